@@ -1,0 +1,71 @@
+// The safetensors header: its parsed form, and validation of a file's header against the container rules.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "safestructures/dtype.hpp"
+
+namespace safestructures {
+
+inline constexpr std::uint64_t default_max_header_size = 100'000'000;
+inline constexpr std::string_view metadata_key = "__metadata__";
+
+// Metadata is kept as an ordered list: in file order when read, sorted by key when written.
+using Metadata = std::vector<std::pair<std::string, std::string>>;
+
+struct TensorInfo {
+  std::string name;
+  Dtype dtype;
+  std::vector<std::uint64_t> shape;
+  // Relative to the start of the data buffer, end exclusive.
+  std::uint64_t begin = 0;
+  std::uint64_t end = 0;
+
+  std::uint64_t nbytes() const { return end - begin; }
+  // Product of the shape; validated headers guarantee it does not overflow.
+  std::uint64_t elements() const;
+};
+
+struct StringHash {
+  using is_transparent = void;
+  std::size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
+};
+
+struct Header {
+  // A null `__metadata__` and a missing one both read as has_metadata == false.
+  bool has_metadata = false;
+  Metadata metadata;
+  // In the order of the header's JSON object.
+  std::vector<TensorInfo> tensors;
+  // Length of the JSON header (the N of the 8-byte prefix); the data buffer starts at 8 + header_size.
+  std::uint64_t header_size = 0;
+  std::unordered_map<std::string, std::size_t, StringHash, std::equal_to<>> index;
+
+  const TensorInfo* find(std::string_view name) const;
+  const std::string* find_metadata(std::string_view key) const;
+  std::uint64_t data_offset() const { return 8 + header_size; }
+};
+
+// Validates a whole safetensors file given as bytes (the 8-byte prefix, the header and the data buffer) and returns
+// its header. Every rule of the reference reader is enforced, duplicate keys and NUL bytes in tensor names are
+// rejected too. Errors name the offending tensor or key.
+Header parse_header(std::span<const std::byte> file, std::uint64_t max_header_size = default_max_header_size);
+
+// JSON string literal (with its quotes) escaped the way serde_json does: `"`, `\` and control characters only.
+void append_json_string(std::string& out, std::string_view utf8);
+
+// True when `bytes` is valid UTF-8 (no surrogates, no overlong forms).
+bool is_valid_utf8(std::string_view bytes);
+
+// A tensor name or key quoted for an error message, with control characters escaped.
+std::string quote_name(std::string_view name);
+
+}  // namespace safestructures

@@ -1,0 +1,71 @@
+// The safetensors element types: names, bit widths, and packing of the sub-byte ones.
+#pragma once
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string_view>
+#include <vector>
+
+namespace safestructures {
+
+// Declared in the reference implementation's order: the writer sorts by this order (descending), so it must not change.
+enum class Dtype : std::uint8_t {
+  BOOL,
+  F4,
+  F6_E2M3,
+  F6_E3M2,
+  U8,
+  I8,
+  F8_E5M2,
+  F8_E4M3,
+  F8_E8M0,
+  F8_E4M3FNUZ,
+  F8_E5M2FNUZ,
+  I16,
+  U16,
+  F16,
+  BF16,
+  I32,
+  U32,
+  F32,
+  C64,
+  F64,
+  I64,
+  U64,
+};
+
+inline constexpr std::size_t dtype_count = 22;
+
+struct DtypeTraits {
+  std::string_view name;
+  unsigned bits;
+};
+
+inline constexpr std::array<DtypeTraits, dtype_count> dtype_traits{{
+    {"BOOL", 8},         {"F4", 4},           {"F6_E2M3", 6},      {"F6_E3M2", 6},  {"U8", 8},   {"I8", 8},
+    {"F8_E5M2", 8},      {"F8_E4M3", 8},      {"F8_E8M0", 8},      {"F8_E4M3FNUZ", 8},
+    {"F8_E5M2FNUZ", 8},  {"I16", 16},         {"U16", 16},         {"F16", 16},     {"BF16", 16}, {"I32", 32},
+    {"U32", 32},         {"F32", 32},         {"C64", 64},         {"F64", 64},     {"I64", 64}, {"U64", 64},
+}};
+
+constexpr std::string_view dtype_name(Dtype d) { return dtype_traits[static_cast<std::size_t>(d)].name; }
+constexpr unsigned dtype_bits(Dtype d) { return dtype_traits[static_cast<std::size_t>(d)].bits; }
+constexpr bool dtype_is_sub_byte(Dtype d) { return dtype_bits(d) < 8; }
+
+// Exact spelling only ("F32", not "f32" or "float32"), as the reference reader requires.
+std::optional<Dtype> parse_dtype(std::string_view name);
+
+// Bytes taken by `elements` elements, or nullopt when the count overflows or, for sub-byte types, does not fill
+// whole bytes.
+std::optional<std::uint64_t> dtype_storage_bytes(Dtype d, std::uint64_t elements);
+
+// Sub-byte types (F4, F6_*) are packed as a little-endian bit stream: element i occupies bits [i*b, (i+1)*b) counting
+// from bit 0 of byte 0. For F4 this is the usual "element 0 in the low nibble" layout. `codes` holds one element per
+// byte in its low bits (how ml_dtypes stores them); the upper bits must be zero.
+std::vector<std::byte> pack_sub_byte(Dtype d, std::span<const std::uint8_t> codes);
+std::vector<std::uint8_t> unpack_sub_byte(Dtype d, std::span<const std::byte> packed, std::uint64_t elements);
+
+}  // namespace safestructures

@@ -1,0 +1,66 @@
+// Reading safetensors files: a private copy-on-write memory mapping, the validated header, zero-copy tensor views.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+
+#include "safestructures/container.hpp"
+
+namespace safestructures {
+
+// A whole file mapped MAP_PRIVATE with read and write access: pages are read lazily, and a write to them changes only
+// this process's copy, never the file. The mapping lives as long as the object.
+class MappedFile {
+ public:
+  static std::shared_ptr<MappedFile> open(const std::filesystem::path& path);
+  ~MappedFile();
+  MappedFile(const MappedFile&) = delete;
+  MappedFile& operator=(const MappedFile&) = delete;
+
+  std::span<std::byte> bytes() const { return {data_, size_}; }
+  const std::string& path() const { return path_; }
+
+ private:
+  MappedFile(std::string path, std::byte* data, std::size_t size) : path_(std::move(path)), data_(data), size_(size) {}
+  std::string path_;
+  std::byte* data_;
+  std::size_t size_;
+};
+
+struct TensorView {
+  const TensorInfo* info;
+  std::span<const std::byte> bytes;
+};
+
+// A validated safetensors file over bytes that an owner keeps alive (a mapping or a caller's buffer).
+class Reader {
+ public:
+  static Reader open(const std::filesystem::path& path, std::uint64_t max_header_size = default_max_header_size);
+  // `owner` keeps `bytes` alive for as long as the reader or any copy of owner() lives.
+  static Reader from_buffer(std::shared_ptr<const void> owner, std::span<const std::byte> bytes, bool writable,
+                            std::uint64_t max_header_size = default_max_header_size);
+
+  const Header& header() const { return header_; }
+  TensorView tensor(const TensorInfo& info) const;
+  // Raises ErrorCode::TensorNotFound for a name the file does not hold.
+  TensorView tensor(std::string_view name) const;
+  // The bytes of a tensor, writable: only for readers over a private mapping or a writable buffer.
+  std::span<std::byte> mutable_bytes(const TensorInfo& info) const;
+  bool writable() const { return writable_; }
+  const std::shared_ptr<const void>& owner() const { return owner_; }
+
+ private:
+  Reader(std::shared_ptr<const void> owner, std::span<const std::byte> bytes, bool writable, Header header)
+      : owner_(std::move(owner)), bytes_(bytes), writable_(writable), header_(std::move(header)) {}
+  std::shared_ptr<const void> owner_;
+  std::span<const std::byte> bytes_;
+  bool writable_;
+  Header header_;
+};
+
+}  // namespace safestructures

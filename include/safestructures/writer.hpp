@@ -1,0 +1,62 @@
+// Writing safetensors files: the reference writer's layout, streamed from the caller's buffers, replaced atomically.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <filesystem>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "safestructures/container.hpp"
+#include "safestructures/dtype.hpp"
+
+namespace safestructures {
+
+// One tensor to write. The bytes are read from `data` at write time and must stay valid until the write returns.
+struct WriteTensor {
+  std::string name;
+  Dtype dtype;
+  std::vector<std::uint64_t> shape;
+  const std::byte* data = nullptr;
+  // Byte strides per dimension (may be negative or zero). Empty means C-contiguous; sub-byte dtypes must be
+  // contiguous. Strided tensors are gathered into C order through a bounded buffer.
+  std::vector<std::int64_t> strides;
+};
+
+// The byte layout of a file: the 8-byte prefix and padded header, and where each tensor's bytes go.
+struct Layout {
+  // Prefix + JSON + space padding to a multiple of 8.
+  std::string header;
+  // Indices into the tensor list in data order (dtype descending, then name): the order bytes are written in.
+  std::vector<std::size_t> order;
+  // Per tensor index: offset within the data buffer, and byte size.
+  std::vector<std::uint64_t> offsets;
+  std::vector<std::uint64_t> sizes;
+  std::uint64_t data_size = 0;
+
+  std::uint64_t file_size() const { return header.size() + data_size; }
+};
+
+// Lays out a file as the reference writer does: compact JSON, `__metadata__` first with its keys sorted, entries in
+// data order, header padded with spaces to a multiple of 8. `metadata == nullptr` writes no `__metadata__` key; an
+// empty list writes `"__metadata__":{}`. Validates names (UTF-8, no NUL, unique, not `__metadata__`), metadata
+// (UTF-8, unique keys), shapes and strides before anything is written.
+Layout plan_layout(std::span<const WriteTensor> tensors, const Metadata* metadata);
+
+struct WriteOptions {
+  // fsync the temporary file before the rename, so that the new file survives a power loss, not only a crash.
+  bool fsync = false;
+};
+
+// Writes the file to a temporary file beside `path` and renames it over `path`. On any error the temporary file is
+// removed and `path` is left as it was.
+void write_file(const std::filesystem::path& path, std::span<const WriteTensor> tensors, const Metadata* metadata,
+                const WriteOptions& options = {});
+
+// Writes the whole file into `out`, whose size must be layout.file_size().
+void write_into(std::span<std::byte> out, const Layout& layout, std::span<const WriteTensor> tensors);
+
+std::vector<std::byte> write_bytes(std::span<const WriteTensor> tensors, const Metadata* metadata);
+
+}  // namespace safestructures

@@ -1,0 +1,21 @@
+"""safestructures: save and load nested Python data with tensors as valid safetensors files, safely.
+
+Importing this package imports neither torch, tensorflow nor jax; framework support loads when first needed.
+"""
+
+from __future__ import annotations
+
+from ._errors import InvalidArgumentError, InvalidFileError, SafestructuresError, UnsupportedTypeError
+from ._flat import load_metadata, load_tensors, save_tensors
+
+__version__ = "2.0.0.dev0"
+
+__all__ = [
+    "InvalidArgumentError",
+    "InvalidFileError",
+    "SafestructuresError",
+    "UnsupportedTypeError",
+    "load_metadata",
+    "load_tensors",
+    "save_tensors",
+]

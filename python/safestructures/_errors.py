@@ -1,0 +1,37 @@
+"""The exception classes of safestructures; the C++ extension raises these too."""
+
+from __future__ import annotations
+
+__all__ = [
+    "SafestructuresError",
+    "InvalidFileError",
+    "InvalidArgumentError",
+    "UnsupportedTypeError",
+]
+
+
+class SafestructuresError(Exception):
+    """Base class of every error safestructures raises on purpose.
+
+    ``code`` names the core's error code (for example ``"SizeMismatch"``) when the error comes from the C++ core,
+    and is ``None`` otherwise.
+    """
+
+    code: str | None = None
+
+
+class InvalidFileError(SafestructuresError, ValueError):
+    """The file (or buffer) is not a valid safetensors file; the message says what is wrong and where."""
+
+
+class InvalidArgumentError(SafestructuresError, ValueError):
+    """What was asked to be written cannot be written: a reserved or invalid name, bad metadata, a bad shape."""
+
+
+class UnsupportedTypeError(SafestructuresError, TypeError):
+    """An object (or an array's dtype) that safestructures cannot store; the message names it and where it was."""
+
+
+for _cls in (SafestructuresError, InvalidFileError, InvalidArgumentError, UnsupportedTypeError):
+    _cls.__module__ = "safestructures"
+del _cls

@@ -1,0 +1,75 @@
+"""Flat safetensors files: a {name: numpy array} dict and string metadata, written and read through the C++ core."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from . import _core
+
+__all__ = ["save_tensors", "load_tensors", "load_metadata"]
+
+
+def _check_metadata(metadata: Mapping[str, str] | None) -> dict[str, str] | None:
+    if metadata is None:
+        return None
+    if not isinstance(metadata, Mapping):
+        raise TypeError(f"metadata must be a mapping of str to str, got {type(metadata).__qualname__}")
+    for key, value in metadata.items():
+        if not isinstance(key, str) or not isinstance(value, str):
+            raise TypeError(f"metadata must map str to str; entry {key!r}: {value!r} does not")
+    # A copy: the caller's mapping is never touched, whatever happens next.
+    return dict(metadata)
+
+
+def save_tensors(
+    tensors: Mapping[str, Any],
+    path: str | os.PathLike[str],
+    metadata: Mapping[str, str] | None = None,
+    *,
+    fsync: bool = False,
+) -> None:
+    """Write ``{name: numpy array}`` to ``path`` as a safetensors file that any safetensors reader loads.
+
+    The layout is the reference writer's (tensors ordered by dtype then name, header padded to 8 bytes) with the
+    metadata keys sorted, so the same input always gives the same bytes. Array bytes go to the file straight from
+    the arrays' memory; non-contiguous, Fortran-order and big-endian arrays are written in C order, little-endian.
+    The file is written beside ``path`` and renamed over it: a failed save leaves ``path`` as it was. With
+    ``fsync=True`` the data is flushed to the disk before the rename.
+
+    Raises:
+        UnsupportedTypeError: a value is not a numpy array, or its dtype has no safetensors dtype.
+        InvalidArgumentError: a name is reserved (``__metadata__``), contains NUL or is not valid Unicode.
+        TypeError: ``tensors`` is not a mapping with str keys, or ``metadata`` is not str -> str.
+        OSError: the file cannot be written.
+    """
+    from .frameworks import numpy as np_adapter
+
+    if not isinstance(tensors, Mapping):
+        raise TypeError(f"tensors must be a mapping of str to numpy arrays, got {type(tensors).__qualname__}")
+    entries = []
+    for name, value in tensors.items():
+        if not isinstance(name, str):
+            raise TypeError(f"tensor names must be str, got {name!r}")
+        entries.append(np_adapter.to_entry(name, value))
+    _core.write_file(os.fspath(path), entries, _check_metadata(metadata), fsync)
+
+
+def load_tensors(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read every tensor of a safetensors file as numpy arrays, in the file's header order.
+
+    The arrays are zero-copy views of a private (copy-on-write) mapping of the file: writable, and writing to them
+    never changes the file. They keep the mapping alive. The header is fully validated first; a bad file raises
+    :class:`InvalidFileError` naming what is wrong and which tensor.
+    """
+    from .frameworks import numpy as np_adapter
+
+    buffer, _metadata, tensors = _core.read_file(os.fspath(path))
+    return {name: np_adapter.from_file(buffer, dtype, shape, offset, nbytes) for name, dtype, shape, offset, nbytes in tensors}
+
+
+def load_metadata(path: str | os.PathLike[str]) -> dict[str, str] | None:
+    """The ``__metadata__`` of a safetensors file (None when it has none), after validating the whole header."""
+    _buffer, metadata, _tensors = _core.read_file(os.fspath(path))
+    return metadata

@@ -1,0 +1,1 @@
+"""Framework adapters, one module per framework, each imported only when its tensors are met."""

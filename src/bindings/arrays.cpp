@@ -1,0 +1,109 @@
+// Turning the Python layer's (name, dtype, shape, ndarray) entries into core write requests, without copying data.
+#include <Python.h>
+
+#include <cstring>
+
+
+#include "bindings.hpp"
+
+namespace safestructures::bindings {
+namespace {
+
+std::string utf8_of(nb::handle text, ErrorCode code, std::string_view what) {
+  Py_ssize_t size = 0;
+  const char* data = PyUnicode_AsUTF8AndSize(text.ptr(), &size);
+  if (data == nullptr) {
+    PyErr_Clear();
+    throw ArgumentError(code, std::string(what) + " " + nb::repr(text).c_str() + " cannot be encoded as UTF-8");
+  }
+  return std::string(data, static_cast<std::size_t>(size));
+}
+
+std::uint64_t to_u64(nb::handle value, const std::string& name) {
+  const long long v = PyLong_AsLongLong(value.ptr());
+  if (v == -1 && PyErr_Occurred()) {
+    PyErr_Clear();
+    throw ArgumentError(ErrorCode::InvalidArgument, "tensor " + quote_name(name) + ": shape dimension is not an integer");
+  }
+  if (v < 0) throw ArgumentError(ErrorCode::InvalidArgument, "tensor " + quote_name(name) + ": negative shape dimension");
+  return static_cast<std::uint64_t>(v);
+}
+
+// Reads the data pointer and strides of a numpy array through __array_interface__, which (unlike the buffer protocol
+// and DLPack) works for every dtype, ml_dtypes' bfloat16 and float8 types included.
+void read_array(nb::handle array, WriteTensor& t) {
+  nb::object interface = nb::getattr(array, "__array_interface__", nb::none());
+  if (!nb::isinstance<nb::dict>(interface)) {
+    throw ArgumentError(ErrorCode::InvalidArgument, "tensor " + quote_name(t.name) + ": data is not a numpy array");
+  }
+  nb::dict info = nb::borrow<nb::dict>(interface);
+  nb::tuple data = nb::cast<nb::tuple>(info["data"]);
+  t.data = reinterpret_cast<const std::byte*>(static_cast<std::uintptr_t>(nb::cast<unsigned long long>(data[0])));
+  nb::tuple shape = nb::cast<nb::tuple>(info["shape"]);
+  const std::string typestr = nb::cast<std::string>(info["typestr"]);
+  const std::uint64_t itemsize = std::stoull(typestr.substr(2));
+  if (dtype_is_sub_byte(t.dtype)) {
+    // Sub-byte arrays arrive from the Python layer already packed, as contiguous uint8; the core checks the shape.
+    std::uint64_t packed = 1, elements = 1;
+    for (nb::handle d : shape) packed *= nb::cast<std::uint64_t>(d);
+    for (std::uint64_t d : t.shape) elements *= d;
+    const auto needed = dtype_storage_bytes(t.dtype, elements);
+    if (itemsize != 1 || !info["strides"].is_none() || (needed && *needed != packed)) {
+      throw ArgumentError(ErrorCode::InvalidArgument, "tensor " + quote_name(t.name) + ": packed " + std::string(dtype_name(t.dtype)) + " data has the wrong size");
+    }
+    return;
+  }
+  if (itemsize * 8 != dtype_bits(t.dtype)) {
+    throw ArgumentError(ErrorCode::InvalidArgument, "tensor " + quote_name(t.name) + ": array items are " + std::to_string(itemsize) +
+                                                        " bytes, " + std::string(dtype_name(t.dtype)) + " needs " + std::to_string(dtype_bits(t.dtype) / 8));
+  }
+  if (shape.size() != t.shape.size()) {
+    throw ArgumentError(ErrorCode::InvalidArgument, "tensor " + quote_name(t.name) + ": shape does not match the array");
+  }
+  for (std::size_t i = 0; i < t.shape.size(); ++i) {
+    if (nb::cast<std::uint64_t>(shape[i]) != t.shape[i]) {
+      throw ArgumentError(ErrorCode::InvalidArgument, "tensor " + quote_name(t.name) + ": shape does not match the array");
+    }
+  }
+  nb::handle strides = info["strides"];
+  if (!strides.is_none()) {
+    for (nb::handle s : strides) t.strides.push_back(nb::cast<std::int64_t>(s));
+  }
+}
+
+}  // namespace
+
+WriteRequest make_write_request(nb::handle entries) {
+  WriteRequest request;
+  nb::list list = nb::cast<nb::list>(entries);
+  request.tensors.reserve(list.size());
+  for (nb::handle entry : list) {
+    nb::tuple items = nb::cast<nb::tuple>(entry);
+    if (items.size() != 4) throw ArgumentError(ErrorCode::InvalidArgument, "each entry must be (name, dtype, shape, array)");
+    WriteTensor& t = request.tensors.emplace_back();
+    t.name = utf8_of(items[0], ErrorCode::InvalidName, "tensor name");
+    const std::string dtype = nb::cast<std::string>(items[1]);
+    const auto parsed = parse_dtype(dtype);
+    if (!parsed) throw ArgumentError(ErrorCode::InvalidArgument, "tensor " + quote_name(t.name) + ": unknown dtype " + quote_name(dtype));
+    t.dtype = *parsed;
+    for (nb::handle d : nb::cast<nb::tuple>(items[2])) t.shape.push_back(to_u64(d, t.name));
+    read_array(items[3], t);
+  }
+  return request;
+}
+
+bool make_metadata(nb::handle metadata, Metadata& out) {
+  if (metadata.is_none()) return false;
+  nb::dict dict = nb::cast<nb::dict>(metadata);
+  out.reserve(dict.size());
+  for (auto [key, value] : dict) {
+    if (!PyUnicode_Check(key.ptr()) || !PyUnicode_Check(value.ptr())) {
+      throw ArgumentError(ErrorCode::InvalidMetadata, std::string("metadata must map str to str, found ") + nb::repr(key).c_str() + ": " +
+                                                          nb::repr(value).c_str());
+    }
+    out.emplace_back(utf8_of(key, ErrorCode::InvalidMetadata, "metadata key"), utf8_of(value, ErrorCode::InvalidMetadata, "metadata value"));
+  }
+  return true;
+}
+
+}  // namespace safestructures::bindings

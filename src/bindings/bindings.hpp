@@ -1,0 +1,42 @@
+// Declarations shared by the binding translation units: error translation and array access.
+#pragma once
+
+#include <nanobind/nanobind.h>
+#include <nanobind/stl/string.h>
+
+#include <string>
+#include <vector>
+
+#include "safestructures/error.hpp"
+#include "safestructures/writer.hpp"
+
+namespace safestructures::bindings {
+
+namespace nb = nanobind;
+
+// A core error caused by what the caller asked to write (a bad name, a bad metadata key), translated to
+// InvalidArgumentError rather than to InvalidFileError.
+class ArgumentError : public Error {
+ public:
+  explicit ArgumentError(const Error& e) : Error(e) {}
+  ArgumentError(ErrorCode code, std::string message) : Error(code, std::move(message)) {}
+};
+
+// Installs the one translator of core errors into the exception classes of safestructures._errors.
+void register_error_translator();
+
+// The tensors to write, with the Python objects that own their memory kept alive by the caller's list.
+struct WriteRequest {
+  std::vector<WriteTensor> tensors;
+  // Packed copies of sub-byte arrays live here for the duration of the write.
+  std::vector<std::vector<std::byte>> scratch;
+};
+
+// Converts [(name, dtype_name, shape, array), ...] into write requests; raises InvalidArgumentError or
+// UnsupportedTypeError naming the tensor on a bad entry.
+WriteRequest make_write_request(nb::handle entries);
+
+// Converts {str: str} (or None) into core metadata.
+bool make_metadata(nb::handle metadata, Metadata& out);
+
+}  // namespace safestructures::bindings

@@ -1,0 +1,52 @@
+// The one place where core errors become Python exceptions (the classes live in safestructures._errors).
+#include <Python.h>
+
+#include "bindings.hpp"
+
+namespace safestructures::bindings {
+namespace {
+
+nb::object error_class(const char* name) {
+  // Imported once and deliberately never released: a static nb::object would be destroyed after the interpreter.
+  static PyObject* errors = nb::module_::import_("safestructures._errors").release().ptr();
+  return nb::handle(errors).attr(name);
+}
+
+void set_error(const char* class_name, const Error& e) {
+  nb::object cls = error_class(class_name);
+  nb::object instance = cls(nb::str(e.what()));
+  const auto code = error_code_name(e.code());
+  instance.attr("code") = nb::str(code.data(), code.size());
+  PyErr_SetObject(cls.ptr(), instance.ptr());
+}
+
+void set_os_error(const Error& e) {
+  // OSError(errno, text, filename) becomes FileNotFoundError, IsADirectoryError... as users expect; the path is left
+  // out of the text since Python prints the filename after it.
+  std::string text = e.what();
+  const std::string quoted_path = " '" + e.path() + "'";
+  if (const auto at = text.find(quoted_path); at != std::string::npos) text.erase(at, quoted_path.size());
+  nb::object args = nb::make_tuple(e.sys_errno(), text, e.path());
+  PyErr_SetObject(PyExc_OSError, args.ptr());
+}
+
+}  // namespace
+
+void register_error_translator() {
+  // The error module is imported on the first error, not here: the stub generator imports this module alone.
+  nb::register_exception_translator([](const std::exception_ptr& p, void*) {
+    try {
+      std::rethrow_exception(p);
+    } catch (const ArgumentError& e) {
+      set_error("InvalidArgumentError", e);
+    } catch (const Error& e) {
+      if (e.code() == ErrorCode::Io) {
+        set_os_error(e);
+      } else {
+        set_error("InvalidFileError", e);
+      }
+    }
+  });
+}
+
+}  // namespace safestructures::bindings

@@ -1,0 +1,171 @@
+// The safestructures._core extension: error translation, the mapped-file buffer, flat read and write entry points.
+#include <Python.h>
+#include <nanobind/nanobind.h>
+#include <nanobind/stl/filesystem.h>
+#include <nanobind/stl/string.h>
+
+#include <cstring>
+#include <memory>
+#include <optional>
+
+#include "bindings.hpp"
+#include "safestructures/reader.hpp"
+#include "safestructures/writer.hpp"
+
+namespace nb = nanobind;
+using namespace nb::literals;
+
+namespace safestructures::bindings {
+namespace {
+
+// Exposes a reader's bytes through the buffer protocol, so numpy arrays can view the mapping directly and keep it
+// alive through their base object.
+struct FileBuffer {
+  std::shared_ptr<const void> owner;
+  std::byte* data = nullptr;
+  std::size_t size = 0;
+  bool writable = false;
+};
+
+int file_buffer_getbuffer(PyObject* self, Py_buffer* view, int flags) {
+  FileBuffer* buffer = nb::inst_ptr<FileBuffer>(self);
+  if ((flags & PyBUF_WRITABLE) && !buffer->writable) {
+    PyErr_SetString(PyExc_BufferError, "the file buffer is read-only");
+    view->obj = nullptr;
+    return -1;
+  }
+  // A zero-length file still needs a valid pointer for numpy.
+  static char empty = 0;
+  void* data = buffer->data ? static_cast<void*>(buffer->data) : static_cast<void*>(&empty);
+  return PyBuffer_FillInfo(view, self, data, static_cast<Py_ssize_t>(buffer->size), buffer->writable ? 0 : 1, flags);
+}
+
+PyType_Slot file_buffer_slots[] = {
+    {Py_bf_getbuffer, reinterpret_cast<void*>(file_buffer_getbuffer)},
+    {0, nullptr},
+};
+
+nb::object metadata_to_python(const Header& header) {
+  if (!header.has_metadata) return nb::none();
+  nb::dict out;
+  for (const auto& [key, value] : header.metadata) out[nb::str(key.data(), key.size())] = nb::str(value.data(), value.size());
+  return out;
+}
+
+nb::tuple py_read_file(const std::filesystem::path& path, std::uint64_t max_header_size) {
+  std::optional<Reader> reader;
+  {
+    nb::gil_scoped_release release;
+    reader.emplace(Reader::open(path, max_header_size));
+  }
+  const Header& header = reader->header();
+  nb::list tensors;
+  for (const TensorInfo& t : header.tensors) {
+    nb::list shape;
+    for (std::uint64_t d : t.shape) shape.append(d);
+    tensors.append(nb::make_tuple(nb::str(t.name.data(), t.name.size()), nb::str(dtype_name(t.dtype).data(), dtype_name(t.dtype).size()),
+                                  nb::tuple(shape), header.data_offset() + t.begin, t.nbytes()));
+  }
+  // Reader::open always owns a MappedFile; only the mapping needs to outlive this call, not the parsed header.
+  const auto mapping = std::static_pointer_cast<const MappedFile>(reader->owner());
+  nb::object py_buffer = nb::cast(FileBuffer{reader->owner(), mapping->bytes().data(), mapping->bytes().size(), true});
+  return nb::make_tuple(py_buffer, metadata_to_python(header), tensors);
+}
+
+void py_write_file(const std::filesystem::path& path, nb::handle entries, nb::handle metadata, bool fsync) {
+  WriteRequest request = make_write_request(entries);
+  Metadata meta;
+  const bool has_metadata = make_metadata(metadata, meta);
+  nb::gil_scoped_release release;
+  try {
+    write_file(path, request.tensors, has_metadata ? &meta : nullptr, WriteOptions{fsync});
+  } catch (const Error& e) {
+    if (e.code() == ErrorCode::Io) throw;
+    throw ArgumentError(e);
+  }
+}
+
+nb::bytes py_write_bytes(nb::handle entries, nb::handle metadata) {
+  WriteRequest request = make_write_request(entries);
+  Metadata meta;
+  const bool has_metadata = make_metadata(metadata, meta);
+  Layout layout;
+  try {
+    layout = plan_layout(request.tensors, has_metadata ? &meta : nullptr);
+  } catch (const Error& e) {
+    throw ArgumentError(e);
+  }
+  // Filled in place: the file's bytes are never held twice.
+  PyObject* out = PyBytes_FromStringAndSize(nullptr, static_cast<Py_ssize_t>(layout.file_size()));
+  if (out == nullptr) throw nb::python_error();
+  nb::bytes result = nb::steal<nb::bytes>(out);
+  {
+    nb::gil_scoped_release release;
+    write_into({reinterpret_cast<std::byte*>(PyBytes_AS_STRING(out)), layout.file_size()}, layout, request.tensors);
+  }
+  return result;
+}
+
+nb::bytes pack_sub_byte_py(const std::string& dtype, nb::bytes codes) {
+  const auto d = parse_dtype(dtype);
+  if (!d) throw ArgumentError(ErrorCode::InvalidArgument, "unknown dtype " + quote_name(dtype));
+  std::vector<std::byte> packed;
+  try {
+    packed = pack_sub_byte(*d, {reinterpret_cast<const std::uint8_t*>(codes.c_str()), codes.size()});
+  } catch (const Error& e) {
+    throw ArgumentError(e);
+  }
+  return nb::bytes(reinterpret_cast<const char*>(packed.data()), packed.size());
+}
+
+nb::bytes unpack_sub_byte_py(const std::string& dtype, nb::bytes packed, std::uint64_t elements) {
+  const auto d = parse_dtype(dtype);
+  if (!d) throw ArgumentError(ErrorCode::InvalidArgument, "unknown dtype " + quote_name(dtype));
+  const auto codes = unpack_sub_byte(*d, {reinterpret_cast<const std::byte*>(packed.c_str()), packed.size()}, elements);
+  return nb::bytes(reinterpret_cast<const char*>(codes.data()), codes.size());
+}
+
+}  // namespace
+}  // namespace safestructures::bindings
+
+NB_MODULE(_core, m) {
+  using namespace safestructures;
+  using namespace safestructures::bindings;
+  m.doc() = "The C++ core of safestructures: the safetensors container, memory-mapped reading and atomic writing.";
+  register_error_translator();
+
+  nb::class_<FileBuffer>(m, "FileBuffer", nb::type_slots(file_buffer_slots),
+                         "The bytes of an opened file (a private copy-on-write mapping), exposed through the buffer protocol.")
+      .def_prop_ro("size", [](const FileBuffer& b) { return b.size; }, "Size of the file in bytes.");
+
+  m.attr("DEFAULT_MAX_HEADER_SIZE") = default_max_header_size;
+  m.attr("DTYPES") = [] {
+    nb::list names;
+    for (const auto& t : dtype_traits) names.append(nb::str(t.name.data(), t.name.size()));
+    return nb::tuple(names);
+  }();
+
+  m.def("read_file", &py_read_file, "path"_a, "max_header_size"_a = default_max_header_size,
+        "Map a safetensors file and validate its header.\n\n"
+        "Returns (buffer, metadata, tensors): a FileBuffer over the whole file, the metadata dict (None when the file "
+        "has none), and a list of (name, dtype, shape, offset, nbytes) in header order, offsets counted from the start "
+        "of the file.");
+  m.def("write_file", &py_write_file, "path"_a, "tensors"_a, "metadata"_a = nb::none(), "fsync"_a = false,
+        "Write a safetensors file atomically from [(name, dtype, shape, ndarray), ...].\n\n"
+        "Tensor bytes stream from the arrays' own memory (strided arrays are gathered in bounded chunks); the file is "
+        "written beside `path` and renamed over it, so `path` is never left half-written.");
+  m.def("write_bytes", &py_write_bytes, "tensors"_a, "metadata"_a = nb::none(),
+        "Serialize [(name, dtype, shape, ndarray), ...] to the bytes of a safetensors file.");
+  m.def("pack_sub_byte", &pack_sub_byte_py, "dtype"_a, "codes"_a,
+        "Pack one-code-per-byte elements of a sub-byte dtype (F4, F6_E2M3, F6_E3M2) into its little-endian bit stream.");
+  m.def("unpack_sub_byte", &unpack_sub_byte_py, "dtype"_a, "packed"_a, "elements"_a,
+        "Unpack a sub-byte dtype's bit stream into one code per byte.");
+  m.def("error_code_names", [] {
+    nb::list names;
+    for (int c = 0; c <= static_cast<int>(ErrorCode::TensorNotFound); ++c) {
+      const auto name = error_code_name(static_cast<ErrorCode>(c));
+      names.append(nb::str(name.data(), name.size()));
+    }
+    return names;
+  }, "The names of the core's error codes, in declaration order.");
+}

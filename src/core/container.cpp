@@ -1,0 +1,288 @@
+// Parsing and validating a safetensors header with simdjson, and the JSON/UTF-8 helpers shared with the writer.
+#include "safestructures/container.hpp"
+
+#include <simdjson.h>
+
+#include <algorithm>
+#include <cstring>
+#include <numeric>
+#include <optional>
+
+#include "safestructures/error.hpp"
+
+namespace safestructures {
+namespace {
+
+std::uint64_t load_le64(const std::byte* p) {
+  std::uint64_t v = 0;
+  for (int i = 7; i >= 0; --i) v = (v << 8) | static_cast<std::uint64_t>(p[i]);
+  return v;
+}
+
+std::string shape_text(const std::vector<std::uint64_t>& shape) {
+  std::string s = "[";
+  for (std::size_t i = 0; i < shape.size(); ++i) {
+    if (i) s += ", ";
+    s += std::to_string(shape[i]);
+  }
+  return s + "]";
+}
+
+std::string where(std::string_view tensor) { return "tensor " + quote_name(tensor); }
+
+// Reads a JSON number that must be a non-negative integer, naming the field in errors.
+std::uint64_t read_u64(simdjson::dom::element value, std::string_view tensor, std::string_view field) {
+  using simdjson::dom::element_type;
+  switch (value.type()) {
+    case element_type::UINT64: return value.get_uint64().value_unsafe();
+    case element_type::INT64: {
+      const std::int64_t v = value.get_int64().value_unsafe();
+      if (v < 0) raise(ErrorCode::NegativeNumber, where(tensor) + ": " + std::string(field) + " holds negative number " + std::to_string(v));
+      return static_cast<std::uint64_t>(v);
+    }
+    case element_type::DOUBLE: {
+      const double v = value.get_double().value_unsafe();
+      if (v < 0) raise(ErrorCode::NegativeNumber, where(tensor) + ": " + std::string(field) + " holds negative number " + simdjson::to_string(value));
+      raise(ErrorCode::FractionalNumber, where(tensor) + ": " + std::string(field) + " holds " + simdjson::to_string(value) + ", which is not written as an integer");
+    }
+    default:
+      raise(ErrorCode::WrongFieldType, where(tensor) + ": " + std::string(field) + " must hold numbers, found " + simdjson::to_string(value));
+  }
+}
+
+std::vector<std::uint64_t> read_u64_array(simdjson::dom::element value, std::string_view tensor, std::string_view field) {
+  simdjson::dom::array array;
+  if (value.get_array().get(array)) {
+    raise(ErrorCode::WrongFieldType, where(tensor) + ": " + std::string(field) + " must be an array, found " + simdjson::to_string(value));
+  }
+  std::vector<std::uint64_t> out;
+  out.reserve(array.size());
+  for (simdjson::dom::element item : array) out.push_back(read_u64(item, tensor, field));
+  return out;
+}
+
+TensorInfo read_entry(std::string_view name, simdjson::dom::element value) {
+  simdjson::dom::object entry;
+  if (value.get_object().get(entry)) {
+    raise(ErrorCode::EntryNotObject, where(name) + ": entry must be an object, found " + simdjson::to_string(value));
+  }
+  TensorInfo info;
+  info.name = std::string(name);
+  bool seen_dtype = false, seen_shape = false, seen_offsets = false;
+  auto once = [&](bool& seen, std::string_view field) {
+    if (seen) raise(ErrorCode::DuplicateKey, where(name) + ": field " + quote_name(field) + " appears twice");
+    seen = true;
+  };
+  for (auto field : entry) {
+    if (field.key == "dtype") {
+      once(seen_dtype, field.key);
+      std::string_view text;
+      if (field.value.get_string().get(text)) {
+        raise(ErrorCode::WrongFieldType, where(name) + ": dtype must be a string, found " + simdjson::to_string(field.value));
+      }
+      const auto dtype = parse_dtype(text);
+      if (!dtype) raise(ErrorCode::UnknownDtype, where(name) + ": unknown dtype " + quote_name(text));
+      info.dtype = *dtype;
+    } else if (field.key == "shape") {
+      once(seen_shape, field.key);
+      info.shape = read_u64_array(field.value, name, "shape");
+    } else if (field.key == "data_offsets") {
+      once(seen_offsets, field.key);
+      const auto offsets = read_u64_array(field.value, name, "data_offsets");
+      if (offsets.size() != 2) {
+        raise(ErrorCode::InvalidOffsets, where(name) + ": data_offsets must hold exactly 2 numbers, found " + std::to_string(offsets.size()));
+      }
+      if (offsets[0] > offsets[1]) {
+        raise(ErrorCode::InvalidOffsets, where(name) + ": data_offsets begin " + std::to_string(offsets[0]) + " is past end " + std::to_string(offsets[1]));
+      }
+      info.begin = offsets[0];
+      info.end = offsets[1];
+    }
+    // Unknown fields are ignored, as the reference reader does.
+  }
+  if (!seen_dtype) raise(ErrorCode::MissingField, where(name) + ": missing field \"dtype\"");
+  if (!seen_shape) raise(ErrorCode::MissingField, where(name) + ": missing field \"shape\"");
+  if (!seen_offsets) raise(ErrorCode::MissingField, where(name) + ": missing field \"data_offsets\"");
+  if (name.find('\0') != std::string_view::npos) raise(ErrorCode::InvalidName, where(name) + ": tensor names must not contain NUL");
+
+  std::uint64_t elements = 1;
+  for (std::uint64_t dim : info.shape) {
+    if (__builtin_mul_overflow(elements, dim, &elements)) {
+      raise(ErrorCode::ShapeOverflow, where(name) + ": element count of shape " + shape_text(info.shape) + " overflows 64 bits");
+    }
+  }
+  std::uint64_t bits = 0;
+  if (__builtin_mul_overflow(elements, std::uint64_t{dtype_bits(info.dtype)}, &bits)) {
+    raise(ErrorCode::ShapeOverflow, where(name) + ": byte size of shape " + shape_text(info.shape) + " of " + std::string(dtype_name(info.dtype)) + " overflows 64 bits");
+  }
+  if (bits % 8 != 0) {
+    raise(ErrorCode::SubByteNotWhole, where(name) + ": " + std::to_string(elements) + " elements of " + std::string(dtype_name(info.dtype)) + " do not fill a whole number of bytes");
+  }
+  if (bits / 8 != info.nbytes()) {
+    raise(ErrorCode::SizeMismatch, where(name) + ": data_offsets [" + std::to_string(info.begin) + ", " + std::to_string(info.end) + "] span " +
+                                       std::to_string(info.nbytes()) + " bytes, but shape " + shape_text(info.shape) + " of " +
+                                       std::string(dtype_name(info.dtype)) + " needs " + std::to_string(bits / 8));
+  }
+  return info;
+}
+
+void read_metadata(simdjson::dom::element value, Header& header) {
+  if (value.is_null()) return;
+  simdjson::dom::object object;
+  if (value.get_object().get(object)) {
+    raise(ErrorCode::MetadataNotObject, "__metadata__ must be an object of strings, found " + simdjson::to_string(value));
+  }
+  header.has_metadata = true;
+  for (auto field : object) {
+    std::string_view text;
+    if (field.value.get_string().get(text)) {
+      raise(ErrorCode::MetadataNotString, "__metadata__ key " + quote_name(field.key) + " must have a string value, found " + simdjson::to_string(field.value));
+    }
+    header.metadata.emplace_back(std::string(field.key), std::string(text));
+  }
+  std::vector<std::string_view> keys;
+  keys.reserve(header.metadata.size());
+  for (const auto& [key, _] : header.metadata) keys.push_back(key);
+  std::sort(keys.begin(), keys.end());
+  const auto dup = std::adjacent_find(keys.begin(), keys.end());
+  if (dup != keys.end()) raise(ErrorCode::DuplicateKey, "__metadata__ key " + quote_name(*dup) + " appears twice");
+}
+
+void check_tiling(const Header& header, std::uint64_t data_size) {
+  const auto& tensors = header.tensors;
+  for (const auto& t : tensors) {
+    if (t.end > data_size) {
+      raise(ErrorCode::DataPastEnd, where(t.name) + ": data_offsets end " + std::to_string(t.end) + " is past the end of the data buffer (" +
+                                        std::to_string(data_size) + " bytes)");
+    }
+  }
+  std::vector<std::size_t> order(tensors.size());
+  std::iota(order.begin(), order.end(), 0);
+  std::sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) {
+    return std::pair(tensors[a].begin, tensors[a].end) < std::pair(tensors[b].begin, tensors[b].end);
+  });
+  std::uint64_t expected = 0;
+  const TensorInfo* previous = nullptr;
+  for (std::size_t i : order) {
+    const TensorInfo& t = tensors[i];
+    if (t.begin > expected) {
+      raise(ErrorCode::Hole, where(t.name) + " starts at " + std::to_string(t.begin) + ", leaving a hole after " +
+                                 (previous ? where(previous->name) + ", which ends at " : std::string("the start of the data at ")) + std::to_string(expected));
+    }
+    if (t.begin < expected) {
+      raise(ErrorCode::Overlap, where(t.name) + " starts at " + std::to_string(t.begin) + ", inside " + where(previous->name) + ", which ends at " +
+                                    std::to_string(expected));
+    }
+    expected = t.end;
+    previous = &t;
+  }
+  if (expected != data_size) {
+    raise(ErrorCode::TrailingBytes, std::to_string(data_size - expected) + " bytes follow the last tensor's data" +
+                                        (previous ? " (" + where(previous->name) + ")" : std::string(" (the file holds no tensor data)")));
+  }
+}
+
+}  // namespace
+
+std::uint64_t TensorInfo::elements() const {
+  std::uint64_t n = 1;
+  for (std::uint64_t d : shape) n *= d;
+  return n;
+}
+
+const TensorInfo* Header::find(std::string_view name) const {
+  const auto it = index.find(name);
+  return it == index.end() ? nullptr : &tensors[it->second];
+}
+
+const std::string* Header::find_metadata(std::string_view key) const {
+  for (const auto& [k, v] : metadata) {
+    if (k == key) return &v;
+  }
+  return nullptr;
+}
+
+Header parse_header(std::span<const std::byte> file, std::uint64_t max_header_size) {
+  if (file.size() < 8) {
+    raise(ErrorCode::FileTooSmall, "file is " + std::to_string(file.size()) + " bytes, shorter than the 8-byte header length prefix");
+  }
+  const std::uint64_t n = load_le64(file.data());
+  if (n > max_header_size) {
+    raise(ErrorCode::HeaderTooLarge, "header length " + std::to_string(n) + " exceeds the limit of " + std::to_string(max_header_size) + " bytes");
+  }
+  if (n > file.size() - 8) {
+    raise(ErrorCode::HeaderPastEnd, "header length " + std::to_string(n) + " runs past the end of the file (" + std::to_string(file.size() - 8) +
+                                        " bytes follow the prefix)");
+  }
+  const std::string_view json(reinterpret_cast<const char*>(file.data() + 8), n);
+  if (json.starts_with("\xEF\xBB\xBF")) raise(ErrorCode::HeaderBom, "header starts with a UTF-8 byte order mark");
+  if (const auto nul = json.find('\0'); nul != std::string_view::npos) {
+    raise(ErrorCode::HeaderNulByte, "header holds a NUL byte at offset " + std::to_string(nul));
+  }
+  if (!simdjson::validate_utf8(json.data(), json.size())) raise(ErrorCode::HeaderNotUtf8, "header is not valid UTF-8");
+
+  const simdjson::padded_string padded(json);
+  simdjson::dom::parser parser;
+  simdjson::dom::element root;
+  if (const auto err = parser.parse(padded).get(root)) {
+    raise(ErrorCode::HeaderNotJson, std::string("header is not valid JSON: ") + simdjson::error_message(err));
+  }
+  simdjson::dom::object object;
+  if (root.get_object().get(object)) raise(ErrorCode::HeaderNotObject, "header must be a JSON object, found " + simdjson::to_string(root));
+
+  Header header;
+  header.header_size = n;
+  header.tensors.reserve(object.size());
+  bool seen_metadata = false;
+  for (auto field : object) {
+    if (field.key == metadata_key) {
+      if (seen_metadata) raise(ErrorCode::DuplicateKey, "key \"__metadata__\" appears twice");
+      seen_metadata = true;
+      read_metadata(field.value, header);
+      continue;
+    }
+    TensorInfo info = read_entry(field.key, field.value);
+    if (!header.index.emplace(info.name, header.tensors.size()).second) {
+      raise(ErrorCode::DuplicateKey, where(info.name) + " appears twice");
+    }
+    header.tensors.push_back(std::move(info));
+  }
+  check_tiling(header, file.size() - 8 - n);
+  return header;
+}
+
+void append_json_string(std::string& out, std::string_view utf8) {
+  static constexpr char hex[] = "0123456789abcdef";
+  out.push_back('"');
+  for (char c : utf8) {
+    const auto u = static_cast<unsigned char>(c);
+    switch (c) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\b': out += "\\b"; break;
+      case '\f': out += "\\f"; break;
+      case '\n': out += "\\n"; break;
+      case '\r': out += "\\r"; break;
+      case '\t': out += "\\t"; break;
+      default:
+        if (u < 0x20) {
+          out += "\\u00";
+          out.push_back(hex[u >> 4]);
+          out.push_back(hex[u & 0xf]);
+        } else {
+          out.push_back(c);
+        }
+    }
+  }
+  out.push_back('"');
+}
+
+bool is_valid_utf8(std::string_view bytes) { return simdjson::validate_utf8(bytes.data(), bytes.size()); }
+
+std::string quote_name(std::string_view name) {
+  std::string out;
+  append_json_string(out, name);
+  return out;
+}
+
+}  // namespace safestructures

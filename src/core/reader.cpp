@@ -1,0 +1,81 @@
+// The private memory mapping of a file and the reader over validated bytes.
+#include "safestructures/reader.hpp"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+
+#include "safestructures/error.hpp"
+
+namespace safestructures {
+namespace {
+
+struct Fd {
+  int fd;
+  ~Fd() {
+    if (fd >= 0) ::close(fd);
+  }
+};
+
+}  // namespace
+
+std::shared_ptr<MappedFile> MappedFile::open(const std::filesystem::path& path) {
+  const std::string name = path.string();
+  Fd file{::open(name.c_str(), O_RDONLY | O_CLOEXEC)};
+  if (file.fd < 0) raise_io("cannot open", name, errno);
+  struct stat st {};
+  if (::fstat(file.fd, &st) != 0) raise_io("cannot stat", name, errno);
+  if (S_ISDIR(st.st_mode)) raise_io("cannot read", name, EISDIR);
+  const auto size = static_cast<std::size_t>(st.st_size);
+  if (size == 0) {
+    // mmap refuses an empty length; an empty file is a (too small) file, not an I/O failure.
+    return std::shared_ptr<MappedFile>(new MappedFile(name, nullptr, 0));
+  }
+  // MAP_NORESERVE: a private writable mapping of a large file must not be refused for lack of commit charge; pages
+  // are only copied when written.
+  void* data = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_NORESERVE, file.fd, 0);
+  if (data == MAP_FAILED) raise_io("cannot map", name, errno);
+  return std::shared_ptr<MappedFile>(new MappedFile(name, static_cast<std::byte*>(data), size));
+}
+
+MappedFile::~MappedFile() {
+  if (data_ != nullptr) ::munmap(data_, size_);
+}
+
+Reader Reader::open(const std::filesystem::path& path, std::uint64_t max_header_size) {
+  auto mapping = MappedFile::open(path);
+  const auto bytes = mapping->bytes();
+  try {
+    return from_buffer(std::move(mapping), bytes, true, max_header_size);
+  } catch (const Error& e) {
+    if (e.code() == ErrorCode::Io) throw;
+    raise(e.code(), path.string() + ": " + e.what());
+  }
+}
+
+Reader Reader::from_buffer(std::shared_ptr<const void> owner, std::span<const std::byte> bytes, bool writable,
+                           std::uint64_t max_header_size) {
+  Header header = parse_header(bytes, max_header_size);
+  return Reader(std::move(owner), bytes, writable, std::move(header));
+}
+
+TensorView Reader::tensor(const TensorInfo& info) const {
+  return {&info, bytes_.subspan(header_.data_offset() + info.begin, info.nbytes())};
+}
+
+TensorView Reader::tensor(std::string_view name) const {
+  const TensorInfo* info = header_.find(name);
+  if (info == nullptr) raise(ErrorCode::TensorNotFound, "no tensor named " + quote_name(name) + " in the file");
+  return tensor(*info);
+}
+
+std::span<std::byte> Reader::mutable_bytes(const TensorInfo& info) const {
+  if (!writable_) raise(ErrorCode::InvalidArgument, "the reader's buffer is read-only");
+  const auto view = tensor(info).bytes;
+  return {const_cast<std::byte*>(view.data()), view.size()};
+}
+
+}  // namespace safestructures

@@ -1,0 +1,348 @@
+// The reference writer's layout, streaming tensor bytes (gathering strided ones) to a file or a buffer, atomic replace.
+#include "safestructures/writer.hpp"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cerrno>
+#include <cstring>
+#include <numeric>
+
+#include "safestructures/error.hpp"
+
+namespace safestructures {
+namespace {
+
+void append_u64(std::string& out, std::uint64_t v) { out += std::to_string(v); }
+
+void check_name(const WriteTensor& t) {
+  if (!is_valid_utf8(t.name)) raise(ErrorCode::InvalidName, "tensor name " + quote_name(t.name) + " is not valid UTF-8");
+  if (t.name.find('\0') != std::string::npos) raise(ErrorCode::InvalidName, "tensor name " + quote_name(t.name) + " contains NUL");
+  if (t.name == metadata_key) raise(ErrorCode::InvalidName, "\"__metadata__\" is reserved and cannot name a tensor");
+}
+
+std::uint64_t storage_size(const WriteTensor& t) {
+  std::uint64_t elements = 1;
+  for (std::uint64_t d : t.shape) {
+    if (__builtin_mul_overflow(elements, d, &elements)) {
+      raise(ErrorCode::ShapeOverflow, "tensor " + quote_name(t.name) + ": element count overflows 64 bits");
+    }
+  }
+  const auto bytes = dtype_storage_bytes(t.dtype, elements);
+  if (!bytes) {
+    std::uint64_t ignored = 0;
+    if (__builtin_mul_overflow(elements, std::uint64_t{dtype_bits(t.dtype)}, &ignored)) {
+      raise(ErrorCode::ShapeOverflow, "tensor " + quote_name(t.name) + ": byte size overflows 64 bits");
+    }
+    raise(ErrorCode::SubByteNotWhole, "tensor " + quote_name(t.name) + ": " + std::to_string(elements) + " elements of " +
+                                          std::string(dtype_name(t.dtype)) + " do not fill a whole number of bytes");
+  }
+  if (!t.strides.empty()) {
+    if (t.strides.size() != t.shape.size()) {
+      raise(ErrorCode::InvalidArgument, "tensor " + quote_name(t.name) + ": " + std::to_string(t.strides.size()) + " strides for " +
+                                            std::to_string(t.shape.size()) + " dimensions");
+    }
+    if (dtype_is_sub_byte(t.dtype)) {
+      raise(ErrorCode::InvalidArgument, "tensor " + quote_name(t.name) + ": sub-byte dtype " + std::string(dtype_name(t.dtype)) + " must be contiguous");
+    }
+  }
+  if (*bytes > 0 && t.data == nullptr) raise(ErrorCode::InvalidArgument, "tensor " + quote_name(t.name) + ": no data for " + std::to_string(*bytes) + " bytes");
+  return *bytes;
+}
+
+// Receives the file's bytes in order.
+class Sink {
+ public:
+  virtual ~Sink() = default;
+  virtual void write(const std::byte* data, std::size_t size) = 0;
+};
+
+class MemorySink final : public Sink {
+ public:
+  explicit MemorySink(std::span<std::byte> out) : out_(out) {}
+  void write(const std::byte* data, std::size_t size) override {
+    if (size > out_.size() - pos_) raise(ErrorCode::InvalidArgument, "output buffer too small for the file");
+    if (size) std::memcpy(out_.data() + pos_, data, size);
+    pos_ += size;
+  }
+  std::size_t written() const { return pos_; }
+
+ private:
+  std::span<std::byte> out_;
+  std::size_t pos_ = 0;
+};
+
+// Coalesces small pieces (many tiny tensors) into few write() calls; large pieces go straight to the kernel from the
+// caller's memory.
+class FileSink final : public Sink {
+ public:
+  static constexpr std::size_t capacity = 1 << 20;
+  FileSink(int fd, const std::string& path) : fd_(fd), path_(path) { buffer_.reserve(capacity); }
+  void write(const std::byte* data, std::size_t size) override {
+    if (size >= capacity) {
+      flush();
+      write_all(data, size);
+      return;
+    }
+    if (buffer_.size() + size > capacity) flush();
+    buffer_.insert(buffer_.end(), data, data + size);
+  }
+  void flush() {
+    write_all(buffer_.data(), buffer_.size());
+    buffer_.clear();
+  }
+
+ private:
+  void write_all(const std::byte* data, std::size_t size) {
+    while (size > 0) {
+      const ssize_t n = ::write(fd_, data, size);
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        raise_io("cannot write", path_, errno);
+      }
+      data += n;
+      size -= static_cast<std::size_t>(n);
+    }
+  }
+  int fd_;
+  const std::string& path_;
+  std::vector<std::byte> buffer_;
+};
+
+// Copies a strided tensor into C order through a bounded staging buffer, so peak memory does not grow with the
+// tensor.
+void write_strided(Sink& sink, const WriteTensor& t) {
+  const std::uint64_t itemsize = dtype_bits(t.dtype) / 8;
+  struct Dim {
+    std::uint64_t n;
+    std::int64_t stride;
+  };
+  std::vector<Dim> dims;
+  for (std::size_t i = 0; i < t.shape.size(); ++i) {
+    if (t.shape[i] == 0) return;
+    if (t.shape[i] != 1) dims.push_back({t.shape[i], t.strides[i]});
+  }
+  // Trailing dimensions that are laid out contiguously form one block copied at once.
+  std::uint64_t block = itemsize;
+  while (!dims.empty() && dims.back().stride == static_cast<std::int64_t>(block)) {
+    block *= dims.back().n;
+    dims.pop_back();
+  }
+  if (dims.empty()) {
+    sink.write(t.data, block);
+    return;
+  }
+  constexpr std::size_t staging_capacity = 256 * 1024;
+  std::vector<std::byte> staging;
+  if (block < staging_capacity) staging.resize(staging_capacity);
+  std::size_t used = 0;
+  auto emit = [&](const std::byte* src) {
+    if (block >= staging_capacity) {
+      sink.write(src, block);
+      return;
+    }
+    if (used + block > staging_capacity) {
+      sink.write(staging.data(), used);
+      used = 0;
+    }
+    std::memcpy(staging.data() + used, src, block);
+    used += block;
+  };
+  const Dim inner = dims.back();
+  dims.pop_back();
+  std::vector<std::uint64_t> index(dims.size(), 0);
+  const std::byte* row = t.data;
+  while (true) {
+    const std::byte* p = row;
+    for (std::uint64_t k = 0; k < inner.n; ++k, p += inner.stride) emit(p);
+    // Odometer over the outer dimensions.
+    std::size_t d = dims.size();
+    while (d > 0) {
+      --d;
+      if (++index[d] < dims[d].n) {
+        row += dims[d].stride;
+        break;
+      }
+      row -= static_cast<std::int64_t>(index[d] - 1) * dims[d].stride;
+      index[d] = 0;
+      if (d == 0) {
+        if (used) sink.write(staging.data(), used);
+        return;
+      }
+    }
+    if (dims.empty()) {
+      if (used) sink.write(staging.data(), used);
+      return;
+    }
+  }
+}
+
+void write_all_tensors(Sink& sink, const Layout& layout, std::span<const WriteTensor> tensors) {
+  sink.write(reinterpret_cast<const std::byte*>(layout.header.data()), layout.header.size());
+  for (std::size_t i : layout.order) {
+    const WriteTensor& t = tensors[i];
+    if (t.strides.empty()) {
+      sink.write(t.data, layout.sizes[i]);
+    } else {
+      write_strided(sink, t);
+    }
+  }
+}
+
+std::string temporary_path_for(const std::filesystem::path& path) {
+  static std::atomic<unsigned> counter{0};
+  std::string base = path.filename().string();
+  // Keep the temporary name within NAME_MAX however long the target's name is.
+  if (base.size() > 180) base.resize(180);
+  const auto stamp = std::to_string(::getpid()) + "-" + std::to_string(counter.fetch_add(1)) + "-" +
+                     std::to_string(std::chrono::steady_clock::now().time_since_epoch().count() & 0xffffff);
+  return (path.parent_path() / ("." + base + "." + stamp + ".tmp")).string();
+}
+
+}  // namespace
+
+Layout plan_layout(std::span<const WriteTensor> tensors, const Metadata* metadata) {
+  Layout layout;
+  layout.sizes.resize(tensors.size());
+  layout.offsets.resize(tensors.size());
+  for (std::size_t i = 0; i < tensors.size(); ++i) {
+    check_name(tensors[i]);
+    layout.sizes[i] = storage_size(tensors[i]);
+  }
+  layout.order.resize(tensors.size());
+  std::iota(layout.order.begin(), layout.order.end(), 0);
+  std::sort(layout.order.begin(), layout.order.end(), [&](std::size_t a, std::size_t b) {
+    if (tensors[a].dtype != tensors[b].dtype) return tensors[a].dtype > tensors[b].dtype;
+    return tensors[a].name < tensors[b].name;
+  });
+  {
+    std::vector<std::string_view> names;
+    names.reserve(tensors.size());
+    for (const auto& t : tensors) names.push_back(t.name);
+    std::sort(names.begin(), names.end());
+    const auto dup = std::adjacent_find(names.begin(), names.end());
+    if (dup != names.end()) raise(ErrorCode::DuplicateName, "two tensors are named " + quote_name(*dup));
+  }
+
+  std::string& json = layout.header;
+  json.assign(8, '\0');
+  json += '{';
+  bool first = true;
+  if (metadata != nullptr) {
+    std::vector<const std::pair<std::string, std::string>*> sorted;
+    sorted.reserve(metadata->size());
+    for (const auto& kv : *metadata) {
+      if (!is_valid_utf8(kv.first)) raise(ErrorCode::InvalidMetadata, "metadata key " + quote_name(kv.first) + " is not valid UTF-8");
+      if (!is_valid_utf8(kv.second)) raise(ErrorCode::InvalidMetadata, "metadata value of key " + quote_name(kv.first) + " is not valid UTF-8");
+      sorted.push_back(&kv);
+    }
+    std::sort(sorted.begin(), sorted.end(), [](auto* a, auto* b) { return a->first < b->first; });
+    json += "\"__metadata__\":{";
+    for (std::size_t k = 0; k < sorted.size(); ++k) {
+      if (k) {
+        if (sorted[k - 1]->first == sorted[k]->first) raise(ErrorCode::DuplicateKey, "metadata key " + quote_name(sorted[k]->first) + " appears twice");
+        json += ',';
+      }
+      append_json_string(json, sorted[k]->first);
+      json += ':';
+      append_json_string(json, sorted[k]->second);
+    }
+    json += '}';
+    first = false;
+  }
+  std::uint64_t offset = 0;
+  for (std::size_t i : layout.order) {
+    const WriteTensor& t = tensors[i];
+    if (!first) json += ',';
+    first = false;
+    append_json_string(json, t.name);
+    json += ":{\"dtype\":\"";
+    json += dtype_name(t.dtype);
+    json += "\",\"shape\":[";
+    for (std::size_t d = 0; d < t.shape.size(); ++d) {
+      if (d) json += ',';
+      append_u64(json, t.shape[d]);
+    }
+    json += "],\"data_offsets\":[";
+    append_u64(json, offset);
+    json += ',';
+    layout.offsets[i] = offset;
+    offset += layout.sizes[i];
+    append_u64(json, offset);
+    json += "]}";
+  }
+  json += '}';
+  json.append((8 - json.size() % 8) % 8, ' ');
+  const std::uint64_t n = json.size() - 8;
+  for (int b = 0; b < 8; ++b) json[b] = static_cast<char>((n >> (8 * b)) & 0xff);
+  if (n > default_max_header_size) {
+    raise(ErrorCode::HeaderTooLarge, "the header would be " + std::to_string(n) + " bytes, over the limit of " +
+                                         std::to_string(default_max_header_size) + " that readers accept");
+  }
+  layout.data_size = offset;
+  return layout;
+}
+
+void write_into(std::span<std::byte> out, const Layout& layout, std::span<const WriteTensor> tensors) {
+  if (out.size() != layout.file_size()) {
+    raise(ErrorCode::InvalidArgument, "output buffer is " + std::to_string(out.size()) + " bytes, the file needs " + std::to_string(layout.file_size()));
+  }
+  MemorySink sink(out);
+  write_all_tensors(sink, layout, tensors);
+}
+
+std::vector<std::byte> write_bytes(std::span<const WriteTensor> tensors, const Metadata* metadata) {
+  const Layout layout = plan_layout(tensors, metadata);
+  std::vector<std::byte> out(layout.file_size());
+  write_into(out, layout, tensors);
+  return out;
+}
+
+void write_file(const std::filesystem::path& path, std::span<const WriteTensor> tensors, const Metadata* metadata,
+                const WriteOptions& options) {
+  const Layout layout = plan_layout(tensors, metadata);
+  const std::string target = path.string();
+  std::string temporary;
+  int fd = -1;
+  for (int attempt = 0; attempt < 16 && fd < 0; ++attempt) {
+    temporary = temporary_path_for(path);
+    fd = ::open(temporary.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+    if (fd < 0 && errno != EEXIST) raise_io("cannot create a temporary file beside", target, errno);
+  }
+  if (fd < 0) raise_io("cannot create a temporary file beside", target, EEXIST);
+  // Whatever fails from here on, the temporary file goes and the target stays as it was.
+  struct Cleanup {
+    int& fd;
+    const std::string& temporary;
+    bool done = false;
+    ~Cleanup() {
+      if (done) return;
+      if (fd >= 0) ::close(fd);
+      ::unlink(temporary.c_str());
+    }
+  } cleanup{fd, temporary};
+
+  FileSink sink(fd, temporary);
+  write_all_tensors(sink, layout, tensors);
+  sink.flush();
+  if (options.fsync && ::fsync(fd) != 0) raise_io("cannot sync", temporary, errno);
+  const int closing = fd;
+  fd = -1;
+  if (::close(closing) != 0) raise_io("cannot close", temporary, errno);
+  if (::rename(temporary.c_str(), target.c_str()) != 0) raise_io("cannot replace", target, errno);
+  cleanup.done = true;
+  if (options.fsync) {
+    const std::string dir = path.parent_path().empty() ? std::string(".") : path.parent_path().string();
+    const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd >= 0) {
+      ::fsync(dfd);
+      ::close(dfd);
+    }
+  }
+}
+
+}  // namespace safestructures
