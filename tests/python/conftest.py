@@ -1,0 +1,260 @@
+"""Shared helpers for the safestructures Python tests.
+
+The test modules import these helpers with ``from conftest import ...`` (pytest puts this directory on sys.path, as
+the test directory has no ``__init__.py``). Everything here is independent of safestructures itself: files built by
+hand, a reference bit packer and array comparisons, so that the tests never check the library against itself.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import ml_dtypes
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, settings
+
+# Property tests: no deadline (timings vary on a loaded machine), no example database written into the checkout, and a
+# modest default number of examples so that the whole suite stays fast.
+settings.register_profile(
+    "safestructures",
+    deadline=None,
+    database=None,
+    max_examples=50,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+settings.load_profile("safestructures")
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Dtype tables (written out here on purpose rather than taken from safestructures.frameworks.numpy).
+
+#: numpy's own dtypes that safetensors.numpy reads and writes, with their safetensors dtype names.
+NATIVE_DTYPES: dict[str, np.dtype[Any]] = {
+    "BOOL": np.dtype(np.bool_),
+    "I8": np.dtype(np.int8),
+    "I16": np.dtype(np.int16),
+    "I32": np.dtype(np.int32),
+    "I64": np.dtype(np.int64),
+    "U8": np.dtype(np.uint8),
+    "U16": np.dtype(np.uint16),
+    "U32": np.dtype(np.uint32),
+    "U64": np.dtype(np.uint64),
+    "F16": np.dtype(np.float16),
+    "F32": np.dtype(np.float32),
+    "F64": np.dtype(np.float64),
+    "C64": np.dtype(np.complex64),
+}
+
+#: The whole-byte dtypes that numpy only holds through ml_dtypes (safetensors.numpy cannot load them).
+ML_DTYPES: dict[str, np.dtype[Any]] = {
+    "BF16": np.dtype(ml_dtypes.bfloat16),
+    "F8_E5M2": np.dtype(ml_dtypes.float8_e5m2),
+    "F8_E4M3": np.dtype(ml_dtypes.float8_e4m3fn),
+    "F8_E8M0": np.dtype(ml_dtypes.float8_e8m0fnu),
+    "F8_E4M3FNUZ": np.dtype(ml_dtypes.float8_e4m3fnuz),
+    "F8_E5M2FNUZ": np.dtype(ml_dtypes.float8_e5m2fnuz),
+}
+
+#: Sub-byte dtypes: ml_dtypes keeps one element code per byte, the file packs them; name -> (dtype, bits).
+SUB_BYTE_DTYPES: dict[str, tuple[np.dtype[Any], int]] = {
+    "F4": (np.dtype(ml_dtypes.float4_e2m1fn), 4),
+    "F6_E2M3": (np.dtype(ml_dtypes.float6_e2m3fn), 6),
+    "F6_E3M2": (np.dtype(ml_dtypes.float6_e3m2fn), 6),
+}
+
+#: Every safetensors dtype name -> the numpy dtype that holds it.
+ALL_DTYPES: dict[str, np.dtype[Any]] = {**NATIVE_DTYPES, **ML_DTYPES, **{k: v[0] for k, v in SUB_BYTE_DTYPES.items()}}
+
+#: Shapes worth covering for every dtype: scalar, zero-size (several ways), vector, matrix, 3-d.
+SHAPES: list[tuple[int, ...]] = [(), (0,), (0, 3), (3, 0, 2), (1,), (8,), (2, 4), (2, 3, 4)]
+
+
+def element_count(shape: tuple[int, ...]) -> int:
+    n = 1
+    for d in shape:
+        n *= d
+    return n
+
+
+def sample_array(dtype: np.dtype[Any] | str, shape: tuple[int, ...], seed: int = 0) -> np.ndarray:
+    """A C-contiguous array of ``dtype`` (a numpy dtype or a safetensors name) with deterministic, varied content.
+
+    Whole-byte types get random bit patterns (NaNs, infinities and negative zeros included), booleans random
+    True/False, sub-byte types random codes within their width.
+    """
+    if isinstance(dtype, str):
+        dtype = ALL_DTYPES[dtype]
+    dtype = np.dtype(dtype)
+    rng = np.random.default_rng(seed)
+    n = element_count(shape)
+    if dtype == np.bool_:
+        return rng.integers(0, 2, size=shape).astype(np.bool_)
+    for _name, (sub_dtype, bits) in SUB_BYTE_DTYPES.items():
+        if dtype == sub_dtype:
+            codes = rng.integers(0, 1 << bits, size=n, dtype=np.uint8)
+            return codes.view(dtype).reshape(shape)
+    raw = rng.integers(0, 256, size=n * dtype.itemsize, dtype=np.uint8)
+    return raw.view(dtype).reshape(shape)
+
+
+def native(array: np.ndarray) -> np.ndarray:
+    """``array`` as a C-ordered array in native byte order with the same values."""
+    array = np.asarray(array)
+    if array.dtype.byteorder not in ("=", "|"):
+        array = array.astype(array.dtype.newbyteorder("="))
+    return array.copy(order="C")  # not np.ascontiguousarray, which turns 0-d arrays into 1-d ones
+
+
+def assert_identical(actual: Any, expected: Any) -> None:
+    """``actual`` is a numpy array with exactly ``expected``'s values: same shape, native dtype, bitwise equal bytes.
+
+    NaNs (whatever their payload) compare equal to themselves and -0.0 differs from 0.0, since bits are compared.
+    """
+    expected = native(expected)
+    assert isinstance(actual, np.ndarray), type(actual)
+    assert actual.dtype == expected.dtype, (actual.dtype, expected.dtype)
+    assert actual.dtype.byteorder in ("=", "|") or actual.dtype.isnative, actual.dtype
+    assert actual.shape == expected.shape, (actual.shape, expected.shape)
+    if expected.dtype in NATIVE_DTYPES.values():
+        assert np.array_equal(actual, expected, equal_nan=expected.dtype.kind in "fc")
+    assert actual.tobytes() == expected.tobytes()
+
+
+def assert_identical_dicts(actual: Mapping[str, Any], expected: Mapping[str, Any]) -> None:
+    assert isinstance(actual, dict), type(actual)
+    assert set(actual) == set(expected)
+    for name, value in expected.items():
+        assert_identical(actual[name], value)
+
+
+def layouts(base: np.ndarray) -> dict[str, np.ndarray]:
+    """Views of a 3-d array that are not C-contiguous (plus a big-endian and a broadcast one)."""
+    assert base.ndim == 3 and base.flags.c_contiguous
+    views = {
+        "steps": base[::2, 1:, ::3],
+        "transpose": base.transpose(2, 0, 1),
+        "negative": base[::-1, :, ::-2],
+        "negative_all": base[::-1, ::-1, ::-1],
+        "fortran": np.asfortranarray(base),
+        "column": base[:, 1, :],
+        "inner_contiguous": base[:, ::2, :],
+        "broadcast": np.broadcast_to(base[:1, :1, :], (2, 3, base.shape[2])),
+        "zero_size_view": base[:, 2:2, :],
+        "scalar_view": base[1:2, 2:3, 3:4].reshape(()),
+    }
+    # numpy's own multi-byte dtypes also come big-endian (ml_dtypes' types have no big-endian form).
+    if base.dtype in NATIVE_DTYPES.values() and base.dtype.itemsize > 1:
+        big = base.astype(base.dtype.newbyteorder(">"))
+        views["big_endian"] = big
+        views["big_endian_transposed"] = big.T
+    for name in ("steps", "transpose", "negative", "negative_all", "fortran", "column", "inner_contiguous", "broadcast"):
+        assert not views[name].flags.c_contiguous, name
+    return views
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Reference implementations of the container, independent of the library under test.
+
+
+def reference_pack(codes: np.ndarray | bytes, bits: int) -> bytes:
+    """Pack one code per byte into a little-endian bit stream, element 0 in the lowest bits."""
+    values = bytes(np.asarray(codes, dtype=np.uint8).tobytes()) if not isinstance(codes, bytes) else codes
+    assert len(values) * bits % 8 == 0
+    stream = 0
+    for i, code in enumerate(values):
+        assert code < (1 << bits)
+        stream |= code << (i * bits)
+    return stream.to_bytes(len(values) * bits // 8, "little")
+
+
+def reference_unpack(packed: bytes, bits: int, elements: int) -> bytes:
+    stream = int.from_bytes(packed, "little")
+    mask = (1 << bits) - 1
+    return bytes((stream >> (i * bits)) & mask for i in range(elements))
+
+
+def padded_header(header_json: bytes) -> bytes:
+    """The reference writer's padding: spaces up to a multiple of 8 bytes."""
+    return header_json + b" " * (-len(header_json) % 8)
+
+
+def make_file_bytes(header: Any, data: bytes = b"", *, raw_header: bytes | None = None, length: int | None = None) -> bytes:
+    """The bytes of a safetensors file built by hand: an 8-byte length, the header, then ``data``.
+
+    ``header`` is JSON-encoded compactly unless ``raw_header`` gives the exact header bytes; ``length`` overrides the
+    length prefix (to build files whose prefix lies).
+    """
+    text = raw_header if raw_header is not None else json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode()
+    prefix = struct.pack("<Q", len(text) if length is None else length)
+    return prefix + text + data
+
+
+def write_file_bytes(path: Path, *args: Any, **kwargs: Any) -> Path:
+    path.write_bytes(make_file_bytes(*args, **kwargs))
+    return path
+
+
+def split_file(data: bytes) -> tuple[bytes, bytes]:
+    """(header bytes, data buffer) of a safetensors file."""
+    (n,) = struct.unpack("<Q", data[:8])
+    return data[8 : 8 + n], data[8 + n :]
+
+
+def read_header(path: Path) -> dict[str, Any]:
+    return json.loads(split_file(path.read_bytes())[0])
+
+
+def temporary_files(directory: Path) -> list[str]:
+    """Leftover temporary files of the atomic writer ('.NAME.*.tmp') in ``directory``."""
+    return sorted(name for name in os.listdir(directory) if name.startswith(".") and name.endswith(".tmp"))
+
+
+def file_mappings(path: Path) -> list[tuple[int, int]]:
+    """The address ranges of this process's memory mappings of ``path``, from /proc/self/maps."""
+    target = os.path.realpath(path)
+    ranges = []
+    with open("/proc/self/maps") as maps:
+        for line in maps:
+            fields = line.split(maxsplit=5)
+            if len(fields) == 6 and fields[5].rstrip("\n") == target:
+                start, end = (int(x, 16) for x in fields[0].split("-"))
+                ranges.append((start, end))
+    return ranges
+
+
+def data_pointer(array: np.ndarray) -> int:
+    return int(array.__array_interface__["data"][0])
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Fixtures
+
+
+@pytest.fixture
+def small_tensors() -> dict[str, np.ndarray]:
+    """A few tensors of different dtypes and shapes, for tests that need some valid content."""
+    return {
+        "weight": sample_array("F32", (2, 3), seed=1),
+        "bias": sample_array("F64", (3,), seed=2),
+        "steps": np.array(7, dtype=np.int64),
+        "mask": sample_array("BOOL", (4,), seed=3),
+        "empty": np.zeros((0, 3), dtype=np.int16),
+    }
+
+
+@pytest.fixture
+def valid_file(tmp_path: Path) -> Path:
+    """A small valid file written by hand (two tensors and metadata), independent of the writer under test."""
+    a = np.arange(4, dtype="<f4")
+    b = np.array([1, 2, 3], dtype="<i2")
+    header = {
+        "__metadata__": {"format": "np"},
+        "a": {"dtype": "F32", "shape": [2, 2], "data_offsets": [0, 16]},
+        "b": {"dtype": "I16", "shape": [3], "data_offsets": [16, 22]},
+    }
+    return write_file_bytes(tmp_path / "valid.safetensors", header, a.tobytes() + b.tobytes())
