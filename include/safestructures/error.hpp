@@ -68,8 +68,20 @@ enum class ErrorCode {
   InvalidMetadata,
   // Arguments given to a core function contradict each other (e.g. a buffer smaller than the shape needs).
   InvalidArgument,
-  // A tensor name that the caller asked for is not in the file.
+  // A tensor name that the caller asked for (or that the schema refers to) is not in the file.
   TensorNotFound,
+  // The schema document is not valid JSON.
+  SchemaNotJson,
+  // The schema nests deeper than the nesting limit (on save: the data does).
+  NestingTooDeep,
+  // The schema holds more nodes than the node limit.
+  TooManyNodes,
+  // The schema is JSON but not a valid safestructures schema (unknown tag, missing or wrong field, bad reference).
+  SchemaInvalid,
+  // The schema declares a format version this release cannot read.
+  SchemaVersion,
+  // A tensor's dtype or shape in the header contradicts what the schema says of it.
+  TensorMismatch,
 };
 
 // The identifier of a code, e.g. "SizeMismatch", stable for programs that match on it.

@@ -41,8 +41,10 @@ struct Layout {
 // Lays out a file as the reference writer does: compact JSON, `__metadata__` first with its keys sorted, entries in
 // data order, header padded with spaces to a multiple of 8. `metadata == nullptr` writes no `__metadata__` key; an
 // empty list writes `"__metadata__":{}`. Validates names (UTF-8, no NUL, unique, not `__metadata__`), metadata
-// (UTF-8, unique keys), shapes and strides before anything is written.
-Layout plan_layout(std::span<const WriteTensor> tensors, const Metadata* metadata);
+// (UTF-8, unique keys), shapes and strides before anything is written. Raises HeaderTooLarge when the header would
+// exceed `max_header_size`.
+Layout plan_layout(std::span<const WriteTensor> tensors, const Metadata* metadata,
+                   std::uint64_t max_header_size = default_max_header_size);
 
 struct WriteOptions {
   // fsync the temporary file before the rename, so that the new file survives a power loss, not only a crash.
@@ -52,6 +54,9 @@ struct WriteOptions {
 // Writes the file to a temporary file beside `path` and renames it over `path`. On any error the temporary file is
 // removed and `path` is left as it was.
 void write_file(const std::filesystem::path& path, std::span<const WriteTensor> tensors, const Metadata* metadata,
+                const WriteOptions& options = {});
+// The same, for a layout already planned for these tensors.
+void write_file(const std::filesystem::path& path, const Layout& layout, std::span<const WriteTensor> tensors,
                 const WriteOptions& options = {});
 
 // Writes the whole file into `out`, whose size must be layout.file_size().

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "safestructures/error.hpp"
+#include "safestructures/reader.hpp"
 #include "safestructures/writer.hpp"
 
 namespace safestructures::bindings {
@@ -38,5 +39,32 @@ WriteRequest make_write_request(nb::handle entries);
 
 // Converts {str: str} (or None) into core metadata.
 bool make_metadata(nb::handle metadata, Metadata& out);
+
+}  // namespace safestructures::bindings
+
+namespace safestructures::bindings {
+
+// Saving: the data's schema tape, the tensors to write, and what keeps their memory alive.
+struct SaveResult {
+  std::string schema_document;
+  WriteRequest request;
+  std::vector<nb::object> keep_alive;
+};
+
+struct SaveOptions {
+  std::uint32_t max_depth = 1000;
+};
+
+// Walks `data` into a schema document and tensors. Raises UnsupportedTypeError naming the type and the path,
+// InvalidArgumentError for nesting deeper than the limit.
+SaveResult walk_data(nb::handle data, const SaveOptions& options);
+
+struct LoadOptions {
+  std::uint32_t max_depth = 1000;
+  std::uint64_t max_nodes = 50'000'000;
+};
+
+// Builds the Python object a structured file holds. `buffer` is what numpy arrays view (it keeps the bytes alive).
+nb::object build_data(const Reader& reader, nb::handle buffer, const LoadOptions& options);
 
 }  // namespace safestructures::bindings

@@ -9,7 +9,9 @@
 #include <optional>
 
 #include "bindings.hpp"
+#include "hooks.hpp"
 #include "safestructures/reader.hpp"
+#include "safestructures/structure.hpp"
 #include "safestructures/writer.hpp"
 
 namespace nb = nanobind;
@@ -52,13 +54,7 @@ nb::object metadata_to_python(const Header& header) {
   return out;
 }
 
-nb::tuple py_read_file(const std::filesystem::path& path, std::uint64_t max_header_size) {
-  std::optional<Reader> reader;
-  {
-    nb::gil_scoped_release release;
-    reader.emplace(Reader::open(path, max_header_size));
-  }
-  const Header& header = reader->header();
+nb::list tensor_table(const Header& header) {
   nb::list tensors;
   for (const TensorInfo& t : header.tensors) {
     nb::list shape;
@@ -66,10 +62,25 @@ nb::tuple py_read_file(const std::filesystem::path& path, std::uint64_t max_head
     tensors.append(nb::make_tuple(nb::str(t.name.data(), t.name.size()), nb::str(dtype_name(t.dtype).data(), dtype_name(t.dtype).size()),
                                   nb::tuple(shape), header.data_offset() + t.begin, t.nbytes()));
   }
+  return tensors;
+}
+
+// Maps and validates a file (with the GIL released), and wraps the mapping for numpy.
+std::pair<Reader, nb::object> open_mapped(const std::filesystem::path& path, std::uint64_t max_header_size) {
+  std::optional<Reader> reader;
+  {
+    nb::gil_scoped_release release;
+    reader.emplace(Reader::open(path, max_header_size));
+  }
   // Reader::open always owns a MappedFile; only the mapping needs to outlive this call, not the parsed header.
   const auto mapping = std::static_pointer_cast<const MappedFile>(reader->owner());
-  nb::object py_buffer = nb::cast(FileBuffer{reader->owner(), mapping->bytes().data(), mapping->bytes().size(), true});
-  return nb::make_tuple(py_buffer, metadata_to_python(header), tensors);
+  nb::object buffer = nb::cast(FileBuffer{reader->owner(), mapping->bytes().data(), mapping->bytes().size(), true});
+  return {std::move(*reader), buffer};
+}
+
+nb::tuple py_read_file(const std::filesystem::path& path, std::uint64_t max_header_size) {
+  auto [reader, buffer] = open_mapped(path, max_header_size);
+  return nb::make_tuple(buffer, metadata_to_python(reader.header()), tensor_table(reader.header()));
 }
 
 void py_write_file(const std::filesystem::path& path, nb::handle entries, nb::handle metadata, bool fsync) {
@@ -125,6 +136,79 @@ nb::bytes unpack_sub_byte_py(const std::string& dtype, nb::bytes packed, std::ui
   return nb::bytes(reinterpret_cast<const char*>(codes.data()), codes.size());
 }
 
+StructuredLayout plan_save(nb::handle data, nb::handle metadata, std::uint32_t max_depth, std::uint64_t max_header_size,
+                           SaveResult& walked) {
+  Metadata meta;
+  make_metadata(metadata, meta);
+  walked = walk_data(data, SaveOptions{max_depth});
+  try {
+    return plan_structured(std::move(walked.request.tensors), meta, std::move(walked.schema_document), max_header_size);
+  } catch (const Error& e) {
+    throw ArgumentError(e);
+  }
+}
+
+void py_save_file(nb::handle data, const std::filesystem::path& path, nb::handle metadata, std::uint32_t max_depth, bool fsync,
+                  std::uint64_t max_header_size) {
+  SaveResult walked;
+  const StructuredLayout plan = plan_save(data, metadata, max_depth, max_header_size, walked);
+  nb::gil_scoped_release release;
+  try {
+    write_structured(path, plan, WriteOptions{fsync});
+  } catch (const Error& e) {
+    if (e.code() == ErrorCode::Io) throw;
+    throw ArgumentError(e);
+  }
+}
+
+nb::bytes py_save_bytes(nb::handle data, nb::handle metadata, std::uint32_t max_depth, std::uint64_t max_header_size) {
+  SaveResult walked;
+  const StructuredLayout plan = plan_save(data, metadata, max_depth, max_header_size, walked);
+  PyObject* out = PyBytes_FromStringAndSize(nullptr, static_cast<Py_ssize_t>(plan.layout.file_size()));
+  if (out == nullptr) throw nb::python_error();
+  nb::bytes result = nb::steal<nb::bytes>(out);
+  {
+    nb::gil_scoped_release release;
+    write_structured_into({reinterpret_cast<std::byte*>(PyBytes_AS_STRING(out)), plan.layout.file_size()}, plan);
+  }
+  return result;
+}
+
+nb::object user_metadata_to_python(const Header& header) {
+  if (!header.has_metadata) return nb::none();
+  nb::dict out;
+  for (const auto& [key, value] : user_metadata(header)) out[nb::str(key.data(), key.size())] = nb::str(value.data(), value.size());
+  return out;
+}
+
+// (structured, data or tensor table, user metadata): data when the file has a schema, else the flat tensor table.
+nb::tuple load_from(const Reader& reader, nb::handle buffer, std::uint32_t max_depth, std::uint64_t max_nodes) {
+  nb::object data = build_data(reader, buffer, LoadOptions{max_depth, max_nodes});
+  const Header& header = reader.header();
+  if (!data.is_valid()) return nb::make_tuple(false, tensor_table(header), metadata_to_python(header));
+  return nb::make_tuple(true, data, user_metadata_to_python(header));
+}
+
+nb::tuple py_load_file(const std::filesystem::path& path, std::uint32_t max_depth, std::uint64_t max_nodes, std::uint64_t max_header_size) {
+  auto [reader, buffer] = open_mapped(path, max_header_size);
+  try {
+    return nb::make_tuple(buffer, load_from(reader, buffer, max_depth, max_nodes));
+  } catch (const Error& e) {
+    if (e.code() == ErrorCode::Io) throw;
+    raise(e.code(), path.string() + ": " + e.what());
+  }
+}
+
+nb::tuple py_load_bytes(nb::handle data, std::uint32_t max_depth, std::uint64_t max_nodes, std::uint64_t max_header_size) {
+  Py_buffer view;
+  if (PyObject_GetBuffer(data.ptr(), &view, PyBUF_SIMPLE) != 0) throw nb::python_error();
+  // Held for the call only: the arrays built over `data` hold buffer exports of their own.
+  std::unique_ptr<Py_buffer, void (*)(Py_buffer*)> release(&view, PyBuffer_Release);
+  const Reader reader = Reader::from_buffer(nullptr, {static_cast<const std::byte*>(view.buf), static_cast<std::size_t>(view.len)},
+                                            !view.readonly, max_header_size);
+  return load_from(reader, data, max_depth, max_nodes);
+}
+
 }  // namespace
 }  // namespace safestructures::bindings
 
@@ -160,9 +244,22 @@ NB_MODULE(_core, m) {
         "Pack one-code-per-byte elements of a sub-byte dtype (F4, F6_E2M3, F6_E3M2) into its little-endian bit stream.");
   m.def("unpack_sub_byte", &unpack_sub_byte_py, "dtype"_a, "packed"_a, "elements"_a,
         "Unpack a sub-byte dtype's bit stream into one code per byte.");
+  m.def("set_hooks", &set_hooks, "hooks"_a, "Install the Python callables the tree walkers use (done by safestructures at import).");
+  m.def("save_file", &py_save_file, "data"_a, "path"_a, "metadata"_a = nb::none(), "max_depth"_a = 1000, "fsync"_a = false,
+        "max_header_size"_a = default_max_header_size,
+        "Save nested data with tensors as a structured safetensors file, atomically.");
+  m.def("save_bytes", &py_save_bytes, "data"_a, "metadata"_a = nb::none(), "max_depth"_a = 1000,
+        "max_header_size"_a = default_max_header_size, "Save nested data with tensors as the bytes of a structured safetensors file.");
+  m.def("load_file", &py_load_file, "path"_a, "max_depth"_a = 1000, "max_nodes"_a = 50'000'000,
+        "max_header_size"_a = default_max_header_size,
+        "Load a file: (buffer, (True, data, user metadata)) for a structured file, (buffer, (False, tensor table, "
+        "metadata)) for a plain safetensors file.");
+  m.def("load_bytes", &py_load_bytes, "data"_a, "max_depth"_a = 1000, "max_nodes"_a = 50'000'000,
+        "max_header_size"_a = default_max_header_size,
+        "Load from a buffer: (True, data, user metadata) or (False, tensor table, metadata); arrays view `data`.");
   m.def("error_code_names", [] {
     nb::list names;
-    for (int c = 0; c <= static_cast<int>(ErrorCode::TensorNotFound); ++c) {
+    for (int c = 0; c <= static_cast<int>(ErrorCode::TensorMismatch); ++c) {
       const auto name = error_code_name(static_cast<ErrorCode>(c));
       names.append(nb::str(name.data(), name.size()));
     }

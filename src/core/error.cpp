@@ -38,6 +38,12 @@ std::string_view error_code_name(ErrorCode code) {
     case ErrorCode::InvalidMetadata: return "InvalidMetadata";
     case ErrorCode::InvalidArgument: return "InvalidArgument";
     case ErrorCode::TensorNotFound: return "TensorNotFound";
+    case ErrorCode::SchemaNotJson: return "SchemaNotJson";
+    case ErrorCode::NestingTooDeep: return "NestingTooDeep";
+    case ErrorCode::TooManyNodes: return "TooManyNodes";
+    case ErrorCode::SchemaInvalid: return "SchemaInvalid";
+    case ErrorCode::SchemaVersion: return "SchemaVersion";
+    case ErrorCode::TensorMismatch: return "TensorMismatch";
   }
   return "Unknown";
 }

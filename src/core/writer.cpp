@@ -205,7 +205,7 @@ std::string temporary_path_for(const std::filesystem::path& path) {
 
 }  // namespace
 
-Layout plan_layout(std::span<const WriteTensor> tensors, const Metadata* metadata) {
+Layout plan_layout(std::span<const WriteTensor> tensors, const Metadata* metadata, std::uint64_t max_header_size) {
   Layout layout;
   layout.sizes.resize(tensors.size());
   layout.offsets.resize(tensors.size());
@@ -279,9 +279,9 @@ Layout plan_layout(std::span<const WriteTensor> tensors, const Metadata* metadat
   json.append((8 - json.size() % 8) % 8, ' ');
   const std::uint64_t n = json.size() - 8;
   for (int b = 0; b < 8; ++b) json[b] = static_cast<char>((n >> (8 * b)) & 0xff);
-  if (n > default_max_header_size) {
+  if (n > max_header_size) {
     raise(ErrorCode::HeaderTooLarge, "the header would be " + std::to_string(n) + " bytes, over the limit of " +
-                                         std::to_string(default_max_header_size) + " that readers accept");
+                                         std::to_string(max_header_size) + " that readers accept");
   }
   layout.data_size = offset;
   return layout;
@@ -304,7 +304,11 @@ std::vector<std::byte> write_bytes(std::span<const WriteTensor> tensors, const M
 
 void write_file(const std::filesystem::path& path, std::span<const WriteTensor> tensors, const Metadata* metadata,
                 const WriteOptions& options) {
-  const Layout layout = plan_layout(tensors, metadata);
+  write_file(path, plan_layout(tensors, metadata), tensors, options);
+}
+
+void write_file(const std::filesystem::path& path, const Layout& layout, std::span<const WriteTensor> tensors,
+                const WriteOptions& options) {
   const std::string target = path.string();
   std::string temporary;
   int fd = -1;

@@ -1,23 +1,38 @@
-"""numpy arrays <-> safetensors tensors: the dtype table (ml_dtypes for bfloat16, float8, float6 and float4)."""
+"""numpy arrays <-> safetensors tensors: the dtype table (ml_dtypes for bfloat16, float8, float6 and float4), arrays
+of dtypes safetensors lacks (stored as bytes with their numpy dtype in the schema), and numpy scalars."""
 
 from __future__ import annotations
 
 import functools
+import re
 from typing import Any
 
 import numpy as np
 
 from .. import _core
-from .._errors import UnsupportedTypeError
+from .._errors import InvalidArgumentError, InvalidFileError, UnsupportedTypeError
 
-__all__ = ["dtype_of", "numpy_dtype", "to_entry", "from_file"]
+__all__ = [
+    "array_entry",
+    "dtype_of",
+    "from_file",
+    "make_tensor",
+    "numpy_dtype",
+    "scalar_fields",
+    "scalar_from_fields",
+    "to_entry",
+]
 
 #: safetensors dtypes whose elements are smaller than a byte: ml_dtypes keeps one element per byte, the file packs them.
-SUB_BYTE = frozenset({"F4", "F6_E2M3", "F6_E3M2"})
+SUB_BYTE = {"F4": 4, "F6_E2M3": 6, "F6_E3M2": 6}
+
+# numpy dtype strings a file may name for an array stored as bytes: byte order, kind, size, and a datetime unit.
+# Object ('O') and structured ('V') dtypes can never be named: building them from bytes would read pointers.
+_LOGICAL_DTYPE = re.compile(r"[<>|=]?[biufcUSMm]\d{1,3}(\[\d*(?:Y|M|W|D|h|m|s|ms|us|ns|ps|fs|as)\])?")
 
 
 @functools.cache
-def _tables() -> tuple[dict[np.dtype[Any], str], dict[str, np.dtype[Any]]]:
+def _tables() -> tuple[dict[np.dtype[Any], str], dict[str, np.dtype[Any]], dict[str, np.dtype[Any]]]:
     # ml_dtypes is imported on first use, not at `import safestructures`.
     import ml_dtypes
 
@@ -48,7 +63,13 @@ def _tables() -> tuple[dict[np.dtype[Any], str], dict[str, np.dtype[Any]]]:
     to_name = {np.dtype(t): name for t, name in pairs}
     to_dtype = {name: np.dtype(t) for t, name in pairs}
     assert set(to_dtype) == set(_core.DTYPES), "every safetensors dtype maps to exactly one numpy dtype"
-    return to_name, to_dtype
+    # ml_dtypes types safetensors has no dtype for, stored as bytes and named by their ml_dtypes name.
+    extras = {}
+    for name in ("int2", "int4", "uint2", "uint4", "float8_e3m4", "float8_e4m3", "float8_e4m3b11fnuz"):
+        if hasattr(ml_dtypes, name):
+            extras[name] = np.dtype(getattr(ml_dtypes, name))
+    by_name = {dt.name: dt for dt in to_dtype.values()} | extras
+    return to_name, to_dtype, by_name
 
 
 def dtype_of(dtype: np.dtype[Any]) -> str | None:
@@ -61,8 +82,47 @@ def numpy_dtype(name: str) -> np.dtype[Any]:
     return _tables()[1][name]
 
 
+def _logical_name(dtype: np.dtype[Any]) -> str:
+    """How the schema names a numpy dtype that is stored as bytes."""
+    if dtype.name in _tables()[2]:
+        return dtype.name
+    return dtype.str
+
+
+def _logical_dtype(name: Any) -> np.dtype[Any]:
+    """The numpy dtype a file names; only plain numeric, string and datetime dtypes and ml_dtypes types are allowed."""
+    if type(name) is not str:
+        raise ValueError(f"a dtype must be named by a string, not {type(name).__name__}")
+    known = _tables()[2].get(name)
+    if known is not None:
+        return known
+    if not _LOGICAL_DTYPE.fullmatch(name):
+        raise ValueError(f"dtype {name!r} is not one that safestructures stores")
+    dtype = np.dtype(name)
+    if dtype.hasobject or dtype.fields is not None or dtype.subdtype is not None:
+        raise ValueError(f"dtype {name!r} is not one that safestructures stores")
+    return dtype
+
+
+def _native(array: np.ndarray) -> np.ndarray:
+    if array.dtype.byteorder == ">" or (array.dtype.byteorder == "=" and not np.little_endian):
+        return array.astype(array.dtype.newbyteorder("<"))
+    return array
+
+
+def _packed(name: str, dtype: str, array: np.ndarray) -> np.ndarray:
+    bits = SUB_BYTE[dtype] * array.size
+    if bits % 8:
+        raise InvalidArgumentError(
+            f"tensor {name!r}: {array.size} elements of {dtype} do not fill a whole number of bytes "
+            f"(the element count times {SUB_BYTE[dtype]} bits must be a multiple of 8)"
+        )
+    codes = np.ascontiguousarray(array).view(np.uint8).tobytes()
+    return np.frombuffer(_core.pack_sub_byte(dtype, codes), dtype=np.uint8)
+
+
 def to_entry(name: str, value: Any) -> tuple[str, str, tuple[int, ...], np.ndarray]:
-    """Describe one array for the core writer: (name, safetensors dtype, shape, array whose memory is written).
+    """Describe one array of a flat file for the core writer: (name, safetensors dtype, shape, array to write).
 
     Big-endian arrays are byte-swapped into a little-endian copy and sub-byte ones packed; every other array is
     written straight from its own memory, strided ones included.
@@ -73,26 +133,95 @@ def to_entry(name: str, value: Any) -> tuple[str, str, tuple[int, ...], np.ndarr
         value = np.asarray(value)
     elif not isinstance(value, np.ndarray):
         raise UnsupportedTypeError(f"tensor {name!r}: expected a numpy array, got {type(value).__module__}.{type(value).__qualname__}")
-    array = np.asarray(value)
-    if array.dtype.byteorder == ">" or (array.dtype.byteorder == "=" and not np.little_endian):
-        array = array.astype(array.dtype.newbyteorder("<"))
+    array = _native(np.asarray(value))
     dtype = dtype_of(array.dtype)
     if dtype is None:
         raise UnsupportedTypeError(f"tensor {name!r}: numpy dtype {array.dtype} has no safetensors dtype")
     shape = tuple(array.shape)
     if dtype in SUB_BYTE:
-        codes = np.ascontiguousarray(array).view(np.uint8).tobytes()
-        packed = np.frombuffer(_core.pack_sub_byte(dtype, codes), dtype=np.uint8)
-        return name, dtype, shape, packed
+        return name, dtype, shape, _packed(name, dtype, array)
     return name, dtype, shape, array
 
 
-def from_file(buffer: Any, dtype: str, shape: tuple[int, ...], offset: int, nbytes: int) -> np.ndarray:
+def array_entry(array: np.ndarray) -> tuple[str, tuple[int, ...], np.ndarray, dict[str, Any] | None]:
+    """Describe an array met in nested data: (stored dtype, stored shape, array to write, extra schema fields).
+
+    Arrays of a safetensors dtype are stored as themselves. Big-endian ones are stored little-endian with their
+    numpy dtype in the schema (``"dtype": ">i4"``). Arrays of dtypes safetensors lacks (complex128, str, bytes,
+    datetime64, long double, ml_dtypes' int4...) are stored as U8 bytes with ``"dtype"`` and ``"shape"`` in the
+    schema. Raises TypeError for object and structured arrays.
+    """
+    dtype = array.dtype
+    if dtype.hasobject or dtype.fields is not None or dtype.subdtype is not None or dtype.kind == "V" and dtype.name not in _tables()[2]:
+        raise TypeError(f"numpy arrays of dtype {dtype} hold Python objects or records, which are not stored as tensors")
+    native = _native(array)
+    stored = dtype_of(native.dtype)
+    shape = tuple(array.shape)
+    if stored is not None:
+        extra = None if native is array else {"dtype": dtype.str}
+        if stored in SUB_BYTE:
+            return stored, shape, _packed("?", stored, native), extra
+        return stored, shape, native, extra
+    raw = np.ascontiguousarray(array).reshape(-1).view(np.uint8)
+    return "U8", (raw.size,), raw, {"dtype": _logical_name(dtype), "shape": list(shape)}
+
+
+def from_file(buffer: Any, dtype: str, shape: tuple[int, ...], offset: int, nbytes: int, name: str = "?") -> np.ndarray:
     """A numpy array over `nbytes` of `buffer` at `offset`: a zero-copy view, except for the sub-byte dtypes."""
     np_dtype = numpy_dtype(dtype)
-    if dtype in SUB_BYTE:
-        elements = int(np.prod(shape, dtype=np.uint64))
-        packed = bytes(memoryview(buffer)[offset : offset + nbytes])
-        codes = bytearray(_core.unpack_sub_byte(dtype, packed, elements))
-        return np.frombuffer(codes, dtype=np_dtype).reshape(shape)
-    return np.ndarray(shape, dtype=np_dtype, buffer=buffer, offset=offset)
+    try:
+        if dtype in SUB_BYTE:
+            elements = int(np.prod(shape, dtype=np.uint64))
+            packed = bytes(memoryview(buffer)[offset : offset + nbytes])
+            codes = bytearray(_core.unpack_sub_byte(dtype, packed, elements))
+            return np.frombuffer(codes, dtype=np_dtype).reshape(shape)
+        return np.ndarray(shape, dtype=np_dtype, buffer=buffer, offset=offset)
+    except ValueError as e:
+        # A valid file can still hold a shape numpy cannot (over 64 dimensions, a dimension past 2**63).
+        raise InvalidFileError(f"tensor {name!r} of shape {list(shape)} cannot be a numpy array: {e}") from e
+
+
+def make_tensor(buffer: Any, dtype: str, shape: tuple[int, ...], offset: int, nbytes: int, fields: dict[str, Any]) -> np.ndarray:
+    """The array a schema tensor node stands for, from its stored bytes and the node's fields."""
+    logical = fields.get("dtype")
+    if logical is None:
+        return from_file(buffer, dtype, shape, offset, nbytes)
+    target = _logical_dtype(logical)
+    if dtype == "U8" and "shape" in fields:
+        logical_shape = fields["shape"]
+        if type(logical_shape) is not list or any(type(d) is not int or d < 0 for d in logical_shape):
+            raise ValueError("field 'shape' must be a list of non-negative ints")
+        expected = int(np.prod(logical_shape, dtype=object)) * target.itemsize
+        if expected != nbytes:
+            raise ValueError(f"shape {logical_shape} of {target} needs {expected} bytes, the tensor holds {nbytes}")
+        raw = np.ndarray((nbytes,), dtype=np.uint8, buffer=buffer, offset=offset)
+        return raw.view(target).reshape(logical_shape)
+    stored = from_file(buffer, dtype, shape, offset, nbytes)
+    if target.newbyteorder("=") != stored.dtype.newbyteorder("="):
+        raise ValueError(f"dtype {logical!r} does not match the stored dtype {dtype}")
+    return stored.astype(target)
+
+
+def scalar_fields(value: Any) -> dict[str, Any]:
+    """The schema fields of a numpy scalar: its dtype and value (exact), or its raw bytes for dtypes Python's own
+    numbers cannot hold exactly (long double, datetime64, ...)."""
+    dtype = value.dtype
+    if dtype in _tables()[0] and dtype.kind != "V" or dtype.name in ("bfloat16",) or dtype.kind in "biufc" and dtype.itemsize <= 8:
+        if dtype.kind != "V" or dtype.name in _tables()[2]:
+            return {"dtype": dtype.name, "v": value.item() if dtype.kind != "V" else float(value)}
+    if dtype.name in _tables()[2]:
+        return {"dtype": dtype.name, "v": float(value)}
+    if dtype.hasobject or dtype.fields is not None or dtype.kind == "V":
+        raise TypeError(f"numpy scalars of dtype {dtype} are not stored")
+    return {"dtype": dtype.str, "raw": value.tobytes()}
+
+
+def scalar_from_fields(fields: dict[str, Any]) -> Any:
+    """The numpy scalar that :func:`scalar_fields` described."""
+    dtype = _logical_dtype(fields["dtype"]) if fields["dtype"] not in _tables()[2] else _tables()[2][fields["dtype"]]
+    if "raw" in fields:
+        raw = fields["raw"]
+        if type(raw) is not bytes or len(raw) != dtype.itemsize:
+            raise ValueError(f"field 'raw' must be {dtype.itemsize} bytes")
+        return np.frombuffer(raw, dtype=dtype)[0]
+    return dtype.type(fields["v"])

@@ -1,0 +1,114 @@
+// The schema tree: a JSON document stored as a flat pre-order tape, its serializer, parser and structural checks.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace safestructures {
+
+inline constexpr std::string_view schema_metadata_key = "__safestructures__";
+inline constexpr std::string_view schema_spill_tensor = "__safestructures_schema__";
+inline constexpr std::int64_t schema_version = 2;
+// JSON depth allowed per level of Python nesting: a dict with non-string keys is {"items":[[k, v]]}, three levels.
+inline constexpr std::uint32_t json_levels_per_level = 3;
+
+enum class NodeKind : std::uint8_t { Null, False, True, Int, Float, String, Array, Object };
+
+// One tape entry. Containers are followed by their descendants in pre-order; an object's members are a String key
+// node followed by the value's subtree.
+struct Node {
+  NodeKind kind = NodeKind::Null;
+  // Containers: the reference id written as "#" (0 when nothing refers to the container).
+  std::uint32_t id = 0;
+  // Containers: element count (arrays) or member count (objects).
+  std::uint32_t count = 0;
+  // Containers: index one past the last node of the subtree.
+  std::uint32_t end = 0;
+  std::int64_t integer = 0;
+  double number = 0;
+  std::string_view text;
+};
+
+struct SchemaLimits {
+  // Levels of JSON nesting (simdjson's own default is 1024).
+  std::uint32_t max_json_depth = 1024 * json_levels_per_level;
+  std::uint64_t max_nodes = 50'000'000;
+};
+
+// The tape of one schema. Strings are views: into the parsed JSON (kept alive by the tape), into strings the tape
+// owns, or, while a tape is being built for a save, into memory the builder's caller keeps alive.
+class Tape {
+ public:
+  Tape();
+  ~Tape();
+  Tape(Tape&&) noexcept;
+  Tape& operator=(Tape&&) noexcept;
+
+  const std::vector<Node>& nodes() const { return nodes_; }
+  const Node& operator[](std::size_t i) const { return nodes_[i]; }
+  std::size_t size() const { return nodes_.size(); }
+
+  // Building, in pre-order.
+  void null() { push(NodeKind::Null); }
+  void boolean(bool value) { push(value ? NodeKind::True : NodeKind::False); }
+  void integer(std::int64_t value) { push(NodeKind::Int).integer = value; }
+  // Finite values only: non-finite floats are not JSON and are written tagged by the caller.
+  void number(double value) { push(NodeKind::Float).number = value; }
+  void string(std::string_view value) { push(NodeKind::String).text = value; }
+  // Copies `value` into storage the tape owns.
+  void owned_string(std::string value);
+  std::string_view own(std::string value);
+  std::size_t begin_array() { return open(NodeKind::Array); }
+  std::size_t begin_object() { return open(NodeKind::Object); }
+  void end_container(std::size_t at);
+  // Counts one more element/member of the container opened at `at`.
+  void count_child(std::size_t at) { ++nodes_[at].count; }
+  void set_id(std::size_t at, std::uint32_t id) { nodes_[at].id = id; }
+  // Drops every node from `at` on (undoes a partly written subtree).
+  void truncate(std::size_t at) { nodes_.resize(at); }
+
+  // Index of the node after the subtree rooted at `i`.
+  std::size_t next(std::size_t i) const;
+  // An object's tag: the value of its "$" member, which must be the first member; empty when not tagged.
+  std::string_view tag(std::size_t object) const;
+  // The value node of member `key` of the object at `object`, or npos.
+  std::size_t member(std::size_t object, std::string_view key) const;
+
+  static constexpr std::size_t npos = static_cast<std::size_t>(-1);
+
+ private:
+  friend Tape parse_schema_json(std::string_view, const SchemaLimits&);
+  Node& push(NodeKind kind) {
+    nodes_.emplace_back();
+    nodes_.back().kind = kind;
+    return nodes_.back();
+  }
+  std::size_t open(NodeKind kind) {
+    push(kind);
+    return nodes_.size() - 1;
+  }
+  std::vector<Node> nodes_;
+  std::deque<std::string> owned_;
+  std::shared_ptr<void> parsed_;  // the parser whose string buffer views point into
+};
+
+// Renders compact JSON. A container with an id is written with it: an array as {"$":"list","#":id,"items":[...]},
+// a tagged object with "#":id right after its tag, an untagged object as {"$":"dict","#":id,"items":[[k,v],...]}.
+std::string to_json(const Tape& tape);
+void append_json(std::string& out, const Tape& tape, std::size_t root = 0);
+
+// Parses JSON text into a tape. Raises SchemaNotJson, NestingTooDeep or TooManyNodes.
+Tape parse_schema_json(std::string_view json, const SchemaLimits& limits = {});
+
+// The schema document: {"format":"safestructures","version":2,"root":NODE}.
+std::string make_schema_document(const Tape& root);
+// Checks the envelope and returns the index of the root node in the tape; raises SchemaInvalid or
+// SchemaVersion.
+std::size_t schema_root(const Tape& document);
+
+}  // namespace safestructures

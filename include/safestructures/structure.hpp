@@ -1,0 +1,46 @@
+// Structured files: a schema document stored in __metadata__ (or spilled into a tensor) beside the tensors.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "safestructures/container.hpp"
+#include "safestructures/reader.hpp"
+#include "safestructures/schema.hpp"
+#include "safestructures/writer.hpp"
+
+namespace safestructures {
+
+// The metadata keys that belong to safestructures (v2's schema key and 1.0.0's two keys); callers cannot set them.
+bool is_reserved_metadata_key(std::string_view key);
+
+// A structured file ready to be written: the tensors plus the final metadata (the caller's and the schema).
+struct StructuredLayout {
+  std::vector<WriteTensor> tensors;
+  Metadata metadata;
+  Layout layout;
+  // Owns the schema text when it is spilled into a tensor (the tensor's data points into it).
+  std::string spilled_schema;
+};
+
+// Adds the schema document to the caller's metadata and lays the file out. When the header would exceed
+// `max_header_size`, the schema goes into a U8 tensor named `__safestructures_schema__` and the metadata only points
+// to it. Raises InvalidMetadata for a reserved key in `user_metadata`.
+StructuredLayout plan_structured(std::vector<WriteTensor> tensors, const Metadata& user_metadata, std::string schema_document,
+                                 std::uint64_t max_header_size = default_max_header_size);
+
+void write_structured(const std::filesystem::path& path, const StructuredLayout& plan, const WriteOptions& options = {});
+void write_structured_into(std::span<std::byte> out, const StructuredLayout& plan);
+
+// The schema document of a file, parsed (nullopt for a plain safetensors file with no schema). Follows a spilled
+// schema into its tensor.
+std::optional<Tape> read_schema(const Reader& reader, const SchemaLimits& limits = {});
+
+// The caller's metadata of a structured file: the file's metadata without the reserved keys.
+Metadata user_metadata(const Header& header);
+
+}  // namespace safestructures

@@ -1,0 +1,146 @@
+"""The public save/load API for nested data: files and bytes, through the C++ walkers."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from . import _core, _types
+from ._flat import _check_metadata
+
+__all__ = ["DEFAULT_MAX_DEPTH", "DEFAULT_MAX_NODES", "load", "load_file", "save", "save_file"]
+
+#: Levels of nesting allowed by default, on save and on load (safestructures 1.0.0 failed near 250).
+DEFAULT_MAX_DEPTH = 1000
+#: Schema nodes a file may hold by default; a 100 MB header cannot hold more than about 50 million.
+DEFAULT_MAX_NODES = 50_000_000
+#: Header bytes a file may have by default (the safetensors limit).
+DEFAULT_MAX_HEADER_SIZE = _core.DEFAULT_MAX_HEADER_SIZE
+
+_FRAMEWORKS = (None, "numpy")
+
+
+def _array_entry(array: Any) -> Any:
+    from .frameworks import numpy as np_adapter
+
+    return np_adapter.array_entry(array)
+
+
+def _make_tensor(*args: Any) -> Any:
+    from .frameworks import numpy as np_adapter
+
+    return np_adapter.make_tensor(*args)
+
+
+def _install_hooks() -> None:
+    import collections
+
+    _core.set_hooks(
+        {
+            "classify": _types.classify,
+            "reduce": _types.reduce,
+            "array_entry": _array_entry,
+            "factory_name": _types.factory_name,
+            "construct": _types.CONSTRUCT,
+            "factories": _types.FACTORIES,
+            "make_tensor": _make_tensor,
+            "ordered_dict_type": collections.OrderedDict,
+            "defaultdict_type": collections.defaultdict,
+            "deque_type": collections.deque,
+            "counter_type": collections.Counter,
+        }
+    )
+
+
+def _fspath(path: str | os.PathLike[str]) -> str:
+    text = os.fspath(path)
+    if not isinstance(text, str):
+        raise TypeError(f"path must be a str or os.PathLike[str], not {type(text).__name__}")
+    if "\0" in text:
+        raise ValueError("embedded null byte in path")
+    return text
+
+
+def _check_framework(framework: str | None) -> None:
+    if framework not in _FRAMEWORKS:
+        raise ValueError(f"unknown framework {framework!r}; this release loads tensors as 'numpy' arrays (or None)")
+
+
+def save_file(
+    data: Any,
+    path: str | os.PathLike[str],
+    metadata: Mapping[str, str] | None = None,
+    *,
+    max_depth: int = DEFAULT_MAX_DEPTH,
+    fsync: bool = False,
+) -> None:
+    """Save nested Python data holding arrays to ``path`` as a valid safetensors file.
+
+    The structure (dicts, lists, tuples, sets, collections, dates, numbers, strings, bytes...) is kept in the file's
+    metadata; the arrays are tensors named by their path in the data (``model.layers.0.weight``), so any safetensors
+    tool shows them. An object reached twice is stored once and loads back as one object; cycles round-trip.
+    ``metadata`` (str -> str) is stored alongside, unchanged. The file is written beside ``path`` and renamed over it:
+    a failed save leaves ``path`` as it was.
+
+    Raises:
+        UnsupportedTypeError: an object cannot be stored; the message names its type and its path (``$["a"][3]``).
+        InvalidArgumentError: the data nests deeper than ``max_depth``, or a metadata key is reserved.
+        OSError: the file cannot be written.
+    """
+    _core.save_file(data, _fspath(path), _check_metadata(metadata), max_depth, fsync)
+
+
+def save(data: Any, metadata: Mapping[str, str] | None = None, *, max_depth: int = DEFAULT_MAX_DEPTH) -> bytes:
+    """Save nested data as the bytes of a safetensors file (what :func:`save_file` would write)."""
+    return _core.save_bytes(data, _check_metadata(metadata), max_depth)
+
+
+def _flat(buffer: Any, tensors: list[tuple[str, str, tuple[int, ...], int, int]]) -> dict[str, Any]:
+    from .frameworks import numpy as np_adapter
+
+    return {name: np_adapter.from_file(buffer, dtype, shape, offset, nbytes, name) for name, dtype, shape, offset, nbytes in tensors}
+
+
+def load_file(
+    path: str | os.PathLike[str],
+    framework: str | None = None,
+    *,
+    max_depth: int = DEFAULT_MAX_DEPTH,
+    max_nodes: int = DEFAULT_MAX_NODES,
+    max_header_size: int = DEFAULT_MAX_HEADER_SIZE,
+) -> Any:
+    """Load the data a file holds. Never imports a module or calls anything the file names.
+
+    A file saved by :func:`save_file` loads as the data it was saved from, with exact types. A plain safetensors
+    file (no structure in it) loads as a ``{name: array}`` dict. Arrays are zero-copy views of a private mapping of
+    the file: writable, and writing to them never changes the file. ``framework`` is ``None`` or ``"numpy"``.
+
+    Raises:
+        InvalidFileError: the file is malformed, or exceeds a limit (``max_depth`` levels of nesting,
+            ``max_nodes`` schema nodes, ``max_header_size`` header bytes); the message says what and where.
+        OSError: the file cannot be read.
+    """
+    _check_framework(framework)
+    buffer, (structured, payload, _metadata) = _core.load_file(_fspath(path), max_depth, max_nodes, max_header_size)
+    return payload if structured else _flat(buffer, payload)
+
+
+def load(
+    data: bytes | bytearray | memoryview,
+    framework: str | None = None,
+    *,
+    max_depth: int = DEFAULT_MAX_DEPTH,
+    max_nodes: int = DEFAULT_MAX_NODES,
+    max_header_size: int = DEFAULT_MAX_HEADER_SIZE,
+) -> Any:
+    """Load data from the bytes of a safetensors file, as :func:`load_file` does.
+
+    Arrays are views of ``data`` itself (read-only when ``data`` is immutable, like ``bytes``).
+    """
+    _check_framework(framework)
+    structured, payload, _metadata = _core.load_bytes(data, max_depth, max_nodes, max_header_size)
+    return payload if structured else _flat(data, payload)
+
+
+_install_hooks()

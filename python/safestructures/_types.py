@@ -1,0 +1,230 @@
+"""The Python types saved without a container walk: how each is classified, reduced to fields, and rebuilt.
+
+The C++ walker handles the built-in containers itself; for any other type it asks :func:`classify` once, then for
+"reduce" types saves the ``(tag, fields)`` that :func:`reduce` returns and, on load, calls ``CONSTRUCT[tag](fields)``.
+Loading only ever calls the functions in :data:`CONSTRUCT`: a file cannot name anything else.
+"""
+
+from __future__ import annotations
+
+import collections
+import datetime
+import decimal
+import fractions
+import functools
+import pathlib
+import sys
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+__all__ = ["CONSTRUCT", "FACTORIES", "classify", "factory_name", "reduce"]
+
+# The walker's kinds; the numbers are shared with src/bindings/hooks.hpp.
+UNSUPPORTED, NDARRAY, REDUCE, ORDEREDDICT, DEFAULTDICT, DEQUE, COUNTER = range(7)
+
+_PATHS: dict[str, type[pathlib.PurePath]] = {
+    cls.__name__: cls for cls in (pathlib.PurePosixPath, pathlib.PureWindowsPath, pathlib.PosixPath, pathlib.WindowsPath)
+}
+
+
+def _timezone_args(tz: datetime.timezone) -> dict[str, Any]:
+    # __getinitargs__ tells an explicitly named timezone from one whose name is derived from its offset.
+    args = tz.__getinitargs__()  # type: ignore[attr-defined]
+    fields: dict[str, Any] = {"offset": args[0]}
+    if len(args) > 1:
+        fields["name"] = args[1]
+    return fields
+
+
+def _clock_fields(value: datetime.datetime | datetime.time) -> dict[str, Any]:
+    fields: dict[str, Any] = {"iso": value.replace(tzinfo=None, fold=0).isoformat()}
+    if value.tzinfo is not None:
+        fields["tz"] = value.tzinfo
+    if value.fold:
+        fields["fold"] = 1
+    return fields
+
+
+def _zoneinfo_key(value: Any) -> dict[str, Any]:
+    if value.key is None:
+        raise TypeError("a ZoneInfo made from a file object has no key to store")
+    return {"key": value.key}
+
+
+_REDUCERS: dict[type, Callable[[Any], tuple[str, dict[str, Any]]]] = {
+    complex: lambda z: ("complex", {"re": z.real, "im": z.imag}),
+    range: lambda r: ("range", {"start": r.start, "stop": r.stop, "step": r.step}),
+    slice: lambda s: ("slice", {"start": s.start, "stop": s.stop, "step": s.step}),
+    type(Ellipsis): lambda _: ("Ellipsis", {}),
+    datetime.datetime: lambda d: ("datetime", _clock_fields(d)),
+    datetime.date: lambda d: ("date", {"iso": d.isoformat()}),
+    datetime.time: lambda t: ("time", _clock_fields(t)),
+    datetime.timedelta: lambda t: ("timedelta", {"days": t.days, "seconds": t.seconds, "microseconds": t.microseconds}),
+    datetime.timezone: lambda tz: ("timezone", _timezone_args(tz)),
+    decimal.Decimal: lambda d: ("Decimal", {"v": str(d)}),
+    fractions.Fraction: lambda f: ("Fraction", {"n": f.numerator, "d": f.denominator}),
+    uuid.UUID: lambda u: ("UUID", {"hex": u.hex}),
+    **{cls: (lambda p: ("path", {"kind": type(p).__name__, "v": str(p)})) for cls in _PATHS.values()},
+}
+
+
+@functools.cache
+def classify(cls: type) -> int:
+    """How the walker saves instances of exactly `cls` (subclasses are not assumed to behave like their base)."""
+    if cls in _REDUCERS:
+        return REDUCE
+    if cls is collections.OrderedDict:
+        return ORDEREDDICT
+    if cls is collections.defaultdict:
+        return DEFAULTDICT
+    if cls is collections.deque:
+        return DEQUE
+    if cls is collections.Counter:
+        return COUNTER
+    zoneinfo = sys.modules.get("zoneinfo")
+    if zoneinfo is not None and cls is zoneinfo.ZoneInfo:
+        return REDUCE
+    numpy = sys.modules.get("numpy")
+    if numpy is not None:
+        if cls is numpy.ndarray or cls is numpy.memmap:
+            return NDARRAY
+        if issubclass(cls, numpy.generic):
+            return REDUCE
+    return UNSUPPORTED
+
+
+def reduce(obj: Any) -> tuple[str, dict[str, Any]]:
+    """The (tag, fields) that stand for `obj` in the schema; fields are saved like any other data."""
+    cls = type(obj)
+    reducer = _REDUCERS.get(cls)
+    if reducer is not None:
+        return reducer(obj)
+    if cls.__name__ == "ZoneInfo" and cls.__module__ == "zoneinfo":
+        return "ZoneInfo", _zoneinfo_key(obj)
+    from .frameworks import numpy as np_adapter
+
+    return "npscalar", np_adapter.scalar_fields(obj)
+
+
+def _datetime(fields: dict[str, Any]) -> datetime.datetime:
+    value = datetime.datetime.fromisoformat(_text(fields, "iso"))
+    return value.replace(tzinfo=_tz(fields), fold=_fold(fields))
+
+
+def _time(fields: dict[str, Any]) -> datetime.time:
+    value = datetime.time.fromisoformat(_text(fields, "iso"))
+    return value.replace(tzinfo=_tz(fields), fold=_fold(fields))
+
+
+def _text(fields: dict[str, Any], key: str) -> str:
+    value = fields[key]
+    if type(value) is not str:
+        raise TypeError(f"field {key!r} must be a str, not {type(value).__name__}")
+    return value
+
+
+def _integer(fields: dict[str, Any], key: str) -> int:
+    value = fields[key]
+    if type(value) is not int:
+        raise TypeError(f"field {key!r} must be an int, not {type(value).__name__}")
+    return value
+
+
+def _tz(fields: dict[str, Any]) -> datetime.tzinfo | None:
+    tz = fields.get("tz")
+    if tz is not None and not isinstance(tz, datetime.tzinfo):
+        raise TypeError("field 'tz' must be a time zone")
+    return tz
+
+
+def _fold(fields: dict[str, Any]) -> int:
+    fold = fields.get("fold", 0)
+    if fold not in (0, 1) or type(fold) is not int:
+        raise ValueError("field 'fold' must be 0 or 1")
+    return fold
+
+
+def _timezone(fields: dict[str, Any]) -> datetime.timezone:
+    offset = fields["offset"]
+    if type(offset) is not datetime.timedelta:
+        raise TypeError("field 'offset' must be a timedelta")
+    if "name" in fields:
+        return datetime.timezone(offset, _text(fields, "name"))
+    return datetime.timezone(offset)
+
+
+def _float(fields: dict[str, Any], key: str) -> float:
+    value = fields[key]
+    if type(value) is not float:
+        raise TypeError(f"field {key!r} must be a float, not {type(value).__name__}")
+    return value
+
+
+def _zoneinfo(fields: dict[str, Any]) -> Any:
+    import zoneinfo
+
+    return zoneinfo.ZoneInfo(_text(fields, "key"))
+
+
+def _path(fields: dict[str, Any]) -> pathlib.PurePath:
+    kind = _text(fields, "kind")
+    cls = _PATHS.get(kind)
+    if cls is None:
+        raise ValueError(f"unknown path kind {kind!r}")
+    # A concrete path of the other platform cannot be instantiated here; its pure form holds the same value.
+    if cls is pathlib.WindowsPath and sys.platform != "win32":
+        cls = pathlib.PureWindowsPath
+    elif cls is pathlib.PosixPath and sys.platform == "win32":
+        cls = pathlib.PurePosixPath
+    return cls(_text(fields, "v"))
+
+
+
+
+def _npscalar(fields: dict[str, Any]) -> Any:
+    from .frameworks import numpy as np_adapter
+
+    return np_adapter.scalar_from_fields(fields)
+
+
+#: Everything a file can ask to be built, by tag.
+CONSTRUCT: dict[str, Callable[[dict[str, Any]], Any]] = {
+    "complex": lambda f: complex(_float(f, "re"), _float(f, "im")),
+    "range": lambda f: range(_integer(f, "start"), _integer(f, "stop"), _integer(f, "step")),
+    "slice": lambda f: slice(f["start"], f["stop"], f["step"]),
+    "Ellipsis": lambda f: ...,
+    "datetime": _datetime,
+    "date": lambda f: datetime.date.fromisoformat(_text(f, "iso")),
+    "time": _time,
+    "timedelta": lambda f: datetime.timedelta(
+        days=_integer(f, "days"), seconds=_integer(f, "seconds"), microseconds=_integer(f, "microseconds")
+    ),
+    "timezone": _timezone,
+    "ZoneInfo": _zoneinfo,
+    "Decimal": lambda f: decimal.Decimal(_text(f, "v")),
+    "Fraction": lambda f: fractions.Fraction(_integer(f, "n"), _integer(f, "d")),
+    "UUID": lambda f: uuid.UUID(hex=_text(f, "hex")),
+    "path": _path,
+    "npscalar": _npscalar,
+}
+
+#: defaultdict factories a file may name: built-in types only.
+FACTORIES: dict[str, Any] = {
+    cls.__name__: cls
+    for cls in (list, dict, set, frozenset, tuple, int, float, complex, str, bytes, bytearray, bool)
+}
+FACTORIES.update({"OrderedDict": collections.OrderedDict, "Counter": collections.Counter, "deque": collections.deque})
+
+
+def factory_name(factory: Any) -> str | None:
+    """The name under which a defaultdict's default_factory is stored; TypeError when it is not storable."""
+    if factory is None:
+        return None
+    for name, candidate in FACTORIES.items():
+        if factory is candidate:
+            return name
+    raise TypeError(
+        f"defaultdict default_factory {factory!r} is not one of the storable built-ins ({', '.join(FACTORIES)}); "
+        "a file must not name code to call"
+    )

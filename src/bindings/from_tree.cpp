@@ -1,0 +1,456 @@
+// Loading: builds Python objects from the schema tape in C++, tensors as views of the file's bytes.
+#include <Python.h>
+
+#include <cctype>
+#include <cmath>
+#include <cstring>
+#include <functional>
+#include <unordered_map>
+
+#include "bindings.hpp"
+#include "hooks.hpp"
+#include "safestructures/schema.hpp"
+#include "safestructures/structure.hpp"
+
+namespace safestructures::bindings {
+namespace {
+
+enum class Tag { List, Dict, Tuple, Set, FrozenSet, OrderedDict, DefaultDict, Counter, Deque, Ref, Int, Float, Str, Bytes, ByteArray, Tensor, Other };
+
+Tag tag_of(std::string_view tag) {
+  static const std::unordered_map<std::string_view, Tag> tags{
+      {"list", Tag::List},       {"dict", Tag::Dict},         {"tuple", Tag::Tuple},      {"set", Tag::Set},
+      {"frozenset", Tag::FrozenSet}, {"OrderedDict", Tag::OrderedDict}, {"defaultdict", Tag::DefaultDict},
+      {"Counter", Tag::Counter}, {"deque", Tag::Deque},       {"ref", Tag::Ref},          {"int", Tag::Int},
+      {"float", Tag::Float},     {"str", Tag::Str},           {"bytes", Tag::Bytes},      {"bytearray", Tag::ByteArray},
+      {"tensor", Tag::Tensor},
+  };
+  const auto it = tags.find(tag);
+  return it == tags.end() ? Tag::Other : it->second;
+}
+
+int base64_value(unsigned char c) {
+  if (c >= 'A' && c <= 'Z') return c - 'A';
+  if (c >= 'a' && c <= 'z') return c - 'a' + 26;
+  if (c >= '0' && c <= '9') return c - '0' + 52;
+  if (c == '+') return 62;
+  if (c == '/') return 63;
+  return -1;
+}
+
+// Strict: length a multiple of 4, padding only at the end; returns false on anything else.
+bool decode_base64(std::string_view text, std::string& out) {
+  if (text.size() % 4 != 0) return false;
+  out.clear();
+  out.reserve(text.size() / 4 * 3);
+  for (std::size_t i = 0; i < text.size(); i += 4) {
+    int v[4];
+    int pad = 0;
+    for (int k = 0; k < 4; ++k) {
+      const unsigned char c = static_cast<unsigned char>(text[i + k]);
+      if (c == '=' && i + 4 == text.size() && k >= 2) {
+        v[k] = 0;
+        ++pad;
+        continue;
+      }
+      if (pad) return false;
+      v[k] = base64_value(c);
+      if (v[k] < 0) return false;
+    }
+    const unsigned triple = (v[0] << 18) | (v[1] << 12) | (v[2] << 6) | v[3];
+    out += static_cast<char>(triple >> 16);
+    if (pad < 2) out += static_cast<char>((triple >> 8) & 0xff);
+    if (pad < 1) out += static_cast<char>(triple & 0xff);
+  }
+  return true;
+}
+
+struct LoadPath {
+  enum class Type { Key, Index, Field } type;
+  std::string_view key;
+  std::size_t index = 0;
+};
+
+class Loader {
+ public:
+  Loader(const Tape& tape, const Reader& reader, nb::handle buffer)
+      : tape_(tape), reader_(reader), buffer_(buffer), hooks_(hooks()), ids_(tape.size() + 1) {}
+
+  nb::object build(std::size_t i);
+
+ private:
+  nb::object build_tagged(std::size_t i, std::string_view tag);
+  nb::object build_plain_object(std::size_t i);
+  nb::object build_child(std::size_t i, LoadPath part) {
+    path_.push_back(part);
+    nb::object out = build(i);
+    path_.pop_back();
+    return out;
+  }
+  // Children of the "items" array of tagged node `i`, in order.
+  std::size_t items(std::size_t i, std::uint32_t& count);
+  void fill_pairs(std::size_t object, const nb::object& target, bool exact_dict);
+  nb::object tensor(std::size_t i);
+  nb::object bytes_value(std::size_t i, bool mutable_copy);
+  std::string_view string_field(std::size_t object, std::string_view key);
+  void define(std::size_t object, const nb::object& value);
+  [[noreturn]] void invalid(const std::string& what, ErrorCode code = ErrorCode::SchemaInvalid) const {
+    throw Error(code, "at " + path_text() + ": " + what);
+  }
+  std::string path_text() const;
+  nb::object call_python(const char* what, const std::function<nb::object()>& call);
+
+  const Tape& tape_;
+  const Reader& reader_;
+  nb::handle buffer_;
+  const Hooks& hooks_;
+  std::vector<nb::object> ids_;
+  std::vector<LoadPath> path_;
+};
+
+std::string Loader::path_text() const {
+  std::string out = "$";
+  for (const LoadPath& part : path_) {
+    switch (part.type) {
+      case LoadPath::Type::Index: out += "[" + std::to_string(part.index) + "]"; break;
+      case LoadPath::Type::Field: out += "."; out += part.key; break;
+      case LoadPath::Type::Key: out += "[" + quote_name(part.key) + "]"; break;
+    }
+  }
+  return out;
+}
+
+nb::object Loader::call_python(const char* what, const std::function<nb::object()>& call) {
+  try {
+    return call();
+  } catch (nb::python_error& e) {
+    invalid(std::string(what) + ": " + Py_TYPE(e.value().ptr())->tp_name + ": " + nb::str(e.value()).c_str());
+  }
+}
+
+std::string_view Loader::string_field(std::size_t object, std::string_view key) {
+  const std::size_t at = tape_.member(object, key);
+  if (at == Tape::npos || tape_[at].kind != NodeKind::String) invalid("tagged " + quote_name(tape_.tag(object)) + " needs a string field " + quote_name(key));
+  return tape_[at].text;
+}
+
+void Loader::define(std::size_t object, const nb::object& value) {
+  const std::size_t at = tape_.member(object, "#");
+  if (at == Tape::npos) return;
+  const Node& id = tape_[at];
+  if (id.kind != NodeKind::Int || id.integer < 1 || static_cast<std::uint64_t>(id.integer) >= ids_.size()) invalid("reference id \"#\" must be an integer from 1 to the node count");
+  nb::object& slot = ids_[static_cast<std::size_t>(id.integer)];
+  if (slot.is_valid()) invalid("reference id #" + std::to_string(id.integer) + " is defined twice");
+  slot = value;
+}
+
+std::size_t Loader::items(std::size_t i, std::uint32_t& count) {
+  const std::size_t at = tape_.member(i, "items");
+  if (at == Tape::npos || tape_[at].kind != NodeKind::Array) invalid("tagged " + quote_name(tape_.tag(i)) + " needs an array field \"items\"");
+  count = tape_[at].count;
+  return at + 1;
+}
+
+void Loader::fill_pairs(std::size_t object, const nb::object& target, bool exact_dict) {
+  std::uint32_t count = 0;
+  std::size_t c = items(object, count);
+  for (std::uint32_t k = 0; k < count; ++k) {
+    const Node& pair = tape_[c];
+    if (pair.kind != NodeKind::Array || pair.count != 2) invalid("each item of a mapping must be a [key, value] pair");
+    path_.push_back({LoadPath::Type::Index, {}, k});
+    nb::object key = build(c + 1);
+    nb::object value = build(tape_.next(c + 1));
+    const int status = exact_dict ? PyDict_SetItem(target.ptr(), key.ptr(), value.ptr()) : PyObject_SetItem(target.ptr(), key.ptr(), value.ptr());
+    if (status != 0) {
+      nb::python_error e;
+      invalid(std::string("cannot use this key: ") + nb::str(e.value()).c_str());
+    }
+    path_.pop_back();
+    c = pair.end;
+  }
+}
+
+nb::object Loader::tensor(std::size_t i) {
+  const std::string_view name = string_field(i, "name");
+  const TensorInfo* info = reader_.header().find(name);
+  if (info == nullptr) invalid("the schema refers to tensor " + quote_name(name) + ", which the file lacks", ErrorCode::TensorNotFound);
+  nb::dict fields;
+  const Node& object = tape_[i];
+  std::size_t c = i + 1;
+  for (std::uint32_t k = 0; k < object.count; ++k) {
+    const std::string_view key = tape_[c].text;
+    if (key != "$" && key != "#" && key != "name") {
+      fields[nb::str(key.data(), key.size())] = build_child(c + 1, {LoadPath::Type::Field, key});
+    }
+    c = tape_.next(c + 1);
+  }
+  nb::tuple shape = nb::steal<nb::tuple>(PyTuple_New(static_cast<Py_ssize_t>(info->shape.size())));
+  for (std::size_t d = 0; d < info->shape.size(); ++d) PyTuple_SET_ITEM(shape.ptr(), d, PyLong_FromUnsignedLongLong(info->shape[d]));
+  const auto dtype = dtype_name(info->dtype);
+  return call_python(("cannot rebuild tensor " + quote_name(name)).c_str(), [&] {
+    return hooks_.make_tensor(buffer_, nb::str(dtype.data(), dtype.size()), shape, reader_.header().data_offset() + info->begin, info->nbytes(), fields);
+  });
+}
+
+nb::object Loader::bytes_value(std::size_t i, bool mutable_copy) {
+  std::string decoded;
+  const char* data = nullptr;
+  std::size_t size = 0;
+  if (const std::size_t b64 = tape_.member(i, "b64"); b64 != Tape::npos) {
+    if (tape_[b64].kind != NodeKind::String || !decode_base64(tape_[b64].text, decoded)) invalid("\"b64\" is not valid base64");
+    data = decoded.data();
+    size = decoded.size();
+  } else {
+    const std::string_view name = string_field(i, "tensor");
+    const TensorInfo* info = reader_.header().find(name);
+    if (info == nullptr) invalid("the schema refers to tensor " + quote_name(name) + ", which the file lacks", ErrorCode::TensorNotFound);
+    if (info->dtype != Dtype::U8 || info->shape.size() != 1) invalid("bytes tensor " + quote_name(name) + " must be a 1-D U8 tensor", ErrorCode::TensorMismatch);
+    const auto view = reader_.tensor(*info).bytes;
+    data = reinterpret_cast<const char*>(view.data());
+    size = view.size();
+  }
+  PyObject* out = mutable_copy ? PyByteArray_FromStringAndSize(data, static_cast<Py_ssize_t>(size))
+                               : PyBytes_FromStringAndSize(data, static_cast<Py_ssize_t>(size));
+  if (out == nullptr) throw nb::python_error();
+  return nb::steal(out);
+}
+
+nb::object Loader::build_plain_object(std::size_t i) {
+  const Node& n = tape_[i];
+  nb::object dict = nb::steal(PyDict_New());
+  std::size_t c = i + 1;
+  for (std::uint32_t k = 0; k < n.count; ++k) {
+    const std::string_view key = tape_[c].text;
+    if (key == "$") invalid("\"$\" must be the first key of a tagged object and name its tag");
+    nb::object value = build_child(c + 1, {LoadPath::Type::Key, key});
+    nb::object py_key = nb::steal(PyUnicode_DecodeUTF8(key.data(), static_cast<Py_ssize_t>(key.size()), nullptr));
+    if (!py_key.is_valid()) throw nb::python_error();
+    if (PyDict_SetItem(dict.ptr(), py_key.ptr(), value.ptr()) != 0) throw nb::python_error();
+    c = tape_.next(c + 1);
+  }
+  if (static_cast<std::uint32_t>(PyDict_GET_SIZE(dict.ptr())) != n.count) invalid("an object holds the same key twice");
+  return dict;
+}
+
+nb::object Loader::build(std::size_t i) {
+  const Node& n = tape_[i];
+  switch (n.kind) {
+    case NodeKind::Null: return nb::none();
+    case NodeKind::False: return nb::borrow(Py_False);
+    case NodeKind::True: return nb::borrow(Py_True);
+    case NodeKind::Int: return nb::steal(PyLong_FromLongLong(n.integer));
+    case NodeKind::Float: return nb::steal(PyFloat_FromDouble(n.number));
+    case NodeKind::String: {
+      PyObject* s = PyUnicode_DecodeUTF8(n.text.data(), static_cast<Py_ssize_t>(n.text.size()), nullptr);
+      if (s == nullptr) throw nb::python_error();
+      return nb::steal(s);
+    }
+    case NodeKind::Array: {
+      nb::object list = nb::steal(PyList_New(n.count));
+      std::size_t c = i + 1;
+      for (std::uint32_t k = 0; k < n.count; ++k) {
+        nb::object item = build_child(c, {LoadPath::Type::Index, {}, k});
+        PyList_SET_ITEM(list.ptr(), k, item.release().ptr());
+        c = tape_.next(c);
+      }
+      return list;
+    }
+    case NodeKind::Object: {
+      const std::string_view tag = tape_.tag(i);
+      if (tag.empty()) return build_plain_object(i);
+      return build_tagged(i, tag);
+    }
+  }
+  invalid("unknown node");
+}
+
+nb::object Loader::build_tagged(std::size_t i, std::string_view tag) {
+  switch (tag_of(tag)) {
+    case Tag::Ref: {
+      const std::size_t at = tape_.member(i, "#");
+      if (at == Tape::npos || tape_[at].kind != NodeKind::Int) invalid("a ref needs an integer \"#\"");
+      const std::int64_t id = tape_[at].integer;
+      if (id < 1 || static_cast<std::uint64_t>(id) >= ids_.size() || !ids_[static_cast<std::size_t>(id)].is_valid()) {
+        invalid("ref to #" + std::to_string(id) + ", which is not defined before this point");
+      }
+      return ids_[static_cast<std::size_t>(id)];
+    }
+    case Tag::List: {
+      nb::object list = nb::steal(PyList_New(0));
+      define(i, list);
+      std::uint32_t count = 0;
+      std::size_t c = items(i, count);
+      for (std::uint32_t k = 0; k < count; ++k) {
+        nb::object item = build_child(c, {LoadPath::Type::Index, {}, k});
+        if (PyList_Append(list.ptr(), item.ptr()) != 0) throw nb::python_error();
+        c = tape_.next(c);
+      }
+      return list;
+    }
+    case Tag::Tuple:
+    case Tag::Set:
+    case Tag::FrozenSet: {
+      std::uint32_t count = 0;
+      std::size_t c = items(i, count);
+      nb::object list = nb::steal(PyList_New(count));
+      for (std::uint32_t k = 0; k < count; ++k) {
+        nb::object item = build_child(c, {LoadPath::Type::Index, {}, k});
+        PyList_SET_ITEM(list.ptr(), k, item.release().ptr());
+        c = tape_.next(c);
+      }
+      PyObject* out = nullptr;
+      switch (tag_of(tag)) {
+        case Tag::Tuple: out = PyList_AsTuple(list.ptr()); break;
+        case Tag::Set: out = PySet_New(list.ptr()); break;
+        default: out = PyFrozenSet_New(list.ptr()); break;
+      }
+      if (out == nullptr) {
+        nb::python_error e;
+        invalid(std::string("cannot build a ") + std::string(tag) + ": " + nb::str(e.value()).c_str());
+      }
+      nb::object result = nb::steal(out);
+      define(i, result);
+      return result;
+    }
+    case Tag::Dict: {
+      nb::object dict = nb::steal(PyDict_New());
+      define(i, dict);
+      fill_pairs(i, dict, true);
+      return dict;
+    }
+    case Tag::OrderedDict:
+    case Tag::Counter: {
+      nb::object mapping = (tag_of(tag) == Tag::Counter ? hooks_.counter_type : hooks_.ordered_dict_type)();
+      define(i, mapping);
+      fill_pairs(i, mapping, false);
+      return mapping;
+    }
+    case Tag::DefaultDict: {
+      const std::size_t at = tape_.member(i, "factory");
+      nb::object factory = nb::none();
+      if (at == Tape::npos) invalid("a defaultdict needs a \"factory\" field");
+      if (tape_[at].kind == NodeKind::String) {
+        nb::object name = nb::str(tape_[at].text.data(), tape_[at].text.size());
+        PyObject* found = PyDict_GetItemWithError(hooks_.factories.ptr(), name.ptr());
+        if (found == nullptr) invalid("unknown defaultdict factory " + quote_name(tape_[at].text) + " (only built-in types are allowed)");
+        factory = nb::borrow(found);
+      } else if (tape_[at].kind != NodeKind::Null) {
+        invalid("a defaultdict's \"factory\" must be a string or null");
+      }
+      nb::object mapping = hooks_.defaultdict_type(factory);
+      define(i, mapping);
+      fill_pairs(i, mapping, false);
+      return mapping;
+    }
+    case Tag::Deque: {
+      const std::size_t at = tape_.member(i, "maxlen");
+      nb::object maxlen = nb::none();
+      if (at != Tape::npos && tape_[at].kind == NodeKind::Int && tape_[at].integer >= 0) {
+        maxlen = nb::int_(tape_[at].integer);
+      } else if (at != Tape::npos && tape_[at].kind != NodeKind::Null) {
+        invalid("a deque's \"maxlen\" must be a non-negative integer or null");
+      }
+      nb::object deque = hooks_.deque_type(nb::list(), maxlen);
+      define(i, deque);
+      nb::object append = deque.attr("append");
+      std::uint32_t count = 0;
+      std::size_t c = items(i, count);
+      for (std::uint32_t k = 0; k < count; ++k) {
+        append(build_child(c, {LoadPath::Type::Index, {}, k}));
+        c = tape_.next(c);
+      }
+      return deque;
+    }
+    case Tag::Int: {
+      const std::string_view hex = string_field(i, "hex");
+      std::size_t k = hex.starts_with('-') ? 1 : 0;
+      bool ok = hex.substr(k, 2) == "0x" && hex.size() > k + 2;
+      for (std::size_t j = k + 2; ok && j < hex.size(); ++j) ok = std::isxdigit(static_cast<unsigned char>(hex[j]));
+      if (!ok) invalid("an int's \"hex\" must look like 0x1f or -0x1f");
+      const std::string text(hex);
+      PyObject* value = PyLong_FromString(text.c_str(), nullptr, 16);
+      if (value == nullptr) throw nb::python_error();
+      return nb::steal(value);
+    }
+    case Tag::Float: {
+      const std::string_view v = string_field(i, "v");
+      double value = 0;
+      if (v == "nan") {
+        value = std::nan("");
+        if (const std::size_t at = tape_.member(i, "bits"); at != Tape::npos) {
+          const std::string_view bits = tape_[at].kind == NodeKind::String ? tape_[at].text : std::string_view();
+          std::uint64_t raw = 0;
+          bool ok = bits.size() == 16;
+          for (char ch : bits) {
+            if (!std::isxdigit(static_cast<unsigned char>(ch))) ok = false;
+          }
+          if (ok) raw = std::stoull(std::string(bits), nullptr, 16);
+          std::memcpy(&value, &raw, sizeof value);
+          if (!ok || !std::isnan(value)) invalid("a NaN's \"bits\" must be 16 hex digits of a NaN");
+        }
+      } else if (v == "inf") {
+        value = HUGE_VAL;
+      } else if (v == "-inf") {
+        value = -HUGE_VAL;
+      } else {
+        invalid("a tagged float must be nan, inf or -inf");
+      }
+      return nb::steal(PyFloat_FromDouble(value));
+    }
+    case Tag::Str: {
+      const std::size_t at = tape_.member(i, "cp");
+      if (at == Tape::npos || tape_[at].kind != NodeKind::Array) invalid("a tagged str needs an array \"cp\" of code points");
+      std::vector<Py_UCS4> points;
+      points.reserve(tape_[at].count);
+      for (std::size_t c = at + 1; c < tape_[at].end; ++c) {
+        const Node& p = tape_[c];
+        if (p.kind != NodeKind::Int || p.integer < 0 || p.integer > 0x10FFFF) invalid("code points must be integers from 0 to 0x10FFFF");
+        points.push_back(static_cast<Py_UCS4>(p.integer));
+      }
+      PyObject* s = PyUnicode_FromKindAndData(PyUnicode_4BYTE_KIND, points.data(), static_cast<Py_ssize_t>(points.size()));
+      if (s == nullptr) throw nb::python_error();
+      return nb::steal(s);
+    }
+    case Tag::Bytes:
+    case Tag::ByteArray: {
+      nb::object value = bytes_value(i, tag_of(tag) == Tag::ByteArray);
+      define(i, value);
+      return value;
+    }
+    case Tag::Tensor: {
+      nb::object value = tensor(i);
+      define(i, value);
+      return value;
+    }
+    case Tag::Other: break;
+  }
+  nb::object tag_obj = nb::str(tag.data(), tag.size());
+  PyObject* constructor = PyDict_GetItemWithError(hooks_.construct.ptr(), tag_obj.ptr());
+  if (constructor == nullptr) invalid("unknown tag " + quote_name(tag));
+  nb::dict fields;
+  const Node& object = tape_[i];
+  std::size_t c = i + 1;
+  for (std::uint32_t k = 0; k < object.count; ++k) {
+    const std::string_view key = tape_[c].text;
+    if (key != "$" && key != "#") fields[nb::str(key.data(), key.size())] = build_child(c + 1, {LoadPath::Type::Field, key});
+    c = tape_.next(c + 1);
+  }
+  nb::object value = call_python(("cannot rebuild a " + std::string(tag)).c_str(), [&] { return nb::borrow(constructor)(fields); });
+  define(i, value);
+  return value;
+}
+
+}  // namespace
+
+nb::object build_data(const Reader& reader, nb::handle buffer, const LoadOptions& options) {
+  SchemaLimits limits;
+  limits.max_json_depth = options.max_depth * json_levels_per_level + 8;
+  limits.max_nodes = options.max_nodes;
+  const std::optional<Tape> document = read_schema(reader, limits);
+  if (!document) return nb::object();
+  const std::size_t root = schema_root(*document);
+  Loader loader(*document, reader, buffer);
+  return loader.build(root);
+}
+
+}  // namespace safestructures::bindings

@@ -1,0 +1,40 @@
+// The Python callables the tree walkers use for everything that is not a built-in container (set once at import).
+#pragma once
+
+#include <nanobind/nanobind.h>
+
+namespace safestructures::bindings {
+
+namespace nb = nanobind;
+
+// What the Python layer's classify(type) answers for a type the walker has no exact-type fast path for.
+enum class Kind : int {
+  Unsupported = 0,
+  NdArray = 1,
+  // Saved as the (tag, fields) that reduce(obj) returns, rebuilt by construct[tag](fields).
+  Reduce = 2,
+  OrderedDict = 3,
+  DefaultDict = 4,
+  Deque = 5,
+  Counter = 6,
+};
+
+struct Hooks {
+  nb::object classify;          // type -> Kind
+  nb::object reduce;            // obj -> (tag, {field: value})
+  nb::object array_entry;       // ndarray -> (stored dtype, shape, data array, {extra schema fields} | None)
+  nb::object factory_name;      // defaultdict default_factory -> name (raises TypeError when not storable)
+  nb::object construct;         // {tag: callable(fields) -> object}
+  nb::object factories;         // {name: default_factory}
+  nb::object make_tensor;       // (buffer, dtype, shape, offset, nbytes, fields) -> array
+  nb::object ordered_dict_type;
+  nb::object defaultdict_type;
+  nb::object deque_type;
+  nb::object counter_type;
+};
+
+// The hooks, or a RuntimeError when safestructures' Python layer has not installed them.
+const Hooks& hooks();
+void set_hooks(nb::dict hooks);
+
+}  // namespace safestructures::bindings

@@ -1,0 +1,619 @@
+// Saving: walks Python objects into the schema tape (exact-type fast paths first), collecting tensors by path name.
+#include <Python.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <unordered_map>
+#include <unordered_set>
+
+#include "bindings.hpp"
+#include "hooks.hpp"
+#include "safestructures/schema.hpp"
+
+namespace safestructures::bindings {
+namespace {
+
+// Inline bytes up to this size are base64 in the schema; larger ones become U8 tensors.
+constexpr Py_ssize_t inline_bytes_limit = 64;
+
+std::string base64(const unsigned char* data, std::size_t size) {
+  static constexpr char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out;
+  out.reserve((size + 2) / 3 * 4);
+  std::size_t i = 0;
+  for (; i + 2 < size; i += 3) {
+    const unsigned v = (data[i] << 16) | (data[i + 1] << 8) | data[i + 2];
+    out += alphabet[v >> 18];
+    out += alphabet[(v >> 12) & 63];
+    out += alphabet[(v >> 6) & 63];
+    out += alphabet[v & 63];
+  }
+  if (i < size) {
+    const unsigned v = (data[i] << 16) | (i + 1 < size ? data[i + 1] << 8 : 0);
+    out += alphabet[v >> 18];
+    out += alphabet[(v >> 12) & 63];
+    out += i + 1 < size ? alphabet[(v >> 6) & 63] : '=';
+    out += '=';
+  }
+  return out;
+}
+
+struct PathPart {
+  enum class Type { Key, Index, Field } type;
+  PyObject* key = nullptr;  // borrowed: the key lives in the container being walked
+  Py_ssize_t index = 0;
+  const char* field = nullptr;
+};
+
+class UnsupportedError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+struct Memo {
+  std::size_t tape_at;
+  bool in_progress;
+  bool immutable;
+};
+
+class Saver {
+ public:
+  explicit Saver(const SaveOptions& options) : options_(options), hooks_(hooks()) {
+    // Names a generated path must never take.
+    used_names_.insert(std::string(metadata_key));
+    used_names_.insert(std::string(schema_spill_tensor));
+  }
+
+  void walk(PyObject* obj);
+  Tape tape;
+  WriteRequest request;
+  std::vector<nb::object> keep_alive;
+
+ private:
+  // Exact types first: these are what nested data is made of, and they need no Python call.
+  void walk_int(PyObject* obj);
+  void walk_float(double value);
+  void walk_str(PyObject* obj);
+  void walk_list(PyObject* obj);
+  void walk_dict(PyObject* obj);
+  void walk_sequence(PyObject* obj, const char* tag, bool immutable);
+  void walk_set(PyObject* obj, const char* tag, bool immutable);
+  void walk_bytes(PyObject* obj, const char* tag, const char* data, Py_ssize_t size);
+  void walk_uncommon(PyObject* obj);
+  void walk_pairs(PyObject* mapping, std::size_t object_at);
+  void walk_array(PyObject* obj);
+  void walk_reduced(PyObject* obj);
+
+  // Returns true when `obj` was already written (and writes a ref to it instead).
+  bool seen(PyObject* obj);
+  std::size_t open_tagged(const char* tag);
+  void begin_items(std::size_t object_at);
+  void enter(PyObject* obj, std::size_t tape_at, bool immutable);
+  void leave(PyObject* obj);
+  void child(PathPart part, PyObject* value, std::size_t container_at) {
+    path_.push_back(part);
+    walk(value);
+    path_.pop_back();
+    tape.count_child(container_at);
+  }
+  std::string tensor_name();
+  [[noreturn]] void unsupported(PyObject* obj, const std::string& why = {});
+  std::string path_text() const;
+
+  const SaveOptions& options_;
+  const Hooks& hooks_;
+  std::vector<PathPart> path_;
+  std::unordered_map<PyObject*, Memo> memo_;
+  std::unordered_set<std::string> used_names_;
+  std::uint32_t depth_ = 0;
+  std::uint32_t next_id_ = 1;
+};
+
+std::string key_text(PyObject* key) {
+  if (PyUnicode_Check(key)) {
+    Py_ssize_t size = 0;
+    if (const char* s = PyUnicode_AsUTF8AndSize(key, &size)) return std::string(s, static_cast<std::size_t>(size));
+    PyErr_Clear();
+  }
+  nb::object text = nb::steal(PyObject_Str(key));
+  if (!text.is_valid()) {
+    PyErr_Clear();
+    return "?";
+  }
+  Py_ssize_t size = 0;
+  const char* s = PyUnicode_AsUTF8AndSize(text.ptr(), &size);
+  if (s == nullptr) {
+    PyErr_Clear();
+    return "?";
+  }
+  return std::string(s, static_cast<std::size_t>(size));
+}
+
+std::string Saver::path_text() const {
+  std::string out = "$";
+  for (const PathPart& part : path_) {
+    switch (part.type) {
+      case PathPart::Type::Index: out += "[" + std::to_string(part.index) + "]"; break;
+      case PathPart::Type::Field: out += "."; out += part.field; break;
+      case PathPart::Type::Key:
+        if (PyUnicode_CheckExact(part.key)) {
+          out += "[" + quote_name(key_text(part.key)) + "]";
+        } else {
+          nb::object r = nb::steal(PyObject_Repr(part.key));
+          if (!r.is_valid()) PyErr_Clear();
+          out += "[" + (r.is_valid() ? std::string(nb::borrow<nb::str>(r).c_str()) : std::string("?")) + "]";
+        }
+        break;
+    }
+  }
+  return out;
+}
+
+void Saver::unsupported(PyObject* obj, const std::string& why) {
+  PyTypeObject* type = Py_TYPE(obj);
+  nb::object module = nb::getattr(nb::handle(reinterpret_cast<PyObject*>(type)), "__module__", nb::str("?"));
+  std::string name = nb::isinstance<nb::str>(module) ? std::string(nb::borrow<nb::str>(module).c_str()) + "." : std::string();
+  name += type->tp_name;
+  if (const auto dot = std::string_view(type->tp_name).rfind('.'); dot != std::string_view::npos && name.find(type->tp_name) != 0) {
+    name = std::string(nb::borrow<nb::str>(module).c_str()) + "." + (type->tp_name + dot + 1);
+  }
+  throw UnsupportedError("cannot save an object of type " + name + " at " + path_text() + (why.empty() ? "" : ": " + why));
+}
+
+std::string Saver::tensor_name() {
+  std::string name;
+  for (const PathPart& part : path_) {
+    if (!name.empty()) name += '.';
+    switch (part.type) {
+      case PathPart::Type::Index: name += std::to_string(part.index); break;
+      case PathPart::Type::Field: name += part.field; break;
+      case PathPart::Type::Key: name += key_text(part.key); break;
+    }
+  }
+  if (name.empty()) name = "root";
+  // Control characters and NUL make names that tools print badly or refuse; they become '_'.
+  for (char& c : name) {
+    if (static_cast<unsigned char>(c) < 0x20) c = '_';
+  }
+  if (used_names_.insert(name).second) return name;
+  for (std::size_t k = 1;; ++k) {
+    std::string candidate = name + "~" + std::to_string(k);
+    if (used_names_.insert(candidate).second) return candidate;
+  }
+}
+
+bool Saver::seen(PyObject* obj) {
+  const auto it = memo_.find(obj);
+  if (it == memo_.end()) return false;
+  Memo& m = it->second;
+  if (m.in_progress && m.immutable) {
+    throw UnsupportedError("cannot save the reference cycle at " + path_text() + ": it runs through an immutable " +
+                           std::string(Py_TYPE(obj)->tp_name) + ", which cannot be rebuilt before its own items");
+  }
+  Node const& target = tape[m.tape_at];
+  std::uint32_t id = target.id;
+  if (id == 0) {
+    id = next_id_++;
+    tape.set_id(m.tape_at, id);
+  }
+  const std::size_t at = open_tagged("ref");
+  tape.string("#");
+  tape.integer(id);
+  tape.count_child(at);
+  tape.end_container(at);
+  return true;
+}
+
+std::size_t Saver::open_tagged(const char* tag) {
+  const std::size_t at = tape.begin_object();
+  tape.string("$");
+  tape.string(tag);
+  tape.count_child(at);
+  return at;
+}
+
+void Saver::enter(PyObject* obj, std::size_t tape_at, bool immutable) {
+  if (++depth_ > options_.max_depth) {
+    throw Error(ErrorCode::NestingTooDeep, "the data nests deeper than the limit of " + std::to_string(options_.max_depth) +
+                                               " levels at " + path_text().substr(0, 200) + "...");
+  }
+  memo_.emplace(obj, Memo{tape_at, true, immutable});
+}
+
+void Saver::leave(PyObject* obj) {
+  --depth_;
+  memo_[obj].in_progress = false;
+}
+
+void Saver::walk(PyObject* obj) {
+  PyTypeObject* type = Py_TYPE(obj);
+  if (obj == Py_None) {
+    tape.null();
+  } else if (type == &PyUnicode_Type) {
+    walk_str(obj);
+  } else if (type == &PyLong_Type) {
+    walk_int(obj);
+  } else if (type == &PyFloat_Type) {
+    walk_float(PyFloat_AS_DOUBLE(obj));
+  } else if (type == &PyBool_Type) {
+    tape.boolean(obj == Py_True);
+  } else if (type == &PyList_Type) {
+    walk_list(obj);
+  } else if (type == &PyDict_Type) {
+    walk_dict(obj);
+  } else if (type == &PyTuple_Type) {
+    walk_sequence(obj, "tuple", true);
+  } else {
+    walk_uncommon(obj);
+  }
+}
+
+void Saver::walk_int(PyObject* obj) {
+  int overflow = 0;
+  const long long value = PyLong_AsLongLongAndOverflow(obj, &overflow);
+  if (!overflow) {
+    tape.integer(value);
+    return;
+  }
+  // Hexadecimal is exact and, unlike decimal, not capped by Python's int/str conversion limit.
+  nb::object hex = nb::steal(PyNumber_ToBase(obj, 16));
+  if (!hex.is_valid()) throw nb::python_error();
+  const std::size_t at = open_tagged("int");
+  tape.string("hex");
+  tape.owned_string(nb::borrow<nb::str>(hex).c_str());
+  tape.count_child(at);
+  tape.end_container(at);
+}
+
+void Saver::walk_float(double value) {
+  if (std::isfinite(value)) {
+    tape.number(value);
+    return;
+  }
+  const std::size_t at = open_tagged("float");
+  tape.string("v");
+  tape.string(std::isnan(value) ? "nan" : (value > 0 ? "inf" : "-inf"));
+  tape.count_child(at);
+  std::uint64_t bits = 0;
+  std::memcpy(&bits, &value, sizeof bits);
+  if (std::isnan(value) && bits != 0x7ff8000000000000ull) {
+    // A NaN's sign and payload are kept exactly.
+    char text[17];
+    std::snprintf(text, sizeof text, "%016llx", static_cast<unsigned long long>(bits));
+    tape.string("bits");
+    tape.owned_string(text);
+    tape.count_child(at);
+  }
+  tape.end_container(at);
+}
+
+void Saver::walk_str(PyObject* obj) {
+  Py_ssize_t size = 0;
+  if (const char* s = PyUnicode_AsUTF8AndSize(obj, &size)) {
+    tape.string({s, static_cast<std::size_t>(size)});
+    return;
+  }
+  // Lone surrogates have no UTF-8 form (and JSON readers refuse them escaped): keep the code points instead.
+  PyErr_Clear();
+  const std::size_t at = open_tagged("str");
+  tape.string("cp");
+  const std::size_t list = tape.begin_array();
+  const Py_ssize_t n = PyUnicode_GET_LENGTH(obj);
+  for (Py_ssize_t k = 0; k < n; ++k) {
+    tape.integer(PyUnicode_READ_CHAR(obj, k));
+    tape.count_child(list);
+  }
+  tape.end_container(list);
+  tape.count_child(at);
+  tape.end_container(at);
+}
+
+void Saver::walk_list(PyObject* obj) {
+  if (seen(obj)) return;
+  const std::size_t at = tape.begin_array();
+  enter(obj, at, false);
+  // Re-reads the size each step: saving must not crash if user code run by the walk mutates the list.
+  for (Py_ssize_t k = 0; k < PyList_GET_SIZE(obj); ++k) {
+    nb::object item = nb::borrow(PyList_GET_ITEM(obj, k));
+    child({PathPart::Type::Index, nullptr, k}, item.ptr(), at);
+  }
+  tape.end_container(at);
+  leave(obj);
+}
+
+void Saver::walk_dict(PyObject* obj) {
+  if (seen(obj)) return;
+  bool plain = true;
+  {
+    PyObject *key = nullptr, *value = nullptr;
+    Py_ssize_t pos = 0;
+    while (plain && PyDict_Next(obj, &pos, &key, &value)) {
+      if (!PyUnicode_CheckExact(key)) {
+        plain = false;
+        break;
+      }
+      Py_ssize_t size = 0;
+      const char* s = PyUnicode_AsUTF8AndSize(key, &size);
+      if (s == nullptr) {
+        PyErr_Clear();
+        plain = false;
+      } else if (size == 1 && s[0] == '$') {
+        plain = false;  // "$" marks tagged objects, so a dict holding it is written as pairs
+      }
+    }
+  }
+  if (!plain) {
+    const std::size_t at = open_tagged("dict");
+    enter(obj, at, false);
+    walk_pairs(obj, at);
+    tape.end_container(at);
+    leave(obj);
+    return;
+  }
+  const std::size_t at = tape.begin_object();
+  enter(obj, at, false);
+  PyObject *key = nullptr, *value = nullptr;
+  Py_ssize_t pos = 0;
+  while (PyDict_Next(obj, &pos, &key, &value)) {
+    Py_ssize_t size = 0;
+    const char* s = PyUnicode_AsUTF8AndSize(key, &size);
+    tape.string({s, static_cast<std::size_t>(size)});
+    nb::object held = nb::borrow(value);
+    child({PathPart::Type::Key, key}, held.ptr(), at);
+  }
+  tape.end_container(at);
+  leave(obj);
+}
+
+void Saver::begin_items(std::size_t object_at) {
+  tape.string("items");
+  tape.count_child(object_at);
+}
+
+// Writes "items": [[k, v], ...] for any mapping, in its iteration order.
+void Saver::walk_pairs(PyObject* mapping, std::size_t object_at) {
+  begin_items(object_at);
+  const std::size_t list = tape.begin_array();
+  nb::object items = nb::steal(PyMapping_Items(mapping));
+  if (!items.is_valid()) throw nb::python_error();
+  for (nb::handle pair : items) {
+    PyObject* key = PyTuple_GET_ITEM(pair.ptr(), 0);
+    PyObject* value = PyTuple_GET_ITEM(pair.ptr(), 1);
+    const std::size_t at = tape.begin_array();
+    path_.push_back({PathPart::Type::Key, key});
+    walk(key);
+    tape.count_child(at);
+    walk(value);
+    tape.count_child(at);
+    path_.pop_back();
+    tape.end_container(at);
+    tape.count_child(list);
+  }
+  tape.end_container(list);
+}
+
+void Saver::walk_sequence(PyObject* obj, const char* tag, bool immutable) {
+  const bool shared = !(immutable && PyObject_Length(obj) == 0);
+  if (shared && seen(obj)) return;
+  const std::size_t at = open_tagged(tag);
+  if (shared) {
+    enter(obj, at, immutable);
+  } else {
+    ++depth_;
+  }
+  begin_items(at);
+  const std::size_t list = tape.begin_array();
+  nb::object items = nb::steal(PySequence_Fast(obj, "expected a sequence"));
+  if (!items.is_valid()) throw nb::python_error();
+  for (Py_ssize_t k = 0; k < PySequence_Fast_GET_SIZE(items.ptr()); ++k) {
+    child({PathPart::Type::Index, nullptr, k}, PySequence_Fast_GET_ITEM(items.ptr(), k), list);
+  }
+  tape.end_container(list);
+  tape.end_container(at);
+  if (shared) {
+    leave(obj);
+  } else {
+    --depth_;
+  }
+}
+
+void Saver::walk_set(PyObject* obj, const char* tag, bool immutable) {
+  if (seen(obj)) return;
+  const std::size_t at = open_tagged(tag);
+  enter(obj, at, immutable);
+  begin_items(at);
+  const std::size_t list = tape.begin_array();
+  // Sorted where the items allow it, so equal sets give equal files whatever their insertion history or hash seed.
+  nb::object items = nb::steal(PySequence_List(obj));
+  if (!items.is_valid()) throw nb::python_error();
+  if (PyList_Sort(items.ptr()) != 0) PyErr_Clear();
+  for (Py_ssize_t k = 0; k < PyList_GET_SIZE(items.ptr()); ++k) {
+    child({PathPart::Type::Index, nullptr, k}, PyList_GET_ITEM(items.ptr(), k), list);
+  }
+  tape.end_container(list);
+  tape.end_container(at);
+  leave(obj);
+}
+
+void Saver::walk_bytes(PyObject* obj, const char* tag, const char* data, Py_ssize_t size) {
+  if (size > inline_bytes_limit && seen(obj)) return;
+  const std::size_t at = open_tagged(tag);
+  if (size <= inline_bytes_limit) {
+    tape.string("b64");
+    tape.owned_string(base64(reinterpret_cast<const unsigned char*>(data), static_cast<std::size_t>(size)));
+    tape.count_child(at);
+    tape.end_container(at);
+    return;
+  }
+  memo_.emplace(obj, Memo{at, false, false});
+  std::string name = tensor_name();
+  tape.string("tensor");
+  tape.owned_string(name);
+  tape.count_child(at);
+  tape.end_container(at);
+  WriteTensor& t = request.tensors.emplace_back();
+  t.name = std::move(name);
+  t.dtype = Dtype::U8;
+  t.shape = {static_cast<std::uint64_t>(size)};
+  t.data = reinterpret_cast<const std::byte*>(data);
+  keep_alive.push_back(nb::borrow(obj));
+}
+
+void Saver::walk_array(PyObject* obj) {
+  if (seen(obj)) return;
+  nb::object entry;
+  try {
+    entry = hooks_.array_entry(nb::handle(obj));
+  } catch (nb::python_error& e) {
+    if (!e.matches(PyExc_TypeError)) throw;
+    unsupported(obj, nb::str(e.value()).c_str());
+  }
+  keep_alive.push_back(entry);
+  nb::tuple parts = nb::borrow<nb::tuple>(entry);
+  const std::size_t at = open_tagged("tensor");
+  memo_.emplace(obj, Memo{at, false, false});
+  std::string name = tensor_name();
+  tape.string("name");
+  tape.owned_string(name);
+  tape.count_child(at);
+  tape.string("fw");
+  tape.string("numpy");
+  tape.count_child(at);
+  nb::handle extra = parts[3];
+  if (!extra.is_none()) {
+    for (auto [key, value] : nb::borrow<nb::dict>(extra)) {
+      tape.owned_string(nb::cast<std::string>(key));
+      walk(value.ptr());
+      tape.count_child(at);
+    }
+  }
+  tape.end_container(at);
+  nb::list entries;
+  entries.append(nb::make_tuple(nb::str(name.data(), name.size()), parts[0], parts[1], parts[2]));
+  WriteRequest one = make_write_request(entries);
+  request.tensors.push_back(std::move(one.tensors.front()));
+  for (auto& s : one.scratch) request.scratch.push_back(std::move(s));
+}
+
+void Saver::walk_reduced(PyObject* obj) {
+  nb::object reduced;
+  try {
+    reduced = hooks_.reduce(nb::handle(obj));
+  } catch (nb::python_error& e) {
+    if (!e.matches(PyExc_TypeError)) throw;
+    unsupported(obj, nb::str(e.value()).c_str());
+  }
+  // The tape views strings inside the reduced fields until the schema is rendered.
+  keep_alive.push_back(reduced);
+  nb::tuple parts = nb::borrow<nb::tuple>(reduced);
+  const std::string tag = nb::cast<std::string>(parts[0]);
+  const std::size_t at = open_tagged(tape.own(tag).data());
+  ++depth_;
+  for (auto [key, value] : nb::borrow<nb::dict>(parts[1])) {
+    const std::string field = nb::cast<std::string>(key);
+    tape.owned_string(field);
+    path_.push_back({PathPart::Type::Field, nullptr, 0, tape.own(field).data()});
+    walk(value.ptr());
+    path_.pop_back();
+    tape.count_child(at);
+  }
+  --depth_;
+  tape.end_container(at);
+}
+
+void Saver::walk_uncommon(PyObject* obj) {
+  PyTypeObject* type = Py_TYPE(obj);
+  if (type == &PyBytes_Type) return walk_bytes(obj, "bytes", PyBytes_AS_STRING(obj), PyBytes_GET_SIZE(obj));
+  if (type == &PyByteArray_Type) return walk_bytes(obj, "bytearray", PyByteArray_AS_STRING(obj), PyByteArray_GET_SIZE(obj));
+  if (type == &PySet_Type) return walk_set(obj, "set", false);
+  if (type == &PyFrozenSet_Type) return walk_set(obj, "frozenset", true);
+
+  nb::object answer = hooks_.classify(nb::handle(reinterpret_cast<PyObject*>(type)));
+  switch (static_cast<Kind>(nb::cast<int>(answer))) {
+    case Kind::NdArray: return walk_array(obj);
+    case Kind::Reduce: return walk_reduced(obj);
+    case Kind::OrderedDict:
+    case Kind::Counter: {
+      if (seen(obj)) return;
+      const std::size_t at = open_tagged(static_cast<Kind>(nb::cast<int>(answer)) == Kind::Counter ? "Counter" : "OrderedDict");
+      enter(obj, at, false);
+      walk_pairs(obj, at);
+      tape.end_container(at);
+      leave(obj);
+      return;
+    }
+    case Kind::DefaultDict: {
+      if (seen(obj)) return;
+      nb::object factory = nb::getattr(nb::handle(obj), "default_factory");
+      nb::object name;
+      try {
+        name = hooks_.factory_name(factory);
+      } catch (nb::python_error& e) {
+        if (!e.matches(PyExc_TypeError)) throw;
+        unsupported(obj, nb::str(e.value()).c_str());
+      }
+      const std::size_t at = open_tagged("defaultdict");
+      enter(obj, at, false);
+      tape.string("factory");
+      if (name.is_none()) {
+        tape.null();
+      } else {
+        tape.owned_string(nb::cast<std::string>(name));
+      }
+      tape.count_child(at);
+      walk_pairs(obj, at);
+      tape.end_container(at);
+      leave(obj);
+      return;
+    }
+    case Kind::Deque: {
+      if (seen(obj)) return;
+      const std::size_t at = open_tagged("deque");
+      enter(obj, at, false);
+      nb::object maxlen = nb::getattr(nb::handle(obj), "maxlen");
+      tape.string("maxlen");
+      if (maxlen.is_none()) {
+        tape.null();
+      } else {
+        tape.integer(nb::cast<std::int64_t>(maxlen));
+      }
+      tape.count_child(at);
+      begin_items(at);
+      const std::size_t list = tape.begin_array();
+      nb::object items = nb::steal(PySequence_List(obj));
+      if (!items.is_valid()) throw nb::python_error();
+      for (Py_ssize_t k = 0; k < PyList_GET_SIZE(items.ptr()); ++k) {
+        child({PathPart::Type::Index, nullptr, k}, PyList_GET_ITEM(items.ptr(), k), list);
+      }
+      tape.end_container(list);
+      tape.end_container(at);
+      leave(obj);
+      return;
+    }
+    case Kind::Unsupported: break;
+  }
+  unsupported(obj);
+}
+
+}  // namespace
+
+SaveResult walk_data(nb::handle data, const SaveOptions& options) {
+  Saver saver(options);
+  try {
+    saver.walk(data.ptr());
+  } catch (const UnsupportedError& e) {
+    nb::object cls = nb::module_::import_("safestructures._errors").attr("UnsupportedTypeError");
+    PyErr_SetString(cls.ptr(), e.what());
+    throw nb::python_error();
+  } catch (const Error& e) {
+    throw ArgumentError(e);
+  }
+  SaveResult result;
+  result.schema_document = make_schema_document(saver.tape);
+  result.request = std::move(saver.request);
+  result.keep_alive = std::move(saver.keep_alive);
+  return result;
+}
+
+}  // namespace safestructures::bindings

@@ -1,0 +1,229 @@
+// The schema tape: JSON rendering (with reference ids), parsing with simdjson, and the schema document envelope.
+#include "safestructures/schema.hpp"
+
+#include <simdjson.h>
+
+#include <charconv>
+#include <cmath>
+
+#include "safestructures/container.hpp"
+#include "safestructures/error.hpp"
+
+namespace safestructures {
+
+Tape::Tape() = default;
+Tape::~Tape() = default;
+Tape::Tape(Tape&&) noexcept = default;
+Tape& Tape::operator=(Tape&&) noexcept = default;
+
+std::string_view Tape::own(std::string value) { return owned_.emplace_back(std::move(value)); }
+
+void Tape::owned_string(std::string value) { string(own(std::move(value))); }
+
+void Tape::end_container(std::size_t at) { nodes_[at].end = static_cast<std::uint32_t>(nodes_.size()); }
+
+std::size_t Tape::next(std::size_t i) const {
+  const Node& n = nodes_[i];
+  return (n.kind == NodeKind::Array || n.kind == NodeKind::Object) ? n.end : i + 1;
+}
+
+std::string_view Tape::tag(std::size_t object) const {
+  const Node& n = nodes_[object];
+  if (n.kind != NodeKind::Object || n.count == 0) return {};
+  const Node& key = nodes_[object + 1];
+  const Node& value = nodes_[object + 2];
+  if (key.text != "$" || value.kind != NodeKind::String) return {};
+  return value.text;
+}
+
+std::size_t Tape::member(std::size_t object, std::string_view key) const {
+  const Node& n = nodes_[object];
+  std::size_t i = object + 1;
+  for (std::uint32_t m = 0; m < n.count; ++m) {
+    if (nodes_[i].text == key) return i + 1;
+    i = next(i + 1);
+  }
+  return npos;
+}
+
+namespace {
+
+void append_number(std::string& out, double value) {
+  char buffer[32];
+  const auto result = std::to_chars(buffer, buffer + sizeof buffer, value);
+  const std::string_view text(buffer, static_cast<std::size_t>(result.ptr - buffer));
+  out += text;
+  // Keeps floats distinguishable from integers in the JSON: 1.0 stays 1.0, not 1.
+  if (text.find_first_of(".e") == std::string_view::npos) out += ".0";
+}
+
+std::size_t append_node(std::string& out, const Tape& tape, std::size_t i) {
+  const Node& n = tape[i];
+  switch (n.kind) {
+    case NodeKind::Null: out += "null"; return i + 1;
+    case NodeKind::False: out += "false"; return i + 1;
+    case NodeKind::True: out += "true"; return i + 1;
+    case NodeKind::Int: out += std::to_string(n.integer); return i + 1;
+    case NodeKind::Float: append_number(out, n.number); return i + 1;
+    case NodeKind::String: append_json_string(out, n.text); return i + 1;
+    case NodeKind::Array: {
+      if (n.id) out += "{\"$\":\"list\",\"#\":" + std::to_string(n.id) + ",\"items\":";
+      out += '[';
+      std::size_t c = i + 1;
+      for (std::uint32_t k = 0; k < n.count; ++k) {
+        if (k) out += ',';
+        c = append_node(out, tape, c);
+      }
+      out += ']';
+      if (n.id) out += '}';
+      return n.end;
+    }
+    case NodeKind::Object: {
+      const bool tagged = !tape.tag(i).empty();
+      if (n.id && !tagged) {
+        out += "{\"$\":\"dict\",\"#\":" + std::to_string(n.id) + ",\"items\":[";
+        std::size_t c = i + 1;
+        for (std::uint32_t k = 0; k < n.count; ++k) {
+          if (k) out += ',';
+          out += '[';
+          append_json_string(out, tape[c].text);
+          out += ',';
+          c = append_node(out, tape, c + 1);
+          out += ']';
+        }
+        out += "]}";
+        return n.end;
+      }
+      out += '{';
+      std::size_t c = i + 1;
+      for (std::uint32_t k = 0; k < n.count; ++k) {
+        if (k) out += ',';
+        append_json_string(out, tape[c].text);
+        out += ':';
+        c = append_node(out, tape, c + 1);
+        if (k == 0 && tagged && n.id) out += ",\"#\":" + std::to_string(n.id);
+      }
+      out += '}';
+      return n.end;
+    }
+  }
+  return i + 1;
+}
+
+struct Converter {
+  Tape& tape;
+  std::vector<Node>& nodes;
+  const SchemaLimits& limits;
+
+  void check_count() {
+    if (nodes.size() > limits.max_nodes) {
+      raise(ErrorCode::TooManyNodes, "the schema holds more than " + std::to_string(limits.max_nodes) + " nodes");
+    }
+  }
+
+  void convert(simdjson::dom::element e) {
+    using simdjson::dom::element_type;
+    check_count();
+    Node& node = nodes.emplace_back();
+    switch (e.type()) {
+      case element_type::NULL_VALUE: node.kind = NodeKind::Null; return;
+      case element_type::BOOL: node.kind = e.get_bool().value_unsafe() ? NodeKind::True : NodeKind::False; return;
+      case element_type::INT64: node.kind = NodeKind::Int; node.integer = e.get_int64().value_unsafe(); return;
+      case element_type::UINT64:
+        // Integers past int64 are written tagged; a bare one is out of the schema's range.
+        raise(ErrorCode::SchemaInvalid, "integer " + std::to_string(e.get_uint64().value_unsafe()) + " is out of the int64 range");
+      case element_type::DOUBLE: node.kind = NodeKind::Float; node.number = e.get_double().value_unsafe(); return;
+      case element_type::STRING: node.kind = NodeKind::String; node.text = e.get_string().value_unsafe(); return;
+      case element_type::ARRAY: {
+        node.kind = NodeKind::Array;
+        const std::size_t at = nodes.size() - 1;
+        std::uint32_t count = 0;
+        // Bound to a local first: a range-for over value_unsafe() of a temporary result would dangle.
+        const simdjson::dom::array array = e.get_array().value_unsafe();
+        for (simdjson::dom::element child : array) {
+          convert(child);
+          ++count;
+        }
+        nodes[at].count = count;
+        nodes[at].end = static_cast<std::uint32_t>(nodes.size());
+        return;
+      }
+      case element_type::OBJECT: {
+        node.kind = NodeKind::Object;
+        const std::size_t at = nodes.size() - 1;
+        std::uint32_t count = 0;
+        const simdjson::dom::object object = e.get_object().value_unsafe();
+        for (auto field : object) {
+          check_count();
+          Node& key = nodes.emplace_back();
+          key.kind = NodeKind::String;
+          key.text = field.key;
+          convert(field.value);
+          ++count;
+        }
+        nodes[at].count = count;
+        nodes[at].end = static_cast<std::uint32_t>(nodes.size());
+        return;
+      }
+    }
+  }
+};
+
+}  // namespace
+
+void append_json(std::string& out, const Tape& tape, std::size_t root) { append_node(out, tape, root); }
+
+std::string to_json(const Tape& tape) {
+  std::string out;
+  if (tape.size()) append_node(out, tape, 0);
+  return out;
+}
+
+Tape parse_schema_json(std::string_view json, const SchemaLimits& limits) {
+  auto parser = std::make_shared<simdjson::dom::parser>();
+  if (parser->allocate(json.size(), limits.max_json_depth)) {
+    raise(ErrorCode::SchemaNotJson, "cannot allocate a parser for a schema of " + std::to_string(json.size()) + " bytes");
+  }
+  const simdjson::padded_string padded(json);
+  simdjson::dom::element root;
+  if (const auto err = parser->parse(padded).get(root)) {
+    if (err == simdjson::DEPTH_ERROR) {
+      raise(ErrorCode::NestingTooDeep, "the schema nests deeper than " + std::to_string(limits.max_json_depth) + " JSON levels");
+    }
+    raise(ErrorCode::SchemaNotJson, std::string("the schema is not valid JSON: ") + simdjson::error_message(err));
+  }
+  Tape tape;
+  tape.parsed_ = parser;
+  Converter{tape, tape.nodes_, limits}.convert(root);
+  return tape;
+}
+
+std::string make_schema_document(const Tape& root) {
+  std::string out = "{\"format\":\"safestructures\",\"version\":" + std::to_string(schema_version) + ",\"root\":";
+  if (root.size()) {
+    append_node(out, root, 0);
+  } else {
+    out += "null";
+  }
+  out += '}';
+  return out;
+}
+
+std::size_t schema_root(const Tape& document) {
+  if (document.size() == 0 || document[0].kind != NodeKind::Object) raise(ErrorCode::SchemaInvalid, "the schema document is not a JSON object");
+  const std::size_t format = document.member(0, "format");
+  if (format == Tape::npos || document[format].kind != NodeKind::String || document[format].text != "safestructures") {
+    raise(ErrorCode::SchemaInvalid, "the schema document lacks \"format\": \"safestructures\"");
+  }
+  const std::size_t version = document.member(0, "version");
+  if (version == Tape::npos || document[version].kind != NodeKind::Int) raise(ErrorCode::SchemaInvalid, "the schema document lacks an integer \"version\"");
+  if (document[version].integer != schema_version) {
+    raise(ErrorCode::SchemaVersion, "the schema is format version " + std::to_string(document[version].integer) + "; this release reads version " +
+                                        std::to_string(schema_version));
+  }
+  const std::size_t root = document.member(0, "root");
+  if (root == Tape::npos) raise(ErrorCode::SchemaInvalid, "the schema document lacks \"root\"");
+  return root;
+}
+
+}  // namespace safestructures

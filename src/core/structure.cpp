@@ -1,0 +1,88 @@
+// Storing the schema document in a file's metadata, spilling it into a tensor when the header would be too large.
+#include "safestructures/structure.hpp"
+
+#include "safestructures/error.hpp"
+
+namespace safestructures {
+namespace {
+
+constexpr std::string_view v1_schema_key = "_safestructures_schema_";
+constexpr std::string_view v1_version_key = "_safestructures_schema_version_";
+
+Metadata with_schema(const Metadata& user, std::string value) {
+  Metadata out = user;
+  out.emplace_back(std::string(schema_metadata_key), std::move(value));
+  return out;
+}
+
+}  // namespace
+
+bool is_reserved_metadata_key(std::string_view key) {
+  return key == schema_metadata_key || key == v1_schema_key || key == v1_version_key;
+}
+
+StructuredLayout plan_structured(std::vector<WriteTensor> tensors, const Metadata& user_metadata, std::string schema_document,
+                                 std::uint64_t max_header_size) {
+  for (const auto& [key, _] : user_metadata) {
+    if (is_reserved_metadata_key(key)) {
+      raise(ErrorCode::InvalidMetadata, "metadata key " + quote_name(key) + " is reserved for safestructures' own use");
+    }
+  }
+  StructuredLayout plan;
+  plan.metadata = with_schema(user_metadata, std::move(schema_document));
+  plan.tensors = std::move(tensors);
+  try {
+    plan.layout = plan_layout(plan.tensors, &plan.metadata, max_header_size);
+    return plan;
+  } catch (const Error& e) {
+    if (e.code() != ErrorCode::HeaderTooLarge) throw;
+  }
+  // Too large for the header: the schema moves into a tensor and the metadata keeps a pointer to it.
+  plan.spilled_schema = std::move(plan.metadata.back().second);
+  plan.metadata.back().second = "{\"format\":\"safestructures\",\"version\":" + std::to_string(schema_version) + ",\"spill\":" +
+                                quote_name(schema_spill_tensor) + "}";
+  plan.tensors.push_back(WriteTensor{std::string(schema_spill_tensor), Dtype::U8, {plan.spilled_schema.size()},
+                                     reinterpret_cast<const std::byte*>(plan.spilled_schema.data()), {}});
+  plan.layout = plan_layout(plan.tensors, &plan.metadata, max_header_size);
+  return plan;
+}
+
+void write_structured(const std::filesystem::path& path, const StructuredLayout& plan, const WriteOptions& options) {
+  write_file(path, plan.layout, plan.tensors, options);
+}
+
+void write_structured_into(std::span<std::byte> out, const StructuredLayout& plan) { write_into(out, plan.layout, plan.tensors); }
+
+std::optional<Tape> read_schema(const Reader& reader, const SchemaLimits& limits) {
+  const Header& header = reader.header();
+  const std::string* value = header.find_metadata(schema_metadata_key);
+  if (value == nullptr) return std::nullopt;
+  Tape document = parse_schema_json(*value, limits);
+  if (document.size() && document[0].kind == NodeKind::Object) {
+    const std::size_t spill = document.member(0, "spill");
+    if (spill != Tape::npos) {
+      schema_root(document);  // checks format and version before following the pointer
+      if (document[spill].kind != NodeKind::String) raise(ErrorCode::SchemaInvalid, "the schema's \"spill\" must name a tensor");
+      const TensorInfo* info = header.find(document[spill].text);
+      if (info == nullptr) raise(ErrorCode::TensorNotFound, "the schema is spilled into tensor " + quote_name(document[spill].text) + ", which the file lacks");
+      if (info->dtype != Dtype::U8 || info->shape.size() != 1) {
+        raise(ErrorCode::TensorMismatch, "the spilled schema tensor " + quote_name(info->name) + " must be a 1-D U8 tensor");
+      }
+      const auto bytes = reader.tensor(*info).bytes;
+      const std::string_view text(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+      if (!is_valid_utf8(text)) raise(ErrorCode::SchemaNotJson, "the spilled schema is not valid UTF-8");
+      document = parse_schema_json(text, limits);
+    }
+  }
+  return document;
+}
+
+Metadata user_metadata(const Header& header) {
+  Metadata out;
+  for (const auto& kv : header.metadata) {
+    if (!is_reserved_metadata_key(kv.first)) out.push_back(kv);
+  }
+  return out;
+}
+
+}  // namespace safestructures
