@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from . import _core, _types
-from ._flat import _check_metadata
+from ._flat import _check_metadata, _fspath
 
 __all__ = ["DEFAULT_MAX_DEPTH", "DEFAULT_MAX_NODES", "load", "load_file", "save", "save_file"]
 
@@ -51,15 +51,6 @@ def _install_hooks() -> None:
             "counter_type": collections.Counter,
         }
     )
-
-
-def _fspath(path: str | os.PathLike[str]) -> str:
-    text = os.fspath(path)
-    if not isinstance(text, str):
-        raise TypeError(f"path must be a str or os.PathLike[str], not {type(text).__name__}")
-    if "\0" in text:
-        raise ValueError("embedded null byte in path")
-    return text
 
 
 def _check_framework(framework: str | None) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 __all__ = [
     "SafestructuresError",
     "InvalidFileError",
@@ -19,6 +21,10 @@ class SafestructuresError(Exception):
 
     code: str | None = None
 
+    def __init__(self, *args: object, code: str | None = None) -> None:
+        super().__init__(*args)
+        self.code = code
+
 
 class InvalidFileError(SafestructuresError, ValueError):
     """The file (or buffer) is not a valid safetensors file; the message says what is wrong and where."""
@@ -30,6 +36,11 @@ class InvalidArgumentError(SafestructuresError, ValueError):
 
 class UnsupportedTypeError(SafestructuresError, TypeError):
     """An object (or an array's dtype) that safestructures cannot store; the message names it and where it was."""
+
+
+def quote(name: str) -> str:
+    """A tensor name or key quoted for a message, the way the C++ core quotes it (JSON, control characters escaped)."""
+    return json.dumps(name, ensure_ascii=False)
 
 
 for _cls in (SafestructuresError, InvalidFileError, InvalidArgumentError, UnsupportedTypeError):

@@ -11,6 +11,16 @@ from . import _core
 __all__ = ["save_tensors", "load_tensors", "load_metadata"]
 
 
+def _fspath(path: str | os.PathLike[str]) -> str:
+    """The path as a str; the same errors Python's own open() gives for a path it cannot use."""
+    text = os.fspath(path)
+    if not isinstance(text, str):
+        raise TypeError(f"path must be a str or os.PathLike[str], not {type(text).__name__}")
+    if "\0" in text:
+        raise ValueError("embedded null byte in path")
+    return text
+
+
 def _check_metadata(metadata: Mapping[str, str] | None) -> dict[str, str] | None:
     if metadata is None:
         return None
@@ -53,7 +63,7 @@ def save_tensors(
         if not isinstance(name, str):
             raise TypeError(f"tensor names must be str, got {name!r}")
         entries.append(np_adapter.to_entry(name, value))
-    _core.write_file(os.fspath(path), entries, _check_metadata(metadata), fsync)
+    _core.write_file(_fspath(path), entries, _check_metadata(metadata), fsync)
 
 
 def load_tensors(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -65,11 +75,11 @@ def load_tensors(path: str | os.PathLike[str]) -> dict[str, Any]:
     """
     from .frameworks import numpy as np_adapter
 
-    buffer, _metadata, tensors = _core.read_file(os.fspath(path))
-    return {name: np_adapter.from_file(buffer, dtype, shape, offset, nbytes) for name, dtype, shape, offset, nbytes in tensors}
+    buffer, _metadata, tensors = _core.read_file(_fspath(path))
+    return {name: np_adapter.from_file(buffer, dtype, shape, offset, nbytes, name) for name, dtype, shape, offset, nbytes in tensors}
 
 
 def load_metadata(path: str | os.PathLike[str]) -> dict[str, str] | None:
     """The ``__metadata__`` of a safetensors file (None when it has none), after validating the whole header."""
-    _buffer, metadata, _tensors = _core.read_file(os.fspath(path))
+    _buffer, metadata, _tensors = _core.read_file(_fspath(path))
     return metadata

@@ -132,7 +132,12 @@ nb::bytes pack_sub_byte_py(const std::string& dtype, nb::bytes codes) {
 nb::bytes unpack_sub_byte_py(const std::string& dtype, nb::bytes packed, std::uint64_t elements) {
   const auto d = parse_dtype(dtype);
   if (!d) throw ArgumentError(ErrorCode::InvalidArgument, "unknown dtype " + quote_name(dtype));
-  const auto codes = unpack_sub_byte(*d, {reinterpret_cast<const std::byte*>(packed.c_str()), packed.size()}, elements);
+  std::vector<std::uint8_t> codes;
+  try {
+    codes = unpack_sub_byte(*d, {reinterpret_cast<const std::byte*>(packed.c_str()), packed.size()}, elements);
+  } catch (const Error& e) {
+    throw ArgumentError(e);
+  }
   return nb::bytes(reinterpret_cast<const char*>(codes.data()), codes.size());
 }
 

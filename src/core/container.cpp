@@ -4,6 +4,7 @@
 #include <simdjson.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <numeric>
 #include <optional>
@@ -42,7 +43,7 @@ std::uint64_t read_u64(simdjson::dom::element value, std::string_view tensor, st
     }
     case element_type::DOUBLE: {
       const double v = value.get_double().value_unsafe();
-      if (v < 0) raise(ErrorCode::NegativeNumber, where(tensor) + ": " + std::string(field) + " holds negative number " + simdjson::to_string(value));
+      if (std::signbit(v)) raise(ErrorCode::NegativeNumber, where(tensor) + ": " + std::string(field) + " holds negative number " + simdjson::to_string(value));
       raise(ErrorCode::FractionalNumber, where(tensor) + ": " + std::string(field) + " holds " + simdjson::to_string(value) + ", which is not written as an integer");
     }
     default:
@@ -148,6 +149,27 @@ void read_metadata(simdjson::dom::element value, Header& header) {
   if (dup != keys.end()) raise(ErrorCode::DuplicateKey, "__metadata__ key " + quote_name(*dup) + " appears twice");
 }
 
+// simdjson reads "-0" as the integer 0; the reference reader refuses it as a negative number, so a '-' anywhere outside
+// a string is refused here (valid headers have no negative numbers at all).
+void check_no_minus_sign(std::string_view json) {
+  if (json.find('-') == std::string_view::npos) return;
+  bool in_string = false;
+  for (std::size_t i = 0; i < json.size(); ++i) {
+    const char c = json[i];
+    if (in_string) {
+      if (c == '\\') {
+        ++i;
+      } else if (c == '"') {
+        in_string = false;
+      }
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '-') {
+      raise(ErrorCode::NegativeNumber, "header holds a negative number at byte " + std::to_string(i));
+    }
+  }
+}
+
 void check_tiling(const Header& header, std::uint64_t data_size) {
   const auto& tensors = header.tensors;
   for (const auto& t : tensors) {
@@ -247,6 +269,7 @@ Header parse_header(std::span<const std::byte> file, std::uint64_t max_header_si
     }
     header.tensors.push_back(std::move(info));
   }
+  check_no_minus_sign(json);
   check_tiling(header, file.size() - 8 - n);
   return header;
 }

@@ -114,8 +114,8 @@ class FileSink final : public Sink {
 };
 
 // Copies a strided tensor into C order through a bounded staging buffer, so peak memory does not grow with the
-// tensor.
-void write_strided(Sink& sink, const WriteTensor& t) {
+// tensor. Positions are kept as byte offsets from the base pointer: a pointer is only formed for bytes that exist.
+void write_strided(Sink& sink, const WriteTensor& t, std::uint64_t total) {
   const std::uint64_t itemsize = dtype_bits(t.dtype) / 8;
   struct Dim {
     std::uint64_t n;
@@ -136,16 +136,17 @@ void write_strided(Sink& sink, const WriteTensor& t) {
     sink.write(t.data, block);
     return;
   }
-  constexpr std::size_t staging_capacity = 256 * 1024;
+  constexpr std::uint64_t staging_capacity = 256 * 1024;
   std::vector<std::byte> staging;
-  if (block < staging_capacity) staging.resize(staging_capacity);
+  if (block < staging_capacity) staging.resize(std::min(staging_capacity, total));
   std::size_t used = 0;
-  auto emit = [&](const std::byte* src) {
+  auto emit = [&](std::int64_t offset) {
+    const std::byte* src = t.data + offset;
     if (block >= staging_capacity) {
       sink.write(src, block);
       return;
     }
-    if (used + block > staging_capacity) {
+    if (used + block > staging.size()) {
       sink.write(staging.data(), used);
       used = 0;
     }
@@ -155,13 +156,16 @@ void write_strided(Sink& sink, const WriteTensor& t) {
   const Dim inner = dims.back();
   dims.pop_back();
   std::vector<std::uint64_t> index(dims.size(), 0);
-  const std::byte* row = t.data;
+  std::int64_t row = 0;
   while (true) {
-    const std::byte* p = row;
-    for (std::uint64_t k = 0; k < inner.n; ++k, p += inner.stride) emit(p);
+    for (std::uint64_t k = 0; k < inner.n; ++k) emit(row + static_cast<std::int64_t>(k) * inner.stride);
     // Odometer over the outer dimensions.
     std::size_t d = dims.size();
-    while (d > 0) {
+    while (true) {
+      if (d == 0) {
+        if (used) sink.write(staging.data(), used);
+        return;
+      }
       --d;
       if (++index[d] < dims[d].n) {
         row += dims[d].stride;
@@ -169,14 +173,6 @@ void write_strided(Sink& sink, const WriteTensor& t) {
       }
       row -= static_cast<std::int64_t>(index[d] - 1) * dims[d].stride;
       index[d] = 0;
-      if (d == 0) {
-        if (used) sink.write(staging.data(), used);
-        return;
-      }
-    }
-    if (dims.empty()) {
-      if (used) sink.write(staging.data(), used);
-      return;
     }
   }
 }
@@ -188,7 +184,7 @@ void write_all_tensors(Sink& sink, const Layout& layout, std::span<const WriteTe
     if (t.strides.empty()) {
       sink.write(t.data, layout.sizes[i]);
     } else {
-      write_strided(sink, t);
+      write_strided(sink, t, layout.sizes[i]);
     }
   }
 }
@@ -310,6 +306,9 @@ void write_file(const std::filesystem::path& path, std::span<const WriteTensor> 
 void write_file(const std::filesystem::path& path, const Layout& layout, std::span<const WriteTensor> tensors,
                 const WriteOptions& options) {
   const std::string target = path.string();
+  // An existing target keeps its permission bits (the new file replaces it under the same name).
+  struct stat existing {};
+  const bool keep_mode = ::stat(target.c_str(), &existing) == 0 && S_ISREG(existing.st_mode);
   std::string temporary;
   int fd = -1;
   for (int attempt = 0; attempt < 16 && fd < 0; ++attempt) {
@@ -330,6 +329,7 @@ void write_file(const std::filesystem::path& path, const Layout& layout, std::sp
     }
   } cleanup{fd, temporary};
 
+  if (keep_mode && ::fchmod(fd, existing.st_mode & 07777) != 0) raise_io("cannot set the mode of", temporary, errno);
   FileSink sink(fd, temporary);
   write_all_tensors(sink, layout, tensors);
   sink.flush();

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from .. import _core
-from .._errors import InvalidArgumentError, InvalidFileError, UnsupportedTypeError
+from .._errors import InvalidArgumentError, InvalidFileError, UnsupportedTypeError, quote
 
 __all__ = [
     "array_entry",
@@ -97,10 +97,10 @@ def _logical_dtype(name: Any) -> np.dtype[Any]:
     if known is not None:
         return known
     if not _LOGICAL_DTYPE.fullmatch(name):
-        raise ValueError(f"dtype {name!r} is not one that safestructures stores")
+        raise ValueError(f"dtype {quote(name)} is not one that safestructures stores")
     dtype = np.dtype(name)
     if dtype.hasobject or dtype.fields is not None or dtype.subdtype is not None:
-        raise ValueError(f"dtype {name!r} is not one that safestructures stores")
+        raise ValueError(f"dtype {quote(name)} is not one that safestructures stores")
     return dtype
 
 
@@ -114,8 +114,9 @@ def _packed(name: str, dtype: str, array: np.ndarray) -> np.ndarray:
     bits = SUB_BYTE[dtype] * array.size
     if bits % 8:
         raise InvalidArgumentError(
-            f"tensor {name!r}: {array.size} elements of {dtype} do not fill a whole number of bytes "
-            f"(the element count times {SUB_BYTE[dtype]} bits must be a multiple of 8)"
+            f"tensor {quote(name)}: {array.size} elements of {dtype} do not fill a whole number of bytes "
+            f"(the element count times {SUB_BYTE[dtype]} bits must be a multiple of 8)",
+            code="SubByteNotWhole",
         )
     codes = np.ascontiguousarray(array).view(np.uint8).tobytes()
     return np.frombuffer(_core.pack_sub_byte(dtype, codes), dtype=np.uint8)
@@ -128,15 +129,15 @@ def to_entry(name: str, value: Any) -> tuple[str, str, tuple[int, ...], np.ndarr
     written straight from its own memory, strided ones included.
     """
     if isinstance(value, np.ma.MaskedArray):
-        raise UnsupportedTypeError(f"tensor {name!r}: a masked array's mask cannot be stored in a safetensors tensor")
+        raise UnsupportedTypeError(f"tensor {quote(name)}: a masked array's mask cannot be stored in a safetensors tensor")
     if isinstance(value, np.generic):
         value = np.asarray(value)
     elif not isinstance(value, np.ndarray):
-        raise UnsupportedTypeError(f"tensor {name!r}: expected a numpy array, got {type(value).__module__}.{type(value).__qualname__}")
+        raise UnsupportedTypeError(f"tensor {quote(name)}: expected a numpy array, got {type(value).__module__}.{type(value).__qualname__}")
     array = _native(np.asarray(value))
     dtype = dtype_of(array.dtype)
     if dtype is None:
-        raise UnsupportedTypeError(f"tensor {name!r}: numpy dtype {array.dtype} has no safetensors dtype")
+        raise UnsupportedTypeError(f"tensor {quote(name)}: numpy dtype {array.dtype} has no safetensors dtype")
     shape = tuple(array.shape)
     if dtype in SUB_BYTE:
         return name, dtype, shape, _packed(name, dtype, array)
@@ -178,7 +179,7 @@ def from_file(buffer: Any, dtype: str, shape: tuple[int, ...], offset: int, nbyt
         return np.ndarray(shape, dtype=np_dtype, buffer=buffer, offset=offset)
     except ValueError as e:
         # A valid file can still hold a shape numpy cannot (over 64 dimensions, a dimension past 2**63).
-        raise InvalidFileError(f"tensor {name!r} of shape {list(shape)} cannot be a numpy array: {e}") from e
+        raise InvalidFileError(f"tensor {quote(name)} of shape {list(shape)} cannot be a numpy array: {e}") from e
 
 
 def make_tensor(buffer: Any, dtype: str, shape: tuple[int, ...], offset: int, nbytes: int, fields: dict[str, Any]) -> np.ndarray:
