@@ -107,6 +107,9 @@ Tape parse_schema_json(std::string_view json, const SchemaLimits& limits = {});
 
 // The schema document: {"format":"safestructures","version":2,"root":NODE}.
 std::string make_schema_document(const Tape& root);
+// Checks that the document is an object with "format": "safestructures" and an integer "version" equal to
+// schema_version; raises SchemaInvalid or SchemaVersion. Also used for a spilled schema's pointer, which has no "root".
+void check_schema_envelope(const Tape& document);
 // Checks the envelope and returns the index of the root node in the tape; raises SchemaInvalid or
 // SchemaVersion.
 std::size_t schema_root(const Tape& document);

@@ -23,8 +23,16 @@ struct StructuredLayout {
   std::vector<WriteTensor> tensors;
   Metadata metadata;
   Layout layout;
-  // Owns the schema text when it is spilled into a tensor (the tensor's data points into it).
+  // Owns the schema text when it is spilled into a tensor (the tensor's data points into it). A spilled schema is
+  // always longer than the small-string buffer, so moving the layout keeps that pointer valid; copying would not,
+  // hence the layout is move-only.
   std::string spilled_schema;
+
+  StructuredLayout() = default;
+  StructuredLayout(StructuredLayout&&) noexcept = default;
+  StructuredLayout& operator=(StructuredLayout&&) noexcept = default;
+  StructuredLayout(const StructuredLayout&) = delete;
+  StructuredLayout& operator=(const StructuredLayout&) = delete;
 };
 
 // Adds the schema document to the caller's metadata and lays the file out. When the header would exceed

@@ -116,7 +116,8 @@ struct Converter {
   const SchemaLimits& limits;
 
   void check_count() {
-    if (nodes.size() > limits.max_nodes) {
+    // Called before each node is added: the tape may reach max_nodes nodes, not one more.
+    if (nodes.size() >= limits.max_nodes) {
       raise(ErrorCode::TooManyNodes, "the schema holds more than " + std::to_string(limits.max_nodes) + " nodes");
     }
   }
@@ -209,7 +210,7 @@ std::string make_schema_document(const Tape& root) {
   return out;
 }
 
-std::size_t schema_root(const Tape& document) {
+void check_schema_envelope(const Tape& document) {
   if (document.size() == 0 || document[0].kind != NodeKind::Object) raise(ErrorCode::SchemaInvalid, "the schema document is not a JSON object");
   const std::size_t format = document.member(0, "format");
   if (format == Tape::npos || document[format].kind != NodeKind::String || document[format].text != "safestructures") {
@@ -221,6 +222,10 @@ std::size_t schema_root(const Tape& document) {
     raise(ErrorCode::SchemaVersion, "the schema is format version " + std::to_string(document[version].integer) + "; this release reads version " +
                                         std::to_string(schema_version));
   }
+}
+
+std::size_t schema_root(const Tape& document) {
+  check_schema_envelope(document);
   const std::size_t root = document.member(0, "root");
   if (root == Tape::npos) raise(ErrorCode::SchemaInvalid, "the schema document lacks \"root\"");
   return root;

@@ -61,7 +61,7 @@ std::optional<Tape> read_schema(const Reader& reader, const SchemaLimits& limits
   if (document.size() && document[0].kind == NodeKind::Object) {
     const std::size_t spill = document.member(0, "spill");
     if (spill != Tape::npos) {
-      schema_root(document);  // checks format and version before following the pointer
+      check_schema_envelope(document);  // format and version; a pointer has no "root"
       if (document[spill].kind != NodeKind::String) raise(ErrorCode::SchemaInvalid, "the schema's \"spill\" must name a tensor");
       const TensorInfo* info = header.find(document[spill].text);
       if (info == nullptr) raise(ErrorCode::TensorNotFound, "the schema is spilled into tensor " + quote_name(document[spill].text) + ", which the file lacks");

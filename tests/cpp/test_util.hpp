@@ -1,4 +1,5 @@
-// Helpers shared by the core tests: raw files built from JSON text, error matching, byte buffers and temporary files.
+// Helpers shared by the core tests: raw files built from JSON text, error matching, byte buffers, readers over them
+// and temporary files.
 #pragma once
 
 #include <gtest/gtest.h>
@@ -10,6 +11,7 @@
 #include <fstream>
 #include <initializer_list>
 #include <iterator>
+#include <memory>
 #include <span>
 #include <string>
 #include <string_view>
@@ -18,6 +20,7 @@
 #include "safestructures/container.hpp"
 #include "safestructures/dtype.hpp"
 #include "safestructures/error.hpp"
+#include "safestructures/reader.hpp"
 #include "safestructures/writer.hpp"
 
 namespace safestructures::test {
@@ -46,6 +49,12 @@ inline Bytes iota_bytes(std::size_t count, unsigned start = 0) {
   Bytes out(count);
   for (std::size_t i = 0; i < count; ++i) out[i] = static_cast<std::byte>((start + i) & 0xff);
   return out;
+}
+
+// A header as the writer lays it out: the 8-byte prefix, `json`, then spaces up to a multiple of 8.
+inline std::string header_bytes(std::string_view json) {
+  const std::string padding((8 - json.size() % 8) % 8, ' ');
+  return le64(json.size() + padding.size()) + std::string(json) + padding;
 }
 
 // A raw file: a prefix holding `declared_size`, then `json` verbatim, then `data`. Lets a test lie about N.
@@ -110,6 +119,12 @@ Error error_of(F&& f) {
   }
   ADD_FAILURE() << "no Error raised";
   return Error(ErrorCode::InvalidArgument, "none");
+}
+
+// A read-only Reader over a copy of `file`; the reader (and any view taken from it) owns the copy.
+inline Reader reader_of(Bytes file, std::uint64_t max_header_size = default_max_header_size) {
+  auto owner = std::make_shared<const Bytes>(std::move(file));
+  return Reader::from_buffer(owner, *owner, /*writable=*/false, max_header_size);
 }
 
 // A WriteTensor over bytes that the caller keeps alive.
