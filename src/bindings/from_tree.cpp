@@ -73,8 +73,8 @@ struct LoadPath {
 
 class Loader {
  public:
-  Loader(const Tape& tape, const Reader& reader, nb::handle buffer)
-      : tape_(tape), reader_(reader), buffer_(buffer), hooks_(hooks()), ids_(tape.size() + 1) {}
+  Loader(const Tape& tape, const Reader& reader, nb::handle buffer, std::uint32_t max_depth)
+      : tape_(tape), reader_(reader), buffer_(buffer), hooks_(hooks()), ids_(tape.size() + 1), max_depth_(max_depth) {}
 
   nb::object build(std::size_t i);
 
@@ -106,11 +106,20 @@ class Loader {
   const Hooks& hooks_;
   std::vector<nb::object> ids_;
   std::vector<LoadPath> path_;
+  // Levels of containers being built: the same count the saver limits, whatever JSON depth each level takes.
+  std::uint32_t depth_ = 0;
+  std::uint32_t max_depth_;
 };
 
 std::string Loader::path_text() const {
   std::string out = "$";
-  for (const LoadPath& part : path_) {
+  for (std::size_t k = 0; k < path_.size(); ++k) {
+    // Deep paths keep their two ends; the middle is only counted.
+    if (path_.size() > 24 && k == 10) {
+      out += "[... " + std::to_string(path_.size() - 20) + " more ...]";
+      k = path_.size() - 10;
+    }
+    const LoadPath& part = path_[k];
     switch (part.type) {
       case LoadPath::Type::Index: out += "[" + std::to_string(part.index) + "]"; break;
       case LoadPath::Type::Field: out += "."; out += part.key; break;
@@ -232,6 +241,20 @@ nb::object Loader::build_plain_object(std::size_t i) {
   return dict;
 }
 
+// Leaf tags stand for one value, not a level of nesting; the saver does not count them either.
+bool is_leaf_tag(std::string_view tag) {
+  switch (tag_of(tag)) {
+    case Tag::Ref:
+    case Tag::Int:
+    case Tag::Float:
+    case Tag::Str:
+    case Tag::Bytes:
+    case Tag::ByteArray:
+    case Tag::Tensor: return true;
+    default: return false;
+  }
+}
+
 nb::object Loader::build(std::size_t i) {
   const Node& n = tape_[i];
   switch (n.kind) {
@@ -245,23 +268,26 @@ nb::object Loader::build(std::size_t i) {
       if (s == nullptr) throw nb::python_error();
       return nb::steal(s);
     }
-    case NodeKind::Array: {
-      nb::object list = nb::steal(PyList_New(n.count));
-      std::size_t c = i + 1;
-      for (std::uint32_t k = 0; k < n.count; ++k) {
-        nb::object item = build_child(c, {LoadPath::Type::Index, {}, k});
-        PyList_SET_ITEM(list.ptr(), k, item.release().ptr());
-        c = tape_.next(c);
-      }
-      return list;
-    }
-    case NodeKind::Object: {
-      const std::string_view tag = tape_.tag(i);
-      if (tag.empty()) return build_plain_object(i);
-      return build_tagged(i, tag);
-    }
+    case NodeKind::Array:
+    case NodeKind::Object: break;
   }
-  invalid("unknown node");
+  const std::string_view tag = n.kind == NodeKind::Object ? tape_.tag(i) : std::string_view();
+  if (!tag.empty() && is_leaf_tag(tag)) return build_tagged(i, tag);
+  if (depth_ >= max_depth_) invalid("the data nests deeper than the limit of " + std::to_string(max_depth_) + " levels", ErrorCode::NestingTooDeep);
+  ++depth_;
+  struct Leave {
+    std::uint32_t& depth;
+    ~Leave() { --depth; }
+  } leave{depth_};
+  if (n.kind == NodeKind::Object) return tag.empty() ? build_plain_object(i) : build_tagged(i, tag);
+  nb::object list = nb::steal(PyList_New(n.count));
+  std::size_t c = i + 1;
+  for (std::uint32_t k = 0; k < n.count; ++k) {
+    nb::object item = build_child(c, {LoadPath::Type::Index, {}, k});
+    PyList_SET_ITEM(list.ptr(), k, item.release().ptr());
+    c = tape_.next(c);
+  }
+  return list;
 }
 
 nb::object Loader::build_tagged(std::size_t i, std::string_view tag) {
@@ -449,7 +475,7 @@ nb::object build_data(const Reader& reader, nb::handle buffer, const LoadOptions
   const std::optional<Tape> document = read_schema(reader, limits);
   if (!document) return nb::object();
   const std::size_t root = schema_root(*document);
-  Loader loader(*document, reader, buffer);
+  Loader loader(*document, reader, buffer, options.max_depth);
   return loader.build(root);
 }
 

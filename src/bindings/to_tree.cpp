@@ -132,7 +132,13 @@ std::string key_text(PyObject* key) {
 
 std::string Saver::path_text() const {
   std::string out = "$";
-  for (const PathPart& part : path_) {
+  for (std::size_t k = 0; k < path_.size(); ++k) {
+    // Deep paths keep their two ends; the middle is only counted.
+    if (path_.size() > 24 && k == 10) {
+      out += "[... " + std::to_string(path_.size() - 20) + " more ...]";
+      k = path_.size() - 10;
+    }
+    const PathPart& part = path_[k];
     switch (part.type) {
       case PathPart::Type::Index: out += "[" + std::to_string(part.index) + "]"; break;
       case PathPart::Type::Field: out += "."; out += part.field; break;
@@ -216,7 +222,7 @@ std::size_t Saver::open_tagged(const char* tag) {
 void Saver::enter(PyObject* obj, std::size_t tape_at, bool immutable) {
   if (++depth_ > options_.max_depth) {
     throw Error(ErrorCode::NestingTooDeep, "the data nests deeper than the limit of " + std::to_string(options_.max_depth) +
-                                               " levels at " + path_text().substr(0, 200) + "...");
+                                               " levels at " + path_text());
   }
   memo_.emplace(obj, Memo{tape_at, true, immutable});
 }
