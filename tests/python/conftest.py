@@ -2,14 +2,19 @@
 
 The test modules import these helpers with ``from conftest import ...`` (pytest puts this directory on sys.path, as
 the test directory has no ``__init__.py``). Everything here is independent of safestructures itself: files built by
-hand, a reference bit packer and array comparisons, so that the tests never check the library against itself.
+hand, a reference bit packer and array comparisons, so that the tests never check the library against itself. The one
+exception is the ``roundtrip`` fixture of the structured tests, which only drives the public save/load functions.
 """
 
 from __future__ import annotations
 
+import collections
 import json
 import os
 import struct
+import subprocess
+import sys
+import textwrap
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -258,3 +263,147 @@ def valid_file(tmp_path: Path) -> Path:
         "b": {"dtype": "I16", "shape": [3], "data_offsets": [16, 22]},
     }
     return write_file_bytes(tmp_path / "valid.safetensors", header, a.tobytes() + b.tobytes())
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Structured files (save/load): the schema document, crafted files, exact comparison of nested data.
+
+#: The metadata key under which structured files keep their schema document.
+SCHEMA_KEY = "__safestructures__"
+
+
+def header_of(data: bytes) -> dict[str, Any]:
+    """The parsed JSON header of the bytes of a safetensors file."""
+    return json.loads(split_file(data)[0])
+
+
+def schema_of(data: bytes) -> dict[str, Any]:
+    """The schema document of the bytes of a structured file, parsed."""
+    return json.loads(header_of(data)["__metadata__"][SCHEMA_KEY])
+
+
+def schema_document(root: Any, *, version: Any = 2, fmt: Any = "safestructures") -> str:
+    """A schema document (JSON text) with ``root`` as its root node."""
+    return json.dumps({"format": fmt, "version": version, "root": root}, separators=(",", ":"), ensure_ascii=False)
+
+
+def structured_file_bytes(
+    schema: Any,
+    tensors: Mapping[str, tuple[str, list[int], bytes]] | None = None,
+    metadata: Mapping[str, str] | None = None,
+) -> bytes:
+    """A file built by hand around a crafted schema: ``schema`` is the root node (made into a version-2 document) or,
+    when a str, the exact text stored under the schema key; ``tensors`` maps names to (dtype, shape, bytes)."""
+    text = schema if isinstance(schema, str) else schema_document(schema)
+    header: dict[str, Any] = {"__metadata__": {**(metadata or {}), SCHEMA_KEY: text}}
+    data = b""
+    for name, (dtype, shape, raw) in (tensors or {}).items():
+        header[name] = {"dtype": dtype, "shape": shape, "data_offsets": [len(data), len(data) + len(raw)]}
+        data += raw
+    return make_file_bytes(header, data)
+
+
+def float_bits(value: float) -> int:
+    return struct.unpack("<Q", struct.pack("<d", value))[0]
+
+
+def float_from_bits(bits: int) -> float:
+    return struct.unpack("<d", struct.pack("<Q", bits))[0]
+
+
+def _same_atom(actual: Any, expected: Any) -> bool:
+    if type(expected) is float:
+        return float_bits(actual) == float_bits(expected)
+    if type(expected) is complex:
+        return float_bits(actual.real) == float_bits(expected.real) and float_bits(actual.imag) == float_bits(expected.imag)
+    if isinstance(expected, np.generic):
+        return actual.dtype == expected.dtype and actual.dtype.str == expected.dtype.str and actual.tobytes() == expected.tobytes()
+    if isinstance(expected, np.ndarray):
+        return (
+            actual.dtype == expected.dtype
+            and actual.dtype.str == expected.dtype.str
+            and actual.shape == expected.shape
+            and actual.tobytes() == expected.tobytes()
+        )
+    if type(expected) in (int, bool, str, bytes, bytearray, type(None)):
+        return bool(actual == expected)
+    # Everything else (dates, Decimal, paths, ranges...) by repr: it tells apart what == does not (Decimal('-0') from
+    # Decimal('0'), a datetime's fold, a timezone's name) and equates what == does not (Decimal('NaN')).
+    return repr(actual) == repr(expected)
+
+
+def assert_same(actual: Any, expected: Any) -> None:
+    """``actual`` is ``expected`` rebuilt exactly: the same type at every level (bool is not int, tuple is not list),
+    floats and complex numbers bitwise (NaN payloads and -0.0 included), arrays with the same dtype (byte order
+    included), shape and bytes, dicts with the same keys in the same order, sets and frozensets holding exactly the
+    same elements, deques with the same maxlen, defaultdicts with the same factory.
+
+    Iterative, so that deep data cannot overflow the stack; a pair of containers already compared is not compared again,
+    so cycles terminate (identity itself is checked by the tests that care).
+    """
+    stack: list[tuple[Any, Any, str]] = [(actual, expected, "$")]
+    seen: set[tuple[int, int]] = set()
+    while stack:
+        a, e, where = stack.pop()
+        assert type(a) is type(e), f"{where}: {type(a).__name__} is not {type(e).__name__}"
+        if isinstance(e, (list, tuple, dict, set, frozenset, collections.deque)):
+            if (id(a), id(e)) in seen:
+                continue
+            seen.add((id(a), id(e)))
+        if isinstance(e, (list, tuple, collections.deque)):
+            assert len(a) == len(e), f"{where}: length {len(a)} != {len(e)}"
+            if isinstance(e, collections.deque):
+                assert a.maxlen == e.maxlen, f"{where}: maxlen {a.maxlen} != {e.maxlen}"
+            stack.extend((x, y, f"{where}[{i}]") for i, (x, y) in enumerate(zip(a, e)))
+        elif isinstance(e, dict):
+            assert len(a) == len(e), f"{where}: {len(a)} keys != {len(e)}"
+            if isinstance(e, collections.defaultdict):
+                assert a.default_factory is e.default_factory, f"{where}: factory {a.default_factory} != {e.default_factory}"
+            for i, ((ka, va), (ke, ve)) in enumerate(zip(a.items(), e.items())):
+                stack.append((ka, ke, f"{where}.key{i}"))
+                stack.append((va, ve, f"{where}[{ke!r}]"))
+        elif isinstance(e, (set, frozenset)):
+            assert len(a) == len(e), f"{where}: {len(a)} items != {len(e)}"
+            remaining = list(a)
+            for item in e:
+                for k, candidate in enumerate(remaining):
+                    try:
+                        assert_same(candidate, item)
+                    except AssertionError:
+                        continue
+                    del remaining[k]
+                    break
+                else:
+                    raise AssertionError(f"{where}: {item!r} is missing from {a!r}")
+        else:
+            assert _same_atom(a, e), f"{where}: {a!r} != {e!r}"
+
+
+def run_python(
+    code: str, *args: str, env: Mapping[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """Runs ``code`` (dedented) in a fresh interpreter with ``args`` as sys.argv[1:], warnings as errors, and returns the
+    finished process: a crash shows as a negative return code instead of taking the test session down."""
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-W", "error", "-c", textwrap.dedent(code), *args], capture_output=True, text=True, timeout=timeout, env=full_env
+    )
+
+
+@pytest.fixture(params=["bytes", "file-str", "file-Path"])
+def roundtrip(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
+    """``roundtrip(data, **load_options)``: ``data`` saved and loaded back by one of three routes: ``save``/``load``
+    (bytes), or ``save_file``/``load_file`` with a str path or with a pathlib.Path."""
+    import safestructures
+
+    path = tmp_path / "roundtrip.safestructures"
+
+    def run(data: Any, **options: Any) -> Any:
+        if request.param == "bytes":
+            return safestructures.load(safestructures.save(data), **options)
+        target = str(path) if request.param == "file-str" else path
+        safestructures.save_file(data, target)
+        return safestructures.load_file(target, **options)
+
+    run.route = request.param  # type: ignore[attr-defined]
+    return run
