@@ -21,10 +21,10 @@ DEFAULT_MAX_HEADER_SIZE = _core.DEFAULT_MAX_HEADER_SIZE
 _FRAMEWORKS = (None, "numpy")
 
 
-def _array_entry(array: Any) -> Any:
+def _array_entry(array: Any, name: str) -> Any:
     from .frameworks import numpy as np_adapter
 
-    return np_adapter.array_entry(array)
+    return np_adapter.array_entry(array, name)
 
 
 def _make_tensor(*args: Any) -> Any:

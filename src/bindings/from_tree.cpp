@@ -10,6 +10,7 @@
 #include "bindings.hpp"
 #include "hooks.hpp"
 #include "safestructures/schema.hpp"
+#include "safestructures/stack.hpp"
 #include "safestructures/structure.hpp"
 
 namespace safestructures::bindings {
@@ -274,6 +275,7 @@ nb::object Loader::build(std::size_t i) {
   const std::string_view tag = n.kind == NodeKind::Object ? tape_.tag(i) : std::string_view();
   if (!tag.empty() && is_leaf_tag(tag)) return build_tagged(i, tag);
   if (depth_ >= max_depth_) invalid("the data nests deeper than the limit of " + std::to_string(max_depth_) + " levels", ErrorCode::NestingTooDeep);
+  if (stack_nearly_exhausted()) invalid("the data nests deeper than this thread's stack can walk", ErrorCode::NestingTooDeep);
   ++depth_;
   struct Leave {
     std::uint32_t& depth;

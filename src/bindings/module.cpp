@@ -239,21 +239,21 @@ NB_MODULE(_core, m) {
         "Returns (buffer, metadata, tensors): a FileBuffer over the whole file, the metadata dict (None when the file "
         "has none), and a list of (name, dtype, shape, offset, nbytes) in header order, offsets counted from the start "
         "of the file.");
-  m.def("write_file", &py_write_file, "path"_a, "tensors"_a, "metadata"_a = nb::none(), "fsync"_a = false,
+  m.def("write_file", &py_write_file, "path"_a, "tensors"_a, "metadata"_a.none() = nb::none(), "fsync"_a = false,
         "Write a safetensors file atomically from [(name, dtype, shape, ndarray), ...].\n\n"
         "Tensor bytes stream from the arrays' own memory (strided arrays are gathered in bounded chunks); the file is "
         "written beside `path` and renamed over it, so `path` is never left half-written.");
-  m.def("write_bytes", &py_write_bytes, "tensors"_a, "metadata"_a = nb::none(),
+  m.def("write_bytes", &py_write_bytes, "tensors"_a, "metadata"_a.none() = nb::none(),
         "Serialize [(name, dtype, shape, ndarray), ...] to the bytes of a safetensors file.");
   m.def("pack_sub_byte", &pack_sub_byte_py, "dtype"_a, "codes"_a,
         "Pack one-code-per-byte elements of a sub-byte dtype (F4, F6_E2M3, F6_E3M2) into its little-endian bit stream.");
   m.def("unpack_sub_byte", &unpack_sub_byte_py, "dtype"_a, "packed"_a, "elements"_a,
         "Unpack a sub-byte dtype's bit stream into one code per byte.");
   m.def("set_hooks", &set_hooks, "hooks"_a, "Install the Python callables the tree walkers use (done by safestructures at import).");
-  m.def("save_file", &py_save_file, "data"_a, "path"_a, "metadata"_a = nb::none(), "max_depth"_a = 1000, "fsync"_a = false,
+  m.def("save_file", &py_save_file, "data"_a.none(), "path"_a, "metadata"_a.none() = nb::none(), "max_depth"_a = 1000, "fsync"_a = false,
         "max_header_size"_a = default_max_header_size,
         "Save nested data with tensors as a structured safetensors file, atomically.");
-  m.def("save_bytes", &py_save_bytes, "data"_a, "metadata"_a = nb::none(), "max_depth"_a = 1000,
+  m.def("save_bytes", &py_save_bytes, "data"_a.none(), "metadata"_a.none() = nb::none(), "max_depth"_a = 1000,
         "max_header_size"_a = default_max_header_size, "Save nested data with tensors as the bytes of a structured safetensors file.");
   m.def("load_file", &py_load_file, "path"_a, "max_depth"_a = 1000, "max_nodes"_a = 50'000'000,
         "max_header_size"_a = default_max_header_size,

@@ -10,6 +10,7 @@
 #include "bindings.hpp"
 #include "hooks.hpp"
 #include "safestructures/schema.hpp"
+#include "safestructures/stack.hpp"
 
 namespace safestructures::bindings {
 namespace {
@@ -79,7 +80,7 @@ class Saver {
   void walk_dict(PyObject* obj);
   void walk_sequence(PyObject* obj, const char* tag, bool immutable);
   void walk_set(PyObject* obj, const char* tag, bool immutable);
-  void walk_bytes(PyObject* obj, const char* tag, const char* data, Py_ssize_t size);
+  void walk_bytes(PyObject* obj, const char* tag, const char* data, Py_ssize_t size, bool is_mutable);
   void walk_uncommon(PyObject* obj);
   void walk_pairs(PyObject* mapping, std::size_t object_at);
   void walk_array(PyObject* obj);
@@ -89,6 +90,8 @@ class Saver {
   bool seen(PyObject* obj);
   std::size_t open_tagged(const char* tag);
   void begin_items(std::size_t object_at);
+  // Every container level goes through descend(), which enforces the depth limit.
+  void descend();
   void enter(PyObject* obj, std::size_t tape_at, bool immutable);
   void leave(PyObject* obj);
   void child(PathPart part, PyObject* value, std::size_t container_at) {
@@ -219,11 +222,19 @@ std::size_t Saver::open_tagged(const char* tag) {
   return at;
 }
 
-void Saver::enter(PyObject* obj, std::size_t tape_at, bool immutable) {
+void Saver::descend() {
   if (++depth_ > options_.max_depth) {
     throw Error(ErrorCode::NestingTooDeep, "the data nests deeper than the limit of " + std::to_string(options_.max_depth) +
                                                " levels at " + path_text());
   }
+  if (stack_nearly_exhausted()) {
+    throw Error(ErrorCode::NestingTooDeep, "the data nests deeper (" + std::to_string(depth_) + " levels at " + path_text() +
+                                               ") than this thread's stack can walk");
+  }
+}
+
+void Saver::enter(PyObject* obj, std::size_t tape_at, bool immutable) {
+  descend();
   memo_.emplace(obj, Memo{tape_at, true, immutable});
 }
 
@@ -406,7 +417,7 @@ void Saver::walk_sequence(PyObject* obj, const char* tag, bool immutable) {
   if (shared) {
     enter(obj, at, immutable);
   } else {
-    ++depth_;
+    descend();
   }
   begin_items(at);
   const std::size_t list = tape.begin_array();
@@ -442,9 +453,12 @@ void Saver::walk_set(PyObject* obj, const char* tag, bool immutable) {
   leave(obj);
 }
 
-void Saver::walk_bytes(PyObject* obj, const char* tag, const char* data, Py_ssize_t size) {
-  if (size > inline_bytes_limit && seen(obj)) return;
+void Saver::walk_bytes(PyObject* obj, const char* tag, const char* data, Py_ssize_t size, bool is_mutable) {
+  // A bytearray's identity matters whatever its size; small bytes are cheaper inline than as references.
+  const bool shared = is_mutable || size > inline_bytes_limit;
+  if (shared && seen(obj)) return;
   const std::size_t at = open_tagged(tag);
+  if (shared) memo_.emplace(obj, Memo{at, false, false});
   if (size <= inline_bytes_limit) {
     tape.string("b64");
     tape.owned_string(base64(reinterpret_cast<const unsigned char*>(data), static_cast<std::size_t>(size)));
@@ -452,7 +466,6 @@ void Saver::walk_bytes(PyObject* obj, const char* tag, const char* data, Py_ssiz
     tape.end_container(at);
     return;
   }
-  memo_.emplace(obj, Memo{at, false, false});
   std::string name = tensor_name();
   tape.string("tensor");
   tape.owned_string(name);
@@ -468,9 +481,10 @@ void Saver::walk_bytes(PyObject* obj, const char* tag, const char* data, Py_ssiz
 
 void Saver::walk_array(PyObject* obj) {
   if (seen(obj)) return;
+  std::string name = tensor_name();
   nb::object entry;
   try {
-    entry = hooks_.array_entry(nb::handle(obj));
+    entry = hooks_.array_entry(nb::handle(obj), nb::str(name.data(), name.size()));
   } catch (nb::python_error& e) {
     if (!e.matches(PyExc_TypeError)) throw;
     unsupported(obj, nb::str(e.value()).c_str());
@@ -479,7 +493,6 @@ void Saver::walk_array(PyObject* obj) {
   nb::tuple parts = nb::borrow<nb::tuple>(entry);
   const std::size_t at = open_tagged("tensor");
   memo_.emplace(obj, Memo{at, false, false});
-  std::string name = tensor_name();
   tape.string("name");
   tape.owned_string(name);
   tape.count_child(at);
@@ -515,7 +528,7 @@ void Saver::walk_reduced(PyObject* obj) {
   nb::tuple parts = nb::borrow<nb::tuple>(reduced);
   const std::string tag = nb::cast<std::string>(parts[0]);
   const std::size_t at = open_tagged(tape.own(tag).data());
-  ++depth_;
+  descend();
   for (auto [key, value] : nb::borrow<nb::dict>(parts[1])) {
     const std::string field = nb::cast<std::string>(key);
     tape.owned_string(field);
@@ -530,8 +543,8 @@ void Saver::walk_reduced(PyObject* obj) {
 
 void Saver::walk_uncommon(PyObject* obj) {
   PyTypeObject* type = Py_TYPE(obj);
-  if (type == &PyBytes_Type) return walk_bytes(obj, "bytes", PyBytes_AS_STRING(obj), PyBytes_GET_SIZE(obj));
-  if (type == &PyByteArray_Type) return walk_bytes(obj, "bytearray", PyByteArray_AS_STRING(obj), PyByteArray_GET_SIZE(obj));
+  if (type == &PyBytes_Type) return walk_bytes(obj, "bytes", PyBytes_AS_STRING(obj), PyBytes_GET_SIZE(obj), false);
+  if (type == &PyByteArray_Type) return walk_bytes(obj, "bytearray", PyByteArray_AS_STRING(obj), PyByteArray_GET_SIZE(obj), true);
   if (type == &PySet_Type) return walk_set(obj, "set", false);
   if (type == &PyFrozenSet_Type) return walk_set(obj, "frozenset", true);
 

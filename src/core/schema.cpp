@@ -8,6 +8,7 @@
 
 #include "safestructures/container.hpp"
 #include "safestructures/error.hpp"
+#include "safestructures/stack.hpp"
 
 namespace safestructures {
 
@@ -57,8 +58,13 @@ void append_number(std::string& out, double value) {
   if (text.find_first_of(".e") == std::string_view::npos) out += ".0";
 }
 
+[[noreturn]] void stack_too_deep() {
+  raise(ErrorCode::NestingTooDeep, "the schema nests deeper than this thread's stack can walk");
+}
+
 std::size_t append_node(std::string& out, const Tape& tape, std::size_t i) {
   const Node& n = tape[i];
+  if ((n.kind == NodeKind::Array || n.kind == NodeKind::Object) && stack_nearly_exhausted()) stack_too_deep();
   switch (n.kind) {
     case NodeKind::Null: out += "null"; return i + 1;
     case NodeKind::False: out += "false"; return i + 1;
@@ -125,6 +131,7 @@ struct Converter {
   void convert(simdjson::dom::element e) {
     using simdjson::dom::element_type;
     check_count();
+    if (stack_nearly_exhausted()) stack_too_deep();
     Node& node = nodes.emplace_back();
     switch (e.type()) {
       case element_type::NULL_VALUE: node.kind = NodeKind::Null; return;

@@ -101,7 +101,6 @@ def test_views_of_one_buffer_are_separate_tensors() -> None:
     assert not np.shares_memory(loaded["base"], loaded["view"])
 
 
-@pytest.mark.xfail(strict=True, reason="bug: bytearrays of 64 bytes or fewer are inlined without an id, so a shared one loads as two objects")
 def test_small_bytearray_reached_twice_loads_as_one_object() -> None:
     shared = bytearray(b"ab")
     loaded = safestructures.load(safestructures.save([shared, shared]))

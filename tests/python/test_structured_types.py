@@ -22,6 +22,8 @@ import safestructures
 from safestructures import UnsupportedTypeError
 from conftest import (
     SUB_BYTE_DTYPES,
+    padding_is_zero,
+    value_bytes,
     assert_same,
     float_bits,
     float_from_bits,
@@ -53,7 +55,6 @@ def check(roundtrip: Any, value: Any) -> Any:
 # Scalars
 
 
-@pytest.mark.xfail(strict=True, raises=TypeError, reason="bug: save(None)/save_file(None, path) raise nanobind's TypeError")
 def test_none_at_the_root(roundtrip: Any) -> None:
     assert roundtrip(None) is None
 
@@ -488,7 +489,9 @@ def assert_array_exact(actual: Any, expected: np.ndarray) -> None:
     assert type(actual) is np.ndarray, type(actual)
     assert actual.dtype == expected.dtype and actual.dtype.str == expected.dtype.str, (actual.dtype.str, expected.dtype.str)
     assert actual.shape == expected.shape, (actual.shape, expected.shape)
-    assert actual.tobytes() == expected.tobytes()
+    assert value_bytes(actual) == value_bytes(expected)
+    # Long double padding is never taken from memory into the file.
+    assert padding_is_zero(actual)
 
 
 def varied(dtype: Any, shape: tuple[int, ...], seed: int = 0) -> np.ndarray:
@@ -607,7 +610,6 @@ def test_sub_byte_arrays_with_a_partial_last_byte_are_refused(dtype: Any, count:
     assert "do not fill a whole number of bytes" in str(info.value)
 
 
-@pytest.mark.xfail(strict=True, reason="bug: the error names tensor \"?\" instead of the data path")
 def test_sub_byte_refusal_names_the_path() -> None:
     with pytest.raises(safestructures.InvalidArgumentError) as info:
         safestructures.save({"a": [np.zeros(3, ml_dtypes.float4_e2m1fn)]})
@@ -681,7 +683,8 @@ def test_numpy_scalars(roundtrip: Any, value: Any) -> None:
     loaded = check(roundtrip, value)
     assert type(loaded) is type(value)
     assert loaded.dtype == value.dtype and loaded.dtype.str == value.dtype.str
-    assert loaded.tobytes() == value.tobytes()
+    # A scalar object's long double padding is not set by numpy, so only the value's bytes are compared.
+    assert value_bytes(loaded) == value_bytes(value)
 
 
 def test_float32_scalar_is_exact(roundtrip: Any) -> None:
@@ -691,7 +694,6 @@ def test_float32_scalar_is_exact(roundtrip: Any) -> None:
     assert struct.pack("<f", loaded) == struct.pack("<f", np.float32(0.1))
 
 
-@pytest.mark.xfail(strict=True, reason="bug: empty np.str_/np.bytes_ scalars save (dtype <U0/|S0 with tobytes() longer than itemsize) but the file cannot be loaded")
 @pytest.mark.parametrize("value", [np.str_(""), np.bytes_(b"")], ids=["str_", "bytes_"])
 def test_empty_numpy_string_scalars(value: Any) -> None:
     data = safestructures.save([value])
@@ -709,7 +711,6 @@ def test_numpy_nan_scalars_with_payloads(roundtrip: Any, raw: bytes, dtype: Any)
     assert roundtrip(value).tobytes() == raw
 
 
-@pytest.mark.xfail(strict=True, reason="bug: numpy scalar NaNs go through a Python float: float32 sNaN is quieted, bfloat16/float8 payloads lost")
 @pytest.mark.parametrize(
     ("raw", "dtype"),
     [(b"\x01\x00\x80\x7f", np.float32), (b"\xc1\x7f", ml_dtypes.bfloat16), (b"\x7f", ml_dtypes.float8_e5m2)],

@@ -144,7 +144,21 @@ def to_entry(name: str, value: Any) -> tuple[str, str, tuple[int, ...], np.ndarr
     return name, dtype, shape, array
 
 
-def array_entry(array: np.ndarray) -> tuple[str, tuple[int, ...], np.ndarray, dict[str, Any] | None]:
+def _zeroed_padding(raw: np.ndarray, dtype: np.dtype[Any]) -> np.ndarray:
+    """`raw` (the uint8 view of a contiguous array) with the padding bytes of x87 long doubles set to zero.
+
+    An 80-bit long double sits in 12 or 16 bytes; the rest is whatever was in memory. Stored as is, it would leak
+    process memory into the file and make equal arrays give different files.
+    """
+    base = dtype.type(0).real.dtype if dtype.kind == "c" else dtype
+    if base.kind != "f" or base.itemsize not in (12, 16) or np.finfo(base).nmant != 63:
+        return raw
+    fixed = raw.copy().reshape(-1, base.itemsize)
+    fixed[:, 10:] = 0
+    return fixed.reshape(-1)
+
+
+def array_entry(array: np.ndarray, name: str = "?") -> tuple[str, tuple[int, ...], np.ndarray, dict[str, Any] | None]:
     """Describe an array met in nested data: (stored dtype, stored shape, array to write, extra schema fields).
 
     Arrays of a safetensors dtype are stored as themselves. Big-endian ones are stored little-endian with their
@@ -161,9 +175,9 @@ def array_entry(array: np.ndarray) -> tuple[str, tuple[int, ...], np.ndarray, di
     if stored is not None:
         extra = None if native is array else {"dtype": dtype.str}
         if stored in SUB_BYTE:
-            return stored, shape, _packed("?", stored, native), extra
+            return stored, shape, _packed(name, stored, native), extra
         return stored, shape, native, extra
-    raw = np.ascontiguousarray(array).reshape(-1).view(np.uint8)
+    raw = _zeroed_padding(np.ascontiguousarray(array).reshape(-1).view(np.uint8), dtype)
     return "U8", (raw.size,), raw, {"dtype": _logical_name(dtype), "shape": list(shape)}
 
 
@@ -176,7 +190,10 @@ def from_file(buffer: Any, dtype: str, shape: tuple[int, ...], offset: int, nbyt
             packed = bytes(memoryview(buffer)[offset : offset + nbytes])
             codes = bytearray(_core.unpack_sub_byte(dtype, packed, elements))
             return np.frombuffer(codes, dtype=np_dtype).reshape(shape)
-        return np.ndarray(shape, dtype=np_dtype, buffer=buffer, offset=offset)
+        # frombuffer (unlike ndarray(buffer=...)) holds a buffer export, so a bytearray under the arrays cannot be
+        # resized or freed while they live.
+        count = nbytes // np_dtype.itemsize
+        return np.frombuffer(buffer, dtype=np_dtype, count=count, offset=offset).reshape(shape)
     except ValueError as e:
         # A valid file can still hold a shape numpy cannot (over 64 dimensions, a dimension past 2**63).
         raise InvalidFileError(f"tensor {quote(name)} of shape {list(shape)} cannot be a numpy array: {e}") from e
@@ -195,7 +212,7 @@ def make_tensor(buffer: Any, dtype: str, shape: tuple[int, ...], offset: int, nb
         expected = int(np.prod(logical_shape, dtype=object)) * target.itemsize
         if expected != nbytes:
             raise ValueError(f"shape {logical_shape} of {target} needs {expected} bytes, the tensor holds {nbytes}")
-        raw = np.ndarray((nbytes,), dtype=np.uint8, buffer=buffer, offset=offset)
+        raw = np.frombuffer(buffer, dtype=np.uint8, count=nbytes, offset=offset)
         return raw.view(target).reshape(logical_shape)
     stored = from_file(buffer, dtype, shape, offset, nbytes)
     if target.newbyteorder("=") != stored.dtype.newbyteorder("="):
@@ -204,25 +221,43 @@ def make_tensor(buffer: Any, dtype: str, shape: tuple[int, ...], offset: int, nb
 
 
 def scalar_fields(value: Any) -> dict[str, Any]:
-    """The schema fields of a numpy scalar: its dtype and value (exact), or its raw bytes for dtypes Python's own
-    numbers cannot hold exactly (long double, datetime64, ...)."""
+    """The schema fields of a numpy scalar: its dtype name and exact Python value, or its dtype string and raw bytes
+    where a Python value would not be exact (NaN payloads, long double, datetime64, ...)."""
     dtype = value.dtype
-    if dtype in _tables()[0] and dtype.kind != "V" or dtype.name in ("bfloat16",) or dtype.kind in "biufc" and dtype.itemsize <= 8:
-        if dtype.kind != "V" or dtype.name in _tables()[2]:
-            return {"dtype": dtype.name, "v": value.item() if dtype.kind != "V" else float(value)}
-    if dtype.name in _tables()[2]:
-        return {"dtype": dtype.name, "v": float(value)}
-    if dtype.hasobject or dtype.fields is not None or dtype.kind == "V":
+    if dtype.hasobject or dtype.fields is not None:
         raise TypeError(f"numpy scalars of dtype {dtype} are not stored")
-    return {"dtype": dtype.str, "raw": value.tobytes()}
+    if dtype.kind in "US":
+        # np.str_ and np.bytes_ are str and bytes; their dtype follows from the value.
+        return {"dtype": dtype.kind, "v": str(value) if dtype.kind == "U" else bytes(value)}
+    plain = dtype in _tables()[0] or dtype.name in _tables()[2]
+    if plain and (dtype.kind in "biu" or dtype.name in ("int2", "int4", "uint2", "uint4")):
+        return {"dtype": dtype.name, "v": int(value) if dtype.kind == "V" else value.item()}
+    if plain and dtype.kind in "biu":
+        return {"dtype": dtype.name, "v": value.item()}
+    if plain and dtype.kind in "fcV" and not np.isnan(value):
+        # Widening to a Python float or complex is exact for every dtype of 64 bits or less.
+        return {"dtype": dtype.name, "v": complex(value) if dtype.kind == "c" else float(value)}
+    if dtype.kind == "V" and dtype.name not in _tables()[2]:
+        raise TypeError(f"numpy scalars of dtype {dtype} are not stored")
+    raw = _zeroed_padding(np.frombuffer(value.tobytes(), dtype=np.uint8), dtype)
+    return {"dtype": _logical_name(dtype), "raw": raw.tobytes()}
 
 
 def scalar_from_fields(fields: dict[str, Any]) -> Any:
     """The numpy scalar that :func:`scalar_fields` described."""
-    dtype = _logical_dtype(fields["dtype"]) if fields["dtype"] not in _tables()[2] else _tables()[2][fields["dtype"]]
+    name = fields["dtype"]
+    if name == "U" or name == "S":
+        value = fields["v"]
+        if type(value) is not (str if name == "U" else bytes):
+            raise TypeError(f"a numpy {'str_' if name == 'U' else 'bytes_'} scalar needs a {'str' if name == 'U' else 'bytes'} value")
+        return np.str_(value) if name == "U" else np.bytes_(value)
+    dtype = _logical_dtype(name)
     if "raw" in fields:
         raw = fields["raw"]
         if type(raw) is not bytes or len(raw) != dtype.itemsize:
             raise ValueError(f"field 'raw' must be {dtype.itemsize} bytes")
         return np.frombuffer(raw, dtype=dtype)[0]
-    return dtype.type(fields["v"])
+    value = fields["v"]
+    if type(value) not in (bool, int, float, complex):
+        raise TypeError(f"a numpy scalar's value must be a number, not {type(value).__name__}")
+    return dtype.type(value)
