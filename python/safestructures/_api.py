@@ -18,19 +18,18 @@ DEFAULT_MAX_NODES = 50_000_000
 #: Header bytes a file may have by default (the safetensors limit).
 DEFAULT_MAX_HEADER_SIZE = _core.DEFAULT_MAX_HEADER_SIZE
 
-_FRAMEWORKS = (None, "numpy")
 
 
-def _array_entry(array: Any, name: str) -> Any:
-    from .frameworks import numpy as np_adapter
+def _array_entry(obj: Any, name: str, context: dict[str, Any]) -> Any:
+    from .frameworks import array_entry
 
-    return np_adapter.array_entry(array, name)
+    return array_entry(obj, name, context)
 
 
 def _make_tensor(*args: Any) -> Any:
-    from .frameworks import numpy as np_adapter
+    from .frameworks import make_tensor
 
-    return np_adapter.make_tensor(*args)
+    return make_tensor(*args)
 
 
 def _install_hooks() -> None:
@@ -53,9 +52,19 @@ def _install_hooks() -> None:
     )
 
 
-def _check_framework(framework: str | None) -> None:
-    if framework not in _FRAMEWORKS:
-        raise ValueError(f"unknown framework {framework!r}; this release loads tensors as 'numpy' arrays (or None)")
+def _load_context(framework: str | None, device: str) -> dict[str, Any]:
+    """The per-load state handed to the tensor adapters; checks the framework and device first."""
+    from .frameworks import FRAMEWORKS, require
+
+    if framework is not None:
+        if framework not in FRAMEWORKS:
+            raise ValueError(f"unknown framework {framework!r}; expected None or one of {', '.join(FRAMEWORKS)}")
+        require(framework)  # a clear error now, rather than at the first tensor
+    if not isinstance(device, str):
+        raise TypeError(f"device must be a str such as 'cpu' or 'cuda:0', not {type(device).__name__}")
+    if device != "cpu" and framework not in (None, "torch"):
+        raise ValueError(f"device={device!r} applies to torch tensors; framework={framework!r} loads on the CPU")
+    return {"framework": framework, "device": device}
 
 
 def save_file(
@@ -79,24 +88,28 @@ def save_file(
         InvalidArgumentError: the data nests deeper than ``max_depth``, or a metadata key is reserved.
         OSError: the file cannot be written.
     """
-    _core.save_file(data, _fspath(path), _check_metadata(metadata), max_depth, fsync)
+    _core.save_file(data, _fspath(path), _check_metadata(metadata), max_depth, fsync, DEFAULT_MAX_HEADER_SIZE, {})
 
 
 def save(data: Any, metadata: Mapping[str, str] | None = None, *, max_depth: int = DEFAULT_MAX_DEPTH) -> bytes:
     """Save nested data as the bytes of a safetensors file (what :func:`save_file` would write)."""
-    return _core.save_bytes(data, _check_metadata(metadata), max_depth)
+    return _core.save_bytes(data, _check_metadata(metadata), max_depth, DEFAULT_MAX_HEADER_SIZE, {})
 
 
-def _flat(buffer: Any, tensors: list[tuple[str, str, tuple[int, ...], int, int]]) -> dict[str, Any]:
-    from .frameworks import numpy as np_adapter
+def _flat(buffer: Any, tensors: list[tuple[str, str, tuple[int, ...], int, int]], context: dict[str, Any]) -> dict[str, Any]:
+    from .frameworks import make_tensor
 
-    return {name: np_adapter.from_file(buffer, dtype, shape, offset, nbytes, name) for name, dtype, shape, offset, nbytes in tensors}
+    return {
+        name: make_tensor(buffer, dtype, shape, offset, nbytes, {"name": name}, context)
+        for name, dtype, shape, offset, nbytes in tensors
+    }
 
 
 def load_file(
     path: str | os.PathLike[str],
     framework: str | None = None,
     *,
+    device: str = "cpu",
     max_depth: int = DEFAULT_MAX_DEPTH,
     max_nodes: int = DEFAULT_MAX_NODES,
     max_header_size: int = DEFAULT_MAX_HEADER_SIZE,
@@ -104,34 +117,41 @@ def load_file(
     """Load the data a file holds. Never imports a module or calls anything the file names.
 
     A file saved by :func:`save_file` loads as the data it was saved from, with exact types. A plain safetensors
-    file (no structure in it) loads as a ``{name: array}`` dict. Arrays are zero-copy views of a private mapping of
-    the file: writable, and writing to them never changes the file. ``framework`` is ``None`` or ``"numpy"``.
+    file (no structure in it) loads as a ``{name: tensor}`` dict.
+
+    ``framework=None`` gives each tensor back in the framework it was saved from (numpy for plain files);
+    ``"numpy"``, ``"torch"``, ``"tensorflow"`` or ``"jax"`` converts all of them, exact dtypes kept. numpy arrays and
+    torch tensors are zero-copy views of a private mapping of the file: writable, and writing to them never changes
+    the file; tensorflow and jax tensors are copies. ``device`` ("cuda", "cuda:1") moves torch tensors there.
 
     Raises:
         InvalidFileError: the file is malformed, or exceeds a limit (``max_depth`` levels of nesting,
             ``max_nodes`` schema nodes, ``max_header_size`` header bytes); the message says what and where.
+        FrameworkNotAvailableError: a tensor is asked for in a framework that is not installed.
         OSError: the file cannot be read.
     """
-    _check_framework(framework)
-    buffer, (structured, payload, _metadata) = _core.load_file(_fspath(path), max_depth, max_nodes, max_header_size)
-    return payload if structured else _flat(buffer, payload)
+    context = _load_context(framework, device)
+    buffer, (structured, payload, _metadata) = _core.load_file(_fspath(path), max_depth, max_nodes, max_header_size, context)
+    return payload if structured else _flat(buffer, payload, context)
 
 
 def load(
     data: bytes | bytearray | memoryview,
     framework: str | None = None,
     *,
+    device: str = "cpu",
     max_depth: int = DEFAULT_MAX_DEPTH,
     max_nodes: int = DEFAULT_MAX_NODES,
     max_header_size: int = DEFAULT_MAX_HEADER_SIZE,
 ) -> Any:
     """Load data from the bytes of a safetensors file, as :func:`load_file` does.
 
-    Arrays are views of ``data`` itself (read-only when ``data`` is immutable, like ``bytes``).
+    numpy arrays are views of ``data`` itself (read-only when ``data`` is immutable, like ``bytes``); torch tensors
+    are views of a writable ``data`` (a bytearray) and copies otherwise.
     """
-    _check_framework(framework)
-    structured, payload, _metadata = _core.load_bytes(data, max_depth, max_nodes, max_header_size)
-    return payload if structured else _flat(data, payload)
+    context = _load_context(framework, device)
+    structured, payload, _metadata = _core.load_bytes(data, max_depth, max_nodes, max_header_size, context)
+    return payload if structured else _flat(data, payload, context)
 
 
 _install_hooks()

@@ -21,7 +21,7 @@ from typing import Any
 __all__ = ["CONSTRUCT", "FACTORIES", "classify", "factory_name", "reduce"]
 
 # The walker's kinds; the numbers are shared with src/bindings/hooks.hpp.
-UNSUPPORTED, NDARRAY, REDUCE, ORDEREDDICT, DEFAULTDICT, DEQUE, COUNTER = range(7)
+UNSUPPORTED, TENSOR, REDUCE, ORDEREDDICT, DEFAULTDICT, DEQUE, COUNTER = range(7)
 
 _PATHS: dict[str, type[pathlib.PurePath]] = {
     cls.__name__: cls for cls in (pathlib.PurePosixPath, pathlib.PureWindowsPath, pathlib.PosixPath, pathlib.WindowsPath)
@@ -85,12 +85,16 @@ def classify(cls: type) -> int:
     zoneinfo = sys.modules.get("zoneinfo")
     if zoneinfo is not None and cls is zoneinfo.ZoneInfo:
         return REDUCE
+    from .frameworks import framework_of
+
+    if framework_of(cls) is not None:
+        return TENSOR
     numpy = sys.modules.get("numpy")
-    if numpy is not None:
-        if cls is numpy.ndarray or cls is numpy.memmap:
-            return NDARRAY
-        if issubclass(cls, numpy.generic):
-            return REDUCE
+    if numpy is not None and issubclass(cls, numpy.generic):
+        return REDUCE
+    torch = sys.modules.get("torch")
+    if torch is not None and (cls is torch.dtype or cls is torch.device or cls is torch.Size):
+        return REDUCE
     return UNSUPPORTED
 
 
@@ -102,6 +106,10 @@ def reduce(obj: Any) -> tuple[str, dict[str, Any]]:
         return reducer(obj)
     if cls.__name__ == "ZoneInfo" and cls.__module__ == "zoneinfo":
         return "ZoneInfo", _zoneinfo_key(obj)
+    if cls.__module__.split(".", 1)[0] == "torch":
+        from .frameworks import torch as torch_adapter
+
+        return torch_adapter.reduce_value(obj)
     from .frameworks import numpy as np_adapter
 
     return "npscalar", np_adapter.scalar_fields(obj)
@@ -188,6 +196,15 @@ def _npscalar(fields: dict[str, Any]) -> Any:
     return np_adapter.scalar_from_fields(fields)
 
 
+def _torch_value(tag: str) -> Callable[[dict[str, Any]], Any]:
+    def construct(fields: dict[str, Any]) -> Any:
+        from .frameworks import require
+
+        return require("torch").construct_value(tag, fields)
+
+    return construct
+
+
 #: Everything a file can ask to be built, by tag.
 CONSTRUCT: dict[str, Callable[[dict[str, Any]], Any]] = {
     "complex": lambda f: complex(_float(f, "re"), _float(f, "im")),
@@ -207,6 +224,9 @@ CONSTRUCT: dict[str, Callable[[dict[str, Any]], Any]] = {
     "UUID": lambda f: uuid.UUID(hex=_text(f, "hex")),
     "path": _path,
     "npscalar": _npscalar,
+    "torch.dtype": _torch_value("torch.dtype"),
+    "torch.device": _torch_value("torch.device"),
+    "torch.Size": _torch_value("torch.Size"),
 }
 
 #: defaultdict factories a file may name: built-in types only.

@@ -53,6 +53,8 @@ struct SaveResult {
 
 struct SaveOptions {
   std::uint32_t max_depth = 1000;
+  // Per-save state of the framework adapters (e.g. which storages were already written), passed to array_entry.
+  nb::handle context;
 };
 
 // Walks `data` into a schema document and tensors. Raises UnsupportedTypeError naming the type and the path,
@@ -62,6 +64,8 @@ SaveResult walk_data(nb::handle data, const SaveOptions& options);
 struct LoadOptions {
   std::uint32_t max_depth = 1000;
   std::uint64_t max_nodes = 50'000'000;
+  // Per-load state of the framework adapters (target framework, device, tensors built so far), passed to make_tensor.
+  nb::handle context;
 };
 
 // Builds the Python object a structured file holds. `buffer` is what numpy arrays view (it keeps the bytes alive).

@@ -74,8 +74,9 @@ struct LoadPath {
 
 class Loader {
  public:
-  Loader(const Tape& tape, const Reader& reader, nb::handle buffer, std::uint32_t max_depth)
-      : tape_(tape), reader_(reader), buffer_(buffer), hooks_(hooks()), ids_(tape.size() + 1), max_depth_(max_depth) {}
+  Loader(const Tape& tape, const Reader& reader, nb::handle buffer, const LoadOptions& options)
+      : tape_(tape), reader_(reader), buffer_(buffer), context_(options.context), hooks_(hooks()), ids_(tape.size() + 1),
+        max_depth_(options.max_depth) {}
 
   nb::object build(std::size_t i);
 
@@ -104,6 +105,7 @@ class Loader {
   const Tape& tape_;
   const Reader& reader_;
   nb::handle buffer_;
+  nb::handle context_;
   const Hooks& hooks_;
   std::vector<nb::object> ids_;
   std::vector<LoadPath> path_;
@@ -181,24 +183,38 @@ void Loader::fill_pairs(std::size_t object, const nb::object& target, bool exact
 }
 
 nb::object Loader::tensor(std::size_t i) {
-  const std::string_view name = string_field(i, "name");
-  const TensorInfo* info = reader_.header().find(name);
-  if (info == nullptr) invalid("the schema refers to tensor " + quote_name(name) + ", which the file lacks", ErrorCode::TensorNotFound);
+  // A node without "name" views the storage of a tensor built earlier; the adapter finds it in the context.
+  const TensorInfo* info = nullptr;
+  std::string_view name;
+  if (tape_.member(i, "name") == Tape::npos) {
+    const std::size_t storage = tape_.member(i, "storage");
+    if (storage == Tape::npos || tape_[storage].kind != NodeKind::String) {
+      invalid("tagged \"tensor\" needs a string field \"name\" (or \"storage\", for a view of an earlier tensor)");
+    }
+  } else {
+    name = string_field(i, "name");
+    info = reader_.header().find(name);
+    if (info == nullptr) invalid("the schema refers to tensor " + quote_name(name) + ", which the file lacks", ErrorCode::TensorNotFound);
+  }
   nb::dict fields;
   const Node& object = tape_[i];
   std::size_t c = i + 1;
   for (std::uint32_t k = 0; k < object.count; ++k) {
     const std::string_view key = tape_[c].text;
-    if (key != "$" && key != "#" && key != "name") {
-      fields[nb::str(key.data(), key.size())] = build_child(c + 1, {LoadPath::Type::Field, key});
-    }
+    if (key != "$" && key != "#") fields[nb::str(key.data(), key.size())] = build_child(c + 1, {LoadPath::Type::Field, key});
     c = tape_.next(c + 1);
+  }
+  if (info == nullptr) {
+    return call_python("cannot rebuild a tensor view", [&] {
+      return hooks_.make_tensor(buffer_, nb::none(), nb::none(), nb::none(), nb::none(), fields, context_);
+    });
   }
   nb::tuple shape = nb::steal<nb::tuple>(PyTuple_New(static_cast<Py_ssize_t>(info->shape.size())));
   for (std::size_t d = 0; d < info->shape.size(); ++d) PyTuple_SET_ITEM(shape.ptr(), d, PyLong_FromUnsignedLongLong(info->shape[d]));
   const auto dtype = dtype_name(info->dtype);
   return call_python(("cannot rebuild tensor " + quote_name(name)).c_str(), [&] {
-    return hooks_.make_tensor(buffer_, nb::str(dtype.data(), dtype.size()), shape, reader_.header().data_offset() + info->begin, info->nbytes(), fields);
+    return hooks_.make_tensor(buffer_, nb::str(dtype.data(), dtype.size()), shape, reader_.header().data_offset() + info->begin,
+                              info->nbytes(), fields, context_);
   });
 }
 
@@ -477,7 +493,7 @@ nb::object build_data(const Reader& reader, nb::handle buffer, const LoadOptions
   const std::optional<Tape> document = read_schema(reader, limits);
   if (!document) return nb::object();
   const std::size_t root = schema_root(*document);
-  Loader loader(*document, reader, buffer, options.max_depth);
+  Loader loader(*document, reader, buffer, options);
   return loader.build(root);
 }
 

@@ -10,7 +10,8 @@ namespace nb = nanobind;
 // What the Python layer's classify(type) answers for a type the walker has no exact-type fast path for.
 enum class Kind : int {
   Unsupported = 0,
-  NdArray = 1,
+  // A tensor of any framework, described by array_entry(obj, name, context).
+  Tensor = 1,
   // Saved as the (tag, fields) that reduce(obj) returns, rebuilt by construct[tag](fields).
   Reduce = 2,
   OrderedDict = 3,
@@ -22,11 +23,14 @@ enum class Kind : int {
 struct Hooks {
   nb::object classify;          // type -> Kind
   nb::object reduce;            // obj -> (tag, {field: value})
-  nb::object array_entry;       // ndarray -> (stored dtype, shape, data array, {extra schema fields} | None)
+  // (tensor, proposed name, context) -> (stored dtype | None, shape, data, {schema fields}); a None dtype writes no
+  // tensor (the node views an earlier tensor's storage).
+  nb::object array_entry;
   nb::object factory_name;      // defaultdict default_factory -> name (raises TypeError when not storable)
   nb::object construct;         // {tag: callable(fields) -> object}
   nb::object factories;         // {name: default_factory}
-  nb::object make_tensor;       // (buffer, dtype, shape, offset, nbytes, fields) -> array
+  // (buffer, dtype, shape, offset, nbytes, fields, context) -> tensor; dtype and the rest are None for a view node.
+  nb::object make_tensor;
   nb::object ordered_dict_type;
   nb::object defaultdict_type;
   nb::object deque_type;

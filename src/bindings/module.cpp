@@ -142,10 +142,10 @@ nb::bytes unpack_sub_byte_py(const std::string& dtype, nb::bytes packed, std::ui
 }
 
 StructuredLayout plan_save(nb::handle data, nb::handle metadata, std::uint32_t max_depth, std::uint64_t max_header_size,
-                           SaveResult& walked) {
+                           nb::handle context, SaveResult& walked) {
   Metadata meta;
   make_metadata(metadata, meta);
-  walked = walk_data(data, SaveOptions{max_depth});
+  walked = walk_data(data, SaveOptions{max_depth, context});
   try {
     return plan_structured(std::move(walked.request.tensors), meta, std::move(walked.schema_document), max_header_size);
   } catch (const Error& e) {
@@ -154,9 +154,9 @@ StructuredLayout plan_save(nb::handle data, nb::handle metadata, std::uint32_t m
 }
 
 void py_save_file(nb::handle data, const std::filesystem::path& path, nb::handle metadata, std::uint32_t max_depth, bool fsync,
-                  std::uint64_t max_header_size) {
+                  std::uint64_t max_header_size, nb::handle context) {
   SaveResult walked;
-  const StructuredLayout plan = plan_save(data, metadata, max_depth, max_header_size, walked);
+  const StructuredLayout plan = plan_save(data, metadata, max_depth, max_header_size, context, walked);
   nb::gil_scoped_release release;
   try {
     write_structured(path, plan, WriteOptions{fsync});
@@ -166,9 +166,10 @@ void py_save_file(nb::handle data, const std::filesystem::path& path, nb::handle
   }
 }
 
-nb::bytes py_save_bytes(nb::handle data, nb::handle metadata, std::uint32_t max_depth, std::uint64_t max_header_size) {
+nb::bytes py_save_bytes(nb::handle data, nb::handle metadata, std::uint32_t max_depth, std::uint64_t max_header_size,
+                        nb::handle context) {
   SaveResult walked;
-  const StructuredLayout plan = plan_save(data, metadata, max_depth, max_header_size, walked);
+  const StructuredLayout plan = plan_save(data, metadata, max_depth, max_header_size, context, walked);
   PyObject* out = PyBytes_FromStringAndSize(nullptr, static_cast<Py_ssize_t>(plan.layout.file_size()));
   if (out == nullptr) throw nb::python_error();
   nb::bytes result = nb::steal<nb::bytes>(out);
@@ -187,31 +188,33 @@ nb::object user_metadata_to_python(const Header& header) {
 }
 
 // (structured, data or tensor table, user metadata): data when the file has a schema, else the flat tensor table.
-nb::tuple load_from(const Reader& reader, nb::handle buffer, std::uint32_t max_depth, std::uint64_t max_nodes) {
-  nb::object data = build_data(reader, buffer, LoadOptions{max_depth, max_nodes});
+nb::tuple load_from(const Reader& reader, nb::handle buffer, std::uint32_t max_depth, std::uint64_t max_nodes, nb::handle context) {
+  nb::object data = build_data(reader, buffer, LoadOptions{max_depth, max_nodes, context});
   const Header& header = reader.header();
   if (!data.is_valid()) return nb::make_tuple(false, tensor_table(header), metadata_to_python(header));
   return nb::make_tuple(true, data, user_metadata_to_python(header));
 }
 
-nb::tuple py_load_file(const std::filesystem::path& path, std::uint32_t max_depth, std::uint64_t max_nodes, std::uint64_t max_header_size) {
+nb::tuple py_load_file(const std::filesystem::path& path, std::uint32_t max_depth, std::uint64_t max_nodes, std::uint64_t max_header_size,
+                       nb::handle context) {
   auto [reader, buffer] = open_mapped(path, max_header_size);
   try {
-    return nb::make_tuple(buffer, load_from(reader, buffer, max_depth, max_nodes));
+    return nb::make_tuple(buffer, load_from(reader, buffer, max_depth, max_nodes, context));
   } catch (const Error& e) {
     if (e.code() == ErrorCode::Io) throw;
     raise(e.code(), path.string() + ": " + e.what());
   }
 }
 
-nb::tuple py_load_bytes(nb::handle data, std::uint32_t max_depth, std::uint64_t max_nodes, std::uint64_t max_header_size) {
+nb::tuple py_load_bytes(nb::handle data, std::uint32_t max_depth, std::uint64_t max_nodes, std::uint64_t max_header_size,
+                        nb::handle context) {
   Py_buffer view;
   if (PyObject_GetBuffer(data.ptr(), &view, PyBUF_SIMPLE) != 0) throw nb::python_error();
   // Held for the call only: the arrays built over `data` hold buffer exports of their own.
   std::unique_ptr<Py_buffer, void (*)(Py_buffer*)> release(&view, PyBuffer_Release);
   const Reader reader = Reader::from_buffer(nullptr, {static_cast<const std::byte*>(view.buf), static_cast<std::size_t>(view.len)},
                                             !view.readonly, max_header_size);
-  return load_from(reader, data, max_depth, max_nodes);
+  return load_from(reader, data, max_depth, max_nodes, context);
 }
 
 }  // namespace
@@ -222,6 +225,8 @@ NB_MODULE(_core, m) {
   using namespace safestructures::bindings;
   m.doc() = "The C++ core of safestructures: the safetensors container, memory-mapped reading and atomic writing.";
   register_error_translator();
+  // Arrays viewing a file may still be alive when the interpreter exits; that is not a leak worth printing.
+  nb::set_leak_warnings(false);
 
   nb::class_<FileBuffer>(m, "FileBuffer", nb::type_slots(file_buffer_slots),
                          "The bytes of an opened file (a private copy-on-write mapping), exposed through the buffer protocol.")
@@ -251,16 +256,18 @@ NB_MODULE(_core, m) {
         "Unpack a sub-byte dtype's bit stream into one code per byte.");
   m.def("set_hooks", &set_hooks, "hooks"_a, "Install the Python callables the tree walkers use (done by safestructures at import).");
   m.def("save_file", &py_save_file, "data"_a.none(), "path"_a, "metadata"_a.none() = nb::none(), "max_depth"_a = 1000, "fsync"_a = false,
-        "max_header_size"_a = default_max_header_size,
-        "Save nested data with tensors as a structured safetensors file, atomically.");
+        "max_header_size"_a = default_max_header_size, "context"_a.none() = nb::none(),
+        "Save nested data with tensors as a structured safetensors file, atomically. `context` is handed to the "
+        "array_entry hook for every tensor.");
   m.def("save_bytes", &py_save_bytes, "data"_a.none(), "metadata"_a.none() = nb::none(), "max_depth"_a = 1000,
-        "max_header_size"_a = default_max_header_size, "Save nested data with tensors as the bytes of a structured safetensors file.");
+        "max_header_size"_a = default_max_header_size, "context"_a.none() = nb::none(),
+        "Save nested data with tensors as the bytes of a structured safetensors file.");
   m.def("load_file", &py_load_file, "path"_a, "max_depth"_a = 1000, "max_nodes"_a = 50'000'000,
-        "max_header_size"_a = default_max_header_size,
+        "max_header_size"_a = default_max_header_size, "context"_a.none() = nb::none(),
         "Load a file: (buffer, (True, data, user metadata)) for a structured file, (buffer, (False, tensor table, "
         "metadata)) for a plain safetensors file.");
   m.def("load_bytes", &py_load_bytes, "data"_a, "max_depth"_a = 1000, "max_nodes"_a = 50'000'000,
-        "max_header_size"_a = default_max_header_size,
+        "max_header_size"_a = default_max_header_size, "context"_a.none() = nb::none(),
         "Load from a buffer: (True, data, user metadata) or (False, tensor table, metadata); arrays view `data`.");
   m.def("error_code_names", [] {
     nb::list names;

@@ -60,7 +60,7 @@ struct Memo {
 
 class Saver {
  public:
-  explicit Saver(const SaveOptions& options) : options_(options), hooks_(hooks()) {
+  explicit Saver(const SaveOptions& options) : options_(options), hooks_(hooks()), context_(options.context) {
     // Names a generated path must never take.
     used_names_.insert(std::string(metadata_key));
     used_names_.insert(std::string(schema_spill_tensor));
@@ -100,12 +100,15 @@ class Saver {
     path_.pop_back();
     tape.count_child(container_at);
   }
+  // The tensor name for the current path: the path joined with '.', made unique with a "~N" suffix.
+  std::string free_name() const;
   std::string tensor_name();
   [[noreturn]] void unsupported(PyObject* obj, const std::string& why = {});
   std::string path_text() const;
 
   const SaveOptions& options_;
   const Hooks& hooks_;
+  nb::handle context_;
   std::vector<PathPart> path_;
   std::unordered_map<PyObject*, Memo> memo_;
   std::unordered_set<std::string> used_names_;
@@ -171,6 +174,12 @@ void Saver::unsupported(PyObject* obj, const std::string& why) {
 }
 
 std::string Saver::tensor_name() {
+  std::string name = free_name();
+  used_names_.insert(name);
+  return name;
+}
+
+std::string Saver::free_name() const {
   std::string name;
   for (const PathPart& part : path_) {
     if (!name.empty()) name += '.';
@@ -185,10 +194,10 @@ std::string Saver::tensor_name() {
   for (char& c : name) {
     if (static_cast<unsigned char>(c) < 0x20) c = '_';
   }
-  if (used_names_.insert(name).second) return name;
+  if (!used_names_.contains(name)) return name;
   for (std::size_t k = 1;; ++k) {
     std::string candidate = name + "~" + std::to_string(k);
-    if (used_names_.insert(candidate).second) return candidate;
+    if (!used_names_.contains(candidate)) return candidate;
   }
 }
 
@@ -481,38 +490,38 @@ void Saver::walk_bytes(PyObject* obj, const char* tag, const char* data, Py_ssiz
 
 void Saver::walk_array(PyObject* obj) {
   if (seen(obj)) return;
-  std::string name = tensor_name();
+  // Proposed, not claimed: a tensor that views another one's storage writes no data of its own.
+  const std::string name = free_name();
   nb::object entry;
   try {
-    entry = hooks_.array_entry(nb::handle(obj), nb::str(name.data(), name.size()));
+    entry = hooks_.array_entry(nb::handle(obj), nb::str(name.data(), name.size()), context_);
   } catch (nb::python_error& e) {
     if (!e.matches(PyExc_TypeError)) throw;
     unsupported(obj, nb::str(e.value()).c_str());
   }
+  // The tape views strings inside the entry's fields until the schema is rendered.
   keep_alive.push_back(entry);
   nb::tuple parts = nb::borrow<nb::tuple>(entry);
+  const bool stores = !parts[0].is_none();
   const std::size_t at = open_tagged("tensor");
   memo_.emplace(obj, Memo{at, false, false});
-  tape.string("name");
-  tape.owned_string(name);
-  tape.count_child(at);
-  tape.string("fw");
-  tape.string("numpy");
-  tape.count_child(at);
-  nb::handle extra = parts[3];
-  if (!extra.is_none()) {
-    for (auto [key, value] : nb::borrow<nb::dict>(extra)) {
-      tape.owned_string(nb::cast<std::string>(key));
-      walk(value.ptr());
-      tape.count_child(at);
-    }
+  if (stores) {
+    used_names_.insert(name);
+    tape.string("name");
+    tape.owned_string(name);
+    tape.count_child(at);
+  }
+  for (auto [key, value] : nb::borrow<nb::dict>(parts[3])) {
+    tape.owned_string(nb::cast<std::string>(key));
+    walk(value.ptr());
+    tape.count_child(at);
   }
   tape.end_container(at);
+  if (!stores) return;
   nb::list entries;
   entries.append(nb::make_tuple(nb::str(name.data(), name.size()), parts[0], parts[1], parts[2]));
   WriteRequest one = make_write_request(entries);
   request.tensors.push_back(std::move(one.tensors.front()));
-  for (auto& s : one.scratch) request.scratch.push_back(std::move(s));
 }
 
 void Saver::walk_reduced(PyObject* obj) {
@@ -550,7 +559,7 @@ void Saver::walk_uncommon(PyObject* obj) {
 
   nb::object answer = hooks_.classify(nb::handle(reinterpret_cast<PyObject*>(type)));
   switch (static_cast<Kind>(nb::cast<int>(answer))) {
-    case Kind::NdArray: return walk_array(obj);
+    case Kind::Tensor: return walk_array(obj);
     case Kind::Reduce: return walk_reduced(obj);
     case Kind::OrderedDict:
     case Kind::Counter: {

@@ -522,7 +522,7 @@ MALICIOUS: list[tuple[str, Any, Any]] = [
     ("npscalar-object", {"$": "npscalar", "dtype": "O", "v": "__import__('os').system('x')"}, None),
     ("npscalar-dtype-module", {"$": "npscalar", "dtype": "antigravity.thing", "v": 1}, None),
     ("tensor-object", {"$": "tensor", "name": "t", "fw": "numpy", "dtype": "O", "shape": [1]}, U8_TENSOR),
-    ("tensor-framework-torch", {"$": "tensor", "name": "t", "fw": "torch", "dtype": "torch.float32"}, U8_TENSOR),
+    ("tensor-framework-module", {"$": "tensor", "name": "t", "fw": "os", "dtype": "torch.float32"}, U8_TENSOR),
     ("zoneinfo-module", {"$": "ZoneInfo", "key": "../antigravity"}, None),
 ]
 

@@ -1,1 +1,109 @@
-"""Framework adapters, one module per framework, each imported only when its tensors are met."""
+"""Framework adapters, one module per framework, each imported only when its tensors are met or asked for.
+
+Saving: :func:`array_entry` describes any framework's tensor for the C++ walker. Loading: :func:`make_tensor` builds
+each tensor node in the framework it was saved from, or in the one the caller asked for.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from .._errors import SafestructuresError
+
+__all__ = ["FRAMEWORKS", "FrameworkNotAvailableError", "array_entry", "framework_of", "make_tensor", "require", "view_reach"]
+
+FRAMEWORKS = ("numpy", "torch", "tensorflow", "jax")
+
+
+class FrameworkNotAvailableError(SafestructuresError, ImportError):
+    """Tensors were asked for in a framework that is not installed."""
+
+
+FrameworkNotAvailableError.__module__ = "safestructures"
+
+
+def require(framework: str) -> Any:
+    """The adapter module of `framework`, importing the framework itself; a clear error when it is not installed."""
+    try:
+        if framework == "numpy":
+            from . import numpy as adapter
+        elif framework == "torch":
+            from . import torch as adapter
+        elif framework == "tensorflow":
+            from . import tensorflow as adapter
+        elif framework == "jax":
+            from . import jax as adapter
+        else:
+            raise ValueError(f"unknown framework {framework!r}; expected one of {', '.join(FRAMEWORKS)}")
+    except ModuleNotFoundError as e:
+        raise FrameworkNotAvailableError(
+            f"tensors were asked for as {framework}, which is not installed here ({e}); load with framework='numpy'"
+        ) from e
+    return adapter
+
+
+def framework_of(cls: type) -> str | None:
+    """The framework whose tensor type `cls` is, judged only from frameworks already imported (never imports one)."""
+    top = cls.__module__.split(".", 1)[0]
+    if top == "numpy":
+        numpy = sys.modules["numpy"]
+        return "numpy" if cls is numpy.ndarray or cls is numpy.memmap else None
+    if top == "torch":
+        torch = sys.modules["torch"]
+        return "torch" if issubclass(cls, torch.Tensor) else None
+    if top in ("tensorflow", "keras"):
+        tensorflow = sys.modules.get("tensorflow")
+        if tensorflow is not None and (issubclass(cls, tensorflow.Tensor) or issubclass(cls, tensorflow.Variable)):
+            return "tensorflow"
+        return None
+    if top in ("jax", "jaxlib"):
+        jax = sys.modules.get("jax")
+        return "jax" if jax is not None and issubclass(cls, jax.Array) else None
+    return None
+
+
+def array_entry(obj: Any, name: str, context: dict[str, Any]) -> tuple[Any, ...]:
+    """(stored dtype or None, stored shape, object whose memory is written, schema fields) for any tensor."""
+    framework = framework_of(type(obj))
+    if framework is None:
+        raise TypeError(f"{type(obj).__module__}.{type(obj).__qualname__} is not a tensor type safestructures stores")
+    return require(framework).array_entry(obj, name, context)
+
+
+def make_tensor(
+    buffer: Any, dtype: str | None, shape: tuple[int, ...] | None, offset: int | None, nbytes: int | None,
+    fields: dict[str, Any], context: dict[str, Any],
+) -> Any:
+    """The tensor a schema node stands for, in the framework it was saved from unless the load asked for another."""
+    saved = fields.get("fw", "numpy")
+    if saved not in FRAMEWORKS:
+        raise ValueError(f"unknown framework {saved!r}")
+    target = context.get("framework") or saved
+    if target == "torch":
+        return require("torch").to_torch(buffer, dtype, shape, offset, nbytes, fields, context)
+    from . import numpy as np_adapter
+
+    array = np_adapter.to_numpy(buffer, dtype, shape, offset, nbytes, fields, context)
+    if target == "numpy":
+        return array
+    return require(target).from_numpy(array, fields, context)
+
+
+def view_reach(fields: dict[str, Any]) -> tuple[int, list[int], list[int], int, int]:
+    """The (offset, shape, stride) of a view node, checked, and the lowest and highest element it reaches (low > high
+    for an empty view)."""
+    offset, shape, stride = fields.get("offset"), fields.get("shape"), fields.get("stride")
+    if type(offset) is not int or offset < 0:
+        raise ValueError("a view's 'offset' must be a non-negative int")
+    if type(shape) is not list or any(type(n) is not int or n < 0 for n in shape):
+        raise ValueError("a view's 'shape' must be a list of non-negative ints")
+    if type(stride) is not list or len(stride) != len(shape) or any(type(s) is not int for s in stride):
+        raise ValueError("a view's 'stride' must be a list of ints, one per dimension")
+    if any(n == 0 for n in shape):
+        return offset, shape, stride, 1, 0
+    low = offset + sum((n - 1) * s for n, s in zip(shape, stride) if s < 0)
+    high = offset + sum((n - 1) * s for n, s in zip(shape, stride) if s > 0)
+    if low < 0:
+        raise ValueError(f"a view of shape {shape} and stride {stride} at offset {offset} reaches before its storage")
+    return offset, shape, stride, low, high

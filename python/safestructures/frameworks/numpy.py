@@ -16,7 +16,7 @@ __all__ = [
     "array_entry",
     "dtype_of",
     "from_file",
-    "make_tensor",
+    "to_numpy",
     "numpy_dtype",
     "scalar_fields",
     "scalar_from_fields",
@@ -89,7 +89,7 @@ def _logical_name(dtype: np.dtype[Any]) -> str:
     return dtype.str
 
 
-def _logical_dtype(name: Any) -> np.dtype[Any]:
+def logical_dtype(name: Any) -> np.dtype[Any]:
     """The numpy dtype a file names; only plain numeric, string and datetime dtypes and ml_dtypes types are allowed."""
     if type(name) is not str:
         raise ValueError(f"a dtype must be named by a string, not {type(name).__name__}")
@@ -158,8 +158,8 @@ def _zeroed_padding(raw: np.ndarray, dtype: np.dtype[Any]) -> np.ndarray:
     return fixed.reshape(-1)
 
 
-def array_entry(array: np.ndarray, name: str = "?") -> tuple[str, tuple[int, ...], np.ndarray, dict[str, Any] | None]:
-    """Describe an array met in nested data: (stored dtype, stored shape, array to write, extra schema fields).
+def array_entry(array: np.ndarray, name: str, context: dict[str, Any]) -> tuple[str, tuple[int, ...], Any, dict[str, Any]]:
+    """Describe an array met in nested data: (stored dtype, stored shape, array to write, schema fields).
 
     Arrays of a safetensors dtype are stored as themselves. Big-endian ones are stored little-endian with their
     numpy dtype in the schema (``"dtype": ">i4"``). Arrays of dtypes safetensors lacks (complex128, str, bytes,
@@ -172,13 +172,16 @@ def array_entry(array: np.ndarray, name: str = "?") -> tuple[str, tuple[int, ...
     native = _native(array)
     stored = dtype_of(native.dtype)
     shape = tuple(array.shape)
+    fields: dict[str, Any] = {"fw": "numpy"}
     if stored is not None:
-        extra = None if native is array else {"dtype": dtype.str}
+        if native is not array:
+            fields["dtype"] = dtype.str
         if stored in SUB_BYTE:
-            return stored, shape, _packed(name, stored, native), extra
-        return stored, shape, native, extra
+            return stored, shape, _packed(name, stored, native), fields
+        return stored, shape, native, fields
     raw = _zeroed_padding(np.ascontiguousarray(array).reshape(-1).view(np.uint8), dtype)
-    return "U8", (raw.size,), raw, {"dtype": _logical_name(dtype), "shape": list(shape)}
+    fields.update(dtype=_logical_name(dtype), shape=list(shape))
+    return "U8", (raw.size,), raw, fields
 
 
 def from_file(buffer: Any, dtype: str, shape: tuple[int, ...], offset: int, nbytes: int, name: str = "?") -> np.ndarray:
@@ -199,13 +202,26 @@ def from_file(buffer: Any, dtype: str, shape: tuple[int, ...], offset: int, nbyt
         raise InvalidFileError(f"tensor {quote(name)} of shape {list(shape)} cannot be a numpy array: {e}") from e
 
 
-def make_tensor(buffer: Any, dtype: str, shape: tuple[int, ...], offset: int, nbytes: int, fields: dict[str, Any]) -> np.ndarray:
-    """The array a schema tensor node stands for, from its stored bytes and the node's fields."""
+def to_numpy(
+    buffer: Any, dtype: str | None, shape: tuple[int, ...] | None, offset: int | None, nbytes: int | None,
+    fields: dict[str, Any], context: dict[str, Any],
+) -> np.ndarray:
+    """The numpy array a schema tensor node stands for: a view of the stored bytes where the dtype allows.
+
+    Nodes saved as views of a storage (torch tensors sharing memory) come back as views of one base array, so they
+    share memory here too. Nodes of a framework-only dtype numpy lacks raise ValueError.
+    """
+    bases = context.setdefault("numpy_bases", {})
+    if dtype is None:
+        storage = fields.get("storage")
+        if storage not in bases:
+            raise ValueError(f"the tensor views storage {quote(str(storage))}, which is not defined before it")
+        return _strided(bases[storage], fields)
     logical = fields.get("dtype")
     if logical is None:
-        return from_file(buffer, dtype, shape, offset, nbytes)
-    target = _logical_dtype(logical)
-    if dtype == "U8" and "shape" in fields:
+        array = from_file(buffer, dtype, shape, offset, nbytes, fields.get("name", "?"))
+    elif dtype == "U8" and "shape" in fields and "stride" not in fields:
+        target = logical_dtype(logical)
         logical_shape = fields["shape"]
         if type(logical_shape) is not list or any(type(d) is not int or d < 0 for d in logical_shape):
             raise ValueError("field 'shape' must be a list of non-negative ints")
@@ -213,11 +229,33 @@ def make_tensor(buffer: Any, dtype: str, shape: tuple[int, ...], offset: int, nb
         if expected != nbytes:
             raise ValueError(f"shape {logical_shape} of {target} needs {expected} bytes, the tensor holds {nbytes}")
         raw = np.frombuffer(buffer, dtype=np.uint8, count=nbytes, offset=offset)
-        return raw.view(target).reshape(logical_shape)
-    stored = from_file(buffer, dtype, shape, offset, nbytes)
-    if target.newbyteorder("=") != stored.dtype.newbyteorder("="):
-        raise ValueError(f"dtype {logical!r} does not match the stored dtype {dtype}")
-    return stored.astype(target)
+        array = raw.view(target).reshape(logical_shape)
+    else:
+        target = logical_dtype(logical)
+        array = from_file(buffer, dtype, shape, offset, nbytes, fields.get("name", "?"))
+        if target.newbyteorder("=") != array.dtype.newbyteorder("="):
+            raise ValueError(f"dtype {quote(str(logical))} does not match the stored dtype {dtype}")
+        array = array.astype(target)
+    name = fields.get("name")
+    if "stride" in fields:
+        # The stored tensor is a whole storage; the node is a view of it.
+        bases[name] = array.reshape(-1)
+        return _strided(array.reshape(-1), fields)
+    if array.flags.c_contiguous and array.dtype.itemsize:
+        bases[name] = array.reshape(-1)
+    return array
+
+
+def _strided(base: np.ndarray, fields: dict[str, Any]) -> np.ndarray:
+    """The view a node describes (element offset, shape, element strides) of a 1-D base array."""
+    from . import view_reach
+
+    offset, shape, stride, low, high = view_reach(fields)
+    if high >= base.size and low <= high or offset > base.size:
+        raise ValueError(f"a view of shape {shape} and stride {stride} at offset {offset} reaches outside its storage of {base.size} elements")
+    if low > high:
+        return base[:0].reshape(shape)
+    return np.lib.stride_tricks.as_strided(base[offset:], shape=shape, strides=[s * base.dtype.itemsize for s in stride])
 
 
 def scalar_fields(value: Any) -> dict[str, Any]:
@@ -251,7 +289,7 @@ def scalar_from_fields(fields: dict[str, Any]) -> Any:
         if type(value) is not (str if name == "U" else bytes):
             raise TypeError(f"a numpy {'str_' if name == 'U' else 'bytes_'} scalar needs a {'str' if name == 'U' else 'bytes'} value")
         return np.str_(value) if name == "U" else np.bytes_(value)
-    dtype = _logical_dtype(name)
+    dtype = logical_dtype(name)
     if "raw" in fields:
         raw = fields["raw"]
         if type(raw) is not bytes or len(raw) != dtype.itemsize:

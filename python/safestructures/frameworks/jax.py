@@ -1,0 +1,24 @@
+"""JAX arrays <-> safetensors tensors, through numpy (bfloat16 and the float8 types included)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import numpy as np
+
+from . import numpy as np_adapter
+
+__all__ = ["array_entry", "from_numpy"]
+
+
+def array_entry(value: Any, name: str, context: dict[str, Any]) -> tuple[Any, ...]:
+    """Describe a jax.Array for the core writer, through its host value (exact dtype kept)."""
+    stored, shape, data, fields = np_adapter.array_entry(np.asarray(value), name, context)
+    fields["fw"] = "jax"
+    return stored, shape, data, fields
+
+
+def from_numpy(array: np.ndarray, fields: dict[str, Any], context: dict[str, Any]) -> Any:
+    """A jax.Array holding `array` on the default device."""
+    return jax.device_put(array)

@@ -1,0 +1,256 @@
+"""PyTorch tensors <-> safetensors tensors: exact dtypes, Parameters and requires_grad, shared storage, CUDA, and the
+torch.dtype / torch.device / torch.Size values."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from .._errors import quote
+
+__all__ = ["array_entry", "reduce_value", "construct_value", "to_torch"]
+
+_TO_NAME: dict[torch.dtype, str] = {
+    torch.bool: "BOOL",
+    torch.uint8: "U8",
+    torch.int8: "I8",
+    torch.int16: "I16",
+    torch.uint16: "U16",
+    torch.float16: "F16",
+    torch.bfloat16: "BF16",
+    torch.int32: "I32",
+    torch.uint32: "U32",
+    torch.float32: "F32",
+    torch.complex64: "C64",
+    torch.float64: "F64",
+    torch.int64: "I64",
+    torch.uint64: "U64",
+    torch.float8_e5m2: "F8_E5M2",
+    torch.float8_e4m3fn: "F8_E4M3",
+    torch.float8_e8m0fnu: "F8_E8M0",
+    torch.float8_e4m3fnuz: "F8_E4M3FNUZ",
+    torch.float8_e5m2fnuz: "F8_E5M2FNUZ",
+}
+_FROM_NAME = {name: dtype for dtype, name in _TO_NAME.items()}
+# Dtypes safetensors lacks, stored as bytes with this name in the schema: numpy's dtype string where numpy has the
+# dtype (so numpy loads them too), a torch name otherwise.
+_LOGICAL: dict[torch.dtype, str] = {torch.complex128: "<c16", torch.complex32: "torch.complex32"}
+_FROM_LOGICAL = {name: dtype for dtype, name in _LOGICAL.items()}
+
+
+class _Memory:
+    """Exposes a CPU tensor's memory to the core writer through __array_interface__ (any dtype, any strides), and
+    keeps the tensor alive while the file is written."""
+
+    def __init__(self, tensor: torch.Tensor, itemsize: int) -> None:
+        self._tensor = tensor
+        self.__array_interface__ = {
+            "data": (tensor.data_ptr(), False),
+            "shape": tuple(tensor.shape),
+            "strides": None if tensor.is_contiguous() else tuple(s * itemsize for s in tensor.stride()),
+            "typestr": f"|V{itemsize}",
+            "version": 3,
+        }
+
+
+def _on_cpu(tensor: torch.Tensor) -> torch.Tensor:
+    return tensor if tensor.device.type == "cpu" else tensor.cpu()
+
+
+def _reach(t: torch.Tensor) -> tuple[int, int]:
+    """The lowest and highest storage element a non-empty tensor reaches."""
+    low = t.storage_offset() + sum((n - 1) * s for n, s in zip(t.shape, t.stride()) if s < 0)
+    high = t.storage_offset() + sum((n - 1) * s for n, s in zip(t.shape, t.stride()) if s > 0)
+    return low, high
+
+
+def array_entry(tensor: torch.Tensor, name: str, context: dict[str, Any]) -> tuple[Any, ...]:
+    """Describe a torch tensor for the core writer (see frameworks.array_entry).
+
+    Memory shared between tensors is stored once: each tensor written registers the stretch of its storage it holds
+    (a segment), and a later tensor of the same dtype whose elements all lie in a registered segment is written as a
+    view of it (offset, shape, stride), loading back as a view of the same memory. A tensor is written as itself when
+    it is contiguous, or when it is a permutation of a dense block (a transpose, written in C order); a sparser view
+    (a step slice, a chunk of a wider tensor) writes the segment of storage it spans and views it. CUDA tensors are
+    copied to host memory to be written.
+    """
+    fields: dict[str, Any] = {"fw": "torch"}
+    if isinstance(tensor, torch.nn.Parameter):
+        fields["param"] = True
+        fields["grad"] = tensor.requires_grad
+    elif tensor.requires_grad:
+        fields["grad"] = True
+    t = tensor.detach()
+    if t.layout != torch.strided or t.is_quantized or t.is_nested or t.is_meta:
+        raise TypeError(f"torch tensors with layout {t.layout}{', quantized' if t.is_quantized else ''} are not stored")
+    dtype = t.dtype
+    if dtype not in _TO_NAME and dtype not in _LOGICAL and dtype != torch.float4_e2m1fn_x2:
+        raise TypeError(f"torch dtype {dtype} has no stored form")
+    itemsize = t.element_size()
+    if dtype in _TO_NAME and t.numel():
+        segments: list[tuple[str, int, int]] = context.setdefault("torch_segments", {}).setdefault(
+            (t.device, t.untyped_storage().data_ptr(), dtype), []
+        )
+        low, high = _reach(t)
+        for segment_name, start, end in segments:
+            if start <= low and high <= end:
+                fields.update(storage=segment_name, offset=t.storage_offset() - start, shape=list(t.shape), stride=list(t.stride()))
+                return None, (), None, fields
+        if t.is_contiguous():
+            segments.append((name, t.storage_offset(), t.storage_offset() + t.numel() - 1))
+        elif high - low + 1 > t.numel():
+            segment = _on_cpu(t.as_strided((high - low + 1,), (1,), low))
+            segments.append((name, low, high))
+            fields.update(offset=t.storage_offset() - low, shape=list(t.shape), stride=list(t.stride()))
+            return _TO_NAME[dtype], (segment.numel(),), _Memory(segment, itemsize), fields
+    t = _on_cpu(t)
+    if dtype in _LOGICAL:
+        raw = t.contiguous().view(torch.uint8).reshape(-1)
+        fields.update(dtype=_LOGICAL[dtype], shape=list(t.shape))
+        return "U8", (raw.numel(),), _Memory(raw, 1), fields
+    if dtype == torch.float4_e2m1fn_x2:
+        # Two 4-bit elements per byte, element 0 in the low nibble: safetensors' F4 with the last dimension doubled.
+        packed = t.contiguous()
+        shape = tuple(packed.shape[:-1]) + (packed.shape[-1] * 2,) if packed.dim() else (2,)
+        fields["x2"] = True
+        return "F4", shape, _Memory(packed.view(torch.uint8), 1), fields
+    return _TO_NAME[dtype], tuple(t.shape), _Memory(t, itemsize), fields
+
+
+def _from_buffer(buffer: Any, dtype: torch.dtype, count: int, offset: int) -> torch.Tensor:
+    if count == 0:
+        return torch.empty(0, dtype=dtype)
+    view = memoryview(buffer)
+    if view.readonly:
+        # torch cannot view read-only memory (bytes): such loads copy.
+        return torch.frombuffer(bytearray(view[offset : offset + count * torch.empty(0, dtype=dtype).element_size()]), dtype=dtype)
+    return torch.frombuffer(buffer, dtype=dtype, count=count, offset=offset)
+
+
+def _finish(tensor: torch.Tensor, fields: dict[str, Any], context: dict[str, Any]) -> torch.Tensor:
+    device = context.get("device") or "cpu"
+    if device != "cpu":
+        tensor = tensor.to(device)
+    if fields.get("param"):
+        grad = fields.get("grad", True)
+        if type(grad) is not bool:
+            raise ValueError("field 'grad' must be a bool")
+        return torch.nn.Parameter(tensor, requires_grad=grad)
+    if fields.get("grad") is True:
+        if not (tensor.is_floating_point() or tensor.is_complex()):
+            raise ValueError("only floating point and complex tensors can require gradients")
+        tensor.requires_grad_(True)
+    return tensor
+
+
+def to_torch(
+    buffer: Any, dtype: str | None, shape: tuple[int, ...] | None, offset: int | None, nbytes: int | None,
+    fields: dict[str, Any], context: dict[str, Any],
+) -> torch.Tensor:
+    """The torch tensor a schema node stands for: a zero-copy view of the file's bytes (writable, copy-on-write)."""
+    from . import view_reach
+
+    bases: dict[str, torch.Tensor] = context.setdefault("torch_bases", {})
+    if dtype is None:
+        storage = fields.get("storage")
+        if storage not in bases:
+            raise ValueError(f"the tensor views storage {quote(str(storage))}, which is not defined before it")
+        return _finish(_strided(bases[storage], fields, view_reach), fields, context)
+    logical = fields.get("dtype")
+    name = fields.get("name")
+    if logical is not None and "stride" not in fields:
+        target = _FROM_LOGICAL.get(logical)
+        if target is None:
+            from . import numpy as np_adapter
+
+            target = _numpy_to_torch(np_adapter, logical)
+        if dtype == "U8" and "shape" in fields:
+            logical_shape = fields["shape"]
+            if type(logical_shape) is not list or any(type(d) is not int or d < 0 for d in logical_shape):
+                raise ValueError("field 'shape' must be a list of non-negative ints")
+            itemsize = torch.empty(0, dtype=target).element_size()
+            count = 1
+            for d in logical_shape:
+                count *= d
+            if count * itemsize != nbytes:
+                raise ValueError(f"shape {logical_shape} of {target} needs {count * itemsize} bytes, the tensor holds {nbytes}")
+            tensor = _from_buffer(buffer, target, count, offset).reshape(logical_shape)
+        else:
+            # A big-endian numpy array: the file holds it little-endian, which is all torch has.
+            tensor = _stored(buffer, dtype, shape, offset, nbytes, fields)
+            if tensor.dtype != target:
+                raise ValueError(f"dtype {quote(str(logical))} does not match the stored dtype {dtype}")
+        return _finish(tensor, fields, context)
+    tensor = _stored(buffer, dtype, shape, offset, nbytes, fields)
+    if "stride" in fields:
+        bases[name] = tensor
+        return _finish(_strided(tensor, fields, view_reach), fields, context)
+    if tensor.is_contiguous():
+        bases[name] = tensor
+    return _finish(tensor, fields, context)
+
+
+def _stored(buffer: Any, dtype: str, shape: tuple[int, ...], offset: int, nbytes: int, fields: dict[str, Any]) -> torch.Tensor:
+    if dtype == "F4":
+        if not fields.get("x2"):
+            raise ValueError("F4 tensors load in torch only when saved from torch's float4_e2m1fn_x2 (two per byte)")
+        if not shape or shape[-1] % 2:
+            raise ValueError("an F4 tensor from torch needs an even last dimension")
+        packed = tuple(shape[:-1]) + (shape[-1] // 2,)
+        return _from_buffer(buffer, torch.uint8, nbytes, offset).view(torch.float4_e2m1fn_x2).reshape(packed)
+    torch_dtype = _FROM_NAME.get(dtype)
+    if torch_dtype is None:
+        raise ValueError(f"safetensors dtype {dtype} has no torch dtype")
+    count = 1
+    for d in shape:
+        count *= d
+    return _from_buffer(buffer, torch_dtype, count, offset).reshape(shape)
+
+
+def _strided(base: torch.Tensor, fields: dict[str, Any], view_reach: Any) -> torch.Tensor:
+    offset, shape, stride, low, high = view_reach(fields)
+    size = base.untyped_storage().nbytes() // max(base.element_size(), 1)
+    if low <= high and high >= size or offset > size:
+        raise ValueError(f"a view of shape {shape} and stride {stride} at offset {offset} reaches outside its storage of {size} elements")
+    return base.as_strided(shape, stride, offset)
+
+
+def _numpy_to_torch(np_adapter: Any, name: str) -> torch.dtype:
+    import numpy
+
+    dtype = np_adapter.logical_dtype(name)
+    try:
+        return torch.from_numpy(numpy.empty(0, dtype=dtype.newbyteorder("="))).dtype
+    except TypeError as e:
+        raise ValueError(f"numpy dtype {name} has no torch dtype") from e
+
+
+def reduce_value(value: Any) -> tuple[str, dict[str, Any]]:
+    """The (tag, fields) of a torch.dtype, torch.device or torch.Size."""
+    if isinstance(value, torch.dtype):
+        return "torch.dtype", {"name": str(value).removeprefix("torch.")}
+    if isinstance(value, torch.device):
+        return "torch.device", {"type": value.type, "index": value.index}
+    if type(value) is torch.Size:
+        return "torch.Size", {"dims": list(value)}
+    raise TypeError(f"{type(value).__qualname__} is not a torch value safestructures stores")
+
+
+def construct_value(tag: str, fields: dict[str, Any]) -> Any:
+    """Rebuild what reduce_value described; names are looked up among torch's dtypes only."""
+    if tag == "torch.dtype":
+        name = fields["name"]
+        value = getattr(torch, name, None) if type(name) is str and name.isidentifier() else None
+        if not isinstance(value, torch.dtype):
+            raise ValueError(f"{name!r} is not a torch dtype")
+        return value
+    if tag == "torch.device":
+        kind, index = fields["type"], fields.get("index")
+        if type(kind) is not str or (index is not None and type(index) is not int):
+            raise TypeError("a torch.device needs a str 'type' and an int or null 'index'")
+        return torch.device(kind, index) if index is not None else torch.device(kind)
+    dims = fields["dims"]
+    if type(dims) is not list or any(type(d) is not int for d in dims):
+        raise TypeError("a torch.Size needs a list of ints")
+    return torch.Size(dims)
