@@ -1,57 +1,87 @@
-"""The README demo: save a realistic training snapshot (nested data with arrays), show what the file holds, load it
-back exactly, and read the same file with the stock safetensors package.
+"""The README demo: record what every layer of a small PyTorch model sees and returns over a few batches (forward
+hooks), save the record with the model's weights in one safetensors file, load it back exactly, and show what the file
+holds.
 
 Run it with `bash scripts/demo.sh` (which sets everything up first), or `python examples/demo.py [DIRECTORY]`.
 """
 
 from __future__ import annotations
 
-import collections
 import datetime
 import json
-import math
 import pathlib
 import struct
 import sys
 import tempfile
+from collections import defaultdict
 
-import ml_dtypes
-import numpy as np
-import safetensors
+import torch
+from torch import nn
 
 import safestructures as ss
 
 
-def make_snapshot(rng: np.random.Generator) -> dict:
-    """What a training loop holds at a checkpoint, beyond a flat state dict."""
-    embedding = rng.standard_normal((64, 32), dtype=np.float32)
-    layers = [
-        {"weight": rng.standard_normal((32, 32)).astype(ml_dtypes.bfloat16), "bias": np.zeros(32, np.float32)}
-        for _ in range(2)
-    ]
-    return {
-        "model": {"embedding": embedding, "layers": layers, "lm_head": embedding},  # tied weights: one array, twice
-        "optimizer": {
-            "step": 1200,
-            "lr": 3e-4,
-            "betas": (0.9, 0.999),
-            "moments": [{"exp_avg": np.zeros_like(layer["bias"]), "exp_avg_sq": np.zeros_like(layer["bias"])} for layer in layers],
-        },
-        "rng": rng.bit_generator.state,  # holds 128-bit integers
-        "config": {
-            "run": "demo",
-            "started": datetime.datetime(2026, 11, 28, 9, 30, tzinfo=datetime.timezone.utc),
-            "data_dir": pathlib.PurePosixPath("/data/shards"),
-            "layer_sizes": (32, 32),
-            "dropout": None,
-            "vocab": {0: "<pad>", 1: "<eos>"},  # integer keys stay integers
-        },
-        "metrics": collections.OrderedDict(
-            (step, {"loss": loss, "grad_norm": norm}) for step, loss, norm in [(1000, 2.31, 1.2), (1100, 2.05, math.nan)]
-        ),
-        "activations": [(step, rng.standard_normal((4, 32), dtype=np.float32)) for step in range(3)],
-        "seen_ids": {3, 1, 2},
-    }
+class Attention(nn.Module):
+    """Returns a tuple, as attention layers do: the output and the attention weights."""
+
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.qkv = nn.Linear(width, 3 * width)
+        self.out = nn.Linear(width, width)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        q, k, v = self.qkv(x).chunk(3, dim=-1)  # three views of one tensor
+        weights = torch.softmax(q @ k.transpose(-2, -1) / q.shape[-1] ** 0.5, dim=-1)
+        return self.out(weights @ v), weights
+
+
+class Block(nn.Module):
+    """Returns a dict, as many model blocks do."""
+
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(width)
+        self.attention = Attention(width)
+        self.mlp = nn.Sequential(nn.Linear(width, 4 * width), nn.GELU(), nn.Linear(4 * width, width))
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        attended, weights = self.attention(self.norm(x))
+        x = x + attended
+        return {"hidden": x + self.mlp(x), "attention": weights}
+
+
+class TinyLM(nn.Module):
+    def __init__(self, vocab: int = 50, width: int = 16, depth: int = 2) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(vocab, width)
+        self.blocks = nn.ModuleList(Block(width) for _ in range(depth))
+        self.head = nn.Linear(width, vocab, bias=False)
+        self.head.weight = self.embed.weight  # tied weights
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        x = self.embed(tokens)
+        for block in self.blocks:
+            x = block(x)["hidden"]
+        return self.head(x)
+
+
+def record_activations(model: nn.Module, batches: list[torch.Tensor]) -> dict[str, list[dict]]:
+    """Every named module's inputs (a tuple) and output (a tensor, tuple or dict), per batch."""
+    record: dict[str, list[dict]] = defaultdict(list)
+
+    def hook(name: str):
+        def save(module: nn.Module, inputs: tuple, output: object) -> None:
+            record[name].append({"inputs": inputs, "output": output})
+
+        return save
+
+    handles = [module.register_forward_hook(hook(name)) for name, module in model.named_modules() if name]
+    with torch.no_grad():
+        for batch in batches:
+            model(batch)
+    for handle in handles:
+        handle.remove()
+    return dict(record)
 
 
 def header(path: pathlib.Path) -> dict:
@@ -61,13 +91,11 @@ def header(path: pathlib.Path) -> dict:
 
 
 def same(a: object, b: object) -> bool:
-    """Exact equality: same types all the way down, arrays bit for bit, nan equal to nan."""
+    """Exact equality: the same types all the way down, tensors with equal dtype, shape and values."""
     if type(a) is not type(b):
         return False
-    if isinstance(a, np.ndarray):
-        return a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes()
-    if isinstance(a, float):
-        return struct.pack("<d", a) == struct.pack("<d", b)
+    if isinstance(a, torch.Tensor):
+        return a.dtype == b.dtype and a.shape == b.shape and torch.equal(a, b)
     if isinstance(a, dict):
         return list(a) == list(b) and all(same(a[k], b[k]) for k in a)
     if isinstance(a, (list, tuple)):
@@ -77,37 +105,46 @@ def same(a: object, b: object) -> bool:
 
 def main() -> None:
     out_dir = pathlib.Path(sys.argv[1]) if len(sys.argv) > 1 else pathlib.Path(tempfile.mkdtemp(prefix="safestructures-demo-"))
-    path = out_dir / "snapshot.safetensors"
-    snapshot = make_snapshot(np.random.default_rng(0))
+    path = out_dir / "activations.safetensors"
+    torch.manual_seed(0)
+    model = TinyLM().to(torch.bfloat16)
+    batches = [torch.randint(0, 50, (2, 6)) for _ in range(3)]
+    record = {
+        "config": {"vocab": 50, "width": 16, "depth": 2, "dtype": torch.bfloat16, "recorded": datetime.date(2026, 11, 28)},
+        "weights": model.state_dict(),
+        "batches": batches,
+        "activations": record_activations(model, batches),
+    }
 
-    ss.save_file(snapshot, path, metadata={"project": "demo"})
+    ss.save_file(record, path, metadata={"model": "TinyLM"})
 
     h = header(path)
     metadata = h.pop("__metadata__")
-    print(f"{path.name}: {path.stat().st_size:,} bytes, a valid safetensors file with {len(h)} tensors:")
-    for name, entry in h.items():
-        begin, end = entry["data_offsets"]
-        print(f"  {name:<32} {entry['dtype']:<5} {str(entry['shape']):<9} {end - begin:>6,} bytes")
+    total = sum(entry["data_offsets"][1] - entry["data_offsets"][0] for entry in h.values())
+    print(f"{path.name}: {path.stat().st_size:,} bytes, a valid safetensors file: {len(h)} tensors, {total:,} bytes of data")
+    for name in list(h)[:12]:
+        entry = h[name]
+        print(f"  {name:<48} {entry['dtype']:<5} {entry['shape']}")
+    print(f"  ... {len(h) - 12} more, named by their path in the record")
     schema = metadata.pop("__safestructures__")
-    print(f"metadata: {metadata}, plus the structure ({len(schema):,} bytes of JSON), which begins:")
-    print("  " + schema[:300] + " ...")
+    print(f"metadata: {metadata}, plus the structure ({len(schema):,} bytes of JSON)")
 
     loaded = ss.load_file(path)
-    assert same(loaded, snapshot), "the snapshot must come back exactly"
-    assert loaded["model"]["lm_head"] is loaded["model"]["embedding"], "tied weights stay one array"
-    print("\nloaded back exactly: types (tuple, set, OrderedDict, datetime, PurePosixPath, int keys), dtypes (bfloat16),")
-    print("values (nan, 128-bit ints), and sharing (lm_head is embedding) all as saved")
-    print(f"  optimizer.betas = {loaded['optimizer']['betas']!r}")
-    print(f"  config.started  = {loaded['config']['started']!r}")
-    print(f"  metrics         = {dict(loaded['metrics'])}")
-    print(f"  rng state       = {loaded['rng']['state']['state']} (a {loaded['rng']['state']['state'].bit_length()}-bit int)")
-
-    # Any safetensors tool reads the same file: the tensors, with the paths as names.
-    with safetensors.safe_open(path, framework="numpy") as f:
-        embedding = f.get_tensor("model.embedding")
-    assert np.array_equal(embedding, snapshot["model"]["embedding"])
-    print("\nthe stock safetensors reader loads tensor 'model.embedding' from it too")
-    print(f"file kept at {path}")
+    assert same(loaded, record), "the record must come back exactly"
+    weights = loaded["weights"]
+    assert weights["head.weight"].untyped_storage().data_ptr() == weights["embed.weight"].untyped_storage().data_ptr()
+    attention = loaded["activations"]["blocks.0.attention"][0]
+    print("\nloaded back exactly, as torch tensors (bfloat16 kept), tuples, dicts and all:")
+    print(f"  blocks.0.attention, batch 0: inputs is a {type(attention['inputs']).__name__} of "
+          f"{len(attention['inputs'])}, output is a {type(attention['output']).__name__} of shapes "
+          f"{[tuple(t.shape) for t in attention['output']]}")
+    block = loaded["activations"]["blocks.1"][2]["output"]
+    print(f"  blocks.1, batch 2: output is a dict with keys {list(block)}, hidden {block['hidden'].dtype}")
+    print("  tied weights (head.weight, embed.weight) are stored once and still share memory")
+    as_numpy = ss.load_file(path, framework="numpy")
+    print(f"  with framework='numpy' the same file gives numpy arrays: {type(as_numpy['batches'][0]).__name__}, "
+          f"{as_numpy['weights']['embed.weight'].dtype}")
+    print(f"\nfile kept at {path}")
 
 
 if __name__ == "__main__":
