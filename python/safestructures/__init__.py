@@ -6,22 +6,37 @@ Importing this package imports neither torch, tensorflow nor jax (nor numpy); su
 from __future__ import annotations
 
 from ._api import load, load_file, save, save_file
-from ._errors import InvalidArgumentError, InvalidFileError, SafestructuresError, UnsupportedTypeError
+from ._errors import (
+    FrameworkNotAvailableError,
+    InvalidArgumentError,
+    InvalidFileError,
+    SafestructuresError,
+    UnknownTypeError,
+    UnsupportedTypeError,
+)
 from ._flat import load_metadata, load_tensors, save_tensors
-from .frameworks import FrameworkNotAvailableError
+from ._records import NamedRecord, Record
+from ._registry import register
+from .plugins import DataProcessor, TensorProcessor
 
 __version__ = "2.0.0.dev0"
 
 __all__ = [
+    "DataProcessor",
     "FrameworkNotAvailableError",
     "InvalidArgumentError",
     "InvalidFileError",
+    "NamedRecord",
+    "Record",
     "SafestructuresError",
+    "TensorProcessor",
+    "UnknownTypeError",
     "UnsupportedTypeError",
     "load",
     "load_file",
     "load_metadata",
     "load_tensors",
+    "register",
     "save",
     "save_file",
     "save_tensors",

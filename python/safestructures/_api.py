@@ -6,7 +6,9 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from . import _core, _types
+from collections.abc import Iterable
+
+from . import _core, _registry, _types, plugins as _plugins
 from ._flat import _check_metadata, _fspath
 
 __all__ = ["DEFAULT_MAX_DEPTH", "DEFAULT_MAX_NODES", "load", "load_file", "save", "save_file"]
@@ -52,8 +54,10 @@ def _install_hooks() -> None:
     )
 
 
-def _load_context(framework: str | None, device: str) -> dict[str, Any]:
-    """The per-load state handed to the tensor adapters; checks the framework and device first."""
+def _load_context(
+    framework: str | None, device: str, plugins: Iterable[type] | None, types: Iterable[type], strict: bool
+) -> dict[str, Any]:
+    """The per-load state handed to the adapters and constructors; checks every argument first."""
     from .frameworks import FRAMEWORKS, require
 
     if framework is not None:
@@ -64,7 +68,9 @@ def _load_context(framework: str | None, device: str) -> dict[str, Any]:
         raise TypeError(f"device must be a str such as 'cpu' or 'cuda:0', not {type(device).__name__}")
     if device != "cpu" and framework not in (None, "torch"):
         raise ValueError(f"device={device!r} applies to torch tensors; framework={framework!r} loads on the CPU")
-    return {"framework": framework, "device": device}
+    context = _registry.resolver(types, strict)
+    context.update(framework=framework, device=device, plugins=_plugins.plugins_by_name(plugins))
+    return context
 
 
 def save_file(
@@ -72,6 +78,7 @@ def save_file(
     path: str | os.PathLike[str],
     metadata: Mapping[str, str] | None = None,
     *,
+    plugins: Iterable[type] | None = None,
     max_depth: int = DEFAULT_MAX_DEPTH,
     fsync: bool = False,
 ) -> None:
@@ -83,17 +90,28 @@ def save_file(
     ``metadata`` (str -> str) is stored alongside, unchanged. The file is written beside ``path`` and renamed over it:
     a failed save leaves ``path`` as it was.
 
+    Dataclasses, named tuples, enum members and subclasses of built-in types are saved with their class name and
+    their data; other classes need ``register`` (or a 1.0.0-style plugin in ``plugins``).
+
     Raises:
         UnsupportedTypeError: an object cannot be stored; the message names its type and its path (``$["a"][3]``).
         InvalidArgumentError: the data nests deeper than ``max_depth``, or a metadata key is reserved.
         OSError: the file cannot be written.
     """
-    _core.save_file(data, _fspath(path), _check_metadata(metadata), max_depth, fsync, DEFAULT_MAX_HEADER_SIZE, {})
+    context = {"plugins": _plugins.check_plugins(plugins)}
+    _core.save_file(data, _fspath(path), _check_metadata(metadata), max_depth, fsync, DEFAULT_MAX_HEADER_SIZE, context)
 
 
-def save(data: Any, metadata: Mapping[str, str] | None = None, *, max_depth: int = DEFAULT_MAX_DEPTH) -> bytes:
+def save(
+    data: Any,
+    metadata: Mapping[str, str] | None = None,
+    *,
+    plugins: Iterable[type] | None = None,
+    max_depth: int = DEFAULT_MAX_DEPTH,
+) -> bytes:
     """Save nested data as the bytes of a safetensors file (what :func:`save_file` would write)."""
-    return _core.save_bytes(data, _check_metadata(metadata), max_depth, DEFAULT_MAX_HEADER_SIZE, {})
+    context = {"plugins": _plugins.check_plugins(plugins)}
+    return _core.save_bytes(data, _check_metadata(metadata), max_depth, DEFAULT_MAX_HEADER_SIZE, context)
 
 
 def _flat(buffer: Any, tensors: list[tuple[str, str, tuple[int, ...], int, int]], context: dict[str, Any]) -> dict[str, Any]:
@@ -110,6 +128,9 @@ def load_file(
     framework: str | None = None,
     *,
     device: str = "cpu",
+    plugins: Iterable[type] | None = None,
+    types: Iterable[type] = (),
+    strict: bool = False,
     max_depth: int = DEFAULT_MAX_DEPTH,
     max_nodes: int = DEFAULT_MAX_NODES,
     max_header_size: int = DEFAULT_MAX_HEADER_SIZE,
@@ -124,13 +145,19 @@ def load_file(
     torch tensors are zero-copy views of a private mapping of the file: writable, and writing to them never changes
     the file; tensorflow and jax tensors are copies. ``device`` ("cuda", "cuda:1") moves torch tensors there.
 
+    A class named in the file is only looked up among the registered classes (``register``), the ``types`` given
+    here and the ``plugins`` given here; it is rebuilt without calling ``__init__``. A class not found comes back as
+    a generic :class:`Record` (a :class:`NamedRecord` for a named tuple, the value for an enum member), or raises
+    :class:`UnknownTypeError` with ``strict=True``.
+
     Raises:
         InvalidFileError: the file is malformed, or exceeds a limit (``max_depth`` levels of nesting,
             ``max_nodes`` schema nodes, ``max_header_size`` header bytes); the message says what and where.
         FrameworkNotAvailableError: a tensor is asked for in a framework that is not installed.
+        UnknownTypeError: with ``strict=True``, the file names a class this load was not given.
         OSError: the file cannot be read.
     """
-    context = _load_context(framework, device)
+    context = _load_context(framework, device, plugins, types, strict)
     buffer, (structured, payload, _metadata) = _core.load_file(_fspath(path), max_depth, max_nodes, max_header_size, context)
     return payload if structured else _flat(buffer, payload, context)
 
@@ -140,6 +167,9 @@ def load(
     framework: str | None = None,
     *,
     device: str = "cpu",
+    plugins: Iterable[type] | None = None,
+    types: Iterable[type] = (),
+    strict: bool = False,
     max_depth: int = DEFAULT_MAX_DEPTH,
     max_nodes: int = DEFAULT_MAX_NODES,
     max_header_size: int = DEFAULT_MAX_HEADER_SIZE,
@@ -149,7 +179,7 @@ def load(
     numpy arrays are views of ``data`` itself (read-only when ``data`` is immutable, like ``bytes``); torch tensors
     are views of a writable ``data`` (a bytearray) and copies otherwise.
     """
-    context = _load_context(framework, device)
+    context = _load_context(framework, device, plugins, types, strict)
     structured, payload, _metadata = _core.load_bytes(data, max_depth, max_nodes, max_header_size, context)
     return payload if structured else _flat(data, payload, context)
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 
 __all__ = [
+    "FrameworkNotAvailableError",
+    "UnknownTypeError",
     "SafestructuresError",
     "InvalidFileError",
     "InvalidArgumentError",
@@ -38,11 +40,20 @@ class UnsupportedTypeError(SafestructuresError, TypeError):
     """An object (or an array's dtype) that safestructures cannot store; the message names it and where it was."""
 
 
+class UnknownTypeError(SafestructuresError, LookupError):
+    """With ``strict=True``: a file names a class that the load was not given (``register`` it, or pass it in
+    ``types=``); the message names the class and where it is in the data."""
+
+
+class FrameworkNotAvailableError(SafestructuresError, ImportError):
+    """Tensors were asked for in a framework that is not installed."""
+
+
 def quote(name: str) -> str:
     """A tensor name or key quoted for a message, the way the C++ core quotes it (JSON, control characters escaped)."""
     return json.dumps(name, ensure_ascii=False)
 
 
-for _cls in (SafestructuresError, InvalidFileError, InvalidArgumentError, UnsupportedTypeError):
+for _cls in (SafestructuresError, InvalidFileError, InvalidArgumentError, UnsupportedTypeError, UnknownTypeError, FrameworkNotAvailableError):
     _cls.__module__ = "safestructures"
 del _cls

@@ -18,6 +18,10 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+from . import _registry, plugins
+from ._errors import UnknownTypeError
+from ._records import Record
+
 __all__ = ["CONSTRUCT", "FACTORIES", "classify", "factory_name", "reduce"]
 
 # The walker's kinds; the numbers are shared with src/bindings/hooks.hpp.
@@ -92,27 +96,42 @@ def classify(cls: type) -> int:
     numpy = sys.modules.get("numpy")
     if numpy is not None and issubclass(cls, numpy.generic):
         return REDUCE
-    torch = sys.modules.get("torch")
-    if torch is not None and (cls is torch.dtype or cls is torch.device or cls is torch.Size):
-        return REDUCE
-    return UNSUPPORTED
+    # Everything else goes to reduce(), which knows the per-call plugins and the registry, and raises TypeError
+    # (naming the type, at its path) for what it cannot store.
+    return REDUCE
 
 
-def reduce(obj: Any) -> tuple[str, dict[str, Any]]:
-    """The (tag, fields) that stand for `obj` in the schema; fields are saved like any other data."""
+def reduce(obj: Any, context: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """The (tag, fields) that stand for `obj` in the schema; fields are saved like any other data. TypeError when
+    nothing can store it."""
     cls = type(obj)
     reducer = _REDUCERS.get(cls)
     if reducer is not None:
         return reducer(obj)
+    plugin = context.get("plugins", {}).get(cls)
+    if plugin is not None:
+        return plugins.reduce_with(plugin, obj)
+    if cls is plugins.NestedMark:
+        return "nested", {"v": obj.value}
     if cls.__name__ == "ZoneInfo" and cls.__module__ == "zoneinfo":
         return "ZoneInfo", _zoneinfo_key(obj)
-    if cls.__module__.split(".", 1)[0] == "torch":
+    top = cls.__module__.split(".", 1)[0]
+    if top == "torch" and cls.__name__ in ("dtype", "device", "Size"):
         from .frameworks import torch as torch_adapter
 
         return torch_adapter.reduce_value(obj)
-    from .frameworks import numpy as np_adapter
+    numpy = sys.modules.get("numpy")
+    if numpy is not None and isinstance(obj, numpy.generic):
+        from .frameworks import numpy as np_adapter
 
-    return "npscalar", np_adapter.scalar_fields(obj)
+        return "npscalar", np_adapter.scalar_fields(obj)
+    reduced = _registry.reduce_object(obj)
+    if reduced is None:
+        raise TypeError(
+            f"objects of class {_registry.type_name(cls)} are not stored: register the class with "
+            "safestructures.register (with to_data/from_data, or to save its attributes), or pass a plugin"
+        )
+    return reduced
 
 
 def _datetime(fields: dict[str, Any]) -> datetime.datetime:
@@ -206,7 +225,7 @@ def _torch_value(tag: str) -> Callable[[dict[str, Any]], Any]:
 
 
 #: Everything a file can ask to be built, by tag.
-CONSTRUCT: dict[str, Callable[[dict[str, Any]], Any]] = {
+_PLAIN: dict[str, Callable[[dict[str, Any]], Any]] = {
     "complex": lambda f: complex(_float(f, "re"), _float(f, "im")),
     "range": lambda f: range(_integer(f, "start"), _integer(f, "stop"), _integer(f, "step")),
     "slice": lambda f: slice(f["start"], f["stop"], f["step"]),
@@ -228,6 +247,30 @@ CONSTRUCT: dict[str, Callable[[dict[str, Any]], Any]] = {
     "torch.device": _torch_value("torch.device"),
     "torch.Size": _torch_value("torch.Size"),
 }
+
+
+def _object(tag: str) -> Callable[[dict[str, Any], dict[str, Any]], Any]:
+    return lambda fields, context: _registry.construct_object(tag, fields, context)
+
+
+def _plugin(fields: dict[str, Any], context: dict[str, Any]) -> Any:
+    name = fields.get("type")
+    plugin = context.get("plugins", {}).get(name)
+    if plugin is None:
+        if context.get("strict"):
+            raise UnknownTypeError(f"the file names plugin type {name!r}, and no plugin passed to this load handles it")
+        return Record(str(name), {"value": fields.get("value"), **fields.get("extra", {})})
+    return plugins.construct_with(plugin, fields)
+
+
+#: Everything a file can ask to be built, by tag, as ``CONSTRUCT[tag](fields, context)``.
+CONSTRUCT: dict[str, Callable[[dict[str, Any], dict[str, Any]], Any]] = {
+    **{tag: (lambda build: lambda fields, context: build(fields))(build) for tag, build in _PLAIN.items()},
+    **{tag: _object(tag) for tag in ("dataclass", "namedtuple", "enum", "object", "ext")},
+    "plugin": _plugin,
+    "nested": lambda fields, context: plugins.Nested(fields.get("v")),
+}
+
 
 #: defaultdict factories a file may name: built-in types only.
 FACTORIES: dict[str, Any] = {

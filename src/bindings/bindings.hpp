@@ -26,6 +26,16 @@ class ArgumentError : public Error {
 // Installs the one translator of core errors into the exception classes of safestructures._errors.
 void register_error_translator();
 
+// Fields that only wrap an object's content: paths (and so tensor names) go through them, so a dataclass's tensor
+// is named "out.logits", not "out.fields.logits".
+inline bool transparent_field(std::string_view field) {
+  return field == "fields" || field == "items" || field == "value" || field == "attrs" || field == "data" || field == "tensors" ||
+         field == "v";
+}
+
+// A class of safestructures._errors by name (the module is imported on first use).
+nb::object error_class(const char* name);
+
 // The tensors to write, with the Python objects that own their memory kept alive by the caller's list.
 struct WriteRequest {
   std::vector<WriteTensor> tensors;

@@ -4,13 +4,14 @@
 #include "bindings.hpp"
 
 namespace safestructures::bindings {
-namespace {
 
 nb::object error_class(const char* name) {
   // Imported once and deliberately never released: a static nb::object would be destroyed after the interpreter.
   static PyObject* errors = nb::module_::import_("safestructures._errors").release().ptr();
   return nb::handle(errors).attr(name);
 }
+
+namespace {
 
 void set_error(const char* class_name, const Error& e) {
   nb::object cls = error_class(class_name);

@@ -136,6 +136,14 @@ nb::object Loader::call_python(const char* what, const std::function<nb::object(
   try {
     return call();
   } catch (nb::python_error& e) {
+    // safestructures' own errors (an unknown type in strict mode) keep their class, with the path added.
+    if (PyObject_IsInstance(e.value().ptr(), error_class("SafestructuresError").ptr()) == 1) {
+      nb::object cls = nb::borrow(reinterpret_cast<PyObject*>(Py_TYPE(e.value().ptr())));
+      nb::object again = cls(nb::str(("at " + path_text() + ": " + nb::str(e.value()).c_str()).c_str()));
+      again.attr("code") = e.value().attr("code");
+      PyErr_SetObject(cls.ptr(), again.ptr());
+      throw nb::python_error();
+    }
     invalid(std::string(what) + ": " + Py_TYPE(e.value().ptr())->tp_name + ": " + nb::str(e.value()).c_str());
   }
 }
@@ -476,10 +484,13 @@ nb::object Loader::build_tagged(std::size_t i, std::string_view tag) {
   std::size_t c = i + 1;
   for (std::uint32_t k = 0; k < object.count; ++k) {
     const std::string_view key = tape_[c].text;
-    if (key != "$" && key != "#") fields[nb::str(key.data(), key.size())] = build_child(c + 1, {LoadPath::Type::Field, key});
+    if (key != "$" && key != "#") {
+      // Wrapper fields ("fields", "items", ...) do not appear in paths, as when saving.
+      fields[nb::str(key.data(), key.size())] = transparent_field(key) ? build(c + 1) : build_child(c + 1, {LoadPath::Type::Field, key});
+    }
     c = tape_.next(c + 1);
   }
-  nb::object value = call_python(("cannot rebuild a " + std::string(tag)).c_str(), [&] { return nb::borrow(constructor)(fields); });
+  nb::object value = call_python(("cannot rebuild a " + std::string(tag)).c_str(), [&] { return nb::borrow(constructor)(fields, context_); });
   define(i, value);
   return value;
 }

@@ -22,12 +22,12 @@ enum class Kind : int {
 
 struct Hooks {
   nb::object classify;          // type -> Kind
-  nb::object reduce;            // obj -> (tag, {field: value})
+  nb::object reduce;            // (obj, context) -> (tag, {field: value}); TypeError when the object cannot be stored
   // (tensor, proposed name, context) -> (stored dtype | None, shape, data, {schema fields}); a None dtype writes no
   // tensor (the node views an earlier tensor's storage).
   nb::object array_entry;
   nb::object factory_name;      // defaultdict default_factory -> name (raises TypeError when not storable)
-  nb::object construct;         // {tag: callable(fields) -> object}
+  nb::object construct;         // {tag: callable(fields, context) -> object}
   nb::object factories;         // {name: default_factory}
   // (buffer, dtype, shape, offset, nbytes, fields, context) -> tensor; dtype and the rest are None for a view node.
   nb::object make_tensor;

@@ -525,9 +525,10 @@ void Saver::walk_array(PyObject* obj) {
 }
 
 void Saver::walk_reduced(PyObject* obj) {
+  if (seen(obj)) return;
   nb::object reduced;
   try {
-    reduced = hooks_.reduce(nb::handle(obj));
+    reduced = hooks_.reduce(nb::handle(obj), context_);
   } catch (nb::python_error& e) {
     if (!e.matches(PyExc_TypeError)) throw;
     unsupported(obj, nb::str(e.value()).c_str());
@@ -537,17 +538,20 @@ void Saver::walk_reduced(PyObject* obj) {
   nb::tuple parts = nb::borrow<nb::tuple>(reduced);
   const std::string tag = nb::cast<std::string>(parts[0]);
   const std::size_t at = open_tagged(tape.own(tag).data());
-  descend();
+  // Registered like a tuple: an object rebuilt from its fields cannot exist before them, so a cycle through it is
+  // refused, while a second reference to it is stored once.
+  enter(obj, at, true);
   for (auto [key, value] : nb::borrow<nb::dict>(parts[1])) {
     const std::string field = nb::cast<std::string>(key);
     tape.owned_string(field);
-    path_.push_back({PathPart::Type::Field, nullptr, 0, tape.own(field).data()});
+    const bool named = !transparent_field(field);
+    if (named) path_.push_back({PathPart::Type::Field, nullptr, 0, tape.own(field).data()});
     walk(value.ptr());
-    path_.pop_back();
+    if (named) path_.pop_back();
     tape.count_child(at);
   }
-  --depth_;
   tape.end_container(at);
+  leave(obj);
 }
 
 void Saver::walk_uncommon(PyObject* obj) {

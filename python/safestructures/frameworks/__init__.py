@@ -9,18 +9,11 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from .._errors import SafestructuresError
+from .._errors import FrameworkNotAvailableError
 
 __all__ = ["FRAMEWORKS", "FrameworkNotAvailableError", "array_entry", "framework_of", "make_tensor", "require", "view_reach"]
 
 FRAMEWORKS = ("numpy", "torch", "tensorflow", "jax")
-
-
-class FrameworkNotAvailableError(SafestructuresError, ImportError):
-    """Tensors were asked for in a framework that is not installed."""
-
-
-FrameworkNotAvailableError.__module__ = "safestructures"
 
 
 def require(framework: str) -> Any:

@@ -21,4 +21,7 @@ def array_entry(value: Any, name: str, context: dict[str, Any]) -> tuple[Any, ..
 
 def from_numpy(array: np.ndarray, fields: dict[str, Any], context: dict[str, Any]) -> Any:
     """A jax.Array holding `array` on the default device."""
+    if not array.dtype.isnative:
+        # A big-endian array (a numpy node saved with ">i4"): JAX only takes native byte order.
+        array = array.astype(array.dtype.newbyteorder("="))
     return jax.device_put(array)

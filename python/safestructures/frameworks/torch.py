@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy
 import torch
 
 from .._errors import quote
@@ -76,6 +77,9 @@ def array_entry(tensor: torch.Tensor, name: str, context: dict[str, Any]) -> tup
     copied to host memory to be written.
     """
     fields: dict[str, Any] = {"fw": "torch"}
+    if isinstance(tensor, torch.nn.parameter.UninitializedTensorMixin):
+        # A lazy module's parameter or buffer before its first forward: there is no data (torch raises on any use).
+        raise TypeError("uninitialized parameters and buffers (of a lazy module) have no data to store")
     if isinstance(tensor, torch.nn.Parameter):
         fields["param"] = True
         fields["grad"] = tensor.requires_grad
@@ -83,7 +87,8 @@ def array_entry(tensor: torch.Tensor, name: str, context: dict[str, Any]) -> tup
         fields["grad"] = True
     t = tensor.detach()
     if t.layout != torch.strided or t.is_quantized or t.is_nested or t.is_meta:
-        raise TypeError(f"torch tensors with layout {t.layout}{', quantized' if t.is_quantized else ''} are not stored")
+        kind = "quantized" if t.is_quantized else "nested" if t.is_nested else "meta" if t.is_meta else None
+        raise TypeError(f"{kind} torch tensors are not stored" if kind else f"torch tensors with layout {t.layout} are not stored")
     dtype = t.dtype
     if dtype not in _TO_NAME and dtype not in _LOGICAL and dtype != torch.float4_e2m1fn_x2:
         raise TypeError(f"torch dtype {dtype} has no stored form")
@@ -106,7 +111,9 @@ def array_entry(tensor: torch.Tensor, name: str, context: dict[str, Any]) -> tup
             return _TO_NAME[dtype], (segment.numel(),), _Memory(segment, itemsize), fields
     t = _on_cpu(t)
     if dtype in _LOGICAL:
-        raw = t.contiguous().view(torch.uint8).reshape(-1)
+        # Both are complex: copied through their real view (torch warns when it allocates complex32) and flattened
+        # before the byte view (torch cannot view a 0-d tensor as a dtype of another element size).
+        raw = torch.view_as_real(t).contiguous().reshape(-1).view(torch.uint8)
         fields.update(dtype=_LOGICAL[dtype], shape=list(t.shape))
         return "U8", (raw.numel(),), _Memory(raw, 1), fields
     if dtype == torch.float4_e2m1fn_x2:
@@ -120,12 +127,20 @@ def array_entry(tensor: torch.Tensor, name: str, context: dict[str, Any]) -> tup
 
 def _from_buffer(buffer: Any, dtype: torch.dtype, count: int, offset: int) -> torch.Tensor:
     if count == 0:
-        return torch.empty(0, dtype=dtype)
+        # Through uint8: torch.empty of complex32 warns that ComplexHalf is experimental.
+        return torch.empty(0, dtype=torch.uint8).view(dtype)
     view = memoryview(buffer)
-    if view.readonly:
-        # torch cannot view read-only memory (bytes): such loads copy.
-        return torch.frombuffer(bytearray(view[offset : offset + count * torch.empty(0, dtype=dtype).element_size()]), dtype=dtype)
-    return torch.frombuffer(buffer, dtype=dtype, count=count, offset=offset)
+    if not view.readonly:
+        tensor = torch.frombuffer(buffer, dtype=dtype, count=count, offset=offset)
+        if tensor.data_ptr() % dtype.itemsize == 0:
+            return tensor
+    # torch cannot view read-only memory (bytes), and its kernels assume elements aligned to their size (a complex128
+    # tensor, stored as U8 at any offset, crashes the process when not 16-byte aligned): such loads copy, into memory
+    # that torch allocates.
+    nbytes = count * dtype.itemsize
+    copy = torch.empty(nbytes, dtype=torch.uint8)
+    copy.numpy()[...] = numpy.frombuffer(view, dtype=numpy.uint8, count=nbytes, offset=offset)
+    return copy.view(dtype)
 
 
 def _finish(tensor: torch.Tensor, fields: dict[str, Any], context: dict[str, Any]) -> torch.Tensor:
@@ -169,7 +184,7 @@ def to_torch(
             logical_shape = fields["shape"]
             if type(logical_shape) is not list or any(type(d) is not int or d < 0 for d in logical_shape):
                 raise ValueError("field 'shape' must be a list of non-negative ints")
-            itemsize = torch.empty(0, dtype=target).element_size()
+            itemsize = target.itemsize
             count = 1
             for d in logical_shape:
                 count *= d
@@ -217,8 +232,6 @@ def _strided(base: torch.Tensor, fields: dict[str, Any], view_reach: Any) -> tor
 
 
 def _numpy_to_torch(np_adapter: Any, name: str) -> torch.dtype:
-    import numpy
-
     dtype = np_adapter.logical_dtype(name)
     try:
         return torch.from_numpy(numpy.empty(0, dtype=dtype.newbyteorder("="))).dtype

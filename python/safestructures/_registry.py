@@ -1,0 +1,254 @@
+"""User types: the registry, how dataclasses, named tuples, enums, built-in subclasses and registered types are
+saved, and how a load resolves their names (only among types the caller registered or passed)."""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import enum
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar, overload
+
+from ._errors import UnknownTypeError
+from ._records import NamedRecord, Record, generic_subclass
+
+__all__ = ["construct_object", "reduce_object", "register", "resolver", "type_name"]
+
+T = TypeVar("T", bound=type)
+
+
+@dataclasses.dataclass(frozen=True)
+class Registration:
+    cls: type
+    name: str
+    to_data: Callable[[Any], Any] | None
+    from_data: Callable[[Any], Any] | None
+
+
+_BY_TYPE: dict[type, Registration] = {}
+_BY_NAME: dict[str, Registration] = {}
+
+# Built-in bases a subclass can be saved through, by the name stored in "base".
+_BASES: dict[str, type] = {
+    cls.__name__: cls
+    for cls in (dict, list, tuple, set, frozenset, int, float, complex, str, bytes, bytearray, collections.OrderedDict, collections.Counter)
+}
+
+
+def type_name(cls: type) -> str:
+    """The name a class is stored under: its registered name, else ``module.QualName``."""
+    registration = _BY_TYPE.get(cls)
+    return registration.name if registration else f"{cls.__module__}.{cls.__qualname__}"
+
+
+@overload
+def register(cls: T, name: str | None = ..., *, to_data: Callable[[Any], Any] | None = ..., from_data: Callable[[Any], Any] | None = ...) -> T: ...
+@overload
+def register(cls: None = ..., name: str | None = ..., *, to_data: Callable[[Any], Any] | None = ..., from_data: Callable[[Any], Any] | None = ...) -> Callable[[T], T]: ...
+def register(
+    cls: type | None = None,
+    name: str | None = None,
+    *,
+    to_data: Callable[[Any], Any] | None = None,
+    from_data: Callable[[Any], Any] | None = None,
+) -> Any:
+    """Allow loads to rebuild `cls` (by default stored as ``module.QualName``; ``name`` overrides it, e.g. to keep
+    files loading after a class moves). Usable as ``@register`` or ``@register(name=...)``.
+
+    Dataclasses, named tuples, enums and subclasses of built-in types need no functions: their data is saved
+    field by field and they are rebuilt without calling ``__init__``. Any other class is saved either through
+    ``to_data(obj)`` (returning data safestructures can store) and rebuilt by ``from_data(data)``, or, without
+    them, through its instance ``__dict__``, rebuilt as pickle does (``cls.__new__(cls)``, then the attributes).
+    """
+
+    def apply(target: type) -> type:
+        if not isinstance(target, type):
+            raise TypeError(f"register() takes a class, not {target!r}")
+        if (to_data is None) != (from_data is None):
+            raise TypeError("give both to_data and from_data, or neither")
+        stored = name if name is not None else f"{target.__module__}.{target.__qualname__}"
+        if not isinstance(stored, str) or not stored:
+            raise TypeError("a registered name must be a non-empty str")
+        existing = _BY_NAME.get(stored)
+        if existing is not None and existing.cls is not target:
+            raise ValueError(f"{stored!r} is already registered for {existing.cls!r}")
+        old = _BY_TYPE.pop(target, None)
+        if old is not None:
+            _BY_NAME.pop(old.name, None)
+        registration = Registration(target, stored, to_data, from_data)
+        _BY_TYPE[target] = registration
+        _BY_NAME[stored] = registration
+        return target
+
+    return apply if cls is None else apply(cls)
+
+
+def _namedtuple_type(cls: type) -> bool:
+    return issubclass(cls, tuple) and isinstance(getattr(cls, "_fields", None), tuple)
+
+
+def _builtin_base(cls: type) -> type | None:
+    for base in cls.__mro__[1:]:
+        if base in _BASES.values():
+            return base
+    return None
+
+
+def _attributes(obj: Any) -> dict[str, Any]:
+    """An instance's own attributes: its __dict__ and any filled __slots__."""
+    attrs = dict(getattr(obj, "__dict__", {}))
+    for cls in type(obj).__mro__:
+        for slot in getattr(cls, "__slots__", ()) if not isinstance(getattr(cls, "__slots__", ()), str) else (cls.__slots__,):
+            if slot not in ("__dict__", "__weakref__") and hasattr(obj, slot) and slot not in attrs:
+                attrs[slot] = getattr(obj, slot)
+    return attrs
+
+
+def _base_value(obj: Any, base: type) -> Any:
+    if base is collections.OrderedDict or base is collections.Counter:
+        return base(obj.items()) if base is collections.OrderedDict else collections.Counter(dict(obj.items()))
+    return base(obj)
+
+
+def reduce_object(obj: Any) -> tuple[str, dict[str, Any]] | None:
+    """The (tag, fields) of a user-type object, or None when it is of no kind handled here."""
+    cls = type(obj)
+    registration = _BY_TYPE.get(cls)
+    name = type_name(cls)
+    if registration is not None and registration.to_data is not None:
+        return "ext", {"type": name, "data": registration.to_data(obj)}
+    if isinstance(obj, enum.Enum):
+        return "enum", {"type": name, "name": obj.name, "value": obj.value}
+    if dataclasses.is_dataclass(cls):
+        fields = {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj) if hasattr(obj, f.name)}
+        node: dict[str, Any] = {"type": name, "fields": fields}
+        base = _builtin_base(cls)
+        if base is not None:
+            # A dataclass that is also a container (a model output that is an OrderedDict) keeps both.
+            node.update(base=base.__name__, value=_base_value(obj, base))
+        return "dataclass", node
+    if _namedtuple_type(cls):
+        return "namedtuple", {"type": name, "fields": list(cls._fields), "items": list(obj)}
+    base = _builtin_base(cls)
+    if base is not None:
+        node = {"type": name, "base": base.__name__, "value": _base_value(obj, base)}
+        attrs = _attributes(obj)
+        if attrs:
+            node["attrs"] = attrs
+        return "object", node
+    if registration is not None:
+        return "object", {"type": name, "attrs": _attributes(obj)}
+    return None
+
+
+def resolver(types: Iterable[type] = (), strict: bool = False) -> dict[str, Any]:
+    """The per-load lookup of class names: the registry plus the types passed to the load call."""
+    names = {name: registration.cls for name, registration in _BY_NAME.items()}
+    for cls in types:
+        if not isinstance(cls, type):
+            raise TypeError(f"types must be classes, got {cls!r}")
+        names[type_name(cls)] = cls
+    return {"names": names, "strict": bool(strict)}
+
+
+def _text(fields: dict[str, Any], key: str) -> str:
+    value = fields.get(key)
+    if type(value) is not str:
+        raise TypeError(f"field {key!r} must be a str")
+    return value
+
+
+def _restore_attrs(obj: Any, attrs: Any) -> None:
+    if type(attrs) is not dict or any(type(k) is not str for k in attrs):
+        raise TypeError("field 'attrs' must map str to values")
+    for key, value in attrs.items():
+        object.__setattr__(obj, key, value)
+
+
+def _fill(obj: Any, base: type, value: Any) -> None:
+    """Put the built-in base's content into a new instance, through the base's own methods (no overrides run)."""
+    if issubclass(base, dict):
+        if not isinstance(value, dict):
+            raise TypeError(f"the value of a {base.__name__} subclass must be a mapping")
+        for key, item in value.items():
+            base.__setitem__(obj, key, item)
+    elif base is list:
+        list.extend(obj, value)
+    elif base is set:
+        set.update(obj, value)
+    elif base is bytearray:
+        bytearray.extend(obj, value)
+
+
+def _new(cls: type, base: type | None, value: Any) -> Any:
+    if base in (tuple, frozenset, int, float, complex, str, bytes):
+        if type(value) is not base:
+            raise TypeError(f"the value of a {base.__name__} subclass must be a {base.__name__}")
+        return base.__new__(cls, value)  # type: ignore[call-overload]
+    obj = cls.__new__(cls)
+    if base is not None:
+        _fill(obj, base, value)
+    return obj
+
+
+def construct_object(tag: str, fields: dict[str, Any], context: dict[str, Any]) -> Any:
+    """Rebuild a user-type node: the class is looked up by name among the registered and passed types only;
+    unresolved ones become generic records (or raise UnknownTypeError with ``strict=True``)."""
+    name = _text(fields, "type")
+    cls = context["names"].get(name)
+    if cls is None and context["strict"]:
+        raise UnknownTypeError(f"the file names class {name!r}, which this load was not given (register it, or pass it in types=)")
+    base_name = fields.get("base")
+    base = None
+    if base_name is not None:
+        base = _BASES.get(base_name) if type(base_name) is str else None
+        if base is None:
+            raise ValueError(f"unknown base type {base_name!r}")
+    if tag == "enum":
+        if cls is None:
+            return fields.get("value")
+        member = cls.__members__.get(fields.get("name")) if isinstance(cls, enum.EnumMeta) else None
+        return member if member is not None else cls(fields.get("value"))
+    if tag == "namedtuple":
+        items, field_names = fields.get("items"), fields.get("fields")
+        if type(items) is not list or type(field_names) is not list or any(type(f) is not str for f in field_names):
+            raise TypeError("a namedtuple needs lists 'fields' (of str) and 'items'")
+        if cls is None:
+            return NamedRecord(name, tuple(field_names), tuple(items))
+        return tuple.__new__(cls, items)
+    if tag == "ext":
+        registration = _BY_TYPE.get(cls) if cls is not None else None
+        if registration is None or registration.from_data is None:
+            if cls is not None:
+                raise TypeError(f"class {name!r} was saved through to_data, but is not registered with from_data")
+            return Record(name, {"data": fields.get("data")})
+        return registration.from_data(fields.get("data"))
+    if tag == "dataclass":
+        values = fields.get("fields")
+        if type(values) is not dict:
+            raise TypeError("a dataclass needs an object 'fields'")
+        if cls is None:
+            record = Record(name, values)
+            return record if base is None else _generic(base, name, fields.get("value"), values)
+        obj = _new(cls, base, fields.get("value"))
+        _restore_attrs(obj, values)
+        return obj
+    if tag == "object":
+        if cls is None:
+            if base is None:
+                return Record(name, fields.get("attrs", {}))
+            return _generic(base, name, fields.get("value"), fields.get("attrs", {}))
+        obj = _new(cls, base, fields.get("value"))
+        if "attrs" in fields:
+            _restore_attrs(obj, fields["attrs"])
+        return obj
+    raise ValueError(f"unknown tag {tag!r}")
+
+
+def _generic(base: type, name: str, value: Any, attrs: Any) -> Any:
+    cls = generic_subclass(base)
+    obj = _new(cls, base, value)
+    obj.__dict__["__safestructures_type__"] = name
+    if type(attrs) is dict:
+        obj.__dict__.update({k: v for k, v in attrs.items() if type(k) is str})
+    return obj

@@ -1,0 +1,169 @@
+"""Plugins written for safestructures 1.0.0 keep working: the DataProcessor and TensorProcessor base classes, and
+how their output is stored in (and read back from) the current format.
+
+A 1.0.0 plugin is a class with a ``data_type``, instantiated with a serializer, whose ``serialize(data)`` returns
+JSON-compatible data (possibly holding what ``self.serializer.serialize(child)`` returned for nested values) and whose
+``deserialize(value, **extra)`` rebuilds the object. Pass such classes as ``plugins=[...]`` to both the save and the
+load call; a plugin type is only ever resolved among the plugins the caller passes.
+"""
+
+from __future__ import annotations
+
+import enum
+from abc import ABC, abstractmethod
+from typing import Any, Union
+
+__all__ = ["DataProcessor", "TensorProcessor"]
+
+Serialized = Union[str, None, bool, int, float, list, dict]
+
+
+class Mode(enum.Enum):
+    """What the serializer handed to a plugin is doing."""
+
+    SAVE = enum.auto()
+    LOAD = enum.auto()
+
+
+class DataProcessor(ABC):
+    """Base class of 1.0.0-style plugins for data other than tensors.
+
+    Subclass it, set ``data_type`` to the class handled (exact type match), and implement ``serialize`` and
+    ``deserialize``; ``serialize_extra`` may add string-keyed extra fields, given back to ``deserialize`` as keyword
+    arguments. Nested values can be handed to ``self.serializer.serialize`` / ``self.serializer.deserialize``.
+    """
+
+    data_type: Any = Any
+
+    def __init__(self, serializer: Any) -> None:
+        self.serializer = serializer
+
+    @property
+    def schema_type(self) -> str:
+        """The name the data type is stored under: ``module.QualName`` (builtins without the module)."""
+        module, name = self.data_type.__module__, self.data_type.__qualname__
+        return name if module == "builtins" else f"{module}.{name}"
+
+    @abstractmethod
+    def serialize(self, data: Any) -> Serialized:
+        """The JSON-compatible form of `data`."""
+
+    def serialize_extra(self, data: Any) -> dict[str, Any]:
+        """Extra string-keyed fields stored beside the value, given back to ``deserialize`` as keyword arguments."""
+        return {}
+
+    @abstractmethod
+    def deserialize(self, serialized: Serialized, **kwargs: Any) -> Any:
+        """The object `serialized` stands for."""
+
+
+class TensorProcessor(DataProcessor):
+    """Base class of 1.0.0-style plugins for tensor types: implement ``to_numpy``; the array is stored as a tensor
+    and ``deserialize`` gives it back (as a numpy array, unless overridden)."""
+
+    @abstractmethod
+    def to_numpy(self, tensor: Any) -> Any:
+        """The tensor as a numpy array."""
+
+    def process_tensor(self, tensor: Any) -> str:
+        """Registers an array with the serializer and returns its id."""
+        tensor_id = str(len(self.serializer.tensors))
+        self.serializer.tensors[tensor_id] = tensor
+        return tensor_id
+
+    def serialize(self, tensor: Any) -> str:
+        return self.process_tensor(self.to_numpy(tensor))
+
+    def deserialize(self, tensor_id: Serialized, **kwargs: Any) -> Any:
+        return self.serializer.tensors[tensor_id]
+
+
+class Nested:
+    """What ``serializer.serialize(child)`` returns to a plugin while saving: the child itself, walked like any
+    other data wherever the plugin puts it in its value."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+
+class _Serializer:
+    """The serializer a plugin instance is given: recursion into nested values, and the tensors of one node."""
+
+    def __init__(self, mode: Mode, tensors: dict[str, Any]) -> None:
+        self.mode = mode
+        self.tensors = tensors
+
+    def serialize(self, data: Any) -> Nested:
+        return Nested(data)
+
+    def deserialize(self, value: Any) -> Any:
+        return value.value if isinstance(value, Nested) else value
+
+
+def check_plugins(plugins: Any) -> dict[type, type[DataProcessor]]:
+    """{data_type: plugin class} for a save or load call's ``plugins``; TypeError for anything else."""
+    if plugins is None:
+        return {}
+    by_type: dict[type, type[DataProcessor]] = {}
+    for plugin in plugins:
+        if not (isinstance(plugin, type) and issubclass(plugin, DataProcessor)):
+            raise TypeError(f"plugins must be DataProcessor subclasses (classes, not instances), got {plugin!r}")
+        if plugin.data_type in by_type:
+            raise ValueError(f"two plugins handle {plugin.data_type!r}")
+        by_type[plugin.data_type] = plugin
+    return by_type
+
+
+def plugins_by_name(plugins: Any) -> dict[str, type[DataProcessor]]:
+    """{stored type name: plugin class} for a load call's ``plugins``."""
+    return {plugin(None).schema_type: plugin for plugin in check_plugins(plugins).values()}
+
+
+def reduce_with(plugin_cls: type[DataProcessor], obj: Any) -> tuple[str, dict[str, Any]]:
+    """The ("plugin", fields) node of `obj`, through its 1.0.0-style plugin."""
+    tensors: dict[str, Any] = {}
+    plugin = plugin_cls(_Serializer(Mode.SAVE, tensors))
+    value = plugin.serialize(obj)
+    extra = plugin.serialize_extra(obj)
+    if not isinstance(extra, dict) or any(not isinstance(k, str) for k in extra):
+        raise TypeError(f"{plugin_cls.__qualname__}.serialize_extra must return a dict with str keys")
+    if "data_type" in extra or "value" in extra:
+        raise TypeError(f"{plugin_cls.__qualname__}.serialize_extra must not use the keys 'data_type' or 'value'")
+    fields: dict[str, Any] = {"type": plugin.schema_type, "value": _unwrap(value)}
+    if extra:
+        fields["extra"] = {k: _unwrap(v) for k, v in extra.items()}
+    if tensors:
+        fields["tensors"] = tensors
+    return "plugin", fields
+
+
+def _unwrap(value: Any) -> Any:
+    """The plugin's value with each Nested child in place, marked so that loading hands it back as a Nested."""
+    if isinstance(value, Nested):
+        return NestedMark(value.value)
+    if type(value) is list:
+        return [_unwrap(v) for v in value]
+    if type(value) is dict:
+        return {k: _unwrap(v) for k, v in value.items()}
+    return value
+
+
+class NestedMark:
+    """A nested child inside a plugin's value; saved as {"$": "nested", "v": child}."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+
+def construct_with(plugin_cls: type[DataProcessor], fields: dict[str, Any]) -> Any:
+    """Rebuild a "plugin" node through its plugin's ``deserialize``."""
+    tensors = fields.get("tensors", {})
+    extra = fields.get("extra", {})
+    if type(tensors) is not dict or type(extra) is not dict:
+        raise TypeError("a plugin node's 'tensors' and 'extra' must be objects")
+    plugin = plugin_cls(_Serializer(Mode.LOAD, tensors))
+    return plugin.deserialize(fields.get("value"), **extra)
