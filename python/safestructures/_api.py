@@ -114,13 +114,22 @@ def save(
     return _core.save_bytes(data, _check_metadata(metadata), max_depth, DEFAULT_MAX_HEADER_SIZE, context)
 
 
-def _flat(buffer: Any, tensors: list[tuple[str, str, tuple[int, ...], int, int]], context: dict[str, Any]) -> dict[str, Any]:
+def _unstructured(
+    buffer: Any, tensors: list[tuple[str, str, tuple[int, ...], int, int]], metadata: dict[str, str] | None,
+    context: dict[str, Any], max_depth: int,
+) -> Any:
+    """A file without a v2 schema: a safestructures 1.0.0 file, or a plain safetensors file (a dict of tensors)."""
+    from . import _v1
     from .frameworks import make_tensor
 
-    return {
-        name: make_tensor(buffer, dtype, shape, offset, nbytes, {"name": name}, context)
-        for name, dtype, shape, offset, nbytes in tensors
-    }
+    table = {name: (dtype, shape, offset, nbytes) for name, dtype, shape, offset, nbytes in tensors}
+
+    def make(name: str, framework: str) -> Any:
+        return make_tensor(buffer, *table[name], {"name": name, "fw": framework}, context)
+
+    if _v1.is_v1(metadata):
+        return _v1.load_v1(metadata, table, make, context, max_depth)  # type: ignore[arg-type]
+    return {name: make(name, "numpy") for name in table}
 
 
 def load_file(
@@ -137,8 +146,9 @@ def load_file(
 ) -> Any:
     """Load the data a file holds. Never imports a module or calls anything the file names.
 
-    A file saved by :func:`save_file` loads as the data it was saved from, with exact types. A plain safetensors
-    file (no structure in it) loads as a ``{name: tensor}`` dict.
+    A file saved by :func:`save_file` loads as the data it was saved from, with exact types. A file written by
+    safestructures 1.0.0 loads too (its dataclasses as generic records, its plugin types through ``plugins``). A
+    plain safetensors file (no structure in it) loads as a ``{name: tensor}`` dict.
 
     ``framework=None`` gives each tensor back in the framework it was saved from (numpy for plain files);
     ``"numpy"``, ``"torch"``, ``"tensorflow"`` or ``"jax"`` converts all of them, exact dtypes kept. numpy arrays and
@@ -158,8 +168,8 @@ def load_file(
         OSError: the file cannot be read.
     """
     context = _load_context(framework, device, plugins, types, strict)
-    buffer, (structured, payload, _metadata) = _core.load_file(_fspath(path), max_depth, max_nodes, max_header_size, context)
-    return payload if structured else _flat(buffer, payload, context)
+    buffer, (structured, payload, metadata) = _core.load_file(_fspath(path), max_depth, max_nodes, max_header_size, context)
+    return payload if structured else _unstructured(buffer, payload, metadata, context, max_depth)
 
 
 def load(
@@ -180,8 +190,8 @@ def load(
     are views of a writable ``data`` (a bytearray) and copies otherwise.
     """
     context = _load_context(framework, device, plugins, types, strict)
-    structured, payload, _metadata = _core.load_bytes(data, max_depth, max_nodes, max_header_size, context)
-    return payload if structured else _flat(data, payload, context)
+    structured, payload, metadata = _core.load_bytes(data, max_depth, max_nodes, max_header_size, context)
+    return payload if structured else _unstructured(data, payload, metadata, context, max_depth)
 
 
 _install_hooks()
