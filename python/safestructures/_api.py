@@ -9,6 +9,7 @@ from typing import Any
 from collections.abc import Iterable
 
 from . import _core, _registry, _types, plugins as _plugins
+from ._errors import InvalidFileError, SafestructuresError, quote
 from ._flat import _check_metadata, _fspath
 
 __all__ = ["DEFAULT_MAX_DEPTH", "DEFAULT_MAX_NODES", "load", "load_file", "save", "save_file"]
@@ -64,10 +65,14 @@ def _load_context(
         if framework not in FRAMEWORKS:
             raise ValueError(f"unknown framework {framework!r}; expected None or one of {', '.join(FRAMEWORKS)}")
         require(framework)  # a clear error now, rather than at the first tensor
+    if type(device).__name__ == "device" and type(device).__module__ == "torch":
+        device = str(device)
     if not isinstance(device, str):
-        raise TypeError(f"device must be a str such as 'cpu' or 'cuda:0', not {type(device).__name__}")
-    if device != "cpu" and framework not in (None, "torch"):
-        raise ValueError(f"device={device!r} applies to torch tensors; framework={framework!r} loads on the CPU")
+        raise TypeError(f"device must be a str such as 'cpu' or 'cuda:0' (or a torch.device), not {type(device).__name__}")
+    if device != "cpu":
+        if framework not in (None, "torch"):
+            raise ValueError(f"device={device!r} applies to torch tensors; framework={framework!r} loads on the CPU")
+        require("torch").check_device(device)
     context = _registry.resolver(types, strict)
     context.update(framework=framework, device=device, plugins=_plugins.plugins_by_name(plugins))
     return context
@@ -125,7 +130,12 @@ def _unstructured(
     table = {name: (dtype, shape, offset, nbytes) for name, dtype, shape, offset, nbytes in tensors}
 
     def make(name: str, framework: str) -> Any:
-        return make_tensor(buffer, *table[name], {"name": name, "fw": framework}, context)
+        try:
+            return make_tensor(buffer, *table[name], {"name": name, "fw": framework}, context)
+        except SafestructuresError:
+            raise
+        except (ValueError, TypeError) as e:
+            raise InvalidFileError(f"tensor {quote(name)}: {e}") from e
 
     if _v1.is_v1(metadata):
         return _v1.load_v1(metadata, table, make, context, max_depth)  # type: ignore[arg-type]

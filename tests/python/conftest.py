@@ -15,6 +15,7 @@ import struct
 import subprocess
 import sys
 import textwrap
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -427,3 +428,140 @@ def padding_is_zero(value: Any) -> bool:
     if not (part.kind == "f" and part.itemsize in (12, 16) and np.finfo(part).nmant == 63):
         return True
     return not array.reshape(-1).view(np.uint8).reshape(-1, part.itemsize)[:, 10:].any()
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Framework tensors (torch, TensorFlow, JAX). Nothing here imports a framework at import time: the helpers import one
+# only when handed its tensors, or when a test that needs it asks.
+
+#: torch dtypes that have a safetensors dtype: the name of the torch attribute -> the safetensors dtype name.
+TORCH_DTYPES: dict[str, str] = {
+    "bool": "BOOL",
+    "uint8": "U8",
+    "uint16": "U16",
+    "uint32": "U32",
+    "uint64": "U64",
+    "int8": "I8",
+    "int16": "I16",
+    "int32": "I32",
+    "int64": "I64",
+    "float16": "F16",
+    "bfloat16": "BF16",
+    "float32": "F32",
+    "float64": "F64",
+    "complex64": "C64",
+    "float8_e4m3fn": "F8_E4M3",
+    "float8_e5m2": "F8_E5M2",
+    "float8_e8m0fnu": "F8_E8M0",
+    "float8_e4m3fnuz": "F8_E4M3FNUZ",
+    "float8_e5m2fnuz": "F8_E5M2FNUZ",
+}
+
+
+def import_framework(name: str) -> Any:
+    """``pytest.importorskip(name)`` for a deep-learning framework, once per test module: the module's tests skip where
+    it is not installed. Deprecation notices raised by the framework's own import (not by safestructures) are ignored,
+    since pytest turns warnings into errors; TensorFlow's C++ start-up logging is quieted."""
+    if name == "tensorflow":
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", PendingDeprecationWarning)
+        warnings.simplefilter("ignore", FutureWarning)
+        return pytest.importorskip(name)
+
+
+def framework_name(value: Any) -> str:
+    """Which framework a tensor belongs to, from its type's module: "numpy", "torch", "tensorflow" or "jax"."""
+    top = type(value).__module__.split(".", 1)[0]
+    return {"jaxlib": "jax", "keras": "tensorflow"}.get(top, top)
+
+
+def tensor_bytes(value: Any) -> bytes:
+    """The C-order bytes of a numpy array, torch tensor (any dtype: bool, complex32, float4_e2m1fn_x2, 0-d...),
+    TensorFlow tensor or variable, or JAX array: what bitwise comparisons compare (NaN payloads included)."""
+    framework = framework_name(value)
+    if framework == "torch":
+        torch = sys.modules["torch"]
+        value = value.detach().cpu()
+        if value.is_complex():
+            value = torch.view_as_real(value)  # a contiguous copy of complex32 would warn that ComplexHalf is experimental
+        return bytes(value.contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    if framework == "tensorflow":
+        return value_bytes(np.asarray(value.numpy()))
+    if framework == "jax":
+        return value_bytes(np.asarray(value))
+    return value_bytes(value)
+
+
+def torch_sample(dtype: Any, shape: tuple[int, ...], seed: int = 0) -> Any:
+    """A contiguous torch tensor of ``dtype`` with random bit patterns (NaNs, infinities, -0.0 and all for floats;
+    0 or 1 for bool), built from bytes so that every torch dtype works, float8, complex32 and float4_e2m1fn_x2 too."""
+    import torch
+
+    rng = np.random.default_rng(seed)
+    raw = rng.integers(0, 256, size=(*shape, dtype.itemsize), dtype=np.uint8)
+    if dtype == torch.bool:
+        raw %= 2
+    return torch.from_numpy(raw.reshape(-1)).view(dtype).reshape(shape)
+
+
+@pytest.fixture
+def jax_x64() -> Any:
+    """JAX with 64-bit types enabled (int64, uint64, float64, complex128) for the duration of one test."""
+    jax = import_framework("jax")
+    previous = jax.config.jax_enable_x64
+    jax.config.update("jax_enable_x64", True)
+    try:
+        yield jax
+    finally:
+        jax.config.update("jax_enable_x64", previous)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# User types: the class registry, and what a malicious file would want to reach.
+
+
+@pytest.fixture
+def clean_registry() -> Any:
+    """Puts safestructures' process-wide class registry back as it was after the test, so that classes one test
+    registers (``safestructures.register``) are not known to the next."""
+    from safestructures import _registry
+
+    by_type, by_name = dict(_registry._BY_TYPE), dict(_registry._BY_NAME)
+    try:
+        yield
+    finally:
+        _registry._BY_TYPE.clear()
+        _registry._BY_TYPE.update(by_type)
+        _registry._BY_NAME.clear()
+        _registry._BY_NAME.update(by_name)
+
+
+@pytest.fixture
+def call_recorders(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Replaces what a malicious file would want to reach (os.system, subprocess.Popen, eval, exec,
+    importlib.import_module) with recorders that fail when called; returns the list of what was called."""
+    import builtins
+    import importlib
+
+    called: list[str] = []
+
+    def recorder(name: str) -> Any:
+        def record(*args: Any, **kwargs: Any) -> None:
+            called.append(name)
+            raise AssertionError(f"{name} was called")
+
+        return record
+
+    monkeypatch.setattr(os, "system", recorder("os.system"))
+    monkeypatch.setattr(subprocess, "Popen", recorder("subprocess.Popen"))
+    monkeypatch.setattr(builtins, "eval", recorder("eval"))
+    monkeypatch.setattr(builtins, "exec", recorder("exec"))
+    monkeypatch.setattr(importlib, "import_module", recorder("importlib.import_module"))
+    return called
+
+
+def tensor_names(data: bytes) -> list[str]:
+    """The names of the tensors in the bytes of a safetensors file, in header order (``__metadata__`` left out)."""
+    return [name for name in header_of(data) if name != "__metadata__"]

@@ -7,6 +7,7 @@ from typing import Any
 import jax
 import numpy as np
 
+from .._errors import UnsupportedTypeError
 from . import numpy as np_adapter
 
 __all__ = ["array_entry", "from_numpy"]
@@ -24,4 +25,11 @@ def from_numpy(array: np.ndarray, fields: dict[str, Any], context: dict[str, Any
     if not array.dtype.isnative:
         # A big-endian array (a numpy node saved with ">i4"): JAX only takes native byte order.
         array = array.astype(array.dtype.newbyteorder("="))
+    if array.dtype.itemsize == 8 and array.dtype.kind in "iuf" or array.dtype.kind == "c" and array.dtype.itemsize == 16:
+        if not jax.config.read("jax_enable_x64"):
+            # JAX would silently narrow 64-bit values to 32 bits (2**40 becomes 0).
+            raise UnsupportedTypeError(
+                f"a {array.dtype} tensor needs JAX's 64-bit mode (jax.config.update('jax_enable_x64', True)); "
+                "without it JAX would narrow the values; or load with framework='numpy'"
+            )
     return jax.device_put(array)

@@ -218,6 +218,8 @@ def to_numpy(
             raise ValueError(f"the tensor views storage {quote(str(storage))}, which is not defined before it")
         return _strided(bases[storage], fields)
     logical = fields.get("dtype")
+    if type(logical) is str and logical.startswith("torch."):
+        raise UnsupportedTypeError(f"{logical} has no numpy dtype; load this tensor with framework='torch'")
     if logical is None:
         array = from_file(buffer, dtype, shape, offset, nbytes, fields.get("name", "?"))
     elif dtype == "U8" and "shape" in fields and "stride" not in fields:

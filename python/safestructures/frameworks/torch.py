@@ -8,7 +8,7 @@ from typing import Any
 import numpy
 import torch
 
-from .._errors import quote
+from .._errors import UnsupportedTypeError, quote
 
 __all__ = ["array_entry", "reduce_value", "construct_value", "to_torch"]
 
@@ -121,6 +121,9 @@ def array_entry(tensor: torch.Tensor, name: str, context: dict[str, Any]) -> tup
         packed = t.contiguous()
         shape = tuple(packed.shape[:-1]) + (packed.shape[-1] * 2,) if packed.dim() else (2,)
         fields["x2"] = True
+        if not packed.dim():
+            # A 0-d pair is stored as F4 [2]; the node keeps the shape to give back.
+            fields["shape"] = []
         return "F4", shape, _Memory(packed.view(torch.uint8), 1), fields
     return _TO_NAME[dtype], tuple(t.shape), _Memory(t, itemsize), fields
 
@@ -141,6 +144,14 @@ def _from_buffer(buffer: Any, dtype: torch.dtype, count: int, offset: int) -> to
     copy = torch.empty(nbytes, dtype=torch.uint8)
     copy.numpy()[...] = numpy.frombuffer(view, dtype=numpy.uint8, count=nbytes, offset=offset)
     return copy.view(dtype)
+
+
+def check_device(device: str) -> None:
+    """Refuses a device torch cannot use here (before anything is read), with torch's own reason."""
+    try:
+        torch.empty(0, device=device)
+    except (RuntimeError, AssertionError, ValueError) as e:
+        raise ValueError(f"device {device!r} cannot be used here: {e}") from None
 
 
 def _finish(tensor: torch.Tensor, fields: dict[str, Any], context: dict[str, Any]) -> torch.Tensor:
@@ -208,15 +219,17 @@ def to_torch(
 
 def _stored(buffer: Any, dtype: str, shape: tuple[int, ...], offset: int, nbytes: int, fields: dict[str, Any]) -> torch.Tensor:
     if dtype == "F4":
-        if not fields.get("x2"):
-            raise ValueError("F4 tensors load in torch only when saved from torch's float4_e2m1fn_x2 (two per byte)")
+        # torch holds F4 as float4_e2m1fn_x2, two elements per byte (as safetensors.torch does): the last dimension
+        # halves.
         if not shape or shape[-1] % 2:
-            raise ValueError("an F4 tensor from torch needs an even last dimension")
+            raise UnsupportedTypeError(f"an F4 tensor of shape {list(shape)} has no torch form: float4_e2m1fn_x2 needs an even last dimension")
         packed = tuple(shape[:-1]) + (shape[-1] // 2,)
+        if fields.get("x2") and fields.get("shape") == []:
+            packed = ()
         return _from_buffer(buffer, torch.uint8, nbytes, offset).view(torch.float4_e2m1fn_x2).reshape(packed)
     torch_dtype = _FROM_NAME.get(dtype)
     if torch_dtype is None:
-        raise ValueError(f"safetensors dtype {dtype} has no torch dtype")
+        raise UnsupportedTypeError(f"safetensors dtype {dtype} has no torch dtype; load with framework='numpy'")
     count = 1
     for d in shape:
         count *= d
