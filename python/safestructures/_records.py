@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-__all__ = ["NamedRecord", "Record", "generic_subclass"]
+__all__ = ["NamedRecord", "Record", "generic_subclass", "is_generic_subclass"]
 
 
 class Record:
@@ -119,3 +119,8 @@ def generic_subclass(base: type) -> type:
         cls = type(f"Generic{base.__name__[0].upper()}{base.__name__[1:]}", (base,), {"type_name": property(type_name), "__module__": __name__})
         _GENERIC[base] = cls
     return cls
+
+
+def is_generic_subclass(cls: type) -> bool:
+    """Whether `cls` is one of the stand-in subclasses :func:`generic_subclass` made."""
+    return cls in _GENERIC.values()

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, TypeVar, overload
 
 from ._errors import UnknownTypeError
-from ._records import NamedRecord, Record, generic_subclass
+from ._records import NamedRecord, Record, generic_subclass, is_generic_subclass
 
 __all__ = ["construct_object", "reduce_object", "register", "resolver", "type_name"]
 
@@ -113,6 +113,19 @@ def _base_value(obj: Any, base: type) -> Any:
 def reduce_object(obj: Any) -> tuple[str, dict[str, Any]] | None:
     """The (tag, fields) of a user-type object, or None when it is of no kind handled here."""
     cls = type(obj)
+    # The generic stand-ins of a load save back as what they stand for: loading and saving again loses nothing.
+    if cls is Record:
+        return "dataclass", {"type": obj.type_name, "fields": obj.asdict()}
+    if cls is NamedRecord:
+        return "namedtuple", {"type": obj.type_name, "fields": list(obj._fields), "items": list(obj)}
+    stand_in = obj.__dict__.get("__safestructures_type__") if is_generic_subclass(cls) else None
+    if stand_in is not None:
+        base = cls.__mro__[1]
+        attrs = {k: v for k, v in obj.__dict__.items() if k != "__safestructures_type__"}
+        node = {"type": stand_in, "base": base.__name__, "value": _base_value(obj, base)}
+        if attrs:
+            node["attrs"] = attrs
+        return "object", node
     registration = _BY_TYPE.get(cls)
     name = type_name(cls)
     if registration is not None and registration.to_data is not None:
@@ -185,9 +198,10 @@ def _new(cls: type, base: type | None, value: Any) -> Any:
         if type(value) is not base:
             raise TypeError(f"the value of a {base.__name__} subclass must be a {base.__name__}")
         return base.__new__(cls, value)  # type: ignore[call-overload]
-    obj = cls.__new__(cls)
-    if base is not None:
-        _fill(obj, base, value)
+    if base is None:
+        return cls.__new__(cls)
+    obj = base.__new__(cls)  # the base's own __new__: an override (which may want arguments) is not run
+    _fill(obj, base, value)
     return obj
 
 
@@ -207,12 +221,17 @@ def construct_object(tag: str, fields: dict[str, Any], context: dict[str, Any]) 
     if tag == "enum":
         if cls is None:
             return fields.get("value")
-        member = cls.__members__.get(fields.get("name")) if isinstance(cls, enum.EnumMeta) else None
+        if not isinstance(cls, enum.EnumMeta):
+            # Calling any other class with the file's value would run its constructor.
+            raise TypeError(f"class {name!r} is not an enum")
+        member = cls.__members__.get(fields.get("name"))
         return member if member is not None else cls(fields.get("value"))
     if tag == "namedtuple":
         items, field_names = fields.get("items"), fields.get("fields")
         if type(items) is not list or type(field_names) is not list or any(type(f) is not str for f in field_names):
             raise TypeError("a namedtuple needs lists 'fields' (of str) and 'items'")
+        if len(items) != len(field_names) or (cls is not None and len(items) != len(getattr(cls, "_fields", items))):
+            raise TypeError("a namedtuple needs as many 'items' as 'fields'")
         if cls is None:
             return NamedRecord(name, tuple(field_names), tuple(items))
         return tuple.__new__(cls, items)

@@ -58,12 +58,17 @@ class DataProcessor(ABC):
 
 
 class TensorProcessor(DataProcessor):
-    """Base class of 1.0.0-style plugins for tensor types: implement ``to_numpy``; the array is stored as a tensor
-    and ``deserialize`` gives it back (as a numpy array, unless overridden)."""
+    """Base class of 1.0.0-style plugins for tensor types: implement ``to_numpy`` (and, as in 1.0.0, optionally
+    ``to_cpu``, applied first); the array is stored as a tensor and ``deserialize`` gives it back (as a numpy array,
+    unless overridden)."""
 
     @abstractmethod
     def to_numpy(self, tensor: Any) -> Any:
         """The tensor as a numpy array."""
+
+    def to_cpu(self, tensor: Any) -> Any:
+        """The tensor moved to the CPU, handed to ``to_numpy`` (1.0.0 plugins implement it; by default the tensor)."""
+        return tensor
 
     def process_tensor(self, tensor: Any) -> str:
         """Registers an array with the serializer and returns its id."""
@@ -72,7 +77,7 @@ class TensorProcessor(DataProcessor):
         return tensor_id
 
     def serialize(self, tensor: Any) -> str:
-        return self.process_tensor(self.to_numpy(tensor))
+        return self.process_tensor(self.to_numpy(self.to_cpu(tensor)))
 
     def deserialize(self, tensor_id: Serialized, **kwargs: Any) -> Any:
         return self.serializer.tensors[tensor_id]
@@ -157,6 +162,17 @@ class NestedMark:
 
     def __init__(self, value: Any) -> None:
         self.value = value
+
+
+def unwrap_nested(value: Any) -> Any:
+    """A plugin's value with each nested child as itself, for a record made without the plugin."""
+    if isinstance(value, Nested):
+        return value.value
+    if type(value) is list:
+        return [unwrap_nested(v) for v in value]
+    if type(value) is dict:
+        return {k: unwrap_nested(v) for k, v in value.items()}
+    return value
 
 
 def construct_with(plugin_cls: type[DataProcessor], fields: dict[str, Any]) -> Any:
