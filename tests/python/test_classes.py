@@ -340,7 +340,7 @@ def test_a_cycle_through_a_dataclass_is_refused_on_save() -> None:
 
     node = Node([])
     node.children.append(node)
-    with pytest.raises(UnsupportedTypeError, match=r"cycle at \$\[\"tree\"\]\[\"children\"\]\[0\].*Node") as info:
+    with pytest.raises(UnsupportedTypeError, match=r"cycle at \$\[\"tree\"\]\[\"children\"\]\[0\].*Node"):
         ss.save({"tree": node})
     # A cycle through a dict held by a dataclass field is refused too.
     holder = Node([{}])

@@ -26,7 +26,6 @@ from conftest import (
     header_of,
     run_python,
     sample_array,
-    schema_of,
     split_file,
     temporary_files,
 )

@@ -27,7 +27,7 @@ from conftest import (
 torch = import_framework("torch")
 
 import safestructures  # noqa: E402
-from safestructures import InvalidFileError, UnsupportedTypeError  # noqa: E402
+from safestructures import UnsupportedTypeError  # noqa: E402
 
 safetensors = pytest.importorskip("safetensors")
 
