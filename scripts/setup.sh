@@ -17,6 +17,9 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
+# pip warns about every package missing from the machine's local mirrors; those warnings are noise here.
+quiet_pip() { .venv/bin/python -m pip "$@" 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2); }
+
 if [ ! -x .venv/bin/python ]; then
   echo "setup: creating .venv"
   "${PYTHON:-python3}" -m venv .venv
@@ -25,10 +28,10 @@ fi
 stamp=.venv/.requirements-dev.txt
 if ! cmp -s requirements-dev.txt "$stamp"; then
   echo "setup: installing Python requirements"
-  .venv/bin/python -m pip install -q --disable-pip-version-check -r requirements-dev.txt
+  quiet_pip install -q --disable-pip-version-check -r requirements-dev.txt
   cp requirements-dev.txt "$stamp"
 fi
 
 # The build directory persists (build/<wheel tag>), so this recompiles only what changed.
 echo "setup: building and installing safestructures"
-.venv/bin/python -m pip install -q --disable-pip-version-check --no-build-isolation --no-deps .
+quiet_pip install -q --disable-pip-version-check --no-build-isolation --no-deps .
