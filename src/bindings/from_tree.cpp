@@ -83,6 +83,7 @@ class Loader {
  private:
   nb::object build_tagged(std::size_t i, std::string_view tag);
   nb::object build_plain_object(std::size_t i);
+  nb::object key_object(std::string_view key);
   nb::object build_child(std::size_t i, LoadPath part) {
     path_.push_back(part);
     nb::object out = build(i);
@@ -109,6 +110,8 @@ class Loader {
   const Hooks& hooks_;
   std::vector<nb::object> ids_;
   std::vector<LoadPath> path_;
+  // Dict keys decoded so far; the views point into the parsed schema, which outlives the loader.
+  std::unordered_map<std::string_view, nb::object> keys_;
   // Levels of containers being built: the same count the saver limits, whatever JSON depth each level takes.
   std::uint32_t depth_ = 0;
   std::uint32_t max_depth_;
@@ -249,6 +252,22 @@ nb::object Loader::bytes_value(std::size_t i, bool mutable_copy) {
   return nb::steal(out);
 }
 
+nb::object Loader::key_object(std::string_view key) {
+  // Records share their keys: one str object per distinct key, as pickle's memo gives, saves a decode and an
+  // allocation per dict entry.
+  auto [it, inserted] = keys_.try_emplace(key);
+  if (inserted) {
+    PyObject* text = PyUnicode_DecodeUTF8(key.data(), static_cast<Py_ssize_t>(key.size()), nullptr);
+    if (text == nullptr) {
+      keys_.erase(it);
+      throw nb::python_error();
+    }
+    PyUnicode_InternInPlace(&text);
+    it->second = nb::steal(text);
+  }
+  return it->second;
+}
+
 nb::object Loader::build_plain_object(std::size_t i) {
   const Node& n = tape_[i];
   nb::object dict = nb::steal(PyDict_New());
@@ -257,9 +276,7 @@ nb::object Loader::build_plain_object(std::size_t i) {
     const std::string_view key = tape_[c].text;
     if (key == "$") invalid("\"$\" must be the first key of a tagged object and name its tag");
     nb::object value = build_child(c + 1, {LoadPath::Type::Key, key});
-    nb::object py_key = nb::steal(PyUnicode_DecodeUTF8(key.data(), static_cast<Py_ssize_t>(key.size()), nullptr));
-    if (!py_key.is_valid()) throw nb::python_error();
-    if (PyDict_SetItem(dict.ptr(), py_key.ptr(), value.ptr()) != 0) throw nb::python_error();
+    if (PyDict_SetItem(dict.ptr(), key_object(key).ptr(), value.ptr()) != 0) throw nb::python_error();
     c = tape_.next(c + 1);
   }
   if (static_cast<std::uint32_t>(PyDict_GET_SIZE(dict.ptr())) != n.count) invalid("an object holds the same key twice");
