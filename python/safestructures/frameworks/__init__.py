@@ -13,7 +13,7 @@ from .._errors import FrameworkNotAvailableError
 
 __all__ = ["FRAMEWORKS", "FrameworkNotAvailableError", "array_entry", "framework_of", "make_tensor", "require", "view_reach"]
 
-FRAMEWORKS = ("numpy", "torch", "tensorflow", "jax")
+FRAMEWORKS = ("numpy", "torch", "tensorflow", "jax", "paddle", "mlx")
 
 
 def require(framework: str) -> Any:
@@ -27,6 +27,10 @@ def require(framework: str) -> Any:
             from . import tensorflow as adapter
         elif framework == "jax":
             from . import jax as adapter
+        elif framework == "paddle":
+            from . import paddle as adapter
+        elif framework == "mlx":
+            from . import mlx as adapter
         else:
             raise ValueError(f"unknown framework {framework!r}; expected one of {', '.join(FRAMEWORKS)}")
     except ModuleNotFoundError as e:
@@ -53,6 +57,12 @@ def framework_of(cls: type) -> str | None:
     if top in ("jax", "jaxlib"):
         jax = sys.modules.get("jax")
         return "jax" if jax is not None and issubclass(cls, jax.Array) else None
+    if top == "paddle":
+        paddle = sys.modules["paddle"]
+        return "paddle" if issubclass(cls, paddle.Tensor) else None
+    if top == "mlx":
+        core = sys.modules.get("mlx.core")
+        return "mlx" if core is not None and issubclass(cls, core.array) else None
     return None
 
 

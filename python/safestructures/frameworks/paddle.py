@@ -1,0 +1,54 @@
+"""PaddlePaddle tensors <-> safetensors tensors, through numpy. Paddle keeps bfloat16 as uint16 bits in numpy (and
+reads a numpy uint16 array as bfloat16), so both are mapped explicitly; dtypes paddle lacks are refused."""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import ml_dtypes
+import numpy as np
+
+with warnings.catch_warnings():
+    # paddle warns at import about build tools (ccache) it does not need here.
+    warnings.simplefilter("ignore")
+    import paddle
+
+from .._errors import UnsupportedTypeError
+from . import numpy as np_adapter
+
+__all__ = ["array_entry", "from_numpy"]
+
+_LOADABLE = {np.dtype(t) for t in (np.bool_, np.uint8, np.int8, np.int16, np.int32, np.int64, np.float16, np.float32, np.float64, np.complex64, np.complex128)}
+
+
+def array_entry(value: Any, name: str, context: dict[str, Any]) -> tuple[Any, ...]:
+    """Describe a paddle tensor for the core writer, through its numpy value (exact dtype kept)."""
+    if value.dtype == paddle.bfloat16:
+        array = value.numpy().view(ml_dtypes.bfloat16)
+    else:
+        try:
+            array = value.numpy()
+        except (TypeError, ValueError, RuntimeError) as e:
+            raise TypeError(f"paddle tensors of dtype {value.dtype} are not stored ({e})") from None
+    stored, shape, data, fields = np_adapter.array_entry(array, name, context)
+    fields["fw"] = "paddle"
+    if not value.stop_gradient:
+        fields["grad"] = True
+    return stored, shape, data, fields
+
+
+def from_numpy(array: np.ndarray, fields: dict[str, Any], context: dict[str, Any]) -> Any:
+    """A paddle tensor holding a copy of `array`, with the same dtype (bfloat16 included)."""
+    if not array.dtype.isnative:
+        array = array.astype(array.dtype.newbyteorder("="))
+    if array.dtype == ml_dtypes.bfloat16:
+        tensor = paddle.to_tensor(np.ascontiguousarray(array).view(np.uint16))
+    elif array.dtype in _LOADABLE:
+        tensor = paddle.to_tensor(array)
+    else:
+        # Notably uint16, which paddle would silently take for bfloat16 bits.
+        raise UnsupportedTypeError(f"paddle has no tensor of dtype {array.dtype}; load with framework='numpy'")
+    if fields.get("grad") is True and fields.get("fw") == "paddle":
+        tensor.stop_gradient = False
+    return tensor
