@@ -186,7 +186,7 @@ def test_unknown_framework_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "t.safetensors"
     safestructures.save_file([1], path)
     with pytest.raises(ValueError, match="framework"):
-        safestructures.load_file(path, "paddle")
+        safestructures.load_file(path, "caffe")
     with pytest.raises(ValueError, match="framework"):
         safestructures.load(path.read_bytes(), "os")
     assert safestructures.load_file(path, "numpy") == [1]

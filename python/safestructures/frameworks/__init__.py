@@ -33,6 +33,8 @@ def require(framework: str) -> Any:
             from . import mlx as adapter
         else:
             raise ValueError(f"unknown framework {framework!r}; expected one of {', '.join(FRAMEWORKS)}")
+    except FrameworkNotAvailableError:
+        raise
     except ModuleNotFoundError as e:
         raise FrameworkNotAvailableError(
             f"tensors were asked for as {framework}, which is not installed here ({e}); load with framework='numpy'"

@@ -3,11 +3,19 @@ reads a numpy uint16 array as bfloat16), so both are mapped explicitly; dtypes p
 
 from __future__ import annotations
 
+import sys
 import warnings
 from typing import Any
 
 import ml_dtypes
 import numpy as np
+
+from .._errors import FrameworkNotAvailableError
+
+if "paddle" not in sys.modules and "tensorflow" in sys.modules:
+    # Importing paddle into a process that has imported TensorFlow kills it (a segmentation fault, seen with paddle
+    # 3.3 and TensorFlow 2.21): refused instead.
+    raise FrameworkNotAvailableError("paddle cannot be imported after tensorflow in the same process; load with framework='numpy'")
 
 with warnings.catch_warnings():
     # paddle warns at import about build tools (ccache) it does not need here.
