@@ -115,6 +115,8 @@ class Loader {
   // Levels of containers being built: the same count the saver limits, whatever JSON depth each level takes.
   std::uint32_t depth_ = 0;
   std::uint32_t max_depth_;
+  // Plugin nodes being built around the current node.
+  std::uint32_t plugin_depth_ = 0;
 };
 
 std::string Loader::path_text() const {
@@ -496,6 +498,16 @@ nb::object Loader::build_tagged(std::size_t i, std::string_view tag) {
   nb::object tag_obj = nb::str(tag.data(), tag.size());
   PyObject* constructor = PyDict_GetItemWithError(hooks_.construct.ptr(), tag_obj.ptr());
   if (constructor == nullptr) invalid("unknown tag " + quote_name(tag));
+  // A "nested" node only stands for a child a 1.0.0-style plugin put into its value; anywhere else it would hand
+  // the loader's internal wrapper to the caller.
+  const bool plugin = tag == "plugin";
+  if (tag == "nested" && plugin_depth_ == 0) invalid("a \"nested\" node may only appear inside a plugin node's value");
+  plugin_depth_ += plugin;
+  struct Leave {
+    std::uint32_t& depth;
+    bool active;
+    ~Leave() { depth -= active; }
+  } leave{plugin_depth_, plugin};
   nb::dict fields;
   const Node& object = tape_[i];
   std::size_t c = i + 1;

@@ -414,14 +414,10 @@ def test_errors_raised_by_from_data_become_invalid_file_errors() -> None:
         ss.load(payload)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known bug: the 'nested' tag is accepted anywhere, and a crafted file gets the loader to hand out "
-    "safestructures' internal plugins.Nested wrapper (harmless, but neither refused nor unwrapped)",
-)
 def test_nested_marker_outside_a_plugin_is_refused() -> None:
-    with pytest.raises(InvalidFileError, match=r'^at \$\["a"\]'):
+    with pytest.raises(InvalidFileError, match=r'^at \$\["a"\]: a "nested" node may only appear inside a plugin') as info:
         ss.load(structured_file_bytes({"a": {"$": "nested", "v": 1}}))
+    assert info.value.code == "SchemaInvalid"
 
 
 def test_enum_member_lookup_never_calls_an_unrelated_class() -> None:
