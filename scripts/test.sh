@@ -19,5 +19,7 @@ run_ctest build/cpp-release -DCMAKE_BUILD_TYPE=Release
 echo "== C++ tests (AddressSanitizer + UndefinedBehaviorSanitizer)"
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
   run_ctest build/cpp-asan -DCMAKE_BUILD_TYPE=Debug -DSAFESTRUCTURES_SANITIZE=ON
+echo "== Fuzzing (libFuzzer + atheris, ${FUZZ_SECONDS:-20}s per target)"
+bash scripts/fuzz.sh
 echo "== Python tests"
 python -m pytest tests/python "$@"

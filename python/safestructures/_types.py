@@ -172,6 +172,19 @@ def _fold(fields: dict[str, Any]) -> int:
     return fold
 
 
+def _fraction(numerator: int, denominator: int) -> fractions.Fraction:
+    """A Fraction from its saved parts. Fraction() reduces them with a gcd that costs the square of their size
+    (minutes for megabyte parts), so large parts are taken as saved: a saved Fraction is already in lowest terms."""
+    if denominator <= 0:
+        raise ValueError("a Fraction's denominator must be positive")
+    if max(numerator.bit_length(), denominator.bit_length()) <= 4096:
+        return fractions.Fraction(numerator, denominator)
+    value = object.__new__(fractions.Fraction)
+    value._numerator = numerator  # type: ignore[attr-defined]
+    value._denominator = denominator  # type: ignore[attr-defined]
+    return value
+
+
 def _timezone(fields: dict[str, Any]) -> datetime.timezone:
     offset = fields["offset"]
     if type(offset) is not datetime.timedelta:
@@ -239,7 +252,7 @@ _PLAIN: dict[str, Callable[[dict[str, Any]], Any]] = {
     "timezone": _timezone,
     "ZoneInfo": _zoneinfo,
     "Decimal": lambda f: decimal.Decimal(_text(f, "v")),
-    "Fraction": lambda f: fractions.Fraction(_integer(f, "n"), _integer(f, "d")),
+    "Fraction": lambda f: _fraction(_integer(f, "n"), _integer(f, "d")),
     "UUID": lambda f: uuid.UUID(hex=_text(f, "hex")),
     "path": _path,
     "npscalar": _npscalar,

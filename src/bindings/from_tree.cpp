@@ -1,6 +1,7 @@
 // Loading: builds Python objects from the schema tape in C++, tensors as views of the file's bytes.
 #include <Python.h>
 
+#include <algorithm>
 #include <cctype>
 #include <cmath>
 #include <cstring>
@@ -528,7 +529,11 @@ nb::object Loader::build_tagged(std::size_t i, std::string_view tag) {
 
 nb::object build_data(const Reader& reader, nb::handle buffer, const LoadOptions& options) {
   SchemaLimits limits;
-  limits.max_json_depth = options.max_depth * json_levels_per_level + 8;
+  // In 64 bits (a huge max_depth must not wrap around to a tiny limit), and capped: the parser reserves memory per
+  // level, and the stack guard stops any walk far sooner than this.
+  constexpr std::uint64_t json_depth_cap = 4'000'000;
+  limits.max_json_depth = static_cast<std::uint32_t>(
+      std::min<std::uint64_t>(std::uint64_t{options.max_depth} * json_levels_per_level + 8, json_depth_cap));
   limits.max_nodes = options.max_nodes;
   const std::optional<Tape> document = read_schema(reader, limits);
   if (!document) return nb::object();

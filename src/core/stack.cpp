@@ -3,13 +3,18 @@
 
 #include <pthread.h>
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 
 namespace safestructures {
 namespace {
 
-constexpr std::uintptr_t margin = 256 * 1024;
+// Room kept free for what runs inside one level (Python hooks, error handling): 256 KiB, or a quarter of a small
+// stack (musl's threads get 128 KiB), so that small stacks still walk shallow data.
+std::uintptr_t margin_for(std::size_t stack_size) noexcept {
+  return std::min<std::uintptr_t>(256 * 1024, stack_size / 4);
+}
 
 std::uintptr_t lowest_safe_address() noexcept {
   std::uintptr_t low = 0;
@@ -17,7 +22,7 @@ std::uintptr_t lowest_safe_address() noexcept {
   if (pthread_getattr_np(pthread_self(), &attr) == 0) {
     void* base = nullptr;
     std::size_t size = 0;
-    if (pthread_attr_getstack(&attr, &base, &size) == 0) low = reinterpret_cast<std::uintptr_t>(base) + margin;
+    if (pthread_attr_getstack(&attr, &base, &size) == 0) low = reinterpret_cast<std::uintptr_t>(base) + margin_for(size);
     pthread_attr_destroy(&attr);
   }
   return low;

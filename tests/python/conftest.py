@@ -380,15 +380,92 @@ def assert_same(actual: Any, expected: Any) -> None:
             assert _same_atom(a, e), f"{where}: {a!r} != {e!r}"
 
 
+def python_command(code: str, *args: str) -> list[str]:
+    """The command line that runs ``code`` (dedented) in a fresh interpreter, warnings as errors, ``args`` as
+    sys.argv[1:]."""
+    return [sys.executable, "-W", "error", "-c", textwrap.dedent(code), *args]
+
+
 def run_python(
     code: str, *args: str, env: Mapping[str, str] | None = None, timeout: float = 120
 ) -> subprocess.CompletedProcess[str]:
     """Runs ``code`` (dedented) in a fresh interpreter with ``args`` as sys.argv[1:], warnings as errors, and returns the
     finished process: a crash shows as a negative return code instead of taking the test session down."""
     full_env = {**os.environ, **(env or {})}
-    return subprocess.run(
-        [sys.executable, "-W", "error", "-c", textwrap.dedent(code), *args], capture_output=True, text=True, timeout=timeout, env=full_env
-    )
+    return subprocess.run(python_command(code, *args), capture_output=True, text=True, timeout=timeout, env=full_env)
+
+
+#: Python source, for scripts run with :func:`run_python`, of ``memory_mb(field)``: a memory figure of the running
+#: process from /proc/self/status in MiB, "VmHWM" its peak RSS, "VmRSS" its RSS now. (Not resource.getrusage's ru_maxrss,
+#: which on Linux also counts the RSS of the parent the process was started from.)
+MEMORY_MB_SOURCE = """
+def memory_mb(field):
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    raise LookupError(field)
+"""
+
+
+def run_python_json(code: str, *args: str, env: Mapping[str, str] | None = None, timeout: float = 120) -> Any:
+    """Runs ``code`` as :func:`run_python` does and returns the JSON value of the last line it printed. A crash (a
+    signal), a non-zero exit or running past ``timeout`` seconds fails the test, with the end of the process's output."""
+    try:
+        result = run_python(code, *args, env=env, timeout=timeout)
+    except subprocess.TimeoutExpired as e:
+        pytest.fail(f"the subprocess did not finish within {timeout} s; its output ended with: {str(e.stdout)[-2000:]}")
+    assert result.returncode == 0, f"exit status {result.returncode}:\n{result.stdout[-2000:]}\n{result.stderr[-4000:]}"
+    lines = result.stdout.strip().splitlines()
+    assert lines, f"the subprocess printed nothing; stderr: {result.stderr[-4000:]}"
+    return json.loads(lines[-1])
+
+
+def start_python(code: str, *args: str, env: Mapping[str, str] | None = None) -> subprocess.Popen[str]:
+    """Starts ``code`` (as :func:`run_python` runs it) without waiting for it: for tests that act on a running process.
+    Its output is captured (``communicate()`` returns it)."""
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.Popen(python_command(code, *args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=full_env)
+
+
+def write_pieces(path: Path, *pieces: bytes | tuple[bytes, int]) -> Path:
+    """Writes a (possibly large) file from ``pieces``: bytes written as they are, or ``(chunk, count)`` for ``chunk``
+    repeated ``count`` times, streamed in pieces of a few MiB so that the file never has to be held in memory."""
+    with open(path, "wb") as out:
+        for piece in pieces:
+            if isinstance(piece, tuple):
+                chunk, count = piece
+                block = chunk * max(1, (4 << 20) // max(1, len(chunk)))
+                per_block = len(block) // len(chunk) if chunk else count
+                while count > 0:
+                    n = min(count, per_block)
+                    out.write(block[: n * len(chunk)])
+                    count -= n
+            else:
+                out.write(piece)
+    return path
+
+
+def nested_sample(seed: int, *, size: int = 4) -> dict[str, Any]:
+    """Nested data holding arrays, all different for different ``seed``: dicts (str and non-str keys), lists,
+    tuples, sets, bytes, a shared list (stored once, loads as one object), big ints, special floats, and arrays of
+    several dtypes (big-endian and one safetensors lacks included) with ``size`` elements or so each."""
+    shared = [seed, f"shared-{seed}"]
+    return {
+        "seed": seed,
+        "weights": {
+            "w": sample_array("F32", (size, 3), seed=seed),
+            "b": sample_array("BF16", (size,), seed=seed + 1),
+            "big_endian": np.arange(seed, seed + size, dtype=">i4"),
+            "wide": (np.arange(size) + 1j * seed).astype(np.complex128),
+        },
+        "layers": [{"index": i, "scale": seed / (i + 1), "mask": sample_array("BOOL", (size,), seed=seed + i)} for i in range(3)],
+        "pairs": {seed: "int key", (seed, "t"): frozenset({seed, -seed - 1})},
+        "tuple": (None, True, float("nan"), -0.0, 2**80 + seed, b"\x00\xff" * (seed % 40 + 1)),
+        "shared": shared,
+        "again": shared,
+        "text": f"seed {seed} \u00e9\u4e2d",
+    }
 
 
 @pytest.fixture(params=["bytes", "file-str", "file-Path"])

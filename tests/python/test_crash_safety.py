@@ -1,0 +1,257 @@
+"""Crash-safe saves. A save writes a temporary file beside the target ('.NAME.PID-N-STAMP.tmp') and renames it over
+the target, so that the target is at every moment either the old file or the new one, whole. A process killed in the
+middle of a save leaves the old file as it was (its temporary file stays behind: a killed process cannot clean up);
+a save that fails (unsupported data, a full disk, a missing directory...) leaves the old file untouched and no
+temporary file."""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import ml_dtypes
+import numpy as np
+import pytest
+
+import safestructures
+from safestructures import InvalidArgumentError, InvalidFileError, UnsupportedTypeError
+from conftest import assert_same, nested_sample, run_python_json, start_python, temporary_files
+
+
+class OldFile:
+    """A valid file saved at ``path`` before the test acts, and the means to check it was left alone."""
+
+    def __init__(self, path: Path, data: Any = None) -> None:
+        self.path = path
+        self.data = nested_sample(7) if data is None else data
+        safestructures.save_file(self.data, path)
+        self.bytes = path.read_bytes()
+        self.stat = path.stat()
+
+    def same_inode(self) -> bool:
+        now = self.path.stat()
+        return (now.st_ino, now.st_size, now.st_mtime_ns) == (self.stat.st_ino, self.stat.st_size, self.stat.st_mtime_ns)
+
+    def assert_intact(self) -> None:
+        assert self.same_inode(), "the old file was replaced or modified"
+        assert self.path.read_bytes() == self.bytes
+        assert_same(safestructures.load_file(self.path), self.data)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# A save killed with SIGKILL while it writes.
+
+#: Saves 512 MiB of arrays to argv[2] by argv[1] ("save_file" or the flat "save_tensors").
+BIG_SAVE = """
+import sys
+import numpy as np
+import safestructures
+route, target = sys.argv[1], sys.argv[2]
+arrays = {f"layer{i}": np.zeros(64 << 20, dtype=np.uint8) for i in range(8)}  # 512 MiB, pages untouched until written
+if route == "save_file":
+    safestructures.save_file({"arrays": arrays, "note": "the new file"}, target)
+else:
+    safestructures.save_tensors(arrays, target)
+print("saved", flush=True)
+"""
+
+#: A killed save's temporary file is in the middle of being written once it holds this much.
+GROWN = 16 << 20
+
+
+@pytest.mark.parametrize("route", ["save_file", "save_tensors"])
+def test_a_save_killed_midway_leaves_the_old_file(tmp_path: Path, route: str) -> None:
+    old = OldFile(tmp_path / "model.safetensors")
+    process = start_python(BIG_SAVE, route, str(old.path))
+    temporary = None
+    try:
+        deadline = time.monotonic() + 60
+        reads = 0
+        while True:
+            assert process.poll() is None, f"the save ended before it could be killed: {process.communicate()}"
+            # A reader meanwhile only ever finds the old file, whole.
+            assert old.same_inode()
+            assert_same(safestructures.load_file(old.path), old.data)
+            reads += 1
+            names = temporary_files(tmp_path)
+            if names:
+                assert len(names) == 1, names
+                try:
+                    if (tmp_path / names[0]).stat().st_size >= GROWN:
+                        temporary = tmp_path / names[0]
+                        break
+                except FileNotFoundError:
+                    pass  # renamed over the target just now; the next loop reports it
+            assert time.monotonic() < deadline, "no growing temporary file appeared within 60 s"
+        process.send_signal(signal.SIGKILL)
+    finally:
+        if process.poll() is None:
+            process.kill()
+        stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode == -signal.SIGKILL, (process.returncode, stdout, stderr)
+    assert "saved" not in stdout
+    assert reads > 0
+    old.assert_intact()
+    # The killed process's temporary file is the only other file: beside the target, named after it and the process.
+    assert sorted(os.listdir(tmp_path)) == sorted([old.path.name, temporary.name])
+    assert re.fullmatch(rf"\.model\.safetensors\.{process.pid}-\d+-\d+\.tmp", temporary.name), temporary.name
+    # It holds a partial file (the header written first, the data cut short), which no reader accepts.
+    size = temporary.stat().st_size
+    assert GROWN <= size < (512 << 20)
+    with pytest.raises(InvalidFileError) as info:
+        safestructures.load_file(temporary)
+    assert info.value.code == "DataPastEnd"
+    temporary.unlink()
+    # The next save goes through as usual, beside the old file's place.
+    safestructures.save_file({"after": [1, 2]}, old.path)
+    assert safestructures.load_file(old.path) == {"after": [1, 2]}
+    assert os.listdir(tmp_path) == [old.path.name]
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Saves that fail: the old file stays, no temporary file is left.
+
+
+def big_arrays() -> dict[str, np.ndarray]:
+    return {f"a{i}": np.full(1 << 20, i, dtype=np.uint8) for i in range(4)}
+
+
+#: (data, metadata, exception class, error code) of saves that fail after most of the data was walked.
+LATE_FAILURES: dict[str, tuple[Callable[[], Any], dict[str, str] | None, type[Exception], str | None]] = {
+    "unsupported-object-late": (lambda: {**big_arrays(), "z": [1, 2, {"deep": object()}]}, None, UnsupportedTypeError, None),
+    "object-array-late": (lambda: {**big_arrays(), "z": np.array([object()])}, None, UnsupportedTypeError, None),
+    "sub-byte-array-not-whole": (
+        lambda: {**big_arrays(), "z": np.zeros(3, dtype=ml_dtypes.float4_e2m1fn)},
+        None,
+        InvalidArgumentError,
+        "SubByteNotWhole",
+    ),
+    "too-deep-late": (lambda: {**big_arrays(), "z": _nested_lists(1001)}, None, InvalidArgumentError, "NestingTooDeep"),
+    "tuple-cycle-late": (lambda: {**big_arrays(), "z": _tuple_cycle()}, None, UnsupportedTypeError, None),
+    "reserved-metadata-key": (big_arrays, {"run": "r1", "__safestructures__": "x"}, InvalidArgumentError, "InvalidMetadata"),
+}
+
+
+def _nested_lists(depth: int) -> list[Any]:
+    x: list[Any] = []
+    for _ in range(depth - 1):
+        x = [x]
+    return x
+
+
+def _tuple_cycle() -> tuple[Any, ...]:
+    inner: list[Any] = []
+    outer = (inner,)
+    inner.append(outer)
+    return outer
+
+
+@pytest.mark.parametrize("case", list(LATE_FAILURES))
+def test_a_failing_save_leaves_the_old_file(tmp_path: Path, case: str) -> None:
+    make, metadata, error, code = LATE_FAILURES[case]
+    old = OldFile(tmp_path / "model.safetensors")
+    with pytest.raises(error) as info:
+        safestructures.save_file(make(), old.path, metadata)
+    assert info.value.code == code
+    old.assert_intact()
+    assert os.listdir(tmp_path) == [old.path.name]
+
+
+@pytest.mark.parametrize(
+    ("tensors", "error", "code"),
+    [
+        ({"a": np.zeros(1 << 20), "z": [1, 2]}, UnsupportedTypeError, None),
+        ({"a": np.zeros(1 << 20), "__metadata__": np.zeros(2)}, InvalidArgumentError, "InvalidName"),
+        ({"a": np.zeros(1 << 20), "b\0": np.zeros(2)}, InvalidArgumentError, "InvalidName"),
+    ],
+    ids=["not-an-array", "reserved-name", "nul-in-name"],
+)
+def test_a_failing_flat_save_leaves_the_old_file(tmp_path: Path, tensors: dict[str, Any], error: type[Exception], code: str | None) -> None:
+    old = OldFile(tmp_path / "model.safetensors")
+    with pytest.raises(error) as info:
+        safestructures.save_tensors(tensors, old.path)
+    assert info.value.code == code
+    old.assert_intact()
+    assert os.listdir(tmp_path) == [old.path.name]
+
+
+#: Saves argv[3] (a layout of arrays) by argv[1] to argv[2] under a file size limit of argv[4] bytes (RLIMIT_FSIZE,
+#: with SIGXFSZ ignored so that write() fails with EFBIG rather than killing the process): a disk that fills up.
+FILE_SIZE_LIMITED_SAVE = """
+import json, resource, signal, sys
+import numpy as np
+import safestructures
+route, target, layout, limit = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, (limit, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+if layout == "one-large-array":
+    arrays = {"w": np.ones(4 * limit, dtype=np.uint8)}
+else:  # small arrays, which the writer gathers into a buffer before writing
+    arrays = {f"w{i}": np.full(4096, i % 256, dtype=np.uint8) for i in range(4 * limit // 4096)}
+try:
+    if route == "save_file":
+        safestructures.save_file({"arrays": arrays, "more": [1, 2]}, target)
+    else:
+        safestructures.save_tensors(arrays, target)
+    print(json.dumps({"outcome": "saved"}))
+except OSError as e:
+    print(json.dumps({"outcome": "OSError", "class": type(e).__name__, "errno": e.errno, "message": str(e)}))
+"""
+
+
+@pytest.mark.parametrize("layout", ["one-large-array", "many-small-arrays"])
+@pytest.mark.parametrize("route", ["save_file", "save_tensors"])
+def test_a_full_disk_leaves_the_old_file(tmp_path: Path, route: str, layout: str) -> None:
+    limit = 1 << 20
+    old = OldFile(tmp_path / "model.safetensors")
+    assert old.stat.st_size < limit
+    report = run_python_json(FILE_SIZE_LIMITED_SAVE, route, str(old.path), layout, str(limit), timeout=60)
+    assert report["outcome"] == "OSError", report
+    assert report["errno"] == errno.EFBIG, report
+    assert "File too large" in report["message"], report
+    old.assert_intact()
+    assert os.listdir(tmp_path) == [old.path.name]
+
+
+@pytest.mark.parametrize("route", ["save_file", "save_tensors"])
+def test_a_missing_directory_is_not_created(tmp_path: Path, route: str) -> None:
+    target = tmp_path / "missing" / "model.safetensors"
+    with pytest.raises(FileNotFoundError) as info:
+        if route == "save_file":
+            safestructures.save_file({"w": np.zeros(3)}, target)
+        else:
+            safestructures.save_tensors({"w": np.zeros(3)}, target)
+    assert info.value.errno == errno.ENOENT
+    assert info.value.filename == str(target)
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("route", ["save_file", "save_tensors"])
+def test_a_directory_in_the_way_is_left_alone(tmp_path: Path, route: str) -> None:
+    # The whole file is written before the rename fails: the temporary file must still go.
+    target = tmp_path / "model.safetensors"
+    target.mkdir()
+    (target / "inside").write_bytes(b"keep")
+    with pytest.raises(IsADirectoryError) as info:
+        if route == "save_file":
+            safestructures.save_file({"w": np.zeros(1 << 18)}, target)
+        else:
+            safestructures.save_tensors({"w": np.zeros(1 << 18)}, target)
+    assert info.value.errno == errno.EISDIR
+    assert os.listdir(tmp_path) == [target.name]
+    assert os.listdir(target) == ["inside"] and (target / "inside").read_bytes() == b"keep"
+
+
+def test_a_successful_save_replaces_the_file_and_leaves_nothing_else(tmp_path: Path) -> None:
+    old = OldFile(tmp_path / "model.safetensors")
+    new = nested_sample(8)
+    safestructures.save_file(new, old.path)
+    assert old.path.stat().st_ino != old.stat.st_ino  # a new file renamed into place, not the old one rewritten
+    assert_same(safestructures.load_file(old.path), new)
+    assert os.listdir(tmp_path) == [old.path.name]
