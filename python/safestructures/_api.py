@@ -163,7 +163,8 @@ def load_file(
     ``framework=None`` gives each tensor back in the framework it was saved from (numpy for plain files);
     ``"numpy"``, ``"torch"``, ``"tensorflow"``, ``"jax"``, ``"paddle"`` or ``"mlx"`` converts all of them, exact dtypes
     kept. numpy arrays and torch tensors are zero-copy views of a private mapping of the file: writable, and writing
-    to them never changes the file; tensors of the other frameworks are copies. ``device`` ("cuda", "cuda:1") moves torch tensors there.
+    to them never changes the file; tensors of the other frameworks are copies. ``device`` ("cuda", "cuda:1") moves
+    torch tensors there.
 
     A class named in the file is only looked up among the registered classes (``register``), the ``types`` given
     here and the ``plugins`` given here; it is rebuilt without calling ``__init__``. A class not found comes back as
