@@ -73,6 +73,18 @@ void read_array(nb::handle array, WriteTensor& t) {
 
 }  // namespace
 
+WriteTensor make_write_tensor(nb::handle name, nb::handle dtype, nb::handle shape, nb::handle array) {
+  WriteTensor t;
+  t.name = utf8_of(name, ErrorCode::InvalidName, "tensor name");
+  const std::string dtype_text = nb::cast<std::string>(dtype);
+  const auto parsed = parse_dtype(dtype_text);
+  if (!parsed) throw ArgumentError(ErrorCode::InvalidArgument, "tensor " + quote_name(t.name) + ": unknown dtype " + quote_name(dtype_text));
+  t.dtype = *parsed;
+  for (nb::handle d : nb::cast<nb::tuple>(shape)) t.shape.push_back(to_u64(d, t.name));
+  read_array(array, t);
+  return t;
+}
+
 WriteRequest make_write_request(nb::handle entries) {
   WriteRequest request;
   nb::list list = nb::cast<nb::list>(entries);
@@ -80,14 +92,7 @@ WriteRequest make_write_request(nb::handle entries) {
   for (nb::handle entry : list) {
     nb::tuple items = nb::cast<nb::tuple>(entry);
     if (items.size() != 4) throw ArgumentError(ErrorCode::InvalidArgument, "each entry must be (name, dtype, shape, array)");
-    WriteTensor& t = request.tensors.emplace_back();
-    t.name = utf8_of(items[0], ErrorCode::InvalidName, "tensor name");
-    const std::string dtype = nb::cast<std::string>(items[1]);
-    const auto parsed = parse_dtype(dtype);
-    if (!parsed) throw ArgumentError(ErrorCode::InvalidArgument, "tensor " + quote_name(t.name) + ": unknown dtype " + quote_name(dtype));
-    t.dtype = *parsed;
-    for (nb::handle d : nb::cast<nb::tuple>(items[2])) t.shape.push_back(to_u64(d, t.name));
-    read_array(items[3], t);
+    request.tensors.push_back(make_write_tensor(items[0], items[1], items[2], items[3]));
   }
   return request;
 }

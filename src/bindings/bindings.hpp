@@ -36,15 +36,16 @@ inline bool transparent_field(std::string_view field) {
 // A class of safestructures._errors by name (the module is imported on first use).
 nb::object error_class(const char* name);
 
-// The tensors to write, with the Python objects that own their memory kept alive by the caller's list.
+// The tensors to write; the Python objects that own their memory are kept alive by the caller.
 struct WriteRequest {
   std::vector<WriteTensor> tensors;
-  // Packed copies of sub-byte arrays live here for the duration of the write.
-  std::vector<std::vector<std::byte>> scratch;
 };
 
-// Converts [(name, dtype_name, shape, array), ...] into write requests; raises InvalidArgumentError or
-// UnsupportedTypeError naming the tensor on a bad entry.
+// One tensor to write from (name, safetensors dtype name, shape, object with __array_interface__), without copying
+// its data; raises InvalidArgumentError naming the tensor on a bad entry.
+WriteTensor make_write_tensor(nb::handle name, nb::handle dtype, nb::handle shape, nb::handle array);
+
+// The same for a list of (name, dtype, shape, array) entries.
 WriteRequest make_write_request(nb::handle entries);
 
 // Converts {str: str} (or None) into core metadata.

@@ -47,12 +47,14 @@ PyType_Slot file_buffer_slots[] = {
     {0, nullptr},
 };
 
-nb::object metadata_to_python(const Header& header) {
+nb::object metadata_to_python(const Header& header, const Metadata& metadata) {
   if (!header.has_metadata) return nb::none();
   nb::dict out;
-  for (const auto& [key, value] : header.metadata) out[nb::str(key.data(), key.size())] = nb::str(value.data(), value.size());
+  for (const auto& [key, value] : metadata) out[nb::str(key.data(), key.size())] = nb::str(value.data(), value.size());
   return out;
 }
+
+nb::object metadata_to_python(const Header& header) { return metadata_to_python(header, header.metadata); }
 
 nb::list tensor_table(const Header& header) {
   nb::list tensors;
@@ -180,19 +182,12 @@ nb::bytes py_save_bytes(nb::handle data, nb::handle metadata, std::uint32_t max_
   return result;
 }
 
-nb::object user_metadata_to_python(const Header& header) {
-  if (!header.has_metadata) return nb::none();
-  nb::dict out;
-  for (const auto& [key, value] : user_metadata(header)) out[nb::str(key.data(), key.size())] = nb::str(value.data(), value.size());
-  return out;
-}
-
 // (structured, data or tensor table, user metadata): data when the file has a schema, else the flat tensor table.
 nb::tuple load_from(const Reader& reader, nb::handle buffer, std::uint32_t max_depth, std::uint64_t max_nodes, nb::handle context) {
   nb::object data = build_data(reader, buffer, LoadOptions{max_depth, max_nodes, context});
   const Header& header = reader.header();
   if (!data.is_valid()) return nb::make_tuple(false, tensor_table(header), metadata_to_python(header));
-  return nb::make_tuple(true, data, user_metadata_to_python(header));
+  return nb::make_tuple(true, data, metadata_to_python(header, user_metadata(header)));
 }
 
 nb::tuple py_load_file(const std::filesystem::path& path, std::uint32_t max_depth, std::uint64_t max_nodes, std::uint64_t max_header_size,

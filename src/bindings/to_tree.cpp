@@ -518,10 +518,7 @@ void Saver::walk_array(PyObject* obj) {
   }
   tape.end_container(at);
   if (!stores) return;
-  nb::list entries;
-  entries.append(nb::make_tuple(nb::str(name.data(), name.size()), parts[0], parts[1], parts[2]));
-  WriteRequest one = make_write_request(entries);
-  request.tensors.push_back(std::move(one.tensors.front()));
+  request.tensors.push_back(make_write_tensor(nb::str(name.data(), name.size()), parts[0], parts[1], parts[2]));
 }
 
 void Saver::walk_reduced(PyObject* obj) {
