@@ -14,6 +14,9 @@
 namespace safestructures {
 namespace {
 
+// Parsers whose buffers grew past this are not kept for the next call.
+constexpr std::size_t retained_parser_capacity = 16 << 20;
+
 std::uint64_t load_le64(const std::byte* p) {
   std::uint64_t v = 0;
   for (int i = 7; i >= 0; --i) v = (v << 8) | static_cast<std::uint64_t>(p[i]);
@@ -244,7 +247,14 @@ Header parse_header(std::span<const std::byte> file, std::uint64_t max_header_si
   if (!simdjson::validate_utf8(json.data(), json.size())) raise(ErrorCode::HeaderNotUtf8, "header is not valid UTF-8");
 
   const simdjson::padded_string padded(json);
-  simdjson::dom::parser parser;
+  // One parser per thread, kept between calls: allocating its buffers anew for every file costs more than parsing
+  // a small header. A parser grown by a huge header is let go rather than kept.
+  thread_local simdjson::dom::parser parser;
+  struct Trim {
+    ~Trim() {
+      if (parser.capacity() > retained_parser_capacity) parser = simdjson::dom::parser{};
+    }
+  } trim;
   simdjson::dom::element root;
   if (const auto err = parser.parse(padded).get(root)) {
     raise(ErrorCode::HeaderNotJson, std::string("header is not valid JSON: ") + simdjson::error_message(err));
@@ -277,9 +287,13 @@ Header parse_header(std::span<const std::byte> file, std::uint64_t max_header_si
 void append_json_string(std::string& out, std::string_view utf8) {
   static constexpr char hex[] = "0123456789abcdef";
   out.push_back('"');
-  for (char c : utf8) {
-    const auto u = static_cast<unsigned char>(c);
-    switch (c) {
+  std::size_t run = 0;  // start of the current run of characters copied as they are
+  for (std::size_t i = 0; i < utf8.size(); ++i) {
+    const auto u = static_cast<unsigned char>(utf8[i]);
+    if (u >= 0x20 && u != '"' && u != '\\') continue;
+    out.append(utf8.data() + run, i - run);
+    run = i + 1;
+    switch (u) {
       case '"': out += "\\\""; break;
       case '\\': out += "\\\\"; break;
       case '\b': out += "\\b"; break;
@@ -288,15 +302,12 @@ void append_json_string(std::string& out, std::string_view utf8) {
       case '\r': out += "\\r"; break;
       case '\t': out += "\\t"; break;
       default:
-        if (u < 0x20) {
-          out += "\\u00";
-          out.push_back(hex[u >> 4]);
-          out.push_back(hex[u & 0xf]);
-        } else {
-          out.push_back(c);
-        }
+        out += "\\u00";
+        out.push_back(hex[u >> 4]);
+        out.push_back(hex[u & 0xf]);
     }
   }
+  out.append(utf8.data() + run, utf8.size() - run);
   out.push_back('"');
 }
 

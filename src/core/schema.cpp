@@ -3,6 +3,7 @@
 
 #include <simdjson.h>
 
+#include <algorithm>
 #include <charconv>
 #include <cmath>
 
@@ -12,8 +13,16 @@
 
 namespace safestructures {
 
-Tape::Tape() = default;
-Tape::~Tape() = default;
+namespace {
+// The size of the last tape built on this thread: a new tape reserves that much, so that saving similar data again
+// does not regrow (and copy) its node vector step by step.
+thread_local std::size_t last_tape_size = 0;
+}  // namespace
+
+Tape::Tape() { nodes_.reserve(std::min<std::size_t>(last_tape_size, std::size_t{1} << 22)); }
+Tape::~Tape() {
+  if (!nodes_.empty()) last_tape_size = nodes_.size();
+}
 Tape::Tape(Tape&&) noexcept = default;
 Tape& Tape::operator=(Tape&&) noexcept = default;
 
@@ -187,9 +196,21 @@ std::string to_json(const Tape& tape) {
   return out;
 }
 
-Tape parse_schema_json(std::string_view json, const SchemaLimits& limits) {
+// The parser of the last schema this thread parsed, reused once no tape holds it any more (tapes view its strings):
+// allocating a parser's buffers for every load costs more than parsing a small schema.
+std::shared_ptr<simdjson::dom::parser> reusable_parser(std::size_t size, std::uint32_t max_depth) {
+  constexpr std::size_t retained_capacity = 16 << 20;
+  thread_local std::shared_ptr<simdjson::dom::parser> cached;
+  if (cached && cached.use_count() == 1 && cached->max_depth() == max_depth && size <= cached->capacity()) return cached;
   auto parser = std::make_shared<simdjson::dom::parser>();
-  if (parser->allocate(json.size(), limits.max_json_depth)) {
+  if (parser->allocate(size, max_depth)) return nullptr;
+  if (size <= retained_capacity) cached = parser;
+  return parser;
+}
+
+Tape parse_schema_json(std::string_view json, const SchemaLimits& limits) {
+  auto parser = reusable_parser(json.size(), limits.max_json_depth);
+  if (!parser) {
     raise(ErrorCode::SchemaNotJson, "cannot allocate a parser for a schema of " + std::to_string(json.size()) + " bytes");
   }
   const simdjson::padded_string padded(json);
