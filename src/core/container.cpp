@@ -286,29 +286,50 @@ Header parse_header(std::span<const std::byte> file, std::uint64_t max_header_si
 
 void append_json_string(std::string& out, std::string_view utf8) {
   static constexpr char hex[] = "0123456789abcdef";
-  out.push_back('"');
-  std::size_t run = 0;  // start of the current run of characters copied as they are
-  for (std::size_t i = 0; i < utf8.size(); ++i) {
-    const auto u = static_cast<unsigned char>(utf8[i]);
-    if (u >= 0x20 && u != '"' && u != '\\') continue;
-    out.append(utf8.data() + run, i - run);
-    run = i + 1;
-    switch (u) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\b': out += "\\b"; break;
-      case '\f': out += "\\f"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      default:
-        out += "\\u00";
-        out.push_back(hex[u >> 4]);
-        out.push_back(hex[u & 0xf]);
+  // Two passes, counting then writing in place: a schema is escaped as one long metadata string whose quotes come
+  // every few characters, where appending run by run costs more than the escaping itself.
+  std::size_t extra = 0;
+  for (const char c : utf8) {
+    const auto u = static_cast<unsigned char>(c);
+    if (u < 0x20) {
+      extra += (c == '\b' || c == '\f' || c == '\n' || c == '\r' || c == '\t') ? 1 : 5;
+    } else if (u == '"' || u == '\\') {
+      extra += 1;
     }
   }
-  out.append(utf8.data() + run, utf8.size() - run);
-  out.push_back('"');
+  const std::size_t start = out.size();
+  out.resize(start + utf8.size() + extra + 2);
+  char* p = out.data() + start;
+  *p++ = '"';
+  if (extra == 0) {
+    std::memcpy(p, utf8.data(), utf8.size());
+    p += utf8.size();
+  } else {
+    for (const char c : utf8) {
+      const auto u = static_cast<unsigned char>(c);
+      if (u >= 0x20 && u != '"' && u != '\\') {
+        *p++ = c;
+        continue;
+      }
+      *p++ = '\\';
+      switch (c) {
+        case '"': *p++ = '"'; break;
+        case '\\': *p++ = '\\'; break;
+        case '\b': *p++ = 'b'; break;
+        case '\f': *p++ = 'f'; break;
+        case '\n': *p++ = 'n'; break;
+        case '\r': *p++ = 'r'; break;
+        case '\t': *p++ = 't'; break;
+        default:
+          *p++ = 'u';
+          *p++ = '0';
+          *p++ = '0';
+          *p++ = hex[u >> 4];
+          *p++ = hex[u & 0xf];
+      }
+    }
+  }
+  *p = '"';
 }
 
 bool is_valid_utf8(std::string_view bytes) { return simdjson::validate_utf8(bytes.data(), bytes.size()); }
