@@ -642,3 +642,16 @@ def call_recorders(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 def tensor_names(data: bytes) -> list[str]:
     """The names of the tensors in the bytes of a safetensors file, in header order (``__metadata__`` left out)."""
     return [name for name in header_of(data) if name != "__metadata__"]
+
+
+def save_and_load(data: Any, route: str, tmp_path: Path, **options: Any) -> tuple[Any, dict[str, Any]]:
+    """``data`` saved and loaded back by ``route`` ("file", "bytes" or "bytearray"), with load ``options``; returns
+    (loaded data, the file's parsed header)."""
+    import safestructures
+
+    if route == "file":
+        path = tmp_path / "data.safetensors"
+        safestructures.save_file(data, path)
+        return safestructures.load_file(path, **options), read_header(path)
+    blob = safestructures.save(data)
+    return safestructures.load(bytearray(blob) if route == "bytearray" else blob, **options), header_of(blob)

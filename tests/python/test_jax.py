@@ -14,7 +14,7 @@ import ml_dtypes
 import numpy as np
 import pytest
 
-from conftest import SUB_BYTE_DTYPES, header_of, import_framework, read_header, sample_array, schema_of, tensor_bytes
+from conftest import save_and_load, SUB_BYTE_DTYPES, import_framework, sample_array, schema_of, tensor_bytes
 
 jax = import_framework("jax")
 jnp = import_framework("jax.numpy")
@@ -75,13 +75,7 @@ def sample(name: str, shape: tuple[int, ...], seed: int = 0) -> Any:
     return value
 
 
-def roundtrip(data: Any, route: str, tmp_path: Path, **options: Any) -> tuple[Any, dict[str, Any]]:
-    if route == "file":
-        path = tmp_path / "data.safetensors"
-        safestructures.save_file(data, path)
-        return safestructures.load_file(path, **options), read_header(path)
-    blob = safestructures.save(data)
-    return safestructures.load(bytearray(blob) if route == "bytearray" else blob, **options), header_of(blob)
+roundtrip = save_and_load
 
 
 def assert_same_jax(actual: Any, expected: Any) -> None:

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from conftest import (
+    save_and_load,
     TORCH_DTYPES,
     file_mappings,
     header_of,
@@ -43,14 +44,7 @@ DTYPES: dict[str, tuple[str, str | None]] = {
 ROUTES = ["bytearray", "bytes", "file"]
 
 
-def roundtrip(data: Any, route: str, tmp_path: Path, **options: Any) -> tuple[Any, dict[str, Any]]:
-    """``data`` saved and loaded back by ``route``; returns (loaded data, the file's parsed header)."""
-    if route == "file":
-        path = tmp_path / "data.safetensors"
-        safestructures.save_file(data, path)
-        return safestructures.load_file(path, **options), read_header(path)
-    blob = safestructures.save(data)
-    return safestructures.load(bytearray(blob) if route == "bytearray" else blob, **options), header_of(blob)
+roundtrip = save_and_load
 
 
 def assert_same_tensor(actual: Any, expected: Any) -> None:
