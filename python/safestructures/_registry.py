@@ -164,10 +164,11 @@ def resolver(types: Iterable[type] = (), strict: bool = False) -> dict[str, Any]
     return {"names": names, "strict": bool(strict)}
 
 
-def _text(fields: dict[str, Any], key: str) -> str:
+def text_field(fields: dict[str, Any], key: str) -> str:
+    """A node's field that must be a str (TypeError otherwise, which the loader reports with the path)."""
     value = fields.get(key)
     if type(value) is not str:
-        raise TypeError(f"field {key!r} must be a str")
+        raise TypeError(f"field {key!r} must be a str, not {type(value).__name__}")
     return value
 
 
@@ -208,7 +209,7 @@ def _new(cls: type, base: type | None, value: Any) -> Any:
 def construct_object(tag: str, fields: dict[str, Any], context: dict[str, Any]) -> Any:
     """Rebuild a user-type node: the class is looked up by name among the registered and passed types only;
     unresolved ones become generic records (or raise UnknownTypeError with ``strict=True``)."""
-    name = _text(fields, "type")
+    name = text_field(fields, "type")
     cls = context["names"].get(name)
     if cls is None and context["strict"]:
         raise UnknownTypeError(f"the file names class {name!r}, which this load was not given (register it, or pass it in types=)")

@@ -135,20 +135,13 @@ def reduce(obj: Any, context: dict[str, Any]) -> tuple[str, dict[str, Any]]:
 
 
 def _datetime(fields: dict[str, Any]) -> datetime.datetime:
-    value = datetime.datetime.fromisoformat(_text(fields, "iso"))
+    value = datetime.datetime.fromisoformat(_registry.text_field(fields, "iso"))
     return value.replace(tzinfo=_tz(fields), fold=_fold(fields))
 
 
 def _time(fields: dict[str, Any]) -> datetime.time:
-    value = datetime.time.fromisoformat(_text(fields, "iso"))
+    value = datetime.time.fromisoformat(_registry.text_field(fields, "iso"))
     return value.replace(tzinfo=_tz(fields), fold=_fold(fields))
-
-
-def _text(fields: dict[str, Any], key: str) -> str:
-    value = fields[key]
-    if type(value) is not str:
-        raise TypeError(f"field {key!r} must be a str, not {type(value).__name__}")
-    return value
 
 
 def _integer(fields: dict[str, Any], key: str) -> int:
@@ -190,7 +183,7 @@ def _timezone(fields: dict[str, Any]) -> datetime.timezone:
     if type(offset) is not datetime.timedelta:
         raise TypeError("field 'offset' must be a timedelta")
     if "name" in fields:
-        return datetime.timezone(offset, _text(fields, "name"))
+        return datetime.timezone(offset, _registry.text_field(fields, "name"))
     return datetime.timezone(offset)
 
 
@@ -204,11 +197,11 @@ def _float(fields: dict[str, Any], key: str) -> float:
 def _zoneinfo(fields: dict[str, Any]) -> Any:
     import zoneinfo
 
-    return zoneinfo.ZoneInfo(_text(fields, "key"))
+    return zoneinfo.ZoneInfo(_registry.text_field(fields, "key"))
 
 
 def _path(fields: dict[str, Any]) -> pathlib.PurePath:
-    kind = _text(fields, "kind")
+    kind = _registry.text_field(fields, "kind")
     cls = _PATHS.get(kind)
     if cls is None:
         raise ValueError(f"unknown path kind {kind!r}")
@@ -217,7 +210,7 @@ def _path(fields: dict[str, Any]) -> pathlib.PurePath:
         cls = pathlib.PureWindowsPath
     elif cls is pathlib.PosixPath and sys.platform == "win32":
         cls = pathlib.PurePosixPath
-    return cls(_text(fields, "v"))
+    return cls(_registry.text_field(fields, "v"))
 
 
 
@@ -244,16 +237,16 @@ _PLAIN: dict[str, Callable[[dict[str, Any]], Any]] = {
     "slice": lambda f: slice(f["start"], f["stop"], f["step"]),
     "Ellipsis": lambda f: ...,
     "datetime": _datetime,
-    "date": lambda f: datetime.date.fromisoformat(_text(f, "iso")),
+    "date": lambda f: datetime.date.fromisoformat(_registry.text_field(f, "iso")),
     "time": _time,
     "timedelta": lambda f: datetime.timedelta(
         days=_integer(f, "days"), seconds=_integer(f, "seconds"), microseconds=_integer(f, "microseconds")
     ),
     "timezone": _timezone,
     "ZoneInfo": _zoneinfo,
-    "Decimal": lambda f: decimal.Decimal(_text(f, "v")),
+    "Decimal": lambda f: decimal.Decimal(_registry.text_field(f, "v")),
     "Fraction": lambda f: _fraction(_integer(f, "n"), _integer(f, "d")),
-    "UUID": lambda f: uuid.UUID(hex=_text(f, "hex")),
+    "UUID": lambda f: uuid.UUID(hex=_registry.text_field(f, "hex")),
     "path": _path,
     "npscalar": _npscalar,
     "torch.dtype": _torch_value("torch.dtype"),

@@ -33,6 +33,21 @@ inline bool transparent_field(std::string_view field) {
          field == "v";
 }
 
+// "$" followed by each part of a path in the data, as render(part) writes it; deep paths keep their two ends and
+// only count the middle, so a message about level 100,000 stays readable.
+template <class Part, class Render>
+std::string path_text(const std::vector<Part>& parts, Render render) {
+  std::string out = "$";
+  for (std::size_t k = 0; k < parts.size(); ++k) {
+    if (parts.size() > 24 && k == 10) {
+      out += "[... " + std::to_string(parts.size() - 20) + " more ...]";
+      k = parts.size() - 10;
+    }
+    render(out, parts[k]);
+  }
+  return out;
+}
+
 // A class of safestructures._errors by name (the module is imported on first use).
 nb::object error_class(const char* name);
 

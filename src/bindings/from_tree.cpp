@@ -121,21 +121,13 @@ class Loader {
 };
 
 std::string Loader::path_text() const {
-  std::string out = "$";
-  for (std::size_t k = 0; k < path_.size(); ++k) {
-    // Deep paths keep their two ends; the middle is only counted.
-    if (path_.size() > 24 && k == 10) {
-      out += "[... " + std::to_string(path_.size() - 20) + " more ...]";
-      k = path_.size() - 10;
-    }
-    const LoadPath& part = path_[k];
+  return bindings::path_text(path_, [](std::string& out, const LoadPath& part) {
     switch (part.type) {
       case LoadPath::Type::Index: out += "[" + std::to_string(part.index) + "]"; break;
       case LoadPath::Type::Field: out += "."; out += part.key; break;
       case LoadPath::Type::Key: out += "[" + quote_name(part.key) + "]"; break;
     }
-  }
-  return out;
+  });
 }
 
 nb::object Loader::call_python(const char* what, const std::function<nb::object()>& call) {

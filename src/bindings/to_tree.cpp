@@ -137,14 +137,7 @@ std::string key_text(PyObject* key) {
 }
 
 std::string Saver::path_text() const {
-  std::string out = "$";
-  for (std::size_t k = 0; k < path_.size(); ++k) {
-    // Deep paths keep their two ends; the middle is only counted.
-    if (path_.size() > 24 && k == 10) {
-      out += "[... " + std::to_string(path_.size() - 20) + " more ...]";
-      k = path_.size() - 10;
-    }
-    const PathPart& part = path_[k];
+  return bindings::path_text(path_, [](std::string& out, const PathPart& part) {
     switch (part.type) {
       case PathPart::Type::Index: out += "[" + std::to_string(part.index) + "]"; break;
       case PathPart::Type::Field: out += "."; out += part.field; break;
@@ -158,8 +151,7 @@ std::string Saver::path_text() const {
         }
         break;
     }
-  }
-  return out;
+  });
 }
 
 void Saver::unsupported(PyObject* obj, const std::string& why) {
