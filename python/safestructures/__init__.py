@@ -15,6 +15,7 @@ from ._errors import (
     UnsupportedTypeError,
 )
 from ._flat import load_metadata, load_tensors, save_tensors
+from ._lazy import Node, SafeFile, open
 from ._records import NamedRecord, Record
 from ._registry import register
 from .plugins import DataProcessor, TensorProcessor
@@ -27,7 +28,9 @@ __all__ = [
     "InvalidArgumentError",
     "InvalidFileError",
     "NamedRecord",
+    "Node",
     "Record",
+    "SafeFile",
     "SafestructuresError",
     "TensorProcessor",
     "UnknownTypeError",
@@ -36,6 +39,7 @@ __all__ = [
     "load_file",
     "load_metadata",
     "load_tensors",
+    "open",
     "register",
     "save",
     "save_file",

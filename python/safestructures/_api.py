@@ -86,6 +86,7 @@ def save_file(
     plugins: Iterable[type] | None = None,
     max_depth: int = DEFAULT_MAX_DEPTH,
     fsync: bool = False,
+    max_shard_size: int | str | None = None,
 ) -> None:
     """Save nested Python data holding arrays to ``path`` as a valid safetensors file.
 
@@ -98,12 +99,24 @@ def save_file(
     Dataclasses, named tuples, enum members and subclasses of built-in types are saved with their class name and
     their data; other classes need ``register`` (or a 1.0.0-style plugin in ``plugins``).
 
+    With ``max_shard_size`` (bytes, or a text such as ``"5GB"``), ``path`` is a directory that receives the tensors in
+    shards of at most that size (a larger tensor gets a shard of its own), in the Hugging Face layout:
+    ``model-00001-of-00003.safetensors``... each a plain safetensors file, and ``model.safetensors.index.json``
+    (``metadata.total_size``, ``weight_map``) holding the structure and ``metadata``. :func:`load_file` and
+    :func:`open` read the directory back. Shards of an earlier save there that this one does not use are removed.
+
     Raises:
         UnsupportedTypeError: an object cannot be stored; the message names its type and its path (``$["a"][3]``).
         InvalidArgumentError: the data nests deeper than ``max_depth``, or a metadata key is reserved.
         OSError: the file cannot be written.
     """
     context = {"plugins": _plugins.check_plugins(plugins)}
+    if max_shard_size is not None:
+        from . import _sharded
+
+        limit = _sharded.parse_size(max_shard_size)
+        _sharded.save_sharded(data, _fspath(path), _check_metadata(metadata), limit, max_depth, fsync, context)
+        return
     _core.save_file(data, _fspath(path), _check_metadata(metadata), max_depth, fsync, DEFAULT_MAX_HEADER_SIZE, context)
 
 
@@ -171,6 +184,9 @@ def load_file(
     a generic :class:`Record` (a :class:`NamedRecord` for a named tuple, the value for an enum member), or raises
     :class:`UnknownTypeError` with ``strict=True``.
 
+    ``path`` may also be a directory written with ``save_file(..., max_shard_size=...)``, or its
+    ``model.safetensors.index.json``.
+
     Raises:
         InvalidFileError: the file is malformed, or exceeds a limit (``max_depth`` levels of nesting,
             ``max_nodes`` schema nodes, ``max_header_size`` header bytes); the message says what and where.
@@ -178,8 +194,17 @@ def load_file(
         UnknownTypeError: with ``strict=True``, the file names a class this load was not given.
         OSError: the file cannot be read.
     """
+    from . import _sharded
+
+    target = _fspath(path)
+    if _sharded.index_path(target) is not None:
+        from ._lazy import open as open_lazy
+
+        with open_lazy(target, framework, device=device, plugins=plugins, types=types, strict=strict, max_depth=max_depth,
+                       max_nodes=max_nodes, max_header_size=max_header_size) as f:
+            return f.load()
     context = _load_context(framework, device, plugins, types, strict)
-    buffer, (structured, payload, metadata) = _core.load_file(_fspath(path), max_depth, max_nodes, max_header_size, context)
+    buffer, (structured, payload, metadata) = _core.load_file(target, max_depth, max_nodes, max_header_size, context)
     return payload if structured else _unstructured(buffer, payload, metadata, context, max_depth)
 
 

@@ -4,11 +4,15 @@
 #include <nanobind/nanobind.h>
 #include <nanobind/stl/string.h>
 
+#include <filesystem>
 #include <string>
+#include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "safestructures/error.hpp"
 #include "safestructures/reader.hpp"
+#include "safestructures/schema.hpp"
 #include "safestructures/writer.hpp"
 
 namespace safestructures::bindings {
@@ -87,6 +91,42 @@ struct SaveOptions {
 // InvalidArgumentError for nesting deeper than the limit.
 SaveResult walk_data(nb::handle data, const SaveOptions& options);
 
+// A file (or a caller's buffer) tensors are read from, and the Python object arrays view to keep its bytes alive.
+struct Shard {
+  Reader reader;
+  nb::object buffer;
+};
+
+// Where a structure's tensors live: the one file it was saved to, or each file of a sharded save.
+struct TensorSource {
+  struct Found {
+    const TensorInfo* info = nullptr;
+    const Shard* shard = nullptr;
+  };
+  std::vector<Shard> shards;
+  // The tensor `name` in whichever shard holds it (names are unique across shards; see check_unique_names).
+  Found find(std::string_view name) const;
+  // Raises TensorMismatch when two shards hold a tensor of the same name, which would make the schema ambiguous.
+  void check_unique_names() const;
+};
+
+// Where each reference id and each named tensor is defined in a tape: what loading a part of a tree needs to build
+// an object the part refers to but does not hold.
+struct TreeIndex {
+  std::vector<std::size_t> id_nodes;  // id -> node, Tape::npos where undefined
+  std::unordered_map<std::string_view, std::size_t> tensor_nodes;
+  explicit TreeIndex(const Tape& tape);
+};
+
+// A header's metadata as {str: str} (None when the file has none); with `metadata`, that subset of it.
+nb::object metadata_to_python(const Header& header, const Metadata& metadata);
+nb::object metadata_to_python(const Header& header);
+// [(name, dtype, shape, offset from the start of the file, nbytes)] in header order.
+nb::list tensor_table(const Header& header);
+
+// Maps and validates a file with the GIL released; the buffer (a FileBuffer) exposes the mapping to numpy.
+std::pair<Reader, nb::object> open_mapped(const std::filesystem::path& path, std::uint64_t max_header_size);
+
 struct LoadOptions {
   std::uint32_t max_depth = 1000;
   std::uint64_t max_nodes = 50'000'000;
@@ -94,7 +134,17 @@ struct LoadOptions {
   nb::handle context;
 };
 
-// Builds the Python object a structured file holds. `buffer` is what numpy arrays view (it keeps the bytes alive).
-nb::object build_data(const Reader& reader, nb::handle buffer, const LoadOptions& options);
+// The parser limits that the load limits imply.
+SchemaLimits schema_limits(const LoadOptions& options);
+
+// Builds the Python object a structured file (a source of one shard) holds; an invalid object for a file with no schema.
+nb::object build_data(const TensorSource& file, const LoadOptions& options);
+
+// Builds the object at `node` of a schema tape. With `index`, the node may be any part of the tree: objects it refers
+// to outside itself (shared objects, the storage of a view) are built on the way, as far as it needs them.
+nb::object build_node(const Tape& tape, std::size_t node, const TensorSource& source, const LoadOptions& options, const TreeIndex* index);
+
+// Registers safestructures._core.Document, the lazily read file behind safestructures.open.
+void register_document(nb::module_& m);
 
 }  // namespace safestructures::bindings

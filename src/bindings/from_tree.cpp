@@ -75,8 +75,8 @@ struct LoadPath {
 
 class Loader {
  public:
-  Loader(const Tape& tape, const Reader& reader, nb::handle buffer, const LoadOptions& options)
-      : tape_(tape), reader_(reader), buffer_(buffer), context_(options.context), hooks_(hooks()), ids_(tape.size() + 1),
+  Loader(const Tape& tape, const TensorSource& source, const LoadOptions& options, const TreeIndex* index)
+      : tape_(tape), source_(source), index_(index), context_(options.context), hooks_(hooks()), ids_(tape.size() + 1),
         max_depth_(options.max_depth) {}
 
   nb::object build(std::size_t i);
@@ -95,6 +95,8 @@ class Loader {
   std::size_t items(std::size_t i, std::uint32_t& count);
   void fill_pairs(std::size_t object, const nb::object& target, bool exact_dict);
   nb::object tensor(std::size_t i);
+  TensorSource::Found find_tensor(std::string_view name);
+  nb::object defined_elsewhere(std::int64_t id);
   nb::object bytes_value(std::size_t i, bool mutable_copy);
   std::string_view string_field(std::size_t object, std::string_view key);
   void define(std::size_t object, const nb::object& value);
@@ -105,8 +107,11 @@ class Loader {
   nb::object call_python(const char* what, const std::function<nb::object()>& call);
 
   const Tape& tape_;
-  const Reader& reader_;
-  nb::handle buffer_;
+  const TensorSource& source_;
+  // Set when loading a part of the tree: where to find what the part refers to outside itself.
+  const TreeIndex* index_;
+  // Tensors built so far, by name (partial loads only: a view of a storage the part does not hold builds it first).
+  std::unordered_map<std::string_view, bool> built_tensors_;
   nb::handle context_;
   const Hooks& hooks_;
   std::vector<nb::object> ids_;
@@ -191,16 +196,21 @@ void Loader::fill_pairs(std::size_t object, const nb::object& target, bool exact
 nb::object Loader::tensor(std::size_t i) {
   // A node without "name" views the storage of a tensor built earlier; the adapter finds it in the context.
   const TensorInfo* info = nullptr;
+  TensorSource::Found found;
   std::string_view name;
   if (tape_.member(i, "name") == Tape::npos) {
     const std::size_t storage = tape_.member(i, "storage");
     if (storage == Tape::npos || tape_[storage].kind != NodeKind::String) {
       invalid("tagged \"tensor\" needs a string field \"name\" (or \"storage\", for a view of an earlier tensor)");
     }
+    if (index_ != nullptr && !built_tensors_.contains(tape_[storage].text)) {
+      const auto it = index_->tensor_nodes.find(tape_[storage].text);
+      if (it != index_->tensor_nodes.end()) build(it->second);
+    }
   } else {
     name = string_field(i, "name");
-    info = reader_.header().find(name);
-    if (info == nullptr) invalid("the schema refers to tensor " + quote_name(name) + ", which the file lacks", ErrorCode::TensorNotFound);
+    found = find_tensor(name);
+    info = found.info;
   }
   nb::dict fields;
   const Node& object = tape_[i];
@@ -212,16 +222,33 @@ nb::object Loader::tensor(std::size_t i) {
   }
   if (info == nullptr) {
     return call_python("cannot rebuild a tensor view", [&] {
-      return hooks_.make_tensor(buffer_, nb::none(), nb::none(), nb::none(), nb::none(), fields, context_);
+      return hooks_.make_tensor(nb::none(), nb::none(), nb::none(), nb::none(), nb::none(), fields, context_);
     });
   }
   nb::tuple shape = nb::steal<nb::tuple>(PyTuple_New(static_cast<Py_ssize_t>(info->shape.size())));
   for (std::size_t d = 0; d < info->shape.size(); ++d) PyTuple_SET_ITEM(shape.ptr(), d, PyLong_FromUnsignedLongLong(info->shape[d]));
   const auto dtype = dtype_name(info->dtype);
-  return call_python(("cannot rebuild tensor " + quote_name(name)).c_str(), [&] {
-    return hooks_.make_tensor(buffer_, nb::str(dtype.data(), dtype.size()), shape, reader_.header().data_offset() + info->begin,
-                              info->nbytes(), fields, context_);
+  nb::object out = call_python(("cannot rebuild tensor " + quote_name(name)).c_str(), [&] {
+    return hooks_.make_tensor(found.shard->buffer, nb::str(dtype.data(), dtype.size()), shape,
+                              found.shard->reader.header().data_offset() + info->begin, info->nbytes(), fields, context_);
   });
+  if (index_ != nullptr) built_tensors_.emplace(name, true);
+  return out;
+}
+
+TensorSource::Found Loader::find_tensor(std::string_view name) {
+  const TensorSource::Found found = source_.find(name);
+  if (found.info == nullptr) invalid("the schema refers to tensor " + quote_name(name) + ", which the file lacks", ErrorCode::TensorNotFound);
+  return found;
+}
+
+nb::object Loader::defined_elsewhere(std::int64_t id) {
+  // Only a partial load gets here: the object was defined outside the part being loaded (or not at all).
+  const std::size_t at = static_cast<std::uint64_t>(id) < index_->id_nodes.size() ? index_->id_nodes[static_cast<std::size_t>(id)] : Tape::npos;
+  if (at == Tape::npos) invalid("ref to #" + std::to_string(id) + ", which is not defined anywhere");
+  build(at);
+  if (!ids_[static_cast<std::size_t>(id)].is_valid()) invalid("ref to #" + std::to_string(id) + ", which is part of a cycle through an immutable object");
+  return ids_[static_cast<std::size_t>(id)];
 }
 
 nb::object Loader::bytes_value(std::size_t i, bool mutable_copy) {
@@ -234,10 +261,10 @@ nb::object Loader::bytes_value(std::size_t i, bool mutable_copy) {
     size = decoded.size();
   } else {
     const std::string_view name = string_field(i, "tensor");
-    const TensorInfo* info = reader_.header().find(name);
-    if (info == nullptr) invalid("the schema refers to tensor " + quote_name(name) + ", which the file lacks", ErrorCode::TensorNotFound);
+    const TensorSource::Found found = find_tensor(name);
+    const TensorInfo* info = found.info;
     if (info->dtype != Dtype::U8 || info->shape.size() != 1) invalid("bytes tensor " + quote_name(name) + " must be a 1-D U8 tensor", ErrorCode::TensorMismatch);
-    const auto view = reader_.tensor(*info).bytes;
+    const auto view = found.shard->reader.tensor(*info).bytes;
     data = reinterpret_cast<const char*>(view.data());
     size = view.size();
   }
@@ -329,13 +356,23 @@ nb::object Loader::build(std::size_t i) {
 }
 
 nb::object Loader::build_tagged(std::size_t i, std::string_view tag) {
+  if (index_ != nullptr && tag_of(tag) != Tag::Ref) {
+    // A partial load may already have built this object for a reference met earlier; it stays one object.
+    const std::size_t at = tape_.member(i, "#");
+    if (at != Tape::npos && tape_[at].kind == NodeKind::Int && tape_[at].integer >= 1 && static_cast<std::uint64_t>(tape_[at].integer) < ids_.size() &&
+        ids_[static_cast<std::size_t>(tape_[at].integer)].is_valid()) {
+      return ids_[static_cast<std::size_t>(tape_[at].integer)];
+    }
+  }
   switch (tag_of(tag)) {
     case Tag::Ref: {
       const std::size_t at = tape_.member(i, "#");
       if (at == Tape::npos || tape_[at].kind != NodeKind::Int) invalid("a ref needs an integer \"#\"");
       const std::int64_t id = tape_[at].integer;
-      if (id < 1 || static_cast<std::uint64_t>(id) >= ids_.size() || !ids_[static_cast<std::size_t>(id)].is_valid()) {
-        invalid("ref to #" + std::to_string(id) + ", which is not defined before this point");
+      if (id < 1 || static_cast<std::uint64_t>(id) >= ids_.size()) invalid("ref to #" + std::to_string(id) + ", which is not defined before this point");
+      if (!ids_[static_cast<std::size_t>(id)].is_valid()) {
+        if (index_ == nullptr) invalid("ref to #" + std::to_string(id) + ", which is not defined before this point");
+        return defined_elsewhere(id);
       }
       return ids_[static_cast<std::size_t>(id)];
     }
@@ -519,7 +556,7 @@ nb::object Loader::build_tagged(std::size_t i, std::string_view tag) {
 
 }  // namespace
 
-nb::object build_data(const Reader& reader, nb::handle buffer, const LoadOptions& options) {
+SchemaLimits schema_limits(const LoadOptions& options) {
   SchemaLimits limits;
   // In 64 bits (a huge max_depth must not wrap around to a tiny limit), and capped: the parser reserves memory per
   // level, and the stack guard stops any walk far sooner than this.
@@ -527,10 +564,45 @@ nb::object build_data(const Reader& reader, nb::handle buffer, const LoadOptions
   limits.max_json_depth = static_cast<std::uint32_t>(
       std::min<std::uint64_t>(std::uint64_t{options.max_depth} * json_levels_per_level + 8, json_depth_cap));
   limits.max_nodes = options.max_nodes;
-  const std::optional<Tape> document = read_schema(reader, limits);
-  if (!document) return nb::object();
-  const std::size_t root = schema_root(*document);
-  Loader loader(*document, reader, buffer, options);
+  return limits;
+}
+
+TensorSource::Found TensorSource::find(std::string_view name) const {
+  for (const Shard& shard : shards) {
+    if (const TensorInfo* info = shard.reader.header().find(name)) return {info, &shard};
+  }
+  return {};
+}
+
+void TensorSource::check_unique_names() const {
+  if (shards.size() < 2) return;
+  std::unordered_map<std::string_view, std::size_t> seen;
+  for (std::size_t k = 0; k < shards.size(); ++k) {
+    for (const TensorInfo& t : shards[k].reader.header().tensors) {
+      if (!seen.emplace(t.name, k).second) raise(ErrorCode::TensorMismatch, "two shards hold a tensor named " + quote_name(t.name));
+    }
+  }
+}
+
+TreeIndex::TreeIndex(const Tape& tape) : id_nodes(tape.size() + 1, Tape::npos) {
+  for (std::size_t i = 0; i < tape.size(); ++i) {
+    if (tape[i].kind != NodeKind::Object) continue;
+    const std::string_view tag = tape.tag(i);
+    if (tag.empty() || tag == "ref") continue;
+    const std::size_t id = tape.member(i, "#");
+    if (id != Tape::npos && tape[id].kind == NodeKind::Int && tape[id].integer >= 1 && static_cast<std::uint64_t>(tape[id].integer) < id_nodes.size() &&
+        id_nodes[static_cast<std::size_t>(tape[id].integer)] == Tape::npos) {
+      id_nodes[static_cast<std::size_t>(tape[id].integer)] = i;
+    }
+    if (tag == "tensor") {
+      const std::size_t name = tape.member(i, "name");
+      if (name != Tape::npos && tape[name].kind == NodeKind::String) tensor_nodes.emplace(tape[name].text, i);
+    }
+  }
+}
+
+nb::object build_node(const Tape& tape, std::size_t node, const TensorSource& source, const LoadOptions& options, const TreeIndex* index) {
+  Loader loader(tape, source, options, index);
   // Building creates container objects by the thousand; letting the cyclic GC scan them over and over as they are
   // made costs more than the build itself (as unpicklers also find). Its state is restored, whatever happens.
   struct GcPause {
@@ -539,7 +611,13 @@ nb::object build_data(const Reader& reader, nb::handle buffer, const LoadOptions
       if (was_enabled) PyGC_Enable();
     }
   } pause;
-  return loader.build(root);
+  return loader.build(node);
+}
+
+nb::object build_data(const TensorSource& file, const LoadOptions& options) {
+  const std::optional<Tape> document = read_schema(file.shards.front().reader, schema_limits(options));
+  if (!document) return nb::object();
+  return build_node(*document, schema_root(*document), file, options, nullptr);
 }
 
 }  // namespace safestructures::bindings

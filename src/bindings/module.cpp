@@ -5,6 +5,7 @@
 #include <nanobind/stl/string.h>
 
 #include <cstring>
+#include <limits>
 #include <memory>
 #include <optional>
 
@@ -47,6 +48,8 @@ PyType_Slot file_buffer_slots[] = {
     {0, nullptr},
 };
 
+}  // namespace
+
 nb::object metadata_to_python(const Header& header, const Metadata& metadata) {
   if (!header.has_metadata) return nb::none();
   nb::dict out;
@@ -67,7 +70,6 @@ nb::list tensor_table(const Header& header) {
   return tensors;
 }
 
-// Maps and validates a file (with the GIL released), and wraps the mapping for numpy.
 std::pair<Reader, nb::object> open_mapped(const std::filesystem::path& path, std::uint64_t max_header_size) {
   std::optional<Reader> reader;
   {
@@ -79,6 +81,8 @@ std::pair<Reader, nb::object> open_mapped(const std::filesystem::path& path, std
   nb::object buffer = nb::cast(FileBuffer{reader->owner(), mapping->bytes().data(), mapping->bytes().size(), true});
   return {std::move(*reader), buffer};
 }
+
+namespace {
 
 nb::tuple py_read_file(const std::filesystem::path& path, std::uint64_t max_header_size) {
   auto [reader, buffer] = open_mapped(path, max_header_size);
@@ -182,10 +186,66 @@ nb::bytes py_save_bytes(nb::handle data, nb::handle metadata, std::uint32_t max_
   return result;
 }
 
+// The tensors of `data` written as the shards of a sharded save, each to a temporary name in `directory`, for the
+// caller to rename once the index is written too. Tensors go into shards in walk order, a new shard starting where
+// the next tensor would take the current one over `max_shard_size` (a larger tensor gets a shard of its own).
+// Returns (schema document, [(shard file name, temporary path)], [(tensor name, shard number)], total tensor bytes).
+nb::tuple py_save_sharded(nb::handle data, const std::filesystem::path& directory, const std::string& prefix, std::uint32_t max_depth,
+                          std::uint64_t max_shard_size, bool fsync, nb::handle context) {
+  SaveResult walked = walk_data(data, SaveOptions{max_depth, context});
+  const std::vector<WriteTensor>& tensors = walked.request.tensors;
+  Layout whole;
+  try {
+    whole = plan_layout(tensors, nullptr, std::numeric_limits<std::uint64_t>::max());
+  } catch (const Error& e) {
+    throw ArgumentError(e);
+  }
+  std::vector<std::vector<WriteTensor>> shards(1);
+  std::vector<std::uint64_t> shard_bytes(1, 0);
+  nb::list weight_map;
+  std::uint64_t total = 0;
+  for (std::size_t i = 0; i < tensors.size(); ++i) {
+    const std::uint64_t size = whole.sizes[i];
+    if (!shards.back().empty() && shard_bytes.back() + size > max_shard_size) {
+      shards.emplace_back();
+      shard_bytes.push_back(0);
+    }
+    shards.back().push_back(tensors[i]);
+    shard_bytes.back() += size;
+    total += size;
+    weight_map.append(nb::make_tuple(nb::str(tensors[i].name.data(), tensors[i].name.size()), shards.size() - 1));
+  }
+  // The Hugging Face convention: model-00001-of-00003.safetensors, five digits, numbered from 1.
+  const auto number = [](std::size_t k) {
+    std::string digits = std::to_string(k);
+    return std::string(digits.size() < 5 ? 5 - digits.size() : 0, '0') + digits;
+  };
+  const Metadata format{{"format", "pt"}};
+  nb::list files;
+  std::vector<std::filesystem::path> written;
+  try {
+    for (std::size_t k = 0; k < shards.size(); ++k) {
+      const std::string name = prefix + "-" + number(k + 1) + "-of-" + number(shards.size()) + ".safetensors";
+      const std::filesystem::path temp = directory / ("." + name + ".partial");
+      {
+        nb::gil_scoped_release release;
+        write_file(temp, shards[k], &format, WriteOptions{fsync});
+      }
+      written.push_back(temp);
+      files.append(nb::make_tuple(name, temp.string()));
+    }
+  } catch (...) {
+    std::error_code ignored;
+    for (const auto& path : written) std::filesystem::remove(path, ignored);
+    throw;
+  }
+  return nb::make_tuple(nb::str(walked.schema_document.data(), walked.schema_document.size()), files, weight_map, total);
+}
+
 // (structured, data or tensor table, user metadata): data when the file has a schema, else the flat tensor table.
-nb::tuple load_from(const Reader& reader, nb::handle buffer, std::uint32_t max_depth, std::uint64_t max_nodes, nb::handle context) {
-  nb::object data = build_data(reader, buffer, LoadOptions{max_depth, max_nodes, context});
-  const Header& header = reader.header();
+nb::tuple load_from(const TensorSource& file, std::uint32_t max_depth, std::uint64_t max_nodes, nb::handle context) {
+  nb::object data = build_data(file, LoadOptions{max_depth, max_nodes, context});
+  const Header& header = file.shards.front().reader.header();
   if (!data.is_valid()) return nb::make_tuple(false, tensor_table(header), metadata_to_python(header));
   return nb::make_tuple(true, data, metadata_to_python(header, user_metadata(header)));
 }
@@ -193,8 +253,10 @@ nb::tuple load_from(const Reader& reader, nb::handle buffer, std::uint32_t max_d
 nb::tuple py_load_file(const std::filesystem::path& path, std::uint32_t max_depth, std::uint64_t max_nodes, std::uint64_t max_header_size,
                        nb::handle context) {
   auto [reader, buffer] = open_mapped(path, max_header_size);
+  TensorSource file;
+  file.shards.push_back(Shard{std::move(reader), buffer});
   try {
-    return nb::make_tuple(buffer, load_from(reader, buffer, max_depth, max_nodes, context));
+    return nb::make_tuple(buffer, load_from(file, max_depth, max_nodes, context));
   } catch (const Error& e) {
     if (e.code() == ErrorCode::Io) throw;
     raise(e.code(), path.string() + ": " + e.what());
@@ -207,9 +269,11 @@ nb::tuple py_load_bytes(nb::handle data, std::uint32_t max_depth, std::uint64_t 
   if (PyObject_GetBuffer(data.ptr(), &view, PyBUF_SIMPLE) != 0) throw nb::python_error();
   // Held for the call only: the arrays built over `data` hold buffer exports of their own.
   std::unique_ptr<Py_buffer, void (*)(Py_buffer*)> release(&view, PyBuffer_Release);
-  const Reader reader = Reader::from_buffer(nullptr, {static_cast<const std::byte*>(view.buf), static_cast<std::size_t>(view.len)},
-                                            !view.readonly, max_header_size);
-  return load_from(reader, data, max_depth, max_nodes, context);
+  TensorSource file;
+  file.shards.push_back(Shard{Reader::from_buffer(nullptr, {static_cast<const std::byte*>(view.buf), static_cast<std::size_t>(view.len)},
+                                                  !view.readonly, max_header_size),
+                              nb::borrow(data)});
+  return load_from(file, max_depth, max_nodes, context);
 }
 
 }  // namespace
@@ -257,6 +321,10 @@ NB_MODULE(_core, m) {
   m.def("save_bytes", &py_save_bytes, "data"_a.none(), "metadata"_a.none() = nb::none(), "max_depth"_a = 1000,
         "max_header_size"_a = default_max_header_size, "context"_a.none() = nb::none(),
         "Save nested data with tensors as the bytes of a structured safetensors file.");
+  m.def("save_sharded", &py_save_sharded, "data"_a.none(), "directory"_a, "prefix"_a, "max_depth"_a, "max_shard_size"_a, "fsync"_a,
+        "context"_a.none(),
+        "Write the tensors of `data` as shards under temporary names in `directory`: (schema document, [(file name, "
+        "temporary path)], [(tensor, shard number)], total tensor bytes). The caller writes the index and renames.");
   m.def("load_file", &py_load_file, "path"_a, "max_depth"_a = 1000, "max_nodes"_a = 50'000'000,
         "max_header_size"_a = default_max_header_size, "context"_a.none() = nb::none(),
         "Load a file: (buffer, (True, data, user metadata)) for a structured file, (buffer, (False, tensor table, "
@@ -264,6 +332,7 @@ NB_MODULE(_core, m) {
   m.def("load_bytes", &py_load_bytes, "data"_a, "max_depth"_a = 1000, "max_nodes"_a = 50'000'000,
         "max_header_size"_a = default_max_header_size, "context"_a.none() = nb::none(),
         "Load from a buffer: (True, data, user metadata) or (False, tensor table, metadata); arrays view `data`.");
+  register_document(m);
   m.def("error_code_names", [] {
     nb::list names;
     for (int c = 0; c <= static_cast<int>(ErrorCode::TensorMismatch); ++c) {

@@ -1,0 +1,536 @@
+"""Lazy access: ``safestructures.open`` reads a file's header and schema only; nodes are walked without loading, and
+``load`` builds just the part asked for (tensors stay unread until then, as pages of a mapping)."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
+
+from . import _core
+from ._errors import InvalidArgumentError, InvalidFileError, quote
+from ._flat import _fspath
+
+__all__ = ["Node", "SafeFile", "open"]
+
+# The numpy name of each safetensors dtype (what a tensor of that dtype loads as in numpy).
+_DTYPE_NAMES = {
+    "BOOL": "bool", "U8": "uint8", "I8": "int8", "I16": "int16", "U16": "uint16", "F16": "float16", "BF16": "bfloat16",
+    "I32": "int32", "U32": "uint32", "F32": "float32", "C64": "complex64", "F64": "float64", "I64": "int64", "U64": "uint64",
+    "F8_E5M2": "float8_e5m2", "F8_E4M3": "float8_e4m3fn", "F8_E8M0": "float8_e8m0fnu", "F8_E4M3FNUZ": "float8_e4m3fnuz",
+    "F8_E5M2FNUZ": "float8_e5m2fnuz", "F4": "float4_e2m1fn", "F6_E2M3": "float6_e2m3fn", "F6_E3M2": "float6_e3m2fn",
+}
+
+# Tagged nodes whose content is a sequence of items, and those whose items are [key, value] pairs.
+_SEQUENCES = {"list", "tuple", "set", "frozenset", "deque"}
+_MAPPINGS = {"dict", "OrderedDict", "Counter", "defaultdict"}
+# Tagged nodes that stand for one value: they have no children to walk.
+_SCALAR_KINDS = {"none", "bool", "int", "float", "str", "bytes", "bytearray", "tensor"}
+
+
+class Node:
+    """One node of an opened file's tree: what it is, its children, and ``load()`` to build it.
+
+    Containers support ``len``, ``[]`` (a key for mappings and records, an index for sequences), iteration (keys of
+    a mapping, child nodes of a sequence) and ``keys()``/``values()``/``items()`` for mappings. Tensors report
+    ``dtype``, ``shape`` and ``nbytes`` from the header; no tensor data is read until ``load()``.
+    """
+
+    __slots__ = ("_file", "_index", "_path", "_tag", "_json_kind", "_count")
+
+    def __init__(self, file: SafeFile, index: int, path: tuple[Any, ...]) -> None:
+        self._file = file
+        self._path = path
+        doc = file._document()
+        json_kind, tag, count, _end = doc.node(index)
+        if tag == "ref":
+            # A shared object: the node reads as the object it refers to (which lives at its first occurrence).
+            target = None
+            for key, child in doc.members(index):
+                if key == "#" and doc.node(child)[0] == "int":
+                    target = doc.definition(doc.value(child))
+            if target is None:
+                raise InvalidFileError(f"at {self.path_text}: a reference to an object the file does not define")
+            index = target
+            json_kind, tag, count, _end = doc.node(index)
+        self._index = index
+        self._json_kind = json_kind
+        self._tag = tag
+        self._count = count
+
+    # --- what the node is -------------------------------------------------------------------------------------------
+
+    @property
+    def kind(self) -> str:
+        """What the node holds: ``"dict"``, ``"list"``, ``"tuple"``, ``"tensor"``, ``"int"``, ``"str"``, ``"none"``,
+        ``"dataclass"``, ``"namedtuple"``, ``"enum"``, ``"object"``... (the tag of format.md section 5.2, or the Python
+        type of a plain JSON value)."""
+        if self._tag is not None:
+            return self._tag
+        return {"null": "none", "false": "bool", "true": "bool", "int": "int", "float": "float", "string": "str",
+                "array": "list", "object": "dict"}[self._json_kind]
+
+    @property
+    def type_name(self) -> str | None:
+        """The class name stored for a dataclass, named tuple, enum member or object node (``module.QualName``)."""
+        field = self._field("type")
+        return field if isinstance(field, str) else None
+
+    @property
+    def path(self) -> str:
+        """The node's path, joined with ``.`` as tensor names are (``model.layers.0.weight``); ``""`` for the root."""
+        return ".".join(str(p) for p in self._path)
+
+    @property
+    def path_text(self) -> str:
+        """The node's path as error messages write it (``$["model"]["layers"][0]``)."""
+        return "$" + "".join(f"[{p}]" if isinstance(p, int) else f"[{quote(str(p))}]" for p in self._path)
+
+    @property
+    def is_container(self) -> bool:
+        """Whether the node has children to walk (dicts, lists, records...) rather than being one value."""
+        return self._children_node() is not None
+
+    # --- tensors and bytes ------------------------------------------------------------------------------------------
+
+    def _tensor_info(self) -> tuple[str, tuple[int, ...], int, int, int] | None:
+        if self._tag not in ("tensor", "bytes", "bytearray"):
+            return None
+        name = self._field("name" if self._tag == "tensor" else "tensor")
+        if not isinstance(name, str):
+            return None
+        return self._file._document().tensor(name)
+
+    @property
+    def tensor_name(self) -> str | None:
+        """The name of the safetensors tensor holding this tensor's (or long bytes') data; None for a view of another
+        tensor's storage and for short bytes."""
+        return None if self._tensor_info() is None else self._field("name" if self._tag == "tensor" else "tensor")
+
+    @property
+    def dtype(self) -> str | None:
+        """A tensor's dtype as numpy names it (``"float32"``, ``"bfloat16"``, ``">i4"``...); None for other nodes."""
+        if self._tag != "tensor":
+            return None
+        logical = self._field("dtype")
+        if isinstance(logical, str):
+            return logical
+        info = self._tensor_info()
+        if info is None:
+            storage = self._field("storage")
+            info = self._file._document().tensor(storage) if isinstance(storage, str) else None
+        return None if info is None else _DTYPE_NAMES.get(info[0], info[0])
+
+    @property
+    def shape(self) -> tuple[int, ...] | None:
+        """A tensor's shape; None for other nodes."""
+        if self._tag != "tensor":
+            return None
+        shape = self._field("shape")
+        if isinstance(shape, list) and all(type(d) is int for d in shape):
+            shape = tuple(shape)
+            if self._field("x2") is True and shape:
+                shape = shape[:-1] + (shape[-1] // 2,)
+            return shape
+        info = self._tensor_info()
+        if info is None:
+            return None
+        if self._field("x2") is True and info[1]:
+            return info[1][:-1] + (info[1][-1] // 2,)
+        return info[1]
+
+    @property
+    def framework(self) -> str | None:
+        """The framework a tensor was saved from (``"numpy"``, ``"torch"``...); None for other nodes."""
+        fw = self._field("fw") if self._tag == "tensor" else None
+        return fw if isinstance(fw, str) else None
+
+    @property
+    def nbytes(self) -> int | None:
+        """Bytes this tensor or bytes value takes in the file (0 for a view stored within another tensor); None for
+        other nodes."""
+        if self._tag == "tensor":
+            info = self._tensor_info()
+            return 0 if info is None else info[2]
+        if self._tag in ("bytes", "bytearray"):
+            info = self._tensor_info()
+            if info is not None:
+                return info[2]
+            b64 = self._field("b64")
+            if isinstance(b64, str):
+                return len(b64) // 4 * 3 - b64[-2:].count("=")
+        return None
+
+    # --- children ---------------------------------------------------------------------------------------------------
+
+    def _field(self, name: str) -> Any:
+        """A scalar field of a tagged node (None when absent or not a scalar)."""
+        if self._json_kind != "object":
+            return None
+        doc = self._file._document()
+        for key, child in doc.members(self._index):
+            if key == name:
+                return doc.value(child) if doc.node(child)[0] not in ("array", "object") else _container_field(doc, child)
+        return None
+
+    def _member(self, name: str) -> int | None:
+        doc = self._file._document()
+        for key, child in doc.members(self._index):
+            if key == name:
+                return child
+        return None
+
+    def _children_node(self) -> tuple[str, int] | None:
+        """("object", i) for members that are the children, ("array", i) for an array of children, ("pairs", i) for
+        an array of [key, value] pairs, ("namedtuple", i); None for a leaf."""
+        if self._tag is None:
+            return ("object" if self._json_kind == "object" else "array", self._index) if self._json_kind in ("object", "array") else None
+        tag = self._tag
+        if tag in _SEQUENCES:
+            items = self._member("items")
+            return ("array", items) if items is not None else None
+        if tag in _MAPPINGS:
+            items = self._member("items")
+            return ("pairs", items) if items is not None else None
+        if tag == "namedtuple":
+            return ("namedtuple", self._index)
+        if tag == "dataclass":
+            fields = self._member("fields")
+            return ("object", fields) if fields is not None else None
+        for wrapper in ("value", "attrs", "data"):  # object (its base content, else its attributes), ext, plugin
+            if tag in ("object", "ext", "plugin"):
+                child = self._member(wrapper)
+                if child is not None:
+                    sub = Node(self._file, child, self._path)
+                    return sub._children_node()
+        return None
+
+    def _entries(self) -> list[tuple[Any, int]]:
+        """(key or index, child node) of every child, in stored order."""
+        found = self._children_node()
+        if found is None:
+            return []
+        how, at = found
+        doc = self._file._document()
+        if how == "object":
+            return list(doc.members(at))
+        if how == "array":
+            return list(enumerate(doc.elements(at)))
+        if how == "pairs":
+            out = []
+            for k, pair in enumerate(doc.elements(at)):
+                if doc.node(pair)[:3:2] != ("array", 2):
+                    raise InvalidFileError(f"at {self.path_text}: item {k} of a mapping is not a [key, value] pair")
+                key_node, value_node = doc.elements(pair)
+                out.append((self._file._load_at(key_node, self._path), value_node))
+            return out
+        names: list[Any] = []
+        values: list[int] = []
+        for key, child in doc.members(at):
+            if key == "fields" and doc.node(child)[0] == "array":
+                names = [doc.value(c) if doc.node(c)[0] == "string" else None for c in doc.elements(child)]
+            elif key == "items" and doc.node(child)[0] == "array":
+                values = doc.elements(child)
+        return list(zip(names, values))
+
+    def _is_sequence(self) -> bool:
+        found = self._children_node()
+        return found is not None and found[0] == "array"
+
+    def __len__(self) -> int:
+        found = self._children_node()
+        if found is None:
+            raise TypeError(f"{self.kind} node at {self.path_text} has no length")
+        how, at = found
+        return len(self._entries()) if how == "namedtuple" else self._file._document().node(at)[2]
+
+    def __getitem__(self, key: Any) -> Node:
+        found = self._children_node()
+        if found is None:
+            raise TypeError(f"{self.kind} node at {self.path_text} has no children")
+        entries = self._entries()
+        if found[0] == "array" or (found[0] == "namedtuple" and type(key) is int):
+            if type(key) is not int:
+                raise TypeError(f"{self.kind} node at {self.path_text} is indexed by int, not {type(key).__name__}")
+            n = len(entries)
+            if not -n <= key < n:
+                raise IndexError(f"index {key} is out of range for the {self.kind} of {n} items at {self.path_text}")
+            index = key % n
+            return Node(self._file, entries[index][1], self._path + (index,))
+        for k, child in entries:
+            if type(k) is type(key) and k == key:
+                return Node(self._file, child, self._path + (k,))
+        raise KeyError(f"{key!r} is not a key of the {self.kind} at {self.path_text}")
+
+    def keys(self) -> list[Any]:
+        """The keys of a mapping or record node (field names of a dataclass or named tuple), in stored order."""
+        if self._is_sequence():
+            raise TypeError(f"{self.kind} node at {self.path_text} has indices, not keys")
+        return [k for k, _ in self._entries()]
+
+    def values(self) -> list[Node]:
+        """The child nodes, in stored order."""
+        return [child for _, child in self.items()] if not self._is_sequence() else list(self)
+
+    def items(self) -> list[tuple[Any, Node]]:
+        """(key, child node) pairs of a mapping or record node."""
+        if self._is_sequence():
+            raise TypeError(f"{self.kind} node at {self.path_text} has indices, not keys")
+        return [(k, Node(self._file, c, self._path + (k,))) for k, c in self._entries()]
+
+    def __iter__(self) -> Iterator[Any]:
+        """Keys of a mapping or record; child nodes of a sequence."""
+        if self._children_node() is None:
+            raise TypeError(f"{self.kind} node at {self.path_text} is not iterable")
+        if self._is_sequence():
+            return iter([Node(self._file, c, self._path + (i,)) for i, c in self._entries()])
+        return iter(self.keys())
+
+    def __contains__(self, key: Any) -> bool:
+        return not self._is_sequence() and any(type(k) is type(key) and k == key for k in self.keys())
+
+    # --- loading ----------------------------------------------------------------------------------------------------
+
+    def load(self, *, framework: str | None | type[_Default] = None, device: str | None = None) -> Any:
+        """Build this node's value: only its own tensors are read (and any object it shares with the rest of the
+        file). ``framework``/``device`` override those given to :func:`open`."""
+        return self._file._load_at(self._index, self._path, framework=framework, device=device)
+
+    def describe(self, max_depth: int | None = None) -> dict[str, Any]:
+        """The node as plain JSON-ready data: kind, type, dtype/shape/nbytes of tensors, values of scalars, and the
+        children down to ``max_depth`` levels (all when None); reads no tensor data."""
+        out: dict[str, Any] = {"kind": self.kind}
+        if self.type_name is not None:
+            out["type"] = self.type_name
+        if self._tag == "tensor":
+            out.update(dtype=self.dtype, shape=list(self.shape or ()), nbytes=self.nbytes, framework=self.framework)
+            if self.tensor_name is not None:
+                out["tensor"] = self.tensor_name
+            return out
+        if self._tag in ("bytes", "bytearray"):
+            out["nbytes"] = self.nbytes
+            return out
+        if self._children_node() is None:
+            out["value"] = _json_value(self.load(framework="numpy"))
+            return out
+        out["len"] = len(self)
+        if max_depth is not None and max_depth <= 0:
+            return out
+        deeper = None if max_depth is None else max_depth - 1
+        if self._is_sequence():
+            out["items"] = [child.describe(deeper) for child in self]
+        else:
+            out["items"] = [[_json_value(k), child.describe(deeper)] for k, child in self.items()]
+        return out
+
+    def __repr__(self) -> str:
+        where = self.path or "<root>"
+        if self._tag == "tensor":
+            return f"<Node tensor {self.dtype}{list(self.shape or ())} at {where}>"
+        if self._children_node() is not None:
+            name = f" {self.type_name}" if self.type_name else ""
+            return f"<Node {self.kind}{name} len={len(self)} at {where}>"
+        return f"<Node {self.kind} at {where}>"
+
+
+class _Default:
+    """Marks an argument left to the value given to :func:`open`."""
+
+
+def _container_field(doc: Any, node: int) -> Any:
+    """A field that is a JSON list of scalars (a shape, the names of a named tuple), else None."""
+    if doc.node(node)[0] != "array":
+        return None
+    values = []
+    for child in doc.elements(node):
+        if doc.node(child)[0] in ("array", "object"):
+            return None
+        values.append(doc.value(child))
+    return values
+
+
+def _json_value(value: Any) -> Any:
+    """A scalar as JSON shows it: itself when JSON has it, else its repr."""
+    if value is None or type(value) in (bool, int, str):
+        return value
+    if type(value) is float and value == value and value not in (float("inf"), float("-inf")):
+        return value
+    return repr(value)
+
+
+class SafeFile:
+    """A file opened by :func:`open`. Walk it as its root node (``f["model"]``, ``len(f)``, ``f.keys()``), or load a
+    part by path with ``f.load("model.layers.0")``. Usable as a context manager; tensors loaded stay valid after
+    ``close()`` (they keep the mapping alive)."""
+
+    def __init__(self, paths: Sequence[str], schema: str | None, metadata: dict[str, str] | None, load_args: dict[str, Any],
+                 limits: tuple[int, int, int], source: str) -> None:
+        self._doc: Any = _core.Document(list(paths), schema, *limits)
+        self._metadata = metadata if metadata is not None else self._doc.metadata(0)
+        self._load_args = load_args
+        self._source = source
+
+    def _document(self) -> Any:
+        if self._doc is None:
+            raise InvalidArgumentError(f"{self._source} is closed")
+        return self._doc
+
+    @property
+    def metadata(self) -> dict[str, str] | None:
+        """The caller's metadata saved with the data (None when the file has no metadata)."""
+        return self._metadata
+
+    @property
+    def tree(self) -> Node:
+        """The root node."""
+        return Node(self, self._document().root, ())
+
+    def tensors(self) -> dict[str, tuple[str, tuple[int, ...], int]]:
+        """Every tensor in the file (or its shards): name -> (safetensors dtype, shape, nbytes), in file order."""
+        doc = self._document()
+        out = {}
+        for shard in range(doc.shard_count):
+            for name, dtype, shape, _offset, nbytes in doc.tensors(shard):
+                out[name] = (dtype, tuple(shape), nbytes)
+        return out
+
+    def node(self, path: str | Sequence[Any] = "") -> Node:
+        """The node at ``path``: a dotted path as tensor names are written (``"model.layers.0"``; ``""`` is the root),
+        or a sequence of keys and indices (``("model", "layers", 0)``) for keys that hold dots or are not strings."""
+        node = self.tree
+        parts: Iterable[Any] = ([] if path == "" else path.split(".")) if isinstance(path, str) else path
+        for part in parts:
+            if not node.is_container:
+                raise KeyError(f"{node.path_text} is a {node.kind}, which has no child {part!r}")
+            if isinstance(path, str):
+                node = _child_by_text(node, part)
+            else:
+                node = node[part]
+        return node
+
+    def load(self, path: str | Sequence[Any] = "", *, framework: str | None | type[_Default] = _Default,
+             device: str | None = None) -> Any:
+        """Build the value at ``path`` (the whole data by default); see :meth:`node` for paths."""
+        return self.node(path).load(framework=framework, device=device)
+
+    def _load_at(self, index: int, path: tuple[Any, ...], framework: Any = _Default, device: str | None = None) -> Any:
+        from ._api import _load_context
+
+        args = dict(self._load_args)
+        if framework is not _Default:
+            args["framework"] = framework
+        if device is not None:
+            args["device"] = device
+        context = _load_context(args["framework"], args["device"], args["plugins"], args["types"], args["strict"])
+        try:
+            return self._document().load(index, context)
+        except InvalidFileError as e:
+            if not path:
+                raise
+            where = Node.__new__(Node)
+            where._path = path
+            raise type(e)(f"{self._source}, in {where.path_text}: {e}") from None
+
+    def close(self) -> None:
+        """Release the file (arrays already loaded keep their own reference to its mapping)."""
+        self._doc = None
+
+    def __enter__(self) -> SafeFile:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # The root node's container interface, so ``f["model"]`` and ``len(f)`` work on the file itself.
+    def __getitem__(self, key: Any) -> Node:
+        return self.tree[key]
+
+    def __len__(self) -> int:
+        return len(self.tree)
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self.tree)
+
+    def __contains__(self, key: Any) -> bool:
+        return key in self.tree
+
+    def keys(self) -> list[Any]:
+        """The keys of the root mapping."""
+        return self.tree.keys()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._doc is None else f"{len(self.tensors())} tensors"
+        return f"<safestructures file {self._source}: {state}>"
+
+
+def _child_by_text(node: Node, part: str) -> Node:
+    """The child a path segment names: an index for sequences (and named tuples), else the key whose text is it."""
+    if node._is_sequence() or (node.kind == "namedtuple" and part.lstrip("-").isdigit()):
+        try:
+            return node[int(part)]
+        except ValueError:
+            raise KeyError(f"{node.path_text} is a {node.kind}: {part!r} is not an index") from None
+    for key, child in node._entries():
+        if key == part or (type(key) is not str and str(key) == part):
+            return Node(node._file, child, node._path + (key,))
+    raise KeyError(f"{part!r} is not a key of the {node.kind} at {node.path_text}")
+
+
+def _plain_schema(tensors: list[tuple[str, str, tuple[int, ...], int, int]]) -> str:
+    """The schema a plain safetensors file would have if safestructures had saved its {name: tensor} dict."""
+    items = [[name, {"$": "tensor", "name": name, "fw": "numpy"}] for name, *_ in tensors]
+    return json.dumps({"format": "safestructures", "version": 2, "root": {"$": "dict", "items": items}}, separators=(",", ":"))
+
+
+def open(
+    path: str | os.PathLike[str],
+    framework: str | None = None,
+    *,
+    device: str = "cpu",
+    plugins: Iterable[type] | None = None,
+    types: Iterable[type] = (),
+    strict: bool = False,
+    max_depth: int | None = None,
+    max_nodes: int | None = None,
+    max_header_size: int | None = None,
+) -> SafeFile:
+    """Open a file lazily: only its header and schema are read. Nothing is built and no tensor data is read until a
+    node's ``load()`` (or ``f.load(path)``), which reads only the tensors of that part.
+
+    ``path`` is a file saved by :func:`save_file`, a plain safetensors file (its tensors appear as a dict), or a
+    directory (or its ``model.safetensors.index.json``) written by ``save_file(..., max_shard_size=...)``. The load
+    arguments are those of :func:`load_file` and apply to every ``load()`` from this file.
+
+    Raises:
+        InvalidFileError: the header or the schema is malformed, or a file of 1.0.0 (load those with load_file).
+        OSError: the file cannot be read.
+    """
+    from . import _api, _sharded, _v1
+
+    limits = (
+        _api.DEFAULT_MAX_DEPTH if max_depth is None else max_depth,
+        _api.DEFAULT_MAX_NODES if max_nodes is None else max_nodes,
+        _api.DEFAULT_MAX_HEADER_SIZE if max_header_size is None else max_header_size,
+    )
+    types = tuple(types)
+    plugins = None if plugins is None else tuple(plugins)
+    _api._load_context(framework, device, plugins, types, strict)  # every argument is checked now, not at first load
+    load_args = {"framework": framework, "device": device, "plugins": plugins, "types": types, "strict": strict}
+    target = _fspath(path)
+    index = _sharded.index_path(target)
+    if index is not None:
+        files, schema, metadata, where = _sharded.read_index(index, limits[2])
+        opened = SafeFile(files, schema, metadata, load_args, limits, target)
+        _sharded.check_shards(index, opened._document(), where, files)
+        return opened
+    opened = SafeFile([target], None, None, load_args, limits, target)
+    doc = opened._document()
+    if not doc.structured:
+        if _v1.is_v1(opened.metadata):
+            raise InvalidFileError(
+                f"{target} was written by safestructures 1.0.0, which open() does not read lazily: load it with "
+                "load_file(), or rewrite it with `safestructures upgrade`"
+            )
+        doc.adopt_schema(_plain_schema(doc.tensors(0)))
+    return opened

@@ -1,0 +1,163 @@
+"""Sharded saves: one structure over several safetensors files in the Hugging Face layout
+(``model-00001-of-00003.safetensors`` + ``model.safetensors.index.json``), the schema kept in the index."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from collections.abc import Mapping
+from typing import Any
+
+from . import _core
+from ._errors import InvalidArgumentError, InvalidFileError, quote
+
+__all__ = ["INDEX_NAME", "check_shards", "index_path", "parse_size", "read_index", "save_sharded"]
+
+INDEX_NAME = "model.safetensors.index.json"
+PREFIX = "model"
+#: The index key holding the schema document (as in a single file's __metadata__).
+SCHEMA_KEY = "__safestructures__"
+_SHARD_NAME = re.compile(r"[A-Za-z0-9_.\-]+\.safetensors")
+_UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
+
+
+def parse_size(size: int | str) -> int:
+    """Bytes from an int or a text such as ``"5GB"`` or ``"500MiB"`` (as transformers' ``max_shard_size`` takes)."""
+    if type(size) is int:
+        value = size
+    elif isinstance(size, str):
+        match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?I?B?)\s*", size.upper())
+        if match is None or match.group(2) not in _UNITS:
+            raise InvalidArgumentError(f"max_shard_size {size!r} is not a size such as 500000000, '5GB' or '500MiB'")
+        value = int(float(match.group(1)) * _UNITS[match.group(2)])
+    else:
+        raise TypeError(f"max_shard_size must be an int or a str such as '5GB', not {type(size).__name__}")
+    if value <= 0:
+        raise InvalidArgumentError(f"max_shard_size must be positive, not {size!r}")
+    return value
+
+
+def index_path(path: str) -> str | None:
+    """The index a path names: the path itself when it is an index file, the index inside a directory; else None."""
+    if os.path.isdir(path):
+        return os.path.join(path, INDEX_NAME)
+    if path.endswith(".index.json"):
+        return path
+    return None
+
+
+def _write_atomic(path: str, text: str, fsync: bool) -> None:
+    directory = os.path.dirname(path) or "."
+    fd, temp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".partial", dir=directory)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            if fsync:
+                f.flush()
+                os.fsync(f.fileno())
+        os.chmod(temp, 0o644)
+        os.replace(temp, path)
+    except BaseException:
+        try:
+            os.unlink(temp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def _old_shards(index: str) -> set[str]:
+    """The shard files an existing index lists (to remove those a new save no longer uses)."""
+    try:
+        with open(index, encoding="utf-8") as f:
+            weight_map = json.load(f).get("weight_map", {})
+        return {v for v in weight_map.values() if isinstance(v, str) and _SHARD_NAME.fullmatch(v)}
+    except (OSError, ValueError, AttributeError):
+        return set()
+
+
+def save_sharded(data: Any, directory: str, metadata: Mapping[str, str] | None, max_shard_size: int, max_depth: int,
+                 fsync: bool, context: dict[str, Any]) -> None:
+    """Write ``data`` into ``directory`` as shards of at most ``max_shard_size`` tensor bytes plus the index.
+
+    Every shard is written under a temporary name first, then the index; only then are they renamed into place, so a
+    failure while writing leaves an earlier checkpoint in the directory as it was.
+    """
+    os.makedirs(directory, exist_ok=True)
+    index = os.path.join(directory, INDEX_NAME)
+    previous = _old_shards(index)
+    schema, files, weight_map, total = _core.save_sharded(data, directory, PREFIX, max_depth, max_shard_size, fsync, context)
+    renamed: list[str] = []
+    try:
+        names = [name for name, _ in files]
+        document = {
+            "metadata": {"total_size": total, **(metadata or {}), SCHEMA_KEY: schema},
+            "weight_map": {tensor: names[shard] for tensor, shard in weight_map},
+        }
+        text = json.dumps(document, ensure_ascii=False, indent=2)
+        for name, temp in files:
+            os.replace(temp, os.path.join(directory, name))
+            renamed.append(name)
+        _write_atomic(index, text, fsync)
+    except BaseException:
+        for _name, temp in files:
+            try:
+                os.unlink(temp)
+            except FileNotFoundError:
+                pass
+        raise
+    for stale in previous - set(renamed):
+        try:
+            os.unlink(os.path.join(directory, stale))
+        except FileNotFoundError:
+            pass
+
+
+def read_index(index: str, max_size: int) -> tuple[list[str], str, dict[str, str], dict[str, int]]:
+    """(shard paths, schema document, user metadata, {tensor: shard number}) from a sharded save's index;
+    InvalidFileError naming what is wrong."""
+    try:
+        size = os.path.getsize(index)
+    except FileNotFoundError:
+        raise FileNotFoundError(2, f"no {INDEX_NAME} here: not a sharded save", index) from None
+    if size > max_size:
+        raise InvalidFileError(f"{index}: the index is {size} bytes, over the limit of {max_size}")
+    with open(index, "rb") as f:
+        raw = f.read()
+    try:
+        document = json.loads(raw)
+    except (UnicodeDecodeError, ValueError) as e:
+        raise InvalidFileError(f"{index}: not a JSON index: {e}") from None
+    if not isinstance(document, dict) or not isinstance(document.get("weight_map"), dict) or not isinstance(document.get("metadata"), dict):
+        raise InvalidFileError(f"{index}: an index is an object with \"metadata\" and \"weight_map\" objects")
+    schema = document["metadata"].get(SCHEMA_KEY)
+    if not isinstance(schema, str):
+        raise InvalidFileError(f"{index}: the index has no safestructures schema (metadata {quote(SCHEMA_KEY)}); "
+                               "load its shards with load_file one by one")
+    directory = os.path.dirname(index)
+    shards: list[str] = []
+    for tensor, shard in document["weight_map"].items():
+        # Only plain file names beside the index: an index must not point a load at any other file.
+        if not isinstance(shard, str) or not _SHARD_NAME.fullmatch(shard) or shard.startswith("."):
+            raise InvalidFileError(f"{index}: tensor {quote(str(tensor))} is mapped to {shard!r}, which is not a shard file name")
+        if shard not in shards:
+            shards.append(shard)
+    if not shards:  # data without tensors: its one shard holds none
+        shards = [f"{PREFIX}-00001-of-00001.safetensors"]
+    metadata = {k: v for k, v in document["metadata"].items() if k not in (SCHEMA_KEY, "total_size")}
+    if not all(isinstance(v, str) for v in metadata.values()):
+        raise InvalidFileError(f"{index}: metadata values other than total_size must be strings")
+    numbers = {s: k for k, s in enumerate(shards)}
+    where = {tensor: numbers[shard] for tensor, shard in document["weight_map"].items()}
+    return [os.path.join(directory, s) for s in shards], schema, metadata, where
+
+
+def check_shards(index: str, document: Any, where: dict[str, int], paths: list[str]) -> None:
+    """Every tensor of the index is in the shard it names (a directory whose files do not belong together, from two
+    saves say, is refused rather than loaded as a mix)."""
+    for tensor, shard in where.items():
+        found = document.tensor(tensor)
+        if found is None or found[3] != shard:
+            raise InvalidFileError(f"{index}: the index maps tensor {quote(tensor)} to {os.path.basename(paths[shard])}, "
+                                   "which does not hold it")
