@@ -194,10 +194,9 @@ def load_file(
         UnknownTypeError: with ``strict=True``, the file names a class this load was not given.
         OSError: the file cannot be read.
     """
-    from . import _sharded
-
     target = _fspath(path)
-    if _sharded.index_path(target) is not None:
+    # A sharded save: its directory or its index (checked here so that loading a file imports nothing more).
+    if target.endswith(".index.json") or os.path.isdir(target):
         from ._lazy import open as open_lazy
 
         with open_lazy(target, framework, device=device, plugins=plugins, types=types, strict=strict, max_depth=max_depth,
