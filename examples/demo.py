@@ -144,7 +144,22 @@ def main() -> None:
     as_numpy = ss.load_file(path, framework="numpy")
     print(f"  with framework='numpy' the same file gives numpy arrays: {type(as_numpy['batches'][0]).__name__}, "
           f"{as_numpy['weights']['embed.weight'].dtype}")
-    print(f"\nfile kept at {path}")
+
+    with ss.open(path) as f:
+        node = f["activations"]["blocks.1"]
+        print(f"\nopened lazily (header and structure only): {list(f)}; activations['blocks.1'] is a {node.kind} of "
+              f"{len(node)} calls, its first output {f.node(('activations', 'blocks.1', 0, 'output', 'hidden'))}")
+        one = f.node(("activations", "blocks.1", 2)).load()
+        assert same(one, record["activations"]["blocks.1"][2]), "a part loads exactly as in the whole"
+        print("  loaded just that call: its tensors' pages are the only tensor data read")
+
+    shards = out_dir / "sharded"
+    ss.save_file(record, shards, metadata={"model": "TinyLM"}, max_shard_size=4096)
+    files = sorted(p.name for p in shards.iterdir())
+    assert same(ss.load_file(shards), record), "a sharded save loads exactly as one file"
+    print(f"saved again in shards of at most 4 KiB of tensors: {files[0]} ... {files[-1]} ({len(files)} files), "
+          "loaded back exactly")
+    print(f"\nfiles kept in {out_dir}")
 
 
 if __name__ == "__main__":
