@@ -25,6 +25,7 @@ import dataclasses
 import io
 import json
 import os
+import re
 import uuid
 import warnings
 from collections.abc import Iterable, Mapping
@@ -101,6 +102,9 @@ _FROM_BIT_VIEWS: dict[str, tuple[torch.dtype, Any]] = {
 _TORCH_DTYPES: dict[str, torch.dtype] = {
     str(value).removeprefix("torch."): value for value in vars(torch).values() if isinstance(value, torch.dtype)
 }
+
+
+_SHARD_PATTERN = re.compile(r"model-\d{5}-of-\d{5}\.safetensors")
 
 
 def shard_name(index: int, count: int) -> str:
@@ -392,6 +396,7 @@ class SafestructuresWriter(StorageWriter):
         self.fsync = fsync
         self.save_id = str(uuid.uuid4())
         self.is_coordinator = False
+        self._shards: list[str] = []
 
     def reset(self, checkpoint_id: str | os.PathLike[str] | None = None) -> None:
         if checkpoint_id is not None:
@@ -410,7 +415,8 @@ class SafestructuresWriter(StorageWriter):
 
     def prepare_global_plan(self, plans: list[SavePlan]) -> list[SavePlan]:
         # Plans come in rank order: rank r writes shard r + 1 of len(plans).
-        return [dataclasses.replace(plan, storage_data=shard_name(i, len(plans))) for i, plan in enumerate(plans, start=1)]
+        self._shards = [shard_name(i, len(plans)) for i in range(1, len(plans) + 1)]
+        return [dataclasses.replace(plan, storage_data=shard) for plan, shard in zip(plans, self._shards)]
 
     def write_data(self, plan: SavePlan, planner: SavePlanner) -> Future[list[WriteResult]]:
         if any(item.type == WriteItemType.BYTE_IO for item in plan.items) and not isinstance(planner, SafestructuresSavePlanner):
@@ -490,6 +496,11 @@ class SafestructuresWriter(StorageWriter):
         }
         index = {"metadata": {"total_size": total_size, INDEX_KEY: description}, "weight_map": dict(sorted(weight_map.items()))}
         _write_atomically(self.path / INDEX_NAME, json.dumps(index, indent=2, ensure_ascii=False, allow_nan=False) + "\n", self.fsync)
+        # Shards of an earlier save with another number of ranks would mislead tools that list the directory (as
+        # transformers' save_pretrained does, they go once the new index is in place).
+        for stale in self.path.iterdir():
+            if _SHARD_PATTERN.fullmatch(stale.name) and stale.name not in self._shards:
+                stale.unlink(missing_ok=True)
 
     @classmethod
     def validate_checkpoint_id(cls, checkpoint_id: str | os.PathLike[str]) -> bool:

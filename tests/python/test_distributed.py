@@ -8,12 +8,15 @@ import dataclasses
 import json
 import pickle
 import random
+import re
 import shutil
 import socket
 import subprocess
 import sys
 import textwrap
 import time
+import types
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -316,12 +319,16 @@ def test_single_process_round_trip(tmp_path: Path) -> None:
         "d": torch.tensor(2.5, dtype=torch.float64),
         "e": {"bools": torch.tensor([True, False]), "unsigned": torch.tensor([7], dtype=torch.uint16)},
     }
+    # What an earlier save on 3 ranks left: its shards go, other files stay.
+    (tmp_path / "model-00003-of-00003.safetensors").write_bytes(b"old")
+    (tmp_path / "notes.txt").write_text("kept", encoding="utf-8")
     ssd.save(state, tmp_path)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["model-00001-of-00001.safetensors", ssd.INDEX_NAME]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model-00001-of-00001.safetensors", ssd.INDEX_NAME, "notes.txt"]
     assert_same(ssd.load(tmp_path), state)
     # A second save over the same directory replaces the checkpoint.
     ssd.save({"only": 1}, tmp_path)
     assert ssd.load(tmp_path) == {"only": 1}
+    assert ss.load_tensors(tmp_path / "model-00001-of-00001.safetensors") == {}
 
 
 def test_colliding_names_are_refused(tmp_path: Path) -> None:
@@ -426,3 +433,47 @@ def test_needs_torch_distributed(setup: str, tmp_path: Path) -> None:
     result = subprocess.run([sys.executable, "-W", "error", "-c", textwrap.dedent(code)], cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert "REFUSED safestructures.distributed needs" in result.stdout
+
+
+class AppState:
+    """A DCP Stateful: DCP saves its state_dict() and hands the loaded one to load_state_dict()."""
+
+    def __init__(self, epoch: int, weights: Any) -> None:
+        self.epoch, self.weights = epoch, weights
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"epoch": self.epoch, "weights": self.weights, "history": (1, 2)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.epoch, self.weights, self.history = state["epoch"], state["weights"], state["history"]
+
+
+def test_stateful_objects(tmp_path: Path) -> None:
+    ssd.save({"app": AppState(4, torch.arange(3.0))}, tmp_path)
+    app = AppState(0, torch.zeros(3))
+    weights = app.weights
+    ssd.load(tmp_path, {"app": app})
+    assert app.epoch == 4 and app.history == (1, 2) and app.weights is weights
+    assert torch.equal(weights, torch.arange(3.0))
+
+
+GUIDE = Path(__file__).resolve().parents[2] / "docs" / "distributed.md"
+
+
+def test_the_guide_runs(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    blocks = re.findall(r"^```python[ \t]*\n(.*?)^```[ \t]*$", GUIDE.read_text(encoding="utf-8"), flags=re.DOTALL | re.MULTILINE)
+    assert len(blocks) == 3
+    # The blocks run in order as one module (not __main__: the torchrun entry point stays out), in one process.
+    module = types.ModuleType("distributed_guide")
+    monkeypatch.setitem(sys.modules, "distributed_guide", module)
+    monkeypatch.chdir(tmp_path)
+    for number, block in enumerate(blocks, 1):
+        code = compile(block, f"{GUIDE.name}, python block {number}", "exec", dont_inherit=True)
+        with warnings.catch_warnings():
+            # The guide's direct DCP calls with no_dist=True warn, as it says.
+            warnings.filterwarnings("ignore", message="torch.distributed is disabled", category=UserWarning)
+            exec(code, module.__dict__)
+    namespace = module.__dict__
+    assert namespace["step"] == 100 and type(namespace["config"]) is namespace["Config"]
+    assert namespace["target"]["step"] == 100
+    assert sorted(p.name for p in (tmp_path / "ckpt").iterdir()) == ["model-00001-of-00001.safetensors", ssd.INDEX_NAME]
