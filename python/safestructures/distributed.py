@@ -60,7 +60,7 @@ from torch.distributed.checkpoint.storage import StorageReader, StorageWriter, W
 from torch.futures import Future
 
 from . import _api
-from ._errors import InvalidArgumentError, InvalidFileError, UnsupportedTypeError, quote
+from ._errors import InvalidArgumentError, InvalidFileError, SafestructuresError, UnsupportedTypeError, quote
 from ._flat import load_tensors, save_tensors
 
 __all__ = [
@@ -146,6 +146,12 @@ def _flatten(state: Mapping[Any, Any]) -> tuple[dict[Any, Any], dict[str, Any]]:
         if type(value) is list and _walks_into(value):
             return [walk(item, path + (i,)) for i, item in enumerate(value)]
         fqn = _fqn(path)
+        if not fqn.isascii():
+            try:
+                fqn.encode("utf-8")
+            except UnicodeEncodeError:
+                # Names go into the index (UTF-8 JSON) and the shards' headers, which hold valid Unicode only.
+                raise InvalidArgumentError(f"the name {fqn!r} of an entry of the state is not valid Unicode (a lone surrogate)") from None
         if fqn in flat:
             raise InvalidArgumentError(f"two entries of the state are both named {quote(fqn)} once their keys are joined with '.'")
         flat[fqn] = value
@@ -288,8 +294,9 @@ class SafestructuresSavePlanner(DefaultSavePlanner):
         if write_item.type == WriteItemType.BYTE_IO:
             try:
                 return io.BytesIO(_api.save(object))
-            except (TypeError, ValueError) as e:
-                raise type(e)(f"{quote(write_item.index.fqn)}: {e}") from e
+            except SafestructuresError as e:
+                # The core's message gives the path inside the value; this gives the value's own name.
+                raise type(e)(f"value {quote(write_item.index.fqn)}: {e}", code=e.code) from e
         return object
 
 

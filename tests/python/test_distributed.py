@@ -5,12 +5,16 @@ from __future__ import annotations
 import ast
 import collections
 import dataclasses
+import datetime
+import decimal
+import fractions
 import json
 import pickle
 import random
 import re
 import shutil
 import socket
+import struct
 import subprocess
 import sys
 import textwrap
@@ -318,6 +322,9 @@ def test_single_process_round_trip(tmp_path: Path) -> None:
         "c": (1, (2, 3.5)),
         "d": torch.tensor(2.5, dtype=torch.float64),
         "e": {"bools": torch.tensor([True, False]), "unsigned": torch.tensor([7], dtype=torch.uint16)},
+        # Values kept as schema documents in the index come back exact.
+        "f": [-0.0, 5e-324, 1e300, 2**100, -(2**70), "\ud800 é", b"\x00\xff", {3, 1}, frozenset({"x"}), 1 + 2j],
+        "g": {(1, "t"): datetime.date(2024, 2, 29), None: decimal.Decimal("1.10"), 2.5: fractions.Fraction(1, 3)},
     }
     # What an earlier save on 3 ranks left: its shards go, other files stay.
     (tmp_path / "model-00003-of-00003.safetensors").write_bytes(b"old")
@@ -331,9 +338,22 @@ def test_single_process_round_trip(tmp_path: Path) -> None:
     assert ss.load_tensors(tmp_path / "model-00001-of-00001.safetensors") == {}
 
 
-def test_colliding_names_are_refused(tmp_path: Path) -> None:
+def test_nan_values_keep_their_bits(tmp_path: Path) -> None:
+    nan = struct.unpack("<d", bytes.fromhex("0100000000f8ff7f"))[0]  # a NaN with a payload
+    ssd.save({"x": nan, "y": float("-inf")}, tmp_path)
+    loaded = ssd.load(tmp_path)
+    assert struct.pack("<d", loaded["x"]) == struct.pack("<d", nan) and loaded["y"] == float("-inf")
+
+
+def test_unstorable_names_and_values_are_refused(tmp_path: Path) -> None:
     with pytest.raises(ss.InvalidArgumentError, match='"a.b"'):
         ssd.save({"a.b": torch.ones(1), "a": {"b": torch.zeros(1)}}, tmp_path)
+    with pytest.raises(ss.InvalidArgumentError, match="not valid Unicode"):
+        ssd.save({"\ud800": torch.ones(1)}, tmp_path)
+    with pytest.raises(ss.UnsupportedTypeError, match=r'value "run.handle": .*_io.BufferedReader'):
+        with open(__file__, "rb") as handle:
+            ssd.save({"run": {"handle": handle}}, tmp_path)
+    assert not (tmp_path / ssd.INDEX_NAME).exists()
 
 
 def test_load_refuses_keys_the_checkpoint_lacks(saved: Path) -> None:
