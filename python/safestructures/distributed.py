@@ -34,9 +34,12 @@ from typing import Any
 
 import numpy as np
 import torch.distributed.checkpoint as dcp
-from torch.distributed.checkpoint.filesystem import CURRENT_DCP_VERSION as _DCP_VERSION
 from torch.distributed.checkpoint.api import CheckpointException
-from torch.distributed.checkpoint.default_planner import DefaultLoadPlanner, DefaultSavePlanner
+from torch.distributed.checkpoint.default_planner import (
+    DefaultLoadPlanner,
+    DefaultSavePlanner,
+)
+from torch.distributed.checkpoint.filesystem import CURRENT_DCP_VERSION as _DCP_VERSION
 from torch.distributed.checkpoint.metadata import (
     BytesStorageMetadata,
     ChunkStorageMetadata,
@@ -56,11 +59,21 @@ from torch.distributed.checkpoint.planner import (
     WriteItem,
     WriteItemType,
 )
-from torch.distributed.checkpoint.storage import StorageReader, StorageWriter, WriteResult
+from torch.distributed.checkpoint.storage import (
+    StorageReader,
+    StorageWriter,
+    WriteResult,
+)
 from torch.futures import Future
 
 from . import _api
-from ._errors import InvalidArgumentError, InvalidFileError, SafestructuresError, UnsupportedTypeError, quote
+from ._errors import (
+    InvalidArgumentError,
+    InvalidFileError,
+    SafestructuresError,
+    UnsupportedTypeError,
+    quote,
+)
 from ._flat import load_tensors, save_tensors
 
 __all__ = [
