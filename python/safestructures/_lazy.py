@@ -9,7 +9,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from . import _core
-from ._errors import InvalidArgumentError, InvalidFileError, quote
+from ._errors import InvalidArgumentError, InvalidFileError, SafestructuresError, quote
 from ._flat import _fspath
 
 __all__ = ["Node", "SafeFile", "open"]
@@ -27,6 +27,10 @@ _SEQUENCES = {"list", "tuple", "set", "frozenset", "deque"}
 _MAPPINGS = {"dict", "OrderedDict", "Counter", "defaultdict"}
 # Tagged nodes that stand for one value: they have no children to walk.
 _SCALAR_KINDS = {"none", "bool", "int", "float", "str", "bytes", "bytearray", "tensor"}
+
+
+class _Default:
+    """Marks an argument left to the value given to :func:`open`."""
 
 
 class Node:
@@ -51,7 +55,8 @@ class Node:
                 if key == "#" and doc.node(child)[0] == "int":
                     target = doc.definition(doc.value(child))
             if target is None:
-                raise InvalidFileError(f"at {self.path_text}: a reference to an object the file does not define")
+                raise InvalidFileError(f"{file._source}: at {self.path_text}: a reference to an object the file does not define",
+                                       code="SchemaInvalid")
             index = target
             json_kind, tag, count, _end = doc.node(index)
         self._index = index
@@ -100,7 +105,7 @@ class Node:
         name = self._field("name" if self._tag == "tensor" else "tensor")
         if not isinstance(name, str):
             return None
-        return self._file._document().tensor(name)
+        return self._file._tensor(name, self)
 
     @property
     def tensor_name(self) -> str | None:
@@ -119,7 +124,7 @@ class Node:
         info = self._tensor_info()
         if info is None:
             storage = self._field("storage")
-            info = self._file._document().tensor(storage) if isinstance(storage, str) else None
+            info = self._file._tensor(storage, self) if isinstance(storage, str) else None
         return None if info is None else _DTYPE_NAMES.get(info[0], info[0])
 
     @property
@@ -263,20 +268,26 @@ class Node:
                 return Node(self._file, child, self._path + (k,))
         raise KeyError(f"{key!r} is not a key of the {self.kind} at {self.path_text}")
 
-    def keys(self) -> list[Any]:
-        """The keys of a mapping or record node (field names of a dataclass or named tuple), in stored order."""
+    def _require_keys(self) -> None:
+        if self._children_node() is None:
+            raise TypeError(f"{self.kind} node at {self.path_text} has no children")
         if self._is_sequence():
             raise TypeError(f"{self.kind} node at {self.path_text} has indices, not keys")
+
+    def keys(self) -> list[Any]:
+        """The keys of a mapping or record node (field names of a dataclass or named tuple), in stored order."""
+        self._require_keys()
         return [k for k, _ in self._entries()]
 
     def values(self) -> list[Node]:
         """The child nodes, in stored order."""
+        if self._children_node() is None:
+            raise TypeError(f"{self.kind} node at {self.path_text} has no children")
         return [child for _, child in self.items()] if not self._is_sequence() else list(self)
 
     def items(self) -> list[tuple[Any, Node]]:
         """(key, child node) pairs of a mapping or record node."""
-        if self._is_sequence():
-            raise TypeError(f"{self.kind} node at {self.path_text} has indices, not keys")
+        self._require_keys()
         return [(k, Node(self._file, c, self._path + (k,))) for k, c in self._entries()]
 
     def __iter__(self) -> Iterator[Any]:
@@ -288,11 +299,15 @@ class Node:
         return iter(self.keys())
 
     def __contains__(self, key: Any) -> bool:
+        """Whether a mapping or record node has the key ``key`` (of that exact type: ``1`` is not ``"1"``); False for
+        sequences, whose children are not keys."""
+        if self._children_node() is None:
+            raise TypeError(f"{self.kind} node at {self.path_text} has no children")
         return not self._is_sequence() and any(type(k) is type(key) and k == key for k in self.keys())
 
     # --- loading ----------------------------------------------------------------------------------------------------
 
-    def load(self, *, framework: str | None | type[_Default] = None, device: str | None = None) -> Any:
+    def load(self, *, framework: str | None | type[_Default] = _Default, device: str | None = None) -> Any:
         """Build this node's value: only its own tensors are read (and any object it shares with the rest of the
         file). ``framework``/``device`` override those given to :func:`open`."""
         return self._file._load_at(self._index, self._path, framework=framework, device=device)
@@ -334,10 +349,6 @@ class Node:
         return f"<Node {self.kind} at {where}>"
 
 
-class _Default:
-    """Marks an argument left to the value given to :func:`open`."""
-
-
 def _container_field(doc: Any, node: int) -> Any:
     """A field that is a JSON list of scalars (a shape, the names of a named tuple), else None."""
     if doc.node(node)[0] != "array":
@@ -376,6 +387,15 @@ class SafeFile:
             raise InvalidArgumentError(f"{self._source} is closed")
         return self._doc
 
+    def _tensor(self, name: str, node: Node) -> tuple[str, tuple[int, ...], int, int, int]:
+        """(dtype, shape, nbytes, shard, offset) of the tensor a node names; InvalidFileError when no file holds it
+        (as loading the node would raise)."""
+        found = self._document().tensor(name)
+        if found is None:
+            raise InvalidFileError(f"{self._source}: at {node.path_text}: the schema refers to tensor {quote(name)}, "
+                                   "which the file lacks", code="TensorNotFound")
+        return found
+
     @property
     def metadata(self) -> dict[str, str] | None:
         """The caller's metadata saved with the data (None when the file has no metadata)."""
@@ -397,16 +417,18 @@ class SafeFile:
 
     def node(self, path: str | Sequence[Any] = "") -> Node:
         """The node at ``path``: a dotted path as tensor names are written (``"model.layers.0"``; ``""`` is the root),
-        or a sequence of keys and indices (``("model", "layers", 0)``) for keys that hold dots or are not strings."""
+        or a sequence of keys and indices (``("model", "layers", 0)``) for keys that are not strings.
+
+        In a dotted path, a key that holds dots itself (a state dict's ``"layers.0.weight"``) is found too: segments
+        are tried one at a time first, then joined, so ``"sd.layers.0.weight"`` reaches ``f["sd"]["layers.0.weight"]``.
+        """
+        if isinstance(path, str):
+            return _resolve_text(self.tree, [] if path == "" else path.split("."))
         node = self.tree
-        parts: Iterable[Any] = ([] if path == "" else path.split(".")) if isinstance(path, str) else path
-        for part in parts:
+        for part in path:
             if not node.is_container:
                 raise KeyError(f"{node.path_text} is a {node.kind}, which has no child {part!r}")
-            if isinstance(path, str):
-                node = _child_by_text(node, part)
-            else:
-                node = node[part]
+            node = node[part]
         return node
 
     def load(self, path: str | Sequence[Any] = "", *, framework: str | None | type[_Default] = _Default,
@@ -425,12 +447,15 @@ class SafeFile:
         context = _load_context(args["framework"], args["device"], args["plugins"], args["types"], args["strict"])
         try:
             return self._document().load(index, context)
-        except InvalidFileError as e:
-            if not path:
-                raise
-            where = Node.__new__(Node)
-            where._path = path
-            raise type(e)(f"{self._source}, in {where.path_text}: {e}") from None
+        except SafestructuresError as e:
+            # The core writes paths from the node it was asked to build ("at $[0]: ..."); made absolute here, with
+            # the file named as load_file names it. The class and the code stay those of the core's error.
+            message = str(e)
+            if message.startswith("at $"):
+                where = Node.__new__(Node)
+                where._path = path
+                message = "at " + where.path_text + message[len("at $"):]
+            raise type(e)(f"{self._source}: {message}", code=e.code) from None
 
     def close(self) -> None:
         """Release the file (arrays already loaded keep their own reference to its mapping)."""
@@ -462,6 +487,31 @@ class SafeFile:
     def __repr__(self) -> str:
         state = "closed" if self._doc is None else f"{len(self.tensors())} tensors"
         return f"<safestructures file {self._source}: {state}>"
+
+
+def _resolve_text(node: Node, parts: list[str]) -> Node:
+    """The node that the segments ``parts`` of a dotted path lead to from ``node``. Several segments joined may be one
+    key: the shortest key that leads to a node for the whole path wins; when none does, the error is that of reading
+    the segments one at a time."""
+    if not parts:
+        return node
+    if not node.is_container:
+        raise KeyError(f"{node.path_text} is a {node.kind}, which has no child {parts[0]!r}")
+    first_error: LookupError | None = None
+    # Indices hold no dots: only mappings and records try joined segments.
+    ends = range(1, 2 if node._is_sequence() else len(parts) + 1)
+    for end in ends:
+        try:
+            child = _child_by_text(node, ".".join(parts[:end]))
+        except KeyError as e:
+            first_error = first_error or e
+            continue
+        try:
+            return _resolve_text(child, parts[end:])
+        except LookupError as e:
+            first_error = first_error or e
+    assert first_error is not None
+    raise first_error
 
 
 def _child_by_text(node: Node, part: str) -> Node:

@@ -80,8 +80,15 @@ class Loader {
         max_depth_(options.max_depth) {}
 
   nb::object build(std::size_t i);
+  // A partial load's target: the node the caller asked for (see build_target).
+  nb::object build_target(std::size_t i) {
+    target_ = i;
+    nb::object out = build(i);
+    return inner_target_.is_valid() ? inner_target_ : out;
+  }
 
  private:
+  nb::object build_any(std::size_t i);
   nb::object build_tagged(std::size_t i, std::string_view tag);
   nb::object build_plain_object(std::size_t i);
   nb::object key_object(std::string_view key);
@@ -112,6 +119,16 @@ class Loader {
   const TreeIndex* index_;
   // Tensors built so far, by name (partial loads only: a view of a storage the part does not hold builds it first).
   std::unordered_map<std::string_view, bool> built_tensors_;
+  // Partial loads: the node asked for, how many builds of it are under way, and the object its innermost build made.
+  // A reference from inside the node to an object that contains it (a cycle through an ancestor) builds that
+  // ancestor, and the node again inside it: that inner build is the object the rest of the data holds, so it is the
+  // one returned (the outer build, made before the ancestor existed, is dropped).
+  std::size_t target_ = Tape::npos;
+  std::uint32_t target_builds_ = 0;
+  nb::object inner_target_;
+  // Ids whose definition elsewhere is being built: a reference to one of them from inside its own definition is a
+  // cycle through an object that only exists once built (a file can hold one only by being crafted).
+  std::vector<std::int64_t> building_elsewhere_;
   nb::handle context_;
   const Hooks& hooks_;
   std::vector<nb::object> ids_;
@@ -163,7 +180,13 @@ void Loader::define(std::size_t object, const nb::object& value) {
   const Node& id = tape_[at];
   if (id.kind != NodeKind::Int || id.integer < 1 || static_cast<std::uint64_t>(id.integer) >= ids_.size()) invalid("reference id \"#\" must be an integer from 1 to the node count");
   nb::object& slot = ids_[static_cast<std::size_t>(id.integer)];
-  if (slot.is_valid()) invalid("reference id #" + std::to_string(id.integer) + " is defined twice");
+  if (slot.is_valid()) {
+    // In a partial load, an immutable object (a tuple, a record) on the way from the target to a reference to an
+    // ancestor is built twice: inside the ancestor, which defines it, then here, in the outer build of the target
+    // that build_target drops. The first definition stays.
+    if (index_ != nullptr) return;
+    invalid("reference id #" + std::to_string(id.integer) + " is defined twice");
+  }
   slot = value;
 }
 
@@ -246,6 +269,14 @@ nb::object Loader::defined_elsewhere(std::int64_t id) {
   // Only a partial load gets here: the object was defined outside the part being loaded (or not at all).
   const std::size_t at = static_cast<std::uint64_t>(id) < index_->id_nodes.size() ? index_->id_nodes[static_cast<std::size_t>(id)] : Tape::npos;
   if (at == Tape::npos) invalid("ref to #" + std::to_string(id) + ", which is not defined anywhere");
+  if (std::find(building_elsewhere_.begin(), building_elsewhere_.end(), id) != building_elsewhere_.end()) {
+    invalid("ref to #" + std::to_string(id) + ", which is part of a cycle through an immutable object");
+  }
+  building_elsewhere_.push_back(id);
+  struct Leave {
+    std::vector<std::int64_t>& ids;
+    ~Leave() { ids.pop_back(); }
+  } leave{building_elsewhere_};
   build(at);
   if (!ids_[static_cast<std::size_t>(id)].is_valid()) invalid("ref to #" + std::to_string(id) + ", which is part of a cycle through an immutable object");
   return ids_[static_cast<std::size_t>(id)];
@@ -320,6 +351,18 @@ bool is_leaf_tag(std::string_view tag) {
 }
 
 nb::object Loader::build(std::size_t i) {
+  if (i != target_) return build_any(i);
+  ++target_builds_;
+  struct Leave {
+    std::uint32_t& builds;
+    ~Leave() { --builds; }
+  } leave{target_builds_};
+  nb::object out = build_any(i);
+  if (target_builds_ > 1 && !inner_target_.is_valid()) inner_target_ = out;
+  return out;
+}
+
+nb::object Loader::build_any(std::size_t i) {
   const Node& n = tape_[i];
   switch (n.kind) {
     case NodeKind::Null: return nb::none();
@@ -611,7 +654,7 @@ nb::object build_node(const Tape& tape, std::size_t node, const TensorSource& so
       if (was_enabled) PyGC_Enable();
     }
   } pause;
-  return loader.build(node);
+  return index != nullptr ? loader.build_target(node) : loader.build(node);
 }
 
 nb::object build_data(const TensorSource& file, const LoadOptions& options) {
