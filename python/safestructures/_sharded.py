@@ -19,6 +19,7 @@ INDEX_NAME = "model.safetensors.index.json"
 PREFIX = "model"
 #: The index key holding the schema document (as in a single file's __metadata__).
 SCHEMA_KEY = "__safestructures__"
+_RESERVED = ("total_size", SCHEMA_KEY, "_safestructures_schema_", "_safestructures_schema_version_")
 _SHARD_NAME = re.compile(r"[A-Za-z0-9_.\-]+\.safetensors")
 _UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
 
@@ -90,9 +91,12 @@ def save_sharded(data: Any, directory: str, metadata: Mapping[str, str] | None, 
     failure while writing (an object that cannot be saved, a full disk) leaves an earlier checkpoint in the directory
     as it was. Shards of an earlier save that this one does not use are removed last.
     """
-    if metadata is not None and "total_size" in metadata:
-        # The index's metadata holds the user's metadata beside total_size: one would overwrite the other.
-        raise InvalidArgumentError("metadata key 'total_size' is reserved in a sharded save (the index's metadata.total_size)")
+    for key in metadata or ():
+        # The index's metadata holds the caller's beside total_size and the schema: neither may be replaced, and the
+        # keys of safestructures 1.0.0 are refused as a single file's save refuses them.
+        if key in _RESERVED:
+            raise InvalidArgumentError(f"metadata key {quote(key)} is reserved for safestructures' own use"
+                                       + (" (the index's total size)" if key == "total_size" else ""), code="InvalidMetadata")
     os.makedirs(directory, exist_ok=True)
     index = os.path.join(directory, INDEX_NAME)
     previous = _old_shards(index)
