@@ -8,7 +8,8 @@ import os
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
-from . import _core
+# _sharded is imported with the package (it imports nothing heavy), so that loading a directory imports nothing new.
+from . import _core, _sharded
 from ._errors import InvalidArgumentError, InvalidFileError, SafestructuresError, quote
 from ._flat import _fspath
 
@@ -212,7 +213,33 @@ class Node:
         return None
 
     def _entries(self) -> list[tuple[Any, int]]:
-        """(key or index, child node) of every child, in stored order."""
+        """(key or index, child node) of every child, in stored order; read once per node and file (a walk that
+        visits every key of a large mapping must not read the mapping once per key)."""
+        cache = self._file._entries
+        entries = cache.get(self._index)
+        if entries is None:
+            entries = cache[self._index] = self._read_entries()
+        return entries
+
+    def _by_key(self, key: Any, text: bool = False) -> tuple[Any, int] | None:
+        """(stored key, child node) of the first child whose key is ``key`` (of the same type), or with ``text``, whose
+        key is the str ``key`` or is written as it; None when there is none."""
+        maps = self._file._texts if text else self._file._keys
+        found = maps.get(self._index)
+        if found is None:
+            found = {}
+            for k, child in self._entries():
+                try:
+                    found.setdefault((k if isinstance(k, str) else str(k)) if text else (type(k), k), (k, child))
+                except TypeError:  # an unhashable field name of a crafted record: it can only be reached by index
+                    pass
+            maps[self._index] = found
+        try:
+            return found.get(key if text else (type(key), key))
+        except TypeError:  # an unhashable key is not a key of anything
+            return None
+
+    def _read_entries(self) -> list[tuple[Any, int]]:
         found = self._children_node()
         if found is None:
             return []
@@ -226,7 +253,8 @@ class Node:
             out = []
             for k, pair in enumerate(doc.elements(at)):
                 if doc.node(pair)[:3:2] != ("array", 2):
-                    raise InvalidFileError(f"at {self.path_text}: item {k} of a mapping is not a [key, value] pair")
+                    raise InvalidFileError(f"{self._file._source}: at {self.path_text}: item {k} of a mapping is not a "
+                                           "[key, value] pair", code="SchemaInvalid")
                 key_node, value_node = doc.elements(pair)
                 out.append((self._file._load_at(key_node, self._path), value_node))
             return out
@@ -263,9 +291,9 @@ class Node:
                 raise IndexError(f"index {key} is out of range for the {self.kind} of {n} items at {self.path_text}")
             index = key % n
             return Node(self._file, entries[index][1], self._path + (index,))
-        for k, child in entries:
-            if type(k) is type(key) and k == key:
-                return Node(self._file, child, self._path + (k,))
+        found = self._by_key(key)
+        if found is not None:
+            return Node(self._file, found[1], self._path + (found[0],))
         raise KeyError(f"{key!r} is not a key of the {self.kind} at {self.path_text}")
 
     def _require_keys(self) -> None:
@@ -303,7 +331,7 @@ class Node:
         sequences, whose children are not keys."""
         if self._children_node() is None:
             raise TypeError(f"{self.kind} node at {self.path_text} has no children")
-        return not self._is_sequence() and any(type(k) is type(key) and k == key for k in self.keys())
+        return not self._is_sequence() and self._by_key(key) is not None
 
     # --- loading ----------------------------------------------------------------------------------------------------
 
@@ -327,7 +355,9 @@ class Node:
             out["nbytes"] = self.nbytes
             return out
         if self._children_node() is None:
-            out["value"] = _json_value(self.load(framework="numpy"))
+            # A plain JSON scalar is its own value; anything else (a big int, a NaN, an enum member...) is built.
+            plain = self._tag is None and self._json_kind not in ("array", "object")
+            out["value"] = _json_value(self._file._document().value(self._index) if plain else self.load(framework="numpy"))
             return out
         out["len"] = len(self)
         if max_depth is not None and max_depth <= 0:
@@ -381,6 +411,10 @@ class SafeFile:
         self._metadata = metadata if metadata is not None else self._doc.metadata(0)
         self._load_args = load_args
         self._source = source
+        # Per schema node, read when first walked: its children, and its keys by value and by text.
+        self._entries: dict[int, list[tuple[Any, int]]] = {}
+        self._keys: dict[int, dict[Any, tuple[Any, int]]] = {}
+        self._texts: dict[int, dict[str, tuple[Any, int]]] = {}
 
     def _document(self) -> Any:
         if self._doc is None:
@@ -521,9 +555,9 @@ def _child_by_text(node: Node, part: str) -> Node:
             return node[int(part)]
         except ValueError:
             raise KeyError(f"{node.path_text} is a {node.kind}: {part!r} is not an index") from None
-    for key, child in node._entries():
-        if key == part or (type(key) is not str and str(key) == part):
-            return Node(node._file, child, node._path + (key,))
+    found = node._by_key(part, text=True)
+    if found is not None:
+        return Node(node._file, found[1], node._path + (found[0],))
     raise KeyError(f"{part!r} is not a key of the {node.kind} at {node.path_text}")
 
 
@@ -556,7 +590,7 @@ def open(
         InvalidFileError: the header or the schema is malformed, or a file of 1.0.0 (load those with load_file).
         OSError: the file cannot be read.
     """
-    from . import _api, _sharded, _v1
+    from . import _api, _v1
 
     limits = (
         _api.DEFAULT_MAX_DEPTH if max_depth is None else max_depth,

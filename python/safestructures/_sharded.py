@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
 from collections.abc import Mapping
 from typing import Any
 
@@ -51,6 +50,8 @@ def index_path(path: str) -> str | None:
 
 def _write_temporary(path: str, text: str, fsync: bool) -> str:
     """Writes ``text`` to a new temporary file beside ``path`` (``.NAME.XXXX.partial``) and returns its path."""
+    import tempfile  # only when saving: it imports random, shutil and more, which a load must not pull in
+
     directory = os.path.dirname(path) or "."
     fd, temp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".partial", dir=directory)
     try:
