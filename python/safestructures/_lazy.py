@@ -23,6 +23,9 @@ _DTYPE_NAMES = {
     "F8_E5M2FNUZ": "float8_e5m2fnuz", "F4": "float4_e2m1fn", "F6_E2M3": "float6_e2m3fn", "F6_E3M2": "float6_e3m2fn",
 }
 
+# The tensor a schema too large for the header is spilled into (format.md 5.1).
+_SPILL = "__safestructures_schema__"
+
 # Tagged nodes whose content is a sequence of items, and those whose items are [key, value] pairs.
 _SEQUENCES = {"list", "tuple", "set", "frozenset", "deque"}
 _MAPPINGS = {"dict", "OrderedDict", "Counter", "defaultdict"}
@@ -49,15 +52,26 @@ class Node:
         self._path = path
         doc = file._document()
         json_kind, tag, count, _end = doc.node(index)
-        if tag == "ref":
-            # A shared object: the node reads as the object it refers to (which lives at its first occurrence).
+        while tag in ("ref", "nested"):
             target = None
-            for key, child in doc.members(index):
-                if key == "#" and doc.node(child)[0] == "int":
-                    target = doc.definition(doc.value(child))
-            if target is None:
-                raise InvalidFileError(f"{file._source}: at {self.path_text}: a reference to an object the file does not define",
-                                       code="SchemaInvalid")
+            if tag == "ref":
+                # A shared object: the node reads as the object it refers to (which lives at its first occurrence;
+                # definitions are never refs, so this ends).
+                for key, child in doc.members(index):
+                    if key == "#" and doc.node(child)[0] == "int":
+                        target = doc.definition(doc.value(child))
+                if target is None:
+                    raise InvalidFileError(f"{file._source}: at {self.path_text}: a reference to an object the file does "
+                                           "not define", code="SchemaInvalid")
+            else:
+                # A value a 1.0.0-style plugin passed to its serializer: the node reads as that value, "v" (which
+                # loads as itself: the plugin's serializer.deserialize returns it unchanged).
+                for key, child in doc.members(index):
+                    if key == "v":
+                        target = child
+                if target is None:
+                    raise InvalidFileError(f"{file._source}: at {self.path_text}: a \"nested\" node needs a value \"v\"",
+                                           code="SchemaInvalid")
             index = target
             json_kind, tag, count, _end = doc.node(index)
         self._index = index
@@ -411,6 +425,7 @@ class SafeFile:
         self._metadata = metadata if metadata is not None else self._doc.metadata(0)
         self._load_args = load_args
         self._source = source
+        self._structured = self._doc.structured
         # Per schema node, read when first walked: its children, and its keys by value and by text.
         self._entries: dict[int, list[tuple[Any, int]]] = {}
         self._keys: dict[int, dict[Any, tuple[Any, int]]] = {}
@@ -446,7 +461,8 @@ class SafeFile:
         out = {}
         for shard in range(doc.shard_count):
             for name, dtype, shape, _offset, nbytes in doc.tensors(shard):
-                out[name] = (dtype, tuple(shape), nbytes)
+                if name != _SPILL or not self._structured:  # a schema spilled into a tensor is not part of the data
+                    out[name] = (dtype, tuple(shape), nbytes)
         return out
 
     def node(self, path: str | Sequence[Any] = "") -> Node:

@@ -533,16 +533,28 @@ class TemperatureProcessor(ss.DataProcessor):
         return Temperature(serialized["kelvin"], self.serializer.deserialize(serialized["history"]))
 
 
-def test_plugin_value_with_nested_tensor(tmp_path: Path) -> None:
+def test_plugin_value_with_nested_values(tmp_path: Path) -> None:
     path = tmp_path / "plugin.safetensors"
     history = np.array([1.0, 2.0])
-    ss.save_file({"t": Temperature(300.5, history), "other": np.zeros(3)}, path, plugins=[TemperatureProcessor])
+    data = {"t": Temperature(300.5, history), "u": Temperature(1.0, [1, (2, 3)]), "other": np.zeros(3)}
+    ss.save_file(data, path, plugins=[TemperatureProcessor])
     with ss.open(path, plugins=[TemperatureProcessor]) as f:
-        assert f["t"].kind == "plugin"
+        assert f["t"].kind == "plugin" and f["t"].type_name == f"{__name__}.Temperature"
         assert f["t"].keys() == ["kelvin", "history"]
         loaded = f.load("t")
         assert type(loaded) is Temperature and loaded.kelvin == 300.5
         assert_same(loaded.history, history)
+        # The values the plugin passed to its serializer are walked and loaded as themselves.
+        node = f["t"]["history"]
+        assert (node.kind, node.dtype, node.shape, node.tensor_name) == ("tensor", "float64", (2,), "t.history")
+        assert_same(f.load("t.history"), history)
+        assert f["u"]["history"].kind == "list" and len(f["u"]["history"]) == 2
+        assert f.load("u.history") == [1, (2, 3)] and f.load("u.history.1") == (2, 3)
+        assert f.load("t.kelvin") == 300.5
+        assert f["u"].describe()["items"][1] == ["history", {"kind": "list", "len": 2, "items": [
+            {"kind": "int", "value": 1},
+            {"kind": "tuple", "len": 2, "items": [{"kind": "int", "value": 2}, {"kind": "int", "value": 3}]},
+        ]}]
     with ss.open(path) as f:
         record = f.load("t")
         assert type(record) is ss.Record
@@ -702,6 +714,23 @@ def test_crafted_schemas(tmp_path: Path) -> None:
     assert e.value.code == "SchemaVersion"
 
 
+def test_schema_spilled_into_a_tensor(tmp_path: Path) -> None:
+    document = schema_document({"w": {"$": "tensor", "name": "w", "fw": "numpy"}, "n": [1, 2]}).encode()
+    pointer = '{"format":"safestructures","version":2,"spill":"__safestructures_schema__"}'
+    path = tmp_path / "spilled.safetensors"
+    path.write_bytes(structured_file_bytes(pointer, {
+        "__safestructures_schema__": ("U8", [len(document)], document),
+        "w": ("I16", [2], np.array([5, -5], "<i2").tobytes()),
+    }))
+    with ss.open(path) as f:
+        assert f.keys() == ["w", "n"]
+        # The spill tensor holds the schema, not data.
+        assert f.tensors() == {"w": ("I16", (2,), 4)}
+        assert_same(f.load("w"), np.array([5, -5], np.int16))
+        assert f.load("n.1") == 2
+    assert_same(ss.load_file(path), {"w": np.array([5, -5], np.int16), "n": [1, 2]})
+
+
 def test_limits_apply_when_opening_and_to_each_load(tmp_path: Path) -> None:
     path = tmp_path / "deep.safetensors"
     data: Any = 0
@@ -841,7 +870,8 @@ def test_unrequested_tensors_are_not_read(tmp_path: Path) -> None:
           f"(readahead window {window} bytes)")
     # Readahead brings in neighbours of the two places read, a window or so each, never the file.
     assert outside_bytes <= 4 * window + 2 * 1024 * 1024
-    assert outside_bytes < size // 4
+    if 8 * window <= size:  # (a machine with a window of tens of MB would read a quarter of this file by readahead)
+        assert outside_bytes < size // 4
     # A tensor far from both (the last one) was not read at all.
     assert not pages[(data_start + (n - 1) * per) // PAGE :].any()
 
@@ -852,3 +882,5 @@ def test_unrequested_tensors_are_not_read(tmp_path: Path) -> None:
     full_load = time.perf_counter() - start
     print(f"open + one leaf: {opened_and_loaded * 1000:.1f} ms; load_file + one byte of every tensor: {full_load * 1000:.1f} ms "
           "(cold page cache both times)")
+    del full
+    path.unlink()  # pytest keeps the last runs' directories: not 164 MB each
