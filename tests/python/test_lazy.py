@@ -498,6 +498,76 @@ def test_torch_views_of_a_base_defined_in_another_part(tmp_path: Path) -> None:
         assert f.load("deep", framework="numpy")["v"].tolist() == [1.0, 4.0, 7.0, 10.0]
 
 
+def test_views_of_a_segment_that_is_itself_a_view(tmp_path: Path) -> None:
+    # Nothing saves t itself: v1 writes the segment of t it spans, and the later views of that stretch view v1's tensor.
+    t = torch.arange(40, dtype=torch.int64)
+    data = {"v1": t[::2], "v2": t[::4], "rows": t.view(8, 5)[:, 1:3], "block": t.view(8, 5)[2:4, 1:2]}
+    path = tmp_path / "segments.safetensors"
+    ss.save_file(data, path)
+    with ss.open(path) as f:
+        assert f.tensors() == {"v1": ("I64", (39,), 312)}
+        assert (f["v1"].tensor_name, f["v1"].nbytes, f["v1"].shape) == ("v1", 312, (20,))
+        assert (f["v2"].tensor_name, f["v2"].nbytes, f["v2"].shape) == (None, 0, (10,))
+        for key, expected in data.items():
+            loaded = f.load(key)
+            assert_same_torch(loaded, expected)
+            assert loaded.stride() == expected.stride()
+            assert f.load(key, framework="numpy").tolist() == expected.tolist()
+
+
+class Ext:
+    def __init__(self, w: Any) -> None:
+        self.w = w
+
+
+class Plain:
+    def __init__(self) -> None:
+        self.a = np.ones(2)
+        self.b = [1]
+
+
+class MyList(list):
+    pass
+
+
+def test_registered_classes_and_other_kinds(tmp_path: Path, clean_registry: Any) -> None:
+    ss.register(Ext, to_data=lambda e: {"w": e.w, "k": 1}, from_data=lambda d: Ext(d["w"]))
+    ss.register(Plain)
+    ss.register(MyList)
+    data = {
+        "ext": Ext(np.arange(3)), "plain": Plain(), "mylist": MyList([1, np.zeros(2)]),
+        "deque": collections.deque([1, 2], maxlen=5), "counter": collections.Counter("aab"), "range": range(3),
+        "complex": 1 + 2j,
+    }
+    path = tmp_path / "kinds.safetensors"
+    ss.save_file(data, path)
+    with ss.open(path) as f:
+        kinds = {key: (f[key].kind, f[key].is_container) for key in data}
+        assert kinds == {
+            "ext": ("ext", True), "plain": ("object", True), "mylist": ("object", True), "deque": ("deque", True),
+            "counter": ("Counter", True), "range": ("range", False), "complex": ("complex", False),
+        }
+        # Wrapper fields (data, attrs, value) do not appear in paths, as in tensor names.
+        assert f["ext"].keys() == ["w", "k"] and f["ext"]["w"].tensor_name == "ext.w"
+        assert f["plain"].keys() == ["a", "b"] and f["plain"]["a"].path == "plain.a"
+        assert len(f["mylist"]) == 2 and f["mylist"][1].tensor_name == "mylist.1"
+        assert_same(f.load("ext.w"), np.arange(3))
+        assert_same(f.load("plain.a"), np.ones(2))
+        assert_same(f.load("mylist.1"), np.zeros(2))
+        assert f.load("deque.-1") == 2 and f.load("counter.a") == 2
+        ext = f.load("ext")
+        assert type(ext) is Ext
+        assert_same(ext.w, np.arange(3))
+        plain = f.load("plain")
+        assert type(plain) is Plain and plain.b == [1]
+        mylist = f.load("mylist")
+        assert type(mylist) is MyList and mylist[0] == 1
+        assert_same(f.load("deque"), data["deque"])
+        assert_same(f.load("counter"), data["counter"])
+        assert f.load("range") == range(3) and f.load("complex") == 1 + 2j
+        assert f["range"].describe() == {"kind": "range", "value": "range(0, 3)"}
+
+
 def test_tied_weights_of_a_module_state_dict(tmp_path: Path) -> None:
     model = torch.nn.Sequential(torch.nn.Embedding(5, 3), torch.nn.Linear(3, 5, bias=False))
     model[1].weight = model[0].weight

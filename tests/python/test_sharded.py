@@ -98,6 +98,16 @@ def test_round_trip_layouts(tmp_path: Path, size: Any, layout: list[list[str]]) 
         assert_same_sample(f.load(), data)
 
 
+def test_fsync_and_path_types(tmp_path: Path) -> None:
+    data = sample()
+    ss.save_file(data, str(tmp_path / "str"), max_shard_size=400, fsync=True)
+    ss.save_file(data, tmp_path / "path", max_shard_size="400B", fsync=True)
+    assert files(tmp_path / "str") == files(tmp_path / "path")
+    for name in files(tmp_path / "str"):
+        assert (tmp_path / "str" / name).read_bytes() == (tmp_path / "path" / name).read_bytes()
+    assert_same_sample(ss.load_file(str(tmp_path / "str")), data)
+
+
 def test_size_units_are_decimal_and_binary(tmp_path: Path) -> None:
     # 1000 bytes of tensors: "1KB" (1000) holds them in one shard, "999B" does not; "1KiB" (1024) holds 1024.
     data = {"x": np.zeros(125, np.float64), "y": np.zeros(3, np.int8)}  # 1000 + 3 bytes
