@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstring>
 #include <functional>
+#include <optional>
 #include <unordered_map>
 
 #include "bindings.hpp"
@@ -104,6 +105,8 @@ class Loader {
   nb::object tensor(std::size_t i);
   TensorSource::Found find_tensor(std::string_view name);
   nb::object defined_elsewhere(std::int64_t id);
+  // Whether node `i` lies inside the value of a plugin node (partial loads, which may start inside one).
+  bool inside_plugin(std::size_t i);
   nb::object bytes_value(std::size_t i, bool mutable_copy);
   std::string_view string_field(std::size_t object, std::string_view key);
   void define(std::size_t object, const nb::object& value);
@@ -129,6 +132,8 @@ class Loader {
   // Ids whose definition elsewhere is being built: a reference to one of them from inside its own definition is a
   // cycle through an object that only exists once built (a file can hold one only by being crafted).
   std::vector<std::int64_t> building_elsewhere_;
+  // (first, one past the last) node of each plugin node's subtree, found when first needed.
+  std::optional<std::vector<std::pair<std::size_t, std::size_t>>> plugin_ranges_;
   nb::handle context_;
   const Hooks& hooks_;
   std::vector<nb::object> ids_;
@@ -280,6 +285,16 @@ nb::object Loader::defined_elsewhere(std::int64_t id) {
   build(at);
   if (!ids_[static_cast<std::size_t>(id)].is_valid()) invalid("ref to #" + std::to_string(id) + ", which is part of a cycle through an immutable object");
   return ids_[static_cast<std::size_t>(id)];
+}
+
+bool Loader::inside_plugin(std::size_t i) {
+  if (!plugin_ranges_) {
+    plugin_ranges_.emplace();
+    for (std::size_t k = 0; k < tape_.size(); ++k) {
+      if (tape_[k].kind == NodeKind::Object && tape_.tag(k) == "plugin") plugin_ranges_->emplace_back(k, tape_[k].end);
+    }
+  }
+  return std::any_of(plugin_ranges_->begin(), plugin_ranges_->end(), [i](const auto& r) { return r.first < i && i < r.second; });
 }
 
 nb::object Loader::bytes_value(std::size_t i, bool mutable_copy) {
@@ -574,6 +589,13 @@ nb::object Loader::build_tagged(std::size_t i, std::string_view tag) {
   // A "nested" node only stands for a child a 1.0.0-style plugin put into its value; anywhere else it would hand
   // the loader's internal wrapper to the caller.
   const bool plugin = tag == "plugin";
+  if (tag == "nested" && plugin_depth_ == 0 && index_ != nullptr && inside_plugin(i)) {
+    // A partial load of a part of a plugin's value, without the plugin node around it: each nested value is itself,
+    // as in the record a load without the plugin makes.
+    const std::size_t v = tape_.member(i, "v");
+    if (v == Tape::npos) invalid("a \"nested\" node needs a value \"v\"");
+    return build(v);
+  }
   if (tag == "nested" && plugin_depth_ == 0) invalid("a \"nested\" node may only appear inside a plugin node's value");
   plugin_depth_ += plugin;
   struct Leave {

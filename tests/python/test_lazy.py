@@ -597,7 +597,7 @@ class TemperatureProcessor(ss.DataProcessor):
     data_type = Temperature
 
     def serialize(self, data: Temperature) -> dict[str, Any]:
-        return {"kelvin": data.kelvin, "history": self.serializer.serialize(data.history)}
+        return {"kelvin": data.kelvin, "history": self.serializer.serialize(data.history), "list": [1, self.serializer.serialize((2, 3))]}
 
     def deserialize(self, serialized: Any, **kwargs: Any) -> Temperature:
         return Temperature(serialized["kelvin"], self.serializer.deserialize(serialized["history"]))
@@ -610,7 +610,7 @@ def test_plugin_value_with_nested_values(tmp_path: Path) -> None:
     ss.save_file(data, path, plugins=[TemperatureProcessor])
     with ss.open(path, plugins=[TemperatureProcessor]) as f:
         assert f["t"].kind == "plugin" and f["t"].type_name == f"{__name__}.Temperature"
-        assert f["t"].keys() == ["kelvin", "history"]
+        assert f["t"].keys() == ["kelvin", "history", "list"]
         loaded = f.load("t")
         assert type(loaded) is Temperature and loaded.kelvin == 300.5
         assert_same(loaded.history, history)
@@ -621,6 +621,9 @@ def test_plugin_value_with_nested_values(tmp_path: Path) -> None:
         assert f["u"]["history"].kind == "list" and len(f["u"]["history"]) == 2
         assert f.load("u.history") == [1, (2, 3)] and f.load("u.history.1") == (2, 3)
         assert f.load("t.kelvin") == 300.5
+        # A part of the plugin's value that holds nested values loads with each of them as itself.
+        assert f.load("t.list") == [1, (2, 3)] and f.load("t.list.1") == (2, 3)
+        assert [n.kind for n in f["t"]["list"]] == ["int", "tuple"]
         assert f["u"].describe()["items"][1] == ["history", {"kind": "list", "len": 2, "items": [
             {"kind": "int", "value": 1},
             {"kind": "tuple", "len": 2, "items": [{"kind": "int", "value": 2}, {"kind": "int", "value": 3}]},
@@ -772,6 +775,13 @@ def test_crafted_schemas(tmp_path: Path) -> None:
         assert e.value.code == "SchemaInvalid"
     with pytest.raises(InvalidFileError, match=r'at \$\["undefined"\]: ref to #7, which is not defined'):
         ss.load_file(path)
+    # A "nested" node outside any plugin value is refused by partial loads as by full ones.
+    nested = tmp_path / "nested.safetensors"
+    nested.write_bytes(structured_file_bytes({"a": [{"$": "nested", "v": 1}]}))
+    with ss.open(nested) as f:
+        for action in (lambda: f.load("a"), lambda: f.load()):
+            with pytest.raises(InvalidFileError, match=r'at \$\["a"\]\[0\]: a "nested" node may only appear inside a plugin'):
+                action()
     bad = tmp_path / "bad.safetensors"
     bad.write_bytes(structured_file_bytes('{"format":"safestructures","version":2,"root":'))
     with pytest.raises(InvalidFileError, match=r"bad\.safetensors") as e:
