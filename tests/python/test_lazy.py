@@ -649,6 +649,30 @@ def test_framework_and_device_overrides(tmp_path: Path) -> None:
         assert type(f["n"].load(framework="torch")) is torch.Tensor
     with pytest.raises(ValueError, match=r"unknown framework"):
         ss.open(path, framework="nope")
+    # Devices: "meta" stands for any device here (it needs no accelerator); open's device applies unless overridden.
+    with ss.open(path, device="meta") as f:
+        assert f.load("t").device == torch.device("meta") and f["t"].load().device == torch.device("meta")
+        assert f.load("t", device="cpu").device == torch.device("cpu")
+        assert type(f.load("n")) is np.ndarray  # numpy arrays stay on the CPU
+    with ss.open(path) as f:
+        moved = f["t"].load(device="meta")
+        assert moved.device == torch.device("meta") and moved.dtype == torch.int32 and moved.shape == (3,)
+        with pytest.raises(ValueError, match=r"applies to torch tensors"):
+            f.load("t", framework="numpy", device="meta")
+    with pytest.raises(ValueError, match=r"device 'nope' cannot be used here"):
+        ss.open(path, device="nope")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA is not available")
+def test_parts_load_onto_cuda(tmp_path: Path) -> None:
+    t = torch.arange(12, dtype=torch.float32)
+    path = tmp_path / "cuda.safetensors"
+    ss.save_file({"base": t, "view": t[::2], "n": np.arange(2)}, path)
+    with ss.open(path, device="cuda") as f:
+        view = f.load("view")
+        assert view.device.type == "cuda" and torch.equal(view.cpu(), t[::2])
+        assert f.load("view", device="cpu").device == torch.device("cpu")
+        assert type(f.load("n")) is np.ndarray
 
 
 def test_loaded_tensors_outlive_close(tmp_path: Path) -> None:
