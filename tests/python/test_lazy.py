@@ -675,6 +675,21 @@ def test_parts_load_onto_cuda(tmp_path: Path) -> None:
         assert type(f.load("n")) is np.ndarray
 
 
+def test_open_files_keep_their_schema_while_other_files_are_parsed(tmp_path: Path) -> None:
+    # The core reuses a thread's JSON parser between loads once no parsed schema views its strings: an open file's
+    # schema must stay intact while other schemas are parsed.
+    first, other = tmp_path / "first.safetensors", tmp_path / "other.safetensors"
+    ss.save_file({"alpha": {"beta": "gamma"}, "delta": [1, "epsilon"]}, first)
+    ss.save_file({"zzzzz": {"yyyy": "xxxxx"}, "wwwww": [2, "vvvvvvv"]}, other)
+    with ss.open(first) as f:
+        for _ in range(3):
+            ss.load_file(other)
+            with ss.open(other) as g:
+                assert g.keys() == ["zzzzz", "wwwww"]
+        assert f.keys() == ["alpha", "delta"]
+        assert f["alpha"].keys() == ["beta"] and f.load("alpha.beta") == "gamma" and f.load("delta.1") == "epsilon"
+
+
 def test_loaded_tensors_outlive_close(tmp_path: Path) -> None:
     path = tmp_path / "c.safetensors"
     ss.save_file({"a": np.arange(5, dtype=np.int64)}, path)
