@@ -357,31 +357,43 @@ class Node:
     def describe(self, max_depth: int | None = None) -> dict[str, Any]:
         """The node as plain JSON-ready data: kind, type, dtype/shape/nbytes of tensors, values of scalars, and the
         children down to ``max_depth`` levels (all when None); reads no tensor data."""
-        out: dict[str, Any] = {"kind": self.kind}
+        result: dict[str, Any] = {}
+        # Iterative, so that the deepest data a file may hold (max_depth levels) does not exhaust Python's recursion.
+        stack: list[tuple[Node, dict[str, Any], int | None]] = [(self, result, max_depth)]
+        while stack:
+            node, out, depth = stack.pop()
+            if not node._describe_into(out) or (depth is not None and depth <= 0):
+                continue
+            deeper = None if depth is None else depth - 1
+            items: list[Any] = []
+            out["items"] = items
+            sequence = node._is_sequence()
+            for key, child in ([(None, child) for child in node] if sequence else node.items()):
+                child_out: dict[str, Any] = {}
+                items.append(child_out if sequence else [_json_value(key), child_out])
+                stack.append((child, child_out, deeper))
+        return result
+
+    def _describe_into(self, out: dict[str, Any]) -> bool:
+        """Fills ``out`` with what describe() says of this node itself; True for a container (whose items follow)."""
+        out["kind"] = self.kind
         if self.type_name is not None:
             out["type"] = self.type_name
         if self._tag == "tensor":
             out.update(dtype=self.dtype, shape=list(self.shape or ()), nbytes=self.nbytes, framework=self.framework)
             if self.tensor_name is not None:
                 out["tensor"] = self.tensor_name
-            return out
+            return False
         if self._tag in ("bytes", "bytearray"):
             out["nbytes"] = self.nbytes
-            return out
+            return False
         if self._children_node() is None:
             # A plain JSON scalar is its own value; anything else (a big int, a NaN, an enum member...) is built.
             plain = self._tag is None and self._json_kind not in ("array", "object")
             out["value"] = _json_value(self._file._document().value(self._index) if plain else self.load(framework="numpy"))
-            return out
+            return False
         out["len"] = len(self)
-        if max_depth is not None and max_depth <= 0:
-            return out
-        deeper = None if max_depth is None else max_depth - 1
-        if self._is_sequence():
-            out["items"] = [child.describe(deeper) for child in self]
-        else:
-            out["items"] = [[_json_value(k), child.describe(deeper)] for k, child in self.items()]
-        return out
+        return True
 
     def __repr__(self) -> str:
         where = self.path or "<root>"

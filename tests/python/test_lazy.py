@@ -286,7 +286,7 @@ def test_repr(sample_file: Path) -> None:
 
 def test_describe_is_exact_and_reads_no_tensor(tmp_path: Path) -> None:
     path = tmp_path / "d.safetensors"
-    ss.save_file({"a": {"w": np.zeros((2, 3), np.float32)}, "l": [1, "x", float("inf")], "b": b"ab", "k": {2: None}}, path)
+    ss.save_file({"a": {"w": np.zeros((2, 3), np.float32)}, "l": [1, "x", float("inf")], "b": b"ab", "k": {None: None}}, path)
     with ss.open(path) as f:
         assert f.tree.describe() == {
             "kind": "dict",
@@ -299,7 +299,7 @@ def test_describe_is_exact_and_reads_no_tensor(tmp_path: Path) -> None:
                     {"kind": "int", "value": 1}, {"kind": "str", "value": "x"}, {"kind": "float", "value": "inf"},
                 ]}],
                 ["b", {"kind": "bytes", "nbytes": 2}],
-                ["k", {"kind": "dict", "len": 1, "items": [[2, {"kind": "none", "value": None}]]}],
+                ["k", {"kind": "dict", "len": 1, "items": [[None, {"kind": "none", "value": None}]]}],
             ],
         }
         assert f.tree.describe(max_depth=1) == {
@@ -316,6 +316,20 @@ def test_describe_is_exact_and_reads_no_tensor(tmp_path: Path) -> None:
         assert f["a"]["w"].describe() == {"kind": "tensor", "dtype": "float32", "shape": [2, 3], "nbytes": 24,
                                           "framework": "numpy", "tensor": "a.w"}
         json.dumps(f.tree.describe())  # JSON-ready
+
+
+def test_describe_of_the_deepest_data(tmp_path: Path) -> None:
+    path = tmp_path / "deep.safetensors"
+    data: Any = "leaf"
+    for _ in range(999):
+        data = [data]
+    ss.save_file(data, path)
+    with ss.open(path) as f:
+        described = f.tree.describe()
+    for _ in range(999):
+        assert described["kind"] == "list" and described["len"] == 1
+        (described,) = described["items"]
+    assert described == {"kind": "str", "value": "leaf"}
 
 
 def test_describe_of_every_kind(sample_file: Path) -> None:
