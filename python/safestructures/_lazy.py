@@ -8,8 +8,9 @@ import os
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
-from . import _core
-from ._errors import InvalidArgumentError, InvalidFileError, quote
+# _sharded is imported with the package (it imports nothing heavy), so that loading a directory imports nothing new.
+from . import _core, _sharded
+from ._errors import InvalidArgumentError, InvalidFileError, SafestructuresError, quote
 from ._flat import _fspath
 
 __all__ = ["Node", "SafeFile", "open"]
@@ -22,11 +23,18 @@ _DTYPE_NAMES = {
     "F8_E5M2FNUZ": "float8_e5m2fnuz", "F4": "float4_e2m1fn", "F6_E2M3": "float6_e2m3fn", "F6_E3M2": "float6_e3m2fn",
 }
 
+# The tensor a schema too large for the header is spilled into (format.md 5.1).
+_SPILL = "__safestructures_schema__"
+
 # Tagged nodes whose content is a sequence of items, and those whose items are [key, value] pairs.
 _SEQUENCES = {"list", "tuple", "set", "frozenset", "deque"}
 _MAPPINGS = {"dict", "OrderedDict", "Counter", "defaultdict"}
 # Tagged nodes that stand for one value: they have no children to walk.
 _SCALAR_KINDS = {"none", "bool", "int", "float", "str", "bytes", "bytearray", "tensor"}
+
+
+class _Default:
+    """Marks an argument left to the value given to :func:`open`."""
 
 
 class Node:
@@ -44,14 +52,26 @@ class Node:
         self._path = path
         doc = file._document()
         json_kind, tag, count, _end = doc.node(index)
-        if tag == "ref":
-            # A shared object: the node reads as the object it refers to (which lives at its first occurrence).
+        while tag in ("ref", "nested"):
             target = None
-            for key, child in doc.members(index):
-                if key == "#" and doc.node(child)[0] == "int":
-                    target = doc.definition(doc.value(child))
-            if target is None:
-                raise InvalidFileError(f"at {self.path_text}: a reference to an object the file does not define")
+            if tag == "ref":
+                # A shared object: the node reads as the object it refers to (which lives at its first occurrence;
+                # definitions are never refs, so this ends).
+                for key, child in doc.members(index):
+                    if key == "#" and doc.node(child)[0] == "int":
+                        target = doc.definition(doc.value(child))
+                if target is None:
+                    raise InvalidFileError(f"{file._source}: at {self.path_text}: a reference to an object the file does "
+                                           "not define", code="SchemaInvalid")
+            else:
+                # A value a 1.0.0-style plugin passed to its serializer: the node reads as that value, "v" (which
+                # loads as itself: the plugin's serializer.deserialize returns it unchanged).
+                for key, child in doc.members(index):
+                    if key == "v":
+                        target = child
+                if target is None:
+                    raise InvalidFileError(f"{file._source}: at {self.path_text}: a \"nested\" node needs a value \"v\"",
+                                           code="SchemaInvalid")
             index = target
             json_kind, tag, count, _end = doc.node(index)
         self._index = index
@@ -100,7 +120,7 @@ class Node:
         name = self._field("name" if self._tag == "tensor" else "tensor")
         if not isinstance(name, str):
             return None
-        return self._file._document().tensor(name)
+        return self._file._tensor(name, self)
 
     @property
     def tensor_name(self) -> str | None:
@@ -119,7 +139,7 @@ class Node:
         info = self._tensor_info()
         if info is None:
             storage = self._field("storage")
-            info = self._file._document().tensor(storage) if isinstance(storage, str) else None
+            info = self._file._tensor(storage, self) if isinstance(storage, str) else None
         return None if info is None else _DTYPE_NAMES.get(info[0], info[0])
 
     @property
@@ -207,7 +227,33 @@ class Node:
         return None
 
     def _entries(self) -> list[tuple[Any, int]]:
-        """(key or index, child node) of every child, in stored order."""
+        """(key or index, child node) of every child, in stored order; read once per node and file (a walk that
+        visits every key of a large mapping must not read the mapping once per key)."""
+        cache = self._file._entries
+        entries = cache.get(self._index)
+        if entries is None:
+            entries = cache[self._index] = self._read_entries()
+        return entries
+
+    def _by_key(self, key: Any, text: bool = False) -> tuple[Any, int] | None:
+        """(stored key, child node) of the first child whose key is ``key`` (of the same type), or with ``text``, whose
+        key is the str ``key`` or is written as it; None when there is none."""
+        maps = self._file._texts if text else self._file._keys
+        found = maps.get(self._index)
+        if found is None:
+            found = {}
+            for k, child in self._entries():
+                try:
+                    found.setdefault((k if isinstance(k, str) else str(k)) if text else (type(k), k), (k, child))
+                except TypeError:  # an unhashable field name of a crafted record: it can only be reached by index
+                    pass
+            maps[self._index] = found
+        try:
+            return found.get(key if text else (type(key), key))
+        except TypeError:  # an unhashable key is not a key of anything
+            return None
+
+    def _read_entries(self) -> list[tuple[Any, int]]:
         found = self._children_node()
         if found is None:
             return []
@@ -221,7 +267,8 @@ class Node:
             out = []
             for k, pair in enumerate(doc.elements(at)):
                 if doc.node(pair)[:3:2] != ("array", 2):
-                    raise InvalidFileError(f"at {self.path_text}: item {k} of a mapping is not a [key, value] pair")
+                    raise InvalidFileError(f"{self._file._source}: at {self.path_text}: item {k} of a mapping is not a "
+                                           "[key, value] pair", code="SchemaInvalid")
                 key_node, value_node = doc.elements(pair)
                 out.append((self._file._load_at(key_node, self._path), value_node))
             return out
@@ -258,25 +305,31 @@ class Node:
                 raise IndexError(f"index {key} is out of range for the {self.kind} of {n} items at {self.path_text}")
             index = key % n
             return Node(self._file, entries[index][1], self._path + (index,))
-        for k, child in entries:
-            if type(k) is type(key) and k == key:
-                return Node(self._file, child, self._path + (k,))
+        found = self._by_key(key)
+        if found is not None:
+            return Node(self._file, found[1], self._path + (found[0],))
         raise KeyError(f"{key!r} is not a key of the {self.kind} at {self.path_text}")
+
+    def _require_keys(self) -> None:
+        if self._children_node() is None:
+            raise TypeError(f"{self.kind} node at {self.path_text} has no children")
+        if self._is_sequence():
+            raise TypeError(f"{self.kind} node at {self.path_text} has indices, not keys")
 
     def keys(self) -> list[Any]:
         """The keys of a mapping or record node (field names of a dataclass or named tuple), in stored order."""
-        if self._is_sequence():
-            raise TypeError(f"{self.kind} node at {self.path_text} has indices, not keys")
+        self._require_keys()
         return [k for k, _ in self._entries()]
 
     def values(self) -> list[Node]:
         """The child nodes, in stored order."""
+        if self._children_node() is None:
+            raise TypeError(f"{self.kind} node at {self.path_text} has no children")
         return [child for _, child in self.items()] if not self._is_sequence() else list(self)
 
     def items(self) -> list[tuple[Any, Node]]:
         """(key, child node) pairs of a mapping or record node."""
-        if self._is_sequence():
-            raise TypeError(f"{self.kind} node at {self.path_text} has indices, not keys")
+        self._require_keys()
         return [(k, Node(self._file, c, self._path + (k,))) for k, c in self._entries()]
 
     def __iter__(self) -> Iterator[Any]:
@@ -288,11 +341,15 @@ class Node:
         return iter(self.keys())
 
     def __contains__(self, key: Any) -> bool:
-        return not self._is_sequence() and any(type(k) is type(key) and k == key for k in self.keys())
+        """Whether a mapping or record node has the key ``key`` (of that exact type: ``1`` is not ``"1"``); False for
+        sequences, whose children are not keys."""
+        if self._children_node() is None:
+            raise TypeError(f"{self.kind} node at {self.path_text} has no children")
+        return not self._is_sequence() and self._by_key(key) is not None
 
     # --- loading ----------------------------------------------------------------------------------------------------
 
-    def load(self, *, framework: str | None | type[_Default] = None, device: str | None = None) -> Any:
+    def load(self, *, framework: str | None | type[_Default] = _Default, device: str | None = None) -> Any:
         """Build this node's value: only its own tensors are read (and any object it shares with the rest of the
         file). ``framework``/``device`` override those given to :func:`open`."""
         return self._file._load_at(self._index, self._path, framework=framework, device=device)
@@ -300,29 +357,43 @@ class Node:
     def describe(self, max_depth: int | None = None) -> dict[str, Any]:
         """The node as plain JSON-ready data: kind, type, dtype/shape/nbytes of tensors, values of scalars, and the
         children down to ``max_depth`` levels (all when None); reads no tensor data."""
-        out: dict[str, Any] = {"kind": self.kind}
+        result: dict[str, Any] = {}
+        # Iterative, so that the deepest data a file may hold (max_depth levels) does not exhaust Python's recursion.
+        stack: list[tuple[Node, dict[str, Any], int | None]] = [(self, result, max_depth)]
+        while stack:
+            node, out, depth = stack.pop()
+            if not node._describe_into(out) or (depth is not None and depth <= 0):
+                continue
+            deeper = None if depth is None else depth - 1
+            items: list[Any] = []
+            out["items"] = items
+            sequence = node._is_sequence()
+            for key, child in ([(None, child) for child in node] if sequence else node.items()):
+                child_out: dict[str, Any] = {}
+                items.append(child_out if sequence else [_json_value(key), child_out])
+                stack.append((child, child_out, deeper))
+        return result
+
+    def _describe_into(self, out: dict[str, Any]) -> bool:
+        """Fills ``out`` with what describe() says of this node itself; True for a container (whose items follow)."""
+        out["kind"] = self.kind
         if self.type_name is not None:
             out["type"] = self.type_name
         if self._tag == "tensor":
             out.update(dtype=self.dtype, shape=list(self.shape or ()), nbytes=self.nbytes, framework=self.framework)
             if self.tensor_name is not None:
                 out["tensor"] = self.tensor_name
-            return out
+            return False
         if self._tag in ("bytes", "bytearray"):
             out["nbytes"] = self.nbytes
-            return out
+            return False
         if self._children_node() is None:
-            out["value"] = _json_value(self.load(framework="numpy"))
-            return out
+            # A plain JSON scalar is its own value; anything else (a big int, a NaN, an enum member...) is built.
+            plain = self._tag is None and self._json_kind not in ("array", "object")
+            out["value"] = _json_value(self._file._document().value(self._index) if plain else self.load(framework="numpy"))
+            return False
         out["len"] = len(self)
-        if max_depth is not None and max_depth <= 0:
-            return out
-        deeper = None if max_depth is None else max_depth - 1
-        if self._is_sequence():
-            out["items"] = [child.describe(deeper) for child in self]
-        else:
-            out["items"] = [[_json_value(k), child.describe(deeper)] for k, child in self.items()]
-        return out
+        return True
 
     def __repr__(self) -> str:
         where = self.path or "<root>"
@@ -332,10 +403,6 @@ class Node:
             name = f" {self.type_name}" if self.type_name else ""
             return f"<Node {self.kind}{name} len={len(self)} at {where}>"
         return f"<Node {self.kind} at {where}>"
-
-
-class _Default:
-    """Marks an argument left to the value given to :func:`open`."""
 
 
 def _container_field(doc: Any, node: int) -> Any:
@@ -370,11 +437,25 @@ class SafeFile:
         self._metadata = metadata if metadata is not None else self._doc.metadata(0)
         self._load_args = load_args
         self._source = source
+        self._structured = self._doc.structured
+        # Per schema node, read when first walked: its children, and its keys by value and by text.
+        self._entries: dict[int, list[tuple[Any, int]]] = {}
+        self._keys: dict[int, dict[Any, tuple[Any, int]]] = {}
+        self._texts: dict[int, dict[str, tuple[Any, int]]] = {}
 
     def _document(self) -> Any:
         if self._doc is None:
             raise InvalidArgumentError(f"{self._source} is closed")
         return self._doc
+
+    def _tensor(self, name: str, node: Node) -> tuple[str, tuple[int, ...], int, int, int]:
+        """(dtype, shape, nbytes, shard, offset) of the tensor a node names; InvalidFileError when no file holds it
+        (as loading the node would raise)."""
+        found = self._document().tensor(name)
+        if found is None:
+            raise InvalidFileError(f"{self._source}: at {node.path_text}: the schema refers to tensor {quote(name)}, "
+                                   "which the file lacks", code="TensorNotFound")
+        return found
 
     @property
     def metadata(self) -> dict[str, str] | None:
@@ -392,21 +473,24 @@ class SafeFile:
         out = {}
         for shard in range(doc.shard_count):
             for name, dtype, shape, _offset, nbytes in doc.tensors(shard):
-                out[name] = (dtype, tuple(shape), nbytes)
+                if name != _SPILL or not self._structured:  # a schema spilled into a tensor is not part of the data
+                    out[name] = (dtype, tuple(shape), nbytes)
         return out
 
     def node(self, path: str | Sequence[Any] = "") -> Node:
         """The node at ``path``: a dotted path as tensor names are written (``"model.layers.0"``; ``""`` is the root),
-        or a sequence of keys and indices (``("model", "layers", 0)``) for keys that hold dots or are not strings."""
+        or a sequence of keys and indices (``("model", "layers", 0)``) for keys that are not strings.
+
+        In a dotted path, a key that holds dots itself (a state dict's ``"layers.0.weight"``) is found too: segments
+        are tried one at a time first, then joined, so ``"sd.layers.0.weight"`` reaches ``f["sd"]["layers.0.weight"]``.
+        """
+        if isinstance(path, str):
+            return _resolve_text(self.tree, [] if path == "" else path.split("."))
         node = self.tree
-        parts: Iterable[Any] = ([] if path == "" else path.split(".")) if isinstance(path, str) else path
-        for part in parts:
+        for part in path:
             if not node.is_container:
                 raise KeyError(f"{node.path_text} is a {node.kind}, which has no child {part!r}")
-            if isinstance(path, str):
-                node = _child_by_text(node, part)
-            else:
-                node = node[part]
+            node = node[part]
         return node
 
     def load(self, path: str | Sequence[Any] = "", *, framework: str | None | type[_Default] = _Default,
@@ -425,12 +509,15 @@ class SafeFile:
         context = _load_context(args["framework"], args["device"], args["plugins"], args["types"], args["strict"])
         try:
             return self._document().load(index, context)
-        except InvalidFileError as e:
-            if not path:
-                raise
-            where = Node.__new__(Node)
-            where._path = path
-            raise type(e)(f"{self._source}, in {where.path_text}: {e}") from None
+        except SafestructuresError as e:
+            # The core writes paths from the node it was asked to build ("at $[0]: ..."); made absolute here, with
+            # the file named as load_file names it. The class and the code stay those of the core's error.
+            message = str(e)
+            if message.startswith("at $"):
+                where = Node.__new__(Node)
+                where._path = path
+                message = "at " + where.path_text + message[len("at $"):]
+            raise type(e)(f"{self._source}: {message}", code=e.code) from None
 
     def close(self) -> None:
         """Release the file (arrays already loaded keep their own reference to its mapping)."""
@@ -464,6 +551,31 @@ class SafeFile:
         return f"<safestructures file {self._source}: {state}>"
 
 
+def _resolve_text(node: Node, parts: list[str]) -> Node:
+    """The node that the segments ``parts`` of a dotted path lead to from ``node``. Several segments joined may be one
+    key: the shortest key that leads to a node for the whole path wins; when none does, the error is that of reading
+    the segments one at a time."""
+    if not parts:
+        return node
+    if not node.is_container:
+        raise KeyError(f"{node.path_text} is a {node.kind}, which has no child {parts[0]!r}")
+    first_error: LookupError | None = None
+    # Indices hold no dots: only mappings and records try joined segments.
+    ends = range(1, 2 if node._is_sequence() else len(parts) + 1)
+    for end in ends:
+        try:
+            child = _child_by_text(node, ".".join(parts[:end]))
+        except KeyError as e:
+            first_error = first_error or e
+            continue
+        try:
+            return _resolve_text(child, parts[end:])
+        except LookupError as e:
+            first_error = first_error or e
+    assert first_error is not None
+    raise first_error
+
+
 def _child_by_text(node: Node, part: str) -> Node:
     """The child a path segment names: an index for sequences (and named tuples), else the key whose text is it."""
     if node._is_sequence() or (node.kind == "namedtuple" and part.lstrip("-").isdigit()):
@@ -471,9 +583,9 @@ def _child_by_text(node: Node, part: str) -> Node:
             return node[int(part)]
         except ValueError:
             raise KeyError(f"{node.path_text} is a {node.kind}: {part!r} is not an index") from None
-    for key, child in node._entries():
-        if key == part or (type(key) is not str and str(key) == part):
-            return Node(node._file, child, node._path + (key,))
+    found = node._by_key(part, text=True)
+    if found is not None:
+        return Node(node._file, found[1], node._path + (found[0],))
     raise KeyError(f"{part!r} is not a key of the {node.kind} at {node.path_text}")
 
 
@@ -506,7 +618,7 @@ def open(
         InvalidFileError: the header or the schema is malformed, or a file of 1.0.0 (load those with load_file).
         OSError: the file cannot be read.
     """
-    from . import _api, _sharded, _v1
+    from . import _api, _v1
 
     limits = (
         _api.DEFAULT_MAX_DEPTH if max_depth is None else max_depth,

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
 from collections.abc import Mapping
 from typing import Any
 
@@ -19,6 +18,7 @@ INDEX_NAME = "model.safetensors.index.json"
 PREFIX = "model"
 #: The index key holding the schema document (as in a single file's __metadata__).
 SCHEMA_KEY = "__safestructures__"
+_RESERVED = ("total_size", SCHEMA_KEY, "_safestructures_schema_", "_safestructures_schema_version_")
 _SHARD_NAME = re.compile(r"[A-Za-z0-9_.\-]+\.safetensors")
 _UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
 
@@ -48,7 +48,10 @@ def index_path(path: str) -> str | None:
     return None
 
 
-def _write_atomic(path: str, text: str, fsync: bool) -> None:
+def _write_temporary(path: str, text: str, fsync: bool) -> str:
+    """Writes ``text`` to a new temporary file beside ``path`` (``.NAME.XXXX.partial``) and returns its path."""
+    import tempfile  # only when saving: it imports random, shutil and more, which a load must not pull in
+
     directory = os.path.dirname(path) or "."
     fd, temp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".partial", dir=directory)
     try:
@@ -58,13 +61,17 @@ def _write_atomic(path: str, text: str, fsync: bool) -> None:
                 f.flush()
                 os.fsync(f.fileno())
         os.chmod(temp, 0o644)
-        os.replace(temp, path)
     except BaseException:
-        try:
-            os.unlink(temp)
-        except FileNotFoundError:
-            pass
+        _remove(temp)
         raise
+    return temp
+
+
+def _remove(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
 
 
 def _old_shards(index: str) -> set[str]:
@@ -82,36 +89,40 @@ def save_sharded(data: Any, directory: str, metadata: Mapping[str, str] | None, 
     """Write ``data`` into ``directory`` as shards of at most ``max_shard_size`` tensor bytes plus the index.
 
     Every shard is written under a temporary name first, then the index; only then are they renamed into place, so a
-    failure while writing leaves an earlier checkpoint in the directory as it was.
+    failure while writing (an object that cannot be saved, a full disk) leaves an earlier checkpoint in the directory
+    as it was. Shards of an earlier save that this one does not use are removed last.
     """
+    for key in metadata or ():
+        # The index's metadata holds the caller's beside total_size and the schema: neither may be replaced, and the
+        # keys of safestructures 1.0.0 are refused as a single file's save refuses them.
+        if key in _RESERVED:
+            raise InvalidArgumentError(f"metadata key {quote(key)} is reserved for safestructures' own use"
+                                       + (" (the index's total size)" if key == "total_size" else ""), code="InvalidMetadata")
     os.makedirs(directory, exist_ok=True)
     index = os.path.join(directory, INDEX_NAME)
     previous = _old_shards(index)
     schema, files, weight_map, total = _core.save_sharded(data, directory, PREFIX, max_depth, max_shard_size, fsync, context)
-    renamed: list[str] = []
+    index_temp = None
     try:
         names = [name for name, _ in files]
         document = {
             "metadata": {"total_size": total, **(metadata or {}), SCHEMA_KEY: schema},
             "weight_map": {tensor: names[shard] for tensor, shard in weight_map},
         }
-        text = json.dumps(document, ensure_ascii=False, indent=2)
+        index_temp = _write_temporary(index, json.dumps(document, ensure_ascii=False, indent=2), fsync)
+        # Everything is written: only renames are left, shards first and the index last, so an index never names a
+        # shard that is not in place yet.
         for name, temp in files:
             os.replace(temp, os.path.join(directory, name))
-            renamed.append(name)
-        _write_atomic(index, text, fsync)
+        os.replace(index_temp, index)
     except BaseException:
         for _name, temp in files:
-            try:
-                os.unlink(temp)
-            except FileNotFoundError:
-                pass
+            _remove(temp)
+        if index_temp is not None:
+            _remove(index_temp)
         raise
-    for stale in previous - set(renamed):
-        try:
-            os.unlink(os.path.join(directory, stale))
-        except FileNotFoundError:
-            pass
+    for stale in previous - set(names):
+        _remove(os.path.join(directory, stale))
 
 
 def read_index(index: str, max_size: int) -> tuple[list[str], str, dict[str, str], dict[str, int]]:
@@ -154,10 +165,16 @@ def read_index(index: str, max_size: int) -> tuple[list[str], str, dict[str, str
 
 
 def check_shards(index: str, document: Any, where: dict[str, int], paths: list[str]) -> None:
-    """Every tensor of the index is in the shard it names (a directory whose files do not belong together, from two
-    saves say, is refused rather than loaded as a mix)."""
+    """The index and the shards agree: every tensor of the index is in the shard it names, and every tensor of a shard
+    is in the index, mapped to that shard. A directory whose files do not belong together (from two saves, say) is
+    refused rather than loaded as a mix."""
     for tensor, shard in where.items():
         found = document.tensor(tensor)
         if found is None or found[3] != shard:
             raise InvalidFileError(f"{index}: the index maps tensor {quote(tensor)} to {os.path.basename(paths[shard])}, "
                                    "which does not hold it")
+    for shard, path in enumerate(paths):
+        for name, *_ in document.tensors(shard):
+            if where.get(name) != shard:
+                raise InvalidFileError(f"{index}: shard {os.path.basename(path)} holds tensor {quote(name)}, which the "
+                                       "index does not map to it")

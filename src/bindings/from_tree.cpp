@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstring>
 #include <functional>
+#include <optional>
 #include <unordered_map>
 
 #include "bindings.hpp"
@@ -80,8 +81,15 @@ class Loader {
         max_depth_(options.max_depth) {}
 
   nb::object build(std::size_t i);
+  // A partial load's target: the node the caller asked for (see build_target).
+  nb::object build_target(std::size_t i) {
+    target_ = i;
+    nb::object out = build(i);
+    return inner_target_.is_valid() ? inner_target_ : out;
+  }
 
  private:
+  nb::object build_any(std::size_t i);
   nb::object build_tagged(std::size_t i, std::string_view tag);
   nb::object build_plain_object(std::size_t i);
   nb::object key_object(std::string_view key);
@@ -97,6 +105,8 @@ class Loader {
   nb::object tensor(std::size_t i);
   TensorSource::Found find_tensor(std::string_view name);
   nb::object defined_elsewhere(std::int64_t id);
+  // Whether node `i` lies inside the value of a plugin node (partial loads, which may start inside one).
+  bool inside_plugin(std::size_t i);
   nb::object bytes_value(std::size_t i, bool mutable_copy);
   std::string_view string_field(std::size_t object, std::string_view key);
   void define(std::size_t object, const nb::object& value);
@@ -112,6 +122,18 @@ class Loader {
   const TreeIndex* index_;
   // Tensors built so far, by name (partial loads only: a view of a storage the part does not hold builds it first).
   std::unordered_map<std::string_view, bool> built_tensors_;
+  // Partial loads: the node asked for, how many builds of it are under way, and the object its innermost build made.
+  // A reference from inside the node to an object that contains it (a cycle through an ancestor) builds that
+  // ancestor, and the node again inside it: that inner build is the object the rest of the data holds, so it is the
+  // one returned (the outer build, made before the ancestor existed, is dropped).
+  std::size_t target_ = Tape::npos;
+  std::uint32_t target_builds_ = 0;
+  nb::object inner_target_;
+  // Ids whose definition elsewhere is being built: a reference to one of them from inside its own definition is a
+  // cycle through an object that only exists once built (a file can hold one only by being crafted).
+  std::vector<std::int64_t> building_elsewhere_;
+  // (first, one past the last) node of each plugin node's subtree, found when first needed.
+  std::optional<std::vector<std::pair<std::size_t, std::size_t>>> plugin_ranges_;
   nb::handle context_;
   const Hooks& hooks_;
   std::vector<nb::object> ids_;
@@ -163,7 +185,13 @@ void Loader::define(std::size_t object, const nb::object& value) {
   const Node& id = tape_[at];
   if (id.kind != NodeKind::Int || id.integer < 1 || static_cast<std::uint64_t>(id.integer) >= ids_.size()) invalid("reference id \"#\" must be an integer from 1 to the node count");
   nb::object& slot = ids_[static_cast<std::size_t>(id.integer)];
-  if (slot.is_valid()) invalid("reference id #" + std::to_string(id.integer) + " is defined twice");
+  if (slot.is_valid()) {
+    // In a partial load, an immutable object (a tuple, a record) on the way from the target to a reference to an
+    // ancestor is built twice: inside the ancestor, which defines it, then here, in the outer build of the target
+    // that build_target drops. The first definition stays.
+    if (index_ != nullptr) return;
+    invalid("reference id #" + std::to_string(id.integer) + " is defined twice");
+  }
   slot = value;
 }
 
@@ -246,9 +274,27 @@ nb::object Loader::defined_elsewhere(std::int64_t id) {
   // Only a partial load gets here: the object was defined outside the part being loaded (or not at all).
   const std::size_t at = static_cast<std::uint64_t>(id) < index_->id_nodes.size() ? index_->id_nodes[static_cast<std::size_t>(id)] : Tape::npos;
   if (at == Tape::npos) invalid("ref to #" + std::to_string(id) + ", which is not defined anywhere");
+  if (std::find(building_elsewhere_.begin(), building_elsewhere_.end(), id) != building_elsewhere_.end()) {
+    invalid("ref to #" + std::to_string(id) + ", which is part of a cycle through an immutable object");
+  }
+  building_elsewhere_.push_back(id);
+  struct Leave {
+    std::vector<std::int64_t>& ids;
+    ~Leave() { ids.pop_back(); }
+  } leave{building_elsewhere_};
   build(at);
   if (!ids_[static_cast<std::size_t>(id)].is_valid()) invalid("ref to #" + std::to_string(id) + ", which is part of a cycle through an immutable object");
   return ids_[static_cast<std::size_t>(id)];
+}
+
+bool Loader::inside_plugin(std::size_t i) {
+  if (!plugin_ranges_) {
+    plugin_ranges_.emplace();
+    for (std::size_t k = 0; k < tape_.size(); ++k) {
+      if (tape_[k].kind == NodeKind::Object && tape_.tag(k) == "plugin") plugin_ranges_->emplace_back(k, tape_[k].end);
+    }
+  }
+  return std::any_of(plugin_ranges_->begin(), plugin_ranges_->end(), [i](const auto& r) { return r.first < i && i < r.second; });
 }
 
 nb::object Loader::bytes_value(std::size_t i, bool mutable_copy) {
@@ -320,6 +366,18 @@ bool is_leaf_tag(std::string_view tag) {
 }
 
 nb::object Loader::build(std::size_t i) {
+  if (i != target_) return build_any(i);
+  ++target_builds_;
+  struct Leave {
+    std::uint32_t& builds;
+    ~Leave() { --builds; }
+  } leave{target_builds_};
+  nb::object out = build_any(i);
+  if (target_builds_ > 1 && !inner_target_.is_valid()) inner_target_ = out;
+  return out;
+}
+
+nb::object Loader::build_any(std::size_t i) {
   const Node& n = tape_[i];
   switch (n.kind) {
     case NodeKind::Null: return nb::none();
@@ -531,6 +589,13 @@ nb::object Loader::build_tagged(std::size_t i, std::string_view tag) {
   // A "nested" node only stands for a child a 1.0.0-style plugin put into its value; anywhere else it would hand
   // the loader's internal wrapper to the caller.
   const bool plugin = tag == "plugin";
+  if (tag == "nested" && plugin_depth_ == 0 && index_ != nullptr && inside_plugin(i)) {
+    // A partial load of a part of a plugin's value, without the plugin node around it: each nested value is itself,
+    // as in the record a load without the plugin makes.
+    const std::size_t v = tape_.member(i, "v");
+    if (v == Tape::npos) invalid("a \"nested\" node needs a value \"v\"");
+    return build(v);
+  }
   if (tag == "nested" && plugin_depth_ == 0) invalid("a \"nested\" node may only appear inside a plugin node's value");
   plugin_depth_ += plugin;
   struct Leave {
@@ -611,7 +676,7 @@ nb::object build_node(const Tape& tape, std::size_t node, const TensorSource& so
       if (was_enabled) PyGC_Enable();
     }
   } pause;
-  return loader.build(node);
+  return index != nullptr ? loader.build_target(node) : loader.build(node);
 }
 
 nb::object build_data(const TensorSource& file, const LoadOptions& options) {
