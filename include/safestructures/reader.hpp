@@ -13,16 +13,25 @@
 
 namespace safestructures {
 
+// How a mapping's pages are read: with the kernel's readahead (a whole load touches everything), or only where they
+// are touched or prefetched (lazy access: readahead would read the neighbours of every tensor a partial load needs,
+// 8 MiB around each on some machines).
+enum class Access { Whole, Parts };
+
 // A whole file mapped MAP_PRIVATE with read and write access: pages are read lazily, and a write to them changes only
 // this process's copy, never the file. The mapping lives as long as the object.
 class MappedFile {
  public:
-  static std::shared_ptr<MappedFile> open(const std::filesystem::path& path);
+  static std::shared_ptr<MappedFile> open(const std::filesystem::path& path, Access access = Access::Whole);
   ~MappedFile();
   MappedFile(const MappedFile&) = delete;
   MappedFile& operator=(const MappedFile&) = delete;
 
   std::span<std::byte> bytes() const { return {data_, size_}; }
+  // Advice to the kernel (a failure costs speed only, so none is reported): start reading [begin, end) now, or
+  // switch the whole mapping's readahead.
+  void prefetch(std::uint64_t begin, std::uint64_t end) const;
+  void set_access(Access access) const;
   const std::string& path() const { return path_; }
 
  private:
@@ -40,7 +49,8 @@ struct TensorView {
 // A validated safetensors file over bytes that an owner keeps alive (a mapping or a caller's buffer).
 class Reader {
  public:
-  static Reader open(const std::filesystem::path& path, std::uint64_t max_header_size = default_max_header_size);
+  static Reader open(const std::filesystem::path& path, std::uint64_t max_header_size = default_max_header_size,
+                     Access access = Access::Whole);
   // `owner` keeps `bytes` alive for as long as the reader or any copy of owner() lives.
   static Reader from_buffer(std::shared_ptr<const void> owner, std::span<const std::byte> bytes, bool writable,
                             std::uint64_t max_header_size = default_max_header_size);

@@ -9,7 +9,7 @@ from typing import Any
 from collections.abc import Iterable
 
 from . import _core, _registry, _types, plugins as _plugins
-from ._errors import InvalidFileError, SafestructuresError, quote
+from ._errors import InvalidArgumentError, InvalidFileError, SafestructuresError, quote
 from ._flat import _check_metadata, _fspath
 
 __all__ = ["DEFAULT_MAX_DEPTH", "DEFAULT_MAX_NODES", "load", "load_file", "save", "save_file"]
@@ -185,7 +185,8 @@ def load_file(
     :class:`UnknownTypeError` with ``strict=True``.
 
     ``path`` may also be a directory written with ``save_file(..., max_shard_size=...)``, or its
-    ``model.safetensors.index.json``.
+    ``model.safetensors.index.json``; or a checkpoint written through ``safestructures.distributed`` (PyTorch
+    Distributed Checkpoint), which loads whole in this process as torch tensors.
 
     Raises:
         InvalidFileError: the file is malformed, or exceeds a limit (``max_depth`` levels of nesting,
@@ -197,7 +198,18 @@ def load_file(
     target = _fspath(path)
     # A sharded save: its directory or its index (checked here so that loading a file imports nothing more).
     if target.endswith(".index.json") or os.path.isdir(target):
+        from . import _sharded
         from ._lazy import open as open_lazy
+
+        index = _sharded.index_path(target)
+        if index is not None and _sharded.is_dcp_index(index):
+            # Written through PyTorch Distributed Checkpoint: its own reader rebuilds the state (as torch tensors).
+            if framework not in (None, "torch") or device != "cpu" or plugins is not None:
+                raise InvalidArgumentError(f"{target} is a PyTorch Distributed Checkpoint: it loads as torch tensors on the CPU, "
+                                           "without framework=, device= or plugins=")
+            from . import distributed
+
+            return distributed.load(os.path.dirname(index), types=types, strict=strict)
 
         with open_lazy(target, framework, device=device, plugins=plugins, types=types, strict=strict, max_depth=max_depth,
                        max_nodes=max_nodes, max_header_size=max_header_size) as f:

@@ -632,9 +632,9 @@ def open(
     target = _fspath(path)
     index = _sharded.index_path(target)
     if index is not None:
-        files, schema, metadata, where = _sharded.read_index(index, limits[2])
+        files, schema, metadata, where, save_id = _sharded.read_index(index, limits[2])
         opened = SafeFile(files, schema, metadata, load_args, limits, target)
-        _sharded.check_shards(index, opened._document(), where, files)
+        _sharded.check_shards(index, opened._document(), where, files, save_id)
         return opened
     opened = SafeFile([target], None, None, load_args, limits, target)
     doc = opened._document()

@@ -3,10 +3,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from . import _core
@@ -18,7 +19,12 @@ INDEX_NAME = "model.safetensors.index.json"
 PREFIX = "model"
 #: The index key holding the schema document (as in a single file's __metadata__).
 SCHEMA_KEY = "__safestructures__"
-_RESERVED = ("total_size", SCHEMA_KEY, "_safestructures_schema_", "_safestructures_schema_version_")
+#: The key, in the index's metadata and in every shard's, of the id of the save that wrote them: a shard left by
+#: another save (a crash between renames, two saves at once) is refused rather than loaded as part of this one.
+SAVE_KEY = "__safestructures_save__"
+#: The key of a PyTorch Distributed Checkpoint's index (safestructures.distributed).
+DCP_KEY = "safestructures_dcp"
+_RESERVED = ("total_size", SCHEMA_KEY, SAVE_KEY, "_safestructures_schema_", "_safestructures_schema_version_")
 _SHARD_NAME = re.compile(r"[A-Za-z0-9_.\-]+\.safetensors")
 _UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
 
@@ -84,6 +90,19 @@ def _old_shards(index: str) -> set[str]:
         return set()
 
 
+@contextlib.contextmanager
+def _directory_lock(directory: str) -> Iterator[None]:
+    """An exclusive flock on the directory itself (no lock file left behind), released on exit."""
+    import fcntl
+
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
 def save_sharded(data: Any, directory: str, metadata: Mapping[str, str] | None, max_shard_size: int, max_depth: int,
                  fsync: bool, context: dict[str, Any]) -> None:
     """Write ``data`` into ``directory`` as shards of at most ``max_shard_size`` tensor bytes plus the index.
@@ -100,32 +119,35 @@ def save_sharded(data: Any, directory: str, metadata: Mapping[str, str] | None, 
                                        + (" (the index's total size)" if key == "total_size" else ""), code="InvalidMetadata")
     os.makedirs(directory, exist_ok=True)
     index = os.path.join(directory, INDEX_NAME)
-    previous = _old_shards(index)
-    schema, files, weight_map, total = _core.save_sharded(data, directory, PREFIX, max_depth, max_shard_size, fsync, context)
+    save_id = os.urandom(12).hex()
+    schema, files, weight_map, total = _core.save_sharded(data, directory, PREFIX, save_id, max_depth, max_shard_size, fsync, context)
     index_temp = None
     try:
         names = [name for name, _ in files]
         document = {
-            "metadata": {"total_size": total, **(metadata or {}), SCHEMA_KEY: schema},
+            "metadata": {"total_size": total, **(metadata or {}), SAVE_KEY: save_id, SCHEMA_KEY: schema},
             "weight_map": {tensor: names[shard] for tensor, shard in weight_map},
         }
         index_temp = _write_temporary(index, json.dumps(document, ensure_ascii=False, indent=2), fsync)
         # Everything is written: only renames are left, shards first and the index last, so an index never names a
-        # shard that is not in place yet.
-        for name, temp in files:
-            os.replace(temp, os.path.join(directory, name))
-        os.replace(index_temp, index)
+        # shard that is not in place yet. Saves into one directory take turns here (a lock on the directory), so two at
+        # once leave one whole checkpoint, the last one's, rather than a mix.
+        with _directory_lock(directory):
+            previous = _old_shards(index)
+            for name, temp in files:
+                os.replace(temp, os.path.join(directory, name))
+            os.replace(index_temp, index)
+            for stale in previous - set(names):
+                _remove(os.path.join(directory, stale))
     except BaseException:
         for _name, temp in files:
             _remove(temp)
         if index_temp is not None:
             _remove(index_temp)
         raise
-    for stale in previous - set(names):
-        _remove(os.path.join(directory, stale))
 
 
-def read_index(index: str, max_size: int) -> tuple[list[str], str, dict[str, str], dict[str, int]]:
+def read_index(index: str, max_size: int) -> tuple[list[str], str, dict[str, str], dict[str, int], str | None]:
     """(shard paths, schema document, user metadata, {tensor: shard number}) from a sharded save's index;
     InvalidFileError naming what is wrong."""
     try:
@@ -143,6 +165,9 @@ def read_index(index: str, max_size: int) -> tuple[list[str], str, dict[str, str
     if not isinstance(document, dict) or not isinstance(document.get("weight_map"), dict) or not isinstance(document.get("metadata"), dict):
         raise InvalidFileError(f"{index}: an index is an object with \"metadata\" and \"weight_map\" objects")
     schema = document["metadata"].get(SCHEMA_KEY)
+    if DCP_KEY in document["metadata"] and schema is None:
+        raise InvalidFileError(f"{index}: a PyTorch Distributed Checkpoint; load it with safestructures.distributed.load() "
+                               "(load_file does so), it cannot be opened lazily")
     if not isinstance(schema, str):
         raise InvalidFileError(f"{index}: the index has no safestructures schema (metadata {quote(SCHEMA_KEY)}); "
                                "load its shards with load_file one by one")
@@ -156,15 +181,28 @@ def read_index(index: str, max_size: int) -> tuple[list[str], str, dict[str, str
             shards.append(shard)
     if not shards:  # data without tensors: its one shard holds none
         shards = [f"{PREFIX}-00001-of-00001.safetensors"]
-    metadata = {k: v for k, v in document["metadata"].items() if k not in (SCHEMA_KEY, "total_size")}
+    save_id = document["metadata"].get(SAVE_KEY)
+    if save_id is not None and not isinstance(save_id, str):
+        raise InvalidFileError(f"{index}: metadata {quote(SAVE_KEY)} must be a string")
+    metadata = {k: v for k, v in document["metadata"].items() if k not in (SCHEMA_KEY, SAVE_KEY, "total_size")}
     if not all(isinstance(v, str) for v in metadata.values()):
         raise InvalidFileError(f"{index}: metadata values other than total_size must be strings")
     numbers = {s: k for k, s in enumerate(shards)}
     where = {tensor: numbers[shard] for tensor, shard in document["weight_map"].items()}
-    return [os.path.join(directory, s) for s in shards], schema, metadata, where
+    return [os.path.join(directory, s) for s in shards], schema, metadata, where, save_id
 
 
-def check_shards(index: str, document: Any, where: dict[str, int], paths: list[str]) -> None:
+def is_dcp_index(index: str) -> bool:
+    """Whether an index is a PyTorch Distributed Checkpoint's (false for anything unreadable: the load reports it)."""
+    try:
+        with open(index, "rb") as f:
+            document = json.loads(f.read(64 << 20))
+        return isinstance(document, dict) and isinstance(document.get("metadata"), dict) and DCP_KEY in document["metadata"]
+    except (OSError, ValueError):
+        return False
+
+
+def check_shards(index: str, document: Any, where: dict[str, int], paths: list[str], save_id: str | None = None) -> None:
     """The index and the shards agree: every tensor of the index is in the shard it names, and every tensor of a shard
     is in the index, mapped to that shard. A directory whose files do not belong together (from two saves, say) is
     refused rather than loaded as a mix."""
@@ -174,6 +212,9 @@ def check_shards(index: str, document: Any, where: dict[str, int], paths: list[s
             raise InvalidFileError(f"{index}: the index maps tensor {quote(tensor)} to {os.path.basename(paths[shard])}, "
                                    "which does not hold it")
     for shard, path in enumerate(paths):
+        if save_id is not None and (document.metadata(shard) or {}).get(SAVE_KEY) != save_id:
+            raise InvalidFileError(f"{index}: shard {os.path.basename(path)} was not written by the save that wrote the "
+                                   "index (another save's file, left by an interrupted save or by two saves at once)")
         for name, *_ in document.tensors(shard):
             if where.get(name) != shard:
                 raise InvalidFileError(f"{index}: shard {os.path.basename(path)} holds tensor {quote(name)}, which the "

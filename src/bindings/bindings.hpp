@@ -125,7 +125,8 @@ nb::object metadata_to_python(const Header& header);
 nb::list tensor_table(const Header& header);
 
 // Maps and validates a file with the GIL released; the buffer (a FileBuffer) exposes the mapping to numpy.
-std::pair<Reader, nb::object> open_mapped(const std::filesystem::path& path, std::uint64_t max_header_size);
+std::pair<Reader, nb::object> open_mapped(const std::filesystem::path& path, std::uint64_t max_header_size,
+                                          Access access = Access::Whole);
 
 struct LoadOptions {
   std::uint32_t max_depth = 1000;

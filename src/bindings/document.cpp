@@ -6,6 +6,7 @@
 #include <nanobind/stl/string_view.h>
 #include <nanobind/stl/vector.h>
 
+#include <cstdint>
 #include <optional>
 
 #include "bindings.hpp"
@@ -25,7 +26,8 @@ class Document {
       : options_{max_depth, max_nodes, nb::handle()} {
     if (paths.empty()) throw ArgumentError(ErrorCode::InvalidArgument, "a document needs at least one file");
     for (const auto& path : paths) {
-      auto [reader, buffer] = open_mapped(path, max_header_size);
+      // Read where asked, not ahead: load() prefetches what a part needs.
+      auto [reader, buffer] = open_mapped(path, max_header_size, Access::Parts);
       source_.shards.push_back(Shard{std::move(reader), buffer});
     }
     const std::string where = paths.size() == 1 ? paths.front().string() : paths.front().parent_path().string();
@@ -137,6 +139,12 @@ class Document {
     at(i);
     LoadOptions options = options_;
     options.context = context;
+    if (i == root_) {
+      // The whole data: read as load_file reads, with the kernel's readahead.
+      for (const Shard& shard : source_.shards) mapping(shard).set_access(Access::Whole);
+    } else {
+      prefetch(i);
+    }
     return build_node(*tape_, i, source_, options, i == root_ ? nullptr : &tree_index());
   }
 
@@ -146,6 +154,27 @@ class Document {
     if (i >= tape_->size()) throw ArgumentError(ErrorCode::InvalidArgument, "node " + std::to_string(i) + " is out of range");
     return (*tape_)[i];
   }
+  // Starts reading, in the background, the bytes of every tensor the subtree at `i` names (a view's storage too).
+  void prefetch(std::size_t i) const {
+    const Tape& tape = *tape_;
+    for (std::size_t n = i; n < tape[i].end; ++n) {
+      if (tape[n].kind != NodeKind::Object) continue;
+      const std::string_view tag = tape.tag(n);
+      const char* field = tag == "tensor" ? "name" : (tag == "bytes" || tag == "bytearray") ? "tensor" : nullptr;
+      if (field == nullptr) continue;
+      for (const char* key : {field, "storage"}) {
+        const std::size_t at = tape.member(n, key);
+        if (at == Tape::npos || tape[at].kind != NodeKind::String) continue;
+        const TensorSource::Found found = source_.find(tape[at].text);
+        if (found.info == nullptr) continue;  // the load reports it
+        const std::uint64_t begin = found.shard->reader.header().data_offset() + found.info->begin;
+        mapping(*found.shard).prefetch(begin, begin + found.info->nbytes());
+      }
+    }
+  }
+
+  static const MappedFile& mapping(const Shard& shard) { return *std::static_pointer_cast<const MappedFile>(shard.reader.owner()); }
+
   const TreeIndex& tree_index() {
     if (!tape_) throw ArgumentError(ErrorCode::InvalidArgument, "the file holds no structure (no schema)");
     if (!index_) index_.emplace(*tape_);

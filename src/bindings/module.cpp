@@ -70,11 +70,11 @@ nb::list tensor_table(const Header& header) {
   return tensors;
 }
 
-std::pair<Reader, nb::object> open_mapped(const std::filesystem::path& path, std::uint64_t max_header_size) {
+std::pair<Reader, nb::object> open_mapped(const std::filesystem::path& path, std::uint64_t max_header_size, Access access) {
   std::optional<Reader> reader;
   {
     nb::gil_scoped_release release;
-    reader.emplace(Reader::open(path, max_header_size));
+    reader.emplace(Reader::open(path, max_header_size, access));
   }
   // Reader::open always owns a MappedFile; only the mapping needs to outlive this call, not the parsed header.
   const auto mapping = std::static_pointer_cast<const MappedFile>(reader->owner());
@@ -190,7 +190,8 @@ nb::bytes py_save_bytes(nb::handle data, nb::handle metadata, std::uint32_t max_
 // caller to rename once the index is written too. Tensors go into shards in walk order, a new shard starting where
 // the next tensor would take the current one over `max_shard_size` (a larger tensor gets a shard of its own).
 // Returns (schema document, [(shard file name, temporary path)], [(tensor name, shard number)], total tensor bytes).
-nb::tuple py_save_sharded(nb::handle data, const std::filesystem::path& directory, const std::string& prefix, std::uint32_t max_depth,
+nb::tuple py_save_sharded(nb::handle data, const std::filesystem::path& directory, const std::string& prefix, const std::string& save_id,
+                          std::uint32_t max_depth,
                           std::uint64_t max_shard_size, bool fsync, nb::handle context) {
   SaveResult walked = walk_data(data, SaveOptions{max_depth, context});
   const std::vector<WriteTensor>& tensors = walked.request.tensors;
@@ -220,13 +221,15 @@ nb::tuple py_save_sharded(nb::handle data, const std::filesystem::path& director
     std::string digits = std::to_string(k);
     return std::string(digits.size() < 5 ? 5 - digits.size() : 0, '0') + digits;
   };
-  const Metadata format{{"format", "pt"}};
+  // The save's id in every shard, checked against the index's on load; temporary names carry it too, so two saves
+  // into one directory at once never write the same file.
+  const Metadata format{{"__safestructures_save__", save_id}, {"format", "pt"}};
   nb::list files;
   std::vector<std::filesystem::path> written;
   try {
     for (std::size_t k = 0; k < shards.size(); ++k) {
       const std::string name = prefix + "-" + number(k + 1) + "-of-" + number(shards.size()) + ".safetensors";
-      const std::filesystem::path temp = directory / ("." + name + ".partial");
+      const std::filesystem::path temp = directory / ("." + name + "." + save_id + ".partial");
       {
         nb::gil_scoped_release release;
         write_file(temp, shards[k], &format, WriteOptions{fsync});
@@ -321,7 +324,7 @@ NB_MODULE(_core, m) {
   m.def("save_bytes", &py_save_bytes, "data"_a.none(), "metadata"_a.none() = nb::none(), "max_depth"_a = 1000,
         "max_header_size"_a = default_max_header_size, "context"_a.none() = nb::none(),
         "Save nested data with tensors as the bytes of a structured safetensors file.");
-  m.def("save_sharded", &py_save_sharded, "data"_a.none(), "directory"_a, "prefix"_a, "max_depth"_a, "max_shard_size"_a, "fsync"_a,
+  m.def("save_sharded", &py_save_sharded, "data"_a.none(), "directory"_a, "prefix"_a, "save_id"_a, "max_depth"_a, "max_shard_size"_a, "fsync"_a,
         "context"_a.none(),
         "Write the tensors of `data` as shards under temporary names in `directory`: (schema document, [(file name, "
         "temporary path)], [(tensor, shard number)], total tensor bytes). The caller writes the index and renames.");

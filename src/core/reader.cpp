@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdint>
 
 #include "safestructures/error.hpp"
 
@@ -22,7 +23,7 @@ struct Fd {
 
 }  // namespace
 
-std::shared_ptr<MappedFile> MappedFile::open(const std::filesystem::path& path) {
+std::shared_ptr<MappedFile> MappedFile::open(const std::filesystem::path& path, Access access) {
   const std::string name = path.string();
   Fd file{::open(name.c_str(), O_RDONLY | O_CLOEXEC)};
   if (file.fd < 0) raise_io("cannot open", name, errno);
@@ -38,15 +39,38 @@ std::shared_ptr<MappedFile> MappedFile::open(const std::filesystem::path& path) 
   // are only copied when written.
   void* data = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_NORESERVE, file.fd, 0);
   if (data == MAP_FAILED) raise_io("cannot map", name, errno);
-  return std::shared_ptr<MappedFile>(new MappedFile(name, static_cast<std::byte*>(data), size));
+  auto mapping = std::shared_ptr<MappedFile>(new MappedFile(name, static_cast<std::byte*>(data), size));
+  if (access == Access::Parts) {
+    mapping->set_access(Access::Parts);
+    // The header is read in full right away: fetch it in one go rather than a page per fault.
+    if (size >= 8) {
+      std::uint64_t header_size = 0;
+      for (int k = 7; k >= 0; --k) header_size = header_size << 8 | std::to_integer<std::uint64_t>(mapping->bytes()[k]);
+      mapping->prefetch(0, header_size > size ? size : 8 + header_size);
+    }
+  }
+  return mapping;
+}
+
+void MappedFile::prefetch(std::uint64_t begin, std::uint64_t end) const {
+  if (end > size_) end = size_;
+  if (begin >= end) return;
+  const auto page = static_cast<std::uintptr_t>(::sysconf(_SC_PAGESIZE));
+  const auto start = reinterpret_cast<std::uintptr_t>(data_) + begin;
+  const auto aligned = start & ~(page - 1);
+  ::madvise(reinterpret_cast<void*>(aligned), start + (end - begin) - aligned, MADV_WILLNEED);
+}
+
+void MappedFile::set_access(Access access) const {
+  if (data_ != nullptr) ::madvise(data_, size_, access == Access::Parts ? MADV_RANDOM : MADV_NORMAL);
 }
 
 MappedFile::~MappedFile() {
   if (data_ != nullptr) ::munmap(data_, size_);
 }
 
-Reader Reader::open(const std::filesystem::path& path, std::uint64_t max_header_size) {
-  auto mapping = MappedFile::open(path);
+Reader Reader::open(const std::filesystem::path& path, std::uint64_t max_header_size, Access access) {
+  auto mapping = MappedFile::open(path, access);
   const auto bytes = mapping->bytes();
   try {
     return from_buffer(std::move(mapping), bytes, true, max_header_size);

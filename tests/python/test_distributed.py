@@ -513,3 +513,20 @@ def test_async_save(tmp_path: Path) -> None:
         future = dcp.async_save(state, storage_writer=ssd.SafestructuresWriter(tmp_path), planner=ssd.SafestructuresSavePlanner(), no_dist=True)
         future.result(timeout=60)
     assert_same(ssd.load(tmp_path), state)
+
+
+def test_load_file_reads_a_distributed_checkpoint(tmp_path: Path) -> None:
+    # load_file knows the checkpoint by its index and hands it to the DCP reader; open() cannot walk it lazily and says so.
+    state = {"model": {"w": torch.arange(6, dtype=torch.float32).reshape(2, 3)}, "step": 3, "config": ("adam", 1e-3)}
+    ssd.save(state, tmp_path / "ckpt")
+    for target in (tmp_path / "ckpt", tmp_path / "ckpt" / "model.safetensors.index.json"):
+        back = ss.load_file(target)
+        assert list(back) == ["model", "step", "config"]
+        assert type(back["model"]["w"]) is torch.Tensor and back["model"]["w"].dtype == torch.float32
+        assert torch.equal(back["model"]["w"], state["model"]["w"])
+        assert back["step"] == 3 and type(back["step"]) is int
+        assert back["config"] == ("adam", 1e-3) and type(back["config"]) is tuple
+    with pytest.raises(ss.InvalidArgumentError, match="Distributed Checkpoint: it loads as torch tensors"):
+        ss.load_file(tmp_path / "ckpt", framework="numpy")
+    with pytest.raises(ss.InvalidFileError, match=r"a PyTorch Distributed Checkpoint; load it with safestructures\.distributed\.load"):
+        ss.open(tmp_path / "ckpt")

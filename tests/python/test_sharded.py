@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +74,10 @@ LAYOUTS = [
 ]
 
 
+def save_id(directory: Path) -> str:
+    return read_index(directory)["metadata"]["__safestructures_save__"]
+
+
 @pytest.mark.parametrize("size,layout", LAYOUTS, ids=[str(s) for s, _ in LAYOUTS])
 def test_round_trip_layouts(tmp_path: Path, size: Any, layout: list[list[str]]) -> None:
     directory = tmp_path / "ckpt"
@@ -82,7 +87,8 @@ def test_round_trip_layouts(tmp_path: Path, size: Any, layout: list[list[str]]) 
     assert files(directory) == sorted([shard_name(i + 1, n) for i in range(n)] + [INDEX])
     index = read_index(directory)
     assert list(index) == ["metadata", "weight_map"]
-    assert list(index["metadata"]) == ["total_size", "run", "__safestructures__"]
+    assert list(index["metadata"]) == ["total_size", "run", "__safestructures_save__", "__safestructures__"]
+    assert re.fullmatch("[0-9a-f]{24}", index["metadata"]["__safestructures_save__"])
     assert index["metadata"]["total_size"] == 912 == sum(SIZES.values())
     assert index["metadata"]["run"] == "r1"
     assert index["weight_map"] == {name: shard_name(i + 1, n) for i, names in enumerate(layout) for name in names}
@@ -90,7 +96,7 @@ def test_round_trip_layouts(tmp_path: Path, size: Any, layout: list[list[str]]) 
         header = read_header(directory / shard_name(i + 1, n))
         # Within a shard, tensors are in the writer's canonical order (by dtype, then name).
         assert sorted(k for k in header if k != "__metadata__") == sorted(names)
-        assert header["__metadata__"] == {"format": "pt"}
+        assert header["__metadata__"] == {"format": "pt", "__safestructures_save__": index["metadata"]["__safestructures_save__"]}
     assert_same_sample(ss.load_file(directory), data)
     assert_same_sample(ss.load_file(str(directory / INDEX)), data)
     with ss.open(directory) as f:
@@ -103,8 +109,11 @@ def test_fsync_and_path_types(tmp_path: Path) -> None:
     ss.save_file(data, str(tmp_path / "str"), max_shard_size=400, fsync=True)
     ss.save_file(data, tmp_path / "path", max_shard_size="400B", fsync=True)
     assert files(tmp_path / "str") == files(tmp_path / "path")
+    # The same bytes, but for each save's own id (random, so that shards of two saves never pass for one).
+    ids = save_id(tmp_path / "str").encode(), save_id(tmp_path / "path").encode()
+    assert ids[0] != ids[1]
     for name in files(tmp_path / "str"):
-        assert (tmp_path / "str" / name).read_bytes() == (tmp_path / "path" / name).read_bytes()
+        assert (tmp_path / "str" / name).read_bytes().replace(*ids) == (tmp_path / "path" / name).read_bytes()
     assert_same_sample(ss.load_file(str(tmp_path / "str")), data)
 
 
@@ -138,7 +147,7 @@ def test_shards_are_plain_safetensors_files(tmp_path: Path) -> None:
         if name == INDEX:
             continue
         with safe_open(str(directory / name), "np") as f:
-            assert f.metadata() == {"format": "pt"}
+            assert f.metadata() == {"format": "pt", "__safestructures_save__": save_id(directory)}
             for key in f.keys():
                 seen[key] = f.get_tensor(key)
         for key, value in st_load_file(str(directory / name)).items():
@@ -196,7 +205,7 @@ def test_no_tensors(tmp_path: Path) -> None:
     assert files(directory) == sorted([INDEX, shard_name(1, 1)])
     index = read_index(directory)
     assert index["metadata"]["total_size"] == 0 and index["weight_map"] == {}
-    assert read_header(directory / shard_name(1, 1)) == {"__metadata__": {"format": "pt"}}
+    assert read_header(directory / shard_name(1, 1)) == {"__metadata__": {"format": "pt", "__safestructures_save__": save_id(directory)}}
     assert ss.load_file(directory) == data
     with ss.open(directory) as f:
         assert f.keys() == ["step", "names", "nested"] and f.load("names.1") == "b"
@@ -212,7 +221,7 @@ def test_metadata_is_kept_and_total_size_is_reserved(tmp_path: Path) -> None:
     with ss.open(tmp_path / "plain") as f:
         assert f.metadata == {}
     # The index's metadata holds total_size beside the caller's metadata: a caller's total_size would replace it.
-    for key in ("total_size", "__safestructures__", "_safestructures_schema_", "_safestructures_schema_version_"):
+    for key in ("total_size", "__safestructures__", "__safestructures_save__", "_safestructures_schema_", "_safestructures_schema_version_"):
         with pytest.raises(InvalidArgumentError, match=rf'metadata key "{key}" is reserved') as e:
             ss.save_file({"a": np.zeros(2)}, tmp_path / "x", max_shard_size=100, metadata={key: "1"})
         assert e.value.code == "InvalidMetadata"
@@ -321,7 +330,8 @@ def test_weight_map_disagreeing_with_the_shards(checkpoint: Path, tmp_path: Path
     both_refuse(checkpoint, InvalidFileError, r'maps tensor "ghost" to model-00001-of-00003\.safetensors, which does not hold it')
     # A shard holding a tensor the index does not map to it (a shard of another save put in its place).
     ss.save_file(sample(), checkpoint, max_shard_size=400)
-    st_save_file({"a": np.zeros(100, np.float32), "stray": np.zeros(1)}, str(checkpoint / shard_name(1, 3)), metadata={"format": "pt"})
+    st_save_file({"a": np.zeros(100, np.float32), "stray": np.zeros(1)}, str(checkpoint / shard_name(1, 3)),
+                 metadata={"format": "pt", "__safestructures_save__": save_id(checkpoint)})
     both_refuse(checkpoint, InvalidFileError, r'shard model-00001-of-00003\.safetensors holds tensor "stray", which the index does not map to it')
     # A tensor the schema needs that the weight_map leaves out (its shard is never opened).
     ss.save_file(sample(), checkpoint, max_shard_size=400)
@@ -329,9 +339,45 @@ def test_weight_map_disagreeing_with_the_shards(checkpoint: Path, tmp_path: Path
     both_refuse(checkpoint, InvalidFileError, r'ckpt: at \$\["b"\]\[0\]: the schema refers to tensor "b\.0", which the file lacks')
 
 
+def test_a_shard_of_another_save_is_refused(tmp_path: Path, checkpoint: Path) -> None:
+    # Same names, same shapes, other data: only the save id tells the shard apart (an interrupted replace, two saves
+    # into one directory at once).
+    data = sample()
+    other = tmp_path / "other"
+    ss.save_file({**data, "a": data["a"] + 1}, other, max_shard_size=400)
+    assert files(other) == files(checkpoint)
+    os.replace(other / shard_name(2, 3), checkpoint / shard_name(2, 3))
+    both_refuse(checkpoint, InvalidFileError,
+                r"shard model-00002-of-00003\.safetensors was not written by the save that wrote the index")
+
+
+def test_concurrent_saves_use_their_own_temporary_files(tmp_path: Path) -> None:
+    import threading
+
+    directory = tmp_path / "ckpt"
+    big = {f"t{k}": np.full(20_000, k, np.float32) for k in range(8)}
+    errors: list[BaseException] = []
+
+    def save() -> None:
+        try:
+            ss.save_file(big, directory, max_shard_size=100_000)
+        except BaseException as e:  # noqa: BLE001 - reported by the assertion below
+            errors.append(e)
+
+    threads = [threading.Thread(target=save) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    back = ss.load_file(directory)
+    assert list(back) == list(big) and all(np.array_equal(back[k], big[k]) for k in big)
+    assert not [name for name in os.listdir(directory) if name.endswith(".partial")]
+
+
 def test_tensor_in_two_shards(checkpoint: Path) -> None:
     st_save_file({"b.0": np.arange(50, dtype=np.int64), "a": np.zeros(100, np.float32)}, str(checkpoint / shard_name(2, 3)),
-                 metadata={"format": "pt"})
+                 metadata={"format": "pt", "__safestructures_save__": save_id(checkpoint)})
     with pytest.raises(InvalidFileError, match=r'two shards hold a tensor named "a"') as e:
         ss.load_file(checkpoint)
     assert e.value.code == "TensorMismatch"
