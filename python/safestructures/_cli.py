@@ -47,6 +47,10 @@ class UsageError(Exception):
     """A command given what it cannot work with (exit status 2, like argparse's own usage errors)."""
 
 
+class PathNotFound(LookupError):
+    """A dotted path that names nothing in the data (exit status 1); the message says where the walk stopped."""
+
+
 # --- the opened file ----------------------------------------------------------------------------------------------
 
 
@@ -216,6 +220,8 @@ class _Tree:
                                "framework": fw if isinstance(fw, str) else None}
         if info is not None:
             out["tensor"] = name
+        elif isinstance(name, str):
+            out["missing"] = name  # the schema names a tensor the file lacks (verify reports it as an error)
         return out
 
     def bytes_size(self, members: dict[str, int]) -> int | None:
@@ -285,7 +291,7 @@ class _Tree:
         return names
 
     def find(self, parts: list[str]) -> tuple[int, tuple[Any, ...]]:
-        """The node (resolved) and path that the dotted-path ``parts`` name; KeyError saying where the walk stopped."""
+        """The node (resolved) and path that the dotted-path ``parts`` name; PathNotFound saying where the walk stopped."""
 
         def children(node: tuple[int, tuple[Any, ...]]) -> tuple[bool, str, list[tuple[Any, Any]]] | None:
             index, path = node
@@ -372,7 +378,7 @@ def _walk(root: Any, parts: list[str], children: Callable[[Any], tuple[bool, str
     result = go(root, (), 0)
     if result is None:
         # Of the ways tried, report the one that got furthest.
-        raise KeyError(max(failures, key=lambda f: f[0])[1])
+        raise PathNotFound(max(failures, key=lambda f: f[0])[1])
     return result
 
 
@@ -491,6 +497,29 @@ def _to_json(value: Any, path: tuple[Any, ...], tensor_values: bool, ancestors: 
         del ancestors[id(value)]
 
 
+def _json_text(value: Any, ascii_only: bool, level: int = 0) -> str:
+    """JSON indented by two spaces a level, with an array or object that fits on one short line kept on one
+    (a shape, a small tensor's rows), so that output stays readable."""
+    flat = json.dumps(value, ensure_ascii=ascii_only, allow_nan=False)
+    if not isinstance(value, (list, dict)) or not value or len(flat) + 2 * level <= 100:
+        return flat
+    pad, end = "  " * (level + 1), "  " * level
+    if isinstance(value, list):
+        return "[\n" + ",\n".join(pad + _json_text(v, ascii_only, level + 1) for v in value) + "\n" + end + "]"
+    return "{\n" + ",\n".join(f"{pad}{json.dumps(k, ensure_ascii=ascii_only)}: {_json_text(v, ascii_only, level + 1)}"
+                              for k, v in value.items()) + "\n" + end + "}"
+
+
+def _print_json(value: Any) -> None:
+    """Print JSON data; text that standard output cannot encode (a lone surrogate) is written as \\u escapes."""
+    text = _json_text(value, False)
+    try:
+        text.encode(sys.stdout.encoding or "utf-8")
+    except UnicodeEncodeError:
+        text = _json_text(value, True)
+    sys.stdout.write(text + "\n")
+
+
 # --- text -----------------------------------------------------------------------------------------------------------
 
 
@@ -535,7 +564,9 @@ def _head_text(d: dict[str, Any]) -> str:
         text = f"tensor {d['dtype']} {d['shape']}  {_size(d['nbytes'])}"
         if d.get("framework"):
             text += f"  ({d['framework']})"
-        if d["nbytes"] == 0 and "tensor" not in d and d["shape"] and 0 not in d["shape"]:
+        if "missing" in d:
+            text = f"tensor  (MISSING: the file has no tensor {quote(d['missing'])})"
+        elif d["nbytes"] == 0 and "tensor" not in d and d["shape"] and 0 not in d["shape"]:
             text += "  view of another tensor's storage"
     elif kind in ("bytes", "bytearray"):
         text = f"{kind} ({_size(d['nbytes'])})" if d.get("nbytes") is not None else kind
@@ -550,7 +581,9 @@ def _head_text(d: dict[str, Any]) -> str:
             if len(value) > _TEXT_WIDTH:
                 shown += f" ({len(value):,} chars)"
         elif kind in ("none", "bool", "int", "float") and not isinstance(value, str):
-            shown = repr(value)
+            shown = _cut(repr(value))
+            if kind == "int" and len(shown) < len(repr(value)):
+                shown += f" ({len(repr(value).lstrip('-')):,} digits)"
         else:
             shown = _cut(str(value))
         name = f" {d['type']}" if "type" in d else ""
@@ -608,7 +641,7 @@ def _inspect(args: argparse.Namespace) -> int:
             header = {"file": opened.path, "format": opened.fmt, "shards": opened.shards, "metadata": opened.metadata,
                       "tensors": len(opened.tensors),
                       "tensor_bytes": sum(nbytes for _d, _s, nbytes in opened.tensors.values())}
-            sys.stdout.write(json.dumps({"header": header, "tree": description}, ensure_ascii=False, indent=1) + "\n")
+            _print_json({"header": header, "tree": description})
         else:
             print(opened.summary())
             _tree_lines(description, sys.stdout)
@@ -681,7 +714,7 @@ def _get(args: argparse.Namespace) -> int:
             return 0
         if args.output is not None:
             raise UsageError(f"{_path_text(path)} is not a tensor: -o writes tensors only (values are printed as JSON)")
-        sys.stdout.write(json.dumps(_to_json(value, path, args.json, {}), indent=2, allow_nan=False) + "\n")
+        _print_json(_to_json(value, path, args.json, {}))
     finally:
         opened.close()
     return 0
@@ -788,13 +821,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as e:
         print(f"safestructures {args.command}: {e}", file=sys.stderr)
         return 2
-    except KeyError as e:  # a path that names nothing in the data (get)
-        print(f"safestructures {args.command}: {e.args[0]}", file=sys.stderr)
+    except PathNotFound as e:
+        print(f"safestructures {args.command}: {e}", file=sys.stderr)
         return 1
     except FileExistsError as e:
         print(f"safestructures {args.command}: {e.filename} exists (--force replaces it)", file=sys.stderr)
         return 1
-    except (SafestructuresError, OSError) as e:
+    except SafestructuresError as e:
+        # Name the file, as the header's errors do, so that a message from a batch of files says which one it is.
+        where = getattr(args, "file", None)
+        message = str(e) if where is None or str(e).startswith(where) else f"{where}: {e}"
+        print(f"safestructures {args.command}: {message}", file=sys.stderr)
+        return 1
+    except OSError as e:
         print(f"safestructures {args.command}: {e}", file=sys.stderr)
         return 1
     finally:
