@@ -470,6 +470,11 @@ def _to_json(value: Any, path: tuple[Any, ...], tensor_values: bool, ancestors: 
         return {"$bytes_b64": base64.b64encode(bytes(value)).decode("ascii")}
     if isinstance(value, np.ndarray):
         if tensor_values:
+            if value.dtype.kind == "f" and value.dtype.itemsize < 8:
+                # float16/float32 as the shortest decimal that reads back to the same value (2.31, not the float64
+                # 2.309999942779541 that tolist gives)
+                shortest = np.array([float(str(x)) for x in value.reshape(-1)], dtype=object).reshape(value.shape)
+                return _to_json(shortest.tolist(), path, False, ancestors)
             return _to_json(value.tolist(), path, False, ancestors)
         return {"$tensor": {"dtype": str(value.dtype), "shape": list(value.shape), "path": _dotted(path)}}
     if isinstance(value, np.generic):

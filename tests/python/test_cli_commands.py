@@ -371,7 +371,8 @@ def test_get_other_values(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     cycle: list[Any] = []
     cycle.append(cycle)
     ss.save_file({"p": point(1, -np.inf), "s": {3, 1}, "d": {(1, 2): "a"}, "o": collections.OrderedDict(k=b"\xff"),
-                  "n": np.float32(0.25), "c": cycle, "u": "é\ud800"}, path)
+                  "n": np.float32(0.25), "c": cycle, "u": "é\ud800", "f32": np.array([2.31, -0.1, np.nan], np.float32),
+                  "bf": np.array([2.31, -0.1], ml_dtypes.bfloat16)}, path)
     assert run(capsys, "get", path, "p")[1] == [f'{{"$type": "{__name__}.point", "x": 1, "y": {{"$float": "-inf"}}}}']
     assert run(capsys, "get", path, "p.1")[1] == ['{"$float": "-inf"}']  # a named tuple's field by index
     assert run(capsys, "get", path, "p.y")[1] == ['{"$float": "-inf"}']
@@ -380,6 +381,8 @@ def test_get_other_values(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     assert run(capsys, "get", path, "o")[1] == ['{"k": {"$bytes_b64": "/w=="}}']
     assert run(capsys, "get", path, "n")[1] == ["0.25"]
     assert run(capsys, "get", path, "c")[1] == ['[{"$cycle": "c"}]']
+    assert run(capsys, "get", path, "f32", "--json")[1] == ['[2.31, -0.1, {"$float": "nan"}]']  # not 2.309999942779541
+    assert run(capsys, "get", path, "bf", "--json")[1] == ["[2.3125, -0.10009765625]"]  # bfloat16's exact values
     assert run(capsys, "get", path, "u")[1] == ['"\\u00e9\\ud800"']  # a lone surrogate: the whole text in \u escapes
 
 
