@@ -502,26 +502,55 @@ def _to_json(value: Any, path: tuple[Any, ...], tensor_values: bool, ancestors: 
         del ancestors[id(value)]
 
 
-def _json_text(value: Any, ascii_only: bool, level: int = 0) -> str:
-    """JSON indented by two spaces a level, with an array or object that fits on one short line kept on one
-    (a shape, a small tensor's rows), so that output stays readable."""
-    flat = json.dumps(value, ensure_ascii=ascii_only, allow_nan=False)
-    if not isinstance(value, (list, dict)) or not value or len(flat) + 2 * level <= 100:
-        return flat
+def _json_scalar_text(value: Any, ascii_only: bool) -> str:
+    """One JSON scalar (or empty container) as text: json.dumps's output, without its per-call set-up (a tree of
+    10,000 tensors has 150,000 of them)."""
+    if type(value) is str:
+        return json.encoder.encode_basestring_ascii(value) if ascii_only else json.encoder.encode_basestring(value)  # type: ignore[attr-defined]
+    if value is None:
+        return "null"
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if type(value) is int:
+        return int.__repr__(value)
+    if type(value) is float and math.isfinite(value):
+        return float.__repr__(value)
+    return json.dumps(value, ensure_ascii=ascii_only, allow_nan=False)
+
+
+def _json_text(value: Any, ascii_only: bool, level: int = 0) -> tuple[str, str | None]:
+    """(JSON indented by two spaces a level, the same on one line or None when that is too long). An array or
+    object that fits on one line of 100 columns stays on one (a shape, a small tensor's rows). Built bottom-up, each
+    value encoded once, so that deep or large values cost no more than plain json.dumps."""
+    if not isinstance(value, (list, dict)) or not value:
+        text = _json_scalar_text(value, ascii_only)
+        return text, (text if len(text) + 2 * level <= 100 else None)
     pad, end = "  " * (level + 1), "  " * level
     if isinstance(value, list):
-        return "[\n" + ",\n".join(pad + _json_text(v, ascii_only, level + 1) for v in value) + "\n" + end + "]"
-    return "{\n" + ",\n".join(f"{pad}{json.dumps(k, ensure_ascii=ascii_only)}: {_json_text(v, ascii_only, level + 1)}"
-                              for k, v in value.items()) + "\n" + end + "}"
+        parts = [_json_text(v, ascii_only, level + 1) for v in value]
+        heads = [""] * len(parts)
+        opening, closing = "[", "]"
+    else:
+        parts = [_json_text(v, ascii_only, level + 1) for v in value.values()]
+        # keys as json.dumps writes them: strings as they are, other scalars by their JSON text
+        heads = [_json_scalar_text(k if isinstance(k, str) else json.dumps(k), ascii_only) + ": " for k in value]
+        opening, closing = "{", "}"
+    if all(flat is not None for _pretty, flat in parts):
+        flat = opening + ", ".join(h + f for h, (_p, f) in zip(heads, parts)) + closing  # type: ignore[operator]
+        if len(flat) + 2 * level <= 100:
+            return flat, flat
+    return opening + "\n" + ",\n".join(pad + h + p for h, (p, _f) in zip(heads, parts)) + "\n" + end + closing, None
 
 
 def _print_json(value: Any) -> None:
     """Print JSON data; text that standard output cannot encode (a lone surrogate) is written as \\u escapes."""
-    text = _json_text(value, False)
+    text = _json_text(value, False)[0]
     try:
         text.encode(sys.stdout.encoding or "utf-8")
     except UnicodeEncodeError:
-        text = _json_text(value, True)
+        text = _json_text(value, True)[0]
     sys.stdout.write(text + "\n")
 
 
@@ -767,7 +796,7 @@ def _parser() -> argparse.ArgumentParser:
         "and framework, scalars with their values, classes by name. Reads the header and schema only (a 1.0.0 file "
         "is loaded, its tensors mapped, not read).",
     )
-    inspect.add_argument("file", help="the file")
+    inspect.add_argument("file", metavar="FILE", help="the file, or a sharded directory")
     inspect.add_argument("--depth", type=_nonnegative, metavar="N", help="show N levels below the root (default: all)")
     inspect.add_argument("--items", type=_nonnegative, metavar="N", help="show at most N children of each container")
     inspect.add_argument("--json", action="store_true", help="print {\"header\": ..., \"tree\": ...} as JSON")
@@ -780,7 +809,7 @@ def _parser() -> argparse.ArgumentParser:
         "and exits 0 on a good file; prints the reason (naming the tensor or the path in the data) and exits 1 on a "
         "bad one. Tensors of the file the data does not use are reported as a warning; the file is still OK.",
     )
-    verify.add_argument("file", help="the file")
+    verify.add_argument("file", metavar="FILE", help="the file, or a sharded directory")
     verify.set_defaults(run=_verify)
 
     get = commands.add_parser(
@@ -790,8 +819,8 @@ def _parser() -> argparse.ArgumentParser:
         "hold dots as they are. A bfloat16/float8 tensor's .npy names its ml_dtypes type: import ml_dtypes before "
         "np.load.",
     )
-    get.add_argument("file", help="the file")
-    get.add_argument("path", help="the dotted path of the value")
+    get.add_argument("file", metavar="FILE", help="the file, or a sharded directory")
+    get.add_argument("path", metavar="PATH", help="the dotted path of the value")
     get.add_argument("-o", "--output", metavar="OUT.npy", help="where to write a tensor ('-' for standard output); "
                      "an existing file is not replaced without --force")
     get.add_argument("--force", action="store_true", help="replace OUT.npy if it exists")
