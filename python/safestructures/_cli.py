@@ -18,26 +18,20 @@ from . import _core
 from ._api import load_file, save_file
 from ._errors import InvalidFileError, SafestructuresError, UnsupportedTypeError, quote
 
+# The lazy API's tables of tagged nodes (format.md 5.2) and dtype names, so that the walk here reads nodes as it does.
+from ._lazy import _DTYPE_NAMES, _MAPPINGS, _SEQUENCES, Node, SafeFile
+from ._lazy import open as open_lazy
+
 __all__ = ["main"]
 
 # The tensor that holds a schema too large for the header (format.md 5.1): part of the file, not of the data.
 _SPILL_TENSOR = "__safestructures_schema__"
 _SCHEMA_KEY = "__safestructures__"
 
-# Tagged nodes whose children are an array of items, and those whose items are [key, value] pairs (format.md 5.2).
-_SEQUENCE_TAGS = {"list", "tuple", "set", "frozenset", "deque"}
-_MAPPING_TAGS = {"dict", "OrderedDict", "Counter", "defaultdict"}
+# Untagged JSON nodes: the kind each stands for, and those that are scalars.
 _JSON_KINDS = {"null": "none", "false": "bool", "true": "bool", "int": "int", "float": "float", "string": "str",
                "array": "list", "object": "dict"}
 _JSON_SCALARS = {"null", "false", "true", "int", "float", "string"}
-
-# The numpy name of each safetensors dtype (what a tensor of that dtype loads as in numpy).
-_DTYPE_NAMES = {
-    "BOOL": "bool", "U8": "uint8", "I8": "int8", "I16": "int16", "U16": "uint16", "F16": "float16", "BF16": "bfloat16",
-    "I32": "int32", "U32": "uint32", "F32": "float32", "C64": "complex64", "F64": "float64", "I64": "int64", "U64": "uint64",
-    "F8_E5M2": "float8_e5m2", "F8_E4M3": "float8_e4m3fn", "F8_E8M0": "float8_e8m0fnu", "F8_E4M3FNUZ": "float8_e4m3fnuz",
-    "F8_E5M2FNUZ": "float8_e5m2fnuz", "F4": "float4_e2m1fn", "F6_E2M3": "float6_e2m3fn", "F6_E3M2": "float6_e3m2fn",
-}
 
 # How long a scalar or metadata value may be in the text tree before it is cut.
 _TEXT_WIDTH = 60
@@ -63,7 +57,7 @@ class _Opened:
     metadata: dict[str, str] | None
     tensors: dict[str, tuple[str, tuple[int, ...], int]]  # name -> (safetensors dtype, shape, nbytes), data only
     shards: int
-    lazy: Any = None  # a safestructures.SafeFile
+    lazy: SafeFile | None = None
     value: Any = None  # the whole data of a 1.0.0 file
 
     def summary(self) -> str:
@@ -81,14 +75,15 @@ class _Opened:
         return f"{self.path}: " + ", ".join(parts)
 
     def close(self) -> None:
+        """Release the lazily opened file."""
         if self.lazy is not None:
             self.lazy.close()
 
 
-def _open(path: str, *, full: bool = False) -> _Opened:
+def _open(path: str) -> _Opened:
     """Open ``path`` for a command. A 1.0.0 file is loaded whole (as numpy: its tensors are views of the mapping, so
-    this reads no tensor data); other files are opened lazily (header and schema only) unless ``full``."""
-    from . import _lazy, _sharded, _v1
+    this reads no tensor data); other files are opened lazily (header and schema only)."""
+    from . import _sharded, _v1
 
     if not os.path.exists(path):
         raise FileNotFoundError(2, "No such file or directory", path)
@@ -103,7 +98,7 @@ def _open(path: str, *, full: bool = False) -> _Opened:
         fmt = "safestructures v2" if raw and _SCHEMA_KEY in raw else "plain safetensors"
     else:
         fmt = "safestructures v2"
-    f = _lazy.open(path, framework="numpy")
+    f = open_lazy(path, framework="numpy")
     doc = f._document()
     tensors = {name: info for name, info in f.tensors().items() if name != _SPILL_TENSOR}
     return _Opened(path, fmt, f.metadata, tensors, doc.shard_count, lazy=f)
@@ -123,7 +118,7 @@ class _Tree:
     described, which is not described again (so shared parts are shown once and cycles end).
     """
 
-    def __init__(self, f: Any) -> None:
+    def __init__(self, f: SafeFile) -> None:
         self.f = f
         self.doc = f._document()
         self.defined: dict[int, tuple[Any, ...]] = {}  # reference id -> path of the node that defines it
@@ -142,7 +137,7 @@ class _Tree:
 
     def resolve(self, index: int, path: tuple[Any, ...]) -> tuple[int, int | None]:
         """(the node a reference stands for, the reference id) or (index, None) for a node that is no reference."""
-        json_kind, tag, members = self.head(index)
+        _json_kind, tag, members = self.head(index)
         if tag != "ref":
             return index, None
         ref = self.scalar(members["#"]) if "#" in members else None
@@ -153,8 +148,6 @@ class _Tree:
 
     def build(self, index: int, path: tuple[Any, ...]) -> Any:
         """Build the value of a node as numpy (its tensors are views of the mapping)."""
-        from ._lazy import Node
-
         return Node(self.f, index, path).load(framework="numpy")
 
     def children(self, index: int, path: tuple[Any, ...]) -> tuple[bool, list[tuple[Any, int]]] | None:
@@ -167,9 +160,9 @@ class _Tree:
             if json_kind == "array":
                 return True, list(enumerate(self.doc.elements(index)))
             return None
-        if tag in _SEQUENCE_TAGS:
+        if tag in _SEQUENCES:
             return (True, list(enumerate(self.doc.elements(members["items"])))) if "items" in members else None
-        if tag in _MAPPING_TAGS:
+        if tag in _MAPPINGS:
             return (False, self._pairs(members["items"], path)) if "items" in members else None
         if tag == "namedtuple":
             names = [self.scalar(c) for c in self.doc.elements(members["fields"])] if "fields" in members else []
@@ -196,7 +189,7 @@ class _Tree:
             out.append((key, value_node))
         return out
 
-    def tensor(self, index: int, tag: str, members: dict[str, int]) -> dict[str, Any]:
+    def tensor(self, members: dict[str, int]) -> dict[str, Any]:
         """dtype, shape, nbytes, framework and tensor name of a tensor node, as ``Node.describe`` gives them."""
         name = self.scalar(members["name"]) if "name" in members else None
         info = self.doc.tensor(name) if isinstance(name, str) else None
@@ -253,7 +246,7 @@ class _Tree:
             if type(defined) is int:
                 self.defined.setdefault(defined, path)
         if tag == "tensor":
-            out.update(self.tensor(index, tag, members))
+            out.update(self.tensor(members))
         elif tag in ("bytes", "bytearray"):
             out["nbytes"] = self.bytes_size(members)
         else:
@@ -742,7 +735,7 @@ def _get(args: argparse.Namespace) -> int:
                 _write_npy(value, sys.stdout.buffer)
                 sys.stdout.buffer.flush()
             else:
-                with open(args.output, "wb" if args.force else "xb") as out:
+                with open(args.output, "wb" if args.force else "xb") as out:  # never replaced without --force
                     _write_npy(value, out)
                 print(f"wrote {args.output} ({value.dtype} {list(value.shape)}, {_size(value.nbytes)})", file=sys.stderr)
             return 0
