@@ -11,7 +11,7 @@ import os
 import re
 import sys
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import IO, Any
 
 from . import _core
@@ -54,11 +54,12 @@ class _Opened:
 
     path: str
     fmt: str  # "safestructures v2", "plain safetensors", "safestructures 1.0.0"
-    metadata: dict[str, str] | None
+    metadata: dict[str, Any] | None
     tensors: dict[str, tuple[str, tuple[int, ...], int]]  # name -> (safetensors dtype, shape, nbytes), data only
     shards: int
     lazy: SafeFile | None = None
-    value: Any = None  # the whole data of a 1.0.0 file
+    value: Any = None  # the whole data of a 1.0.0 file, or the {name: tensor} of a plain sharded checkpoint
+    warnings: list[str] = field(default_factory=list)  # what verify reports beside OK
 
     def summary(self) -> str:
         """One line: the format, tensors and their bytes, shards and the user metadata."""
@@ -68,7 +69,7 @@ class _Opened:
             parts.append(f"{self.shards} shards")
         parts.append(f"{_count(len(self.tensors), 'tensor')}, {_size(total)} of tensor data")
         if self.metadata:
-            shown = {k: _cut(v) for k, v in self.metadata.items()}
+            shown = {k: _cut(v) if isinstance(v, str) else v for k, v in self.metadata.items()}
             parts.append(f"metadata {json.dumps(shown, ensure_ascii=False)}")
         else:
             parts.append("no metadata")
@@ -87,7 +88,12 @@ def _open(path: str) -> _Opened:
 
     if not os.path.exists(path):
         raise FileNotFoundError(2, "No such file or directory", path)
-    if _sharded.index_path(path) is None:
+    index = _sharded.index_path(path)
+    if index is not None and os.path.isfile(index):
+        weight_map = _plain_weight_map(index)
+        if weight_map is not None:
+            return _open_plain_shards(path, index, *weight_map)
+    if index is None:
         # The raw metadata tells the formats apart (open() hides the reserved keys and refuses 1.0.0 files).
         _buffer, raw, table = _core.read_file(path)
         if _v1.is_v1(raw):
@@ -102,6 +108,59 @@ def _open(path: str) -> _Opened:
     doc = f._document()
     tensors = {name: info for name, info in f.tensors().items() if name != _SPILL_TENSOR}
     return _Opened(path, fmt, f.metadata, tensors, doc.shard_count, lazy=f)
+
+
+def _plain_weight_map(index: str) -> tuple[dict[str, str], dict[str, Any]] | None:
+    """(weight_map, metadata) of the index of a sharded checkpoint of plain safetensors files (a Hugging Face one:
+    no safestructures schema in it); None for any other index, which the lazy API reads (and reports on)."""
+    from . import _sharded
+    from ._api import DEFAULT_MAX_HEADER_SIZE
+
+    if os.path.getsize(index) > DEFAULT_MAX_HEADER_SIZE:
+        return None
+    with open(index, "rb") as f:
+        try:
+            document = json.loads(f.read())
+        except ValueError:
+            return None
+    if not isinstance(document, dict) or not isinstance(document.get("weight_map"), dict):
+        return None
+    metadata = document.get("metadata", {})
+    if not isinstance(metadata, dict) or _sharded.SCHEMA_KEY in metadata:
+        return None
+    return document["weight_map"], metadata
+
+
+def _open_plain_shards(path: str, index: str, weight_map: dict[str, Any], metadata: dict[str, Any]) -> _Opened:
+    """A sharded checkpoint of plain safetensors files, as the ``{name: tensor}`` dict its index maps (tensors in
+    index order, numpy views of the mapped shards: no data read). A tensor the index maps to a shard that lacks it is
+    an error; a tensor of a shard the index does not map to it is a warning."""
+    from ._flat import load_tensors
+
+    directory = os.path.dirname(index)
+    loaded: dict[str, dict[str, Any]] = {}
+    tensors: dict[str, tuple[str, tuple[int, ...], int]] = {}
+    for name, shard in weight_map.items():
+        # Only file names beside the index: an index must not point the command at any other file.
+        if not isinstance(shard, str) or os.path.basename(shard) != shard or shard.startswith(".") or not shard:
+            raise InvalidFileError(f"{index}: tensor {quote(name)} is mapped to {shard!r}, which is not a file name")
+        if shard not in loaded:
+            shard_path = os.path.join(directory, shard)
+            loaded[shard] = load_tensors(shard_path)
+            _buffer, _metadata, table = _core.read_file(shard_path)
+            tensors.update({n: (dtype, tuple(shape), nbytes) for n, dtype, shape, _offset, nbytes in table})
+    value = {}
+    for name, shard in weight_map.items():
+        if name not in loaded[shard]:
+            raise InvalidFileError(f"{index}: the index maps tensor {quote(name)} to {shard}, which does not hold it")
+        value[name] = loaded[shard][name]
+    unmapped = [f"{quote(n)} ({shard})" for shard, held in loaded.items() for n in held if weight_map.get(n) != shard]
+    warnings = []
+    if unmapped:
+        warnings.append(f"{_count(len(unmapped), 'tensor')} in the shards that the index does not map there: "
+                        + ", ".join(unmapped[:10]) + (", ..." if len(unmapped) > 10 else ""))
+    return _Opened(path, "plain safetensors", metadata or None, {n: tensors[n] for n in value}, len(loaded), value=value,
+                   warnings=warnings)
 
 
 # --- a fast walk of the schema --------------------------------------------------------------------------------------
@@ -693,6 +752,7 @@ def _verify(args: argparse.Namespace) -> int:
                 if unused:
                     shown = ", ".join(quote(n) for n in unused[:10]) + (", ..." if len(unused) > 10 else "")
                     warnings.append(f"{_count(len(unused), 'tensor')} in the file that the data does not use: {shown}")
+        warnings += opened.warnings
         for warning in warnings:
             print(f"safestructures verify: warning: {warning}", file=sys.stderr)
         print(f"OK: {opened.summary()}")

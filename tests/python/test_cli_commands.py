@@ -185,6 +185,39 @@ def test_inspect_a_sharded_directory(sharded: Path, capsys: pytest.CaptureFixtur
     assert (status, out) == (0, [expected[0].replace(str(sharded), str(index)), *expected[1:]])
 
 
+def hugging_face_checkpoint(directory: Path, second: dict[str, np.ndarray]) -> Path:
+    """A sharded checkpoint of plain safetensors files, as Hugging Face writes them (no safestructures schema)."""
+    directory.mkdir()
+    ss.save_tensors({"embed.weight": np.ones((2, 2), np.float32)}, directory / "model-00001-of-00002.safetensors", {"format": "pt"})
+    ss.save_tensors(second, directory / "model-00002-of-00002.safetensors", {"format": "pt"})
+    index = {"metadata": {"total_size": 28}, "weight_map": {"embed.weight": "model-00001-of-00002.safetensors",
+                                                             "lm_head.weight": "model-00002-of-00002.safetensors"}}
+    (directory / "model.safetensors.index.json").write_text(json.dumps(index))
+    return directory
+
+
+def test_a_hugging_face_checkpoint(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    good = hugging_face_checkpoint(tmp_path / "hf", {"lm_head.weight": np.zeros(3, np.float32)})
+    header = f'{good}: plain safetensors, 2 shards, 2 tensors, 28 B of tensor data, metadata {{"total_size": 28}}'
+    assert run(capsys, "inspect", good) == (0, [
+        header,
+        "dict (2 items)",
+        "├── embed.weight: tensor float32 [2, 2]  16 B  (numpy)",
+        "└── lm_head.weight: tensor float32 [3]  12 B  (numpy)",
+    ], [])
+    assert run(capsys, "verify", good) == (0, [f"OK: {header}"], [])
+    assert run(capsys, "get", good, "lm_head.weight", "--json") == (0, ["[0.0, 0.0, 0.0]"], [])
+    # a tensor the index does not map: a warning; a tensor the index maps to a shard that lacks it: an error
+    extra = hugging_face_checkpoint(tmp_path / "extra", {"lm_head.weight": np.zeros(3, np.float32), "x": np.zeros(1, np.int8)})
+    status, _out, err = run(capsys, "verify", extra)
+    assert (status, err) == (0, ['safestructures verify: warning: 1 tensor in the shards that the index does not map there: '
+                                 '"x" (model-00002-of-00002.safetensors)'])
+    bad = hugging_face_checkpoint(tmp_path / "bad", {"other": np.zeros(3, np.float32)})
+    assert run(capsys, "verify", bad) == (1, [], [
+        f'safestructures verify: {bad}/model.safetensors.index.json: the index maps tensor "lm_head.weight" to '
+        "model-00002-of-00002.safetensors, which does not hold it"])
+
+
 def test_inspect_shared_and_cyclic_parts(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     cycle: list[Any] = [1]
     cycle.append(cycle)
