@@ -723,6 +723,9 @@ def _inspect(args: argparse.Namespace) -> int:
             description = tree.describe(tree.doc.root, (), args.depth, args.items, raw_keys=not args.json)
         else:
             description = _describe_value(opened.value, (), args.depth, args.items, not args.json, {})
+            if opened.fmt == "plain safetensors":  # a sharded checkpoint's dict: its keys are the tensors' names
+                for name, tensor in description.get("items", []):
+                    tensor["tensor"] = name
         if args.json:
             header = {"file": opened.path, "format": opened.fmt, "shards": opened.shards, "metadata": opened.metadata,
                       "tensors": len(opened.tensors),

@@ -206,6 +206,9 @@ def test_a_hugging_face_checkpoint(tmp_path: Path, capsys: pytest.CaptureFixture
         "└── lm_head.weight: tensor float32 [3]  12 B  (numpy)",
     ], [])
     assert run(capsys, "verify", good) == (0, [f"OK: {header}"], [])
+    status, out, _err = run(capsys, "inspect", good, "--json")
+    assert json.loads("\n".join(out))["tree"]["items"][1] == [
+        "lm_head.weight", {"kind": "tensor", "dtype": "float32", "shape": [3], "nbytes": 12, "framework": "numpy", "tensor": "lm_head.weight"}]
     assert run(capsys, "get", good, "lm_head.weight", "--json") == (0, ["[0.0, 0.0, 0.0]"], [])
     # a tensor the index does not map: a warning; a tensor the index maps to a shard that lacks it: an error
     extra = hugging_face_checkpoint(tmp_path / "extra", {"lm_head.weight": np.zeros(3, np.float32), "x": np.zeros(1, np.int8)})
