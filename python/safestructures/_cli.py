@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import collections
 import importlib
 import json
 import math
@@ -274,6 +275,9 @@ class _Tree:
             out["tensor"] = name
         elif isinstance(name, str):
             out["missing"] = name  # the schema names a tensor the file lacks (verify reports it as an error)
+        storage = self.scalar(members["storage"]) if "storage" in members else None
+        if isinstance(storage, str):
+            out["storage"] = storage  # a view of (a segment held by) another tensor: no bytes of its own
         return out
 
     def bytes_size(self, members: dict[str, int]) -> int | None:
@@ -447,7 +451,7 @@ def _value_children(value: Any) -> tuple[bool, str, list[tuple[Any, Any]]] | Non
         return False, "namedtuple", list(zip(value._fields, value))
     if isinstance(value, Mapping):
         return False, type(value).__name__, list(value.items())
-    if isinstance(value, (list, tuple, set, frozenset)) or type(value).__name__ == "deque":
+    if isinstance(value, (list, tuple, set, frozenset, collections.deque)):
         return True, type(value).__name__, list(enumerate(value))
     return None
 
@@ -530,7 +534,8 @@ def _to_json(value: Any, path: tuple[Any, ...], tensor_values: bool, ancestors: 
             return _to_json(value.tolist(), path, False, ancestors)
         return {"$tensor": {"dtype": str(value.dtype), "shape": list(value.shape), "path": _dotted(path)}}
     if isinstance(value, np.generic):
-        item = value.item()
+        # a float16/float32 scalar as its shortest decimal, as in tensors' values
+        item = float(str(value)) if value.dtype.kind == "f" and value.dtype.itemsize < 8 else value.item()
         return _to_json(item, path, False, ancestors) if type(item) in (bool, int, float, str, bytes) else {"$repr": repr(value)}
     found = _value_children(value)
     if found is None:
@@ -652,8 +657,8 @@ def _head_text(d: dict[str, Any]) -> str:
             text += f"  ({d['framework']})"
         if "missing" in d:
             text = f"tensor  (MISSING: the file has no tensor {quote(d['missing'])})"
-        elif d["nbytes"] == 0 and "tensor" not in d and d["shape"] and 0 not in d["shape"]:
-            text += "  view of another tensor's storage"
+        elif "storage" in d:
+            text += f"  view of tensor {quote(d['storage'])}"
     elif kind in ("bytes", "bytearray"):
         text = f"{kind} ({_size(d['nbytes'])})" if d.get("nbytes") is not None else kind
     elif "len" in d:

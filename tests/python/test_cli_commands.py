@@ -77,11 +77,12 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, list[str],
     return status, out.splitlines(), err.splitlines()
 
 
-def strip_same_as(description: Any) -> Any:
+def strip_extras(description: Any) -> Any:
+    """A description without what the command line adds to Node.describe's."""
     if isinstance(description, dict):
-        return {k: strip_same_as(v) for k, v in description.items() if k != "same_as"}
+        return {k: strip_extras(v) for k, v in description.items() if k not in ("same_as", "storage", "missing")}
     if isinstance(description, list):
-        return [strip_same_as(v) for v in description]
+        return [strip_extras(v) for v in description]
     return description
 
 
@@ -139,9 +140,9 @@ def test_inspect_json(nested: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert printed["header"] == {"file": str(nested), "format": "safestructures v2", "shards": 1, "metadata": {"run": "r1"},
                                  "tensors": 3, "tensor_bytes": 34}
     with ss.open(nested) as f:
-        assert strip_same_as(printed["tree"]) == f.tree.describe(3)
+        assert strip_extras(printed["tree"]) == f.tree.describe(3)
     # tied is a reference to model.layers.0.weight: marked so once that has been shown (it is below depth 3)
-    assert strip_same_as(printed["tree"]["items"][0][1]["items"][1][1]) == printed["tree"]["items"][0][1]["items"][1][1]
+    assert strip_extras(printed["tree"]["items"][0][1]["items"][1][1]) == printed["tree"]["items"][0][1]["items"][1][1]
     status, out, _err = run(capsys, "inspect", nested, "--json")
     model = json.loads("\n".join(out))["tree"]["items"][0][1]
     assert model["items"][1] == ["tied", {"kind": "tensor", "dtype": "float32", "shape": [2, 3], "nbytes": 24, "framework": "numpy",
@@ -155,7 +156,7 @@ def test_the_walk_describes_as_the_lazy_api_does(which: str, depth: int | None, 
     path = request.getfixturevalue(which)
     with ss.open(path) as f:
         tree = _Tree(f)
-        assert strip_same_as(tree.describe(tree.doc.root, (), depth)) == f.tree.describe(depth)
+        assert strip_extras(tree.describe(tree.doc.root, (), depth)) == f.tree.describe(depth)
 
 
 def test_inspect_a_plain_safetensors_file(plain: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -219,6 +220,25 @@ def test_a_hugging_face_checkpoint(tmp_path: Path, capsys: pytest.CaptureFixture
     assert run(capsys, "verify", bad) == (1, [], [
         f'safestructures verify: {bad}/model.safetensors.index.json: the index maps tensor "lm_head.weight" to '
         "model-00002-of-00002.safetensors, which does not hold it"])
+
+
+def test_inspect_views_of_a_storage(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "views.safetensors"
+    base = torch.arange(10.0)
+    ss.save_file({"t": base, "v": base[2:8:2], "w": base.view(2, 5)}, path)
+    status, out, _err = run(capsys, "inspect", path)
+    assert (status, out[1:]) == (0, [
+        "dict (3 items)",
+        "├── t: tensor float32 [10]  40 B  (torch)",
+        '├── v: tensor float32 [3]  0 B  (torch)  view of tensor "t"',
+        '└── w: tensor float32 [2, 5]  0 B  (torch)  view of tensor "t"',
+    ])
+    with ss.open(path) as f:
+        tree = _Tree(f)
+        described = tree.describe(tree.doc.root, (), None)
+        assert described["items"][1][1]["storage"] == "t"
+        assert strip_extras(described) == f.tree.describe()
+    assert run(capsys, "get", path, "v", "--json") == (0, ["[2.0, 4.0, 6.0]"], [])
 
 
 def test_inspect_shared_and_cyclic_parts(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -415,7 +435,7 @@ def test_get_other_values(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     cycle: list[Any] = []
     cycle.append(cycle)
     ss.save_file({"p": point(1, -np.inf), "s": {3, 1}, "d": {(1, 2): "a"}, "o": collections.OrderedDict(k=b"\xff"),
-                  "n": np.float32(0.25), "c": cycle, "u": "é\ud800", "f32": np.array([2.31, -0.1, np.nan], np.float32),
+                  "n": np.float32(0.1), "c": cycle, "u": "é\ud800", "f32": np.array([2.31, -0.1, np.nan], np.float32),
                   "bf": np.array([2.31, -0.1], ml_dtypes.bfloat16)}, path)
     assert run(capsys, "get", path, "p")[1] == [f'{{"$type": "{__name__}.point", "x": 1, "y": {{"$float": "-inf"}}}}']
     assert run(capsys, "get", path, "p.1")[1] == ['{"$float": "-inf"}']  # a named tuple's field by index
@@ -423,7 +443,7 @@ def test_get_other_values(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     assert run(capsys, "get", path, "s")[1] == ["[1, 3]"]
     assert run(capsys, "get", path, "d")[1] == ['{"$items": [[[1, 2], "a"]]}']  # a tuple key is an array too
     assert run(capsys, "get", path, "o")[1] == ['{"k": {"$bytes_b64": "/w=="}}']
-    assert run(capsys, "get", path, "n")[1] == ["0.25"]
+    assert run(capsys, "get", path, "n")[1] == ["0.1"]  # a float32 scalar, not 0.10000000149011612
     assert run(capsys, "get", path, "c")[1] == ['[{"$cycle": "c"}]']
     assert run(capsys, "get", path, "f32", "--json")[1] == ['[2.31, -0.1, {"$float": "nan"}]']  # not 2.309999942779541
     assert run(capsys, "get", path, "bf", "--json")[1] == ["[2.3125, -0.10009765625]"]  # bfloat16's exact values
