@@ -912,6 +912,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.run(args))
     except BrokenPipeError:  # output piped into a command that stopped reading (head): not an error of the file
+        try:  # what is left in standard output's buffer goes nowhere, instead of failing again at exit
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError, AttributeError):  # not a real file (output captured in-process)
+            pass
         return 1
     except UsageError as e:
         print(f"safestructures {args.command}: {e}", file=sys.stderr)

@@ -558,3 +558,19 @@ def test_the_installed_commands(prefix: list[str], nested: Path, tmp_path: Path)
     assert (result.returncode, result.stdout) == (1, "") and result.stderr.startswith("safestructures verify: ")
     result = call("inspect", nested, "--depth", "x")
     assert result.returncode == 2 and "not a whole number: 'x'" in result.stderr
+
+
+def test_output_into_a_reader_that_stops(tmp_path: Path) -> None:
+    # inspect | head -1: the tree is far larger than a pipe holds, so the command meets a closed pipe; it stops
+    # quietly, with status 1 and nothing on standard error.
+    path = tmp_path / "flat.safetensors"
+    ss.save_tensors({f"t{i}": np.zeros(1, np.float32) for i in range(10_000)}, path)
+    process = subprocess.Popen([sys.executable, "-m", "safestructures", "inspect", str(path)], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE)
+    assert process.stdout is not None and process.stderr is not None
+    first = process.stdout.readline()
+    process.stdout.close()
+    assert process.wait(timeout=120) == 1
+    assert first == f"{path}: plain safetensors, 10,000 tensors, 39.1 KiB of tensor data, no metadata\n".encode()
+    assert process.stderr.read() == b""
+    process.stderr.close()
