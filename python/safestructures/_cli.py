@@ -382,53 +382,95 @@ def _dotted(path: Sequence[Any]) -> str:
     return ".".join(str(p) for p in path)
 
 
-def _split(path: str) -> list[str]:
-    """The parts of a dotted path; ``""`` and ``"."`` name the root."""
-    return [] if path in ("", ".") else path.split(".")
+@dataclass(frozen=True)
+class _Exact:
+    """A path part written as error messages write paths (``["a.b"]``, ``[1]``): that exact key or index."""
+
+    key: str | int
 
 
-def _walk(root: Any, parts: list[str], children: Callable[[Any], tuple[bool, str, list[tuple[Any, Any]]] | None],
+_BRACKET = re.compile(r'\[(?:(-?\d+)|("(?:[^"\\]|\\.)*"))\]')
+
+
+def _split(path: str) -> list[str | _Exact]:
+    """The parts of a path: dotted (``model.layers.0``; ``""`` and ``"."`` name the root), or as error messages write
+    it (``$["model"]["layers"][0]``: keys as JSON strings, indices and int keys as integers)."""
+    if not path.startswith("$"):
+        return [] if path in ("", ".") else list(path.split("."))
+    parts: list[str | _Exact] = []
+    at = 1
+    while at < len(path):
+        match = _BRACKET.match(path, at)
+        if match is None:
+            raise UsageError(f"cannot read the path {path!r} at character {at + 1}: write $[\"key\"] or $[index] parts")
+        number, text = match.groups()
+        parts.append(_Exact(int(number) if number is not None else json.loads(text)))
+        at = match.end()
+    return parts
+
+
+def _walk(root: Any, parts: list[str | _Exact], children: Callable[[Any], tuple[bool, str, list[tuple[Any, Any]]] | None],
           kind_of: Callable[[Any], str], step: Callable[[Any, Any, Any], Any]) -> Any:
-    """Follow a dotted path from ``root``. A part of a sequence is an index; in a mapping, the longest run of parts
+    """Follow a path (``_split``'s parts) from ``root``. A part of a sequence is an index; in a mapping, the longest run of parts
     that joins (with ``.``) into a key is taken first, so keys that hold dots (``model.embed.weight`` in a plain
     safetensors file) are found too; a non-string key is matched by its ``str()``. ``children(node)`` gives
-    (indexed, kind, [(key, child)]) or None for a leaf; ``step(node, key, child)`` makes the child node."""
+    (indexed, kind, [(key, child)]) or None for a leaf; ``step(node, key, child)`` makes the child node. An
+    ``_Exact`` part is that key (of that type) or index, nothing else."""
     failures: list[tuple[int, str]] = []
+    shown = [repr(p.key) if isinstance(p, _Exact) else repr(p) for p in parts]
 
     def go(node: Any, path: tuple[Any, ...], i: int) -> Any:
         if i == len(parts):
             return node
+        part = parts[i]
         found = children(node)
         if found is None:
-            failures.append((i, f"{_path_text(path)} is {_a(kind_of(node))}, which has no key {parts[i]!r}"))
+            failures.append((i, f"{_path_text(path)} is {_a(kind_of(node))}, which has no key {shown[i]}"))
             return None
         indexed, kind, entries = found
-        if (indexed or kind == "namedtuple") and re.fullmatch(r"-?\d+", parts[i]):
-            k = int(parts[i])
+        exact = part.key if isinstance(part, _Exact) else None
+        as_index = type(exact) is int if isinstance(part, _Exact) else re.fullmatch(r"-?\d+", part) is not None
+        if as_index and (indexed or kind == "namedtuple"):
+            k = int(exact if isinstance(part, _Exact) else part)  # type: ignore[arg-type]
             if not -len(entries) <= k < len(entries):
                 failures.append((i, f"index {k} is out of range at {_path_text(path)} ({_a(kind)} of {_count(len(entries), 'item')})"))
                 return None
             key, child = entries[k]  # a sequence's key is its index from 0; a named tuple's, the field's name
             return go(step(node, key, child), path + (key,), i + 1)
-        by_text: dict[str, tuple[Any, Any]] = {}
+        if isinstance(part, _Exact):
+            for key, child in entries:
+                if type(key) is type(exact) and key == exact and not indexed:
+                    return go(step(node, key, child), path + (key,), i + 1)
+        else:
+            result = by_text(node, path, i, entries)
+            if result is not None:
+                return result
+        if indexed:
+            failures.append((i, f"{_path_text(path)} is {_a(kind)}: {shown[i]} is not an index"))
+        else:
+            some = ", ".join(repr(k) for k, _c in entries[:5]) + (", ..." if len(entries) > 5 else "")
+            failures.append((i, f"no key {shown[i]} at {_path_text(path)} ({_a(kind)} of {_count(len(entries), 'item')}"
+                                + (f": {some})" if entries else ")")))
+        return None
+
+    def by_text(node: Any, path: tuple[Any, ...], i: int, entries: list[tuple[Any, Any]]) -> Any:
+        """The longest run of dotted parts from ``i`` that names a key, then shorter ones; None when none leads on."""
+        keys: dict[str, tuple[Any, Any]] = {}  # a key's text -> (key, child); string keys first
         for key, child in entries:
             if isinstance(key, str):
-                by_text[key] = (key, child)
+                keys[key] = (key, child)
         for key, child in entries:
             if not isinstance(key, str):
-                by_text.setdefault(str(key), (key, child))
+                keys.setdefault(str(key), (key, child))
         for j in range(len(parts), i, -1):
-            hit = by_text.get(".".join(parts[i:j]))
+            run = parts[i:j]
+            if any(isinstance(p, _Exact) for p in run):
+                continue
+            hit = keys.get(".".join(run))  # type: ignore[arg-type]
             if hit is not None:
                 result = go(step(node, hit[0], hit[1]), path + (hit[0],), j)
                 if result is not None:
                     return result
-        if indexed:
-            failures.append((i, f"{_path_text(path)} is {_a(kind)}: {parts[i]!r} is not an index"))
-        else:
-            some = ", ".join(repr(k) for k, _c in entries[:5]) + (", ..." if len(entries) > 5 else "")
-            failures.append((i, f"no key {parts[i]!r} at {_path_text(path)} ({_a(kind)} of {_count(len(entries), 'item')}"
-                                + (f": {some})" if entries else ")")))
         return None
 
     result = go(root, (), 0)
@@ -877,8 +919,9 @@ def _parser() -> argparse.ArgumentParser:
         "get", help="print a value as JSON, or write a tensor as .npy",
         description="Print the value at PATH as JSON, or write the tensor at PATH as a .npy file. PATH is dotted as "
         "tensor names are (model.layers.0.weight; '' or '.' for the whole data): sequence items by index, keys that "
-        "hold dots as they are. A bfloat16/float8 tensor's .npy names its ml_dtypes type: import ml_dtypes before "
-        "np.load.",
+        "hold dots as they are; or written as error messages write it, $[\"model\"][\"layers\"][0], for exact keys "
+        "(\"1\" is a string, 1 an int). A bfloat16/float8 tensor's .npy names its ml_dtypes type: import ml_dtypes "
+        "before np.load.",
     )
     get.add_argument("file", metavar="FILE", help="the file, or a sharded directory")
     get.add_argument("path", metavar="PATH", help="the dotted path of the value")

@@ -510,6 +510,31 @@ def test_get_keys_that_hold_dots(plain: Path, tmp_path: Path, capsys: pytest.Cap
     assert run(capsys, "get", path, "3")[1] == ['"int key"']
 
 
+def test_get_paths_written_as_messages_write_them(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "keys.safetensors"
+    ss.save_file({"a.b": {"c": [10, 20]}, "a": {"b": {"c": "nested"}}, 1: "int key", "1": "str key", "q\"": "quote"}, path)
+    assert run(capsys, "get", path, '$["a.b"]["c"][1]')[1] == ["20"]
+    assert run(capsys, "get", path, '$["a"]["b"]["c"]')[1] == ['"nested"']
+    assert run(capsys, "get", path, "$[1]")[1] == ['"int key"']
+    assert run(capsys, "get", path, '$["1"]')[1] == ['"str key"']
+    assert run(capsys, "get", path, '$["q\\""]')[1] == ['"quote"']
+    assert run(capsys, "get", path, "$")[0] == 0  # the root
+    assert run(capsys, "get", path, '$["a.b"]["c"][2]') == (
+        1, [], ['safestructures get: index 2 is out of range at $["a.b"]["c"] (a list of 2 items)'])
+    assert run(capsys, "get", path, '$["a.b"]["x"]') == (
+        1, [], ["safestructures get: no key 'x' at $[\"a.b\"] (a dict of 1 item: 'c')"])
+    assert run(capsys, "get", path, '$["a.b"]["c"]["x"]') == (
+        1, [], ["safestructures get: $[\"a.b\"][\"c\"] is a list: 'x' is not an index"])
+    assert run(capsys, "get", path, "$[2]")[2] == [
+        "safestructures get: no key 2 at $ (a dict of 5 items: 'a.b', 'a', 1, '1', 'q\"')"]
+    assert run(capsys, "get", path, "$[a]") == (
+        2, [], ["safestructures get: cannot read the path '$[a]' at character 2: write $[\"key\"] or $[index] parts"])
+    # a message's path, copied from an error, finds the place it names
+    _status, _out, err = run(capsys, "get", path, "a.b.c.5")
+    assert err == ['safestructures get: index 5 is out of range at $["a.b"]["c"] (a list of 2 items)']
+    assert run(capsys, "get", path, '$["a.b"]["c"]')[1] == ["[10, 20]"]
+
+
 def test_get_from_sharded_and_1_0_0_files(sharded: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert run(capsys, "get", sharded, "step") == (0, ["3"], [])
     status, out, _err = run(capsys, "get", sharded, "model.layer2", "--json")
