@@ -214,12 +214,12 @@ def test_a_hugging_face_checkpoint(tmp_path: Path, capsys: pytest.CaptureFixture
     # a tensor the index does not map: a warning; a tensor the index maps to a shard that lacks it: an error
     extra = hugging_face_checkpoint(tmp_path / "extra", {"lm_head.weight": np.zeros(3, np.float32), "x": np.zeros(1, np.int8)})
     status, _out, err = run(capsys, "verify", extra)
-    assert (status, err) == (0, ['safestructures verify: warning: 1 tensor in the shards that the index does not map there: '
-                                 '"x" (model-00002-of-00002.safetensors)'])
+    assert (status, err) == (0, [('safestructures verify: warning: 1 tensor in the shards that the index does not map there: '
+                                  '"x" (model-00002-of-00002.safetensors)')])
     bad = hugging_face_checkpoint(tmp_path / "bad", {"other": np.zeros(3, np.float32)})
     assert run(capsys, "verify", bad) == (1, [], [
-        f'safestructures verify: {bad}/model.safetensors.index.json: the index maps tensor "lm_head.weight" to '
-        "model-00002-of-00002.safetensors, which does not hold it"])
+        (f'safestructures verify: {bad}/model.safetensors.index.json: the index maps tensor "lm_head.weight" to '
+         "model-00002-of-00002.safetensors, which does not hold it")])
 
 
 def test_inspect_views_of_a_storage(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
