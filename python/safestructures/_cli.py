@@ -925,10 +925,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     get.add_argument("file", metavar="FILE", help="the file, or a sharded directory")
     get.add_argument("path", metavar="PATH", help="the dotted path of the value")
-    get.add_argument("-o", "--output", metavar="OUT.npy", help="where to write a tensor ('-' for standard output); "
+    how = get.add_mutually_exclusive_group()
+    how.add_argument("-o", "--output", metavar="OUT.npy", help="where to write a tensor ('-' for standard output); "
                      "an existing file is not replaced without --force")
+    how.add_argument("--json", action="store_true", help="print tensors' values as JSON arrays instead")
     get.add_argument("--force", action="store_true", help="replace OUT.npy if it exists")
-    get.add_argument("--json", action="store_true", help="print tensors' values as JSON arrays instead")
     get.set_defaults(run=_get)
 
     upgrade = commands.add_parser(

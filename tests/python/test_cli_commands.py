@@ -547,7 +547,8 @@ def test_get_from_sharded_and_1_0_0_files(sharded: Path, capsys: pytest.CaptureF
 
 
 def test_command_line_usage_errors(nested: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    for argv in (["inspect", str(nested), "--depth", "-1"], ["inspect"], ["get", str(nested)], ["frobnicate"]):
+    for argv in (["inspect", str(nested), "--depth", "-1"], ["inspect"], ["get", str(nested)], ["frobnicate"],
+                 ["get", str(nested), "bf", "-o", "x.npy", "--json"]):
         with pytest.raises(SystemExit) as info:
             main(argv)
         assert info.value.code == 2
