@@ -270,7 +270,9 @@ class Node:
                     raise InvalidFileError(f"{self._file._source}: at {self.path_text}: item {k} of a mapping is not a "
                                            "[key, value] pair", code="SchemaInvalid")
                 key_node, value_node = doc.elements(pair)
-                out.append((self._file._load_at(key_node, self._path), value_node))
+                # A JSON scalar key is the value a load gives it (str, int, float, bool, None): no load needed.
+                plain = doc.node(key_node)[0] not in ("array", "object")
+                out.append((doc.value(key_node) if plain else self._file._load_at(key_node, self._path), value_node))
             return out
         names: list[Any] = []
         values: list[int] = []
@@ -360,18 +362,28 @@ class Node:
         result: dict[str, Any] = {}
         # Iterative, so that the deepest data a file may hold (max_depth levels) does not exhaust Python's recursion.
         stack: list[tuple[Node, dict[str, Any], int | None]] = [(self, result, max_depth)]
+        # A container met again (shared, or a cycle back to an ancestor) is described once, then named by its path.
+        seen: dict[int, str] = {}
         while stack:
             node, out, depth = stack.pop()
-            if not node._describe_into(out) or (depth is not None and depth <= 0):
+            if node._index in seen:
+                out.update(kind=node.kind, same_as=seen[node._index])
+                continue
+            if not node._describe_into(out):
+                continue
+            seen[node._index] = node.path
+            if depth is not None and depth <= 0:
                 continue
             deeper = None if depth is None else depth - 1
             items: list[Any] = []
             out["items"] = items
             sequence = node._is_sequence()
+            pending = []
             for key, child in ([(None, child) for child in node] if sequence else node.items()):
                 child_out: dict[str, Any] = {}
                 items.append(child_out if sequence else [_json_value(key), child_out])
-                stack.append((child, child_out, deeper))
+                pending.append((child, child_out, deeper))
+            stack.extend(reversed(pending))  # children are described in order, so the first occurrence is the one expanded
         return result
 
     def _describe_into(self, out: dict[str, Any]) -> bool:
@@ -591,8 +603,10 @@ def _child_by_text(node: Node, part: str) -> Node:
 
 def _plain_schema(tensors: list[tuple[str, str, tuple[int, ...], int, int]]) -> str:
     """The schema a plain safetensors file would have if safestructures had saved its {name: tensor} dict."""
-    items = [[name, {"$": "tensor", "name": name, "fw": "numpy"}] for name, *_ in tensors]
-    return json.dumps({"format": "safestructures", "version": 2, "root": {"$": "dict", "items": items}}, separators=(",", ":"))
+    nodes = {name: {"$": "tensor", "name": name, "fw": "numpy"} for name, *_ in tensors}
+    # Names are unique, so a plain JSON object holds them, unless one is "$" (which would read as a tag).
+    root: Any = nodes if "$" not in nodes else {"$": "dict", "items": [[name, node] for name, node in nodes.items()]}
+    return json.dumps({"format": "safestructures", "version": 2, "root": root}, separators=(",", ":"))
 
 
 def open(

@@ -1017,3 +1017,32 @@ def test_unrequested_tensors_are_not_read(tmp_path: Path) -> None:
           "(cold page cache both times)")
     del full
     path.unlink()  # pytest keeps the last runs' directories: not 164 MB each
+
+
+def test_describe_names_a_container_met_again_by_its_first_path(tmp_path: Path) -> None:
+    # A cycle would never end, and a shared container would be described once per place: the first place is expanded.
+    loop: list[Any] = []
+    loop.append(loop)
+    shared = {"x": 1}
+    path = tmp_path / "c.safetensors"
+    ss.save_file({"l": loop, "again": loop, "s": (shared, shared)}, path)
+    with ss.open(path) as f:
+        assert f.tree.describe() == {
+            "kind": "dict", "len": 3, "items": [
+                ["l", {"kind": "list", "len": 1, "items": [{"kind": "list", "same_as": "l"}]}],
+                ["again", {"kind": "list", "same_as": "l"}],
+                ["s", {"kind": "tuple", "len": 2, "items": [
+                    {"kind": "dict", "len": 1, "items": [["x", {"kind": "int", "value": 1}]]},
+                    {"kind": "dict", "same_as": "s.0"},
+                ]}],
+            ],
+        }
+
+
+def test_a_plain_file_with_many_tensors_is_walked_without_loading(tmp_path: Path) -> None:
+    path = tmp_path / "plain.safetensors"
+    ss.save_tensors({f"t{i}": np.full(2, i, np.float32) for i in range(2000)}, path)
+    with ss.open(path) as f:
+        assert f.keys() == [f"t{i}" for i in range(2000)]
+        assert f["t1999"].shape == (2,) and f["t1999"].dtype == "float32"
+        assert f.load("t7").tolist() == [7.0, 7.0]
