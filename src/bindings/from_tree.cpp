@@ -446,7 +446,21 @@ nb::object Loader::build_tagged(std::size_t i, std::string_view tag) {
       }
       return list;
     }
-    case Tag::Tuple:
+    case Tag::Tuple: {
+      // Filled in place: nothing can refer to a tuple before it is complete (a cycle through one is refused), and a
+      // tuple left partly filled by an error frees its filled slots only.
+      std::uint32_t count = 0;
+      std::size_t c = items(i, count);
+      nb::object tuple = nb::steal(PyTuple_New(count));
+      if (!tuple.is_valid()) throw nb::python_error();
+      for (std::uint32_t k = 0; k < count; ++k) {
+        nb::object item = build_child(c, {LoadPath::Type::Index, {}, k});
+        PyTuple_SET_ITEM(tuple.ptr(), k, item.release().ptr());
+        c = tape_.next(c);
+      }
+      define(i, tuple);
+      return tuple;
+    }
     case Tag::Set:
     case Tag::FrozenSet: {
       std::uint32_t count = 0;
@@ -458,11 +472,7 @@ nb::object Loader::build_tagged(std::size_t i, std::string_view tag) {
         c = tape_.next(c);
       }
       PyObject* out = nullptr;
-      switch (tag_of(tag)) {
-        case Tag::Tuple: out = PyList_AsTuple(list.ptr()); break;
-        case Tag::Set: out = PySet_New(list.ptr()); break;
-        default: out = PyFrozenSet_New(list.ptr()); break;
-      }
+      out = tag_of(tag) == Tag::Set ? PySet_New(list.ptr()) : PyFrozenSet_New(list.ptr());
       if (out == nullptr) {
         nb::python_error e;
         invalid(std::string("cannot build a ") + std::string(tag) + ": " + nb::str(e.value()).c_str());
