@@ -71,7 +71,8 @@ std::string_view kind_name(Kind kind);
 // Limits applied when a file is opened.
 struct OpenOptions {
   std::uint64_t max_header_size = default_max_header_size;
-  // Levels of nesting in the data, counted as the Python loader counts them.
+  // Levels of nesting in the data: the schema's JSON may nest 3 levels per level (a dict in pair form takes three),
+  // as for the Python loader.
   std::uint32_t max_depth = 1000;
   std::uint64_t max_nodes = 50'000'000;
 };

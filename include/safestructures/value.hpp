@@ -76,6 +76,7 @@ class Value {
   // A numpy array that owns its elements: the dtype follows T (float: F32, std::int64_t: I64...).
   template <class T>
   static Value tensor(std::vector<T> values, std::vector<std::uint64_t> shape) {
+    static_assert(!std::is_same_v<T, bool>, "std::vector<bool> packs its bits: use std::vector<std::uint8_t> with Dtype::BOOL");
     auto owner = std::make_shared<const std::vector<T>>(std::move(values));
     return tensor(dtype_of<T>(), std::move(shape), std::as_bytes(std::span<const T>(*owner)), {}, owner);
   }
@@ -87,6 +88,8 @@ class Value {
   Value& append(Value item);
   // Sets `key` of a dict, replacing the value of a key Python holds equal (1, 1.0 and True are one key).
   Value& set(Value key, Value value);
+  // Empties a list, tuple or dict (a container that holds itself is only freed once emptied).
+  void clear();
 
   struct Impl;
 

@@ -689,6 +689,15 @@ Value& Value::set(Value key, Value value) {
   return *this;
 }
 
+void Value::clear() {
+  if (impl_->kind != Kind::List && impl_->kind != Kind::Tuple && impl_->kind != Kind::Dict) {
+    raise(ErrorCode::WrongKind, "clear() on a " + std::string(kind_name(impl_->kind)) + ": only lists, tuples and dicts hold items");
+  }
+  impl_->items.clear();
+  impl_->entries.clear();
+  impl_->string_keys.clear();
+}
+
 // ---- Saving
 
 void save_file(const std::filesystem::path& path, const Value& root, const Metadata& metadata, const SaveOptions& options) {
