@@ -51,7 +51,10 @@ std::string bracketed(std::string_view inner) {
   return out;
 }
 
+// A tuple can be made to hold itself (through tuples only, nothing Python could build): the recursive helpers below
+// stop before the stack runs out rather than crash.
 bool is_hashable(const Value::Impl& v) {
+  if (stack_nearly_exhausted()) return false;
   switch (v.kind) {
     case Kind::Null:
     case Kind::Bool:
@@ -71,6 +74,7 @@ bool is_number(Kind kind) { return kind == Kind::Bool || kind == Kind::Int || ki
 // Python's == for hashable values, so that dict keys Python would merge are one key here too.
 bool python_equal(const Value::Impl& a, const Value::Impl& b) {
   if (&a == &b) return true;
+  if (stack_nearly_exhausted()) return false;
   if (is_number(a.kind) && is_number(b.kind)) {
     const auto as_int = [](const Value::Impl& v) { return v.kind == Kind::Bool ? std::int64_t{v.boolean} : v.integer; };
     if (a.kind != Kind::Float && b.kind != Kind::Float) return as_int(a) == as_int(b);
@@ -196,6 +200,7 @@ std::string python_str(const Value::Impl& v) {
 }
 
 std::string python_repr(const Value::Impl& v) {
+  if (stack_nearly_exhausted()) return "...";
   switch (v.kind) {
     case Kind::String: return quoted_repr(v.text, false);
     case Kind::Bytes: return quoted_repr({reinterpret_cast<const char*>(v.bytes.data()), v.bytes.size()}, true);

@@ -207,6 +207,11 @@ TEST(ValueApi, BadTreesNameThePath) {
   d.set(key, 1);
   key.append(Value::list());
   EXPECT_TRUE(fails_with([&] { save_bytes(Value::list({d})); }, ErrorCode::InvalidArgument, {"at $[0][(1, <list>)]", "hashable"}));
+  // A tuple that holds itself is no key (nor anything Python could build), and checking it does not crash.
+  Value loop = Value::tuple();
+  loop.append(loop);
+  EXPECT_TRUE(fails_with([&] { Value::dict().set(loop, 1); }, ErrorCode::InvalidArgument, {"hashable"}));
+  loop.clear();
   EXPECT_TRUE(fails_with([] { save_bytes(Value::dict().set("s", std::string("\xff"))); }, ErrorCode::InvalidArgument, {R"(at $["s"])", "UTF-8"}));
   EXPECT_TRUE(fails_with([] { save_bytes(Value::list(), {{"__safestructures__", "x"}}); }, ErrorCode::InvalidMetadata, {"reserved"}));
   Value deep = Value::list();
