@@ -104,7 +104,8 @@ class Tensor {
   bool is_view() const { return view_; }
 
   // The elements as T, whose size must match the dtype's width (float for F32, std::uint16_t for BF16...). Raises
-  // WrongKind for another width or when the bytes are not aligned for T.
+  // WrongKind for another width, InvalidArgument when the bytes are not aligned for T (files this project writes
+  // align every tensor to its element size).
   template <class T>
   std::span<const T> values() const {
     check_values(sizeof(T), alignof(T));
@@ -136,7 +137,7 @@ struct Entry;
 class TreeNode {
  public:
   Kind kind() const { return kind_; }
-  // The path from the root, as error messages write it: `$`, `$["a"][3]`, `$["out"].logits`.
+  // The path from the root, as error messages write it: `$`, `$["a"][3]`, `$["color"].name` (a field of a tagged node).
   std::string path() const;
 
   bool is_null() const { return kind_ == Kind::Null; }
@@ -196,7 +197,7 @@ class TreeNode {
  private:
   friend class File;
   TreeNode(std::shared_ptr<const tree_detail::Document> document, std::uint32_t index,
-       std::shared_ptr<const tree_detail::PathPart> path);
+           std::shared_ptr<const tree_detail::PathPart> path);
   [[noreturn]] void fail(ErrorCode code, const std::string& what) const;
   [[noreturn]] void wrong_kind(std::string_view wanted) const;
   TreeNode child(std::uint32_t index, std::shared_ptr<const tree_detail::PathPart> part) const;
