@@ -610,6 +610,7 @@ std::optional<TreeNode> TreeNode::find(std::string_view key) const {
     if (!plain && (tape[c].kind != NodeKind::Array || tape[c].count != 2)) {
       fail(ErrorCode::SchemaInvalid, "item " + std::to_string(k) + " of a mapping must be a [key, value] pair");
     }
+    if (plain && tape[c].text == "$") fail(ErrorCode::SchemaInvalid, "\"$\" must be the first key of a tagged object and name its tag");
     if (tape[key_at].kind == NodeKind::String && tape[key_at].text == key) {
       if (value != Tape::npos) fail(ErrorCode::SchemaInvalid, "a mapping holds the key " + quote_name(key) + " twice");
       value = tape.next(key_at);

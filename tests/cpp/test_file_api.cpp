@@ -262,6 +262,7 @@ TEST(FileApi, InvalidSchemasNameThePath) {
   EXPECT_TRUE(fails_with([&] { (void)open_json(R"({"$":"bytes","tensor":"w"})", {tensor_of("w", Dtype::F32, {1}, test::bytes_of(w))}).root().as_bytes(); },
                          ErrorCode::TensorMismatch, {"1-D U8"}));
   EXPECT_TRUE(fails_with([] { (void)open_json(R"({"a":1,"$":2})").root().entries(); }, ErrorCode::SchemaInvalid, {"\"$\""}));
+  EXPECT_TRUE(fails_with([] { (void)open_json(R"({"a":1,"$":2})").root()["a"]; }, ErrorCode::SchemaInvalid, {"\"$\""}));
   EXPECT_TRUE(fails_with([] { (void)open_json(R"({"$":1})").root(); }, ErrorCode::SchemaInvalid, {"\"$\""}));
   EXPECT_TRUE(fails_with([] { (void)open_json(R"({"a":1,"a":2})").root()["a"]; }, ErrorCode::SchemaInvalid, {"twice"}));
   EXPECT_TRUE(fails_with([] { (void)open_json(R"({"$":"dict","items":[[1]]})").root().entries(); }, ErrorCode::SchemaInvalid, {"pair"}));
