@@ -82,6 +82,12 @@ enum class ErrorCode {
   SchemaVersion,
   // A tensor's dtype or shape in the header contradicts what the schema says of it.
   TensorMismatch,
+  // C++ tree API: a node was read as a kind it is not (e.g. as_int() on a string, an index into a dict).
+  WrongKind,
+  // C++ tree API: a dict (or a dataclass's fields) lacks the key asked for.
+  KeyNotFound,
+  // C++ tree API: an index past the end of a list, tuple or other sequence.
+  IndexOutOfRange,
 };
 
 // The identifier of a code, e.g. "SizeMismatch", stable for programs that match on it.

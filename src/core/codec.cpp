@@ -1,0 +1,111 @@
+// Text codecs shared by the tree reader and builder: base64, and strings as code points (lone surrogates included).
+#include "codec.hpp"
+
+namespace safestructures::codec {
+namespace {
+
+constexpr char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+int base64_value(char c) {
+  if (c >= 'A' && c <= 'Z') return c - 'A';
+  if (c >= 'a' && c <= 'z') return c - 'a' + 26;
+  if (c >= '0' && c <= '9') return c - '0' + 52;
+  if (c == '+') return 62;
+  if (c == '/') return 63;
+  return -1;
+}
+
+}  // namespace
+
+std::string base64_encode(std::span<const std::byte> data) {
+  std::string out;
+  out.reserve((data.size() + 2) / 3 * 4);
+  const auto at = [&](std::size_t i) { return i < data.size() ? std::to_integer<unsigned>(data[i]) : 0u; };
+  for (std::size_t i = 0; i < data.size(); i += 3) {
+    const unsigned v = (at(i) << 16) | (at(i + 1) << 8) | at(i + 2);
+    out += alphabet[v >> 18];
+    out += alphabet[(v >> 12) & 63];
+    out += i + 1 < data.size() ? alphabet[(v >> 6) & 63] : '=';
+    out += i + 2 < data.size() ? alphabet[v & 63] : '=';
+  }
+  return out;
+}
+
+std::optional<std::vector<std::byte>> base64_decode(std::string_view text) {
+  if (text.size() % 4 != 0) return std::nullopt;
+  std::vector<std::byte> out;
+  out.reserve(text.size() / 4 * 3);
+  for (std::size_t i = 0; i < text.size(); i += 4) {
+    unsigned v = 0;
+    int pad = 0;
+    for (std::size_t k = 0; k < 4; ++k) {
+      const char c = text[i + k];
+      int digit = 0;
+      if (c == '=' && i + 4 == text.size() && k >= 2) {
+        ++pad;
+      } else {
+        digit = base64_value(c);
+        if (digit < 0 || pad) return std::nullopt;
+      }
+      v = (v << 6) | static_cast<unsigned>(digit);
+    }
+    out.push_back(static_cast<std::byte>(v >> 16));
+    if (pad < 2) out.push_back(static_cast<std::byte>((v >> 8) & 0xff));
+    if (pad < 1) out.push_back(static_cast<std::byte>(v & 0xff));
+  }
+  return out;
+}
+
+void append_code_point(std::string& out, std::uint32_t cp) {
+  if (cp < 0x80) {
+    out += static_cast<char>(cp);
+  } else if (cp < 0x800) {
+    out += static_cast<char>(0xC0 | (cp >> 6));
+    out += static_cast<char>(0x80 | (cp & 0x3F));
+  } else if (cp < 0x10000) {
+    out += static_cast<char>(0xE0 | (cp >> 12));
+    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
+    out += static_cast<char>(0x80 | (cp & 0x3F));
+  } else {
+    out += static_cast<char>(0xF0 | (cp >> 18));
+    out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
+    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
+    out += static_cast<char>(0x80 | (cp & 0x3F));
+  }
+}
+
+std::optional<std::vector<std::uint32_t>> decode_wtf8(std::string_view text) {
+  std::vector<std::uint32_t> out;
+  out.reserve(text.size());
+  for (std::size_t i = 0; i < text.size();) {
+    const auto lead = static_cast<unsigned char>(text[i]);
+    std::size_t length = 0;
+    std::uint32_t cp = 0;
+    std::uint32_t min = 0;
+    if (lead < 0x80) {
+      length = 1, cp = lead;
+    } else if ((lead & 0xE0) == 0xC0) {
+      length = 2, cp = lead & 0x1F, min = 0x80;
+    } else if ((lead & 0xF0) == 0xE0) {
+      length = 3, cp = lead & 0x0F, min = 0x800;
+    } else if ((lead & 0xF8) == 0xF0) {
+      length = 4, cp = lead & 0x07, min = 0x10000;
+    } else {
+      return std::nullopt;
+    }
+    if (i + length > text.size()) return std::nullopt;
+    for (std::size_t k = 1; k < length; ++k) {
+      const auto next = static_cast<unsigned char>(text[i + k]);
+      if ((next & 0xC0) != 0x80) return std::nullopt;
+      cp = (cp << 6) | (next & 0x3F);
+    }
+    if (cp < min || cp > 0x10FFFF) return std::nullopt;
+    // A high surrogate followed by a low one is a pair spelled the CESU way: WTF-8 writes the pair's code point.
+    if (cp >= 0xDC00 && cp <= 0xDFFF && !out.empty() && out.back() >= 0xD800 && out.back() <= 0xDBFF) return std::nullopt;
+    out.push_back(cp);
+    i += length;
+  }
+  return out;
+}
+
+}  // namespace safestructures::codec

@@ -1,0 +1,724 @@
+// Building a tree in C++ and saving it: values, the walk that turns them into a schema tape and tensors, the save.
+#include "safestructures/value.hpp"
+
+#include <algorithm>
+#include <charconv>
+#include <cmath>
+#include <cstring>
+#include <unordered_map>
+#include <unordered_set>
+
+#include "codec.hpp"
+#include "safestructures/error.hpp"
+#include "safestructures/schema.hpp"
+#include "safestructures/stack.hpp"
+#include "safestructures/structure.hpp"
+
+namespace safestructures {
+
+struct Value::Impl {
+  Kind kind = Kind::Null;
+  bool boolean = false;
+  std::int64_t integer = 0;
+  double number = 0;
+  // String: the UTF-8 (or WTF-8) text. BigInt: normalized hex, "0x1f" or "-0x1f".
+  std::string text;
+  std::vector<std::byte> bytes;
+  std::vector<Value> items;
+  std::vector<std::pair<Value, Value>> entries;
+  // Dict: entry index of each string key, so that set() stays constant-time for them.
+  std::unordered_map<std::string, std::size_t> string_keys;
+  // Tensor.
+  Dtype dtype = Dtype::U8;
+  std::vector<std::uint64_t> shape;
+  std::vector<std::int64_t> strides;
+  const std::byte* data = nullptr;
+  std::shared_ptr<const void> owner;
+};
+
+const Value::Impl& impl_of(const Value& value) { return *value.impl_; }
+
+namespace {
+
+// Inline bytes up to this size are base64 in the schema, as the Python saver writes them; larger ones are tensors.
+constexpr std::size_t inline_bytes_limit = 64;
+
+// Appended piece by piece: GCC 12 warns (-Wrestrict, wrongly) about "[" + std::string + "]".
+std::string bracketed(std::string_view inner) {
+  std::string out = "[";
+  out += inner;
+  out += ']';
+  return out;
+}
+
+// A tuple can be made to hold itself (through tuples only, nothing Python could build): the recursive helpers below
+// stop before the stack runs out rather than crash.
+bool is_hashable(const Value::Impl& v) {
+  if (stack_nearly_exhausted()) return false;
+  switch (v.kind) {
+    case Kind::Null:
+    case Kind::Bool:
+    case Kind::Int:
+    case Kind::BigInt:
+    case Kind::Float:
+    case Kind::String:
+    case Kind::Bytes: return true;
+    case Kind::Tuple:
+      return std::all_of(v.items.begin(), v.items.end(), [](const Value& item) { return is_hashable(impl_of(item)); });
+    default: return false;
+  }
+}
+
+bool is_number(Kind kind) { return kind == Kind::Bool || kind == Kind::Int || kind == Kind::Float; }
+
+// Python's == for hashable values, so that dict keys Python would merge are one key here too.
+bool python_equal(const Value::Impl& a, const Value::Impl& b) {
+  if (&a == &b) return true;
+  if (stack_nearly_exhausted()) return false;
+  if (is_number(a.kind) && is_number(b.kind)) {
+    const auto as_int = [](const Value::Impl& v) { return v.kind == Kind::Bool ? std::int64_t{v.boolean} : v.integer; };
+    if (a.kind != Kind::Float && b.kind != Kind::Float) return as_int(a) == as_int(b);
+    if (a.kind == Kind::Float && b.kind == Kind::Float) return a.number == b.number;
+    const double d = a.kind == Kind::Float ? a.number : b.number;
+    const std::int64_t i = a.kind == Kind::Float ? as_int(b) : as_int(a);
+    // Exact: the double must be a whole number in the int64 range equal to i.
+    return d == std::trunc(d) && d >= -0x1p63 && d < 0x1p63 && static_cast<std::int64_t>(d) == i;
+  }
+  if (a.kind != b.kind) return false;
+  switch (a.kind) {
+    case Kind::Null: return true;
+    case Kind::BigInt:
+    case Kind::String: return a.text == b.text;
+    case Kind::Bytes: return a.bytes == b.bytes;
+    case Kind::Tuple:
+      return a.items.size() == b.items.size() && std::equal(a.items.begin(), a.items.end(), b.items.begin(), [](const Value& x, const Value& y) {
+               return python_equal(impl_of(x), impl_of(y));
+             });
+    default: return false;
+  }
+}
+
+// ---- Python's str() and repr() of keys, for tensor names and error paths
+
+std::string python_float_repr(double v) {
+  if (std::isnan(v)) return "nan";
+  if (std::isinf(v)) return v > 0 ? "inf" : "-inf";
+  char buffer[64];
+  const auto result = std::to_chars(buffer, buffer + sizeof buffer, v, std::chars_format::scientific);
+  const std::string_view text(buffer, static_cast<std::size_t>(result.ptr - buffer));
+  const bool negative = text.starts_with('-');
+  const std::size_t e = text.find('e');
+  std::string digits;
+  for (char c : text.substr(negative, e - negative)) {
+    if (c != '.') digits += c;
+  }
+  int exponent = 0;
+  std::from_chars(text.data() + e + 1 + (text[e + 1] == '+'), text.data() + text.size(), exponent);
+  std::string out = negative ? "-" : "";
+  // repr() writes positional notation for exponents from -4 to 15, as float_repr_style 'short' does.
+  if (exponent >= -4 && exponent < 16) {
+    if (exponent < 0) {
+      out += "0." + std::string(static_cast<std::size_t>(-exponent - 1), '0') + digits;
+    } else if (static_cast<std::size_t>(exponent + 1) >= digits.size()) {
+      out += digits + std::string(static_cast<std::size_t>(exponent + 1) - digits.size(), '0') + ".0";
+    } else {
+      out += digits.substr(0, static_cast<std::size_t>(exponent + 1)) + "." + digits.substr(static_cast<std::size_t>(exponent + 1));
+    }
+    return out;
+  }
+  out += digits.substr(0, 1);
+  if (digits.size() > 1) out += "." + digits.substr(1);
+  const std::string magnitude = std::to_string(std::abs(exponent));
+  out += std::string(exponent < 0 ? "e-" : "e+") + (magnitude.size() < 2 ? "0" : "") + magnitude;
+  return out;
+}
+
+std::string hex_to_decimal(std::string_view hex) {
+  const bool negative = hex.starts_with('-');
+  // Base 10^9 limbs, least significant first.
+  std::vector<std::uint32_t> limbs{0};
+  for (char c : hex.substr(negative + 2)) {
+    std::uint64_t carry = static_cast<std::uint64_t>(c <= '9' ? c - '0' : c - 'a' + 10);
+    for (std::uint32_t& limb : limbs) {
+      const std::uint64_t value = std::uint64_t{limb} * 16 + carry;
+      limb = static_cast<std::uint32_t>(value % 1'000'000'000);
+      carry = value / 1'000'000'000;
+    }
+    if (carry) limbs.push_back(static_cast<std::uint32_t>(carry));
+  }
+  std::string out = negative ? "-" : "";
+  out += std::to_string(limbs.back());
+  for (std::size_t k = limbs.size() - 1; k-- > 0;) {
+    const std::string part = std::to_string(limbs[k]);
+    out += std::string(9 - part.size(), '0') + part;
+  }
+  return out;
+}
+
+// Python's quoting: single quotes unless the text holds one and no double quote.
+std::string quoted_repr(std::string_view text, bool bytes) {
+  const bool double_quotes = text.find('\'') != std::string_view::npos && text.find('"') == std::string_view::npos;
+  const char quote = double_quotes ? '"' : '\'';
+  std::string out = bytes ? "b" : "";
+  out += quote;
+  for (char ch : text) {
+    const auto c = static_cast<unsigned char>(ch);
+    if (ch == quote || ch == '\\') {
+      out += '\\';
+      out += ch;
+    } else if (ch == '\n') {
+      out += "\\n";
+    } else if (ch == '\r') {
+      out += "\\r";
+    } else if (ch == '\t') {
+      out += "\\t";
+    } else if (c < 0x20 || c == 0x7f || (bytes && c > 0x7f)) {
+      constexpr char hex[] = "0123456789abcdef";
+      out += "\\x";
+      out += hex[c >> 4];
+      out += hex[c & 15];
+    } else {
+      out += ch;
+    }
+  }
+  out += quote;
+  return out;
+}
+
+std::string python_repr(const Value::Impl& v);
+
+std::string python_str(const Value::Impl& v) {
+  switch (v.kind) {
+    case Kind::Null: return "None";
+    case Kind::Bool: return v.boolean ? "True" : "False";
+    case Kind::Int: return std::to_string(v.integer);
+    case Kind::BigInt: return hex_to_decimal(v.text);
+    case Kind::Float: return python_float_repr(v.number);
+    case Kind::String: return v.text;
+    default: return python_repr(v);
+  }
+}
+
+std::string python_repr(const Value::Impl& v) {
+  if (stack_nearly_exhausted()) return "...";
+  switch (v.kind) {
+    case Kind::String: return quoted_repr(v.text, false);
+    case Kind::Bytes: return quoted_repr({reinterpret_cast<const char*>(v.bytes.data()), v.bytes.size()}, true);
+    case Kind::Tuple: {
+      std::string out = "(";
+      for (std::size_t k = 0; k < v.items.size(); ++k) {
+        if (k) out += ", ";
+        out += python_repr(impl_of(v.items[k]));
+      }
+      return out + (v.items.size() == 1 ? ",)" : ")");
+    }
+    case Kind::List:
+    case Kind::Dict:
+    case Kind::Tensor: return "<" + std::string(kind_name(v.kind)) + ">";
+    default: return python_str(v);
+  }
+}
+
+// ---- The saver: values -> schema tape and tensors
+
+class Saver {
+ public:
+  explicit Saver(const SaveOptions& options) : options_(options) {}
+
+  void walk(const Value::Impl& v);
+  Tape tape;
+  std::vector<WriteTensor> tensors;
+
+ private:
+  struct Part {
+    std::string name;   // as it goes into tensor names
+    std::string shown;  // as it goes into error messages
+  };
+  struct Memo {
+    std::size_t tape_at;
+    bool in_progress;
+    bool immutable;
+  };
+
+  void walk_float(double value);
+  void walk_string(const std::string& text);
+  void walk_bytes(const Value::Impl& v);
+  void walk_tensor(const Value::Impl& v);
+  void walk_sequence(const Value::Impl& v);
+  void walk_dict(const Value::Impl& v);
+  bool seen(const Value::Impl& v);
+  std::size_t open_tagged(std::string_view tag);
+  void enter(const Value::Impl& v, std::size_t tape_at, bool immutable);
+  void leave(const Value::Impl& v);
+  void descend();
+  std::string tensor_name();
+  std::string path_text() const;
+  [[noreturn]] void invalid(ErrorCode code, const std::string& what) const { raise(code, "at " + path_text() + ": " + what); }
+
+  const SaveOptions& options_;
+  std::vector<Part> path_;
+  std::unordered_map<const Value::Impl*, Memo> memo_;
+  // Names a generated path must never take, then every name taken, in walk order.
+  std::unordered_set<std::string> used_names_{std::string(metadata_key), std::string(schema_spill_tensor)};
+  std::uint32_t depth_ = 0;
+  std::uint32_t next_id_ = 1;
+};
+
+std::string Saver::path_text() const {
+  std::string out = "$";
+  for (std::size_t k = 0; k < path_.size(); ++k) {
+    if (path_.size() > 24 && k == 10) {
+      out += "[... " + std::to_string(path_.size() - 20) + " more ...]";
+      k = path_.size() - 10;
+    }
+    out += path_[k].shown;
+  }
+  return out;
+}
+
+// The path joined with '.', control characters made '_', "root" for the root, then "~N" for a name already taken.
+std::string Saver::tensor_name() {
+  std::string name;
+  for (const Part& part : path_) {
+    if (!name.empty()) name += '.';
+    name += part.name;
+  }
+  if (name.empty()) name = "root";
+  for (char& c : name) {
+    if (static_cast<unsigned char>(c) < 0x20) c = '_';
+  }
+  std::string candidate = name;
+  for (std::size_t k = 1; used_names_.contains(candidate); ++k) candidate = name + "~" + std::to_string(k);
+  used_names_.insert(candidate);
+  return candidate;
+}
+
+std::size_t Saver::open_tagged(std::string_view tag) {
+  const std::size_t at = tape.begin_object();
+  tape.string("$");
+  tape.string(tag);
+  tape.count_child(at);
+  return at;
+}
+
+bool Saver::seen(const Value::Impl& v) {
+  const auto it = memo_.find(&v);
+  if (it == memo_.end()) return false;
+  const Memo& m = it->second;
+  if (m.in_progress && m.immutable) {
+    invalid(ErrorCode::InvalidArgument, "cannot save this reference cycle: it runs through a tuple, which Python cannot rebuild before its own items");
+  }
+  std::uint32_t id = tape[m.tape_at].id;
+  if (id == 0) {
+    id = next_id_++;
+    tape.set_id(m.tape_at, id);
+  }
+  const std::size_t at = open_tagged("ref");
+  tape.string("#");
+  tape.integer(id);
+  tape.count_child(at);
+  tape.end_container(at);
+  return true;
+}
+
+void Saver::descend() {
+  if (++depth_ > options_.max_depth) {
+    invalid(ErrorCode::NestingTooDeep, "the data nests deeper than the limit of " + std::to_string(options_.max_depth) + " levels");
+  }
+  if (stack_nearly_exhausted()) invalid(ErrorCode::NestingTooDeep, "the data nests deeper than this thread's stack can walk");
+}
+
+void Saver::enter(const Value::Impl& v, std::size_t tape_at, bool immutable) {
+  descend();
+  memo_.emplace(&v, Memo{tape_at, true, immutable});
+}
+
+void Saver::leave(const Value::Impl& v) {
+  --depth_;
+  memo_[&v].in_progress = false;
+}
+
+void Saver::walk(const Value::Impl& v) {
+  switch (v.kind) {
+    case Kind::Null: tape.null(); return;
+    case Kind::Bool: tape.boolean(v.boolean); return;
+    case Kind::Int: tape.integer(v.integer); return;
+    case Kind::BigInt: {
+      const std::size_t at = open_tagged("int");
+      tape.string("hex");
+      tape.string(v.text);
+      tape.count_child(at);
+      tape.end_container(at);
+      return;
+    }
+    case Kind::Float: walk_float(v.number); return;
+    case Kind::String: walk_string(v.text); return;
+    case Kind::Bytes: walk_bytes(v); return;
+    case Kind::List:
+    case Kind::Tuple: walk_sequence(v); return;
+    case Kind::Dict: walk_dict(v); return;
+    case Kind::Tensor: walk_tensor(v); return;
+    default: invalid(ErrorCode::InvalidArgument, "cannot save a " + std::string(kind_name(v.kind)));
+  }
+}
+
+void Saver::walk_float(double value) {
+  if (std::isfinite(value)) {
+    tape.number(value);
+    return;
+  }
+  const std::size_t at = open_tagged("float");
+  tape.string("v");
+  tape.string(std::isnan(value) ? "nan" : (value > 0 ? "inf" : "-inf"));
+  tape.count_child(at);
+  std::uint64_t bits = 0;
+  std::memcpy(&bits, &value, sizeof bits);
+  if (std::isnan(value) && bits != 0x7ff8000000000000ull) {
+    // A NaN's sign and payload are kept exactly.
+    constexpr char hex[] = "0123456789abcdef";
+    std::string text(16, '0');
+    for (int k = 15; k >= 0; --k, bits >>= 4) text[static_cast<std::size_t>(k)] = hex[bits & 15];
+    tape.string("bits");
+    tape.owned_string(std::move(text));
+    tape.count_child(at);
+  }
+  tape.end_container(at);
+}
+
+void Saver::walk_string(const std::string& text) {
+  if (is_valid_utf8(text)) {
+    tape.string(text);
+    return;
+  }
+  // Lone surrogates have no UTF-8 form: the string is kept as its code points, as Python strings holding them are.
+  const auto points = codec::decode_wtf8(text);
+  if (!points) invalid(ErrorCode::InvalidArgument, "a string must be UTF-8 (or WTF-8, for lone surrogates)");
+  const std::size_t at = open_tagged("str");
+  tape.string("cp");
+  const std::size_t list = tape.begin_array();
+  for (std::uint32_t cp : *points) {
+    tape.integer(cp);
+    tape.count_child(list);
+  }
+  tape.end_container(list);
+  tape.count_child(at);
+  tape.end_container(at);
+}
+
+void Saver::walk_bytes(const Value::Impl& v) {
+  // Small bytes are cheaper inline than as references, as in the Python saver.
+  const bool inline_ = v.bytes.size() <= inline_bytes_limit;
+  if (!inline_ && seen(v)) return;
+  const std::size_t at = open_tagged("bytes");
+  if (inline_) {
+    tape.string("b64");
+    tape.owned_string(codec::base64_encode(v.bytes));
+  } else {
+    memo_.emplace(&v, Memo{at, false, false});
+    std::string name = tensor_name();
+    tape.string("tensor");
+    tape.owned_string(name);
+    tensors.push_back(WriteTensor{std::move(name), Dtype::U8, {v.bytes.size()}, v.bytes.data(), {}});
+  }
+  tape.count_child(at);
+  tape.end_container(at);
+}
+
+void Saver::walk_tensor(const Value::Impl& v) {
+  if (seen(v)) return;
+  const std::size_t at = open_tagged("tensor");
+  memo_.emplace(&v, Memo{at, false, false});
+  std::string name = tensor_name();
+  tape.string("name");
+  tape.owned_string(name);
+  tape.count_child(at);
+  tape.string("fw");
+  tape.string("numpy");
+  tape.count_child(at);
+  tape.end_container(at);
+  tensors.push_back(WriteTensor{std::move(name), v.dtype, v.shape, v.data, v.strides});
+}
+
+void Saver::walk_sequence(const Value::Impl& v) {
+  const bool tuple = v.kind == Kind::Tuple;
+  // An empty tuple is not an object anyone can tell apart from another, so it is never a reference.
+  const bool shared = !(tuple && v.items.empty());
+  if (shared && seen(v)) return;
+  const std::size_t at = tuple ? open_tagged("tuple") : tape.begin_array();
+  if (shared) {
+    enter(v, at, tuple);
+  } else {
+    descend();
+  }
+  std::size_t list = at;
+  if (tuple) {
+    tape.string("items");
+    tape.count_child(at);
+    list = tape.begin_array();
+  }
+  for (std::size_t k = 0; k < v.items.size(); ++k) {
+    path_.push_back({std::to_string(k), bracketed(std::to_string(k))});
+    walk(impl_of(v.items[k]));
+    path_.pop_back();
+    tape.count_child(list);
+  }
+  if (tuple) tape.end_container(list);
+  tape.end_container(at);
+  if (shared) {
+    leave(v);
+  } else {
+    --depth_;
+  }
+}
+
+void Saver::walk_dict(const Value::Impl& v) {
+  if (seen(v)) return;
+  // "$" marks tagged objects, and a plain object's keys are UTF-8 strings: any other dict is written as pairs.
+  const bool plain = std::all_of(v.entries.begin(), v.entries.end(), [](const auto& entry) {
+    const Value::Impl& key = impl_of(entry.first);
+    return key.kind == Kind::String && key.text != "$" && is_valid_utf8(key.text);
+  });
+  const std::size_t at = plain ? tape.begin_object() : open_tagged("dict");
+  enter(v, at, false);
+  std::size_t list = at;
+  if (!plain) {
+    tape.string("items");
+    tape.count_child(at);
+    list = tape.begin_array();
+  }
+  for (const auto& [key_value, value] : v.entries) {
+    const Value::Impl& key = impl_of(key_value);
+    path_.push_back({python_str(key), bracketed(key.kind == Kind::String ? quote_name(key.text) : python_repr(key))});
+    if (!is_hashable(key)) invalid(ErrorCode::InvalidArgument, "a dict key must be hashable in Python, not a " + std::string(kind_name(key.kind)));
+    if (plain) {
+      tape.string(key.text);
+      walk(impl_of(value));
+    } else {
+      const std::size_t pair = tape.begin_array();
+      walk(key);
+      tape.count_child(pair);
+      walk(impl_of(value));
+      tape.count_child(pair);
+      tape.end_container(pair);
+    }
+    path_.pop_back();
+    tape.count_child(list);
+  }
+  if (!plain) tape.end_container(list);
+  tape.end_container(at);
+  leave(v);
+}
+
+std::string normalize_hex(std::string_view hex) {
+  const bool negative = hex.starts_with('-');
+  std::string_view digits = hex.substr(negative);
+  bool ok = digits.size() > 2 && (digits.starts_with("0x") || digits.starts_with("0X"));
+  digits.remove_prefix(std::min<std::size_t>(2, digits.size()));
+  for (char c : digits) ok = ok && std::isxdigit(static_cast<unsigned char>(c));
+  if (!ok) raise(ErrorCode::InvalidArgument, "a big int must be hexadecimal text like 0x1f or -0x1f, not " + quote_name(hex));
+  digits.remove_prefix(std::min(digits.find_first_not_of('0'), digits.size() - 1));
+  std::string out = negative && digits != "0" ? "-0x" : "0x";
+  for (char c : digits) out += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
+
+StructuredLayout plan(const Value& root, const Metadata& metadata, Saver& saver) {
+  saver.walk(impl_of(root));
+  return plan_structured(std::move(saver.tensors), metadata, make_schema_document(saver.tape));
+}
+
+}  // namespace
+
+// ---- Value
+
+Value::Value() : impl_(std::make_shared<Impl>()) {}
+
+Value::Value(bool value) : Value() {
+  impl_->kind = Kind::Bool;
+  impl_->boolean = value;
+}
+
+Value::Value(double value) : Value() {
+  impl_->kind = Kind::Float;
+  impl_->number = value;
+}
+
+Value::Value(std::string value) : Value() {
+  impl_->kind = Kind::String;
+  impl_->text = std::move(value);
+}
+
+Value Value::from_signed(std::int64_t value) {
+  Value out;
+  out.impl_->kind = Kind::Int;
+  out.impl_->integer = value;
+  return out;
+}
+
+Value Value::from_unsigned(std::uint64_t value) {
+  if (value <= static_cast<std::uint64_t>(INT64_MAX)) return from_signed(static_cast<std::int64_t>(value));
+  constexpr char hex[] = "0123456789abcdef";
+  std::string digits;
+  for (; value; value >>= 4) digits.insert(digits.begin(), hex[value & 15]);
+  return big_int("0x" + digits);
+}
+
+Value Value::big_int(std::string_view hex) {
+  const std::string text = normalize_hex(hex);
+  // A value that fits in int64 is a plain int, as Python writes it.
+  const bool negative = text.starts_with('-');
+  const std::string_view digits = std::string_view(text).substr(negative + 2);
+  if (digits.size() <= 16) {
+    std::uint64_t magnitude = 0;
+    std::from_chars(digits.data(), digits.data() + digits.size(), magnitude, 16);
+    if (magnitude <= static_cast<std::uint64_t>(INT64_MAX)) return from_signed(negative ? -static_cast<std::int64_t>(magnitude) : static_cast<std::int64_t>(magnitude));
+    if (negative && magnitude == static_cast<std::uint64_t>(INT64_MAX) + 1) return from_signed(INT64_MIN);
+  }
+  Value out;
+  out.impl_->kind = Kind::BigInt;
+  out.impl_->text = text;
+  return out;
+}
+
+Value Value::bytes(std::span<const std::byte> data) {
+  Value out;
+  out.impl_->kind = Kind::Bytes;
+  out.impl_->bytes.assign(data.begin(), data.end());
+  return out;
+}
+
+Value Value::list(std::initializer_list<Value> items) {
+  Value out;
+  out.impl_->kind = Kind::List;
+  out.impl_->items.assign(items.begin(), items.end());
+  return out;
+}
+
+Value Value::tuple(std::initializer_list<Value> items) {
+  Value out = list(items);
+  out.impl_->kind = Kind::Tuple;
+  return out;
+}
+
+Value Value::dict() {
+  Value out;
+  out.impl_->kind = Kind::Dict;
+  return out;
+}
+
+Value Value::tensor(Dtype dtype, std::vector<std::uint64_t> shape, std::span<const std::byte> data, std::vector<std::int64_t> strides,
+                    std::shared_ptr<const void> owner) {
+  std::uint64_t elements = 1;
+  for (std::uint64_t d : shape) {
+    if (d && elements > UINT64_MAX / d) raise(ErrorCode::ShapeOverflow, "a tensor's shape overflows 64 bits");
+    elements *= d;
+  }
+  const auto needed = dtype_storage_bytes(dtype, elements);
+  if (!needed) raise(ErrorCode::InvalidArgument, "a tensor of " + std::to_string(elements) + " " + std::string(dtype_name(dtype)) + " elements is not a whole number of bytes");
+  if (strides.empty()) {
+    if (data.size() != *needed) {
+      raise(ErrorCode::InvalidArgument, "a tensor of " + std::to_string(elements) + " " + std::string(dtype_name(dtype)) + " elements takes " +
+                                            std::to_string(*needed) + " bytes, not " + std::to_string(data.size()));
+    }
+  } else {
+    if (strides.size() != shape.size()) raise(ErrorCode::InvalidArgument, "a tensor needs one stride per dimension");
+    if (dtype_is_sub_byte(dtype)) raise(ErrorCode::InvalidArgument, "sub-byte tensors must be contiguous");
+    // Every element the strides reach must lie inside `data`, starting from element (0, ..., 0) at its start.
+    if (elements) {
+      std::int64_t low = 0, high = 0;
+      for (std::size_t k = 0; k < shape.size(); ++k) {
+        std::int64_t reach = 0;
+        if (shape[k] - 1 > static_cast<std::uint64_t>(INT64_MAX) ||
+            __builtin_mul_overflow(strides[k], static_cast<std::int64_t>(shape[k] - 1), &reach) ||
+            __builtin_add_overflow(reach < 0 ? low : high, reach, reach < 0 ? &low : &high)) {
+          raise(ErrorCode::InvalidArgument, "a tensor's strides overflow");
+        }
+      }
+      const std::uint64_t element_bytes = dtype_bits(dtype) / 8;
+      if (low < 0 || static_cast<std::uint64_t>(high) + element_bytes > data.size()) {
+        raise(ErrorCode::InvalidArgument, "a tensor's strides reach outside its " + std::to_string(data.size()) + " bytes");
+      }
+    }
+  }
+  Value out;
+  Impl& t = *out.impl_;
+  t.kind = Kind::Tensor;
+  t.dtype = dtype;
+  t.shape = std::move(shape);
+  t.strides = std::move(strides);
+  t.data = data.empty() ? nullptr : data.data();
+  t.owner = std::move(owner);
+  return out;
+}
+
+Kind Value::kind() const { return impl_->kind; }
+
+std::size_t Value::size() const {
+  switch (impl_->kind) {
+    case Kind::List:
+    case Kind::Tuple: return impl_->items.size();
+    case Kind::Dict: return impl_->entries.size();
+    default: raise(ErrorCode::WrongKind, "size() of a " + std::string(kind_name(impl_->kind)) + ": only lists, tuples and dicts have one");
+  }
+}
+
+Value& Value::append(Value item) {
+  if (impl_->kind != Kind::List && impl_->kind != Kind::Tuple) {
+    raise(ErrorCode::WrongKind, "append() to a " + std::string(kind_name(impl_->kind)) + ": only lists and tuples take items");
+  }
+  impl_->items.push_back(std::move(item));
+  return *this;
+}
+
+Value& Value::set(Value key, Value value) {
+  if (impl_->kind != Kind::Dict) raise(ErrorCode::WrongKind, "set() on a " + std::string(kind_name(impl_->kind)) + ": only dicts take entries");
+  const Impl& k = *key.impl_;
+  if (!is_hashable(k)) raise(ErrorCode::InvalidArgument, "a dict key must be hashable in Python, not a " + std::string(kind_name(k.kind)));
+  auto& entries = impl_->entries;
+  if (k.kind == Kind::String) {
+    const auto [it, inserted] = impl_->string_keys.try_emplace(k.text, entries.size());
+    if (!inserted) {
+      entries[it->second].second = std::move(value);
+      return *this;
+    }
+  } else {
+    for (auto& entry : entries) {
+      if (impl_of(entry.first).kind != Kind::String && python_equal(impl_of(entry.first), k)) {
+        // Python keeps the first key and the last value.
+        entry.second = std::move(value);
+        return *this;
+      }
+    }
+  }
+  entries.emplace_back(std::move(key), std::move(value));
+  return *this;
+}
+
+void Value::clear() {
+  if (impl_->kind != Kind::List && impl_->kind != Kind::Tuple && impl_->kind != Kind::Dict) {
+    raise(ErrorCode::WrongKind, "clear() on a " + std::string(kind_name(impl_->kind)) + ": only lists, tuples and dicts hold items");
+  }
+  impl_->items.clear();
+  impl_->entries.clear();
+  impl_->string_keys.clear();
+}
+
+// ---- Saving
+
+void save_file(const std::filesystem::path& path, const Value& root, const Metadata& metadata, const SaveOptions& options) {
+  Saver saver(options);
+  const StructuredLayout layout = plan(root, metadata, saver);
+  WriteOptions write;
+  write.fsync = options.fsync;
+  write_structured(path, layout, write);
+}
+
+std::vector<std::byte> save_bytes(const Value& root, const Metadata& metadata, const SaveOptions& options) {
+  Saver saver(options);
+  const StructuredLayout layout = plan(root, metadata, saver);
+  std::vector<std::byte> out(layout.layout.file_size());
+  write_structured_into(out, layout);
+  return out;
+}
+
+}  // namespace safestructures
