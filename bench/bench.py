@@ -1,0 +1,528 @@
+"""The benchmark harness: every workload against its peers in one run, files on /dev/shm and on disk, ratios (ours /
+peer) checked against the targets of issue 8, a results table (Markdown and JSON) and a chart (PNG).
+
+Run through bench/run.sh, which sets up the environments first; `python bench/bench.py --help` lists the options.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import mmap
+import os
+import pickle
+import platform
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import workloads as wl  # noqa: E402
+from timing import drop_page_cache, summary, timed  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+OURS = "safestructures"
+V1 = "safestructures 1.0.0"
+
+
+@dataclass
+class Peer:
+    """One way to save and load a workload's data. `prepare` turns the workload's data into what this peer takes
+    (untimed); `load` returns the loaded object, whose tensors the harness then touches inside the timed region."""
+
+    name: str
+    save: Callable[[Any, str], Any]
+    load: Callable[[str], Any]
+    prepare: Callable[[Any], Any] = lambda data: data
+    floor: bool = False  # not a real peer: the cost of the bytes alone, for reference
+    unavailable: str = ""  # why this peer cannot run here, if it cannot
+
+
+@dataclass
+class Workload:
+    key: str
+    title: str
+    build: Callable[[wl.Sizes], Any]
+    peers: list[Peer]
+    touch: bool = True
+    ops: tuple[str, ...] = ("save", "load")
+    warmup: int = 1
+    repeats: int = 5
+    v1: bool = False
+    memory_medium: bool = False  # also measure save()/load() on bytes in memory
+
+
+@dataclass(frozen=True)
+class Target:
+    """A ratio bound: time ours / time peer <= bound (or, with `faster`, peer / ours >= bound)."""
+
+    workload: str
+    op: str
+    peer: str
+    bound: float
+    faster: bool = False
+
+    def met(self, ratio: float) -> bool:
+        return 1 / ratio >= self.bound if self.faster else ratio <= self.bound
+
+    def text(self) -> str:
+        return f">= {self.bound:g}x faster" if self.faster else f"<= {self.bound:g}"
+
+
+TARGETS = [
+    Target("W1", "save", "safetensors", 1.0),
+    Target("W1", "save", "raw write()", 1.25),
+    Target("W1", "load", "safetensors", 1.0),
+    Target("W2", "save", "torch.save/load", 0.5),
+    Target("W2", "load", "torch.save/load", 0.5),
+    Target("W2", "save", "safetensors", 1.0),
+    Target("W2", "load", "safetensors", 1.0),
+    Target("W3", "save", "torch.save/load", 0.5),
+    Target("W3", "load", "torch.save/load", 0.5),
+    Target("W3", "save", "pickle", 1.0),
+    Target("W3", "load", "pickle", 1.0),
+    Target("W3", "save", V1, 20, faster=True),
+    Target("W3", "load", V1, 20, faster=True),
+    Target("W4", "save", "pickle", 1.5),
+    Target("W4", "load", "pickle", 1.5),
+    Target("W4", "save", V1, 30, faster=True),
+    Target("W4", "load", V1, 30, faster=True),
+    Target("W5", "load", "safetensors", 1.0),
+]
+
+
+# ---------------------------------------------------------------------------------------------------------------- peers
+
+
+def _ours() -> Peer:
+    import safestructures as ss
+
+    return Peer(OURS, lambda data, path: ss.save_file(data, path), lambda path: ss.load_file(path))
+
+
+def _write_bytes(data: list[Any], path: str) -> None:
+    # The floor of any save: the tensors' own bytes handed to write(), no header, no copy.
+    with open(path, "wb") as f:
+        for t in data:
+            f.write(t.numpy())
+
+
+def _map_bytes(path: str) -> list[Any]:
+    # The floor of any load: a private mapping of the file, as one array whose pages the harness touches.
+    import numpy as np
+
+    with open(path, "rb") as f:
+        mapping = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY)
+    return [np.frombuffer(mapping, dtype=np.uint8)]
+
+
+def _torch_peer(name: str = "torch.save/load") -> Peer:
+    import torch
+
+    return Peer(name, lambda data, path: torch.save(data, path), lambda path: torch.load(path, weights_only=True, mmap=True))
+
+
+def _pickle_peer() -> Peer:
+    def save(data: Any, path: str) -> None:
+        with open(path, "wb") as f:
+            pickle.dump(data, f, protocol=5)
+
+    def load(path: str) -> Any:
+        with open(path, "rb") as f:
+            return pickle.load(f)
+
+    return Peer("pickle", save, load)
+
+
+def _json_peer() -> Peer:
+    def save(data: Any, path: str) -> None:
+        with open(path, "w") as f:
+            f.write(json.dumps(data))
+
+    def load(path: str) -> Any:
+        with open(path) as f:
+            return json.loads(f.read())
+
+    return Peer("json", save, load)
+
+
+def _safetensors_peer(prepare: Callable[[Any], Any], metadata: Callable[[Any], dict[str, str] | None] = lambda d: None) -> Peer:
+    from safetensors.torch import load_file, save_file
+
+    return Peer("safetensors", lambda data, path: save_file(data[0], path, metadata=data[1]), load_file,
+                prepare=lambda data: (prepare(data), metadata(data)))
+
+
+def _lazy_leaf_name(sizes: wl.Sizes) -> tuple[str, str]:
+    """The leaf W5 loads: in the middle of the file (group 50 of 100 at full size)."""
+    group = min(50, sizes.lazy_tensors // 100 - 1)
+    return f"g{group}", "t50"
+
+
+def _ours_lazy(sizes: wl.Sizes) -> Peer:
+    import safestructures as ss
+
+    group, leaf = _lazy_leaf_name(sizes)
+
+    def load(path: str) -> list[Any]:
+        with ss.open(path) as f:
+            return [f.load(f"{group}.{leaf}")]
+
+    peer = Peer(OURS, lambda data, path: ss.save_file(data, path), load)
+    if not hasattr(ss, "open"):
+        peer.unavailable = "safestructures.open (the lazy API) is not in this build yet"
+    return peer
+
+
+def _safetensors_lazy(sizes: wl.Sizes) -> Peer:
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    group, leaf = _lazy_leaf_name(sizes)
+
+    def load(path: str) -> list[Any]:
+        with safe_open(path, "pt") as f:
+            return [f.get_tensor(f"{group}.{leaf}")]
+
+    return Peer("safetensors", lambda data, path: save_file(data, path), load, prepare=wl.flat)
+
+
+def workloads(sizes: wl.Sizes, quick: bool) -> list[Workload]:
+    """The five workloads of issue 8, each with its peers (ours first)."""
+    ckpt_flat = lambda data: data["model"]  # noqa: E731
+    ckpt_meta = lambda data: {"config": json.dumps(data["config"])}  # noqa: E731
+    r = (lambda n: 1) if quick else (lambda n: n)
+    w = (lambda n: 0) if quick else (lambda n: n)
+    return [
+        Workload("W1", "checkpoint: GPT-2-small state dict + config", wl.checkpoint, [
+            _ours(),
+            _safetensors_peer(ckpt_flat, ckpt_meta),
+            _torch_peer(),
+            Peer("raw write()", _write_bytes, _map_bytes, prepare=lambda data: list(data["model"].values()), floor=True),
+        ], warmup=w(1), repeats=r(5)),
+        Workload("W2", "10,000 tiny tensors (32x32 float32) in a nested dict", lambda s: wl.tiny_tensors(s.tiny_tensors), [
+            _ours(), _safetensors_peer(wl.flat), _torch_peer(),
+        ], warmup=w(1), repeats=r(7)),
+        Workload("W3", "recorded activations: 200 steps x 12 layers", wl.activations, [
+            _ours(), _torch_peer(), _pickle_peer(),
+            Peer("raw write()", _write_bytes, _map_bytes, prepare=wl.tensors_in, floor=True),
+        ], warmup=w(1), repeats=r(5), v1=True),
+        Workload("W4", "pure Python: 100,000 nodes", lambda s: wl.pure_python(s.nodes), [
+            _ours(), _pickle_peer(), _json_peer(),
+        ], touch=False, warmup=w(2), repeats=r(9), v1=True, memory_medium=True),
+        Workload("W5", "lazy: open a 10,000-tensor file, load one leaf", lambda s: wl.tiny_tensors(s.lazy_tensors), [
+            _ours_lazy(sizes), _safetensors_lazy(sizes),
+        ], ops=("load",), warmup=w(3), repeats=r(30)),
+    ]
+
+
+# -------------------------------------------------------------------------------------------------------------- running
+
+
+def _memory_peers() -> dict[str, tuple[Callable[[Any, str], Any], Callable[[str], Any]]]:
+    """save(data, path) / load(path) for the in-memory medium (path ignored: the bytes are kept here)."""
+    import safestructures as ss
+
+    held: dict[str, Any] = {}
+
+    def keep(name: str, dumps: Callable[[Any], Any]) -> Callable[[Any, str], None]:
+        def save(data: Any, path: str) -> None:
+            held[name] = dumps(data)
+        return save
+
+    return {
+        OURS: (keep(OURS, ss.save), lambda path: ss.load(held[OURS])),
+        "pickle": (keep("pickle", lambda d: pickle.dumps(d, protocol=5)), lambda path: pickle.loads(held["pickle"])),
+        "json": (keep("json", json.dumps), lambda path: json.loads(held["json"])),
+    }
+
+
+def run_workload(work: Workload, sizes: wl.Sizes, media: dict[str, Path], log: Callable[[str], None]) -> dict[str, Any]:
+    """Times every peer's save and load of one workload on every medium, peers interleaved within each repeat (so
+    drift in the machine's speed hits all of them alike). Returns {medium: {op: {peer: [seconds...]}}}."""
+    log(f"{work.key}: building the data")
+    data = work.build(sizes)
+    peers = [p for p in work.peers if not p.unavailable]
+    prepared = {p.name: p.prepare(data) for p in peers}
+    results: dict[str, Any] = {}
+    all_media = dict(media)
+    if work.memory_medium:
+        all_media = {"memory": Path("/nonexistent")} | all_media
+    for medium, directory in all_media.items():
+        timings: dict[str, dict[str, list[float]]] = {op: {p.name: [] for p in peers} for op in ("save", "load")}
+        disk = medium == "disk"
+        ops = _memory_peers() if medium == "memory" else {p.name: (p.save, p.load) for p in peers}
+        paths = {p.name: str(directory / f"{work.key}-{p.name.replace(' ', '_').replace('/', '_')}.bin") for p in peers}
+        for rep in range(work.warmup + work.repeats):
+            order = peers[rep % len(peers):] + peers[: rep % len(peers)]
+            order = [p for p in order if p.name in ops]
+            for p in order:
+                save, _ = ops[p.name]
+                if "save" not in work.ops and rep > 0:
+                    continue  # a load-only workload writes its files once
+                if os.path.exists(paths[p.name]):
+                    os.unlink(paths[p.name])
+                if disk:
+                    os.sync()
+                seconds = timed(lambda: save(prepared[p.name], paths[p.name]))
+                if disk:
+                    os.sync()  # untimed: the next measurement must not pay for this one's write-back
+                if rep >= work.warmup and "save" in work.ops:
+                    timings["save"][p.name].append(seconds)
+            for p in order:
+                _, load = ops[p.name]
+                if disk:
+                    drop_page_cache()
+                holder: list[Any] = []
+
+                def load_and_touch() -> None:
+                    loaded = load(paths[p.name])
+                    if work.touch:
+                        wl.touch(wl.tensors_in(loaded))
+                    holder.append(loaded)  # freed outside the timed region
+
+                seconds = timed(load_and_touch)
+                del holder
+                if rep >= work.warmup:
+                    timings["load"][p.name].append(seconds)
+        results[medium] = {op: timings[op] for op in work.ops}
+        log(f"{work.key} {medium}: " + ", ".join(
+            f"{op} {name} {summary(s)['median'] * 1e3:.1f} ms" for op in work.ops for name, s in timings[op].items() if s))
+    return results
+
+
+def run_v1(work: Workload, quick: bool, media: dict[str, Path], log: Callable[[str], None]) -> dict[str, Any] | str:
+    """safestructures 1.0.0 on the same data, in its own virtual environment (.venv-v1), as a subprocess."""
+    python = REPO / ".venv-v1" / "bin" / "python"
+    if not python.exists():
+        return "not available: .venv-v1 is missing (bench/run.sh creates it)"
+    args = [str(python), str(REPO / "bench" / "v1_worker.py"), "--workload", work.key, "--warmup", str(min(work.warmup, 1)),
+            "--repeats", str(1 if quick else 3), "--touch" if work.touch else "--no-touch"]
+    if quick:
+        args.append("--quick")
+    for medium, directory in media.items():
+        args += ["--medium", f"{medium}={directory}"]
+    log(f"{work.key}: {V1} in .venv-v1")
+    done = subprocess.run(args, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        return f"failed: {done.stderr.strip()[-2000:]}"
+    return json.loads(done.stdout)
+
+
+def run_memory(sizes_name: str, out: Path, log: Callable[[str], None]) -> dict[str, Any]:
+    """W1 peak memory, each (peer, op) in a fresh interpreter (bench/memory.py) so that peaks do not mix."""
+    results: dict[str, Any] = {}
+    directory = Path("/dev/shm") / f"ss-bench-mem-{os.getpid()}"
+    directory.mkdir(exist_ok=True)
+    try:
+        for op in ("save", "load"):
+            for peer in (OURS, "safetensors", "torch.save/load", "raw write()"):
+                log(f"W1 peak memory: {op} {peer}")
+                done = subprocess.run(
+                    [sys.executable, str(REPO / "bench" / "memory.py"), "--sizes", sizes_name, "--peer", peer, "--op", op,
+                     "--dir", str(directory)], capture_output=True, text=True, check=False)
+                if done.returncode != 0:
+                    results.setdefault(op, {})[peer] = {"error": done.stderr.strip()[-2000:]}
+                else:
+                    results.setdefault(op, {})[peer] = json.loads(done.stdout)
+    finally:
+        for f in directory.iterdir():
+            f.unlink()
+        directory.rmdir()
+    return results
+
+
+# -------------------------------------------------------------------------------------------------------------- reports
+
+
+def ratio_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per (workload, medium, op, peer): medians, spreads, ratio ours / peer, and the target where one is set."""
+    rows = []
+    for key, work in results["workloads"].items():
+        for medium, ops in work["timings"].items():
+            for op, peers in ops.items():
+                if not peers.get(OURS):
+                    continue
+                ours = summary(peers[OURS])
+                for peer, samples in peers.items():
+                    if peer == OURS or not samples:
+                        continue
+                    theirs = summary(samples)
+                    ratio = ours["median"] / theirs["median"]
+                    target = next((t for t in TARGETS if (t.workload, t.op, t.peer) == (key, op, peer)), None)
+                    rows.append({
+                        "workload": key, "medium": medium, "op": op, "peer": peer, "ours": ours, "peer_time": theirs,
+                        "ratio": ratio, "target": target.text() if target else "",
+                        "met": None if target is None else target.met(ratio),
+                    })
+    return rows
+
+
+def _ms(s: dict[str, float]) -> str:
+    spread = (s["q3"] - s["q1"]) / s["median"] * 100 if s["median"] else 0.0
+    value = s["median"] * 1e3
+    return f"{value:.3g} ±{spread:.0f}%" if value < 100 else f"{value:.0f} ±{spread:.0f}%"
+
+
+def markdown(results: dict[str, Any], rows: list[dict[str, Any]]) -> str:
+    """The results as Markdown: the ratio table, W1 peak memory, and what is not available."""
+    lines = [
+        "| workload | op | medium | ours (ms) | peer | peer (ms) | ours / peer | target | met |",
+        "|---|---|---|---:|---|---:|---:|---|---|",
+    ]
+    for r in rows:
+        speed = f"{r['ratio']:.2f}" if r["ratio"] >= 0.1 else f"{r['ratio']:.3f} ({1 / r['ratio']:.0f}x faster)"
+        met = "" if r["met"] is None else ("yes" if r["met"] else "**no**")
+        lines.append(f"| {r['workload']} | {r['op']} | {r['medium']} | {_ms(r['ours'])} | {r['peer']} | {_ms(r['peer_time'])} | "
+                     f"{speed} | {r['target']} | {met} |")
+    memory = results.get("memory")
+    if memory:
+        lines += ["", "W1 peak memory over the input (MiB; fresh process per measurement, files on /dev/shm):", "",
+                  "| op | peer | extra peak (VmHWM) | anonymous memory held after |", "|---|---|---:|---:|"]
+        for op, peers in memory.items():
+            for peer, m in peers.items():
+                if "error" in m:
+                    lines.append(f"| {op} | {peer} | error | |")
+                else:
+                    lines.append(f"| {op} | {peer} | {m['extra_peak_mib']:.1f} | {m['anon_after_mib']:.1f} |")
+    missing = [f"- {k}: {v}" for k, v in results.get("unavailable", {}).items()]
+    if missing:
+        lines += ["", "Not available in this run:", "", *missing]
+    return "\n".join(lines) + "\n"
+
+
+def chart(rows: list[dict[str, Any]], path: Path) -> None:
+    """Horizontal bars of ours / peer per (workload, op, peer), one bar per medium, log scale, targets marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels: list[str] = []
+    for r in rows:
+        label = f"{r['workload']} {r['op']} vs {r['peer']}"
+        if label not in labels:
+            labels.append(label)
+    media = sorted({r["medium"] for r in rows}, key=["memory", "shm", "disk"].index)
+    fig, ax = plt.subplots(figsize=(9, 0.32 * len(labels) * len(media) / 1.6 + 1.5))
+    height = 0.8 / len(media)
+    colors = {"memory": "#8c6bb1", "shm": "#2b8cbe", "disk": "#f16913"}
+    for m_index, medium in enumerate(media):
+        ys, xs = [], []
+        for r in rows:
+            if r["medium"] == medium:
+                ys.append(labels.index(f"{r['workload']} {r['op']} vs {r['peer']}") + m_index * height - 0.4 + height / 2)
+                xs.append(r["ratio"])
+        ax.barh(ys, xs, height=height, color=colors[medium], label=medium)
+    for r in rows:
+        t = next((t for t in TARGETS if (t.workload, t.op, t.peer) == (r["workload"], r["op"], r["peer"])), None)
+        if t is not None:
+            y = labels.index(f"{r['workload']} {r['op']} vs {r['peer']}")
+            ax.plot([1 / t.bound if t.faster else t.bound] * 2, [y - 0.45, y + 0.45], color="black", linewidth=1.5)
+    ax.axvline(1.0, color="grey", linestyle=":", linewidth=1)
+    ax.set_xscale("log")
+    ax.set_yticks(range(len(labels)), labels, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel("time ours / time peer (log scale; < 1 means safestructures is faster; black ticks: targets)")
+    ax.legend(loc="lower right", fontsize=8)
+    ax.set_title("safestructures vs peers, median of repeats", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def environment(page_cache_dropped: bool, media: dict[str, Path]) -> dict[str, Any]:
+    import numpy
+    import safetensors
+    import torch
+
+    import safestructures
+
+    commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())
+    return {
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "commit": commit, "cpu": cpu, "cores": os.cpu_count(),
+        "kernel": platform.release(), "python": platform.python_version(), "torch": torch.__version__,
+        "safetensors": safetensors.__version__, "numpy": numpy.__version__, "safestructures": safestructures.__version__,
+        "media": {k: str(v) for k, v in media.items()},
+        "disk_loads": "cold (page cache dropped before each load)" if page_cache_dropped else "warm (page cache could not be dropped)",
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="small sizes and one repeat: a smoke run of seconds")
+    parser.add_argument("--only", default="W1,W2,W3,W4,W5", help="comma-separated workloads to run")
+    parser.add_argument("--media", default="shm,disk", help="comma-separated: shm (/dev/shm), disk (--disk-dir)")
+    parser.add_argument("--disk-dir", default=str(REPO / "build" / "bench-files"), help="a directory on a real disk")
+    parser.add_argument("--out", default=None, help="where results.json, results.md and chart.png go "
+                        "(default: bench/results, or build/bench-quick with --quick)")
+    parser.add_argument("--no-v1", action="store_true", help=f"skip {V1} (needs .venv-v1)")
+    parser.add_argument("--no-memory", action="store_true", help="skip the W1 peak-memory measurements")
+    parser.add_argument("--no-chart", action="store_true", help="skip the PNG chart (needs matplotlib)")
+    args = parser.parse_args(argv)
+
+    sizes, sizes_name = (wl.QUICK, "quick") if args.quick else (wl.FULL, "full")
+    out = Path(args.out) if args.out else (REPO / "build" / "bench-quick" if args.quick else REPO / "bench" / "results")
+    out.mkdir(parents=True, exist_ok=True)
+    chosen = set(args.only.split(","))
+    media: dict[str, Path] = {}
+    for medium in args.media.split(","):
+        directory = Path("/dev/shm") / f"ss-bench-{os.getpid()}" if medium == "shm" else Path(args.disk_dir) / f"run-{os.getpid()}"
+        directory.mkdir(parents=True, exist_ok=True)
+        media[medium] = directory
+    started = time.perf_counter()
+
+    def log(message: str) -> None:
+        print(f"[{time.perf_counter() - started:6.1f}s] {message}", file=sys.stderr, flush=True)
+
+    dropped = "disk" in media and drop_page_cache()
+    results: dict[str, Any] = {"sizes": sizes_name, "workloads": {}, "unavailable": {}}
+    try:
+        for work in workloads(sizes, args.quick):
+            if work.key not in chosen:
+                continue
+            for p in work.peers:
+                if p.unavailable:
+                    results["unavailable"][f"{work.key} {p.name}"] = p.unavailable
+            entry = {"title": work.title, "timings": run_workload(work, sizes, media, log)}
+            if work.v1 and not args.no_v1:
+                v1 = run_v1(work, args.quick, media, log)
+                if isinstance(v1, str):
+                    results["unavailable"][f"{work.key} {V1}"] = v1
+                else:
+                    for medium, ops in v1.items():
+                        for op, samples in ops.items():
+                            entry["timings"][medium][op][V1] = samples
+            results["workloads"][work.key] = entry
+        if "W1" in chosen and not args.no_memory:
+            results["memory"] = run_memory(sizes_name, out, log)
+    finally:
+        for directory in media.values():
+            for f in directory.iterdir():
+                f.unlink()
+            directory.rmdir()
+    results["environment"] = environment(dropped, media)
+    rows = ratio_rows(results)
+    results["rows"] = rows
+    (out / "results.json").write_text(json.dumps(results, indent=1, default=str) + "\n")
+    table = markdown(results, rows)
+    (out / "results.md").write_text(table)
+    if not args.no_chart:
+        chart(rows, out / "chart.png")
+    print(table)
+    env = results["environment"]
+    print(f"{env['date']}, commit {env['commit']}, {env['cpu']} ({env['cores']} cores), torch {env['torch']}, safetensors "
+          f"{env['safetensors']}; disk loads {env['disk_loads']}; results in {out}")
+    log("done")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
