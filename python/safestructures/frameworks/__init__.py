@@ -68,12 +68,20 @@ def framework_of(cls: type) -> str | None:
     return None
 
 
+# Tensor type -> its adapter's array_entry: one dict lookup per tensor instead of classifying and importing each time.
+_ENTRY_BY_TYPE: dict[type, Any] = {}
+
+
 def array_entry(obj: Any, name: str, context: dict[str, Any]) -> tuple[Any, ...]:
     """(stored dtype or None, stored shape, object whose memory is written, schema fields) for any tensor."""
-    framework = framework_of(type(obj))
-    if framework is None:
-        raise TypeError(f"{type(obj).__module__}.{type(obj).__qualname__} is not a tensor type safestructures stores")
-    return require(framework).array_entry(obj, name, context)
+    cls = type(obj)
+    entry = _ENTRY_BY_TYPE.get(cls)
+    if entry is None:
+        framework = framework_of(cls)
+        if framework is None:
+            raise TypeError(f"{cls.__module__}.{cls.__qualname__} is not a tensor type safestructures stores")
+        entry = _ENTRY_BY_TYPE[cls] = require(framework).array_entry
+    return entry(obj, name, context)
 
 
 def make_tensor(

@@ -44,19 +44,21 @@ class _Memory:
     """Exposes a CPU tensor's memory to the core writer through __array_interface__ (any dtype, any strides), and
     keeps the tensor alive while the file is written."""
 
-    def __init__(self, tensor: torch.Tensor, itemsize: int) -> None:
+    def __init__(self, tensor: torch.Tensor, itemsize: int, contiguous: bool | None = None) -> None:
         self._tensor = tensor
+        if contiguous is None:
+            contiguous = tensor.is_contiguous()
         self.__array_interface__ = {
             "data": (tensor.data_ptr(), False),
             "shape": tuple(tensor.shape),
-            "strides": None if tensor.is_contiguous() else tuple(s * itemsize for s in tensor.stride()),
+            "strides": None if contiguous else tuple(s * itemsize for s in tensor.stride()),
             "typestr": f"|V{itemsize}",
             "version": 3,
         }
 
 
 def _on_cpu(tensor: torch.Tensor) -> torch.Tensor:
-    return tensor if tensor.device.type == "cpu" else tensor.cpu()
+    return tensor if tensor.is_cpu else tensor.cpu()
 
 
 def _reach(t: torch.Tensor) -> tuple[int, int]:
@@ -77,39 +79,54 @@ def array_entry(tensor: torch.Tensor, name: str, context: dict[str, Any]) -> tup
     copied to host memory to be written.
     """
     fields: dict[str, Any] = {"fw": "torch"}
-    if isinstance(tensor, torch.nn.parameter.UninitializedTensorMixin):
-        # A lazy module's parameter or buffer before its first forward: there is no data (torch raises on any use).
-        raise TypeError("uninitialized parameters and buffers (of a lazy module) have no data to store")
-    if isinstance(tensor, torch.nn.Parameter):
-        fields["param"] = True
-        fields["grad"] = tensor.requires_grad
-    elif tensor.requires_grad:
-        fields["grad"] = True
-    t = tensor.detach()
-    if t.layout != torch.strided or t.is_quantized or t.is_nested or t.is_meta:
+    if type(tensor) is torch.Tensor:
+        # The common case, kept cheap (this runs once per tensor): a plain tensor is neither a Parameter nor
+        # uninitialized, and only one that requires grad needs detaching before views are taken of it.
+        if tensor.requires_grad:
+            fields["grad"] = True
+            t = tensor.detach()
+        else:
+            t = tensor
+    else:
+        if isinstance(tensor, torch.nn.parameter.UninitializedTensorMixin):
+            # A lazy module's parameter or buffer before its first forward: there is no data (torch raises on any use).
+            raise TypeError("uninitialized parameters and buffers (of a lazy module) have no data to store")
+        if isinstance(tensor, torch.nn.Parameter):
+            fields["param"] = True
+            fields["grad"] = tensor.requires_grad
+        elif tensor.requires_grad:
+            fields["grad"] = True
+        t = tensor.detach()
+    if t.layout is not torch.strided or t.is_quantized or t.is_nested or t.is_meta:
         kind = "quantized" if t.is_quantized else "nested" if t.is_nested else "meta" if t.is_meta else None
         raise TypeError(f"{kind} torch tensors are not stored" if kind else f"torch tensors with layout {t.layout} are not stored")
     dtype = t.dtype
     if dtype not in _TO_NAME and dtype not in _LOGICAL and dtype != torch.float4_e2m1fn_x2:
         raise TypeError(f"torch dtype {dtype} has no stored form")
     itemsize = t.element_size()
+    contiguous = t.is_contiguous()
     if dtype in _TO_NAME and t.numel():
-        segments: list[tuple[str, int, int]] = context.setdefault("torch_segments", {}).setdefault(
-            (t.device, t.untyped_storage().data_ptr(), dtype), []
-        )
-        low, high = _reach(t)
+        # The storage is identified by its address, computed from the tensor's own (untyped_storage() would build a
+        # Python storage object per tensor); a CPU tensor's key leaves out its device, which costs an object too.
+        offset = t.storage_offset()
+        base = t.data_ptr() - offset * itemsize
+        key = (base, dtype) if t.is_cpu else (t.device, base, dtype)
+        segments: list[tuple[str, int, int]] = context.setdefault("torch_segments", {}).setdefault(key, [])
+        low, high = (offset, offset + t.numel() - 1) if contiguous else _reach(t)
         for segment_name, start, end in segments:
             if start <= low and high <= end:
-                fields.update(storage=segment_name, offset=t.storage_offset() - start, shape=list(t.shape), stride=list(t.stride()))
+                fields.update(storage=segment_name, offset=offset - start, shape=list(t.shape), stride=list(t.stride()))
                 return None, (), None, fields
-        if t.is_contiguous():
-            segments.append((name, t.storage_offset(), t.storage_offset() + t.numel() - 1))
+        if contiguous:
+            segments.append((name, low, high))
         elif high - low + 1 > t.numel():
             segment = _on_cpu(t.as_strided((high - low + 1,), (1,), low))
             segments.append((name, low, high))
             fields.update(offset=t.storage_offset() - low, shape=list(t.shape), stride=list(t.stride()))
             return _TO_NAME[dtype], (segment.numel(),), _Memory(segment, itemsize), fields
-    t = _on_cpu(t)
+    on_cpu = _on_cpu(t)
+    if on_cpu is not t:
+        t, contiguous = on_cpu, on_cpu.is_contiguous()
     if dtype in _LOGICAL:
         # Both are complex: copied through their real view (torch warns when it allocates complex32) and flattened
         # before the byte view (torch cannot view a 0-d tensor as a dtype of another element size).
@@ -125,7 +142,7 @@ def array_entry(tensor: torch.Tensor, name: str, context: dict[str, Any]) -> tup
             # A 0-d pair is stored as F4 [2]; the node keeps the shape to give back.
             fields["shape"] = []
         return "F4", shape, _Memory(packed.view(torch.uint8), 1), fields
-    return _TO_NAME[dtype], tuple(t.shape), _Memory(t, itemsize), fields
+    return _TO_NAME[dtype], tuple(t.shape), _Memory(t, itemsize, contiguous), fields
 
 
 def _from_buffer(buffer: Any, dtype: torch.dtype, count: int, offset: int) -> torch.Tensor:
