@@ -314,14 +314,17 @@ def run_v1(work: Workload, quick: bool, media: dict[str, Path], log: Callable[[s
     return json.loads(done.stdout)
 
 
-def run_memory(sizes_name: str, out: Path, log: Callable[[str], None]) -> dict[str, Any]:
+MEMORY_PEERS = (OURS, "safetensors", "torch.save/load", "raw write()")
+
+
+def run_memory(sizes_name: str, peers: list[str], log: Callable[[str], None]) -> dict[str, Any]:
     """W1 peak memory, each (peer, op) in a fresh interpreter (bench/memory.py) so that peaks do not mix."""
     results: dict[str, Any] = {}
     directory = Path("/dev/shm") / f"ss-bench-mem-{os.getpid()}"
     directory.mkdir(exist_ok=True)
     try:
         for op in ("save", "load"):
-            for peer in (OURS, "safetensors", "torch.save/load", "raw write()"):
+            for peer in peers:
                 log(f"W1 peak memory: {op} {peer}")
                 done = subprocess.run(
                     [sys.executable, str(REPO / "bench" / "memory.py"), "--sizes", sizes_name, "--peer", peer, "--op", op,
@@ -465,6 +468,7 @@ def main(argv: list[str] | None = None) -> int:
                         "(default: bench/results, or build/bench-quick with --quick)")
     parser.add_argument("--no-v1", action="store_true", help=f"skip {V1} (needs .venv-v1)")
     parser.add_argument("--no-memory", action="store_true", help="skip the W1 peak-memory measurements")
+    parser.add_argument("--memory-peers", default=",".join(MEMORY_PEERS), help="comma-separated peers whose W1 peak memory is measured")
     parser.add_argument("--no-chart", action="store_true", help="skip the PNG chart (needs matplotlib)")
     args = parser.parse_args(argv)
 
@@ -502,7 +506,7 @@ def main(argv: list[str] | None = None) -> int:
                             entry["timings"][medium][op][V1] = samples
             results["workloads"][work.key] = entry
         if "W1" in chosen and not args.no_memory:
-            results["memory"] = run_memory(sizes_name, out, log)
+            results["memory"] = run_memory(sizes_name, args.memory_peers.split(","), log)
     finally:
         for directory in media.values():
             for f in directory.iterdir():
