@@ -23,6 +23,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import workloads as wl  # noqa: E402
+import timing  # noqa: E402
 from timing import drop_page_cache, summary, timed  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
@@ -76,7 +77,7 @@ class Target:
 
 TARGETS = [
     Target("W1", "save", "safetensors", 1.0),
-    Target("W1", "save", "raw write()", 1.25),
+    Target("W1", "save", "raw bytes", 1.25),
     Target("W1", "load", "safetensors", 1.0),
     Target("W2", "save", "torch.save/load", 0.5),
     Target("W2", "load", "torch.save/load", 0.5),
@@ -203,14 +204,14 @@ def workloads(sizes: wl.Sizes, quick: bool) -> list[Workload]:
             _ours(),
             _safetensors_peer(ckpt_flat, ckpt_meta),
             _torch_peer(),
-            Peer("raw write()", _write_bytes, _map_bytes, prepare=lambda data: list(data["model"].values()), floor=True),
+            Peer("raw bytes", _write_bytes, _map_bytes, prepare=lambda data: list(data["model"].values()), floor=True),
         ], warmup=w(1), repeats=r(5)),
         Workload("W2", "10,000 tiny tensors (32x32 float32) in a nested dict", lambda s: wl.tiny_tensors(s.tiny_tensors), [
             _ours(), _safetensors_peer(wl.flat), _torch_peer(),
         ], warmup=w(1), repeats=r(7)),
         Workload("W3", "recorded activations: 200 steps x 12 layers", wl.activations, [
             _ours(), _torch_peer(), _pickle_peer(),
-            Peer("raw write()", _write_bytes, _map_bytes, prepare=wl.tensors_in, floor=True),
+            Peer("raw bytes", _write_bytes, _map_bytes, prepare=wl.tensors_in, floor=True),
         ], warmup=w(1), repeats=r(5), v1=True),
         Workload("W4", "pure Python: 100,000 nodes", lambda s: wl.pure_python(s.nodes), [
             _ours(), _pickle_peer(), _json_peer(),
@@ -314,18 +315,30 @@ def run_v1(work: Workload, quick: bool, media: dict[str, Path], log: Callable[[s
     return json.loads(done.stdout)
 
 
-MEMORY_PEERS = (OURS, "safetensors", "torch.save/load", "raw write()")
+def memory_file_name(peer: str) -> str:
+    """The file bench/memory.py loads for `peer`."""
+    return "W1-" + peer.replace(" ", "_").replace("/", "_")
+
+
+MEMORY_PEERS = (OURS, "safetensors", "torch.save/load", "raw bytes")
 
 
 def run_memory(sizes_name: str, peers: list[str], log: Callable[[str], None]) -> dict[str, Any]:
     """W1 peak memory, each (peer, op) in a fresh interpreter (bench/memory.py) so that peaks do not mix."""
     results: dict[str, Any] = {}
+    sizes = wl.FULL if sizes_name == "full" else wl.QUICK
+    w1 = next(w for w in workloads(sizes, sizes_name == "quick") if w.key == "W1")
+    data = w1.build(sizes)
     directory = Path("/dev/shm") / f"ss-bench-mem-{os.getpid()}"
     directory.mkdir(exist_ok=True)
     try:
         for op in ("save", "load"):
             for peer in peers:
                 log(f"W1 peak memory: {op} {peer}")
+                if op == "load":
+                    # Written here, where the peers are already imported, so that the measuring process only loads.
+                    p = next(p for p in w1.peers if p.name == peer)
+                    p.save(p.prepare(data), str(directory / memory_file_name(peer)))
                 done = subprocess.run(
                     [sys.executable, str(REPO / "bench" / "memory.py"), "--sizes", sizes_name, "--peer", peer, "--op", op,
                      "--dir", str(directory)], capture_output=True, text=True, check=False)
@@ -372,14 +385,45 @@ def _ms(s: dict[str, float]) -> str:
     return f"{value:.3g} ±{spread:.0f}%" if value < 100 else f"{value:.0f} ±{spread:.0f}%"
 
 
+def _ratio_text(ratio: float) -> str:
+    return f"{ratio:.2f}" if ratio >= 0.1 else f"{ratio:.3f} ({1 / ratio:.0f}x faster)"
+
+
+def summary_table(rows: list[dict[str, Any]]) -> str:
+    """One row per (workload, op, peer): times on /dev/shm, the ratio on every medium, the target and whether it held
+    (on every medium measured)."""
+    media = [m for m in ("memory", "shm", "disk") if any(r["medium"] == m for r in rows)]
+    head = "| workload | op | vs peer | ours (ms, shm) | peer (ms, shm) | " + " | ".join(f"ratio {m}" for m in media) + " | target | met |"
+    lines = [head, "|" + "---|" * 3 + "---:|" * (2 + len(media)) + "---|---|"]
+    keys: list[tuple[str, str, str]] = []
+    for r in rows:
+        if (r["workload"], r["op"], r["peer"]) not in keys:
+            keys.append((r["workload"], r["op"], r["peer"]))
+    for key in keys:
+        by_medium = {r["medium"]: r for r in rows if (r["workload"], r["op"], r["peer"]) == key}
+        shm = by_medium.get("shm")
+        first = next(iter(by_medium.values()))
+        met = [r["met"] for r in by_medium.values() if r["met"] is not None]
+        verdict = "" if not met else ("yes" if all(met) else ("**no**" if not any(met) else "partly"))
+        cells = [_ratio_text(by_medium[m]["ratio"]) if m in by_medium else "" for m in media]
+        lines.append(f"| {key[0]} | {key[1]} | {key[2]} | {_ms(shm['ours']) if shm else ''} | {_ms(shm['peer_time']) if shm else ''} | "
+                     + " | ".join(cells) + f" | {first['target']} | {verdict} |")
+    return "\n".join(lines) + "\n"
+
+
 def markdown(results: dict[str, Any], rows: list[dict[str, Any]]) -> str:
-    """The results as Markdown: the ratio table, W1 peak memory, and what is not available."""
+    """The results as Markdown: the summary, every measurement, W1 peak memory, and what is not available."""
     lines = [
+        "Summary (ratio = time safestructures / time peer, median of repeats; below 1 means safestructures is faster):",
+        "",
+        summary_table(rows),
+        "Every measurement (median ± interquartile range as a share of the median):",
+        "",
         "| workload | op | medium | ours (ms) | peer | peer (ms) | ours / peer | target | met |",
         "|---|---|---|---:|---|---:|---:|---|---|",
     ]
     for r in rows:
-        speed = f"{r['ratio']:.2f}" if r["ratio"] >= 0.1 else f"{r['ratio']:.3f} ({1 / r['ratio']:.0f}x faster)"
+        speed = _ratio_text(r["ratio"])
         met = "" if r["met"] is None else ("yes" if r["met"] else "**no**")
         lines.append(f"| {r['workload']} | {r['op']} | {r['medium']} | {_ms(r['ours'])} | {r['peer']} | {_ms(r['peer_time'])} | "
                      f"{speed} | {r['target']} | {met} |")
@@ -473,6 +517,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     sizes, sizes_name = (wl.QUICK, "quick") if args.quick else (wl.FULL, "full")
+    timing.COLLECT = not args.quick
     out = Path(args.out) if args.out else (REPO / "build" / "bench-quick" if args.quick else REPO / "bench" / "results")
     out.mkdir(parents=True, exist_ok=True)
     chosen = set(args.only.split(","))

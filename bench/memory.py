@@ -1,7 +1,7 @@
 """Peak memory of one W1 save or load by one peer, in a fresh interpreter; run by bench.py, prints JSON.
 
 Save: the checkpoint is built first, then the peak resident size is reset (/proc/self/clear_refs) and the save runs;
-the extra peak is VmHWM minus the resident size just before the save. Load: the file is written by a child process
+the extra peak is VmHWM minus the resident size just before the save. Load: the file is written by bench.py
 first, then the load runs and touches every tensor's pages. Pages of a file mapping count in VmHWM too (they are page
 cache, shared, dropped under pressure), so the anonymous memory still held afterwards (RssAnon: copies) is reported
 beside it.
@@ -13,7 +13,6 @@ import argparse
 import gc
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -26,10 +25,10 @@ from timing import reset_peak, status_kib  # noqa: E402
 MIB = 1024
 
 
-def peers() -> dict[str, Any]:
+def peers(sizes: wl.Sizes) -> dict[str, Any]:
     import bench
 
-    w1 = next(w for w in bench.workloads(wl.FULL, quick=False) if w.key == "W1")
+    w1 = next(w for w in bench.workloads(sizes, quick=sizes is wl.QUICK) if w.key == "W1")
     return {p.name: p for p in w1.peers}
 
 
@@ -37,15 +36,14 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--sizes", choices=("full", "quick"), default="full")
     parser.add_argument("--peer", required=True)
-    parser.add_argument("--op", choices=("save", "load", "write-file"), required=True)
+    parser.add_argument("--op", choices=("save", "load"), required=True)
     parser.add_argument("--dir", required=True)
     args = parser.parse_args()
     sizes = wl.FULL if args.sizes == "full" else wl.QUICK
-    peer = peers()[args.peer]
-    path = os.path.join(args.dir, "W1-" + args.peer.replace(" ", "_").replace("/", "_"))
-    if args.op == "write-file":
-        peer.save(peer.prepare(wl.checkpoint(sizes)), path)
-        return
+    import bench
+
+    peer = peers(sizes)[args.peer]
+    path = os.path.join(args.dir, bench.memory_file_name(args.peer))
     if args.op == "save":
         data = peer.prepare(wl.checkpoint(sizes))
         gc.collect()
@@ -58,8 +56,6 @@ def main() -> None:
         result = {"extra_peak_mib": (peak - before) / MIB, "anon_after_mib": (status_kib("RssAnon") - anon_before) / MIB}
         os.unlink(path)
     else:
-        subprocess.run([sys.executable, __file__, "--sizes", args.sizes, "--peer", args.peer, "--op", "write-file", "--dir",
-                        args.dir], check=True)
         gc.collect()
         before = status_kib("VmRSS")
         anon_before = status_kib("RssAnon")

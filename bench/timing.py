@@ -10,10 +10,15 @@ from collections.abc import Callable
 from typing import Any
 
 
+#: Whether timed() collects garbage first; a smoke run turns it off (a collection with torch loaded takes tens of ms).
+COLLECT = True
+
+
 def timed(fn: Callable[[], Any]) -> float:
     """Seconds one call of `fn` takes, after a collection so that garbage left by an earlier call is not billed to it.
     The GC stays enabled during the call, as users run it."""
-    gc.collect()
+    if COLLECT:
+        gc.collect()
     start = time.perf_counter()
     fn()
     return time.perf_counter() - start
