@@ -139,39 +139,42 @@ def count_nodes(value: Any) -> int:
 
 
 def tensors_in(value: Any) -> list[Any]:
-    """Every torch tensor or numpy array in nested data, in walk order."""
+    """Every torch tensor or numpy array in nested data, in insertion order (which is every peer's file order), so
+    that touching them reads each file front to back, as kernel readahead expects."""
     out: list[Any] = []
     stack = [value]
     while stack:
         v = stack.pop()
         if isinstance(v, dict):
-            stack.extend(v.values())
+            stack.extend(reversed(list(v.values())))
         elif isinstance(v, (list, tuple)):
-            stack.extend(v)
+            stack.extend(reversed(v))
         elif hasattr(v, "data_ptr") or hasattr(v, "__array_interface__"):
             out.append(v)
     return out
 
 
 def touch(tensors: list[Any]) -> int:
-    """Reads one byte of every 4 KiB page of every tensor (so lazily mapped data is really paged in); returns their
-    sum. The same code runs for every peer: big tensors through one strided torch/numpy reduction, small ones byte by
-    byte through ctypes, which costs far less than a framework call per tensor."""
+    """Reads one byte of every 4 KiB page of every tensor (so lazily mapped data is really paged in), tensors in
+    address order; returns their sum. The same code runs for every peer: big tensors through one strided torch/numpy
+    reduction, small ones byte by byte through ctypes, which costs far less than a framework call per tensor."""
     import numpy as np
 
     torch = sys.modules.get("torch")
-    total = 0
+    located = []
     for t in tensors:
         if hasattr(t, "data_ptr"):
-            ptr, nbytes = t.data_ptr(), t.numel() * t.element_size()
-            if nbytes > 16 * PAGE:
-                total += int(t.reshape(-1).view(torch.uint8)[::PAGE].sum())
-                continue
+            located.append((t.data_ptr(), t.numel() * t.element_size(), t))
         else:
-            ptr, nbytes = t.__array_interface__["data"][0], t.nbytes
-            if nbytes > 16 * PAGE:
-                total += int(np.asarray(t).reshape(-1).view(np.uint8)[::PAGE].sum())
-                continue
+            located.append((t.__array_interface__["data"][0], t.nbytes, t))
+    # In address order: for every loader that maps its file, that is the file's order, which readahead expects.
+    located.sort(key=lambda item: item[0])
+    total = 0
+    for ptr, nbytes, t in located:
+        if nbytes > 16 * PAGE:
+            flat = t.reshape(-1).view(torch.uint8) if hasattr(t, "data_ptr") else np.asarray(t).reshape(-1).view(np.uint8)
+            total += int(flat[::PAGE].sum())
+            continue
         for off in range(0, nbytes, PAGE):
             total += ctypes.c_ubyte.from_address(ptr + off).value
     return total
