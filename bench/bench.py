@@ -301,6 +301,36 @@ def run_workload(work: Workload, sizes: wl.Sizes, media: dict[str, Path], log: C
     return results
 
 
+def run_isolated(key: str, quick: bool, media: dict[str, Path], log: Callable[[str], None]) -> dict[str, Any]:
+    """run_workload for one workload in a fresh interpreter (this file with --worker), so that no workload runs in a
+    process shaped by the ones before it (its heap, its allocator's and the extension's per-thread caches): W5's lazy
+    open measured 1.2x slower after W1-W4 in the same process than alone. Returns its timings."""
+    args = [sys.executable, str(Path(__file__).resolve()), "--worker", key]
+    if quick:
+        args.append("--quick")
+    for medium, directory in media.items():
+        args += ["--medium", f"{medium}={directory}"]
+    done = subprocess.run(args, stdout=subprocess.PIPE, text=True, check=False)  # its log goes straight to stderr
+    if done.returncode != 0:
+        raise SystemExit(f"{key} failed (exit status {done.returncode})")
+    log(f"{key}: done")
+    return json.loads(done.stdout)
+
+
+def worker(key: str, quick: bool, media_specs: list[str]) -> None:
+    """The --worker side of run_isolated: prints {medium: {op: {peer: [seconds...]}}} as JSON."""
+    sizes = wl.QUICK if quick else wl.FULL
+    timing.COLLECT = not quick
+    media = {spec.split("=", 1)[0]: Path(spec.split("=", 1)[1]) for spec in media_specs}
+    started = time.perf_counter()
+
+    def log(message: str) -> None:
+        print(f"[{key} {time.perf_counter() - started:6.1f}s] {message}", file=sys.stderr, flush=True)
+
+    work = next(w for w in workloads(sizes, quick) if w.key == key)
+    json.dump(run_workload(work, sizes, media, log), sys.stdout)
+
+
 def run_v1(work: Workload, quick: bool, media: dict[str, Path], log: Callable[[str], None]) -> dict[str, Any] | str:
     """safestructures 1.0.0 on the same data, in its own virtual environment (.venv-v1), as a subprocess."""
     python = REPO / ".venv-v1" / "bin" / "python"
@@ -518,7 +548,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-memory", action="store_true", help="skip the W1 peak-memory measurements")
     parser.add_argument("--memory-peers", default=",".join(MEMORY_PEERS), help="comma-separated peers whose W1 peak memory is measured")
     parser.add_argument("--no-chart", action="store_true", help="skip the PNG chart (needs matplotlib)")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)  # internal: run one workload, print its timings
+    parser.add_argument("--medium", action="append", default=[], help=argparse.SUPPRESS)  # internal, with --worker
     args = parser.parse_args(argv)
+    if args.worker:
+        worker(args.worker, args.quick, args.medium)
+        return 0
 
     sizes, sizes_name = (wl.QUICK, "quick") if args.quick else (wl.FULL, "full")
     timing.COLLECT = not args.quick
@@ -544,7 +579,7 @@ def main(argv: list[str] | None = None) -> int:
             for p in work.peers:
                 if p.unavailable:
                     results["unavailable"][f"{work.key} {p.name}"] = p.unavailable
-            entry = {"title": work.title, "timings": run_workload(work, sizes, media, log)}
+            entry = {"title": work.title, "timings": run_isolated(work.key, args.quick, media, log)}
             if work.v1 and not args.no_v1:
                 v1 = run_v1(work, args.quick, media, log)
                 if isinstance(v1, str):
