@@ -64,8 +64,9 @@ class MemoTable {
  public:
   MemoTable() {
     std::size_t capacity = 64;
-    // Sized for what the last save on this thread needed, so that saving similar data again does not regrow it.
-    while (capacity < 2 * last_size_) capacity *= 2;
+    // Sized for what the last save on this thread needed, so that saving similar data again does not regrow it; capped
+    // (768 KiB), so that a small save after a huge one does not clear a huge table.
+    while (capacity < 2 * last_size_ && capacity < (std::size_t{1} << 15)) capacity *= 2;
     slots_.resize(capacity);
   }
   ~MemoTable() {
