@@ -154,8 +154,21 @@ void read_metadata(simdjson::dom::element value, Header& header) {
 
 // simdjson reads "-0" as the integer 0; the reference reader refuses it as a negative number, so a '-' anywhere outside
 // a string is refused here (valid headers have no negative numbers at all).
+// Whether some '-' in the text could start a number: outside strings a '-' is either a number's sign, which follows
+// '[', ',' or ':' (and whitespace), or an exponent's sign, which follows 'e' or 'E'. Every other '-' is inside a
+// string, so a header whose minus signs all sit in names or in the schema's text ("item-3", "1e-05") skips the
+// byte-by-byte scan of its strings.
+bool may_hold_negative_number(std::string_view json) {
+  for (std::size_t at = json.find('-'); at != std::string_view::npos; at = json.find('-', at + 1)) {
+    std::size_t before = at;
+    while (before > 0 && (json[before - 1] == ' ' || json[before - 1] == '\t' || json[before - 1] == '\n' || json[before - 1] == '\r')) --before;
+    if (before == 0 || json[before - 1] == '[' || json[before - 1] == ',' || json[before - 1] == ':') return true;
+  }
+  return false;
+}
+
 void check_no_minus_sign(std::string_view json) {
-  if (json.find('-') == std::string_view::npos) return;
+  if (!may_hold_negative_number(json)) return;
   bool in_string = false;
   for (std::size_t i = 0; i < json.size(); ++i) {
     const char c = json[i];

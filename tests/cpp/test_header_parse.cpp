@@ -250,6 +250,23 @@ TEST(ParseHeaderRejects, NegativeNumber) {
   EXPECT_TRUE(rejects(object({entry("neg", "U8", "[-9223372036854775808]", 0, 0)}), 0, ErrorCode::NegativeNumber, {"\"neg\""}));
 }
 
+TEST(ParseHeaderRejects, MinusZero) {
+  // simdjson reads -0 as the integer 0: only the text tells it apart, wherever the token sits and however spaced.
+  EXPECT_TRUE(rejects(R"({"t":{"dtype":"U8","shape":[-0],"data_offsets":[0,0]}})", 0, ErrorCode::NegativeNumber, {"negative number"}));
+  EXPECT_TRUE(rejects("{\"t\":{\"dtype\":\"U8\",\"shape\":[ \n\t-0],\"data_offsets\":[0,0]}}", 0, ErrorCode::NegativeNumber));
+  EXPECT_TRUE(rejects(R"({"t":{"dtype":"U8","shape":[0],"data_offsets":[0, -0]}})", 0, ErrorCode::NegativeNumber));
+  // Minus signs in names, metadata and exponents are no numbers' signs; strings that look like "[-0" are not either.
+  for (std::string_view metadata : {R"("k":"item-0","e":"1e-05")", R"("k":"[-0] ,-0 :-0 \" -0")"}) {
+    std::string json = R"({"__metadata__":{)";
+    json += metadata;
+    json += "},";
+    json += entry("x-0", "U8", "[1]", 0, 1);
+    json += "}";
+    const Header h = parse(json, 1);
+    EXPECT_EQ(h.tensors.at(0).name, "x-0") << json;
+  }
+}
+
 TEST(ParseHeaderRejects, FractionalNumber) {
   EXPECT_TRUE(rejects(object({entry("frac", "U8", "[1.0]", 0, 1)}), 1, ErrorCode::FractionalNumber, {"\"frac\"", "shape"}));
   EXPECT_TRUE(rejects(object({entry("frac", "U8", "[1e3]", 0, 1000)}), 1000, ErrorCode::FractionalNumber, {"\"frac\"", "shape"}));
