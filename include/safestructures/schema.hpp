@@ -107,6 +107,13 @@ Tape parse_schema_json(std::string_view json, const SchemaLimits& limits = {});
 
 // The schema document: {"format":"safestructures","version":2,"root":NODE}.
 std::string make_schema_document(const Tape& root);
+
+// The same document as it is written inside the header's JSON string (escaped, without the quotes), rendered in one
+// pass; `reserve` is a size guess for the output.
+struct EscapedSchema {
+  std::string text;
+};
+EscapedSchema make_escaped_schema_document(const Tape& root, std::size_t reserve = 0);
 // Checks that the document is an object with "format": "safestructures" and an integer "version" equal to
 // schema_version; raises SchemaInvalid or SchemaVersion. Also used for a spilled schema's pointer, which has no "root".
 void check_schema_envelope(const Tape& document);

@@ -41,6 +41,11 @@ struct StructuredLayout {
 StructuredLayout plan_structured(std::vector<WriteTensor> tensors, const Metadata& user_metadata, std::string schema_document,
                                  std::uint64_t max_header_size = default_max_header_size);
 
+// The same, for a schema rendered straight into its escaped header form (one pass instead of two over a large
+// schema). A schema that does not fit the header is unescaped and spilled as above.
+StructuredLayout plan_structured(std::vector<WriteTensor> tensors, const Metadata& user_metadata, EscapedSchema schema,
+                                 std::uint64_t max_header_size = default_max_header_size);
+
 void write_structured(const std::filesystem::path& path, const StructuredLayout& plan, const WriteOptions& options = {});
 void write_structured_into(std::span<std::byte> out, const StructuredLayout& plan);
 

@@ -43,8 +43,10 @@ struct Layout {
 // empty list writes `"__metadata__":{}`. Validates names (UTF-8, no NUL, unique, not `__metadata__`), metadata
 // (UTF-8, unique keys), shapes and strides before anything is written. Raises HeaderTooLarge when the header would
 // exceed `max_header_size`.
+// `escaped_key` names a metadata key whose value is given already escaped (the JSON string's content without its
+// quotes, as make_escaped_schema_document renders the schema): it is copied as it is.
 Layout plan_layout(std::span<const WriteTensor> tensors, const Metadata* metadata,
-                   std::uint64_t max_header_size = default_max_header_size);
+                   std::uint64_t max_header_size = default_max_header_size, std::string_view escaped_key = {});
 
 struct WriteOptions {
   // fsync the temporary file before the rename, so that the new file survives a power loss, not only a crash.

@@ -76,6 +76,7 @@ namespace safestructures::bindings {
 
 // Saving: the data's schema tape, the tensors to write, and what keeps their memory alive.
 struct SaveResult {
+  // The schema document; with SaveOptions::escaped, in its escaped header form (see make_escaped_schema_document).
   std::string schema_document;
   WriteRequest request;
   std::vector<nb::object> keep_alive;
@@ -83,6 +84,8 @@ struct SaveResult {
 
 struct SaveOptions {
   std::uint32_t max_depth = 1000;
+  // Render the schema escaped, ready for the header of one file (a sharded save puts it in its index instead).
+  bool escaped = false;
   // Per-save state of the framework adapters (e.g. which storages were already written), passed to array_entry.
   nb::handle context;
 };

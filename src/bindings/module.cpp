@@ -151,9 +151,9 @@ StructuredLayout plan_save(nb::handle data, nb::handle metadata, std::uint32_t m
                            nb::handle context, SaveResult& walked) {
   Metadata meta;
   make_metadata(metadata, meta);
-  walked = walk_data(data, SaveOptions{max_depth, context});
+  walked = walk_data(data, SaveOptions{max_depth, true, context});
   try {
-    return plan_structured(std::move(walked.request.tensors), meta, std::move(walked.schema_document), max_header_size);
+    return plan_structured(std::move(walked.request.tensors), meta, EscapedSchema{std::move(walked.schema_document)}, max_header_size);
   } catch (const Error& e) {
     throw ArgumentError(e);
   }
@@ -193,7 +193,7 @@ nb::bytes py_save_bytes(nb::handle data, nb::handle metadata, std::uint32_t max_
 nb::tuple py_save_sharded(nb::handle data, const std::filesystem::path& directory, const std::string& prefix, const std::string& save_id,
                           std::uint32_t max_depth,
                           std::uint64_t max_shard_size, bool fsync, nb::handle context) {
-  SaveResult walked = walk_data(data, SaveOptions{max_depth, context});
+  SaveResult walked = walk_data(data, SaveOptions{max_depth, false, context});
   const std::vector<WriteTensor>& tensors = walked.request.tensors;
   Layout whole;
   try {

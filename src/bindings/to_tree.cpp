@@ -720,7 +720,14 @@ SaveResult walk_data(nb::handle data, const SaveOptions& options) {
     throw ArgumentError(e);
   }
   SaveResult result;
-  result.schema_document = make_schema_document(saver.tape);
+  if (options.escaped) {
+    // Sized from the last save's schema: a large one is not grown by doubling, copy after copy.
+    thread_local std::size_t last_size = 0;
+    result.schema_document = make_escaped_schema_document(saver.tape, last_size + last_size / 8).text;
+    last_size = std::min<std::size_t>(result.schema_document.size(), std::size_t{64} << 20);
+  } else {
+    result.schema_document = make_schema_document(saver.tape);
+  }
   result.request = std::move(saver.request);
   result.keep_alive = std::move(saver.keep_alive);
   return result;

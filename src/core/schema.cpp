@@ -71,6 +71,55 @@ void append_number(std::string& out, double value) {
   raise(ErrorCode::NestingTooDeep, "the schema nests deeper than this thread's stack can walk");
 }
 
+// Text of the rendered JSON. Escaped, it is written as it appears inside a JSON string (the schema's place in the
+// header): the document and its escaping come out of one pass rather than a rendering and then a second pass.
+template <bool Escaped>
+void literal(std::string& out, std::string_view text) {
+  if constexpr (!Escaped) {
+    out += text;
+  } else {
+    for (const char c : text) {
+      if (c == '"') out += '\\';
+      out += c;
+    }
+  }
+}
+
+template <bool Escaped>
+void string_node(std::string& out, std::string_view text) {
+  if constexpr (!Escaped) {
+    append_json_string(out, text);
+  } else {
+    static constexpr char hex[] = "0123456789abcdef";
+    out += "\\\"";
+    std::size_t run = 0;
+    for (std::size_t k = 0; k < text.size(); ++k) {
+      const auto u = static_cast<unsigned char>(text[k]);
+      if (u >= 0x20 && u != '"' && u != '\\') continue;
+      out.append(text.data() + run, k - run);
+      run = k + 1;
+      // What append_json_string writes for the character, escaped once more: each backslash doubled, each quote
+      // preceded by one.
+      switch (u) {
+        case '"': out += "\\\\\\\""; break;
+        case '\\': out += "\\\\\\\\"; break;
+        case '\b': out += "\\\\b"; break;
+        case '\f': out += "\\\\f"; break;
+        case '\n': out += "\\\\n"; break;
+        case '\r': out += "\\\\r"; break;
+        case '\t': out += "\\\\t"; break;
+        default:
+          out += "\\\\u00";
+          out += hex[u >> 4];
+          out += hex[u & 15];
+      }
+    }
+    out.append(text.data() + run, text.size() - run);
+    out += "\\\"";
+  }
+}
+
+template <bool Escaped>
 std::size_t append_node(std::string& out, const Tape& tape, std::size_t i) {
   const Node& n = tape[i];
   if ((n.kind == NodeKind::Array || n.kind == NodeKind::Object) && stack_nearly_exhausted()) stack_too_deep();
@@ -80,14 +129,14 @@ std::size_t append_node(std::string& out, const Tape& tape, std::size_t i) {
     case NodeKind::True: out += "true"; return i + 1;
     case NodeKind::Int: out += std::to_string(n.integer); return i + 1;
     case NodeKind::Float: append_number(out, n.number); return i + 1;
-    case NodeKind::String: append_json_string(out, n.text); return i + 1;
+    case NodeKind::String: string_node<Escaped>(out, n.text); return i + 1;
     case NodeKind::Array: {
-      if (n.id) out += "{\"$\":\"list\",\"#\":" + std::to_string(n.id) + ",\"items\":";
+      if (n.id) literal<Escaped>(out, "{\"$\":\"list\",\"#\":" + std::to_string(n.id) + ",\"items\":");
       out += '[';
       std::size_t c = i + 1;
       for (std::uint32_t k = 0; k < n.count; ++k) {
         if (k) out += ',';
-        c = append_node(out, tape, c);
+        c = append_node<Escaped>(out, tape, c);
       }
       out += ']';
       if (n.id) out += '}';
@@ -96,14 +145,14 @@ std::size_t append_node(std::string& out, const Tape& tape, std::size_t i) {
     case NodeKind::Object: {
       const bool tagged = !tape.tag(i).empty();
       if (n.id && !tagged) {
-        out += "{\"$\":\"dict\",\"#\":" + std::to_string(n.id) + ",\"items\":[";
+        literal<Escaped>(out, "{\"$\":\"dict\",\"#\":" + std::to_string(n.id) + ",\"items\":[");
         std::size_t c = i + 1;
         for (std::uint32_t k = 0; k < n.count; ++k) {
           if (k) out += ',';
           out += '[';
-          append_json_string(out, tape[c].text);
+          string_node<Escaped>(out, tape[c].text);
           out += ',';
-          c = append_node(out, tape, c + 1);
+          c = append_node<Escaped>(out, tape, c + 1);
           out += ']';
         }
         out += "]}";
@@ -113,10 +162,10 @@ std::size_t append_node(std::string& out, const Tape& tape, std::size_t i) {
       std::size_t c = i + 1;
       for (std::uint32_t k = 0; k < n.count; ++k) {
         if (k) out += ',';
-        append_json_string(out, tape[c].text);
+        string_node<Escaped>(out, tape[c].text);
         out += ':';
-        c = append_node(out, tape, c + 1);
-        if (k == 0 && tagged && n.id) out += ",\"#\":" + std::to_string(n.id);
+        c = append_node<Escaped>(out, tape, c + 1);
+        if (k == 0 && tagged && n.id) literal<Escaped>(out, ",\"#\":" + std::to_string(n.id));
       }
       out += '}';
       return n.end;
@@ -188,11 +237,11 @@ struct Converter {
 
 }  // namespace
 
-void append_json(std::string& out, const Tape& tape, std::size_t root) { append_node(out, tape, root); }
+void append_json(std::string& out, const Tape& tape, std::size_t root) { append_node<false>(out, tape, root); }
 
 std::string to_json(const Tape& tape) {
   std::string out;
-  if (tape.size()) append_node(out, tape, 0);
+  if (tape.size()) append_node<false>(out, tape, 0);
   return out;
 }
 
@@ -227,15 +276,24 @@ Tape parse_schema_json(std::string_view json, const SchemaLimits& limits) {
   return tape;
 }
 
-std::string make_schema_document(const Tape& root) {
-  std::string out = "{\"format\":\"safestructures\",\"version\":" + std::to_string(schema_version) + ",\"root\":";
+template <bool Escaped>
+std::string schema_document(const Tape& root, std::size_t reserve) {
+  std::string out;
+  out.reserve(reserve);
+  literal<Escaped>(out, "{\"format\":\"safestructures\",\"version\":" + std::to_string(schema_version) + ",\"root\":");
   if (root.size()) {
-    append_node(out, root, 0);
+    append_node<Escaped>(out, root, 0);
   } else {
     out += "null";
   }
   out += '}';
   return out;
+}
+
+std::string make_schema_document(const Tape& root) { return schema_document<false>(root, 0); }
+
+EscapedSchema make_escaped_schema_document(const Tape& root, std::size_t reserve) {
+  return EscapedSchema{schema_document<true>(root, reserve)};
 }
 
 void check_schema_envelope(const Tape& document) {

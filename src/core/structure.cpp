@@ -1,6 +1,8 @@
 // Storing the schema document in a file's metadata, spilling it into a tensor when the header would be too large.
 #include "safestructures/structure.hpp"
 
+#include <simdjson.h>
+
 #include "safestructures/error.hpp"
 
 namespace safestructures {
@@ -21,13 +23,40 @@ bool is_reserved_metadata_key(std::string_view key) {
   return key == schema_metadata_key || key == v1_schema_key || key == v1_version_key;
 }
 
-StructuredLayout plan_structured(std::vector<WriteTensor> tensors, const Metadata& user_metadata, std::string schema_document,
-                                 std::uint64_t max_header_size) {
+namespace {
+
+void check_user_metadata(const Metadata& user_metadata) {
   for (const auto& [key, _] : user_metadata) {
     if (is_reserved_metadata_key(key)) {
       raise(ErrorCode::InvalidMetadata, "metadata key " + quote_name(key) + " is reserved for safestructures' own use");
     }
   }
+}
+
+// Too large for the header: the schema moves into a tensor and the metadata keeps a pointer to it.
+void spill(StructuredLayout& plan, std::string schema_document, std::uint64_t max_header_size) {
+  plan.spilled_schema = std::move(schema_document);
+  plan.metadata.back().second = "{\"format\":\"safestructures\",\"version\":" + std::to_string(schema_version) + ",\"spill\":" +
+                                quote_name(schema_spill_tensor) + "}";
+  plan.tensors.push_back(WriteTensor{std::string(schema_spill_tensor), Dtype::U8, {plan.spilled_schema.size()},
+                                     reinterpret_cast<const std::byte*>(plan.spilled_schema.data()), {}});
+  plan.layout = plan_layout(plan.tensors, &plan.metadata, max_header_size);
+}
+
+// The document an escaped rendering stands for: the content of a JSON string, read back as JSON reads it.
+std::string unescape(const std::string& escaped) {
+  const simdjson::padded_string quoted("\"" + escaped + "\"");
+  simdjson::dom::parser parser;
+  std::string_view text;
+  if (parser.parse(quoted).get_string().get(text)) raise(ErrorCode::InvalidMetadata, "the escaped schema is not a JSON string's content");
+  return std::string(text);
+}
+
+}  // namespace
+
+StructuredLayout plan_structured(std::vector<WriteTensor> tensors, const Metadata& user_metadata, std::string schema_document,
+                                 std::uint64_t max_header_size) {
+  check_user_metadata(user_metadata);
   StructuredLayout plan;
   plan.metadata = with_schema(user_metadata, std::move(schema_document));
   plan.tensors = std::move(tensors);
@@ -37,13 +66,23 @@ StructuredLayout plan_structured(std::vector<WriteTensor> tensors, const Metadat
   } catch (const Error& e) {
     if (e.code() != ErrorCode::HeaderTooLarge) throw;
   }
-  // Too large for the header: the schema moves into a tensor and the metadata keeps a pointer to it.
-  plan.spilled_schema = std::move(plan.metadata.back().second);
-  plan.metadata.back().second = "{\"format\":\"safestructures\",\"version\":" + std::to_string(schema_version) + ",\"spill\":" +
-                                quote_name(schema_spill_tensor) + "}";
-  plan.tensors.push_back(WriteTensor{std::string(schema_spill_tensor), Dtype::U8, {plan.spilled_schema.size()},
-                                     reinterpret_cast<const std::byte*>(plan.spilled_schema.data()), {}});
-  plan.layout = plan_layout(plan.tensors, &plan.metadata, max_header_size);
+  spill(plan, std::move(plan.metadata.back().second), max_header_size);
+  return plan;
+}
+
+StructuredLayout plan_structured(std::vector<WriteTensor> tensors, const Metadata& user_metadata, EscapedSchema schema,
+                                 std::uint64_t max_header_size) {
+  check_user_metadata(user_metadata);
+  StructuredLayout plan;
+  plan.metadata = with_schema(user_metadata, std::move(schema.text));
+  plan.tensors = std::move(tensors);
+  try {
+    plan.layout = plan_layout(plan.tensors, &plan.metadata, max_header_size, schema_metadata_key);
+    return plan;
+  } catch (const Error& e) {
+    if (e.code() != ErrorCode::HeaderTooLarge) throw;
+  }
+  spill(plan, unescape(plan.metadata.back().second), max_header_size);
   return plan;
 }
 

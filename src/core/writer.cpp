@@ -201,7 +201,8 @@ std::string temporary_path_for(const std::filesystem::path& path) {
 
 }  // namespace
 
-Layout plan_layout(std::span<const WriteTensor> tensors, const Metadata* metadata, std::uint64_t max_header_size) {
+Layout plan_layout(std::span<const WriteTensor> tensors, const Metadata* metadata, std::uint64_t max_header_size,
+                   std::string_view escaped_key) {
   Layout layout;
   layout.sizes.resize(tensors.size());
   layout.offsets.resize(tensors.size());
@@ -245,7 +246,13 @@ Layout plan_layout(std::span<const WriteTensor> tensors, const Metadata* metadat
       }
       append_json_string(json, sorted[k]->first);
       json += ':';
-      append_json_string(json, sorted[k]->second);
+      if (!escaped_key.empty() && sorted[k]->first == escaped_key) {
+        json += '"';
+        json += sorted[k]->second;
+        json += '"';
+      } else {
+        append_json_string(json, sorted[k]->second);
+      }
     }
     json += '}';
     first = false;

@@ -194,6 +194,25 @@ TEST(StructurePlan, SpillsExactlyWhenTheHeaderWouldExceedTheLimit) {
   EXPECT_EQ(schema_text(reader_of(structured_bytes(below))), document);
 }
 
+TEST(StructurePlan, AnEscapedSchemaPlansAsItsDocument) {
+  // The one-pass escaped form gives the same header as the document, and unescapes to it when it has to spill.
+  const Sample sample;
+  const Tape tape = parse_schema_json(R"({"$":"tuple","items":["q\"uote \\ \n \u0002 é",")" + std::string(300, 'x') + R"("]})");
+  const std::string document = make_schema_document(tape);
+  const Metadata user{{"b", "2"}};
+  const StructuredLayout plain = plan_structured(sample.tensors(), user, document);
+  const StructuredLayout escaped = plan_structured(sample.tensors(), user, make_escaped_schema_document(tape));
+  EXPECT_EQ(escaped.layout.header, plain.layout.header);
+  EXPECT_EQ(structured_bytes(escaped), structured_bytes(plain));
+
+  const std::uint64_t limit = plain.layout.header.size() - 8 - 1;
+  const StructuredLayout spilled = plan_structured(sample.tensors(), user, make_escaped_schema_document(tape), limit);
+  EXPECT_EQ(spilled.spilled_schema, document);
+  EXPECT_EQ(spilled.metadata, (Metadata{{"b", "2"}, {schema_key, spill_pointer}}));
+  EXPECT_EQ(structured_bytes(spilled), structured_bytes(plan_structured(sample.tensors(), user, document, limit)));
+  EXPECT_EQ(schema_text(reader_of(structured_bytes(spilled), limit)), document);
+}
+
 TEST(StructurePlan, SpilledPlanSurvivesAMove) {
   const Sample sample;
   const std::string document = sample_document(1000);
