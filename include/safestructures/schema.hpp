@@ -66,6 +66,11 @@ class Tape {
   std::size_t begin_array() { return open(NodeKind::Array); }
   std::size_t begin_object() { return open(NodeKind::Object); }
   void end_container(std::size_t at);
+  // Opens a tagged object, its "$" member written: {"$":tag, ...}; closed with end_container.
+  std::size_t begin_tagged(std::string_view tag);
+  // A float as format.md 5.2 stores it: a JSON number when finite, else {"$":"float","v":"nan"|"inf"|"-inf"} with the
+  // "bits" of a NaN whose sign or payload is not the default one. Both savers (Python's and C++'s) write floats so.
+  void float_value(double value);
   // Counts one more element/member of the container opened at `at`.
   void count_child(std::size_t at) { ++nodes_[at].count; }
   void set_id(std::size_t at, std::uint32_t id) { nodes_[at].id = id; }

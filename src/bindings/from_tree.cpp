@@ -11,6 +11,7 @@
 
 #include "bindings.hpp"
 #include "hooks.hpp"
+#include "safestructures/codec.hpp"
 #include "safestructures/schema.hpp"
 #include "safestructures/stack.hpp"
 #include "safestructures/structure.hpp"
@@ -30,42 +31,6 @@ Tag tag_of(std::string_view tag) {
   };
   const auto it = tags.find(tag);
   return it == tags.end() ? Tag::Other : it->second;
-}
-
-int base64_value(unsigned char c) {
-  if (c >= 'A' && c <= 'Z') return c - 'A';
-  if (c >= 'a' && c <= 'z') return c - 'a' + 26;
-  if (c >= '0' && c <= '9') return c - '0' + 52;
-  if (c == '+') return 62;
-  if (c == '/') return 63;
-  return -1;
-}
-
-// Strict: length a multiple of 4, padding only at the end; returns false on anything else.
-bool decode_base64(std::string_view text, std::string& out) {
-  if (text.size() % 4 != 0) return false;
-  out.clear();
-  out.reserve(text.size() / 4 * 3);
-  for (std::size_t i = 0; i < text.size(); i += 4) {
-    int v[4];
-    int pad = 0;
-    for (int k = 0; k < 4; ++k) {
-      const unsigned char c = static_cast<unsigned char>(text[i + k]);
-      if (c == '=' && i + 4 == text.size() && k >= 2) {
-        v[k] = 0;
-        ++pad;
-        continue;
-      }
-      if (pad) return false;
-      v[k] = base64_value(c);
-      if (v[k] < 0) return false;
-    }
-    const unsigned triple = (v[0] << 18) | (v[1] << 12) | (v[2] << 6) | v[3];
-    out += static_cast<char>(triple >> 16);
-    if (pad < 2) out += static_cast<char>((triple >> 8) & 0xff);
-    if (pad < 1) out += static_cast<char>(triple & 0xff);
-  }
-  return true;
 }
 
 struct LoadPath {
@@ -298,13 +263,14 @@ bool Loader::inside_plugin(std::size_t i) {
 }
 
 nb::object Loader::bytes_value(std::size_t i, bool mutable_copy) {
-  std::string decoded;
+  std::optional<std::vector<std::byte>> decoded;
   const char* data = nullptr;
   std::size_t size = 0;
   if (const std::size_t b64 = tape_.member(i, "b64"); b64 != Tape::npos) {
-    if (tape_[b64].kind != NodeKind::String || !decode_base64(tape_[b64].text, decoded)) invalid("\"b64\" is not valid base64");
-    data = decoded.data();
-    size = decoded.size();
+    if (tape_[b64].kind == NodeKind::String) decoded = codec::base64_decode(tape_[b64].text);
+    if (!decoded) invalid("\"b64\" is not valid base64");
+    data = reinterpret_cast<const char*>(decoded->data());
+    size = decoded->size();
   } else {
     const std::string_view name = string_field(i, "tensor");
     const TensorSource::Found found = find_tensor(name);

@@ -282,11 +282,7 @@ bool Saver::seen(PyObject* obj) {
 }
 
 std::size_t Saver::open_tagged(const char* tag) {
-  const std::size_t at = tape.begin_object();
-  tape.string("$");
-  tape.string(tag);
-  tape.count_child(at);
-  return at;
+  return tape.begin_tagged(tag);
 }
 
 void Saver::descend() {
@@ -350,27 +346,7 @@ void Saver::walk_int(PyObject* obj) {
   tape.end_container(at);
 }
 
-void Saver::walk_float(double value) {
-  if (std::isfinite(value)) {
-    tape.number(value);
-    return;
-  }
-  const std::size_t at = open_tagged("float");
-  tape.string("v");
-  tape.string(std::isnan(value) ? "nan" : (value > 0 ? "inf" : "-inf"));
-  tape.count_child(at);
-  std::uint64_t bits = 0;
-  std::memcpy(&bits, &value, sizeof bits);
-  if (std::isnan(value) && bits != 0x7ff8000000000000ull) {
-    // A NaN's sign and payload are kept exactly.
-    char text[17];
-    std::snprintf(text, sizeof text, "%016llx", static_cast<unsigned long long>(bits));
-    tape.string("bits");
-    tape.owned_string(text);
-    tape.count_child(at);
-  }
-  tape.end_container(at);
-}
+void Saver::walk_float(double value) { tape.float_value(value); }
 
 void Saver::walk_str(PyObject* obj) {
   Py_ssize_t size = 0;

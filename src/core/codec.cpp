@@ -1,5 +1,5 @@
 // Text codecs shared by the tree reader and builder: base64, and strings as code points (lone surrogates included).
-#include "codec.hpp"
+#include "safestructures/codec.hpp"
 
 namespace safestructures::codec {
 namespace {

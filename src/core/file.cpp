@@ -7,7 +7,7 @@
 #include <unordered_map>
 #include <unordered_set>
 
-#include "codec.hpp"
+#include "safestructures/codec.hpp"
 #include "safestructures/reader.hpp"
 #include "safestructures/schema.hpp"
 #include "safestructures/structure.hpp"

@@ -6,6 +6,8 @@
 #include <algorithm>
 #include <charconv>
 #include <cmath>
+#include <cstdint>
+#include <cstring>
 
 #include "safestructures/container.hpp"
 #include "safestructures/error.hpp"
@@ -35,6 +37,37 @@ void Tape::end_container(std::size_t at) { nodes_[at].end = static_cast<std::uin
 std::size_t Tape::next(std::size_t i) const {
   const Node& n = nodes_[i];
   return (n.kind == NodeKind::Array || n.kind == NodeKind::Object) ? n.end : i + 1;
+}
+
+std::size_t Tape::begin_tagged(std::string_view tag) {
+  const std::size_t at = begin_object();
+  string("$");
+  string(tag);
+  count_child(at);
+  return at;
+}
+
+void Tape::float_value(double value) {
+  if (std::isfinite(value)) {
+    number(value);
+    return;
+  }
+  const std::size_t at = begin_tagged("float");
+  string("v");
+  string(std::isnan(value) ? "nan" : (value > 0 ? "inf" : "-inf"));
+  count_child(at);
+  std::uint64_t bits = 0;
+  std::memcpy(&bits, &value, sizeof bits);
+  if (std::isnan(value) && bits != 0x7ff8000000000000ull) {
+    // A NaN's sign and payload are kept exactly.
+    constexpr char hex[] = "0123456789abcdef";
+    std::string text(16, '0');
+    for (int k = 15; k >= 0; --k, bits >>= 4) text[static_cast<std::size_t>(k)] = hex[bits & 15];
+    string("bits");
+    owned_string(std::move(text));
+    count_child(at);
+  }
+  end_container(at);
 }
 
 std::string_view Tape::tag(std::size_t object) const {

@@ -8,7 +8,7 @@
 #include <unordered_map>
 #include <unordered_set>
 
-#include "codec.hpp"
+#include "safestructures/codec.hpp"
 #include "safestructures/error.hpp"
 #include "safestructures/schema.hpp"
 #include "safestructures/stack.hpp"
@@ -294,11 +294,7 @@ std::string Saver::tensor_name() {
 }
 
 std::size_t Saver::open_tagged(std::string_view tag) {
-  const std::size_t at = tape.begin_object();
-  tape.string("$");
-  tape.string(tag);
-  tape.count_child(at);
-  return at;
+  return tape.begin_tagged(tag);
 }
 
 bool Saver::seen(const Value::Impl& v) {
@@ -362,28 +358,7 @@ void Saver::walk(const Value::Impl& v) {
   }
 }
 
-void Saver::walk_float(double value) {
-  if (std::isfinite(value)) {
-    tape.number(value);
-    return;
-  }
-  const std::size_t at = open_tagged("float");
-  tape.string("v");
-  tape.string(std::isnan(value) ? "nan" : (value > 0 ? "inf" : "-inf"));
-  tape.count_child(at);
-  std::uint64_t bits = 0;
-  std::memcpy(&bits, &value, sizeof bits);
-  if (std::isnan(value) && bits != 0x7ff8000000000000ull) {
-    // A NaN's sign and payload are kept exactly.
-    constexpr char hex[] = "0123456789abcdef";
-    std::string text(16, '0');
-    for (int k = 15; k >= 0; --k, bits >>= 4) text[static_cast<std::size_t>(k)] = hex[bits & 15];
-    tape.string("bits");
-    tape.owned_string(std::move(text));
-    tape.count_child(at);
-  }
-  tape.end_container(at);
-}
+void Saver::walk_float(double value) { tape.float_value(value); }
 
 void Saver::walk_string(const std::string& text) {
   if (is_valid_utf8(text)) {
