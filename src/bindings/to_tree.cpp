@@ -267,17 +267,7 @@ bool Saver::seen(PyObject* obj) {
     throw UnsupportedError("cannot save the reference cycle at " + path_text() + ": it runs through an immutable " +
                            std::string(Py_TYPE(obj)->tp_name) + ", which cannot be rebuilt before its own items");
   }
-  Node const& target = tape[m.tape_at];
-  std::uint32_t id = target.id;
-  if (id == 0) {
-    id = next_id_++;
-    tape.set_id(m.tape_at, id);
-  }
-  const std::size_t at = open_tagged("ref");
-  tape.string("#");
-  tape.integer(id);
-  tape.count_child(at);
-  tape.end_container(at);
+  tape.reference(m.tape_at, next_id_);
   return true;
 }
 

@@ -47,6 +47,16 @@ std::size_t Tape::begin_tagged(std::string_view tag) {
   return at;
 }
 
+void Tape::reference(std::size_t target, std::uint32_t& next_id) {
+  if (nodes_[target].id == 0) nodes_[target].id = next_id++;
+  const std::uint32_t id = nodes_[target].id;
+  const std::size_t at = begin_tagged("ref");
+  string("#");
+  integer(id);
+  count_child(at);
+  end_container(at);
+}
+
 void Tape::float_value(double value) {
   if (std::isfinite(value)) {
     number(value);

@@ -304,16 +304,7 @@ bool Saver::seen(const Value::Impl& v) {
   if (m.in_progress && m.immutable) {
     invalid(ErrorCode::InvalidArgument, "cannot save this reference cycle: it runs through a tuple, which Python cannot rebuild before its own items");
   }
-  std::uint32_t id = tape[m.tape_at].id;
-  if (id == 0) {
-    id = next_id_++;
-    tape.set_id(m.tape_at, id);
-  }
-  const std::size_t at = open_tagged("ref");
-  tape.string("#");
-  tape.integer(id);
-  tape.count_child(at);
-  tape.end_container(at);
+  tape.reference(m.tape_at, next_id_);
   return true;
 }
 
