@@ -579,6 +579,28 @@ TEST(WriteFile, ReadsBackEqual) {
   EXPECT_TRUE(test::temporary_files_in(dir).empty());
 }
 
+TEST(WriteFile, ManyPiecesOfEverySizeGoOutInOrder) {
+  // More pieces than one writev() takes (IOV_MAX), mixing pieces sent from the tensors' memory (32 KiB and up), small
+  // ones copied into the buffer between them, pieces over the buffer's size, and a strided tensor staged in pieces.
+  const auto dir = test::test_dir();
+  std::vector<Bytes> storage;
+  std::vector<WriteTensor> tensors;
+  const std::size_t sizes[] = {4, 40 << 10, 100, 32 << 10, 7, 64 << 10};
+  storage.push_back(iota_bytes((1 << 20) + 3, 5));
+  for (std::size_t k = 0; k < 1300; ++k) {
+    const std::size_t size = sizes[k % std::size(sizes)];
+    storage.push_back(iota_bytes(size, static_cast<std::uint8_t>(k)));
+  }
+  for (std::size_t k = 0; k < storage.size(); ++k) {
+    tensors.push_back(tensor_of("t" + std::to_string(k), Dtype::U8, {storage[k].size()}, storage[k]));
+  }
+  const std::size_t n = 300;
+  const auto m = iota_values<std::uint64_t>(n * n, 1);
+  tensors.push_back(strided("transposed", Dtype::U64, {n, n}, m.data(), {1, static_cast<std::int64_t>(n)}));
+  write_file(dir / "many.safetensors", tensors, nullptr);
+  EXPECT_EQ(test::read_file_bytes(dir / "many.safetensors"), write_bytes(tensors, nullptr));
+}
+
 TEST(WriteFile, FromAPlannedLayout) {
   const auto dir = test::test_dir();
   const Bytes w = iota_bytes(8);
