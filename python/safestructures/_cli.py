@@ -20,7 +20,7 @@ from ._api import load_file, save_file
 from ._errors import InvalidFileError, SafestructuresError, UnsupportedTypeError, quote
 
 # The lazy API's tables of tagged nodes (format.md 5.2) and dtype names, so that the walk here reads nodes as it does.
-from ._lazy import _DTYPE_NAMES, _MAPPINGS, _SEQUENCES, Node, SafeFile
+from ._lazy import _DTYPE_NAMES, _JSON_KINDS, _JSON_SCALARS, Node, SafeFile, _Schema, path_text as _path_text
 from ._lazy import open as open_lazy
 
 __all__ = ["main"]
@@ -29,10 +29,6 @@ __all__ = ["main"]
 _SPILL_TENSOR = "__safestructures_schema__"
 _SCHEMA_KEY = "__safestructures__"
 
-# Untagged JSON nodes: the kind each stands for, and those that are scalars.
-_JSON_KINDS = {"null": "none", "false": "bool", "true": "bool", "int": "int", "float": "float", "string": "str",
-               "array": "list", "object": "dict"}
-_JSON_SCALARS = {"null", "false", "true", "int", "float", "string"}
 
 # How long a scalar or metadata value may be in the text tree before it is cut.
 _TEXT_WIDTH = 60
@@ -168,125 +164,62 @@ def _open_plain_shards(path: str, index: str, weight_map: dict[str, Any], metada
 
 
 class _Tree:
-    """The schema of a lazily opened file, walked node by node for the commands.
+    """The schema of a lazily opened file, walked node by node for the commands, through the same reader as the lazy
+    API's ``Node`` (``_lazy._Schema``: members read once, references followed, the children of every container).
 
-    ``Node`` of the lazy API answers the same questions, but it looks each field up again for every property and
-    builds the key of a pair-form dict (every key of a plain safetensors file) through a full load each: seconds for
-    a 10,000-tensor file. This walk reads each node's members once and takes JSON scalars straight from the tape;
-    only tagged scalars (a datetime, a tuple key) are built, through ``Node.load``. ``describe`` gives what
-    ``Node.describe`` gives (tests check they agree), plus ``same_as`` on a node that is a reference to one already
-    described, which is not described again (so shared parts are shown once and cycles end).
+    ``describe`` gives what ``Node.describe`` gives (tests check they agree), plus what the commands show besides:
+    ``same_as`` on any reference to a node already described (tensors included), the ``storage`` a view lives in, a
+    tensor the file lacks as ``missing`` rather than an error, and at most ``max_items`` children per container.
     """
 
     def __init__(self, f: SafeFile) -> None:
         self.f = f
         self.doc = f._document()
+        self.schema = _Schema(f, "", "numpy")  # errors are prefixed with the file by main(); keys built as numpy
         self.defined: dict[int, tuple[Any, ...]] = {}  # reference id -> path of the node that defines it
-
-    # Nodes.
-
-    def head(self, index: int) -> tuple[str, str | None, dict[str, int]]:
-        """(JSON kind, tag, {member: node}) of a node; members only for a tagged object."""
-        json_kind, tag, _count, _end = self.doc.node(index)
-        members = dict(self.doc.members(index)) if tag is not None else {}
-        return json_kind, tag, members
-
-    def scalar(self, index: int) -> Any:
-        """A member's value when it is a JSON scalar, else None."""
-        return self.doc.value(index) if self.doc.node(index)[0] in _JSON_SCALARS else None
-
-    def resolve(self, index: int, path: tuple[Any, ...]) -> tuple[int, int | None]:
-        """(the node a reference stands for, the reference id) or (index, None) for a node that is no reference."""
-        _json_kind, tag, members = self.head(index)
-        if tag != "ref":
-            return index, None
-        ref = self.scalar(members["#"]) if "#" in members else None
-        target = self.doc.definition(ref) if type(ref) is int else None
-        if target is None:
-            raise InvalidFileError(f"at {_path_text(path)}: a reference to an object the file does not define")
-        return target, ref
 
     def build(self, index: int, path: tuple[Any, ...]) -> Any:
         """Build the value of a node as numpy (its tensors are views of the mapping)."""
         return Node(self.f, index, path).load(framework="numpy")
 
-    def children(self, index: int, path: tuple[Any, ...]) -> tuple[bool, list[tuple[Any, int]]] | None:
-        """(whether the children are indexed, [(key or index, child node)]) of a container node; None for a leaf.
-        ``index`` is a resolved node (no reference)."""
-        json_kind, tag, members = self.head(index)
-        if tag is None:
-            if json_kind == "object":
-                return False, list(self.doc.members(index))
-            if json_kind == "array":
-                return True, list(enumerate(self.doc.elements(index)))
-            return None
-        if tag in _SEQUENCES:
-            return (True, list(enumerate(self.doc.elements(members["items"])))) if "items" in members else None
-        if tag in _MAPPINGS:
-            return (False, self._pairs(members["items"], path)) if "items" in members else None
-        if tag == "namedtuple":
-            names = [self.scalar(c) for c in self.doc.elements(members["fields"])] if "fields" in members else []
-            values = self.doc.elements(members["items"]) if "items" in members else []
-            return False, list(zip(names, values))
-        if tag == "dataclass":
-            return (False, list(self.doc.members(members["fields"]))) if "fields" in members else None
-        if tag in ("object", "ext", "plugin"):
-            # The base content of a built-in subclass, else the attributes, else a plugin's or to_data's value.
-            for wrapper in ("value", "attrs", "data"):
-                if wrapper in members:
-                    inner, _ref = self.resolve(members[wrapper], path)
-                    return self.children(inner, path)
-        return None
-
-    def _pairs(self, items: int, path: tuple[Any, ...]) -> list[tuple[Any, int]]:
-        out = []
-        for k, pair in enumerate(self.doc.elements(items)):
-            kind, _tag, count, _end = self.doc.node(pair)
-            if kind != "array" or count != 2:
-                raise InvalidFileError(f"at {_path_text(path)}: item {k} of a mapping is not a [key, value] pair")
-            key_node, value_node = self.doc.elements(pair)
-            key = self.doc.value(key_node) if self.doc.node(key_node)[0] in _JSON_SCALARS else self.build(key_node, path)
-            out.append((key, value_node))
-        return out
-
     def tensor(self, members: dict[str, int]) -> dict[str, Any]:
         """dtype, shape, nbytes, framework and tensor name of a tensor node, as ``Node.describe`` gives them."""
-        name = self.scalar(members["name"]) if "name" in members else None
+        name = self.schema.scalar(members["name"]) if "name" in members else None
         info = self.doc.tensor(name) if isinstance(name, str) else None
-        dtype = self.scalar(members["dtype"]) if "dtype" in members else None
+        dtype = self.schema.scalar(members["dtype"]) if "dtype" in members else None
         if not isinstance(dtype, str):
-            storage = self.scalar(members["storage"]) if "storage" in members else None
+            storage = self.schema.scalar(members["storage"]) if "storage" in members else None
             found = info if info is not None else (self.doc.tensor(storage) if isinstance(storage, str) else None)
             dtype = None if found is None else _DTYPE_NAMES.get(found[0], found[0])
         x2 = "x2" in members and self.doc.node(members["x2"])[0] == "true"
         shape = None
         if "shape" in members and self.doc.node(members["shape"])[0] == "array":
-            dims = [self.scalar(c) for c in self.doc.elements(members["shape"])]
+            dims = [self.schema.scalar(c) for c in self.doc.elements(members["shape"])]
             if all(type(d) is int for d in dims):
                 shape = list(dims)
         if shape is None and info is not None:
             shape = list(info[1])
         if x2 and shape:
             shape[-1] //= 2
-        fw = self.scalar(members["fw"]) if "fw" in members else None
+        fw = self.schema.scalar(members["fw"]) if "fw" in members else None
         out: dict[str, Any] = {"dtype": dtype, "shape": shape or [], "nbytes": 0 if info is None else info[2],
                                "framework": fw if isinstance(fw, str) else None}
         if info is not None:
             out["tensor"] = name
         elif isinstance(name, str):
             out["missing"] = name  # the schema names a tensor the file lacks (verify reports it as an error)
-        storage = self.scalar(members["storage"]) if "storage" in members else None
+        storage = self.schema.scalar(members["storage"]) if "storage" in members else None
         if isinstance(storage, str):
             out["storage"] = storage  # a view of (a segment held by) another tensor: no bytes of its own
         return out
 
     def bytes_size(self, members: dict[str, int]) -> int | None:
         """The length of a bytes node: its tensor's size, or the length its base64 text decodes to."""
-        name = self.scalar(members["tensor"]) if "tensor" in members else None
+        name = self.schema.scalar(members["tensor"]) if "tensor" in members else None
         info = self.doc.tensor(name) if isinstance(name, str) else None
         if info is not None:
             return int(info[2])
-        b64 = self.scalar(members["b64"]) if "b64" in members else None
+        b64 = self.schema.scalar(members["b64"]) if "b64" in members else None
         return len(b64) // 4 * 3 - b64[-2:].count("=") if isinstance(b64, str) else None
 
     def describe(self, index: int, path: tuple[Any, ...], depth: int | None, max_items: int | None = None,
@@ -295,17 +228,17 @@ class _Tree:
         ``max_items`` children listed per container (``len`` keeps the full count). Keys are shown as JSON shows
         them (other keys by repr), or left as they are with ``raw_keys`` (for the text tree, which tells 1 from '1')."""
         key_of = (lambda k: k) if raw_keys else _json_scalar
-        index, ref = self.resolve(index, path)
-        json_kind, tag, members = self.head(index)
+        index, ref = self.schema.resolve(index, path)
+        json_kind, tag, members = self.schema.head(index)
         out: dict[str, Any] = {"kind": tag if tag is not None else _JSON_KINDS[json_kind]}
-        type_name = self.scalar(members["type"]) if "type" in members else None
+        type_name = self.schema.scalar(members["type"]) if "type" in members else None
         if isinstance(type_name, str):
             out["type"] = type_name
         same_as = None
         if ref is not None and (ref in self.defined or index in ancestors):
             same_as = self.defined.get(ref, ())
         elif "#" in members:
-            defined = self.scalar(members["#"])
+            defined = self.schema.scalar(members["#"])
             if type(defined) is int:
                 self.defined.setdefault(defined, path)
         if tag == "tensor":
@@ -313,7 +246,7 @@ class _Tree:
         elif tag in ("bytes", "bytearray"):
             out["nbytes"] = self.bytes_size(members)
         else:
-            found = self.children(index, path)
+            found = self.schema.children(index, path)
             if found is None:
                 value = self.doc.value(index) if json_kind in _JSON_SCALARS else self.build(index, path)
                 out["value"] = _json_scalar(value)
@@ -341,7 +274,7 @@ class _Tree:
             if tag in ("tensor", "bytes", "bytearray"):
                 for key, child in self.doc.members(i):
                     if key in ("name", "storage", "tensor"):
-                        value = self.scalar(child)
+                        value = self.schema.scalar(child)
                         if isinstance(value, str):
                             names.add(value)
         return names
@@ -351,30 +284,25 @@ class _Tree:
 
         def children(node: tuple[int, tuple[Any, ...]]) -> tuple[bool, str, list[tuple[Any, Any]]] | None:
             index, path = node
-            index, _ref = self.resolve(index, path)
-            json_kind, tag, _members = self.head(index)
-            found = self.children(index, path)
+            index, _ref = self.schema.resolve(index, path)
+            json_kind, tag, _members = self.schema.head(index)
+            found = self.schema.children(index, path)
             if found is None:
                 return None
             kind = tag if tag is not None else _JSON_KINDS[json_kind]
             return found[0], kind, found[1]
 
         def kind_of(node: tuple[int, tuple[Any, ...]]) -> str:
-            index, _ref = self.resolve(*node)
-            json_kind, tag, _members = self.head(index)
+            index, _ref = self.schema.resolve(*node)
+            json_kind, tag, _members = self.schema.head(index)
             return tag if tag is not None else _JSON_KINDS[json_kind]
 
         index, path = _walk((self.doc.root, ()), parts, children, kind_of,
                             lambda node, key, child: (child, node[1] + (key,)))
-        return self.resolve(index, path)[0], path
+        return self.schema.resolve(index, path)[0], path
 
 
 # --- paths ----------------------------------------------------------------------------------------------------------
-
-
-def _path_text(path: Sequence[Any]) -> str:
-    """A path as error messages write it: ``$["model"]["layers"][0]``."""
-    return "$" + "".join(f"[{p}]" if type(p) is int else f"[{quote(p) if isinstance(p, str) else repr(p)}]" for p in path)
 
 
 def _dotted(path: Sequence[Any]) -> str:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 # _sharded is imported with the package (it imports nothing heavy), so that loading a directory imports nothing new.
 from . import _core, _sharded
@@ -29,12 +29,125 @@ _SPILL = "__safestructures_schema__"
 # Tagged nodes whose content is a sequence of items, and those whose items are [key, value] pairs.
 _SEQUENCES = {"list", "tuple", "set", "frozenset", "deque"}
 _MAPPINGS = {"dict", "OrderedDict", "Counter", "defaultdict"}
-# Tagged nodes that stand for one value: they have no children to walk.
-_SCALAR_KINDS = {"none", "bool", "int", "float", "str", "bytes", "bytearray", "tensor"}
+# Untagged JSON nodes: the kind each stands for, and those that are scalars.
+_JSON_KINDS = {"null": "none", "false": "bool", "true": "bool", "int": "int", "float": "float", "string": "str",
+               "array": "list", "object": "dict"}
+_JSON_SCALARS = {"null", "false", "true", "int", "float", "string"}
 
 
 class _Default:
     """Marks an argument left to the value given to :func:`open`."""
+
+
+def path_text(path: Sequence[Any]) -> str:
+    """A path as error messages write it: ``$["model"]["layers"][0]``, other keys by repr (``$[1.5]``)."""
+    return "$" + "".join(f"[{p}]" if type(p) is int else f"[{quote(p) if isinstance(p, str) else repr(p)}]" for p in path)
+
+
+class _Schema:
+    """An opened file's schema as walks read it: each node's members read once, JSON scalars taken straight from the
+    tape, a reference (or a value a plugin nested) followed to the node it stands for, and the children of every kind
+    of container. ``Node`` and the command line's walk both read the schema through this."""
+
+    def __init__(self, file: SafeFile, prefix: str, key_framework: Any) -> None:
+        self.file = file
+        # What error messages start with (the file's name), and the framework keys that must be built load in.
+        self.prefix = prefix
+        self.key_framework = key_framework
+        self._heads: dict[int, tuple[str, str | None, dict[str, int]]] = {}
+        self._children: dict[int, tuple[bool, list[tuple[Any, int]]] | None] = {}
+
+    @property
+    def doc(self) -> Any:
+        return self.file._document()
+
+    def fail(self, path: Sequence[Any], what: str) -> NoReturn:
+        raise InvalidFileError(f"{self.prefix}at {path_text(path)}: {what}", code="SchemaInvalid")
+
+    def head(self, index: int) -> tuple[str, str | None, dict[str, int]]:
+        """(JSON kind, tag, {member: node}) of a node; members only for a tagged object (a plain dict's keys are data)."""
+        found = self._heads.get(index)
+        if found is None:
+            doc = self.doc
+            json_kind, tag, _count, _end = doc.node(index)
+            found = self._heads[index] = (json_kind, tag, dict(doc.members(index)) if tag is not None else {})
+        return found
+
+    def scalar(self, index: int) -> Any:
+        """A node's value when it is a JSON scalar, else None."""
+        doc = self.doc
+        return doc.value(index) if doc.node(index)[0] in _JSON_SCALARS else None
+
+    def resolve(self, index: int, path: Sequence[Any]) -> tuple[int, int | None]:
+        """(the node ``index`` stands for, the reference id when it is a reference): a ref reads as the object it refers
+        to (its first occurrence), a "nested" value of a 1.0.0-style plugin as its "v" (which loads as itself)."""
+        ref_id = None
+        followed = {index}
+        _json_kind, tag, members = self.head(index)
+        while tag in ("ref", "nested"):
+            if tag == "ref":
+                ref = self.scalar(members["#"]) if "#" in members else None
+                target = self.doc.definition(ref) if type(ref) is int else None
+                if target is None:
+                    self.fail(path, "a reference to an object the file does not define")
+                ref_id = ref if ref_id is None else ref_id
+            else:
+                target = members.get("v")
+                if target is None:
+                    self.fail(path, 'a "nested" node needs a value "v"')
+            if target in followed:  # a crafted "nested" node that defines an id its own value refers to
+                self.fail(path, "a reference to itself")
+            followed.add(target)
+            index = target
+            _json_kind, tag, members = self.head(index)
+        return index, ref_id
+
+    def children(self, index: int, path: Sequence[Any]) -> tuple[bool, list[tuple[Any, int]]] | None:
+        """(whether the children are indexed, [(key or index, child node)]) of a resolved container node, in stored
+        order; None for a leaf. Read once per node."""
+        if index not in self._children:
+            self._children[index] = self._read_children(index, path)
+        return self._children[index]
+
+    def _read_children(self, index: int, path: Sequence[Any]) -> tuple[bool, list[tuple[Any, int]]] | None:
+        doc = self.doc
+        json_kind, tag, members = self.head(index)
+        if tag is None:
+            if json_kind == "object":
+                return False, list(doc.members(index))
+            if json_kind == "array":
+                return True, list(enumerate(doc.elements(index)))
+            return None
+        if tag in _SEQUENCES:
+            return (True, list(enumerate(doc.elements(members["items"])))) if "items" in members else None
+        if tag in _MAPPINGS:
+            return (False, self._pairs(members["items"], path)) if "items" in members else None
+        if tag == "namedtuple":
+            names = [self.scalar(c) for c in doc.elements(members["fields"])] if "fields" in members else []
+            values = doc.elements(members["items"]) if "items" in members else []
+            return False, list(zip(names, values))
+        if tag == "dataclass":
+            return (False, list(doc.members(members["fields"]))) if "fields" in members else None
+        if tag in ("object", "ext", "plugin"):
+            # The base content of a built-in subclass, else the attributes, else a plugin's or to_data's value.
+            for wrapper in ("value", "attrs", "data"):
+                if wrapper in members:
+                    return self.children(self.resolve(members[wrapper], path)[0], path)
+        return None
+
+    def _pairs(self, items: int, path: Sequence[Any]) -> list[tuple[Any, int]]:
+        doc = self.doc
+        out = []
+        for k, pair in enumerate(doc.elements(items)):
+            kind, _tag, count, _end = doc.node(pair)
+            if kind != "array" or count != 2:
+                self.fail(path, f"item {k} of a mapping is not a [key, value] pair")
+            key_node, value_node = doc.elements(pair)
+            # A JSON scalar key is the value a load gives it (str, int, float, bool, None); other keys are built.
+            plain = doc.node(key_node)[0] in _JSON_SCALARS
+            key = doc.value(key_node) if plain else self.file._load_at(key_node, tuple(path), framework=self.key_framework)
+            out.append((key, value_node))
+        return out
 
 
 class Node:
@@ -45,39 +158,13 @@ class Node:
     ``dtype``, ``shape`` and ``nbytes`` from the header; no tensor data is read until ``load()``.
     """
 
-    __slots__ = ("_file", "_index", "_path", "_tag", "_json_kind", "_count")
+    __slots__ = ("_file", "_index", "_path", "_tag", "_json_kind")
 
     def __init__(self, file: SafeFile, index: int, path: tuple[Any, ...]) -> None:
         self._file = file
         self._path = path
-        doc = file._document()
-        json_kind, tag, count, _end = doc.node(index)
-        while tag in ("ref", "nested"):
-            target = None
-            if tag == "ref":
-                # A shared object: the node reads as the object it refers to (which lives at its first occurrence;
-                # definitions are never refs, so this ends).
-                for key, child in doc.members(index):
-                    if key == "#" and doc.node(child)[0] == "int":
-                        target = doc.definition(doc.value(child))
-                if target is None:
-                    raise InvalidFileError(f"{file._source}: at {self.path_text}: a reference to an object the file does "
-                                           "not define", code="SchemaInvalid")
-            else:
-                # A value a 1.0.0-style plugin passed to its serializer: the node reads as that value, "v" (which
-                # loads as itself: the plugin's serializer.deserialize returns it unchanged).
-                for key, child in doc.members(index):
-                    if key == "v":
-                        target = child
-                if target is None:
-                    raise InvalidFileError(f"{file._source}: at {self.path_text}: a \"nested\" node needs a value \"v\"",
-                                           code="SchemaInvalid")
-            index = target
-            json_kind, tag, count, _end = doc.node(index)
-        self._index = index
-        self._json_kind = json_kind
-        self._tag = tag
-        self._count = count
+        self._index, _ref = file._schema.resolve(index, path)
+        self._json_kind, self._tag, _members = file._schema.head(self._index)
 
     # --- what the node is -------------------------------------------------------------------------------------------
 
@@ -86,10 +173,7 @@ class Node:
         """What the node holds: ``"dict"``, ``"list"``, ``"tuple"``, ``"tensor"``, ``"int"``, ``"str"``, ``"none"``,
         ``"dataclass"``, ``"namedtuple"``, ``"enum"``, ``"object"``... (the tag of format.md section 5.2, or the Python
         type of a plain JSON value)."""
-        if self._tag is not None:
-            return self._tag
-        return {"null": "none", "false": "bool", "true": "bool", "int": "int", "float": "float", "string": "str",
-                "array": "list", "object": "dict"}[self._json_kind]
+        return self._tag if self._tag is not None else _JSON_KINDS[self._json_kind]
 
     @property
     def type_name(self) -> str | None:
@@ -105,12 +189,12 @@ class Node:
     @property
     def path_text(self) -> str:
         """The node's path as error messages write it (``$["model"]["layers"][0]``)."""
-        return "$" + "".join(f"[{p}]" if isinstance(p, int) else f"[{quote(str(p))}]" for p in self._path)
+        return path_text(self._path)
 
     @property
     def is_container(self) -> bool:
         """Whether the node has children to walk (dicts, lists, records...) rather than being one value."""
-        return self._children_node() is not None
+        return self._children() is not None
 
     # --- tensors and bytes ------------------------------------------------------------------------------------------
 
@@ -185,55 +269,24 @@ class Node:
     # --- children ---------------------------------------------------------------------------------------------------
 
     def _field(self, name: str) -> Any:
-        """A scalar field of a tagged node (None when absent or not a scalar)."""
-        if self._json_kind != "object":
+        """A scalar field of a tagged node, or a list of scalars (None when absent or anything else)."""
+        child = self._member(name)
+        if child is None:
             return None
         doc = self._file._document()
-        for key, child in doc.members(self._index):
-            if key == name:
-                return doc.value(child) if doc.node(child)[0] not in ("array", "object") else _container_field(doc, child)
-        return None
+        return doc.value(child) if doc.node(child)[0] in _JSON_SCALARS else _container_field(doc, child)
 
     def _member(self, name: str) -> int | None:
-        doc = self._file._document()
-        for key, child in doc.members(self._index):
-            if key == name:
-                return child
-        return None
+        return self._file._schema.head(self._index)[2].get(name)
 
-    def _children_node(self) -> tuple[str, int] | None:
-        """("object", i) for members that are the children, ("array", i) for an array of children, ("pairs", i) for
-        an array of [key, value] pairs, ("namedtuple", i); None for a leaf."""
-        if self._tag is None:
-            return ("object" if self._json_kind == "object" else "array", self._index) if self._json_kind in ("object", "array") else None
-        tag = self._tag
-        if tag in _SEQUENCES:
-            items = self._member("items")
-            return ("array", items) if items is not None else None
-        if tag in _MAPPINGS:
-            items = self._member("items")
-            return ("pairs", items) if items is not None else None
-        if tag == "namedtuple":
-            return ("namedtuple", self._index)
-        if tag == "dataclass":
-            fields = self._member("fields")
-            return ("object", fields) if fields is not None else None
-        for wrapper in ("value", "attrs", "data"):  # object (its base content, else its attributes), ext, plugin
-            if tag in ("object", "ext", "plugin"):
-                child = self._member(wrapper)
-                if child is not None:
-                    sub = Node(self._file, child, self._path)
-                    return sub._children_node()
-        return None
+    def _children(self) -> tuple[bool, list[tuple[Any, int]]] | None:
+        """(whether the children are indexed, [(key or index, child node)]), or None for a leaf."""
+        return self._file._schema.children(self._index, self._path)
 
     def _entries(self) -> list[tuple[Any, int]]:
-        """(key or index, child node) of every child, in stored order; read once per node and file (a walk that
-        visits every key of a large mapping must not read the mapping once per key)."""
-        cache = self._file._entries
-        entries = cache.get(self._index)
-        if entries is None:
-            entries = cache[self._index] = self._read_entries()
-        return entries
+        """(key or index, child node) of every child, in stored order (read once per node and file)."""
+        found = self._children()
+        return [] if found is None else found[1]
 
     def _by_key(self, key: Any, text: bool = False) -> tuple[Any, int] | None:
         """(stored key, child node) of the first child whose key is ``key`` (of the same type), or with ``text``, whose
@@ -253,53 +306,22 @@ class Node:
         except TypeError:  # an unhashable key is not a key of anything
             return None
 
-    def _read_entries(self) -> list[tuple[Any, int]]:
-        found = self._children_node()
-        if found is None:
-            return []
-        how, at = found
-        doc = self._file._document()
-        if how == "object":
-            return list(doc.members(at))
-        if how == "array":
-            return list(enumerate(doc.elements(at)))
-        if how == "pairs":
-            out = []
-            for k, pair in enumerate(doc.elements(at)):
-                if doc.node(pair)[:3:2] != ("array", 2):
-                    raise InvalidFileError(f"{self._file._source}: at {self.path_text}: item {k} of a mapping is not a "
-                                           "[key, value] pair", code="SchemaInvalid")
-                key_node, value_node = doc.elements(pair)
-                # A JSON scalar key is the value a load gives it (str, int, float, bool, None): no load needed.
-                plain = doc.node(key_node)[0] not in ("array", "object")
-                out.append((doc.value(key_node) if plain else self._file._load_at(key_node, self._path), value_node))
-            return out
-        names: list[Any] = []
-        values: list[int] = []
-        for key, child in doc.members(at):
-            if key == "fields" and doc.node(child)[0] == "array":
-                names = [doc.value(c) if doc.node(c)[0] == "string" else None for c in doc.elements(child)]
-            elif key == "items" and doc.node(child)[0] == "array":
-                values = doc.elements(child)
-        return list(zip(names, values))
-
     def _is_sequence(self) -> bool:
-        found = self._children_node()
-        return found is not None and found[0] == "array"
+        found = self._children()
+        return found is not None and found[0]
 
     def __len__(self) -> int:
-        found = self._children_node()
+        found = self._children()
         if found is None:
             raise TypeError(f"{self.kind} node at {self.path_text} has no length")
-        how, at = found
-        return len(self._entries()) if how == "namedtuple" else self._file._document().node(at)[2]
+        return len(found[1])
 
     def __getitem__(self, key: Any) -> Node:
-        found = self._children_node()
+        found = self._children()
         if found is None:
             raise TypeError(f"{self.kind} node at {self.path_text} has no children")
-        entries = self._entries()
-        if found[0] == "array" or (found[0] == "namedtuple" and type(key) is int):
+        entries = found[1]
+        if found[0] or (self._tag == "namedtuple" and type(key) is int):
             if type(key) is not int:
                 raise TypeError(f"{self.kind} node at {self.path_text} is indexed by int, not {type(key).__name__}")
             n = len(entries)
@@ -313,7 +335,7 @@ class Node:
         raise KeyError(f"{key!r} is not a key of the {self.kind} at {self.path_text}")
 
     def _require_keys(self) -> None:
-        if self._children_node() is None:
+        if self._children() is None:
             raise TypeError(f"{self.kind} node at {self.path_text} has no children")
         if self._is_sequence():
             raise TypeError(f"{self.kind} node at {self.path_text} has indices, not keys")
@@ -325,7 +347,7 @@ class Node:
 
     def values(self) -> list[Node]:
         """The child nodes, in stored order."""
-        if self._children_node() is None:
+        if self._children() is None:
             raise TypeError(f"{self.kind} node at {self.path_text} has no children")
         return [child for _, child in self.items()] if not self._is_sequence() else list(self)
 
@@ -336,7 +358,7 @@ class Node:
 
     def __iter__(self) -> Iterator[Any]:
         """Keys of a mapping or record; child nodes of a sequence."""
-        if self._children_node() is None:
+        if self._children() is None:
             raise TypeError(f"{self.kind} node at {self.path_text} is not iterable")
         if self._is_sequence():
             return iter([Node(self._file, c, self._path + (i,)) for i, c in self._entries()])
@@ -345,7 +367,7 @@ class Node:
     def __contains__(self, key: Any) -> bool:
         """Whether a mapping or record node has the key ``key`` (of that exact type: ``1`` is not ``"1"``); False for
         sequences, whose children are not keys."""
-        if self._children_node() is None:
+        if self._children() is None:
             raise TypeError(f"{self.kind} node at {self.path_text} has no children")
         return not self._is_sequence() and self._by_key(key) is not None
 
@@ -399,7 +421,7 @@ class Node:
         if self._tag in ("bytes", "bytearray"):
             out["nbytes"] = self.nbytes
             return False
-        if self._children_node() is None:
+        if self._children() is None:
             # A plain JSON scalar is its own value; anything else (a big int, a NaN, an enum member...) is built.
             plain = self._tag is None and self._json_kind not in ("array", "object")
             out["value"] = _json_value(self._file._document().value(self._index) if plain else self.load(framework="numpy"))
@@ -411,7 +433,7 @@ class Node:
         where = self.path or "<root>"
         if self._tag == "tensor":
             return f"<Node tensor {self.dtype}{list(self.shape or ())} at {where}>"
-        if self._children_node() is not None:
+        if self._children() is not None:
             name = f" {self.type_name}" if self.type_name else ""
             return f"<Node {self.kind}{name} len={len(self)} at {where}>"
         return f"<Node {self.kind} at {where}>"
@@ -450,8 +472,8 @@ class SafeFile:
         self._load_args = load_args
         self._source = source
         self._structured = self._doc.structured
-        # Per schema node, read when first walked: its children, and its keys by value and by text.
-        self._entries: dict[int, list[tuple[Any, int]]] = {}
+        self._schema = _Schema(self, f"{source}: ", _Default)
+        # Per schema node, read when first looked up in: its keys by value and by text.
         self._keys: dict[int, dict[Any, tuple[Any, int]]] = {}
         self._texts: dict[int, dict[str, tuple[Any, int]]] = {}
 
@@ -526,9 +548,7 @@ class SafeFile:
             # the file named as load_file names it. The class and the code stay those of the core's error.
             message = str(e)
             if message.startswith("at $"):
-                where = Node.__new__(Node)
-                where._path = path
-                message = "at " + where.path_text + message[len("at $"):]
+                message = "at " + path_text(path) + message[len("at $"):]
             raise type(e)(f"{self._source}: {message}", code=e.code) from None
 
     def close(self) -> None:

@@ -835,6 +835,13 @@ def test_crafted_schemas(tmp_path: Path) -> None:
         for action in (lambda: f.load("a"), lambda: f.load()):
             with pytest.raises(InvalidFileError, match=r'at \$\["a"\]\[0\]: a "nested" node may only appear inside a plugin'):
                 action()
+    # A "nested" node that defines an id its own value refers to: walking it stops with an error instead of looping.
+    looping = tmp_path / "looping.safetensors"
+    looping.write_bytes(structured_file_bytes({"a": {"$": "nested", "#": 1, "v": {"$": "ref", "#": 1}}}))
+    with ss.open(looping) as f:
+        with pytest.raises(InvalidFileError, match=r'at \$\["a"\]: a reference to itself') as e:
+            f["a"]
+        assert e.value.code == "SchemaInvalid"
     bad = tmp_path / "bad.safetensors"
     bad.write_bytes(structured_file_bytes('{"format":"safestructures","version":2,"root":'))
     with pytest.raises(InvalidFileError, match=r"bad\.safetensors") as e:
