@@ -13,7 +13,8 @@ from typing import Any
 from . import _core
 from ._errors import InvalidArgumentError, InvalidFileError, quote
 
-__all__ = ["INDEX_NAME", "check_shards", "index_path", "parse_size", "read_index", "save_sharded"]
+__all__ = ["INDEX_NAME", "SHARD_PATTERN", "check_shards", "index_path", "parse_size", "read_index", "save_sharded", "shard_name",
+           "write_text_atomically"]
 
 INDEX_NAME = "model.safetensors.index.json"
 PREFIX = "model"
@@ -26,6 +27,8 @@ SAVE_KEY = "__safestructures_save__"
 DCP_KEY = "safestructures_dcp"
 _RESERVED = ("total_size", SCHEMA_KEY, SAVE_KEY, "_safestructures_schema_", "_safestructures_schema_version_")
 _SHARD_NAME = re.compile(r"[A-Za-z0-9_.\-]+\.safetensors")
+#: The names shard_name gives.
+SHARD_PATTERN = re.compile(rf"{PREFIX}-\d{{5}}-of-\d{{5}}\.safetensors")
 _UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
 
 
@@ -54,7 +57,23 @@ def index_path(path: str) -> str | None:
     return None
 
 
-def _write_temporary(path: str, text: str, fsync: bool) -> str:
+def shard_name(index: int, count: int) -> str:
+    """The file name of shard ``index`` (1-based) of ``count`` in the Hugging Face convention:
+    ``model-00001-of-00003.safetensors``."""
+    return f"{PREFIX}-{index:05d}-of-{count:05d}.safetensors"
+
+
+def write_text_atomically(path: str, text: str, fsync: bool) -> None:
+    """Replace ``path`` with ``text`` through a temporary file beside it: the old file or the new one, never a part."""
+    temp = write_temporary(path, text, fsync)
+    try:
+        os.replace(temp, path)
+    except BaseException:
+        _remove(temp)
+        raise
+
+
+def write_temporary(path: str, text: str, fsync: bool) -> str:
     """Writes ``text`` to a new temporary file beside ``path`` (``.NAME.XXXX.partial``) and returns its path."""
     import tempfile  # only when saving: it imports random, shutil and more, which a load must not pull in
 
@@ -120,27 +139,27 @@ def save_sharded(data: Any, directory: str, metadata: Mapping[str, str] | None, 
     os.makedirs(directory, exist_ok=True)
     index = os.path.join(directory, INDEX_NAME)
     save_id = os.urandom(12).hex()
-    schema, files, weight_map, total = _core.save_sharded(data, directory, PREFIX, save_id, max_depth, max_shard_size, fsync, context)
+    schema, temps, weight_map, total = _core.save_sharded(data, directory, PREFIX, save_id, max_depth, max_shard_size, fsync, context)
     index_temp = None
+    names = [shard_name(k + 1, len(temps)) for k in range(len(temps))]
     try:
-        names = [name for name, _ in files]
         document = {
             "metadata": {"total_size": total, **(metadata or {}), SAVE_KEY: save_id, SCHEMA_KEY: schema},
             "weight_map": {tensor: names[shard] for tensor, shard in weight_map},
         }
-        index_temp = _write_temporary(index, json.dumps(document, ensure_ascii=False, indent=2), fsync)
+        index_temp = write_temporary(index, json.dumps(document, ensure_ascii=False, indent=2), fsync)
         # Everything is written: only renames are left, shards first and the index last, so an index never names a
         # shard that is not in place yet. Saves into one directory take turns here (a lock on the directory), so two at
         # once leave one whole checkpoint, the last one's, rather than a mix.
         with _directory_lock(directory):
             previous = _old_shards(index)
-            for name, temp in files:
+            for name, temp in zip(names, temps):
                 os.replace(temp, os.path.join(directory, name))
             os.replace(index_temp, index)
             for stale in previous - set(names):
                 _remove(os.path.join(directory, stale))
     except BaseException:
-        for _name, temp in files:
+        for temp in temps:
             _remove(temp)
         if index_temp is not None:
             _remove(index_temp)
@@ -180,7 +199,7 @@ def read_index(index: str, max_size: int) -> tuple[list[str], str, dict[str, str
         if shard not in shards:
             shards.append(shard)
     if not shards:  # data without tensors: its one shard holds none
-        shards = [f"{PREFIX}-00001-of-00001.safetensors"]
+        shards = [shard_name(1, 1)]
     save_id = document["metadata"].get(SAVE_KEY)
     if save_id is not None and not isinstance(save_id, str):
         raise InvalidFileError(f"{index}: metadata {quote(SAVE_KEY)} must be a string")
@@ -196,7 +215,12 @@ def is_dcp_index(index: str) -> bool:
     """Whether an index is a PyTorch Distributed Checkpoint's (false for anything unreadable: the load reports it)."""
     try:
         with open(index, "rb") as f:
-            document = json.loads(f.read(64 << 20))
+            raw = f.read(64 << 20)
+        # Without the key's text anywhere, it is not one: the index (which holds the whole schema) is then parsed once,
+        # by the load, not twice.
+        if f'"{DCP_KEY}"'.encode() not in raw:
+            return False
+        document = json.loads(raw)
         return isinstance(document, dict) and isinstance(document.get("metadata"), dict) and DCP_KEY in document["metadata"]
     except (OSError, ValueError):
         return False

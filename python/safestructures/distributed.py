@@ -25,7 +25,6 @@ import dataclasses
 import io
 import json
 import os
-import re
 import uuid
 import warnings
 from collections.abc import Iterable, Mapping
@@ -75,6 +74,8 @@ from ._errors import (
     quote,
 )
 from ._flat import load_tensors, save_tensors
+# The index file (the Hugging Face sharded-checkpoint convention) and shard names, as sharded saves write them.
+from ._sharded import DCP_KEY, INDEX_NAME, SHARD_PATTERN, shard_name, write_text_atomically
 
 __all__ = [
     "INDEX_NAME",
@@ -88,10 +89,8 @@ __all__ = [
     "shard_name",
 ]
 
-#: The index file of a checkpoint directory (the Hugging Face sharded-checkpoint convention).
-INDEX_NAME = "model.safetensors.index.json"
 #: The key under the index's ``"metadata"`` that holds what safestructures needs to rebuild the checkpoint.
-INDEX_KEY = "safestructures_dcp"
+INDEX_KEY = DCP_KEY
 _FORMAT = "safestructures-dcp"
 _VERSION = 1
 
@@ -115,14 +114,6 @@ _FROM_BIT_VIEWS: dict[str, tuple[torch.dtype, Any]] = {
 _TORCH_DTYPES: dict[str, torch.dtype] = {
     str(value).removeprefix("torch."): value for value in vars(torch).values() if isinstance(value, torch.dtype)
 }
-
-
-_SHARD_PATTERN = re.compile(r"model-\d{5}-of-\d{5}\.safetensors")
-
-
-def shard_name(index: int, count: int) -> str:
-    """The file name of shard ``index`` (1-based) of ``count``: ``model-00001-of-00002.safetensors``."""
-    return f"model-{index:05d}-of-{count:05d}.safetensors"
 
 
 def _fqn(path: tuple[Any, ...]) -> str:
@@ -515,30 +506,17 @@ class SafestructuresWriter(StorageWriter):
             "values": values,
         }
         index = {"metadata": {"total_size": total_size, INDEX_KEY: description}, "weight_map": dict(sorted(weight_map.items()))}
-        _write_atomically(self.path / INDEX_NAME, json.dumps(index, indent=2, ensure_ascii=False, allow_nan=False) + "\n", self.fsync)
+        write_text_atomically(str(self.path / INDEX_NAME), json.dumps(index, indent=2, ensure_ascii=False, allow_nan=False) + "\n",
+                              self.fsync)
         # Shards of an earlier save with another number of ranks would mislead tools that list the directory (as
         # transformers' save_pretrained does, they go once the new index is in place).
         for stale in self.path.iterdir():
-            if _SHARD_PATTERN.fullmatch(stale.name) and stale.name not in self._shards:
+            if SHARD_PATTERN.fullmatch(stale.name) and stale.name not in self._shards:
                 stale.unlink(missing_ok=True)
 
     @classmethod
     def validate_checkpoint_id(cls, checkpoint_id: str | os.PathLike[str]) -> bool:
         return isinstance(checkpoint_id, (str, os.PathLike))
-
-
-def _write_atomically(path: Path, text: str, fsync: bool) -> None:
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
-    try:
-        with open(temporary, "w", encoding="utf-8") as f:
-            f.write(text)
-            if fsync:
-                f.flush()
-                os.fsync(f.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
 
 
 class SafestructuresReader(StorageReader):

@@ -189,7 +189,8 @@ nb::bytes py_save_bytes(nb::handle data, nb::handle metadata, std::uint32_t max_
 // The tensors of `data` written as the shards of a sharded save, each to a temporary name in `directory`, for the
 // caller to rename once the index is written too. Tensors go into shards in walk order, a new shard starting where
 // the next tensor would take the current one over `max_shard_size` (a larger tensor gets a shard of its own).
-// Returns (schema document, [(shard file name, temporary path)], [(tensor name, shard number)], total tensor bytes).
+// Returns (schema document, [temporary path of each shard, in order], [(tensor name, shard number)], total tensor
+// bytes); the shards' names in the Hugging Face convention are the caller's (_sharded.shard_name).
 nb::tuple py_save_sharded(nb::handle data, const std::filesystem::path& directory, const std::string& prefix, const std::string& save_id,
                           std::uint32_t max_depth,
                           std::uint64_t max_shard_size, bool fsync, nb::handle context) {
@@ -216,11 +217,6 @@ nb::tuple py_save_sharded(nb::handle data, const std::filesystem::path& director
     total += size;
     weight_map.append(nb::make_tuple(nb::str(tensors[i].name.data(), tensors[i].name.size()), shards.size() - 1));
   }
-  // The Hugging Face convention: model-00001-of-00003.safetensors, five digits, numbered from 1.
-  const auto number = [](std::size_t k) {
-    std::string digits = std::to_string(k);
-    return std::string(digits.size() < 5 ? 5 - digits.size() : 0, '0') + digits;
-  };
   // The save's id in every shard, checked against the index's on load; temporary names carry it too, so two saves
   // into one directory at once never write the same file.
   const Metadata format{{"__safestructures_save__", save_id}, {"format", "pt"}};
@@ -228,14 +224,14 @@ nb::tuple py_save_sharded(nb::handle data, const std::filesystem::path& director
   std::vector<std::filesystem::path> written;
   try {
     for (std::size_t k = 0; k < shards.size(); ++k) {
-      const std::string name = prefix + "-" + number(k + 1) + "-of-" + number(shards.size()) + ".safetensors";
-      const std::filesystem::path temp = directory / ("." + name + "." + save_id + ".partial");
+      // The caller renames it to the convention's name once the index is written too.
+      const std::filesystem::path temp = directory / ("." + prefix + "-" + std::to_string(k + 1) + "." + save_id + ".partial");
       {
         nb::gil_scoped_release release;
         write_file(temp, shards[k], &format, WriteOptions{fsync});
       }
       written.push_back(temp);
-      files.append(nb::make_tuple(name, temp.string()));
+      files.append(temp.string());
     }
   } catch (...) {
     std::error_code ignored;
@@ -326,8 +322,8 @@ NB_MODULE(_core, m) {
         "Save nested data with tensors as the bytes of a structured safetensors file.");
   m.def("save_sharded", &py_save_sharded, "data"_a.none(), "directory"_a, "prefix"_a, "save_id"_a, "max_depth"_a, "max_shard_size"_a, "fsync"_a,
         "context"_a.none(),
-        "Write the tensors of `data` as shards under temporary names in `directory`: (schema document, [(file name, "
-        "temporary path)], [(tensor, shard number)], total tensor bytes). The caller writes the index and renames.");
+        "Write the tensors of `data` as shards under temporary names in `directory`: (schema document, [temporary "
+        "path of each shard], [(tensor, shard number)], total tensor bytes). The caller writes the index and renames.");
   m.def("load_file", &py_load_file, "path"_a, "max_depth"_a = 1000, "max_nodes"_a = 50'000'000,
         "max_header_size"_a = default_max_header_size, "context"_a.none() = nb::none(),
         "Load a file: (buffer, (True, data, user metadata)) for a structured file, (buffer, (False, tensor table, "

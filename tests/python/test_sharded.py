@@ -277,7 +277,7 @@ def test_failing_index_write_leaves_the_earlier_checkpoint(tmp_path: Path, monke
     def failing(*args: Any, **kwargs: Any) -> Any:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(_sharded, "_write_temporary", failing)
+    monkeypatch.setattr(_sharded, "write_temporary", failing)
     with pytest.raises(OSError, match=r"No space left"):
         ss.save_file({"other": np.ones(10)}, directory, max_shard_size=1)
     assert {name: (directory / name).read_bytes() for name in files(directory)} == before
