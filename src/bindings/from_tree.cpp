@@ -8,6 +8,7 @@
 #include <functional>
 #include <optional>
 #include <unordered_map>
+#include <unordered_set>
 
 #include "bindings.hpp"
 #include "hooks.hpp"
@@ -86,7 +87,7 @@ class Loader {
   // Set when loading a part of the tree: where to find what the part refers to outside itself.
   const TreeIndex* index_;
   // Tensors built so far, by name (partial loads only: a view of a storage the part does not hold builds it first).
-  std::unordered_map<std::string_view, bool> built_tensors_;
+  std::unordered_set<std::string_view> built_tensors_;
   // Partial loads: the node asked for, how many builds of it are under way, and the object its innermost build made.
   // A reference from inside the node to an object that contains it (a cycle through an ancestor) builds that
   // ancestor, and the node again inside it: that inner build is the object the rest of the data holds, so it is the
@@ -225,7 +226,7 @@ nb::object Loader::tensor(std::size_t i) {
     return hooks_.make_tensor(found.shard->buffer, nb::str(dtype.data(), dtype.size()), shape,
                               found.shard->reader.header().data_offset() + info->begin, info->nbytes(), fields, context_);
   });
-  if (index_ != nullptr) built_tensors_.emplace(name, true);
+  if (index_ != nullptr) built_tensors_.insert(name);
   return out;
 }
 
