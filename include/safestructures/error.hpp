@@ -82,6 +82,9 @@ enum class ErrorCode {
   SchemaVersion,
   // A tensor's dtype or shape in the header contradicts what the schema says of it.
   TensorMismatch,
+  // A load would do more work or allocate more than its limits allow: hashing shared structure, many keys with one
+  // hash value, copies or materialised views beyond the load's byte budget.
+  LimitExceeded,
   // C++ tree API: a node was read as a kind it is not (e.g. as_int() on a string, an index into a dict).
   WrongKind,
   // C++ tree API: a dict (or a dataclass's fields) lacks the key asked for.

@@ -11,16 +11,9 @@ from collections.abc import Iterable
 from . import _core, _registry, _types, plugins as _plugins
 from ._errors import InvalidArgumentError, InvalidFileError, SafestructuresError, quote
 from ._flat import _check_metadata, _fspath
+from ._limits import DEFAULT_MAX_DEPTH, DEFAULT_MAX_HEADER_SIZE, DEFAULT_MAX_NODES, ByteBudget, default_max_bytes
 
 __all__ = ["DEFAULT_MAX_DEPTH", "DEFAULT_MAX_NODES", "load", "load_file", "save", "save_file"]
-
-#: Levels of nesting allowed by default, on save and on load (safestructures 1.0.0 failed near 250).
-DEFAULT_MAX_DEPTH = 1000
-#: Schema nodes a file may hold by default; a 100 MB header cannot hold more than about 50 million.
-DEFAULT_MAX_NODES = 50_000_000
-#: Header bytes a file may have by default (the safetensors limit).
-DEFAULT_MAX_HEADER_SIZE = _core.DEFAULT_MAX_HEADER_SIZE
-
 
 
 def _array_entry(obj: Any, name: str, context: dict[str, Any]) -> Any:
@@ -55,10 +48,19 @@ def _install_hooks() -> None:
     )
 
 
+def check_max_bytes(max_bytes: int | None) -> None:
+    """Refuses a ``max_bytes`` that is not None or a non-negative int."""
+    if max_bytes is not None and (type(max_bytes) is not int or max_bytes < 0):
+        raise TypeError(f"max_bytes must be None or a non-negative int, not {max_bytes!r}")
+
+
 def _load_context(
-    framework: str | None, device: str, plugins: Iterable[type] | None, types: Iterable[type], strict: bool
+    framework: str | None, device: str, plugins: Iterable[type] | None, types: Iterable[type], strict: bool,
+    max_bytes: int | None = None, file_size: int = 0,
 ) -> dict[str, Any]:
-    """The per-load state handed to the adapters and constructors; checks every argument first."""
+    """The per-load state handed to the adapters and constructors; checks every argument first. ``budget`` is what
+    the load may allocate beyond the file (``max_bytes``, by default tied to ``file_size``)."""
+    check_max_bytes(max_bytes)
     from .frameworks import FRAMEWORKS, require
 
     if framework is not None:
@@ -74,7 +76,8 @@ def _load_context(
             raise ValueError(f"device={device!r} applies to torch tensors; framework={framework!r} loads on the CPU")
         require("torch").check_device(device)
     context = _registry.resolver(types, strict)
-    context.update(framework=framework, device=device, plugins=_plugins.plugins_by_name(plugins))
+    context.update(framework=framework, device=device, plugins=_plugins.plugins_by_name(plugins),
+                   budget=ByteBudget(default_max_bytes(file_size) if max_bytes is None else max_bytes))
     return context
 
 
@@ -155,6 +158,13 @@ def _unstructured(
     return {name: make(name, "numpy") for name in table}
 
 
+def _file_size(path: str) -> int:
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return 0  # the load itself reports why the file cannot be read
+
+
 def load_file(
     path: str | os.PathLike[str],
     framework: str | None = None,
@@ -166,6 +176,7 @@ def load_file(
     max_depth: int = DEFAULT_MAX_DEPTH,
     max_nodes: int = DEFAULT_MAX_NODES,
     max_header_size: int = DEFAULT_MAX_HEADER_SIZE,
+    max_bytes: int | None = None,
 ) -> Any:
     """Load the data a file holds. Never imports a module or calls anything the file names.
 
@@ -188,9 +199,15 @@ def load_file(
     ``model.safetensors.index.json``; or a checkpoint written through ``safestructures.distributed`` (PyTorch
     Distributed Checkpoint), which loads whole in this process as torch tensors.
 
+    ``max_bytes`` bounds what the load allocates beyond the file's own mapping: copies (conversions to another
+    framework, byte swaps, unpacked sub-byte dtypes, bytes values) and views it materialises (a view of a few bytes
+    expanded to a large shape, converted to a framework without such views). By default it is four times the file's
+    size plus 256 MiB; a file that needs more is refused before the memory is taken.
+
     Raises:
         InvalidFileError: the file is malformed, or exceeds a limit (``max_depth`` levels of nesting,
-            ``max_nodes`` schema nodes, ``max_header_size`` header bytes); the message says what and where.
+            ``max_nodes`` schema nodes, ``max_header_size`` header bytes, ``max_bytes``); the message says what and
+            where.
         FrameworkNotAvailableError: a tensor is asked for in a framework that is not installed.
         UnknownTypeError: with ``strict=True``, the file names a class this load was not given.
         OSError: the file cannot be read.
@@ -212,9 +229,9 @@ def load_file(
             return distributed.load(os.path.dirname(index), types=types, strict=strict)
 
         with open_lazy(target, framework, device=device, plugins=plugins, types=types, strict=strict, max_depth=max_depth,
-                       max_nodes=max_nodes, max_header_size=max_header_size) as f:
+                       max_nodes=max_nodes, max_header_size=max_header_size, max_bytes=max_bytes) as f:
             return f.load()
-    context = _load_context(framework, device, plugins, types, strict)
+    context = _load_context(framework, device, plugins, types, strict, max_bytes, _file_size(target))
     buffer, (structured, payload, metadata) = _core.load_file(target, max_depth, max_nodes, max_header_size, context)
     return payload if structured else _unstructured(buffer, payload, metadata, context, max_depth)
 
@@ -230,13 +247,14 @@ def load(
     max_depth: int = DEFAULT_MAX_DEPTH,
     max_nodes: int = DEFAULT_MAX_NODES,
     max_header_size: int = DEFAULT_MAX_HEADER_SIZE,
+    max_bytes: int | None = None,
 ) -> Any:
     """Load data from the bytes of a safetensors file, as :func:`load_file` does.
 
     numpy arrays are views of ``data`` itself (read-only when ``data`` is immutable, like ``bytes``); torch tensors
     are views of a writable ``data`` (a bytearray) and copies otherwise.
     """
-    context = _load_context(framework, device, plugins, types, strict)
+    context = _load_context(framework, device, plugins, types, strict, max_bytes, memoryview(data).nbytes)
     structured, payload, metadata = _core.load_bytes(data, max_depth, max_nodes, max_header_size, context)
     return payload if structured else _unstructured(data, payload, metadata, context, max_depth)
 

@@ -111,7 +111,7 @@ def _plain_weight_map(index: str) -> tuple[dict[str, str], dict[str, Any]] | Non
     """(weight_map, metadata) of the index of a sharded checkpoint of plain safetensors files (a Hugging Face one:
     no safestructures schema in it); None for any other index, which the lazy API reads (and reports on)."""
     from . import _sharded
-    from ._api import DEFAULT_MAX_HEADER_SIZE
+    from ._limits import DEFAULT_MAX_HEADER_SIZE
 
     if os.path.getsize(index) > DEFAULT_MAX_HEADER_SIZE:
         return None

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import reprlib
+from typing import Any
 
 __all__ = [
     "FrameworkNotAvailableError",
@@ -11,6 +13,7 @@ __all__ = [
     "InvalidFileError",
     "InvalidArgumentError",
     "UnsupportedTypeError",
+    "shown",
 ]
 
 
@@ -52,6 +55,51 @@ class FrameworkNotAvailableError(SafestructuresError, ImportError):
 def quote(name: str) -> str:
     """A tensor name or key quoted for a message, the way the C++ core quotes it (JSON, control characters escaped)."""
     return json.dumps(name, ensure_ascii=False)
+
+
+class _BoundedRepr(reprlib.Repr):
+    """reprlib's bounds (a few levels, a few items each, long texts cut), for values read from a file: the work is
+    bounded too, however much shared structure the value holds, and nothing raises."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.maxlevel = 3
+        self.maxtuple = self.maxlist = self.maxarray = self.maxdict = self.maxset = self.maxfrozenset = self.maxdeque = 6
+        self.maxstring = 80
+        self.maxlong = 60
+        self.maxother = 80
+
+    def repr_int(self, x: int, level: int) -> str:
+        # repr() of an int past Python's digit limit raises; one that long is shown by its size.
+        if x.bit_length() > 4096:
+            return f"<int of {x.bit_length():,} bits>"
+        return super().repr_int(x, level)
+
+    def repr_instance(self, x: Any, level: int) -> str:
+        from ._records import NamedRecord, Record
+
+        # A record's own repr walks all its fields; shown here through the bounds like any container.
+        if isinstance(x, Record):
+            return f"{x.type_name}({self.repr1(x.asdict(), level - 1)})" if level > 0 else f"{x.type_name}(...)"
+        if isinstance(x, NamedRecord):
+            return f"{x.type_name}{self.repr1(tuple(x), level)}"
+        try:
+            text = repr(x)
+        except Exception:  # a value a crafted file built that cannot describe itself
+            return f"<{type(x).__name__} object>"
+        return text if len(text) <= self.maxother else text[: self.maxother - 3] + "..."
+
+
+_BOUNDED = _BoundedRepr()
+
+
+def shown(value: Any) -> str:
+    """A value read from a file, as a message shows it: its repr, bounded in length and in the work it takes (a few
+    levels and items of any container, however much shared structure is under them), never raising."""
+    try:
+        return _BOUNDED.repr(value)
+    except Exception:
+        return f"<{type(value).__name__} object>"
 
 
 for _cls in (SafestructuresError, InvalidFileError, InvalidArgumentError, UnsupportedTypeError, UnknownTypeError, FrameworkNotAvailableError):

@@ -12,6 +12,7 @@ from typing import Any, NoReturn
 from . import _core, _sharded
 from ._errors import InvalidArgumentError, InvalidFileError, SafestructuresError, quote
 from ._flat import _fspath
+from ._limits import DEFAULT_MAX_DEPTH, DEFAULT_MAX_HEADER_SIZE, DEFAULT_MAX_NODES
 
 __all__ = ["Node", "SafeFile", "open"]
 
@@ -472,6 +473,8 @@ class SafeFile:
         self._load_args = load_args
         self._source = source
         self._structured = self._doc.structured
+        # What the default max_bytes of each load is tied to: the bytes of every file mapped.
+        self._size = sum(self._doc.buffer(shard).size for shard in range(self._doc.shard_count))
         self._schema = _Schema(self, f"{source}: ", _Default)
         # Per schema node, read when first looked up in: its keys by value and by text.
         self._keys: dict[int, dict[Any, tuple[Any, int]]] = {}
@@ -540,7 +543,8 @@ class SafeFile:
             args["framework"] = framework
         if device is not None:
             args["device"] = device
-        context = _load_context(args["framework"], args["device"], args["plugins"], args["types"], args["strict"])
+        context = _load_context(args["framework"], args["device"], args["plugins"], args["types"], args["strict"],
+                                args["max_bytes"], self._size)
         try:
             return self._document().load(index, context)
         except SafestructuresError as e:
@@ -640,13 +644,15 @@ def open(
     max_depth: int | None = None,
     max_nodes: int | None = None,
     max_header_size: int | None = None,
+    max_bytes: int | None = None,
 ) -> SafeFile:
     """Open a file lazily: only its header and schema are read. Nothing is built and no tensor data is read until a
     node's ``load()`` (or ``f.load(path)``), which reads only the tensors of that part.
 
     ``path`` is a file saved by :func:`save_file`, a plain safetensors file (its tensors appear as a dict), or a
     directory (or its ``model.safetensors.index.json``) written by ``save_file(..., max_shard_size=...)``. The load
-    arguments are those of :func:`load_file` and apply to every ``load()`` from this file.
+    arguments are those of :func:`load_file` and apply to every ``load()`` from this file (``max_bytes`` to each
+    load on its own).
 
     Raises:
         InvalidFileError: the header or the schema is malformed, or a file of 1.0.0 (load those with load_file).
@@ -655,14 +661,15 @@ def open(
     from . import _api, _v1
 
     limits = (
-        _api.DEFAULT_MAX_DEPTH if max_depth is None else max_depth,
-        _api.DEFAULT_MAX_NODES if max_nodes is None else max_nodes,
-        _api.DEFAULT_MAX_HEADER_SIZE if max_header_size is None else max_header_size,
+        DEFAULT_MAX_DEPTH if max_depth is None else max_depth,
+        DEFAULT_MAX_NODES if max_nodes is None else max_nodes,
+        DEFAULT_MAX_HEADER_SIZE if max_header_size is None else max_header_size,
     )
     types = tuple(types)
     plugins = None if plugins is None else tuple(plugins)
-    _api._load_context(framework, device, plugins, types, strict)  # every argument is checked now, not at first load
-    load_args = {"framework": framework, "device": device, "plugins": plugins, "types": types, "strict": strict}
+    _api._load_context(framework, device, plugins, types, strict, max_bytes)  # every argument is checked now
+    load_args = {"framework": framework, "device": device, "plugins": plugins, "types": types, "strict": strict,
+                 "max_bytes": max_bytes}
     target = _fspath(path)
     index = _sharded.index_path(target)
     if index is not None:

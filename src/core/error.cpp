@@ -44,6 +44,7 @@ std::string_view error_code_name(ErrorCode code) {
     case ErrorCode::SchemaInvalid: return "SchemaInvalid";
     case ErrorCode::SchemaVersion: return "SchemaVersion";
     case ErrorCode::TensorMismatch: return "TensorMismatch";
+    case ErrorCode::LimitExceeded: return "LimitExceeded";
     case ErrorCode::WrongKind: return "WrongKind";
     case ErrorCode::KeyNotFound: return "KeyNotFound";
     case ErrorCode::IndexOutOfRange: return "IndexOutOfRange";

@@ -1,0 +1,175 @@
+"""Files crafted to attack the meaning of a structure (shared references, hashing, copies, views, keys, names), not
+its bytes: each function returns the bytes of one small file. The regression tests load them in subprocesses with
+time and memory budgets (test_crafted_meaning.py); scripts can write them out to measure a build by hand."""
+
+from __future__ import annotations
+
+import json
+import struct
+from typing import Any
+
+SCHEMA_KEY = "__safestructures__"
+SURROGATE = {"$": "str", "cp": [0xD800]}
+
+
+def file_bytes(root: Any, tensors: dict[str, tuple[str, list[int], bytes]] | None = None) -> bytes:
+    """A valid safetensors file whose schema's root is ``root``, holding ``tensors`` (name -> dtype, shape, bytes)."""
+    schema = json.dumps({"format": "safestructures", "version": 2, "root": root}, separators=(",", ":"))
+    header: dict[str, Any] = {"__metadata__": {SCHEMA_KEY: schema}}
+    data = b""
+    for name, (dtype, shape, raw) in (tensors or {}).items():
+        header[name] = {"dtype": dtype, "shape": shape, "data_offsets": [len(data), len(data) + len(raw)]}
+        data += raw
+    text = json.dumps(header, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)
+    return struct.pack("<Q", len(text)) + text + data
+
+
+def ref(n: int) -> dict[str, Any]:
+    return {"$": "ref", "#": n}
+
+
+def doubling(tag: str, levels: int, first_id: int = 1) -> dict[str, Any]:
+    """A container of ``tag`` whose every level holds the level below twice (the second time as a ref): ``levels``
+    levels of nesting expand to 2**levels leaves."""
+    node: dict[str, Any] = {"$": tag, "#": first_id, "items": [1, 2]}
+    for k in range(1, levels):
+        node = {"$": tag, "#": first_id + k, "items": [node, ref(first_id + k - 1)]}
+    return node
+
+
+# --- 1. a lone surrogate where an error message echoes it ------------------------------------------------------------
+
+def surrogate_scalar_dtype() -> bytes:
+    return file_bytes([{"$": "npscalar", "dtype": SURROGATE, "v": 1}])
+
+
+def surrogate_tensor_dtype() -> bytes:
+    return file_bytes({"t": {"$": "tensor", "name": "t", "fw": "numpy", "dtype": SURROGATE}}, {"t": ("F32", [1], b"\0" * 4)})
+
+
+def surrogate_torch_dtype() -> bytes:
+    name = {"$": "str", "cp": [ord(c) for c in "torch."] + [0xD800]}
+    return file_bytes({"t": {"$": "tensor", "name": "t", "fw": "numpy", "dtype": name}}, {"t": ("F32", [1], b"\0" * 4)})
+
+
+def surrogate_in_every_field() -> bytes:
+    """A lone surrogate in each string field a constructor reads (a type name, a path, a date, a device...)."""
+    s = SURROGATE
+    return file_bytes([
+        {"$": "dataclass", "type": s, "fields": {}},
+        {"$": "enum", "type": s, "name": s, "value": s},
+        {"$": "path", "kind": s, "v": "x"},
+        {"$": "date", "iso": s},
+        {"$": "Decimal", "v": s},
+        {"$": "UUID", "hex": s},
+        {"$": "ZoneInfo", "key": s},
+        {"$": "torch.dtype", "name": s},
+        {"$": "torch.device", "type": s, "index": None},
+        {"$": "defaultdict", "factory": s, "items": []},
+        {"$": "object", "type": "x", "base": s, "value": 1},
+        {"$": "plugin", "type": s, "value": 1},
+    ])
+
+
+# --- 2. hashing an expansion -------------------------------------------------------------------------------------------
+
+def hashed_expansion(levels: int, position: str = "set") -> bytes:
+    """A tuple of ``levels`` doubling levels used as a set item, a frozenset item, a dict key or an enum's value."""
+    key = doubling("tuple", levels)
+    if position == "set":
+        root: Any = {"$": "set", "items": [key]}
+    elif position == "frozenset":
+        root = {"$": "frozenset", "items": [key]}
+    elif position == "dict":
+        root = {"$": "dict", "items": [[key, 1]]}
+    elif position == "Counter":
+        root = {"$": "Counter", "items": [[key, 1]]}
+    else:
+        raise ValueError(position)
+    return file_bytes(root)
+
+
+# --- 4 and 15. one tensor named by many nodes ---------------------------------------------------------------------------
+
+def tensor_named_many_times(kind: str, nodes: int = 1000, size: int = 1 << 20) -> bytes:
+    """``nodes`` schema nodes naming one tensor of ``size`` bytes, each of which a load would copy: bytes, bytearray, a
+    big-endian view (``>i4``), an F4 tensor, or a plain tensor (which torch copies out of read-only bytes)."""
+    if kind in ("bytes", "bytearray"):
+        node: dict[str, Any] = {"$": kind, "tensor": "t"}
+        tensors = {"t": ("U8", [size], b"\x01" * size)}
+    elif kind == "big-endian":
+        node = {"$": "tensor", "name": "t", "fw": "numpy", "dtype": ">i4"}
+        tensors = {"t": ("I32", [size // 4], b"\x01" * size)}
+    elif kind == "F4":
+        node = {"$": "tensor", "name": "t", "fw": "numpy"}
+        tensors = {"t": ("F4", [size * 2], b"\x11" * size)}
+    elif kind == "plain":
+        node = {"$": "tensor", "name": "t", "fw": "numpy"}
+        tensors = {"t": ("F32", [size // 4], b"\0" * size)}
+    else:
+        raise ValueError(kind)
+    return file_bytes([node] * nodes, tensors)
+
+
+# --- 5. a zero-stride view over a tiny base -----------------------------------------------------------------------------
+
+def expanded_view(shape: list[int], fw: str = "numpy") -> bytes:
+    """A 4-byte tensor and a view of it with every stride 0 (what torch's expand() saves), of ``shape``."""
+    base = {"$": "tensor", "name": "b", "fw": "torch"}
+    view = {"$": "tensor", "storage": "b", "offset": 0, "shape": shape, "stride": [0] * len(shape), "fw": fw}
+    return file_bytes({"base": base, "view": view}, {"b": ("F32", [1], struct.pack("<f", 1.5))})
+
+
+# --- 6. keys that all hash alike -----------------------------------------------------------------------------------------
+
+def colliding_keys(count: int, container: str = "dict") -> bytes:
+    """``count`` distinct big ints ``k * (2**61 - 1)``, which all hash to 0, as dict keys or set items."""
+    keys = [{"$": "int", "hex": hex(k * (2**61 - 1))} for k in range(1, count + 1)]
+    if container == "set":
+        return file_bytes({"$": "set", "items": keys})
+    return file_bytes({"$": container, "items": [[k, 0] for k in keys]})
+
+
+# --- 7. shared structure under a leaf, and in a tool's output --------------------------------------------------------------
+
+def shared_lists(levels: int) -> bytes:
+    """Lists nested ``levels`` deep, each holding the one below twice: 2**levels leaves, ``levels`` nodes."""
+    return file_bytes({"data": doubling("list", levels)})
+
+
+def shared_under_leaf(levels: int, leaf: str) -> bytes:
+    """A doubling tuple under a leaf that describe() and inspect render (a slice, an unresolved enum's value, a dict
+    key)."""
+    shared = doubling("tuple", levels)
+    if leaf == "slice":
+        root: Any = {"s": {"$": "slice", "start": shared, "stop": None, "step": None}}
+    elif leaf == "enum":
+        root = {"e": {"$": "enum", "type": "m.Unknown", "name": "X", "value": shared}}
+    elif leaf == "key":
+        root = {"$": "dict", "items": [[shared, 1]]}
+    else:
+        raise ValueError(leaf)
+    return file_bytes(root)
+
+
+# --- 8. many leaves and keys that the lazy walks build --------------------------------------------------------------------
+
+def many_leaves(count: int, node: Any) -> bytes:
+    return file_bytes([node] * count)
+
+
+def many_tuple_keys(count: int) -> bytes:
+    return file_bytes({"$": "dict", "items": [[{"$": "tuple", "items": [k]}, k] for k in range(count)]})
+
+
+# --- 11. files the library itself writes ---------------------------------------------------------------------------------
+
+def f6_tensor() -> bytes:
+    return file_bytes({"t": {"$": "tensor", "name": "t", "fw": "numpy"}}, {"t": ("F6_E2M3", [4], b"\0" * 3)})
+
+
+# --- 13. forged classes ------------------------------------------------------------------------------------------------------
+
+def object_node(type_name: str, **fields: Any) -> bytes:
+    return file_bytes({"$": "object", "type": type_name, **fields})
