@@ -555,6 +555,11 @@ class SafeFile:
                 message = "at " + path_text(path) + message[len("at $"):]
             raise type(e)(f"{self._source}: {message}", code=e.code) from None
 
+    def _load_many(self, nodes: Sequence[tuple[int, tuple[Any, ...]]], framework: Any = _Default) -> list[Any]:
+        """Build several nodes ((index, path) each) for a walk over the tree (describe, keys, the command line): an
+        object they share, or that they refer to elsewhere in the file, is built once for all of them."""
+        return [self._load_at(index, path, framework=framework) for index, path in nodes]
+
     def close(self) -> None:
         """Release the file (arrays already loaded keep their own reference to its mapping)."""
         self._doc = None
