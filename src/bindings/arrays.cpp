@@ -14,7 +14,7 @@ std::string utf8_of(nb::handle text, ErrorCode code, std::string_view what) {
   const char* data = PyUnicode_AsUTF8AndSize(text.ptr(), &size);
   if (data == nullptr) {
     PyErr_Clear();
-    throw ArgumentError(code, std::string(what) + " " + nb::repr(text).c_str() + " cannot be encoded as UTF-8");
+    throw ArgumentError(code, std::string(what) + " " + py_text(nb::repr(text)) + " cannot be encoded as UTF-8");
   }
   return std::string(data, static_cast<std::size_t>(size));
 }
@@ -103,8 +103,8 @@ bool make_metadata(nb::handle metadata, Metadata& out) {
   out.reserve(dict.size());
   for (auto [key, value] : dict) {
     if (!PyUnicode_Check(key.ptr()) || !PyUnicode_Check(value.ptr())) {
-      throw ArgumentError(ErrorCode::InvalidMetadata, std::string("metadata must map str to str, found ") + nb::repr(key).c_str() + ": " +
-                                                          nb::repr(value).c_str());
+      throw ArgumentError(ErrorCode::InvalidMetadata, std::string("metadata must map str to str, found ") + py_text(nb::repr(key)) + ": " +
+                                                          py_text(nb::repr(value)));
     }
     out.emplace_back(utf8_of(key, ErrorCode::InvalidMetadata, "metadata key"), utf8_of(value, ErrorCode::InvalidMetadata, "metadata value"));
   }

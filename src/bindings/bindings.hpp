@@ -55,6 +55,12 @@ std::string path_text(const std::vector<Part>& parts, Render render) {
 // A class of safestructures._errors by name (the module is imported on first use).
 nb::object error_class(const char* name);
 
+// str(obj) as UTF-8 for a message, whatever it holds: lone surrogates escaped (\ud800), never failing, cut to a few
+// thousand bytes. Text from a file reaches messages through here (a str's UTF-8 form may not exist).
+std::string py_text(nb::handle obj);
+// A Python str of UTF-8 text that may be invalid (a message quoting bytes from a file): bad bytes escaped.
+nb::str python_text(const std::string& text);
+
 // The tensors to write; the Python objects that own their memory are kept alive by the caller.
 struct WriteRequest {
   std::vector<WriteTensor> tensors;
@@ -118,6 +124,7 @@ struct TensorSource {
 struct TreeIndex {
   std::vector<std::size_t> id_nodes;  // id -> node, Tape::npos where undefined
   std::unordered_map<std::string_view, std::size_t> tensor_nodes;
+  std::vector<bool> in_plugin;  // node -> whether it lies inside a plugin node's value
   explicit TreeIndex(const Tape& tape);
 };
 
@@ -147,6 +154,11 @@ nb::object build_data(const TensorSource& file, const LoadOptions& options);
 // Builds the object at `node` of a schema tape. With `index`, the node may be any part of the tree: objects it refers
 // to outside itself (shared objects, the storage of a view) are built on the way, as far as it needs them.
 nb::object build_node(const Tape& tape, std::size_t node, const TensorSource& source, const LoadOptions& options, const TreeIndex* index);
+
+// Builds the objects at several nodes with one loader (`index` required): what they share, or refer to elsewhere,
+// is built once for all of them, so a walk building many parts stays linear in the file.
+nb::list build_nodes(const Tape& tape, const std::vector<std::size_t>& nodes, const TensorSource& source, const LoadOptions& options,
+                     const TreeIndex& index);
 
 // Registers safestructures._core.Document, the lazily read file behind safestructures.open.
 void register_document(nb::module_& m);

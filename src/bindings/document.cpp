@@ -148,6 +148,17 @@ class Document {
     return build_node(*tape_, i, source_, options, i == root_ ? nullptr : &tree_index());
   }
 
+  // Builds the objects at several nodes (a walk's leaves or keys) in one pass: what they share is built once.
+  nb::list load_many(const std::vector<std::size_t>& nodes, nb::handle context) {
+    for (const std::size_t i : nodes) {
+      at(i);
+      prefetch(i);
+    }
+    LoadOptions options = options_;
+    options.context = context;
+    return build_nodes(*tape_, nodes, source_, options, tree_index());
+  }
+
  private:
   const Node& at(std::size_t i) const {
     if (!tape_) throw ArgumentError(ErrorCode::InvalidArgument, "the file holds no structure (no schema)");
@@ -212,7 +223,9 @@ void register_document(nb::module_& m) {
       .def("value", &Document::value, "index"_a, "The value of a scalar node.")
       .def("definition", &Document::definition, "id"_a, "The node defining reference id `id`, or None.")
       .def("tensor", &Document::tensor, "name"_a, "(dtype, shape, nbytes, shard, offset) of a tensor, or None.")
-      .def("load", &Document::load, "index"_a, "context"_a.none(), "Build the Python object at a node.");
+      .def("load", &Document::load, "index"_a, "context"_a.none(), "Build the Python object at a node.")
+      .def("load_many", &Document::load_many, "indices"_a, "context"_a.none(),
+           "Build the Python objects at several nodes in one pass (what they share is built once).");
 }
 
 }  // namespace safestructures::bindings

@@ -11,11 +11,41 @@ nb::object error_class(const char* name) {
   return nb::handle(errors).attr(name);
 }
 
+std::string py_text(nb::handle obj) {
+  constexpr std::size_t max_bytes = 4000;
+  PyObject* text = PyObject_Str(obj.ptr());
+  if (text == nullptr) {
+    PyErr_Clear();
+    return std::string("<a ") + Py_TYPE(obj.ptr())->tp_name + " that cannot be shown>";
+  }
+  PyObject* bytes = PyUnicode_AsEncodedString(text, "utf-8", "backslashreplace");
+  Py_DECREF(text);
+  if (bytes == nullptr) {
+    PyErr_Clear();
+    return std::string("<a ") + Py_TYPE(obj.ptr())->tp_name + " that cannot be shown>";
+  }
+  std::string out(PyBytes_AS_STRING(bytes), static_cast<std::size_t>(PyBytes_GET_SIZE(bytes)));
+  Py_DECREF(bytes);
+  if (out.size() > max_bytes) {
+    std::size_t cut = max_bytes;
+    while (cut > 0 && (static_cast<unsigned char>(out[cut]) & 0xC0) == 0x80) --cut;  // not inside a UTF-8 sequence
+    out.resize(cut);
+    out += "...";
+  }
+  return out;
+}
+
+nb::str python_text(const std::string& text) {
+  PyObject* out = PyUnicode_DecodeUTF8(text.data(), static_cast<Py_ssize_t>(text.size()), "backslashreplace");
+  if (out == nullptr) throw nb::python_error();
+  return nb::steal<nb::str>(out);
+}
+
 namespace {
 
 void set_error(const char* class_name, const Error& e) {
   nb::object cls = error_class(class_name);
-  nb::object instance = cls(nb::str(e.what()));
+  nb::object instance = cls(python_text(e.what()));
   const auto code = error_code_name(e.code());
   instance.attr("code") = nb::str(code.data(), code.size());
   PyErr_SetObject(cls.ptr(), instance.ptr());

@@ -213,7 +213,7 @@ std::string Saver::path_text() const {
         } else {
           nb::object r = nb::steal(PyObject_Repr(part.key));
           if (!r.is_valid()) PyErr_Clear();
-          out += "[" + (r.is_valid() ? std::string(nb::borrow<nb::str>(r).c_str()) : std::string("?")) + "]";
+          out += "[" + (r.is_valid() ? py_text(r) : std::string("?")) + "]";
         }
         break;
     }
@@ -223,10 +223,10 @@ std::string Saver::path_text() const {
 void Saver::unsupported(PyObject* obj, const std::string& why) {
   PyTypeObject* type = Py_TYPE(obj);
   nb::object module = nb::getattr(nb::handle(reinterpret_cast<PyObject*>(type)), "__module__", nb::str("?"));
-  std::string name = nb::isinstance<nb::str>(module) ? std::string(nb::borrow<nb::str>(module).c_str()) + "." : std::string();
+  std::string name = nb::isinstance<nb::str>(module) ? py_text(module) + "." : std::string();
   name += type->tp_name;
   if (const auto dot = std::string_view(type->tp_name).rfind('.'); dot != std::string_view::npos && name.find(type->tp_name) != 0) {
-    name = std::string(nb::borrow<nb::str>(module).c_str()) + "." + (type->tp_name + dot + 1);
+    name = py_text(module) + "." + (type->tp_name + dot + 1);
   }
   throw UnsupportedError("cannot save an object of type " + name + " at " + path_text() + (why.empty() ? "" : ": " + why));
 }
@@ -521,7 +521,7 @@ void Saver::walk_array(PyObject* obj) {
     entry = hooks_.array_entry(nb::handle(obj), nb::str(name.data(), name.size()), context_);
   } catch (nb::python_error& e) {
     if (!e.matches(PyExc_TypeError)) throw;
-    unsupported(obj, nb::str(e.value()).c_str());
+    unsupported(obj, py_text(e.value()));
   }
   // The tape views strings inside the entry's fields until the schema is rendered.
   keep_alive.push_back(entry);
@@ -552,7 +552,7 @@ void Saver::walk_reduced(PyObject* obj) {
     reduced = hooks_.reduce(nb::handle(obj), context_);
   } catch (nb::python_error& e) {
     if (!e.matches(PyExc_TypeError)) throw;
-    unsupported(obj, nb::str(e.value()).c_str());
+    unsupported(obj, py_text(e.value()));
   }
   // The tape views strings inside the reduced fields until the schema is rendered.
   keep_alive.push_back(reduced);
@@ -618,7 +618,7 @@ void Saver::walk_uncommon(PyObject* obj) {
         name = hooks_.factory_name(factory);
       } catch (nb::python_error& e) {
         if (!e.matches(PyExc_TypeError)) throw;
-        unsupported(obj, nb::str(e.value()).c_str());
+        unsupported(obj, py_text(e.value()));
       }
       const std::size_t at = open_tagged("defaultdict");
       enter(obj, at, false);
