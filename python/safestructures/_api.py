@@ -9,7 +9,7 @@ from typing import Any
 from collections.abc import Iterable
 
 from . import _core, _registry, _types, plugins as _plugins
-from ._errors import InvalidArgumentError, InvalidFileError, SafestructuresError, quote
+from ._errors import InvalidArgumentError, InvalidFileError, SafestructuresError, quote, reading
 from ._flat import _check_metadata, _fspath
 from ._limits import DEFAULT_MAX_DEPTH, DEFAULT_MAX_HEADER_SIZE, DEFAULT_MAX_NODES, ByteBudget, default_max_bytes
 
@@ -150,8 +150,8 @@ def _unstructured(
             return make_tensor(buffer, *table[name], {"name": name, "fw": framework}, context)
         except SafestructuresError:
             raise
-        except (ValueError, TypeError) as e:
-            raise InvalidFileError(f"tensor {quote(name)}: {e}") from e
+        except Exception as e:  # a framework's own error (JAX's for a dtype it lacks) names the tensor too
+            raise InvalidFileError(f"tensor {quote(name)}: {type(e).__name__}: {e}") from e
 
     if _v1.is_v1(metadata):
         return _v1.load_v1(metadata, table, make, context, max_depth)  # type: ignore[arg-type]
@@ -226,14 +226,16 @@ def load_file(
                                            "without framework=, device= or plugins=")
             from . import distributed
 
-            return distributed.load(os.path.dirname(index), types=types, strict=strict)
+            with reading(target):
+                return distributed.load(os.path.dirname(index), types=types, strict=strict)
 
         with open_lazy(target, framework, device=device, plugins=plugins, types=types, strict=strict, max_depth=max_depth,
                        max_nodes=max_nodes, max_header_size=max_header_size, max_bytes=max_bytes) as f:
             return f.load()
     context = _load_context(framework, device, plugins, types, strict, max_bytes, _file_size(target))
-    buffer, (structured, payload, metadata) = _core.load_file(target, max_depth, max_nodes, max_header_size, context)
-    return payload if structured else _unstructured(buffer, payload, metadata, context, max_depth)
+    with reading(target):
+        buffer, (structured, payload, metadata) = _core.load_file(target, max_depth, max_nodes, max_header_size, context)
+        return payload if structured else _unstructured(buffer, payload, metadata, context, max_depth)
 
 
 def load(
@@ -255,8 +257,9 @@ def load(
     are views of a writable ``data`` (a bytearray) and copies otherwise.
     """
     context = _load_context(framework, device, plugins, types, strict, max_bytes, memoryview(data).nbytes)
-    structured, payload, metadata = _core.load_bytes(data, max_depth, max_nodes, max_header_size, context)
-    return payload if structured else _unstructured(data, payload, metadata, context, max_depth)
+    with reading("the buffer"):
+        structured, payload, metadata = _core.load_bytes(data, max_depth, max_nodes, max_header_size, context)
+        return payload if structured else _unstructured(data, payload, metadata, context, max_depth)
 
 
 _install_hooks()

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import collections
+import contextlib
+import dataclasses
+import fractions
 import json
 import reprlib
+from collections.abc import Iterator
 from typing import Any
 
 __all__ = [
@@ -13,6 +18,7 @@ __all__ = [
     "InvalidFileError",
     "InvalidArgumentError",
     "UnsupportedTypeError",
+    "reading",
     "shown",
 ]
 
@@ -83,6 +89,22 @@ class _BoundedRepr(reprlib.Repr):
             return f"{x.type_name}({self.repr1(x.asdict(), level - 1)})" if level > 0 else f"{x.type_name}(...)"
         if isinstance(x, NamedRecord):
             return f"{x.type_name}{self.repr1(tuple(x), level)}"
+        # Instances whose own repr shows everything they hold: subclasses of the built-in containers, slices and
+        # dataclasses, shown through the same bounds.
+        for base in (dict, list, tuple, set, frozenset, collections.deque):
+            if isinstance(x, base):
+                return f"{type(x).__name__}({getattr(self, 'repr_' + base.__name__)(x, level)})"
+        if type(x) is slice:
+            parts = (x.start, x.stop, x.step)
+        elif type(x) is fractions.Fraction:
+            parts = (x.numerator, x.denominator)
+        elif dataclasses.is_dataclass(x) and not isinstance(x, type):
+            parts = tuple(getattr(x, f.name, None) for f in dataclasses.fields(x))
+        else:
+            parts = None
+        if parts is not None:
+            shown_parts = ", ".join(self.repr1(p, level - 1) for p in parts) if level > 0 else "..."
+            return f"{type(x).__name__}({shown_parts})"
         try:
             text = repr(x)
         except Exception:  # a value a crafted file built that cannot describe itself
@@ -100,6 +122,26 @@ def shown(value: Any) -> str:
         return _BOUNDED.repr(value)
     except Exception:
         return f"<{type(value).__name__} object>"
+
+
+@contextlib.contextmanager
+def reading(where: str) -> Iterator[None]:
+    """Reading a file (``where`` names it) raises safestructures errors and OSError only: whatever else a crafted file
+    makes Python or a framework raise (a RecursionError, a MemoryError, a framework's own error) becomes an
+    InvalidFileError saying so. Arguments are checked before, so that a caller's mistake keeps its own type."""
+    try:
+        yield
+    except (SafestructuresError, OSError):
+        raise
+    except RecursionError:
+        raise InvalidFileError(f"{where}: the data nests deeper than Python's recursion limit allows here",
+                               code="NestingTooDeep") from None
+    except MemoryError:
+        raise InvalidFileError(f"{where}: loading it needs more memory than is available", code="LimitExceeded") from None
+    except Exception as e:
+        text = str(e)
+        text = text if len(text) <= 1000 else text[:1000] + "..."
+        raise InvalidFileError(f"{where}: {type(e).__name__}: {text}", code="SchemaInvalid") from e
 
 
 for _cls in (SafestructuresError, InvalidFileError, InvalidArgumentError, UnsupportedTypeError, UnknownTypeError, FrameworkNotAvailableError):

@@ -10,7 +10,7 @@ from typing import Any, NoReturn
 
 # _sharded is imported with the package (it imports nothing heavy), so that loading a directory imports nothing new.
 from . import _core, _sharded
-from ._errors import InvalidArgumentError, InvalidFileError, SafestructuresError, quote
+from ._errors import InvalidArgumentError, InvalidFileError, SafestructuresError, quote, reading, shown
 from ._flat import _fspath
 from ._limits import DEFAULT_MAX_DEPTH, DEFAULT_MAX_HEADER_SIZE, DEFAULT_MAX_NODES
 
@@ -138,17 +138,27 @@ class _Schema:
 
     def _pairs(self, items: int, path: Sequence[Any]) -> list[tuple[Any, int]]:
         doc = self.doc
-        out = []
+        keys: list[Any] = []
+        values: list[int] = []
+        built: list[tuple[int, tuple[Any, ...]]] = []  # (key node, path) of the keys to build, and where they go
+        at: list[int] = []
         for k, pair in enumerate(doc.elements(items)):
             kind, _tag, count, _end = doc.node(pair)
             if kind != "array" or count != 2:
                 self.fail(path, f"item {k} of a mapping is not a [key, value] pair")
             key_node, value_node = doc.elements(pair)
-            # A JSON scalar key is the value a load gives it (str, int, float, bool, None); other keys are built.
-            plain = doc.node(key_node)[0] in _JSON_SCALARS
-            key = doc.value(key_node) if plain else self.file._load_at(key_node, tuple(path), framework=self.key_framework)
-            out.append((key, value_node))
-        return out
+            # A JSON scalar key is the value a load gives it (str, int, float, bool, None); other keys are built, all
+            # in one pass (keys built from shared objects build them once).
+            if doc.node(key_node)[0] in _JSON_SCALARS:
+                keys.append(doc.value(key_node))
+            else:
+                keys.append(None)
+                built.append((key_node, tuple(path)))
+                at.append(k)
+            values.append(value_node)
+        for k, key in zip(at, self.file._load_many(built, framework=self.key_framework)):
+            keys[k] = key
+        return list(zip(keys, values))
 
 
 class Node:
@@ -380,9 +390,12 @@ class Node:
         return self._file._load_at(self._index, self._path, framework=framework, device=device)
 
     def describe(self, max_depth: int | None = None) -> dict[str, Any]:
-        """The node as plain JSON-ready data: kind, type, dtype/shape/nbytes of tensors, values of scalars, and the
-        children down to ``max_depth`` levels (all when None); reads no tensor data."""
+        """The node as plain JSON-ready data: kind, type, dtype/shape/nbytes of tensors, values of scalars (by a
+        bounded repr where JSON has no form for them), and the children down to ``max_depth`` levels (all when None);
+        reads no tensor data. A container met again is named by its first path (``same_as``), never expanded."""
         result: dict[str, Any] = {}
+        # Values that must be built (a big int, an enum member...), built together once the walk is done.
+        leaves: list[tuple[Node, dict[str, Any]]] = []
         # Iterative, so that the deepest data a file may hold (max_depth levels) does not exhaust Python's recursion.
         stack: list[tuple[Node, dict[str, Any], int | None]] = [(self, result, max_depth)]
         # A container met again (shared, or a cycle back to an ancestor) is described once, then named by its path.
@@ -392,7 +405,7 @@ class Node:
             if node._index in seen:
                 out.update(kind=node.kind, same_as=seen[node._index])
                 continue
-            if not node._describe_into(out):
+            if not node._describe_into(out, leaves):
                 continue
             seen[node._index] = node.path
             if depth is not None and depth <= 0:
@@ -407,10 +420,14 @@ class Node:
                 items.append(child_out if sequence else [_json_value(key), child_out])
                 pending.append((child, child_out, deeper))
             stack.extend(reversed(pending))  # children are described in order, so the first occurrence is the one expanded
+        values = self._file._load_many([(leaf._index, leaf._path) for leaf, _out in leaves], framework="numpy")
+        for (_leaf, out), value in zip(leaves, values):
+            out["value"] = _json_value(value)
         return result
 
-    def _describe_into(self, out: dict[str, Any]) -> bool:
-        """Fills ``out`` with what describe() says of this node itself; True for a container (whose items follow)."""
+    def _describe_into(self, out: dict[str, Any], leaves: list[tuple[Node, dict[str, Any]]]) -> bool:
+        """Fills ``out`` with what describe() says of this node itself; True for a container (whose items follow). A
+        value that must be built is added to ``leaves`` instead, for the caller to build and fill in."""
         out["kind"] = self.kind
         if self.type_name is not None:
             out["type"] = self.type_name
@@ -424,8 +441,11 @@ class Node:
             return False
         if self._children() is None:
             # A plain JSON scalar is its own value; anything else (a big int, a NaN, an enum member...) is built.
-            plain = self._tag is None and self._json_kind not in ("array", "object")
-            out["value"] = _json_value(self._file._document().value(self._index) if plain else self.load(framework="numpy"))
+            if self._tag is None and self._json_kind not in ("array", "object"):
+                out["value"] = _json_value(self._file._document().value(self._index))
+            else:
+                out["value"] = None
+                leaves.append((self, out))
             return False
         out["len"] = len(self)
         return True
@@ -453,12 +473,14 @@ def _container_field(doc: Any, node: int) -> Any:
 
 
 def _json_value(value: Any) -> Any:
-    """A scalar as JSON shows it: itself when JSON has it, else its repr."""
-    if value is None or type(value) in (bool, int, str):
+    """A scalar as JSON shows it: itself when JSON has it, else its repr (bounded: see ``shown``)."""
+    if value is None or type(value) is bool or type(value) is str:
+        return value
+    if type(value) is int and value.bit_length() <= 4096:
         return value
     if type(value) is float and value == value and value not in (float("inf"), float("-inf")):
         return value
-    return repr(value)
+    return shown(value)
 
 
 class SafeFile:
@@ -535,7 +557,8 @@ class SafeFile:
         """Build the value at ``path`` (the whole data by default); see :meth:`node` for paths."""
         return self.node(path).load(framework=framework, device=device)
 
-    def _load_at(self, index: int, path: tuple[Any, ...], framework: Any = _Default, device: str | None = None) -> Any:
+    def _context(self, framework: Any, device: str | None) -> dict[str, Any]:
+        """A load's context from the arguments given to :func:`open`, ``framework`` and ``device`` overriding them."""
         from ._api import _load_context
 
         args = dict(self._load_args)
@@ -543,10 +566,14 @@ class SafeFile:
             args["framework"] = framework
         if device is not None:
             args["device"] = device
-        context = _load_context(args["framework"], args["device"], args["plugins"], args["types"], args["strict"],
-                                args["max_bytes"], self._size)
+        return _load_context(args["framework"], args["device"], args["plugins"], args["types"], args["strict"],
+                             args["max_bytes"], self._size)
+
+    def _load_at(self, index: int, path: tuple[Any, ...], framework: Any = _Default, device: str | None = None) -> Any:
+        context = self._context(framework, device)
         try:
-            return self._document().load(index, context)
+            with reading(self._source):
+                return self._document().load(index, context)
         except SafestructuresError as e:
             # The core writes paths from the node it was asked to build ("at $[0]: ..."); made absolute here, with
             # the file named as load_file names it. The class and the code stay those of the core's error.
@@ -558,7 +585,17 @@ class SafeFile:
     def _load_many(self, nodes: Sequence[tuple[int, tuple[Any, ...]]], framework: Any = _Default) -> list[Any]:
         """Build several nodes ((index, path) each) for a walk over the tree (describe, keys, the command line): an
         object they share, or that they refer to elsewhere in the file, is built once for all of them."""
-        return [self._load_at(index, path, framework=framework) for index, path in nodes]
+        if not nodes:
+            return []
+        context = self._context(framework, None)
+        try:
+            with reading(self._source):
+                return list(self._document().load_many([index for index, _path in nodes], context))
+        except SafestructuresError:
+            # The error is reported as loading the node that raised it would report it, with its path.
+            for index, path in nodes:
+                self._load_at(index, path, framework=framework)
+            raise
 
     def close(self) -> None:
         """Release the file (arrays already loaded keep their own reference to its mapping)."""
@@ -663,7 +700,7 @@ def open(
         InvalidFileError: the header or the schema is malformed, or a file of 1.0.0 (load those with load_file).
         OSError: the file cannot be read.
     """
-    from . import _api, _v1
+    from . import _api
 
     limits = (
         DEFAULT_MAX_DEPTH if max_depth is None else max_depth,
@@ -676,6 +713,14 @@ def open(
     load_args = {"framework": framework, "device": device, "plugins": plugins, "types": types, "strict": strict,
                  "max_bytes": max_bytes}
     target = _fspath(path)
+    with reading(target):
+        return _open_target(target, load_args, limits)
+
+
+def _open_target(target: str, load_args: dict[str, Any], limits: tuple[int, int, int]) -> SafeFile:
+    """:func:`open` of a path, its arguments checked."""
+    from . import _v1
+
     index = _sharded.index_path(target)
     if index is not None:
         files, schema, metadata, where, save_id = _sharded.read_index(index, limits[2])

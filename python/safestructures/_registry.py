@@ -9,7 +9,7 @@ import enum
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar, overload
 
-from ._errors import UnknownTypeError
+from ._errors import UnknownTypeError, shown
 from ._records import NamedRecord, Record, generic_subclass, is_generic_subclass
 
 __all__ = ["construct_object", "reduce_object", "register", "resolver", "type_name"]
@@ -180,10 +180,14 @@ def _restore_attrs(obj: Any, attrs: Any) -> None:
 
 
 def _fill(obj: Any, base: type, value: Any) -> None:
-    """Put the built-in base's content into a new instance, through the base's own methods (no overrides run)."""
-    if issubclass(base, dict):
-        if not isinstance(value, dict):
-            raise TypeError(f"the value of a {base.__name__} subclass must be a mapping")
+    """Put the built-in base's content into a new instance, through the base's own methods (no overrides run). The
+    value must be of the base's exact type, as saved: a dict or set is then copied with the hashes its keys already
+    have, never hashing them again."""
+    if type(value) is not base:
+        raise TypeError(f"the value of a {base.__name__} subclass must be a {base.__name__}, not {type(value).__name__}")
+    if base is dict or base is collections.Counter:
+        dict.update(obj, value)
+    elif base is collections.OrderedDict:
         for key, item in value.items():
             base.__setitem__(obj, key, item)
     elif base is list:
@@ -206,27 +210,69 @@ def _new(cls: type, base: type | None, value: Any) -> Any:
     return obj
 
 
+def node_kind(cls: type) -> str:
+    """The tag a class's objects are saved under (what reduce_object gives them), the only one they load from."""
+    registration = _BY_TYPE.get(cls)
+    if registration is not None and registration.from_data is not None:
+        return "ext"
+    if isinstance(cls, enum.EnumMeta):
+        return "enum"
+    if dataclasses.is_dataclass(cls):
+        return "dataclass"
+    if _namedtuple_type(cls):
+        return "namedtuple"
+    return "object"
+
+
+def _value_key(value: Any) -> bool:
+    """Whether an enum may be searched for ``value``: a scalar, or a flat tuple of a few (anything larger could be
+    built from shared references, which hashing or comparing would walk in full)."""
+    scalar = (type(None), bool, int, float, complex, str, bytes)
+    if type(value) is tuple:
+        return len(value) <= 64 and all(type(v) in scalar and (type(v) is not int or v.bit_length() <= 4096) for v in value)
+    return type(value) in scalar and (type(value) is not int or value.bit_length() <= 4096)
+
+
+def _enum_member(cls: Any, name: str, fields: dict[str, Any]) -> Any:
+    """The member of ``cls`` a node names: by name, then by value (a renamed member, combined flags)."""
+    member = cls.__members__.get(fields.get("name")) if type(fields.get("name")) is str else None
+    if member is not None:
+        return member
+    value = fields.get("value")
+    if _value_key(value):
+        try:
+            return cls(value)
+        except ValueError:
+            pass
+    raise ValueError(f"enum {name!r} has no member named {shown(fields.get('name'))} or of value {shown(value)}")
+
+
 def construct_object(tag: str, fields: dict[str, Any], context: dict[str, Any]) -> Any:
     """Rebuild a user-type node: the class is looked up by name among the registered and passed types only;
-    unresolved ones become generic records (or raise UnknownTypeError with ``strict=True``)."""
+    unresolved ones become generic records (or raise UnknownTypeError with ``strict=True``). A class found is built
+    only from the node kind its objects are saved as (an enum from an enum node...), never by another route."""
     name = text_field(fields, "type")
     cls = context["names"].get(name)
     if cls is None and context["strict"]:
         raise UnknownTypeError(f"the file names class {name!r}, which this load was not given (register it, or pass it in types=)")
+    if cls is not None and node_kind(cls) != tag:
+        if tag == "ext":
+            raise TypeError(f"class {name!r} was saved through to_data, but is not registered with from_data")
+        raise TypeError(f"class {name!r} is saved as {node_kind(cls)!r} nodes; the file names it in {tag!r} node")
     base_name = fields.get("base")
     base = None
     if base_name is not None:
         base = _BASES.get(base_name) if type(base_name) is str else None
         if base is None:
-            raise ValueError(f"unknown base type {base_name!r}")
+            raise ValueError(f"unknown base type {shown(base_name)}")
+    if cls is not None and tag in ("object", "dataclass") and base is not _builtin_base(cls):
+        expected = _builtin_base(cls)
+        raise TypeError(f"class {name!r} derives from {'no built-in type' if expected is None else expected.__name__}; "
+                        f"the node gives {'none' if base is None else base.__name__}")
     if tag == "enum":
         if cls is None:
             return fields.get("value")
-        if not isinstance(cls, enum.EnumMeta):
-            # Calling any other class with the file's value would run its constructor.
-            raise TypeError(f"class {name!r} is not an enum")
-        member = cls.__members__.get(fields.get("name"))
-        return member if member is not None else cls(fields.get("value"))
+        return _enum_member(cls, name, fields)
     if tag == "namedtuple":
         items, field_names = fields.get("items"), fields.get("fields")
         if type(items) is not list or type(field_names) is not list or any(type(f) is not str for f in field_names):
@@ -237,12 +283,9 @@ def construct_object(tag: str, fields: dict[str, Any], context: dict[str, Any]) 
             return NamedRecord(name, tuple(field_names), tuple(items))
         return tuple.__new__(cls, items)
     if tag == "ext":
-        registration = _BY_TYPE.get(cls) if cls is not None else None
-        if registration is None or registration.from_data is None:
-            if cls is not None:
-                raise TypeError(f"class {name!r} was saved through to_data, but is not registered with from_data")
+        if cls is None:
             return Record(name, {"data": fields.get("data")})
-        return registration.from_data(fields.get("data"))
+        return _BY_TYPE[cls].from_data(fields.get("data"))  # type: ignore[misc]  # node_kind checked it has one
     if tag == "dataclass":
         values = fields.get("fields")
         if type(values) is not dict:

@@ -429,7 +429,7 @@ def test_enum_member_lookup_never_calls_an_unrelated_class() -> None:
 
     ss.register(Loud, name="project.Loud")
     payload = structured_file_bytes({"$": "enum", "type": "project.Loud", "name": "A", "value": "rm -rf /"})
-    with pytest.raises(InvalidFileError, match="is not an enum"):
+    with pytest.raises(InvalidFileError, match="class 'project.Loud' is saved as 'object' nodes; the file names it in 'enum' node"):
         ss.load(payload)
     assert calls == []
 

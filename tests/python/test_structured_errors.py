@@ -482,13 +482,13 @@ def test_valid_crafted_file_loads() -> None:
     # The crafted-file helper itself builds files that load when the schema is right.
     root = {
         "w": {"$": "tensor", "name": "t", "fw": "numpy"},
-        "wide": {"$": "tensor", "name": "t", "fw": "numpy", "dtype": "<i4", "shape": [2]},
+        "wide": {"$": "tensor", "name": "t2", "fw": "numpy", "dtype": "<i4", "shape": [2]},
         "t": {"$": "tuple", "#": 1, "items": [1, {"$": "int", "hex": "-0x10000000000000000"}]},
         "again": ref(1),
         "s": {"$": "str", "cp": [0xD800, 65]},
         "nan": {"$": "float", "v": "nan", "bits": "fff8000000000001"},
     }
-    loaded = safestructures.load(structured_file_bytes(root, {"t": ("U8", [8], bytes(range(8)))}))
+    loaded = safestructures.load(structured_file_bytes(root, {"t": ("U8", [8], bytes(range(8))), "t2": ("U8", [8], bytes(range(8)))}))
     assert loaded["w"].dtype == np.uint8 and loaded["w"].tolist() == list(range(8))
     assert loaded["wide"].dtype.str == "<i4" and loaded["wide"].tobytes() == bytes(range(8))
     assert loaded["t"] == (1, -(2**64)) and loaded["again"] is loaded["t"]
