@@ -61,6 +61,7 @@ BUDGET_SECONDS = float(os.environ.get("STRUCTURE_FUZZ_SECONDS", "2"))
 BUDGET_MB = int(os.environ.get("STRUCTURE_FUZZ_MB", "512"))
 AVOID_KNOWN = os.environ.get("STRUCTURE_FUZZ_KNOWN", "") == "avoid"
 WITH_TORCH = os.environ.get("STRUCTURE_FUZZ_TORCH", "") == "1"
+VERBOSE = os.environ.get("STRUCTURE_FUZZ_VERBOSE", "") == "1"  # prints each step's time and memory
 CAPS = structure_gen.Caps.avoiding_known() if AVOID_KNOWN else structure_gen.Caps()
 EXPECTED = (safestructures.SafestructuresError, OSError)
 
@@ -71,7 +72,8 @@ class Finding(AssertionError):
 
 # --- no import chosen by a file ---------------------------------------------------------------------------------------
 
-BLOCKED = {"tensorflow", "keras", "jax", "jaxlib", "paddle", "mlx", "torch"} - ({"torch"} if WITH_TORCH else set())
+FRAMEWORK_MODULES = {"tensorflow", "keras", "jax", "jaxlib", "paddle", "mlx", "torch"}
+BLOCKED = FRAMEWORK_MODULES - ({"torch"} if WITH_TORCH else set())
 attempted_imports: list[str] = []
 
 
@@ -204,6 +206,8 @@ def step(name: str, run: Any, *args: Any, **kwargs: Any) -> Any:
             f.write("5")  # the peak (VmHWM) starts again from the current resident size
         before = _status_kb(b"VmRSS:")
     del attempted_imports[:]
+    modules = set(sys.modules)
+    started = time.perf_counter()
     try:
         result = run(*args, **kwargs)
     except EXPECTED:
@@ -213,12 +217,18 @@ def step(name: str, run: Any, *args: Any, **kwargs: Any) -> Any:
     except BaseException as e:  # noqa: BLE001 - everything else is a finding, MemoryError and RecursionError too
         raise Finding(f"FUZZ BUG: {name} raised {type(e).__name__}: {str(e)[:500]}") from e
     finally:
+        if VERBOSE:
+            grown_kb = _status_kb(b"VmHWM:") - before if CAN_MEASURE else 0
+            print(f"fuzz_structure: {name}: {time.perf_counter() - started:.3f} s, peak +{grown_kb >> 10} MB",
+                  file=sys.stderr)
         if CAN_MEASURE:
             grown = (_status_kb(b"VmHWM:") - before) >> 10
             if grown > BUDGET_MB:
                 raise Finding(f"FUZZ BUG: {name} grew the peak resident memory by {grown} MB (budget {BUDGET_MB} MB)")
+    if len(sys.modules) != len(modules):  # torch itself is imported (STRUCTURE_FUZZ_TORCH=1): its submodules count
+        attempted_imports.extend(m for m in set(sys.modules) - modules if m.split(".", 1)[0] in FRAMEWORK_MODULES)
     if attempted_imports and not AVOID_KNOWN:
-        raise Finding(f"FUZZ BUG: {name} tried to import {sorted(set(attempted_imports))}")
+        raise Finding(f"FUZZ BUG: {name} imported or tried to import {sorted(set(attempted_imports))[:10]}")
     return result
 
 

@@ -104,6 +104,12 @@ class Generator:
     def pick(self, options: list[Any]) -> Any:
         return options[self.fdp.ConsumeIntInRange(0, len(options) - 1)]
 
+    def count(self, cap: int) -> int:
+        """A count from 1 to ``cap``, log-uniform: small counts are common, ``cap`` is reachable."""
+        cap = max(1, cap)
+        high = 1 << self.n(0, cap.bit_length() - 1)
+        return min(cap, self.n(high, 2 * high - 1))
+
     def flip(self, percent: int = 50) -> bool:
         return self.fdp.ConsumeIntInRange(0, 99) < percent
 
@@ -239,7 +245,7 @@ class Generator:
 
     def doubling(self, tag: str) -> Any:
         """A ``tag`` container of ``levels`` levels, each holding the level below twice (the second time as a ref)."""
-        levels = self.n(1, max(1, self.caps.doubling_levels))
+        levels = self.n(1, max(1, self.caps.doubling_levels)) if self.flip(30) else self.n(1, 8)
         first = self.next_id
         self.next_id += levels
         leaf = self.key(99) if self.flip(30) else self.n(0, 9)
@@ -598,12 +604,12 @@ class Generator:
         """One node repeated, or many keys that hash alike."""
         choice = self.n(0, 5)
         if choice <= 1:
-            count = self.n(1, max(1, self.caps.colliding_keys))
+            count = self.count(self.caps.colliding_keys)
             keys = [{"$": "int", "hex": hex(k * PRIME61)} for k in range(1, count + 1)]
             if choice == 0:
                 return {"$": self.pick(["set", "frozenset"]), "items": keys}
             return {"$": self.pick(["dict", "Counter", "OrderedDict"]), "items": [[k, 0] for k in keys]}
-        count = self.n(1, max(1, self.caps.repeat))
+        count = self.count(self.caps.repeat)
         if choice == 2:
             leaf: Any = self.bytes_node(self.pick(["bytes", "bytearray"]))
         elif choice == 3:
