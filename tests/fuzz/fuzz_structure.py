@@ -2,8 +2,9 @@
 schema by the grammar of docs/format.md section 5 (structure_gen.py: tags with their fields of right and wrong kinds,
 ids and refs including cycles and doubling structures, keys in every hashable position, views, logical dtypes,
 framework names, numbers at their limits, lone surrogates) and wraps it, with the tensors it names, into a valid
-safetensors file. An input that starts with ``SSFILE\\n`` is instead the file itself (the rest of the input): the
-regression inputs of issue 14 are saved that way (make_structure_corpus.py writes them).
+safetensors file. An input that starts with ``SSFILE\\n`` is instead the file itself (the rest of the input), and one
+that starts with ``SSZLIB\\n`` the file compressed with zlib: the regression inputs of issue 14 are saved that way
+(make_structure_corpus.py writes them).
 
 Every file goes through:
   - ``safestructures.load(bytes)`` with ``framework=None`` and ``framework="numpy"`` (and ``"torch"`` when
@@ -41,6 +42,7 @@ import os
 import sys
 import tempfile
 import time
+import zlib
 from typing import Any
 
 import atheris
@@ -57,6 +59,7 @@ import numpy  # noqa: F401  (imported once here rather than inside the first run
 import structure_gen
 
 RAW_PREFIX = b"SSFILE\n"
+ZLIB_PREFIX = b"SSZLIB\n"  # the same, zlib-compressed (regression files of a few MB that compress to a few KB)
 BUDGET_SECONDS = float(os.environ.get("STRUCTURE_FUZZ_SECONDS", "2"))
 BUDGET_MB = int(os.environ.get("STRUCTURE_FUZZ_MB", "512"))
 AVOID_KNOWN = os.environ.get("STRUCTURE_FUZZ_KNOWN", "") == "avoid"
@@ -275,6 +278,11 @@ def check_file(data: bytes) -> None:
 def file_of(data: bytes) -> bytes:
     if data.startswith(RAW_PREFIX):
         return data[len(RAW_PREFIX):]
+    if data.startswith(ZLIB_PREFIX):
+        try:
+            return zlib.decompressobj().decompress(data[len(ZLIB_PREFIX):], 64 << 20)
+        except zlib.error:
+            return b""
     return structure_gen.generate(data, CAPS)
 
 
