@@ -76,7 +76,7 @@ class Caps:
     @classmethod
     def avoiding_known(cls) -> "Caps":
         return cls(doubling_levels=12, hashed_doubling=False, colliding_keys=40, repeat=40, view_elements=2**16,
-                   surrogate_in_dtype=False, forged_registered=False)
+                   surrogate_in_dtype=False)
 
 
 class OutOfData(Exception):
