@@ -95,6 +95,7 @@ class Generator:
         self.open_ids: list[int] = []  # ids of containers being built (ancestors: a ref to one is a cycle)
         self.tensors: dict[str, tuple[str, list[int], bytes]] = {}
         self.budget = max_nodes
+        self.in_many = False  # a repeated node holds no repetition of its own (the JSON text would multiply)
 
     # --- choices -----------------------------------------------------------------------------------------------------
 
@@ -593,7 +594,13 @@ class Generator:
                 return {"$": "Counter", "items": [[inner, 1]]}
             return inner
         if choice == 14:
-            return self.many(depth)
+            if self.in_many:
+                return self.scalar()
+            self.in_many = True
+            try:
+                return self.many(depth)
+            finally:
+                self.in_many = False
         if choice == 15:
             return self.enum_node(depth)
         if choice == 16:
