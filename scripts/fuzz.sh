@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
-# Fuzzes the C++ core with libFuzzer (fuzz_container, fuzz_schema) and the Python load(bytes) path with atheris
-# (fuzz_load), everything built with clang++-14 under AddressSanitizer + UndefinedBehaviorSanitizer into build/fuzz.
+# Fuzzes the C++ core with libFuzzer (fuzz_container, fuzz_schema), the Python load(bytes) path with atheris
+# (fuzz_load), and loads of files built by the schema grammar with atheris (fuzz_structure: refs, keys, views, dtypes;
+# each input checked against a time and memory budget), everything built with clang++-14 under AddressSanitizer +
+# UndefinedBehaviorSanitizer into build/fuzz.
 # First replays every saved input under tests/fuzz/regressions/<target>/, then fuzzes each target for FUZZ_SECONDS
 # (default 20) on a scratch copy of its seed corpus (tests/fuzz/corpus/<target>/). Exits non-zero on any crash,
-# sanitizer report, unexpected exception, hang (-timeout) or memory blow-up (-rss_limit_mb). Needs scripts/setup.sh
+# sanitizer report, unexpected exception, hang (-timeout), memory blow-up (-rss_limit_mb, -malloc_limit_mb) or, for
+# fuzz_structure, an input over its budget (STRUCTURE_FUZZ_SECONDS=2 s, STRUCTURE_FUZZ_MB=512 MB). Needs scripts/setup.sh
 # to have run (clang-14, the .venv with atheris).
 #
 # Long runs: FUZZ_SECONDS=3600 bash scripts/fuzz.sh
@@ -17,7 +20,8 @@ seconds=${FUZZ_SECONDS:-20}
 build=build/fuzz
 fuzz=tests/fuzz
 libfuzzer_targets=(fuzz_container fuzz_schema)
-all_targets=("${libfuzzer_targets[@]}" fuzz_load)
+atheris_targets=(fuzz_load fuzz_structure)
+all_targets=("${libfuzzer_targets[@]}" "${atheris_targets[@]}")
 limits=(-timeout=10 -rss_limit_mb=2048)
 options=("${limits[@]}" -max_len=4096 -print_final_stats=1 -dict="$fuzz/fuzz.dict")
 sanitize="-O1 -g -fno-omit-frame-pointer -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=all"
@@ -47,12 +51,51 @@ run() {
     fuzz_load)
       ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0" PYTHONPATH="$build/pkg" LD_PRELOAD="$PWD/$build/asan_with_fuzzer.so" \
         python "$fuzz/fuzz_load.py" "$@" ;;
+    fuzz_structure)
+      # -malloc_limit_mb: one allocation past 512 MB is a finding (the default is the RSS limit).
+      ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0" PYTHONPATH="$build/pkg" LD_PRELOAD="$PWD/$build/asan_with_fuzzer.so" \
+        python "$fuzz/fuzz_structure.py" -malloc_limit_mb=512 "$@" ;;
     *) ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1} "$build/$target" "$@" ;;
   esac
 }
 
 failed=0
 mkdir -p "$build/logs"
+# Replays the saved inputs of a target in one process; when one fails (libFuzzer stops at the first), it is reported
+# and the replay goes on with the inputs after it, so that one run lists every failing input.
+replay() {
+  local target=$1 log=$build/logs/$1.regressions.log bad total rest
+  shift
+  total=$#
+  rest=("$@")
+  bad=()
+  : >"$log"
+  while ((${#rest[@]})); do
+    if run "$target" "${limits[@]}" "${rest[@]}" >"$log.part" 2>&1; then
+      cat "$log.part" >>"$log"
+      break
+    fi
+    cat "$log.part" >>"$log"
+    local culprit
+    culprit=$(sed -n 's/^Running: //p' "$log.part" | tail -n 1)
+    bad+=("$culprit")
+    echo "fuzz: $target: regression input FAILS: $culprit"
+    grep -E "FUZZ BUG|ERROR: |SUMMARY|runtime error|Timeout|out-of-memory|Uncaught|^[A-Za-z]*Error" "$log.part" | head -n 6 | sed 's/^/    /'
+    # The inputs after the culprit (it is not among them if the log did not name it: stop then).
+    local i next=()
+    for ((i = 0; i < ${#rest[@]}; i++)); do
+      if [ "${rest[$i]}" = "$culprit" ]; then next=("${rest[@]:$((i + 1))}"); break; fi
+    done
+    rest=("${next[@]}")
+  done
+  rm -f "$log.part"
+  if ((${#bad[@]})); then
+    echo "fuzz: $target: ${#bad[@]} of $total regression inputs FAIL (log: $log)"
+    failed=1
+  else
+    echo "fuzz: $target: $total regression inputs pass"
+  fi
+}
 for target in "${all_targets[@]}"; do
   inputs=()
   if [ -d "$fuzz/regressions/$target" ]; then
@@ -60,13 +103,11 @@ for target in "${all_targets[@]}"; do
       < <(find "$fuzz/regressions/$target" -type f ! -name '*.md' ! -name '.*' -print0 | sort -z)
   fi
   ((${#inputs[@]})) || continue
-  log=$build/logs/$target.regressions.log
-  if run "$target" "${limits[@]}" "${inputs[@]}" >"$log" 2>&1; then
-    echo "fuzz: $target: ${#inputs[@]} regression inputs pass"
+  if [ "$target" = fuzz_structure ]; then
+    # The regression inputs are also loaded with framework="torch" (torch's import is too slow for fuzzing).
+    STRUCTURE_FUZZ_TORCH=1 replay "$target" "${inputs[@]}"
   else
-    echo "fuzz: $target: a regression input FAILS (log: $log)"
-    tail -n 40 "$log"
-    failed=1
+    replay "$target" "${inputs[@]}"
   fi
 done
 
@@ -105,9 +146,17 @@ for i in "${!libfuzzer_targets[@]}"; do
   wait "${pids[$i]}" || rc=$?
   report "${libfuzzer_targets[$i]}" "$rc"
 done
-echo "fuzz: fuzzing fuzz_load (atheris) for ${seconds}s"
-rc=0
-fuzz_target fuzz_load || rc=$?
-report fuzz_load "$rc"
+# Then the two atheris targets, side by side.
+echo "fuzz: fuzzing ${atheris_targets[*]} (atheris) for ${seconds}s each, side by side"
+pids=()
+for target in "${atheris_targets[@]}"; do
+  fuzz_target "$target" &
+  pids+=($!)
+done
+for i in "${!atheris_targets[@]}"; do
+  rc=0
+  wait "${pids[$i]}" || rc=$?
+  report "${atheris_targets[$i]}" "$rc"
+done
 
 exit "$failed"
