@@ -156,7 +156,7 @@ class _Schema:
                 built.append((key_node, tuple(path)))
                 at.append(k)
             values.append(value_node)
-        for k, key in zip(at, self.file._load_many(built, framework=self.key_framework)):
+        for k, key in zip(at, self.file._load_many(built, framework=self.key_framework, keys=True)):
             keys[k] = key
         return list(zip(keys, values))
 
@@ -308,7 +308,7 @@ class Node:
             found = {}
             for k, child in self._entries():
                 try:
-                    found.setdefault((k if isinstance(k, str) else str(k)) if text else (type(k), k), (k, child))
+                    found.setdefault(_key_text(k) if text else (type(k), k), (k, child))
                 except TypeError:  # an unhashable field name of a crafted record: it can only be reached by index
                     pass
             maps[self._index] = found
@@ -460,6 +460,15 @@ class Node:
         return f"<Node {self.kind} at {where}>"
 
 
+def _key_text(key: Any) -> str:
+    """How a dotted path writes a key: a str as itself, a number by str(), anything else by its bounded repr."""
+    if isinstance(key, str):
+        return key
+    if type(key) in (bool, float, complex, type(None)) or (type(key) is int and key.bit_length() <= 4096):
+        return str(key)
+    return shown(key)
+
+
 def _container_field(doc: Any, node: int) -> Any:
     """A field that is a JSON list of scalars (a shape, the names of a named tuple), else None."""
     if doc.node(node)[0] != "array":
@@ -575,27 +584,29 @@ class SafeFile:
             with reading(self._source):
                 return self._document().load(index, context)
         except SafestructuresError as e:
-            # The core writes paths from the node it was asked to build ("at $[0]: ..."); made absolute here, with
-            # the file named as load_file names it. The class and the code stay those of the core's error.
-            message = str(e)
-            if message.startswith("at $"):
-                message = "at " + path_text(path) + message[len("at $"):]
-            raise type(e)(f"{self._source}: {message}", code=e.code) from None
+            raise self._located(e, path) from None
 
-    def _load_many(self, nodes: Sequence[tuple[int, tuple[Any, ...]]], framework: Any = _Default) -> list[Any]:
+    def _located(self, error: SafestructuresError, path: tuple[Any, ...]) -> SafestructuresError:
+        """The core writes paths from the node it was asked to build ("at $[0]: ..."); made absolute here, with the
+        file named as load_file names it. The class and the code stay those of the core's error."""
+        message = str(error)
+        if message.startswith("at $"):
+            message = "at " + path_text(path) + message[len("at $"):]
+        return type(error)(f"{self._source}: {message}", code=error.code)
+
+    def _load_many(self, nodes: Sequence[tuple[int, tuple[Any, ...]]], framework: Any = _Default, keys: bool = False) -> list[Any]:
         """Build several nodes ((index, path) each) for a walk over the tree (describe, keys, the command line): an
-        object they share, or that they refer to elsewhere in the file, is built once for all of them."""
+        object they share, or that they refer to elsewhere in the file, is built once for all of them. With ``keys``,
+        the nodes are the keys of one mapping, hashed within the limits a whole load applies to keys."""
         if not nodes:
             return []
         context = self._context(framework, None)
+        doc = self._document()
         try:
             with reading(self._source):
-                return list(self._document().load_many([index for index, _path in nodes], context))
-        except SafestructuresError:
-            # The error is reported as loading the node that raised it would report it, with its path.
-            for index, path in nodes:
-                self._load_at(index, path, framework=framework)
-            raise
+                return list(doc.load_many([index for index, _path in nodes], context, keys))
+        except SafestructuresError as e:
+            raise self._located(e, nodes[min(doc.failed_at, len(nodes) - 1)][1]) from None
 
     def close(self) -> None:
         """Release the file (arrays already loaded keep their own reference to its mapping)."""

@@ -156,9 +156,11 @@ nb::object build_data(const TensorSource& file, const LoadOptions& options);
 nb::object build_node(const Tape& tape, std::size_t node, const TensorSource& source, const LoadOptions& options, const TreeIndex* index);
 
 // Builds the objects at several nodes with one loader (`index` required): what they share, or refer to elsewhere,
-// is built once for all of them, so a walk building many parts stays linear in the file.
+// is built once for all of them, so a walk building many parts stays linear in the file. `built` counts the nodes
+// built so far, so that a caller told of an error knows which node raised it.
+// With `keys`, the nodes are the keys of one mapping, hashed and checked as a whole load checks them.
 nb::list build_nodes(const Tape& tape, const std::vector<std::size_t>& nodes, const TensorSource& source, const LoadOptions& options,
-                     const TreeIndex& index);
+                     const TreeIndex& index, bool keys, std::size_t& built);
 
 // Registers safestructures._core.Document, the lazily read file behind safestructures.open.
 void register_document(nb::module_& m);

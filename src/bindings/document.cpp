@@ -149,15 +149,18 @@ class Document {
   }
 
   // Builds the objects at several nodes (a walk's leaves or keys) in one pass: what they share is built once.
-  nb::list load_many(const std::vector<std::size_t>& nodes, nb::handle context) {
+  nb::list load_many(const std::vector<std::size_t>& nodes, nb::handle context, bool keys) {
     for (const std::size_t i : nodes) {
       at(i);
       prefetch(i);
     }
     LoadOptions options = options_;
     options.context = context;
-    return build_nodes(*tape_, nodes, source_, options, tree_index());
+    return build_nodes(*tape_, nodes, source_, options, tree_index(), keys, failed_at_);
   }
+
+  // After load_many raised: the position in its list of the node that raised it.
+  std::size_t failed_at() const { return failed_at_; }
 
  private:
   const Node& at(std::size_t i) const {
@@ -197,6 +200,7 @@ class Document {
   std::optional<Tape> tape_;
   std::size_t root_ = 0;
   std::optional<TreeIndex> index_;
+  std::size_t failed_at_ = 0;
 };
 
 }  // namespace
@@ -224,8 +228,10 @@ void register_document(nb::module_& m) {
       .def("definition", &Document::definition, "id"_a, "The node defining reference id `id`, or None.")
       .def("tensor", &Document::tensor, "name"_a, "(dtype, shape, nbytes, shard, offset) of a tensor, or None.")
       .def("load", &Document::load, "index"_a, "context"_a.none(), "Build the Python object at a node.")
-      .def("load_many", &Document::load_many, "indices"_a, "context"_a.none(),
-           "Build the Python objects at several nodes in one pass (what they share is built once).");
+      .def("load_many", &Document::load_many, "indices"_a, "context"_a.none(), "keys"_a = false,
+           "Build the Python objects at several nodes in one pass (what they share is built once); with `keys`, the "
+           "keys of one mapping, hashed within the load's limits.")
+      .def_prop_ro("failed_at", &Document::failed_at, "After load_many raised: the position of the node that raised it.");
 }
 
 }  // namespace safestructures::bindings

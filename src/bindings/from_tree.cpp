@@ -297,11 +297,12 @@ nb::object build_node(const Tape& tape, std::size_t node, const TensorSource& so
 }
 
 nb::list build_nodes(const Tape& tape, const std::vector<std::size_t>& nodes, const TensorSource& source, const LoadOptions& options,
-                     const TreeIndex& index) {
+                     const TreeIndex& index, bool keys, std::size_t& built) {
   Loader loader(tape, source, options, &index);
   GcPause pause;
+  HashRuns runs;
   nb::list out;
-  for (const std::size_t node : nodes) out.append(loader.build_target(node));
+  for (built = 0; built < nodes.size(); ++built) out.append(keys ? loader.build_key(nodes[built], runs) : loader.build_target(nodes[built]));
   return out;
 }
 

@@ -46,6 +46,13 @@ class Loader {
   nb::object build(std::size_t i);
   // A partial load's target: the node the caller asked for (see build_target). One loader may build several targets
   // in turn (a walk over many nodes): what they share is built once.
+  // A partial load's target that is a key of a mapping (a walk listing keys): hashed as a whole load hashes keys,
+  // within the same budget and cap on equal hashes, so that the caller may put it in a dict.
+  nb::object build_key(std::size_t i, HashRuns& runs) {
+    nb::object key = build_target(i);
+    check_hashable(key, last_size_, 2, runs, "key", "cannot use this key: ");
+    return key;
+  }
   nb::object build_target(std::size_t i) {
     target_ = i;
     inner_target_ = nb::object();

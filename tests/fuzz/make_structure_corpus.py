@@ -92,7 +92,7 @@ def regressions() -> dict[str, bytes]:
         "06-colliding-int-keys-set": c.colliding_keys(30000, "set"),
         # 8. many Ellipsis leaves (and tuple keys) that describe()/keys() build one partial load at a time
         "08-many-ellipsis-describe": c.many_leaves(60000, {"$": "Ellipsis"}),
-        "08-many-tuple-keys": c.many_tuple_keys(30000),
+        "08-many-tuple-keys": c.many_tuple_keys(6000),
         # 13 (and 15). forged classes: an object node for a registered IntEnum; an ext class without from_data
         "13-forged-intenum-object": c.object_node("fuzz.Perm", base="int", value=999),
         "13-forged-intenum-object-value-1": c.object_node("fuzz.Perm", base="int", value=1),
