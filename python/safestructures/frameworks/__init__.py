@@ -22,6 +22,7 @@ __all__ = [
     "array_entry",
     "charge",
     "converting",
+    "framework_error",
     "framework_of",
     "is_imported",
     "label",
@@ -57,6 +58,16 @@ def charge(context: dict[str, Any], nbytes: int, fields: dict[str, Any], what: s
         budget.charge(int(nbytes), f"{what} of {label(fields)}")
 
 
+def framework_error(framework: str, fields: dict[str, Any], dtype: Any, error: Exception) -> UnsupportedTypeError:
+    """What a load raises for an error `framework` raised while building the node's tensor: UnsupportedTypeError
+    naming the tensor."""
+    of = f" of dtype {dtype}" if dtype is not None else ""
+    return UnsupportedTypeError(
+        f"{label(fields)}{of} cannot be built as a {framework} tensor ({type(error).__name__}: {shown(str(error))}); "
+        "load with framework='numpy'"
+    )
+
+
 @contextmanager
 def converting(framework: str, fields: dict[str, Any], dtype: Any = None) -> Iterator[None]:
     """Around a framework's own calls while building a tensor: whatever it raises (a JaxRuntimeError, a RuntimeError,
@@ -66,11 +77,7 @@ def converting(framework: str, fields: dict[str, Any], dtype: Any = None) -> Ite
     except SafestructuresError:
         raise
     except Exception as e:
-        of = f" of dtype {dtype}" if dtype is not None else ""
-        raise UnsupportedTypeError(
-            f"{label(fields)}{of} cannot be built as a {framework} tensor ({type(e).__name__}: {shown(str(e))}); "
-            "load with framework='numpy'"
-        ) from e
+        raise framework_error(framework, fields, dtype, e) from e
 
 
 def require(framework: str) -> Any:

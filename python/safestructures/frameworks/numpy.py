@@ -12,6 +12,7 @@ import numpy as np
 
 from .. import _core
 from .._errors import InvalidArgumentError, InvalidFileError, SafestructuresError, UnsupportedTypeError, quote
+from . import charge
 
 __all__ = [
     "array_entry",
@@ -215,8 +216,6 @@ def from_file(
 def converted(array: np.ndarray, fields: dict[str, Any], context: dict[str, Any], framework: str) -> np.ndarray:
     """`array` ready for another framework's copy, which is charged to the load's budget first: in native byte order
     and C-contiguous, through a copy (charged too) where it is not, such as a view that repeats its elements."""
-    from . import charge
-
     if not array.dtype.isnative or not array.flags.c_contiguous:
         # A zero-stride view of a few bytes is materialised here at its full size: charged before, refused beyond.
         charge(context, array.nbytes, fields, "a contiguous copy")
@@ -234,8 +233,6 @@ def to_numpy(
     Nodes saved as views of a storage (torch tensors sharing memory) come back as views of one base array, so they
     share memory here too. Nodes of a framework-only dtype numpy lacks raise ValueError.
     """
-    from . import charge
-
     bases = context.setdefault("numpy_bases", {})
     if dtype is None:
         storage = fields.get("storage")

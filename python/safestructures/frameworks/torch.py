@@ -9,7 +9,8 @@ from typing import Any
 import numpy
 import torch
 
-from .._errors import UnsupportedTypeError, quote, shown
+from .._errors import SafestructuresError, UnsupportedTypeError, quote, shown
+from . import charge, converting, framework_error, view_reach
 
 __all__ = ["array_entry", "reduce_value", "construct_value", "to_torch"]
 
@@ -146,6 +147,15 @@ def array_entry(tensor: torch.Tensor, name: str, context: dict[str, Any]) -> tup
     return _TO_NAME[dtype], tuple(t.shape), _Memory(t, itemsize, contiguous), fields
 
 
+# The numpy dtype torch.from_numpy takes for a torch dtype, where there is one: the tensor is then made typed, with no
+# view(dtype) after (other dtypes go through uint8).
+_NUMPY_OF: dict[torch.dtype, Any] = {
+    torch.bool: numpy.bool_, torch.uint8: numpy.uint8, torch.int8: numpy.int8, torch.int16: numpy.int16,
+    torch.int32: numpy.int32, torch.int64: numpy.int64, torch.float16: numpy.float16, torch.float32: numpy.float32,
+    torch.float64: numpy.float64, torch.complex64: numpy.complex64, torch.complex128: numpy.complex128,
+}
+
+
 def _from_buffer(buffer: Any, dtype: torch.dtype, count: int, offset: int, charge: Callable[[int, str], None]) -> torch.Tensor:
     if count == 0:
         # Through uint8: torch.empty of complex32 warns that ComplexHalf is experimental.
@@ -155,9 +165,13 @@ def _from_buffer(buffer: Any, dtype: torch.dtype, count: int, offset: int, charg
         # Through numpy.frombuffer, which holds a buffer export for as long as the tensor lives, so a bytearray (or a
         # memoryview of one) under the tensor cannot be resized or freed; torch.frombuffer holds only a reference, and
         # bytearray.clear() would leave its tensors over freed memory.
-        tensor = torch.from_numpy(numpy.frombuffer(buffer, dtype=numpy.uint8, count=nbytes, offset=offset))
+        typed = _NUMPY_OF.get(dtype)
+        if typed is not None:
+            tensor = torch.from_numpy(numpy.frombuffer(buffer, dtype=typed, count=count, offset=offset))
+        else:
+            tensor = torch.from_numpy(numpy.frombuffer(buffer, dtype=numpy.uint8, count=nbytes, offset=offset))
         if tensor.data_ptr() % dtype.itemsize == 0:
-            return tensor.view(dtype)
+            return tensor if typed is not None else tensor.view(dtype)
     # torch cannot view read-only memory (bytes), and its kernels assume elements aligned to their size (a complex128
     # tensor, stored as U8 at any offset, crashes the process when not 16-byte aligned): such loads copy, into memory
     # that torch allocates, charged to the load's budget first.
@@ -176,11 +190,12 @@ def check_device(device: str) -> None:
 
 
 def _finish(tensor: torch.Tensor, fields: dict[str, Any], context: dict[str, Any]) -> torch.Tensor:
-    from . import charge, converting
-
     device = context.get("device") or "cpu"
-    grad = fields.get("grad", True) if fields.get("param") else fields.get("grad")
-    if fields.get("param") and type(grad) is not bool:
+    param = fields.get("param")
+    grad = fields.get("grad", True) if param else fields.get("grad")
+    if device == "cpu" and not param and grad is not True:
+        return tensor
+    if param and type(grad) is not bool:
         raise ValueError("field 'grad' must be a bool")
     if grad is True and not (tensor.is_floating_point() or tensor.is_complex()):
         raise ValueError("only floating point and complex tensors can require gradients")
@@ -189,7 +204,7 @@ def _finish(tensor: torch.Tensor, fields: dict[str, Any], context: dict[str, Any
             # A copy on the device, at the view's full size where it repeats elements (an expanded tensor).
             charge(context, tensor.numel() * tensor.element_size(), fields, f"the copy on {device}")
             tensor = tensor.to(device)
-        if fields.get("param"):
+        if param:
             return torch.nn.Parameter(tensor, requires_grad=grad)
         if grad is True:
             tensor.requires_grad_(True)
@@ -203,7 +218,6 @@ def to_torch(
     """The torch tensor a schema node stands for: a zero-copy view of the file's bytes (writable, copy-on-write) where
     the buffer allows, else a copy charged to the load's budget. Whatever torch raises comes out as
     UnsupportedTypeError naming the tensor."""
-    from . import charge, converting, view_reach
 
     def charged(size: int, what: str) -> None:
         charge(context, size, fields, what)
@@ -253,8 +267,6 @@ def _stored(
     buffer: Any, dtype: str, shape: tuple[int, ...], offset: int, nbytes: int, fields: dict[str, Any],
     charge: Callable[[int, str], None],
 ) -> torch.Tensor:
-    from . import converting
-
     if dtype == "F4":
         # torch holds F4 as float4_e2m1fn_x2, two elements per byte (as safetensors.torch does): the last dimension
         # halves.
@@ -271,13 +283,16 @@ def _stored(
     count = 1
     for d in shape:
         count *= d
-    with converting("torch", fields, torch_dtype):
+    try:
         return _from_buffer(buffer, torch_dtype, count, offset, charge).reshape(shape)
+    except SafestructuresError:
+        raise
+    except Exception as e:
+        # (Inline rather than through converting(): this runs once per tensor.)
+        raise framework_error("torch", fields, torch_dtype, e) from e
 
 
 def _strided(base: torch.Tensor, fields: dict[str, Any], view_reach: Any) -> torch.Tensor:
-    from . import converting
-
     offset, shape, stride, low, high = view_reach(fields)
     size = base.untyped_storage().nbytes() // max(base.element_size(), 1)
     if low <= high and high >= size or offset > size:
