@@ -53,13 +53,21 @@ struct WriteOptions {
   bool fsync = false;
 };
 
-// Writes the file to a temporary file beside `path` and renames it over `path`. On any error the temporary file is
-// removed and `path` is left as it was.
+// Writes the file to a temporary file beside `path` (`.NAME.PID-N-STAMP.tmp`, locked with flock until it is renamed)
+// and renames it over `path`. On any error the temporary file is removed and `path` is left as it was. Before writing,
+// it removes the temporary files that killed saves of the same `path` left (remove_stale_temporaries).
 void write_file(const std::filesystem::path& path, std::span<const WriteTensor> tensors, const Metadata* metadata,
                 const WriteOptions& options = {});
 // The same, for a layout already planned for these tensors.
 void write_file(const std::filesystem::path& path, const Layout& layout, std::span<const WriteTensor> tensors,
                 const WriteOptions& options = {});
+
+// Removes the temporary files beside `path` of earlier saves of `path` that ended without removing them (a process
+// killed mid-save): those whose writer, named by the pid in the file's name, is no longer a process on this host and
+// whose lock no one holds. A live save's file (its process alive, or its lock held, as from another host sharing the
+// directory) is never touched; links, FIFOs and names of another form are left alone. Returns how many it removed;
+// errors (an unreadable directory) remove nothing and raise nothing.
+std::size_t remove_stale_temporaries(const std::filesystem::path& path);
 
 // Writes the whole file into `out`, whose size must be layout.file_size().
 void write_into(std::span<std::byte> out, const Layout& layout, std::span<const WriteTensor> tensors);

@@ -1,8 +1,9 @@
 """Reading files written by safestructures 1.0.0: its schema format, rebuilt without importing anything it names.
 
 1.0.0 stored ``{"data_type": T, "value": V, ...}`` nodes as JSON in ``__metadata__["_safestructures_schema_"]`` and
-its tensors under decimal counters. Built-in types are rebuilt here; tensor nodes become tensors of the framework they
-came from (or the one the load asks for); dataclasses (1.0.0 kept no class) come back as generic records; any other
+its tensors under decimal counters. Built-in types are rebuilt here; tensor nodes become tensors of the framework the
+load asks for, or else of the one they came from when the process has already imported it, or else numpy arrays (a file
+never makes the load import a framework: frameworks.make_tensor decides); dataclasses (1.0.0 kept no class) come back as generic records; any other
 type name is resolved only among the 1.0.0-style plugins passed to the load.
 """
 

@@ -1,7 +1,10 @@
 // The reference writer's layout, streaming tensor bytes (gathering strided ones) to a file or a buffer, atomic replace.
 #include "safestructures/writer.hpp"
 
+#include <dirent.h>
 #include <fcntl.h>
+#include <signal.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -189,17 +192,76 @@ void write_all_tensors(Sink& sink, const Layout& layout, std::span<const WriteTe
   }
 }
 
+// The start of the temporary names of saves of `path` (".NAME."), NAME cut to keep them within NAME_MAX.
+std::string temporary_prefix(const std::filesystem::path& path) {
+  std::string base = path.filename().string();
+  if (base.size() > 180) base.resize(180);
+  return "." + base + ".";
+}
+
+// ".NAME.PID-N-STAMP.tmp": the writer's pid first, so that a later save can tell a live save's file from a dead one's.
 std::string temporary_path_for(const std::filesystem::path& path) {
   static std::atomic<unsigned> counter{0};
-  std::string base = path.filename().string();
-  // Keep the temporary name within NAME_MAX however long the target's name is.
-  if (base.size() > 180) base.resize(180);
   const auto stamp = std::to_string(::getpid()) + "-" + std::to_string(counter.fetch_add(1)) + "-" +
                      std::to_string(std::chrono::steady_clock::now().time_since_epoch().count() & 0xffffff);
-  return (path.parent_path() / ("." + base + "." + stamp + ".tmp")).string();
+  return (path.parent_path() / (temporary_prefix(path) + stamp + ".tmp")).string();
+}
+
+// The pid in a temporary name's "PID-N-STAMP" part, or -1 when the part is not of that form.
+pid_t temporary_pid(std::string_view stamp) {
+  int dashes = 0;
+  bool digit_before = false;
+  for (char c : stamp) {
+    if (c == '-') {
+      if (!digit_before || ++dashes > 2) return -1;
+      digit_before = false;
+    } else if (c >= '0' && c <= '9') {
+      digit_before = true;
+    } else {
+      return -1;
+    }
+  }
+  if (dashes != 2 || !digit_before) return -1;
+  const std::string_view digits = stamp.substr(0, stamp.find('-'));
+  if (digits.size() > 9) return -1;
+  pid_t pid = 0;
+  for (char c : digits) pid = pid * 10 + (c - '0');
+  return pid > 0 ? pid : -1;
+}
+
+// Whether a temporary file in `dir` (open at `dfd`) was left by a save that is over: no process holds its lock and
+// the process named in it is gone. Takes the lock, so that no save can start using the file meanwhile.
+bool is_stale(int dfd, const char* name, pid_t pid) {
+  if (::kill(pid, 0) == 0 || errno != ESRCH) return false;  // alive (or not ours to signal): still in use
+  // O_NONBLOCK: a FIFO given this name must not block the save; O_NOFOLLOW: a link is never followed.
+  const int fd = ::openat(dfd, name, O_RDONLY | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0) return false;
+  struct stat opened {}, named {};
+  const bool stale = ::fstat(fd, &opened) == 0 && S_ISREG(opened.st_mode) && ::flock(fd, LOCK_EX | LOCK_NB) == 0 &&
+                     ::fstatat(dfd, name, &named, AT_SYMLINK_NOFOLLOW) == 0 && named.st_dev == opened.st_dev &&
+                     named.st_ino == opened.st_ino && ::unlinkat(dfd, name, 0) == 0;
+  ::close(fd);
+  return stale;
 }
 
 }  // namespace
+
+std::size_t remove_stale_temporaries(const std::filesystem::path& path) {
+  const std::string dir = path.parent_path().empty() ? std::string(".") : path.parent_path().string();
+  const std::string prefix = temporary_prefix(path);
+  constexpr std::string_view suffix = ".tmp";
+  DIR* listing = ::opendir(dir.c_str());
+  if (listing == nullptr) return 0;
+  std::size_t removed = 0;
+  while (const dirent* entry = ::readdir(listing)) {
+    const std::string_view name = entry->d_name;
+    if (name.size() <= prefix.size() + suffix.size() || !name.starts_with(prefix) || !name.ends_with(suffix)) continue;
+    const pid_t pid = temporary_pid(name.substr(prefix.size(), name.size() - prefix.size() - suffix.size()));
+    if (pid > 0 && is_stale(::dirfd(listing), entry->d_name, pid)) ++removed;
+  }
+  ::closedir(listing);
+  return removed;
+}
 
 Layout plan_layout(std::span<const WriteTensor> tensors, const Metadata* metadata, std::uint64_t max_header_size,
                    std::string_view escaped_key) {
@@ -325,16 +387,29 @@ void write_file(const std::filesystem::path& path, const Layout& layout, std::sp
   }
   if (fd < 0) raise_io("cannot create a temporary file beside", target, EEXIST);
   // Whatever fails from here on, the temporary file goes and the target stays as it was.
+  int lock = -1;
   struct Cleanup {
     int& fd;
+    int& lock;
     const std::string& temporary;
     bool done = false;
     ~Cleanup() {
-      if (done) return;
       if (fd >= 0) ::close(fd);
-      ::unlink(temporary.c_str());
+      if (!done) ::unlink(temporary.c_str());
+      if (lock >= 0) ::close(lock);
     }
-  } cleanup{fd, temporary};
+  } cleanup{fd, lock, temporary};
+  // The temporary file is locked until it is renamed (through a duplicate descriptor, which keeps the lock when the
+  // written one is closed): a later save removes only files that no one holds, of processes that are gone. Where the
+  // file system has no locks, later saves cannot take one either, and remove nothing.
+  lock = ::dup(fd);
+  if (lock >= 0) ::fcntl(lock, F_SETFD, FD_CLOEXEC);
+  if (lock >= 0 && ::flock(lock, LOCK_EX | LOCK_NB) != 0) {
+    ::close(lock);
+    lock = -1;
+  }
+  // Temporary files of earlier saves of this target that were killed before they could remove theirs.
+  remove_stale_temporaries(path);
 
   if (keep_mode && ::fchmod(fd, existing.st_mode & 07777) != 0) raise_io("cannot set the mode of", temporary, errno);
   FileSink sink(fd, temporary);

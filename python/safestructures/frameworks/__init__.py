@@ -1,19 +1,83 @@
 """Framework adapters, one module per framework, each imported only when its tensors are met or asked for.
 
 Saving: :func:`array_entry` describes any framework's tensor for the C++ walker. Loading: :func:`make_tensor` builds
-each tensor node in the framework it was saved from, or in the one the caller asked for.
+each tensor node in the framework the caller asked for, or else in the one it was saved from when that framework is
+already imported (a file never makes the load import one), or else as numpy. Every copy an adapter makes of file
+bytes, and every view it materialises, is charged to the load's byte budget before it is made; every error a
+framework raises while converting comes out as a SafestructuresError naming the tensor.
 """
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
-from .._errors import FrameworkNotAvailableError
+from .._errors import FrameworkNotAvailableError, SafestructuresError, UnsupportedTypeError, shown
 
-__all__ = ["FRAMEWORKS", "FrameworkNotAvailableError", "array_entry", "framework_of", "make_tensor", "require", "view_reach"]
+__all__ = [
+    "FRAMEWORKS",
+    "FrameworkNotAvailableError",
+    "array_entry",
+    "charge",
+    "converting",
+    "framework_error",
+    "framework_of",
+    "is_imported",
+    "label",
+    "make_tensor",
+    "require",
+    "view_reach",
+]
 
 FRAMEWORKS = ("numpy", "torch", "tensorflow", "jax", "paddle", "mlx")
+# The module whose presence in sys.modules means a framework is imported.
+_MODULE = {"numpy": "numpy", "torch": "torch", "tensorflow": "tensorflow", "jax": "jax", "paddle": "paddle", "mlx": "mlx.core"}
+
+
+def is_imported(framework: str) -> bool:
+    """Whether the process has already imported `framework` (a load never imports one a file names)."""
+    return _MODULE[framework] in sys.modules
+
+
+def label(fields: dict[str, Any]) -> str:
+    """How messages name a tensor node, from its fields alone (the loader adds the path): its tensor, or the storage
+    a view looks into."""
+    name = fields.get("name")
+    if type(name) is str:
+        return f"tensor {shown(name)}"
+    return f"a view of tensor {shown(fields.get('storage'))}"
+
+
+def charge(context: dict[str, Any], nbytes: int, fields: dict[str, Any], what: str = "a copy") -> None:
+    """Charges `nbytes`, about to be allocated for a copy of (or a view materialised from) the node's tensor, to the
+    load's byte budget; loads without a budget (flat loads, internal callers) are not charged."""
+    budget = context.get("budget")
+    if budget is not None:
+        budget.charge(int(nbytes), f"{what} of {label(fields)}")
+
+
+def framework_error(framework: str, fields: dict[str, Any], dtype: Any, error: Exception) -> UnsupportedTypeError:
+    """What a load raises for an error `framework` raised while building the node's tensor: UnsupportedTypeError
+    naming the tensor."""
+    of = f" of dtype {dtype}" if dtype is not None else ""
+    return UnsupportedTypeError(
+        f"{label(fields)}{of} cannot be built as a {framework} tensor ({type(error).__name__}: {shown(str(error))}); "
+        "load with framework='numpy'"
+    )
+
+
+@contextmanager
+def converting(framework: str, fields: dict[str, Any], dtype: Any = None) -> Iterator[None]:
+    """Around a framework's own calls while building a tensor: whatever it raises (a JaxRuntimeError, a RuntimeError,
+    a MemoryError...) comes out as UnsupportedTypeError naming the tensor; safestructures' own errors pass."""
+    try:
+        yield
+    except SafestructuresError:
+        raise
+    except Exception as e:
+        raise framework_error(framework, fields, dtype, e) from e
 
 
 def require(framework: str) -> Any:
@@ -88,11 +152,12 @@ def make_tensor(
     buffer: Any, dtype: str | None, shape: tuple[int, ...] | None, offset: int | None, nbytes: int | None,
     fields: dict[str, Any], context: dict[str, Any],
 ) -> Any:
-    """The tensor a schema node stands for, in the framework it was saved from unless the load asked for another."""
+    """The tensor a schema node stands for: in the framework the load asked for; with none asked for, in the one it was
+    saved from when that framework is already imported, else as numpy."""
     saved = fields.get("fw", "numpy")
     if saved not in FRAMEWORKS:
-        raise ValueError(f"unknown framework {saved!r}")
-    target = context.get("framework") or saved
+        raise ValueError(f"unknown framework {shown(saved)}")
+    target = context.get("framework") or (saved if is_imported(saved) else "numpy")
     if target == "torch":
         return require("torch").to_torch(buffer, dtype, shape, offset, nbytes, fields, context)
     from . import numpy as np_adapter

@@ -8,7 +8,7 @@ import jax
 import numpy as np
 
 from .._errors import UnsupportedTypeError
-from . import numpy as np_adapter
+from . import converting, numpy as np_adapter
 
 __all__ = ["array_entry", "from_numpy"]
 
@@ -21,10 +21,7 @@ def array_entry(value: Any, name: str, context: dict[str, Any]) -> tuple[Any, ..
 
 
 def from_numpy(array: np.ndarray, fields: dict[str, Any], context: dict[str, Any]) -> Any:
-    """A jax.Array holding `array` on the default device."""
-    if not array.dtype.isnative:
-        # A big-endian array (a numpy node saved with ">i4"): JAX only takes native byte order.
-        array = array.astype(array.dtype.newbyteorder("="))
+    """A jax.Array holding a copy of `array` on the default device (charged to the load's budget first)."""
     if array.dtype.itemsize == 8 and array.dtype.kind in "iuf" or array.dtype.kind == "c" and array.dtype.itemsize == 16:
         if not jax.config.read("jax_enable_x64"):
             # JAX would silently narrow 64-bit values to 32 bits (2**40 becomes 0).
@@ -32,4 +29,7 @@ def from_numpy(array: np.ndarray, fields: dict[str, Any], context: dict[str, Any
                 f"a {array.dtype} tensor needs JAX's 64-bit mode (jax.config.update('jax_enable_x64', True)); "
                 "without it JAX would narrow the values; or load with framework='numpy'"
             )
-    return jax.device_put(array)
+    # A big-endian array (a numpy node saved with ">i4") is made native first: JAX only takes native byte order.
+    array = np_adapter.converted(array, fields, context, "jax")
+    with converting("jax", fields, array.dtype):
+        return jax.device_put(array)

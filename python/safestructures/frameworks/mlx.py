@@ -10,7 +10,7 @@ import mlx.core as mx
 import numpy as np
 
 from .._errors import UnsupportedTypeError
-from . import numpy as np_adapter
+from . import converting, numpy as np_adapter
 
 __all__ = ["array_entry", "from_numpy"]
 
@@ -44,10 +44,12 @@ def array_entry(value: Any, name: str, context: dict[str, Any]) -> tuple[Any, ..
 
 
 def from_numpy(array: np.ndarray, fields: dict[str, Any], context: dict[str, Any]) -> Any:
-    """An MLX array holding `array` with the same dtype (MLX would otherwise narrow float64 to float32)."""
-    if not array.dtype.isnative:
-        array = array.astype(array.dtype.newbyteorder("="))
-    dtype = _TO_MLX.get(array.dtype)
+    """An MLX array holding a copy of `array` (charged to the load's budget first) with the same dtype (MLX would
+    otherwise narrow float64 to float32)."""
+    native = array.dtype.newbyteorder("=")
+    dtype = _TO_MLX.get(native)
     if dtype is None:
-        raise UnsupportedTypeError(f"MLX has no array of dtype {array.dtype}; load with framework='numpy'")
-    return mx.array(array, dtype=dtype)
+        raise UnsupportedTypeError(f"MLX has no array of dtype {native}; load with framework='numpy'")
+    array = np_adapter.converted(array, fields, context, "mlx")
+    with converting("mlx", fields, array.dtype):
+        return mx.array(array, dtype=dtype)

@@ -5,15 +5,18 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from .. import _core
-from .._errors import InvalidArgumentError, InvalidFileError, UnsupportedTypeError, quote
+from .._errors import InvalidArgumentError, InvalidFileError, SafestructuresError, UnsupportedTypeError, quote
+from . import charge
 
 __all__ = [
     "array_entry",
+    "converted",
     "dtype_of",
     "from_file",
     "to_numpy",
@@ -184,12 +187,18 @@ def array_entry(array: np.ndarray, name: str, context: dict[str, Any]) -> tuple[
     return "U8", (raw.size,), raw, fields
 
 
-def from_file(buffer: Any, dtype: str, shape: tuple[int, ...], offset: int, nbytes: int, name: str = "?") -> np.ndarray:
-    """A numpy array over `nbytes` of `buffer` at `offset`: a zero-copy view, except for the sub-byte dtypes."""
+def from_file(
+    buffer: Any, dtype: str, shape: tuple[int, ...], offset: int, nbytes: int, name: str = "?",
+    charge: Callable[[int, str], None] | None = None,
+) -> np.ndarray:
+    """A numpy array over `nbytes` of `buffer` at `offset`: a zero-copy view, except for the sub-byte dtypes, whose
+    unpacked copy (one byte per element) is first passed to `charge(nbytes, what)` when given."""
     np_dtype = numpy_dtype(dtype)
     try:
         if dtype in SUB_BYTE:
             elements = int(np.prod(shape, dtype=np.uint64))
+            if charge is not None:
+                charge(elements, f"the unpacked {dtype} copy")
             packed = bytes(memoryview(buffer)[offset : offset + nbytes])
             codes = bytearray(_core.unpack_sub_byte(dtype, packed, elements))
             return np.frombuffer(codes, dtype=np_dtype).reshape(shape)
@@ -197,9 +206,22 @@ def from_file(buffer: Any, dtype: str, shape: tuple[int, ...], offset: int, nbyt
         # resized or freed while they live.
         count = nbytes // np_dtype.itemsize
         return np.frombuffer(buffer, dtype=np_dtype, count=count, offset=offset).reshape(shape)
+    except SafestructuresError:
+        raise
     except ValueError as e:
         # A valid file can still hold a shape numpy cannot (over 64 dimensions, a dimension past 2**63).
         raise InvalidFileError(f"tensor {quote(name)} of shape {list(shape)} cannot be a numpy array: {e}") from e
+
+
+def converted(array: np.ndarray, fields: dict[str, Any], context: dict[str, Any], framework: str) -> np.ndarray:
+    """`array` ready for another framework's copy, which is charged to the load's budget first: in native byte order
+    and C-contiguous, through a copy (charged too) where it is not, such as a view that repeats its elements."""
+    if not array.dtype.isnative or not array.flags.c_contiguous:
+        # A zero-stride view of a few bytes is materialised here at its full size: charged before, refused beyond.
+        charge(context, array.nbytes, fields, "a contiguous copy")
+        array = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("="))
+    charge(context, array.nbytes, fields, f"the {framework} copy")
+    return array
 
 
 def to_numpy(
@@ -220,8 +242,13 @@ def to_numpy(
     logical = fields.get("dtype")
     if type(logical) is str and logical.startswith("torch."):
         raise UnsupportedTypeError(f"{logical} has no numpy dtype; load this tensor with framework='torch'")
+    name = fields.get("name", "?")
+
+    def charged(size: int, what: str) -> None:
+        charge(context, size, fields, what)
+
     if logical is None:
-        array = from_file(buffer, dtype, shape, offset, nbytes, fields.get("name", "?"))
+        array = from_file(buffer, dtype, shape, offset, nbytes, name, charged)
     elif dtype == "U8" and "shape" in fields and "stride" not in fields:
         target = logical_dtype(logical)
         logical_shape = fields["shape"]
@@ -234,10 +261,13 @@ def to_numpy(
         array = raw.view(target).reshape(logical_shape)
     else:
         target = logical_dtype(logical)
-        array = from_file(buffer, dtype, shape, offset, nbytes, fields.get("name", "?"))
+        array = from_file(buffer, dtype, shape, offset, nbytes, name, charged)
         if target.newbyteorder("=") != array.dtype.newbyteorder("="):
             raise ValueError(f"dtype {quote(str(logical))} does not match the stored dtype {dtype}")
-        array = array.astype(target)
+        if target != array.dtype:
+            # A big-endian array: the file holds it little-endian, so it loads as a byte-swapped copy.
+            charged(array.nbytes, "the byte-swapped copy")
+            array = array.astype(target)
     name = fields.get("name")
     if "stride" in fields:
         # The stored tensor is a whole storage; the node is a view of it.

@@ -23,7 +23,7 @@ with warnings.catch_warnings():
     import paddle
 
 from .._errors import UnsupportedTypeError
-from . import numpy as np_adapter
+from . import converting, numpy as np_adapter
 
 __all__ = ["array_entry", "from_numpy"]
 
@@ -47,16 +47,15 @@ def array_entry(value: Any, name: str, context: dict[str, Any]) -> tuple[Any, ..
 
 
 def from_numpy(array: np.ndarray, fields: dict[str, Any], context: dict[str, Any]) -> Any:
-    """A paddle tensor holding a copy of `array`, with the same dtype (bfloat16 included)."""
-    if not array.dtype.isnative:
-        array = array.astype(array.dtype.newbyteorder("="))
-    if array.dtype == ml_dtypes.bfloat16:
-        tensor = paddle.to_tensor(np.ascontiguousarray(array).view(np.uint16))
-    elif array.dtype in _LOADABLE:
-        tensor = paddle.to_tensor(array)
-    else:
+    """A paddle tensor holding a copy of `array` (charged to the load's budget first), with the same dtype (bfloat16
+    included)."""
+    native = array.dtype.newbyteorder("=")
+    if native != ml_dtypes.bfloat16 and native not in _LOADABLE:
         # Notably uint16, which paddle would silently take for bfloat16 bits.
-        raise UnsupportedTypeError(f"paddle has no tensor of dtype {array.dtype}; load with framework='numpy'")
-    if fields.get("grad") is True and fields.get("fw") == "paddle":
-        tensor.stop_gradient = False
+        raise UnsupportedTypeError(f"paddle has no tensor of dtype {native}; load with framework='numpy'")
+    array = np_adapter.converted(array, fields, context, "paddle")
+    with converting("paddle", fields, array.dtype):
+        tensor = paddle.to_tensor(array.view(np.uint16) if native == ml_dtypes.bfloat16 else array)
+        if fields.get("grad") is True and fields.get("fw") == "paddle":
+            tensor.stop_gradient = False
     return tensor

@@ -8,7 +8,7 @@ import numpy as np
 import tensorflow as tf
 
 from .._errors import UnsupportedTypeError
-from . import numpy as np_adapter
+from . import converting, numpy as np_adapter
 
 __all__ = ["array_entry", "from_numpy"]
 
@@ -27,14 +27,16 @@ def array_entry(value: Any, name: str, context: dict[str, Any]) -> tuple[Any, ..
 
 
 def from_numpy(array: np.ndarray, fields: dict[str, Any], context: dict[str, Any]) -> Any:
-    """A TensorFlow tensor (or tf.Variable, when it was saved from one) holding a copy of `array`."""
-    try:
-        tensor = tf.convert_to_tensor(array)
-    except (TypeError, ValueError) as e:
-        raise UnsupportedTypeError(f"TensorFlow has no tensor of dtype {array.dtype}; load with framework='numpy' ({e})") from None
-    if fields.get("variable") is True and fields.get("fw") == "tensorflow":
-        trainable = fields.get("trainable", True)
-        if type(trainable) is not bool:
-            raise ValueError("field 'trainable' must be a bool")
-        return tf.Variable(tensor, trainable=trainable)
-    return tensor
+    """A TensorFlow tensor (or tf.Variable, when it was saved from one) holding a copy of `array` (charged to the
+    load's budget first)."""
+    variable = fields.get("variable") is True and fields.get("fw") == "tensorflow"
+    trainable = fields.get("trainable", True)
+    if variable and type(trainable) is not bool:
+        raise ValueError("field 'trainable' must be a bool")
+    array = np_adapter.converted(array, fields, context, "tensorflow")
+    with converting("tensorflow", fields, array.dtype):
+        try:
+            tensor = tf.convert_to_tensor(array)
+        except (TypeError, ValueError) as e:
+            raise UnsupportedTypeError(f"TensorFlow has no tensor of dtype {array.dtype}; load with framework='numpy' ({e})") from None
+        return tf.Variable(tensor, trainable=trainable) if variable else tensor

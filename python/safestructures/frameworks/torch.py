@@ -3,12 +3,14 @@ torch.dtype / torch.device / torch.Size values."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy
 import torch
 
-from .._errors import UnsupportedTypeError, quote
+from .._errors import SafestructuresError, UnsupportedTypeError, quote, shown
+from . import charge, converting, framework_error, view_reach
 
 __all__ = ["array_entry", "reduce_value", "construct_value", "to_torch"]
 
@@ -145,21 +147,37 @@ def array_entry(tensor: torch.Tensor, name: str, context: dict[str, Any]) -> tup
     return _TO_NAME[dtype], tuple(t.shape), _Memory(t, itemsize, contiguous), fields
 
 
-def _from_buffer(buffer: Any, dtype: torch.dtype, count: int, offset: int) -> torch.Tensor:
+# The numpy dtype torch.from_numpy takes for a torch dtype, where there is one: the tensor is then made typed, with no
+# view(dtype) after (other dtypes go through uint8).
+_NUMPY_OF: dict[torch.dtype, Any] = {
+    torch.bool: numpy.bool_, torch.uint8: numpy.uint8, torch.int8: numpy.int8, torch.int16: numpy.int16,
+    torch.int32: numpy.int32, torch.int64: numpy.int64, torch.float16: numpy.float16, torch.float32: numpy.float32,
+    torch.float64: numpy.float64, torch.complex64: numpy.complex64, torch.complex128: numpy.complex128,
+}
+
+
+def _from_buffer(buffer: Any, dtype: torch.dtype, count: int, offset: int, charge: Callable[[int, str], None]) -> torch.Tensor:
     if count == 0:
         # Through uint8: torch.empty of complex32 warns that ComplexHalf is experimental.
         return torch.empty(0, dtype=torch.uint8).view(dtype)
-    view = memoryview(buffer)
-    if not view.readonly:
-        tensor = torch.frombuffer(buffer, dtype=dtype, count=count, offset=offset)
+    nbytes = count * dtype.itemsize
+    if not memoryview(buffer).readonly:
+        # Through numpy.frombuffer, which holds a buffer export for as long as the tensor lives, so a bytearray (or a
+        # memoryview of one) under the tensor cannot be resized or freed; torch.frombuffer holds only a reference, and
+        # bytearray.clear() would leave its tensors over freed memory.
+        typed = _NUMPY_OF.get(dtype)
+        if typed is not None:
+            tensor = torch.from_numpy(numpy.frombuffer(buffer, dtype=typed, count=count, offset=offset))
+        else:
+            tensor = torch.from_numpy(numpy.frombuffer(buffer, dtype=numpy.uint8, count=nbytes, offset=offset))
         if tensor.data_ptr() % dtype.itemsize == 0:
-            return tensor
+            return tensor if typed is not None else tensor.view(dtype)
     # torch cannot view read-only memory (bytes), and its kernels assume elements aligned to their size (a complex128
     # tensor, stored as U8 at any offset, crashes the process when not 16-byte aligned): such loads copy, into memory
-    # that torch allocates.
-    nbytes = count * dtype.itemsize
+    # that torch allocates, charged to the load's budget first.
+    charge(nbytes, "a copy")
     copy = torch.empty(nbytes, dtype=torch.uint8)
-    copy.numpy()[...] = numpy.frombuffer(view, dtype=numpy.uint8, count=nbytes, offset=offset)
+    copy.numpy()[...] = numpy.frombuffer(buffer, dtype=numpy.uint8, count=nbytes, offset=offset)
     return copy.view(dtype)
 
 
@@ -173,17 +191,23 @@ def check_device(device: str) -> None:
 
 def _finish(tensor: torch.Tensor, fields: dict[str, Any], context: dict[str, Any]) -> torch.Tensor:
     device = context.get("device") or "cpu"
-    if device != "cpu":
-        tensor = tensor.to(device)
-    if fields.get("param"):
-        grad = fields.get("grad", True)
-        if type(grad) is not bool:
-            raise ValueError("field 'grad' must be a bool")
-        return torch.nn.Parameter(tensor, requires_grad=grad)
-    if fields.get("grad") is True:
-        if not (tensor.is_floating_point() or tensor.is_complex()):
-            raise ValueError("only floating point and complex tensors can require gradients")
-        tensor.requires_grad_(True)
+    param = fields.get("param")
+    grad = fields.get("grad", True) if param else fields.get("grad")
+    if device == "cpu" and not param and grad is not True:
+        return tensor
+    if param and type(grad) is not bool:
+        raise ValueError("field 'grad' must be a bool")
+    if grad is True and not (tensor.is_floating_point() or tensor.is_complex()):
+        raise ValueError("only floating point and complex tensors can require gradients")
+    with converting("torch", fields, tensor.dtype):
+        if device != "cpu":
+            # A copy on the device, at the view's full size where it repeats elements (an expanded tensor).
+            charge(context, tensor.numel() * tensor.element_size(), fields, f"the copy on {device}")
+            tensor = tensor.to(device)
+        if param:
+            return torch.nn.Parameter(tensor, requires_grad=grad)
+        if grad is True:
+            tensor.requires_grad_(True)
     return tensor
 
 
@@ -191,8 +215,12 @@ def to_torch(
     buffer: Any, dtype: str | None, shape: tuple[int, ...] | None, offset: int | None, nbytes: int | None,
     fields: dict[str, Any], context: dict[str, Any],
 ) -> torch.Tensor:
-    """The torch tensor a schema node stands for: a zero-copy view of the file's bytes (writable, copy-on-write)."""
-    from . import view_reach
+    """The torch tensor a schema node stands for: a zero-copy view of the file's bytes (writable, copy-on-write) where
+    the buffer allows, else a copy charged to the load's budget. Whatever torch raises comes out as
+    UnsupportedTypeError naming the tensor."""
+
+    def charged(size: int, what: str) -> None:
+        charge(context, size, fields, what)
 
     bases: dict[str, torch.Tensor] = context.setdefault("torch_bases", {})
     if dtype is None:
@@ -218,14 +246,15 @@ def to_torch(
                 count *= d
             if count * itemsize != nbytes:
                 raise ValueError(f"shape {logical_shape} of {target} needs {count * itemsize} bytes, the tensor holds {nbytes}")
-            tensor = _from_buffer(buffer, target, count, offset).reshape(logical_shape)
+            with converting("torch", fields, target):
+                tensor = _from_buffer(buffer, target, count, offset, charged).reshape(logical_shape)
         else:
             # A big-endian numpy array: the file holds it little-endian, which is all torch has.
-            tensor = _stored(buffer, dtype, shape, offset, nbytes, fields)
+            tensor = _stored(buffer, dtype, shape, offset, nbytes, fields, charged)
             if tensor.dtype != target:
                 raise ValueError(f"dtype {quote(str(logical))} does not match the stored dtype {dtype}")
         return _finish(tensor, fields, context)
-    tensor = _stored(buffer, dtype, shape, offset, nbytes, fields)
+    tensor = _stored(buffer, dtype, shape, offset, nbytes, fields, charged)
     if "stride" in fields:
         bases[name] = tensor
         return _finish(_strided(tensor, fields, view_reach), fields, context)
@@ -234,7 +263,10 @@ def to_torch(
     return _finish(tensor, fields, context)
 
 
-def _stored(buffer: Any, dtype: str, shape: tuple[int, ...], offset: int, nbytes: int, fields: dict[str, Any]) -> torch.Tensor:
+def _stored(
+    buffer: Any, dtype: str, shape: tuple[int, ...], offset: int, nbytes: int, fields: dict[str, Any],
+    charge: Callable[[int, str], None],
+) -> torch.Tensor:
     if dtype == "F4":
         # torch holds F4 as float4_e2m1fn_x2, two elements per byte (as safetensors.torch does): the last dimension
         # halves.
@@ -243,14 +275,21 @@ def _stored(buffer: Any, dtype: str, shape: tuple[int, ...], offset: int, nbytes
         packed = tuple(shape[:-1]) + (shape[-1] // 2,)
         if fields.get("x2") and fields.get("shape") == []:
             packed = ()
-        return _from_buffer(buffer, torch.uint8, nbytes, offset).view(torch.float4_e2m1fn_x2).reshape(packed)
+        with converting("torch", fields, "F4"):
+            return _from_buffer(buffer, torch.uint8, nbytes, offset, charge).view(torch.float4_e2m1fn_x2).reshape(packed)
     torch_dtype = _FROM_NAME.get(dtype)
     if torch_dtype is None:
         raise UnsupportedTypeError(f"safetensors dtype {dtype} has no torch dtype; load with framework='numpy'")
     count = 1
     for d in shape:
         count *= d
-    return _from_buffer(buffer, torch_dtype, count, offset).reshape(shape)
+    try:
+        return _from_buffer(buffer, torch_dtype, count, offset, charge).reshape(shape)
+    except SafestructuresError:
+        raise
+    except Exception as e:
+        # (Inline rather than through converting(): this runs once per tensor.)
+        raise framework_error("torch", fields, torch_dtype, e) from e
 
 
 def _strided(base: torch.Tensor, fields: dict[str, Any], view_reach: Any) -> torch.Tensor:
@@ -258,7 +297,9 @@ def _strided(base: torch.Tensor, fields: dict[str, Any], view_reach: Any) -> tor
     size = base.untyped_storage().nbytes() // max(base.element_size(), 1)
     if low <= high and high >= size or offset > size:
         raise ValueError(f"a view of shape {shape} and stride {stride} at offset {offset} reaches outside its storage of {size} elements")
-    return base.as_strided(shape, stride, offset)
+    with converting("torch", fields, base.dtype):
+        # torch refuses what numpy allows: negative strides, sizes past 2**63.
+        return base.as_strided(shape, stride, offset)
 
 
 def _numpy_to_torch(np_adapter: Any, name: str) -> torch.dtype:
@@ -280,20 +321,46 @@ def reduce_value(value: Any) -> tuple[str, dict[str, Any]]:
     raise TypeError(f"{type(value).__qualname__} is not a torch value safestructures stores")
 
 
+# Names a file may give a torch.dtype: torch's own dtype attributes, read once from its namespace (never getattr with a
+# name from a file: torch's module __getattr__ imports submodules such as torch._dynamo on demand).
+_DTYPE_NAMES: dict[str, torch.dtype] = {name: value for name, value in vars(torch).items() if isinstance(value, torch.dtype)}
+# Device types a file may give a torch.device (torch's list, less the deprecated "mkldnn", which warns).
+_DEVICE_TYPES = frozenset(("cpu", "cuda", "mps", "xla", "meta", "hpu", "xpu", "mtia", "ipu", "lazy", "fpga", "vulkan",
+                           "opengl", "opencl", "ideep", "hip", "ve", "maia", "privateuseone"))
+
+
+def _device_type(kind: str) -> bool:
+    if kind in _DEVICE_TYPES:
+        return True
+    try:
+        # A backend registered through torch.utils.rename_privateuse1_backend ("npu"...) saves under its own name.
+        return kind == torch._C._get_privateuse1_backend_name()
+    except Exception:
+        return False
+
+
 def construct_value(tag: str, fields: dict[str, Any]) -> Any:
-    """Rebuild what reduce_value described; names are looked up among torch's dtypes only."""
+    """Rebuild what reduce_value described; names are looked up in fixed tables of torch's dtypes and device types."""
     if tag == "torch.dtype":
         name = fields["name"]
-        value = getattr(torch, name, None) if type(name) is str and name.isidentifier() else None
-        if not isinstance(value, torch.dtype):
-            raise ValueError(f"{name!r} is not a torch dtype")
+        value = _DTYPE_NAMES.get(name) if type(name) is str else None
+        if value is None:
+            raise ValueError(f"{shown(name)} is not a torch dtype")
         return value
     if tag == "torch.device":
         kind, index = fields["type"], fields.get("index")
         if type(kind) is not str or (index is not None and type(index) is not int):
             raise TypeError("a torch.device needs a str 'type' and an int or null 'index'")
-        return torch.device(kind, index) if index is not None else torch.device(kind)
+        if not _device_type(kind):
+            raise ValueError(f"{shown(kind)} is not a torch device type")
+        try:
+            return torch.device(kind, index) if index is not None else torch.device(kind)
+        except Exception as e:
+            raise ValueError(f"torch cannot make device {shown(kind)}: {type(e).__name__}: {shown(str(e))}") from None
     dims = fields["dims"]
     if type(dims) is not list or any(type(d) is not int for d in dims):
         raise TypeError("a torch.Size needs a list of ints")
-    return torch.Size(dims)
+    try:
+        return torch.Size(dims)
+    except Exception as e:
+        raise ValueError(f"torch cannot make a torch.Size of {shown(dims)}: {type(e).__name__}: {shown(str(e))}") from None
