@@ -184,11 +184,13 @@ def load_file(
     safestructures 1.0.0 loads too (its dataclasses as generic records, its plugin types through ``plugins``). A
     plain safetensors file (no structure in it) loads as a ``{name: tensor}`` dict.
 
-    ``framework=None`` gives each tensor back in the framework it was saved from (numpy for plain files);
-    ``"numpy"``, ``"torch"``, ``"tensorflow"``, ``"jax"``, ``"paddle"`` or ``"mlx"`` converts all of them, exact dtypes
-    kept. numpy arrays and torch tensors are zero-copy views of a private mapping of the file: writable, and writing
-    to them never changes the file; tensors of the other frameworks are copies. ``device`` ("cuda", "cuda:1") moves
-    torch tensors there.
+    ``framework=None`` gives each tensor back in the framework it was saved from when this process has already
+    imported that framework, and as a numpy array otherwise (numpy for plain files): a file never makes a load import
+    a framework (torch dtypes, devices and sizes of a file come back as records unless torch is imported).
+    ``"numpy"``, ``"torch"``, ``"tensorflow"``, ``"jax"``, ``"paddle"`` or ``"mlx"`` imports that framework and
+    converts every tensor to it, exact dtypes kept. numpy arrays and torch tensors are zero-copy views of a private
+    mapping of the file: writable, and writing to them never changes the file; tensors of the other frameworks are
+    copies. ``device`` ("cuda", "cuda:1") moves torch tensors there (and so asks for torch).
 
     A class named in the file is only looked up among the registered classes (``register``), the ``types`` given
     here and the ``plugins`` given here; it is rebuilt without calling ``__init__``. A class not found comes back as
@@ -200,7 +202,8 @@ def load_file(
     Distributed Checkpoint), which loads whole in this process as torch tensors.
 
     ``max_bytes`` bounds what the load allocates beyond the file's own mapping: copies (conversions to another
-    framework, byte swaps, unpacked sub-byte dtypes, bytes values) and views it materialises (a view of a few bytes
+    framework, byte swaps, unpacked sub-byte dtypes, torch copies of read-only or misaligned bytes, copies to a
+    ``device``), each charged at its full size before it is made, and views it materialises (a view of a few bytes
     expanded to a large shape, converted to a framework without such views). By default it is four times the file's
     size plus 256 MiB; a file that needs more is refused before the memory is taken.
 
@@ -209,6 +212,8 @@ def load_file(
             ``max_nodes`` schema nodes, ``max_header_size`` header bytes, ``max_bytes``); the message says what and
             where.
         FrameworkNotAvailableError: a tensor is asked for in a framework that is not installed.
+        UnsupportedTypeError: a tensor cannot be built in the framework asked for (a dtype or a view it lacks); the
+            message names the tensor and its path.
         UnknownTypeError: with ``strict=True``, the file names a class this load was not given.
         OSError: the file cannot be read.
     """
@@ -254,7 +259,8 @@ def load(
     """Load data from the bytes of a safetensors file, as :func:`load_file` does.
 
     numpy arrays are views of ``data`` itself (read-only when ``data`` is immutable, like ``bytes``); torch tensors
-    are views of a writable ``data`` (a bytearray) and copies otherwise.
+    are views of a writable ``data`` (a bytearray, or a memoryview of one) and hold its buffer, so that it cannot be
+    resized or freed while they live; from ``bytes`` they are copies, charged to ``max_bytes``.
     """
     context = _load_context(framework, device, plugins, types, strict, max_bytes, memoryview(data).nbytes)
     with reading("the buffer"):

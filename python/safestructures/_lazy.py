@@ -705,7 +705,8 @@ def open(
     ``path`` is a file saved by :func:`save_file`, a plain safetensors file (its tensors appear as a dict), or a
     directory (or its ``model.safetensors.index.json``) written by ``save_file(..., max_shard_size=...)``. The load
     arguments are those of :func:`load_file` and apply to every ``load()`` from this file (``max_bytes`` to each
-    load on its own).
+    load on its own; with ``framework=None``, a tensor comes back in its saved framework only when that framework is
+    already imported, as numpy otherwise).
 
     Raises:
         InvalidFileError: the header or the schema is malformed, or a file of 1.0.0 (load those with load_file).

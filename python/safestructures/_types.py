@@ -221,8 +221,14 @@ def _npscalar(fields: dict[str, Any]) -> Any:
     return np_adapter.scalar_from_fields(fields)
 
 
-def _torch_value(tag: str) -> Callable[[dict[str, Any]], Any]:
-    def construct(fields: dict[str, Any]) -> Any:
+def _torch_value(tag: str) -> Callable[[dict[str, Any], dict[str, Any]], Any]:
+    def construct(fields: dict[str, Any], context: dict[str, Any]) -> Any:
+        # As for tensors, a file never makes a load import torch: without it, the value comes back as a record.
+        if "torch" not in sys.modules and context.get("framework") != "torch":
+            if context.get("strict"):
+                raise UnknownTypeError(f"the file holds a {tag}, and torch is not imported (import torch first, or load "
+                                       "with framework='torch')")
+            return Record(tag, dict(fields))
         from .frameworks import require
 
         return require("torch").construct_value(tag, fields)
@@ -249,9 +255,6 @@ _PLAIN: dict[str, Callable[[dict[str, Any]], Any]] = {
     "UUID": lambda f: uuid.UUID(hex=_registry.text_field(f, "hex")),
     "path": _path,
     "npscalar": _npscalar,
-    "torch.dtype": _torch_value("torch.dtype"),
-    "torch.device": _torch_value("torch.device"),
-    "torch.Size": _torch_value("torch.Size"),
 }
 
 
@@ -273,6 +276,7 @@ def _plugin(fields: dict[str, Any], context: dict[str, Any]) -> Any:
 CONSTRUCT: dict[str, Callable[[dict[str, Any], dict[str, Any]], Any]] = {
     **{tag: (lambda build: lambda fields, context: build(fields))(build) for tag, build in _PLAIN.items()},
     **{tag: _object(tag) for tag in ("dataclass", "namedtuple", "enum", "object", "ext")},
+    **{tag: _torch_value(tag) for tag in ("torch.dtype", "torch.device", "torch.Size")},
     "plugin": _plugin,
     "nested": lambda fields, context: plugins.Nested(fields.get("v")),
 }
