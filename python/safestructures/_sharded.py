@@ -7,14 +7,15 @@ import contextlib
 import json
 import os
 import re
+import stat
 from collections.abc import Iterator, Mapping
 from typing import Any
 
 from . import _core
 from ._errors import InvalidArgumentError, InvalidFileError, quote
 
-__all__ = ["INDEX_NAME", "SHARD_PATTERN", "check_shards", "index_path", "parse_size", "read_index", "save_sharded", "shard_name",
-           "write_text_atomically"]
+__all__ = ["INDEX_NAME", "SHARD_PATTERN", "check_regular_file", "check_shards", "index_path", "parse_json", "parse_size",
+           "read_index", "remove_stale_temporaries", "save_sharded", "shard_name", "write_text_atomically"]
 
 INDEX_NAME = "model.safetensors.index.json"
 PREFIX = "model"
@@ -29,6 +30,11 @@ _RESERVED = ("total_size", SCHEMA_KEY, SAVE_KEY, "_safestructures_schema_", "_sa
 _SHARD_NAME = re.compile(r"[A-Za-z0-9_.\-]+\.safetensors")
 #: The names shard_name gives.
 SHARD_PATTERN = re.compile(rf"{PREFIX}-\d{{5}}-of-\d{{5}}\.safetensors")
+#: The temporary files of a sharded save (save_sharded): its shards ``.model-<k>.<save id>.partial`` (named by the core
+#: writer) and its index ``.model.safetensors.index.json.<save id>.<random>.partial``; and the lock file each save holds
+#: while it runs, ``.model.<save id>.lock``.
+_TEMPORARY = re.compile(rf"\.(?:{PREFIX}-\d+|{re.escape(INDEX_NAME)})\.([0-9a-f]{{24}})(?:\.[A-Za-z0-9_]+)?\.partial")
+_LOCK = re.compile(rf"\.{PREFIX}\.([0-9a-f]{{24}})\.lock")
 _UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
 
 
@@ -57,6 +63,41 @@ def index_path(path: str) -> str | None:
     return None
 
 
+def check_regular_file(path: str, what: str = "file") -> None:
+    """Refuses, without opening it, a path that is not a regular file (a FIFO would block the open, a device or a
+    socket would be read without end): InvalidFileError naming it. A symbolic link to a regular file is fine (the
+    Hugging Face cache links ``snapshots/<rev>/<shard>`` to ``../../blobs/<hash>``). OSError (FileNotFoundError...) when
+    the path cannot be looked at."""
+    mode = os.stat(path).st_mode  # follows links; never blocks, whatever the file is
+    if not stat.S_ISREG(mode):
+        kind = ("a FIFO" if stat.S_ISFIFO(mode) else "a directory" if stat.S_ISDIR(mode) else "a socket" if stat.S_ISSOCK(mode)
+                else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "not a regular file")
+        raise InvalidFileError(f"{path}: the {what} is {kind}, not a regular file")
+
+
+def parse_json(raw: bytes | str, index: str) -> Any:
+    """An index's JSON; InvalidFileError naming the index when it is not JSON, nests too deeply for the parser, or
+    holds a string that is not valid Unicode (a lone surrogate escape, ``"\\ud800"``, which no file name or schema
+    may hold)."""
+    try:
+        document = json.loads(raw)
+    except RecursionError:
+        raise InvalidFileError(f"{index}: the index nests too deeply to be one") from None
+    except (UnicodeDecodeError, ValueError) as e:
+        raise InvalidFileError(f"{index}: not a JSON index: {e}") from None
+    return document
+
+
+def _valid_text(text: str, index: str, what: str) -> str:
+    """``text`` (a string of an index), refused when it is not valid Unicode (a lone surrogate)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise InvalidFileError(f"{index}: {what} holds a lone surrogate ({json.dumps(text[e.start:e.end])}), which is not "
+                               "valid Unicode") from None
+    return text
+
+
 def shard_name(index: int, count: int) -> str:
     """The file name of shard ``index`` (1-based) of ``count`` in the Hugging Face convention:
     ``model-00001-of-00003.safetensors``."""
@@ -73,12 +114,14 @@ def write_text_atomically(path: str, text: str, fsync: bool) -> None:
         raise
 
 
-def write_temporary(path: str, text: str, fsync: bool) -> str:
-    """Writes ``text`` to a new temporary file beside ``path`` (``.NAME.XXXX.partial``) and returns its path."""
+def write_temporary(path: str, text: str, fsync: bool, tag: str = "") -> str:
+    """Writes ``text`` to a new temporary file beside ``path`` (``.NAME.XXXX.partial``, ``.NAME.TAG.XXXX.partial`` with
+    a ``tag``) and returns its path."""
     import tempfile  # only when saving: it imports random, shutil and more, which a load must not pull in
 
     directory = os.path.dirname(path) or "."
-    fd, temp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".partial", dir=directory)
+    prefix = "." + os.path.basename(path) + "." + (tag + "." if tag else "")
+    fd, temp = tempfile.mkstemp(prefix=prefix, suffix=".partial", dir=directory)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
@@ -102,11 +145,82 @@ def _remove(path: str) -> None:
 def _old_shards(index: str) -> set[str]:
     """The shard files an existing index lists (to remove those a new save no longer uses)."""
     try:
+        check_regular_file(index)
         with open(index, encoding="utf-8") as f:
             weight_map = json.load(f).get("weight_map", {})
         return {v for v in weight_map.values() if isinstance(v, str) and _SHARD_NAME.fullmatch(v)}
-    except (OSError, ValueError, AttributeError):
+    except (OSError, ValueError, AttributeError, RecursionError):
         return set()
+
+
+@contextlib.contextmanager
+def _save_lock(directory: str, save_id: str) -> Iterator[None]:
+    """Holds ``.model.<save id>.lock`` in ``directory`` locked (flock) while a save runs, so that other saves can tell
+    its temporary files from those of a save that was killed. The lock file appears already locked (created and locked
+    under another name, then renamed), and is removed when the save ends."""
+    import fcntl
+    import tempfile
+
+    fd, new = tempfile.mkstemp(prefix=f".{PREFIX}.{save_id}.", suffix=".lock-new", dir=directory)
+    lock = os.path.join(directory, f".{PREFIX}.{save_id}.lock")
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        os.replace(new, lock)
+        try:
+            yield
+        finally:
+            _remove(lock)
+    finally:
+        os.close(fd)
+        _remove(new)
+
+
+def remove_stale_temporaries(directory: str) -> list[str]:
+    """Removes the temporary files that sharded saves killed before they finished (SIGKILL, power loss) left in
+    ``directory``, and returns their names.
+
+    The rule: a save holds a lock on its own lock file (``.model.<save id>.lock``, flock) from before it writes its
+    first temporary file until it has renamed its last one. Temporary files whose save's lock file is absent or not
+    locked belong to a save that is no longer running, and are removed; those of a save running now (in this process
+    or another, on this machine) are left alone. (On a file system without flock, such as some NFS set-ups, the lock
+    is not shared between machines.)
+    """
+    import fcntl
+
+    found: dict[str, list[str]] = {}
+    try:
+        entries = [entry.name for entry in os.scandir(directory)]
+    except OSError:
+        return []
+    for name in entries:
+        match = _TEMPORARY.fullmatch(name) or _LOCK.fullmatch(name)
+        if match is not None:
+            found.setdefault(match.group(1), []).append(name)
+    removed = []
+    for save_id, names in found.items():
+        lock = os.path.join(directory, f".{PREFIX}.{save_id}.lock")
+        try:
+            fd = os.open(lock, os.O_RDONLY)
+        except FileNotFoundError:
+            fd = None
+        except OSError:
+            continue
+        try:
+            if fd is not None:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except OSError:  # held: that save is running now
+                    continue
+            for name in sorted(names, key=lambda n: n.endswith(".lock")):  # the lock file last
+                try:
+                    os.unlink(os.path.join(directory, name))
+                    removed.append(name)
+                except FileNotFoundError:
+                    pass
+        finally:
+            if fd is not None:
+                os.close(fd)
+    return removed
 
 
 @contextlib.contextmanager
@@ -137,8 +251,16 @@ def save_sharded(data: Any, directory: str, metadata: Mapping[str, str] | None, 
             raise InvalidArgumentError(f"metadata key {quote(key)} is reserved for safestructures' own use"
                                        + (" (the index's total size)" if key == "total_size" else ""), code="InvalidMetadata")
     os.makedirs(directory, exist_ok=True)
-    index = os.path.join(directory, INDEX_NAME)
     save_id = os.urandom(12).hex()
+    # Temporary files of earlier saves into this directory that were killed (see remove_stale_temporaries).
+    remove_stale_temporaries(directory)
+    with _save_lock(directory, save_id):
+        _save_locked(data, directory, metadata, max_shard_size, max_depth, fsync, context, save_id)
+
+
+def _save_locked(data: Any, directory: str, metadata: Mapping[str, str] | None, max_shard_size: int, max_depth: int,
+                 fsync: bool, context: dict[str, Any], save_id: str) -> None:
+    index = os.path.join(directory, INDEX_NAME)
     schema, temps, weight_map, total = _core.save_sharded(data, directory, PREFIX, save_id, max_depth, max_shard_size, fsync, context)
     index_temp = None
     names = [shard_name(k + 1, len(temps)) for k in range(len(temps))]
@@ -147,7 +269,7 @@ def save_sharded(data: Any, directory: str, metadata: Mapping[str, str] | None, 
             "metadata": {"total_size": total, **(metadata or {}), SAVE_KEY: save_id, SCHEMA_KEY: schema},
             "weight_map": {tensor: names[shard] for tensor, shard in weight_map},
         }
-        index_temp = write_temporary(index, json.dumps(document, ensure_ascii=False, indent=2), fsync)
+        index_temp = write_temporary(index, json.dumps(document, ensure_ascii=False, indent=2), fsync, tag=save_id)
         # Everything is written: only renames are left, shards first and the index last, so an index never names a
         # shard that is not in place yet. Saves into one directory take turns here (a lock on the directory), so two at
         # once leave one whole checkpoint, the last one's, rather than a mix.
@@ -170,6 +292,7 @@ def read_index(index: str, max_size: int) -> tuple[list[str], str, dict[str, str
     """(shard paths, schema document, user metadata, {tensor: shard number}) from a sharded save's index;
     InvalidFileError naming what is wrong."""
     try:
+        check_regular_file(index, "index")
         size = os.path.getsize(index)
     except FileNotFoundError:
         raise FileNotFoundError(2, f"no {INDEX_NAME} here: not a sharded save", index) from None
@@ -177,10 +300,7 @@ def read_index(index: str, max_size: int) -> tuple[list[str], str, dict[str, str
         raise InvalidFileError(f"{index}: the index is {size} bytes, over the limit of {max_size}")
     with open(index, "rb") as f:
         raw = f.read()
-    try:
-        document = json.loads(raw)
-    except (UnicodeDecodeError, ValueError) as e:
-        raise InvalidFileError(f"{index}: not a JSON index: {e}") from None
+    document = parse_json(raw, index)
     if not isinstance(document, dict) or not isinstance(document.get("weight_map"), dict) or not isinstance(document.get("metadata"), dict):
         raise InvalidFileError(f"{index}: an index is an object with \"metadata\" and \"weight_map\" objects")
     schema = document["metadata"].get(SCHEMA_KEY)
@@ -190,30 +310,41 @@ def read_index(index: str, max_size: int) -> tuple[list[str], str, dict[str, str
     if not isinstance(schema, str):
         raise InvalidFileError(f"{index}: the index has no safestructures schema (metadata {quote(SCHEMA_KEY)}); "
                                "load its shards with load_file one by one")
+    _valid_text(schema, index, f"metadata {quote(SCHEMA_KEY)}")
     directory = os.path.dirname(index)
-    shards: list[str] = []
+    numbers: dict[str, int] = {}  # shard name -> its number, in order of first mention (a dict: one lookup per tensor)
+    where: dict[str, int] = {}
     for tensor, shard in document["weight_map"].items():
+        _valid_text(tensor, index, "a tensor name of weight_map")
         # Only plain file names beside the index: an index must not point a load at any other file.
         if not isinstance(shard, str) or not _SHARD_NAME.fullmatch(shard) or shard.startswith("."):
-            raise InvalidFileError(f"{index}: tensor {quote(str(tensor))} is mapped to {shard!r}, which is not a shard file name")
-        if shard not in shards:
-            shards.append(shard)
-    if not shards:  # data without tensors: its one shard holds none
-        shards = [shard_name(1, 1)]
+            raise InvalidFileError(f"{index}: tensor {json.dumps(tensor)} is mapped to {_shown_value(shard)}, which is not "
+                                   "a shard file name")
+        where[tensor] = numbers.setdefault(shard, len(numbers))
+    shards = list(numbers) or [shard_name(1, 1)]  # data without tensors: its one shard holds none
     save_id = document["metadata"].get(SAVE_KEY)
     if save_id is not None and not isinstance(save_id, str):
         raise InvalidFileError(f"{index}: metadata {quote(SAVE_KEY)} must be a string")
     metadata = {k: v for k, v in document["metadata"].items() if k not in (SCHEMA_KEY, SAVE_KEY, "total_size")}
     if not all(isinstance(v, str) for v in metadata.values()):
         raise InvalidFileError(f"{index}: metadata values other than total_size must be strings")
-    numbers = {s: k for k, s in enumerate(shards)}
-    where = {tensor: numbers[shard] for tensor, shard in document["weight_map"].items()}
-    return [os.path.join(directory, s) for s in shards], schema, metadata, where, save_id
+    paths = [os.path.join(directory, s) for s in shards]
+    for path in paths:  # before the core opens any: a FIFO would block the load
+        check_regular_file(path, "shard")
+    return paths, schema, metadata, where, save_id
+
+
+def _shown_value(value: Any) -> str:
+    from ._errors import shown
+
+    return shown(value).encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def is_dcp_index(index: str) -> bool:
     """Whether an index is a PyTorch Distributed Checkpoint's (false for anything unreadable: the load reports it)."""
     try:
+        if not stat.S_ISREG(os.stat(index).st_mode):  # a FIFO would block the open: the load reports it
+            return False
         with open(index, "rb") as f:
             raw = f.read(64 << 20)
         # Without the key's text anywhere, it is not one: the index (which holds the whole schema) is then parsed once,
@@ -222,7 +353,7 @@ def is_dcp_index(index: str) -> bool:
             return False
         document = json.loads(raw)
         return isinstance(document, dict) and isinstance(document.get("metadata"), dict) and DCP_KEY in document["metadata"]
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return False
 
 

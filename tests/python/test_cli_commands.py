@@ -299,9 +299,10 @@ def test_inspect_is_fast_on_10000_tensors(tmp_path: Path, nested: Path, capsys: 
     ss.save_tensors({f"t{i}": np.zeros(4, np.float32) for i in range(10_000)}, flat)
     # What made the lazy API's Node.describe take 1 to 6 s on these files: building a value (every key of a plain
     # file's dict) through a load. inspect builds nothing here; it walks the schema.
-    builds = []
-    real_load = ss.Node.load
-    monkeypatch.setattr(ss.Node, "load", lambda self, **kw: builds.append(self.path) or real_load(self, **kw))
+    builds: list[list[tuple[Any, ...]]] = []  # the nodes of each call that builds nodes
+    real_load_many = ss.SafeFile._load_many
+    monkeypatch.setattr(ss.SafeFile, "_load_many",
+                        lambda self, nodes, **kw: builds.append([path for _i, path in nodes]) or real_load_many(self, nodes, **kw))
     for path in (structured, flat):
         for extra in ([], ["--json"]):
             start = time.perf_counter()
@@ -313,8 +314,8 @@ def test_inspect_is_fast_on_10000_tensors(tmp_path: Path, nested: Path, capsys: 
     assert out[-1] == "}" and json.loads("\n".join(out))["header"]["tensors"] == 10_000
     status, out, _err = run(capsys, "inspect", flat)
     assert len(out) == 2 + 10_000 and out[-1] == "└── t9999: tensor float32 [4]  16 B  (numpy)"
-    # the spy does see builds: the values of tagged scalars (a date, a nan) come from one
-    assert run(capsys, "inspect", nested)[0] == 0 and builds == ["when", "nan"]
+    # the spy does see builds: the values of tagged scalars (a date, a nan) come from one load of them both
+    assert run(capsys, "inspect", nested)[0] == 0 and builds == [[("when",), ("nan",)]]
 
 
 # --- verify ---------------------------------------------------------------------------------------------------------

@@ -1,0 +1,362 @@
+"""How the command line renders what it shows: the text tree, JSON (``inspect --json``, ``get``), and loaded values
+(1.0.0 files, ``get``). Every value read from a file is rendered in bounded work: shared structure is named by its
+first path (never expanded), and anything shown by its repr goes through ``_errors.shown``."""
+
+from __future__ import annotations
+
+import base64
+import collections
+import json
+import math
+import re
+import sys
+from collections.abc import Mapping, Sequence
+from typing import IO, Any
+
+from ._errors import SafestructuresError, quote
+from ._errors import shown as _shown
+
+
+def shown(value: Any) -> str:
+    """``_errors.shown`` (a bounded repr that never raises), and a slice's parts bounded too (reprlib would call a
+    slice's own repr, which writes out whatever shared structure its start, stop or step hold)."""
+    if type(value) is slice:
+        return f"slice({_shown(value.start)}, {_shown(value.stop)}, {_shown(value.step)})"
+    return _shown(value)
+
+# How long a scalar or metadata value may be in the text tree before it is cut.
+_TEXT_WIDTH = 60
+
+
+# --- text -----------------------------------------------------------------------------------------------------------
+
+
+def _a(noun: str) -> str:
+    """``noun`` with its indefinite article (an int, a dict)."""
+    return ("an " if noun[:1].lower() in "aeiou" else "a ") + noun
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n:,} {noun}" + ("" if n == 1 else "s")
+
+
+def _size(n: int) -> str:
+    """Bytes for people: ``24 B``, ``1.5 KiB``, ``3.2 GiB``."""
+    if n < 1024:
+        return f"{n} B"
+    for unit in ("KiB", "MiB", "GiB", "TiB", "PiB"):
+        n /= 1024  # type: ignore[assignment]
+        if n < 1024 or unit == "PiB":
+            return f"{n:.1f} {unit}"
+    raise AssertionError("unreachable")
+
+
+def _cut(text: str, width: int = _TEXT_WIDTH) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+_BARE_KEY = re.compile(r"[A-Za-z_][\w.\-/]*")
+
+
+def _key_text(key: Any) -> str:
+    """A key in the tree: a plain string key bare, any other key as its repr (so ``1`` and ``'1'`` differ)."""
+    if isinstance(key, str) and _BARE_KEY.fullmatch(key) and key not in ("None", "True", "False", "Ellipsis"):
+        return _cut(key)
+    return _cut(shown(key))
+
+
+def _head_text(d: dict[str, Any]) -> str:
+    """One node of a description, as its tree line shows it."""
+    kind = d["kind"]
+    if kind == "tensor":
+        text = f"tensor {d['dtype']} {d['shape']}  {_size(d['nbytes'])}"
+        if d.get("framework"):
+            text += f"  ({d['framework']})"
+        if "missing" in d:
+            text = f"tensor  (MISSING: the file has no tensor {quote(d['missing'])})"
+        elif "storage" in d:
+            text += f"  view of tensor {quote(d['storage'])}"
+    elif kind in ("bytes", "bytearray"):
+        text = f"{kind} ({_size(d['nbytes'])})" if d.get("nbytes") is not None else kind
+    elif "len" in d:
+        noun = "field" if kind in ("dataclass", "namedtuple", "record") else "item"
+        name = f" {d['type']}" if "type" in d else ""
+        text = f"{kind}{name} ({_count(d['len'], noun)})"
+    else:
+        value = d.get("value")
+        if kind == "str" and isinstance(value, str):
+            shown = _cut(repr(value))
+            if len(value) > _TEXT_WIDTH:
+                shown += f" ({len(value):,} chars)"
+        elif kind in ("none", "bool", "int", "float") and not isinstance(value, str):
+            shown = _cut(repr(value))
+            if kind == "int" and len(shown) < len(repr(value)):
+                shown += f" ({len(repr(value).lstrip('-')):,} digits)"
+        else:
+            shown = _cut(str(value))
+        name = f" {d['type']}" if "type" in d else ""
+        text = f"{kind}{name} = {shown}"
+    if "same_as" in d:
+        text += f"  (same as {d['same_as'] or '<root>'})"
+    elif "len" in d and d["len"] and "items" not in d:
+        text += " …"
+    return text
+
+
+def _tree_lines(d: dict[str, Any], out: IO[str]) -> None:
+    """Write a description as an indented tree."""
+    out.write(_head_text(d) + "\n")
+
+    def children(node: dict[str, Any], prefix: str) -> None:
+        items = node.get("items")
+        if items is None:
+            return
+        more = node["len"] - len(items)
+        for n, item in enumerate(items):
+            last = n == len(items) - 1 and more == 0
+            # A sequence's items are descriptions; a mapping's, [key, description] pairs.
+            label, child = (_key_text(item[0]), item[1]) if isinstance(item, list) else (f"[{n}]", item)
+            out.write(f"{prefix}{'└── ' if last else '├── '}{label}: {_head_text(child)}\n")
+            children(child, prefix + ("    " if last else "│   "))
+        if more:
+            out.write(f"{prefix}└── … {_count(more, 'more item')}\n")
+
+    children(d, "")
+
+
+# --- paths ---------------------------------------------------------------------------------------------------------
+
+
+def _dotted(path: Sequence[Any]) -> str:
+    """A path as tensor names write it: ``model.layers.0`` (a key that is not a str or a small int by its bounded
+    repr)."""
+    return ".".join(p if type(p) is str else str(p) if type(p) is int and p.bit_length() <= _INT_BITS else shown(p)
+                    for p in path)
+
+
+# --- loaded values (1.0.0 files, and the output of get) --------------------------------------------------------------
+
+
+def _value_children(value: Any) -> tuple[bool, str, list[tuple[Any, Any]]] | None:
+    """(indexed, kind, [(key, child)]) of a loaded container, None for a leaf (tensors, scalars, bytes...)."""
+    from ._records import NamedRecord, Record
+
+    if isinstance(value, Record):
+        return False, "record", list(value._fields.items())
+    if isinstance(value, NamedRecord):
+        return False, "namedtuple", list(zip(value._fields, value))
+    if isinstance(value, Mapping):
+        return False, type(value).__name__, list(value.items())
+    if isinstance(value, (list, tuple, set, frozenset, collections.deque)):
+        return True, type(value).__name__, list(enumerate(value))
+    return None
+
+
+def _is_tensor(value: Any) -> bool:
+    import numpy as np
+
+    return isinstance(value, np.ndarray)
+
+
+def _describe_value(value: Any, path: tuple[Any, ...], depth: int | None, max_items: int | None, raw_keys: bool,
+                    seen: dict[int, tuple[Any, ...]]) -> dict[str, Any]:
+    """A loaded value described as ``_Tree.describe`` describes a node (for 1.0.0 files, which are loaded whole):
+    a container met a second time (shared, or inside itself) is marked ``same_as`` its first place, not described
+    again. ``seen`` maps the id of each container described to its path (the values stay alive, so ids stay theirs)."""
+    found = _value_children(value)
+    if _is_tensor(value):
+        out: dict[str, Any] = {"kind": "tensor", "dtype": str(value.dtype), "shape": list(value.shape),
+                               "nbytes": int(value.nbytes), "framework": "numpy"}
+    elif isinstance(value, (bytes, bytearray)):
+        out = {"kind": type(value).__name__, "nbytes": len(value)}
+    elif found is None:
+        out = {"kind": "none" if value is None else type(value).__name__, "value": _json_scalar(value)}
+    else:
+        indexed, kind, entries = found
+        out = {"kind": kind}
+        if hasattr(value, "type_name"):
+            out["type"] = value.type_name
+        out["len"] = len(entries)
+        if id(value) in seen:
+            out["same_as"] = _dotted(seen[id(value)])
+            return out
+        seen[id(value)] = path
+        if depth is None or depth > 0:
+            deeper = None if depth is None else depth - 1
+            entries = entries if max_items is None else entries[:max_items]
+            if indexed:
+                out["items"] = [_describe_value(v, path + (k,), deeper, max_items, raw_keys, seen) for k, v in entries]
+            else:
+                out["items"] = [[k if raw_keys else _json_scalar(k), _describe_value(v, path + (k,), deeper, max_items, raw_keys, seen)]
+                                for k, v in entries]
+    return out
+
+
+#: The most bits an int shown as a number may have: Python refuses to write ints of over 4300 digits as text (the
+#: conversion takes time quadratic in their length), so longer ones are shown by their size, or written in hex.
+_INT_BITS = 14_000
+
+
+def _json_scalar(value: Any) -> Any:
+    """A scalar (or key) as ``Node.describe`` shows it: itself when JSON has it, else its repr (bounded: ``shown``)."""
+    if value is None or type(value) in (bool, str):
+        return value
+    if type(value) is int:
+        return value if value.bit_length() <= _INT_BITS else shown(value)
+    if type(value) is float and math.isfinite(value):
+        return value
+    return shown(value)
+
+
+def _to_json(value: Any, path: tuple[Any, ...], tensor_values: bool, max_bytes: int | None = None) -> Any:
+    """A loaded value as JSON data, for ``get`` (the rendering is documented in docs/cli.md):
+
+    None, bools, ints, strings and finite floats as themselves (an int too long to write in decimal as
+    ``{"$int_hex": "0x..."}``); lists, tuples, sets, frozensets and deques as arrays; a mapping with string keys as an
+    object, other mappings as ``{"$items": [[key, value], ...]}``; records and named tuples as
+    ``{"$type": name, field: value...}``; bytes as ``{"$bytes_b64": ...}``; a non-finite float as ``{"$float": "nan"}``;
+    a tensor as ``{"$tensor": {"dtype", "shape", "path"}}``, or its values as nested arrays with ``tensor_values``
+    (at most ``max_bytes`` of them in all); a container inside itself as ``{"$cycle": path}``, a container (or, with
+    ``tensor_values``, a tensor) met a second time elsewhere as ``{"$same_as": path}``; anything else as
+    ``{"$repr": repr}`` (bounded: ``shown``). Linear in the number of distinct objects: shared ones are never expanded.
+    """
+    return _JsonRenderer(tensor_values, max_bytes).render(value, path)
+
+
+class TooLarge(SafestructuresError):
+    """A tensor whose values would take more than the command's byte limit to write (exit status 1)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, code="LimitExceeded")
+
+
+class _JsonRenderer:
+    def __init__(self, tensor_values: bool, max_bytes: int | None) -> None:
+        self.tensor_values = tensor_values
+        self.left = max_bytes
+        self.seen: dict[int, tuple[Any, ...]] = {}  # id of a container (or tensor) rendered -> its first path
+        self.open: set[int] = set()  # the containers being rendered (ancestors of the current value)
+        self.alive: list[Any] = []  # keeps the objects whose ids are in seen alive (tolist() makes new ones)
+
+    def render(self, value: Any, path: tuple[Any, ...]) -> Any:
+        import numpy as np
+
+        from ._records import NamedRecord, Record
+
+        if value is None or type(value) in (bool, str):
+            return value
+        if type(value) is int:
+            return value if value.bit_length() <= _INT_BITS else {"$int_hex": hex(value)}
+        if type(value) is float:
+            return value if math.isfinite(value) else {"$float": repr(value)}
+        if isinstance(value, (bytes, bytearray)):
+            return {"$bytes_b64": base64.b64encode(bytes(value)).decode("ascii")}
+        if isinstance(value, np.ndarray):
+            if not self.tensor_values:
+                return {"$tensor": {"dtype": str(value.dtype), "shape": list(value.shape), "path": _dotted(path)}}
+            if id(value) in self.seen:
+                return {"$same_as": _dotted(self.seen[id(value)])}
+            self.seen[id(value)] = path
+            self.alive.append(value)
+            self.charge(value, path)
+            if value.dtype.kind == "f" and value.dtype.itemsize < 8:
+                # float16/float32 as the shortest decimal that reads back to the same value (2.31, not the float64
+                # 2.309999942779541 that tolist gives)
+                shortest = np.array([float(str(x)) for x in value.reshape(-1)], dtype=object).reshape(value.shape)
+                return _to_json(shortest.tolist(), path, False)
+            return _to_json(value.tolist(), path, False)
+        if isinstance(value, np.generic):
+            # a float16/float32 scalar as its shortest decimal, as in tensors' values
+            item = float(str(value)) if value.dtype.kind == "f" and value.dtype.itemsize < 8 else value.item()
+            return self.render(item, path) if type(item) in (bool, int, float, str, bytes) else {"$repr": shown(value)}
+        found = _value_children(value)
+        if found is None:
+            return {"$repr": shown(value)}
+        if id(value) in self.seen:
+            first = _dotted(self.seen[id(value)])
+            return {"$cycle": first} if id(value) in self.open else {"$same_as": first}
+        self.seen[id(value)] = path
+        self.open.add(id(value))
+        try:
+            indexed, _kind, entries = found
+            if isinstance(value, (Record, NamedRecord)):
+                out = {"$type": value.type_name}
+                out.update({k if isinstance(k, str) else shown(k): self.render(v, path + (k,)) for k, v in entries})
+                return out
+            if indexed:
+                return [self.render(v, path + (k,)) for k, v in entries]
+            if all(isinstance(k, str) for k, _v in entries):
+                return {k: self.render(v, path + (k,)) for k, v in entries}
+            # A key's own parts are found under the mapping's path and "$keyN" (the Nth key).
+            return {"$items": [[self.render(k, path + (f"$key{n}",)), self.render(v, path + (k,))]
+                               for n, (k, v) in enumerate(entries)]}
+        finally:
+            self.open.discard(id(value))
+
+    def charge(self, array: Any, path: tuple[Any, ...]) -> None:
+        """Counts a tensor's bytes against the limit before its values are written out."""
+        nbytes = math.prod(array.shape) * array.dtype.itemsize
+        if self.left is not None:
+            if nbytes > self.left:
+                raise TooLarge(f"{_path_text(path)}: writing the values of this tensor ({array.dtype} {list(array.shape)}) "
+                               f"takes {nbytes:,} bytes, past the limit of {self.left:,} bytes left (--max-bytes raises it)")
+            self.left -= nbytes
+
+
+def _path_text(path: Sequence[Any]) -> str:
+    from ._lazy import path_text
+
+    return path_text([p if isinstance(p, (str, int)) and (type(p) is not int or p.bit_length() <= _INT_BITS) else shown(p)
+                      for p in path])
+
+
+def _json_scalar_text(value: Any, ascii_only: bool) -> str:
+    """One JSON scalar (or empty container) as text: json.dumps's output, without its per-call set-up (a tree of
+    10,000 tensors has 150,000 of them)."""
+    if type(value) is str:
+        return json.encoder.encode_basestring_ascii(value) if ascii_only else json.encoder.encode_basestring(value)  # type: ignore[attr-defined]
+    if value is None:
+        return "null"
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if type(value) is int:
+        return int.__repr__(value)
+    if type(value) is float and math.isfinite(value):
+        return float.__repr__(value)
+    return json.dumps(value, ensure_ascii=ascii_only, allow_nan=False)
+
+
+def _json_text(value: Any, ascii_only: bool, level: int = 0) -> tuple[str, str | None]:
+    """(JSON indented by two spaces a level, the same on one line or None when that is too long). An array or
+    object that fits on one line of 100 columns stays on one (a shape, a small tensor's rows). Built bottom-up, each
+    value encoded once, so that deep or large values cost no more than plain json.dumps."""
+    if not isinstance(value, (list, dict)) or not value:
+        text = _json_scalar_text(value, ascii_only)
+        return text, (text if len(text) + 2 * level <= 100 else None)
+    pad, end = "  " * (level + 1), "  " * level
+    if isinstance(value, list):
+        parts = [_json_text(v, ascii_only, level + 1) for v in value]
+        heads = [""] * len(parts)
+        opening, closing = "[", "]"
+    else:
+        parts = [_json_text(v, ascii_only, level + 1) for v in value.values()]
+        # keys as json.dumps writes them: strings as they are, other scalars by their JSON text
+        heads = [_json_scalar_text(k if isinstance(k, str) else json.dumps(k), ascii_only) + ": " for k in value]
+        opening, closing = "{", "}"
+    if all(flat is not None for _pretty, flat in parts):
+        flat = opening + ", ".join(h + f for h, (_p, f) in zip(heads, parts)) + closing  # type: ignore[operator]
+        if len(flat) + 2 * level <= 100:
+            return flat, flat
+    return opening + "\n" + ",\n".join(pad + h + p for h, (p, _f) in zip(heads, parts)) + "\n" + end + closing, None
+
+
+def _print_json(value: Any) -> None:
+    """Print JSON data; text that standard output cannot encode (a lone surrogate) is written as \\u escapes."""
+    text = _json_text(value, False)[0]
+    try:
+        text.encode(sys.stdout.encoding or "utf-8")
+    except UnicodeEncodeError:
+        text = _json_text(value, True)[0]
+    sys.stdout.write(text + "\n")

@@ -1,0 +1,365 @@
+"""The command line's walk of a lazily opened file's schema (``inspect``, ``verify``, ``get``), and its paths."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from ._cli_render import _a, _count, _dotted, _json_scalar
+from ._errors import InvalidFileError, quote
+
+# The lazy API's tables of tagged nodes (format.md 5.2) and dtype names, so that the walk here reads nodes as it does.
+from ._lazy import _DTYPE_NAMES, _JSON_KINDS, _JSON_SCALARS, SafeFile, _Schema, path_text as _path_text
+
+
+#: Dtypes only torch has, which a file stores as bytes with the dtype's name in the node: their bytes per element.
+_TORCH_ONLY = {"torch.complex32": 4}
+
+
+class UsageError(Exception):
+    """A command given what it cannot work with (exit status 2, like argparse's own usage errors)."""
+
+
+class PathNotFound(LookupError):
+    """A dotted path that names nothing in the data (exit status 1); the message says where the walk stopped."""
+
+
+# --- a fast walk of the schema --------------------------------------------------------------------------------------
+
+
+class _Tree:
+    """The schema of a lazily opened file, walked node by node for the commands, through the same reader as the lazy
+    API's ``Node`` (``_lazy._Schema``: members read once, references followed, the children of every container).
+
+    ``describe`` gives what ``Node.describe`` gives (tests check they agree), plus what the commands show besides:
+    ``same_as`` on any reference to a node already described (tensors included), the ``storage`` a view lives in, a
+    tensor the file lacks as ``missing`` rather than an error, and at most ``max_items`` children per container.
+    """
+
+    def __init__(self, f: SafeFile) -> None:
+        self.f = f
+        self.doc = f._document()
+        self.schema = _Schema(f, "", "numpy")  # errors are prefixed with the file by main(); keys built as numpy
+        self.defined: dict[int, tuple[Any, ...]] = {}  # reference id -> path of the node that defines it
+
+    def build(self, index: int, path: tuple[Any, ...]) -> Any:
+        """Build the value of a node as numpy (its tensors are views of the mapping)."""
+        return self.f._load_many([(index, path)], framework="numpy")[0]
+
+    def describe(self, index: int, path: tuple[Any, ...], depth: int | None, max_items: int | None = None,
+                 raw_keys: bool = False) -> dict[str, Any]:
+        """The node at ``index`` as ``Node.describe(depth)`` gives it (see the class docstring), with at most
+        ``max_items`` children listed per container (``len`` keeps the full count). Keys are shown as JSON shows
+        them (other keys by repr), or left as they are with ``raw_keys`` (for the text tree, which tells 1 from '1').
+
+        The leaves whose value must be built (an Ellipsis, an enum member, a big int...) are all built at the end, by
+        one load of them all, not one load each."""
+        pending: dict[int, tuple[tuple[Any, ...], list[dict[str, Any]]]] = {}  # node -> (path, descriptions to fill)
+        out = self._describe(index, path, depth, max_items, raw_keys, set(), pending)
+        if pending:
+            nodes = list(pending.items())
+            values = self.f._load_many([(i, where) for i, (where, _outs) in nodes], framework="numpy")
+            for (_i, (_where, outs)), value in zip(nodes, values):
+                shown = _json_scalar(value)
+                for described in outs:
+                    described["value"] = shown
+        return out
+
+    def tensor(self, members: dict[str, int]) -> dict[str, Any]:
+        """dtype, shape, nbytes, framework and tensor name of a tensor node, as ``Node.describe`` gives them."""
+        name = self.schema.scalar(members["name"]) if "name" in members else None
+        info = self.doc.tensor(name) if isinstance(name, str) else None
+        dtype = self.schema.scalar(members["dtype"]) if "dtype" in members else None
+        if not isinstance(dtype, str):
+            storage = self.schema.scalar(members["storage"]) if "storage" in members else None
+            found = info if info is not None else (self.doc.tensor(storage) if isinstance(storage, str) else None)
+            dtype = None if found is None else _DTYPE_NAMES.get(found[0], found[0])
+        x2 = "x2" in members and self.doc.node(members["x2"])[0] == "true"
+        shape = None
+        if "shape" in members and self.doc.node(members["shape"])[0] == "array":
+            dims = [self.schema.scalar(c) for c in self.doc.elements(members["shape"])]
+            if all(type(d) is int for d in dims):
+                shape = list(dims)
+        if shape is None and info is not None:
+            shape = list(info[1])
+        if x2 and shape:
+            shape[-1] //= 2
+        fw = self.schema.scalar(members["fw"]) if "fw" in members else None
+        out: dict[str, Any] = {"dtype": dtype, "shape": shape or [], "nbytes": 0 if info is None else info[2],
+                               "framework": fw if isinstance(fw, str) else None}
+        if info is not None:
+            out["tensor"] = name
+        elif isinstance(name, str):
+            out["missing"] = name  # the schema names a tensor the file lacks (verify reports it as an error)
+        storage = self.schema.scalar(members["storage"]) if "storage" in members else None
+        if isinstance(storage, str):
+            out["storage"] = storage  # a view of (a segment held by) another tensor: no bytes of its own
+        return out
+
+    def bytes_size(self, members: dict[str, int]) -> int | None:
+        """The length of a bytes node: its tensor's size, or the length its base64 text decodes to."""
+        name = self.schema.scalar(members["tensor"]) if "tensor" in members else None
+        info = self.doc.tensor(name) if isinstance(name, str) else None
+        if info is not None:
+            return int(info[2])
+        b64 = self.schema.scalar(members["b64"]) if "b64" in members else None
+        return len(b64) // 4 * 3 - b64[-2:].count("=") if isinstance(b64, str) else None
+
+    def _describe(self, index: int, path: tuple[Any, ...], depth: int | None, max_items: int | None, raw_keys: bool,
+                  ancestors: set[int], pending: dict[int, tuple[tuple[Any, ...], list[dict[str, Any]]]]) -> dict[str, Any]:
+        """describe() of one node; a leaf to build is left in ``pending``, with the description its value goes into.
+        ``ancestors``: the containers being described (a reference back to one of them is a cycle)."""
+        key_of = (lambda k: k) if raw_keys else _json_scalar
+        index, ref = self.schema.resolve(index, path)
+        json_kind, tag, members = self.schema.head(index)
+        out: dict[str, Any] = {"kind": tag if tag is not None else _JSON_KINDS[json_kind]}
+        type_name = self.schema.scalar(members["type"]) if "type" in members else None
+        if isinstance(type_name, str):
+            out["type"] = type_name
+        same_as = None
+        if ref is not None and (ref in self.defined or index in ancestors):
+            same_as = self.defined.get(ref, ())
+        elif "#" in members:
+            defined = self.schema.scalar(members["#"])
+            if type(defined) is int:
+                self.defined.setdefault(defined, path)
+        if tag == "tensor":
+            out.update(self.tensor(members))
+        elif tag in ("bytes", "bytearray"):
+            out["nbytes"] = self.bytes_size(members)
+        else:
+            found = self.schema.children(index, path)
+            if found is None:
+                if json_kind in _JSON_SCALARS:
+                    out["value"] = _json_scalar(self.doc.value(index))
+                else:
+                    out["value"] = None  # filled in by describe(), once every leaf to build is known
+                    pending.setdefault(index, (path, []))[1].append(out)
+            else:
+                is_sequence, entries = found
+                out["len"] = len(entries)
+                if same_as is None and (depth is None or depth > 0):
+                    deeper = None if depth is None else depth - 1
+                    ancestors.add(index)
+                    shown = entries if max_items is None else entries[:max_items]
+                    if is_sequence:
+                        out["items"] = [self._describe(c, path + (i,), deeper, max_items, raw_keys, ancestors, pending)
+                                        for i, c in shown]
+                    else:
+                        out["items"] = [[key_of(k), self._describe(c, path + (k,), deeper, max_items, raw_keys, ancestors, pending)]
+                                        for k, c in shown]
+                    ancestors.discard(index)
+        if same_as is not None:
+            out["same_as"] = _dotted(same_as)
+        return out
+
+    def verify_torch_only(self) -> bool:
+        """Checks a file that holds tensors of a dtype only torch has (``torch.complex32``), without torch: each such
+        tensor against its node (its bytes are the size its shape needs), and every other part of the data built as
+        numpy, in one load. False when the file holds no such tensor (the caller's error stands)."""
+        doc, schema = self.doc, self.schema
+        root = schema.resolve(doc.root, ())[0]
+        paths: dict[int, tuple[Any, ...]] = {root: ()}  # every node reachable from the root (resolved), and its path
+        parents: dict[int, list[int]] = {}
+        children: dict[int, list[int]] = {}
+        torch_only: list[int] = []
+        stack = [root]
+        while stack:
+            node = stack.pop()
+            path = paths[node]
+            _json_kind, tag, members = schema.head(node)
+            if tag == "tensor":
+                dtype = schema.scalar(members["dtype"]) if "dtype" in members else None
+                if isinstance(dtype, str) and dtype.startswith("torch."):
+                    torch_only.append(node)
+                continue
+            found = schema.children(node, path)
+            kids = children[node] = []
+            for key, child in ([] if found is None else found[1]):
+                child = schema.resolve(child, path + (key,))[0]
+                kids.append(child)
+                parents.setdefault(child, []).append(node)
+                if child not in paths:
+                    paths[child] = path + (key,)
+                    stack.append(child)
+        if not torch_only:
+            return False
+        for node in torch_only:
+            self._check_torch_only(node, paths[node])
+        # The containers above a torch-only tensor are walked (their keys were built on the way); everything else is
+        # built, each part once, in one load.
+        tainted = set(torch_only)
+        stack = list(torch_only)
+        while stack:
+            for parent in parents.get(stack.pop(), ()):
+                if parent not in tainted:
+                    tainted.add(parent)
+                    stack.append(parent)
+        parts = {kid: paths[kid] for node in tainted for kid in children.get(node, ()) if kid not in tainted}
+        self.f._load_many(list(parts.items()), framework="numpy")
+        return True
+
+    def _check_torch_only(self, node: int, path: tuple[Any, ...]) -> None:
+        """A tensor node of a dtype only torch has: a tensor of the file, stored as bytes (U8), exactly as many as
+        its shape needs (what the torch adapter checks before it builds one)."""
+        _json_kind, _tag, members = self.schema.head(node)
+        field = {k: self.schema.scalar(v) for k, v in members.items() if k in ("name", "dtype", "storage", "stride")}
+        where = f"at {_path_text(path)}: "
+        itemsize = _TORCH_ONLY.get(field["dtype"])
+        if itemsize is None:
+            raise InvalidFileError(where + f"the tensor's dtype {json.dumps(field['dtype'])} is not a dtype of torch",
+                                   code="SchemaInvalid")
+        if "stride" in members or "storage" in members:
+            raise InvalidFileError(where + f"a {field['dtype']} tensor is stored whole, not as a view", code="SchemaInvalid")
+        info = self.doc.tensor(field["name"]) if isinstance(field.get("name"), str) else None
+        if info is None:
+            raise InvalidFileError(where + "the tensor names no tensor of the file", code="TensorNotFound")
+        shape = None
+        if "shape" in members and self.doc.node(members["shape"])[0] == "array":
+            shape = [self.schema.scalar(c) for c in self.doc.elements(members["shape"])]
+        if shape is None or any(type(d) is not int or d < 0 for d in shape):
+            raise InvalidFileError(where + "field 'shape' must be a list of non-negative ints", code="SchemaInvalid")
+        needed = math.prod(shape) * itemsize
+        if info[0] != "U8" or needed != info[2]:
+            raise InvalidFileError(where + f"shape {shape} of {field['dtype']} needs {needed} bytes (U8), tensor "
+                                   f"{quote(field['name'])} holds {info[2]} ({info[0]})", code="SizeMismatch")
+
+    def referenced_tensors(self) -> set[str]:
+        """The names of every tensor the schema refers to (tensors, views of a storage, long bytes)."""
+        names: set[str] = set()
+        for i in range(self.doc.node_count):
+            tag = self.doc.node(i)[1]
+            if tag in ("tensor", "bytes", "bytearray"):
+                for key, child in self.doc.members(i):
+                    if key in ("name", "storage", "tensor"):
+                        value = self.schema.scalar(child)
+                        if isinstance(value, str):
+                            names.add(value)
+        return names
+
+    def find(self, parts: list[str]) -> tuple[int, tuple[Any, ...]]:
+        """The node (resolved) and path that the dotted-path ``parts`` name; PathNotFound saying where the walk stopped."""
+
+        def children(node: tuple[int, tuple[Any, ...]]) -> tuple[bool, str, list[tuple[Any, Any]]] | None:
+            index, path = node
+            index, _ref = self.schema.resolve(index, path)
+            json_kind, tag, _members = self.schema.head(index)
+            found = self.schema.children(index, path)
+            if found is None:
+                return None
+            kind = tag if tag is not None else _JSON_KINDS[json_kind]
+            return found[0], kind, found[1]
+
+        def kind_of(node: tuple[int, tuple[Any, ...]]) -> str:
+            index, _ref = self.schema.resolve(*node)
+            json_kind, tag, _members = self.schema.head(index)
+            return tag if tag is not None else _JSON_KINDS[json_kind]
+
+        index, path = _walk((self.doc.root, ()), parts, children, kind_of,
+                            lambda node, key, child: (child, node[1] + (key,)))
+        return self.schema.resolve(index, path)[0], path
+
+
+# --- paths ---------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Exact:
+    """A path part written as error messages write paths (``["a.b"]``, ``[1]``): that exact key or index."""
+
+    key: str | int
+
+
+_BRACKET = re.compile(r'\[(?:(-?\d+)|("(?:[^"\\]|\\.)*"))\]')
+
+
+def _split(path: str) -> list[str | _Exact]:
+    """The parts of a path: dotted (``model.layers.0``; ``""`` and ``"."`` name the root), or as error messages write
+    it (``$["model"]["layers"][0]``: keys as JSON strings, indices and int keys as integers)."""
+    if not path.startswith("$"):
+        return [] if path in ("", ".") else list(path.split("."))
+    parts: list[str | _Exact] = []
+    at = 1
+    while at < len(path):
+        match = _BRACKET.match(path, at)
+        if match is None:
+            raise UsageError(f"cannot read the path {path!r} at character {at + 1}: write $[\"key\"] or $[index] parts")
+        number, text = match.groups()
+        parts.append(_Exact(int(number) if number is not None else json.loads(text)))
+        at = match.end()
+    return parts
+
+
+def _walk(root: Any, parts: list[str | _Exact], children: Callable[[Any], tuple[bool, str, list[tuple[Any, Any]]] | None],
+          kind_of: Callable[[Any], str], step: Callable[[Any, Any, Any], Any]) -> Any:
+    """Follow a path (``_split``'s parts) from ``root``. A part of a sequence is an index; in a mapping, the longest run of parts
+    that joins (with ``.``) into a key is taken first, so keys that hold dots (``model.embed.weight`` in a plain
+    safetensors file) are found too; a non-string key is matched by its ``str()``. ``children(node)`` gives
+    (indexed, kind, [(key, child)]) or None for a leaf; ``step(node, key, child)`` makes the child node. An
+    ``_Exact`` part is that key (of that type) or index, nothing else."""
+    failures: list[tuple[int, str]] = []
+    shown = [repr(p.key) if isinstance(p, _Exact) else repr(p) for p in parts]
+
+    def go(node: Any, path: tuple[Any, ...], i: int) -> Any:
+        if i == len(parts):
+            return node
+        part = parts[i]
+        found = children(node)
+        if found is None:
+            failures.append((i, f"{_path_text(path)} is {_a(kind_of(node))}, which has no key {shown[i]}"))
+            return None
+        indexed, kind, entries = found
+        exact = part.key if isinstance(part, _Exact) else None
+        as_index = type(exact) is int if isinstance(part, _Exact) else re.fullmatch(r"-?\d+", part) is not None
+        if as_index and (indexed or kind == "namedtuple"):
+            k = int(exact if isinstance(part, _Exact) else part)  # type: ignore[arg-type]
+            if not -len(entries) <= k < len(entries):
+                failures.append((i, f"index {k} is out of range at {_path_text(path)} ({_a(kind)} of {_count(len(entries), 'item')})"))
+                return None
+            key, child = entries[k]  # a sequence's key is its index from 0; a named tuple's, the field's name
+            return go(step(node, key, child), path + (key,), i + 1)
+        if isinstance(part, _Exact):
+            for key, child in entries:
+                if type(key) is type(exact) and key == exact and not indexed:
+                    return go(step(node, key, child), path + (key,), i + 1)
+        else:
+            result = by_text(node, path, i, entries)
+            if result is not None:
+                return result
+        if indexed:
+            failures.append((i, f"{_path_text(path)} is {_a(kind)}: {shown[i]} is not an index"))
+        else:
+            some = ", ".join(repr(k) for k, _c in entries[:5]) + (", ..." if len(entries) > 5 else "")
+            failures.append((i, f"no key {shown[i]} at {_path_text(path)} ({_a(kind)} of {_count(len(entries), 'item')}"
+                                + (f": {some})" if entries else ")")))
+        return None
+
+    def by_text(node: Any, path: tuple[Any, ...], i: int, entries: list[tuple[Any, Any]]) -> Any:
+        """The longest run of dotted parts from ``i`` that names a key, then shorter ones; None when none leads on."""
+        keys: dict[str, tuple[Any, Any]] = {}  # a key's text -> (key, child); string keys first
+        for key, child in entries:
+            if isinstance(key, str):
+                keys[key] = (key, child)
+        for key, child in entries:
+            if not isinstance(key, str):
+                keys.setdefault(str(key), (key, child))
+        for j in range(len(parts), i, -1):
+            run = parts[i:j]
+            if any(isinstance(p, _Exact) for p in run):
+                continue
+            hit = keys.get(".".join(run))  # type: ignore[arg-type]
+            if hit is not None:
+                result = go(step(node, hit[0], hit[1]), path + (hit[0],), j)
+                if result is not None:
+                    return result
+        return None
+
+    result = go(root, (), 0)
+    if result is None:
+        # Of the ways tried, report the one that got furthest.
+        raise PathNotFound(max(failures, key=lambda f: f[0])[1])
+    return result
