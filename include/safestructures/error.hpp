@@ -85,6 +85,9 @@ enum class ErrorCode {
   // A load would do more work or allocate more than its limits allow: hashing shared structure, many keys with one
   // hash value, copies or materialised views beyond the load's byte budget.
   LimitExceeded,
+  // The path names something other than a regular file or a directory (a FIFO, a device, a socket), whose reading
+  // could block or never end.
+  NotARegularFile,
   // C++ tree API: a node was read as a kind it is not (e.g. as_int() on a string, an index into a dict).
   WrongKind,
   // C++ tree API: a dict (or a dataclass's fields) lacks the key asked for.

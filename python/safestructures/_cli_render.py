@@ -13,16 +13,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import IO, Any
 
-from ._errors import SafestructuresError, quote
-from ._errors import shown as _shown
-
-
-def shown(value: Any) -> str:
-    """``_errors.shown`` (a bounded repr that never raises), and a slice's parts bounded too (reprlib would call a
-    slice's own repr, which writes out whatever shared structure its start, stop or step hold)."""
-    if type(value) is slice:
-        return f"slice({_shown(value.start)}, {_shown(value.stop)}, {_shown(value.step)})"
-    return _shown(value)
+from ._errors import SafestructuresError, quote, shown
 
 # How long a scalar or metadata value may be in the text tree before it is cut.
 _TEXT_WIDTH = 60

@@ -156,8 +156,9 @@ class _Schema:
                 built.append((key_node, tuple(path)))
                 at.append(k)
             values.append(value_node)
-        for k, key in zip(at, self.file._load_many(built, framework=self.key_framework, keys=True)):
-            keys[k] = key
+        if built:
+            for k, key in zip(at, self.file._load_many(built, framework=self.key_framework, keys=True)):
+                keys[k] = key
         return list(zip(keys, values))
 
 

@@ -334,7 +334,7 @@ NB_MODULE(_core, m) {
   register_document(m);
   m.def("error_code_names", [] {
     nb::list names;
-    for (int c = 0; c <= static_cast<int>(ErrorCode::LimitExceeded); ++c) {
+    for (int c = 0; c <= static_cast<int>(ErrorCode::NotARegularFile); ++c) {
       const auto name = error_code_name(static_cast<ErrorCode>(c));
       names.append(nb::str(name.data(), name.size()));
     }

@@ -45,6 +45,7 @@ std::string_view error_code_name(ErrorCode code) {
     case ErrorCode::SchemaVersion: return "SchemaVersion";
     case ErrorCode::TensorMismatch: return "TensorMismatch";
     case ErrorCode::LimitExceeded: return "LimitExceeded";
+    case ErrorCode::NotARegularFile: return "NotARegularFile";
     case ErrorCode::WrongKind: return "WrongKind";
     case ErrorCode::KeyNotFound: return "KeyNotFound";
     case ErrorCode::IndexOutOfRange: return "IndexOutOfRange";

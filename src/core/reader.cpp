@@ -25,11 +25,17 @@ struct Fd {
 
 std::shared_ptr<MappedFile> MappedFile::open(const std::filesystem::path& path, Access access) {
   const std::string name = path.string();
-  Fd file{::open(name.c_str(), O_RDONLY | O_CLOEXEC)};
+  // O_NONBLOCK: opening a FIFO for reading would wait for a writer; it is refused below instead, and has no effect on
+  // a regular file, which is only mapped.
+  Fd file{::open(name.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK)};
   if (file.fd < 0) raise_io("cannot open", name, errno);
   struct stat st {};
   if (::fstat(file.fd, &st) != 0) raise_io("cannot stat", name, errno);
   if (S_ISDIR(st.st_mode)) raise_io("cannot read", name, EISDIR);
+  if (!S_ISREG(st.st_mode)) {
+    const char* kind = S_ISFIFO(st.st_mode) ? "a FIFO" : S_ISSOCK(st.st_mode) ? "a socket" : (S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode)) ? "a device" : "not a regular file";
+    raise(ErrorCode::NotARegularFile, name + ": the file is " + kind + ", not a regular file");
+  }
   const auto size = static_cast<std::size_t>(st.st_size);
   if (size == 0) {
     // mmap refuses an empty length; an empty file is a (too small) file, not an I/O failure.

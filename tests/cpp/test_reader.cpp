@@ -1,5 +1,6 @@
 // Tests of Reader: views over a private mapping or a caller's buffer, and the errors of opening files.
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 
 #include <cerrno>
 #include <cstring>
@@ -112,6 +113,19 @@ TEST(Reader, MissingFile) {
   EXPECT_EQ(e.path(), path.string());
   EXPECT_NE(std::string_view(e.what()).find(path.string()), std::string_view::npos) << e.what();
   EXPECT_NE(std::string_view(e.what()).find(std::strerror(ENOENT)), std::string_view::npos) << e.what();
+}
+
+TEST(Reader, AFifoIsRefusedWithoutWaitingForAWriter) {
+  const auto dir = test::test_dir();
+  const auto path = dir / "pipe.safetensors";
+  ASSERT_EQ(::mkfifo(path.c_str(), 0600), 0) << std::strerror(errno);
+  EXPECT_TRUE(fails_with([&] { Reader::open(path); }, ErrorCode::NotARegularFile, {path.string() + ": ", "a FIFO, not a regular file"}));
+  // A link to a regular file is read through.
+  const auto target = dir / "real.safetensors";
+  const auto link = dir / "link.safetensors";
+  write_file(target, {}, nullptr);
+  std::filesystem::create_symlink(target, link);
+  EXPECT_TRUE(Reader::open(link).header().tensors.empty());
 }
 
 TEST(Reader, EmptyFileIsTooSmall) {

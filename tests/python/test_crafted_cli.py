@@ -104,10 +104,15 @@ def test_case_07_shared_structure_under_a_leaf_is_shown_bounded(tmp_path: Path) 
         path.write_bytes(crafted.shared_under_leaf(27, leaf))  # 1.8 KB: 34 s and 1.95 GB through repr
         for argv in (["inspect", path], ["inspect", "--json", path], ["get", path, ""], ["get", path, "", "--json"]):
             result = cli(*argv)
-            assert (result["status"], result["err"]) == (0, ""), (leaf, argv)
             assert result["mb"] < 200 and len(result["out"]) < 20_000, (leaf, argv)
+            if leaf == "key":
+                # A key expanding to 2**27 nodes is past the hashing budget: refused, as a load refuses it.
+                assert result["status"] == 1 and "hashing the keys of this file would walk more than its limit" in result["err"]
+            else:
+                assert (result["status"], result["err"]) == (0, ""), (leaf, argv)
     lines = cli("inspect", tmp_path / "slice.safetensors")["out"].splitlines()
-    assert lines[-1].startswith("└── s: slice = slice(((((...), (...)), ((...), (...))), ") and len(lines[-1]) <= 75
+    assert lines[-1] == "└── s: slice = slice((((...), (...)), ((...), (...))), None, None)"
+    (tmp_path / "key.safetensors").write_bytes(crafted.shared_under_leaf(12, "key"))
     got = json.loads(cli("get", tmp_path / "key.safetensors", "")["out"])
     # the tuple key as an array, each level's second copy named by its place inside the key ($key0: the first key)
     key = got["$items"][0][0]
@@ -123,7 +128,7 @@ def test_case_08_describe_builds_every_leaf_in_one_call(tmp_path: Path, monkeypa
     path.write_bytes(crafted.many_leaves(150_000, {"$": "Ellipsis"}))  # 2.5 MB: describe took 54 s
     calls: list[int] = []
 
-    def load_many(self: Any, nodes: list[tuple[int, tuple[Any, ...]]], framework: Any = None) -> list[Any]:
+    def load_many(self: Any, nodes: list[tuple[int, tuple[Any, ...]]], framework: Any = None, keys: bool = False) -> list[Any]:
         calls.append(len(nodes))
         return [Ellipsis] * len(nodes)
 
@@ -135,11 +140,11 @@ def test_case_08_describe_builds_every_leaf_in_one_call(tmp_path: Path, monkeypa
 
 def test_case_08_inspect_of_many_built_leaves_in_a_subprocess(tmp_path: Path) -> None:
     path = tmp_path / "ellipsis.safetensors"
-    path.write_bytes(crafted.many_leaves(20_000, {"$": "Ellipsis"}))
+    path.write_bytes(crafted.many_leaves(150_000, {"$": "Ellipsis"}))  # 2.5 MB: more than a minute before
     result = cli("inspect", "--json", path)
-    assert result["status"] == 0 and result["mb"] < 300
+    assert result["status"] == 0 and result["mb"] < 600
     tree = json.loads(result["out"])["tree"]
-    assert tree["len"] == 20_000 and tree["items"][-1] == {"kind": "Ellipsis", "value": "Ellipsis"}
+    assert tree["len"] == 150_000 and tree["items"][-1] == {"kind": "Ellipsis", "value": "Ellipsis"}
 
 
 # --- 9 --------------------------------------------------------------------------------------------------------------
@@ -252,7 +257,7 @@ def test_case_11_values_past_python_s_limits_are_shown(tmp_path: Path) -> None:
     ss.save_file({"big": 10**5000, "fr": fractions.Fraction(10**5000 + 1, 3), "dt": np.datetime64("NaT"), 1: "x"}, path)
     result = cli("inspect", path)
     assert (result["status"], result["err"]) == (0, "")
-    assert result["out"].splitlines()[2:] == ["├── big: int = <int of 16,610 bits>", "├── fr: Fraction = <Fraction object>",
+    assert result["out"].splitlines()[2:] == ["├── big: int = <int of 16,610 bits>", "├── fr: Fraction = Fraction(<int of 16,610 bits>, 3)",
                                               "├── dt: npscalar = np.datetime64('NaT','generic')", "└── 1: str = 'x'"]
     result = cli("inspect", "--json", path)
     items = json.loads(result["out"])["tree"]["items"]
@@ -260,7 +265,7 @@ def test_case_11_values_past_python_s_limits_are_shown(tmp_path: Path) -> None:
     result = cli("get", path, "")
     got = json.loads(result["out"])
     assert result["status"] == 0 and int(got["$items"][0][1]["$int_hex"], 16) == 10**5000
-    assert got["$items"][1] == ["fr", {"$repr": "<Fraction object>"}]
+    assert got["$items"][1] == ["fr", {"$repr": "Fraction(<int of 16,610 bits>, 3)"}]
 
 
 # --- 12 -------------------------------------------------------------------------------------------------------------

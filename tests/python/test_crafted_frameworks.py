@@ -135,7 +135,7 @@ print(json.dumps([out, memory_mb("VmHWM") - before]))
     assert set(out) == {"huge_tf-tensorflow", "huge_tf-mlx", "gib_jax-None", "huge_jax-None", "gib_jax-tensorflow"}
     for key, (code, message) in out.items():
         assert code == "LimitExceeded", (key, message)
-        assert message.startswith('at $["view"]: a contiguous copy of a view of tensor \'b\' needs '), (key, message)
+        assert message.startswith('at $["view"]: a contiguous copy of a view of tensor "b" needs '), (key, message)
         assert "max_bytes limit of 268,43" in message, (key, message)  # 256 MiB plus four times the file
     assert "needs 4,611,686,018,427,387,904 bytes" in out["huge_tf-tensorflow"][1]
     assert "needs 1,073,741,824 bytes" in out["gib_jax-None"][1]
@@ -181,7 +181,7 @@ def test_case_05_views_copied_to_a_device_are_charged() -> None:
     assert on_cpu.shape == (4096, 4096) and on_cpu.stride() == (0, 0) and on_cpu.dtype == torch.float32
     # The meta device allocates nothing, but a copy there is charged as a copy to any device would be.
     error = limit_error(lambda: safestructures.load(data, framework="torch", device="meta", max_bytes=1 << 20))
-    assert str(error).startswith('at $["view"]: the copy on meta of a view of tensor \'b\' needs 67,108,864 bytes')
+    assert str(error).startswith('at $["view"]: the copy on meta of a view of tensor "b" needs 67,108,864 bytes')
 
 
 # --- 4 and 15. every copy of file bytes is charged ------------------------------------------------------------------------
@@ -200,7 +200,7 @@ def test_case_05_views_copied_to_a_device_are_charged() -> None:
 def test_case_04_each_copy_is_charged_exactly(kind: str, framework: str, what: str, nbytes: int) -> None:
     data = crafted.tensor_named_many_times(kind, nodes=1)
     error = limit_error(lambda: safestructures.load(data, framework=framework, max_bytes=nbytes - 1))
-    assert str(error).startswith(f"at $[0]: {what} of tensor 't' needs {nbytes:,} bytes, which would take this load past "
+    assert str(error).startswith(f'at $[0]: {what} of tensor "t" needs {nbytes:,} bytes, which would take this load past '
                                  f"its max_bytes limit of {nbytes - 1:,} (0 already used)"), error
     (loaded,) = safestructures.load(data, framework=framework, max_bytes=nbytes)
     assert np.asarray(loaded).nbytes == (nbytes if kind != "F4" else 2 << 20)
@@ -212,7 +212,7 @@ def test_case_15_torch_copies_of_complex_and_read_only_bytes_are_charged() -> No
     value = torch.arange(4096, dtype=torch.float64).to(torch.complex128)  # stored as U8 bytes with dtype "<c16"
     blob = safestructures.save({"c": value})
     error = limit_error(lambda: safestructures.load(blob, framework="torch", max_bytes=65535))
-    assert "a copy of tensor 'c' needs 65,536 bytes" in str(error)
+    assert 'a copy of tensor "c" needs 65,536 bytes' in str(error)
     loaded = safestructures.load(blob, framework="torch", max_bytes=65536)["c"]
     assert loaded.dtype == torch.complex128 and torch.equal(loaded, value)
     # A bytearray is viewed, not copied (where its elements are aligned, as float32 ones are here): nothing is charged.
@@ -364,12 +364,12 @@ def test_case_11_f6_as_jax_is_an_unsupported_type_error() -> None:
 
     with pytest.raises(UnsupportedTypeError) as info:
         safestructures.load(crafted.f6_tensor(), framework="jax")
-    assert str(info.value).startswith('at $["t"]: tensor \'t\' of dtype float6_e2m3fn cannot be built as a jax tensor '
+    assert str(info.value).startswith('at $["t"]: tensor "t" of dtype float6_e2m3fn cannot be built as a jax tensor '
                                       "(JaxRuntimeError: ")
     assert str(info.value).endswith("load with framework='numpy'")
     with pytest.raises(UnsupportedTypeError) as info:
         safestructures.load(v1_file("jaxlib.xla_extension.ArrayImpl", "F6_E2M3", b"\0" * 3, (4,)))
-    assert str(info.value).startswith("tensor '0' of dtype float6_e2m3fn cannot be built as a jax tensor (JaxRuntimeError: ")
+    assert str(info.value).startswith('tensor "0" of dtype float6_e2m3fn cannot be built as a jax tensor (JaxRuntimeError: ')
 
 
 @needs("torch")
@@ -380,7 +380,7 @@ def test_case_11_a_view_torch_refuses_is_an_unsupported_type_error() -> None:
     assert safestructures.load(data, framework="numpy")["view"].tolist() == [4.0, 3.0, 2.0, 1.0]
     with pytest.raises(UnsupportedTypeError) as info:
         safestructures.load(data, framework="torch")
-    assert str(info.value).startswith('at $["view"]: a view of tensor \'b\' of dtype torch.float32 cannot be built as a '
+    assert str(info.value).startswith('at $["view"]: a view of tensor "b" of dtype torch.float32 cannot be built as a '
                                       "torch tensor (RuntimeError: 'as_strided: Negative strides")
 
 

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from .._errors import FrameworkNotAvailableError, SafestructuresError, UnsupportedTypeError, shown
+from .._errors import FrameworkNotAvailableError, SafestructuresError, UnsupportedTypeError, quote, shown
 
 __all__ = [
     "FRAMEWORKS",
@@ -44,10 +44,10 @@ def is_imported(framework: str) -> bool:
 def label(fields: dict[str, Any]) -> str:
     """How messages name a tensor node, from its fields alone (the loader adds the path): its tensor, or the storage
     a view looks into."""
-    name = fields.get("name")
+    name, storage = fields.get("name"), fields.get("storage")
     if type(name) is str:
-        return f"tensor {shown(name)}"
-    return f"a view of tensor {shown(fields.get('storage'))}"
+        return f"tensor {quote(name)}"
+    return f"a view of tensor {quote(storage) if type(storage) is str else shown(storage)}"
 
 
 def charge(context: dict[str, Any], nbytes: int, fields: dict[str, Any], what: str = "a copy") -> None:
