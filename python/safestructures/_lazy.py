@@ -394,33 +394,42 @@ class Node:
         """The node as plain JSON-ready data: kind, type, dtype/shape/nbytes of tensors, values of scalars (by a
         bounded repr where JSON has no form for them), and the children down to ``max_depth`` levels (all when None);
         reads no tensor data. A container met again is named by its first path (``same_as``), never expanded."""
+        file = self._file
+        doc = file._document()
         result: dict[str, Any] = {}
         # Values that must be built (a big int, an enum member...), built together once the walk is done.
         leaves: list[tuple[Node, dict[str, Any]]] = []
         # Iterative, so that the deepest data a file may hold (max_depth levels) does not exhaust Python's recursion.
-        stack: list[tuple[Node, dict[str, Any], int | None]] = [(self, result, max_depth)]
+        # Each entry: (node index, path, what to fill, levels left, the Node when one is made already).
+        stack: list[tuple[int, tuple[Any, ...], dict[str, Any], int | None, Node | None]] = [
+            (self._index, self._path, result, max_depth, self)]
         # A container met again (shared, or a cycle back to an ancestor) is described once, then named by its path.
-        seen: dict[int, str] = {}
+        seen: dict[int, tuple[Any, ...]] = {}
         while stack:
-            node, out, depth = stack.pop()
+            index, path, out, depth, node = stack.pop()
+            if node is None:
+                json_kind, tag, count, _end = doc.node(index)
+                if tag is None:
+                    # Plain JSON, the bulk of most files: described straight from the tape, without a Node (a plain
+                    # list or dict has no id, so it is met only once).
+                    out["kind"] = _JSON_KINDS[json_kind]
+                    if json_kind in _JSON_SCALARS:
+                        out["value"] = _json_value(doc.value(index))
+                        continue
+                    out["len"] = count
+                    if depth is None or depth > 0:
+                        entries = list(enumerate(doc.elements(index))) if json_kind == "array" else doc.members(index)
+                        _describe_children(stack, out, entries, json_kind == "array", path, depth)
+                    continue
+                node = Node(file, index, path)
             if node._index in seen:
-                out.update(kind=node.kind, same_as=seen[node._index])
+                out.update(kind=node.kind, same_as=".".join(str(p) for p in seen[node._index]))
                 continue
             if not node._describe_into(out, leaves):
                 continue
-            seen[node._index] = node.path
-            if depth is not None and depth <= 0:
-                continue
-            deeper = None if depth is None else depth - 1
-            items: list[Any] = []
-            out["items"] = items
-            sequence = node._is_sequence()
-            pending = []
-            for key, child in ([(None, child) for child in node] if sequence else node.items()):
-                child_out: dict[str, Any] = {}
-                items.append(child_out if sequence else [_json_value(key), child_out])
-                pending.append((child, child_out, deeper))
-            stack.extend(reversed(pending))  # children are described in order, so the first occurrence is the one expanded
+            seen[node._index] = node._path
+            if depth is None or depth > 0:
+                _describe_children(stack, out, node._entries(), node._is_sequence(), node._path, depth)
         values = self._file._load_many([(leaf._index, leaf._path) for leaf, _out in leaves], framework="numpy")
         for (_leaf, out), value in zip(leaves, values):
             out["value"] = _json_value(value)
@@ -468,6 +477,20 @@ def _key_text(key: Any) -> str:
     if type(key) in (bool, float, complex, type(None)) or (type(key) is int and key.bit_length() <= 4096):
         return str(key)
     return shown(key)
+
+
+def _describe_children(stack: list[Any], out: dict[str, Any], entries: Sequence[tuple[Any, int]], sequence: bool,
+                       path: tuple[Any, ...], depth: int | None) -> None:
+    """Adds the children of a container to describe()'s walk, each with the dict it fills, in ``out["items"]``."""
+    deeper = None if depth is None else depth - 1
+    items: list[Any] = []
+    out["items"] = items
+    pending = []
+    for key, child in entries:
+        child_out: dict[str, Any] = {}
+        items.append(child_out if sequence else [_json_value(key), child_out])
+        pending.append((child, path + (key,), child_out, deeper, None))
+    stack.extend(reversed(pending))  # children are described in order, so the first occurrence is the one expanded
 
 
 def _container_field(doc: Any, node: int) -> Any:
