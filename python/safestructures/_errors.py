@@ -115,9 +115,15 @@ class _BoundedRepr(reprlib.Repr):
 _BOUNDED = _BoundedRepr()
 
 
+# Types whose repr is short and cannot fail, whatever a file puts in them: shown without reprlib's dispatch.
+_SHORT_REPR = {type(None), bool, float, complex, type(Ellipsis)}
+
+
 def shown(value: Any) -> str:
     """A value read from a file, as a message shows it: its repr, bounded in length and in the work it takes (a few
     levels and items of any container, however much shared structure is under them), never raising."""
+    if type(value) in _SHORT_REPR:
+        return repr(value)
     try:
         return _BOUNDED.repr(value)
     except Exception:

@@ -6,8 +6,10 @@ Seeds are fixed pseudo-random byte strings of several lengths (the generator rea
 grammar), plus files saved by the project's own writer in the target's raw form (``SSFILE\\n`` + the file), so that
 mutations start from real structures too. Regression inputs are whole files in the compressed raw form
 (``SSZLIB\\n`` + zlib of the file), built with tests/python/crafted.py, each sized so that a build with issue 14's fixes
-replays it in well under a second, while a build without them crashes, fails a check or goes past the time or memory
-budget.
+replays it in well under a second under the sanitizers (where Python's allocations go through ASan and a walk costs
+about ten times its plain cost). The quadratic cases (6, 8) are therefore replayed at a size where they check the
+fixed behaviour, not the blow-up; tests/python/test_crafted_meaning.py runs them at full size, in subprocesses with
+time and memory budgets, on the plain build.
 """
 
 from __future__ import annotations
@@ -88,11 +90,11 @@ def regressions() -> dict[str, bytes]:
         "05-zero-stride-view-fw-jax": view_with(fw="jax", base_fw="jax"),
         "05-zero-stride-view-fw-tensorflow": view_with(fw="tensorflow", base_fw="tensorflow"),
         # 6. keys that all hash to 0: quadratic insertion
-        "06-colliding-int-keys-dict": c.colliding_keys(30000),
-        "06-colliding-int-keys-set": c.colliding_keys(30000, "set"),
+        "06-colliding-int-keys-dict": c.colliding_keys(3000),
+        "06-colliding-int-keys-set": c.colliding_keys(2000, "set"),
         # 8. many Ellipsis leaves (and tuple keys) that describe()/keys() build one partial load at a time
-        "08-many-ellipsis-describe": c.many_leaves(60000, {"$": "Ellipsis"}),
-        "08-many-tuple-keys": c.many_tuple_keys(6000),
+        "08-many-ellipsis-describe": c.many_leaves(4000, {"$": "Ellipsis"}),
+        "08-many-tuple-keys": c.many_tuple_keys(1500),
         # 13 (and 15). forged classes: an object node for a registered IntEnum; an ext class without from_data
         "13-forged-intenum-object": c.object_node("fuzz.Perm", base="int", value=999),
         "13-forged-intenum-object-value-1": c.object_node("fuzz.Perm", base="int", value=1),
