@@ -19,7 +19,8 @@ from ._cli_render import (
 )
 from ._cli_tree import PathNotFound, UsageError, _split, _Tree, _walk
 from ._errors import InvalidFileError, SafestructuresError, UnsupportedTypeError, quote
-from ._lazy import SafeFile, path_text as _path_text
+from ._lazy import SafeFile
+from ._lazy_schema import path_text as _path_text
 from ._lazy import open as open_lazy
 from ._limits import default_max_bytes
 

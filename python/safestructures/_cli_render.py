@@ -295,7 +295,7 @@ class _JsonRenderer:
 
 
 def _path_text(path: Sequence[Any]) -> str:
-    from ._lazy import path_text
+    from ._lazy_schema import path_text
 
     return path_text([p if isinstance(p, (str, int)) and (type(p) is not int or p.bit_length() <= _INT_BITS) else shown(p)
                       for p in path])

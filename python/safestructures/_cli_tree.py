@@ -13,7 +13,8 @@ from ._cli_render import _a, _count, _dotted, _json_scalar
 from ._errors import InvalidFileError, quote
 
 # The lazy API's tables of tagged nodes (format.md 5.2) and dtype names, so that the walk here reads nodes as it does.
-from ._lazy import _DTYPE_NAMES, _JSON_KINDS, _JSON_SCALARS, SafeFile, _Schema, path_text as _path_text
+from ._lazy import SafeFile
+from ._lazy_schema import _DTYPE_NAMES, _JSON_KINDS, _JSON_SCALARS, _Schema, path_text as _path_text
 
 
 #: Dtypes only torch has, which a file stores as bytes with the dtype's name in the node: their bytes per element.
