@@ -55,17 +55,16 @@ def check_max_bytes(max_bytes: int | None) -> None:
 
 
 def _load_context(
-    framework: str | None, device: str, plugins: Iterable[type] | None, types: Iterable[type], strict: bool,
+    framework: str | None, device: str, plugins: type | Iterable[type] | None, types: Iterable[type], strict: bool,
     max_bytes: int | None = None, file_size: int = 0,
 ) -> dict[str, Any]:
     """The per-load state handed to the adapters and constructors; checks every argument first. ``budget`` is what
     the load may allocate beyond the file (``max_bytes``, by default tied to ``file_size``)."""
     check_max_bytes(max_bytes)
-    from .frameworks import FRAMEWORKS, require
+    from .frameworks import canonical, require
 
+    framework = canonical(framework)
     if framework is not None:
-        if framework not in FRAMEWORKS:
-            raise ValueError(f"unknown framework {framework!r}; expected None or one of {', '.join(FRAMEWORKS)}")
         require(framework)  # a clear error now, rather than at the first tensor
     if type(device).__name__ == "device" and type(device).__module__ == "torch":
         device = str(device)
@@ -85,8 +84,8 @@ def save_file(
     data: Any,
     path: str | os.PathLike[str],
     metadata: Mapping[str, str] | None = None,
+    plugins: type | Iterable[type] | None = None,
     *,
-    plugins: Iterable[type] | None = None,
     max_depth: int = DEFAULT_MAX_DEPTH,
     fsync: bool = False,
     max_shard_size: int | str | None = None,
@@ -126,8 +125,8 @@ def save_file(
 def save(
     data: Any,
     metadata: Mapping[str, str] | None = None,
+    plugins: type | Iterable[type] | None = None,
     *,
-    plugins: Iterable[type] | None = None,
     max_depth: int = DEFAULT_MAX_DEPTH,
 ) -> bytes:
     """Save nested data as the bytes of a safetensors file (what :func:`save_file` would write)."""
@@ -168,9 +167,9 @@ def _file_size(path: str) -> int:
 def load_file(
     path: str | os.PathLike[str],
     framework: str | None = None,
-    *,
     device: str = "cpu",
-    plugins: Iterable[type] | None = None,
+    plugins: type | Iterable[type] | None = None,
+    *,
     types: Iterable[type] = (),
     strict: bool = False,
     max_depth: int = DEFAULT_MAX_DEPTH,
@@ -226,7 +225,9 @@ def load_file(
         index = _sharded.index_path(target)
         if index is not None and _sharded.is_dcp_index(index):
             # Written through PyTorch Distributed Checkpoint: its own reader rebuilds the state (as torch tensors).
-            if framework not in (None, "torch") or device != "cpu" or plugins is not None:
+            from .frameworks import canonical
+
+            if canonical(framework) not in (None, "torch") or device != "cpu" or plugins is not None:
                 raise InvalidArgumentError(f"{target} is a PyTorch Distributed Checkpoint: it loads as torch tensors on the CPU, "
                                            "without framework=, device= or plugins=")
             from . import distributed
@@ -246,9 +247,9 @@ def load_file(
 def load(
     data: bytes | bytearray | memoryview,
     framework: str | None = None,
-    *,
     device: str = "cpu",
-    plugins: Iterable[type] | None = None,
+    plugins: type | Iterable[type] | None = None,
+    *,
     types: Iterable[type] = (),
     strict: bool = False,
     max_depth: int = DEFAULT_MAX_DEPTH,

@@ -9,7 +9,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 # _sharded is imported with the package (it imports nothing heavy), so that loading a directory imports nothing new.
-from . import _core, _sharded
+from . import _core, _sharded, plugins as _plugins
 from ._errors import InvalidArgumentError, InvalidFileError, SafestructuresError, quote, reading
 from ._flat import _fspath
 from ._lazy_schema import _DTYPE_NAMES, _JSON_KINDS, _JSON_SCALARS, _SPILL, _Schema, _container_field, _json_value, _key_text, path_text
@@ -542,7 +542,7 @@ def open(
     framework: str | None = None,
     *,
     device: str = "cpu",
-    plugins: Iterable[type] | None = None,
+    plugins: type | Iterable[type] | None = None,
     types: Iterable[type] = (),
     strict: bool = False,
     max_depth: int | None = None,
@@ -571,7 +571,7 @@ def open(
         DEFAULT_MAX_HEADER_SIZE if max_header_size is None else max_header_size,
     )
     types = tuple(types)
-    plugins = None if plugins is None else tuple(plugins)
+    plugins = _plugins.plugin_tuple(plugins)
     _api._load_context(framework, device, plugins, types, strict, max_bytes)  # every argument is checked now
     load_args = {"framework": framework, "device": device, "plugins": plugins, "types": types, "strict": strict,
                  "max_bytes": max_bytes}

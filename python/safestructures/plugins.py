@@ -107,12 +107,23 @@ class _Serializer:
         return value.value if isinstance(value, Nested) else value
 
 
-def check_plugins(plugins: Any) -> dict[type, type[DataProcessor]]:
-    """{data_type: plugin class} for a save or load call's ``plugins``; TypeError for anything else."""
+def plugin_tuple(plugins: Any) -> tuple[Any, ...] | None:
+    """A call's ``plugins`` as a tuple: one class (as 1.0.0 accepted) or an iterable of classes; None stays None."""
     if plugins is None:
-        return {}
+        return None
+    if isinstance(plugins, type):
+        return (plugins,)
+    try:
+        return tuple(plugins)
+    except TypeError:
+        raise TypeError(f"plugins must be a DataProcessor subclass or an iterable of them, not {plugins!r}") from None
+
+
+def check_plugins(plugins: Any) -> dict[type, type[DataProcessor]]:
+    """{data_type: plugin class} for a save or load call's ``plugins`` (see plugin_tuple); TypeError for anything
+    else."""
     by_type: dict[type, type[DataProcessor]] = {}
-    for plugin in plugins:
+    for plugin in plugin_tuple(plugins) or ():
         if not (isinstance(plugin, type) and issubclass(plugin, DataProcessor)):
             raise TypeError(f"plugins must be DataProcessor subclasses (classes, not instances), got {plugin!r}")
         if plugin.data_type in by_type:

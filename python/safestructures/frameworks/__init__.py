@@ -17,9 +17,11 @@ from typing import Any
 from .._errors import FrameworkNotAvailableError, SafestructuresError, UnsupportedTypeError, quote, shown
 
 __all__ = [
+    "ALIASES",
     "FRAMEWORKS",
     "FrameworkNotAvailableError",
     "array_entry",
+    "canonical",
     "charge",
     "converting",
     "framework_error",
@@ -32,6 +34,27 @@ __all__ = [
 ]
 
 FRAMEWORKS = ("numpy", "torch", "tensorflow", "jax", "paddle", "mlx")
+# The short names safestructures 1.0.0 and safetensors' ``safe_open(..., framework=...)`` use, and what they mean:
+# the one table of framework aliases (flax arrays are jax arrays).
+ALIASES = {"np": "numpy", "pt": "torch", "tf": "tensorflow", "flax": "jax"}
+
+
+def known_names() -> str:
+    """Every accepted framework name, for messages: each framework with its short spellings."""
+    shorts: dict[str, list[str]] = {}
+    for alias, name in ALIASES.items():
+        shorts.setdefault(name, []).append(alias)
+    return ", ".join(f"{name!r}" + "".join(f" / {a!r}" for a in shorts.get(name, ())) for name in FRAMEWORKS)
+
+
+def canonical(framework: str | None) -> str | None:
+    """The framework `framework` names (``"pt"`` -> ``"torch"``...), None for None; ValueError for an unknown name."""
+    if framework is None or framework in FRAMEWORKS:
+        return framework
+    name = ALIASES.get(framework) if isinstance(framework, str) else None
+    if name is None:
+        raise ValueError(f"unknown framework {framework!r}; expected None or one of {known_names()}")
+    return name
 # The module whose presence in sys.modules means a framework is imported.
 _MODULE = {"numpy": "numpy", "torch": "torch", "tensorflow": "tensorflow", "jax": "jax", "paddle": "paddle", "mlx": "mlx.core"}
 
@@ -96,7 +119,7 @@ def require(framework: str) -> Any:
         elif framework == "mlx":
             from . import mlx as adapter
         else:
-            raise ValueError(f"unknown framework {framework!r}; expected one of {', '.join(FRAMEWORKS)}")
+            return require(canonical(framework))  # type: ignore[arg-type]
     except FrameworkNotAvailableError:
         raise
     except ModuleNotFoundError as e:
