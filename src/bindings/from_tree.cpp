@@ -22,6 +22,25 @@ std::string Loader::path_text() const {
   });
 }
 
+void Loader::expose_where() {
+  if (!context_.is_valid() || !PyDict_Check(context_.ptr())) return;
+  PyObject* before = PyDict_GetItemString(context_.ptr(), "where");  // borrowed
+  if (before != nullptr) where_before_ = nb::borrow(before);
+  nb::object where = nb::cpp_function([this]() { return path_text(); });
+  if (PyDict_SetItemString(context_.ptr(), "where", where.ptr()) != 0) throw nb::python_error();
+  where_set_ = true;
+}
+
+void Loader::restore_where() noexcept {
+  if (!where_set_) return;
+  PyObject *type, *value, *traceback;
+  PyErr_Fetch(&type, &value, &traceback);
+  const int failed = where_before_.is_valid() ? PyDict_SetItemString(context_.ptr(), "where", where_before_.ptr())
+                                              : PyDict_DelItemString(context_.ptr(), "where");
+  if (failed != 0) PyErr_Clear();
+  PyErr_Restore(type, value, traceback);
+}
+
 nb::object Loader::call_python(const char* what, const std::function<nb::object()>& call) {
   try {
     return call();
