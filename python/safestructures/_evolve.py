@@ -64,8 +64,11 @@ def dataclass_values(cls: type, name: str, values: dict[str, Any], renamed: Mapp
     if any(type(key) is not str for key in values):
         raise TypeError("field 'fields' must map str to values")
     fields = dataclasses.fields(cls)
-    values = dict(values)
-    values = _drop(name, _renamed(values, renamed), {f.name for f in fields}, context)
+    values = dict(_renamed(values, renamed))
+    for f in fields:  # a field missing is an error, reported before any field dropped
+        if f.name not in values and f.default is _MISSING and f.default_factory is _MISSING and f.init:
+            raise _missing(name, f.name)
+    values = _drop(name, values, {f.name for f in fields}, context)
     for f in fields:
         if f.name in values:
             continue
@@ -73,8 +76,6 @@ def dataclass_values(cls: type, name: str, values: dict[str, Any], renamed: Mapp
             values[f.name] = f.default
         elif f.default_factory is not _MISSING:
             values[f.name] = f.default_factory()
-        elif f.init:
-            raise _missing(name, f.name)
     return values
 
 
@@ -88,17 +89,13 @@ def namedtuple_items(cls: Any, name: str, field_names: list[str], items: list[An
     if list(field_names) == list(cls._fields):
         return items
     declared = list(cls._fields)
-    values = _drop(name, _renamed(values, renamed), set(declared), context)
+    values = _renamed(values, renamed)
     defaults = getattr(cls, "_field_defaults", {})
-    out = []
     for field in declared:
-        if field in values:
-            out.append(values[field])
-        elif field in defaults:
-            out.append(defaults[field])
-        else:
+        if field not in values and field not in defaults:
             raise _missing(name, field)
-    return out
+    values = _drop(name, values, set(declared), context)
+    return [values[field] if field in values else defaults[field] for field in declared]
 
 
 def _slots(cls: type) -> set[str] | None:
