@@ -83,11 +83,11 @@ def namedtuple_items(cls: Any, name: str, field_names: list[str], items: list[An
                      context: Mapping[str, Any]) -> list[Any]:
     """The items of named tuple ``cls`` from the file's fields and items, matched by name (renamed, dropped and
     defaulted as for a dataclass)."""
+    if field_names == list(cls._fields):
+        return items
     if len(set(field_names)) != len(field_names):
         raise TypeError("a namedtuple's 'fields' must not repeat a name")
     values = dict(zip(field_names, items))
-    if list(field_names) == list(cls._fields):
-        return items
     declared = list(cls._fields)
     values = _renamed(values, renamed)
     defaults = getattr(cls, "_field_defaults", {})

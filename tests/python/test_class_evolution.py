@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import http
 import json
 import subprocess
 import sys
@@ -323,6 +324,18 @@ def test_inspect_types_marks_which_resolve(tmp_path: Path) -> None:
                           capture_output=True, text=True, check=True).stdout
     assert "Config" in text and "unresolved" in text
     # A class named on the command line resolves: its module is imported by the user's choice, not the file's.
+    status = tmp_path / "status.safetensors"
+    ss.save_file({"code": http.HTTPStatus.OK}, str(status))
     given = subprocess.run([sys.executable, "-m", "safestructures", "inspect", "--types", "--json", "--type",
-                            "collections:OrderedDict", str(path)], capture_output=True, text=True, check=True)
-    assert json.loads(given.stdout)["types"]
+                            "http:HTTPStatus", str(status)], capture_output=True, text=True, check=True)
+    assert json.loads(given.stdout)["types"] == [{"kind": "enum", "type": "http.HTTPStatus", "count": 1, "resolves": True}]
+
+
+def test_namedtuple_with_repeated_field_names_is_refused() -> None:
+    blob = saved(PointV1(1, 2, "p"))
+    # The schema is a JSON string in the header: its quotes are escaped. Same length, so the header stays valid.
+    forged = blob.replace(b'\\"label\\"', b'\\"x\\"    ', 1)
+    if forged == blob:
+        pytest.skip("the field name is not stored as expected")
+    with pytest.raises(ss.InvalidFileError, match="must not repeat a name"):
+        ss.load(forged, types=[PointV2])
