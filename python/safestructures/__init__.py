@@ -11,6 +11,7 @@ from ._errors import (
     InvalidArgumentError,
     InvalidFileError,
     SafestructuresError,
+    SafestructuresWarning,
     UnknownTypeError,
     UnsupportedTypeError,
 )
@@ -32,6 +33,7 @@ __all__ = [
     "Record",
     "SafeFile",
     "SafestructuresError",
+    "SafestructuresWarning",
     "TensorProcessor",
     "UnknownTypeError",
     "UnsupportedTypeError",

@@ -174,7 +174,41 @@ def _nonnegative(text: str) -> int:
     return n
 
 
+def _inspect_types(args: argparse.Namespace) -> int:
+    """``inspect --types``: each class name the file mentions, its kind and count, and whether a load would resolve it
+    (among the classes registered, the --type classes and the --plugin classes); nothing from the file is imported."""
+    from . import _registry
+    from .plugins import plugins_by_name
+
+    opened = _open(args.file)
+    try:
+        if opened.lazy is None:
+            print(f"safestructures inspect: {args.file} is a {opened.fmt} file; --types reads safestructures v2 files",
+                  file=sys.stderr)
+            return 2
+        found = opened.lazy.type_names()
+    finally:
+        opened.close()
+    classes = _registry.resolver(args.type or ())["names"]
+    plugin_names = plugins_by_name(args.plugin or None) if args.plugin else {}
+    rows = [{"kind": kind, "type": name, "count": count,
+             "resolves": name in (plugin_names if kind == "plugin" else classes)}
+            for kind, names in sorted(found.items()) for name, count in sorted(names.items())]
+    if args.json:
+        _print_json({"file": args.file, "types": rows})
+        return 0
+    out = _Output()
+    if not rows:
+        out.write(f"{args.file}: names no classes\n")
+    for row in rows:
+        mark = "resolves" if row["resolves"] else "unresolved (loads as a record)"
+        out.write(f"{row['type']}  [{row['kind']}, {_count(row['count'], 'node')}]  {mark}\n")
+    return 0
+
+
 def _inspect(args: argparse.Namespace) -> int:
+    if args.types:
+        return _inspect_types(args)
     opened = _open(args.file)
     try:
         if opened.lazy is not None:
@@ -374,6 +408,12 @@ def _parser() -> argparse.ArgumentParser:
     inspect.add_argument("--depth", type=_nonnegative, metavar="N", help="show N levels below the root (default: all)")
     inspect.add_argument("--items", type=_nonnegative, metavar="N", help="show at most N children of each container")
     inspect.add_argument("--json", action="store_true", help="print {\"header\": ..., \"tree\": ...} as JSON")
+    inspect.add_argument("--types", action="store_true", help="list the class names the file mentions (read from the "
+                         "schema, nothing imported) and whether a load would resolve each")
+    inspect.add_argument("--type", action="append", type=_plugin, metavar="MODULE:CLASS",
+                         help="with --types: a class a load would be given in types= (repeatable)")
+    inspect.add_argument("--plugin", action="append", type=_plugin, metavar="MODULE:CLASS",
+                         help="with --types: a 1.0.0-style plugin class a load would be given (repeatable)")
     inspect.set_defaults(run=_inspect)
 
     verify = commands.add_parser(

@@ -18,6 +18,7 @@ __all__ = [
     "InvalidFileError",
     "InvalidArgumentError",
     "UnsupportedTypeError",
+    "SafestructuresWarning",
     "reading",
     "shown",
 ]
@@ -52,6 +53,12 @@ class UnsupportedTypeError(SafestructuresError, TypeError):
 class UnknownTypeError(SafestructuresError, LookupError):
     """With ``strict=True``: a file names a class that the load was not given (``register`` it, or pass it in
     ``types=``); the message names the class and where it is in the data."""
+
+
+class SafestructuresWarning(UserWarning):
+    """Something a load did that the caller may want to know about, though the data loaded: a field the file has and
+    the class no longer declares, dropped (the message names the class, the fields and where). ``strict=True`` makes
+    it an error."""
 
 
 class FrameworkNotAvailableError(SafestructuresError, ImportError):
@@ -150,6 +157,7 @@ def reading(where: str) -> Iterator[None]:
         raise InvalidFileError(f"{where}: {type(e).__name__}: {text}", code="SchemaInvalid") from e
 
 
-for _cls in (SafestructuresError, InvalidFileError, InvalidArgumentError, UnsupportedTypeError, UnknownTypeError, FrameworkNotAvailableError):
+for _cls in (SafestructuresError, InvalidFileError, InvalidArgumentError, UnsupportedTypeError, UnknownTypeError, FrameworkNotAvailableError,
+             SafestructuresWarning):
     _cls.__module__ = "safestructures"
 del _cls

@@ -12,7 +12,7 @@ from typing import Any
 from . import _core, _sharded, plugins as _plugins
 from ._errors import InvalidArgumentError, InvalidFileError, SafestructuresError, quote, reading
 from ._flat import _fspath
-from ._lazy_schema import _DTYPE_NAMES, _JSON_KINDS, _JSON_SCALARS, _SPILL, _Schema, _container_field, _json_value, _key_text, path_text
+from ._lazy_schema import _DTYPE_NAMES, _JSON_KINDS, _JSON_SCALARS, _SPILL, _Schema, _container_field, _json_value, _key_text, path_text, type_names
 from ._limits import DEFAULT_MAX_DEPTH, DEFAULT_MAX_HEADER_SIZE, DEFAULT_MAX_NODES
 
 __all__ = ["Node", "SafeFile", "open"]
@@ -395,6 +395,12 @@ class SafeFile:
                 if name != _SPILL or not self._structured:  # a schema spilled into a tensor is not part of the data
                     out[name] = (dtype, tuple(shape), nbytes)
         return out
+
+    def type_names(self) -> dict[str, dict[str, int]]:
+        """Every class name the file mentions, by node kind, with how many nodes name it: ``{"dataclass": {"m.Config":
+        2}, "enum": {...}, ...}`` (``"plugin"`` for plugin types). Read from the schema alone: nothing is built or
+        imported, so it is safe to call before deciding what to pass a load in ``types=``."""
+        return type_names(self._document())
 
     def node(self, path: str | Sequence[Any] = "") -> Node:
         """The node at ``path``: a dotted path as tensor names are written (``"model.layers.0"``; ``""`` is the root),

@@ -11,7 +11,7 @@ from ._errors import InvalidFileError, quote, shown
 if TYPE_CHECKING:
     from ._lazy import SafeFile
 
-__all__ = ["path_text"]
+__all__ = ["path_text", "type_names"]
 
 # The numpy name of each safetensors dtype (what a tensor of that dtype loads as in numpy).
 _DTYPE_NAMES = {
@@ -31,6 +31,30 @@ _MAPPINGS = {"dict", "OrderedDict", "Counter", "defaultdict"}
 _JSON_KINDS = {"null": "none", "false": "bool", "true": "bool", "int": "int", "float": "float", "string": "str",
                "array": "list", "object": "dict"}
 _JSON_SCALARS = {"null", "false", "true", "int", "float", "string"}
+
+
+# Tagged nodes that name a class (or a plugin type) in their "type" field.
+_NAMED_KINDS = ("dataclass", "namedtuple", "enum", "object", "ext", "plugin")
+
+
+def type_names(doc: Any) -> dict[str, dict[str, int]]:
+    """{kind: {name: count}} of every class (and plugin type) the schema names, read in one pass over its nodes in
+    tape order: nothing is built, imported or followed (a reference names nothing itself)."""
+    out: dict[str, dict[str, int]] = {}
+    root = doc.root
+    end = doc.node(root)[3]
+    for index in range(root, end):
+        json_kind, tag, _count, _end = doc.node(index)
+        if json_kind != "object" or tag not in _NAMED_KINDS:
+            continue
+        for key, child in doc.members(index):
+            if key == "type":
+                if doc.node(child)[0] == "string":
+                    name = doc.value(child)
+                    names = out.setdefault(tag, {})
+                    names[name] = names.get(name, 0) + 1
+                break
+    return out
 
 
 def path_text(path: Sequence[Any]) -> str:

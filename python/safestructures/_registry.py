@@ -6,10 +6,11 @@ from __future__ import annotations
 import collections
 import dataclasses
 import enum
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar, overload
 
 from ._errors import UnknownTypeError, shown
+from ._evolve import dataclass_values, namedtuple_items, slotted_attrs
 from ._records import NamedRecord, Record, generic_subclass, is_generic_subclass
 
 __all__ = ["construct_object", "reduce_object", "register", "resolver", "type_name"]
@@ -23,6 +24,7 @@ class Registration:
     name: str
     to_data: Callable[[Any], Any] | None
     from_data: Callable[[Any], Any] | None
+    renamed: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
 
 _BY_TYPE: dict[type, Registration] = {}
@@ -42,15 +44,18 @@ def type_name(cls: type) -> str:
 
 
 @overload
-def register(cls: T, name: str | None = ..., *, to_data: Callable[[Any], Any] | None = ..., from_data: Callable[[Any], Any] | None = ...) -> T: ...
+def register(cls: T, name: str | None = ..., *, to_data: Callable[[Any], Any] | None = ..., from_data: Callable[[Any], Any] | None = ...,
+             renamed: Mapping[str, str] | None = ...) -> T: ...
 @overload
-def register(cls: None = ..., name: str | None = ..., *, to_data: Callable[[Any], Any] | None = ..., from_data: Callable[[Any], Any] | None = ...) -> Callable[[T], T]: ...
+def register(cls: None = ..., name: str | None = ..., *, to_data: Callable[[Any], Any] | None = ..., from_data: Callable[[Any], Any] | None = ...,
+             renamed: Mapping[str, str] | None = ...) -> Callable[[T], T]: ...
 def register(
     cls: type | None = None,
     name: str | None = None,
     *,
     to_data: Callable[[Any], Any] | None = None,
     from_data: Callable[[Any], Any] | None = None,
+    renamed: Mapping[str, str] | None = None,
 ) -> Any:
     """Allow loads to rebuild `cls` (by default stored as ``module.QualName``; ``name`` overrides it, e.g. to keep
     files loading after a class moves). Usable as ``@register`` or ``@register(name=...)``.
@@ -59,6 +64,9 @@ def register(
     field by field and they are rebuilt without calling ``__init__``. Any other class is saved either through
     ``to_data(obj)`` (returning data safestructures can store) and rebuilt by ``from_data(data)``, or, without
     them, through its instance ``__dict__``, rebuilt as pickle does (``cls.__new__(cls)``, then the attributes).
+
+    ``renamed`` maps field (or attribute) names a file may hold to the names the class has now, e.g.
+    ``renamed={"lr": "learning_rate"}``: files saved before a field was renamed load into it.
     """
 
     def apply(target: type) -> type:
@@ -66,6 +74,9 @@ def register(
             raise TypeError(f"register() takes a class, not {target!r}")
         if (to_data is None) != (from_data is None):
             raise TypeError("give both to_data and from_data, or neither")
+        renames = dict(renamed or {})
+        if any(type(k) is not str or type(v) is not str for k, v in renames.items()):
+            raise TypeError("renamed must map old field names (str) to new ones (str)")
         stored = name if name is not None else f"{target.__module__}.{target.__qualname__}"
         if not isinstance(stored, str) or not stored:
             raise TypeError("a registered name must be a non-empty str")
@@ -75,7 +86,7 @@ def register(
         old = _BY_TYPE.pop(target, None)
         if old is not None:
             _BY_NAME.pop(old.name, None)
-        registration = Registration(target, stored, to_data, from_data)
+        registration = Registration(target, stored, to_data, from_data, renames)
         _BY_TYPE[target] = registration
         _BY_NAME[stored] = registration
         return target
@@ -204,10 +215,27 @@ def _new(cls: type, base: type | None, value: Any) -> Any:
             raise TypeError(f"the value of a {base.__name__} subclass must be a {base.__name__}")
         return base.__new__(cls, value)  # type: ignore[call-overload]
     if base is None:
-        return cls.__new__(cls)
+        return _bare(cls)
     obj = base.__new__(cls)  # the base's own __new__: an override (which may want arguments) is not run
     _fill(obj, base, value)
     return obj
+
+
+def _bare(cls: type) -> Any:
+    """A new, empty instance of a class with no built-in base. A ``__new__`` defined in Python (which may want
+    arguments, or do work) is not run when the class's layout is object's: ``object.__new__(cls)`` makes the instance.
+    A class built on another C type (an extension's) is made by its own ``cls.__new__(cls)``, as pickle does."""
+    for klass in cls.__mro__:
+        if not klass.__flags__ & (1 << 9):  # Py_TPFLAGS_HEAPTYPE: the first type not defined in Python
+            if klass is object:
+                return object.__new__(cls)
+            break
+    return cls.__new__(cls)
+
+
+def _renames(cls: type) -> Mapping[str, str]:
+    registration = _BY_TYPE.get(cls)
+    return registration.renamed if registration is not None else {}
 
 
 def node_kind(cls: type) -> str:
@@ -277,11 +305,11 @@ def construct_object(tag: str, fields: dict[str, Any], context: dict[str, Any]) 
         items, field_names = fields.get("items"), fields.get("fields")
         if type(items) is not list or type(field_names) is not list or any(type(f) is not str for f in field_names):
             raise TypeError("a namedtuple needs lists 'fields' (of str) and 'items'")
-        if len(items) != len(field_names) or (cls is not None and len(items) != len(getattr(cls, "_fields", items))):
+        if len(items) != len(field_names):
             raise TypeError("a namedtuple needs as many 'items' as 'fields'")
         if cls is None:
             return NamedRecord(name, tuple(field_names), tuple(items))
-        return tuple.__new__(cls, items)
+        return tuple.__new__(cls, namedtuple_items(cls, name, field_names, items, _renames(cls), context))
     if tag == "ext":
         if cls is None:
             return Record(name, {"data": fields.get("data")})
@@ -293,6 +321,7 @@ def construct_object(tag: str, fields: dict[str, Any], context: dict[str, Any]) 
         if cls is None:
             record = Record(name, values)
             return record if base is None else _generic(base, name, fields.get("value"), values)
+        values = dataclass_values(cls, name, values, _renames(cls), context)
         obj = _new(cls, base, fields.get("value"))
         _restore_attrs(obj, values)
         return obj
@@ -303,7 +332,7 @@ def construct_object(tag: str, fields: dict[str, Any], context: dict[str, Any]) 
             return _generic(base, name, fields.get("value"), fields.get("attrs", {}))
         obj = _new(cls, base, fields.get("value"))
         if "attrs" in fields:
-            _restore_attrs(obj, fields["attrs"])
+            _restore_attrs(obj, slotted_attrs(cls, name, fields["attrs"], _renames(cls), context))
         return obj
     raise ValueError(f"unknown tag {tag!r}")
 

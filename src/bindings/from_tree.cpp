@@ -22,6 +22,34 @@ std::string Loader::path_text() const {
   });
 }
 
+void Loader::expose_where() {
+  if (!context_.is_valid() || !PyDict_Check(context_.ptr())) return;
+  PyObject* before = PyDict_GetItemString(context_.ptr(), "where");  // borrowed
+  if (before != nullptr) where_before_ = nb::borrow(before);
+  nb::object where = nb::cpp_function([this]() { return path_text(); });
+  if (PyDict_SetItemString(context_.ptr(), "where", where.ptr()) != 0) throw nb::python_error();
+  where_set_ = true;
+}
+
+void Loader::restore_where() noexcept {
+  if (!where_set_) return;
+  // An error on its way out of the load stays the one raised.
+#if PY_VERSION_HEX >= 0x030C0000
+  PyObject* raised = PyErr_GetRaisedException();
+#else
+  PyObject *type, *value, *traceback;
+  PyErr_Fetch(&type, &value, &traceback);
+#endif
+  const int failed = where_before_.is_valid() ? PyDict_SetItemString(context_.ptr(), "where", where_before_.ptr())
+                                              : PyDict_DelItemString(context_.ptr(), "where");
+  if (failed != 0) PyErr_Clear();
+#if PY_VERSION_HEX >= 0x030C0000
+  PyErr_SetRaisedException(raised);
+#else
+  PyErr_Restore(type, value, traceback);
+#endif
+}
+
 nb::object Loader::call_python(const char* what, const std::function<nb::object()>& call) {
   try {
     return call();

@@ -41,7 +41,12 @@ class Loader {
  public:
   Loader(const Tape& tape, const TensorSource& source, const LoadOptions& options, const TreeIndex* index)
       : tape_(tape), source_(source), index_(index), context_(options.context), hooks_(hooks()), ids_(tape.size() + 1, index != nullptr),
-        hash_budget_(hash_budget(tape.size())), max_depth_(options.max_depth) {}
+        hash_budget_(hash_budget(tape.size())), max_depth_(options.max_depth) {
+    expose_where();
+  }
+  ~Loader() { restore_where(); }
+  Loader(const Loader&) = delete;
+  Loader& operator=(const Loader&) = delete;
 
   nb::object build(std::size_t i);
   // A partial load's target: the node the caller asked for (see build_target). One loader may build several targets
@@ -95,6 +100,10 @@ class Loader {
     throw Error(code, "at " + path_text() + ": " + what);
   }
   std::string path_text() const;
+  // While the loader lives, the load's context holds "where": a function giving the path of the node being built
+  // (constructors name it in warnings); the value it replaced comes back when the loader ends.
+  void expose_where();
+  void restore_where() noexcept;
   nb::object call_python(const char* what, const std::function<nb::object()>& call);
 
   const Tape& tape_;
@@ -115,6 +124,8 @@ class Loader {
   // cycle through an object that only exists once built (a file can hold one only by being crafted).
   std::vector<std::int64_t> building_elsewhere_;
   nb::handle context_;
+  nb::object where_before_;
+  bool where_set_ = false;
   const Hooks& hooks_;
   IdTable ids_;
   // The expanded size of what the current build has made so far (see IdTable), and of the node built last.

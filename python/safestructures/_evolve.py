@@ -1,0 +1,124 @@
+"""Classes that changed after a file was saved: the fields a load rebuilds a dataclass, named tuple or slotted
+registered class from, once fields were renamed, added (with a default) or removed (dropped with a warning)."""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+from collections.abc import Mapping
+from typing import Any
+
+from ._errors import InvalidFileError, SafestructuresWarning
+
+__all__ = ["dataclass_values", "namedtuple_items", "slotted_attrs"]
+
+_MISSING: Any = dataclasses.MISSING
+
+
+def _where(context: Mapping[str, Any]) -> str:
+    """The path of the node being built, when the loader gives it (``context["where"]``), else ''."""
+    where = context.get("where")
+    if callable(where):
+        try:
+            return f"at {where()}: "
+        except Exception:  # a path is a courtesy: never a reason for the load to fail
+            return ""
+    return ""
+
+
+def _renamed(values: dict[str, Any], renamed: Mapping[str, str]) -> dict[str, Any]:
+    """The file's fields under their new names (an old name is kept when the new one is in the file too)."""
+    if not renamed:
+        return values
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        new = renamed.get(key)
+        out[new if new is not None and new not in values else key] = value
+    return out
+
+
+def _drop(name: str, values: dict[str, Any], declared: set[str], context: Mapping[str, Any]) -> dict[str, Any]:
+    """``values`` without the fields ``declared`` lacks: a SafestructuresWarning names them (an error with strict)."""
+    extra = [key for key in values if key not in declared]
+    if not extra:
+        return values
+    listed = ", ".join(repr(key) for key in extra[:20]) + (f" and {len(extra) - 20} more" if len(extra) > 20 else "")
+    what = f"class {name!r} no longer declares field{'s' if len(extra) > 1 else ''} {listed}, which the file has"
+    if context.get("strict"):
+        raise InvalidFileError(f"{what} (strict=True refuses to drop them)", code="SchemaInvalid")
+    warnings.warn(f"{_where(context)}{what}: dropped", SafestructuresWarning, stacklevel=2)
+    return {key: value for key, value in values.items() if key in declared}
+
+
+def _missing(name: str, field: str) -> InvalidFileError:
+    return InvalidFileError(f"class {name!r} needs field {field!r}, which the file lacks and which has no default",
+                            code="SchemaInvalid")
+
+
+def dataclass_values(cls: type, name: str, values: dict[str, Any], renamed: Mapping[str, str],
+                     context: Mapping[str, Any]) -> dict[str, Any]:
+    """The attributes to set on a new instance of dataclass ``cls``: the file's fields renamed, those the class no
+    longer declares dropped, those it lacks taken from the field's default or default_factory. A field passed to
+    ``__init__`` with no default that the file lacks raises; one with ``init=False`` and no default stays unset (as it
+    may have been when saved)."""
+    if any(type(key) is not str for key in values):
+        raise TypeError("field 'fields' must map str to values")
+    fields = dataclasses.fields(cls)
+    values = dict(_renamed(values, renamed))
+    for f in fields:  # a field missing is an error, reported before any field dropped
+        if f.name not in values and f.default is _MISSING and f.default_factory is _MISSING and f.init:
+            raise _missing(name, f.name)
+    values = _drop(name, values, {f.name for f in fields}, context)
+    for f in fields:
+        if f.name in values:
+            continue
+        if f.default is not _MISSING:
+            values[f.name] = f.default
+        elif f.default_factory is not _MISSING:
+            values[f.name] = f.default_factory()
+    return values
+
+
+def namedtuple_items(cls: Any, name: str, field_names: list[str], items: list[Any], renamed: Mapping[str, str],
+                     context: Mapping[str, Any]) -> list[Any]:
+    """The items of named tuple ``cls`` from the file's fields and items, matched by name (renamed, dropped and
+    defaulted as for a dataclass)."""
+    if field_names == list(cls._fields):
+        return items
+    if len(set(field_names)) != len(field_names):
+        raise TypeError("a namedtuple's 'fields' must not repeat a name")
+    values = dict(zip(field_names, items))
+    declared = list(cls._fields)
+    values = _renamed(values, renamed)
+    defaults = getattr(cls, "_field_defaults", {})
+    for field in declared:
+        if field not in values and field not in defaults:
+            raise _missing(name, field)
+    values = _drop(name, values, set(declared), context)
+    return [values[field] if field in values else defaults[field] for field in declared]
+
+
+def _slots(cls: type) -> set[str] | None:
+    """The attribute names a class declares through ``__slots__`` when it has no instance ``__dict__``, else None."""
+    names: set[str] = set()
+    for klass in cls.__mro__:
+        if klass is object:
+            continue
+        slots = klass.__dict__.get("__slots__")
+        if slots is None:
+            return None
+        slots = (slots,) if isinstance(slots, str) else tuple(slots)
+        if "__dict__" in slots:
+            return None
+        names.update(s for s in slots if s != "__weakref__")
+    return names
+
+
+def slotted_attrs(cls: type, name: str, attrs: Any, renamed: Mapping[str, str], context: Mapping[str, Any]) -> Any:
+    """The attributes to restore on a registered class: renamed, and for a class with ``__slots__`` only (whose
+    declared fields are its slots), those it no longer declares dropped."""
+    if type(attrs) is not dict:
+        return attrs  # _restore_attrs refuses it
+    attrs = _renamed(attrs, renamed)
+    declared = _slots(cls)
+    return attrs if declared is None else _drop(name, attrs, declared, context)
