@@ -77,15 +77,16 @@ void Loader::define(std::size_t object, const nb::object& value) {
   if (at == Tape::npos) return;
   const Node& id = tape_[at];
   if (id.kind != NodeKind::Int || !ids_.in_range(id.integer)) invalid("reference id \"#\" must be an integer from 1 to the node count");
-  nb::object& slot = ids_.slot(id.integer).object;
-  if (slot.is_valid()) {
+  IdTable::Entry& entry = ids_.slot(id.integer);
+  if (entry.object.is_valid()) {
     // In a partial load, an immutable object (a tuple, a record) on the way from the target to a reference to an
     // ancestor is built twice: inside the ancestor, which defines it, then here, in the outer build of the target
     // that build_target drops. The first definition stays.
     if (index_ != nullptr) return;
     invalid("reference id #" + std::to_string(id.integer) + " is defined twice");
   }
-  slot = value;
+  entry.object = value;
+  defining_.push_back({id.integer, object});  // its expanded size is recorded once it is complete (see build)
 }
 
 std::size_t Loader::items(std::size_t i, std::uint32_t& count) {
@@ -95,8 +96,9 @@ std::size_t Loader::items(std::size_t i, std::uint32_t& count) {
   return at + 1;
 }
 
-void Loader::check_hashable(const nb::object& item, std::uint64_t size, int times, HashRuns& runs, const char* what,
+void Loader::check_hashable(const nb::object& item, std::size_t node, int times, HashRuns& runs, const char* what,
                             const std::string& unhashable) {
+  const std::uint64_t size = expanded_size(node);
   for (int k = 0; k < times; ++k) hash_work_ = saturating_add(hash_work_, size);
   if (hash_work_ > hash_budget_) {
     invalid(std::string("this ") + what + " is built from shared references that expand to " + std::to_string(size) +
@@ -125,7 +127,7 @@ void Loader::fill_pairs(std::size_t object, const nb::object& target, bool exact
     path_.push_back({LoadPath::Type::Index, {}, k});
     nb::object key = build(c + 1);
     // Hashed here, then again as it is inserted.
-    check_hashable(key, last_size_, 2, runs, "key", "cannot use this key: ");
+    check_hashable(key, c + 1, 2, runs, "key", "cannot use this key: ");
     nb::object value = build(tape_.next(c + 1));
     const int status = exact_dict ? PyDict_SetItem(target.ptr(), key.ptr(), value.ptr()) : PyObject_SetItem(target.ptr(), key.ptr(), value.ptr());
     if (status != 0) {
@@ -155,9 +157,7 @@ nb::object Loader::defined_elsewhere(std::int64_t id) {
     std::vector<std::int64_t>& ids;
     ~Leave() { ids.pop_back(); }
   } leave{building_elsewhere_};
-  const std::uint64_t outer = size_;
   build(at);
-  size_ = outer;  // the definition is not part of what the ref's node built
   IdTable::Entry* entry = ids_.find(id);
   if (entry == nullptr) invalid("ref to #" + std::to_string(id) + ", which is part of a cycle through an immutable object");
   return entry->object;
@@ -197,24 +197,50 @@ nb::object Loader::build_plain_object(std::size_t i) {
 }
 
 nb::object Loader::build(std::size_t i) {
-  const std::uint64_t outer = size_;
-  size_ = 0;
   nb::object out = build_tracked(i);
-  const std::uint64_t mine = saturating_add(size_, 1);
-  size_ = saturating_add(outer, mine);
-  last_size_ = mine;
-  const Node& n = tape_[i];
-  if (n.kind == NodeKind::Object && n.count > 1) {
-    // The expanded size of an object that references may name, for what hashes them.
-    const std::string_view tag = tape_.tag(i);
-    if (!tag.empty() && tag != "ref") {
-      const std::size_t at = tape_.member(i, "#");
-      if (at != Tape::npos && tape_[at].kind == NodeKind::Int) {
-        if (IdTable::Entry* entry = ids_.find(tape_[at].integer)) entry->size = mine;
-      }
-    }
+  if (!defining_.empty() && defining_.back().node == i) {
+    // A node that references may name is complete: its expanded size, for what hashes it later.
+    ids_.find(defining_.back().id)->size = expanded_size(i);
+    defining_.pop_back();
   }
   return out;
+}
+
+std::uint64_t Loader::expanded_size(std::size_t i) {
+  const Node& top = tape_[i];
+  const std::size_t end = top.kind == NodeKind::Array || top.kind == NodeKind::Object ? top.end : i + 1;
+  std::uint64_t total = 0;
+  std::size_t n = i;
+  while (n < end) {
+    const Node& node = tape_[n];
+    if (n != i && (node.kind == NodeKind::Array || node.kind == NodeKind::Object)) {
+      // A part measured before (an object defined inside this one, a key inside a key) counts as measured.
+      if (const auto known = expanded_sizes_.find(n); known != expanded_sizes_.end()) {
+        total = saturating_add(total, known->second);
+        n = node.end;
+        continue;
+      }
+    }
+    if (node.kind == NodeKind::Object && tape_.tag(n) == "frozenset") {
+      // A frozenset hashes its items' stored hashes, once, and keeps the result: it costs its item count, whatever
+      // its items hold (each was measured as it went in).
+      const std::size_t items = tape_.member(n, "items");
+      const std::uint64_t count = items != Tape::npos && tape_[items].kind == NodeKind::Array ? tape_[items].count : 0;
+      total = saturating_add(total, 1 + count);
+      n = node.end;
+      continue;
+    }
+    total = saturating_add(total, 1);
+    if (node.kind == NodeKind::Object && tape_.tag(n) == "ref") {
+      // A reference counts as all it stands for (1 while that object is still being built: a cycle).
+      const std::size_t at = tape_.member(n, "#");
+      const IdTable::Entry* entry = at != Tape::npos && tape_[at].kind == NodeKind::Int ? ids_.find(tape_[at].integer) : nullptr;
+      total = saturating_add(total, entry != nullptr ? entry->size : 1);
+    }
+    ++n;
+  }
+  expanded_sizes_.emplace(i, total);
+  return total;
 }
 
 nb::object Loader::build_tracked(std::size_t i) {

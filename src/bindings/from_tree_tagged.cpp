@@ -107,10 +107,7 @@ nb::object Loader::build_tagged(std::size_t i, std::string_view tag) {
     // A partial load may already have built this object for a reference met earlier; it stays one object.
     const std::size_t at = tape_.member(i, "#");
     if (at != Tape::npos && tape_[at].kind == NodeKind::Int) {
-      if (IdTable::Entry* entry = ids_.find(tape_[at].integer)) {
-        size_ = entry->size - 1;
-        return entry->object;
-      }
+      if (IdTable::Entry* entry = ids_.find(tape_[at].integer)) return entry->object;
     }
   }
   switch (tag_of(tag)) {
@@ -122,11 +119,8 @@ nb::object Loader::build_tagged(std::size_t i, std::string_view tag) {
       IdTable::Entry* entry = ids_.find(id);
       if (entry == nullptr) {
         if (index_ == nullptr) invalid("ref to #" + std::to_string(id) + ", which is not defined before this point");
-        nb::object value = defined_elsewhere(id);
-        size_ = ids_.find(id)->size;
-        return value;
+        return defined_elsewhere(id);
       }
-      size_ = entry->size;
       return entry->object;
     }
     case Tag::List: {
@@ -167,7 +161,7 @@ nb::object Loader::build_tagged(std::size_t i, std::string_view tag) {
       for (std::uint32_t k = 0; k < count; ++k) {
         nb::object item = build_child(c, {LoadPath::Type::Index, {}, k});
         path_.push_back({LoadPath::Type::Index, {}, k});
-        check_hashable(item, last_size_, 2, runs, "item", "cannot build a " + std::string(tag) + ": ");
+        check_hashable(item, c, 2, runs, "item", "cannot build a " + std::string(tag) + ": ");
         path_.pop_back();
         if (PySet_Add(result.ptr(), item.ptr()) != 0) {
           nb::python_error e;

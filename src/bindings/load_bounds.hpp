@@ -5,6 +5,7 @@
 #include <Python.h>
 #include <nanobind/nanobind.h>
 
+#include <algorithm>
 #include <array>
 #include <cstdint>
 #include <limits>
@@ -21,8 +22,9 @@ inline std::uint64_t saturating_add(std::uint64_t a, std::uint64_t b) {
 
 // The objects defined so far, by reference id, each with its expanded size: the nodes a walk of the object visits
 // when every reference under it is followed (what hashing or comparing it costs). A whole load indexes a vector by
-// id; a partial load, which touches few ids of what may be a large file, a hash map (so that building many small
-// parts, as describe() does, stays linear in the file).
+// id, grown to the largest id defined (ids count the objects referenced twice, usually few, so the vector is not
+// sized to the file); a partial load, which touches few ids of what may be a large file, a hash map (so that
+// building many small parts, as describe() does, stays linear in the file).
 class IdTable {
  public:
   struct Entry {
@@ -30,9 +32,7 @@ class IdTable {
     std::uint64_t size = 1;
   };
 
-  IdTable(std::size_t ids, bool sparse) : limit_(ids), sparse_(sparse) {
-    if (!sparse_) dense_.resize(ids);
-  }
+  IdTable(std::size_t ids, bool sparse) : limit_(ids), sparse_(sparse) {}
 
   // Whether `id` is one a file of this many nodes may define (1 to the node count).
   bool in_range(std::int64_t id) const { return id >= 1 && static_cast<std::uint64_t>(id) < limit_; }
@@ -40,13 +40,22 @@ class IdTable {
   // The entry of a defined id, or nullptr.
   Entry* find(std::int64_t id) {
     if (!in_range(id)) return nullptr;
-    if (!sparse_) return dense_[static_cast<std::size_t>(id)].object.is_valid() ? &dense_[static_cast<std::size_t>(id)] : nullptr;
+    if (!sparse_) {
+      const auto k = static_cast<std::size_t>(id);
+      return k < dense_.size() && dense_[k].object.is_valid() ? &dense_[k] : nullptr;
+    }
     const auto it = sparse_map_.find(id);
     return it == sparse_map_.end() ? nullptr : &it->second;
   }
 
-  // The entry of an id in range, created empty when new.
-  Entry& slot(std::int64_t id) { return sparse_ ? sparse_map_[id] : dense_[static_cast<std::size_t>(id)]; }
+  // The entry of an id in range, created empty when new. Growing the table moves its entries: hold ids, not
+  // entries, across anything that may define another id.
+  Entry& slot(std::int64_t id) {
+    if (sparse_) return sparse_map_[id];
+    const auto k = static_cast<std::size_t>(id);
+    if (k >= dense_.size()) dense_.resize(std::max(k + 1, std::min(limit_, 2 * dense_.size())));
+    return dense_[k];
+  }
 
  private:
   std::size_t limit_;

@@ -55,7 +55,7 @@ class Loader {
   // within the same budget and cap on equal hashes, so that the caller may put it in a dict.
   nb::object build_key(std::size_t i, HashRuns& runs) {
     nb::object key = build_target(i);
-    check_hashable(key, last_size_, 2, runs, "key", "cannot use this key: ");
+    check_hashable(key, i, 2, runs, "key", "cannot use this key: ");
     return key;
   }
   nb::object build_target(std::size_t i) {
@@ -80,10 +80,12 @@ class Loader {
   // Children of the "items" array of tagged node `i`, in order.
   std::size_t items(std::size_t i, std::uint32_t& count);
   void fill_pairs(std::size_t object, const nb::object& target, bool exact_dict);
-  // Hashes a key or set item of expanded size `size` that will be hashed `times` over, within the load's hashing
-  // budget and the cap on keys of one hash value.
-  // `unhashable` starts the message for an item that cannot be hashed.
-  void check_hashable(const nb::object& item, std::uint64_t size, int times, HashRuns& runs, const char* what, const std::string& unhashable);
+  // Hashes a key or set item (built from `node`) that will be hashed `times` over, within the load's hashing budget
+  // and the cap on keys of one hash value. `unhashable` starts the message for an item that cannot be hashed.
+  void check_hashable(const nb::object& item, std::size_t node, int times, HashRuns& runs, const char* what, const std::string& unhashable);
+  // The nodes a walk of what node `i` built visits with every reference followed (what hashing it costs): measured
+  // from the tape when needed, so that building costs nothing for it; each part measured once.
+  std::uint64_t expanded_size(std::size_t i);
   // The object already built for tensor `name` (a partial load may build a node twice), or an invalid object; a whole
   // load refuses a second node naming the same tensor, which could only make it copy the same bytes again.
   nb::object named_before(std::string_view name);
@@ -128,9 +130,14 @@ class Loader {
   bool where_set_ = false;
   const Hooks& hooks_;
   IdTable ids_;
-  // The expanded size of what the current build has made so far (see IdTable), and of the node built last.
-  std::uint64_t size_ = 0;
-  std::uint64_t last_size_ = 0;
+  // The ids being defined by the builds under way, innermost last, with their nodes; and the expanded size of each
+  // node measured (see expanded_size).
+  struct Defining {
+    std::int64_t id;
+    std::size_t node;
+  };
+  std::vector<Defining> defining_;
+  std::unordered_map<std::size_t, std::uint64_t> expanded_sizes_;
   // Nodes walked so far by hashing keys and set items, and how many the load may walk.
   std::uint64_t hash_work_ = 0;
   std::uint64_t hash_budget_;
