@@ -6,7 +6,7 @@
 # First replays every saved input under tests/fuzz/regressions/<target>/, then fuzzes each target for FUZZ_SECONDS
 # (default 20) on a scratch copy of its seed corpus (tests/fuzz/corpus/<target>/). Exits non-zero on any crash,
 # sanitizer report, unexpected exception, hang (-timeout), memory blow-up (-rss_limit_mb, -malloc_limit_mb) or, for
-# fuzz_structure, an input over its budget (STRUCTURE_FUZZ_SECONDS=2 s, STRUCTURE_FUZZ_MB=512 MB). Needs scripts/setup.sh
+# fuzz_structure, an input over its budget (STRUCTURE_FUZZ_SECONDS=5 s, STRUCTURE_FUZZ_MB=512 MB). Needs scripts/setup.sh
 # to have run (clang-14, the .venv with atheris).
 #
 # Long runs: FUZZ_SECONDS=3600 bash scripts/fuzz.sh

@@ -17,7 +17,7 @@ Every file goes through:
 Expected outcomes: success, a SafestructuresError or an OSError. A finding (raised as an AssertionError that names
 the step, so libFuzzer saves the input and stops) is any other exception, a crash or sanitizer report, a step that
 imports a framework module (a file never chooses an import; the target itself only imports numpy), or a budget
-overrun: an input taking more than STRUCTURE_FUZZ_SECONDS (default 2) in all, or a step whose peak resident memory
+overrun: an input taking more than STRUCTURE_FUZZ_SECONDS (default 5) in all, or a step whose peak resident memory
 grows by more than STRUCTURE_FUZZ_MB (default 512; measured with /proc/self/clear_refs and VmHWM). libFuzzer's
 -timeout, -rss_limit_mb and -malloc_limit_mb stay the hard stops for hangs and single huge allocations.
 
@@ -60,7 +60,7 @@ import structure_gen
 
 RAW_PREFIX = b"SSFILE\n"
 ZLIB_PREFIX = b"SSZLIB\n"  # the same, zlib-compressed (regression files of a few MB that compress to a few KB)
-BUDGET_SECONDS = float(os.environ.get("STRUCTURE_FUZZ_SECONDS", "2"))
+BUDGET_SECONDS = float(os.environ.get("STRUCTURE_FUZZ_SECONDS", "5"))
 BUDGET_MB = int(os.environ.get("STRUCTURE_FUZZ_MB", "512"))
 AVOID_KNOWN = os.environ.get("STRUCTURE_FUZZ_KNOWN", "") == "avoid"
 WITH_TORCH = os.environ.get("STRUCTURE_FUZZ_TORCH", "") == "1"
