@@ -82,7 +82,6 @@ def _open(path: str) -> _Opened:
         if weight_map is not None:
             return _open_plain_shards(path, index, *weight_map)
     if index is None:
-        _sharded.check_regular_file(path)
         # The raw metadata tells the formats apart (open() hides the reserved keys and refuses 1.0.0 files).
         _buffer, raw, table = _core.read_file(path)
         if _v1.is_v1(raw):

@@ -11,6 +11,8 @@ import reprlib
 from collections.abc import Iterator
 from typing import Any
 
+from ._records import NamedRecord, Record
+
 __all__ = [
     "FrameworkNotAvailableError",
     "UnknownTypeError",
@@ -89,8 +91,6 @@ class _BoundedRepr(reprlib.Repr):
         return super().repr_int(x, level)
 
     def repr_instance(self, x: Any, level: int) -> str:
-        from ._records import NamedRecord, Record
-
         # A record's own repr walks all its fields; shown here through the bounds like any container.
         if isinstance(x, Record):
             return f"{x.type_name}({self.repr1(x.asdict(), level - 1)})" if level > 0 else f"{x.type_name}(...)"

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
@@ -12,7 +11,8 @@ from typing import Any
 from . import _core, _sharded, plugins as _plugins
 from ._errors import InvalidArgumentError, InvalidFileError, SafestructuresError, quote, reading
 from ._flat import _fspath
-from ._lazy_schema import _DTYPE_NAMES, _JSON_KINDS, _JSON_SCALARS, _SPILL, _Schema, _container_field, _json_value, _key_text, path_text, type_names
+from ._lazy_schema import (_DTYPE_NAMES, _JSON_KINDS, _JSON_SCALARS, _SPILL, _Schema, _container_field, _json_value, _key_text,
+                           _plain_schema, path_text, type_names)
 from ._limits import DEFAULT_MAX_DEPTH, DEFAULT_MAX_HEADER_SIZE, DEFAULT_MAX_NODES
 
 __all__ = ["Node", "SafeFile", "open"]
@@ -534,13 +534,6 @@ def _child_by_text(node: Node, part: str) -> Node:
         return Node(node._file, found[1], node._path + (found[0],))
     raise KeyError(f"{part!r} is not a key of the {node.kind} at {node.path_text}")
 
-
-def _plain_schema(tensors: list[tuple[str, str, tuple[int, ...], int, int]]) -> str:
-    """The schema a plain safetensors file would have if safestructures had saved its {name: tensor} dict."""
-    nodes = {name: {"$": "tensor", "name": name, "fw": "numpy"} for name, *_ in tensors}
-    # Names are unique, so a plain JSON object holds them, unless one is "$" (which would read as a tag).
-    root: Any = nodes if "$" not in nodes else {"$": "dict", "items": [[name, node] for name, node in nodes.items()]}
-    return json.dumps({"format": "safestructures", "version": 2, "root": root}, separators=(",", ":"))
 
 
 def open(

@@ -3,6 +3,7 @@ messages write them, and ``_Schema``, which reads each node once and follows ref
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -209,3 +210,10 @@ def _json_value(value: Any) -> Any:
     if type(value) is float and value == value and value not in (float("inf"), float("-inf")):
         return value
     return shown(value)
+
+def _plain_schema(tensors: list[tuple[str, str, tuple[int, ...], int, int]]) -> str:
+    """The schema a plain safetensors file would have if safestructures had saved its {name: tensor} dict."""
+    nodes = {name: {"$": "tensor", "name": name, "fw": "numpy"} for name, *_ in tensors}
+    # Names are unique, so a plain JSON object holds them, unless one is "$" (which would read as a tag).
+    root: Any = nodes if "$" not in nodes else {"$": "dict", "items": [[name, node] for name, node in nodes.items()]}
+    return json.dumps({"format": "safestructures", "version": 2, "root": root}, separators=(",", ":"))

@@ -96,10 +96,9 @@ std::size_t Loader::items(std::size_t i, std::uint32_t& count) {
   return at + 1;
 }
 
-void Loader::check_hashable(const nb::object& item, std::size_t node, int times, HashRuns& runs, const char* what,
-                            const std::string& unhashable) {
+void Loader::check_hashable(const nb::object& item, std::size_t node, HashRuns& runs, const char* what, const std::string& unhashable) {
   const std::uint64_t size = expanded_size(node);
-  for (int k = 0; k < times; ++k) hash_work_ = saturating_add(hash_work_, size);
+  hash_work_ = saturating_add(hash_work_, saturating_add(size, size));
   if (hash_work_ > hash_budget_) {
     invalid(std::string("this ") + what + " is built from shared references that expand to " + std::to_string(size) +
                 " nodes; hashing the keys of this file would walk more than its limit of " + std::to_string(hash_budget_) + " nodes",
@@ -126,8 +125,7 @@ void Loader::fill_pairs(std::size_t object, const nb::object& target, bool exact
     if (pair.kind != NodeKind::Array || pair.count != 2) invalid("each item of a mapping must be a [key, value] pair");
     path_.push_back({LoadPath::Type::Index, {}, k});
     nb::object key = build(c + 1);
-    // Hashed here, then again as it is inserted.
-    check_hashable(key, c + 1, 2, runs, "key", "cannot use this key: ");
+    check_hashable(key, c + 1, runs, "key", "cannot use this key: ");
     nb::object value = build(tape_.next(c + 1));
     const int status = exact_dict ? PyDict_SetItem(target.ptr(), key.ptr(), value.ptr()) : PyObject_SetItem(target.ptr(), key.ptr(), value.ptr());
     if (status != 0) {

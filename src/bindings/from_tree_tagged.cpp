@@ -161,7 +161,7 @@ nb::object Loader::build_tagged(std::size_t i, std::string_view tag) {
       for (std::uint32_t k = 0; k < count; ++k) {
         nb::object item = build_child(c, {LoadPath::Type::Index, {}, k});
         path_.push_back({LoadPath::Type::Index, {}, k});
-        check_hashable(item, c, 2, runs, "item", "cannot build a " + std::string(tag) + ": ");
+        check_hashable(item, c, runs, "item", "cannot build a " + std::string(tag) + ": ");
         path_.pop_back();
         if (PySet_Add(result.ptr(), item.ptr()) != 0) {
           nb::python_error e;

@@ -55,7 +55,7 @@ class Loader {
   // within the same budget and cap on equal hashes, so that the caller may put it in a dict.
   nb::object build_key(std::size_t i, HashRuns& runs) {
     nb::object key = build_target(i);
-    check_hashable(key, i, 2, runs, "key", "cannot use this key: ");
+    check_hashable(key, i, runs, "key", "cannot use this key: ");
     return key;
   }
   nb::object build_target(std::size_t i) {
@@ -80,9 +80,10 @@ class Loader {
   // Children of the "items" array of tagged node `i`, in order.
   std::size_t items(std::size_t i, std::uint32_t& count);
   void fill_pairs(std::size_t object, const nb::object& target, bool exact_dict);
-  // Hashes a key or set item (built from `node`) that will be hashed `times` over, within the load's hashing budget
-  // and the cap on keys of one hash value. `unhashable` starts the message for an item that cannot be hashed.
-  void check_hashable(const nb::object& item, std::size_t node, int times, HashRuns& runs, const char* what, const std::string& unhashable);
+  // Hashes a key or set item (built from `node`) within the load's hashing budget and the cap on keys of one hash
+  // value; it is charged twice, for this hash and the one its insertion computes. `unhashable` starts the message
+  // for an item that cannot be hashed.
+  void check_hashable(const nb::object& item, std::size_t node, HashRuns& runs, const char* what, const std::string& unhashable);
   // The nodes a walk of what node `i` built visits with every reference followed (what hashing it costs): measured
   // from the tape when needed, so that building costs nothing for it; each part measured once.
   std::uint64_t expanded_size(std::size_t i);

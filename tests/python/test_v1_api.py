@@ -14,8 +14,10 @@ import numpy as np
 import pytest
 
 import safestructures as ss
-from safestructures import DataProcessor, load_file, save_file
+from safestructures import load_file, save_file
 from conftest import import_framework
+# The plugin guide's first example, as written; test_plugins.py runs it as the guide does.
+from test_plugins import MyCustomType, MyTypeProcessor
 
 pytestmark = pytest.mark.usefixtures("clean_registry")
 
@@ -23,33 +25,6 @@ pytestmark = pytest.mark.usefixtures("clean_registry")
 # ---------------------------------------------------------------------------------------------------------------------
 # 1.0.0's calls
 
-
-class MyCustomType:
-    def __init__(self, value: int):
-        self.value = value
-
-
-class MyTypeProcessor(DataProcessor):
-    data_type = MyCustomType  # Set this to your custom data type
-
-    def serialize(self, data: MyCustomType) -> str:
-        # Convert MyCustomType to a format Safetensors can store
-        return str(data.value)
-
-    def deserialize(self, serialized: str) -> MyCustomType:
-        # Reconstruct MyCustomType from the serialized form
-        return MyCustomType(int(serialized))
-
-
-def test_plugin_guide_basic_type(tmp_path: Path) -> None:
-    list_obj = [MyCustomType(42), MyCustomType(88)]
-    file_path = tmp_path / "my_custom_objs.safestructures"
-
-    save_file(list_obj, file_path, plugins=[MyTypeProcessor])
-
-    loaded_obj = load_file(file_path, plugins=[MyTypeProcessor])
-    assert type(loaded_obj) is list and [type(o) for o in loaded_obj] == [MyCustomType, MyCustomType]
-    assert [o.value for o in loaded_obj] == [42, 88]
 
 
 def test_one_plugin_class_instead_of_a_list(tmp_path: Path) -> None:

@@ -3,32 +3,19 @@ every layer's inputs and outputs saved as the example does, reloaded with framew
 
 from __future__ import annotations
 
-from pathlib import Path, PosixPath
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from safestructures import load_file, save_file
+from safestructures import load_file
 from conftest import import_framework
+from test_v1_api import IOHook  # the examples' hook, as written
 
 tf = import_framework("tensorflow")
 tf_hooks = pytest.importorskip("tf_hooks")
 
 
-class IOHook:
-    framework: str
-
-    def __init__(self, layer_name: str, save_dir: PosixPath):
-        self.layer_name = layer_name
-        self.save_dir = save_dir
-
-    def __call__(self, module, inputs, outputs):
-        input_filename = f"{self.layer_name}_inputs_{self.times_called}.safestructures"
-        output_filename = f"{self.layer_name}_outputs_{self.times_called}.safestructures"
-        input_save_file = self.save_dir / input_filename
-        output_save_file = self.save_dir / output_filename
-        save_file(inputs, input_save_file)
-        save_file(outputs, output_save_file)
 
 
 def test_examples_tf_forward_hooks_on_resnet50(tmp_path: Path) -> None:
