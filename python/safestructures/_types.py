@@ -114,7 +114,8 @@ def reduce(obj: Any, context: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         return plugins.reduce_with(plugin, obj)
     if cls is plugins.NestedMark:
         return TAG.Nested, {"v": obj.value}
-    if cls.__name__ == "ZoneInfo" and cls.__module__ == "zoneinfo":
+    zoneinfo = sys.modules.get("zoneinfo")
+    if zoneinfo is not None and cls is zoneinfo.ZoneInfo:
         return TAG.ZoneInfo, _zoneinfo_key(obj)
     top = cls.__module__.split(".", 1)[0]
     if top == "torch" and cls.__name__ in ("dtype", "device", "Size"):

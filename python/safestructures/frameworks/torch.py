@@ -101,7 +101,7 @@ def array_entry(tensor: torch.Tensor, name: str, context: dict[str, Any]) -> tup
             fields["grad"] = True
         t = tensor.detach()
     if t.layout is not torch.strided or t.is_quantized or t.is_nested or t.is_meta:
-        kind = "quantized" if t.is_quantized else "nested" if t.is_nested else "meta" if t.is_meta else None
+        kind = next((test.removeprefix("is_") for test in ("is_quantized", "is_nested", "is_meta") if getattr(t, test)), None)
         raise TypeError(f"{kind} torch tensors are not stored" if kind else f"torch tensors with layout {t.layout} are not stored")
     dtype = t.dtype
     if dtype not in _TO_NAME and dtype not in _LOGICAL and dtype != torch.float4_e2m1fn_x2:
