@@ -46,3 +46,7 @@ def tags_shaped(shape: str) -> frozenset[str]:
 SEQUENCE_TAGS: frozenset[str] = tags_shaped("sequence")
 MAPPING_TAGS: frozenset[str] = tags_shaped("mapping")
 NAMED_TAGS: frozenset[str] = frozenset(tag for tag, _, names_class in _KINDS.values() if names_class)
+
+# The numpy dtype name of each safetensors dtype (what a tensor of it loads as in numpy), and its bits per element.
+DTYPE_NUMPY_NAMES: dict[str, str] = {name: numpy_name for name, (_, numpy_name) in _core.DTYPES.items()}
+DTYPE_BITS: dict[str, int] = {name: bits for name, (bits, _) in _core.DTYPES.items()}

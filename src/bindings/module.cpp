@@ -320,10 +320,13 @@ NB_MODULE(_core, m) {
       .def_prop_ro("size", [](const FileBuffer& b) { return b.size; }, "Size of the file in bytes.");
 
   m.attr("DEFAULT_MAX_HEADER_SIZE") = default_max_header_size;
+  // {safetensors dtype: (bits per element, numpy dtype name)}, in the reference order.
   m.attr("DTYPES") = [] {
-    nb::list names;
-    for (const auto& t : dtype_traits) names.append(nb::str(t.name.data(), t.name.size()));
-    return nb::tuple(names);
+    nb::dict dtypes;
+    for (const auto& t : dtype_traits) {
+      dtypes[nb::str(t.name.data(), t.name.size())] = nb::make_tuple(t.bits, nb::str(t.numpy_name.data(), t.numpy_name.size()));
+    }
+    return dtypes;
   }();
 
   m.attr("FORMAT") = format_table();
