@@ -10,7 +10,7 @@ import numpy
 import torch
 
 from .._errors import SafestructuresError, UnsupportedTypeError, quote, shown
-from . import charge, converting, framework_error, view_reach
+from ._common import charge, converting, framework_error, view_reach
 
 __all__ = ["array_entry", "reduce_value", "construct_value", "to_torch"]
 
