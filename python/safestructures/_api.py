@@ -135,5 +135,6 @@ def load_file(
 
         with reading(target):
             return distributed.load(os.path.dirname(source.index), types=args["types"], strict=strict)
-    with open_source(source, args, (max_depth, max_nodes, max_header_size)) as f:
-        return f.load()
+    opened, _fmt = open_source(source, args, (max_depth, max_nodes, max_header_size))
+    with opened:
+        return opened.load()

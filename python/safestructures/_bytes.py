@@ -6,13 +6,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from . import _core, _v1, plugins as _plugins
+from . import _core, _v1, frameworks, plugins as _plugins
 from ._context import load_context
 from ._errors import InvalidFileError, SafestructuresError, quote, reading
 from ._flat import _check_metadata
 from ._limits import DEFAULT_MAX_DEPTH, DEFAULT_MAX_HEADER_SIZE, DEFAULT_MAX_NODES
 from ._source import V1, file_format
-from .frameworks import make_tensor
 
 __all__ = ["load", "save", "unstructured"]
 
@@ -38,7 +37,7 @@ def unstructured(
 
     def make(name: str, framework: str) -> Any:
         try:
-            return make_tensor(buffer, *table[name], {"name": name, "fw": framework}, context)
+            return frameworks.make_tensor(buffer, *table[name], {"name": name, "fw": framework}, context)
         except SafestructuresError:
             raise
         except Exception as e:  # a framework's own error (JAX's for a dtype it lacks) names the tensor too

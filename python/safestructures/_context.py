@@ -7,11 +7,19 @@ import collections
 from collections.abc import Iterable
 from typing import Any
 
-from . import _core, _registry, _types, plugins as _plugins
-from .frameworks import array_entry, canonical, make_tensor, require
+from . import _core, _registry, _types, frameworks, plugins as _plugins
 from ._limits import ByteBudget, default_max_bytes
 
 __all__ = ["check_max_bytes", "load_arguments", "load_context"]
+
+
+# The hooks look their targets up at each call, so that a test can stand in for one.
+def _array_entry(obj: Any, name: str, context: dict[str, Any]) -> Any:
+    return frameworks.array_entry(obj, name, context)
+
+
+def _make_tensor(*args: Any) -> Any:
+    return frameworks.make_tensor(*args)
 
 
 def _install_hooks() -> None:
@@ -19,11 +27,11 @@ def _install_hooks() -> None:
         {
             "classify": _types.classify,
             "reduce": _types.reduce,
-            "array_entry": array_entry,
+            "array_entry": _array_entry,
             "factory_name": _types.factory_name,
             "construct": _types.CONSTRUCT,
             "factories": _types.FACTORIES,
-            "make_tensor": make_tensor,
+            "make_tensor": _make_tensor,
             "ordered_dict_type": collections.OrderedDict,
             "defaultdict_type": collections.defaultdict,
             "deque_type": collections.deque,
@@ -45,9 +53,9 @@ def load_context(
     """The per-load state handed to the adapters and constructors; checks every argument first. ``budget`` is what
     the load may allocate beyond the file (``max_bytes``, by default tied to ``file_size``)."""
     check_max_bytes(max_bytes)
-    framework = canonical(framework)
+    framework = frameworks.canonical(framework)
     if framework is not None:
-        require(framework)  # a clear error now, rather than at the first tensor
+        frameworks.require(framework)  # a clear error now, rather than at the first tensor
     if type(device).__name__ == "device" and type(device).__module__ == "torch":
         device = str(device)
     if not isinstance(device, str):
@@ -55,7 +63,7 @@ def load_context(
     if device != "cpu":
         if framework not in (None, "torch"):
             raise ValueError(f"device={device!r} applies to torch tensors; framework={framework!r} loads on the CPU")
-        require("torch").check_device(device)
+        frameworks.require("torch").check_device(device)
     context = _registry.resolver(types, strict)
     context.update(framework=framework, device=device, plugins=_plugins.plugins_by_name(plugins),
                    budget=ByteBudget(default_max_bytes(file_size) if max_bytes is None else max_bytes))
