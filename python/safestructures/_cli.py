@@ -88,28 +88,26 @@ def _open_plain_shards(source: Source) -> _Opened:
     """A sharded checkpoint of plain safetensors files, as the ``{name: tensor}`` dict its index maps (tensors in
     index order, numpy views of the mapped shards: no data read). A tensor the index maps to a shard that lacks it is
     an error; a tensor of a shard the index does not map to it is a warning."""
-    from ._flat import load_tensors
+    from .frameworks import numpy as np_adapter
 
-    loaded = [load_tensors(path) for path in source.paths]
-    tensors: dict[str, tuple[str, tuple[int, ...], int]] = {}
-    for path in source.paths:
-        _buffer, _metadata, table = _core.read_file(path)
-        tensors.update({n: (dtype, tuple(shape), nbytes) for n, dtype, shape, _offset, nbytes in table})
-    value = {}
+    # Each shard's tensors as the core read its header: name -> (buffer, dtype, shape, offset, nbytes).
+    shards = [{name: (buffer, *entry) for name, *entry in table} for buffer, _metadata, table in map(_core.read_file, source.paths)]
+    value, tensors = {}, {}
     for name, shard in source.where.items():
-        if name not in loaded[shard]:
+        if name not in shards[shard]:
             raise InvalidFileError(f"{source.index}: the index maps tensor {quote(name)} to "
                                    f"{os.path.basename(source.paths[shard])}, which does not hold it")
-        value[name] = loaded[shard][name]
-    unmapped = [f"{quote(n)} ({os.path.basename(source.paths[shard])})" for shard, held in enumerate(loaded) for n in held
+        buffer, dtype, shape, offset, nbytes = shards[shard][name]
+        value[name] = np_adapter.from_file(buffer, dtype, shape, offset, nbytes, name)
+        tensors[name] = (dtype, tuple(shape), nbytes)
+    unmapped = [f"{quote(n)} ({os.path.basename(source.paths[shard])})" for shard, held in enumerate(shards) for n in held
                 if source.where.get(n) != shard]
     warnings = []
     if unmapped:
         warnings.append(f"{_count(len(unmapped), 'tensor')} in the shards that the index does not map there: "
                         + ", ".join(unmapped[:10]) + (", ..." if len(unmapped) > 10 else ""))
     size = sum(os.path.getsize(path) for path in source.paths)
-    return _Opened(source.name, PLAIN, source.metadata or None, {n: tensors[n] for n in value}, len(loaded), value=value,
-                   warnings=warnings, size=size)
+    return _Opened(source.name, PLAIN, source.metadata or None, tensors, len(shards), value=value, warnings=warnings, size=size)
 
 
 # --- commands -------------------------------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from typing import Any
 from . import _core, _registry, _types, frameworks, plugins as _plugins
 from ._limits import ByteBudget, default_max_bytes
 
-__all__ = ["check_max_bytes", "load_arguments", "load_context"]
+__all__ = ["load_arguments", "load_context"]
 
 
 # The hooks look their targets up at each call, so that a test can stand in for one.
@@ -40,19 +40,14 @@ def _install_hooks() -> None:
     )
 
 
-def check_max_bytes(max_bytes: int | None) -> None:
-    """Refuses a ``max_bytes`` that is not None or a non-negative int."""
-    if max_bytes is not None and (type(max_bytes) is not int or max_bytes < 0):
-        raise TypeError(f"max_bytes must be None or a non-negative int, not {max_bytes!r}")
-
-
 def load_context(
     framework: str | None, device: str, plugins: type | Iterable[type] | None, types: Iterable[type], strict: bool,
     max_bytes: int | None = None, file_size: int = 0,
 ) -> dict[str, Any]:
     """The per-load state handed to the adapters and constructors; checks every argument first. ``budget`` is what
     the load may allocate beyond the file (``max_bytes``, by default tied to ``file_size``)."""
-    check_max_bytes(max_bytes)
+    if max_bytes is not None and (type(max_bytes) is not int or max_bytes < 0):
+        raise TypeError(f"max_bytes must be None or a non-negative int, not {max_bytes!r}")
     framework = frameworks.canonical(framework)
     if framework is not None:
         frameworks.require(framework)  # a clear error now, rather than at the first tensor

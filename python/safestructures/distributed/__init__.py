@@ -25,7 +25,7 @@ if not _dist.is_available():
 
 import os
 import warnings
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch.distributed.checkpoint as dcp
@@ -52,18 +52,24 @@ __all__ = [
 ]
 
 
-def _single_process(process_group: Any) -> bool:
-    return process_group is None and not (_dist.is_available() and _dist.is_initialized())
+def _run(call: Callable[..., Any], state_dict: dict[str, Any], process_group: Any, **storage: Any) -> Any:
+    """``dcp.save`` or ``dcp.load`` of ``state_dict``, from this process alone when no process group is initialized; the
+    error a rank raised, out of DCP's wrapper of every rank's errors: this rank's own, else the lowest rank's.
+
+    DCP wraps errors even in a single process; the error raised here (an InvalidFileError naming the file and tensor,
+    say) is chained to DCP's exception, which keeps every rank's traceback."""
+    single = process_group is None and not (_dist.is_available() and _dist.is_initialized())
+    with warnings.catch_warnings():
+        # DCP warns that it saves from one process when no process group exists: that is what was asked for.
+        warnings.filterwarnings("ignore", message="torch.distributed is disabled", category=UserWarning)
+        try:
+            return call(state_dict, process_group=process_group, no_dist=single, **storage)
+        except CheckpointException as e:
+            failures = e.failures
+            rank = _dist.get_rank(process_group) if _dist.is_initialized() else 0
+            raise failures[rank if rank in failures else min(failures)][0] from e
 
 
-def _unwrapped(error: CheckpointException, process_group: Any) -> BaseException:
-    """The error a rank raised, out of DCP's wrapper of every rank's errors: this rank's own, else the lowest rank's.
-
-    DCP wraps errors even in a single process; the wrappers raise the original (an InvalidFileError naming the file
-    and tensor, say), chained to DCP's exception, which keeps every rank's traceback."""
-    failures = error.failures
-    rank = _dist.get_rank(process_group) if _dist.is_initialized() else 0
-    return failures[rank if rank in failures else min(failures)][0]
 def save(
     state_dict: dict[str, Any],
     path: str | os.PathLike[str],
@@ -78,20 +84,8 @@ def save(
     (DCP deduplicates replicated ones), each rank to its own shard file; everything else in the state is saved with
     safestructures (see :class:`SafestructuresSavePlanner`). Returns DCP's metadata of the checkpoint.
     """
-    single = _single_process(process_group)
-    with warnings.catch_warnings():
-        # DCP warns that it saves from one process when no process group exists: that is what was asked for.
-        warnings.filterwarnings("ignore", message="torch.distributed is disabled", category=UserWarning)
-        try:
-            return dcp.save(
-                state_dict,
-                storage_writer=SafestructuresWriter(path, fsync=fsync),
-                planner=SafestructuresSavePlanner(),
-                process_group=process_group,
-                no_dist=single,
-            )
-        except CheckpointException as e:
-            raise _unwrapped(e, process_group) from e
+    return _run(dcp.save, state_dict, process_group, storage_writer=SafestructuresWriter(path, fsync=fsync),
+                planner=SafestructuresSavePlanner())
 
 
 def load(
@@ -123,17 +117,6 @@ def load(
     metadata = reader.read_metadata()
     if state_dict is None:
         state_dict = dict.fromkeys(load_structure(metadata.planner_data, types, strict))
-    single = _single_process(process_group)
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="torch.distributed is disabled", category=UserWarning)
-        try:
-            dcp.load(
-                state_dict,
-                storage_reader=reader,
-                planner=SafestructuresLoadPlanner(types=types, strict=strict, allow_partial_load=allow_partial_load),
-                process_group=process_group,
-                no_dist=single,
-            )
-        except CheckpointException as e:
-            raise _unwrapped(e, process_group) from e
+    _run(dcp.load, state_dict, process_group, storage_reader=reader,
+         planner=SafestructuresLoadPlanner(types=types, strict=strict, allow_partial_load=allow_partial_load))
     return state_dict

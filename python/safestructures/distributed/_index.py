@@ -16,13 +16,12 @@ from torch.distributed.checkpoint.metadata import (BytesStorageMetadata, ChunkSt
 
 from .._errors import InvalidFileError, quote
 from .._format import DCP_KEY, INDEX_METADATA, INDEX_NAME, INDEX_WEIGHT_MAP, TOTAL_SIZE_KEY
+from .._sharded import SHARD_FILE_NAME
 from ..frameworks.torch import _DTYPE_NAMES as TORCH_DTYPES
 from ._values import structure_document
 
 __all__ = ["index_text", "metadata_from_index", "read_index"]
 
-#: The key under the index's ``"metadata"`` that holds what safestructures needs to rebuild the checkpoint.
-INDEX_KEY = DCP_KEY
 _FORMAT = "safestructures-dcp"
 _VERSION = 1
 
@@ -66,7 +65,7 @@ def index_text(metadata: Metadata, stored: dict[tuple[str, tuple[int, ...] | Non
         "tensors": tensors,
         "values": values,
     }
-    index = {INDEX_METADATA: {TOTAL_SIZE_KEY: total_size, INDEX_KEY: description}, INDEX_WEIGHT_MAP: dict(sorted(weight_map.items()))}
+    index = {INDEX_METADATA: {TOTAL_SIZE_KEY: total_size, DCP_KEY: description}, INDEX_WEIGHT_MAP: dict(sorted(weight_map.items()))}
     return json.dumps(index, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
 
 
@@ -83,11 +82,11 @@ def read_index(path: str | os.PathLike[str]) -> dict[str, Any]:
     except (ValueError, UnicodeDecodeError) as e:
         raise InvalidFileError(f"{file} is not valid JSON: {e}") from e
     metadata = index.get(INDEX_METADATA) if isinstance(index, dict) else None
-    description = metadata.get(INDEX_KEY) if isinstance(metadata, dict) else None
+    description = metadata.get(DCP_KEY) if isinstance(metadata, dict) else None
     if not isinstance(description, dict) or description.get("format") != _FORMAT:
-        raise InvalidFileError(f"{file} has no metadata.{INDEX_KEY}: it was not written by safestructures.distributed")
+        raise InvalidFileError(f"{file} has no metadata.{DCP_KEY}: it was not written by safestructures.distributed")
     if description.get("version") != _VERSION:
-        raise InvalidFileError(f"{file}: {INDEX_KEY} version {description.get('version')!r} is not supported (expected {_VERSION})")
+        raise InvalidFileError(f"{file}: {DCP_KEY} version {description.get('version')!r} is not supported (expected {_VERSION})")
     if not isinstance(index.get(INDEX_WEIGHT_MAP), dict):
         raise InvalidFileError(f"{file} has no {INDEX_WEIGHT_MAP} object")
     return index
@@ -102,7 +101,7 @@ def _ints(value: Any, what: str, file: Path) -> list[int]:
 def metadata_from_index(path: Path, index: dict[str, Any]) -> Metadata:
     """DCP's Metadata, rebuilt from the index's JSON (what DCP itself keeps in a pickle)."""
     file = path / INDEX_NAME
-    description = index[INDEX_METADATA][INDEX_KEY]
+    description = index[INDEX_METADATA][DCP_KEY]
     weight_map = index[INDEX_WEIGHT_MAP]
     entries: dict[str, Any] = {}
     storage: dict[MetadataIndex, dict[str, Any]] = {}
@@ -113,13 +112,13 @@ def metadata_from_index(path: Path, index: dict[str, Any]) -> Metadata:
         name, shard = info["name"], info["file"]
         if weight_map.get(name) != shard:
             raise InvalidFileError(f"{file}: {INDEX_WEIGHT_MAP} places tensor {quote(name)} in {weight_map.get(name)}, the checkpoint metadata in {shard}")
-        if Path(shard).name != shard or not shard.endswith(".safetensors"):
+        if not SHARD_FILE_NAME.fullmatch(shard) or shard.startswith("."):
             raise InvalidFileError(f"{file}: {quote(shard)} is not a shard file name of this directory")
         return shard, name
 
     tensors, values = description.get("tensors"), description.get("values")
     if not isinstance(tensors, dict) or not isinstance(values, dict):
-        raise InvalidFileError(f"{file}: {INDEX_KEY} must hold 'tensors' and 'values' objects")
+        raise InvalidFileError(f"{file}: {DCP_KEY} must hold 'tensors' and 'values' objects")
     for fqn, entry in tensors.items():
         if not isinstance(entry, dict) or not isinstance(entry.get("chunks"), list):
             raise InvalidFileError(f"{file}: tensor {quote(fqn)} has no list of chunks")
