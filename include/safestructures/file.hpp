@@ -14,59 +14,9 @@
 #include "safestructures/container.hpp"
 #include "safestructures/dtype.hpp"
 #include "safestructures/error.hpp"
+#include "safestructures/format.hpp"
 
 namespace safestructures {
-
-// What a node holds: one per Python type the format stores (docs/format.md, section 5.2).
-enum class Kind : std::uint8_t {
-  Null,
-  Bool,
-  Int,     // fits in int64
-  BigInt,  // outside int64: read it with big_int_hex()
-  Float,   // nan and infinities included
-  String,
-  Bytes,
-  ByteArray,
-  List,
-  Tuple,
-  Set,
-  FrozenSet,
-  Dict,
-  OrderedDict,
-  Counter,
-  DefaultDict,
-  Deque,
-  Range,
-  Slice,
-  Ellipsis,
-  Complex,
-  Datetime,
-  Date,
-  Time,
-  Timedelta,
-  Timezone,
-  ZoneInfo,
-  Decimal,
-  Fraction,
-  Uuid,
-  TorchDtype,
-  TorchDevice,
-  TorchSize,
-  Path,
-  NumpyScalar,
-  Tensor,
-  Dataclass,
-  NamedTuple,
-  Enum,
-  Object,
-  Ext,
-  Plugin,
-  Nested,
-};
-
-// The kind's name as the format spells its tag ("dict", "namedtuple", "torch.dtype"); "null", "bool", "int",
-// "float", "str" for the plain JSON kinds, and "bigint" for ints outside int64.
-std::string_view kind_name(Kind kind);
 
 // Limits applied when a file is opened.
 struct OpenOptions {

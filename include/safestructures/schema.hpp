@@ -9,11 +9,10 @@
 #include <string_view>
 #include <vector>
 
+#include "safestructures/format.hpp"
+
 namespace safestructures {
 
-inline constexpr std::string_view schema_metadata_key = "__safestructures__";
-inline constexpr std::string_view schema_spill_tensor = "__safestructures_schema__";
-inline constexpr std::int64_t schema_version = 2;
 // JSON depth allowed per level of Python nesting: a dict with non-string keys is {"items":[[k, v]]}, three levels.
 inline constexpr std::uint32_t json_levels_per_level = 3;
 

@@ -41,36 +41,6 @@ using tree_detail::PathPart;
 
 namespace {
 
-struct TagKind {
-  std::string_view tag;
-  Kind kind;
-};
-
-// Every tag of section 5.2 but "ref", which is followed rather than read.
-constexpr TagKind tag_kinds[] = {
-    {"int", Kind::BigInt},          {"float", Kind::Float},           {"str", Kind::String},
-    {"bytes", Kind::Bytes},         {"bytearray", Kind::ByteArray},   {"list", Kind::List},
-    {"tuple", Kind::Tuple},         {"set", Kind::Set},               {"frozenset", Kind::FrozenSet},
-    {"dict", Kind::Dict},           {"OrderedDict", Kind::OrderedDict}, {"Counter", Kind::Counter},
-    {"defaultdict", Kind::DefaultDict}, {"deque", Kind::Deque},       {"range", Kind::Range},
-    {"slice", Kind::Slice},         {"Ellipsis", Kind::Ellipsis},     {"complex", Kind::Complex},
-    {"datetime", Kind::Datetime},   {"date", Kind::Date},             {"time", Kind::Time},
-    {"timedelta", Kind::Timedelta}, {"timezone", Kind::Timezone},     {"ZoneInfo", Kind::ZoneInfo},
-    {"Decimal", Kind::Decimal},     {"Fraction", Kind::Fraction},     {"UUID", Kind::Uuid},
-    {"torch.dtype", Kind::TorchDtype}, {"torch.device", Kind::TorchDevice}, {"torch.Size", Kind::TorchSize},
-    {"path", Kind::Path},           {"npscalar", Kind::NumpyScalar},  {"tensor", Kind::Tensor},
-    {"dataclass", Kind::Dataclass}, {"namedtuple", Kind::NamedTuple}, {"enum", Kind::Enum},
-    {"object", Kind::Object},       {"ext", Kind::Ext},               {"plugin", Kind::Plugin},
-    {"nested", Kind::Nested},
-};
-
-std::optional<Kind> kind_of_tag(std::string_view tag) {
-  for (const auto& [name, kind] : tag_kinds) {
-    if (name == tag) return kind;
-  }
-  return std::nullopt;
-}
-
 // Mutable containers exist before their items are built, so a reference from inside them to themselves is valid;
 // every other object is only defined once its node ends (section 5.3).
 bool defined_before_items(Kind kind) {
@@ -83,11 +53,6 @@ bool defined_before_items(Kind kind) {
     case Kind::Deque: return true;
     default: return false;
   }
-}
-
-bool is_transparent_field(std::string_view field) {
-  return field == "fields" || field == "items" || field == "value" || field == "attrs" || field == "data" || field == "tensors" ||
-         field == "v";
 }
 
 std::shared_ptr<const PathPart> extend(const std::shared_ptr<const PathPart>& parent, std::string text) {
@@ -170,7 +135,7 @@ std::shared_ptr<const Document> make_document(Reader reader, const OpenOptions& 
     doc->tape = std::move(*schema);
     doc->structured = true;
     collect_ids(*doc);
-  } else if (header.find_metadata("_safestructures_schema_") != nullptr) {
+  } else if (header.find_metadata(v1_schema_key) != nullptr) {
     raise(ErrorCode::SchemaVersion,
           "this is a safestructures 1.0.0 file, which the C++ API does not read; `safestructures upgrade OLD NEW` rewrites it");
   } else {
@@ -180,22 +145,6 @@ std::shared_ptr<const Document> make_document(Reader reader, const OpenOptions& 
 }
 
 }  // namespace
-
-std::string_view kind_name(Kind kind) {
-  switch (kind) {
-    case Kind::Null: return "null";
-    case Kind::Bool: return "bool";
-    case Kind::Int: return "int";
-    case Kind::Float: return "float";
-    case Kind::String: return "str";
-    default: break;
-  }
-  for (const auto& [name, k] : tag_kinds) {
-    // BigInt and tagged floats and strings share their tag with a plain kind, matched above.
-    if (k == kind) return kind == Kind::BigInt ? "bigint" : name;
-  }
-  return "?";
-}
 
 // ---- File
 

@@ -8,9 +8,6 @@
 namespace safestructures {
 namespace {
 
-constexpr std::string_view v1_schema_key = "_safestructures_schema_";
-constexpr std::string_view v1_version_key = "_safestructures_schema_version_";
-
 Metadata with_schema(const Metadata& user, std::string value) {
   Metadata out = user;
   out.emplace_back(std::string(schema_metadata_key), std::move(value));

@@ -1,0 +1,112 @@
+// The format's vocabulary, its one owner: the reserved names, every node kind with its tag and traits (docs/format.md
+// section 5), the fields that paths skip. Readers, writers and the Python layer (through _core) take names from here.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string_view>
+
+namespace safestructures {
+
+// The metadata key holding the schema document, and the tensor a schema too large for the header is spilled into.
+inline constexpr std::string_view schema_metadata_key = "__safestructures__";
+inline constexpr std::string_view schema_spill_tensor = "__safestructures_schema__";
+// The two metadata keys of safestructures 1.0.0 files (section 6).
+inline constexpr std::string_view v1_schema_key = "_safestructures_schema_";
+inline constexpr std::string_view v1_version_key = "_safestructures_schema_version_";
+// The schema document's envelope: {"format":"safestructures","version":2,"root":NODE}.
+inline constexpr std::string_view schema_format_name = "safestructures";
+inline constexpr std::int64_t schema_version = 2;
+// The members every tagged object may have besides its fields: its tag and its reference id.
+inline constexpr std::string_view tag_member = "$";
+inline constexpr std::string_view id_member = "#";
+
+// How a kind's content is laid out, which is what walks over the tree need to know of it.
+enum class Shape : std::uint8_t {
+  Scalar,     // no children that walks descend into (they may still have fields)
+  Sequence,   // "items": an array of nodes
+  Mapping,    // "items": an array of [key, value] pairs (or a JSON object's members)
+  Record,     // named fields
+  Tensor,     // names a tensor of the file
+  Reference,  // "#": an object written earlier (section 5.3)
+};
+
+// X(kind, name in messages, tag in the file or "" for plain JSON, shape, whether a "type" field names a class).
+// Plain JSON kinds come first; the tagged float, str, list and dict share the kind of their plain form.
+#define SAFESTRUCTURES_KINDS(X)                              \
+  X(Null, "null", "", Scalar, false)                         \
+  X(Bool, "bool", "", Scalar, false)                         \
+  X(Int, "int", "", Scalar, false)                           \
+  X(BigInt, "bigint", "int", Scalar, false)                  \
+  X(Float, "float", "float", Scalar, false)                  \
+  X(String, "str", "str", Scalar, false)                     \
+  X(Bytes, "bytes", "bytes", Scalar, false)                  \
+  X(ByteArray, "bytearray", "bytearray", Scalar, false)      \
+  X(List, "list", "list", Sequence, false)                   \
+  X(Tuple, "tuple", "tuple", Sequence, false)                \
+  X(Set, "set", "set", Sequence, false)                      \
+  X(FrozenSet, "frozenset", "frozenset", Sequence, false)    \
+  X(Dict, "dict", "dict", Mapping, false)                    \
+  X(OrderedDict, "OrderedDict", "OrderedDict", Mapping, false) \
+  X(Counter, "Counter", "Counter", Mapping, false)           \
+  X(DefaultDict, "defaultdict", "defaultdict", Mapping, false) \
+  X(Deque, "deque", "deque", Sequence, false)                \
+  X(Range, "range", "range", Record, false)                  \
+  X(Slice, "slice", "slice", Record, false)                  \
+  X(Ellipsis, "Ellipsis", "Ellipsis", Scalar, false)         \
+  X(Complex, "complex", "complex", Record, false)            \
+  X(Datetime, "datetime", "datetime", Record, false)         \
+  X(Date, "date", "date", Record, false)                     \
+  X(Time, "time", "time", Record, false)                     \
+  X(Timedelta, "timedelta", "timedelta", Record, false)      \
+  X(Timezone, "timezone", "timezone", Record, false)         \
+  X(ZoneInfo, "ZoneInfo", "ZoneInfo", Record, false)         \
+  X(Decimal, "Decimal", "Decimal", Record, false)            \
+  X(Fraction, "Fraction", "Fraction", Record, false)         \
+  X(Uuid, "UUID", "UUID", Record, false)                     \
+  X(TorchDtype, "torch.dtype", "torch.dtype", Record, false) \
+  X(TorchDevice, "torch.device", "torch.device", Record, false) \
+  X(TorchSize, "torch.Size", "torch.Size", Record, false)    \
+  X(Path, "path", "path", Record, false)                     \
+  X(NumpyScalar, "npscalar", "npscalar", Record, false)      \
+  X(Tensor, "tensor", "tensor", Tensor, false)               \
+  X(Dataclass, "dataclass", "dataclass", Record, true)       \
+  X(NamedTuple, "namedtuple", "namedtuple", Sequence, true)  \
+  X(Enum, "enum", "enum", Record, true)                      \
+  X(Object, "object", "object", Record, true)                \
+  X(Ext, "ext", "ext", Record, true)                         \
+  X(Plugin, "plugin", "plugin", Record, true)                \
+  X(Nested, "nested", "nested", Record, false)               \
+  X(Ref, "ref", "ref", Reference, false)
+
+// What a node holds: one per Python type the format stores. TreeNode::kind() never answers Ref (references are
+// followed).
+enum class Kind : std::uint8_t {
+#define SAFESTRUCTURES_KIND_ENUMERATOR(kind, name, tag, shape, names_class) kind,
+  SAFESTRUCTURES_KINDS(SAFESTRUCTURES_KIND_ENUMERATOR)
+#undef SAFESTRUCTURES_KIND_ENUMERATOR
+};
+
+struct KindTraits {
+  std::string_view id;    // the enumerator's name ("NamedTuple"): how the Python layer refers to a kind
+  std::string_view name;  // "dict", "namedtuple", "torch.dtype"; "bigint" for ints outside int64
+  std::string_view tag;   // the "$" of its tagged form; empty for null, bool and int64 ints
+  Shape shape;
+  bool names_class;       // its "type" field names a class (or a plugin's type)
+};
+
+const KindTraits& traits(Kind kind);
+// The kind's name as messages write it.
+inline std::string_view kind_name(Kind kind) { return traits(kind).name; }
+// The kind a tag stands for, nullopt for a tag the format does not define.
+std::optional<Kind> kind_of_tag(std::string_view tag);
+// Every kind, for tables built from the vocabulary (the Python layer's).
+std::span<const KindTraits> all_kinds();
+
+// Wrapper fields ("fields", "items", "value", "attrs", "data", "tensors", "v") are not parts of paths or tensor
+// names: a dataclass `out`'s field `logits` is `out.logits` (section 5.2).
+inline constexpr std::string_view transparent_fields[] = {"fields", "items", "value", "attrs", "data", "tensors", "v"};
+bool is_transparent_field(std::string_view field);
+
+}  // namespace safestructures

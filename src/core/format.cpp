@@ -1,0 +1,37 @@
+// The format's vocabulary: the table of kinds and the lookups over it.
+#include "safestructures/format.hpp"
+
+#include <iterator>
+
+namespace safestructures {
+
+namespace {
+
+constexpr KindTraits kind_table[] = {
+#define SAFESTRUCTURES_KIND_TRAITS(kind, name, tag, shape, names_class) {#kind, name, tag, Shape::shape, names_class},
+    SAFESTRUCTURES_KINDS(SAFESTRUCTURES_KIND_TRAITS)
+#undef SAFESTRUCTURES_KIND_TRAITS
+};
+
+}  // namespace
+
+const KindTraits& traits(Kind kind) { return kind_table[static_cast<std::size_t>(kind)]; }
+
+std::span<const KindTraits> all_kinds() { return kind_table; }
+
+std::optional<Kind> kind_of_tag(std::string_view tag) {
+  if (tag.empty()) return std::nullopt;
+  for (std::size_t i = 0; i < std::size(kind_table); ++i) {
+    if (kind_table[i].tag == tag) return static_cast<Kind>(i);
+  }
+  return std::nullopt;
+}
+
+bool is_transparent_field(std::string_view field) {
+  for (std::string_view f : transparent_fields) {
+    if (f == field) return true;
+  }
+  return false;
+}
+
+}  // namespace safestructures
