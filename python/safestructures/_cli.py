@@ -18,11 +18,12 @@ from ._cli_render import (
     TooLarge, _count, _cut, _describe_value, _is_tensor, _print_json, _size, _to_json, _tree_lines, _value_children,
 )
 from ._cli_tree import PathNotFound, UsageError, _split, _Tree, _walk
-from ._errors import InvalidFileError, SafestructuresError, UnsupportedTypeError, quote
 from ._context import load_arguments
+from ._errors import InvalidFileError, SafestructuresError, UnsupportedTypeError, quote
 from ._lazy import SafeFile, open_source
 from ._lazy_schema import path_text as _path_text
 from ._limits import DEFAULT_MAX_DEPTH, DEFAULT_MAX_HEADER_SIZE, DEFAULT_MAX_NODES, default_max_bytes
+from ._sharded import remove_if_present, write_temporary
 from ._source import DCP, PLAIN, PLAIN_SHARDS, V1, V2, Source, file_format, resolve
 
 __all__ = ["main"]
@@ -268,31 +269,18 @@ def _get(args: argparse.Namespace) -> int:
 def _write_file(target: str, force: bool, write: Any) -> None:
     """Writes ``target`` through a temporary file beside it, renamed into place once whole (removed on failure), so a
     failed write leaves no file, or the old one; without ``force`` an existing file is never replaced (FileExistsError)."""
-    import tempfile
-
-    directory = os.path.dirname(target) or "."
-    fd, temp = tempfile.mkstemp(prefix="." + os.path.basename(target) + ".", suffix=".partial", dir=directory)
+    mask = os.umask(0)
+    os.umask(mask)
+    temp = write_temporary(target, write, mode=0o666 & ~mask)
     try:
-        with os.fdopen(fd, "wb") as out:
-            write(out)
-        os.chmod(temp, 0o666 & ~_umask())
         if force:
             os.replace(temp, target)
         else:
             os.link(temp, target)  # fails if the target exists, atomically (a rename would replace it)
             os.unlink(temp)
     except BaseException:
-        try:
-            os.unlink(temp)
-        except FileNotFoundError:
-            pass
+        remove_if_present(temp)
         raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 class _Output:

@@ -8,15 +8,15 @@ import json
 import os
 import re
 import stat
-from collections.abc import Iterator, Mapping
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping
+from typing import IO, Any
 
 from . import _core
 from ._errors import InvalidArgumentError, InvalidFileError, quote
 from ._format import INDEX_METADATA, INDEX_NAME, INDEX_WEIGHT_MAP, RESERVED_INDEX_KEYS, SAVE_KEY, SCHEMA_KEY, TOTAL_SIZE_KEY
 
-__all__ = ["INDEX_NAME", "SHARD_FILE_NAME", "SHARD_PATTERN", "check_regular_file", "parse_size", "remove_stale_temporaries",
-           "save_sharded", "shard_name", "write_text_atomically"]
+__all__ = ["INDEX_NAME", "SHARD_FILE_NAME", "SHARD_PATTERN", "check_regular_file", "parse_size", "remove_if_present",
+           "remove_stale_temporaries", "save_sharded", "shard_name", "write_temporary", "write_text_atomically"]
 
 PREFIX = "model"
 #: The shard file names an index may map tensors to: plain names beside the index, never a path elsewhere.
@@ -67,36 +67,42 @@ def shard_name(index: int, count: int) -> str:
 
 def write_text_atomically(path: str, text: str, fsync: bool) -> None:
     """Replace ``path`` with ``text`` through a temporary file beside it: the old file or the new one, never a part."""
-    temp = write_temporary(path, text, fsync)
+    temp = write_temporary(path, text.encode("utf-8"), fsync)
     try:
         os.replace(temp, path)
     except BaseException:
-        _remove(temp)
+        remove_if_present(temp)
         raise
 
 
-def write_temporary(path: str, text: str, fsync: bool, tag: str = "") -> str:
-    """Writes ``text`` to a new temporary file beside ``path`` (``.NAME.XXXX.partial``, ``.NAME.TAG.XXXX.partial`` with
-    a ``tag``) and returns its path."""
+def write_temporary(path: str, data: bytes | Callable[[IO[bytes]], None], fsync: bool = False, tag: str = "",
+                    mode: int = 0o644) -> str:
+    """Writes ``data`` (bytes, or a function that writes them to the file it is given) to a new temporary file beside
+    ``path`` (``.NAME.XXXX.partial``, ``.NAME.TAG.XXXX.partial`` with a ``tag``), with permissions ``mode``, and
+    returns its path; on failure nothing is left."""
     import tempfile  # only when saving: it imports random, shutil and more, which a load must not pull in
 
     directory = os.path.dirname(path) or "."
     prefix = "." + os.path.basename(path) + "." + (tag + "." if tag else "")
     fd, temp = tempfile.mkstemp(prefix=prefix, suffix=".partial", dir=directory)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
+        with os.fdopen(fd, "wb") as f:
+            if callable(data):
+                data(f)
+            else:
+                f.write(data)
             if fsync:
                 f.flush()
                 os.fsync(f.fileno())
-        os.chmod(temp, 0o644)
+        os.chmod(temp, mode)
     except BaseException:
-        _remove(temp)
+        remove_if_present(temp)
         raise
     return temp
 
 
-def _remove(path: str) -> None:
+def remove_if_present(path: str) -> None:
+    """Removes ``path``; nothing when it is already gone."""
     try:
         os.unlink(path)
     except FileNotFoundError:
@@ -130,10 +136,10 @@ def _save_lock(directory: str, save_id: str) -> Iterator[None]:
         try:
             yield
         finally:
-            _remove(lock)
+            remove_if_present(lock)
     finally:
         os.close(fd)
-        _remove(new)
+        remove_if_present(new)
 
 
 def remove_stale_temporaries(directory: str) -> list[str]:
@@ -230,7 +236,7 @@ def _save_locked(data: Any, directory: str, metadata: Mapping[str, str] | None, 
             INDEX_METADATA: {TOTAL_SIZE_KEY: total, **(metadata or {}), SAVE_KEY: save_id, SCHEMA_KEY: schema},
             INDEX_WEIGHT_MAP: {tensor: names[shard] for tensor, shard in weight_map},
         }
-        index_temp = write_temporary(index, json.dumps(document, ensure_ascii=False, indent=2), fsync, tag=save_id)
+        index_temp = write_temporary(index, json.dumps(document, ensure_ascii=False, indent=2).encode("utf-8"), fsync, tag=save_id)
         # Everything is written: only renames are left, shards first and the index last, so an index never names a
         # shard that is not in place yet. Saves into one directory take turns here (a lock on the directory), so two at
         # once leave one whole checkpoint, the last one's, rather than a mix.
@@ -240,10 +246,10 @@ def _save_locked(data: Any, directory: str, metadata: Mapping[str, str] | None, 
                 os.replace(temp, os.path.join(directory, name))
             os.replace(index_temp, index)
             for stale in previous - set(names):
-                _remove(os.path.join(directory, stale))
+                remove_if_present(os.path.join(directory, stale))
     except BaseException:
         for temp in temps:
-            _remove(temp)
+            remove_if_present(temp)
         if index_temp is not None:
-            _remove(index_temp)
+            remove_if_present(index_temp)
         raise
