@@ -7,13 +7,12 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from . import _core, _sharded, plugins as _plugins
-from ._bytes import load, save, unstructured
-from ._context import load_arguments
 from ._errors import InvalidArgumentError, reading
 from ._flat import _check_metadata, _fspath
 from ._lazy import open_source
 from ._limits import DEFAULT_MAX_DEPTH, DEFAULT_MAX_HEADER_SIZE, DEFAULT_MAX_NODES
 from ._source import DCP, FILE, resolve
+from ._walkers import load, load_arguments, save, unstructured
 from .frameworks import canonical
 
 __all__ = ["DEFAULT_MAX_DEPTH", "DEFAULT_MAX_NODES", "load", "load_file", "save", "save_file"]

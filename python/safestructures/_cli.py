@@ -18,13 +18,13 @@ from ._cli_render import (
     TooLarge, _count, _cut, _describe_value, _is_tensor, _print_json, _size, _to_json, _tree_lines, _value_children,
 )
 from ._cli_tree import PathNotFound, UsageError, _split, _Tree, _walk
-from ._context import load_arguments
 from ._errors import InvalidFileError, SafestructuresError, UnsupportedTypeError, quote
 from ._lazy import SafeFile, open_source
 from ._lazy_schema import path_text as _path_text
 from ._limits import DEFAULT_MAX_DEPTH, DEFAULT_MAX_HEADER_SIZE, DEFAULT_MAX_NODES, default_max_bytes
 from ._sharded import remove_if_present, write_temporary
 from ._source import DCP, PLAIN, PLAIN_SHARDS, V1, V2, Source, file_format, resolve
+from ._walkers import load_arguments
 
 __all__ = ["main"]
 

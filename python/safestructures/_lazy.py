@@ -8,7 +8,6 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from . import _core
-from ._context import load_arguments, load_context
 from ._errors import InvalidArgumentError, InvalidFileError, SafestructuresError, quote, reading
 from ._flat import _fspath
 from ._format import SCHEMA_KEY, SPILL_TENSOR
@@ -16,6 +15,7 @@ from ._lazy_schema import (_DTYPE_NAMES, _JSON_KINDS, _JSON_SCALARS, _Schema, _c
                            _plain_schema, path_text, type_names)
 from ._limits import DEFAULT_MAX_DEPTH, DEFAULT_MAX_HEADER_SIZE, DEFAULT_MAX_NODES
 from ._source import DCP, PLAIN, PLAIN_SHARDS, V1, V2, Source, check_shards, file_format, resolve
+from ._walkers import load_arguments, load_context
 
 __all__ = ["Node", "SafeFile", "open", "open_source"]
 

@@ -28,15 +28,10 @@ V2, V1, PLAIN = "safestructures v2", "safestructures 1.0.0", "plain safetensors"
 
 @dataclass(frozen=True)
 class Source:
-    """What :func:`resolve` found at a path.
-
-    ``kind`` is :data:`FILE` (a single file: what it holds is known once its header is read, see :func:`file_format`),
-    :data:`SHARDED` (a sharded save with its schema in the index), :data:`PLAIN_SHARDS` (an index without one, as
-    Hugging Face writes) or :data:`DCP`. For the kinds with an index: ``paths`` are the shard files in order of first
-    mention, ``where`` maps each tensor to its shard's position in ``paths``, and ``schema``, ``metadata`` and
-    ``save_id`` come from the index (``metadata`` is the caller's for a sharded save, the index's whole metadata
-    otherwise).
-    """
+    """What :func:`resolve` found at a path. A :data:`FILE` is known once its header is read (see
+    :func:`file_format`). With an index: the shard ``paths`` in order of first mention, ``where`` each tensor's shard
+    (its position in ``paths``), and the index's ``schema``, ``save_id`` and ``metadata`` (the caller's for a
+    :data:`SHARDED` save, the index's whole metadata otherwise)."""
 
     kind: str
     name: str
@@ -102,10 +97,12 @@ def resolve(path: str, max_header_size: int) -> Source:
             raise InvalidFileError(f"{index}: tensor {json.dumps(tensor)} is mapped to {_shown_value(shard)}, which is not "
                                    "a shard file name")
         where[tensor] = numbers.setdefault(shard, len(numbers))
+    if kind == SHARDED and not numbers:
+        numbers[shard_name(1, 1)] = 0  # data without tensors: its one shard holds none
+    paths = [os.path.join(directory, s) for s in numbers]
+    for shard_path in paths:  # before the core opens any: a FIFO would block the load
+        check_regular_file(shard_path, "shard")
     if kind != SHARDED:
-        paths = [os.path.join(directory, s) for s in numbers]
-        for shard_path in paths:
-            check_regular_file(shard_path, "shard")
         return Source(kind, path, paths, index, None, metadata, where)
     save_id = metadata.get(SAVE_KEY)
     if save_id is not None and not isinstance(save_id, str):
@@ -113,9 +110,6 @@ def resolve(path: str, max_header_size: int) -> Source:
     kept = {k: v for k, v in metadata.items() if k not in (SCHEMA_KEY, SAVE_KEY, TOTAL_SIZE_KEY)}
     if not all(isinstance(v, str) for v in kept.values()):
         raise InvalidFileError(f"{index}: metadata values other than {TOTAL_SIZE_KEY} must be strings")
-    paths = [os.path.join(directory, s) for s in numbers or [shard_name(1, 1)]]  # data without tensors: one shard
-    for shard_path in paths:  # before the core opens any: a FIFO would block the load
-        check_regular_file(shard_path, "shard")
     return Source(SHARDED, path, paths, index, schema, kept, where, save_id)
 
 

@@ -13,9 +13,10 @@ from torch.distributed.checkpoint.default_planner import DefaultLoadPlanner, Def
 from torch.distributed.checkpoint.metadata import BytesStorageMetadata, Metadata, StorageMeta, TensorStorageMetadata
 from torch.distributed.checkpoint.planner import ReadItem, SavePlan, WriteItem, WriteItemType
 
-from .._errors import InvalidArgumentError, InvalidFileError, quote
+from .. import _walkers
+from .._errors import InvalidArgumentError, InvalidFileError, SafestructuresError, quote
 from ._structure import flatten, merge, rebuild
-from ._values import load_structure, load_value, save_value
+from ._values import load_structure
 
 __all__ = ["SafestructuresLoadPlanner", "SafestructuresSavePlanner"]
 
@@ -55,7 +56,11 @@ class SafestructuresSavePlanner(DefaultSavePlanner):
 
     def transform_object(self, write_item: WriteItem, object: Any) -> Any:
         if write_item.type == WriteItemType.BYTE_IO:
-            return io.BytesIO(save_value(object, write_item.index.fqn))
+            try:
+                return io.BytesIO(_walkers.save(object))
+            except SafestructuresError as e:
+                # The core's message gives the path inside the value; this gives the value's own name.
+                raise type(e)(f"value {quote(write_item.index.fqn)}: {e}", code=e.code) from e
         return object
 
 
@@ -119,5 +124,9 @@ class SafestructuresLoadPlanner(DefaultLoadPlanner):
 
     def load_bytes(self, read_item: ReadItem, value: io.BytesIO) -> None:
         fqn = read_item.dest_index.fqn
+        try:
+            loaded = _walkers.load(value.getvalue(), types=self.types, strict=self.strict)
+        except InvalidFileError as e:
+            raise InvalidFileError(f"value {quote(fqn)}: {e}", code=e.code) from e
         parent, key = self._slots[fqn]
-        parent[key] = load_value(value.getvalue(), fqn, self.types, self.strict)
+        parent[key] = loaded

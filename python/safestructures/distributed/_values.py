@@ -8,28 +8,11 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
-from .. import _bytes, _core
-from .._errors import InvalidFileError, SafestructuresError, quote
+from .. import _core, _walkers
+from .._errors import InvalidFileError
 from .._format import INDEX_NAME, SCHEMA_KEY
 
-__all__ = ["load_structure", "load_value", "save_value", "schema_of", "structure_document"]
-
-
-def save_value(value: Any, name: str) -> bytes:
-    """The bytes of the safestructures file of ``value``, the entry ``name`` of the state."""
-    try:
-        return _bytes.save(value)
-    except SafestructuresError as e:
-        # The core's message gives the path inside the value; this gives the value's own name.
-        raise type(e)(f"value {quote(name)}: {e}", code=e.code) from e
-
-
-def load_value(blob: bytes, name: str, types: Iterable[type], strict: bool) -> Any:
-    """The value of the entry ``name`` from the bytes of its safestructures file."""
-    try:
-        return _bytes.load(blob, types=types, strict=strict)
-    except InvalidFileError as e:
-        raise InvalidFileError(f"value {quote(name)}: {e}", code=e.code) from e
+__all__ = ["blob_of", "load_structure", "schema_of", "structure_document"]
 
 
 def schema_of(blob: bytes) -> Any | None:
@@ -48,7 +31,7 @@ def blob_of(document: Any) -> bytes:
 
 def structure_document(structure: dict[Any, Any]) -> Any:
     """The schema document of a checkpoint's structure (containers and None only, so its file has no tensor data)."""
-    document = schema_of(_bytes.save(structure))
+    document = schema_of(_walkers.save(structure))
     if document is None:
         raise AssertionError("the structure of a checkpoint was saved with tensor data")
     return document
@@ -59,7 +42,7 @@ def load_structure(document: Any, types: Iterable[type], strict: bool) -> dict[A
     if not isinstance(document, dict):
         raise InvalidFileError(f"{INDEX_NAME}: the checkpoint has no structure document")
     try:
-        structure = _bytes.load(blob_of(document), types=types, strict=strict)
+        structure = _walkers.load(blob_of(document), types=types, strict=strict)
     except InvalidFileError as e:
         raise InvalidFileError(f"{INDEX_NAME}: the checkpoint's structure: {e}", code=e.code) from e
     if type(structure) is not dict:
