@@ -17,25 +17,17 @@ from ._source import V1, file_format
 __all__ = ["load", "load_arguments", "load_context", "save", "unstructured"]
 
 
-# The hooks look their targets up at each call, so that a test can stand in for one.
-def _array_entry(obj: Any, name: str, context: dict[str, Any]) -> Any:
-    return frameworks.array_entry(obj, name, context)
-
-
-def _make_tensor(*args: Any) -> Any:
-    return frameworks.make_tensor(*args)
-
-
 def _install_hooks() -> None:
+    # The adapters are looked up at each call, so that a test can stand in for one.
     _core.set_hooks(
         {
             "classify": _types.classify,
             "reduce": _types.reduce,
-            "array_entry": _array_entry,
+            "array_entry": lambda *args: frameworks.array_entry(*args),
             "factory_name": _types.factory_name,
             "construct": _types.CONSTRUCT,
             "factories": _types.FACTORIES,
-            "make_tensor": _make_tensor,
+            "make_tensor": lambda *args: frameworks.make_tensor(*args),
             "ordered_dict_type": collections.OrderedDict,
             "defaultdict_type": collections.defaultdict,
             "deque_type": collections.deque,

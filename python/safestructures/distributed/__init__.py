@@ -1,9 +1,7 @@
 """PyTorch Distributed Checkpoint (DCP) storage and planners that write Hugging Face-style sharded safetensors, with the
 non-tensor structure in the safestructures schema and no pickle anywhere in the checkpoint.
-
-The planners (``_planners``) walk the state's dicts and lists (``_structure``), tensors going through DCP and every
-other value through safestructures (``_values``); the storage (``_storage``) writes a shard per rank and the index
-(``_index``) that DCP's metadata is kept in, as JSON."""
+The planners (``_planners``) walk the state's dicts and lists (``_structure``); the storage (``_storage``) writes a
+shard per rank and the index (``_index``) that keeps DCP's metadata as JSON."""
 
 from __future__ import annotations
 
@@ -34,10 +32,9 @@ from torch.distributed.checkpoint.metadata import Metadata
 
 from .._format import INDEX_NAME
 from .._sharded import shard_name
-from ._index import read_index
+from ._index import load_structure, read_index
 from ._planners import SafestructuresLoadPlanner, SafestructuresSavePlanner
 from ._storage import SafestructuresReader, SafestructuresWriter
-from ._values import load_structure
 
 __all__ = [
     "INDEX_NAME",

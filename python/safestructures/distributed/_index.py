@@ -1,6 +1,7 @@
 """A distributed checkpoint's index (``model.safetensors.index.json``): DCP's metadata kept as JSON under
-``metadata.safestructures_dcp`` beside the ``weight_map``, written from DCP's metadata and read back into it (what
-DCP's own storage keeps in a pickle)."""
+``metadata.safestructures_dcp`` beside the ``weight_map`` (what DCP's own storage keeps in a pickle), written from DCP's
+metadata and read back into it. The checkpoint's structure, and each value that holds no tensor data, are kept there
+as the schema document of their safestructures file (readable in the index), whose header the core writes and reads."""
 
 from __future__ import annotations
 
@@ -14,13 +15,13 @@ from torch.distributed.checkpoint.filesystem import CURRENT_DCP_VERSION as _DCP_
 from torch.distributed.checkpoint.metadata import (BytesStorageMetadata, ChunkStorageMetadata, Metadata, MetadataIndex,
                                                    StorageMeta, TensorProperties, TensorStorageMetadata)
 
+from .. import _core, _walkers
 from .._errors import InvalidFileError, quote
-from .._format import DCP_KEY, INDEX_METADATA, INDEX_NAME, INDEX_WEIGHT_MAP, TOTAL_SIZE_KEY
+from .._format import DCP_KEY, INDEX_METADATA, INDEX_NAME, INDEX_WEIGHT_MAP, SCHEMA_KEY, TOTAL_SIZE_KEY
 from .._sharded import SHARD_FILE_NAME
 from ..frameworks.torch import _DTYPE_NAMES as TORCH_DTYPES
-from ._values import structure_document
 
-__all__ = ["index_text", "metadata_from_index", "read_index"]
+__all__ = ["blob_of", "index_text", "load_structure", "metadata_from_index", "read_index", "schema_of"]
 
 _FORMAT = "safestructures-dcp"
 _VERSION = 1
@@ -164,3 +165,38 @@ def metadata_from_index(path: Path, index: dict[str, Any]) -> Metadata:
         storage_meta=storage_meta,
         version=version if type(version) is str else None,
     )
+
+
+def schema_of(blob: bytes) -> Any | None:
+    """The schema document of a safestructures file holding no tensors, or None when it holds tensor data."""
+    metadata, tensors = _core.read_bytes(blob)
+    if tensors or metadata is None or set(metadata) != {SCHEMA_KEY}:
+        return None
+    return json.loads(metadata[SCHEMA_KEY])
+
+
+def blob_of(document: Any) -> bytes:
+    """The bytes of a safestructures file holding only the schema ``document`` (what :func:`schema_of` read)."""
+    schema = json.dumps(document, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    return _core.write_bytes([], {SCHEMA_KEY: schema})
+
+
+def structure_document(structure: dict[Any, Any]) -> Any:
+    """The schema document of a checkpoint's structure (containers and None only, so its file has no tensor data)."""
+    document = schema_of(_walkers.save(structure))
+    if document is None:
+        raise AssertionError("the structure of a checkpoint was saved with tensor data")
+    return document
+
+
+def load_structure(document: Any, types: Iterable[type], strict: bool) -> dict[Any, Any]:
+    """The checkpoint's structure (dicts and lists with None leaves) from its schema document in the index."""
+    if not isinstance(document, dict):
+        raise InvalidFileError(f"{INDEX_NAME}: the checkpoint has no structure document")
+    try:
+        structure = _walkers.load(blob_of(document), types=types, strict=strict)
+    except InvalidFileError as e:
+        raise InvalidFileError(f"{INDEX_NAME}: the checkpoint's structure: {e}", code=e.code) from e
+    if type(structure) is not dict:
+        raise InvalidFileError(f"{INDEX_NAME}: the checkpoint's structure is a {type(structure).__name__}, not a dict")
+    return structure

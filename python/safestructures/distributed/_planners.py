@@ -16,7 +16,7 @@ from torch.distributed.checkpoint.planner import ReadItem, SavePlan, WriteItem, 
 from .. import _walkers
 from .._errors import InvalidArgumentError, InvalidFileError, SafestructuresError, quote
 from ._structure import flatten, merge, rebuild
-from ._values import load_structure
+from ._index import load_structure
 
 __all__ = ["SafestructuresLoadPlanner", "SafestructuresSavePlanner"]
 

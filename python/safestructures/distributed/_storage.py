@@ -22,9 +22,8 @@ from .._errors import InvalidArgumentError, InvalidFileError, UnsupportedTypeErr
 from .._format import INDEX_NAME
 from .._sharded import SHARD_PATTERN, shard_name, write_text_atomically
 from ..frameworks import torch as torch_adapter
-from ._index import index_text, metadata_from_index, read_index
+from ._index import blob_of, index_text, metadata_from_index, read_index, schema_of
 from ._planners import SafestructuresLoadPlanner, SafestructuresSavePlanner
-from ._values import blob_of, schema_of
 
 __all__ = ["SafestructuresReader", "SafestructuresWriter"]
 
