@@ -13,6 +13,7 @@
 #include "safestructures/error.hpp"
 #include "safestructures/reader.hpp"
 #include "safestructures/schema.hpp"
+#include "safestructures/tree_writer.hpp"
 #include "safestructures/writer.hpp"
 
 namespace safestructures::bindings {
@@ -80,25 +81,21 @@ bool make_metadata(nb::handle metadata, Metadata& out);
 
 namespace safestructures::bindings {
 
-// Saving: the data's schema tape, the tensors to write, and what keeps their memory alive.
+// Saving: what the walk wrote, and what keeps the memory its tape and tensors view alive.
 struct SaveResult {
-  // The schema document; with SaveOptions::escaped, in its escaped header form (see make_escaped_schema_document).
-  std::string schema_document;
-  WriteRequest request;
+  WrittenTree tree;
   std::vector<nb::object> keep_alive;
 };
 
-struct SaveOptions {
+struct SaveWalkOptions {
   std::uint32_t max_depth = 1000;
-  // Render the schema escaped, ready for the header of one file (a sharded save puts it in its index instead).
-  bool escaped = false;
   // Per-save state of the framework adapters (e.g. which storages were already written), passed to array_entry.
   nb::handle context;
 };
 
-// Walks `data` into a schema document and tensors. Raises UnsupportedTypeError naming the type and the path,
+// Walks `data` into a schema tape and tensors. Raises UnsupportedTypeError naming the type and the path,
 // InvalidArgumentError for nesting deeper than the limit.
-SaveResult walk_data(nb::handle data, const SaveOptions& options);
+SaveResult walk_data(nb::handle data, const SaveWalkOptions& options);
 
 // A file (or a caller's buffer) tensors are read from, and the Python object arrays view to keep its bytes alive.
 struct Shard {

@@ -152,9 +152,9 @@ StructuredLayout plan_save(nb::handle data, nb::handle metadata, std::uint32_t m
                            nb::handle context, SaveResult& walked) {
   Metadata meta;
   make_metadata(metadata, meta);
-  walked = walk_data(data, SaveOptions{max_depth, true, context});
+  walked = walk_data(data, SaveWalkOptions{max_depth, context});
   try {
-    return plan_structured(std::move(walked.request.tensors), meta, EscapedSchema{std::move(walked.schema_document)}, max_header_size);
+    return std::move(walked.tree).plan(meta, max_header_size);
   } catch (const Error& e) {
     throw ArgumentError(e);
   }
@@ -195,8 +195,8 @@ nb::bytes py_save_bytes(nb::handle data, nb::handle metadata, std::uint32_t max_
 nb::tuple py_save_sharded(nb::handle data, const std::filesystem::path& directory, const std::string& prefix, const std::string& save_id,
                           std::uint32_t max_depth,
                           std::uint64_t max_shard_size, bool fsync, nb::handle context) {
-  SaveResult walked = walk_data(data, SaveOptions{max_depth, false, context});
-  const std::vector<WriteTensor>& tensors = walked.request.tensors;
+  SaveResult walked = walk_data(data, SaveWalkOptions{max_depth, context});
+  const std::vector<WriteTensor>& tensors = walked.tree.tensors;
   Layout whole;
   try {
     whole = plan_layout(tensors, nullptr, std::numeric_limits<std::uint64_t>::max());
@@ -239,7 +239,8 @@ nb::tuple py_save_sharded(nb::handle data, const std::filesystem::path& director
     for (const auto& path : written) std::filesystem::remove(path, ignored);
     throw;
   }
-  return nb::make_tuple(nb::str(walked.schema_document.data(), walked.schema_document.size()), files, weight_map, total);
+  const std::string document = walked.tree.document();
+  return nb::make_tuple(nb::str(document.data(), document.size()), files, weight_map, total);
 }
 
 // (structured, data or tensor table, user metadata): data when the file has a schema, else the flat tensor table.
