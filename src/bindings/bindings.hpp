@@ -62,17 +62,12 @@ std::string py_text(nb::handle obj);
 // A Python str of UTF-8 text that may be invalid (a message quoting bytes from a file): bad bytes escaped.
 nb::str python_text(const std::string& text);
 
-// The tensors to write; the Python objects that own their memory are kept alive by the caller.
-struct WriteRequest {
-  std::vector<WriteTensor> tensors;
-};
-
 // One tensor to write from (name, safetensors dtype name, shape, object with __array_interface__), without copying
 // its data; raises InvalidArgumentError naming the tensor on a bad entry.
 WriteTensor make_write_tensor(nb::handle name, nb::handle dtype, nb::handle shape, nb::handle array);
 
-// The same for a list of (name, dtype, shape, array) entries.
-WriteRequest make_write_request(nb::handle entries);
+// The same for a list of (name, dtype, shape, array) entries; the caller keeps the arrays alive.
+std::vector<WriteTensor> make_write_tensors(nb::handle entries);
 
 // Converts {str: str} (or None) into core metadata.
 bool make_metadata(nb::handle metadata, Metadata& out);

@@ -91,12 +91,12 @@ nb::tuple py_read_file(const std::filesystem::path& path, std::uint64_t max_head
 }
 
 void py_write_file(const std::filesystem::path& path, nb::handle entries, nb::handle metadata, bool fsync) {
-  WriteRequest request = make_write_request(entries);
+  const std::vector<WriteTensor> tensors = make_write_tensors(entries);
   Metadata meta;
   const bool has_metadata = make_metadata(metadata, meta);
   nb::gil_scoped_release release;
   try {
-    write_file(path, request.tensors, has_metadata ? &meta : nullptr, WriteOptions{fsync});
+    write_file(path, tensors, has_metadata ? &meta : nullptr, WriteOptions{fsync});
   } catch (const Error& e) {
     if (e.code() == ErrorCode::Io) throw;
     throw ArgumentError(e);
@@ -104,12 +104,12 @@ void py_write_file(const std::filesystem::path& path, nb::handle entries, nb::ha
 }
 
 nb::bytes py_write_bytes(nb::handle entries, nb::handle metadata) {
-  WriteRequest request = make_write_request(entries);
+  const std::vector<WriteTensor> tensors = make_write_tensors(entries);
   Metadata meta;
   const bool has_metadata = make_metadata(metadata, meta);
   Layout layout;
   try {
-    layout = plan_layout(request.tensors, has_metadata ? &meta : nullptr);
+    layout = plan_layout(tensors, has_metadata ? &meta : nullptr);
   } catch (const Error& e) {
     throw ArgumentError(e);
   }
@@ -119,7 +119,7 @@ nb::bytes py_write_bytes(nb::handle entries, nb::handle metadata) {
   nb::bytes result = nb::steal<nb::bytes>(out);
   {
     nb::gil_scoped_release release;
-    write_into({reinterpret_cast<std::byte*>(PyBytes_AS_STRING(out)), layout.file_size()}, layout, request.tensors);
+    write_into({reinterpret_cast<std::byte*>(PyBytes_AS_STRING(out)), layout.file_size()}, layout, tensors);
   }
   return result;
 }

@@ -35,7 +35,7 @@ PyObject* py(const void* obj) { return static_cast<PyObject*>(const_cast<void*>(
 
 class SaveWalk final : public NodeText {
  public:
-  SaveWalk(const SaveWalkOptions& options) : writer(options.max_depth, *this), hooks_(hooks()), context_(options.context) {}
+  explicit SaveWalk(const SaveWalkOptions& options) : writer(options.max_depth, *this), hooks_(hooks()), context_(options.context) {}
 
   void walk(PyObject* obj);
   TreeWriter writer;
@@ -57,13 +57,13 @@ class SaveWalk final : public NodeText {
   void walk_list(PyObject* obj);
   void walk_dict(PyObject* obj);
   void walk_sequence(PyObject* obj, Kind kind, bool immutable);
-  void walk_items(PyObject* list, std::size_t list_at);
   void walk_bytes(PyObject* obj, Kind kind, const char* data, Py_ssize_t size, bool is_mutable);
   void walk_uncommon(PyObject* obj);
   void walk_mapping(PyObject* obj, Kind kind, nb::handle factory);
   void walk_array(PyObject* obj);
   void walk_reduced(PyObject* obj);
 
+  // Writes the child whose part the caller pushed on the path, pops that part and counts the child.
   void child(PyObject* value, std::size_t container_at) {
     walk(value);
     writer.pop();
@@ -201,15 +201,7 @@ void SaveWalk::walk_mapping(PyObject* obj, Kind kind, nb::handle factory) {
   writer.leave(obj, at);
 }
 
-// The "items" of a tuple, set, frozenset or deque from `list` (a list or tuple the walk holds).
-void SaveWalk::walk_items(PyObject* list, std::size_t list_at) {
-  for (Py_ssize_t k = 0; k < PySequence_Fast_GET_SIZE(list); ++k) {
-    writer.push_index(static_cast<std::size_t>(k));
-    child(PySequence_Fast_GET_ITEM(list, k), list_at);
-  }
-  writer.tape.end_container(list_at);
-}
-
+// A tuple, set, frozenset or deque ("maxlen" first): {"$":tag,"items":[...]}.
 void SaveWalk::walk_sequence(PyObject* obj, Kind kind, bool immutable) {
   // An empty tuple is not an object anyone can tell apart from another, so it is never a reference.
   PyObject* shared = kind == Kind::Tuple && PyTuple_GET_SIZE(obj) == 0 ? nullptr : obj;
@@ -235,7 +227,12 @@ void SaveWalk::walk_sequence(PyObject* obj, Kind kind, bool immutable) {
     // Sorted where the items allow it, so equal sets give equal files whatever their insertion history or hash seed.
     if ((kind == Kind::Set || kind == Kind::FrozenSet) && PyList_Sort(items.ptr()) != 0) PyErr_Clear();
   }
-  walk_items(items.ptr(), writer.begin_items(at));
+  const std::size_t list = writer.begin_items(at);
+  for (Py_ssize_t k = 0; k < PySequence_Fast_GET_SIZE(items.ptr()); ++k) {
+    writer.push_index(static_cast<std::size_t>(k));
+    child(PySequence_Fast_GET_ITEM(items.ptr(), k), list);
+  }
+  writer.tape.end_container(list);
   writer.leave(shared, at);
 }
 
