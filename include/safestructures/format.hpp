@@ -89,6 +89,7 @@ enum class Kind : std::uint8_t {
 };
 
 struct KindTraits {
+  std::string_view id;    // the enumerator's name ("NamedTuple"): how the Python layer refers to a kind
   std::string_view name;  // "dict", "namedtuple", "torch.dtype"; "bigint" for ints outside int64
   std::string_view tag;   // the "$" of its tagged form; empty for null, bool and int64 ints
   Shape shape;
