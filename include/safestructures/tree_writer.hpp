@@ -78,7 +78,7 @@ class TreeWriter {
     return true;
   }
   void pop() { path_.pop_back(); }
-  // "$" and each part ("[0]", "[\"key\"]", ".field"); a deep path keeps its two ends and counts its middle.
+  // The path as messages show it (path_text.hpp).
   std::string path_text() const;
   // The tensor name of the current path, not yet taken: its parts joined with '.', "root" for the root, control
   // characters made '_', then "~N" for a name already taken or reserved.

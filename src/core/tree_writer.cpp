@@ -4,6 +4,7 @@
 #include <algorithm>
 
 #include "safestructures/codec.hpp"
+#include "safestructures/path_text.hpp"
 #include "safestructures/stack.hpp"
 
 namespace safestructures {
@@ -88,21 +89,15 @@ TreeWriter::TreeWriter(std::uint32_t max_depth, const NodeText& text)
 TreeWriter::~TreeWriter() = default;
 
 std::string TreeWriter::path_text() const {
-  std::string out = "$";
-  for (std::size_t k = 0; k < path_.size(); ++k) {
-    if (path_.size() > 24 && k == 10) {
-      out += "[... " + std::to_string(path_.size() - 20) + " more ...]";
-      k = path_.size() - 10;
-    }
+  return render_path(path_.size(), [this](std::string& out, std::size_t k) {
     const PathPart& part = path_[k];
     switch (part.type) {
       case PathPart::Index: out += '['; out += std::to_string(part.index); break;
-      case PathPart::Field: out += '.'; out += part.field; continue;
+      case PathPart::Field: out += '.'; out += part.field; return;
       case PathPart::Key: out += '['; out += text_.key_shown(part.key); break;
     }
     out += ']';
-  }
-  return out;
+  });
 }
 
 std::string TreeWriter::free_name() const {
