@@ -55,6 +55,8 @@ struct WrittenTree {
   StructuredLayout plan(const Metadata& metadata, std::uint64_t max_header_size = default_max_header_size) &&;
 };
 
+// Writes one tree in pre-order as its front end walks it. Containers are written by the front end between enter and
+// leave, after seen() has said whether they were met before; everything else is one call.
 class TreeWriter {
  public:
   // Inline bytes up to this size are base64 in the schema; larger ones become U8 tensors.
