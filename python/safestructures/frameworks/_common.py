@@ -1,15 +1,16 @@
 """What every framework adapter shares: how messages name a tensor node, charging the load's byte budget, turning a
-framework's own errors into safestructures errors, and checking the reach of a view node."""
+framework's own errors into safestructures errors, and checking the nodes stored as bytes and the reach of view nodes."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import math
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
 from .._errors import SafestructuresError, UnsupportedTypeError, quote, shown
 
-__all__ = ["charge", "converting", "framework_error", "label", "view_reach"]
+__all__ = ["byte_shape", "charge", "converting", "framework_error", "label", "reach", "view_base", "view_reach"]
 
 
 def label(fields: dict[str, Any]) -> str:
@@ -51,9 +52,36 @@ def converting(framework: str, fields: dict[str, Any], dtype: Any = None) -> Ite
         raise framework_error(framework, fields, dtype, e) from e
 
 
-def view_reach(fields: dict[str, Any]) -> tuple[int, list[int], list[int], int, int]:
-    """The (offset, shape, stride) of a view node, checked, and the lowest and highest element it reaches (low > high
-    for an empty view)."""
+def byte_shape(fields: dict[str, Any], dtype: Any, itemsize: int, nbytes: int) -> tuple[list[int], int]:
+    """The shape (field 'shape') of a node stored as bytes, checked, and its element count, whose elements of
+    `itemsize` bytes (of `dtype`, for messages) must fill the `nbytes` stored."""
+    shape = fields["shape"]
+    if type(shape) is not list or any(type(d) is not int or d < 0 for d in shape):
+        raise ValueError("field 'shape' must be a list of non-negative ints")
+    count = math.prod(shape)
+    if count * itemsize != nbytes:
+        raise ValueError(f"shape {shape} of {dtype} needs {count * itemsize} bytes, the tensor holds {nbytes}")
+    return shape, count
+
+
+def view_base(bases: dict[str, Any], fields: dict[str, Any]) -> Any:
+    """The base a view node looks into, among the `bases` the tensors loaded before it defined."""
+    storage = fields.get("storage")
+    if storage not in bases:
+        raise ValueError(f"the tensor views storage {quote(str(storage))}, which is not defined before it")
+    return bases[storage]
+
+
+def reach(offset: int, shape: Sequence[int], stride: Sequence[int]) -> tuple[int, int]:
+    """The lowest and highest element a non-empty strided view reaches."""
+    low = offset + sum((n - 1) * s for n, s in zip(shape, stride) if s < 0)
+    high = offset + sum((n - 1) * s for n, s in zip(shape, stride) if s > 0)
+    return low, high
+
+
+def view_reach(fields: dict[str, Any], size: int) -> tuple[int, list[int], list[int], bool]:
+    """The (offset, shape, stride) of a view node, checked against its storage of `size` elements, and whether the
+    view is empty."""
     offset, shape, stride = fields.get("offset"), fields.get("shape"), fields.get("stride")
     if type(offset) is not int or offset < 0:
         raise ValueError("a view's 'offset' must be a non-negative int")
@@ -61,10 +89,10 @@ def view_reach(fields: dict[str, Any]) -> tuple[int, list[int], list[int], int, 
         raise ValueError("a view's 'shape' must be a list of non-negative ints")
     if type(stride) is not list or len(stride) != len(shape) or any(type(s) is not int for s in stride):
         raise ValueError("a view's 'stride' must be a list of ints, one per dimension")
-    if any(n == 0 for n in shape):
-        return offset, shape, stride, 1, 0
-    low = offset + sum((n - 1) * s for n, s in zip(shape, stride) if s < 0)
-    high = offset + sum((n - 1) * s for n, s in zip(shape, stride) if s > 0)
+    empty = any(n == 0 for n in shape)
+    low, high = (1, 0) if empty else reach(offset, shape, stride)
     if low < 0:
         raise ValueError(f"a view of shape {shape} and stride {stride} at offset {offset} reaches before its storage")
-    return offset, shape, stride, low, high
+    if high >= size and not empty or offset > size:
+        raise ValueError(f"a view of shape {shape} and stride {stride} at offset {offset} reaches outside its storage of {size} elements")
+    return offset, shape, stride, empty

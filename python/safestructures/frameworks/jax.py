@@ -16,9 +16,7 @@ __all__ = ["array_entry", "from_numpy"]
 
 def array_entry(value: Any, name: str, context: dict[str, Any]) -> tuple[Any, ...]:
     """Describe a jax.Array for the core writer, through its host value (exact dtype kept)."""
-    stored, shape, data, fields = np_adapter.array_entry(np.asarray(value), name, context)
-    fields["fw"] = "jax"
-    return stored, shape, data, fields
+    return np_adapter.array_entry(np.asarray(value), name, context, "jax")
 
 
 def from_numpy(array: np.ndarray, fields: dict[str, Any], context: dict[str, Any]) -> Any:

@@ -39,9 +39,7 @@ def array_entry(value: Any, name: str, context: dict[str, Any]) -> tuple[Any, ..
         array = np.array(value.view(mx.uint16)).view(ml_dtypes.bfloat16)
     else:
         array = np.array(value)
-    stored, shape, data, fields = np_adapter.array_entry(array, name, context)
-    fields["fw"] = "mlx"
-    return stored, shape, data, fields
+    return np_adapter.array_entry(array, name, context, "mlx")
 
 
 def from_numpy(array: np.ndarray, fields: dict[str, Any], context: dict[str, Any]) -> Any:

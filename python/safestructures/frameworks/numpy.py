@@ -13,7 +13,7 @@ import numpy as np
 from .. import _core
 from .._errors import InvalidArgumentError, InvalidFileError, SafestructuresError, UnsupportedTypeError, quote
 from .._format import DTYPE_BITS, DTYPE_NUMPY_NAMES
-from ._common import charge, view_reach
+from ._common import byte_shape, charge, view_base, view_reach
 
 __all__ = [
     "array_entry",
@@ -138,8 +138,11 @@ def _zeroed_padding(raw: np.ndarray, dtype: np.dtype[Any]) -> np.ndarray:
     return fixed.reshape(-1)
 
 
-def array_entry(array: np.ndarray, name: str, context: dict[str, Any]) -> tuple[str, tuple[int, ...], Any, dict[str, Any]]:
-    """Describe an array met in nested data: (stored dtype, stored shape, array to write, schema fields).
+def array_entry(
+    array: np.ndarray, name: str, context: dict[str, Any], framework: str = "numpy",
+) -> tuple[str, tuple[int, ...], Any, dict[str, Any]]:
+    """Describe an array met in nested data: (stored dtype, stored shape, array to write, schema fields). The other
+    adapters describe their tensors through their numpy value, with the `framework` it was saved from.
 
     Arrays of a safetensors dtype are stored as themselves. Big-endian ones are stored little-endian with their
     numpy dtype in the schema (``"dtype": ">i4"``). Arrays of dtypes safetensors lacks (complex128, str, bytes,
@@ -152,7 +155,7 @@ def array_entry(array: np.ndarray, name: str, context: dict[str, Any]) -> tuple[
     native = _native(array)
     stored = dtype_of(native.dtype)
     shape = tuple(array.shape)
-    fields: dict[str, Any] = {"fw": "numpy"}
+    fields: dict[str, Any] = {"fw": framework}
     if stored is not None:
         if native is not array:
             fields["dtype"] = dtype.str
@@ -212,10 +215,7 @@ def to_numpy(
     """
     bases = context.setdefault("numpy_bases", {})
     if dtype is None:
-        storage = fields.get("storage")
-        if storage not in bases:
-            raise ValueError(f"the tensor views storage {quote(str(storage))}, which is not defined before it")
-        return _strided(bases[storage], fields)
+        return _strided(view_base(bases, fields), fields)
     logical = fields.get("dtype")
     if type(logical) is str and logical.startswith("torch."):
         raise UnsupportedTypeError(f"{logical} has no numpy dtype; load this tensor with framework='torch'")
@@ -228,12 +228,7 @@ def to_numpy(
         array = from_file(buffer, dtype, shape, offset, nbytes, name, charged)
     elif dtype == "U8" and "shape" in fields and "stride" not in fields:
         target = logical_dtype(logical)
-        logical_shape = fields["shape"]
-        if type(logical_shape) is not list or any(type(d) is not int or d < 0 for d in logical_shape):
-            raise ValueError("field 'shape' must be a list of non-negative ints")
-        expected = int(np.prod(logical_shape, dtype=object)) * target.itemsize
-        if expected != nbytes:
-            raise ValueError(f"shape {logical_shape} of {target} needs {expected} bytes, the tensor holds {nbytes}")
+        logical_shape, _count = byte_shape(fields, target, target.itemsize, nbytes)
         raw = np.frombuffer(buffer, dtype=np.uint8, count=nbytes, offset=offset)
         array = raw.view(target).reshape(logical_shape)
     else:
@@ -257,10 +252,8 @@ def to_numpy(
 
 def _strided(base: np.ndarray, fields: dict[str, Any]) -> np.ndarray:
     """The view a node describes (element offset, shape, element strides) of a 1-D base array."""
-    offset, shape, stride, low, high = view_reach(fields)
-    if high >= base.size and low <= high or offset > base.size:
-        raise ValueError(f"a view of shape {shape} and stride {stride} at offset {offset} reaches outside its storage of {base.size} elements")
-    if low > high:
+    offset, shape, stride, empty = view_reach(fields, base.size)
+    if empty:
         return base[:0].reshape(shape)
     return np.lib.stride_tricks.as_strided(base[offset:], shape=shape, strides=[s * base.dtype.itemsize for s in stride])
 

@@ -40,11 +40,10 @@ def array_entry(value: Any, name: str, context: dict[str, Any]) -> tuple[Any, ..
             array = value.numpy()
         except (TypeError, ValueError, RuntimeError) as e:
             raise TypeError(f"paddle tensors of dtype {value.dtype} are not stored ({e})") from None
-    stored, shape, data, fields = np_adapter.array_entry(array, name, context)
-    fields["fw"] = "paddle"
+    entry = np_adapter.array_entry(array, name, context, "paddle")
     if not value.stop_gradient:
-        fields["grad"] = True
-    return stored, shape, data, fields
+        entry[3]["grad"] = True
+    return entry
 
 
 def from_numpy(array: np.ndarray, fields: dict[str, Any], context: dict[str, Any]) -> Any:

@@ -22,9 +22,9 @@ def array_entry(value: Any, name: str, context: dict[str, Any]) -> tuple[Any, ..
         value = value.read_value()
     if value.dtype == tf.string or value.dtype == tf.resource or value.dtype == tf.variant:
         raise TypeError(f"TensorFlow tensors of dtype {value.dtype.name} are not stored")
-    stored, shape, data, np_fields = np_adapter.array_entry(value.numpy(), name, context)
-    np_fields.update(fw="tensorflow", **fields)
-    return stored, shape, data, np_fields
+    entry = np_adapter.array_entry(value.numpy(), name, context, "tensorflow")
+    entry[3].update(fields)
+    return entry
 
 
 def from_numpy(array: np.ndarray, fields: dict[str, Any], context: dict[str, Any]) -> Any:

@@ -3,6 +3,7 @@ torch.dtype / torch.device / torch.Size values."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -11,7 +12,7 @@ import torch
 
 from .._errors import SafestructuresError, UnsupportedTypeError, quote, shown
 from .._format import TAG
-from ._common import charge, converting, framework_error, view_reach
+from ._common import byte_shape, charge, converting, framework_error, reach, view_base, view_reach
 
 __all__ = ["array_entry", "reduce_value", "construct_value", "to_torch"]
 
@@ -64,13 +65,6 @@ def _on_cpu(tensor: torch.Tensor) -> torch.Tensor:
     return tensor if tensor.is_cpu else tensor.cpu()
 
 
-def _reach(t: torch.Tensor) -> tuple[int, int]:
-    """The lowest and highest storage element a non-empty tensor reaches."""
-    low = t.storage_offset() + sum((n - 1) * s for n, s in zip(t.shape, t.stride()) if s < 0)
-    high = t.storage_offset() + sum((n - 1) * s for n, s in zip(t.shape, t.stride()) if s > 0)
-    return low, high
-
-
 def array_entry(tensor: torch.Tensor, name: str, context: dict[str, Any]) -> tuple[Any, ...]:
     """Describe a torch tensor for the core writer (see frameworks.array_entry).
 
@@ -115,7 +109,7 @@ def array_entry(tensor: torch.Tensor, name: str, context: dict[str, Any]) -> tup
         base = t.data_ptr() - offset * itemsize
         key = (base, dtype) if t.is_cpu else (t.device, base, dtype)
         segments: list[tuple[str, int, int]] = context.setdefault("torch_segments", {}).setdefault(key, [])
-        low, high = (offset, offset + t.numel() - 1) if contiguous else _reach(t)
+        low, high = (offset, offset + t.numel() - 1) if contiguous else reach(offset, t.shape, t.stride())
         for segment_name, start, end in segments:
             if start <= low and high <= end:
                 fields.update(storage=segment_name, offset=offset - start, shape=list(t.shape), stride=list(t.stride()))
@@ -225,10 +219,7 @@ def to_torch(
 
     bases: dict[str, torch.Tensor] = context.setdefault("torch_bases", {})
     if dtype is None:
-        storage = fields.get("storage")
-        if storage not in bases:
-            raise ValueError(f"the tensor views storage {quote(str(storage))}, which is not defined before it")
-        return _finish(_strided(bases[storage], fields, view_reach), fields, context)
+        return _finish(_strided(view_base(bases, fields), fields), fields, context)
     logical = fields.get("dtype")
     name = fields.get("name")
     if logical is not None and "stride" not in fields:
@@ -238,15 +229,7 @@ def to_torch(
 
             target = _numpy_to_torch(np_adapter, logical)
         if dtype == "U8" and "shape" in fields:
-            logical_shape = fields["shape"]
-            if type(logical_shape) is not list or any(type(d) is not int or d < 0 for d in logical_shape):
-                raise ValueError("field 'shape' must be a list of non-negative ints")
-            itemsize = target.itemsize
-            count = 1
-            for d in logical_shape:
-                count *= d
-            if count * itemsize != nbytes:
-                raise ValueError(f"shape {logical_shape} of {target} needs {count * itemsize} bytes, the tensor holds {nbytes}")
+            logical_shape, count = byte_shape(fields, target, target.itemsize, nbytes)
             with converting("torch", fields, target):
                 tensor = _from_buffer(buffer, target, count, offset, charged).reshape(logical_shape)
         else:
@@ -258,7 +241,7 @@ def to_torch(
     tensor = _stored(buffer, dtype, shape, offset, nbytes, fields, charged)
     if "stride" in fields:
         bases[name] = tensor
-        return _finish(_strided(tensor, fields, view_reach), fields, context)
+        return _finish(_strided(tensor, fields), fields, context)
     if tensor.is_contiguous():
         bases[name] = tensor
     return _finish(tensor, fields, context)
@@ -281,11 +264,8 @@ def _stored(
     torch_dtype = _FROM_NAME.get(dtype)
     if torch_dtype is None:
         raise UnsupportedTypeError(f"safetensors dtype {dtype} has no torch dtype; load with framework='numpy'")
-    count = 1
-    for d in shape:
-        count *= d
     try:
-        return _from_buffer(buffer, torch_dtype, count, offset, charge).reshape(shape)
+        return _from_buffer(buffer, torch_dtype, math.prod(shape), offset, charge).reshape(shape)
     except SafestructuresError:
         raise
     except Exception as e:
@@ -293,11 +273,9 @@ def _stored(
         raise framework_error("torch", fields, torch_dtype, e) from e
 
 
-def _strided(base: torch.Tensor, fields: dict[str, Any], view_reach: Any) -> torch.Tensor:
-    offset, shape, stride, low, high = view_reach(fields)
+def _strided(base: torch.Tensor, fields: dict[str, Any]) -> torch.Tensor:
     size = base.untyped_storage().nbytes() // max(base.element_size(), 1)
-    if low <= high and high >= size or offset > size:
-        raise ValueError(f"a view of shape {shape} and stride {stride} at offset {offset} reaches outside its storage of {size} elements")
+    offset, shape, stride, _empty = view_reach(fields, size)
     with converting("torch", fields, base.dtype):
         # torch refuses what numpy allows: negative strides, sizes past 2**63.
         return base.as_strided(shape, stride, offset)
