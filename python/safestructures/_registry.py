@@ -122,6 +122,14 @@ def _base_value(obj: Any, base: type) -> Any:
     return base(obj)
 
 
+def _subclass_node(name: str, base: type, obj: Any, attrs: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """The object node of a subclass of the built-in `base`: its content as a `base`, and its attributes if any."""
+    node = {"type": name, "base": base.__name__, "value": _base_value(obj, base)}
+    if attrs:
+        node["attrs"] = attrs
+    return TAG.Object, node
+
+
 def reduce_object(obj: Any) -> tuple[str, dict[str, Any]] | None:
     """The (tag, fields) of a user-type object, or None when it is of no kind handled here."""
     cls = type(obj)
@@ -132,12 +140,8 @@ def reduce_object(obj: Any) -> tuple[str, dict[str, Any]] | None:
         return TAG.NamedTuple, {"type": obj.type_name, "fields": list(obj._fields), "items": list(obj)}
     stand_in = obj.__dict__.get("__safestructures_type__") if is_generic_subclass(cls) else None
     if stand_in is not None:
-        base = cls.__mro__[1]
         attrs = {k: v for k, v in obj.__dict__.items() if k != "__safestructures_type__"}
-        node = {"type": stand_in, "base": base.__name__, "value": _base_value(obj, base)}
-        if attrs:
-            node["attrs"] = attrs
-        return TAG.Object, node
+        return _subclass_node(stand_in, cls.__mro__[1], obj, attrs)
     registration = _BY_TYPE.get(cls)
     name = type_name(cls)
     if registration is not None and registration.to_data is not None:
@@ -156,11 +160,7 @@ def reduce_object(obj: Any) -> tuple[str, dict[str, Any]] | None:
         return TAG.NamedTuple, {"type": name, "fields": list(cls._fields), "items": list(obj)}
     base = _builtin_base(cls)
     if base is not None:
-        node = {"type": name, "base": base.__name__, "value": _base_value(obj, base)}
-        attrs = _attributes(obj)
-        if attrs:
-            node["attrs"] = attrs
-        return TAG.Object, node
+        return _subclass_node(name, base, obj, _attributes(obj))
     if registration is not None:
         return TAG.Object, {"type": name, "attrs": _attributes(obj)}
     return None

@@ -74,32 +74,21 @@ _REDUCERS: dict[type, Callable[[Any], tuple[str, dict[str, Any]]]] = {
 }
 
 
+# The collections the walker saves itself, by their exact type.
+_CONTAINER_ROUTES = {collections.OrderedDict: ORDEREDDICT, collections.defaultdict: DEFAULTDICT, collections.deque: DEQUE,
+                     collections.Counter: COUNTER}
+
+
 @functools.cache
 def classify(cls: type) -> int:
     """How the walker saves instances of exactly `cls` (subclasses are not assumed to behave like their base)."""
-    if cls in _REDUCERS:
-        return REDUCE
-    if cls is collections.OrderedDict:
-        return ORDEREDDICT
-    if cls is collections.defaultdict:
-        return DEFAULTDICT
-    if cls is collections.deque:
-        return DEQUE
-    if cls is collections.Counter:
-        return COUNTER
-    zoneinfo = sys.modules.get("zoneinfo")
-    if zoneinfo is not None and cls is zoneinfo.ZoneInfo:
-        return REDUCE
+    if cls in _CONTAINER_ROUTES:
+        return _CONTAINER_ROUTES[cls]
     from .frameworks import framework_of
 
-    if framework_of(cls) is not None:
-        return TENSOR
-    numpy = sys.modules.get("numpy")
-    if numpy is not None and issubclass(cls, numpy.generic):
-        return REDUCE
     # Everything else goes to reduce(), which knows the per-call plugins and the registry, and raises TypeError
     # (naming the type, at its path) for what it cannot store.
-    return REDUCE
+    return TENSOR if framework_of(cls) is not None else REDUCE
 
 
 def reduce(obj: Any, context: dict[str, Any]) -> tuple[str, dict[str, Any]]:
@@ -213,8 +202,6 @@ def _path(fields: dict[str, Any]) -> pathlib.PurePath:
     elif cls is pathlib.PosixPath and sys.platform == "win32":
         cls = pathlib.PurePosixPath
     return cls(_registry.text_field(fields, "v"))
-
-
 
 
 def _npscalar(fields: dict[str, Any]) -> Any:

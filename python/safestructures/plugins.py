@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import enum
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from typing import Any, Union
 
 from ._format import TAG
@@ -149,43 +150,35 @@ def reduce_with(plugin_cls: type[DataProcessor], obj: Any) -> tuple[str, dict[st
         raise TypeError(f"{plugin_cls.__qualname__}.serialize_extra must return a dict with str keys")
     if "data_type" in extra or "value" in extra:
         raise TypeError(f"{plugin_cls.__qualname__}.serialize_extra must not use the keys 'data_type' or 'value'")
-    fields: dict[str, Any] = {"type": plugin.schema_type, "value": _unwrap(value)}
+    fields: dict[str, Any] = {"type": plugin.schema_type, "value": _map_nested(value, NestedMark)}
     if extra:
-        fields["extra"] = {k: _unwrap(v) for k, v in extra.items()}
+        fields["extra"] = {k: _map_nested(v, NestedMark) for k, v in extra.items()}
     if tensors:
         fields["tensors"] = tensors
     return TAG.Plugin, fields
 
 
-def _unwrap(value: Any) -> Any:
-    """The plugin's value with each Nested child in place, marked so that loading hands it back as a Nested."""
+def _map_nested(value: Any, child: Callable[[Any], Any]) -> Any:
+    """A plugin's value (JSON-like lists and dicts) with each Nested child replaced by ``child(the child itself)``."""
     if isinstance(value, Nested):
-        return NestedMark(value.value)
+        return child(value.value)
     if type(value) is list:
-        return [_unwrap(v) for v in value]
+        return [_map_nested(v, child) for v in value]
     if type(value) is dict:
-        return {k: _unwrap(v) for k, v in value.items()}
+        return {k: _map_nested(v, child) for k, v in value.items()}
     return value
 
 
-class NestedMark:
-    """A nested child inside a plugin's value; saved as {"$": "nested", "v": child}."""
+class NestedMark(Nested):
+    """A nested child inside a plugin's value as it is saved ({"$": "nested", "v": child}), so that loading hands it
+    back as a Nested."""
 
-    __slots__ = ("value",)
-
-    def __init__(self, value: Any) -> None:
-        self.value = value
+    __slots__ = ()
 
 
 def unwrap_nested(value: Any) -> Any:
     """A plugin's value with each nested child as itself, for a record made without the plugin."""
-    if isinstance(value, Nested):
-        return value.value
-    if type(value) is list:
-        return [unwrap_nested(v) for v in value]
-    if type(value) is dict:
-        return {k: unwrap_nested(v) for k, v in value.items()}
-    return value
+    return _map_nested(value, lambda child: child)
 
 
 def construct_with(plugin_cls: type[DataProcessor], fields: dict[str, Any]) -> Any:
