@@ -105,13 +105,17 @@ def _open_plain_shards(source: Source) -> _Opened:
                 if source.where.get(n) != shard]
     warnings = []
     if unmapped:
-        warnings.append(f"{_count(len(unmapped), 'tensor')} in the shards that the index does not map there: "
-                        + ", ".join(unmapped[:10]) + (", ..." if len(unmapped) > 10 else ""))
+        warnings.append(f"{_count(len(unmapped), 'tensor')} in the shards that the index does not map there: {_first_ten(unmapped)}")
     size = sum(os.path.getsize(path) for path in source.paths)
     return _Opened(source.name, PLAIN, source.metadata or None, tensors, len(shards), value=value, warnings=warnings, size=size)
 
 
 # --- commands -------------------------------------------------------------------------------------------------------
+
+
+def _first_ten(names: list[str]) -> str:
+    """Names a warning lists: the first ten, then "..." for the rest."""
+    return ", ".join(names[:10]) + (", ..." if len(names) > 10 else "")
 
 
 def _nonnegative(text: str) -> int:
@@ -198,14 +202,13 @@ def _verify(args: argparse.Namespace) -> int:
                 if not _Tree(opened.lazy).verify_torch_only():
                     raise
             if opened.fmt == V2:
-                unused = sorted(set(opened.tensors) - _Tree(opened.lazy).referenced_tensors())
+                unused = [quote(n) for n in sorted(set(opened.tensors) - _Tree(opened.lazy).referenced_tensors())]
                 if unused:
-                    shown = ", ".join(quote(n) for n in unused[:10]) + (", ..." if len(unused) > 10 else "")
-                    warnings.append(f"{_count(len(unused), 'tensor')} in the file that the data does not use: {shown}")
+                    warnings.append(f"{_count(len(unused), 'tensor')} in the file that the data does not use: {_first_ten(unused)}")
         warnings += opened.warnings
         for warning in warnings:
             print(f"safestructures verify: warning: {warning}", file=sys.stderr)
-        _print_text(f"OK: {opened.summary()}\n")
+        _Output().write(f"OK: {opened.summary()}\n")
     finally:
         opened.close()
     return 0
@@ -293,10 +296,6 @@ class _Output:
         except UnicodeEncodeError:
             encoding = sys.stdout.encoding or "utf-8"
             sys.stdout.write(text.encode(encoding, "backslashreplace").decode(encoding))
-
-
-def _print_text(text: str) -> None:
-    _Output().write(text)
 
 
 def _plugin(spec: str) -> Any:
@@ -412,9 +411,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as e:
         print(f"safestructures {args.command}: {e}", file=sys.stderr)
         return 2
-    except PathNotFound as e:
-        print(f"safestructures {args.command}: {e}", file=sys.stderr)
-        return 1
     except FileExistsError as e:
         print(f"safestructures {args.command}: {e.filename} exists (--force replaces it)", file=sys.stderr)
         return 1
@@ -424,7 +420,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         message = str(e) if where is None or str(e).startswith(where) else f"{where}: {e}"
         print(f"safestructures {args.command}: {message}", file=sys.stderr)
         return 1
-    except OSError as e:
+    except (PathNotFound, OSError) as e:
         print(f"safestructures {args.command}: {e}", file=sys.stderr)
         return 1
     finally:

@@ -19,8 +19,8 @@ __all__ = ["INDEX_NAME", "SHARD_FILE_NAME", "SHARD_PATTERN", "check_regular_file
            "remove_stale_temporaries", "save_sharded", "shard_name", "write_temporary", "write_text_atomically"]
 
 PREFIX = "model"
-#: The shard file names an index may map tensors to: plain names beside the index, never a path elsewhere.
-SHARD_FILE_NAME = re.compile(r"[A-Za-z0-9_.\-]+\.safetensors")
+#: The shard file names an index may map tensors to: plain, visible names beside the index, never a path elsewhere.
+SHARD_FILE_NAME = re.compile(r"[A-Za-z0-9_\-][A-Za-z0-9_.\-]*\.safetensors")
 #: The names shard_name gives.
 SHARD_PATTERN = re.compile(rf"{PREFIX}-\d{{5}}-of-\d{{5}}\.safetensors")
 #: The temporary files of a sharded save (save_sharded): its shards ``.model-<k>.<save id>.partial`` (named by the core

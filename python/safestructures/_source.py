@@ -93,7 +93,7 @@ def resolve(path: str, max_header_size: int) -> Source:
     for tensor, shard in weight_map.items():
         _valid_text(tensor, index, f"a tensor name of {INDEX_WEIGHT_MAP}")
         # Only plain file names beside the index: an index must not point a load at any other file.
-        if not isinstance(shard, str) or not SHARD_FILE_NAME.fullmatch(shard) or shard.startswith("."):
+        if not isinstance(shard, str) or not SHARD_FILE_NAME.fullmatch(shard):
             raise InvalidFileError(f"{index}: tensor {json.dumps(tensor)} is mapped to {_shown_value(shard)}, which is not "
                                    "a shard file name")
         where[tensor] = numbers.setdefault(shard, len(numbers))

@@ -113,7 +113,7 @@ def metadata_from_index(path: Path, index: dict[str, Any]) -> Metadata:
         name, shard = info["name"], info["file"]
         if weight_map.get(name) != shard:
             raise InvalidFileError(f"{file}: {INDEX_WEIGHT_MAP} places tensor {quote(name)} in {weight_map.get(name)}, the checkpoint metadata in {shard}")
-        if not SHARD_FILE_NAME.fullmatch(shard) or shard.startswith("."):
+        if not SHARD_FILE_NAME.fullmatch(shard):
             raise InvalidFileError(f"{file}: {quote(shard)} is not a shard file name of this directory")
         return shard, name
 
