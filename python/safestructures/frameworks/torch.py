@@ -11,32 +11,18 @@ import numpy
 import torch
 
 from .._errors import SafestructuresError, UnsupportedTypeError, quote, shown
-from .._format import TAG
+from .._format import DTYPE_BITS, DTYPE_NUMPY_NAMES, TAG
 from ._common import byte_shape, charge, converting, framework_error, reach, view_base, view_reach
 
 __all__ = ["array_entry", "reduce_value", "construct_value", "to_torch"]
 
-_TO_NAME: dict[torch.dtype, str] = {
-    torch.bool: "BOOL",
-    torch.uint8: "U8",
-    torch.int8: "I8",
-    torch.int16: "I16",
-    torch.uint16: "U16",
-    torch.float16: "F16",
-    torch.bfloat16: "BF16",
-    torch.int32: "I32",
-    torch.uint32: "U32",
-    torch.float32: "F32",
-    torch.complex64: "C64",
-    torch.float64: "F64",
-    torch.int64: "I64",
-    torch.uint64: "U64",
-    torch.float8_e5m2: "F8_E5M2",
-    torch.float8_e4m3fn: "F8_E4M3",
-    torch.float8_e8m0fnu: "F8_E8M0",
-    torch.float8_e4m3fnuz: "F8_E4M3FNUZ",
-    torch.float8_e5m2fnuz: "F8_E5M2FNUZ",
-}
+# Names a file may give a torch.dtype: torch's own dtype attributes, read once from its namespace (never getattr with a
+# name from a file: torch's module __getattr__ imports submodules such as torch._dynamo on demand).
+DTYPES_BY_NAME: dict[str, torch.dtype] = {name: value for name, value in vars(torch).items() if isinstance(value, torch.dtype)}
+# The safetensors dtype of each torch dtype that has one: torch names its dtypes as numpy and ml_dtypes do (the core's
+# table), and those of less than a byte it holds two to a byte (float4_e2m1fn_x2, handled on its own), not one.
+_TO_NAME: dict[torch.dtype, str] = {DTYPES_BY_NAME[numpy_name]: name for name, numpy_name in DTYPE_NUMPY_NAMES.items()
+                                    if numpy_name in DTYPES_BY_NAME and DTYPE_BITS[name] >= 8}
 _FROM_NAME = {name: dtype for dtype, name in _TO_NAME.items()}
 # Dtypes safetensors lacks, stored as bytes with this name in the schema: numpy's dtype string where numpy has the
 # dtype (so numpy loads them too), a torch name otherwise.
@@ -300,9 +286,6 @@ def reduce_value(value: Any) -> tuple[str, dict[str, Any]]:
     raise TypeError(f"{type(value).__qualname__} is not a torch value safestructures stores")
 
 
-# Names a file may give a torch.dtype: torch's own dtype attributes, read once from its namespace (never getattr with a
-# name from a file: torch's module __getattr__ imports submodules such as torch._dynamo on demand).
-DTYPES_BY_NAME: dict[str, torch.dtype] = {name: value for name, value in vars(torch).items() if isinstance(value, torch.dtype)}
 # Device types a file may give a torch.device (torch's list, less the deprecated "mkldnn", which warns).
 _DEVICE_TYPES = frozenset(("cpu", "cuda", "mps", "xla", "meta", "hpu", "xpu", "mtia", "ipu", "lazy", "fpga", "vulkan",
                            "opengl", "opencl", "ideep", "hip", "ve", "maia", "privateuseone"))
