@@ -10,27 +10,16 @@ import mlx.core as mx
 import numpy as np
 
 from .._errors import UnsupportedTypeError
+from .._format import DTYPE_NUMPY_NAMES
 from . import numpy as np_adapter
 from ._common import converting
 
 __all__ = ["array_entry", "from_numpy"]
 
-_TO_MLX = {
-    np.dtype(np.bool_): mx.bool_,
-    np.dtype(np.uint8): mx.uint8,
-    np.dtype(np.uint16): mx.uint16,
-    np.dtype(np.uint32): mx.uint32,
-    np.dtype(np.uint64): mx.uint64,
-    np.dtype(np.int8): mx.int8,
-    np.dtype(np.int16): mx.int16,
-    np.dtype(np.int32): mx.int32,
-    np.dtype(np.int64): mx.int64,
-    np.dtype(np.float16): mx.float16,
-    np.dtype(np.float32): mx.float32,
-    np.dtype(np.float64): mx.float64,
-    np.dtype(np.complex64): mx.complex64,
-    np.dtype(ml_dtypes.bfloat16): mx.bfloat16,
-}
+# numpy dtype -> MLX dtype, for the safetensors dtypes (the core's table) MLX has: it names them as numpy and ml_dtypes
+# do, but for bool (MLX's bool_).
+_TO_MLX = {np.dtype(getattr(ml_dtypes, name, name)): getattr(mx, "bool_" if name == "bool" else name)
+           for name in DTYPE_NUMPY_NAMES.values() if name == "bool" or hasattr(mx, name)}
 
 
 def array_entry(value: Any, name: str, context: dict[str, Any]) -> tuple[Any, ...]:

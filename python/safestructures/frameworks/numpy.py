@@ -270,8 +270,6 @@ def scalar_fields(value: Any) -> dict[str, Any]:
     plain = dtype in _tables()[0] or dtype.name in _tables()[2]
     if plain and (dtype.kind in "biu" or dtype.name in ("int2", "int4", "uint2", "uint4")):
         return {"dtype": dtype.name, "v": int(value) if dtype.kind == "V" else value.item()}
-    if plain and dtype.kind in "biu":
-        return {"dtype": dtype.name, "v": value.item()}
     if plain and dtype.kind in "fcV" and not np.isnan(value):
         # Widening to a Python float or complex is exact for every dtype of 64 bits or less.
         return {"dtype": dtype.name, "v": complex(value) if dtype.kind == "c" else float(value)}
