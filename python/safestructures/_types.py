@@ -125,20 +125,15 @@ def reduce(obj: Any, context: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     return reduced
 
 
-def _datetime(fields: dict[str, Any]) -> datetime.datetime:
-    value = datetime.datetime.fromisoformat(_registry.text_field(fields, "iso"))
-    return value.replace(tzinfo=_tz(fields), fold=_fold(fields))
+def _clock(cls: type[datetime.datetime] | type[datetime.time]) -> Callable[[dict[str, Any]], Any]:
+    """The constructor of a datetime or a time from the fields _clock_fields gave it."""
+    return lambda fields: cls.fromisoformat(_registry.text_field(fields, "iso")).replace(tzinfo=_tz(fields), fold=_fold(fields))
 
 
-def _time(fields: dict[str, Any]) -> datetime.time:
-    value = datetime.time.fromisoformat(_registry.text_field(fields, "iso"))
-    return value.replace(tzinfo=_tz(fields), fold=_fold(fields))
-
-
-def _integer(fields: dict[str, Any], key: str) -> int:
+def _number(fields: dict[str, Any], key: str, cls: type[int] | type[float]) -> Any:
     value = fields[key]
-    if type(value) is not int:
-        raise TypeError(f"field {key!r} must be an int, not {type(value).__name__}")
+    if type(value) is not cls:
+        raise TypeError(f"field {key!r} must be {'an' if cls is int else 'a'} {cls.__name__}, not {type(value).__name__}")
     return value
 
 
@@ -176,13 +171,6 @@ def _timezone(fields: dict[str, Any]) -> datetime.timezone:
     if "name" in fields:
         return datetime.timezone(offset, _registry.text_field(fields, "name"))
     return datetime.timezone(offset)
-
-
-def _float(fields: dict[str, Any], key: str) -> float:
-    value = fields[key]
-    if type(value) is not float:
-        raise TypeError(f"field {key!r} must be a float, not {type(value).__name__}")
-    return value
 
 
 def _zoneinfo(fields: dict[str, Any]) -> Any:
@@ -227,20 +215,20 @@ def _torch_value(tag: str) -> Callable[[dict[str, Any], dict[str, Any]], Any]:
 
 #: Everything a file can ask to be built, by tag.
 _PLAIN: dict[str, Callable[[dict[str, Any]], Any]] = {
-    TAG.Complex: lambda f: complex(_float(f, "re"), _float(f, "im")),
-    TAG.Range: lambda f: range(_integer(f, "start"), _integer(f, "stop"), _integer(f, "step")),
+    TAG.Complex: lambda f: complex(_number(f, "re", float), _number(f, "im", float)),
+    TAG.Range: lambda f: range(_number(f, "start", int), _number(f, "stop", int), _number(f, "step", int)),
     TAG.Slice: lambda f: slice(f["start"], f["stop"], f["step"]),
     TAG.Ellipsis: lambda f: ...,
-    TAG.Datetime: _datetime,
+    TAG.Datetime: _clock(datetime.datetime),
     TAG.Date: lambda f: datetime.date.fromisoformat(_registry.text_field(f, "iso")),
-    TAG.Time: _time,
+    TAG.Time: _clock(datetime.time),
     TAG.Timedelta: lambda f: datetime.timedelta(
-        days=_integer(f, "days"), seconds=_integer(f, "seconds"), microseconds=_integer(f, "microseconds")
+        days=_number(f, "days", int), seconds=_number(f, "seconds", int), microseconds=_number(f, "microseconds", int)
     ),
     TAG.Timezone: _timezone,
     TAG.ZoneInfo: _zoneinfo,
     TAG.Decimal: lambda f: decimal.Decimal(_registry.text_field(f, "v")),
-    TAG.Fraction: lambda f: _fraction(_integer(f, "n"), _integer(f, "d")),
+    TAG.Fraction: lambda f: _fraction(_number(f, "n", int), _number(f, "d", int)),
     TAG.Uuid: lambda f: uuid.UUID(hex=_registry.text_field(f, "hex")),
     TAG.Path: _path,
     TAG.NumpyScalar: _npscalar,
