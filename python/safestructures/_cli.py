@@ -22,7 +22,7 @@ from ._errors import InvalidFileError, SafestructuresError, UnsupportedTypeError
 from ._lazy import SafeFile, open_source
 from ._lazy_schema import path_text as _path_text
 from ._limits import DEFAULT_MAX_DEPTH, DEFAULT_MAX_HEADER_SIZE, DEFAULT_MAX_NODES, default_max_bytes
-from ._sharded import remove_if_present, write_temporary
+from ._sharded import write_atomically
 from ._source import DCP, PLAIN, PLAIN_SHARDS, V1, V2, Source, file_format, resolve
 from ._walkers import load_arguments
 
@@ -270,20 +270,11 @@ def _get(args: argparse.Namespace) -> int:
 
 
 def _write_file(target: str, force: bool, write: Any) -> None:
-    """Writes ``target`` through a temporary file beside it, renamed into place once whole (removed on failure), so a
-    failed write leaves no file, or the old one; without ``force`` an existing file is never replaced (FileExistsError)."""
-    mask = os.umask(0)
+    """Writes ``target`` atomically, with the permissions the umask gives a new file; without ``force`` an existing file
+    is never replaced (FileExistsError)."""
+    mask = os.umask(0)  # reads the umask (there is no other way), restored at once
     os.umask(mask)
-    temp = write_temporary(target, write, mode=0o666 & ~mask)
-    try:
-        if force:
-            os.replace(temp, target)
-        else:
-            os.link(temp, target)  # fails if the target exists, atomically (a rename would replace it)
-            os.unlink(temp)
-    except BaseException:
-        remove_if_present(temp)
-        raise
+    write_atomically(target, write, mode=0o666 & ~mask, replace=force)
 
 
 class _Output:

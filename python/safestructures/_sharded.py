@@ -16,7 +16,7 @@ from ._errors import InvalidArgumentError, InvalidFileError, quote
 from ._format import INDEX_METADATA, INDEX_NAME, INDEX_WEIGHT_MAP, RESERVED_INDEX_KEYS, SAVE_KEY, SCHEMA_KEY, TOTAL_SIZE_KEY
 
 __all__ = ["INDEX_NAME", "SHARD_FILE_NAME", "SHARD_PATTERN", "check_regular_file", "parse_size", "remove_if_present",
-           "remove_stale_temporaries", "save_sharded", "shard_name", "write_temporary", "write_text_atomically"]
+           "remove_stale_temporaries", "save_sharded", "shard_name", "write_atomically", "write_temporary"]
 
 PREFIX = "model"
 #: The shard file names an index may map tensors to: plain, visible names beside the index, never a path elsewhere.
@@ -65,11 +65,18 @@ def shard_name(index: int, count: int) -> str:
     return f"{PREFIX}-{index:05d}-of-{count:05d}.safetensors"
 
 
-def write_text_atomically(path: str, text: str, fsync: bool) -> None:
-    """Replace ``path`` with ``text`` through a temporary file beside it: the old file or the new one, never a part."""
-    temp = write_temporary(path, text.encode("utf-8"), fsync)
+def write_atomically(path: str, data: bytes | Callable[[IO[bytes]], None], fsync: bool = False, mode: int = 0o644,
+                     replace: bool = True) -> None:
+    """Writes ``path`` (see :func:`write_temporary` for ``data``) through a temporary file beside it, renamed into place
+    once whole: the old file or the new one, never a part. Without ``replace`` an existing file is never replaced
+    (FileExistsError)."""
+    temp = write_temporary(path, data, fsync, mode=mode)
     try:
-        os.replace(temp, path)
+        if replace:
+            os.replace(temp, path)
+        else:
+            os.link(temp, path)  # fails if the target exists, atomically (a rename would replace it)
+            os.unlink(temp)
     except BaseException:
         remove_if_present(temp)
         raise

@@ -20,7 +20,7 @@ from torch.futures import Future
 from .. import _core
 from .._errors import InvalidArgumentError, InvalidFileError, UnsupportedTypeError, quote
 from .._format import INDEX_NAME
-from .._sharded import SHARD_PATTERN, shard_name, write_text_atomically
+from .._sharded import SHARD_PATTERN, shard_name, write_atomically
 from ..frameworks import torch as torch_adapter
 from ._index import blob_of, index_text, metadata_from_index, read_index, schema_of
 from ._planners import SafestructuresLoadPlanner, SafestructuresSavePlanner
@@ -140,7 +140,8 @@ class SafestructuresWriter(StorageWriter):
         for result in (r for rank in results for r in rank):
             offset = None if result.index.offset is None else tuple(result.index.offset)
             stored[(result.index.fqn, offset)] = dict(result.storage_data, nbytes=result.size_in_bytes)
-        write_text_atomically(str(self.path / INDEX_NAME), index_text(metadata, stored, self.storage_meta()), self.fsync)
+        index = index_text(metadata, stored, self.storage_meta()).encode("utf-8")
+        write_atomically(str(self.path / INDEX_NAME), index, self.fsync)
         # Shards of an earlier save with another number of ranks would mislead tools that list the directory (as
         # transformers' save_pretrained does, they go once the new index is in place).
         for stale in self.path.iterdir():
