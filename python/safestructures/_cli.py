@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import json
 import math
@@ -134,15 +135,12 @@ def _inspect_types(args: argparse.Namespace) -> int:
     from . import _registry
     from .plugins import plugins_by_name
 
-    opened = _open(args.file)
-    try:
+    with contextlib.closing(_open(args.file)) as opened:
         if opened.lazy is None:
             print(f"safestructures inspect: {args.file} is a {opened.fmt} file; --types reads safestructures v2 files",
                   file=sys.stderr)
             return 2
         found = opened.lazy.type_names()
-    finally:
-        opened.close()
     classes = _registry.resolver(args.type or ())["names"]
     plugin_names = plugins_by_name(args.plugin or None) if args.plugin else {}
     rows = [{"kind": kind, "type": name, "count": count,
@@ -163,8 +161,7 @@ def _inspect_types(args: argparse.Namespace) -> int:
 def _inspect(args: argparse.Namespace) -> int:
     if args.types:
         return _inspect_types(args)
-    opened = _open(args.file)
-    try:
+    with contextlib.closing(_open(args.file)) as opened:
         if opened.lazy is not None:
             tree = _Tree(opened.lazy)
             description = tree.describe(tree.doc.root, (), args.depth, args.items, raw_keys=not args.json)
@@ -182,14 +179,11 @@ def _inspect(args: argparse.Namespace) -> int:
             out = _Output()
             out.write(opened.summary() + "\n")
             _tree_lines(description, out)
-    finally:
-        opened.close()
     return 0
 
 
 def _verify(args: argparse.Namespace) -> int:
-    opened = _open(args.file)
-    try:
+    with contextlib.closing(_open(args.file)) as opened:
         warnings = []
         if opened.lazy is not None:
             # Every node built as numpy: tensors checked against their dtype and shape, every class name, key and
@@ -209,8 +203,6 @@ def _verify(args: argparse.Namespace) -> int:
         for warning in warnings:
             print(f"safestructures verify: warning: {warning}", file=sys.stderr)
         _Output().write(f"OK: {opened.summary()}\n")
-    finally:
-        opened.close()
     return 0
 
 
@@ -231,8 +223,7 @@ def _write_npy(array: Any, out: IO[bytes]) -> None:
 def _get(args: argparse.Namespace) -> int:
     if args.output not in (None, "-") and not args.force and os.path.lexists(args.output):
         raise FileExistsError(17, "File exists", args.output)  # before any work: never replaced without --force
-    opened = _open(args.file)
-    try:
+    with contextlib.closing(_open(args.file)) as opened:
         max_bytes = args.max_bytes if args.max_bytes is not None else default_max_bytes(opened.size)
         parts = _split(args.path)
         if opened.lazy is not None:
@@ -264,8 +255,6 @@ def _get(args: argparse.Namespace) -> int:
         if args.output is not None:
             raise UsageError(f"{_path_text(path)} is not a tensor: -o writes tensors only (values are printed as JSON)")
         _print_json(_to_json(value, path, args.json, max_bytes))
-    finally:
-        opened.close()
     return 0
 
 
