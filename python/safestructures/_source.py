@@ -123,15 +123,14 @@ def parse_json(raw: bytes | str, index: str) -> Any:
         raise InvalidFileError(f"{index}: not a JSON index: {e}") from None
 
 
-def _valid_text(text: str, index: str, what: str) -> str:
-    """``text`` (a string of an index), refused when it is not valid Unicode (a lone surrogate escape, ``"\\ud800"``,
+def _valid_text(text: str, index: str, what: str) -> None:
+    """Refuses ``text`` (a string of an index) when it is not valid Unicode (a lone surrogate escape, ``"\\ud800"``,
     which no file name or schema may hold)."""
     try:
         text.encode("utf-8")
     except UnicodeEncodeError as e:
         raise InvalidFileError(f"{index}: {what} holds a lone surrogate ({json.dumps(text[e.start:e.end])}), which is not "
                                "valid Unicode") from None
-    return text
 
 
 def _shown_value(value: Any) -> str:

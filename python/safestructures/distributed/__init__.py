@@ -5,17 +5,15 @@ shard per rank and the index (``_index``) that keeps DCP's metadata as JSON."""
 
 from __future__ import annotations
 
+from .._errors import FrameworkNotAvailableError
+
 try:
     import torch.distributed as _dist
 except ImportError as _e:  # torch missing, or a build without the distributed package
-    from .._errors import FrameworkNotAvailableError
-
     raise FrameworkNotAvailableError(
         f"safestructures.distributed needs PyTorch with torch.distributed, which cannot be imported here ({_e})"
     ) from _e
 if not _dist.is_available():
-    from .._errors import FrameworkNotAvailableError
-
     raise FrameworkNotAvailableError(
         "safestructures.distributed needs torch.distributed, and this PyTorch build has none "
         "(torch.distributed.is_available() is False)"

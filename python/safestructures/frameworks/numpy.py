@@ -110,18 +110,13 @@ def to_entry(name: str, value: Any) -> tuple[str, str, tuple[int, ...], np.ndarr
     """
     if isinstance(value, np.ma.MaskedArray):
         raise UnsupportedTypeError(f"tensor {quote(name)}: a masked array's mask cannot be stored in a safetensors tensor")
-    if isinstance(value, np.generic):
-        value = np.asarray(value)
-    elif not isinstance(value, np.ndarray):
+    if not isinstance(value, (np.ndarray, np.generic)):
         raise UnsupportedTypeError(f"tensor {quote(name)}: expected a numpy array, got {type(value).__module__}.{type(value).__qualname__}")
     array = _native(np.asarray(value))
     dtype = dtype_of(array.dtype)
     if dtype is None:
         raise UnsupportedTypeError(f"tensor {quote(name)}: numpy dtype {array.dtype} has no safetensors dtype")
-    shape = tuple(array.shape)
-    if dtype in SUB_BYTE:
-        return name, dtype, shape, _packed(name, dtype, array)
-    return name, dtype, shape, array
+    return name, dtype, tuple(array.shape), _packed(name, dtype, array) if dtype in SUB_BYTE else array
 
 
 def _zeroed_padding(raw: np.ndarray, dtype: np.dtype[Any]) -> np.ndarray:

@@ -10,7 +10,7 @@ from typing import Any
 import ml_dtypes
 import numpy as np
 
-from .._errors import FrameworkNotAvailableError
+from .._errors import FrameworkNotAvailableError, UnsupportedTypeError
 
 if "paddle" not in sys.modules and "tensorflow" in sys.modules:
     # Importing paddle into a process that has imported TensorFlow kills it (a segmentation fault, seen with paddle
@@ -22,7 +22,6 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     import paddle
 
-from .._errors import UnsupportedTypeError
 from . import numpy as np_adapter
 from ._common import converting
 
