@@ -30,10 +30,7 @@ __all__ = ["SafestructuresReader", "SafestructuresWriter"]
 
 def _entry(tensor: torch.Tensor, name: str) -> tuple[str, str, tuple[int, ...], Any]:
     """The core writer's entry of a tensor: its bytes in C order on the CPU, under its safetensors dtype."""
-    t = tensor.detach()
-    if t.device.type != "cpu":
-        t = t.cpu()
-    t = t.resolve_conj().resolve_neg().contiguous()
+    t = tensor.detach().cpu().resolve_conj().resolve_neg().contiguous()
     try:
         dtype, shape, memory, fields = torch_adapter.array_entry(t, name, {})
     except TypeError:

@@ -44,10 +44,8 @@ def _tables() -> tuple[dict[np.dtype[Any], str], dict[str, np.dtype[Any]], dict[
     to_dtype = {name: np.dtype(getattr(ml_dtypes, numpy_name, numpy_name)) for name, numpy_name in DTYPE_NUMPY_NAMES.items()}
     to_name = {dtype: name for name, dtype in to_dtype.items()}
     # ml_dtypes types safetensors has no dtype for, stored as bytes and named by their ml_dtypes name.
-    extras = {}
-    for name in ("int2", "int4", "uint2", "uint4", "float8_e3m4", "float8_e4m3", "float8_e4m3b11fnuz"):
-        if hasattr(ml_dtypes, name):
-            extras[name] = np.dtype(getattr(ml_dtypes, name))
+    extras = {name: np.dtype(getattr(ml_dtypes, name))
+              for name in ("int2", "int4", "uint2", "uint4", "float8_e3m4", "float8_e4m3", "float8_e4m3b11fnuz") if hasattr(ml_dtypes, name)}
     by_name = {dt.name: dt for dt in to_dtype.values()} | extras
     return to_name, to_dtype, by_name
 
