@@ -51,12 +51,6 @@ def _clock_fields(value: datetime.datetime | datetime.time) -> dict[str, Any]:
     return fields
 
 
-def _zoneinfo_key(value: Any) -> dict[str, Any]:
-    if value.key is None:
-        raise TypeError("a ZoneInfo made from a file object has no key to store")
-    return {"key": value.key}
-
-
 _REDUCERS: dict[type, Callable[[Any], tuple[str, dict[str, Any]]]] = {
     complex: lambda z: (TAG.Complex, {"re": z.real, "im": z.imag}),
     range: lambda r: (TAG.Range, {"start": r.start, "stop": r.stop, "step": r.step}),
@@ -105,7 +99,9 @@ def reduce(obj: Any, context: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         return TAG.Nested, {"v": obj.value}
     zoneinfo = sys.modules.get("zoneinfo")
     if zoneinfo is not None and cls is zoneinfo.ZoneInfo:
-        return TAG.ZoneInfo, _zoneinfo_key(obj)
+        if obj.key is None:
+            raise TypeError("a ZoneInfo made from a file object has no key to store")
+        return TAG.ZoneInfo, {"key": obj.key}
     top = cls.__module__.split(".", 1)[0]
     if top == "torch" and cls.__name__ in ("dtype", "device", "Size"):
         from .frameworks import torch as torch_adapter
