@@ -94,9 +94,7 @@ def framework_of(cls: type) -> str | None:
         return "torch" if issubclass(cls, torch.Tensor) else None
     if top in ("tensorflow", "keras"):
         tensorflow = sys.modules.get("tensorflow")
-        if tensorflow is not None and (issubclass(cls, tensorflow.Tensor) or issubclass(cls, tensorflow.Variable)):
-            return "tensorflow"
-        return None
+        return "tensorflow" if tensorflow is not None and issubclass(cls, (tensorflow.Tensor, tensorflow.Variable)) else None
     if top in ("jax", "jaxlib"):
         jax = sys.modules.get("jax")
         return "jax" if jax is not None and issubclass(cls, jax.Array) else None
