@@ -93,6 +93,7 @@ struct KindTraits {
   std::string_view tag;   // the "$" of its tagged form; empty for null, bool and int64 ints
   Shape shape;
   bool names_class;       // its "type" field names a class (or a plugin's type)
+  std::string_view identifier;  // the Kind enumerator's name ("NamedTuple"), by which the Python layer names kinds
 };
 
 const KindTraits& traits(Kind kind);

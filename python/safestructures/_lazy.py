@@ -11,8 +11,8 @@ from typing import Any
 from . import _core, _sharded, plugins as _plugins
 from ._errors import InvalidArgumentError, InvalidFileError, SafestructuresError, quote, reading
 from ._flat import _fspath
-from ._lazy_schema import (_DTYPE_NAMES, _JSON_KINDS, _JSON_SCALARS, _SPILL, _Schema, _container_field, _json_value, _key_text,
-                           _plain_schema, path_text, type_names)
+from ._format import SPILL_TENSOR, TAG
+from ._lazy_schema import _JSON_SCALARS, _TreeView, _json_value, _key_text, bytes_size, path_text, tensor_fields
 from ._limits import DEFAULT_MAX_DEPTH, DEFAULT_MAX_HEADER_SIZE, DEFAULT_MAX_NODES
 
 __all__ = ["Node", "SafeFile", "open"]
@@ -44,7 +44,7 @@ class Node:
         """What the node holds: ``"dict"``, ``"list"``, ``"tuple"``, ``"tensor"``, ``"int"``, ``"str"``, ``"none"``,
         ``"dataclass"``, ``"namedtuple"``, ``"enum"``, ``"object"``... (the tag of format.md section 5.2, or the Python
         type of a plain JSON value)."""
-        return self._tag if self._tag is not None else _JSON_KINDS[self._json_kind]
+        return self._file._schema.kind(self._index)
 
     @property
     def type_name(self) -> str | None:
@@ -69,86 +69,55 @@ class Node:
 
     # --- tensors and bytes ------------------------------------------------------------------------------------------
 
-    def _tensor_info(self) -> tuple[str, tuple[int, ...], int, int, int] | None:
-        if self._tag not in ("tensor", "bytes", "bytearray"):
-            return None
-        name = self._field("name" if self._tag == "tensor" else "tensor")
-        if not isinstance(name, str):
-            return None
+    def _find_tensor(self, name: str) -> tuple[str, tuple[int, ...], int, int, int]:
         return self._file._tensor(name, self)
+
+    def _tensor(self) -> dict[str, Any] | None:
+        """What describe() says of a tensor node (``tensor_fields``); None for other nodes."""
+        return tensor_fields(self._file._schema, self._index, self._find_tensor) if self._tag == TAG.Tensor else None
 
     @property
     def tensor_name(self) -> str | None:
         """The name of the safetensors tensor holding this tensor's (or long bytes') data; None for a view of another
         tensor's storage and for short bytes."""
-        return None if self._tensor_info() is None else self._field("name" if self._tag == "tensor" else "tensor")
+        if self._tag in (TAG.Bytes, TAG.ByteArray):
+            name = self._field("tensor")
+            return name if isinstance(name, str) and self._find_tensor(name) is not None else None
+        tensor = self._tensor()
+        return None if tensor is None else tensor.get("tensor")
 
     @property
     def dtype(self) -> str | None:
         """A tensor's dtype as numpy names it (``"float32"``, ``"bfloat16"``, ``">i4"``...); None for other nodes."""
-        if self._tag != "tensor":
-            return None
-        logical = self._field("dtype")
-        if isinstance(logical, str):
-            return logical
-        info = self._tensor_info()
-        if info is None:
-            storage = self._field("storage")
-            info = self._file._tensor(storage, self) if isinstance(storage, str) else None
-        return None if info is None else _DTYPE_NAMES.get(info[0], info[0])
+        tensor = self._tensor()
+        return None if tensor is None else tensor["dtype"]
 
     @property
     def shape(self) -> tuple[int, ...] | None:
         """A tensor's shape; None for other nodes."""
-        if self._tag != "tensor":
-            return None
-        shape = self._field("shape")
-        if isinstance(shape, list) and all(type(d) is int for d in shape):
-            shape = tuple(shape)
-            if self._field("x2") is True and shape:
-                shape = shape[:-1] + (shape[-1] // 2,)
-            return shape
-        info = self._tensor_info()
-        if info is None:
-            return None
-        if self._field("x2") is True and info[1]:
-            return info[1][:-1] + (info[1][-1] // 2,)
-        return info[1]
+        tensor = self._tensor()
+        return None if tensor is None or tensor["shape"] is None else tuple(tensor["shape"])
 
     @property
     def framework(self) -> str | None:
         """The framework a tensor was saved from (``"numpy"``, ``"torch"``...); None for other nodes."""
-        fw = self._field("fw") if self._tag == "tensor" else None
-        return fw if isinstance(fw, str) else None
+        tensor = self._tensor()
+        return None if tensor is None else tensor["framework"]
 
     @property
     def nbytes(self) -> int | None:
         """Bytes this tensor or bytes value takes in the file (0 for a view stored within another tensor); None for
         other nodes."""
-        if self._tag == "tensor":
-            info = self._tensor_info()
-            return 0 if info is None else info[2]
-        if self._tag in ("bytes", "bytearray"):
-            info = self._tensor_info()
-            if info is not None:
-                return info[2]
-            b64 = self._field("b64")
-            if isinstance(b64, str):
-                return len(b64) // 4 * 3 - b64[-2:].count("=")
-        return None
+        if self._tag in (TAG.Bytes, TAG.ByteArray):
+            return bytes_size(self._file._schema, self._index, self._find_tensor)
+        tensor = self._tensor()
+        return None if tensor is None else tensor["nbytes"]
 
     # --- children ---------------------------------------------------------------------------------------------------
 
     def _field(self, name: str) -> Any:
         """A scalar field of a tagged node, or a list of scalars (None when absent or anything else)."""
-        child = self._member(name)
-        if child is None:
-            return None
-        doc = self._file._document()
-        return doc.value(child) if doc.node(child)[0] in _JSON_SCALARS else _container_field(doc, child)
-
-    def _member(self, name: str) -> int | None:
-        return self._file._schema.head(self._index)[2].get(name)
+        return self._file._schema.field(self._index, name)
 
     def _children(self) -> tuple[bool, list[tuple[Any, int]]] | None:
         """(whether the children are indexed, [(key or index, child node)]), or None for a leaf."""
@@ -192,7 +161,7 @@ class Node:
         if found is None:
             raise TypeError(f"{self.kind} node at {self.path_text} has no children")
         entries = found[1]
-        if found[0] or (self._tag == "namedtuple" and type(key) is int):
+        if found[0] or (self._tag == TAG.NamedTuple and type(key) is int):
             if type(key) is not int:
                 raise TypeError(f"{self.kind} node at {self.path_text} is indexed by int, not {type(key).__name__}")
             n = len(entries)
@@ -271,7 +240,7 @@ class Node:
                 if tag is None:
                     # Plain JSON, the bulk of most files: described straight from the tape, without a Node (a plain
                     # list or dict has no id, so it is met only once).
-                    out["kind"] = _JSON_KINDS[json_kind]
+                    out["kind"] = doc.kind(index)
                     if json_kind in _JSON_SCALARS:
                         out["value"] = _json_value(doc.value(index))
                         continue
@@ -300,12 +269,13 @@ class Node:
         out["kind"] = self.kind
         if self.type_name is not None:
             out["type"] = self.type_name
-        if self._tag == "tensor":
-            out.update(dtype=self.dtype, shape=list(self.shape or ()), nbytes=self.nbytes, framework=self.framework)
-            if self.tensor_name is not None:
-                out["tensor"] = self.tensor_name
+        tensor = self._tensor()
+        if tensor is not None:
+            out.update(dtype=tensor["dtype"], shape=tensor["shape"] or [], nbytes=tensor["nbytes"], framework=tensor["framework"])
+            if "tensor" in tensor:
+                out["tensor"] = tensor["tensor"]
             return False
-        if self._tag in ("bytes", "bytearray"):
+        if self._tag in (TAG.Bytes, TAG.ByteArray):
             out["nbytes"] = self.nbytes
             return False
         if self._children() is None:
@@ -321,7 +291,7 @@ class Node:
 
     def __repr__(self) -> str:
         where = self.path or "<root>"
-        if self._tag == "tensor":
+        if self._tag == TAG.Tensor:
             return f"<Node tensor {self.dtype}{list(self.shape or ())} at {where}>"
         if self._children() is not None:
             name = f" {self.type_name}" if self.type_name else ""
@@ -350,14 +320,14 @@ class SafeFile:
 
     def __init__(self, paths: Sequence[str], schema: str | None, metadata: dict[str, str] | None, load_args: dict[str, Any],
                  limits: tuple[int, int, int], source: str) -> None:
-        self._doc: Any = _core.Document(list(paths), schema, *limits)
+        self._doc: Any = _core.LazyFile(list(paths), schema, *limits)
         self._metadata = metadata if metadata is not None else self._doc.metadata(0)
         self._load_args = load_args
         self._source = source
         self._structured = self._doc.structured
         # What the default max_bytes of each load is tied to: the bytes of every file mapped.
         self._size = sum(self._doc.buffer(shard).size for shard in range(self._doc.shard_count))
-        self._schema = _Schema(self, f"{source}: ", _Default)
+        self._schema = _TreeView(self, f"{source}: ", _Default)
         # Per schema node, read when first looked up in: its keys by value and by text.
         self._keys: dict[int, dict[Any, tuple[Any, int]]] = {}
         self._texts: dict[int, dict[str, tuple[Any, int]]] = {}
@@ -392,7 +362,7 @@ class SafeFile:
         out = {}
         for shard in range(doc.shard_count):
             for name, dtype, shape, _offset, nbytes in doc.tensors(shard):
-                if name != _SPILL or not self._structured:  # a schema spilled into a tensor is not part of the data
+                if name != SPILL_TENSOR or not self._structured:  # a schema spilled into a tensor is not part of the data
                     out[name] = (dtype, tuple(shape), nbytes)
         return out
 
@@ -400,7 +370,7 @@ class SafeFile:
         """Every class name the file mentions, by node kind, with how many nodes name it: ``{"dataclass": {"m.Config":
         2}, "enum": {...}, ...}`` (``"plugin"`` for plugin types). Read from the schema alone: nothing is built or
         imported, so it is safe to call before deciding what to pass a load in ``types=``."""
-        return type_names(self._document())
+        return self._document().type_names()  # type: ignore[no-any-return]
 
     def node(self, path: str | Sequence[Any] = "") -> Node:
         """The node at ``path``: a dotted path as tensor names are written (``"model.layers.0"``; ``""`` is the root),
@@ -524,7 +494,7 @@ def _resolve_text(node: Node, parts: list[str]) -> Node:
 
 def _child_by_text(node: Node, part: str) -> Node:
     """The child a path segment names: an index for sequences (and named tuples), else the key whose text is it."""
-    if node._is_sequence() or (node.kind == "namedtuple" and part.lstrip("-").isdigit()):
+    if node._is_sequence() or (node._tag == TAG.NamedTuple and part.lstrip("-").isdigit()):
         try:
             return node[int(part)]
         except ValueError:
@@ -597,5 +567,5 @@ def _open_target(target: str, load_args: dict[str, Any], limits: tuple[int, int,
                 f"{target} was written by safestructures 1.0.0, which open() does not read lazily: load it with "
                 "load_file(), or rewrite it with `safestructures upgrade`"
             )
-        doc.adopt_schema(_plain_schema(doc.tensors(0)))
+        doc.read_as_plain("numpy")
     return opened

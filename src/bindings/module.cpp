@@ -277,13 +277,13 @@ nb::tuple py_load_bytes(nb::handle data, std::uint32_t max_depth, std::uint64_t 
 }
 
 // The format's vocabulary for the Python layer, which spells none of it again: reserved names, and each kind's tag,
-// shape and whether it names a class, by the kind's name.
+// shape, whether it names a class and its identifier, by the kind's name.
 nb::dict format_table() {
   const auto text = [](std::string_view s) { return nb::str(s.data(), s.size()); };
   static constexpr const char* shape_names[] = {"scalar", "sequence", "mapping", "record", "tensor", "reference"};
   nb::dict kinds;
   for (const KindTraits& k : all_kinds()) {
-    kinds[text(k.name)] = nb::make_tuple(text(k.tag), shape_names[static_cast<int>(k.shape)], k.names_class);
+    kinds[text(k.name)] = nb::make_tuple(text(k.tag), shape_names[static_cast<int>(k.shape)], k.names_class, text(k.identifier));
   }
   nb::dict out;
   out["schema_key"] = text(schema_metadata_key);
@@ -359,7 +359,7 @@ NB_MODULE(_core, m) {
   m.def("load_bytes", &py_load_bytes, "data"_a, "max_depth"_a = 1000, "max_nodes"_a = 50'000'000,
         "max_header_size"_a = default_max_header_size, "context"_a.none() = nb::none(),
         "Load from a buffer: (True, data, user metadata) or (False, tensor table, metadata); arrays view `data`.");
-  register_document(m);
+  register_lazy_file(m);
   m.def("error_code_names", [] {
     nb::list names;
     for (int c = 0; c <= static_cast<int>(ErrorCode::NotARegularFile); ++c) {
