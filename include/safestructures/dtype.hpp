@@ -42,13 +42,33 @@ inline constexpr std::size_t dtype_count = 22;
 struct DtypeTraits {
   std::string_view name;
   unsigned bits;
+  // The numpy dtype (ml_dtypes' for BF16, F8_*, F6_* and F4) whose elements these are, one per byte for sub-byte ones.
+  std::string_view numpy_name;
 };
 
 inline constexpr std::array<DtypeTraits, dtype_count> dtype_traits{{
-    {"BOOL", 8},         {"F4", 4},           {"F6_E2M3", 6},      {"F6_E3M2", 6},  {"U8", 8},   {"I8", 8},
-    {"F8_E5M2", 8},      {"F8_E4M3", 8},      {"F8_E8M0", 8},      {"F8_E4M3FNUZ", 8},
-    {"F8_E5M2FNUZ", 8},  {"I16", 16},         {"U16", 16},         {"F16", 16},     {"BF16", 16}, {"I32", 32},
-    {"U32", 32},         {"F32", 32},         {"C64", 64},         {"F64", 64},     {"I64", 64}, {"U64", 64},
+    {"BOOL", 8, "bool"},
+    {"F4", 4, "float4_e2m1fn"},
+    {"F6_E2M3", 6, "float6_e2m3fn"},
+    {"F6_E3M2", 6, "float6_e3m2fn"},
+    {"U8", 8, "uint8"},
+    {"I8", 8, "int8"},
+    {"F8_E5M2", 8, "float8_e5m2"},
+    {"F8_E4M3", 8, "float8_e4m3fn"},
+    {"F8_E8M0", 8, "float8_e8m0fnu"},
+    {"F8_E4M3FNUZ", 8, "float8_e4m3fnuz"},
+    {"F8_E5M2FNUZ", 8, "float8_e5m2fnuz"},
+    {"I16", 16, "int16"},
+    {"U16", 16, "uint16"},
+    {"F16", 16, "float16"},
+    {"BF16", 16, "bfloat16"},
+    {"I32", 32, "int32"},
+    {"U32", 32, "uint32"},
+    {"F32", 32, "float32"},
+    {"C64", 64, "complex64"},
+    {"F64", 64, "float64"},
+    {"I64", 64, "int64"},
+    {"U64", 64, "uint64"},
 }};
 
 constexpr std::string_view dtype_name(Dtype d) { return dtype_traits[static_cast<std::size_t>(d)].name; }

@@ -89,11 +89,11 @@ enum class Kind : std::uint8_t {
 };
 
 struct KindTraits {
+  std::string_view id;    // the enumerator's name ("NamedTuple"): how the Python layer refers to a kind
   std::string_view name;  // "dict", "namedtuple", "torch.dtype"; "bigint" for ints outside int64
   std::string_view tag;   // the "$" of its tagged form; empty for null, bool and int64 ints
   Shape shape;
   bool names_class;       // its "type" field names a class (or a plugin's type)
-  std::string_view identifier;  // the Kind enumerator's name ("NamedTuple"), by which the Python layer names kinds
 };
 
 const KindTraits& traits(Kind kind);

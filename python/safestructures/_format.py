@@ -1,6 +1,6 @@
-"""The format's vocabulary for the Python layer, taken from the core (format.hpp, through ``_core.FORMAT``) rather than
-spelled again: each kind's tag by the kind's C++ name (``TAG.NamedTuple == "namedtuple"``), the kinds of each shape,
-and the file's reserved names."""
+"""The file format's names, as the C++ core's vocabulary (include/safestructures/format.hpp) defines them: the
+reserved metadata keys and tensor name, and every node kind with its tag and shape. The Python layer refers to a tag
+as ``TAG.NamedTuple`` and spells none of them itself."""
 
 from __future__ import annotations
 
@@ -9,22 +9,46 @@ from typing import Any
 
 from . import _core
 
-_TABLE: dict[str, Any] = _core.FORMAT
-# kind name -> (tag, shape, names a class, identifier)
-_KINDS: dict[str, tuple[str, str, bool, str]] = _TABLE["kinds"]
+_FORMAT: dict[str, Any] = _core.FORMAT
 
-#: The tag of each kind by its identifier (``TAG.Tensor``); "" for the plain JSON kinds.
-TAG: Any = SimpleNamespace(**{ident: tag for tag, _shape, _named, ident in _KINDS.values()})
-#: Tags whose content is a sequence of items, those whose items are [key, value] pairs, those naming a class.
-SEQUENCE_TAGS = frozenset(tag for tag, shape, _named, _ident in _KINDS.values() if tag and shape == "sequence")
-MAPPING_TAGS = frozenset(tag for tag, shape, _named, _ident in _KINDS.values() if tag and shape == "mapping")
-NAMED_TAGS = frozenset(tag for tag, _shape, named, _ident in _KINDS.values() if named)
-#: Tags of nodes that name a tensor of the file (a tensor, or bytes stored in one).
-TENSOR_TAGS = frozenset((TAG.Tensor, TAG.Bytes, TAG.ByteArray))
+# The metadata key holding the schema document; the tensor a schema too large for the header is spilled into.
+SCHEMA_KEY: str = _FORMAT["schema_key"]
+SPILL_TENSOR: str = _FORMAT["spill_tensor"]
+# The two metadata keys of safestructures 1.0.0 files.
+V1_SCHEMA_KEY: str = _FORMAT["v1_schema_key"]
+V1_VERSION_KEY: str = _FORMAT["v1_version_key"]
+# Keys a caller's metadata may not use.
+RESERVED_METADATA_KEYS: frozenset[str] = frozenset({SCHEMA_KEY, V1_SCHEMA_KEY, V1_VERSION_KEY})
+# The schema document's envelope: {"format": FORMAT_NAME, "version": VERSION, "root": ...}.
+FORMAT_NAME: str = _FORMAT["format_name"]
+VERSION: int = _FORMAT["version"]
+# A tagged object's tag member ("$") and reference id member ("#").
+TAG_MEMBER: str = _FORMAT["tag_member"]
+ID_MEMBER: str = _FORMAT["id_member"]
+# Wrapper fields that are not parts of paths or tensor names.
+TRANSPARENT_FIELDS: tuple[str, ...] = _FORMAT["transparent_fields"]
 
-#: The metadata key holding the schema, and the tensor a schema too large for the header is spilled into.
-SCHEMA_KEY: str = _TABLE["schema_key"]
-SPILL_TENSOR: str = _TABLE["spill_tensor"]
-#: The two metadata keys of safestructures 1.0.0 files.
-V1_SCHEMA_KEY: str = _TABLE["v1_schema_key"]
-V1_VERSION_KEY: str = _TABLE["v1_version_key"]
+_KINDS: dict[str, tuple[str, str, bool]] = _FORMAT["kinds"]
+# Each kind's tag in the file by the core's enumerator: ``TAG.NamedTuple == "namedtuple"``, ``TAG.BigInt == "int"``.
+TAG: Any = SimpleNamespace(**{kind_id: _KINDS[name][0] for kind_id, name in _FORMAT["ids"].items()})
+# Each kind's name as messages write it, by the same enumerator (``KIND.BigInt == "bigint"``).
+KIND: Any = SimpleNamespace(**_FORMAT["ids"])
+
+
+def tags_shaped(shape: str) -> frozenset[str]:
+    """The tags of the kinds of one shape: ``"sequence"``, ``"mapping"``, ``"record"``, ``"scalar"``, ``"tensor"``,
+    ``"reference"``."""
+    return frozenset(tag for tag, kind_shape, _ in _KINDS.values() if tag and kind_shape == shape)
+
+
+# Tagged nodes whose items are an array of nodes, those whose items are [key, value] pairs, and those whose "type"
+# field names a class (or a plugin's type).
+SEQUENCE_TAGS: frozenset[str] = tags_shaped("sequence")
+MAPPING_TAGS: frozenset[str] = tags_shaped("mapping")
+NAMED_TAGS: frozenset[str] = frozenset(tag for tag, _, names_class in _KINDS.values() if names_class)
+# Tagged nodes that name a tensor of the file: a tensor, or bytes stored in one.
+TENSOR_TAGS: frozenset[str] = frozenset((TAG.Tensor, TAG.Bytes, TAG.ByteArray))
+
+# The numpy dtype name of each safetensors dtype (what a tensor of it loads as in numpy), and its bits per element.
+DTYPE_NUMPY_NAMES: dict[str, str] = {name: numpy_name for name, (_, numpy_name) in _core.DTYPES.items()}
+DTYPE_BITS: dict[str, int] = {name: bits for name, (bits, _) in _core.DTYPES.items()}

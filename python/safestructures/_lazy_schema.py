@@ -8,19 +8,12 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ._errors import InvalidFileError, quote, shown
+from ._format import DTYPE_NUMPY_NAMES
 
 if TYPE_CHECKING:
     from ._lazy import SafeFile
 
 __all__ = ["path_text"]
-
-# The numpy name of each safetensors dtype (what a tensor of that dtype loads as in numpy).
-_DTYPE_NAMES = {
-    "BOOL": "bool", "U8": "uint8", "I8": "int8", "I16": "int16", "U16": "uint16", "F16": "float16", "BF16": "bfloat16",
-    "I32": "int32", "U32": "uint32", "F32": "float32", "C64": "complex64", "F64": "float64", "I64": "int64", "U64": "uint64",
-    "F8_E5M2": "float8_e5m2", "F8_E4M3": "float8_e4m3fn", "F8_E8M0": "float8_e8m0fnu", "F8_E4M3FNUZ": "float8_e4m3fnuz",
-    "F8_E5M2FNUZ": "float8_e5m2fnuz", "F4": "float4_e2m1fn", "F6_E2M3": "float6_e2m3fn", "F6_E3M2": "float6_e3m2fn",
-}
 
 # The JSON kinds of the tape (``LazyFile.node``) that are scalars.
 _JSON_SCALARS = {"null", "false", "true", "int", "float", "string"}
@@ -116,7 +109,7 @@ def tensor_fields(view: _TreeView, index: int, find: Callable[[str], Any]) -> di
     dtype = view.field(index, "dtype")
     if not isinstance(dtype, str):
         found = info if info is not None else (find(storage) if isinstance(storage, str) else None)
-        dtype = None if found is None else _DTYPE_NAMES.get(found[0], found[0])
+        dtype = None if found is None else DTYPE_NUMPY_NAMES.get(found[0], found[0])
     shape = view.field(index, "shape")
     if not (isinstance(shape, list) and all(type(d) is int for d in shape)):
         shape = None if info is None else list(info[1])

@@ -11,6 +11,7 @@ from typing import Any, TypeVar, overload
 
 from ._errors import UnknownTypeError, shown
 from ._evolve import dataclass_values, namedtuple_items, slotted_attrs
+from ._format import TAG
 from ._records import NamedRecord, Record, generic_subclass, is_generic_subclass
 
 __all__ = ["construct_object", "reduce_object", "register", "resolver", "type_name"]
@@ -126,9 +127,9 @@ def reduce_object(obj: Any) -> tuple[str, dict[str, Any]] | None:
     cls = type(obj)
     # The generic stand-ins of a load save back as what they stand for: loading and saving again loses nothing.
     if cls is Record:
-        return "dataclass", {"type": obj.type_name, "fields": obj.asdict()}
+        return TAG.Dataclass, {"type": obj.type_name, "fields": obj.asdict()}
     if cls is NamedRecord:
-        return "namedtuple", {"type": obj.type_name, "fields": list(obj._fields), "items": list(obj)}
+        return TAG.NamedTuple, {"type": obj.type_name, "fields": list(obj._fields), "items": list(obj)}
     stand_in = obj.__dict__.get("__safestructures_type__") if is_generic_subclass(cls) else None
     if stand_in is not None:
         base = cls.__mro__[1]
@@ -136,13 +137,13 @@ def reduce_object(obj: Any) -> tuple[str, dict[str, Any]] | None:
         node = {"type": stand_in, "base": base.__name__, "value": _base_value(obj, base)}
         if attrs:
             node["attrs"] = attrs
-        return "object", node
+        return TAG.Object, node
     registration = _BY_TYPE.get(cls)
     name = type_name(cls)
     if registration is not None and registration.to_data is not None:
-        return "ext", {"type": name, "data": registration.to_data(obj)}
+        return TAG.Ext, {"type": name, "data": registration.to_data(obj)}
     if isinstance(obj, enum.Enum):
-        return "enum", {"type": name, "name": obj.name, "value": obj.value}
+        return TAG.Enum, {"type": name, "name": obj.name, "value": obj.value}
     if dataclasses.is_dataclass(cls):
         fields = {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj) if hasattr(obj, f.name)}
         node: dict[str, Any] = {"type": name, "fields": fields}
@@ -150,18 +151,18 @@ def reduce_object(obj: Any) -> tuple[str, dict[str, Any]] | None:
         if base is not None:
             # A dataclass that is also a container (a model output that is an OrderedDict) keeps both.
             node.update(base=base.__name__, value=_base_value(obj, base))
-        return "dataclass", node
+        return TAG.Dataclass, node
     if _namedtuple_type(cls):
-        return "namedtuple", {"type": name, "fields": list(cls._fields), "items": list(obj)}
+        return TAG.NamedTuple, {"type": name, "fields": list(cls._fields), "items": list(obj)}
     base = _builtin_base(cls)
     if base is not None:
         node = {"type": name, "base": base.__name__, "value": _base_value(obj, base)}
         attrs = _attributes(obj)
         if attrs:
             node["attrs"] = attrs
-        return "object", node
+        return TAG.Object, node
     if registration is not None:
-        return "object", {"type": name, "attrs": _attributes(obj)}
+        return TAG.Object, {"type": name, "attrs": _attributes(obj)}
     return None
 
 
@@ -242,14 +243,14 @@ def node_kind(cls: type) -> str:
     """The tag a class's objects are saved under (what reduce_object gives them), the only one they load from."""
     registration = _BY_TYPE.get(cls)
     if registration is not None and registration.from_data is not None:
-        return "ext"
+        return TAG.Ext
     if isinstance(cls, enum.EnumMeta):
-        return "enum"
+        return TAG.Enum
     if dataclasses.is_dataclass(cls):
-        return "dataclass"
+        return TAG.Dataclass
     if _namedtuple_type(cls):
-        return "namedtuple"
-    return "object"
+        return TAG.NamedTuple
+    return TAG.Object
 
 
 def _value_key(value: Any) -> bool:
@@ -284,7 +285,7 @@ def construct_object(tag: str, fields: dict[str, Any], context: dict[str, Any]) 
     if cls is None and context["strict"]:
         raise UnknownTypeError(f"the file names class {name!r}, which this load was not given (register it, or pass it in types=)")
     if cls is not None and node_kind(cls) != tag:
-        if tag == "ext":
+        if tag == TAG.Ext:
             raise TypeError(f"class {name!r} was saved through to_data, but is not registered with from_data")
         raise TypeError(f"class {name!r} is saved as {node_kind(cls)!r} nodes; the file names it in {tag!r} node")
     base_name = fields.get("base")
@@ -293,15 +294,15 @@ def construct_object(tag: str, fields: dict[str, Any], context: dict[str, Any]) 
         base = _BASES.get(base_name) if type(base_name) is str else None
         if base is None:
             raise ValueError(f"unknown base type {shown(base_name)}")
-    if cls is not None and tag in ("object", "dataclass") and base is not _builtin_base(cls):
+    if cls is not None and tag in (TAG.Object, TAG.Dataclass) and base is not _builtin_base(cls):
         expected = _builtin_base(cls)
         raise TypeError(f"class {name!r} derives from {'no built-in type' if expected is None else expected.__name__}; "
                         f"the node gives {'none' if base is None else base.__name__}")
-    if tag == "enum":
+    if tag == TAG.Enum:
         if cls is None:
             return fields.get("value")
         return _enum_member(cls, name, fields)
-    if tag == "namedtuple":
+    if tag == TAG.NamedTuple:
         items, field_names = fields.get("items"), fields.get("fields")
         if type(items) is not list or type(field_names) is not list or any(type(f) is not str for f in field_names):
             raise TypeError("a namedtuple needs lists 'fields' (of str) and 'items'")
@@ -310,11 +311,11 @@ def construct_object(tag: str, fields: dict[str, Any], context: dict[str, Any]) 
         if cls is None:
             return NamedRecord(name, tuple(field_names), tuple(items))
         return tuple.__new__(cls, namedtuple_items(cls, name, field_names, items, _renames(cls), context))
-    if tag == "ext":
+    if tag == TAG.Ext:
         if cls is None:
             return Record(name, {"data": fields.get("data")})
         return _BY_TYPE[cls].from_data(fields.get("data"))  # type: ignore[misc]  # node_kind checked it has one
-    if tag == "dataclass":
+    if tag == TAG.Dataclass:
         values = fields.get("fields")
         if type(values) is not dict:
             raise TypeError("a dataclass needs an object 'fields'")
@@ -325,7 +326,7 @@ def construct_object(tag: str, fields: dict[str, Any], context: dict[str, Any]) 
         obj = _new(cls, base, fields.get("value"))
         _restore_attrs(obj, values)
         return obj
-    if tag == "object":
+    if tag == TAG.Object:
         if cls is None:
             if base is None:
                 return Record(name, fields.get("attrs", {}))

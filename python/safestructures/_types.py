@@ -20,6 +20,7 @@ from typing import Any
 
 from . import _registry, plugins
 from ._errors import UnknownTypeError
+from ._format import TAG
 from ._records import Record
 
 __all__ = ["CONSTRUCT", "FACTORIES", "classify", "factory_name", "reduce"]
@@ -57,19 +58,19 @@ def _zoneinfo_key(value: Any) -> dict[str, Any]:
 
 
 _REDUCERS: dict[type, Callable[[Any], tuple[str, dict[str, Any]]]] = {
-    complex: lambda z: ("complex", {"re": z.real, "im": z.imag}),
-    range: lambda r: ("range", {"start": r.start, "stop": r.stop, "step": r.step}),
-    slice: lambda s: ("slice", {"start": s.start, "stop": s.stop, "step": s.step}),
-    type(Ellipsis): lambda _: ("Ellipsis", {}),
-    datetime.datetime: lambda d: ("datetime", _clock_fields(d)),
-    datetime.date: lambda d: ("date", {"iso": d.isoformat()}),
-    datetime.time: lambda t: ("time", _clock_fields(t)),
-    datetime.timedelta: lambda t: ("timedelta", {"days": t.days, "seconds": t.seconds, "microseconds": t.microseconds}),
-    datetime.timezone: lambda tz: ("timezone", _timezone_args(tz)),
-    decimal.Decimal: lambda d: ("Decimal", {"v": str(d)}),
-    fractions.Fraction: lambda f: ("Fraction", {"n": f.numerator, "d": f.denominator}),
-    uuid.UUID: lambda u: ("UUID", {"hex": u.hex}),
-    **{cls: (lambda p: ("path", {"kind": type(p).__name__, "v": str(p)})) for cls in _PATHS.values()},
+    complex: lambda z: (TAG.Complex, {"re": z.real, "im": z.imag}),
+    range: lambda r: (TAG.Range, {"start": r.start, "stop": r.stop, "step": r.step}),
+    slice: lambda s: (TAG.Slice, {"start": s.start, "stop": s.stop, "step": s.step}),
+    type(Ellipsis): lambda _: (TAG.Ellipsis, {}),
+    datetime.datetime: lambda d: (TAG.Datetime, _clock_fields(d)),
+    datetime.date: lambda d: (TAG.Date, {"iso": d.isoformat()}),
+    datetime.time: lambda t: (TAG.Time, _clock_fields(t)),
+    datetime.timedelta: lambda t: (TAG.Timedelta, {"days": t.days, "seconds": t.seconds, "microseconds": t.microseconds}),
+    datetime.timezone: lambda tz: (TAG.Timezone, _timezone_args(tz)),
+    decimal.Decimal: lambda d: (TAG.Decimal, {"v": str(d)}),
+    fractions.Fraction: lambda f: (TAG.Fraction, {"n": f.numerator, "d": f.denominator}),
+    uuid.UUID: lambda u: (TAG.Uuid, {"hex": u.hex}),
+    **{cls: (lambda p: (TAG.Path, {"kind": type(p).__name__, "v": str(p)})) for cls in _PATHS.values()},
 }
 
 
@@ -112,9 +113,10 @@ def reduce(obj: Any, context: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     if plugin is not None:
         return plugins.reduce_with(plugin, obj)
     if cls is plugins.NestedMark:
-        return "nested", {"v": obj.value}
-    if cls.__name__ == "ZoneInfo" and cls.__module__ == "zoneinfo":
-        return "ZoneInfo", _zoneinfo_key(obj)
+        return TAG.Nested, {"v": obj.value}
+    zoneinfo = sys.modules.get("zoneinfo")
+    if zoneinfo is not None and cls is zoneinfo.ZoneInfo:
+        return TAG.ZoneInfo, _zoneinfo_key(obj)
     top = cls.__module__.split(".", 1)[0]
     if top == "torch" and cls.__name__ in ("dtype", "device", "Size"):
         from .frameworks import torch as torch_adapter
@@ -124,7 +126,7 @@ def reduce(obj: Any, context: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     if numpy is not None and isinstance(obj, numpy.generic):
         from .frameworks import numpy as np_adapter
 
-        return "npscalar", np_adapter.scalar_fields(obj)
+        return TAG.NumpyScalar, np_adapter.scalar_fields(obj)
     reduced = _registry.reduce_object(obj)
     if reduced is None:
         raise TypeError(
@@ -238,23 +240,23 @@ def _torch_value(tag: str) -> Callable[[dict[str, Any], dict[str, Any]], Any]:
 
 #: Everything a file can ask to be built, by tag.
 _PLAIN: dict[str, Callable[[dict[str, Any]], Any]] = {
-    "complex": lambda f: complex(_float(f, "re"), _float(f, "im")),
-    "range": lambda f: range(_integer(f, "start"), _integer(f, "stop"), _integer(f, "step")),
-    "slice": lambda f: slice(f["start"], f["stop"], f["step"]),
-    "Ellipsis": lambda f: ...,
-    "datetime": _datetime,
-    "date": lambda f: datetime.date.fromisoformat(_registry.text_field(f, "iso")),
-    "time": _time,
-    "timedelta": lambda f: datetime.timedelta(
+    TAG.Complex: lambda f: complex(_float(f, "re"), _float(f, "im")),
+    TAG.Range: lambda f: range(_integer(f, "start"), _integer(f, "stop"), _integer(f, "step")),
+    TAG.Slice: lambda f: slice(f["start"], f["stop"], f["step"]),
+    TAG.Ellipsis: lambda f: ...,
+    TAG.Datetime: _datetime,
+    TAG.Date: lambda f: datetime.date.fromisoformat(_registry.text_field(f, "iso")),
+    TAG.Time: _time,
+    TAG.Timedelta: lambda f: datetime.timedelta(
         days=_integer(f, "days"), seconds=_integer(f, "seconds"), microseconds=_integer(f, "microseconds")
     ),
-    "timezone": _timezone,
-    "ZoneInfo": _zoneinfo,
-    "Decimal": lambda f: decimal.Decimal(_registry.text_field(f, "v")),
-    "Fraction": lambda f: _fraction(_integer(f, "n"), _integer(f, "d")),
-    "UUID": lambda f: uuid.UUID(hex=_registry.text_field(f, "hex")),
-    "path": _path,
-    "npscalar": _npscalar,
+    TAG.Timezone: _timezone,
+    TAG.ZoneInfo: _zoneinfo,
+    TAG.Decimal: lambda f: decimal.Decimal(_registry.text_field(f, "v")),
+    TAG.Fraction: lambda f: _fraction(_integer(f, "n"), _integer(f, "d")),
+    TAG.Uuid: lambda f: uuid.UUID(hex=_registry.text_field(f, "hex")),
+    TAG.Path: _path,
+    TAG.NumpyScalar: _npscalar,
 }
 
 
@@ -275,10 +277,10 @@ def _plugin(fields: dict[str, Any], context: dict[str, Any]) -> Any:
 #: Everything a file can ask to be built, by tag, as ``CONSTRUCT[tag](fields, context)``.
 CONSTRUCT: dict[str, Callable[[dict[str, Any], dict[str, Any]], Any]] = {
     **{tag: (lambda build: lambda fields, context: build(fields))(build) for tag, build in _PLAIN.items()},
-    **{tag: _object(tag) for tag in ("dataclass", "namedtuple", "enum", "object", "ext")},
-    **{tag: _torch_value(tag) for tag in ("torch.dtype", "torch.device", "torch.Size")},
-    "plugin": _plugin,
-    "nested": lambda fields, context: plugins.Nested(fields.get("v")),
+    **{tag: _object(tag) for tag in (TAG.Dataclass, TAG.NamedTuple, TAG.Enum, TAG.Object, TAG.Ext)},
+    **{tag: _torch_value(tag) for tag in (TAG.TorchDtype, TAG.TorchDevice, TAG.TorchSize)},
+    TAG.Plugin: _plugin,
+    TAG.Nested: lambda fields, context: plugins.Nested(fields.get("v")),
 }
 
 
@@ -287,7 +289,7 @@ FACTORIES: dict[str, Any] = {
     cls.__name__: cls
     for cls in (list, dict, set, frozenset, tuple, int, float, complex, str, bytes, bytearray, bool)
 }
-FACTORIES.update({"OrderedDict": collections.OrderedDict, "Counter": collections.Counter, "deque": collections.deque})
+FACTORIES.update({cls.__name__: cls for cls in (collections.OrderedDict, collections.Counter, collections.deque)})
 
 
 def factory_name(factory: Any) -> str | None:

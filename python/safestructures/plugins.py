@@ -13,6 +13,8 @@ import enum
 from abc import ABC, abstractmethod
 from typing import Any, Union
 
+from ._format import TAG
+
 __all__ = ["DataProcessor", "TensorProcessor"]
 
 Serialized = Union[str, None, bool, int, float, list, dict]
@@ -152,7 +154,7 @@ def reduce_with(plugin_cls: type[DataProcessor], obj: Any) -> tuple[str, dict[st
         fields["extra"] = {k: _unwrap(v) for k, v in extra.items()}
     if tensors:
         fields["tensors"] = tensors
-    return "plugin", fields
+    return TAG.Plugin, fields
 
 
 def _unwrap(value: Any) -> Any:

@@ -277,13 +277,15 @@ nb::tuple py_load_bytes(nb::handle data, std::uint32_t max_depth, std::uint64_t 
 }
 
 // The format's vocabulary for the Python layer, which spells none of it again: reserved names, and each kind's tag,
-// shape, whether it names a class and its identifier, by the kind's name.
+// shape and whether it names a class, by the kind's name; and the kinds' names by their C++ enumerator ("ids").
 nb::dict format_table() {
   const auto text = [](std::string_view s) { return nb::str(s.data(), s.size()); };
   static constexpr const char* shape_names[] = {"scalar", "sequence", "mapping", "record", "tensor", "reference"};
   nb::dict kinds;
+  nb::dict ids;
   for (const KindTraits& k : all_kinds()) {
-    kinds[text(k.name)] = nb::make_tuple(text(k.tag), shape_names[static_cast<int>(k.shape)], k.names_class, text(k.identifier));
+    kinds[text(k.name)] = nb::make_tuple(text(k.tag), shape_names[static_cast<int>(k.shape)], k.names_class);
+    ids[text(k.id)] = text(k.name);
   }
   nb::dict out;
   out["schema_key"] = text(schema_metadata_key);
@@ -295,6 +297,7 @@ nb::dict format_table() {
   out["tag_member"] = text(tag_member);
   out["id_member"] = text(id_member);
   out["kinds"] = kinds;
+  out["ids"] = ids;
   nb::list transparent;
   for (std::string_view field : transparent_fields) transparent.append(text(field));
   out["transparent_fields"] = nb::tuple(transparent);
@@ -317,10 +320,13 @@ NB_MODULE(_core, m) {
       .def_prop_ro("size", [](const FileBuffer& b) { return b.size; }, "Size of the file in bytes.");
 
   m.attr("DEFAULT_MAX_HEADER_SIZE") = default_max_header_size;
+  // {safetensors dtype: (bits per element, numpy dtype name)}, in the reference order.
   m.attr("DTYPES") = [] {
-    nb::list names;
-    for (const auto& t : dtype_traits) names.append(nb::str(t.name.data(), t.name.size()));
-    return nb::tuple(names);
+    nb::dict dtypes;
+    for (const auto& t : dtype_traits) {
+      dtypes[nb::str(t.name.data(), t.name.size())] = nb::make_tuple(t.bits, nb::str(t.numpy_name.data(), t.numpy_name.size()));
+    }
+    return dtypes;
   }();
 
   m.attr("FORMAT") = format_table();

@@ -9,7 +9,7 @@ namespace safestructures {
 namespace {
 
 constexpr KindTraits kind_table[] = {
-#define SAFESTRUCTURES_KIND_TRAITS(kind, name, tag, shape, names_class) {name, tag, Shape::shape, names_class, #kind},
+#define SAFESTRUCTURES_KIND_TRAITS(kind, name, tag, shape, names_class) {#kind, name, tag, Shape::shape, names_class},
     SAFESTRUCTURES_KINDS(SAFESTRUCTURES_KIND_TRAITS)
 #undef SAFESTRUCTURES_KIND_TRAITS
 };

@@ -12,6 +12,7 @@ import numpy as np
 
 from .. import _core
 from .._errors import InvalidArgumentError, InvalidFileError, SafestructuresError, UnsupportedTypeError, quote
+from .._format import DTYPE_BITS, DTYPE_NUMPY_NAMES
 from . import charge
 
 __all__ = [
@@ -27,7 +28,7 @@ __all__ = [
 ]
 
 #: safetensors dtypes whose elements are smaller than a byte: ml_dtypes keeps one element per byte, the file packs them.
-SUB_BYTE = {"F4": 4, "F6_E2M3": 6, "F6_E3M2": 6}
+SUB_BYTE = {name: bits for name, bits in DTYPE_BITS.items() if bits < 8}
 
 # numpy dtype strings a file may name for an array stored as bytes: byte order, kind, size, and a datetime unit.
 # Object ('O') and structured ('V') dtypes can never be named: building them from bytes would read pointers.
@@ -39,33 +40,9 @@ def _tables() -> tuple[dict[np.dtype[Any], str], dict[str, np.dtype[Any]], dict[
     # ml_dtypes is imported on first use, not at `import safestructures`.
     import ml_dtypes
 
-    pairs: list[tuple[Any, str]] = [
-        (np.bool_, "BOOL"),
-        (np.uint8, "U8"),
-        (np.int8, "I8"),
-        (np.int16, "I16"),
-        (np.uint16, "U16"),
-        (np.float16, "F16"),
-        (np.int32, "I32"),
-        (np.uint32, "U32"),
-        (np.float32, "F32"),
-        (np.complex64, "C64"),
-        (np.float64, "F64"),
-        (np.int64, "I64"),
-        (np.uint64, "U64"),
-        (ml_dtypes.bfloat16, "BF16"),
-        (ml_dtypes.float8_e5m2, "F8_E5M2"),
-        (ml_dtypes.float8_e4m3fn, "F8_E4M3"),
-        (ml_dtypes.float8_e8m0fnu, "F8_E8M0"),
-        (ml_dtypes.float8_e4m3fnuz, "F8_E4M3FNUZ"),
-        (ml_dtypes.float8_e5m2fnuz, "F8_E5M2FNUZ"),
-        (ml_dtypes.float4_e2m1fn, "F4"),
-        (ml_dtypes.float6_e2m3fn, "F6_E2M3"),
-        (ml_dtypes.float6_e3m2fn, "F6_E3M2"),
-    ]
-    to_name = {np.dtype(t): name for t, name in pairs}
-    to_dtype = {name: np.dtype(t) for t, name in pairs}
-    assert set(to_dtype) == set(_core.DTYPES), "every safetensors dtype maps to exactly one numpy dtype"
+    # The core's table names each safetensors dtype's numpy dtype; the ones numpy lacks come from ml_dtypes.
+    to_dtype = {name: np.dtype(getattr(ml_dtypes, numpy_name, numpy_name)) for name, numpy_name in DTYPE_NUMPY_NAMES.items()}
+    to_name = {dtype: name for name, dtype in to_dtype.items()}
     # ml_dtypes types safetensors has no dtype for, stored as bytes and named by their ml_dtypes name.
     extras = {}
     for name in ("int2", "int4", "uint2", "uint4", "float8_e3m4", "float8_e4m3", "float8_e4m3b11fnuz"):

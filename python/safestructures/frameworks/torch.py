@@ -10,6 +10,7 @@ import numpy
 import torch
 
 from .._errors import SafestructuresError, UnsupportedTypeError, quote, shown
+from .._format import TAG
 from . import charge, converting, framework_error, view_reach
 
 __all__ = ["array_entry", "reduce_value", "construct_value", "to_torch"]
@@ -100,7 +101,7 @@ def array_entry(tensor: torch.Tensor, name: str, context: dict[str, Any]) -> tup
             fields["grad"] = True
         t = tensor.detach()
     if t.layout is not torch.strided or t.is_quantized or t.is_nested or t.is_meta:
-        kind = "quantized" if t.is_quantized else "nested" if t.is_nested else "meta" if t.is_meta else None
+        kind = next((test.removeprefix("is_") for test in ("is_quantized", "is_nested", "is_meta") if getattr(t, test)), None)
         raise TypeError(f"{kind} torch tensors are not stored" if kind else f"torch tensors with layout {t.layout} are not stored")
     dtype = t.dtype
     if dtype not in _TO_NAME and dtype not in _LOGICAL and dtype != torch.float4_e2m1fn_x2:
@@ -313,11 +314,11 @@ def _numpy_to_torch(np_adapter: Any, name: str) -> torch.dtype:
 def reduce_value(value: Any) -> tuple[str, dict[str, Any]]:
     """The (tag, fields) of a torch.dtype, torch.device or torch.Size."""
     if isinstance(value, torch.dtype):
-        return "torch.dtype", {"name": str(value).removeprefix("torch.")}
+        return TAG.TorchDtype, {"name": str(value).removeprefix("torch.")}
     if isinstance(value, torch.device):
-        return "torch.device", {"type": value.type, "index": value.index}
+        return TAG.TorchDevice, {"type": value.type, "index": value.index}
     if type(value) is torch.Size:
-        return "torch.Size", {"dims": list(value)}
+        return TAG.TorchSize, {"dims": list(value)}
     raise TypeError(f"{type(value).__qualname__} is not a torch value safestructures stores")
 
 
@@ -341,13 +342,13 @@ def _device_type(kind: str) -> bool:
 
 def construct_value(tag: str, fields: dict[str, Any]) -> Any:
     """Rebuild what reduce_value described; names are looked up in fixed tables of torch's dtypes and device types."""
-    if tag == "torch.dtype":
+    if tag == TAG.TorchDtype:
         name = fields["name"]
         value = _DTYPE_NAMES.get(name) if type(name) is str else None
         if value is None:
             raise ValueError(f"{shown(name)} is not a torch dtype")
         return value
-    if tag == "torch.device":
+    if tag == TAG.TorchDevice:
         kind, index = fields["type"], fields.get("index")
         if type(kind) is not str or (index is not None and type(index) is not int):
             raise TypeError("a torch.device needs a str 'type' and an int or null 'index'")
