@@ -40,6 +40,9 @@ void append_field_part(std::string& out, std::string_view field);
 
 // ---- the reader
 
+// Why a "$" key met among a plain object's keys makes the file invalid.
+inline constexpr std::string_view misplaced_tag_member = "\"$\" must be the first key of a tagged object and name its tag";
+
 // The parser limits that a reader's limits imply: levels of data may take json_levels_per_level levels of JSON each
 // (in 64 bits, so that a huge max_depth cannot wrap around; capped, since the parser reserves memory per level and
 // the stack guard stops any walk far sooner).
@@ -88,6 +91,14 @@ class TreeReader {
   // Member `name` of tagged object `object` when it is of JSON kind `want` (any kind when nullopt); Tape::npos with
   // `why` set ("tagged "x" needs a string field "name"") otherwise.
   std::size_t required(std::size_t object, std::string_view name, std::optional<NodeKind> want, std::string& why) const;
+  // Calls fn(name, value node) for each member of tagged object `object` but its tag and its id, in file order.
+  template <class Fn>
+  void for_each_field(std::size_t object, Fn fn) const {
+    std::size_t c = object + 1;
+    for (std::uint32_t k = 0; k < tape_[object].count; ++k, c = tape_.next(c + 1)) {
+      if (tape_[c].text != tag_member && tape_[c].text != id_member) fn(tape_[c].text, c + 1);
+    }
+  }
   // The first item of tagged sequence or mapping `object` (its "items" array), and their count; npos with `why`.
   std::size_t items(std::size_t object, std::uint32_t& count, std::string& why) const;
 

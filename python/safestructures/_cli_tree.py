@@ -13,9 +13,9 @@ from ._cli_render import _a, _count, _dotted, _json_scalar
 from ._errors import InvalidFileError, quote
 
 # The lazy API's reader and dtype names, so that the walk here reads nodes as it does.
-from ._format import TAG, TENSOR_TAGS
+from ._format import ID_MEMBER, TAG, TENSOR_TAGS
 from ._lazy import SafeFile
-from ._lazy_schema import _JSON_SCALARS, _TreeView, bytes_size, path_text as _path_text, tensor_fields
+from ._lazy_schema import _JSON_CONTAINERS, _TreeView, bytes_size, path_text as _path_text, tensor_fields
 
 
 #: Dtypes only torch has, which a file stores as bytes with the dtype's name in the node: their bytes per element.
@@ -86,8 +86,8 @@ class _Tree:
         same_as = None
         if ref is not None and (ref in self.defined or index in ancestors):
             same_as = self.defined.get(ref, ())
-        elif "#" in members:
-            defined = self.schema.field(index, "#")
+        elif ID_MEMBER in members:
+            defined = self.schema.field(index, ID_MEMBER)
             if type(defined) is int:
                 self.defined.setdefault(defined, path)
         if tag == TAG.Tensor:
@@ -98,7 +98,7 @@ class _Tree:
         else:
             found = self.schema.children(index, path)
             if found is None:
-                if json_kind in _JSON_SCALARS:
+                if json_kind not in _JSON_CONTAINERS:
                     out["value"] = _json_scalar(self.doc.value(index))
                 else:
                     out["value"] = None  # filled in by describe(), once every leaf to build is known

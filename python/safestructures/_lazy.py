@@ -12,7 +12,7 @@ from . import _core, _sharded, plugins as _plugins
 from ._errors import InvalidArgumentError, InvalidFileError, SafestructuresError, quote, reading
 from ._flat import _fspath
 from ._format import SPILL_TENSOR, TAG
-from ._lazy_schema import _JSON_SCALARS, _TreeView, _json_value, _key_text, bytes_size, path_text, tensor_fields
+from ._lazy_schema import _JSON_CONTAINERS, _TreeView, _json_value, _key_text, bytes_size, path_text, tensor_fields
 from ._limits import DEFAULT_MAX_DEPTH, DEFAULT_MAX_HEADER_SIZE, DEFAULT_MAX_NODES
 
 __all__ = ["Node", "SafeFile", "open"]
@@ -241,7 +241,7 @@ class Node:
                     # Plain JSON, the bulk of most files: described straight from the tape, without a Node (a plain
                     # list or dict has no id, so it is met only once).
                     out["kind"] = doc.kind(index)
-                    if json_kind in _JSON_SCALARS:
+                    if json_kind not in _JSON_CONTAINERS:
                         out["value"] = _json_value(doc.value(index))
                         continue
                     out["len"] = count
@@ -280,7 +280,7 @@ class Node:
             return False
         if self._children() is None:
             # A plain JSON scalar is its own value; anything else (a big int, a NaN, an enum member...) is built.
-            if self._tag is None and self._json_kind not in ("array", "object"):
+            if self._tag is None and self._json_kind not in _JSON_CONTAINERS:
                 out["value"] = _json_value(self._file._document().value(self._index))
             else:
                 out["value"] = None

@@ -15,8 +15,8 @@ if TYPE_CHECKING:
 
 __all__ = ["path_text"]
 
-# The JSON kinds of the tape (``LazyFile.node``) that are scalars.
-_JSON_SCALARS = {"null", "false", "true", "int", "float", "string"}
+# The JSON kinds of the tape (``LazyFile.node``) that are containers; the others are scalars.
+_JSON_CONTAINERS = ("array", "object")
 
 
 def path_text(path: Sequence[Any]) -> str:
@@ -63,14 +63,14 @@ class _TreeView:
     def scalar(self, index: int) -> Any:
         """A node's value when it is a JSON scalar, else None."""
         doc = self.doc
-        return doc.value(index) if doc.node(index)[0] in _JSON_SCALARS else None
+        return doc.value(index) if doc.node(index)[0] not in _JSON_CONTAINERS else None
 
     def field(self, index: int, name: str) -> Any:
         """A scalar field of a tagged node, or a list of scalars (None when absent or anything else)."""
         child = self.head(index)[2].get(name)
         if child is None:
             return None
-        return self.scalar(child) if self.doc.node(child)[0] in _JSON_SCALARS else _container_field(self.doc, child)
+        return self.scalar(child) if self.doc.node(child)[0] not in _JSON_CONTAINERS else _container_field(self.doc, child)
 
     def resolve(self, index: int, path: Sequence[Any]) -> tuple[int, int | None]:
         """(the node ``index`` stands for, the reference id when it is a reference): a ref reads as the object it refers
@@ -152,7 +152,7 @@ def _container_field(doc: Any, node: int) -> Any:
         return None
     values = []
     for child in doc.elements(node):
-        if doc.node(child)[0] in ("array", "object"):
+        if doc.node(child)[0] in _JSON_CONTAINERS:
             return None
         values.append(doc.value(child))
     return values

@@ -39,23 +39,16 @@ nb::object Loader::tensor(std::size_t i) {
     info = found.info;
   }
   nb::dict fields;
-  const Node& object = tape_[i];
-  std::size_t c = i + 1;
-  for (std::uint32_t k = 0; k < object.count; ++k) {
-    const std::string_view key = tape_[c].text;
-    if (key != tag_member && key != id_member) {
-      // A tensor's fields describe it alone (names, flags, a shape): JSON values, never references or tagged objects,
-      // which could hand one large list to every view of a file.
-      const std::size_t v = c + 1;
-      bool plain = tape_[v].kind != NodeKind::Object;
-      if (tape_[v].kind == NodeKind::Array) {
-        for (std::size_t e = v + 1; e < tape_[v].end && plain; ++e) plain = tape_[e].kind != NodeKind::Array && tape_[e].kind != NodeKind::Object;
-      }
-      if (!plain) invalid("a tensor's field " + quote_name(key) + " must be a JSON scalar or an array of scalars");
-      fields[nb::str(key.data(), key.size())] = build_child(v, {LoadPath::Type::Field, key});
+  tree_.for_each_field(i, [&](std::string_view key, std::size_t v) {
+    // A tensor's fields describe it alone (names, flags, a shape): JSON values, never references or tagged objects,
+    // which could hand one large list to every view of a file.
+    bool plain = tape_[v].kind != NodeKind::Object;
+    if (tape_[v].kind == NodeKind::Array) {
+      for (std::size_t e = v + 1; e < tape_[v].end && plain; ++e) plain = tape_[e].kind != NodeKind::Array && tape_[e].kind != NodeKind::Object;
     }
-    c = tape_.next(c + 1);
-  }
+    if (!plain) invalid("a tensor's field " + quote_name(key) + " must be a JSON scalar or an array of scalars");
+    fields[nb::str(key.data(), key.size())] = build_child(v, {LoadPath::Type::Field, key});
+  });
   if (info == nullptr) {
     return call_python("cannot rebuild a tensor view", [&] {
       return hooks_.make_tensor(nb::none(), nb::none(), nb::none(), nb::none(), nb::none(), fields, context_);
@@ -292,19 +285,13 @@ nb::object Loader::construct(std::size_t i, Kind kind) {
     ~Leave() { depth -= active; }
   } leave{plugin_depth_, plugin};
   nb::dict fields;
-  const Node& object = tape_[i];
-  std::size_t c = i + 1;
-  for (std::uint32_t k = 0; k < object.count; ++k) {
-    const std::string_view key = tape_[c].text;
-    if (key != tag_member && key != id_member) {
-      if (is_ref(c + 1) && own_field(kind, key)) {
-        invalid("the field " + quote_name(key) + " of a " + quote_name(tag) + " node describes that node alone and cannot be a \"ref\"");
-      }
-      // Wrapper fields ("fields", "items", ...) do not appear in paths, as when saving.
-      fields[nb::str(key.data(), key.size())] = is_transparent_field(key) ? build(c + 1) : build_child(c + 1, {LoadPath::Type::Field, key});
+  tree_.for_each_field(i, [&](std::string_view key, std::size_t v) {
+    if (is_ref(v) && own_field(kind, key)) {
+      invalid("the field " + quote_name(key) + " of a " + quote_name(tag) + " node describes that node alone and cannot be a \"ref\"");
     }
-    c = tape_.next(c + 1);
-  }
+    // Wrapper fields ("fields", "items", ...) do not appear in paths, as when saving.
+    fields[nb::str(key.data(), key.size())] = is_transparent_field(key) ? build(v) : build_child(v, {LoadPath::Type::Field, key});
+  });
   nb::object value = call_python(("cannot rebuild a " + std::string(tag)).c_str(), [&] { return nb::borrow(constructor)(fields, context_); });
   define(i, value);
   return value;

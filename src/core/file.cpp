@@ -154,7 +154,7 @@ std::string_view TreeNode::string_field(std::string_view name) const { return do
 
 std::optional<TreeNode> TreeNode::field(std::string_view name) const {
   if (tag().empty()) wrong_kind("a tagged node");
-  if (name == "$" || name == "#") return std::nullopt;
+  if (name == tag_member || name == id_member) return std::nullopt;
   const std::size_t at = document_->tree->tape().member(index_, name);
   if (at == Tape::npos) return std::nullopt;
   // Wrapper fields are not part of paths, as when saving.
@@ -163,17 +163,11 @@ std::optional<TreeNode> TreeNode::field(std::string_view name) const {
 
 std::vector<Entry> TreeNode::fields() const {
   if (tag().empty()) wrong_kind("a tagged node");
-  const Tape& tape = document_->tree->tape();
   std::vector<Entry> out;
-  std::size_t c = index_ + 1;
-  for (std::uint32_t k = 0; k < tape[index_].count; ++k) {
-    const std::string_view name = tape[c].text;
-    if (name != "$" && name != "#") {
-      auto part = is_transparent_field(name) ? path_ : extend(path_, append_field_part, name);
-      out.push_back({child(static_cast<std::uint32_t>(c), part), child(static_cast<std::uint32_t>(c + 1), part)});
-    }
-    c = tape.next(c + 1);
-  }
+  document_->tree->for_each_field(index_, [&](std::string_view name, std::size_t value) {
+    auto part = is_transparent_field(name) ? path_ : extend(path_, append_field_part, name);
+    out.push_back({child(static_cast<std::uint32_t>(value - 1), part), child(static_cast<std::uint32_t>(value), part)});
+  });
   return out;
 }
 
@@ -350,7 +344,7 @@ std::vector<Entry> TreeNode::entries() const {
     std::size_t c = index_ + 1;
     for (std::uint32_t k = 0; k < tape[index_].count; ++k) {
       const std::string_view key = tape[c].text;
-      if (key == "$") fail(ErrorCode::SchemaInvalid, "\"$\" must be the first key of a tagged object and name its tag");
+      if (key == tag_member) fail(ErrorCode::SchemaInvalid, std::string(misplaced_tag_member));
       if (!seen.insert(key).second) fail(ErrorCode::SchemaInvalid, "an object holds the key " + quote_name(key) + " twice");
       auto part = extend(path_, append_key_part, key);
       out.push_back({child(static_cast<std::uint32_t>(c), part), child(static_cast<std::uint32_t>(c + 1), part)});
@@ -394,7 +388,7 @@ std::optional<TreeNode> TreeNode::find(std::string_view key) const {
     if (!plain && (tape[c].kind != NodeKind::Array || tape[c].count != 2)) {
       fail(ErrorCode::SchemaInvalid, "item " + std::to_string(k) + " of a mapping must be a [key, value] pair");
     }
-    if (plain && tape[c].text == "$") fail(ErrorCode::SchemaInvalid, "\"$\" must be the first key of a tagged object and name its tag");
+    if (plain && tape[c].text == tag_member) fail(ErrorCode::SchemaInvalid, std::string(misplaced_tag_member));
     if (tape[key_at].kind == NodeKind::String && tape[key_at].text == key) {
       if (value != Tape::npos) fail(ErrorCode::SchemaInvalid, "a mapping holds the key " + quote_name(key) + " twice");
       value = tape.next(key_at);
