@@ -109,6 +109,8 @@ class TreeReader {
   bool code_points(std::size_t i, std::vector<std::uint32_t>& out, std::string& why) const;
 
  private:
+  // The node defining the id of reference `i`, or npos; `id` gets the id (0 when its "#" is not an integer).
+  std::size_t definition(std::size_t i, std::int64_t& id) const;
   TreeReader(Tape tape, std::size_t root) : tape_(std::move(tape)), root_(root) {}
   Tape tape_;
   std::size_t root_ = 0;

@@ -12,7 +12,7 @@ from . import _core, _sharded, plugins as _plugins
 from ._errors import InvalidArgumentError, InvalidFileError, SafestructuresError, quote, reading
 from ._flat import _fspath
 from ._format import SPILL_TENSOR, TAG
-from ._lazy_schema import _JSON_CONTAINERS, _TreeView, _json_value, _key_text, bytes_size, path_text, tensor_fields
+from ._lazy_schema import _JSON_CONTAINERS, _TreeView, _json_value, _key_text, bytes_size, located, path_text, tensor_fields
 from ._limits import DEFAULT_MAX_DEPTH, DEFAULT_MAX_HEADER_SIZE, DEFAULT_MAX_NODES
 
 __all__ = ["Node", "SafeFile", "open"]
@@ -411,15 +411,7 @@ class SafeFile:
             with reading(self._source):
                 return self._document().load(index, context)
         except SafestructuresError as e:
-            raise self._located(e, path) from None
-
-    def _located(self, error: SafestructuresError, path: tuple[Any, ...]) -> SafestructuresError:
-        """The core writes paths from the node it was asked to build ("at $[0]: ..."); made absolute here, with the
-        file named as load_file names it. The class and the code stay those of the core's error."""
-        message = str(error)
-        if message.startswith("at $"):
-            message = "at " + path_text(path) + message[len("at $"):]
-        return type(error)(f"{self._source}: {message}", code=error.code)
+            raise located(e, path, f"{self._source}: ") from None
 
     def _load_many(self, nodes: Sequence[tuple[int, tuple[Any, ...]]], framework: Any = _Default, keys: bool = False) -> list[Any]:
         """Build several nodes ((index, path) each) for a walk over the tree (describe, keys, the command line): an
@@ -433,7 +425,7 @@ class SafeFile:
             with reading(self._source):
                 return list(doc.load_many([index for index, _path in nodes], context, keys))
         except SafestructuresError as e:
-            raise self._located(e, nodes[min(doc.failed_at, len(nodes) - 1)][1]) from None
+            raise located(e, nodes[min(doc.failed_at, len(nodes) - 1)][1], f"{self._source}: ") from None
 
     def close(self) -> None:
         """Release the file (arrays already loaded keep their own reference to its mapping)."""

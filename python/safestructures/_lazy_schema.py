@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from ._errors import InvalidFileError, quote, shown
+from ._errors import InvalidFileError, SafestructuresError, quote, shown
 from ._format import DTYPE_NUMPY_NAMES
 
 if TYPE_CHECKING:
@@ -22,6 +22,15 @@ _JSON_CONTAINERS = ("array", "object")
 def path_text(path: Sequence[Any]) -> str:
     """A path as error messages write it: ``$["model"]["layers"][0]``, other keys by repr (``$[1.5]``)."""
     return "$" + "".join(f"[{p}]" if type(p) is int else f"[{quote(p) if isinstance(p, str) else repr(p)}]" for p in path)
+
+
+def located(error: SafestructuresError, path: Sequence[Any], prefix: str) -> SafestructuresError:
+    """The core writes paths from the node it was asked about ("at $[0]: ..."); made absolute here, after ``prefix``
+    (the file's name). The class and the code stay those of the core's error."""
+    message = str(error)
+    if message.startswith("at $"):
+        message = "at " + path_text(path) + message[len("at $"):]
+    return type(error)(f"{prefix}{message}", code=error.code)
 
 
 class _TreeView:
@@ -40,12 +49,6 @@ class _TreeView:
     @property
     def doc(self) -> Any:
         return self.file._document()
-
-    def _located(self, error: InvalidFileError, path: Sequence[Any]) -> InvalidFileError:
-        """The core's "at $: ..." about a node, with the file and the node's path."""
-        message = str(error)
-        message = message[len("at $: "):] if message.startswith("at $: ") else message
-        return InvalidFileError(f"{self.prefix}at {path_text(path)}: {message}", code=error.code)
 
     def head(self, index: int) -> tuple[str, str | None, dict[str, int]]:
         """(JSON kind, tag, {member: node}) of a node; members only for a tagged object (a plain dict's keys are data)."""
@@ -78,7 +81,7 @@ class _TreeView:
         try:
             return self.doc.follow(index)  # type: ignore[no-any-return]
         except InvalidFileError as e:
-            raise self._located(e, path) from None
+            raise located(e, path, self.prefix) from None
 
     def children(self, index: int, path: Sequence[Any]) -> tuple[bool, list[tuple[Any, int]]] | None:
         """(whether the children are indexed, [(key or index, child node)]) of a resolved container node, in stored
@@ -87,7 +90,7 @@ class _TreeView:
             try:
                 found = self.doc.children(index)
             except InvalidFileError as e:
-                raise self._located(e, path) from None
+                raise located(e, path, self.prefix) from None
             if found is not None:
                 indexed, entries, to_build = found
                 if to_build:

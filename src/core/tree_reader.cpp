@@ -136,20 +136,23 @@ std::string TreeReader::malformed(std::size_t i) const {
   return kind_of_tag(tag) ? "" : "unknown tag " + quote_name(tag);
 }
 
-std::size_t TreeReader::resolve(std::size_t i, std::string& why) const {
+std::size_t TreeReader::definition(std::size_t i, std::int64_t& id) const {
   const std::size_t at = tape_.member(i, id_member);
-  if (at == Tape::npos || tape_[at].kind != NodeKind::Int) {
-    why = "a ref needs an integer \"#\"";
-    return Tape::npos;
-  }
-  const std::int64_t id = tape_[at].integer;
+  id = at != Tape::npos && tape_[at].kind == NodeKind::Int ? tape_[at].integer : 0;
   const TreeIndex& idx = index();
-  const std::size_t target = id >= 1 && static_cast<std::uint64_t>(id) < idx.id_nodes.size() ? idx.id_nodes[static_cast<std::size_t>(id)] : Tape::npos;
+  return id >= 1 && static_cast<std::uint64_t>(id) < idx.id_nodes.size() ? idx.id_nodes[static_cast<std::size_t>(id)] : Tape::npos;
+}
+
+std::size_t TreeReader::resolve(std::size_t i, std::string& why) const {
+  std::int64_t id = 0;
+  const std::size_t target = definition(i, id);
   if (target != Tape::npos && target < i) {
     const std::optional<Kind> target_kind = kind(target);
     if (tape_.next(target) <= i || (target_kind && defined_before_items(*target_kind))) return target;
   }
-  why = "ref to #" + std::to_string(id) + ", which is not defined before this point";
+  const std::size_t at = tape_.member(i, id_member);
+  why = at == Tape::npos || tape_[at].kind != NodeKind::Int ? "a ref needs an integer \"#\""
+                                                            : "ref to #" + std::to_string(id) + ", which is not defined before this point";
   return Tape::npos;
 }
 
@@ -160,18 +163,14 @@ std::size_t TreeReader::follow(std::size_t i, std::int64_t& ref_id, std::string&
     const std::optional<Kind> k = tape_[i].kind == NodeKind::Object ? kind(i) : std::nullopt;
     std::size_t target = Tape::npos;
     if (k == Kind::Ref) {
-      const std::size_t at = tape_.member(i, id_member);
-      const std::int64_t id = at != Tape::npos && tape_[at].kind == NodeKind::Int ? tape_[at].integer : 0;
-      const TreeIndex& idx = index();
-      if (id >= 1 && static_cast<std::uint64_t>(id) < idx.id_nodes.size()) target = idx.id_nodes[static_cast<std::size_t>(id)];
-      if (target == Tape::npos) {
+      std::int64_t id = 0;
+      if ((target = definition(i, id)) == Tape::npos) {
         why = "a reference to an object the file does not define";
         return Tape::npos;
       }
       if (ref_id == 0) ref_id = id;
     } else if (k == Kind::Nested) {
-      target = tape_.member(i, "v");
-      if (target == Tape::npos) {
+      if ((target = tape_.member(i, "v")) == Tape::npos) {
         why = "a \"nested\" node needs a value \"v\"";
         return Tape::npos;
       }
