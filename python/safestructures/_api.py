@@ -3,81 +3,19 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
-from collections.abc import Iterable
-
-from . import _core, _registry, _types, plugins as _plugins
-from ._errors import InvalidArgumentError, InvalidFileError, SafestructuresError, quote, reading
+from . import _core, _sharded, plugins as _plugins
+from ._errors import InvalidArgumentError, reading
 from ._flat import _check_metadata, _fspath
-from ._limits import DEFAULT_MAX_DEPTH, DEFAULT_MAX_HEADER_SIZE, DEFAULT_MAX_NODES, ByteBudget, default_max_bytes
+from ._lazy import open_source
+from ._limits import DEFAULT_MAX_DEPTH, DEFAULT_MAX_HEADER_SIZE, DEFAULT_MAX_NODES
+from ._source import DCP, FILE, resolve
+from ._walkers import load, load_arguments, save, unstructured
+from .frameworks import canonical
 
 __all__ = ["DEFAULT_MAX_DEPTH", "DEFAULT_MAX_NODES", "load", "load_file", "save", "save_file"]
-
-
-def _array_entry(obj: Any, name: str, context: dict[str, Any]) -> Any:
-    from .frameworks import array_entry
-
-    return array_entry(obj, name, context)
-
-
-def _make_tensor(*args: Any) -> Any:
-    from .frameworks import make_tensor
-
-    return make_tensor(*args)
-
-
-def _install_hooks() -> None:
-    import collections
-
-    _core.set_hooks(
-        {
-            "classify": _types.classify,
-            "reduce": _types.reduce,
-            "array_entry": _array_entry,
-            "factory_name": _types.factory_name,
-            "construct": _types.CONSTRUCT,
-            "factories": _types.FACTORIES,
-            "make_tensor": _make_tensor,
-            "ordered_dict_type": collections.OrderedDict,
-            "defaultdict_type": collections.defaultdict,
-            "deque_type": collections.deque,
-            "counter_type": collections.Counter,
-        }
-    )
-
-
-def check_max_bytes(max_bytes: int | None) -> None:
-    """Refuses a ``max_bytes`` that is not None or a non-negative int."""
-    if max_bytes is not None and (type(max_bytes) is not int or max_bytes < 0):
-        raise TypeError(f"max_bytes must be None or a non-negative int, not {max_bytes!r}")
-
-
-def _load_context(
-    framework: str | None, device: str, plugins: type | Iterable[type] | None, types: Iterable[type], strict: bool,
-    max_bytes: int | None = None, file_size: int = 0,
-) -> dict[str, Any]:
-    """The per-load state handed to the adapters and constructors; checks every argument first. ``budget`` is what
-    the load may allocate beyond the file (``max_bytes``, by default tied to ``file_size``)."""
-    check_max_bytes(max_bytes)
-    from .frameworks import canonical, require
-
-    framework = canonical(framework)
-    if framework is not None:
-        require(framework)  # a clear error now, rather than at the first tensor
-    if type(device).__name__ == "device" and type(device).__module__ == "torch":
-        device = str(device)
-    if not isinstance(device, str):
-        raise TypeError(f"device must be a str such as 'cpu' or 'cuda:0' (or a torch.device), not {type(device).__name__}")
-    if device != "cpu":
-        if framework not in (None, "torch"):
-            raise ValueError(f"device={device!r} applies to torch tensors; framework={framework!r} loads on the CPU")
-        require("torch").check_device(device)
-    context = _registry.resolver(types, strict)
-    context.update(framework=framework, device=device, plugins=_plugins.plugins_by_name(plugins),
-                   budget=ByteBudget(default_max_bytes(file_size) if max_bytes is None else max_bytes))
-    return context
 
 
 def save_file(
@@ -114,47 +52,10 @@ def save_file(
     """
     context = {"plugins": _plugins.check_plugins(plugins)}
     if max_shard_size is not None:
-        from . import _sharded
-
         limit = _sharded.parse_size(max_shard_size)
         _sharded.save_sharded(data, _fspath(path), _check_metadata(metadata), limit, max_depth, fsync, context)
         return
     _core.save_file(data, _fspath(path), _check_metadata(metadata), max_depth, fsync, DEFAULT_MAX_HEADER_SIZE, context)
-
-
-def save(
-    data: Any,
-    metadata: Mapping[str, str] | None = None,
-    plugins: type | Iterable[type] | None = None,
-    *,
-    max_depth: int = DEFAULT_MAX_DEPTH,
-) -> bytes:
-    """Save nested data as the bytes of a safetensors file (what :func:`save_file` would write)."""
-    context = {"plugins": _plugins.check_plugins(plugins)}
-    return _core.save_bytes(data, _check_metadata(metadata), max_depth, DEFAULT_MAX_HEADER_SIZE, context)
-
-
-def _unstructured(
-    buffer: Any, tensors: list[tuple[str, str, tuple[int, ...], int, int]], metadata: dict[str, str] | None,
-    context: dict[str, Any], max_depth: int,
-) -> Any:
-    """A file without a v2 schema: a safestructures 1.0.0 file, or a plain safetensors file (a dict of tensors)."""
-    from . import _v1
-    from .frameworks import make_tensor
-
-    table = {name: (dtype, shape, offset, nbytes) for name, dtype, shape, offset, nbytes in tensors}
-
-    def make(name: str, framework: str) -> Any:
-        try:
-            return make_tensor(buffer, *table[name], {"name": name, "fw": framework}, context)
-        except SafestructuresError:
-            raise
-        except Exception as e:  # a framework's own error (JAX's for a dtype it lacks) names the tensor too
-            raise InvalidFileError(f"tensor {quote(name)}: {type(e).__name__}: {e}") from e
-
-    if _v1.is_v1(metadata):
-        return _v1.load_v1(metadata, table, make, context, max_depth)  # type: ignore[arg-type]
-    return {name: make(name, "numpy") for name in table}
 
 
 def _file_size(path: str) -> int:
@@ -217,56 +118,22 @@ def load_file(
         OSError: the file cannot be read.
     """
     target = _fspath(path)
-    # A sharded save: its directory or its index (checked here so that loading a file imports nothing more).
-    if target.endswith(".index.json") or os.path.isdir(target):
-        from . import _sharded
-        from ._lazy import open as open_lazy
-
-        index = _sharded.index_path(target)
-        if index is not None and _sharded.is_dcp_index(index):
-            # Written through PyTorch Distributed Checkpoint: its own reader rebuilds the state (as torch tensors).
-            from .frameworks import canonical
-
-            if canonical(framework) not in (None, "torch") or device != "cpu" or plugins is not None:
-                raise InvalidArgumentError(f"{target} is a PyTorch Distributed Checkpoint: it loads as torch tensors on the CPU, "
-                                           "without framework=, device= or plugins=")
-            from . import distributed
-
-            with reading(target):
-                return distributed.load(os.path.dirname(index), types=types, strict=strict)
-
-        with open_lazy(target, framework, device=device, plugins=plugins, types=types, strict=strict, max_depth=max_depth,
-                       max_nodes=max_nodes, max_header_size=max_header_size, max_bytes=max_bytes) as f:
-            return f.load()
-    context = _load_context(framework, device, plugins, types, strict, max_bytes, _file_size(target))
+    args, context = load_arguments(framework, device, plugins, types, strict, max_bytes, _file_size(target))
     with reading(target):
-        buffer, (structured, payload, metadata) = _core.load_file(target, max_depth, max_nodes, max_header_size, context)
-        return payload if structured else _unstructured(buffer, payload, metadata, context, max_depth)
+        source = resolve(target, max_header_size)
+    if source.kind == FILE:
+        with reading(target):
+            buffer, (structured, payload, metadata) = _core.load_file(target, max_depth, max_nodes, max_header_size, context)
+            return payload if structured else unstructured(buffer, payload, metadata, context, max_depth)
+    if source.kind == DCP:
+        # Written through PyTorch Distributed Checkpoint: its own reader rebuilds the state (as torch tensors).
+        if canonical(framework) not in (None, "torch") or device != "cpu" or plugins is not None:
+            raise InvalidArgumentError(f"{target} is a PyTorch Distributed Checkpoint: it loads as torch tensors on the CPU, "
+                                       "without framework=, device= or plugins=")
+        from . import distributed
 
-
-def load(
-    data: bytes | bytearray | memoryview,
-    framework: str | None = None,
-    device: str = "cpu",
-    plugins: type | Iterable[type] | None = None,
-    *,
-    types: Iterable[type] = (),
-    strict: bool = False,
-    max_depth: int = DEFAULT_MAX_DEPTH,
-    max_nodes: int = DEFAULT_MAX_NODES,
-    max_header_size: int = DEFAULT_MAX_HEADER_SIZE,
-    max_bytes: int | None = None,
-) -> Any:
-    """Load data from the bytes of a safetensors file, as :func:`load_file` does.
-
-    numpy arrays are views of ``data`` itself (read-only when ``data`` is immutable, like ``bytes``); torch tensors
-    are views of a writable ``data`` (a bytearray, or a memoryview of one) and hold its buffer, so that it cannot be
-    resized or freed while they live; from ``bytes`` they are copies, charged to ``max_bytes``.
-    """
-    context = _load_context(framework, device, plugins, types, strict, max_bytes, memoryview(data).nbytes)
-    with reading("the buffer"):
-        structured, payload, metadata = _core.load_bytes(data, max_depth, max_nodes, max_header_size, context)
-        return payload if structured else _unstructured(data, payload, metadata, context, max_depth)
-
-
-_install_hooks()
+        with reading(target):
+            return distributed.load(os.path.dirname(source.index), types=args["types"], strict=strict)
+    opened, _fmt = open_source(source, args, (max_depth, max_nodes, max_header_size))
+    with opened:
+        return opened.load()

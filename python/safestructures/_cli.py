@@ -12,23 +12,21 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import IO, Any
 
-from . import _core
+from . import _core, _v1
 from ._api import load_file, save_file
 from ._cli_render import (
     TooLarge, _count, _cut, _describe_value, _is_tensor, _print_json, _size, _to_json, _tree_lines, _value_children,
 )
 from ._cli_tree import PathNotFound, UsageError, _split, _Tree, _walk
 from ._errors import InvalidFileError, SafestructuresError, UnsupportedTypeError, quote
-from ._lazy import SafeFile
+from ._lazy import SafeFile, open_source
 from ._lazy_schema import path_text as _path_text
-from ._lazy import open as open_lazy
-from ._limits import default_max_bytes
+from ._limits import DEFAULT_MAX_DEPTH, DEFAULT_MAX_HEADER_SIZE, DEFAULT_MAX_NODES, default_max_bytes
+from ._sharded import remove_if_present, write_temporary
+from ._source import DCP, PLAIN, PLAIN_SHARDS, V1, V2, Source, file_format, resolve
+from ._walkers import load_arguments
 
 __all__ = ["main"]
-
-# The tensor that holds a schema too large for the header (format.md 5.1): part of the file, not of the data.
-_SPILL_TENSOR = "__safestructures_schema__"
-_SCHEMA_KEY = "__safestructures__"
 
 
 # --- the opened file ----------------------------------------------------------------------------------------------
@@ -70,94 +68,47 @@ class _Opened:
 
 def _open(path: str) -> _Opened:
     """Open ``path`` for a command. A 1.0.0 file is loaded whole (as numpy: its tensors are views of the mapping, so
-    this reads no tensor data); other files are opened lazily (header and schema only). Every file is checked to be a
-    regular file before it is opened (a FIFO would block)."""
-    from . import _sharded, _v1
-
+    this reads no tensor data); a checkpoint of plain files (or a distributed one) is loaded as the ``{name: tensor}``
+    dict of its index; other files are opened lazily (header and schema only)."""
     if not os.path.exists(path):
         raise FileNotFoundError(2, "No such file or directory", path)
-    index = _sharded.index_path(path)
-    if index is not None and os.path.isfile(index):
-        weight_map = _plain_weight_map(index)
-        if weight_map is not None:
-            return _open_plain_shards(path, index, *weight_map)
-    if index is None:
-        # The raw metadata tells the formats apart (open() hides the reserved keys and refuses 1.0.0 files).
-        _buffer, raw, table = _core.read_file(path)
-        if _v1.is_v1(raw):
-            kept = {k: v for k, v in raw.items() if k not in (_v1.SCHEMA_KEY, _v1.VERSION_KEY)}
-            tensors = {name: (dtype, tuple(shape), nbytes) for name, dtype, shape, _offset, nbytes in table}
-            value = load_file(path, framework="numpy")
-            return _Opened(path, "safestructures 1.0.0", kept or None, tensors, 1, value=value, size=os.path.getsize(path))
-        fmt = "safestructures v2" if raw and _SCHEMA_KEY in raw else "plain safetensors"
-    else:
-        fmt = "safestructures v2"
-    f = open_lazy(path, framework="numpy")
-    doc = f._document()
-    tensors = {name: info for name, info in f.tensors().items() if name != _SPILL_TENSOR}
-    return _Opened(path, fmt, f.metadata, tensors, doc.shard_count, lazy=f, size=f._size)
+    source = resolve(path, DEFAULT_MAX_HEADER_SIZE)
+    if source.kind in (PLAIN_SHARDS, DCP):
+        return _open_plain_shards(source)
+    load_args, _context = load_arguments("numpy", "cpu", None, (), False, None)
+    f, fmt = open_source(source, load_args, (DEFAULT_MAX_DEPTH, DEFAULT_MAX_NODES, DEFAULT_MAX_HEADER_SIZE))
+    if fmt == V1:
+        tensors = {name: (dtype, tuple(shape), nbytes) for name, dtype, shape, _offset, nbytes in f._document().tensors(0)}
+        metadata, size = _v1.user_metadata(f.metadata), f._size
+        f.close()
+        return _Opened(path, fmt, metadata, tensors, 1, value=load_file(path, framework="numpy"), size=size)
+    return _Opened(path, fmt, f.metadata, f.tensors(), f._document().shard_count, lazy=f, size=f._size)
 
 
-def _plain_weight_map(index: str) -> tuple[dict[str, str], dict[str, Any]] | None:
-    """(weight_map, metadata) of the index of a sharded checkpoint of plain safetensors files (a Hugging Face one:
-    no safestructures schema in it); None for any other index, which the lazy API reads (and reports on)."""
-    from . import _sharded
-    from ._limits import DEFAULT_MAX_HEADER_SIZE
-
-    _sharded.check_regular_file(index, "index")
-    if os.path.getsize(index) > DEFAULT_MAX_HEADER_SIZE:
-        return None
-    with open(index, "rb") as f:
-        raw = f.read()
-    try:
-        document = _sharded.parse_json(raw, index)
-    except InvalidFileError:
-        return None  # the lazy API reads it again, and reports what is wrong
-    if not isinstance(document, dict) or not isinstance(document.get("weight_map"), dict):
-        return None
-    metadata = document.get("metadata", {})
-    if not isinstance(metadata, dict) or _sharded.SCHEMA_KEY in metadata:
-        return None
-    return document["weight_map"], metadata
-
-
-def _open_plain_shards(path: str, index: str, weight_map: dict[str, Any], metadata: dict[str, Any]) -> _Opened:
+def _open_plain_shards(source: Source) -> _Opened:
     """A sharded checkpoint of plain safetensors files, as the ``{name: tensor}`` dict its index maps (tensors in
     index order, numpy views of the mapped shards: no data read). A tensor the index maps to a shard that lacks it is
     an error; a tensor of a shard the index does not map to it is a warning."""
-    from . import _sharded
-    from ._errors import shown
-    from ._flat import load_tensors
+    from .frameworks import numpy as np_adapter
 
-    directory = os.path.dirname(index)
-    loaded: dict[str, dict[str, Any]] = {}
-    tensors: dict[str, tuple[str, tuple[int, ...], int]] = {}
-    size = 0
-    for name, shard in weight_map.items():
-        # Only file names beside the index: an index must not point the command at any other file.
-        if not isinstance(shard, str) or os.path.basename(shard) != shard or shard.startswith(".") or not shard:
-            raise InvalidFileError(f"{index}: tensor {json.dumps(name)} is mapped to {ascii(shown(shard))}, which is not a "
-                                   "file name")
-        _sharded._valid_text(shard, index, "a shard name of weight_map")
-        if shard not in loaded:
-            shard_path = os.path.join(directory, shard)
-            _sharded.check_regular_file(shard_path, "shard")
-            size += os.path.getsize(shard_path)
-            loaded[shard] = load_tensors(shard_path)
-            _buffer, _metadata, table = _core.read_file(shard_path)
-            tensors.update({n: (dtype, tuple(shape), nbytes) for n, dtype, shape, _offset, nbytes in table})
-    value = {}
-    for name, shard in weight_map.items():
-        if name not in loaded[shard]:
-            raise InvalidFileError(f"{index}: the index maps tensor {quote(name)} to {shard}, which does not hold it")
-        value[name] = loaded[shard][name]
-    unmapped = [f"{quote(n)} ({shard})" for shard, held in loaded.items() for n in held if weight_map.get(n) != shard]
+    # Each shard's tensors as the core read its header: name -> (buffer, dtype, shape, offset, nbytes).
+    shards = [{name: (buffer, *entry) for name, *entry in table} for buffer, _metadata, table in map(_core.read_file, source.paths)]
+    value, tensors = {}, {}
+    for name, shard in source.where.items():
+        if name not in shards[shard]:
+            raise InvalidFileError(f"{source.index}: the index maps tensor {quote(name)} to "
+                                   f"{os.path.basename(source.paths[shard])}, which does not hold it")
+        buffer, dtype, shape, offset, nbytes = shards[shard][name]
+        value[name] = np_adapter.from_file(buffer, dtype, shape, offset, nbytes, name)
+        tensors[name] = (dtype, tuple(shape), nbytes)
+    unmapped = [f"{quote(n)} ({os.path.basename(source.paths[shard])})" for shard, held in enumerate(shards) for n in held
+                if source.where.get(n) != shard]
     warnings = []
     if unmapped:
         warnings.append(f"{_count(len(unmapped), 'tensor')} in the shards that the index does not map there: "
                         + ", ".join(unmapped[:10]) + (", ..." if len(unmapped) > 10 else ""))
-    return _Opened(path, "plain safetensors", metadata or None, {n: tensors[n] for n in value}, len(loaded), value=value,
-                   warnings=warnings, size=size)
+    size = sum(os.path.getsize(path) for path in source.paths)
+    return _Opened(source.name, PLAIN, source.metadata or None, tensors, len(shards), value=value, warnings=warnings, size=size)
 
 
 # --- commands -------------------------------------------------------------------------------------------------------
@@ -215,7 +166,7 @@ def _inspect(args: argparse.Namespace) -> int:
             description = tree.describe(tree.doc.root, (), args.depth, args.items, raw_keys=not args.json)
         else:
             description = _describe_value(opened.value, (), args.depth, args.items, not args.json, {})
-            if opened.fmt == "plain safetensors":  # a sharded checkpoint's dict: its keys are the tensors' names
+            if opened.fmt == PLAIN:  # a sharded checkpoint's dict: its keys are the tensors' names
                 for name, tensor in description.get("items", []):
                     tensor["tensor"] = name
         if args.json:
@@ -246,7 +197,7 @@ def _verify(args: argparse.Namespace) -> int:
                 # built as numpy.
                 if not _Tree(opened.lazy).verify_torch_only():
                     raise
-            if opened.fmt == "safestructures v2":
+            if opened.fmt == V2:
                 unused = sorted(set(opened.tensors) - _Tree(opened.lazy).referenced_tensors())
                 if unused:
                     shown = ", ".join(quote(n) for n in unused[:10]) + (", ..." if len(unused) > 10 else "")
@@ -318,31 +269,18 @@ def _get(args: argparse.Namespace) -> int:
 def _write_file(target: str, force: bool, write: Any) -> None:
     """Writes ``target`` through a temporary file beside it, renamed into place once whole (removed on failure), so a
     failed write leaves no file, or the old one; without ``force`` an existing file is never replaced (FileExistsError)."""
-    import tempfile
-
-    directory = os.path.dirname(target) or "."
-    fd, temp = tempfile.mkstemp(prefix="." + os.path.basename(target) + ".", suffix=".partial", dir=directory)
+    mask = os.umask(0)
+    os.umask(mask)
+    temp = write_temporary(target, write, mode=0o666 & ~mask)
     try:
-        with os.fdopen(fd, "wb") as out:
-            write(out)
-        os.chmod(temp, 0o666 & ~_umask())
         if force:
             os.replace(temp, target)
         else:
             os.link(temp, target)  # fails if the target exists, atomically (a rename would replace it)
             os.unlink(temp)
     except BaseException:
-        try:
-            os.unlink(temp)
-        except FileNotFoundError:
-            pass
+        remove_if_present(temp)
         raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 class _Output:
@@ -376,15 +314,12 @@ def _plugin(spec: str) -> Any:
 
 
 def _upgrade(args: argparse.Namespace) -> int:
-    from . import _v1
-
     _buffer, metadata, _tensors = _core.read_file(args.old)
-    if not _v1.is_v1(metadata):
+    if file_format(False, metadata) != V1:
         print(f"safestructures upgrade: {args.old} is not a safestructures 1.0.0 file", file=sys.stderr)
         return 2
     data = load_file(args.old, plugins=args.plugin or None, strict=args.strict)
-    kept = {k: v for k, v in (metadata or {}).items() if k not in (_v1.SCHEMA_KEY, _v1.VERSION_KEY)}
-    save_file(data, args.new, metadata=kept, plugins=args.plugin or None)
+    save_file(data, args.new, metadata=_v1.user_metadata(metadata), plugins=args.plugin or None)
     print(f"wrote {args.new}")
     return 0
 

@@ -1,6 +1,7 @@
 """The file format's names, as the C++ core's vocabulary (include/safestructures/format.hpp) defines them: the
-reserved metadata keys and tensor name, and every node kind with its tag and shape. The Python layer refers to a tag
-as ``TAG.NamedTuple`` and spells none of them itself."""
+reserved metadata keys and tensor name, and every node kind with its tag and shape; and the names of the index of a
+sharded save or a distributed checkpoint. The Python layer refers to a tag as ``TAG.NamedTuple`` and spells none of
+these itself."""
 
 from __future__ import annotations
 
@@ -19,6 +20,19 @@ V1_SCHEMA_KEY: str = _FORMAT["v1_schema_key"]
 V1_VERSION_KEY: str = _FORMAT["v1_version_key"]
 # Keys a caller's metadata may not use.
 RESERVED_METADATA_KEYS: frozenset[str] = frozenset({SCHEMA_KEY, V1_SCHEMA_KEY, V1_VERSION_KEY})
+# The key, in a sharded save's index metadata and in every shard's, of the id of the save that wrote them.
+SAVE_KEY = "__safestructures_save__"
+# The index of a sharded checkpoint (the Hugging Face convention), and how the name of any index ends; its two
+# objects, and the key of its metadata holding the bytes of tensor data.
+INDEX_NAME = "model.safetensors.index.json"
+INDEX_SUFFIX = ".index.json"
+INDEX_METADATA = "metadata"
+INDEX_WEIGHT_MAP = "weight_map"
+TOTAL_SIZE_KEY = "total_size"
+# The index metadata key of a PyTorch Distributed Checkpoint written through safestructures.distributed.
+DCP_KEY = "safestructures_dcp"
+# Keys of an index's metadata that a caller's metadata may not use (1.0.0's are refused as a single file refuses them).
+RESERVED_INDEX_KEYS = (TOTAL_SIZE_KEY, SCHEMA_KEY, SAVE_KEY, V1_SCHEMA_KEY, V1_VERSION_KEY)
 # The schema document's envelope: {"format": FORMAT_NAME, "version": VERSION, "root": ...}.
 FORMAT_NAME: str = _FORMAT["format_name"]
 VERSION: int = _FORMAT["version"]

@@ -7,15 +7,16 @@ import os
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
-# _sharded is imported with the package (it imports nothing heavy), so that loading a directory imports nothing new.
-from . import _core, _sharded, plugins as _plugins
+from . import _core
 from ._errors import InvalidArgumentError, InvalidFileError, SafestructuresError, quote, reading
 from ._flat import _fspath
-from ._format import SPILL_TENSOR, TAG
+from ._format import SCHEMA_KEY, SPILL_TENSOR, TAG
 from ._lazy_schema import _JSON_CONTAINERS, _TreeView, _json_value, _key_text, bytes_size, located, path_text, tensor_fields
 from ._limits import DEFAULT_MAX_DEPTH, DEFAULT_MAX_HEADER_SIZE, DEFAULT_MAX_NODES
+from ._source import DCP, PLAIN, PLAIN_SHARDS, V1, V2, Source, check_shards, file_format, resolve
+from ._walkers import load_arguments, load_context
 
-__all__ = ["Node", "SafeFile", "open"]
+__all__ = ["Node", "SafeFile", "open", "open_source"]
 
 class _Default:
     """Marks an argument left to the value given to :func:`open`."""
@@ -395,15 +396,12 @@ class SafeFile:
 
     def _context(self, framework: Any, device: str | None) -> dict[str, Any]:
         """A load's context from the arguments given to :func:`open`, ``framework`` and ``device`` overriding them."""
-        from ._api import _load_context
-
         args = dict(self._load_args)
         if framework is not _Default:
             args["framework"] = framework
         if device is not None:
             args["device"] = device
-        return _load_context(args["framework"], args["device"], args["plugins"], args["types"], args["strict"],
-                             args["max_bytes"], self._size)
+        return load_context(**args, file_size=self._size)
 
     def _load_at(self, index: int, path: tuple[Any, ...], framework: Any = _Default, device: str | None = None) -> Any:
         context = self._context(framework, device)
@@ -524,40 +522,38 @@ def open(
         InvalidFileError: the header or the schema is malformed, or a file of 1.0.0 (load those with load_file).
         OSError: the file cannot be read.
     """
-    from . import _api
-
     limits = (
         DEFAULT_MAX_DEPTH if max_depth is None else max_depth,
         DEFAULT_MAX_NODES if max_nodes is None else max_nodes,
         DEFAULT_MAX_HEADER_SIZE if max_header_size is None else max_header_size,
     )
-    types = tuple(types)
-    plugins = _plugins.plugin_tuple(plugins)
-    _api._load_context(framework, device, plugins, types, strict, max_bytes)  # every argument is checked now
-    load_args = {"framework": framework, "device": device, "plugins": plugins, "types": types, "strict": strict,
-                 "max_bytes": max_bytes}
+    load_args, _context = load_arguments(framework, device, plugins, types, strict, max_bytes)
     target = _fspath(path)
     with reading(target):
-        return _open_target(target, load_args, limits)
-
-
-def _open_target(target: str, load_args: dict[str, Any], limits: tuple[int, int, int]) -> SafeFile:
-    """:func:`open` of a path, its arguments checked."""
-    from . import _v1
-
-    index = _sharded.index_path(target)
-    if index is not None:
-        files, schema, metadata, where, save_id = _sharded.read_index(index, limits[2])
-        opened = SafeFile(files, schema, metadata, load_args, limits, target)
-        _sharded.check_shards(index, opened._document(), where, files, save_id)
-        return opened
-    opened = SafeFile([target], None, None, load_args, limits, target)
-    doc = opened._document()
-    if not doc.structured:
-        if _v1.is_v1(opened.metadata):
-            raise InvalidFileError(
-                f"{target} was written by safestructures 1.0.0, which open() does not read lazily: load it with "
-                "load_file(), or rewrite it with `safestructures upgrade`"
-            )
-        doc.read_as_plain("numpy")
+        opened, fmt = open_source(resolve(target, limits[2]), load_args, limits)
+    if fmt == V1:
+        opened.close()
+        raise InvalidFileError(f"{target} was written by safestructures 1.0.0, which open() does not read lazily: load it "
+                               "with load_file(), or rewrite it with `safestructures upgrade`")
     return opened
+
+
+def open_source(source: Source, load_args: dict[str, Any], limits: tuple[int, int, int]) -> tuple[SafeFile, str]:
+    """(the file or sharded save ``source`` opened lazily with checked ``load_args``, what it holds: a format of
+    :func:`file_format`). A plain file gets the schema of its ``{name: tensor}`` dict; a 1.0.0 file is opened without
+    a schema (its caller loads it whole, or refuses it). A checkpoint whose index has no schema is refused."""
+    if source.kind == DCP:
+        raise InvalidFileError(f"{source.index}: a PyTorch Distributed Checkpoint; load it with safestructures.distributed."
+                               "load() (load_file does so), it cannot be opened lazily")
+    if source.kind == PLAIN_SHARDS:
+        raise InvalidFileError(f"{source.index}: the index has no safestructures schema (metadata {quote(SCHEMA_KEY)}); "
+                               "load its shards with load_file one by one")
+    opened = SafeFile(source.paths, source.schema, source.metadata, load_args, limits, source.name)
+    doc = opened._document()
+    if source.index is not None:
+        check_shards(source, doc)
+        return opened, V2
+    fmt = file_format(doc.structured, opened.metadata)
+    if fmt == PLAIN:
+        doc.read_as_plain("numpy")
+    return opened, fmt

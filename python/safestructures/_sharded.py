@@ -8,26 +8,19 @@ import json
 import os
 import re
 import stat
-from collections.abc import Iterator, Mapping
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping
+from typing import IO, Any
 
 from . import _core
 from ._errors import InvalidArgumentError, InvalidFileError, quote
+from ._format import INDEX_METADATA, INDEX_NAME, INDEX_WEIGHT_MAP, RESERVED_INDEX_KEYS, SAVE_KEY, SCHEMA_KEY, TOTAL_SIZE_KEY
 
-__all__ = ["INDEX_NAME", "SHARD_PATTERN", "check_regular_file", "check_shards", "index_path", "parse_json", "parse_size",
-           "read_index", "remove_stale_temporaries", "save_sharded", "shard_name", "write_text_atomically"]
+__all__ = ["INDEX_NAME", "SHARD_FILE_NAME", "SHARD_PATTERN", "check_regular_file", "parse_size", "remove_if_present",
+           "remove_stale_temporaries", "save_sharded", "shard_name", "write_temporary", "write_text_atomically"]
 
-INDEX_NAME = "model.safetensors.index.json"
 PREFIX = "model"
-#: The index key holding the schema document (as in a single file's __metadata__).
-SCHEMA_KEY = "__safestructures__"
-#: The key, in the index's metadata and in every shard's, of the id of the save that wrote them: a shard left by
-#: another save (a crash between renames, two saves at once) is refused rather than loaded as part of this one.
-SAVE_KEY = "__safestructures_save__"
-#: The key of a PyTorch Distributed Checkpoint's index (safestructures.distributed).
-DCP_KEY = "safestructures_dcp"
-_RESERVED = ("total_size", SCHEMA_KEY, SAVE_KEY, "_safestructures_schema_", "_safestructures_schema_version_")
-_SHARD_NAME = re.compile(r"[A-Za-z0-9_.\-]+\.safetensors")
+#: The shard file names an index may map tensors to: plain names beside the index, never a path elsewhere.
+SHARD_FILE_NAME = re.compile(r"[A-Za-z0-9_.\-]+\.safetensors")
 #: The names shard_name gives.
 SHARD_PATTERN = re.compile(rf"{PREFIX}-\d{{5}}-of-\d{{5}}\.safetensors")
 #: The temporary files of a sharded save (save_sharded): its shards ``.model-<k>.<save id>.partial`` (named by the core
@@ -54,15 +47,6 @@ def parse_size(size: int | str) -> int:
     return value
 
 
-def index_path(path: str) -> str | None:
-    """The index a path names: the path itself when it is an index file, the index inside a directory; else None."""
-    if os.path.isdir(path):
-        return os.path.join(path, INDEX_NAME)
-    if path.endswith(".index.json"):
-        return path
-    return None
-
-
 def check_regular_file(path: str, what: str = "file") -> None:
     """Refuses, without opening it, a path that is not a regular file (a FIFO would block the open, a device or a
     socket would be read without end): InvalidFileError naming it. A symbolic link to a regular file is fine (the
@@ -75,29 +59,6 @@ def check_regular_file(path: str, what: str = "file") -> None:
         raise InvalidFileError(f"{path}: the {what} is {kind}, not a regular file")
 
 
-def parse_json(raw: bytes | str, index: str) -> Any:
-    """An index's JSON; InvalidFileError naming the index when it is not JSON, nests too deeply for the parser, or
-    holds a string that is not valid Unicode (a lone surrogate escape, ``"\\ud800"``, which no file name or schema
-    may hold)."""
-    try:
-        document = json.loads(raw)
-    except RecursionError:
-        raise InvalidFileError(f"{index}: the index nests too deeply to be one") from None
-    except (UnicodeDecodeError, ValueError) as e:
-        raise InvalidFileError(f"{index}: not a JSON index: {e}") from None
-    return document
-
-
-def _valid_text(text: str, index: str, what: str) -> str:
-    """``text`` (a string of an index), refused when it is not valid Unicode (a lone surrogate)."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError as e:
-        raise InvalidFileError(f"{index}: {what} holds a lone surrogate ({json.dumps(text[e.start:e.end])}), which is not "
-                               "valid Unicode") from None
-    return text
-
-
 def shard_name(index: int, count: int) -> str:
     """The file name of shard ``index`` (1-based) of ``count`` in the Hugging Face convention:
     ``model-00001-of-00003.safetensors``."""
@@ -106,36 +67,42 @@ def shard_name(index: int, count: int) -> str:
 
 def write_text_atomically(path: str, text: str, fsync: bool) -> None:
     """Replace ``path`` with ``text`` through a temporary file beside it: the old file or the new one, never a part."""
-    temp = write_temporary(path, text, fsync)
+    temp = write_temporary(path, text.encode("utf-8"), fsync)
     try:
         os.replace(temp, path)
     except BaseException:
-        _remove(temp)
+        remove_if_present(temp)
         raise
 
 
-def write_temporary(path: str, text: str, fsync: bool, tag: str = "") -> str:
-    """Writes ``text`` to a new temporary file beside ``path`` (``.NAME.XXXX.partial``, ``.NAME.TAG.XXXX.partial`` with
-    a ``tag``) and returns its path."""
+def write_temporary(path: str, data: bytes | Callable[[IO[bytes]], None], fsync: bool = False, tag: str = "",
+                    mode: int = 0o644) -> str:
+    """Writes ``data`` (bytes, or a function that writes them to the file it is given) to a new temporary file beside
+    ``path`` (``.NAME.XXXX.partial``, ``.NAME.TAG.XXXX.partial`` with a ``tag``), with permissions ``mode``, and
+    returns its path; on failure nothing is left."""
     import tempfile  # only when saving: it imports random, shutil and more, which a load must not pull in
 
     directory = os.path.dirname(path) or "."
     prefix = "." + os.path.basename(path) + "." + (tag + "." if tag else "")
     fd, temp = tempfile.mkstemp(prefix=prefix, suffix=".partial", dir=directory)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
+        with os.fdopen(fd, "wb") as f:
+            if callable(data):
+                data(f)
+            else:
+                f.write(data)
             if fsync:
                 f.flush()
                 os.fsync(f.fileno())
-        os.chmod(temp, 0o644)
+        os.chmod(temp, mode)
     except BaseException:
-        _remove(temp)
+        remove_if_present(temp)
         raise
     return temp
 
 
-def _remove(path: str) -> None:
+def remove_if_present(path: str) -> None:
+    """Removes ``path``; nothing when it is already gone."""
     try:
         os.unlink(path)
     except FileNotFoundError:
@@ -147,8 +114,8 @@ def _old_shards(index: str) -> set[str]:
     try:
         check_regular_file(index)
         with open(index, encoding="utf-8") as f:
-            weight_map = json.load(f).get("weight_map", {})
-        return {v for v in weight_map.values() if isinstance(v, str) and _SHARD_NAME.fullmatch(v)}
+            weight_map = json.load(f).get(INDEX_WEIGHT_MAP, {})
+        return {v for v in weight_map.values() if isinstance(v, str) and SHARD_FILE_NAME.fullmatch(v)}
     except (OSError, ValueError, AttributeError, RecursionError):
         return set()
 
@@ -169,10 +136,10 @@ def _save_lock(directory: str, save_id: str) -> Iterator[None]:
         try:
             yield
         finally:
-            _remove(lock)
+            remove_if_present(lock)
     finally:
         os.close(fd)
-        _remove(new)
+        remove_if_present(new)
 
 
 def remove_stale_temporaries(directory: str) -> list[str]:
@@ -247,9 +214,9 @@ def save_sharded(data: Any, directory: str, metadata: Mapping[str, str] | None, 
     for key in metadata or ():
         # The index's metadata holds the caller's beside total_size and the schema: neither may be replaced, and the
         # keys of safestructures 1.0.0 are refused as a single file's save refuses them.
-        if key in _RESERVED:
+        if key in RESERVED_INDEX_KEYS:
             raise InvalidArgumentError(f"metadata key {quote(key)} is reserved for safestructures' own use"
-                                       + (" (the index's total size)" if key == "total_size" else ""), code="InvalidMetadata")
+                                       + (" (the index's total size)" if key == TOTAL_SIZE_KEY else ""), code="InvalidMetadata")
     os.makedirs(directory, exist_ok=True)
     save_id = os.urandom(12).hex()
     # Temporary files of earlier saves into this directory that were killed (see remove_stale_temporaries).
@@ -266,10 +233,10 @@ def _save_locked(data: Any, directory: str, metadata: Mapping[str, str] | None, 
     names = [shard_name(k + 1, len(temps)) for k in range(len(temps))]
     try:
         document = {
-            "metadata": {"total_size": total, **(metadata or {}), SAVE_KEY: save_id, SCHEMA_KEY: schema},
-            "weight_map": {tensor: names[shard] for tensor, shard in weight_map},
+            INDEX_METADATA: {TOTAL_SIZE_KEY: total, **(metadata or {}), SAVE_KEY: save_id, SCHEMA_KEY: schema},
+            INDEX_WEIGHT_MAP: {tensor: names[shard] for tensor, shard in weight_map},
         }
-        index_temp = write_temporary(index, json.dumps(document, ensure_ascii=False, indent=2), fsync, tag=save_id)
+        index_temp = write_temporary(index, json.dumps(document, ensure_ascii=False, indent=2).encode("utf-8"), fsync, tag=save_id)
         # Everything is written: only renames are left, shards first and the index last, so an index never names a
         # shard that is not in place yet. Saves into one directory take turns here (a lock on the directory), so two at
         # once leave one whole checkpoint, the last one's, rather than a mix.
@@ -279,98 +246,10 @@ def _save_locked(data: Any, directory: str, metadata: Mapping[str, str] | None, 
                 os.replace(temp, os.path.join(directory, name))
             os.replace(index_temp, index)
             for stale in previous - set(names):
-                _remove(os.path.join(directory, stale))
+                remove_if_present(os.path.join(directory, stale))
     except BaseException:
         for temp in temps:
-            _remove(temp)
+            remove_if_present(temp)
         if index_temp is not None:
-            _remove(index_temp)
+            remove_if_present(index_temp)
         raise
-
-
-def read_index(index: str, max_size: int) -> tuple[list[str], str, dict[str, str], dict[str, int], str | None]:
-    """(shard paths, schema document, user metadata, {tensor: shard number}) from a sharded save's index;
-    InvalidFileError naming what is wrong."""
-    try:
-        check_regular_file(index, "index")
-        size = os.path.getsize(index)
-    except FileNotFoundError:
-        raise FileNotFoundError(2, f"no {INDEX_NAME} here: not a sharded save", index) from None
-    if size > max_size:
-        raise InvalidFileError(f"{index}: the index is {size} bytes, over the limit of {max_size}")
-    with open(index, "rb") as f:
-        raw = f.read()
-    document = parse_json(raw, index)
-    if not isinstance(document, dict) or not isinstance(document.get("weight_map"), dict) or not isinstance(document.get("metadata"), dict):
-        raise InvalidFileError(f"{index}: an index is an object with \"metadata\" and \"weight_map\" objects")
-    schema = document["metadata"].get(SCHEMA_KEY)
-    if DCP_KEY in document["metadata"] and schema is None:
-        raise InvalidFileError(f"{index}: a PyTorch Distributed Checkpoint; load it with safestructures.distributed.load() "
-                               "(load_file does so), it cannot be opened lazily")
-    if not isinstance(schema, str):
-        raise InvalidFileError(f"{index}: the index has no safestructures schema (metadata {quote(SCHEMA_KEY)}); "
-                               "load its shards with load_file one by one")
-    _valid_text(schema, index, f"metadata {quote(SCHEMA_KEY)}")
-    directory = os.path.dirname(index)
-    numbers: dict[str, int] = {}  # shard name -> its number, in order of first mention (a dict: one lookup per tensor)
-    where: dict[str, int] = {}
-    for tensor, shard in document["weight_map"].items():
-        _valid_text(tensor, index, "a tensor name of weight_map")
-        # Only plain file names beside the index: an index must not point a load at any other file.
-        if not isinstance(shard, str) or not _SHARD_NAME.fullmatch(shard) or shard.startswith("."):
-            raise InvalidFileError(f"{index}: tensor {json.dumps(tensor)} is mapped to {_shown_value(shard)}, which is not "
-                                   "a shard file name")
-        where[tensor] = numbers.setdefault(shard, len(numbers))
-    shards = list(numbers) or [shard_name(1, 1)]  # data without tensors: its one shard holds none
-    save_id = document["metadata"].get(SAVE_KEY)
-    if save_id is not None and not isinstance(save_id, str):
-        raise InvalidFileError(f"{index}: metadata {quote(SAVE_KEY)} must be a string")
-    metadata = {k: v for k, v in document["metadata"].items() if k not in (SCHEMA_KEY, SAVE_KEY, "total_size")}
-    if not all(isinstance(v, str) for v in metadata.values()):
-        raise InvalidFileError(f"{index}: metadata values other than total_size must be strings")
-    paths = [os.path.join(directory, s) for s in shards]
-    for path in paths:  # before the core opens any: a FIFO would block the load
-        check_regular_file(path, "shard")
-    return paths, schema, metadata, where, save_id
-
-
-def _shown_value(value: Any) -> str:
-    from ._errors import shown
-
-    return shown(value).encode("utf-8", "backslashreplace").decode("utf-8")
-
-
-def is_dcp_index(index: str) -> bool:
-    """Whether an index is a PyTorch Distributed Checkpoint's (false for anything unreadable: the load reports it)."""
-    try:
-        if not stat.S_ISREG(os.stat(index).st_mode):  # a FIFO would block the open: the load reports it
-            return False
-        with open(index, "rb") as f:
-            raw = f.read(64 << 20)
-        # Without the key's text anywhere, it is not one: the index (which holds the whole schema) is then parsed once,
-        # by the load, not twice.
-        if f'"{DCP_KEY}"'.encode() not in raw:
-            return False
-        document = json.loads(raw)
-        return isinstance(document, dict) and isinstance(document.get("metadata"), dict) and DCP_KEY in document["metadata"]
-    except (OSError, ValueError, RecursionError):
-        return False
-
-
-def check_shards(index: str, document: Any, where: dict[str, int], paths: list[str], save_id: str | None = None) -> None:
-    """The index and the shards agree: every tensor of the index is in the shard it names, and every tensor of a shard
-    is in the index, mapped to that shard. A directory whose files do not belong together (from two saves, say) is
-    refused rather than loaded as a mix."""
-    for tensor, shard in where.items():
-        found = document.tensor(tensor)
-        if found is None or found[3] != shard:
-            raise InvalidFileError(f"{index}: the index maps tensor {quote(tensor)} to {os.path.basename(paths[shard])}, "
-                                   "which does not hold it")
-    for shard, path in enumerate(paths):
-        if save_id is not None and (document.metadata(shard) or {}).get(SAVE_KEY) != save_id:
-            raise InvalidFileError(f"{index}: shard {os.path.basename(path)} was not written by the save that wrote the "
-                                   "index (another save's file, left by an interrupted save or by two saves at once)")
-        for name, *_ in document.tensors(shard):
-            if where.get(name) != shard:
-                raise InvalidFileError(f"{index}: shard {os.path.basename(path)} holds tensor {quote(name)}, which the "
-                                       "index does not map to it")

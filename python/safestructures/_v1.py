@@ -1,6 +1,6 @@
 """Reading files written by safestructures 1.0.0: its schema format, rebuilt without importing anything it names.
 
-1.0.0 stored ``{"data_type": T, "value": V, ...}`` nodes as JSON in ``__metadata__["_safestructures_schema_"]`` and
+1.0.0 stored ``{"data_type": T, "value": V, ...}`` nodes as JSON in its metadata (``_format.V1_SCHEMA_KEY``) and
 its tensors under decimal counters. Built-in types are rebuilt here; tensor nodes become tensors of the framework the
 load asks for, or else of the one they came from when the process has already imported it, or else numpy arrays (a file
 never makes the load import a framework: frameworks.make_tensor decides); dataclasses (1.0.0 kept no class) come back as generic records; any other
@@ -13,13 +13,11 @@ import json
 from typing import Any
 
 from ._errors import InvalidFileError, SafestructuresError, UnknownTypeError
+from ._format import V1_SCHEMA_KEY, V1_VERSION_KEY
 from ._records import Record
 from .plugins import Mode, _Serializer
 
-__all__ = ["SCHEMA_KEY", "VERSION_KEY", "is_v1", "load_v1"]
-
-SCHEMA_KEY = "_safestructures_schema_"
-VERSION_KEY = "_safestructures_schema_version_"
+__all__ = ["load_v1", "user_metadata"]
 
 # 1.0.0's names for tensor types, and the framework each came from.
 _TENSOR_TYPES = {
@@ -30,9 +28,10 @@ _TENSOR_TYPES = {
 }
 
 
-def is_v1(metadata: dict[str, str] | None) -> bool:
-    """Whether a plain file's metadata is that of a safestructures 1.0.0 file."""
-    return bool(metadata) and SCHEMA_KEY in metadata  # type: ignore[operator]
+def user_metadata(metadata: dict[str, str] | None) -> dict[str, str] | None:
+    """The caller's metadata of a 1.0.0 file (its metadata without the schema and its version; None when none is
+    left)."""
+    return {k: v for k, v in (metadata or {}).items() if k not in (V1_SCHEMA_KEY, V1_VERSION_KEY)} or None
 
 
 class _V1Error(Exception):
@@ -155,11 +154,11 @@ class _Tensors(dict):  # type: ignore[type-arg]
 
 def load_v1(metadata: dict[str, str], tensors: dict[str, Any], make: Any, context: dict[str, Any], max_depth: int) -> Any:
     """The data of a 1.0.0 file. `tensors` maps tensor names to anything; `make(name, framework)` builds one."""
-    version = metadata.get(VERSION_KEY)
+    version = metadata.get(V1_VERSION_KEY)
     if version != "1.0.0":
         raise InvalidFileError(f"the file claims safestructures schema version {version!r}; this release reads 1.0.0", code="SchemaVersion")
     try:
-        schema = json.loads(metadata[SCHEMA_KEY])
+        schema = json.loads(metadata[V1_SCHEMA_KEY])
     except (ValueError, RecursionError) as e:
         raise InvalidFileError(f"the 1.0.0 schema is not valid JSON: {e}", code="SchemaNotJson") from e
     available = {name: value for name, value in tensors.items() if name != "null"}

@@ -90,6 +90,15 @@ nb::tuple py_read_file(const std::filesystem::path& path, std::uint64_t max_head
   return nb::make_tuple(buffer, metadata_to_python(reader.header()), tensor_table(reader.header()));
 }
 
+nb::tuple py_read_bytes(nb::handle data, std::uint64_t max_header_size) {
+  Py_buffer view;
+  if (PyObject_GetBuffer(data.ptr(), &view, PyBUF_SIMPLE) != 0) throw nb::python_error();
+  std::unique_ptr<Py_buffer, void (*)(Py_buffer*)> release(&view, PyBuffer_Release);
+  const Reader reader = Reader::from_buffer(nullptr, {static_cast<const std::byte*>(view.buf), static_cast<std::size_t>(view.len)},
+                                            false, max_header_size);
+  return nb::make_tuple(metadata_to_python(reader.header()), tensor_table(reader.header()));
+}
+
 void py_write_file(const std::filesystem::path& path, nb::handle entries, nb::handle metadata, bool fsync) {
   WriteRequest request = make_write_request(entries);
   Metadata meta;
@@ -336,6 +345,8 @@ NB_MODULE(_core, m) {
         "Returns (buffer, metadata, tensors): a FileBuffer over the whole file, the metadata dict (None when the file "
         "has none), and a list of (name, dtype, shape, offset, nbytes) in header order, offsets counted from the start "
         "of the file.");
+  m.def("read_bytes", &py_read_bytes, "data"_a, "max_header_size"_a = default_max_header_size,
+        "Validate the header of the safetensors file in a buffer: (metadata, tensors), as read_file gives them.");
   m.def("write_file", &py_write_file, "path"_a, "tensors"_a, "metadata"_a.none() = nb::none(), "fsync"_a = false,
         "Write a safetensors file atomically from [(name, dtype, shape, ndarray), ...].\n\n"
         "Tensor bytes stream from the arrays' own memory (strided arrays are gathered in bounded chunks); the file is "

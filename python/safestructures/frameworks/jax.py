@@ -8,7 +8,8 @@ import jax
 import numpy as np
 
 from .._errors import UnsupportedTypeError
-from . import converting, numpy as np_adapter
+from . import numpy as np_adapter
+from ._common import converting
 
 __all__ = ["array_entry", "from_numpy"]
 

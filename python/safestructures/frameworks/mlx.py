@@ -10,7 +10,8 @@ import mlx.core as mx
 import numpy as np
 
 from .._errors import UnsupportedTypeError
-from . import converting, numpy as np_adapter
+from . import numpy as np_adapter
+from ._common import converting
 
 __all__ = ["array_entry", "from_numpy"]
 

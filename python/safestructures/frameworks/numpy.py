@@ -13,7 +13,7 @@ import numpy as np
 from .. import _core
 from .._errors import InvalidArgumentError, InvalidFileError, SafestructuresError, UnsupportedTypeError, quote
 from .._format import DTYPE_BITS, DTYPE_NUMPY_NAMES
-from . import charge
+from ._common import charge, view_reach
 
 __all__ = [
     "array_entry",
@@ -257,8 +257,6 @@ def to_numpy(
 
 def _strided(base: np.ndarray, fields: dict[str, Any]) -> np.ndarray:
     """The view a node describes (element offset, shape, element strides) of a 1-D base array."""
-    from . import view_reach
-
     offset, shape, stride, low, high = view_reach(fields)
     if high >= base.size and low <= high or offset > base.size:
         raise ValueError(f"a view of shape {shape} and stride {stride} at offset {offset} reaches outside its storage of {base.size} elements")

@@ -23,7 +23,8 @@ with warnings.catch_warnings():
     import paddle
 
 from .._errors import UnsupportedTypeError
-from . import converting, numpy as np_adapter
+from . import numpy as np_adapter
+from ._common import converting
 
 __all__ = ["array_entry", "from_numpy"]
 

@@ -8,7 +8,8 @@ import numpy as np
 import tensorflow as tf
 
 from .._errors import UnsupportedTypeError
-from . import converting, numpy as np_adapter
+from . import numpy as np_adapter
+from ._common import converting
 
 __all__ = ["array_entry", "from_numpy"]
 

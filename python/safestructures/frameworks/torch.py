@@ -11,7 +11,7 @@ import torch
 
 from .._errors import SafestructuresError, UnsupportedTypeError, quote, shown
 from .._format import TAG
-from . import charge, converting, framework_error, view_reach
+from ._common import charge, converting, framework_error, view_reach
 
 __all__ = ["array_entry", "reduce_value", "construct_value", "to_torch"]
 

@@ -1,0 +1,159 @@
+"""What a path holds: a single safetensors file (safestructures v2, 1.0.0 or plain), a sharded save (its directory or
+index), a sharded checkpoint of plain files, or a PyTorch Distributed Checkpoint. ``load_file``, ``open`` and the
+command line all ask :func:`resolve`, and read what it found."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from ._errors import InvalidFileError, quote, shown
+from ._format import (DCP_KEY, INDEX_METADATA, INDEX_NAME, INDEX_SUFFIX, INDEX_WEIGHT_MAP, SAVE_KEY, SCHEMA_KEY, TOTAL_SIZE_KEY,
+                      V1_SCHEMA_KEY)
+from ._sharded import SHARD_FILE_NAME, check_regular_file, shard_name
+
+__all__ = ["DCP", "FILE", "PLAIN_SHARDS", "SHARDED", "Source", "check_shards", "file_format", "resolve"]
+
+#: The kinds of :class:`Source`.
+FILE = "file"
+SHARDED = "sharded"
+PLAIN_SHARDS = "plain shards"
+DCP = "dcp"
+
+#: The formats of a single file, as the command line names them (see :func:`file_format`).
+V2, V1, PLAIN = "safestructures v2", "safestructures 1.0.0", "plain safetensors"
+
+
+@dataclass(frozen=True)
+class Source:
+    """What :func:`resolve` found at a path. A :data:`FILE` is known once its header is read (see
+    :func:`file_format`). With an index: the shard ``paths`` in order of first mention, ``where`` each tensor's shard
+    (its position in ``paths``), and the index's ``schema``, ``save_id`` and ``metadata`` (the caller's for a
+    :data:`SHARDED` save, the index's whole metadata otherwise)."""
+
+    kind: str
+    name: str
+    paths: list[str]
+    index: str | None = None
+    schema: str | None = None
+    metadata: dict[str, Any] | None = None
+    where: dict[str, int] = field(default_factory=dict)
+    save_id: str | None = None
+
+
+def file_format(structured: bool, metadata: dict[str, str] | None) -> str:
+    """What a single file holds, from its header: :data:`V2` (it has a safestructures schema), :data:`V1` (it has
+    1.0.0's) or :data:`PLAIN`."""
+    if structured:
+        return V2
+    return V1 if metadata and V1_SCHEMA_KEY in metadata else PLAIN
+
+
+def index_path(path: str) -> str | None:
+    """The index a path names: the path itself when it is an index file, the index inside a directory; else None."""
+    if os.path.isdir(path):
+        return os.path.join(path, INDEX_NAME)
+    if path.endswith(INDEX_SUFFIX):
+        return path
+    return None
+
+
+def resolve(path: str, max_header_size: int) -> Source:
+    """What ``path`` holds. A directory or an index is read (at most ``max_header_size`` bytes of index) and checked: a
+    malformed index, a shard name that is not a file beside it, or a shard that is not a regular file raise here. A
+    single file is not opened: its reader tells what it holds from the header."""
+    index = index_path(path)
+    if index is None:
+        return Source(FILE, path, [path])
+    try:
+        check_regular_file(index, "index")
+        size = os.path.getsize(index)
+    except FileNotFoundError:
+        raise FileNotFoundError(2, f"no {INDEX_NAME} here: not a sharded save", index) from None
+    if size > max_header_size:
+        raise InvalidFileError(f"{index}: the index is {size} bytes, over the limit of {max_header_size}")
+    with open(index, "rb") as f:
+        document = parse_json(f.read(), index)
+    if (not isinstance(document, dict) or not isinstance(document.get(INDEX_WEIGHT_MAP), dict)
+            or not isinstance(document.get(INDEX_METADATA), dict)):
+        raise InvalidFileError(f'{index}: an index is an object with "{INDEX_METADATA}" and "{INDEX_WEIGHT_MAP}" objects')
+    metadata, weight_map = document[INDEX_METADATA], document[INDEX_WEIGHT_MAP]
+    schema = metadata.get(SCHEMA_KEY)
+    kind = SHARDED if schema is not None else DCP if DCP_KEY in metadata else PLAIN_SHARDS
+    if kind == SHARDED:
+        if not isinstance(schema, str):
+            raise InvalidFileError(f"{index}: the index has no safestructures schema (metadata {quote(SCHEMA_KEY)}); "
+                                   "load its shards with load_file one by one")
+        _valid_text(schema, index, f"metadata {quote(SCHEMA_KEY)}")
+    directory = os.path.dirname(index)
+    numbers: dict[str, int] = {}  # shard name -> its number, in order of first mention (a dict: one lookup per tensor)
+    where: dict[str, int] = {}
+    for tensor, shard in weight_map.items():
+        _valid_text(tensor, index, f"a tensor name of {INDEX_WEIGHT_MAP}")
+        # Only plain file names beside the index: an index must not point a load at any other file.
+        if not isinstance(shard, str) or not SHARD_FILE_NAME.fullmatch(shard) or shard.startswith("."):
+            raise InvalidFileError(f"{index}: tensor {json.dumps(tensor)} is mapped to {_shown_value(shard)}, which is not "
+                                   "a shard file name")
+        where[tensor] = numbers.setdefault(shard, len(numbers))
+    if kind == SHARDED and not numbers:
+        numbers[shard_name(1, 1)] = 0  # data without tensors: its one shard holds none
+    paths = [os.path.join(directory, s) for s in numbers]
+    for shard_path in paths:  # before the core opens any: a FIFO would block the load
+        check_regular_file(shard_path, "shard")
+    if kind != SHARDED:
+        return Source(kind, path, paths, index, None, metadata, where)
+    save_id = metadata.get(SAVE_KEY)
+    if save_id is not None and not isinstance(save_id, str):
+        raise InvalidFileError(f"{index}: metadata {quote(SAVE_KEY)} must be a string")
+    kept = {k: v for k, v in metadata.items() if k not in (SCHEMA_KEY, SAVE_KEY, TOTAL_SIZE_KEY)}
+    if not all(isinstance(v, str) for v in kept.values()):
+        raise InvalidFileError(f"{index}: metadata values other than {TOTAL_SIZE_KEY} must be strings")
+    return Source(SHARDED, path, paths, index, schema, kept, where, save_id)
+
+
+def parse_json(raw: bytes | str, index: str) -> Any:
+    """An index's JSON; InvalidFileError naming the index when it is not JSON or nests too deeply for the parser."""
+    try:
+        return json.loads(raw)
+    except RecursionError:
+        raise InvalidFileError(f"{index}: the index nests too deeply to be one") from None
+    except (UnicodeDecodeError, ValueError) as e:
+        raise InvalidFileError(f"{index}: not a JSON index: {e}") from None
+
+
+def _valid_text(text: str, index: str, what: str) -> str:
+    """``text`` (a string of an index), refused when it is not valid Unicode (a lone surrogate escape, ``"\\ud800"``,
+    which no file name or schema may hold)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise InvalidFileError(f"{index}: {what} holds a lone surrogate ({json.dumps(text[e.start:e.end])}), which is not "
+                               "valid Unicode") from None
+    return text
+
+
+def _shown_value(value: Any) -> str:
+    return shown(value).encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def check_shards(source: Source, document: Any) -> None:
+    """The index and the shards of a sharded save, opened as ``document`` (a ``_core.Document``), agree: every tensor
+    of the index is in the shard it names, every tensor of a shard is in the index, mapped to that shard, and every
+    shard was written by the save that wrote the index. A directory whose files do not belong together (from two
+    saves, say) is refused rather than loaded as a mix."""
+    index, where, paths = source.index, source.where, source.paths
+    for tensor, shard in where.items():
+        found = document.tensor(tensor)
+        if found is None or found[3] != shard:
+            raise InvalidFileError(f"{index}: the index maps tensor {quote(tensor)} to {os.path.basename(paths[shard])}, "
+                                   "which does not hold it")
+    for shard, path in enumerate(paths):
+        if source.save_id is not None and (document.metadata(shard) or {}).get(SAVE_KEY) != source.save_id:
+            raise InvalidFileError(f"{index}: shard {os.path.basename(path)} was not written by the save that wrote the "
+                                   "index (another save's file, left by an interrupted save or by two saves at once)")
+        for name, *_ in document.tensors(shard):
+            if where.get(name) != shard:
+                raise InvalidFileError(f"{index}: shard {os.path.basename(path)} holds tensor {quote(name)}, which the "
+                                       "index does not map to it")

@@ -1,0 +1,130 @@
+"""The bridge to the C++ walkers: the hooks they call back into (installed once, at import), each load's checked
+arguments and context (framework, device, the classes it may build, its byte budget), saving to and loading from the
+bytes of a file, and the data of a file without a v2 schema (1.0.0, or plain) from its tensor table."""
+
+from __future__ import annotations
+
+import collections
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from . import _core, _registry, _types, _v1, frameworks, plugins as _plugins
+from ._errors import InvalidFileError, SafestructuresError, quote, reading
+from ._flat import _check_metadata
+from ._limits import DEFAULT_MAX_DEPTH, DEFAULT_MAX_HEADER_SIZE, DEFAULT_MAX_NODES, ByteBudget, default_max_bytes
+from ._source import V1, file_format
+
+__all__ = ["load", "load_arguments", "load_context", "save", "unstructured"]
+
+
+def _install_hooks() -> None:
+    # The adapters are looked up at each call, so that a test can stand in for one.
+    _core.set_hooks(
+        {
+            "classify": _types.classify,
+            "reduce": _types.reduce,
+            "array_entry": lambda *args: frameworks.array_entry(*args),
+            "factory_name": _types.factory_name,
+            "construct": _types.CONSTRUCT,
+            "factories": _types.FACTORIES,
+            "make_tensor": lambda *args: frameworks.make_tensor(*args),
+            "ordered_dict_type": collections.OrderedDict,
+            "defaultdict_type": collections.defaultdict,
+            "deque_type": collections.deque,
+            "counter_type": collections.Counter,
+        }
+    )
+
+
+def load_context(
+    framework: str | None, device: str, plugins: type | Iterable[type] | None, types: Iterable[type], strict: bool,
+    max_bytes: int | None = None, file_size: int = 0,
+) -> dict[str, Any]:
+    """The per-load state handed to the adapters and constructors; checks every argument first. ``budget`` is what
+    the load may allocate beyond the file (``max_bytes``, by default tied to ``file_size``)."""
+    if max_bytes is not None and (type(max_bytes) is not int or max_bytes < 0):
+        raise TypeError(f"max_bytes must be None or a non-negative int, not {max_bytes!r}")
+    framework = frameworks.canonical(framework)
+    if framework is not None:
+        frameworks.require(framework)  # a clear error now, rather than at the first tensor
+    if type(device).__name__ == "device" and type(device).__module__ == "torch":
+        device = str(device)
+    if not isinstance(device, str):
+        raise TypeError(f"device must be a str such as 'cpu' or 'cuda:0' (or a torch.device), not {type(device).__name__}")
+    if device != "cpu":
+        if framework not in (None, "torch"):
+            raise ValueError(f"device={device!r} applies to torch tensors; framework={framework!r} loads on the CPU")
+        frameworks.require("torch").check_device(device)
+    context = _registry.resolver(types, strict)
+    context.update(framework=framework, device=device, plugins=_plugins.plugins_by_name(plugins),
+                   budget=ByteBudget(default_max_bytes(file_size) if max_bytes is None else max_bytes))
+    return context
+
+
+def load_arguments(framework: str | None, device: str, plugins: type | Iterable[type] | None, types: Iterable[type],
+                   strict: bool, max_bytes: int | None, file_size: int = 0) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(the load's arguments, kept with ``types`` and ``plugins`` as tuples for the :func:`load_context` of each load
+    made with them later; the context of a load of ``file_size`` bytes made now), every argument checked."""
+    args = {"framework": framework, "device": device, "plugins": _plugins.plugin_tuple(plugins), "types": tuple(types),
+            "strict": strict, "max_bytes": max_bytes}
+    return args, load_context(**args, file_size=file_size)
+
+
+def save(
+    data: Any,
+    metadata: Mapping[str, str] | None = None,
+    plugins: type | Iterable[type] | None = None,
+    *,
+    max_depth: int = DEFAULT_MAX_DEPTH,
+) -> bytes:
+    """Save nested data as the bytes of a safetensors file (what :func:`save_file` would write)."""
+    context = {"plugins": _plugins.check_plugins(plugins)}
+    return _core.save_bytes(data, _check_metadata(metadata), max_depth, DEFAULT_MAX_HEADER_SIZE, context)
+
+
+def unstructured(
+    buffer: Any, tensors: list[tuple[str, str, tuple[int, ...], int, int]], metadata: dict[str, str] | None,
+    context: dict[str, Any], max_depth: int,
+) -> Any:
+    """A file without a v2 schema: a safestructures 1.0.0 file, or a plain safetensors file (a dict of tensors)."""
+    table = {name: (dtype, shape, offset, nbytes) for name, dtype, shape, offset, nbytes in tensors}
+
+    def make(name: str, framework: str) -> Any:
+        try:
+            return frameworks.make_tensor(buffer, *table[name], {"name": name, "fw": framework}, context)
+        except SafestructuresError:
+            raise
+        except Exception as e:  # a framework's own error (JAX's for a dtype it lacks) names the tensor too
+            raise InvalidFileError(f"tensor {quote(name)}: {type(e).__name__}: {e}") from e
+
+    if file_format(False, metadata) == V1:
+        return _v1.load_v1(metadata, table, make, context, max_depth)  # type: ignore[arg-type]
+    return {name: make(name, "numpy") for name in table}
+
+
+def load(
+    data: bytes | bytearray | memoryview,
+    framework: str | None = None,
+    device: str = "cpu",
+    plugins: type | Iterable[type] | None = None,
+    *,
+    types: Iterable[type] = (),
+    strict: bool = False,
+    max_depth: int = DEFAULT_MAX_DEPTH,
+    max_nodes: int = DEFAULT_MAX_NODES,
+    max_header_size: int = DEFAULT_MAX_HEADER_SIZE,
+    max_bytes: int | None = None,
+) -> Any:
+    """Load data from the bytes of a safetensors file, as :func:`load_file` does.
+
+    numpy arrays are views of ``data`` itself (read-only when ``data`` is immutable, like ``bytes``); torch tensors
+    are views of a writable ``data`` (a bytearray, or a memoryview of one) and hold its buffer, so that it cannot be
+    resized or freed while they live; from ``bytes`` they are copies, charged to ``max_bytes``.
+    """
+    context = load_context(framework, device, plugins, types, strict, max_bytes, memoryview(data).nbytes)
+    with reading("the buffer"):
+        structured, payload, metadata = _core.load_bytes(data, max_depth, max_nodes, max_header_size, context)
+        return payload if structured else unstructured(data, payload, metadata, context, max_depth)
+
+
+_install_hooks()
