@@ -215,14 +215,12 @@ class LazyFile {
       if (tape[i].kind != NodeKind::Object) continue;
       const std::optional<Kind> kind = tree_->kind(i);
       if (!kind || !traits(*kind).names_class || tree_->tag(i).empty()) continue;
-      // The first "type" member counts, as the loader reads it.
-      std::size_t c = i + 1;
-      for (std::uint32_t m = 0; m < tape[i].count && tape[c].text != "type"; ++m) c = tape.next(c + 1);
-      if (c >= tape[i].end || tape[c].text != "type" || tape[c + 1].kind != NodeKind::String) continue;
+      const std::size_t type = tape.member(i, "type");  // the first, as the loader reads it
+      if (type == Tape::npos || tape[type].kind != NodeKind::String) continue;
       const std::string_view tag = tree_->tag(i);
       nb::object names = out.get(nb::str(tag.data(), tag.size()), nb::none());
       if (names.is_none()) out[nb::str(tag.data(), tag.size())] = names = nb::dict();
-      nb::str name(tape[c + 1].text.data(), tape[c + 1].text.size());
+      nb::str name(tape[type].text.data(), tape[type].text.size());
       names[name] = nb::cast<std::size_t>(nb::cast<nb::dict>(names).get(name, nb::int_(0))) + 1;
     }
     return out;
