@@ -102,6 +102,9 @@ class TreeReader {
   // The first item of tagged sequence or mapping `object` (its "items" array), and their count; npos with `why`.
   std::size_t items(std::size_t object, std::uint32_t& count, std::string& why) const;
 
+  // Whether node `item`, item `k` of a mapping's "items", is a [key, value] pair; false with `why` set when not.
+  bool is_pair(std::size_t item, std::uint32_t k, std::string& why) const;
+
   // The values of tagged scalars (section 5.2), checked; nullopt (false) with `why` set when malformed: a big int's
   // hexadecimal text ("0x1f", "-0x1f"), a non-finite float (a NaN keeps its "bits"), a str's code points.
   std::optional<std::string_view> big_int_hex(std::size_t i, std::string& why) const;

@@ -197,7 +197,7 @@ class LazyFile {
       nb::list pairs, to_build;
       std::size_t c = items + 1;
       for (std::uint32_t k = 0; k < tape[items].count; ++k, c = tape.next(c)) {
-        if (tape[c].kind != NodeKind::Array || tape[c].count != 2) invalid("item " + std::to_string(k) + " of a mapping is not a [key, value] pair");
+        if (std::string why; !tree_->is_pair(c, k, why)) invalid(why);
         const bool built = is_container(tape[c + 1]);
         pairs.append(nb::make_tuple(built ? nb::none() : value(c + 1), tape.next(c + 1)));
         if (built) to_build.append(nb::make_tuple(k, c + 1));

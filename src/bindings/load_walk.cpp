@@ -123,7 +123,7 @@ void Loader::fill_pairs(std::size_t object, const nb::object& target, bool exact
   HashRuns runs;
   for (std::uint32_t k = 0; k < count; ++k) {
     const Node& pair = tape_[c];
-    if (pair.kind != NodeKind::Array || pair.count != 2) invalid("each item of a mapping must be a [key, value] pair");
+    if (std::string why; !tree_.is_pair(c, k, why)) invalid(why);
     path_.push_back({LoadPath::Type::Index, {}, k});
     nb::object key = build(c + 1);
     check_hashable(key, c + 1, runs, "key", "cannot use this key: ");

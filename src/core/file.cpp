@@ -356,9 +356,7 @@ std::vector<Entry> TreeNode::entries() const {
   std::size_t c = first_item(count);
   for (std::uint32_t k = 0; k < count; ++k) {
     const safestructures::Node& pair = tape[c];
-    if (pair.kind != NodeKind::Array || pair.count != 2) {
-      fail(ErrorCode::SchemaInvalid, "item " + std::to_string(k) + " of a mapping must be a [key, value] pair");
-    }
+    if (std::string why; !document_->tree->is_pair(c, k, why)) fail(ErrorCode::SchemaInvalid, why);
     // String and int keys are written as Python writes them; other keys by the pair's position.
     const safestructures::Node& key = tape[c + 1];
     auto part = key.kind == NodeKind::String ? extend(path_, append_key_part, key.text)
@@ -385,9 +383,7 @@ std::optional<TreeNode> TreeNode::find(std::string_view key) const {
   std::size_t value = Tape::npos;
   for (std::uint32_t k = 0; k < count; ++k) {
     const std::size_t key_at = plain ? c : c + 1;
-    if (!plain && (tape[c].kind != NodeKind::Array || tape[c].count != 2)) {
-      fail(ErrorCode::SchemaInvalid, "item " + std::to_string(k) + " of a mapping must be a [key, value] pair");
-    }
+    if (std::string why; !plain && !document_->tree->is_pair(c, k, why)) fail(ErrorCode::SchemaInvalid, why);
     if (plain && tape[c].text == tag_member) fail(ErrorCode::SchemaInvalid, std::string(misplaced_tag_member));
     if (tape[key_at].kind == NodeKind::String && tape[key_at].text == key) {
       if (value != Tape::npos) fail(ErrorCode::SchemaInvalid, "a mapping holds the key " + quote_name(key) + " twice");

@@ -202,6 +202,12 @@ std::size_t TreeReader::items(std::size_t object, std::uint32_t& count, std::str
   return at + 1;
 }
 
+bool TreeReader::is_pair(std::size_t item, std::uint32_t k, std::string& why) const {
+  if (tape_[item].kind == NodeKind::Array && tape_[item].count == 2) return true;
+  why = "item " + std::to_string(k) + " of a mapping must be a [key, value] pair";
+  return false;
+}
+
 std::optional<std::string_view> TreeReader::big_int_hex(std::size_t i, std::string& why) const {
   const std::size_t at = required(i, "hex", NodeKind::String, why);
   if (at == Tape::npos) return std::nullopt;
