@@ -237,11 +237,11 @@ class Node:
         while stack:
             index, path, out, depth, node = stack.pop()
             if node is None:
-                json_kind, tag, count, _end = doc.node(index)
+                json_kind, tag, count, _end, kind = doc.node(index)
                 if tag is None:
                     # Plain JSON, the bulk of most files: described straight from the tape, without a Node (a plain
                     # list or dict has no id, so it is met only once).
-                    out["kind"] = doc.kind(index)
+                    out["kind"] = kind
                     if json_kind not in _JSON_CONTAINERS:
                         out["value"] = _json_value(doc.value(index))
                         continue

@@ -44,6 +44,7 @@ class _TreeView:
         self.prefix = prefix
         self.key_framework = key_framework
         self._heads: dict[int, tuple[str, str | None, dict[str, int]]] = {}
+        self._kinds: dict[int, str] = {}
         self._children: dict[int, tuple[bool, list[tuple[Any, int]]] | None] = {}
 
     @property
@@ -55,13 +56,15 @@ class _TreeView:
         found = self._heads.get(index)
         if found is None:
             doc = self.doc
-            json_kind, tag, _count, _end = doc.node(index)
+            json_kind, tag, _count, _end, self._kinds[index] = doc.node(index)
             found = self._heads[index] = (json_kind, tag, dict(doc.members(index)) if tag is not None else {})
         return found
 
     def kind(self, index: int) -> str:
         """What a node holds: its tag, or the Python type of plain JSON (``"none"``, ``"list"``...)."""
-        return self.doc.kind(index)
+        if index not in self._kinds:
+            self.head(index)
+        return self._kinds[index]
 
     def scalar(self, index: int) -> Any:
         """A node's value when it is a JSON scalar, else None."""

@@ -71,16 +71,16 @@ class LazyFile {
   }
   nb::list tensors(std::size_t shard) const { return tensor_table(source_.shards.at(shard).reader.header()); }
 
-  // (kind, tag or None, element/member count, index one past the subtree).
+  // (JSON kind, tag or None, element/member count, index one past the subtree, what the node holds as the lazy API
+  // names it: a tagged node by its tag, plain JSON by its Python type, "none" for null).
   nb::tuple node(std::size_t i) const {
     const Node& n = at(i);
-    static const char* const kinds[] = {"null", "false", "true", "int", "float", "string", "array", "object"};
-    nb::object tag = nb::none();
-    if (n.kind == NodeKind::Object) {
-      const std::string_view t = tree_->tag(i);
-      if (!t.empty()) tag = nb::str(t.data(), t.size());
-    }
-    return nb::make_tuple(kinds[static_cast<int>(n.kind)], tag, n.count, n.end);
+    static const char* const json_kinds[] = {"null", "false", "true", "int", "float", "string", "array", "object"};
+    const std::string_view tag = n.kind == NodeKind::Object ? tree_->tag(i) : std::string_view();
+    const Kind plain = tag.empty() ? *tree_->kind(i) : Kind::Null;
+    const std::string_view kind = !tag.empty() ? tag : plain == Kind::Null ? "none" : kind_name(plain);
+    return nb::make_tuple(json_kinds[static_cast<int>(n.kind)], tag.empty() ? nb::none() : nb::object(nb::str(tag.data(), tag.size())),
+                          n.count, n.end, nb::str(kind.data(), kind.size()));
   }
 
   nb::list members(std::size_t i) const {
@@ -130,15 +130,6 @@ class LazyFile {
     const std::size_t target = tree_->follow(i, ref_id, why);
     if (target == Tape::npos) invalid(why);
     return nb::make_tuple(target, ref_id != 0 ? nb::object(nb::int_(ref_id)) : nb::none());
-  }
-
-  // What node `i` holds as the lazy API names it: a tagged node by its tag, plain JSON by its Python type ("none" for
-  // null).
-  nb::str kind(std::size_t i) const {
-    const std::string_view tag = at(i).kind == NodeKind::Object ? tree_->tag(i) : std::string_view();
-    const Kind plain = tag.empty() ? *tree_->kind(i) : Kind::Null;
-    const std::string_view name = !tag.empty() ? tag : plain == Kind::Null ? "none" : kind_name(plain);
-    return nb::str(name.data(), name.size());
   }
 
   // The children of the container node `i` (followed already), in stored order, as (indexed, [(key or index, child
@@ -333,12 +324,11 @@ void register_lazy_file(nb::module_& m) {
       .def("buffer", &LazyFile::buffer, "shard"_a = 0, "The FileBuffer of a mapped file.")
       .def("metadata", &LazyFile::metadata, "shard"_a = 0, "A file's metadata without the reserved keys (None when it has none).")
       .def("tensors", &LazyFile::tensors, "shard"_a = 0, "A file's tensors: [(name, dtype, shape, offset, nbytes)].")
-      .def("node", &LazyFile::node, "index"_a, "(kind, tag or None, count, end) of a node.")
+      .def("node", &LazyFile::node, "index"_a, "(JSON kind, tag or None, count, end, kind) of a node.")
       .def("members", &LazyFile::members, "index"_a, "[(key, value node)] of an object node.")
       .def("elements", &LazyFile::elements, "index"_a, "The element nodes of an array node.")
       .def("value", &LazyFile::value, "index"_a, "The value of a scalar node.")
       .def("follow", &LazyFile::follow, "index"_a, "(the node a node stands for, its reference id or None): references followed.")
-      .def("kind", &LazyFile::kind, "index"_a, "What a node holds: its tag, or the Python type of plain JSON.")
       .def("children", &LazyFile::children, "index"_a,
            "(indexed, [(key, child)], [(position, key node)]) of a container node, the keys to build listed; None for a leaf.")
       .def("type_names", &LazyFile::type_names, "{kind: {class name: count}} of every class the tree names.")
