@@ -12,6 +12,9 @@ namespace safestructures {
 // The metadata key holding the schema document, and the tensor a schema too large for the header is spilled into.
 inline constexpr std::string_view schema_metadata_key = "__safestructures__";
 inline constexpr std::string_view schema_spill_tensor = "__safestructures_schema__";
+// The metadata key, in a sharded save's index and in each of its shards, of the id of the save that wrote them
+// (section 7).
+inline constexpr std::string_view save_id_key = "__safestructures_save__";
 // The two metadata keys of safestructures 1.0.0 files (section 6).
 inline constexpr std::string_view v1_schema_key = "_safestructures_schema_";
 inline constexpr std::string_view v1_version_key = "_safestructures_schema_version_";

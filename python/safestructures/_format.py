@@ -21,7 +21,7 @@ V1_VERSION_KEY: str = _FORMAT["v1_version_key"]
 # Keys a caller's metadata may not use.
 RESERVED_METADATA_KEYS: frozenset[str] = frozenset({SCHEMA_KEY, V1_SCHEMA_KEY, V1_VERSION_KEY})
 # The key, in a sharded save's index metadata and in every shard's, of the id of the save that wrote them.
-SAVE_KEY = "__safestructures_save__"
+SAVE_KEY: str = _FORMAT["save_id_key"]
 # The index of a sharded checkpoint (the Hugging Face convention), and how the name of any index ends; its two
 # objects, and the key of its metadata holding the bytes of tensor data.
 INDEX_NAME = "model.safetensors.index.json"

@@ -229,7 +229,7 @@ nb::tuple py_save_sharded(nb::handle data, const std::filesystem::path& director
   }
   // The save's id in every shard, checked against the index's on load; temporary names carry it too, so two saves
   // into one directory at once never write the same file.
-  const Metadata format{{"__safestructures_save__", save_id}, {"format", "pt"}};
+  const Metadata format{{std::string(save_id_key), save_id}, {"format", "pt"}};
   nb::list files;
   std::vector<std::filesystem::path> written;
   try {
@@ -299,6 +299,7 @@ nb::dict format_table() {
   nb::dict out;
   out["schema_key"] = text(schema_metadata_key);
   out["spill_tensor"] = text(schema_spill_tensor);
+  out["save_id_key"] = text(save_id_key);
   out["v1_schema_key"] = text(v1_schema_key);
   out["v1_version_key"] = text(v1_version_key);
   out["format_name"] = text(schema_format_name);

@@ -19,7 +19,7 @@ from .. import _core, _walkers
 from .._errors import InvalidFileError, quote
 from .._format import DCP_KEY, INDEX_METADATA, INDEX_NAME, INDEX_WEIGHT_MAP, SCHEMA_KEY, TOTAL_SIZE_KEY
 from .._sharded import SHARD_FILE_NAME
-from ..frameworks.torch import _DTYPE_NAMES as TORCH_DTYPES
+from ..frameworks.torch import DTYPES_BY_NAME as TORCH_DTYPES
 
 __all__ = ["blob_of", "index_text", "load_structure", "metadata_from_index", "read_index", "schema_of"]
 

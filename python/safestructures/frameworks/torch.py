@@ -324,7 +324,7 @@ def reduce_value(value: Any) -> tuple[str, dict[str, Any]]:
 
 # Names a file may give a torch.dtype: torch's own dtype attributes, read once from its namespace (never getattr with a
 # name from a file: torch's module __getattr__ imports submodules such as torch._dynamo on demand).
-_DTYPE_NAMES: dict[str, torch.dtype] = {name: value for name, value in vars(torch).items() if isinstance(value, torch.dtype)}
+DTYPES_BY_NAME: dict[str, torch.dtype] = {name: value for name, value in vars(torch).items() if isinstance(value, torch.dtype)}
 # Device types a file may give a torch.device (torch's list, less the deprecated "mkldnn", which warns).
 _DEVICE_TYPES = frozenset(("cpu", "cuda", "mps", "xla", "meta", "hpu", "xpu", "mtia", "ipu", "lazy", "fpga", "vulkan",
                            "opengl", "opencl", "ideep", "hip", "ve", "maia", "privateuseone"))
@@ -344,7 +344,7 @@ def construct_value(tag: str, fields: dict[str, Any]) -> Any:
     """Rebuild what reduce_value described; names are looked up in fixed tables of torch's dtypes and device types."""
     if tag == TAG.TorchDtype:
         name = fields["name"]
-        value = _DTYPE_NAMES.get(name) if type(name) is str else None
+        value = DTYPES_BY_NAME.get(name) if type(name) is str else None
         if value is None:
             raise ValueError(f"{shown(name)} is not a torch dtype")
         return value
