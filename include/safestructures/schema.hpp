@@ -112,6 +112,9 @@ void append_json(std::string& out, const Tape& tape, std::size_t root = 0);
 // Parses JSON text into a tape. Raises SchemaNotJson, NestingTooDeep or TooManyNodes.
 Tape parse_schema_json(std::string_view json, const SchemaLimits& limits = {});
 
+// The document's envelope without its closing brace, {"format":"safestructures","version":2, followed by its "root"
+// (or a spilled schema's "spill").
+std::string schema_envelope_head();
 // The schema document: {"format":"safestructures","version":2,"root":NODE}.
 std::string make_schema_document(const Tape& root);
 

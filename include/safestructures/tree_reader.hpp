@@ -13,26 +13,13 @@
 
 #include "safestructures/container.hpp"
 #include "safestructures/format.hpp"
+#include "safestructures/path_text.hpp"
 #include "safestructures/schema.hpp"
 
 namespace safestructures {
 
 // ---- paths, as messages write them: `$["model"]["layers"][0].name`
 
-// "$" followed by each part of a path, as render(out, part) writes it; deep paths keep their two ends and only count
-// the middle, so a message about level 100,000 stays readable.
-template <class Part, class Render>
-std::string path_text(const std::vector<Part>& parts, Render render) {
-  std::string out = "$";
-  for (std::size_t k = 0; k < parts.size(); ++k) {
-    if (parts.size() > 24 && k == 10) {
-      out += "[... " + std::to_string(parts.size() - 20) + " more ...]";
-      k = parts.size() - 10;
-    }
-    render(out, parts[k]);
-  }
-  return out;
-}
 // One step of a path: a string key `["key"]`, an index or int key `[3]`, a field of a tagged node `.name`.
 void append_key_part(std::string& out, std::string_view key);
 void append_index_part(std::string& out, std::int64_t index);

@@ -25,7 +25,7 @@ from ._records import Record
 
 __all__ = ["CONSTRUCT", "FACTORIES", "classify", "factory_name", "reduce"]
 
-# The walker's kinds; the numbers are shared with src/bindings/hooks.hpp.
+# The save walk's routes; the numbers are SaveRoute's in src/bindings/hooks.hpp.
 UNSUPPORTED, TENSOR, REDUCE, ORDEREDDICT, DEFAULTDICT, DEQUE, COUNTER = range(7)
 
 _PATHS: dict[str, type[pathlib.PurePath]] = {

@@ -85,16 +85,16 @@ WriteTensor make_write_tensor(nb::handle name, nb::handle dtype, nb::handle shap
   return t;
 }
 
-WriteRequest make_write_request(nb::handle entries) {
-  WriteRequest request;
+std::vector<WriteTensor> make_write_tensors(nb::handle entries) {
+  std::vector<WriteTensor> tensors;
   nb::list list = nb::cast<nb::list>(entries);
-  request.tensors.reserve(list.size());
+  tensors.reserve(list.size());
   for (nb::handle entry : list) {
     nb::tuple items = nb::cast<nb::tuple>(entry);
     if (items.size() != 4) throw ArgumentError(ErrorCode::InvalidArgument, "each entry must be (name, dtype, shape, array)");
-    request.tensors.push_back(make_write_tensor(items[0], items[1], items[2], items[3]));
+    tensors.push_back(make_write_tensor(items[0], items[1], items[2], items[3]));
   }
-  return request;
+  return tensors;
 }
 
 bool make_metadata(nb::handle metadata, Metadata& out) {

@@ -14,6 +14,7 @@
 #include "safestructures/reader.hpp"
 #include "safestructures/schema.hpp"
 #include "safestructures/tree_reader.hpp"
+#include "safestructures/tree_writer.hpp"
 #include "safestructures/writer.hpp"
 
 namespace safestructures::bindings {
@@ -31,11 +32,6 @@ class ArgumentError : public Error {
 // Installs the one translator of core errors into the exception classes of safestructures._errors.
 void register_error_translator();
 
-// Fields that only wrap an object's content (format.hpp): the save walk's name for them.
-inline bool transparent_field(std::string_view field) { return is_transparent_field(field); }
-
-using safestructures::path_text;
-
 // A class of safestructures._errors by name (the module is imported on first use).
 nb::object error_class(const char* name);
 
@@ -45,17 +41,12 @@ std::string py_text(nb::handle obj);
 // A Python str of UTF-8 text that may be invalid (a message quoting bytes from a file): bad bytes escaped.
 nb::str python_text(const std::string& text);
 
-// The tensors to write; the Python objects that own their memory are kept alive by the caller.
-struct WriteRequest {
-  std::vector<WriteTensor> tensors;
-};
-
 // One tensor to write from (name, safetensors dtype name, shape, object with __array_interface__), without copying
 // its data; raises InvalidArgumentError naming the tensor on a bad entry.
 WriteTensor make_write_tensor(nb::handle name, nb::handle dtype, nb::handle shape, nb::handle array);
 
-// The same for a list of (name, dtype, shape, array) entries.
-WriteRequest make_write_request(nb::handle entries);
+// The same for a list of (name, dtype, shape, array) entries; the caller keeps the arrays alive.
+std::vector<WriteTensor> make_write_tensors(nb::handle entries);
 
 // Converts {str: str} (or None) into core metadata.
 bool make_metadata(nb::handle metadata, Metadata& out);
@@ -64,25 +55,21 @@ bool make_metadata(nb::handle metadata, Metadata& out);
 
 namespace safestructures::bindings {
 
-// Saving: the data's schema tape, the tensors to write, and what keeps their memory alive.
+// Saving: what the walk wrote, and what keeps the memory its tape and tensors view alive.
 struct SaveResult {
-  // The schema document; with SaveOptions::escaped, in its escaped header form (see make_escaped_schema_document).
-  std::string schema_document;
-  WriteRequest request;
+  WrittenTree tree;
   std::vector<nb::object> keep_alive;
 };
 
-struct SaveOptions {
+struct SaveWalkOptions {
   std::uint32_t max_depth = 1000;
-  // Render the schema escaped, ready for the header of one file (a sharded save puts it in its index instead).
-  bool escaped = false;
   // Per-save state of the framework adapters (e.g. which storages were already written), passed to array_entry.
   nb::handle context;
 };
 
-// Walks `data` into a schema document and tensors. Raises UnsupportedTypeError naming the type and the path,
+// Walks `data` into a schema tape and tensors. Raises UnsupportedTypeError naming the type and the path,
 // InvalidArgumentError for nesting deeper than the limit.
-SaveResult walk_data(nb::handle data, const SaveOptions& options);
+SaveResult walk_data(nb::handle data, const SaveWalkOptions& options);
 
 // A file (or a caller's buffer) tensors are read from, and the Python object arrays view to keep its bytes alive.
 struct Shard {

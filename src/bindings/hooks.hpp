@@ -7,8 +7,9 @@ namespace safestructures::bindings {
 
 namespace nb = nanobind;
 
-// What the Python layer's classify(type) answers for a type the walker has no exact-type fast path for.
-enum class Kind : int {
+// The save walk's route for a type it has no exact-type fast path for: what the Python layer's classify(type)
+// answers (_types.py's UNSUPPORTED, TENSOR, ... in this order).
+enum class SaveRoute : int {
   Unsupported = 0,
   // A tensor of any framework, described by array_entry(obj, name, context).
   Tensor = 1,
@@ -21,7 +22,7 @@ enum class Kind : int {
 };
 
 struct Hooks {
-  nb::object classify;          // type -> Kind
+  nb::object classify;          // type -> SaveRoute
   nb::object reduce;            // (obj, context) -> (tag, {field: value}); TypeError when the object cannot be stored
   // (tensor, proposed name, context) -> (stored dtype | None, shape, data, {schema fields}); a None dtype writes no
   // tensor (the node views an earlier tensor's storage).

@@ -13,7 +13,8 @@ namespace safestructures::bindings {
 namespace load_walk {
 
 std::string Loader::path_text() const {
-  return bindings::path_text(path_, [](std::string& out, const LoadPath& part) {
+  return render_path(path_.size(), [this](std::string& out, std::size_t k) {
+    const LoadPath& part = path_[k];
     switch (part.type) {
       case LoadPath::Type::Index: append_index_part(out, static_cast<std::int64_t>(part.index)); break;
       case LoadPath::Type::Field: append_field_part(out, part.key); break;

@@ -100,12 +100,12 @@ nb::tuple py_read_bytes(nb::handle data, std::uint64_t max_header_size) {
 }
 
 void py_write_file(const std::filesystem::path& path, nb::handle entries, nb::handle metadata, bool fsync) {
-  WriteRequest request = make_write_request(entries);
+  const std::vector<WriteTensor> tensors = make_write_tensors(entries);
   Metadata meta;
   const bool has_metadata = make_metadata(metadata, meta);
   nb::gil_scoped_release release;
   try {
-    write_file(path, request.tensors, has_metadata ? &meta : nullptr, WriteOptions{fsync});
+    write_file(path, tensors, has_metadata ? &meta : nullptr, WriteOptions{fsync});
   } catch (const Error& e) {
     if (e.code() == ErrorCode::Io) throw;
     throw ArgumentError(e);
@@ -113,12 +113,12 @@ void py_write_file(const std::filesystem::path& path, nb::handle entries, nb::ha
 }
 
 nb::bytes py_write_bytes(nb::handle entries, nb::handle metadata) {
-  WriteRequest request = make_write_request(entries);
+  const std::vector<WriteTensor> tensors = make_write_tensors(entries);
   Metadata meta;
   const bool has_metadata = make_metadata(metadata, meta);
   Layout layout;
   try {
-    layout = plan_layout(request.tensors, has_metadata ? &meta : nullptr);
+    layout = plan_layout(tensors, has_metadata ? &meta : nullptr);
   } catch (const Error& e) {
     throw ArgumentError(e);
   }
@@ -128,7 +128,7 @@ nb::bytes py_write_bytes(nb::handle entries, nb::handle metadata) {
   nb::bytes result = nb::steal<nb::bytes>(out);
   {
     nb::gil_scoped_release release;
-    write_into({reinterpret_cast<std::byte*>(PyBytes_AS_STRING(out)), layout.file_size()}, layout, request.tensors);
+    write_into({reinterpret_cast<std::byte*>(PyBytes_AS_STRING(out)), layout.file_size()}, layout, tensors);
   }
   return result;
 }
@@ -161,9 +161,9 @@ StructuredLayout plan_save(nb::handle data, nb::handle metadata, std::uint32_t m
                            nb::handle context, SaveResult& walked) {
   Metadata meta;
   make_metadata(metadata, meta);
-  walked = walk_data(data, SaveOptions{max_depth, true, context});
+  walked = walk_data(data, SaveWalkOptions{max_depth, context});
   try {
-    return plan_structured(std::move(walked.request.tensors), meta, EscapedSchema{std::move(walked.schema_document)}, max_header_size);
+    return std::move(walked.tree).plan(meta, max_header_size);
   } catch (const Error& e) {
     throw ArgumentError(e);
   }
@@ -204,8 +204,8 @@ nb::bytes py_save_bytes(nb::handle data, nb::handle metadata, std::uint32_t max_
 nb::tuple py_save_sharded(nb::handle data, const std::filesystem::path& directory, const std::string& prefix, const std::string& save_id,
                           std::uint32_t max_depth,
                           std::uint64_t max_shard_size, bool fsync, nb::handle context) {
-  SaveResult walked = walk_data(data, SaveOptions{max_depth, false, context});
-  const std::vector<WriteTensor>& tensors = walked.request.tensors;
+  SaveResult walked = walk_data(data, SaveWalkOptions{max_depth, context});
+  const std::vector<WriteTensor>& tensors = walked.tree.tensors;
   Layout whole;
   try {
     whole = plan_layout(tensors, nullptr, std::numeric_limits<std::uint64_t>::max());
@@ -248,7 +248,8 @@ nb::tuple py_save_sharded(nb::handle data, const std::filesystem::path& director
     for (const auto& path : written) std::filesystem::remove(path, ignored);
     throw;
   }
-  return nb::make_tuple(nb::str(walked.schema_document.data(), walked.schema_document.size()), files, weight_map, total);
+  const std::string document = walked.tree.document();
+  return nb::make_tuple(nb::str(document.data(), document.size()), files, weight_map, total);
 }
 
 // (structured, data or tensor table, user metadata): data when the file has a schema, else the flat tensor table.

@@ -126,7 +126,7 @@ std::string TreeNode::path() const {
   std::vector<const PathPart*> parts;
   for (const PathPart* p = path_.get(); p != nullptr; p = p->parent.get()) parts.push_back(p);
   std::reverse(parts.begin(), parts.end());
-  return path_text(parts, [](std::string& out, const PathPart* part) { out += part->text; });
+  return render_path(parts.size(), [&parts](std::string& out, std::size_t k) { out += parts[k]->text; });
 }
 
 void TreeNode::fail(ErrorCode code, const std::string& what) const { raise(code, "at " + path() + ": " + what); }

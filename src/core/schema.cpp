@@ -41,7 +41,7 @@ std::size_t Tape::next(std::size_t i) const {
 
 std::size_t Tape::begin_tagged(std::string_view tag) {
   const std::size_t at = begin_object();
-  string("$");
+  string(tag_member);
   string(tag);
   count_child(at);
   return at;
@@ -50,8 +50,8 @@ std::size_t Tape::begin_tagged(std::string_view tag) {
 void Tape::reference(std::size_t target, std::uint32_t& next_id) {
   if (nodes_[target].id == 0) nodes_[target].id = next_id++;
   const std::uint32_t id = nodes_[target].id;
-  const std::size_t at = begin_tagged("ref");
-  string("#");
+  const std::size_t at = begin_tagged(traits(Kind::Ref).tag);
+  string(id_member);
   integer(id);
   count_child(at);
   end_container(at);
@@ -62,7 +62,7 @@ void Tape::float_value(double value) {
     number(value);
     return;
   }
-  const std::size_t at = begin_tagged("float");
+  const std::size_t at = begin_tagged(traits(Kind::Float).tag);
   string("v");
   string(std::isnan(value) ? "nan" : (value > 0 ? "inf" : "-inf"));
   count_child(at);
@@ -85,7 +85,7 @@ std::string_view Tape::tag(std::size_t object) const {
   if (n.kind != NodeKind::Object || n.count == 0) return {};
   const Node& key = nodes_[object + 1];
   const Node& value = nodes_[object + 2];
-  if (key.text != "$" || value.kind != NodeKind::String) return {};
+  if (key.text != tag_member || value.kind != NodeKind::String) return {};
   return value.text;
 }
 
@@ -108,6 +108,13 @@ void append_number(std::string& out, double value) {
   out += text;
   // Keeps floats distinguishable from integers in the JSON: 1.0 stays 1.0, not 1.
   if (text.find_first_of(".e") == std::string_view::npos) out += ".0";
+}
+
+// {"$":TAG,"#":ID,"items": the head of a container that something refers to, in its kind's tagged form.
+std::string referred_head(Kind kind, std::uint32_t id) {
+  std::string out = "{\"";
+  out.append(tag_member).append("\":\"").append(traits(kind).tag).append("\",\"").append(id_member).append("\":");
+  return out.append(std::to_string(id)).append(",\"items\":");
 }
 
 [[noreturn]] void stack_too_deep() {
@@ -174,7 +181,7 @@ std::size_t append_node(std::string& out, const Tape& tape, std::size_t i) {
     case NodeKind::Float: append_number(out, n.number); return i + 1;
     case NodeKind::String: string_node<Escaped>(out, n.text); return i + 1;
     case NodeKind::Array: {
-      if (n.id) literal<Escaped>(out, "{\"$\":\"list\",\"#\":" + std::to_string(n.id) + ",\"items\":");
+      if (n.id) literal<Escaped>(out, referred_head(Kind::List, n.id));
       out += '[';
       std::size_t c = i + 1;
       for (std::uint32_t k = 0; k < n.count; ++k) {
@@ -188,7 +195,7 @@ std::size_t append_node(std::string& out, const Tape& tape, std::size_t i) {
     case NodeKind::Object: {
       const bool tagged = !tape.tag(i).empty();
       if (n.id && !tagged) {
-        literal<Escaped>(out, "{\"$\":\"dict\",\"#\":" + std::to_string(n.id) + ",\"items\":[");
+        literal<Escaped>(out, referred_head(Kind::Dict, n.id) + "[");
         std::size_t c = i + 1;
         for (std::uint32_t k = 0; k < n.count; ++k) {
           if (k) out += ',';
@@ -323,7 +330,7 @@ template <bool Escaped>
 std::string schema_document(const Tape& root, std::size_t reserve) {
   std::string out;
   out.reserve(reserve);
-  literal<Escaped>(out, "{\"format\":\"safestructures\",\"version\":" + std::to_string(schema_version) + ",\"root\":");
+  literal<Escaped>(out, schema_envelope_head() + ",\"root\":");
   if (root.size()) {
     append_node<Escaped>(out, root, 0);
   } else {
@@ -331,6 +338,10 @@ std::string schema_document(const Tape& root, std::size_t reserve) {
   }
   out += '}';
   return out;
+}
+
+std::string schema_envelope_head() {
+  return "{\"format\":\"" + std::string(schema_format_name) + "\",\"version\":" + std::to_string(schema_version);
 }
 
 std::string make_schema_document(const Tape& root) { return schema_document<false>(root, 0); }

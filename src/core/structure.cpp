@@ -33,8 +33,7 @@ void check_user_metadata(const Metadata& user_metadata) {
 // Too large for the header: the schema moves into a tensor and the metadata keeps a pointer to it.
 void spill(StructuredLayout& plan, std::string schema_document, std::uint64_t max_header_size) {
   plan.spilled_schema = std::move(schema_document);
-  plan.metadata.back().second = "{\"format\":\"safestructures\",\"version\":" + std::to_string(schema_version) + ",\"spill\":" +
-                                quote_name(schema_spill_tensor) + "}";
+  plan.metadata.back().second = schema_envelope_head() + ",\"spill\":" + quote_name(schema_spill_tensor) + "}";
   plan.tensors.push_back(WriteTensor{std::string(schema_spill_tensor), Dtype::U8, {plan.spilled_schema.size()},
                                      reinterpret_cast<const std::byte*>(plan.spilled_schema.data()), {}});
   plan.layout = plan_layout(plan.tensors, &plan.metadata, max_header_size);
@@ -49,38 +48,34 @@ std::string unescape(const std::string& escaped) {
   return std::string(text);
 }
 
+// The schema is given as JSON, or `escaped` as the content of the header's JSON string.
+StructuredLayout plan_with_schema(std::vector<WriteTensor> tensors, const Metadata& user_metadata, std::string schema, bool escaped,
+                                  std::uint64_t max_header_size) {
+  check_user_metadata(user_metadata);
+  StructuredLayout plan;
+  plan.metadata = with_schema(user_metadata, std::move(schema));
+  plan.tensors = std::move(tensors);
+  try {
+    plan.layout = plan_layout(plan.tensors, &plan.metadata, max_header_size, escaped ? schema_metadata_key : std::string_view());
+    return plan;
+  } catch (const Error& e) {
+    if (e.code() != ErrorCode::HeaderTooLarge) throw;
+  }
+  std::string& document = plan.metadata.back().second;
+  spill(plan, escaped ? unescape(document) : std::move(document), max_header_size);
+  return plan;
+}
+
 }  // namespace
 
 StructuredLayout plan_structured(std::vector<WriteTensor> tensors, const Metadata& user_metadata, std::string schema_document,
                                  std::uint64_t max_header_size) {
-  check_user_metadata(user_metadata);
-  StructuredLayout plan;
-  plan.metadata = with_schema(user_metadata, std::move(schema_document));
-  plan.tensors = std::move(tensors);
-  try {
-    plan.layout = plan_layout(plan.tensors, &plan.metadata, max_header_size);
-    return plan;
-  } catch (const Error& e) {
-    if (e.code() != ErrorCode::HeaderTooLarge) throw;
-  }
-  spill(plan, std::move(plan.metadata.back().second), max_header_size);
-  return plan;
+  return plan_with_schema(std::move(tensors), user_metadata, std::move(schema_document), false, max_header_size);
 }
 
 StructuredLayout plan_structured(std::vector<WriteTensor> tensors, const Metadata& user_metadata, EscapedSchema schema,
                                  std::uint64_t max_header_size) {
-  check_user_metadata(user_metadata);
-  StructuredLayout plan;
-  plan.metadata = with_schema(user_metadata, std::move(schema.text));
-  plan.tensors = std::move(tensors);
-  try {
-    plan.layout = plan_layout(plan.tensors, &plan.metadata, max_header_size, schema_metadata_key);
-    return plan;
-  } catch (const Error& e) {
-    if (e.code() != ErrorCode::HeaderTooLarge) throw;
-  }
-  spill(plan, unescape(plan.metadata.back().second), max_header_size);
-  return plan;
+  return plan_with_schema(std::move(tensors), user_metadata, std::move(schema.text), true, max_header_size);
 }
 
 void write_structured(const std::filesystem::path& path, const StructuredLayout& plan, const WriteOptions& options) {

@@ -1,4 +1,4 @@
-// Building a tree in C++ and saving it: values, the walk that turns them into a schema tape and tensors, the save.
+// Building a tree in C++ and saving it: values, and the save walk that writes them through the tree writer.
 #include "safestructures/value.hpp"
 
 #include <algorithm>
@@ -6,13 +6,11 @@
 #include <cmath>
 #include <cstring>
 #include <unordered_map>
-#include <unordered_set>
 
 #include "safestructures/codec.hpp"
 #include "safestructures/error.hpp"
-#include "safestructures/schema.hpp"
 #include "safestructures/stack.hpp"
-#include "safestructures/structure.hpp"
+#include "safestructures/tree_writer.hpp"
 
 namespace safestructures {
 
@@ -39,17 +37,6 @@ struct Value::Impl {
 const Value::Impl& impl_of(const Value& value) { return *value.impl_; }
 
 namespace {
-
-// Inline bytes up to this size are base64 in the schema, as the Python saver writes them; larger ones are tensors.
-constexpr std::size_t inline_bytes_limit = 64;
-
-// Appended piece by piece: GCC 12 warns (-Wrestrict, wrongly) about "[" + std::string + "]".
-std::string bracketed(std::string_view inner) {
-  std::string out = "[";
-  out += inner;
-  out += ']';
-  return out;
-}
 
 // A tuple can be made to hold itself (through tuples only, nothing Python could build): the recursive helpers below
 // stop before the stack runs out rather than crash.
@@ -219,260 +206,122 @@ std::string python_repr(const Value::Impl& v) {
   }
 }
 
-// ---- The saver: values -> schema tape and tensors
+// ---- The save walk: values written through the tree writer
 
-class Saver {
+class ValueWalk final : public NodeText {
  public:
-  explicit Saver(const SaveOptions& options) : options_(options) {}
+  explicit ValueWalk(const SaveOptions& options) : writer_(options.max_depth, *this) {}
 
   void walk(const Value::Impl& v);
-  Tape tape;
-  std::vector<WriteTensor> tensors;
+  StructuredLayout plan(const Value& root, const Metadata& metadata) && {
+    walk(impl_of(root));
+    return std::move(writer_).finish().plan(metadata);
+  }
+
+  std::string key_name(const void* key) const override { return python_str(*static_cast<const Value::Impl*>(key)); }
+  std::string key_shown(const void* key) const override {
+    const auto& k = *static_cast<const Value::Impl*>(key);
+    return k.kind == Kind::String ? quote_name(k.text) : python_repr(k);
+  }
+  std::string type_name(const void* obj) const override { return std::string(kind_name(static_cast<const Value::Impl*>(obj)->kind)); }
 
  private:
-  struct Part {
-    std::string name;   // as it goes into tensor names
-    std::string shown;  // as it goes into error messages
-  };
-  struct Memo {
-    std::size_t tape_at;
-    bool in_progress;
-    bool immutable;
-  };
-
-  void walk_float(double value);
   void walk_string(const std::string& text);
-  void walk_bytes(const Value::Impl& v);
   void walk_tensor(const Value::Impl& v);
   void walk_sequence(const Value::Impl& v);
   void walk_dict(const Value::Impl& v);
-  bool seen(const Value::Impl& v);
-  std::size_t open_tagged(std::string_view tag);
-  void enter(const Value::Impl& v, std::size_t tape_at, bool immutable);
-  void leave(const Value::Impl& v);
-  void descend();
-  std::string tensor_name();
-  std::string path_text() const;
-  [[noreturn]] void invalid(ErrorCode code, const std::string& what) const { raise(code, "at " + path_text() + ": " + what); }
+  [[noreturn]] void invalid(const std::string& what) const { raise(ErrorCode::InvalidArgument, "at " + writer_.path_text() + ": " + what); }
 
-  const SaveOptions& options_;
-  std::vector<Part> path_;
-  std::unordered_map<const Value::Impl*, Memo> memo_;
-  // Names a generated path must never take, then every name taken, in walk order.
-  std::unordered_set<std::string> used_names_{std::string(metadata_key), std::string(schema_spill_tensor)};
-  std::uint32_t depth_ = 0;
-  std::uint32_t next_id_ = 1;
+  TreeWriter writer_;
 };
 
-std::string Saver::path_text() const {
-  std::string out = "$";
-  for (std::size_t k = 0; k < path_.size(); ++k) {
-    if (path_.size() > 24 && k == 10) {
-      out += "[... " + std::to_string(path_.size() - 20) + " more ...]";
-      k = path_.size() - 10;
-    }
-    out += path_[k].shown;
-  }
-  return out;
-}
-
-// The path joined with '.', control characters made '_', "root" for the root, then "~N" for a name already taken.
-std::string Saver::tensor_name() {
-  std::string name;
-  for (const Part& part : path_) {
-    if (!name.empty()) name += '.';
-    name += part.name;
-  }
-  if (name.empty()) name = "root";
-  for (char& c : name) {
-    if (static_cast<unsigned char>(c) < 0x20) c = '_';
-  }
-  std::string candidate = name;
-  for (std::size_t k = 1; used_names_.contains(candidate); ++k) candidate = name + "~" + std::to_string(k);
-  used_names_.insert(candidate);
-  return candidate;
-}
-
-std::size_t Saver::open_tagged(std::string_view tag) {
-  return tape.begin_tagged(tag);
-}
-
-bool Saver::seen(const Value::Impl& v) {
-  const auto it = memo_.find(&v);
-  if (it == memo_.end()) return false;
-  const Memo& m = it->second;
-  if (m.in_progress && m.immutable) {
-    invalid(ErrorCode::InvalidArgument, "cannot save this reference cycle: it runs through a tuple, which Python cannot rebuild before its own items");
-  }
-  tape.reference(m.tape_at, next_id_);
-  return true;
-}
-
-void Saver::descend() {
-  if (++depth_ > options_.max_depth) {
-    invalid(ErrorCode::NestingTooDeep, "the data nests deeper than the limit of " + std::to_string(options_.max_depth) + " levels");
-  }
-  if (stack_nearly_exhausted()) invalid(ErrorCode::NestingTooDeep, "the data nests deeper than this thread's stack can walk");
-}
-
-void Saver::enter(const Value::Impl& v, std::size_t tape_at, bool immutable) {
-  descend();
-  memo_.emplace(&v, Memo{tape_at, true, immutable});
-}
-
-void Saver::leave(const Value::Impl& v) {
-  --depth_;
-  memo_[&v].in_progress = false;
-}
-
-void Saver::walk(const Value::Impl& v) {
+void ValueWalk::walk(const Value::Impl& v) {
   switch (v.kind) {
-    case Kind::Null: tape.null(); return;
-    case Kind::Bool: tape.boolean(v.boolean); return;
-    case Kind::Int: tape.integer(v.integer); return;
-    case Kind::BigInt: {
-      const std::size_t at = open_tagged("int");
-      tape.string("hex");
-      tape.string(v.text);
-      tape.count_child(at);
-      tape.end_container(at);
-      return;
-    }
-    case Kind::Float: walk_float(v.number); return;
+    case Kind::Null: writer_.tape.null(); return;
+    case Kind::Bool: writer_.tape.boolean(v.boolean); return;
+    case Kind::Int: writer_.tape.integer(v.integer); return;
+    case Kind::BigInt: writer_.big_int(v.text); return;
+    case Kind::Float: writer_.tape.float_value(v.number); return;
     case Kind::String: walk_string(v.text); return;
-    case Kind::Bytes: walk_bytes(v); return;
+    case Kind::Bytes: writer_.bytes(&v, Kind::Bytes, v.bytes, false); return;
     case Kind::List:
     case Kind::Tuple: walk_sequence(v); return;
     case Kind::Dict: walk_dict(v); return;
     case Kind::Tensor: walk_tensor(v); return;
-    default: invalid(ErrorCode::InvalidArgument, "cannot save a " + std::string(kind_name(v.kind)));
+    default: invalid("cannot save a " + std::string(kind_name(v.kind)));
   }
 }
 
-void Saver::walk_float(double value) { tape.float_value(value); }
-
-void Saver::walk_string(const std::string& text) {
+void ValueWalk::walk_string(const std::string& text) {
   if (is_valid_utf8(text)) {
-    tape.string(text);
+    writer_.tape.string(text);
     return;
   }
   // Lone surrogates have no UTF-8 form: the string is kept as its code points, as Python strings holding them are.
   const auto points = codec::decode_wtf8(text);
-  if (!points) invalid(ErrorCode::InvalidArgument, "a string must be UTF-8 (or WTF-8, for lone surrogates)");
-  const std::size_t at = open_tagged("str");
-  tape.string("cp");
-  const std::size_t list = tape.begin_array();
-  for (std::uint32_t cp : *points) {
-    tape.integer(cp);
-    tape.count_child(list);
-  }
-  tape.end_container(list);
-  tape.count_child(at);
-  tape.end_container(at);
+  if (!points) invalid("a string must be UTF-8 (or WTF-8, for lone surrogates)");
+  writer_.code_points(*points);
 }
 
-void Saver::walk_bytes(const Value::Impl& v) {
-  // Small bytes are cheaper inline than as references, as in the Python saver.
-  const bool inline_ = v.bytes.size() <= inline_bytes_limit;
-  if (!inline_ && seen(v)) return;
-  const std::size_t at = open_tagged("bytes");
-  if (inline_) {
-    tape.string("b64");
-    tape.owned_string(codec::base64_encode(v.bytes));
-  } else {
-    memo_.emplace(&v, Memo{at, false, false});
-    std::string name = tensor_name();
-    tape.string("tensor");
-    tape.owned_string(name);
-    tensors.push_back(WriteTensor{std::move(name), Dtype::U8, {v.bytes.size()}, v.bytes.data(), {}});
-  }
-  tape.count_child(at);
-  tape.end_container(at);
+void ValueWalk::walk_tensor(const Value::Impl& v) {
+  if (writer_.seen(&v)) return;
+  std::string name = writer_.free_name();
+  const std::size_t at = writer_.begin_tensor(&v, name);
+  writer_.tape.string("fw");
+  writer_.tape.string("numpy");
+  writer_.tape.count_child(at);
+  writer_.tape.end_container(at);
+  writer_.tensors.push_back(WriteTensor{std::move(name), v.dtype, v.shape, v.data, v.strides});
 }
 
-void Saver::walk_tensor(const Value::Impl& v) {
-  if (seen(v)) return;
-  const std::size_t at = open_tagged("tensor");
-  memo_.emplace(&v, Memo{at, false, false});
-  std::string name = tensor_name();
-  tape.string("name");
-  tape.owned_string(name);
-  tape.count_child(at);
-  tape.string("fw");
-  tape.string("numpy");
-  tape.count_child(at);
-  tape.end_container(at);
-  tensors.push_back(WriteTensor{std::move(name), v.dtype, v.shape, v.data, v.strides});
-}
-
-void Saver::walk_sequence(const Value::Impl& v) {
+void ValueWalk::walk_sequence(const Value::Impl& v) {
   const bool tuple = v.kind == Kind::Tuple;
   // An empty tuple is not an object anyone can tell apart from another, so it is never a reference.
-  const bool shared = !(tuple && v.items.empty());
-  if (shared && seen(v)) return;
-  const std::size_t at = tuple ? open_tagged("tuple") : tape.begin_array();
-  if (shared) {
-    enter(v, at, tuple);
-  } else {
-    descend();
-  }
-  std::size_t list = at;
-  if (tuple) {
-    tape.string("items");
-    tape.count_child(at);
-    list = tape.begin_array();
-  }
+  const Value::Impl* shared = tuple && v.items.empty() ? nullptr : &v;
+  if (shared && writer_.seen(shared)) return;
+  const std::size_t at = tuple ? writer_.begin_tagged(Kind::Tuple) : writer_.tape.begin_array();
+  writer_.enter(shared, at, tuple);
+  const std::size_t list = tuple ? writer_.begin_items(at) : at;
   for (std::size_t k = 0; k < v.items.size(); ++k) {
-    path_.push_back({std::to_string(k), bracketed(std::to_string(k))});
+    writer_.push_index(k);
     walk(impl_of(v.items[k]));
-    path_.pop_back();
-    tape.count_child(list);
+    writer_.pop();
+    writer_.tape.count_child(list);
   }
-  if (tuple) tape.end_container(list);
-  tape.end_container(at);
-  if (shared) {
-    leave(v);
-  } else {
-    --depth_;
-  }
+  if (tuple) writer_.tape.end_container(list);
+  writer_.leave(shared, at);
 }
 
-void Saver::walk_dict(const Value::Impl& v) {
-  if (seen(v)) return;
+void ValueWalk::walk_dict(const Value::Impl& v) {
+  if (writer_.seen(&v)) return;
   // "$" marks tagged objects, and a plain object's keys are UTF-8 strings: any other dict is written as pairs.
   const bool plain = std::all_of(v.entries.begin(), v.entries.end(), [](const auto& entry) {
     const Value::Impl& key = impl_of(entry.first);
-    return key.kind == Kind::String && key.text != "$" && is_valid_utf8(key.text);
+    return key.kind == Kind::String && key.text != tag_member && is_valid_utf8(key.text);
   });
-  const std::size_t at = plain ? tape.begin_object() : open_tagged("dict");
-  enter(v, at, false);
-  std::size_t list = at;
-  if (!plain) {
-    tape.string("items");
-    tape.count_child(at);
-    list = tape.begin_array();
-  }
+  const std::size_t at = plain ? writer_.tape.begin_object() : writer_.begin_tagged(Kind::Dict);
+  writer_.enter(&v, at, false);
+  const std::size_t list = plain ? at : writer_.begin_items(at);
   for (const auto& [key_value, value] : v.entries) {
     const Value::Impl& key = impl_of(key_value);
-    path_.push_back({python_str(key), bracketed(key.kind == Kind::String ? quote_name(key.text) : python_repr(key))});
-    if (!is_hashable(key)) invalid(ErrorCode::InvalidArgument, "a dict key must be hashable in Python, not a " + std::string(kind_name(key.kind)));
+    writer_.push_key(&key);
+    if (!is_hashable(key)) invalid("a dict key must be hashable in Python, not a " + std::string(kind_name(key.kind)));
     if (plain) {
-      tape.string(key.text);
+      writer_.tape.string(key.text);
       walk(impl_of(value));
     } else {
-      const std::size_t pair = tape.begin_array();
+      const std::size_t pair = writer_.tape.begin_array();
       walk(key);
-      tape.count_child(pair);
+      writer_.tape.count_child(pair);
       walk(impl_of(value));
-      tape.count_child(pair);
-      tape.end_container(pair);
+      writer_.tape.count_child(pair);
+      writer_.tape.end_container(pair);
     }
-    path_.pop_back();
-    tape.count_child(list);
+    writer_.pop();
+    writer_.tape.count_child(list);
   }
-  if (!plain) tape.end_container(list);
-  tape.end_container(at);
-  leave(v);
+  if (!plain) writer_.tape.end_container(list);
+  writer_.leave(&v, at);
 }
 
 std::string normalize_hex(std::string_view hex) {
@@ -486,11 +335,6 @@ std::string normalize_hex(std::string_view hex) {
   std::string out = negative && digits != "0" ? "-0x" : "0x";
   for (char c : digits) out += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   return out;
-}
-
-StructuredLayout plan(const Value& root, const Metadata& metadata, Saver& saver) {
-  saver.walk(impl_of(root));
-  return plan_structured(std::move(saver.tensors), metadata, make_schema_document(saver.tape));
 }
 
 }  // namespace
@@ -672,16 +516,14 @@ void Value::clear() {
 // ---- Saving
 
 void save_file(const std::filesystem::path& path, const Value& root, const Metadata& metadata, const SaveOptions& options) {
-  Saver saver(options);
-  const StructuredLayout layout = plan(root, metadata, saver);
+  const StructuredLayout layout = ValueWalk(options).plan(root, metadata);
   WriteOptions write;
   write.fsync = options.fsync;
   write_structured(path, layout, write);
 }
 
 std::vector<std::byte> save_bytes(const Value& root, const Metadata& metadata, const SaveOptions& options) {
-  Saver saver(options);
-  const StructuredLayout layout = plan(root, metadata, saver);
+  const StructuredLayout layout = ValueWalk(options).plan(root, metadata);
   std::vector<std::byte> out(layout.layout.file_size());
   write_structured_into(out, layout);
   return out;

@@ -84,8 +84,9 @@ GoldenTree::GoldenTree() {
   Value dollar = Value::dict();
   dollar.set("$", 1).set("x", 2);
 
-  const std::vector<std::byte> f4{std::byte{0x21}, std::byte{0x43}};
-  const std::vector<std::uint8_t> flags{1, 0, 1};
+  // Static: the tensors view these without owning them, and the tree outlives this constructor.
+  static const std::vector<std::byte> f4{std::byte{0x21}, std::byte{0x43}};
+  static const std::vector<std::uint8_t> flags{1, 0, 1};
   Value tensors = Value::dict();
   tensors.set("u8", Value::tensor(std::vector<std::uint8_t>{1, 2, 3}, {3}))
       .set("i8", Value::tensor(std::vector<std::int8_t>{-1, 2}, {2}))

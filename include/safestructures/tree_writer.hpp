@@ -1,0 +1,138 @@
+// The one schema writer: a front end (the C++ API's Value walk, the extension's Python save walk) walks its data and
+// writes each node through it. It owns the node forms (docs/format.md section 5), the references to objects already
+// written, the naming of tensors by path, the tensors collected, and the finished file.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <unordered_set>
+#include <vector>
+
+#include "safestructures/error.hpp"
+#include "safestructures/format.hpp"
+#include "safestructures/schema.hpp"
+#include "safestructures/structure.hpp"
+#include "safestructures/writer.hpp"
+
+namespace safestructures {
+
+// Data that cannot be saved as it is (a type nothing stores, a cycle through an immutable object); the message names
+// it and its path. An InvalidArgument error, which the Python layer raises as UnsupportedTypeError.
+class UnsupportedData : public Error {
+ public:
+  explicit UnsupportedData(std::string message) : Error(ErrorCode::InvalidArgument, std::move(message)) {}
+};
+
+// What a front end tells the writer about its objects, asked only when a tensor is named or an error is raised.
+class NodeText {
+ public:
+  // str(key): the part of a tensor name ("3" for the int key 3).
+  virtual std::string key_name(const void* key) const = 0;
+  // The part of a path in messages, inside its brackets: "\"a\"" for a str key, repr(key) for any other.
+  virtual std::string key_shown(const void* key) const = 0;
+  // The type of an object, as messages name it.
+  virtual std::string type_name(const void* obj) const = 0;
+
+ protected:
+  ~NodeText() = default;
+};
+
+// What a walk wrote: the schema tape and the tensors it names, in walk order. The tape views strings the front end's
+// data holds, so the data must stay alive until the schema is rendered, and the tensors' data until they are written.
+struct WrittenTree {
+  Tape tape;
+  std::vector<WriteTensor> tensors;
+
+  // The schema document (a sharded save puts it in its index).
+  std::string document() const;
+  // The document in its escaped header form, rendered in one pass.
+  EscapedSchema escaped_document() const;
+  // The file: the document in the header's metadata beside the caller's, or spilled into a tensor (section 4).
+  StructuredLayout plan(const Metadata& metadata, std::uint64_t max_header_size = default_max_header_size) &&;
+};
+
+// Writes one tree in pre-order as its front end walks it. Containers are written by the front end between enter and
+// leave, after seen() has said whether they were met before; everything else is one call.
+class TreeWriter {
+ public:
+  // Inline bytes up to this size are base64 in the schema; larger ones become U8 tensors.
+  static constexpr std::size_t inline_bytes_limit = 64;
+
+  TreeWriter(std::uint32_t max_depth, const NodeText& text);
+  ~TreeWriter();
+  TreeWriter(const TreeWriter&) = delete;
+  TreeWriter& operator=(const TreeWriter&) = delete;
+
+  // Scalars without a tagged form go straight onto the tape.
+  Tape tape;
+
+  // ---- The path of the node being written: what tensors are named by and messages show.
+  void push_index(std::size_t index) { path_.push_back({PathPart::Index, index, nullptr, {}}); }
+  void push_key(const void* key) { path_.push_back({PathPart::Key, 0, key, {}}); }
+  // A record's field; a transparent field (format.hpp) is no part of paths: nothing is pushed and false returned.
+  bool push_field(std::string_view field) {
+    if (is_transparent_field(field)) return false;
+    path_.push_back({PathPart::Field, 0, nullptr, field});
+    return true;
+  }
+  void pop() { path_.pop_back(); }
+  // The path as messages show it (path_text.hpp).
+  std::string path_text() const;
+  // The tensor name of the current path, not yet taken: its parts joined with '.', "root" for the root, control
+  // characters made '_', then "~N" for a name already taken or reserved.
+  std::string free_name() const;
+
+  // ---- Scalars with a tagged form.
+  // An int outside int64 as its hexadecimal text ("0x1f", "-0x1f").
+  void big_int(std::string hex);
+  // A string without a UTF-8 form (lone surrogates) as its code points.
+  void code_points(std::span<const std::uint32_t> points);
+  // Bytes or a bytearray (`kind`): inline base64, or a U8 tensor viewing `data` beyond inline_bytes_limit. A
+  // bytearray, or bytes that are not inline, is an object others may refer to. Returns whether a tensor was added.
+  bool bytes(const void* obj, Kind kind, std::span<const std::byte> data, bool is_mutable);
+
+  // ---- Objects that may be met again (containers, tensors, large bytes).
+  // True when `obj` was written before: a reference to it is written instead. Raises UnsupportedData for a cycle
+  // through an immutable object, which could not be rebuilt before its own items.
+  bool seen(const void* obj);
+  // {"$":tag, ...} of a tagged kind; closed by leave (or tape.end_container).
+  std::size_t begin_tagged(Kind kind) { return tape.begin_tagged(traits(kind).tag); }
+  // One level deeper, into the container opened at `at` for `obj` (nullptr for one nothing can refer to, as an empty
+  // tuple); raises NestingTooDeep past the depth limit or near the end of the stack.
+  void enter(const void* obj, std::size_t at, bool immutable);
+  // Closes the container opened at `at` and leaves its level.
+  void leave(const void* obj, std::size_t at);
+  // The "items" member of the tagged object at `at`, its array opened; closed by tape.end_container.
+  std::size_t begin_items(std::size_t at);
+  // {"$":"tensor","name":NAME, ...}, `name` taken (empty: the node views an earlier tensor's storage and names none);
+  // the front end adds its fields and closes it.
+  std::size_t begin_tensor(const void* obj, std::string name);
+
+  // Tensors the walk collected (bytes spilled, or added by the front end after begin_tensor).
+  std::vector<WriteTensor> tensors;
+  WrittenTree finish() && { return {std::move(tape), std::move(tensors)}; }
+
+ private:
+  struct PathPart {
+    enum Type : std::uint8_t { Index, Key, Field } type;
+    std::size_t index;
+    const void* key;
+    std::string_view field;
+  };
+  class MemoTable;
+  std::string take_name();
+
+  const NodeText& text_;
+  std::uint32_t max_depth_;
+  std::uint32_t depth_ = 0;
+  std::uint32_t next_id_ = 1;
+  std::vector<PathPart> path_;
+  std::unique_ptr<MemoTable> memo_;
+  std::unordered_set<std::string> used_names_;
+};
+
+}  // namespace safestructures

@@ -1,0 +1,236 @@
+// The one schema writer: node forms, references, tensor names, and the finished file.
+#include "safestructures/tree_writer.hpp"
+
+#include <algorithm>
+
+#include "safestructures/codec.hpp"
+#include "safestructures/path_text.hpp"
+#include "safestructures/stack.hpp"
+
+namespace safestructures {
+
+// The memo of objects written, keyed by address: open addressing with linear probing in one array. The
+// std::unordered_map it replaced allocated a node per container and was a tenth of a 100,000-node save.
+class TreeWriter::MemoTable {
+ public:
+  struct Memo {
+    std::size_t tape_at;
+    bool in_progress;
+    bool immutable;
+  };
+
+  MemoTable() {
+    std::size_t capacity = 64;
+    // Sized for what the last save on this thread needed, so that saving similar data again does not regrow it; capped
+    // (768 KiB), so that a small save after a huge one does not clear a huge table.
+    while (capacity < 2 * last_size_ && capacity < (std::size_t{1} << 15)) capacity *= 2;
+    slots_.resize(capacity);
+  }
+  ~MemoTable() {
+    if (size_) last_size_ = size_;
+  }
+
+  Memo* find(const void* key) {
+    for (std::size_t i = hash(key) & mask();; i = (i + 1) & mask()) {
+      if (slots_[i].key == key) return &slots_[i].memo;
+      if (slots_[i].key == nullptr) return nullptr;
+    }
+  }
+  // Inserts `memo` under `key` unless the key is there already (as std::unordered_map::emplace does).
+  void emplace(const void* key, Memo memo) {
+    if (2 * (size_ + 1) > slots_.size()) grow();
+    for (std::size_t i = hash(key) & mask();; i = (i + 1) & mask()) {
+      if (slots_[i].key == key) return;
+      if (slots_[i].key == nullptr) {
+        slots_[i] = {key, memo};
+        ++size_;
+        return;
+      }
+    }
+  }
+
+ private:
+  struct Slot {
+    const void* key = nullptr;
+    Memo memo{};
+  };
+  static std::size_t hash(const void* key) {
+    // Objects are 16-byte aligned: the low bits carry nothing, so the address is mixed (murmur3's finalizer).
+    auto x = static_cast<std::uint64_t>(reinterpret_cast<std::uintptr_t>(key));
+    x ^= x >> 33;
+    x *= 0xff51afd7ed558ccdULL;
+    x ^= x >> 33;
+    return static_cast<std::size_t>(x);
+  }
+  std::size_t mask() const { return slots_.size() - 1; }
+  void grow() {
+    std::vector<Slot> old(slots_.size() * 2);
+    old.swap(slots_);
+    size_ = 0;
+    for (const Slot& slot : old) {
+      if (slot.key != nullptr) emplace(slot.key, slot.memo);
+    }
+  }
+
+  std::vector<Slot> slots_;
+  std::size_t size_ = 0;
+  static thread_local std::size_t last_size_;
+};
+
+thread_local std::size_t TreeWriter::MemoTable::last_size_ = 0;
+
+TreeWriter::TreeWriter(std::uint32_t max_depth, const NodeText& text)
+    : text_(text), max_depth_(max_depth), memo_(std::make_unique<MemoTable>()) {
+  // Names a generated path must never take.
+  used_names_.insert(std::string(metadata_key));
+  used_names_.insert(std::string(schema_spill_tensor));
+}
+
+TreeWriter::~TreeWriter() = default;
+
+std::string TreeWriter::path_text() const {
+  return render_path(path_.size(), [this](std::string& out, std::size_t k) {
+    const PathPart& part = path_[k];
+    switch (part.type) {
+      case PathPart::Index: out += '['; out += std::to_string(part.index); break;
+      case PathPart::Field: out += '.'; out += part.field; return;
+      case PathPart::Key: out += '['; out += text_.key_shown(part.key); break;
+    }
+    out += ']';
+  });
+}
+
+std::string TreeWriter::free_name() const {
+  std::string name;
+  for (const PathPart& part : path_) {
+    if (!name.empty()) name += '.';
+    switch (part.type) {
+      case PathPart::Index: name += std::to_string(part.index); break;
+      case PathPart::Field: name += part.field; break;
+      case PathPart::Key: name += text_.key_name(part.key); break;
+    }
+  }
+  if (name.empty()) name = "root";
+  // Control characters and NUL make names that tools print badly or refuse; they become '_'.
+  for (char& c : name) {
+    if (static_cast<unsigned char>(c) < 0x20) c = '_';
+  }
+  if (!used_names_.contains(name)) return name;
+  for (std::size_t k = 1;; ++k) {
+    std::string candidate = name + "~" + std::to_string(k);
+    if (!used_names_.contains(candidate)) return candidate;
+  }
+}
+
+std::string TreeWriter::take_name() {
+  std::string name = free_name();
+  used_names_.insert(name);
+  return name;
+}
+
+void TreeWriter::big_int(std::string hex) {
+  // Hexadecimal is exact and, unlike decimal, not capped by Python's int/str conversion limit.
+  const std::size_t at = begin_tagged(Kind::BigInt);
+  tape.string("hex");
+  tape.owned_string(std::move(hex));
+  tape.count_child(at);
+  tape.end_container(at);
+}
+
+void TreeWriter::code_points(std::span<const std::uint32_t> points) {
+  // Lone surrogates have no UTF-8 form (and JSON readers refuse them escaped): the code points are kept instead.
+  const std::size_t at = begin_tagged(Kind::String);
+  tape.string("cp");
+  const std::size_t list = tape.begin_array();
+  for (std::uint32_t cp : points) {
+    tape.integer(cp);
+    tape.count_child(list);
+  }
+  tape.end_container(list);
+  tape.count_child(at);
+  tape.end_container(at);
+}
+
+bool TreeWriter::bytes(const void* obj, Kind kind, std::span<const std::byte> data, bool is_mutable) {
+  // A bytearray's identity matters whatever its size; small bytes are cheaper inline than as references.
+  const bool inline_ = data.size() <= inline_bytes_limit;
+  const bool shared = is_mutable || !inline_;
+  if (shared && seen(obj)) return false;
+  const std::size_t at = begin_tagged(kind);
+  if (shared) memo_->emplace(obj, {at, false, false});
+  if (inline_) {
+    tape.string("b64");
+    tape.owned_string(codec::base64_encode(data));
+  } else {
+    std::string name = take_name();
+    tape.string("tensor");
+    tape.owned_string(name);
+    tensors.push_back(WriteTensor{std::move(name), Dtype::U8, {data.size()}, data.data(), {}});
+  }
+  tape.count_child(at);
+  tape.end_container(at);
+  return !inline_;
+}
+
+bool TreeWriter::seen(const void* obj) {
+  MemoTable::Memo* m = memo_->find(obj);
+  if (m == nullptr) return false;
+  if (m->in_progress && m->immutable) {
+    throw UnsupportedData("cannot save the reference cycle at " + path_text() + ": it runs through an immutable " +
+                          text_.type_name(obj) + ", which cannot be rebuilt before its own items");
+  }
+  tape.reference(m->tape_at, next_id_);
+  return true;
+}
+
+void TreeWriter::enter(const void* obj, std::size_t at, bool immutable) {
+  if (++depth_ > max_depth_) {
+    raise(ErrorCode::NestingTooDeep, "the data nests deeper than the limit of " + std::to_string(max_depth_) + " levels at " + path_text());
+  }
+  if (stack_nearly_exhausted()) {
+    raise(ErrorCode::NestingTooDeep,
+          "the data nests deeper (" + std::to_string(depth_) + " levels at " + path_text() + ") than this thread's stack can walk");
+  }
+  if (obj != nullptr) memo_->emplace(obj, {at, true, immutable});
+}
+
+void TreeWriter::leave(const void* obj, std::size_t at) {
+  tape.end_container(at);
+  --depth_;
+  if (obj != nullptr) memo_->find(obj)->in_progress = false;
+}
+
+std::size_t TreeWriter::begin_items(std::size_t at) {
+  tape.string("items");
+  tape.count_child(at);
+  return tape.begin_array();
+}
+
+std::size_t TreeWriter::begin_tensor(const void* obj, std::string name) {
+  const std::size_t at = begin_tagged(Kind::Tensor);
+  memo_->emplace(obj, {at, false, false});
+  if (!name.empty()) {
+    used_names_.insert(name);
+    tape.string("name");
+    tape.owned_string(std::move(name));
+    tape.count_child(at);
+  }
+  return at;
+}
+
+std::string WrittenTree::document() const { return make_schema_document(tape); }
+
+EscapedSchema WrittenTree::escaped_document() const {
+  // Sized from the last save's schema: a large one is not grown by doubling, copy after copy.
+  thread_local std::size_t last_size = 0;
+  EscapedSchema out = make_escaped_schema_document(tape, last_size + last_size / 8);
+  last_size = std::min<std::size_t>(out.text.size(), std::size_t{64} << 20);
+  return out;
+}
+
+StructuredLayout WrittenTree::plan(const Metadata& metadata, std::uint64_t max_header_size) && {
+  EscapedSchema schema = escaped_document();
+  return plan_structured(std::move(tensors), metadata, std::move(schema), max_header_size);
+}
+
+}  // namespace safestructures

@@ -1,0 +1,76 @@
+"""The file format has one owner: the C++ vocabulary (include/safestructures/format.hpp) spells the tags and the
+reserved names; the Python layer takes them from _core.FORMAT (through _format.py) and spells them nowhere else; every
+product file stays under 600 lines."""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+import pytest
+
+from safestructures import _core, _format
+
+ROOT = Path(__file__).resolve().parents[2]
+PRODUCT = [p for d in ("python", "src", "include") for p in sorted((ROOT / d).rglob("*")) if p.suffix in (".py", ".cpp", ".hpp")]
+# Tags that are also ordinary words of Python (type names, field names): their spelling elsewhere usually means
+# something else (a numpy dtype kind, a 1.0.0 data_type, a field), so they are not counted.
+COMMON_WORDS = {"int", "float", "str", "bytes", "bytearray", "list", "tuple", "set", "dict", "complex", "range", "slice",
+                "date", "time", "path", "object", "tensor", "enum", "datetime"}
+TAGS = sorted(tag for tag, _, _ in _core.FORMAT["kinds"].values() if tag and tag not in COMMON_WORDS)
+RESERVED = [_format.SCHEMA_KEY, _format.SPILL_TENSOR, _format.V1_SCHEMA_KEY, _format.V1_VERSION_KEY]
+
+
+def python_literals(path: Path) -> set[str]:
+    """Every str constant of a module that is not a docstring."""
+    tree = ast.parse(path.read_text())
+    docstrings = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and node.body:
+            first = node.body[0]
+            if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant):
+                docstrings.add(id(first.value))
+    return {n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str) and id(n) not in docstrings}
+
+
+def cpp_literals(path: Path) -> set[str]:
+    """Every string literal of a C++ file, comments left out."""
+    text = re.sub(r"//[^\n]*", "", path.read_text())
+    return set(re.findall(r'"((?:[^"\\\n]|\\.)*)"', text))
+
+
+def literals(path: Path) -> set[str]:
+    return python_literals(path) if path.suffix == ".py" else cpp_literals(path)
+
+
+@pytest.fixture(scope="module")
+def spelled() -> dict[Path, set[str]]:
+    return {path: literals(path) for path in PRODUCT}
+
+
+@pytest.mark.parametrize("tag", TAGS)
+def test_each_tag_is_spelled_by_the_vocabulary_only(tag: str, spelled: dict[Path, set[str]]) -> None:
+    where = sorted(str(p.relative_to(ROOT)) for p, found in spelled.items() if tag in found)
+    assert where == ["include/safestructures/format.hpp"]
+
+
+@pytest.mark.parametrize("name", RESERVED)
+def test_each_reserved_name_is_spelled_by_the_vocabulary_only(name: str, spelled: dict[Path, set[str]]) -> None:
+    where = sorted(str(p.relative_to(ROOT)) for p, found in spelled.items() if name in found)
+    assert where == ["include/safestructures/format.hpp"]
+
+
+def test_the_python_names_are_the_core_ones() -> None:
+    assert _format.TAG.NamedTuple == "namedtuple"
+    assert _format.TAG.BigInt == "int"
+    assert _format.KIND.BigInt == "bigint"
+    assert _format.TAG.TorchDtype == "torch.dtype"
+    assert _format.RESERVED_METADATA_KEYS == {"__safestructures__", "_safestructures_schema_", "_safestructures_schema_version_"}
+    assert _format.MAPPING_TAGS == {"dict", "OrderedDict", "Counter", "defaultdict"}
+    assert "namedtuple" in _format.NAMED_TAGS and "dict" not in _format.NAMED_TAGS
+
+
+@pytest.mark.parametrize("path", PRODUCT, ids=lambda p: str(p.relative_to(ROOT)))
+def test_product_files_stay_under_600_lines(path: Path) -> None:
+    assert len(path.read_text().splitlines()) <= 600
