@@ -48,11 +48,13 @@ def _cut(text: str, width: int = _TEXT_WIDTH) -> str:
 
 
 _BARE_KEY = re.compile(r"[A-Za-z_][\w.\-/]*")
+# Keys that would read as Python's constants if shown bare.
+_CONSTANT_NAMES = {repr(value) for value in (None, True, False, ...)}
 
 
 def _key_text(key: Any) -> str:
     """A key in the tree: a plain string key bare, any other key as its repr (so ``1`` and ``'1'`` differ)."""
-    if isinstance(key, str) and _BARE_KEY.fullmatch(key) and key not in ("None", "True", "False", "Ellipsis"):
+    if isinstance(key, str) and _BARE_KEY.fullmatch(key) and key not in _CONSTANT_NAMES:
         return _cut(key)
     return _cut(shown(key))
 
