@@ -196,7 +196,7 @@ class _Tree:
         for i in range(self.doc.node_count):
             tag = self.doc.node(i)[1]
             if tag in TENSOR_TAGS:
-                for key, child in self.doc.members(i):
+                for key, child in self.doc.entries(i):
                     if key in ("name", "storage", "tensor"):
                         value = self.schema.scalar(child)
                         if isinstance(value, str):

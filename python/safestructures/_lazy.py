@@ -247,8 +247,7 @@ class Node:
                         continue
                     out["len"] = count
                     if depth is None or depth > 0:
-                        entries = list(enumerate(doc.elements(index))) if json_kind == "array" else doc.members(index)
-                        _describe_children(stack, out, entries, json_kind == "array", path, depth)
+                        _describe_children(stack, out, doc.entries(index), json_kind == "array", path, depth)
                     continue
                 node = Node(file, index, path)
             if node._index in seen:

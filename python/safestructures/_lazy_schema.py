@@ -57,7 +57,7 @@ class _TreeView:
         if found is None:
             doc = self.doc
             json_kind, tag, _count, _end, self._kinds[index] = doc.node(index)
-            found = self._heads[index] = (json_kind, tag, dict(doc.members(index)) if tag is not None else {})
+            found = self._heads[index] = (json_kind, tag, dict(doc.entries(index)) if tag is not None else {})
         return found
 
     def kind(self, index: int) -> str:
@@ -157,7 +157,7 @@ def _container_field(doc: Any, node: int) -> Any:
     if doc.node(node)[0] != "array":
         return None
     values = []
-    for child in doc.elements(node):
+    for _k, child in doc.entries(node):
         if doc.node(child)[0] in _JSON_CONTAINERS:
             return None
         values.append(doc.value(child))

@@ -83,27 +83,20 @@ class LazyFile {
                           n.count, n.end, nb::str(kind.data(), kind.size()));
   }
 
-  nb::list members(std::size_t i) const {
+  // The children of an object or array node in order: [(member name, value node)] or [(position, element node)].
+  nb::list entries(std::size_t i) const {
     const Node& n = at(i);
-    if (n.kind != NodeKind::Object) throw ArgumentError(ErrorCode::InvalidArgument, "node " + std::to_string(i) + " is not an object");
+    if (!is_container(n)) throw ArgumentError(ErrorCode::InvalidArgument, "node " + std::to_string(i) + " is not a container");
+    const bool object = n.kind == NodeKind::Object;
     nb::list out;
     std::size_t c = i + 1;
-    for (std::uint32_t k = 0; k < n.count; ++k) {
-      const std::string_view key = tree_->tape()[c].text;
-      out.append(nb::make_tuple(nb::str(key.data(), key.size()), c + 1));
-      c = tree_->tape().next(c + 1);
-    }
-    return out;
-  }
-
-  nb::list elements(std::size_t i) const {
-    const Node& n = at(i);
-    if (n.kind != NodeKind::Array) throw ArgumentError(ErrorCode::InvalidArgument, "node " + std::to_string(i) + " is not an array");
-    nb::list out;
-    std::size_t c = i + 1;
-    for (std::uint32_t k = 0; k < n.count; ++k) {
-      out.append(c);
-      c = tree_->tape().next(c);
+    for (std::uint32_t k = 0; k < n.count; ++k, c = tree_->tape().next(c)) {
+      if (!object) {
+        out.append(nb::make_tuple(k, c));
+        continue;
+      }
+      const std::string_view key = tree_->tape()[c++].text;
+      out.append(nb::make_tuple(nb::str(key.data(), key.size()), c));
     }
     return out;
   }
@@ -141,28 +134,28 @@ class LazyFile {
     std::vector<std::size_t> seen{i};
     for (;;) {
       const Node& n = tape[i];
-      if (n.kind == NodeKind::Array) return walk_children(true, elements_of(i));
+      if (n.kind == NodeKind::Array) return walk_children(true, entries(i));
       if (n.kind != NodeKind::Object) return nb::none();
       const std::optional<Kind> kind = tree_->kind(i);
       if (!kind) return nb::none();
-      if (tree_->tag(i).empty()) return walk_children(false, members(i));
+      if (tree_->tag(i).empty()) return walk_children(false, entries(i));
       const std::size_t items = tape.member(i, "items");
       const bool has_items = items != Tape::npos && tape[items].kind == NodeKind::Array;
       const std::size_t fields = tape.member(i, "fields");
       switch (*kind) {
         case Kind::NamedTuple: {
-          nb::list names = fields != Tape::npos && tape[fields].kind == NodeKind::Array ? elements(fields) : nb::list();
-          nb::list values = has_items ? elements(items) : nb::list();
+          nb::list names = fields != Tape::npos && tape[fields].kind == NodeKind::Array ? entries(fields) : nb::list();
+          nb::list values = has_items ? entries(items) : nb::list();
           nb::list pairs;
           for (std::size_t k = 0; k < std::min(nb::len(names), nb::len(values)); ++k) {
-            const std::size_t name = nb::cast<std::size_t>(names[k]);
-            pairs.append(nb::make_tuple(is_container(tape[name]) ? nb::none() : value(name), values[k]));
+            const std::size_t name = nb::cast<std::size_t>(names[k][1]);
+            pairs.append(nb::make_tuple(is_container(tape[name]) ? nb::none() : value(name), values[k][1]));
           }
           return walk_children(false, pairs);
         }
         case Kind::Dataclass:
           if (fields == Tape::npos || tape[fields].kind != NodeKind::Object) return nb::none();
-          return walk_children(false, members(fields));
+          return walk_children(false, entries(fields));
         case Kind::Object:
         case Kind::Ext:
         case Kind::Plugin: {
@@ -183,7 +176,7 @@ class LazyFile {
         default: break;
       }
       if (!has_items) return nb::none();
-      if (traits(*kind).shape == Shape::Sequence) return walk_children(true, elements_of(items));
+      if (traits(*kind).shape == Shape::Sequence) return walk_children(true, entries(items));
       if (traits(*kind).shape != Shape::Mapping) return nb::none();
       nb::list pairs, to_build;
       std::size_t c = items + 1;
@@ -262,12 +255,6 @@ class LazyFile {
   static nb::tuple walk_children(bool indexed, nb::list entries) { return nb::make_tuple(indexed, entries, nb::list()); }
   // Problems met walking the tree are the file's: the caller adds the file's name and the node's path.
   [[noreturn]] static void invalid(const std::string& why) { raise(ErrorCode::SchemaInvalid, "at $: " + why); }
-  nb::list elements_of(std::size_t i) const {
-    nb::list out;
-    std::size_t c = i + 1;
-    for (std::uint32_t k = 0; k < tree_->tape()[i].count; ++k, c = tree_->tape().next(c)) out.append(nb::make_tuple(k, c));
-    return out;
-  }
   const TreeReader& tree() const {
     if (!tree_) throw ArgumentError(ErrorCode::InvalidArgument, "the file holds no structure (no schema)");
     return *tree_;
@@ -325,8 +312,7 @@ void register_lazy_file(nb::module_& m) {
       .def("metadata", &LazyFile::metadata, "shard"_a = 0, "A file's metadata without the reserved keys (None when it has none).")
       .def("tensors", &LazyFile::tensors, "shard"_a = 0, "A file's tensors: [(name, dtype, shape, offset, nbytes)].")
       .def("node", &LazyFile::node, "index"_a, "(JSON kind, tag or None, count, end, kind) of a node.")
-      .def("members", &LazyFile::members, "index"_a, "[(key, value node)] of an object node.")
-      .def("elements", &LazyFile::elements, "index"_a, "The element nodes of an array node.")
+      .def("entries", &LazyFile::entries, "index"_a, "[(member name, value node)] of an object node, [(position, node)] of an array.")
       .def("value", &LazyFile::value, "index"_a, "The value of a scalar node.")
       .def("follow", &LazyFile::follow, "index"_a, "(the node a node stands for, its reference id or None): references followed.")
       .def("children", &LazyFile::children, "index"_a,
