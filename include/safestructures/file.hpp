@@ -23,8 +23,8 @@ struct OpenOptions {
   std::uint64_t max_header_size = default_max_header_size;
   // Levels of nesting in the data: the schema's JSON may nest 3 levels per level (a dict in pair form takes three),
   // as for the Python loader.
-  std::uint32_t max_depth = 1000;
-  std::uint64_t max_nodes = 50'000'000;
+  std::uint32_t max_depth = default_max_depth;
+  std::uint64_t max_nodes = default_max_nodes;
 };
 
 namespace tree_detail {

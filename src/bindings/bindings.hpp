@@ -62,7 +62,7 @@ struct SaveResult {
 };
 
 struct SaveWalkOptions {
-  std::uint32_t max_depth = 1000;
+  std::uint32_t max_depth = default_max_depth;
   // Per-save state of the framework adapters (e.g. which storages were already written), passed to array_entry.
   nb::handle context;
 };
@@ -101,8 +101,8 @@ std::pair<Reader, nb::object> open_mapped(const std::filesystem::path& path, std
                                           Access access = Access::Whole);
 
 struct LoadOptions {
-  std::uint32_t max_depth = 1000;
-  std::uint64_t max_nodes = 50'000'000;
+  std::uint32_t max_depth = default_max_depth;
+  std::uint64_t max_nodes = default_max_nodes;
   // Per-load state of the framework adapters (target framework, device, tensors built so far), passed to make_tensor.
   nb::handle context;
 };
