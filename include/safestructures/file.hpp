@@ -23,12 +23,12 @@ struct OpenOptions {
   std::uint64_t max_header_size = default_max_header_size;
   // Levels of nesting in the data: the schema's JSON may nest 3 levels per level (a dict in pair form takes three),
   // as for the Python loader.
-  std::uint32_t max_depth = 1000;
-  std::uint64_t max_nodes = 50'000'000;
+  std::uint32_t max_depth = default_max_depth;
+  std::uint64_t max_nodes = default_max_nodes;
 };
 
 namespace tree_detail {
-struct Document;
+struct OpenFile;
 struct PathPart;
 }  // namespace tree_detail
 
@@ -65,7 +65,7 @@ class Tensor {
  private:
   friend class TreeNode;
   void check_values(std::size_t size, std::size_t alignment) const;
-  std::shared_ptr<const tree_detail::Document> document_;
+  std::shared_ptr<const tree_detail::OpenFile> document_;
   const TensorInfo* info_ = nullptr;
   std::span<const std::byte> bytes_;
   std::string_view framework_;
@@ -146,7 +146,7 @@ class TreeNode {
 
  private:
   friend class File;
-  TreeNode(std::shared_ptr<const tree_detail::Document> document, std::uint32_t index,
+  TreeNode(std::shared_ptr<const tree_detail::OpenFile> document, std::uint32_t index,
            std::shared_ptr<const tree_detail::PathPart> path);
   [[noreturn]] void fail(ErrorCode code, const std::string& what) const;
   [[noreturn]] void wrong_kind(std::string_view wanted) const;
@@ -156,7 +156,7 @@ class TreeNode {
   std::uint32_t required_field(std::string_view name, bool string) const;
   std::string_view string_field(std::string_view name) const;
 
-  std::shared_ptr<const tree_detail::Document> document_;
+  std::shared_ptr<const tree_detail::OpenFile> document_;
   std::shared_ptr<const tree_detail::PathPart> path_;
   std::uint32_t index_ = 0;
   Kind kind_ = Kind::Null;
@@ -190,8 +190,8 @@ class File {
   TreeNode root() const;
 
  private:
-  explicit File(std::shared_ptr<const tree_detail::Document> document) : document_(std::move(document)) {}
-  std::shared_ptr<const tree_detail::Document> document_;
+  explicit File(std::shared_ptr<const tree_detail::OpenFile> document) : document_(std::move(document)) {}
+  std::shared_ptr<const tree_detail::OpenFile> document_;
 };
 
 }  // namespace safestructures

@@ -21,6 +21,10 @@ inline constexpr std::string_view v1_version_key = "_safestructures_schema_versi
 // The schema document's envelope: {"format":"safestructures","version":2,"root":NODE}.
 inline constexpr std::string_view schema_format_name = "safestructures";
 inline constexpr std::int64_t schema_version = 2;
+// The limits of a save or load by default: levels of nesting in the data, and schema nodes (a header of the
+// safetensors limit, 100 MB, cannot hold more than about 50 million).
+inline constexpr std::uint32_t default_max_depth = 1000;
+inline constexpr std::uint64_t default_max_nodes = 50'000'000;
 // The members every tagged object may have besides its fields: its tag and its reference id.
 inline constexpr std::string_view tag_member = "$";
 inline constexpr std::string_view id_member = "#";

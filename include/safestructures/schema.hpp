@@ -36,7 +36,7 @@ struct Node {
 struct SchemaLimits {
   // Levels of JSON nesting (simdjson's own default is 1024).
   std::uint32_t max_json_depth = 1024 * json_levels_per_level;
-  std::uint64_t max_nodes = 50'000'000;
+  std::uint64_t max_nodes = default_max_nodes;
 };
 
 // The tape of one schema. Strings are views: into the parsed JSON (kept alive by the tape), into strings the tape

@@ -105,7 +105,7 @@ struct SaveOptions {
   // fsync the file before it replaces the old one (see WriteOptions).
   bool fsync = false;
   // Levels of nesting allowed, as the Python saver counts them; deeper data raises NestingTooDeep.
-  std::uint32_t max_depth = 1000;
+  std::uint32_t max_depth = default_max_depth;
 };
 
 // Saves `root` atomically. Tensors are named by their path (`model.layers.0.weight`); `metadata` is the caller's

@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from typing import IO, Any
 
 from ._errors import SafestructuresError, quote, shown
+from ._format import KIND, TAG
 
 # How long a scalar or metadata value may be in the text tree before it is cut.
 _TEXT_WIDTH = 60
@@ -47,11 +48,13 @@ def _cut(text: str, width: int = _TEXT_WIDTH) -> str:
 
 
 _BARE_KEY = re.compile(r"[A-Za-z_][\w.\-/]*")
+# Keys that would read as Python's constants if shown bare.
+_CONSTANT_NAMES = {repr(value) for value in (None, True, False, ...)}
 
 
 def _key_text(key: Any) -> str:
     """A key in the tree: a plain string key bare, any other key as its repr (so ``1`` and ``'1'`` differ)."""
-    if isinstance(key, str) and _BARE_KEY.fullmatch(key) and key not in ("None", "True", "False", "Ellipsis"):
+    if isinstance(key, str) and _BARE_KEY.fullmatch(key) and key not in _CONSTANT_NAMES:
         return _cut(key)
     return _cut(shown(key))
 
@@ -59,7 +62,7 @@ def _key_text(key: Any) -> str:
 def _head_text(d: dict[str, Any]) -> str:
     """One node of a description, as its tree line shows it."""
     kind = d["kind"]
-    if kind == "tensor":
+    if kind == TAG.Tensor:
         text = f"tensor {d['dtype']} {d['shape']}  {_size(d['nbytes'])}"
         if d.get("framework"):
             text += f"  ({d['framework']})"
@@ -67,21 +70,21 @@ def _head_text(d: dict[str, Any]) -> str:
             text = f"tensor  (MISSING: the file has no tensor {quote(d['missing'])})"
         elif "storage" in d:
             text += f"  view of tensor {quote(d['storage'])}"
-    elif kind in ("bytes", "bytearray"):
+    elif kind in (TAG.Bytes, TAG.ByteArray):
         text = f"{kind} ({_size(d['nbytes'])})" if d.get("nbytes") is not None else kind
     elif "len" in d:
-        noun = "field" if kind in ("dataclass", "namedtuple", "record") else "item"
+        noun = "field" if kind in (TAG.Dataclass, TAG.NamedTuple, "record") else "item"
         name = f" {d['type']}" if "type" in d else ""
         text = f"{kind}{name} ({_count(d['len'], noun)})"
     else:
         value = d.get("value")
-        if kind == "str" and isinstance(value, str):
+        if kind == KIND.String and isinstance(value, str):
             shown = _cut(repr(value))
             if len(value) > _TEXT_WIDTH:
                 shown += f" ({len(value):,} chars)"
-        elif kind in ("none", "bool", "int", "float") and not isinstance(value, str):
+        elif kind in ("none", KIND.Bool, KIND.Int, KIND.Float) and not isinstance(value, str):
             shown = _cut(repr(value))
-            if kind == "int" and len(shown) < len(repr(value)):
+            if kind == KIND.Int and len(shown) < len(repr(value)):
                 shown += f" ({len(repr(value).lstrip('-')):,} digits)"
         else:
             shown = _cut(str(value))
@@ -135,7 +138,7 @@ def _value_children(value: Any) -> tuple[bool, str, list[tuple[Any, Any]]] | Non
     if isinstance(value, Record):
         return False, "record", list(value._fields.items())
     if isinstance(value, NamedRecord):
-        return False, "namedtuple", list(zip(value._fields, value))
+        return False, TAG.NamedTuple, list(zip(value._fields, value))
     if isinstance(value, Mapping):
         return False, type(value).__name__, list(value.items())
     if isinstance(value, (list, tuple, set, frozenset, collections.deque)):
@@ -156,7 +159,7 @@ def _describe_value(value: Any, path: tuple[Any, ...], depth: int | None, max_it
     again. ``seen`` maps the id of each container described to its path (the values stay alive, so ids stay theirs)."""
     found = _value_children(value)
     if _is_tensor(value):
-        out: dict[str, Any] = {"kind": "tensor", "dtype": str(value.dtype), "shape": list(value.shape),
+        out: dict[str, Any] = {"kind": TAG.Tensor, "dtype": str(value.dtype), "shape": list(value.shape),
                                "nbytes": int(value.nbytes), "framework": "numpy"}
     elif isinstance(value, (bytes, bytearray)):
         out = {"kind": type(value).__name__, "nbytes": len(value)}

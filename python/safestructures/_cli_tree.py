@@ -12,9 +12,10 @@ from typing import Any
 from ._cli_render import _a, _count, _dotted, _json_scalar
 from ._errors import InvalidFileError, quote
 
-# The lazy API's tables of tagged nodes (format.md 5.2) and dtype names, so that the walk here reads nodes as it does.
+# The lazy API's reader and dtype names, so that the walk here reads nodes as it does.
+from ._format import ID_MEMBER, TAG, TENSOR_TAGS
 from ._lazy import SafeFile
-from ._lazy_schema import _DTYPE_NAMES, _JSON_KINDS, _JSON_SCALARS, _Schema, path_text as _path_text
+from ._lazy_schema import _JSON_CONTAINERS, _TreeView, bytes_size, path_text as _path_text, tensor_fields
 
 
 #: Dtypes only torch has, which a file stores as bytes with the dtype's name in the node: their bytes per element.
@@ -34,7 +35,8 @@ class PathNotFound(LookupError):
 
 class _Tree:
     """The schema of a lazily opened file, walked node by node for the commands, through the same reader as the lazy
-    API's ``Node`` (``_lazy._Schema``: members read once, references followed, the children of every container).
+    API's ``Node`` (``_lazy_schema._TreeView`` over the core's reader: references followed, the children of every
+    container).
 
     ``describe`` gives what ``Node.describe`` gives (tests check they agree), plus what the commands show besides:
     ``same_as`` on any reference to a node already described (tensors included), the ``storage`` a view lives in, a
@@ -44,7 +46,7 @@ class _Tree:
     def __init__(self, f: SafeFile) -> None:
         self.f = f
         self.doc = f._document()
-        self.schema = _Schema(f, "", "numpy")  # errors are prefixed with the file by main(); keys built as numpy
+        self.schema = _TreeView(f, "", "numpy")  # errors are prefixed with the file by main(); keys built as numpy
         self.defined: dict[int, tuple[Any, ...]] = {}  # reference id -> path of the node that defines it
 
     def build(self, index: int, path: tuple[Any, ...]) -> Any:
@@ -70,46 +72,6 @@ class _Tree:
                     described["value"] = shown
         return out
 
-    def tensor(self, members: dict[str, int]) -> dict[str, Any]:
-        """dtype, shape, nbytes, framework and tensor name of a tensor node, as ``Node.describe`` gives them."""
-        name = self.schema.scalar(members["name"]) if "name" in members else None
-        info = self.doc.tensor(name) if isinstance(name, str) else None
-        dtype = self.schema.scalar(members["dtype"]) if "dtype" in members else None
-        if not isinstance(dtype, str):
-            storage = self.schema.scalar(members["storage"]) if "storage" in members else None
-            found = info if info is not None else (self.doc.tensor(storage) if isinstance(storage, str) else None)
-            dtype = None if found is None else _DTYPE_NAMES.get(found[0], found[0])
-        x2 = "x2" in members and self.doc.node(members["x2"])[0] == "true"
-        shape = None
-        if "shape" in members and self.doc.node(members["shape"])[0] == "array":
-            dims = [self.schema.scalar(c) for c in self.doc.elements(members["shape"])]
-            if all(type(d) is int for d in dims):
-                shape = list(dims)
-        if shape is None and info is not None:
-            shape = list(info[1])
-        if x2 and shape:
-            shape[-1] //= 2
-        fw = self.schema.scalar(members["fw"]) if "fw" in members else None
-        out: dict[str, Any] = {"dtype": dtype, "shape": shape or [], "nbytes": 0 if info is None else info[2],
-                               "framework": fw if isinstance(fw, str) else None}
-        if info is not None:
-            out["tensor"] = name
-        elif isinstance(name, str):
-            out["missing"] = name  # the schema names a tensor the file lacks (verify reports it as an error)
-        storage = self.schema.scalar(members["storage"]) if "storage" in members else None
-        if isinstance(storage, str):
-            out["storage"] = storage  # a view of (a segment held by) another tensor: no bytes of its own
-        return out
-
-    def bytes_size(self, members: dict[str, int]) -> int | None:
-        """The length of a bytes node: its tensor's size, or the length its base64 text decodes to."""
-        name = self.schema.scalar(members["tensor"]) if "tensor" in members else None
-        info = self.doc.tensor(name) if isinstance(name, str) else None
-        if info is not None:
-            return int(info[2])
-        b64 = self.schema.scalar(members["b64"]) if "b64" in members else None
-        return len(b64) // 4 * 3 - b64[-2:].count("=") if isinstance(b64, str) else None
-
     def _describe(self, index: int, path: tuple[Any, ...], depth: int | None, max_items: int | None, raw_keys: bool,
                   ancestors: set[int], pending: dict[int, tuple[tuple[Any, ...], list[dict[str, Any]]]]) -> dict[str, Any]:
         """describe() of one node; a leaf to build is left in ``pending``, with the description its value goes into.
@@ -117,25 +79,26 @@ class _Tree:
         key_of = (lambda k: k) if raw_keys else _json_scalar
         index, ref = self.schema.resolve(index, path)
         json_kind, tag, members = self.schema.head(index)
-        out: dict[str, Any] = {"kind": tag if tag is not None else _JSON_KINDS[json_kind]}
-        type_name = self.schema.scalar(members["type"]) if "type" in members else None
+        out: dict[str, Any] = {"kind": self.schema.kind(index)}
+        type_name = self.schema.field(index, "type")
         if isinstance(type_name, str):
             out["type"] = type_name
         same_as = None
         if ref is not None and (ref in self.defined or index in ancestors):
             same_as = self.defined.get(ref, ())
-        elif "#" in members:
-            defined = self.schema.scalar(members["#"])
+        elif ID_MEMBER in members:
+            defined = self.schema.field(index, ID_MEMBER)
             if type(defined) is int:
                 self.defined.setdefault(defined, path)
-        if tag == "tensor":
-            out.update(self.tensor(members))
-        elif tag in ("bytes", "bytearray"):
-            out["nbytes"] = self.bytes_size(members)
+        if tag == TAG.Tensor:
+            tensor = tensor_fields(self.schema, index, self.doc.tensor)
+            out.update(tensor, shape=tensor["shape"] or [])
+        elif tag in (TAG.Bytes, TAG.ByteArray):
+            out["nbytes"] = bytes_size(self.schema, index, self.doc.tensor)
         else:
             found = self.schema.children(index, path)
             if found is None:
-                if json_kind in _JSON_SCALARS:
+                if json_kind not in _JSON_CONTAINERS:
                     out["value"] = _json_scalar(self.doc.value(index))
                 else:
                     out["value"] = None  # filled in by describe(), once every leaf to build is known
@@ -173,8 +136,8 @@ class _Tree:
             node = stack.pop()
             path = paths[node]
             _json_kind, tag, members = schema.head(node)
-            if tag == "tensor":
-                dtype = schema.scalar(members["dtype"]) if "dtype" in members else None
+            if tag == TAG.Tensor:
+                dtype = schema.field(node, "dtype")
                 if isinstance(dtype, str) and dtype.startswith("torch."):
                     torch_only.append(node)
                 continue
@@ -208,7 +171,7 @@ class _Tree:
         """A tensor node of a dtype only torch has: a tensor of the file, stored as bytes (U8), exactly as many as
         its shape needs (what the torch adapter checks before it builds one)."""
         _json_kind, _tag, members = self.schema.head(node)
-        field = {k: self.schema.scalar(v) for k, v in members.items() if k in ("name", "dtype", "storage", "stride")}
+        field = {k: self.schema.field(node, k) for k in ("name", "dtype")}
         where = f"at {_path_text(path)}: "
         itemsize = _TORCH_ONLY.get(field["dtype"])
         if itemsize is None:
@@ -219,10 +182,8 @@ class _Tree:
         info = self.doc.tensor(field["name"]) if isinstance(field.get("name"), str) else None
         if info is None:
             raise InvalidFileError(where + "the tensor names no tensor of the file", code="TensorNotFound")
-        shape = None
-        if "shape" in members and self.doc.node(members["shape"])[0] == "array":
-            shape = [self.schema.scalar(c) for c in self.doc.elements(members["shape"])]
-        if shape is None or any(type(d) is not int or d < 0 for d in shape):
+        shape = self.schema.field(node, "shape")
+        if not isinstance(shape, list) or any(type(d) is not int or d < 0 for d in shape):
             raise InvalidFileError(where + "field 'shape' must be a list of non-negative ints", code="SchemaInvalid")
         needed = math.prod(shape) * itemsize
         if info[0] != "U8" or needed != info[2]:
@@ -234,8 +195,8 @@ class _Tree:
         names: set[str] = set()
         for i in range(self.doc.node_count):
             tag = self.doc.node(i)[1]
-            if tag in ("tensor", "bytes", "bytearray"):
-                for key, child in self.doc.members(i):
+            if tag in TENSOR_TAGS:
+                for key, child in self.doc.entries(i):
                     if key in ("name", "storage", "tensor"):
                         value = self.schema.scalar(child)
                         if isinstance(value, str):
@@ -248,17 +209,13 @@ class _Tree:
         def children(node: tuple[int, tuple[Any, ...]]) -> tuple[bool, str, list[tuple[Any, Any]]] | None:
             index, path = node
             index, _ref = self.schema.resolve(index, path)
-            json_kind, tag, _members = self.schema.head(index)
             found = self.schema.children(index, path)
             if found is None:
                 return None
-            kind = tag if tag is not None else _JSON_KINDS[json_kind]
-            return found[0], kind, found[1]
+            return found[0], self.schema.kind(index), found[1]
 
         def kind_of(node: tuple[int, tuple[Any, ...]]) -> str:
-            index, _ref = self.schema.resolve(*node)
-            json_kind, tag, _members = self.schema.head(index)
-            return tag if tag is not None else _JSON_KINDS[json_kind]
+            return self.schema.kind(self.schema.resolve(*node)[0])
 
         index, path = _walk((self.doc.root, ()), parts, children, kind_of,
                             lambda node, key, child: (child, node[1] + (key,)))
@@ -316,7 +273,7 @@ def _walk(root: Any, parts: list[str | _Exact], children: Callable[[Any], tuple[
         indexed, kind, entries = found
         exact = part.key if isinstance(part, _Exact) else None
         as_index = type(exact) is int if isinstance(part, _Exact) else re.fullmatch(r"-?\d+", part) is not None
-        if as_index and (indexed or kind == "namedtuple"):
+        if as_index and (indexed or kind == TAG.NamedTuple):
             k = int(exact if isinstance(part, _Exact) else part)  # type: ignore[arg-type]
             if not -len(entries) <= k < len(entries):
                 failures.append((i, f"index {k} is out of range at {_path_text(path)} ({_a(kind)} of {_count(len(entries), 'item')})"))

@@ -60,6 +60,8 @@ def tags_shaped(shape: str) -> frozenset[str]:
 SEQUENCE_TAGS: frozenset[str] = tags_shaped("sequence")
 MAPPING_TAGS: frozenset[str] = tags_shaped("mapping")
 NAMED_TAGS: frozenset[str] = frozenset(tag for tag, _, names_class in _KINDS.values() if names_class)
+# Tagged nodes that name a tensor of the file: a tensor, or bytes stored in one.
+TENSOR_TAGS: frozenset[str] = frozenset((TAG.Tensor, TAG.Bytes, TAG.ByteArray))
 
 # The numpy dtype name of each safetensors dtype (what a tensor of it loads as in numpy), and its bits per element.
 DTYPE_NUMPY_NAMES: dict[str, str] = {name: numpy_name for name, (_, numpy_name) in _core.DTYPES.items()}

@@ -10,9 +10,8 @@ from typing import Any
 from . import _core
 from ._errors import InvalidArgumentError, InvalidFileError, SafestructuresError, quote, reading
 from ._flat import _fspath
-from ._format import SCHEMA_KEY, SPILL_TENSOR
-from ._lazy_schema import (_DTYPE_NAMES, _JSON_KINDS, _JSON_SCALARS, _Schema, _container_field, _json_value, _key_text,
-                           _plain_schema, path_text, type_names)
+from ._format import SCHEMA_KEY, SPILL_TENSOR, TAG
+from ._lazy_schema import _JSON_CONTAINERS, _TreeView, _json_value, _key_text, bytes_size, located, path_text, tensor_fields
 from ._limits import DEFAULT_MAX_DEPTH, DEFAULT_MAX_HEADER_SIZE, DEFAULT_MAX_NODES
 from ._source import DCP, PLAIN, PLAIN_SHARDS, V1, V2, Source, check_shards, file_format, resolve
 from ._walkers import load_arguments, load_context
@@ -46,7 +45,7 @@ class Node:
         """What the node holds: ``"dict"``, ``"list"``, ``"tuple"``, ``"tensor"``, ``"int"``, ``"str"``, ``"none"``,
         ``"dataclass"``, ``"namedtuple"``, ``"enum"``, ``"object"``... (the tag of format.md section 5.2, or the Python
         type of a plain JSON value)."""
-        return self._tag if self._tag is not None else _JSON_KINDS[self._json_kind]
+        return self._file._schema.kind(self._index)
 
     @property
     def type_name(self) -> str | None:
@@ -71,86 +70,55 @@ class Node:
 
     # --- tensors and bytes ------------------------------------------------------------------------------------------
 
-    def _tensor_info(self) -> tuple[str, tuple[int, ...], int, int, int] | None:
-        if self._tag not in ("tensor", "bytes", "bytearray"):
-            return None
-        name = self._field("name" if self._tag == "tensor" else "tensor")
-        if not isinstance(name, str):
-            return None
+    def _find_tensor(self, name: str) -> tuple[str, tuple[int, ...], int, int, int]:
         return self._file._tensor(name, self)
+
+    def _tensor(self) -> dict[str, Any] | None:
+        """What describe() says of a tensor node (``tensor_fields``); None for other nodes."""
+        return tensor_fields(self._file._schema, self._index, self._find_tensor) if self._tag == TAG.Tensor else None
 
     @property
     def tensor_name(self) -> str | None:
         """The name of the safetensors tensor holding this tensor's (or long bytes') data; None for a view of another
         tensor's storage and for short bytes."""
-        return None if self._tensor_info() is None else self._field("name" if self._tag == "tensor" else "tensor")
+        if self._tag in (TAG.Bytes, TAG.ByteArray):
+            name = self._field("tensor")
+            return name if isinstance(name, str) and self._find_tensor(name) is not None else None
+        tensor = self._tensor()
+        return None if tensor is None else tensor.get("tensor")
 
     @property
     def dtype(self) -> str | None:
         """A tensor's dtype as numpy names it (``"float32"``, ``"bfloat16"``, ``">i4"``...); None for other nodes."""
-        if self._tag != "tensor":
-            return None
-        logical = self._field("dtype")
-        if isinstance(logical, str):
-            return logical
-        info = self._tensor_info()
-        if info is None:
-            storage = self._field("storage")
-            info = self._file._tensor(storage, self) if isinstance(storage, str) else None
-        return None if info is None else _DTYPE_NAMES.get(info[0], info[0])
+        tensor = self._tensor()
+        return None if tensor is None else tensor["dtype"]
 
     @property
     def shape(self) -> tuple[int, ...] | None:
         """A tensor's shape; None for other nodes."""
-        if self._tag != "tensor":
-            return None
-        shape = self._field("shape")
-        if isinstance(shape, list) and all(type(d) is int for d in shape):
-            shape = tuple(shape)
-            if self._field("x2") is True and shape:
-                shape = shape[:-1] + (shape[-1] // 2,)
-            return shape
-        info = self._tensor_info()
-        if info is None:
-            return None
-        if self._field("x2") is True and info[1]:
-            return info[1][:-1] + (info[1][-1] // 2,)
-        return info[1]
+        tensor = self._tensor()
+        return None if tensor is None or tensor["shape"] is None else tuple(tensor["shape"])
 
     @property
     def framework(self) -> str | None:
         """The framework a tensor was saved from (``"numpy"``, ``"torch"``...); None for other nodes."""
-        fw = self._field("fw") if self._tag == "tensor" else None
-        return fw if isinstance(fw, str) else None
+        tensor = self._tensor()
+        return None if tensor is None else tensor["framework"]
 
     @property
     def nbytes(self) -> int | None:
         """Bytes this tensor or bytes value takes in the file (0 for a view stored within another tensor); None for
         other nodes."""
-        if self._tag == "tensor":
-            info = self._tensor_info()
-            return 0 if info is None else info[2]
-        if self._tag in ("bytes", "bytearray"):
-            info = self._tensor_info()
-            if info is not None:
-                return info[2]
-            b64 = self._field("b64")
-            if isinstance(b64, str):
-                return len(b64) // 4 * 3 - b64[-2:].count("=")
-        return None
+        if self._tag in (TAG.Bytes, TAG.ByteArray):
+            return bytes_size(self._file._schema, self._index, self._find_tensor)
+        tensor = self._tensor()
+        return None if tensor is None else tensor["nbytes"]
 
     # --- children ---------------------------------------------------------------------------------------------------
 
     def _field(self, name: str) -> Any:
         """A scalar field of a tagged node, or a list of scalars (None when absent or anything else)."""
-        child = self._member(name)
-        if child is None:
-            return None
-        doc = self._file._document()
-        return doc.value(child) if doc.node(child)[0] in _JSON_SCALARS else _container_field(doc, child)
-
-    def _member(self, name: str) -> int | None:
-        return self._file._schema.head(self._index)[2].get(name)
+        return self._file._schema.field(self._index, name)
 
     def _children(self) -> tuple[bool, list[tuple[Any, int]]] | None:
         """(whether the children are indexed, [(key or index, child node)]), or None for a leaf."""
@@ -194,7 +162,7 @@ class Node:
         if found is None:
             raise TypeError(f"{self.kind} node at {self.path_text} has no children")
         entries = found[1]
-        if found[0] or (self._tag == "namedtuple" and type(key) is int):
+        if found[0] or (self._tag == TAG.NamedTuple and type(key) is int):
             if type(key) is not int:
                 raise TypeError(f"{self.kind} node at {self.path_text} is indexed by int, not {type(key).__name__}")
             n = len(entries)
@@ -269,18 +237,17 @@ class Node:
         while stack:
             index, path, out, depth, node = stack.pop()
             if node is None:
-                json_kind, tag, count, _end = doc.node(index)
+                json_kind, tag, count, _end, kind = doc.node(index)
                 if tag is None:
                     # Plain JSON, the bulk of most files: described straight from the tape, without a Node (a plain
                     # list or dict has no id, so it is met only once).
-                    out["kind"] = _JSON_KINDS[json_kind]
-                    if json_kind in _JSON_SCALARS:
+                    out["kind"] = kind
+                    if json_kind not in _JSON_CONTAINERS:
                         out["value"] = _json_value(doc.value(index))
                         continue
                     out["len"] = count
                     if depth is None or depth > 0:
-                        entries = list(enumerate(doc.elements(index))) if json_kind == "array" else doc.members(index)
-                        _describe_children(stack, out, entries, json_kind == "array", path, depth)
+                        _describe_children(stack, out, doc.entries(index), json_kind == "array", path, depth)
                     continue
                 node = Node(file, index, path)
             if node._index in seen:
@@ -302,17 +269,18 @@ class Node:
         out["kind"] = self.kind
         if self.type_name is not None:
             out["type"] = self.type_name
-        if self._tag == "tensor":
-            out.update(dtype=self.dtype, shape=list(self.shape or ()), nbytes=self.nbytes, framework=self.framework)
-            if self.tensor_name is not None:
-                out["tensor"] = self.tensor_name
+        tensor = self._tensor()
+        if tensor is not None:
+            out.update(dtype=tensor["dtype"], shape=tensor["shape"] or [], nbytes=tensor["nbytes"], framework=tensor["framework"])
+            if "tensor" in tensor:
+                out["tensor"] = tensor["tensor"]
             return False
-        if self._tag in ("bytes", "bytearray"):
+        if self._tag in (TAG.Bytes, TAG.ByteArray):
             out["nbytes"] = self.nbytes
             return False
         if self._children() is None:
             # A plain JSON scalar is its own value; anything else (a big int, a NaN, an enum member...) is built.
-            if self._tag is None and self._json_kind not in ("array", "object"):
+            if self._tag is None and self._json_kind not in _JSON_CONTAINERS:
                 out["value"] = _json_value(self._file._document().value(self._index))
             else:
                 out["value"] = None
@@ -323,7 +291,7 @@ class Node:
 
     def __repr__(self) -> str:
         where = self.path or "<root>"
-        if self._tag == "tensor":
+        if self._tag == TAG.Tensor:
             return f"<Node tensor {self.dtype}{list(self.shape or ())} at {where}>"
         if self._children() is not None:
             name = f" {self.type_name}" if self.type_name else ""
@@ -352,14 +320,14 @@ class SafeFile:
 
     def __init__(self, paths: Sequence[str], schema: str | None, metadata: dict[str, str] | None, load_args: dict[str, Any],
                  limits: tuple[int, int, int], source: str) -> None:
-        self._doc: Any = _core.Document(list(paths), schema, *limits)
+        self._doc: Any = _core.LazyFile(list(paths), schema, *limits)
         self._metadata = metadata if metadata is not None else self._doc.metadata(0)
         self._load_args = load_args
         self._source = source
         self._structured = self._doc.structured
         # What the default max_bytes of each load is tied to: the bytes of every file mapped.
         self._size = sum(self._doc.buffer(shard).size for shard in range(self._doc.shard_count))
-        self._schema = _Schema(self, f"{source}: ", _Default)
+        self._schema = _TreeView(self, f"{source}: ", _Default)
         # Per schema node, read when first looked up in: its keys by value and by text.
         self._keys: dict[int, dict[Any, tuple[Any, int]]] = {}
         self._texts: dict[int, dict[str, tuple[Any, int]]] = {}
@@ -402,7 +370,7 @@ class SafeFile:
         """Every class name the file mentions, by node kind, with how many nodes name it: ``{"dataclass": {"m.Config":
         2}, "enum": {...}, ...}`` (``"plugin"`` for plugin types). Read from the schema alone: nothing is built or
         imported, so it is safe to call before deciding what to pass a load in ``types=``."""
-        return type_names(self._document())
+        return self._document().type_names()  # type: ignore[no-any-return]
 
     def node(self, path: str | Sequence[Any] = "") -> Node:
         """The node at ``path``: a dotted path as tensor names are written (``"model.layers.0"``; ``""`` is the root),
@@ -440,15 +408,7 @@ class SafeFile:
             with reading(self._source):
                 return self._document().load(index, context)
         except SafestructuresError as e:
-            raise self._located(e, path) from None
-
-    def _located(self, error: SafestructuresError, path: tuple[Any, ...]) -> SafestructuresError:
-        """The core writes paths from the node it was asked to build ("at $[0]: ..."); made absolute here, with the
-        file named as load_file names it. The class and the code stay those of the core's error."""
-        message = str(error)
-        if message.startswith("at $"):
-            message = "at " + path_text(path) + message[len("at $"):]
-        return type(error)(f"{self._source}: {message}", code=error.code)
+            raise located(e, path, f"{self._source}: ") from None
 
     def _load_many(self, nodes: Sequence[tuple[int, tuple[Any, ...]]], framework: Any = _Default, keys: bool = False) -> list[Any]:
         """Build several nodes ((index, path) each) for a walk over the tree (describe, keys, the command line): an
@@ -462,7 +422,7 @@ class SafeFile:
             with reading(self._source):
                 return list(doc.load_many([index for index, _path in nodes], context, keys))
         except SafestructuresError as e:
-            raise self._located(e, nodes[min(doc.failed_at, len(nodes) - 1)][1]) from None
+            raise located(e, nodes[min(doc.failed_at, len(nodes) - 1)][1], f"{self._source}: ") from None
 
     def close(self) -> None:
         """Release the file (arrays already loaded keep their own reference to its mapping)."""
@@ -523,7 +483,7 @@ def _resolve_text(node: Node, parts: list[str]) -> Node:
 
 def _child_by_text(node: Node, part: str) -> Node:
     """The child a path segment names: an index for sequences (and named tuples), else the key whose text is it."""
-    if node._is_sequence() or (node.kind == "namedtuple" and part.lstrip("-").isdigit()):
+    if node._is_sequence() or (node._tag == TAG.NamedTuple and part.lstrip("-").isdigit()):
         try:
             return node[int(part)]
         except ValueError:
@@ -594,5 +554,5 @@ def open_source(source: Source, load_args: dict[str, Any], limits: tuple[int, in
         return opened, V2
     fmt = file_format(doc.structured, opened.metadata)
     if fmt == PLAIN:
-        doc.adopt_schema(_plain_schema(doc.tensors(0)))
+        doc.read_as_plain("numpy")
     return opened, fmt

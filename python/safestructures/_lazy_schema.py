@@ -1,61 +1,22 @@
-"""An opened file's schema as the lazy API and the command line walk it: the tables of node kinds, paths as
-messages write them, and ``_Schema``, which reads each node once and follows references."""
+"""An opened file's tree as the lazy API and the command line walk it, read through the core's reader
+(``_core.LazyFile``: kinds, references followed, the children of every container): ``_TreeView`` keeps what each node
+read gave and builds the keys that are not JSON scalars; paths as messages write them; how walks show values."""
 
 from __future__ import annotations
 
-import json
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, NoReturn
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
-from ._errors import InvalidFileError, quote, shown
+from ._errors import InvalidFileError, SafestructuresError, quote, shown
+from ._format import DTYPE_NUMPY_NAMES
 
 if TYPE_CHECKING:
     from ._lazy import SafeFile
 
-__all__ = ["path_text", "type_names"]
+__all__ = ["path_text"]
 
-# The numpy name of each safetensors dtype (what a tensor of that dtype loads as in numpy).
-_DTYPE_NAMES = {
-    "BOOL": "bool", "U8": "uint8", "I8": "int8", "I16": "int16", "U16": "uint16", "F16": "float16", "BF16": "bfloat16",
-    "I32": "int32", "U32": "uint32", "F32": "float32", "C64": "complex64", "F64": "float64", "I64": "int64", "U64": "uint64",
-    "F8_E5M2": "float8_e5m2", "F8_E4M3": "float8_e4m3fn", "F8_E8M0": "float8_e8m0fnu", "F8_E4M3FNUZ": "float8_e4m3fnuz",
-    "F8_E5M2FNUZ": "float8_e5m2fnuz", "F4": "float4_e2m1fn", "F6_E2M3": "float6_e2m3fn", "F6_E3M2": "float6_e3m2fn",
-}
-
-# The tensor a schema too large for the header is spilled into (format.md 5.1).
-_SPILL = "__safestructures_schema__"
-
-# Tagged nodes whose content is a sequence of items, and those whose items are [key, value] pairs.
-_SEQUENCES = {"list", "tuple", "set", "frozenset", "deque"}
-_MAPPINGS = {"dict", "OrderedDict", "Counter", "defaultdict"}
-# Untagged JSON nodes: the kind each stands for, and those that are scalars.
-_JSON_KINDS = {"null": "none", "false": "bool", "true": "bool", "int": "int", "float": "float", "string": "str",
-               "array": "list", "object": "dict"}
-_JSON_SCALARS = {"null", "false", "true", "int", "float", "string"}
-
-
-# Tagged nodes that name a class (or a plugin type) in their "type" field.
-_NAMED_KINDS = ("dataclass", "namedtuple", "enum", "object", "ext", "plugin")
-
-
-def type_names(doc: Any) -> dict[str, dict[str, int]]:
-    """{kind: {name: count}} of every class (and plugin type) the schema names, read in one pass over its nodes in
-    tape order: nothing is built, imported or followed (a reference names nothing itself)."""
-    out: dict[str, dict[str, int]] = {}
-    root = doc.root
-    end = doc.node(root)[3]
-    for index in range(root, end):
-        json_kind, tag, _count, _end = doc.node(index)
-        if json_kind != "object" or tag not in _NAMED_KINDS:
-            continue
-        for key, child in doc.members(index):
-            if key == "type":
-                if doc.node(child)[0] == "string":
-                    name = doc.value(child)
-                    names = out.setdefault(tag, {})
-                    names[name] = names.get(name, 0) + 1
-                break
-    return out
+# The JSON kinds of the tape (``LazyFile.node``) that are containers; the others are scalars.
+_JSON_CONTAINERS = ("array", "object")
 
 
 def path_text(path: Sequence[Any]) -> str:
@@ -63,10 +24,19 @@ def path_text(path: Sequence[Any]) -> str:
     return "$" + "".join(f"[{p}]" if type(p) is int else f"[{quote(p) if isinstance(p, str) else repr(p)}]" for p in path)
 
 
-class _Schema:
-    """An opened file's schema as walks read it: each node's members read once, JSON scalars taken straight from the
-    tape, a reference (or a value a plugin nested) followed to the node it stands for, and the children of every kind
-    of container. ``Node`` and the command line's walk both read the schema through this."""
+def located(error: SafestructuresError, path: Sequence[Any], prefix: str) -> SafestructuresError:
+    """The core writes paths from the node it was asked about ("at $[0]: ..."); made absolute here, after ``prefix``
+    (the file's name). The class and the code stay those of the core's error."""
+    message = str(error)
+    if message.startswith("at $"):
+        message = "at " + path_text(path) + message[len("at $"):]
+    return type(error)(f"{prefix}{message}", code=error.code)
+
+
+class _TreeView:
+    """An opened file's tree as walks read it, through the core: each node's members and children read once, and the
+    keys of a mapping that are not JSON scalars built (in one pass, within a load's limits). ``Node`` and the command
+    line's walk both read the tree through this."""
 
     def __init__(self, file: SafeFile, prefix: str, key_framework: Any) -> None:
         self.file = file
@@ -74,110 +44,103 @@ class _Schema:
         self.prefix = prefix
         self.key_framework = key_framework
         self._heads: dict[int, tuple[str, str | None, dict[str, int]]] = {}
+        self._kinds: dict[int, str] = {}
         self._children: dict[int, tuple[bool, list[tuple[Any, int]]] | None] = {}
 
     @property
     def doc(self) -> Any:
         return self.file._document()
 
-    def fail(self, path: Sequence[Any], what: str) -> NoReturn:
-        raise InvalidFileError(f"{self.prefix}at {path_text(path)}: {what}", code="SchemaInvalid")
-
     def head(self, index: int) -> tuple[str, str | None, dict[str, int]]:
         """(JSON kind, tag, {member: node}) of a node; members only for a tagged object (a plain dict's keys are data)."""
         found = self._heads.get(index)
         if found is None:
             doc = self.doc
-            json_kind, tag, _count, _end = doc.node(index)
-            found = self._heads[index] = (json_kind, tag, dict(doc.members(index)) if tag is not None else {})
+            json_kind, tag, _count, _end, self._kinds[index] = doc.node(index)
+            found = self._heads[index] = (json_kind, tag, dict(doc.entries(index)) if tag is not None else {})
         return found
+
+    def kind(self, index: int) -> str:
+        """What a node holds: its tag, or the Python type of plain JSON (``"none"``, ``"list"``...)."""
+        if index not in self._kinds:
+            self.head(index)
+        return self._kinds[index]
 
     def scalar(self, index: int) -> Any:
         """A node's value when it is a JSON scalar, else None."""
         doc = self.doc
-        return doc.value(index) if doc.node(index)[0] in _JSON_SCALARS else None
+        return doc.value(index) if doc.node(index)[0] not in _JSON_CONTAINERS else None
+
+    def field(self, index: int, name: str) -> Any:
+        """A scalar field of a tagged node, or a list of scalars (None when absent or anything else)."""
+        child = self.head(index)[2].get(name)
+        if child is None:
+            return None
+        return self.scalar(child) if self.doc.node(child)[0] not in _JSON_CONTAINERS else _container_field(self.doc, child)
 
     def resolve(self, index: int, path: Sequence[Any]) -> tuple[int, int | None]:
         """(the node ``index`` stands for, the reference id when it is a reference): a ref reads as the object it refers
         to (its first occurrence), a "nested" value of a 1.0.0-style plugin as its "v" (which loads as itself)."""
-        ref_id = None
-        followed = {index}
-        _json_kind, tag, members = self.head(index)
-        while tag in ("ref", "nested"):
-            if tag == "ref":
-                ref = self.scalar(members["#"]) if "#" in members else None
-                target = self.doc.definition(ref) if type(ref) is int else None
-                if target is None:
-                    self.fail(path, "a reference to an object the file does not define")
-                ref_id = ref if ref_id is None else ref_id
-            else:
-                target = members.get("v")
-                if target is None:
-                    self.fail(path, 'a "nested" node needs a value "v"')
-            if target in followed:  # a crafted "nested" node that defines an id its own value refers to
-                self.fail(path, "a reference to itself")
-            followed.add(target)
-            index = target
-            _json_kind, tag, members = self.head(index)
-        return index, ref_id
+        try:
+            return self.doc.follow(index)  # type: ignore[no-any-return]
+        except InvalidFileError as e:
+            raise located(e, path, self.prefix) from None
 
     def children(self, index: int, path: Sequence[Any]) -> tuple[bool, list[tuple[Any, int]]] | None:
         """(whether the children are indexed, [(key or index, child node)]) of a resolved container node, in stored
         order; None for a leaf. Read once per node."""
         if index not in self._children:
-            self._children[index] = self._read_children(index, path)
+            try:
+                found = self.doc.children(index)
+            except InvalidFileError as e:
+                raise located(e, path, self.prefix) from None
+            if found is not None:
+                indexed, entries, to_build = found
+                if to_build:
+                    keys = self.file._load_many([(node, tuple(path)) for _k, node in to_build], framework=self.key_framework, keys=True)
+                    for (k, _node), key in zip(to_build, keys):
+                        entries[k] = (key, entries[k][1])
+                found = (indexed, entries)
+            self._children[index] = found
         return self._children[index]
 
-    def _read_children(self, index: int, path: Sequence[Any]) -> tuple[bool, list[tuple[Any, int]]] | None:
-        doc = self.doc
-        json_kind, tag, members = self.head(index)
-        if tag is None:
-            if json_kind == "object":
-                return False, list(doc.members(index))
-            if json_kind == "array":
-                return True, list(enumerate(doc.elements(index)))
-            return None
-        if tag in _SEQUENCES:
-            return (True, list(enumerate(doc.elements(members["items"])))) if "items" in members else None
-        if tag in _MAPPINGS:
-            return (False, self._pairs(members["items"], path)) if "items" in members else None
-        if tag == "namedtuple":
-            names = [self.scalar(c) for c in doc.elements(members["fields"])] if "fields" in members else []
-            values = doc.elements(members["items"]) if "items" in members else []
-            return False, list(zip(names, values))
-        if tag == "dataclass":
-            return (False, list(doc.members(members["fields"]))) if "fields" in members else None
-        if tag in ("object", "ext", "plugin"):
-            # The base content of a built-in subclass, else the attributes, else a plugin's or to_data's value.
-            for wrapper in ("value", "attrs", "data"):
-                if wrapper in members:
-                    return self.children(self.resolve(members[wrapper], path)[0], path)
-        return None
 
-    def _pairs(self, items: int, path: Sequence[Any]) -> list[tuple[Any, int]]:
-        doc = self.doc
-        keys: list[Any] = []
-        values: list[int] = []
-        built: list[tuple[int, tuple[Any, ...]]] = []  # (key node, path) of the keys to build, and where they go
-        at: list[int] = []
-        for k, pair in enumerate(doc.elements(items)):
-            kind, _tag, count, _end = doc.node(pair)
-            if kind != "array" or count != 2:
-                self.fail(path, f"item {k} of a mapping is not a [key, value] pair")
-            key_node, value_node = doc.elements(pair)
-            # A JSON scalar key is the value a load gives it (str, int, float, bool, None); other keys are built, all
-            # in one pass (keys built from shared objects build them once).
-            if doc.node(key_node)[0] in _JSON_SCALARS:
-                keys.append(doc.value(key_node))
-            else:
-                keys.append(None)
-                built.append((key_node, tuple(path)))
-                at.append(k)
-            values.append(value_node)
-        if built:
-            for k, key in zip(at, self.file._load_many(built, framework=self.key_framework, keys=True)):
-                keys[k] = key
-        return list(zip(keys, values))
+def tensor_fields(view: _TreeView, index: int, find: Callable[[str], Any]) -> dict[str, Any]:
+    """What describe() says of a tensor node: dtype (as numpy names it), shape (None when neither the node nor the
+    header gives one), nbytes (0 for a view within another tensor), framework, the tensor holding its data
+    ("tensor"), the storage a view lives in ("storage"), a tensor the file lacks ("missing"). ``find(name)`` gives a
+    tensor's (dtype, shape, nbytes, ...) from the header, or None (or raises)."""
+    name, storage = view.field(index, "name"), view.field(index, "storage")
+    info = find(name) if isinstance(name, str) else None
+    dtype = view.field(index, "dtype")
+    if not isinstance(dtype, str):
+        found = info if info is not None else (find(storage) if isinstance(storage, str) else None)
+        dtype = None if found is None else DTYPE_NUMPY_NAMES.get(found[0], found[0])
+    shape = view.field(index, "shape")
+    if not (isinstance(shape, list) and all(type(d) is int for d in shape)):
+        shape = None if info is None else list(info[1])
+    if view.field(index, "x2") is True and shape:
+        shape[-1] //= 2
+    fw = view.field(index, "fw")
+    out: dict[str, Any] = {"dtype": dtype, "shape": shape, "nbytes": 0 if info is None else info[2],
+                           "framework": fw if isinstance(fw, str) else None}
+    if info is not None:
+        out["tensor"] = name
+    elif isinstance(name, str):
+        out["missing"] = name
+    if isinstance(storage, str):
+        out["storage"] = storage
+    return out
+
+
+def bytes_size(view: _TreeView, index: int, find: Callable[[str], Any]) -> int | None:
+    """The length of a bytes node: its tensor's size, or the length its base64 text decodes to."""
+    name = view.field(index, "tensor")
+    info = find(name) if isinstance(name, str) else None
+    if info is not None:
+        return int(info[2])
+    b64 = view.field(index, "b64")
+    return len(b64) // 4 * 3 - b64[-2:].count("=") if isinstance(b64, str) else None
 
 
 def _key_text(key: Any) -> str:
@@ -194,8 +157,8 @@ def _container_field(doc: Any, node: int) -> Any:
     if doc.node(node)[0] != "array":
         return None
     values = []
-    for child in doc.elements(node):
-        if doc.node(child)[0] in ("array", "object"):
+    for _k, child in doc.entries(node):
+        if doc.node(child)[0] in _JSON_CONTAINERS:
             return None
         values.append(doc.value(child))
     return values
@@ -210,10 +173,3 @@ def _json_value(value: Any) -> Any:
     if type(value) is float and value == value and value not in (float("inf"), float("-inf")):
         return value
     return shown(value)
-
-def _plain_schema(tensors: list[tuple[str, str, tuple[int, ...], int, int]]) -> str:
-    """The schema a plain safetensors file would have if safestructures had saved its {name: tensor} dict."""
-    nodes = {name: {"$": "tensor", "name": name, "fw": "numpy"} for name, *_ in tensors}
-    # Names are unique, so a plain JSON object holds them, unless one is "$" (which would read as a tag).
-    root: Any = nodes if "$" not in nodes else {"$": "dict", "items": [[name, node] for name, node in nodes.items()]}
-    return json.dumps({"format": "safestructures", "version": 2, "root": root}, separators=(",", ":"))

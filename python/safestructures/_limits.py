@@ -15,9 +15,9 @@ __all__ = [
 ]
 
 #: Levels of nesting allowed by default, on save and on load (safestructures 1.0.0 failed near 250).
-DEFAULT_MAX_DEPTH = 1000
+DEFAULT_MAX_DEPTH: int = _core.DEFAULT_MAX_DEPTH
 #: Schema nodes a file may hold by default; a 100 MB header cannot hold more than about 50 million.
-DEFAULT_MAX_NODES = 50_000_000
+DEFAULT_MAX_NODES: int = _core.DEFAULT_MAX_NODES
 #: Header bytes a file may have by default (the safetensors limit).
 DEFAULT_MAX_HEADER_SIZE: int = _core.DEFAULT_MAX_HEADER_SIZE
 #: What every load may allocate beyond the file, whatever its size (a view of a few bytes may be expanded this far).

@@ -13,6 +13,7 @@
 #include "safestructures/error.hpp"
 #include "safestructures/reader.hpp"
 #include "safestructures/schema.hpp"
+#include "safestructures/tree_reader.hpp"
 #include "safestructures/tree_writer.hpp"
 #include "safestructures/writer.hpp"
 
@@ -30,28 +31,6 @@ class ArgumentError : public Error {
 
 // Installs the one translator of core errors into the exception classes of safestructures._errors.
 void register_error_translator();
-
-// Fields that only wrap an object's content: paths (and so tensor names) go through them, so a dataclass's tensor
-// is named "out.logits", not "out.fields.logits".
-inline bool transparent_field(std::string_view field) {
-  return field == "fields" || field == "items" || field == "value" || field == "attrs" || field == "data" || field == "tensors" ||
-         field == "v";
-}
-
-// "$" followed by each part of a path in the data, as render(part) writes it; deep paths keep their two ends and
-// only count the middle, so a message about level 100,000 stays readable.
-template <class Part, class Render>
-std::string path_text(const std::vector<Part>& parts, Render render) {
-  std::string out = "$";
-  for (std::size_t k = 0; k < parts.size(); ++k) {
-    if (parts.size() > 24 && k == 10) {
-      out += "[... " + std::to_string(parts.size() - 20) + " more ...]";
-      k = parts.size() - 10;
-    }
-    render(out, parts[k]);
-  }
-  return out;
-}
 
 // A class of safestructures._errors by name (the module is imported on first use).
 nb::object error_class(const char* name);
@@ -83,7 +62,7 @@ struct SaveResult {
 };
 
 struct SaveWalkOptions {
-  std::uint32_t max_depth = 1000;
+  std::uint32_t max_depth = default_max_depth;
   // Per-save state of the framework adapters (e.g. which storages were already written), passed to array_entry.
   nb::handle context;
 };
@@ -111,15 +90,6 @@ struct TensorSource {
   void check_unique_names() const;
 };
 
-// Where each reference id and each named tensor is defined in a tape: what loading a part of a tree needs to build
-// an object the part refers to but does not hold.
-struct TreeIndex {
-  std::vector<std::size_t> id_nodes;  // id -> node, Tape::npos where undefined
-  std::unordered_map<std::string_view, std::size_t> tensor_nodes;
-  std::vector<bool> in_plugin;  // node -> whether it lies inside a plugin node's value
-  explicit TreeIndex(const Tape& tape);
-};
-
 // A header's metadata as {str: str} (None when the file has none); with `metadata`, that subset of it.
 nb::object metadata_to_python(const Header& header, const Metadata& metadata);
 nb::object metadata_to_python(const Header& header);
@@ -131,30 +101,27 @@ std::pair<Reader, nb::object> open_mapped(const std::filesystem::path& path, std
                                           Access access = Access::Whole);
 
 struct LoadOptions {
-  std::uint32_t max_depth = 1000;
-  std::uint64_t max_nodes = 50'000'000;
+  std::uint32_t max_depth = default_max_depth;
+  std::uint64_t max_nodes = default_max_nodes;
   // Per-load state of the framework adapters (target framework, device, tensors built so far), passed to make_tensor.
   nb::handle context;
 };
 
-// The parser limits that the load limits imply.
-SchemaLimits schema_limits(const LoadOptions& options);
-
 // Builds the Python object a structured file (a source of one shard) holds; an invalid object for a file with no schema.
 nb::object build_data(const TensorSource& file, const LoadOptions& options);
 
-// Builds the object at `node` of a schema tape. With `index`, the node may be any part of the tree: objects it refers
-// to outside itself (shared objects, the storage of a view) are built on the way, as far as it needs them.
-nb::object build_node(const Tape& tape, std::size_t node, const TensorSource& source, const LoadOptions& options, const TreeIndex* index);
+// Builds the object at `node` of a tree. With `partial`, the node may be any part of the tree: objects it refers to
+// outside itself (shared objects, the storage of a view) are built on the way, as far as it needs them.
+nb::object build_node(const TreeReader& tree, std::size_t node, const TensorSource& source, const LoadOptions& options, bool partial);
 
-// Builds the objects at several nodes with one loader (`index` required): what they share, or refer to elsewhere,
+// Builds the objects at several nodes with one partial loader: what they share, or refer to elsewhere,
 // is built once for all of them, so a walk building many parts stays linear in the file. `built` counts the nodes
 // built so far, so that a caller told of an error knows which node raised it.
 // With `keys`, the nodes are the keys of one mapping, hashed and checked as a whole load checks them.
-nb::list build_nodes(const Tape& tape, const std::vector<std::size_t>& nodes, const TensorSource& source, const LoadOptions& options,
-                     const TreeIndex& index, bool keys, std::size_t& built);
+nb::list build_nodes(const TreeReader& tree, const std::vector<std::size_t>& nodes, const TensorSource& source, const LoadOptions& options,
+                     bool keys, std::size_t& built);
 
-// Registers safestructures._core.Document, the lazily read file behind safestructures.open.
-void register_document(nb::module_& m);
+// Registers safestructures._core.LazyFile, the lazily read file behind safestructures.open.
+void register_lazy_file(nb::module_& m);
 
 }  // namespace safestructures::bindings

@@ -1,5 +1,6 @@
-// The load walk's Loader, shared by its two files: from_tree.cpp (containers, references, entry points) and
-// from_tree_tagged.cpp (tagged nodes: collections, tagged scalars, tensors, bytes, what Python constructs).
+// The load walk's Loader, shared by its two files: load_walk.cpp (containers, references, entry points) and
+// load_walk_tagged.cpp (tagged nodes: collections, tagged scalars, tensors, bytes, what Python constructs). It reads
+// the tree through the core's TreeReader (kinds, fields, the reference index of partial loads).
 #pragma once
 
 #include <Python.h>
@@ -7,29 +8,19 @@
 #include <functional>
 #include <string>
 #include <string_view>
+#include <optional>
 #include <unordered_map>
 #include <vector>
 
 #include "bindings.hpp"
 #include "hooks.hpp"
 #include "load_bounds.hpp"
-#include "safestructures/schema.hpp"
+#include "safestructures/tree_reader.hpp"
 
 namespace safestructures::bindings::load_walk {
 
-enum class Tag { List, Dict, Tuple, Set, FrozenSet, OrderedDict, DefaultDict, Counter, Deque, Ref, Int, Float, Str, Bytes, ByteArray, Tensor, Other };
-
-inline Tag tag_of(std::string_view tag) {
-  static const std::unordered_map<std::string_view, Tag> tags{
-      {"list", Tag::List},       {"dict", Tag::Dict},         {"tuple", Tag::Tuple},      {"set", Tag::Set},
-      {"frozenset", Tag::FrozenSet}, {"OrderedDict", Tag::OrderedDict}, {"defaultdict", Tag::DefaultDict},
-      {"Counter", Tag::Counter}, {"deque", Tag::Deque},       {"ref", Tag::Ref},          {"int", Tag::Int},
-      {"float", Tag::Float},     {"str", Tag::Str},           {"bytes", Tag::Bytes},      {"bytearray", Tag::ByteArray},
-      {"tensor", Tag::Tensor},
-  };
-  const auto it = tags.find(tag);
-  return it == tags.end() ? Tag::Other : it->second;
-}
+// The format's kinds (hooks.hpp's Kind is the save walk's).
+using Kind = safestructures::Kind;
 
 struct LoadPath {
   enum class Type { Key, Index, Field } type;
@@ -39,9 +30,10 @@ struct LoadPath {
 
 class Loader {
  public:
-  Loader(const Tape& tape, const TensorSource& source, const LoadOptions& options, const TreeIndex* index)
-      : tape_(tape), source_(source), index_(index), context_(options.context), hooks_(hooks()), ids_(tape.size() + 1, index != nullptr),
-        hash_budget_(hash_budget(tape.size())), max_depth_(options.max_depth) {
+  // With `partial`, the nodes built may be any parts of the tree (see build_target), found through its index.
+  Loader(const TreeReader& tree, const TensorSource& source, const LoadOptions& options, bool partial)
+      : tree_(tree), tape_(tree.tape()), source_(source), index_(partial ? &tree.index() : nullptr), context_(options.context), hooks_(hooks()),
+        ids_(tape_.size() + 1, partial), hash_budget_(hash_budget(tape_.size())), max_depth_(options.max_depth) {
     expose_where();
   }
   ~Loader() { restore_where(); }
@@ -68,7 +60,18 @@ class Loader {
  private:
   nb::object build_tracked(std::size_t i);
   nb::object build_any(std::size_t i);
-  nb::object build_tagged(std::size_t i, std::string_view tag);
+  // One per shape of tagged node: build_tagged picks by kind.
+  nb::object build_tagged(std::size_t i, Kind kind);
+  nb::object follow_ref(std::size_t i);
+  nb::object build_appended(std::size_t i, Kind kind);
+  nb::object build_tuple(std::size_t i);
+  nb::object build_set(std::size_t i, Kind kind);
+  nb::object build_mapping(std::size_t i, Kind kind);
+  nb::object big_int(std::size_t i);
+  nb::object tagged_float(std::size_t i);
+  nb::object tagged_str(std::size_t i);
+  // Everything else, through the fixed table of Python constructors.
+  nb::object construct(std::size_t i, Kind kind);
   nb::object build_plain_object(std::size_t i);
   nb::object key_object(std::string_view key);
   nb::object build_child(std::size_t i, LoadPath part) {
@@ -90,7 +93,7 @@ class Loader {
   // The object already built for tensor `name` (a partial load may build a node twice), or an invalid object; a whole
   // load refuses a second node naming the same tensor, which could only make it copy the same bytes again.
   nb::object named_before(std::string_view name);
-  bool is_ref(std::size_t i) const { return tape_[i].kind == NodeKind::Object && tape_.tag(i) == "ref"; }
+  bool is_ref(std::size_t i) const { return tape_[i].kind == NodeKind::Object && tree_.kind(i) == Kind::Ref; }
   nb::object tensor(std::size_t i);
   TensorSource::Found find_tensor(std::string_view name);
   nb::object defined_elsewhere(std::int64_t id);
@@ -109,6 +112,7 @@ class Loader {
   void restore_where() noexcept;
   nb::object call_python(const char* what, const std::function<nb::object()>& call);
 
+  const TreeReader& tree_;
   const Tape& tape_;
   const TensorSource& source_;
   // Set when loading a part of the tree: where to find what the part refers to outside itself.
@@ -155,23 +159,26 @@ class Loader {
 // Fields the saver writes afresh for each node: a record's fields, a named tuple's names and items, a built-in
 // subclass's content and attributes, a torch.Size's dims. A reference there would hand one container to every node
 // naming it, each of which copies it (or rehashes its keys) again.
-inline bool own_field(std::string_view tag, std::string_view field) {
-  if (tag == "dataclass") return field == "fields" || field == "value";
-  if (tag == "namedtuple") return field == "fields" || field == "items";
-  if (tag == "object") return field == "value" || field == "attrs";
-  return tag == "torch.Size" && field == "dims";
+inline bool own_field(Kind kind, std::string_view field) {
+  switch (kind) {
+    case Kind::Dataclass: return field == "fields" || field == "value";
+    case Kind::NamedTuple: return field == "fields" || field == "items";
+    case Kind::Object: return field == "value" || field == "attrs";
+    case Kind::TorchSize: return field == "dims";
+    default: return false;
+  }
 }
 
-// Leaf tags stand for one value, not a level of nesting; the saver does not count them either.
-inline bool is_leaf_tag(std::string_view tag) {
-  switch (tag_of(tag)) {
-    case Tag::Ref:
-    case Tag::Int:
-    case Tag::Float:
-    case Tag::Str:
-    case Tag::Bytes:
-    case Tag::ByteArray:
-    case Tag::Tensor: return true;
+// Leaf kinds stand for one value, not a level of nesting; the saver does not count them either.
+inline bool is_leaf(Kind kind) {
+  switch (kind) {
+    case Kind::Ref:
+    case Kind::BigInt:
+    case Kind::Float:
+    case Kind::String:
+    case Kind::Bytes:
+    case Kind::ByteArray:
+    case Kind::Tensor: return true;
     default: return false;
   }
 }

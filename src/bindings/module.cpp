@@ -331,6 +331,8 @@ NB_MODULE(_core, m) {
       .def_prop_ro("size", [](const FileBuffer& b) { return b.size; }, "Size of the file in bytes.");
 
   m.attr("DEFAULT_MAX_HEADER_SIZE") = default_max_header_size;
+  m.attr("DEFAULT_MAX_DEPTH") = default_max_depth;
+  m.attr("DEFAULT_MAX_NODES") = default_max_nodes;
   // {safetensors dtype: (bits per element, numpy dtype name)}, in the reference order.
   m.attr("DTYPES") = [] {
     nb::dict dtypes;
@@ -360,25 +362,25 @@ NB_MODULE(_core, m) {
   m.def("unpack_sub_byte", &unpack_sub_byte_py, "dtype"_a, "packed"_a, "elements"_a,
         "Unpack a sub-byte dtype's bit stream into one code per byte.");
   m.def("set_hooks", &set_hooks, "hooks"_a, "Install the Python callables the tree walkers use (done by safestructures at import).");
-  m.def("save_file", &py_save_file, "data"_a.none(), "path"_a, "metadata"_a.none() = nb::none(), "max_depth"_a = 1000, "fsync"_a = false,
+  m.def("save_file", &py_save_file, "data"_a.none(), "path"_a, "metadata"_a.none() = nb::none(), "max_depth"_a = default_max_depth, "fsync"_a = false,
         "max_header_size"_a = default_max_header_size, "context"_a.none() = nb::none(),
         "Save nested data with tensors as a structured safetensors file, atomically. `context` is handed to the "
         "array_entry hook for every tensor.");
-  m.def("save_bytes", &py_save_bytes, "data"_a.none(), "metadata"_a.none() = nb::none(), "max_depth"_a = 1000,
+  m.def("save_bytes", &py_save_bytes, "data"_a.none(), "metadata"_a.none() = nb::none(), "max_depth"_a = default_max_depth,
         "max_header_size"_a = default_max_header_size, "context"_a.none() = nb::none(),
         "Save nested data with tensors as the bytes of a structured safetensors file.");
   m.def("save_sharded", &py_save_sharded, "data"_a.none(), "directory"_a, "prefix"_a, "save_id"_a, "max_depth"_a, "max_shard_size"_a, "fsync"_a,
         "context"_a.none(),
         "Write the tensors of `data` as shards under temporary names in `directory`: (schema document, [temporary "
         "path of each shard], [(tensor, shard number)], total tensor bytes). The caller writes the index and renames.");
-  m.def("load_file", &py_load_file, "path"_a, "max_depth"_a = 1000, "max_nodes"_a = 50'000'000,
+  m.def("load_file", &py_load_file, "path"_a, "max_depth"_a = default_max_depth, "max_nodes"_a = default_max_nodes,
         "max_header_size"_a = default_max_header_size, "context"_a.none() = nb::none(),
         "Load a file: (buffer, (True, data, user metadata)) for a structured file, (buffer, (False, tensor table, "
         "metadata)) for a plain safetensors file.");
-  m.def("load_bytes", &py_load_bytes, "data"_a, "max_depth"_a = 1000, "max_nodes"_a = 50'000'000,
+  m.def("load_bytes", &py_load_bytes, "data"_a, "max_depth"_a = default_max_depth, "max_nodes"_a = default_max_nodes,
         "max_header_size"_a = default_max_header_size, "context"_a.none() = nb::none(),
         "Load from a buffer: (True, data, user metadata) or (False, tensor table, metadata); arrays view `data`.");
-  register_document(m);
+  register_lazy_file(m);
   m.def("error_code_names", [] {
     nb::list names;
     for (int c = 0; c <= static_cast<int>(ErrorCode::NotARegularFile); ++c) {

@@ -2,30 +2,25 @@
 #include "safestructures/file.hpp"
 
 #include <algorithm>
-#include <cmath>
-#include <cstring>
-#include <unordered_map>
 #include <unordered_set>
 
 #include "safestructures/codec.hpp"
 #include "safestructures/reader.hpp"
 #include "safestructures/schema.hpp"
 #include "safestructures/structure.hpp"
+#include "safestructures/tree_reader.hpp"
 
 namespace safestructures {
 
 namespace tree_detail {
 
-// Everything a node needs, shared by every node and tensor of one open file.
-struct Document {
-  explicit Document(Reader r) : reader(std::move(r)) {}
+// Everything a node needs, shared by every node and tensor of one open file: the mapping and the tree read from it.
+struct OpenFile {
+  explicit OpenFile(Reader r) : reader(std::move(r)) {}
   Reader reader;
-  Tape tape;
-  std::uint32_t root = 0;
+  std::optional<TreeReader> tree;
   Metadata metadata;
   bool structured = false;
-  // Reference id -> the tape index of the node that defines it.
-  std::unordered_map<std::int64_t, std::uint32_t> ids;
 };
 
 // One step of a node's path, already rendered (`["key"]`, `[3]`); the chain ends at the root (null parent).
@@ -36,110 +31,33 @@ struct PathPart {
 
 }  // namespace tree_detail
 
-using tree_detail::Document;
+using tree_detail::OpenFile;
 using tree_detail::PathPart;
 
 namespace {
 
-// Mutable containers exist before their items are built, so a reference from inside them to themselves is valid;
-// every other object is only defined once its node ends (section 5.3).
-bool defined_before_items(Kind kind) {
-  switch (kind) {
-    case Kind::List:
-    case Kind::Dict:
-    case Kind::OrderedDict:
-    case Kind::Counter:
-    case Kind::DefaultDict:
-    case Kind::Deque: return true;
-    default: return false;
-  }
-}
-
-std::shared_ptr<const PathPart> extend(const std::shared_ptr<const PathPart>& parent, std::string text) {
+template <class Append, class Part>
+std::shared_ptr<const PathPart> extend(const std::shared_ptr<const PathPart>& parent, Append append, Part part) {
+  std::string text;
+  append(text, part);
   return std::make_shared<const PathPart>(PathPart{parent, std::move(text)});
 }
 
-// Appended piece by piece: GCC 12 warns (-Wrestrict, wrongly) about "[" + std::string + "]".
-std::string bracketed(std::string_view inner) {
-  std::string out = "[";
-  out += inner;
-  out += ']';
-  return out;
-}
-std::string index_part(std::size_t index) { return bracketed(std::to_string(index)); }
-std::string key_part(std::string_view key) { return bracketed(quote_name(key)); }
-
-// Reference ids are collected once, so that following a ref costs a lookup; a file that defines an id twice is
-// refused here, before any node is read.
-void collect_ids(Document& doc) {
-  const Tape& tape = doc.tape;
-  const std::uint32_t end = static_cast<std::uint32_t>(tape.next(doc.root));
-  for (std::uint32_t i = doc.root; i < end; ++i) {
-    if (tape[i].kind != NodeKind::Object) continue;
-    const std::string_view tag = tape.tag(i);
-    if (tag.empty() || tag == "ref") continue;
-    const std::size_t at = tape.member(i, "#");
-    if (at == Tape::npos) continue;
-    if (tape[at].kind != NodeKind::Int || tape[at].integer < 1) {
-      raise(ErrorCode::SchemaInvalid, "reference id \"#\" of a " + quote_name(tag) + " node must be a positive integer");
-    }
-    if (!doc.ids.emplace(tape[at].integer, i).second) {
-      raise(ErrorCode::SchemaInvalid, "reference id #" + std::to_string(tape[at].integer) + " is defined twice");
-    }
-  }
-}
-
-// A plain safetensors file reads as {"$":"dict","items":[[NAME,{"$":"tensor","name":NAME}],...]}: the pair form,
-// since a tensor may be named "$". The names are views of the header, which the document keeps.
-void synthesize_flat_tape(Document& doc) {
-  Tape& tape = doc.tape;
-  const std::size_t root = tape.begin_object();
-  tape.string("$");
-  tape.string("dict");
-  tape.count_child(root);
-  tape.string("items");
-  const std::size_t items = tape.begin_array();
-  for (const TensorInfo& info : doc.reader.header().tensors) {
-    const std::size_t pair = tape.begin_array();
-    tape.string(info.name);
-    tape.count_child(pair);
-    const std::size_t tensor = tape.begin_object();
-    tape.string("$");
-    tape.string("tensor");
-    tape.count_child(tensor);
-    tape.string("name");
-    tape.string(info.name);
-    tape.count_child(tensor);
-    tape.end_container(tensor);
-    tape.count_child(pair);
-    tape.end_container(pair);
-    tape.count_child(items);
-  }
-  tape.end_container(items);
-  tape.count_child(root);
-  tape.end_container(root);
-  doc.root = 0;
-}
-
-std::shared_ptr<const Document> make_document(Reader reader, const OpenOptions& options) {
-  auto doc = std::make_shared<Document>(std::move(reader));
-  SchemaLimits limits;
-  // As the Python loader: in 64 bits, so a huge max_depth cannot wrap around, and capped.
-  limits.max_json_depth = static_cast<std::uint32_t>(
-      std::min<std::uint64_t>(std::uint64_t{options.max_depth} * json_levels_per_level + 8, 4'000'000));
-  limits.max_nodes = options.max_nodes;
+std::shared_ptr<const OpenFile> open_file(Reader reader, const OpenOptions& options) {
+  auto doc = std::make_shared<OpenFile>(std::move(reader));
   const Header& header = doc->reader.header();
   doc->metadata = user_metadata(header);
-  if (std::optional<Tape> schema = read_schema(doc->reader, limits)) {
-    doc->root = static_cast<std::uint32_t>(schema_root(*schema));
-    doc->tape = std::move(*schema);
+  if (std::optional<Tape> schema = read_schema(doc->reader, schema_limits(options.max_depth, options.max_nodes))) {
+    doc->tree.emplace(std::move(*schema));
     doc->structured = true;
-    collect_ids(*doc);
+    // Reference ids are indexed once, so that following a ref costs a lookup; a file that breaks their rules is
+    // refused here, before any node is read.
+    if (const std::string& problem = doc->tree->index().problem; !problem.empty()) raise(ErrorCode::SchemaInvalid, problem);
   } else if (header.find_metadata(v1_schema_key) != nullptr) {
     raise(ErrorCode::SchemaVersion,
           "this is a safestructures 1.0.0 file, which the C++ API does not read; `safestructures upgrade OLD NEW` rewrites it");
   } else {
-    synthesize_flat_tape(*doc);
+    doc->tree.emplace(TreeReader::of_plain_file(header));
   }
   return doc;
 }
@@ -151,7 +69,7 @@ std::shared_ptr<const Document> make_document(Reader reader, const OpenOptions& 
 File File::open(const std::filesystem::path& path, const OpenOptions& options) {
   Reader reader = Reader::open(path, options.max_header_size);
   try {
-    return File(make_document(std::move(reader), options));
+    return File(open_file(std::move(reader), options));
   } catch (const Error& e) {
     raise(e.code(), path.string() + ": " + e.what());
   }
@@ -163,13 +81,13 @@ File File::from_bytes(std::vector<std::byte> bytes, const OpenOptions& options) 
 }
 
 File File::from_buffer(std::shared_ptr<const void> owner, std::span<const std::byte> bytes, const OpenOptions& options) {
-  return File(make_document(Reader::from_buffer(std::move(owner), bytes, /*writable=*/false, options.max_header_size), options));
+  return File(open_file(Reader::from_buffer(std::move(owner), bytes, /*writable=*/false, options.max_header_size), options));
 }
 
 const Metadata& File::metadata() const { return document_->metadata; }
 bool File::structured() const { return document_->structured; }
 const Header& File::header() const { return document_->reader.header(); }
-TreeNode File::root() const { return TreeNode(document_, document_->root, nullptr); }
+TreeNode File::root() const { return TreeNode(document_, static_cast<std::uint32_t>(document_->tree->root()), nullptr); }
 
 // ---- Tensor
 
@@ -185,63 +103,30 @@ void Tensor::check_values(std::size_t size, std::size_t alignment) const {
 
 // ---- TreeNode
 
-TreeNode::TreeNode(std::shared_ptr<const Document> document, std::uint32_t index, std::shared_ptr<const PathPart> path)
+TreeNode::TreeNode(std::shared_ptr<const OpenFile> document, std::uint32_t index, std::shared_ptr<const PathPart> path)
     : document_(std::move(document)), path_(std::move(path)), index_(index) {
-  const Tape& tape = document_->tape;
-  const safestructures::Node* n = &tape[index_];
-  std::string_view tag = n->kind == NodeKind::Object ? tape.tag(index_) : std::string_view();
-  if (tag == "ref") {
-    const std::size_t at = tape.member(index_, "#");
-    if (at == Tape::npos || tape[at].kind != NodeKind::Int) fail(ErrorCode::SchemaInvalid, "a ref needs an integer \"#\"");
-    const std::int64_t id = tape[at].integer;
-    const auto found = document_->ids.find(id);
-    bool defined = found != document_->ids.end() && found->second < index_;
-    if (defined) {
-      const std::uint32_t target = found->second;
-      const std::optional<Kind> target_kind = kind_of_tag(tape.tag(target));
-      defined = tape.next(target) <= index_ || (target_kind && defined_before_items(*target_kind));
-      index_ = target;
-    }
-    if (!defined) fail(ErrorCode::SchemaInvalid, "ref to #" + std::to_string(id) + ", which is not defined before this point");
+  const TreeReader& tree = *document_->tree;
+  std::optional<Kind> kind = tree.kind(index_);
+  std::string why;
+  if (kind == Kind::Ref) {
+    const std::size_t target = tree.resolve(index_, why);
+    if (target == Tape::npos) fail(ErrorCode::SchemaInvalid, why);
+    index_ = static_cast<std::uint32_t>(target);
     via_ref_ = true;
-    n = &tape[index_];
-    tag = tape.tag(index_);
+    kind = tree.kind(index_);
   }
-  switch (n->kind) {
-    case NodeKind::Null: kind_ = Kind::Null; return;
-    case NodeKind::False:
-    case NodeKind::True: kind_ = Kind::Bool; return;
-    case NodeKind::Int: kind_ = Kind::Int; return;
-    case NodeKind::Float: kind_ = Kind::Float; return;
-    case NodeKind::String: kind_ = Kind::String; return;
-    case NodeKind::Array: kind_ = Kind::List; return;
-    case NodeKind::Object: break;
-  }
-  if (tag.empty()) {
-    if (n->count && tape[index_ + 1].text == "$") fail(ErrorCode::SchemaInvalid, "\"$\" must be a string naming the node's tag");
-    kind_ = Kind::Dict;
-    return;
-  }
-  const std::optional<Kind> kind = kind_of_tag(tag);
-  if (!kind) fail(ErrorCode::SchemaInvalid, "unknown tag " + quote_name(tag));
+  if (why = tree.malformed(index_); !why.empty()) fail(ErrorCode::SchemaInvalid, why);
   kind_ = *kind;
-  if (const std::size_t at = tape.member(index_, "#"); at != Tape::npos) shared_id_ = tape[at].integer;
+  if (!tag().empty()) {
+    if (const std::size_t at = tree.tape().member(index_, id_member); at != Tape::npos) shared_id_ = tree.tape()[at].integer;
+  }
 }
 
 std::string TreeNode::path() const {
   std::vector<const PathPart*> parts;
   for (const PathPart* p = path_.get(); p != nullptr; p = p->parent.get()) parts.push_back(p);
   std::reverse(parts.begin(), parts.end());
-  // As the Python walkers write it: a deep path keeps its two ends and counts the middle.
-  std::string out = "$";
-  for (std::size_t k = 0; k < parts.size(); ++k) {
-    if (parts.size() > 24 && k == 10) {
-      out += "[... " + std::to_string(parts.size() - 20) + " more ...]";
-      k = parts.size() - 10;
-    }
-    out += parts[k]->text;
-  }
-  return out;
+  return render_path(parts.size(), [&parts](std::string& out, std::size_t k) { out += parts[k]->text; });
 }
 
 void TreeNode::fail(ErrorCode code, const std::string& what) const { raise(code, "at " + path() + ": " + what); }
@@ -252,92 +137,56 @@ void TreeNode::wrong_kind(std::string_view wanted) const {
 
 TreeNode TreeNode::child(std::uint32_t index, std::shared_ptr<const PathPart> part) const { return TreeNode(document_, index, std::move(part)); }
 
-bool TreeNode::is_sequence() const {
-  switch (kind_) {
-    case Kind::List:
-    case Kind::Tuple:
-    case Kind::Set:
-    case Kind::FrozenSet:
-    case Kind::Deque:
-    case Kind::NamedTuple: return true;
-    default: return false;
-  }
-}
+bool TreeNode::is_sequence() const { return traits(kind_).shape == Shape::Sequence; }
 
-bool TreeNode::is_mapping() const {
-  switch (kind_) {
-    case Kind::Dict:
-    case Kind::OrderedDict:
-    case Kind::Counter:
-    case Kind::DefaultDict: return true;
-    default: return false;
-  }
-}
+bool TreeNode::is_mapping() const { return traits(kind_).shape == Shape::Mapping; }
 
-std::string_view TreeNode::tag() const { return document_->tape.tag(index_); }
+std::string_view TreeNode::tag() const { return document_->tree->tape().tag(index_); }
 
 std::uint32_t TreeNode::required_field(std::string_view name, bool string) const {
-  const Tape& tape = document_->tape;
-  const std::size_t at = tape.member(index_, name);
-  if (at == Tape::npos || (string && tape[at].kind != NodeKind::String)) {
-    fail(ErrorCode::SchemaInvalid, "tagged " + quote_name(tag()) + " needs " + (string ? "a string" : "a") + " field " + quote_name(name));
-  }
+  std::string why;
+  const std::size_t at = document_->tree->required(index_, name, string ? std::optional(NodeKind::String) : std::nullopt, why);
+  if (at == Tape::npos) fail(ErrorCode::SchemaInvalid, why);
   return static_cast<std::uint32_t>(at);
 }
 
-std::string_view TreeNode::string_field(std::string_view name) const { return document_->tape[required_field(name, true)].text; }
+std::string_view TreeNode::string_field(std::string_view name) const { return document_->tree->tape()[required_field(name, true)].text; }
 
 std::optional<TreeNode> TreeNode::field(std::string_view name) const {
   if (tag().empty()) wrong_kind("a tagged node");
-  if (name == "$" || name == "#") return std::nullopt;
-  const std::size_t at = document_->tape.member(index_, name);
+  if (name == tag_member || name == id_member) return std::nullopt;
+  const std::size_t at = document_->tree->tape().member(index_, name);
   if (at == Tape::npos) return std::nullopt;
   // Wrapper fields are not part of paths, as when saving.
-  return child(static_cast<std::uint32_t>(at), is_transparent_field(name) ? path_ : extend(path_, std::string(".").append(name)));
+  return child(static_cast<std::uint32_t>(at), is_transparent_field(name) ? path_ : extend(path_, append_field_part, name));
 }
 
 std::vector<Entry> TreeNode::fields() const {
   if (tag().empty()) wrong_kind("a tagged node");
-  const Tape& tape = document_->tape;
   std::vector<Entry> out;
-  std::size_t c = index_ + 1;
-  for (std::uint32_t k = 0; k < tape[index_].count; ++k) {
-    const std::string_view name = tape[c].text;
-    if (name != "$" && name != "#") {
-      auto part = is_transparent_field(name) ? path_ : extend(path_, std::string(".").append(name));
-      out.push_back({child(static_cast<std::uint32_t>(c), part), child(static_cast<std::uint32_t>(c + 1), part)});
-    }
-    c = tape.next(c + 1);
-  }
+  document_->tree->for_each_field(index_, [&](std::string_view name, std::size_t value) {
+    auto part = is_transparent_field(name) ? path_ : extend(path_, append_field_part, name);
+    out.push_back({child(static_cast<std::uint32_t>(value - 1), part), child(static_cast<std::uint32_t>(value), part)});
+  });
   return out;
 }
 
-std::string TreeNode::type_name() const {
-  switch (kind_) {
-    case Kind::Dataclass:
-    case Kind::NamedTuple:
-    case Kind::Enum:
-    case Kind::Object:
-    case Kind::Ext:
-    case Kind::Plugin: return std::string(string_field("type"));
-    default: return {};
-  }
-}
+std::string TreeNode::type_name() const { return traits(kind_).names_class ? std::string(string_field("type")) : std::string(); }
 
 bool TreeNode::as_bool() const {
   if (kind_ != Kind::Bool) wrong_kind("a bool");
-  return document_->tape[index_].kind == NodeKind::True;
+  return document_->tree->tape()[index_].kind == NodeKind::True;
 }
 
 std::int64_t TreeNode::as_int() const {
   if (kind_ == Kind::BigInt) fail(ErrorCode::WrongKind, "the int " + big_int_hex() + " does not fit in 64 bits (read it with big_int_hex())");
   if (kind_ != Kind::Int) wrong_kind("an int");
-  return document_->tape[index_].integer;
+  return document_->tree->tape()[index_].integer;
 }
 
 std::string TreeNode::big_int_hex() const {
   if (kind_ == Kind::Int) {
-    const std::int64_t v = document_->tape[index_].integer;
+    const std::int64_t v = document_->tree->tape()[index_].integer;
     // Through unsigned, so that INT64_MIN has a magnitude.
     std::uint64_t magnitude = v < 0 ? 0 - static_cast<std::uint64_t>(v) : static_cast<std::uint64_t>(v);
     std::string digits;
@@ -349,57 +198,37 @@ std::string TreeNode::big_int_hex() const {
     return (v < 0 ? "-0x" : "0x") + digits;
   }
   if (kind_ != Kind::BigInt) wrong_kind("an int");
-  const std::string_view hex = string_field("hex");
-  const std::size_t sign = hex.starts_with('-') ? 1 : 0;
-  bool ok = hex.substr(sign, 2) == "0x" && hex.size() > sign + 2;
-  for (std::size_t j = sign + 2; ok && j < hex.size(); ++j) ok = std::isxdigit(static_cast<unsigned char>(hex[j])) != 0;
-  if (!ok) fail(ErrorCode::SchemaInvalid, "an int's \"hex\" must look like 0x1f or -0x1f");
-  return std::string(hex);
+  std::string why;
+  const std::optional<std::string_view> hex = document_->tree->big_int_hex(index_, why);
+  if (!hex) fail(ErrorCode::SchemaInvalid, why);
+  return std::string(*hex);
 }
 
 double TreeNode::as_double() const {
   if (kind_ != Kind::Float) wrong_kind("a float");
-  const Tape& tape = document_->tape;
+  const Tape& tape = document_->tree->tape();
   if (tape[index_].kind == NodeKind::Float) return tape[index_].number;
-  const std::string_view v = string_field("v");
-  if (v == "inf") return HUGE_VAL;
-  if (v == "-inf") return -HUGE_VAL;
-  if (v != "nan") fail(ErrorCode::SchemaInvalid, "a tagged float must be nan, inf or -inf");
-  const std::size_t at = tape.member(index_, "bits");
-  if (at == Tape::npos) return std::nan("");
-  const std::string_view bits = tape[at].kind == NodeKind::String ? tape[at].text : std::string_view();
-  std::uint64_t raw = 0;
-  bool ok = bits.size() == 16;
-  for (std::size_t k = 0; ok && k < bits.size(); ++k) {
-    const char c = bits[k];
-    const int digit = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
-    ok = digit >= 0;
-    raw = (raw << 4) | static_cast<std::uint64_t>(digit & 15);
-  }
-  double value = 0;
-  std::memcpy(&value, &raw, sizeof value);
-  if (!ok || !std::isnan(value)) fail(ErrorCode::SchemaInvalid, "a NaN's \"bits\" must be 16 hex digits of a NaN");
-  return value;
+  std::string why;
+  const std::optional<double> value = document_->tree->special_float(index_, why);
+  if (!value) fail(ErrorCode::SchemaInvalid, why);
+  return *value;
 }
 
 std::string TreeNode::as_string() const {
   if (kind_ != Kind::String) wrong_kind("a str");
-  const Tape& tape = document_->tape;
+  const Tape& tape = document_->tree->tape();
   if (tape[index_].kind == NodeKind::String) return std::string(tape[index_].text);
-  const std::size_t at = tape.member(index_, "cp");
-  if (at == Tape::npos || tape[at].kind != NodeKind::Array) fail(ErrorCode::SchemaInvalid, "a tagged str needs an array \"cp\" of code points");
+  std::string why;
+  std::vector<std::uint32_t> points;
+  if (!document_->tree->code_points(index_, points, why)) fail(ErrorCode::SchemaInvalid, why);
   std::string out;
-  for (std::size_t c = at + 1; c < tape[at].end; ++c) {
-    const safestructures::Node& p = tape[c];
-    if (p.kind != NodeKind::Int || p.integer < 0 || p.integer > 0x10FFFF) fail(ErrorCode::SchemaInvalid, "code points must be integers from 0 to 0x10FFFF");
-    codec::append_code_point(out, static_cast<std::uint32_t>(p.integer));
-  }
+  for (const std::uint32_t p : points) codec::append_code_point(out, p);
   return out;
 }
 
 std::vector<std::byte> TreeNode::as_bytes() const {
   if (kind_ != Kind::Bytes && kind_ != Kind::ByteArray) wrong_kind("bytes");
-  const Tape& tape = document_->tape;
+  const Tape& tape = document_->tree->tape();
   if (const std::size_t b64 = tape.member(index_, "b64"); b64 != Tape::npos) {
     std::optional<std::vector<std::byte>> decoded;
     if (tape[b64].kind == NodeKind::String) decoded = codec::base64_decode(tape[b64].text);
@@ -416,7 +245,7 @@ std::vector<std::byte> TreeNode::as_bytes() const {
 
 Tensor TreeNode::as_tensor() const {
   if (kind_ != Kind::Tensor) wrong_kind("a tensor");
-  const Tape& tape = document_->tape;
+  const Tape& tape = document_->tree->tape();
   Tensor t;
   std::string_view name;
   if (tape.member(index_, "name") != Tape::npos) {
@@ -452,15 +281,15 @@ Tensor TreeNode::as_tensor() const {
 }
 
 std::uint32_t TreeNode::first_item(std::uint32_t& count) const {
-  const Tape& tape = document_->tape;
+  const Tape& tape = document_->tree->tape();
   if (tape[index_].kind == NodeKind::Array) {
     count = tape[index_].count;
     return index_ + 1;
   }
-  const std::size_t at = tape.member(index_, "items");
-  if (at == Tape::npos || tape[at].kind != NodeKind::Array) fail(ErrorCode::SchemaInvalid, "tagged " + quote_name(tag()) + " needs an array field \"items\"");
-  count = tape[at].count;
-  return static_cast<std::uint32_t>(at + 1);
+  std::string why;
+  const std::size_t first = document_->tree->items(index_, count, why);
+  if (first == Tape::npos) fail(ErrorCode::SchemaInvalid, why);
+  return static_cast<std::uint32_t>(first);
 }
 
 std::size_t TreeNode::size() const {
@@ -468,7 +297,7 @@ std::size_t TreeNode::size() const {
   if (is_sequence() || (is_mapping() && !tag().empty())) {
     first_item(count);
   } else if (kind_ == Kind::Dict) {
-    count = document_->tape[index_].count;
+    count = document_->tree->tape()[index_].count;
   } else {
     wrong_kind("a sequence or a mapping");
   }
@@ -483,8 +312,8 @@ TreeNode TreeNode::operator[](std::size_t index) const {
     fail(ErrorCode::IndexOutOfRange, "index " + std::to_string(index) + " is out of range for a " + std::string(kind_name(kind_)) + " of " +
                                          std::to_string(count) + " items");
   }
-  for (std::size_t k = 0; k < index; ++k) c = document_->tape.next(c);
-  return child(static_cast<std::uint32_t>(c), extend(path_, index_part(index)));
+  for (std::size_t k = 0; k < index; ++k) c = document_->tree->tape().next(c);
+  return child(static_cast<std::uint32_t>(c), extend(path_, append_index_part, static_cast<std::int64_t>(index)));
 }
 
 std::vector<TreeNode> TreeNode::items() const {
@@ -494,14 +323,14 @@ std::vector<TreeNode> TreeNode::items() const {
   std::vector<TreeNode> out;
   out.reserve(count);
   for (std::uint32_t k = 0; k < count; ++k) {
-    out.push_back(child(static_cast<std::uint32_t>(c), extend(path_, index_part(k))));
-    c = document_->tape.next(c);
+    out.push_back(child(static_cast<std::uint32_t>(c), extend(path_, append_index_part, static_cast<std::int64_t>(k))));
+    c = document_->tree->tape().next(c);
   }
   return out;
 }
 
 std::vector<Entry> TreeNode::entries() const {
-  const Tape& tape = document_->tape;
+  const Tape& tape = document_->tree->tape();
   std::vector<Entry> out;
   if (kind_ == Kind::Dataclass) {
     const std::optional<TreeNode> fields = field("fields");
@@ -515,9 +344,9 @@ std::vector<Entry> TreeNode::entries() const {
     std::size_t c = index_ + 1;
     for (std::uint32_t k = 0; k < tape[index_].count; ++k) {
       const std::string_view key = tape[c].text;
-      if (key == "$") fail(ErrorCode::SchemaInvalid, "\"$\" must be the first key of a tagged object and name its tag");
+      if (key == tag_member) fail(ErrorCode::SchemaInvalid, std::string(misplaced_tag_member));
       if (!seen.insert(key).second) fail(ErrorCode::SchemaInvalid, "an object holds the key " + quote_name(key) + " twice");
-      auto part = extend(path_, key_part(key));
+      auto part = extend(path_, append_key_part, key);
       out.push_back({child(static_cast<std::uint32_t>(c), part), child(static_cast<std::uint32_t>(c + 1), part)});
       c = tape.next(c + 1);
     }
@@ -527,14 +356,12 @@ std::vector<Entry> TreeNode::entries() const {
   std::size_t c = first_item(count);
   for (std::uint32_t k = 0; k < count; ++k) {
     const safestructures::Node& pair = tape[c];
-    if (pair.kind != NodeKind::Array || pair.count != 2) {
-      fail(ErrorCode::SchemaInvalid, "item " + std::to_string(k) + " of a mapping must be a [key, value] pair");
-    }
+    if (std::string why; !document_->tree->is_pair(c, k, why)) fail(ErrorCode::SchemaInvalid, why);
     // String and int keys are written as Python writes them; other keys by the pair's position.
     const safestructures::Node& key = tape[c + 1];
-    auto part = extend(path_, key.kind == NodeKind::String ? key_part(key.text)
-                              : key.kind == NodeKind::Int  ? bracketed(std::to_string(key.integer))
-                                                           : bracketed("<key " + std::to_string(k) + ">"));
+    auto part = key.kind == NodeKind::String ? extend(path_, append_key_part, key.text)
+                : key.kind == NodeKind::Int      ? extend(path_, append_index_part, key.integer)
+                                                 : extend(path_, [](std::string& out, std::uint32_t n) { out += "[<key " + std::to_string(n) + ">]"; }, k);
     out.push_back({child(static_cast<std::uint32_t>(c + 1), part), child(static_cast<std::uint32_t>(tape.next(c + 1)), part)});
     c = pair.end;
   }
@@ -549,17 +376,15 @@ std::optional<TreeNode> TreeNode::find(std::string_view key) const {
   }
   if (!is_mapping()) wrong_kind("a mapping or a dataclass");
   // A scan that builds a node for the match only; a key found twice makes the file invalid, as the loader says.
-  const Tape& tape = document_->tape;
+  const Tape& tape = document_->tree->tape();
   const bool plain = tag().empty();
   std::uint32_t count = tape[index_].count;
   std::size_t c = plain ? index_ + 1 : first_item(count);
   std::size_t value = Tape::npos;
   for (std::uint32_t k = 0; k < count; ++k) {
     const std::size_t key_at = plain ? c : c + 1;
-    if (!plain && (tape[c].kind != NodeKind::Array || tape[c].count != 2)) {
-      fail(ErrorCode::SchemaInvalid, "item " + std::to_string(k) + " of a mapping must be a [key, value] pair");
-    }
-    if (plain && tape[c].text == "$") fail(ErrorCode::SchemaInvalid, "\"$\" must be the first key of a tagged object and name its tag");
+    if (std::string why; !plain && !document_->tree->is_pair(c, k, why)) fail(ErrorCode::SchemaInvalid, why);
+    if (plain && tape[c].text == tag_member) fail(ErrorCode::SchemaInvalid, std::string(misplaced_tag_member));
     if (tape[key_at].kind == NodeKind::String && tape[key_at].text == key) {
       if (value != Tape::npos) fail(ErrorCode::SchemaInvalid, "a mapping holds the key " + quote_name(key) + " twice");
       value = tape.next(key_at);
@@ -567,7 +392,7 @@ std::optional<TreeNode> TreeNode::find(std::string_view key) const {
     c = plain ? tape.next(c + 1) : tape.next(c);
   }
   if (value == Tape::npos) return std::nullopt;
-  return child(static_cast<std::uint32_t>(value), extend(path_, key_part(key)));
+  return child(static_cast<std::uint32_t>(value), extend(path_, append_key_part, key));
 }
 
 TreeNode TreeNode::operator[](std::string_view key) const {

@@ -2,6 +2,7 @@
 #include "safestructures/format.hpp"
 
 #include <iterator>
+#include <unordered_map>
 
 namespace safestructures {
 
@@ -20,11 +21,16 @@ const KindTraits& traits(Kind kind) { return kind_table[static_cast<std::size_t>
 std::span<const KindTraits> all_kinds() { return kind_table; }
 
 std::optional<Kind> kind_of_tag(std::string_view tag) {
-  if (tag.empty()) return std::nullopt;
-  for (std::size_t i = 0; i < std::size(kind_table); ++i) {
-    if (kind_table[i].tag == tag) return static_cast<Kind>(i);
-  }
-  return std::nullopt;
+  // A hash lookup: loads classify every tagged node they build.
+  static const std::unordered_map<std::string_view, Kind> kinds = [] {
+    std::unordered_map<std::string_view, Kind> out;
+    for (std::size_t i = 0; i < std::size(kind_table); ++i) {
+      if (!kind_table[i].tag.empty()) out.emplace(kind_table[i].tag, static_cast<Kind>(i));
+    }
+    return out;
+  }();
+  const auto it = kinds.find(tag);
+  return it == kinds.end() ? std::nullopt : std::optional<Kind>(it->second);
 }
 
 bool is_transparent_field(std::string_view field) {

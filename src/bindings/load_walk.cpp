@@ -13,11 +13,12 @@ namespace safestructures::bindings {
 namespace load_walk {
 
 std::string Loader::path_text() const {
-  return bindings::path_text(path_, [](std::string& out, const LoadPath& part) {
+  return render_path(path_.size(), [this](std::string& out, std::size_t k) {
+    const LoadPath& part = path_[k];
     switch (part.type) {
-      case LoadPath::Type::Index: out += "[" + std::to_string(part.index) + "]"; break;
-      case LoadPath::Type::Field: out += "."; out += part.key; break;
-      case LoadPath::Type::Key: out += "[" + quote_name(part.key) + "]"; break;
+      case LoadPath::Type::Index: append_index_part(out, static_cast<std::int64_t>(part.index)); break;
+      case LoadPath::Type::Field: append_field_part(out, part.key); break;
+      case LoadPath::Type::Key: append_key_part(out, part.key); break;
     }
   });
 }
@@ -67,13 +68,14 @@ nb::object Loader::call_python(const char* what, const std::function<nb::object(
 }
 
 std::string_view Loader::string_field(std::size_t object, std::string_view key) {
-  const std::size_t at = tape_.member(object, key);
-  if (at == Tape::npos || tape_[at].kind != NodeKind::String) invalid("tagged " + quote_name(tape_.tag(object)) + " needs a string field " + quote_name(key));
+  std::string why;
+  const std::size_t at = tree_.required(object, key, NodeKind::String, why);
+  if (at == Tape::npos) invalid(why);
   return tape_[at].text;
 }
 
 void Loader::define(std::size_t object, const nb::object& value) {
-  const std::size_t at = tape_.member(object, "#");
+  const std::size_t at = tape_.member(object, id_member);
   if (at == Tape::npos) return;
   const Node& id = tape_[at];
   if (id.kind != NodeKind::Int || !ids_.in_range(id.integer)) invalid("reference id \"#\" must be an integer from 1 to the node count");
@@ -90,10 +92,10 @@ void Loader::define(std::size_t object, const nb::object& value) {
 }
 
 std::size_t Loader::items(std::size_t i, std::uint32_t& count) {
-  const std::size_t at = tape_.member(i, "items");
-  if (at == Tape::npos || tape_[at].kind != NodeKind::Array) invalid("tagged " + quote_name(tape_.tag(i)) + " needs an array field \"items\"");
-  count = tape_[at].count;
-  return at + 1;
+  std::string why;
+  const std::size_t first = tree_.items(i, count, why);
+  if (first == Tape::npos) invalid(why);
+  return first;
 }
 
 void Loader::check_hashable(const nb::object& item, std::size_t node, HashRuns& runs, const char* what, const std::string& unhashable) {
@@ -122,7 +124,7 @@ void Loader::fill_pairs(std::size_t object, const nb::object& target, bool exact
   HashRuns runs;
   for (std::uint32_t k = 0; k < count; ++k) {
     const Node& pair = tape_[c];
-    if (pair.kind != NodeKind::Array || pair.count != 2) invalid("each item of a mapping must be a [key, value] pair");
+    if (std::string why; !tree_.is_pair(c, k, why)) invalid(why);
     path_.push_back({LoadPath::Type::Index, {}, k});
     nb::object key = build(c + 1);
     check_hashable(key, c + 1, runs, "key", "cannot use this key: ");
@@ -185,7 +187,7 @@ nb::object Loader::build_plain_object(std::size_t i) {
   std::size_t c = i + 1;
   for (std::uint32_t k = 0; k < n.count; ++k) {
     const std::string_view key = tape_[c].text;
-    if (key == "$") invalid("\"$\" must be the first key of a tagged object and name its tag");
+    if (key == tag_member) invalid(std::string(misplaced_tag_member));
     nb::object value = build_child(c + 1, {LoadPath::Type::Key, key});
     if (PyDict_SetItem(dict.ptr(), key_object(key).ptr(), value.ptr()) != 0) throw nb::python_error();
     c = tape_.next(c + 1);
@@ -219,7 +221,8 @@ std::uint64_t Loader::expanded_size(std::size_t i) {
         continue;
       }
     }
-    if (node.kind == NodeKind::Object && tape_.tag(n) == "frozenset") {
+    const std::optional<Kind> kind = node.kind == NodeKind::Object ? tree_.kind(n) : std::nullopt;
+    if (kind == Kind::FrozenSet) {
       // A frozenset hashes its items' stored hashes, once, and keeps the result: it costs its item count, whatever
       // its items hold (each was measured as it went in).
       const std::size_t items = tape_.member(n, "items");
@@ -229,9 +232,9 @@ std::uint64_t Loader::expanded_size(std::size_t i) {
       continue;
     }
     total = saturating_add(total, 1);
-    if (node.kind == NodeKind::Object && tape_.tag(n) == "ref") {
+    if (kind == Kind::Ref) {
       // A reference counts as all it stands for (1 while that object is still being built: a cycle).
-      const std::size_t at = tape_.member(n, "#");
+      const std::size_t at = tape_.member(n, id_member);
       const IdTable::Entry* entry = at != Tape::npos && tape_[at].kind == NodeKind::Int ? ids_.find(tape_[at].integer) : nullptr;
       total = saturating_add(total, entry != nullptr ? entry->size : 1);
     }
@@ -270,7 +273,8 @@ nb::object Loader::build_any(std::size_t i) {
     case NodeKind::Object: break;
   }
   const std::string_view tag = n.kind == NodeKind::Object ? tape_.tag(i) : std::string_view();
-  if (!tag.empty() && is_leaf_tag(tag)) return build_tagged(i, tag);
+  const std::optional<Kind> kind = tag.empty() ? std::nullopt : kind_of_tag(tag);
+  if (kind && is_leaf(*kind)) return build_tagged(i, *kind);
   if (depth_ >= max_depth_) invalid("the data nests deeper than the limit of " + std::to_string(max_depth_) + " levels", ErrorCode::NestingTooDeep);
   if (stack_nearly_exhausted()) invalid("the data nests deeper than this thread's stack can walk", ErrorCode::NestingTooDeep);
   ++depth_;
@@ -278,7 +282,11 @@ nb::object Loader::build_any(std::size_t i) {
     std::uint32_t& depth;
     ~Leave() { --depth; }
   } leave{depth_};
-  if (n.kind == NodeKind::Object) return tag.empty() ? build_plain_object(i) : build_tagged(i, tag);
+  if (n.kind == NodeKind::Object) {
+    if (tag.empty()) return build_plain_object(i);
+    if (!kind) invalid("unknown tag " + quote_name(tag));
+    return build_tagged(i, *kind);
+  }
   nb::object list = nb::steal(PyList_New(n.count));
   std::size_t c = i + 1;
   for (std::uint32_t k = 0; k < n.count; ++k) {
@@ -293,17 +301,6 @@ nb::object Loader::build_any(std::size_t i) {
 
 using load_walk::GcPause;
 using load_walk::Loader;
-
-SchemaLimits schema_limits(const LoadOptions& options) {
-  SchemaLimits limits;
-  // In 64 bits (a huge max_depth must not wrap around to a tiny limit), and capped: the parser reserves memory per
-  // level, and the stack guard stops any walk far sooner than this.
-  constexpr std::uint64_t json_depth_cap = 4'000'000;
-  limits.max_json_depth = static_cast<std::uint32_t>(
-      std::min<std::uint64_t>(std::uint64_t{options.max_depth} * json_levels_per_level + 8, json_depth_cap));
-  limits.max_nodes = options.max_nodes;
-  return limits;
-}
 
 TensorSource::Found TensorSource::find(std::string_view name) const {
   for (const Shard& shard : shards) {
@@ -322,35 +319,15 @@ void TensorSource::check_unique_names() const {
   }
 }
 
-TreeIndex::TreeIndex(const Tape& tape) : id_nodes(tape.size() + 1, Tape::npos), in_plugin(tape.size(), false) {
-  std::size_t plugin_end = 0;  // one past the outermost plugin node's subtree around the current node
-  for (std::size_t i = 0; i < tape.size(); ++i) {
-    if (i < plugin_end) in_plugin[i] = true;
-    if (tape[i].kind != NodeKind::Object) continue;
-    const std::string_view tag = tape.tag(i);
-    if (tag == "plugin") plugin_end = std::max<std::size_t>(plugin_end, tape[i].end);
-    if (tag.empty() || tag == "ref") continue;
-    const std::size_t id = tape.member(i, "#");
-    if (id != Tape::npos && tape[id].kind == NodeKind::Int && tape[id].integer >= 1 && static_cast<std::uint64_t>(tape[id].integer) < id_nodes.size() &&
-        id_nodes[static_cast<std::size_t>(tape[id].integer)] == Tape::npos) {
-      id_nodes[static_cast<std::size_t>(tape[id].integer)] = i;
-    }
-    if (tag == "tensor") {
-      const std::size_t name = tape.member(i, "name");
-      if (name != Tape::npos && tape[name].kind == NodeKind::String) tensor_nodes.emplace(tape[name].text, i);
-    }
-  }
-}
-
-nb::object build_node(const Tape& tape, std::size_t node, const TensorSource& source, const LoadOptions& options, const TreeIndex* index) {
-  Loader loader(tape, source, options, index);
+nb::object build_node(const TreeReader& tree, std::size_t node, const TensorSource& source, const LoadOptions& options, bool partial) {
+  Loader loader(tree, source, options, partial);
   GcPause pause;
-  return index != nullptr ? loader.build_target(node) : loader.build(node);
+  return partial ? loader.build_target(node) : loader.build(node);
 }
 
-nb::list build_nodes(const Tape& tape, const std::vector<std::size_t>& nodes, const TensorSource& source, const LoadOptions& options,
-                     const TreeIndex& index, bool keys, std::size_t& built) {
-  Loader loader(tape, source, options, &index);
+nb::list build_nodes(const TreeReader& tree, const std::vector<std::size_t>& nodes, const TensorSource& source, const LoadOptions& options,
+                     bool keys, std::size_t& built) {
+  Loader loader(tree, source, options, true);
   GcPause pause;
   HashRuns runs;
   nb::list out;
@@ -359,9 +336,10 @@ nb::list build_nodes(const Tape& tape, const std::vector<std::size_t>& nodes, co
 }
 
 nb::object build_data(const TensorSource& file, const LoadOptions& options) {
-  const std::optional<Tape> document = read_schema(file.shards.front().reader, schema_limits(options));
+  std::optional<Tape> document = read_schema(file.shards.front().reader, schema_limits(options.max_depth, options.max_nodes));
   if (!document) return nb::object();
-  return build_node(*document, schema_root(*document), file, options, nullptr);
+  const TreeReader tree(std::move(*document));
+  return build_node(tree, tree.root(), file, options, false);
 }
 
 }  // namespace safestructures::bindings

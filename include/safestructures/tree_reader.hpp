@@ -1,0 +1,110 @@
+// The one reader of a file's schema tree (docs/format.md section 5): each node's kind from the tape, the reference-id
+// index and how references resolve, field lookup, the tree made up for a plain safetensors file, and paths as
+// messages write them. The C++ API (file.hpp), the extension's load walk and its lazy file read through it.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "safestructures/container.hpp"
+#include "safestructures/format.hpp"
+#include "safestructures/path_text.hpp"
+#include "safestructures/schema.hpp"
+
+namespace safestructures {
+
+// ---- paths, as messages write them: `$["model"]["layers"][0].name`
+
+// One step of a path: a string key `["key"]`, an index or int key `[3]`, a field of a tagged node `.name`.
+void append_key_part(std::string& out, std::string_view key);
+void append_index_part(std::string& out, std::int64_t index);
+void append_field_part(std::string& out, std::string_view field);
+
+// ---- the reader
+
+// Why a "$" key met among a plain object's keys makes the file invalid.
+inline constexpr std::string_view misplaced_tag_member = "\"$\" must be the first key of a tagged object and name its tag";
+
+// The parser limits that a reader's limits imply: levels of data may take json_levels_per_level levels of JSON each
+// (in 64 bits, so that a huge max_depth cannot wrap around; capped, since the parser reserves memory per level and
+// the stack guard stops any walk far sooner).
+SchemaLimits schema_limits(std::uint32_t max_depth, std::uint64_t max_nodes);
+
+// Where each reference id and each named tensor is defined: what following a reference, or loading a part of a tree
+// that refers outside itself, needs. Ids run from 1 to the node count; the first definition of an id counts.
+struct TreeIndex {
+  std::vector<std::size_t> id_nodes;  // id -> node, Tape::npos where undefined
+  std::unordered_map<std::string_view, std::size_t> tensor_nodes;
+  std::vector<bool> in_plugin;  // node -> whether it lies inside a plugin node's value
+  // The first definition that breaks the rules (an id that is not 1 to the node count, or defined twice), and why.
+  std::string problem;
+  explicit TreeIndex(const Tape& tape);
+};
+
+class TreeReader {
+ public:
+  // A parsed schema document, its envelope checked (SchemaInvalid, SchemaVersion).
+  explicit TreeReader(Tape document);
+  // The tree a plain safetensors file reads as: {"$":"dict","items":[[NAME,{"$":"tensor","name":NAME}],...]}, in
+  // header order (the pair form, since a tensor may be named "$"), each tensor with "fw": `framework` when one is
+  // given. Names are views of `header` and `framework`, which must outlive the reader.
+  static TreeReader of_plain_file(const Header& header, std::string_view framework = {});
+
+  const Tape& tape() const { return tape_; }
+  std::size_t root() const { return root_; }
+  // Built on first use (File builds it as it opens, so that its nodes may be read from several threads).
+  const TreeIndex& index() const;
+
+  // What node `i` holds (Ref for a reference, BigInt for a tagged int); nullopt for a tag the format does not define.
+  std::optional<Kind> kind(std::size_t i) const;
+  // The tag of a tagged object, empty otherwise.
+  std::string_view tag(std::size_t i) const { return tape_.tag(i); }
+  // Why a node cannot be read at all (an unknown tag, a misplaced "$"), or empty.
+  std::string malformed(std::size_t i) const;
+
+  // The node that reference `i` stands for, under section 5.3's rules: an object is referred to after its node ends,
+  // a mutable container (which exists before its items) also from inside itself. Tape::npos with `why` set otherwise.
+  std::size_t resolve(std::size_t i, std::string& why) const;
+  // For walks that show a tree (the lazy file, the command line), which leave those rules to the load: references
+  // and the values a 1.0.0-style plugin nested ("nested" nodes) followed to the node they stand for, wherever it is;
+  // `ref_id` gets the first reference's id (0 for none). Tape::npos with `why` set for one that leads nowhere.
+  std::size_t follow(std::size_t i, std::int64_t& ref_id, std::string& why) const;
+
+  // Member `name` of tagged object `object` when it is of JSON kind `want` (any kind when nullopt); Tape::npos with
+  // `why` set ("tagged "x" needs a string field "name"") otherwise.
+  std::size_t required(std::size_t object, std::string_view name, std::optional<NodeKind> want, std::string& why) const;
+  // Calls fn(name, value node) for each member of tagged object `object` but its tag and its id, in file order.
+  template <class Fn>
+  void for_each_field(std::size_t object, Fn fn) const {
+    std::size_t c = object + 1;
+    for (std::uint32_t k = 0; k < tape_[object].count; ++k, c = tape_.next(c + 1)) {
+      if (tape_[c].text != tag_member && tape_[c].text != id_member) fn(tape_[c].text, c + 1);
+    }
+  }
+  // The first item of tagged sequence or mapping `object` (its "items" array), and their count; npos with `why`.
+  std::size_t items(std::size_t object, std::uint32_t& count, std::string& why) const;
+
+  // Whether node `item`, item `k` of a mapping's "items", is a [key, value] pair; false with `why` set when not.
+  bool is_pair(std::size_t item, std::uint32_t k, std::string& why) const;
+
+  // The values of tagged scalars (section 5.2), checked; nullopt (false) with `why` set when malformed: a big int's
+  // hexadecimal text ("0x1f", "-0x1f"), a non-finite float (a NaN keeps its "bits"), a str's code points.
+  std::optional<std::string_view> big_int_hex(std::size_t i, std::string& why) const;
+  std::optional<double> special_float(std::size_t i, std::string& why) const;
+  bool code_points(std::size_t i, std::vector<std::uint32_t>& out, std::string& why) const;
+
+ private:
+  // The node defining the id of reference `i`, or npos; `id` gets the id (0 when its "#" is not an integer).
+  std::size_t definition(std::size_t i, std::int64_t& id) const;
+  TreeReader(Tape tape, std::size_t root) : tape_(std::move(tape)), root_(root) {}
+  Tape tape_;
+  std::size_t root_ = 0;
+  mutable std::optional<TreeIndex> index_;
+};
+
+}  // namespace safestructures

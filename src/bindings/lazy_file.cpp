@@ -1,0 +1,329 @@
+// safestructures._core.LazyFile: a file (or the shards of one save) opened lazily, its tree read node by node through
+// the core's TreeReader (kinds, references followed, the children of every container), parts built on demand.
+#include <nanobind/nanobind.h>
+#include <nanobind/stl/filesystem.h>
+#include <nanobind/stl/optional.h>
+#include <nanobind/stl/string.h>
+#include <nanobind/stl/string_view.h>
+#include <nanobind/stl/vector.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <optional>
+
+#include "bindings.hpp"
+#include "safestructures/structure.hpp"
+
+namespace safestructures::bindings {
+namespace {
+
+using namespace nb::literals;
+using Kind = safestructures::Kind;
+
+// Python walks the tree through node indices: this object keeps the tree, the mappings and the lookup tables they
+// index into, so a walk costs one small call per node visited and nothing for the nodes it skips.
+class LazyFile {
+ public:
+  LazyFile(const std::vector<std::filesystem::path>& paths, const std::optional<std::string>& schema, std::uint32_t max_depth,
+           std::uint64_t max_nodes, std::uint64_t max_header_size)
+      : options_{max_depth, max_nodes, nb::handle()} {
+    if (paths.empty()) throw ArgumentError(ErrorCode::InvalidArgument, "a document needs at least one file");
+    for (const auto& path : paths) {
+      // Read where asked, not ahead: load() prefetches what a part needs.
+      auto [reader, buffer] = open_mapped(path, max_header_size, Access::Parts);
+      source_.shards.push_back(Shard{std::move(reader), buffer});
+    }
+    const std::string where = paths.size() == 1 ? paths.front().string() : paths.front().parent_path().string();
+    try {
+      source_.check_unique_names();
+      const SchemaLimits limits = schema_limits(options_.max_depth, options_.max_nodes);
+      std::optional<Tape> document;
+      if (schema) {
+        document = parse_schema_json(*schema, limits);
+      } else if (paths.size() == 1) {
+        document = read_schema(source_.shards.front().reader, limits);
+      }
+      if (document) tree_.emplace(std::move(*document));
+    } catch (const Error& e) {
+      if (e.code() == ErrorCode::Io) throw;
+      raise(e.code(), where + ": " + e.what());
+    }
+  }
+
+  // Reads a file with no schema (a plain safetensors file) as the tree the format makes up for one, its tensors from
+  // `framework`; `structured` stays false.
+  void read_as_plain(const std::string& framework) {
+    if (tree_) throw ArgumentError(ErrorCode::InvalidArgument, "the file already has a schema");
+    plain_framework_ = framework;
+    tree_.emplace(TreeReader::of_plain_file(source_.shards.front().reader.header(), plain_framework_));
+    plain_ = true;
+  }
+
+  bool structured() const { return tree_.has_value() && !plain_; }
+  std::size_t root() const { return tree().root(); }
+  std::size_t shard_count() const { return source_.shards.size(); }
+  std::size_t node_count() const { return tree_ ? tree_->tape().size() : 0; }
+
+  nb::object buffer(std::size_t shard) const { return source_.shards.at(shard).buffer; }
+  nb::object metadata(std::size_t shard) const {
+    const Header& header = source_.shards.at(shard).reader.header();
+    return structured() ? metadata_to_python(header, user_metadata(header)) : metadata_to_python(header);
+  }
+  nb::list tensors(std::size_t shard) const { return tensor_table(source_.shards.at(shard).reader.header()); }
+
+  // (JSON kind, tag or None, element/member count, index one past the subtree, what the node holds as the lazy API
+  // names it: a tagged node by its tag, plain JSON by its Python type, "none" for null).
+  nb::tuple node(std::size_t i) const {
+    const Node& n = at(i);
+    static const char* const json_kinds[] = {"null", "false", "true", "int", "float", "string", "array", "object"};
+    const std::string_view tag = n.kind == NodeKind::Object ? tree_->tag(i) : std::string_view();
+    const Kind plain = tag.empty() ? *tree_->kind(i) : Kind::Null;
+    const std::string_view kind = !tag.empty() ? tag : plain == Kind::Null ? "none" : kind_name(plain);
+    return nb::make_tuple(json_kinds[static_cast<int>(n.kind)], tag.empty() ? nb::none() : nb::object(nb::str(tag.data(), tag.size())),
+                          n.count, n.end, nb::str(kind.data(), kind.size()));
+  }
+
+  // The children of an object or array node in order: [(member name, value node)] or [(position, element node)].
+  nb::list entries(std::size_t i) const {
+    const Node& n = at(i);
+    if (!is_container(n)) throw ArgumentError(ErrorCode::InvalidArgument, "node " + std::to_string(i) + " is not a container");
+    const bool object = n.kind == NodeKind::Object;
+    nb::list out;
+    std::size_t c = i + 1;
+    for (std::uint32_t k = 0; k < n.count; ++k, c = tree_->tape().next(c)) {
+      if (!object) {
+        out.append(nb::make_tuple(k, c));
+        continue;
+      }
+      const std::string_view key = tree_->tape()[c++].text;
+      out.append(nb::make_tuple(nb::str(key.data(), key.size()), c));
+    }
+    return out;
+  }
+
+  // A JSON scalar as itself (strings decoded); containers are walked with members/elements or built with load.
+  nb::object value(std::size_t i) const {
+    const Node& n = at(i);
+    switch (n.kind) {
+      case NodeKind::Null: return nb::none();
+      case NodeKind::False: return nb::bool_(false);
+      case NodeKind::True: return nb::bool_(true);
+      case NodeKind::Int: return nb::int_(n.integer);
+      case NodeKind::Float: return nb::float_(n.number);
+      case NodeKind::String: return nb::str(n.text.data(), n.text.size());
+      default: throw ArgumentError(ErrorCode::InvalidArgument, "node " + std::to_string(i) + " is a container");
+    }
+  }
+
+  // (the node `i` stands for, the reference id when it is a reference, else None): see TreeReader::follow.
+  nb::tuple follow(std::size_t i) const {
+    at(i);
+    std::int64_t ref_id = 0;
+    std::string why;
+    const std::size_t target = tree_->follow(i, ref_id, why);
+    if (target == Tape::npos) invalid(why);
+    return nb::make_tuple(target, ref_id != 0 ? nb::object(nb::int_(ref_id)) : nb::none());
+  }
+
+  // The children of the container node `i` (followed already), in stored order, as (indexed, [(key or index, child
+  // node)], [(position, key node)]): a mapping's keys that are not JSON scalars are None in the list, to be built from
+  // their nodes (by the caller, within a load's limits). None for a leaf.
+  nb::object children(std::size_t i) const {
+    at(i);
+    const Tape& tape = tree_->tape();
+    std::vector<std::size_t> seen{i};
+    for (;;) {
+      const Node& n = tape[i];
+      if (n.kind == NodeKind::Array) return walk_children(true, entries(i));
+      if (n.kind != NodeKind::Object) return nb::none();
+      const std::optional<Kind> kind = tree_->kind(i);
+      if (!kind) return nb::none();
+      if (tree_->tag(i).empty()) return walk_children(false, entries(i));
+      const std::size_t items = tape.member(i, "items");
+      const bool has_items = items != Tape::npos && tape[items].kind == NodeKind::Array;
+      const std::size_t fields = tape.member(i, "fields");
+      switch (*kind) {
+        case Kind::NamedTuple: {
+          nb::list names = fields != Tape::npos && tape[fields].kind == NodeKind::Array ? entries(fields) : nb::list();
+          nb::list values = has_items ? entries(items) : nb::list();
+          nb::list pairs;
+          for (std::size_t k = 0; k < std::min(nb::len(names), nb::len(values)); ++k) {
+            const std::size_t name = nb::cast<std::size_t>(names[k][1]);
+            pairs.append(nb::make_tuple(is_container(tape[name]) ? nb::none() : value(name), values[k][1]));
+          }
+          return walk_children(false, pairs);
+        }
+        case Kind::Dataclass:
+          if (fields == Tape::npos || tape[fields].kind != NodeKind::Object) return nb::none();
+          return walk_children(false, entries(fields));
+        case Kind::Object:
+        case Kind::Ext:
+        case Kind::Plugin: {
+          // The base content of a built-in subclass, else the attributes, else a plugin's or to_data's value.
+          std::size_t wrapped = Tape::npos;
+          for (const char* field : {"value", "attrs", "data"}) {
+            if ((wrapped = tape.member(i, field)) != Tape::npos) break;
+          }
+          if (wrapped == Tape::npos) return nb::none();
+          std::int64_t ref_id = 0;
+          std::string why;
+          i = tree_->follow(wrapped, ref_id, why);
+          if (i == Tape::npos) invalid(why);
+          if (std::find(seen.begin(), seen.end(), i) != seen.end()) invalid("a reference to itself");
+          seen.push_back(i);
+          continue;
+        }
+        default: break;
+      }
+      if (!has_items) return nb::none();
+      if (traits(*kind).shape == Shape::Sequence) return walk_children(true, entries(items));
+      if (traits(*kind).shape != Shape::Mapping) return nb::none();
+      nb::list pairs, to_build;
+      std::size_t c = items + 1;
+      for (std::uint32_t k = 0; k < tape[items].count; ++k, c = tape.next(c)) {
+        if (std::string why; !tree_->is_pair(c, k, why)) invalid(why);
+        const bool built = is_container(tape[c + 1]);
+        pairs.append(nb::make_tuple(built ? nb::none() : value(c + 1), tape.next(c + 1)));
+        if (built) to_build.append(nb::make_tuple(k, c + 1));
+      }
+      return nb::make_tuple(false, pairs, to_build);
+    }
+  }
+
+  // {kind: {name: count}} of every class (and plugin type) the tree names, in one pass over its nodes: nothing is
+  // built or followed (a reference names nothing itself).
+  nb::dict type_names() const {
+    const Tape& tape = tree().tape();
+    nb::dict out;
+    for (std::size_t i = tree_->root(); i < tape.next(tree_->root()); ++i) {
+      if (tape[i].kind != NodeKind::Object) continue;
+      const std::optional<Kind> kind = tree_->kind(i);
+      if (!kind || !traits(*kind).names_class || tree_->tag(i).empty()) continue;
+      const std::size_t type = tape.member(i, "type");  // the first, as the loader reads it
+      if (type == Tape::npos || tape[type].kind != NodeKind::String) continue;
+      const std::string_view tag = tree_->tag(i);
+      nb::object names = out.get(nb::str(tag.data(), tag.size()), nb::none());
+      if (names.is_none()) out[nb::str(tag.data(), tag.size())] = names = nb::dict();
+      nb::str name(tape[type].text.data(), tape[type].text.size());
+      names[name] = nb::cast<std::size_t>(nb::cast<nb::dict>(names).get(name, nb::int_(0))) + 1;
+    }
+    return out;
+  }
+
+  // (dtype, shape, nbytes, shard, offset from the start of its file) of tensor `name`, or None.
+  nb::object tensor(std::string_view name) const {
+    const TensorSource::Found found = source_.find(name);
+    if (found.info == nullptr) return nb::none();
+    const TensorInfo& t = *found.info;
+    nb::list shape;
+    for (std::uint64_t d : t.shape) shape.append(d);
+    const auto dtype = dtype_name(t.dtype);
+    return nb::make_tuple(nb::str(dtype.data(), dtype.size()), nb::tuple(shape), t.nbytes(),
+                          static_cast<std::size_t>(found.shard - source_.shards.data()), found.shard->reader.header().data_offset() + t.begin);
+  }
+
+  // Builds the object at node `i`; anything it refers to outside itself is built too, and nothing else is read.
+  nb::object load(std::size_t i, nb::handle context) {
+    at(i);
+    LoadOptions options = options_;
+    options.context = context;
+    if (i == tree_->root()) {
+      // The whole data: read as load_file reads, with the kernel's readahead.
+      for (const Shard& shard : source_.shards) mapping(shard).set_access(Access::Whole);
+    } else {
+      prefetch(i);
+    }
+    return build_node(*tree_, i, source_, options, i != tree_->root());
+  }
+
+  // Builds the objects at several nodes (a walk's leaves or keys) in one pass: what they share is built once.
+  nb::list load_many(const std::vector<std::size_t>& nodes, nb::handle context, bool keys) {
+    for (const std::size_t i : nodes) {
+      at(i);
+      prefetch(i);
+    }
+    LoadOptions options = options_;
+    options.context = context;
+    return build_nodes(*tree_, nodes, source_, options, keys, failed_at_);
+  }
+
+  // After load_many raised: the position in its list of the node that raised it.
+  std::size_t failed_at() const { return failed_at_; }
+
+ private:
+  static bool is_container(const Node& n) { return n.kind == NodeKind::Array || n.kind == NodeKind::Object; }
+  static nb::tuple walk_children(bool indexed, nb::list entries) { return nb::make_tuple(indexed, entries, nb::list()); }
+  // Problems met walking the tree are the file's: the caller adds the file's name and the node's path.
+  [[noreturn]] static void invalid(const std::string& why) { raise(ErrorCode::SchemaInvalid, "at $: " + why); }
+  const TreeReader& tree() const {
+    if (!tree_) throw ArgumentError(ErrorCode::InvalidArgument, "the file holds no structure (no schema)");
+    return *tree_;
+  }
+  const Node& at(std::size_t i) const {
+    if (i >= tree().tape().size()) throw ArgumentError(ErrorCode::InvalidArgument, "node " + std::to_string(i) + " is out of range");
+    return tree_->tape()[i];
+  }
+  // Starts reading, in the background, the bytes of every tensor the subtree at `i` names (a view's storage too).
+  void prefetch(std::size_t i) const {
+    const Tape& tape = tree_->tape();
+    for (std::size_t n = i; n < tape[i].end; ++n) {
+      if (tape[n].kind != NodeKind::Object) continue;
+      const std::optional<Kind> kind = tree_->kind(n);
+      const char* field = kind == Kind::Tensor ? "name" : (kind == Kind::Bytes || kind == Kind::ByteArray) ? "tensor" : nullptr;
+      if (field == nullptr) continue;
+      for (const char* key : {field, "storage"}) {
+        const std::size_t at = tape.member(n, key);
+        if (at == Tape::npos || tape[at].kind != NodeKind::String) continue;
+        const TensorSource::Found found = source_.find(tape[at].text);
+        if (found.info == nullptr) continue;  // the load reports it
+        const std::uint64_t begin = found.shard->reader.header().data_offset() + found.info->begin;
+        mapping(*found.shard).prefetch(begin, begin + found.info->nbytes());
+      }
+    }
+  }
+
+  static const MappedFile& mapping(const Shard& shard) { return *std::static_pointer_cast<const MappedFile>(shard.reader.owner()); }
+
+  LoadOptions options_;
+  TensorSource source_;
+  std::optional<TreeReader> tree_;
+  bool plain_ = false;
+  std::string plain_framework_;
+  std::size_t failed_at_ = 0;
+};
+
+}  // namespace
+
+void register_lazy_file(nb::module_& m) {
+  nb::class_<LazyFile>(m, "LazyFile",
+                       "A file opened lazily: its header and schema parsed, its tensors mapped but not read. Nodes are "
+                       "addressed by their index in the schema's pre-order tape.")
+      .def(nb::init<const std::vector<std::filesystem::path>&, const std::optional<std::string>&, std::uint32_t, std::uint64_t, std::uint64_t>(),
+           "paths"_a, "schema"_a.none(), "max_depth"_a, "max_nodes"_a, "max_header_size"_a,
+           "Map `paths` (one file, or the shards of a sharded save with `schema`, the schema document that names their "
+           "tensors) and parse the schema.")
+      .def("read_as_plain", &LazyFile::read_as_plain, "framework"_a,
+           "Read a file with no schema as the dict of its tensors, saved from `framework`.")
+      .def_prop_ro("structured", &LazyFile::structured, "Whether the file has a safestructures schema.")
+      .def_prop_ro("root", &LazyFile::root, "The root node.")
+      .def_prop_ro("shard_count", &LazyFile::shard_count, "The number of files mapped.")
+      .def_prop_ro("node_count", &LazyFile::node_count, "The number of schema nodes.")
+      .def("buffer", &LazyFile::buffer, "shard"_a = 0, "The FileBuffer of a mapped file.")
+      .def("metadata", &LazyFile::metadata, "shard"_a = 0, "A file's metadata without the reserved keys (None when it has none).")
+      .def("tensors", &LazyFile::tensors, "shard"_a = 0, "A file's tensors: [(name, dtype, shape, offset, nbytes)].")
+      .def("node", &LazyFile::node, "index"_a, "(JSON kind, tag or None, count, end, kind) of a node.")
+      .def("entries", &LazyFile::entries, "index"_a, "[(member name, value node)] of an object node, [(position, node)] of an array.")
+      .def("value", &LazyFile::value, "index"_a, "The value of a scalar node.")
+      .def("follow", &LazyFile::follow, "index"_a, "(the node a node stands for, its reference id or None): references followed.")
+      .def("children", &LazyFile::children, "index"_a,
+           "(indexed, [(key, child)], [(position, key node)]) of a container node, the keys to build listed; None for a leaf.")
+      .def("type_names", &LazyFile::type_names, "{kind: {class name: count}} of every class the tree names.")
+      .def("tensor", &LazyFile::tensor, "name"_a, "(dtype, shape, nbytes, shard, offset) of a tensor, or None.")
+      .def("load", &LazyFile::load, "index"_a, "context"_a.none(), "Build the Python object at a node.")
+      .def("load_many", &LazyFile::load_many, "indices"_a, "context"_a.none(), "keys"_a = false,
+           "Build the Python objects at several nodes in one pass (what they share is built once); with `keys`, the "
+           "keys of one mapping, hashed within the load's limits.")
+      .def_prop_ro("failed_at", &LazyFile::failed_at, "After load_many raised: the position of the node that raised it.");
+}
+
+}  // namespace safestructures::bindings

@@ -1,0 +1,300 @@
+// The load walk's tagged nodes: built-in collections, ints, floats and strs in tagged form, tensors and bytes (no
+// tensor named twice), and everything else through the fixed table of Python constructors.
+#include <Python.h>
+
+#include <optional>
+
+#include "loader.hpp"
+#include "safestructures/codec.hpp"
+
+namespace safestructures::bindings::load_walk {
+
+nb::object Loader::named_before(std::string_view name) {
+  const auto it = named_.find(name);
+  if (it == named_.end()) return nb::object();
+  if (index_ == nullptr) {
+    invalid("tensor " + quote_name(name) + " is named by a second node (an object stored once and met again is a \"ref\")");
+  }
+  return it->second;
+}
+
+nb::object Loader::tensor(std::size_t i) {
+  // A node without "name" views the storage of a tensor built earlier; the adapter finds it in the context.
+  const TensorInfo* info = nullptr;
+  TensorSource::Found found;
+  std::string_view name;
+  if (tape_.member(i, "name") == Tape::npos) {
+    const std::size_t storage = tape_.member(i, "storage");
+    if (storage == Tape::npos || tape_[storage].kind != NodeKind::String) {
+      invalid("tagged \"tensor\" needs a string field \"name\" (or \"storage\", for a view of an earlier tensor)");
+    }
+    if (index_ != nullptr && !named_.contains(tape_[storage].text)) {
+      const auto it = index_->tensor_nodes.find(tape_[storage].text);
+      if (it != index_->tensor_nodes.end()) build(it->second);
+    }
+  } else {
+    name = string_field(i, "name");
+    if (nb::object earlier = named_before(name); earlier.is_valid()) return earlier;
+    found = find_tensor(name);
+    info = found.info;
+  }
+  nb::dict fields;
+  tree_.for_each_field(i, [&](std::string_view key, std::size_t v) {
+    // A tensor's fields describe it alone (names, flags, a shape): JSON values, never references or tagged objects,
+    // which could hand one large list to every view of a file.
+    bool plain = tape_[v].kind != NodeKind::Object;
+    if (tape_[v].kind == NodeKind::Array) {
+      for (std::size_t e = v + 1; e < tape_[v].end && plain; ++e) plain = tape_[e].kind != NodeKind::Array && tape_[e].kind != NodeKind::Object;
+    }
+    if (!plain) invalid("a tensor's field " + quote_name(key) + " must be a JSON scalar or an array of scalars");
+    fields[nb::str(key.data(), key.size())] = build_child(v, {LoadPath::Type::Field, key});
+  });
+  if (info == nullptr) {
+    return call_python("cannot rebuild a tensor view", [&] {
+      return hooks_.make_tensor(nb::none(), nb::none(), nb::none(), nb::none(), nb::none(), fields, context_);
+    });
+  }
+  nb::tuple shape = nb::steal<nb::tuple>(PyTuple_New(static_cast<Py_ssize_t>(info->shape.size())));
+  for (std::size_t d = 0; d < info->shape.size(); ++d) PyTuple_SET_ITEM(shape.ptr(), d, PyLong_FromUnsignedLongLong(info->shape[d]));
+  const auto dtype = dtype_name(info->dtype);
+  nb::object out = call_python(("cannot rebuild tensor " + quote_name(name)).c_str(), [&] {
+    return hooks_.make_tensor(found.shard->buffer, nb::str(dtype.data(), dtype.size()), shape,
+                              found.shard->reader.header().data_offset() + info->begin, info->nbytes(), fields, context_);
+  });
+  named_.emplace(name, out);
+  return out;
+}
+
+nb::object Loader::bytes_value(std::size_t i, bool mutable_copy) {
+  std::optional<std::vector<std::byte>> decoded;
+  const char* data = nullptr;
+  std::size_t size = 0;
+  if (const std::size_t b64 = tape_.member(i, "b64"); b64 != Tape::npos) {
+    if (tape_[b64].kind == NodeKind::String) decoded = codec::base64_decode(tape_[b64].text);
+    if (!decoded) invalid("\"b64\" is not valid base64");
+    data = reinterpret_cast<const char*>(decoded->data());
+    size = decoded->size();
+  } else {
+    const std::string_view name = string_field(i, "tensor");
+    if (nb::object earlier = named_before(name); earlier.is_valid()) return earlier;
+    const TensorSource::Found found = find_tensor(name);
+    const TensorInfo* info = found.info;
+    if (info->dtype != Dtype::U8 || info->shape.size() != 1) invalid("bytes tensor " + quote_name(name) + " must be a 1-D U8 tensor", ErrorCode::TensorMismatch);
+    const auto view = found.shard->reader.tensor(*info).bytes;
+    data = reinterpret_cast<const char*>(view.data());
+    size = view.size();
+  }
+  PyObject* out = mutable_copy ? PyByteArray_FromStringAndSize(data, static_cast<Py_ssize_t>(size))
+                               : PyBytes_FromStringAndSize(data, static_cast<Py_ssize_t>(size));
+  if (out == nullptr) throw nb::python_error();
+  nb::object value = nb::steal(out);
+  if (!decoded) named_.emplace(string_field(i, "tensor"), value);
+  return value;
+}
+
+nb::object Loader::build_tagged(std::size_t i, Kind kind) {
+  if (index_ != nullptr && kind != Kind::Ref) {
+    // A partial load may already have built this object for a reference met earlier; it stays one object.
+    const std::size_t at = tape_.member(i, id_member);
+    if (at != Tape::npos && tape_[at].kind == NodeKind::Int) {
+      if (IdTable::Entry* entry = ids_.find(tape_[at].integer)) return entry->object;
+    }
+  }
+  switch (kind) {
+    case Kind::Ref: return follow_ref(i);
+    case Kind::List:
+    case Kind::Deque: return build_appended(i, kind);
+    case Kind::Tuple: return build_tuple(i);
+    case Kind::Set:
+    case Kind::FrozenSet: return build_set(i, kind);
+    case Kind::Dict:
+    case Kind::OrderedDict:
+    case Kind::Counter:
+    case Kind::DefaultDict: return build_mapping(i, kind);
+    case Kind::BigInt: return big_int(i);
+    case Kind::Float: return tagged_float(i);
+    case Kind::String: return tagged_str(i);
+    case Kind::Bytes:
+    case Kind::ByteArray: {
+      nb::object value = bytes_value(i, kind == Kind::ByteArray);
+      define(i, value);
+      return value;
+    }
+    case Kind::Tensor: {
+      nb::object value = tensor(i);
+      define(i, value);
+      return value;
+    }
+    default: return construct(i, kind);
+  }
+}
+
+nb::object Loader::follow_ref(std::size_t i) {
+  const std::size_t at = tape_.member(i, id_member);
+  if (at == Tape::npos || tape_[at].kind != NodeKind::Int) invalid("a ref needs an integer \"#\"");
+  const std::int64_t id = tape_[at].integer;
+  if (!ids_.in_range(id)) invalid("ref to #" + std::to_string(id) + ", which is not defined before this point");
+  IdTable::Entry* entry = ids_.find(id);
+  if (entry == nullptr) {
+    if (index_ == nullptr) invalid("ref to #" + std::to_string(id) + ", which is not defined before this point");
+    return defined_elsewhere(id);
+  }
+  return entry->object;
+}
+
+nb::object Loader::build_appended(std::size_t i, Kind kind) {
+  // Defined before its items: a mutable container may hold itself.
+  nb::object out;
+  if (kind == Kind::List) {
+    out = nb::steal(PyList_New(0));
+  } else {
+    const std::size_t at = tape_.member(i, "maxlen");
+    nb::object maxlen = nb::none();
+    if (at != Tape::npos && tape_[at].kind == NodeKind::Int && tape_[at].integer >= 0) {
+      maxlen = nb::int_(tape_[at].integer);
+    } else if (at != Tape::npos && tape_[at].kind != NodeKind::Null) {
+      invalid("a deque's \"maxlen\" must be a non-negative integer or null");
+    }
+    out = hooks_.deque_type(nb::list(), maxlen);
+  }
+  define(i, out);
+  nb::object append = kind == Kind::List ? nb::object() : out.attr("append");
+  std::uint32_t count = 0;
+  std::size_t c = items(i, count);
+  for (std::uint32_t k = 0; k < count; ++k) {
+    nb::object item = build_child(c, {LoadPath::Type::Index, {}, k});
+    if (kind == Kind::List) {
+      if (PyList_Append(out.ptr(), item.ptr()) != 0) throw nb::python_error();
+    } else {
+      append(item);
+    }
+    c = tape_.next(c);
+  }
+  return out;
+}
+
+nb::object Loader::build_tuple(std::size_t i) {
+  // Filled in place: nothing can refer to a tuple before it is complete (a cycle through one is refused), and a tuple
+  // left partly filled by an error frees its filled slots only.
+  std::uint32_t count = 0;
+  std::size_t c = items(i, count);
+  nb::object tuple = nb::steal(PyTuple_New(count));
+  if (!tuple.is_valid()) throw nb::python_error();
+  for (std::uint32_t k = 0; k < count; ++k) {
+    nb::object item = build_child(c, {LoadPath::Type::Index, {}, k});
+    PyTuple_SET_ITEM(tuple.ptr(), k, item.release().ptr());
+    c = tape_.next(c);
+  }
+  define(i, tuple);
+  return tuple;
+}
+
+nb::object Loader::build_set(std::size_t i, Kind kind) {
+  const std::string what = "cannot build a " + std::string(kind_name(kind)) + ": ";
+  std::uint32_t count = 0;
+  std::size_t c = items(i, count);
+  // A frozenset is filled in place too: nothing can refer to it before it is complete.
+  nb::object result = nb::steal(kind == Kind::Set ? PySet_New(nullptr) : PyFrozenSet_New(nullptr));
+  if (!result.is_valid()) throw nb::python_error();
+  HashRuns runs;
+  for (std::uint32_t k = 0; k < count; ++k) {
+    nb::object item = build_child(c, {LoadPath::Type::Index, {}, k});
+    path_.push_back({LoadPath::Type::Index, {}, k});
+    check_hashable(item, c, runs, "item", what);
+    path_.pop_back();
+    if (PySet_Add(result.ptr(), item.ptr()) != 0) {
+      nb::python_error e;
+      invalid(what + py_text(e.value()));
+    }
+    c = tape_.next(c);
+  }
+  define(i, result);
+  return result;
+}
+
+nb::object Loader::build_mapping(std::size_t i, Kind kind) {
+  nb::object mapping;
+  if (kind == Kind::Dict) {
+    mapping = nb::steal(PyDict_New());
+  } else if (kind == Kind::DefaultDict) {
+    const std::size_t at = tape_.member(i, "factory");
+    nb::object factory = nb::none();
+    if (at == Tape::npos) invalid("a defaultdict needs a \"factory\" field");
+    if (tape_[at].kind == NodeKind::String) {
+      nb::object name = nb::str(tape_[at].text.data(), tape_[at].text.size());
+      PyObject* found = PyDict_GetItemWithError(hooks_.factories.ptr(), name.ptr());
+      if (found == nullptr) invalid("unknown defaultdict factory " + quote_name(tape_[at].text) + " (only built-in types are allowed)");
+      factory = nb::borrow(found);
+    } else if (tape_[at].kind != NodeKind::Null) {
+      invalid("a defaultdict's \"factory\" must be a string or null");
+    }
+    mapping = hooks_.defaultdict_type(factory);
+  } else {
+    mapping = (kind == Kind::Counter ? hooks_.counter_type : hooks_.ordered_dict_type)();
+  }
+  define(i, mapping);
+  fill_pairs(i, mapping, kind == Kind::Dict);
+  return mapping;
+}
+
+nb::object Loader::big_int(std::size_t i) {
+  std::string why;
+  const std::optional<std::string_view> hex = tree_.big_int_hex(i, why);
+  if (!hex) invalid(why);
+  PyObject* value = PyLong_FromString(std::string(*hex).c_str(), nullptr, 16);
+  if (value == nullptr) throw nb::python_error();
+  return nb::steal(value);
+}
+
+nb::object Loader::tagged_float(std::size_t i) {
+  std::string why;
+  const std::optional<double> value = tree_.special_float(i, why);
+  if (!value) invalid(why);
+  return nb::steal(PyFloat_FromDouble(*value));
+}
+
+nb::object Loader::tagged_str(std::size_t i) {
+  std::string why;
+  std::vector<std::uint32_t> points;
+  if (!tree_.code_points(i, points, why)) invalid(why);
+  PyObject* s = PyUnicode_FromKindAndData(PyUnicode_4BYTE_KIND, points.data(), static_cast<Py_ssize_t>(points.size()));
+  if (s == nullptr) throw nb::python_error();
+  return nb::steal(s);
+}
+
+nb::object Loader::construct(std::size_t i, Kind kind) {
+  const std::string_view tag = traits(kind).tag;
+  nb::object tag_obj = nb::str(tag.data(), tag.size());
+  PyObject* constructor = PyDict_GetItemWithError(hooks_.construct.ptr(), tag_obj.ptr());
+  if (constructor == nullptr) invalid("unknown tag " + quote_name(tag));
+  // A "nested" node only stands for a child a 1.0.0-style plugin put into its value; anywhere else it would hand
+  // the loader's internal wrapper to the caller.
+  const bool plugin = kind == Kind::Plugin;
+  if (kind == Kind::Nested && plugin_depth_ == 0 && index_ != nullptr && inside_plugin(i)) {
+    // A partial load of a part of a plugin's value, without the plugin node around it: each nested value is itself,
+    // as in the record a load without the plugin makes.
+    const std::size_t v = tape_.member(i, "v");
+    if (v == Tape::npos) invalid("a \"nested\" node needs a value \"v\"");
+    return build(v);
+  }
+  if (kind == Kind::Nested && plugin_depth_ == 0) invalid("a \"nested\" node may only appear inside a plugin node's value");
+  plugin_depth_ += plugin;
+  struct Leave {
+    std::uint32_t& depth;
+    bool active;
+    ~Leave() { depth -= active; }
+  } leave{plugin_depth_, plugin};
+  nb::dict fields;
+  tree_.for_each_field(i, [&](std::string_view key, std::size_t v) {
+    if (is_ref(v) && own_field(kind, key)) {
+      invalid("the field " + quote_name(key) + " of a " + quote_name(tag) + " node describes that node alone and cannot be a \"ref\"");
+    }
+    // Wrapper fields ("fields", "items", ...) do not appear in paths, as when saving.
+    fields[nb::str(key.data(), key.size())] = is_transparent_field(key) ? build(v) : build_child(v, {LoadPath::Type::Field, key});
+  });
+  nb::object value = call_python(("cannot rebuild a " + std::string(tag)).c_str(), [&] { return nb::borrow(constructor)(fields, context_); });
+  define(i, value);
+  return value;
+}
+
+}  // namespace safestructures::bindings::load_walk

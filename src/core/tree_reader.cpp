@@ -1,0 +1,269 @@
+// The one reader of a schema tree: kinds, the reference-id index and resolution, field lookup, plain files' tree.
+#include "safestructures/tree_reader.hpp"
+
+#include <algorithm>
+#include <cctype>
+#include <cmath>
+#include <cstring>
+
+namespace safestructures {
+
+void append_key_part(std::string& out, std::string_view key) {
+  out += '[';
+  out += quote_name(key);
+  out += ']';
+}
+
+void append_index_part(std::string& out, std::int64_t index) {
+  out += '[';
+  out += std::to_string(index);
+  out += ']';
+}
+
+void append_field_part(std::string& out, std::string_view field) {
+  out += '.';
+  out += field;
+}
+
+namespace {
+
+// Mutable containers exist before their items are built, so a reference from inside one to itself is valid; every
+// other object is only defined once its node ends (section 5.3).
+bool defined_before_items(Kind kind) {
+  switch (kind) {
+    case Kind::List:
+    case Kind::Dict:
+    case Kind::OrderedDict:
+    case Kind::Counter:
+    case Kind::DefaultDict:
+    case Kind::Deque: return true;
+    default: return false;
+  }
+}
+
+}  // namespace
+
+SchemaLimits schema_limits(std::uint32_t max_depth, std::uint64_t max_nodes) {
+  SchemaLimits limits;
+  limits.max_json_depth = static_cast<std::uint32_t>(std::min<std::uint64_t>(std::uint64_t{max_depth} * json_levels_per_level + 8, 4'000'000));
+  limits.max_nodes = max_nodes;
+  return limits;
+}
+
+TreeIndex::TreeIndex(const Tape& tape) : id_nodes(tape.size() + 1, Tape::npos), in_plugin(tape.size(), false) {
+  std::size_t plugin_end = 0;  // one past the outermost plugin node's subtree around the current node
+  for (std::size_t i = 0; i < tape.size(); ++i) {
+    if (i < plugin_end) in_plugin[i] = true;
+    if (tape[i].kind != NodeKind::Object) continue;
+    const std::string_view tag = tape.tag(i);
+    if (tag.empty()) continue;
+    const std::optional<Kind> kind = kind_of_tag(tag);
+    if (kind == Kind::Ref) continue;
+    if (kind == Kind::Plugin) plugin_end = std::max<std::size_t>(plugin_end, tape[i].end);
+    if (const std::size_t at = tape.member(i, id_member); at != Tape::npos) {
+      const Node& id = tape[at];
+      if (id.kind != NodeKind::Int || id.integer < 1 || static_cast<std::uint64_t>(id.integer) >= id_nodes.size()) {
+        if (problem.empty()) problem = "reference id \"#\" of a " + quote_name(tag) + " node must be a positive integer, at most the node count";
+      } else if (id_nodes[static_cast<std::size_t>(id.integer)] == Tape::npos) {
+        id_nodes[static_cast<std::size_t>(id.integer)] = i;
+      } else if (problem.empty()) {
+        problem = "reference id #" + std::to_string(id.integer) + " is defined twice";
+      }
+    }
+    if (kind == Kind::Tensor) {
+      const std::size_t name = tape.member(i, "name");
+      if (name != Tape::npos && tape[name].kind == NodeKind::String) tensor_nodes.emplace(tape[name].text, i);
+    }
+  }
+}
+
+TreeReader::TreeReader(Tape document) : tape_(std::move(document)) { root_ = schema_root(tape_); }
+
+TreeReader TreeReader::of_plain_file(const Header& header, std::string_view framework) {
+  Tape tape;
+  const std::size_t root = tape.begin_tagged(traits(Kind::Dict).tag);
+  tape.string("items");
+  const std::size_t items = tape.begin_array();
+  for (const TensorInfo& info : header.tensors) {
+    const std::size_t pair = tape.begin_array();
+    tape.string(info.name);
+    tape.count_child(pair);
+    const std::size_t tensor = tape.begin_tagged(traits(Kind::Tensor).tag);
+    tape.string("name");
+    tape.string(info.name);
+    tape.count_child(tensor);
+    if (!framework.empty()) {
+      tape.string("fw");
+      tape.string(framework);
+      tape.count_child(tensor);
+    }
+    tape.end_container(tensor);
+    tape.count_child(pair);
+    tape.end_container(pair);
+    tape.count_child(items);
+  }
+  tape.end_container(items);
+  tape.count_child(root);
+  tape.end_container(root);
+  return TreeReader(std::move(tape), 0);
+}
+
+const TreeIndex& TreeReader::index() const {
+  if (!index_) index_.emplace(tape_);
+  return *index_;
+}
+
+std::optional<Kind> TreeReader::kind(std::size_t i) const {
+  switch (tape_[i].kind) {
+    case NodeKind::Null: return Kind::Null;
+    case NodeKind::False:
+    case NodeKind::True: return Kind::Bool;
+    case NodeKind::Int: return Kind::Int;
+    case NodeKind::Float: return Kind::Float;
+    case NodeKind::String: return Kind::String;
+    case NodeKind::Array: return Kind::List;
+    case NodeKind::Object: break;
+  }
+  const std::string_view tag = tape_.tag(i);
+  return tag.empty() ? Kind::Dict : kind_of_tag(tag);
+}
+
+std::string TreeReader::malformed(std::size_t i) const {
+  const Node& n = tape_[i];
+  if (n.kind != NodeKind::Object) return {};
+  const std::string_view tag = tape_.tag(i);
+  if (tag.empty()) return n.count && tape_[i + 1].text == tag_member ? "\"$\" must be a string naming the node's tag" : "";
+  return kind_of_tag(tag) ? "" : "unknown tag " + quote_name(tag);
+}
+
+std::size_t TreeReader::definition(std::size_t i, std::int64_t& id) const {
+  const std::size_t at = tape_.member(i, id_member);
+  id = at != Tape::npos && tape_[at].kind == NodeKind::Int ? tape_[at].integer : 0;
+  const TreeIndex& idx = index();
+  return id >= 1 && static_cast<std::uint64_t>(id) < idx.id_nodes.size() ? idx.id_nodes[static_cast<std::size_t>(id)] : Tape::npos;
+}
+
+std::size_t TreeReader::resolve(std::size_t i, std::string& why) const {
+  std::int64_t id = 0;
+  const std::size_t target = definition(i, id);
+  if (target != Tape::npos && target < i) {
+    const std::optional<Kind> target_kind = kind(target);
+    if (tape_.next(target) <= i || (target_kind && defined_before_items(*target_kind))) return target;
+  }
+  const std::size_t at = tape_.member(i, id_member);
+  why = at == Tape::npos || tape_[at].kind != NodeKind::Int ? "a ref needs an integer \"#\""
+                                                            : "ref to #" + std::to_string(id) + ", which is not defined before this point";
+  return Tape::npos;
+}
+
+std::size_t TreeReader::follow(std::size_t i, std::int64_t& ref_id, std::string& why) const {
+  ref_id = 0;
+  std::vector<std::size_t> followed{i};
+  for (;;) {
+    const std::optional<Kind> k = tape_[i].kind == NodeKind::Object ? kind(i) : std::nullopt;
+    std::size_t target = Tape::npos;
+    if (k == Kind::Ref) {
+      std::int64_t id = 0;
+      if ((target = definition(i, id)) == Tape::npos) {
+        why = "a reference to an object the file does not define";
+        return Tape::npos;
+      }
+      if (ref_id == 0) ref_id = id;
+    } else if (k == Kind::Nested) {
+      if ((target = tape_.member(i, "v")) == Tape::npos) {
+        why = "a \"nested\" node needs a value \"v\"";
+        return Tape::npos;
+      }
+    } else {
+      return i;
+    }
+    // A crafted "nested" node may define an id its own value refers to.
+    if (std::find(followed.begin(), followed.end(), target) != followed.end()) {
+      why = "a reference to itself";
+      return Tape::npos;
+    }
+    followed.push_back(target);
+    i = target;
+  }
+}
+
+std::size_t TreeReader::required(std::size_t object, std::string_view name, std::optional<NodeKind> want, std::string& why) const {
+  const std::size_t at = tape_.member(object, name);
+  if (at != Tape::npos && (!want || tape_[at].kind == *want)) return at;
+  const char* article = !want ? "a" : *want == NodeKind::String ? "a string" : *want == NodeKind::Array ? "an array" : "an object";
+  why = "tagged " + quote_name(tape_.tag(object)) + " needs " + article + " field " + quote_name(name);
+  return Tape::npos;
+}
+
+std::size_t TreeReader::items(std::size_t object, std::uint32_t& count, std::string& why) const {
+  const std::size_t at = required(object, "items", NodeKind::Array, why);
+  if (at == Tape::npos) return at;
+  count = tape_[at].count;
+  return at + 1;
+}
+
+bool TreeReader::is_pair(std::size_t item, std::uint32_t k, std::string& why) const {
+  if (tape_[item].kind == NodeKind::Array && tape_[item].count == 2) return true;
+  why = "item " + std::to_string(k) + " of a mapping must be a [key, value] pair";
+  return false;
+}
+
+std::optional<std::string_view> TreeReader::big_int_hex(std::size_t i, std::string& why) const {
+  const std::size_t at = required(i, "hex", NodeKind::String, why);
+  if (at == Tape::npos) return std::nullopt;
+  const std::string_view hex = tape_[at].text;
+  const std::size_t sign = hex.starts_with('-') ? 1 : 0;
+  bool ok = hex.substr(sign, 2) == "0x" && hex.size() > sign + 2;
+  for (std::size_t j = sign + 2; ok && j < hex.size(); ++j) ok = std::isxdigit(static_cast<unsigned char>(hex[j])) != 0;
+  if (ok) return hex;
+  why = "an int's \"hex\" must look like 0x1f or -0x1f";
+  return std::nullopt;
+}
+
+std::optional<double> TreeReader::special_float(std::size_t i, std::string& why) const {
+  const std::size_t at = required(i, "v", NodeKind::String, why);
+  if (at == Tape::npos) return std::nullopt;
+  const std::string_view v = tape_[at].text;
+  if (v == "inf") return HUGE_VAL;
+  if (v == "-inf") return -HUGE_VAL;
+  if (v != "nan") {
+    why = "a tagged float must be nan, inf or -inf";
+    return std::nullopt;
+  }
+  const std::size_t bits_at = tape_.member(i, "bits");
+  if (bits_at == Tape::npos) return std::nan("");
+  const std::string_view bits = tape_[bits_at].kind == NodeKind::String ? tape_[bits_at].text : std::string_view();
+  std::uint64_t raw = 0;
+  bool ok = bits.size() == 16;
+  for (std::size_t k = 0; ok && k < bits.size(); ++k) {
+    const char c = bits[k];
+    const int digit = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+    ok = digit >= 0;
+    raw = (raw << 4) | static_cast<std::uint64_t>(digit & 15);
+  }
+  double value = 0;
+  std::memcpy(&value, &raw, sizeof value);
+  if (ok && std::isnan(value)) return value;
+  why = "a NaN's \"bits\" must be 16 hex digits of a NaN";
+  return std::nullopt;
+}
+
+bool TreeReader::code_points(std::size_t i, std::vector<std::uint32_t>& out, std::string& why) const {
+  const std::size_t at = tape_.member(i, "cp");
+  if (at == Tape::npos || tape_[at].kind != NodeKind::Array) {
+    why = "a tagged str needs an array \"cp\" of code points";
+    return false;
+  }
+  out.reserve(tape_[at].count);
+  for (std::size_t c = at + 1; c < tape_[at].end; ++c) {
+    const Node& p = tape_[c];
+    if (p.kind != NodeKind::Int || p.integer < 0 || p.integer > 0x10FFFF) {
+      why = "code points must be integers from 0 to 0x10FFFF";
+      return false;
+    }
+    out.push_back(static_cast<std::uint32_t>(p.integer));
+  }
+  return true;
+}
+
+}  // namespace safestructures
