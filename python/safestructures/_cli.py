@@ -20,6 +20,7 @@ from ._cli_render import (
 )
 from ._cli_tree import PathNotFound, UsageError, _split, _Tree, _walk
 from ._errors import InvalidFileError, SafestructuresError, UnsupportedTypeError, quote
+from ._format import TAG
 from ._lazy import SafeFile, open_source
 from ._lazy_schema import path_text as _path_text
 from ._limits import DEFAULT_MAX_DEPTH, DEFAULT_MAX_HEADER_SIZE, DEFAULT_MAX_NODES, default_max_bytes
@@ -144,7 +145,7 @@ def _inspect_types(args: argparse.Namespace) -> int:
     classes = _registry.resolver(args.type or ())["names"]
     plugin_names = plugins_by_name(args.plugin or None) if args.plugin else {}
     rows = [{"kind": kind, "type": name, "count": count,
-             "resolves": name in (plugin_names if kind == "plugin" else classes)}
+             "resolves": name in (plugin_names if kind == TAG.Plugin else classes)}
             for kind, names in sorted(found.items()) for name, count in sorted(names.items())]
     if args.json:
         _print_json({"file": args.file, "types": rows})
