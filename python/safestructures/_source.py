@@ -138,7 +138,7 @@ def _shown_value(value: Any) -> str:
 
 
 def check_shards(source: Source, document: Any) -> None:
-    """The index and the shards of a sharded save, opened as ``document`` (a ``_core.Document``), agree: every tensor
+    """The index and the shards of a sharded save, opened as ``document`` (a ``_core.LazyFile``), agree: every tensor
     of the index is in the shard it names, every tensor of a shard is in the index, mapped to that shard, and every
     shard was written by the save that wrote the index. A directory whose files do not belong together (from two
     saves, say) is refused rather than loaded as a mix."""
