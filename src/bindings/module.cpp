@@ -286,32 +286,20 @@ nb::tuple py_load_bytes(nb::handle data, std::uint32_t max_depth, std::uint64_t 
   return load_from(file, max_depth, max_nodes, context);
 }
 
-// The format's vocabulary for the Python layer, which spells none of it again: reserved names, and each kind's tag,
-// shape and whether it names a class, by the kind's name; and the kinds' names by their C++ enumerator ("ids").
+// The format's vocabulary for the Python layer, which spells none of it again: the reserved names, and each kind's
+// name and tag by its C++ enumerator ("NamedTuple": ("namedtuple", "namedtuple")).
 nb::dict format_table() {
   const auto text = [](std::string_view s) { return nb::str(s.data(), s.size()); };
-  static constexpr const char* shape_names[] = {"scalar", "sequence", "mapping", "record", "tensor", "reference"};
   nb::dict kinds;
-  nb::dict ids;
-  for (const KindTraits& k : all_kinds()) {
-    kinds[text(k.name)] = nb::make_tuple(text(k.tag), shape_names[static_cast<int>(k.shape)], k.names_class);
-    ids[text(k.id)] = text(k.name);
-  }
+  for (const KindTraits& k : all_kinds()) kinds[text(k.id)] = nb::make_tuple(text(k.name), text(k.tag));
   nb::dict out;
   out["schema_key"] = text(schema_metadata_key);
   out["spill_tensor"] = text(schema_spill_tensor);
   out["save_id_key"] = text(save_id_key);
   out["v1_schema_key"] = text(v1_schema_key);
   out["v1_version_key"] = text(v1_version_key);
-  out["format_name"] = text(schema_format_name);
-  out["version"] = schema_version;
-  out["tag_member"] = text(tag_member);
   out["id_member"] = text(id_member);
   out["kinds"] = kinds;
-  out["ids"] = ids;
-  nb::list transparent;
-  for (std::string_view field : transparent_fields) transparent.append(text(field));
-  out["transparent_fields"] = nb::tuple(transparent);
   return out;
 }
 
