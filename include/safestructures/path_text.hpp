@@ -3,9 +3,28 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <string>
+#include <string_view>
 
 namespace safestructures {
+
+// The parts: an index or int key `[3]`, a key as the walk shows it (`["a"]`, `[1.5]`), a field of a tagged node
+// `.name`.
+inline void append_index_part(std::string& out, std::int64_t index) {
+  out += '[';
+  out += std::to_string(index);
+  out += ']';
+}
+inline void append_shown_key_part(std::string& out, std::string_view shown) {
+  out += '[';
+  out += shown;
+  out += ']';
+}
+inline void append_field_part(std::string& out, std::string_view field) {
+  out += '.';
+  out += field;
+}
 
 // "$" followed by the `count` parts of a path, render(out, k) appending part k; a deep path keeps its two ends and
 // only counts its middle, so a message about level 100,000 stays readable.

@@ -20,10 +20,8 @@ namespace safestructures {
 
 // ---- paths, as messages write them: `$["model"]["layers"][0].name`
 
-// One step of a path: a string key `["key"]`, an index or int key `[3]`, a field of a tagged node `.name`.
+// A string key of the file as a path part, `["key"]` (the other parts are in path_text.hpp).
 void append_key_part(std::string& out, std::string_view key);
-void append_index_part(std::string& out, std::int64_t index);
-void append_field_part(std::string& out, std::string_view field);
 
 // ---- the reader
 

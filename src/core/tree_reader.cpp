@@ -8,22 +8,7 @@
 
 namespace safestructures {
 
-void append_key_part(std::string& out, std::string_view key) {
-  out += '[';
-  out += quote_name(key);
-  out += ']';
-}
-
-void append_index_part(std::string& out, std::int64_t index) {
-  out += '[';
-  out += std::to_string(index);
-  out += ']';
-}
-
-void append_field_part(std::string& out, std::string_view field) {
-  out += '.';
-  out += field;
-}
+void append_key_part(std::string& out, std::string_view key) { append_shown_key_part(out, quote_name(key)); }
 
 namespace {
 

@@ -92,11 +92,10 @@ std::string TreeWriter::path_text() const {
   return render_path(path_.size(), [this](std::string& out, std::size_t k) {
     const PathPart& part = path_[k];
     switch (part.type) {
-      case PathPart::Index: out += '['; out += std::to_string(part.index); break;
-      case PathPart::Field: out += '.'; out += part.field; return;
-      case PathPart::Key: out += '['; out += text_.key_shown(part.key); break;
+      case PathPart::Index: append_index_part(out, static_cast<std::int64_t>(part.index)); break;
+      case PathPart::Field: append_field_part(out, part.field); break;
+      case PathPart::Key: append_shown_key_part(out, text_.key_shown(part.key)); break;
     }
-    out += ']';
   });
 }
 
