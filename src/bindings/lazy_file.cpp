@@ -10,6 +10,8 @@
 #include <algorithm>
 #include <cstdint>
 #include <optional>
+#include <unordered_map>
+#include <unordered_set>
 
 #include "bindings.hpp"
 #include "safestructures/structure.hpp"
@@ -125,69 +127,86 @@ class LazyFile {
     return nb::make_tuple(target, ref_id != 0 ? nb::object(nb::int_(ref_id)) : nb::none());
   }
 
+  // An object, ext or plugin node stands for what it wraps (the base content of a built-in subclass, else the
+  // attributes, else a plugin's or to_data's value), which may itself be one: the node at the end of that chain, or
+  // npos when it wraps nothing. Each chain is followed once (a file can chain every node to the one before it
+  // through references, and a walk asks for each of them).
+  std::size_t unwrapped(std::size_t i) const {
+    const Tape& tape = tree_->tape();
+    std::vector<std::size_t> chain;
+    std::unordered_set<std::size_t> seen;
+    std::size_t end = i;
+    for (;;) {
+      if (const auto known = unwrapped_.find(end); known != unwrapped_.end()) {
+        end = known->second;
+        break;
+      }
+      const std::optional<Kind> kind = tape[end].kind == NodeKind::Object ? tree_->kind(end) : std::nullopt;
+      if (kind != Kind::Object && kind != Kind::Ext && kind != Kind::Plugin) break;
+      if (!seen.insert(end).second) invalid("a reference to itself");
+      chain.push_back(end);
+      std::size_t wrapped = Tape::npos;
+      for (const char* field : {"value", "attrs", "data"}) {
+        if ((wrapped = tape.member(end, field)) != Tape::npos) break;
+      }
+      if (wrapped == Tape::npos) {
+        end = Tape::npos;
+        break;
+      }
+      std::int64_t ref_id = 0;
+      std::string why;
+      end = tree_->follow(wrapped, ref_id, why);
+      if (end == Tape::npos) invalid(why);
+    }
+    for (const std::size_t node : chain) unwrapped_[node] = end;
+    return end;
+  }
+
   // The children of the container node `i` (followed already), in stored order, as (indexed, [(key or index, child
   // node)], [(position, key node)]): a mapping's keys that are not JSON scalars are None in the list, to be built from
   // their nodes (by the caller, within a load's limits). None for a leaf.
   nb::object children(std::size_t i) const {
     at(i);
+    i = unwrapped(i);
+    if (i == Tape::npos) return nb::none();
     const Tape& tape = tree_->tape();
-    std::vector<std::size_t> seen{i};
-    for (;;) {
-      const Node& n = tape[i];
-      if (n.kind == NodeKind::Array) return walk_children(true, entries(i));
-      if (n.kind != NodeKind::Object) return nb::none();
-      const std::optional<Kind> kind = tree_->kind(i);
-      if (!kind) return nb::none();
-      if (tree_->tag(i).empty()) return walk_children(false, entries(i));
-      const std::size_t items = tape.member(i, "items");
-      const bool has_items = items != Tape::npos && tape[items].kind == NodeKind::Array;
-      const std::size_t fields = tape.member(i, "fields");
-      switch (*kind) {
-        case Kind::NamedTuple: {
-          nb::list names = fields != Tape::npos && tape[fields].kind == NodeKind::Array ? entries(fields) : nb::list();
-          nb::list values = has_items ? entries(items) : nb::list();
-          nb::list pairs;
-          for (std::size_t k = 0; k < std::min(nb::len(names), nb::len(values)); ++k) {
-            const std::size_t name = nb::cast<std::size_t>(names[k][1]);
-            pairs.append(nb::make_tuple(is_container(tape[name]) ? nb::none() : value(name), values[k][1]));
-          }
-          return walk_children(false, pairs);
+    const Node& n = tape[i];
+    if (n.kind == NodeKind::Array) return walk_children(true, entries(i));
+    if (n.kind != NodeKind::Object) return nb::none();
+    const std::optional<Kind> kind = tree_->kind(i);
+    if (!kind) return nb::none();
+    if (tree_->tag(i).empty()) return walk_children(false, entries(i));
+    const std::size_t items = tape.member(i, "items");
+    const bool has_items = items != Tape::npos && tape[items].kind == NodeKind::Array;
+    const std::size_t fields = tape.member(i, "fields");
+    switch (*kind) {
+      case Kind::NamedTuple: {
+        nb::list names = fields != Tape::npos && tape[fields].kind == NodeKind::Array ? entries(fields) : nb::list();
+        nb::list values = has_items ? entries(items) : nb::list();
+        nb::list pairs;
+        for (std::size_t k = 0; k < std::min(nb::len(names), nb::len(values)); ++k) {
+          const std::size_t name = nb::cast<std::size_t>(names[k][1]);
+          pairs.append(nb::make_tuple(is_container(tape[name]) ? nb::none() : value(name), values[k][1]));
         }
-        case Kind::Dataclass:
-          if (fields == Tape::npos || tape[fields].kind != NodeKind::Object) return nb::none();
-          return walk_children(false, entries(fields));
-        case Kind::Object:
-        case Kind::Ext:
-        case Kind::Plugin: {
-          // The base content of a built-in subclass, else the attributes, else a plugin's or to_data's value.
-          std::size_t wrapped = Tape::npos;
-          for (const char* field : {"value", "attrs", "data"}) {
-            if ((wrapped = tape.member(i, field)) != Tape::npos) break;
-          }
-          if (wrapped == Tape::npos) return nb::none();
-          std::int64_t ref_id = 0;
-          std::string why;
-          i = tree_->follow(wrapped, ref_id, why);
-          if (i == Tape::npos) invalid(why);
-          if (std::find(seen.begin(), seen.end(), i) != seen.end()) invalid("a reference to itself");
-          seen.push_back(i);
-          continue;
-        }
-        default: break;
+        return walk_children(false, pairs);
       }
-      if (!has_items) return nb::none();
-      if (traits(*kind).shape == Shape::Sequence) return walk_children(true, entries(items));
-      if (traits(*kind).shape != Shape::Mapping) return nb::none();
-      nb::list pairs, to_build;
-      std::size_t c = items + 1;
-      for (std::uint32_t k = 0; k < tape[items].count; ++k, c = tape.next(c)) {
-        if (std::string why; !tree_->is_pair(c, k, why)) invalid(why);
-        const bool built = is_container(tape[c + 1]);
-        pairs.append(nb::make_tuple(built ? nb::none() : value(c + 1), tape.next(c + 1)));
-        if (built) to_build.append(nb::make_tuple(k, c + 1));
-      }
-      return nb::make_tuple(false, pairs, to_build);
+      case Kind::Dataclass:
+        if (fields == Tape::npos || tape[fields].kind != NodeKind::Object) return nb::none();
+        return walk_children(false, entries(fields));
+      default: break;
     }
+    if (!has_items) return nb::none();
+    if (traits(*kind).shape == Shape::Sequence) return walk_children(true, entries(items));
+    if (traits(*kind).shape != Shape::Mapping) return nb::none();
+    nb::list pairs, to_build;
+    std::size_t c = items + 1;
+    for (std::uint32_t k = 0; k < tape[items].count; ++k, c = tape.next(c)) {
+      if (std::string why; !tree_->is_pair(c, k, why)) invalid(why);
+      const bool built = is_container(tape[c + 1]);
+      pairs.append(nb::make_tuple(built ? nb::none() : value(c + 1), tape.next(c + 1)));
+      if (built) to_build.append(nb::make_tuple(k, c + 1));
+    }
+    return nb::make_tuple(false, pairs, to_build);
   }
 
   // {kind: {name: count}} of every class (and plugin type) the tree names, in one pass over its nodes: nothing is
@@ -290,6 +309,8 @@ class LazyFile {
   bool plain_ = false;
   std::string plain_framework_;
   std::size_t failed_at_ = 0;
+  // Where each object, ext or plugin node's chain of wrapped values ends (see unwrapped).
+  mutable std::unordered_map<std::size_t, std::size_t> unwrapped_;
 };
 
 }  // namespace

@@ -159,6 +159,15 @@ def many_leaves(count: int, node: Any) -> bytes:
     return file_bytes([node] * count)
 
 
+def wrapped_chain(count: int, tag: str = "object") -> bytes:
+    """A list of `count` object (or ext) nodes, each wrapping the one before it through a reference: a walk that asks
+    each node for its children follows a chain as long as the node's position."""
+    field = {"object": "value", "ext": "data"}[tag]
+    nodes: list[Any] = [{"$": tag, "#": 1, "type": "T", field: []}]
+    nodes += [{"$": tag, "#": k, "type": "T", field: ref(k - 1)} for k in range(2, count + 1)]
+    return file_bytes(nodes)
+
+
 def many_tuple_keys(count: int) -> bytes:
     return file_bytes({"$": "dict", "items": [[{"$": "tuple", "items": [k]}, k] for k in range(count)]})
 

@@ -399,3 +399,23 @@ def test_case_15_get_refuses_a_view_past_its_byte_limit(tmp_path: Path, capsys: 
     assert run(capsys, "get", small, "view", "-o", tmp_path / "a.npy", "--max-bytes", "4000")[0] == 0
     assert np.load(tmp_path / "a.npy").tolist() == [1.5] * 1000
 
+
+# --- 16 -------------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("tag", ["object", "ext"])
+def test_case_16_chains_of_wrapped_values_are_walked_once(tmp_path: Path, tag: str) -> None:
+    path = tmp_path / "chain.safetensors"
+    path.write_bytes(crafted.wrapped_chain(40_000, tag))  # 3 MB: 5.2 s at 4,000 nodes, quadratic, before
+    result = cli("inspect", "--json", path)
+    assert result["status"] == 0 and result["mb"] < 600
+    tree = json.loads(result["out"])["tree"]
+    assert tree["len"] == 40_000
+    script = """
+import json, sys
+import safestructures as ss
+with ss.open(sys.argv[1]) as f:
+    described = f.tree.describe()
+    print(json.dumps([len(described["items"]), f[39_999].kind, f[39_999].type_name]))
+"""
+    assert run_python_json(script, str(path), timeout=60) == [40_000, tag, "T"]
