@@ -151,8 +151,14 @@ class TreeNode {
   [[noreturn]] void fail(ErrorCode code, const std::string& what) const;
   [[noreturn]] void wrong_kind(std::string_view wanted) const;
   TreeNode child(std::uint32_t index, std::shared_ptr<const tree_detail::PathPart> part) const;
-  // Index of the first item of a sequence's items and their count.
+  // Index of the first item (or member) of a sequence's or mapping's items and their count.
   std::uint32_t first_item(std::uint32_t& count) const;
+  // The "fields" of a dataclass, checked to be a plain object.
+  TreeNode dataclass_fields() const;
+  // Calls fn(k, key node, value node) for each entry of a mapping (a plain object's members or a tagged one's
+  // pairs), checking each entry's form.
+  template <class Fn>
+  void for_each_entry(Fn fn) const;
   std::uint32_t required_field(std::string_view name, bool string) const;
   std::string_view string_field(std::string_view name) const;
 

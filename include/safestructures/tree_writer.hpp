@@ -49,8 +49,6 @@ struct WrittenTree {
 
   // The schema document (a sharded save puts it in its index).
   std::string document() const;
-  // The document in its escaped header form, rendered in one pass.
-  EscapedSchema escaped_document() const;
   // The file: the document in the header's metadata beside the caller's, or spilled into a tensor (section 4).
   StructuredLayout plan(const Metadata& metadata, std::uint64_t max_header_size = default_max_header_size) &&;
 };
@@ -124,7 +122,6 @@ class TreeWriter {
     std::string_view field;
   };
   class MemoTable;
-  std::string take_name();
 
   const NodeText& text_;
   std::uint32_t max_depth_;

@@ -95,6 +95,7 @@ class Value {
 
  private:
   explicit Value(std::shared_ptr<Impl> impl) : impl_(std::move(impl)) {}
+  static Value of(Impl impl);
   static Value from_signed(std::int64_t value);
   static Value from_unsigned(std::uint64_t value);
   friend const Impl& impl_of(const Value& value);

@@ -2,6 +2,7 @@
 #include "safestructures/file.hpp"
 
 #include <algorithm>
+#include <charconv>
 #include <unordered_set>
 
 #include "safestructures/codec.hpp"
@@ -188,14 +189,10 @@ std::string TreeNode::big_int_hex() const {
   if (kind_ == Kind::Int) {
     const std::int64_t v = document_->tree->tape()[index_].integer;
     // Through unsigned, so that INT64_MIN has a magnitude.
-    std::uint64_t magnitude = v < 0 ? 0 - static_cast<std::uint64_t>(v) : static_cast<std::uint64_t>(v);
-    std::string digits;
-    do {
-      digits += "0123456789abcdef"[magnitude & 15];
-      magnitude >>= 4;
-    } while (magnitude);
-    std::reverse(digits.begin(), digits.end());
-    return (v < 0 ? "-0x" : "0x") + digits;
+    const std::uint64_t magnitude = v < 0 ? 0 - static_cast<std::uint64_t>(v) : static_cast<std::uint64_t>(v);
+    char digits[16];
+    char* end = std::to_chars(digits, digits + sizeof digits, magnitude, 16).ptr;
+    return (v < 0 ? "-0x" : "0x") + std::string(digits, end);
   }
   if (kind_ != Kind::BigInt) wrong_kind("an int");
   std::string why;
@@ -281,9 +278,9 @@ Tensor TreeNode::as_tensor() const {
 }
 
 std::uint32_t TreeNode::first_item(std::uint32_t& count) const {
-  const Tape& tape = document_->tree->tape();
-  if (tape[index_].kind == NodeKind::Array) {
-    count = tape[index_].count;
+  // A plain list's items, or a plain object's members, are its children.
+  if (tag().empty()) {
+    count = document_->tree->tape()[index_].count;
     return index_ + 1;
   }
   std::string why;
@@ -293,14 +290,9 @@ std::uint32_t TreeNode::first_item(std::uint32_t& count) const {
 }
 
 std::size_t TreeNode::size() const {
+  if (!is_sequence() && !is_mapping()) wrong_kind("a sequence or a mapping");
   std::uint32_t count = 0;
-  if (is_sequence() || (is_mapping() && !tag().empty())) {
-    first_item(count);
-  } else if (kind_ == Kind::Dict) {
-    count = document_->tree->tape()[index_].count;
-  } else {
-    wrong_kind("a sequence or a mapping");
-  }
+  first_item(count);
   return count;
 }
 
@@ -329,68 +321,57 @@ std::vector<TreeNode> TreeNode::items() const {
   return out;
 }
 
-std::vector<Entry> TreeNode::entries() const {
+TreeNode TreeNode::dataclass_fields() const {
+  const std::optional<TreeNode> fields = field("fields");
+  if (!fields || fields->kind_ != Kind::Dict || !fields->tag().empty()) fail(ErrorCode::SchemaInvalid, "a dataclass needs an object field \"fields\"");
+  return *fields;
+}
+
+template <class Fn>
+void TreeNode::for_each_entry(Fn fn) const {
   const Tape& tape = document_->tree->tape();
-  std::vector<Entry> out;
-  if (kind_ == Kind::Dataclass) {
-    const std::optional<TreeNode> fields = field("fields");
-    if (!fields || fields->kind_ != Kind::Dict || !fields->tag().empty()) fail(ErrorCode::SchemaInvalid, "a dataclass needs an object field \"fields\"");
-    return fields->entries();
-  }
-  if (!is_mapping()) wrong_kind("a mapping");
-  if (tag().empty()) {
-    // A plain object: keys are its member names.
-    std::unordered_set<std::string_view> seen;
-    std::size_t c = index_ + 1;
-    for (std::uint32_t k = 0; k < tape[index_].count; ++k) {
-      const std::string_view key = tape[c].text;
-      if (key == tag_member) fail(ErrorCode::SchemaInvalid, std::string(misplaced_tag_member));
-      if (!seen.insert(key).second) fail(ErrorCode::SchemaInvalid, "an object holds the key " + quote_name(key) + " twice");
-      auto part = extend(path_, append_key_part, key);
-      out.push_back({child(static_cast<std::uint32_t>(c), part), child(static_cast<std::uint32_t>(c + 1), part)});
-      c = tape.next(c + 1);
-    }
-    return out;
-  }
+  const bool plain = tag().empty();
   std::uint32_t count = 0;
   std::size_t c = first_item(count);
   for (std::uint32_t k = 0; k < count; ++k) {
-    const safestructures::Node& pair = tape[c];
-    if (std::string why; !document_->tree->is_pair(c, k, why)) fail(ErrorCode::SchemaInvalid, why);
-    // String and int keys are written as Python writes them; other keys by the pair's position.
-    const safestructures::Node& key = tape[c + 1];
-    auto part = key.kind == NodeKind::String ? extend(path_, append_key_part, key.text)
-                : key.kind == NodeKind::Int      ? extend(path_, append_index_part, key.integer)
-                                                 : extend(path_, [](std::string& out, std::uint32_t n) { out += "[<key " + std::to_string(n) + ">]"; }, k);
-    out.push_back({child(static_cast<std::uint32_t>(c + 1), part), child(static_cast<std::uint32_t>(tape.next(c + 1)), part)});
-    c = pair.end;
+    if (std::string why; !plain && !document_->tree->is_pair(c, k, why)) fail(ErrorCode::SchemaInvalid, why);
+    if (plain && tape[c].text == tag_member) fail(ErrorCode::SchemaInvalid, std::string(misplaced_tag_member));
+    const std::size_t key = plain ? c : c + 1;
+    fn(k, key, tape.next(key));
+    c = plain ? tape.next(c + 1) : tape.next(c);
   }
+}
+
+std::vector<Entry> TreeNode::entries() const {
+  if (kind_ == Kind::Dataclass) return dataclass_fields().entries();
+  if (!is_mapping()) wrong_kind("a mapping");
+  const Tape& tape = document_->tree->tape();
+  const bool plain = tag().empty();
+  std::unordered_set<std::string_view> seen;
+  std::vector<Entry> out;
+  for_each_entry([&](std::uint32_t k, std::size_t key_at, std::size_t value_at) {
+    const Node& key = tape[key_at];
+    if (plain && !seen.insert(key.text).second) fail(ErrorCode::SchemaInvalid, "an object holds the key " + quote_name(key.text) + " twice");
+    // String and int keys are written as Python writes them; other keys by the pair's position.
+    auto part = key.kind == NodeKind::String ? extend(path_, append_key_part, key.text)
+                : key.kind == NodeKind::Int  ? extend(path_, append_index_part, key.integer)
+                                             : extend(path_, [](std::string& out, std::uint32_t n) { out += "[<key " + std::to_string(n) + ">]"; }, k);
+    out.push_back({child(static_cast<std::uint32_t>(key_at), part), child(static_cast<std::uint32_t>(value_at), part)});
+  });
   return out;
 }
 
 std::optional<TreeNode> TreeNode::find(std::string_view key) const {
-  if (kind_ == Kind::Dataclass) {
-    const std::optional<TreeNode> fields = field("fields");
-    if (!fields || fields->kind_ != Kind::Dict || !fields->tag().empty()) fail(ErrorCode::SchemaInvalid, "a dataclass needs an object field \"fields\"");
-    return fields->find(key);
-  }
+  if (kind_ == Kind::Dataclass) return dataclass_fields().find(key);
   if (!is_mapping()) wrong_kind("a mapping or a dataclass");
   // A scan that builds a node for the match only; a key found twice makes the file invalid, as the loader says.
   const Tape& tape = document_->tree->tape();
-  const bool plain = tag().empty();
-  std::uint32_t count = tape[index_].count;
-  std::size_t c = plain ? index_ + 1 : first_item(count);
   std::size_t value = Tape::npos;
-  for (std::uint32_t k = 0; k < count; ++k) {
-    const std::size_t key_at = plain ? c : c + 1;
-    if (std::string why; !plain && !document_->tree->is_pair(c, k, why)) fail(ErrorCode::SchemaInvalid, why);
-    if (plain && tape[c].text == tag_member) fail(ErrorCode::SchemaInvalid, std::string(misplaced_tag_member));
-    if (tape[key_at].kind == NodeKind::String && tape[key_at].text == key) {
-      if (value != Tape::npos) fail(ErrorCode::SchemaInvalid, "a mapping holds the key " + quote_name(key) + " twice");
-      value = tape.next(key_at);
-    }
-    c = plain ? tape.next(c + 1) : tape.next(c);
-  }
+  for_each_entry([&](std::uint32_t, std::size_t key_at, std::size_t value_at) {
+    if (tape[key_at].kind != NodeKind::String || tape[key_at].text != key) return;
+    if (value != Tape::npos) fail(ErrorCode::SchemaInvalid, "a mapping holds the key " + quote_name(key) + " twice");
+    value = value_at;
+  });
   if (value == Tape::npos) return std::nullopt;
   return child(static_cast<std::uint32_t>(value), extend(path_, append_key_part, key));
 }

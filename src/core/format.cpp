@@ -1,6 +1,7 @@
 // The format's vocabulary: the table of kinds and the lookups over it.
 #include "safestructures/format.hpp"
 
+#include <algorithm>
 #include <iterator>
 #include <unordered_map>
 
@@ -34,10 +35,7 @@ std::optional<Kind> kind_of_tag(std::string_view tag) {
 }
 
 bool is_transparent_field(std::string_view field) {
-  for (std::string_view f : transparent_fields) {
-    if (f == field) return true;
-  }
-  return false;
+  return std::ranges::find(transparent_fields, field) != std::end(transparent_fields);
 }
 
 }  // namespace safestructures

@@ -2,9 +2,9 @@
 #include "safestructures/tree_reader.hpp"
 
 #include <algorithm>
-#include <cctype>
+#include <bit>
+#include <charconv>
 #include <cmath>
-#include <cstring>
 
 namespace safestructures {
 
@@ -13,17 +13,9 @@ void append_key_part(std::string& out, std::string_view key) { append_shown_key_
 namespace {
 
 // Mutable containers exist before their items are built, so a reference from inside one to itself is valid; every
-// other object is only defined once its node ends (section 5.3).
+// other object is only defined once its node ends (section 5.3). Every mapping kind is mutable.
 bool defined_before_items(Kind kind) {
-  switch (kind) {
-    case Kind::List:
-    case Kind::Dict:
-    case Kind::OrderedDict:
-    case Kind::Counter:
-    case Kind::DefaultDict:
-    case Kind::Deque: return true;
-    default: return false;
-  }
+  return traits(kind).shape == Shape::Mapping || kind == Kind::List || kind == Kind::Deque;
 }
 
 }  // namespace
@@ -197,10 +189,9 @@ std::optional<std::string_view> TreeReader::big_int_hex(std::size_t i, std::stri
   const std::size_t at = required(i, "hex", NodeKind::String, why);
   if (at == Tape::npos) return std::nullopt;
   const std::string_view hex = tape_[at].text;
-  const std::size_t sign = hex.starts_with('-') ? 1 : 0;
-  bool ok = hex.substr(sign, 2) == "0x" && hex.size() > sign + 2;
-  for (std::size_t j = sign + 2; ok && j < hex.size(); ++j) ok = std::isxdigit(static_cast<unsigned char>(hex[j])) != 0;
-  if (ok) return hex;
+  const std::string_view digits = hex.substr(hex.starts_with('-') ? 1 : 0);
+  const bool ok = digits.size() > 2 && digits.starts_with("0x");
+  if (ok && digits.find_first_not_of("0123456789abcdefABCDEF", 2) == std::string_view::npos) return hex;
   why = "an int's \"hex\" must look like 0x1f or -0x1f";
   return std::nullopt;
 }
@@ -219,15 +210,8 @@ std::optional<double> TreeReader::special_float(std::size_t i, std::string& why)
   if (bits_at == Tape::npos) return std::nan("");
   const std::string_view bits = tape_[bits_at].kind == NodeKind::String ? tape_[bits_at].text : std::string_view();
   std::uint64_t raw = 0;
-  bool ok = bits.size() == 16;
-  for (std::size_t k = 0; ok && k < bits.size(); ++k) {
-    const char c = bits[k];
-    const int digit = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
-    ok = digit >= 0;
-    raw = (raw << 4) | static_cast<std::uint64_t>(digit & 15);
-  }
-  double value = 0;
-  std::memcpy(&value, &raw, sizeof value);
+  const bool ok = bits.size() == 16 && std::from_chars(bits.data(), bits.data() + 16, raw, 16).ptr == bits.data() + 16;
+  const double value = std::bit_cast<double>(raw);
   if (ok && std::isnan(value)) return value;
   why = "a NaN's \"bits\" must be 16 hex digits of a NaN";
   return std::nullopt;

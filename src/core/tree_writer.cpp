@@ -121,12 +121,6 @@ std::string TreeWriter::free_name() const {
   }
 }
 
-std::string TreeWriter::take_name() {
-  std::string name = free_name();
-  used_names_.insert(name);
-  return name;
-}
-
 void TreeWriter::big_int(std::string hex) {
   // Hexadecimal is exact and, unlike decimal, not capped by Python's int/str conversion limit.
   const std::size_t at = begin_tagged(Kind::BigInt);
@@ -161,7 +155,8 @@ bool TreeWriter::bytes(const void* obj, Kind kind, std::span<const std::byte> da
     tape.string("b64");
     tape.owned_string(codec::base64_encode(data));
   } else {
-    std::string name = take_name();
+    std::string name = free_name();
+    used_names_.insert(name);
     tape.string("tensor");
     tape.owned_string(name);
     tensors.push_back(WriteTensor{std::move(name), Dtype::U8, {data.size()}, data.data(), {}});
@@ -219,16 +214,12 @@ std::size_t TreeWriter::begin_tensor(const void* obj, std::string name) {
 
 std::string WrittenTree::document() const { return make_schema_document(tape); }
 
-EscapedSchema WrittenTree::escaped_document() const {
-  // Sized from the last save's schema: a large one is not grown by doubling, copy after copy.
-  thread_local std::size_t last_size = 0;
-  EscapedSchema out = make_escaped_schema_document(tape, last_size + last_size / 8);
-  last_size = std::min<std::size_t>(out.text.size(), std::size_t{64} << 20);
-  return out;
-}
-
 StructuredLayout WrittenTree::plan(const Metadata& metadata, std::uint64_t max_header_size) && {
-  EscapedSchema schema = escaped_document();
+  // The document in its escaped header form, rendered in one pass, sized from the last save's schema: a large one is
+  // not grown by doubling, copy after copy.
+  thread_local std::size_t last_size = 0;
+  EscapedSchema schema = make_escaped_schema_document(tape, last_size + last_size / 8);
+  last_size = std::min<std::size_t>(schema.text.size(), std::size_t{64} << 20);
   return plan_structured(std::move(tensors), metadata, std::move(schema), max_header_size);
 }
 

@@ -20,18 +20,18 @@ struct Value::Impl {
   std::int64_t integer = 0;
   double number = 0;
   // String: the UTF-8 (or WTF-8) text. BigInt: normalized hex, "0x1f" or "-0x1f".
-  std::string text;
-  std::vector<std::byte> bytes;
-  std::vector<Value> items;
-  std::vector<std::pair<Value, Value>> entries;
+  std::string text{};
+  std::vector<std::byte> bytes{};
+  std::vector<Value> items{};
+  std::vector<std::pair<Value, Value>> entries{};
   // Dict: entry index of each string key, so that set() stays constant-time for them.
-  std::unordered_map<std::string, std::size_t> string_keys;
+  std::unordered_map<std::string, std::size_t> string_keys{};
   // Tensor.
   Dtype dtype = Dtype::U8;
-  std::vector<std::uint64_t> shape;
-  std::vector<std::int64_t> strides;
+  std::vector<std::uint64_t> shape{};
+  std::vector<std::int64_t> strides{};
   const std::byte* data = nullptr;
-  std::shared_ptr<const void> owner;
+  std::shared_ptr<const void> owner{};
 };
 
 const Value::Impl& impl_of(const Value& value) { return *value.impl_; }
@@ -90,33 +90,13 @@ bool python_equal(const Value::Impl& a, const Value::Impl& b) {
 std::string python_float_repr(double v) {
   if (std::isnan(v)) return "nan";
   if (std::isinf(v)) return v > 0 ? "inf" : "-inf";
+  // repr() writes the shortest digits, positionally for decimal exponents from -4 to 15 (float_repr_style 'short'),
+  // else in scientific notation with at least two exponent digits, as to_chars does.
+  const bool positional = v == 0 || (std::abs(v) >= 1e-4 && std::abs(v) < 1e16);
   char buffer[64];
-  const auto result = std::to_chars(buffer, buffer + sizeof buffer, v, std::chars_format::scientific);
-  const std::string_view text(buffer, static_cast<std::size_t>(result.ptr - buffer));
-  const bool negative = text.starts_with('-');
-  const std::size_t e = text.find('e');
-  std::string digits;
-  for (char c : text.substr(negative, e - negative)) {
-    if (c != '.') digits += c;
-  }
-  int exponent = 0;
-  std::from_chars(text.data() + e + 1 + (text[e + 1] == '+'), text.data() + text.size(), exponent);
-  std::string out = negative ? "-" : "";
-  // repr() writes positional notation for exponents from -4 to 15, as float_repr_style 'short' does.
-  if (exponent >= -4 && exponent < 16) {
-    if (exponent < 0) {
-      out += "0." + std::string(static_cast<std::size_t>(-exponent - 1), '0') + digits;
-    } else if (static_cast<std::size_t>(exponent + 1) >= digits.size()) {
-      out += digits + std::string(static_cast<std::size_t>(exponent + 1) - digits.size(), '0') + ".0";
-    } else {
-      out += digits.substr(0, static_cast<std::size_t>(exponent + 1)) + "." + digits.substr(static_cast<std::size_t>(exponent + 1));
-    }
-    return out;
-  }
-  out += digits.substr(0, 1);
-  if (digits.size() > 1) out += "." + digits.substr(1);
-  const std::string magnitude = std::to_string(std::abs(exponent));
-  out += std::string(exponent < 0 ? "e-" : "e+") + (magnitude.size() < 2 ? "0" : "") + magnitude;
+  const auto format = positional ? std::chars_format::fixed : std::chars_format::scientific;
+  std::string out(buffer, std::to_chars(buffer, buffer + sizeof buffer, v, format).ptr);
+  if (positional && out.find('.') == std::string::npos) out += ".0";
   return out;
 }
 
@@ -324,97 +304,59 @@ void ValueWalk::walk_dict(const Value::Impl& v) {
   writer_.leave(&v, at);
 }
 
-std::string normalize_hex(std::string_view hex) {
-  const bool negative = hex.starts_with('-');
-  std::string_view digits = hex.substr(negative);
-  bool ok = digits.size() > 2 && (digits.starts_with("0x") || digits.starts_with("0X"));
-  digits.remove_prefix(std::min<std::size_t>(2, digits.size()));
-  for (char c : digits) ok = ok && std::isxdigit(static_cast<unsigned char>(c));
-  if (!ok) raise(ErrorCode::InvalidArgument, "a big int must be hexadecimal text like 0x1f or -0x1f, not " + quote_name(hex));
-  digits.remove_prefix(std::min(digits.find_first_not_of('0'), digits.size() - 1));
-  std::string out = negative && digits != "0" ? "-0x" : "0x";
-  for (char c : digits) out += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
-}
-
 }  // namespace
 
 // ---- Value
 
 Value::Value() : impl_(std::make_shared<Impl>()) {}
 
-Value::Value(bool value) : Value() {
-  impl_->kind = Kind::Bool;
-  impl_->boolean = value;
-}
+Value Value::of(Impl impl) { return Value(std::make_shared<Impl>(std::move(impl))); }
 
-Value::Value(double value) : Value() {
-  impl_->kind = Kind::Float;
-  impl_->number = value;
-}
+Value::Value(bool value) : Value(of({.kind = Kind::Bool, .boolean = value})) {}
 
-Value::Value(std::string value) : Value() {
-  impl_->kind = Kind::String;
-  impl_->text = std::move(value);
-}
+Value::Value(double value) : Value(of({.kind = Kind::Float, .number = value})) {}
 
-Value Value::from_signed(std::int64_t value) {
-  Value out;
-  out.impl_->kind = Kind::Int;
-  out.impl_->integer = value;
-  return out;
-}
+Value::Value(std::string value) : Value(of({.kind = Kind::String, .text = std::move(value)})) {}
+
+Value Value::from_signed(std::int64_t value) { return of({.kind = Kind::Int, .integer = value}); }
 
 Value Value::from_unsigned(std::uint64_t value) {
   if (value <= static_cast<std::uint64_t>(INT64_MAX)) return from_signed(static_cast<std::int64_t>(value));
-  constexpr char hex[] = "0123456789abcdef";
-  std::string digits;
-  for (; value; value >>= 4) digits.insert(digits.begin(), hex[value & 15]);
-  return big_int("0x" + digits);
+  char digits[16];
+  char* end = std::to_chars(digits, digits + sizeof digits, value, 16).ptr;
+  return big_int("0x" + std::string(digits, end));
 }
 
 Value Value::big_int(std::string_view hex) {
-  const std::string text = normalize_hex(hex);
+  const bool negative = hex.starts_with('-');
+  std::string_view digits = hex.substr(negative);
+  const bool prefixed = digits.size() > 2 && (digits.starts_with("0x") || digits.starts_with("0X"));
+  if (!prefixed || digits.find_first_not_of("0123456789abcdefABCDEF", 2) != std::string_view::npos) {
+    raise(ErrorCode::InvalidArgument, "a big int must be hexadecimal text like 0x1f or -0x1f, not " + quote_name(hex));
+  }
+  digits.remove_prefix(2);
+  digits.remove_prefix(std::min(digits.find_first_not_of('0'), digits.size() - 1));
   // A value that fits in int64 is a plain int, as Python writes it.
-  const bool negative = text.starts_with('-');
-  const std::string_view digits = std::string_view(text).substr(negative + 2);
   if (digits.size() <= 16) {
     std::uint64_t magnitude = 0;
     std::from_chars(digits.data(), digits.data() + digits.size(), magnitude, 16);
     if (magnitude <= static_cast<std::uint64_t>(INT64_MAX)) return from_signed(negative ? -static_cast<std::int64_t>(magnitude) : static_cast<std::int64_t>(magnitude));
     if (negative && magnitude == static_cast<std::uint64_t>(INT64_MAX) + 1) return from_signed(INT64_MIN);
   }
-  Value out;
-  out.impl_->kind = Kind::BigInt;
-  out.impl_->text = text;
-  return out;
+  std::string text = negative ? "-0x" : "0x";
+  for (char c : digits) text += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return of({.kind = Kind::BigInt, .text = std::move(text)});
 }
 
 Value Value::bytes(std::span<const std::byte> data) {
-  Value out;
-  out.impl_->kind = Kind::Bytes;
-  out.impl_->bytes.assign(data.begin(), data.end());
-  return out;
+  return of({.kind = Kind::Bytes, .bytes = {data.begin(), data.end()}});
 }
 
-Value Value::list(std::initializer_list<Value> items) {
-  Value out;
-  out.impl_->kind = Kind::List;
-  out.impl_->items.assign(items.begin(), items.end());
-  return out;
-}
+Value Value::list(std::initializer_list<Value> items) { return of({.kind = Kind::List, .items = items}); }
 
-Value Value::tuple(std::initializer_list<Value> items) {
-  Value out = list(items);
-  out.impl_->kind = Kind::Tuple;
-  return out;
-}
+Value Value::tuple(std::initializer_list<Value> items) { return of({.kind = Kind::Tuple, .items = items}); }
 
-Value Value::dict() {
-  Value out;
-  out.impl_->kind = Kind::Dict;
-  return out;
-}
+Value Value::dict() { return of({.kind = Kind::Dict}); }
 
 Value Value::tensor(Dtype dtype, std::vector<std::uint64_t> shape, std::span<const std::byte> data, std::vector<std::int64_t> strides,
                     std::shared_ptr<const void> owner) {
@@ -450,15 +392,8 @@ Value Value::tensor(Dtype dtype, std::vector<std::uint64_t> shape, std::span<con
       }
     }
   }
-  Value out;
-  Impl& t = *out.impl_;
-  t.kind = Kind::Tensor;
-  t.dtype = dtype;
-  t.shape = std::move(shape);
-  t.strides = std::move(strides);
-  t.data = data.empty() ? nullptr : data.data();
-  t.owner = std::move(owner);
-  return out;
+  return of({.kind = Kind::Tensor, .dtype = dtype, .shape = std::move(shape), .strides = std::move(strides),
+             .data = data.empty() ? nullptr : data.data(), .owner = std::move(owner)});
 }
 
 Kind Value::kind() const { return impl_->kind; }
