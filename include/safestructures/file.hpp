@@ -48,7 +48,7 @@ class Tensor {
   // dtype, and logical_shape() gives its shape. Empty otherwise.
   std::string_view numpy_dtype() const { return numpy_dtype_; }
   // The node's own "shape" where it has one (an exact numpy dtype, a view), else shape().
-  const std::vector<std::uint64_t>& logical_shape() const { return has_logical_shape_ ? logical_shape_ : info_->shape; }
+  const std::vector<std::uint64_t>& logical_shape() const { return logical_shape_ ? *logical_shape_ : info_->shape; }
   // True for a node that views part of another tensor's storage (torch views, section 5.4): its "offset", "shape" and
   // "stride" fields, read through TreeNode::field, say which elements of bytes() it holds.
   bool is_view() const { return view_; }
@@ -70,8 +70,7 @@ class Tensor {
   std::span<const std::byte> bytes_;
   std::string_view framework_;
   std::string_view numpy_dtype_;
-  std::vector<std::uint64_t> logical_shape_;
-  bool has_logical_shape_ = false;
+  std::optional<std::vector<std::uint64_t>> logical_shape_;
   bool view_ = false;
   std::string path_;
 };
@@ -159,7 +158,6 @@ class TreeNode {
   // pairs), checking each entry's form.
   template <class Fn>
   void for_each_entry(Fn fn) const;
-  std::uint32_t required_field(std::string_view name, bool string) const;
   std::string_view string_field(std::string_view name) const;
 
   std::shared_ptr<const tree_detail::OpenFile> document_;

@@ -7,24 +7,17 @@
 #include <string>
 #include <string_view>
 
+#include "safestructures/container.hpp"
+
 namespace safestructures {
 
 // The parts: an index or int key `[3]`, a key as the walk shows it (`["a"]`, `[1.5]`), a field of a tagged node
 // `.name`.
-inline void append_index_part(std::string& out, std::int64_t index) {
-  out += '[';
-  out += std::to_string(index);
-  out += ']';
-}
-inline void append_shown_key_part(std::string& out, std::string_view shown) {
-  out += '[';
-  out += shown;
-  out += ']';
-}
-inline void append_field_part(std::string& out, std::string_view field) {
-  out += '.';
-  out += field;
-}
+inline void append_index_part(std::string& out, std::int64_t index) { out += '[' + std::to_string(index) + ']'; }
+inline void append_shown_key_part(std::string& out, std::string_view shown) { out.append("[").append(shown).append("]"); }
+// A string key of the file, `["key"]`.
+inline void append_key_part(std::string& out, std::string_view key) { append_shown_key_part(out, quote_name(key)); }
+inline void append_field_part(std::string& out, std::string_view field) { out.append(".").append(field); }
 
 // "$" followed by the `count` parts of a path, render(out, k) appending part k; a deep path keeps its two ends and
 // only counts its middle, so a message about level 100,000 stays readable.

@@ -1,6 +1,6 @@
 // The one reader of a file's schema tree (docs/format.md section 5): each node's kind from the tape, the reference-id
-// index and how references resolve, field lookup, the tree made up for a plain safetensors file, and paths as
-// messages write them. The C++ API (file.hpp), the extension's load walk and its lazy file read through it.
+// index and how references resolve, field lookup, the tree made up for a plain safetensors file. The C++ API
+// (file.hpp), the extension's load walk and its lazy file read through it.
 #pragma once
 
 #include <cstddef>
@@ -17,13 +17,6 @@
 #include "safestructures/schema.hpp"
 
 namespace safestructures {
-
-// ---- paths, as messages write them: `$["model"]["layers"][0].name`
-
-// A string key of the file as a path part, `["key"]` (the other parts are in path_text.hpp).
-void append_key_part(std::string& out, std::string_view key);
-
-// ---- the reader
 
 // Why a "$" key met among a plain object's keys makes the file invalid.
 inline constexpr std::string_view misplaced_tag_member = "\"$\" must be the first key of a tagged object and name its tag";

@@ -144,14 +144,12 @@ bool TreeNode::is_mapping() const { return traits(kind_).shape == Shape::Mapping
 
 std::string_view TreeNode::tag() const { return document_->tree->tape().tag(index_); }
 
-std::uint32_t TreeNode::required_field(std::string_view name, bool string) const {
+std::string_view TreeNode::string_field(std::string_view name) const {
   std::string why;
-  const std::size_t at = document_->tree->required(index_, name, string ? std::optional(NodeKind::String) : std::nullopt, why);
+  const std::size_t at = document_->tree->required(index_, name, NodeKind::String, why);
   if (at == Tape::npos) fail(ErrorCode::SchemaInvalid, why);
-  return static_cast<std::uint32_t>(at);
+  return document_->tree->tape()[at].text;
 }
-
-std::string_view TreeNode::string_field(std::string_view name) const { return document_->tree->tape()[required_field(name, true)].text; }
 
 std::optional<TreeNode> TreeNode::field(std::string_view name) const {
   if (tag().empty()) wrong_kind("a tagged node");
@@ -268,11 +266,11 @@ Tensor TreeNode::as_tensor() const {
   t.numpy_dtype_ = text("dtype");
   if (const std::size_t shape = tape.member(index_, "shape"); shape != Tape::npos) {
     if (tape[shape].kind != NodeKind::Array) fail(ErrorCode::SchemaInvalid, "a tensor's \"shape\" must be an array of integers");
+    t.logical_shape_.emplace();
     for (std::size_t c = shape + 1; c < tape[shape].end; ++c) {
       if (tape[c].kind != NodeKind::Int || tape[c].integer < 0) fail(ErrorCode::SchemaInvalid, "a tensor's \"shape\" must be an array of integers");
-      t.logical_shape_.push_back(static_cast<std::uint64_t>(tape[c].integer));
+      t.logical_shape_->push_back(static_cast<std::uint64_t>(tape[c].integer));
     }
-    t.has_logical_shape_ = true;
   }
   return t;
 }

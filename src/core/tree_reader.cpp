@@ -8,8 +8,6 @@
 
 namespace safestructures {
 
-void append_key_part(std::string& out, std::string_view key) { append_shown_key_part(out, quote_name(key)); }
-
 namespace {
 
 // Mutable containers exist before their items are built, so a reference from inside one to itself is valid; every

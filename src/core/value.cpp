@@ -152,37 +152,26 @@ std::string quoted_repr(std::string_view text, bool bytes) {
   return out;
 }
 
-std::string python_repr(const Value::Impl& v);
-
-std::string python_str(const Value::Impl& v) {
+// Python's str() of a key (`repr` false: the part of a tensor name), or its repr() (the part of a path in messages).
+std::string python_text(const Value::Impl& v, bool repr) {
   switch (v.kind) {
     case Kind::Null: return "None";
     case Kind::Bool: return v.boolean ? "True" : "False";
     case Kind::Int: return std::to_string(v.integer);
     case Kind::BigInt: return hex_to_decimal(v.text);
     case Kind::Float: return python_float_repr(v.number);
-    case Kind::String: return v.text;
-    default: return python_repr(v);
-  }
-}
-
-std::string python_repr(const Value::Impl& v) {
-  if (stack_nearly_exhausted()) return "...";
-  switch (v.kind) {
-    case Kind::String: return quoted_repr(v.text, false);
+    case Kind::String: return repr ? quoted_repr(v.text, false) : v.text;
     case Kind::Bytes: return quoted_repr({reinterpret_cast<const char*>(v.bytes.data()), v.bytes.size()}, true);
     case Kind::Tuple: {
+      if (stack_nearly_exhausted()) return "...";
       std::string out = "(";
       for (std::size_t k = 0; k < v.items.size(); ++k) {
         if (k) out += ", ";
-        out += python_repr(impl_of(v.items[k]));
+        out += python_text(impl_of(v.items[k]), true);
       }
       return out + (v.items.size() == 1 ? ",)" : ")");
     }
-    case Kind::List:
-    case Kind::Dict:
-    case Kind::Tensor: return "<" + std::string(kind_name(v.kind)) + ">";
-    default: return python_str(v);
+    default: return std::string("<").append(kind_name(v.kind)).append(">");
   }
 }
 
@@ -198,10 +187,10 @@ class ValueWalk final : public NodeText {
     return std::move(writer_).finish().plan(metadata);
   }
 
-  std::string key_name(const void* key) const override { return python_str(*static_cast<const Value::Impl*>(key)); }
+  std::string key_name(const void* key) const override { return python_text(*static_cast<const Value::Impl*>(key), false); }
   std::string key_shown(const void* key) const override {
     const auto& k = *static_cast<const Value::Impl*>(key);
-    return k.kind == Kind::String ? quote_name(k.text) : python_repr(k);
+    return k.kind == Kind::String ? quote_name(k.text) : python_text(k, true);
   }
   std::string type_name(const void* obj) const override { return std::string(kind_name(static_cast<const Value::Impl*>(obj)->kind)); }
 
