@@ -9,13 +9,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ._cli_render import _a, _count, _dotted, _json_scalar
+from ._cli_render import _a, _count
 from ._errors import InvalidFileError, quote
 
 # The lazy API's reader and dtype names, so that the walk here reads nodes as it does.
-from ._format import ID_MEMBER, TAG, TENSOR_TAGS
+from ._format import TAG, TENSOR_TAGS
 from ._lazy import SafeFile
-from ._lazy_schema import _JSON_CONTAINERS, _TreeView, bytes_size, path_text as _path_text, tensor_fields
+from ._lazy_schema import _TreeView, describe, path_text as _path_text
 
 
 #: Dtypes only torch has, which a file stores as bytes with the dtype's name in the node: their bytes per element.
@@ -55,71 +55,10 @@ class _Tree:
 
     def describe(self, index: int, path: tuple[Any, ...], depth: int | None, max_items: int | None = None,
                  raw_keys: bool = False) -> dict[str, Any]:
-        """The node at ``index`` as ``Node.describe(depth)`` gives it (see the class docstring), with at most
-        ``max_items`` children listed per container (``len`` keeps the full count). Keys are shown as JSON shows
-        them (other keys by repr), or left as they are with ``raw_keys`` (for the text tree, which tells 1 from '1').
-
-        The leaves whose value must be built (an Ellipsis, an enum member, a big int...) are all built at the end, by
-        one load of them all, not one load each."""
-        pending: dict[int, tuple[tuple[Any, ...], list[dict[str, Any]]]] = {}  # node -> (path, descriptions to fill)
-        out = self._describe(index, path, depth, max_items, raw_keys, set(), pending)
-        if pending:
-            nodes = list(pending.items())
-            values = self.f._load_many([(i, where) for i, (where, _outs) in nodes], framework="numpy")
-            for (_i, (_where, outs)), value in zip(nodes, values):
-                shown = _json_scalar(value)
-                for described in outs:
-                    described["value"] = shown
-        return out
-
-    def _describe(self, index: int, path: tuple[Any, ...], depth: int | None, max_items: int | None, raw_keys: bool,
-                  ancestors: set[int], pending: dict[int, tuple[tuple[Any, ...], list[dict[str, Any]]]]) -> dict[str, Any]:
-        """describe() of one node; a leaf to build is left in ``pending``, with the description its value goes into.
-        ``ancestors``: the containers being described (a reference back to one of them is a cycle)."""
-        key_of = (lambda k: k) if raw_keys else _json_scalar
-        index, ref = self.schema.resolve(index, path)
-        json_kind, tag, members = self.schema.head(index)
-        out: dict[str, Any] = {"kind": self.schema.kind(index)}
-        type_name = self.schema.field(index, "type")
-        if isinstance(type_name, str):
-            out["type"] = type_name
-        same_as = None
-        if ref is not None and (ref in self.defined or index in ancestors):
-            same_as = self.defined.get(ref, ())
-        elif ID_MEMBER in members:
-            defined = self.schema.field(index, ID_MEMBER)
-            if type(defined) is int:
-                self.defined.setdefault(defined, path)
-        if tag == TAG.Tensor:
-            tensor = tensor_fields(self.schema, index, self.doc.tensor)
-            out.update(tensor, shape=tensor["shape"] or [])
-        elif tag in (TAG.Bytes, TAG.ByteArray):
-            out["nbytes"] = bytes_size(self.schema, index, self.doc.tensor)
-        else:
-            found = self.schema.children(index, path)
-            if found is None:
-                if json_kind not in _JSON_CONTAINERS:
-                    out["value"] = _json_scalar(self.doc.value(index))
-                else:
-                    out["value"] = None  # filled in by describe(), once every leaf to build is known
-                    pending.setdefault(index, (path, []))[1].append(out)
-            else:
-                is_sequence, entries = found
-                out["len"] = len(entries)
-                if same_as is None and (depth is None or depth > 0):
-                    deeper = None if depth is None else depth - 1
-                    ancestors.add(index)
-                    shown = entries if max_items is None else entries[:max_items]
-                    if is_sequence:
-                        out["items"] = [self._describe(c, path + (i,), deeper, max_items, raw_keys, ancestors, pending)
-                                        for i, c in shown]
-                    else:
-                        out["items"] = [[key_of(k), self._describe(c, path + (k,), deeper, max_items, raw_keys, ancestors, pending)]
-                                        for k, c in shown]
-                    ancestors.discard(index)
-        if same_as is not None:
-            out["same_as"] = _dotted(same_as)
-        return out
+        """The node at ``index`` as ``Node.describe(depth)`` gives it, with what the commands show besides (see the
+        class docstring) and at most ``max_items`` children listed per container (``len`` keeps the full count). Keys
+        are left as they are with ``raw_keys`` (for the text tree, which tells 1 from '1')."""
+        return describe(self.schema, index, path, depth, self.doc.tensor, True, max_items, raw_keys)
 
     def verify_torch_only(self) -> bool:
         """Checks a file that holds tensors of a dtype only torch has (``torch.complex32``), without torch: each such

@@ -11,7 +11,7 @@ from . import _core
 from ._errors import InvalidArgumentError, InvalidFileError, SafestructuresError, quote, reading
 from ._flat import _fspath
 from ._format import SCHEMA_KEY, SPILL_TENSOR, TAG
-from ._lazy_schema import _JSON_CONTAINERS, _TreeView, _json_value, _key_text, bytes_size, located, path_text, tensor_fields
+from ._lazy_schema import _TreeView, _key_text, bytes_size, describe, located, path_text, tensor_fields
 from ._limits import DEFAULT_MAX_DEPTH, DEFAULT_MAX_HEADER_SIZE, DEFAULT_MAX_NODES
 from ._source import DCP, PLAIN, PLAIN_SHARDS, V1, V2, Source, check_shards, file_format, resolve
 from ._walkers import load_arguments, load_context
@@ -71,7 +71,7 @@ class Node:
     # --- tensors and bytes ------------------------------------------------------------------------------------------
 
     def _find_tensor(self, name: str) -> tuple[str, tuple[int, ...], int, int, int]:
-        return self._file._tensor(name, self)
+        return self._file._tensor(name, self._path)
 
     def _tensor(self) -> dict[str, Any] | None:
         """What describe() says of a tensor node (``tensor_fields``); None for other nodes."""
@@ -224,70 +224,7 @@ class Node:
         bounded repr where JSON has no form for them), and the children down to ``max_depth`` levels (all when None);
         reads no tensor data. A container met again is named by its first path (``same_as``), never expanded."""
         file = self._file
-        doc = file._document()
-        result: dict[str, Any] = {}
-        # Values that must be built (a big int, an enum member...), built together once the walk is done.
-        leaves: list[tuple[Node, dict[str, Any]]] = []
-        # Iterative, so that the deepest data a file may hold (max_depth levels) does not exhaust Python's recursion.
-        # Each entry: (node index, path, what to fill, levels left, the Node when one is made already).
-        stack: list[tuple[int, tuple[Any, ...], dict[str, Any], int | None, Node | None]] = [
-            (self._index, self._path, result, max_depth, self)]
-        # A container met again (shared, or a cycle back to an ancestor) is described once, then named by its path.
-        seen: dict[int, tuple[Any, ...]] = {}
-        while stack:
-            index, path, out, depth, node = stack.pop()
-            if node is None:
-                json_kind, tag, count, _end, kind = doc.node(index)
-                if tag is None:
-                    # Plain JSON, the bulk of most files: described straight from the tape, without a Node (a plain
-                    # list or dict has no id, so it is met only once).
-                    out["kind"] = kind
-                    if json_kind not in _JSON_CONTAINERS:
-                        out["value"] = _json_value(doc.value(index))
-                        continue
-                    out["len"] = count
-                    if depth is None or depth > 0:
-                        _describe_children(stack, out, doc.entries(index), json_kind == "array", path, depth)
-                    continue
-                node = Node(file, index, path)
-            if node._index in seen:
-                out.update(kind=node.kind, same_as=".".join(str(p) for p in seen[node._index]))
-                continue
-            if not node._describe_into(out, leaves):
-                continue
-            seen[node._index] = node._path
-            if depth is None or depth > 0:
-                _describe_children(stack, out, node._entries(), node._is_sequence(), node._path, depth)
-        values = self._file._load_many([(leaf._index, leaf._path) for leaf, _out in leaves], framework="numpy")
-        for (_leaf, out), value in zip(leaves, values):
-            out["value"] = _json_value(value)
-        return result
-
-    def _describe_into(self, out: dict[str, Any], leaves: list[tuple[Node, dict[str, Any]]]) -> bool:
-        """Fills ``out`` with what describe() says of this node itself; True for a container (whose items follow). A
-        value that must be built is added to ``leaves`` instead, for the caller to build and fill in."""
-        out["kind"] = self.kind
-        if self.type_name is not None:
-            out["type"] = self.type_name
-        tensor = self._tensor()
-        if tensor is not None:
-            out.update(dtype=tensor["dtype"], shape=tensor["shape"] or [], nbytes=tensor["nbytes"], framework=tensor["framework"])
-            if "tensor" in tensor:
-                out["tensor"] = tensor["tensor"]
-            return False
-        if self._tag in (TAG.Bytes, TAG.ByteArray):
-            out["nbytes"] = self.nbytes
-            return False
-        if self._children() is None:
-            # A plain JSON scalar is its own value; anything else (a big int, a NaN, an enum member...) is built.
-            if self._tag is None and self._json_kind not in _JSON_CONTAINERS:
-                out["value"] = _json_value(self._file._document().value(self._index))
-            else:
-                out["value"] = None
-                leaves.append((self, out))
-            return False
-        out["len"] = len(self)
-        return True
+        return describe(file._schema, self._index, self._path, max_depth, lambda name: file._tensor(name, self._path))
 
     def __repr__(self) -> str:
         where = self.path or "<root>"
@@ -297,20 +234,6 @@ class Node:
             name = f" {self.type_name}" if self.type_name else ""
             return f"<Node {self.kind}{name} len={len(self)} at {where}>"
         return f"<Node {self.kind} at {where}>"
-
-
-def _describe_children(stack: list[Any], out: dict[str, Any], entries: Sequence[tuple[Any, int]], sequence: bool,
-                       path: tuple[Any, ...], depth: int | None) -> None:
-    """Adds the children of a container to describe()'s walk, each with the dict it fills, in ``out["items"]``."""
-    deeper = None if depth is None else depth - 1
-    items: list[Any] = []
-    out["items"] = items
-    pending = []
-    for key, child in entries:
-        child_out: dict[str, Any] = {}
-        items.append(child_out if sequence else [_json_value(key), child_out])
-        pending.append((child, path + (key,), child_out, deeper, None))
-    stack.extend(reversed(pending))  # children are described in order, so the first occurrence is the one expanded
 
 
 class SafeFile:
@@ -337,12 +260,12 @@ class SafeFile:
             raise InvalidArgumentError(f"{self._source} is closed")
         return self._doc
 
-    def _tensor(self, name: str, node: Node) -> tuple[str, tuple[int, ...], int, int, int]:
+    def _tensor(self, name: str, path: tuple[Any, ...]) -> tuple[str, tuple[int, ...], int, int, int]:
         """(dtype, shape, nbytes, shard, offset) of the tensor a node names; InvalidFileError when no file holds it
         (as loading the node would raise)."""
         found = self._document().tensor(name)
         if found is None:
-            raise InvalidFileError(f"{self._source}: at {node.path_text}: the schema refers to tensor {quote(name)}, "
+            raise InvalidFileError(f"{self._source}: at {path_text(path)}: the schema refers to tensor {quote(name)}, "
                                    "which the file lacks", code="TensorNotFound")
         return found
 
