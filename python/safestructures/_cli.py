@@ -228,9 +228,9 @@ def _get(args: argparse.Namespace) -> int:
         max_bytes = args.max_bytes if args.max_bytes is not None else default_max_bytes(opened.size)
         parts = _split(args.path)
         if opened.lazy is not None:
-            tree = _Tree(opened.lazy)
-            index, path = tree.find(parts)
-            value = tree.build(index, path)
+            node = _Tree(opened.lazy).find(parts)
+            path = node._path
+            value = opened.lazy._load_many([(node._index, path)], framework="numpy")[0]
         else:
             path, value = _walk(((), opened.value), parts, lambda node: _value_children(node[1]),
                                 lambda node: "none" if node[1] is None else type(node[1]).__name__,

@@ -14,8 +14,8 @@ from ._errors import InvalidFileError, quote
 
 # The lazy API's reader and dtype names, so that the walk here reads nodes as it does.
 from ._format import TAG, TENSOR_TAGS
-from ._lazy import SafeFile
-from ._lazy_schema import _TreeView, describe, path_text as _path_text
+from ._lazy import Node, SafeFile
+from ._lazy_schema import describe, path_text as _path_text
 
 
 #: Dtypes only torch has, which a file stores as bytes with the dtype's name in the node: their bytes per element.
@@ -46,12 +46,7 @@ class _Tree:
     def __init__(self, f: SafeFile) -> None:
         self.f = f
         self.doc = f._document()
-        self.schema = _TreeView(f, "", "numpy")  # errors are prefixed with the file by main(); keys built as numpy
-        self.defined: dict[int, tuple[Any, ...]] = {}  # reference id -> path of the node that defines it
-
-    def build(self, index: int, path: tuple[Any, ...]) -> Any:
-        """Build the value of a node as numpy (its tensors are views of the mapping)."""
-        return self.f._load_many([(index, path)], framework="numpy")[0]
+        self.schema = f._schema
 
     def describe(self, index: int, path: tuple[Any, ...], depth: int | None, max_items: int | None = None,
                  raw_keys: bool = False) -> dict[str, Any]:
@@ -74,7 +69,7 @@ class _Tree:
         while stack:
             node = stack.pop()
             path = paths[node]
-            _json_kind, tag, members = schema.head(node)
+            tag = schema.head(node)[1]
             if tag == TAG.Tensor:
                 dtype = schema.field(node, "dtype")
                 if isinstance(dtype, str) and dtype.startswith("torch."):
@@ -109,7 +104,7 @@ class _Tree:
     def _check_torch_only(self, node: int, path: tuple[Any, ...]) -> None:
         """A tensor node of a dtype only torch has: a tensor of the file, stored as bytes (U8), exactly as many as
         its shape needs (what the torch adapter checks before it builds one)."""
-        _json_kind, _tag, members = self.schema.head(node)
+        members = self.schema.head(node)[2]
         field = {k: self.schema.field(node, k) for k in ("name", "dtype")}
         where = f"at {_path_text(path)}: "
         itemsize = _TORCH_ONLY.get(field["dtype"])
@@ -136,29 +131,14 @@ class _Tree:
             tag = self.doc.node(i)[1]
             if tag in TENSOR_TAGS:
                 for key, child in self.doc.entries(i):
-                    if key in ("name", "storage", "tensor"):
-                        value = self.schema.scalar(child)
-                        if isinstance(value, str):
-                            names.add(value)
+                    if key in ("name", "storage", "tensor") and self.doc.node(child)[0] == "string":
+                        names.add(self.doc.value(child))
         return names
 
-    def find(self, parts: list[str]) -> tuple[int, tuple[Any, ...]]:
-        """The node (resolved) and path that the dotted-path ``parts`` name; PathNotFound saying where the walk stopped."""
-
-        def children(node: tuple[int, tuple[Any, ...]]) -> tuple[bool, str, list[tuple[Any, Any]]] | None:
-            index, path = node
-            index, _ref = self.schema.resolve(index, path)
-            found = self.schema.children(index, path)
-            if found is None:
-                return None
-            return found[0], self.schema.kind(index), found[1]
-
-        def kind_of(node: tuple[int, tuple[Any, ...]]) -> str:
-            return self.schema.kind(self.schema.resolve(*node)[0])
-
-        index, path = _walk((self.doc.root, ()), parts, children, kind_of,
-                            lambda node, key, child: (child, node[1] + (key,)))
-        return self.schema.resolve(index, path)[0], path
+    def find(self, parts: list[str | _Exact]) -> Node:
+        """The node that the path ``parts`` names; PathNotFound saying where the walk stopped."""
+        return _walk(self.f.tree, parts, lambda node: (node._is_sequence(), node.kind, node._entries()) if node.is_container else None,
+                     lambda node: node.kind, lambda node, key, child: Node(self.f, child, node._path + (key,)))
 
 
 # --- paths ---------------------------------------------------------------------------------------------------------

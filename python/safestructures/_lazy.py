@@ -30,13 +30,13 @@ class Node:
     ``dtype``, ``shape`` and ``nbytes`` from the header; no tensor data is read until ``load()``.
     """
 
-    __slots__ = ("_file", "_index", "_path", "_tag", "_json_kind")
+    __slots__ = ("_file", "_index", "_path", "_tag")
 
     def __init__(self, file: SafeFile, index: int, path: tuple[Any, ...]) -> None:
         self._file = file
         self._path = path
         self._index, _ref = file._schema.resolve(index, path)
-        self._json_kind, self._tag, _members = file._schema.head(self._index)
+        self._tag = file._schema.head(self._index)[1]
 
     # --- what the node is -------------------------------------------------------------------------------------------
 
@@ -45,7 +45,7 @@ class Node:
         """What the node holds: ``"dict"``, ``"list"``, ``"tuple"``, ``"tensor"``, ``"int"``, ``"str"``, ``"none"``,
         ``"dataclass"``, ``"namedtuple"``, ``"enum"``, ``"object"``... (the tag of format.md section 5.2, or the Python
         type of a plain JSON value)."""
-        return self._file._schema.kind(self._index)
+        return self._file._schema.head(self._index)[3]
 
     @property
     def type_name(self) -> str | None:
@@ -250,7 +250,7 @@ class SafeFile:
         self._structured = self._doc.structured
         # What the default max_bytes of each load is tied to: the bytes of every file mapped.
         self._size = sum(self._doc.buffer(shard).size for shard in range(self._doc.shard_count))
-        self._schema = _TreeView(self, f"{source}: ", _Default)
+        self._schema = _TreeView(self)
         # Per schema node, read when first looked up in: its keys by value and by text.
         self._keys: dict[int, dict[Any, tuple[Any, int]]] = {}
         self._texts: dict[int, dict[str, tuple[Any, int]]] = {}

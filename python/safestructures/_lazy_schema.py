@@ -36,48 +36,38 @@ def located(error: SafestructuresError, path: Sequence[Any], prefix: str) -> Saf
 
 class _TreeView:
     """An opened file's tree as walks read it, through the core: each node's members and children read once, and the
-    keys of a mapping that are not JSON scalars built (in one pass, within a load's limits). ``Node`` and the command
-    line's walk both read the tree through this."""
+    keys of a mapping that are not JSON scalars built (in one pass, within a load's limits). ``Node``, ``describe``
+    and the command line's walks all read the tree through the file's one view."""
 
-    def __init__(self, file: SafeFile, prefix: str, key_framework: Any) -> None:
+    def __init__(self, file: SafeFile) -> None:
         self.file = file
-        # What error messages start with (the file's name), and the framework keys that must be built load in.
-        self.prefix = prefix
-        self.key_framework = key_framework
-        self._heads: dict[int, tuple[str, str | None, dict[str, int]]] = {}
-        self._kinds: dict[int, str] = {}
+        self._heads: dict[int, tuple[str, str | None, dict[str, int], str]] = {}
         self._children: dict[int, tuple[bool, list[tuple[Any, int]]] | None] = {}
 
     @property
     def doc(self) -> Any:
         return self.file._document()
 
-    def head(self, index: int) -> tuple[str, str | None, dict[str, int]]:
-        """(JSON kind, tag, {member: node}) of a node; members only for a tagged object (a plain dict's keys are data)."""
+    def head(self, index: int) -> tuple[str, str | None, dict[str, int], str]:
+        """(JSON kind, tag, {member: node}, kind) of a node: members only for a tagged object (a plain dict's keys are
+        data); kind is what it holds, its tag or the Python type of plain JSON (``"none"``, ``"list"``...)."""
         found = self._heads.get(index)
         if found is None:
             doc = self.doc
-            json_kind, tag, _count, _end, self._kinds[index] = doc.node(index)
-            found = self._heads[index] = (json_kind, tag, dict(doc.entries(index)) if tag is not None else {})
+            json_kind, tag, _count, _end, kind = doc.node(index)
+            found = self._heads[index] = (json_kind, tag, dict(doc.entries(index)) if tag is not None else {}, kind)
         return found
-
-    def kind(self, index: int) -> str:
-        """What a node holds: its tag, or the Python type of plain JSON (``"none"``, ``"list"``...)."""
-        if index not in self._kinds:
-            self.head(index)
-        return self._kinds[index]
-
-    def scalar(self, index: int) -> Any:
-        """A node's value when it is a JSON scalar, else None."""
-        doc = self.doc
-        return doc.value(index) if doc.node(index)[0] not in _JSON_CONTAINERS else None
 
     def field(self, index: int, name: str) -> Any:
         """A scalar field of a tagged node, or a list of scalars (None when absent or anything else)."""
         child = self.head(index)[2].get(name)
         if child is None:
             return None
-        return self.scalar(child) if self.doc.node(child)[0] not in _JSON_CONTAINERS else _container_field(self.doc, child)
+        doc = self.doc
+        return doc.value(child) if doc.node(child)[0] not in _JSON_CONTAINERS else _container_field(doc, child)
+
+    def _located(self, error: SafestructuresError, path: Sequence[Any]) -> SafestructuresError:
+        return located(error, path, f"{self.file._source}: ")
 
     def resolve(self, index: int, path: Sequence[Any]) -> tuple[int, int | None]:
         """(the node ``index`` stands for, the reference id when it is a reference): a ref reads as the object it refers
@@ -85,7 +75,7 @@ class _TreeView:
         try:
             return self.doc.follow(index)  # type: ignore[no-any-return]
         except InvalidFileError as e:
-            raise located(e, path, self.prefix) from None
+            raise self._located(e, path) from None
 
     def children(self, index: int, path: Sequence[Any]) -> tuple[bool, list[tuple[Any, int]]] | None:
         """(whether the children are indexed, [(key or index, child node)]) of a resolved container node, in stored
@@ -94,11 +84,11 @@ class _TreeView:
             try:
                 found = self.doc.children(index)
             except InvalidFileError as e:
-                raise located(e, path, self.prefix) from None
+                raise self._located(e, path) from None
             if found is not None:
                 indexed, entries, to_build = found
                 if to_build:
-                    keys = self.file._load_many([(node, tuple(path)) for _k, node in to_build], framework=self.key_framework, keys=True)
+                    keys = self.file._load_many([(node, tuple(path)) for _k, node in to_build], keys=True)
                     for (k, _node), key in zip(to_build, keys):
                         entries[k] = (key, entries[k][1])
                 found = (indexed, entries)
@@ -219,17 +209,17 @@ def describe(view: _TreeView, index: int, path: tuple[Any, ...], depth: int | No
             entries = doc.entries(index)
         else:
             index, ref = view.resolve(index, path)
-            json_kind, tag, _members = view.head(index)
+            json_kind, tag, _members, kind = view.head(index)
             found = None if tag in TENSOR_TAGS else view.children(index, path)
             same_as = seen.get(index)
             if same_as is None:
                 seen[index] = path
             elif not commands and found is not None:
-                out.update(kind=view.kind(index), same_as=_dotted(same_as))
+                out.update(kind=kind, same_as=_dotted(same_as))
                 continue
             if ref is None or not commands:
                 same_as = None
-            out["kind"] = view.kind(index)
+            out["kind"] = kind
             type_name = view.field(index, "type")
             if isinstance(type_name, str):
                 out["type"] = type_name
