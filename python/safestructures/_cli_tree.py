@@ -137,8 +137,12 @@ class _Tree:
 
     def find(self, parts: list[str | _Exact]) -> Node:
         """The node that the path ``parts`` names; PathNotFound saying where the walk stopped."""
-        return _walk(self.f.tree, parts, lambda node: (node._is_sequence(), node.kind, node._entries()) if node.is_container else None,
-                     lambda node: node.kind, lambda node, key, child: Node(self.f, child, node._path + (key,)))
+        def children(node: Node) -> tuple[bool, str, list[tuple[Any, int]]] | None:
+            found = node._children()
+            return None if found is None else (found[0], node.kind, found[1])
+
+        return _walk(self.f.tree, parts, children, lambda node: node.kind,
+                     lambda node, key, child: Node(self.f, child, node._path + (key,)))
 
 
 # --- paths ---------------------------------------------------------------------------------------------------------

@@ -73,9 +73,11 @@ class Node:
     def _find_tensor(self, name: str) -> tuple[str, tuple[int, ...], int, int, int]:
         return self._file._tensor(name, self._path)
 
-    def _tensor(self) -> dict[str, Any] | None:
-        """What describe() says of a tensor node (``tensor_fields``); None for other nodes."""
-        return tensor_fields(self._file._schema, self._index, self._find_tensor) if self._tag == TAG.Tensor else None
+    def _tensor_field(self, name: str) -> Any:
+        """A field of what describe() says of a tensor node (``tensor_fields``); None for other nodes."""
+        if self._tag != TAG.Tensor:
+            return None
+        return tensor_fields(self._file._schema, self._index, self._find_tensor).get(name)
 
     @property
     def tensor_name(self) -> str | None:
@@ -84,26 +86,23 @@ class Node:
         if self._tag in (TAG.Bytes, TAG.ByteArray):
             name = self._field("tensor")
             return name if isinstance(name, str) and self._find_tensor(name) is not None else None
-        tensor = self._tensor()
-        return None if tensor is None else tensor.get("tensor")
+        return self._tensor_field("tensor")
 
     @property
     def dtype(self) -> str | None:
         """A tensor's dtype as numpy names it (``"float32"``, ``"bfloat16"``, ``">i4"``...); None for other nodes."""
-        tensor = self._tensor()
-        return None if tensor is None else tensor["dtype"]
+        return self._tensor_field("dtype")
 
     @property
     def shape(self) -> tuple[int, ...] | None:
         """A tensor's shape; None for other nodes."""
-        tensor = self._tensor()
-        return None if tensor is None or tensor["shape"] is None else tuple(tensor["shape"])
+        shape = self._tensor_field("shape")
+        return None if shape is None else tuple(shape)
 
     @property
     def framework(self) -> str | None:
         """The framework a tensor was saved from (``"numpy"``, ``"torch"``...); None for other nodes."""
-        tensor = self._tensor()
-        return None if tensor is None else tensor["framework"]
+        return self._tensor_field("framework")
 
     @property
     def nbytes(self) -> int | None:
@@ -111,8 +110,7 @@ class Node:
         other nodes."""
         if self._tag in (TAG.Bytes, TAG.ByteArray):
             return bytes_size(self._file._schema, self._index, self._find_tensor)
-        tensor = self._tensor()
-        return None if tensor is None else tensor["nbytes"]
+        return self._tensor_field("nbytes")
 
     # --- children ---------------------------------------------------------------------------------------------------
 
@@ -147,22 +145,26 @@ class Node:
         except TypeError:  # an unhashable key is not a key of anything
             return None
 
+    def _container(self, fails: str = "has no children") -> tuple[bool, list[tuple[Any, int]]]:
+        """``_children()`` of a container; a leaf raises TypeError saying that it ``fails``."""
+        found = self._children()
+        if found is None:
+            raise TypeError(f"{self.kind} node at {self.path_text} {fails}")
+        return found
+
     def _is_sequence(self) -> bool:
         found = self._children()
         return found is not None and found[0]
 
+    def _child_nodes(self) -> list[tuple[Any, Node]]:
+        return [(k, Node(self._file, c, self._path + (k,))) for k, c in self._entries()]
+
     def __len__(self) -> int:
-        found = self._children()
-        if found is None:
-            raise TypeError(f"{self.kind} node at {self.path_text} has no length")
-        return len(found[1])
+        return len(self._container("has no length")[1])
 
     def __getitem__(self, key: Any) -> Node:
-        found = self._children()
-        if found is None:
-            raise TypeError(f"{self.kind} node at {self.path_text} has no children")
-        entries = found[1]
-        if found[0] or (self._tag == TAG.NamedTuple and type(key) is int):
+        indexed, entries = self._container()
+        if indexed or (self._tag == TAG.NamedTuple and type(key) is int):
             if type(key) is not int:
                 raise TypeError(f"{self.kind} node at {self.path_text} is indexed by int, not {type(key).__name__}")
             n = len(entries)
@@ -176,9 +178,7 @@ class Node:
         raise KeyError(f"{key!r} is not a key of the {self.kind} at {self.path_text}")
 
     def _require_keys(self) -> None:
-        if self._children() is None:
-            raise TypeError(f"{self.kind} node at {self.path_text} has no children")
-        if self._is_sequence():
+        if self._container()[0]:
             raise TypeError(f"{self.kind} node at {self.path_text} has indices, not keys")
 
     def keys(self) -> list[Any]:
@@ -188,29 +188,22 @@ class Node:
 
     def values(self) -> list[Node]:
         """The child nodes, in stored order."""
-        if self._children() is None:
-            raise TypeError(f"{self.kind} node at {self.path_text} has no children")
-        return [child for _, child in self.items()] if not self._is_sequence() else list(self)
+        self._container()
+        return [child for _k, child in self._child_nodes()]
 
     def items(self) -> list[tuple[Any, Node]]:
         """(key, child node) pairs of a mapping or record node."""
         self._require_keys()
-        return [(k, Node(self._file, c, self._path + (k,))) for k, c in self._entries()]
+        return self._child_nodes()
 
     def __iter__(self) -> Iterator[Any]:
         """Keys of a mapping or record; child nodes of a sequence."""
-        if self._children() is None:
-            raise TypeError(f"{self.kind} node at {self.path_text} is not iterable")
-        if self._is_sequence():
-            return iter([Node(self._file, c, self._path + (i,)) for i, c in self._entries()])
-        return iter(self.keys())
+        return iter(self.values() if self._container("is not iterable")[0] else self.keys())
 
     def __contains__(self, key: Any) -> bool:
         """Whether a mapping or record node has the key ``key`` (of that exact type: ``1`` is not ``"1"``); False for
         sequences, whose children are not keys."""
-        if self._children() is None:
-            raise TypeError(f"{self.kind} node at {self.path_text} has no children")
-        return not self._is_sequence() and self._by_key(key) is not None
+        return not self._container()[0] and self._by_key(key) is not None
 
     # --- loading ----------------------------------------------------------------------------------------------------
 
