@@ -10,7 +10,7 @@ import json
 import math
 import re
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import IO, Any
 
 from ._errors import SafestructuresError, quote, shown
@@ -267,14 +267,9 @@ class _JsonRenderer:
         nbytes = math.prod(array.shape) * array.dtype.itemsize
         if self.left is not None:
             if nbytes > self.left:
-                raise TooLarge(f"{_path_text(path)}: writing the values of this tensor ({array.dtype} {list(array.shape)}) "
+                raise TooLarge(f"{path_text(path)}: writing the values of this tensor ({array.dtype} {list(array.shape)}) "
                                f"takes {nbytes:,} bytes, past the limit of {self.left:,} bytes left (--max-bytes raises it)")
             self.left -= nbytes
-
-
-def _path_text(path: Sequence[Any]) -> str:
-    return path_text([p if isinstance(p, (str, int)) and (type(p) is not int or p.bit_length() <= _INT_BITS) else shown(p)
-                      for p in path])
 
 
 def _json_scalar_text(value: Any, ascii_only: bool) -> str:

@@ -15,7 +15,7 @@ from ._errors import InvalidFileError, quote
 # The lazy API's reader and dtype names, so that the walk here reads nodes as it does.
 from ._format import TAG, TENSOR_TAGS
 from ._lazy import Node, SafeFile
-from ._lazy_schema import describe, path_text as _path_text
+from ._lazy_schema import describe, path_text
 
 
 #: Dtypes only torch has, which a file stores as bytes with the dtype's name in the node: their bytes per element.
@@ -106,7 +106,7 @@ class _Tree:
         its shape needs (what the torch adapter checks before it builds one)."""
         members = self.schema.head(node)[2]
         field = {k: self.schema.field(node, k) for k in ("name", "dtype")}
-        where = f"at {_path_text(path)}: "
+        where = f"at {path_text(path)}: "
         itemsize = _TORCH_ONLY.get(field["dtype"])
         if itemsize is None:
             raise InvalidFileError(where + f"the tensor's dtype {json.dumps(field['dtype'])} is not a dtype of torch",
@@ -191,7 +191,7 @@ def _walk(root: Any, parts: list[str | _Exact], children: Callable[[Any], tuple[
         part = parts[i]
         found = children(node)
         if found is None:
-            failures.append((i, f"{_path_text(path)} is {_a(kind_of(node))}, which has no key {shown[i]}"))
+            failures.append((i, f"{path_text(path)} is {_a(kind_of(node))}, which has no key {shown[i]}"))
             return None
         indexed, kind, entries = found
         exact = part.key if isinstance(part, _Exact) else None
@@ -199,7 +199,7 @@ def _walk(root: Any, parts: list[str | _Exact], children: Callable[[Any], tuple[
         if as_index and (indexed or kind == TAG.NamedTuple):
             k = int(exact if isinstance(part, _Exact) else part)  # type: ignore[arg-type]
             if not -len(entries) <= k < len(entries):
-                failures.append((i, f"index {k} is out of range at {_path_text(path)} ({_a(kind)} of {_count(len(entries), 'item')})"))
+                failures.append((i, f"index {k} is out of range at {path_text(path)} ({_a(kind)} of {_count(len(entries), 'item')})"))
                 return None
             key, child = entries[k]  # a sequence's key is its index from 0; a named tuple's, the field's name
             return go(step(node, key, child), path + (key,), i + 1)
@@ -212,10 +212,10 @@ def _walk(root: Any, parts: list[str | _Exact], children: Callable[[Any], tuple[
             if result is not None:
                 return result
         if indexed:
-            failures.append((i, f"{_path_text(path)} is {_a(kind)}: {shown[i]} is not an index"))
+            failures.append((i, f"{path_text(path)} is {_a(kind)}: {shown[i]} is not an index"))
         else:
             some = ", ".join(repr(k) for k, _c in entries[:5]) + (", ..." if len(entries) > 5 else "")
-            failures.append((i, f"no key {shown[i]} at {_path_text(path)} ({_a(kind)} of {_count(len(entries), 'item')}"
+            failures.append((i, f"no key {shown[i]} at {path_text(path)} ({_a(kind)} of {_count(len(entries), 'item')}"
                                 + (f": {some})" if entries else ")")))
         return None
 

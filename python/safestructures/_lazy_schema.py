@@ -21,8 +21,10 @@ _JSON_CONTAINERS = ("array", "object")
 
 
 def path_text(path: Sequence[Any]) -> str:
-    """A path as error messages write it: ``$["model"]["layers"][0]``, other keys by repr (``$[1.5]``)."""
-    return "$" + "".join(f"[{p}]" if type(p) is int else f"[{quote(p) if isinstance(p, str) else repr(p)}]" for p in path)
+    """A path as error messages write it: ``$["model"]["layers"][0]``, other keys by their bounded repr (``$[1.5]``;
+    an int too long to write in decimal by its size)."""
+    return "$" + "".join(f"[{quote(p) if isinstance(p, str) else _json_scalar(p) if type(p) is int else shown(p)}]"
+                         for p in path)
 
 
 def located(error: SafestructuresError, path: Sequence[Any], prefix: str) -> SafestructuresError:
