@@ -11,8 +11,6 @@ from typing import Any
 
 from ._cli_render import _a, _count
 from ._errors import InvalidFileError, quote
-
-# The lazy API's reader and dtype names, so that the walk here reads nodes as it does.
 from ._format import TAG, TENSOR_TAGS
 from ._lazy import Node, SafeFile
 from ._lazy_schema import describe, path_text
@@ -34,14 +32,8 @@ class PathNotFound(LookupError):
 
 
 class _Tree:
-    """The schema of a lazily opened file, walked node by node for the commands, through the same reader as the lazy
-    API's ``Node`` (``_lazy_schema._TreeView`` over the core's reader: references followed, the children of every
-    container).
-
-    ``describe`` gives what ``Node.describe`` gives (tests check they agree), plus what the commands show besides:
-    ``same_as`` on any reference to a node already described (tensors included), the ``storage`` a view lives in, a
-    tensor the file lacks as ``missing`` rather than an error, and at most ``max_items`` children per container.
-    """
+    """The schema of a lazily opened file, walked for the commands through the file's one reader (``_TreeView``), as
+    ``Node`` walks it."""
 
     def __init__(self, f: SafeFile) -> None:
         self.f = f
@@ -50,9 +42,8 @@ class _Tree:
 
     def describe(self, index: int, path: tuple[Any, ...], depth: int | None, max_items: int | None = None,
                  raw_keys: bool = False) -> dict[str, Any]:
-        """The node at ``index`` as ``Node.describe(depth)`` gives it, with what the commands show besides (see the
-        class docstring) and at most ``max_items`` children listed per container (``len`` keeps the full count). Keys
-        are left as they are with ``raw_keys`` (for the text tree, which tells 1 from '1')."""
+        """``Node.describe(depth)`` of the node at ``index``, with what the commands show besides (``describe``'s
+        ``commands``): a tensor the file lacks is shown as ``missing`` rather than raising."""
         return describe(self.schema, index, path, depth, self.doc.tensor, True, max_items, raw_keys)
 
     def verify_torch_only(self) -> bool:
