@@ -10,10 +10,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from ._cli_render import _a, _count
-from ._errors import InvalidFileError, quote
+from ._errors import InvalidFileError, quote, shown
 from ._format import TAG, TENSOR_TAGS
 from ._lazy import Node, SafeFile
-from ._lazy_schema import describe, path_text
+from ._lazy_schema import _key_text, describe, path_text
 
 
 #: Dtypes only torch has, which a file stores as bytes with the dtype's name in the node: their bytes per element.
@@ -168,13 +168,13 @@ def _split(path: str) -> list[str | _Exact]:
 
 def _walk(root: Any, parts: list[str | _Exact], children: Callable[[Any], tuple[bool, str, list[tuple[Any, Any]]] | None],
           kind_of: Callable[[Any], str], step: Callable[[Any, Any, Any], Any]) -> Any:
-    """Follow a path (``_split``'s parts) from ``root``. A part of a sequence is an index; in a mapping, the longest run of parts
-    that joins (with ``.``) into a key is taken first, so keys that hold dots (``model.embed.weight`` in a plain
-    safetensors file) are found too; a non-string key is matched by its ``str()``. ``children(node)`` gives
-    (indexed, kind, [(key, child)]) or None for a leaf; ``step(node, key, child)`` makes the child node. An
-    ``_Exact`` part is that key (of that type) or index, nothing else."""
+    """Follow a path (``_split``'s parts) from ``root``. A part of a sequence is an index; in a mapping, the longest
+    run of parts that joins (with ``.``) into a key is taken first, so keys that hold dots (``model.embed.weight`` in a
+    plain safetensors file) are found too; a non-string key is matched by its text (``_key_text``: its ``str()``,
+    bounded). ``children(node)`` gives (indexed, kind, [(key, child)]) or None for a leaf; ``step(node, key, child)``
+    makes the child node. An ``_Exact`` part is that key (of that type) or index, nothing else."""
     failures: list[tuple[int, str]] = []
-    shown = [repr(p.key) if isinstance(p, _Exact) else repr(p) for p in parts]
+    said = [repr(p.key) if isinstance(p, _Exact) else repr(p) for p in parts]
 
     def go(node: Any, path: tuple[Any, ...], i: int) -> Any:
         if i == len(parts):
@@ -182,7 +182,7 @@ def _walk(root: Any, parts: list[str | _Exact], children: Callable[[Any], tuple[
         part = parts[i]
         found = children(node)
         if found is None:
-            failures.append((i, f"{path_text(path)} is {_a(kind_of(node))}, which has no key {shown[i]}"))
+            failures.append((i, f"{path_text(path)} is {_a(kind_of(node))}, which has no key {said[i]}"))
             return None
         indexed, kind, entries = found
         exact = part.key if isinstance(part, _Exact) else None
@@ -203,10 +203,10 @@ def _walk(root: Any, parts: list[str | _Exact], children: Callable[[Any], tuple[
             if result is not None:
                 return result
         if indexed:
-            failures.append((i, f"{path_text(path)} is {_a(kind)}: {shown[i]} is not an index"))
+            failures.append((i, f"{path_text(path)} is {_a(kind)}: {said[i]} is not an index"))
         else:
-            some = ", ".join(repr(k) for k, _c in entries[:5]) + (", ..." if len(entries) > 5 else "")
-            failures.append((i, f"no key {shown[i]} at {path_text(path)} ({_a(kind)} of {_count(len(entries), 'item')}"
+            some = ", ".join(repr(k) if isinstance(k, str) else shown(k) for k, _c in entries[:5]) + (", ..." if len(entries) > 5 else "")
+            failures.append((i, f"no key {said[i]} at {path_text(path)} ({_a(kind)} of {_count(len(entries), 'item')}"
                                 + (f": {some})" if entries else ")")))
         return None
 
@@ -218,7 +218,7 @@ def _walk(root: Any, parts: list[str | _Exact], children: Callable[[Any], tuple[
                 keys[key] = (key, child)
         for key, child in entries:
             if not isinstance(key, str):
-                keys.setdefault(str(key), (key, child))
+                keys.setdefault(_key_text(key), (key, child))
         for j in range(len(parts), i, -1):
             run = parts[i:j]
             if any(isinstance(p, _Exact) for p in run):
