@@ -79,12 +79,11 @@ def _open(path: str) -> _Opened:
         return _open_plain_shards(source)
     load_args, _context = load_arguments("numpy", "cpu", None, (), False, None)
     f, fmt = open_source(source, load_args, (DEFAULT_MAX_DEPTH, DEFAULT_MAX_NODES, DEFAULT_MAX_HEADER_SIZE))
+    opened = _Opened(path, fmt, f.metadata, f.tensors(), f._document().shard_count, lazy=f, size=f._size)
     if fmt == V1:
-        tensors = {name: (dtype, tuple(shape), nbytes) for name, dtype, shape, _offset, nbytes in f._document().tensors(0)}
-        metadata, size = _v1.user_metadata(f.metadata), f._size
         f.close()
-        return _Opened(path, fmt, metadata, tensors, 1, value=load_file(path, framework="numpy"), size=size)
-    return _Opened(path, fmt, f.metadata, f.tensors(), f._document().shard_count, lazy=f, size=f._size)
+        opened.metadata, opened.lazy, opened.value = _v1.user_metadata(f.metadata), None, load_file(path, framework="numpy")
+    return opened
 
 
 def _open_plain_shards(source: Source) -> _Opened:
