@@ -1,6 +1,7 @@
 """An opened file's tree as the lazy API and the command line walk it, read through the core's reader
 (``_core.LazyFile``: kinds, references followed, the children of every container): ``_TreeView`` keeps what each node
-read gave and builds the keys that are not JSON scalars; paths as messages write them; how walks show values."""
+read gave and builds the keys that are not JSON scalars; ``describe``, the one walk that describes a tree (for
+``Node.describe`` and ``inspect``); paths as messages write them; how walks show values."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from ._format import DTYPE_NUMPY_NAMES, TAG, TENSOR_TAGS
 if TYPE_CHECKING:
     from ._lazy import SafeFile
 
-__all__ = ["path_text"]
+__all__ = ["describe", "path_text"]
 
 # The JSON kinds of the tape (``LazyFile.node``) that are containers; the others are scalars.
 _JSON_CONTAINERS = ("array", "object")
