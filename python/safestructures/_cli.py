@@ -22,7 +22,7 @@ from ._cli_tree import PathNotFound, UsageError, _split, _Tree, _walk
 from ._errors import InvalidFileError, SafestructuresError, UnsupportedTypeError, quote
 from ._format import TAG
 from ._lazy import SafeFile, open_source
-from ._lazy_schema import path_text as _path_text
+from ._lazy_schema import path_text
 from ._limits import DEFAULT_MAX_DEPTH, DEFAULT_MAX_HEADER_SIZE, DEFAULT_MAX_NODES, default_max_bytes
 from ._sharded import write_atomically
 from ._source import DCP, PLAIN, PLAIN_SHARDS, V1, V2, Source, file_format, resolve
@@ -79,12 +79,11 @@ def _open(path: str) -> _Opened:
         return _open_plain_shards(source)
     load_args, _context = load_arguments("numpy", "cpu", None, (), False, None)
     f, fmt = open_source(source, load_args, (DEFAULT_MAX_DEPTH, DEFAULT_MAX_NODES, DEFAULT_MAX_HEADER_SIZE))
+    opened = _Opened(path, fmt, f.metadata, f.tensors(), f._document().shard_count, lazy=f, size=f._size)
     if fmt == V1:
-        tensors = {name: (dtype, tuple(shape), nbytes) for name, dtype, shape, _offset, nbytes in f._document().tensors(0)}
-        metadata, size = _v1.user_metadata(f.metadata), f._size
         f.close()
-        return _Opened(path, fmt, metadata, tensors, 1, value=load_file(path, framework="numpy"), size=size)
-    return _Opened(path, fmt, f.metadata, f.tensors(), f._document().shard_count, lazy=f, size=f._size)
+        opened.metadata, opened.lazy, opened.value = _v1.user_metadata(f.metadata), None, load_file(path, framework="numpy")
+    return opened
 
 
 def _open_plain_shards(source: Source) -> _Opened:
@@ -228,22 +227,22 @@ def _get(args: argparse.Namespace) -> int:
         max_bytes = args.max_bytes if args.max_bytes is not None else default_max_bytes(opened.size)
         parts = _split(args.path)
         if opened.lazy is not None:
-            tree = _Tree(opened.lazy)
-            index, path = tree.find(parts)
-            value = tree.build(index, path)
+            node = _Tree(opened.lazy).find(parts)
+            path = node._path
+            value = opened.lazy._load_many([(node._index, path)], framework="numpy")[0]
         else:
             path, value = _walk(((), opened.value), parts, lambda node: _value_children(node[1]),
                                 lambda node: "none" if node[1] is None else type(node[1]).__name__,
                                 lambda node, key, child: (node[0] + (key,), child))
         if _is_tensor(value) and not args.json:
             if args.output is None:
-                raise UsageError(f"{_path_text(path)} is a tensor ({value.dtype} {list(value.shape)}): give -o FILE.npy "
+                raise UsageError(f"{path_text(path)} is a tensor ({value.dtype} {list(value.shape)}): give -o FILE.npy "
                                  "to write it (-o - for standard output), or --json for its values")
             # A view (an expanded tensor: stride 0) may stand for far more bytes than the file holds: refused before
             # anything is allocated or written.
             nbytes = math.prod(value.shape) * value.dtype.itemsize
             if nbytes > max_bytes:
-                raise TooLarge(f"{_path_text(path)} is {value.dtype} {list(value.shape)}: written out it takes {nbytes:,} "
+                raise TooLarge(f"{path_text(path)} is {value.dtype} {list(value.shape)}: written out it takes {nbytes:,} "
                                f"bytes, past the limit of {max_bytes:,} (4 times the file's size plus 256 MiB; "
                                "--max-bytes N raises it)")
             if args.output == "-":
@@ -254,7 +253,7 @@ def _get(args: argparse.Namespace) -> int:
                 print(f"wrote {args.output} ({value.dtype} {list(value.shape)}, {_size(value.nbytes)})", file=sys.stderr)
             return 0
         if args.output is not None:
-            raise UsageError(f"{_path_text(path)} is not a tensor: -o writes tensors only (values are printed as JSON)")
+            raise UsageError(f"{path_text(path)} is not a tensor: -o writes tensors only (values are printed as JSON)")
         _print_json(_to_json(value, path, args.json, max_bytes))
     return 0
 

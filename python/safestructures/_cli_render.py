@@ -10,11 +10,12 @@ import json
 import math
 import re
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import IO, Any
 
 from ._errors import SafestructuresError, quote, shown
 from ._format import KIND, TAG
+from ._lazy_schema import _INT_BITS, _dotted, _json_scalar, path_text
 
 # How long a scalar or metadata value may be in the text tree before it is cut.
 _TEXT_WIDTH = 60
@@ -118,16 +119,6 @@ def _tree_lines(d: dict[str, Any], out: IO[str]) -> None:
     children(d, "")
 
 
-# --- paths ---------------------------------------------------------------------------------------------------------
-
-
-def _dotted(path: Sequence[Any]) -> str:
-    """A path as tensor names write it: ``model.layers.0`` (a key that is not a str or a small int by its bounded
-    repr)."""
-    return ".".join(p if type(p) is str else str(p) if type(p) is int and p.bit_length() <= _INT_BITS else shown(p)
-                    for p in path)
-
-
 # --- loaded values (1.0.0 files, and the output of get) --------------------------------------------------------------
 
 
@@ -184,22 +175,6 @@ def _describe_value(value: Any, path: tuple[Any, ...], depth: int | None, max_it
                 out["items"] = [[k if raw_keys else _json_scalar(k), _describe_value(v, path + (k,), deeper, max_items, raw_keys, seen)]
                                 for k, v in entries]
     return out
-
-
-#: The most bits an int shown as a number may have: Python refuses to write ints of over 4300 digits as text (the
-#: conversion takes time quadratic in their length), so longer ones are shown by their size, or written in hex.
-_INT_BITS = 14_000
-
-
-def _json_scalar(value: Any) -> Any:
-    """A scalar (or key) as ``Node.describe`` shows it: itself when JSON has it, else its repr (bounded: ``shown``)."""
-    if value is None or type(value) in (bool, str):
-        return value
-    if type(value) is int:
-        return value if value.bit_length() <= _INT_BITS else shown(value)
-    if type(value) is float and math.isfinite(value):
-        return value
-    return shown(value)
 
 
 def _to_json(value: Any, path: tuple[Any, ...], tensor_values: bool, max_bytes: int | None = None) -> Any:
@@ -292,16 +267,9 @@ class _JsonRenderer:
         nbytes = math.prod(array.shape) * array.dtype.itemsize
         if self.left is not None:
             if nbytes > self.left:
-                raise TooLarge(f"{_path_text(path)}: writing the values of this tensor ({array.dtype} {list(array.shape)}) "
+                raise TooLarge(f"{path_text(path)}: writing the values of this tensor ({array.dtype} {list(array.shape)}) "
                                f"takes {nbytes:,} bytes, past the limit of {self.left:,} bytes left (--max-bytes raises it)")
             self.left -= nbytes
-
-
-def _path_text(path: Sequence[Any]) -> str:
-    from ._lazy_schema import path_text
-
-    return path_text([p if isinstance(p, (str, int)) and (type(p) is not int or p.bit_length() <= _INT_BITS) else shown(p)
-                      for p in path])
 
 
 def _json_scalar_text(value: Any, ascii_only: bool) -> str:

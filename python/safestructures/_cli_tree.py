@@ -9,13 +9,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ._cli_render import _a, _count, _dotted, _json_scalar
-from ._errors import InvalidFileError, quote
-
-# The lazy API's reader and dtype names, so that the walk here reads nodes as it does.
-from ._format import ID_MEMBER, TAG, TENSOR_TAGS
-from ._lazy import SafeFile
-from ._lazy_schema import _JSON_CONTAINERS, _TreeView, bytes_size, path_text as _path_text, tensor_fields
+from ._cli_render import _a, _count
+from ._errors import InvalidFileError, quote, shown
+from ._format import TAG, TENSOR_TAGS
+from ._lazy import Node, SafeFile
+from ._lazy_schema import _key_text, describe, path_text
 
 
 #: Dtypes only torch has, which a file stores as bytes with the dtype's name in the node: their bytes per element.
@@ -34,92 +32,19 @@ class PathNotFound(LookupError):
 
 
 class _Tree:
-    """The schema of a lazily opened file, walked node by node for the commands, through the same reader as the lazy
-    API's ``Node`` (``_lazy_schema._TreeView`` over the core's reader: references followed, the children of every
-    container).
-
-    ``describe`` gives what ``Node.describe`` gives (tests check they agree), plus what the commands show besides:
-    ``same_as`` on any reference to a node already described (tensors included), the ``storage`` a view lives in, a
-    tensor the file lacks as ``missing`` rather than an error, and at most ``max_items`` children per container.
-    """
+    """The schema of a lazily opened file, walked for the commands through the file's one reader (``_TreeView``), as
+    ``Node`` walks it."""
 
     def __init__(self, f: SafeFile) -> None:
         self.f = f
         self.doc = f._document()
-        self.schema = _TreeView(f, "", "numpy")  # errors are prefixed with the file by main(); keys built as numpy
-        self.defined: dict[int, tuple[Any, ...]] = {}  # reference id -> path of the node that defines it
-
-    def build(self, index: int, path: tuple[Any, ...]) -> Any:
-        """Build the value of a node as numpy (its tensors are views of the mapping)."""
-        return self.f._load_many([(index, path)], framework="numpy")[0]
+        self.schema = f._schema
 
     def describe(self, index: int, path: tuple[Any, ...], depth: int | None, max_items: int | None = None,
                  raw_keys: bool = False) -> dict[str, Any]:
-        """The node at ``index`` as ``Node.describe(depth)`` gives it (see the class docstring), with at most
-        ``max_items`` children listed per container (``len`` keeps the full count). Keys are shown as JSON shows
-        them (other keys by repr), or left as they are with ``raw_keys`` (for the text tree, which tells 1 from '1').
-
-        The leaves whose value must be built (an Ellipsis, an enum member, a big int...) are all built at the end, by
-        one load of them all, not one load each."""
-        pending: dict[int, tuple[tuple[Any, ...], list[dict[str, Any]]]] = {}  # node -> (path, descriptions to fill)
-        out = self._describe(index, path, depth, max_items, raw_keys, set(), pending)
-        if pending:
-            nodes = list(pending.items())
-            values = self.f._load_many([(i, where) for i, (where, _outs) in nodes], framework="numpy")
-            for (_i, (_where, outs)), value in zip(nodes, values):
-                shown = _json_scalar(value)
-                for described in outs:
-                    described["value"] = shown
-        return out
-
-    def _describe(self, index: int, path: tuple[Any, ...], depth: int | None, max_items: int | None, raw_keys: bool,
-                  ancestors: set[int], pending: dict[int, tuple[tuple[Any, ...], list[dict[str, Any]]]]) -> dict[str, Any]:
-        """describe() of one node; a leaf to build is left in ``pending``, with the description its value goes into.
-        ``ancestors``: the containers being described (a reference back to one of them is a cycle)."""
-        key_of = (lambda k: k) if raw_keys else _json_scalar
-        index, ref = self.schema.resolve(index, path)
-        json_kind, tag, members = self.schema.head(index)
-        out: dict[str, Any] = {"kind": self.schema.kind(index)}
-        type_name = self.schema.field(index, "type")
-        if isinstance(type_name, str):
-            out["type"] = type_name
-        same_as = None
-        if ref is not None and (ref in self.defined or index in ancestors):
-            same_as = self.defined.get(ref, ())
-        elif ID_MEMBER in members:
-            defined = self.schema.field(index, ID_MEMBER)
-            if type(defined) is int:
-                self.defined.setdefault(defined, path)
-        if tag == TAG.Tensor:
-            tensor = tensor_fields(self.schema, index, self.doc.tensor)
-            out.update(tensor, shape=tensor["shape"] or [])
-        elif tag in (TAG.Bytes, TAG.ByteArray):
-            out["nbytes"] = bytes_size(self.schema, index, self.doc.tensor)
-        else:
-            found = self.schema.children(index, path)
-            if found is None:
-                if json_kind not in _JSON_CONTAINERS:
-                    out["value"] = _json_scalar(self.doc.value(index))
-                else:
-                    out["value"] = None  # filled in by describe(), once every leaf to build is known
-                    pending.setdefault(index, (path, []))[1].append(out)
-            else:
-                is_sequence, entries = found
-                out["len"] = len(entries)
-                if same_as is None and (depth is None or depth > 0):
-                    deeper = None if depth is None else depth - 1
-                    ancestors.add(index)
-                    shown = entries if max_items is None else entries[:max_items]
-                    if is_sequence:
-                        out["items"] = [self._describe(c, path + (i,), deeper, max_items, raw_keys, ancestors, pending)
-                                        for i, c in shown]
-                    else:
-                        out["items"] = [[key_of(k), self._describe(c, path + (k,), deeper, max_items, raw_keys, ancestors, pending)]
-                                        for k, c in shown]
-                    ancestors.discard(index)
-        if same_as is not None:
-            out["same_as"] = _dotted(same_as)
-        return out
+        """``Node.describe(depth)`` of the node at ``index``, with what the commands show besides (``describe``'s
+        ``commands``): a tensor the file lacks is shown as ``missing`` rather than raising."""
+        return describe(self.schema, index, path, depth, self.doc.tensor, True, max_items, raw_keys)
 
     def verify_torch_only(self) -> bool:
         """Checks a file that holds tensors of a dtype only torch has (``torch.complex32``), without torch: each such
@@ -135,7 +60,7 @@ class _Tree:
         while stack:
             node = stack.pop()
             path = paths[node]
-            _json_kind, tag, members = schema.head(node)
+            tag = schema.head(node)[1]
             if tag == TAG.Tensor:
                 dtype = schema.field(node, "dtype")
                 if isinstance(dtype, str) and dtype.startswith("torch."):
@@ -170,9 +95,9 @@ class _Tree:
     def _check_torch_only(self, node: int, path: tuple[Any, ...]) -> None:
         """A tensor node of a dtype only torch has: a tensor of the file, stored as bytes (U8), exactly as many as
         its shape needs (what the torch adapter checks before it builds one)."""
-        _json_kind, _tag, members = self.schema.head(node)
+        members = self.schema.head(node)[2]
         field = {k: self.schema.field(node, k) for k in ("name", "dtype")}
-        where = f"at {_path_text(path)}: "
+        where = f"at {path_text(path)}: "
         itemsize = _TORCH_ONLY.get(field["dtype"])
         if itemsize is None:
             raise InvalidFileError(where + f"the tensor's dtype {json.dumps(field['dtype'])} is not a dtype of torch",
@@ -197,29 +122,18 @@ class _Tree:
             tag = self.doc.node(i)[1]
             if tag in TENSOR_TAGS:
                 for key, child in self.doc.entries(i):
-                    if key in ("name", "storage", "tensor"):
-                        value = self.schema.scalar(child)
-                        if isinstance(value, str):
-                            names.add(value)
+                    if key in ("name", "storage", "tensor") and self.doc.node(child)[0] == "string":
+                        names.add(self.doc.value(child))
         return names
 
-    def find(self, parts: list[str]) -> tuple[int, tuple[Any, ...]]:
-        """The node (resolved) and path that the dotted-path ``parts`` name; PathNotFound saying where the walk stopped."""
+    def find(self, parts: list[str | _Exact]) -> Node:
+        """The node that the path ``parts`` names; PathNotFound saying where the walk stopped."""
+        def children(node: Node) -> tuple[bool, str, list[tuple[Any, int]]] | None:
+            found = node._children()
+            return None if found is None else (found[0], node.kind, found[1])
 
-        def children(node: tuple[int, tuple[Any, ...]]) -> tuple[bool, str, list[tuple[Any, Any]]] | None:
-            index, path = node
-            index, _ref = self.schema.resolve(index, path)
-            found = self.schema.children(index, path)
-            if found is None:
-                return None
-            return found[0], self.schema.kind(index), found[1]
-
-        def kind_of(node: tuple[int, tuple[Any, ...]]) -> str:
-            return self.schema.kind(self.schema.resolve(*node)[0])
-
-        index, path = _walk((self.doc.root, ()), parts, children, kind_of,
-                            lambda node, key, child: (child, node[1] + (key,)))
-        return self.schema.resolve(index, path)[0], path
+        return _walk(self.f.tree, parts, children, lambda node: node.kind,
+                     lambda node, key, child: Node(self.f, child, node._path + (key,)))
 
 
 # --- paths ---------------------------------------------------------------------------------------------------------
@@ -254,13 +168,13 @@ def _split(path: str) -> list[str | _Exact]:
 
 def _walk(root: Any, parts: list[str | _Exact], children: Callable[[Any], tuple[bool, str, list[tuple[Any, Any]]] | None],
           kind_of: Callable[[Any], str], step: Callable[[Any, Any, Any], Any]) -> Any:
-    """Follow a path (``_split``'s parts) from ``root``. A part of a sequence is an index; in a mapping, the longest run of parts
-    that joins (with ``.``) into a key is taken first, so keys that hold dots (``model.embed.weight`` in a plain
-    safetensors file) are found too; a non-string key is matched by its ``str()``. ``children(node)`` gives
-    (indexed, kind, [(key, child)]) or None for a leaf; ``step(node, key, child)`` makes the child node. An
-    ``_Exact`` part is that key (of that type) or index, nothing else."""
+    """Follow a path (``_split``'s parts) from ``root``. A part of a sequence is an index; in a mapping, the longest
+    run of parts that joins (with ``.``) into a key is taken first, so keys that hold dots (``model.embed.weight`` in a
+    plain safetensors file) are found too; a non-string key is matched by its text (``_key_text``: its ``str()``,
+    bounded). ``children(node)`` gives (indexed, kind, [(key, child)]) or None for a leaf; ``step(node, key, child)``
+    makes the child node. An ``_Exact`` part is that key (of that type) or index, nothing else."""
     failures: list[tuple[int, str]] = []
-    shown = [repr(p.key) if isinstance(p, _Exact) else repr(p) for p in parts]
+    said = [repr(p.key) if isinstance(p, _Exact) else repr(p) for p in parts]
 
     def go(node: Any, path: tuple[Any, ...], i: int) -> Any:
         if i == len(parts):
@@ -268,7 +182,7 @@ def _walk(root: Any, parts: list[str | _Exact], children: Callable[[Any], tuple[
         part = parts[i]
         found = children(node)
         if found is None:
-            failures.append((i, f"{_path_text(path)} is {_a(kind_of(node))}, which has no key {shown[i]}"))
+            failures.append((i, f"{path_text(path)} is {_a(kind_of(node))}, which has no key {said[i]}"))
             return None
         indexed, kind, entries = found
         exact = part.key if isinstance(part, _Exact) else None
@@ -276,7 +190,7 @@ def _walk(root: Any, parts: list[str | _Exact], children: Callable[[Any], tuple[
         if as_index and (indexed or kind == TAG.NamedTuple):
             k = int(exact if isinstance(part, _Exact) else part)  # type: ignore[arg-type]
             if not -len(entries) <= k < len(entries):
-                failures.append((i, f"index {k} is out of range at {_path_text(path)} ({_a(kind)} of {_count(len(entries), 'item')})"))
+                failures.append((i, f"index {k} is out of range at {path_text(path)} ({_a(kind)} of {_count(len(entries), 'item')})"))
                 return None
             key, child = entries[k]  # a sequence's key is its index from 0; a named tuple's, the field's name
             return go(step(node, key, child), path + (key,), i + 1)
@@ -289,10 +203,10 @@ def _walk(root: Any, parts: list[str | _Exact], children: Callable[[Any], tuple[
             if result is not None:
                 return result
         if indexed:
-            failures.append((i, f"{_path_text(path)} is {_a(kind)}: {shown[i]} is not an index"))
+            failures.append((i, f"{path_text(path)} is {_a(kind)}: {said[i]} is not an index"))
         else:
-            some = ", ".join(repr(k) for k, _c in entries[:5]) + (", ..." if len(entries) > 5 else "")
-            failures.append((i, f"no key {shown[i]} at {_path_text(path)} ({_a(kind)} of {_count(len(entries), 'item')}"
+            some = ", ".join(repr(k) if isinstance(k, str) else shown(k) for k, _c in entries[:5]) + (", ..." if len(entries) > 5 else "")
+            failures.append((i, f"no key {said[i]} at {path_text(path)} ({_a(kind)} of {_count(len(entries), 'item')}"
                                 + (f": {some})" if entries else ")")))
         return None
 
@@ -304,7 +218,7 @@ def _walk(root: Any, parts: list[str | _Exact], children: Callable[[Any], tuple[
                 keys[key] = (key, child)
         for key, child in entries:
             if not isinstance(key, str):
-                keys.setdefault(str(key), (key, child))
+                keys.setdefault(_key_text(key), (key, child))
         for j in range(len(parts), i, -1):
             run = parts[i:j]
             if any(isinstance(p, _Exact) for p in run):

@@ -11,7 +11,7 @@ from . import _core
 from ._errors import InvalidArgumentError, InvalidFileError, SafestructuresError, quote, reading
 from ._flat import _fspath
 from ._format import SCHEMA_KEY, SPILL_TENSOR, TAG
-from ._lazy_schema import _JSON_CONTAINERS, _TreeView, _json_value, _key_text, bytes_size, located, path_text, tensor_fields
+from ._lazy_schema import _TreeView, _key_text, bytes_size, describe, located, path_text, tensor_fields
 from ._limits import DEFAULT_MAX_DEPTH, DEFAULT_MAX_HEADER_SIZE, DEFAULT_MAX_NODES
 from ._source import DCP, PLAIN, PLAIN_SHARDS, V1, V2, Source, check_shards, file_format, resolve
 from ._walkers import load_arguments, load_context
@@ -30,13 +30,13 @@ class Node:
     ``dtype``, ``shape`` and ``nbytes`` from the header; no tensor data is read until ``load()``.
     """
 
-    __slots__ = ("_file", "_index", "_path", "_tag", "_json_kind")
+    __slots__ = ("_file", "_index", "_path", "_tag")
 
     def __init__(self, file: SafeFile, index: int, path: tuple[Any, ...]) -> None:
         self._file = file
         self._path = path
         self._index, _ref = file._schema.resolve(index, path)
-        self._json_kind, self._tag, _members = file._schema.head(self._index)
+        self._tag = file._schema.head(self._index)[1]
 
     # --- what the node is -------------------------------------------------------------------------------------------
 
@@ -45,7 +45,7 @@ class Node:
         """What the node holds: ``"dict"``, ``"list"``, ``"tuple"``, ``"tensor"``, ``"int"``, ``"str"``, ``"none"``,
         ``"dataclass"``, ``"namedtuple"``, ``"enum"``, ``"object"``... (the tag of format.md section 5.2, or the Python
         type of a plain JSON value)."""
-        return self._file._schema.kind(self._index)
+        return self._file._schema.head(self._index)[3]
 
     @property
     def type_name(self) -> str | None:
@@ -71,11 +71,13 @@ class Node:
     # --- tensors and bytes ------------------------------------------------------------------------------------------
 
     def _find_tensor(self, name: str) -> tuple[str, tuple[int, ...], int, int, int]:
-        return self._file._tensor(name, self)
+        return self._file._tensor(name, self._path)
 
-    def _tensor(self) -> dict[str, Any] | None:
-        """What describe() says of a tensor node (``tensor_fields``); None for other nodes."""
-        return tensor_fields(self._file._schema, self._index, self._find_tensor) if self._tag == TAG.Tensor else None
+    def _tensor_field(self, name: str) -> Any:
+        """A field of what describe() says of a tensor node (``tensor_fields``); None for other nodes."""
+        if self._tag != TAG.Tensor:
+            return None
+        return tensor_fields(self._file._schema, self._index, self._find_tensor).get(name)
 
     @property
     def tensor_name(self) -> str | None:
@@ -84,26 +86,23 @@ class Node:
         if self._tag in (TAG.Bytes, TAG.ByteArray):
             name = self._field("tensor")
             return name if isinstance(name, str) and self._find_tensor(name) is not None else None
-        tensor = self._tensor()
-        return None if tensor is None else tensor.get("tensor")
+        return self._tensor_field("tensor")
 
     @property
     def dtype(self) -> str | None:
         """A tensor's dtype as numpy names it (``"float32"``, ``"bfloat16"``, ``">i4"``...); None for other nodes."""
-        tensor = self._tensor()
-        return None if tensor is None else tensor["dtype"]
+        return self._tensor_field("dtype")
 
     @property
     def shape(self) -> tuple[int, ...] | None:
         """A tensor's shape; None for other nodes."""
-        tensor = self._tensor()
-        return None if tensor is None or tensor["shape"] is None else tuple(tensor["shape"])
+        shape = self._tensor_field("shape")
+        return None if shape is None else tuple(shape)
 
     @property
     def framework(self) -> str | None:
         """The framework a tensor was saved from (``"numpy"``, ``"torch"``...); None for other nodes."""
-        tensor = self._tensor()
-        return None if tensor is None else tensor["framework"]
+        return self._tensor_field("framework")
 
     @property
     def nbytes(self) -> int | None:
@@ -111,8 +110,7 @@ class Node:
         other nodes."""
         if self._tag in (TAG.Bytes, TAG.ByteArray):
             return bytes_size(self._file._schema, self._index, self._find_tensor)
-        tensor = self._tensor()
-        return None if tensor is None else tensor["nbytes"]
+        return self._tensor_field("nbytes")
 
     # --- children ---------------------------------------------------------------------------------------------------
 
@@ -147,22 +145,26 @@ class Node:
         except TypeError:  # an unhashable key is not a key of anything
             return None
 
+    def _container(self, fails: str = "has no children") -> tuple[bool, list[tuple[Any, int]]]:
+        """``_children()`` of a container; a leaf raises TypeError saying that it ``fails``."""
+        found = self._children()
+        if found is None:
+            raise TypeError(f"{self.kind} node at {self.path_text} {fails}")
+        return found
+
     def _is_sequence(self) -> bool:
         found = self._children()
         return found is not None and found[0]
 
+    def _child_nodes(self) -> list[tuple[Any, Node]]:
+        return [(k, Node(self._file, c, self._path + (k,))) for k, c in self._entries()]
+
     def __len__(self) -> int:
-        found = self._children()
-        if found is None:
-            raise TypeError(f"{self.kind} node at {self.path_text} has no length")
-        return len(found[1])
+        return len(self._container("has no length")[1])
 
     def __getitem__(self, key: Any) -> Node:
-        found = self._children()
-        if found is None:
-            raise TypeError(f"{self.kind} node at {self.path_text} has no children")
-        entries = found[1]
-        if found[0] or (self._tag == TAG.NamedTuple and type(key) is int):
+        indexed, entries = self._container()
+        if indexed or (self._tag == TAG.NamedTuple and type(key) is int):
             if type(key) is not int:
                 raise TypeError(f"{self.kind} node at {self.path_text} is indexed by int, not {type(key).__name__}")
             n = len(entries)
@@ -176,9 +178,7 @@ class Node:
         raise KeyError(f"{key!r} is not a key of the {self.kind} at {self.path_text}")
 
     def _require_keys(self) -> None:
-        if self._children() is None:
-            raise TypeError(f"{self.kind} node at {self.path_text} has no children")
-        if self._is_sequence():
+        if self._container()[0]:
             raise TypeError(f"{self.kind} node at {self.path_text} has indices, not keys")
 
     def keys(self) -> list[Any]:
@@ -188,29 +188,22 @@ class Node:
 
     def values(self) -> list[Node]:
         """The child nodes, in stored order."""
-        if self._children() is None:
-            raise TypeError(f"{self.kind} node at {self.path_text} has no children")
-        return [child for _, child in self.items()] if not self._is_sequence() else list(self)
+        self._container()
+        return [child for _k, child in self._child_nodes()]
 
     def items(self) -> list[tuple[Any, Node]]:
         """(key, child node) pairs of a mapping or record node."""
         self._require_keys()
-        return [(k, Node(self._file, c, self._path + (k,))) for k, c in self._entries()]
+        return self._child_nodes()
 
     def __iter__(self) -> Iterator[Any]:
         """Keys of a mapping or record; child nodes of a sequence."""
-        if self._children() is None:
-            raise TypeError(f"{self.kind} node at {self.path_text} is not iterable")
-        if self._is_sequence():
-            return iter([Node(self._file, c, self._path + (i,)) for i, c in self._entries()])
-        return iter(self.keys())
+        return iter(self.values() if self._container("is not iterable")[0] else self.keys())
 
     def __contains__(self, key: Any) -> bool:
         """Whether a mapping or record node has the key ``key`` (of that exact type: ``1`` is not ``"1"``); False for
         sequences, whose children are not keys."""
-        if self._children() is None:
-            raise TypeError(f"{self.kind} node at {self.path_text} has no children")
-        return not self._is_sequence() and self._by_key(key) is not None
+        return not self._container()[0] and self._by_key(key) is not None
 
     # --- loading ----------------------------------------------------------------------------------------------------
 
@@ -224,70 +217,7 @@ class Node:
         bounded repr where JSON has no form for them), and the children down to ``max_depth`` levels (all when None);
         reads no tensor data. A container met again is named by its first path (``same_as``), never expanded."""
         file = self._file
-        doc = file._document()
-        result: dict[str, Any] = {}
-        # Values that must be built (a big int, an enum member...), built together once the walk is done.
-        leaves: list[tuple[Node, dict[str, Any]]] = []
-        # Iterative, so that the deepest data a file may hold (max_depth levels) does not exhaust Python's recursion.
-        # Each entry: (node index, path, what to fill, levels left, the Node when one is made already).
-        stack: list[tuple[int, tuple[Any, ...], dict[str, Any], int | None, Node | None]] = [
-            (self._index, self._path, result, max_depth, self)]
-        # A container met again (shared, or a cycle back to an ancestor) is described once, then named by its path.
-        seen: dict[int, tuple[Any, ...]] = {}
-        while stack:
-            index, path, out, depth, node = stack.pop()
-            if node is None:
-                json_kind, tag, count, _end, kind = doc.node(index)
-                if tag is None:
-                    # Plain JSON, the bulk of most files: described straight from the tape, without a Node (a plain
-                    # list or dict has no id, so it is met only once).
-                    out["kind"] = kind
-                    if json_kind not in _JSON_CONTAINERS:
-                        out["value"] = _json_value(doc.value(index))
-                        continue
-                    out["len"] = count
-                    if depth is None or depth > 0:
-                        _describe_children(stack, out, doc.entries(index), json_kind == "array", path, depth)
-                    continue
-                node = Node(file, index, path)
-            if node._index in seen:
-                out.update(kind=node.kind, same_as=".".join(str(p) for p in seen[node._index]))
-                continue
-            if not node._describe_into(out, leaves):
-                continue
-            seen[node._index] = node._path
-            if depth is None or depth > 0:
-                _describe_children(stack, out, node._entries(), node._is_sequence(), node._path, depth)
-        values = self._file._load_many([(leaf._index, leaf._path) for leaf, _out in leaves], framework="numpy")
-        for (_leaf, out), value in zip(leaves, values):
-            out["value"] = _json_value(value)
-        return result
-
-    def _describe_into(self, out: dict[str, Any], leaves: list[tuple[Node, dict[str, Any]]]) -> bool:
-        """Fills ``out`` with what describe() says of this node itself; True for a container (whose items follow). A
-        value that must be built is added to ``leaves`` instead, for the caller to build and fill in."""
-        out["kind"] = self.kind
-        if self.type_name is not None:
-            out["type"] = self.type_name
-        tensor = self._tensor()
-        if tensor is not None:
-            out.update(dtype=tensor["dtype"], shape=tensor["shape"] or [], nbytes=tensor["nbytes"], framework=tensor["framework"])
-            if "tensor" in tensor:
-                out["tensor"] = tensor["tensor"]
-            return False
-        if self._tag in (TAG.Bytes, TAG.ByteArray):
-            out["nbytes"] = self.nbytes
-            return False
-        if self._children() is None:
-            # A plain JSON scalar is its own value; anything else (a big int, a NaN, an enum member...) is built.
-            if self._tag is None and self._json_kind not in _JSON_CONTAINERS:
-                out["value"] = _json_value(self._file._document().value(self._index))
-            else:
-                out["value"] = None
-                leaves.append((self, out))
-            return False
-        out["len"] = len(self)
-        return True
+        return describe(file._schema, self._index, self._path, max_depth, lambda name: file._tensor(name, self._path))
 
     def __repr__(self) -> str:
         where = self.path or "<root>"
@@ -297,20 +227,6 @@ class Node:
             name = f" {self.type_name}" if self.type_name else ""
             return f"<Node {self.kind}{name} len={len(self)} at {where}>"
         return f"<Node {self.kind} at {where}>"
-
-
-def _describe_children(stack: list[Any], out: dict[str, Any], entries: Sequence[tuple[Any, int]], sequence: bool,
-                       path: tuple[Any, ...], depth: int | None) -> None:
-    """Adds the children of a container to describe()'s walk, each with the dict it fills, in ``out["items"]``."""
-    deeper = None if depth is None else depth - 1
-    items: list[Any] = []
-    out["items"] = items
-    pending = []
-    for key, child in entries:
-        child_out: dict[str, Any] = {}
-        items.append(child_out if sequence else [_json_value(key), child_out])
-        pending.append((child, path + (key,), child_out, deeper, None))
-    stack.extend(reversed(pending))  # children are described in order, so the first occurrence is the one expanded
 
 
 class SafeFile:
@@ -327,7 +243,7 @@ class SafeFile:
         self._structured = self._doc.structured
         # What the default max_bytes of each load is tied to: the bytes of every file mapped.
         self._size = sum(self._doc.buffer(shard).size for shard in range(self._doc.shard_count))
-        self._schema = _TreeView(self, f"{source}: ", _Default)
+        self._schema = _TreeView(self)
         # Per schema node, read when first looked up in: its keys by value and by text.
         self._keys: dict[int, dict[Any, tuple[Any, int]]] = {}
         self._texts: dict[int, dict[str, tuple[Any, int]]] = {}
@@ -337,12 +253,12 @@ class SafeFile:
             raise InvalidArgumentError(f"{self._source} is closed")
         return self._doc
 
-    def _tensor(self, name: str, node: Node) -> tuple[str, tuple[int, ...], int, int, int]:
+    def _tensor(self, name: str, path: tuple[Any, ...]) -> tuple[str, tuple[int, ...], int, int, int]:
         """(dtype, shape, nbytes, shard, offset) of the tensor a node names; InvalidFileError when no file holds it
         (as loading the node would raise)."""
         found = self._document().tensor(name)
         if found is None:
-            raise InvalidFileError(f"{self._source}: at {node.path_text}: the schema refers to tensor {quote(name)}, "
+            raise InvalidFileError(f"{self._source}: at {path_text(path)}: the schema refers to tensor {quote(name)}, "
                                    "which the file lacks", code="TensorNotFound")
         return found
 

@@ -1,27 +1,31 @@
 """An opened file's tree as the lazy API and the command line walk it, read through the core's reader
 (``_core.LazyFile``: kinds, references followed, the children of every container): ``_TreeView`` keeps what each node
-read gave and builds the keys that are not JSON scalars; paths as messages write them; how walks show values."""
+read gave and builds the keys that are not JSON scalars; ``describe``, the one walk that describes a tree (for
+``Node.describe`` and ``inspect``); paths as messages write them; how walks show values."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ._errors import InvalidFileError, SafestructuresError, quote, shown
-from ._format import DTYPE_NUMPY_NAMES
+from ._format import DTYPE_NUMPY_NAMES, TAG, TENSOR_TAGS
 
 if TYPE_CHECKING:
     from ._lazy import SafeFile
 
-__all__ = ["path_text"]
+__all__ = ["describe", "path_text"]
 
 # The JSON kinds of the tape (``LazyFile.node``) that are containers; the others are scalars.
 _JSON_CONTAINERS = ("array", "object")
 
 
 def path_text(path: Sequence[Any]) -> str:
-    """A path as error messages write it: ``$["model"]["layers"][0]``, other keys by repr (``$[1.5]``)."""
-    return "$" + "".join(f"[{p}]" if type(p) is int else f"[{quote(p) if isinstance(p, str) else repr(p)}]" for p in path)
+    """A path as error messages write it: ``$["model"]["layers"][0]``, other keys by their bounded repr (``$[1.5]``;
+    an int too long to write in decimal by its size)."""
+    return "$" + "".join(f"[{quote(p) if isinstance(p, str) else _json_scalar(p) if type(p) is int else shown(p)}]"
+                         for p in path)
 
 
 def located(error: SafestructuresError, path: Sequence[Any], prefix: str) -> SafestructuresError:
@@ -35,48 +39,38 @@ def located(error: SafestructuresError, path: Sequence[Any], prefix: str) -> Saf
 
 class _TreeView:
     """An opened file's tree as walks read it, through the core: each node's members and children read once, and the
-    keys of a mapping that are not JSON scalars built (in one pass, within a load's limits). ``Node`` and the command
-    line's walk both read the tree through this."""
+    keys of a mapping that are not JSON scalars built (in one pass, within a load's limits). ``Node``, ``describe``
+    and the command line's walks all read the tree through the file's one view."""
 
-    def __init__(self, file: SafeFile, prefix: str, key_framework: Any) -> None:
+    def __init__(self, file: SafeFile) -> None:
         self.file = file
-        # What error messages start with (the file's name), and the framework keys that must be built load in.
-        self.prefix = prefix
-        self.key_framework = key_framework
-        self._heads: dict[int, tuple[str, str | None, dict[str, int]]] = {}
-        self._kinds: dict[int, str] = {}
+        self._heads: dict[int, tuple[str, str | None, dict[str, int], str]] = {}
         self._children: dict[int, tuple[bool, list[tuple[Any, int]]] | None] = {}
 
     @property
     def doc(self) -> Any:
         return self.file._document()
 
-    def head(self, index: int) -> tuple[str, str | None, dict[str, int]]:
-        """(JSON kind, tag, {member: node}) of a node; members only for a tagged object (a plain dict's keys are data)."""
+    def head(self, index: int) -> tuple[str, str | None, dict[str, int], str]:
+        """(JSON kind, tag, {member: node}, kind) of a node: members only for a tagged object (a plain dict's keys are
+        data); kind is what it holds, its tag or the Python type of plain JSON (``"none"``, ``"list"``...)."""
         found = self._heads.get(index)
         if found is None:
             doc = self.doc
-            json_kind, tag, _count, _end, self._kinds[index] = doc.node(index)
-            found = self._heads[index] = (json_kind, tag, dict(doc.entries(index)) if tag is not None else {})
+            json_kind, tag, _count, _end, kind = doc.node(index)
+            found = self._heads[index] = (json_kind, tag, dict(doc.entries(index)) if tag is not None else {}, kind)
         return found
-
-    def kind(self, index: int) -> str:
-        """What a node holds: its tag, or the Python type of plain JSON (``"none"``, ``"list"``...)."""
-        if index not in self._kinds:
-            self.head(index)
-        return self._kinds[index]
-
-    def scalar(self, index: int) -> Any:
-        """A node's value when it is a JSON scalar, else None."""
-        doc = self.doc
-        return doc.value(index) if doc.node(index)[0] not in _JSON_CONTAINERS else None
 
     def field(self, index: int, name: str) -> Any:
         """A scalar field of a tagged node, or a list of scalars (None when absent or anything else)."""
         child = self.head(index)[2].get(name)
         if child is None:
             return None
-        return self.scalar(child) if self.doc.node(child)[0] not in _JSON_CONTAINERS else _container_field(self.doc, child)
+        doc = self.doc
+        return doc.value(child) if doc.node(child)[0] not in _JSON_CONTAINERS else _container_field(doc, child)
+
+    def _located(self, error: SafestructuresError, path: Sequence[Any]) -> SafestructuresError:
+        return located(error, path, f"{self.file._source}: ")
 
     def resolve(self, index: int, path: Sequence[Any]) -> tuple[int, int | None]:
         """(the node ``index`` stands for, the reference id when it is a reference): a ref reads as the object it refers
@@ -84,7 +78,7 @@ class _TreeView:
         try:
             return self.doc.follow(index)  # type: ignore[no-any-return]
         except InvalidFileError as e:
-            raise located(e, path, self.prefix) from None
+            raise self._located(e, path) from None
 
     def children(self, index: int, path: Sequence[Any]) -> tuple[bool, list[tuple[Any, int]]] | None:
         """(whether the children are indexed, [(key or index, child node)]) of a resolved container node, in stored
@@ -93,11 +87,11 @@ class _TreeView:
             try:
                 found = self.doc.children(index)
             except InvalidFileError as e:
-                raise located(e, path, self.prefix) from None
+                raise self._located(e, path) from None
             if found is not None:
                 indexed, entries, to_build = found
                 if to_build:
-                    keys = self.file._load_many([(node, tuple(path)) for _k, node in to_build], framework=self.key_framework, keys=True)
+                    keys = self.file._load_many([(node, tuple(path)) for _k, node in to_build], keys=True)
                     for (k, _node), key in zip(to_build, keys):
                         entries[k] = (key, entries[k][1])
                 found = (indexed, entries)
@@ -164,12 +158,109 @@ def _container_field(doc: Any, node: int) -> Any:
     return values
 
 
-def _json_value(value: Any) -> Any:
-    """A scalar as JSON shows it: itself when JSON has it, else its repr (bounded: see ``shown``)."""
-    if value is None or type(value) is bool or type(value) is str:
+#: The most bits an int shown as a number may have: Python refuses to write ints of over 4300 digits as text (the
+#: conversion takes time quadratic in their length), so longer ones are shown by their size, or written in hex.
+_INT_BITS = 14_000
+
+
+def _json_scalar(value: Any) -> Any:
+    """A scalar (or key) as a description shows it: itself when JSON has it, else its repr (bounded: ``shown``)."""
+    if value is None or type(value) in (bool, str):
         return value
-    if type(value) is int and value.bit_length() <= 4096:
-        return value
-    if type(value) is float and value == value and value not in (float("inf"), float("-inf")):
+    if type(value) is int:
+        return value if value.bit_length() <= _INT_BITS else shown(value)
+    if type(value) is float and math.isfinite(value):
         return value
     return shown(value)
+
+
+def _dotted(path: Sequence[Any]) -> str:
+    """A path as tensor names write it: ``model.layers.0`` (a key that is not a str or a small int by its bounded
+    repr)."""
+    return ".".join(p if type(p) is str else str(p) if type(p) is int and p.bit_length() <= _INT_BITS else shown(p)
+                    for p in path)
+
+
+def describe(view: _TreeView, index: int, path: tuple[Any, ...], depth: int | None, find: Callable[[str], Any],
+             commands: bool = False, max_items: int | None = None, raw_keys: bool = False) -> dict[str, Any]:
+    """The node at ``index`` as plain JSON-ready data, down to ``depth`` levels (all when None): the one walk behind
+    ``Node.describe`` and the command line's ``inspect``. ``find`` gives a tensor's header entry (see
+    ``tensor_fields``). A container met again (shared, or a cycle back to an ancestor) is described once, then named
+    by its first path (``same_as``) as ``{kind, same_as}``. With ``commands``, what the commands show besides: every
+    reference to a node already described (tensors included) is named so, its own fields kept; a view's ``storage``;
+    at most ``max_items`` children per container; keys left as they are with ``raw_keys``.
+
+    Iterative, so that the deepest data a file may hold does not exhaust Python's recursion. The leaves whose value
+    must be built (an Ellipsis, an enum member, a big int...) are built at the end, by one load of them all."""
+    doc = view.doc
+    result: dict[str, Any] = {}
+    stack: list[tuple[int, tuple[Any, ...], dict[str, Any], int | None]] = [(index, path, result, depth)]
+    seen: dict[int, tuple[Any, ...]] = {}  # resolved node -> the path it was first described at
+    pending: dict[int, tuple[tuple[Any, ...], list[dict[str, Any]]]] = {}  # node -> (path, descriptions to fill)
+    while stack:
+        index, path, out, depth = stack.pop()
+        json_kind, tag, count, _end, kind = doc.node(index)
+        entries: Sequence[tuple[Any, int]] | None = None
+        indexed = json_kind == "array"
+        if tag is None:
+            # Plain JSON, the bulk of most files, straight from the tape (it has no id, so it is met only once).
+            out["kind"] = kind
+            if json_kind not in _JSON_CONTAINERS:
+                out["value"] = _json_scalar(doc.value(index))
+                continue
+            out["len"] = count
+            entries = doc.entries(index)
+        else:
+            index, ref = view.resolve(index, path)
+            json_kind, tag, _members, kind = view.head(index)
+            found = None if tag in TENSOR_TAGS else view.children(index, path)
+            same_as = seen.get(index)
+            if same_as is None:
+                seen[index] = path
+            elif not commands and found is not None:
+                out.update(kind=kind, same_as=_dotted(same_as))
+                continue
+            if ref is None or not commands:
+                same_as = None
+            out["kind"] = kind
+            type_name = view.field(index, "type")
+            if isinstance(type_name, str):
+                out["type"] = type_name
+            if tag == TAG.Tensor:
+                tensor = tensor_fields(view, index, find)
+                out.update(tensor, shape=tensor["shape"] or [])
+                if not commands:
+                    out.pop("storage", None)
+            elif tag in (TAG.Bytes, TAG.ByteArray):
+                out["nbytes"] = bytes_size(view, index, find)
+            elif found is None:
+                if json_kind not in _JSON_CONTAINERS:
+                    out["value"] = _json_scalar(doc.value(index))
+                else:
+                    out["value"] = None  # filled in below, once every leaf to build is known
+                    pending.setdefault(index, (path, []))[1].append(out)
+            else:
+                indexed, found_entries = found
+                out["len"] = len(found_entries)
+                if same_as is None:
+                    entries = found_entries
+            if same_as is not None:
+                out["same_as"] = _dotted(same_as)
+        if entries is None or (depth is not None and depth <= 0):
+            continue
+        deeper = None if depth is None else depth - 1
+        items: list[Any] = []
+        out["items"] = items
+        todo = []
+        for key, child in entries if max_items is None else entries[:max_items]:
+            child_out: dict[str, Any] = {}
+            items.append(child_out if indexed else [key if raw_keys else _json_scalar(key), child_out])
+            todo.append((child, path + (key,), child_out, deeper))
+        stack.extend(reversed(todo))  # described in order, so the first occurrence is the one expanded
+    if pending:
+        nodes = list(pending.items())
+        values = view.file._load_many([(i, where) for i, (where, _outs) in nodes], framework="numpy")
+        for (_i, (_where, outs)), value in zip(nodes, values):
+            for described in outs:
+                described["value"] = _json_scalar(value)
+    return result

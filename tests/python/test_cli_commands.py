@@ -502,6 +502,16 @@ def test_get_a_path_that_names_nothing(nested: Path, capsys: pytest.CaptureFixtu
     assert status == 1 and err == ["safestructures get: no key 'nope' at $ (a dict of 10 items: 'model', 'step', 'name', 'tags', 1, ...)"]
 
 
+def test_get_past_an_int_key_too_long_for_decimal(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # Matching a dotted part against the text of a 20,001-bit int key raised ValueError (Python writes ints of at most
+    # 4300 digits) out of the command, a traceback instead of exit status 1.
+    path = tmp_path / "big_key.safetensors"
+    ss.save_file({2**20000: 1, "a": 2}, path)
+    assert run(capsys, "get", path, "a") == (0, ["2"], [])
+    assert run(capsys, "get", path, "b") == (1, [], ["safestructures get: no key 'b' at $ (a dict of 2 items: <int of 20,001 bits>, 'a')"])
+    assert run(capsys, "get", path, "$[1]") == (1, [], ["safestructures get: no key 1 at $ (a dict of 2 items: <int of 20,001 bits>, 'a')"])
+
+
 def test_get_keys_that_hold_dots(plain: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert run(capsys, "get", plain, "model.embed.weight", "--json") == (0, ["[[1.0, 1.0], [1.0, 1.0], [1.0, 1.0], [1.0, 1.0]]"], [])
     path = tmp_path / "dots.safetensors"
