@@ -25,26 +25,20 @@ namespace {
 // finalized would crash at exit.
 Hooks* installed = nullptr;
 
-// Exposes a reader's bytes through the buffer protocol, so numpy arrays can view the mapping directly and keep it
-// alive through their base object.
+// Exposes a reader's bytes (a private copy-on-write mapping, so writable) through the buffer protocol, so numpy
+// arrays can view the mapping directly and keep it alive through their base object.
 struct FileBuffer {
   std::shared_ptr<const void> owner;
   std::byte* data = nullptr;
   std::size_t size = 0;
-  bool writable = false;
 };
 
 int file_buffer_getbuffer(PyObject* self, Py_buffer* view, int flags) {
   FileBuffer* buffer = nb::inst_ptr<FileBuffer>(self);
-  if ((flags & PyBUF_WRITABLE) && !buffer->writable) {
-    PyErr_SetString(PyExc_BufferError, "the file buffer is read-only");
-    view->obj = nullptr;
-    return -1;
-  }
   // A zero-length file still needs a valid pointer for numpy.
   static char empty = 0;
   void* data = buffer->data ? static_cast<void*>(buffer->data) : static_cast<void*>(&empty);
-  return PyBuffer_FillInfo(view, self, data, static_cast<Py_ssize_t>(buffer->size), buffer->writable ? 0 : 1, flags);
+  return PyBuffer_FillInfo(view, self, data, static_cast<Py_ssize_t>(buffer->size), 0, flags);
 }
 
 PyType_Slot file_buffer_slots[] = {
@@ -95,7 +89,7 @@ std::pair<Reader, nb::object> open_mapped(const std::filesystem::path& path, std
   }
   // Reader::open always owns a MappedFile; only the mapping needs to outlive this call, not the parsed header.
   const auto mapping = std::static_pointer_cast<const MappedFile>(reader->owner());
-  nb::object buffer = nb::cast(FileBuffer{reader->owner(), mapping->bytes().data(), mapping->bytes().size(), true});
+  nb::object buffer = nb::cast(FileBuffer{reader->owner(), mapping->bytes().data(), mapping->bytes().size()});
   return {std::move(*reader), buffer};
 }
 
