@@ -53,8 +53,8 @@ void read_array(nb::handle array, WriteTensor& t) {
     return;
   }
   if (itemsize * 8 != dtype_bits(t.dtype)) {
-    bad_tensor(t.name, "array items are " + std::to_string(itemsize) + " bytes, " + std::string(dtype_name(t.dtype)) + " needs " +
-                           std::to_string(dtype_bits(t.dtype) / 8));
+    bad_tensor(t.name, "array items are " + std::to_string(itemsize) + " bytes, " + std::string(dtype_name(t.dtype)) +
+                           " needs " + std::to_string(dtype_bits(t.dtype) / 8));
   }
   std::vector<std::uint64_t> dims;
   for (nb::handle d : shape) dims.push_back(nb::cast<std::uint64_t>(d));

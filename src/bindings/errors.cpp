@@ -14,7 +14,8 @@ nb::object error_class(const char* name) {
 std::string py_text(nb::handle obj) {
   constexpr std::size_t max_bytes = 4000;
   nb::object text = nb::steal(PyObject_Str(obj.ptr()));
-  nb::object bytes = text.is_valid() ? nb::steal(PyUnicode_AsEncodedString(text.ptr(), "utf-8", "backslashreplace")) : nb::object();
+  nb::object bytes =
+      text.is_valid() ? nb::steal(PyUnicode_AsEncodedString(text.ptr(), "utf-8", "backslashreplace")) : nb::object();
   if (!bytes.is_valid()) {
     PyErr_Clear();
     return std::string("<a ") + Py_TYPE(obj.ptr())->tp_name + " that cannot be shown>";

@@ -155,9 +155,8 @@ class Loader {
   nb::object build_tuple(std::size_t i);
   nb::object build_set(std::size_t i, Kind kind);
   nb::object build_mapping(std::size_t i, Kind kind);
-  nb::object big_int(std::size_t i);
-  nb::object tagged_float(std::size_t i);
-  nb::object tagged_str(std::size_t i);
+  // An int beyond int64, a float JSON cannot hold, a str that is not valid UTF-8: as the tree reader decodes them.
+  nb::object tagged_scalar(std::size_t i, Kind kind);
   // Everything else, through the fixed table of Python constructors.
   nb::object construct(std::size_t i, Kind kind);
   nb::object build_plain_object(std::size_t i);

@@ -1,4 +1,5 @@
-// The safestructures._core extension: the mapped-file buffer, the entry points, the storage of the Python layer's hooks.
+// The safestructures._core extension: the mapped-file buffer, the entry points, the storage of the Python layer's
+// hooks.
 #include <Python.h>
 #include <nanobind/nanobind.h>
 #include <nanobind/stl/filesystem.h>
@@ -149,7 +150,8 @@ nb::bytes pack_sub_byte_py(const std::string& dtype, nb::bytes codes) {
 
 nb::bytes unpack_sub_byte_py(const std::string& dtype, nb::bytes packed, std::uint64_t elements) {
   const std::vector<std::uint8_t> codes = as_argument_error([&] {
-    return unpack_sub_byte(sub_byte_dtype(dtype), {reinterpret_cast<const std::byte*>(packed.c_str()), packed.size()}, elements);
+    const std::span<const std::byte> bytes(reinterpret_cast<const std::byte*>(packed.c_str()), packed.size());
+    return unpack_sub_byte(sub_byte_dtype(dtype), bytes, elements);
   });
   return nb::bytes(reinterpret_cast<const char*>(codes.data()), codes.size());
 }
@@ -184,7 +186,8 @@ nb::tuple py_save_sharded(nb::handle data, const std::filesystem::path& director
                           std::uint64_t max_shard_size, bool fsync, nb::handle context) {
   SaveResult walked = walk_data(data, max_depth, context);
   const std::vector<WriteTensor>& tensors = walked.tree.tensors;
-  const Layout whole = as_argument_error([&] { return plan_layout(tensors, nullptr, std::numeric_limits<std::uint64_t>::max()); });
+  const std::uint64_t unlimited = std::numeric_limits<std::uint64_t>::max();
+  const Layout whole = as_argument_error([&] { return plan_layout(tensors, nullptr, unlimited); });
   std::vector<std::vector<WriteTensor>> shards(1);
   nb::list weight_map;
   std::uint64_t total = 0, shard_size = 0;

@@ -27,7 +27,8 @@ PyObject* py(const void* obj) { return static_cast<PyObject*>(const_cast<void*>(
 
 class SaveWalk final : public NodeText {
  public:
-  SaveWalk(std::uint32_t max_depth, nb::handle context) : writer(max_depth, *this), hooks_(hooks()), context_(context) {}
+  SaveWalk(std::uint32_t max_depth, nb::handle context)
+      : writer(max_depth, *this), hooks_(hooks()), context_(context) {}
 
   void walk(PyObject* obj);
   TreeWriter writer;
@@ -84,8 +85,9 @@ void SaveWalk::unsupported(PyObject* obj, const std::string& why) {
   nb::object module = nb::getattr(nb::handle(reinterpret_cast<PyObject*>(type)), "__module__", nb::str("?"));
   // A static type's tp_name holds its module too ("numpy.ndarray"): the name after its last dot.
   const std::string_view tp_name = type->tp_name;
-  const std::string name = nb::isinstance<nb::str>(module) ? py_text(module) + "." + std::string(tp_name.substr(tp_name.rfind('.') + 1))
-                                                           : std::string(tp_name);
+  const std::string_view short_name = tp_name.substr(tp_name.rfind('.') + 1);
+  const std::string name =
+      nb::isinstance<nb::str>(module) ? py_text(module) + "." + std::string(short_name) : std::string(tp_name);
   throw UnsupportedData("cannot save an object of type " + name + " at " + writer.path_text() + (why.empty() ? "" : ": " + why));
 }
 
@@ -248,7 +250,8 @@ void SaveWalk::walk_array(PyObject* obj) {
   if (writer.seen(obj)) return;
   // Proposed, not claimed: a tensor that views another one's storage writes no data of its own.
   std::string name = writer.free_name();
-  nb::object entry = storable(obj, [&] { return hooks_.array_entry(nb::handle(obj), nb::str(name.data(), name.size()), context_); });
+  nb::object entry =
+      storable(obj, [&] { return hooks_.array_entry(nb::handle(obj), nb::str(name.data(), name.size()), context_); });
   // The tape views strings inside the entry's fields until the schema is rendered.
   keep_alive.push_back(entry);
   nb::tuple parts = nb::borrow<nb::tuple>(entry);
