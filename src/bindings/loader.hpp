@@ -147,6 +147,7 @@ class Loader {
   }
 
  private:
+  nb::object build_tracked(std::size_t i);
   nb::object build_any(std::size_t i);
   // One per shape of tagged node: build_tagged picks by kind.
   nb::object build_tagged(std::size_t i, Kind kind);
