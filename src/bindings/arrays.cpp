@@ -1,9 +1,6 @@
 // Turning the Python layer's (name, dtype, shape, ndarray) entries into core write requests, without copying data.
 #include <Python.h>
 
-#include <cstring>
-
-
 #include "bindings.hpp"
 
 namespace safestructures::bindings {
@@ -19,13 +16,17 @@ std::string utf8_of(nb::handle text, ErrorCode code, std::string_view what) {
   return std::string(data, static_cast<std::size_t>(size));
 }
 
+[[noreturn]] void bad_tensor(const std::string& name, const std::string& why) {
+  throw ArgumentError(ErrorCode::InvalidArgument, "tensor " + quote_name(name) + ": " + why);
+}
+
 std::uint64_t to_u64(nb::handle value, const std::string& name) {
   const long long v = PyLong_AsLongLong(value.ptr());
   if (v == -1 && PyErr_Occurred()) {
     PyErr_Clear();
-    throw ArgumentError(ErrorCode::InvalidArgument, "tensor " + quote_name(name) + ": shape dimension is not an integer");
+    bad_tensor(name, "shape dimension is not an integer");
   }
-  if (v < 0) throw ArgumentError(ErrorCode::InvalidArgument, "tensor " + quote_name(name) + ": negative shape dimension");
+  if (v < 0) bad_tensor(name, "negative shape dimension");
   return static_cast<std::uint64_t>(v);
 }
 
@@ -33,9 +34,7 @@ std::uint64_t to_u64(nb::handle value, const std::string& name) {
 // and DLPack) works for every dtype, ml_dtypes' bfloat16 and float8 types included.
 void read_array(nb::handle array, WriteTensor& t) {
   nb::object interface = nb::getattr(array, "__array_interface__", nb::none());
-  if (!nb::isinstance<nb::dict>(interface)) {
-    throw ArgumentError(ErrorCode::InvalidArgument, "tensor " + quote_name(t.name) + ": data is not a numpy array");
-  }
+  if (!nb::isinstance<nb::dict>(interface)) bad_tensor(t.name, "data is not a numpy array");
   nb::dict info = nb::borrow<nb::dict>(interface);
   nb::tuple data = nb::cast<nb::tuple>(info["data"]);
   t.data = reinterpret_cast<const std::byte*>(static_cast<std::uintptr_t>(nb::cast<unsigned long long>(data[0])));
@@ -49,22 +48,17 @@ void read_array(nb::handle array, WriteTensor& t) {
     for (std::uint64_t d : t.shape) elements *= d;
     const auto needed = dtype_storage_bytes(t.dtype, elements);
     if (itemsize != 1 || !info["strides"].is_none() || (needed && *needed != packed)) {
-      throw ArgumentError(ErrorCode::InvalidArgument, "tensor " + quote_name(t.name) + ": packed " + std::string(dtype_name(t.dtype)) + " data has the wrong size");
+      bad_tensor(t.name, "packed " + std::string(dtype_name(t.dtype)) + " data has the wrong size");
     }
     return;
   }
   if (itemsize * 8 != dtype_bits(t.dtype)) {
-    throw ArgumentError(ErrorCode::InvalidArgument, "tensor " + quote_name(t.name) + ": array items are " + std::to_string(itemsize) +
-                                                        " bytes, " + std::string(dtype_name(t.dtype)) + " needs " + std::to_string(dtype_bits(t.dtype) / 8));
+    bad_tensor(t.name, "array items are " + std::to_string(itemsize) + " bytes, " + std::string(dtype_name(t.dtype)) +
+                           " needs " + std::to_string(dtype_bits(t.dtype) / 8));
   }
-  if (shape.size() != t.shape.size()) {
-    throw ArgumentError(ErrorCode::InvalidArgument, "tensor " + quote_name(t.name) + ": shape does not match the array");
-  }
-  for (std::size_t i = 0; i < t.shape.size(); ++i) {
-    if (nb::cast<std::uint64_t>(shape[i]) != t.shape[i]) {
-      throw ArgumentError(ErrorCode::InvalidArgument, "tensor " + quote_name(t.name) + ": shape does not match the array");
-    }
-  }
+  std::vector<std::uint64_t> dims;
+  for (nb::handle d : shape) dims.push_back(nb::cast<std::uint64_t>(d));
+  if (dims != t.shape) bad_tensor(t.name, "shape does not match the array");
   nb::handle strides = info["strides"];
   if (!strides.is_none()) {
     for (nb::handle s : strides) t.strides.push_back(nb::cast<std::int64_t>(s));
@@ -78,7 +72,7 @@ WriteTensor make_write_tensor(nb::handle name, nb::handle dtype, nb::handle shap
   t.name = utf8_of(name, ErrorCode::InvalidName, "tensor name");
   const std::string dtype_text = nb::cast<std::string>(dtype);
   const auto parsed = parse_dtype(dtype_text);
-  if (!parsed) throw ArgumentError(ErrorCode::InvalidArgument, "tensor " + quote_name(t.name) + ": unknown dtype " + quote_name(dtype_text));
+  if (!parsed) bad_tensor(t.name, "unknown dtype " + quote_name(dtype_text));
   t.dtype = *parsed;
   for (nb::handle d : nb::cast<nb::tuple>(shape)) t.shape.push_back(to_u64(d, t.name));
   read_array(array, t);
@@ -97,9 +91,10 @@ std::vector<WriteTensor> make_write_tensors(nb::handle entries) {
   return tensors;
 }
 
-bool make_metadata(nb::handle metadata, Metadata& out) {
-  if (metadata.is_none()) return false;
+std::optional<Metadata> make_metadata(nb::handle metadata) {
+  if (metadata.is_none()) return std::nullopt;
   nb::dict dict = nb::cast<nb::dict>(metadata);
+  Metadata out;
   out.reserve(dict.size());
   for (auto [key, value] : dict) {
     if (!PyUnicode_Check(key.ptr()) || !PyUnicode_Check(value.ptr())) {
@@ -108,7 +103,7 @@ bool make_metadata(nb::handle metadata, Metadata& out) {
     }
     out.emplace_back(utf8_of(key, ErrorCode::InvalidMetadata, "metadata key"), utf8_of(value, ErrorCode::InvalidMetadata, "metadata value"));
   }
-  return true;
+  return out;
 }
 
 }  // namespace safestructures::bindings

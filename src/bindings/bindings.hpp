@@ -5,6 +5,7 @@
 #include <nanobind/stl/string.h>
 
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <utility>
@@ -29,6 +30,29 @@ class ArgumentError : public Error {
   ArgumentError(ErrorCode code, std::string message) : Error(code, std::move(message)) {}
 };
 
+// Runs `call`, translating a core error other than an I/O one into ArgumentError: what fails there (a bad name, a
+// header over the limit) is what the caller asked to write, not a file.
+template <class Call>
+decltype(auto) as_argument_error(Call&& call) {
+  try {
+    return call();
+  } catch (const Error& e) {
+    if (e.code() == ErrorCode::Io) throw;
+    throw ArgumentError(e);
+  }
+}
+
+// Pauses the cyclic garbage collector for a walk, restoring its state whatever happens. Walks create objects by the
+// thousand (a load its containers, a save the adapters' entries, kept alive until the file is written), none forming
+// garbage cycles that need collecting mid-walk; the collector scanning them over and over cost more than the walk
+// itself (a third of a 10,000-tensor save), as unpicklers also find.
+struct GcPause {
+  int was_enabled = PyGC_Disable();
+  ~GcPause() {
+    if (was_enabled) PyGC_Enable();
+  }
+};
+
 // Installs the one translator of core errors into the exception classes of safestructures._errors.
 void register_error_translator();
 
@@ -48,8 +72,8 @@ WriteTensor make_write_tensor(nb::handle name, nb::handle dtype, nb::handle shap
 // The same for a list of (name, dtype, shape, array) entries; the caller keeps the arrays alive.
 std::vector<WriteTensor> make_write_tensors(nb::handle entries);
 
-// Converts {str: str} (or None) into core metadata.
-bool make_metadata(nb::handle metadata, Metadata& out);
+// Converts {str: str} into core metadata; None gives none.
+std::optional<Metadata> make_metadata(nb::handle metadata);
 
 }  // namespace safestructures::bindings
 
@@ -61,15 +85,10 @@ struct SaveResult {
   std::vector<nb::object> keep_alive;
 };
 
-struct SaveWalkOptions {
-  std::uint32_t max_depth = default_max_depth;
-  // Per-save state of the framework adapters (e.g. which storages were already written), passed to array_entry.
-  nb::handle context;
-};
-
 // Walks `data` into a schema tape and tensors. Raises UnsupportedTypeError naming the type and the path,
-// InvalidArgumentError for nesting deeper than the limit.
-SaveResult walk_data(nb::handle data, const SaveWalkOptions& options);
+// InvalidArgumentError for nesting deeper than `max_depth`. `context` is the per-save state of the framework adapters
+// (e.g. which storages were already written), passed to array_entry.
+SaveResult walk_data(nb::handle data, std::uint32_t max_depth, nb::handle context);
 
 // A file (or a caller's buffer) tensors are read from, and the Python object arrays view to keep its bytes alive.
 struct Shard {

@@ -13,19 +13,14 @@ nb::object error_class(const char* name) {
 
 std::string py_text(nb::handle obj) {
   constexpr std::size_t max_bytes = 4000;
-  PyObject* text = PyObject_Str(obj.ptr());
-  if (text == nullptr) {
+  nb::object text = nb::steal(PyObject_Str(obj.ptr()));
+  nb::object bytes =
+      text.is_valid() ? nb::steal(PyUnicode_AsEncodedString(text.ptr(), "utf-8", "backslashreplace")) : nb::object();
+  if (!bytes.is_valid()) {
     PyErr_Clear();
     return std::string("<a ") + Py_TYPE(obj.ptr())->tp_name + " that cannot be shown>";
   }
-  PyObject* bytes = PyUnicode_AsEncodedString(text, "utf-8", "backslashreplace");
-  Py_DECREF(text);
-  if (bytes == nullptr) {
-    PyErr_Clear();
-    return std::string("<a ") + Py_TYPE(obj.ptr())->tp_name + " that cannot be shown>";
-  }
-  std::string out(PyBytes_AS_STRING(bytes), static_cast<std::size_t>(PyBytes_GET_SIZE(bytes)));
-  Py_DECREF(bytes);
+  std::string out(PyBytes_AS_STRING(bytes.ptr()), static_cast<std::size_t>(PyBytes_GET_SIZE(bytes.ptr())));
   if (out.size() > max_bytes) {
     std::size_t cut = max_bytes;
     while (cut > 0 && (static_cast<unsigned char>(out[cut]) & 0xC0) == 0x80) --cut;  // not inside a UTF-8 sequence

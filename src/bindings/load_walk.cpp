@@ -35,20 +35,10 @@ void Loader::expose_where() {
 void Loader::restore_where() noexcept {
   if (!where_set_) return;
   // An error on its way out of the load stays the one raised.
-#if PY_VERSION_HEX >= 0x030C0000
-  PyObject* raised = PyErr_GetRaisedException();
-#else
-  PyObject *type, *value, *traceback;
-  PyErr_Fetch(&type, &value, &traceback);
-#endif
+  nb::error_scope raised;
   const int failed = where_before_.is_valid() ? PyDict_SetItemString(context_.ptr(), "where", where_before_.ptr())
                                               : PyDict_DelItemString(context_.ptr(), "where");
   if (failed != 0) PyErr_Clear();
-#if PY_VERSION_HEX >= 0x030C0000
-  PyErr_SetRaisedException(raised);
-#else
-  PyErr_Restore(type, value, traceback);
-#endif
 }
 
 nb::object Loader::call_python(const char* what, const std::function<nb::object()>& call) {
@@ -153,17 +143,12 @@ nb::object Loader::defined_elsewhere(std::int64_t id) {
     invalid("ref to #" + std::to_string(id) + ", which is part of a cycle through an immutable object");
   }
   building_elsewhere_.push_back(id);
-  struct Leave {
-    std::vector<std::int64_t>& ids;
-    ~Leave() { ids.pop_back(); }
-  } leave{building_elsewhere_};
+  OnExit leave{[this] { building_elsewhere_.pop_back(); }};
   build(at);
   IdTable::Entry* entry = ids_.find(id);
   if (entry == nullptr) invalid("ref to #" + std::to_string(id) + ", which is part of a cycle through an immutable object");
   return entry->object;
 }
-
-bool Loader::inside_plugin(std::size_t i) { return index_->in_plugin[i]; }
 
 nb::object Loader::key_object(std::string_view key) {
   // Records share their keys: one str object per distinct key, as pickle's memo gives, saves a decode and an
@@ -206,6 +191,15 @@ nb::object Loader::build(std::size_t i) {
   return out;
 }
 
+nb::object Loader::build_tracked(std::size_t i) {
+  if (i != target_) return build_any(i);
+  ++target_builds_;
+  OnExit leave{[this] { --target_builds_; }};
+  nb::object out = build_any(i);
+  if (target_builds_ > 1 && !inner_target_.is_valid()) inner_target_ = out;
+  return out;
+}
+
 std::uint64_t Loader::expanded_size(std::size_t i) {
   const Node& top = tape_[i];
   const std::size_t end = top.kind == NodeKind::Array || top.kind == NodeKind::Object ? top.end : i + 1;
@@ -244,18 +238,6 @@ std::uint64_t Loader::expanded_size(std::size_t i) {
   return total;
 }
 
-nb::object Loader::build_tracked(std::size_t i) {
-  if (i != target_) return build_any(i);
-  ++target_builds_;
-  struct Leave {
-    std::uint32_t& builds;
-    ~Leave() { --builds; }
-  } leave{target_builds_};
-  nb::object out = build_any(i);
-  if (target_builds_ > 1 && !inner_target_.is_valid()) inner_target_ = out;
-  return out;
-}
-
 nb::object Loader::build_any(std::size_t i) {
   const Node& n = tape_[i];
   switch (n.kind) {
@@ -278,10 +260,7 @@ nb::object Loader::build_any(std::size_t i) {
   if (depth_ >= max_depth_) invalid("the data nests deeper than the limit of " + std::to_string(max_depth_) + " levels", ErrorCode::NestingTooDeep);
   if (stack_nearly_exhausted()) invalid("the data nests deeper than this thread's stack can walk", ErrorCode::NestingTooDeep);
   ++depth_;
-  struct Leave {
-    std::uint32_t& depth;
-    ~Leave() { --depth; }
-  } leave{depth_};
+  OnExit leave{[this] { --depth_; }};
   if (n.kind == NodeKind::Object) {
     if (tag.empty()) return build_plain_object(i);
     if (!kind) invalid("unknown tag " + quote_name(tag));
@@ -299,7 +278,7 @@ nb::object Loader::build_any(std::size_t i) {
 
 }  // namespace load_walk
 
-using load_walk::GcPause;
+using load_walk::HashRuns;
 using load_walk::Loader;
 
 TensorSource::Found TensorSource::find(std::string_view name) const {

@@ -111,17 +111,13 @@ nb::object Loader::build_tagged(std::size_t i, Kind kind) {
     case Kind::OrderedDict:
     case Kind::Counter:
     case Kind::DefaultDict: return build_mapping(i, kind);
-    case Kind::BigInt: return big_int(i);
-    case Kind::Float: return tagged_float(i);
-    case Kind::String: return tagged_str(i);
+    case Kind::BigInt:
+    case Kind::Float:
+    case Kind::String: return tagged_scalar(i, kind);
     case Kind::Bytes:
-    case Kind::ByteArray: {
-      nb::object value = bytes_value(i, kind == Kind::ByteArray);
-      define(i, value);
-      return value;
-    }
+    case Kind::ByteArray:
     case Kind::Tensor: {
-      nb::object value = tensor(i);
+      nb::object value = kind == Kind::Tensor ? tensor(i) : bytes_value(i, kind == Kind::ByteArray);
       define(i, value);
       return value;
     }
@@ -133,13 +129,11 @@ nb::object Loader::follow_ref(std::size_t i) {
   const std::size_t at = tape_.member(i, id_member);
   if (at == Tape::npos || tape_[at].kind != NodeKind::Int) invalid("a ref needs an integer \"#\"");
   const std::int64_t id = tape_[at].integer;
-  if (!ids_.in_range(id)) invalid("ref to #" + std::to_string(id) + ", which is not defined before this point");
-  IdTable::Entry* entry = ids_.find(id);
-  if (entry == nullptr) {
-    if (index_ == nullptr) invalid("ref to #" + std::to_string(id) + ", which is not defined before this point");
-    return defined_elsewhere(id);
+  if (IdTable::Entry* entry = ids_.find(id)) return entry->object;
+  if (index_ == nullptr || !ids_.in_range(id)) {
+    invalid("ref to #" + std::to_string(id) + ", which is not defined before this point");
   }
-  return entry->object;
+  return defined_elsewhere(id);
 }
 
 nb::object Loader::build_appended(std::size_t i, Kind kind) {
@@ -237,29 +231,21 @@ nb::object Loader::build_mapping(std::size_t i, Kind kind) {
   return mapping;
 }
 
-nb::object Loader::big_int(std::size_t i) {
+nb::object Loader::tagged_scalar(std::size_t i, Kind kind) {
   std::string why;
-  const std::optional<std::string_view> hex = tree_.big_int_hex(i, why);
-  if (!hex) invalid(why);
-  PyObject* value = PyLong_FromString(std::string(*hex).c_str(), nullptr, 16);
-  if (value == nullptr) throw nb::python_error();
-  return nb::steal(value);
-}
-
-nb::object Loader::tagged_float(std::size_t i) {
-  std::string why;
-  const std::optional<double> value = tree_.special_float(i, why);
-  if (!value) invalid(why);
-  return nb::steal(PyFloat_FromDouble(*value));
-}
-
-nb::object Loader::tagged_str(std::size_t i) {
-  std::string why;
-  std::vector<std::uint32_t> points;
-  if (!tree_.code_points(i, points, why)) invalid(why);
-  PyObject* s = PyUnicode_FromKindAndData(PyUnicode_4BYTE_KIND, points.data(), static_cast<Py_ssize_t>(points.size()));
-  if (s == nullptr) throw nb::python_error();
-  return nb::steal(s);
+  PyObject* out = nullptr;
+  if (kind == Kind::BigInt) {
+    if (const std::optional<std::string_view> hex = tree_.big_int_hex(i, why)) {
+      out = PyLong_FromString(std::string(*hex).c_str(), nullptr, 16);
+    }
+  } else if (kind == Kind::Float) {
+    if (const std::optional<double> value = tree_.special_float(i, why)) out = PyFloat_FromDouble(*value);
+  } else if (std::vector<std::uint32_t> points; tree_.code_points(i, points, why)) {
+    out = PyUnicode_FromKindAndData(PyUnicode_4BYTE_KIND, points.data(), static_cast<Py_ssize_t>(points.size()));
+  }
+  if (out != nullptr) return nb::steal(out);
+  if (PyErr_Occurred()) throw nb::python_error();
+  invalid(why);
 }
 
 nb::object Loader::construct(std::size_t i, Kind kind) {
@@ -270,7 +256,7 @@ nb::object Loader::construct(std::size_t i, Kind kind) {
   // A "nested" node only stands for a child a 1.0.0-style plugin put into its value; anywhere else it would hand
   // the loader's internal wrapper to the caller.
   const bool plugin = kind == Kind::Plugin;
-  if (kind == Kind::Nested && plugin_depth_ == 0 && index_ != nullptr && inside_plugin(i)) {
+  if (kind == Kind::Nested && plugin_depth_ == 0 && index_ != nullptr && index_->in_plugin[i]) {
     // A partial load of a part of a plugin's value, without the plugin node around it: each nested value is itself,
     // as in the record a load without the plugin makes.
     const std::size_t v = tape_.member(i, "v");
@@ -279,11 +265,7 @@ nb::object Loader::construct(std::size_t i, Kind kind) {
   }
   if (kind == Kind::Nested && plugin_depth_ == 0) invalid("a \"nested\" node may only appear inside a plugin node's value");
   plugin_depth_ += plugin;
-  struct Leave {
-    std::uint32_t& depth;
-    bool active;
-    ~Leave() { depth -= active; }
-  } leave{plugin_depth_, plugin};
+  OnExit leave{[this, plugin] { plugin_depth_ -= plugin; }};
   nb::dict fields;
   tree_.for_each_field(i, [&](std::string_view key, std::size_t v) {
     if (is_ref(v) && own_field(kind, key)) {

@@ -1,11 +1,17 @@
 // The load walk's Loader, shared by its two files: load_walk.cpp (containers, references, entry points) and
 // load_walk_tagged.cpp (tagged nodes: collections, tagged scalars, tensors, bytes, what Python constructs). It reads
-// the tree through the core's TreeReader (kinds, fields, the reference index of partial loads).
+// the tree through the core's TreeReader (kinds, fields, the reference index of partial loads); and what keeps a
+// load's work bounded by its file: objects by reference id with the size of their expansion, the budget for hashing
+// shared structure, and the cap on keys of one hash value in a mapping or set.
 #pragma once
 
 #include <Python.h>
 
+#include <algorithm>
+#include <array>
+#include <cstdint>
 #include <functional>
+#include <limits>
 #include <string>
 #include <string_view>
 #include <optional>
@@ -14,13 +20,96 @@
 
 #include "bindings.hpp"
 #include "hooks.hpp"
-#include "load_bounds.hpp"
 #include "safestructures/tree_reader.hpp"
 
 namespace safestructures::bindings::load_walk {
 
-// The format's kinds (hooks.hpp's Kind is the save walk's).
-using Kind = safestructures::Kind;
+inline std::uint64_t saturating_add(std::uint64_t a, std::uint64_t b) {
+  return a > std::numeric_limits<std::uint64_t>::max() - b ? std::numeric_limits<std::uint64_t>::max() : a + b;
+}
+
+// The objects defined so far, by reference id, each with its expanded size: the nodes a walk of the object visits
+// when every reference under it is followed (what hashing or comparing it costs). A whole load indexes a vector by
+// id, grown to the largest id defined (ids count the objects referenced twice, usually few, so the vector is not
+// sized to the file); a partial load, which touches few ids of what may be a large file, a hash map (so that
+// building many small parts, as describe() does, stays linear in the file).
+class IdTable {
+ public:
+  struct Entry {
+    nb::object object;
+    std::uint64_t size = 1;
+  };
+
+  IdTable(std::size_t ids, bool sparse) : limit_(ids), sparse_(sparse) {}
+
+  // Whether `id` is one a file of this many nodes may define (1 to the node count).
+  bool in_range(std::int64_t id) const { return id >= 1 && static_cast<std::uint64_t>(id) < limit_; }
+
+  // The entry of a defined id, or nullptr.
+  Entry* find(std::int64_t id) {
+    if (!in_range(id)) return nullptr;
+    if (!sparse_) {
+      const auto k = static_cast<std::size_t>(id);
+      return k < dense_.size() && dense_[k].object.is_valid() ? &dense_[k] : nullptr;
+    }
+    const auto it = sparse_map_.find(id);
+    return it == sparse_map_.end() ? nullptr : &it->second;
+  }
+
+  // The entry of an id in range, created empty when new. Growing the table moves its entries: hold ids, not
+  // entries, across anything that may define another id.
+  Entry& slot(std::int64_t id) {
+    if (sparse_) return sparse_map_[id];
+    const auto k = static_cast<std::size_t>(id);
+    if (k >= dense_.size()) dense_.resize(std::max(k + 1, std::min(limit_, 2 * dense_.size())));
+    return dense_[k];
+  }
+
+ private:
+  std::size_t limit_;
+  bool sparse_;
+  std::vector<Entry> dense_;
+  std::unordered_map<std::int64_t, Entry> sparse_map_;
+};
+
+// Counts the hash values of one mapping's keys or one set's items. Python keeps keys of one hash value on one probe
+// sequence, so each insertion compares with every key of that value already there: a crafted run of equal hashes
+// (big ints k * (2**61 - 1) all hash to 0) makes building the mapping quadratic. Nothing is counted until the
+// container outgrows the longest run allowed, so small containers cost nothing.
+class HashRuns {
+ public:
+  static constexpr std::uint32_t max_run = 32;
+
+  // False when `hash` is now the hash of more than max_run keys.
+  bool add(Py_hash_t hash) {
+    if (counts_.empty()) {
+      if (seen_ < max_run) {
+        first_[seen_++] = hash;
+        return true;
+      }
+      for (const Py_hash_t h : first_) ++counts_[h];
+    }
+    return ++counts_[hash] <= max_run;
+  }
+
+ private:
+  std::array<Py_hash_t, max_run> first_{};
+  std::uint32_t seen_ = 0;
+  std::unordered_map<Py_hash_t, std::uint32_t> counts_;
+};
+
+// The nodes a load may walk in hashing and comparing keys, set items and the like, beyond its own walk of the schema:
+// generous for any real data (whose keys are small and mostly unshared), and still linear in the file, where a key
+// built from shared references (each level holding the one below twice) would expand exponentially.
+inline std::uint64_t hash_budget(std::size_t nodes) { return saturating_add(16 * static_cast<std::uint64_t>(nodes), std::uint64_t{1} << 20); }
+
+
+// Runs `f` when the scope ends, however it ends.
+template <class F>
+struct OnExit {
+  F f;
+  ~OnExit() { f(); }
+};
 
 struct LoadPath {
   enum class Type { Key, Index, Field } type;
@@ -41,8 +130,6 @@ class Loader {
   Loader& operator=(const Loader&) = delete;
 
   nb::object build(std::size_t i);
-  // A partial load's target: the node the caller asked for (see build_target). One loader may build several targets
-  // in turn (a walk over many nodes): what they share is built once.
   // A partial load's target that is a key of a mapping (a walk listing keys): hashed as a whole load hashes keys,
   // within the same budget and cap on equal hashes, so that the caller may put it in a dict.
   nb::object build_key(std::size_t i, HashRuns& runs) {
@@ -50,6 +137,8 @@ class Loader {
     check_hashable(key, i, runs, "key", "cannot use this key: ");
     return key;
   }
+  // A partial load's target: the node the caller asked for. One loader may build several targets in turn (a walk over
+  // many nodes): what they share is built once.
   nb::object build_target(std::size_t i) {
     target_ = i;
     inner_target_ = nb::object();
@@ -67,9 +156,8 @@ class Loader {
   nb::object build_tuple(std::size_t i);
   nb::object build_set(std::size_t i, Kind kind);
   nb::object build_mapping(std::size_t i, Kind kind);
-  nb::object big_int(std::size_t i);
-  nb::object tagged_float(std::size_t i);
-  nb::object tagged_str(std::size_t i);
+  // An int beyond int64, a float JSON cannot hold, a str that is not valid UTF-8: as the tree reader decodes them.
+  nb::object tagged_scalar(std::size_t i, Kind kind);
   // Everything else, through the fixed table of Python constructors.
   nb::object construct(std::size_t i, Kind kind);
   nb::object build_plain_object(std::size_t i);
@@ -97,8 +185,6 @@ class Loader {
   nb::object tensor(std::size_t i);
   TensorSource::Found find_tensor(std::string_view name);
   nb::object defined_elsewhere(std::int64_t id);
-  // Whether node `i` lies inside the value of a plugin node (partial loads, which may start inside one).
-  bool inside_plugin(std::size_t i);
   nb::object bytes_value(std::size_t i, bool mutable_copy);
   std::string_view string_field(std::size_t object, std::string_view key);
   void define(std::size_t object, const nb::object& value);
@@ -182,14 +268,5 @@ inline bool is_leaf(Kind kind) {
     default: return false;
   }
 }
-
-// Building creates container objects by the thousand; letting the cyclic GC scan them over and over as they are made
-// costs more than the build itself (as unpicklers also find). Its state is restored, whatever happens.
-struct GcPause {
-  int was_enabled = PyGC_Disable();
-  ~GcPause() {
-    if (was_enabled) PyGC_Enable();
-  }
-};
 
 }  // namespace safestructures::bindings::load_walk

@@ -1,10 +1,10 @@
-// The safestructures._core extension: error translation, the mapped-file buffer, flat read and write entry points.
+// The safestructures._core extension: the mapped-file buffer, the entry points, the storage of the Python layer's
+// hooks.
 #include <Python.h>
 #include <nanobind/nanobind.h>
 #include <nanobind/stl/filesystem.h>
 #include <nanobind/stl/string.h>
 
-#include <cstring>
 #include <limits>
 #include <memory>
 #include <optional>
@@ -22,26 +22,24 @@ using namespace nb::literals;
 namespace safestructures::bindings {
 namespace {
 
-// Exposes a reader's bytes through the buffer protocol, so numpy arrays can view the mapping directly and keep it
-// alive through their base object.
+// The hooks, set once at import and deliberately leaked: destroying Python objects after the interpreter has
+// finalized would crash at exit.
+Hooks* installed = nullptr;
+
+// Exposes a reader's bytes (a private copy-on-write mapping, so writable) through the buffer protocol, so numpy
+// arrays can view the mapping directly and keep it alive through their base object.
 struct FileBuffer {
   std::shared_ptr<const void> owner;
   std::byte* data = nullptr;
   std::size_t size = 0;
-  bool writable = false;
 };
 
 int file_buffer_getbuffer(PyObject* self, Py_buffer* view, int flags) {
   FileBuffer* buffer = nb::inst_ptr<FileBuffer>(self);
-  if ((flags & PyBUF_WRITABLE) && !buffer->writable) {
-    PyErr_SetString(PyExc_BufferError, "the file buffer is read-only");
-    view->obj = nullptr;
-    return -1;
-  }
   // A zero-length file still needs a valid pointer for numpy.
   static char empty = 0;
   void* data = buffer->data ? static_cast<void*>(buffer->data) : static_cast<void*>(&empty);
-  return PyBuffer_FillInfo(view, self, data, static_cast<Py_ssize_t>(buffer->size), buffer->writable ? 0 : 1, flags);
+  return PyBuffer_FillInfo(view, self, data, static_cast<Py_ssize_t>(buffer->size), 0, flags);
 }
 
 PyType_Slot file_buffer_slots[] = {
@@ -50,6 +48,19 @@ PyType_Slot file_buffer_slots[] = {
 };
 
 }  // namespace
+
+const Hooks& hooks() {
+  if (installed == nullptr) throw nb::type_error("safestructures._core hooks are not installed; import safestructures first");
+  return *installed;
+}
+
+void set_hooks(nb::dict given) {
+  installed = new Hooks{
+      given["classify"],          given["reduce"],      given["array_entry"], given["factory_name"],
+      given["construct"],         given["factories"],   given["make_tensor"], given["ordered_dict_type"],
+      given["defaultdict_type"],  given["deque_type"],  given["counter_type"],
+  };
+}
 
 nb::object metadata_to_python(const Header& header, const Metadata& metadata) {
   if (!header.has_metadata) return nb::none();
@@ -79,7 +90,7 @@ std::pair<Reader, nb::object> open_mapped(const std::filesystem::path& path, std
   }
   // Reader::open always owns a MappedFile; only the mapping needs to outlive this call, not the parsed header.
   const auto mapping = std::static_pointer_cast<const MappedFile>(reader->owner());
-  nb::object buffer = nb::cast(FileBuffer{reader->owner(), mapping->bytes().data(), mapping->bytes().size(), true});
+  nb::object buffer = nb::cast(FileBuffer{reader->owner(), mapping->bytes().data(), mapping->bytes().size()});
   return {std::move(*reader), buffer};
 }
 
@@ -99,74 +110,57 @@ nb::tuple py_read_bytes(nb::handle data, std::uint64_t max_header_size) {
   return nb::make_tuple(metadata_to_python(reader.header()), tensor_table(reader.header()));
 }
 
+// A bytes object of `size` bytes that `fill` writes into with the GIL released: the file's bytes are never held twice.
+template <class Fill>
+nb::bytes filled_bytes(std::uint64_t size, Fill&& fill) {
+  PyObject* out = PyBytes_FromStringAndSize(nullptr, static_cast<Py_ssize_t>(size));
+  if (out == nullptr) throw nb::python_error();
+  nb::bytes result = nb::steal<nb::bytes>(out);
+  nb::gil_scoped_release release;
+  fill(std::span<std::byte>(reinterpret_cast<std::byte*>(PyBytes_AS_STRING(out)), size));
+  return result;
+}
+
 void py_write_file(const std::filesystem::path& path, nb::handle entries, nb::handle metadata, bool fsync) {
   const std::vector<WriteTensor> tensors = make_write_tensors(entries);
-  Metadata meta;
-  const bool has_metadata = make_metadata(metadata, meta);
+  const std::optional<Metadata> meta = make_metadata(metadata);
   nb::gil_scoped_release release;
-  try {
-    write_file(path, tensors, has_metadata ? &meta : nullptr, WriteOptions{fsync});
-  } catch (const Error& e) {
-    if (e.code() == ErrorCode::Io) throw;
-    throw ArgumentError(e);
-  }
+  as_argument_error([&] { write_file(path, tensors, meta ? &*meta : nullptr, WriteOptions{fsync}); });
 }
 
 nb::bytes py_write_bytes(nb::handle entries, nb::handle metadata) {
   const std::vector<WriteTensor> tensors = make_write_tensors(entries);
-  Metadata meta;
-  const bool has_metadata = make_metadata(metadata, meta);
-  Layout layout;
-  try {
-    layout = plan_layout(tensors, has_metadata ? &meta : nullptr);
-  } catch (const Error& e) {
-    throw ArgumentError(e);
-  }
-  // Filled in place: the file's bytes are never held twice.
-  PyObject* out = PyBytes_FromStringAndSize(nullptr, static_cast<Py_ssize_t>(layout.file_size()));
-  if (out == nullptr) throw nb::python_error();
-  nb::bytes result = nb::steal<nb::bytes>(out);
-  {
-    nb::gil_scoped_release release;
-    write_into({reinterpret_cast<std::byte*>(PyBytes_AS_STRING(out)), layout.file_size()}, layout, tensors);
-  }
-  return result;
+  const std::optional<Metadata> meta = make_metadata(metadata);
+  const Layout layout = as_argument_error([&] { return plan_layout(tensors, meta ? &*meta : nullptr); });
+  return filled_bytes(layout.file_size(), [&](std::span<std::byte> out) { write_into(out, layout, tensors); });
+}
+
+Dtype sub_byte_dtype(const std::string& dtype) {
+  const auto d = parse_dtype(dtype);
+  if (!d) throw ArgumentError(ErrorCode::InvalidArgument, "unknown dtype " + quote_name(dtype));
+  return *d;
 }
 
 nb::bytes pack_sub_byte_py(const std::string& dtype, nb::bytes codes) {
-  const auto d = parse_dtype(dtype);
-  if (!d) throw ArgumentError(ErrorCode::InvalidArgument, "unknown dtype " + quote_name(dtype));
-  std::vector<std::byte> packed;
-  try {
-    packed = pack_sub_byte(*d, {reinterpret_cast<const std::uint8_t*>(codes.c_str()), codes.size()});
-  } catch (const Error& e) {
-    throw ArgumentError(e);
-  }
+  const std::vector<std::byte> packed = as_argument_error([&] {
+    return pack_sub_byte(sub_byte_dtype(dtype), {reinterpret_cast<const std::uint8_t*>(codes.c_str()), codes.size()});
+  });
   return nb::bytes(reinterpret_cast<const char*>(packed.data()), packed.size());
 }
 
 nb::bytes unpack_sub_byte_py(const std::string& dtype, nb::bytes packed, std::uint64_t elements) {
-  const auto d = parse_dtype(dtype);
-  if (!d) throw ArgumentError(ErrorCode::InvalidArgument, "unknown dtype " + quote_name(dtype));
-  std::vector<std::uint8_t> codes;
-  try {
-    codes = unpack_sub_byte(*d, {reinterpret_cast<const std::byte*>(packed.c_str()), packed.size()}, elements);
-  } catch (const Error& e) {
-    throw ArgumentError(e);
-  }
+  const std::vector<std::uint8_t> codes = as_argument_error([&] {
+    const std::span<const std::byte> bytes(reinterpret_cast<const std::byte*>(packed.c_str()), packed.size());
+    return unpack_sub_byte(sub_byte_dtype(dtype), bytes, elements);
+  });
   return nb::bytes(reinterpret_cast<const char*>(codes.data()), codes.size());
 }
 
 StructuredLayout plan_save(nb::handle data, nb::handle metadata, std::uint32_t max_depth, std::uint64_t max_header_size,
                            nb::handle context, SaveResult& walked) {
-  Metadata meta;
-  make_metadata(metadata, meta);
-  walked = walk_data(data, SaveWalkOptions{max_depth, context});
-  try {
-    return std::move(walked.tree).plan(meta, max_header_size);
-  } catch (const Error& e) {
-    throw ArgumentError(e);
-  }
+  const Metadata meta = make_metadata(metadata).value_or(Metadata{});
+  walked = walk_data(data, max_depth, context);
+  return as_argument_error([&] { return std::move(walked.tree).plan(meta, max_header_size); });
 }
 
 void py_save_file(nb::handle data, const std::filesystem::path& path, nb::handle metadata, std::uint32_t max_depth, bool fsync,
@@ -174,56 +168,37 @@ void py_save_file(nb::handle data, const std::filesystem::path& path, nb::handle
   SaveResult walked;
   const StructuredLayout plan = plan_save(data, metadata, max_depth, max_header_size, context, walked);
   nb::gil_scoped_release release;
-  try {
-    write_structured(path, plan, WriteOptions{fsync});
-  } catch (const Error& e) {
-    if (e.code() == ErrorCode::Io) throw;
-    throw ArgumentError(e);
-  }
+  as_argument_error([&] { write_structured(path, plan, WriteOptions{fsync}); });
 }
 
 nb::bytes py_save_bytes(nb::handle data, nb::handle metadata, std::uint32_t max_depth, std::uint64_t max_header_size,
                         nb::handle context) {
   SaveResult walked;
   const StructuredLayout plan = plan_save(data, metadata, max_depth, max_header_size, context, walked);
-  PyObject* out = PyBytes_FromStringAndSize(nullptr, static_cast<Py_ssize_t>(plan.layout.file_size()));
-  if (out == nullptr) throw nb::python_error();
-  nb::bytes result = nb::steal<nb::bytes>(out);
-  {
-    nb::gil_scoped_release release;
-    write_structured_into({reinterpret_cast<std::byte*>(PyBytes_AS_STRING(out)), plan.layout.file_size()}, plan);
-  }
-  return result;
+  return filled_bytes(plan.layout.file_size(), [&](std::span<std::byte> out) { write_structured_into(out, plan); });
 }
 
-// The tensors of `data` written as the shards of a sharded save, each to a temporary name in `directory`, for the
-// caller to rename once the index is written too. Tensors go into shards in walk order, a new shard starting where
-// the next tensor would take the current one over `max_shard_size` (a larger tensor gets a shard of its own).
-// Returns (schema document, [temporary path of each shard, in order], [(tensor name, shard number)], total tensor
-// bytes); the shards' names in the Hugging Face convention are the caller's (_sharded.shard_name).
+// Tensors go into shards in walk order, a new shard starting where the next tensor would take the current one over
+// `max_shard_size` (a larger tensor gets a shard of its own). The shards' names in the Hugging Face convention are the
+// caller's (_sharded.shard_name).
 nb::tuple py_save_sharded(nb::handle data, const std::filesystem::path& directory, const std::string& prefix, const std::string& save_id,
                           std::uint32_t max_depth,
                           std::uint64_t max_shard_size, bool fsync, nb::handle context) {
-  SaveResult walked = walk_data(data, SaveWalkOptions{max_depth, context});
+  SaveResult walked = walk_data(data, max_depth, context);
   const std::vector<WriteTensor>& tensors = walked.tree.tensors;
-  Layout whole;
-  try {
-    whole = plan_layout(tensors, nullptr, std::numeric_limits<std::uint64_t>::max());
-  } catch (const Error& e) {
-    throw ArgumentError(e);
-  }
+  const std::uint64_t unlimited = std::numeric_limits<std::uint64_t>::max();
+  const Layout whole = as_argument_error([&] { return plan_layout(tensors, nullptr, unlimited); });
   std::vector<std::vector<WriteTensor>> shards(1);
-  std::vector<std::uint64_t> shard_bytes(1, 0);
   nb::list weight_map;
-  std::uint64_t total = 0;
+  std::uint64_t total = 0, shard_size = 0;
   for (std::size_t i = 0; i < tensors.size(); ++i) {
     const std::uint64_t size = whole.sizes[i];
-    if (!shards.back().empty() && shard_bytes.back() + size > max_shard_size) {
+    if (!shards.back().empty() && shard_size + size > max_shard_size) {
       shards.emplace_back();
-      shard_bytes.push_back(0);
+      shard_size = 0;
     }
     shards.back().push_back(tensors[i]);
-    shard_bytes.back() += size;
+    shard_size += size;
     total += size;
     weight_map.append(nb::make_tuple(nb::str(tensors[i].name.data(), tensors[i].name.size()), shards.size() - 1));
   }
@@ -234,7 +209,6 @@ nb::tuple py_save_sharded(nb::handle data, const std::filesystem::path& director
   std::vector<std::filesystem::path> written;
   try {
     for (std::size_t k = 0; k < shards.size(); ++k) {
-      // The caller renames it to the convention's name once the index is written too.
       const std::filesystem::path temp = directory / ("." + prefix + "-" + std::to_string(k + 1) + "." + save_id + ".partial");
       {
         nb::gil_scoped_release release;
@@ -369,12 +343,4 @@ NB_MODULE(_core, m) {
         "max_header_size"_a = default_max_header_size, "context"_a.none() = nb::none(),
         "Load from a buffer: (True, data, user metadata) or (False, tensor table, metadata); arrays view `data`.");
   register_lazy_file(m);
-  m.def("error_code_names", [] {
-    nb::list names;
-    for (int c = 0; c <= static_cast<int>(ErrorCode::NotARegularFile); ++c) {
-      const auto name = error_code_name(static_cast<ErrorCode>(c));
-      names.append(nb::str(name.data(), name.size()));
-    }
-    return names;
-  }, "The names of the core's error codes, in declaration order.");
 }

@@ -11,19 +11,11 @@
 namespace safestructures::bindings {
 namespace {
 
+// A key as UTF-8 (str() of a key that is not a str), "?" when it has none.
 std::string key_text(PyObject* key) {
-  if (PyUnicode_Check(key)) {
-    Py_ssize_t size = 0;
-    if (const char* s = PyUnicode_AsUTF8AndSize(key, &size)) return std::string(s, static_cast<std::size_t>(size));
-    PyErr_Clear();
-  }
-  nb::object text = nb::steal(PyObject_Str(key));
-  if (!text.is_valid()) {
-    PyErr_Clear();
-    return "?";
-  }
+  nb::object text = PyUnicode_Check(key) ? nb::borrow(key) : nb::steal(PyObject_Str(key));
   Py_ssize_t size = 0;
-  const char* s = PyUnicode_AsUTF8AndSize(text.ptr(), &size);
+  const char* s = text.is_valid() ? PyUnicode_AsUTF8AndSize(text.ptr(), &size) : nullptr;
   if (s == nullptr) {
     PyErr_Clear();
     return "?";
@@ -35,7 +27,8 @@ PyObject* py(const void* obj) { return static_cast<PyObject*>(const_cast<void*>(
 
 class SaveWalk final : public NodeText {
  public:
-  explicit SaveWalk(const SaveWalkOptions& options) : writer(options.max_depth, *this), hooks_(hooks()), context_(options.context) {}
+  SaveWalk(std::uint32_t max_depth, nb::handle context)
+      : writer(max_depth, *this), hooks_(hooks()), context_(context) {}
 
   void walk(PyObject* obj);
   TreeWriter writer;
@@ -59,7 +52,7 @@ class SaveWalk final : public NodeText {
   void walk_sequence(PyObject* obj, Kind kind, bool immutable);
   void walk_bytes(PyObject* obj, Kind kind, const char* data, Py_ssize_t size, bool is_mutable);
   void walk_uncommon(PyObject* obj);
-  void walk_mapping(PyObject* obj, Kind kind, nb::handle factory);
+  void walk_mapping(PyObject* obj, Kind kind);
   void walk_array(PyObject* obj);
   void walk_reduced(PyObject* obj);
 
@@ -68,6 +61,18 @@ class SaveWalk final : public NodeText {
     walk(value);
     writer.pop();
     writer.tape.count_child(container_at);
+  }
+  // A field written before "items" (a deque's "maxlen", a defaultdict's "factory"): None, an int or a str.
+  void leading_field(std::size_t at, std::string_view name, nb::handle value);
+  // Calls a hook about `obj`; a TypeError from it (the object cannot be stored) becomes UnsupportedData.
+  template <class Call>
+  nb::object storable(PyObject* obj, Call&& call) {
+    try {
+      return call();
+    } catch (nb::python_error& e) {
+      if (!e.matches(PyExc_TypeError)) throw;
+      unsupported(obj, py_text(e.value()));
+    }
   }
   [[noreturn]] void unsupported(PyObject* obj, const std::string& why = {});
 
@@ -78,11 +83,11 @@ class SaveWalk final : public NodeText {
 void SaveWalk::unsupported(PyObject* obj, const std::string& why) {
   PyTypeObject* type = Py_TYPE(obj);
   nb::object module = nb::getattr(nb::handle(reinterpret_cast<PyObject*>(type)), "__module__", nb::str("?"));
-  std::string name = nb::isinstance<nb::str>(module) ? py_text(module) + "." : std::string();
-  name += type->tp_name;
-  if (const auto dot = std::string_view(type->tp_name).rfind('.'); dot != std::string_view::npos && name.find(type->tp_name) != 0) {
-    name = py_text(module) + "." + (type->tp_name + dot + 1);
-  }
+  // A static type's tp_name holds its module too ("numpy.ndarray"): the name after its last dot.
+  const std::string_view tp_name = type->tp_name;
+  const std::string_view short_name = tp_name.substr(tp_name.rfind('.') + 1);
+  const std::string name =
+      nb::isinstance<nb::str>(module) ? py_text(module) + "." + std::string(short_name) : std::string(tp_name);
   throw UnsupportedData("cannot save an object of type " + name + " at " + writer.path_text() + (why.empty() ? "" : ": " + why));
 }
 
@@ -155,7 +160,7 @@ void SaveWalk::walk_dict(PyObject* obj) {
     const char* s = PyUnicode_CheckExact(key) ? PyUnicode_AsUTF8AndSize(key, &size) : nullptr;
     if (s == nullptr) PyErr_Clear();
     // "$" marks tagged objects, and a plain object's keys are UTF-8 strings: any other dict is written as pairs.
-    if (s == nullptr || std::string_view(s, static_cast<std::size_t>(size)) == tag_member) return walk_mapping(obj, Kind::Dict, {});
+    if (s == nullptr || std::string_view(s, static_cast<std::size_t>(size)) == tag_member) return walk_mapping(obj, Kind::Dict);
   }
   const std::size_t at = writer.tape.begin_object();
   writer.enter(obj, at, false);
@@ -172,18 +177,15 @@ void SaveWalk::walk_dict(PyObject* obj) {
 }
 
 // The tagged form of any mapping ("factory" first for a defaultdict), its "items" [[k, v], ...] in iteration order.
-void SaveWalk::walk_mapping(PyObject* obj, Kind kind, nb::handle factory) {
+void SaveWalk::walk_mapping(PyObject* obj, Kind kind) {
+  if (writer.seen(obj)) return;
+  nb::object factory;
+  if (kind == Kind::DefaultDict) {
+    factory = storable(obj, [&] { return hooks_.factory_name(nb::getattr(nb::handle(obj), "default_factory")); });
+  }
   const std::size_t at = writer.begin_tagged(kind);
   writer.enter(obj, at, false);
-  if (kind == Kind::DefaultDict) {
-    writer.tape.string("factory");
-    if (factory.is_none()) {
-      writer.tape.null();
-    } else {
-      writer.tape.owned_string(nb::cast<std::string>(factory));
-    }
-    writer.tape.count_child(at);
-  }
+  if (factory.is_valid()) leading_field(at, "factory", factory);
   const std::size_t list = writer.begin_items(at);
   nb::object items = nb::steal(PyMapping_Items(obj));
   if (!items.is_valid()) throw nb::python_error();
@@ -209,16 +211,7 @@ void SaveWalk::walk_sequence(PyObject* obj, Kind kind, bool immutable) {
   const std::size_t at = writer.begin_tagged(kind);
   writer.enter(shared, at, immutable);
   nb::object items;
-  if (kind == Kind::Deque) {
-    nb::object maxlen = nb::getattr(nb::handle(obj), "maxlen");
-    writer.tape.string("maxlen");
-    if (maxlen.is_none()) {
-      writer.tape.null();
-    } else {
-      writer.tape.integer(nb::cast<std::int64_t>(maxlen));
-    }
-    writer.tape.count_child(at);
-  }
+  if (kind == Kind::Deque) leading_field(at, "maxlen", nb::getattr(nb::handle(obj), "maxlen"));
   if (kind == Kind::Tuple) {
     items = nb::borrow(obj);
   } else {
@@ -236,6 +229,18 @@ void SaveWalk::walk_sequence(PyObject* obj, Kind kind, bool immutable) {
   writer.leave(shared, at);
 }
 
+void SaveWalk::leading_field(std::size_t at, std::string_view name, nb::handle value) {
+  writer.tape.string(name);
+  if (value.is_none()) {
+    writer.tape.null();
+  } else if (nb::isinstance<nb::str>(value)) {
+    writer.tape.owned_string(nb::cast<std::string>(value));
+  } else {
+    writer.tape.integer(nb::cast<std::int64_t>(value));
+  }
+  writer.tape.count_child(at);
+}
+
 void SaveWalk::walk_bytes(PyObject* obj, Kind kind, const char* data, Py_ssize_t size, bool is_mutable) {
   const std::span<const std::byte> bytes(reinterpret_cast<const std::byte*>(data), static_cast<std::size_t>(size));
   if (writer.bytes(obj, kind, bytes, is_mutable)) keep_alive.push_back(nb::borrow(obj));
@@ -245,13 +250,8 @@ void SaveWalk::walk_array(PyObject* obj) {
   if (writer.seen(obj)) return;
   // Proposed, not claimed: a tensor that views another one's storage writes no data of its own.
   std::string name = writer.free_name();
-  nb::object entry;
-  try {
-    entry = hooks_.array_entry(nb::handle(obj), nb::str(name.data(), name.size()), context_);
-  } catch (nb::python_error& e) {
-    if (!e.matches(PyExc_TypeError)) throw;
-    unsupported(obj, py_text(e.value()));
-  }
+  nb::object entry =
+      storable(obj, [&] { return hooks_.array_entry(nb::handle(obj), nb::str(name.data(), name.size()), context_); });
   // The tape views strings inside the entry's fields until the schema is rendered.
   keep_alive.push_back(entry);
   nb::tuple parts = nb::borrow<nb::tuple>(entry);
@@ -268,13 +268,7 @@ void SaveWalk::walk_array(PyObject* obj) {
 
 void SaveWalk::walk_reduced(PyObject* obj) {
   if (writer.seen(obj)) return;
-  nb::object reduced;
-  try {
-    reduced = hooks_.reduce(nb::handle(obj), context_);
-  } catch (nb::python_error& e) {
-    if (!e.matches(PyExc_TypeError)) throw;
-    unsupported(obj, py_text(e.value()));
-  }
+  nb::object reduced = storable(obj, [&] { return hooks_.reduce(nb::handle(obj), context_); });
   // The tape views strings inside the reduced fields until the schema is rendered.
   keep_alive.push_back(reduced);
   nb::tuple parts = nb::borrow<nb::tuple>(reduced);
@@ -317,23 +311,9 @@ void SaveWalk::walk_uncommon(PyObject* obj) {
     case SaveRoute::Tensor: return walk_array(obj);
     case SaveRoute::Reduce: return walk_reduced(obj);
     case SaveRoute::Deque: return walk_sequence(obj, Kind::Deque, false);
-    case SaveRoute::OrderedDict:
-      if (!writer.seen(obj)) walk_mapping(obj, Kind::OrderedDict, {});
-      return;
-    case SaveRoute::Counter:
-      if (!writer.seen(obj)) walk_mapping(obj, Kind::Counter, {});
-      return;
-    case SaveRoute::DefaultDict: {
-      if (writer.seen(obj)) return;
-      nb::object name;
-      try {
-        name = hooks_.factory_name(nb::getattr(nb::handle(obj), "default_factory"));
-      } catch (nb::python_error& e) {
-        if (!e.matches(PyExc_TypeError)) throw;
-        unsupported(obj, py_text(e.value()));
-      }
-      return walk_mapping(obj, Kind::DefaultDict, name);
-    }
+    case SaveRoute::OrderedDict: return walk_mapping(obj, Kind::OrderedDict);
+    case SaveRoute::Counter: return walk_mapping(obj, Kind::Counter);
+    case SaveRoute::DefaultDict: return walk_mapping(obj, Kind::DefaultDict);
     case SaveRoute::Unsupported: break;
   }
   unsupported(obj);
@@ -341,17 +321,9 @@ void SaveWalk::walk_uncommon(PyObject* obj) {
 
 }  // namespace
 
-SaveResult walk_data(nb::handle data, const SaveWalkOptions& options) {
-  // The walk allocates a few objects per tensor (the adapters' entries, kept alive until the file is written) and
-  // none of them can form garbage cycles that need collecting mid-walk; without this pause, the generational
-  // collector ran over the caller's whole data every few hundred tensors (a third of a 10,000-tensor save).
-  struct GcPause {
-    int was_enabled = PyGC_Disable();
-    ~GcPause() {
-      if (was_enabled) PyGC_Enable();
-    }
-  } pause;
-  SaveWalk walk(options);
+SaveResult walk_data(nb::handle data, std::uint32_t max_depth, nb::handle context) {
+  GcPause pause;
+  SaveWalk walk(max_depth, context);
   try {
     walk.walk(data.ptr());
   } catch (const UnsupportedData& e) {
