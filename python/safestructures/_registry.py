@@ -320,17 +320,15 @@ def construct_object(tag: str, fields: dict[str, Any], context: dict[str, Any]) 
         if type(values) is not dict:
             raise TypeError("a dataclass needs an object 'fields'")
         if cls is None:
-            record = Record(name, values)
-            return record if base is None else _generic(base, name, fields.get("value"), values)
+            return Record(name, values) if base is None else _generic(base, name, fields.get("value"), values)
         values = dataclass_values(cls, name, values, _renames(cls), context)
         obj = _new(cls, base, fields.get("value"))
         _restore_attrs(obj, values)
         return obj
     if tag == TAG.Object:
         if cls is None:
-            if base is None:
-                return Record(name, fields.get("attrs", {}))
-            return _generic(base, name, fields.get("value"), fields.get("attrs", {}))
+            attrs = fields.get("attrs", {})
+            return Record(name, attrs) if base is None else _generic(base, name, fields.get("value"), attrs)
         obj = _new(cls, base, fields.get("value"))
         if "attrs" in fields:
             _restore_attrs(obj, slotted_attrs(cls, name, fields["attrs"], _renames(cls), context))

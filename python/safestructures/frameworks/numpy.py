@@ -62,9 +62,7 @@ def numpy_dtype(name: str) -> np.dtype[Any]:
 
 def _logical_name(dtype: np.dtype[Any]) -> str:
     """How the schema names a numpy dtype that is stored as bytes."""
-    if dtype.name in _tables()[2]:
-        return dtype.name
-    return dtype.str
+    return dtype.name if dtype.name in _tables()[2] else dtype.str
 
 
 def logical_dtype(name: Any) -> np.dtype[Any]:

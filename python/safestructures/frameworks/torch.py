@@ -62,24 +62,17 @@ def array_entry(tensor: torch.Tensor, name: str, context: dict[str, Any]) -> tup
     copied to host memory to be written.
     """
     fields: dict[str, Any] = {"fw": "torch"}
-    if type(tensor) is torch.Tensor:
-        # The common case, kept cheap (this runs once per tensor): a plain tensor is neither a Parameter nor
-        # uninitialized, and only one that requires grad needs detaching before views are taken of it.
-        if tensor.requires_grad:
-            fields["grad"] = True
-            t = tensor.detach()
-        else:
-            t = tensor
-    else:
-        if isinstance(tensor, torch.nn.parameter.UninitializedTensorMixin):
-            # A lazy module's parameter or buffer before its first forward: there is no data (torch raises on any use).
-            raise TypeError("uninitialized parameters and buffers (of a lazy module) have no data to store")
-        if isinstance(tensor, torch.nn.Parameter):
-            fields["param"] = True
-            fields["grad"] = tensor.requires_grad
-        elif tensor.requires_grad:
-            fields["grad"] = True
-        t = tensor.detach()
+    # The common case is kept cheap (this runs once per tensor): a plain tensor is neither a Parameter nor
+    # uninitialized, and only one that requires grad needs detaching before views are taken of it.
+    plain = type(tensor) is torch.Tensor
+    if not plain and isinstance(tensor, torch.nn.parameter.UninitializedTensorMixin):
+        # A lazy module's parameter or buffer before its first forward: there is no data (torch raises on any use).
+        raise TypeError("uninitialized parameters and buffers (of a lazy module) have no data to store")
+    if not plain and isinstance(tensor, torch.nn.Parameter):
+        fields.update(param=True, grad=tensor.requires_grad)
+    elif tensor.requires_grad:
+        fields["grad"] = True
+    t = tensor if plain and not tensor.requires_grad else tensor.detach()
     if t.layout is not torch.strided or t.is_quantized or t.is_nested or t.is_meta:
         kind = next((test.removeprefix("is_") for test in ("is_quantized", "is_nested", "is_meta") if getattr(t, test)), None)
         raise TypeError(f"{kind} torch tensors are not stored" if kind else f"torch tensors with layout {t.layout} are not stored")
