@@ -12,6 +12,7 @@ import torch
 
 from .._errors import SafestructuresError, UnsupportedTypeError, quote, shown
 from .._format import DTYPE_BITS, DTYPE_NUMPY_NAMES, TAG
+from . import numpy as np_adapter
 from ._common import byte_shape, charge, converting, framework_error, reach, view_base, view_reach
 
 __all__ = ["array_entry", "reduce_value", "construct_value", "to_torch"]
@@ -202,11 +203,7 @@ def to_torch(
     logical = fields.get("dtype")
     name = fields.get("name")
     if logical is not None and "stride" not in fields:
-        target = _FROM_LOGICAL.get(logical)
-        if target is None:
-            from . import numpy as np_adapter
-
-            target = _numpy_to_torch(np_adapter, logical)
+        target = _FROM_LOGICAL.get(logical) or _numpy_to_torch(logical)
         if dtype == "U8" and "shape" in fields:
             logical_shape, count = byte_shape(fields, target, target.itemsize, nbytes)
             with converting("torch", fields, target):
@@ -260,7 +257,7 @@ def _strided(base: torch.Tensor, fields: dict[str, Any]) -> torch.Tensor:
         return base.as_strided(shape, stride, offset)
 
 
-def _numpy_to_torch(np_adapter: Any, name: str) -> torch.dtype:
+def _numpy_to_torch(name: str) -> torch.dtype:
     dtype = np_adapter.logical_dtype(name)
     try:
         return torch.from_numpy(numpy.empty(0, dtype=dtype.newbyteorder("="))).dtype
