@@ -150,9 +150,7 @@ def array_entry(
     if stored is not None:
         if native is not array:
             fields["dtype"] = dtype.str
-        if stored in SUB_BYTE:
-            return stored, shape, _packed(name, stored, native), fields
-        return stored, shape, native, fields
+        return stored, shape, _packed(name, stored, native) if stored in SUB_BYTE else native, fields
     raw = _zeroed_padding(np.ascontiguousarray(array).reshape(-1).view(np.uint8), dtype)
     fields.update(dtype=_logical_name(dtype), shape=list(shape))
     return "U8", (raw.size,), raw, fields
