@@ -194,19 +194,16 @@ def _npscalar(fields: dict[str, Any]) -> Any:
     return np_adapter.scalar_from_fields(fields)
 
 
-def _torch_value(tag: str) -> Callable[[dict[str, Any], dict[str, Any]], Any]:
-    def construct(fields: dict[str, Any], context: dict[str, Any]) -> Any:
-        # As for tensors, a file never makes a load import torch: without it, the value comes back as a record.
-        if "torch" not in sys.modules and context.get("framework") != "torch":
-            if context.get("strict"):
-                raise UnknownTypeError(f"the file holds a {tag}, and torch is not imported (import torch first, or load "
-                                       "with framework='torch')")
-            return Record(tag, dict(fields))
-        from .frameworks import require
+def _torch_value(tag: str, fields: dict[str, Any], context: dict[str, Any]) -> Any:
+    # As for tensors, a file never makes a load import torch: without it, the value comes back as a record.
+    if "torch" not in sys.modules and context.get("framework") != "torch":
+        if context.get("strict"):
+            raise UnknownTypeError(f"the file holds a {tag}, and torch is not imported (import torch first, or load "
+                                   "with framework='torch')")
+        return Record(tag, dict(fields))
+    from .frameworks import require
 
-        return require("torch").construct_value(tag, fields)
-
-    return construct
+    return require("torch").construct_value(tag, fields)
 
 
 #: Everything a file can ask to be built, by tag.
@@ -231,10 +228,6 @@ _PLAIN: dict[str, Callable[[dict[str, Any]], Any]] = {
 }
 
 
-def _object(tag: str) -> Callable[[dict[str, Any], dict[str, Any]], Any]:
-    return lambda fields, context: _registry.construct_object(tag, fields, context)
-
-
 def _plugin(fields: dict[str, Any], context: dict[str, Any]) -> Any:
     name = fields.get("type")
     plugin = context.get("plugins", {}).get(name)
@@ -248,8 +241,9 @@ def _plugin(fields: dict[str, Any], context: dict[str, Any]) -> Any:
 #: Everything a file can ask to be built, by tag, as ``CONSTRUCT[tag](fields, context)``.
 CONSTRUCT: dict[str, Callable[[dict[str, Any], dict[str, Any]], Any]] = {
     **{tag: (lambda build: lambda fields, context: build(fields))(build) for tag, build in _PLAIN.items()},
-    **{tag: _object(tag) for tag in (TAG.Dataclass, TAG.NamedTuple, TAG.Enum, TAG.Object, TAG.Ext)},
-    **{tag: _torch_value(tag) for tag in (TAG.TorchDtype, TAG.TorchDevice, TAG.TorchSize)},
+    **{tag: functools.partial(_registry.construct_object, tag)
+       for tag in (TAG.Dataclass, TAG.NamedTuple, TAG.Enum, TAG.Object, TAG.Ext)},
+    **{tag: functools.partial(_torch_value, tag) for tag in (TAG.TorchDtype, TAG.TorchDevice, TAG.TorchSize)},
     TAG.Plugin: _plugin,
     TAG.Nested: lambda fields, context: plugins.Nested(fields.get("v")),
 }

@@ -141,10 +141,8 @@ def _from_buffer(buffer: Any, dtype: torch.dtype, count: int, offset: int, charg
         # memoryview of one) under the tensor cannot be resized or freed; torch.frombuffer holds only a reference, and
         # bytearray.clear() would leave its tensors over freed memory.
         typed = _NUMPY_OF.get(dtype)
-        if typed is not None:
-            tensor = torch.from_numpy(numpy.frombuffer(buffer, dtype=typed, count=count, offset=offset))
-        else:
-            tensor = torch.from_numpy(numpy.frombuffer(buffer, dtype=numpy.uint8, count=nbytes, offset=offset))
+        array = numpy.frombuffer(buffer, dtype=typed or numpy.uint8, count=count if typed else nbytes, offset=offset)
+        tensor = torch.from_numpy(array)
         if tensor.data_ptr() % dtype.itemsize == 0:
             return tensor if typed is not None else tensor.view(dtype)
     # torch cannot view read-only memory (bytes), and its kernels assume elements aligned to their size (a complex128
