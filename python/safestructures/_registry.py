@@ -87,9 +87,7 @@ def register(
         old = _BY_TYPE.pop(target, None)
         if old is not None:
             _BY_NAME.pop(old.name, None)
-        registration = Registration(target, stored, to_data, from_data, renames)
-        _BY_TYPE[target] = registration
-        _BY_NAME[stored] = registration
+        _BY_TYPE[target] = _BY_NAME[stored] = Registration(target, stored, to_data, from_data, renames)
         return target
 
     return apply if cls is None else apply(cls)
