@@ -213,19 +213,15 @@ def to_numpy(
     def charged(size: int, what: str) -> None:
         charge(context, size, fields, what)
 
-    if logical is None:
-        array = from_file(buffer, dtype, shape, offset, nbytes, name, charged)
-    elif dtype == "U8" and "shape" in fields and "stride" not in fields:
-        target = logical_dtype(logical)
+    target = None if logical is None else logical_dtype(logical)
+    if target is not None and dtype == "U8" and "shape" in fields and "stride" not in fields:
         logical_shape, _count = byte_shape(fields, target, target.itemsize, nbytes)
-        raw = np.frombuffer(buffer, dtype=np.uint8, count=nbytes, offset=offset)
-        array = raw.view(target).reshape(logical_shape)
+        array = np.frombuffer(buffer, dtype=np.uint8, count=nbytes, offset=offset).view(target).reshape(logical_shape)
     else:
-        target = logical_dtype(logical)
         array = from_file(buffer, dtype, shape, offset, nbytes, name, charged)
-        if target.newbyteorder("=") != array.dtype.newbyteorder("="):
+        if target is not None and target.newbyteorder("=") != array.dtype.newbyteorder("="):
             raise ValueError(f"dtype {quote(str(logical))} does not match the stored dtype {dtype}")
-        if target != array.dtype:
+        if target is not None and target != array.dtype:
             # A big-endian array: the file holds it little-endian, so it loads as a byte-swapped copy.
             charged(array.nbytes, "the byte-swapped copy")
             array = array.astype(target)
