@@ -87,9 +87,8 @@ def namedtuple_items(cls: Any, name: str, field_names: list[str], items: list[An
         return items
     if len(set(field_names)) != len(field_names):
         raise TypeError("a namedtuple's 'fields' must not repeat a name")
-    values = dict(zip(field_names, items))
+    values = _renamed(dict(zip(field_names, items)), renamed)
     declared = list(cls._fields)
-    values = _renamed(values, renamed)
     defaults = getattr(cls, "_field_defaults", {})
     for field in declared:
         if field not in values and field not in defaults:

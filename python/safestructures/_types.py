@@ -33,15 +33,6 @@ _PATHS: dict[str, type[pathlib.PurePath]] = {
 }
 
 
-def _timezone_args(tz: datetime.timezone) -> dict[str, Any]:
-    # __getinitargs__ tells an explicitly named timezone from one whose name is derived from its offset.
-    args = tz.__getinitargs__()  # type: ignore[attr-defined]
-    fields: dict[str, Any] = {"offset": args[0]}
-    if len(args) > 1:
-        fields["name"] = args[1]
-    return fields
-
-
 def _clock_fields(value: datetime.datetime | datetime.time) -> dict[str, Any]:
     fields: dict[str, Any] = {"iso": value.replace(tzinfo=None, fold=0).isoformat()}
     if value.tzinfo is not None:
@@ -60,7 +51,8 @@ _REDUCERS: dict[type, Callable[[Any], tuple[str, dict[str, Any]]]] = {
     datetime.date: lambda d: (TAG.Date, {"iso": d.isoformat()}),
     datetime.time: lambda t: (TAG.Time, _clock_fields(t)),
     datetime.timedelta: lambda t: (TAG.Timedelta, {"days": t.days, "seconds": t.seconds, "microseconds": t.microseconds}),
-    datetime.timezone: lambda tz: (TAG.Timezone, _timezone_args(tz)),
+    # __getinitargs__ tells an explicitly named timezone from one whose name is derived from its offset.
+    datetime.timezone: lambda tz: (TAG.Timezone, dict(zip(("offset", "name"), tz.__getinitargs__()))),
     decimal.Decimal: lambda d: (TAG.Decimal, {"v": str(d)}),
     fractions.Fraction: lambda f: (TAG.Fraction, {"n": f.numerator, "d": f.denominator}),
     uuid.UUID: lambda u: (TAG.Uuid, {"hex": u.hex}),
