@@ -216,14 +216,10 @@ def to_numpy(
             # A big-endian array: the file holds it little-endian, so it loads as a byte-swapped copy.
             charged(array.nbytes, "the byte-swapped copy")
             array = array.astype(target)
-    name = fields.get("name")
-    if "stride" in fields:
-        # The stored tensor is a whole storage; the node is a view of it.
-        bases[name] = array.reshape(-1)
-        return _strided(array.reshape(-1), fields)
-    if array.flags.c_contiguous and array.dtype.itemsize:
-        bases[name] = array.reshape(-1)
-    return array
+    if "stride" in fields or array.flags.c_contiguous and array.dtype.itemsize:
+        bases[fields.get("name")] = array.reshape(-1)
+    # With a stride, the stored tensor is a whole storage and the node a view of it.
+    return _strided(array.reshape(-1), fields) if "stride" in fields else array
 
 
 def _strided(base: np.ndarray, fields: dict[str, Any]) -> np.ndarray:

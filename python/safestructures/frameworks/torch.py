@@ -199,7 +199,6 @@ def to_torch(
     if dtype is None:
         return _finish(_strided(view_base(bases, fields), fields), fields, context)
     logical = fields.get("dtype")
-    name = fields.get("name")
     if logical is not None and "stride" not in fields:
         target = _FROM_LOGICAL.get(logical) or _numpy_to_torch(logical)
         if dtype == "U8" and "shape" in fields:
@@ -213,12 +212,9 @@ def to_torch(
                 raise ValueError(f"dtype {quote(str(logical))} does not match the stored dtype {dtype}")
         return _finish(tensor, fields, context)
     tensor = _stored(buffer, dtype, shape, offset, nbytes, fields, charged)
-    if "stride" in fields:
-        bases[name] = tensor
-        return _finish(_strided(tensor, fields), fields, context)
-    if tensor.is_contiguous():
-        bases[name] = tensor
-    return _finish(tensor, fields, context)
+    if "stride" in fields or tensor.is_contiguous():
+        bases[fields.get("name")] = tensor
+    return _finish(_strided(tensor, fields) if "stride" in fields else tensor, fields, context)
 
 
 def _stored(
