@@ -244,8 +244,8 @@ CONSTRUCT: dict[str, Callable[[dict[str, Any], dict[str, Any]], Any]] = {
 #: defaultdict factories a file may name: built-in types only.
 FACTORIES: dict[str, Any] = {
     cls.__name__: cls
-    for cls in (list, dict, set, frozenset, tuple, int, float, complex, str, bytes, bytearray, bool, collections.OrderedDict,
-                collections.Counter, collections.deque)
+    for cls in (list, dict, set, frozenset, tuple, int, float, complex, str, bytes, bytearray, bool,
+                collections.OrderedDict, collections.Counter, collections.deque)
 }
 
 

@@ -15,8 +15,11 @@ from .base import TensorProcessor
 __all__ = ["JAXProcessor", "NumpyProcessor", "TFProcessor", "TensorFlowProcessor", "TorchProcessor"]
 
 
-def _processor(name: str, doc: str, data_type: Any, to_numpy: Callable[[Any], Any],
-               from_numpy: Callable[[Any], Any] | None = None, to_cpu: Callable[[Any], Any] | None = None) -> type[TensorProcessor]:
+Conversion = Callable[[Any], Any]
+
+
+def _processor(name: str, doc: str, data_type: Any, to_numpy: Conversion, from_numpy: Conversion | None = None,
+               to_cpu: Conversion | None = None) -> type[TensorProcessor]:
     """The processor class of one framework, from its conversions: to the CPU (optional), to numpy, and from the
     numpy array a load gives back (without one, the array itself is given back)."""
     namespace: dict[str, Any] = {"__doc__": doc, "__module__": __name__, "data_type": data_type,
@@ -24,7 +27,8 @@ def _processor(name: str, doc: str, data_type: Any, to_numpy: Callable[[Any], An
     if to_cpu is not None:
         namespace["to_cpu"] = lambda self, tensor: to_cpu(tensor)
     if from_numpy is not None:
-        namespace["deserialize"] = lambda self, tensor_id, **kwargs: from_numpy(TensorProcessor.deserialize(self, tensor_id, **kwargs))
+        namespace["deserialize"] = lambda self, tensor_id, **kwargs: from_numpy(
+            TensorProcessor.deserialize(self, tensor_id, **kwargs))
     return type(name, (TensorProcessor,), namespace)
 
 
@@ -41,7 +45,8 @@ def _torch_processor() -> type[TensorProcessor]:
         tensor = tensor.detach().cpu().contiguous()
         return tensor.float() if tensor.dtype == torch.bfloat16 else tensor
 
-    return _processor("TorchProcessor", "PyTorch tensor processor.", torch.Tensor, lambda t: t.numpy(), torch.as_tensor, to_cpu)
+    return _processor("TorchProcessor", "PyTorch tensor processor.", torch.Tensor, lambda t: t.numpy(), torch.as_tensor,
+                      to_cpu)
 
 
 def _tf_processor() -> type[TensorProcessor]:
