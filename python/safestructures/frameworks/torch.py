@@ -124,11 +124,8 @@ def array_entry(tensor: torch.Tensor, name: str, context: dict[str, Any]) -> tup
 
 # The numpy dtype torch.from_numpy takes for a torch dtype, where there is one: the tensor is then made typed, with no
 # view(dtype) after (other dtypes go through uint8).
-_NUMPY_OF: dict[torch.dtype, Any] = {
-    torch.bool: numpy.bool_, torch.uint8: numpy.uint8, torch.int8: numpy.int8, torch.int16: numpy.int16,
-    torch.int32: numpy.int32, torch.int64: numpy.int64, torch.float16: numpy.float16, torch.float32: numpy.float32,
-    torch.float64: numpy.float64, torch.complex64: numpy.complex64, torch.complex128: numpy.complex128,
-}
+_NUMPY_OF: dict[torch.dtype, Any] = {DTYPES_BY_NAME[name]: numpy.dtype(name).type for name in (
+    "bool", "uint8", "int8", "int16", "int32", "int64", "float16", "float32", "float64", "complex64", "complex128")}
 
 
 def _from_buffer(buffer: Any, dtype: torch.dtype, count: int, offset: int, charge: Callable[[int, str], None]) -> torch.Tensor:
