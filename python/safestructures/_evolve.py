@@ -10,7 +10,7 @@ from typing import Any
 
 from ._errors import InvalidFileError, SafestructuresWarning
 
-__all__ = ["dataclass_values", "namedtuple_items", "slotted_attrs"]
+__all__ = ["dataclass_values", "declared_slots", "namedtuple_items", "slotted_attrs"]
 
 _MISSING: Any = dataclasses.MISSING
 
@@ -87,9 +87,8 @@ def namedtuple_items(cls: Any, name: str, field_names: list[str], items: list[An
         return items
     if len(set(field_names)) != len(field_names):
         raise TypeError("a namedtuple's 'fields' must not repeat a name")
-    values = dict(zip(field_names, items))
+    values = _renamed(dict(zip(field_names, items)), renamed)
     declared = list(cls._fields)
-    values = _renamed(values, renamed)
     defaults = getattr(cls, "_field_defaults", {})
     for field in declared:
         if field not in values and field not in defaults:
@@ -98,20 +97,17 @@ def namedtuple_items(cls: Any, name: str, field_names: list[str], items: list[An
     return [values[field] if field in values else defaults[field] for field in declared]
 
 
-def _slots(cls: type) -> set[str] | None:
-    """The attribute names a class declares through ``__slots__`` when it has no instance ``__dict__``, else None."""
-    names: set[str] = set()
-    for klass in cls.__mro__:
-        if klass is object:
-            continue
+def declared_slots(cls: type) -> tuple[list[str], bool]:
+    """The attribute names the ``__slots__`` of a class and its bases declare, in MRO order (less ``__dict__`` and
+    ``__weakref__``), and whether its instances have a ``__dict__`` too (a base without ``__slots__`` gives one)."""
+    names: list[str] = []
+    has_dict = False
+    for klass in cls.__mro__[:-1]:  # object, last, has neither
         slots = klass.__dict__.get("__slots__")
-        if slots is None:
-            return None
-        slots = (slots,) if isinstance(slots, str) else tuple(slots)
-        if "__dict__" in slots:
-            return None
-        names.update(s for s in slots if s != "__weakref__")
-    return names
+        slots = () if slots is None else (slots,) if isinstance(slots, str) else tuple(slots)
+        has_dict = has_dict or "__slots__" not in klass.__dict__ or "__dict__" in slots
+        names += [s for s in slots if s not in ("__dict__", "__weakref__") and s not in names]
+    return names, has_dict
 
 
 def slotted_attrs(cls: type, name: str, attrs: Any, renamed: Mapping[str, str], context: Mapping[str, Any]) -> Any:
@@ -120,5 +116,5 @@ def slotted_attrs(cls: type, name: str, attrs: Any, renamed: Mapping[str, str], 
     if type(attrs) is not dict:
         return attrs  # _restore_attrs refuses it
     attrs = _renamed(attrs, renamed)
-    declared = _slots(cls)
-    return attrs if declared is None else _drop(name, attrs, declared, context)
+    declared, has_dict = declared_slots(cls)
+    return attrs if has_dict else _drop(name, attrs, set(declared), context)

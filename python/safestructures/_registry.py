@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar, overload
 
 from ._errors import UnknownTypeError, shown
-from ._evolve import dataclass_values, namedtuple_items, slotted_attrs
+from ._evolve import dataclass_values, declared_slots, namedtuple_items, slotted_attrs
 from ._format import TAG
 from ._records import NamedRecord, Record, generic_subclass, is_generic_subclass
 
@@ -87,9 +87,7 @@ def register(
         old = _BY_TYPE.pop(target, None)
         if old is not None:
             _BY_NAME.pop(old.name, None)
-        registration = Registration(target, stored, to_data, from_data, renames)
-        _BY_TYPE[target] = registration
-        _BY_NAME[stored] = registration
+        _BY_TYPE[target] = _BY_NAME[stored] = Registration(target, stored, to_data, from_data, renames)
         return target
 
     return apply if cls is None else apply(cls)
@@ -100,19 +98,15 @@ def _namedtuple_type(cls: type) -> bool:
 
 
 def _builtin_base(cls: type) -> type | None:
-    for base in cls.__mro__[1:]:
-        if base in _BASES.values():
-            return base
-    return None
+    return next((base for base in cls.__mro__[1:] if base in _BASES.values()), None)
 
 
 def _attributes(obj: Any) -> dict[str, Any]:
     """An instance's own attributes: its __dict__ and any filled __slots__."""
     attrs = dict(getattr(obj, "__dict__", {}))
-    for cls in type(obj).__mro__:
-        for slot in getattr(cls, "__slots__", ()) if not isinstance(getattr(cls, "__slots__", ()), str) else (cls.__slots__,):
-            if slot not in ("__dict__", "__weakref__") and hasattr(obj, slot) and slot not in attrs:
-                attrs[slot] = getattr(obj, slot)
+    for slot in declared_slots(type(obj))[0]:
+        if hasattr(obj, slot) and slot not in attrs:
+            attrs[slot] = getattr(obj, slot)
     return attrs
 
 
@@ -289,19 +283,15 @@ def construct_object(tag: str, fields: dict[str, Any], context: dict[str, Any]) 
             raise TypeError(f"class {name!r} was saved through to_data, but is not registered with from_data")
         raise TypeError(f"class {name!r} is saved as {node_kind(cls)!r} nodes; the file names it in {tag!r} node")
     base_name = fields.get("base")
-    base = None
-    if base_name is not None:
-        base = _BASES.get(base_name) if type(base_name) is str else None
-        if base is None:
-            raise ValueError(f"unknown base type {shown(base_name)}")
+    base = _BASES.get(base_name) if type(base_name) is str else None
+    if base is None and base_name is not None:
+        raise ValueError(f"unknown base type {shown(base_name)}")
     if cls is not None and tag in (TAG.Object, TAG.Dataclass) and base is not _builtin_base(cls):
         expected = _builtin_base(cls)
         raise TypeError(f"class {name!r} derives from {'no built-in type' if expected is None else expected.__name__}; "
                         f"the node gives {'none' if base is None else base.__name__}")
     if tag == TAG.Enum:
-        if cls is None:
-            return fields.get("value")
-        return _enum_member(cls, name, fields)
+        return fields.get("value") if cls is None else _enum_member(cls, name, fields)
     if tag == TAG.NamedTuple:
         items, field_names = fields.get("items"), fields.get("fields")
         if type(items) is not list or type(field_names) is not list or any(type(f) is not str for f in field_names):
@@ -320,17 +310,15 @@ def construct_object(tag: str, fields: dict[str, Any], context: dict[str, Any]) 
         if type(values) is not dict:
             raise TypeError("a dataclass needs an object 'fields'")
         if cls is None:
-            record = Record(name, values)
-            return record if base is None else _generic(base, name, fields.get("value"), values)
+            return Record(name, values) if base is None else _generic(base, name, fields.get("value"), values)
         values = dataclass_values(cls, name, values, _renames(cls), context)
         obj = _new(cls, base, fields.get("value"))
         _restore_attrs(obj, values)
         return obj
     if tag == TAG.Object:
         if cls is None:
-            if base is None:
-                return Record(name, fields.get("attrs", {}))
-            return _generic(base, name, fields.get("value"), fields.get("attrs", {}))
+            attrs = fields.get("attrs", {})
+            return Record(name, attrs) if base is None else _generic(base, name, fields.get("value"), attrs)
         obj = _new(cls, base, fields.get("value"))
         if "attrs" in fields:
             _restore_attrs(obj, slotted_attrs(cls, name, fields["attrs"], _renames(cls), context))

@@ -108,12 +108,13 @@ def write_temporary(path: str, data: bytes | Callable[[IO[bytes]], None], fsync:
     return temp
 
 
-def remove_if_present(path: str) -> None:
-    """Removes ``path``; nothing when it is already gone."""
+def remove_if_present(path: str) -> bool:
+    """Removes ``path``, and says whether it was there (nothing is done when it is already gone)."""
     try:
         os.unlink(path)
     except FileNotFoundError:
-        pass
+        return False
+    return True
 
 
 def _old_shards(index: str) -> set[str]:
@@ -186,11 +187,8 @@ def remove_stale_temporaries(directory: str) -> list[str]:
                 except OSError:  # held: that save is running now
                     continue
             for name in sorted(names, key=lambda n: n.endswith(".lock")):  # the lock file last
-                try:
-                    os.unlink(os.path.join(directory, name))
+                if remove_if_present(os.path.join(directory, name)):
                     removed.append(name)
-                except FileNotFoundError:
-                    pass
         finally:
             if fd is not None:
                 os.close(fd)

@@ -51,21 +51,15 @@ def file_format(structured: bool, metadata: dict[str, str] | None) -> str:
     return V1 if metadata and V1_SCHEMA_KEY in metadata else PLAIN
 
 
-def index_path(path: str) -> str | None:
-    """The index a path names: the path itself when it is an index file, the index inside a directory; else None."""
-    if os.path.isdir(path):
-        return os.path.join(path, INDEX_NAME)
-    if path.endswith(INDEX_SUFFIX):
-        return path
-    return None
-
-
 def resolve(path: str, max_header_size: int) -> Source:
     """What ``path`` holds. A directory or an index is read (at most ``max_header_size`` bytes of index) and checked: a
     malformed index, a shard name that is not a file beside it, or a shard that is not a regular file raise here. A
     single file is not opened: its reader tells what it holds from the header."""
-    index = index_path(path)
-    if index is None:
+    if os.path.isdir(path):
+        index = os.path.join(path, INDEX_NAME)
+    elif path.endswith(INDEX_SUFFIX):
+        index = path
+    else:
         return Source(FILE, path, [path])
     try:
         check_regular_file(index, "index")
@@ -94,7 +88,8 @@ def resolve(path: str, max_header_size: int) -> Source:
         _valid_text(tensor, index, f"a tensor name of {INDEX_WEIGHT_MAP}")
         # Only plain file names beside the index: an index must not point a load at any other file.
         if not isinstance(shard, str) or not SHARD_FILE_NAME.fullmatch(shard):
-            raise InvalidFileError(f"{index}: tensor {json.dumps(tensor)} is mapped to {_shown_value(shard)}, which is not "
+            shown_shard = shown(shard).encode("utf-8", "backslashreplace").decode("utf-8")
+            raise InvalidFileError(f"{index}: tensor {json.dumps(tensor)} is mapped to {shown_shard}, which is not "
                                    "a shard file name")
         where[tensor] = numbers.setdefault(shard, len(numbers))
     if kind == SHARDED and not numbers:
@@ -131,10 +126,6 @@ def _valid_text(text: str, index: str, what: str) -> None:
     except UnicodeEncodeError as e:
         raise InvalidFileError(f"{index}: {what} holds a lone surrogate ({json.dumps(text[e.start:e.end])}), which is not "
                                "valid Unicode") from None
-
-
-def _shown_value(value: Any) -> str:
-    return shown(value).encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def check_shards(source: Source, document: Any) -> None:

@@ -33,15 +33,6 @@ _PATHS: dict[str, type[pathlib.PurePath]] = {
 }
 
 
-def _timezone_args(tz: datetime.timezone) -> dict[str, Any]:
-    # __getinitargs__ tells an explicitly named timezone from one whose name is derived from its offset.
-    args = tz.__getinitargs__()  # type: ignore[attr-defined]
-    fields: dict[str, Any] = {"offset": args[0]}
-    if len(args) > 1:
-        fields["name"] = args[1]
-    return fields
-
-
 def _clock_fields(value: datetime.datetime | datetime.time) -> dict[str, Any]:
     fields: dict[str, Any] = {"iso": value.replace(tzinfo=None, fold=0).isoformat()}
     if value.tzinfo is not None:
@@ -60,7 +51,8 @@ _REDUCERS: dict[type, Callable[[Any], tuple[str, dict[str, Any]]]] = {
     datetime.date: lambda d: (TAG.Date, {"iso": d.isoformat()}),
     datetime.time: lambda t: (TAG.Time, _clock_fields(t)),
     datetime.timedelta: lambda t: (TAG.Timedelta, {"days": t.days, "seconds": t.seconds, "microseconds": t.microseconds}),
-    datetime.timezone: lambda tz: (TAG.Timezone, _timezone_args(tz)),
+    # __getinitargs__ tells an explicitly named timezone from one whose name is derived from its offset.
+    datetime.timezone: lambda tz: (TAG.Timezone, dict(zip(("offset", "name"), tz.__getinitargs__()))),
     decimal.Decimal: lambda d: (TAG.Decimal, {"v": str(d)}),
     fractions.Fraction: lambda f: (TAG.Fraction, {"n": f.numerator, "d": f.denominator}),
     uuid.UUID: lambda u: (TAG.Uuid, {"hex": u.hex}),
@@ -194,19 +186,16 @@ def _npscalar(fields: dict[str, Any]) -> Any:
     return np_adapter.scalar_from_fields(fields)
 
 
-def _torch_value(tag: str) -> Callable[[dict[str, Any], dict[str, Any]], Any]:
-    def construct(fields: dict[str, Any], context: dict[str, Any]) -> Any:
-        # As for tensors, a file never makes a load import torch: without it, the value comes back as a record.
-        if "torch" not in sys.modules and context.get("framework") != "torch":
-            if context.get("strict"):
-                raise UnknownTypeError(f"the file holds a {tag}, and torch is not imported (import torch first, or load "
-                                       "with framework='torch')")
-            return Record(tag, dict(fields))
-        from .frameworks import require
+def _torch_value(tag: str, fields: dict[str, Any], context: dict[str, Any]) -> Any:
+    # As for tensors, a file never makes a load import torch: without it, the value comes back as a record.
+    if "torch" not in sys.modules and context.get("framework") != "torch":
+        if context.get("strict"):
+            raise UnknownTypeError(f"the file holds a {tag}, and torch is not imported (import torch first, or load "
+                                   "with framework='torch')")
+        return Record(tag, dict(fields))
+    from .frameworks import require
 
-        return require("torch").construct_value(tag, fields)
-
-    return construct
+    return require("torch").construct_value(tag, fields)
 
 
 #: Everything a file can ask to be built, by tag.
@@ -231,10 +220,6 @@ _PLAIN: dict[str, Callable[[dict[str, Any]], Any]] = {
 }
 
 
-def _object(tag: str) -> Callable[[dict[str, Any], dict[str, Any]], Any]:
-    return lambda fields, context: _registry.construct_object(tag, fields, context)
-
-
 def _plugin(fields: dict[str, Any], context: dict[str, Any]) -> Any:
     name = fields.get("type")
     plugin = context.get("plugins", {}).get(name)
@@ -248,8 +233,9 @@ def _plugin(fields: dict[str, Any], context: dict[str, Any]) -> Any:
 #: Everything a file can ask to be built, by tag, as ``CONSTRUCT[tag](fields, context)``.
 CONSTRUCT: dict[str, Callable[[dict[str, Any], dict[str, Any]], Any]] = {
     **{tag: (lambda build: lambda fields, context: build(fields))(build) for tag, build in _PLAIN.items()},
-    **{tag: _object(tag) for tag in (TAG.Dataclass, TAG.NamedTuple, TAG.Enum, TAG.Object, TAG.Ext)},
-    **{tag: _torch_value(tag) for tag in (TAG.TorchDtype, TAG.TorchDevice, TAG.TorchSize)},
+    **{tag: functools.partial(_registry.construct_object, tag)
+       for tag in (TAG.Dataclass, TAG.NamedTuple, TAG.Enum, TAG.Object, TAG.Ext)},
+    **{tag: functools.partial(_torch_value, tag) for tag in (TAG.TorchDtype, TAG.TorchDevice, TAG.TorchSize)},
     TAG.Plugin: _plugin,
     TAG.Nested: lambda fields, context: plugins.Nested(fields.get("v")),
 }
@@ -258,9 +244,9 @@ CONSTRUCT: dict[str, Callable[[dict[str, Any], dict[str, Any]], Any]] = {
 #: defaultdict factories a file may name: built-in types only.
 FACTORIES: dict[str, Any] = {
     cls.__name__: cls
-    for cls in (list, dict, set, frozenset, tuple, int, float, complex, str, bytes, bytearray, bool)
+    for cls in (list, dict, set, frozenset, tuple, int, float, complex, str, bytes, bytearray, bool,
+                collections.OrderedDict, collections.Counter, collections.deque)
 }
-FACTORIES.update({cls.__name__: cls for cls in (collections.OrderedDict, collections.Counter, collections.deque)})
 
 
 def factory_name(factory: Any) -> str | None:

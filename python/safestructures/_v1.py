@@ -67,9 +67,9 @@ class _Loader:
         kind, value = node["data_type"], node["value"]
         if kind in ("NoneType", "None"):
             return None
-        if kind == "bool":
-            if type(value) is not bool:
-                self.fail("a bool node needs true or false")
+        if kind in ("bool", "str"):
+            if type(value) is not (bool if kind == "bool" else str):
+                self.fail("a bool node needs true or false" if kind == "bool" else "a str node needs a string")
             return value
         if kind in ("int", "float", "complex"):
             if type(value) is not str:
@@ -78,10 +78,6 @@ class _Loader:
                 return {"int": int, "float": float, "complex": complex}[kind](value)
             except ValueError as e:
                 self.fail(f"bad {kind} {value!r}: {e}")
-        if kind == "str":
-            if type(value) is not str:
-                self.fail("a str node needs a string")
-            return value
         if kind in ("list", "tuple", "set"):
             if type(value) is not list:
                 self.fail(f"a {kind} node needs an array")

@@ -34,17 +34,8 @@ from ._index import load_structure, read_index
 from ._planners import SafestructuresLoadPlanner, SafestructuresSavePlanner
 from ._storage import SafestructuresReader, SafestructuresWriter
 
-__all__ = [
-    "INDEX_NAME",
-    "SafestructuresLoadPlanner",
-    "SafestructuresReader",
-    "SafestructuresSavePlanner",
-    "SafestructuresWriter",
-    "load",
-    "read_index",
-    "save",
-    "shard_name",
-]
+__all__ = ["INDEX_NAME", "SafestructuresLoadPlanner", "SafestructuresReader", "SafestructuresSavePlanner",
+           "SafestructuresWriter", "load", "read_index", "save", "shard_name"]
 
 
 def _run(call: Callable[..., Any], state_dict: dict[str, Any], process_group: Any, **storage: Any) -> Any:
@@ -53,7 +44,7 @@ def _run(call: Callable[..., Any], state_dict: dict[str, Any], process_group: An
 
     DCP wraps errors even in a single process; the error raised here (an InvalidFileError naming the file and tensor,
     say) is chained to DCP's exception, which keeps every rank's traceback."""
-    single = process_group is None and not (_dist.is_available() and _dist.is_initialized())
+    single = process_group is None and not _dist.is_initialized()
     with warnings.catch_warnings():
         # DCP warns that it saves from one process when no process group exists: that is what was asked for.
         warnings.filterwarnings("ignore", message="torch.distributed is disabled", category=UserWarning)

@@ -41,9 +41,8 @@ class SafestructuresSavePlanner(DefaultSavePlanner):
         super().set_up_planner(flat, storage_meta, is_coordinator)
 
     def create_local_plan(self) -> SavePlan:
-        plan = dataclasses.replace(super().create_local_plan(), planner_data=self.structure)
-        self.plan = plan
-        return plan
+        self.plan = dataclasses.replace(super().create_local_plan(), planner_data=self.structure)
+        return self.plan
 
     def create_global_plan(self, all_plans: list[SavePlan]) -> tuple[list[SavePlan], Metadata]:
         structure: Any = None

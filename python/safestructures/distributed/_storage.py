@@ -74,7 +74,6 @@ class SafestructuresWriter(StorageWriter):
         self.path = Path(path)
         self.fsync = fsync
         self.save_id = str(uuid.uuid4())
-        self.is_coordinator = False
         self._shards: list[str] = []
 
     def reset(self, checkpoint_id: str | os.PathLike[str] | None = None) -> None:
@@ -83,7 +82,7 @@ class SafestructuresWriter(StorageWriter):
         self.save_id = str(uuid.uuid4())
 
     def set_up_storage_writer(self, is_coordinator: bool, *args: Any, **kwargs: Any) -> None:
-        self.is_coordinator = is_coordinator
+        pass  # every rank writes its own shard alike; the coordinator's part (the index) is finish()
 
     def storage_meta(self) -> StorageMeta | None:
         return StorageMeta(checkpoint_id=str(self.path), save_id=self.save_id)

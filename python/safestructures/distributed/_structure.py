@@ -87,16 +87,12 @@ def merge(a: Any, b: Any, path: tuple[Any, ...]) -> Any:
 def rebuild(node: Any, path: tuple[Any, ...], parent: Any, key: Any, leaf: Callable[[str, Any, Any], Any]) -> Any:
     """The state a saved structure describes, below ``path``: its dicts and lists rebuilt, each leaf given by
     ``leaf(fqn, parent, key)`` (the container it goes in, and its key there)."""
-    if type(node) in MAPPINGS:
-        out = type(node)()
-        for k, item in node.items():
+    if type(node) in MAPPINGS or type(node) is list:
+        mapping = type(node) in MAPPINGS
+        out = type(node)() if mapping else [None] * len(node)
+        for k, item in node.items() if mapping else enumerate(node):
             out[k] = rebuild(item, path + (k,), out, k, leaf)
         return out
-    if type(node) is list:
-        out_list: list[Any] = [None] * len(node)
-        for i, item in enumerate(node):
-            out_list[i] = rebuild(item, path + (i,), out_list, i, leaf)
-        return out_list
     if node is not None:
         raise InvalidFileError(f"the checkpoint's structure holds a {type(node).__name__} at {quote(fqn(path))}")
     return leaf(fqn(path), parent, key)

@@ -9,22 +9,14 @@ framework raises while converting comes out as a SafestructuresError naming the 
 
 from __future__ import annotations
 
+import importlib
 import sys
 from typing import Any
 
 from .._errors import FrameworkNotAvailableError, shown
 
-__all__ = [
-    "ALIASES",
-    "FRAMEWORKS",
-    "FrameworkNotAvailableError",
-    "array_entry",
-    "canonical",
-    "framework_of",
-    "is_imported",
-    "make_tensor",
-    "require",
-]
+__all__ = ["ALIASES", "FRAMEWORKS", "FrameworkNotAvailableError", "array_entry", "canonical", "framework_of",
+           "is_imported", "make_tensor", "require"]
 
 FRAMEWORKS = ("numpy", "torch", "tensorflow", "jax", "paddle", "mlx")
 # The short names safestructures 1.0.0 and safetensors' ``safe_open(..., framework=...)`` use, and what they mean:
@@ -48,8 +40,16 @@ def canonical(framework: str | None) -> str | None:
     if name is None:
         raise ValueError(f"unknown framework {framework!r}; expected None or one of {known_names()}")
     return name
+
+
 # The module whose presence in sys.modules means a framework is imported.
-_MODULE = {"numpy": "numpy", "torch": "torch", "tensorflow": "tensorflow", "jax": "jax", "paddle": "paddle", "mlx": "mlx.core"}
+_MODULE = {**{name: name for name in FRAMEWORKS}, "mlx": "mlx.core"}
+# The top-level module of a tensor class -> (its framework, the names of the framework's tensor types). numpy's are
+# matched exactly (an ndarray subclass such as a masked array is not a tensor), the others with their subclasses.
+_TENSOR_TYPES = {"numpy": ("numpy", ("ndarray", "memmap")), "torch": ("torch", ("Tensor",)),
+                 "tensorflow": ("tensorflow", ("Tensor", "Variable")), "keras": ("tensorflow", ("Tensor", "Variable")),
+                 "jax": ("jax", ("Array",)), "jaxlib": ("jax", ("Array",)), "paddle": ("paddle", ("Tensor",)),
+                 "mlx": ("mlx", ("array",))}
 
 
 def is_imported(framework: str) -> bool:
@@ -59,52 +59,26 @@ def is_imported(framework: str) -> bool:
 
 def require(framework: str) -> Any:
     """The adapter module of `framework`, importing the framework itself; a clear error when it is not installed."""
+    if framework not in FRAMEWORKS:
+        return require(canonical(framework))  # type: ignore[arg-type]
     try:
-        if framework == "numpy":
-            from . import numpy as adapter
-        elif framework == "torch":
-            from . import torch as adapter
-        elif framework == "tensorflow":
-            from . import tensorflow as adapter
-        elif framework == "jax":
-            from . import jax as adapter
-        elif framework == "paddle":
-            from . import paddle as adapter
-        elif framework == "mlx":
-            from . import mlx as adapter
-        else:
-            return require(canonical(framework))  # type: ignore[arg-type]
+        return importlib.import_module(f".{framework}", __name__)
     except FrameworkNotAvailableError:
         raise
     except ModuleNotFoundError as e:
         raise FrameworkNotAvailableError(
             f"tensors were asked for as {framework}, which is not installed here ({e}); load with framework='numpy'"
         ) from e
-    return adapter
 
 
 def framework_of(cls: type) -> str | None:
     """The framework whose tensor type `cls` is, judged only from frameworks already imported (never imports one)."""
-    top = cls.__module__.split(".", 1)[0]
-    if top == "numpy":
-        numpy = sys.modules["numpy"]
-        return "numpy" if cls is numpy.ndarray or cls is numpy.memmap else None
-    if top == "torch":
-        torch = sys.modules["torch"]
-        return "torch" if issubclass(cls, torch.Tensor) else None
-    if top in ("tensorflow", "keras"):
-        tensorflow = sys.modules.get("tensorflow")
-        return "tensorflow" if tensorflow is not None and issubclass(cls, (tensorflow.Tensor, tensorflow.Variable)) else None
-    if top in ("jax", "jaxlib"):
-        jax = sys.modules.get("jax")
-        return "jax" if jax is not None and issubclass(cls, jax.Array) else None
-    if top == "paddle":
-        paddle = sys.modules["paddle"]
-        return "paddle" if issubclass(cls, paddle.Tensor) else None
-    if top == "mlx":
-        core = sys.modules.get("mlx.core")
-        return "mlx" if core is not None and issubclass(cls, core.array) else None
-    return None
+    framework, names = _TENSOR_TYPES.get(cls.__module__.split(".", 1)[0], (None, ()))
+    module = sys.modules.get(_MODULE[framework]) if framework is not None else None
+    if module is None:
+        return None
+    types = tuple(getattr(module, name) for name in names)
+    return framework if (cls in types if framework == "numpy" else issubclass(cls, types)) else None
 
 
 # Tensor type -> its adapter's array_entry: one dict lookup per tensor instead of classifying and importing each time.

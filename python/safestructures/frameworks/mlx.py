@@ -24,10 +24,7 @@ _TO_MLX = {np.dtype(getattr(ml_dtypes, name, name)): getattr(mx, "bool_" if name
 
 def array_entry(value: Any, name: str, context: dict[str, Any]) -> tuple[Any, ...]:
     """Describe an MLX array for the core writer, through a numpy copy (exact dtype kept)."""
-    if value.dtype == mx.bfloat16:
-        array = np.array(value.view(mx.uint16)).view(ml_dtypes.bfloat16)
-    else:
-        array = np.array(value)
+    array = np.array(value.view(mx.uint16)).view(ml_dtypes.bfloat16) if value.dtype == mx.bfloat16 else np.array(value)
     return np_adapter.array_entry(array, name, context, "mlx")
 
 

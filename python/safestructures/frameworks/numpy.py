@@ -15,17 +15,8 @@ from .._errors import InvalidArgumentError, InvalidFileError, SafestructuresErro
 from .._format import DTYPE_BITS, DTYPE_NUMPY_NAMES
 from ._common import byte_shape, charge, view_base, view_reach
 
-__all__ = [
-    "array_entry",
-    "converted",
-    "dtype_of",
-    "from_file",
-    "to_numpy",
-    "numpy_dtype",
-    "scalar_fields",
-    "scalar_from_fields",
-    "to_entry",
-]
+__all__ = ["array_entry", "converted", "dtype_of", "from_file", "to_numpy", "numpy_dtype", "scalar_fields",
+           "scalar_from_fields", "to_entry"]
 
 #: safetensors dtypes whose elements are smaller than a byte: ml_dtypes keeps one element per byte, the file packs them.
 SUB_BYTE = {name: bits for name, bits in DTYPE_BITS.items() if bits < 8}
@@ -62,9 +53,7 @@ def numpy_dtype(name: str) -> np.dtype[Any]:
 
 def _logical_name(dtype: np.dtype[Any]) -> str:
     """How the schema names a numpy dtype that is stored as bytes."""
-    if dtype.name in _tables()[2]:
-        return dtype.name
-    return dtype.str
+    return dtype.name if dtype.name in _tables()[2] else dtype.str
 
 
 def logical_dtype(name: Any) -> np.dtype[Any]:
@@ -152,9 +141,7 @@ def array_entry(
     if stored is not None:
         if native is not array:
             fields["dtype"] = dtype.str
-        if stored in SUB_BYTE:
-            return stored, shape, _packed(name, stored, native), fields
-        return stored, shape, native, fields
+        return stored, shape, _packed(name, stored, native) if stored in SUB_BYTE else native, fields
     raw = _zeroed_padding(np.ascontiguousarray(array).reshape(-1).view(np.uint8), dtype)
     fields.update(dtype=_logical_name(dtype), shape=list(shape))
     return "U8", (raw.size,), raw, fields
@@ -217,30 +204,22 @@ def to_numpy(
     def charged(size: int, what: str) -> None:
         charge(context, size, fields, what)
 
-    if logical is None:
-        array = from_file(buffer, dtype, shape, offset, nbytes, name, charged)
-    elif dtype == "U8" and "shape" in fields and "stride" not in fields:
-        target = logical_dtype(logical)
+    target = None if logical is None else logical_dtype(logical)
+    if target is not None and dtype == "U8" and "shape" in fields and "stride" not in fields:
         logical_shape, _count = byte_shape(fields, target, target.itemsize, nbytes)
-        raw = np.frombuffer(buffer, dtype=np.uint8, count=nbytes, offset=offset)
-        array = raw.view(target).reshape(logical_shape)
+        array = np.frombuffer(buffer, dtype=np.uint8, count=nbytes, offset=offset).view(target).reshape(logical_shape)
     else:
-        target = logical_dtype(logical)
         array = from_file(buffer, dtype, shape, offset, nbytes, name, charged)
-        if target.newbyteorder("=") != array.dtype.newbyteorder("="):
+        if target is not None and target.newbyteorder("=") != array.dtype.newbyteorder("="):
             raise ValueError(f"dtype {quote(str(logical))} does not match the stored dtype {dtype}")
-        if target != array.dtype:
+        if target is not None and target != array.dtype:
             # A big-endian array: the file holds it little-endian, so it loads as a byte-swapped copy.
             charged(array.nbytes, "the byte-swapped copy")
             array = array.astype(target)
-    name = fields.get("name")
-    if "stride" in fields:
-        # The stored tensor is a whole storage; the node is a view of it.
-        bases[name] = array.reshape(-1)
-        return _strided(array.reshape(-1), fields)
-    if array.flags.c_contiguous and array.dtype.itemsize:
-        bases[name] = array.reshape(-1)
-    return array
+    if "stride" in fields or array.flags.c_contiguous and array.dtype.itemsize:
+        bases[fields.get("name")] = array.reshape(-1)
+    # With a stride, the stored tensor is a whole storage and the node a view of it.
+    return _strided(array.reshape(-1), fields) if "stride" in fields else array
 
 
 def _strided(base: np.ndarray, fields: dict[str, Any]) -> np.ndarray:

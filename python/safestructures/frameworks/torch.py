@@ -12,6 +12,7 @@ import torch
 
 from .._errors import SafestructuresError, UnsupportedTypeError, quote, shown
 from .._format import DTYPE_BITS, DTYPE_NUMPY_NAMES, TAG
+from . import numpy as np_adapter
 from ._common import byte_shape, charge, converting, framework_error, reach, view_base, view_reach
 
 __all__ = ["array_entry", "reduce_value", "construct_value", "to_torch"]
@@ -62,24 +63,17 @@ def array_entry(tensor: torch.Tensor, name: str, context: dict[str, Any]) -> tup
     copied to host memory to be written.
     """
     fields: dict[str, Any] = {"fw": "torch"}
-    if type(tensor) is torch.Tensor:
-        # The common case, kept cheap (this runs once per tensor): a plain tensor is neither a Parameter nor
-        # uninitialized, and only one that requires grad needs detaching before views are taken of it.
-        if tensor.requires_grad:
-            fields["grad"] = True
-            t = tensor.detach()
-        else:
-            t = tensor
-    else:
-        if isinstance(tensor, torch.nn.parameter.UninitializedTensorMixin):
-            # A lazy module's parameter or buffer before its first forward: there is no data (torch raises on any use).
-            raise TypeError("uninitialized parameters and buffers (of a lazy module) have no data to store")
-        if isinstance(tensor, torch.nn.Parameter):
-            fields["param"] = True
-            fields["grad"] = tensor.requires_grad
-        elif tensor.requires_grad:
-            fields["grad"] = True
-        t = tensor.detach()
+    # The common case is kept cheap (this runs once per tensor): a plain tensor is neither a Parameter nor
+    # uninitialized, and only one that requires grad needs detaching before views are taken of it.
+    plain = type(tensor) is torch.Tensor
+    if not plain and isinstance(tensor, torch.nn.parameter.UninitializedTensorMixin):
+        # A lazy module's parameter or buffer before its first forward: there is no data (torch raises on any use).
+        raise TypeError("uninitialized parameters and buffers (of a lazy module) have no data to store")
+    if not plain and isinstance(tensor, torch.nn.Parameter):
+        fields.update(param=True, grad=tensor.requires_grad)
+    elif tensor.requires_grad:
+        fields["grad"] = True
+    t = tensor if plain and not tensor.requires_grad else tensor.detach()
     if t.layout is not torch.strided or t.is_quantized or t.is_nested or t.is_meta:
         kind = next((test.removeprefix("is_") for test in ("is_quantized", "is_nested", "is_meta") if getattr(t, test)), None)
         raise TypeError(f"{kind} torch tensors are not stored" if kind else f"torch tensors with layout {t.layout} are not stored")
@@ -130,11 +124,8 @@ def array_entry(tensor: torch.Tensor, name: str, context: dict[str, Any]) -> tup
 
 # The numpy dtype torch.from_numpy takes for a torch dtype, where there is one: the tensor is then made typed, with no
 # view(dtype) after (other dtypes go through uint8).
-_NUMPY_OF: dict[torch.dtype, Any] = {
-    torch.bool: numpy.bool_, torch.uint8: numpy.uint8, torch.int8: numpy.int8, torch.int16: numpy.int16,
-    torch.int32: numpy.int32, torch.int64: numpy.int64, torch.float16: numpy.float16, torch.float32: numpy.float32,
-    torch.float64: numpy.float64, torch.complex64: numpy.complex64, torch.complex128: numpy.complex128,
-}
+_NUMPY_OF: dict[torch.dtype, Any] = {DTYPES_BY_NAME[name]: numpy.dtype(name).type for name in (
+    "bool", "uint8", "int8", "int16", "int32", "int64", "float16", "float32", "float64", "complex64", "complex128")}
 
 
 def _from_buffer(buffer: Any, dtype: torch.dtype, count: int, offset: int, charge: Callable[[int, str], None]) -> torch.Tensor:
@@ -147,10 +138,8 @@ def _from_buffer(buffer: Any, dtype: torch.dtype, count: int, offset: int, charg
         # memoryview of one) under the tensor cannot be resized or freed; torch.frombuffer holds only a reference, and
         # bytearray.clear() would leave its tensors over freed memory.
         typed = _NUMPY_OF.get(dtype)
-        if typed is not None:
-            tensor = torch.from_numpy(numpy.frombuffer(buffer, dtype=typed, count=count, offset=offset))
-        else:
-            tensor = torch.from_numpy(numpy.frombuffer(buffer, dtype=numpy.uint8, count=nbytes, offset=offset))
+        array = numpy.frombuffer(buffer, dtype=typed or numpy.uint8, count=count if typed else nbytes, offset=offset)
+        tensor = torch.from_numpy(array)
         if tensor.data_ptr() % dtype.itemsize == 0:
             return tensor if typed is not None else tensor.view(dtype)
     # torch cannot view read-only memory (bytes), and its kernels assume elements aligned to their size (a complex128
@@ -207,13 +196,8 @@ def to_torch(
     if dtype is None:
         return _finish(_strided(view_base(bases, fields), fields), fields, context)
     logical = fields.get("dtype")
-    name = fields.get("name")
     if logical is not None and "stride" not in fields:
-        target = _FROM_LOGICAL.get(logical)
-        if target is None:
-            from . import numpy as np_adapter
-
-            target = _numpy_to_torch(np_adapter, logical)
+        target = _FROM_LOGICAL.get(logical) or _numpy_to_torch(logical)
         if dtype == "U8" and "shape" in fields:
             logical_shape, count = byte_shape(fields, target, target.itemsize, nbytes)
             with converting("torch", fields, target):
@@ -225,12 +209,9 @@ def to_torch(
                 raise ValueError(f"dtype {quote(str(logical))} does not match the stored dtype {dtype}")
         return _finish(tensor, fields, context)
     tensor = _stored(buffer, dtype, shape, offset, nbytes, fields, charged)
-    if "stride" in fields:
-        bases[name] = tensor
-        return _finish(_strided(tensor, fields), fields, context)
-    if tensor.is_contiguous():
-        bases[name] = tensor
-    return _finish(tensor, fields, context)
+    if "stride" in fields or tensor.is_contiguous():
+        bases[fields.get("name")] = tensor
+    return _finish(_strided(tensor, fields) if "stride" in fields else tensor, fields, context)
 
 
 def _stored(
@@ -267,7 +248,7 @@ def _strided(base: torch.Tensor, fields: dict[str, Any]) -> torch.Tensor:
         return base.as_strided(shape, stride, offset)
 
 
-def _numpy_to_torch(np_adapter: Any, name: str) -> torch.dtype:
+def _numpy_to_torch(name: str) -> torch.dtype:
     dtype = np_adapter.logical_dtype(name)
     try:
         return torch.from_numpy(numpy.empty(0, dtype=dtype.newbyteorder("="))).dtype

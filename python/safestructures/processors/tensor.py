@@ -7,6 +7,7 @@ none. Unlike 1.0.0, floats keep their dtype (numpy has no bfloat16: torch bfloat
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from .base import TensorProcessor
@@ -14,60 +15,49 @@ from .base import TensorProcessor
 __all__ = ["JAXProcessor", "NumpyProcessor", "TFProcessor", "TensorFlowProcessor", "TorchProcessor"]
 
 
+Conversion = Callable[[Any], Any]
+
+
+def _processor(name: str, doc: str, data_type: Any, to_numpy: Conversion, from_numpy: Conversion | None = None,
+               to_cpu: Conversion | None = None) -> type[TensorProcessor]:
+    """The processor class of one framework, from its conversions: to the CPU (optional), to numpy, and from the
+    numpy array a load gives back (without one, the array itself is given back)."""
+    namespace: dict[str, Any] = {"__doc__": doc, "__module__": __name__, "data_type": data_type,
+                                 "to_numpy": lambda self, tensor: to_numpy(tensor)}
+    if to_cpu is not None:
+        namespace["to_cpu"] = lambda self, tensor: to_cpu(tensor)
+    if from_numpy is not None:
+        namespace["deserialize"] = lambda self, tensor_id, **kwargs: from_numpy(
+            TensorProcessor.deserialize(self, tensor_id, **kwargs))
+    return type(name, (TensorProcessor,), namespace)
+
+
 def _numpy_processor() -> type[TensorProcessor]:
     import numpy
 
-    class NumpyProcessor(TensorProcessor):
-        """numpy array processor."""
-
-        data_type = numpy.ndarray
-
-        def to_numpy(self, tensor: Any) -> Any:
-            return numpy.ascontiguousarray(tensor)
-
-    return NumpyProcessor
+    return _processor("NumpyProcessor", "numpy array processor.", numpy.ndarray, numpy.ascontiguousarray)
 
 
 def _torch_processor() -> type[TensorProcessor]:
     import torch
 
-    class TorchProcessor(TensorProcessor):
-        """PyTorch tensor processor."""
+    def to_cpu(tensor: Any) -> Any:
+        tensor = tensor.detach().cpu().contiguous()
+        return tensor.float() if tensor.dtype == torch.bfloat16 else tensor
 
-        data_type = torch.Tensor
-
-        def to_cpu(self, tensor: Any) -> Any:
-            tensor = tensor.detach().cpu().contiguous()
-            return tensor.float() if tensor.dtype == torch.bfloat16 else tensor
-
-        def to_numpy(self, tensor: Any) -> Any:
-            return tensor.numpy()
-
-        def deserialize(self, tensor_id: Any, **kwargs: Any) -> Any:
-            return torch.as_tensor(super().deserialize(tensor_id, **kwargs))
-
-    return TorchProcessor
+    return _processor("TorchProcessor", "PyTorch tensor processor.", torch.Tensor, lambda t: t.numpy(), torch.as_tensor,
+                      to_cpu)
 
 
 def _tf_processor() -> type[TensorProcessor]:
     import tensorflow as tf
 
-    class TFProcessor(TensorProcessor):
-        """TensorFlow (eager) tensor processor."""
+    def to_cpu(tensor: Any) -> Any:
+        with tf.device("CPU:0"):
+            return tf.identity(tensor)
 
-        data_type = type(tf.constant(0))
-
-        def to_cpu(self, tensor: Any) -> Any:
-            with tf.device("CPU:0"):
-                return tf.identity(tensor)
-
-        def to_numpy(self, tensor: Any) -> Any:
-            return tensor.numpy()
-
-        def deserialize(self, tensor_id: Any, **kwargs: Any) -> Any:
-            return tf.convert_to_tensor(super().deserialize(tensor_id, **kwargs))
-
-    return TFProcessor
+    return _processor("TFProcessor", "TensorFlow (eager) tensor processor.", type(tf.constant(0)), lambda t: t.numpy(),
+                      tf.convert_to_tensor, to_cpu)
 
 
 def _jax_processor() -> type[TensorProcessor]:
@@ -75,18 +65,7 @@ def _jax_processor() -> type[TensorProcessor]:
     import jax.numpy as jnp
     import numpy
 
-    class JAXProcessor(TensorProcessor):
-        """JAX array processor."""
-
-        data_type = jax.Array
-
-        def to_numpy(self, tensor: Any) -> Any:
-            return numpy.asarray(tensor)
-
-        def deserialize(self, tensor_id: Any, **kwargs: Any) -> Any:
-            return jnp.asarray(super().deserialize(tensor_id, **kwargs))
-
-    return JAXProcessor
+    return _processor("JAXProcessor", "JAX array processor.", jax.Array, numpy.asarray, jnp.asarray)
 
 
 _FACTORIES = {
