@@ -125,13 +125,10 @@ std::string referred_head(Kind kind, std::uint32_t id) {
 // header): the document and its escaping come out of one pass rather than a rendering and then a second pass.
 template <bool Escaped>
 void literal(std::string& out, std::string_view text) {
-  if constexpr (!Escaped) {
-    out += text;
+  if constexpr (Escaped) {
+    append_json_escaped(out, text);
   } else {
-    for (const char c : text) {
-      if (c == '"') out += '\\';
-      out += c;
-    }
+    out += text;
   }
 }
 
@@ -140,29 +137,16 @@ void string_node(std::string& out, std::string_view text) {
   if constexpr (!Escaped) {
     append_json_string(out, text);
   } else {
-    static constexpr char hex[] = "0123456789abcdef";
+    // What append_json_string writes, escaped once more.
     out += "\\\"";
     std::size_t run = 0;
     for (std::size_t k = 0; k < text.size(); ++k) {
-      const auto u = static_cast<unsigned char>(text[k]);
-      if (u >= 0x20 && u != '"' && u != '\\') continue;
+      if (json_plain(text[k])) continue;
+      char buffer[6];
+      const std::string_view escape = json_escape(text[k], buffer);
       out.append(text.data() + run, k - run);
       run = k + 1;
-      // What append_json_string writes for the character, escaped once more: each backslash doubled, each quote
-      // preceded by one.
-      switch (u) {
-        case '"': out += "\\\\\\\""; break;
-        case '\\': out += "\\\\\\\\"; break;
-        case '\b': out += "\\\\b"; break;
-        case '\f': out += "\\\\f"; break;
-        case '\n': out += "\\\\n"; break;
-        case '\r': out += "\\\\r"; break;
-        case '\t': out += "\\\\t"; break;
-        default:
-          out += "\\\\u00";
-          out += hex[u >> 4];
-          out += hex[u & 15];
-      }
+      append_json_escaped(out, escape);
     }
     out.append(text.data() + run, text.size() - run);
     out += "\\\"";

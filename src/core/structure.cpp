@@ -1,8 +1,6 @@
 // Storing the schema document in a file's metadata, spilling it into a tensor when the header would be too large.
 #include "safestructures/structure.hpp"
 
-#include <simdjson.h>
-
 #include "safestructures/error.hpp"
 
 namespace safestructures {
@@ -40,13 +38,7 @@ void spill(StructuredLayout& plan, std::string schema_document, std::uint64_t ma
 }
 
 // The document an escaped rendering stands for: the content of a JSON string, read back as JSON reads it.
-std::string unescape(const std::string& escaped) {
-  const simdjson::padded_string quoted("\"" + escaped + "\"");
-  simdjson::dom::parser parser;
-  std::string_view text;
-  if (parser.parse(quoted).get_string().get(text)) raise(ErrorCode::InvalidMetadata, "the escaped schema is not a JSON string's content");
-  return std::string(text);
-}
+std::string unescape(const std::string& escaped) { return std::string(parse_schema_json("\"" + escaped + "\"")[0].text); }
 
 // The schema is given as JSON, or `escaped` as the content of the header's JSON string.
 StructuredLayout plan_with_schema(std::vector<WriteTensor> tensors, const Metadata& user_metadata, std::string schema, bool escaped,
