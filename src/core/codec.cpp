@@ -1,19 +1,20 @@
 // Text codecs shared by the tree reader and builder: base64, and strings as code points (lone surrogates included).
 #include "safestructures/codec.hpp"
 
+#include <array>
+
 namespace safestructures::codec {
 namespace {
 
 constexpr char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
-int base64_value(char c) {
-  if (c >= 'A' && c <= 'Z') return c - 'A';
-  if (c >= 'a' && c <= 'z') return c - 'a' + 26;
-  if (c >= '0' && c <= '9') return c - '0' + 52;
-  if (c == '+') return 62;
-  if (c == '/') return 63;
-  return -1;
-}
+// The value of each base64 digit by its byte, -1 for bytes that are not digits.
+constexpr auto base64_values = [] {
+  std::array<int, 256> values{};
+  values.fill(-1);
+  for (int i = 0; i < 64; ++i) values[static_cast<unsigned char>(alphabet[i])] = i;
+  return values;
+}();
 
 }  // namespace
 
@@ -44,7 +45,7 @@ std::optional<std::vector<std::byte>> base64_decode(std::string_view text) {
       if (c == '=' && i + 4 == text.size() && k >= 2) {
         ++pad;
       } else {
-        digit = base64_value(c);
+        digit = base64_values[static_cast<unsigned char>(c)];
         if (digit < 0 || pad) return std::nullopt;
       }
       v = (v << 6) | static_cast<unsigned>(digit);

@@ -70,11 +70,10 @@ void Tape::float_value(double value) {
   std::memcpy(&bits, &value, sizeof bits);
   if (std::isnan(value) && bits != 0x7ff8000000000000ull) {
     // A NaN's sign and payload are kept exactly.
-    constexpr char hex[] = "0123456789abcdef";
-    std::string text(16, '0');
-    for (int k = 15; k >= 0; --k, bits >>= 4) text[static_cast<std::size_t>(k)] = hex[bits & 15];
+    char digits[16];
+    char* end = std::to_chars(digits, digits + 16, bits, 16).ptr;
     string("bits");
-    owned_string(std::move(text));
+    owned_string(std::string(16 - static_cast<std::size_t>(end - digits), '0').append(digits, end));
     count_child(at);
   }
   end_container(at);
@@ -209,7 +208,6 @@ std::size_t append_node(std::string& out, const Tape& tape, std::size_t i) {
 }
 
 struct Converter {
-  Tape& tape;
   std::vector<Node>& nodes;
   const SchemaLimits& limits;
 
@@ -234,38 +232,29 @@ struct Converter {
         raise(ErrorCode::SchemaInvalid, "integer " + std::to_string(e.get_uint64().value_unsafe()) + " is out of the int64 range");
       case element_type::DOUBLE: node.kind = NodeKind::Float; node.number = e.get_double().value_unsafe(); return;
       case element_type::STRING: node.kind = NodeKind::String; node.text = e.get_string().value_unsafe(); return;
-      case element_type::ARRAY: {
-        node.kind = NodeKind::Array;
-        const std::size_t at = nodes.size() - 1;
-        std::uint32_t count = 0;
-        // Bound to a local first: a range-for over value_unsafe() of a temporary result would dangle.
-        const simdjson::dom::array array = e.get_array().value_unsafe();
-        for (simdjson::dom::element child : array) {
-          convert(child);
-          ++count;
-        }
-        nodes[at].count = count;
-        nodes[at].end = static_cast<std::uint32_t>(nodes.size());
-        return;
+      case element_type::ARRAY: node.kind = NodeKind::Array; break;
+      case element_type::OBJECT: node.kind = NodeKind::Object; break;
+    }
+    const std::size_t at = nodes.size() - 1;
+    std::uint32_t count = 0;
+    if (node.kind == NodeKind::Array) {
+      // Bound to a local first: a range-for over value_unsafe() of a temporary result would dangle.
+      const simdjson::dom::array array = e.get_array().value_unsafe();
+      for (simdjson::dom::element child : array) {
+        convert(child);
+        ++count;
       }
-      case element_type::OBJECT: {
-        node.kind = NodeKind::Object;
-        const std::size_t at = nodes.size() - 1;
-        std::uint32_t count = 0;
-        const simdjson::dom::object object = e.get_object().value_unsafe();
-        for (auto field : object) {
-          check_count();
-          Node& key = nodes.emplace_back();
-          key.kind = NodeKind::String;
-          key.text = field.key;
-          convert(field.value);
-          ++count;
-        }
-        nodes[at].count = count;
-        nodes[at].end = static_cast<std::uint32_t>(nodes.size());
-        return;
+    } else {
+      const simdjson::dom::object object = e.get_object().value_unsafe();
+      for (auto field : object) {
+        check_count();
+        nodes.push_back({.kind = NodeKind::String, .text = field.key});
+        convert(field.value);
+        ++count;
       }
     }
+    nodes[at].count = count;
+    nodes[at].end = static_cast<std::uint32_t>(nodes.size());
   }
 };
 
@@ -306,7 +295,7 @@ Tape parse_schema_json(std::string_view json, const SchemaLimits& limits) {
   }
   Tape tape;
   tape.parsed_ = parser;
-  Converter{tape, tape.nodes_, limits}.convert(root);
+  Converter{tape.nodes_, limits}.convert(root);
   return tape;
 }
 

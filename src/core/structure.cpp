@@ -4,29 +4,11 @@
 #include "safestructures/error.hpp"
 
 namespace safestructures {
-namespace {
-
-Metadata with_schema(const Metadata& user, std::string value) {
-  Metadata out = user;
-  out.emplace_back(std::string(schema_metadata_key), std::move(value));
-  return out;
-}
-
-}  // namespace
-
 bool is_reserved_metadata_key(std::string_view key) {
   return key == schema_metadata_key || key == v1_schema_key || key == v1_version_key;
 }
 
 namespace {
-
-void check_user_metadata(const Metadata& user_metadata) {
-  for (const auto& [key, _] : user_metadata) {
-    if (is_reserved_metadata_key(key)) {
-      raise(ErrorCode::InvalidMetadata, "metadata key " + quote_name(key) + " is reserved for safestructures' own use");
-    }
-  }
-}
 
 // Too large for the header: the schema moves into a tensor and the metadata keeps a pointer to it.
 void spill(StructuredLayout& plan, std::string schema_document, std::uint64_t max_header_size) {
@@ -43,9 +25,14 @@ std::string unescape(const std::string& escaped) { return std::string(parse_sche
 // The schema is given as JSON, or `escaped` as the content of the header's JSON string.
 StructuredLayout plan_with_schema(std::vector<WriteTensor> tensors, const Metadata& user_metadata, std::string schema, bool escaped,
                                   std::uint64_t max_header_size) {
-  check_user_metadata(user_metadata);
+  for (const auto& [key, _] : user_metadata) {
+    if (is_reserved_metadata_key(key)) {
+      raise(ErrorCode::InvalidMetadata, "metadata key " + quote_name(key) + " is reserved for safestructures' own use");
+    }
+  }
   StructuredLayout plan;
-  plan.metadata = with_schema(user_metadata, std::move(schema));
+  plan.metadata = user_metadata;
+  plan.metadata.emplace_back(std::string(schema_metadata_key), std::move(schema));
   plan.tensors = std::move(tensors);
   try {
     plan.layout = plan_layout(plan.tensors, &plan.metadata, max_header_size, escaped ? schema_metadata_key : std::string_view());
@@ -93,7 +80,6 @@ std::optional<Tape> read_schema(const Reader& reader, const SchemaLimits& limits
       }
       const auto bytes = reader.tensor(*info).bytes;
       const std::string_view text(reinterpret_cast<const char*>(bytes.data()), bytes.size());
-      if (!is_valid_utf8(text)) raise(ErrorCode::SchemaNotJson, "the spilled schema is not valid UTF-8");
       document = parse_schema_json(text, limits);
     }
   }
