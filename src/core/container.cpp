@@ -338,11 +338,7 @@ void append_json_escaped(std::string& out, std::string_view utf8) {
     return;
   }
   for (const char c : utf8) {
-    if (json_plain(c)) {
-      *p++ = c;
-      continue;
-    }
-    const std::string_view escape = json_escape(c, buffer);
+    const std::string_view escape = json_plain(c) ? std::string_view(&c, 1) : json_escape(c, buffer);
     p = std::copy(escape.begin(), escape.end(), p);
   }
 }

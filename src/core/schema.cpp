@@ -177,30 +177,20 @@ std::size_t append_node(std::string& out, const Tape& tape, std::size_t i) {
     }
     case NodeKind::Object: {
       const bool tagged = !tape.tag(i).empty();
-      if (n.id && !tagged) {
-        literal<Escaped>(out, referred_head(Kind::Dict, n.id) + "[");
-        std::size_t c = i + 1;
-        for (std::uint32_t k = 0; k < n.count; ++k) {
-          if (k) out += ',';
-          out += '[';
-          string_node<Escaped>(out, tape[c].text);
-          out += ',';
-          c = append_node<Escaped>(out, tape, c + 1);
-          out += ']';
-        }
-        out += "]}";
-        return n.end;
-      }
-      out += '{';
+      // An untagged object that something refers to is written as a dict's items, [[key, value], ...].
+      const bool pairs = n.id && !tagged;
+      literal<Escaped>(out, pairs ? referred_head(Kind::Dict, n.id) + "[" : std::string("{"));
       std::size_t c = i + 1;
       for (std::uint32_t k = 0; k < n.count; ++k) {
         if (k) out += ',';
+        if (pairs) out += '[';
         string_node<Escaped>(out, tape[c].text);
-        out += ':';
+        out += pairs ? ',' : ':';
         c = append_node<Escaped>(out, tape, c + 1);
+        if (pairs) out += ']';
         if (k == 0 && tagged && n.id) literal<Escaped>(out, ",\"#\":" + std::to_string(n.id));
       }
-      out += '}';
+      out += pairs ? "]}" : "}";
       return n.end;
     }
   }
