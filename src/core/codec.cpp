@@ -60,19 +60,12 @@ std::optional<std::vector<std::byte>> base64_decode(std::string_view text) {
 void append_code_point(std::string& out, std::uint32_t cp) {
   if (cp < 0x80) {
     out += static_cast<char>(cp);
-  } else if (cp < 0x800) {
-    out += static_cast<char>(0xC0 | (cp >> 6));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  } else if (cp < 0x10000) {
-    out += static_cast<char>(0xE0 | (cp >> 12));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  } else {
-    out += static_cast<char>(0xF0 | (cp >> 18));
-    out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
+    return;
   }
+  const int length = cp < 0x800 ? 2 : cp < 0x10000 ? 3 : 4;
+  // The lead byte: `length` one bits, a zero, then the code point's top bits; then 6 bits per continuation byte.
+  out += static_cast<char>(((0xFF00 >> length) & 0xFF) | (cp >> (6 * (length - 1))));
+  for (int k = length - 2; k >= 0; --k) out += static_cast<char>(0x80 | ((cp >> (6 * k)) & 0x3F));
 }
 
 std::optional<std::vector<std::uint32_t>> decode_wtf8(std::string_view text) {

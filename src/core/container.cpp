@@ -240,10 +240,8 @@ const TensorInfo* Header::find(std::string_view name) const {
 }
 
 const std::string* Header::find_metadata(std::string_view key) const {
-  for (const auto& [k, v] : metadata) {
-    if (k == key) return &v;
-  }
-  return nullptr;
+  const auto it = std::find_if(metadata.begin(), metadata.end(), [&](const auto& kv) { return kv.first == key; });
+  return it == metadata.end() ? nullptr : &it->second;
 }
 
 Header parse_header(std::span<const std::byte> file, std::uint64_t max_header_size) {

@@ -42,17 +42,11 @@ std::uint64_t storage_size(const WriteTensor& t) {
   return bytes;
 }
 
-// Receives the file's bytes in order.
-class Sink {
- public:
-  virtual ~Sink() = default;
-  virtual void write(const std::byte* data, std::size_t size) = 0;
-};
-
-class MemorySink final : public Sink {
+// The sinks receive the file's bytes in order, into the caller's buffer or a file.
+class MemorySink {
  public:
   explicit MemorySink(std::span<std::byte> out) : out_(out) {}
-  void write(const std::byte* data, std::size_t size) override {
+  void write(const std::byte* data, std::size_t size) {
     if (size > out_.size() - pos_) raise(ErrorCode::InvalidArgument, "output buffer too small for the file");
     if (size) std::memcpy(out_.data() + pos_, data, size);
     pos_ += size;
@@ -65,11 +59,11 @@ class MemorySink final : public Sink {
 
 // Coalesces small pieces (many tiny tensors) into few write() calls; large pieces go straight to the kernel from the
 // caller's memory.
-class FileSink final : public Sink {
+class FileSink {
  public:
   static constexpr std::size_t capacity = 1 << 20;
   FileSink(int fd, const std::string& path) : fd_(fd), path_(path) { buffer_.reserve(capacity); }
-  void write(const std::byte* data, std::size_t size) override {
+  void write(const std::byte* data, std::size_t size) {
     if (size >= capacity) {
       flush();
       write_all(data, size);
@@ -102,6 +96,7 @@ class FileSink final : public Sink {
 
 // Copies a strided tensor into C order through a bounded staging buffer, so peak memory does not grow with the
 // tensor. Positions are kept as byte offsets from the base pointer: a pointer is only formed for bytes that exist.
+template <class Sink>
 void write_strided(Sink& sink, const WriteTensor& t, std::uint64_t total) {
   const std::uint64_t itemsize = dtype_bits(t.dtype) / 8;
   struct Dim {
@@ -164,6 +159,7 @@ void write_strided(Sink& sink, const WriteTensor& t, std::uint64_t total) {
   }
 }
 
+template <class Sink>
 void write_all_tensors(Sink& sink, const Layout& layout, std::span<const WriteTensor> tensors) {
   sink.write(reinterpret_cast<const std::byte*>(layout.header.data()), layout.header.size());
   for (std::size_t i : layout.order) {
