@@ -2,6 +2,7 @@
 #include "safestructures/codec.hpp"
 
 #include <array>
+#include <bit>
 
 namespace safestructures::codec {
 namespace {
@@ -73,20 +74,13 @@ std::optional<std::vector<std::uint32_t>> decode_wtf8(std::string_view text) {
   out.reserve(text.size());
   for (std::size_t i = 0; i < text.size();) {
     const auto lead = static_cast<unsigned char>(text[i]);
-    std::size_t length = 0;
-    std::uint32_t cp = 0;
-    std::uint32_t min = 0;
-    if (lead < 0x80) {
-      length = 1, cp = lead;
-    } else if ((lead & 0xE0) == 0xC0) {
-      length = 2, cp = lead & 0x1F, min = 0x80;
-    } else if ((lead & 0xF0) == 0xE0) {
-      length = 3, cp = lead & 0x0F, min = 0x800;
-    } else if ((lead & 0xF8) == 0xF0) {
-      length = 4, cp = lead & 0x07, min = 0x10000;
-    } else {
-      return std::nullopt;
-    }
+    // A lead byte's leading one bits count its sequence's bytes (none for ASCII; one is a continuation byte).
+    const int ones = std::countl_one(lead);
+    if (ones == 1 || ones > 4) return std::nullopt;
+    const std::size_t length = ones ? static_cast<std::size_t>(ones) : 1;
+    constexpr std::uint32_t shortest[] = {0, 0, 0x80, 0x800, 0x10000};
+    const std::uint32_t min = shortest[ones];
+    std::uint32_t cp = lead & (0x7F >> ones);
     if (i + length > text.size()) return std::nullopt;
     for (std::size_t k = 1; k < length; ++k) {
       const auto next = static_cast<unsigned char>(text[i + k]);

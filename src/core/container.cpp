@@ -151,18 +151,11 @@ bool may_hold_negative_number(std::string_view json) {
 
 void check_no_minus_sign(std::string_view json) {
   if (!may_hold_negative_number(json)) return;
-  bool in_string = false;
   for (std::size_t i = 0; i < json.size(); ++i) {
-    const char c = json[i];
-    if (in_string) {
-      if (c == '\\') {
-        ++i;
-      } else if (c == '"') {
-        in_string = false;
-      }
-    } else if (c == '"') {
-      in_string = true;
-    } else if (c == '-') {
+    if (json[i] == '"') {
+      // Past the string's closing quote, stepping over each escaped character.
+      for (++i; i < json.size() && json[i] != '"'; ++i) i += json[i] == '\\';
+    } else if (json[i] == '-') {
       raise(ErrorCode::NegativeNumber, "header holds a negative number at byte " + std::to_string(i));
     }
   }
