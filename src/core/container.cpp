@@ -142,9 +142,8 @@ void read_metadata(simdjson::dom::element value, Header& header) {
 // byte-by-byte scan of its strings.
 bool may_hold_negative_number(std::string_view json) {
   for (std::size_t at = json.find('-'); at != std::string_view::npos; at = json.find('-', at + 1)) {
-    std::size_t before = at;
-    while (before > 0 && (json[before - 1] == ' ' || json[before - 1] == '\t' || json[before - 1] == '\n' || json[before - 1] == '\r')) --before;
-    if (before == 0 || json[before - 1] == '[' || json[before - 1] == ',' || json[before - 1] == ':') return true;
+    const std::size_t before = at == 0 ? std::string_view::npos : json.find_last_not_of(" \t\n\r", at - 1);
+    if (before == std::string_view::npos || json[before] == '[' || json[before] == ',' || json[before] == ':') return true;
   }
   return false;
 }

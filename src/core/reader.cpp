@@ -85,8 +85,7 @@ Reader Reader::open(const std::filesystem::path& path, std::uint64_t max_header_
 
 Reader Reader::from_buffer(std::shared_ptr<const void> owner, std::span<const std::byte> bytes, bool writable,
                            std::uint64_t max_header_size) {
-  Header header = parse_header(bytes, max_header_size);
-  return Reader(std::move(owner), bytes, writable, std::move(header));
+  return Reader(std::move(owner), bytes, writable, parse_header(bytes, max_header_size));
 }
 
 TensorView Reader::tensor(const TensorInfo& info) const {
