@@ -3,6 +3,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <functional>
 #include <span>
 #include <string>
@@ -69,8 +70,27 @@ std::uint64_t tensor_byte_size(std::string_view name, Dtype dtype, const std::ve
 // JSON strings are escaped the way serde_json escapes them: `"`, `\` and control characters only.
 // Whether `c` stands for itself in a JSON string.
 constexpr bool json_plain(char c) { return static_cast<unsigned char>(c) >= 0x20 && c != '"' && c != '\\'; }
+
 // The escape sequence of `c` (written into `buffer` when it is \u00XX), or empty when `c` stands for itself.
-std::string_view json_escape(char c, char (&buffer)[6]);
+inline std::string_view json_escape(char c, char (&buffer)[6]) {
+  switch (c) {
+    case '"': return "\\\"";
+    case '\\': return "\\\\";
+    case '\b': return "\\b";
+    case '\f': return "\\f";
+    case '\n': return "\\n";
+    case '\r': return "\\r";
+    case '\t': return "\\t";
+  }
+  const auto u = static_cast<unsigned char>(c);
+  if (u >= 0x20) return {};
+  static constexpr char hex[] = "0123456789abcdef";
+  std::memcpy(buffer, "\\u00", 4);
+  buffer[4] = hex[u >> 4];
+  buffer[5] = hex[u & 0xf];
+  return {buffer, 6};
+}
+
 // The content of a JSON string holding `utf8`, without the quotes.
 void append_json_escaped(std::string& out, std::string_view utf8);
 // The JSON string literal, with its quotes.

@@ -293,32 +293,13 @@ Header parse_header(std::span<const std::byte> file, std::uint64_t max_header_si
   return header;
 }
 
-std::string_view json_escape(char c, char (&buffer)[6]) {
-  switch (c) {
-    case '"': return "\\\"";
-    case '\\': return "\\\\";
-    case '\b': return "\\b";
-    case '\f': return "\\f";
-    case '\n': return "\\n";
-    case '\r': return "\\r";
-    case '\t': return "\\t";
-  }
-  const auto u = static_cast<unsigned char>(c);
-  if (u >= 0x20) return {};
-  static constexpr char hex[] = "0123456789abcdef";
-  std::memcpy(buffer, "\\u00", 4);
-  buffer[4] = hex[u >> 4];
-  buffer[5] = hex[u & 0xf];
-  return {buffer, 6};
-}
-
 void append_json_escaped(std::string& out, std::string_view utf8) {
   char buffer[6];
   // Two passes, counting then writing in place: a schema is escaped as one long metadata string whose quotes come
   // every few characters, where appending run by run costs more than the escaping itself.
   std::size_t extra = 0;
   for (const char c : utf8) {
-    if (!json_plain(c)) extra += json_escape(c, buffer).size() - 1;
+    if (!json_plain(c)) extra += static_cast<unsigned char>(c) < 0x20 ? json_escape(c, buffer).size() - 1 : 1;
   }
   const std::size_t start = out.size();
   out.resize(start + utf8.size() + extra);
@@ -328,8 +309,13 @@ void append_json_escaped(std::string& out, std::string_view utf8) {
     return;
   }
   for (const char c : utf8) {
-    const std::string_view escape = json_plain(c) ? std::string_view(&c, 1) : json_escape(c, buffer);
-    p = std::copy(escape.begin(), escape.end(), p);
+    if (json_plain(c)) {
+      *p++ = c;
+      continue;
+    }
+    const std::string_view escape = json_escape(c, buffer);
+    std::memcpy(p, escape.data(), escape.size());
+    p += escape.size();
   }
 }
 
