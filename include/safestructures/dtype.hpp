@@ -53,7 +53,8 @@ struct DtypeTraits {
 };
 
 #define SAFESTRUCTURES_DTYPE_TRAITS(name, bits, numpy_name) {#name, bits, numpy_name},
-inline constexpr std::array<DtypeTraits, dtype_count> dtype_traits{{SAFESTRUCTURES_DTYPES(SAFESTRUCTURES_DTYPE_TRAITS)}};
+inline constexpr std::array<DtypeTraits, dtype_count> dtype_traits{
+    {SAFESTRUCTURES_DTYPES(SAFESTRUCTURES_DTYPE_TRAITS)}};
 #undef SAFESTRUCTURES_DTYPE_TRAITS
 
 constexpr std::string_view dtype_name(Dtype d) { return dtype_traits[static_cast<std::size_t>(d)].name; }

@@ -143,7 +143,9 @@ void read_metadata(simdjson::dom::element value, Header& header) {
 bool may_hold_negative_number(std::string_view json) {
   for (std::size_t at = json.find('-'); at != std::string_view::npos; at = json.find('-', at + 1)) {
     const std::size_t before = at == 0 ? std::string_view::npos : json.find_last_not_of(" \t\n\r", at - 1);
-    if (before == std::string_view::npos || json[before] == '[' || json[before] == ',' || json[before] == ':') return true;
+    if (before == std::string_view::npos || json[before] == '[' || json[before] == ',' || json[before] == ':') {
+      return true;
+    }
   }
   return false;
 }
@@ -207,15 +209,18 @@ std::uint64_t tensor_byte_size(std::string_view name, Dtype dtype, const std::ve
   std::uint64_t elements = 1;
   for (std::uint64_t dim : shape) {
     if (__builtin_mul_overflow(elements, dim, &elements)) {
-      raise(ErrorCode::ShapeOverflow, where(name) + ": element count of shape " + shape_text(shape) + " overflows 64 bits");
+      raise(ErrorCode::ShapeOverflow,
+            where(name) + ": element count of shape " + shape_text(shape) + " overflows 64 bits");
     }
   }
   std::uint64_t bits = 0;
   if (__builtin_mul_overflow(elements, std::uint64_t{dtype_bits(dtype)}, &bits)) {
-    raise(ErrorCode::ShapeOverflow, where(name) + ": byte size of shape " + shape_text(shape) + " of " + std::string(dtype_name(dtype)) + " overflows 64 bits");
+    raise(ErrorCode::ShapeOverflow, where(name) + ": byte size of shape " + shape_text(shape) + " of " +
+                                        std::string(dtype_name(dtype)) + " overflows 64 bits");
   }
   if (bits % 8 != 0) {
-    raise(ErrorCode::SubByteNotWhole, where(name) + ": " + std::to_string(elements) + " elements of " + std::string(dtype_name(dtype)) + " do not fill a whole number of bytes");
+    raise(ErrorCode::SubByteNotWhole, where(name) + ": " + std::to_string(elements) + " elements of " +
+                                          std::string(dtype_name(dtype)) + " do not fill a whole number of bytes");
   }
   return bits / 8;
 }

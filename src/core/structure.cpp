@@ -20,7 +20,9 @@ void spill(StructuredLayout& plan, std::string schema_document, std::uint64_t ma
 }
 
 // The document an escaped rendering stands for: the content of a JSON string, read back as JSON reads it.
-std::string unescape(const std::string& escaped) { return std::string(parse_schema_json("\"" + escaped + "\"")[0].text); }
+std::string unescape(const std::string& escaped) {
+  return std::string(parse_schema_json("\"" + escaped + "\"")[0].text);
+}
 
 // The schema is given as JSON, or `escaped` as the content of the header's JSON string.
 StructuredLayout plan_with_schema(std::vector<WriteTensor> tensors, const Metadata& user_metadata, std::string schema, bool escaped,

@@ -38,7 +38,10 @@ std::uint64_t storage_size(const WriteTensor& t) {
       raise(ErrorCode::InvalidArgument, "tensor " + quote_name(t.name) + ": sub-byte dtype " + std::string(dtype_name(t.dtype)) + " must be contiguous");
     }
   }
-  if (bytes > 0 && t.data == nullptr) raise(ErrorCode::InvalidArgument, "tensor " + quote_name(t.name) + ": no data for " + std::to_string(bytes) + " bytes");
+  if (bytes > 0 && t.data == nullptr) {
+    raise(ErrorCode::InvalidArgument,
+          "tensor " + quote_name(t.name) + ": no data for " + std::to_string(bytes) + " bytes");
+  }
   return bytes;
 }
 
