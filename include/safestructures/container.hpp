@@ -3,6 +3,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <functional>
 #include <span>
 #include <string>
@@ -54,12 +55,45 @@ struct Header {
   std::uint64_t data_offset() const { return 8 + header_size; }
 };
 
+// The header length prefix: 8 bytes, little-endian.
+std::uint64_t load_le64(const void* bytes);
+
 // Validates a whole safetensors file given as bytes (the 8-byte prefix, the header and the data buffer) and returns
 // its header. Every rule of the reference reader is enforced, duplicate keys and NUL bytes in tensor names are
 // rejected too. Errors name the offending tensor or key.
 Header parse_header(std::span<const std::byte> file, std::uint64_t max_header_size = default_max_header_size);
 
-// JSON string literal (with its quotes) escaped the way serde_json does: `"`, `\` and control characters only.
+// The bytes that `shape` elements of `dtype` take. Raises ShapeOverflow when the count overflows 64 bits, or
+// SubByteNotWhole when sub-byte elements do not fill whole bytes; errors name tensor `name`.
+std::uint64_t tensor_byte_size(std::string_view name, Dtype dtype, const std::vector<std::uint64_t>& shape);
+
+// JSON strings are escaped the way serde_json escapes them: `"`, `\` and control characters only.
+// Whether `c` stands for itself in a JSON string.
+constexpr bool json_plain(char c) { return static_cast<unsigned char>(c) >= 0x20 && c != '"' && c != '\\'; }
+
+// The escape sequence of `c` (written into `buffer` when it is \u00XX), or empty when `c` stands for itself.
+inline std::string_view json_escape(char c, char (&buffer)[6]) {
+  switch (c) {
+    case '"': return "\\\"";
+    case '\\': return "\\\\";
+    case '\b': return "\\b";
+    case '\f': return "\\f";
+    case '\n': return "\\n";
+    case '\r': return "\\r";
+    case '\t': return "\\t";
+  }
+  const auto u = static_cast<unsigned char>(c);
+  if (u >= 0x20) return {};
+  static constexpr char hex[] = "0123456789abcdef";
+  std::memcpy(buffer, "\\u00", 4);
+  buffer[4] = hex[u >> 4];
+  buffer[5] = hex[u & 0xf];
+  return {buffer, 6};
+}
+
+// The content of a JSON string holding `utf8`, without the quotes.
+void append_json_escaped(std::string& out, std::string_view utf8);
+// The JSON string literal, with its quotes.
 void append_json_string(std::string& out, std::string_view utf8);
 
 // True when `bytes` is valid UTF-8 (no surrogates, no overlong forms).

@@ -11,65 +11,51 @@
 
 namespace safestructures {
 
-// Declared in the reference implementation's order: the writer sorts by this order (descending), so it must not change.
-enum class Dtype : std::uint8_t {
-  BOOL,
-  F4,
-  F6_E2M3,
-  F6_E3M2,
-  U8,
-  I8,
-  F8_E5M2,
-  F8_E4M3,
-  F8_E8M0,
-  F8_E4M3FNUZ,
-  F8_E5M2FNUZ,
-  I16,
-  U16,
-  F16,
-  BF16,
-  I32,
-  U32,
-  F32,
-  C64,
-  F64,
-  I64,
-  U64,
-};
+// Each dtype: its name, its bit width, and the numpy dtype (ml_dtypes' for BF16, F8_*, F6_* and F4) whose elements
+// these are, one per byte for sub-byte ones. In the reference implementation's order: the writer sorts by this order
+// (descending), so it must not change.
+#define SAFESTRUCTURES_DTYPES(X) \
+  X(BOOL, 8, "bool") \
+  X(F4, 4, "float4_e2m1fn") \
+  X(F6_E2M3, 6, "float6_e2m3fn") \
+  X(F6_E3M2, 6, "float6_e3m2fn") \
+  X(U8, 8, "uint8") \
+  X(I8, 8, "int8") \
+  X(F8_E5M2, 8, "float8_e5m2") \
+  X(F8_E4M3, 8, "float8_e4m3fn") \
+  X(F8_E8M0, 8, "float8_e8m0fnu") \
+  X(F8_E4M3FNUZ, 8, "float8_e4m3fnuz") \
+  X(F8_E5M2FNUZ, 8, "float8_e5m2fnuz") \
+  X(I16, 16, "int16") \
+  X(U16, 16, "uint16") \
+  X(F16, 16, "float16") \
+  X(BF16, 16, "bfloat16") \
+  X(I32, 32, "int32") \
+  X(U32, 32, "uint32") \
+  X(F32, 32, "float32") \
+  X(C64, 64, "complex64") \
+  X(F64, 64, "float64") \
+  X(I64, 64, "int64") \
+  X(U64, 64, "uint64")
 
-inline constexpr std::size_t dtype_count = 22;
+#define SAFESTRUCTURES_DTYPE_ENUMERATOR(name, bits, numpy_name) name,
+enum class Dtype : std::uint8_t { SAFESTRUCTURES_DTYPES(SAFESTRUCTURES_DTYPE_ENUMERATOR) };
+#undef SAFESTRUCTURES_DTYPE_ENUMERATOR
+
+#define SAFESTRUCTURES_DTYPE_ONE(name, bits, numpy_name) +1
+inline constexpr std::size_t dtype_count = 0 SAFESTRUCTURES_DTYPES(SAFESTRUCTURES_DTYPE_ONE);
+#undef SAFESTRUCTURES_DTYPE_ONE
 
 struct DtypeTraits {
   std::string_view name;
   unsigned bits;
-  // The numpy dtype (ml_dtypes' for BF16, F8_*, F6_* and F4) whose elements these are, one per byte for sub-byte ones.
   std::string_view numpy_name;
 };
 
-inline constexpr std::array<DtypeTraits, dtype_count> dtype_traits{{
-    {"BOOL", 8, "bool"},
-    {"F4", 4, "float4_e2m1fn"},
-    {"F6_E2M3", 6, "float6_e2m3fn"},
-    {"F6_E3M2", 6, "float6_e3m2fn"},
-    {"U8", 8, "uint8"},
-    {"I8", 8, "int8"},
-    {"F8_E5M2", 8, "float8_e5m2"},
-    {"F8_E4M3", 8, "float8_e4m3fn"},
-    {"F8_E8M0", 8, "float8_e8m0fnu"},
-    {"F8_E4M3FNUZ", 8, "float8_e4m3fnuz"},
-    {"F8_E5M2FNUZ", 8, "float8_e5m2fnuz"},
-    {"I16", 16, "int16"},
-    {"U16", 16, "uint16"},
-    {"F16", 16, "float16"},
-    {"BF16", 16, "bfloat16"},
-    {"I32", 32, "int32"},
-    {"U32", 32, "uint32"},
-    {"F32", 32, "float32"},
-    {"C64", 64, "complex64"},
-    {"F64", 64, "float64"},
-    {"I64", 64, "int64"},
-    {"U64", 64, "uint64"},
-}};
+#define SAFESTRUCTURES_DTYPE_TRAITS(name, bits, numpy_name) {#name, bits, numpy_name},
+inline constexpr std::array<DtypeTraits, dtype_count> dtype_traits{
+    {SAFESTRUCTURES_DTYPES(SAFESTRUCTURES_DTYPE_TRAITS)}};
+#undef SAFESTRUCTURES_DTYPE_TRAITS
 
 constexpr std::string_view dtype_name(Dtype d) { return dtype_traits[static_cast<std::size_t>(d)].name; }
 constexpr unsigned dtype_bits(Dtype d) { return dtype_traits[static_cast<std::size_t>(d)].bits; }

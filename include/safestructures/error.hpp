@@ -7,94 +7,63 @@
 
 namespace safestructures {
 
-enum class ErrorCode {
-  // An operating-system call failed; the message holds the call, the path and strerror(errno).
-  Io,
-  // The file (or buffer) is shorter than the 8-byte header length prefix.
-  FileTooSmall,
-  // The header length prefix exceeds the header size limit (100,000,000 bytes by default).
-  HeaderTooLarge,
-  // The header length prefix points past the end of the file.
-  HeaderPastEnd,
-  // The header bytes are not valid UTF-8.
-  HeaderNotUtf8,
-  // The header holds a NUL byte.
-  HeaderNulByte,
-  // The header starts with a UTF-8 byte order mark.
-  HeaderBom,
-  // The header is not well-formed JSON (numbers that do not fit in 64 bits included).
-  HeaderNotJson,
-  // The header's JSON value is not an object.
-  HeaderNotObject,
-  // A key appears twice in the same JSON object (tensor names, metadata keys or entry fields).
-  DuplicateKey,
-  // `__metadata__` is neither an object nor null.
-  MetadataNotObject,
-  // A `__metadata__` value is not a string.
-  MetadataNotString,
-  // A tensor entry is not a JSON object.
-  EntryNotObject,
-  // A tensor entry lacks `dtype`, `shape` or `data_offsets`.
-  MissingField,
-  // A tensor entry field has the wrong JSON type (e.g. `shape` is not an array of numbers).
-  WrongFieldType,
-  // The dtype string is not one of the safetensors dtypes.
-  UnknownDtype,
-  // A shape dimension or offset is negative.
-  NegativeNumber,
-  // A shape dimension or offset is not an integer.
-  FractionalNumber,
-  // `data_offsets` does not hold exactly two numbers, or BEGIN is greater than END.
-  InvalidOffsets,
-  // The byte size implied by the shape and dtype overflows 64 bits.
-  ShapeOverflow,
-  // A sub-byte tensor's element count times its bit width is not a whole number of bytes.
-  SubByteNotWhole,
-  // END - BEGIN differs from the size implied by the shape and dtype.
-  SizeMismatch,
-  // Sorted by offset, the tensors leave a gap in the data buffer (or the first does not start at 0).
-  Hole,
-  // Sorted by offset, two tensors' byte ranges overlap.
-  Overlap,
-  // Bytes follow the last tensor's data.
-  TrailingBytes,
-  // A tensor's data runs past the end of the file.
-  DataPastEnd,
-  // A tensor name cannot be written (reserved `__metadata__`, or not valid UTF-8).
-  InvalidName,
-  // Two tensors given to the writer share a name.
-  DuplicateName,
-  // A metadata key or value given to the writer is not valid UTF-8.
-  InvalidMetadata,
-  // Arguments given to a core function contradict each other (e.g. a buffer smaller than the shape needs).
-  InvalidArgument,
-  // A tensor name that the caller asked for (or that the schema refers to) is not in the file.
-  TensorNotFound,
-  // The schema document is not valid JSON.
-  SchemaNotJson,
-  // The schema nests deeper than the nesting limit (on save: the data does).
-  NestingTooDeep,
-  // The schema holds more nodes than the node limit.
-  TooManyNodes,
-  // The schema is JSON but not a valid safestructures schema (unknown tag, missing or wrong field, bad reference).
-  SchemaInvalid,
-  // The schema declares a format version this release cannot read.
-  SchemaVersion,
-  // A tensor's dtype or shape in the header contradicts what the schema says of it.
-  TensorMismatch,
-  // A load would do more work or allocate more than its limits allow: hashing shared structure, many keys with one
-  // hash value, copies or materialised views beyond the load's byte budget.
-  LimitExceeded,
-  // The path names something other than a regular file or a directory (a FIFO, a device, a socket), whose reading
-  // could block or never end.
-  NotARegularFile,
-  // C++ tree API: a node was read as a kind it is not (e.g. as_int() on a string, an index into a dict).
-  WrongKind,
-  // C++ tree API: a dict (or a dataclass's fields) lacks the key asked for.
-  KeyNotFound,
-  // C++ tree API: an index past the end of a list, tuple or other sequence.
-  IndexOutOfRange,
-};
+// Every error code with what it means, in declaration order: ErrorCode and error_code_name are generated from
+// this one list.
+#define SAFESTRUCTURES_ERROR_CODES(X) \
+  X(Io) /* An operating-system call failed; the message holds the call, the path and strerror(errno). */ \
+  X(FileTooSmall) /* The file (or buffer) is shorter than the 8-byte header length prefix. */ \
+  X(HeaderTooLarge) /* The header length prefix exceeds the header size limit (100,000,000 bytes by default). */ \
+  X(HeaderPastEnd) /* The header length prefix points past the end of the file. */ \
+  X(HeaderNotUtf8) /* The header bytes are not valid UTF-8. */ \
+  X(HeaderNulByte) /* The header holds a NUL byte. */ \
+  X(HeaderBom) /* The header starts with a UTF-8 byte order mark. */ \
+  X(HeaderNotJson) /* The header is not well-formed JSON (numbers that do not fit in 64 bits included). */ \
+  X(HeaderNotObject) /* The header's JSON value is not an object. */ \
+  X(DuplicateKey) /* A key appears twice in the same JSON object (tensor names, metadata keys or entry fields). */ \
+  X(MetadataNotObject) /* `__metadata__` is neither an object nor null. */ \
+  X(MetadataNotString) /* A `__metadata__` value is not a string. */ \
+  X(EntryNotObject) /* A tensor entry is not a JSON object. */ \
+  X(MissingField) /* A tensor entry lacks `dtype`, `shape` or `data_offsets`. */ \
+  X(WrongFieldType) /* A tensor entry field has the wrong JSON type (e.g. `shape` is not an array of numbers). */ \
+  X(UnknownDtype) /* The dtype string is not one of the safetensors dtypes. */ \
+  X(NegativeNumber) /* A shape dimension or offset is negative. */ \
+  X(FractionalNumber) /* A shape dimension or offset is not an integer. */ \
+  X(InvalidOffsets) /* `data_offsets` does not hold exactly two numbers, or BEGIN is greater than END. */ \
+  X(ShapeOverflow) /* The byte size implied by the shape and dtype overflows 64 bits. */ \
+  X(SubByteNotWhole) /* A sub-byte tensor's element count times its bit width is not a whole number of bytes. */ \
+  X(SizeMismatch) /* END - BEGIN differs from the size implied by the shape and dtype. */ \
+  X(Hole) /* Sorted by offset, the tensors leave a gap in the data buffer (or the first does not start at 0). */ \
+  X(Overlap) /* Sorted by offset, two tensors' byte ranges overlap. */ \
+  X(TrailingBytes) /* Bytes follow the last tensor's data. */ \
+  X(DataPastEnd) /* A tensor's data runs past the end of the file. */ \
+  X(InvalidName) /* A tensor name cannot be written (reserved `__metadata__`, or not valid UTF-8). */ \
+  X(DuplicateName) /* Two tensors given to the writer share a name. */ \
+  X(InvalidMetadata) /* A metadata key or value given to the writer is not valid UTF-8. */ \
+  /* Arguments given to a core function contradict each other (e.g. a buffer smaller than the shape needs). */ \
+  X(InvalidArgument) \
+  X(TensorNotFound) /* A tensor name that the caller asked for (or that the schema refers to) is not in the file. */ \
+  X(SchemaNotJson) /* The schema document is not valid JSON. */ \
+  X(NestingTooDeep) /* The schema nests deeper than the nesting limit (on save: the data does). */ \
+  X(TooManyNodes) /* The schema holds more nodes than the node limit. */ \
+  /* The schema is JSON but not a valid safestructures schema (unknown tag, missing or wrong field, bad \
+     reference). */ \
+  X(SchemaInvalid) \
+  X(SchemaVersion) /* The schema declares a format version this release cannot read. */ \
+  X(TensorMismatch) /* A tensor's dtype or shape in the header contradicts what the schema says of it. */ \
+  /* A load would do more work or allocate more than its limits allow: hashing shared structure, many keys with \
+     one hash value, copies or materialised views beyond the load's byte budget. */ \
+  X(LimitExceeded) \
+  /* The path names something other than a regular file or a directory (a FIFO, a device, a socket), whose \
+     reading could block or never end. */ \
+  X(NotARegularFile) \
+  /* C++ tree API: a node was read as a kind it is not (e.g. as_int() on a string, an index into a dict). */ \
+  X(WrongKind) \
+  X(KeyNotFound) /* C++ tree API: a dict (or a dataclass's fields) lacks the key asked for. */ \
+  X(IndexOutOfRange) /* C++ tree API: an index past the end of a list, tuple or other sequence. */
+
+#define SAFESTRUCTURES_ERROR_CODE_ENTRY(name) name,
+enum class ErrorCode { SAFESTRUCTURES_ERROR_CODES(SAFESTRUCTURES_ERROR_CODE_ENTRY) };
+#undef SAFESTRUCTURES_ERROR_CODE_ENTRY
 
 // The identifier of a code, e.g. "SizeMismatch", stable for programs that match on it.
 std::string_view error_code_name(ErrorCode code);

@@ -3,10 +3,10 @@
 
 namespace safestructures {
 
-// True when less than a safety margin (256 KiB, or a quarter of a smaller stack) of the calling thread's stack is left. The recursive walkers (schema
-// parsing and rendering, and the Python walkers) check it at each level, so data nested deeper than the stack can
-// hold raises NestingTooDeep instead of crashing, whatever the thread's stack size. The bounds are looked up once per
-// thread.
+// True when less than a safety margin (256 KiB, or a quarter of a smaller stack) of the calling thread's stack is
+// left. The recursive walkers (schema parsing and rendering, and the Python walkers) check it at each level, so data
+// nested deeper than the stack can hold raises NestingTooDeep instead of crashing, whatever the thread's stack size.
+// The bounds are looked up once per thread.
 bool stack_nearly_exhausted() noexcept;
 
 }  // namespace safestructures

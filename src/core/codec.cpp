@@ -1,19 +1,21 @@
 // Text codecs shared by the tree reader and builder: base64, and strings as code points (lone surrogates included).
 #include "safestructures/codec.hpp"
 
+#include <array>
+#include <bit>
+
 namespace safestructures::codec {
 namespace {
 
 constexpr char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
-int base64_value(char c) {
-  if (c >= 'A' && c <= 'Z') return c - 'A';
-  if (c >= 'a' && c <= 'z') return c - 'a' + 26;
-  if (c >= '0' && c <= '9') return c - '0' + 52;
-  if (c == '+') return 62;
-  if (c == '/') return 63;
-  return -1;
-}
+// The value of each base64 digit by its byte, -1 for bytes that are not digits.
+constexpr auto base64_values = [] {
+  std::array<int, 256> values{};
+  values.fill(-1);
+  for (int i = 0; i < 64; ++i) values[static_cast<unsigned char>(alphabet[i])] = i;
+  return values;
+}();
 
 }  // namespace
 
@@ -44,7 +46,7 @@ std::optional<std::vector<std::byte>> base64_decode(std::string_view text) {
       if (c == '=' && i + 4 == text.size() && k >= 2) {
         ++pad;
       } else {
-        digit = base64_value(c);
+        digit = base64_values[static_cast<unsigned char>(c)];
         if (digit < 0 || pad) return std::nullopt;
       }
       v = (v << 6) | static_cast<unsigned>(digit);
@@ -59,19 +61,12 @@ std::optional<std::vector<std::byte>> base64_decode(std::string_view text) {
 void append_code_point(std::string& out, std::uint32_t cp) {
   if (cp < 0x80) {
     out += static_cast<char>(cp);
-  } else if (cp < 0x800) {
-    out += static_cast<char>(0xC0 | (cp >> 6));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  } else if (cp < 0x10000) {
-    out += static_cast<char>(0xE0 | (cp >> 12));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  } else {
-    out += static_cast<char>(0xF0 | (cp >> 18));
-    out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
+    return;
   }
+  const int length = cp < 0x800 ? 2 : cp < 0x10000 ? 3 : 4;
+  // The lead byte: `length` one bits, a zero, then the code point's top bits; then 6 bits per continuation byte.
+  out += static_cast<char>(((0xFF00 >> length) & 0xFF) | (cp >> (6 * (length - 1))));
+  for (int k = length - 2; k >= 0; --k) out += static_cast<char>(0x80 | ((cp >> (6 * k)) & 0x3F));
 }
 
 std::optional<std::vector<std::uint32_t>> decode_wtf8(std::string_view text) {
@@ -79,20 +74,13 @@ std::optional<std::vector<std::uint32_t>> decode_wtf8(std::string_view text) {
   out.reserve(text.size());
   for (std::size_t i = 0; i < text.size();) {
     const auto lead = static_cast<unsigned char>(text[i]);
-    std::size_t length = 0;
-    std::uint32_t cp = 0;
-    std::uint32_t min = 0;
-    if (lead < 0x80) {
-      length = 1, cp = lead;
-    } else if ((lead & 0xE0) == 0xC0) {
-      length = 2, cp = lead & 0x1F, min = 0x80;
-    } else if ((lead & 0xF0) == 0xE0) {
-      length = 3, cp = lead & 0x0F, min = 0x800;
-    } else if ((lead & 0xF8) == 0xF0) {
-      length = 4, cp = lead & 0x07, min = 0x10000;
-    } else {
-      return std::nullopt;
-    }
+    // A lead byte's leading one bits count its sequence's bytes (none for ASCII; one is a continuation byte).
+    const int ones = std::countl_one(lead);
+    if (ones == 1 || ones > 4) return std::nullopt;
+    const std::size_t length = ones ? static_cast<std::size_t>(ones) : 1;
+    constexpr std::uint32_t shortest[] = {0, 0, 0x80, 0x800, 0x10000};
+    const std::uint32_t min = shortest[ones];
+    std::uint32_t cp = lead & (0x7F >> ones);
     if (i + length > text.size()) return std::nullopt;
     for (std::size_t k = 1; k < length; ++k) {
       const auto next = static_cast<unsigned char>(text[i + k]);

@@ -17,12 +17,6 @@ namespace {
 // Parsers whose buffers grew past this are not kept for the next call.
 constexpr std::size_t retained_parser_capacity = 16 << 20;
 
-std::uint64_t load_le64(const std::byte* p) {
-  std::uint64_t v = 0;
-  for (int i = 7; i >= 0; --i) v = (v << 8) | static_cast<std::uint64_t>(p[i]);
-  return v;
-}
-
 std::string shape_text(const std::vector<std::uint64_t>& shape) {
   std::string s = "[";
   for (std::size_t i = 0; i < shape.size(); ++i) {
@@ -109,23 +103,11 @@ TensorInfo read_entry(std::string_view name, simdjson::dom::element value) {
   if (!seen_offsets) raise(ErrorCode::MissingField, where(name) + ": missing field \"data_offsets\"");
   if (name.find('\0') != std::string_view::npos) raise(ErrorCode::InvalidName, where(name) + ": tensor names must not contain NUL");
 
-  std::uint64_t elements = 1;
-  for (std::uint64_t dim : info.shape) {
-    if (__builtin_mul_overflow(elements, dim, &elements)) {
-      raise(ErrorCode::ShapeOverflow, where(name) + ": element count of shape " + shape_text(info.shape) + " overflows 64 bits");
-    }
-  }
-  std::uint64_t bits = 0;
-  if (__builtin_mul_overflow(elements, std::uint64_t{dtype_bits(info.dtype)}, &bits)) {
-    raise(ErrorCode::ShapeOverflow, where(name) + ": byte size of shape " + shape_text(info.shape) + " of " + std::string(dtype_name(info.dtype)) + " overflows 64 bits");
-  }
-  if (bits % 8 != 0) {
-    raise(ErrorCode::SubByteNotWhole, where(name) + ": " + std::to_string(elements) + " elements of " + std::string(dtype_name(info.dtype)) + " do not fill a whole number of bytes");
-  }
-  if (bits / 8 != info.nbytes()) {
+  const std::uint64_t needed = tensor_byte_size(name, info.dtype, info.shape);
+  if (needed != info.nbytes()) {
     raise(ErrorCode::SizeMismatch, where(name) + ": data_offsets [" + std::to_string(info.begin) + ", " + std::to_string(info.end) + "] span " +
                                        std::to_string(info.nbytes()) + " bytes, but shape " + shape_text(info.shape) + " of " +
-                                       std::string(dtype_name(info.dtype)) + " needs " + std::to_string(bits / 8));
+                                       std::string(dtype_name(info.dtype)) + " needs " + std::to_string(needed));
   }
   return info;
 }
@@ -160,27 +142,21 @@ void read_metadata(simdjson::dom::element value, Header& header) {
 // byte-by-byte scan of its strings.
 bool may_hold_negative_number(std::string_view json) {
   for (std::size_t at = json.find('-'); at != std::string_view::npos; at = json.find('-', at + 1)) {
-    std::size_t before = at;
-    while (before > 0 && (json[before - 1] == ' ' || json[before - 1] == '\t' || json[before - 1] == '\n' || json[before - 1] == '\r')) --before;
-    if (before == 0 || json[before - 1] == '[' || json[before - 1] == ',' || json[before - 1] == ':') return true;
+    const std::size_t before = at == 0 ? std::string_view::npos : json.find_last_not_of(" \t\n\r", at - 1);
+    if (before == std::string_view::npos || json[before] == '[' || json[before] == ',' || json[before] == ':') {
+      return true;
+    }
   }
   return false;
 }
 
 void check_no_minus_sign(std::string_view json) {
   if (!may_hold_negative_number(json)) return;
-  bool in_string = false;
   for (std::size_t i = 0; i < json.size(); ++i) {
-    const char c = json[i];
-    if (in_string) {
-      if (c == '\\') {
-        ++i;
-      } else if (c == '"') {
-        in_string = false;
-      }
-    } else if (c == '"') {
-      in_string = true;
-    } else if (c == '-') {
+    if (json[i] == '"') {
+      // Past the string's closing quote, stepping over each escaped character.
+      for (++i; i < json.size() && json[i] != '"'; ++i) i += json[i] == '\\';
+    } else if (json[i] == '-') {
       raise(ErrorCode::NegativeNumber, "header holds a negative number at byte " + std::to_string(i));
     }
   }
@@ -222,6 +198,33 @@ void check_tiling(const Header& header, std::uint64_t data_size) {
 
 }  // namespace
 
+std::uint64_t load_le64(const void* bytes) {
+  const auto* p = static_cast<const unsigned char*>(bytes);
+  std::uint64_t v = 0;
+  for (int i = 7; i >= 0; --i) v = (v << 8) | p[i];
+  return v;
+}
+
+std::uint64_t tensor_byte_size(std::string_view name, Dtype dtype, const std::vector<std::uint64_t>& shape) {
+  std::uint64_t elements = 1;
+  for (std::uint64_t dim : shape) {
+    if (__builtin_mul_overflow(elements, dim, &elements)) {
+      raise(ErrorCode::ShapeOverflow,
+            where(name) + ": element count of shape " + shape_text(shape) + " overflows 64 bits");
+    }
+  }
+  std::uint64_t bits = 0;
+  if (__builtin_mul_overflow(elements, std::uint64_t{dtype_bits(dtype)}, &bits)) {
+    raise(ErrorCode::ShapeOverflow, where(name) + ": byte size of shape " + shape_text(shape) + " of " +
+                                        std::string(dtype_name(dtype)) + " overflows 64 bits");
+  }
+  if (bits % 8 != 0) {
+    raise(ErrorCode::SubByteNotWhole, where(name) + ": " + std::to_string(elements) + " elements of " +
+                                          std::string(dtype_name(dtype)) + " do not fill a whole number of bytes");
+  }
+  return bits / 8;
+}
+
 std::uint64_t TensorInfo::elements() const {
   std::uint64_t n = 1;
   for (std::uint64_t d : shape) n *= d;
@@ -234,10 +237,8 @@ const TensorInfo* Header::find(std::string_view name) const {
 }
 
 const std::string* Header::find_metadata(std::string_view key) const {
-  for (const auto& [k, v] : metadata) {
-    if (k == key) return &v;
-  }
-  return nullptr;
+  const auto it = std::find_if(metadata.begin(), metadata.end(), [&](const auto& kv) { return kv.first == key; });
+  return it == metadata.end() ? nullptr : &it->second;
 }
 
 Header parse_header(std::span<const std::byte> file, std::uint64_t max_header_size) {
@@ -297,52 +298,36 @@ Header parse_header(std::span<const std::byte> file, std::uint64_t max_header_si
   return header;
 }
 
-void append_json_string(std::string& out, std::string_view utf8) {
-  static constexpr char hex[] = "0123456789abcdef";
+void append_json_escaped(std::string& out, std::string_view utf8) {
+  char buffer[6];
   // Two passes, counting then writing in place: a schema is escaped as one long metadata string whose quotes come
   // every few characters, where appending run by run costs more than the escaping itself.
   std::size_t extra = 0;
   for (const char c : utf8) {
-    const auto u = static_cast<unsigned char>(c);
-    if (u < 0x20) {
-      extra += (c == '\b' || c == '\f' || c == '\n' || c == '\r' || c == '\t') ? 1 : 5;
-    } else if (u == '"' || u == '\\') {
-      extra += 1;
-    }
+    if (!json_plain(c)) extra += static_cast<unsigned char>(c) < 0x20 ? json_escape(c, buffer).size() - 1 : 1;
   }
   const std::size_t start = out.size();
-  out.resize(start + utf8.size() + extra + 2);
+  out.resize(start + utf8.size() + extra);
   char* p = out.data() + start;
-  *p++ = '"';
   if (extra == 0) {
     std::memcpy(p, utf8.data(), utf8.size());
-    p += utf8.size();
-  } else {
-    for (const char c : utf8) {
-      const auto u = static_cast<unsigned char>(c);
-      if (u >= 0x20 && u != '"' && u != '\\') {
-        *p++ = c;
-        continue;
-      }
-      *p++ = '\\';
-      switch (c) {
-        case '"': *p++ = '"'; break;
-        case '\\': *p++ = '\\'; break;
-        case '\b': *p++ = 'b'; break;
-        case '\f': *p++ = 'f'; break;
-        case '\n': *p++ = 'n'; break;
-        case '\r': *p++ = 'r'; break;
-        case '\t': *p++ = 't'; break;
-        default:
-          *p++ = 'u';
-          *p++ = '0';
-          *p++ = '0';
-          *p++ = hex[u >> 4];
-          *p++ = hex[u & 0xf];
-      }
-    }
+    return;
   }
-  *p = '"';
+  for (const char c : utf8) {
+    if (json_plain(c)) {
+      *p++ = c;
+      continue;
+    }
+    const std::string_view escape = json_escape(c, buffer);
+    std::memcpy(p, escape.data(), escape.size());
+    p += escape.size();
+  }
+}
+
+void append_json_string(std::string& out, std::string_view utf8) {
+  out += '"';
+  append_json_escaped(out, utf8);
+  out += '"';
 }
 
 bool is_valid_utf8(std::string_view bytes) { return simdjson::validate_utf8(bytes.data(), bytes.size()); }

@@ -13,11 +13,9 @@ std::optional<Dtype> parse_dtype(std::string_view name) {
 }
 
 std::optional<std::uint64_t> dtype_storage_bytes(Dtype d, std::uint64_t elements) {
-  const std::uint64_t bits = dtype_bits(d);
-  std::uint64_t total_bits = 0;
-  if (__builtin_mul_overflow(elements, bits, &total_bits)) return std::nullopt;
-  if (total_bits % 8 != 0) return std::nullopt;
-  return total_bits / 8;
+  std::uint64_t bits = 0;
+  if (__builtin_mul_overflow(elements, std::uint64_t{dtype_bits(d)}, &bits) || bits % 8 != 0) return std::nullopt;
+  return bits / 8;
 }
 
 std::vector<std::byte> pack_sub_byte(Dtype d, std::span<const std::uint8_t> codes) {

@@ -2,55 +2,16 @@
 #include "safestructures/error.hpp"
 
 #include <cstring>
+#include <iterator>
 
 namespace safestructures {
 
 std::string_view error_code_name(ErrorCode code) {
-  switch (code) {
-    case ErrorCode::Io: return "Io";
-    case ErrorCode::FileTooSmall: return "FileTooSmall";
-    case ErrorCode::HeaderTooLarge: return "HeaderTooLarge";
-    case ErrorCode::HeaderPastEnd: return "HeaderPastEnd";
-    case ErrorCode::HeaderNotUtf8: return "HeaderNotUtf8";
-    case ErrorCode::HeaderNulByte: return "HeaderNulByte";
-    case ErrorCode::HeaderBom: return "HeaderBom";
-    case ErrorCode::HeaderNotJson: return "HeaderNotJson";
-    case ErrorCode::HeaderNotObject: return "HeaderNotObject";
-    case ErrorCode::DuplicateKey: return "DuplicateKey";
-    case ErrorCode::MetadataNotObject: return "MetadataNotObject";
-    case ErrorCode::MetadataNotString: return "MetadataNotString";
-    case ErrorCode::EntryNotObject: return "EntryNotObject";
-    case ErrorCode::MissingField: return "MissingField";
-    case ErrorCode::WrongFieldType: return "WrongFieldType";
-    case ErrorCode::UnknownDtype: return "UnknownDtype";
-    case ErrorCode::NegativeNumber: return "NegativeNumber";
-    case ErrorCode::FractionalNumber: return "FractionalNumber";
-    case ErrorCode::InvalidOffsets: return "InvalidOffsets";
-    case ErrorCode::ShapeOverflow: return "ShapeOverflow";
-    case ErrorCode::SubByteNotWhole: return "SubByteNotWhole";
-    case ErrorCode::SizeMismatch: return "SizeMismatch";
-    case ErrorCode::Hole: return "Hole";
-    case ErrorCode::Overlap: return "Overlap";
-    case ErrorCode::TrailingBytes: return "TrailingBytes";
-    case ErrorCode::DataPastEnd: return "DataPastEnd";
-    case ErrorCode::InvalidName: return "InvalidName";
-    case ErrorCode::DuplicateName: return "DuplicateName";
-    case ErrorCode::InvalidMetadata: return "InvalidMetadata";
-    case ErrorCode::InvalidArgument: return "InvalidArgument";
-    case ErrorCode::TensorNotFound: return "TensorNotFound";
-    case ErrorCode::SchemaNotJson: return "SchemaNotJson";
-    case ErrorCode::NestingTooDeep: return "NestingTooDeep";
-    case ErrorCode::TooManyNodes: return "TooManyNodes";
-    case ErrorCode::SchemaInvalid: return "SchemaInvalid";
-    case ErrorCode::SchemaVersion: return "SchemaVersion";
-    case ErrorCode::TensorMismatch: return "TensorMismatch";
-    case ErrorCode::LimitExceeded: return "LimitExceeded";
-    case ErrorCode::NotARegularFile: return "NotARegularFile";
-    case ErrorCode::WrongKind: return "WrongKind";
-    case ErrorCode::KeyNotFound: return "KeyNotFound";
-    case ErrorCode::IndexOutOfRange: return "IndexOutOfRange";
-  }
-  return "Unknown";
+#define SAFESTRUCTURES_ERROR_CODE_NAME(name) #name,
+  static constexpr std::string_view names[] = {SAFESTRUCTURES_ERROR_CODES(SAFESTRUCTURES_ERROR_CODE_NAME)};
+#undef SAFESTRUCTURES_ERROR_CODE_NAME
+  const auto index = static_cast<std::size_t>(code);
+  return index < std::size(names) ? names[index] : "Unknown";
 }
 
 void raise(ErrorCode code, std::string message, int sys_errno, std::string path) {

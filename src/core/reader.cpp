@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdint>
 
@@ -49,11 +50,7 @@ std::shared_ptr<MappedFile> MappedFile::open(const std::filesystem::path& path, 
   if (access == Access::Parts) {
     mapping->set_access(Access::Parts);
     // The header is read in full right away: fetch it in one go rather than a page per fault.
-    if (size >= 8) {
-      std::uint64_t header_size = 0;
-      for (int k = 7; k >= 0; --k) header_size = header_size << 8 | std::to_integer<std::uint64_t>(mapping->bytes()[k]);
-      mapping->prefetch(0, header_size > size ? size : 8 + header_size);
-    }
+    if (size >= 8) mapping->prefetch(0, 8 + std::min<std::uint64_t>(load_le64(data), size));
   }
   return mapping;
 }
@@ -88,8 +85,7 @@ Reader Reader::open(const std::filesystem::path& path, std::uint64_t max_header_
 
 Reader Reader::from_buffer(std::shared_ptr<const void> owner, std::span<const std::byte> bytes, bool writable,
                            std::uint64_t max_header_size) {
-  Header header = parse_header(bytes, max_header_size);
-  return Reader(std::move(owner), bytes, writable, std::move(header));
+  return Reader(std::move(owner), bytes, writable, parse_header(bytes, max_header_size));
 }
 
 TensorView Reader::tensor(const TensorInfo& info) const {

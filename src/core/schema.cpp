@@ -70,11 +70,10 @@ void Tape::float_value(double value) {
   std::memcpy(&bits, &value, sizeof bits);
   if (std::isnan(value) && bits != 0x7ff8000000000000ull) {
     // A NaN's sign and payload are kept exactly.
-    constexpr char hex[] = "0123456789abcdef";
-    std::string text(16, '0');
-    for (int k = 15; k >= 0; --k, bits >>= 4) text[static_cast<std::size_t>(k)] = hex[bits & 15];
+    char digits[16];
+    char* end = std::to_chars(digits, digits + 16, bits, 16).ptr;
     string("bits");
-    owned_string(std::move(text));
+    owned_string(std::string(16 - static_cast<std::size_t>(end - digits), '0').append(digits, end));
     count_child(at);
   }
   end_container(at);
@@ -125,13 +124,10 @@ std::string referred_head(Kind kind, std::uint32_t id) {
 // header): the document and its escaping come out of one pass rather than a rendering and then a second pass.
 template <bool Escaped>
 void literal(std::string& out, std::string_view text) {
-  if constexpr (!Escaped) {
-    out += text;
+  if constexpr (Escaped) {
+    append_json_escaped(out, text);
   } else {
-    for (const char c : text) {
-      if (c == '"') out += '\\';
-      out += c;
-    }
+    out += text;
   }
 }
 
@@ -140,29 +136,16 @@ void string_node(std::string& out, std::string_view text) {
   if constexpr (!Escaped) {
     append_json_string(out, text);
   } else {
-    static constexpr char hex[] = "0123456789abcdef";
+    // What append_json_string writes, escaped once more.
     out += "\\\"";
     std::size_t run = 0;
     for (std::size_t k = 0; k < text.size(); ++k) {
-      const auto u = static_cast<unsigned char>(text[k]);
-      if (u >= 0x20 && u != '"' && u != '\\') continue;
+      if (json_plain(text[k])) continue;
+      char buffer[6];
+      const std::string_view escape = json_escape(text[k], buffer);
       out.append(text.data() + run, k - run);
       run = k + 1;
-      // What append_json_string writes for the character, escaped once more: each backslash doubled, each quote
-      // preceded by one.
-      switch (u) {
-        case '"': out += "\\\\\\\""; break;
-        case '\\': out += "\\\\\\\\"; break;
-        case '\b': out += "\\\\b"; break;
-        case '\f': out += "\\\\f"; break;
-        case '\n': out += "\\\\n"; break;
-        case '\r': out += "\\\\r"; break;
-        case '\t': out += "\\\\t"; break;
-        default:
-          out += "\\\\u00";
-          out += hex[u >> 4];
-          out += hex[u & 15];
-      }
+      append_json_escaped(out, escape);
     }
     out.append(text.data() + run, text.size() - run);
     out += "\\\"";
@@ -194,30 +177,20 @@ std::size_t append_node(std::string& out, const Tape& tape, std::size_t i) {
     }
     case NodeKind::Object: {
       const bool tagged = !tape.tag(i).empty();
-      if (n.id && !tagged) {
-        literal<Escaped>(out, referred_head(Kind::Dict, n.id) + "[");
-        std::size_t c = i + 1;
-        for (std::uint32_t k = 0; k < n.count; ++k) {
-          if (k) out += ',';
-          out += '[';
-          string_node<Escaped>(out, tape[c].text);
-          out += ',';
-          c = append_node<Escaped>(out, tape, c + 1);
-          out += ']';
-        }
-        out += "]}";
-        return n.end;
-      }
-      out += '{';
+      // An untagged object that something refers to is written as a dict's items, [[key, value], ...].
+      const bool pairs = n.id && !tagged;
+      literal<Escaped>(out, pairs ? referred_head(Kind::Dict, n.id) + "[" : std::string("{"));
       std::size_t c = i + 1;
       for (std::uint32_t k = 0; k < n.count; ++k) {
         if (k) out += ',';
+        if (pairs) out += '[';
         string_node<Escaped>(out, tape[c].text);
-        out += ':';
+        out += pairs ? ',' : ':';
         c = append_node<Escaped>(out, tape, c + 1);
+        if (pairs) out += ']';
         if (k == 0 && tagged && n.id) literal<Escaped>(out, ",\"#\":" + std::to_string(n.id));
       }
-      out += '}';
+      out += pairs ? "]}" : "}";
       return n.end;
     }
   }
@@ -225,7 +198,6 @@ std::size_t append_node(std::string& out, const Tape& tape, std::size_t i) {
 }
 
 struct Converter {
-  Tape& tape;
   std::vector<Node>& nodes;
   const SchemaLimits& limits;
 
@@ -250,38 +222,29 @@ struct Converter {
         raise(ErrorCode::SchemaInvalid, "integer " + std::to_string(e.get_uint64().value_unsafe()) + " is out of the int64 range");
       case element_type::DOUBLE: node.kind = NodeKind::Float; node.number = e.get_double().value_unsafe(); return;
       case element_type::STRING: node.kind = NodeKind::String; node.text = e.get_string().value_unsafe(); return;
-      case element_type::ARRAY: {
-        node.kind = NodeKind::Array;
-        const std::size_t at = nodes.size() - 1;
-        std::uint32_t count = 0;
-        // Bound to a local first: a range-for over value_unsafe() of a temporary result would dangle.
-        const simdjson::dom::array array = e.get_array().value_unsafe();
-        for (simdjson::dom::element child : array) {
-          convert(child);
-          ++count;
-        }
-        nodes[at].count = count;
-        nodes[at].end = static_cast<std::uint32_t>(nodes.size());
-        return;
+      case element_type::ARRAY: node.kind = NodeKind::Array; break;
+      case element_type::OBJECT: node.kind = NodeKind::Object; break;
+    }
+    const std::size_t at = nodes.size() - 1;
+    std::uint32_t count = 0;
+    if (node.kind == NodeKind::Array) {
+      // Bound to a local first: a range-for over value_unsafe() of a temporary result would dangle.
+      const simdjson::dom::array array = e.get_array().value_unsafe();
+      for (simdjson::dom::element child : array) {
+        convert(child);
+        ++count;
       }
-      case element_type::OBJECT: {
-        node.kind = NodeKind::Object;
-        const std::size_t at = nodes.size() - 1;
-        std::uint32_t count = 0;
-        const simdjson::dom::object object = e.get_object().value_unsafe();
-        for (auto field : object) {
-          check_count();
-          Node& key = nodes.emplace_back();
-          key.kind = NodeKind::String;
-          key.text = field.key;
-          convert(field.value);
-          ++count;
-        }
-        nodes[at].count = count;
-        nodes[at].end = static_cast<std::uint32_t>(nodes.size());
-        return;
+    } else {
+      const simdjson::dom::object object = e.get_object().value_unsafe();
+      for (auto field : object) {
+        check_count();
+        nodes.push_back({.kind = NodeKind::String, .text = field.key});
+        convert(field.value);
+        ++count;
       }
     }
+    nodes[at].count = count;
+    nodes[at].end = static_cast<std::uint32_t>(nodes.size());
   }
 };
 
@@ -322,7 +285,7 @@ Tape parse_schema_json(std::string_view json, const SchemaLimits& limits) {
   }
   Tape tape;
   tape.parsed_ = parser;
-  Converter{tape, tape.nodes_, limits}.convert(root);
+  Converter{tape.nodes_, limits}.convert(root);
   return tape;
 }
 

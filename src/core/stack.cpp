@@ -10,19 +10,17 @@
 namespace safestructures {
 namespace {
 
-// Room kept free for what runs inside one level (Python hooks, error handling): 256 KiB, or a quarter of a small
-// stack (musl's threads get 128 KiB), so that small stacks still walk shallow data.
-std::uintptr_t margin_for(std::size_t stack_size) noexcept {
-  return std::min<std::uintptr_t>(256 * 1024, stack_size / 4);
-}
-
 std::uintptr_t lowest_safe_address() noexcept {
   std::uintptr_t low = 0;
   pthread_attr_t attr;
   if (pthread_getattr_np(pthread_self(), &attr) == 0) {
     void* base = nullptr;
     std::size_t size = 0;
-    if (pthread_attr_getstack(&attr, &base, &size) == 0) low = reinterpret_cast<std::uintptr_t>(base) + margin_for(size);
+    // Room kept free for what runs inside one level (Python hooks, error handling): 256 KiB, or a quarter of a small
+    // stack (musl's threads get 128 KiB), so that small stacks still walk shallow data.
+    if (pthread_attr_getstack(&attr, &base, &size) == 0) {
+      low = reinterpret_cast<std::uintptr_t>(base) + std::min<std::size_t>(256 * 1024, size / 4);
+    }
     pthread_attr_destroy(&attr);
   }
   return low;

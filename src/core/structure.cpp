@@ -1,34 +1,14 @@
 // Storing the schema document in a file's metadata, spilling it into a tensor when the header would be too large.
 #include "safestructures/structure.hpp"
 
-#include <simdjson.h>
-
 #include "safestructures/error.hpp"
 
 namespace safestructures {
-namespace {
-
-Metadata with_schema(const Metadata& user, std::string value) {
-  Metadata out = user;
-  out.emplace_back(std::string(schema_metadata_key), std::move(value));
-  return out;
-}
-
-}  // namespace
-
 bool is_reserved_metadata_key(std::string_view key) {
   return key == schema_metadata_key || key == v1_schema_key || key == v1_version_key;
 }
 
 namespace {
-
-void check_user_metadata(const Metadata& user_metadata) {
-  for (const auto& [key, _] : user_metadata) {
-    if (is_reserved_metadata_key(key)) {
-      raise(ErrorCode::InvalidMetadata, "metadata key " + quote_name(key) + " is reserved for safestructures' own use");
-    }
-  }
-}
 
 // Too large for the header: the schema moves into a tensor and the metadata keeps a pointer to it.
 void spill(StructuredLayout& plan, std::string schema_document, std::uint64_t max_header_size) {
@@ -41,19 +21,20 @@ void spill(StructuredLayout& plan, std::string schema_document, std::uint64_t ma
 
 // The document an escaped rendering stands for: the content of a JSON string, read back as JSON reads it.
 std::string unescape(const std::string& escaped) {
-  const simdjson::padded_string quoted("\"" + escaped + "\"");
-  simdjson::dom::parser parser;
-  std::string_view text;
-  if (parser.parse(quoted).get_string().get(text)) raise(ErrorCode::InvalidMetadata, "the escaped schema is not a JSON string's content");
-  return std::string(text);
+  return std::string(parse_schema_json("\"" + escaped + "\"")[0].text);
 }
 
 // The schema is given as JSON, or `escaped` as the content of the header's JSON string.
 StructuredLayout plan_with_schema(std::vector<WriteTensor> tensors, const Metadata& user_metadata, std::string schema, bool escaped,
                                   std::uint64_t max_header_size) {
-  check_user_metadata(user_metadata);
+  for (const auto& [key, _] : user_metadata) {
+    if (is_reserved_metadata_key(key)) {
+      raise(ErrorCode::InvalidMetadata, "metadata key " + quote_name(key) + " is reserved for safestructures' own use");
+    }
+  }
   StructuredLayout plan;
-  plan.metadata = with_schema(user_metadata, std::move(schema));
+  plan.metadata = user_metadata;
+  plan.metadata.emplace_back(std::string(schema_metadata_key), std::move(schema));
   plan.tensors = std::move(tensors);
   try {
     plan.layout = plan_layout(plan.tensors, &plan.metadata, max_header_size, escaped ? schema_metadata_key : std::string_view());
@@ -101,7 +82,6 @@ std::optional<Tape> read_schema(const Reader& reader, const SchemaLimits& limits
       }
       const auto bytes = reader.tensor(*info).bytes;
       const std::string_view text(reinterpret_cast<const char*>(bytes.data()), bytes.size());
-      if (!is_valid_utf8(text)) raise(ErrorCode::SchemaNotJson, "the spilled schema is not valid UTF-8");
       document = parse_schema_json(text, limits);
     }
   }

@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <charconv>
 #include <chrono>
 #include <cerrno>
 #include <cstring>
@@ -20,8 +21,6 @@
 namespace safestructures {
 namespace {
 
-void append_u64(std::string& out, std::uint64_t v) { out += std::to_string(v); }
-
 void check_name(const WriteTensor& t) {
   if (!is_valid_utf8(t.name)) raise(ErrorCode::InvalidName, "tensor name " + quote_name(t.name) + " is not valid UTF-8");
   if (t.name.find('\0') != std::string::npos) raise(ErrorCode::InvalidName, "tensor name " + quote_name(t.name) + " contains NUL");
@@ -29,21 +28,7 @@ void check_name(const WriteTensor& t) {
 }
 
 std::uint64_t storage_size(const WriteTensor& t) {
-  std::uint64_t elements = 1;
-  for (std::uint64_t d : t.shape) {
-    if (__builtin_mul_overflow(elements, d, &elements)) {
-      raise(ErrorCode::ShapeOverflow, "tensor " + quote_name(t.name) + ": element count overflows 64 bits");
-    }
-  }
-  const auto bytes = dtype_storage_bytes(t.dtype, elements);
-  if (!bytes) {
-    std::uint64_t ignored = 0;
-    if (__builtin_mul_overflow(elements, std::uint64_t{dtype_bits(t.dtype)}, &ignored)) {
-      raise(ErrorCode::ShapeOverflow, "tensor " + quote_name(t.name) + ": byte size overflows 64 bits");
-    }
-    raise(ErrorCode::SubByteNotWhole, "tensor " + quote_name(t.name) + ": " + std::to_string(elements) + " elements of " +
-                                          std::string(dtype_name(t.dtype)) + " do not fill a whole number of bytes");
-  }
+  const std::uint64_t bytes = tensor_byte_size(t.name, t.dtype, t.shape);
   if (!t.strides.empty()) {
     if (t.strides.size() != t.shape.size()) {
       raise(ErrorCode::InvalidArgument, "tensor " + quote_name(t.name) + ": " + std::to_string(t.strides.size()) + " strides for " +
@@ -53,26 +38,22 @@ std::uint64_t storage_size(const WriteTensor& t) {
       raise(ErrorCode::InvalidArgument, "tensor " + quote_name(t.name) + ": sub-byte dtype " + std::string(dtype_name(t.dtype)) + " must be contiguous");
     }
   }
-  if (*bytes > 0 && t.data == nullptr) raise(ErrorCode::InvalidArgument, "tensor " + quote_name(t.name) + ": no data for " + std::to_string(*bytes) + " bytes");
-  return *bytes;
+  if (bytes > 0 && t.data == nullptr) {
+    raise(ErrorCode::InvalidArgument,
+          "tensor " + quote_name(t.name) + ": no data for " + std::to_string(bytes) + " bytes");
+  }
+  return bytes;
 }
 
-// Receives the file's bytes in order.
-class Sink {
- public:
-  virtual ~Sink() = default;
-  virtual void write(const std::byte* data, std::size_t size) = 0;
-};
-
-class MemorySink final : public Sink {
+// The sinks receive the file's bytes in order, into the caller's buffer or a file.
+class MemorySink {
  public:
   explicit MemorySink(std::span<std::byte> out) : out_(out) {}
-  void write(const std::byte* data, std::size_t size) override {
+  void write(const std::byte* data, std::size_t size) {
     if (size > out_.size() - pos_) raise(ErrorCode::InvalidArgument, "output buffer too small for the file");
     if (size) std::memcpy(out_.data() + pos_, data, size);
     pos_ += size;
   }
-  std::size_t written() const { return pos_; }
 
  private:
   std::span<std::byte> out_;
@@ -81,11 +62,11 @@ class MemorySink final : public Sink {
 
 // Coalesces small pieces (many tiny tensors) into few write() calls; large pieces go straight to the kernel from the
 // caller's memory.
-class FileSink final : public Sink {
+class FileSink {
  public:
   static constexpr std::size_t capacity = 1 << 20;
   FileSink(int fd, const std::string& path) : fd_(fd), path_(path) { buffer_.reserve(capacity); }
-  void write(const std::byte* data, std::size_t size) override {
+  void write(const std::byte* data, std::size_t size) {
     if (size >= capacity) {
       flush();
       write_all(data, size);
@@ -118,6 +99,7 @@ class FileSink final : public Sink {
 
 // Copies a strided tensor into C order through a bounded staging buffer, so peak memory does not grow with the
 // tensor. Positions are kept as byte offsets from the base pointer: a pointer is only formed for bytes that exist.
+template <class Sink>
 void write_strided(Sink& sink, const WriteTensor& t, std::uint64_t total) {
   const std::uint64_t itemsize = dtype_bits(t.dtype) / 8;
   struct Dim {
@@ -180,6 +162,7 @@ void write_strided(Sink& sink, const WriteTensor& t, std::uint64_t total) {
   }
 }
 
+template <class Sink>
 void write_all_tensors(Sink& sink, const Layout& layout, std::span<const WriteTensor> tensors) {
   sink.write(reinterpret_cast<const std::byte*>(layout.header.data()), layout.header.size());
   for (std::size_t i : layout.order) {
@@ -209,23 +192,14 @@ std::string temporary_path_for(const std::filesystem::path& path) {
 
 // The pid in a temporary name's "PID-N-STAMP" part, or -1 when the part is not of that form.
 pid_t temporary_pid(std::string_view stamp) {
-  int dashes = 0;
-  bool digit_before = false;
-  for (char c : stamp) {
-    if (c == '-') {
-      if (!digit_before || ++dashes > 2) return -1;
-      digit_before = false;
-    } else if (c >= '0' && c <= '9') {
-      digit_before = true;
-    } else {
-      return -1;
-    }
-  }
-  if (dashes != 2 || !digit_before) return -1;
-  const std::string_view digits = stamp.substr(0, stamp.find('-'));
-  if (digits.size() > 9) return -1;
+  const std::size_t first = stamp.find('-');
+  const std::size_t second = stamp.find('-', first + 1);
+  const bool of_form = stamp.find_first_not_of("0123456789-") == std::string_view::npos &&
+                       std::count(stamp.begin(), stamp.end(), '-') == 2 && first > 0 && second > first + 1 &&
+                       second + 1 < stamp.size();
   pid_t pid = 0;
-  for (char c : digits) pid = pid * 10 + (c - '0');
+  if (!of_form || first > 9) return -1;
+  std::from_chars(stamp.data(), stamp.data() + first, pid);
   return pid > 0 ? pid : -1;
 }
 
@@ -330,14 +304,14 @@ Layout plan_layout(std::span<const WriteTensor> tensors, const Metadata* metadat
     json += "\",\"shape\":[";
     for (std::size_t d = 0; d < t.shape.size(); ++d) {
       if (d) json += ',';
-      append_u64(json, t.shape[d]);
+      json += std::to_string(t.shape[d]);
     }
     json += "],\"data_offsets\":[";
-    append_u64(json, offset);
+    json += std::to_string(offset);
     json += ',';
     layout.offsets[i] = offset;
     offset += layout.sizes[i];
-    append_u64(json, offset);
+    json += std::to_string(offset);
     json += "]}";
   }
   json += '}';
