@@ -3,23 +3,10 @@
 
 #include <algorithm>
 #include <iterator>
+#include <ranges>
 #include <unordered_map>
 
 namespace safestructures {
-
-namespace {
-
-constexpr KindTraits kind_table[] = {
-#define SAFESTRUCTURES_KIND_TRAITS(kind, name, tag, shape, names_class) {#kind, name, tag, Shape::shape, names_class},
-    SAFESTRUCTURES_KINDS(SAFESTRUCTURES_KIND_TRAITS)
-#undef SAFESTRUCTURES_KIND_TRAITS
-};
-
-}  // namespace
-
-const KindTraits& traits(Kind kind) { return kind_table[static_cast<std::size_t>(kind)]; }
-
-std::span<const KindTraits> all_kinds() { return kind_table; }
 
 std::optional<Kind> kind_of_tag(std::string_view tag) {
   // A hash lookup: loads classify every tagged node they build.
@@ -32,6 +19,13 @@ std::optional<Kind> kind_of_tag(std::string_view tag) {
   }();
   const auto it = kinds.find(tag);
   return it == kinds.end() ? std::nullopt : std::optional<Kind>(it->second);
+}
+
+bool is_own_field(Kind kind, std::string_view field) {
+  for (const auto word : std::views::split(traits(kind).own_fields, ' ')) {
+    if (std::string_view(word.begin(), word.end()) == field) return true;
+  }
+  return false;
 }
 
 bool is_transparent_field(std::string_view field) {
