@@ -66,6 +66,11 @@ class TreeReader {
 
   // What node `i` holds (Ref for a reference, BigInt for a tagged int); nullopt for a tag the format does not define.
   std::optional<Kind> kind(std::size_t i) const;
+  // The reference id "#" of tagged object `i`; 0 when it has none (or one that is not an integer).
+  std::int64_t id(std::size_t i) const {
+    const std::size_t at = tape_.member(i, id_member);
+    return at != Tape::npos && tape_[at].kind == NodeKind::Int ? tape_[at].integer : 0;
+  }
   // Why a node cannot be read at all (an unknown tag, a misplaced "$"), or empty.
   std::string malformed(std::size_t i) const;
 
@@ -89,8 +94,18 @@ class TreeReader {
   }
   // The first item of tagged sequence or mapping `object` (its "items" array), and their count.
   std::size_t items(std::size_t object, std::uint32_t& count, Fail fail) const;
-  // Checks that node `item`, item `k` of a mapping's "items", is a [key, value] pair.
-  void check_pair(std::size_t item, std::uint32_t k, Fail fail) const;
+  // Calls fn(k, key node, value node) for each item of tagged mapping `object`, checked to be a [key, value] pair.
+  template <class Fn>
+  void for_each_pair(std::size_t object, Fail fail, Fn fn) const {
+    std::uint32_t count = 0;
+    std::size_t c = items(object, count, fail);
+    for (std::uint32_t k = 0; k < count; ++k, c = tape_.next(c)) {
+      if (tape_[c].kind != NodeKind::Array || tape_[c].count != 2) {
+        fail("item " + std::to_string(k) + " of a mapping must be a [key, value] pair");
+      }
+      fn(k, c + 1, tape_.next(c + 1));
+    }
+  }
 
   // The values of tagged scalars (section 5.2), checked: a big int's hexadecimal text ("0x1f", "-0x1f"), a non-finite
   // float (a NaN keeps its "bits"), a str's code points.
@@ -100,9 +115,9 @@ class TreeReader {
 
   // The tensor that tensor node `i` names: its "name", or for a view of an earlier tensor, its "storage" (`view` set).
   std::string_view tensor_name(std::size_t i, bool& view, Fail fail) const;
-  // The bytes of bytes node `i` decoded from its "b64", or nullopt when a tensor holds them: `tensor` gets its name,
-  // and the tensor goes to check_bytes_tensor.
-  std::optional<std::vector<std::byte>> inline_bytes(std::size_t i, std::string_view& tensor, Fail fail) const;
+  // The bytes of bytes node `i` decoded from its "b64", or nullopt when a tensor holds them: `name` gets the tensor's
+  // name, and the tensor goes to check_bytes_tensor.
+  std::optional<std::vector<std::byte>> inline_bytes(std::size_t i, std::string_view& name, Fail fail) const;
   static void check_bytes_tensor(const TensorInfo& info, Fail fail);
 
  private:

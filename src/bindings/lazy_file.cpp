@@ -191,13 +191,11 @@ class LazyFile {
     if (traits(*kind).shape == Shape::Sequence) return walk_children(true, entries(items));
     if (traits(*kind).shape != Shape::Mapping) return nb::none();
     nb::list pairs, to_build;
-    std::size_t c = items + 1;
-    for (std::uint32_t k = 0; k < tape[items].count; ++k, c = tape.next(c)) {
-      tree_->check_pair(c, k, failing);
-      const bool built = is_container(tape[c + 1]);
-      pairs.append(nb::make_tuple(built ? nb::none() : value(c + 1), tape.next(c + 1)));
-      if (built) to_build.append(nb::make_tuple(k, c + 1));
-    }
+    tree_->for_each_pair(i, failing, [&](std::uint32_t k, std::size_t key, std::size_t value_at) {
+      const bool built = is_container(tape[key]);
+      pairs.append(nb::make_tuple(built ? nb::none() : value(key), value_at));
+      if (built) to_build.append(nb::make_tuple(k, key));
+    });
     return nb::make_tuple(false, pairs, to_build);
   }
 

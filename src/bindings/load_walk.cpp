@@ -95,24 +95,19 @@ void Loader::check_hashable(const nb::object& item, std::size_t node, HashRuns& 
 }
 
 void Loader::fill_pairs(std::size_t object, const nb::object& target, bool exact_dict) {
-  std::uint32_t count = 0;
-  std::size_t c = tree_.items(object, count, failing());
   HashRuns runs;
-  for (std::uint32_t k = 0; k < count; ++k) {
-    const Node& pair = tape_[c];
-    tree_.check_pair(c, k, failing());
+  tree_.for_each_pair(object, failing(), [&](std::uint32_t k, std::size_t key_at, std::size_t value_at) {
     path_.push_back({LoadPath::Type::Index, {}, k});
-    nb::object key = build(c + 1);
-    check_hashable(key, c + 1, runs, "key", "cannot use this key: ");
-    nb::object value = build(tape_.next(c + 1));
+    nb::object key = build(key_at);
+    check_hashable(key, key_at, runs, "key", "cannot use this key: ");
+    nb::object value = build(value_at);
     const int status = exact_dict ? PyDict_SetItem(target.ptr(), key.ptr(), value.ptr()) : PyObject_SetItem(target.ptr(), key.ptr(), value.ptr());
     if (status != 0) {
       nb::python_error e;
       invalid("cannot use this key: " + py_text(e.value()));
     }
     path_.pop_back();
-    c = pair.end;
-  }
+  });
 }
 
 TensorSource::Found Loader::find_tensor(std::string_view name) {
@@ -214,8 +209,7 @@ std::uint64_t Loader::expanded_size(std::size_t i) {
     total = saturating_add(total, 1);
     if (kind == Kind::Ref) {
       // A reference counts as all it stands for (1 while that object is still being built: a cycle).
-      const std::size_t at = tape_.member(n, id_member);
-      const IdTable::Entry* entry = at != Tape::npos && tape_[at].kind == NodeKind::Int ? ids_.find(tape_[at].integer) : nullptr;
+      const IdTable::Entry* entry = ids_.find(tree_.id(n));
       total = saturating_add(total, entry != nullptr ? entry->size : 1);
     }
     ++n;

@@ -87,10 +87,7 @@ nb::object Loader::bytes_value(std::size_t i, bool mutable_copy) {
 nb::object Loader::build_tagged(std::size_t i, Kind kind) {
   if (index_ != nullptr && kind != Kind::Ref) {
     // A partial load may already have built this object for a reference met earlier; it stays one object.
-    const std::size_t at = tape_.member(i, id_member);
-    if (at != Tape::npos && tape_[at].kind == NodeKind::Int) {
-      if (IdTable::Entry* entry = ids_.find(tape_[at].integer)) return entry->object;
-    }
+    if (IdTable::Entry* entry = ids_.find(tree_.id(i))) return entry->object;
   }
   switch (kind) {
     case Kind::Ref: return follow_ref(i);

@@ -190,7 +190,9 @@ class Loader {
   }
   // The tree reader's complaints, raised at the node being built.
   Fail failing() const {
-    return {this, [](const void* loader, const std::string& why, ErrorCode code) { static_cast<const Loader*>(loader)->invalid(why, code); }};
+    return {this, [](const void* self, const std::string& why, ErrorCode code) {
+              static_cast<const Loader*>(self)->invalid(why, code);
+            }};
   }
   std::string path_text() const;
   // While the loader lives, the load's context holds "where": a function giving the path of the node being built

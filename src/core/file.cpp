@@ -115,9 +115,7 @@ TreeNode::TreeNode(std::shared_ptr<const OpenFile> document, std::uint32_t index
   }
   if (const std::string why = tree.malformed(index_); !why.empty()) fail(ErrorCode::SchemaInvalid, why);
   kind_ = *kind;
-  if (!tag().empty()) {
-    if (const std::size_t at = tree.tape().member(index_, id_member); at != Tape::npos) shared_id_ = tree.tape()[at].integer;
-  }
+  if (!tag().empty()) shared_id_ = tree.id(index_);
 }
 
 std::string TreeNode::path() const {
@@ -130,7 +128,9 @@ std::string TreeNode::path() const {
 void TreeNode::fail(ErrorCode code, const std::string& what) const { raise(code, "at " + path() + ": " + what); }
 
 Fail TreeNode::failing() const {
-  return {this, [](const void* node, const std::string& why, ErrorCode code) { static_cast<const TreeNode*>(node)->fail(code, why); }};
+  return {this, [](const void* self, const std::string& why, ErrorCode code) {
+            static_cast<const TreeNode*>(self)->fail(code, why);
+          }};
 }
 
 void TreeNode::wrong_kind(std::string_view wanted) const {
@@ -166,11 +166,16 @@ std::vector<Entry> TreeNode::fields() const {
 
 const TensorInfo& TreeNode::find_tensor(std::string_view name) const {
   const TensorInfo* info = document_->reader.header().find(name);
-  if (info == nullptr) fail(ErrorCode::TensorNotFound, "the schema refers to tensor " + quote_name(name) + ", which the file lacks");
+  if (info == nullptr) {
+    fail(ErrorCode::TensorNotFound, "the schema refers to tensor " + quote_name(name) + ", which the file lacks");
+  }
   return *info;
 }
 
-std::string TreeNode::type_name() const { return traits(kind_).names_class ? std::string(document_->tree->string_field(index_, "type", failing())) : std::string(); }
+std::string TreeNode::type_name() const {
+  if (!traits(kind_).names_class) return {};
+  return std::string(document_->tree->string_field(index_, "type", failing()));
+}
 
 bool TreeNode::as_bool() const {
   if (kind_ != Kind::Bool) wrong_kind("a bool");
@@ -297,16 +302,12 @@ TreeNode TreeNode::dataclass_fields() const {
 
 template <class Fn>
 void TreeNode::for_each_entry(Fn fn) const {
+  if (!tag().empty()) return document_->tree->for_each_pair(index_, failing(), fn);
   const Tape& tape = document_->tree->tape();
-  const bool plain = tag().empty();
-  std::uint32_t count = 0;
-  std::size_t c = first_item(count);
-  for (std::uint32_t k = 0; k < count; ++k) {
-    if (!plain) document_->tree->check_pair(c, k, failing());
-    if (plain && tape[c].text == tag_member) fail(ErrorCode::SchemaInvalid, std::string(misplaced_tag_member));
-    const std::size_t key = plain ? c : c + 1;
-    fn(k, key, tape.next(key));
-    c = plain ? tape.next(c + 1) : tape.next(c);
+  std::size_t c = index_ + 1;
+  for (std::uint32_t k = 0; k < tape[index_].count; ++k, c = tape.next(c + 1)) {
+    if (tape[c].text == tag_member) fail(ErrorCode::SchemaInvalid, std::string(misplaced_tag_member));
+    fn(k, c, c + 1);
   }
 }
 

@@ -114,8 +114,7 @@ std::string TreeReader::malformed(std::size_t i) const {
 }
 
 std::size_t TreeReader::definition(std::size_t i, std::int64_t& id) const {
-  const std::size_t at = tape_.member(i, id_member);
-  id = at != Tape::npos && tape_[at].kind == NodeKind::Int ? tape_[at].integer : 0;
+  id = this->id(i);
   const TreeIndex& idx = index();
   return id >= 1 && static_cast<std::uint64_t>(id) < idx.id_nodes.size() ? idx.id_nodes[static_cast<std::size_t>(id)] : Tape::npos;
 }
@@ -171,15 +170,13 @@ std::size_t TreeReader::items(std::size_t object, std::uint32_t& count, Fail fai
   return at + 1;
 }
 
-void TreeReader::check_pair(std::size_t item, std::uint32_t k, Fail fail) const {
-  if (tape_[item].kind != NodeKind::Array || tape_[item].count != 2) fail("item " + std::to_string(k) + " of a mapping must be a [key, value] pair");
-}
-
 std::string_view TreeReader::big_int_hex(std::size_t i, Fail fail) const {
   const std::string_view hex = string_field(i, "hex", fail);
   const std::string_view digits = hex.substr(hex.starts_with('-') ? 1 : 0);
   const bool ok = digits.size() > 2 && digits.starts_with("0x");
-  if (!ok || digits.find_first_not_of("0123456789abcdefABCDEF", 2) != std::string_view::npos) fail("an int's \"hex\" must look like 0x1f or -0x1f");
+  if (!ok || digits.find_first_not_of("0123456789abcdefABCDEF", 2) != std::string_view::npos) {
+    fail("an int's \"hex\" must look like 0x1f or -0x1f");
+  }
   return hex;
 }
 
@@ -205,7 +202,9 @@ std::vector<std::uint32_t> TreeReader::code_points(std::size_t i, Fail fail) con
   out.reserve(tape_[at].count);
   for (std::size_t c = at + 1; c < tape_[at].end; ++c) {
     const Node& p = tape_[c];
-    if (p.kind != NodeKind::Int || p.integer < 0 || p.integer > 0x10FFFF) fail("code points must be integers from 0 to 0x10FFFF");
+    if (p.kind != NodeKind::Int || p.integer < 0 || p.integer > 0x10FFFF) {
+      fail("code points must be integers from 0 to 0x10FFFF");
+    }
     out.push_back(static_cast<std::uint32_t>(p.integer));
   }
   return out;
@@ -221,10 +220,10 @@ std::string_view TreeReader::tensor_name(std::size_t i, bool& view, Fail fail) c
   return tape_[storage].text;
 }
 
-std::optional<std::vector<std::byte>> TreeReader::inline_bytes(std::size_t i, std::string_view& tensor, Fail fail) const {
+std::optional<std::vector<std::byte>> TreeReader::inline_bytes(std::size_t i, std::string_view& name, Fail fail) const {
   const std::size_t b64 = tape_.member(i, "b64");
   if (b64 == Tape::npos) {
-    tensor = string_field(i, "tensor", fail);
+    name = string_field(i, "tensor", fail);
     return std::nullopt;
   }
   std::optional<std::vector<std::byte>> decoded;
@@ -234,7 +233,9 @@ std::optional<std::vector<std::byte>> TreeReader::inline_bytes(std::size_t i, st
 }
 
 void TreeReader::check_bytes_tensor(const TensorInfo& info, Fail fail) {
-  if (info.dtype != Dtype::U8 || info.shape.size() != 1) fail("bytes tensor " + quote_name(info.name) + " must be a 1-D U8 tensor", ErrorCode::TensorMismatch);
+  if (info.dtype != Dtype::U8 || info.shape.size() != 1) {
+    fail("bytes tensor " + quote_name(info.name) + " must be a 1-D U8 tensor", ErrorCode::TensorMismatch);
+  }
 }
 
 }  // namespace safestructures
