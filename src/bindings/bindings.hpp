@@ -86,10 +86,6 @@ std::vector<WriteTensor> make_write_tensors(nb::handle entries);
 // Converts {str: str} into core metadata; None gives none.
 std::optional<Metadata> make_metadata(nb::handle metadata);
 
-}  // namespace safestructures::bindings
-
-namespace safestructures::bindings {
-
 // Saving: what the walk wrote, and what keeps the memory its tape and tensors view alive.
 struct SaveResult {
   WrittenTree tree;
