@@ -235,7 +235,8 @@ nb::object Loader::build_any(std::size_t i) {
     case NodeKind::Object: break;
   }
   const std::string_view tag = n.kind == NodeKind::Object ? tape_.tag(i) : std::string_view();
-  const std::optional<Kind> kind = tag.empty() ? std::nullopt : kind_of_tag(tag);
+  std::optional<Kind> kind;
+  if (!tag.empty()) kind = kind_of_tag(tag);
   if (kind && traits(*kind).leaf) return build_tagged(i, *kind);
   if (depth_ >= max_depth_) invalid("the data nests deeper than the limit of " + std::to_string(max_depth_) + " levels", ErrorCode::NestingTooDeep);
   if (stack_nearly_exhausted()) invalid("the data nests deeper than this thread's stack can walk", ErrorCode::NestingTooDeep);
