@@ -3,7 +3,6 @@
 
 #include <algorithm>
 #include <iterator>
-#include <ranges>
 #include <unordered_map>
 
 namespace safestructures {
@@ -22,8 +21,11 @@ std::optional<Kind> kind_of_tag(std::string_view tag) {
 }
 
 bool is_own_field(Kind kind, std::string_view field) {
-  for (const auto word : std::views::split(traits(kind).own_fields, ' ')) {
-    if (std::string_view(word.begin(), word.end()) == field) return true;
+  // A word by word scan (not std::views::split, which clang 14 cannot compile with libstdc++ 12).
+  for (std::string_view rest = traits(kind).own_fields; !rest.empty();) {
+    const std::size_t space = std::min(rest.find(' '), rest.size());
+    if (rest.substr(0, space) == field) return true;
+    rest.remove_prefix(std::min(space + 1, rest.size()));
   }
   return false;
 }
