@@ -103,13 +103,15 @@ class HashRuns {
 // built from shared references (each level holding the one below twice) would expand exponentially.
 inline std::uint64_t hash_budget(std::size_t nodes) { return saturating_add(16 * static_cast<std::uint64_t>(nodes), std::uint64_t{1} << 20); }
 
-
-// Runs `f` when the scope ends, however it ends.
+// Runs `f` when the scope ends, however it ends. (The deduction guide is for clang 14, the fuzz build's compiler, which
+// does not deduce an aggregate's template arguments.)
 template <class F>
 struct OnExit {
   F f;
   ~OnExit() { f(); }
 };
+template <class F>
+OnExit(F) -> OnExit<F>;
 
 struct LoadPath {
   enum class Type { Key, Index, Field } type;

@@ -239,8 +239,7 @@ nb::tuple py_load_file(const std::filesystem::path& path, std::uint32_t max_dept
   auto [reader, buffer] = open_mapped(path, max_header_size);
   TensorSource file;
   file.shards.push_back(Shard{std::move(reader), buffer});
-  return naming_file(path.string(),
-                     [&] { return nb::make_tuple(buffer, load_from(file, max_depth, max_nodes, context)); });
+  return nb::make_tuple(buffer, naming_file(path.string(), [&] { return load_from(file, max_depth, max_nodes, context); }));
 }
 
 nb::tuple py_load_bytes(nb::handle data, std::uint32_t max_depth, std::uint64_t max_nodes, std::uint64_t max_header_size,
