@@ -27,6 +27,7 @@ struct OpenOptions {
   std::uint64_t max_nodes = default_max_nodes;
 };
 
+struct Fail;
 namespace tree_detail {
 struct OpenFile;
 struct PathPart;
@@ -148,6 +149,10 @@ class TreeNode {
   TreeNode(std::shared_ptr<const tree_detail::OpenFile> document, std::uint32_t index,
            std::shared_ptr<const tree_detail::PathPart> path);
   [[noreturn]] void fail(ErrorCode code, const std::string& what) const;
+  // The tree reader's complaints about this node, raised with its path.
+  Fail failing() const;
+  // The file's tensor `name` (the schema's reference to it), which must exist.
+  const TensorInfo& find_tensor(std::string_view name) const;
   [[noreturn]] void wrong_kind(std::string_view wanted) const;
   TreeNode child(std::uint32_t index, std::shared_ptr<const tree_detail::PathPart> part) const;
   // Index of the first item (or member) of a sequence's or mapping's items and their count.
@@ -158,7 +163,6 @@ class TreeNode {
   // pairs), checking each entry's form.
   template <class Fn>
   void for_each_entry(Fn fn) const;
-  std::string_view string_field(std::string_view name) const;
 
   std::shared_ptr<const tree_detail::OpenFile> document_;
   std::shared_ptr<const tree_detail::PathPart> path_;

@@ -4,7 +4,6 @@
 
 #include <cstdint>
 #include <optional>
-#include <span>
 #include <string_view>
 
 namespace safestructures {
@@ -39,58 +38,62 @@ enum class Shape : std::uint8_t {
   Reference,  // "#": an object written earlier (section 5.3)
 };
 
-// X(kind, name in messages, tag in the file or "" for plain JSON, shape, whether a "type" field names a class).
-// Plain JSON kinds come first; the tagged float, str, list and dict share the kind of their plain form.
-#define SAFESTRUCTURES_KINDS(X)                              \
-  X(Null, "null", "", Scalar, false)                         \
-  X(Bool, "bool", "", Scalar, false)                         \
-  X(Int, "int", "", Scalar, false)                           \
-  X(BigInt, "bigint", "int", Scalar, false)                  \
-  X(Float, "float", "float", Scalar, false)                  \
-  X(String, "str", "str", Scalar, false)                     \
-  X(Bytes, "bytes", "bytes", Scalar, false)                  \
-  X(ByteArray, "bytearray", "bytearray", Scalar, false)      \
-  X(List, "list", "list", Sequence, false)                   \
-  X(Tuple, "tuple", "tuple", Sequence, false)                \
-  X(Set, "set", "set", Sequence, false)                      \
-  X(FrozenSet, "frozenset", "frozenset", Sequence, false)    \
-  X(Dict, "dict", "dict", Mapping, false)                    \
-  X(OrderedDict, "OrderedDict", "OrderedDict", Mapping, false) \
-  X(Counter, "Counter", "Counter", Mapping, false)           \
-  X(DefaultDict, "defaultdict", "defaultdict", Mapping, false) \
-  X(Deque, "deque", "deque", Sequence, false)                \
-  X(Range, "range", "range", Record, false)                  \
-  X(Slice, "slice", "slice", Record, false)                  \
-  X(Ellipsis, "Ellipsis", "Ellipsis", Scalar, false)         \
-  X(Complex, "complex", "complex", Record, false)            \
-  X(Datetime, "datetime", "datetime", Record, false)         \
-  X(Date, "date", "date", Record, false)                     \
-  X(Time, "time", "time", Record, false)                     \
-  X(Timedelta, "timedelta", "timedelta", Record, false)      \
-  X(Timezone, "timezone", "timezone", Record, false)         \
-  X(ZoneInfo, "ZoneInfo", "ZoneInfo", Record, false)         \
-  X(Decimal, "Decimal", "Decimal", Record, false)            \
-  X(Fraction, "Fraction", "Fraction", Record, false)         \
-  X(Uuid, "UUID", "UUID", Record, false)                     \
-  X(TorchDtype, "torch.dtype", "torch.dtype", Record, false) \
-  X(TorchDevice, "torch.device", "torch.device", Record, false) \
-  X(TorchSize, "torch.Size", "torch.Size", Record, false)    \
-  X(Path, "path", "path", Record, false)                     \
-  X(NumpyScalar, "npscalar", "npscalar", Record, false)      \
-  X(Tensor, "tensor", "tensor", Tensor, false)               \
-  X(Dataclass, "dataclass", "dataclass", Record, true)       \
-  X(NamedTuple, "namedtuple", "namedtuple", Sequence, true)  \
-  X(Enum, "enum", "enum", Record, true)                      \
-  X(Object, "object", "object", Record, true)                \
-  X(Ext, "ext", "ext", Record, true)                         \
-  X(Plugin, "plugin", "plugin", Record, true)                \
-  X(Nested, "nested", "nested", Record, false)               \
-  X(Ref, "ref", "ref", Reference, false)
+// X(kind, name in messages, tag in the file or "" for plain JSON, shape, whether a "type" field names a class,
+// whether it is a leaf, its own fields). Plain JSON kinds come first; the tagged float, str, list and dict share the
+// kind of their plain form. A leaf stands for one value, not a level of nesting: neither the saver nor the loader
+// counts it (Ellipsis, though a Scalar, is not one). Own fields are those the saver writes afresh for each node (a
+// record's fields, a built-in subclass's content and attributes, a torch.Size's dims): a reference there would hand
+// one container to every node naming it, each of which copies it (or rehashes its keys) again.
+#define SAFESTRUCTURES_KINDS(X)                                                     \
+  X(Null, "null", "", Scalar, false, false, "")                                     \
+  X(Bool, "bool", "", Scalar, false, false, "")                                     \
+  X(Int, "int", "", Scalar, false, false, "")                                       \
+  X(BigInt, "bigint", "int", Scalar, false, true, "")                               \
+  X(Float, "float", "float", Scalar, false, true, "")                               \
+  X(String, "str", "str", Scalar, false, true, "")                                  \
+  X(Bytes, "bytes", "bytes", Scalar, false, true, "")                               \
+  X(ByteArray, "bytearray", "bytearray", Scalar, false, true, "")                   \
+  X(List, "list", "list", Sequence, false, false, "")                               \
+  X(Tuple, "tuple", "tuple", Sequence, false, false, "")                            \
+  X(Set, "set", "set", Sequence, false, false, "")                                  \
+  X(FrozenSet, "frozenset", "frozenset", Sequence, false, false, "")                \
+  X(Dict, "dict", "dict", Mapping, false, false, "")                                \
+  X(OrderedDict, "OrderedDict", "OrderedDict", Mapping, false, false, "")           \
+  X(Counter, "Counter", "Counter", Mapping, false, false, "")                       \
+  X(DefaultDict, "defaultdict", "defaultdict", Mapping, false, false, "")           \
+  X(Deque, "deque", "deque", Sequence, false, false, "")                            \
+  X(Range, "range", "range", Record, false, false, "")                              \
+  X(Slice, "slice", "slice", Record, false, false, "")                              \
+  X(Ellipsis, "Ellipsis", "Ellipsis", Scalar, false, false, "")                     \
+  X(Complex, "complex", "complex", Record, false, false, "")                        \
+  X(Datetime, "datetime", "datetime", Record, false, false, "")                     \
+  X(Date, "date", "date", Record, false, false, "")                                 \
+  X(Time, "time", "time", Record, false, false, "")                                 \
+  X(Timedelta, "timedelta", "timedelta", Record, false, false, "")                  \
+  X(Timezone, "timezone", "timezone", Record, false, false, "")                     \
+  X(ZoneInfo, "ZoneInfo", "ZoneInfo", Record, false, false, "")                     \
+  X(Decimal, "Decimal", "Decimal", Record, false, false, "")                        \
+  X(Fraction, "Fraction", "Fraction", Record, false, false, "")                     \
+  X(Uuid, "UUID", "UUID", Record, false, false, "")                                 \
+  X(TorchDtype, "torch.dtype", "torch.dtype", Record, false, false, "")             \
+  X(TorchDevice, "torch.device", "torch.device", Record, false, false, "")          \
+  X(TorchSize, "torch.Size", "torch.Size", Record, false, false, "dims")            \
+  X(Path, "path", "path", Record, false, false, "")                                 \
+  X(NumpyScalar, "npscalar", "npscalar", Record, false, false, "")                  \
+  X(Tensor, "tensor", "tensor", Tensor, false, true, "")                            \
+  X(Dataclass, "dataclass", "dataclass", Record, true, false, "fields value")       \
+  X(NamedTuple, "namedtuple", "namedtuple", Sequence, true, false, "fields items")  \
+  X(Enum, "enum", "enum", Record, true, false, "")                                  \
+  X(Object, "object", "object", Record, true, false, "value attrs")                 \
+  X(Ext, "ext", "ext", Record, true, false, "")                                     \
+  X(Plugin, "plugin", "plugin", Record, true, false, "")                            \
+  X(Nested, "nested", "nested", Record, false, false, "")                           \
+  X(Ref, "ref", "ref", Reference, false, true, "")
 
 // What a node holds: one per Python type the format stores. TreeNode::kind() never answers Ref (references are
 // followed).
 enum class Kind : std::uint8_t {
-#define SAFESTRUCTURES_KIND_ENUMERATOR(kind, name, tag, shape, names_class) kind,
+#define SAFESTRUCTURES_KIND_ENUMERATOR(kind, name, tag, shape, names_class, leaf, own_fields) kind,
   SAFESTRUCTURES_KINDS(SAFESTRUCTURES_KIND_ENUMERATOR)
 #undef SAFESTRUCTURES_KIND_ENUMERATOR
 };
@@ -101,15 +104,24 @@ struct KindTraits {
   std::string_view tag;   // the "$" of its tagged form; empty for null, bool and int64 ints
   Shape shape;
   bool names_class;       // its "type" field names a class (or a plugin's type)
+  bool leaf;
+  std::string_view own_fields;  // space-separated
 };
 
-const KindTraits& traits(Kind kind);
+inline constexpr KindTraits kind_table[] = {
+#define SAFESTRUCTURES_KIND_TRAITS(kind, name, tag, shape, names_class, leaf, own_fields) \
+  {#kind, name, tag, Shape::shape, names_class, leaf, own_fields},
+    SAFESTRUCTURES_KINDS(SAFESTRUCTURES_KIND_TRAITS)
+#undef SAFESTRUCTURES_KIND_TRAITS
+};
+
+inline const KindTraits& traits(Kind kind) { return kind_table[static_cast<std::size_t>(kind)]; }
+// Whether `field` is one of the kind's own fields (see SAFESTRUCTURES_KINDS).
+bool is_own_field(Kind kind, std::string_view field);
 // The kind's name as messages write it.
 inline std::string_view kind_name(Kind kind) { return traits(kind).name; }
 // The kind a tag stands for, nullopt for a tag the format does not define.
 std::optional<Kind> kind_of_tag(std::string_view tag);
-// Every kind, for tables built from the vocabulary (the Python layer's).
-std::span<const KindTraits> all_kinds();
 
 // Wrapper fields ("fields", "items", "value", "attrs", "data", "tensors", "v") are not parts of paths or tensor
 // names: a dataclass `out`'s field `logits` is `out.logits` (section 5.2).

@@ -5,6 +5,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstdlib>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -12,6 +13,7 @@
 #include <vector>
 
 #include "safestructures/container.hpp"
+#include "safestructures/error.hpp"
 #include "safestructures/format.hpp"
 #include "safestructures/path_text.hpp"
 #include "safestructures/schema.hpp"
@@ -20,6 +22,17 @@ namespace safestructures {
 
 // Why a "$" key met among a plain object's keys makes the file invalid.
 inline constexpr std::string_view misplaced_tag_member = "\"$\" must be the first key of a tagged object and name its tag";
+
+// How a reader's method raises when the file breaks a rule: through its caller, which adds where in the tree it is
+// ("at $.a: "). `caller` is what `raise` is called with.
+struct Fail {
+  const void* caller;
+  void (*raise)(const void* caller, const std::string& why, ErrorCode code);
+  [[noreturn]] void operator()(const std::string& why, ErrorCode code = ErrorCode::SchemaInvalid) const {
+    raise(caller, why, code);
+    std::abort();  // `raise` does not return
+  }
+};
 
 // The parser limits that a reader's limits imply: levels of data may take json_levels_per_level levels of JSON each
 // (in 64 bits, so that a huge max_depth cannot wrap around; capped, since the parser reserves memory per level and
@@ -53,22 +66,24 @@ class TreeReader {
 
   // What node `i` holds (Ref for a reference, BigInt for a tagged int); nullopt for a tag the format does not define.
   std::optional<Kind> kind(std::size_t i) const;
-  // The tag of a tagged object, empty otherwise.
-  std::string_view tag(std::size_t i) const { return tape_.tag(i); }
+  // The reference id "#" of tagged object `i`; 0 when it has none (or one that is not an integer).
+  std::int64_t id(std::size_t i) const {
+    const std::size_t at = tape_.member(i, id_member);
+    return at != Tape::npos && tape_[at].kind == NodeKind::Int ? tape_[at].integer : 0;
+  }
   // Why a node cannot be read at all (an unknown tag, a misplaced "$"), or empty.
   std::string malformed(std::size_t i) const;
 
   // The node that reference `i` stands for, under section 5.3's rules: an object is referred to after its node ends,
-  // a mutable container (which exists before its items) also from inside itself. Tape::npos with `why` set otherwise.
-  std::size_t resolve(std::size_t i, std::string& why) const;
+  // a mutable container (which exists before its items) also from inside itself.
+  std::size_t resolve(std::size_t i, Fail fail) const;
   // For walks that show a tree (the lazy file, the command line), which leave those rules to the load: references
   // and the values a 1.0.0-style plugin nested ("nested" nodes) followed to the node they stand for, wherever it is;
-  // `ref_id` gets the first reference's id (0 for none). Tape::npos with `why` set for one that leads nowhere.
-  std::size_t follow(std::size_t i, std::int64_t& ref_id, std::string& why) const;
+  // `ref_id` gets the first reference's id (0 for none). Fails for one that leads nowhere.
+  std::size_t follow(std::size_t i, std::int64_t& ref_id, Fail fail) const;
 
-  // Member `name` of tagged object `object` when it is of JSON kind `want` (any kind when nullopt); Tape::npos with
-  // `why` set ("tagged "x" needs a string field "name"") otherwise.
-  std::size_t required(std::size_t object, std::string_view name, std::optional<NodeKind> want, std::string& why) const;
+  // The text of string member `name` of tagged object `object` (fails with "tagged "x" needs a string field "name"").
+  std::string_view string_field(std::size_t object, std::string_view name, Fail fail) const;
   // Calls fn(name, value node) for each member of tagged object `object` but its tag and its id, in file order.
   template <class Fn>
   void for_each_field(std::size_t object, Fn fn) const {
@@ -77,19 +92,37 @@ class TreeReader {
       if (tape_[c].text != tag_member && tape_[c].text != id_member) fn(tape_[c].text, c + 1);
     }
   }
-  // The first item of tagged sequence or mapping `object` (its "items" array), and their count; npos with `why`.
-  std::size_t items(std::size_t object, std::uint32_t& count, std::string& why) const;
+  // The first item of tagged sequence or mapping `object` (its "items" array), and their count.
+  std::size_t items(std::size_t object, std::uint32_t& count, Fail fail) const;
+  // Calls fn(k, key node, value node) for each item of tagged mapping `object`, checked to be a [key, value] pair.
+  template <class Fn>
+  void for_each_pair(std::size_t object, Fail fail, Fn fn) const {
+    std::uint32_t count = 0;
+    std::size_t c = items(object, count, fail);
+    for (std::uint32_t k = 0; k < count; ++k, c = tape_.next(c)) {
+      if (tape_[c].kind != NodeKind::Array || tape_[c].count != 2) {
+        fail("item " + std::to_string(k) + " of a mapping must be a [key, value] pair");
+      }
+      fn(k, c + 1, tape_.next(c + 1));
+    }
+  }
 
-  // Whether node `item`, item `k` of a mapping's "items", is a [key, value] pair; false with `why` set when not.
-  bool is_pair(std::size_t item, std::uint32_t k, std::string& why) const;
+  // The values of tagged scalars (section 5.2), checked: a big int's hexadecimal text ("0x1f", "-0x1f"), a non-finite
+  // float (a NaN keeps its "bits"), a str's code points.
+  std::string_view big_int_hex(std::size_t i, Fail fail) const;
+  double special_float(std::size_t i, Fail fail) const;
+  std::vector<std::uint32_t> code_points(std::size_t i, Fail fail) const;
 
-  // The values of tagged scalars (section 5.2), checked; nullopt (false) with `why` set when malformed: a big int's
-  // hexadecimal text ("0x1f", "-0x1f"), a non-finite float (a NaN keeps its "bits"), a str's code points.
-  std::optional<std::string_view> big_int_hex(std::size_t i, std::string& why) const;
-  std::optional<double> special_float(std::size_t i, std::string& why) const;
-  bool code_points(std::size_t i, std::vector<std::uint32_t>& out, std::string& why) const;
+  // The tensor that tensor node `i` names: its "name", or for a view of an earlier tensor, its "storage" (`view` set).
+  std::string_view tensor_name(std::size_t i, bool& view, Fail fail) const;
+  // The bytes of bytes node `i` decoded from its "b64", or nullopt when a tensor holds them: `name` gets the tensor's
+  // name, and the tensor goes to check_bytes_tensor.
+  std::optional<std::vector<std::byte>> inline_bytes(std::size_t i, std::string_view& name, Fail fail) const;
+  static void check_bytes_tensor(const TensorInfo& info, Fail fail);
 
  private:
+  // Member `name` of tagged object `object`, of JSON kind `want`.
+  std::size_t required(std::size_t object, std::string_view name, NodeKind want, Fail fail) const;
   // The node defining the id of reference `i`, or npos; `id` gets the id (0 when its "#" is not an integer).
   std::size_t definition(std::size_t i, std::int64_t& id) const;
   TreeReader(Tape tape, std::size_t root) : tape_(std::move(tape)), root_(root) {}

@@ -42,6 +42,17 @@ decltype(auto) as_argument_error(Call&& call) {
   }
 }
 
+// Runs `call` on the file at `where`, adding its path to a core error's message (an I/O error names it already).
+template <class Call>
+decltype(auto) naming_file(const std::string& where, Call&& call) {
+  try {
+    return call();
+  } catch (const Error& e) {
+    if (e.code() == ErrorCode::Io) throw;
+    raise(e.code(), where + ": " + e.what());
+  }
+}
+
 // Pauses the cyclic garbage collector for a walk, restoring its state whatever happens. Walks create objects by the
 // thousand (a load its containers, a save the adapters' entries, kept alive until the file is written), none forming
 // garbage cycles that need collecting mid-walk; the collector scanning them over and over cost more than the walk
@@ -74,10 +85,6 @@ std::vector<WriteTensor> make_write_tensors(nb::handle entries);
 
 // Converts {str: str} into core metadata; None gives none.
 std::optional<Metadata> make_metadata(nb::handle metadata);
-
-}  // namespace safestructures::bindings
-
-namespace safestructures::bindings {
 
 // Saving: what the walk wrote, and what keeps the memory its tape and tensors view alive.
 struct SaveResult {

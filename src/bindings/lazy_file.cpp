@@ -35,8 +35,7 @@ class LazyFile {
       auto [reader, buffer] = open_mapped(path, max_header_size, Access::Parts);
       source_.shards.push_back(Shard{std::move(reader), buffer});
     }
-    const std::string where = paths.size() == 1 ? paths.front().string() : paths.front().parent_path().string();
-    try {
+    naming_file(paths.size() == 1 ? paths.front().string() : paths.front().parent_path().string(), [&] {
       source_.check_unique_names();
       const SchemaLimits limits = schema_limits(options_.max_depth, options_.max_nodes);
       std::optional<Tape> document;
@@ -46,10 +45,7 @@ class LazyFile {
         document = read_schema(source_.shards.front().reader, limits);
       }
       if (document) tree_.emplace(std::move(*document));
-    } catch (const Error& e) {
-      if (e.code() == ErrorCode::Io) throw;
-      raise(e.code(), where + ": " + e.what());
-    }
+    });
   }
 
   // Reads a file with no schema (a plain safetensors file) as the tree the format makes up for one, its tensors from
@@ -78,7 +74,7 @@ class LazyFile {
   nb::tuple node(std::size_t i) const {
     const Node& n = at(i);
     static const char* const json_kinds[] = {"null", "false", "true", "int", "float", "string", "array", "object"};
-    const std::string_view tag = n.kind == NodeKind::Object ? tree_->tag(i) : std::string_view();
+    const std::string_view tag = tree_->tape().tag(i);
     const Kind plain = tag.empty() ? *tree_->kind(i) : Kind::Null;
     const std::string_view kind = !tag.empty() ? tag : plain == Kind::Null ? "none" : kind_name(plain);
     return nb::make_tuple(json_kinds[static_cast<int>(n.kind)], tag.empty() ? nb::none() : nb::object(nb::str(tag.data(), tag.size())),
@@ -121,9 +117,7 @@ class LazyFile {
   nb::tuple follow(std::size_t i) const {
     at(i);
     std::int64_t ref_id = 0;
-    std::string why;
-    const std::size_t target = tree_->follow(i, ref_id, why);
-    if (target == Tape::npos) invalid(why);
+    const std::size_t target = tree_->follow(i, ref_id, failing);
     return nb::make_tuple(target, ref_id != 0 ? nb::object(nb::int_(ref_id)) : nb::none());
   }
 
@@ -154,9 +148,7 @@ class LazyFile {
         break;
       }
       std::int64_t ref_id = 0;
-      std::string why;
-      end = tree_->follow(wrapped, ref_id, why);
-      if (end == Tape::npos) invalid(why);
+      end = tree_->follow(wrapped, ref_id, failing);
     }
     for (const std::size_t node : chain) unwrapped_[node] = end;
     return end;
@@ -175,7 +167,7 @@ class LazyFile {
     if (n.kind != NodeKind::Object) return nb::none();
     const std::optional<Kind> kind = tree_->kind(i);
     if (!kind) return nb::none();
-    if (tree_->tag(i).empty()) return walk_children(false, entries(i));
+    if (tape.tag(i).empty()) return walk_children(false, entries(i));
     const std::size_t items = tape.member(i, "items");
     const bool has_items = items != Tape::npos && tape[items].kind == NodeKind::Array;
     const std::size_t fields = tape.member(i, "fields");
@@ -199,13 +191,11 @@ class LazyFile {
     if (traits(*kind).shape == Shape::Sequence) return walk_children(true, entries(items));
     if (traits(*kind).shape != Shape::Mapping) return nb::none();
     nb::list pairs, to_build;
-    std::size_t c = items + 1;
-    for (std::uint32_t k = 0; k < tape[items].count; ++k, c = tape.next(c)) {
-      if (std::string why; !tree_->is_pair(c, k, why)) invalid(why);
-      const bool built = is_container(tape[c + 1]);
-      pairs.append(nb::make_tuple(built ? nb::none() : value(c + 1), tape.next(c + 1)));
-      if (built) to_build.append(nb::make_tuple(k, c + 1));
-    }
+    tree_->for_each_pair(i, failing, [&](std::uint32_t k, std::size_t key, std::size_t value_at) {
+      const bool built = is_container(tape[key]);
+      pairs.append(nb::make_tuple(built ? nb::none() : value(key), value_at));
+      if (built) to_build.append(nb::make_tuple(k, key));
+    });
     return nb::make_tuple(false, pairs, to_build);
   }
 
@@ -217,10 +207,10 @@ class LazyFile {
     for (std::size_t i = tree_->root(); i < tape.next(tree_->root()); ++i) {
       if (tape[i].kind != NodeKind::Object) continue;
       const std::optional<Kind> kind = tree_->kind(i);
-      if (!kind || !traits(*kind).names_class || tree_->tag(i).empty()) continue;
+      const std::string_view tag = tape.tag(i);
+      if (!kind || !traits(*kind).names_class || tag.empty()) continue;
       const std::size_t type = tape.member(i, "type");  // the first, as the loader reads it
       if (type == Tape::npos || tape[type].kind != NodeKind::String) continue;
-      const std::string_view tag = tree_->tag(i);
       nb::object names = out.get(nb::str(tag.data(), tag.size()), nb::none());
       if (names.is_none()) out[nb::str(tag.data(), tag.size())] = names = nb::dict();
       nb::str name(tape[type].text.data(), tape[type].text.size());
@@ -274,6 +264,7 @@ class LazyFile {
   static nb::tuple walk_children(bool indexed, nb::list entries) { return nb::make_tuple(indexed, entries, nb::list()); }
   // Problems met walking the tree are the file's: the caller adds the file's name and the node's path.
   [[noreturn]] static void invalid(const std::string& why) { raise(ErrorCode::SchemaInvalid, "at $: " + why); }
+  static constexpr Fail failing{nullptr, [](const void*, const std::string& why, ErrorCode) { invalid(why); }};
   const TreeReader& tree() const {
     if (!tree_) throw ArgumentError(ErrorCode::InvalidArgument, "the file holds no structure (no schema)");
     return *tree_;

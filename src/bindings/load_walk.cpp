@@ -57,13 +57,6 @@ nb::object Loader::call_python(const char* what, const std::function<nb::object(
   }
 }
 
-std::string_view Loader::string_field(std::size_t object, std::string_view key) {
-  std::string why;
-  const std::size_t at = tree_.required(object, key, NodeKind::String, why);
-  if (at == Tape::npos) invalid(why);
-  return tape_[at].text;
-}
-
 void Loader::define(std::size_t object, const nb::object& value) {
   const std::size_t at = tape_.member(object, id_member);
   if (at == Tape::npos) return;
@@ -79,13 +72,6 @@ void Loader::define(std::size_t object, const nb::object& value) {
   }
   entry.object = value;
   defining_.push_back({id.integer, object});  // its expanded size is recorded once it is complete (see build)
-}
-
-std::size_t Loader::items(std::size_t i, std::uint32_t& count) {
-  std::string why;
-  const std::size_t first = tree_.items(i, count, why);
-  if (first == Tape::npos) invalid(why);
-  return first;
 }
 
 void Loader::check_hashable(const nb::object& item, std::size_t node, HashRuns& runs, const char* what, const std::string& unhashable) {
@@ -109,24 +95,19 @@ void Loader::check_hashable(const nb::object& item, std::size_t node, HashRuns& 
 }
 
 void Loader::fill_pairs(std::size_t object, const nb::object& target, bool exact_dict) {
-  std::uint32_t count = 0;
-  std::size_t c = items(object, count);
   HashRuns runs;
-  for (std::uint32_t k = 0; k < count; ++k) {
-    const Node& pair = tape_[c];
-    if (std::string why; !tree_.is_pair(c, k, why)) invalid(why);
+  tree_.for_each_pair(object, failing(), [&](std::uint32_t k, std::size_t key_at, std::size_t value_at) {
     path_.push_back({LoadPath::Type::Index, {}, k});
-    nb::object key = build(c + 1);
-    check_hashable(key, c + 1, runs, "key", "cannot use this key: ");
-    nb::object value = build(tape_.next(c + 1));
+    nb::object key = build(key_at);
+    check_hashable(key, key_at, runs, "key", "cannot use this key: ");
+    nb::object value = build(value_at);
     const int status = exact_dict ? PyDict_SetItem(target.ptr(), key.ptr(), value.ptr()) : PyObject_SetItem(target.ptr(), key.ptr(), value.ptr());
     if (status != 0) {
       nb::python_error e;
       invalid("cannot use this key: " + py_text(e.value()));
     }
     path_.pop_back();
-    c = pair.end;
-  }
+  });
 }
 
 TensorSource::Found Loader::find_tensor(std::string_view name) {
@@ -228,8 +209,7 @@ std::uint64_t Loader::expanded_size(std::size_t i) {
     total = saturating_add(total, 1);
     if (kind == Kind::Ref) {
       // A reference counts as all it stands for (1 while that object is still being built: a cycle).
-      const std::size_t at = tape_.member(n, id_member);
-      const IdTable::Entry* entry = at != Tape::npos && tape_[at].kind == NodeKind::Int ? ids_.find(tape_[at].integer) : nullptr;
+      const IdTable::Entry* entry = ids_.find(tree_.id(n));
       total = saturating_add(total, entry != nullptr ? entry->size : 1);
     }
     ++n;
@@ -255,8 +235,9 @@ nb::object Loader::build_any(std::size_t i) {
     case NodeKind::Object: break;
   }
   const std::string_view tag = n.kind == NodeKind::Object ? tape_.tag(i) : std::string_view();
-  const std::optional<Kind> kind = tag.empty() ? std::nullopt : kind_of_tag(tag);
-  if (kind && is_leaf(*kind)) return build_tagged(i, *kind);
+  std::optional<Kind> kind;
+  if (!tag.empty()) kind = kind_of_tag(tag);
+  if (kind && traits(*kind).leaf) return build_tagged(i, *kind);
   if (depth_ >= max_depth_) invalid("the data nests deeper than the limit of " + std::to_string(max_depth_) + " levels", ErrorCode::NestingTooDeep);
   if (stack_nearly_exhausted()) invalid("the data nests deeper than this thread's stack can walk", ErrorCode::NestingTooDeep);
   ++depth_;

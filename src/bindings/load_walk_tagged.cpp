@@ -5,7 +5,6 @@
 #include <optional>
 
 #include "loader.hpp"
-#include "safestructures/codec.hpp"
 
 namespace safestructures::bindings::load_walk {
 
@@ -22,18 +21,14 @@ nb::object Loader::tensor(std::size_t i) {
   // A node without "name" views the storage of a tensor built earlier; the adapter finds it in the context.
   const TensorInfo* info = nullptr;
   TensorSource::Found found;
-  std::string_view name;
-  if (tape_.member(i, "name") == Tape::npos) {
-    const std::size_t storage = tape_.member(i, "storage");
-    if (storage == Tape::npos || tape_[storage].kind != NodeKind::String) {
-      invalid("tagged \"tensor\" needs a string field \"name\" (or \"storage\", for a view of an earlier tensor)");
-    }
-    if (index_ != nullptr && !named_.contains(tape_[storage].text)) {
-      const auto it = index_->tensor_nodes.find(tape_[storage].text);
+  bool view = false;
+  const std::string_view name = tree_.tensor_name(i, view, failing());
+  if (view) {
+    if (index_ != nullptr && !named_.contains(name)) {
+      const auto it = index_->tensor_nodes.find(name);
       if (it != index_->tensor_nodes.end()) build(it->second);
     }
   } else {
-    name = string_field(i, "name");
     if (nb::object earlier = named_before(name); earlier.is_valid()) return earlier;
     found = find_tensor(name);
     info = found.info;
@@ -66,21 +61,18 @@ nb::object Loader::tensor(std::size_t i) {
 }
 
 nb::object Loader::bytes_value(std::size_t i, bool mutable_copy) {
-  std::optional<std::vector<std::byte>> decoded;
+  std::string_view name;
+  const std::optional<std::vector<std::byte>> decoded = tree_.inline_bytes(i, name, failing());
   const char* data = nullptr;
   std::size_t size = 0;
-  if (const std::size_t b64 = tape_.member(i, "b64"); b64 != Tape::npos) {
-    if (tape_[b64].kind == NodeKind::String) decoded = codec::base64_decode(tape_[b64].text);
-    if (!decoded) invalid("\"b64\" is not valid base64");
+  if (decoded) {
     data = reinterpret_cast<const char*>(decoded->data());
     size = decoded->size();
   } else {
-    const std::string_view name = string_field(i, "tensor");
     if (nb::object earlier = named_before(name); earlier.is_valid()) return earlier;
     const TensorSource::Found found = find_tensor(name);
-    const TensorInfo* info = found.info;
-    if (info->dtype != Dtype::U8 || info->shape.size() != 1) invalid("bytes tensor " + quote_name(name) + " must be a 1-D U8 tensor", ErrorCode::TensorMismatch);
-    const auto view = found.shard->reader.tensor(*info).bytes;
+    TreeReader::check_bytes_tensor(*found.info, failing());
+    const auto view = found.shard->reader.tensor(*found.info).bytes;
     data = reinterpret_cast<const char*>(view.data());
     size = view.size();
   }
@@ -88,17 +80,14 @@ nb::object Loader::bytes_value(std::size_t i, bool mutable_copy) {
                                : PyBytes_FromStringAndSize(data, static_cast<Py_ssize_t>(size));
   if (out == nullptr) throw nb::python_error();
   nb::object value = nb::steal(out);
-  if (!decoded) named_.emplace(string_field(i, "tensor"), value);
+  if (!decoded) named_.emplace(name, value);
   return value;
 }
 
 nb::object Loader::build_tagged(std::size_t i, Kind kind) {
   if (index_ != nullptr && kind != Kind::Ref) {
     // A partial load may already have built this object for a reference met earlier; it stays one object.
-    const std::size_t at = tape_.member(i, id_member);
-    if (at != Tape::npos && tape_[at].kind == NodeKind::Int) {
-      if (IdTable::Entry* entry = ids_.find(tape_[at].integer)) return entry->object;
-    }
+    if (IdTable::Entry* entry = ids_.find(tree_.id(i))) return entry->object;
   }
   switch (kind) {
     case Kind::Ref: return follow_ref(i);
@@ -154,7 +143,7 @@ nb::object Loader::build_appended(std::size_t i, Kind kind) {
   define(i, out);
   nb::object append = kind == Kind::List ? nb::object() : out.attr("append");
   std::uint32_t count = 0;
-  std::size_t c = items(i, count);
+  std::size_t c = tree_.items(i, count, failing());
   for (std::uint32_t k = 0; k < count; ++k) {
     nb::object item = build_child(c, {LoadPath::Type::Index, {}, k});
     if (kind == Kind::List) {
@@ -171,7 +160,7 @@ nb::object Loader::build_tuple(std::size_t i) {
   // Filled in place: nothing can refer to a tuple before it is complete (a cycle through one is refused), and a tuple
   // left partly filled by an error frees its filled slots only.
   std::uint32_t count = 0;
-  std::size_t c = items(i, count);
+  std::size_t c = tree_.items(i, count, failing());
   nb::object tuple = nb::steal(PyTuple_New(count));
   if (!tuple.is_valid()) throw nb::python_error();
   for (std::uint32_t k = 0; k < count; ++k) {
@@ -186,7 +175,7 @@ nb::object Loader::build_tuple(std::size_t i) {
 nb::object Loader::build_set(std::size_t i, Kind kind) {
   const std::string what = "cannot build a " + std::string(kind_name(kind)) + ": ";
   std::uint32_t count = 0;
-  std::size_t c = items(i, count);
+  std::size_t c = tree_.items(i, count, failing());
   // A frozenset is filled in place too: nothing can refer to it before it is complete.
   nb::object result = nb::steal(kind == Kind::Set ? PySet_New(nullptr) : PyFrozenSet_New(nullptr));
   if (!result.is_valid()) throw nb::python_error();
@@ -232,20 +221,17 @@ nb::object Loader::build_mapping(std::size_t i, Kind kind) {
 }
 
 nb::object Loader::tagged_scalar(std::size_t i, Kind kind) {
-  std::string why;
   PyObject* out = nullptr;
   if (kind == Kind::BigInt) {
-    if (const std::optional<std::string_view> hex = tree_.big_int_hex(i, why)) {
-      out = PyLong_FromString(std::string(*hex).c_str(), nullptr, 16);
-    }
+    out = PyLong_FromString(std::string(tree_.big_int_hex(i, failing())).c_str(), nullptr, 16);
   } else if (kind == Kind::Float) {
-    if (const std::optional<double> value = tree_.special_float(i, why)) out = PyFloat_FromDouble(*value);
-  } else if (std::vector<std::uint32_t> points; tree_.code_points(i, points, why)) {
+    out = PyFloat_FromDouble(tree_.special_float(i, failing()));
+  } else {
+    const std::vector<std::uint32_t> points = tree_.code_points(i, failing());
     out = PyUnicode_FromKindAndData(PyUnicode_4BYTE_KIND, points.data(), static_cast<Py_ssize_t>(points.size()));
   }
-  if (out != nullptr) return nb::steal(out);
-  if (PyErr_Occurred()) throw nb::python_error();
-  invalid(why);
+  if (out == nullptr) throw nb::python_error();
+  return nb::steal(out);
 }
 
 nb::object Loader::construct(std::size_t i, Kind kind) {
@@ -268,7 +254,7 @@ nb::object Loader::construct(std::size_t i, Kind kind) {
   OnExit leave{[this, plugin] { plugin_depth_ -= plugin; }};
   nb::dict fields;
   tree_.for_each_field(i, [&](std::string_view key, std::size_t v) {
-    if (is_ref(v) && own_field(kind, key)) {
+    if (is_ref(v) && is_own_field(kind, key)) {
       invalid("the field " + quote_name(key) + " of a " + quote_name(tag) + " node describes that node alone and cannot be a \"ref\"");
     }
     // Wrapper fields ("fields", "items", ...) do not appear in paths, as when saving.

@@ -103,13 +103,15 @@ class HashRuns {
 // built from shared references (each level holding the one below twice) would expand exponentially.
 inline std::uint64_t hash_budget(std::size_t nodes) { return saturating_add(16 * static_cast<std::uint64_t>(nodes), std::uint64_t{1} << 20); }
 
-
-// Runs `f` when the scope ends, however it ends.
+// Runs `f` when the scope ends, however it ends. (The deduction guide is for clang 14, the fuzz build's compiler, which
+// does not deduce an aggregate's template arguments.)
 template <class F>
 struct OnExit {
   F f;
   ~OnExit() { f(); }
 };
+template <class F>
+OnExit(F) -> OnExit<F>;
 
 struct LoadPath {
   enum class Type { Key, Index, Field } type;
@@ -168,8 +170,6 @@ class Loader {
     path_.pop_back();
     return out;
   }
-  // Children of the "items" array of tagged node `i`, in order.
-  std::size_t items(std::size_t i, std::uint32_t& count);
   void fill_pairs(std::size_t object, const nb::object& target, bool exact_dict);
   // Hashes a key or set item (built from `node`) within the load's hashing budget and the cap on keys of one hash
   // value; it is charged twice, for this hash and the one its insertion computes. `unhashable` starts the message
@@ -186,10 +186,15 @@ class Loader {
   TensorSource::Found find_tensor(std::string_view name);
   nb::object defined_elsewhere(std::int64_t id);
   nb::object bytes_value(std::size_t i, bool mutable_copy);
-  std::string_view string_field(std::size_t object, std::string_view key);
   void define(std::size_t object, const nb::object& value);
   [[noreturn]] void invalid(const std::string& what, ErrorCode code = ErrorCode::SchemaInvalid) const {
     throw Error(code, "at " + path_text() + ": " + what);
+  }
+  // The tree reader's complaints, raised at the node being built.
+  Fail failing() const {
+    return {this, [](const void* self, const std::string& why, ErrorCode code) {
+              static_cast<const Loader*>(self)->invalid(why, code);
+            }};
   }
   std::string path_text() const;
   // While the loader lives, the load's context holds "where": a function giving the path of the node being built
@@ -241,32 +246,5 @@ class Loader {
   // Plugin nodes being built around the current node.
   std::uint32_t plugin_depth_ = 0;
 };
-
-// Fields the saver writes afresh for each node: a record's fields, a named tuple's names and items, a built-in
-// subclass's content and attributes, a torch.Size's dims. A reference there would hand one container to every node
-// naming it, each of which copies it (or rehashes its keys) again.
-inline bool own_field(Kind kind, std::string_view field) {
-  switch (kind) {
-    case Kind::Dataclass: return field == "fields" || field == "value";
-    case Kind::NamedTuple: return field == "fields" || field == "items";
-    case Kind::Object: return field == "value" || field == "attrs";
-    case Kind::TorchSize: return field == "dims";
-    default: return false;
-  }
-}
-
-// Leaf kinds stand for one value, not a level of nesting; the saver does not count them either.
-inline bool is_leaf(Kind kind) {
-  switch (kind) {
-    case Kind::Ref:
-    case Kind::BigInt:
-    case Kind::Float:
-    case Kind::String:
-    case Kind::Bytes:
-    case Kind::ByteArray:
-    case Kind::Tensor: return true;
-    default: return false;
-  }
-}
 
 }  // namespace safestructures::bindings::load_walk

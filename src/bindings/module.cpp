@@ -239,12 +239,7 @@ nb::tuple py_load_file(const std::filesystem::path& path, std::uint32_t max_dept
   auto [reader, buffer] = open_mapped(path, max_header_size);
   TensorSource file;
   file.shards.push_back(Shard{std::move(reader), buffer});
-  try {
-    return nb::make_tuple(buffer, load_from(file, max_depth, max_nodes, context));
-  } catch (const Error& e) {
-    if (e.code() == ErrorCode::Io) throw;
-    raise(e.code(), path.string() + ": " + e.what());
-  }
+  return nb::make_tuple(buffer, naming_file(path.string(), [&] { return load_from(file, max_depth, max_nodes, context); }));
 }
 
 nb::tuple py_load_bytes(nb::handle data, std::uint32_t max_depth, std::uint64_t max_nodes, std::uint64_t max_header_size,
@@ -265,7 +260,7 @@ nb::tuple py_load_bytes(nb::handle data, std::uint32_t max_depth, std::uint64_t 
 nb::dict format_table() {
   const auto text = [](std::string_view s) { return nb::str(s.data(), s.size()); };
   nb::dict kinds;
-  for (const KindTraits& k : all_kinds()) kinds[text(k.id)] = nb::make_tuple(text(k.name), text(k.tag));
+  for (const KindTraits& k : kind_table) kinds[text(k.id)] = nb::make_tuple(text(k.name), text(k.tag));
   nb::dict out;
   out["schema_key"] = text(schema_metadata_key);
   out["spill_tensor"] = text(schema_spill_tensor);

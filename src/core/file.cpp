@@ -108,19 +108,14 @@ TreeNode::TreeNode(std::shared_ptr<const OpenFile> document, std::uint32_t index
     : document_(std::move(document)), path_(std::move(path)), index_(index) {
   const TreeReader& tree = *document_->tree;
   std::optional<Kind> kind = tree.kind(index_);
-  std::string why;
   if (kind == Kind::Ref) {
-    const std::size_t target = tree.resolve(index_, why);
-    if (target == Tape::npos) fail(ErrorCode::SchemaInvalid, why);
-    index_ = static_cast<std::uint32_t>(target);
+    index_ = static_cast<std::uint32_t>(tree.resolve(index_, failing()));
     via_ref_ = true;
     kind = tree.kind(index_);
   }
-  if (why = tree.malformed(index_); !why.empty()) fail(ErrorCode::SchemaInvalid, why);
+  if (const std::string why = tree.malformed(index_); !why.empty()) fail(ErrorCode::SchemaInvalid, why);
   kind_ = *kind;
-  if (!tag().empty()) {
-    if (const std::size_t at = tree.tape().member(index_, id_member); at != Tape::npos) shared_id_ = tree.tape()[at].integer;
-  }
+  if (!tag().empty()) shared_id_ = tree.id(index_);
 }
 
 std::string TreeNode::path() const {
@@ -131,6 +126,12 @@ std::string TreeNode::path() const {
 }
 
 void TreeNode::fail(ErrorCode code, const std::string& what) const { raise(code, "at " + path() + ": " + what); }
+
+Fail TreeNode::failing() const {
+  return {this, [](const void* self, const std::string& why, ErrorCode code) {
+            static_cast<const TreeNode*>(self)->fail(code, why);
+          }};
+}
 
 void TreeNode::wrong_kind(std::string_view wanted) const {
   fail(ErrorCode::WrongKind, "expected " + std::string(wanted) + ", found " + std::string(kind_name(kind_)));
@@ -143,13 +144,6 @@ bool TreeNode::is_sequence() const { return traits(kind_).shape == Shape::Sequen
 bool TreeNode::is_mapping() const { return traits(kind_).shape == Shape::Mapping; }
 
 std::string_view TreeNode::tag() const { return document_->tree->tape().tag(index_); }
-
-std::string_view TreeNode::string_field(std::string_view name) const {
-  std::string why;
-  const std::size_t at = document_->tree->required(index_, name, NodeKind::String, why);
-  if (at == Tape::npos) fail(ErrorCode::SchemaInvalid, why);
-  return document_->tree->tape()[at].text;
-}
 
 std::optional<TreeNode> TreeNode::field(std::string_view name) const {
   if (tag().empty()) wrong_kind("a tagged node");
@@ -170,7 +164,18 @@ std::vector<Entry> TreeNode::fields() const {
   return out;
 }
 
-std::string TreeNode::type_name() const { return traits(kind_).names_class ? std::string(string_field("type")) : std::string(); }
+const TensorInfo& TreeNode::find_tensor(std::string_view name) const {
+  const TensorInfo* info = document_->reader.header().find(name);
+  if (info == nullptr) {
+    fail(ErrorCode::TensorNotFound, "the schema refers to tensor " + quote_name(name) + ", which the file lacks");
+  }
+  return *info;
+}
+
+std::string TreeNode::type_name() const {
+  if (!traits(kind_).names_class) return {};
+  return std::string(document_->tree->string_field(index_, "type", failing()));
+}
 
 bool TreeNode::as_bool() const {
   if (kind_ != Kind::Bool) wrong_kind("a bool");
@@ -193,48 +198,31 @@ std::string TreeNode::big_int_hex() const {
     return (v < 0 ? "-0x" : "0x") + std::string(digits, end);
   }
   if (kind_ != Kind::BigInt) wrong_kind("an int");
-  std::string why;
-  const std::optional<std::string_view> hex = document_->tree->big_int_hex(index_, why);
-  if (!hex) fail(ErrorCode::SchemaInvalid, why);
-  return std::string(*hex);
+  return std::string(document_->tree->big_int_hex(index_, failing()));
 }
 
 double TreeNode::as_double() const {
   if (kind_ != Kind::Float) wrong_kind("a float");
   const Tape& tape = document_->tree->tape();
-  if (tape[index_].kind == NodeKind::Float) return tape[index_].number;
-  std::string why;
-  const std::optional<double> value = document_->tree->special_float(index_, why);
-  if (!value) fail(ErrorCode::SchemaInvalid, why);
-  return *value;
+  return tape[index_].kind == NodeKind::Float ? tape[index_].number : document_->tree->special_float(index_, failing());
 }
 
 std::string TreeNode::as_string() const {
   if (kind_ != Kind::String) wrong_kind("a str");
   const Tape& tape = document_->tree->tape();
   if (tape[index_].kind == NodeKind::String) return std::string(tape[index_].text);
-  std::string why;
-  std::vector<std::uint32_t> points;
-  if (!document_->tree->code_points(index_, points, why)) fail(ErrorCode::SchemaInvalid, why);
   std::string out;
-  for (const std::uint32_t p : points) codec::append_code_point(out, p);
+  for (const std::uint32_t p : document_->tree->code_points(index_, failing())) codec::append_code_point(out, p);
   return out;
 }
 
 std::vector<std::byte> TreeNode::as_bytes() const {
   if (kind_ != Kind::Bytes && kind_ != Kind::ByteArray) wrong_kind("bytes");
-  const Tape& tape = document_->tree->tape();
-  if (const std::size_t b64 = tape.member(index_, "b64"); b64 != Tape::npos) {
-    std::optional<std::vector<std::byte>> decoded;
-    if (tape[b64].kind == NodeKind::String) decoded = codec::base64_decode(tape[b64].text);
-    if (!decoded) fail(ErrorCode::SchemaInvalid, "\"b64\" is not valid base64");
-    return std::move(*decoded);
-  }
-  const std::string_view name = string_field("tensor");
-  const TensorInfo* info = document_->reader.header().find(name);
-  if (info == nullptr) fail(ErrorCode::TensorNotFound, "the schema refers to tensor " + quote_name(name) + ", which the file lacks");
-  if (info->dtype != Dtype::U8 || info->shape.size() != 1) fail(ErrorCode::TensorMismatch, "bytes tensor " + quote_name(name) + " must be a 1-D U8 tensor");
-  const auto view = document_->reader.tensor(*info).bytes;
+  std::string_view name;
+  if (auto decoded = document_->tree->inline_bytes(index_, name, failing())) return std::move(*decoded);
+  const TensorInfo& info = find_tensor(name);
+  TreeReader::check_bytes_tensor(info, failing());
+  const auto view = document_->reader.tensor(info).bytes;
   return {view.begin(), view.end()};
 }
 
@@ -242,17 +230,7 @@ Tensor TreeNode::as_tensor() const {
   if (kind_ != Kind::Tensor) wrong_kind("a tensor");
   const Tape& tape = document_->tree->tape();
   Tensor t;
-  std::string_view name;
-  if (tape.member(index_, "name") != Tape::npos) {
-    name = string_field("name");
-  } else if (const std::size_t storage = tape.member(index_, "storage"); storage != Tape::npos && tape[storage].kind == NodeKind::String) {
-    name = tape[storage].text;
-    t.view_ = true;
-  } else {
-    fail(ErrorCode::SchemaInvalid, "tagged \"tensor\" needs a string field \"name\" (or \"storage\", for a view of an earlier tensor)");
-  }
-  t.info_ = document_->reader.header().find(name);
-  if (t.info_ == nullptr) fail(ErrorCode::TensorNotFound, "the schema refers to tensor " + quote_name(name) + ", which the file lacks");
+  t.info_ = &find_tensor(document_->tree->tensor_name(index_, t.view_, failing()));
   t.bytes_ = document_->reader.tensor(*t.info_).bytes;
   t.document_ = document_;
   t.path_ = path();
@@ -281,10 +259,7 @@ std::uint32_t TreeNode::first_item(std::uint32_t& count) const {
     count = document_->tree->tape()[index_].count;
     return index_ + 1;
   }
-  std::string why;
-  const std::size_t first = document_->tree->items(index_, count, why);
-  if (first == Tape::npos) fail(ErrorCode::SchemaInvalid, why);
-  return static_cast<std::uint32_t>(first);
+  return static_cast<std::uint32_t>(document_->tree->items(index_, count, failing()));
 }
 
 std::size_t TreeNode::size() const {
@@ -327,16 +302,12 @@ TreeNode TreeNode::dataclass_fields() const {
 
 template <class Fn>
 void TreeNode::for_each_entry(Fn fn) const {
+  if (!tag().empty()) return document_->tree->for_each_pair(index_, failing(), fn);
   const Tape& tape = document_->tree->tape();
-  const bool plain = tag().empty();
-  std::uint32_t count = 0;
-  std::size_t c = first_item(count);
-  for (std::uint32_t k = 0; k < count; ++k) {
-    if (std::string why; !plain && !document_->tree->is_pair(c, k, why)) fail(ErrorCode::SchemaInvalid, why);
-    if (plain && tape[c].text == tag_member) fail(ErrorCode::SchemaInvalid, std::string(misplaced_tag_member));
-    const std::size_t key = plain ? c : c + 1;
-    fn(k, key, tape.next(key));
-    c = plain ? tape.next(c + 1) : tape.next(c);
+  std::size_t c = index_ + 1;
+  for (std::uint32_t k = 0; k < tape[index_].count; ++k, c = tape.next(c + 1)) {
+    if (tape[c].text == tag_member) fail(ErrorCode::SchemaInvalid, std::string(misplaced_tag_member));
+    fn(k, c, c + 1);
   }
 }
 

@@ -7,20 +7,6 @@
 
 namespace safestructures {
 
-namespace {
-
-constexpr KindTraits kind_table[] = {
-#define SAFESTRUCTURES_KIND_TRAITS(kind, name, tag, shape, names_class) {#kind, name, tag, Shape::shape, names_class},
-    SAFESTRUCTURES_KINDS(SAFESTRUCTURES_KIND_TRAITS)
-#undef SAFESTRUCTURES_KIND_TRAITS
-};
-
-}  // namespace
-
-const KindTraits& traits(Kind kind) { return kind_table[static_cast<std::size_t>(kind)]; }
-
-std::span<const KindTraits> all_kinds() { return kind_table; }
-
 std::optional<Kind> kind_of_tag(std::string_view tag) {
   // A hash lookup: loads classify every tagged node they build.
   static const std::unordered_map<std::string_view, Kind> kinds = [] {
@@ -32,6 +18,16 @@ std::optional<Kind> kind_of_tag(std::string_view tag) {
   }();
   const auto it = kinds.find(tag);
   return it == kinds.end() ? std::nullopt : std::optional<Kind>(it->second);
+}
+
+bool is_own_field(Kind kind, std::string_view field) {
+  // A word by word scan (not std::views::split, which clang 14 cannot compile with libstdc++ 12).
+  for (std::string_view rest = traits(kind).own_fields; !rest.empty();) {
+    const std::size_t space = std::min(rest.find(' '), rest.size());
+    if (rest.substr(0, space) == field) return true;
+    rest.remove_prefix(std::min(space + 1, rest.size()));
+  }
+  return false;
 }
 
 bool is_transparent_field(std::string_view field) {

@@ -6,6 +6,8 @@
 #include <charconv>
 #include <cmath>
 
+#include "safestructures/codec.hpp"
+
 namespace safestructures {
 
 namespace {
@@ -112,13 +114,12 @@ std::string TreeReader::malformed(std::size_t i) const {
 }
 
 std::size_t TreeReader::definition(std::size_t i, std::int64_t& id) const {
-  const std::size_t at = tape_.member(i, id_member);
-  id = at != Tape::npos && tape_[at].kind == NodeKind::Int ? tape_[at].integer : 0;
+  id = this->id(i);
   const TreeIndex& idx = index();
   return id >= 1 && static_cast<std::uint64_t>(id) < idx.id_nodes.size() ? idx.id_nodes[static_cast<std::size_t>(id)] : Tape::npos;
 }
 
-std::size_t TreeReader::resolve(std::size_t i, std::string& why) const {
+std::size_t TreeReader::resolve(std::size_t i, Fail fail) const {
   std::int64_t id = 0;
   const std::size_t target = definition(i, id);
   if (target != Tape::npos && target < i) {
@@ -126,12 +127,11 @@ std::size_t TreeReader::resolve(std::size_t i, std::string& why) const {
     if (tape_.next(target) <= i || (target_kind && defined_before_items(*target_kind))) return target;
   }
   const std::size_t at = tape_.member(i, id_member);
-  why = at == Tape::npos || tape_[at].kind != NodeKind::Int ? "a ref needs an integer \"#\""
-                                                            : "ref to #" + std::to_string(id) + ", which is not defined before this point";
-  return Tape::npos;
+  if (at == Tape::npos || tape_[at].kind != NodeKind::Int) fail("a ref needs an integer \"#\"");
+  fail("ref to #" + std::to_string(id) + ", which is not defined before this point");
 }
 
-std::size_t TreeReader::follow(std::size_t i, std::int64_t& ref_id, std::string& why) const {
+std::size_t TreeReader::follow(std::size_t i, std::int64_t& ref_id, Fail fail) const {
   ref_id = 0;
   std::vector<std::size_t> followed{i};
   for (;;) {
@@ -139,98 +139,103 @@ std::size_t TreeReader::follow(std::size_t i, std::int64_t& ref_id, std::string&
     std::size_t target = Tape::npos;
     if (k == Kind::Ref) {
       std::int64_t id = 0;
-      if ((target = definition(i, id)) == Tape::npos) {
-        why = "a reference to an object the file does not define";
-        return Tape::npos;
-      }
+      if ((target = definition(i, id)) == Tape::npos) fail("a reference to an object the file does not define");
       if (ref_id == 0) ref_id = id;
     } else if (k == Kind::Nested) {
-      if ((target = tape_.member(i, "v")) == Tape::npos) {
-        why = "a \"nested\" node needs a value \"v\"";
-        return Tape::npos;
-      }
+      if ((target = tape_.member(i, "v")) == Tape::npos) fail("a \"nested\" node needs a value \"v\"");
     } else {
       return i;
     }
     // A crafted "nested" node may define an id its own value refers to.
-    if (std::find(followed.begin(), followed.end(), target) != followed.end()) {
-      why = "a reference to itself";
-      return Tape::npos;
-    }
+    if (std::find(followed.begin(), followed.end(), target) != followed.end()) fail("a reference to itself");
     followed.push_back(target);
     i = target;
   }
 }
 
-std::size_t TreeReader::required(std::size_t object, std::string_view name, std::optional<NodeKind> want, std::string& why) const {
+std::size_t TreeReader::required(std::size_t object, std::string_view name, NodeKind want, Fail fail) const {
   const std::size_t at = tape_.member(object, name);
-  if (at != Tape::npos && (!want || tape_[at].kind == *want)) return at;
-  const char* article = !want ? "a" : *want == NodeKind::String ? "a string" : *want == NodeKind::Array ? "an array" : "an object";
-  why = "tagged " + quote_name(tape_.tag(object)) + " needs " + article + " field " + quote_name(name);
-  return Tape::npos;
+  if (at != Tape::npos && tape_[at].kind == want) return at;
+  const char* article = want == NodeKind::String ? "a string" : "an array";
+  fail("tagged " + quote_name(tape_.tag(object)) + " needs " + article + " field " + quote_name(name));
 }
 
-std::size_t TreeReader::items(std::size_t object, std::uint32_t& count, std::string& why) const {
-  const std::size_t at = required(object, "items", NodeKind::Array, why);
-  if (at == Tape::npos) return at;
+std::string_view TreeReader::string_field(std::size_t object, std::string_view name, Fail fail) const {
+  return tape_[required(object, name, NodeKind::String, fail)].text;
+}
+
+std::size_t TreeReader::items(std::size_t object, std::uint32_t& count, Fail fail) const {
+  const std::size_t at = required(object, "items", NodeKind::Array, fail);
   count = tape_[at].count;
   return at + 1;
 }
 
-bool TreeReader::is_pair(std::size_t item, std::uint32_t k, std::string& why) const {
-  if (tape_[item].kind == NodeKind::Array && tape_[item].count == 2) return true;
-  why = "item " + std::to_string(k) + " of a mapping must be a [key, value] pair";
-  return false;
-}
-
-std::optional<std::string_view> TreeReader::big_int_hex(std::size_t i, std::string& why) const {
-  const std::size_t at = required(i, "hex", NodeKind::String, why);
-  if (at == Tape::npos) return std::nullopt;
-  const std::string_view hex = tape_[at].text;
+std::string_view TreeReader::big_int_hex(std::size_t i, Fail fail) const {
+  const std::string_view hex = string_field(i, "hex", fail);
   const std::string_view digits = hex.substr(hex.starts_with('-') ? 1 : 0);
   const bool ok = digits.size() > 2 && digits.starts_with("0x");
-  if (ok && digits.find_first_not_of("0123456789abcdefABCDEF", 2) == std::string_view::npos) return hex;
-  why = "an int's \"hex\" must look like 0x1f or -0x1f";
-  return std::nullopt;
+  if (!ok || digits.find_first_not_of("0123456789abcdefABCDEF", 2) != std::string_view::npos) {
+    fail("an int's \"hex\" must look like 0x1f or -0x1f");
+  }
+  return hex;
 }
 
-std::optional<double> TreeReader::special_float(std::size_t i, std::string& why) const {
-  const std::size_t at = required(i, "v", NodeKind::String, why);
-  if (at == Tape::npos) return std::nullopt;
-  const std::string_view v = tape_[at].text;
+double TreeReader::special_float(std::size_t i, Fail fail) const {
+  const std::string_view v = string_field(i, "v", fail);
   if (v == "inf") return HUGE_VAL;
   if (v == "-inf") return -HUGE_VAL;
-  if (v != "nan") {
-    why = "a tagged float must be nan, inf or -inf";
-    return std::nullopt;
-  }
+  if (v != "nan") fail("a tagged float must be nan, inf or -inf");
   const std::size_t bits_at = tape_.member(i, "bits");
   if (bits_at == Tape::npos) return std::nan("");
   const std::string_view bits = tape_[bits_at].kind == NodeKind::String ? tape_[bits_at].text : std::string_view();
   std::uint64_t raw = 0;
   const bool ok = bits.size() == 16 && std::from_chars(bits.data(), bits.data() + 16, raw, 16).ptr == bits.data() + 16;
   const double value = std::bit_cast<double>(raw);
-  if (ok && std::isnan(value)) return value;
-  why = "a NaN's \"bits\" must be 16 hex digits of a NaN";
-  return std::nullopt;
+  if (!ok || !std::isnan(value)) fail("a NaN's \"bits\" must be 16 hex digits of a NaN");
+  return value;
 }
 
-bool TreeReader::code_points(std::size_t i, std::vector<std::uint32_t>& out, std::string& why) const {
+std::vector<std::uint32_t> TreeReader::code_points(std::size_t i, Fail fail) const {
   const std::size_t at = tape_.member(i, "cp");
-  if (at == Tape::npos || tape_[at].kind != NodeKind::Array) {
-    why = "a tagged str needs an array \"cp\" of code points";
-    return false;
-  }
+  if (at == Tape::npos || tape_[at].kind != NodeKind::Array) fail("a tagged str needs an array \"cp\" of code points");
+  std::vector<std::uint32_t> out;
   out.reserve(tape_[at].count);
   for (std::size_t c = at + 1; c < tape_[at].end; ++c) {
     const Node& p = tape_[c];
     if (p.kind != NodeKind::Int || p.integer < 0 || p.integer > 0x10FFFF) {
-      why = "code points must be integers from 0 to 0x10FFFF";
-      return false;
+      fail("code points must be integers from 0 to 0x10FFFF");
     }
     out.push_back(static_cast<std::uint32_t>(p.integer));
   }
-  return true;
+  return out;
+}
+
+std::string_view TreeReader::tensor_name(std::size_t i, bool& view, Fail fail) const {
+  view = tape_.member(i, "name") == Tape::npos;
+  if (!view) return string_field(i, "name", fail);
+  const std::size_t storage = tape_.member(i, "storage");
+  if (storage == Tape::npos || tape_[storage].kind != NodeKind::String) {
+    fail("tagged \"tensor\" needs a string field \"name\" (or \"storage\", for a view of an earlier tensor)");
+  }
+  return tape_[storage].text;
+}
+
+std::optional<std::vector<std::byte>> TreeReader::inline_bytes(std::size_t i, std::string_view& name, Fail fail) const {
+  const std::size_t b64 = tape_.member(i, "b64");
+  if (b64 == Tape::npos) {
+    name = string_field(i, "tensor", fail);
+    return std::nullopt;
+  }
+  std::optional<std::vector<std::byte>> decoded;
+  if (tape_[b64].kind == NodeKind::String) decoded = codec::base64_decode(tape_[b64].text);
+  if (!decoded) fail("\"b64\" is not valid base64");
+  return decoded;
+}
+
+void TreeReader::check_bytes_tensor(const TensorInfo& info, Fail fail) {
+  if (info.dtype != Dtype::U8 || info.shape.size() != 1) {
+    fail("bytes tensor " + quote_name(info.name) + " must be a 1-D U8 tensor", ErrorCode::TensorMismatch);
+  }
 }
 
 }  // namespace safestructures
