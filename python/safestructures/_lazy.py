@@ -326,7 +326,7 @@ class SafeFile:
         except SafestructuresError as e:
             raise located(e, path, f"{self._source}: ") from None
 
-    def _load_many(self, nodes: Sequence[tuple[int, tuple[Any, ...]]], framework: Any = _Default, keys: bool = False) -> list[Any]:
+    def _load_many(self, nodes: Sequence[tuple[int, Iterable[Any]]], framework: Any = _Default, keys: bool = False) -> list[Any]:
         """Build several nodes ((index, path) each) for a walk over the tree (describe, keys, the command line): an
         object they share, or that they refer to elsewhere in the file, is built once for all of them. With ``keys``,
         the nodes are the keys of one mapping, hashed within the limits a whole load applies to keys."""

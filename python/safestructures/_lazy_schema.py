@@ -6,7 +6,7 @@ read gave and builds the keys that are not JSON scalars; ``describe``, the one w
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ._errors import InvalidFileError, SafestructuresError, quote, shown
@@ -21,14 +21,14 @@ __all__ = ["describe", "path_text"]
 _JSON_CONTAINERS = ("array", "object")
 
 
-def path_text(path: Sequence[Any]) -> str:
+def path_text(path: Iterable[Any]) -> str:
     """A path as error messages write it: ``$["model"]["layers"][0]``, other keys by their bounded repr (``$[1.5]``;
     an int too long to write in decimal by its size)."""
     return "$" + "".join(f"[{quote(p) if isinstance(p, str) else _json_scalar(p) if type(p) is int else shown(p)}]"
                          for p in path)
 
 
-def located(error: SafestructuresError, path: Sequence[Any], prefix: str) -> SafestructuresError:
+def located(error: SafestructuresError, path: Iterable[Any], prefix: str) -> SafestructuresError:
     """The core writes paths from the node it was asked about ("at $[0]: ..."); made absolute here, after ``prefix``
     (the file's name). The class and the code stay those of the core's error."""
     message = str(error)
@@ -69,10 +69,10 @@ class _TreeView:
         doc = self.doc
         return doc.value(child) if doc.node(child)[0] not in _JSON_CONTAINERS else _container_field(doc, child)
 
-    def _located(self, error: SafestructuresError, path: Sequence[Any]) -> SafestructuresError:
+    def _located(self, error: SafestructuresError, path: Iterable[Any]) -> SafestructuresError:
         return located(error, path, f"{self.file._source}: ")
 
-    def resolve(self, index: int, path: Sequence[Any]) -> tuple[int, int | None]:
+    def resolve(self, index: int, path: Iterable[Any]) -> tuple[int, int | None]:
         """(the node ``index`` stands for, the reference id when it is a reference): a ref reads as the object it refers
         to (its first occurrence), a "nested" value of a 1.0.0-style plugin as its "v" (which loads as itself)."""
         try:
@@ -80,7 +80,7 @@ class _TreeView:
         except InvalidFileError as e:
             raise self._located(e, path) from None
 
-    def children(self, index: int, path: Sequence[Any]) -> tuple[bool, list[tuple[Any, int]]] | None:
+    def children(self, index: int, path: Iterable[Any]) -> tuple[bool, list[tuple[Any, int]]] | None:
         """(whether the children are indexed, [(key or index, child node)]) of a resolved container node, in stored
         order; None for a leaf. Read once per node."""
         if index not in self._children:
@@ -91,7 +91,7 @@ class _TreeView:
             if found is not None:
                 indexed, entries, to_build = found
                 if to_build:
-                    keys = self.file._load_many([(node, tuple(path)) for _k, node in to_build], keys=True)
+                    keys = self.file._load_many([(node, path) for _k, node in to_build], keys=True)
                     for (k, _node), key in zip(to_build, keys):
                         entries[k] = (key, entries[k][1])
                 found = (indexed, entries)
@@ -174,11 +174,39 @@ def _json_scalar(value: Any) -> Any:
     return shown(value)
 
 
-def _dotted(path: Sequence[Any]) -> str:
+class _Link:
+    """A path in a walk as a link to its parent's path: extending it costs one object whatever the depth, where a
+    tuple per node would cost its depth (a crafted file of a million nodes a thousand levels deep would hold a
+    billion parts). Spelled out, by iterating it, only where a path is shown: a message, a ``same_as``."""
+
+    __slots__ = ("parent", "key")
+
+    def __init__(self, parent: _Link | tuple[Any, ...], key: Any) -> None:
+        self.parent = parent
+        self.key = key
+
+    def __iter__(self) -> Iterator[Any]:
+        keys = []
+        link: _Link | tuple[Any, ...] = self
+        while type(link) is _Link:
+            keys.append(link.key)
+            link = link.parent
+        return iter((*link, *reversed(keys)))  # type: ignore[misc]
+
+
+def _dotted(path: Iterable[Any]) -> str:
     """A path as tensor names write it: ``model.layers.0`` (a key that is not a str or a small int by its bounded
     repr)."""
     return ".".join(p if type(p) is str else str(p) if type(p) is int and p.bit_length() <= _INT_BITS else shown(p)
                     for p in path)
+
+
+def _same_as(shown_at: dict[int, str], index: int, first: Iterable[Any]) -> str:
+    """The first path of a node met again, spelled out once for all the places that name it."""
+    text = shown_at.get(index)
+    if text is None:
+        text = shown_at[index] = _dotted(first)
+    return text
 
 
 def describe(view: _TreeView, index: int, path: tuple[Any, ...], depth: int | None, find: Callable[[str], Any],
@@ -194,9 +222,10 @@ def describe(view: _TreeView, index: int, path: tuple[Any, ...], depth: int | No
     must be built (an Ellipsis, an enum member, a big int...) are built at the end, by one load of them all."""
     doc = view.doc
     result: dict[str, Any] = {}
-    stack: list[tuple[int, tuple[Any, ...], dict[str, Any], int | None]] = [(index, path, result, depth)]
-    seen: dict[int, tuple[Any, ...]] = {}  # resolved node -> the path it was first described at
-    pending: dict[int, tuple[tuple[Any, ...], list[dict[str, Any]]]] = {}  # node -> (path, descriptions to fill)
+    stack: list[tuple[int, _Link | tuple[Any, ...], dict[str, Any], int | None]] = [(index, path, result, depth)]
+    seen: dict[int, _Link | tuple[Any, ...]] = {}  # resolved node -> the path it was first described at
+    shown_at: dict[int, str] = {}  # resolved node -> that path as same_as shows it, spelled out once
+    pending: dict[int, tuple[_Link | tuple[Any, ...], list[dict[str, Any]]]] = {}  # node -> (path, descriptions)
     while stack:
         index, path, out, depth = stack.pop()
         json_kind, tag, count, _end, kind = doc.node(index)
@@ -218,7 +247,7 @@ def describe(view: _TreeView, index: int, path: tuple[Any, ...], depth: int | No
             if same_as is None:
                 seen[index] = path
             elif not commands and found is not None:
-                out.update(kind=kind, same_as=_dotted(same_as))
+                out.update(kind=kind, same_as=_same_as(shown_at, index, same_as))
                 continue
             if ref is None or not commands:
                 same_as = None
@@ -245,7 +274,7 @@ def describe(view: _TreeView, index: int, path: tuple[Any, ...], depth: int | No
                 if same_as is None:
                     entries = found_entries
             if same_as is not None:
-                out["same_as"] = _dotted(same_as)
+                out["same_as"] = _same_as(shown_at, index, same_as)
         if entries is None or (depth is not None and depth <= 0):
             continue
         deeper = None if depth is None else depth - 1
@@ -255,7 +284,7 @@ def describe(view: _TreeView, index: int, path: tuple[Any, ...], depth: int | No
         for key, child in entries if max_items is None else entries[:max_items]:
             child_out: dict[str, Any] = {}
             items.append(child_out if indexed else [key if raw_keys else _json_scalar(key), child_out])
-            todo.append((child, path + (key,), child_out, deeper))
+            todo.append((child, _Link(path, key), child_out, deeper))
         stack.extend(reversed(todo))  # described in order, so the first occurrence is the one expanded
     if pending:
         nodes = list(pending.items())

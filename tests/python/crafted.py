@@ -168,6 +168,16 @@ def wrapped_chain(count: int, tag: str = "object") -> bytes:
     return file_bytes(nodes)
 
 
+def deep_and_wide(depth: int, count: int) -> bytes:
+    """`count` tagged leaves (empty tuples) at the bottom of lists nested `depth` levels: a walk that keeps each
+    node's whole path holds depth times as many parts as the file has nodes."""
+    bottom = json.dumps([{"$": "tuple", "items": []}] * count, separators=(",", ":"))
+    root = "[" * depth + bottom + "]" * depth  # past json.dumps's recursion limit
+    schema = '{"format":"safestructures","version":2,"root":' + root + "}"
+    text = json.dumps({"__metadata__": {SCHEMA_KEY: schema}}, separators=(",", ":")).encode()
+    return struct.pack("<Q", len(text) + -len(text) % 8) + text + b" " * (-len(text) % 8)
+
+
 def many_tuple_keys(count: int) -> bytes:
     return file_bytes({"$": "dict", "items": [[{"$": "tuple", "items": [k]}, k] for k in range(count)]})
 

@@ -419,3 +419,23 @@ with ss.open(sys.argv[1]) as f:
     print(json.dumps([len(described["items"]), f[39_999].kind, f[39_999].type_name]))
 """
     assert run_python_json(script, str(path), timeout=60) == [40_000, tag, "T"]
+
+
+# --- 17 -------------------------------------------------------------------------------------------------------------
+
+
+def test_case_17_describe_holds_one_link_per_path_not_the_whole_path(tmp_path: Path) -> None:
+    path = tmp_path / "deep.safetensors"
+    path.write_bytes(crafted.deep_and_wide(990, 300_000))  # 7.8 MB: describe held every node's 991-part path, 2.4 GB
+    script = """
+import json, resource, sys
+import safestructures as ss
+with ss.open(sys.argv[1]) as f:
+    node = f.tree.describe()
+    depth = 0
+    while node["kind"] == "list" and len(node["items"]) == 1:
+        node, depth = node["items"][0], depth + 1
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss >> 10
+    print(json.dumps([depth, node["len"], node["items"][-1], peak_mb < 800]))
+"""
+    assert run_python_json(script, str(path), timeout=120) == [990, 300_000, {"kind": "tuple", "len": 0, "items": []}, True]
