@@ -69,6 +69,9 @@ class Caps:
     hashed_doubling: bool = True  # 2: doubling structures placed where they are hashed
     colliding_keys: int = 4000  # 6: keys k*(2**61-1), which all hash to 0
     repeat: int = 3000  # 4, 8: one node repeated (bytes naming one tensor, Ellipsis leaves)
+    # A subtree repeated makes at most this many nodes: a file big by construction takes long to walk by its size
+    # alone (linear work, which the budgets are not about), and an instrumented walk of a million nodes exceeds them.
+    repeated_nodes: int = 20_000
     view_elements: int = 2**64  # 5: elements of a view (zero strides over a tiny base)
     surrogate_in_dtype: bool = True  # 1: lone surrogates in echoed dtype fields
     forged_registered: bool = True  # 13: object/enum/ext nodes for the registered classes
@@ -623,12 +626,29 @@ class Generator:
             leaf = self.pick([{"$": "Ellipsis"}, {"$": "tuple", "items": [1]}, [], {"$": "int", "hex": "0x1"}])
         else:
             leaf = self.node(depth + 1)
+            count = min(count, max(1, self.caps.repeated_nodes // nodes_in(leaf)))
         if self.flip(30):
             return {"$": "dict", "items": [[{"$": "tuple", "items": [k]}, leaf] for k in range(count)]}
         return [leaf] * count
 
     def root(self) -> Any:
         return self.node(0)
+
+
+def nodes_in(node: Any) -> int:
+    """How many JSON values ``node`` is written as (a Python object placed twice is written twice), counted once per
+    distinct object."""
+    counted: dict[int, int] = {}
+
+    def count(value: Any) -> int:
+        if not isinstance(value, (dict, list)):
+            return 1
+        if id(value) not in counted:
+            children = value.values() if isinstance(value, dict) else value
+            counted[id(value)] = 1 + sum(count(child) for child in children)
+        return counted[id(value)]
+
+    return count(node)
 
 
 def file_bytes(root: Any, tensors: dict[str, tuple[str, list[int], bytes]], document: dict[str, Any] | None = None) -> bytes:
