@@ -290,35 +290,75 @@ def _json_scalar_text(value: Any, ascii_only: bool) -> str:
     return json.dumps(value, ensure_ascii=ascii_only, allow_nan=False)
 
 
-def _json_text(value: Any, ascii_only: bool, level: int = 0) -> tuple[str, str | None]:
-    """(JSON indented by two spaces a level, the same on one line or None when that is too long). An array or
-    object that fits on one line of 100 columns stays on one (a shape, a small tensor's rows). Built bottom-up, each
-    value encoded once, so that deep or large values cost no more than plain json.dumps."""
-    if not isinstance(value, (list, dict)) or not value:
-        text = _json_scalar_text(value, ascii_only)
-        return text, (text if len(text) + 2 * level <= 100 else None)
-    pad, end = "  " * (level + 1), "  " * level
-    if isinstance(value, list):
-        parts = [_json_text(v, ascii_only, level + 1) for v in value]
-        heads = [""] * len(parts)
-        opening, closing = "[", "]"
-    else:
-        parts = [_json_text(v, ascii_only, level + 1) for v in value.values()]
-        # keys as json.dumps writes them: strings as they are, other scalars by their JSON text
-        heads = [_json_scalar_text(k if isinstance(k, str) else json.dumps(k), ascii_only) + ": " for k in value]
-        opening, closing = "{", "}"
-    if all(flat is not None for _pretty, flat in parts):
-        flat = opening + ", ".join(h + f for h, (_p, f) in zip(heads, parts)) + closing  # type: ignore[operator]
-        if len(flat) + 2 * level <= 100:
-            return flat, flat
-    return opening + "\n" + ",\n".join(pad + h + p for h, (p, _f) in zip(heads, parts)) + "\n" + end + closing, None
+# Levels indented: deeper ones start where the last indented one does (whitespace means nothing to JSON, and a file
+# may nest 1,000 levels, whose indentation alone would be megabytes a line).
+_JSON_INDENTED_LEVELS = 64
+
+
+def _json_layout(value: Any, ascii_only: bool, encoding: str) -> tuple[dict[int, str | None], bool]:
+    """The one-line form of every non-empty array and object of ``value`` (by id; None when longer than a line can
+    hold), found bottom-up; and whether every piece of text encodes in ``encoding``."""
+    one_line: dict[int, str | None] = {}
+    encodable = True
+
+    def measure(node: Any) -> str | None:
+        nonlocal encodable
+        if not isinstance(node, (list, dict)) or not node:
+            text = _json_scalar_text(node, ascii_only)
+            if encodable and not text.isascii():
+                try:
+                    text.encode(encoding)
+                except UnicodeEncodeError:
+                    encodable = False
+            return text if len(text) <= 100 else None
+        parts = [(head, measure(child)) for head, child in _json_pairs(node, ascii_only)]
+        line = None
+        if all(text is not None for _head, text in parts):
+            line = ", ".join(head + text for head, text in parts)  # type: ignore[operator]
+            line = ("[" + line + "]" if isinstance(node, list) else "{" + line + "}") if len(line) <= 98 else None
+        one_line[id(node)] = line
+        return line
+
+    measure(value)
+    return one_line, encodable
+
+
+def _json_pairs(node: list[Any] | dict[Any, Any], ascii_only: bool) -> list[tuple[str, Any]]:
+    """(what precedes a child, the child) for each child of an array or object: keys as json.dumps writes them."""
+    if isinstance(node, list):
+        return [("", child) for child in node]
+    return [(_json_scalar_text(k if isinstance(k, str) else json.dumps(k), ascii_only) + ": ", child)
+            for k, child in node.items()]
 
 
 def _print_json(value: Any) -> None:
-    """Print JSON data; text that standard output cannot encode (a lone surrogate) is written as \\u escapes."""
-    text = _json_text(value, False)[0]
-    try:
-        text.encode(sys.stdout.encoding or "utf-8")
-    except UnicodeEncodeError:
-        text = _json_text(value, True)[0]
-    sys.stdout.write(text + "\n")
+    """Print JSON data indented by two spaces a level, an array or object that fits on one line of 100 columns on one
+    (a shape, a small tensor's rows); text that standard output cannot encode (a lone surrogate) as \\u escapes.
+    The one-line forms are found first, then the text is written top-down as it goes, so that the work is that of the
+    output and the memory a line's worth per container, however deeply the value nests."""
+    encoding = sys.stdout.encoding or "utf-8"
+    ascii_only = False
+    one_line, encodable = _json_layout(value, ascii_only, encoding)
+    if not encodable:
+        ascii_only = True
+        one_line, _ = _json_layout(value, ascii_only, encoding)
+    write = sys.stdout.write
+
+    def emit(node: Any, level: int) -> None:
+        if not isinstance(node, (list, dict)) or not node:
+            write(_json_scalar_text(node, ascii_only))
+            return
+        line, shown_level = one_line[id(node)], min(level, _JSON_INDENTED_LEVELS)
+        if line is not None and len(line) + 2 * shown_level <= 100:
+            write(line)
+            return
+        entries, pad = _json_pairs(node, ascii_only), "  " * min(level + 1, _JSON_INDENTED_LEVELS)
+        write("[\n" if isinstance(node, list) else "{\n")
+        for n, (head, child) in enumerate(entries):
+            write(pad + head)
+            emit(child, level + 1)
+            write(",\n" if n + 1 < len(entries) else "\n")
+        write("  " * shown_level + ("]" if isinstance(node, list) else "}"))
+
+    emit(value, 0)
+    write("\n")

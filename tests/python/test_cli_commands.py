@@ -302,7 +302,7 @@ def test_inspect_is_fast_on_10000_tensors(tmp_path: Path, nested: Path, capsys: 
     builds: list[list[tuple[Any, ...]]] = []  # the nodes of each call that builds nodes
     real_load_many = ss.SafeFile._load_many
     monkeypatch.setattr(ss.SafeFile, "_load_many",
-                        lambda self, nodes, **kw: builds.append([path for _i, path in nodes]) or real_load_many(self, nodes, **kw))
+                        lambda self, nodes, **kw: builds.append([tuple(path) for _i, path in nodes]) or real_load_many(self, nodes, **kw))
     for path in (structured, flat):
         for extra in ([], ["--json"]):
             start = time.perf_counter()

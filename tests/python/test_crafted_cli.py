@@ -439,3 +439,21 @@ with ss.open(sys.argv[1]) as f:
     print(json.dumps([depth, node["len"], node["items"][-1], peak_mb < 800]))
 """
     assert run_python_json(script, str(path), timeout=120) == [990, 300_000, {"kind": "tuple", "len": 0, "items": []}, True]
+
+
+def test_case_17_inspect_json_of_deep_data_is_linear_in_the_output(tmp_path: Path) -> None:
+    path = tmp_path / "deep.safetensors"
+    path.write_bytes(crafted.deep_and_wide(990, 20_000))  # 620 KB: more than 120 s and 1.3 GB before, no output
+    result = cli("inspect", "--json", path, timeout=120)
+    assert result["status"] == 0 and result["mb"] < 300
+    lines = result["out"].splitlines()
+    assert max(len(line) - len(line.lstrip(" ")) for line in lines) == 128  # indented 64 levels at the most
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(10_000)  # json's own decoder recurses once a level
+    try:
+        node = json.loads(result["out"])["tree"]
+    finally:
+        sys.setrecursionlimit(limit)
+    for _ in range(990):
+        node = node["items"][0]
+    assert (node["len"], node["items"][-1]) == (20_000, {"kind": "tuple", "len": 0, "items": []})
