@@ -427,16 +427,15 @@ with ss.open(sys.argv[1]) as f:
 def test_case_17_describe_holds_one_link_per_path_not_the_whole_path(tmp_path: Path) -> None:
     path = tmp_path / "deep.safetensors"
     path.write_bytes(crafted.deep_and_wide(990, 300_000))  # 7.8 MB: describe held every node's 991-part path, 2.4 GB
-    script = """
-import json, resource, sys
+    script = MEMORY_MB_SOURCE + """
+import json, sys
 import safestructures as ss
 with ss.open(sys.argv[1]) as f:
     node = f.tree.describe()
     depth = 0
     while node["kind"] == "list" and len(node["items"]) == 1:
         node, depth = node["items"][0], depth + 1
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss >> 10
-    print(json.dumps([depth, node["len"], node["items"][-1], peak_mb < 800]))
+    print(json.dumps([depth, node["len"], node["items"][-1], memory_mb("VmHWM") < 800]))
 """
     assert run_python_json(script, str(path), timeout=120) == [990, 300_000, {"kind": "tuple", "len": 0, "items": []}, True]
 
