@@ -15,7 +15,7 @@ from typing import IO, Any
 
 from ._errors import SafestructuresError, quote, shown
 from ._format import KIND, TAG
-from ._lazy_schema import _INT_BITS, _dotted, _json_scalar, path_text
+from ._lazy_schema import _INT_BITS, _dotted, _json_scalar, _Link, path_text
 
 # How long a scalar or metadata value may be in the text tree before it is cut.
 _TEXT_WIDTH = 60
@@ -143,8 +143,8 @@ def _is_tensor(value: Any) -> bool:
     return isinstance(value, np.ndarray)
 
 
-def _describe_value(value: Any, path: tuple[Any, ...], depth: int | None, max_items: int | None, raw_keys: bool,
-                    seen: dict[int, tuple[Any, ...]]) -> dict[str, Any]:
+def _describe_value(value: Any, path: _Link | tuple[Any, ...], depth: int | None, max_items: int | None, raw_keys: bool,
+                    seen: dict[int, _Link | tuple[Any, ...]]) -> dict[str, Any]:
     """A loaded value described as ``_Tree.describe`` describes a node (for 1.0.0 files, which are loaded whole):
     a container met a second time (shared, or inside itself) is marked ``same_as`` its first place, not described
     again. ``seen`` maps the id of each container described to its path (the values stay alive, so ids stay theirs)."""
@@ -170,14 +170,16 @@ def _describe_value(value: Any, path: tuple[Any, ...], depth: int | None, max_it
             deeper = None if depth is None else depth - 1
             entries = entries if max_items is None else entries[:max_items]
             if indexed:
-                out["items"] = [_describe_value(v, path + (k,), deeper, max_items, raw_keys, seen) for k, v in entries]
+                out["items"] = [_describe_value(v, _Link(path, k), deeper, max_items, raw_keys, seen)
+                                for k, v in entries]
             else:
-                out["items"] = [[k if raw_keys else _json_scalar(k), _describe_value(v, path + (k,), deeper, max_items, raw_keys, seen)]
+                out["items"] = [[k if raw_keys else _json_scalar(k),
+                                 _describe_value(v, _Link(path, k), deeper, max_items, raw_keys, seen)]
                                 for k, v in entries]
     return out
 
 
-def _to_json(value: Any, path: tuple[Any, ...], tensor_values: bool, max_bytes: int | None = None) -> Any:
+def _to_json(value: Any, path: _Link | tuple[Any, ...], tensor_values: bool, max_bytes: int | None = None) -> Any:
     """A loaded value as JSON data, for ``get`` (the rendering is documented in docs/cli.md):
 
     None, bools, ints, strings and finite floats as themselves (an int too long to write in decimal as
@@ -203,11 +205,11 @@ class _JsonRenderer:
     def __init__(self, tensor_values: bool, max_bytes: int | None) -> None:
         self.tensor_values = tensor_values
         self.left = max_bytes
-        self.seen: dict[int, tuple[Any, ...]] = {}  # id of a container (or tensor) rendered -> its first path
+        self.seen: dict[int, _Link | tuple[Any, ...]] = {}  # id of a container (or tensor) rendered -> its first path
         self.open: set[int] = set()  # the containers being rendered (ancestors of the current value)
         self.alive: list[Any] = []  # keeps the objects whose ids are in seen alive (tolist() makes new ones)
 
-    def render(self, value: Any, path: tuple[Any, ...]) -> Any:
+    def render(self, value: Any, path: _Link | tuple[Any, ...]) -> Any:
         import numpy as np
 
         from ._records import NamedRecord, Record
@@ -250,19 +252,19 @@ class _JsonRenderer:
             indexed, _kind, entries = found
             if isinstance(value, (Record, NamedRecord)):
                 out = {"$type": value.type_name}
-                out.update({k if isinstance(k, str) else shown(k): self.render(v, path + (k,)) for k, v in entries})
+                out.update({k if isinstance(k, str) else shown(k): self.render(v, _Link(path, k)) for k, v in entries})
                 return out
             if indexed:
-                return [self.render(v, path + (k,)) for k, v in entries]
+                return [self.render(v, _Link(path, k)) for k, v in entries]
             if all(isinstance(k, str) for k, _v in entries):
-                return {k: self.render(v, path + (k,)) for k, v in entries}
+                return {k: self.render(v, _Link(path, k)) for k, v in entries}
             # A key's own parts are found under the mapping's path and "$keyN" (the Nth key).
-            return {"$items": [[self.render(k, path + (f"$key{n}",)), self.render(v, path + (k,))]
+            return {"$items": [[self.render(k, _Link(path, f"$key{n}")), self.render(v, _Link(path, k))]
                                for n, (k, v) in enumerate(entries)]}
         finally:
             self.open.discard(id(value))
 
-    def charge(self, array: Any, path: tuple[Any, ...]) -> None:
+    def charge(self, array: Any, path: _Link | tuple[Any, ...]) -> None:
         """Counts a tensor's bytes against the limit before its values are written out."""
         nbytes = math.prod(array.shape) * array.dtype.itemsize
         if self.left is not None:

@@ -13,7 +13,7 @@ from ._cli_render import _a, _count
 from ._errors import InvalidFileError, quote, shown
 from ._format import TAG, TENSOR_TAGS
 from ._lazy import Node, SafeFile
-from ._lazy_schema import _key_text, describe, path_text
+from ._lazy_schema import _key_text, _Link, describe, path_text
 
 
 #: Dtypes only torch has, which a file stores as bytes with the dtype's name in the node: their bytes per element.
@@ -52,7 +52,8 @@ class _Tree:
         numpy, in one load. False when the file holds no such tensor (the caller's error stands)."""
         doc, schema = self.doc, self.schema
         root = schema.resolve(doc.root, ())[0]
-        paths: dict[int, tuple[Any, ...]] = {root: ()}  # every node reachable from the root (resolved), and its path
+        # every node reachable from the root (resolved), and its path
+        paths: dict[int, _Link | tuple[Any, ...]] = {root: ()}
         parents: dict[int, list[int]] = {}
         children: dict[int, list[int]] = {}
         torch_only: list[int] = []
@@ -69,11 +70,12 @@ class _Tree:
             found = schema.children(node, path)
             kids = children[node] = []
             for key, child in ([] if found is None else found[1]):
-                child = schema.resolve(child, path + (key,))[0]
+                where = _Link(path, key)
+                child = schema.resolve(child, where)[0]
                 kids.append(child)
                 parents.setdefault(child, []).append(node)
                 if child not in paths:
-                    paths[child] = path + (key,)
+                    paths[child] = where
                     stack.append(child)
         if not torch_only:
             return False
@@ -92,7 +94,7 @@ class _Tree:
         self.f._load_many(list(parts.items()), framework="numpy")
         return True
 
-    def _check_torch_only(self, node: int, path: tuple[Any, ...]) -> None:
+    def _check_torch_only(self, node: int, path: _Link | tuple[Any, ...]) -> None:
         """A tensor node of a dtype only torch has: a tensor of the file, stored as bytes (U8), exactly as many as
         its shape needs (what the torch adapter checks before it builds one)."""
         members = self.schema.head(node)[2]

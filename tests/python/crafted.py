@@ -168,10 +168,11 @@ def wrapped_chain(count: int, tag: str = "object") -> bytes:
     return file_bytes(nodes)
 
 
-def deep_and_wide(depth: int, count: int) -> bytes:
-    """`count` tagged leaves (empty tuples) at the bottom of lists nested `depth` levels: a walk that keeps each
-    node's whole path holds depth times as many parts as the file has nodes."""
-    bottom = json.dumps([{"$": "tuple", "items": []}] * count, separators=(",", ":"))
+def deep_and_wide(depth: int, count: int, leaf: Any = None) -> bytes:
+    """`count` leaves (empty tuples unless `leaf` is given) at the bottom of lists nested `depth` levels: a walk that
+    keeps each node's whole path holds depth times as many parts as the file has nodes."""
+    leaf = {"$": "tuple", "items": []} if leaf is None else leaf
+    bottom = json.dumps([leaf] * count, separators=(",", ":"))
     root = "[" * depth + bottom + "]" * depth  # past json.dumps's recursion limit
     schema = '{"format":"safestructures","version":2,"root":' + root + "}"
     text = json.dumps({"__metadata__": {SCHEMA_KEY: schema}}, separators=(",", ":")).encode()
