@@ -15,7 +15,7 @@ from typing import IO, Any
 
 from ._errors import SafestructuresError, quote, shown
 from ._format import KIND, TAG
-from ._lazy_schema import _INT_BITS, _dotted, _json_scalar, _Link, path_text
+from ._lazy_schema import _INT_BITS, _dotted, _json_scalar, _Link, _same_as, path_text
 
 # How long a scalar or metadata value may be in the text tree before it is cut.
 _TEXT_WIDTH = 60
@@ -144,7 +144,7 @@ def _is_tensor(value: Any) -> bool:
 
 
 def _describe_value(value: Any, path: _Link | tuple[Any, ...], depth: int | None, max_items: int | None, raw_keys: bool,
-                    seen: dict[int, _Link | tuple[Any, ...]]) -> dict[str, Any]:
+                    seen: dict[Any, _Link | tuple[Any, ...] | str]) -> dict[str, Any]:
     """A loaded value described as ``_Tree.describe`` describes a node (for 1.0.0 files, which are loaded whole):
     a container met a second time (shared, or inside itself) is marked ``same_as`` its first place, not described
     again. ``seen`` maps the id of each container described to its path (the values stay alive, so ids stay theirs)."""
@@ -163,7 +163,7 @@ def _describe_value(value: Any, path: _Link | tuple[Any, ...], depth: int | None
             out["type"] = value.type_name
         out["len"] = len(entries)
         if id(value) in seen:
-            out["same_as"] = _dotted(seen[id(value)])
+            out["same_as"] = _same_as(seen, id(value))
             return out
         seen[id(value)] = path
         if depth is None or depth > 0:
@@ -205,7 +205,8 @@ class _JsonRenderer:
     def __init__(self, tensor_values: bool, max_bytes: int | None) -> None:
         self.tensor_values = tensor_values
         self.left = max_bytes
-        self.seen: dict[int, _Link | tuple[Any, ...]] = {}  # id of a container (or tensor) rendered -> its first path
+        # id of a container (or tensor) rendered -> its first path (its text once shown)
+        self.seen: dict[Any, _Link | tuple[Any, ...] | str] = {}
         self.open: set[int] = set()  # the containers being rendered (ancestors of the current value)
         self.alive: list[Any] = []  # keeps the objects whose ids are in seen alive (tolist() makes new ones)
 
@@ -226,7 +227,7 @@ class _JsonRenderer:
             if not self.tensor_values:
                 return {"$tensor": {"dtype": str(value.dtype), "shape": list(value.shape), "path": _dotted(path)}}
             if id(value) in self.seen:
-                return {"$same_as": _dotted(self.seen[id(value)])}
+                return {"$same_as": _same_as(self.seen, id(value))}
             self.seen[id(value)] = path
             self.alive.append(value)
             self.charge(value, path)
@@ -244,7 +245,7 @@ class _JsonRenderer:
         if found is None:
             return {"$repr": shown(value)}
         if id(value) in self.seen:
-            first = _dotted(self.seen[id(value)])
+            first = _same_as(self.seen, id(value))
             return {"$cycle": first} if id(value) in self.open else {"$same_as": first}
         self.seen[id(value)] = path
         self.open.add(id(value))

@@ -201,12 +201,13 @@ def _dotted(path: Iterable[Any]) -> str:
                     for p in path)
 
 
-def _same_as(shown_at: dict[int, str], index: int, first: Iterable[Any]) -> str:
-    """The first path of a node met again, spelled out once for all the places that name it."""
-    text = shown_at.get(index)
-    if text is None:
-        text = shown_at[index] = _dotted(first)
-    return text
+def _same_as(seen: dict[Any, _Link | tuple[Any, ...] | str], key: Any) -> str:
+    """The first path of a node met again (``seen[key]``), as ``same_as`` shows it: spelled out once, the text then
+    standing in ``seen`` for the path, so that a node named from many places costs its depth once."""
+    first = seen[key]
+    if not isinstance(first, str):
+        first = seen[key] = _dotted(first)
+    return first
 
 
 def describe(view: _TreeView, index: int, path: tuple[Any, ...], depth: int | None, find: Callable[[str], Any],
@@ -223,8 +224,7 @@ def describe(view: _TreeView, index: int, path: tuple[Any, ...], depth: int | No
     doc = view.doc
     result: dict[str, Any] = {}
     stack: list[tuple[int, _Link | tuple[Any, ...], dict[str, Any], int | None]] = [(index, path, result, depth)]
-    seen: dict[int, _Link | tuple[Any, ...]] = {}  # resolved node -> the path it was first described at
-    shown_at: dict[int, str] = {}  # resolved node -> that path as same_as shows it, spelled out once
+    seen: dict[Any, _Link | tuple[Any, ...] | str] = {}  # resolved node -> the path it was first described at
     pending: dict[int, tuple[_Link | tuple[Any, ...], list[dict[str, Any]]]] = {}  # node -> (path, descriptions)
     while stack:
         index, path, out, depth = stack.pop()
@@ -247,7 +247,7 @@ def describe(view: _TreeView, index: int, path: tuple[Any, ...], depth: int | No
             if same_as is None:
                 seen[index] = path
             elif not commands and found is not None:
-                out.update(kind=kind, same_as=_same_as(shown_at, index, same_as))
+                out.update(kind=kind, same_as=_same_as(seen, index))
                 continue
             if ref is None or not commands:
                 same_as = None
@@ -274,7 +274,7 @@ def describe(view: _TreeView, index: int, path: tuple[Any, ...], depth: int | No
                 if same_as is None:
                     entries = found_entries
             if same_as is not None:
-                out["same_as"] = _same_as(shown_at, index, same_as)
+                out["same_as"] = _same_as(seen, index)
         if entries is None or (depth is not None and depth <= 0):
             continue
         deeper = None if depth is None else depth - 1
