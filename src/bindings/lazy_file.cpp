@@ -263,8 +263,10 @@ class LazyFile {
   static bool is_container(const Node& n) { return n.kind == NodeKind::Array || n.kind == NodeKind::Object; }
   static nb::tuple walk_children(bool indexed, nb::list entries) { return nb::make_tuple(indexed, entries, nb::list()); }
   // Problems met walking the tree are the file's: the caller adds the file's name and the node's path.
-  [[noreturn]] static void invalid(const std::string& why) { raise(ErrorCode::SchemaInvalid, "at $: " + why); }
-  static constexpr Fail failing{nullptr, [](const void*, const std::string& why, ErrorCode) { invalid(why); }};
+  [[noreturn]] static void invalid(const std::string& why, ErrorCode code = ErrorCode::SchemaInvalid) {
+    raise(code, "at $: " + why);
+  }
+  static constexpr Fail failing{nullptr, [](const void*, const std::string& why, ErrorCode code) { invalid(why, code); }};
   const TreeReader& tree() const {
     if (!tree_) throw ArgumentError(ErrorCode::InvalidArgument, "the file holds no structure (no schema)");
     return *tree_;
