@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-apt_packages=(g++ libsimdjson-dev libgtest-dev clang-14 libclang-rt-14-dev)
+apt_packages=(g++ libsimdjson-dev libxxhash-dev libgtest-dev clang-14 libclang-rt-14-dev)
 missing=()
 for package in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")

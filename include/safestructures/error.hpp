@@ -50,6 +50,8 @@ namespace safestructures {
   X(SchemaInvalid) \
   X(SchemaVersion) /* The schema declares a format version this release cannot read. */ \
   X(TensorMismatch) /* A tensor's dtype or shape in the header contradicts what the schema says of it. */ \
+  X(ChecksumMismatch) /* A tensor's bytes, or the header's content, do not match the checksum saved with them. */ \
+  X(ChecksumsInvalid) /* The checksums entry is malformed: another algorithm, a bad digest, a tensor without one. */ \
   /* A load would do more work or allocate more than its limits allow: hashing shared structure, many keys with \
      one hash value, copies or materialised views beyond the load's byte budget. */ \
   X(LimitExceeded) \

@@ -11,6 +11,7 @@
 #include <string_view>
 #include <vector>
 
+#include "safestructures/checksum.hpp"
 #include "safestructures/container.hpp"
 #include "safestructures/dtype.hpp"
 #include "safestructures/error.hpp"
@@ -196,6 +197,9 @@ class File {
   bool structured() const;
   const Header& header() const;
   TreeNode root() const;
+  // Checks the checksums saved with the data (docs/format.md section 8): the header's and every tensor's. A file
+  // without them reports has_checksums == false; a malformed entry raises ChecksumsInvalid.
+  VerifyReport verify() const;
 
  private:
   explicit File(std::shared_ptr<const tree_detail::OpenFile> document) : document_(std::move(document)) {}

@@ -14,6 +14,8 @@ inline constexpr std::string_view schema_spill_tensor = "__safestructures_schema
 // The metadata key, in a sharded save's index and in each of its shards, of the id of the save that wrote them
 // (section 7).
 inline constexpr std::string_view save_id_key = "__safestructures_save__";
+// The metadata key of the checksums a save writes with the data (section 8; include/safestructures/checksum.hpp).
+inline constexpr std::string_view checksums_metadata_key = "__safestructures_checksums__";
 // The two metadata keys of safestructures 1.0.0 files (section 6).
 inline constexpr std::string_view v1_schema_key = "_safestructures_schema_";
 inline constexpr std::string_view v1_version_key = "_safestructures_schema_version_";

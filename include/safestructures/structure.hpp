@@ -15,7 +15,8 @@
 
 namespace safestructures {
 
-// The metadata keys that belong to safestructures (v2's schema key and 1.0.0's two keys); callers cannot set them.
+// The metadata keys that belong to safestructures (v2's schema key, the checksums, 1.0.0's two keys); callers cannot
+// set them.
 bool is_reserved_metadata_key(std::string_view key);
 
 // A structured file ready to be written: the tensors plus the final metadata (the caller's and the schema).
@@ -37,14 +38,14 @@ struct StructuredLayout {
 
 // Adds the schema document to the caller's metadata and lays the file out. When the header would exceed
 // `max_header_size`, the schema goes into a U8 tensor named `__safestructures_schema__` and the metadata only points
-// to it. Raises InvalidMetadata for a reserved key in `user_metadata`.
+// to it. Raises InvalidMetadata for a reserved key in `user_metadata`. `checksums`: as plan_layout's.
 StructuredLayout plan_structured(std::vector<WriteTensor> tensors, const Metadata& user_metadata, std::string schema_document,
-                                 std::uint64_t max_header_size = default_max_header_size);
+                                 std::uint64_t max_header_size = default_max_header_size, bool checksums = false);
 
 // The same, for a schema rendered straight into its escaped header form (one pass instead of two over a large
 // schema). A schema that does not fit the header is unescaped and spilled as above.
 StructuredLayout plan_structured(std::vector<WriteTensor> tensors, const Metadata& user_metadata, EscapedSchema schema,
-                                 std::uint64_t max_header_size = default_max_header_size);
+                                 std::uint64_t max_header_size = default_max_header_size, bool checksums = false);
 
 void write_structured(const std::filesystem::path& path, const StructuredLayout& plan, const WriteOptions& options = {});
 void write_structured_into(std::span<std::byte> out, const StructuredLayout& plan);

@@ -50,7 +50,7 @@ struct WrittenTree {
   // The schema document (a sharded save puts it in its index).
   std::string document() const;
   // The file: the document in the header's metadata beside the caller's, or spilled into a tensor (section 4).
-  StructuredLayout plan(const Metadata& metadata, std::uint64_t max_header_size = default_max_header_size) &&;
+  StructuredLayout plan(const Metadata& metadata, std::uint64_t max_header_size = default_max_header_size, bool checksums = true) &&;
 };
 
 // Writes one tree in pre-order as its front end walks it. Containers are written by the front end between enter and

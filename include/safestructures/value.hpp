@@ -107,6 +107,8 @@ struct SaveOptions {
   bool fsync = false;
   // Levels of nesting allowed, as the Python saver counts them; deeper data raises NestingTooDeep.
   std::uint32_t max_depth = default_max_depth;
+  // Write checksums with the data (docs/format.md section 8), which verify_file checks.
+  bool checksums = true;
 };
 
 // Saves `root` atomically. Tensors are named by their path (`model.layers.0.weight`); `metadata` is the caller's

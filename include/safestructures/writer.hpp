@@ -34,6 +34,9 @@ struct Layout {
   std::vector<std::uint64_t> offsets;
   std::vector<std::uint64_t> sizes;
   std::uint64_t data_size = 0;
+  // With checksums (section 8 of docs/format.md): per tensor index, where its digest goes in `header`, written there
+  // once its bytes have streamed out. Empty without checksums.
+  std::vector<std::size_t> digest_at;
 
   std::uint64_t file_size() const { return header.size() + data_size; }
 };
@@ -45,12 +48,19 @@ struct Layout {
 // exceed `max_header_size`.
 // `escaped_key` names a metadata key whose value is given already escaped (the JSON string's content without its
 // quotes, as make_escaped_schema_document renders the schema): it is copied as it is.
+// `checksums` adds the `__safestructures_checksums__` entry (include/safestructures/checksum.hpp): the header's digest,
+// and a digest of each tensor filled in by the write, which hashes the bytes as they stream out. The caller's metadata
+// may never hold that key (InvalidMetadata).
 Layout plan_layout(std::span<const WriteTensor> tensors, const Metadata* metadata,
-                   std::uint64_t max_header_size = default_max_header_size, std::string_view escaped_key = {});
+                   std::uint64_t max_header_size = default_max_header_size, std::string_view escaped_key = {},
+                   bool checksums = false);
 
 struct WriteOptions {
   // fsync the temporary file before the rename, so that the new file survives a power loss, not only a crash.
   bool fsync = false;
+  // Write the checksums entry (see plan_layout). Off here, as in every layout-level call, so that these functions lay
+  // files out as the reference writer does; the save APIs (save_file of value.hpp, Python's) turn it on by default.
+  bool checksums = false;
 };
 
 // Writes the file to a temporary file beside `path` (`.NAME.PID-N-STAMP.tmp`, locked with flock until it is renamed)
@@ -72,6 +82,6 @@ std::size_t remove_stale_temporaries(const std::filesystem::path& path);
 // Writes the whole file into `out`, whose size must be layout.file_size().
 void write_into(std::span<std::byte> out, const Layout& layout, std::span<const WriteTensor> tensors);
 
-std::vector<std::byte> write_bytes(std::span<const WriteTensor> tensors, const Metadata* metadata);
+std::vector<std::byte> write_bytes(std::span<const WriteTensor> tensors, const Metadata* metadata, bool checksums = false);
 
 }  // namespace safestructures

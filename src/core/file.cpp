@@ -88,6 +88,7 @@ File File::from_buffer(std::shared_ptr<const void> owner, std::span<const std::b
 const Metadata& File::metadata() const { return document_->metadata; }
 bool File::structured() const { return document_->structured; }
 const Header& File::header() const { return document_->reader.header(); }
+VerifyReport File::verify() const { return verify_file(document_->reader); }
 TreeNode File::root() const { return TreeNode(document_, static_cast<std::uint32_t>(document_->tree->root()), nullptr); }
 
 // ---- Tensor

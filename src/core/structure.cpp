@@ -5,18 +5,18 @@
 
 namespace safestructures {
 bool is_reserved_metadata_key(std::string_view key) {
-  return key == schema_metadata_key || key == v1_schema_key || key == v1_version_key;
+  return key == schema_metadata_key || key == checksums_metadata_key || key == v1_schema_key || key == v1_version_key;
 }
 
 namespace {
 
 // Too large for the header: the schema moves into a tensor and the metadata keeps a pointer to it.
-void spill(StructuredLayout& plan, std::string schema_document, std::uint64_t max_header_size) {
+void spill(StructuredLayout& plan, std::string schema_document, std::uint64_t max_header_size, bool checksums) {
   plan.spilled_schema = std::move(schema_document);
   plan.metadata.back().second = schema_envelope_head() + ",\"spill\":" + quote_name(schema_spill_tensor) + "}";
   plan.tensors.push_back(WriteTensor{std::string(schema_spill_tensor), Dtype::U8, {plan.spilled_schema.size()},
                                      reinterpret_cast<const std::byte*>(plan.spilled_schema.data()), {}});
-  plan.layout = plan_layout(plan.tensors, &plan.metadata, max_header_size);
+  plan.layout = plan_layout(plan.tensors, &plan.metadata, max_header_size, {}, checksums);
 }
 
 // The document an escaped rendering stands for: the content of a JSON string, read back as JSON reads it.
@@ -26,7 +26,7 @@ std::string unescape(const std::string& escaped) {
 
 // The schema is given as JSON, or `escaped` as the content of the header's JSON string.
 StructuredLayout plan_with_schema(std::vector<WriteTensor> tensors, const Metadata& user_metadata, std::string schema, bool escaped,
-                                  std::uint64_t max_header_size) {
+                                  std::uint64_t max_header_size, bool checksums) {
   for (const auto& [key, _] : user_metadata) {
     if (is_reserved_metadata_key(key)) {
       raise(ErrorCode::InvalidMetadata, "metadata key " + quote_name(key) + " is reserved for safestructures' own use");
@@ -37,26 +37,26 @@ StructuredLayout plan_with_schema(std::vector<WriteTensor> tensors, const Metada
   plan.metadata.emplace_back(std::string(schema_metadata_key), std::move(schema));
   plan.tensors = std::move(tensors);
   try {
-    plan.layout = plan_layout(plan.tensors, &plan.metadata, max_header_size, escaped ? schema_metadata_key : std::string_view());
+    plan.layout = plan_layout(plan.tensors, &plan.metadata, max_header_size, escaped ? schema_metadata_key : std::string_view(), checksums);
     return plan;
   } catch (const Error& e) {
     if (e.code() != ErrorCode::HeaderTooLarge) throw;
   }
   std::string& document = plan.metadata.back().second;
-  spill(plan, escaped ? unescape(document) : std::move(document), max_header_size);
+  spill(plan, escaped ? unescape(document) : std::move(document), max_header_size, checksums);
   return plan;
 }
 
 }  // namespace
 
 StructuredLayout plan_structured(std::vector<WriteTensor> tensors, const Metadata& user_metadata, std::string schema_document,
-                                 std::uint64_t max_header_size) {
-  return plan_with_schema(std::move(tensors), user_metadata, std::move(schema_document), false, max_header_size);
+                                 std::uint64_t max_header_size, bool checksums) {
+  return plan_with_schema(std::move(tensors), user_metadata, std::move(schema_document), false, max_header_size, checksums);
 }
 
 StructuredLayout plan_structured(std::vector<WriteTensor> tensors, const Metadata& user_metadata, EscapedSchema schema,
-                                 std::uint64_t max_header_size) {
-  return plan_with_schema(std::move(tensors), user_metadata, std::move(schema.text), true, max_header_size);
+                                 std::uint64_t max_header_size, bool checksums) {
+  return plan_with_schema(std::move(tensors), user_metadata, std::move(schema.text), true, max_header_size, checksums);
 }
 
 void write_structured(const std::filesystem::path& path, const StructuredLayout& plan, const WriteOptions& options) {

@@ -214,13 +214,13 @@ std::size_t TreeWriter::begin_tensor(const void* obj, std::string name) {
 
 std::string WrittenTree::document() const { return make_schema_document(tape); }
 
-StructuredLayout WrittenTree::plan(const Metadata& metadata, std::uint64_t max_header_size) && {
+StructuredLayout WrittenTree::plan(const Metadata& metadata, std::uint64_t max_header_size, bool checksums) && {
   // The document in its escaped header form, rendered in one pass, sized from the last save's schema: a large one is
   // not grown by doubling, copy after copy.
   thread_local std::size_t last_size = 0;
   EscapedSchema schema = make_escaped_schema_document(tape, last_size + last_size / 8);
   last_size = std::min<std::size_t>(schema.text.size(), std::size_t{64} << 20);
-  return plan_structured(std::move(tensors), metadata, std::move(schema), max_header_size);
+  return plan_structured(std::move(tensors), metadata, std::move(schema), max_header_size, checksums);
 }
 
 }  // namespace safestructures

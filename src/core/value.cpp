@@ -179,12 +179,12 @@ std::string python_text(const Value::Impl& v, bool repr) {
 
 class ValueWalk final : public NodeText {
  public:
-  explicit ValueWalk(const SaveOptions& options) : writer_(options.max_depth, *this) {}
+  explicit ValueWalk(const SaveOptions& options) : writer_(options.max_depth, *this), checksums_(options.checksums) {}
 
   void walk(const Value::Impl& v);
   StructuredLayout plan(const Value& root, const Metadata& metadata) && {
     walk(impl_of(root));
-    return std::move(writer_).finish().plan(metadata);
+    return std::move(writer_).finish().plan(metadata, default_max_header_size, checksums_);
   }
 
   std::string key_name(const void* key) const override { return python_text(*static_cast<const Value::Impl*>(key), false); }
@@ -202,6 +202,7 @@ class ValueWalk final : public NodeText {
   [[noreturn]] void invalid(const std::string& what) const { raise(ErrorCode::InvalidArgument, "at " + writer_.path_text() + ": " + what); }
 
   TreeWriter writer_;
+  bool checksums_;
 };
 
 void ValueWalk::walk(const Value::Impl& v) {

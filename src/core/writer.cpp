@@ -14,9 +14,13 @@
 #include <chrono>
 #include <cerrno>
 #include <cstring>
+#include <future>
 #include <numeric>
 
+#include "safestructures/checksum.hpp"
 #include "safestructures/error.hpp"
+#include "safestructures/format.hpp"
+#include "safestructures/schema.hpp"
 
 namespace safestructures {
 namespace {
@@ -54,6 +58,7 @@ class MemorySink {
     if (size) std::memcpy(out_.data() + pos_, data, size);
     pos_ += size;
   }
+  void rewrite_header(const std::string& header) { std::memcpy(out_.data(), header.data(), header.size()); }
 
  private:
   std::span<std::byte> out_;
@@ -78,6 +83,15 @@ class FileSink {
   void flush() {
     write_all(buffer_.data(), buffer_.size());
     buffer_.clear();
+  }
+  void rewrite_header(const std::string& header) {
+    flush();
+    for (std::size_t done = 0; done < header.size();) {
+      const ssize_t n = ::pwrite(fd_, header.data() + done, header.size() - done, static_cast<off_t>(done));
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) raise_io("cannot write", path_, errno);
+      done += static_cast<std::size_t>(n);
+    }
   }
 
  private:
@@ -162,17 +176,64 @@ void write_strided(Sink& sink, const WriteTensor& t, std::uint64_t total) {
   }
 }
 
+// Passes the bytes on to the sink, hashing them on the way (a strided tensor reaches the sink in gathered pieces).
+template <class Sink>
+struct HashingSink {
+  Sink& sink;
+  StreamHash hash;
+  void write(const std::byte* data, std::size_t size) {
+    hash.update(data, size);
+    sink.write(data, size);
+  }
+};
+
+// Contiguous tensors at least this large are hashed on a second thread while the first writes them: both read the
+// same memory, and the write, not the hash, is the longer of the two.
+constexpr std::uint64_t parallel_hash_size = 4 << 20;
+
+template <class Sink>
+std::uint64_t write_hashed(Sink& sink, const WriteTensor& t, std::uint64_t size) {
+  if (!t.strides.empty()) {
+    HashingSink<Sink> hashing{sink, {}};
+    write_strided(hashing, t, size);
+    return hashing.hash.digest();
+  }
+  const std::span<const std::byte> bytes(t.data, size);
+  if (size < parallel_hash_size) {
+    sink.write(t.data, size);
+    return hash_bytes(bytes);
+  }
+  std::future<std::uint64_t> digest;
+  try {
+    digest = std::async(std::launch::async, [bytes] { return hash_bytes(bytes); });
+  } catch (const std::system_error&) {  // no thread to be had: hash here
+    sink.write(t.data, size);
+    return hash_bytes(bytes);
+  }
+  sink.write(t.data, size);
+  return digest.get();
+}
+
 template <class Sink>
 void write_all_tensors(Sink& sink, const Layout& layout, std::span<const WriteTensor> tensors) {
   sink.write(reinterpret_cast<const std::byte*>(layout.header.data()), layout.header.size());
-  for (std::size_t i : layout.order) {
-    const WriteTensor& t = tensors[i];
-    if (t.strides.empty()) {
-      sink.write(t.data, layout.sizes[i]);
-    } else {
-      write_strided(sink, t, layout.sizes[i]);
+  if (layout.digest_at.empty()) {
+    for (std::size_t i : layout.order) {
+      const WriteTensor& t = tensors[i];
+      if (t.strides.empty()) {
+        sink.write(t.data, layout.sizes[i]);
+      } else {
+        write_strided(sink, t, layout.sizes[i]);
+      }
     }
+    return;
   }
+  std::string header = layout.header;
+  for (std::size_t i : layout.order) {
+    const std::string hex = digest_hex(write_hashed(sink, tensors[i], layout.sizes[i]));
+    header.replace(layout.digest_at[i], hex.size(), hex);
+  }
+  sink.rewrite_header(header);
 }
 
 // The start of the temporary names of saves of `path` (".NAME."), NAME cut to keep them within NAME_MAX.
@@ -237,8 +298,36 @@ std::size_t remove_stale_temporaries(const std::filesystem::path& path) {
   return removed;
 }
 
+namespace {
+
+// The checksums entry's value, escaped as the content of the header's JSON string: {"algorithm":"xxh3-64",
+// "header":DIGEST,"tensors":{NAME:DIGEST,...}} with the tensors in data order and their digests left as zeros, whose
+// places go into `digest_at`.
+void append_checksums_entry(std::string& json, std::span<const WriteTensor> tensors, const Layout& layout,
+                            std::uint64_t header_digest, std::vector<std::size_t>& digest_at) {
+  // The value is JSON inside a JSON string: the names are escaped twice.
+  json += "{\\\"algorithm\\\":\\\"";
+  json += checksum_algorithm;
+  json += "\\\",\\\"header\\\":\\\"" + digest_hex(header_digest) + "\\\",\\\"tensors\\\":{";
+  std::string inner;
+  for (std::size_t k = 0; k < layout.order.size(); ++k) {
+    const std::size_t i = layout.order[k];
+    if (k) json += ',';
+    inner.clear();
+    append_json_string(inner, tensors[i].name);
+    append_json_escaped(json, inner);
+    json += ":\\\"";
+    digest_at[i] = json.size();
+    json.append(digest_hex_size, '0');
+    json += "\\\"";
+  }
+  json += "}}";
+}
+
+}  // namespace
+
 Layout plan_layout(std::span<const WriteTensor> tensors, const Metadata* metadata, std::uint64_t max_header_size,
-                   std::string_view escaped_key) {
+                   std::string_view escaped_key, bool checksums) {
   Layout layout;
   layout.sizes.resize(tensors.size());
   layout.offsets.resize(tensors.size());
@@ -252,48 +341,88 @@ Layout plan_layout(std::span<const WriteTensor> tensors, const Metadata* metadat
     if (tensors[a].dtype != tensors[b].dtype) return tensors[a].dtype > tensors[b].dtype;
     return tensors[a].name < tensors[b].name;
   });
-  {
-    std::vector<std::string_view> names;
-    names.reserve(tensors.size());
-    for (const auto& t : tensors) names.push_back(t.name);
-    std::sort(names.begin(), names.end());
-    const auto dup = std::adjacent_find(names.begin(), names.end());
-    if (dup != names.end()) raise(ErrorCode::DuplicateName, "two tensors are named " + quote_name(*dup));
+  std::vector<std::size_t> by_name(tensors.size());
+  std::iota(by_name.begin(), by_name.end(), 0);
+  std::sort(by_name.begin(), by_name.end(), [&](std::size_t a, std::size_t b) { return tensors[a].name < tensors[b].name; });
+  for (std::size_t k = 1; k < by_name.size(); ++k) {
+    if (tensors[by_name[k - 1]].name == tensors[by_name[k]].name) raise(ErrorCode::DuplicateName, "two tensors are named " + quote_name(tensors[by_name[k]].name));
+  }
+  std::uint64_t offset = 0;
+  for (std::size_t i : layout.order) {
+    layout.offsets[i] = offset;
+    offset += layout.sizes[i];
+  }
+  layout.data_size = offset;
+
+  std::vector<const std::pair<std::string, std::string>*> sorted;
+  if (metadata != nullptr) {
+    sorted.reserve(metadata->size());
+    for (const auto& kv : *metadata) {
+      if (!is_valid_utf8(kv.first)) raise(ErrorCode::InvalidMetadata, "metadata key " + quote_name(kv.first) + " is not valid UTF-8");
+      if (!is_valid_utf8(kv.second)) raise(ErrorCode::InvalidMetadata, "metadata value of key " + quote_name(kv.first) + " is not valid UTF-8");
+      if (kv.first == checksums_metadata_key) {
+        raise(ErrorCode::InvalidMetadata, "metadata key " + quote_name(kv.first) + " is reserved for safestructures' own use");
+      }
+      sorted.push_back(&kv);
+    }
+    std::sort(sorted.begin(), sorted.end(), [](auto* a, auto* b) { return a->first < b->first; });
+    for (std::size_t k = 1; k < sorted.size(); ++k) {
+      if (sorted[k - 1]->first == sorted[k]->first) raise(ErrorCode::DuplicateKey, "metadata key " + quote_name(sorted[k]->first) + " appears twice");
+    }
+  }
+  std::uint64_t header_digest = 0;
+  if (checksums) {
+    HeaderDigest digest;
+    for (const auto* kv : sorted) {
+      // An escaped value is hashed as the reader will see it: unescaped.
+      if (!escaped_key.empty() && kv->first == escaped_key) {
+        digest.metadata(kv->first, std::string(parse_schema_json("\"" + kv->second + "\"")[0].text));
+      } else {
+        digest.metadata(kv->first, kv->second);
+      }
+    }
+    for (std::size_t i : by_name) digest.tensor(tensors[i].name, tensors[i].dtype, tensors[i].shape, layout.offsets[i], layout.offsets[i] + layout.sizes[i]);
+    header_digest = digest.digest();
+    layout.digest_at.resize(tensors.size());
   }
 
   std::string& json = layout.header;
   json.assign(8, '\0');
   json += '{';
   bool first = true;
-  if (metadata != nullptr) {
-    std::vector<const std::pair<std::string, std::string>*> sorted;
-    sorted.reserve(metadata->size());
-    for (const auto& kv : *metadata) {
-      if (!is_valid_utf8(kv.first)) raise(ErrorCode::InvalidMetadata, "metadata key " + quote_name(kv.first) + " is not valid UTF-8");
-      if (!is_valid_utf8(kv.second)) raise(ErrorCode::InvalidMetadata, "metadata value of key " + quote_name(kv.first) + " is not valid UTF-8");
-      sorted.push_back(&kv);
-    }
-    std::sort(sorted.begin(), sorted.end(), [](auto* a, auto* b) { return a->first < b->first; });
+  if (metadata != nullptr || checksums) {
     json += "\"__metadata__\":{";
-    for (std::size_t k = 0; k < sorted.size(); ++k) {
-      if (k) {
-        if (sorted[k - 1]->first == sorted[k]->first) raise(ErrorCode::DuplicateKey, "metadata key " + quote_name(sorted[k]->first) + " appears twice");
-        json += ',';
-      }
-      append_json_string(json, sorted[k]->first);
+    bool checksums_written = !checksums;
+    bool any = false;
+    const auto separate = [&] {
+      if (any) json += ',';
+      any = true;
+    };
+    const auto write_checksums = [&] {
+      separate();
+      append_json_string(json, checksums_metadata_key);
+      json += ":\"";
+      append_checksums_entry(json, tensors, layout, header_digest, layout.digest_at);
+      json += '"';
+      checksums_written = true;
+    };
+    for (const auto* kv : sorted) {
+      if (!checksums_written && checksums_metadata_key < kv->first) write_checksums();
+      separate();
+      append_json_string(json, kv->first);
       json += ':';
-      if (!escaped_key.empty() && sorted[k]->first == escaped_key) {
+      if (!escaped_key.empty() && kv->first == escaped_key) {
         json += '"';
-        json += sorted[k]->second;
+        json += kv->second;
         json += '"';
       } else {
-        append_json_string(json, sorted[k]->second);
+        append_json_string(json, kv->second);
       }
     }
+    if (!checksums_written) write_checksums();
     json += '}';
     first = false;
   }
-  std::uint64_t offset = 0;
   for (std::size_t i : layout.order) {
     const WriteTensor& t = tensors[i];
     if (!first) json += ',';
@@ -307,11 +436,9 @@ Layout plan_layout(std::span<const WriteTensor> tensors, const Metadata* metadat
       json += std::to_string(t.shape[d]);
     }
     json += "],\"data_offsets\":[";
-    json += std::to_string(offset);
+    json += std::to_string(layout.offsets[i]);
     json += ',';
-    layout.offsets[i] = offset;
-    offset += layout.sizes[i];
-    json += std::to_string(offset);
+    json += std::to_string(layout.offsets[i] + layout.sizes[i]);
     json += "]}";
   }
   json += '}';
@@ -322,7 +449,6 @@ Layout plan_layout(std::span<const WriteTensor> tensors, const Metadata* metadat
     raise(ErrorCode::HeaderTooLarge, "the header would be " + std::to_string(n) + " bytes, over the limit of " +
                                          std::to_string(max_header_size) + " that readers accept");
   }
-  layout.data_size = offset;
   return layout;
 }
 
@@ -334,8 +460,8 @@ void write_into(std::span<std::byte> out, const Layout& layout, std::span<const 
   write_all_tensors(sink, layout, tensors);
 }
 
-std::vector<std::byte> write_bytes(std::span<const WriteTensor> tensors, const Metadata* metadata) {
-  const Layout layout = plan_layout(tensors, metadata);
+std::vector<std::byte> write_bytes(std::span<const WriteTensor> tensors, const Metadata* metadata, bool checksums) {
+  const Layout layout = plan_layout(tensors, metadata, default_max_header_size, {}, checksums);
   std::vector<std::byte> out(layout.file_size());
   write_into(out, layout, tensors);
   return out;
@@ -343,7 +469,7 @@ std::vector<std::byte> write_bytes(std::span<const WriteTensor> tensors, const M
 
 void write_file(const std::filesystem::path& path, std::span<const WriteTensor> tensors, const Metadata* metadata,
                 const WriteOptions& options) {
-  write_file(path, plan_layout(tensors, metadata), tensors, options);
+  write_file(path, plan_layout(tensors, metadata, default_max_header_size, {}, options.checksums), tensors, options);
 }
 
 void write_file(const std::filesystem::path& path, const Layout& layout, std::span<const WriteTensor> tensors,

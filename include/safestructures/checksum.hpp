@@ -1,0 +1,85 @@
+// Checksums written with the data: XXH3-64 of each tensor's bytes and of the header's content, kept in __metadata__
+// (docs/format.md section 8), and their verification.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "safestructures/container.hpp"
+#include "safestructures/reader.hpp"
+
+namespace safestructures {
+
+// The hash the checksums use, as the entry names it.
+inline constexpr std::string_view checksum_algorithm = "xxh3-64";
+// A digest as the file spells it: 16 lowercase hex digits.
+inline constexpr std::size_t digest_hex_size = 16;
+
+std::uint64_t hash_bytes(std::span<const std::byte> bytes);
+std::string digest_hex(std::uint64_t digest);
+
+// XXH3-64 over bytes given in pieces (a strided tensor gathered in chunks): the same digest as hash_bytes of the whole.
+class StreamHash {
+ public:
+  StreamHash();
+  ~StreamHash();
+  StreamHash(const StreamHash&) = delete;
+  StreamHash& operator=(const StreamHash&) = delete;
+  void update(const std::byte* data, std::size_t size);
+  std::uint64_t digest() const;
+
+ private:
+  void* state_;
+};
+
+// The digest of a header's content but the checksums entry: every metadata pair (by key, bytewise), then every tensor
+// entry (by name): so that a changed value of the structure, the caller's metadata, a dtype, a shape or an offset is
+// found. Pairs and tensors are given in that order; each string is hashed with its length before it.
+class HeaderDigest {
+ public:
+  void metadata(std::string_view key, std::string_view value);
+  void tensor(std::string_view name, Dtype dtype, std::span<const std::uint64_t> shape, std::uint64_t begin, std::uint64_t end);
+  std::uint64_t digest() const { return hash_.digest(); }
+
+ private:
+  void text(std::string_view s);
+  void number(std::uint64_t n);
+  StreamHash hash_;
+};
+
+// The header digest of a parsed header (the checksums entry itself left out).
+std::uint64_t header_digest(const Header& header);
+
+// A file's checksums as its entry holds them: the header digest and, per tensor of the header (by index in
+// Header::tensors), its digest.
+struct Checksums {
+  std::uint64_t header = 0;
+  std::vector<std::uint64_t> tensors;
+};
+
+// The checksums of a file, or nullopt when it has none. Raises ChecksumsInvalid when the entry is not of the form
+// section 8 gives (another algorithm, a malformed digest, a tensor without its digest or a digest for none).
+std::optional<Checksums> read_checksums(const Header& header);
+
+// Raises ChecksumMismatch when the header's content does not match its digest ("the structure": the metadata, or the
+// tensors' entries, changed since the save).
+void verify_header(const Header& header, const Checksums& checksums);
+// Raises ChecksumMismatch naming the tensor when its bytes do not match their digest.
+void verify_tensor(const Reader& reader, const TensorInfo& info, const Checksums& checksums);
+
+// What verifying a whole file found: whether it has checksums, and each mismatch as a message naming what does not
+// match ("the structure" or the tensor), in data order.
+struct VerifyReport {
+  bool has_checksums = false;
+  std::vector<std::string> mismatches;
+};
+// Checks the header digest and every tensor. Raises ChecksumsInvalid for a malformed entry; mismatches are reported,
+// not raised, so that one run names every damaged tensor.
+VerifyReport verify_file(const Reader& reader);
+
+}  // namespace safestructures

@@ -1,0 +1,170 @@
+// XXH3-64 digests of tensors and of the header's content, the checksums entry read back, and verification.
+#include "safestructures/checksum.hpp"
+
+#include <algorithm>
+#include <charconv>
+
+#define XXH_INLINE_ALL
+#include <xxhash.h>
+
+#include "safestructures/error.hpp"
+#include "safestructures/format.hpp"
+#include "safestructures/schema.hpp"
+
+namespace safestructures {
+
+std::uint64_t hash_bytes(std::span<const std::byte> bytes) { return XXH3_64bits(bytes.data(), bytes.size()); }
+
+std::string digest_hex(std::uint64_t digest) {
+  std::string out(digest_hex_size, '0');
+  char buffer[digest_hex_size];
+  const auto end = std::to_chars(buffer, buffer + digest_hex_size, digest, 16).ptr;
+  std::copy(buffer, end, out.end() - (end - buffer));
+  return out;
+}
+
+StreamHash::StreamHash() : state_(XXH3_createState()) {
+  if (state_ == nullptr) throw std::bad_alloc();
+  XXH3_64bits_reset(static_cast<XXH3_state_t*>(state_));
+}
+StreamHash::~StreamHash() { XXH3_freeState(static_cast<XXH3_state_t*>(state_)); }
+void StreamHash::update(const std::byte* data, std::size_t size) {
+  if (size) XXH3_64bits_update(static_cast<XXH3_state_t*>(state_), data, size);
+}
+std::uint64_t StreamHash::digest() const { return XXH3_64bits_digest(static_cast<const XXH3_state_t*>(state_)); }
+
+void HeaderDigest::number(std::uint64_t n) {
+  std::byte le[8];
+  for (int b = 0; b < 8; ++b) le[b] = static_cast<std::byte>((n >> (8 * b)) & 0xff);
+  hash_.update(le, 8);
+}
+
+void HeaderDigest::text(std::string_view s) {
+  number(s.size());
+  hash_.update(reinterpret_cast<const std::byte*>(s.data()), s.size());
+}
+
+void HeaderDigest::metadata(std::string_view key, std::string_view value) {
+  text("M");
+  text(key);
+  text(value);
+}
+
+void HeaderDigest::tensor(std::string_view name, Dtype dtype, std::span<const std::uint64_t> shape, std::uint64_t begin,
+                          std::uint64_t end) {
+  text("T");
+  text(name);
+  text(dtype_name(dtype));
+  number(shape.size());
+  for (const std::uint64_t d : shape) number(d);
+  number(begin);
+  number(end);
+}
+
+std::uint64_t header_digest(const Header& header) {
+  std::vector<const std::pair<std::string, std::string>*> pairs;
+  for (const auto& kv : header.metadata) {
+    if (kv.first != checksums_metadata_key) pairs.push_back(&kv);
+  }
+  std::sort(pairs.begin(), pairs.end(), [](auto* a, auto* b) { return a->first < b->first; });
+  std::vector<const TensorInfo*> tensors;
+  tensors.reserve(header.tensors.size());
+  for (const auto& t : header.tensors) tensors.push_back(&t);
+  std::sort(tensors.begin(), tensors.end(), [](auto* a, auto* b) { return a->name < b->name; });
+  HeaderDigest digest;
+  for (const auto* kv : pairs) digest.metadata(kv->first, kv->second);
+  for (const auto* t : tensors) digest.tensor(t->name, t->dtype, t->shape, t->begin, t->end);
+  return digest.digest();
+}
+
+namespace {
+
+[[noreturn]] void malformed(const std::string& why) {
+  raise(ErrorCode::ChecksumsInvalid, "the checksums entry " + quote_name(checksums_metadata_key) + " " + why);
+}
+
+std::uint64_t parse_digest(const Node& node, std::string_view of) {
+  std::uint64_t value = 0;
+  const std::string_view s = node.text;
+  const bool hex = node.kind == NodeKind::String && s.size() == digest_hex_size &&
+                   s.find_first_not_of("0123456789abcdef") == std::string_view::npos;
+  if (!hex || std::from_chars(s.data(), s.data() + s.size(), value, 16).ptr != s.data() + s.size()) {
+    malformed("has a malformed digest for " + std::string(of) + " (16 lowercase hex digits expected)");
+  }
+  return value;
+}
+
+}  // namespace
+
+std::optional<Checksums> read_checksums(const Header& header) {
+  const std::string* entry = header.find_metadata(checksums_metadata_key);
+  if (entry == nullptr) return std::nullopt;
+  Tape tape;
+  try {
+    tape = parse_schema_json(*entry, SchemaLimits{8, 2 * header.tensors.size() + 16});
+  } catch (const Error&) {
+    malformed("is not JSON of the expected size and depth");
+  }
+  if (tape[0].kind != NodeKind::Object) malformed("is not a JSON object");
+  const std::size_t algorithm = tape.member(0, "algorithm");
+  if (algorithm == Tape::npos || tape[algorithm].kind != NodeKind::String || tape[algorithm].text != checksum_algorithm) {
+    malformed("does not name the algorithm \"" + std::string(checksum_algorithm) + "\"");
+  }
+  const std::size_t head = tape.member(0, "header");
+  if (head == Tape::npos) malformed("lacks the header's digest");
+  const std::size_t tensors = tape.member(0, "tensors");
+  if (tensors == Tape::npos || tape[tensors].kind != NodeKind::Object) malformed("lacks the object of tensor digests");
+  Checksums out;
+  out.header = parse_digest(tape[head], "the header");
+  std::vector<bool> seen(header.tensors.size(), false);
+  out.tensors.assign(header.tensors.size(), 0);
+  for (std::size_t i = tensors + 1; i < tape[tensors].end; i = tape.next(i + 1)) {
+    const std::string_view name = tape[i].text;
+    const auto at = header.index.find(name);
+    if (at == header.index.end()) malformed("has a digest for tensor " + quote_name(name) + ", which the file lacks");
+    if (seen[at->second]) malformed("has two digests for tensor " + quote_name(name));
+    seen[at->second] = true;
+    out.tensors[at->second] = parse_digest(tape[i + 1], "tensor " + quote_name(name));
+  }
+  for (std::size_t k = 0; k < seen.size(); ++k) {
+    if (!seen[k]) malformed("has no digest for tensor " + quote_name(header.tensors[k].name));
+  }
+  return out;
+}
+
+void verify_header(const Header& header, const Checksums& checksums) {
+  if (header_digest(header) != checksums.header) {
+    raise(ErrorCode::ChecksumMismatch, "the structure does not match its checksum: the header's metadata or tensor entries changed since the save");
+  }
+}
+
+void verify_tensor(const Reader& reader, const TensorInfo& info, const Checksums& checksums) {
+  const std::size_t k = static_cast<std::size_t>(&info - reader.header().tensors.data());
+  if (hash_bytes(reader.tensor(info).bytes) != checksums.tensors[k]) {
+    raise(ErrorCode::ChecksumMismatch, "tensor " + quote_name(info.name) + " does not match its checksum: its bytes changed since the save");
+  }
+}
+
+VerifyReport verify_file(const Reader& reader) {
+  VerifyReport report;
+  const Header& header = reader.header();
+  const std::optional<Checksums> checksums = read_checksums(header);
+  if (!checksums) return report;
+  report.has_checksums = true;
+  const auto record = [&](const auto& check) {
+    try {
+      check();
+    } catch (const Error& e) {
+      if (e.code() != ErrorCode::ChecksumMismatch) throw;
+      report.mismatches.emplace_back(e.what());
+    }
+  };
+  record([&] { verify_header(header, *checksums); });
+  std::vector<const TensorInfo*> in_data_order;
+  for (const auto& t : header.tensors) in_data_order.push_back(&t);
+  std::sort(in_data_order.begin(), in_data_order.end(), [](auto* a, auto* b) { return a->begin < b->begin; });
+  for (const TensorInfo* t : in_data_order) record([&] { verify_tensor(reader, *t, *checksums); });
+  return report;
+}
+
+}  // namespace safestructures
