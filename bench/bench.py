@@ -29,6 +29,9 @@ from timing import drop_page_cache, summary, timed  # noqa: E402
 REPO = Path(__file__).resolve().parent.parent
 OURS = "safestructures"
 V1 = "safestructures 1.0.0"
+# W1's checksum measurements: our save without checksums, and verify's check of every checksum of our file.
+NO_CHECKSUMS = "safestructures, checksums=False"
+VERIFY = "safestructures verify"
 
 
 @dataclass
@@ -82,6 +85,7 @@ TARGETS = [
     Target("W1", "save", "safetensors", 1.0),
     Target("W1", "save", "raw bytes", 1.25),
     Target("W1", "load", "safetensors", 1.0),
+    Target("W1", "save", NO_CHECKSUMS, 1.10),
     Target("W2", "save", "torch.save/load", 0.5),
     Target("W2", "load", "torch.save/load", 0.5),
     Target("W2", "save", "safetensors", 1.0),
@@ -107,6 +111,23 @@ def _ours() -> Peer:
     import safestructures as ss
 
     return Peer(OURS, lambda data, path: ss.save_file(data, path), lambda path: ss.load_file(path))
+
+
+def _checksum_peers() -> list[Peer]:
+    """The cost of the checksums: our save without them (the checksums' cost is ours / this), and `safestructures
+    verify`'s check of every checksum (no load; its throughput is set against the bare read of "raw bytes")."""
+    import safestructures as ss
+    from safestructures import _core
+
+    def verify(path: str) -> list[Any]:
+        has_checksums, mismatches, _digest = _core.verify_file(path)
+        assert has_checksums and not mismatches
+        return []  # nothing loaded: nothing for the harness to touch
+
+    return [
+        Peer(NO_CHECKSUMS, lambda data, path: ss.save_file(data, path, checksums=False), lambda path: ss.load_file(path)),
+        Peer(VERIFY, lambda data, path: ss.save_file(data, path), verify, floor=True),
+    ]
 
 
 def _write_bytes(data: list[Any], path: str) -> None:
@@ -208,6 +229,7 @@ def workloads(sizes: wl.Sizes, quick: bool) -> list[Workload]:
             _safetensors_peer(ckpt_flat, ckpt_meta),
             _torch_peer(),
             Peer("raw bytes", _write_bytes, _map_bytes, prepare=lambda data: list(data["model"].values()), floor=True),
+            *_checksum_peers(),
         ], warmup=w(1), repeats=r(5), disk_repeats=r(11)),
         Workload("W2", "10,000 tiny tensors (32x32 float32) in a nested dict", lambda s: wl.tiny_tensors(s.tiny_tensors), [
             _ours(), _safetensors_peer(wl.flat), _torch_peer(),

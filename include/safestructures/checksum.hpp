@@ -44,6 +44,8 @@ class HeaderDigest {
  public:
   void metadata(std::string_view key, std::string_view value);
   void tensor(std::string_view name, Dtype dtype, std::span<const std::uint64_t> shape, std::uint64_t begin, std::uint64_t end);
+  // A sharded save's index: tensor `name` is in shard file `file` (its weight map's entries, by name).
+  void placement(std::string_view name, std::string_view file);
   std::uint64_t digest() const { return hash_.digest(); }
 
  private:
@@ -81,5 +83,19 @@ struct VerifyReport {
 // Checks the header digest and every tensor. Raises ChecksumsInvalid for a malformed entry; mismatches are reported,
 // not raised, so that one run names every damaged tensor.
 VerifyReport verify_file(const Reader& reader);
+
+// The digest of a file's checksums entry (its text), which covers the file whole: a sharded save's index records it
+// for each shard. nullopt when the file has no entry.
+std::optional<std::uint64_t> checksums_entry_digest(const Header& header);
+
+// A sharded save's index: its checksums entry, {"algorithm":"xxh3-64","header":DIGEST,"shards":{FILE:DIGEST,...}},
+// from its metadata (string values; the entry left out) and weight map (tensor -> file), with `shard_digests`
+// (file -> checksums_entry_digest of that shard).
+std::string index_checksums_entry(const Metadata& metadata, const Metadata& weight_map,
+                                  const std::vector<std::pair<std::string, std::uint64_t>>& shard_digests);
+// Checks an index's metadata and weight map against its entry (ChecksumMismatch naming the index's structure;
+// ChecksumsInvalid for a malformed entry) and returns the digest it records for each shard file; nullopt when the
+// index has no entry.
+std::optional<std::vector<std::pair<std::string, std::uint64_t>>> verify_index(const Metadata& metadata, const Metadata& weight_map);
 
 }  // namespace safestructures

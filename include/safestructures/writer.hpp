@@ -50,7 +50,8 @@ struct Layout {
 // quotes, as make_escaped_schema_document renders the schema): it is copied as it is.
 // `checksums` adds the `__safestructures_checksums__` entry (include/safestructures/checksum.hpp): the header's digest,
 // and a digest of each tensor filled in by the write, which hashes the bytes as they stream out. The caller's metadata
-// may never hold that key (InvalidMetadata).
+// may not hold that key then (InvalidMetadata); without checksums it is copied as any key (a file rewritten as it was
+// keeps checksums that still match).
 Layout plan_layout(std::span<const WriteTensor> tensors, const Metadata* metadata,
                    std::uint64_t max_header_size = default_max_header_size, std::string_view escaped_key = {},
                    bool checksums = false);

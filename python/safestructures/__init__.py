@@ -8,6 +8,7 @@ from __future__ import annotations
 from ._api import load, load_file, save, save_file
 from ._errors import (
     FrameworkNotAvailableError,
+    IntegrityError,
     InvalidArgumentError,
     InvalidFileError,
     SafestructuresError,
@@ -26,6 +27,7 @@ __version__ = "2.0.0.dev0"
 __all__ = [
     "DataProcessor",
     "FrameworkNotAvailableError",
+    "IntegrityError",
     "InvalidArgumentError",
     "InvalidFileError",
     "NamedRecord",

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from . import _core, _sharded, plugins as _plugins
-from ._errors import InvalidArgumentError, reading
+from ._errors import IntegrityError, InvalidArgumentError, reading
 from ._flat import _check_metadata, _fspath
 from ._lazy import open_source
 from ._limits import DEFAULT_MAX_DEPTH, DEFAULT_MAX_HEADER_SIZE, DEFAULT_MAX_NODES
@@ -27,6 +27,7 @@ def save_file(
     max_depth: int = DEFAULT_MAX_DEPTH,
     fsync: bool = False,
     max_shard_size: int | str | None = None,
+    checksums: bool = True,
 ) -> None:
     """Save nested Python data holding arrays to ``path`` as a valid safetensors file.
 
@@ -45,6 +46,11 @@ def save_file(
     (``metadata.total_size``, ``weight_map``) holding the structure and ``metadata``. :func:`load_file` and
     :func:`open` read the directory back. Shards of an earlier save there that this one does not use are removed.
 
+    Checksums are saved with the data: each tensor's bytes are hashed (XXH3-64) as they are written, and the
+    structure and ``metadata`` too, into the metadata key ``__safestructures_checksums__`` (the index records each
+    shard's); ``load_file(..., verify=True)``, a part's ``load(verify=True)`` and ``safestructures verify`` check them.
+    ``checksums=False`` leaves them out.
+
     Raises:
         UnsupportedTypeError: an object cannot be stored; the message names its type and its path (``$["a"][3]``).
         InvalidArgumentError: the data nests deeper than ``max_depth``, or a metadata key is reserved.
@@ -53,9 +59,9 @@ def save_file(
     context = {"plugins": _plugins.check_plugins(plugins)}
     if max_shard_size is not None:
         limit = _sharded.parse_size(max_shard_size)
-        _sharded.save_sharded(data, _fspath(path), _check_metadata(metadata), limit, max_depth, fsync, context)
+        _sharded.save_sharded(data, _fspath(path), _check_metadata(metadata), limit, max_depth, fsync, context, checksums)
         return
-    _core.save_file(data, _fspath(path), _check_metadata(metadata), max_depth, fsync, DEFAULT_MAX_HEADER_SIZE, context)
+    _core.save_file(data, _fspath(path), _check_metadata(metadata), max_depth, fsync, DEFAULT_MAX_HEADER_SIZE, context, checksums)
 
 
 def _file_size(path: str) -> int:
@@ -77,6 +83,7 @@ def load_file(
     max_nodes: int = DEFAULT_MAX_NODES,
     max_header_size: int = DEFAULT_MAX_HEADER_SIZE,
     max_bytes: int | None = None,
+    verify: bool = False,
 ) -> Any:
     """Load the data a file holds. Never imports a module or calls anything the file names.
 
@@ -107,6 +114,11 @@ def load_file(
     expanded to a large shape, converted to a framework without such views). By default it is four times the file's
     size plus 256 MiB; a file that needs more is refused before the memory is taken.
 
+    ``verify=True`` checks what the load reads against the checksums saved with it: the structure and metadata
+    first, then each tensor as it is built (for a sharded save, the index and each shard it reads too). A file
+    without checksums (written with ``checksums=False``, before checksums existed, or by another tool) loads as it
+    would without ``verify``; ``safestructures verify`` says whether a file has them.
+
     Raises:
         InvalidFileError: the file is malformed, or exceeds a limit (``max_depth`` levels of nesting,
             ``max_nodes`` schema nodes, ``max_header_size`` header bytes, ``max_bytes``); the message says what and
@@ -115,6 +127,8 @@ def load_file(
         UnsupportedTypeError: a tensor cannot be built in the framework asked for (a dtype or a view it lacks); the
             message names the tensor and its path.
         UnknownTypeError: with ``strict=True``, the file names a class this load was not given.
+        IntegrityError: with ``verify=True``, a tensor or the structure does not match its checksum; the message
+            names the tensor and its path in the data.
         OSError: the file cannot be read.
     """
     target = _fspath(path)
@@ -123,7 +137,7 @@ def load_file(
         source = resolve(target, max_header_size)
     if source.kind == FILE:
         with reading(target):
-            buffer, (structured, payload, metadata) = _core.load_file(target, max_depth, max_nodes, max_header_size, context)
+            buffer, (structured, payload, metadata) = _core.load_file(target, max_depth, max_nodes, max_header_size, context, verify)
             return payload if structured else unstructured(buffer, payload, metadata, context, max_depth)
     if source.kind == DCP:
         # Written through PyTorch Distributed Checkpoint: its own reader rebuilds the state (as torch tensors).
@@ -133,7 +147,12 @@ def load_file(
         from . import distributed
 
         with reading(target):
+            if verify:
+                for shard in source.paths:
+                    _has_checksums, mismatches, _digest = _core.verify_file(shard, max_header_size)
+                    if mismatches:
+                        raise IntegrityError(f"{shard}: {mismatches[0]}", code="ChecksumMismatch")
             return distributed.load(os.path.dirname(source.index), types=args["types"], strict=strict)
     opened, _fmt = open_source(source, args, (max_depth, max_nodes, max_header_size))
     with opened:
-        return opened.load()
+        return opened.load(verify=verify)

@@ -19,13 +19,13 @@ from ._cli_render import (
     TooLarge, _count, _cut, _describe_value, _is_tensor, _print_json, _size, _to_json, _tree_lines, _value_children,
 )
 from ._cli_tree import PathNotFound, UsageError, _split, _Tree, _walk
-from ._errors import InvalidFileError, SafestructuresError, UnsupportedTypeError, quote
+from ._errors import IntegrityError, InvalidFileError, SafestructuresError, UnsupportedTypeError, quote
 from ._format import TAG
 from ._lazy import SafeFile, open_source
 from ._lazy_schema import path_text
 from ._limits import DEFAULT_MAX_DEPTH, DEFAULT_MAX_HEADER_SIZE, DEFAULT_MAX_NODES, default_max_bytes
 from ._sharded import write_atomically
-from ._source import DCP, PLAIN, PLAIN_SHARDS, V1, V2, Source, file_format, resolve
+from ._source import DCP, PLAIN, PLAIN_SHARDS, SHARDED, V1, V2, Source, file_format, resolve, verify_index
 from ._walkers import load_arguments
 
 __all__ = ["main"]
@@ -47,6 +47,7 @@ class _Opened:
     value: Any = None  # the whole data of a 1.0.0 file, or the {name: tensor} of a plain sharded checkpoint
     size: int = 0  # the bytes of every file read (what get's default --max-bytes is tied to)
     warnings: list[str] = field(default_factory=list)  # what verify reports beside OK
+    source: Source | None = None  # what resolve found at the path (the files verify checks the checksums of)
 
     def summary(self) -> str:
         """One line: the format, tensors and their bytes, shards and the user metadata."""
@@ -79,7 +80,7 @@ def _open(path: str) -> _Opened:
         return _open_plain_shards(source)
     load_args, _context = load_arguments("numpy", "cpu", None, (), False, None)
     f, fmt = open_source(source, load_args, (DEFAULT_MAX_DEPTH, DEFAULT_MAX_NODES, DEFAULT_MAX_HEADER_SIZE))
-    opened = _Opened(path, fmt, f.metadata, f.tensors(), f._document().shard_count, lazy=f, size=f._size)
+    opened = _Opened(path, fmt, f.metadata, f.tensors(), f._document().shard_count, lazy=f, size=f._size, source=source)
     if fmt == V1:
         f.close()
         opened.metadata, opened.lazy, opened.value = _v1.user_metadata(f.metadata), None, load_file(path, framework="numpy")
@@ -108,7 +109,8 @@ def _open_plain_shards(source: Source) -> _Opened:
     if unmapped:
         warnings.append(f"{_count(len(unmapped), 'tensor')} in the shards that the index does not map there: {_first_ten(unmapped)}")
     size = sum(os.path.getsize(path) for path in source.paths)
-    return _Opened(source.name, PLAIN, source.metadata or None, tensors, len(shards), value=value, warnings=warnings, size=size)
+    return _Opened(source.name, PLAIN, source.metadata or None, tensors, len(shards), value=value, warnings=warnings, size=size,
+                   source=source)
 
 
 # --- commands -------------------------------------------------------------------------------------------------------
@@ -182,8 +184,30 @@ def _inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+def _checksum_mismatches(opened: _Opened) -> tuple[bool, list[str]]:
+    """(whether any file read has checksums, what does not match them): every tensor and the structure of every file,
+    and a sharded save's index and shards against the index's, each mismatch named; nothing stops at the first."""
+    assert opened.source is not None
+    found, mismatches = False, []
+    for path in opened.source.paths:
+        has, damaged, _digest = _core.verify_file(path)
+        found = found or has
+        mismatches += [f"{path}: {message}" for message in damaged]
+    if opened.lazy is not None and opened.source.kind == SHARDED:
+        try:
+            verify_index(opened.source, opened.lazy._document())
+        except IntegrityError as e:
+            mismatches.append(str(e))
+    return found, mismatches
+
+
 def _verify(args: argparse.Namespace) -> int:
     with contextlib.closing(_open(args.file)) as opened:
+        has_checksums, mismatches = _checksum_mismatches(opened)
+        if mismatches:
+            for mismatch in mismatches:
+                print(f"safestructures verify: {mismatch}", file=sys.stderr)
+            return 1
         warnings = []
         if opened.lazy is not None:
             # Every node built as numpy: tensors checked against their dtype and shape, every class name, key and
@@ -202,6 +226,9 @@ def _verify(args: argparse.Namespace) -> int:
         warnings += opened.warnings
         for warning in warnings:
             print(f"safestructures verify: warning: {warning}", file=sys.stderr)
+        if not has_checksums:
+            print("safestructures verify: note: no checksums found (saved without them, before them, or by another "
+                  "tool): the layout and the structure were checked, not the tensors' bytes", file=sys.stderr)
         _Output().write(f"OK: {opened.summary()}\n")
     return 0
 
@@ -330,11 +357,14 @@ def _parser() -> argparse.ArgumentParser:
     inspect.set_defaults(run=_inspect)
 
     verify = commands.add_parser(
-        "verify", help="check a whole file: header, schema, every value and tensor",
-        description="Check a file completely: its header, its schema, and every node built (as numpy, so no framework "
-        "is needed), every tensor's bytes inside the file and consistent with its dtype and shape. Prints 'OK: ...' "
-        "and exits 0 on a good file; prints the reason (naming the tensor or the path in the data) and exits 1 on a "
-        "bad one. Tensors of the file the data does not use are reported as a warning; the file is still OK.",
+        "verify", help="check a whole file: checksums, header, schema, every value and tensor",
+        description="Check a file completely: the checksums saved with it (every tensor's bytes, the structure and "
+        "metadata, and for a sharded save the index and every shard), its header, its schema, and every node built "
+        "(as numpy, so no framework is needed), every tensor's bytes inside the file and consistent with its dtype "
+        "and shape. Prints 'OK: ...' and exits 0 on a good file; prints the reason (naming each tensor that does not "
+        "match its checksum, or the structure, or the path in the data) and exits 1 on a bad one. Tensors of the "
+        "file the data does not use are reported as a warning; a file without checksums as a note (the file is "
+        "still OK).",
     )
     verify.add_argument("file", metavar="FILE", help="the file, or a sharded directory")
     verify.set_defaults(run=_verify)

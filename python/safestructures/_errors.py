@@ -44,6 +44,13 @@ class InvalidFileError(SafestructuresError, ValueError):
     """The file (or buffer) is not a valid safetensors file; the message says what is wrong and where."""
 
 
+class IntegrityError(InvalidFileError):
+    """The bytes of a tensor, or the structure, do not match the checksum saved with them (a flipped bit on a disk, a
+    truncated copy): the message names the tensor (and its path in the data), or says "the structure". Raised by
+    loads with ``verify=True``; ``code`` is ``"ChecksumMismatch"``, or ``"ChecksumsInvalid"`` for a malformed
+    checksums entry."""
+
+
 class InvalidArgumentError(SafestructuresError, ValueError):
     """What was asked to be written cannot be written: a reserved or invalid name, bad metadata, a bad shape."""
 

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from . import _core
+from ._errors import IntegrityError
 
 __all__ = ["save_tensors", "load_tensors", "load_metadata"]
 
@@ -39,6 +40,7 @@ def save_tensors(
     metadata: Mapping[str, str] | None = None,
     *,
     fsync: bool = False,
+    checksums: bool = True,
 ) -> None:
     """Write ``{name: numpy array}`` to ``path`` as a safetensors file that any safetensors reader loads.
 
@@ -46,7 +48,10 @@ def save_tensors(
     metadata keys sorted, so the same input always gives the same bytes. Array bytes go to the file straight from
     the arrays' memory; non-contiguous, Fortran-order and big-endian arrays are written in C order, little-endian.
     The file is written beside ``path`` and renamed over it: a failed save leaves ``path`` as it was. With
-    ``fsync=True`` the data is flushed to the disk before the rename.
+    ``fsync=True`` the data is flushed to the disk before the rename. Each tensor's checksum (XXH3-64, computed as
+    its bytes are written) goes into the metadata under ``__safestructures_checksums__``, which readers ignore and
+    ``load_tensors(..., verify=True)`` and ``safestructures verify`` check; ``checksums=False`` writes the reference
+    writer's bytes exactly.
 
     Raises:
         UnsupportedTypeError: a value is not a numpy array, or its dtype has no safetensors dtype.
@@ -63,18 +68,24 @@ def save_tensors(
         if not isinstance(name, str):
             raise TypeError(f"tensor names must be str, got {name!r}")
         entries.append(np_adapter.to_entry(name, value))
-    _core.write_file(_fspath(path), entries, _check_metadata(metadata), fsync)
+    _core.write_file(_fspath(path), entries, _check_metadata(metadata), fsync, checksums)
 
 
-def load_tensors(path: str | os.PathLike[str]) -> dict[str, Any]:
+def load_tensors(path: str | os.PathLike[str], *, verify: bool = False) -> dict[str, Any]:
     """Read every tensor of a safetensors file as numpy arrays, in the file's header order.
 
     The arrays are zero-copy views of a private (copy-on-write) mapping of the file: writable, and writing to them
     never changes the file. They keep the mapping alive. The header is fully validated first; a bad file raises
-    :class:`InvalidFileError` naming what is wrong and which tensor.
+    :class:`InvalidFileError` naming what is wrong and which tensor. With ``verify=True``, every tensor is checked
+    against the checksum saved with it first (:class:`IntegrityError` names the first that does not match; a file
+    without checksums loads as it would without ``verify``).
     """
     from .frameworks import numpy as np_adapter
 
+    if verify:
+        _has_checksums, mismatches, _digest = _core.verify_file(_fspath(path))
+        if mismatches:
+            raise IntegrityError(f"{_fspath(path)}: {mismatches[0]}", code="ChecksumMismatch")
     buffer, _metadata, tensors = _core.read_file(_fspath(path))
     return {name: np_adapter.from_file(buffer, dtype, shape, offset, nbytes, name) for name, dtype, shape, offset, nbytes in tensors}
 

@@ -20,6 +20,8 @@ V1_SCHEMA_KEY: str = _FORMAT["v1_schema_key"]
 V1_VERSION_KEY: str = _FORMAT["v1_version_key"]
 # The key, in a sharded save's index metadata and in every shard's, of the id of the save that wrote them.
 SAVE_KEY: str = _FORMAT["save_id_key"]
+# The metadata key of the checksums saved with the data (in a file, and in a sharded save's index).
+CHECKSUMS_KEY: str = _FORMAT["checksums_key"]
 # The index of a sharded checkpoint (the Hugging Face convention), and how the name of any index ends; its two
 # objects, and the key of its metadata holding the bytes of tensor data.
 INDEX_NAME = "model.safetensors.index.json"
@@ -30,7 +32,7 @@ TOTAL_SIZE_KEY = "total_size"
 # The index metadata key of a PyTorch Distributed Checkpoint written through safestructures.distributed.
 DCP_KEY = "safestructures_dcp"
 # Keys of an index's metadata that a caller's metadata may not use (1.0.0's are refused as a single file refuses them).
-RESERVED_INDEX_KEYS = (TOTAL_SIZE_KEY, SCHEMA_KEY, SAVE_KEY, V1_SCHEMA_KEY, V1_VERSION_KEY)
+RESERVED_INDEX_KEYS = (TOTAL_SIZE_KEY, SCHEMA_KEY, SAVE_KEY, CHECKSUMS_KEY, V1_SCHEMA_KEY, V1_VERSION_KEY)
 # A tagged object's reference id member ("#").
 ID_MEMBER: str = _FORMAT["id_member"]
 

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 from . import _core
@@ -13,7 +13,7 @@ from ._flat import _fspath
 from ._format import SCHEMA_KEY, SPILL_TENSOR, TAG
 from ._lazy_schema import _TreeView, _key_text, bytes_size, describe, located, path_text, tensor_fields
 from ._limits import DEFAULT_MAX_DEPTH, DEFAULT_MAX_HEADER_SIZE, DEFAULT_MAX_NODES
-from ._source import DCP, PLAIN, PLAIN_SHARDS, V1, V2, Source, check_shards, file_format, resolve
+from ._source import DCP, PLAIN, PLAIN_SHARDS, V1, V2, Source, check_shards, file_format, resolve, verify_index
 from ._walkers import load_arguments, load_context
 
 __all__ = ["Node", "SafeFile", "open", "open_source"]
@@ -207,10 +207,13 @@ class Node:
 
     # --- loading ----------------------------------------------------------------------------------------------------
 
-    def load(self, *, framework: str | None | type[_Default] = _Default, device: str | None = None) -> Any:
+    def load(self, *, framework: str | None | type[_Default] = _Default, device: str | None = None,
+             verify: bool = False) -> Any:
         """Build this node's value: only its own tensors are read (and any object it shares with the rest of the
-        file). ``framework``/``device`` override those given to :func:`open`."""
-        return self._file._load_at(self._index, self._path, framework=framework, device=device)
+        file). ``framework``/``device`` override those given to :func:`open`. ``verify=True`` checks the structure
+        and each tensor read against the checksums saved with them (:class:`IntegrityError` names what does not
+        match); the tensors not read are not checked."""
+        return self._file._load_at(self._index, self._path, framework=framework, device=device, verify=verify)
 
     def describe(self, max_depth: int | None = None) -> dict[str, Any]:
         """The node as plain JSON-ready data: kind, type, dtype/shape/nbytes of tensors, values of scalars (by a
@@ -247,6 +250,8 @@ class SafeFile:
         # Per schema node, read when first looked up in: its keys by value and by text.
         self._keys: dict[int, dict[Any, tuple[Any, int]]] = {}
         self._texts: dict[int, dict[str, tuple[Any, int]]] = {}
+        # A sharded save's index and shards against the index's checksums, checked by the first verified load.
+        self._check_index: Callable[[], None] | None = None
 
     def _document(self) -> Any:
         if self._doc is None:
@@ -305,9 +310,10 @@ class SafeFile:
         return node
 
     def load(self, path: str | Sequence[Any] = "", *, framework: str | None | type[_Default] = _Default,
-             device: str | None = None) -> Any:
-        """Build the value at ``path`` (the whole data by default); see :meth:`node` for paths."""
-        return self.node(path).load(framework=framework, device=device)
+             device: str | None = None, verify: bool = False) -> Any:
+        """Build the value at ``path`` (the whole data by default); see :meth:`node` for paths, and
+        :meth:`Node.load` for ``verify``."""
+        return self.node(path).load(framework=framework, device=device, verify=verify)
 
     def _context(self, framework: Any, device: str | None) -> dict[str, Any]:
         """A load's context from the arguments given to :func:`open`, ``framework`` and ``device`` overriding them."""
@@ -318,11 +324,15 @@ class SafeFile:
             args["device"] = device
         return load_context(**args, file_size=self._size)
 
-    def _load_at(self, index: int, path: tuple[Any, ...], framework: Any = _Default, device: str | None = None) -> Any:
+    def _load_at(self, index: int, path: tuple[Any, ...], framework: Any = _Default, device: str | None = None,
+                 verify: bool = False) -> Any:
         context = self._context(framework, device)
+        if verify and self._check_index is not None:
+            self._check_index()
+            self._check_index = None
         try:
             with reading(self._source):
-                return self._document().load(index, context)
+                return self._document().load(index, context, verify)
         except SafestructuresError as e:
             raise located(e, path, f"{self._source}: ") from None
 
@@ -467,6 +477,7 @@ def open_source(source: Source, load_args: dict[str, Any], limits: tuple[int, in
     doc = opened._document()
     if source.index is not None:
         check_shards(source, doc)
+        opened._check_index = lambda: verify_index(source, doc)
         return opened, V2
     fmt = file_format(doc.structured, opened.metadata)
     if fmt == PLAIN:

@@ -13,7 +13,8 @@ from typing import IO, Any
 
 from . import _core
 from ._errors import InvalidArgumentError, InvalidFileError, quote
-from ._format import INDEX_METADATA, INDEX_NAME, INDEX_WEIGHT_MAP, RESERVED_INDEX_KEYS, SAVE_KEY, SCHEMA_KEY, TOTAL_SIZE_KEY
+from ._format import (CHECKSUMS_KEY, INDEX_METADATA, INDEX_NAME, INDEX_WEIGHT_MAP, RESERVED_INDEX_KEYS, SAVE_KEY, SCHEMA_KEY,
+                      TOTAL_SIZE_KEY)
 
 __all__ = ["INDEX_NAME", "SHARD_FILE_NAME", "SHARD_PATTERN", "check_regular_file", "parse_size", "remove_if_present",
            "remove_stale_temporaries", "save_sharded", "shard_name", "write_atomically", "write_temporary"]
@@ -208,8 +209,14 @@ def _directory_lock(directory: str) -> Iterator[None]:
         os.close(fd)  # closing releases the lock
 
 
+def index_text(metadata: Mapping[str, Any]) -> dict[str, str]:
+    """An index's metadata as its checksums cover it: every value as text (``total_size``, a JSON number, as JSON
+    writes it)."""
+    return {key: value if isinstance(value, str) else json.dumps(value) for key, value in metadata.items()}
+
+
 def save_sharded(data: Any, directory: str, metadata: Mapping[str, str] | None, max_shard_size: int, max_depth: int,
-                 fsync: bool, context: dict[str, Any]) -> None:
+                 fsync: bool, context: dict[str, Any], checksums: bool = True) -> None:
     """Write ``data`` into ``directory`` as shards of at most ``max_shard_size`` tensor bytes plus the index.
 
     Every shard is written under a temporary name first, then the index; only then are they renamed into place, so a
@@ -227,20 +234,23 @@ def save_sharded(data: Any, directory: str, metadata: Mapping[str, str] | None, 
     # Temporary files of earlier saves into this directory that were killed (see remove_stale_temporaries).
     remove_stale_temporaries(directory)
     with _save_lock(directory, save_id):
-        _save_locked(data, directory, metadata, max_shard_size, max_depth, fsync, context, save_id)
+        _save_locked(data, directory, metadata, max_shard_size, max_depth, fsync, context, save_id, checksums)
 
 
 def _save_locked(data: Any, directory: str, metadata: Mapping[str, str] | None, max_shard_size: int, max_depth: int,
-                 fsync: bool, context: dict[str, Any], save_id: str) -> None:
+                 fsync: bool, context: dict[str, Any], save_id: str, checksums: bool) -> None:
     index = os.path.join(directory, INDEX_NAME)
-    schema, temps, weight_map, total = _core.save_sharded(data, directory, PREFIX, save_id, max_depth, max_shard_size, fsync, context)
+    schema, temps, weight_map, total, digests = _core.save_sharded(data, directory, PREFIX, save_id, max_depth, max_shard_size,
+                                                                   fsync, context, checksums)
     index_temp = None
     names = [shard_name(k + 1, len(temps)) for k in range(len(temps))]
     try:
-        document = {
-            INDEX_METADATA: {TOTAL_SIZE_KEY: total, **(metadata or {}), SAVE_KEY: save_id, SCHEMA_KEY: schema},
-            INDEX_WEIGHT_MAP: {tensor: names[shard] for tensor, shard in weight_map},
-        }
+        index_metadata = {TOTAL_SIZE_KEY: total, **(metadata or {}), SAVE_KEY: save_id, SCHEMA_KEY: schema}
+        placements = {tensor: names[shard] for tensor, shard in weight_map}
+        if checksums:
+            # The index's structure and each shard's checksums entry (which covers the shard whole).
+            index_metadata[CHECKSUMS_KEY] = _core.index_checksums(index_text(index_metadata), placements, list(zip(names, digests)))
+        document = {INDEX_METADATA: index_metadata, INDEX_WEIGHT_MAP: placements}
         index_temp = write_temporary(index, json.dumps(document, ensure_ascii=False, indent=2).encode("utf-8"), fsync, tag=save_id)
         # Everything is written: only renames are left, shards first and the index last, so an index never names a
         # shard that is not in place yet. Saves into one directory take turns here (a lock on the directory), so two at

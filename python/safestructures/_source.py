@@ -9,12 +9,13 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._errors import InvalidFileError, quote, shown
-from ._format import (DCP_KEY, INDEX_METADATA, INDEX_NAME, INDEX_SUFFIX, INDEX_WEIGHT_MAP, SAVE_KEY, SCHEMA_KEY, TOTAL_SIZE_KEY,
-                      V1_SCHEMA_KEY)
-from ._sharded import SHARD_FILE_NAME, check_regular_file, shard_name
+from . import _core
+from ._errors import IntegrityError, InvalidFileError, quote, shown
+from ._format import (CHECKSUMS_KEY, DCP_KEY, INDEX_METADATA, INDEX_NAME, INDEX_SUFFIX, INDEX_WEIGHT_MAP, SAVE_KEY, SCHEMA_KEY,
+                      TOTAL_SIZE_KEY, V1_SCHEMA_KEY)
+from ._sharded import SHARD_FILE_NAME, check_regular_file, index_text, shard_name
 
-__all__ = ["DCP", "FILE", "PLAIN_SHARDS", "SHARDED", "Source", "check_shards", "file_format", "resolve"]
+__all__ = ["DCP", "FILE", "PLAIN_SHARDS", "SHARDED", "Source", "check_shards", "file_format", "resolve", "verify_index"]
 
 #: The kinds of :class:`Source`.
 FILE = "file"
@@ -41,6 +42,8 @@ class Source:
     metadata: dict[str, Any] | None = None
     where: dict[str, int] = field(default_factory=dict)
     save_id: str | None = None
+    #: The index's metadata and weight map as read, which its checksums cover (see :func:`verify_index`).
+    index_maps: tuple[dict[str, Any], dict[str, str]] | None = None
 
 
 def file_format(structured: bool, metadata: dict[str, str] | None) -> str:
@@ -102,10 +105,10 @@ def resolve(path: str, max_header_size: int) -> Source:
     save_id = metadata.get(SAVE_KEY)
     if save_id is not None and not isinstance(save_id, str):
         raise InvalidFileError(f"{index}: metadata {quote(SAVE_KEY)} must be a string")
-    kept = {k: v for k, v in metadata.items() if k not in (SCHEMA_KEY, SAVE_KEY, TOTAL_SIZE_KEY)}
+    kept = {k: v for k, v in metadata.items() if k not in (SCHEMA_KEY, SAVE_KEY, TOTAL_SIZE_KEY, CHECKSUMS_KEY)}
     if not all(isinstance(v, str) for v in kept.values()):
         raise InvalidFileError(f"{index}: metadata values other than {TOTAL_SIZE_KEY} must be strings")
-    return Source(SHARDED, path, paths, index, schema, kept, where, save_id)
+    return Source(SHARDED, path, paths, index, schema, kept, where, save_id, (metadata, weight_map))
 
 
 def parse_json(raw: bytes | str, index: str) -> Any:
@@ -147,3 +150,27 @@ def check_shards(source: Source, document: Any) -> None:
             if where.get(name) != shard:
                 raise InvalidFileError(f"{index}: shard {os.path.basename(path)} holds tensor {quote(name)}, which the "
                                        "index does not map to it")
+
+
+def verify_index(source: Source, document: Any) -> None:
+    """A sharded save's index against its checksums (its metadata, with the structure, and its weight map), and each
+    shard against the digest the index records of it (which covers the shard whole: its own checksums cover its
+    header and tensors, which the load checks as it reads them). An index without checksums is not checked.
+
+    Raises:
+        IntegrityError: what does not match, naming the index or the shard.
+    """
+    if source.index_maps is None:
+        return
+    metadata, weight_map = source.index_maps
+    try:
+        recorded = _core.verify_index(index_text(metadata), weight_map)
+    except IntegrityError as e:
+        raise IntegrityError(f"{source.index}: {e}", code=e.code) from None
+    if recorded is None:
+        return
+    for shard, path in enumerate(source.paths):
+        name = os.path.basename(path)
+        if recorded.get(name) != document.entry_digest(shard):
+            raise IntegrityError(f"{source.index}: shard {name} does not match the checksum the index records of it "
+                                 "(the shard changed, or is another save's)", code="ChecksumMismatch")

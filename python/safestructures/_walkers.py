@@ -76,10 +76,12 @@ def save(
     plugins: type | Iterable[type] | None = None,
     *,
     max_depth: int = DEFAULT_MAX_DEPTH,
+    checksums: bool = True,
 ) -> bytes:
-    """Save nested data as the bytes of a safetensors file (what :func:`save_file` would write)."""
+    """Save nested data as the bytes of a safetensors file (what :func:`save_file` would write, checksums included
+    unless ``checksums=False``)."""
     context = {"plugins": _plugins.check_plugins(plugins)}
-    return _core.save_bytes(data, _check_metadata(metadata), max_depth, DEFAULT_MAX_HEADER_SIZE, context)
+    return _core.save_bytes(data, _check_metadata(metadata), max_depth, DEFAULT_MAX_HEADER_SIZE, context, checksums)
 
 
 def unstructured(
@@ -114,8 +116,9 @@ def load(
     max_nodes: int = DEFAULT_MAX_NODES,
     max_header_size: int = DEFAULT_MAX_HEADER_SIZE,
     max_bytes: int | None = None,
+    verify: bool = False,
 ) -> Any:
-    """Load data from the bytes of a safetensors file, as :func:`load_file` does.
+    """Load data from the bytes of a safetensors file, as :func:`load_file` does (``verify`` too).
 
     numpy arrays are views of ``data`` itself (read-only when ``data`` is immutable, like ``bytes``); torch tensors
     are views of a writable ``data`` (a bytearray, or a memoryview of one) and hold its buffer, so that it cannot be
@@ -123,7 +126,7 @@ def load(
     """
     context = load_context(framework, device, plugins, types, strict, max_bytes, memoryview(data).nbytes)
     with reading("the buffer"):
-        structured, payload, metadata = _core.load_bytes(data, max_depth, max_nodes, max_header_size, context)
+        structured, payload, metadata = _core.load_bytes(data, max_depth, max_nodes, max_header_size, context, verify)
         return payload if structured else unstructured(data, payload, metadata, context, max_depth)
 
 

@@ -11,6 +11,7 @@
 #include <utility>
 #include <vector>
 
+#include "safestructures/checksum.hpp"
 #include "safestructures/error.hpp"
 #include "safestructures/reader.hpp"
 #include "safestructures/schema.hpp"
@@ -101,6 +102,8 @@ SaveResult walk_data(nb::handle data, std::uint32_t max_depth, nb::handle contex
 struct Shard {
   Reader reader;
   nb::object buffer;
+  // Read by the first verified load: the file's checksums (nullopt inside when it has none), its header checked.
+  mutable std::optional<std::optional<Checksums>> checksums;
 };
 
 // Where a structure's tensors live: the one file it was saved to, or each file of a sharded save.
@@ -114,6 +117,11 @@ struct TensorSource {
   Found find(std::string_view name) const;
   // Raises TensorMismatch when two shards hold a tensor of the same name, which would make the schema ambiguous.
   void check_unique_names() const;
+  // A verified load: every shard's header against its checksums, then each tensor found as it is built (the
+  // checksums of docs/format.md section 8; files without them are not checked). Raise ChecksumMismatch or
+  // ChecksumsInvalid.
+  void verify_headers() const;
+  void verify(const Found& found) const;
 };
 
 // A header's metadata as {str: str} (None when the file has none); with `metadata`, that subset of it.
@@ -131,6 +139,8 @@ struct LoadOptions {
   std::uint64_t max_nodes = default_max_nodes;
   // Per-load state of the framework adapters (target framework, device, tensors built so far), passed to make_tensor.
   nb::handle context;
+  // Check the header and each tensor built against the checksums saved with them (TensorSource::verify).
+  bool verify = false;
 };
 
 // Builds the Python object a structured file (a source of one shard) holds; an invalid object for a file with no schema.

@@ -68,6 +68,8 @@ void register_error_translator() {
     } catch (const Error& e) {
       if (e.code() == ErrorCode::Io) {
         set_os_error(e);
+      } else if (e.code() == ErrorCode::ChecksumMismatch || e.code() == ErrorCode::ChecksumsInvalid) {
+        set_error("IntegrityError", e);
       } else {
         set_error("InvalidFileError", e);
       }

@@ -68,6 +68,11 @@ class LazyFile {
     return structured() ? metadata_to_python(header, user_metadata(header)) : metadata_to_python(header);
   }
   nb::list tensors(std::size_t shard) const { return tensor_table(source_.shards.at(shard).reader.header()); }
+  // The digest of the shard's checksums entry (what a sharded save's index records of it), or None.
+  nb::object entry_digest(std::size_t shard) const {
+    const std::optional<std::uint64_t> digest = checksums_entry_digest(source_.shards.at(shard).reader.header());
+    return digest ? nb::object(nb::int_(*digest)) : nb::none();
+  }
 
   // (JSON kind, tag or None, element/member count, index one past the subtree, what the node holds as the lazy API
   // names it: a tagged node by its tag, plain JSON by its Python type, "none" for null).
@@ -232,10 +237,11 @@ class LazyFile {
   }
 
   // Builds the object at node `i`; anything it refers to outside itself is built too, and nothing else is read.
-  nb::object load(std::size_t i, nb::handle context) {
+  nb::object load(std::size_t i, nb::handle context, bool verify) {
     at(i);
     LoadOptions options = options_;
     options.context = context;
+    options.verify = verify;
     if (i == tree_->root()) {
       // The whole data: read as load_file reads, with the kernel's readahead.
       for (const Shard& shard : source_.shards) mapping(shard).set_access(Access::Whole);
@@ -325,6 +331,7 @@ void register_lazy_file(nb::module_& m) {
       .def("buffer", &LazyFile::buffer, "shard"_a = 0, "The FileBuffer of a mapped file.")
       .def("metadata", &LazyFile::metadata, "shard"_a = 0, "A file's metadata without the reserved keys (None when it has none).")
       .def("tensors", &LazyFile::tensors, "shard"_a = 0, "A file's tensors: [(name, dtype, shape, offset, nbytes)].")
+      .def("entry_digest", &LazyFile::entry_digest, "shard"_a = 0, "The digest of a file's checksums entry, or None.")
       .def("node", &LazyFile::node, "index"_a, "(JSON kind, tag or None, count, end, kind) of a node.")
       .def("entries", &LazyFile::entries, "index"_a, "[(member name, value node)] of an object node, [(position, node)] of an array.")
       .def("value", &LazyFile::value, "index"_a, "The value of a scalar node.")
@@ -333,7 +340,9 @@ void register_lazy_file(nb::module_& m) {
            "(indexed, [(key, child)], [(position, key node)]) of a container node, the keys to build listed; None for a leaf.")
       .def("type_names", &LazyFile::type_names, "{kind: {class name: count}} of every class the tree names.")
       .def("tensor", &LazyFile::tensor, "name"_a, "(dtype, shape, nbytes, shard, offset) of a tensor, or None.")
-      .def("load", &LazyFile::load, "index"_a, "context"_a.none(), "Build the Python object at a node.")
+      .def("load", &LazyFile::load, "index"_a, "context"_a.none(), "verify"_a = false,
+           "Build the Python object at a node; with `verify`, check each tensor it reads (and the headers) against the "
+           "checksums saved with them.")
       .def("load_many", &LazyFile::load_many, "indices"_a, "context"_a.none(), "keys"_a = false,
            "Build the Python objects at several nodes in one pass (what they share is built once); with `keys`, the "
            "keys of one mapping, hashed within the load's limits.")

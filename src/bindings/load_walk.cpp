@@ -113,6 +113,13 @@ void Loader::fill_pairs(std::size_t object, const nb::object& target, bool exact
 TensorSource::Found Loader::find_tensor(std::string_view name) {
   const TensorSource::Found found = source_.find(name);
   if (found.info == nullptr) invalid("the schema refers to tensor " + quote_name(name) + ", which the file lacks", ErrorCode::TensorNotFound);
+  if (verify_) {
+    try {
+      source_.verify(found);
+    } catch (const Error& e) {
+      invalid(e.what(), e.code());
+    }
+  }
   return found;
 }
 
@@ -279,7 +286,24 @@ void TensorSource::check_unique_names() const {
   }
 }
 
+const std::optional<Checksums>& checksums_of(const Shard& shard) {
+  if (!shard.checksums) {
+    shard.checksums = read_checksums(shard.reader.header());
+    if (*shard.checksums) verify_header(shard.reader.header(), **shard.checksums);
+  }
+  return *shard.checksums;
+}
+
+void TensorSource::verify_headers() const {
+  for (const Shard& shard : shards) checksums_of(shard);
+}
+
+void TensorSource::verify(const Found& found) const {
+  if (const auto& sums = checksums_of(*found.shard)) verify_tensor(found.shard->reader, *found.info, *sums);
+}
+
 nb::object build_node(const TreeReader& tree, std::size_t node, const TensorSource& source, const LoadOptions& options, bool partial) {
+  if (options.verify) source.verify_headers();
   Loader loader(tree, source, options, partial);
   GcPause pause;
   return partial ? loader.build_target(node) : loader.build(node);
@@ -287,6 +311,7 @@ nb::object build_node(const TreeReader& tree, std::size_t node, const TensorSour
 
 nb::list build_nodes(const TreeReader& tree, const std::vector<std::size_t>& nodes, const TensorSource& source, const LoadOptions& options,
                      bool keys, std::size_t& built) {
+  if (options.verify) source.verify_headers();
   Loader loader(tree, source, options, true);
   GcPause pause;
   HashRuns runs;

@@ -124,7 +124,7 @@ class Loader {
   // With `partial`, the nodes built may be any parts of the tree (see build_target), found through its index.
   Loader(const TreeReader& tree, const TensorSource& source, const LoadOptions& options, bool partial)
       : tree_(tree), tape_(tree.tape()), source_(source), index_(partial ? &tree.index() : nullptr), context_(options.context), hooks_(hooks()),
-        ids_(tape_.size() + 1, partial), hash_budget_(hash_budget(tape_.size())), max_depth_(options.max_depth) {
+        ids_(tape_.size() + 1, partial), hash_budget_(hash_budget(tape_.size())), max_depth_(options.max_depth), verify_(options.verify) {
     expose_where();
   }
   ~Loader() { restore_where(); }
@@ -243,6 +243,7 @@ class Loader {
   // Levels of containers being built: the same count the saver limits, whatever JSON depth each level takes.
   std::uint32_t depth_ = 0;
   std::uint32_t max_depth_;
+  bool verify_;
   // Plugin nodes being built around the current node.
   std::uint32_t plugin_depth_ = 0;
 };

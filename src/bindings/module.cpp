@@ -3,7 +3,9 @@
 #include <Python.h>
 #include <nanobind/nanobind.h>
 #include <nanobind/stl/filesystem.h>
+#include <nanobind/stl/pair.h>
 #include <nanobind/stl/string.h>
+#include <nanobind/stl/vector.h>
 
 #include <limits>
 #include <memory>
@@ -63,9 +65,14 @@ void set_hooks(nb::dict given) {
 }
 
 nb::object metadata_to_python(const Header& header, const Metadata& metadata) {
-  if (!header.has_metadata) return nb::none();
+  // A file whose metadata is only its checksums has none of the caller's, as it was saved.
+  const bool only_checksums = header.metadata.size() == 1 && header.metadata.front().first == checksums_metadata_key;
+  if (!header.has_metadata || only_checksums) return nb::none();
   nb::dict out;
-  for (const auto& [key, value] : metadata) out[nb::str(key.data(), key.size())] = nb::str(value.data(), value.size());
+  for (const auto& [key, value] : metadata) {
+    // The checksums are the file's own, never the caller's metadata (a plain file's included).
+    if (key != checksums_metadata_key) out[nb::str(key.data(), key.size())] = nb::str(value.data(), value.size());
+  }
   return out;
 }
 
@@ -121,17 +128,17 @@ nb::bytes filled_bytes(std::uint64_t size, Fill&& fill) {
   return result;
 }
 
-void py_write_file(const std::filesystem::path& path, nb::handle entries, nb::handle metadata, bool fsync) {
+void py_write_file(const std::filesystem::path& path, nb::handle entries, nb::handle metadata, bool fsync, bool checksums) {
   const std::vector<WriteTensor> tensors = make_write_tensors(entries);
   const std::optional<Metadata> meta = make_metadata(metadata);
   nb::gil_scoped_release release;
-  as_argument_error([&] { write_file(path, tensors, meta ? &*meta : nullptr, WriteOptions{fsync}); });
+  as_argument_error([&] { write_file(path, tensors, meta ? &*meta : nullptr, WriteOptions{fsync, checksums}); });
 }
 
-nb::bytes py_write_bytes(nb::handle entries, nb::handle metadata) {
+nb::bytes py_write_bytes(nb::handle entries, nb::handle metadata, bool checksums) {
   const std::vector<WriteTensor> tensors = make_write_tensors(entries);
   const std::optional<Metadata> meta = make_metadata(metadata);
-  const Layout layout = as_argument_error([&] { return plan_layout(tensors, meta ? &*meta : nullptr); });
+  const Layout layout = as_argument_error([&] { return plan_layout(tensors, meta ? &*meta : nullptr, default_max_header_size, {}, checksums); });
   return filled_bytes(layout.file_size(), [&](std::span<std::byte> out) { write_into(out, layout, tensors); });
 }
 
@@ -157,24 +164,24 @@ nb::bytes unpack_sub_byte_py(const std::string& dtype, nb::bytes packed, std::ui
 }
 
 StructuredLayout plan_save(nb::handle data, nb::handle metadata, std::uint32_t max_depth, std::uint64_t max_header_size,
-                           nb::handle context, SaveResult& walked) {
+                           nb::handle context, bool checksums, SaveResult& walked) {
   const Metadata meta = make_metadata(metadata).value_or(Metadata{});
   walked = walk_data(data, max_depth, context);
-  return as_argument_error([&] { return std::move(walked.tree).plan(meta, max_header_size); });
+  return as_argument_error([&] { return std::move(walked.tree).plan(meta, max_header_size, checksums); });
 }
 
 void py_save_file(nb::handle data, const std::filesystem::path& path, nb::handle metadata, std::uint32_t max_depth, bool fsync,
-                  std::uint64_t max_header_size, nb::handle context) {
+                  std::uint64_t max_header_size, nb::handle context, bool checksums) {
   SaveResult walked;
-  const StructuredLayout plan = plan_save(data, metadata, max_depth, max_header_size, context, walked);
+  const StructuredLayout plan = plan_save(data, metadata, max_depth, max_header_size, context, checksums, walked);
   nb::gil_scoped_release release;
   as_argument_error([&] { write_structured(path, plan, WriteOptions{fsync}); });
 }
 
 nb::bytes py_save_bytes(nb::handle data, nb::handle metadata, std::uint32_t max_depth, std::uint64_t max_header_size,
-                        nb::handle context) {
+                        nb::handle context, bool checksums) {
   SaveResult walked;
-  const StructuredLayout plan = plan_save(data, metadata, max_depth, max_header_size, context, walked);
+  const StructuredLayout plan = plan_save(data, metadata, max_depth, max_header_size, context, checksums, walked);
   return filled_bytes(plan.layout.file_size(), [&](std::span<std::byte> out) { write_structured_into(out, plan); });
 }
 
@@ -183,7 +190,7 @@ nb::bytes py_save_bytes(nb::handle data, nb::handle metadata, std::uint32_t max_
 // caller's (_sharded.shard_name).
 nb::tuple py_save_sharded(nb::handle data, const std::filesystem::path& directory, const std::string& prefix, const std::string& save_id,
                           std::uint32_t max_depth,
-                          std::uint64_t max_shard_size, bool fsync, nb::handle context) {
+                          std::uint64_t max_shard_size, bool fsync, nb::handle context, bool checksums) {
   SaveResult walked = walk_data(data, max_depth, context);
   const std::vector<WriteTensor>& tensors = walked.tree.tensors;
   const std::uint64_t unlimited = std::numeric_limits<std::uint64_t>::max();
@@ -205,17 +212,21 @@ nb::tuple py_save_sharded(nb::handle data, const std::filesystem::path& director
   // The save's id in every shard, checked against the index's on load; temporary names carry it too, so two saves
   // into one directory at once never write the same file.
   const Metadata format{{std::string(save_id_key), save_id}, {"format", "pt"}};
-  nb::list files;
+  nb::list files, digests;
   std::vector<std::filesystem::path> written;
   try {
     for (std::size_t k = 0; k < shards.size(); ++k) {
       const std::filesystem::path temp = directory / ("." + prefix + "-" + std::to_string(k + 1) + "." + save_id + ".partial");
+      std::optional<std::uint64_t> digest;
       {
         nb::gil_scoped_release release;
-        write_file(temp, shards[k], &format, WriteOptions{fsync});
+        write_file(temp, shards[k], &format, WriteOptions{fsync, checksums});
+        written.push_back(temp);
+        // What the index records of the shard (its checksums entry, which covers the whole file).
+        if (checksums) digest = checksums_entry_digest(Reader::open(temp, default_max_header_size, Access::Parts).header());
       }
-      written.push_back(temp);
       files.append(temp.string());
+      digests.append(digest ? nb::object(nb::int_(*digest)) : nb::none());
     }
   } catch (...) {
     std::error_code ignored;
@@ -223,27 +234,34 @@ nb::tuple py_save_sharded(nb::handle data, const std::filesystem::path& director
     throw;
   }
   const std::string document = walked.tree.document();
-  return nb::make_tuple(nb::str(document.data(), document.size()), files, weight_map, total);
+  return nb::make_tuple(nb::str(document.data(), document.size()), files, weight_map, total, digests);
 }
 
 // (structured, data or tensor table, user metadata): data when the file has a schema, else the flat tensor table.
-nb::tuple load_from(const TensorSource& file, std::uint32_t max_depth, std::uint64_t max_nodes, nb::handle context) {
-  nb::object data = build_data(file, LoadOptions{max_depth, max_nodes, context});
+nb::tuple load_from(const TensorSource& file, std::uint32_t max_depth, std::uint64_t max_nodes, nb::handle context, bool verify) {
+  nb::object data = build_data(file, LoadOptions{max_depth, max_nodes, context, verify});
   const Header& header = file.shards.front().reader.header();
-  if (!data.is_valid()) return nb::make_tuple(false, tensor_table(header), metadata_to_python(header));
+  if (!data.is_valid()) {
+    if (verify) {
+      // A plain file loads every tensor: each is checked.
+      file.verify_headers();
+      for (const TensorInfo& t : header.tensors) file.verify({&t, &file.shards.front()});
+    }
+    return nb::make_tuple(false, tensor_table(header), metadata_to_python(header));
+  }
   return nb::make_tuple(true, data, metadata_to_python(header, user_metadata(header)));
 }
 
 nb::tuple py_load_file(const std::filesystem::path& path, std::uint32_t max_depth, std::uint64_t max_nodes, std::uint64_t max_header_size,
-                       nb::handle context) {
+                       nb::handle context, bool verify) {
   auto [reader, buffer] = open_mapped(path, max_header_size);
   TensorSource file;
   file.shards.push_back(Shard{std::move(reader), buffer});
-  return nb::make_tuple(buffer, naming_file(path.string(), [&] { return load_from(file, max_depth, max_nodes, context); }));
+  return nb::make_tuple(buffer, naming_file(path.string(), [&] { return load_from(file, max_depth, max_nodes, context, verify); }));
 }
 
 nb::tuple py_load_bytes(nb::handle data, std::uint32_t max_depth, std::uint64_t max_nodes, std::uint64_t max_header_size,
-                        nb::handle context) {
+                        nb::handle context, bool verify) {
   Py_buffer view;
   if (PyObject_GetBuffer(data.ptr(), &view, PyBUF_SIMPLE) != 0) throw nb::python_error();
   // Held for the call only: the arrays built over `data` hold buffer exports of their own.
@@ -252,7 +270,32 @@ nb::tuple py_load_bytes(nb::handle data, std::uint32_t max_depth, std::uint64_t 
   file.shards.push_back(Shard{Reader::from_buffer(nullptr, {static_cast<const std::byte*>(view.buf), static_cast<std::size_t>(view.len)},
                                                   !view.readonly, max_header_size),
                               nb::borrow(data)});
-  return load_from(file, max_depth, max_nodes, context);
+  return load_from(file, max_depth, max_nodes, context, verify);
+}
+
+// (has checksums, [what does not match], the digest of its checksums entry or None) of the file at `path`.
+nb::tuple py_verify_file(const std::filesystem::path& path, std::uint64_t max_header_size) {
+  auto [reader, buffer] = open_mapped(path, max_header_size, Access::Whole);
+  const VerifyReport report = naming_file(path.string(), [&] {
+    nb::gil_scoped_release release;
+    return verify_file(reader);
+  });
+  nb::list mismatches;
+  for (const std::string& m : report.mismatches) mismatches.append(python_text(m));
+  const std::optional<std::uint64_t> digest = checksums_entry_digest(reader.header());
+  return nb::make_tuple(report.has_checksums, mismatches, digest ? nb::object(nb::int_(*digest)) : nb::none());
+}
+
+std::string py_index_checksums(nb::handle metadata, nb::handle weight_map, const std::vector<std::pair<std::string, std::uint64_t>>& shards) {
+  return index_checksums_entry(*make_metadata(metadata), *make_metadata(weight_map), shards);
+}
+
+nb::object py_verify_index(nb::handle metadata, nb::handle weight_map) {
+  const auto shards = verify_index(*make_metadata(metadata), *make_metadata(weight_map));
+  if (!shards) return nb::none();
+  nb::dict out;
+  for (const auto& [file, digest] : *shards) out[nb::str(file.data(), file.size())] = nb::int_(digest);
+  return out;
 }
 
 // The format's vocabulary for the Python layer, which spells none of it again: the reserved names, and each kind's
@@ -265,6 +308,7 @@ nb::dict format_table() {
   out["schema_key"] = text(schema_metadata_key);
   out["spill_tensor"] = text(schema_spill_tensor);
   out["save_id_key"] = text(save_id_key);
+  out["checksums_key"] = text(checksums_metadata_key);
   out["v1_schema_key"] = text(v1_schema_key);
   out["v1_version_key"] = text(v1_version_key);
   out["id_member"] = text(id_member);
@@ -308,11 +352,11 @@ NB_MODULE(_core, m) {
         "of the file.");
   m.def("read_bytes", &py_read_bytes, "data"_a, "max_header_size"_a = default_max_header_size,
         "Validate the header of the safetensors file in a buffer: (metadata, tensors), as read_file gives them.");
-  m.def("write_file", &py_write_file, "path"_a, "tensors"_a, "metadata"_a.none() = nb::none(), "fsync"_a = false,
+  m.def("write_file", &py_write_file, "path"_a, "tensors"_a, "metadata"_a.none() = nb::none(), "fsync"_a = false, "checksums"_a = true,
         "Write a safetensors file atomically from [(name, dtype, shape, ndarray), ...].\n\n"
         "Tensor bytes stream from the arrays' own memory (strided arrays are gathered in bounded chunks); the file is "
         "written beside `path` and renamed over it, so `path` is never left half-written.");
-  m.def("write_bytes", &py_write_bytes, "tensors"_a, "metadata"_a.none() = nb::none(),
+  m.def("write_bytes", &py_write_bytes, "tensors"_a, "metadata"_a.none() = nb::none(), "checksums"_a = true,
         "Serialize [(name, dtype, shape, ndarray), ...] to the bytes of a safetensors file.");
   m.def("pack_sub_byte", &pack_sub_byte_py, "dtype"_a, "codes"_a,
         "Pack one-code-per-byte elements of a sub-byte dtype (F4, F6_E2M3, F6_E3M2) into its little-endian bit stream.");
@@ -320,22 +364,32 @@ NB_MODULE(_core, m) {
         "Unpack a sub-byte dtype's bit stream into one code per byte.");
   m.def("set_hooks", &set_hooks, "hooks"_a, "Install the Python callables the tree walkers use (done by safestructures at import).");
   m.def("save_file", &py_save_file, "data"_a.none(), "path"_a, "metadata"_a.none() = nb::none(), "max_depth"_a = default_max_depth, "fsync"_a = false,
-        "max_header_size"_a = default_max_header_size, "context"_a.none() = nb::none(),
+        "max_header_size"_a = default_max_header_size, "context"_a.none() = nb::none(), "checksums"_a = true,
         "Save nested data with tensors as a structured safetensors file, atomically. `context` is handed to the "
         "array_entry hook for every tensor.");
   m.def("save_bytes", &py_save_bytes, "data"_a.none(), "metadata"_a.none() = nb::none(), "max_depth"_a = default_max_depth,
-        "max_header_size"_a = default_max_header_size, "context"_a.none() = nb::none(),
+        "max_header_size"_a = default_max_header_size, "context"_a.none() = nb::none(), "checksums"_a = true,
         "Save nested data with tensors as the bytes of a structured safetensors file.");
   m.def("save_sharded", &py_save_sharded, "data"_a.none(), "directory"_a, "prefix"_a, "save_id"_a, "max_depth"_a, "max_shard_size"_a, "fsync"_a,
-        "context"_a.none(),
+        "context"_a.none(), "checksums"_a = true,
         "Write the tensors of `data` as shards under temporary names in `directory`: (schema document, [temporary "
-        "path of each shard], [(tensor, shard number)], total tensor bytes). The caller writes the index and renames.");
+        "path of each shard], [(tensor, shard number)], total tensor bytes, [digest of each shard's checksums entry, "
+        "or None]). The caller writes the index and renames.");
   m.def("load_file", &py_load_file, "path"_a, "max_depth"_a = default_max_depth, "max_nodes"_a = default_max_nodes,
-        "max_header_size"_a = default_max_header_size, "context"_a.none() = nb::none(),
+        "max_header_size"_a = default_max_header_size, "context"_a.none() = nb::none(), "verify"_a = false,
         "Load a file: (buffer, (True, data, user metadata)) for a structured file, (buffer, (False, tensor table, "
         "metadata)) for a plain safetensors file.");
   m.def("load_bytes", &py_load_bytes, "data"_a, "max_depth"_a = default_max_depth, "max_nodes"_a = default_max_nodes,
-        "max_header_size"_a = default_max_header_size, "context"_a.none() = nb::none(),
+        "max_header_size"_a = default_max_header_size, "context"_a.none() = nb::none(), "verify"_a = false,
         "Load from a buffer: (True, data, user metadata) or (False, tensor table, metadata); arrays view `data`.");
+  m.def("verify_file", &py_verify_file, "path"_a, "max_header_size"_a = default_max_header_size,
+        "Check a file's checksums: (has checksums, [message naming each tensor, or the structure, that does not match], "
+        "digest of its checksums entry or None).");
+  m.def("index_checksums", &py_index_checksums, "metadata"_a, "weight_map"_a, "shards"_a,
+        "The checksums entry of a sharded save's index, from its metadata and weight map ({str: str}) and [(shard file, "
+        "digest of its checksums entry)].");
+  m.def("verify_index", &py_verify_index, "metadata"_a, "weight_map"_a,
+        "Check an index's metadata and weight map against its checksums entry; {shard file: digest} it records, or None "
+        "when it has none.");
   register_lazy_file(m);
 }

@@ -61,6 +61,12 @@ void HeaderDigest::tensor(std::string_view name, Dtype dtype, std::span<const st
   number(end);
 }
 
+void HeaderDigest::placement(std::string_view name, std::string_view file) {
+  text("W");
+  text(name);
+  text(file);
+}
+
 std::uint64_t header_digest(const Header& header) {
   std::vector<const std::pair<std::string, std::string>*> pairs;
   for (const auto& kv : header.metadata) {
@@ -96,15 +102,23 @@ std::uint64_t parse_digest(const Node& node, std::string_view of) {
 
 }  // namespace
 
-std::optional<Checksums> read_checksums(const Header& header) {
-  const std::string* entry = header.find_metadata(checksums_metadata_key);
-  if (entry == nullptr) return std::nullopt;
+namespace {
+
+// An entry's JSON parsed and its algorithm and header digest checked; `members` names the object of digests.
+struct Entry {
   Tape tape;
+  std::uint64_t header = 0;
+  std::size_t digests = Tape::npos;
+};
+
+Entry parse_entry(std::string_view text, std::string_view members, std::uint64_t max_members) {
+  Entry e;
   try {
-    tape = parse_schema_json(*entry, SchemaLimits{8, 2 * header.tensors.size() + 16});
+    e.tape = parse_schema_json(text, SchemaLimits{8, 2 * max_members + 16});
   } catch (const Error&) {
     malformed("is not JSON of the expected size and depth");
   }
+  const Tape& tape = e.tape;
   if (tape[0].kind != NodeKind::Object) malformed("is not a JSON object");
   const std::size_t algorithm = tape.member(0, "algorithm");
   if (algorithm == Tape::npos || tape[algorithm].kind != NodeKind::String || tape[algorithm].text != checksum_algorithm) {
@@ -112,20 +126,38 @@ std::optional<Checksums> read_checksums(const Header& header) {
   }
   const std::size_t head = tape.member(0, "header");
   if (head == Tape::npos) malformed("lacks the header's digest");
-  const std::size_t tensors = tape.member(0, "tensors");
-  if (tensors == Tape::npos || tape[tensors].kind != NodeKind::Object) malformed("lacks the object of tensor digests");
+  e.digests = tape.member(0, members);
+  if (e.digests == Tape::npos || tape[e.digests].kind != NodeKind::Object) malformed("lacks the object \"" + std::string(members) + "\" of digests");
+  e.header = parse_digest(tape[head], "the header");
+  return e;
+}
+
+// Calls fn(name, digest) for each member of the entry's object of digests.
+template <class Fn>
+void for_each_digest(const Entry& e, std::string_view what, Fn fn) {
+  const Tape& tape = e.tape;
+  for (std::size_t i = e.digests + 1; i < tape[e.digests].end; i = tape.next(i + 1)) {
+    fn(tape[i].text, parse_digest(tape[i + 1], std::string(what) + " " + quote_name(tape[i].text)));
+  }
+}
+
+}  // namespace
+
+std::optional<Checksums> read_checksums(const Header& header) {
+  const std::string* text = header.find_metadata(checksums_metadata_key);
+  if (text == nullptr) return std::nullopt;
+  const Entry entry = parse_entry(*text, "tensors", header.tensors.size());
   Checksums out;
-  out.header = parse_digest(tape[head], "the header");
+  out.header = entry.header;
   std::vector<bool> seen(header.tensors.size(), false);
   out.tensors.assign(header.tensors.size(), 0);
-  for (std::size_t i = tensors + 1; i < tape[tensors].end; i = tape.next(i + 1)) {
-    const std::string_view name = tape[i].text;
+  for_each_digest(entry, "tensor", [&](std::string_view name, std::uint64_t digest) {
     const auto at = header.index.find(name);
     if (at == header.index.end()) malformed("has a digest for tensor " + quote_name(name) + ", which the file lacks");
     if (seen[at->second]) malformed("has two digests for tensor " + quote_name(name));
     seen[at->second] = true;
-    out.tensors[at->second] = parse_digest(tape[i + 1], "tensor " + quote_name(name));
-  }
+    out.tensors[at->second] = digest;
+  });
   for (std::size_t k = 0; k < seen.size(); ++k) {
     if (!seen[k]) malformed("has no digest for tensor " + quote_name(header.tensors[k].name));
   }
@@ -143,6 +175,55 @@ void verify_tensor(const Reader& reader, const TensorInfo& info, const Checksums
   if (hash_bytes(reader.tensor(info).bytes) != checksums.tensors[k]) {
     raise(ErrorCode::ChecksumMismatch, "tensor " + quote_name(info.name) + " does not match its checksum: its bytes changed since the save");
   }
+}
+
+std::optional<std::uint64_t> checksums_entry_digest(const Header& header) {
+  const std::string* text = header.find_metadata(checksums_metadata_key);
+  if (text == nullptr) return std::nullopt;
+  return hash_bytes({reinterpret_cast<const std::byte*>(text->data()), text->size()});
+}
+
+namespace {
+
+std::uint64_t index_digest(const Metadata& metadata, const Metadata& weight_map) {
+  const auto by_key = [](const Metadata& pairs) {
+    std::vector<const std::pair<std::string, std::string>*> sorted;
+    for (const auto& kv : pairs) {
+      if (kv.first != checksums_metadata_key) sorted.push_back(&kv);
+    }
+    std::sort(sorted.begin(), sorted.end(), [](auto* a, auto* b) { return a->first < b->first; });
+    return sorted;
+  };
+  HeaderDigest digest;
+  for (const auto* kv : by_key(metadata)) digest.metadata(kv->first, kv->second);
+  for (const auto* kv : by_key(weight_map)) digest.placement(kv->first, kv->second);
+  return digest.digest();
+}
+
+}  // namespace
+
+std::string index_checksums_entry(const Metadata& metadata, const Metadata& weight_map,
+                                  const std::vector<std::pair<std::string, std::uint64_t>>& shard_digests) {
+  std::string out = "{\"algorithm\":\"" + std::string(checksum_algorithm) + "\",\"header\":\"" +
+                    digest_hex(index_digest(metadata, weight_map)) + "\",\"shards\":{";
+  for (std::size_t k = 0; k < shard_digests.size(); ++k) {
+    if (k) out += ',';
+    append_json_string(out, shard_digests[k].first);
+    out += ":\"" + digest_hex(shard_digests[k].second) + "\"";
+  }
+  return out + "}}";
+}
+
+std::optional<std::vector<std::pair<std::string, std::uint64_t>>> verify_index(const Metadata& metadata, const Metadata& weight_map) {
+  const auto text = std::find_if(metadata.begin(), metadata.end(), [](const auto& kv) { return kv.first == checksums_metadata_key; });
+  if (text == metadata.end()) return std::nullopt;
+  const Entry entry = parse_entry(text->second, "shards", weight_map.size() + 1);
+  if (entry.header != index_digest(metadata, weight_map)) {
+    raise(ErrorCode::ChecksumMismatch, "the index's structure does not match its checksum: its metadata or weight map changed since the save");
+  }
+  std::vector<std::pair<std::string, std::uint64_t>> shards;
+  for_each_digest(entry, "shard", [&](std::string_view file, std::uint64_t digest) { shards.emplace_back(std::string(file), digest); });
+  return shards;
 }
 
 VerifyReport verify_file(const Reader& reader) {

@@ -360,7 +360,7 @@ Layout plan_layout(std::span<const WriteTensor> tensors, const Metadata* metadat
     for (const auto& kv : *metadata) {
       if (!is_valid_utf8(kv.first)) raise(ErrorCode::InvalidMetadata, "metadata key " + quote_name(kv.first) + " is not valid UTF-8");
       if (!is_valid_utf8(kv.second)) raise(ErrorCode::InvalidMetadata, "metadata value of key " + quote_name(kv.first) + " is not valid UTF-8");
-      if (kv.first == checksums_metadata_key) {
+      if (checksums && kv.first == checksums_metadata_key) {
         raise(ErrorCode::InvalidMetadata, "metadata key " + quote_name(kv.first) + " is reserved for safestructures' own use");
       }
       sorted.push_back(&kv);

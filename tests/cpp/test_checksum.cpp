@@ -122,7 +122,10 @@ TEST(Checksum, FilesWithoutChecksumsReportNone) {
 TEST(Checksum, TheKeyIsReservedInTheCallersMetadata) {
   const Written w;
   const Metadata reserved{{std::string(checksums_metadata_key), "{}"}};
-  EXPECT_TRUE(fails_with([&] { write_bytes(w.tensors, &reserved, false); }, ErrorCode::InvalidMetadata, {"reserved"}));
+  EXPECT_TRUE(fails_with([&] { write_bytes(w.tensors, &reserved, true); }, ErrorCode::InvalidMetadata, {"reserved"}));
+  // Without checksums of its own, the writer copies the key as any other: a file rewritten keeps its checksums.
+  const Bytes copied = write_bytes(w.tensors, &reserved, false);
+  EXPECT_EQ(*test::reader_of(copied).header().find_metadata(checksums_metadata_key), "{}");
   EXPECT_TRUE(fails_with([&] { save_bytes(Value::list(), reserved); }, ErrorCode::InvalidMetadata, {"reserved"}));
 }
 

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "fuzz_common.hpp"
+#include "safestructures/checksum.hpp"
 #include "safestructures/container.hpp"
 #include "safestructures/error.hpp"
 #include "safestructures/reader.hpp"
@@ -171,5 +172,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   check_header(reader->header(), file);
   check_reader(*reader, file);
   check_rewrite(*reader);
+  // Checksums, when the file has an entry: a malformed one is refused with an error, never a crash.
+  fuzz::expect_ok_or_error("verify_file", [&] { (void)verify_file(*reader); });
   return 0;
 }

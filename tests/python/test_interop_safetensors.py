@@ -13,6 +13,7 @@ import safetensors
 import safetensors.numpy
 
 import safestructures
+from safestructures._format import CHECKSUMS_KEY
 from conftest import (
     ML_DTYPES,
     NATIVE_DTYPES,
@@ -45,7 +46,9 @@ def assert_reference_reads(path: Path, expected: dict[str, np.ndarray], metadata
     """The reference loads ``path`` (through load_file and safe_open) to exactly ``expected`` and ``metadata``."""
     assert_identical_dicts(safetensors.numpy.load_file(path), expected)
     with safetensors.safe_open(path, framework="numpy") as f:
-        assert f.metadata() == metadata
+        # Files written here carry checksums beside the caller's metadata, which the reference reads as one more key.
+        read = {key: value for key, value in (f.metadata() or {}).items() if key != CHECKSUMS_KEY}
+        assert (read or None) == (metadata or None)
         assert sorted(f.keys()) == sorted(expected)
         for name, value in expected.items():
             assert_identical(f.get_tensor(name), value)
@@ -108,9 +111,10 @@ def test_safetensors_big_endian_input_loads_here(tmp_path: Path) -> None:
 def test_non_contiguous_fortran_and_big_endian_inputs_load_in_safetensors(tmp_path: Path, name: str) -> None:
     views = layouts(sample_array(name, (4, 5, 6), seed=8))
     path = tmp_path / "ours.safetensors"
-    safestructures.save_tensors(views, path)
+    safestructures.save_tensors(views, path, checksums=False)
     assert_reference_reads(path, views, None)
-    # The reference stores C-order little-endian data too: its file of the same values is byte-identical.
+    # The reference stores C-order little-endian data too: without checksums, its file of the same values is
+    # byte-identical.
     contiguous = {key: view.astype(view.dtype.newbyteorder("<")).copy(order="C") for key, view in views.items()}
     assert path.read_bytes() == safetensors.numpy.save(contiguous)
 
@@ -129,7 +133,8 @@ def test_our_ml_dtypes_files_deserialize_in_safetensors(tmp_path: Path, name: st
     assert info["shape"] == list(shape)
     assert bytes(info["data"]) == array.reshape(-1).view(np.uint8).tobytes()
     with safetensors.safe_open(path, framework="numpy") as f:
-        assert f.metadata() == METADATA
+        # The caller's metadata, and the checksums the save adds beside it (which the reference reader ignores).
+        assert f.metadata() == {**METADATA, CHECKSUMS_KEY: f.metadata()[CHECKSUMS_KEY]}
         assert sorted(f.keys()) == ["pad", "x"]
 
 
@@ -197,7 +202,7 @@ def test_f6_files_validated_by_safetensors_load_here(tmp_path: Path, name: str, 
 def test_every_dtype_in_one_file_both_ways(tmp_path: Path) -> None:
     tensors = {name.lower(): sample_array(name, (4, 2), seed=i) for i, name in enumerate([*NATIVE_DTYPES, *ML_DTYPES, "F4"])}
     ours = tmp_path / "ours.safetensors"
-    safestructures.save_tensors(tensors, ours)
+    safestructures.save_tensors(tensors, ours, checksums=False)
     raw = deserialized(ours)
     assert {key: info["dtype"] for key, info in raw.items()} == {key.lower(): key for key in [*NATIVE_DTYPES, *ML_DTYPES, "F4"]}
     theirs = tmp_path / "theirs.safetensors"
@@ -232,7 +237,7 @@ def test_bytes_equal_the_reference_writer(tmp_path: Path) -> None:
         "u32": sample_array("U32", (2, 1), seed=8),
     }
     path = tmp_path / "ours.safetensors"
-    safestructures.save_tensors(tensors, path)
+    safestructures.save_tensors(tensors, path, checksums=False)
     assert path.read_bytes() == safetensors.numpy.save(tensors)
 
 
@@ -240,7 +245,7 @@ def test_bytes_equal_the_reference_for_names_needing_escapes(tmp_path: Path) -> 
     names = ["\"q\"", "a\\b", "\n\r\t\b\f", "\x01\x1f\x7f", "é", "𝔘", "\u2028\u2029", "/", "<>&", " ", ""]
     tensors = {name: np.full((2,), i, dtype=np.int16) for i, name in enumerate(names)}
     path = tmp_path / "ours.safetensors"
-    safestructures.save_tensors(tensors, path)
+    safestructures.save_tensors(tensors, path, checksums=False)
     assert path.read_bytes() == safetensors.numpy.save(tensors)
 
 
@@ -248,7 +253,7 @@ def test_bytes_equal_the_reference_with_one_metadata_key(tmp_path: Path) -> None
     tensors = {"w": sample_array("F64", (3,), seed=1), "b": sample_array("I8", (5,), seed=2)}
     metadata = {"k\n\x02é": "v \"\\ 𝔘"}
     path = tmp_path / "ours.safetensors"
-    safestructures.save_tensors(tensors, path, metadata)
+    safestructures.save_tensors(tensors, path, metadata, checksums=False)
     assert path.read_bytes() == safetensors.numpy.save(tensors, metadata=metadata)
 
 
@@ -256,7 +261,7 @@ def test_exact_header_with_metadata(tmp_path: Path) -> None:
     tensors = {"b": np.array([1.5, -2.0], dtype=np.float32), "a": np.array([7], dtype=np.int64), "c": np.array([1, 0], dtype=np.bool_)}
     metadata = {"z": "last", "é": "\"q\"\n", "a": "first", "A": ""}
     path = tmp_path / "ours.safetensors"
-    safestructures.save_tensors(tensors, path, metadata)
+    safestructures.save_tensors(tensors, path, metadata, checksums=False)
     expected_json = (
         '{"__metadata__":{"A":"","a":"first","z":"last","é":"\\"q\\"\\n"},'
         '"a":{"dtype":"I64","shape":[1],"data_offsets":[0,8]},'

@@ -17,6 +17,7 @@ import pytest
 
 import safestructures as ss
 from safestructures import InvalidArgumentError, InvalidFileError, UnsupportedTypeError
+from safestructures._format import CHECKSUMS_KEY
 from conftest import assert_same, import_framework, read_header
 
 torch = import_framework("torch")
@@ -87,7 +88,7 @@ def test_round_trip_layouts(tmp_path: Path, size: Any, layout: list[list[str]]) 
     assert files(directory) == sorted([shard_name(i + 1, n) for i in range(n)] + [INDEX])
     index = read_index(directory)
     assert list(index) == ["metadata", "weight_map"]
-    assert list(index["metadata"]) == ["total_size", "run", "__safestructures_save__", "__safestructures__"]
+    assert list(index["metadata"]) == ["total_size", "run", "__safestructures_save__", "__safestructures__", CHECKSUMS_KEY]
     assert re.fullmatch("[0-9a-f]{24}", index["metadata"]["__safestructures_save__"])
     assert index["metadata"]["total_size"] == 912 == sum(SIZES.values())
     assert index["metadata"]["run"] == "r1"
@@ -96,7 +97,8 @@ def test_round_trip_layouts(tmp_path: Path, size: Any, layout: list[list[str]]) 
         header = read_header(directory / shard_name(i + 1, n))
         # Within a shard, tensors are in the writer's canonical order (by dtype, then name).
         assert sorted(k for k in header if k != "__metadata__") == sorted(names)
-        assert header["__metadata__"] == {"format": "pt", "__safestructures_save__": index["metadata"]["__safestructures_save__"]}
+        assert header["__metadata__"] == {"format": "pt", "__safestructures_save__": index["metadata"]["__safestructures_save__"],
+                                          CHECKSUMS_KEY: header["__metadata__"][CHECKSUMS_KEY]}
     assert_same_sample(ss.load_file(directory), data)
     assert_same_sample(ss.load_file(str(directory / INDEX)), data)
     with ss.open(directory) as f:
@@ -106,8 +108,9 @@ def test_round_trip_layouts(tmp_path: Path, size: Any, layout: list[list[str]]) 
 
 def test_fsync_and_path_types(tmp_path: Path) -> None:
     data = sample()
-    ss.save_file(data, str(tmp_path / "str"), max_shard_size=400, fsync=True)
-    ss.save_file(data, tmp_path / "path", max_shard_size="400B", fsync=True)
+    # Without checksums: those cover each shard's save id, so the bytes would differ beyond the id itself.
+    ss.save_file(data, str(tmp_path / "str"), max_shard_size=400, fsync=True, checksums=False)
+    ss.save_file(data, tmp_path / "path", max_shard_size="400B", fsync=True, checksums=False)
     assert files(tmp_path / "str") == files(tmp_path / "path")
     # The same bytes, but for each save's own id (random, so that shards of two saves never pass for one).
     ids = save_id(tmp_path / "str").encode(), save_id(tmp_path / "path").encode()
@@ -147,7 +150,8 @@ def test_shards_are_plain_safetensors_files(tmp_path: Path) -> None:
         if name == INDEX:
             continue
         with safe_open(str(directory / name), "np") as f:
-            assert f.metadata() == {"format": "pt", "__safestructures_save__": save_id(directory)}
+            assert f.metadata() == {"format": "pt", "__safestructures_save__": save_id(directory),
+                                    CHECKSUMS_KEY: f.metadata()[CHECKSUMS_KEY]}
             for key in f.keys():
                 seen[key] = f.get_tensor(key)
         for key, value in st_load_file(str(directory / name)).items():
@@ -205,7 +209,9 @@ def test_no_tensors(tmp_path: Path) -> None:
     assert files(directory) == sorted([INDEX, shard_name(1, 1)])
     index = read_index(directory)
     assert index["metadata"]["total_size"] == 0 and index["weight_map"] == {}
-    assert read_header(directory / shard_name(1, 1)) == {"__metadata__": {"format": "pt", "__safestructures_save__": save_id(directory)}}
+    shard = read_header(directory / shard_name(1, 1))
+    assert shard == {"__metadata__": {"format": "pt", "__safestructures_save__": save_id(directory),
+                                      CHECKSUMS_KEY: shard["__metadata__"][CHECKSUMS_KEY]}}
     assert ss.load_file(directory) == data
     with ss.open(directory) as f:
         assert f.keys() == ["step", "names", "nested"] and f.load("names.1") == "b"

@@ -18,6 +18,7 @@ from safetensors import safe_open
 
 import safestructures
 from safestructures import InvalidArgumentError, UnsupportedTypeError, _core
+from safestructures._format import CHECKSUMS_KEY
 from conftest import (
     SCHEMA_KEY,
     assert_same,
@@ -117,19 +118,22 @@ def test_user_metadata_is_kept(tmp_path: Path) -> None:
     safestructures.save_file({"w": np.zeros(2)}, path, metadata)
     with safe_open(str(path), framework="np") as f:
         stored = f.metadata()
-    assert set(stored) == {"format", "note", "empty", SCHEMA_KEY}
+    assert set(stored) == {"format", "note", "empty", SCHEMA_KEY, CHECKSUMS_KEY}
     assert {k: stored[k] for k in metadata} == metadata
     assert json.loads(stored[SCHEMA_KEY])["format"] == "safestructures"
-    assert safestructures.load_metadata(path) == stored
+    # The checksums are the file's own: never part of the metadata a load returns.
+    assert safestructures.load_metadata(path) == {k: v for k, v in stored.items() if k != CHECKSUMS_KEY}
     assert header_of(safestructures.save({"w": np.zeros(2)}, metadata))["__metadata__"] == stored
 
 
-def test_without_user_metadata_only_the_schema_key() -> None:
+def test_without_user_metadata_only_the_formats_keys() -> None:
     for metadata in (None, {}):
-        assert list(header_of(safestructures.save([1], metadata))["__metadata__"]) == [SCHEMA_KEY]
+        assert list(header_of(safestructures.save([1], metadata))["__metadata__"]) == [SCHEMA_KEY, CHECKSUMS_KEY]
+        assert list(header_of(safestructures.save([1], metadata, checksums=False))["__metadata__"]) == [SCHEMA_KEY]
 
 
-@pytest.mark.parametrize("key", ["__safestructures__", "_safestructures_schema_", "_safestructures_schema_version_"])
+@pytest.mark.parametrize("key", ["__safestructures__", "__safestructures_checksums__", "_safestructures_schema_",
+                                 "_safestructures_schema_version_"])
 @pytest.mark.parametrize("to_file", [False, True], ids=["bytes", "file"])
 def test_reserved_metadata_keys_are_refused(tmp_path: Path, key: str, to_file: bool) -> None:
     path = tmp_path / "t.safetensors"
@@ -383,7 +387,7 @@ def spill_data() -> dict[str, Any]:
 
 
 def test_large_schema_spills_into_a_u8_tensor() -> None:
-    payload = _core.save_bytes(spill_data(), {"user": "kept"}, 1000, 4096)
+    payload = _core.save_bytes(spill_data(), {"user": "kept"}, 1000, 4096, None, False)
     header = header_of(payload)
     assert header["__metadata__"] == {
         SCHEMA_KEY: json.dumps({"format": "safestructures", "version": 2, "spill": "__safestructures_schema__"}, separators=(",", ":")),
