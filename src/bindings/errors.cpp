@@ -41,8 +41,7 @@ namespace {
 void set_error(const char* class_name, const Error& e) {
   nb::object cls = error_class(class_name);
   nb::object instance = cls(python_text(e.what()));
-  const auto code = error_code_name(e.code());
-  instance.attr("code") = nb::str(code.data(), code.size());
+  instance.attr("code") = py_str(error_code_name(e.code()));
   PyErr_SetObject(cls.ptr(), instance.ptr());
 }
 

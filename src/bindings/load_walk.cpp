@@ -248,12 +248,7 @@ nb::object Loader::build_any(std::size_t i) {
     return build_tagged(i, *kind);
   }
   nb::object list = nb::steal(PyList_New(n.count));
-  std::size_t c = i + 1;
-  for (std::uint32_t k = 0; k < n.count; ++k) {
-    nb::object item = build_child(c, {LoadPath::Type::Index, {}, k});
-    PyList_SET_ITEM(list.ptr(), k, item.release().ptr());
-    c = tape_.next(c);
-  }
+  build_items(i + 1, n.count, [&](std::uint32_t k, std::size_t, nb::object item) { PyList_SET_ITEM(list.ptr(), k, item.release().ptr()); });
   return list;
 }
 

@@ -170,6 +170,11 @@ class Loader {
     path_.pop_back();
     return out;
   }
+  // Builds the `count` items from node `c` on, each with its index on the path: put(k, node, item) takes each.
+  template <class Put>
+  void build_items(std::size_t c, std::uint32_t count, Put&& put) {
+    for (std::uint32_t k = 0; k < count; ++k, c = tape_.next(c)) put(k, c, build_child(c, {LoadPath::Type::Index, {}, k}));
+  }
   void fill_pairs(std::size_t object, const nb::object& target, bool exact_dict);
   // Hashes a key or set item (built from `node`) within the load's hashing budget and the cap on keys of one hash
   // value; it is charged twice, for this hash and the one its insertion computes. `unhashable` starts the message

@@ -250,8 +250,7 @@ void SaveWalk::walk_array(PyObject* obj) {
   if (writer.seen(obj)) return;
   // Proposed, not claimed: a tensor that views another one's storage writes no data of its own.
   std::string name = writer.free_name();
-  nb::object entry =
-      storable(obj, [&] { return hooks_.array_entry(nb::handle(obj), nb::str(name.data(), name.size()), context_); });
+  nb::object entry = storable(obj, [&] { return hooks_.array_entry(nb::handle(obj), py_str(name), context_); });
   // The tape views strings inside the entry's fields until the schema is rendered.
   keep_alive.push_back(entry);
   nb::tuple parts = nb::borrow<nb::tuple>(entry);
@@ -263,7 +262,7 @@ void SaveWalk::walk_array(PyObject* obj) {
     writer.tape.count_child(at);
   }
   writer.tape.end_container(at);
-  if (stores) writer.tensors.push_back(make_write_tensor(nb::str(name.data(), name.size()), parts[0], parts[1], parts[2]));
+  if (stores) writer.tensors.push_back(make_write_tensor(py_str(name), parts[0], parts[1], parts[2]));
 }
 
 void SaveWalk::walk_reduced(PyObject* obj) {
