@@ -124,7 +124,7 @@ class LazyFile {
         end = known->second;
         break;
       }
-      const std::optional<Kind> kind = tape[end].kind == NodeKind::Object ? tree_->kind(end) : std::nullopt;
+      const std::optional<Kind> kind = tree_->kind(end);
       if (kind != Kind::Object && kind != Kind::Ext && kind != Kind::Plugin) break;
       if (!seen.insert(end).second) failing("a reference to itself");
       chain.push_back(end);
@@ -194,7 +194,6 @@ class LazyFile {
     const Tape& tape = tree().tape();
     nb::dict out;
     for (std::size_t i = tree_->root(); i < tape.next(tree_->root()); ++i) {
-      if (tape[i].kind != NodeKind::Object) continue;
       const std::optional<Kind> kind = tree_->kind(i);
       const std::string_view tag = tape.tag(i);
       if (!kind || !traits(*kind).names_class || tag.empty()) continue;
@@ -259,7 +258,6 @@ class LazyFile {
   void prefetch(std::size_t i) const {
     const Tape& tape = tree_->tape();
     for (std::size_t n = i; n < tape[i].end; ++n) {
-      if (tape[n].kind != NodeKind::Object) continue;
       const std::optional<Kind> kind = tree_->kind(n);
       const char* field = kind == Kind::Tensor ? "name" : (kind == Kind::Bytes || kind == Kind::ByteArray) ? "tensor" : nullptr;
       if (field == nullptr) continue;

@@ -163,21 +163,20 @@ nb::object Loader::build_plain_object(std::size_t i) {
 }
 
 nb::object Loader::build(std::size_t i) {
-  nb::object out = build_tracked(i);
+  nb::object out;
+  if (i != target_) {
+    out = build_any(i);
+  } else {
+    ++target_builds_;
+    OnExit leave{[this] { --target_builds_; }};
+    out = build_any(i);
+    if (target_builds_ > 1 && !inner_target_.is_valid()) inner_target_ = out;
+  }
   if (!defining_.empty() && defining_.back().node == i) {
     // A node that references may name is complete: its expanded size, for what hashes it later.
     ids_.find(defining_.back().id)->size = expanded_size(i);
     defining_.pop_back();
   }
-  return out;
-}
-
-nb::object Loader::build_tracked(std::size_t i) {
-  if (i != target_) return build_any(i);
-  ++target_builds_;
-  OnExit leave{[this] { --target_builds_; }};
-  nb::object out = build_any(i);
-  if (target_builds_ > 1 && !inner_target_.is_valid()) inner_target_ = out;
   return out;
 }
 

@@ -241,7 +241,7 @@ nb::object Loader::construct(std::size_t i, Kind kind) {
   OnExit leave{[this, plugin] { plugin_depth_ -= plugin; }};
   nb::dict fields;
   tree_.for_each_field(i, [&](std::string_view key, std::size_t v) {
-    if (is_ref(v) && is_own_field(kind, key)) {
+    if (tree_.kind(v) == Kind::Ref && is_own_field(kind, key)) {
       invalid("the field " + quote_name(key) + " of a " + quote_name(tag) + " node describes that node alone and cannot be a \"ref\"");
     }
     // Wrapper fields ("fields", "items", ...) do not appear in paths, as when saving.

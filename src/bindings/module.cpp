@@ -214,23 +214,20 @@ nb::tuple py_save_sharded(nb::handle data, const std::filesystem::path& director
   // The save's id in every shard, checked against the index's on load; temporary names carry it too, so two saves
   // into one directory at once never write the same file.
   const Metadata format{{std::string(save_id_key), save_id}, {"format", "pt"}};
-  nb::list files;
   std::vector<std::filesystem::path> written;
   try {
+    nb::gil_scoped_release release;
     for (std::size_t k = 0; k < shards.size(); ++k) {
-      const std::filesystem::path temp = directory / ("." + prefix + "-" + std::to_string(k + 1) + "." + save_id + ".partial");
-      {
-        nb::gil_scoped_release release;
-        write_file(temp, shards[k], &format, WriteOptions{fsync});
-      }
-      written.push_back(temp);
-      files.append(temp.string());
+      written.push_back(directory / ("." + prefix + "-" + std::to_string(k + 1) + "." + save_id + ".partial"));
+      write_file(written.back(), shards[k], &format, WriteOptions{fsync});
     }
   } catch (...) {
     std::error_code ignored;
     for (const auto& path : written) std::filesystem::remove(path, ignored);
     throw;
   }
+  nb::list files;
+  for (const auto& path : written) files.append(path.string());
   return nb::make_tuple(py_str(walked.tree.document()), files, weight_map, total);
 }
 
