@@ -7,7 +7,6 @@
 #include <filesystem>
 #include <optional>
 #include <string>
-#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -69,6 +68,8 @@ void register_error_translator();
 
 // A class of safestructures._errors by name (the module is imported on first use).
 nb::object error_class(const char* name);
+// Sets the Python error cls(message) with its `code` (an ErrorCode's name).
+void set_error(nb::handle cls, const std::string& message, nb::handle code);
 
 // str(obj) as UTF-8 for a message, whatever it holds: lone surrogates escaped (\ud800), never failing, cut to a few
 // thousand bytes. Text from a file reaches messages through here (a str's UTF-8 form may not exist).

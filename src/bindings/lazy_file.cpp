@@ -60,7 +60,9 @@ class LazyFile {
   std::size_t node_count() const { return tree_ ? tree_->tape().size() : 0; }
 
   nb::object buffer(std::size_t shard) const { return source_.shards.at(shard).buffer; }
-  nb::object metadata(std::size_t shard) const { return metadata_to_python(source_.shards.at(shard).reader.header(), structured()); }
+  nb::object metadata(std::size_t shard) const {
+    return metadata_to_python(source_.shards.at(shard).reader.header(), structured());
+  }
   nb::list tensors(std::size_t shard) const { return tensor_table(source_.shards.at(shard).reader.header()); }
 
   // (JSON kind, tag or None, element/member count, index one past the subtree, what the node holds as the lazy API
@@ -71,7 +73,8 @@ class LazyFile {
     const std::string_view tag = tree_->tape().tag(i);
     const Kind plain = tag.empty() ? *tree_->kind(i) : Kind::Null;
     const std::string_view kind = !tag.empty() ? tag : plain == Kind::Null ? "none" : kind_name(plain);
-    return nb::make_tuple(json_kinds[static_cast<int>(n.kind)], tag.empty() ? nb::none() : nb::object(py_str(tag)), n.count, n.end, py_str(kind));
+    nb::object tag_text = tag.empty() ? nb::none() : nb::object(py_str(tag));
+    return nb::make_tuple(json_kinds[static_cast<int>(n.kind)], tag_text, n.count, n.end, py_str(kind));
   }
 
   // The children of an object or array node in order: [(member name, value node)] or [(position, element node)].
@@ -166,7 +169,8 @@ class LazyFile {
         nb::list pairs;
         const bool has_names = fields != Tape::npos && tape[fields].kind == NodeKind::Array;
         const std::uint32_t count = has_names && has_items ? std::min(tape[fields].count, tape[items].count) : 0;
-        for (std::size_t k = 0, name = fields + 1, v = items + 1; k < count; ++k, name = tape.next(name), v = tape.next(v)) {
+        std::size_t name = fields + 1, v = items + 1;
+        for (std::uint32_t k = 0; k < count; ++k, name = tape.next(name), v = tape.next(v)) {
           pairs.append(nb::make_tuple(is_container(tape[name]) ? nb::none() : value(name), v));
         }
         return walk_children(false, pairs);
@@ -212,7 +216,8 @@ class LazyFile {
     const TensorSource::Found found = source_.find(name);
     if (found.info == nullptr) return nb::none();
     const TensorInfo& t = *found.info;
-    return nb::make_tuple(py_str(dtype_name(t.dtype)), shape_tuple(t.shape), t.nbytes(), static_cast<std::size_t>(found.shard - source_.shards.data()),
+    const auto shard = static_cast<std::size_t>(found.shard - source_.shards.data());
+    return nb::make_tuple(py_str(dtype_name(t.dtype)), shape_tuple(t.shape), t.nbytes(), shard,
                           found.shard->reader.header().data_offset() + t.begin);
   }
 
@@ -244,7 +249,9 @@ class LazyFile {
   static bool is_container(const Node& n) { return n.kind == NodeKind::Array || n.kind == NodeKind::Object; }
   static nb::tuple walk_children(bool indexed, nb::list entries) { return nb::make_tuple(indexed, entries, nb::list()); }
   // Problems met walking the tree are the file's: the caller adds the file's name and the node's path.
-  static constexpr Fail failing{nullptr, [](const void*, const std::string& why, ErrorCode code) { raise(code, "at $: " + why); }};
+  static constexpr Fail failing{nullptr, [](const void*, const std::string& why, ErrorCode code) {
+    raise(code, "at $: " + why);
+  }};
   LoadOptions with_context(nb::handle context) const { return {options_.max_depth, options_.max_nodes, context}; }
   const TreeReader& tree() const {
     if (!tree_) throw ArgumentError(ErrorCode::InvalidArgument, "the file holds no structure (no schema)");

@@ -158,7 +158,9 @@ nb::object Loader::build_tuple(std::size_t i) {
   const std::size_t first = tree_.items(i, count, failing());
   nb::object tuple = nb::steal(PyTuple_New(count));
   if (!tuple.is_valid()) throw nb::python_error();
-  build_items(first, count, [&](std::uint32_t k, std::size_t, nb::object item) { PyTuple_SET_ITEM(tuple.ptr(), k, item.release().ptr()); });
+  build_items(first, count, [&](std::uint32_t k, std::size_t, nb::object item) {
+    PyTuple_SET_ITEM(tuple.ptr(), k, item.release().ptr());
+  });
   define(i, tuple);
   return tuple;
 }

@@ -119,7 +119,8 @@ class Loader {
   // With `partial`, the nodes built may be any parts of the tree (see build_target), found through its index.
   Loader(const TreeReader& tree, const TensorSource& source, const LoadOptions& options, bool partial)
       : tree_(tree), tape_(tree.tape()), source_(source), index_(partial ? &tree.index() : nullptr), context_(options.context), hooks_(hooks()),
-        ids_(tape_.size() + 1, partial), hash_budget_(saturating_add(16 * static_cast<std::uint64_t>(tape_.size()), std::uint64_t{1} << 20)),
+        ids_(tape_.size() + 1, partial),
+        hash_budget_(saturating_add(16 * static_cast<std::uint64_t>(tape_.size()), std::uint64_t{1} << 20)),
         max_depth_(options.max_depth) {
     expose_where();
   }
@@ -168,7 +169,9 @@ class Loader {
   // Builds the `count` items from node `c` on, each with its index on the path: put(k, node, item) takes each.
   template <class Put>
   void build_items(std::size_t c, std::uint32_t count, Put&& put) {
-    for (std::uint32_t k = 0; k < count; ++k, c = tape_.next(c)) put(k, c, build_child(c, {LoadPath::Type::Index, {}, k}));
+    for (std::uint32_t k = 0; k < count; ++k, c = tape_.next(c)) {
+      put(k, c, build_child(c, {LoadPath::Type::Index, {}, k}));
+    }
   }
   void fill_pairs(std::size_t object, const nb::object& target, bool exact_dict);
   // Hashes a key or set item (built from `node`) within the load's hashing budget and the cap on keys of one hash

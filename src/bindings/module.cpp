@@ -78,7 +78,8 @@ nb::tuple shape_tuple(const std::vector<std::uint64_t>& shape) {
 nb::list tensor_table(const Header& header) {
   nb::list tensors;
   for (const TensorInfo& t : header.tensors) {
-    tensors.append(nb::make_tuple(py_str(t.name), py_str(dtype_name(t.dtype)), shape_tuple(t.shape), header.data_offset() + t.begin, t.nbytes()));
+    tensors.append(nb::make_tuple(py_str(t.name), py_str(dtype_name(t.dtype)), shape_tuple(t.shape),
+                                  header.data_offset() + t.begin, t.nbytes()));
   }
   return tensors;
 }
@@ -110,7 +111,8 @@ nb::tuple with_buffer(nb::handle data, std::uint64_t max_header_size, Use&& use)
 
 nb::tuple py_read_file(const std::filesystem::path& path, std::uint64_t max_header_size) {
   const Shard file = open_mapped(path, max_header_size);
-  return nb::make_tuple(file.buffer, metadata_to_python(file.reader.header(), false), tensor_table(file.reader.header()));
+  const Header& header = file.reader.header();
+  return nb::make_tuple(file.buffer, metadata_to_python(header, false), tensor_table(header));
 }
 
 nb::tuple py_read_bytes(nb::handle data, std::uint64_t max_header_size) {
@@ -243,7 +245,8 @@ nb::tuple py_load_file(const std::filesystem::path& path, std::uint32_t max_dept
                        nb::handle context) {
   TensorSource file;
   file.shards.push_back(open_mapped(path, max_header_size));
-  return nb::make_tuple(file.shards[0].buffer, naming_file(path.string(), [&] { return load_from(file, max_depth, max_nodes, context); }));
+  nb::tuple loaded = naming_file(path.string(), [&] { return load_from(file, max_depth, max_nodes, context); });
+  return nb::make_tuple(file.shards[0].buffer, loaded);
 }
 
 nb::tuple py_load_bytes(nb::handle data, std::uint32_t max_depth, std::uint64_t max_nodes, std::uint64_t max_header_size,
