@@ -50,7 +50,7 @@ class SaveWalk final : public NodeText {
   void walk_list(PyObject* obj);
   void walk_dict(PyObject* obj);
   void walk_items(PyObject* obj, Kind kind, bool immutable);
-  void walk_bytes(PyObject* obj, Kind kind, const char* data, Py_ssize_t size, bool is_mutable);
+  void walk_bytes(PyObject* obj, Kind kind, const char* data, Py_ssize_t size);
   void walk_uncommon(PyObject* obj);
   void walk_array(PyObject* obj);
   void walk_reduced(PyObject* obj);
@@ -232,9 +232,9 @@ void SaveWalk::leading_field(std::size_t at, std::string_view name, nb::handle v
   writer.tape.count_child(at);
 }
 
-void SaveWalk::walk_bytes(PyObject* obj, Kind kind, const char* data, Py_ssize_t size, bool is_mutable) {
+void SaveWalk::walk_bytes(PyObject* obj, Kind kind, const char* data, Py_ssize_t size) {
   const std::span<const std::byte> bytes(reinterpret_cast<const std::byte*>(data), static_cast<std::size_t>(size));
-  if (writer.bytes(obj, kind, bytes, is_mutable)) keep_alive.push_back(nb::borrow(obj));
+  if (writer.bytes(obj, kind, bytes, kind == Kind::ByteArray)) keep_alive.push_back(nb::borrow(obj));
 }
 
 void SaveWalk::walk_array(PyObject* obj) {
@@ -293,8 +293,8 @@ SaveRoute route_of(PyTypeObject* type) {
 
 void SaveWalk::walk_uncommon(PyObject* obj) {
   PyTypeObject* type = Py_TYPE(obj);
-  if (type == &PyBytes_Type) return walk_bytes(obj, Kind::Bytes, PyBytes_AS_STRING(obj), PyBytes_GET_SIZE(obj), false);
-  if (type == &PyByteArray_Type) return walk_bytes(obj, Kind::ByteArray, PyByteArray_AS_STRING(obj), PyByteArray_GET_SIZE(obj), true);
+  if (type == &PyBytes_Type) return walk_bytes(obj, Kind::Bytes, PyBytes_AS_STRING(obj), PyBytes_GET_SIZE(obj));
+  if (type == &PyByteArray_Type) return walk_bytes(obj, Kind::ByteArray, PyByteArray_AS_STRING(obj), PyByteArray_GET_SIZE(obj));
   if (type == &PySet_Type) return walk_items(obj, Kind::Set, false);
   if (type == &PyFrozenSet_Type) return walk_items(obj, Kind::FrozenSet, true);
   switch (route_of(type)) {
