@@ -119,8 +119,7 @@ class LazyFile {
   // through references, and a walk asks for each of them).
   std::size_t unwrapped(std::size_t i) const {
     const Tape& tape = tree_->tape();
-    std::vector<std::size_t> chain;
-    std::unordered_set<std::size_t> seen;
+    std::unordered_set<std::size_t> chain;
     std::size_t end = i;
     for (;;) {
       if (const auto known = unwrapped_.find(end); known != unwrapped_.end()) {
@@ -129,8 +128,7 @@ class LazyFile {
       }
       const std::optional<Kind> kind = tree_->kind(end);
       if (kind != Kind::Object && kind != Kind::Ext && kind != Kind::Plugin) break;
-      if (!seen.insert(end).second) failing("a reference to itself");
-      chain.push_back(end);
+      if (!chain.insert(end).second) failing("a reference to itself");
       std::size_t wrapped = Tape::npos;
       for (const char* field : {"value", "attrs", "data"}) {
         if ((wrapped = tape.member(end, field)) != Tape::npos) break;
