@@ -69,16 +69,13 @@ class _TreeView:
         doc = self.doc
         return doc.value(child) if doc.node(child)[0] not in _JSON_CONTAINERS else _container_field(doc, child)
 
-    def _located(self, error: SafestructuresError, path: Iterable[Any]) -> SafestructuresError:
-        return located(error, path, f"{self.file._source}: ")
-
     def resolve(self, index: int, path: Iterable[Any]) -> tuple[int, int | None]:
         """(the node ``index`` stands for, the reference id when it is a reference): a ref reads as the object it refers
         to (its first occurrence), a "nested" value of a 1.0.0-style plugin as its "v" (which loads as itself)."""
         try:
             return self.doc.follow(index)  # type: ignore[no-any-return]
         except InvalidFileError as e:
-            raise self._located(e, path) from None
+            raise located(e, path, f"{self.file._source}: ") from None
 
     def children(self, index: int, path: Iterable[Any]) -> tuple[bool, list[tuple[Any, int]]] | None:
         """(whether the children are indexed, [(key or index, child node)]) of a resolved container node, in stored
@@ -87,7 +84,7 @@ class _TreeView:
             try:
                 found = self.doc.children(index)
             except InvalidFileError as e:
-                raise self._located(e, path) from None
+                raise located(e, path, f"{self.file._source}: ") from None
             if found is not None:
                 indexed, entries, to_build = found
                 if to_build:
