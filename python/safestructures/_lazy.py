@@ -189,7 +189,13 @@ class Node:
     def load(self, *, framework: str | None | type[_Default] = _Default, device: str | None = None) -> Any:
         """Build this node's value: only its own tensors are read (and any object it shares with the rest of the
         file). ``framework``/``device`` override those given to :func:`open`."""
-        return self._file._load_at(self._index, self._path, framework=framework, device=device)
+        file = self._file
+        context = file._context(framework, device)
+        try:
+            with reading(file._source):
+                return file._document().load(self._index, context)
+        except SafestructuresError as e:
+            raise located(e, self._path, f"{file._source}: ") from None
 
     def describe(self, max_depth: int | None = None) -> dict[str, Any]:
         """The node as plain JSON-ready data: kind, type, dtype/shape/nbytes of tensors, values of scalars (by a
@@ -218,7 +224,6 @@ class SafeFile:
         self._metadata = metadata if metadata is not None else self._doc.metadata(0)
         self._load_args = load_args
         self._source = source
-        self._structured = self._doc.structured
         # What the default max_bytes of each load is tied to: the bytes of every file mapped.
         self._size = sum(self._doc.buffer(shard).size for shard in range(self._doc.shard_count))
         self._schema = _TreeView(self)
@@ -256,7 +261,7 @@ class SafeFile:
         out = {}
         for shard in range(doc.shard_count):
             for name, dtype, shape, _offset, nbytes in doc.tensors(shard):
-                if name != SPILL_TENSOR or not self._structured:  # a schema spilled into a tensor is not part of the data
+                if name != SPILL_TENSOR or not doc.structured:  # a schema spilled into a tensor is not part of the data
                     out[name] = (dtype, tuple(shape), nbytes)
         return out
 
@@ -295,14 +300,6 @@ class SafeFile:
         if device is not None:
             args["device"] = device
         return load_context(**args, file_size=self._size)
-
-    def _load_at(self, index: int, path: tuple[Any, ...], framework: Any = _Default, device: str | None = None) -> Any:
-        context = self._context(framework, device)
-        try:
-            with reading(self._source):
-                return self._document().load(index, context)
-        except SafestructuresError as e:
-            raise located(e, path, f"{self._source}: ") from None
 
     def _load_many(self, nodes: Sequence[tuple[int, Iterable[Any]]], framework: Any = _Default, keys: bool = False) -> list[Any]:
         """Build several nodes ((index, path) each) for a walk over the tree (describe, keys, the command line): an
