@@ -218,12 +218,11 @@ class SafeFile:
     part by path with ``f.load("model.layers.0")``. Usable as a context manager; tensors loaded stay valid after
     ``close()`` (they keep the mapping alive)."""
 
-    def __init__(self, paths: Sequence[str], schema: str | None, metadata: dict[str, str] | None, load_args: dict[str, Any],
-                 limits: tuple[int, int, int], source: str) -> None:
-        self._doc: Any = _core.LazyFile(list(paths), schema, *limits)
-        self._metadata = metadata if metadata is not None else self._doc.metadata(0)
+    def __init__(self, source: Source, load_args: dict[str, Any], limits: tuple[int, int, int]) -> None:
+        self._doc: Any = _core.LazyFile(source.paths, source.schema, *limits)
+        self._metadata = source.metadata if source.metadata is not None else self._doc.metadata(0)
         self._load_args = load_args
-        self._source = source
+        self._source = source.name
         # What the default max_bytes of each load is tied to: the bytes of every file mapped.
         self._size = sum(self._doc.buffer(shard).size for shard in range(self._doc.shard_count))
         self._schema = _TreeView(self)
@@ -357,15 +356,9 @@ def _resolve_text(node: Node, parts: list[str]) -> Node:
         raise KeyError(f"{node.path_text} is a {node.kind}, which has no child {parts[0]!r}")
     first_error: LookupError | None = None
     # Indices hold no dots: only mappings and records try joined segments.
-    ends = range(1, 2 if node._container()[0] else len(parts) + 1)
-    for end in ends:
+    for end in range(1, 2 if node._container()[0] else len(parts) + 1):
         try:
-            child = _child_by_text(node, ".".join(parts[:end]))
-        except KeyError as e:
-            first_error = first_error or e
-            continue
-        try:
-            return _resolve_text(child, parts[end:])
+            return _resolve_text(_child_by_text(node, ".".join(parts[:end])), parts[end:])
         except LookupError as e:
             first_error = first_error or e
     assert first_error is not None
@@ -438,7 +431,7 @@ def open_source(source: Source, load_args: dict[str, Any], limits: tuple[int, in
     if source.kind == PLAIN_SHARDS:
         raise InvalidFileError(f"{source.index}: the index has no safestructures schema (metadata {quote(SCHEMA_KEY)}); "
                                "load its shards with load_file one by one")
-    opened = SafeFile(source.paths, source.schema, source.metadata, load_args, limits, source.name)
+    opened = SafeFile(source, load_args, limits)
     doc = opened._document()
     if source.index is not None:
         check_shards(source, doc)
