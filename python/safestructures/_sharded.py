@@ -224,7 +224,6 @@ def save_sharded(data: Any, directory: str, metadata: Mapping[str, str] | None, 
                                        + (" (the index's total size)" if key == TOTAL_SIZE_KEY else ""), code="InvalidMetadata")
     os.makedirs(directory, exist_ok=True)
     save_id = os.urandom(12).hex()
-    # Temporary files of earlier saves into this directory that were killed (see remove_stale_temporaries).
     remove_stale_temporaries(directory)
     with _save_lock(directory, save_id):
         index = os.path.join(directory, INDEX_NAME)
