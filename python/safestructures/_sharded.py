@@ -173,25 +173,18 @@ def remove_stale_temporaries(directory: str) -> list[str]:
             found.setdefault(match.group(1), []).append(name)
     removed = []
     for save_id, names in found.items():
-        lock = os.path.join(directory, f".{PREFIX}.{save_id}.lock")
-        try:
-            fd = os.open(lock, os.O_RDONLY)
-        except FileNotFoundError:
-            fd = None
-        except OSError:
-            continue
-        try:
-            if fd is not None:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except OSError:  # held: that save is running now
-                    continue
+        with contextlib.ExitStack() as held:
+            try:
+                fd = os.open(os.path.join(directory, f".{PREFIX}.{save_id}.lock"), os.O_RDONLY)
+                held.callback(os.close, fd)
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except FileNotFoundError:
+                pass  # no lock file: that save is over
+            except OSError:  # held: that save is running now (or its lock cannot be looked at)
+                continue
             for name in sorted(names, key=lambda n: n.endswith(".lock")):  # the lock file last
                 if remove_if_present(os.path.join(directory, name)):
                     removed.append(name)
-        finally:
-            if fd is not None:
-                os.close(fd)
     return removed
 
 
