@@ -115,8 +115,7 @@ class Node:
     def _by_key(self, key: Any, text: bool = False) -> tuple[Any, int] | None:
         """(stored key, child node) of the first child whose key is ``key`` (of the same type), or with ``text``, whose
         key is the str ``key`` or is written as it; None when there is none."""
-        maps = self._file._texts if text else self._file._keys
-        found = maps.get(self._index)
+        found = self._file._lookups.get((self._index, text))
         if found is None:
             found = {}
             for k, child in self._container()[1]:
@@ -124,7 +123,7 @@ class Node:
                     found.setdefault(_key_text(k) if text else (type(k), k), (k, child))
                 except TypeError:  # an unhashable field name of a crafted record: it can only be reached by index
                     pass
-            maps[self._index] = found
+            self._file._lookups[(self._index, text)] = found
         try:
             return found.get(key if text else (type(key), key))
         except TypeError:  # an unhashable key is not a key of anything
@@ -226,9 +225,8 @@ class SafeFile:
         # What the default max_bytes of each load is tied to: the bytes of every file mapped.
         self._size = sum(self._doc.buffer(shard).size for shard in range(self._doc.shard_count))
         self._schema = _TreeView(self)
-        # Per schema node, read when first looked up in: its keys by value and by text.
-        self._keys: dict[int, dict[Any, tuple[Any, int]]] = {}
-        self._texts: dict[int, dict[str, tuple[Any, int]]] = {}
+        # Per (schema node, by text), read when first looked up in: its keys by value, or by text.
+        self._lookups: dict[tuple[int, bool], dict[Any, tuple[Any, int]]] = {}
 
     def _document(self) -> Any:
         if self._doc is None:
