@@ -121,19 +121,17 @@ def load_file(
     args, context = load_arguments(framework, device, plugins, types, strict, max_bytes, _file_size(target))
     with reading(target):
         source = resolve(target, max_header_size)
-    if source.kind == FILE:
-        with reading(target):
+        if source.kind == FILE:
             buffer, (structured, payload, metadata) = _core.load_file(target, max_depth, max_nodes, max_header_size, context)
             return payload if structured else unstructured(buffer, payload, metadata, context, max_depth)
-    if source.kind == DCP:
-        # Written through PyTorch Distributed Checkpoint: its own reader rebuilds the state (as torch tensors).
-        if canonical(framework) not in (None, "torch") or device != "cpu" or plugins is not None:
-            raise InvalidArgumentError(f"{target} is a PyTorch Distributed Checkpoint: it loads as torch tensors on the CPU, "
-                                       "without framework=, device= or plugins=")
-        from . import distributed
+        if source.kind == DCP:
+            # Written through PyTorch Distributed Checkpoint: its own reader rebuilds the state (as torch tensors).
+            if canonical(framework) not in (None, "torch") or device != "cpu" or plugins is not None:
+                raise InvalidArgumentError(f"{target} is a PyTorch Distributed Checkpoint: it loads as torch tensors on "
+                                           "the CPU, without framework=, device= or plugins=")
+            from . import distributed
 
-        with reading(target):
             return distributed.load(os.path.dirname(source.index), types=args["types"], strict=strict)
-    opened, _fmt = open_source(source, args, (max_depth, max_nodes, max_header_size))
+        opened, _fmt = open_source(source, args, (max_depth, max_nodes, max_header_size))
     with opened:
         return opened.load()
