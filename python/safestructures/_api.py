@@ -7,8 +7,8 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from . import _core, _sharded, plugins as _plugins
-from ._errors import IntegrityError, InvalidArgumentError, reading
-from ._flat import _check_metadata, _fspath
+from ._errors import InvalidArgumentError, reading
+from ._flat import _check_metadata, _fspath, verify_file
 from ._lazy import open_source
 from ._limits import DEFAULT_MAX_DEPTH, DEFAULT_MAX_HEADER_SIZE, DEFAULT_MAX_NODES
 from ._source import DCP, FILE, resolve
@@ -135,24 +135,21 @@ def load_file(
     args, context = load_arguments(framework, device, plugins, types, strict, max_bytes, _file_size(target))
     with reading(target):
         source = resolve(target, max_header_size)
-    if source.kind == FILE:
-        with reading(target):
-            buffer, (structured, payload, metadata) = _core.load_file(target, max_depth, max_nodes, max_header_size, context, verify)
+        if source.kind == FILE:
+            buffer, (structured, payload, metadata) = _core.load_file(target, max_depth, max_nodes, max_header_size, context,
+                                                                      verify)
             return payload if structured else unstructured(buffer, payload, metadata, context, max_depth)
-    if source.kind == DCP:
-        # Written through PyTorch Distributed Checkpoint: its own reader rebuilds the state (as torch tensors).
-        if canonical(framework) not in (None, "torch") or device != "cpu" or plugins is not None:
-            raise InvalidArgumentError(f"{target} is a PyTorch Distributed Checkpoint: it loads as torch tensors on the CPU, "
-                                       "without framework=, device= or plugins=")
-        from . import distributed
+        if source.kind == DCP:
+            # Written through PyTorch Distributed Checkpoint: its own reader rebuilds the state (as torch tensors).
+            if canonical(framework) not in (None, "torch") or device != "cpu" or plugins is not None:
+                raise InvalidArgumentError(f"{target} is a PyTorch Distributed Checkpoint: it loads as torch tensors on "
+                                           "the CPU, without framework=, device= or plugins=")
+            from . import distributed
 
-        with reading(target):
             if verify:
                 for shard in source.paths:
-                    _has_checksums, mismatches, _digest = _core.verify_file(shard, max_header_size)
-                    if mismatches:
-                        raise IntegrityError(f"{shard}: {mismatches[0]}", code="ChecksumMismatch")
+                    verify_file(shard, max_header_size)
             return distributed.load(os.path.dirname(source.index), types=args["types"], strict=strict)
-    opened, _fmt = open_source(source, args, (max_depth, max_nodes, max_header_size))
+        opened, _fmt = open_source(source, args, (max_depth, max_nodes, max_header_size))
     with opened:
         return opened.load(verify=verify)

@@ -8,6 +8,7 @@ from typing import Any
 
 from . import _core
 from ._errors import IntegrityError
+from ._limits import DEFAULT_MAX_HEADER_SIZE
 
 __all__ = ["save_tensors", "load_tensors", "load_metadata"]
 
@@ -83,11 +84,21 @@ def load_tensors(path: str | os.PathLike[str], *, verify: bool = False) -> dict[
     from .frameworks import numpy as np_adapter
 
     if verify:
-        _has_checksums, mismatches, _digest = _core.verify_file(_fspath(path))
-        if mismatches:
-            raise IntegrityError(f"{_fspath(path)}: {mismatches[0]}", code="ChecksumMismatch")
+        verify_file(_fspath(path))
     buffer, _metadata, tensors = _core.read_file(_fspath(path))
     return {name: np_adapter.from_file(buffer, dtype, shape, offset, nbytes, name) for name, dtype, shape, offset, nbytes in tensors}
+
+
+def verify_file(path: str, max_header_size: int = DEFAULT_MAX_HEADER_SIZE) -> None:
+    """Check every tensor of the file at ``path``, and its header, against the checksums saved with them (a file
+    without checksums passes).
+
+    Raises:
+        IntegrityError: the first tensor (or the structure) that does not match, named.
+    """
+    _has_checksums, mismatches, _digest = _core.verify_file(path, max_header_size)
+    if mismatches:
+        raise IntegrityError(f"{path}: {mismatches[0]}", code="ChecksumMismatch")
 
 
 def load_metadata(path: str | os.PathLike[str]) -> dict[str, str] | None:

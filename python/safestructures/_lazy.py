@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from . import _core
@@ -38,8 +38,6 @@ class Node:
         self._index, _ref = file._schema.resolve(index, path)
         self._tag = file._schema.head(self._index)[1]
 
-    # --- what the node is -------------------------------------------------------------------------------------------
-
     @property
     def kind(self) -> str:
         """What the node holds: ``"dict"``, ``"list"``, ``"tuple"``, ``"tensor"``, ``"int"``, ``"str"``, ``"none"``,
@@ -50,8 +48,8 @@ class Node:
     @property
     def type_name(self) -> str | None:
         """The class name stored for a dataclass, named tuple, enum member or object node (``module.QualName``)."""
-        field = self._field("type")
-        return field if isinstance(field, str) else None
+        name = self._file._schema.field(self._index, "type")
+        return name if isinstance(name, str) else None
 
     @property
     def path(self) -> str:
@@ -68,8 +66,6 @@ class Node:
         """Whether the node has children to walk (dicts, lists, records...) rather than being one value."""
         return self._children() is not None
 
-    # --- tensors and bytes ------------------------------------------------------------------------------------------
-
     def _find_tensor(self, name: str) -> tuple[str, tuple[int, ...], int, int, int]:
         return self._file._tensor(name, self._path)
 
@@ -84,8 +80,8 @@ class Node:
         """The name of the safetensors tensor holding this tensor's (or long bytes') data; None for a view of another
         tensor's storage and for short bytes."""
         if self._tag in (TAG.Bytes, TAG.ByteArray):
-            name = self._field("tensor")
-            return name if isinstance(name, str) and self._find_tensor(name) is not None else None
+            name = self._file._schema.field(self._index, "tensor")
+            return name if isinstance(name, str) and self._find_tensor(name) else None
         return self._tensor_field("tensor")
 
     @property
@@ -112,34 +108,22 @@ class Node:
             return bytes_size(self._file._schema, self._index, self._find_tensor)
         return self._tensor_field("nbytes")
 
-    # --- children ---------------------------------------------------------------------------------------------------
-
-    def _field(self, name: str) -> Any:
-        """A scalar field of a tagged node, or a list of scalars (None when absent or anything else)."""
-        return self._file._schema.field(self._index, name)
-
     def _children(self) -> tuple[bool, list[tuple[Any, int]]] | None:
         """(whether the children are indexed, [(key or index, child node)]), or None for a leaf."""
         return self._file._schema.children(self._index, self._path)
 
-    def _entries(self) -> list[tuple[Any, int]]:
-        """(key or index, child node) of every child, in stored order (read once per node and file)."""
-        found = self._children()
-        return [] if found is None else found[1]
-
     def _by_key(self, key: Any, text: bool = False) -> tuple[Any, int] | None:
         """(stored key, child node) of the first child whose key is ``key`` (of the same type), or with ``text``, whose
         key is the str ``key`` or is written as it; None when there is none."""
-        maps = self._file._texts if text else self._file._keys
-        found = maps.get(self._index)
+        found = self._file._lookups.get((self._index, text))
         if found is None:
             found = {}
-            for k, child in self._entries():
+            for k, child in self._container()[1]:
                 try:
                     found.setdefault(_key_text(k) if text else (type(k), k), (k, child))
                 except TypeError:  # an unhashable field name of a crafted record: it can only be reached by index
                     pass
-            maps[self._index] = found
+            self._file._lookups[(self._index, text)] = found
         try:
             return found.get(key if text else (type(key), key))
         except TypeError:  # an unhashable key is not a key of anything
@@ -152,12 +136,15 @@ class Node:
             raise TypeError(f"{self.kind} node at {self.path_text} {fails}")
         return found
 
-    def _is_sequence(self) -> bool:
-        found = self._children()
-        return found is not None and found[0]
+    def _mapping(self) -> list[tuple[Any, int]]:
+        """(key, child node) of every child of a mapping or record node; TypeError for other nodes."""
+        indexed, entries = self._container()
+        if indexed:
+            raise TypeError(f"{self.kind} node at {self.path_text} has indices, not keys")
+        return entries
 
-    def _child_nodes(self) -> list[tuple[Any, Node]]:
-        return [(k, Node(self._file, c, self._path + (k,))) for k, c in self._entries()]
+    def _child_nodes(self, entries: list[tuple[Any, int]]) -> list[tuple[Any, Node]]:
+        return [(k, Node(self._file, c, self._path + (k,))) for k, c in entries]
 
     def __len__(self) -> int:
         return len(self._container("has no length")[1])
@@ -177,24 +164,17 @@ class Node:
             return Node(self._file, found[1], self._path + (found[0],))
         raise KeyError(f"{key!r} is not a key of the {self.kind} at {self.path_text}")
 
-    def _require_keys(self) -> None:
-        if self._container()[0]:
-            raise TypeError(f"{self.kind} node at {self.path_text} has indices, not keys")
-
     def keys(self) -> list[Any]:
         """The keys of a mapping or record node (field names of a dataclass or named tuple), in stored order."""
-        self._require_keys()
-        return [k for k, _ in self._entries()]
+        return [k for k, _ in self._mapping()]
 
     def values(self) -> list[Node]:
         """The child nodes, in stored order."""
-        self._container()
-        return [child for _k, child in self._child_nodes()]
+        return [child for _k, child in self._child_nodes(self._container()[1])]
 
     def items(self) -> list[tuple[Any, Node]]:
         """(key, child node) pairs of a mapping or record node."""
-        self._require_keys()
-        return self._child_nodes()
+        return self._child_nodes(self._mapping())
 
     def __iter__(self) -> Iterator[Any]:
         """Keys of a mapping or record; child nodes of a sequence."""
@@ -205,22 +185,28 @@ class Node:
         sequences, whose children are not keys."""
         return not self._container()[0] and self._by_key(key) is not None
 
-    # --- loading ----------------------------------------------------------------------------------------------------
-
     def load(self, *, framework: str | None | type[_Default] = _Default, device: str | None = None,
              verify: bool = False) -> Any:
         """Build this node's value: only its own tensors are read (and any object it shares with the rest of the
         file). ``framework``/``device`` override those given to :func:`open`. ``verify=True`` checks the structure
         and each tensor read against the checksums saved with them (:class:`IntegrityError` names what does not
         match); the tensors not read are not checked."""
-        return self._file._load_at(self._index, self._path, framework=framework, device=device, verify=verify)
+        file = self._file
+        context = file._context(framework, device)
+        if verify and file._unverified_index is not None:
+            verify_index(file._unverified_index, file._document())
+            file._unverified_index = None
+        try:
+            with reading(file._source):
+                return file._document().load(self._index, context, verify)
+        except SafestructuresError as e:
+            raise located(e, self._path, f"{file._source}: ") from None
 
     def describe(self, max_depth: int | None = None) -> dict[str, Any]:
         """The node as plain JSON-ready data: kind, type, dtype/shape/nbytes of tensors, values of scalars (by a
         bounded repr where JSON has no form for them), and the children down to ``max_depth`` levels (all when None);
         reads no tensor data. A container met again is named by its first path (``same_as``), never expanded."""
-        file = self._file
-        return describe(file._schema, self._index, self._path, max_depth, lambda name: file._tensor(name, self._path))
+        return describe(self._file._schema, self._index, self._path, max_depth, self._find_tensor)
 
     def __repr__(self) -> str:
         where = self.path or "<root>"
@@ -237,21 +223,18 @@ class SafeFile:
     part by path with ``f.load("model.layers.0")``. Usable as a context manager; tensors loaded stay valid after
     ``close()`` (they keep the mapping alive)."""
 
-    def __init__(self, paths: Sequence[str], schema: str | None, metadata: dict[str, str] | None, load_args: dict[str, Any],
-                 limits: tuple[int, int, int], source: str) -> None:
-        self._doc: Any = _core.LazyFile(list(paths), schema, *limits)
-        self._metadata = metadata if metadata is not None else self._doc.metadata(0)
+    def __init__(self, source: Source, load_args: dict[str, Any], limits: tuple[int, int, int]) -> None:
+        self._doc: Any = _core.LazyFile(source.paths, source.schema, *limits)
+        self._metadata = source.metadata if source.metadata is not None else self._doc.metadata(0)
         self._load_args = load_args
-        self._source = source
-        self._structured = self._doc.structured
+        self._source = source.name
         # What the default max_bytes of each load is tied to: the bytes of every file mapped.
         self._size = sum(self._doc.buffer(shard).size for shard in range(self._doc.shard_count))
         self._schema = _TreeView(self)
-        # Per schema node, read when first looked up in: its keys by value and by text.
-        self._keys: dict[int, dict[Any, tuple[Any, int]]] = {}
-        self._texts: dict[int, dict[str, tuple[Any, int]]] = {}
-        # A sharded save's index and shards against the index's checksums, checked by the first verified load.
-        self._check_index: Callable[[], None] | None = None
+        # Per (schema node, by text), read when first looked up in: its keys by value, or by text.
+        self._lookups: dict[tuple[int, bool], dict[Any, tuple[Any, int]]] = {}
+        # A sharded save whose index and shards the first verified load checks against the index's checksums.
+        self._unverified_index = source if source.index_maps is not None else None
 
     def _document(self) -> Any:
         if self._doc is None:
@@ -283,7 +266,7 @@ class SafeFile:
         out = {}
         for shard in range(doc.shard_count):
             for name, dtype, shape, _offset, nbytes in doc.tensors(shard):
-                if name != SPILL_TENSOR or not self._structured:  # a schema spilled into a tensor is not part of the data
+                if name != SPILL_TENSOR or not doc.structured:  # a schema spilled into a tensor is not part of the data
                     out[name] = (dtype, tuple(shape), nbytes)
         return out
 
@@ -323,18 +306,6 @@ class SafeFile:
         if device is not None:
             args["device"] = device
         return load_context(**args, file_size=self._size)
-
-    def _load_at(self, index: int, path: tuple[Any, ...], framework: Any = _Default, device: str | None = None,
-                 verify: bool = False) -> Any:
-        context = self._context(framework, device)
-        if verify and self._check_index is not None:
-            self._check_index()
-            self._check_index = None
-        try:
-            with reading(self._source):
-                return self._document().load(index, context, verify)
-        except SafestructuresError as e:
-            raise located(e, path, f"{self._source}: ") from None
 
     def _load_many(self, nodes: Sequence[tuple[int, Iterable[Any]]], framework: Any = _Default, keys: bool = False) -> list[Any]:
         """Build several nodes ((index, path) each) for a walk over the tree (describe, keys, the command line): an
@@ -392,15 +363,9 @@ def _resolve_text(node: Node, parts: list[str]) -> Node:
         raise KeyError(f"{node.path_text} is a {node.kind}, which has no child {parts[0]!r}")
     first_error: LookupError | None = None
     # Indices hold no dots: only mappings and records try joined segments.
-    ends = range(1, 2 if node._is_sequence() else len(parts) + 1)
-    for end in ends:
+    for end in range(1, 2 if node._container()[0] else len(parts) + 1):
         try:
-            child = _child_by_text(node, ".".join(parts[:end]))
-        except KeyError as e:
-            first_error = first_error or e
-            continue
-        try:
-            return _resolve_text(child, parts[end:])
+            return _resolve_text(_child_by_text(node, ".".join(parts[:end])), parts[end:])
         except LookupError as e:
             first_error = first_error or e
     assert first_error is not None
@@ -409,7 +374,7 @@ def _resolve_text(node: Node, parts: list[str]) -> Node:
 
 def _child_by_text(node: Node, part: str) -> Node:
     """The child a path segment names: an index for sequences (and named tuples), else the key whose text is it."""
-    if node._is_sequence() or (node._tag == TAG.NamedTuple and part.lstrip("-").isdigit()):
+    if node._container()[0] or (node._tag == TAG.NamedTuple and part.lstrip("-").isdigit()):
         try:
             return node[int(part)]
         except ValueError:
@@ -473,11 +438,10 @@ def open_source(source: Source, load_args: dict[str, Any], limits: tuple[int, in
     if source.kind == PLAIN_SHARDS:
         raise InvalidFileError(f"{source.index}: the index has no safestructures schema (metadata {quote(SCHEMA_KEY)}); "
                                "load its shards with load_file one by one")
-    opened = SafeFile(source.paths, source.schema, source.metadata, load_args, limits, source.name)
+    opened = SafeFile(source, load_args, limits)
     doc = opened._document()
     if source.index is not None:
         check_shards(source, doc)
-        opened._check_index = lambda: verify_index(source, doc)
         return opened, V2
     fmt = file_format(doc.structured, opened.metadata)
     if fmt == PLAIN:

@@ -67,10 +67,13 @@ class _TreeView:
         if child is None:
             return None
         doc = self.doc
-        return doc.value(child) if doc.node(child)[0] not in _JSON_CONTAINERS else _container_field(doc, child)
-
-    def _located(self, error: SafestructuresError, path: Iterable[Any]) -> SafestructuresError:
-        return located(error, path, f"{self.file._source}: ")
+        json_kind = doc.node(child)[0]
+        if json_kind not in _JSON_CONTAINERS:
+            return doc.value(child)
+        items = [item for _k, item in doc.entries(child)] if json_kind == "array" else None
+        if items is None or any(doc.node(item)[0] in _JSON_CONTAINERS for item in items):
+            return None  # only a list of scalars is a field (a shape, the names of a named tuple)
+        return [doc.value(item) for item in items]
 
     def resolve(self, index: int, path: Iterable[Any]) -> tuple[int, int | None]:
         """(the node ``index`` stands for, the reference id when it is a reference): a ref reads as the object it refers
@@ -78,7 +81,7 @@ class _TreeView:
         try:
             return self.doc.follow(index)  # type: ignore[no-any-return]
         except InvalidFileError as e:
-            raise self._located(e, path) from None
+            raise located(e, path, f"{self.file._source}: ") from None
 
     def children(self, index: int, path: Iterable[Any]) -> tuple[bool, list[tuple[Any, int]]] | None:
         """(whether the children are indexed, [(key or index, child node)]) of a resolved container node, in stored
@@ -87,7 +90,7 @@ class _TreeView:
             try:
                 found = self.doc.children(index)
             except InvalidFileError as e:
-                raise self._located(e, path) from None
+                raise located(e, path, f"{self.file._source}: ") from None
             if found is not None:
                 indexed, entries, to_build = found
                 if to_build:
@@ -144,18 +147,6 @@ def _key_text(key: Any) -> str:
     if type(key) in (bool, float, complex, type(None)) or (type(key) is int and key.bit_length() <= 4096):
         return str(key)
     return shown(key)
-
-
-def _container_field(doc: Any, node: int) -> Any:
-    """A field that is a JSON list of scalars (a shape, the names of a named tuple), else None."""
-    if doc.node(node)[0] != "array":
-        return None
-    values = []
-    for _k, child in doc.entries(node):
-        if doc.node(child)[0] in _JSON_CONTAINERS:
-            return None
-        values.append(doc.value(child))
-    return values
 
 
 #: The most bits an int shown as a number may have: Python refuses to write ints of over 4300 digits as text (the

@@ -174,25 +174,18 @@ def remove_stale_temporaries(directory: str) -> list[str]:
             found.setdefault(match.group(1), []).append(name)
     removed = []
     for save_id, names in found.items():
-        lock = os.path.join(directory, f".{PREFIX}.{save_id}.lock")
-        try:
-            fd = os.open(lock, os.O_RDONLY)
-        except FileNotFoundError:
-            fd = None
-        except OSError:
-            continue
-        try:
-            if fd is not None:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except OSError:  # held: that save is running now
-                    continue
+        with contextlib.ExitStack() as held:
+            try:
+                fd = os.open(os.path.join(directory, f".{PREFIX}.{save_id}.lock"), os.O_RDONLY)
+                held.callback(os.close, fd)
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except FileNotFoundError:
+                pass  # no lock file: that save is over
+            except OSError:  # held: that save is running now (or its lock cannot be looked at)
+                continue
             for name in sorted(names, key=lambda n: n.endswith(".lock")):  # the lock file last
                 if remove_if_present(os.path.join(directory, name)):
                     removed.append(name)
-        finally:
-            if fd is not None:
-                os.close(fd)
     return removed
 
 
@@ -231,40 +224,36 @@ def save_sharded(data: Any, directory: str, metadata: Mapping[str, str] | None, 
                                        + (" (the index's total size)" if key == TOTAL_SIZE_KEY else ""), code="InvalidMetadata")
     os.makedirs(directory, exist_ok=True)
     save_id = os.urandom(12).hex()
-    # Temporary files of earlier saves into this directory that were killed (see remove_stale_temporaries).
     remove_stale_temporaries(directory)
     with _save_lock(directory, save_id):
-        _save_locked(data, directory, metadata, max_shard_size, max_depth, fsync, context, save_id, checksums)
-
-
-def _save_locked(data: Any, directory: str, metadata: Mapping[str, str] | None, max_shard_size: int, max_depth: int,
-                 fsync: bool, context: dict[str, Any], save_id: str, checksums: bool) -> None:
-    index = os.path.join(directory, INDEX_NAME)
-    schema, temps, weight_map, total, digests = _core.save_sharded(data, directory, PREFIX, save_id, max_depth, max_shard_size,
-                                                                   fsync, context, checksums)
-    index_temp = None
-    names = [shard_name(k + 1, len(temps)) for k in range(len(temps))]
-    try:
-        index_metadata = {TOTAL_SIZE_KEY: total, **(metadata or {}), SAVE_KEY: save_id, SCHEMA_KEY: schema}
-        placements = {tensor: names[shard] for tensor, shard in weight_map}
-        if checksums:
-            # The index's structure and each shard's checksums entry (which covers the shard whole).
-            index_metadata[CHECKSUMS_KEY] = _core.index_checksums(index_text(index_metadata), placements, list(zip(names, digests)))
-        document = {INDEX_METADATA: index_metadata, INDEX_WEIGHT_MAP: placements}
-        index_temp = write_temporary(index, json.dumps(document, ensure_ascii=False, indent=2).encode("utf-8"), fsync, tag=save_id)
-        # Everything is written: only renames are left, shards first and the index last, so an index never names a
-        # shard that is not in place yet. Saves into one directory take turns here (a lock on the directory), so two at
-        # once leave one whole checkpoint, the last one's, rather than a mix.
-        with _directory_lock(directory):
-            previous = _old_shards(index)
-            for name, temp in zip(names, temps):
-                os.replace(temp, os.path.join(directory, name))
-            os.replace(index_temp, index)
-            for stale in previous - set(names):
-                remove_if_present(os.path.join(directory, stale))
-    except BaseException:
-        for temp in temps:
-            remove_if_present(temp)
-        if index_temp is not None:
-            remove_if_present(index_temp)
-        raise
+        index = os.path.join(directory, INDEX_NAME)
+        schema, temps, weight_map, total, digests = _core.save_sharded(data, directory, PREFIX, save_id, max_depth,
+                                                                       max_shard_size, fsync, context, checksums)
+        index_temp = None
+        names = [shard_name(k + 1, len(temps)) for k in range(len(temps))]
+        try:
+            index_metadata = {TOTAL_SIZE_KEY: total, **(metadata or {}), SAVE_KEY: save_id, SCHEMA_KEY: schema}
+            placements = {tensor: names[shard] for tensor, shard in weight_map}
+            if checksums:
+                # The index's structure, and each shard's checksums entry (which covers the shard whole).
+                index_metadata[CHECKSUMS_KEY] = _core.index_checksums(index_text(index_metadata), placements,
+                                                                      list(zip(names, digests)))
+            document = {INDEX_METADATA: index_metadata, INDEX_WEIGHT_MAP: placements}
+            text = json.dumps(document, ensure_ascii=False, indent=2).encode("utf-8")
+            index_temp = write_temporary(index, text, fsync, tag=save_id)
+            # Everything is written: only renames are left, shards first and the index last, so an index never names
+            # a shard that is not in place yet. Saves into one directory take turns here (a lock on the directory), so
+            # two at once leave one whole checkpoint, the last one's, rather than a mix.
+            with _directory_lock(directory):
+                previous = _old_shards(index)
+                for name, temp in zip(names, temps):
+                    os.replace(temp, os.path.join(directory, name))
+                os.replace(index_temp, index)
+                for stale in previous - set(names):
+                    remove_if_present(os.path.join(directory, stale))
+        except BaseException:
+            for temp in temps:
+                remove_if_present(temp)
+            if index_temp is not None:
+                remove_if_present(index_temp)
+            raise

@@ -72,7 +72,13 @@ def resolve(path: str, max_header_size: int) -> Source:
     if size > max_header_size:
         raise InvalidFileError(f"{index}: the index is {size} bytes, over the limit of {max_header_size}")
     with open(index, "rb") as f:
-        document = parse_json(f.read(), index)
+        raw = f.read()
+    try:
+        document = json.loads(raw)
+    except RecursionError:
+        raise InvalidFileError(f"{index}: the index nests too deeply to be one") from None
+    except (UnicodeDecodeError, ValueError) as e:
+        raise InvalidFileError(f"{index}: not a JSON index: {e}") from None
     if (not isinstance(document, dict) or not isinstance(document.get(INDEX_WEIGHT_MAP), dict)
             or not isinstance(document.get(INDEX_METADATA), dict)):
         raise InvalidFileError(f'{index}: an index is an object with "{INDEX_METADATA}" and "{INDEX_WEIGHT_MAP}" objects')
@@ -109,16 +115,6 @@ def resolve(path: str, max_header_size: int) -> Source:
     if not all(isinstance(v, str) for v in kept.values()):
         raise InvalidFileError(f"{index}: metadata values other than {TOTAL_SIZE_KEY} must be strings")
     return Source(SHARDED, path, paths, index, schema, kept, where, save_id, (metadata, weight_map))
-
-
-def parse_json(raw: bytes | str, index: str) -> Any:
-    """An index's JSON; InvalidFileError naming the index when it is not JSON or nests too deeply for the parser."""
-    try:
-        return json.loads(raw)
-    except RecursionError:
-        raise InvalidFileError(f"{index}: the index nests too deeply to be one") from None
-    except (UnicodeDecodeError, ValueError) as e:
-        raise InvalidFileError(f"{index}: not a JSON index: {e}") from None
 
 
 def _valid_text(text: str, index: str, what: str) -> None:

@@ -10,7 +10,7 @@ type name is resolved only among the 1.0.0-style plugins passed to the load.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, NoReturn
 
 from ._errors import InvalidFileError, SafestructuresError, UnknownTypeError
 from ._format import V1_SCHEMA_KEY, V1_VERSION_KEY
@@ -49,13 +49,13 @@ class _Loader:
     def where(self) -> str:
         return "$" + "".join(self.path)
 
-    def fail(self, message: str) -> None:
+    def fail(self, message: str) -> NoReturn:
         raise _V1Error(f"at {self.where()}: {message}")
 
     def child(self, part: str, node: Any) -> Any:
         self.path.append(part)
         if len(self.path) > self.max_depth:
-            raise _V1Error(f"at {self.where()}: the data nests deeper than the limit of {self.max_depth} levels")
+            self.fail(f"the data nests deeper than the limit of {self.max_depth} levels")
         try:
             return self.build(node)
         finally:

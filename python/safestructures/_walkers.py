@@ -17,23 +17,22 @@ from ._source import V1, file_format
 __all__ = ["load", "load_arguments", "load_context", "save", "unstructured"]
 
 
-def _install_hooks() -> None:
-    # The adapters are looked up at each call, so that a test can stand in for one.
-    _core.set_hooks(
-        {
-            "classify": _types.classify,
-            "reduce": _types.reduce,
-            "array_entry": lambda *args: frameworks.array_entry(*args),
-            "factory_name": _types.factory_name,
-            "construct": _types.CONSTRUCT,
-            "factories": _types.FACTORIES,
-            "make_tensor": lambda *args: frameworks.make_tensor(*args),
-            "ordered_dict_type": collections.OrderedDict,
-            "defaultdict_type": collections.defaultdict,
-            "deque_type": collections.deque,
-            "counter_type": collections.Counter,
-        }
-    )
+# The adapters are looked up at each call, so that a test can stand in for one.
+_core.set_hooks(
+    {
+        "classify": _types.classify,
+        "reduce": _types.reduce,
+        "array_entry": lambda *args: frameworks.array_entry(*args),
+        "factory_name": _types.factory_name,
+        "construct": _types.CONSTRUCT,
+        "factories": _types.FACTORIES,
+        "make_tensor": lambda *args: frameworks.make_tensor(*args),
+        "ordered_dict_type": collections.OrderedDict,
+        "defaultdict_type": collections.defaultdict,
+        "deque_type": collections.deque,
+        "counter_type": collections.Counter,
+    }
+)
 
 
 def load_context(
@@ -128,6 +127,3 @@ def load(
     with reading("the buffer"):
         structured, payload, metadata = _core.load_bytes(data, max_depth, max_nodes, max_header_size, context, verify)
         return payload if structured else unstructured(data, payload, metadata, context, max_depth)
-
-
-_install_hooks()

@@ -7,7 +7,6 @@
 #include <filesystem>
 #include <optional>
 #include <string>
-#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -70,12 +69,16 @@ void register_error_translator();
 
 // A class of safestructures._errors by name (the module is imported on first use).
 nb::object error_class(const char* name);
+// Sets the Python error cls(message) with its `code` (an ErrorCode's name).
+void set_error(nb::handle cls, const std::string& message, nb::handle code);
 
 // str(obj) as UTF-8 for a message, whatever it holds: lone surrogates escaped (\ud800), never failing, cut to a few
 // thousand bytes. Text from a file reaches messages through here (a str's UTF-8 form may not exist).
 std::string py_text(nb::handle obj);
 // A Python str of UTF-8 text that may be invalid (a message quoting bytes from a file): bad bytes escaped.
 nb::str python_text(const std::string& text);
+// A Python str of valid UTF-8 text (a name from a parsed header or schema, a name of the format's).
+inline nb::str py_str(std::string_view text) { return nb::str(text.data(), text.size()); }
 
 // One tensor to write from (name, safetensors dtype name, shape, object with __array_interface__), without copying
 // its data; raises InvalidArgumentError naming the tensor on a bad entry.
@@ -124,15 +127,15 @@ struct TensorSource {
   void verify(const Found& found) const;
 };
 
-// A header's metadata as {str: str} (None when the file has none); with `metadata`, that subset of it.
-nb::object metadata_to_python(const Header& header, const Metadata& metadata);
-nb::object metadata_to_python(const Header& header);
+// A header's metadata as {str: str} (None when the file has none); with `user_only`, without the reserved keys.
+nb::object metadata_to_python(const Header& header, bool user_only);
+// A tensor's shape as a tuple of ints.
+nb::tuple shape_tuple(const std::vector<std::uint64_t>& shape);
 // [(name, dtype, shape, offset from the start of the file, nbytes)] in header order.
 nb::list tensor_table(const Header& header);
 
 // Maps and validates a file with the GIL released; the buffer (a FileBuffer) exposes the mapping to numpy.
-std::pair<Reader, nb::object> open_mapped(const std::filesystem::path& path, std::uint64_t max_header_size,
-                                          Access access = Access::Whole);
+Shard open_mapped(const std::filesystem::path& path, std::uint64_t max_header_size, Access access = Access::Whole);
 
 struct LoadOptions {
   std::uint32_t max_depth = default_max_depth;

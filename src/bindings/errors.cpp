@@ -36,14 +36,16 @@ nb::str python_text(const std::string& text) {
   return nb::steal<nb::str>(out);
 }
 
+void set_error(nb::handle cls, const std::string& message, nb::handle code) {
+  nb::object instance = cls(python_text(message));
+  instance.attr("code") = code;
+  PyErr_SetObject(cls.ptr(), instance.ptr());
+}
+
 namespace {
 
 void set_error(const char* class_name, const Error& e) {
-  nb::object cls = error_class(class_name);
-  nb::object instance = cls(python_text(e.what()));
-  const auto code = error_code_name(e.code());
-  instance.attr("code") = nb::str(code.data(), code.size());
-  PyErr_SetObject(cls.ptr(), instance.ptr());
+  bindings::set_error(error_class(class_name), e.what(), py_str(error_code_name(e.code())));
 }
 
 void set_os_error(const Error& e) {

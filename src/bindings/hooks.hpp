@@ -38,7 +38,7 @@ struct Hooks {
   nb::object counter_type;
 };
 
-// The hooks, or a RuntimeError when safestructures' Python layer has not installed them.
+// The hooks, or a TypeError when safestructures' Python layer has not installed them.
 const Hooks& hooks();
 void set_hooks(nb::dict hooks);
 

@@ -30,11 +30,8 @@ class LazyFile {
            std::uint64_t max_nodes, std::uint64_t max_header_size)
       : options_{max_depth, max_nodes, nb::handle()} {
     if (paths.empty()) throw ArgumentError(ErrorCode::InvalidArgument, "a document needs at least one file");
-    for (const auto& path : paths) {
-      // Read where asked, not ahead: load() prefetches what a part needs.
-      auto [reader, buffer] = open_mapped(path, max_header_size, Access::Parts);
-      source_.shards.push_back(Shard{std::move(reader), buffer});
-    }
+    // Read where asked, not ahead: load() prefetches what a part needs.
+    for (const auto& path : paths) source_.shards.push_back(open_mapped(path, max_header_size, Access::Parts));
     naming_file(paths.size() == 1 ? paths.front().string() : paths.front().parent_path().string(), [&] {
       source_.check_unique_names();
       const SchemaLimits limits = schema_limits(options_.max_depth, options_.max_nodes);
@@ -64,8 +61,7 @@ class LazyFile {
 
   nb::object buffer(std::size_t shard) const { return source_.shards.at(shard).buffer; }
   nb::object metadata(std::size_t shard) const {
-    const Header& header = source_.shards.at(shard).reader.header();
-    return structured() ? metadata_to_python(header, user_metadata(header)) : metadata_to_python(header);
+    return metadata_to_python(source_.shards.at(shard).reader.header(), structured());
   }
   nb::list tensors(std::size_t shard) const { return tensor_table(source_.shards.at(shard).reader.header()); }
   // The digest of the shard's checksums entry (what a sharded save's index records of it), or None.
@@ -82,24 +78,20 @@ class LazyFile {
     const std::string_view tag = tree_->tape().tag(i);
     const Kind plain = tag.empty() ? *tree_->kind(i) : Kind::Null;
     const std::string_view kind = !tag.empty() ? tag : plain == Kind::Null ? "none" : kind_name(plain);
-    return nb::make_tuple(json_kinds[static_cast<int>(n.kind)], tag.empty() ? nb::none() : nb::object(nb::str(tag.data(), tag.size())),
-                          n.count, n.end, nb::str(kind.data(), kind.size()));
+    nb::object tag_text = tag.empty() ? nb::none() : nb::object(py_str(tag));
+    return nb::make_tuple(json_kinds[static_cast<int>(n.kind)], tag_text, n.count, n.end, py_str(kind));
   }
 
   // The children of an object or array node in order: [(member name, value node)] or [(position, element node)].
   nb::list entries(std::size_t i) const {
     const Node& n = at(i);
     if (!is_container(n)) throw ArgumentError(ErrorCode::InvalidArgument, "node " + std::to_string(i) + " is not a container");
-    const bool object = n.kind == NodeKind::Object;
+    const Tape& tape = tree_->tape();
     nb::list out;
     std::size_t c = i + 1;
-    for (std::uint32_t k = 0; k < n.count; ++k, c = tree_->tape().next(c)) {
-      if (!object) {
-        out.append(nb::make_tuple(k, c));
-        continue;
-      }
-      const std::string_view key = tree_->tape()[c++].text;
-      out.append(nb::make_tuple(nb::str(key.data(), key.size()), c));
+    for (std::uint32_t k = 0; k < n.count; ++k, c = tape.next(c)) {
+      nb::object key = n.kind == NodeKind::Object ? nb::object(py_str(tape[c++].text)) : nb::object(nb::int_(k));
+      out.append(nb::make_tuple(key, c));
     }
     return out;
   }
@@ -113,7 +105,7 @@ class LazyFile {
       case NodeKind::True: return nb::bool_(true);
       case NodeKind::Int: return nb::int_(n.integer);
       case NodeKind::Float: return nb::float_(n.number);
-      case NodeKind::String: return nb::str(n.text.data(), n.text.size());
+      case NodeKind::String: return py_str(n.text);
       default: throw ArgumentError(ErrorCode::InvalidArgument, "node " + std::to_string(i) + " is a container");
     }
   }
@@ -132,18 +124,16 @@ class LazyFile {
   // through references, and a walk asks for each of them).
   std::size_t unwrapped(std::size_t i) const {
     const Tape& tape = tree_->tape();
-    std::vector<std::size_t> chain;
-    std::unordered_set<std::size_t> seen;
+    std::unordered_set<std::size_t> chain;
     std::size_t end = i;
     for (;;) {
       if (const auto known = unwrapped_.find(end); known != unwrapped_.end()) {
         end = known->second;
         break;
       }
-      const std::optional<Kind> kind = tape[end].kind == NodeKind::Object ? tree_->kind(end) : std::nullopt;
+      const std::optional<Kind> kind = tree_->kind(end);
       if (kind != Kind::Object && kind != Kind::Ext && kind != Kind::Plugin) break;
-      if (!seen.insert(end).second) invalid("a reference to itself");
-      chain.push_back(end);
+      if (!chain.insert(end).second) failing("a reference to itself");
       std::size_t wrapped = Tape::npos;
       for (const char* field : {"value", "attrs", "data"}) {
         if ((wrapped = tape.member(end, field)) != Tape::npos) break;
@@ -178,12 +168,13 @@ class LazyFile {
     const std::size_t fields = tape.member(i, "fields");
     switch (*kind) {
       case Kind::NamedTuple: {
-        nb::list names = fields != Tape::npos && tape[fields].kind == NodeKind::Array ? entries(fields) : nb::list();
-        nb::list values = has_items ? entries(items) : nb::list();
+        // [(field name, value node)]: the names of "fields" beside the values of "items".
         nb::list pairs;
-        for (std::size_t k = 0; k < std::min(nb::len(names), nb::len(values)); ++k) {
-          const std::size_t name = nb::cast<std::size_t>(names[k][1]);
-          pairs.append(nb::make_tuple(is_container(tape[name]) ? nb::none() : value(name), values[k][1]));
+        const bool has_names = fields != Tape::npos && tape[fields].kind == NodeKind::Array;
+        const std::uint32_t count = has_names && has_items ? std::min(tape[fields].count, tape[items].count) : 0;
+        std::size_t name = fields + 1, v = items + 1;
+        for (std::uint32_t k = 0; k < count; ++k, name = tape.next(name), v = tape.next(v)) {
+          pairs.append(nb::make_tuple(is_container(tape[name]) ? nb::none() : value(name), v));
         }
         return walk_children(false, pairs);
       }
@@ -210,15 +201,14 @@ class LazyFile {
     const Tape& tape = tree().tape();
     nb::dict out;
     for (std::size_t i = tree_->root(); i < tape.next(tree_->root()); ++i) {
-      if (tape[i].kind != NodeKind::Object) continue;
       const std::optional<Kind> kind = tree_->kind(i);
       const std::string_view tag = tape.tag(i);
       if (!kind || !traits(*kind).names_class || tag.empty()) continue;
       const std::size_t type = tape.member(i, "type");  // the first, as the loader reads it
       if (type == Tape::npos || tape[type].kind != NodeKind::String) continue;
-      nb::object names = out.get(nb::str(tag.data(), tag.size()), nb::none());
-      if (names.is_none()) out[nb::str(tag.data(), tag.size())] = names = nb::dict();
-      nb::str name(tape[type].text.data(), tape[type].text.size());
+      nb::object names = out.get(py_str(tag), nb::none());
+      if (names.is_none()) out[py_str(tag)] = names = nb::dict();
+      const nb::str name = py_str(tape[type].text);
       names[name] = nb::cast<std::size_t>(nb::cast<nb::dict>(names).get(name, nb::int_(0))) + 1;
     }
     return out;
@@ -229,25 +219,22 @@ class LazyFile {
     const TensorSource::Found found = source_.find(name);
     if (found.info == nullptr) return nb::none();
     const TensorInfo& t = *found.info;
-    nb::list shape;
-    for (std::uint64_t d : t.shape) shape.append(d);
-    const auto dtype = dtype_name(t.dtype);
-    return nb::make_tuple(nb::str(dtype.data(), dtype.size()), nb::tuple(shape), t.nbytes(),
-                          static_cast<std::size_t>(found.shard - source_.shards.data()), found.shard->reader.header().data_offset() + t.begin);
+    const auto shard = static_cast<std::size_t>(found.shard - source_.shards.data());
+    return nb::make_tuple(py_str(dtype_name(t.dtype)), shape_tuple(t.shape), t.nbytes(), shard,
+                          found.shard->reader.header().data_offset() + t.begin);
   }
 
   // Builds the object at node `i`; anything it refers to outside itself is built too, and nothing else is read.
   nb::object load(std::size_t i, nb::handle context, bool verify) {
     at(i);
-    LoadOptions options = options_;
-    options.context = context;
-    options.verify = verify;
     if (i == tree_->root()) {
       // The whole data: read as load_file reads, with the kernel's readahead.
       for (const Shard& shard : source_.shards) mapping(shard).set_access(Access::Whole);
     } else {
       prefetch(i);
     }
+    LoadOptions options = with_context(context);
+    options.verify = verify;
     return build_node(*tree_, i, source_, options, i != tree_->root());
   }
 
@@ -257,9 +244,7 @@ class LazyFile {
       at(i);
       prefetch(i);
     }
-    LoadOptions options = options_;
-    options.context = context;
-    return build_nodes(*tree_, nodes, source_, options, keys, failed_at_);
+    return build_nodes(*tree_, nodes, source_, with_context(context), keys, failed_at_);
   }
 
   // After load_many raised: the position in its list of the node that raised it.
@@ -269,10 +254,10 @@ class LazyFile {
   static bool is_container(const Node& n) { return n.kind == NodeKind::Array || n.kind == NodeKind::Object; }
   static nb::tuple walk_children(bool indexed, nb::list entries) { return nb::make_tuple(indexed, entries, nb::list()); }
   // Problems met walking the tree are the file's: the caller adds the file's name and the node's path.
-  [[noreturn]] static void invalid(const std::string& why, ErrorCode code = ErrorCode::SchemaInvalid) {
+  static constexpr Fail failing{nullptr, [](const void*, const std::string& why, ErrorCode code) {
     raise(code, "at $: " + why);
-  }
-  static constexpr Fail failing{nullptr, [](const void*, const std::string& why, ErrorCode code) { invalid(why, code); }};
+  }};
+  LoadOptions with_context(nb::handle context) const { return {options_.max_depth, options_.max_nodes, context}; }
   const TreeReader& tree() const {
     if (!tree_) throw ArgumentError(ErrorCode::InvalidArgument, "the file holds no structure (no schema)");
     return *tree_;
@@ -285,7 +270,6 @@ class LazyFile {
   void prefetch(std::size_t i) const {
     const Tape& tape = tree_->tape();
     for (std::size_t n = i; n < tape[i].end; ++n) {
-      if (tape[n].kind != NodeKind::Object) continue;
       const std::optional<Kind> kind = tree_->kind(n);
       const char* field = kind == Kind::Tensor ? "name" : (kind == Kind::Bytes || kind == Kind::ByteArray) ? "tensor" : nullptr;
       if (field == nullptr) continue;

@@ -25,10 +25,9 @@ std::string Loader::path_text() const {
 
 void Loader::expose_where() {
   if (!context_.is_valid() || !PyDict_Check(context_.ptr())) return;
-  PyObject* before = PyDict_GetItemString(context_.ptr(), "where");  // borrowed
-  if (before != nullptr) where_before_ = nb::borrow(before);
-  nb::object where = nb::cpp_function([this]() { return path_text(); });
-  if (PyDict_SetItemString(context_.ptr(), "where", where.ptr()) != 0) throw nb::python_error();
+  nb::dict context = nb::borrow<nb::dict>(context_);
+  if (context.contains("where")) where_before_ = context["where"];
+  context["where"] = nb::cpp_function([this]() { return path_text(); });
   where_set_ = true;
 }
 
@@ -47,10 +46,8 @@ nb::object Loader::call_python(const char* what, const std::function<nb::object(
   } catch (nb::python_error& e) {
     // safestructures' own errors (an unknown type in strict mode) keep their class, with the path added.
     if (PyObject_IsInstance(e.value().ptr(), error_class("SafestructuresError").ptr()) == 1) {
-      nb::object cls = nb::borrow(reinterpret_cast<PyObject*>(Py_TYPE(e.value().ptr())));
-      nb::object again = cls(python_text("at " + path_text() + ": " + py_text(e.value())));
-      again.attr("code") = e.value().attr("code");
-      PyErr_SetObject(cls.ptr(), again.ptr());
+      const nb::handle cls = reinterpret_cast<PyObject*>(Py_TYPE(e.value().ptr()));
+      set_error(cls, "at " + path_text() + ": " + py_text(e.value()), e.value().attr("code"));
       throw nb::python_error();
     }
     invalid(std::string(what) + ": " + Py_TYPE(e.value().ptr())->tp_name + ": " + py_text(e.value()));
@@ -170,21 +167,20 @@ nb::object Loader::build_plain_object(std::size_t i) {
 }
 
 nb::object Loader::build(std::size_t i) {
-  nb::object out = build_tracked(i);
+  nb::object out;
+  if (i != target_) {
+    out = build_any(i);
+  } else {
+    ++target_builds_;
+    OnExit leave{[this] { --target_builds_; }};
+    out = build_any(i);
+    if (target_builds_ > 1 && !inner_target_.is_valid()) inner_target_ = out;
+  }
   if (!defining_.empty() && defining_.back().node == i) {
     // A node that references may name is complete: its expanded size, for what hashes it later.
     ids_.find(defining_.back().id)->size = expanded_size(i);
     defining_.pop_back();
   }
-  return out;
-}
-
-nb::object Loader::build_tracked(std::size_t i) {
-  if (i != target_) return build_any(i);
-  ++target_builds_;
-  OnExit leave{[this] { --target_builds_; }};
-  nb::object out = build_any(i);
-  if (target_builds_ > 1 && !inner_target_.is_valid()) inner_target_ = out;
   return out;
 }
 
@@ -255,12 +251,9 @@ nb::object Loader::build_any(std::size_t i) {
     return build_tagged(i, *kind);
   }
   nb::object list = nb::steal(PyList_New(n.count));
-  std::size_t c = i + 1;
-  for (std::uint32_t k = 0; k < n.count; ++k) {
-    nb::object item = build_child(c, {LoadPath::Type::Index, {}, k});
+  build_items(i + 1, n.count, [&](std::uint32_t k, std::size_t, nb::object item) {
     PyList_SET_ITEM(list.ptr(), k, item.release().ptr());
-    c = tape_.next(c);
-  }
+  });
   return list;
 }
 

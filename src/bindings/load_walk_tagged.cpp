@@ -42,18 +42,15 @@ nb::object Loader::tensor(std::size_t i) {
       for (std::size_t e = v + 1; e < tape_[v].end && plain; ++e) plain = tape_[e].kind != NodeKind::Array && tape_[e].kind != NodeKind::Object;
     }
     if (!plain) invalid("a tensor's field " + quote_name(key) + " must be a JSON scalar or an array of scalars");
-    fields[nb::str(key.data(), key.size())] = build_child(v, {LoadPath::Type::Field, key});
+    fields[py_str(key)] = build_child(v, {LoadPath::Type::Field, key});
   });
   if (info == nullptr) {
     return call_python("cannot rebuild a tensor view", [&] {
       return hooks_.make_tensor(nb::none(), nb::none(), nb::none(), nb::none(), nb::none(), fields, context_);
     });
   }
-  nb::tuple shape = nb::steal<nb::tuple>(PyTuple_New(static_cast<Py_ssize_t>(info->shape.size())));
-  for (std::size_t d = 0; d < info->shape.size(); ++d) PyTuple_SET_ITEM(shape.ptr(), d, PyLong_FromUnsignedLongLong(info->shape[d]));
-  const auto dtype = dtype_name(info->dtype);
   nb::object out = call_python(("cannot rebuild tensor " + quote_name(name)).c_str(), [&] {
-    return hooks_.make_tensor(found.shard->buffer, nb::str(dtype.data(), dtype.size()), shape,
+    return hooks_.make_tensor(found.shard->buffer, py_str(dtype_name(info->dtype)), shape_tuple(info->shape),
                               found.shard->reader.header().data_offset() + info->begin, info->nbytes(), fields, context_);
   });
   named_.emplace(name, out);
@@ -143,16 +140,14 @@ nb::object Loader::build_appended(std::size_t i, Kind kind) {
   define(i, out);
   nb::object append = kind == Kind::List ? nb::object() : out.attr("append");
   std::uint32_t count = 0;
-  std::size_t c = tree_.items(i, count, failing());
-  for (std::uint32_t k = 0; k < count; ++k) {
-    nb::object item = build_child(c, {LoadPath::Type::Index, {}, k});
-    if (kind == Kind::List) {
-      if (PyList_Append(out.ptr(), item.ptr()) != 0) throw nb::python_error();
-    } else {
+  const std::size_t first = tree_.items(i, count, failing());
+  build_items(first, count, [&](std::uint32_t, std::size_t, nb::object item) {
+    if (kind != Kind::List) {
       append(item);
+    } else if (PyList_Append(out.ptr(), item.ptr()) != 0) {
+      throw nb::python_error();
     }
-    c = tape_.next(c);
-  }
+  });
   return out;
 }
 
@@ -160,14 +155,12 @@ nb::object Loader::build_tuple(std::size_t i) {
   // Filled in place: nothing can refer to a tuple before it is complete (a cycle through one is refused), and a tuple
   // left partly filled by an error frees its filled slots only.
   std::uint32_t count = 0;
-  std::size_t c = tree_.items(i, count, failing());
+  const std::size_t first = tree_.items(i, count, failing());
   nb::object tuple = nb::steal(PyTuple_New(count));
   if (!tuple.is_valid()) throw nb::python_error();
-  for (std::uint32_t k = 0; k < count; ++k) {
-    nb::object item = build_child(c, {LoadPath::Type::Index, {}, k});
+  build_items(first, count, [&](std::uint32_t k, std::size_t, nb::object item) {
     PyTuple_SET_ITEM(tuple.ptr(), k, item.release().ptr());
-    c = tape_.next(c);
-  }
+  });
   define(i, tuple);
   return tuple;
 }
@@ -175,22 +168,20 @@ nb::object Loader::build_tuple(std::size_t i) {
 nb::object Loader::build_set(std::size_t i, Kind kind) {
   const std::string what = "cannot build a " + std::string(kind_name(kind)) + ": ";
   std::uint32_t count = 0;
-  std::size_t c = tree_.items(i, count, failing());
+  const std::size_t first = tree_.items(i, count, failing());
   // A frozenset is filled in place too: nothing can refer to it before it is complete.
   nb::object result = nb::steal(kind == Kind::Set ? PySet_New(nullptr) : PyFrozenSet_New(nullptr));
   if (!result.is_valid()) throw nb::python_error();
   HashRuns runs;
-  for (std::uint32_t k = 0; k < count; ++k) {
-    nb::object item = build_child(c, {LoadPath::Type::Index, {}, k});
+  build_items(first, count, [&](std::uint32_t k, std::size_t node, nb::object item) {
     path_.push_back({LoadPath::Type::Index, {}, k});
-    check_hashable(item, c, runs, "item", what);
+    check_hashable(item, node, runs, "item", what);
     path_.pop_back();
     if (PySet_Add(result.ptr(), item.ptr()) != 0) {
       nb::python_error e;
       invalid(what + py_text(e.value()));
     }
-    c = tape_.next(c);
-  }
+  });
   define(i, result);
   return result;
 }
@@ -204,8 +195,7 @@ nb::object Loader::build_mapping(std::size_t i, Kind kind) {
     nb::object factory = nb::none();
     if (at == Tape::npos) invalid("a defaultdict needs a \"factory\" field");
     if (tape_[at].kind == NodeKind::String) {
-      nb::object name = nb::str(tape_[at].text.data(), tape_[at].text.size());
-      PyObject* found = PyDict_GetItemWithError(hooks_.factories.ptr(), name.ptr());
+      PyObject* found = PyDict_GetItemWithError(hooks_.factories.ptr(), py_str(tape_[at].text).ptr());
       if (found == nullptr) invalid("unknown defaultdict factory " + quote_name(tape_[at].text) + " (only built-in types are allowed)");
       factory = nb::borrow(found);
     } else if (tape_[at].kind != NodeKind::Null) {
@@ -236,8 +226,7 @@ nb::object Loader::tagged_scalar(std::size_t i, Kind kind) {
 
 nb::object Loader::construct(std::size_t i, Kind kind) {
   const std::string_view tag = traits(kind).tag;
-  nb::object tag_obj = nb::str(tag.data(), tag.size());
-  PyObject* constructor = PyDict_GetItemWithError(hooks_.construct.ptr(), tag_obj.ptr());
+  PyObject* constructor = PyDict_GetItemWithError(hooks_.construct.ptr(), py_str(tag).ptr());
   if (constructor == nullptr) invalid("unknown tag " + quote_name(tag));
   // A "nested" node only stands for a child a 1.0.0-style plugin put into its value; anywhere else it would hand
   // the loader's internal wrapper to the caller.
@@ -254,11 +243,11 @@ nb::object Loader::construct(std::size_t i, Kind kind) {
   OnExit leave{[this, plugin] { plugin_depth_ -= plugin; }};
   nb::dict fields;
   tree_.for_each_field(i, [&](std::string_view key, std::size_t v) {
-    if (is_ref(v) && is_own_field(kind, key)) {
+    if (tree_.kind(v) == Kind::Ref && is_own_field(kind, key)) {
       invalid("the field " + quote_name(key) + " of a " + quote_name(tag) + " node describes that node alone and cannot be a \"ref\"");
     }
     // Wrapper fields ("fields", "items", ...) do not appear in paths, as when saving.
-    fields[nb::str(key.data(), key.size())] = is_transparent_field(key) ? build(v) : build_child(v, {LoadPath::Type::Field, key});
+    fields[py_str(key)] = is_transparent_field(key) ? build(v) : build_child(v, {LoadPath::Type::Field, key});
   });
   nb::object value = call_python(("cannot rebuild a " + std::string(tag)).c_str(), [&] { return nb::borrow(constructor)(fields, context_); });
   define(i, value);

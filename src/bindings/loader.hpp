@@ -98,11 +98,6 @@ class HashRuns {
   std::unordered_map<Py_hash_t, std::uint32_t> counts_;
 };
 
-// The nodes a load may walk in hashing and comparing keys, set items and the like, beyond its own walk of the schema:
-// generous for any real data (whose keys are small and mostly unshared), and still linear in the file, where a key
-// built from shared references (each level holding the one below twice) would expand exponentially.
-inline std::uint64_t hash_budget(std::size_t nodes) { return saturating_add(16 * static_cast<std::uint64_t>(nodes), std::uint64_t{1} << 20); }
-
 // Runs `f` when the scope ends, however it ends. (The deduction guide is for clang 14, the fuzz build's compiler, which
 // does not deduce an aggregate's template arguments.)
 template <class F>
@@ -124,7 +119,9 @@ class Loader {
   // With `partial`, the nodes built may be any parts of the tree (see build_target), found through its index.
   Loader(const TreeReader& tree, const TensorSource& source, const LoadOptions& options, bool partial)
       : tree_(tree), tape_(tree.tape()), source_(source), index_(partial ? &tree.index() : nullptr), context_(options.context), hooks_(hooks()),
-        ids_(tape_.size() + 1, partial), hash_budget_(hash_budget(tape_.size())), max_depth_(options.max_depth), verify_(options.verify) {
+        ids_(tape_.size() + 1, partial),
+        hash_budget_(saturating_add(16 * static_cast<std::uint64_t>(tape_.size()), std::uint64_t{1} << 20)),
+        max_depth_(options.max_depth), verify_(options.verify) {
     expose_where();
   }
   ~Loader() { restore_where(); }
@@ -149,7 +146,6 @@ class Loader {
   }
 
  private:
-  nb::object build_tracked(std::size_t i);
   nb::object build_any(std::size_t i);
   // One per shape of tagged node: build_tagged picks by kind.
   nb::object build_tagged(std::size_t i, Kind kind);
@@ -170,6 +166,13 @@ class Loader {
     path_.pop_back();
     return out;
   }
+  // Builds the `count` items from node `c` on, each with its index on the path: put(k, node, item) takes each.
+  template <class Put>
+  void build_items(std::size_t c, std::uint32_t count, Put&& put) {
+    for (std::uint32_t k = 0; k < count; ++k, c = tape_.next(c)) {
+      put(k, c, build_child(c, {LoadPath::Type::Index, {}, k}));
+    }
+  }
   void fill_pairs(std::size_t object, const nb::object& target, bool exact_dict);
   // Hashes a key or set item (built from `node`) within the load's hashing budget and the cap on keys of one hash
   // value; it is charged twice, for this hash and the one its insertion computes. `unhashable` starts the message
@@ -181,7 +184,6 @@ class Loader {
   // The object already built for tensor `name` (a partial load may build a node twice), or an invalid object; a whole
   // load refuses a second node naming the same tensor, which could only make it copy the same bytes again.
   nb::object named_before(std::string_view name);
-  bool is_ref(std::size_t i) const { return tape_[i].kind == NodeKind::Object && tree_.kind(i) == Kind::Ref; }
   nb::object tensor(std::size_t i);
   TensorSource::Found find_tensor(std::string_view name);
   nb::object defined_elsewhere(std::int64_t id);
@@ -234,7 +236,9 @@ class Loader {
   };
   std::vector<Defining> defining_;
   std::unordered_map<std::size_t, std::uint64_t> expanded_sizes_;
-  // Nodes walked so far by hashing keys and set items, and how many the load may walk.
+  // Nodes walked so far by hashing keys and set items, and how many the load may walk: generous for any real data
+  // (whose keys are small and mostly unshared), and still linear in the file, where a key built from shared references
+  // (each level holding the one below twice) would expand exponentially.
   std::uint64_t hash_work_ = 0;
   std::uint64_t hash_budget_;
   std::vector<LoadPath> path_;

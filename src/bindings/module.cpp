@@ -64,32 +64,34 @@ void set_hooks(nb::dict given) {
   };
 }
 
-nb::object metadata_to_python(const Header& header, const Metadata& metadata) {
+nb::object metadata_to_python(const Header& header, bool user_only) {
   // A file whose metadata is only its checksums has none of the caller's, as it was saved.
   const bool only_checksums = header.metadata.size() == 1 && header.metadata.front().first == checksums_metadata_key;
   if (!header.has_metadata || only_checksums) return nb::none();
   nb::dict out;
-  for (const auto& [key, value] : metadata) {
+  for (const auto& [key, value] : user_only ? user_metadata(header) : header.metadata) {
     // The checksums are the file's own, never the caller's metadata (a plain file's included).
-    if (key != checksums_metadata_key) out[nb::str(key.data(), key.size())] = nb::str(value.data(), value.size());
+    if (key != checksums_metadata_key) out[py_str(key)] = py_str(value);
   }
   return out;
 }
 
-nb::object metadata_to_python(const Header& header) { return metadata_to_python(header, header.metadata); }
+nb::tuple shape_tuple(const std::vector<std::uint64_t>& shape) {
+  nb::tuple out = nb::steal<nb::tuple>(PyTuple_New(static_cast<Py_ssize_t>(shape.size())));
+  for (std::size_t d = 0; d < shape.size(); ++d) PyTuple_SET_ITEM(out.ptr(), d, PyLong_FromUnsignedLongLong(shape[d]));
+  return out;
+}
 
 nb::list tensor_table(const Header& header) {
   nb::list tensors;
   for (const TensorInfo& t : header.tensors) {
-    nb::list shape;
-    for (std::uint64_t d : t.shape) shape.append(d);
-    tensors.append(nb::make_tuple(nb::str(t.name.data(), t.name.size()), nb::str(dtype_name(t.dtype).data(), dtype_name(t.dtype).size()),
-                                  nb::tuple(shape), header.data_offset() + t.begin, t.nbytes()));
+    tensors.append(nb::make_tuple(py_str(t.name), py_str(dtype_name(t.dtype)), shape_tuple(t.shape),
+                                  header.data_offset() + t.begin, t.nbytes()));
   }
   return tensors;
 }
 
-std::pair<Reader, nb::object> open_mapped(const std::filesystem::path& path, std::uint64_t max_header_size, Access access) {
+Shard open_mapped(const std::filesystem::path& path, std::uint64_t max_header_size, Access access) {
   std::optional<Reader> reader;
   {
     nb::gil_scoped_release release;
@@ -98,23 +100,32 @@ std::pair<Reader, nb::object> open_mapped(const std::filesystem::path& path, std
   // Reader::open always owns a MappedFile; only the mapping needs to outlive this call, not the parsed header.
   const auto mapping = std::static_pointer_cast<const MappedFile>(reader->owner());
   nb::object buffer = nb::cast(FileBuffer{reader->owner(), mapping->bytes().data(), mapping->bytes().size()});
-  return {std::move(*reader), buffer};
+  return Shard{std::move(*reader), buffer};
 }
 
 namespace {
 
-nb::tuple py_read_file(const std::filesystem::path& path, std::uint64_t max_header_size) {
-  auto [reader, buffer] = open_mapped(path, max_header_size);
-  return nb::make_tuple(buffer, metadata_to_python(reader.header()), tensor_table(reader.header()));
-}
-
-nb::tuple py_read_bytes(nb::handle data, std::uint64_t max_header_size) {
+// Calls use(reader) on the file in a caller's buffer, held for the call only: the arrays built over `data` hold buffer
+// exports of their own.
+template <class Use>
+nb::tuple with_buffer(nb::handle data, std::uint64_t max_header_size, Use&& use) {
   Py_buffer view;
   if (PyObject_GetBuffer(data.ptr(), &view, PyBUF_SIMPLE) != 0) throw nb::python_error();
   std::unique_ptr<Py_buffer, void (*)(Py_buffer*)> release(&view, PyBuffer_Release);
-  const Reader reader = Reader::from_buffer(nullptr, {static_cast<const std::byte*>(view.buf), static_cast<std::size_t>(view.len)},
-                                            false, max_header_size);
-  return nb::make_tuple(metadata_to_python(reader.header()), tensor_table(reader.header()));
+  const std::span<const std::byte> bytes(static_cast<const std::byte*>(view.buf), static_cast<std::size_t>(view.len));
+  return use(Reader::from_buffer(nullptr, bytes, !view.readonly, max_header_size));
+}
+
+nb::tuple py_read_file(const std::filesystem::path& path, std::uint64_t max_header_size) {
+  const Shard file = open_mapped(path, max_header_size);
+  const Header& header = file.reader.header();
+  return nb::make_tuple(file.buffer, metadata_to_python(header, false), tensor_table(header));
+}
+
+nb::tuple py_read_bytes(nb::handle data, std::uint64_t max_header_size) {
+  return with_buffer(data, max_header_size, [](const Reader& reader) {
+    return nb::make_tuple(metadata_to_python(reader.header(), false), tensor_table(reader.header()));
+  });
 }
 
 // A bytes object of `size` bytes that `fill` writes into with the GIL released: the file's bytes are never held twice.
@@ -207,34 +218,31 @@ nb::tuple py_save_sharded(nb::handle data, const std::filesystem::path& director
     shards.back().push_back(tensors[i]);
     shard_size += size;
     total += size;
-    weight_map.append(nb::make_tuple(nb::str(tensors[i].name.data(), tensors[i].name.size()), shards.size() - 1));
+    weight_map.append(nb::make_tuple(py_str(tensors[i].name), shards.size() - 1));
   }
   // The save's id in every shard, checked against the index's on load; temporary names carry it too, so two saves
   // into one directory at once never write the same file.
   const Metadata format{{std::string(save_id_key), save_id}, {"format", "pt"}};
-  nb::list files, digests;
+  // What the index records of each shard: the digest of its checksums entry, which covers the whole file.
+  std::vector<std::optional<std::uint64_t>> digests;
   std::vector<std::filesystem::path> written;
   try {
+    nb::gil_scoped_release release;
     for (std::size_t k = 0; k < shards.size(); ++k) {
-      const std::filesystem::path temp = directory / ("." + prefix + "-" + std::to_string(k + 1) + "." + save_id + ".partial");
-      std::optional<std::uint64_t> digest;
-      {
-        nb::gil_scoped_release release;
-        write_file(temp, shards[k], &format, WriteOptions{fsync, checksums});
-        written.push_back(temp);
-        // What the index records of the shard (its checksums entry, which covers the whole file).
-        if (checksums) digest = checksums_entry_digest(Reader::open(temp, default_max_header_size, Access::Parts).header());
-      }
-      files.append(temp.string());
-      digests.append(digest ? nb::object(nb::int_(*digest)) : nb::none());
+      written.push_back(directory / ("." + prefix + "-" + std::to_string(k + 1) + "." + save_id + ".partial"));
+      write_file(written.back(), shards[k], &format, WriteOptions{fsync, checksums});
+      digests.push_back(checksums ? checksums_entry_digest(Reader::open(written.back(), default_max_header_size, Access::Parts).header())
+                                  : std::nullopt);
     }
   } catch (...) {
     std::error_code ignored;
     for (const auto& path : written) std::filesystem::remove(path, ignored);
     throw;
   }
-  const std::string document = walked.tree.document();
-  return nb::make_tuple(nb::str(document.data(), document.size()), files, weight_map, total, digests);
+  nb::list files, entry_digests;
+  for (const auto& path : written) files.append(path.string());
+  for (const auto& digest : digests) entry_digests.append(digest ? nb::object(nb::int_(*digest)) : nb::none());
+  return nb::make_tuple(py_str(walked.tree.document()), files, weight_map, total, entry_digests);
 }
 
 // (structured, data or tensor table, user metadata): data when the file has a schema, else the flat tensor table.
@@ -247,42 +255,38 @@ nb::tuple load_from(const TensorSource& file, std::uint32_t max_depth, std::uint
       file.verify_headers();
       for (const TensorInfo& t : header.tensors) file.verify({&t, &file.shards.front()});
     }
-    return nb::make_tuple(false, tensor_table(header), metadata_to_python(header));
+    return nb::make_tuple(false, tensor_table(header), metadata_to_python(header, false));
   }
-  return nb::make_tuple(true, data, metadata_to_python(header, user_metadata(header)));
+  return nb::make_tuple(true, data, metadata_to_python(header, true));
 }
 
 nb::tuple py_load_file(const std::filesystem::path& path, std::uint32_t max_depth, std::uint64_t max_nodes, std::uint64_t max_header_size,
                        nb::handle context, bool verify) {
-  auto [reader, buffer] = open_mapped(path, max_header_size);
   TensorSource file;
-  file.shards.push_back(Shard{std::move(reader), buffer});
-  return nb::make_tuple(buffer, naming_file(path.string(), [&] { return load_from(file, max_depth, max_nodes, context, verify); }));
+  file.shards.push_back(open_mapped(path, max_header_size));
+  nb::tuple loaded = naming_file(path.string(), [&] { return load_from(file, max_depth, max_nodes, context, verify); });
+  return nb::make_tuple(file.shards[0].buffer, loaded);
 }
 
 nb::tuple py_load_bytes(nb::handle data, std::uint32_t max_depth, std::uint64_t max_nodes, std::uint64_t max_header_size,
                         nb::handle context, bool verify) {
-  Py_buffer view;
-  if (PyObject_GetBuffer(data.ptr(), &view, PyBUF_SIMPLE) != 0) throw nb::python_error();
-  // Held for the call only: the arrays built over `data` hold buffer exports of their own.
-  std::unique_ptr<Py_buffer, void (*)(Py_buffer*)> release(&view, PyBuffer_Release);
-  TensorSource file;
-  file.shards.push_back(Shard{Reader::from_buffer(nullptr, {static_cast<const std::byte*>(view.buf), static_cast<std::size_t>(view.len)},
-                                                  !view.readonly, max_header_size),
-                              nb::borrow(data)});
-  return load_from(file, max_depth, max_nodes, context, verify);
+  return with_buffer(data, max_header_size, [&](Reader reader) {
+    TensorSource file;
+    file.shards.push_back(Shard{std::move(reader), nb::borrow(data)});
+    return load_from(file, max_depth, max_nodes, context, verify);
+  });
 }
 
 // (has checksums, [what does not match], the digest of its checksums entry or None) of the file at `path`.
 nb::tuple py_verify_file(const std::filesystem::path& path, std::uint64_t max_header_size) {
-  auto [reader, buffer] = open_mapped(path, max_header_size, Access::Whole);
+  const Shard shard = open_mapped(path, max_header_size);
   const VerifyReport report = naming_file(path.string(), [&] {
     nb::gil_scoped_release release;
-    return verify_file(reader);
+    return verify_file(shard.reader);
   });
   nb::list mismatches;
   for (const std::string& m : report.mismatches) mismatches.append(python_text(m));
-  const std::optional<std::uint64_t> digest = checksums_entry_digest(reader.header());
+  const std::optional<std::uint64_t> digest = checksums_entry_digest(shard.reader.header());
   return nb::make_tuple(report.has_checksums, mismatches, digest ? nb::object(nb::int_(*digest)) : nb::none());
 }
 
@@ -294,24 +298,23 @@ nb::object py_verify_index(nb::handle metadata, nb::handle weight_map) {
   const auto shards = verify_index(*make_metadata(metadata), *make_metadata(weight_map));
   if (!shards) return nb::none();
   nb::dict out;
-  for (const auto& [file, digest] : *shards) out[nb::str(file.data(), file.size())] = nb::int_(digest);
+  for (const auto& [file, digest] : *shards) out[py_str(file)] = nb::int_(digest);
   return out;
 }
 
 // The format's vocabulary for the Python layer, which spells none of it again: the reserved names, and each kind's
 // name and tag by its C++ enumerator ("NamedTuple": ("namedtuple", "namedtuple")).
 nb::dict format_table() {
-  const auto text = [](std::string_view s) { return nb::str(s.data(), s.size()); };
   nb::dict kinds;
-  for (const KindTraits& k : kind_table) kinds[text(k.id)] = nb::make_tuple(text(k.name), text(k.tag));
+  for (const KindTraits& k : kind_table) kinds[py_str(k.id)] = nb::make_tuple(py_str(k.name), py_str(k.tag));
   nb::dict out;
-  out["schema_key"] = text(schema_metadata_key);
-  out["spill_tensor"] = text(schema_spill_tensor);
-  out["save_id_key"] = text(save_id_key);
-  out["checksums_key"] = text(checksums_metadata_key);
-  out["v1_schema_key"] = text(v1_schema_key);
-  out["v1_version_key"] = text(v1_version_key);
-  out["id_member"] = text(id_member);
+  out["schema_key"] = py_str(schema_metadata_key);
+  out["spill_tensor"] = py_str(schema_spill_tensor);
+  out["save_id_key"] = py_str(save_id_key);
+  out["checksums_key"] = py_str(checksums_metadata_key);
+  out["v1_schema_key"] = py_str(v1_schema_key);
+  out["v1_version_key"] = py_str(v1_version_key);
+  out["id_member"] = py_str(id_member);
   out["kinds"] = kinds;
   return out;
 }
@@ -335,13 +338,9 @@ NB_MODULE(_core, m) {
   m.attr("DEFAULT_MAX_DEPTH") = default_max_depth;
   m.attr("DEFAULT_MAX_NODES") = default_max_nodes;
   // {safetensors dtype: (bits per element, numpy dtype name)}, in the reference order.
-  m.attr("DTYPES") = [] {
-    nb::dict dtypes;
-    for (const auto& t : dtype_traits) {
-      dtypes[nb::str(t.name.data(), t.name.size())] = nb::make_tuple(t.bits, nb::str(t.numpy_name.data(), t.numpy_name.size()));
-    }
-    return dtypes;
-  }();
+  nb::dict dtypes;
+  for (const auto& t : dtype_traits) dtypes[py_str(t.name)] = nb::make_tuple(t.bits, py_str(t.numpy_name));
+  m.attr("DTYPES") = dtypes;
 
   m.attr("FORMAT") = format_table();
 

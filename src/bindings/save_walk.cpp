@@ -49,10 +49,9 @@ class SaveWalk final : public NodeText {
   void walk_str(PyObject* obj);
   void walk_list(PyObject* obj);
   void walk_dict(PyObject* obj);
-  void walk_sequence(PyObject* obj, Kind kind, bool immutable);
-  void walk_bytes(PyObject* obj, Kind kind, const char* data, Py_ssize_t size, bool is_mutable);
+  void walk_items(PyObject* obj, Kind kind, bool immutable);
+  void walk_bytes(PyObject* obj, Kind kind, const char* data, Py_ssize_t size);
   void walk_uncommon(PyObject* obj);
-  void walk_mapping(PyObject* obj, Kind kind);
   void walk_array(PyObject* obj);
   void walk_reduced(PyObject* obj);
 
@@ -108,7 +107,7 @@ void SaveWalk::walk(PyObject* obj) {
   } else if (type == &PyDict_Type) {
     walk_dict(obj);
   } else if (type == &PyTuple_Type) {
-    walk_sequence(obj, Kind::Tuple, true);
+    walk_items(obj, Kind::Tuple, true);
   } else {
     walk_uncommon(obj);
   }
@@ -160,7 +159,7 @@ void SaveWalk::walk_dict(PyObject* obj) {
     const char* s = PyUnicode_CheckExact(key) ? PyUnicode_AsUTF8AndSize(key, &size) : nullptr;
     if (s == nullptr) PyErr_Clear();
     // "$" marks tagged objects, and a plain object's keys are UTF-8 strings: any other dict is written as pairs.
-    if (s == nullptr || std::string_view(s, static_cast<std::size_t>(size)) == tag_member) return walk_mapping(obj, Kind::Dict);
+    if (s == nullptr || std::string_view(s, static_cast<std::size_t>(size)) == tag_member) return walk_items(obj, Kind::Dict, false);
   }
   const std::size_t at = writer.tape.begin_object();
   writer.enter(obj, at, false);
@@ -176,54 +175,46 @@ void SaveWalk::walk_dict(PyObject* obj) {
   writer.leave(obj, at);
 }
 
-// The tagged form of any mapping ("factory" first for a defaultdict), its "items" [[k, v], ...] in iteration order.
-void SaveWalk::walk_mapping(PyObject* obj, Kind kind) {
-  if (writer.seen(obj)) return;
+// A tuple, set, frozenset or deque ("maxlen" first), or any mapping ("factory" first for a defaultdict) as pairs:
+// {"$":tag,"items":[...]}, a mapping's items [[k, v], ...] in iteration order.
+void SaveWalk::walk_items(PyObject* obj, Kind kind, bool immutable) {
+  // An empty tuple is not an object anyone can tell apart from another, so it is never a reference.
+  PyObject* shared = kind == Kind::Tuple && PyTuple_GET_SIZE(obj) == 0 ? nullptr : obj;
+  if (shared && writer.seen(shared)) return;
   nb::object factory;
   if (kind == Kind::DefaultDict) {
     factory = storable(obj, [&] { return hooks_.factory_name(nb::getattr(nb::handle(obj), "default_factory")); });
   }
   const std::size_t at = writer.begin_tagged(kind);
-  writer.enter(obj, at, false);
-  if (factory.is_valid()) leading_field(at, "factory", factory);
-  const std::size_t list = writer.begin_items(at);
-  nb::object items = nb::steal(PyMapping_Items(obj));
-  if (!items.is_valid()) throw nb::python_error();
-  for (nb::handle pair : items) {
-    PyObject* key = PyTuple_GET_ITEM(pair.ptr(), 0);
-    const std::size_t pair_at = writer.tape.begin_array();
-    writer.push_key(key);
-    walk(key);
-    writer.tape.count_child(pair_at);
-    child(PyTuple_GET_ITEM(pair.ptr(), 1), pair_at);
-    writer.tape.end_container(pair_at);
-    writer.tape.count_child(list);
-  }
-  writer.tape.end_container(list);
-  writer.leave(obj, at);
-}
-
-// A tuple, set, frozenset or deque ("maxlen" first): {"$":tag,"items":[...]}.
-void SaveWalk::walk_sequence(PyObject* obj, Kind kind, bool immutable) {
-  // An empty tuple is not an object anyone can tell apart from another, so it is never a reference.
-  PyObject* shared = kind == Kind::Tuple && PyTuple_GET_SIZE(obj) == 0 ? nullptr : obj;
-  if (shared && writer.seen(shared)) return;
-  const std::size_t at = writer.begin_tagged(kind);
   writer.enter(shared, at, immutable);
-  nb::object items;
   if (kind == Kind::Deque) leading_field(at, "maxlen", nb::getattr(nb::handle(obj), "maxlen"));
+  if (factory.is_valid()) leading_field(at, "factory", factory);
+  const bool pairs = traits(kind).shape == Shape::Mapping;
+  nb::object items;
   if (kind == Kind::Tuple) {
     items = nb::borrow(obj);
   } else {
-    items = nb::steal(PySequence_List(obj));
+    items = nb::steal(pairs ? PyMapping_Items(obj) : PySequence_List(obj));
     if (!items.is_valid()) throw nb::python_error();
     // Sorted where the items allow it, so equal sets give equal files whatever their insertion history or hash seed.
     if ((kind == Kind::Set || kind == Kind::FrozenSet) && PyList_Sort(items.ptr()) != 0) PyErr_Clear();
   }
   const std::size_t list = writer.begin_items(at);
   for (Py_ssize_t k = 0; k < PySequence_Fast_GET_SIZE(items.ptr()); ++k) {
-    writer.push_index(static_cast<std::size_t>(k));
-    child(PySequence_Fast_GET_ITEM(items.ptr(), k), list);
+    PyObject* item = PySequence_Fast_GET_ITEM(items.ptr(), k);
+    if (!pairs) {
+      writer.push_index(static_cast<std::size_t>(k));
+      child(item, list);
+      continue;
+    }
+    PyObject* key = PyTuple_GET_ITEM(item, 0);
+    const std::size_t pair_at = writer.tape.begin_array();
+    writer.push_key(key);
+    walk(key);
+    writer.tape.count_child(pair_at);
+    child(PyTuple_GET_ITEM(item, 1), pair_at);
+    writer.tape.end_container(pair_at);
+    writer.tape.count_child(list);
   }
   writer.tape.end_container(list);
   writer.leave(shared, at);
@@ -241,17 +232,16 @@ void SaveWalk::leading_field(std::size_t at, std::string_view name, nb::handle v
   writer.tape.count_child(at);
 }
 
-void SaveWalk::walk_bytes(PyObject* obj, Kind kind, const char* data, Py_ssize_t size, bool is_mutable) {
+void SaveWalk::walk_bytes(PyObject* obj, Kind kind, const char* data, Py_ssize_t size) {
   const std::span<const std::byte> bytes(reinterpret_cast<const std::byte*>(data), static_cast<std::size_t>(size));
-  if (writer.bytes(obj, kind, bytes, is_mutable)) keep_alive.push_back(nb::borrow(obj));
+  if (writer.bytes(obj, kind, bytes, kind == Kind::ByteArray)) keep_alive.push_back(nb::borrow(obj));
 }
 
 void SaveWalk::walk_array(PyObject* obj) {
   if (writer.seen(obj)) return;
   // Proposed, not claimed: a tensor that views another one's storage writes no data of its own.
   std::string name = writer.free_name();
-  nb::object entry =
-      storable(obj, [&] { return hooks_.array_entry(nb::handle(obj), nb::str(name.data(), name.size()), context_); });
+  nb::object entry = storable(obj, [&] { return hooks_.array_entry(nb::handle(obj), py_str(name), context_); });
   // The tape views strings inside the entry's fields until the schema is rendered.
   keep_alive.push_back(entry);
   nb::tuple parts = nb::borrow<nb::tuple>(entry);
@@ -263,7 +253,7 @@ void SaveWalk::walk_array(PyObject* obj) {
     writer.tape.count_child(at);
   }
   writer.tape.end_container(at);
-  if (stores) writer.tensors.push_back(make_write_tensor(nb::str(name.data(), name.size()), parts[0], parts[1], parts[2]));
+  if (stores) writer.tensors.push_back(make_write_tensor(py_str(name), parts[0], parts[1], parts[2]));
 }
 
 void SaveWalk::walk_reduced(PyObject* obj) {
@@ -303,17 +293,17 @@ SaveRoute route_of(PyTypeObject* type) {
 
 void SaveWalk::walk_uncommon(PyObject* obj) {
   PyTypeObject* type = Py_TYPE(obj);
-  if (type == &PyBytes_Type) return walk_bytes(obj, Kind::Bytes, PyBytes_AS_STRING(obj), PyBytes_GET_SIZE(obj), false);
-  if (type == &PyByteArray_Type) return walk_bytes(obj, Kind::ByteArray, PyByteArray_AS_STRING(obj), PyByteArray_GET_SIZE(obj), true);
-  if (type == &PySet_Type) return walk_sequence(obj, Kind::Set, false);
-  if (type == &PyFrozenSet_Type) return walk_sequence(obj, Kind::FrozenSet, true);
+  if (type == &PyBytes_Type) return walk_bytes(obj, Kind::Bytes, PyBytes_AS_STRING(obj), PyBytes_GET_SIZE(obj));
+  if (type == &PyByteArray_Type) return walk_bytes(obj, Kind::ByteArray, PyByteArray_AS_STRING(obj), PyByteArray_GET_SIZE(obj));
+  if (type == &PySet_Type) return walk_items(obj, Kind::Set, false);
+  if (type == &PyFrozenSet_Type) return walk_items(obj, Kind::FrozenSet, true);
   switch (route_of(type)) {
     case SaveRoute::Tensor: return walk_array(obj);
     case SaveRoute::Reduce: return walk_reduced(obj);
-    case SaveRoute::Deque: return walk_sequence(obj, Kind::Deque, false);
-    case SaveRoute::OrderedDict: return walk_mapping(obj, Kind::OrderedDict);
-    case SaveRoute::Counter: return walk_mapping(obj, Kind::Counter);
-    case SaveRoute::DefaultDict: return walk_mapping(obj, Kind::DefaultDict);
+    case SaveRoute::Deque: return walk_items(obj, Kind::Deque, false);
+    case SaveRoute::OrderedDict: return walk_items(obj, Kind::OrderedDict, false);
+    case SaveRoute::Counter: return walk_items(obj, Kind::Counter, false);
+    case SaveRoute::DefaultDict: return walk_items(obj, Kind::DefaultDict, false);
     case SaveRoute::Unsupported: break;
   }
   unsupported(obj);
