@@ -172,7 +172,7 @@ def test_loaded_dict_follows_the_file_order(tmp_path: Path) -> None:
     path = tmp_path / "t.safetensors"
     safestructures.save_tensors(tensors, path)
     assert list(safestructures.load_tensors(path)) == ["z64", "c32", "b8", "a8"]
-    assert list(read_header(path)) == ["z64", "c32", "b8", "a8"]
+    assert [name for name in read_header(path) if name != "__metadata__"] == ["z64", "c32", "b8", "a8"]
 
 
 def test_metadata_round_trip(tmp_path: Path, small_tensors: dict[str, np.ndarray]) -> None:
@@ -186,13 +186,18 @@ def test_metadata_round_trip(tmp_path: Path, small_tensors: dict[str, np.ndarray
 
 
 def test_metadata_none_and_empty_are_distinct(tmp_path: Path) -> None:
+    # Laid out as the reference writer does (without checksums): no __metadata__, or an empty one.
     none_path, empty_path = tmp_path / "none.safetensors", tmp_path / "empty.safetensors"
-    safestructures.save_tensors({"x": np.ones(2)}, none_path)
-    safestructures.save_tensors({"x": np.ones(2)}, empty_path, {})
+    safestructures.save_tensors({"x": np.ones(2)}, none_path, checksums=False)
+    safestructures.save_tensors({"x": np.ones(2)}, empty_path, {}, checksums=False)
     assert safestructures.load_metadata(none_path) is None
     assert safestructures.load_metadata(empty_path) == {}
     assert "__metadata__" not in read_header(none_path)
     assert read_header(empty_path)["__metadata__"] == {}
+    # With checksums, __metadata__ holds them whatever the caller gave: no metadata of the caller's reads as None.
+    safestructures.save_tensors({"x": np.ones(2)}, empty_path, {})
+    assert safestructures.load_metadata(empty_path) is None
+    assert list(read_header(empty_path)["__metadata__"]) == ["__safestructures_checksums__"]
 
 
 def test_metadata_null_in_file_reads_as_none(tmp_path: Path) -> None:
@@ -210,7 +215,7 @@ def test_mappings_that_are_not_dicts_are_accepted(tmp_path: Path, small_tensors:
 
 def test_empty_dict_gives_a_valid_empty_file(tmp_path: Path) -> None:
     path = tmp_path / "t.safetensors"
-    safestructures.save_tensors({}, path)
+    safestructures.save_tensors({}, path, checksums=False)
     assert path.read_bytes() == b"\x08" + b"\x00" * 7 + b"{}      "
     assert safestructures.load_tensors(path) == {}
     assert safetensors.numpy.load_file(path) == {}
@@ -335,9 +340,14 @@ def arbitrary_arrays(draw: st.DrawFn) -> np.ndarray:
 )
 def test_property_round_trip(tmp_path: Path, tensors: dict[str, np.ndarray], metadata: dict[str, str] | None) -> None:
     path = tmp_path / "h.safetensors"
-    safestructures.save_tensors(tensors, path, metadata)
+    safestructures.save_tensors(tensors, path, metadata, checksums=False)
     assert_identical_dicts(safestructures.load_tensors(path), tensors)
     assert safestructures.load_metadata(path) == metadata
     assert_identical_dicts(safetensors.numpy.load_file(path), tensors)
     with safetensors.safe_open(path, framework="numpy") as f:
         assert f.metadata() == metadata
+    # With checksums: the same tensors, verified, and the caller's metadata beside them (none given reads as None).
+    safestructures.save_tensors(tensors, path, metadata)
+    assert_identical_dicts(safestructures.load_tensors(path, verify=True), tensors)
+    assert safestructures.load_metadata(path) == (metadata or None)
+    assert_identical_dicts(safetensors.numpy.load_file(path), tensors)
