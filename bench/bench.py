@@ -268,7 +268,8 @@ def _memory_peers() -> dict[str, tuple[Callable[[Any, str], Any], Callable[[str]
     }
 
 
-def run_workload(work: Workload, sizes: wl.Sizes, media: dict[str, Path], log: Callable[[str], None]) -> dict[str, Any]:
+def run_workload(work: Workload, sizes: wl.Sizes, media: dict[str, Path], log: Callable[[str], None],
+                 file_bytes: dict[str, int] | None = None) -> dict[str, Any]:
     """Times every peer's save and load of one workload on every medium, peers interleaved within each repeat (so
     drift in the machine's speed hits all of them alike). Returns {medium: {op: {peer: [seconds...]}}}."""
     log(f"{work.key}: building the data")
@@ -297,6 +298,8 @@ def run_workload(work: Workload, sizes: wl.Sizes, media: dict[str, Path], log: C
                 if disk:
                     os.sync()
                 seconds = timed(lambda: save(prepared[p.name], paths[p.name]))
+                if file_bytes is not None and medium != "memory":
+                    file_bytes[p.name] = os.path.getsize(paths[p.name])
                 if disk:
                     os.sync()  # untimed: the next measurement must not pay for this one's write-back
                 if rep >= work.warmup and "save" in work.ops:
@@ -326,7 +329,8 @@ def run_workload(work: Workload, sizes: wl.Sizes, media: dict[str, Path], log: C
 def run_isolated(key: str, quick: bool, media: dict[str, Path], log: Callable[[str], None]) -> dict[str, Any]:
     """run_workload for one workload in a fresh interpreter (this file with --worker), so that no workload runs in a
     process shaped by the ones before it (its heap, its allocator's and the extension's per-thread caches): W5's lazy
-    open measured 1.2x slower after W1-W4 in the same process than alone. Returns its timings."""
+    open measured 1.2x slower after W1-W4 in the same process than alone. Returns its timings and file sizes (see
+    worker)."""
     args = [sys.executable, str(Path(__file__).resolve()), "--worker", key]
     if quick:
         args.append("--quick")
@@ -340,7 +344,8 @@ def run_isolated(key: str, quick: bool, media: dict[str, Path], log: Callable[[s
 
 
 def worker(key: str, quick: bool, media_specs: list[str]) -> None:
-    """The --worker side of run_isolated: prints {medium: {op: {peer: [seconds...]}}} as JSON."""
+    """The --worker side of run_isolated: prints {"timings": {medium: {op: {peer: [seconds...]}}}, "file_bytes": {peer:
+    size of its file}} as JSON."""
     sizes = wl.QUICK if quick else wl.FULL
     timing.COLLECT = not quick
     media = {spec.split("=", 1)[0]: Path(spec.split("=", 1)[1]) for spec in media_specs}
@@ -350,7 +355,9 @@ def worker(key: str, quick: bool, media_specs: list[str]) -> None:
         print(f"[{key} {time.perf_counter() - started:6.1f}s] {message}", file=sys.stderr, flush=True)
 
     work = next(w for w in workloads(sizes, quick) if w.key == key)
-    json.dump(run_workload(work, sizes, media, log), sys.stdout)
+    file_bytes: dict[str, int] = {}
+    timings = run_workload(work, sizes, media, log, file_bytes)
+    json.dump({"timings": timings, "file_bytes": file_bytes}, sys.stdout)
 
 
 def run_v1(work: Workload, quick: bool, media: dict[str, Path], log: Callable[[str], None]) -> dict[str, Any] | str:
@@ -467,6 +474,23 @@ def summary_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _checksum_lines(results: dict[str, Any]) -> list[str]:
+    """W1's checksums: what they add to a save, and verify's throughput against a bare read of the tensors' bytes."""
+    w1 = results["workloads"].get("W1")
+    if not w1 or VERIFY not in w1.get("file_bytes", {}):
+        return []
+    lines = ["", "W1 checksums (median of repeats):", "", "| medium | save with / without | verify | bare read (raw bytes) |",
+             "|---|---:|---:|---:|"]
+    for medium, ops in w1["timings"].items():
+        if medium == "memory" or not ops["load"].get(VERIFY):
+            continue
+        save = summary(ops["save"][OURS])["median"] / summary(ops["save"][NO_CHECKSUMS])["median"]
+        verify = w1["file_bytes"][VERIFY] / summary(ops["load"][VERIFY])["median"] / 1e9
+        bare = w1["file_bytes"]["raw bytes"] / summary(ops["load"]["raw bytes"])["median"] / 1e9
+        lines.append(f"| {medium} | {save:.3f} | {verify:.2f} GB/s | {bare:.2f} GB/s |")
+    return lines
+
+
 def markdown(results: dict[str, Any], rows: list[dict[str, Any]]) -> str:
     """The results as Markdown: the summary, every measurement, W1 peak memory, and what is not available."""
     lines = [
@@ -483,6 +507,7 @@ def markdown(results: dict[str, Any], rows: list[dict[str, Any]]) -> str:
         met = "" if r["met"] is None else ("yes" if r["met"] else "**no**")
         lines.append(f"| {r['workload']} | {r['op']} | {r['medium']} | {_ms(r['ours'])} | {r['peer']} | {_ms(r['peer_time'])} | "
                      f"{speed} | {r['target']} | {met} |")
+    lines += _checksum_lines(results)
     memory = results.get("memory")
     if memory:
         lines += ["", "W1 peak memory over the input (MiB; fresh process per measurement, files on /dev/shm):", "",
@@ -601,7 +626,7 @@ def main(argv: list[str] | None = None) -> int:
             for p in work.peers:
                 if p.unavailable:
                     results["unavailable"][f"{work.key} {p.name}"] = p.unavailable
-            entry = {"title": work.title, "timings": run_isolated(work.key, args.quick, media, log)}
+            entry = {"title": work.title, **run_isolated(work.key, args.quick, media, log)}
             if work.v1 and not args.no_v1:
                 v1 = run_v1(work, args.quick, media, log)
                 if isinstance(v1, str):

@@ -37,25 +37,27 @@ class StreamHash {
   void* state_;
 };
 
-// The digest of a header's content but the checksums entry: every metadata pair (by key, bytewise), then every tensor
-// entry (by name): so that a changed value of the structure, the caller's metadata, a dtype, a shape or an offset is
-// found. Pairs and tensors are given in that order; each string is hashed with its length before it.
-class HeaderDigest {
+// The header digest: XXH3-64 of the header's JSON text (padding included) with the checksums entry's string content,
+// [entry_begin, entry_end), left out. Any other byte of the header that changes (the structure, the caller's
+// metadata, a dtype, a shape, an offset) changes it.
+std::uint64_t header_digest(std::string_view header_text, std::size_t entry_begin, std::size_t entry_end);
+
+// Where the content of the checksums entry's JSON string lies in a validated header's text (between its quotes), or
+// nullopt when the header has none.
+std::optional<std::pair<std::size_t, std::size_t>> checksums_entry_span(std::string_view header_text);
+
+// The digest of a sharded save's index (its metadata pairs by key, then its weight map's pairs by tensor name, each
+// string hashed with its length before it).
+class IndexDigest {
  public:
   void metadata(std::string_view key, std::string_view value);
-  void tensor(std::string_view name, Dtype dtype, std::span<const std::uint64_t> shape, std::uint64_t begin, std::uint64_t end);
-  // A sharded save's index: tensor `name` is in shard file `file` (its weight map's entries, by name).
   void placement(std::string_view name, std::string_view file);
   std::uint64_t digest() const { return hash_.digest(); }
 
  private:
   void text(std::string_view s);
-  void number(std::uint64_t n);
   StreamHash hash_;
 };
-
-// The header digest of a parsed header (the checksums entry itself left out).
-std::uint64_t header_digest(const Header& header);
 
 // A file's checksums as its entry holds them: the header digest and, per tensor of the header (by index in
 // Header::tensors), its digest.
@@ -68,9 +70,9 @@ struct Checksums {
 // section 8 gives (another algorithm, a malformed digest, a tensor without its digest or a digest for none).
 std::optional<Checksums> read_checksums(const Header& header);
 
-// Raises ChecksumMismatch when the header's content does not match its digest ("the structure": the metadata, or the
-// tensors' entries, changed since the save).
-void verify_header(const Header& header, const Checksums& checksums);
+// Raises ChecksumMismatch when the header does not match its digest ("the structure": the metadata, or the tensors'
+// entries, changed since the save).
+void verify_header(const Reader& reader, const Checksums& checksums);
 // Raises ChecksumMismatch naming the tensor when its bytes do not match their digest.
 void verify_tensor(const Reader& reader, const TensorInfo& info, const Checksums& checksums);
 

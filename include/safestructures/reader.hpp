@@ -56,6 +56,10 @@ class Reader {
                             std::uint64_t max_header_size = default_max_header_size);
 
   const Header& header() const { return header_; }
+  // The header's JSON text as the file holds it (the N bytes after the length prefix, padding included).
+  std::string_view header_text() const {
+    return {reinterpret_cast<const char*>(bytes_.data()) + 8, static_cast<std::size_t>(header_.header_size)};
+  }
   TensorView tensor(const TensorInfo& info) const;
   // Raises ErrorCode::TensorNotFound for a name the file does not hold.
   TensorView tensor(std::string_view name) const;

@@ -282,7 +282,7 @@ void TensorSource::check_unique_names() const {
 const std::optional<Checksums>& checksums_of(const Shard& shard) {
   if (!shard.checksums) {
     shard.checksums = read_checksums(shard.reader.header());
-    if (*shard.checksums) verify_header(shard.reader.header(), **shard.checksums);
+    if (*shard.checksums) verify_header(shard.reader, **shard.checksums);
   }
   return *shard.checksums;
 }

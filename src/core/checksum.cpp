@@ -4,6 +4,8 @@
 #include <algorithm>
 #include <charconv>
 
+#include <simdjson.h>
+
 #define XXH_INLINE_ALL
 #include <xxhash.h>
 
@@ -33,61 +35,13 @@ void StreamHash::update(const std::byte* data, std::size_t size) {
 }
 std::uint64_t StreamHash::digest() const { return XXH3_64bits_digest(static_cast<const XXH3_state_t*>(state_)); }
 
-void HeaderDigest::number(std::uint64_t n) {
-  std::byte le[8];
-  for (int b = 0; b < 8; ++b) le[b] = static_cast<std::byte>((n >> (8 * b)) & 0xff);
-  hash_.update(le, 8);
-}
-
-void HeaderDigest::text(std::string_view s) {
-  number(s.size());
-  hash_.update(reinterpret_cast<const std::byte*>(s.data()), s.size());
-}
-
-void HeaderDigest::metadata(std::string_view key, std::string_view value) {
-  text("M");
-  text(key);
-  text(value);
-}
-
-void HeaderDigest::tensor(std::string_view name, Dtype dtype, std::span<const std::uint64_t> shape, std::uint64_t begin,
-                          std::uint64_t end) {
-  text("T");
-  text(name);
-  text(dtype_name(dtype));
-  number(shape.size());
-  for (const std::uint64_t d : shape) number(d);
-  number(begin);
-  number(end);
-}
-
-void HeaderDigest::placement(std::string_view name, std::string_view file) {
-  text("W");
-  text(name);
-  text(file);
-}
-
-std::uint64_t header_digest(const Header& header) {
-  std::vector<const std::pair<std::string, std::string>*> pairs;
-  for (const auto& kv : header.metadata) {
-    if (kv.first != checksums_metadata_key) pairs.push_back(&kv);
-  }
-  std::sort(pairs.begin(), pairs.end(), [](auto* a, auto* b) { return a->first < b->first; });
-  std::vector<const TensorInfo*> tensors;
-  tensors.reserve(header.tensors.size());
-  for (const auto& t : header.tensors) tensors.push_back(&t);
-  std::sort(tensors.begin(), tensors.end(), [](auto* a, auto* b) { return a->name < b->name; });
-  HeaderDigest digest;
-  for (const auto* kv : pairs) digest.metadata(kv->first, kv->second);
-  for (const auto* t : tensors) digest.tensor(t->name, t->dtype, t->shape, t->begin, t->end);
-  return digest.digest();
-}
-
 namespace {
 
 [[noreturn]] void malformed(const std::string& why) {
   raise(ErrorCode::ChecksumsInvalid, "the checksums entry " + quote_name(checksums_metadata_key) + " " + why);
 }
+
+[[noreturn]] void malformed_entry() { malformed("cannot be located in the header"); }
 
 std::uint64_t parse_digest(const Node& node, std::string_view of) {
   std::uint64_t value = 0;
@@ -101,6 +55,58 @@ std::uint64_t parse_digest(const Node& node, std::string_view of) {
 }
 
 }  // namespace
+
+void IndexDigest::text(std::string_view s) {
+  std::byte le[8];
+  for (int b = 0; b < 8; ++b) le[b] = static_cast<std::byte>((s.size() >> (8 * b)) & 0xff);
+  hash_.update(le, 8);
+  hash_.update(reinterpret_cast<const std::byte*>(s.data()), s.size());
+}
+
+void IndexDigest::metadata(std::string_view key, std::string_view value) {
+  text("M");
+  text(key);
+  text(value);
+}
+
+void IndexDigest::placement(std::string_view name, std::string_view file) {
+  text("W");
+  text(name);
+  text(file);
+}
+
+std::uint64_t header_digest(std::string_view header_text, std::size_t entry_begin, std::size_t entry_end) {
+  StreamHash hash;
+  hash.update(reinterpret_cast<const std::byte*>(header_text.data()), entry_begin);
+  hash.update(reinterpret_cast<const std::byte*>(header_text.data()) + entry_end, header_text.size() - entry_end);
+  return hash.digest();
+}
+
+std::optional<std::pair<std::size_t, std::size_t>> checksums_entry_span(std::string_view header_text) {
+  // The header was validated (one __metadata__, no duplicate key): the entry is the one member of that name.
+  const simdjson::padded_string padded(header_text);
+  simdjson::ondemand::parser parser;
+  try {
+    simdjson::ondemand::document document = parser.iterate(padded);
+    for (auto top : document.get_object()) {
+      if (std::string_view(top.unescaped_key()) != metadata_key) continue;
+      for (auto member : top.value().get_object()) {
+        if (std::string_view(member.unescaped_key()) != checksums_metadata_key) continue;
+        const std::string_view token = member.value().raw_json_token();
+        const std::size_t begin = static_cast<std::size_t>(token.data() - padded.data()) + 1;
+        std::size_t end = begin;
+        while (end < header_text.size() && header_text[end] != '"') end += header_text[end] == '\\' ? 2 : 1;
+        return std::pair{begin, std::min(end, header_text.size())};
+      }
+      return std::nullopt;
+    }
+    return std::nullopt;
+  } catch (const simdjson::simdjson_error&) {
+    // Validated headers parse: a failure here is the entry's (a value of another type).
+    malformed_entry();
+  }
+}
+
 
 namespace {
 
@@ -164,8 +170,9 @@ std::optional<Checksums> read_checksums(const Header& header) {
   return out;
 }
 
-void verify_header(const Header& header, const Checksums& checksums) {
-  if (header_digest(header) != checksums.header) {
+void verify_header(const Reader& reader, const Checksums& checksums) {
+  const auto span = checksums_entry_span(reader.header_text());
+  if (!span || header_digest(reader.header_text(), span->first, span->second) != checksums.header) {
     raise(ErrorCode::ChecksumMismatch, "the structure does not match its checksum: the header's metadata or tensor entries changed since the save");
   }
 }
@@ -194,7 +201,7 @@ std::uint64_t index_digest(const Metadata& metadata, const Metadata& weight_map)
     std::sort(sorted.begin(), sorted.end(), [](auto* a, auto* b) { return a->first < b->first; });
     return sorted;
   };
-  HeaderDigest digest;
+  IndexDigest digest;
   for (const auto* kv : by_key(metadata)) digest.metadata(kv->first, kv->second);
   for (const auto* kv : by_key(weight_map)) digest.placement(kv->first, kv->second);
   return digest.digest();
@@ -240,7 +247,7 @@ VerifyReport verify_file(const Reader& reader) {
       report.mismatches.emplace_back(e.what());
     }
   };
-  record([&] { verify_header(header, *checksums); });
+  record([&] { verify_header(reader, *checksums); });
   std::vector<const TensorInfo*> in_data_order;
   for (const auto& t : header.tensors) in_data_order.push_back(&t);
   std::sort(in_data_order.begin(), in_data_order.end(), [](auto* a, auto* b) { return a->begin < b->begin; });

@@ -20,7 +20,6 @@
 #include "safestructures/checksum.hpp"
 #include "safestructures/error.hpp"
 #include "safestructures/format.hpp"
-#include "safestructures/schema.hpp"
 
 namespace safestructures {
 namespace {
@@ -301,14 +300,17 @@ std::size_t remove_stale_temporaries(const std::filesystem::path& path) {
 namespace {
 
 // The checksums entry's value, escaped as the content of the header's JSON string: {"algorithm":"xxh3-64",
-// "header":DIGEST,"tensors":{NAME:DIGEST,...}} with the tensors in data order and their digests left as zeros, whose
-// places go into `digest_at`.
-void append_checksums_entry(std::string& json, std::span<const WriteTensor> tensors, const Layout& layout,
-                            std::uint64_t header_digest, std::vector<std::size_t>& digest_at) {
+// "header":DIGEST,"tensors":{NAME:DIGEST,...}} with the tensors in data order and every digest left as zeros. The
+// places of the tensors' go into `digest_at`; the place of the header's is returned.
+std::size_t append_checksums_entry(std::string& json, std::span<const WriteTensor> tensors, const Layout& layout,
+                                   std::vector<std::size_t>& digest_at) {
   // The value is JSON inside a JSON string: the names are escaped twice.
   json += "{\\\"algorithm\\\":\\\"";
   json += checksum_algorithm;
-  json += "\\\",\\\"header\\\":\\\"" + digest_hex(header_digest) + "\\\",\\\"tensors\\\":{";
+  json += "\\\",\\\"header\\\":\\\"";
+  const std::size_t header_at = json.size();
+  json.append(digest_hex_size, '0');
+  json += "\\\",\\\"tensors\\\":{";
   std::string inner;
   for (std::size_t k = 0; k < layout.order.size(); ++k) {
     const std::size_t i = layout.order[k];
@@ -322,6 +324,7 @@ void append_checksums_entry(std::string& json, std::span<const WriteTensor> tens
     json += "\\\"";
   }
   json += "}}";
+  return header_at;
 }
 
 }  // namespace
@@ -341,11 +344,13 @@ Layout plan_layout(std::span<const WriteTensor> tensors, const Metadata* metadat
     if (tensors[a].dtype != tensors[b].dtype) return tensors[a].dtype > tensors[b].dtype;
     return tensors[a].name < tensors[b].name;
   });
-  std::vector<std::size_t> by_name(tensors.size());
-  std::iota(by_name.begin(), by_name.end(), 0);
-  std::sort(by_name.begin(), by_name.end(), [&](std::size_t a, std::size_t b) { return tensors[a].name < tensors[b].name; });
-  for (std::size_t k = 1; k < by_name.size(); ++k) {
-    if (tensors[by_name[k - 1]].name == tensors[by_name[k]].name) raise(ErrorCode::DuplicateName, "two tensors are named " + quote_name(tensors[by_name[k]].name));
+  {
+    std::vector<std::string_view> names;
+    names.reserve(tensors.size());
+    for (const auto& t : tensors) names.push_back(t.name);
+    std::sort(names.begin(), names.end());
+    const auto dup = std::adjacent_find(names.begin(), names.end());
+    if (dup != names.end()) raise(ErrorCode::DuplicateName, "two tensors are named " + quote_name(*dup));
   }
   std::uint64_t offset = 0;
   for (std::size_t i : layout.order) {
@@ -370,21 +375,9 @@ Layout plan_layout(std::span<const WriteTensor> tensors, const Metadata* metadat
       if (sorted[k - 1]->first == sorted[k]->first) raise(ErrorCode::DuplicateKey, "metadata key " + quote_name(sorted[k]->first) + " appears twice");
     }
   }
-  std::uint64_t header_digest = 0;
-  if (checksums) {
-    HeaderDigest digest;
-    for (const auto* kv : sorted) {
-      // An escaped value is hashed as the reader will see it: unescaped.
-      if (!escaped_key.empty() && kv->first == escaped_key) {
-        digest.metadata(kv->first, std::string(parse_schema_json("\"" + kv->second + "\"")[0].text));
-      } else {
-        digest.metadata(kv->first, kv->second);
-      }
-    }
-    for (std::size_t i : by_name) digest.tensor(tensors[i].name, tensors[i].dtype, tensors[i].shape, layout.offsets[i], layout.offsets[i] + layout.sizes[i]);
-    header_digest = digest.digest();
-    layout.digest_at.resize(tensors.size());
-  }
+  if (checksums) layout.digest_at.resize(tensors.size());
+  // With checksums: where the entry's string content lies in `json`, and where its header digest goes.
+  std::size_t entry_begin = 0, entry_end = 0, header_digest_at = 0;
 
   std::string& json = layout.header;
   json.assign(8, '\0');
@@ -402,7 +395,9 @@ Layout plan_layout(std::span<const WriteTensor> tensors, const Metadata* metadat
       separate();
       append_json_string(json, checksums_metadata_key);
       json += ":\"";
-      append_checksums_entry(json, tensors, layout, header_digest, layout.digest_at);
+      entry_begin = json.size();
+      header_digest_at = append_checksums_entry(json, tensors, layout, layout.digest_at);
+      entry_end = json.size();
       json += '"';
       checksums_written = true;
     };
@@ -443,6 +438,11 @@ Layout plan_layout(std::span<const WriteTensor> tensors, const Metadata* metadat
   }
   json += '}';
   json.append((8 - json.size() % 8) % 8, ' ');
+  if (checksums) {
+    // The header's bytes but the entry's content, which holds this digest and the tensors' (filled in as they stream).
+    const std::string hex = digest_hex(header_digest(std::string_view(json).substr(8), entry_begin - 8, entry_end - 8));
+    json.replace(header_digest_at, hex.size(), hex);
+  }
   const std::uint64_t n = json.size() - 8;
   for (int b = 0; b < 8; ++b) json[b] = static_cast<char>((n >> (8 * b)) & 0xff);
   if (n > max_header_size) {

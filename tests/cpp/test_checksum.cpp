@@ -50,7 +50,13 @@ TEST(Checksum, EachTensorsDigestIsTheHashOfItsBytes) {
   ASSERT_EQ(sums->tensors.size(), 2u);
   EXPECT_EQ(sums->tensors[header.index.at("a")], hash_bytes(w.a));
   EXPECT_EQ(sums->tensors[header.index.at("b")], hash_bytes(w.b));
-  EXPECT_EQ(sums->header, header_digest(header));
+  const auto span = checksums_entry_span(reader.header_text());
+  ASSERT_TRUE(span.has_value());
+  // The entry's content, between its quotes: JSON escaped as a string's content.
+  const std::string_view opening = R"({\"algorithm\":\"xxh3-64)";
+  EXPECT_EQ(reader.header_text().substr(span->first, opening.size()), opening);
+  EXPECT_EQ(reader.header_text()[span->second], '"');
+  EXPECT_EQ(sums->header, header_digest(reader.header_text(), span->first, span->second));
   const VerifyReport report = verify_file(reader);
   EXPECT_TRUE(report.has_checksums);
   EXPECT_TRUE(report.mismatches.empty());
@@ -144,7 +150,7 @@ TEST(Checksum, MalformedEntriesAreRefused) {
       {"\"[1]\"", "not a JSON object"},
       {"\"{\\\"algorithm\\\":\\\"md5\\\",\\\"header\\\":\\\"" + ok + "\\\",\\\"tensors\\\":{}}\"", "xxh3-64"},
       {"\"{\\\"algorithm\\\":\\\"xxh3-64\\\",\\\"tensors\\\":{}}\"", "header's digest"},
-      {"\"{\\\"algorithm\\\":\\\"xxh3-64\\\",\\\"header\\\":\\\"" + ok + "\\\"}\"", "tensor digests"},
+      {"\"{\\\"algorithm\\\":\\\"xxh3-64\\\",\\\"header\\\":\\\"" + ok + "\\\"}\"", "\"tensors\" of digests"},
       {"\"{\\\"algorithm\\\":\\\"xxh3-64\\\",\\\"header\\\":\\\"0123\\\",\\\"tensors\\\":{}}\"", "malformed digest for the header"},
       {"\"{\\\"algorithm\\\":\\\"xxh3-64\\\",\\\"header\\\":\\\"" + ok + "\\\",\\\"tensors\\\":{}}\"", "no digest for tensor \"x\""},
       {"\"{\\\"algorithm\\\":\\\"xxh3-64\\\",\\\"header\\\":\\\"" + ok + "\\\",\\\"tensors\\\":{\\\"x\\\":\\\"" + ok +
