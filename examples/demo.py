@@ -127,7 +127,9 @@ def main() -> None:
         print(f"  {name:<48} {entry['dtype']:<5} {entry['shape']}")
     print(f"  ... {len(h) - 12} more, named by their path in the record")
     schema = metadata.pop("__safestructures__")
-    print(f"metadata: {metadata}, plus the structure ({len(schema):,} bytes of JSON)")
+    checksums = json.loads(metadata.pop("__safestructures_checksums__"))
+    print(f"metadata: {metadata}, plus the structure ({len(schema):,} bytes of JSON) and checksums "
+          f"({checksums['algorithm']} of the header and of each of the {len(checksums['tensors'])} tensors)")
 
     loaded = ss.load_file(path)
     assert same(loaded, record), "the record must come back exactly"
@@ -152,6 +154,17 @@ def main() -> None:
         one = f.node(("activations", "blocks.1", 2)).load()
         assert same(one, record["activations"]["blocks.1"][2]), "a part loads exactly as in the whole"
         print("  loaded just that call: its tensors' pages are the only tensor data read")
+
+    damaged = out_dir / "damaged.safetensors"
+    raw = bytearray(path.read_bytes())
+    begin = 8 + int.from_bytes(raw[:8], "little") + h["weights.embed.weight"]["data_offsets"][0]
+    raw[begin + 5] ^= 0x01  # one bit of one weight, as a bad disk or a bad copy would flip it
+    damaged.write_bytes(bytes(raw))
+    try:
+        ss.load_file(damaged, verify=True)
+        raise AssertionError("a flipped bit must not load with verify=True")
+    except ss.IntegrityError as e:
+        print(f"\none bit flipped in a copy: load_file(..., verify=True) raises IntegrityError:\n  {e}")
 
     shards = out_dir / "sharded"
     ss.save_file(record, shards, metadata={"model": "TinyLM"}, max_shard_size=4096)
