@@ -305,25 +305,19 @@ def construct_object(tag: str, fields: dict[str, Any], context: dict[str, Any]) 
         if cls is None:
             return Record(name, {"data": fields.get("data")})
         return _BY_TYPE[cls].from_data(fields.get("data"))  # type: ignore[misc]  # node_kind checked it has one
-    if tag == TAG.Dataclass:
-        values = fields.get("fields")
-        if type(values) is not dict:
-            raise TypeError("a dataclass needs an object 'fields'")
-        if cls is None:
-            return Record(name, values) if base is None else _generic(base, name, fields.get("value"), values)
-        values = dataclass_values(cls, name, values, _renames(cls), context)
-        obj = _new(cls, base, fields.get("value"))
-        _restore_attrs(obj, values)
-        return obj
-    if tag == TAG.Object:
-        if cls is None:
-            attrs = fields.get("attrs", {})
-            return Record(name, attrs) if base is None else _generic(base, name, fields.get("value"), attrs)
-        obj = _new(cls, base, fields.get("value"))
-        if "attrs" in fields:
-            _restore_attrs(obj, slotted_attrs(cls, name, fields["attrs"], _renames(cls), context))
-        return obj
-    raise ValueError(f"unknown tag {tag!r}")
+    # What is left is a dataclass (its 'fields') or an object (its 'attrs', if any) over an optional built-in base.
+    dataclass = tag == TAG.Dataclass
+    attrs = fields.get("fields") if dataclass else fields.get("attrs", {})
+    if dataclass and type(attrs) is not dict:
+        raise TypeError("a dataclass needs an object 'fields'")
+    if cls is None:
+        return Record(name, attrs) if base is None else _generic(base, name, fields.get("value"), attrs)
+    if dataclass:
+        attrs = dataclass_values(cls, name, attrs, _renames(cls), context)
+    obj = _new(cls, base, fields.get("value"))
+    if dataclass or "attrs" in fields:
+        _restore_attrs(obj, attrs if dataclass else slotted_attrs(cls, name, attrs, _renames(cls), context))
+    return obj
 
 
 def _generic(base: type, name: str, value: Any, attrs: Any) -> Any:

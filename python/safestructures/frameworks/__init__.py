@@ -14,6 +14,7 @@ import sys
 from typing import Any
 
 from .._errors import FrameworkNotAvailableError, shown
+from ._common import converting
 
 __all__ = [
     "ALIASES",
@@ -123,4 +124,8 @@ def make_tensor(
     array = np_adapter.to_numpy(buffer, dtype, shape, offset, nbytes, fields, context)
     if target == "numpy":
         return array
-    return require(target).from_numpy(array, fields, context)
+    # The adapter refuses a dtype its framework lacks before anything is copied, then builds from a charged copy.
+    build = require(target).builder(array, fields)
+    array = np_adapter.converted(array, fields, context, target)
+    with converting(target, fields, array.dtype):
+        return build(array)
