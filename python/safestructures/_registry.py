@@ -187,10 +187,8 @@ def _restore_attrs(obj: Any, attrs: Any) -> None:
 
 def _fill(obj: Any, base: type, value: Any) -> None:
     """Put the built-in base's content into a new instance, through the base's own methods (no overrides run). The
-    value must be of the base's exact type, as saved: a dict or set is then copied with the hashes its keys already
-    have, never hashing them again."""
-    if type(value) is not base:
-        raise TypeError(f"the value of a {base.__name__} subclass must be a {base.__name__}, not {type(value).__name__}")
+    value is of the base's exact type, as saved: a dict or set is then copied with the hashes its keys already have,
+    never hashing them again."""
     if base is dict or base is collections.Counter:
         dict.update(obj, value)
     elif base is collections.OrderedDict:
@@ -205,12 +203,12 @@ def _fill(obj: Any, base: type, value: Any) -> None:
 
 
 def _new(cls: type, base: type | None, value: Any) -> Any:
-    if base in (tuple, frozenset, int, float, complex, str, bytes):
-        if type(value) is not base:
-            raise TypeError(f"the value of a {base.__name__} subclass must be a {base.__name__}")
-        return base.__new__(cls, value)  # type: ignore[call-overload]
     if base is None:
         return _bare(cls)
+    if type(value) is not base:
+        raise TypeError(f"the value of a {base.__name__} subclass must be a {base.__name__}, not {type(value).__name__}")
+    if base in (tuple, frozenset, int, float, complex, str, bytes):
+        return base.__new__(cls, value)  # type: ignore[call-overload]
     obj = base.__new__(cls)  # the base's own __new__: an override (which may want arguments) is not run
     _fill(obj, base, value)
     return obj

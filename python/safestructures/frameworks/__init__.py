@@ -14,7 +14,7 @@ import sys
 from typing import Any
 
 from .._errors import FrameworkNotAvailableError, shown
-from ._common import converting
+from ._common import charge, converting
 
 __all__ = ["ALIASES", "FRAMEWORKS", "FrameworkNotAvailableError", "array_entry", "canonical", "framework_of",
            "is_imported", "make_tensor", "require"]
@@ -115,8 +115,13 @@ def make_tensor(
     array = np_adapter.to_numpy(buffer, dtype, shape, offset, nbytes, fields, context)
     if target == "numpy":
         return array
-    # The adapter refuses a dtype its framework lacks before anything is copied, then builds from a charged copy.
+    # The adapter refuses a dtype its framework lacks before anything is copied. It builds its copy from the array in
+    # native byte order and C-contiguous, copied first where it is not (a zero-stride view of a few bytes is
+    # materialised at its full size): each copy is charged to the load's budget before it is made.
     build = require(target).builder(array, fields)
-    array = np_adapter.converted(array, fields, context, target)
+    if not array.dtype.isnative or not array.flags.c_contiguous:
+        charge(context, array.nbytes, fields, "a contiguous copy")
+        array = array.astype(array.dtype.newbyteorder("="), order="C")
+    charge(context, array.nbytes, fields, f"the {target} copy")
     with converting(target, fields, array.dtype):
         return build(array)

@@ -15,7 +15,7 @@ from .._errors import InvalidArgumentError, InvalidFileError, SafestructuresErro
 from .._format import DTYPE_BITS, DTYPE_NUMPY_NAMES
 from ._common import byte_shape, charge, view_base, view_reach
 
-__all__ = ["array_entry", "converted", "dtype_of", "from_file", "to_numpy", "numpy_dtype", "scalar_fields",
+__all__ = ["array_entry", "dtype_of", "from_file", "to_numpy", "numpy_dtype", "scalar_fields",
            "scalar_from_fields", "to_entry"]
 
 #: safetensors dtypes whose elements are smaller than a byte: ml_dtypes keeps one element per byte, the file packs them.
@@ -171,17 +171,6 @@ def from_file(
     except ValueError as e:
         # A valid file can still hold a shape numpy cannot (over 64 dimensions, a dimension past 2**63).
         raise InvalidFileError(f"tensor {quote(name)} of shape {list(shape)} cannot be a numpy array: {e}") from e
-
-
-def converted(array: np.ndarray, fields: dict[str, Any], context: dict[str, Any], framework: str) -> np.ndarray:
-    """`array` ready for another framework's copy, which is charged to the load's budget first: in native byte order
-    and C-contiguous, through a copy (charged too) where it is not, such as a view that repeats its elements."""
-    if not array.dtype.isnative or not array.flags.c_contiguous:
-        # A zero-stride view of a few bytes is materialised here at its full size: charged before, refused beyond.
-        charge(context, array.nbytes, fields, "a contiguous copy")
-        array = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("="))
-    charge(context, array.nbytes, fields, f"the {framework} copy")
-    return array
 
 
 def to_numpy(
