@@ -124,6 +124,20 @@ def _subclass_node(name: str, base: type, obj: Any, attrs: dict[str, Any]) -> tu
     return TAG.Object, node
 
 
+def node_kind(cls: type) -> str:
+    """The tag a class's objects are saved under (what reduce_object gives them), the only one they load from."""
+    registration = _BY_TYPE.get(cls)
+    if registration is not None and registration.from_data is not None:
+        return TAG.Ext
+    if isinstance(cls, enum.EnumMeta):
+        return TAG.Enum
+    if dataclasses.is_dataclass(cls):
+        return TAG.Dataclass
+    if _namedtuple_type(cls):
+        return TAG.NamedTuple
+    return TAG.Object
+
+
 def reduce_object(obj: Any) -> tuple[str, dict[str, Any]] | None:
     """The (tag, fields) of a user-type object, or None when it is of no kind handled here."""
     cls = type(obj)
@@ -136,27 +150,24 @@ def reduce_object(obj: Any) -> tuple[str, dict[str, Any]] | None:
     if stand_in is not None:
         attrs = {k: v for k, v in obj.__dict__.items() if k != "__safestructures_type__"}
         return _subclass_node(stand_in, cls.__mro__[1], obj, attrs)
-    registration = _BY_TYPE.get(cls)
-    name = type_name(cls)
-    if registration is not None and registration.to_data is not None:
-        return TAG.Ext, {"type": name, "data": registration.to_data(obj)}
-    if isinstance(obj, enum.Enum):
-        return TAG.Enum, {"type": name, "name": obj.name, "value": obj.value}
-    if dataclasses.is_dataclass(cls):
+    kind, name, base = node_kind(cls), type_name(cls), _builtin_base(cls)
+    if kind == TAG.Ext:
+        return kind, {"type": name, "data": _BY_TYPE[cls].to_data(obj)}  # type: ignore[misc]  # node_kind checked it
+    if kind == TAG.Enum:
+        return kind, {"type": name, "name": obj.name, "value": obj.value}
+    if kind == TAG.Dataclass:
         fields = {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj) if hasattr(obj, f.name)}
         node: dict[str, Any] = {"type": name, "fields": fields}
-        base = _builtin_base(cls)
         if base is not None:
             # A dataclass that is also a container (a model output that is an OrderedDict) keeps both.
             node.update(base=base.__name__, value=_base_value(obj, base))
-        return TAG.Dataclass, node
-    if _namedtuple_type(cls):
-        return TAG.NamedTuple, {"type": name, "fields": list(cls._fields), "items": list(obj)}
-    base = _builtin_base(cls)
+        return kind, node
+    if kind == TAG.NamedTuple:
+        return kind, {"type": name, "fields": list(cls._fields), "items": list(obj)}
     if base is not None:
         return _subclass_node(name, base, obj, _attributes(obj))
-    if registration is not None:
-        return TAG.Object, {"type": name, "attrs": _attributes(obj)}
+    if cls in _BY_TYPE:
+        return kind, {"type": name, "attrs": _attributes(obj)}
     return None
 
 
@@ -229,20 +240,6 @@ def _bare(cls: type) -> Any:
 def _renames(cls: type) -> Mapping[str, str]:
     registration = _BY_TYPE.get(cls)
     return registration.renamed if registration is not None else {}
-
-
-def node_kind(cls: type) -> str:
-    """The tag a class's objects are saved under (what reduce_object gives them), the only one they load from."""
-    registration = _BY_TYPE.get(cls)
-    if registration is not None and registration.from_data is not None:
-        return TAG.Ext
-    if isinstance(cls, enum.EnumMeta):
-        return TAG.Enum
-    if dataclasses.is_dataclass(cls):
-        return TAG.Dataclass
-    if _namedtuple_type(cls):
-        return TAG.NamedTuple
-    return TAG.Object
 
 
 def _value_key(value: Any) -> bool:
