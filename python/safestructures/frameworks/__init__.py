@@ -120,8 +120,8 @@ def make_tensor(
     # materialised at its full size): each copy is charged to the load's budget before it is made.
     build = require(target).builder(array, fields)
     if not array.dtype.isnative or not array.flags.c_contiguous:
-        charge(context, array.nbytes, fields, "a contiguous copy")
+        charge(context, fields, array.nbytes, "a contiguous copy")
         array = array.astype(array.dtype.newbyteorder("="), order="C")
-    charge(context, array.nbytes, fields, f"the {target} copy")
+    charge(context, fields, array.nbytes, f"the {target} copy")
     with converting(target, fields, array.dtype):
         return build(array)

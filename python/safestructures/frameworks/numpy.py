@@ -189,10 +189,7 @@ def to_numpy(
     if type(logical) is str and logical.startswith("torch."):
         raise UnsupportedTypeError(f"{logical} has no numpy dtype; load this tensor with framework='torch'")
     name = fields.get("name", "?")
-
-    def charged(size: int, what: str) -> None:
-        charge(context, size, fields, what)
-
+    charged = functools.partial(charge, context, fields)
     target = None if logical is None else logical_dtype(logical)
     if target is not None and dtype == "U8" and "shape" in fields and "stride" not in fields:
         logical_shape, _count = byte_shape(fields, target, target.itemsize, nbytes)
