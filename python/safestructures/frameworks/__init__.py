@@ -14,18 +14,10 @@ import sys
 from typing import Any
 
 from .._errors import FrameworkNotAvailableError, shown
+from ._common import charge, converting
 
-__all__ = [
-    "ALIASES",
-    "FRAMEWORKS",
-    "FrameworkNotAvailableError",
-    "array_entry",
-    "canonical",
-    "framework_of",
-    "is_imported",
-    "make_tensor",
-    "require",
-]
+__all__ = ["ALIASES", "FRAMEWORKS", "FrameworkNotAvailableError", "array_entry", "canonical", "framework_of",
+           "is_imported", "make_tensor", "require"]
 
 FRAMEWORKS = ("numpy", "torch", "tensorflow", "jax", "paddle", "mlx")
 # The short names safestructures 1.0.0 and safetensors' ``safe_open(..., framework=...)`` use, and what they mean:
@@ -123,4 +115,13 @@ def make_tensor(
     array = np_adapter.to_numpy(buffer, dtype, shape, offset, nbytes, fields, context)
     if target == "numpy":
         return array
-    return require(target).from_numpy(array, fields, context)
+    # The adapter refuses a dtype its framework lacks before anything is copied. It builds its copy from the array in
+    # native byte order and C-contiguous, copied first where it is not (a zero-stride view of a few bytes is
+    # materialised at its full size): each copy is charged to the load's budget before it is made.
+    build = require(target).builder(array, fields)
+    if not array.dtype.isnative or not array.flags.c_contiguous:
+        charge(context, fields, array.nbytes, "a contiguous copy")
+        array = array.astype(array.dtype.newbyteorder("="), order="C")
+    charge(context, fields, array.nbytes, f"the {target} copy")
+    with converting(target, fields, array.dtype):
+        return build(array)
