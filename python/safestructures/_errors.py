@@ -13,8 +13,17 @@ from typing import Any
 
 from ._records import NamedRecord, Record
 
-__all__ = ["FrameworkNotAvailableError", "UnknownTypeError", "SafestructuresError", "InvalidFileError",
-           "InvalidArgumentError", "UnsupportedTypeError", "SafestructuresWarning", "reading", "shown"]
+__all__ = [
+    "FrameworkNotAvailableError",
+    "UnknownTypeError",
+    "SafestructuresError",
+    "InvalidFileError",
+    "InvalidArgumentError",
+    "UnsupportedTypeError",
+    "SafestructuresWarning",
+    "reading",
+    "shown",
+]
 
 
 class SafestructuresError(Exception):

@@ -6,7 +6,13 @@ from __future__ import annotations
 from . import _core
 from ._errors import InvalidFileError
 
-__all__ = ["DEFAULT_MAX_DEPTH", "DEFAULT_MAX_HEADER_SIZE", "DEFAULT_MAX_NODES", "ByteBudget", "default_max_bytes"]
+__all__ = [
+    "DEFAULT_MAX_DEPTH",
+    "DEFAULT_MAX_HEADER_SIZE",
+    "DEFAULT_MAX_NODES",
+    "ByteBudget",
+    "default_max_bytes",
+]
 
 #: Levels of nesting allowed by default, on save and on load (safestructures 1.0.0 failed near 250).
 DEFAULT_MAX_DEPTH: int = _core.DEFAULT_MAX_DEPTH

@@ -34,8 +34,17 @@ from ._index import load_structure, read_index
 from ._planners import SafestructuresLoadPlanner, SafestructuresSavePlanner
 from ._storage import SafestructuresReader, SafestructuresWriter
 
-__all__ = ["INDEX_NAME", "SafestructuresLoadPlanner", "SafestructuresReader", "SafestructuresSavePlanner",
-           "SafestructuresWriter", "load", "read_index", "save", "shard_name"]
+__all__ = [
+    "INDEX_NAME",
+    "SafestructuresLoadPlanner",
+    "SafestructuresReader",
+    "SafestructuresSavePlanner",
+    "SafestructuresWriter",
+    "load",
+    "read_index",
+    "save",
+    "shard_name",
+]
 
 
 def _run(call: Callable[..., Any], state_dict: dict[str, Any], process_group: Any, **storage: Any) -> Any:

@@ -16,8 +16,17 @@ from typing import Any
 from .._errors import FrameworkNotAvailableError, shown
 from ._common import charge, converting
 
-__all__ = ["ALIASES", "FRAMEWORKS", "FrameworkNotAvailableError", "array_entry", "canonical", "framework_of",
-           "is_imported", "make_tensor", "require"]
+__all__ = [
+    "ALIASES",
+    "FRAMEWORKS",
+    "FrameworkNotAvailableError",
+    "array_entry",
+    "canonical",
+    "framework_of",
+    "is_imported",
+    "make_tensor",
+    "require",
+]
 
 FRAMEWORKS = ("numpy", "torch", "tensorflow", "jax", "paddle", "mlx")
 # The short names safestructures 1.0.0 and safetensors' ``safe_open(..., framework=...)`` use, and what they mean:

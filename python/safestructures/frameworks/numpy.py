@@ -15,8 +15,16 @@ from .._errors import InvalidArgumentError, InvalidFileError, SafestructuresErro
 from .._format import DTYPE_BITS, DTYPE_NUMPY_NAMES
 from ._common import byte_shape, charge, view_base, view_reach
 
-__all__ = ["array_entry", "dtype_of", "from_file", "to_numpy", "numpy_dtype", "scalar_fields",
-           "scalar_from_fields", "to_entry"]
+__all__ = [
+    "array_entry",
+    "dtype_of",
+    "from_file",
+    "to_numpy",
+    "numpy_dtype",
+    "scalar_fields",
+    "scalar_from_fields",
+    "to_entry",
+]
 
 #: safetensors dtypes whose elements are smaller than a byte: ml_dtypes keeps one element per byte, the file packs them.
 SUB_BYTE = {name: bits for name, bits in DTYPE_BITS.items() if bits < 8}
