@@ -22,7 +22,7 @@ from ._cli_tree import PathNotFound, UsageError, _split, _Tree, _walk
 from ._errors import InvalidFileError, SafestructuresError, UnsupportedTypeError, quote
 from ._format import TAG
 from ._lazy import SafeFile, open_source
-from ._lazy_schema import path_text
+from ._lazy_schema import describe, path_text
 from ._limits import DEFAULT_MAX_DEPTH, DEFAULT_MAX_HEADER_SIZE, DEFAULT_MAX_NODES, default_max_bytes
 from ._sharded import write_atomically
 from ._source import DCP, PLAIN, PLAIN_SHARDS, V1, V2, Source, file_format, resolve
@@ -149,12 +149,11 @@ def _inspect_types(args: argparse.Namespace) -> int:
     if args.json:
         _print_json({"file": args.file, "types": rows})
         return 0
-    out = _Output()
     if not rows:
-        out.write(f"{args.file}: names no classes\n")
+        _write_out(f"{args.file}: names no classes\n")
     for row in rows:
         mark = "resolves" if row["resolves"] else "unresolved (loads as a record)"
-        out.write(f"{row['type']}  [{row['kind']}, {_count(row['count'], 'node')}]  {mark}\n")
+        _write_out(f"{row['type']}  [{row['kind']}, {_count(row['count'], 'node')}]  {mark}\n")
     return 0
 
 
@@ -163,8 +162,8 @@ def _inspect(args: argparse.Namespace) -> int:
         return _inspect_types(args)
     with contextlib.closing(_open(args.file)) as opened:
         if opened.lazy is not None:
-            tree = _Tree(opened.lazy)
-            description = tree.describe(tree.doc.root, (), args.depth, args.items, raw_keys=not args.json)
+            doc = opened.lazy._document()
+            description = describe(opened.lazy._schema, doc.root, (), args.depth, doc.tensor, True, args.items, not args.json)
         else:
             description = _describe_value(opened.value, (), args.depth, args.items, not args.json, {})
             if opened.fmt == PLAIN:  # a sharded checkpoint's dict: its keys are the tensors' names
@@ -176,9 +175,8 @@ def _inspect(args: argparse.Namespace) -> int:
                       "tensor_bytes": sum(nbytes for _d, _s, nbytes in opened.tensors.values())}
             _print_json({"header": header, "tree": description})
         else:
-            out = _Output()
-            out.write(opened.summary() + "\n")
-            _tree_lines(description, out)
+            _write_out(opened.summary() + "\n")
+            _tree_lines(description, _write_out)
     return 0
 
 
@@ -202,7 +200,7 @@ def _verify(args: argparse.Namespace) -> int:
         warnings += opened.warnings
         for warning in warnings:
             print(f"safestructures verify: warning: {warning}", file=sys.stderr)
-        _Output().write(f"OK: {opened.summary()}\n")
+        _write_out(f"OK: {opened.summary()}\n")
     return 0
 
 
@@ -249,7 +247,9 @@ def _get(args: argparse.Namespace) -> int:
                 _write_npy(value, sys.stdout.buffer)
                 sys.stdout.buffer.flush()
             else:
-                _write_file(args.output, args.force, lambda out: _write_npy(value, out))
+                mask = os.umask(0)  # reads the umask (there is no other way), restored at once: a new file's permissions
+                os.umask(mask)
+                write_atomically(args.output, lambda out: _write_npy(value, out), mode=0o666 & ~mask, replace=args.force)
                 print(f"wrote {args.output} ({value.dtype} {list(value.shape)}, {_size(value.nbytes)})", file=sys.stderr)
             return 0
         if args.output is not None:
@@ -258,24 +258,14 @@ def _get(args: argparse.Namespace) -> int:
     return 0
 
 
-def _write_file(target: str, force: bool, write: Any) -> None:
-    """Writes ``target`` atomically, with the permissions the umask gives a new file; without ``force`` an existing file
-    is never replaced (FileExistsError)."""
-    mask = os.umask(0)  # reads the umask (there is no other way), restored at once
-    os.umask(mask)
-    write_atomically(target, write, mode=0o666 & ~mask, replace=force)
-
-
-class _Output:
-    """Standard output for text read from a file: what it cannot encode (a lone surrogate) is written as backslash
-    escapes rather than failing."""
-
-    def write(self, text: str) -> None:
-        try:
-            sys.stdout.write(text)
-        except UnicodeEncodeError:
-            encoding = sys.stdout.encoding or "utf-8"
-            sys.stdout.write(text.encode(encoding, "backslashreplace").decode(encoding))
+def _write_out(text: str) -> None:
+    """Writes text read from a file to standard output: what it cannot encode (a lone surrogate) as backslash escapes
+    rather than failing."""
+    try:
+        sys.stdout.write(text)
+    except UnicodeEncodeError:
+        encoding = sys.stdout.encoding or "utf-8"
+        sys.stdout.write(text.encode(encoding, "backslashreplace").decode(encoding))
 
 
 def _plugin(spec: str) -> Any:

@@ -10,8 +10,8 @@ import json
 import math
 import re
 import sys
-from collections.abc import Mapping
-from typing import IO, Any
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from ._errors import SafestructuresError, quote, shown
 from ._format import KIND, TAG
@@ -37,11 +37,8 @@ def _size(n: int) -> str:
     """Bytes for people: ``24 B``, ``1.5 KiB``, ``3.2 GiB``."""
     if n < 1024:
         return f"{n} B"
-    for unit in ("KiB", "MiB", "GiB", "TiB", "PiB"):
-        n /= 1024  # type: ignore[assignment]
-        if n < 1024 or unit == "PiB":
-            return f"{n:.1f} {unit}"
-    raise AssertionError("unreachable")
+    exponent = min(5, (n.bit_length() - 1) // 10)
+    return f"{n / 1024 ** exponent:.1f} {('KiB', 'MiB', 'GiB', 'TiB', 'PiB')[exponent - 1]}"
 
 
 def _cut(text: str, width: int = _TEXT_WIDTH) -> str:
@@ -98,9 +95,9 @@ def _head_text(d: dict[str, Any]) -> str:
     return text
 
 
-def _tree_lines(d: dict[str, Any], out: IO[str]) -> None:
+def _tree_lines(d: dict[str, Any], write: Callable[[str], None]) -> None:
     """Write a description as an indented tree."""
-    out.write(_head_text(d) + "\n")
+    write(_head_text(d) + "\n")
 
     def children(node: dict[str, Any], prefix: str) -> None:
         items = node.get("items")
@@ -111,10 +108,10 @@ def _tree_lines(d: dict[str, Any], out: IO[str]) -> None:
             last = n == len(items) - 1 and more == 0
             # A sequence's items are descriptions; a mapping's, [key, description] pairs.
             label, child = (_key_text(item[0]), item[1]) if isinstance(item, list) else (f"[{n}]", item)
-            out.write(f"{prefix}{'└── ' if last else '├── '}{label}: {_head_text(child)}\n")
+            write(f"{prefix}{'└── ' if last else '├── '}{label}: {_head_text(child)}\n")
             children(child, prefix + ("    " if last else "│   "))
         if more:
-            out.write(f"{prefix}└── … {_count(more, 'more item')}\n")
+            write(f"{prefix}└── … {_count(more, 'more item')}\n")
 
     children(d, "")
 
@@ -168,14 +165,9 @@ def _describe_value(value: Any, path: _Link | tuple[Any, ...], depth: int | None
         seen[id(value)] = path
         if depth is None or depth > 0:
             deeper = None if depth is None else depth - 1
-            entries = entries if max_items is None else entries[:max_items]
-            if indexed:
-                out["items"] = [_describe_value(v, _Link(path, k), deeper, max_items, raw_keys, seen)
-                                for k, v in entries]
-            else:
-                out["items"] = [[k if raw_keys else _json_scalar(k),
-                                 _describe_value(v, _Link(path, k), deeper, max_items, raw_keys, seen)]
-                                for k, v in entries]
+            described = [(k, _describe_value(v, _Link(path, k), deeper, max_items, raw_keys, seen))
+                         for k, v in (entries if max_items is None else entries[:max_items])]
+            out["items"] = [d if indexed else [k if raw_keys else _json_scalar(k), d] for k, d in described]
     return out
 
 
@@ -234,8 +226,7 @@ class _JsonRenderer:
             if value.dtype.kind == "f" and value.dtype.itemsize < 8:
                 # float16/float32 as the shortest decimal that reads back to the same value (2.31, not the float64
                 # 2.309999942779541 that tolist gives)
-                shortest = np.array([float(str(x)) for x in value.reshape(-1)], dtype=object).reshape(value.shape)
-                return _to_json(shortest.tolist(), path, False)
+                value = np.array([float(str(x)) for x in value.reshape(-1)], dtype=object).reshape(value.shape)
             return _to_json(value.tolist(), path, False)
         if isinstance(value, np.generic):
             # a float16/float32 scalar as its shortest decimal, as in tensors' values
@@ -280,12 +271,8 @@ def _json_scalar_text(value: Any, ascii_only: bool) -> str:
     10,000 tensors has 150,000 of them)."""
     if type(value) is str:
         return json.encoder.encode_basestring_ascii(value) if ascii_only else json.encoder.encode_basestring(value)  # type: ignore[attr-defined]
-    if value is None:
-        return "null"
-    if value is True:
-        return "true"
-    if value is False:
-        return "false"
+    if value is None or type(value) is bool:
+        return "null" if value is None else "true" if value else "false"
     if type(value) is int:
         return int.__repr__(value)
     if type(value) is float and math.isfinite(value):
@@ -298,11 +285,23 @@ def _json_scalar_text(value: Any, ascii_only: bool) -> str:
 _JSON_INDENTED_LEVELS = 64
 
 
-def _json_layout(value: Any, ascii_only: bool, encoding: str) -> tuple[dict[int, str | None], bool]:
-    """The one-line form of every non-empty array and object of ``value`` (by id; None when longer than a line can
-    hold), found bottom-up; and whether every piece of text encodes in ``encoding``."""
+def _json_pairs(node: list[Any] | dict[Any, Any], ascii_only: bool) -> list[tuple[str, Any]]:
+    """(what precedes a child, the child) for each child of an array or object: keys as json.dumps writes them."""
+    if isinstance(node, list):
+        return [("", child) for child in node]
+    return [(_json_scalar_text(k if isinstance(k, str) else json.dumps(k), ascii_only) + ": ", child)
+            for k, child in node.items()]
+
+
+def _print_json(value: Any) -> None:
+    """Print JSON data indented by two spaces a level, an array or object that fits on one line of 100 columns on one
+    (a shape, a small tensor's rows); text that standard output cannot encode (a lone surrogate) as \\u escapes.
+    The one-line forms are found first, bottom-up (by id; None when longer than a line can hold), then the text is
+    written top-down as it goes, so that the work is that of the output and the memory a line's worth per container,
+    however deeply the value nests."""
+    encoding = sys.stdout.encoding or "utf-8"
+    ascii_only, encodable = False, True
     one_line: dict[int, str | None] = {}
-    encodable = True
 
     def measure(node: Any) -> str | None:
         nonlocal encodable
@@ -323,28 +322,9 @@ def _json_layout(value: Any, ascii_only: bool, encoding: str) -> tuple[dict[int,
         return line
 
     measure(value)
-    return one_line, encodable
-
-
-def _json_pairs(node: list[Any] | dict[Any, Any], ascii_only: bool) -> list[tuple[str, Any]]:
-    """(what precedes a child, the child) for each child of an array or object: keys as json.dumps writes them."""
-    if isinstance(node, list):
-        return [("", child) for child in node]
-    return [(_json_scalar_text(k if isinstance(k, str) else json.dumps(k), ascii_only) + ": ", child)
-            for k, child in node.items()]
-
-
-def _print_json(value: Any) -> None:
-    """Print JSON data indented by two spaces a level, an array or object that fits on one line of 100 columns on one
-    (a shape, a small tensor's rows); text that standard output cannot encode (a lone surrogate) as \\u escapes.
-    The one-line forms are found first, then the text is written top-down as it goes, so that the work is that of the
-    output and the memory a line's worth per container, however deeply the value nests."""
-    encoding = sys.stdout.encoding or "utf-8"
-    ascii_only = False
-    one_line, encodable = _json_layout(value, ascii_only, encoding)
     if not encodable:
         ascii_only = True
-        one_line, _ = _json_layout(value, ascii_only, encoding)
+        measure(value)
     write = sys.stdout.write
 
     def emit(node: Any, level: int) -> None:

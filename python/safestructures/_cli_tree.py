@@ -13,7 +13,7 @@ from ._cli_render import _a, _count
 from ._errors import InvalidFileError, quote, shown
 from ._format import TAG, TENSOR_TAGS
 from ._lazy import Node, SafeFile
-from ._lazy_schema import _key_text, _Link, describe, path_text
+from ._lazy_schema import _key_text, _Link, path_text
 
 
 #: Dtypes only torch has, which a file stores as bytes with the dtype's name in the node: their bytes per element.
@@ -39,12 +39,6 @@ class _Tree:
         self.f = f
         self.doc = f._document()
         self.schema = f._schema
-
-    def describe(self, index: int, path: tuple[Any, ...], depth: int | None, max_items: int | None = None,
-                 raw_keys: bool = False) -> dict[str, Any]:
-        """``Node.describe(depth)`` of the node at ``index``, with what the commands show besides (``describe``'s
-        ``commands``): a tensor the file lacks is shown as ``missing`` rather than raising."""
-        return describe(self.schema, index, path, depth, self.doc.tensor, True, max_items, raw_keys)
 
     def verify_torch_only(self) -> bool:
         """Checks a file that holds tensors of a dtype only torch has (``torch.complex32``), without torch: each such
