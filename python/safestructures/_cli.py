@@ -18,7 +18,7 @@ from ._api import load_file, save_file
 from ._cli_render import (
     TooLarge, _count, _cut, _describe_value, _is_tensor, _print_json, _size, _to_json, _tree_lines, _value_children,
 )
-from ._cli_tree import PathNotFound, UsageError, _split, _Tree, _walk
+from ._cli_tree import PathNotFound, UsageError, _split, _walk, find, referenced_tensors, verify_torch_only
 from ._errors import InvalidFileError, SafestructuresError, UnsupportedTypeError, quote
 from ._format import TAG
 from ._lazy import SafeFile, open_source
@@ -163,7 +163,8 @@ def _inspect(args: argparse.Namespace) -> int:
     with contextlib.closing(_open(args.file)) as opened:
         if opened.lazy is not None:
             doc = opened.lazy._document()
-            description = describe(opened.lazy._schema, doc.root, (), args.depth, doc.tensor, True, args.items, not args.json)
+            description = describe(opened.lazy._schema, doc.root, (), args.depth, doc.tensor, True, args.items,
+                                   raw_keys=not args.json)
         else:
             description = _describe_value(opened.value, (), args.depth, args.items, not args.json, {})
             if opened.fmt == PLAIN:  # a sharded checkpoint's dict: its keys are the tensors' names
@@ -191,10 +192,10 @@ def _verify(args: argparse.Namespace) -> int:
             except UnsupportedTypeError:
                 # A dtype only torch has (torch.complex32): those tensors are checked against their nodes, the rest
                 # built as numpy.
-                if not _Tree(opened.lazy).verify_torch_only():
+                if not verify_torch_only(opened.lazy):
                     raise
             if opened.fmt == V2:
-                unused = [quote(n) for n in sorted(set(opened.tensors) - _Tree(opened.lazy).referenced_tensors())]
+                unused = [quote(n) for n in sorted(set(opened.tensors) - referenced_tensors(opened.lazy))]
                 if unused:
                     warnings.append(f"{_count(len(unused), 'tensor')} in the file that the data does not use: {_first_ten(unused)}")
         warnings += opened.warnings
@@ -225,7 +226,7 @@ def _get(args: argparse.Namespace) -> int:
         max_bytes = args.max_bytes if args.max_bytes is not None else default_max_bytes(opened.size)
         parts = _split(args.path)
         if opened.lazy is not None:
-            node = _Tree(opened.lazy).find(parts)
+            node = find(opened.lazy, parts)
             path = node._path
             value = opened.lazy._load_many([(node._index, path)], framework="numpy")[0]
         else:
@@ -247,9 +248,10 @@ def _get(args: argparse.Namespace) -> int:
                 _write_npy(value, sys.stdout.buffer)
                 sys.stdout.buffer.flush()
             else:
-                mask = os.umask(0)  # reads the umask (there is no other way), restored at once: a new file's permissions
+                mask = os.umask(0)  # a new file's permissions: the umask read (there is no other way), restored
                 os.umask(mask)
-                write_atomically(args.output, lambda out: _write_npy(value, out), mode=0o666 & ~mask, replace=args.force)
+                write_atomically(args.output, lambda out: _write_npy(value, out), mode=0o666 & ~mask,
+                                 replace=args.force)
                 print(f"wrote {args.output} ({value.dtype} {list(value.shape)}, {_size(value.nbytes)})", file=sys.stderr)
             return 0
         if args.output is not None:

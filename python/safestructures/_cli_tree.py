@@ -28,108 +28,97 @@ class PathNotFound(LookupError):
     """A dotted path that names nothing in the data (exit status 1); the message says where the walk stopped."""
 
 
-# --- a fast walk of the schema --------------------------------------------------------------------------------------
+# --- the schema of a lazily opened file ---------------------------------------------------------------------------
 
 
-class _Tree:
-    """The schema of a lazily opened file, walked for the commands through the file's one reader (``_TreeView``), as
-    ``Node`` walks it."""
+def verify_torch_only(f: SafeFile) -> bool:
+    """Checks a file that holds tensors of a dtype only torch has (``torch.complex32``), without torch: each such tensor
+    against its node (its bytes are the size its shape needs), and every other part of the data built as numpy, in one
+    load. False when the file holds no such tensor (the caller's error stands)."""
+    doc, schema = f._document(), f._schema
+    root = schema.resolve(doc.root, ())[0]
+    # every node reachable from the root (resolved), and its path
+    paths: dict[int, _Link | tuple[Any, ...]] = {root: ()}
+    parents: dict[int, list[int]] = {}
+    children: dict[int, list[int]] = {}
+    torch_only: list[int] = []
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        path = paths[node]
+        tag = schema.head(node)[1]
+        if tag == TAG.Tensor:
+            dtype = schema.field(node, "dtype")
+            if isinstance(dtype, str) and dtype.startswith("torch."):
+                torch_only.append(node)
+            continue
+        found = schema.children(node, path)
+        kids = children[node] = []
+        for key, child in ([] if found is None else found[1]):
+            where = _Link(path, key)
+            child = schema.resolve(child, where)[0]
+            kids.append(child)
+            parents.setdefault(child, []).append(node)
+            if child not in paths:
+                paths[child] = where
+                stack.append(child)
+    if not torch_only:
+        return False
+    for node in torch_only:
+        _check_torch_only(f, node, paths[node])
+    # The containers above a torch-only tensor are walked (their keys were built on the way); everything else is
+    # built, each part once, in one load.
+    tainted = set(torch_only)
+    stack = list(torch_only)
+    while stack:
+        for parent in parents.get(stack.pop(), ()):
+            if parent not in tainted:
+                tainted.add(parent)
+                stack.append(parent)
+    parts = {kid: paths[kid] for node in tainted for kid in children.get(node, ()) if kid not in tainted}
+    f._load_many(list(parts.items()), framework="numpy")
+    return True
 
-    def __init__(self, f: SafeFile) -> None:
-        self.f = f
-        self.doc = f._document()
-        self.schema = f._schema
 
-    def verify_torch_only(self) -> bool:
-        """Checks a file that holds tensors of a dtype only torch has (``torch.complex32``), without torch: each such
-        tensor against its node (its bytes are the size its shape needs), and every other part of the data built as
-        numpy, in one load. False when the file holds no such tensor (the caller's error stands)."""
-        doc, schema = self.doc, self.schema
-        root = schema.resolve(doc.root, ())[0]
-        # every node reachable from the root (resolved), and its path
-        paths: dict[int, _Link | tuple[Any, ...]] = {root: ()}
-        parents: dict[int, list[int]] = {}
-        children: dict[int, list[int]] = {}
-        torch_only: list[int] = []
-        stack = [root]
-        while stack:
-            node = stack.pop()
-            path = paths[node]
-            tag = schema.head(node)[1]
-            if tag == TAG.Tensor:
-                dtype = schema.field(node, "dtype")
-                if isinstance(dtype, str) and dtype.startswith("torch."):
-                    torch_only.append(node)
-                continue
-            found = schema.children(node, path)
-            kids = children[node] = []
-            for key, child in ([] if found is None else found[1]):
-                where = _Link(path, key)
-                child = schema.resolve(child, where)[0]
-                kids.append(child)
-                parents.setdefault(child, []).append(node)
-                if child not in paths:
-                    paths[child] = where
-                    stack.append(child)
-        if not torch_only:
-            return False
-        for node in torch_only:
-            self._check_torch_only(node, paths[node])
-        # The containers above a torch-only tensor are walked (their keys were built on the way); everything else is
-        # built, each part once, in one load.
-        tainted = set(torch_only)
-        stack = list(torch_only)
-        while stack:
-            for parent in parents.get(stack.pop(), ()):
-                if parent not in tainted:
-                    tainted.add(parent)
-                    stack.append(parent)
-        parts = {kid: paths[kid] for node in tainted for kid in children.get(node, ()) if kid not in tainted}
-        self.f._load_many(list(parts.items()), framework="numpy")
-        return True
+def _check_torch_only(f: SafeFile, node: int, path: _Link | tuple[Any, ...]) -> None:
+    """A tensor node of a dtype only torch has: a tensor of the file, stored as bytes (U8), exactly as many as its
+    shape needs (what the torch adapter checks before it builds one)."""
+    schema = f._schema
+    field = {k: schema.field(node, k) for k in ("name", "dtype", "shape")}
+    where = f"at {path_text(path)}: "
+    itemsize = _TORCH_ONLY.get(field["dtype"])
+    if itemsize is None:
+        raise InvalidFileError(where + f"the tensor's dtype {json.dumps(field['dtype'])} is not a dtype of torch",
+                               code="SchemaInvalid")
+    if {"stride", "storage"} & schema.head(node)[2].keys():
+        raise InvalidFileError(where + f"a {field['dtype']} tensor is stored whole, not as a view", code="SchemaInvalid")
+    info = f._document().tensor(field["name"]) if isinstance(field["name"], str) else None
+    if info is None:
+        raise InvalidFileError(where + "the tensor names no tensor of the file", code="TensorNotFound")
+    shape = field["shape"]
+    if not isinstance(shape, list) or any(type(d) is not int or d < 0 for d in shape):
+        raise InvalidFileError(where + "field 'shape' must be a list of non-negative ints", code="SchemaInvalid")
+    needed = math.prod(shape) * itemsize
+    if info[0] != "U8" or needed != info[2]:
+        raise InvalidFileError(where + f"shape {shape} of {field['dtype']} needs {needed} bytes (U8), tensor "
+                               f"{quote(field['name'])} holds {info[2]} ({info[0]})", code="SizeMismatch")
 
-    def _check_torch_only(self, node: int, path: _Link | tuple[Any, ...]) -> None:
-        """A tensor node of a dtype only torch has: a tensor of the file, stored as bytes (U8), exactly as many as
-        its shape needs (what the torch adapter checks before it builds one)."""
-        members = self.schema.head(node)[2]
-        field = {k: self.schema.field(node, k) for k in ("name", "dtype")}
-        where = f"at {path_text(path)}: "
-        itemsize = _TORCH_ONLY.get(field["dtype"])
-        if itemsize is None:
-            raise InvalidFileError(where + f"the tensor's dtype {json.dumps(field['dtype'])} is not a dtype of torch",
-                                   code="SchemaInvalid")
-        if "stride" in members or "storage" in members:
-            raise InvalidFileError(where + f"a {field['dtype']} tensor is stored whole, not as a view", code="SchemaInvalid")
-        info = self.doc.tensor(field["name"]) if isinstance(field.get("name"), str) else None
-        if info is None:
-            raise InvalidFileError(where + "the tensor names no tensor of the file", code="TensorNotFound")
-        shape = self.schema.field(node, "shape")
-        if not isinstance(shape, list) or any(type(d) is not int or d < 0 for d in shape):
-            raise InvalidFileError(where + "field 'shape' must be a list of non-negative ints", code="SchemaInvalid")
-        needed = math.prod(shape) * itemsize
-        if info[0] != "U8" or needed != info[2]:
-            raise InvalidFileError(where + f"shape {shape} of {field['dtype']} needs {needed} bytes (U8), tensor "
-                                   f"{quote(field['name'])} holds {info[2]} ({info[0]})", code="SizeMismatch")
 
-    def referenced_tensors(self) -> set[str]:
-        """The names of every tensor the schema refers to (tensors, views of a storage, long bytes)."""
-        names: set[str] = set()
-        for i in range(self.doc.node_count):
-            tag = self.doc.node(i)[1]
-            if tag in TENSOR_TAGS:
-                for key, child in self.doc.entries(i):
-                    if key in ("name", "storage", "tensor") and self.doc.node(child)[0] == "string":
-                        names.add(self.doc.value(child))
-        return names
+def referenced_tensors(f: SafeFile) -> set[str]:
+    """The names of every tensor the schema refers to (tensors, views of a storage, long bytes)."""
+    doc = f._document()
+    return {doc.value(child) for i in range(doc.node_count) if doc.node(i)[1] in TENSOR_TAGS
+            for key, child in doc.entries(i) if key in ("name", "storage", "tensor") and doc.node(child)[0] == "string"}
 
-    def find(self, parts: list[str | _Exact]) -> Node:
-        """The node that the path ``parts`` names; PathNotFound saying where the walk stopped."""
-        def children(node: Node) -> tuple[bool, str, list[tuple[Any, int]]] | None:
-            found = node._children()
-            return None if found is None else (found[0], node.kind, found[1])
 
-        return _walk(self.f.tree, parts, children, lambda node: node.kind,
-                     lambda node, key, child: Node(self.f, child, node._path + (key,)))
+def find(f: SafeFile, parts: list[str | _Exact]) -> Node:
+    """The node of ``f`` that the path ``parts`` names; PathNotFound saying where the walk stopped."""
+    def children(node: Node) -> tuple[bool, str, list[tuple[Any, int]]] | None:
+        found = node._children()
+        return None if found is None else (found[0], node.kind, found[1])
+
+    return _walk(f.tree, parts, children, lambda node: node.kind,
+                 lambda node, key, child: Node(f, child, node._path + (key,)))
 
 
 # --- paths ---------------------------------------------------------------------------------------------------------
@@ -208,13 +197,10 @@ def _walk(root: Any, parts: list[str | _Exact], children: Callable[[Any], tuple[
 
     def by_text(node: Any, path: tuple[Any, ...], i: int, entries: list[tuple[Any, Any]]) -> Any:
         """The longest run of dotted parts from ``i`` that names a key, then shorter ones; None when none leads on."""
-        keys: dict[str, tuple[Any, Any]] = {}  # a key's text -> (key, child); string keys first
+        keys: dict[str, tuple[Any, Any]] = {}  # a key's text -> (key, child), a string key first
         for key, child in entries:
-            if isinstance(key, str):
-                keys[key] = (key, child)
-        for key, child in entries:
-            if not isinstance(key, str):
-                keys.setdefault(_key_text(key), (key, child))
+            if isinstance(key, str) or _key_text(key) not in keys:
+                keys[_key_text(key)] = (key, child)
         for j in range(len(parts), i, -1):
             run = parts[i:j]
             if any(isinstance(p, _Exact) for p in run):
