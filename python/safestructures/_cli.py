@@ -227,8 +227,7 @@ def _get(args: argparse.Namespace) -> int:
         parts = _split(args.path)
         if opened.lazy is not None:
             node = find(opened.lazy, parts)
-            path = node._path
-            value = opened.lazy._load_many([(node._index, path)], framework="numpy")[0]
+            path, value = node._path, node.load(framework="numpy")
         else:
             path, value = _walk(((), opened.value), parts, lambda node: _value_children(node[1]),
                                 lambda node: "none" if node[1] is None else type(node[1]).__name__,
@@ -380,20 +379,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         except (OSError, ValueError, AttributeError):  # not a real file (output captured in-process)
             pass
         return 1
-    except UsageError as e:
-        print(f"safestructures {args.command}: {e}", file=sys.stderr)
-        return 2
-    except FileExistsError as e:
-        print(f"safestructures {args.command}: {e.filename} exists (--force replaces it)", file=sys.stderr)
-        return 1
-    except SafestructuresError as e:
+    except (UsageError, PathNotFound, SafestructuresError, OSError) as e:
+        message = f"{e.filename} exists (--force replaces it)" if isinstance(e, FileExistsError) else str(e)
         # Name the file, as the header's errors do, so that a message from a batch of files says which one it is.
         where = getattr(args, "file", None)
-        message = str(e) if where is None or str(e).startswith(where) else f"{where}: {e}"
+        if isinstance(e, SafestructuresError) and where is not None and not message.startswith(where):
+            message = f"{where}: {message}"
         print(f"safestructures {args.command}: {message}", file=sys.stderr)
-        return 1
-    except (PathNotFound, OSError) as e:
-        print(f"safestructures {args.command}: {e}", file=sys.stderr)
-        return 1
+        return 2 if isinstance(e, UsageError) else 1
     finally:
         sys.setrecursionlimit(limit)

@@ -171,7 +171,7 @@ def _describe_value(value: Any, path: _Link | tuple[Any, ...], depth: int | None
     return out
 
 
-def _to_json(value: Any, path: _Link | tuple[Any, ...], tensor_values: bool, max_bytes: int | None = None) -> Any:
+def _to_json(value: Any, path: _Link | tuple[Any, ...], tensor_values: bool, max_bytes: int = 0) -> Any:
     """A loaded value as JSON data, for ``get`` (the rendering is documented in docs/cli.md):
 
     None, bools, ints, strings and finite floats as themselves (an int too long to write in decimal as
@@ -194,7 +194,7 @@ class TooLarge(SafestructuresError):
 
 
 class _JsonRenderer:
-    def __init__(self, tensor_values: bool, max_bytes: int | None) -> None:
+    def __init__(self, tensor_values: bool, max_bytes: int) -> None:
         self.tensor_values = tensor_values
         self.left = max_bytes
         # id of a container (or tensor) rendered -> its first path (its text once shown)
@@ -222,7 +222,12 @@ class _JsonRenderer:
                 return {"$same_as": _same_as(self.seen, id(value))}
             self.seen[id(value)] = path
             self.alive.append(value)
-            self.charge(value, path)
+            # counted against the limit before the values are written out
+            nbytes = math.prod(value.shape) * value.dtype.itemsize
+            if nbytes > self.left:
+                raise TooLarge(f"{path_text(path)}: writing the values of this tensor ({value.dtype} {list(value.shape)}) "
+                               f"takes {nbytes:,} bytes, past the limit of {self.left:,} bytes left (--max-bytes raises it)")
+            self.left -= nbytes
             if value.dtype.kind == "f" and value.dtype.itemsize < 8:
                 # float16/float32 as the shortest decimal that reads back to the same value (2.31, not the float64
                 # 2.309999942779541 that tolist gives)
@@ -255,15 +260,6 @@ class _JsonRenderer:
                                for n, (k, v) in enumerate(entries)]}
         finally:
             self.open.discard(id(value))
-
-    def charge(self, array: Any, path: _Link | tuple[Any, ...]) -> None:
-        """Counts a tensor's bytes against the limit before its values are written out."""
-        nbytes = math.prod(array.shape) * array.dtype.itemsize
-        if self.left is not None:
-            if nbytes > self.left:
-                raise TooLarge(f"{path_text(path)}: writing the values of this tensor ({array.dtype} {list(array.shape)}) "
-                               f"takes {nbytes:,} bytes, past the limit of {self.left:,} bytes left (--max-bytes raises it)")
-            self.left -= nbytes
 
 
 def _json_scalar_text(value: Any, ascii_only: bool) -> str:
