@@ -137,9 +137,7 @@ def _inspect_types(args: argparse.Namespace) -> int:
 
     with contextlib.closing(_open(args.file)) as opened:
         if opened.lazy is None:
-            print(f"safestructures inspect: {args.file} is a {opened.fmt} file; --types reads safestructures v2 files",
-                  file=sys.stderr)
-            return 2
+            raise UsageError(f"{args.file} is a {opened.fmt} file; --types reads safestructures v2 files")
         found = opened.lazy.type_names()
     classes = _registry.resolver(args.type or ())["names"]
     plugin_names = plugins_by_name(args.plugin or None) if args.plugin else {}
@@ -183,7 +181,6 @@ def _inspect(args: argparse.Namespace) -> int:
 
 def _verify(args: argparse.Namespace) -> int:
     with contextlib.closing(_open(args.file)) as opened:
-        warnings = []
         if opened.lazy is not None:
             # Every node built as numpy: tensors checked against their dtype and shape, every class name, key and
             # reference. No framework is imported, whatever the file names.
@@ -197,9 +194,9 @@ def _verify(args: argparse.Namespace) -> int:
             if opened.fmt == V2:
                 unused = [quote(n) for n in sorted(set(opened.tensors) - referenced_tensors(opened.lazy))]
                 if unused:
-                    warnings.append(f"{_count(len(unused), 'tensor')} in the file that the data does not use: {_first_ten(unused)}")
-        warnings += opened.warnings
-        for warning in warnings:
+                    opened.warnings.append(f"{_count(len(unused), 'tensor')} in the file that the data does not use: "
+                                           f"{_first_ten(unused)}")
+        for warning in opened.warnings:
             print(f"safestructures verify: warning: {warning}", file=sys.stderr)
         _write_out(f"OK: {opened.summary()}\n")
     return 0
@@ -286,8 +283,7 @@ def _plugin(spec: str) -> Any:
 def _upgrade(args: argparse.Namespace) -> int:
     _buffer, metadata, _tensors = _core.read_file(args.old)
     if file_format(False, metadata) != V1:
-        print(f"safestructures upgrade: {args.old} is not a safestructures 1.0.0 file", file=sys.stderr)
-        return 2
+        raise UsageError(f"{args.old} is not a safestructures 1.0.0 file")
     data = load_file(args.old, plugins=args.plugin or None, strict=args.strict)
     save_file(data, args.new, metadata=_v1.user_metadata(metadata), plugins=args.plugin or None)
     print(f"wrote {args.new}")

@@ -59,7 +59,7 @@ def _key_text(key: Any) -> str:
 
 def _head_text(d: dict[str, Any]) -> str:
     """One node of a description, as its tree line shows it."""
-    kind = d["kind"]
+    kind, name = d["kind"], f" {d['type']}" if "type" in d else ""
     if kind == TAG.Tensor:
         text = f"tensor {d['dtype']} {d['shape']}  {_size(d['nbytes'])}"
         if d.get("framework"):
@@ -72,7 +72,6 @@ def _head_text(d: dict[str, Any]) -> str:
         text = f"{kind} ({_size(d['nbytes'])})" if d.get("nbytes") is not None else kind
     elif "len" in d:
         noun = "field" if kind in (TAG.Dataclass, TAG.NamedTuple, "record") else "item"
-        name = f" {d['type']}" if "type" in d else ""
         text = f"{kind}{name} ({_count(d['len'], noun)})"
     else:
         value = d.get("value")
@@ -86,7 +85,6 @@ def _head_text(d: dict[str, Any]) -> str:
                 shown += f" ({len(repr(value).lstrip('-')):,} digits)"
         else:
             shown = _cut(str(value))
-        name = f" {d['type']}" if "type" in d else ""
         text = f"{kind}{name} = {shown}"
     if "same_as" in d:
         text += f"  (same as {d['same_as'] or '<root>'})"
@@ -262,18 +260,9 @@ class _JsonRenderer:
             self.open.discard(id(value))
 
 
-def _json_scalar_text(value: Any, ascii_only: bool) -> str:
-    """One JSON scalar (or empty container) as text: json.dumps's output, without its per-call set-up (a tree of
-    10,000 tensors has 150,000 of them)."""
-    if type(value) is str:
-        return json.encoder.encode_basestring_ascii(value) if ascii_only else json.encoder.encode_basestring(value)  # type: ignore[attr-defined]
-    if value is None or type(value) is bool:
-        return "null" if value is None else "true" if value else "false"
-    if type(value) is int:
-        return int.__repr__(value)
-    if type(value) is float and math.isfinite(value):
-        return float.__repr__(value)
-    return json.dumps(value, ensure_ascii=ascii_only, allow_nan=False)
+# One JSON scalar (or empty container) as text, by an encoder of each ensure_ascii built once: json.dumps would set one
+# up per call, and a tree of 10,000 tensors has 150,000 scalars.
+_JSON_TEXT = {ascii_only: json.JSONEncoder(ensure_ascii=ascii_only, allow_nan=False).encode for ascii_only in (False, True)}
 
 
 # Levels indented: deeper ones start where the last indented one does (whitespace means nothing to JSON, and a file
@@ -285,7 +274,7 @@ def _json_pairs(node: list[Any] | dict[Any, Any], ascii_only: bool) -> list[tupl
     """(what precedes a child, the child) for each child of an array or object: keys as json.dumps writes them."""
     if isinstance(node, list):
         return [("", child) for child in node]
-    return [(_json_scalar_text(k if isinstance(k, str) else json.dumps(k), ascii_only) + ": ", child)
+    return [(_JSON_TEXT[ascii_only](k if isinstance(k, str) else json.dumps(k)) + ": ", child)
             for k, child in node.items()]
 
 
@@ -302,7 +291,7 @@ def _print_json(value: Any) -> None:
     def measure(node: Any) -> str | None:
         nonlocal encodable
         if not isinstance(node, (list, dict)) or not node:
-            text = _json_scalar_text(node, ascii_only)
+            text = _JSON_TEXT[ascii_only](node)
             if encodable and not text.isascii():
                 try:
                     text.encode(encoding)
@@ -325,7 +314,7 @@ def _print_json(value: Any) -> None:
 
     def emit(node: Any, level: int) -> None:
         if not isinstance(node, (list, dict)) or not node:
-            write(_json_scalar_text(node, ascii_only))
+            write(_JSON_TEXT[ascii_only](node))
             return
         line, shown_level = one_line[id(node)], min(level, _JSON_INDENTED_LEVELS)
         if line is not None and len(line) + 2 * shown_level <= 100:
