@@ -181,30 +181,16 @@ def _to_json(value: Any, path: _Link | tuple[Any, ...], tensor_values: bool, max
     ``tensor_values``, a tensor) met a second time elsewhere as ``{"$same_as": path}``; anything else as
     ``{"$repr": repr}`` (bounded: ``shown``). Linear in the number of distinct objects: shared ones are never expanded.
     """
-    return _JsonRenderer(tensor_values, max_bytes).render(value, path)
+    import numpy as np
 
+    from ._records import NamedRecord, Record
 
-class TooLarge(SafestructuresError):
-    """A tensor whose values would take more than the command's byte limit to write (exit status 1)."""
+    seen: dict[Any, _Link | tuple[Any, ...] | str] = {}  # id of a container (or tensor) rendered -> its first path
+    rendering: set[int] = set()  # the containers being rendered (ancestors of the current value)
+    left = max_bytes
 
-    def __init__(self, message: str) -> None:
-        super().__init__(message, code="LimitExceeded")
-
-
-class _JsonRenderer:
-    def __init__(self, tensor_values: bool, max_bytes: int) -> None:
-        self.tensor_values = tensor_values
-        self.left = max_bytes
-        # id of a container (or tensor) rendered -> its first path (its text once shown)
-        self.seen: dict[Any, _Link | tuple[Any, ...] | str] = {}
-        self.open: set[int] = set()  # the containers being rendered (ancestors of the current value)
-        self.alive: list[Any] = []  # keeps the objects whose ids are in seen alive (tolist() makes new ones)
-
-    def render(self, value: Any, path: _Link | tuple[Any, ...]) -> Any:
-        import numpy as np
-
-        from ._records import NamedRecord, Record
-
+    def render(value: Any, path: _Link | tuple[Any, ...]) -> Any:
+        nonlocal left
         if value is None or type(value) in (bool, str):
             return value
         if type(value) is int:
@@ -214,18 +200,17 @@ class _JsonRenderer:
         if isinstance(value, (bytes, bytearray)):
             return {"$bytes_b64": base64.b64encode(bytes(value)).decode("ascii")}
         if isinstance(value, np.ndarray):
-            if not self.tensor_values:
+            if not tensor_values:
                 return {"$tensor": {"dtype": str(value.dtype), "shape": list(value.shape), "path": _dotted(path)}}
-            if id(value) in self.seen:
-                return {"$same_as": _same_as(self.seen, id(value))}
-            self.seen[id(value)] = path
-            self.alive.append(value)
+            if id(value) in seen:
+                return {"$same_as": _same_as(seen, id(value))}
+            seen[id(value)] = path
             # counted against the limit before the values are written out
             nbytes = math.prod(value.shape) * value.dtype.itemsize
-            if nbytes > self.left:
+            if nbytes > left:
                 raise TooLarge(f"{path_text(path)}: writing the values of this tensor ({value.dtype} {list(value.shape)}) "
-                               f"takes {nbytes:,} bytes, past the limit of {self.left:,} bytes left (--max-bytes raises it)")
-            self.left -= nbytes
+                               f"takes {nbytes:,} bytes, past the limit of {left:,} bytes left (--max-bytes raises it)")
+            left -= nbytes
             if value.dtype.kind == "f" and value.dtype.itemsize < 8:
                 # float16/float32 as the shortest decimal that reads back to the same value (2.31, not the float64
                 # 2.309999942779541 that tolist gives)
@@ -234,30 +219,39 @@ class _JsonRenderer:
         if isinstance(value, np.generic):
             # a float16/float32 scalar as its shortest decimal, as in tensors' values
             item = float(str(value)) if value.dtype.kind == "f" and value.dtype.itemsize < 8 else value.item()
-            return self.render(item, path) if type(item) in (bool, int, float, str, bytes) else {"$repr": shown(value)}
+            return render(item, path) if type(item) in (bool, int, float, str, bytes) else {"$repr": shown(value)}
         found = _value_children(value)
         if found is None:
             return {"$repr": shown(value)}
-        if id(value) in self.seen:
-            first = _same_as(self.seen, id(value))
-            return {"$cycle": first} if id(value) in self.open else {"$same_as": first}
-        self.seen[id(value)] = path
-        self.open.add(id(value))
+        if id(value) in seen:
+            first = _same_as(seen, id(value))
+            return {"$cycle": first} if id(value) in rendering else {"$same_as": first}
+        seen[id(value)] = path
+        rendering.add(id(value))
         try:
             indexed, _kind, entries = found
             if isinstance(value, (Record, NamedRecord)):
                 out = {"$type": value.type_name}
-                out.update({k if isinstance(k, str) else shown(k): self.render(v, _Link(path, k)) for k, v in entries})
+                out.update({k if isinstance(k, str) else shown(k): render(v, _Link(path, k)) for k, v in entries})
                 return out
             if indexed:
-                return [self.render(v, _Link(path, k)) for k, v in entries]
+                return [render(v, _Link(path, k)) for k, v in entries]
             if all(isinstance(k, str) for k, _v in entries):
-                return {k: self.render(v, _Link(path, k)) for k, v in entries}
+                return {k: render(v, _Link(path, k)) for k, v in entries}
             # A key's own parts are found under the mapping's path and "$keyN" (the Nth key).
-            return {"$items": [[self.render(k, _Link(path, f"$key{n}")), self.render(v, _Link(path, k))]
+            return {"$items": [[render(k, _Link(path, f"$key{n}")), render(v, _Link(path, k))]
                                for n, (k, v) in enumerate(entries)]}
         finally:
-            self.open.discard(id(value))
+            rendering.discard(id(value))
+
+    return render(value, path)
+
+
+class TooLarge(SafestructuresError):
+    """A tensor whose values would take more than the command's byte limit to write (exit status 1)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, code="LimitExceeded")
 
 
 # One JSON scalar (or empty container) as text, by an encoder of each ensure_ascii built once: json.dumps would set one
