@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib
 import json
 import math
 import os
+import pkgutil
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -272,12 +272,9 @@ def _plugin(spec: str) -> Any:
     if not module_name or not class_name:
         raise argparse.ArgumentTypeError(f"a plugin is given as module:Class, not {spec!r}")
     try:
-        target: Any = importlib.import_module(module_name)
-        for part in class_name.split("."):
-            target = getattr(target, part)
-    except (ImportError, AttributeError) as e:
+        return pkgutil.resolve_name(spec)
+    except (ImportError, AttributeError, ValueError) as e:
         raise argparse.ArgumentTypeError(f"cannot find plugin {spec!r}: {e}") from None
-    return target
 
 
 def _upgrade(args: argparse.Namespace) -> int:

@@ -170,17 +170,9 @@ def _describe_value(value: Any, path: _Link | tuple[Any, ...], depth: int | None
 
 
 def _to_json(value: Any, path: _Link | tuple[Any, ...], tensor_values: bool, max_bytes: int = 0) -> Any:
-    """A loaded value as JSON data, for ``get`` (the rendering is documented in docs/cli.md):
-
-    None, bools, ints, strings and finite floats as themselves (an int too long to write in decimal as
-    ``{"$int_hex": "0x..."}``); lists, tuples, sets, frozensets and deques as arrays; a mapping with string keys as an
-    object, other mappings as ``{"$items": [[key, value], ...]}``; records and named tuples as
-    ``{"$type": name, field: value...}``; bytes as ``{"$bytes_b64": ...}``; a non-finite float as ``{"$float": "nan"}``;
-    a tensor as ``{"$tensor": {"dtype", "shape", "path"}}``, or its values as nested arrays with ``tensor_values``
-    (at most ``max_bytes`` of them in all); a container inside itself as ``{"$cycle": path}``, a container (or, with
-    ``tensor_values``, a tensor) met a second time elsewhere as ``{"$same_as": path}``; anything else as
-    ``{"$repr": repr}`` (bounded: ``shown``). Linear in the number of distinct objects: shared ones are never expanded.
-    """
+    """A loaded value as JSON data, for ``get``, rendered as docs/cli.md's table says (``$type``, ``$items``,
+    ``$same_as``, ``$cycle``, ``$repr``...); with ``tensor_values`` a tensor as its values in nested arrays, at most
+    ``max_bytes`` of them in all. Linear in the number of distinct objects: shared ones are never expanded."""
     import numpy as np
 
     from ._records import NamedRecord, Record

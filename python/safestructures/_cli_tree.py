@@ -46,8 +46,7 @@ def verify_torch_only(f: SafeFile) -> bool:
     while stack:
         node = stack.pop()
         path = paths[node]
-        tag = schema.head(node)[1]
-        if tag == TAG.Tensor:
+        if schema.head(node)[1] == TAG.Tensor:
             dtype = schema.field(node, "dtype")
             if isinstance(dtype, str) and dtype.startswith("torch."):
                 torch_only.append(node)
