@@ -227,7 +227,6 @@ def _get(args: argparse.Namespace) -> int:
             path, value = node._path, node.load(framework="numpy")
         else:
             path, value = _walk(((), opened.value), parts, lambda node: _value_children(node[1]),
-                                lambda node: "none" if node[1] is None else type(node[1]).__name__,
                                 lambda node, key, child: (node[0] + (key,), child))
         if _is_tensor(value) and not args.json:
             if args.output is None:

@@ -117,8 +117,9 @@ def _tree_lines(d: dict[str, Any], write: Callable[[str], None]) -> None:
 # --- loaded values (1.0.0 files, and the output of get) --------------------------------------------------------------
 
 
-def _value_children(value: Any) -> tuple[bool, str, list[tuple[Any, Any]]] | None:
-    """(indexed, kind, [(key, child)]) of a loaded container, None for a leaf (tensors, scalars, bytes...)."""
+def _value_children(value: Any) -> tuple[bool, str, list[tuple[Any, Any]] | None]:
+    """(indexed, kind, [(key, child)]) of a loaded value; the children are None for a leaf (tensors, scalars, bytes...),
+    whose kind is its type's name ("none" for None)."""
     from ._records import NamedRecord, Record
 
     if isinstance(value, Record):
@@ -129,7 +130,7 @@ def _value_children(value: Any) -> tuple[bool, str, list[tuple[Any, Any]]] | Non
         return False, type(value).__name__, list(value.items())
     if isinstance(value, (list, tuple, set, frozenset, collections.deque)):
         return True, type(value).__name__, list(enumerate(value))
-    return None
+    return False, "none" if value is None else type(value).__name__, None
 
 
 def _is_tensor(value: Any) -> bool:
@@ -140,19 +141,18 @@ def _is_tensor(value: Any) -> bool:
 
 def _describe_value(value: Any, path: _Link | tuple[Any, ...], depth: int | None, max_items: int | None, raw_keys: bool,
                     seen: dict[Any, _Link | tuple[Any, ...] | str]) -> dict[str, Any]:
-    """A loaded value described as ``_Tree.describe`` describes a node (for 1.0.0 files, which are loaded whole):
+    """A loaded value described as ``describe`` describes a node (for 1.0.0 files, which are loaded whole):
     a container met a second time (shared, or inside itself) is marked ``same_as`` its first place, not described
     again. ``seen`` maps the id of each container described to its path (the values stay alive, so ids stay theirs)."""
-    found = _value_children(value)
+    indexed, kind, entries = _value_children(value)
     if _is_tensor(value):
         out: dict[str, Any] = {"kind": TAG.Tensor, "dtype": str(value.dtype), "shape": list(value.shape),
                                "nbytes": int(value.nbytes), "framework": "numpy"}
     elif isinstance(value, (bytes, bytearray)):
-        out = {"kind": type(value).__name__, "nbytes": len(value)}
-    elif found is None:
-        out = {"kind": "none" if value is None else type(value).__name__, "value": _json_scalar(value)}
+        out = {"kind": kind, "nbytes": len(value)}
+    elif entries is None:
+        out = {"kind": kind, "value": _json_scalar(value)}
     else:
-        indexed, kind, entries = found
         out = {"kind": kind}
         if hasattr(value, "type_name"):
             out["type"] = value.type_name
@@ -212,8 +212,8 @@ def _to_json(value: Any, path: _Link | tuple[Any, ...], tensor_values: bool, max
             # a float16/float32 scalar as its shortest decimal, as in tensors' values
             item = float(str(value)) if value.dtype.kind == "f" and value.dtype.itemsize < 8 else value.item()
             return render(item, path) if type(item) in (bool, int, float, str, bytes) else {"$repr": shown(value)}
-        found = _value_children(value)
-        if found is None:
+        indexed, _kind, entries = _value_children(value)
+        if entries is None:
             return {"$repr": shown(value)}
         if id(value) in seen:
             first = _same_as(seen, id(value))
@@ -221,7 +221,6 @@ def _to_json(value: Any, path: _Link | tuple[Any, ...], tensor_values: bool, max
         seen[id(value)] = path
         rendering.add(id(value))
         try:
-            indexed, _kind, entries = found
             if isinstance(value, (Record, NamedRecord)):
                 out = {"$type": value.type_name}
                 out.update({k if isinstance(k, str) else shown(k): render(v, _Link(path, k)) for k, v in entries})

@@ -112,12 +112,11 @@ def referenced_tensors(f: SafeFile) -> set[str]:
 
 def find(f: SafeFile, parts: list[str | _Exact]) -> Node:
     """The node of ``f`` that the path ``parts`` names; PathNotFound saying where the walk stopped."""
-    def children(node: Node) -> tuple[bool, str, list[tuple[Any, int]]] | None:
+    def children(node: Node) -> tuple[bool, str, list[tuple[Any, int]] | None]:
         found = node._children()
-        return None if found is None else (found[0], node.kind, found[1])
+        return (False, node.kind, None) if found is None else (found[0], node.kind, found[1])
 
-    return _walk(f.tree, parts, children, lambda node: node.kind,
-                 lambda node, key, child: Node(f, child, node._path + (key,)))
+    return _walk(f.tree, parts, children, lambda node, key, child: Node(f, child, node._path + (key,)))
 
 
 # --- paths ---------------------------------------------------------------------------------------------------------
@@ -150,12 +149,12 @@ def _split(path: str) -> list[str | _Exact]:
     return parts
 
 
-def _walk(root: Any, parts: list[str | _Exact], children: Callable[[Any], tuple[bool, str, list[tuple[Any, Any]]] | None],
-          kind_of: Callable[[Any], str], step: Callable[[Any, Any, Any], Any]) -> Any:
+def _walk(root: Any, parts: list[str | _Exact], children: Callable[[Any], tuple[bool, str, list[tuple[Any, Any]] | None]],
+          step: Callable[[Any, Any, Any], Any]) -> Any:
     """Follow a path (``_split``'s parts) from ``root``. A part of a sequence is an index; in a mapping, the longest
     run of parts that joins (with ``.``) into a key is taken first, so keys that hold dots (``model.embed.weight`` in a
     plain safetensors file) are found too; a non-string key is matched by its text (``_key_text``: its ``str()``,
-    bounded). ``children(node)`` gives (indexed, kind, [(key, child)]) or None for a leaf; ``step(node, key, child)``
+    bounded). ``children(node)`` gives (indexed, kind, [(key, child)], None for a leaf); ``step(node, key, child)``
     makes the child node. An ``_Exact`` part is that key (of that type) or index, nothing else."""
     failures: list[tuple[int, str]] = []
     said = [repr(p.key) if isinstance(p, _Exact) else repr(p) for p in parts]
@@ -164,11 +163,10 @@ def _walk(root: Any, parts: list[str | _Exact], children: Callable[[Any], tuple[
         if i == len(parts):
             return node
         part = parts[i]
-        found = children(node)
-        if found is None:
-            failures.append((i, f"{path_text(path)} is {_a(kind_of(node))}, which has no key {said[i]}"))
+        indexed, kind, entries = children(node)
+        if entries is None:
+            failures.append((i, f"{path_text(path)} is {_a(kind)}, which has no key {said[i]}"))
             return None
-        indexed, kind, entries = found
         exact = part.key if isinstance(part, _Exact) else None
         as_index = type(exact) is int if isinstance(part, _Exact) else re.fullmatch(r"-?\d+", part) is not None
         if as_index and (indexed or kind == TAG.NamedTuple):
