@@ -39,8 +39,7 @@ def verify_torch_only(f: SafeFile) -> bool:
     root = schema.resolve(doc.root, ())[0]
     # every node reachable from the root (resolved), and its path
     paths: dict[int, _Link | tuple[Any, ...]] = {root: ()}
-    parents: dict[int, list[int]] = {}
-    children: dict[int, list[int]] = {}
+    parents: dict[int, list[int]] = {}  # a node -> the containers that hold it
     torch_only: list[int] = []
     stack = [root]
     while stack:
@@ -52,11 +51,9 @@ def verify_torch_only(f: SafeFile) -> bool:
                 torch_only.append(node)
             continue
         found = schema.children(node, path)
-        kids = children[node] = []
         for key, child in ([] if found is None else found[1]):
             where = _Link(path, key)
             child = schema.resolve(child, where)[0]
-            kids.append(child)
             parents.setdefault(child, []).append(node)
             if child not in paths:
                 paths[child] = where
@@ -74,7 +71,8 @@ def verify_torch_only(f: SafeFile) -> bool:
             if parent not in tainted:
                 tainted.add(parent)
                 stack.append(parent)
-    parts = {kid: paths[kid] for node in tainted for kid in children.get(node, ()) if kid not in tainted}
+    parts = {node: paths[node] for node, held_by in parents.items()
+             if node not in tainted and not tainted.isdisjoint(held_by)}
     f._load_many(list(parts.items()), framework="numpy")
     return True
 
