@@ -245,9 +245,18 @@ class TooLarge(SafestructuresError):
         super().__init__(message, code="LimitExceeded")
 
 
-# One JSON scalar (or empty container) as text, by an encoder of each ensure_ascii built once: json.dumps would set one
-# up per call, and a tree of 10,000 tensors has 150,000 scalars.
-_JSON_TEXT = {ascii_only: json.JSONEncoder(ensure_ascii=ascii_only, allow_nan=False).encode for ascii_only in (False, True)}
+def _json_scalar_text(value: Any, ascii_only: bool) -> str:
+    """One JSON scalar (or empty container) as text: json.dumps's output, without its per-call set-up (a tree of
+    10,000 tensors has 150,000 of them)."""
+    if type(value) is str:
+        return json.encoder.encode_basestring_ascii(value) if ascii_only else json.encoder.encode_basestring(value)  # type: ignore[attr-defined]
+    if value is None or type(value) is bool:
+        return "null" if value is None else "true" if value else "false"
+    if type(value) is int:
+        return int.__repr__(value)
+    if type(value) is float and math.isfinite(value):
+        return float.__repr__(value)
+    return json.dumps(value, ensure_ascii=ascii_only, allow_nan=False)
 
 
 # Levels indented: deeper ones start where the last indented one does (whitespace means nothing to JSON, and a file
@@ -259,7 +268,7 @@ def _json_pairs(node: list[Any] | dict[Any, Any], ascii_only: bool) -> list[tupl
     """(what precedes a child, the child) for each child of an array or object: keys as json.dumps writes them."""
     if isinstance(node, list):
         return [("", child) for child in node]
-    return [(_JSON_TEXT[ascii_only](k if isinstance(k, str) else json.dumps(k)) + ": ", child)
+    return [(_json_scalar_text(k if isinstance(k, str) else json.dumps(k), ascii_only) + ": ", child)
             for k, child in node.items()]
 
 
@@ -276,7 +285,7 @@ def _print_json(value: Any) -> None:
     def measure(node: Any) -> str | None:
         nonlocal encodable
         if not isinstance(node, (list, dict)) or not node:
-            text = _JSON_TEXT[ascii_only](node)
+            text = _json_scalar_text(node, ascii_only)
             if encodable and not text.isascii():
                 try:
                     text.encode(encoding)
@@ -299,7 +308,7 @@ def _print_json(value: Any) -> None:
 
     def emit(node: Any, level: int) -> None:
         if not isinstance(node, (list, dict)) or not node:
-            write(_JSON_TEXT[ascii_only](node))
+            write(_json_scalar_text(node, ascii_only))
             return
         line, shown_level = one_line[id(node)], min(level, _JSON_INDENTED_LEVELS)
         if line is not None and len(line) + 2 * shown_level <= 100:
