@@ -175,8 +175,6 @@ def _to_json(value: Any, path: _Link | tuple[Any, ...], tensor_values: bool, max
     ``max_bytes`` of them in all. Linear in the number of distinct objects: shared ones are never expanded."""
     import numpy as np
 
-    from ._records import NamedRecord, Record
-
     seen: dict[Any, _Link | tuple[Any, ...] | str] = {}  # id of a container (or tensor) rendered -> its first path
     rendering: set[int] = set()  # the containers being rendered (ancestors of the current value)
     left = max_bytes
@@ -212,7 +210,7 @@ def _to_json(value: Any, path: _Link | tuple[Any, ...], tensor_values: bool, max
             # a float16/float32 scalar as its shortest decimal, as in tensors' values
             item = float(str(value)) if value.dtype.kind == "f" and value.dtype.itemsize < 8 else value.item()
             return render(item, path) if type(item) in (bool, int, float, str, bytes) else {"$repr": shown(value)}
-        indexed, _kind, entries = _value_children(value)
+        indexed, kind, entries = _value_children(value)
         if entries is None:
             return {"$repr": shown(value)}
         if id(value) in seen:
@@ -221,7 +219,7 @@ def _to_json(value: Any, path: _Link | tuple[Any, ...], tensor_values: bool, max
         seen[id(value)] = path
         rendering.add(id(value))
         try:
-            if isinstance(value, (Record, NamedRecord)):
+            if kind in ("record", TAG.NamedTuple):
                 out = {"$type": value.type_name}
                 out.update({k if isinstance(k, str) else shown(k): render(v, _Link(path, k)) for k, v in entries})
                 return out
