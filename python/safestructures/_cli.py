@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import IO, Any
 
-from . import _core, _v1
+from . import _core, _registry, _v1
 from ._api import load_file, save_file
 from ._cli_render import (
     TooLarge, _count, _cut, _describe_value, _is_tensor, _print_json, _size, _to_json, _tree_lines, _value_children,
@@ -27,6 +27,7 @@ from ._limits import DEFAULT_MAX_DEPTH, DEFAULT_MAX_HEADER_SIZE, DEFAULT_MAX_NOD
 from ._sharded import write_atomically
 from ._source import DCP, PLAIN, PLAIN_SHARDS, V1, V2, Source, file_format, resolve
 from ._walkers import load_arguments
+from .plugins import plugins_by_name
 
 __all__ = ["main"]
 
@@ -132,9 +133,6 @@ def _nonnegative(text: str) -> int:
 def _inspect_types(args: argparse.Namespace) -> int:
     """``inspect --types``: each class name the file mentions, its kind and count, and whether a load would resolve it
     (among the classes registered, the --type classes and the --plugin classes); nothing from the file is imported."""
-    from . import _registry
-    from .plugins import plugins_by_name
-
     with contextlib.closing(_open(args.file)) as opened:
         if opened.lazy is None:
             raise UsageError(f"{args.file} is a {opened.fmt} file; --types reads safestructures v2 files")
