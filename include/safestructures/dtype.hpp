@@ -1,7 +1,7 @@
 // The safetensors element types: names, bit widths, and packing of the sub-byte ones.
 #pragma once
 
-#include <array>
+#include <iterator>
 #include <cstddef>
 #include <cstdint>
 #include <optional>
@@ -42,10 +42,6 @@ namespace safestructures {
 enum class Dtype : std::uint8_t { SAFESTRUCTURES_DTYPES(SAFESTRUCTURES_DTYPE_ENUMERATOR) };
 #undef SAFESTRUCTURES_DTYPE_ENUMERATOR
 
-#define SAFESTRUCTURES_DTYPE_ONE(name, bits, numpy_name) +1
-inline constexpr std::size_t dtype_count = 0 SAFESTRUCTURES_DTYPES(SAFESTRUCTURES_DTYPE_ONE);
-#undef SAFESTRUCTURES_DTYPE_ONE
-
 struct DtypeTraits {
   std::string_view name;
   unsigned bits;
@@ -53,9 +49,9 @@ struct DtypeTraits {
 };
 
 #define SAFESTRUCTURES_DTYPE_TRAITS(name, bits, numpy_name) {#name, bits, numpy_name},
-inline constexpr std::array<DtypeTraits, dtype_count> dtype_traits{
-    {SAFESTRUCTURES_DTYPES(SAFESTRUCTURES_DTYPE_TRAITS)}};
+inline constexpr DtypeTraits dtype_traits[] = {SAFESTRUCTURES_DTYPES(SAFESTRUCTURES_DTYPE_TRAITS)};
 #undef SAFESTRUCTURES_DTYPE_TRAITS
+inline constexpr std::size_t dtype_count = std::size(dtype_traits);
 
 constexpr std::string_view dtype_name(Dtype d) { return dtype_traits[static_cast<std::size_t>(d)].name; }
 constexpr unsigned dtype_bits(Dtype d) { return dtype_traits[static_cast<std::size_t>(d)].bits; }

@@ -76,8 +76,6 @@ class Tape {
   // Counts one more element/member of the container opened at `at`.
   void count_child(std::size_t at) { ++nodes_[at].count; }
   void set_id(std::size_t at, std::uint32_t id) { nodes_[at].id = id; }
-  // Drops every node from `at` on (undoes a partly written subtree).
-  void truncate(std::size_t at) { nodes_.resize(at); }
 
   // Index of the node after the subtree rooted at `i`.
   std::size_t next(std::size_t i) const;

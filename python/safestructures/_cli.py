@@ -4,29 +4,30 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib
 import json
 import math
 import os
+import pkgutil
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import IO, Any
 
-from . import _core, _v1
+from . import _core, _registry, _v1
 from ._api import load_file, save_file
 from ._cli_render import (
     TooLarge, _count, _cut, _describe_value, _is_tensor, _print_json, _size, _to_json, _tree_lines, _value_children,
 )
-from ._cli_tree import PathNotFound, UsageError, _split, _Tree, _walk
+from ._cli_tree import PathNotFound, UsageError, _split, _walk, find, referenced_tensors, verify_torch_only
 from ._errors import IntegrityError, InvalidFileError, SafestructuresError, UnsupportedTypeError, quote
 from ._format import TAG
 from ._lazy import SafeFile, open_source
-from ._lazy_schema import path_text
+from ._lazy_schema import describe, path_text
 from ._limits import DEFAULT_MAX_DEPTH, DEFAULT_MAX_HEADER_SIZE, DEFAULT_MAX_NODES, default_max_bytes
 from ._sharded import write_atomically
 from ._source import DCP, PLAIN, PLAIN_SHARDS, SHARDED, V1, V2, Source, file_format, resolve, verify_index
 from ._walkers import load_arguments
+from .plugins import plugins_by_name
 
 __all__ = ["main"]
 
@@ -134,14 +135,9 @@ def _nonnegative(text: str) -> int:
 def _inspect_types(args: argparse.Namespace) -> int:
     """``inspect --types``: each class name the file mentions, its kind and count, and whether a load would resolve it
     (among the classes registered, the --type classes and the --plugin classes); nothing from the file is imported."""
-    from . import _registry
-    from .plugins import plugins_by_name
-
     with contextlib.closing(_open(args.file)) as opened:
         if opened.lazy is None:
-            print(f"safestructures inspect: {args.file} is a {opened.fmt} file; --types reads safestructures v2 files",
-                  file=sys.stderr)
-            return 2
+            raise UsageError(f"{args.file} is a {opened.fmt} file; --types reads safestructures v2 files")
         found = opened.lazy.type_names()
     classes = _registry.resolver(args.type or ())["names"]
     plugin_names = plugins_by_name(args.plugin or None) if args.plugin else {}
@@ -151,12 +147,11 @@ def _inspect_types(args: argparse.Namespace) -> int:
     if args.json:
         _print_json({"file": args.file, "types": rows})
         return 0
-    out = _Output()
     if not rows:
-        out.write(f"{args.file}: names no classes\n")
+        _write_out(f"{args.file}: names no classes\n")
     for row in rows:
         mark = "resolves" if row["resolves"] else "unresolved (loads as a record)"
-        out.write(f"{row['type']}  [{row['kind']}, {_count(row['count'], 'node')}]  {mark}\n")
+        _write_out(f"{row['type']}  [{row['kind']}, {_count(row['count'], 'node')}]  {mark}\n")
     return 0
 
 
@@ -165,8 +160,9 @@ def _inspect(args: argparse.Namespace) -> int:
         return _inspect_types(args)
     with contextlib.closing(_open(args.file)) as opened:
         if opened.lazy is not None:
-            tree = _Tree(opened.lazy)
-            description = tree.describe(tree.doc.root, (), args.depth, args.items, raw_keys=not args.json)
+            doc = opened.lazy._document()
+            description = describe(opened.lazy._schema, doc.root, (), args.depth, doc.tensor, True, args.items,
+                                   raw_keys=not args.json)
         else:
             description = _describe_value(opened.value, (), args.depth, args.items, not args.json, {})
             if opened.fmt == PLAIN:  # a sharded checkpoint's dict: its keys are the tensors' names
@@ -178,9 +174,8 @@ def _inspect(args: argparse.Namespace) -> int:
                       "tensor_bytes": sum(nbytes for _d, _s, nbytes in opened.tensors.values())}
             _print_json({"header": header, "tree": description})
         else:
-            out = _Output()
-            out.write(opened.summary() + "\n")
-            _tree_lines(description, out)
+            _write_out(opened.summary() + "\n")
+            _tree_lines(description, _write_out)
     return 0
 
 
@@ -208,7 +203,6 @@ def _verify(args: argparse.Namespace) -> int:
             for mismatch in mismatches:
                 print(f"safestructures verify: {mismatch}", file=sys.stderr)
             return 1
-        warnings = []
         if opened.lazy is not None:
             # Every node built as numpy: tensors checked against their dtype and shape, every class name, key and
             # reference. No framework is imported, whatever the file names.
@@ -217,19 +211,19 @@ def _verify(args: argparse.Namespace) -> int:
             except UnsupportedTypeError:
                 # A dtype only torch has (torch.complex32): those tensors are checked against their nodes, the rest
                 # built as numpy.
-                if not _Tree(opened.lazy).verify_torch_only():
+                if not verify_torch_only(opened.lazy):
                     raise
             if opened.fmt == V2:
-                unused = [quote(n) for n in sorted(set(opened.tensors) - _Tree(opened.lazy).referenced_tensors())]
+                unused = [quote(n) for n in sorted(set(opened.tensors) - referenced_tensors(opened.lazy))]
                 if unused:
-                    warnings.append(f"{_count(len(unused), 'tensor')} in the file that the data does not use: {_first_ten(unused)}")
-        warnings += opened.warnings
-        for warning in warnings:
+                    opened.warnings.append(f"{_count(len(unused), 'tensor')} in the file that the data does not use: "
+                                           f"{_first_ten(unused)}")
+        for warning in opened.warnings:
             print(f"safestructures verify: warning: {warning}", file=sys.stderr)
         if not has_checksums:
             print("safestructures verify: note: no checksums found (saved without them, before them, or by another "
                   "tool): the layout and the structure were checked, not the tensors' bytes", file=sys.stderr)
-        _Output().write(f"OK: {opened.summary()}\n")
+        _write_out(f"OK: {opened.summary()}\n")
     return 0
 
 
@@ -254,12 +248,10 @@ def _get(args: argparse.Namespace) -> int:
         max_bytes = args.max_bytes if args.max_bytes is not None else default_max_bytes(opened.size)
         parts = _split(args.path)
         if opened.lazy is not None:
-            node = _Tree(opened.lazy).find(parts)
-            path = node._path
-            value = opened.lazy._load_many([(node._index, path)], framework="numpy")[0]
+            node = find(opened.lazy, parts)
+            path, value = node._path, node.load(framework="numpy")
         else:
             path, value = _walk(((), opened.value), parts, lambda node: _value_children(node[1]),
-                                lambda node: "none" if node[1] is None else type(node[1]).__name__,
                                 lambda node, key, child: (node[0] + (key,), child))
         if _is_tensor(value) and not args.json:
             if args.output is None:
@@ -276,7 +268,10 @@ def _get(args: argparse.Namespace) -> int:
                 _write_npy(value, sys.stdout.buffer)
                 sys.stdout.buffer.flush()
             else:
-                _write_file(args.output, args.force, lambda out: _write_npy(value, out))
+                mask = os.umask(0)  # a new file's permissions: the umask read (there is no other way), restored
+                os.umask(mask)
+                write_atomically(args.output, lambda out: _write_npy(value, out), mode=0o666 & ~mask,
+                                 replace=args.force)
                 print(f"wrote {args.output} ({value.dtype} {list(value.shape)}, {_size(value.nbytes)})", file=sys.stderr)
             return 0
         if args.output is not None:
@@ -285,24 +280,14 @@ def _get(args: argparse.Namespace) -> int:
     return 0
 
 
-def _write_file(target: str, force: bool, write: Any) -> None:
-    """Writes ``target`` atomically, with the permissions the umask gives a new file; without ``force`` an existing file
-    is never replaced (FileExistsError)."""
-    mask = os.umask(0)  # reads the umask (there is no other way), restored at once
-    os.umask(mask)
-    write_atomically(target, write, mode=0o666 & ~mask, replace=force)
-
-
-class _Output:
-    """Standard output for text read from a file: what it cannot encode (a lone surrogate) is written as backslash
-    escapes rather than failing."""
-
-    def write(self, text: str) -> None:
-        try:
-            sys.stdout.write(text)
-        except UnicodeEncodeError:
-            encoding = sys.stdout.encoding or "utf-8"
-            sys.stdout.write(text.encode(encoding, "backslashreplace").decode(encoding))
+def _write_out(text: str) -> None:
+    """Writes text read from a file to standard output: what it cannot encode (a lone surrogate) as backslash escapes
+    rather than failing."""
+    try:
+        sys.stdout.write(text)
+    except UnicodeEncodeError:
+        encoding = sys.stdout.encoding or "utf-8"
+        sys.stdout.write(text.encode(encoding, "backslashreplace").decode(encoding))
 
 
 def _plugin(spec: str) -> Any:
@@ -311,19 +296,15 @@ def _plugin(spec: str) -> Any:
     if not module_name or not class_name:
         raise argparse.ArgumentTypeError(f"a plugin is given as module:Class, not {spec!r}")
     try:
-        target: Any = importlib.import_module(module_name)
-        for part in class_name.split("."):
-            target = getattr(target, part)
-    except (ImportError, AttributeError) as e:
+        return pkgutil.resolve_name(spec)
+    except (ImportError, AttributeError, ValueError) as e:
         raise argparse.ArgumentTypeError(f"cannot find plugin {spec!r}: {e}") from None
-    return target
 
 
 def _upgrade(args: argparse.Namespace) -> int:
     _buffer, metadata, _tensors = _core.read_file(args.old)
     if file_format(False, metadata) != V1:
-        print(f"safestructures upgrade: {args.old} is not a safestructures 1.0.0 file", file=sys.stderr)
-        return 2
+        raise UsageError(f"{args.old} is not a safestructures 1.0.0 file")
     data = load_file(args.old, plugins=args.plugin or None, strict=args.strict)
     save_file(data, args.new, metadata=_v1.user_metadata(metadata), plugins=args.plugin or None)
     print(f"wrote {args.new}")
@@ -418,20 +399,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         except (OSError, ValueError, AttributeError):  # not a real file (output captured in-process)
             pass
         return 1
-    except UsageError as e:
-        print(f"safestructures {args.command}: {e}", file=sys.stderr)
-        return 2
-    except FileExistsError as e:
-        print(f"safestructures {args.command}: {e.filename} exists (--force replaces it)", file=sys.stderr)
-        return 1
-    except SafestructuresError as e:
+    except (UsageError, PathNotFound, SafestructuresError, OSError) as e:
+        message = f"{e.filename} exists (--force replaces it)" if isinstance(e, FileExistsError) else str(e)
         # Name the file, as the header's errors do, so that a message from a batch of files says which one it is.
         where = getattr(args, "file", None)
-        message = str(e) if where is None or str(e).startswith(where) else f"{where}: {e}"
+        if isinstance(e, SafestructuresError) and where is not None and not message.startswith(where):
+            message = f"{where}: {message}"
         print(f"safestructures {args.command}: {message}", file=sys.stderr)
-        return 1
-    except (PathNotFound, OSError) as e:
-        print(f"safestructures {args.command}: {e}", file=sys.stderr)
-        return 1
+        return 2 if isinstance(e, UsageError) else 1
     finally:
         sys.setrecursionlimit(limit)

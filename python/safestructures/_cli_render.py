@@ -10,8 +10,8 @@ import json
 import math
 import re
 import sys
-from collections.abc import Mapping
-from typing import IO, Any
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from ._errors import SafestructuresError, quote, shown
 from ._format import KIND, TAG
@@ -37,11 +37,8 @@ def _size(n: int) -> str:
     """Bytes for people: ``24 B``, ``1.5 KiB``, ``3.2 GiB``."""
     if n < 1024:
         return f"{n} B"
-    for unit in ("KiB", "MiB", "GiB", "TiB", "PiB"):
-        n /= 1024  # type: ignore[assignment]
-        if n < 1024 or unit == "PiB":
-            return f"{n:.1f} {unit}"
-    raise AssertionError("unreachable")
+    exponent = min(5, (n.bit_length() - 1) // 10)
+    return f"{n / 1024 ** exponent:.1f} {('KiB', 'MiB', 'GiB', 'TiB', 'PiB')[exponent - 1]}"
 
 
 def _cut(text: str, width: int = _TEXT_WIDTH) -> str:
@@ -62,7 +59,7 @@ def _key_text(key: Any) -> str:
 
 def _head_text(d: dict[str, Any]) -> str:
     """One node of a description, as its tree line shows it."""
-    kind = d["kind"]
+    kind, name = d["kind"], f" {d['type']}" if "type" in d else ""
     if kind == TAG.Tensor:
         text = f"tensor {d['dtype']} {d['shape']}  {_size(d['nbytes'])}"
         if d.get("framework"):
@@ -75,7 +72,6 @@ def _head_text(d: dict[str, Any]) -> str:
         text = f"{kind} ({_size(d['nbytes'])})" if d.get("nbytes") is not None else kind
     elif "len" in d:
         noun = "field" if kind in (TAG.Dataclass, TAG.NamedTuple, "record") else "item"
-        name = f" {d['type']}" if "type" in d else ""
         text = f"{kind}{name} ({_count(d['len'], noun)})"
     else:
         value = d.get("value")
@@ -89,7 +85,6 @@ def _head_text(d: dict[str, Any]) -> str:
                 shown += f" ({len(repr(value).lstrip('-')):,} digits)"
         else:
             shown = _cut(str(value))
-        name = f" {d['type']}" if "type" in d else ""
         text = f"{kind}{name} = {shown}"
     if "same_as" in d:
         text += f"  (same as {d['same_as'] or '<root>'})"
@@ -98,9 +93,9 @@ def _head_text(d: dict[str, Any]) -> str:
     return text
 
 
-def _tree_lines(d: dict[str, Any], out: IO[str]) -> None:
+def _tree_lines(d: dict[str, Any], write: Callable[[str], None]) -> None:
     """Write a description as an indented tree."""
-    out.write(_head_text(d) + "\n")
+    write(_head_text(d) + "\n")
 
     def children(node: dict[str, Any], prefix: str) -> None:
         items = node.get("items")
@@ -111,10 +106,10 @@ def _tree_lines(d: dict[str, Any], out: IO[str]) -> None:
             last = n == len(items) - 1 and more == 0
             # A sequence's items are descriptions; a mapping's, [key, description] pairs.
             label, child = (_key_text(item[0]), item[1]) if isinstance(item, list) else (f"[{n}]", item)
-            out.write(f"{prefix}{'└── ' if last else '├── '}{label}: {_head_text(child)}\n")
+            write(f"{prefix}{'└── ' if last else '├── '}{label}: {_head_text(child)}\n")
             children(child, prefix + ("    " if last else "│   "))
         if more:
-            out.write(f"{prefix}└── … {_count(more, 'more item')}\n")
+            write(f"{prefix}└── … {_count(more, 'more item')}\n")
 
     children(d, "")
 
@@ -122,8 +117,9 @@ def _tree_lines(d: dict[str, Any], out: IO[str]) -> None:
 # --- loaded values (1.0.0 files, and the output of get) --------------------------------------------------------------
 
 
-def _value_children(value: Any) -> tuple[bool, str, list[tuple[Any, Any]]] | None:
-    """(indexed, kind, [(key, child)]) of a loaded container, None for a leaf (tensors, scalars, bytes...)."""
+def _value_children(value: Any) -> tuple[bool, str, list[tuple[Any, Any]] | None]:
+    """(indexed, kind, [(key, child)]) of a loaded value; the children are None for a leaf (tensors, scalars, bytes...),
+    whose kind is its type's name ("none" for None)."""
     from ._records import NamedRecord, Record
 
     if isinstance(value, Record):
@@ -134,7 +130,7 @@ def _value_children(value: Any) -> tuple[bool, str, list[tuple[Any, Any]]] | Non
         return False, type(value).__name__, list(value.items())
     if isinstance(value, (list, tuple, set, frozenset, collections.deque)):
         return True, type(value).__name__, list(enumerate(value))
-    return None
+    return False, "none" if value is None else type(value).__name__, None
 
 
 def _is_tensor(value: Any) -> bool:
@@ -145,19 +141,18 @@ def _is_tensor(value: Any) -> bool:
 
 def _describe_value(value: Any, path: _Link | tuple[Any, ...], depth: int | None, max_items: int | None, raw_keys: bool,
                     seen: dict[Any, _Link | tuple[Any, ...] | str]) -> dict[str, Any]:
-    """A loaded value described as ``_Tree.describe`` describes a node (for 1.0.0 files, which are loaded whole):
+    """A loaded value described as ``describe`` describes a node (for 1.0.0 files, which are loaded whole):
     a container met a second time (shared, or inside itself) is marked ``same_as`` its first place, not described
     again. ``seen`` maps the id of each container described to its path (the values stay alive, so ids stay theirs)."""
-    found = _value_children(value)
+    indexed, kind, entries = _value_children(value)
     if _is_tensor(value):
         out: dict[str, Any] = {"kind": TAG.Tensor, "dtype": str(value.dtype), "shape": list(value.shape),
                                "nbytes": int(value.nbytes), "framework": "numpy"}
     elif isinstance(value, (bytes, bytearray)):
-        out = {"kind": type(value).__name__, "nbytes": len(value)}
-    elif found is None:
-        out = {"kind": "none" if value is None else type(value).__name__, "value": _json_scalar(value)}
+        out = {"kind": kind, "nbytes": len(value)}
+    elif entries is None:
+        out = {"kind": kind, "value": _json_scalar(value)}
     else:
-        indexed, kind, entries = found
         out = {"kind": kind}
         if hasattr(value, "type_name"):
             out["type"] = value.type_name
@@ -168,53 +163,24 @@ def _describe_value(value: Any, path: _Link | tuple[Any, ...], depth: int | None
         seen[id(value)] = path
         if depth is None or depth > 0:
             deeper = None if depth is None else depth - 1
-            entries = entries if max_items is None else entries[:max_items]
-            if indexed:
-                out["items"] = [_describe_value(v, _Link(path, k), deeper, max_items, raw_keys, seen)
-                                for k, v in entries]
-            else:
-                out["items"] = [[k if raw_keys else _json_scalar(k),
-                                 _describe_value(v, _Link(path, k), deeper, max_items, raw_keys, seen)]
-                                for k, v in entries]
+            described = [(k, _describe_value(v, _Link(path, k), deeper, max_items, raw_keys, seen))
+                         for k, v in (entries if max_items is None else entries[:max_items])]
+            out["items"] = [d if indexed else [k if raw_keys else _json_scalar(k), d] for k, d in described]
     return out
 
 
-def _to_json(value: Any, path: _Link | tuple[Any, ...], tensor_values: bool, max_bytes: int | None = None) -> Any:
-    """A loaded value as JSON data, for ``get`` (the rendering is documented in docs/cli.md):
+def _to_json(value: Any, path: _Link | tuple[Any, ...], tensor_values: bool, max_bytes: int = 0) -> Any:
+    """A loaded value as JSON data, for ``get``, rendered as docs/cli.md's table says (``$type``, ``$items``,
+    ``$same_as``, ``$cycle``, ``$repr``...); with ``tensor_values`` a tensor as its values in nested arrays, at most
+    ``max_bytes`` of them in all. Linear in the number of distinct objects: shared ones are never expanded."""
+    import numpy as np
 
-    None, bools, ints, strings and finite floats as themselves (an int too long to write in decimal as
-    ``{"$int_hex": "0x..."}``); lists, tuples, sets, frozensets and deques as arrays; a mapping with string keys as an
-    object, other mappings as ``{"$items": [[key, value], ...]}``; records and named tuples as
-    ``{"$type": name, field: value...}``; bytes as ``{"$bytes_b64": ...}``; a non-finite float as ``{"$float": "nan"}``;
-    a tensor as ``{"$tensor": {"dtype", "shape", "path"}}``, or its values as nested arrays with ``tensor_values``
-    (at most ``max_bytes`` of them in all); a container inside itself as ``{"$cycle": path}``, a container (or, with
-    ``tensor_values``, a tensor) met a second time elsewhere as ``{"$same_as": path}``; anything else as
-    ``{"$repr": repr}`` (bounded: ``shown``). Linear in the number of distinct objects: shared ones are never expanded.
-    """
-    return _JsonRenderer(tensor_values, max_bytes).render(value, path)
+    seen: dict[Any, _Link | tuple[Any, ...] | str] = {}  # id of a container (or tensor) rendered -> its first path
+    rendering: set[int] = set()  # the containers being rendered (ancestors of the current value)
+    left = max_bytes
 
-
-class TooLarge(SafestructuresError):
-    """A tensor whose values would take more than the command's byte limit to write (exit status 1)."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message, code="LimitExceeded")
-
-
-class _JsonRenderer:
-    def __init__(self, tensor_values: bool, max_bytes: int | None) -> None:
-        self.tensor_values = tensor_values
-        self.left = max_bytes
-        # id of a container (or tensor) rendered -> its first path (its text once shown)
-        self.seen: dict[Any, _Link | tuple[Any, ...] | str] = {}
-        self.open: set[int] = set()  # the containers being rendered (ancestors of the current value)
-        self.alive: list[Any] = []  # keeps the objects whose ids are in seen alive (tolist() makes new ones)
-
-    def render(self, value: Any, path: _Link | tuple[Any, ...]) -> Any:
-        import numpy as np
-
-        from ._records import NamedRecord, Record
-
+    def render(value: Any, path: _Link | tuple[Any, ...]) -> Any:
+        nonlocal left
         if value is None or type(value) in (bool, str):
             return value
         if type(value) is int:
@@ -224,55 +190,57 @@ class _JsonRenderer:
         if isinstance(value, (bytes, bytearray)):
             return {"$bytes_b64": base64.b64encode(bytes(value)).decode("ascii")}
         if isinstance(value, np.ndarray):
-            if not self.tensor_values:
+            if not tensor_values:
                 return {"$tensor": {"dtype": str(value.dtype), "shape": list(value.shape), "path": _dotted(path)}}
-            if id(value) in self.seen:
-                return {"$same_as": _same_as(self.seen, id(value))}
-            self.seen[id(value)] = path
-            self.alive.append(value)
-            self.charge(value, path)
+            if id(value) in seen:
+                return {"$same_as": _same_as(seen, id(value))}
+            seen[id(value)] = path
+            # counted against the limit before the values are written out
+            nbytes = math.prod(value.shape) * value.dtype.itemsize
+            if nbytes > left:
+                raise TooLarge(f"{path_text(path)}: writing the values of this tensor ({value.dtype} {list(value.shape)}) "
+                               f"takes {nbytes:,} bytes, past the limit of {left:,} bytes left (--max-bytes raises it)")
+            left -= nbytes
             if value.dtype.kind == "f" and value.dtype.itemsize < 8:
                 # float16/float32 as the shortest decimal that reads back to the same value (2.31, not the float64
                 # 2.309999942779541 that tolist gives)
-                shortest = np.array([float(str(x)) for x in value.reshape(-1)], dtype=object).reshape(value.shape)
-                return _to_json(shortest.tolist(), path, False)
+                value = np.array([float(str(x)) for x in value.reshape(-1)], dtype=object).reshape(value.shape)
             return _to_json(value.tolist(), path, False)
         if isinstance(value, np.generic):
             # a float16/float32 scalar as its shortest decimal, as in tensors' values
             item = float(str(value)) if value.dtype.kind == "f" and value.dtype.itemsize < 8 else value.item()
-            return self.render(item, path) if type(item) in (bool, int, float, str, bytes) else {"$repr": shown(value)}
-        found = _value_children(value)
-        if found is None:
+            return render(item, path) if type(item) in (bool, int, float, str, bytes) else {"$repr": shown(value)}
+        indexed, kind, entries = _value_children(value)
+        if entries is None:
             return {"$repr": shown(value)}
-        if id(value) in self.seen:
-            first = _same_as(self.seen, id(value))
-            return {"$cycle": first} if id(value) in self.open else {"$same_as": first}
-        self.seen[id(value)] = path
-        self.open.add(id(value))
+        if id(value) in seen:
+            first = _same_as(seen, id(value))
+            return {"$cycle": first} if id(value) in rendering else {"$same_as": first}
+        seen[id(value)] = path
+        rendering.add(id(value))
         try:
-            indexed, _kind, entries = found
-            if isinstance(value, (Record, NamedRecord)):
+            if kind in ("record", TAG.NamedTuple):
                 out = {"$type": value.type_name}
-                out.update({k if isinstance(k, str) else shown(k): self.render(v, _Link(path, k)) for k, v in entries})
+                out.update({k if isinstance(k, str) else shown(k): render(v, _Link(path, k)) for k, v in entries})
                 return out
             if indexed:
-                return [self.render(v, _Link(path, k)) for k, v in entries]
+                return [render(v, _Link(path, k)) for k, v in entries]
             if all(isinstance(k, str) for k, _v in entries):
-                return {k: self.render(v, _Link(path, k)) for k, v in entries}
+                return {k: render(v, _Link(path, k)) for k, v in entries}
             # A key's own parts are found under the mapping's path and "$keyN" (the Nth key).
-            return {"$items": [[self.render(k, _Link(path, f"$key{n}")), self.render(v, _Link(path, k))]
+            return {"$items": [[render(k, _Link(path, f"$key{n}")), render(v, _Link(path, k))]
                                for n, (k, v) in enumerate(entries)]}
         finally:
-            self.open.discard(id(value))
+            rendering.discard(id(value))
 
-    def charge(self, array: Any, path: _Link | tuple[Any, ...]) -> None:
-        """Counts a tensor's bytes against the limit before its values are written out."""
-        nbytes = math.prod(array.shape) * array.dtype.itemsize
-        if self.left is not None:
-            if nbytes > self.left:
-                raise TooLarge(f"{path_text(path)}: writing the values of this tensor ({array.dtype} {list(array.shape)}) "
-                               f"takes {nbytes:,} bytes, past the limit of {self.left:,} bytes left (--max-bytes raises it)")
-            self.left -= nbytes
+    return render(value, path)
+
+
+class TooLarge(SafestructuresError):
+    """A tensor whose values would take more than the command's byte limit to write (exit status 1)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, code="LimitExceeded")
 
 
 def _json_scalar_text(value: Any, ascii_only: bool) -> str:
@@ -280,12 +248,8 @@ def _json_scalar_text(value: Any, ascii_only: bool) -> str:
     10,000 tensors has 150,000 of them)."""
     if type(value) is str:
         return json.encoder.encode_basestring_ascii(value) if ascii_only else json.encoder.encode_basestring(value)  # type: ignore[attr-defined]
-    if value is None:
-        return "null"
-    if value is True:
-        return "true"
-    if value is False:
-        return "false"
+    if value is None or type(value) is bool:
+        return "null" if value is None else "true" if value else "false"
     if type(value) is int:
         return int.__repr__(value)
     if type(value) is float and math.isfinite(value):
@@ -298,11 +262,23 @@ def _json_scalar_text(value: Any, ascii_only: bool) -> str:
 _JSON_INDENTED_LEVELS = 64
 
 
-def _json_layout(value: Any, ascii_only: bool, encoding: str) -> tuple[dict[int, str | None], bool]:
-    """The one-line form of every non-empty array and object of ``value`` (by id; None when longer than a line can
-    hold), found bottom-up; and whether every piece of text encodes in ``encoding``."""
+def _json_pairs(node: list[Any] | dict[Any, Any], ascii_only: bool) -> list[tuple[str, Any]]:
+    """(what precedes a child, the child) for each child of an array or object: keys as json.dumps writes them."""
+    if isinstance(node, list):
+        return [("", child) for child in node]
+    return [(_json_scalar_text(k if isinstance(k, str) else json.dumps(k), ascii_only) + ": ", child)
+            for k, child in node.items()]
+
+
+def _print_json(value: Any) -> None:
+    """Print JSON data indented by two spaces a level, an array or object that fits on one line of 100 columns on one
+    (a shape, a small tensor's rows); text that standard output cannot encode (a lone surrogate) as \\u escapes.
+    The one-line forms are found first, bottom-up (by id; None when longer than a line can hold), then the text is
+    written top-down as it goes, so that the work is that of the output and the memory a line's worth per container,
+    however deeply the value nests."""
+    encoding = sys.stdout.encoding or "utf-8"
+    ascii_only, encodable = False, True
     one_line: dict[int, str | None] = {}
-    encodable = True
 
     def measure(node: Any) -> str | None:
         nonlocal encodable
@@ -323,28 +299,9 @@ def _json_layout(value: Any, ascii_only: bool, encoding: str) -> tuple[dict[int,
         return line
 
     measure(value)
-    return one_line, encodable
-
-
-def _json_pairs(node: list[Any] | dict[Any, Any], ascii_only: bool) -> list[tuple[str, Any]]:
-    """(what precedes a child, the child) for each child of an array or object: keys as json.dumps writes them."""
-    if isinstance(node, list):
-        return [("", child) for child in node]
-    return [(_json_scalar_text(k if isinstance(k, str) else json.dumps(k), ascii_only) + ": ", child)
-            for k, child in node.items()]
-
-
-def _print_json(value: Any) -> None:
-    """Print JSON data indented by two spaces a level, an array or object that fits on one line of 100 columns on one
-    (a shape, a small tensor's rows); text that standard output cannot encode (a lone surrogate) as \\u escapes.
-    The one-line forms are found first, then the text is written top-down as it goes, so that the work is that of the
-    output and the memory a line's worth per container, however deeply the value nests."""
-    encoding = sys.stdout.encoding or "utf-8"
-    ascii_only = False
-    one_line, encodable = _json_layout(value, ascii_only, encoding)
     if not encodable:
         ascii_only = True
-        one_line, _ = _json_layout(value, ascii_only, encoding)
+        measure(value)
     write = sys.stdout.write
 
     def emit(node: Any, level: int) -> None:

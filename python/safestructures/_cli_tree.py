@@ -13,7 +13,7 @@ from ._cli_render import _a, _count
 from ._errors import InvalidFileError, quote, shown
 from ._format import TAG, TENSOR_TAGS
 from ._lazy import Node, SafeFile
-from ._lazy_schema import _key_text, _Link, describe, path_text
+from ._lazy_schema import _key_text, _Link, path_text
 
 
 #: Dtypes only torch has, which a file stores as bytes with the dtype's name in the node: their bytes per element.
@@ -28,114 +28,93 @@ class PathNotFound(LookupError):
     """A dotted path that names nothing in the data (exit status 1); the message says where the walk stopped."""
 
 
-# --- a fast walk of the schema --------------------------------------------------------------------------------------
+# --- the schema of a lazily opened file ---------------------------------------------------------------------------
 
 
-class _Tree:
-    """The schema of a lazily opened file, walked for the commands through the file's one reader (``_TreeView``), as
-    ``Node`` walks it."""
+def verify_torch_only(f: SafeFile) -> bool:
+    """Checks a file that holds tensors of a dtype only torch has (``torch.complex32``), without torch: each such tensor
+    against its node (its bytes are the size its shape needs), and every other part of the data built as numpy, in one
+    load. False when the file holds no such tensor (the caller's error stands)."""
+    doc, schema = f._document(), f._schema
+    root = schema.resolve(doc.root, ())[0]
+    # every node reachable from the root (resolved), and its path
+    paths: dict[int, _Link | tuple[Any, ...]] = {root: ()}
+    parents: dict[int, list[int]] = {}  # a node -> the containers that hold it
+    torch_only: list[int] = []
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        path = paths[node]
+        if schema.head(node)[1] == TAG.Tensor:
+            dtype = schema.field(node, "dtype")
+            if isinstance(dtype, str) and dtype.startswith("torch."):
+                torch_only.append(node)
+            continue
+        found = schema.children(node, path)
+        for key, child in ([] if found is None else found[1]):
+            where = _Link(path, key)
+            child = schema.resolve(child, where)[0]
+            parents.setdefault(child, []).append(node)
+            if child not in paths:
+                paths[child] = where
+                stack.append(child)
+    if not torch_only:
+        return False
+    for node in torch_only:
+        _check_torch_only(f, node, paths[node])
+    # The containers above a torch-only tensor are walked (their keys were built on the way); everything else is
+    # built, each part once, in one load.
+    tainted = set(torch_only)
+    stack = list(torch_only)
+    while stack:
+        for parent in parents.get(stack.pop(), ()):
+            if parent not in tainted:
+                tainted.add(parent)
+                stack.append(parent)
+    parts = {node: paths[node] for node, held_by in parents.items()
+             if node not in tainted and not tainted.isdisjoint(held_by)}
+    f._load_many(list(parts.items()), framework="numpy")
+    return True
 
-    def __init__(self, f: SafeFile) -> None:
-        self.f = f
-        self.doc = f._document()
-        self.schema = f._schema
 
-    def describe(self, index: int, path: tuple[Any, ...], depth: int | None, max_items: int | None = None,
-                 raw_keys: bool = False) -> dict[str, Any]:
-        """``Node.describe(depth)`` of the node at ``index``, with what the commands show besides (``describe``'s
-        ``commands``): a tensor the file lacks is shown as ``missing`` rather than raising."""
-        return describe(self.schema, index, path, depth, self.doc.tensor, True, max_items, raw_keys)
+def _check_torch_only(f: SafeFile, node: int, path: _Link | tuple[Any, ...]) -> None:
+    """A tensor node of a dtype only torch has: a tensor of the file, stored as bytes (U8), exactly as many as its
+    shape needs (what the torch adapter checks before it builds one)."""
+    schema = f._schema
+    field = {k: schema.field(node, k) for k in ("name", "dtype", "shape")}
+    where = f"at {path_text(path)}: "
+    itemsize = _TORCH_ONLY.get(field["dtype"])
+    if itemsize is None:
+        raise InvalidFileError(where + f"the tensor's dtype {json.dumps(field['dtype'])} is not a dtype of torch",
+                               code="SchemaInvalid")
+    if {"stride", "storage"} & schema.head(node)[2].keys():
+        raise InvalidFileError(where + f"a {field['dtype']} tensor is stored whole, not as a view", code="SchemaInvalid")
+    info = f._document().tensor(field["name"]) if isinstance(field["name"], str) else None
+    if info is None:
+        raise InvalidFileError(where + "the tensor names no tensor of the file", code="TensorNotFound")
+    shape = field["shape"]
+    if not isinstance(shape, list) or any(type(d) is not int or d < 0 for d in shape):
+        raise InvalidFileError(where + "field 'shape' must be a list of non-negative ints", code="SchemaInvalid")
+    needed = math.prod(shape) * itemsize
+    if info[0] != "U8" or needed != info[2]:
+        raise InvalidFileError(where + f"shape {shape} of {field['dtype']} needs {needed} bytes (U8), tensor "
+                               f"{quote(field['name'])} holds {info[2]} ({info[0]})", code="SizeMismatch")
 
-    def verify_torch_only(self) -> bool:
-        """Checks a file that holds tensors of a dtype only torch has (``torch.complex32``), without torch: each such
-        tensor against its node (its bytes are the size its shape needs), and every other part of the data built as
-        numpy, in one load. False when the file holds no such tensor (the caller's error stands)."""
-        doc, schema = self.doc, self.schema
-        root = schema.resolve(doc.root, ())[0]
-        # every node reachable from the root (resolved), and its path
-        paths: dict[int, _Link | tuple[Any, ...]] = {root: ()}
-        parents: dict[int, list[int]] = {}
-        children: dict[int, list[int]] = {}
-        torch_only: list[int] = []
-        stack = [root]
-        while stack:
-            node = stack.pop()
-            path = paths[node]
-            tag = schema.head(node)[1]
-            if tag == TAG.Tensor:
-                dtype = schema.field(node, "dtype")
-                if isinstance(dtype, str) and dtype.startswith("torch."):
-                    torch_only.append(node)
-                continue
-            found = schema.children(node, path)
-            kids = children[node] = []
-            for key, child in ([] if found is None else found[1]):
-                where = _Link(path, key)
-                child = schema.resolve(child, where)[0]
-                kids.append(child)
-                parents.setdefault(child, []).append(node)
-                if child not in paths:
-                    paths[child] = where
-                    stack.append(child)
-        if not torch_only:
-            return False
-        for node in torch_only:
-            self._check_torch_only(node, paths[node])
-        # The containers above a torch-only tensor are walked (their keys were built on the way); everything else is
-        # built, each part once, in one load.
-        tainted = set(torch_only)
-        stack = list(torch_only)
-        while stack:
-            for parent in parents.get(stack.pop(), ()):
-                if parent not in tainted:
-                    tainted.add(parent)
-                    stack.append(parent)
-        parts = {kid: paths[kid] for node in tainted for kid in children.get(node, ()) if kid not in tainted}
-        self.f._load_many(list(parts.items()), framework="numpy")
-        return True
 
-    def _check_torch_only(self, node: int, path: _Link | tuple[Any, ...]) -> None:
-        """A tensor node of a dtype only torch has: a tensor of the file, stored as bytes (U8), exactly as many as
-        its shape needs (what the torch adapter checks before it builds one)."""
-        members = self.schema.head(node)[2]
-        field = {k: self.schema.field(node, k) for k in ("name", "dtype")}
-        where = f"at {path_text(path)}: "
-        itemsize = _TORCH_ONLY.get(field["dtype"])
-        if itemsize is None:
-            raise InvalidFileError(where + f"the tensor's dtype {json.dumps(field['dtype'])} is not a dtype of torch",
-                                   code="SchemaInvalid")
-        if "stride" in members or "storage" in members:
-            raise InvalidFileError(where + f"a {field['dtype']} tensor is stored whole, not as a view", code="SchemaInvalid")
-        info = self.doc.tensor(field["name"]) if isinstance(field.get("name"), str) else None
-        if info is None:
-            raise InvalidFileError(where + "the tensor names no tensor of the file", code="TensorNotFound")
-        shape = self.schema.field(node, "shape")
-        if not isinstance(shape, list) or any(type(d) is not int or d < 0 for d in shape):
-            raise InvalidFileError(where + "field 'shape' must be a list of non-negative ints", code="SchemaInvalid")
-        needed = math.prod(shape) * itemsize
-        if info[0] != "U8" or needed != info[2]:
-            raise InvalidFileError(where + f"shape {shape} of {field['dtype']} needs {needed} bytes (U8), tensor "
-                                   f"{quote(field['name'])} holds {info[2]} ({info[0]})", code="SizeMismatch")
+def referenced_tensors(f: SafeFile) -> set[str]:
+    """The names of every tensor the schema refers to (tensors, views of a storage, long bytes)."""
+    doc = f._document()
+    return {doc.value(child) for i in range(doc.node_count) if doc.node(i)[1] in TENSOR_TAGS
+            for key, child in doc.entries(i) if key in ("name", "storage", "tensor") and doc.node(child)[0] == "string"}
 
-    def referenced_tensors(self) -> set[str]:
-        """The names of every tensor the schema refers to (tensors, views of a storage, long bytes)."""
-        names: set[str] = set()
-        for i in range(self.doc.node_count):
-            tag = self.doc.node(i)[1]
-            if tag in TENSOR_TAGS:
-                for key, child in self.doc.entries(i):
-                    if key in ("name", "storage", "tensor") and self.doc.node(child)[0] == "string":
-                        names.add(self.doc.value(child))
-        return names
 
-    def find(self, parts: list[str | _Exact]) -> Node:
-        """The node that the path ``parts`` names; PathNotFound saying where the walk stopped."""
-        def children(node: Node) -> tuple[bool, str, list[tuple[Any, int]]] | None:
-            found = node._children()
-            return None if found is None else (found[0], node.kind, found[1])
+def find(f: SafeFile, parts: list[str | _Exact]) -> Node:
+    """The node of ``f`` that the path ``parts`` names; PathNotFound saying where the walk stopped."""
+    def children(node: Node) -> tuple[bool, str, list[tuple[Any, int]] | None]:
+        found = node._children()
+        return (False, node.kind, None) if found is None else (found[0], node.kind, found[1])
 
-        return _walk(self.f.tree, parts, children, lambda node: node.kind,
-                     lambda node, key, child: Node(self.f, child, node._path + (key,)))
+    return _walk(f.tree, parts, children, lambda node, key, child: Node(f, child, node._path + (key,)))
 
 
 # --- paths ---------------------------------------------------------------------------------------------------------
@@ -168,12 +147,12 @@ def _split(path: str) -> list[str | _Exact]:
     return parts
 
 
-def _walk(root: Any, parts: list[str | _Exact], children: Callable[[Any], tuple[bool, str, list[tuple[Any, Any]]] | None],
-          kind_of: Callable[[Any], str], step: Callable[[Any, Any, Any], Any]) -> Any:
+def _walk(root: Any, parts: list[str | _Exact], children: Callable[[Any], tuple[bool, str, list[tuple[Any, Any]] | None]],
+          step: Callable[[Any, Any, Any], Any]) -> Any:
     """Follow a path (``_split``'s parts) from ``root``. A part of a sequence is an index; in a mapping, the longest
     run of parts that joins (with ``.``) into a key is taken first, so keys that hold dots (``model.embed.weight`` in a
     plain safetensors file) are found too; a non-string key is matched by its text (``_key_text``: its ``str()``,
-    bounded). ``children(node)`` gives (indexed, kind, [(key, child)]) or None for a leaf; ``step(node, key, child)``
+    bounded). ``children(node)`` gives (indexed, kind, [(key, child)], None for a leaf); ``step(node, key, child)``
     makes the child node. An ``_Exact`` part is that key (of that type) or index, nothing else."""
     failures: list[tuple[int, str]] = []
     said = [repr(p.key) if isinstance(p, _Exact) else repr(p) for p in parts]
@@ -182,11 +161,10 @@ def _walk(root: Any, parts: list[str | _Exact], children: Callable[[Any], tuple[
         if i == len(parts):
             return node
         part = parts[i]
-        found = children(node)
-        if found is None:
-            failures.append((i, f"{path_text(path)} is {_a(kind_of(node))}, which has no key {said[i]}"))
+        indexed, kind, entries = children(node)
+        if entries is None:
+            failures.append((i, f"{path_text(path)} is {_a(kind)}, which has no key {said[i]}"))
             return None
-        indexed, kind, entries = found
         exact = part.key if isinstance(part, _Exact) else None
         as_index = type(exact) is int if isinstance(part, _Exact) else re.fullmatch(r"-?\d+", part) is not None
         if as_index and (indexed or kind == TAG.NamedTuple):
@@ -214,13 +192,10 @@ def _walk(root: Any, parts: list[str | _Exact], children: Callable[[Any], tuple[
 
     def by_text(node: Any, path: tuple[Any, ...], i: int, entries: list[tuple[Any, Any]]) -> Any:
         """The longest run of dotted parts from ``i`` that names a key, then shorter ones; None when none leads on."""
-        keys: dict[str, tuple[Any, Any]] = {}  # a key's text -> (key, child); string keys first
+        keys: dict[str, tuple[Any, Any]] = {}  # a key's text -> (key, child), a string key first
         for key, child in entries:
-            if isinstance(key, str):
-                keys[key] = (key, child)
-        for key, child in entries:
-            if not isinstance(key, str):
-                keys.setdefault(_key_text(key), (key, child))
+            if isinstance(key, str) or _key_text(key) not in keys:
+                keys[_key_text(key)] = (key, child)
         for j in range(len(parts), i, -1):
             run = parts[i:j]
             if any(isinstance(p, _Exact) for p in run):

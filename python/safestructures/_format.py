@@ -33,8 +33,6 @@ TOTAL_SIZE_KEY = "total_size"
 DCP_KEY = "safestructures_dcp"
 # Keys of an index's metadata that a caller's metadata may not use (1.0.0's are refused as a single file refuses them).
 RESERVED_INDEX_KEYS = (TOTAL_SIZE_KEY, SCHEMA_KEY, SAVE_KEY, CHECKSUMS_KEY, V1_SCHEMA_KEY, V1_VERSION_KEY)
-# A tagged object's reference id member ("#").
-ID_MEMBER: str = _FORMAT["id_member"]
 
 _KINDS: dict[str, tuple[str, str]] = _FORMAT["kinds"]
 # Each kind's tag in the file by the core's enumerator: ``TAG.NamedTuple == "namedtuple"``, ``TAG.BigInt == "int"``.

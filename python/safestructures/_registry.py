@@ -124,6 +124,20 @@ def _subclass_node(name: str, base: type, obj: Any, attrs: dict[str, Any]) -> tu
     return TAG.Object, node
 
 
+def node_kind(cls: type) -> str:
+    """The tag a class's objects are saved under (what reduce_object gives them), the only one they load from."""
+    registration = _BY_TYPE.get(cls)
+    if registration is not None and registration.from_data is not None:
+        return TAG.Ext
+    if isinstance(cls, enum.EnumMeta):
+        return TAG.Enum
+    if dataclasses.is_dataclass(cls):
+        return TAG.Dataclass
+    if _namedtuple_type(cls):
+        return TAG.NamedTuple
+    return TAG.Object
+
+
 def reduce_object(obj: Any) -> tuple[str, dict[str, Any]] | None:
     """The (tag, fields) of a user-type object, or None when it is of no kind handled here."""
     cls = type(obj)
@@ -136,27 +150,24 @@ def reduce_object(obj: Any) -> tuple[str, dict[str, Any]] | None:
     if stand_in is not None:
         attrs = {k: v for k, v in obj.__dict__.items() if k != "__safestructures_type__"}
         return _subclass_node(stand_in, cls.__mro__[1], obj, attrs)
-    registration = _BY_TYPE.get(cls)
-    name = type_name(cls)
-    if registration is not None and registration.to_data is not None:
-        return TAG.Ext, {"type": name, "data": registration.to_data(obj)}
-    if isinstance(obj, enum.Enum):
-        return TAG.Enum, {"type": name, "name": obj.name, "value": obj.value}
-    if dataclasses.is_dataclass(cls):
+    kind, name, base = node_kind(cls), type_name(cls), _builtin_base(cls)
+    if kind == TAG.Ext:
+        return kind, {"type": name, "data": _BY_TYPE[cls].to_data(obj)}  # type: ignore[misc]  # node_kind checked it
+    if kind == TAG.Enum:
+        return kind, {"type": name, "name": obj.name, "value": obj.value}
+    if kind == TAG.Dataclass:
         fields = {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj) if hasattr(obj, f.name)}
         node: dict[str, Any] = {"type": name, "fields": fields}
-        base = _builtin_base(cls)
         if base is not None:
             # A dataclass that is also a container (a model output that is an OrderedDict) keeps both.
             node.update(base=base.__name__, value=_base_value(obj, base))
-        return TAG.Dataclass, node
-    if _namedtuple_type(cls):
-        return TAG.NamedTuple, {"type": name, "fields": list(cls._fields), "items": list(obj)}
-    base = _builtin_base(cls)
+        return kind, node
+    if kind == TAG.NamedTuple:
+        return kind, {"type": name, "fields": list(cls._fields), "items": list(obj)}
     if base is not None:
         return _subclass_node(name, base, obj, _attributes(obj))
-    if registration is not None:
-        return TAG.Object, {"type": name, "attrs": _attributes(obj)}
+    if cls in _BY_TYPE:
+        return kind, {"type": name, "attrs": _attributes(obj)}
     return None
 
 
@@ -187,10 +198,8 @@ def _restore_attrs(obj: Any, attrs: Any) -> None:
 
 def _fill(obj: Any, base: type, value: Any) -> None:
     """Put the built-in base's content into a new instance, through the base's own methods (no overrides run). The
-    value must be of the base's exact type, as saved: a dict or set is then copied with the hashes its keys already
-    have, never hashing them again."""
-    if type(value) is not base:
-        raise TypeError(f"the value of a {base.__name__} subclass must be a {base.__name__}, not {type(value).__name__}")
+    value is of the base's exact type, as saved: a dict or set is then copied with the hashes its keys already have,
+    never hashing them again."""
     if base is dict or base is collections.Counter:
         dict.update(obj, value)
     elif base is collections.OrderedDict:
@@ -205,12 +214,12 @@ def _fill(obj: Any, base: type, value: Any) -> None:
 
 
 def _new(cls: type, base: type | None, value: Any) -> Any:
-    if base in (tuple, frozenset, int, float, complex, str, bytes):
-        if type(value) is not base:
-            raise TypeError(f"the value of a {base.__name__} subclass must be a {base.__name__}")
-        return base.__new__(cls, value)  # type: ignore[call-overload]
     if base is None:
         return _bare(cls)
+    if type(value) is not base:
+        raise TypeError(f"the value of a {base.__name__} subclass must be a {base.__name__}, not {type(value).__name__}")
+    if base in (tuple, frozenset, int, float, complex, str, bytes):
+        return base.__new__(cls, value)  # type: ignore[call-overload]
     obj = base.__new__(cls)  # the base's own __new__: an override (which may want arguments) is not run
     _fill(obj, base, value)
     return obj
@@ -231,20 +240,6 @@ def _bare(cls: type) -> Any:
 def _renames(cls: type) -> Mapping[str, str]:
     registration = _BY_TYPE.get(cls)
     return registration.renamed if registration is not None else {}
-
-
-def node_kind(cls: type) -> str:
-    """The tag a class's objects are saved under (what reduce_object gives them), the only one they load from."""
-    registration = _BY_TYPE.get(cls)
-    if registration is not None and registration.from_data is not None:
-        return TAG.Ext
-    if isinstance(cls, enum.EnumMeta):
-        return TAG.Enum
-    if dataclasses.is_dataclass(cls):
-        return TAG.Dataclass
-    if _namedtuple_type(cls):
-        return TAG.NamedTuple
-    return TAG.Object
 
 
 def _value_key(value: Any) -> bool:
@@ -305,25 +300,19 @@ def construct_object(tag: str, fields: dict[str, Any], context: dict[str, Any]) 
         if cls is None:
             return Record(name, {"data": fields.get("data")})
         return _BY_TYPE[cls].from_data(fields.get("data"))  # type: ignore[misc]  # node_kind checked it has one
-    if tag == TAG.Dataclass:
-        values = fields.get("fields")
-        if type(values) is not dict:
-            raise TypeError("a dataclass needs an object 'fields'")
-        if cls is None:
-            return Record(name, values) if base is None else _generic(base, name, fields.get("value"), values)
-        values = dataclass_values(cls, name, values, _renames(cls), context)
-        obj = _new(cls, base, fields.get("value"))
-        _restore_attrs(obj, values)
-        return obj
-    if tag == TAG.Object:
-        if cls is None:
-            attrs = fields.get("attrs", {})
-            return Record(name, attrs) if base is None else _generic(base, name, fields.get("value"), attrs)
-        obj = _new(cls, base, fields.get("value"))
-        if "attrs" in fields:
-            _restore_attrs(obj, slotted_attrs(cls, name, fields["attrs"], _renames(cls), context))
-        return obj
-    raise ValueError(f"unknown tag {tag!r}")
+    # What is left is a dataclass (its 'fields') or an object (its 'attrs', if any) over an optional built-in base.
+    dataclass = tag == TAG.Dataclass
+    attrs = fields.get("fields") if dataclass else fields.get("attrs", {})
+    if dataclass and type(attrs) is not dict:
+        raise TypeError("a dataclass needs an object 'fields'")
+    if cls is None:
+        return Record(name, attrs) if base is None else _generic(base, name, fields.get("value"), attrs)
+    if dataclass:
+        attrs = dataclass_values(cls, name, attrs, _renames(cls), context)
+    obj = _new(cls, base, fields.get("value"))
+    if dataclass or "attrs" in fields:
+        _restore_attrs(obj, attrs if dataclass else slotted_attrs(cls, name, attrs, _renames(cls), context))
+    return obj
 
 
 def _generic(base: type, name: str, value: Any, attrs: Any) -> Any:

@@ -60,7 +60,6 @@ _REDUCERS: dict[type, Callable[[Any], tuple[str, dict[str, Any]]]] = {
 }
 
 
-# The collections the walker saves itself, by their exact type.
 _CONTAINER_ROUTES = {collections.OrderedDict: ORDEREDDICT, collections.defaultdict: DEFAULTDICT, collections.deque: DEQUE,
                      collections.Counter: COUNTER}
 
@@ -251,12 +250,8 @@ FACTORIES: dict[str, Any] = {
 
 def factory_name(factory: Any) -> str | None:
     """The name under which a defaultdict's default_factory is stored; TypeError when it is not storable."""
-    if factory is None:
-        return None
-    for name, candidate in FACTORIES.items():
-        if factory is candidate:
-            return name
-    raise TypeError(
-        f"defaultdict default_factory {factory!r} is not one of the storable built-ins ({', '.join(FACTORIES)}); "
-        "a file must not name code to call"
-    )
+    name = next((name for name, candidate in FACTORIES.items() if factory is candidate), None)
+    if name is None and factory is not None:
+        raise TypeError(f"defaultdict default_factory {factory!r} is not one of the storable built-ins "
+                        f"({', '.join(FACTORIES)}); a file must not name code to call")
+    return name

@@ -1,7 +1,6 @@
 // Reading structured files from C++: the open document (reader, schema tape, reference ids) and the node accessors.
 #include "safestructures/file.hpp"
 
-#include <algorithm>
 #include <charconv>
 #include <unordered_set>
 
@@ -122,8 +121,7 @@ TreeNode::TreeNode(std::shared_ptr<const OpenFile> document, std::uint32_t index
 std::string TreeNode::path() const {
   std::vector<const PathPart*> parts;
   for (const PathPart* p = path_.get(); p != nullptr; p = p->parent.get()) parts.push_back(p);
-  std::reverse(parts.begin(), parts.end());
-  return render_path(parts.size(), [&parts](std::string& out, std::size_t k) { out += parts[k]->text; });
+  return render_path(parts.size(), [&parts](std::string& out, std::size_t k) { out += parts.rbegin()[k]->text; });
 }
 
 void TreeNode::fail(ErrorCode code, const std::string& what) const { raise(code, "at " + path() + ": " + what); }

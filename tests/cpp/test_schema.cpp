@@ -244,30 +244,6 @@ TEST(TapeBuild, OwnedStringsOutliveTheirSource) {
   EXPECT_EQ(to_json(assigned).substr(0, 40), R"(["string number 0","string number 1","st)");
 }
 
-TEST(TapeBuild, TruncateUndoesAPartlyWrittenSubtree) {
-  Tape t;
-  const std::size_t root = t.begin_array();
-  t.integer(1);
-  t.count_child(root);
-  const std::size_t mark = t.size();
-  const std::size_t partial = t.begin_object();
-  t.string("a");
-  t.begin_array();
-  t.integer(2);
-  // Abandoned half-way: nothing was counted in the root for it.
-  (void)partial;
-  t.truncate(mark);
-  EXPECT_EQ(t.size(), 2u);
-  t.string("x");
-  t.count_child(root);
-  t.end_container(root);
-  EXPECT_EQ(to_json(t), R"([1,"x"])");
-  EXPECT_EQ(t[0].end, 3u);
-  t.truncate(0);
-  EXPECT_EQ(t.size(), 0u);
-  EXPECT_EQ(to_json(t), "");
-}
-
 // --- Reference ids ---
 
 TEST(TapeIds, ArrayWithIdIsAListObject) {

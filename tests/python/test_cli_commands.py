@@ -19,7 +19,8 @@ import numpy as np
 import pytest
 import safestructures as ss
 from conftest import make_file_bytes, split_file, structured_file_bytes
-from safestructures._cli import _Tree, main
+from safestructures._cli import main
+from safestructures._lazy_schema import describe
 
 torch = pytest.importorskip("torch")
 
@@ -160,8 +161,8 @@ def test_inspect_json(nested: Path, capsys: pytest.CaptureFixture[str]) -> None:
 def test_the_walk_describes_as_the_lazy_api_does(which: str, depth: int | None, request: pytest.FixtureRequest) -> None:
     path = request.getfixturevalue(which)
     with ss.open(path) as f:
-        tree = _Tree(f)
-        assert strip_extras(tree.describe(tree.doc.root, (), depth)) == f.tree.describe(depth)
+        doc = f._document()
+        assert strip_extras(describe(f._schema, doc.root, (), depth, doc.tensor, True)) == f.tree.describe(depth)
 
 
 def test_inspect_a_plain_safetensors_file(plain: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -239,8 +240,8 @@ def test_inspect_views_of_a_storage(tmp_path: Path, capsys: pytest.CaptureFixtur
         '└── w: tensor float32 [2, 5]  0 B  (torch)  view of tensor "t"',
     ])
     with ss.open(path) as f:
-        tree = _Tree(f)
-        described = tree.describe(tree.doc.root, (), None)
+        doc = f._document()
+        described = describe(f._schema, doc.root, (), None, doc.tensor, True)
         assert described["items"][1][1]["storage"] == "t"
         assert strip_extras(described) == f.tree.describe()
     assert run(capsys, "get", path, "v", "--json") == (0, ["[2.0, 4.0, 6.0]"], [])

@@ -150,13 +150,10 @@ def metadata_from_index(path: Path, index: dict[str, Any]) -> Metadata:
             storage[MetadataIndex(fqn)] = {"file": shard, "name": name}
         entries[fqn] = BytesStorageMetadata()
     meta = description.get("storage_meta")
-    storage_meta = StorageMeta()
-    if isinstance(meta, dict):
-        storage_meta = StorageMeta(
-            checkpoint_id=meta.get("checkpoint_id") if type(meta.get("checkpoint_id")) is str else None,
-            save_id=meta.get("save_id") if type(meta.get("save_id")) is str else None,
-            modules=[m for m in meta.get("modules", []) if type(m) is str] if type(meta.get("modules")) is list else [],
-        )
+    meta = meta if isinstance(meta, dict) else {}
+    modules = meta.get("modules") if type(meta.get("modules")) is list else []
+    storage_meta = StorageMeta(**{key: meta[key] for key in ("checkpoint_id", "save_id") if type(meta.get(key)) is str},
+                               modules=[m for m in modules if type(m) is str])
     version = description.get("dcp_version")
     return Metadata(
         state_dict_metadata=entries,

@@ -14,6 +14,7 @@ import sys
 from typing import Any
 
 from .._errors import FrameworkNotAvailableError, shown
+from ._common import charge, converting
 
 __all__ = [
     "ALIASES",
@@ -123,4 +124,13 @@ def make_tensor(
     array = np_adapter.to_numpy(buffer, dtype, shape, offset, nbytes, fields, context)
     if target == "numpy":
         return array
-    return require(target).from_numpy(array, fields, context)
+    # The adapter refuses a dtype its framework lacks before anything is copied. It builds its copy from the array in
+    # native byte order and C-contiguous, copied first where it is not (a zero-stride view of a few bytes is
+    # materialised at its full size): each copy is charged to the load's budget before it is made.
+    build = require(target).builder(array, fields)
+    if not array.dtype.isnative or not array.flags.c_contiguous:
+        charge(context, fields, array.nbytes, "a contiguous copy")
+        array = array.astype(array.dtype.newbyteorder("="), order="C")
+    charge(context, fields, array.nbytes, f"the {target} copy")
+    with converting(target, fields, array.dtype):
+        return build(array)

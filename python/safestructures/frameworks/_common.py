@@ -22,7 +22,7 @@ def label(fields: dict[str, Any]) -> str:
     return f"a view of tensor {quote(storage) if type(storage) is str else shown(storage)}"
 
 
-def charge(context: dict[str, Any], nbytes: int, fields: dict[str, Any], what: str = "a copy") -> None:
+def charge(context: dict[str, Any], fields: dict[str, Any], nbytes: int, what: str) -> None:
     """Charges `nbytes`, about to be allocated for a copy of (or a view materialised from) the node's tensor, to the
     load's byte budget; loads without a budget (flat loads, internal callers) are not charged."""
     budget = context.get("budget")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -9,9 +10,8 @@ import numpy as np
 
 from .._errors import UnsupportedTypeError
 from . import numpy as np_adapter
-from ._common import converting
 
-__all__ = ["array_entry", "from_numpy"]
+__all__ = ["array_entry", "builder"]
 
 
 def array_entry(value: Any, name: str, context: dict[str, Any]) -> tuple[Any, ...]:
@@ -19,8 +19,8 @@ def array_entry(value: Any, name: str, context: dict[str, Any]) -> tuple[Any, ..
     return np_adapter.array_entry(np.asarray(value), name, context, "jax")
 
 
-def from_numpy(array: np.ndarray, fields: dict[str, Any], context: dict[str, Any]) -> Any:
-    """A jax.Array holding a copy of `array` on the default device (charged to the load's budget first)."""
+def builder(array: np.ndarray, fields: dict[str, Any]) -> Callable[[np.ndarray], Any]:
+    """What builds a jax.Array, on the default device, from a copy of `array` (in native byte order: all JAX takes)."""
     if array.dtype.itemsize == 8 and array.dtype.kind in "iuf" or array.dtype.kind == "c" and array.dtype.itemsize == 16:
         if not jax.config.read("jax_enable_x64"):
             # JAX would silently narrow 64-bit values to 32 bits (2**40 becomes 0).
@@ -28,7 +28,4 @@ def from_numpy(array: np.ndarray, fields: dict[str, Any], context: dict[str, Any
                 f"a {array.dtype} tensor needs JAX's 64-bit mode (jax.config.update('jax_enable_x64', True)); "
                 "without it JAX would narrow the values; or load with framework='numpy'"
             )
-    # A big-endian array (a numpy node saved with ">i4") is made native first: JAX only takes native byte order.
-    array = np_adapter.converted(array, fields, context, "jax")
-    with converting("jax", fields, array.dtype):
-        return jax.device_put(array)
+    return jax.device_put

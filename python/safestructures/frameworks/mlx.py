@@ -3,6 +3,7 @@ cannot describe)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import ml_dtypes
@@ -12,9 +13,8 @@ import numpy as np
 from .._errors import UnsupportedTypeError
 from .._format import DTYPE_NUMPY_NAMES
 from . import numpy as np_adapter
-from ._common import converting
 
-__all__ = ["array_entry", "from_numpy"]
+__all__ = ["array_entry", "builder"]
 
 # numpy dtype -> MLX dtype, for the safetensors dtypes (the core's table) MLX has: it names them as numpy and ml_dtypes
 # do, but for bool (MLX's bool_).
@@ -28,13 +28,11 @@ def array_entry(value: Any, name: str, context: dict[str, Any]) -> tuple[Any, ..
     return np_adapter.array_entry(array, name, context, "mlx")
 
 
-def from_numpy(array: np.ndarray, fields: dict[str, Any], context: dict[str, Any]) -> Any:
-    """An MLX array holding a copy of `array` (charged to the load's budget first) with the same dtype (MLX would
-    otherwise narrow float64 to float32)."""
+def builder(array: np.ndarray, fields: dict[str, Any]) -> Callable[[np.ndarray], Any]:
+    """What builds an MLX array from a copy of `array`, with the same dtype (MLX would otherwise narrow float64 to
+    float32)."""
     native = array.dtype.newbyteorder("=")
     dtype = _TO_MLX.get(native)
     if dtype is None:
         raise UnsupportedTypeError(f"MLX has no array of dtype {native}; load with framework='numpy'")
-    array = np_adapter.converted(array, fields, context, "mlx")
-    with converting("mlx", fields, array.dtype):
-        return mx.array(array, dtype=dtype)
+    return lambda copy: mx.array(copy, dtype=dtype)

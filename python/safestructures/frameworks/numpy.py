@@ -17,7 +17,6 @@ from ._common import byte_shape, charge, view_base, view_reach
 
 __all__ = [
     "array_entry",
-    "converted",
     "dtype_of",
     "from_file",
     "to_numpy",
@@ -182,17 +181,6 @@ def from_file(
         raise InvalidFileError(f"tensor {quote(name)} of shape {list(shape)} cannot be a numpy array: {e}") from e
 
 
-def converted(array: np.ndarray, fields: dict[str, Any], context: dict[str, Any], framework: str) -> np.ndarray:
-    """`array` ready for another framework's copy, which is charged to the load's budget first: in native byte order
-    and C-contiguous, through a copy (charged too) where it is not, such as a view that repeats its elements."""
-    if not array.dtype.isnative or not array.flags.c_contiguous:
-        # A zero-stride view of a few bytes is materialised here at its full size: charged before, refused beyond.
-        charge(context, array.nbytes, fields, "a contiguous copy")
-        array = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("="))
-    charge(context, array.nbytes, fields, f"the {framework} copy")
-    return array
-
-
 def to_numpy(
     buffer: Any, dtype: str | None, shape: tuple[int, ...] | None, offset: int | None, nbytes: int | None,
     fields: dict[str, Any], context: dict[str, Any],
@@ -209,10 +197,7 @@ def to_numpy(
     if type(logical) is str and logical.startswith("torch."):
         raise UnsupportedTypeError(f"{logical} has no numpy dtype; load this tensor with framework='torch'")
     name = fields.get("name", "?")
-
-    def charged(size: int, what: str) -> None:
-        charge(context, size, fields, what)
-
+    charged = functools.partial(charge, context, fields)
     target = None if logical is None else logical_dtype(logical)
     if target is not None and dtype == "U8" and "shape" in fields and "stride" not in fields:
         logical_shape, _count = byte_shape(fields, target, target.itemsize, nbytes)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sys
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 import ml_dtypes
@@ -23,9 +24,8 @@ with warnings.catch_warnings():
     import paddle
 
 from . import numpy as np_adapter
-from ._common import converting
 
-__all__ = ["array_entry", "from_numpy"]
+__all__ = ["array_entry", "builder"]
 
 _LOADABLE = {np.dtype(t) for t in (np.bool_, np.uint8, np.int8, np.int16, np.int32, np.int64, np.float16, np.float32, np.float64, np.complex64, np.complex128)}
 
@@ -45,16 +45,12 @@ def array_entry(value: Any, name: str, context: dict[str, Any]) -> tuple[Any, ..
     return entry
 
 
-def from_numpy(array: np.ndarray, fields: dict[str, Any], context: dict[str, Any]) -> Any:
-    """A paddle tensor holding a copy of `array` (charged to the load's budget first), with the same dtype (bfloat16
-    included)."""
+def builder(array: np.ndarray, fields: dict[str, Any]) -> Callable[[np.ndarray], Any]:
+    """What builds a paddle tensor from a copy of `array`, with the same dtype (bfloat16 included)."""
     native = array.dtype.newbyteorder("=")
     if native != ml_dtypes.bfloat16 and native not in _LOADABLE:
         # Notably uint16, which paddle would silently take for bfloat16 bits.
         raise UnsupportedTypeError(f"paddle has no tensor of dtype {native}; load with framework='numpy'")
-    array = np_adapter.converted(array, fields, context, "paddle")
-    with converting("paddle", fields, array.dtype):
-        tensor = paddle.to_tensor(array.view(np.uint16) if native == ml_dtypes.bfloat16 else array)
-        if fields.get("grad") is True and fields.get("fw") == "paddle":
-            tensor.stop_gradient = False
-    return tensor
+    bits = native == ml_dtypes.bfloat16
+    stop_gradient = not (fields.get("grad") is True and fields.get("fw") == "paddle")
+    return lambda copy: paddle.to_tensor(copy.view(np.uint16) if bits else copy, stop_gradient=stop_gradient)

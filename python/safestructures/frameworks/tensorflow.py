@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -9,9 +10,8 @@ import tensorflow as tf
 
 from .._errors import UnsupportedTypeError
 from . import numpy as np_adapter
-from ._common import converting
 
-__all__ = ["array_entry", "from_numpy"]
+__all__ = ["array_entry", "builder"]
 
 
 def array_entry(value: Any, name: str, context: dict[str, Any]) -> tuple[Any, ...]:
@@ -27,17 +27,18 @@ def array_entry(value: Any, name: str, context: dict[str, Any]) -> tuple[Any, ..
     return entry
 
 
-def from_numpy(array: np.ndarray, fields: dict[str, Any], context: dict[str, Any]) -> Any:
-    """A TensorFlow tensor (or tf.Variable, when it was saved from one) holding a copy of `array` (charged to the
-    load's budget first)."""
+def builder(array: np.ndarray, fields: dict[str, Any]) -> Callable[[np.ndarray], Any]:
+    """What builds a TensorFlow tensor (or tf.Variable, when it was saved from one) from a copy of `array`."""
     variable = fields.get("variable") is True and fields.get("fw") == "tensorflow"
     trainable = fields.get("trainable", True)
     if variable and type(trainable) is not bool:
         raise ValueError("field 'trainable' must be a bool")
-    array = np_adapter.converted(array, fields, context, "tensorflow")
-    with converting("tensorflow", fields, array.dtype):
+
+    def build(copy: np.ndarray) -> Any:
         try:
-            tensor = tf.convert_to_tensor(array)
+            tensor = tf.convert_to_tensor(copy)
         except (TypeError, ValueError) as e:
-            raise UnsupportedTypeError(f"TensorFlow has no tensor of dtype {array.dtype}; load with framework='numpy' ({e})") from None
+            raise UnsupportedTypeError(f"TensorFlow has no tensor of dtype {copy.dtype}; load with framework='numpy' ({e})") from None
         return tf.Variable(tensor, trainable=trainable) if variable else tensor
+
+    return build

@@ -3,6 +3,7 @@ torch.dtype / torch.device / torch.Size values."""
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from typing import Any
@@ -172,7 +173,7 @@ def _finish(tensor: torch.Tensor, fields: dict[str, Any], context: dict[str, Any
     with converting("torch", fields, tensor.dtype):
         if device != "cpu":
             # A copy on the device, at the view's full size where it repeats elements (an expanded tensor).
-            charge(context, tensor.numel() * tensor.element_size(), fields, f"the copy on {device}")
+            charge(context, fields, tensor.numel() * tensor.element_size(), f"the copy on {device}")
             tensor = tensor.to(device)
         if param:
             return torch.nn.Parameter(tensor, requires_grad=grad)
@@ -188,10 +189,7 @@ def to_torch(
     """The torch tensor a schema node stands for: a zero-copy view of the file's bytes (writable, copy-on-write) where
     the buffer allows, else a copy charged to the load's budget. Whatever torch raises comes out as
     UnsupportedTypeError naming the tensor."""
-
-    def charged(size: int, what: str) -> None:
-        charge(context, size, fields, what)
-
+    charged = functools.partial(charge, context, fields)
     bases: dict[str, torch.Tensor] = context.setdefault("torch_bases", {})
     if dtype is None:
         return _finish(_strided(view_base(bases, fields), fields), fields, context)
