@@ -19,7 +19,7 @@ import xxhash
 import safestructures as ss
 from safestructures import IntegrityError, InvalidArgumentError
 from safestructures._cli import main
-from conftest import import_framework, read_header
+from conftest import import_framework, read_header, run_python_json
 
 safetensors = pytest.importorskip("safetensors")
 from safetensors import safe_open  # noqa: E402
@@ -233,6 +233,44 @@ def test_malformed_entries_raise_integrity_errors(tmp_path: Path) -> None:
     with pytest.raises(IntegrityError) as e:
         ss.load_file(path, verify=True)
     assert e.value.code == "ChecksumsInvalid" and 'does not name the algorithm "xxh3-64"' in str(e.value)
+
+
+CRAFTED_ENTRIES = """
+import json, sys, time
+import numpy as np
+import safestructures as ss
+from safestructures import IntegrityError
+
+KEY = "__safestructures_checksums__"
+ok = "0" * 16
+path = sys.argv[1]
+entries = {
+    # 400,000 digests for a file of one tensor: refused by the size bound before they are read one by one.
+    "many": json.dumps({"algorithm": "xxh3-64", "header": ok, "tensors": {f"t{i}": ok for i in range(400_000)}}),
+    # 100,000 levels of nesting where a digest should be.
+    "deep": '{"algorithm":"xxh3-64","header":"' + ok + '","tensors":{"x":' + "[" * 100_000 + "]" * 100_000 + "}}",
+    "not json": "{" * 50_000,
+}
+out = {}
+for name, entry in entries.items():
+    ss.save_tensors({"x": np.arange(4, dtype=np.uint8)}, path, {KEY: entry}, checksums=False)  # copied as any key
+    started = time.perf_counter()
+    try:
+        ss.load_tensors(path, verify=True)
+        out[name] = "loaded"
+    except IntegrityError as e:
+        out[name] = [e.code, str(e).split(": ", 1)[1]]
+    out[name + " seconds"] = time.perf_counter() - started
+print(json.dumps(out))
+"""
+
+
+def test_crafted_entries_are_refused_in_bounded_work(tmp_path: Path) -> None:
+    out = run_python_json(CRAFTED_ENTRIES, str(tmp_path / "f.safetensors"), timeout=120)
+    expected = f'the checksums entry "{KEY}" is not JSON of the expected size and depth'
+    for name in ("many", "deep", "not json"):
+        assert out[name] == ["ChecksumsInvalid", expected], name
+        assert out[name + " seconds"] < 10, name  # generous: each takes milliseconds
 
 
 # --- sharded saves ----------------------------------------------------------------------------------------------
