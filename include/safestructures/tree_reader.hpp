@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -58,6 +59,8 @@ class TreeReader {
   // header order (the pair form, since a tensor may be named "$"), each tensor with "fw": `framework` when one is
   // given. Names are views of `header` and `framework`, which must outlive the reader.
   static TreeReader of_plain_file(const Header& header, std::string_view framework = {});
+  // The same over tensors of several files (a checkpoint of plain shards), in the order given.
+  static TreeReader of_plain_tensors(std::span<const TensorInfo* const> tensors, std::string_view framework = {});
 
   const Tape& tape() const { return tape_; }
   std::size_t root() const { return root_; }

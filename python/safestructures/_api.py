@@ -106,7 +106,9 @@ def load_file(
 
     ``path`` may also be a directory written with ``save_file(..., max_shard_size=...)``, or its
     ``model.safetensors.index.json``; or a checkpoint written through ``safestructures.distributed`` (PyTorch
-    Distributed Checkpoint), which loads whole in this process as torch tensors.
+    Distributed Checkpoint), which loads whole in this process as torch tensors; or a folder as Hugging Face's
+    ``save_pretrained`` writes one (its index without a safestructures structure, or its ``.safetensors`` files
+    without an index), which loads as ``{tensor name: tensor}``, each tensor read from the shard the index names.
 
     ``max_bytes`` bounds what the load allocates beyond the file's own mapping: copies (conversions to another
     framework, byte swaps, unpacked sub-byte dtypes, torch copies of read-only or misaligned bytes, copies to a
@@ -136,8 +138,9 @@ def load_file(
     with reading(target):
         source = resolve(target, max_header_size)
         if source.kind == FILE:
-            buffer, (structured, payload, metadata) = _core.load_file(target, max_depth, max_nodes, max_header_size, context,
-                                                                      verify)
+            # The file itself (a folder's one .safetensors file, when given the folder).
+            buffer, (structured, payload, metadata) = _core.load_file(source.name, max_depth, max_nodes, max_header_size,
+                                                                      context, verify)
             return payload if structured else unstructured(buffer, payload, metadata, context, max_depth)
         if source.kind == DCP:
             # Written through PyTorch Distributed Checkpoint: its own reader rebuilds the state (as torch tensors).

@@ -402,8 +402,10 @@ def open(
     """Open a file lazily: only its header and schema are read. Nothing is built and no tensor data is read until a
     node's ``load()`` (or ``f.load(path)``), which reads only the tensors of that part.
 
-    ``path`` is a file saved by :func:`save_file`, a plain safetensors file (its tensors appear as a dict), or a
-    directory (or its ``model.safetensors.index.json``) written by ``save_file(..., max_shard_size=...)``. The load
+    ``path`` is a file saved by :func:`save_file`, a plain safetensors file (its tensors appear as a dict), a
+    directory (or its ``model.safetensors.index.json``) written by ``save_file(..., max_shard_size=...)``, or a
+    folder of plain shards as Hugging Face's ``save_pretrained`` writes one (its tensors appear as a dict, read
+    from the shard the index names only when loaded). The load
     arguments are those of :func:`load_file` and apply to every ``load()`` from this file (``max_bytes`` to each
     load on its own; with ``framework=None``, a tensor comes back in its saved framework only when that framework is
     already imported, as numpy otherwise).
@@ -435,11 +437,15 @@ def open_source(source: Source, load_args: dict[str, Any], limits: tuple[int, in
     if source.kind == DCP:
         raise InvalidFileError(f"{source.index}: a PyTorch Distributed Checkpoint; load it with safestructures.distributed."
                                "load() (load_file does so), it cannot be opened lazily")
-    if source.kind == PLAIN_SHARDS:
-        raise InvalidFileError(f"{source.index}: the index has no safestructures schema (metadata {quote(SCHEMA_KEY)}); "
-                               "load its shards with load_file one by one")
     opened = SafeFile(source, load_args, limits)
     doc = opened._document()
+    if source.kind == PLAIN_SHARDS:
+        # A checkpoint of plain shards (as transformers writes one): the {name: tensor} dict its index maps, each
+        # tensor read from the shard the index names.
+        if source.index is not None:
+            check_shards(source, doc)
+        doc.read_as_plain("numpy", list(source.where))
+        return opened, PLAIN
     if source.index is not None:
         check_shards(source, doc)
         return opened, V2

@@ -57,9 +57,13 @@ def file_format(structured: bool, metadata: dict[str, str] | None) -> str:
 def resolve(path: str, max_header_size: int) -> Source:
     """What ``path`` holds. A directory or an index is read (at most ``max_header_size`` bytes of index) and checked: a
     malformed index, a shard name that is not a file beside it, or a shard that is not a regular file raise here. A
-    single file is not opened: its reader tells what it holds from the header."""
+    single file is not opened: its reader tells what it holds from the header. A directory without an index holds
+    ``.safetensors`` files as ``save_pretrained`` writes them: one is that file, several are the plain shards of one
+    checkpoint (see :func:`_folder_of_files`)."""
     if os.path.isdir(path):
         index = os.path.join(path, INDEX_NAME)
+        if not os.path.lexists(index):
+            return _folder_of_files(path, max_header_size)
     elif path.endswith(INDEX_SUFFIX):
         index = path
     else:
@@ -87,8 +91,8 @@ def resolve(path: str, max_header_size: int) -> Source:
     kind = SHARDED if schema is not None else DCP if DCP_KEY in metadata else PLAIN_SHARDS
     if kind == SHARDED:
         if not isinstance(schema, str):
-            raise InvalidFileError(f"{index}: the index has no safestructures schema (metadata {quote(SCHEMA_KEY)}); "
-                                   "load its shards with load_file one by one")
+            raise InvalidFileError(f"{index}: the index has no safestructures schema (metadata {quote(SCHEMA_KEY)} is "
+                                   "not a string)")
         _valid_text(schema, index, f"metadata {quote(SCHEMA_KEY)}")
     directory = os.path.dirname(index)
     numbers: dict[str, int] = {}  # shard name -> its number, in order of first mention (a dict: one lookup per tensor)
@@ -103,6 +107,8 @@ def resolve(path: str, max_header_size: int) -> Source:
         where[tensor] = numbers.setdefault(shard, len(numbers))
     if kind == SHARDED and not numbers:
         numbers[shard_name(1, 1)] = 0  # data without tensors: its one shard holds none
+    elif not numbers:
+        raise InvalidFileError(f"{index}: the index maps no tensor to a shard")
     paths = [os.path.join(directory, s) for s in numbers]
     for shard_path in paths:  # before the core opens any: a FIFO would block the load
         check_regular_file(shard_path, "shard")
@@ -125,6 +131,31 @@ def _valid_text(text: str, index: str, what: str) -> None:
     except UnicodeEncodeError as e:
         raise InvalidFileError(f"{index}: {what} holds a lone surrogate ({json.dumps(text[e.start:e.end])}), which is not "
                                "valid Unicode") from None
+
+
+def _folder_of_files(directory: str, max_header_size: int) -> Source:
+    """A directory without an index: its one ``.safetensors`` file, or its several as the plain shards of one checkpoint
+    (tensors in the files' order, by name, then header order). Their headers are read here: a tensor in two files, or a
+    file that holds a safestructures structure among several, is refused (each is loaded on its own)."""
+    names = sorted(name for name in os.listdir(directory) if SHARD_FILE_NAME.fullmatch(name))
+    if not names:
+        raise FileNotFoundError(2, f"no {INDEX_NAME} and no .safetensors file here", directory)
+    paths = [os.path.join(directory, name) for name in names]
+    for shard_path in paths:  # before the core opens any: a FIFO would block the load
+        check_regular_file(shard_path, "shard")
+    if len(paths) == 1:
+        return Source(FILE, paths[0], paths)
+    where: dict[str, int] = {}
+    for number, shard_path in enumerate(paths):
+        _buffer, metadata, tensors = _core.read_file(shard_path, max_header_size)
+        if metadata and SCHEMA_KEY in metadata:
+            raise InvalidFileError(f"{directory}: {names[number]} holds a safestructures structure beside "
+                                   f"{len(paths) - 1} other .safetensors files and no index: load it on its own")
+        for name, *_entry in tensors:
+            if where.setdefault(name, number) != number:
+                raise InvalidFileError(f"{directory}: tensor {quote(name)} is in both {names[where[name]]} and "
+                                       f"{names[number]}", code="TensorMismatch")
+    return Source(PLAIN_SHARDS, directory, paths, where=where)
 
 
 def check_shards(source: Source, document: Any) -> None:

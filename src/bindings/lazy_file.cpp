@@ -45,12 +45,24 @@ class LazyFile {
     });
   }
 
-  // Reads a file with no schema (a plain safetensors file) as the tree the format makes up for one, its tensors from
-  // `framework`; `structured` stays false.
-  void read_as_plain(const std::string& framework) {
+  // Reads files with no schema (a plain safetensors file, or the plain shards of a checkpoint) as the tree the format
+  // makes up for one, its tensors from `framework`; `structured` stays false. `names` gives the tensors of a
+  // checkpoint of shards in its index's order; a file's are in header order.
+  void read_as_plain(const std::string& framework, const std::optional<std::vector<std::string>>& names) {
     if (tree_) throw ArgumentError(ErrorCode::InvalidArgument, "the file already has a schema");
     plain_framework_ = framework;
-    tree_.emplace(TreeReader::of_plain_file(source_.shards.front().reader.header(), plain_framework_));
+    if (names) {
+      std::vector<const TensorInfo*> tensors;
+      tensors.reserve(names->size());
+      for (const std::string& name : *names) {
+        const TensorSource::Found found = source_.find(name);
+        if (found.info == nullptr) throw ArgumentError(ErrorCode::TensorNotFound, "no shard holds tensor " + quote_name(name));
+        tensors.push_back(found.info);  // the tree's names are views of the shards' headers, which live as long
+      }
+      tree_.emplace(TreeReader::of_plain_tensors(tensors, plain_framework_));
+    } else {
+      tree_.emplace(TreeReader::of_plain_file(source_.shards.front().reader.header(), plain_framework_));
+    }
     plain_ = true;
   }
 
@@ -306,8 +318,9 @@ void register_lazy_file(nb::module_& m) {
            "paths"_a, "schema"_a.none(), "max_depth"_a, "max_nodes"_a, "max_header_size"_a,
            "Map `paths` (one file, or the shards of a sharded save with `schema`, the schema document that names their "
            "tensors) and parse the schema.")
-      .def("read_as_plain", &LazyFile::read_as_plain, "framework"_a,
-           "Read a file with no schema as the dict of its tensors, saved from `framework`.")
+      .def("read_as_plain", &LazyFile::read_as_plain, "framework"_a, "names"_a.none() = nb::none(),
+           "Read files with no schema as the dict of their tensors, saved from `framework`: a file's in header order, "
+           "the shards' of a checkpoint as `names` orders them.")
       .def_prop_ro("structured", &LazyFile::structured, "Whether the file has a safestructures schema.")
       .def_prop_ro("root", &LazyFile::root, "The root node.")
       .def_prop_ro("shard_count", &LazyFile::shard_count, "The number of files mapped.")

@@ -57,11 +57,19 @@ TreeIndex::TreeIndex(const Tape& tape) : id_nodes(tape.size() + 1, Tape::npos), 
 TreeReader::TreeReader(Tape document) : tape_(std::move(document)) { root_ = schema_root(tape_); }
 
 TreeReader TreeReader::of_plain_file(const Header& header, std::string_view framework) {
+  std::vector<const TensorInfo*> tensors;
+  tensors.reserve(header.tensors.size());
+  for (const TensorInfo& info : header.tensors) tensors.push_back(&info);
+  return of_plain_tensors(tensors, framework);
+}
+
+TreeReader TreeReader::of_plain_tensors(std::span<const TensorInfo* const> tensors, std::string_view framework) {
   Tape tape;
   const std::size_t root = tape.begin_tagged(traits(Kind::Dict).tag);
   tape.string("items");
   const std::size_t items = tape.begin_array();
-  for (const TensorInfo& info : header.tensors) {
+  for (const TensorInfo* tensor_info : tensors) {
+    const TensorInfo& info = *tensor_info;
     const std::size_t pair = tape.begin_array();
     tape.string(info.name);
     tape.count_child(pair);

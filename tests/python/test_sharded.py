@@ -396,7 +396,7 @@ def test_tensor_in_two_shards(checkpoint: Path) -> None:
         ("[]", r'an index is an object with "metadata" and "weight_map" objects'),
         ('{"metadata": {}, "weight_map": []}', r'an index is an object with "metadata" and "weight_map" objects'),
         ('{"weight_map": {}}', r'an index is an object with "metadata" and "weight_map" objects'),
-        ('{"metadata": {"total_size": 1}, "weight_map": {}}', r"the index has no safestructures schema"),
+        ('{"metadata": {"total_size": 1}, "weight_map": {}}', r"the index maps no tensor to a shard"),
         ('{"metadata": {"__safestructures__": 5}, "weight_map": {}}', r"the index has no safestructures schema"),
         (b"\xff\xfe{}", r"not a JSON index"),
     ],
@@ -426,8 +426,9 @@ def test_index_over_the_size_limit(checkpoint: Path) -> None:
     assert_same_sample(ss.load_file(checkpoint, max_header_size=size), sample())
 
 
-def test_directory_without_an_index(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError, match=r"no model\.safetensors\.index\.json here"):
+def test_directory_without_an_index_or_files(tmp_path: Path) -> None:
+    (tmp_path / "config.json").write_text("{}")
+    with pytest.raises(FileNotFoundError, match=r"no model\.safetensors\.index\.json and no \.safetensors file here"):
         ss.load_file(tmp_path)
-    with pytest.raises(FileNotFoundError, match=r"no model\.safetensors\.index\.json here"):
+    with pytest.raises(FileNotFoundError, match=r"no model\.safetensors\.index\.json and no \.safetensors file here"):
         ss.open(tmp_path)
