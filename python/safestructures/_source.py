@@ -135,19 +135,24 @@ def _valid_text(text: str, index: str, what: str) -> None:
 
 def _folder_of_files(directory: str, max_header_size: int) -> Source:
     """A directory without an index: its one ``.safetensors`` file, or its several as the plain shards of one checkpoint
-    (tensors in the files' order, by name, then header order). Their headers are read here: a tensor in two files, or a
-    file that holds a safestructures structure among several, is refused (each is loaded on its own)."""
+    (tensors in the files' order, by name, then header order). Their headers are read here: a tensor in two files, a
+    file that holds a safestructures structure among several (each is loaded on its own), or a shard of one of our
+    sharded saves (whose structure is in the missing index) is refused."""
     names = sorted(name for name in os.listdir(directory) if SHARD_FILE_NAME.fullmatch(name))
     if not names:
         raise FileNotFoundError(2, f"no {INDEX_NAME} and no .safetensors file here", directory)
     paths = [os.path.join(directory, name) for name in names]
     for shard_path in paths:  # before the core opens any: a FIFO would block the load
         check_regular_file(shard_path, "shard")
-    if len(paths) == 1:
-        return Source(FILE, paths[0], paths)
     where: dict[str, int] = {}
     for number, shard_path in enumerate(paths):
         _buffer, metadata, tensors = _core.read_file(shard_path, max_header_size)
+        if metadata and SAVE_KEY in metadata:
+            # Shards of a sharded save keep its structure in the index: without it they are not the data.
+            raise FileNotFoundError(2, f"{names[number]} is a shard of a safestructures sharded save whose {INDEX_NAME} "
+                                       "is missing", directory)
+        if len(paths) == 1:
+            return Source(FILE, shard_path, paths)
         if metadata and SCHEMA_KEY in metadata:
             raise InvalidFileError(f"{directory}: {names[number]} holds a safestructures structure beside "
                                    f"{len(paths) - 1} other .safetensors files and no index: load it on its own")

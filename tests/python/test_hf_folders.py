@@ -105,6 +105,18 @@ def test_folders_whose_files_do_not_belong_together_are_refused(tmp_path: Path) 
     ss.save_file({"step": 1}, mixed / "structured.safetensors")
     with pytest.raises(InvalidFileError, match=r"structured\.safetensors holds a safestructures structure beside 1 other"):
         ss.load_file(mixed)
+    # The shards of a sharded save of ours without their index: the structure is in the index, so nothing loads.
+    ours = tmp_path / "ours"
+    ss.save_file({"a": np.zeros(2), "b": [np.ones(3)]}, ours, max_shard_size=8)
+    (ours / INDEX).unlink()
+    with pytest.raises(FileNotFoundError, match=r"model-00001-of-00002\.safetensors is a shard of a safestructures sharded "
+                                                r"save whose model\.safetensors\.index\.json is missing"):
+        ss.load_file(ours)
+    alone = tmp_path / "alone"
+    ss.save_file({"a": np.zeros(2)}, alone, max_shard_size=100)
+    (alone / INDEX).unlink()
+    with pytest.raises(FileNotFoundError, match=r"model-00001-of-00001\.safetensors is a shard"):
+        ss.open(alone)
     # An index that maps a tensor to a shard lacking it.
     folder = tmp_path / "hf"
     folder.mkdir()
