@@ -77,7 +77,12 @@ def save_file(
 
         # The writer thread may run after the caller changes directory: it gets the absolute path.
         target = os.path.abspath(target)
-        return _background.submit(lambda: snapshot_save(data, target, metadata, context, max_depth, fsync, limit, checksums))
+
+        def snapshot() -> Callable[[], None]:
+            write = snapshot_save(data, metadata, context, max_depth, fsync, limit, checksums)
+            return lambda: write(target)
+
+        return _background.submit(snapshot)
     if limit is not None:
         _sharded.save_sharded(data, target, _check_metadata(metadata), limit, max_depth, fsync, context, checksums)
         return None
@@ -85,17 +90,18 @@ def save_file(
     return None
 
 
-def snapshot_save(data: Any, path: str, metadata: Mapping[str, str] | None, context: dict[str, Any], max_depth: int,
-                  fsync: bool, max_shard_size: int | None, checksums: bool) -> Callable[[], None]:
-    """Takes what a save of ``data`` to ``path`` needs, every check made and every tensor's bytes copied, and returns
-    the function that writes it (in another thread, later) as :func:`save_file` would have."""
+def snapshot_save(data: Any, metadata: Mapping[str, str] | None, context: dict[str, Any], max_depth: int, fsync: bool,
+                  max_shard_size: int | None, checksums: bool) -> Callable[[str], None]:
+    """Takes what a save of ``data`` needs, every check made and every tensor's bytes copied, and returns the function
+    that writes it to the path it is given (in another thread, later) as :func:`save_file` would have."""
     metadata = _check_metadata(metadata)
     if max_shard_size is None:
         snapshot = _core.snapshot_file(data, metadata, max_depth, DEFAULT_MAX_HEADER_SIZE, context, checksums)
-        return lambda: _core.write_snapshot_file(snapshot, path, fsync)
+        return lambda path: _core.write_snapshot_file(snapshot, path, fsync)
     _sharded.check_index_metadata(metadata)
     sharded = _core.snapshot_sharded(data, max_depth, context)
-    return lambda: _sharded.save_sharded(None, path, metadata, max_shard_size, max_depth, fsync, context, checksums, sharded)
+    return lambda path: _sharded.save_sharded(None, path, metadata, max_shard_size, max_depth, fsync, context, checksums,
+                                              sharded)
 
 
 def _file_size(path: str) -> int:
