@@ -49,6 +49,11 @@ void copy_tensors(SaveSnapshot& snapshot) {
   snapshot.tensor_bytes = layout.data_size;
 }
 
+// Once the tensors are copied and the header planned (or the schema rendered), nothing the walk viewed is read again:
+// the caller's objects, and the host copies of GPU tensors made for the walk, are let go now rather than held until
+// the file is written, so that the snapshot costs one copy of the tensor bytes.
+void release_caller_objects(SaveSnapshot& snapshot) { snapshot.walked.keep_alive.clear(); }
+
 SaveSnapshot* snapshot_file(nb::handle data, nb::handle metadata, std::uint32_t max_depth, std::uint64_t max_header_size,
                             nb::handle context, bool checksums) {
   auto snapshot = std::make_unique<SaveSnapshot>();
@@ -56,6 +61,7 @@ SaveSnapshot* snapshot_file(nb::handle data, nb::handle metadata, std::uint32_t 
   snapshot->walked = walk_data(data, max_depth, context);
   copy_tensors(*snapshot);
   snapshot->file.emplace(as_argument_error([&] { return std::move(snapshot->walked.tree).plan(meta, max_header_size, checksums); }));
+  release_caller_objects(*snapshot);
   return snapshot.release();
 }
 
@@ -64,6 +70,7 @@ SaveSnapshot* snapshot_sharded(nb::handle data, std::uint32_t max_depth, nb::han
   snapshot->walked = walk_data(data, max_depth, context);
   copy_tensors(*snapshot);
   snapshot->document = snapshot->walked.tree.document();
+  release_caller_objects(*snapshot);
   return snapshot.release();
 }
 

@@ -3,10 +3,12 @@ through the future, the bound on saves in flight, retention, and what other proc
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import signal
 import threading
+import weakref
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -87,6 +89,32 @@ def test_sharded_background_save_keeps_types_and_values(tmp_path: Path) -> None:
     back = ss.load_file(tmp_path / "background")
     assert [type(back[k]) for k in ("a", "b", "n")] == [torch.Tensor, torch.Tensor, np.ndarray]
     assert {name: value.tolist() for name, value in back.items()} == expected
+
+
+def test_the_snapshot_holds_one_copy_and_no_reference_to_the_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    real = _core.write_snapshot_file
+    started, release = threading.Event(), threading.Event()
+    sizes: list[int] = []
+
+    def held_write(snapshot: Any, *args: Any) -> None:
+        sizes.append(snapshot.tensor_bytes)
+        started.set()
+        assert release.wait(60)
+        real(snapshot, *args)
+
+    monkeypatch.setattr(_core, "write_snapshot_file", held_write)
+    weights = np.arange(1000, dtype=np.float64)
+    alive = weakref.ref(weights)
+    future = ss.save_file({"w": weights, "v": weights[::2]}, tmp_path / "f", background=True)
+    assert started.wait(60)
+    del weights
+    gc.collect()
+    assert alive() is None  # the writer holds its own copy, not the caller's array
+    assert sizes == [8000 + 4000]  # one copy of the tensor data (the view of "v" is gathered, as the file holds it)
+    release.set()
+    future.result(60)
+    back = ss.load_file(tmp_path / "f")
+    assert back["w"].tolist() == list(range(1000)) and back["v"].tolist() == list(range(0, 1000, 2))
 
 
 # ---------------------------------------------------------------------------------------------------------------------
