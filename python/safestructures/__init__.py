@@ -6,6 +6,7 @@ Importing this package imports neither torch, tensorflow nor jax (nor numpy); su
 from __future__ import annotations
 
 from ._api import load, load_file, save, save_file
+from ._checkpoints import CheckpointManager
 from ._errors import (
     FrameworkNotAvailableError,
     IntegrityError,
@@ -25,6 +26,7 @@ from .plugins import DataProcessor, TensorProcessor
 __version__ = "2.0.0.dev0"
 
 __all__ = [
+    "CheckpointManager",
     "DataProcessor",
     "FrameworkNotAvailableError",
     "IntegrityError",

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from . import _core, _sharded, plugins as _plugins
 from ._errors import InvalidArgumentError, reading
@@ -14,6 +14,9 @@ from ._limits import DEFAULT_MAX_DEPTH, DEFAULT_MAX_HEADER_SIZE, DEFAULT_MAX_NOD
 from ._source import DCP, FILE, resolve
 from ._walkers import load, load_arguments, save, unstructured
 from .frameworks import canonical
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future
 
 __all__ = ["DEFAULT_MAX_DEPTH", "DEFAULT_MAX_NODES", "load", "load_file", "save", "save_file"]
 
@@ -28,7 +31,8 @@ def save_file(
     fsync: bool = False,
     max_shard_size: int | str | None = None,
     checksums: bool = True,
-) -> None:
+    background: bool = False,
+) -> Future[None] | None:
     """Save nested Python data holding arrays to ``path`` as a valid safetensors file.
 
     The structure (dicts, lists, tuples, sets, collections, dates, numbers, strings, bytes...) is kept in the file's
@@ -51,17 +55,53 @@ def save_file(
     shard's); ``load_file(..., verify=True)``, a part's ``load(verify=True)`` and ``safestructures verify`` check them.
     ``checksums=False`` leaves them out.
 
+    ``background=True`` returns at once with a :class:`concurrent.futures.Future` whose result is None once the file
+    is written, after snapshotting the data in this thread: the walk is made and every tensor's bytes (bytearrays'
+    too) are copied into memory the save owns, so the caller may change its data in place right away and the file
+    holds the values at the call. That copy is the memory cost: the size of the tensor data, held until the file is
+    written (a GPU tensor is copied to the host first). At most ``MAX_IN_FLIGHT`` (2) background saves are in flight
+    at once in a process: a new one waits for a slot before it takes its snapshot. The errors a blocking save raises
+    are raised by the future's ``result()``, with the same types; the interpreter waits at exit for the saves in
+    flight. See docs/checkpoints.md.
+
     Raises:
         UnsupportedTypeError: an object cannot be stored; the message names its type and its path (``$["a"][3]``).
         InvalidArgumentError: the data nests deeper than ``max_depth``, or a metadata key is reserved.
         OSError: the file cannot be written.
     """
     context = {"plugins": _plugins.check_plugins(plugins)}
-    if max_shard_size is not None:
-        limit = _sharded.parse_size(max_shard_size)
-        _sharded.save_sharded(data, _fspath(path), _check_metadata(metadata), limit, max_depth, fsync, context, checksums)
-        return
-    _core.save_file(data, _fspath(path), _check_metadata(metadata), max_depth, fsync, DEFAULT_MAX_HEADER_SIZE, context, checksums)
+    target = _fspath(path)
+    limit = None if max_shard_size is None else _sharded.parse_size(max_shard_size)
+    if background:
+        from . import _background  # its threads and pool only for a process that saves in the background
+
+        # The writer thread may run after the caller changes directory: it gets the absolute path.
+        target = os.path.abspath(target)
+
+        def snapshot() -> Callable[[], None]:
+            write = snapshot_save(data, metadata, context, max_depth, fsync, limit, checksums)
+            return lambda: write(target)
+
+        return _background.submit(snapshot)
+    if limit is not None:
+        _sharded.save_sharded(data, target, _check_metadata(metadata), limit, max_depth, fsync, context, checksums)
+        return None
+    _core.save_file(data, target, _check_metadata(metadata), max_depth, fsync, DEFAULT_MAX_HEADER_SIZE, context, checksums)
+    return None
+
+
+def snapshot_save(data: Any, metadata: Mapping[str, str] | None, context: dict[str, Any], max_depth: int, fsync: bool,
+                  max_shard_size: int | None, checksums: bool) -> Callable[[str], None]:
+    """Takes what a save of ``data`` needs, every check made and every tensor's bytes copied, and returns the function
+    that writes it to the path it is given (in another thread, later) as :func:`save_file` would have."""
+    metadata = _check_metadata(metadata)
+    if max_shard_size is None:
+        snapshot = _core.snapshot_file(data, metadata, max_depth, DEFAULT_MAX_HEADER_SIZE, context, checksums)
+        return lambda path: _core.write_snapshot_file(snapshot, path, fsync)
+    _sharded.check_index_metadata(metadata)
+    sharded = _core.snapshot_sharded(data, max_depth, context)
+    return lambda path: _sharded.save_sharded(None, path, metadata, max_shard_size, max_depth, fsync, context, checksums,
+                                              sharded)
 
 
 def _file_size(path: str) -> int:

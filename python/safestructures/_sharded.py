@@ -16,8 +16,9 @@ from ._errors import InvalidArgumentError, InvalidFileError, quote
 from ._format import (CHECKSUMS_KEY, INDEX_METADATA, INDEX_NAME, INDEX_WEIGHT_MAP, RESERVED_INDEX_KEYS, SAVE_KEY, SCHEMA_KEY,
                       TOTAL_SIZE_KEY)
 
-__all__ = ["INDEX_NAME", "SHARD_FILE_NAME", "SHARD_PATTERN", "check_regular_file", "parse_size", "remove_if_present",
-           "remove_stale_temporaries", "save_sharded", "shard_name", "write_atomically", "write_temporary"]
+__all__ = ["INDEX_NAME", "SHARD_FILE_NAME", "SHARD_PATTERN", "check_index_metadata", "check_regular_file", "directory_lock",
+           "parse_size", "remove_if_present", "remove_stale_temporaries", "save_lock", "save_running", "save_sharded",
+           "shard_name", "write_atomically", "write_temporary"]
 
 PREFIX = "model"
 #: The shard file names an index may map tensors to: plain, visible names beside the index, never a path elsewhere.
@@ -130,7 +131,7 @@ def _old_shards(index: str) -> set[str]:
 
 
 @contextlib.contextmanager
-def _save_lock(directory: str, save_id: str) -> Iterator[None]:
+def save_lock(directory: str, save_id: str) -> Iterator[None]:
     """Holds ``.model.<save id>.lock`` in ``directory`` locked (flock) while a save runs, so that other saves can tell
     its temporary files from those of a save that was killed. The lock file appears already locked (created and locked
     under another name, then renamed), and is removed when the save ends."""
@@ -161,8 +162,6 @@ def remove_stale_temporaries(directory: str) -> list[str]:
     or another, on this machine) are left alone. (On a file system without flock, such as some NFS set-ups, the lock
     is not shared between machines.)
     """
-    import fcntl
-
     found: dict[str, list[str]] = {}
     try:
         entries = [entry.name for entry in os.scandir(directory)]
@@ -174,23 +173,37 @@ def remove_stale_temporaries(directory: str) -> list[str]:
             found.setdefault(match.group(1), []).append(name)
     removed = []
     for save_id, names in found.items():
-        with contextlib.ExitStack() as held:
-            try:
-                fd = os.open(os.path.join(directory, f".{PREFIX}.{save_id}.lock"), os.O_RDONLY)
-                held.callback(os.close, fd)
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except FileNotFoundError:
-                pass  # no lock file: that save is over
-            except OSError:  # held: that save is running now (or its lock cannot be looked at)
-                continue
-            for name in sorted(names, key=lambda n: n.endswith(".lock")):  # the lock file last
-                if remove_if_present(os.path.join(directory, name)):
-                    removed.append(name)
+        if save_running(directory, save_id):
+            continue
+        for name in sorted(names, key=lambda n: n.endswith(".lock")):  # the lock file last
+            if remove_if_present(os.path.join(directory, name)):
+                removed.append(name)
     return removed
 
 
+def save_running(directory: str, save_id: str) -> bool:
+    """Whether the save ``save_id`` (of :func:`save_lock`) holds its lock in ``directory`` now: False when its lock file
+    is absent (that save is over) or not locked (its process is gone); True when held, or when the lock cannot be
+    looked at (its files are then left alone)."""
+    import fcntl
+
+    try:
+        fd = os.open(os.path.join(directory, f".{PREFIX}.{save_id}.lock"), os.O_RDONLY)
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return True
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return True
+    finally:
+        os.close(fd)  # closing releases the lock just taken
+    return False
+
+
 @contextlib.contextmanager
-def _directory_lock(directory: str) -> Iterator[None]:
+def directory_lock(directory: str) -> Iterator[None]:
     """An exclusive flock on the directory itself (no lock file left behind), released on exit."""
     import fcntl
 
@@ -208,27 +221,36 @@ def index_text(metadata: Mapping[str, Any]) -> dict[str, str]:
     return {key: value if isinstance(value, str) else json.dumps(value) for key, value in metadata.items()}
 
 
-def save_sharded(data: Any, directory: str, metadata: Mapping[str, str] | None, max_shard_size: int, max_depth: int,
-                 fsync: bool, context: dict[str, Any], checksums: bool = True) -> None:
-    """Write ``data`` into ``directory`` as shards of at most ``max_shard_size`` tensor bytes plus the index.
-
-    Every shard is written under a temporary name first, then the index; only then are they renamed into place, so a
-    failure while writing (an object that cannot be saved, a full disk) leaves an earlier checkpoint in the directory
-    as it was. Shards of an earlier save that this one does not use are removed last.
-    """
+def check_index_metadata(metadata: Mapping[str, str] | None) -> None:
+    """Refuses the keys a sharded save's caller may not put in its index's metadata (InvalidArgumentError)."""
     for key in metadata or ():
         # The index's metadata holds the caller's beside total_size and the schema: neither may be replaced, and the
         # keys of safestructures 1.0.0 are refused as a single file's save refuses them.
         if key in RESERVED_INDEX_KEYS:
             raise InvalidArgumentError(f"metadata key {quote(key)} is reserved for safestructures' own use"
                                        + (" (the index's total size)" if key == TOTAL_SIZE_KEY else ""), code="InvalidMetadata")
+
+
+def save_sharded(data: Any, directory: str, metadata: Mapping[str, str] | None, max_shard_size: int, max_depth: int,
+                 fsync: bool, context: dict[str, Any], checksums: bool = True, snapshot: Any = None) -> None:
+    """Write ``data`` into ``directory`` as shards of at most ``max_shard_size`` tensor bytes plus the index; or, given
+    a ``snapshot`` (``_core.snapshot_sharded``, taken earlier by a background save), what it holds (``data`` unused).
+
+    Every shard is written under a temporary name first, then the index; only then are they renamed into place, so a
+    failure while writing (an object that cannot be saved, a full disk) leaves an earlier checkpoint in the directory
+    as it was. Shards of an earlier save that this one does not use are removed last.
+    """
+    check_index_metadata(metadata)
     os.makedirs(directory, exist_ok=True)
     save_id = os.urandom(12).hex()
     remove_stale_temporaries(directory)
-    with _save_lock(directory, save_id):
+    with save_lock(directory, save_id):
         index = os.path.join(directory, INDEX_NAME)
-        schema, temps, weight_map, total, digests = _core.save_sharded(data, directory, PREFIX, save_id, max_depth,
-                                                                       max_shard_size, fsync, context, checksums)
+        if snapshot is None:
+            written = _core.save_sharded(data, directory, PREFIX, save_id, max_depth, max_shard_size, fsync, context, checksums)
+        else:
+            written = _core.write_snapshot_sharded(snapshot, directory, PREFIX, save_id, max_shard_size, fsync, checksums)
+        schema, temps, weight_map, total, digests = written
         index_temp = None
         names = [shard_name(k + 1, len(temps)) for k in range(len(temps))]
         try:
@@ -244,7 +266,7 @@ def save_sharded(data: Any, directory: str, metadata: Mapping[str, str] | None, 
             # Everything is written: only renames are left, shards first and the index last, so an index never names
             # a shard that is not in place yet. Saves into one directory take turns here (a lock on the directory), so
             # two at once leave one whole checkpoint, the last one's, rather than a mix.
-            with _directory_lock(directory):
+            with directory_lock(directory):
                 previous = _old_shards(index)
                 for name, temp in zip(names, temps):
                     os.replace(temp, os.path.join(directory, name))

@@ -160,6 +160,15 @@ nb::object build_node(const TreeReader& tree, std::size_t node, const TensorSour
 nb::list build_nodes(const TreeReader& tree, const std::vector<std::size_t>& nodes, const TensorSource& source, const LoadOptions& options,
                      bool keys, std::size_t& built);
 
+// Writes the tensors of a walked tree (its schema `document`) as shards under temporary names in `directory`, the GIL
+// released while writing: (schema document, [temporary path of each shard], [(tensor, shard number)], total tensor bytes, [digest of each
+// shard's checksums entry, or None]).
+nb::tuple write_sharded(const std::vector<WriteTensor>& tensors, const std::string& document, const std::filesystem::path& directory,
+                        const std::string& prefix, const std::string& save_id, std::uint64_t max_shard_size, bool fsync, bool checksums);
+
+// Registers safestructures._core.SaveSnapshot and the functions that take and write one (background saves).
+void register_save_snapshot(nb::module_& m);
+
 // Registers safestructures._core.LazyFile, the lazily read file behind safestructures.open.
 void register_lazy_file(nb::module_& m);
 

@@ -196,14 +196,13 @@ nb::bytes py_save_bytes(nb::handle data, nb::handle metadata, std::uint32_t max_
   return filled_bytes(plan.layout.file_size(), [&](std::span<std::byte> out) { write_structured_into(out, plan); });
 }
 
+}  // namespace
+
 // Tensors go into shards in walk order, a new shard starting where the next tensor would take the current one over
 // `max_shard_size` (a larger tensor gets a shard of its own). The shards' names in the Hugging Face convention are the
 // caller's (_sharded.shard_name).
-nb::tuple py_save_sharded(nb::handle data, const std::filesystem::path& directory, const std::string& prefix, const std::string& save_id,
-                          std::uint32_t max_depth,
-                          std::uint64_t max_shard_size, bool fsync, nb::handle context, bool checksums) {
-  SaveResult walked = walk_data(data, max_depth, context);
-  const std::vector<WriteTensor>& tensors = walked.tree.tensors;
+nb::tuple write_sharded(const std::vector<WriteTensor>& tensors, const std::string& document, const std::filesystem::path& directory,
+                        const std::string& prefix, const std::string& save_id, std::uint64_t max_shard_size, bool fsync, bool checksums) {
   const std::uint64_t unlimited = std::numeric_limits<std::uint64_t>::max();
   const Layout whole = as_argument_error([&] { return plan_layout(tensors, nullptr, unlimited); });
   std::vector<std::vector<WriteTensor>> shards(1);
@@ -242,7 +241,16 @@ nb::tuple py_save_sharded(nb::handle data, const std::filesystem::path& director
   nb::list files, entry_digests;
   for (const auto& path : written) files.append(path.string());
   for (const auto& digest : digests) entry_digests.append(digest ? nb::object(nb::int_(*digest)) : nb::none());
-  return nb::make_tuple(py_str(walked.tree.document()), files, weight_map, total, entry_digests);
+  return nb::make_tuple(py_str(document), files, weight_map, total, entry_digests);
+}
+
+namespace {
+
+nb::tuple py_save_sharded(nb::handle data, const std::filesystem::path& directory, const std::string& prefix, const std::string& save_id,
+                          std::uint32_t max_depth,
+                          std::uint64_t max_shard_size, bool fsync, nb::handle context, bool checksums) {
+  const SaveResult walked = walk_data(data, max_depth, context);
+  return write_sharded(walked.tree.tensors, walked.tree.document(), directory, prefix, save_id, max_shard_size, fsync, checksums);
 }
 
 // (structured, data or tensor table, user metadata): data when the file has a schema, else the flat tensor table.
@@ -391,4 +399,5 @@ NB_MODULE(_core, m) {
         "Check an index's metadata and weight map against its checksums entry; {shard file: digest} it records, or None "
         "when it has none.");
   register_lazy_file(m);
+  register_save_snapshot(m);
 }
