@@ -97,6 +97,10 @@ void Loader::fill_pairs(std::size_t object, const nb::object& target, bool exact
     path_.push_back({LoadPath::Type::Index, {}, k});
     nb::object key = build(key_at);
     check_hashable(key, key_at, runs, "key", "cannot use this key: ");
+    // The value's path names its key when the key is a string or an int, as the lazy API's paths do: a state_dict's
+    // tensor reads $["weights"]["embed.weight"], not $["weights"][0]. Other keys keep the pair's position.
+    if (tape_[key_at].kind == NodeKind::String) path_.back() = {LoadPath::Type::Key, tape_[key_at].text};
+    if (tape_[key_at].kind == NodeKind::Int) path_.back() = {LoadPath::Type::Index, {}, static_cast<std::size_t>(tape_[key_at].integer)};
     nb::object value = build(value_at);
     const int status = exact_dict ? PyDict_SetItem(target.ptr(), key.ptr(), value.ptr()) : PyObject_SetItem(target.ptr(), key.ptr(), value.ptr());
     if (status != 0) {

@@ -393,6 +393,11 @@ CRAFTED: list[tuple[str, Any, Any, str, str]] = [
     ("unhashable-in-set", {"$": "set", "items": [[1]]}, None, "SchemaInvalid", "cannot build a set: unhashable type: 'list'"),
     ("unhashable-in-frozenset", {"$": "frozenset", "items": [{}]}, None, "SchemaInvalid", "cannot build a frozenset"),
     ("pair-not-a-pair", {"$": "dict", "items": [[1, 2, 3]]}, None, "SchemaInvalid", "[key, value] pair"),
+    # A value in pair form is named by its key (a string or an int), as the lazy API names it, not by the pair's position.
+    ("pair-value-by-str-key", {"$": "OrderedDict", "items": [["a", 1], ["w", {"$": "nope"}]]}, None, "SchemaInvalid",
+     'at $["w"]: unknown tag "nope"'),
+    ("pair-value-by-int-key", {"$": "dict", "items": [[7, [1, {"$": "nope"}]]]}, None, "SchemaInvalid",
+     'at $[7][1]: unknown tag "nope"'),
     ("items-missing", {"$": "list"}, None, "SchemaInvalid", 'needs an array field "items"'),
     ("factory-os-system", {"$": "defaultdict", "factory": "os.system", "items": []}, None, "SchemaInvalid", 'unknown defaultdict factory "os.system"'),
     ("factory-eval", {"$": "defaultdict", "factory": "eval", "items": []}, None, "SchemaInvalid", 'unknown defaultdict factory "eval"'),
