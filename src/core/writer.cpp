@@ -175,6 +175,16 @@ void write_strided(Sink& sink, const WriteTensor& t, std::uint64_t total) {
   }
 }
 
+// One tensor's bytes in C order: contiguous ones straight from their memory, strided ones gathered.
+template <class Sink>
+void write_tensor(Sink& sink, const WriteTensor& t, std::uint64_t size) {
+  if (t.strides.empty()) {
+    sink.write(t.data, size);
+  } else {
+    write_strided(sink, t, size);
+  }
+}
+
 // Passes the bytes on to the sink, hashing them on the way (a strided tensor reaches the sink in gathered pieces).
 template <class Sink>
 struct HashingSink {
@@ -197,6 +207,7 @@ std::uint64_t write_hashed(Sink& sink, const WriteTensor& t, std::uint64_t size)
     write_strided(hashing, t, size);
     return hashing.hash.digest();
   }
+  // Contiguous: hashed in one call (no streaming state to allocate per tensor, which many small tensors would pay).
   const std::span<const std::byte> bytes(t.data, size);
   if (size < parallel_hash_size) {
     sink.write(t.data, size);
@@ -217,14 +228,7 @@ template <class Sink>
 void write_all_tensors(Sink& sink, const Layout& layout, std::span<const WriteTensor> tensors) {
   sink.write(reinterpret_cast<const std::byte*>(layout.header.data()), layout.header.size());
   if (layout.digest_at.empty()) {
-    for (std::size_t i : layout.order) {
-      const WriteTensor& t = tensors[i];
-      if (t.strides.empty()) {
-        sink.write(t.data, layout.sizes[i]);
-      } else {
-        write_strided(sink, t, layout.sizes[i]);
-      }
-    }
+    for (std::size_t i : layout.order) write_tensor(sink, tensors[i], layout.sizes[i]);
     return;
   }
   std::string header = layout.header;
