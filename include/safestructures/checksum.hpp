@@ -46,19 +46,6 @@ std::uint64_t header_digest(std::string_view header_text, std::size_t entry_begi
 // nullopt when the header has none.
 std::optional<std::pair<std::size_t, std::size_t>> checksums_entry_span(std::string_view header_text);
 
-// The digest of a sharded save's index (its metadata pairs by key, then its weight map's pairs by tensor name, each
-// string hashed with its length before it).
-class IndexDigest {
- public:
-  void metadata(std::string_view key, std::string_view value);
-  void placement(std::string_view name, std::string_view file);
-  std::uint64_t digest() const { return hash_.digest(); }
-
- private:
-  void text(std::string_view s);
-  StreamHash hash_;
-};
-
 // A file's checksums as its entry holds them: the header digest and, per tensor of the header (by index in
 // Header::tensors), its digest.
 struct Checksums {

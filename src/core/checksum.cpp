@@ -54,26 +54,30 @@ std::uint64_t parse_digest(const Node& node, std::string_view of) {
   return value;
 }
 
+// The digest of a sharded save's index (docs/format.md section 8): its metadata pairs by key, then its weight map's
+// pairs by tensor name, each string hashed with its length before it.
+class IndexDigest {
+ public:
+  void metadata(std::string_view key, std::string_view value) { pair("M", key, value); }
+  void placement(std::string_view name, std::string_view file) { pair("W", name, file); }
+  std::uint64_t digest() const { return hash_.digest(); }
+
+ private:
+  void pair(std::string_view marker, std::string_view first, std::string_view second) {
+    text(marker);
+    text(first);
+    text(second);
+  }
+  void text(std::string_view s) {
+    std::byte le[8];
+    for (int b = 0; b < 8; ++b) le[b] = static_cast<std::byte>((s.size() >> (8 * b)) & 0xff);
+    hash_.update(le, 8);
+    hash_.update(reinterpret_cast<const std::byte*>(s.data()), s.size());
+  }
+  StreamHash hash_;
+};
+
 }  // namespace
-
-void IndexDigest::text(std::string_view s) {
-  std::byte le[8];
-  for (int b = 0; b < 8; ++b) le[b] = static_cast<std::byte>((s.size() >> (8 * b)) & 0xff);
-  hash_.update(le, 8);
-  hash_.update(reinterpret_cast<const std::byte*>(s.data()), s.size());
-}
-
-void IndexDigest::metadata(std::string_view key, std::string_view value) {
-  text("M");
-  text(key);
-  text(value);
-}
-
-void IndexDigest::placement(std::string_view name, std::string_view file) {
-  text("W");
-  text(name);
-  text(file);
-}
 
 std::uint64_t header_digest(std::string_view header_text, std::size_t entry_begin, std::size_t entry_end) {
   StreamHash hash;
@@ -106,7 +110,6 @@ std::optional<std::pair<std::size_t, std::size_t>> checksums_entry_span(std::str
     malformed_entry();
   }
 }
-
 
 namespace {
 
