@@ -142,6 +142,9 @@ nb::object Loader::defined_elsewhere(std::int64_t id) {
 nb::object Loader::key_object(std::string_view key) {
   // Records share their keys: one str object per distinct key, as pickle's memo gives, saves a decode and an
   // allocation per dict entry.
+  auto& recent = recent_keys_[key.empty() ? 0 : (key.size() * 131 + static_cast<unsigned char>(key.front()) * 31 +
+                                                  static_cast<unsigned char>(key.back())) % recent_keys_.size()];
+  if (recent.second != nullptr && recent.first == key) return nb::borrow(recent.second);
   auto [it, inserted] = keys_.try_emplace(key);
   if (inserted) {
     PyObject* text = PyUnicode_DecodeUTF8(key.data(), static_cast<Py_ssize_t>(key.size()), nullptr);
@@ -152,6 +155,7 @@ nb::object Loader::key_object(std::string_view key) {
     PyUnicode_InternInPlace(&text);
     it->second = nb::steal(text);
   }
+  recent = {it->first, it->second.ptr()};
   return it->second;
 }
 
@@ -225,22 +229,25 @@ std::uint64_t Loader::expanded_size(std::size_t i) {
   return total;
 }
 
-nb::object Loader::build_any(std::size_t i) {
-  const Node& n = tape_[i];
+nb::object Loader::scalar(const Node& n) {
+  PyObject* out = nullptr;
   switch (n.kind) {
     case NodeKind::Null: return nb::none();
     case NodeKind::False: return nb::borrow(Py_False);
     case NodeKind::True: return nb::borrow(Py_True);
-    case NodeKind::Int: return nb::steal(PyLong_FromLongLong(n.integer));
-    case NodeKind::Float: return nb::steal(PyFloat_FromDouble(n.number));
-    case NodeKind::String: {
-      PyObject* s = PyUnicode_DecodeUTF8(n.text.data(), static_cast<Py_ssize_t>(n.text.size()), nullptr);
-      if (s == nullptr) throw nb::python_error();
-      return nb::steal(s);
-    }
+    case NodeKind::Int: out = PyLong_FromLongLong(n.integer); break;
+    case NodeKind::Float: out = PyFloat_FromDouble(n.number); break;
+    case NodeKind::String: out = PyUnicode_DecodeUTF8(n.text.data(), static_cast<Py_ssize_t>(n.text.size()), nullptr); break;
     case NodeKind::Array:
-    case NodeKind::Object: break;
+    case NodeKind::Object: return nb::object();
   }
+  if (out == nullptr) throw nb::python_error();
+  return nb::steal(out);
+}
+
+nb::object Loader::build_any(std::size_t i) {
+  const Node& n = tape_[i];
+  if (n.kind < NodeKind::Array) return scalar(n);
   const std::string_view tag = n.kind == NodeKind::Object ? tape_.tag(i) : std::string_view();
   std::optional<Kind> kind;
   if (!tag.empty()) kind = kind_of_tag(tag);

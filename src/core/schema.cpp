@@ -136,7 +136,18 @@ void string_node(std::string& out, std::string_view text) {
   if constexpr (!Escaped) {
     append_json_string(out, text);
   } else {
-    // What append_json_string writes, escaped once more.
+    // What append_json_string writes, escaped once more. Most keys and values need no escape: one append each.
+    std::size_t plain = 0;
+    while (plain < text.size() && json_plain(text[plain])) ++plain;
+    if (plain == text.size()) {
+      const std::size_t start = out.size();
+      out.resize(start + text.size() + 4);
+      char* p = out.data() + start;
+      std::memcpy(p, "\\\"", 2);
+      std::memcpy(p + 2, text.data(), text.size());
+      std::memcpy(p + 2 + text.size(), "\\\"", 2);
+      return;
+    }
     out += "\\\"";
     std::size_t run = 0;
     for (std::size_t k = 0; k < text.size(); ++k) {
@@ -160,7 +171,11 @@ std::size_t append_node(std::string& out, const Tape& tape, std::size_t i) {
     case NodeKind::Null: out += "null"; return i + 1;
     case NodeKind::False: out += "false"; return i + 1;
     case NodeKind::True: out += "true"; return i + 1;
-    case NodeKind::Int: out += std::to_string(n.integer); return i + 1;
+    case NodeKind::Int: {
+      char digits[24];
+      out.append(digits, std::to_chars(digits, digits + sizeof digits, n.integer).ptr);
+      return i + 1;
+    }
     case NodeKind::Float: append_number(out, n.number); return i + 1;
     case NodeKind::String: string_node<Escaped>(out, n.text); return i + 1;
     case NodeKind::Array: {
@@ -179,7 +194,11 @@ std::size_t append_node(std::string& out, const Tape& tape, std::size_t i) {
       const bool tagged = !tape.tag(i).empty();
       // An untagged object that something refers to is written as a dict's items, [[key, value], ...].
       const bool pairs = n.id && !tagged;
-      literal<Escaped>(out, pairs ? referred_head(Kind::Dict, n.id) + "[" : std::string("{"));
+      if (pairs) {
+        literal<Escaped>(out, referred_head(Kind::Dict, n.id) + "[");
+      } else {
+        out += '{';
+      }
       std::size_t c = i + 1;
       for (std::uint32_t k = 0; k < n.count; ++k) {
         if (k) out += ',';
@@ -211,7 +230,6 @@ struct Converter {
   void convert(simdjson::dom::element e) {
     using simdjson::dom::element_type;
     check_count();
-    if (stack_nearly_exhausted()) stack_too_deep();
     Node& node = nodes.emplace_back();
     switch (e.type()) {
       case element_type::NULL_VALUE: node.kind = NodeKind::Null; return;
@@ -225,6 +243,8 @@ struct Converter {
       case element_type::ARRAY: node.kind = NodeKind::Array; break;
       case element_type::OBJECT: node.kind = NodeKind::Object; break;
     }
+    // Only containers recurse: scalars need no look at the stack.
+    if (stack_nearly_exhausted()) stack_too_deep();
     const std::size_t at = nodes.size() - 1;
     std::uint32_t count = 0;
     if (node.kind == NodeKind::Array) {
@@ -270,14 +290,19 @@ std::shared_ptr<simdjson::dom::parser> reusable_parser(std::size_t size, std::ui
   return parser;
 }
 
-Tape parse_schema_json(std::string_view json, const SchemaLimits& limits) {
+Tape parse_schema_string(const std::string& json, const SchemaLimits& limits) {
+  return parse_schema_json(std::string_view(json), limits, json.capacity() >= json.size() + simdjson::SIMDJSON_PADDING);
+}
+
+Tape parse_schema_json(std::string_view json, const SchemaLimits& limits, bool padded) {
   auto parser = reusable_parser(json.size(), limits.max_json_depth);
   if (!parser) {
     raise(ErrorCode::SchemaNotJson, "cannot allocate a parser for a schema of " + std::to_string(json.size()) + " bytes");
   }
-  const simdjson::padded_string padded(json);
   simdjson::dom::element root;
-  if (const auto err = parser->parse(padded).get(root)) {
+  // Unpadded text is copied into a padded buffer first (simdjson reads up to SIMDJSON_PADDING bytes past the end).
+  const auto parsed = padded ? parser->parse(json.data(), json.size(), false) : parser->parse(simdjson::padded_string(json));
+  if (const auto err = parsed.get(root)) {
     if (err == simdjson::DEPTH_ERROR) {
       raise(ErrorCode::NestingTooDeep, "the schema nests deeper than " + std::to_string(limits.max_json_depth) + " JSON levels");
     }
