@@ -11,6 +11,12 @@
 namespace safestructures::bindings {
 namespace {
 
+// Whether the one reference to `obj` is its container's: then nothing else in the data can reach it, so the walk meets
+// it once and it needs no place in the memo of shared objects (a reference is written only for an object met twice,
+// and a cycle through an object passes through one of its references). Containers made of fresh records (a run
+// log's dicts, lists and tuples) are mostly such. Call it before taking a reference of one's own.
+bool only_reference(PyObject* obj) { return Py_REFCNT(obj) == 1; }
+
 // A key as UTF-8 (str() of a key that is not a str), "?" when it has none.
 std::string key_text(PyObject* key) {
   nb::object text = PyUnicode_Check(key) ? nb::borrow(key) : nb::steal(PyObject_Str(key));
@@ -47,7 +53,8 @@ class SaveWalk final : public NodeText {
   SaveWalk(std::uint32_t max_depth, nb::handle context)
       : writer(max_depth, *this), hooks_(hooks()), context_(context) {}
 
-  void walk(PyObject* obj);
+  // `unshared`: the caller saw that its container holds the only reference to `obj` (see only_reference).
+  void walk(PyObject* obj, bool unshared = false);
   TreeWriter writer;
   std::vector<nb::object> keep_alive;
 
@@ -64,9 +71,9 @@ class SaveWalk final : public NodeText {
   // Exact types first: these are what nested data is made of, and they need no Python call.
   void walk_int(PyObject* obj);
   void walk_str(PyObject* obj);
-  void walk_list(PyObject* obj);
-  void walk_dict(PyObject* obj);
-  void walk_items(PyObject* obj, Kind kind, bool immutable);
+  void walk_list(PyObject* obj, bool unshared);
+  void walk_dict(PyObject* obj, bool unshared);
+  void walk_items(PyObject* obj, Kind kind, bool immutable, bool unshared = false);
   void walk_bytes(PyObject* obj, Kind kind, const char* data, Py_ssize_t size);
   void walk_uncommon(PyObject* obj);
   void walk_array(PyObject* obj);
@@ -126,16 +133,16 @@ void SaveWalk::unsupported(PyObject* obj, const std::string& why) {
   throw UnsupportedData("cannot save an object of type " + name + " at " + writer.path_text() + (why.empty() ? "" : ": " + why));
 }
 
-void SaveWalk::walk(PyObject* obj) {
+void SaveWalk::walk(PyObject* obj, bool unshared) {
   PyTypeObject* type = Py_TYPE(obj);
   if (scalar(obj)) {
     return;
   } else if (type == &PyList_Type) {
-    walk_list(obj);
+    walk_list(obj, unshared);
   } else if (type == &PyDict_Type) {
-    walk_dict(obj);
+    walk_dict(obj, unshared);
   } else if (type == &PyTuple_Type) {
-    walk_items(obj, Kind::Tuple, true);
+    walk_items(obj, Kind::Tuple, true, unshared);
   } else {
     walk_uncommon(obj);
   }
@@ -164,56 +171,60 @@ void SaveWalk::walk_str(PyObject* obj) {
   writer.code_points(points);
 }
 
-void SaveWalk::walk_list(PyObject* obj) {
-  if (writer.seen(obj)) return;
+void SaveWalk::walk_list(PyObject* obj, bool unshared) {
+  PyObject* shared = unshared ? nullptr : obj;
+  if (shared && writer.seen(shared)) return;
   const std::size_t at = writer.tape.begin_array();
-  writer.enter(obj, at, false);
+  writer.enter(shared, at, false);
   // Re-reads the size each step: saving must not crash if user code run by the walk mutates the list.
   for (Py_ssize_t k = 0; k < PyList_GET_SIZE(obj); ++k) {
     PyObject* value = PyList_GET_ITEM(obj, k);
     if (!scalar(value)) {
+      const bool unshared_item = only_reference(value);
       nb::object item = nb::borrow(value);
       writer.push_index(static_cast<std::size_t>(k));
-      walk(item.ptr());
+      walk(item.ptr(), unshared_item);
       writer.pop();
     }
     writer.tape.count_child(at);
   }
-  writer.leave(obj, at);
+  writer.leave(shared, at);
 }
 
-void SaveWalk::walk_dict(PyObject* obj) {
-  if (writer.seen(obj)) return;
+void SaveWalk::walk_dict(PyObject* obj, bool unshared) {
+  PyObject* shared = unshared ? nullptr : obj;
+  if (shared && writer.seen(shared)) return;
   PyObject *key = nullptr, *value = nullptr;
   Py_ssize_t pos = 0;
   std::string_view text;
   while (PyDict_Next(obj, &pos, &key, &value)) {
     // "$" marks tagged objects, and a plain object's keys are UTF-8 strings: any other dict is written as pairs.
-    if (!PyUnicode_CheckExact(key) || !utf8_of(key, text) || text == tag_member) return walk_items(obj, Kind::Dict, false);
+    if (!PyUnicode_CheckExact(key) || !utf8_of(key, text) || text == tag_member) return walk_items(obj, Kind::Dict, false, unshared);
   }
   const std::size_t at = writer.tape.begin_object();
-  writer.enter(obj, at, false);
+  writer.enter(shared, at, false);
   pos = 0;
   while (PyDict_Next(obj, &pos, &key, &value)) {
     // Checked above; a key whose UTF-8 form a hook's code took away since is refused with the others.
     if (!PyUnicode_CheckExact(key) || !utf8_of(key, text)) unsupported(key, "a key changed while the dict was saved");
     writer.tape.string(text);
     if (!scalar(value)) {
+      const bool unshared_value = only_reference(value);
       nb::object held = nb::borrow(value);
       writer.push_key(key);
-      walk(held.ptr());
+      walk(held.ptr(), unshared_value);
       writer.pop();
     }
     writer.tape.count_child(at);
   }
-  writer.leave(obj, at);
+  writer.leave(shared, at);
 }
 
 // A tuple, set, frozenset or deque ("maxlen" first), or any mapping ("factory" first for a defaultdict) as pairs:
 // {"$":tag,"items":[...]}, a mapping's items [[k, v], ...] in iteration order.
-void SaveWalk::walk_items(PyObject* obj, Kind kind, bool immutable) {
+void SaveWalk::walk_items(PyObject* obj, Kind kind, bool immutable, bool unshared) {
   // An empty tuple is not an object anyone can tell apart from another, so it is never a reference.
-  PyObject* shared = kind == Kind::Tuple && PyTuple_GET_SIZE(obj) == 0 ? nullptr : obj;
+  PyObject* shared = unshared || (kind == Kind::Tuple && PyTuple_GET_SIZE(obj) == 0) ? nullptr : obj;
   if (shared && writer.seen(shared)) return;
   nb::object factory;
   if (kind == Kind::DefaultDict) {
@@ -239,7 +250,7 @@ void SaveWalk::walk_items(PyObject* obj, Kind kind, bool immutable) {
     if (!pairs) {
       if (!scalar(item)) {
         writer.push_index(static_cast<std::size_t>(k));
-        walk(item);
+        walk(item, only_reference(item));
         writer.pop();
       }
       writer.tape.count_child(list);
