@@ -265,56 +265,76 @@ void render(std::string& out, const Tape& tape, std::size_t root) {
   text.finish();
 }
 
-struct Converter {
-  std::vector<Node>& nodes;
-  const SchemaLimits& limits;
+// Copies a parsed document into a tape in one pass over simdjson's own tape (docs/tape.md of simdjson: one word per
+// value, a container's start and end words, a number's value in the word after its own), which is in the same
+// pre-order as ours: no recursion, and no accessor call per value. The parser has checked the JSON and its depth.
+class Converter {
+ public:
+  Converter(std::vector<Node>& nodes, const SchemaLimits& limits) : nodes_(nodes), limits_(limits) {}
 
-  void check_count() {
-    // Called before each node is added: the tape may reach max_nodes nodes, not one more.
-    if (nodes.size() >= limits.max_nodes) {
-      raise(ErrorCode::TooManyNodes, "the schema holds more than " + std::to_string(limits.max_nodes) + " nodes");
+  void convert(const simdjson::dom::document& doc) {
+    const std::uint64_t* tape = doc.tape.get();
+    const std::uint8_t* strings = doc.string_buf.get();
+    // Word 0 is a root word whose payload is the tape's length; the last word is the closing root word.
+    const std::size_t end = static_cast<std::size_t>(tape[0] & payload_mask) - 1;
+    std::vector<std::size_t> open;  // the tape index of each container not yet closed
+    for (std::size_t i = 1; i < end;) {
+      const std::uint64_t word = tape[i];
+      const auto type = static_cast<char>(word >> 56);
+      if (type == ']' || type == '}') {
+        Node& container = nodes_[open.back()];
+        // An object's members are a key and a value each.
+        if (type == '}') container.count /= 2;
+        container.end = static_cast<std::uint32_t>(nodes_.size());
+        open.pop_back();
+        ++i;
+        continue;
+      }
+      // Called before each node is added: the tape may reach max_nodes nodes, not one more.
+      if (nodes_.size() >= limits_.max_nodes) {
+        raise(ErrorCode::TooManyNodes, "the schema holds more than " + std::to_string(limits_.max_nodes) + " nodes");
+      }
+      if (!open.empty()) ++nodes_[open.back()].count;
+      Node& node = nodes_.emplace_back();
+      ++i;
+      switch (type) {
+        case 'n': node.kind = NodeKind::Null; break;
+        case 't': node.kind = NodeKind::True; break;
+        case 'f': node.kind = NodeKind::False; break;
+        case 'l':
+          node.kind = NodeKind::Int;
+          node.integer = static_cast<std::int64_t>(tape[i++]);
+          break;
+        case 'u':
+          // Integers past int64 are written tagged; a bare one is out of the schema's range.
+          raise(ErrorCode::SchemaInvalid, "integer " + std::to_string(tape[i]) + " is out of the int64 range");
+        case 'd':
+          node.kind = NodeKind::Float;
+          std::memcpy(&node.number, &tape[i++], sizeof node.number);
+          break;
+        case '"': {
+          // A string: its length (32 bits, little-endian) and its bytes, in the parser's string buffer.
+          const std::uint8_t* at = strings + (word & payload_mask);
+          std::uint32_t length = 0;
+          std::memcpy(&length, at, sizeof length);
+          node.kind = NodeKind::String;
+          node.text = std::string_view(reinterpret_cast<const char*>(at + sizeof length), length);
+          break;
+        }
+        case '[':
+        case '{':
+          node.kind = type == '[' ? NodeKind::Array : NodeKind::Object;
+          open.push_back(nodes_.size() - 1);
+          break;
+        default: raise(ErrorCode::SchemaNotJson, "the schema parser produced an unknown value");
+      }
     }
   }
 
-  void convert(simdjson::dom::element e) {
-    using simdjson::dom::element_type;
-    check_count();
-    Node& node = nodes.emplace_back();
-    switch (e.type()) {
-      case element_type::NULL_VALUE: node.kind = NodeKind::Null; return;
-      case element_type::BOOL: node.kind = e.get_bool().value_unsafe() ? NodeKind::True : NodeKind::False; return;
-      case element_type::INT64: node.kind = NodeKind::Int; node.integer = e.get_int64().value_unsafe(); return;
-      case element_type::UINT64:
-        // Integers past int64 are written tagged; a bare one is out of the schema's range.
-        raise(ErrorCode::SchemaInvalid, "integer " + std::to_string(e.get_uint64().value_unsafe()) + " is out of the int64 range");
-      case element_type::DOUBLE: node.kind = NodeKind::Float; node.number = e.get_double().value_unsafe(); return;
-      case element_type::STRING: node.kind = NodeKind::String; node.text = e.get_string().value_unsafe(); return;
-      case element_type::ARRAY: node.kind = NodeKind::Array; break;
-      case element_type::OBJECT: node.kind = NodeKind::Object; break;
-    }
-    // Only containers recurse: scalars need no look at the stack.
-    if (stack_nearly_exhausted()) stack_too_deep();
-    const std::size_t at = nodes.size() - 1;
-    std::uint32_t count = 0;
-    if (node.kind == NodeKind::Array) {
-      // Bound to a local first: a range-for over value_unsafe() of a temporary result would dangle.
-      const simdjson::dom::array array = e.get_array().value_unsafe();
-      for (simdjson::dom::element child : array) {
-        convert(child);
-        ++count;
-      }
-    } else {
-      const simdjson::dom::object object = e.get_object().value_unsafe();
-      for (auto field : object) {
-        check_count();
-        nodes.push_back({.kind = NodeKind::String, .text = field.key});
-        convert(field.value);
-        ++count;
-      }
-    }
-    nodes[at].count = count;
-    nodes[at].end = static_cast<std::uint32_t>(nodes.size());
-  }
+ private:
+  static constexpr std::uint64_t payload_mask = (std::uint64_t{1} << 56) - 1;
+  std::vector<Node>& nodes_;
+  const SchemaLimits& limits_;
 };
 
 }  // namespace
@@ -359,7 +379,7 @@ Tape parse_schema_json(std::string_view json, const SchemaLimits& limits, bool p
   }
   Tape tape;
   tape.parsed_ = parser;
-  Converter{tape.nodes_, limits}.convert(root);
+  Converter(tape.nodes_, limits).convert(parser->doc);
   return tape;
 }
 
