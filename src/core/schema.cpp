@@ -117,6 +117,11 @@ class TextOut {
   }
   void put(char c) { *p_++ = c; }
   void put(std::string_view text) {
+    // Most pieces are a few bytes (keys, numbers, punctuation): copied inline rather than through a call to memcpy.
+    if (text.size() <= 16) {
+      for (const char c : text) *p_++ = c;
+      return;
+    }
     std::memcpy(p_, text.data(), text.size());
     p_ += text.size();
   }
