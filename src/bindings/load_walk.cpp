@@ -159,9 +159,20 @@ nb::object Loader::key_object(std::string_view key) {
   return it->second;
 }
 
+// An empty dict with room for `count` keys: a record of six keys or more would otherwise be rebuilt once as it grows
+// past PyDict_New's five (CPython 3.13 made the presized constructor internal).
+PyObject* new_dict(std::uint32_t count) {
+#if PY_VERSION_HEX < 0x030D0000
+  if (count > 5) return _PyDict_NewPresized(static_cast<Py_ssize_t>(count));
+#endif
+  (void)count;
+  return PyDict_New();
+}
+
 nb::object Loader::build_plain_object(std::size_t i) {
   const Node& n = tape_[i];
-  nb::object dict = nb::steal(PyDict_New());
+  nb::object dict = nb::steal(new_dict(n.count));
+  if (!dict.is_valid()) throw nb::python_error();
   std::size_t c = i + 1;
   for (std::uint32_t k = 0; k < n.count; ++k) {
     const std::string_view key = tape_[c].text;
