@@ -11,7 +11,11 @@ from ._errors import InvalidArgumentError, reading
 from ._flat import _check_metadata, _fspath, verify_file
 from ._lazy import open_source
 from ._limits import DEFAULT_MAX_DEPTH, DEFAULT_MAX_HEADER_SIZE, DEFAULT_MAX_NODES
-from ._source import DCP, FILE, resolve
+from ._elsewhere import save_elsewhere
+from ._ranges import read_whole
+from ._remote import is_url
+from ._source import DCP, FILE, resolve, target_of
+from ._streams import is_file_object
 from ._walkers import load, load_arguments, save, unstructured
 from .frameworks import canonical
 
@@ -70,8 +74,15 @@ def save_file(
         OSError: the file cannot be written.
     """
     context = {"plugins": _plugins.check_plugins(plugins)}
-    target = _fspath(path)
     limit = None if max_shard_size is None else _sharded.parse_size(max_shard_size)
+    if is_file_object(path) or is_url(path):
+        if background:
+            raise InvalidArgumentError("background=True saves to a local path only, not to a file object or a URL")
+        local = save_elsewhere(data, path, _check_metadata(metadata), context, max_depth, limit, checksums, fsync)
+        if local is None:
+            return None
+        path = local
+    target = _fspath(path)
     if background:
         from . import _background  # its threads and pool only for a process that saves in the background
 
@@ -173,10 +184,17 @@ def load_file(
             names the tensor and its path in the data.
         OSError: the file cannot be read.
     """
-    target = _fspath(path)
-    args, context = load_arguments(framework, device, plugins, types, strict, max_bytes, _file_size(target))
+    where, target = target_of(path)
+    local = isinstance(where, str) and not is_url(where)
+    args, context = load_arguments(framework, device, plugins, types, strict, max_bytes, _file_size(target) if local else 0)
     with reading(target):
-        source = resolve(target, max_header_size)
+        source = resolve(where, max_header_size)
+        if source.kind == FILE and (source.data is not None or source.ranged):
+            # A file object or a URL: read whole, then loaded as bytes are.
+            data = source.data if source.data is not None else read_whole(source.ranged[0])
+            _args, context = load_arguments(framework, device, plugins, types, strict, max_bytes, len(data))
+            structured, payload, metadata = _core.load_bytes(data, max_depth, max_nodes, max_header_size, context, verify)
+            return payload if structured else unstructured(data, payload, metadata, context, max_depth)
         if source.kind == FILE:
             # The file itself (a folder's one .safetensors file, when given the folder).
             buffer, (structured, payload, metadata) = _core.load_file(source.name, max_depth, max_nodes, max_header_size,

@@ -189,6 +189,19 @@ void py_save_file(nb::handle data, const std::filesystem::path& path, nb::handle
   as_argument_error([&] { write_structured(path, plan, WriteOptions{fsync}); });
 }
 
+// Saves to `write` (a callable taking bytes, of at most stream_chunk_size), called in order with the GIL held.
+void py_save_stream(nb::handle data, nb::handle write, nb::handle metadata, std::uint32_t max_depth, std::uint64_t max_header_size,
+                    nb::handle context, bool checksums) {
+  SaveResult walked;
+  const StructuredLayout plan = plan_save(data, metadata, max_depth, max_header_size, context, checksums, walked);
+  const ChunkWriter out = [&](const std::byte* bytes, std::size_t size) {
+    nb::gil_scoped_acquire acquire;
+    write(nb::bytes(reinterpret_cast<const char*>(bytes), size));
+  };
+  nb::gil_scoped_release release;
+  as_argument_error([&] { write_stream(plan.layout, plan.tensors, out); });
+}
+
 nb::bytes py_save_bytes(nb::handle data, nb::handle metadata, std::uint32_t max_depth, std::uint64_t max_header_size,
                         nb::handle context, bool checksums) {
   SaveResult walked;
@@ -377,6 +390,10 @@ NB_MODULE(_core, m) {
   m.def("save_bytes", &py_save_bytes, "data"_a.none(), "metadata"_a.none() = nb::none(), "max_depth"_a = default_max_depth,
         "max_header_size"_a = default_max_header_size, "context"_a.none() = nb::none(), "checksums"_a = true,
         "Save nested data with tensors as the bytes of a structured safetensors file.");
+  m.def("save_stream", &py_save_stream, "data"_a.none(), "write"_a, "metadata"_a.none() = nb::none(), "max_depth"_a = default_max_depth,
+        "max_header_size"_a = default_max_header_size, "context"_a.none() = nb::none(), "checksums"_a = true,
+        "Save nested data with tensors to `write`, called with the file's bytes in order in pieces of at most 1 MiB "
+        "(a stream: nothing is written twice; tensors are hashed in a first pass when checksums are on).");
   m.def("save_sharded", &py_save_sharded, "data"_a.none(), "directory"_a, "prefix"_a, "save_id"_a, "max_depth"_a, "max_shard_size"_a, "fsync"_a,
         "context"_a.none(), "checksums"_a = true,
         "Write the tensors of `data` as shards under temporary names in `directory`: (schema document, [temporary "
