@@ -17,7 +17,7 @@ from ._errors import IntegrityError, InvalidFileError, quote, shown
 from ._flat import _fspath
 from ._format import (CHECKSUMS_KEY, DCP_KEY, INDEX_METADATA, INDEX_NAME, INDEX_SUFFIX, INDEX_WEIGHT_MAP, SAVE_KEY, SCHEMA_KEY,
                       TOTAL_SIZE_KEY, V1_SCHEMA_KEY)
-from ._remote import UrlRanges, filesystem, is_url
+from ._remote import UrlRanges, filesystem, is_url, local_path
 from ._sharded import SHARD_FILE_NAME, check_regular_file, index_text, shard_name
 from ._streams import FileObjectRanges, is_file_object, name_of, read_stream, seekable
 
@@ -116,7 +116,11 @@ def resolve(path: Any, max_header_size: int) -> Source:
 
 def _remote_source(url: str, max_header_size: int) -> Source:
     """What a URL holds, read through fsspec: a file (read by ranges), or a sharded save (its directory or index; its
-    shards read by ranges). A remote folder of plain files without an index is not listed for them."""
+    shards read by ranges). A remote folder of plain files without an index is not listed for them; a ``file://`` URL
+    is its local path."""
+    local = local_path(url)
+    if local is not None:  # file://: mapped as a path is
+        return resolve(local, max_header_size)
     fs, where = filesystem(url)
     if fs.isdir(where):
         index = posixpath.join(where, INDEX_NAME)

@@ -298,17 +298,26 @@ nb::tuple py_load_bytes(nb::handle data, std::uint32_t max_depth, std::uint64_t 
   });
 }
 
-// (has checksums, [what does not match], the digest of its checksums entry or None) of the file at `path`.
-nb::tuple py_verify_file(const std::filesystem::path& path, std::uint64_t max_header_size) {
-  const Shard shard = open_mapped(path, max_header_size);
-  const VerifyReport report = naming_file(path.string(), [&] {
+// (has checksums, [what does not match], the digest of its checksums entry or None) of the file `reader` reads.
+nb::tuple verify_report(const Reader& reader, const std::string& name) {
+  const VerifyReport report = naming_file(name, [&] {
     nb::gil_scoped_release release;
-    return verify_file(shard.reader);
+    return verify_file(reader);
   });
   nb::list mismatches;
   for (const std::string& m : report.mismatches) mismatches.append(python_text(m));
-  const std::optional<std::uint64_t> digest = checksums_entry_digest(shard.reader.header());
+  const std::optional<std::uint64_t> digest = checksums_entry_digest(reader.header());
   return nb::make_tuple(report.has_checksums, mismatches, digest ? nb::object(nb::int_(*digest)) : nb::none());
+}
+
+nb::tuple py_verify_file(const std::filesystem::path& path, std::uint64_t max_header_size) {
+  return verify_report(open_mapped(path, max_header_size).reader, path.string());
+}
+
+nb::tuple py_verify_bytes(nb::handle data, const std::string& name, std::uint64_t max_header_size) {
+  return naming_file(name, [&] {
+    return with_buffer(data, max_header_size, [&](const Reader& reader) { return verify_report(reader, name); });
+  });
 }
 
 std::string py_index_checksums(nb::handle metadata, nb::handle weight_map, const std::vector<std::pair<std::string, std::uint64_t>>& shards) {
@@ -409,6 +418,8 @@ NB_MODULE(_core, m) {
   m.def("verify_file", &py_verify_file, "path"_a, "max_header_size"_a = default_max_header_size,
         "Check a file's checksums: (has checksums, [message naming each tensor, or the structure, that does not match], "
         "digest of its checksums entry or None).");
+  m.def("verify_bytes", &py_verify_bytes, "data"_a, "name"_a, "max_header_size"_a = default_max_header_size,
+        "verify_file for the safetensors file in a buffer (a remote file read whole); `name` names it in messages.");
   m.def("index_checksums", &py_index_checksums, "metadata"_a, "weight_map"_a, "shards"_a,
         "The checksums entry of a sharded save's index, from its metadata and weight map ({str: str}) and [(shard file, "
         "digest of its checksums entry)].");
