@@ -122,14 +122,15 @@ def _remote_source(url: str, max_header_size: int) -> Source:
     if local is not None:  # file://: mapped as a path is
         return resolve(local, max_header_size)
     fs, where = filesystem(url)
-    if fs.isdir(where):
+    # A file's name settles it without asking the filesystem (over HTTP, isdir GETs the whole URL).
+    if where.endswith(INDEX_SUFFIX):
+        index = where
+    elif SHARD_FILE_NAME.fullmatch(posixpath.basename(where)) or not fs.isdir(where):
+        return Source(FILE, url, [url], ranged=[UrlRanges(fs, where)])
+    else:
         index = posixpath.join(where, INDEX_NAME)
         if not fs.exists(index):
             raise FileNotFoundError(2, f"no {INDEX_NAME} here: not a sharded save", url)
-    elif where.endswith(INDEX_SUFFIX):
-        index = where
-    else:
-        return Source(FILE, url, [url], ranged=[UrlRanges(fs, where)])
     size = fs.size(index)
     if size > max_header_size:
         raise InvalidFileError(f"{url}: the index is {size} bytes, over the limit of {max_header_size}")
