@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from . import _core, _sharded, plugins as _plugins
 from ._errors import InvalidArgumentError, reading
@@ -27,7 +27,7 @@ __all__ = ["DEFAULT_MAX_DEPTH", "DEFAULT_MAX_NODES", "load", "load_file", "save"
 
 def save_file(
     data: Any,
-    path: str | os.PathLike[str],
+    path: str | os.PathLike[str] | IO[bytes],
     metadata: Mapping[str, str] | None = None,
     plugins: type | Iterable[type] | None = None,
     *,
@@ -53,6 +53,12 @@ def save_file(
     ``model-00001-of-00003.safetensors``... each a plain safetensors file, and ``model.safetensors.index.json``
     (``metadata.total_size``, ``weight_map``) holding the structure and ``metadata``. :func:`load_file` and
     :func:`open` read the directory back. Shards of an earlier save there that this one does not use are removed.
+
+    ``path`` may also be a binary file object (anything with ``write()``: ``io.BytesIO``, an open file, a pipe, a
+    socket's file), which gets the file streamed from where it stands, in order and in chunks of at most 1 MiB (a pipe
+    works; memory stays bounded; the tensors are hashed in a first pass when checksums are on), or a URL of any fsspec
+    protocol (``s3://bucket/x.safetensors``; ``pip install safestructures[remote]``), written beside the target and
+    moved over it. See docs/files-anywhere.md.
 
     Checksums are saved with the data: each tensor's bytes are hashed (XXH3-64) as they are written, and the
     structure and ``metadata`` too, into the metadata key ``__safestructures_checksums__`` (the index records each
@@ -123,7 +129,7 @@ def _file_size(path: str) -> int:
 
 
 def load_file(
-    path: str | os.PathLike[str],
+    path: str | os.PathLike[str] | IO[bytes],
     framework: str | None = None,
     device: str = "cpu",
     plugins: type | Iterable[type] | None = None,
@@ -159,7 +165,10 @@ def load_file(
     ``model.safetensors.index.json``; or a checkpoint written through ``safestructures.distributed`` (PyTorch
     Distributed Checkpoint), which loads whole in this process as torch tensors; or a folder as Hugging Face's
     ``save_pretrained`` writes one (its index without a safestructures structure, or its ``.safetensors`` files
-    without an index), which loads as ``{tensor name: tensor}``, each tensor read from the shard the index names.
+    without an index), which loads as ``{tensor name: tensor}``, each tensor read from the shard the index names. Or a
+    URL of any fsspec protocol (``https://...``, ``s3://...``; fetched whole), or a binary file object read from where
+    it stands to its end (a stream that cannot seek, such as a pipe, is read once into memory); tensors then view that
+    memory. See docs/files-anywhere.md.
 
     ``max_bytes`` bounds what the load allocates beyond the file's own mapping: copies (conversions to another
     framework, byte swaps, unpacked sub-byte dtypes, torch copies of read-only or misaligned bytes, copies to a

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Any
+from typing import IO, Any
 
 from . import _core
 from ._errors import InvalidArgumentError, InvalidFileError, SafestructuresError, quote, reading
@@ -400,7 +400,7 @@ def _child_by_text(node: Node, part: str) -> Node:
 
 
 def open(
-    path: str | os.PathLike[str],
+    path: str | os.PathLike[str] | IO[bytes],
     framework: str | None = None,
     *,
     device: str = "cpu",
@@ -418,7 +418,11 @@ def open(
     ``path`` is a file saved by :func:`save_file`, a plain safetensors file (its tensors appear as a dict), a
     directory (or its ``model.safetensors.index.json``) written by ``save_file(..., max_shard_size=...)``, or a
     folder of plain shards as Hugging Face's ``save_pretrained`` writes one (its tensors appear as a dict, read
-    from the shard the index names only when loaded). The load
+    from the shard the index names only when loaded). It may also be a URL of any fsspec protocol (``https://``,
+    ``s3://``...; ``pip install safestructures[remote]``) or a seekable binary file object: the header is fetched
+    with range requests, then each ``load()`` fetches only its tensors' bytes (adjacent ones in one request, large
+    ones in parallel requests; keep a file object open while loading from it); or a stream that cannot seek, read
+    once into memory. See docs/files-anywhere.md. The load
     arguments are those of :func:`load_file` and apply to every ``load()`` from this file (``max_bytes`` to each
     load on its own; with ``framework=None``, a tensor comes back in its saved framework only when that framework is
     already imported, as numpy otherwise).

@@ -137,6 +137,8 @@ def _remote_source(url: str, max_header_size: int) -> Source:
     directory = posixpath.dirname(index)
     source = _index_source(url, fs.unstrip_protocol(index), fs.cat_file(index),
                            lambda shard: posixpath.join(directory, shard), lambda shard: None)
+    if source.kind == DCP:
+        raise InvalidFileError(f"{url}: a PyTorch Distributed Checkpoint, which loads from a local directory only")
     ranged = [UrlRanges(fs, shard) for shard in source.paths]
     return dataclasses.replace(source, paths=[fs.unstrip_protocol(shard) for shard in source.paths], ranged=ranged)
 
