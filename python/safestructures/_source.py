@@ -19,7 +19,7 @@ from ._format import (CHECKSUMS_KEY, DCP_KEY, INDEX_METADATA, INDEX_NAME, INDEX_
                       TOTAL_SIZE_KEY, V1_SCHEMA_KEY)
 from ._remote import UrlRanges, filesystem, is_url, local_path
 from ._sharded import SHARD_FILE_NAME, check_regular_file, index_text, shard_name
-from ._streams import FileObjectRanges, is_file_object, name_of, read_stream, seekable
+from ._streams import FileObjectRanges, check_binary, is_file_object, name_of, read_stream, seekable
 
 __all__ = ["DCP", "FILE", "PLAIN_SHARDS", "SHARDED", "Source", "check_shards", "file_format", "resolve", "target_of",
            "verify_index"]
@@ -86,6 +86,7 @@ def resolve(path: Any, max_header_size: int) -> Source:
     ``path`` may also be a file object (see :mod:`._streams`: a seekable one is read by ranges, a stream read whole
     here) or a URL (see :func:`_remote_source`)."""
     if is_file_object(path):
+        check_binary(path)
         name = name_of(path)
         if seekable(path):
             return Source(FILE, name, [name], ranged=[FileObjectRanges(path)])

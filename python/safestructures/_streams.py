@@ -12,7 +12,7 @@ from typing import Any
 
 from ._errors import InvalidArgumentError
 
-__all__ = ["FileObjectRanges", "chunk_writer", "is_file_object", "name_of", "read_stream", "seekable"]
+__all__ = ["FileObjectRanges", "check_binary", "chunk_writer", "is_file_object", "name_of", "read_stream", "seekable"]
 
 #: What a stream is read in.
 READ_CHUNK = 1 << 20
@@ -29,6 +29,12 @@ def name_of(fileobj: Any) -> str:
     return name if isinstance(name, str) else f"<{type(fileobj).__name__}>"
 
 
+def check_binary(fileobj: Any) -> None:
+    """Refuses a text file object (``open(path, "w")``): the file is bytes."""
+    if isinstance(fileobj, io.TextIOBase):
+        raise InvalidArgumentError(f"{name_of(fileobj)} is a text file object: open it in binary mode ('rb' or 'wb')")
+
+
 def seekable(fileobj: Any) -> bool:
     """Whether ranges of ``fileobj`` can be read by seeking (a pipe's file object says it cannot)."""
     try:
@@ -42,6 +48,7 @@ def chunk_writer(fileobj: Any) -> Any:
     take part of a chunk per call)."""
     if not hasattr(fileobj, "write"):
         raise InvalidArgumentError(f"cannot save to a {type(fileobj).__name__}: it has no write()")
+    check_binary(fileobj)
     write = fileobj.write
     where = name_of(fileobj)
 

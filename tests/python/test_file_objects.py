@@ -203,6 +203,12 @@ def test_refusals_name_what_is_wrong(tmp_path: Path) -> None:
         ss.save_file({"a": np.zeros(3)}, io.BytesIO(), max_shard_size=100)
     with pytest.raises(InvalidArgumentError, match="background=True saves to a local path only"):
         ss.save_file({"a": 1}, io.BytesIO(), background=True)
+    with open(tmp_path / "t.safetensors", "w") as text:
+        with pytest.raises(InvalidArgumentError, match=r"t.safetensors is a text file object: open it in binary mode"):
+            ss.save_file({"a": 1}, text)
+    with open(tmp_path / "t.safetensors") as text:
+        with pytest.raises(InvalidArgumentError, match=r"t.safetensors is a text file object: open it in binary mode"):
+            ss.load_file(text)
 
 
 def test_a_header_length_past_the_limit_is_refused_before_it_is_read() -> None:
