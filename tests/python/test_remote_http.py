@@ -92,3 +92,24 @@ def test_a_huge_header_is_refused_before_it_is_fetched() -> None:
             ss.open(f"{base}/h.safetensors")
         assert raised.value.code == "HeaderTooLarge"
         assert served.bytes_served == FIRST_READ
+
+
+def test_a_plain_safetensors_file_opens_lazily_over_http() -> None:
+    safetensors_numpy = pytest.importorskip("safetensors.numpy")
+    tensors = {f"layer.{i}.weight": np.full(1000, i, dtype=np.float32) for i in range(50)}
+    tensors["embed"] = np.arange(200_000, dtype=np.float32)
+    raw = safetensors_numpy.save(tensors)
+    with serving({"/model.safetensors": raw}) as (base, served), ss.open(f"{base}/model.safetensors") as f:
+        assert served.ranges == [(0, FIRST_READ)]
+        served.reset()
+        embed = f.load("embed")
+        assert embed.dtype == np.float32
+        np.testing.assert_array_equal(embed, tensors["embed"])
+        assert served.bytes_served == 800_000 and len(served.ranges) == 1
+        served.reset()
+        whole = f.load()
+        assert sorted(whole) == sorted(tensors)
+        for name, tensor in tensors.items():
+            np.testing.assert_array_equal(whole[name], tensor)
+        # The fifty layers (after the embedding, in name order) in one request; the embedding not fetched again.
+        assert len(served.ranges) == 1 and served.bytes_served == 50 * 4000
