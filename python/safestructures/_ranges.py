@@ -5,7 +5,6 @@ fetched again."""
 
 from __future__ import annotations
 
-import bisect
 import errno
 import mmap
 import threading
@@ -97,19 +96,30 @@ class RangeFiller:
     def __call__(self, ranges: Iterable[tuple[int, int, int]]) -> None:
         with self._lock:
             by_shard: dict[int, list[tuple[int, int]]] = {}
-            for shard, begin, end in sorted(ranges):
-                if end > begin and not self._has(shard, begin, end):
-                    by_shard.setdefault(shard, []).append((begin, end))
+            for shard, begin, end in ranges:
+                by_shard.setdefault(shard, []).extend(self._missing(shard, begin, end))
             for shard, wanted in by_shard.items():
-                merged = _coalesced(wanted)
+                merged = _coalesced(sorted(wanted))
                 _fetch_into(self._readers[shard], memoryview(self._buffers[shard]), merged)
                 for begin, end in merged:
                     self._add(shard, begin, end)
                     self.bytes_fetched += end - begin
 
-    def _has(self, shard: int, begin: int, end: int) -> bool:
-        at = bisect.bisect_right(self._begins[shard], begin) - 1
-        return at >= 0 and self._ends[shard][at] >= end
+    def _missing(self, shard: int, begin: int, end: int) -> list[tuple[int, int]]:
+        """The parts of ``[begin, end)`` not fetched yet (a tensor the header's first read took part of)."""
+        out: list[tuple[int, int]] = []
+        at = begin
+        for b, e in zip(self._begins[shard], self._ends[shard]):
+            if e <= at:
+                continue
+            if b >= end:
+                break
+            if b > at:
+                out.append((at, b))
+            at = e
+        if at < end:
+            out.append((at, end))
+        return out
 
     def _add(self, shard: int, begin: int, end: int) -> None:
         intervals = sorted([*zip(self._begins[shard], self._ends[shard]), (begin, end)])
