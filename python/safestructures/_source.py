@@ -17,6 +17,7 @@ from ._errors import IntegrityError, InvalidFileError, quote, shown
 from ._flat import _fspath
 from ._format import (CHECKSUMS_KEY, DCP_KEY, INDEX_METADATA, INDEX_NAME, INDEX_SUFFIX, INDEX_WEIGHT_MAP, SAVE_KEY, SCHEMA_KEY,
                       TOTAL_SIZE_KEY, V1_SCHEMA_KEY)
+from ._ranges import read_header
 from ._remote import UrlRanges, filesystem, is_url, local_path
 from ._sharded import SHARD_FILE_NAME, check_regular_file, index_text, shard_name
 from ._streams import FileObjectRanges, check_binary, is_file_object, name_of, read_stream, seekable
@@ -96,7 +97,11 @@ def resolve(path: Any, max_header_size: int) -> Source:
     if os.path.isdir(path):
         index = os.path.join(path, INDEX_NAME)
         if not os.path.lexists(index):
-            return _folder_of_files(path, max_header_size)
+            names = sorted(name for name in os.listdir(path) if SHARD_FILE_NAME.fullmatch(name))
+            paths = [os.path.join(path, name) for name in names]
+            for shard_path in paths:  # before the core opens any: a FIFO would block the load
+                check_regular_file(shard_path, "shard")
+            return _folder_of_files(path, names, paths, lambda shard: _core.read_file(shard, max_header_size)[1:])
     elif path.endswith(INDEX_SUFFIX):
         index = path
     else:
@@ -117,8 +122,8 @@ def resolve(path: Any, max_header_size: int) -> Source:
 
 def _remote_source(url: str, max_header_size: int) -> Source:
     """What a URL holds, read through fsspec: a file (read by ranges), or a sharded save (its directory or index; its
-    shards read by ranges). A remote folder of plain files without an index is not listed for them; a ``file://`` URL
-    is its local path."""
+    shards read by ranges), or a folder of plain files without an index (see :func:`_folder_of_files`); a ``file://``
+    URL is its local path."""
     local = local_path(url)
     if local is not None:  # file://: mapped as a path is
         return resolve(local, max_header_size)
@@ -131,7 +136,7 @@ def _remote_source(url: str, max_header_size: int) -> Source:
     else:
         index = posixpath.join(where, INDEX_NAME)
         if not fs.exists(index):
-            raise FileNotFoundError(2, f"no {INDEX_NAME} here: not a sharded save", url)
+            return _remote_folder_of_files(fs, where, url, max_header_size)
     size = fs.size(index)
     if size > max_header_size:
         raise InvalidFileError(f"{url}: the index is {size} bytes, over the limit of {max_header_size}")
@@ -203,20 +208,32 @@ def _valid_text(text: str, index: str, what: str) -> None:
                                "valid Unicode") from None
 
 
-def _folder_of_files(directory: str, max_header_size: int) -> Source:
+def _remote_folder_of_files(fs: Any, where: str, url: str, max_header_size: int) -> Source:
+    """A folder URL without an index, as :func:`_folder_of_files` reads a local one: its files listed, their headers
+    fetched by range requests."""
+    names = sorted(posixpath.basename(p) for p in fs.ls(where, detail=False)
+                   if SHARD_FILE_NAME.fullmatch(posixpath.basename(p)))
+    readers = {posixpath.join(url, name): UrlRanges(fs, posixpath.join(where, name)) for name in names}
+
+    def header(shard: str) -> tuple[Any, Any]:
+        return _core.read_bytes(read_header(readers[shard], max_header_size)[0], max_header_size)
+
+    source = _folder_of_files(url, names, list(readers), header)
+    return dataclasses.replace(source, ranged=[readers[shard] for shard in source.paths])
+
+
+def _folder_of_files(directory: str, names: list[str], paths: list[str],
+                     read_header_of: Callable[[str], tuple[Any, Any]]) -> Source:
     """A directory without an index: its one ``.safetensors`` file, or its several as the plain shards of one checkpoint
-    (tensors in the files' order, by name, then header order). Their headers are read here: a tensor in two files, a
-    file that holds a safestructures structure among several (each is loaded on its own), or a shard of one of our
-    sharded saves (whose structure is in the missing index) is refused."""
-    names = sorted(name for name in os.listdir(directory) if SHARD_FILE_NAME.fullmatch(name))
+    (tensors in the files' order, by name, then header order). Their headers are read here (``read_header_of(path)``
+    gives a file's metadata and tensor table): a tensor in two files, a file that holds a safestructures structure
+    among several (each is loaded on its own), or a shard of one of our sharded saves (whose structure is in the
+    missing index) is refused."""
     if not names:
         raise FileNotFoundError(2, f"no {INDEX_NAME} and no .safetensors file here", directory)
-    paths = [os.path.join(directory, name) for name in names]
-    for shard_path in paths:  # before the core opens any: a FIFO would block the load
-        check_regular_file(shard_path, "shard")
     where: dict[str, int] = {}
     for number, shard_path in enumerate(paths):
-        _buffer, metadata, tensors = _core.read_file(shard_path, max_header_size)
+        metadata, tensors = read_header_of(shard_path)
         if metadata and SAVE_KEY in metadata:
             # Shards of a sharded save keep its structure in the index: without it they are not the data.
             raise FileNotFoundError(2, f"{names[number]} is a shard of a safestructures sharded save whose {INDEX_NAME} "

@@ -135,3 +135,36 @@ def test_a_stream_load_of_a_url_file_object(memory: Any) -> None:
     with fsspec.open(f"memory://{root}/y.safetensors", "wb") as f:
         ss.save_file(sample(), f)
     assert fs.cat_file(f"{root}/y.safetensors") == ss.save(sample())
+
+
+def test_a_save_pretrained_folder_at_a_url_loads_and_opens_as_stock_safe_open_reads_it(memory: Any, tmp_path: Path) -> None:
+    """A folder written by transformers' save_pretrained (small shards, its index without our schema), uploaded to
+    the memory filesystem; then the same without its index (a folder of plain shards, listed)."""
+    transformers = pytest.importorskip("transformers")
+    pytest.importorskip("torch")
+    from safetensors import safe_open
+
+    fs, root = memory
+    config = transformers.BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                                     vocab_size=100, max_position_embeddings=32)
+    transformers.BertModel(config).save_pretrained(tmp_path, max_shard_size="20KB")
+    shards = sorted(p.name for p in tmp_path.glob("*.safetensors"))
+    assert len(shards) > 3 and (tmp_path / "model.safetensors.index.json").is_file()
+    expected: dict[str, Any] = {}
+    for shard in shards:
+        with safe_open(tmp_path / shard, "np") as stock:
+            expected.update({name: stock.get_tensor(name) for name in stock.keys()})
+    for name in [*shards, "model.safetensors.index.json"]:
+        fs.put_file(str(tmp_path / name), f"{root}/bert/{name}")
+    for url in (f"memory://{root}/bert", f"memory://{root}/bert/model.safetensors.index.json"):
+        loaded = ss.load_file(url)
+        assert sorted(loaded) == sorted(expected)
+        for name, tensor in expected.items():
+            assert loaded[name].dtype == tensor.dtype and loaded[name].shape == tensor.shape
+            np.testing.assert_array_equal(loaded[name], tensor)
+    fs.rm(f"{root}/bert/model.safetensors.index.json")
+    with ss.open(f"memory://{root}/bert") as f:
+        assert sorted(f.keys()) == sorted(expected)
+        name = sorted(expected)[-1]
+        np.testing.assert_array_equal(f.load([name]), expected[name])
+        assert f.fetcher is not None
