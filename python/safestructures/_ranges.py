@@ -41,8 +41,10 @@ def checked_read(reader: RangeReader, begin: int, end: int) -> bytes:
     size it gave, a connection cut)."""
     data = reader.read(begin, end)
     if len(data) != end - begin:
+        why = ("the file is shorter than its size said, or the transfer was cut" if len(data) < end - begin else
+               "the server ignored the range asked for (it does not serve ranges?)")
         raise OSError(errno.EIO, f"asked for bytes [{begin}, {end}) of a file of {reader.size} bytes, got {len(data)}: "
-                                 "the file is shorter than its size said, or the transfer was cut", reader.name)
+                                 f"{why}", reader.name)
     return data
 
 

@@ -32,8 +32,10 @@ class Served:
 
 
 @contextmanager
-def serving(files: dict[str, bytes], claimed: dict[str, int] | None = None) -> Iterator[tuple[str, Served]]:
-    """(the server's base URL, its counters) while it runs in a thread."""
+def serving(files: dict[str, bytes], claimed: dict[str, int] | None = None,
+            ranges: bool = True) -> Iterator[tuple[str, Served]]:
+    """(the server's base URL, its counters) while it runs in a thread; with ``ranges=False`` it ignores Range headers
+    and serves whole files, as some servers do."""
     served = Served(files, claimed or {})
 
     class Handler(BaseHTTPRequestHandler):
@@ -63,7 +65,7 @@ def serving(files: dict[str, bytes], claimed: dict[str, int] | None = None) -> I
             if body is None:
                 return
             size = served.claimed.get(self.path, len(body))
-            match = _RANGE.match(self.headers.get("Range", ""))
+            match = _RANGE.match(self.headers.get("Range", "")) if ranges else None
             if match:
                 begin = int(match.group(1))
                 end = min(int(match.group(2)) + 1 if match.group(2) else size, size)
