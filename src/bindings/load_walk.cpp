@@ -114,6 +114,7 @@ void Loader::fill_pairs(std::size_t object, const nb::object& target, bool exact
 TensorSource::Found Loader::find_tensor(std::string_view name) {
   const TensorSource::Found found = source_.find(name);
   if (found.info == nullptr) invalid("the schema refers to tensor " + quote_name(name) + ", which the file lacks", ErrorCode::TensorNotFound);
+  source_.fetch_bytes(found);
   if (verify_) {
     try {
       source_.verify(found);
