@@ -128,7 +128,7 @@ class CheckpointManager:
 
     def load(self, step: int | None = None, **options: Any) -> Any:
         """The data of a step (the latest by default), as :func:`load_file` loads it with ``options`` (``framework``,
-        ``device``, ``types``, ``verify``...). FileNotFoundError when the step is not in the directory."""
+        ``device``, ``types``, ``verify``, ``progress``...). FileNotFoundError when the step is not in the directory."""
         return load_file(self.path(step), **options)
 
     def open(self, step: int | None = None, **options: Any) -> SafeFile:
@@ -139,9 +139,9 @@ class CheckpointManager:
 
     def save(self, step: int, data: Any, metadata: Mapping[str, str] | None = None, *, background: bool = False,
              plugins: type | Iterable[type] | None = None, max_depth: int = DEFAULT_MAX_DEPTH, fsync: bool = False,
-             max_shard_size: int | str | None = None, checksums: bool = True) -> Future[None] | None:
+             max_shard_size: int | str | None = None, checksums: bool = True, progress: bool = False) -> Future[None] | None:
         """Save ``data`` as step ``step``, as :func:`save_file` saves it with these options (a folder of shards with
-        ``max_shard_size``), then apply retention.
+        ``max_shard_size``), then apply retention; ``progress=True`` shows the bytes written on a progress bar.
 
         With ``background=True`` the data is snapshotted now, as ``save_file(..., background=True)`` does, and a
         :class:`concurrent.futures.Future` returned: its result is None once the step is complete and retention done,
@@ -164,7 +164,7 @@ class CheckpointManager:
         if not background:
             self._publish(step, name, fsync, lambda target: save_file(data, target, metadata, plugins, max_depth=max_depth,
                                                                       fsync=fsync, max_shard_size=max_shard_size,
-                                                                      checksums=checksums))
+                                                                      checksums=checksums, progress=progress))
             return None
         from . import _background
 
@@ -172,7 +172,7 @@ class CheckpointManager:
         limit = None if max_shard_size is None else _sharded.parse_size(max_shard_size)
 
         def snapshot() -> Callable[[], None]:
-            write = snapshot_save(data, metadata, context, max_depth, fsync, limit, checksums)
+            write = snapshot_save(data, metadata, context, max_depth, fsync, limit, checksums, progress)
             return lambda: self._publish(step, name, fsync, write)
 
         future = _background.submit(snapshot)

@@ -74,16 +74,19 @@ SaveSnapshot* snapshot_sharded(nb::handle data, std::uint32_t max_depth, nb::han
   return snapshot.release();
 }
 
-void write_snapshot_file(const SaveSnapshot& snapshot, const std::filesystem::path& path, bool fsync) {
+void write_snapshot_file(const SaveSnapshot& snapshot, const std::filesystem::path& path, bool fsync, nb::handle progress) {
   if (!snapshot.file) throw nb::value_error("this snapshot was taken for a sharded save");
+  const auto report = progress_reporter(progress, snapshot.file->layout.data_size);
   nb::gil_scoped_release release;
-  as_argument_error([&] { write_structured(path, *snapshot.file, WriteOptions{fsync}); });
+  as_argument_error([&] { write_structured(path, *snapshot.file, WriteOptions{fsync, false, report}); });
 }
 
 nb::tuple write_snapshot_sharded(const SaveSnapshot& snapshot, const std::filesystem::path& directory, const std::string& prefix,
-                                 const std::string& save_id, std::uint64_t max_shard_size, bool fsync, bool checksums) {
+                                 const std::string& save_id, std::uint64_t max_shard_size, bool fsync, bool checksums,
+                                 nb::handle progress) {
   if (snapshot.file) throw nb::value_error("this snapshot was taken for a single file");
-  return write_sharded(snapshot.walked.tree.tensors, snapshot.document, directory, prefix, save_id, max_shard_size, fsync, checksums);
+  return write_sharded(snapshot.walked.tree.tensors, snapshot.document, directory, prefix, save_id, max_shard_size, fsync, checksums,
+                       progress);
 }
 
 }  // namespace
@@ -97,10 +100,10 @@ void register_save_snapshot(nb::module_& m) {
         "Walk and plan the save of `data` as one file, every check made and every tensor's bytes copied.");
   m.def("snapshot_sharded", &snapshot_sharded, "data"_a.none(), "max_depth"_a, "context"_a.none(), nb::rv_policy::take_ownership,
         "Walk `data` for a sharded save, every tensor's bytes copied.");
-  m.def("write_snapshot_file", &write_snapshot_file, "snapshot"_a, "path"_a, "fsync"_a,
-        "Write a snapshot_file snapshot to `path` atomically, as save_file does.");
+  m.def("write_snapshot_file", &write_snapshot_file, "snapshot"_a, "path"_a, "fsync"_a, "progress"_a.none() = nb::none(),
+        "Write a snapshot_file snapshot to `path` atomically, as save_file does (`progress` as save_file takes it).");
   m.def("write_snapshot_sharded", &write_snapshot_sharded, "snapshot"_a, "directory"_a, "prefix"_a, "save_id"_a, "max_shard_size"_a,
-        "fsync"_a, "checksums"_a, "Write a snapshot_sharded snapshot's shards under temporary names, as save_sharded does.");
+        "fsync"_a, "checksums"_a, "progress"_a.none() = nb::none(), "Write a snapshot_sharded snapshot's shards under temporary names, as save_sharded does.");
 }
 
 }  // namespace safestructures::bindings
