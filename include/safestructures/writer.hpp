@@ -65,7 +65,7 @@ struct WriteOptions {
   bool checksums = false;
   // Told of each piece of tensor bytes as it streams out (its size; pieces of a few MiB at most, so that one large
   // tensor advances too), on the writing thread: what a progress bar counts. The header's bytes are not counted.
-  std::function<void(std::uint64_t)> progress;
+  std::function<void(std::uint64_t)> progress = {};
 };
 
 // Writes the file to a temporary file beside `path` (`.NAME.PID-N-STAMP.tmp`, locked with flock until it is renamed)
