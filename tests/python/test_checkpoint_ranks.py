@@ -5,9 +5,6 @@ one process without a process group; the options that do not apply; errors from 
 from __future__ import annotations
 
 import os
-import socket
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -19,15 +16,10 @@ import safestructures as ss  # noqa: E402
 import safestructures.distributed as ssd  # noqa: E402
 import torch.distributed as dist  # noqa: E402
 from safestructures import CheckpointManager, InvalidArgumentError, UnsupportedTypeError  # noqa: E402
+from conftest import exit_rank, run_ranks  # noqa: E402
 
 WORLD = 2
 JOIN_TIMEOUT_S = 300
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def state_at(step: int) -> dict[str, Any]:
@@ -73,27 +65,12 @@ def _rank_main(rank: int, world: int, port: int, directory: str) -> None:
         dist.barrier()
     finally:
         dist.destroy_process_group()
-    # As test_distributed does: exit at once, past torch's teardown, which now and then aborts after the group is gone.
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(0)
+    exit_rank()
 
 
 def test_two_ranks_save_steps_blocking_and_in_the_background(tmp_path: Path) -> None:
     directory = tmp_path / "run"
-    context = torch.multiprocessing.start_processes(
-        _rank_main, args=(WORLD, free_port(), str(directory)), nprocs=WORLD, join=False, start_method="spawn"
-    )
-    deadline = time.monotonic() + JOIN_TIMEOUT_S
-    try:
-        while not context.join(timeout=max(0.1, deadline - time.monotonic())):
-            if time.monotonic() > deadline:
-                pytest.fail(f"the {WORLD} ranks did not finish within {JOIN_TIMEOUT_S} s")
-    finally:
-        for process in context.processes:
-            if process.is_alive():
-                process.terminate()
-                process.join(5)
+    run_ranks(_rank_main, WORLD, str(directory), timeout=JOIN_TIMEOUT_S)
     # This process (no process group) sees the two steps whole: a shard per rank and the index, nothing staged left.
     manager = CheckpointManager(directory)
     assert manager.steps() == [2, 3]
