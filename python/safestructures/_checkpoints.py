@@ -249,9 +249,9 @@ class CheckpointManager:
         writes its part through ``safestructures.distributed``; rank 0 renames it into place and applies retention."""
         from concurrent.futures import Future, wait as wait_for
 
-        import torch.distributed as dist
+        from . import distributed as ssd  # first: without torch.distributed, its error says what is missing
 
-        from . import distributed as ssd
+        import torch.distributed as dist
 
         ranked = dist.is_initialized()
         first = not ranked or dist.get_rank(process_group) == 0
