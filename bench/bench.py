@@ -1,5 +1,5 @@
 """The benchmark harness: every workload against its peers in one run, files on /dev/shm and on disk, ratios (ours /
-peer) checked against the targets of issue 8, a results table (Markdown and JSON) and a chart (PNG).
+peer) checked against the targets of issues 8 and 18, a results table (Markdown and JSON) and a chart (PNG).
 
 Run through bench/run.sh, which sets up the environments first; `python bench/bench.py --help` lists the options.
 """
@@ -7,11 +7,14 @@ Run through bench/run.sh, which sets up the environments first; `python bench/be
 from __future__ import annotations
 
 import argparse
+import functools
+import importlib.util
 import json
 import mmap
 import os
 import pickle
 import platform
+import shutil
 import subprocess
 import sys
 import time
@@ -32,6 +35,8 @@ V1 = "safestructures 1.0.0"
 # W1's checksum measurements: our save without checksums, and verify's check of every checksum of our file.
 NO_CHECKSUMS = "safestructures, checksums=False"
 VERIFY = "safestructures verify"
+# W8: our background save (the time it holds the caller) against our blocking save.
+BLOCKING = "safestructures, blocking"
 
 
 @dataclass
@@ -45,6 +50,9 @@ class Peer:
     prepare: Callable[[Any], Any] = lambda data: data
     floor: bool = False  # not a real peer: the cost of the bytes alone, for reference
     unavailable: str = ""  # why this peer cannot run here, if it cannot
+    # Called, untimed, with what `save` returned: a background save's wait for its write (the timed save is the time
+    # the caller is held).
+    finish: Callable[[Any], Any] = lambda saved: None
 
 
 @dataclass
@@ -113,6 +121,7 @@ TARGETS = [
     Target("W6", "save", "safetensors", 1.0),
     Target("W6", "load", "safetensors", 1.0),
     Target("W5", "load", "safetensors", 1.0),
+    Target("W8", "save", BLOCKING, 0.5),
 ]
 
 
@@ -257,8 +266,46 @@ def _safetensors_lazy(sizes: wl.Sizes) -> Peer:
     return Peer("safetensors", lambda data, path: save_file(data, path), load, prepare=wl.flat)
 
 
+def _background_peers() -> list[Peer]:
+    """W8: our background save, timed until it returns (the caller is held while it snapshots), then waited for
+    untimed; our blocking save; orbax-checkpoint's blocking and async saves of the same data as a numpy tree."""
+    import safestructures as ss
+
+    peers = [
+        Peer(OURS, lambda data, path: ss.save_file(data, path, background=True), ss.load_file,
+             finish=lambda future: future.result()),
+        Peer(BLOCKING, lambda data, path: ss.save_file(data, path), ss.load_file),
+    ]
+    names = ("orbax, blocking", "orbax, async")
+    if importlib.util.find_spec("orbax") is None:
+        reason = "orbax-checkpoint is not installed (bench/requirements.txt pins it; bench/run.sh installs it)"
+        return peers + [Peer(name, lambda d, p: None, lambda p: None, unavailable=reason) for name in names]
+
+    @functools.cache
+    def checkpointer(name: str) -> Any:
+        import orbax.checkpoint as ocp  # imports JAX: only in the process that runs W8, once
+
+        kind = ocp.AsyncCheckpointer if name == "orbax, async" else ocp.Checkpointer
+        return kind(ocp.PyTreeCheckpointHandler())
+
+    def saver(name: str) -> Callable[[Any, str], Any]:
+        def save(tree: Any, path: str) -> None:
+            import orbax.checkpoint as ocp
+
+            checkpointer(name).save(os.path.abspath(path), args=ocp.args.PyTreeSave(tree))
+        return save
+
+    restore = lambda path: checkpointer(names[0]).restore(os.path.abspath(path))  # noqa: E731
+    return peers + [
+        Peer(names[0], saver(names[0]), restore, prepare=wl.numpy_tree),
+        Peer(names[1], saver(names[1]), restore, prepare=wl.numpy_tree,
+             finish=lambda _saved: checkpointer(names[1]).wait_until_finished()),
+    ]
+
+
 def workloads(sizes: wl.Sizes, quick: bool) -> list[Workload]:
-    """The five workloads of issue 8 and issue 21's W4 sizes and tiny calls (W6), each with its peers (ours first)."""
+    """The five workloads of issue 8, issue 21's W4 sizes and tiny calls (W6), and W8 of issue 18 (background
+    checkpoints), each with its peers (ours first)."""
     ckpt_flat = lambda data: data["model"]  # noqa: E731
     ckpt_meta = lambda data: {"config": json.dumps(data["config"])}  # noqa: E731
     r = (lambda n: 1) if quick else (lambda n: n)
@@ -294,6 +341,8 @@ def workloads(sizes: wl.Sizes, quick: bool) -> list[Workload]:
         Workload("W5", "lazy: open a 10,000-tensor file, load one leaf", lambda s: wl.tiny_tensors(s.lazy_tensors), [
             _ours_lazy(sizes), _safetensors_lazy(sizes),
         ], ops=("load",), warmup=w(3), repeats=r(30)),
+        Workload("W8", f"training checkpoint in the background: {sizes.state_mib} MiB torch state", wl.training_state,
+                 _background_peers(), ops=("save",), warmup=w(1), repeats=r(5), disk_repeats=r(7)),
     ]
 
 
@@ -316,6 +365,14 @@ def _memory_peers() -> dict[str, tuple[Callable[[Any, str], Any], Callable[[str]
         "pickle": (keep("pickle", lambda d: pickle.dumps(d, protocol=5)), lambda path: pickle.loads(held["pickle"])),
         "json": (keep("json", json.dumps), lambda path: json.loads(held["json"])),
     }
+
+
+def _remove(path: str) -> None:
+    """Removes a peer's file, or its folder (orbax writes one; a sharded save too)."""
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path)
+    elif os.path.lexists(path):
+        os.unlink(path)
 
 
 def run_workload(work: Workload, sizes: wl.Sizes, media: dict[str, Path], log: Callable[[str], None],
@@ -348,18 +405,20 @@ def run_workload(work: Workload, sizes: wl.Sizes, media: dict[str, Path], log: C
                 save, _ = ops[p.name]
                 if "save" not in work.ops and rep > 0:
                     continue  # a load-only workload writes its files once
-                if os.path.exists(paths[p.name]):
-                    os.unlink(paths[p.name])
+                _remove(paths[p.name])
                 if disk:
                     os.sync()
-                seconds = timed(lambda: save(prepared[p.name], paths[p.name]))
-                if file_bytes is not None and medium != "memory":
+                saved: list[Any] = []
+                seconds = timed(lambda: saved.append(save(prepared[p.name], paths[p.name])))
+                if medium != "memory":
+                    p.finish(saved[0])
+                if file_bytes is not None and medium != "memory" and os.path.isfile(paths[p.name]):
                     file_bytes[p.name] = os.path.getsize(paths[p.name])
                 if disk:
                     os.sync()  # untimed: the next measurement must not pay for this one's write-back
                 if rep >= work.warmup and "save" in work.ops:
                     timings["save"][p.name].append(seconds)
-            for p in order:
+            for p in order if "load" in work.ops else []:
                 _, load = ops[p.name]
                 if disk:
                     drop_page_cache()
@@ -641,7 +700,7 @@ def environment(page_cache_dropped: bool, media: dict[str, Path]) -> dict[str, A
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="small sizes and one repeat: a smoke run of seconds")
-    parser.add_argument("--only", default="W1,W2,W3,W4,W5,W4-10k,W4-1M,W6", help="comma-separated workloads to run")
+    parser.add_argument("--only", default="W1,W2,W3,W4,W5,W4-10k,W4-1M,W6,W8", help="comma-separated workloads to run")
     parser.add_argument("--media", default="shm,disk", help="comma-separated: shm (/dev/shm), disk (--disk-dir)")
     parser.add_argument("--disk-dir", default=str(REPO / "build" / "bench-files"), help="a directory on a real disk")
     parser.add_argument("--out", default=None, help="where results.json, results.md and chart.png go "
@@ -696,7 +755,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         for directory in media.values():
             for f in directory.iterdir():
-                f.unlink()
+                _remove(str(f))
             directory.rmdir()
     results["environment"] = environment(dropped, media)
     rows = ratio_rows(results)

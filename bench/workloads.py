@@ -27,6 +27,7 @@ class Sizes:
     layers: int
     nodes: int
     lazy_tensors: int
+    state_mib: int = 256  # W8's training state
     # W4 at the other two sizes of issue 21, and how many tiny calls W6 times together.
     nodes_small: int = 10_000
     nodes_large: int = 1_000_000
@@ -35,7 +36,7 @@ class Sizes:
 
 FULL = Sizes(gpt2_layers=12, gpt2_width=768, gpt2_vocab=50257, tiny_tensors=10_000, steps=200, layers=12, nodes=100_000, lazy_tensors=10_000)
 QUICK = Sizes(gpt2_layers=2, gpt2_width=64, gpt2_vocab=1000, tiny_tensors=200, steps=4, layers=3, nodes=2_000, lazy_tensors=200,
-              nodes_small=500, nodes_large=20_000, tiny_calls=20)
+              nodes_small=500, nodes_large=20_000, tiny_calls=20, state_mib=4)
 
 
 def gpt2_state_dict(sizes: Sizes) -> dict[str, Any]:
@@ -75,6 +76,25 @@ def gpt2_config(sizes: Sizes) -> dict[str, Any]:
 def checkpoint(sizes: Sizes) -> dict[str, Any]:
     """W1: {"model": state dict, "config": dict}."""
     return {"model": gpt2_state_dict(sizes), "config": gpt2_config(sizes)}
+
+
+def training_state(sizes: Sizes) -> dict[str, Any]:
+    """W8: what a fine-tuning loop checkpoints, `sizes.state_mib` MiB of float32 in 64 equal tensors: 32 layers'
+    weights, Adam's two moments for the 16 trainable ones (the first 16 are frozen), and the step."""
+    import torch
+
+    torch.manual_seed(0)
+    rows = sizes.state_mib * 4  # 64 tensors of rows x 1024 float32 make state_mib MiB
+    moments = lambda: {f"layers.{i}.weight": torch.rand(rows, 1024) for i in range(16, 32)}  # noqa: E731
+    return {"model": {f"layers.{i}.weight": torch.rand(rows, 1024) for i in range(32)},
+            "optimizer": {"exp_avg": moments(), "exp_avg_sq": moments()}, "step": 1000}
+
+
+def numpy_tree(value: Any) -> Any:
+    """The same nested dicts with numpy arrays for tensors (what orbax saves without JAX arrays)."""
+    if isinstance(value, dict):
+        return {key: numpy_tree(item) for key, item in value.items()}
+    return value.numpy() if hasattr(value, "numpy") else value
 
 
 def tiny_tensors(count: int) -> dict[str, dict[str, Any]]:

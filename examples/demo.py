@@ -1,6 +1,7 @@
 """The README demo: record what every layer of a small PyTorch model sees and returns over a few batches (forward
 hooks), save the record with the model's weights in one safetensors file, load it back exactly, and show what the file
-holds.
+holds; then train the model a few steps, checkpointing in the background through a CheckpointManager, and resume from
+the latest step.
 
 Run it with `bash scripts/demo.sh` (which sets everything up first), or `python examples/demo.py [DIRECTORY]`.
 """
@@ -103,6 +104,40 @@ def same(a: object, b: object) -> bool:
     return a == b
 
 
+def train_with_checkpoints(out_dir: pathlib.Path) -> None:
+    """A short training loop that checkpoints every other step in the background through a CheckpointManager (the
+    loop goes on while the file is written), then resumes from the latest step."""
+    torch.manual_seed(0)
+    model = TinyLM()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    manager = ss.CheckpointManager(out_dir / "checkpoints", keep_last=2, keep_every=4)
+    at_step_6 = None
+    for step in range(1, 9):
+        tokens = torch.randint(0, 50, (4, 8))
+        loss = nn.functional.cross_entropy(model(tokens[:, :-1]).flatten(0, 1), tokens[:, 1:].flatten())
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()  # changes the weights in place, while the last checkpoint may still be being written
+        if step % 2 == 0:
+            state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step, "loss": loss.item()}
+            manager.save(step, state, background=True)  # snapshotted here, written by a background thread
+            if step == 6:
+                at_step_6 = {name: tensor.clone() for name, tensor in model.state_dict().items()}
+    manager.wait()
+    assert manager.steps() == [4, 6, 8], "keep_last=2 keeps 6 and 8, keep_every=4 keeps 4 too"
+    assert same(dict(manager.load(6)["model"]), at_step_6), "a background save holds the values at its call"
+    latest = manager.load()
+    resumed = TinyLM()
+    resumed.load_state_dict(latest["model"])
+    resumed_optimizer = torch.optim.AdamW(resumed.parameters(), lr=1e-2)
+    resumed_optimizer.load_state_dict(latest["optimizer"])
+    assert same(resumed.state_dict(), model.state_dict()), "the latest step resumes where training stopped"
+    assert same(resumed_optimizer.state_dict(), optimizer.state_dict()), "the optimizer's state too"
+    print(f"\ntrained 8 steps, checkpointing every other step in the background through CheckpointManager: steps "
+          f"{manager.steps()} kept (keep_last=2, keep_every=4); resumed from step {latest['step']} (loss "
+          f"{latest['loss']:.3f}), model and AdamW state exactly as they were")
+
+
 def main() -> None:
     out_dir = pathlib.Path(sys.argv[1]) if len(sys.argv) > 1 else pathlib.Path(tempfile.mkdtemp(prefix="safestructures-demo-"))
     path = out_dir / "activations.safetensors"
@@ -172,6 +207,7 @@ def main() -> None:
     assert same(ss.load_file(shards), record), "a sharded save loads exactly as one file"
     print(f"saved again in shards of at most 4 KiB of tensors: {files[0]} ... {files[-1]} ({len(files)} files), "
           "loaded back exactly")
+    train_with_checkpoints(out_dir)
     print(f"\nfiles kept in {out_dir}")
 
 

@@ -4,6 +4,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <span>
 #include <string>
@@ -70,8 +71,9 @@ struct VerifyReport {
   std::vector<std::string> mismatches;
 };
 // Checks the header digest and every tensor. Raises ChecksumsInvalid for a malformed entry; mismatches are reported,
-// not raised, so that one run names every damaged tensor.
-VerifyReport verify_file(const Reader& reader);
+// not raised, so that one run names every damaged tensor. `progress`, when given, is told of each tensor's bytes once
+// they are checked (what a progress bar counts).
+VerifyReport verify_file(const Reader& reader, const std::function<void(std::uint64_t)>& progress = {});
 
 // The digest of a file's checksums entry (its text), which covers the file whole: a sharded save's index records it
 // for each shard. nullopt when the file has no entry.

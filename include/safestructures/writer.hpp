@@ -63,6 +63,9 @@ struct WriteOptions {
   // Write the checksums entry (see plan_layout). Off here, as in every layout-level call, so that these functions lay
   // files out as the reference writer does; the save APIs (save_file of value.hpp, Python's) turn it on by default.
   bool checksums = false;
+  // Told of each piece of tensor bytes as it streams out (its size; pieces of a few MiB at most, so that one large
+  // tensor advances too), on the writing thread: what a progress bar counts. The header's bytes are not counted.
+  std::function<void(std::uint64_t)> progress = {};
 };
 
 // Writes the file to a temporary file beside `path` (`.NAME.PID-N-STAMP.tmp`, locked with flock until it is renamed)

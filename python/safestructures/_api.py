@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable, Iterable, Mapping
 from typing import IO, TYPE_CHECKING, Any
 
-from . import _core, _sharded, plugins as _plugins
+from . import _core, _progress, _sharded, plugins as _plugins
 from ._errors import InvalidArgumentError, reading
 from ._flat import _check_metadata, _fspath, verify_file
 from ._lazy import open_source
@@ -36,6 +37,7 @@ def save_file(
     max_shard_size: int | str | None = None,
     checksums: bool = True,
     background: bool = False,
+    progress: bool = False,
 ) -> Future[None] | None:
     """Save nested Python data holding arrays to ``path`` as a valid safetensors file.
 
@@ -74,6 +76,10 @@ def save_file(
     are raised by the future's ``result()``, with the same types; the interpreter waits at exit for the saves in
     flight. See docs/checkpoints.md.
 
+    ``progress=True`` shows a progress bar over the tensor bytes on stderr while they are written (in the writer's
+    thread for a background save), for a save that takes more than half a second; it needs tqdm, the ``progress``
+    extra (``pip install 'safestructures[progress]'``).
+
     Raises:
         UnsupportedTypeError: an object cannot be stored; the message names its type and its path (``$["a"][3]``).
         InvalidArgumentError: the data nests deeper than ``max_depth``, or a metadata key is reserved.
@@ -81,9 +87,11 @@ def save_file(
     """
     context = {"plugins": _plugins.check_plugins(plugins)}
     limit = None if max_shard_size is None else _sharded.parse_size(max_shard_size)
+    _progress.require(progress)
     if is_file_object(path) or is_url(path):
-        if background:
-            raise InvalidArgumentError("background=True saves to a local path only, not to a file object or a URL")
+        if background or progress:
+            raise InvalidArgumentError("background=True and progress=True save to a local path only, not to a file "
+                                       "object or a URL")
         local = save_elsewhere(data, path, _check_metadata(metadata), context, max_depth, limit, checksums, fsync)
         if local is None:
             return None
@@ -96,29 +104,34 @@ def save_file(
         target = os.path.abspath(target)
 
         def snapshot() -> Callable[[], None]:
-            write = snapshot_save(data, metadata, context, max_depth, fsync, limit, checksums)
+            write = snapshot_save(data, metadata, context, max_depth, fsync, limit, checksums, progress)
             return lambda: write(target)
 
         return _background.submit(snapshot)
     if limit is not None:
-        _sharded.save_sharded(data, target, _check_metadata(metadata), limit, max_depth, fsync, context, checksums)
+        _sharded.save_sharded(data, target, _check_metadata(metadata), limit, max_depth, fsync, context, checksums,
+                              progress=progress)
         return None
-    _core.save_file(data, target, _check_metadata(metadata), max_depth, fsync, DEFAULT_MAX_HEADER_SIZE, context, checksums)
+    checked = _check_metadata(metadata)
+    _progress.saving(progress, target, lambda report: _core.save_file(data, target, checked, max_depth, fsync,
+                                                                      DEFAULT_MAX_HEADER_SIZE, context, checksums, report))
     return None
 
 
 def snapshot_save(data: Any, metadata: Mapping[str, str] | None, context: dict[str, Any], max_depth: int, fsync: bool,
-                  max_shard_size: int | None, checksums: bool) -> Callable[[str], None]:
+                  max_shard_size: int | None, checksums: bool, progress: bool = False) -> Callable[[str], None]:
     """Takes what a save of ``data`` needs, every check made and every tensor's bytes copied, and returns the function
-    that writes it to the path it is given (in another thread, later) as :func:`save_file` would have."""
+    that writes it to the path it is given (in another thread, later) as :func:`save_file` would have; with
+    ``progress``, on a bar drawn while it writes."""
     metadata = _check_metadata(metadata)
     if max_shard_size is None:
         snapshot = _core.snapshot_file(data, metadata, max_depth, DEFAULT_MAX_HEADER_SIZE, context, checksums)
-        return lambda path: _core.write_snapshot_file(snapshot, path, fsync)
+        return lambda path: _progress.saving(progress, path,
+                                             lambda report: _core.write_snapshot_file(snapshot, path, fsync, report))
     _sharded.check_index_metadata(metadata)
     sharded = _core.snapshot_sharded(data, max_depth, context)
     return lambda path: _sharded.save_sharded(None, path, metadata, max_shard_size, max_depth, fsync, context, checksums,
-                                              sharded)
+                                              sharded, progress)
 
 
 def _file_size(path: str) -> int:
@@ -141,6 +154,7 @@ def load_file(
     max_header_size: int = DEFAULT_MAX_HEADER_SIZE,
     max_bytes: int | None = None,
     verify: bool = False,
+    progress: bool = False,
 ) -> Any:
     """Load the data a file holds. Never imports a module or calls anything the file names.
 
@@ -181,6 +195,9 @@ def load_file(
     without checksums (written with ``checksums=False``, before checksums existed, or by another tool) loads as it
     would without ``verify``; ``safestructures verify`` says whether a file has them.
 
+    ``progress=True`` shows a progress bar over the file's tensor bytes on stderr, advanced as each tensor is built,
+    for a load that takes more than half a second; it needs tqdm (``pip install 'safestructures[progress]'``).
+
     Raises:
         InvalidFileError: the file is malformed, or exceeds a limit (``max_depth`` levels of nesting,
             ``max_nodes`` schema nodes, ``max_header_size`` header bytes, ``max_bytes``); the message says what and
@@ -196,30 +213,36 @@ def load_file(
     where, target = target_of(path)
     local = isinstance(where, str) and not is_url(where)
     args, context = load_arguments(framework, device, plugins, types, strict, max_bytes, _file_size(target) if local else 0)
-    with reading(target):
-        source = resolve(where, max_header_size)
-        if source.kind == FILE and (source.data is not None or source.ranged):
-            # A file object or a URL: read whole, then loaded as bytes are.
-            data = source.data if source.data is not None else read_whole(source.ranged[0])
-            _args, context = load_arguments(framework, device, plugins, types, strict, max_bytes, len(data))
-            structured, payload, metadata = _core.load_bytes(data, max_depth, max_nodes, max_header_size, context, verify)
-            return payload if structured else unstructured(data, payload, metadata, context, max_depth)
-        if source.kind == FILE:
-            # The file itself (a folder's one .safetensors file, when given the folder).
-            buffer, (structured, payload, metadata) = _core.load_file(source.name, max_depth, max_nodes, max_header_size,
-                                                                      context, verify)
-            return payload if structured else unstructured(buffer, payload, metadata, context, max_depth)
-        if source.kind == DCP:
-            # Written through PyTorch Distributed Checkpoint: its own reader rebuilds the state (as torch tensors).
-            if canonical(framework) not in (None, "torch") or device != "cpu" or plugins is not None:
-                raise InvalidArgumentError(f"{target} is a PyTorch Distributed Checkpoint: it loads as torch tensors on "
-                                           "the CPU, without framework=, device= or plugins=")
-            from . import distributed
+    _progress.require(progress)
+    with contextlib.ExitStack() as shown:
+        with reading(target):
+            source = resolve(where, max_header_size)
+            if progress and (source.data is not None or source.ranged):
+                raise InvalidArgumentError("progress=True loads from a local path only, not from a file object or a URL")
+            if source.kind == FILE and (source.data is not None or source.ranged):
+                # A file object or a URL: read whole, then loaded as bytes are.
+                data = source.data if source.data is not None else read_whole(source.ranged[0])
+                _args, context = load_arguments(framework, device, plugins, types, strict, max_bytes, len(data))
+                structured, payload, metadata = _core.load_bytes(data, max_depth, max_nodes, max_header_size, context,
+                                                                 verify)
+                return payload if structured else unstructured(data, payload, metadata, context, max_depth)
+            shown.enter_context(_progress.load_bar(progress, source.paths, _progress.label(target)))
+            if source.kind == FILE:
+                # The file itself (a folder's one .safetensors file, when given the folder).
+                buffer, (structured, payload, metadata) = _core.load_file(source.name, max_depth, max_nodes,
+                                                                          max_header_size, context, verify)
+                return payload if structured else unstructured(buffer, payload, metadata, context, max_depth)
+            if source.kind == DCP:
+                # Written through PyTorch Distributed Checkpoint: its own reader rebuilds the state (as torch tensors).
+                if canonical(framework) not in (None, "torch") or device != "cpu" or plugins is not None:
+                    raise InvalidArgumentError(f"{target} is a PyTorch Distributed Checkpoint: it loads as torch tensors "
+                                               "on the CPU, without framework=, device= or plugins=")
+                from . import distributed
 
-            if verify:
-                for shard in source.paths:
-                    verify_file(shard, max_header_size)
-            return distributed.load(os.path.dirname(source.index), types=args["types"], strict=strict)
-        opened, _fmt = open_source(source, args, (max_depth, max_nodes, max_header_size))
-    with opened:
-        return opened.load(verify=verify)
+                if verify:
+                    for shard in source.paths:
+                        verify_file(shard, max_header_size)
+                return distributed.load(os.path.dirname(source.index), types=args["types"], strict=strict)
+            opened, _fmt = open_source(source, args, (max_depth, max_nodes, max_header_size))
+        with opened:
+            return opened.load(verify=verify)

@@ -3,6 +3,7 @@ the old ones removed by a retention rule."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 from collections.abc import Callable, Iterable, Mapping
@@ -82,6 +83,7 @@ class CheckpointManager:
 
         self._lock = threading.Lock()
         self._in_flight: dict[int, Future[None]] = {}
+        self._ranked: Future[None] | None = None  # the last multi-rank save in the background
 
     def __repr__(self) -> str:
         return f"CheckpointManager({self.directory!r}, keep_last={self.keep_last}, keep_every={self.keep_every})"
@@ -128,7 +130,7 @@ class CheckpointManager:
 
     def load(self, step: int | None = None, **options: Any) -> Any:
         """The data of a step (the latest by default), as :func:`load_file` loads it with ``options`` (``framework``,
-        ``device``, ``types``, ``verify``...). FileNotFoundError when the step is not in the directory."""
+        ``device``, ``types``, ``verify``, ``progress``...). FileNotFoundError when the step is not in the directory."""
         return load_file(self.path(step), **options)
 
     def open(self, step: int | None = None, **options: Any) -> SafeFile:
@@ -139,13 +141,24 @@ class CheckpointManager:
 
     def save(self, step: int, data: Any, metadata: Mapping[str, str] | None = None, *, background: bool = False,
              plugins: type | Iterable[type] | None = None, max_depth: int = DEFAULT_MAX_DEPTH, fsync: bool = False,
-             max_shard_size: int | str | None = None, checksums: bool = True) -> Future[None] | None:
+             max_shard_size: int | str | None = None, checksums: bool = True, progress: bool = False,
+             distributed: bool = False, process_group: Any = None) -> Future[None] | None:
         """Save ``data`` as step ``step``, as :func:`save_file` saves it with these options (a folder of shards with
-        ``max_shard_size``), then apply retention.
+        ``max_shard_size``), then apply retention; ``progress=True`` shows the bytes written on a progress bar.
 
         With ``background=True`` the data is snapshotted now, as ``save_file(..., background=True)`` does, and a
         :class:`concurrent.futures.Future` returned: its result is None once the step is complete and retention done,
         or the error the save raised.
+
+        With ``distributed=True`` every rank of ``process_group`` (the default group; or this process alone when none
+        is initialized) calls ``save`` with its own state, and the step is a folder that ``safestructures.distributed``
+        writes through PyTorch DCP: a shard per rank and the index. ``background=True`` uses DCP's ``async_save``,
+        whose collectives run in its writer thread: give it a group of its own (``dist.new_group(backend="gloo")``),
+        so that they never interleave with the training's on the default group; one such save is in flight at a time
+        (the next waits for it). The directory must be shared by the ranks; rank 0 stages
+        the folder, renames it into place once DCP is done, and applies retention. A blocking save returns on every
+        rank once the step is in place; in the background, rank 0's future completes once it is, the other ranks'
+        once their part is written. ``metadata``, ``plugins``, ``max_shard_size`` and ``progress`` do not apply.
 
         Raises:
             TypeError, InvalidArgumentError: ``step`` is not a non-negative int; the step already exists in the
@@ -153,7 +166,7 @@ class CheckpointManager:
             The errors of :func:`save_file`: at once, or from the future's ``result()`` in the background.
         """
         step = _check_step(step)
-        name = _step_name(step) + ("" if max_shard_size is not None else ".safetensors")
+        name = _step_name(step) + ("" if max_shard_size is not None or distributed else ".safetensors")
         with self._lock:
             running = self._in_flight.get(step)
             if running is not None and not running.done():
@@ -161,10 +174,16 @@ class CheckpointManager:
             if step in self._complete():
                 raise InvalidArgumentError(f"step {step} exists in {self.directory}: a step is never overwritten "
                                            "(remove it first to save it again)")
+        if distributed:
+            given = {"metadata": metadata, "plugins": plugins, "max_shard_size": max_shard_size, "progress": progress or None}
+            unused = [option for option, value in given.items() if value is not None]
+            if unused:
+                raise InvalidArgumentError(f"{', '.join(unused)}: not for a multi-rank step (distributed=True)")
+            return self._save_ranks(step, name, data, background, fsync, process_group)
         if not background:
             self._publish(step, name, fsync, lambda target: save_file(data, target, metadata, plugins, max_depth=max_depth,
                                                                       fsync=fsync, max_shard_size=max_shard_size,
-                                                                      checksums=checksums))
+                                                                      checksums=checksums, progress=progress))
             return None
         from . import _background
 
@@ -172,7 +191,7 @@ class CheckpointManager:
         limit = None if max_shard_size is None else _sharded.parse_size(max_shard_size)
 
         def snapshot() -> Callable[[], None]:
-            write = snapshot_save(data, metadata, context, max_depth, fsync, limit, checksums)
+            write = snapshot_save(data, metadata, context, max_depth, fsync, limit, checksums, progress)
             return lambda: self._publish(step, name, fsync, write)
 
         future = _background.submit(snapshot)
@@ -196,25 +215,90 @@ class CheckpointManager:
     def _publish(self, step: int, name: str, fsync: bool, write: Callable[[str], None]) -> None:
         """Writes a step through ``write`` (given the path to write) into a folder staged in the directory, renames it
         into place once complete, then applies retention."""
+        with contextlib.ExitStack() as held:
+            staged = self._stage(step, held)
+            write(os.path.join(staged, name))
+            self._place(step, name, staged, fsync)
+        self._retain()
+
+    def _stage(self, step: int, held: contextlib.ExitStack) -> str:
+        """A new folder for a step's save in the directory (what killed saves left removed first), under the save's
+        lock; both held by ``held``: the lock until it closes, the folder removed then (once its step was renamed out)."""
         save_id = os.urandom(12).hex()
         self.remove_stale()
-        with _sharded.save_lock(self.directory, save_id):
-            staged = os.path.join(self.directory, f".{_step_name(step)}.{save_id}.partial")
-            os.mkdir(staged)
+        held.enter_context(_sharded.save_lock(self.directory, save_id))
+        staged = os.path.join(self.directory, f".{_step_name(step)}.{save_id}.partial")
+        os.mkdir(staged)
+        held.callback(_remove_tree, staged)
+        return staged
+
+    def _place(self, step: int, name: str, staged: str, fsync: bool) -> None:
+        """Renames a step written in ``staged`` into place."""
+        # Managers take turns here (the directory's lock, as sharded saves take it), so the check and the rename are
+        # one step for them: a step appears once, whole, and is never replaced.
+        with _sharded.directory_lock(self.directory):
+            if step in self._complete():
+                raise FileExistsError(f"step {step} exists in {self.directory}: a step is never overwritten")
+            os.rename(os.path.join(staged, name), os.path.join(self.directory, name))
+            if fsync:
+                self._sync_directory()
+
+    def _save_ranks(self, step: int, name: str, data: Any, background: bool, fsync: bool,
+                    process_group: Any) -> Future[None] | None:
+        """A multi-rank step (see :meth:`save`): rank 0 stages its folder and tells the others its name; every rank
+        writes its part through ``safestructures.distributed``; rank 0 renames it into place and applies retention."""
+        from concurrent.futures import Future, wait as wait_for
+
+        from . import distributed as ssd  # first: without torch.distributed, its error says what is missing
+
+        import torch.distributed as dist
+
+        ranked = dist.is_initialized()
+        first = not ranked or dist.get_rank(process_group) == 0
+        # One multi-rank save at a time: the collectives of one in the background (in DCP's writer thread) must not
+        # interleave with the next one's, which starts here, on any rank.
+        if self._ranked is not None:
+            wait_for([self._ranked])
+        held = contextlib.ExitStack()
+        try:
+            staged = [self._stage(step, held) if first else None]
+            if ranked:
+                dist.broadcast_object_list(staged, group=process_group, group_src=0)
+            target = os.path.join(staged[0], name)
+
+            def place() -> None:
+                with held:
+                    if first:
+                        self._place(step, name, staged[0], fsync)
+                if first:
+                    self._retain()
+
+            if not background:
+                ssd.save(data, target, process_group=process_group, fsync=fsync)
+                place()
+                if ranked:
+                    dist.barrier(group=process_group)  # every rank returns once the step is in place
+                return None
+            written = ssd.async_save(data, target, process_group=process_group, fsync=fsync)
+        except BaseException:
+            held.close()
+            raise
+        done: Future[None] = Future()
+
+        def settle(future: Future[Any]) -> None:
             try:
-                write(os.path.join(staged, name))
-                final = os.path.join(self.directory, name)
-                # Managers take turns here (the directory's lock, as sharded saves take it), so the check and the
-                # rename are one step for them: a step appears once, whole, and is never replaced.
-                with _sharded.directory_lock(self.directory):
-                    if step in self._complete():
-                        raise FileExistsError(f"step {step} exists in {self.directory}: a step is never overwritten")
-                    os.rename(os.path.join(staged, name), final)
-                    if fsync:
-                        self._sync_directory()
-            finally:
-                _remove_tree(staged)
-        self._retain()
+                future.result()
+                place()
+                done.set_result(None)
+            except BaseException as e:
+                held.close()
+                done.set_exception(e)
+
+        written.add_done_callback(settle)
+        with self._lock:
+            self._in_flight[step] = done
+        self._ranked = done
+        return done
 
     def _sync_directory(self) -> None:
         fd = os.open(self.directory, os.O_RDONLY | os.O_DIRECTORY)

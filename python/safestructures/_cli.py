@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import IO, Any
 
-from . import _core, _registry, _v1
+from . import _core, _progress, _registry, _v1
 from ._api import load_file, save_file
 from ._cli_render import (
     TooLarge, _count, _cut, _describe_value, _is_tensor, _print_json, _size, _to_json, _tree_lines, _value_children,
@@ -181,18 +181,28 @@ def _inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+def _shows_progress() -> bool:
+    """Whether a long command draws a progress bar: on a terminal (standard error), with tqdm installed."""
+    return sys.stderr.isatty() and _progress.installed()
+
+
 def _checksum_mismatches(opened: _Opened) -> tuple[bool, list[str]]:
     """(whether any file read has checksums, what does not match them): every tensor and the structure of every file,
     and a sharded save's index and shards against the index's, each mismatch named; nothing stops at the first."""
     assert opened.source is not None
     found, mismatches = False, []
-    for shard, path in enumerate(opened.source.paths):
-        if opened.source.ranged:  # a URL: each file read whole, once
-            has, damaged, _digest = _core.verify_bytes(read_whole(opened.source.ranged[shard]), path)
-        else:
-            has, damaged, _digest = _core.verify_file(path)
-        found = found or has
-        mismatches += [f"{path}: {message}" for message in damaged]
+    ranged = opened.source.ranged
+    shows = _shows_progress() and not ranged  # a URL's bar would read its headers again
+    total = _progress.tensor_bytes(opened.source.paths) if shows else None
+    with _progress.bar(shows, total, f"verify {_progress.label(opened.path)}") as shown:
+        for shard, path in enumerate(opened.source.paths):
+            if ranged:  # a URL: each file read whole, once
+                has, damaged, _digest = _core.verify_bytes(read_whole(ranged[shard]), path)
+            else:
+                told = None if shown is None else _progress.advancing(shown)
+                has, damaged, _digest = _core.verify_file(path, DEFAULT_MAX_HEADER_SIZE, told)
+            found = found or has
+            mismatches += [f"{path}: {message}" for message in damaged]
     if opened.lazy is not None and opened.source.kind == SHARDED:
         try:
             verify_index(opened.source, opened.lazy._document())
@@ -310,8 +320,9 @@ def _upgrade(args: argparse.Namespace) -> int:
     _buffer, metadata, _tensors = _core.read_file(args.old)
     if file_format(False, metadata) != V1:
         raise UsageError(f"{args.old} is not a safestructures 1.0.0 file")
-    data = load_file(args.old, plugins=args.plugin or None, strict=args.strict)
-    save_file(data, args.new, metadata=_v1.user_metadata(metadata), plugins=args.plugin or None)
+    shown = _shows_progress()
+    data = load_file(args.old, plugins=args.plugin or None, strict=args.strict, progress=shown)
+    save_file(data, args.new, metadata=_v1.user_metadata(metadata), plugins=args.plugin or None, progress=shown)
     print(f"wrote {args.new}")
     return 0
 

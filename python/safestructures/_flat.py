@@ -9,6 +9,7 @@ from typing import Any
 from . import _core
 from ._errors import IntegrityError
 from ._limits import DEFAULT_MAX_HEADER_SIZE
+from ._progress import label, load_bar, reading_tensor, require, saving
 
 __all__ = ["save_tensors", "load_tensors", "load_metadata"]
 
@@ -42,6 +43,7 @@ def save_tensors(
     *,
     fsync: bool = False,
     checksums: bool = True,
+    progress: bool = False,
 ) -> None:
     """Write ``{name: numpy array}`` to ``path`` as a safetensors file that any safetensors reader loads.
 
@@ -52,7 +54,8 @@ def save_tensors(
     ``fsync=True`` the data is flushed to the disk before the rename. Each tensor's checksum (XXH3-64, computed as
     its bytes are written) goes into the metadata under ``__safestructures_checksums__``, which readers ignore and
     ``load_tensors(..., verify=True)`` and ``safestructures verify`` check; ``checksums=False`` writes the reference
-    writer's bytes exactly.
+    writer's bytes exactly. ``progress=True`` shows the bytes written on a progress bar (tqdm, the ``progress``
+    extra), as :func:`save_file` does.
 
     Raises:
         UnsupportedTypeError: a value is not a numpy array, or its dtype has no safetensors dtype.
@@ -62,6 +65,7 @@ def save_tensors(
     """
     from .frameworks import numpy as np_adapter
 
+    require(progress)
     if not isinstance(tensors, Mapping):
         raise TypeError(f"tensors must be a mapping of str to numpy arrays, got {type(tensors).__qualname__}")
     entries = []
@@ -69,24 +73,33 @@ def save_tensors(
         if not isinstance(name, str):
             raise TypeError(f"tensor names must be str, got {name!r}")
         entries.append(np_adapter.to_entry(name, value))
-    _core.write_file(_fspath(path), entries, _check_metadata(metadata), fsync, checksums)
+    target, checked = _fspath(path), _check_metadata(metadata)
+    saving(progress, target, lambda report: _core.write_file(target, entries, checked, fsync, checksums, report))
 
 
-def load_tensors(path: str | os.PathLike[str], *, verify: bool = False) -> dict[str, Any]:
+def load_tensors(path: str | os.PathLike[str], *, verify: bool = False, progress: bool = False) -> dict[str, Any]:
     """Read every tensor of a safetensors file as numpy arrays, in the file's header order.
 
     The arrays are zero-copy views of a private (copy-on-write) mapping of the file: writable, and writing to them
     never changes the file. They keep the mapping alive. The header is fully validated first; a bad file raises
     :class:`InvalidFileError` naming what is wrong and which tensor. With ``verify=True``, every tensor is checked
     against the checksum saved with it first (:class:`IntegrityError` names the first that does not match; a file
-    without checksums loads as it would without ``verify``).
+    without checksums loads as it would without ``verify``). ``progress=True`` shows the tensors' bytes on a progress
+    bar as they are read, as :func:`load_file` does.
     """
     from .frameworks import numpy as np_adapter
 
-    if verify:
-        verify_file(_fspath(path))
-    buffer, _metadata, tensors = _core.read_file(_fspath(path))
-    return {name: np_adapter.from_file(buffer, dtype, shape, offset, nbytes, name) for name, dtype, shape, offset, nbytes in tensors}
+    target = _fspath(path)
+    require(progress)
+    with load_bar(progress, [target], label(target)):
+        if verify:
+            verify_file(target)
+        buffer, _metadata, tensors = _core.read_file(target)
+        loaded = {}
+        for name, dtype, shape, offset, nbytes in tensors:
+            loaded[name] = np_adapter.from_file(buffer, dtype, shape, offset, nbytes, name)
+            reading_tensor(nbytes)
+        return loaded
 
 
 def verify_file(path: str, max_header_size: int = DEFAULT_MAX_HEADER_SIZE) -> None:

@@ -15,6 +15,7 @@ from . import _core
 from ._errors import InvalidArgumentError, InvalidFileError, quote
 from ._format import (CHECKSUMS_KEY, INDEX_METADATA, INDEX_NAME, INDEX_WEIGHT_MAP, RESERVED_INDEX_KEYS, SAVE_KEY, SCHEMA_KEY,
                       TOTAL_SIZE_KEY)
+from ._progress import saving
 
 __all__ = ["INDEX_NAME", "SHARD_FILE_NAME", "SHARD_PATTERN", "check_index_metadata", "check_regular_file", "directory_lock",
            "parse_size", "remove_if_present", "remove_stale_temporaries", "save_lock", "save_running", "save_sharded",
@@ -232,13 +233,15 @@ def check_index_metadata(metadata: Mapping[str, str] | None) -> None:
 
 
 def save_sharded(data: Any, directory: str, metadata: Mapping[str, str] | None, max_shard_size: int, max_depth: int,
-                 fsync: bool, context: dict[str, Any], checksums: bool = True, snapshot: Any = None) -> None:
+                 fsync: bool, context: dict[str, Any], checksums: bool = True, snapshot: Any = None,
+                 progress: bool = False) -> None:
     """Write ``data`` into ``directory`` as shards of at most ``max_shard_size`` tensor bytes plus the index; or, given
     a ``snapshot`` (``_core.snapshot_sharded``, taken earlier by a background save), what it holds (``data`` unused).
 
     Every shard is written under a temporary name first, then the index; only then are they renamed into place, so a
     failure while writing (an object that cannot be saved, a full disk) leaves an earlier checkpoint in the directory
-    as it was. Shards of an earlier save that this one does not use are removed last.
+    as it was. Shards of an earlier save that this one does not use are removed last. ``progress`` shows the shards'
+    tensor bytes on a bar as they are written.
     """
     check_index_metadata(metadata)
     os.makedirs(directory, exist_ok=True)
@@ -247,9 +250,11 @@ def save_sharded(data: Any, directory: str, metadata: Mapping[str, str] | None, 
     with save_lock(directory, save_id):
         index = os.path.join(directory, INDEX_NAME)
         if snapshot is None:
-            written = _core.save_sharded(data, directory, PREFIX, save_id, max_depth, max_shard_size, fsync, context, checksums)
+            written = saving(progress, directory, lambda report: _core.save_sharded(
+                data, directory, PREFIX, save_id, max_depth, max_shard_size, fsync, context, checksums, report))
         else:
-            written = _core.write_snapshot_sharded(snapshot, directory, PREFIX, save_id, max_shard_size, fsync, checksums)
+            written = saving(progress, directory, lambda report: _core.write_snapshot_sharded(
+                snapshot, directory, PREFIX, save_id, max_shard_size, fsync, checksums, report))
         schema, temps, weight_map, total, digests = written
         index_temp = None
         names = [shard_name(k + 1, len(temps)) for k in range(len(temps))]

@@ -167,9 +167,15 @@ nb::list build_nodes(const TreeReader& tree, const std::vector<std::size_t>& nod
 
 // Writes the tensors of a walked tree (its schema `document`) as shards under temporary names in `directory`, the GIL
 // released while writing: (schema document, [temporary path of each shard], [(tensor, shard number)], total tensor bytes, [digest of each
-// shard's checksums entry, or None]).
+// shard's checksums entry, or None]). `progress` as progress_reporter takes it, over the tensor bytes of all shards.
 nb::tuple write_sharded(const std::vector<WriteTensor>& tensors, const std::string& document, const std::filesystem::path& directory,
-                        const std::string& prefix, const std::string& save_id, std::uint64_t max_shard_size, bool fsync, bool checksums);
+                        const std::string& prefix, const std::string& save_id, std::uint64_t max_shard_size, bool fsync, bool checksums,
+                        nb::handle progress);
+
+// The WriteOptions::progress of a write of `total` tensor bytes that calls `progress(done, total)` (None: no progress,
+// an empty function) at the start, every 1/200 of the total or so, and at the end. Make it before releasing the GIL and
+// keep it until the GIL is taken back: its last copy lets go of the callable.
+std::function<void(std::uint64_t)> progress_reporter(nb::handle progress, std::uint64_t total);
 
 // Registers safestructures._core.SaveSnapshot and the functions that take and write one (background saves).
 void register_save_snapshot(nb::module_& m);

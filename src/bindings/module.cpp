@@ -139,11 +139,14 @@ nb::bytes filled_bytes(std::uint64_t size, Fill&& fill) {
   return result;
 }
 
-void py_write_file(const std::filesystem::path& path, nb::handle entries, nb::handle metadata, bool fsync, bool checksums) {
+void py_write_file(const std::filesystem::path& path, nb::handle entries, nb::handle metadata, bool fsync, bool checksums,
+                   nb::handle progress) {
   const std::vector<WriteTensor> tensors = make_write_tensors(entries);
   const std::optional<Metadata> meta = make_metadata(metadata);
+  const Layout layout = as_argument_error([&] { return plan_layout(tensors, meta ? &*meta : nullptr, default_max_header_size, {}, checksums); });
+  const auto report = progress_reporter(progress, layout.data_size);
   nb::gil_scoped_release release;
-  as_argument_error([&] { write_file(path, tensors, meta ? &*meta : nullptr, WriteOptions{fsync, checksums}); });
+  as_argument_error([&] { write_file(path, layout, tensors, WriteOptions{fsync, checksums, report}); });
 }
 
 nb::bytes py_write_bytes(nb::handle entries, nb::handle metadata, bool checksums) {
@@ -182,11 +185,12 @@ StructuredLayout plan_save(nb::handle data, nb::handle metadata, std::uint32_t m
 }
 
 void py_save_file(nb::handle data, const std::filesystem::path& path, nb::handle metadata, std::uint32_t max_depth, bool fsync,
-                  std::uint64_t max_header_size, nb::handle context, bool checksums) {
+                  std::uint64_t max_header_size, nb::handle context, bool checksums, nb::handle progress) {
   SaveResult walked;
   const StructuredLayout plan = plan_save(data, metadata, max_depth, max_header_size, context, checksums, walked);
+  const auto report = progress_reporter(progress, plan.layout.data_size);
   nb::gil_scoped_release release;
-  as_argument_error([&] { write_structured(path, plan, WriteOptions{fsync}); });
+  as_argument_error([&] { write_structured(path, plan, WriteOptions{fsync, false, report}); });
 }
 
 // Saves to `write` (a callable taking bytes, of at most stream_chunk_size), called in order with the GIL held.
@@ -215,7 +219,8 @@ nb::bytes py_save_bytes(nb::handle data, nb::handle metadata, std::uint32_t max_
 // `max_shard_size` (a larger tensor gets a shard of its own). The shards' names in the Hugging Face convention are the
 // caller's (_sharded.shard_name).
 nb::tuple write_sharded(const std::vector<WriteTensor>& tensors, const std::string& document, const std::filesystem::path& directory,
-                        const std::string& prefix, const std::string& save_id, std::uint64_t max_shard_size, bool fsync, bool checksums) {
+                        const std::string& prefix, const std::string& save_id, std::uint64_t max_shard_size, bool fsync, bool checksums,
+                        nb::handle progress) {
   const std::uint64_t unlimited = std::numeric_limits<std::uint64_t>::max();
   const Layout whole = as_argument_error([&] { return plan_layout(tensors, nullptr, unlimited); });
   std::vector<std::vector<WriteTensor>> shards(1);
@@ -238,11 +243,12 @@ nb::tuple write_sharded(const std::vector<WriteTensor>& tensors, const std::stri
   // What the index records of each shard: the digest of its checksums entry, which covers the whole file.
   std::vector<std::optional<std::uint64_t>> digests;
   std::vector<std::filesystem::path> written;
+  const auto report = progress_reporter(progress, total);
   try {
     nb::gil_scoped_release release;
     for (std::size_t k = 0; k < shards.size(); ++k) {
       written.push_back(directory / ("." + prefix + "-" + std::to_string(k + 1) + "." + save_id + ".partial"));
-      write_file(written.back(), shards[k], &format, WriteOptions{fsync, checksums});
+      write_file(written.back(), shards[k], &format, WriteOptions{fsync, checksums, report});
       digests.push_back(checksums ? checksums_entry_digest(Reader::open(written.back(), default_max_header_size, Access::Parts).header())
                                   : std::nullopt);
     }
@@ -261,9 +267,10 @@ namespace {
 
 nb::tuple py_save_sharded(nb::handle data, const std::filesystem::path& directory, const std::string& prefix, const std::string& save_id,
                           std::uint32_t max_depth,
-                          std::uint64_t max_shard_size, bool fsync, nb::handle context, bool checksums) {
+                          std::uint64_t max_shard_size, bool fsync, nb::handle context, bool checksums, nb::handle progress) {
   const SaveResult walked = walk_data(data, max_depth, context);
-  return write_sharded(walked.tree.tensors, walked.tree.document(), directory, prefix, save_id, max_shard_size, fsync, checksums);
+  return write_sharded(walked.tree.tensors, walked.tree.document(), directory, prefix, save_id, max_shard_size, fsync, checksums,
+                       progress);
 }
 
 // (structured, data or tensor table, user metadata): data when the file has a schema, else the flat tensor table.
@@ -298,11 +305,15 @@ nb::tuple py_load_bytes(nb::handle data, std::uint32_t max_depth, std::uint64_t 
   });
 }
 
-// (has checksums, [what does not match], the digest of its checksums entry or None) of the file `reader` reads.
-nb::tuple verify_report(const Reader& reader, const std::string& name) {
+// (has checksums, [what does not match], the digest of its checksums entry or None) of the file `reader` reads;
+// `progress(done, total)` is told of the tensor bytes checked.
+nb::tuple verify_report(const Reader& reader, const std::string& name, nb::handle progress) {
+  std::uint64_t total = 0;
+  for (const TensorInfo& t : reader.header().tensors) total += t.nbytes();
+  const auto told = progress_reporter(progress, total);
   const VerifyReport report = naming_file(name, [&] {
     nb::gil_scoped_release release;
-    return verify_file(reader);
+    return verify_file(reader, told);
   });
   nb::list mismatches;
   for (const std::string& m : report.mismatches) mismatches.append(python_text(m));
@@ -310,13 +321,13 @@ nb::tuple verify_report(const Reader& reader, const std::string& name) {
   return nb::make_tuple(report.has_checksums, mismatches, digest ? nb::object(nb::int_(*digest)) : nb::none());
 }
 
-nb::tuple py_verify_file(const std::filesystem::path& path, std::uint64_t max_header_size) {
-  return verify_report(open_mapped(path, max_header_size).reader, path.string());
+nb::tuple py_verify_file(const std::filesystem::path& path, std::uint64_t max_header_size, nb::handle progress) {
+  return verify_report(open_mapped(path, max_header_size).reader, path.string(), progress);
 }
 
 nb::tuple py_verify_bytes(nb::handle data, const std::string& name, std::uint64_t max_header_size) {
   return naming_file(name, [&] {
-    return with_buffer(data, max_header_size, [&](const Reader& reader) { return verify_report(reader, name); });
+    return with_buffer(data, max_header_size, [&](const Reader& reader) { return verify_report(reader, name, nb::none()); });
   });
 }
 
@@ -382,6 +393,7 @@ NB_MODULE(_core, m) {
   m.def("read_bytes", &py_read_bytes, "data"_a, "max_header_size"_a = default_max_header_size,
         "Validate the header of the safetensors file in a buffer: (metadata, tensors), as read_file gives them.");
   m.def("write_file", &py_write_file, "path"_a, "tensors"_a, "metadata"_a.none() = nb::none(), "fsync"_a = false, "checksums"_a = true,
+        "progress"_a.none() = nb::none(),
         "Write a safetensors file atomically from [(name, dtype, shape, ndarray), ...].\n\n"
         "Tensor bytes stream from the arrays' own memory (strided arrays are gathered in bounded chunks); the file is "
         "written beside `path` and renamed over it, so `path` is never left half-written.");
@@ -394,8 +406,9 @@ NB_MODULE(_core, m) {
   m.def("set_hooks", &set_hooks, "hooks"_a, "Install the Python callables the tree walkers use (done by safestructures at import).");
   m.def("save_file", &py_save_file, "data"_a.none(), "path"_a, "metadata"_a.none() = nb::none(), "max_depth"_a = default_max_depth, "fsync"_a = false,
         "max_header_size"_a = default_max_header_size, "context"_a.none() = nb::none(), "checksums"_a = true,
+        "progress"_a.none() = nb::none(),
         "Save nested data with tensors as a structured safetensors file, atomically. `context` is handed to the "
-        "array_entry hook for every tensor.");
+        "array_entry hook for every tensor; `progress(done, total)` is told of the tensor bytes written.");
   m.def("save_bytes", &py_save_bytes, "data"_a.none(), "metadata"_a.none() = nb::none(), "max_depth"_a = default_max_depth,
         "max_header_size"_a = default_max_header_size, "context"_a.none() = nb::none(), "checksums"_a = true,
         "Save nested data with tensors as the bytes of a structured safetensors file.");
@@ -404,7 +417,7 @@ NB_MODULE(_core, m) {
         "Save nested data with tensors to `write`, called with the file's bytes in order in pieces of at most 1 MiB "
         "(a stream: nothing is written twice; tensors are hashed in a first pass when checksums are on).");
   m.def("save_sharded", &py_save_sharded, "data"_a.none(), "directory"_a, "prefix"_a, "save_id"_a, "max_depth"_a, "max_shard_size"_a, "fsync"_a,
-        "context"_a.none(), "checksums"_a = true,
+        "context"_a.none(), "checksums"_a = true, "progress"_a.none() = nb::none(),
         "Write the tensors of `data` as shards under temporary names in `directory`: (schema document, [temporary "
         "path of each shard], [(tensor, shard number)], total tensor bytes, [digest of each shard's checksums entry, "
         "or None]). The caller writes the index and renames.");
@@ -415,9 +428,9 @@ NB_MODULE(_core, m) {
   m.def("load_bytes", &py_load_bytes, "data"_a, "max_depth"_a = default_max_depth, "max_nodes"_a = default_max_nodes,
         "max_header_size"_a = default_max_header_size, "context"_a.none() = nb::none(), "verify"_a = false,
         "Load from a buffer: (True, data, user metadata) or (False, tensor table, metadata); arrays view `data`.");
-  m.def("verify_file", &py_verify_file, "path"_a, "max_header_size"_a = default_max_header_size,
+  m.def("verify_file", &py_verify_file, "path"_a, "max_header_size"_a = default_max_header_size, "progress"_a.none() = nb::none(),
         "Check a file's checksums: (has checksums, [message naming each tensor, or the structure, that does not match], "
-        "digest of its checksums entry or None).");
+        "digest of its checksums entry or None). `progress(done, total)` is told of the tensor bytes checked.");
   m.def("verify_bytes", &py_verify_bytes, "data"_a, "name"_a, "max_header_size"_a = default_max_header_size,
         "verify_file for the safetensors file in a buffer (a remote file read whole); `name` names it in messages.");
   m.def("index_checksums", &py_index_checksums, "metadata"_a, "weight_map"_a, "shards"_a,

@@ -236,7 +236,7 @@ std::optional<std::vector<std::pair<std::string, std::uint64_t>>> verify_index(c
   return shards;
 }
 
-VerifyReport verify_file(const Reader& reader) {
+VerifyReport verify_file(const Reader& reader, const std::function<void(std::uint64_t)>& progress) {
   VerifyReport report;
   const Header& header = reader.header();
   const std::optional<Checksums> checksums = read_checksums(header);
@@ -254,7 +254,10 @@ VerifyReport verify_file(const Reader& reader) {
   std::vector<const TensorInfo*> in_data_order;
   for (const auto& t : header.tensors) in_data_order.push_back(&t);
   std::sort(in_data_order.begin(), in_data_order.end(), [](auto* a, auto* b) { return a->begin < b->begin; });
-  for (const TensorInfo* t : in_data_order) record([&] { verify_tensor(reader, *t, *checksums); });
+  for (const TensorInfo* t : in_data_order) {
+    record([&] { verify_tensor(reader, *t, *checksums); });
+    if (progress) progress(t->nbytes());
+  }
   return report;
 }
 

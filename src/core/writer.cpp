@@ -196,6 +196,33 @@ struct HashingSink {
   }
 };
 
+// Passes the bytes on to the sink and tells `progress` of the tensor bytes among them, in pieces of at most
+// progress_piece bytes; the header comes first, in one write, and is not counted.
+template <class Sink>
+class ProgressSink {
+ public:
+  static constexpr std::size_t progress_piece = 8 << 20;
+  ProgressSink(Sink& sink, const std::function<void(std::uint64_t)>& progress, std::size_t header_size)
+      : sink_(sink), progress_(progress), header_left_(header_size) {}
+  void write(const std::byte* data, std::size_t size) {
+    const std::size_t header = std::min(size, header_left_);
+    if (header) sink_.write(data, header);
+    header_left_ -= header;
+    for (std::size_t done = header; done < size;) {
+      const std::size_t piece = std::min(size - done, progress_piece);
+      sink_.write(data + done, piece);
+      progress_(piece);
+      done += piece;
+    }
+  }
+  void rewrite_header(const std::string& header) { sink_.rewrite_header(header); }
+
+ private:
+  Sink& sink_;
+  const std::function<void(std::uint64_t)>& progress_;
+  std::size_t header_left_;
+};
+
 // Contiguous tensors at least this large are hashed on a second thread while the first writes them: both read the
 // same memory, and the write, not the hash, is the longer of the two.
 constexpr std::uint64_t parallel_hash_size = 4 << 20;
@@ -567,7 +594,12 @@ void write_file(const std::filesystem::path& path, const Layout& layout, std::sp
 
   if (keep_mode && ::fchmod(fd, existing.st_mode & 07777) != 0) raise_io("cannot set the mode of", temporary, errno);
   FileSink sink(fd, temporary);
-  write_all_tensors(sink, layout, tensors);
+  if (options.progress) {
+    ProgressSink<FileSink> reporting(sink, options.progress, layout.header.size());
+    write_all_tensors(reporting, layout, tensors);
+  } else {
+    write_all_tensors(sink, layout, tensors);
+  }
   sink.flush();
   if (options.fsync && ::fsync(fd) != 0) raise_io("cannot sync", temporary, errno);
   const int closing = fd;

@@ -655,3 +655,44 @@ def save_and_load(data: Any, route: str, tmp_path: Path, **options: Any) -> tupl
         return safestructures.load_file(path, **options), read_header(path)
     blob = safestructures.save(data)
     return safestructures.load(bytearray(blob) if route == "bytearray" else blob, **options), header_of(blob)
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now (for a process group's rendezvous)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def run_ranks(main: Any, world: int, *args: Any, timeout: float = 300) -> None:
+    """Runs ``main(rank, world, port, *args)`` in ``world`` spawned processes (torch.multiprocessing) and waits for them:
+    a rank's exception fails the test with its traceback, running past ``timeout`` seconds fails it too, and the ranks
+    still alive then are terminated. ``main`` is a module-level function, which a spawned process can import."""
+    import time
+
+    import torch.multiprocessing
+
+    context = torch.multiprocessing.start_processes(main, args=(world, free_port(), *args), nprocs=world, join=False,
+                                                    start_method="spawn")
+    deadline = time.monotonic() + timeout
+    try:
+        # join raises ProcessRaisedException with the failing rank's traceback.
+        while not context.join(timeout=max(0.1, deadline - time.monotonic())):
+            if time.monotonic() > deadline:
+                pytest.fail(f"the {world} ranks did not finish within {timeout} s")
+    finally:
+        for process in context.processes:
+            if process.is_alive():
+                process.terminate()
+                process.join(5)
+
+
+def exit_rank() -> None:
+    """Ends a rank of run_ranks whose checks all passed, at once: now and then, torch's own teardown at interpreter exit
+    aborts the process ("terminate called without an active exception", after the process group is destroyed), which
+    would fail the run for nothing the test does."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)

@@ -33,12 +33,14 @@ def test_quick_run_reports_every_workload(tmp_path: Path) -> None:
                 ("W4", "save"), ("W4", "load")}
     if hasattr(safestructures, "open"):
         expected.add(("W5", "load"))
+    expected.add(("W8", "save"))  # the background save against the blocking one (orbax's where it is installed)
     assert expected <= {(r["workload"], r["op"]) for r in rows}
     assert {r["medium"] for r in rows} == {"memory", "shm", "disk"}
     assert all(math.isfinite(r["ratio"]) and r["ratio"] > 0 for r in rows)
     # Every target of the issue is evaluated in the run (1.0.0's only where its environment exists).
     targeted = {(r["workload"], r["op"], r["peer"]) for r in rows if r["target"]}
     assert ("W1", "save", "raw bytes") in targeted and ("W4", "load", "pickle") in targeted
+    assert ("W8", "save", "safestructures, blocking") in targeted
     memory = results["memory"]
     assert set(memory) == {"save", "load"}
     assert all("extra_peak_mib" in memory[op]["safestructures"] for op in ("save", "load"))

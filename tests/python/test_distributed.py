@@ -9,17 +9,14 @@ import datetime
 import decimal
 import fractions
 import json
-import os
 import pickle
 import random
 import re
 import shutil
-import socket
 import struct
 import subprocess
 import sys
 import textwrap
-import time
 import types
 import warnings
 from pathlib import Path
@@ -37,6 +34,7 @@ import torch.distributed as dist
 import torch.distributed.checkpoint as dcp
 from safetensors import safe_open
 from torch.distributed.checkpoint.api import CheckpointException
+from conftest import exit_rank, run_ranks
 from torch.distributed.checkpoint.default_planner import (
     DefaultLoadPlanner,
     DefaultSavePlanner,
@@ -130,12 +128,6 @@ def tensors_by_path(value: Any, path: tuple[Any, ...] = ()) -> Any:
             yield from tensors_by_path(item, path + (i,))
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def full_matrix() -> Any:
     return torch.arange(4 * 6, dtype=torch.float32).reshape(4, 6)
 
@@ -181,32 +173,14 @@ def _rank_main(rank: int, world: int, port: int, workdir: str) -> None:
         dist.barrier()
     finally:
         dist.destroy_process_group()
-    # Every check passed. Exit now: now and then, torch's own teardown at interpreter exit aborts the process
-    # ("terminate called without an active exception", after the process group is destroyed), which would fail the
-    # run for nothing this module does.
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(0)
+    exit_rank()
 
 
 @pytest.fixture(scope="module")
 def saved(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The checkpoints the two ranks wrote (the ranks also check their own 2-rank loads)."""
     workdir = tmp_path_factory.mktemp("dcp")
-    context = torch.multiprocessing.start_processes(
-        _rank_main, args=(WORLD, free_port(), str(workdir)), nprocs=WORLD, join=False, start_method="spawn"
-    )
-    deadline = time.monotonic() + JOIN_TIMEOUT_S
-    try:
-        # join raises ProcessRaisedException with the failing rank's traceback.
-        while not context.join(timeout=max(0.1, deadline - time.monotonic())):
-            if time.monotonic() > deadline:
-                pytest.fail(f"the {WORLD} ranks did not finish within {JOIN_TIMEOUT_S} s")
-    finally:
-        for process in context.processes:
-            if process.is_alive():
-                process.terminate()
-                process.join(5)
+    run_ranks(_rank_main, WORLD, str(workdir), timeout=JOIN_TIMEOUT_S)
     return workdir
 
 

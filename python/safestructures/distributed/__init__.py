@@ -19,6 +19,7 @@ if not _dist.is_available():
         "(torch.distributed.is_available() is False)"
     )
 
+import concurrent.futures
 import os
 import warnings
 from collections.abc import Callable, Iterable
@@ -40,6 +41,7 @@ __all__ = [
     "SafestructuresReader",
     "SafestructuresSavePlanner",
     "SafestructuresWriter",
+    "async_save",
     "load",
     "read_index",
     "save",
@@ -57,12 +59,17 @@ def _run(call: Callable[..., Any], state_dict: dict[str, Any], process_group: An
     with warnings.catch_warnings():
         # DCP warns that it saves from one process when no process group exists: that is what was asked for.
         warnings.filterwarnings("ignore", message="torch.distributed is disabled", category=UserWarning)
-        try:
-            return call(state_dict, process_group=process_group, no_dist=single, **storage)
-        except CheckpointException as e:
-            failures = e.failures
-            rank = _dist.get_rank(process_group) if _dist.is_initialized() else 0
-            raise failures[rank if rank in failures else min(failures)][0] from e
+        return _rank_error(lambda: call(state_dict, process_group=process_group, no_dist=single, **storage), process_group)
+
+
+def _rank_error(call: Callable[[], Any], process_group: Any) -> Any:
+    """``call()``; or, when DCP raises its wrapper of every rank's errors, the error of this rank, else of the lowest."""
+    try:
+        return call()
+    except CheckpointException as e:
+        failures = e.failures
+        rank = _dist.get_rank(process_group) if _dist.is_initialized() else 0
+        raise failures[rank if rank in failures else min(failures)][0] from e
 
 
 def save(
@@ -81,6 +88,39 @@ def save(
     """
     return _run(dcp.save, state_dict, process_group, storage_writer=SafestructuresWriter(path, fsync=fsync),
                 planner=SafestructuresSavePlanner())
+
+
+def async_save(
+    state_dict: dict[str, Any],
+    path: str | os.PathLike[str],
+    *,
+    process_group: Any = None,
+    fsync: bool = False,
+) -> concurrent.futures.Future[Metadata]:
+    """:func:`save` with ``torch.distributed.checkpoint.async_save``: returns once DCP has staged the state (a CPU copy of
+    its tensors: the caller may change them in place right away) with a :class:`concurrent.futures.Future` whose
+    result is DCP's metadata once every rank's shard and the index are written. Call it on every rank, as :func:`save`.
+    DCP's writer thread uses ``process_group`` (the default one by default), which must have a CPU backend (gloo); a
+    group of its own keeps the checkpoint's collectives apart from the training's. The future's error is the one a
+    rank raised, as :func:`save` raises it.
+    """
+    single = process_group is None and not _dist.is_initialized()
+    if single:
+        # DCP's writer thread warns that it saves from one process, which is what was asked for; the warning filters
+        # are the process's (a thread cannot have its own), so this one message is ignored from now on.
+        warnings.filterwarnings("ignore", message="torch.distributed is disabled", category=UserWarning)
+    started = dcp.async_save(state_dict, process_group=process_group, no_dist=single,
+                             storage_writer=SafestructuresWriter(path, fsync=fsync), planner=SafestructuresSavePlanner())
+    done: concurrent.futures.Future[Metadata] = concurrent.futures.Future()
+
+    def settle(future: concurrent.futures.Future[Metadata]) -> None:
+        try:
+            done.set_result(_rank_error(future.result, process_group))
+        except BaseException as e:  # the rank's own error, as save raises it
+            done.set_exception(e)
+
+    started.add_done_callback(settle)
+    return done
 
 
 def load(

@@ -14,6 +14,7 @@ import sys
 from typing import Any
 
 from .._errors import FrameworkNotAvailableError, shown
+from .._progress import reading_tensor
 from ._common import charge, converting
 
 __all__ = [
@@ -113,6 +114,8 @@ def make_tensor(
 ) -> Any:
     """The tensor a schema node stands for: in the framework the load asked for; with none asked for, in the one it was
     saved from when that framework is already imported, else as numpy."""
+    if nbytes:
+        reading_tensor(nbytes)  # a load shown on a progress bar advances by each tensor of the file it builds
     saved = fields.get("fw", "numpy")
     if saved not in FRAMEWORKS:
         raise ValueError(f"unknown framework {shown(saved)}")
