@@ -78,10 +78,11 @@ def serving(files: dict[str, bytes], claimed: dict[str, int] | None = None,
             self.send_header("Content-Length", str(len(chunk)))
             self.send_header("Accept-Ranges", "bytes")
             self.end_headers()
-            self.wfile.write(chunk)
+            # Counted before it is sent: the client may go on (and the test look) as soon as the bytes arrive.
             with served.lock:
                 served.bytes_served += len(chunk)
                 served.ranges.append((begin, begin + len(chunk)))
+            self.wfile.write(chunk)
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
