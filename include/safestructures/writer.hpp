@@ -83,6 +83,9 @@ void write_file(const std::filesystem::path& path, const Layout& layout, std::sp
 // directory) is never touched; links, FIFOs and names of another form are left alone. Returns how many it removed;
 // errors (an unreadable directory) remove nothing and raise nothing.
 std::size_t remove_stale_temporaries(const std::filesystem::path& path);
+// The name of the temporary file write_file writes a save of `path` to: ".NAME.PID-N-STAMP.tmp" beside it, the
+// writer's pid first, as remove_stale_temporaries expects.
+std::string temporary_path_for(const std::filesystem::path& path);
 
 // Writes the whole file into `out`, whose size must be layout.file_size().
 void write_into(std::span<std::byte> out, const Layout& layout, std::span<const WriteTensor> tensors);
