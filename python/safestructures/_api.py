@@ -89,9 +89,9 @@ def save_file(
     limit = None if max_shard_size is None else _sharded.parse_size(max_shard_size)
     _progress.require(progress)
     if is_file_object(path) or is_url(path):
-        if background or progress:
-            raise InvalidArgumentError("background=True and progress=True save to a local path only, not to a file "
-                                       "object or a URL")
+        for option, given in (("background", background), ("progress", progress)):
+            if given:
+                raise InvalidArgumentError(f"{option}=True saves to a local path only, not to a file object or a URL")
         local = save_elsewhere(data, path, _check_metadata(metadata), context, max_depth, limit, checksums, fsync)
         if local is None:
             return None

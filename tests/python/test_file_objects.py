@@ -203,6 +203,10 @@ def test_refusals_name_what_is_wrong(tmp_path: Path) -> None:
         ss.save_file({"a": np.zeros(3)}, io.BytesIO(), max_shard_size=100)
     with pytest.raises(InvalidArgumentError, match="background=True saves to a local path only"):
         ss.save_file({"a": 1}, io.BytesIO(), background=True)
+    with pytest.raises(InvalidArgumentError, match="progress=True saves to a local path only"):
+        ss.save_file({"a": 1}, io.BytesIO(), progress=True)
+    with pytest.raises(InvalidArgumentError, match="progress=True loads from a local path only"):
+        ss.load_file(io.BytesIO(ss.save({"a": 1})), progress=True)
     with open(tmp_path / "t.safetensors", "w") as text:
         with pytest.raises(InvalidArgumentError, match=r"t.safetensors is a text file object: open it in binary mode"):
             ss.save_file({"a": 1}, text)
