@@ -192,28 +192,34 @@ def to_numpy(
     """
     bases = context.setdefault("numpy_bases", {})
     if dtype is None:
-        return _strided(view_base(bases, fields), fields)
+        return _strided(view_base(bases, fields).reshape(-1), fields)
     logical = fields.get("dtype")
     if type(logical) is str and logical.startswith("torch."):
         raise UnsupportedTypeError(f"{logical} has no numpy dtype; load this tensor with framework='torch'")
-    name = fields.get("name", "?")
-    charged = functools.partial(charge, context, fields)
     target = None if logical is None else logical_dtype(logical)
     if target is not None and dtype == "U8" and "shape" in fields and "stride" not in fields:
         logical_shape, _count = byte_shape(fields, target, target.itemsize, nbytes)
         array = np.frombuffer(buffer, dtype=np.uint8, count=nbytes, offset=offset).view(target).reshape(logical_shape)
     else:
-        array = from_file(buffer, dtype, shape, offset, nbytes, name, charged)
+        # The budget is only charged for the copies of sub-byte dtypes and byte swaps: the usual view, built for every
+        # tensor of a load, makes no charging function.
+        charged = functools.partial(charge, context, fields) if dtype in SUB_BYTE else None
+        array = from_file(buffer, dtype, shape, offset, nbytes, fields.get("name", "?"), charged)
         if target is not None and target.newbyteorder("=") != array.dtype.newbyteorder("="):
             raise ValueError(f"dtype {quote(str(logical))} does not match the stored dtype {dtype}")
         if target is not None and target != array.dtype:
             # A big-endian array: the file holds it little-endian, so it loads as a byte-swapped copy.
-            charged(array.nbytes, "the byte-swapped copy")
+            charge(context, fields, array.nbytes, "the byte-swapped copy")
             array = array.astype(target)
-    if "stride" in fields or array.flags.c_contiguous and array.dtype.itemsize:
-        bases[fields.get("name")] = array.reshape(-1)
-    # With a stride, the stored tensor is a whole storage and the node a view of it.
-    return _strided(array.reshape(-1), fields) if "stride" in fields else array
+    # A later view node looks into this array, flattened then (most tensors have no views: flattening each now would
+    # cost every load a reshape per tensor).
+    if "stride" in fields:
+        # With a stride, the stored tensor is a whole storage and the node a view of it.
+        base = bases[fields.get("name")] = array.reshape(-1)
+        return _strided(base, fields)
+    if array.flags.c_contiguous and array.dtype.itemsize:
+        bases[fields.get("name")] = array
+    return array
 
 
 def _strided(base: np.ndarray, fields: dict[str, Any]) -> np.ndarray:
