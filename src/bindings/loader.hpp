@@ -116,6 +116,8 @@ struct LoadPath {
 
 class Loader {
  public:
+  // The path of the node being built ($["a"][3]), for messages and for the context's "where".
+  std::string path_text() const;
   // With `partial`, the nodes built may be any parts of the tree (see build_target), found through its index.
   Loader(const TreeReader& tree, const TensorSource& source, const LoadOptions& options, bool partial)
       : tree_(tree), tape_(tree.tape()), source_(source), index_(partial ? &tree.index() : nullptr), context_(options.context), hooks_(hooks()),
@@ -203,7 +205,6 @@ class Loader {
               static_cast<const Loader*>(self)->invalid(why, code);
             }};
   }
-  std::string path_text() const;
   // While the loader lives, the load's context holds "where": a function giving the path of the node being built
   // (constructors name it in warnings); the value it replaced comes back when the loader ends.
   void expose_where();
@@ -230,6 +231,7 @@ class Loader {
   std::vector<std::int64_t> building_elsewhere_;
   nb::handle context_;
   nb::object where_before_;
+  const Loader* outer_loader_ = nullptr;
   bool where_set_ = false;
   const Hooks& hooks_;
   IdTable ids_;

@@ -399,5 +399,6 @@ NB_MODULE(_core, m) {
         "Check an index's metadata and weight map against its checksums entry; {shard file: digest} it records, or None "
         "when it has none.");
   register_lazy_file(m);
+  register_load_where(m);
   register_save_snapshot(m);
 }
