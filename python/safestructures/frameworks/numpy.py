@@ -59,6 +59,14 @@ def numpy_dtype(name: str) -> np.dtype[Any]:
     return _tables()[1][name]
 
 
+@functools.cache
+def _stored_as_is() -> dict[np.dtype[Any], str]:
+    """{numpy dtype: its safetensors dtype} for the arrays array_entry stores as they are, without a check or a
+    conversion (native little-endian, whole bytes): the dtypes of nearly every array saved."""
+    return {dtype: name for dtype, name in _tables()[0].items()
+            if name not in SUB_BYTE and np.little_endian and dtype.byteorder != ">"}
+
+
 def _logical_name(dtype: np.dtype[Any]) -> str:
     """How the schema names a numpy dtype that is stored as bytes."""
     return dtype.name if dtype.name in _tables()[2] else dtype.str
@@ -140,6 +148,9 @@ def array_entry(
     schema. Raises TypeError for object and structured arrays.
     """
     dtype = array.dtype
+    stored = _stored_as_is().get(dtype)
+    if stored is not None:
+        return stored, array.shape, array, {"fw": framework}
     if dtype.hasobject or dtype.fields is not None or dtype.subdtype is not None or dtype.kind == "V" and dtype.name not in _tables()[2]:
         raise TypeError(f"numpy arrays of dtype {dtype} hold Python objects or records, which are not stored as tensors")
     native = _native(array)
@@ -171,9 +182,11 @@ def from_file(
             codes = bytearray(_core.unpack_sub_byte(dtype, packed, elements))
             return np.frombuffer(codes, dtype=np_dtype).reshape(shape)
         # frombuffer (unlike ndarray(buffer=...)) holds a buffer export, so a bytearray under the arrays cannot be
-        # resized or freed while they live.
+        # resized or freed while they live. Its arguments are given by position, and a 1-D array is not reshaped:
+        # keywords and a reshape each cost as much as the call itself, for every tensor of a load.
         count = nbytes // np_dtype.itemsize
-        return np.frombuffer(buffer, dtype=np_dtype, count=count, offset=offset).reshape(shape)
+        array = np.frombuffer(buffer, np_dtype, count, offset)
+        return array if len(shape) == 1 and shape[0] == count else array.reshape(shape)
     except SafestructuresError:
         raise
     except ValueError as e:
