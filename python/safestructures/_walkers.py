@@ -44,9 +44,8 @@ def load_context(
     if (framework is None and type(device) is str and device == "cpu" and plugins is None and type(types) is tuple and not types
             and strict is False and max_bytes is None):
         # The defaults, which most loads use, need no checks: what the general path below would make of them.
-        context = _registry.resolver()
-        context.update(framework=None, device="cpu", plugins={}, budget=ByteBudget(default_max_bytes(file_size)))
-        return context
+        return {"names": _registry.registered_names(), "strict": False, "framework": None, "device": "cpu", "plugins": {},
+                "budget": ByteBudget(default_max_bytes(file_size))}
     if max_bytes is not None and (type(max_bytes) is not int or max_bytes < 0):
         raise TypeError(f"max_bytes must be None or a non-negative int, not {max_bytes!r}")
     framework = frameworks.canonical(framework)
