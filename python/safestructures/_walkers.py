@@ -27,6 +27,7 @@ _core.set_hooks(
         "construct": _types.CONSTRUCT,
         "factories": _types.FACTORIES,
         "make_tensor": lambda *args: frameworks.make_tensor(*args),
+        "numpy_dtype": lambda name: frameworks.require("numpy").numpy_dtype(name),
         "ordered_dict_type": collections.OrderedDict,
         "defaultdict_type": collections.defaultdict,
         "deque_type": collections.deque,
