@@ -171,9 +171,14 @@ def reduce_object(obj: Any) -> tuple[str, dict[str, Any]] | None:
     return None
 
 
+def registered_names() -> dict[str, type]:
+    """{stored name: class} of the registered classes, as they are now: a new dict for each load."""
+    return {name: registration.cls for name, registration in _BY_NAME.items()}
+
+
 def resolver(types: Iterable[type] = (), strict: bool = False) -> dict[str, Any]:
     """The per-load lookup of class names: the registry plus the types passed to the load call."""
-    names = {name: registration.cls for name, registration in _BY_NAME.items()}
+    names = registered_names()
     for cls in types:
         if not isinstance(cls, type):
             raise TypeError(f"types must be classes, got {cls!r}")

@@ -27,6 +27,7 @@ _core.set_hooks(
         "construct": _types.CONSTRUCT,
         "factories": _types.FACTORIES,
         "make_tensor": lambda *args: frameworks.make_tensor(*args),
+        "numpy_dtype": lambda name: frameworks.require("numpy").numpy_dtype(name),
         "ordered_dict_type": collections.OrderedDict,
         "defaultdict_type": collections.defaultdict,
         "deque_type": collections.deque,
@@ -41,6 +42,11 @@ def load_context(
 ) -> dict[str, Any]:
     """The per-load state handed to the adapters and constructors; checks every argument first. ``budget`` is what
     the load may allocate beyond the file (``max_bytes``, by default tied to ``file_size``)."""
+    if (framework is None and type(device) is str and device == "cpu" and plugins is None and type(types) is tuple and not types
+            and strict is False and max_bytes is None):
+        # The defaults, which most loads use, need no checks: what the general path below would make of them.
+        return {"names": _registry.registered_names(), "strict": False, "framework": None, "device": "cpu", "plugins": {},
+                "budget": ByteBudget(default_max_bytes(file_size))}
     if max_bytes is not None and (type(max_bytes) is not int or max_bytes < 0):
         raise TypeError(f"max_bytes must be None or a non-negative int, not {max_bytes!r}")
     framework = frameworks.canonical(framework)

@@ -20,6 +20,11 @@ std::string utf8_of(nb::handle text, ErrorCode code, std::string_view what) {
   throw ArgumentError(ErrorCode::InvalidArgument, "tensor " + quote_name(name) + ": " + why);
 }
 
+struct OnRelease {
+  Py_buffer* view;
+  ~OnRelease() { PyBuffer_Release(view); }
+};
+
 std::uint64_t to_u64(nb::handle value, const std::string& name) {
   const long long v = PyLong_AsLongLong(value.ptr());
   if (v == -1 && PyErr_Occurred()) {
@@ -30,9 +35,39 @@ std::uint64_t to_u64(nb::handle value, const std::string& name) {
   return static_cast<std::uint64_t>(v);
 }
 
+// Checks what an array's memory holds against the tensor: its items' size, and its shape (`dims`).
+void check_items(WriteTensor& t, std::uint64_t itemsize, const std::vector<std::uint64_t>& dims) {
+  if (itemsize * 8 != dtype_bits(t.dtype)) {
+    bad_tensor(t.name, "array items are " + std::to_string(itemsize) + " bytes, " + std::string(dtype_name(t.dtype)) +
+                           " needs " + std::to_string(dtype_bits(t.dtype) / 8));
+  }
+  if (dims != t.shape) bad_tensor(t.name, "shape does not match the array");
+}
+
+// A plain numpy array of whole-byte items, read through the buffer protocol without asking for its format (which
+// numpy then does not render, and which ml_dtypes' types lack): a fifth of what building its __array_interface__
+// dict costs, which a tiny save pays for every array. False where the array does not export its buffer.
+bool read_array_buffer(nb::handle array, WriteTensor& t) {
+  if (std::string_view(Py_TYPE(array.ptr())->tp_name) != "numpy.ndarray" || dtype_is_sub_byte(t.dtype)) return false;
+  Py_buffer view;
+  if (PyObject_GetBuffer(array.ptr(), &view, PyBUF_STRIDES) != 0) {
+    PyErr_Clear();
+    return false;
+  }
+  // The caller holds the array, which keeps its memory where the buffer said while the save reads it.
+  OnRelease release{&view};
+  std::vector<std::uint64_t> dims(view.shape, view.shape + view.ndim);
+  check_items(t, static_cast<std::uint64_t>(view.itemsize), dims);
+  t.data = static_cast<const std::byte*>(view.buf);
+  // As __array_interface__ says it: no strides for a C-contiguous array.
+  if (!PyBuffer_IsContiguous(&view, 'C')) t.strides.assign(view.strides, view.strides + view.ndim);
+  return true;
+}
+
 // Reads the data pointer and strides of a numpy array through __array_interface__, which (unlike the buffer protocol
-// and DLPack) works for every dtype, ml_dtypes' bfloat16 and float8 types included.
+// with a format, and DLPack) works for every dtype, ml_dtypes' bfloat16 and float8 types included.
 void read_array(nb::handle array, WriteTensor& t) {
+  if (read_array_buffer(array, t)) return;
   nb::object interface = nb::getattr(array, "__array_interface__", nb::none());
   if (!nb::isinstance<nb::dict>(interface)) bad_tensor(t.name, "data is not a numpy array");
   nb::dict info = nb::borrow<nb::dict>(interface);
@@ -52,13 +87,9 @@ void read_array(nb::handle array, WriteTensor& t) {
     }
     return;
   }
-  if (itemsize * 8 != dtype_bits(t.dtype)) {
-    bad_tensor(t.name, "array items are " + std::to_string(itemsize) + " bytes, " + std::string(dtype_name(t.dtype)) +
-                           " needs " + std::to_string(dtype_bits(t.dtype) / 8));
-  }
   std::vector<std::uint64_t> dims;
   for (nb::handle d : shape) dims.push_back(nb::cast<std::uint64_t>(d));
-  if (dims != t.shape) bad_tensor(t.name, "shape does not match the array");
+  check_items(t, itemsize, dims);
   nb::handle strides = info["strides"];
   if (!strides.is_none()) {
     for (nb::handle s : strides) t.strides.push_back(nb::cast<std::int64_t>(s));

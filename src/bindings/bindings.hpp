@@ -180,6 +180,9 @@ std::function<void(std::uint64_t)> progress_reporter(nb::handle progress, std::u
 // Registers safestructures._core.SaveSnapshot and the functions that take and write one (background saves).
 void register_save_snapshot(nb::module_& m);
 
+// Registers safestructures._core.load_where, the function a load's context holds as "where" (see Loader).
+void register_load_where(nb::module_& m);
+
 // Registers safestructures._core.LazyFile, the lazily read file behind safestructures.open.
 void register_lazy_file(nb::module_& m);
 

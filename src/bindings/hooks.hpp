@@ -32,6 +32,7 @@ struct Hooks {
   nb::object factories;         // {name: default_factory}
   // (buffer, dtype, shape, offset, nbytes, fields, context) -> tensor; dtype and the rest are None for a view node.
   nb::object make_tensor;
+  nb::object numpy_dtype;        // safetensors dtype name -> its numpy dtype (the numpy adapter's table)
   nb::object ordered_dict_type;
   nb::object defaultdict_type;
   nb::object deque_type;

@@ -23,16 +23,29 @@ std::string Loader::path_text() const {
   });
 }
 
+namespace {
+
+// The innermost load under way in this thread, whose path "where" gives (a constructor may load again, inside).
+thread_local const Loader* current_loader = nullptr;
+// safestructures._core.load_where, set at import: one function for every load, since making a function per load costs
+// a tiny load a tenth of its time.
+nb::handle where_function;
+
+}  // namespace
+
 void Loader::expose_where() {
-  if (!context_.is_valid() || !PyDict_Check(context_.ptr())) return;
-  nb::dict context = nb::borrow<nb::dict>(context_);
-  if (context.contains("where")) where_before_ = context["where"];
-  context["where"] = nb::cpp_function([this]() { return path_text(); });
+  if (!context_.is_valid() || !PyDict_Check(context_.ptr()) || !where_function.is_valid()) return;
+  PyObject* before = PyDict_GetItemString(context_.ptr(), "where");  // borrowed
+  if (before != nullptr) where_before_ = nb::borrow(before);
+  if (PyDict_SetItemString(context_.ptr(), "where", where_function.ptr()) != 0) throw nb::python_error();
+  outer_loader_ = current_loader;
+  current_loader = this;
   where_set_ = true;
 }
 
 void Loader::restore_where() noexcept {
   if (!where_set_) return;
+  current_loader = outer_loader_;
   // An error on its way out of the load stays the one raised.
   nb::error_scope raised;
   const int failed = where_before_.is_valid() ? PyDict_SetItemString(context_.ptr(), "where", where_before_.ptr())
@@ -334,6 +347,16 @@ nb::list build_nodes(const TreeReader& tree, const std::vector<std::size_t>& nod
   nb::list out;
   for (built = 0; built < nodes.size(); ++built) out.append(keys ? loader.build_key(nodes[built], runs) : loader.build_target(nodes[built]));
   return out;
+}
+
+void register_load_where(nb::module_& m) {
+  m.def("load_where", []() -> std::string {
+    const load_walk::Loader* loader = load_walk::current_loader;
+    return loader != nullptr ? loader->path_text() : std::string();
+  },
+        "The path of the node the innermost load under way in this thread is building ('' outside a load): what a load's "
+        "context holds as \"where\", for constructors to name the node in warnings.");
+  load_walk::where_function = m.attr("load_where");
 }
 
 nb::object build_data(const TensorSource& file, const LoadOptions& options) {

@@ -2,6 +2,7 @@
 // tensor named twice), and everything else through the fixed table of Python constructors.
 #include <Python.h>
 
+#include <array>
 #include <optional>
 
 #include "loader.hpp"
@@ -15,6 +16,58 @@ nb::object Loader::named_before(std::string_view name) {
     invalid("tensor " + quote_name(name) + " is named by a second node (an object stored once and met again is a \"ref\")");
   }
   return it->second;
+}
+
+namespace {
+
+// numpy.frombuffer and the numpy dtype of each safetensors dtype, found once per process (numpy is never unloaded).
+PyObject* frombuffer_function = nullptr;
+std::array<PyObject*, dtype_count> numpy_dtypes{};
+
+}  // namespace
+
+nb::object Loader::plain_numpy(std::size_t i, std::string_view name, const TensorInfo& info, const Shard& shard) {
+  if (index_ != nullptr || dtype_is_sub_byte(info.dtype) || !PyDict_Check(context_.ptr())) return nb::object();
+  PyObject* framework = PyDict_GetItemString(context_.ptr(), "framework");  // borrowed
+  const bool numpy = framework != nullptr && (framework == Py_None || (PyUnicode_Check(framework) &&
+                                                                      PyUnicode_CompareWithASCIIString(framework, "numpy") == 0));
+  if (!numpy) return nb::object();
+  bool plain = true;
+  tree_.for_each_field(i, [&](std::string_view key, std::size_t v) {
+    plain = plain && (key == "name" || (key == "fw" && tape_[v].kind == NodeKind::String && tape_[v].text == "numpy"));
+  });
+  if (!plain) return nb::object();
+  PyObject*& dtype = numpy_dtypes[static_cast<std::size_t>(info.dtype)];
+  if (frombuffer_function == nullptr || dtype == nullptr) {
+    // The first such tensor of the process (of this dtype): from numpy and the numpy adapter's table.
+    try {
+      if (frombuffer_function == nullptr) {
+        frombuffer_function = nb::object(nb::module_::import_("numpy").attr("frombuffer")).release().ptr();
+      }
+      if (dtype == nullptr) dtype = hooks_.numpy_dtype(py_str(dtype_name(info.dtype))).release().ptr();
+    } catch (nb::python_error&) {
+      return nb::object();  // the adapter says what is wrong
+    }
+  }
+  const std::uint64_t count = info.nbytes() / (dtype_bits(info.dtype) / 8);
+  nb::object args[] = {shard.buffer, nb::borrow(dtype), nb::int_(count), nb::int_(shard.reader.header().data_offset() + info.begin)};
+  PyObject* made = PyObject_Vectorcall(frombuffer_function, reinterpret_cast<PyObject* const*>(args), 4, nullptr);
+  if (made != nullptr && !(info.shape.size() == 1 && info.shape[0] == count)) {
+    nb::object flat = nb::steal(made);
+    nb::object shape = shape_tuple(info.shape);
+    made = PyObject_CallMethodOneArg(flat.ptr(), nb::str("reshape").ptr(), shape.ptr());
+  }
+  if (made == nullptr) {
+    PyErr_Clear();  // the adapter makes it again, and says what is wrong
+    return nb::object();
+  }
+  nb::object array = nb::steal(made);
+  // As to_numpy records it: the base a later view node of this tensor looks into.
+  PyObject* bases = PyDict_SetDefault(context_.ptr(), nb::str("numpy_bases").ptr(), nb::dict().ptr());  // borrowed
+  if (bases == nullptr) throw nb::python_error();
+  if (!PyDict_Check(bases)) return nb::object();  // not one a load made: the adapter says so
+  if (PyDict_SetItem(bases, py_str(name).ptr(), array.ptr()) != 0) throw nb::python_error();
+  return array;
 }
 
 nb::object Loader::tensor(std::size_t i) {
@@ -32,6 +85,10 @@ nb::object Loader::tensor(std::size_t i) {
     if (nb::object earlier = named_before(name); earlier.is_valid()) return earlier;
     found = find_tensor(name);
     info = found.info;
+    if (nb::object array = plain_numpy(i, name, *info, *found.shard); array.is_valid()) {
+      named_.emplace(name, array);
+      return array;
+    }
   }
   nb::dict fields;
   tree_.for_each_field(i, [&](std::string_view key, std::size_t v) {

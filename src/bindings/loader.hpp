@@ -116,6 +116,8 @@ struct LoadPath {
 
 class Loader {
  public:
+  // The path of the node being built ($["a"][3]), for messages and for the context's "where".
+  std::string path_text() const;
   // With `partial`, the nodes built may be any parts of the tree (see build_target), found through its index.
   Loader(const TreeReader& tree, const TensorSource& source, const LoadOptions& options, bool partial)
       : tree_(tree), tape_(tree.tape()), source_(source), index_(partial ? &tree.index() : nullptr), context_(options.context), hooks_(hooks()),
@@ -190,6 +192,12 @@ class Loader {
   // load refuses a second node naming the same tensor, which could only make it copy the same bytes again.
   nb::object named_before(std::string_view name);
   nb::object tensor(std::size_t i);
+  // A tensor of a plain numpy node ("fw": "numpy" and its name, nothing else) in a whole load asking for no framework
+  // or numpy: what frameworks/numpy.py's to_numpy makes of it (a frombuffer view of its bytes, shaped, recorded in the
+  // context's "numpy_bases" for the views after it), made here without the adapters' Python calls, which cost a tiny
+  // load a tenth of its time. An invalid object where the node or the load is not that plain, or where anything fails:
+  // the adapter then builds the tensor, and says what is wrong.
+  nb::object plain_numpy(std::size_t i, std::string_view name, const TensorInfo& info, const Shard& shard);
   TensorSource::Found find_tensor(std::string_view name);
   nb::object defined_elsewhere(std::int64_t id);
   nb::object bytes_value(std::size_t i, bool mutable_copy);
@@ -203,7 +211,6 @@ class Loader {
               static_cast<const Loader*>(self)->invalid(why, code);
             }};
   }
-  std::string path_text() const;
   // While the loader lives, the load's context holds "where": a function giving the path of the node being built
   // (constructors name it in warnings); the value it replaced comes back when the loader ends.
   void expose_where();
@@ -230,6 +237,7 @@ class Loader {
   std::vector<std::int64_t> building_elsewhere_;
   nb::handle context_;
   nb::object where_before_;
+  const Loader* outer_loader_ = nullptr;
   bool where_set_ = false;
   const Hooks& hooks_;
   IdTable ids_;

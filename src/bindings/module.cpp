@@ -59,7 +59,7 @@ const Hooks& hooks() {
 void set_hooks(nb::dict given) {
   installed = new Hooks{
       given["classify"],          given["reduce"],      given["array_entry"], given["factory_name"],
-      given["construct"],         given["factories"],   given["make_tensor"], given["ordered_dict_type"],
+      given["construct"],         given["factories"],   given["make_tensor"], given["numpy_dtype"], given["ordered_dict_type"],
       given["defaultdict_type"],  given["deque_type"],  given["counter_type"],
   };
 }
@@ -440,5 +440,6 @@ NB_MODULE(_core, m) {
         "Check an index's metadata and weight map against its checksums entry; {shard file: digest} it records, or None "
         "when it has none.");
   register_lazy_file(m);
+  register_load_where(m);
   register_save_snapshot(m);
 }

@@ -59,6 +59,14 @@ def numpy_dtype(name: str) -> np.dtype[Any]:
     return _tables()[1][name]
 
 
+@functools.cache
+def _stored_as_is() -> dict[np.dtype[Any], str]:
+    """{numpy dtype: its safetensors dtype} for the arrays array_entry stores as they are, without a check or a
+    conversion (native little-endian, whole bytes): the dtypes of nearly every array saved."""
+    return {dtype: name for dtype, name in _tables()[0].items()
+            if name not in SUB_BYTE and np.little_endian and dtype.byteorder != ">"}
+
+
 def _logical_name(dtype: np.dtype[Any]) -> str:
     """How the schema names a numpy dtype that is stored as bytes."""
     return dtype.name if dtype.name in _tables()[2] else dtype.str
@@ -140,6 +148,9 @@ def array_entry(
     schema. Raises TypeError for object and structured arrays.
     """
     dtype = array.dtype
+    stored = _stored_as_is().get(dtype)
+    if stored is not None:
+        return stored, array.shape, array, {"fw": framework}
     if dtype.hasobject or dtype.fields is not None or dtype.subdtype is not None or dtype.kind == "V" and dtype.name not in _tables()[2]:
         raise TypeError(f"numpy arrays of dtype {dtype} hold Python objects or records, which are not stored as tensors")
     native = _native(array)
@@ -171,9 +182,11 @@ def from_file(
             codes = bytearray(_core.unpack_sub_byte(dtype, packed, elements))
             return np.frombuffer(codes, dtype=np_dtype).reshape(shape)
         # frombuffer (unlike ndarray(buffer=...)) holds a buffer export, so a bytearray under the arrays cannot be
-        # resized or freed while they live.
+        # resized or freed while they live. Its arguments are given by position, and a 1-D array is not reshaped:
+        # keywords and a reshape each cost as much as the call itself, for every tensor of a load.
         count = nbytes // np_dtype.itemsize
-        return np.frombuffer(buffer, dtype=np_dtype, count=count, offset=offset).reshape(shape)
+        array = np.frombuffer(buffer, np_dtype, count, offset)
+        return array if len(shape) == 1 and shape[0] == count else array.reshape(shape)
     except SafestructuresError:
         raise
     except ValueError as e:
@@ -192,28 +205,34 @@ def to_numpy(
     """
     bases = context.setdefault("numpy_bases", {})
     if dtype is None:
-        return _strided(view_base(bases, fields), fields)
+        return _strided(view_base(bases, fields).reshape(-1), fields)
     logical = fields.get("dtype")
     if type(logical) is str and logical.startswith("torch."):
         raise UnsupportedTypeError(f"{logical} has no numpy dtype; load this tensor with framework='torch'")
-    name = fields.get("name", "?")
-    charged = functools.partial(charge, context, fields)
     target = None if logical is None else logical_dtype(logical)
     if target is not None and dtype == "U8" and "shape" in fields and "stride" not in fields:
         logical_shape, _count = byte_shape(fields, target, target.itemsize, nbytes)
         array = np.frombuffer(buffer, dtype=np.uint8, count=nbytes, offset=offset).view(target).reshape(logical_shape)
     else:
-        array = from_file(buffer, dtype, shape, offset, nbytes, name, charged)
+        # The budget is only charged for the copies of sub-byte dtypes and byte swaps: the usual view, built for every
+        # tensor of a load, makes no charging function.
+        charged = functools.partial(charge, context, fields) if dtype in SUB_BYTE else None
+        array = from_file(buffer, dtype, shape, offset, nbytes, fields.get("name", "?"), charged)
         if target is not None and target.newbyteorder("=") != array.dtype.newbyteorder("="):
             raise ValueError(f"dtype {quote(str(logical))} does not match the stored dtype {dtype}")
         if target is not None and target != array.dtype:
             # A big-endian array: the file holds it little-endian, so it loads as a byte-swapped copy.
-            charged(array.nbytes, "the byte-swapped copy")
+            charge(context, fields, array.nbytes, "the byte-swapped copy")
             array = array.astype(target)
-    if "stride" in fields or array.flags.c_contiguous and array.dtype.itemsize:
-        bases[fields.get("name")] = array.reshape(-1)
-    # With a stride, the stored tensor is a whole storage and the node a view of it.
-    return _strided(array.reshape(-1), fields) if "stride" in fields else array
+    # A later view node looks into this array, flattened then (most tensors have no views: flattening each now would
+    # cost every load a reshape per tensor).
+    if "stride" in fields:
+        # With a stride, the stored tensor is a whole storage and the node a view of it.
+        base = bases[fields.get("name")] = array.reshape(-1)
+        return _strided(base, fields)
+    if array.flags.c_contiguous and array.dtype.itemsize:
+        bases[fields.get("name")] = array
+    return array
 
 
 def _strided(base: np.ndarray, fields: dict[str, Any]) -> np.ndarray:
