@@ -169,6 +169,9 @@ nb::tuple write_sharded(const std::vector<WriteTensor>& tensors, const std::stri
 // Registers safestructures._core.SaveSnapshot and the functions that take and write one (background saves).
 void register_save_snapshot(nb::module_& m);
 
+// Registers the commits of safestructures.Recorder (commit_recording, finish_recording_commit).
+void register_recording(nb::module_& m);
+
 // Registers safestructures._core.LazyFile, the lazily read file behind safestructures.open.
 void register_lazy_file(nb::module_& m);
 

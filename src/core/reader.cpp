@@ -9,8 +9,11 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstdint>
+#include <optional>
 
 #include "safestructures/error.hpp"
+#include "safestructures/format.hpp"
+#include "safestructures/recording.hpp"
 
 namespace safestructures {
 namespace {
@@ -73,13 +76,41 @@ MappedFile::~MappedFile() {
 }
 
 Reader Reader::open(const std::filesystem::path& path, std::uint64_t max_header_size, Access access) {
-  auto mapping = MappedFile::open(path, access);
-  const auto bytes = mapping->bytes();
-  try {
-    return from_buffer(std::move(mapping), bytes, true, max_header_size);
-  } catch (const Error& e) {
-    if (e.code() == ErrorCode::Io) throw;
-    raise(e.code(), path.string() + ": " + e.what());
+  // A recording may be committing while it is read (docs/format.md section 9): the header read in place may be
+  // half-rewritten, or describe less data than the journal the mapping missed. The file is mapped again, a bounded
+  // number of times, only while it is seen to change.
+  for (int attempt = 0;; ++attempt) {
+    auto mapping = MappedFile::open(path, access);
+    const auto bytes = mapping->bytes();
+    try {
+      std::optional<Header> in_place;
+      std::optional<Error> failure;
+      try {
+        in_place = parse_header(bytes, max_header_size);
+      } catch (const Error& e) {
+        if (e.code() == ErrorCode::Io) throw;
+        failure = e;
+      }
+      if (!in_place || in_place->find_metadata(recording_metadata_key) != nullptr) {
+        // A recording's journal is newer than its header in place, and whole where that one may be torn.
+        const std::uint64_t n = bytes.size() >= 8 ? load_le64(bytes.data()) : 0;
+        if (n > 0) {
+          if (auto journal = read_recording_journal(path, n, max_header_size)) {
+            if (8 + n + journal->data_size <= bytes.size()) {
+              return Reader(std::move(mapping), bytes, true, parse_header_text(journal->header_text, journal->data_size));
+            }
+            if (attempt < 3) continue;  // the file grew since it was mapped: map it again
+          }
+        }
+      }
+      if (in_place) return Reader(std::move(mapping), bytes, true, std::move(*in_place));
+      struct stat st {};
+      if (attempt < 3 && ::stat(path.c_str(), &st) == 0 && static_cast<std::uint64_t>(st.st_size) != bytes.size()) continue;
+      throw *failure;
+    } catch (const Error& e) {
+      if (e.code() == ErrorCode::Io) throw;
+      raise(e.code(), path.string() + ": " + e.what());
+    }
   }
 }
 
