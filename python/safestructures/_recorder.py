@@ -130,7 +130,7 @@ class Recorder:
         if mode not in ("w", "a"):
             raise InvalidArgumentError(f'mode must be "w" (a new recording) or "a" (continue one), got {mode!r}')
         self.path = _fspath(path)
-        self._context = {"plugins": _plugins.check_plugins(plugins)}
+        self._plugins = _plugins.check_plugins(plugins)
         self._max_depth = max_depth
         self._flush_bytes, self._flush_seconds, self._fsync = flush_bytes, flush_seconds, fsync
         self._metadata = _check_metadata(metadata)
@@ -155,8 +155,8 @@ class Recorder:
 
     # ---- The file.
     def _header(self) -> bytes:
-        if None in self._streams:
-            root = "[" + ",".join(self._streams[None]) + "]"
+        if not self._streams or None in self._streams:
+            root = "[" + ",".join(self._streams.get(None, ())) + "]"
         elif any(name == _TAG_MEMBER for name in self._streams):
             pairs = ",".join(f"[{_compact(name)},[{','.join(nodes)}]]" for name, nodes in self._streams.items())
             root = f'{{"{_TAG_MEMBER}":"{TAG.Dict}","items":[{pairs}]}}'
@@ -293,7 +293,9 @@ class Recorder:
             nodes = self._streams.get(stream, [])
             where = f"record {len(nodes)}" + ("" if stream is None else f" of stream {stream!r}")
             try:
-                blob = _core.save_bytes(value, None, self._max_depth, DEFAULT_MAX_HEADER_SIZE, self._context, False)
+                # A context of its own, as each save has: what one save notes (torch storages written) is its own.
+                context = {"plugins": self._plugins}
+                blob = _core.save_bytes(value, None, self._max_depth, DEFAULT_MAX_HEADER_SIZE, context, False)
                 metadata, tensors = _core.read_bytes(blob)
             except SafestructuresError as e:
                 raise type(e)(f"{self.path}: {where}: {e}", code=e.code) from e
