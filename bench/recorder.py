@@ -1,0 +1,206 @@
+"""W6, the recorder (issue 22): ResNet-50's forward hooks (transformers' ResNetModel(ResNetConfig()), random weights, no
+download; batch 2 at 112x112) record every module's inputs and output, through safestructures.Recorder into one file,
+against one file per hook call with safestructures, safetensors and torch.save, in the same run.
+
+Time: the forward passes with their hooks, files written (the same forward passes for every peer; "forward only" is
+their cost without hooks, for reference). Peers are interleaved within each repeat; medians. No peer syncs to disk
+(the recorder runs with fsync=False, its flush still commits). Memory: each peer records in a fresh interpreter; the
+peak resident size is reset after the model is built and run once without hooks, and the peak above that is
+reported, for two numbers of batches, beside the largest single record (its tensor bytes).
+
+Run by bench.py (--only W6), or alone: `python bench/recorder.py --batches 3 --repeats 3 --dir /dev/shm/x`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from timing import reset_peak, status_kib, timed  # noqa: E402
+
+OURS = "safestructures Recorder"
+PER_CALL = ("safestructures per call", "safetensors per call", "torch.save per call")
+FORWARD = "forward only"
+MIB = 1 << 20
+
+
+def build(batches: int) -> tuple[Any, list[Any]]:
+    import torch
+    from transformers import ResNetConfig, ResNetModel
+
+    torch.manual_seed(0)
+    model = ResNetModel(ResNetConfig()).eval()
+    return model, [torch.randn(2, 3, 112, 112) for _ in range(batches)]
+
+
+def _tensors(value: Any, out: list[Any]) -> list[Any]:
+    """The torch tensors in a hook's inputs or output (tuples, lists, dicts, model outputs), in order."""
+    import torch
+
+    if isinstance(value, torch.Tensor):
+        out.append(value)
+    elif isinstance(value, (tuple, list)):
+        for v in value:
+            _tensors(v, out)
+    elif isinstance(value, dict):
+        for v in value.values():
+            _tensors(v, out)
+    return out
+
+
+def _per_call_writer(peer: str, directory: Path) -> Callable[[str, int, Any, Any, Any], None]:
+    import safestructures as ss
+    import torch
+    from safetensors.torch import save_file as st_save
+
+    def write(name: str, k: int, args: Any, kwargs: Any, output: Any) -> None:
+        path = str(directory / f"{name or 'model'}-{k}")
+        if peer == "safestructures per call":
+            ss.save_file({"inputs": args, "kwargs": kwargs, "output": output}, path + ".safetensors")
+        elif peer == "torch.save per call":
+            torch.save({"inputs": args, "kwargs": kwargs, "output": output}, path + ".pt")
+        else:  # safetensors takes a flat dict of distinct tensors: one met twice (an identity shortcut) is kept once
+            flat, seen = {}, set()
+            for part, value in (("inputs", args), ("kwargs", kwargs), ("output", output)):
+                for i, t in enumerate(_tensors(value, [])):
+                    if t.data_ptr() not in seen:
+                        seen.add(t.data_ptr())
+                        flat[f"{part}.{i}"] = t.contiguous()
+            st_save(flat, path + ".safetensors")
+
+    return write
+
+
+def record(peer: str, model: Any, inputs: list[Any], target: Path) -> None:
+    """Runs every batch through `model` with `peer` recording every module call under `target`."""
+    import safestructures as ss
+    import torch
+
+    with torch.no_grad():
+        if peer == FORWARD:
+            for x in inputs:
+                model(x)
+            return
+        if peer == OURS:
+            with ss.Recorder(target / "recording.safetensors", fsync=False) as rec, ss.record_module(model, rec):
+                for x in inputs:
+                    model(x)
+            return
+        write = _per_call_writer(peer, target)
+        calls: dict[str, int] = {}
+        handles = []
+        for name, module in model.named_modules():
+            def hook(_m: Any, args: Any, kwargs: Any, output: Any, name: str = name) -> None:
+                calls[name] = calls.get(name, -1) + 1
+                write(name, calls[name], args, kwargs, output)
+            handles.append(module.register_forward_hook(hook, with_kwargs=True))
+        try:
+            for x in inputs:
+                model(x)
+        finally:
+            for h in handles:
+                h.remove()
+
+
+def _fresh(directory: Path) -> Path:
+    shutil.rmtree(directory, ignore_errors=True)
+    directory.mkdir(parents=True)
+    return directory
+
+
+def time_peers(batches: int, warmup: int, repeats: int, directory: Path) -> dict[str, list[float]]:
+    """{peer: [seconds per repeat]}, peers interleaved in a rotating order."""
+    model, inputs = build(batches)
+    peers = [OURS, *PER_CALL, FORWARD]
+    timings: dict[str, list[float]] = {p: [] for p in peers}
+    for rep in range(warmup + repeats):
+        for p in peers[rep % len(peers):] + peers[:rep % len(peers)]:
+            target = _fresh(directory / p.replace(" ", "_").replace(".", "_"))
+            seconds = timed(lambda: record(p, model, inputs, target))
+            if rep >= warmup:
+                timings[p].append(seconds)
+            shutil.rmtree(target)
+    return timings
+
+
+def largest_record(path: Path) -> int:
+    """The tensor bytes of the largest single record (one module call) of a recording."""
+    import safestructures as ss
+
+    sizes: dict[str, int] = {}
+    for name, (_dtype, _shape, nbytes) in ss.open(path).tensors().items():
+        stream_and_call = name.rsplit(".", 1)[0].split(".inputs")[0].split(".output")[0].split(".kwargs")[0]
+        sizes[stream_and_call] = sizes.get(stream_and_call, 0) + nbytes
+    return max(sizes.values())
+
+
+def memory_worker(peer: str, batches: int, directory: Path) -> dict[str, Any]:
+    """One peer's peak memory above the model (run in a fresh interpreter)."""
+    model, inputs = build(batches)
+    record(FORWARD, model, inputs[:1], directory)  # the forward pass's own memory, reached once before the reset
+    base = status_kib("VmRSS")
+    reset_peak()
+    record(peer, model, inputs, _fresh(directory))
+    above = (status_kib("VmHWM") - base) * 1024
+    out: dict[str, Any] = {"peak_above_model": above}
+    if peer == OURS:
+        out["largest_record"] = largest_record(directory / "recording.safetensors")
+        out["file_bytes"] = (directory / "recording.safetensors").stat().st_size
+    return out
+
+
+def measure_memory(batch_counts: list[int], directory: Path) -> dict[str, Any]:
+    results: dict[str, Any] = {}
+    for batches in batch_counts:
+        for peer in (OURS, FORWARD, *PER_CALL):
+            sub = directory / f"mem-{batches}-{peer.replace(' ', '_')}"
+            done = subprocess.run([sys.executable, __file__, "--memory-worker", peer, "--batches", str(batches), "--dir", str(sub)],
+                                  capture_output=True, text=True, check=False)
+            shutil.rmtree(sub, ignore_errors=True)
+            results.setdefault(str(batches), {})[peer] = (json.loads(done.stdout) if done.returncode == 0
+                                                          else {"error": done.stderr.strip()[-2000:]})
+    return results
+
+
+def run(quick: bool, directory: Path, log: Callable[[str], None]) -> dict[str, Any]:
+    """W6 as bench.py records a workload: {"title", "timings": {medium: {"record": {peer: [seconds]}}}, "memory"}."""
+    batches, warmup, repeats = (2, 1, 3) if quick else (8, 1, 5)
+    log(f"W6: {batches} batches, {repeats} repeats")
+    timings = time_peers(batches, warmup, repeats, directory)
+    log("W6: memory")
+    memory = measure_memory([2, 6] if quick else [4, 16], directory)
+    return {"title": f"recorder: ResNet-50 forward hooks, {batches} batches of 2x3x112x112", "timings": {directory.name: {"record": timings}},
+            "memory": memory}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--batches", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--dir", default=f"/dev/shm/ss-recorder-{os.getpid()}")
+    parser.add_argument("--memory-worker", help=argparse.SUPPRESS)
+    parser.add_argument("--memory", default="2,6", help="comma-separated batch counts whose peak memory is measured")
+    args = parser.parse_args()
+    directory = Path(args.dir)
+    if args.memory_worker:
+        print(json.dumps(memory_worker(args.memory_worker, args.batches, directory)))
+        return
+    try:
+        timings = time_peers(args.batches, 1, args.repeats, directory)
+        memory = measure_memory([int(b) for b in args.memory.split(",")], directory)
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+    print(json.dumps({"timings": timings, "memory": memory}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
