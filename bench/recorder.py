@@ -171,15 +171,20 @@ def measure_memory(batch_counts: list[int], directory: Path) -> dict[str, Any]:
     return results
 
 
-def run(quick: bool, directory: Path, log: Callable[[str], None]) -> dict[str, Any]:
-    """W6 as bench.py records a workload: {"title", "timings": {medium: {"record": {peer: [seconds]}}}, "memory"}."""
+def run(quick: bool, directory: Path, log: Callable[[str], None], memory: bool = True) -> dict[str, Any]:
+    """W6 for bench.py: {"title", "timings": {peer: [seconds]}, "memory": {batches: {peer: {...}}}} (memory only when
+    asked), files under `directory` (removed after)."""
     batches, warmup, repeats = (2, 1, 3) if quick else (8, 1, 5)
-    log(f"W6: {batches} batches, {repeats} repeats")
-    timings = time_peers(batches, warmup, repeats, directory)
-    log("W6: memory")
-    memory = measure_memory([2, 6] if quick else [4, 16], directory)
-    return {"title": f"recorder: ResNet-50 forward hooks, {batches} batches of 2x3x112x112", "timings": {directory.name: {"record": timings}},
-            "memory": memory}
+    try:
+        log(f"W6 {directory}: {batches} batches, {repeats} repeats")
+        out: dict[str, Any] = {"title": f"recorder: ResNet-50 forward hooks, {batches} batches of 2x3x112x112",
+                               "timings": time_peers(batches, warmup, repeats, directory)}
+        if memory:
+            log("W6: peak memory")
+            out["memory"] = measure_memory([2, 6] if quick else [4, 16], directory)
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+    return out
 
 
 def main() -> None:
