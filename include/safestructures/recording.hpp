@@ -31,11 +31,12 @@ std::optional<RecordingJournal> read_recording_journal(int fd, std::uint64_t hea
 // same journal to complete again.
 bool finish_recording_commit(int fd, std::uint64_t header_size, bool fsync);
 
-// Commits the header `header_text` (exactly the N bytes of room the file's prefix gives) of the recording open as
-// `fd`, whose data buffer now holds `data_size` bytes (all written, the file ending there): the journal is appended after the data, then the
-// header is written in place, then the file is cut back to its data. A process killed at any point leaves either the
-// old header whole (and no whole journal), or a whole journal, which readers use. With `fsync`, the data, the journal
-// and the header each reach the disk before the next step, so the same holds after a power loss.
-void commit_recording_header(int fd, std::string_view header_text, std::uint64_t data_size, bool fsync);
+// Commits the header `header_text`, padded with spaces to `room` bytes (the N of the file's prefix), of the recording
+// open as `fd`, whose data buffer now holds `data_size` bytes (all written, the file ending there): the journal is
+// appended after the data, then the header is written in place, then the file is cut back to its data. A process
+// killed at any point leaves either the old header whole (and no whole journal), or a whole journal, which readers
+// use. With `fsync`, the data, the journal and the header each reach the disk before the next step, so the same holds
+// after a power loss. The padding is written in pieces, never built in memory.
+void commit_recording_header(int fd, std::string_view header_text, std::uint64_t room, std::uint64_t data_size, bool fsync);
 
 }  // namespace safestructures

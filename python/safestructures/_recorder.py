@@ -26,6 +26,8 @@ _TAG_MEMBER = "$"
 # holding large bytes.
 _NAME_FIELDS = ("name", "storage", "tensor")
 _PAGE = 4096
+# The most room a regrowth reserves for the data's sake (beyond twice the header): spaces cost disk, and memory never.
+_DATA_ROOM_CAP = 16 << 20
 
 
 def _compact(value: Any) -> str:
@@ -79,9 +81,9 @@ def _largest_id(node: Any) -> int:
 
 
 def _room_for(needed: int, data_size: int) -> int:
-    """Header room for a header of ``needed`` bytes: twice that, or a 64th of the data when more (so that a run whose
-    records are large regrows rarely), in whole pages, within the header limit."""
-    room = max(2 * needed, data_size // 64, _PAGE)
+    """Header room for a header of ``needed`` bytes: twice that, or a 64th of the data when more, up to 16 MiB (so
+    that a run whose records are large regrows rarely), in whole pages, within the header limit."""
+    room = max(2 * needed, min(data_size // 64, _DATA_ROOM_CAP), _PAGE)
     room = -(-room // _PAGE) * _PAGE
     return min(room, DEFAULT_MAX_HEADER_SIZE - DEFAULT_MAX_HEADER_SIZE % 8)
 
@@ -182,13 +184,16 @@ class Recorder:
         self._fd = fd
 
     def _write_whole(self, header: bytes) -> None:
-        """Writes the recording anew (prefix, header in its room, the data so far) and renames it over the file."""
+        """Writes the recording anew (prefix, ``header`` padded to its room, the data so far) and renames it over the
+        file."""
         old_fd, data_at = self._fd, 8 + self._room_before
 
         def write(f: Any) -> None:
-            f.write(len(header).to_bytes(8, "little") + header)
+            f.write(self._room.to_bytes(8, "little") + header)
+            for at in range(len(header), self._room, 1 << 20):
+                f.write(b" " * min(1 << 20, self._room - at))
             f.flush()
-            left, src, dst = self._data_size, data_at, 8 + len(header)
+            left, src, dst = self._data_size, data_at, 8 + self._room
             while left > 0:
                 try:
                     n = os.copy_file_range(old_fd, f.fileno(), left, src, dst)
@@ -204,12 +209,9 @@ class Recorder:
             self._fd = -1
         self._open_fd()
 
-    def _padded(self) -> bytes:
-        return self._header().ljust(self._room, b" ")
-
     def _create(self) -> None:
         self._room_before = self._room
-        self._write_whole(self._padded())
+        self._write_whole(self._header())
 
     def _continue(self) -> None:
         self._open_fd()
@@ -343,9 +345,9 @@ class Recorder:
                         f"{self.path}: the recording's header would take {len(header)} bytes, over the limit of "
                         f"{DEFAULT_MAX_HEADER_SIZE}: start another recording")
                 self._room_before, self._room = self._room, _room_for(len(header), self._data_size)
-                self._write_whole(self._padded())
+                self._write_whole(header)
             else:
-                _core.commit_recording(self._fd, self._padded(), self._data_size, self._fsync)
+                _core.commit_recording(self._fd, header, self._room, self._data_size, self._fsync)
             self._room_before = self._room
             self._pending, self._dirty, self._last_flush = 0, False, time.monotonic()
 

@@ -14,10 +14,10 @@ using namespace nb::literals;
 namespace safestructures::bindings {
 namespace {
 
-void py_commit_recording(int fd, nb::bytes header_text, std::uint64_t data_size, bool fsync) {
+void py_commit_recording(int fd, nb::bytes header_text, std::uint64_t room, std::uint64_t data_size, bool fsync) {
   const std::string_view text(header_text.c_str(), header_text.size());
   nb::gil_scoped_release release;
-  commit_recording_header(fd, text, data_size, fsync);
+  commit_recording_header(fd, text, room, data_size, fsync);
 }
 
 bool py_finish_recording_commit(int fd, std::uint64_t header_size, bool fsync) {
@@ -28,9 +28,10 @@ bool py_finish_recording_commit(int fd, std::uint64_t header_size, bool fsync) {
 }  // namespace
 
 void register_recording(nb::module_& m) {
-  m.def("commit_recording", &py_commit_recording, "fd"_a, "header_text"_a, "data_size"_a, "fsync"_a,
-        "Commit a recording's header (exactly the room its prefix gives) over the file open as `fd`, whose data buffer "
-        "holds `data_size` bytes and ends the file: journal appended, header written in place, journal cut off.");
+  m.def("commit_recording", &py_commit_recording, "fd"_a, "header_text"_a, "room"_a, "data_size"_a, "fsync"_a,
+        "Commit a recording's header (padded with spaces to `room`, the N of its prefix) over the file open as `fd`, "
+        "whose data buffer holds `data_size` bytes and ends the file: journal appended, header written in place, "
+        "journal cut off.");
   m.def("finish_recording_commit", &py_finish_recording_commit, "fd"_a, "header_size"_a, "fsync"_a,
         "Complete the commit a killed writer left in the recording open as `fd`, if it ends in a whole journal; "
         "returns whether it did.");
