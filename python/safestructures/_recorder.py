@@ -166,8 +166,9 @@ class Recorder:
             root = "{" + ",".join(f"{_compact(name)}:[{','.join(nodes)}]" for name, nodes in self._streams.items()) + "}"
         metadata = dict(self._metadata or {})
         metadata[SCHEMA_KEY] = self._head + root + self._tail
-        metadata[RECORDING_KEY] = RECORDING_VERSION
-        meta = ",".join(f"{_compact(k)}:{_compact(metadata[k])}" for k in sorted(metadata))
+        # The recording's key first, where a reader finds it in the header's first page, torn or not.
+        meta = ",".join([f"{_compact(RECORDING_KEY)}:{_compact(RECORDING_VERSION)}",
+                         *(f"{_compact(k)}:{_compact(metadata[k])}" for k in sorted(metadata))])
         entries = "".join("," + e for e in self._entries)
         return ('{"__metadata__":{' + meta + "}" + entries + "}").encode()
 

@@ -77,8 +77,8 @@ MappedFile::~MappedFile() {
 
 Reader Reader::open(const std::filesystem::path& path, std::uint64_t max_header_size, Access access) {
   // A recording may be committing while it is read (docs/format.md section 9): the header read in place may be
-  // half-rewritten, or describe less data than the journal the mapping missed. The file is mapped again, a bounded
-  // number of times, only while it is seen to change.
+  // half-rewritten, or describe less data than the journal the mapping missed. Such a file is mapped again, a bounded
+  // number of times.
   for (int attempt = 0;; ++attempt) {
     auto mapping = MappedFile::open(path, access);
     const auto bytes = mapping->bytes();
@@ -104,8 +104,13 @@ Reader Reader::open(const std::filesystem::path& path, std::uint64_t max_header_
         }
       }
       if (in_place) return Reader(std::move(mapping), bytes, true, std::move(*in_place));
-      struct stat st {};
-      if (attempt < 3 && ::stat(path.c_str(), &st) == 0 && static_cast<std::uint64_t>(st.st_size) != bytes.size()) continue;
+      // A recording's key leads its header (section 9), so even a header read while it was being rewritten shows it:
+      // a commit finished between the reading of the header and the look for its journal is read again.
+      const std::string_view start(reinterpret_cast<const char*>(bytes.data()), std::min<std::size_t>(bytes.size(), 4096));
+      if (attempt < 3 && start.find(recording_metadata_key) != std::string_view::npos) {
+        ::usleep(1000);
+        continue;
+      }
       throw *failure;
     } catch (const Error& e) {
       if (e.code() == ErrorCode::Io) throw;
