@@ -33,13 +33,16 @@ FORWARD = "forward only"
 MIB = 1 << 20
 
 
-def build(batches: int) -> tuple[Any, list[Any]]:
+def build(batches: int, quick: bool = False) -> tuple[Any, list[Any]]:
+    """ResNet-50 and `batches` inputs; `quick` (the harness's smoke run): a ResNet of one small block per stage on
+    32x32 inputs, the same code paths in a fraction of the time."""
     import torch
     from transformers import ResNetConfig, ResNetModel
 
     torch.manual_seed(0)
-    model = ResNetModel(ResNetConfig()).eval()
-    return model, [torch.randn(2, 3, 112, 112) for _ in range(batches)]
+    config = ResNetConfig(depths=[1, 1, 1, 1], hidden_sizes=[8, 16, 32, 64], embedding_size=8) if quick else ResNetConfig()
+    side = 32 if quick else 112
+    return ResNetModel(config).eval(), [torch.randn(2, 3, side, side) for _ in range(batches)]
 
 
 def _tensors(value: Any, out: list[Any]) -> list[Any]:
@@ -117,9 +120,9 @@ def _fresh(directory: Path) -> Path:
     return directory
 
 
-def time_peers(batches: int, warmup: int, repeats: int, directory: Path) -> dict[str, list[float]]:
+def time_peers(batches: int, warmup: int, repeats: int, directory: Path, quick: bool = False) -> dict[str, list[float]]:
     """{peer: [seconds per repeat]}, peers interleaved in a rotating order."""
-    model, inputs = build(batches)
+    model, inputs = build(batches, quick)
     peers = [OURS, *PER_CALL, FORWARD]
     timings: dict[str, list[float]] = {p: [] for p in peers}
     for rep in range(warmup + repeats):
@@ -143,9 +146,9 @@ def largest_record(path: Path) -> int:
     return max(sizes.values())
 
 
-def memory_worker(peer: str, batches: int, directory: Path) -> dict[str, Any]:
+def memory_worker(peer: str, batches: int, directory: Path, quick: bool = False) -> dict[str, Any]:
     """One peer's peak memory above the model (run in a fresh interpreter)."""
-    model, inputs = build(batches)
+    model, inputs = build(batches, quick)
     record(FORWARD, model, inputs[:1], directory)  # the forward pass's own memory, reached once before the reset
     base = status_kib("VmRSS")
     reset_peak()
@@ -158,13 +161,14 @@ def memory_worker(peer: str, batches: int, directory: Path) -> dict[str, Any]:
     return out
 
 
-def measure_memory(batch_counts: list[int], directory: Path) -> dict[str, Any]:
+def measure_memory(batch_counts: list[int], directory: Path, quick: bool = False) -> dict[str, Any]:
+    """{batches: {peer: memory_worker's result}}; a smoke run measures the recorder and the bare forward pass only."""
     results: dict[str, Any] = {}
     for batches in batch_counts:
-        for peer in (OURS, FORWARD, *PER_CALL):
+        for peer in (OURS, FORWARD) if quick else (OURS, FORWARD, *PER_CALL):
             sub = directory / f"mem-{batches}-{peer.replace(' ', '_')}"
-            done = subprocess.run([sys.executable, __file__, "--memory-worker", peer, "--batches", str(batches), "--dir", str(sub)],
-                                  capture_output=True, text=True, check=False)
+            done = subprocess.run([sys.executable, __file__, "--memory-worker", peer, "--batches", str(batches), "--dir", str(sub),
+                                   *(["--quick"] if quick else [])], capture_output=True, text=True, check=False)
             shutil.rmtree(sub, ignore_errors=True)
             results.setdefault(str(batches), {})[peer] = (json.loads(done.stdout) if done.returncode == 0
                                                           else {"error": done.stderr.strip()[-2000:]})
@@ -174,14 +178,14 @@ def measure_memory(batch_counts: list[int], directory: Path) -> dict[str, Any]:
 def run(quick: bool, directory: Path, log: Callable[[str], None], memory: bool = True) -> dict[str, Any]:
     """W6 for bench.py: {"title", "timings": {peer: [seconds]}, "memory": {batches: {peer: {...}}}} (memory only when
     asked), files under `directory` (removed after)."""
-    batches, warmup, repeats = (2, 1, 3) if quick else (8, 1, 5)
+    batches, warmup, repeats = (2, 0, 1) if quick else (8, 1, 5)
     try:
         log(f"W6 {directory}: {batches} batches, {repeats} repeats")
         out: dict[str, Any] = {"title": f"recorder: ResNet-50 forward hooks, {batches} batches of 2x3x112x112",
-                               "timings": time_peers(batches, warmup, repeats, directory)}
+                               "timings": time_peers(batches, warmup, repeats, directory, quick)}
         if memory:
             log("W6: peak memory")
-            out["memory"] = measure_memory([2, 6] if quick else [4, 16], directory)
+            out["memory"] = measure_memory([1, 2] if quick else [4, 16], directory, quick)
     finally:
         shutil.rmtree(directory, ignore_errors=True)
     return out
@@ -194,14 +198,15 @@ def main() -> None:
     parser.add_argument("--dir", default=f"/dev/shm/ss-recorder-{os.getpid()}")
     parser.add_argument("--memory-worker", help=argparse.SUPPRESS)
     parser.add_argument("--memory", default="2,6", help="comma-separated batch counts whose peak memory is measured")
+    parser.add_argument("--quick", action="store_true", help="a small ResNet on 32x32 inputs: a smoke run")
     args = parser.parse_args()
     directory = Path(args.dir)
     if args.memory_worker:
-        print(json.dumps(memory_worker(args.memory_worker, args.batches, directory)))
+        print(json.dumps(memory_worker(args.memory_worker, args.batches, directory, args.quick)))
         return
     try:
-        timings = time_peers(args.batches, 1, args.repeats, directory)
-        memory = measure_memory([int(b) for b in args.memory.split(",")], directory)
+        timings = time_peers(args.batches, 1, args.repeats, directory, args.quick)
+        memory = measure_memory([int(b) for b in args.memory.split(",")], directory, args.quick)
     finally:
         shutil.rmtree(directory, ignore_errors=True)
     print(json.dumps({"timings": timings, "memory": memory}, indent=1))

@@ -165,11 +165,14 @@ def test_sigkill_at_a_random_moment_leaves_exactly_the_flushed_records(tmp_path:
     path = tmp_path / "rec.safetensors"
     rng = random.Random(run)
     child = start_python(CHILD, str(path), str(run), "w")
-    time.sleep(0.7 + rng.random() * 1.5)
+    assert child.stdout is not None
+    first = child.stdout.readline()  # the recording has begun (however slowly the interpreter started)
+    assert first, child.communicate(timeout=60)[1][-3000:]
+    time.sleep(rng.random() * 1.5)
     child.send_signal(signal.SIGKILL)
     out, err = child.communicate(timeout=60)
     assert child.returncode == -signal.SIGKILL, err[-3000:]
-    flushed = [int(line) for line in out.split()]
+    flushed = [int(line) for line in (first + out).split()]
     every = 1 + run % 5
     out_records = recorded(path)
     n = len(out_records)
@@ -180,7 +183,8 @@ def test_sigkill_at_a_random_moment_leaves_exactly_the_flushed_records(tmp_path:
     # Resumed in another process, which the kill left nothing in the way of.
     if run % 3 == 0:
         again = start_python(CHILD, str(path), str(run), "a")
-        time.sleep(0.5 + rng.random())
+        assert again.stdout is not None and again.stdout.readline()
+        time.sleep(rng.random())
         again.send_signal(signal.SIGKILL)
         out, err = again.communicate(timeout=60)
         resumed = recorded(path)
