@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -120,15 +121,28 @@ def _fresh(directory: Path) -> Path:
     return directory
 
 
-def time_peers(batches: int, warmup: int, repeats: int, directory: Path, quick: bool = False) -> dict[str, list[float]]:
-    """{peer: [seconds per repeat]}, peers interleaved in a rotating order."""
+def _cpu_seconds() -> float:
+    """The process's CPU time, user and system, all threads: on a machine others load, wall time measures them."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def time_peers(batches: int, warmup: int, repeats: int, directory: Path, quick: bool = False,
+               clock: str = "wall") -> dict[str, list[float]]:
+    """{peer: [seconds per repeat]} (wall time, or with clock="cpu" the process's CPU time), peers interleaved in a
+    rotating order."""
     model, inputs = build(batches, quick)
     peers = [OURS, *PER_CALL, FORWARD]
     timings: dict[str, list[float]] = {p: [] for p in peers}
     for rep in range(warmup + repeats):
         for p in peers[rep % len(peers):] + peers[:rep % len(peers)]:
             target = _fresh(directory / p.replace(" ", "_").replace(".", "_"))
-            seconds = timed(lambda: record(p, model, inputs, target))
+            if clock == "cpu":
+                start = _cpu_seconds()
+                record(p, model, inputs, target)
+                seconds = _cpu_seconds() - start
+            else:
+                seconds = timed(lambda: record(p, model, inputs, target))
             if rep >= warmup:
                 timings[p].append(seconds)
             shutil.rmtree(target)
@@ -199,13 +213,19 @@ def main() -> None:
     parser.add_argument("--memory-worker", help=argparse.SUPPRESS)
     parser.add_argument("--memory", default="2,6", help="comma-separated batch counts whose peak memory is measured")
     parser.add_argument("--quick", action="store_true", help="a small ResNet on 32x32 inputs: a smoke run")
+    parser.add_argument("--clock", choices=("wall", "cpu"), default="wall", help="time peers by wall or CPU time")
+    parser.add_argument("--threads", type=int, default=0, help="torch's intra-op threads (0: its default)")
     args = parser.parse_args()
     directory = Path(args.dir)
     if args.memory_worker:
         print(json.dumps(memory_worker(args.memory_worker, args.batches, directory, args.quick)))
         return
     try:
-        timings = time_peers(args.batches, 1, args.repeats, directory, args.quick)
+        if args.threads:
+            import torch
+
+            torch.set_num_threads(args.threads)
+        timings = time_peers(args.batches, 1, args.repeats, directory, args.quick, args.clock)
         memory = measure_memory([int(b) for b in args.memory.split(",")], directory, args.quick)
     finally:
         shutil.rmtree(directory, ignore_errors=True)

@@ -24,7 +24,7 @@ def test_quick_run_reports_every_workload(tmp_path: Path) -> None:
     done = subprocess.run(
         [sys.executable, str(REPO / "bench" / "bench.py"), "--quick", "--no-v1", "--no-chart", "--media", "shm,disk",
          "--disk-dir", str(tmp_path / "disk"), "--memory-peers", "safestructures", "--out", str(out)],
-        capture_output=True, text=True, timeout=300, check=False,
+        capture_output=True, text=True, timeout=600, check=False,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     results = json.loads((out / "results.json").read_text())
