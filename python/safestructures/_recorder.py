@@ -120,7 +120,7 @@ class Recorder:
     leaves a file that loads with exactly the records of its last completed flush (docs/recorder.md says what holds
     on a power loss).
 
-    The header is rewritten in place within ``header_room`` bytes reserved at the start (1 MiB: some seven batches
+    The header is rewritten in place within ``header_room`` bytes reserved at the start (1 MiB: six batches
     of ResNet-50 with every module recorded); a header that outgrows it is given twice its size (or a 64th of the
     data, up to 16 MiB) by rewriting the file, data included: a logarithmic number of times over a run, at most about
     twice the data in all (docs/recorder.md). ``metadata`` (str -> str) is stored alongside; ``plugins`` and ``max_depth`` are save_file's.
