@@ -62,6 +62,8 @@ class Workload:
     disk_repeats: int | None = None
     v1: bool = False
     memory_medium: bool = False  # also measure save()/load() on bytes in memory
+    # Measured in memory only, each peer's (save, load) of bytes from these (instead of _memory_peers): W6's calls.
+    memory_only: Callable[[wl.Sizes], dict[str, tuple[Callable[[Any, str], Any], Callable[[str], Any]]]] | None = None
 
 
 @dataclass(frozen=True)
@@ -100,10 +102,20 @@ TARGETS = [
     Target("W4", "load", "pickle", 1.5),
     Target("W4", "save", V1, 30, faster=True),
     Target("W4", "load", V1, 30, faster=True),
+    # Issue 21: the structure within 1.5x of pickle at every size, and a tiny call's fixed cost within 1.5x of pickle's
+    # and below safetensors' for the same tensor.
+    Target("W4-10k", "save", "pickle", 1.5),
+    Target("W4-10k", "load", "pickle", 1.5),
+    Target("W4-1M", "save", "pickle", 1.5),
+    Target("W4-1M", "load", "pickle", 1.5),
+    Target("W6", "save", "pickle", 1.5),
+    Target("W6", "load", "pickle", 1.5),
+    Target("W6", "save", "safetensors", 1.0),
+    Target("W6", "load", "safetensors", 1.0),
     Target("W5", "load", "safetensors", 1.0),
-    # W6 (bench/recorder.py): recording through one Recorder against one file per call, each peer's forward passes
+    # W7 (bench/recorder.py): recording through one Recorder against one file per call, each peer's forward passes
     # included: at most 1.0x the fastest per-call peer, so at most 1.0x each.
-    *(Target("W6", "record", peer, 1.0) for peer in ("safestructures per call", "safetensors per call", "torch.save per call")),
+    *(Target("W7", "record", peer, 1.0) for peer in ("safestructures per call", "safetensors per call", "torch.save per call")),
 ]
 
 
@@ -186,6 +198,34 @@ def _safetensors_peer(prepare: Callable[[Any], Any], metadata: Callable[[Any], d
                 prepare=lambda data: (prepare(data), metadata(data)))
 
 
+def _tiny_call_peers(sizes: wl.Sizes) -> dict[str, tuple[Callable[[Any, str], Any], Callable[[str], Any]]]:
+    """W6: `sizes.tiny_calls` saves (then loads) of the tiny record in memory per measurement, for ours, pickle, and
+    safetensors on the record's one tensor (what it would take to store that tensor alone)."""
+    import safestructures as ss
+    from safetensors.numpy import load as st_load, save as st_save
+
+    calls = range(sizes.tiny_calls)
+    held: dict[str, Any] = {}
+
+    def batched(name: str, dumps: Callable[[Any], Any], loads: Callable[[Any], Any], prepare: Callable[[Any], Any] = lambda d: d):
+        def save(data: Any, path: str) -> None:
+            value = prepare(data)
+            for _ in calls:
+                held[name] = dumps(value)
+
+        def load(path: str) -> Any:
+            for _ in calls:
+                out = loads(held[name])
+            return out
+        return save, load
+
+    return {
+        OURS: batched(OURS, ss.save, ss.load),
+        "pickle": batched("pickle", lambda d: pickle.dumps(d, protocol=5), pickle.loads),
+        "safetensors": batched("safetensors", st_save, st_load, prepare=lambda d: {"t": d["t"]}),
+    }
+
+
 def _lazy_leaf_name(sizes: wl.Sizes) -> tuple[str, str]:
     """The leaf W5 loads: in the middle of the file (group 50 of 100 at full size)."""
     group = min(50, sizes.lazy_tensors // 100 - 1)
@@ -221,7 +261,7 @@ def _safetensors_lazy(sizes: wl.Sizes) -> Peer:
 
 
 def workloads(sizes: wl.Sizes, quick: bool) -> list[Workload]:
-    """The five workloads of issue 8, each with its peers (ours first)."""
+    """The five workloads of issue 8 and issue 21's W4 sizes and tiny calls (W6), each with its peers (ours first)."""
     ckpt_flat = lambda data: data["model"]  # noqa: E731
     ckpt_meta = lambda data: {"config": json.dumps(data["config"])}  # noqa: E731
     r = (lambda n: 1) if quick else (lambda n: n)
@@ -244,6 +284,16 @@ def workloads(sizes: wl.Sizes, quick: bool) -> list[Workload]:
         Workload("W4", "pure Python: 100,000 nodes", lambda s: wl.pure_python(s.nodes), [
             _ours(), _pickle_peer(), _json_peer(),
         ], touch=False, warmup=w(2), repeats=r(9), v1=True, memory_medium=True),
+        Workload("W4-10k", "pure Python: 10,000 nodes", lambda s: wl.pure_python(s.nodes_small), [
+            _ours(), _pickle_peer(), _json_peer(),
+        ], touch=False, warmup=w(5), repeats=r(31), memory_medium=True),
+        Workload("W4-1M", "pure Python: 1,000,000 nodes", lambda s: wl.pure_python(s.nodes_large), [
+            _ours(), _pickle_peer(), _json_peer(),
+        ], touch=False, warmup=w(1), repeats=r(5), memory_medium=True),
+        Workload("W6", "tiny calls: a dict of three values and a 16-float tensor, in memory", lambda s: wl.tiny_call(), [
+            # Timed through _tiny_call_peers only: these name the peers (safetensors stores the tensor alone).
+            _ours(), _pickle_peer(), Peer("safetensors", lambda data, path: None, lambda path: None),
+        ], touch=False, warmup=w(3), repeats=r(15), memory_only=_tiny_call_peers),
         Workload("W5", "lazy: open a 10,000-tensor file, load one leaf", lambda s: wl.tiny_tensors(s.lazy_tensors), [
             _ours_lazy(sizes), _safetensors_lazy(sizes),
         ], ops=("load",), warmup=w(3), repeats=r(30)),
@@ -283,10 +333,15 @@ def run_workload(work: Workload, sizes: wl.Sizes, media: dict[str, Path], log: C
     all_media = dict(media)
     if work.memory_medium:
         all_media = {"memory": Path("/nonexistent")} | all_media
+    if work.memory_only:
+        all_media = {"memory": Path("/nonexistent")}
     for medium, directory in all_media.items():
         timings: dict[str, dict[str, list[float]]] = {op: {p.name: [] for p in peers} for op in ("save", "load")}
         disk = medium == "disk"
-        ops = _memory_peers() if medium == "memory" else {p.name: (p.save, p.load) for p in peers}
+        if work.memory_only:
+            ops = work.memory_only(sizes)
+        else:
+            ops = _memory_peers() if medium == "memory" else {p.name: (p.save, p.load) for p in peers}
         paths = {p.name: str(directory / f"{work.key}-{p.name.replace(' ', '_').replace('/', '_')}.bin") for p in peers}
         repeats = work.disk_repeats if disk and work.disk_repeats else work.repeats
         for rep in range(work.warmup + repeats):
@@ -382,13 +437,13 @@ def run_v1(work: Workload, quick: bool, media: dict[str, Path], log: Callable[[s
 
 
 def run_recorder(quick: bool, media: dict[str, Path], log: Callable[[str], None]) -> dict[str, Any]:
-    """W6 (bench/recorder.py) on every medium (a smoke run: the first only), its Recorder as OURS in the timings; its
+    """W7 (bench/recorder.py) on every medium (a smoke run: the first only), its Recorder as OURS in the timings; its
     peak memory once (/dev/shm)."""
     import recorder
 
     entry: dict[str, Any] = {"timings": {}}
     for medium, directory in list(media.items())[:1] if quick else media.items():
-        run = recorder.run(quick, directory / "W6", log, memory=medium == "shm" or len(media) == 1 or quick)
+        run = recorder.run(quick, directory / "W7", log, memory=medium == "shm" or len(media) == 1 or quick)
         timings = run["timings"]
         timings[OURS] = timings.pop(recorder.OURS)
         entry["timings"][medium] = {"record": timings}
@@ -538,11 +593,11 @@ def markdown(results: dict[str, Any], rows: list[dict[str, Any]]) -> str:
                     lines.append(f"| {op} | {peer} | error | |")
                 else:
                     lines.append(f"| {op} | {peer} | {m['extra_peak_mib']:.1f} | {m['anon_after_mib']:.1f} |")
-    w6 = results["workloads"].get("W6", {}).get("memory")
-    if w6:
-        lines += ["", "W6 peak memory above the model (MiB; fresh process per measurement):", "",
+    w7 = results["workloads"].get("W7", {}).get("memory")
+    if w7:
+        lines += ["", "W7 peak memory above the model (MiB; fresh process per measurement):", "",
                   "| batches | peer | peak above the model | largest single record |", "|---|---|---:|---:|"]
-        for batches, peers in w6.items():
+        for batches, peers in w7.items():
             for peer, m in peers.items():
                 largest = f"{m['largest_record'] / 2**20:.1f}" if "largest_record" in m else ""
                 peak = "error" if "error" in m else f"{m['peak_above_model'] / 2**20:.1f}"
@@ -615,7 +670,7 @@ def environment(page_cache_dropped: bool, media: dict[str, Path]) -> dict[str, A
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="small sizes and one repeat: a smoke run of seconds")
-    parser.add_argument("--only", default="W1,W2,W3,W4,W5,W6", help="comma-separated workloads to run")
+    parser.add_argument("--only", default="W1,W2,W3,W4,W5,W4-10k,W4-1M,W6,W7", help="comma-separated workloads to run")
     parser.add_argument("--media", default="shm,disk", help="comma-separated: shm (/dev/shm), disk (--disk-dir)")
     parser.add_argument("--disk-dir", default=str(REPO / "build" / "bench-files"), help="a directory on a real disk")
     parser.add_argument("--out", default=None, help="where results.json, results.md and chart.png go "
@@ -665,8 +720,8 @@ def main(argv: list[str] | None = None) -> int:
                         for op, samples in ops.items():
                             entry["timings"][medium][op][V1] = samples
             results["workloads"][work.key] = entry
-        if "W6" in chosen:
-            results["workloads"]["W6"] = run_recorder(args.quick, media, log)
+        if "W7" in chosen:
+            results["workloads"]["W7"] = run_recorder(args.quick, media, log)
         if "W1" in chosen and not args.no_memory:
             results["memory"] = run_memory(sizes_name, args.memory_peers.split(","), log)
     finally:

@@ -1,4 +1,4 @@
-"""W6, the recorder (issue 22): ResNet-50's forward hooks (transformers' ResNetModel(ResNetConfig()), random weights, no
+"""W7, the recorder (issue 22): ResNet-50's forward hooks (transformers' ResNetModel(ResNetConfig()), random weights, no
 download; batch 2 at 112x112) record every module's inputs and output, through safestructures.Recorder into one file,
 against one file per hook call with safestructures, safetensors and torch.save, in the same run.
 
@@ -8,7 +8,7 @@ their cost without hooks, for reference). Peers are interleaved within each repe
 peak resident size is reset after the model is built and run once without hooks, and the peak above that is
 reported, for two numbers of batches, beside the largest single record (its tensor bytes).
 
-Run by bench.py (--only W6), or alone: `python bench/recorder.py --batches 3 --repeats 3 --dir /dev/shm/x`.
+Run by bench.py (--only W7), or alone: `python bench/recorder.py --batches 3 --repeats 3 --dir /dev/shm/x`.
 """
 
 from __future__ import annotations
@@ -190,15 +190,15 @@ def measure_memory(batch_counts: list[int], directory: Path, quick: bool = False
 
 
 def run(quick: bool, directory: Path, log: Callable[[str], None], memory: bool = True) -> dict[str, Any]:
-    """W6 for bench.py: {"title", "timings": {peer: [seconds]}, "memory": {batches: {peer: {...}}}} (memory only when
+    """W7 for bench.py: {"title", "timings": {peer: [seconds]}, "memory": {batches: {peer: {...}}}} (memory only when
     asked), files under `directory` (removed after)."""
     batches, warmup, repeats = (2, 0, 1) if quick else (8, 1, 5)
     try:
-        log(f"W6 {directory}: {batches} batches, {repeats} repeats")
+        log(f"W7 {directory}: {batches} batches, {repeats} repeats")
         out: dict[str, Any] = {"title": f"recorder: ResNet-50 forward hooks, {batches} batches of 2x3x112x112",
                                "timings": time_peers(batches, warmup, repeats, directory, quick)}
         if memory:
-            log("W6: peak memory")
+            log("W7: peak memory")
             out["memory"] = measure_memory([1, 2] if quick else [4, 16], directory, quick)
     finally:
         shutil.rmtree(directory, ignore_errors=True)

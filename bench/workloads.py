@@ -27,10 +27,15 @@ class Sizes:
     layers: int
     nodes: int
     lazy_tensors: int
+    # W4 at the other two sizes of issue 21, and how many tiny calls W6 times together.
+    nodes_small: int = 10_000
+    nodes_large: int = 1_000_000
+    tiny_calls: int = 1_000
 
 
 FULL = Sizes(gpt2_layers=12, gpt2_width=768, gpt2_vocab=50257, tiny_tensors=10_000, steps=200, layers=12, nodes=100_000, lazy_tensors=10_000)
-QUICK = Sizes(gpt2_layers=2, gpt2_width=64, gpt2_vocab=1000, tiny_tensors=200, steps=4, layers=3, nodes=2_000, lazy_tensors=200)
+QUICK = Sizes(gpt2_layers=2, gpt2_width=64, gpt2_vocab=1000, tiny_tensors=200, steps=4, layers=3, nodes=2_000, lazy_tensors=200,
+              nodes_small=500, nodes_large=20_000, tiny_calls=20)
 
 
 def gpt2_state_dict(sizes: Sizes) -> dict[str, Any]:
@@ -127,6 +132,13 @@ def pure_python(nodes: int) -> dict[str, Any]:
         # dict 1 + 3 scalars + list 1+3 + tuple 1+2 + dict 1+4: every container and scalar counted once.
         count += 16
     return {"run": "bench", "version": 2, "records": records}
+
+
+def tiny_call() -> dict[str, Any]:
+    """W6: what one small save or load holds (a step's record): a few values and one small tensor (16 float32)."""
+    import numpy as np
+
+    return {"step": 10, "lr": 1e-3, "name": "run", "t": np.arange(16, dtype=np.float32)}
 
 
 def count_nodes(value: Any) -> int:

@@ -87,7 +87,7 @@ class Tape {
   static constexpr std::size_t npos = static_cast<std::size_t>(-1);
 
  private:
-  friend Tape parse_schema_json(std::string_view, const SchemaLimits&);
+  friend Tape parse_schema_json(std::string_view, const SchemaLimits&, bool);
   Node& push(NodeKind kind) {
     nodes_.emplace_back();
     nodes_.back().kind = kind;
@@ -108,7 +108,10 @@ std::string to_json(const Tape& tape);
 void append_json(std::string& out, const Tape& tape, std::size_t root = 0);
 
 // Parses JSON text into a tape. Raises SchemaNotJson, NestingTooDeep or TooManyNodes.
-Tape parse_schema_json(std::string_view json, const SchemaLimits& limits = {});
+// `padded`: SIMDJSON_PADDING readable bytes follow the text (else it is copied into a padded buffer first).
+Tape parse_schema_json(std::string_view json, const SchemaLimits& limits = {}, bool padded = false);
+// The same for text in a string, parsed in place when its capacity holds the padding.
+Tape parse_schema_string(const std::string& json, const SchemaLimits& limits = {});
 
 // The document's envelope without its closing brace, {"format":"safestructures","version":2, followed by its "root"
 // (or a spilled schema's "spill").

@@ -4,6 +4,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <span>
 #include <string>
 #include <vector>
@@ -84,5 +85,13 @@ std::size_t remove_stale_temporaries(const std::filesystem::path& path);
 void write_into(std::span<std::byte> out, const Layout& layout, std::span<const WriteTensor> tensors);
 
 std::vector<std::byte> write_bytes(std::span<const WriteTensor> tensors, const Metadata* metadata, bool checksums = false);
+
+// Receives a stream's bytes in order, in pieces of at most stream_chunk_size bytes.
+using ChunkWriter = std::function<void(const std::byte* data, std::size_t size)>;
+inline constexpr std::size_t stream_chunk_size = 1 << 20;
+// Writes the whole file to `out` in order, never going back: a stream (a pipe, a socket) can take it. With checksums
+// the tensors are hashed first, in a pass over their own memory, so that the header goes out complete; small pieces
+// are coalesced, large ones handed over in slices of the tensor's memory. Memory stays bounded by one chunk.
+void write_stream(const Layout& layout, std::span<const WriteTensor> tensors, const ChunkWriter& out);
 
 }  // namespace safestructures

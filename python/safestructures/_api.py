@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from . import _core, _sharded, plugins as _plugins
 from ._errors import InvalidArgumentError, reading
 from ._flat import _check_metadata, _fspath, verify_file
 from ._lazy import open_source
 from ._limits import DEFAULT_MAX_DEPTH, DEFAULT_MAX_HEADER_SIZE, DEFAULT_MAX_NODES
-from ._source import DCP, FILE, resolve
+from ._elsewhere import save_elsewhere
+from ._ranges import read_whole
+from ._remote import is_url
+from ._source import DCP, FILE, resolve, target_of
+from ._streams import is_file_object
 from ._walkers import load, load_arguments, save, unstructured
 from .frameworks import canonical
 
@@ -23,7 +27,7 @@ __all__ = ["DEFAULT_MAX_DEPTH", "DEFAULT_MAX_NODES", "load", "load_file", "save"
 
 def save_file(
     data: Any,
-    path: str | os.PathLike[str],
+    path: str | os.PathLike[str] | IO[bytes],
     metadata: Mapping[str, str] | None = None,
     plugins: type | Iterable[type] | None = None,
     *,
@@ -50,6 +54,12 @@ def save_file(
     (``metadata.total_size``, ``weight_map``) holding the structure and ``metadata``. :func:`load_file` and
     :func:`open` read the directory back. Shards of an earlier save there that this one does not use are removed.
 
+    ``path`` may also be a binary file object (anything with ``write()``: ``io.BytesIO``, an open file, a pipe, a
+    socket's file), which gets the file streamed from where it stands, in order and in chunks of at most 1 MiB (a pipe
+    works; memory stays bounded; the tensors are hashed in a first pass when checksums are on), or a URL of any fsspec
+    protocol (``s3://bucket/x.safetensors``; ``pip install safestructures[remote]``), written beside the target and
+    moved over it. See docs/files-anywhere.md.
+
     Checksums are saved with the data: each tensor's bytes are hashed (XXH3-64) as they are written, and the
     structure and ``metadata`` too, into the metadata key ``__safestructures_checksums__`` (the index records each
     shard's); ``load_file(..., verify=True)``, a part's ``load(verify=True)`` and ``safestructures verify`` check them.
@@ -70,8 +80,15 @@ def save_file(
         OSError: the file cannot be written.
     """
     context = {"plugins": _plugins.check_plugins(plugins)}
-    target = _fspath(path)
     limit = None if max_shard_size is None else _sharded.parse_size(max_shard_size)
+    if is_file_object(path) or is_url(path):
+        if background:
+            raise InvalidArgumentError("background=True saves to a local path only, not to a file object or a URL")
+        local = save_elsewhere(data, path, _check_metadata(metadata), context, max_depth, limit, checksums, fsync)
+        if local is None:
+            return None
+        path = local
+    target = _fspath(path)
     if background:
         from . import _background  # its threads and pool only for a process that saves in the background
 
@@ -112,7 +129,7 @@ def _file_size(path: str) -> int:
 
 
 def load_file(
-    path: str | os.PathLike[str],
+    path: str | os.PathLike[str] | IO[bytes],
     framework: str | None = None,
     device: str = "cpu",
     plugins: type | Iterable[type] | None = None,
@@ -148,7 +165,10 @@ def load_file(
     ``model.safetensors.index.json``; or a checkpoint written through ``safestructures.distributed`` (PyTorch
     Distributed Checkpoint), which loads whole in this process as torch tensors; or a folder as Hugging Face's
     ``save_pretrained`` writes one (its index without a safestructures structure, or its ``.safetensors`` files
-    without an index), which loads as ``{tensor name: tensor}``, each tensor read from the shard the index names.
+    without an index), which loads as ``{tensor name: tensor}``, each tensor read from the shard the index names. Or a
+    URL of any fsspec protocol (``https://...``, ``s3://...``; fetched whole), or a binary file object read from where
+    it stands to its end (a stream that cannot seek, such as a pipe, is read once into memory); tensors then view that
+    memory. See docs/files-anywhere.md.
 
     ``max_bytes`` bounds what the load allocates beyond the file's own mapping: copies (conversions to another
     framework, byte swaps, unpacked sub-byte dtypes, torch copies of read-only or misaligned bytes, copies to a
@@ -173,10 +193,17 @@ def load_file(
             names the tensor and its path in the data.
         OSError: the file cannot be read.
     """
-    target = _fspath(path)
-    args, context = load_arguments(framework, device, plugins, types, strict, max_bytes, _file_size(target))
+    where, target = target_of(path)
+    local = isinstance(where, str) and not is_url(where)
+    args, context = load_arguments(framework, device, plugins, types, strict, max_bytes, _file_size(target) if local else 0)
     with reading(target):
-        source = resolve(target, max_header_size)
+        source = resolve(where, max_header_size)
+        if source.kind == FILE and (source.data is not None or source.ranged):
+            # A file object or a URL: read whole, then loaded as bytes are.
+            data = source.data if source.data is not None else read_whole(source.ranged[0])
+            _args, context = load_arguments(framework, device, plugins, types, strict, max_bytes, len(data))
+            structured, payload, metadata = _core.load_bytes(data, max_depth, max_nodes, max_header_size, context, verify)
+            return payload if structured else unstructured(data, payload, metadata, context, max_depth)
         if source.kind == FILE:
             # The file itself (a folder's one .safetensors file, when given the folder).
             buffer, (structured, payload, metadata) = _core.load_file(source.name, max_depth, max_nodes, max_header_size,

@@ -25,6 +25,8 @@ from ._lazy import SafeFile, open_source
 from ._lazy_schema import describe, path_text
 from ._limits import DEFAULT_MAX_DEPTH, DEFAULT_MAX_HEADER_SIZE, DEFAULT_MAX_NODES, default_max_bytes
 from ._sharded import write_atomically
+from ._ranges import read_whole
+from ._remote import is_url
 from ._source import DCP, PLAIN, PLAIN_SHARDS, SHARDED, V1, V2, Source, file_format, resolve, verify_index
 from ._walkers import load_arguments
 from .plugins import plugins_by_name
@@ -74,10 +76,10 @@ def _open(path: str) -> _Opened:
     """Open ``path`` for a command. A 1.0.0 file is loaded whole (as numpy: its tensors are views of the mapping, so
     this reads no tensor data); a checkpoint of plain files (or a distributed one) is loaded as the ``{name: tensor}``
     dict of its index; other files are opened lazily (header and schema only)."""
-    if not os.path.exists(path):
+    if not is_url(path) and not os.path.exists(path):
         raise FileNotFoundError(2, "No such file or directory", path)
     source = resolve(path, DEFAULT_MAX_HEADER_SIZE)
-    if source.kind in (PLAIN_SHARDS, DCP):
+    if source.kind in (PLAIN_SHARDS, DCP) and not source.ranged:  # a remote one is opened lazily, as other files are
         return _open_plain_shards(source)
     load_args, _context = load_arguments("numpy", "cpu", None, (), False, None)
     f, fmt = open_source(source, load_args, (DEFAULT_MAX_DEPTH, DEFAULT_MAX_NODES, DEFAULT_MAX_HEADER_SIZE))
@@ -184,8 +186,11 @@ def _checksum_mismatches(opened: _Opened) -> tuple[bool, list[str]]:
     and a sharded save's index and shards against the index's, each mismatch named; nothing stops at the first."""
     assert opened.source is not None
     found, mismatches = False, []
-    for path in opened.source.paths:
-        has, damaged, _digest = _core.verify_file(path)
+    for shard, path in enumerate(opened.source.paths):
+        if opened.source.ranged:  # a URL: each file read whole, once
+            has, damaged, _digest = _core.verify_bytes(read_whole(opened.source.ranged[shard]), path)
+        else:
+            has, damaged, _digest = _core.verify_file(path)
         found = found or has
         mismatches += [f"{path}: {message}" for message in damaged]
     if opened.lazy is not None and opened.source.kind == SHARDED:

@@ -5,15 +5,15 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Any
+from typing import IO, Any
 
 from . import _core
 from ._errors import InvalidArgumentError, InvalidFileError, SafestructuresError, quote, reading
-from ._flat import _fspath
 from ._format import SCHEMA_KEY, SPILL_TENSOR, TAG
 from ._lazy_schema import _TreeView, _key_text, bytes_size, describe, located, path_text, tensor_fields
 from ._limits import DEFAULT_MAX_DEPTH, DEFAULT_MAX_HEADER_SIZE, DEFAULT_MAX_NODES
-from ._source import DCP, PLAIN, PLAIN_SHARDS, V1, V2, Source, check_shards, file_format, resolve, verify_index
+from ._ranges import RangeFiller, read_header
+from ._source import DCP, PLAIN, PLAIN_SHARDS, V1, V2, Source, check_shards, file_format, resolve, target_of, verify_index
 from ._walkers import load_arguments, load_context
 
 __all__ = ["Node", "SafeFile", "open", "open_source"]
@@ -224,12 +224,25 @@ class SafeFile:
     ``close()`` (they keep the mapping alive)."""
 
     def __init__(self, source: Source, load_args: dict[str, Any], limits: tuple[int, int, int]) -> None:
-        self._doc: Any = _core.LazyFile(source.paths, source.schema, *limits)
+        #: For a file read by ranges (a URL, a seekable file object): what fetches them, and counts the bytes fetched.
+        self.fetcher: RangeFiller | None = None
+        if source.data is not None:  # a stream, read whole
+            self._doc: Any = _core.LazyFile.from_buffers([source.data], None, source.name, source.schema, *limits)
+            sizes = [len(source.data)]
+        elif source.ranged:
+            headers = [read_header(reader, limits[2]) for reader in source.ranged]
+            buffers = [buffer for buffer, _end in headers]
+            self.fetcher = RangeFiller(source.ranged, buffers, [end for _buffer, end in headers])
+            self._doc = _core.LazyFile.from_buffers(buffers, self.fetcher, source.name, source.schema, *limits)
+            sizes = [reader.size for reader in source.ranged]
+        else:
+            self._doc = _core.LazyFile(source.paths, source.schema, *limits)
+            sizes = [self._doc.buffer(shard).size for shard in range(self._doc.shard_count)]
         self._metadata = source.metadata if source.metadata is not None else self._doc.metadata(0)
         self._load_args = load_args
         self._source = source.name
-        # What the default max_bytes of each load is tied to: the bytes of every file mapped.
-        self._size = sum(self._doc.buffer(shard).size for shard in range(self._doc.shard_count))
+        # What the default max_bytes of each load is tied to: the bytes of every file.
+        self._size = sum(sizes)
         self._schema = _TreeView(self)
         # Per (schema node, by text), read when first looked up in: its keys by value, or by text.
         self._lookups: dict[tuple[int, bool], dict[Any, tuple[Any, int]]] = {}
@@ -387,7 +400,7 @@ def _child_by_text(node: Node, part: str) -> Node:
 
 
 def open(
-    path: str | os.PathLike[str],
+    path: str | os.PathLike[str] | IO[bytes],
     framework: str | None = None,
     *,
     device: str = "cpu",
@@ -405,7 +418,11 @@ def open(
     ``path`` is a file saved by :func:`save_file`, a plain safetensors file (its tensors appear as a dict), a
     directory (or its ``model.safetensors.index.json``) written by ``save_file(..., max_shard_size=...)``, or a
     folder of plain shards as Hugging Face's ``save_pretrained`` writes one (its tensors appear as a dict, read
-    from the shard the index names only when loaded). The load
+    from the shard the index names only when loaded). It may also be a URL of any fsspec protocol (``https://``,
+    ``s3://``...; ``pip install safestructures[remote]``) or a seekable binary file object: the header is fetched
+    with range requests, then each ``load()`` fetches only its tensors' bytes (adjacent ones in one request, large
+    ones in parallel requests; keep a file object open while loading from it); or a stream that cannot seek, read
+    once into memory. See docs/files-anywhere.md. The load
     arguments are those of :func:`load_file` and apply to every ``load()`` from this file (``max_bytes`` to each
     load on its own; with ``framework=None``, a tensor comes back in its saved framework only when that framework is
     already imported, as numpy otherwise).
@@ -420,9 +437,9 @@ def open(
         DEFAULT_MAX_HEADER_SIZE if max_header_size is None else max_header_size,
     )
     load_args, _context = load_arguments(framework, device, plugins, types, strict, max_bytes)
-    target = _fspath(path)
+    where, target = target_of(path)
     with reading(target):
-        opened, fmt = open_source(resolve(target, limits[2]), load_args, limits)
+        opened, fmt = open_source(resolve(where, limits[2]), load_args, limits)
     if fmt == V1:
         opened.close()
         raise InvalidFileError(f"{target} was written by safestructures 1.0.0, which open() does not read lazily: load it "

@@ -4,18 +4,26 @@ command line all ask :func:`resolve`, and read what it found."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+import posixpath
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from . import _core
 from ._errors import IntegrityError, InvalidFileError, quote, shown
+from ._flat import _fspath
 from ._format import (CHECKSUMS_KEY, DCP_KEY, INDEX_METADATA, INDEX_NAME, INDEX_SUFFIX, INDEX_WEIGHT_MAP, SAVE_KEY, SCHEMA_KEY,
                       TOTAL_SIZE_KEY, V1_SCHEMA_KEY)
+from ._ranges import read_header
+from ._remote import UrlRanges, filesystem, is_url, local_path
 from ._sharded import SHARD_FILE_NAME, check_regular_file, index_text, shard_name
+from ._streams import FileObjectRanges, check_binary, is_file_object, name_of, read_stream, seekable
 
-__all__ = ["DCP", "FILE", "PLAIN_SHARDS", "SHARDED", "Source", "check_shards", "file_format", "resolve", "verify_index"]
+__all__ = ["DCP", "FILE", "PLAIN_SHARDS", "SHARDED", "Source", "check_shards", "file_format", "resolve", "target_of",
+           "verify_index"]
 
 #: The kinds of :class:`Source`.
 FILE = "file"
@@ -44,6 +52,10 @@ class Source:
     save_id: str | None = None
     #: The index's metadata and weight map as read, which its checksums cover (see :func:`verify_index`).
     index_maps: tuple[dict[str, Any], dict[str, str]] | None = None
+    #: Files read by byte ranges instead of mapped (a URL, a seekable file object): one reader per path.
+    ranged: list[Any] | None = None
+    #: A stream that cannot seek, read whole.
+    data: bytearray | None = None
 
 
 def file_format(structured: bool, metadata: dict[str, str] | None) -> str:
@@ -54,16 +66,42 @@ def file_format(structured: bool, metadata: dict[str, str] | None) -> str:
     return V1 if metadata and V1_SCHEMA_KEY in metadata else PLAIN
 
 
-def resolve(path: str, max_header_size: int) -> Source:
+def target_of(path: Any) -> tuple[Any, str]:
+    """(what :func:`resolve` takes for ``path``, how messages name it): a file object or a URL as given, a local path
+    as a str (with the errors Python's own open() gives for one it cannot use)."""
+    if is_file_object(path):
+        return path, name_of(path)
+    if is_url(path):
+        return path, path
+    text = _fspath(path)
+    return text, text
+
+
+def resolve(path: Any, max_header_size: int) -> Source:
     """What ``path`` holds. A directory or an index is read (at most ``max_header_size`` bytes of index) and checked: a
     malformed index, a shard name that is not a file beside it, or a shard that is not a regular file raise here. A
     single file is not opened: its reader tells what it holds from the header. A directory without an index holds
     ``.safetensors`` files as ``save_pretrained`` writes them: one is that file, several are the plain shards of one
-    checkpoint (see :func:`_folder_of_files`)."""
+    checkpoint (see :func:`_folder_of_files`).
+
+    ``path`` may also be a file object (see :mod:`._streams`: a seekable one is read by ranges, a stream read whole
+    here) or a URL (see :func:`_remote_source`)."""
+    if is_file_object(path):
+        check_binary(path)
+        name = name_of(path)
+        if seekable(path):
+            return Source(FILE, name, [name], ranged=[FileObjectRanges(path)])
+        return Source(FILE, name, [name], data=read_stream(path))
+    if is_url(path):
+        return _remote_source(path, max_header_size)
     if os.path.isdir(path):
         index = os.path.join(path, INDEX_NAME)
         if not os.path.lexists(index):
-            return _folder_of_files(path, max_header_size)
+            names = sorted(name for name in os.listdir(path) if SHARD_FILE_NAME.fullmatch(name))
+            paths = [os.path.join(path, name) for name in names]
+            for shard_path in paths:  # before the core opens any: a FIFO would block the load
+                check_regular_file(shard_path, "shard")
+            return _folder_of_files(path, names, paths, lambda shard: _core.read_file(shard, max_header_size)[1:])
     elif path.endswith(INDEX_SUFFIX):
         index = path
     else:
@@ -77,6 +115,44 @@ def resolve(path: str, max_header_size: int) -> Source:
         raise InvalidFileError(f"{index}: the index is {size} bytes, over the limit of {max_header_size}")
     with open(index, "rb") as f:
         raw = f.read()
+    directory = os.path.dirname(index)
+    return _index_source(path, index, raw, lambda shard: os.path.join(directory, shard),
+                         lambda shard: check_regular_file(shard, "shard"))
+
+
+def _remote_source(url: str, max_header_size: int) -> Source:
+    """What a URL holds, read through fsspec: a file (read by ranges), or a sharded save (its directory or index; its
+    shards read by ranges), or a folder of plain files without an index (see :func:`_folder_of_files`); a ``file://``
+    URL is its local path."""
+    local = local_path(url)
+    if local is not None:  # file://: mapped as a path is
+        return resolve(local, max_header_size)
+    fs, where = filesystem(url)
+    # A file's name settles it without asking the filesystem (over HTTP, isdir GETs the whole URL).
+    if where.endswith(INDEX_SUFFIX):
+        index = where
+    elif SHARD_FILE_NAME.fullmatch(posixpath.basename(where)) or not fs.isdir(where):
+        return Source(FILE, url, [url], ranged=[UrlRanges(fs, where)])
+    else:
+        index = posixpath.join(where, INDEX_NAME)
+        if not fs.exists(index):
+            return _remote_folder_of_files(fs, where, url, max_header_size)
+    size = fs.size(index)
+    if size > max_header_size:
+        raise InvalidFileError(f"{url}: the index is {size} bytes, over the limit of {max_header_size}")
+    directory = posixpath.dirname(index)
+    source = _index_source(url, fs.unstrip_protocol(index), fs.cat_file(index),
+                           lambda shard: posixpath.join(directory, shard), lambda shard: None)
+    if source.kind == DCP:
+        raise InvalidFileError(f"{url}: a PyTorch Distributed Checkpoint, which loads from a local directory only")
+    ranged = [UrlRanges(fs, shard) for shard in source.paths]
+    return dataclasses.replace(source, paths=[fs.unstrip_protocol(shard) for shard in source.paths], ranged=ranged)
+
+
+def _index_source(path: str, index: str, raw: bytes, shard_path: Callable[[str], str],
+                  check_shard: Callable[[str], None]) -> Source:
+    """The source an index's ``raw`` bytes describe (``index`` names it in messages), its shards at ``shard_path(name)``,
+    each checked by ``check_shard`` before any is opened."""
     try:
         document = json.loads(raw)
     except RecursionError:
@@ -94,7 +170,6 @@ def resolve(path: str, max_header_size: int) -> Source:
             raise InvalidFileError(f"{index}: the index has no safestructures schema (metadata {quote(SCHEMA_KEY)} is "
                                    "not a string)")
         _valid_text(schema, index, f"metadata {quote(SCHEMA_KEY)}")
-    directory = os.path.dirname(index)
     numbers: dict[str, int] = {}  # shard name -> its number, in order of first mention (a dict: one lookup per tensor)
     where: dict[str, int] = {}
     for tensor, shard in weight_map.items():
@@ -109,9 +184,9 @@ def resolve(path: str, max_header_size: int) -> Source:
         numbers[shard_name(1, 1)] = 0  # data without tensors: its one shard holds none
     elif not numbers:
         raise InvalidFileError(f"{index}: the index maps no tensor to a shard")
-    paths = [os.path.join(directory, s) for s in numbers]
-    for shard_path in paths:  # before the core opens any: a FIFO would block the load
-        check_regular_file(shard_path, "shard")
+    paths = [shard_path(s) for s in numbers]
+    for shard in paths:  # before the core opens any: a FIFO would block the load
+        check_shard(shard)
     if kind != SHARDED:
         return Source(kind, path, paths, index, None, metadata, where)
     save_id = metadata.get(SAVE_KEY)
@@ -133,20 +208,32 @@ def _valid_text(text: str, index: str, what: str) -> None:
                                "valid Unicode") from None
 
 
-def _folder_of_files(directory: str, max_header_size: int) -> Source:
+def _remote_folder_of_files(fs: Any, where: str, url: str, max_header_size: int) -> Source:
+    """A folder URL without an index, as :func:`_folder_of_files` reads a local one: its files listed, their headers
+    fetched by range requests."""
+    names = sorted(posixpath.basename(p) for p in fs.ls(where, detail=False)
+                   if SHARD_FILE_NAME.fullmatch(posixpath.basename(p)))
+    readers = {posixpath.join(url, name): UrlRanges(fs, posixpath.join(where, name)) for name in names}
+
+    def header(shard: str) -> tuple[Any, Any]:
+        return _core.read_bytes(read_header(readers[shard], max_header_size)[0], max_header_size)
+
+    source = _folder_of_files(url, names, list(readers), header)
+    return dataclasses.replace(source, ranged=[readers[shard] for shard in source.paths])
+
+
+def _folder_of_files(directory: str, names: list[str], paths: list[str],
+                     read_header_of: Callable[[str], tuple[Any, Any]]) -> Source:
     """A directory without an index: its one ``.safetensors`` file, or its several as the plain shards of one checkpoint
-    (tensors in the files' order, by name, then header order). Their headers are read here: a tensor in two files, a
-    file that holds a safestructures structure among several (each is loaded on its own), or a shard of one of our
-    sharded saves (whose structure is in the missing index) is refused."""
-    names = sorted(name for name in os.listdir(directory) if SHARD_FILE_NAME.fullmatch(name))
+    (tensors in the files' order, by name, then header order). Their headers are read here (``read_header_of(path)``
+    gives a file's metadata and tensor table): a tensor in two files, a file that holds a safestructures structure
+    among several (each is loaded on its own), or a shard of one of our sharded saves (whose structure is in the
+    missing index) is refused."""
     if not names:
         raise FileNotFoundError(2, f"no {INDEX_NAME} and no .safetensors file here", directory)
-    paths = [os.path.join(directory, name) for name in names]
-    for shard_path in paths:  # before the core opens any: a FIFO would block the load
-        check_regular_file(shard_path, "shard")
     where: dict[str, int] = {}
     for number, shard_path in enumerate(paths):
-        _buffer, metadata, tensors = _core.read_file(shard_path, max_header_size)
+        metadata, tensors = read_header_of(shard_path)
         if metadata and SAVE_KEY in metadata:
             # Shards of a sharded save keep its structure in the index: without it they are not the data.
             raise FileNotFoundError(2, f"{names[number]} is a shard of a safestructures sharded save whose {INDEX_NAME} "

@@ -116,6 +116,11 @@ struct TensorSource {
     const Shard* shard = nullptr;
   };
   std::vector<Shard> shards;
+  // Shards over buffers filled on demand (a remote file, a file object): called with [(shard, begin, end)] to fill
+  // those bytes of the shards' buffers before they are read. None for mapped files and whole buffers.
+  nb::object fetch;
+  // Has `fetch` fill the bytes of a tensor found here (nothing for mapped files).
+  void fetch_bytes(const Found& found) const;
   // The tensor `name` in whichever shard holds it (names are unique across shards; see check_unique_names).
   Found find(std::string_view name) const;
   // Raises TensorMismatch when two shards hold a tensor of the same name, which would make the schema ambiguous.

@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <unordered_map>
 #include <unordered_set>
@@ -32,18 +33,33 @@ class LazyFile {
     if (paths.empty()) throw ArgumentError(ErrorCode::InvalidArgument, "a document needs at least one file");
     // Read where asked, not ahead: load() prefetches what a part needs.
     for (const auto& path : paths) source_.shards.push_back(open_mapped(path, max_header_size, Access::Parts));
-    naming_file(paths.size() == 1 ? paths.front().string() : paths.front().parent_path().string(), [&] {
-      source_.check_unique_names();
-      const SchemaLimits limits = schema_limits(options_.max_depth, options_.max_nodes);
-      std::optional<Tape> document;
-      if (schema) {
-        document = parse_schema_json(*schema, limits);
-      } else if (paths.size() == 1) {
-        document = read_schema(source_.shards.front().reader, limits);
-      }
-      if (document) tree_.emplace(std::move(*document));
-    });
+    read_tree(paths.size() == 1 ? paths.front().string() : paths.front().parent_path().string(), schema);
   }
+
+  // Over buffers of the files' sizes (a stream read whole, or a remote file's bytes fetched into them): the headers
+  // must be in place; with `fetch`, the rest is filled on demand (see TensorSource::fetch).
+  static LazyFile* from_buffers(const std::vector<nb::object>& buffers, nb::object fetch, const std::string& name,
+                                const std::optional<std::string>& schema, std::uint32_t max_depth, std::uint64_t max_nodes,
+                                std::uint64_t max_header_size) {
+    if (buffers.empty()) throw ArgumentError(ErrorCode::InvalidArgument, "a document needs at least one file");
+    auto file = std::make_unique<LazyFile>(max_depth, max_nodes);
+    for (const nb::object& buffer : buffers) {
+      Py_buffer view;
+      if (PyObject_GetBuffer(buffer.ptr(), &view, PyBUF_SIMPLE) != 0) throw nb::python_error();
+      // The object keeps the bytes (the Shard holds it): the view is only needed to find them.
+      const std::span<const std::byte> bytes(static_cast<const std::byte*>(view.buf), static_cast<std::size_t>(view.len));
+      const bool writable = !view.readonly;
+      PyBuffer_Release(&view);
+      naming_file(name, [&] {
+        file->source_.shards.push_back(Shard{Reader::from_buffer(nullptr, bytes, writable, max_header_size), buffer, {}});
+      });
+    }
+    file->source_.fetch = std::move(fetch);
+    file->mapped_ = false;
+    file->read_tree(name, schema);
+    return file.release();
+  }
+  LazyFile(std::uint32_t max_depth, std::uint64_t max_nodes) : options_{max_depth, max_nodes, nb::handle()} {}
 
   // Reads files with no schema (a plain safetensors file, or the plain shards of a checkpoint) as the tree the format
   // makes up for one, its tensors from `framework`; `structured` stays false. `names` gives the tensors of a
@@ -239,7 +255,11 @@ class LazyFile {
   // Builds the object at node `i`; anything it refers to outside itself is built too, and nothing else is read.
   nb::object load(std::size_t i, nb::handle context, bool verify) {
     at(i);
-    if (i == tree_->root()) {
+    if (fetching()) {
+      fetch_for({i});
+    } else if (!mapped_) {
+      // Whole buffers in memory: nothing to read ahead.
+    } else if (i == tree_->root()) {
       // The whole data: read as load_file reads, with the kernel's readahead.
       for (const Shard& shard : source_.shards) mapping(shard).set_access(Access::Whole);
     } else {
@@ -252,9 +272,11 @@ class LazyFile {
 
   // Builds the objects at several nodes (a walk's leaves or keys) in one pass: what they share is built once.
   nb::list load_many(const std::vector<std::size_t>& nodes, nb::handle context, bool keys) {
-    for (const std::size_t i : nodes) {
-      at(i);
-      prefetch(i);
+    for (const std::size_t i : nodes) at(i);
+    if (fetching()) {
+      fetch_for(nodes);
+    } else if (mapped_) {
+      for (const std::size_t i : nodes) prefetch(i);
     }
     return build_nodes(*tree_, nodes, source_, with_context(context), keys, failed_at_);
   }
@@ -263,6 +285,20 @@ class LazyFile {
   std::size_t failed_at() const { return failed_at_; }
 
  private:
+  bool fetching() const { return source_.fetch.is_valid() && !source_.fetch.is_none(); }
+  void read_tree(const std::string& name, const std::optional<std::string>& schema) {
+    naming_file(name, [&] {
+      source_.check_unique_names();
+      const SchemaLimits limits = schema_limits(options_.max_depth, options_.max_nodes);
+      std::optional<Tape> document;
+      if (schema) {
+        document = parse_schema_json(*schema, limits);
+      } else if (source_.shards.size() == 1) {
+        document = read_schema(source_.shards.front().reader, limits);
+      }
+      if (document) tree_.emplace(std::move(*document));
+    });
+  }
   static bool is_container(const Node& n) { return n.kind == NodeKind::Array || n.kind == NodeKind::Object; }
   static nb::tuple walk_children(bool indexed, nb::list entries) { return nb::make_tuple(indexed, entries, nb::list()); }
   // Problems met walking the tree are the file's: the caller adds the file's name and the node's path.
@@ -280,6 +316,27 @@ class LazyFile {
   }
   // Starts reading, in the background, the bytes of every tensor the subtree at `i` names (a view's storage too).
   void prefetch(std::size_t i) const {
+    for_each_tensor(i, [](const TensorSource::Found& found) {
+      const std::uint64_t begin = found.shard->reader.header().data_offset() + found.info->begin;
+      mapping(*found.shard).prefetch(begin, begin + found.info->nbytes());
+    });
+  }
+
+  // Has the source's fetch fill, in one call (which coalesces and parallelises), the tensors the subtrees at `nodes`
+  // name; anything else a load reaches (a shared object defined elsewhere) is fetched when it is read.
+  void fetch_for(const std::vector<std::size_t>& nodes) const {
+    nb::list ranges;
+    const auto add = [&](const TensorSource::Found& found) {
+      const std::uint64_t begin = found.shard->reader.header().data_offset() + found.info->begin;
+      ranges.append(nb::make_tuple(found.shard - source_.shards.data(), begin, begin + found.info->nbytes()));
+    };
+    for (const std::size_t i : nodes) for_each_tensor(i, add);
+    if (ranges.size() > 0) source_.fetch(ranges);
+  }
+
+  // Calls `use` with every tensor the subtree at `i` names (a view's storage too) that a shard holds.
+  template <class Use>
+  void for_each_tensor(std::size_t i, Use&& use) const {
     const Tape& tape = tree_->tape();
     for (std::size_t n = i; n < tape[i].end; ++n) {
       const std::optional<Kind> kind = tree_->kind(n);
@@ -289,9 +346,7 @@ class LazyFile {
         const std::size_t at = tape.member(n, key);
         if (at == Tape::npos || tape[at].kind != NodeKind::String) continue;
         const TensorSource::Found found = source_.find(tape[at].text);
-        if (found.info == nullptr) continue;  // the load reports it
-        const std::uint64_t begin = found.shard->reader.header().data_offset() + found.info->begin;
-        mapping(*found.shard).prefetch(begin, begin + found.info->nbytes());
+        if (found.info != nullptr) use(found);  // a tensor no shard holds: the load reports it
       }
     }
   }
@@ -302,6 +357,8 @@ class LazyFile {
   TensorSource source_;
   std::optional<TreeReader> tree_;
   bool plain_ = false;
+  // Whether the shards are mapped files (else buffers: read whole, or filled by the source's fetch).
+  bool mapped_ = true;
   std::string plain_framework_;
   std::size_t failed_at_ = 0;
   // Where each object, ext or plugin node's chain of wrapped values ends (see unwrapped).
@@ -309,6 +366,14 @@ class LazyFile {
 };
 
 }  // namespace
+
+void TensorSource::fetch_bytes(const Found& found) const {
+  if (!fetch.is_valid() || fetch.is_none()) return;
+  const std::uint64_t begin = found.shard->reader.header().data_offset() + found.info->begin;
+  nb::list ranges;
+  ranges.append(nb::make_tuple(found.shard - shards.data(), begin, begin + found.info->nbytes()));
+  fetch(ranges);
+}
 
 void register_lazy_file(nb::module_& m) {
   nb::class_<LazyFile>(m, "LazyFile",
@@ -318,6 +383,10 @@ void register_lazy_file(nb::module_& m) {
            "paths"_a, "schema"_a.none(), "max_depth"_a, "max_nodes"_a, "max_header_size"_a,
            "Map `paths` (one file, or the shards of a sharded save with `schema`, the schema document that names their "
            "tensors) and parse the schema.")
+      .def_static("from_buffers", &LazyFile::from_buffers, "buffers"_a, "fetch"_a.none(), "name"_a, "schema"_a.none(),
+                  "max_depth"_a, "max_nodes"_a, "max_header_size"_a, nb::rv_policy::take_ownership,
+                  "Open buffers holding whole files, or their headers with `fetch` (called with [(shard, begin, end)]) "
+                  "to fill the bytes of the tensors a load reads first.")
       .def("read_as_plain", &LazyFile::read_as_plain, "framework"_a, "names"_a.none() = nb::none(),
            "Read files with no schema as the dict of their tensors, saved from `framework`: a file's in header order, "
            "the shards' of a checkpoint as `names` orders them.")

@@ -114,6 +114,7 @@ void Loader::fill_pairs(std::size_t object, const nb::object& target, bool exact
 TensorSource::Found Loader::find_tensor(std::string_view name) {
   const TensorSource::Found found = source_.find(name);
   if (found.info == nullptr) invalid("the schema refers to tensor " + quote_name(name) + ", which the file lacks", ErrorCode::TensorNotFound);
+  source_.fetch_bytes(found);
   if (verify_) {
     try {
       source_.verify(found);
@@ -142,6 +143,9 @@ nb::object Loader::defined_elsewhere(std::int64_t id) {
 nb::object Loader::key_object(std::string_view key) {
   // Records share their keys: one str object per distinct key, as pickle's memo gives, saves a decode and an
   // allocation per dict entry.
+  auto& recent = recent_keys_[key.empty() ? 0 : (key.size() * 131 + static_cast<unsigned char>(key.front()) * 31 +
+                                                  static_cast<unsigned char>(key.back())) % recent_keys_.size()];
+  if (recent.second != nullptr && recent.first == key) return nb::borrow(recent.second);
   auto [it, inserted] = keys_.try_emplace(key);
   if (inserted) {
     PyObject* text = PyUnicode_DecodeUTF8(key.data(), static_cast<Py_ssize_t>(key.size()), nullptr);
@@ -152,12 +156,24 @@ nb::object Loader::key_object(std::string_view key) {
     PyUnicode_InternInPlace(&text);
     it->second = nb::steal(text);
   }
+  recent = {it->first, it->second.ptr()};
   return it->second;
+}
+
+// An empty dict with room for `count` keys: a record of six keys or more would otherwise be rebuilt once as it grows
+// past PyDict_New's five (CPython 3.13 made the presized constructor internal).
+PyObject* new_dict(std::uint32_t count) {
+#if PY_VERSION_HEX < 0x030D0000
+  if (count > 5) return _PyDict_NewPresized(static_cast<Py_ssize_t>(count));
+#endif
+  (void)count;
+  return PyDict_New();
 }
 
 nb::object Loader::build_plain_object(std::size_t i) {
   const Node& n = tape_[i];
-  nb::object dict = nb::steal(PyDict_New());
+  nb::object dict = nb::steal(new_dict(n.count));
+  if (!dict.is_valid()) throw nb::python_error();
   std::size_t c = i + 1;
   for (std::uint32_t k = 0; k < n.count; ++k) {
     const std::string_view key = tape_[c].text;
@@ -225,22 +241,25 @@ std::uint64_t Loader::expanded_size(std::size_t i) {
   return total;
 }
 
-nb::object Loader::build_any(std::size_t i) {
-  const Node& n = tape_[i];
+nb::object Loader::scalar(const Node& n) {
+  PyObject* out = nullptr;
   switch (n.kind) {
     case NodeKind::Null: return nb::none();
     case NodeKind::False: return nb::borrow(Py_False);
     case NodeKind::True: return nb::borrow(Py_True);
-    case NodeKind::Int: return nb::steal(PyLong_FromLongLong(n.integer));
-    case NodeKind::Float: return nb::steal(PyFloat_FromDouble(n.number));
-    case NodeKind::String: {
-      PyObject* s = PyUnicode_DecodeUTF8(n.text.data(), static_cast<Py_ssize_t>(n.text.size()), nullptr);
-      if (s == nullptr) throw nb::python_error();
-      return nb::steal(s);
-    }
+    case NodeKind::Int: out = PyLong_FromLongLong(n.integer); break;
+    case NodeKind::Float: out = PyFloat_FromDouble(n.number); break;
+    case NodeKind::String: out = PyUnicode_DecodeUTF8(n.text.data(), static_cast<Py_ssize_t>(n.text.size()), nullptr); break;
     case NodeKind::Array:
-    case NodeKind::Object: break;
+    case NodeKind::Object: return nb::object();
   }
+  if (out == nullptr) throw nb::python_error();
+  return nb::steal(out);
+}
+
+nb::object Loader::build_any(std::size_t i) {
+  const Node& n = tape_[i];
+  if (n.kind < NodeKind::Array) return scalar(n);
   const std::string_view tag = n.kind == NodeKind::Object ? tape_.tag(i) : std::string_view();
   std::optional<Kind> kind;
   if (!tag.empty()) kind = kind_of_tag(tag);

@@ -158,9 +158,14 @@ nb::object Loader::build_tuple(std::size_t i) {
   const std::size_t first = tree_.items(i, count, failing());
   nb::object tuple = nb::steal(PyTuple_New(count));
   if (!tuple.is_valid()) throw nb::python_error();
+  bool atomic = true;  // whether every item is an object the garbage collector does not track
   build_items(first, count, [&](std::uint32_t k, std::size_t, nb::object item) {
+    atomic = atomic && (!PyObject_IS_GC(item.ptr()) || !PyObject_GC_IsTracked(item.ptr()));
     PyTuple_SET_ITEM(tuple.ptr(), k, item.release().ptr());
   });
+  // A tuple of such items can be part of no cycle: untracked now, as the collector's first pass over it would do, so
+  // that the collection after the load does not visit every record's tuple.
+  if (atomic && PyObject_GC_IsTracked(tuple.ptr())) PyObject_GC_UnTrack(tuple.ptr());
   define(i, tuple);
   return tuple;
 }

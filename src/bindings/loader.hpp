@@ -159,8 +159,13 @@ class Loader {
   // Everything else, through the fixed table of Python constructors.
   nb::object construct(std::size_t i, Kind kind);
   nb::object build_plain_object(std::size_t i);
+  // The object of a scalar node (null, a bool, a number, a string).
+  static nb::object scalar(const Node& n);
   nb::object key_object(std::string_view key);
   nb::object build_child(std::size_t i, LoadPath part) {
+    // Most children are scalars, built in place: a scalar defines no id, is not a partial load's target built twice
+    // through a cycle, and fails only for want of memory, so it needs no path.
+    if (tape_[i].kind < NodeKind::Array && i != target_) return scalar(tape_[i]);
     path_.push_back(part);
     nb::object out = build(i);
     path_.pop_back();
@@ -244,6 +249,9 @@ class Loader {
   std::vector<LoadPath> path_;
   // Dict keys decoded so far; the views point into the parsed schema, which outlives the loader.
   std::unordered_map<std::string_view, nb::object> keys_;
+  // The last key found in keys_ per slot, picked by the key's length and ends: a record's keys come round again and
+  // again, and comparing them costs less than hashing them.
+  std::array<std::pair<std::string_view, PyObject*>, 64> recent_keys_{};
   // Levels of containers being built: the same count the saver limits, whatever JSON depth each level takes.
   std::uint32_t depth_ = 0;
   std::uint32_t max_depth_;

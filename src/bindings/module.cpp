@@ -189,6 +189,19 @@ void py_save_file(nb::handle data, const std::filesystem::path& path, nb::handle
   as_argument_error([&] { write_structured(path, plan, WriteOptions{fsync}); });
 }
 
+// Saves to `write` (a callable taking bytes, of at most stream_chunk_size), called in order with the GIL held.
+void py_save_stream(nb::handle data, nb::handle write, nb::handle metadata, std::uint32_t max_depth, std::uint64_t max_header_size,
+                    nb::handle context, bool checksums) {
+  SaveResult walked;
+  const StructuredLayout plan = plan_save(data, metadata, max_depth, max_header_size, context, checksums, walked);
+  const ChunkWriter out = [&](const std::byte* bytes, std::size_t size) {
+    nb::gil_scoped_acquire acquire;
+    write(nb::bytes(reinterpret_cast<const char*>(bytes), size));
+  };
+  nb::gil_scoped_release release;
+  as_argument_error([&] { write_stream(plan.layout, plan.tensors, out); });
+}
+
 nb::bytes py_save_bytes(nb::handle data, nb::handle metadata, std::uint32_t max_depth, std::uint64_t max_header_size,
                         nb::handle context, bool checksums) {
   SaveResult walked;
@@ -285,17 +298,26 @@ nb::tuple py_load_bytes(nb::handle data, std::uint32_t max_depth, std::uint64_t 
   });
 }
 
-// (has checksums, [what does not match], the digest of its checksums entry or None) of the file at `path`.
-nb::tuple py_verify_file(const std::filesystem::path& path, std::uint64_t max_header_size) {
-  const Shard shard = open_mapped(path, max_header_size);
-  const VerifyReport report = naming_file(path.string(), [&] {
+// (has checksums, [what does not match], the digest of its checksums entry or None) of the file `reader` reads.
+nb::tuple verify_report(const Reader& reader, const std::string& name) {
+  const VerifyReport report = naming_file(name, [&] {
     nb::gil_scoped_release release;
-    return verify_file(shard.reader);
+    return verify_file(reader);
   });
   nb::list mismatches;
   for (const std::string& m : report.mismatches) mismatches.append(python_text(m));
-  const std::optional<std::uint64_t> digest = checksums_entry_digest(shard.reader.header());
+  const std::optional<std::uint64_t> digest = checksums_entry_digest(reader.header());
   return nb::make_tuple(report.has_checksums, mismatches, digest ? nb::object(nb::int_(*digest)) : nb::none());
+}
+
+nb::tuple py_verify_file(const std::filesystem::path& path, std::uint64_t max_header_size) {
+  return verify_report(open_mapped(path, max_header_size).reader, path.string());
+}
+
+nb::tuple py_verify_bytes(nb::handle data, const std::string& name, std::uint64_t max_header_size) {
+  return naming_file(name, [&] {
+    return with_buffer(data, max_header_size, [&](const Reader& reader) { return verify_report(reader, name); });
+  });
 }
 
 std::string py_index_checksums(nb::handle metadata, nb::handle weight_map, const std::vector<std::pair<std::string, std::uint64_t>>& shards) {
@@ -379,6 +401,10 @@ NB_MODULE(_core, m) {
   m.def("save_bytes", &py_save_bytes, "data"_a.none(), "metadata"_a.none() = nb::none(), "max_depth"_a = default_max_depth,
         "max_header_size"_a = default_max_header_size, "context"_a.none() = nb::none(), "checksums"_a = true,
         "Save nested data with tensors as the bytes of a structured safetensors file.");
+  m.def("save_stream", &py_save_stream, "data"_a.none(), "write"_a, "metadata"_a.none() = nb::none(), "max_depth"_a = default_max_depth,
+        "max_header_size"_a = default_max_header_size, "context"_a.none() = nb::none(), "checksums"_a = true,
+        "Save nested data with tensors to `write`, called with the file's bytes in order in pieces of at most 1 MiB "
+        "(a stream: nothing is written twice; tensors are hashed in a first pass when checksums are on).");
   m.def("save_sharded", &py_save_sharded, "data"_a.none(), "directory"_a, "prefix"_a, "save_id"_a, "max_depth"_a, "max_shard_size"_a, "fsync"_a,
         "context"_a.none(), "checksums"_a = true,
         "Write the tensors of `data` as shards under temporary names in `directory`: (schema document, [temporary "
@@ -394,6 +420,8 @@ NB_MODULE(_core, m) {
   m.def("verify_file", &py_verify_file, "path"_a, "max_header_size"_a = default_max_header_size,
         "Check a file's checksums: (has checksums, [message naming each tensor, or the structure, that does not match], "
         "digest of its checksums entry or None).");
+  m.def("verify_bytes", &py_verify_bytes, "data"_a, "name"_a, "max_header_size"_a = default_max_header_size,
+        "verify_file for the safetensors file in a buffer (a remote file read whole); `name` names it in messages.");
   m.def("index_checksums", &py_index_checksums, "metadata"_a, "weight_map"_a, "shards"_a,
         "The checksums entry of a sharded save's index, from its metadata and weight map ({str: str}) and [(shard file, "
         "digest of its checksums entry)].");

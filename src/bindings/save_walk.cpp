@@ -11,6 +11,12 @@
 namespace safestructures::bindings {
 namespace {
 
+// Whether the one reference to `obj` is its container's: then nothing else in the data can reach it, so the walk meets
+// it once and it needs no place in the memo of shared objects (a reference is written only for an object met twice,
+// and a cycle through an object passes through one of its references). Containers made of fresh records (a run
+// log's dicts, lists and tuples) are mostly such. Call it before taking a reference of one's own.
+bool only_reference(PyObject* obj) { return Py_REFCNT(obj) == 1; }
+
 // A key as UTF-8 (str() of a key that is not a str), "?" when it has none.
 std::string key_text(PyObject* key) {
   nb::object text = PyUnicode_Check(key) ? nb::borrow(key) : nb::steal(PyObject_Str(key));
@@ -25,12 +31,30 @@ std::string key_text(PyObject* key) {
 
 PyObject* py(const void* obj) { return static_cast<PyObject*>(const_cast<void*>(obj)); }
 
+// The UTF-8 text of an exact str, or false for one without a UTF-8 form (lone surrogates). An ASCII str is read in
+// place: PyUnicode_AsUTF8AndSize would look up its cached UTF-8 form first, a call per key and value of every record.
+bool utf8_of(PyObject* str, std::string_view& text) {
+  if (PyUnicode_IS_COMPACT_ASCII(str)) {
+    text = {static_cast<const char*>(PyUnicode_DATA(str)), static_cast<std::size_t>(PyUnicode_GET_LENGTH(str))};
+    return true;
+  }
+  Py_ssize_t size = 0;
+  const char* s = PyUnicode_AsUTF8AndSize(str, &size);
+  if (s == nullptr) {
+    PyErr_Clear();
+    return false;
+  }
+  text = {s, static_cast<std::size_t>(size)};
+  return true;
+}
+
 class SaveWalk final : public NodeText {
  public:
   SaveWalk(std::uint32_t max_depth, nb::handle context)
       : writer(max_depth, *this), hooks_(hooks()), context_(context) {}
 
-  void walk(PyObject* obj);
+  // `unshared`: the caller saw that its container holds the only reference to `obj` (see only_reference).
+  void walk(PyObject* obj, bool unshared = false);
   TreeWriter writer;
   std::vector<nb::object> keep_alive;
 
@@ -47,14 +71,33 @@ class SaveWalk final : public NodeText {
   // Exact types first: these are what nested data is made of, and they need no Python call.
   void walk_int(PyObject* obj);
   void walk_str(PyObject* obj);
-  void walk_list(PyObject* obj);
-  void walk_dict(PyObject* obj);
-  void walk_items(PyObject* obj, Kind kind, bool immutable);
+  void walk_list(PyObject* obj, bool unshared);
+  void walk_dict(PyObject* obj, bool unshared);
+  void walk_items(PyObject* obj, Kind kind, bool immutable, bool unshared = false);
   void walk_bytes(PyObject* obj, Kind kind, const char* data, Py_ssize_t size);
   void walk_uncommon(PyObject* obj);
   void walk_array(PyObject* obj);
   void walk_reduced(PyObject* obj);
 
+  // Writes a scalar of an exact type (None, str, int, float, bool) and returns true, or returns false for anything
+  // else. A scalar raises nothing that names a path and holds no object others may refer to: it needs no path part.
+  bool scalar(PyObject* obj) {
+    PyTypeObject* type = Py_TYPE(obj);
+    if (obj == Py_None) {
+      writer.tape.null();
+    } else if (type == &PyUnicode_Type) {
+      walk_str(obj);
+    } else if (type == &PyLong_Type) {
+      walk_int(obj);
+    } else if (type == &PyFloat_Type) {
+      writer.tape.float_value(PyFloat_AS_DOUBLE(obj));
+    } else if (type == &PyBool_Type) {
+      writer.tape.boolean(obj == Py_True);
+    } else {
+      return false;
+    }
+    return true;
+  }
   // Writes the child whose part the caller pushed on the path, pops that part and counts the child.
   void child(PyObject* value, std::size_t container_at) {
     walk(value);
@@ -90,24 +133,16 @@ void SaveWalk::unsupported(PyObject* obj, const std::string& why) {
   throw UnsupportedData("cannot save an object of type " + name + " at " + writer.path_text() + (why.empty() ? "" : ": " + why));
 }
 
-void SaveWalk::walk(PyObject* obj) {
+void SaveWalk::walk(PyObject* obj, bool unshared) {
   PyTypeObject* type = Py_TYPE(obj);
-  if (obj == Py_None) {
-    writer.tape.null();
-  } else if (type == &PyUnicode_Type) {
-    walk_str(obj);
-  } else if (type == &PyLong_Type) {
-    walk_int(obj);
-  } else if (type == &PyFloat_Type) {
-    writer.tape.float_value(PyFloat_AS_DOUBLE(obj));
-  } else if (type == &PyBool_Type) {
-    writer.tape.boolean(obj == Py_True);
+  if (scalar(obj)) {
+    return;
   } else if (type == &PyList_Type) {
-    walk_list(obj);
+    walk_list(obj, unshared);
   } else if (type == &PyDict_Type) {
-    walk_dict(obj);
+    walk_dict(obj, unshared);
   } else if (type == &PyTuple_Type) {
-    walk_items(obj, Kind::Tuple, true);
+    walk_items(obj, Kind::Tuple, true, unshared);
   } else {
     walk_uncommon(obj);
   }
@@ -126,60 +161,70 @@ void SaveWalk::walk_int(PyObject* obj) {
 }
 
 void SaveWalk::walk_str(PyObject* obj) {
-  Py_ssize_t size = 0;
-  if (const char* s = PyUnicode_AsUTF8AndSize(obj, &size)) {
-    writer.tape.string({s, static_cast<std::size_t>(size)});
+  std::string_view text;
+  if (utf8_of(obj, text)) {
+    writer.tape.string(text);
     return;
   }
-  PyErr_Clear();
   std::vector<std::uint32_t> points(static_cast<std::size_t>(PyUnicode_GET_LENGTH(obj)));
   for (std::size_t k = 0; k < points.size(); ++k) points[k] = PyUnicode_READ_CHAR(obj, static_cast<Py_ssize_t>(k));
   writer.code_points(points);
 }
 
-void SaveWalk::walk_list(PyObject* obj) {
-  if (writer.seen(obj)) return;
+void SaveWalk::walk_list(PyObject* obj, bool unshared) {
+  PyObject* shared = unshared ? nullptr : obj;
+  if (shared && writer.seen(shared)) return;
   const std::size_t at = writer.tape.begin_array();
-  writer.enter(obj, at, false);
+  writer.enter(shared, at, false);
   // Re-reads the size each step: saving must not crash if user code run by the walk mutates the list.
   for (Py_ssize_t k = 0; k < PyList_GET_SIZE(obj); ++k) {
-    nb::object item = nb::borrow(PyList_GET_ITEM(obj, k));
-    writer.push_index(static_cast<std::size_t>(k));
-    child(item.ptr(), at);
+    PyObject* value = PyList_GET_ITEM(obj, k);
+    if (!scalar(value)) {
+      const bool unshared_item = only_reference(value);
+      nb::object item = nb::borrow(value);
+      writer.push_index(static_cast<std::size_t>(k));
+      walk(item.ptr(), unshared_item);
+      writer.pop();
+    }
+    writer.tape.count_child(at);
   }
-  writer.leave(obj, at);
+  writer.leave(shared, at);
 }
 
-void SaveWalk::walk_dict(PyObject* obj) {
-  if (writer.seen(obj)) return;
+void SaveWalk::walk_dict(PyObject* obj, bool unshared) {
+  PyObject* shared = unshared ? nullptr : obj;
+  if (shared && writer.seen(shared)) return;
   PyObject *key = nullptr, *value = nullptr;
   Py_ssize_t pos = 0;
+  std::string_view text;
   while (PyDict_Next(obj, &pos, &key, &value)) {
-    Py_ssize_t size = 0;
-    const char* s = PyUnicode_CheckExact(key) ? PyUnicode_AsUTF8AndSize(key, &size) : nullptr;
-    if (s == nullptr) PyErr_Clear();
     // "$" marks tagged objects, and a plain object's keys are UTF-8 strings: any other dict is written as pairs.
-    if (s == nullptr || std::string_view(s, static_cast<std::size_t>(size)) == tag_member) return walk_items(obj, Kind::Dict, false);
+    if (!PyUnicode_CheckExact(key) || !utf8_of(key, text) || text == tag_member) return walk_items(obj, Kind::Dict, false, unshared);
   }
   const std::size_t at = writer.tape.begin_object();
-  writer.enter(obj, at, false);
+  writer.enter(shared, at, false);
   pos = 0;
   while (PyDict_Next(obj, &pos, &key, &value)) {
-    Py_ssize_t size = 0;
-    const char* s = PyUnicode_AsUTF8AndSize(key, &size);
-    writer.tape.string({s, static_cast<std::size_t>(size)});
-    nb::object held = nb::borrow(value);
-    writer.push_key(key);
-    child(held.ptr(), at);
+    // Checked above; a key whose UTF-8 form a hook's code took away since is refused with the others.
+    if (!PyUnicode_CheckExact(key) || !utf8_of(key, text)) unsupported(key, "a key changed while the dict was saved");
+    writer.tape.string(text);
+    if (!scalar(value)) {
+      const bool unshared_value = only_reference(value);
+      nb::object held = nb::borrow(value);
+      writer.push_key(key);
+      walk(held.ptr(), unshared_value);
+      writer.pop();
+    }
+    writer.tape.count_child(at);
   }
-  writer.leave(obj, at);
+  writer.leave(shared, at);
 }
 
 // A tuple, set, frozenset or deque ("maxlen" first), or any mapping ("factory" first for a defaultdict) as pairs:
 // {"$":tag,"items":[...]}, a mapping's items [[k, v], ...] in iteration order.
-void SaveWalk::walk_items(PyObject* obj, Kind kind, bool immutable) {
+void SaveWalk::walk_items(PyObject* obj, Kind kind, bool immutable, bool unshared) {
   // An empty tuple is not an object anyone can tell apart from another, so it is never a reference.
-  PyObject* shared = kind == Kind::Tuple && PyTuple_GET_SIZE(obj) == 0 ? nullptr : obj;
+  PyObject* shared = unshared || (kind == Kind::Tuple && PyTuple_GET_SIZE(obj) == 0) ? nullptr : obj;
   if (shared && writer.seen(shared)) return;
   nb::object factory;
   if (kind == Kind::DefaultDict) {
@@ -203,8 +248,12 @@ void SaveWalk::walk_items(PyObject* obj, Kind kind, bool immutable) {
   for (Py_ssize_t k = 0; k < PySequence_Fast_GET_SIZE(items.ptr()); ++k) {
     PyObject* item = PySequence_Fast_GET_ITEM(items.ptr(), k);
     if (!pairs) {
-      writer.push_index(static_cast<std::size_t>(k));
-      child(item, list);
+      if (!scalar(item)) {
+        writer.push_index(static_cast<std::size_t>(k));
+        walk(item, only_reference(item));
+        writer.pop();
+      }
+      writer.tape.count_child(list);
       continue;
     }
     PyObject* key = PyTuple_GET_ITEM(item, 0);

@@ -124,7 +124,11 @@ void read_metadata(simdjson::dom::element value, Header& header) {
     if (field.value.get_string().get(text)) {
       raise(ErrorCode::MetadataNotString, "__metadata__ key " + quote_name(field.key) + " must have a string value, found " + simdjson::to_string(field.value));
     }
-    header.metadata.emplace_back(std::string(field.key), std::string(text));
+    // Room for simdjson's padding after the text: the schema held here is parsed in place, not copied once more.
+    std::string value;
+    value.reserve(text.size() + simdjson::SIMDJSON_PADDING);
+    value.append(text);
+    header.metadata.emplace_back(std::string(field.key), std::move(value));
   }
   std::vector<std::string_view> keys;
   keys.reserve(header.metadata.size());

@@ -100,13 +100,60 @@ std::size_t Tape::member(std::size_t object, std::string_view key) const {
 
 namespace {
 
-void append_number(std::string& out, double value) {
-  char buffer[32];
+// The rendered text, written through a cursor: each node makes room for its longest form once and is then written
+// without further checks (appending to a std::string checks its capacity at every piece, a cost per character of a
+// schema made of short keys and numbers). The string is kept at its allocated size while rendering; finish() cuts
+// it to what was written.
+class TextOut {
+ public:
+  explicit TextOut(std::string& out) : s_(out) {
+    const std::size_t used = s_.size();
+    s_.resize(std::max(s_.capacity(), used + 64));
+    p_ = s_.data() + used;
+    end_ = s_.data() + s_.size();
+  }
+  void room(std::size_t n) {
+    if (static_cast<std::size_t>(end_ - p_) < n) grow(n);
+  }
+  void put(char c) { *p_++ = c; }
+  void put(std::string_view text) {
+    // Most pieces are a few bytes (keys, numbers, punctuation): copied inline rather than through a call to memcpy.
+    if (text.size() <= 16) {
+      for (const char c : text) *p_++ = c;
+      return;
+    }
+    std::memcpy(p_, text.data(), text.size());
+    p_ += text.size();
+  }
+  // room() and put() together, for text of any length.
+  void append(std::string_view text) {
+    room(text.size());
+    put(text);
+  }
+  void finish() { s_.resize(static_cast<std::size_t>(p_ - s_.data())); }
+
+ private:
+  void grow(std::size_t n) {
+    const std::size_t used = static_cast<std::size_t>(p_ - s_.data());
+    s_.resize(std::max(2 * s_.size(), used + n));
+    p_ = s_.data() + used;
+    end_ = s_.data() + s_.size();
+  }
+  std::string& s_;
+  char* p_;
+  char* end_;
+};
+
+// The longest text a number takes (a double's shortest form, ".0" added; an int64).
+constexpr std::size_t number_room = 32;
+
+void put_number(TextOut& out, double value) {
+  char buffer[number_room];
   const auto result = std::to_chars(buffer, buffer + sizeof buffer, value);
   const std::string_view text(buffer, static_cast<std::size_t>(result.ptr - buffer));
-  out += text;
+  out.put(text);
   // Keeps floats distinguishable from integers in the JSON: 1.0 stays 1.0, not 1.
-  if (text.find_first_of(".e") == std::string_view::npos) out += ".0";
+  if (text.find_first_of(".e") == std::string_view::npos) out.put(".0");
 }
 
 // {"$":TAG,"#":ID,"items": the head of a container that something refers to, in its kind's tagged form.
@@ -123,138 +170,185 @@ std::string referred_head(Kind kind, std::uint32_t id) {
 // Text of the rendered JSON. Escaped, it is written as it appears inside a JSON string (the schema's place in the
 // header): the document and its escaping come out of one pass rather than a rendering and then a second pass.
 template <bool Escaped>
-void literal(std::string& out, std::string_view text) {
+void literal(TextOut& out, std::string_view text) {
   if constexpr (Escaped) {
-    append_json_escaped(out, text);
+    std::string escaped;
+    append_json_escaped(escaped, text);
+    out.append(escaped);
   } else {
-    out += text;
+    out.append(text);
   }
 }
 
 template <bool Escaped>
-void string_node(std::string& out, std::string_view text) {
-  if constexpr (!Escaped) {
-    append_json_string(out, text);
-  } else {
-    // What append_json_string writes, escaped once more.
-    out += "\\\"";
-    std::size_t run = 0;
-    for (std::size_t k = 0; k < text.size(); ++k) {
-      if (json_plain(text[k])) continue;
-      char buffer[6];
-      const std::string_view escape = json_escape(text[k], buffer);
-      out.append(text.data() + run, k - run);
-      run = k + 1;
-      append_json_escaped(out, escape);
+void string_node(TextOut& out, std::string_view text) {
+  // At most: each byte a control character, \u00XX (6), its backslash escaped once more (7); and the quotes.
+  out.room((Escaped ? 7 : 6) * text.size() + 4);
+  const std::string_view quote = Escaped ? "\\\"" : "\"";
+  out.put(quote);
+  std::size_t run = 0;
+  for (std::size_t k = 0; k < text.size(); ++k) {
+    if (json_plain(text[k])) continue;
+    out.put(text.substr(run, k - run));
+    run = k + 1;
+    char buffer[6];
+    const std::string_view escape = json_escape(text[k], buffer);
+    if constexpr (Escaped) {
+      // What append_json_string writes, escaped once more: an escape's backslash doubles, a quote in it is \".
+      for (const char c : escape) {
+        if (!json_plain(c)) out.put('\\');
+        out.put(c);
+      }
+    } else {
+      out.put(escape);
     }
-    out.append(text.data() + run, text.size() - run);
-    out += "\\\"";
   }
+  out.put(text.substr(run));
+  out.put(quote);
 }
 
 template <bool Escaped>
-std::size_t append_node(std::string& out, const Tape& tape, std::size_t i) {
+std::size_t append_node(TextOut& out, const Tape& tape, std::size_t i) {
   const Node& n = tape[i];
   if ((n.kind == NodeKind::Array || n.kind == NodeKind::Object) && stack_nearly_exhausted()) stack_too_deep();
   switch (n.kind) {
-    case NodeKind::Null: out += "null"; return i + 1;
-    case NodeKind::False: out += "false"; return i + 1;
-    case NodeKind::True: out += "true"; return i + 1;
-    case NodeKind::Int: out += std::to_string(n.integer); return i + 1;
-    case NodeKind::Float: append_number(out, n.number); return i + 1;
+    case NodeKind::Null: out.append("null"); return i + 1;
+    case NodeKind::False: out.append("false"); return i + 1;
+    case NodeKind::True: out.append("true"); return i + 1;
+    case NodeKind::Int: {
+      char digits[number_room];
+      out.append(std::string_view(digits, static_cast<std::size_t>(std::to_chars(digits, digits + sizeof digits, n.integer).ptr - digits)));
+      return i + 1;
+    }
+    case NodeKind::Float:
+      out.room(number_room);
+      put_number(out, n.number);
+      return i + 1;
     case NodeKind::String: string_node<Escaped>(out, n.text); return i + 1;
     case NodeKind::Array: {
       if (n.id) literal<Escaped>(out, referred_head(Kind::List, n.id));
-      out += '[';
+      out.append("[");
       std::size_t c = i + 1;
       for (std::uint32_t k = 0; k < n.count; ++k) {
-        if (k) out += ',';
+        if (k) out.append(",");
         c = append_node<Escaped>(out, tape, c);
       }
-      out += ']';
-      if (n.id) out += '}';
+      out.append(n.id ? "]}" : "]");
       return n.end;
     }
     case NodeKind::Object: {
       const bool tagged = !tape.tag(i).empty();
       // An untagged object that something refers to is written as a dict's items, [[key, value], ...].
       const bool pairs = n.id && !tagged;
-      literal<Escaped>(out, pairs ? referred_head(Kind::Dict, n.id) + "[" : std::string("{"));
+      if (pairs) {
+        literal<Escaped>(out, referred_head(Kind::Dict, n.id) + "[");
+      } else {
+        out.append("{");
+      }
       std::size_t c = i + 1;
       for (std::uint32_t k = 0; k < n.count; ++k) {
-        if (k) out += ',';
-        if (pairs) out += '[';
+        if (k) out.append(",");
+        if (pairs) out.append("[");
         string_node<Escaped>(out, tape[c].text);
-        out += pairs ? ',' : ':';
+        out.append(pairs ? "," : ":");
         c = append_node<Escaped>(out, tape, c + 1);
-        if (pairs) out += ']';
+        if (pairs) out.append("]");
         if (k == 0 && tagged && n.id) literal<Escaped>(out, ",\"#\":" + std::to_string(n.id));
       }
-      out += pairs ? "]}" : "}";
+      out.append(pairs ? "]}" : "}");
       return n.end;
     }
   }
   return i + 1;
 }
 
-struct Converter {
-  std::vector<Node>& nodes;
-  const SchemaLimits& limits;
+// Renders the subtree at `root` after what `out` holds.
+template <bool Escaped>
+void render(std::string& out, const Tape& tape, std::size_t root) {
+  TextOut text(out);
+  append_node<Escaped>(text, tape, root);
+  text.finish();
+}
 
-  void check_count() {
-    // Called before each node is added: the tape may reach max_nodes nodes, not one more.
-    if (nodes.size() >= limits.max_nodes) {
-      raise(ErrorCode::TooManyNodes, "the schema holds more than " + std::to_string(limits.max_nodes) + " nodes");
+// Copies a parsed document into a tape in one pass over simdjson's own tape (docs/tape.md of simdjson: one word per
+// value, a container's start and end words, a number's value in the word after its own), which is in the same
+// pre-order as ours: no recursion, and no accessor call per value. The parser has checked the JSON and its depth.
+class Converter {
+ public:
+  Converter(std::vector<Node>& nodes, const SchemaLimits& limits) : nodes_(nodes), limits_(limits) {}
+
+  void convert(const simdjson::dom::document& doc) {
+    const std::uint64_t* tape = doc.tape.get();
+    const std::uint8_t* strings = doc.string_buf.get();
+    // Word 0 is a root word whose payload is the tape's length; the last word is the closing root word.
+    const std::size_t end = static_cast<std::size_t>(tape[0] & payload_mask) - 1;
+    std::vector<std::size_t> open;  // the tape index of each container not yet closed
+    for (std::size_t i = 1; i < end;) {
+      const std::uint64_t word = tape[i];
+      const auto type = static_cast<char>(word >> 56);
+      if (type == ']' || type == '}') {
+        Node& container = nodes_[open.back()];
+        // An object's members are a key and a value each.
+        if (type == '}') container.count /= 2;
+        container.end = static_cast<std::uint32_t>(nodes_.size());
+        open.pop_back();
+        ++i;
+        continue;
+      }
+      // Called before each node is added: the tape may reach max_nodes nodes, not one more.
+      if (nodes_.size() >= limits_.max_nodes) {
+        raise(ErrorCode::TooManyNodes, "the schema holds more than " + std::to_string(limits_.max_nodes) + " nodes");
+      }
+      if (!open.empty()) ++nodes_[open.back()].count;
+      Node& node = nodes_.emplace_back();
+      ++i;
+      switch (type) {
+        case 'n': node.kind = NodeKind::Null; break;
+        case 't': node.kind = NodeKind::True; break;
+        case 'f': node.kind = NodeKind::False; break;
+        case 'l':
+          node.kind = NodeKind::Int;
+          node.integer = static_cast<std::int64_t>(tape[i++]);
+          break;
+        case 'u':
+          // Integers past int64 are written tagged; a bare one is out of the schema's range.
+          raise(ErrorCode::SchemaInvalid, "integer " + std::to_string(tape[i]) + " is out of the int64 range");
+        case 'd':
+          node.kind = NodeKind::Float;
+          std::memcpy(&node.number, &tape[i++], sizeof node.number);
+          break;
+        case '"': {
+          // A string: its length (32 bits, little-endian) and its bytes, in the parser's string buffer.
+          const std::uint8_t* at = strings + (word & payload_mask);
+          std::uint32_t length = 0;
+          std::memcpy(&length, at, sizeof length);
+          node.kind = NodeKind::String;
+          node.text = std::string_view(reinterpret_cast<const char*>(at + sizeof length), length);
+          break;
+        }
+        case '[':
+        case '{':
+          node.kind = type == '[' ? NodeKind::Array : NodeKind::Object;
+          open.push_back(nodes_.size() - 1);
+          break;
+        default: raise(ErrorCode::SchemaNotJson, "the schema parser produced an unknown value");
+      }
     }
   }
 
-  void convert(simdjson::dom::element e) {
-    using simdjson::dom::element_type;
-    check_count();
-    if (stack_nearly_exhausted()) stack_too_deep();
-    Node& node = nodes.emplace_back();
-    switch (e.type()) {
-      case element_type::NULL_VALUE: node.kind = NodeKind::Null; return;
-      case element_type::BOOL: node.kind = e.get_bool().value_unsafe() ? NodeKind::True : NodeKind::False; return;
-      case element_type::INT64: node.kind = NodeKind::Int; node.integer = e.get_int64().value_unsafe(); return;
-      case element_type::UINT64:
-        // Integers past int64 are written tagged; a bare one is out of the schema's range.
-        raise(ErrorCode::SchemaInvalid, "integer " + std::to_string(e.get_uint64().value_unsafe()) + " is out of the int64 range");
-      case element_type::DOUBLE: node.kind = NodeKind::Float; node.number = e.get_double().value_unsafe(); return;
-      case element_type::STRING: node.kind = NodeKind::String; node.text = e.get_string().value_unsafe(); return;
-      case element_type::ARRAY: node.kind = NodeKind::Array; break;
-      case element_type::OBJECT: node.kind = NodeKind::Object; break;
-    }
-    const std::size_t at = nodes.size() - 1;
-    std::uint32_t count = 0;
-    if (node.kind == NodeKind::Array) {
-      // Bound to a local first: a range-for over value_unsafe() of a temporary result would dangle.
-      const simdjson::dom::array array = e.get_array().value_unsafe();
-      for (simdjson::dom::element child : array) {
-        convert(child);
-        ++count;
-      }
-    } else {
-      const simdjson::dom::object object = e.get_object().value_unsafe();
-      for (auto field : object) {
-        check_count();
-        nodes.push_back({.kind = NodeKind::String, .text = field.key});
-        convert(field.value);
-        ++count;
-      }
-    }
-    nodes[at].count = count;
-    nodes[at].end = static_cast<std::uint32_t>(nodes.size());
-  }
+ private:
+  static constexpr std::uint64_t payload_mask = (std::uint64_t{1} << 56) - 1;
+  std::vector<Node>& nodes_;
+  const SchemaLimits& limits_;
 };
 
 }  // namespace
 
-void append_json(std::string& out, const Tape& tape, std::size_t root) { append_node<false>(out, tape, root); }
+void append_json(std::string& out, const Tape& tape, std::size_t root) { render<false>(out, tape, root); }
 
 std::string to_json(const Tape& tape) {
   std::string out;
-  if (tape.size()) append_node<false>(out, tape, 0);
+  if (tape.size()) render<false>(out, tape, 0);
   return out;
 }
 
@@ -270,14 +364,19 @@ std::shared_ptr<simdjson::dom::parser> reusable_parser(std::size_t size, std::ui
   return parser;
 }
 
-Tape parse_schema_json(std::string_view json, const SchemaLimits& limits) {
+Tape parse_schema_string(const std::string& json, const SchemaLimits& limits) {
+  return parse_schema_json(std::string_view(json), limits, json.capacity() >= json.size() + simdjson::SIMDJSON_PADDING);
+}
+
+Tape parse_schema_json(std::string_view json, const SchemaLimits& limits, bool padded) {
   auto parser = reusable_parser(json.size(), limits.max_json_depth);
   if (!parser) {
     raise(ErrorCode::SchemaNotJson, "cannot allocate a parser for a schema of " + std::to_string(json.size()) + " bytes");
   }
-  const simdjson::padded_string padded(json);
   simdjson::dom::element root;
-  if (const auto err = parser->parse(padded).get(root)) {
+  // Unpadded text is copied into a padded buffer first (simdjson reads up to SIMDJSON_PADDING bytes past the end).
+  const auto parsed = padded ? parser->parse(json.data(), json.size(), false) : parser->parse(simdjson::padded_string(json));
+  if (const auto err = parsed.get(root)) {
     if (err == simdjson::DEPTH_ERROR) {
       raise(ErrorCode::NestingTooDeep, "the schema nests deeper than " + std::to_string(limits.max_json_depth) + " JSON levels");
     }
@@ -285,7 +384,7 @@ Tape parse_schema_json(std::string_view json, const SchemaLimits& limits) {
   }
   Tape tape;
   tape.parsed_ = parser;
-  Converter{tape.nodes_, limits}.convert(root);
+  Converter(tape.nodes_, limits).convert(parser->doc);
   return tape;
 }
 
@@ -293,9 +392,14 @@ template <bool Escaped>
 std::string schema_document(const Tape& root, std::size_t reserve) {
   std::string out;
   out.reserve(reserve);
-  literal<Escaped>(out, schema_envelope_head() + ",\"root\":");
+  const std::string head = schema_envelope_head() + ",\"root\":";
+  if constexpr (Escaped) {
+    append_json_escaped(out, head);
+  } else {
+    out += head;
+  }
   if (root.size()) {
-    append_node<Escaped>(out, root, 0);
+    render<Escaped>(out, root, 0);
   } else {
     out += "null";
   }

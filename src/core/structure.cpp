@@ -70,7 +70,7 @@ std::optional<Tape> read_schema(const Reader& reader, const SchemaLimits& limits
   const Header& header = reader.header();
   const std::string* value = header.find_metadata(schema_metadata_key);
   if (value == nullptr) return std::nullopt;
-  Tape document = parse_schema_json(*value, limits);
+  Tape document = parse_schema_string(*value, limits);
   if (document.size() && document[0].kind == NodeKind::Object) {
     const std::size_t spill = document.member(0, "spill");
     if (spill != Tape::npos) {

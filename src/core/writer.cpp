@@ -239,6 +239,42 @@ void write_all_tensors(Sink& sink, const Layout& layout, std::span<const WriteTe
   sink.rewrite_header(header);
 }
 
+// Coalesces small pieces into chunks of stream_chunk_size; large pieces go to the receiver in slices of the caller's
+// memory, uncopied.
+class ChunkSink {
+ public:
+  explicit ChunkSink(const ChunkWriter& out) : out_(out) { buffer_.reserve(stream_chunk_size); }
+  void write(const std::byte* data, std::size_t size) {
+    if (buffer_.size() + size > stream_chunk_size) flush();
+    if (size < stream_chunk_size) {
+      buffer_.insert(buffer_.end(), data, data + size);
+      return;
+    }
+    for (std::size_t done = 0; done < size; done += stream_chunk_size) out_(data + done, std::min(stream_chunk_size, size - done));
+  }
+  void flush() {
+    if (!buffer_.empty()) out_(buffer_.data(), buffer_.size());
+    buffer_.clear();
+  }
+
+ private:
+  const ChunkWriter& out_;
+  std::vector<std::byte> buffer_;
+};
+
+// Hashes without writing: the first pass of a streamed save, whose header must hold the digests before the data.
+struct NullSink {
+  void write(const std::byte*, std::size_t) {}
+};
+
+std::uint64_t tensor_digest(const WriteTensor& t, std::uint64_t size) {
+  if (t.strides.empty()) return hash_bytes({t.data, static_cast<std::size_t>(size)});
+  NullSink none;
+  HashingSink<NullSink> hashing{none, {}};
+  write_strided(hashing, t, size);
+  return hashing.hash.digest();
+}
+
 // The start of the temporary names of saves of `path` (".NAME."), NAME cut to keep them within NAME_MAX.
 std::string temporary_prefix(const std::filesystem::path& path) {
   std::string base = path.filename().string();
@@ -462,6 +498,20 @@ void write_into(std::span<std::byte> out, const Layout& layout, std::span<const 
   }
   MemorySink sink(out);
   write_all_tensors(sink, layout, tensors);
+}
+
+void write_stream(const Layout& layout, std::span<const WriteTensor> tensors, const ChunkWriter& out) {
+  std::string header = layout.header;
+  if (!layout.digest_at.empty()) {
+    for (std::size_t i : layout.order) {
+      const std::string hex = digest_hex(tensor_digest(tensors[i], layout.sizes[i]));
+      header.replace(layout.digest_at[i], hex.size(), hex);
+    }
+  }
+  ChunkSink sink(out);
+  sink.write(reinterpret_cast<const std::byte*>(header.data()), header.size());
+  for (std::size_t i : layout.order) write_tensor(sink, tensors[i], layout.sizes[i]);
+  sink.flush();
 }
 
 std::vector<std::byte> write_bytes(std::span<const WriteTensor> tensors, const Metadata* metadata, bool checksums) {

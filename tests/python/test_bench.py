@@ -34,7 +34,7 @@ def test_quick_run_reports_every_workload(tmp_path: Path) -> None:
     if hasattr(safestructures, "open"):
         expected.add(("W5", "load"))
     if hasattr(safestructures, "Recorder"):
-        expected.add(("W6", "record"))
+        expected.add(("W7", "record"))
     assert expected <= {(r["workload"], r["op"]) for r in rows}
     assert {r["medium"] for r in rows} == {"memory", "shm", "disk"}
     assert all(math.isfinite(r["ratio"]) and r["ratio"] > 0 for r in rows)
@@ -44,10 +44,10 @@ def test_quick_run_reports_every_workload(tmp_path: Path) -> None:
     memory = results["memory"]
     assert set(memory) == {"save", "load"}
     assert all("extra_peak_mib" in memory[op]["safestructures"] for op in ("save", "load"))
-    if hasattr(safestructures, "Recorder"):  # W6: the recorder's peak memory beside its largest record
-        w6 = results["workloads"]["W6"]["memory"]
-        assert {"1", "2"} == set(w6) and all(w6[b]["safestructures Recorder"]["largest_record"] > 0 for b in w6)
-        assert ("W6", "record", "safetensors per call") in targeted
+    if hasattr(safestructures, "Recorder"):  # W7: the recorder's peak memory beside its largest record
+        w7 = results["workloads"]["W7"]["memory"]
+        assert {"1", "2"} == set(w7) and all(w7[b]["safestructures Recorder"]["largest_record"] > 0 for b in w7)
+        assert ("W7", "record", "safetensors per call") in targeted
     table = (out / "results.md").read_text()
     assert "| W2 | save | shm |" in table
     # The temporary files are removed.

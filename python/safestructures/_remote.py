@@ -1,0 +1,74 @@
+"""URLs (``memory://``, ``file://``, ``http(s)://``, ``s3://``, ``gs://``, ``hf://``... any fsspec protocol) through
+fsspec, an optional dependency imported only when a URL is used: files read by byte ranges, saves written beside the
+target and moved over it where the filesystem can move."""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import re
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from ._errors import FrameworkNotAvailableError
+
+__all__ = ["UrlRanges", "filesystem", "is_url", "local_path", "write_atomically"]
+
+_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://")
+
+
+def is_url(path: Any) -> bool:
+    """Whether ``path`` is a URL (``protocol://...``) rather than a local path."""
+    return isinstance(path, str) and _URL.match(path) is not None
+
+
+def filesystem(url: str) -> tuple[Any, str]:
+    """(the fsspec filesystem of ``url``, the path within it). ImportError naming the extra when fsspec is missing."""
+    try:
+        import fsspec
+    except ImportError:
+        raise FrameworkNotAvailableError(f"{url}: URLs are read and written through fsspec, which is not installed: "
+                                         "pip install safestructures[remote]") from None
+    return fsspec.core.url_to_fs(url)
+
+
+def local_path(url: str) -> str | None:
+    """The local path a ``file://`` URL (or any URL of fsspec's local filesystem) names; None for a remote one."""
+    fs, where = filesystem(url)
+    from fsspec.implementations.local import LocalFileSystem
+
+    return where if isinstance(fs, LocalFileSystem) else None
+
+
+class UrlRanges:
+    """A file of an fsspec filesystem read by byte ranges (a :class:`~safestructures._ranges.RangeReader`): over
+    HTTP, each read is one range request."""
+
+    def __init__(self, fs: Any, path: str) -> None:
+        self.name = fs.unstrip_protocol(path)
+        self._fs = fs
+        self._path = path
+        self.size = int(fs.size(path))
+
+    def read(self, begin: int, end: int) -> bytes:
+        return bytes(self._fs.cat_file(self._path, start=begin, end=end))
+
+
+def write_atomically(url: str, write: Callable[[Any], None]) -> None:
+    """Calls ``write`` with a binary file object open on a temporary name beside ``url``, then moves it over ``url``
+    (a rename where the filesystem has one; on object stores a copy, where the object still appears whole). A failed
+    write removes the temporary and leaves ``url`` as it was."""
+    fs, where = filesystem(url)
+    temporary = posixpath.join(posixpath.dirname(where), f".{posixpath.basename(where)}.{os.getpid()}-{uuid.uuid4().hex}.tmp")
+    try:
+        with fs.open(temporary, "wb") as f:
+            write(f)
+        fs.mv(temporary, where)
+    except BaseException:
+        try:
+            if fs.exists(temporary):
+                fs.rm(temporary)
+        except Exception:  # the first error is the one to report
+            pass
+        raise
