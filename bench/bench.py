@@ -122,6 +122,9 @@ TARGETS = [
     Target("W6", "load", "safetensors", 1.0),
     Target("W5", "load", "safetensors", 1.0),
     Target("W8", "save", BLOCKING, 0.5),
+    # W7 (bench/recorder.py): recording through one Recorder against one file per call, each peer's forward passes
+    # included: at most 1.0x the fastest per-call peer, so at most 1.0x each.
+    *(Target("W7", "record", peer, 1.0) for peer in ("safestructures per call", "safetensors per call", "torch.save per call")),
 ]
 
 
@@ -492,6 +495,23 @@ def run_v1(work: Workload, quick: bool, media: dict[str, Path], log: Callable[[s
     return json.loads(done.stdout)
 
 
+def run_recorder(quick: bool, media: dict[str, Path], log: Callable[[str], None]) -> dict[str, Any]:
+    """W7 (bench/recorder.py) on every medium (a smoke run: the first only), its Recorder as OURS in the timings; its
+    peak memory once (/dev/shm)."""
+    import recorder
+
+    entry: dict[str, Any] = {"timings": {}}
+    for medium, directory in list(media.items())[:1] if quick else media.items():
+        run = recorder.run(quick, directory / "W7", log, memory=medium == "shm" or len(media) == 1 or quick)
+        timings = run["timings"]
+        timings[OURS] = timings.pop(recorder.OURS)
+        entry["timings"][medium] = {"record": timings}
+        entry["title"] = run["title"]
+        if "memory" in run:
+            entry["memory"] = run["memory"]
+    return entry
+
+
 def memory_file_name(peer: str) -> str:
     """The file bench/memory.py loads for `peer`."""
     return "W1-" + peer.replace(" ", "_").replace("/", "_")
@@ -632,6 +652,15 @@ def markdown(results: dict[str, Any], rows: list[dict[str, Any]]) -> str:
                     lines.append(f"| {op} | {peer} | error | |")
                 else:
                     lines.append(f"| {op} | {peer} | {m['extra_peak_mib']:.1f} | {m['anon_after_mib']:.1f} |")
+    w7 = results["workloads"].get("W7", {}).get("memory")
+    if w7:
+        lines += ["", "W7 peak memory above the model (MiB; fresh process per measurement):", "",
+                  "| batches | peer | peak above the model | largest single record |", "|---|---|---:|---:|"]
+        for batches, peers in w7.items():
+            for peer, m in peers.items():
+                largest = f"{m['largest_record'] / 2**20:.1f}" if "largest_record" in m else ""
+                peak = "error" if "error" in m else f"{m['peak_above_model'] / 2**20:.1f}"
+                lines.append(f"| {batches} | {peer} | {peak} | {largest} |")
     missing = [f"- {k}: {v}" for k, v in results.get("unavailable", {}).items()]
     if missing:
         lines += ["", "Not available in this run:", "", *missing]
@@ -700,7 +729,7 @@ def environment(page_cache_dropped: bool, media: dict[str, Path]) -> dict[str, A
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="small sizes and one repeat: a smoke run of seconds")
-    parser.add_argument("--only", default="W1,W2,W3,W4,W5,W4-10k,W4-1M,W6,W8", help="comma-separated workloads to run")
+    parser.add_argument("--only", default="W1,W2,W3,W4,W5,W4-10k,W4-1M,W6,W7,W8", help="comma-separated workloads to run")
     parser.add_argument("--media", default="shm,disk", help="comma-separated: shm (/dev/shm), disk (--disk-dir)")
     parser.add_argument("--disk-dir", default=str(REPO / "build" / "bench-files"), help="a directory on a real disk")
     parser.add_argument("--out", default=None, help="where results.json, results.md and chart.png go "
@@ -750,6 +779,8 @@ def main(argv: list[str] | None = None) -> int:
                         for op, samples in ops.items():
                             entry["timings"][medium][op][V1] = samples
             results["workloads"][work.key] = entry
+        if "W7" in chosen:
+            results["workloads"]["W7"] = run_recorder(args.quick, media, log)
         if "W1" in chosen and not args.no_memory:
             results["memory"] = run_memory(sizes_name, args.memory_peers.split(","), log)
     finally:

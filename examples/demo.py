@@ -1,7 +1,7 @@
 """The README demo: record what every layer of a small PyTorch model sees and returns over a few batches (forward
-hooks), save the record with the model's weights in one safetensors file, load it back exactly, and show what the file
-holds; then train the model a few steps, checkpointing in the background through a CheckpointManager, and resume from
-the latest step.
+hooks into a Recorder, one file written as the calls happen), save the record with the model's weights in one
+safetensors file, load it back exactly, and show what the file holds; then train the model a few steps, checkpointing
+in the background through a CheckpointManager, and resume from the latest step.
 
 Run it with `bash scripts/demo.sh` (which sets everything up first), or `python examples/demo.py [DIRECTORY]`.
 """
@@ -14,7 +14,6 @@ import pathlib
 import struct
 import sys
 import tempfile
-from collections import defaultdict
 
 import torch
 from torch import nn
@@ -66,23 +65,18 @@ class TinyLM(nn.Module):
         return self.head(x)
 
 
-def record_activations(model: nn.Module, batches: list[torch.Tensor]) -> dict[str, list[dict]]:
-    """Every named module's inputs (a tuple) and output (a tensor, tuple or dict), per batch."""
-    record: dict[str, list[dict]] = defaultdict(list)
-
-    def hook(name: str):
-        def save(module: nn.Module, inputs: tuple, output: object) -> None:
-            record[name].append({"inputs": inputs, "output": output})
-
-        return save
-
-    handles = [module.register_forward_hook(hook(name)) for name, module in model.named_modules() if name]
-    with torch.no_grad():
+def record_activations(model: nn.Module, batches: list[torch.Tensor], path: pathlib.Path) -> dict[str, list[dict]]:
+    """Every named module's inputs (a tuple) and output (a tensor, tuple or dict), per batch, recorded as the calls
+    happen into one file by a Recorder (bounded memory, whatever the number of batches), then loaded back: a dict of
+    lists, one list per module ("" is the model itself), one record per call."""
+    with ss.Recorder(path, fsync=False) as recorder, ss.record_module(model, recorder), torch.no_grad():
         for batch in batches:
             model(batch)
-    for handle in handles:
-        handle.remove()
-    return dict(record)
+    recording = ss.load_file(path)
+    with torch.no_grad():
+        for batch, call in zip(batches, recording[""]):
+            assert same(call["output"], model(batch)), "each call is recorded exactly as it returned"
+    return recording
 
 
 def header(path: pathlib.Path) -> dict:
@@ -148,8 +142,12 @@ def main() -> None:
         "config": {"vocab": 50, "width": 16, "depth": 2, "dtype": torch.bfloat16, "recorded": datetime.date(2026, 11, 28)},
         "weights": model.state_dict(),
         "batches": batches,
-        "activations": record_activations(model, batches),
+        "activations": record_activations(model, batches, out_dir / "recording.safetensors"),
     }
+    recording = out_dir / "recording.safetensors"
+    print(f"{recording.name}: the forward hooks recorded {sum(map(len, record['activations'].values()))} calls of "
+          f"{len(record['activations'])} modules into one file as they happened ({recording.stat().st_size:,} bytes), "
+          "loaded back exactly")
 
     ss.save_file(record, path, metadata={"model": "TinyLM"})
 

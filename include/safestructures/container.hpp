@@ -62,6 +62,10 @@ std::uint64_t load_le64(const void* bytes);
 // its header. Every rule of the reference reader is enforced, duplicate keys and NUL bytes in tensor names are
 // rejected too. Errors name the offending tensor or key.
 Header parse_header(std::span<const std::byte> file, std::uint64_t max_header_size = default_max_header_size);
+// Validates the N-byte header text `json` of a file whose data buffer holds `data_size` bytes: parse_header's rules
+// past the length prefix. A header whose metadata marks a recording (format.hpp) may leave bytes after its last
+// tensor, the data appended since its last commit (docs/format.md section 9).
+Header parse_header_text(std::string_view json, std::uint64_t data_size);
 
 // The bytes that `shape` elements of `dtype` take. Raises ShapeOverflow when the count overflows 64 bits, or
 // SubByteNotWhole when sub-byte elements do not fill whole bytes; errors name tensor `name`.

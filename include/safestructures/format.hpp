@@ -16,6 +16,13 @@ inline constexpr std::string_view schema_spill_tensor = "__safestructures_schema
 inline constexpr std::string_view save_id_key = "__safestructures_save__";
 // The metadata key of the checksums a save writes with the data (section 8; include/safestructures/checksum.hpp).
 inline constexpr std::string_view checksums_metadata_key = "__safestructures_checksums__";
+// The metadata key marking a recording (section 9): a file appended to record by record, whose data buffer may run
+// past its last tensor (data appended since the last commit). Its value is the recording layout's version.
+inline constexpr std::string_view recording_metadata_key = "__safestructures_recording__";
+inline constexpr std::string_view recording_layout_version = "1";
+// The last 8 bytes of a recording's commit journal (section 9): the header being written in place, kept at the end
+// of the file until the in-place copy is whole.
+inline constexpr std::string_view recording_journal_magic = "SSRJRNL1";
 // The two metadata keys of safestructures 1.0.0 files (section 6).
 inline constexpr std::string_view v1_schema_key = "_safestructures_schema_";
 inline constexpr std::string_view v1_version_key = "_safestructures_schema_version_";

@@ -20,6 +20,8 @@ from ._errors import (
 from ._flat import load_metadata, load_tensors, save_tensors
 from ._lazy import Node, SafeFile, open
 from ._records import NamedRecord, Record
+from ._recorder import Recorder, Stream
+from ._recorder_hooks import record_module
 from ._registry import register
 from .plugins import DataProcessor, TensorProcessor
 
@@ -35,9 +37,11 @@ __all__ = [
     "NamedRecord",
     "Node",
     "Record",
+    "Recorder",
     "SafeFile",
     "SafestructuresError",
     "SafestructuresWarning",
+    "Stream",
     "TensorProcessor",
     "UnknownTypeError",
     "UnsupportedTypeError",
@@ -46,6 +50,7 @@ __all__ = [
     "load_metadata",
     "load_tensors",
     "open",
+    "record_module",
     "register",
     "save",
     "save_file",

@@ -15,6 +15,9 @@ _FORMAT: dict[str, Any] = _core.FORMAT
 # The metadata key holding the schema document; the tensor a schema too large for the header is spilled into.
 SCHEMA_KEY: str = _FORMAT["schema_key"]
 SPILL_TENSOR: str = _FORMAT["spill_tensor"]
+# The metadata key marking a recording (safestructures.Recorder), and the recording layout's version it holds.
+RECORDING_KEY: str = _FORMAT["recording_key"]
+RECORDING_VERSION: str = _FORMAT["recording_version"]
 # The two metadata keys of safestructures 1.0.0 files.
 V1_SCHEMA_KEY: str = _FORMAT["v1_schema_key"]
 V1_VERSION_KEY: str = _FORMAT["v1_version_key"]
@@ -33,6 +36,9 @@ TOTAL_SIZE_KEY = "total_size"
 DCP_KEY = "safestructures_dcp"
 # Keys of an index's metadata that a caller's metadata may not use (1.0.0's are refused as a single file refuses them).
 RESERVED_INDEX_KEYS = (TOTAL_SIZE_KEY, SCHEMA_KEY, SAVE_KEY, CHECKSUMS_KEY, V1_SCHEMA_KEY, V1_VERSION_KEY)
+
+# The member of a tagged node holding its reference id (defined on the node, referred to by a ref node).
+ID_MEMBER: str = _FORMAT["id_member"]
 
 _KINDS: dict[str, tuple[str, str]] = _FORMAT["kinds"]
 # Each kind's tag in the file by the core's enumerator: ``TAG.NamedTuple == "namedtuple"``, ``TAG.BigInt == "int"``.

@@ -183,6 +183,9 @@ void register_save_snapshot(nb::module_& m);
 // Registers safestructures._core.load_where, the function a load's context holds as "where" (see Loader).
 void register_load_where(nb::module_& m);
 
+// Registers the commits of safestructures.Recorder (commit_recording, finish_recording_commit).
+void register_recording(nb::module_& m);
+
 // Registers safestructures._core.LazyFile, the lazily read file behind safestructures.open.
 void register_lazy_file(nb::module_& m);
 

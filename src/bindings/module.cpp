@@ -356,6 +356,8 @@ nb::dict format_table() {
   out["v1_schema_key"] = py_str(v1_schema_key);
   out["v1_version_key"] = py_str(v1_version_key);
   out["id_member"] = py_str(id_member);
+  out["recording_key"] = py_str(recording_metadata_key);
+  out["recording_version"] = py_str(recording_layout_version);
   out["kinds"] = kinds;
   return out;
 }
@@ -442,4 +444,5 @@ NB_MODULE(_core, m) {
   register_lazy_file(m);
   register_load_where(m);
   register_save_snapshot(m);
+  register_recording(m);
 }

@@ -9,6 +9,7 @@
 #include <numeric>
 
 #include "safestructures/error.hpp"
+#include "safestructures/format.hpp"
 
 namespace safestructures {
 namespace {
@@ -165,7 +166,8 @@ void check_no_minus_sign(std::string_view json) {
   }
 }
 
-void check_tiling(const Header& header, std::uint64_t data_size) {
+// `trailing_allowed`: a recording's data buffer may run past its last tensor (data appended since its last commit).
+void check_tiling(const Header& header, std::uint64_t data_size, bool trailing_allowed) {
   const auto& tensors = header.tensors;
   for (const auto& t : tensors) {
     if (t.end > data_size) {
@@ -193,7 +195,7 @@ void check_tiling(const Header& header, std::uint64_t data_size) {
     expected = t.end;
     previous = &t;
   }
-  if (expected != data_size) {
+  if (expected != data_size && !trailing_allowed) {
     raise(ErrorCode::TrailingBytes, std::to_string(data_size - expected) + " bytes follow the last tensor's data" +
                                         (previous ? " (" + where(previous->name) + ")" : std::string(" (the file holds no tensor data)")));
   }
@@ -256,7 +258,11 @@ Header parse_header(std::span<const std::byte> file, std::uint64_t max_header_si
     raise(ErrorCode::HeaderPastEnd, "header length " + std::to_string(n) + " runs past the end of the file (" + std::to_string(file.size() - 8) +
                                         " bytes follow the prefix)");
   }
-  const std::string_view json(reinterpret_cast<const char*>(file.data() + 8), n);
+  return parse_header_text(std::string_view(reinterpret_cast<const char*>(file.data() + 8), n), file.size() - 8 - n);
+}
+
+Header parse_header_text(std::string_view json, std::uint64_t data_size) {
+  const std::uint64_t n = json.size();
   if (json.starts_with("\xEF\xBB\xBF")) raise(ErrorCode::HeaderBom, "header starts with a UTF-8 byte order mark");
   if (const auto nul = json.find('\0'); nul != std::string_view::npos) {
     raise(ErrorCode::HeaderNulByte, "header holds a NUL byte at offset " + std::to_string(nul));
@@ -297,7 +303,7 @@ Header parse_header(std::span<const std::byte> file, std::uint64_t max_header_si
     header.tensors.push_back(std::move(info));
   }
   check_no_minus_sign(json);
-  check_tiling(header, file.size() - 8 - n);
+  check_tiling(header, data_size, header.find_metadata(recording_metadata_key) != nullptr);
   return header;
 }
 

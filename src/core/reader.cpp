@@ -9,8 +9,11 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstdint>
+#include <optional>
 
 #include "safestructures/error.hpp"
+#include "safestructures/format.hpp"
+#include "safestructures/recording.hpp"
 
 namespace safestructures {
 namespace {
@@ -73,13 +76,46 @@ MappedFile::~MappedFile() {
 }
 
 Reader Reader::open(const std::filesystem::path& path, std::uint64_t max_header_size, Access access) {
-  auto mapping = MappedFile::open(path, access);
-  const auto bytes = mapping->bytes();
-  try {
-    return from_buffer(std::move(mapping), bytes, true, max_header_size);
-  } catch (const Error& e) {
-    if (e.code() == ErrorCode::Io) throw;
-    raise(e.code(), path.string() + ": " + e.what());
+  // A recording may be committing while it is read (docs/format.md section 9): the header read in place may be
+  // half-rewritten, or describe less data than the journal the mapping missed. Such a file is mapped again, a bounded
+  // number of times.
+  for (int attempt = 0;; ++attempt) {
+    auto mapping = MappedFile::open(path, access);
+    const auto bytes = mapping->bytes();
+    try {
+      std::optional<Header> in_place;
+      std::optional<Error> failure;
+      try {
+        in_place = parse_header(bytes, max_header_size);
+      } catch (const Error& e) {
+        if (e.code() == ErrorCode::Io) throw;
+        failure = e;
+      }
+      if (!in_place || in_place->find_metadata(recording_metadata_key) != nullptr) {
+        // A recording's journal is newer than its header in place, and whole where that one may be torn.
+        const std::uint64_t n = bytes.size() >= 8 ? load_le64(bytes.data()) : 0;
+        if (n > 0) {
+          if (auto journal = read_recording_journal(path, n, max_header_size)) {
+            if (8 + n + journal->data_size <= bytes.size()) {
+              return Reader(std::move(mapping), bytes, true, parse_header_text(journal->header_text, journal->data_size));
+            }
+            if (attempt < 3) continue;  // the file grew since it was mapped: map it again
+          }
+        }
+      }
+      if (in_place) return Reader(std::move(mapping), bytes, true, std::move(*in_place));
+      // A recording's key leads its header (section 9), so even a header read while it was being rewritten shows it:
+      // a commit finished between the reading of the header and the look for its journal is read again.
+      const std::string_view start(reinterpret_cast<const char*>(bytes.data()), std::min<std::size_t>(bytes.size(), 4096));
+      if (attempt < 3 && start.find(recording_metadata_key) != std::string_view::npos) {
+        ::usleep(1000);
+        continue;
+      }
+      throw *failure;
+    } catch (const Error& e) {
+      if (e.code() == ErrorCode::Io) throw;
+      raise(e.code(), path.string() + ": " + e.what());
+    }
   }
 }
 

@@ -5,7 +5,8 @@
 
 namespace safestructures {
 bool is_reserved_metadata_key(std::string_view key) {
-  return key == schema_metadata_key || key == checksums_metadata_key || key == v1_schema_key || key == v1_version_key;
+  return key == schema_metadata_key || key == checksums_metadata_key || key == recording_metadata_key || key == v1_schema_key ||
+         key == v1_version_key;
 }
 
 namespace {

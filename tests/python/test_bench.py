@@ -24,7 +24,7 @@ def test_quick_run_reports_every_workload(tmp_path: Path) -> None:
     done = subprocess.run(
         [sys.executable, str(REPO / "bench" / "bench.py"), "--quick", "--no-v1", "--no-chart", "--media", "shm,disk",
          "--disk-dir", str(tmp_path / "disk"), "--memory-peers", "safestructures", "--out", str(out)],
-        capture_output=True, text=True, timeout=300, check=False,
+        capture_output=True, text=True, timeout=600, check=False,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     results = json.loads((out / "results.json").read_text())
@@ -34,6 +34,8 @@ def test_quick_run_reports_every_workload(tmp_path: Path) -> None:
     if hasattr(safestructures, "open"):
         expected.add(("W5", "load"))
     expected.add(("W8", "save"))  # the background save against the blocking one (orbax's where it is installed)
+    if hasattr(safestructures, "Recorder"):
+        expected.add(("W7", "record"))
     assert expected <= {(r["workload"], r["op"]) for r in rows}
     assert {r["medium"] for r in rows} == {"memory", "shm", "disk"}
     assert all(math.isfinite(r["ratio"]) and r["ratio"] > 0 for r in rows)
@@ -44,6 +46,10 @@ def test_quick_run_reports_every_workload(tmp_path: Path) -> None:
     memory = results["memory"]
     assert set(memory) == {"save", "load"}
     assert all("extra_peak_mib" in memory[op]["safestructures"] for op in ("save", "load"))
+    if hasattr(safestructures, "Recorder"):  # W7: the recorder's peak memory beside its largest record
+        w7 = results["workloads"]["W7"]["memory"]
+        assert {"1", "2"} == set(w7) and all(w7[b]["safestructures Recorder"]["largest_record"] > 0 for b in w7)
+        assert ("W7", "record", "safetensors per call") in targeted
     table = (out / "results.md").read_text()
     assert "| W2 | save | shm |" in table
     # The temporary files are removed.

@@ -19,7 +19,7 @@ PRODUCT = [p for d in ("python", "src", "include") for p in sorted((ROOT / d).rg
 COMMON_WORDS = {"int", "float", "str", "bytes", "bytearray", "list", "tuple", "set", "dict", "complex", "range", "slice",
                 "date", "time", "path", "object", "tensor", "enum", "datetime"}
 TAGS = sorted(tag for _, tag in _core.FORMAT["kinds"].values() if tag and tag not in COMMON_WORDS)
-RESERVED = [_format.SCHEMA_KEY, _format.SPILL_TENSOR, _format.V1_SCHEMA_KEY, _format.V1_VERSION_KEY]
+RESERVED = [_format.SCHEMA_KEY, _format.SPILL_TENSOR, _format.V1_SCHEMA_KEY, _format.V1_VERSION_KEY, _format.RECORDING_KEY]
 
 
 def python_literals(path: Path) -> set[str]:

@@ -1,0 +1,169 @@
+// A recording's crash-safe header commit: the journal it appends, writes in place and cuts off, and reads back.
+#include "safestructures/recording.hpp"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <cerrno>
+#include <cstddef>
+#include <cstring>
+#include <span>
+
+#include "safestructures/checksum.hpp"
+#include "safestructures/container.hpp"
+#include "safestructures/error.hpp"
+#include "safestructures/format.hpp"
+
+namespace safestructures {
+namespace {
+
+// The journal's footer: the magic, N, the data size, and the digest of the header text with the two numbers.
+constexpr std::size_t footer_size = 32;
+
+void store_le64(std::byte* out, std::uint64_t v) {
+  for (int i = 0; i < 8; ++i) out[i] = static_cast<std::byte>((v >> (8 * i)) & 0xff);
+}
+
+// Spaces, written in pieces: the padding of a header to its room is never built in memory.
+constexpr std::size_t space_chunk = 64 << 10;
+const char* spaces() {
+  static const std::string chunk(space_chunk, ' ');
+  return chunk.data();
+}
+
+// XXH3-64 of the header text padded with spaces to `room` bytes, then `room` and `data_size` (u64, little-endian).
+std::uint64_t journal_digest(std::string_view text, std::uint64_t room, std::uint64_t data_size) {
+  StreamHash hash;
+  hash.update(reinterpret_cast<const std::byte*>(text.data()), text.size());
+  for (std::uint64_t left = room - text.size(); left > 0;) {
+    const std::size_t n = static_cast<std::size_t>(std::min<std::uint64_t>(left, space_chunk));
+    hash.update(reinterpret_cast<const std::byte*>(spaces()), n);
+    left -= n;
+  }
+  std::array<std::byte, 16> numbers{};
+  store_le64(numbers.data(), room);
+  store_le64(numbers.data() + 8, data_size);
+  hash.update(numbers.data(), numbers.size());
+  return hash.digest();
+}
+
+struct Fd {
+  int fd;
+  ~Fd() {
+    if (fd >= 0) ::close(fd);
+  }
+};
+
+bool read_exactly(int fd, void* out, std::size_t size, std::uint64_t offset) {
+  auto* p = static_cast<char*>(out);
+  while (size > 0) {
+    const ssize_t got = ::pread(fd, p, size, static_cast<off_t>(offset));
+    if (got < 0 && errno == EINTR) continue;
+    if (got <= 0) return false;
+    p += got;
+    size -= static_cast<std::size_t>(got);
+    offset += static_cast<std::uint64_t>(got);
+  }
+  return true;
+}
+
+void write_exactly(int fd, const void* data, std::size_t size, std::uint64_t offset) {
+  const auto* p = static_cast<const char*>(data);
+  while (size > 0) {
+    const ssize_t put = ::pwrite(fd, p, size, static_cast<off_t>(offset));
+    if (put < 0 && errno == EINTR) continue;
+    if (put < 0) raise_io("cannot write", "the recording", errno);
+    p += put;
+    size -= static_cast<std::size_t>(put);
+    offset += static_cast<std::uint64_t>(put);
+  }
+}
+
+// The header text, then spaces up to `room` bytes, at `offset`.
+void write_padded(int fd, std::string_view text, std::uint64_t room, std::uint64_t offset) {
+  write_exactly(fd, text.data(), text.size(), offset);
+  for (std::uint64_t at = offset + text.size(), end = offset + room; at < end;) {
+    const std::size_t n = static_cast<std::size_t>(std::min<std::uint64_t>(end - at, space_chunk));
+    write_exactly(fd, spaces(), n, at);
+    at += n;
+  }
+}
+
+void sync(int fd, bool fsync) {
+  if (fsync && ::fsync(fd) != 0) raise_io("cannot sync", "the recording", errno);
+}
+
+}  // namespace
+
+std::optional<RecordingJournal> read_recording_journal(int fd, std::uint64_t header_size, std::uint64_t max_header_size) {
+  if (header_size > max_header_size) return std::nullopt;
+  struct stat st {};
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) return std::nullopt;
+  const auto size = static_cast<std::uint64_t>(st.st_size);
+  // prefix, header, data, journal header, footer: the journal is exactly the file's tail. (Compared so that no sum
+  // can overflow, whatever the prefix claims.)
+  if (header_size > size / 2 || size - 2 * header_size < 8 + footer_size) return std::nullopt;
+  std::array<std::byte, footer_size> footer{};
+  if (!read_exactly(fd, footer.data(), footer_size, size - footer_size)) return std::nullopt;
+  if (std::memcmp(footer.data(), recording_journal_magic.data(), 8) != 0) return std::nullopt;
+  RecordingJournal journal;
+  journal.data_size = load_le64(footer.data() + 16);
+  if (load_le64(footer.data() + 8) != header_size || journal.data_size != size - 8 - 2 * header_size - footer_size) {
+    return std::nullopt;
+  }
+  journal.header_text.resize(header_size);
+  if (!read_exactly(fd, journal.header_text.data(), header_size, 8 + header_size + journal.data_size)) return std::nullopt;
+  if (journal_digest(journal.header_text, header_size, journal.data_size) != load_le64(footer.data() + 24)) return std::nullopt;
+  return journal;
+}
+
+std::optional<RecordingJournal> read_recording_journal(const std::filesystem::path& path, std::uint64_t header_size,
+                                                       std::uint64_t max_header_size) {
+  Fd file{::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK)};
+  if (file.fd < 0) return std::nullopt;
+  return read_recording_journal(file.fd, header_size, max_header_size);
+}
+
+bool finish_recording_commit(int fd, std::uint64_t header_size, bool fsync) {
+  const auto journal = read_recording_journal(fd, header_size, default_max_header_size);
+  if (!journal) return false;
+  // The journal stays whole while its text is written in place: a kill here leaves the same state to finish again.
+  write_exactly(fd, journal->header_text.data(), header_size, 8);
+  sync(fd, fsync);
+  if (::ftruncate(fd, static_cast<off_t>(8 + header_size + journal->data_size)) != 0) raise_io("cannot resize", "the recording", errno);
+  sync(fd, fsync);
+  return true;
+}
+
+void commit_recording_header(int fd, std::string_view header_text, std::uint64_t room, std::uint64_t data_size, bool fsync) {
+  if (header_text.size() > room) {
+    raise(ErrorCode::InvalidArgument, "a header of " + std::to_string(header_text.size()) + " bytes does not fit the room of " +
+                                          std::to_string(room));
+  }
+  const std::uint64_t end = 8 + room + data_size;
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) raise_io("cannot stat", "the recording", errno);
+  if (static_cast<std::uint64_t>(st.st_size) != end) {
+    // The journal must be the file's tail: anything else there (another writer's bytes) would hide it.
+    raise(ErrorCode::InvalidArgument, "the recording holds " + std::to_string(st.st_size) + " bytes where its data ends at " +
+                                          std::to_string(end) + ": another process changed it");
+  }
+  std::array<std::byte, footer_size> footer{};
+  std::memcpy(footer.data(), recording_journal_magic.data(), 8);
+  store_le64(footer.data() + 8, room);
+  store_le64(footer.data() + 16, data_size);
+  store_le64(footer.data() + 24, journal_digest(header_text, room, data_size));
+  sync(fd, fsync);  // the data the new header describes, before anything points at it
+  write_padded(fd, header_text, room, end);
+  write_exactly(fd, footer.data(), footer_size, end + room);
+  sync(fd, fsync);
+  write_padded(fd, header_text, room, 8);
+  sync(fd, fsync);
+  if (::ftruncate(fd, static_cast<off_t>(end)) != 0) raise_io("cannot resize", "the recording", errno);
+  sync(fd, fsync);
+}
+
+}  // namespace safestructures

@@ -1,0 +1,390 @@
+"""Recordings (safestructures.Recorder): records appended to one file as they come, committed at each flush; the file
+loads with exactly the records of the last completed flush, whatever happened since (a reader in another process,
+a SIGKILL at any moment, a commit cut short), resumes with mode="a", and reads with the stock safetensors reader."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+import safestructures as ss
+from safestructures import InvalidArgumentError, InvalidFileError, UnsupportedTypeError
+from safestructures._format import RECORDING_KEY, SCHEMA_KEY
+from conftest import assert_same, run_python_json, start_python
+
+# Record i of a test run, the same in the test and in its subprocesses: containers, scalars and arrays of a few
+# dtypes, sized by i (some empty).
+RECORD_SOURCE = """
+import numpy as np
+def record(i):
+    rng = np.random.default_rng(i)
+    dtype = (np.float32, np.int64, np.float16, np.uint8, np.bool_)[i % 5]
+    return {"i": i, "f": i / 7, "s": "r" * (i % 3), "t": (i, None, i % 2 == 0),
+            "x": rng.integers(0, 100, size=(i % 4, 3)).astype(dtype), "y": [np.full(i % 5, i, np.float64)]}
+"""
+_namespace: dict[str, Any] = {}
+exec(RECORD_SOURCE, _namespace)
+record = _namespace["record"]
+
+
+def recorded(path: Path) -> Any:
+    return ss.load_file(path)
+
+
+def test_thousands_of_appends_reload_exactly(tmp_path: Path) -> None:
+    path = tmp_path / "rec.safetensors"
+    with ss.Recorder(path, fsync=False, flush_bytes=4096, header_room=4096) as rec:
+        for i in range(3000):
+            rec.append(record(i))
+        assert len(rec) == 3000
+    assert_same(recorded(path), [record(i) for i in range(3000)])
+
+
+def test_flush_makes_records_visible_and_file_valid_for_stock_reader(tmp_path: Path) -> None:
+    from safetensors import safe_open
+
+    path = tmp_path / "rec.safetensors"
+    rec = ss.Recorder(path, fsync=True, flush_seconds=None)
+    for i in range(20):
+        rec.append(record(i))
+    assert recorded(path) == []  # nothing committed yet
+    rec.flush()
+    expected = [record(i) for i in range(20)]
+    assert_same(recorded(path), expected)
+    # Every tensor of the recording, through the stock reader, holds the bytes of its record.
+    with safe_open(str(path), "np") as f:
+        names = sorted(f.keys())
+        assert names == sorted(f"{i}.{k}" for i in range(20) for k in ("x", "y.0"))
+        for i in range(20):
+            assert np.array_equal(f.get_tensor(f"{i}.x"), expected[i]["x"].reshape(f.get_tensor(f"{i}.x").shape))
+            assert f.get_tensor(f"{i}.y.0").dtype == np.float64
+            assert f.get_tensor(f"{i}.y.0").tolist() == expected[i]["y"][0].tolist()
+        assert f.metadata()[RECORDING_KEY] == "1"
+    rec.close()
+    rec.close()
+    with pytest.raises(InvalidArgumentError, match="closed"):
+        rec.append(1)
+
+
+def test_named_streams_load_as_a_dict_of_lists(tmp_path: Path) -> None:
+    path = tmp_path / "rec.safetensors"
+    with ss.Recorder(path, fsync=False) as rec:
+        for i in range(50):
+            rec[f"blocks.{i % 3}"].append(record(i))
+        rec["$"].append("dollar")  # a name a plain JSON object cannot hold: the root is written in pair form
+        rec["blocks.0"].append(rec["blocks.0"].name)
+        assert len(rec["blocks.1"]) == 17
+        with pytest.raises(InvalidArgumentError, match="plain records or named streams"):
+            rec.append(1)
+        with pytest.raises(InvalidArgumentError, match="named by a str"):
+            rec[3]  # type: ignore[index]
+    expected = {f"blocks.{k}": [record(i) for i in range(50) if i % 3 == k] for k in range(3)}
+    expected["blocks.0"].append("blocks.0")
+    expected["$"] = ["dollar"]
+    assert_same(recorded(path), {k: expected[k] for k in ("blocks.0", "blocks.1", "blocks.2", "$")})
+    with ss.open(path) as f:  # walked lazily: one record of one stream, read alone
+        assert f.node(["blocks.2", 4]).keys() == ["i", "f", "s", "t", "x", "y"]
+        assert_same(f.load(["blocks.2", 4]), record(14))
+
+
+def test_shared_objects_and_refs_stay_within_their_record(tmp_path: Path) -> None:
+    path = tmp_path / "rec.safetensors"
+    shared = np.arange(6.0)
+    with ss.Recorder(path, fsync=False) as rec:
+        for i in range(5):
+            inner = [i]
+            rec.append({"a": inner, "b": inner, "w": shared, "v": shared})
+    out = recorded(path)
+    assert [o["a"] for o in out] == [[i] for i in range(5)]
+    for o in out:
+        assert o["a"] is o["b"] and o["w"] is o["v"]
+        assert np.array_equal(o["w"], shared)
+
+
+def test_reads_by_another_process_while_recording(tmp_path: Path) -> None:
+    path = tmp_path / "rec.safetensors"
+    rec = ss.Recorder(path, fsync=False, flush_seconds=None, header_room=4096)
+    rec.flush()
+    reader = start_python(RECORD_SOURCE + """
+import sys, json, time
+import safestructures as ss
+path, last = sys.argv[1], int(sys.argv[2])
+seen = []
+deadline = time.monotonic() + 100
+while time.monotonic() < deadline:
+    out = ss.load_file(path)
+    n = len(out)
+    for i in range(n):
+        o, e = out[i], record(i)
+        assert o["i"] == i and o["t"] == e["t"] and o["x"].dtype == e["x"].dtype and (o["x"] == e["x"]).all(), i
+    seen.append(n)
+    if n == last:
+        break
+print(json.dumps(seen))
+""", str(path), "600")
+    for i in range(600):
+        rec.append(record(i))
+        if i % 10 == 9:
+            rec.flush()
+    rec.close()
+    out, err = reader.communicate(timeout=120)
+    assert reader.returncode == 0, err[-3000:]
+    seen = json.loads(out.strip().splitlines()[-1])
+    assert seen[-1] == 600
+    assert all(n % 10 == 0 for n in seen)  # only whole flushes are ever seen
+    assert seen == sorted(seen)
+
+
+CHILD = RECORD_SOURCE + """
+import sys, os
+import safestructures as ss
+path, seed, mode = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+start = len(ss.load_file(path)) if mode == "a" else 0
+rec = ss.Recorder(path, mode, fsync=False, flush_seconds=None, header_room=4096)
+every = 1 + seed % 5
+i = start
+while True:
+    rec.append(record(i))
+    i += 1
+    if i % every == 0:
+        rec.flush()
+        os.write(1, b"%d\\n" % i)
+"""
+
+
+@pytest.mark.parametrize("run", range(30))
+def test_sigkill_at_a_random_moment_leaves_exactly_the_flushed_records(tmp_path: Path, run: int) -> None:
+    path = tmp_path / "rec.safetensors"
+    rng = random.Random(run)
+    child = start_python(CHILD, str(path), str(run), "w")
+    assert child.stdout is not None
+    first = child.stdout.readline()  # the recording has begun (however slowly the interpreter started)
+    assert first, child.communicate(timeout=60)[1][-3000:]
+    time.sleep(rng.random() * 1.5)
+    child.send_signal(signal.SIGKILL)
+    out, err = child.communicate(timeout=60)
+    assert child.returncode == -signal.SIGKILL, err[-3000:]
+    flushed = [int(line) for line in (first + out).split()]
+    every = 1 + run % 5
+    out_records = recorded(path)
+    n = len(out_records)
+    # The last flush the child reported, or the one it was in when killed (committed, not yet reported).
+    last = flushed[-1] if flushed else 0
+    assert n in (last, last + every), (n, last)
+    assert_same(out_records, [record(i) for i in range(n)])
+    # Resumed in another process, which the kill left nothing in the way of.
+    if run % 3 == 0:
+        again = start_python(CHILD, str(path), str(run), "a")
+        assert again.stdout is not None and again.stdout.readline()
+        time.sleep(rng.random())
+        again.send_signal(signal.SIGKILL)
+        out, err = again.communicate(timeout=60)
+        resumed = recorded(path)
+        assert len(resumed) >= n
+        assert_same(resumed, [record(i) for i in range(len(resumed))])
+
+
+def test_header_grows_geometrically(tmp_path: Path) -> None:
+    path = tmp_path / "rec.safetensors"
+    rooms = []
+    with ss.Recorder(path, fsync=False, header_room=4096, flush_bytes=1 << 40) as rec:
+        for i in range(2000):
+            rec.append({"i": i, "x": np.zeros(2, np.float32)})
+            rec.flush()
+            rooms.append(int.from_bytes(path.read_bytes()[:8], "little"))
+    distinct = sorted(set(rooms))
+    assert distinct[0] == 4096 and distinct[-1] > 200_000
+    # Each regrowth at least doubles the room: the data is rewritten a logarithmic number of times.
+    assert all(b >= 2 * a for a, b in zip(distinct, distinct[1:]))
+    assert len(distinct) <= 8
+    out = recorded(path)
+    assert [o["i"] for o in out] == list(range(2000))
+
+
+def test_mode_a_continues_a_recording(tmp_path: Path) -> None:
+    path = tmp_path / "rec.safetensors"
+    with ss.Recorder(path, metadata={"run": "r1"}, fsync=False) as rec:
+        for i in range(10):
+            rec["a"].append(record(i))
+    with ss.Recorder(path, "a", fsync=False) as rec:
+        assert len(rec["a"]) == 10
+        for i in range(10, 25):
+            rec["a"].append(record(i))
+        rec["b"].append(record(99))
+    assert_same(recorded(path), {"a": [record(i) for i in range(25)], "b": [record(99)]})
+    metadata = ss.load_metadata(path)
+    assert metadata is not None and metadata["run"] == "r1" and sorted(metadata) == sorted(["run", SCHEMA_KEY, RECORDING_KEY])
+    # mode="a" where nothing is yet starts a recording; mode="w" replaces one.
+    fresh = tmp_path / "fresh.safetensors"
+    with ss.Recorder(fresh, "a", fsync=False) as rec:
+        rec.append(1)
+    with ss.Recorder(fresh, "a", fsync=False) as rec:
+        rec.append(2)
+    assert recorded(fresh) == [1, 2]
+    with ss.Recorder(fresh, "w", fsync=False) as rec:
+        rec.append(3)
+    assert recorded(fresh) == [3]
+
+
+def test_mode_a_drops_data_appended_after_the_last_commit(tmp_path: Path) -> None:
+    from safetensors import safe_open
+
+    path = tmp_path / "rec.safetensors"
+    with ss.Recorder(path, fsync=False) as rec:
+        rec.append(record(0))
+    committed = path.stat().st_size
+    with open(path, "ab") as f:
+        f.write(b"\x01" * 1000)  # what a writer killed between flushes leaves
+    assert_same(recorded(path), [record(0)])
+    with pytest.raises(Exception):
+        with safe_open(str(path), "np"):
+            pass  # the stock reader refuses the trailing bytes
+    with ss.Recorder(path, "a", fsync=False) as rec:
+        assert path.stat().st_size == committed
+        rec.append(record(1))
+    with safe_open(str(path), "np") as f:
+        assert sorted(f.keys()) == ["0.x", "0.y.0", "1.x", "1.y.0"]
+
+
+def _journal(text: bytes, data_size: int) -> bytes:
+    import xxhash
+
+    numbers = len(text).to_bytes(8, "little") + data_size.to_bytes(8, "little")
+    return text + b"SSRJRNL1" + numbers + xxhash.xxh3_64_digest(text + numbers)[::-1]
+
+
+def _two_commits(tmp_path: Path) -> tuple[bytes, bytes, int]:
+    """The bytes of a recording after 3 records, then after 40 more (the same header room, several pages)."""
+    path = tmp_path / "rec.safetensors"
+    rec = ss.Recorder(path, fsync=False, header_room=64 << 10, flush_seconds=None)
+    for i in range(3):
+        rec.append(record(i))
+    rec.flush()
+    before = path.read_bytes()
+    for i in range(3, 43):
+        rec.append(record(i))
+    rec.close()
+    after = path.read_bytes()
+    room = int.from_bytes(before[:8], "little")
+    assert room == int.from_bytes(after[:8], "little") == 64 << 10
+    return before, after, room
+
+
+def test_a_commit_cut_short_loads_the_old_or_the_new_records(tmp_path: Path) -> None:
+    from safetensors import safe_open
+
+    before, after, room = _two_commits(tmp_path)
+    old_header, new_header = before[8:8 + room], after[8:8 + room]
+    data = after[8 + room:]
+    journal = _journal(new_header, len(data))
+    path = tmp_path / "cut.safetensors"
+    states = {
+        # killed while appending data: the old header and the new data
+        "data": (before[:8 + room] + data[:len(data) // 2], 3),
+        # killed while writing the journal: the old header whole, a part of the journal
+        "journal": (before[:8 + room] + data + journal[:len(journal) - 9], 3),
+        # killed while writing the header in place (torn after its first page): the journal is used
+        "torn": (after[:8] + new_header[:4096] + old_header[4096:] + data + journal, 43),
+        # killed before cutting the journal off
+        "uncut": (after + journal, 43),
+    }
+    for name, (content, count) in states.items():
+        path.write_bytes(content)
+        assert_same(recorded(path), [record(i) for i in range(count)]), name
+        with ss.open(path) as f:
+            assert len(f.node([])) == count, name
+        # Continuing completes or drops the commit; the file is then whole for the stock reader.
+        with ss.Recorder(path, "a", fsync=False) as rec:
+            rec.append(record(count))
+        assert_same(recorded(path), [record(i) for i in range(count + 1)]), name
+        with safe_open(str(path), "np") as f:
+            assert len(f.keys()) == 2 * (count + 1), name
+
+
+def test_a_recording_crafted_to_lie_gets_a_clear_error(tmp_path: Path) -> None:
+    before, after, room = _two_commits(tmp_path)
+    new_header, old_header, data = after[8:8 + room], before[8:8 + room], after[8 + room:]
+    torn = after[:8] + new_header[:4096] + old_header[4096:] + data
+    path = tmp_path / "lie.safetensors"
+    # A journal whose digest does not match is no journal: the torn header is reported as what it is.
+    bad = bytearray(_journal(new_header, len(data)))
+    bad[100] ^= 1
+    path.write_bytes(torn + bytes(bad))
+    with pytest.raises(InvalidFileError, match="lie.safetensors: header is not valid JSON") as e:
+        recorded(path)
+    assert e.value.code == "HeaderNotJson"
+    with pytest.raises(InvalidFileError):
+        ss.Recorder(path, "a", fsync=False)
+    # A recording whose header claims data the file lacks.
+    path.write_bytes(after[:-10])
+    with pytest.raises(InvalidFileError, match="past the end of the data buffer") as e:
+        recorded(path)
+    assert e.value.code == "DataPastEnd"
+    # Trailing bytes are a recording's only: without its key, a file with them is refused as before.
+    plain = tmp_path / "plain.safetensors"
+    ss.save_file([1, np.ones(2)], plain)
+    plain.write_bytes(plain.read_bytes() + b"  ")
+    with pytest.raises(InvalidFileError) as e:
+        ss.load_file(plain)
+    assert e.value.code == "TrailingBytes"
+    # Continuing a file that is not a recording.
+    ss.save_file([1, np.ones(2)], plain)
+    with pytest.raises(InvalidFileError, match="not a recording"):
+        ss.Recorder(plain, "a")
+    # The recording's key is the file's own: a caller's metadata may not hold it.
+    with pytest.raises(InvalidArgumentError):
+        ss.Recorder(tmp_path / "m.safetensors", metadata={RECORDING_KEY: "1"})
+    with pytest.raises(InvalidArgumentError):
+        ss.save_file([1], tmp_path / "m.safetensors", metadata={RECORDING_KEY: "1"})
+
+
+def test_bad_records_are_refused_naming_the_record_and_path(tmp_path: Path) -> None:
+    path = tmp_path / "rec.safetensors"
+    with ss.Recorder(path, fsync=False) as rec:
+        rec.append(record(0))
+        with pytest.raises(UnsupportedTypeError, match=r"record 1: .*\$\[\"bad\"\]\[1\]") as e:
+            rec.append({"bad": [1, object()]})
+        assert str(path) in str(e.value)
+        rec.append(record(1))
+        with pytest.raises(InvalidArgumentError, match="another Recorder"):
+            ss.Recorder(path, "a")
+    assert_same(recorded(path), [record(0), record(1)])
+    with ss.Recorder(path, fsync=False) as rec:
+        with pytest.raises(UnsupportedTypeError, match=r"record 0 of stream 'x': .*\$\[0\]"):
+            rec["x"].append([object()])
+        rec["x"].append(1)
+    assert recorded(path) == {"x": [1]}
+    with pytest.raises(InvalidArgumentError, match="mode"):
+        ss.Recorder(path, "r")
+
+
+def test_record_module_records_each_module_call(tmp_path: Path) -> None:
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.ReLU(), torch.nn.Linear(3, 2))
+    path = tmp_path / "acts.safetensors"
+    batches = [torch.randn(5, 4) for _ in range(3)]
+    with ss.Recorder(path, fsync=False) as rec, torch.no_grad():
+        with ss.record_module(model, rec):
+            for x in batches:
+                model(x)
+        model(batches[0])  # hooks removed: not recorded
+    out = ss.load_file(path)
+    assert sorted(out) == ["", "0", "1", "2"]
+    assert all(len(calls) == 3 for calls in out.values())
+    with torch.no_grad():
+        for b, x in enumerate(batches):
+            h0 = model[0](x)
+            call = out["0"][b]
+            assert type(call["inputs"]) is tuple and torch.equal(call["inputs"][0], x)
+            assert call["kwargs"] == {} and torch.equal(call["output"], h0)
+            assert torch.equal(out["1"][b]["output"], torch.relu(h0))
+            assert torch.equal(out[""][b]["output"], model(x)) and out[""][b]["output"].dtype == torch.float32
