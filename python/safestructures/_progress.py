@@ -24,7 +24,9 @@ T = TypeVar("T")
 DELAY_S = 0.5
 
 #: The bar of the load running in this context (thread, task), told of each tensor built; None when there is none.
-_load_bar: ContextVar[Any] = ContextVar("safestructures_load_bar", default=None)
+#: The bar of the load running in this context, if any: make_tensor advances it (a load that shows one builds its
+#: numpy arrays through the adapter, not the core's shortcut, which this would miss).
+LOAD_BAR: ContextVar[Any] = ContextVar("safestructures_load_bar", default=None)
 
 
 def _tqdm() -> Any:
@@ -104,11 +106,11 @@ def load_bar(progress: bool, paths: list[str], what: str) -> Iterator[Any]:
         yield None
         return
     with bar(True, tensor_bytes(paths), what) as shown:
-        token = _load_bar.set(shown)
+        token = LOAD_BAR.set(shown)
         try:
             yield shown
         finally:
-            _load_bar.reset(token)
+            LOAD_BAR.reset(token)
         shown.update(shown.total - shown.n)
 
 
@@ -121,7 +123,7 @@ def tensor_bytes(paths: list[str]) -> int:
 
 def reading_tensor(nbytes: int) -> None:
     """Tells the bar of the load running here (if any) that a tensor of ``nbytes`` bytes of its file is being built."""
-    shown = _load_bar.get()
+    shown = LOAD_BAR.get()
     if shown is not None:
         shown.update(nbytes)
 

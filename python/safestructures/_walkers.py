@@ -8,7 +8,7 @@ import collections
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from . import _core, _registry, _types, _v1, frameworks, plugins as _plugins
+from . import _core, _progress, _registry, _types, _v1, frameworks, plugins as _plugins
 from ._errors import InvalidFileError, SafestructuresError, quote, reading
 from ._flat import _check_metadata
 from ._limits import DEFAULT_MAX_DEPTH, DEFAULT_MAX_HEADER_SIZE, DEFAULT_MAX_NODES, ByteBudget, default_max_bytes
@@ -28,6 +28,7 @@ _core.set_hooks(
         "factories": _types.FACTORIES,
         "make_tensor": lambda *args: frameworks.make_tensor(*args),
         "numpy_dtype": lambda name: frameworks.require("numpy").numpy_dtype(name),
+        "load_bar": _progress.LOAD_BAR,
         "ordered_dict_type": collections.OrderedDict,
         "defaultdict_type": collections.defaultdict,
         "deque_type": collections.deque,

@@ -33,6 +33,7 @@ struct Hooks {
   // (buffer, dtype, shape, offset, nbytes, fields, context) -> tensor; dtype and the rest are None for a view node.
   nb::object make_tensor;
   nb::object numpy_dtype;        // safetensors dtype name -> its numpy dtype (the numpy adapter's table)
+  nb::object load_bar;           // a ContextVar: the progress bar of the load running, or None (then make_tensor counts)
   nb::object ordered_dict_type;
   nb::object defaultdict_type;
   nb::object deque_type;

@@ -32,6 +32,11 @@ nb::object Loader::plain_numpy(std::size_t i, std::string_view name, const Tenso
   const bool numpy = framework != nullptr && (framework == Py_None || (PyUnicode_Check(framework) &&
                                                                       PyUnicode_CompareWithASCIIString(framework, "numpy") == 0));
   if (!numpy) return nb::object();
+  PyObject* bar = nullptr;  // a bar counts the tensors make_tensor builds: shown loads take the adapter's way
+  if (PyContextVar_Get(hooks_.load_bar.ptr(), nullptr, &bar) != 0) throw nb::python_error();
+  const bool shown = bar != nullptr && bar != Py_None;
+  Py_XDECREF(bar);
+  if (shown) return nb::object();
   bool plain = true;
   tree_.for_each_field(i, [&](std::string_view key, std::size_t v) {
     plain = plain && (key == "name" || (key == "fw" && tape_[v].kind == NodeKind::String && tape_[v].text == "numpy"));

@@ -59,7 +59,8 @@ const Hooks& hooks() {
 void set_hooks(nb::dict given) {
   installed = new Hooks{
       given["classify"],          given["reduce"],      given["array_entry"], given["factory_name"],
-      given["construct"],         given["factories"],   given["make_tensor"], given["numpy_dtype"], given["ordered_dict_type"],
+      given["construct"],         given["factories"],   given["make_tensor"], given["numpy_dtype"], given["load_bar"],
+      given["ordered_dict_type"],
       given["defaultdict_type"],  given["deque_type"],  given["counter_type"],
   };
 }

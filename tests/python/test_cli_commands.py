@@ -10,7 +10,6 @@ import json
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -298,7 +297,7 @@ def test_inspect_a_1_0_0_file_shows_its_values(capsys: pytest.CaptureFixture[str
     assert out[1:] == ["dict (2 items)", "├── cfg: record SafestructuresDataclass (3 fields) …", "└── list: list (1 item) …"]
 
 
-def test_inspect_is_fast_on_10000_tensors(tmp_path: Path, nested: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_inspect_builds_nothing_on_10000_tensors(tmp_path: Path, nested: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     structured = tmp_path / "layers.safetensors"
     ss.save_file({"layers": [{f"w{j}": np.zeros(4, np.float32) for j in range(10)} for _ in range(1000)]}, structured)
     flat = tmp_path / "flat.safetensors"
@@ -311,12 +310,10 @@ def test_inspect_is_fast_on_10000_tensors(tmp_path: Path, nested: Path, capsys: 
                         lambda self, nodes, **kw: builds.append([tuple(path) for _i, path in nodes]) or real_load_many(self, nodes, **kw))
     for path in (structured, flat):
         for extra in ([], ["--json"]):
-            start = time.perf_counter()
+            # No value is built: what keeps inspect at 0.1 to 0.3 s here (checked as work done, not as a time, which a
+            # loaded machine makes noisy).
             status, out, _err = run(capsys, "inspect", path, *extra)
-            elapsed = time.perf_counter() - start
             assert status == 0 and builds == []
-            # About 0.1 to 0.3 s on an idle machine; the bound leaves room for a loaded one.
-            assert elapsed < 5, f"inspect {' '.join(extra)} {path.name}: {elapsed:.2f} s"
     assert out[-1] == "}" and json.loads("\n".join(out))["header"]["tensors"] == 10_000
     status, out, _err = run(capsys, "inspect", flat)
     assert len(out) == 2 + 10_000 and out[-1] == "└── t9999: tensor float32 [4]  16 B  (numpy)"
