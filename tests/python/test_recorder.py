@@ -258,6 +258,30 @@ def test_header_grows_by_inserting_pages_before_the_data_on_ext4(tmp_path: Path)
         assert f.get_tensor("299.w.3").tolist() == [302] * 3 and f.get_tensor("299.w.3").dtype == np.int32
 
 
+def test_a_reader_holding_a_recording_open_keeps_its_data_from_moving(tmp_path: Path) -> None:
+    if os.statvfs(tmp_path).f_bsize != 4096 or _file_system(tmp_path) not in ("ext4", "xfs"):
+        pytest.skip("needs a file system with 4096-byte blocks that inserts ranges (ext4, XFS)")
+    path = tmp_path / "rec.safetensors"
+    rec = ss.Recorder(path, fsync=False, header_room=4096, flush_seconds=None)
+    rec.append({"x": np.arange(1000, dtype=np.int64)})
+    rec.flush()
+    first = path.stat().st_ino
+    with ss.open(path) as f:  # maps the file, holding the readers' lock
+        for i in range(100):
+            rec.append({"x": np.full(3, i, np.int64), "w": [np.zeros(1, np.int8)] * 5})
+        rec.flush()  # the room grows while the file is mapped: by a rewrite, not under the mapping
+        assert int.from_bytes(path.read_bytes()[:8], "little") > 4088
+        assert path.stat().st_ino != first
+        assert f.load([0, "x"]).tolist() == list(range(1000))
+    grown, room = path.stat().st_ino, int.from_bytes(path.read_bytes()[:8], "little")
+    for i in range(100, 400):
+        rec.append({"x": np.full(3, i, np.int64), "w": [np.zeros(1, np.int8)] * 5})
+    rec.close()  # no reader now: the next growth inserts, the file keeps its inode
+    assert path.stat().st_ino == grown and int.from_bytes(path.read_bytes()[:8], "little") > room
+    out = recorded(path)
+    assert out[0]["x"].tolist() == list(range(1000)) and [o["x"][0] for o in out[1:]] == list(range(400))
+
+
 def test_header_grows_by_rewriting_on_tmpfs(tmp_path: Path) -> None:
     shm = Path("/dev/shm")
     if not shm.is_dir() or not os.access(shm, os.W_OK):
