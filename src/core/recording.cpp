@@ -169,28 +169,45 @@ bool finish_recording_commit(int fd, bool fsync) {
   return true;
 }
 
+namespace {
+
+// The file's status, once checked to end where its data does (8 + room + data_size): the journal must be the file's
+// tail, and anything else there (another writer's bytes) would hide it.
+struct stat ending_at(int fd, std::uint64_t end) {
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) raise_io("cannot stat", "the recording", errno);
+  if (static_cast<std::uint64_t>(st.st_size) != end) {
+    raise(ErrorCode::InvalidArgument, "the recording holds " + std::to_string(st.st_size) + " bytes where its data ends at " +
+                                          std::to_string(end) + ": another process changed it");
+  }
+  return st;
+}
+
+// Syncs the data (which the new header describes, before anything points at it), then appends the journal at `end`
+// (the header padded to `room`, then its footer) and syncs it.
+void append_journal(int fd, std::string_view header_text, std::uint64_t room, std::uint64_t data_size, std::uint64_t end,
+                    bool fsync) {
+  std::array<std::byte, footer_size> footer{};
+  std::memcpy(footer.data(), recording_journal_magic.data(), 8);
+  store_le64(footer.data() + 8, room);
+  store_le64(footer.data() + 16, data_size);
+  store_le64(footer.data() + 24, journal_digest(header_text, room, data_size));
+  sync(fd, fsync);
+  write_padded(fd, header_text, room, end);
+  write_exactly(fd, footer.data(), footer_size, end + room);
+  sync(fd, fsync);
+}
+
+}  // namespace
+
 void commit_recording_header(int fd, std::string_view header_text, std::uint64_t room, std::uint64_t data_size, bool fsync) {
   if (header_text.size() > room) {
     raise(ErrorCode::InvalidArgument, "a header of " + std::to_string(header_text.size()) + " bytes does not fit the room of " +
                                           std::to_string(room));
   }
   const std::uint64_t end = 8 + room + data_size;
-  struct stat st {};
-  if (::fstat(fd, &st) != 0) raise_io("cannot stat", "the recording", errno);
-  if (static_cast<std::uint64_t>(st.st_size) != end) {
-    // The journal must be the file's tail: anything else there (another writer's bytes) would hide it.
-    raise(ErrorCode::InvalidArgument, "the recording holds " + std::to_string(st.st_size) + " bytes where its data ends at " +
-                                          std::to_string(end) + ": another process changed it");
-  }
-  std::array<std::byte, footer_size> footer{};
-  std::memcpy(footer.data(), recording_journal_magic.data(), 8);
-  store_le64(footer.data() + 8, room);
-  store_le64(footer.data() + 16, data_size);
-  store_le64(footer.data() + 24, journal_digest(header_text, room, data_size));
-  sync(fd, fsync);  // the data the new header describes, before anything points at it
-  write_padded(fd, header_text, room, end);
-  write_exactly(fd, footer.data(), footer_size, end + room);
-  sync(fd, fsync);
+  ending_at(fd, end);
+  append_journal(fd, header_text, room, data_size, end, fsync);
   write_padded(fd, header_text, room, 8);
   sync(fd, fsync);
   if (::ftruncate(fd, static_cast<off_t>(end)) != 0) raise_io("cannot resize", "the recording", errno);
@@ -203,13 +220,8 @@ bool grow_recording_header(int fd, std::string_view header_text, std::uint64_t r
     raise(ErrorCode::InvalidArgument, "a header of " + std::to_string(header_text.size()) + " bytes cannot grow a room of " +
                                           std::to_string(room) + " into one of " + std::to_string(new_room));
   }
-  struct stat st {};
-  if (::fstat(fd, &st) != 0) raise_io("cannot stat", "the recording", errno);
   const std::uint64_t end = 8 + room + data_size;
-  if (static_cast<std::uint64_t>(st.st_size) != end) {
-    raise(ErrorCode::InvalidArgument, "the recording holds " + std::to_string(st.st_size) + " bytes where its data ends at " +
-                                          std::to_string(end) + ": another process changed it");
-  }
+  const struct stat st = ending_at(fd, end);
   // The file system inserts whole blocks only: the data must start on a block and the room grow by whole blocks.
   const auto block = static_cast<std::uint64_t>(st.st_blksize > 0 ? st.st_blksize : 4096);
   if ((8 + room) % block != 0 || (new_room - room) % block != 0) return false;
@@ -220,17 +232,9 @@ bool grow_recording_header(int fd, std::string_view header_text, std::uint64_t r
     int fd;
     ~Unlock() { set_reader_lock(fd, F_UNLCK); }
   } unlock{fd};
-  std::array<std::byte, footer_size> footer{};
-  std::memcpy(footer.data(), recording_journal_magic.data(), 8);
-  store_le64(footer.data() + 8, new_room);
-  store_le64(footer.data() + 16, data_size);
-  store_le64(footer.data() + 24, journal_digest(header_text, new_room, data_size));
-  sync(fd, fsync);  // the data the new header describes, before anything points at it
   // The journal, for the grown room: until the insert, the file's size does not match it (section 9), so readers keep
   // the old header; from the insert on, it does, and readers take the journal, its data at 8 + new_room.
-  write_padded(fd, header_text, new_room, end);
-  write_exactly(fd, footer.data(), footer_size, end + new_room);
-  sync(fd, fsync);
+  append_journal(fd, header_text, new_room, data_size, end, fsync);
   if (::fallocate(fd, FALLOC_FL_INSERT_RANGE, static_cast<off_t>(8 + room), static_cast<off_t>(new_room - room)) != 0) {
     const int error = errno;
     // Not supported here (tmpfs, or blocks of another size): drop the journal, which nothing reads, and say so.

@@ -296,8 +296,6 @@ def test_header_grows_by_rewriting_on_tmpfs(tmp_path: Path) -> None:
 
 
 def test_a_growth_cut_short_loads_the_old_or_the_new_records(tmp_path: Path) -> None:
-    from safetensors import safe_open
-
     path = tmp_path / "rec.safetensors"
     rec = ss.Recorder(path, fsync=False, header_room=4096, flush_seconds=None)
     rec.append(record(0))
@@ -328,16 +326,7 @@ def test_a_growth_cut_short_loads_the_old_or_the_new_records(tmp_path: Path) -> 
         # killed before cutting the journal off
         "uncut": (after + journal, 60),
     }
-    for name, (content, count) in states.items():
-        path.write_bytes(content)
-        assert_same(recorded(path), [record(i) for i in range(count)]), name
-        with ss.open(path) as f:
-            assert len(f.node([])) == count, name
-        with ss.Recorder(path, "a", fsync=False) as again:
-            again.append(record(count))
-        assert_same(recorded(path), [record(i) for i in range(count + 1)]), name
-        with safe_open(str(path), "np") as f:
-            assert len(f.keys()) == 2 * (count + 1), name
+    _check_cut_states(path, states)
 
 
 GROW_CHILD = """
@@ -456,9 +445,24 @@ def _two_commits(tmp_path: Path) -> tuple[bytes, bytes, int]:
     return before, after, room
 
 
-def test_a_commit_cut_short_loads_the_old_or_the_new_records(tmp_path: Path) -> None:
+def _check_cut_states(path: Path, states: dict[str, tuple[bytes, int]]) -> None:
+    """Each state a killed commit can leave (its bytes, the records it must load) loads exactly those records, lazily
+    too; continuing completes or drops the commit, and the file is then whole for the stock reader."""
     from safetensors import safe_open
 
+    for name, (content, count) in states.items():
+        path.write_bytes(content)
+        assert_same(recorded(path), [record(i) for i in range(count)]), name
+        with ss.open(path) as f:
+            assert len(f.node([])) == count, name
+        with ss.Recorder(path, "a", fsync=False) as rec:
+            rec.append(record(count))
+        assert_same(recorded(path), [record(i) for i in range(count + 1)]), name
+        with safe_open(str(path), "np") as f:
+            assert len(f.keys()) == 2 * (count + 1), name
+
+
+def test_a_commit_cut_short_loads_the_old_or_the_new_records(tmp_path: Path) -> None:
     before, after, room = _two_commits(tmp_path)
     old_header, new_header = before[8:8 + room], after[8:8 + room]
     data = after[8 + room:]
@@ -474,17 +478,7 @@ def test_a_commit_cut_short_loads_the_old_or_the_new_records(tmp_path: Path) -> 
         # killed before cutting the journal off
         "uncut": (after + journal, 43),
     }
-    for name, (content, count) in states.items():
-        path.write_bytes(content)
-        assert_same(recorded(path), [record(i) for i in range(count)]), name
-        with ss.open(path) as f:
-            assert len(f.node([])) == count, name
-        # Continuing completes or drops the commit; the file is then whole for the stock reader.
-        with ss.Recorder(path, "a", fsync=False) as rec:
-            rec.append(record(count))
-        assert_same(recorded(path), [record(i) for i in range(count + 1)]), name
-        with safe_open(str(path), "np") as f:
-            assert len(f.keys()) == 2 * (count + 1), name
+    _check_cut_states(path, states)
 
 
 def test_a_recording_crafted_to_lie_gets_a_clear_error(tmp_path: Path) -> None:
