@@ -48,9 +48,10 @@ bool hold_recording_read_lock(int fd, const std::string& name);
 // Commits `header_text` into a room grown from `room` to `new_room` bytes without moving the data where the file
 // system can insert blocks (fallocate's FALLOC_FL_INSERT_RANGE; section 9's growth): the journal for the new room is
 // appended, blocks inserted before the data, the header and prefix written in place, the journal cut off. Returns
-// false, the file as it was, where the insert cannot be done (the data not starting on a block of the file system,
+// false, the file as it was, where the insert cannot be done (with `fsync`: an insert is not atomic across a power
+// loss; the data not starting on a block of the file system,
 // the growth not whole blocks, a file system without it, or a reader holding the file mapped, which the insert
-// would shift under it): the caller then rewrites the file. Crash-safe as commit_recording_header.
+// would shift under it): the caller then rewrites the file. Safe against a kill at any moment.
 bool grow_recording_header(int fd, std::string_view header_text, std::uint64_t room, std::uint64_t new_room,
                            std::uint64_t data_size, bool fsync);
 

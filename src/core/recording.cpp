@@ -222,6 +222,10 @@ bool grow_recording_header(int fd, std::string_view header_text, std::uint64_t r
   }
   const std::uint64_t end = 8 + room + data_size;
   const struct stat st = ending_at(fd, end);
+  // With fsync the growth must survive a power loss too, which an insert need not: ext4 shifts the extents of a file
+  // of many in several journal transactions, and a crash between them leaves the data half shifted. The rewrite
+  // (renamed over once synced) is then the way.
+  if (fsync) return false;
   // The file system inserts whole blocks only: the data must start on a block and the room grow by whole blocks.
   const auto block = static_cast<std::uint64_t>(st.st_blksize > 0 ? st.st_blksize : 4096);
   if ((8 + room) % block != 0 || (new_room - room) % block != 0) return false;

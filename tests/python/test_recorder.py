@@ -221,22 +221,22 @@ def _file_system(path: Path) -> str:
     return kind
 
 
-def _growth(directory: Path) -> tuple[list[int], list[tuple[int, int]]]:
-    """300 records, each flushed, into a recording in `directory` whose room starts at 4088 bytes; returns the room
-    and the (device, inode) of the file after each flush."""
+def _growth(directory: Path, count: int = 300, fsync: bool = False) -> tuple[list[int], list[tuple[int, int]]]:
+    """`count` records, each flushed, into a recording in `directory` whose room starts at 4088 bytes; returns the
+    room and the (device, inode) of the file after each flush."""
     path = directory / "rec.safetensors"
     rooms: list[int] = []
     ids: list[tuple[int, int]] = []
-    with ss.Recorder(path, fsync=False, header_room=4096, flush_seconds=None) as rec:
-        for i in range(300):
+    with ss.Recorder(path, fsync=fsync, header_room=4096, flush_seconds=None) as rec:
+        for i in range(count):
             rec.append({"i": i, "w": [np.full(3, i + k, np.int32) for k in range(4)]})
             rec.flush()
             rooms.append(int.from_bytes(path.read_bytes()[:8], "little"))
             st = path.stat()
             ids.append((st.st_dev, st.st_ino))
     out = recorded(path)
-    assert [o["i"] for o in out] == list(range(300))
-    assert [o["w"][3].tolist() for o in out] == [[i + 3] * 3 for i in range(300)]
+    assert [o["i"] for o in out] == list(range(count))
+    assert [o["w"][3].tolist() for o in out] == [[i + 3] * 3 for i in range(count)]
     return rooms, ids
 
 
@@ -256,6 +256,11 @@ def test_header_grows_by_inserting_pages_before_the_data_on_ext4(tmp_path: Path)
     with safe_open(str(path), "np") as f:  # the stock reader takes the grown file
         assert len(f.keys()) == 1200
         assert f.get_tensor("299.w.3").tolist() == [302] * 3 and f.get_tensor("299.w.3").dtype == np.int32
+    # With fsync, which an insert cannot promise across a power loss, each growth is a synced rewrite (a new inode).
+    synced = tmp_path / "synced"
+    synced.mkdir()
+    rooms, ids = _growth(synced, 40, fsync=True)
+    assert len(set(rooms)) >= 3 and len(set(ids)) == len(set(rooms))
 
 
 def test_a_reader_holding_a_recording_open_keeps_its_data_from_moving(tmp_path: Path) -> None:
