@@ -33,12 +33,16 @@ class MappedFile {
   void prefetch(std::uint64_t begin, std::uint64_t end) const;
   void set_access(Access access) const;
   const std::string& path() const { return path_; }
+  // Lets go of the file's recording read lock (recording.hpp), which a file that is no recording does not need.
+  void release_recording_lock();
 
  private:
-  MappedFile(std::string path, std::byte* data, std::size_t size) : path_(std::move(path)), data_(data), size_(size) {}
+  MappedFile(std::string path, std::byte* data, std::size_t size, int lock_fd)
+      : path_(std::move(path)), data_(data), size_(size), lock_fd_(lock_fd) {}
   std::string path_;
   std::byte* data_;
   std::size_t size_;
+  int lock_fd_;  // the file, open while it holds the recording read lock; -1 once released
 };
 
 struct TensorView {

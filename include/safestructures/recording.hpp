@@ -18,18 +18,18 @@ struct RecordingJournal {
 };
 
 // The journal ending the file at `path`, read with pread (never through a mapping, which the writer may cut short),
-// when the file ends in a whole, intact one for a header of `header_size` bytes (at most `max_header_size`); nullopt
-// otherwise, or when the file cannot be read.
-std::optional<RecordingJournal> read_recording_journal(const std::filesystem::path& path, std::uint64_t header_size,
-                                                       std::uint64_t max_header_size);
+// when the file ends in a whole, intact one whose room N_j (at most `max_header_size`) makes the file's size exactly
+// 8 + N_j + data + N_j + 32 (section 9; N_j may differ from the prefix's N while a room grows); nullopt otherwise, or
+// when the file cannot be read. Its data starts at 8 + N_j.
+std::optional<RecordingJournal> read_recording_journal(const std::filesystem::path& path, std::uint64_t max_header_size);
 
 // The same, from a file open as `fd`.
-std::optional<RecordingJournal> read_recording_journal(int fd, std::uint64_t header_size, std::uint64_t max_header_size);
+std::optional<RecordingJournal> read_recording_journal(int fd, std::uint64_t max_header_size);
 
 // Completes the commit a killed writer left, when the recording open as `fd` (for writing) ends in a whole journal:
-// its header is written in place and the journal cut off. Returns whether there was one. A kill during this leaves the
-// same journal to complete again.
-bool finish_recording_commit(int fd, std::uint64_t header_size, bool fsync);
+// its room (in the prefix) and header are written in place and the journal cut off. Returns whether there was one. A
+// kill during this leaves the same journal to complete again.
+bool finish_recording_commit(int fd, bool fsync);
 
 // Commits the header `header_text`, padded with spaces to `room` bytes (the N of the file's prefix), of the recording
 // open as `fd`, whose data buffer now holds `data_size` bytes (all written, the file ending there): the journal is
@@ -38,5 +38,21 @@ bool finish_recording_commit(int fd, std::uint64_t header_size, bool fsync);
 // use. With `fsync`, the data, the journal and the header each reach the disk before the next step, so the same holds
 // after a power loss. The padding is written in pieces, never built in memory.
 void commit_recording_header(int fd, std::string_view header_text, std::uint64_t room, std::uint64_t data_size, bool fsync);
+
+// Takes the shared lock that readers of a recording hold for as long as they map it (an OFD read lock on one byte far
+// past any file's end), waiting (at most 30 seconds, then an Io error naming `name`) while a writer grows the room
+// in place. Returns false, nothing held, where the file system has no such locks: a writer cannot lock it either, and
+// never grows in place there.
+bool hold_recording_read_lock(int fd, const std::string& name);
+
+// Commits `header_text` into a room grown from `room` to `new_room` bytes without moving the data where the file
+// system can insert blocks (fallocate's FALLOC_FL_INSERT_RANGE; section 9's growth): the journal for the new room is
+// appended, blocks inserted before the data, the header and prefix written in place, the journal cut off. Returns
+// false, the file as it was, where the insert cannot be done (with `fsync`: an insert is not atomic across a power
+// loss; the data not starting on a block of the file system,
+// the growth not whole blocks, a file system without it, or a reader holding the file mapped, which the insert
+// would shift under it): the caller then rewrites the file. Safe against a kill at any moment.
+bool grow_recording_header(int fd, std::string_view header_text, std::uint64_t room, std::uint64_t new_room,
+                           std::uint64_t data_size, bool fsync);
 
 }  // namespace safestructures

@@ -80,12 +80,17 @@ def _largest_id(node: Any) -> int:
     return _rename(node, {}, 0)
 
 
+def _page_room(room: int) -> int:
+    """The smallest room of at least ``room`` bytes whose data starts on a page (8 + room a whole number of pages): a
+    file system can then grow it by inserting pages before the data, and the data is page-aligned."""
+    return -(-(room + 8) // _PAGE) * _PAGE - 8
+
+
 def _room_for(needed: int, data_size: int) -> int:
     """Header room for a header of ``needed`` bytes: twice that, or a 64th of the data when more, up to 16 MiB (so
-    that a run whose records are large regrows rarely), in whole pages, within the header limit."""
-    room = max(2 * needed, min(data_size // 64, _DATA_ROOM_CAP), _PAGE)
-    room = -(-room // _PAGE) * _PAGE
-    return min(room, DEFAULT_MAX_HEADER_SIZE - DEFAULT_MAX_HEADER_SIZE % 8)
+    that a run whose records are large regrows rarely), its data starting on a page, within the header limit."""
+    room = _page_room(max(2 * needed, min(data_size // 64, _DATA_ROOM_CAP), _PAGE))
+    return min(room, (DEFAULT_MAX_HEADER_SIZE + 8) // _PAGE * _PAGE - 8)
 
 
 class Stream:
@@ -153,7 +158,8 @@ class Recorder:
         if mode == "a" and os.path.exists(self.path):
             self._continue()
         else:
-            self._room = max(_PAGE, -(-header_room // 8) * 8)
+            # The room asked for, less what makes its data start on a page.
+            self._room = max(_PAGE, (header_room + 8) // _PAGE * _PAGE) - 8
             self._create()
 
     # ---- The file.
@@ -218,8 +224,8 @@ class Recorder:
     def _continue(self) -> None:
         self._open_fd()
         try:
+            _core.finish_recording_commit(self._fd, self._fsync)  # a commit a killed writer left (its room too)
             room = int.from_bytes(os.pread(self._fd, 8, 0), "little")
-            _core.finish_recording_commit(self._fd, room, self._fsync)  # a commit a killed writer left
             buffer, metadata, tensors = _core.read_file(self.path)
             del buffer
             if not metadata or metadata.get(RECORDING_KEY) != RECORDING_VERSION:
@@ -346,8 +352,12 @@ class Recorder:
                     raise InvalidArgumentError(
                         f"{self.path}: the recording's header would take {len(header)} bytes, over the limit of "
                         f"{DEFAULT_MAX_HEADER_SIZE}: start another recording")
-                self._room_before, self._room = self._room, _room_for(len(header), self._data_size)
-                self._write_whole(header)
+                room = _room_for(len(header), self._data_size)
+                # Pages inserted before the data where the file system can (ext4, XFS); else the file written anew.
+                if not _core.grow_recording(self._fd, header, self._room, room, self._data_size, self._fsync):
+                    self._room_before, self._room = self._room, room
+                    self._write_whole(header)
+                self._room = room
             else:
                 _core.commit_recording(self._fd, header, self._room, self._data_size, self._fsync)
             self._room_before = self._room

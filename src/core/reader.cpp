@@ -40,16 +40,25 @@ std::shared_ptr<MappedFile> MappedFile::open(const std::filesystem::path& path, 
     const char* kind = S_ISFIFO(st.st_mode) ? "a FIFO" : S_ISSOCK(st.st_mode) ? "a socket" : (S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode)) ? "a device" : "not a regular file";
     raise(ErrorCode::NotARegularFile, name + ": the file is " + kind + ", not a regular file");
   }
+  // Before the size is read and the file mapped: a recording's writer does not insert blocks under a mapping (section
+  // 9), and one inserting now finishes first. Only a file whose first page names the recording key (as a recording's
+  // always does) is locked: other files cost no lock, nor an open descriptor.
+  std::string first_page(8 + 4096, '\0');
+  const ssize_t got = ::pread(file.fd, first_page.data(), first_page.size(), 0);
+  first_page.resize(got > 0 ? static_cast<std::size_t>(got) : 0);
+  const bool locked = first_page.find(recording_metadata_key) != std::string::npos && hold_recording_read_lock(file.fd, name);
+  if (::fstat(file.fd, &st) != 0) raise_io("cannot stat", name, errno);
   const auto size = static_cast<std::size_t>(st.st_size);
   if (size == 0) {
     // mmap refuses an empty length; an empty file is a (too small) file, not an I/O failure.
-    return std::shared_ptr<MappedFile>(new MappedFile(name, nullptr, 0));
+    return std::shared_ptr<MappedFile>(new MappedFile(name, nullptr, 0, -1));
   }
   // MAP_NORESERVE: a private writable mapping of a large file must not be refused for lack of commit charge; pages
   // are only copied when written.
   void* data = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_NORESERVE, file.fd, 0);
   if (data == MAP_FAILED) raise_io("cannot map", name, errno);
-  auto mapping = std::shared_ptr<MappedFile>(new MappedFile(name, static_cast<std::byte*>(data), size));
+  auto mapping = std::shared_ptr<MappedFile>(new MappedFile(name, static_cast<std::byte*>(data), size, locked ? file.fd : -1));
+  if (locked) file.fd = -1;  // the mapping owns it now
   if (access == Access::Parts) {
     mapping->set_access(Access::Parts);
     // The header is read in full right away: fetch it in one go rather than a page per fault.
@@ -71,8 +80,14 @@ void MappedFile::set_access(Access access) const {
   if (data_ != nullptr) ::madvise(data_, size_, access == Access::Parts ? MADV_RANDOM : MADV_NORMAL);
 }
 
+void MappedFile::release_recording_lock() {
+  if (lock_fd_ >= 0) ::close(lock_fd_);
+  lock_fd_ = -1;
+}
+
 MappedFile::~MappedFile() {
   if (data_ != nullptr) ::munmap(data_, size_);
+  release_recording_lock();
 }
 
 Reader Reader::open(const std::filesystem::path& path, std::uint64_t max_header_size, Access access) {
@@ -93,17 +108,18 @@ Reader Reader::open(const std::filesystem::path& path, std::uint64_t max_header_
       }
       if (!in_place || in_place->find_metadata(recording_metadata_key) != nullptr) {
         // A recording's journal is newer than its header in place, and whole where that one may be torn.
-        const std::uint64_t n = bytes.size() >= 8 ? load_le64(bytes.data()) : 0;
-        if (n > 0) {
-          if (auto journal = read_recording_journal(path, n, max_header_size)) {
-            if (8 + n + journal->data_size <= bytes.size()) {
-              return Reader(std::move(mapping), bytes, true, parse_header_text(journal->header_text, journal->data_size));
-            }
-            if (attempt < 3) continue;  // the file grew since it was mapped: map it again
+        // Its room may differ from the prefix's while a commit grows it: the data then starts at 8 + its room.
+        if (auto journal = read_recording_journal(path, max_header_size)) {
+          if (8 + journal->header_text.size() + journal->data_size <= bytes.size()) {
+            return Reader(std::move(mapping), bytes, true, parse_header_text(journal->header_text, journal->data_size));
           }
+          if (attempt < 3) continue;  // the file grew since it was mapped: map it again
         }
       }
-      if (in_place) return Reader(std::move(mapping), bytes, true, std::move(*in_place));
+      if (in_place) {
+        if (in_place->find_metadata(recording_metadata_key) == nullptr) mapping->release_recording_lock();
+        return Reader(std::move(mapping), bytes, true, std::move(*in_place));
+      }
       // A recording's key leads its header (section 9), so even a header read while it was being rewritten shows it:
       // a commit finished between the reading of the header and the look for its journal is read again.
       const std::string_view start(reinterpret_cast<const char*>(bytes.data()), std::min<std::size_t>(bytes.size(), 4096));

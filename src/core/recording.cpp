@@ -2,6 +2,7 @@
 #include "safestructures/recording.hpp"
 
 #include <fcntl.h>
+#include <linux/falloc.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -96,47 +97,108 @@ void sync(int fd, bool fsync) {
   if (fsync && ::fsync(fd) != 0) raise_io("cannot sync", "the recording", errno);
 }
 
+// The byte readers lock (shared) and a growing writer locks (exclusive): past any file's end, so no lock on data
+// meets it.
+constexpr off_t reader_lock_byte = off_t{1} << 62;
+
+// Sets (or clears) a lock of `type` on that byte without waiting; returns 0 or the errno.
+int set_reader_lock(int fd, short type) {
+  struct flock lock {};
+  lock.l_type = type;
+  lock.l_whence = SEEK_SET;
+  lock.l_start = reader_lock_byte;
+  lock.l_len = 1;
+  return ::fcntl(fd, F_OFD_SETLK, &lock) == 0 ? 0 : errno;
+}
+
 }  // namespace
 
-std::optional<RecordingJournal> read_recording_journal(int fd, std::uint64_t header_size, std::uint64_t max_header_size) {
-  if (header_size > max_header_size) return std::nullopt;
+bool hold_recording_read_lock(int fd, const std::string& name) {
+  // Polled rather than waited on, so that a writer stopped mid-growth cannot hang a reader.
+  for (int waited_ms = 0;; ++waited_ms) {
+    const int error = set_reader_lock(fd, F_RDLCK);
+    if (error == 0) return true;
+    if (error != EAGAIN && error != EACCES && error != EINTR) return false;  // no such locks here
+    if (waited_ms >= 30000) raise_io("cannot lock (its writer is growing its header room)", name, error);
+    ::usleep(1000);
+  }
+}
+
+std::optional<RecordingJournal> read_recording_journal(int fd, std::uint64_t max_header_size) {
   struct stat st {};
   if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) return std::nullopt;
   const auto size = static_cast<std::uint64_t>(st.st_size);
-  // prefix, header, data, journal header, footer: the journal is exactly the file's tail. (Compared so that no sum
-  // can overflow, whatever the prefix claims.)
-  if (header_size > size / 2 || size - 2 * header_size < 8 + footer_size) return std::nullopt;
+  if (size < 8 + footer_size) return std::nullopt;
   std::array<std::byte, footer_size> footer{};
   if (!read_exactly(fd, footer.data(), footer_size, size - footer_size)) return std::nullopt;
   if (std::memcmp(footer.data(), recording_journal_magic.data(), 8) != 0) return std::nullopt;
+  // The journal's own room N_j (which a growth makes differ from the prefix's N until the commit ends): the file is
+  // exactly prefix, room, data, journal header, footer. Compared so that no sum can overflow, whatever it claims.
+  const std::uint64_t room = load_le64(footer.data() + 8);
   RecordingJournal journal;
   journal.data_size = load_le64(footer.data() + 16);
-  if (load_le64(footer.data() + 8) != header_size || journal.data_size != size - 8 - 2 * header_size - footer_size) {
+  if (room == 0 || room > max_header_size || room % 8 != 0 || room > (size - 8 - footer_size) / 2 ||
+      journal.data_size != size - 8 - footer_size - 2 * room) {
     return std::nullopt;
   }
-  journal.header_text.resize(header_size);
-  if (!read_exactly(fd, journal.header_text.data(), header_size, 8 + header_size + journal.data_size)) return std::nullopt;
-  if (journal_digest(journal.header_text, header_size, journal.data_size) != load_le64(footer.data() + 24)) return std::nullopt;
+  journal.header_text.resize(room);
+  if (!read_exactly(fd, journal.header_text.data(), room, 8 + room + journal.data_size)) return std::nullopt;
+  if (journal_digest(journal.header_text, room, journal.data_size) != load_le64(footer.data() + 24)) return std::nullopt;
   return journal;
 }
 
-std::optional<RecordingJournal> read_recording_journal(const std::filesystem::path& path, std::uint64_t header_size,
-                                                       std::uint64_t max_header_size) {
+std::optional<RecordingJournal> read_recording_journal(const std::filesystem::path& path, std::uint64_t max_header_size) {
   Fd file{::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK)};
   if (file.fd < 0) return std::nullopt;
-  return read_recording_journal(file.fd, header_size, max_header_size);
+  return read_recording_journal(file.fd, max_header_size);
 }
 
-bool finish_recording_commit(int fd, std::uint64_t header_size, bool fsync) {
-  const auto journal = read_recording_journal(fd, header_size, default_max_header_size);
+bool finish_recording_commit(int fd, bool fsync) {
+  const auto journal = read_recording_journal(fd, default_max_header_size);
   if (!journal) return false;
-  // The journal stays whole while its text is written in place: a kill here leaves the same state to finish again.
-  write_exactly(fd, journal->header_text.data(), header_size, 8);
+  // The journal stays whole while its room and text are written in place: a kill here leaves the same state to finish
+  // again.
+  const std::uint64_t room = journal->header_text.size();
+  std::array<std::byte, 8> prefix{};
+  store_le64(prefix.data(), room);
+  write_exactly(fd, prefix.data(), prefix.size(), 0);
+  write_exactly(fd, journal->header_text.data(), room, 8);
   sync(fd, fsync);
-  if (::ftruncate(fd, static_cast<off_t>(8 + header_size + journal->data_size)) != 0) raise_io("cannot resize", "the recording", errno);
+  if (::ftruncate(fd, static_cast<off_t>(8 + room + journal->data_size)) != 0) raise_io("cannot resize", "the recording", errno);
   sync(fd, fsync);
   return true;
 }
+
+namespace {
+
+// The file's status, once checked to end where its data does (8 + room + data_size): the journal must be the file's
+// tail, and anything else there (another writer's bytes) would hide it.
+struct stat ending_at(int fd, std::uint64_t end) {
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) raise_io("cannot stat", "the recording", errno);
+  if (static_cast<std::uint64_t>(st.st_size) != end) {
+    raise(ErrorCode::InvalidArgument, "the recording holds " + std::to_string(st.st_size) + " bytes where its data ends at " +
+                                          std::to_string(end) + ": another process changed it");
+  }
+  return st;
+}
+
+// Syncs the data (which the new header describes, before anything points at it), then appends the journal at `end`
+// (the header padded to `room`, then its footer) and syncs it.
+void append_journal(int fd, std::string_view header_text, std::uint64_t room, std::uint64_t data_size, std::uint64_t end,
+                    bool fsync) {
+  std::array<std::byte, footer_size> footer{};
+  std::memcpy(footer.data(), recording_journal_magic.data(), 8);
+  store_le64(footer.data() + 8, room);
+  store_le64(footer.data() + 16, data_size);
+  store_le64(footer.data() + 24, journal_digest(header_text, room, data_size));
+  sync(fd, fsync);
+  write_padded(fd, header_text, room, end);
+  write_exactly(fd, footer.data(), footer_size, end + room);
+  sync(fd, fsync);
+}
+
+}  // namespace
 
 void commit_recording_header(int fd, std::string_view header_text, std::uint64_t room, std::uint64_t data_size, bool fsync) {
   if (header_text.size() > room) {
@@ -144,26 +206,57 @@ void commit_recording_header(int fd, std::string_view header_text, std::uint64_t
                                           std::to_string(room));
   }
   const std::uint64_t end = 8 + room + data_size;
-  struct stat st {};
-  if (::fstat(fd, &st) != 0) raise_io("cannot stat", "the recording", errno);
-  if (static_cast<std::uint64_t>(st.st_size) != end) {
-    // The journal must be the file's tail: anything else there (another writer's bytes) would hide it.
-    raise(ErrorCode::InvalidArgument, "the recording holds " + std::to_string(st.st_size) + " bytes where its data ends at " +
-                                          std::to_string(end) + ": another process changed it");
-  }
-  std::array<std::byte, footer_size> footer{};
-  std::memcpy(footer.data(), recording_journal_magic.data(), 8);
-  store_le64(footer.data() + 8, room);
-  store_le64(footer.data() + 16, data_size);
-  store_le64(footer.data() + 24, journal_digest(header_text, room, data_size));
-  sync(fd, fsync);  // the data the new header describes, before anything points at it
-  write_padded(fd, header_text, room, end);
-  write_exactly(fd, footer.data(), footer_size, end + room);
-  sync(fd, fsync);
+  ending_at(fd, end);
+  append_journal(fd, header_text, room, data_size, end, fsync);
   write_padded(fd, header_text, room, 8);
   sync(fd, fsync);
   if (::ftruncate(fd, static_cast<off_t>(end)) != 0) raise_io("cannot resize", "the recording", errno);
   sync(fd, fsync);
+}
+
+bool grow_recording_header(int fd, std::string_view header_text, std::uint64_t room, std::uint64_t new_room,
+                           std::uint64_t data_size, bool fsync) {
+  if (header_text.size() > new_room || new_room <= room || new_room % 8 != 0 || new_room > default_max_header_size) {
+    raise(ErrorCode::InvalidArgument, "a header of " + std::to_string(header_text.size()) + " bytes cannot grow a room of " +
+                                          std::to_string(room) + " into one of " + std::to_string(new_room));
+  }
+  const std::uint64_t end = 8 + room + data_size;
+  const struct stat st = ending_at(fd, end);
+  // With fsync the growth must survive a power loss too, which an insert need not: ext4 shifts the extents of a file
+  // of many in several journal transactions, and a crash between them leaves the data half shifted. The rewrite
+  // (renamed over once synced) is then the way.
+  if (fsync) return false;
+  // The file system inserts whole blocks only: the data must start on a block and the room grow by whole blocks.
+  const auto block = static_cast<std::uint64_t>(st.st_blksize > 0 ? st.st_blksize : 4096);
+  if ((8 + room) % block != 0 || (new_room - room) % block != 0) return false;
+  // No reader may hold the file mapped while blocks move under it: one that does (or a file system without these
+  // locks) leaves the growth to a rewrite, which readers of the old file never see.
+  if (set_reader_lock(fd, F_WRLCK) != 0) return false;
+  struct Unlock {
+    int fd;
+    ~Unlock() { set_reader_lock(fd, F_UNLCK); }
+  } unlock{fd};
+  // The journal, for the grown room: until the insert, the file's size does not match it (section 9), so readers keep
+  // the old header; from the insert on, it does, and readers take the journal, its data at 8 + new_room.
+  append_journal(fd, header_text, new_room, data_size, end, fsync);
+  if (::fallocate(fd, FALLOC_FL_INSERT_RANGE, static_cast<off_t>(8 + room), static_cast<off_t>(new_room - room)) != 0) {
+    const int error = errno;
+    // Not supported here (tmpfs, or blocks of another size): drop the journal, which nothing reads, and say so.
+    if (::ftruncate(fd, static_cast<off_t>(end)) != 0) raise_io("cannot resize", "the recording", errno);
+    if (error == EOPNOTSUPP || error == EINVAL || error == ENOSYS) return false;
+    raise_io("cannot grow the header room of", "the recording", error);
+  }
+  sync(fd, fsync);
+  // The inserted blocks read as zeros: the header written in place pads them with spaces, then the prefix says the
+  // new room. A kill in between leaves the whole journal, which readers and a continuing writer take.
+  std::array<std::byte, 8> prefix{};
+  store_le64(prefix.data(), new_room);
+  write_padded(fd, header_text, new_room, 8);
+  write_exactly(fd, prefix.data(), prefix.size(), 0);
+  sync(fd, fsync);
+  if (::ftruncate(fd, static_cast<off_t>(8 + new_room + data_size)) != 0) raise_io("cannot resize", "the recording", errno);
+  sync(fd, fsync);
+  return true;
 }
 
 }  // namespace safestructures

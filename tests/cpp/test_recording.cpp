@@ -2,8 +2,10 @@
 // state a killed commit can leave.
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <cstring>
 #include <filesystem>
 #include <string>
 
@@ -91,7 +93,7 @@ TEST(Recording, AWholeJournalWinsOverATornHeader) {
     }
     EXPECT_EQ(rec.tensors(), 300u);
     const int fd = ::open(rec.path.c_str(), O_RDWR | O_CLOEXEC);
-    EXPECT_TRUE(finish_recording_commit(fd, room, false));
+    EXPECT_TRUE(finish_recording_commit(fd, false));
     ::close(fd);
     EXPECT_EQ(parse_header(test::read_file_bytes(rec.path)).tensors.size(), 300u);  // whole again, for any reader
   }
@@ -104,9 +106,81 @@ TEST(Recording, FinishingACommitWritesTheJournalInPlace) {
   // A commit stopped after its journal: the journal is read back whole, and finishing it cuts it off.
   const std::string data(4, 'z');
   ASSERT_EQ(::pwrite(rec.fd, data.data(), 4, static_cast<off_t>(committed)), 4);
-  EXPECT_FALSE(finish_recording_commit(rec.fd, room, false));  // data alone is no journal
+  EXPECT_FALSE(finish_recording_commit(rec.fd, false));  // data alone is no journal
   EXPECT_EQ(rec.tensors(), 2u);
   EXPECT_THROW(commit_recording_header(rec.fd, std::string(room + 1, ' '), room, 12, false), Error);
+}
+
+TEST(Recording, GrowingTheRoomInsertsBlocksOrSaysItCannot) {
+  // A room whose data starts on a block: grown by inserting blocks before the data where the file system can.
+  constexpr std::uint64_t small = 4088;
+  const auto path = test::test_dir() / "grow.safetensors";
+  test::write_file_bytes(path, test::raw_file(small, header_of(0) + std::string(small - header_of(0).size(), ' ')));
+  const int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
+  const std::string data(4 * 100, 'x');
+  ASSERT_EQ(::pwrite(fd, data.data(), data.size(), 8 + small), static_cast<ssize_t>(data.size()));
+  struct stat before {};
+  ::fstat(fd, &before);
+  EXPECT_THROW(grow_recording_header(fd, header_of(100), small, small + 100, 400, false), Error);  // not a room of 8s
+  const bool inserted = grow_recording_header(fd, header_of(100), small, small + 3 * 4096, 400, false);
+  if (inserted) {
+    EXPECT_EQ(std::filesystem::file_size(path), 8 + small + 3 * 4096 + 400);
+    const Bytes file = test::read_file_bytes(path);
+    EXPECT_EQ(load_le64(file.data()), small + 3 * 4096);
+    EXPECT_EQ(parse_header(file).tensors.size(), 100u);  // stock-valid: spaces over the inserted zeros
+  } else {  // a file system that cannot insert: nothing changed
+    EXPECT_EQ(std::filesystem::file_size(path), 8 + small + 400);
+  }
+  struct stat now {};
+  ::fstat(fd, &now);
+  EXPECT_EQ(now.st_ino, before.st_ino);
+  ::close(fd);
+  // A room whose data does not start on a block is never grown in place: the file stays as it was.
+  Recording rec;
+  rec.append_and_commit(0, 2);
+  const auto committed = std::filesystem::file_size(rec.path);
+  EXPECT_FALSE(grow_recording_header(rec.fd, header_of(2), room, room + 4096, 8, false));
+  EXPECT_EQ(std::filesystem::file_size(rec.path), committed);
+  EXPECT_EQ(rec.tensors(), 2u);
+}
+
+TEST(Recording, AJournalForAGrownRoomIsReadWhenTheSizeShowsTheInsert) {
+  // The prefix says the old room; the journal a larger one; the file's size matches the journal only once blocks
+  // were inserted before the data.
+  constexpr std::uint64_t small = 4088, grown = small + 4096;
+  const std::string old_text = header_of(0) + std::string(small - header_of(0).size(), ' ');
+  const std::string new_text = header_of(5) + std::string(grown - header_of(5).size(), ' ');
+  const std::string data(20, 'x');
+  Bytes footer(32);
+  std::memcpy(footer.data(), recording_journal_magic.data(), 8);
+  for (int i = 0; i < 8; ++i) {
+    footer[8 + i] = static_cast<std::byte>((grown >> (8 * i)) & 0xff);
+    footer[16 + i] = static_cast<std::byte>((20ull >> (8 * i)) & 0xff);
+  }
+  StreamHash hash;
+  hash.update(reinterpret_cast<const std::byte*>(new_text.data()), new_text.size());
+  hash.update(footer.data() + 8, 16);
+  const std::uint64_t digest = hash.digest();
+  for (int i = 0; i < 8; ++i) footer[24 + i] = static_cast<std::byte>((digest >> (8 * i)) & 0xff);
+  const auto path = test::test_dir() / "grown.safetensors";
+  for (const bool inserted : {false, true}) {
+    Bytes file = test::raw_file(small, old_text);
+    if (inserted) file.resize(file.size() + (grown - small), std::byte{0});
+    for (char c : data) file.push_back(static_cast<std::byte>(c));
+    for (char c : new_text) file.push_back(static_cast<std::byte>(c));
+    file.insert(file.end(), footer.begin(), footer.end());
+    test::write_file_bytes(path, file);
+    EXPECT_EQ(Reader::open(path).header().tensors.size(), inserted ? 5u : 0u);
+    const int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
+    EXPECT_EQ(finish_recording_commit(fd, false), inserted);
+    ::close(fd);
+    if (inserted) {
+      const Bytes whole = test::read_file_bytes(path);
+      EXPECT_EQ(load_le64(whole.data()), grown);
+      EXPECT_EQ(whole.size(), 8 + grown + 20);
+      EXPECT_EQ(parse_header(whole).tensors.size(), 5u);
+    }
+  }
 }
 
 }  // namespace

@@ -201,12 +201,189 @@ def test_header_grows_geometrically(tmp_path: Path) -> None:
             rec.flush()
             rooms.append(int.from_bytes(path.read_bytes()[:8], "little"))
     distinct = sorted(set(rooms))
-    assert distinct[0] == 4096 and distinct[-1] > 200_000
+    assert distinct[0] == 4088 and distinct[-1] > 200_000
+    assert all((8 + room) % 4096 == 0 for room in distinct)  # the data starts on a page, so pages can be inserted
     # Each regrowth at least doubles the room: the data is rewritten a logarithmic number of times.
     assert all(b >= 2 * a for a, b in zip(distinct, distinct[1:]))
     assert len(distinct) <= 8
     out = recorded(path)
     assert [o["i"] for o in out] == list(range(2000))
+
+
+def _file_system(path: Path) -> str:
+    """The type of the file system holding `path` (its mount with the longest matching mount point)."""
+    best, kind = "", ""
+    for line in Path("/proc/mounts").read_text().splitlines():
+        fields = line.split()
+        point = fields[1]
+        if str(path.resolve()).startswith(point.rstrip("/") + "/") and len(point) > len(best):
+            best, kind = point, fields[2]
+    return kind
+
+
+def _changes(values: list[Any]) -> int:
+    """How many times the sequence `values` changes from one to the next (a freed inode number may come back)."""
+    return sum(a != b for a, b in zip(values, values[1:]))
+
+
+def _growth(directory: Path, count: int = 300, fsync: bool = False) -> tuple[list[int], list[tuple[int, int]]]:
+    """`count` records, each flushed, into a recording in `directory` whose room starts at 4088 bytes; returns the
+    room and the (device, inode) of the file after each flush."""
+    path = directory / "rec.safetensors"
+    rooms: list[int] = []
+    ids: list[tuple[int, int]] = []
+    with ss.Recorder(path, fsync=fsync, header_room=4096, flush_seconds=None) as rec:
+        for i in range(count):
+            rec.append({"i": i, "w": [np.full(3, i + k, np.int32) for k in range(4)]})
+            rec.flush()
+            rooms.append(int.from_bytes(path.read_bytes()[:8], "little"))
+            st = path.stat()
+            ids.append((st.st_dev, st.st_ino))
+    out = recorded(path)
+    assert [o["i"] for o in out] == list(range(count))
+    assert [o["w"][3].tolist() for o in out] == [[i + 3] * 3 for i in range(count)]
+    return rooms, ids
+
+
+def test_header_grows_by_inserting_pages_before_the_data_on_ext4(tmp_path: Path) -> None:
+    from safetensors import safe_open
+
+    if os.statvfs(tmp_path).f_bsize != 4096 or _file_system(tmp_path) not in ("ext4", "xfs"):
+        pytest.skip("needs a file system with 4096-byte blocks that inserts ranges (ext4, XFS)")
+    rooms, ids = _growth(tmp_path)
+    assert len(set(rooms)) >= 5  # grown several times
+    # The file was never written anew: the same inode throughout, never renamed over.
+    assert len(set(ids)) == 1, sorted(set(ids))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rec.safetensors"]
+    path = tmp_path / "rec.safetensors"
+    room = rooms[-1]
+    assert path.stat().st_size - 8 - room == 300 * 4 * 12
+    with safe_open(str(path), "np") as f:  # the stock reader takes the grown file
+        assert len(f.keys()) == 1200
+        assert f.get_tensor("299.w.3").tolist() == [302] * 3 and f.get_tensor("299.w.3").dtype == np.int32
+    # With fsync, which an insert cannot promise across a power loss, each growth is a synced rewrite (a new inode).
+    synced = tmp_path / "synced"
+    synced.mkdir()
+    rooms, ids = _growth(synced, 40, fsync=True)
+    assert len(set(rooms)) >= 3 and _changes(ids) == _changes(rooms)
+
+
+def test_a_reader_holding_a_recording_open_keeps_its_data_from_moving(tmp_path: Path) -> None:
+    if os.statvfs(tmp_path).f_bsize != 4096 or _file_system(tmp_path) not in ("ext4", "xfs"):
+        pytest.skip("needs a file system with 4096-byte blocks that inserts ranges (ext4, XFS)")
+    path = tmp_path / "rec.safetensors"
+    rec = ss.Recorder(path, fsync=False, header_room=4096, flush_seconds=None)
+    rec.append({"x": np.arange(1000, dtype=np.int64)})
+    rec.flush()
+    first = path.stat().st_ino
+    with ss.open(path) as f:  # maps the file, holding the readers' lock
+        for i in range(100):
+            rec.append({"x": np.full(3, i, np.int64), "w": [np.zeros(1, np.int8)] * 5})
+        rec.flush()  # the room grows while the file is mapped: by a rewrite, not under the mapping
+        assert int.from_bytes(path.read_bytes()[:8], "little") > 4088
+        assert path.stat().st_ino != first
+        assert f.load([0, "x"]).tolist() == list(range(1000))
+    grown, room = path.stat().st_ino, int.from_bytes(path.read_bytes()[:8], "little")
+    for i in range(100, 400):
+        rec.append({"x": np.full(3, i, np.int64), "w": [np.zeros(1, np.int8)] * 5})
+    rec.close()  # no reader now: the next growth inserts, the file keeps its inode
+    assert path.stat().st_ino == grown and int.from_bytes(path.read_bytes()[:8], "little") > room
+    out = recorded(path)
+    assert out[0]["x"].tolist() == list(range(1000)) and [o["x"][0] for o in out[1:]] == list(range(400))
+
+
+def test_header_grows_by_rewriting_on_tmpfs(tmp_path: Path) -> None:
+    shm = Path("/dev/shm")
+    if not shm.is_dir() or not os.access(shm, os.W_OK):
+        pytest.skip("no /dev/shm")
+    import tempfile
+
+    with tempfile.TemporaryDirectory(dir=shm) as d:
+        rooms, ids = _growth(Path(d))
+        assert len(set(rooms)) >= 5
+        # tmpfs cannot insert: each growth wrote the file anew and renamed it over (a new inode each time).
+        assert _changes(ids) == _changes(rooms)
+
+
+def test_a_growth_cut_short_loads_the_old_or_the_new_records(tmp_path: Path) -> None:
+    path = tmp_path / "rec.safetensors"
+    rec = ss.Recorder(path, fsync=False, header_room=4096, flush_seconds=None)
+    rec.append(record(0))
+    rec.flush()
+    before = path.read_bytes()
+    old_room = int.from_bytes(before[:8], "little")
+    for i in range(1, 60):
+        rec.append(record(i))
+    rec.close()
+    after = path.read_bytes()
+    new_room = int.from_bytes(after[:8], "little")
+    assert old_room == 4088 and new_room > old_room and (new_room - old_room) % 4096 == 0
+    old_data, data = before[8 + old_room:], after[8 + new_room:]
+    assert data.startswith(old_data)
+    old_header, new_header = before[8:8 + old_room], after[8:8 + new_room]
+    journal = _journal(new_header, len(data))
+    inserted = b"\0" * (new_room - old_room)
+    # The data of the 59 new records, appended before the growth's commit.
+    old_file_with_data = before[:8 + old_room] + data
+    states = {
+        # killed while writing the journal for the new room, or before the insert: the size does not match it
+        "journal": (old_file_with_data + journal[:len(journal) - 5], 1),
+        "no insert": (old_file_with_data + journal, 1),
+        # killed after the insert: zeros before the data, the old header in place, the journal whole
+        "inserted": (before[:8 + old_room] + inserted + data + journal, 60),
+        # killed while writing the header in place (torn after its first page), the prefix still the old room
+        "torn": (before[:8] + new_header[:4096] + (old_header + inserted)[4096:] + data + journal, 60),
+        # killed before cutting the journal off
+        "uncut": (after + journal, 60),
+    }
+    _check_cut_states(path, states)
+
+
+GROW_CHILD = """
+import sys, os
+import numpy as np
+import safestructures as ss
+directory, fsync = sys.argv[1], sys.argv[2] == "1"
+for n in range(1000000):
+    rec = ss.Recorder(os.path.join(directory, f"{n}.safetensors"), fsync=fsync, flush_seconds=None, header_room=4096)
+    for i in range(40):
+        rec.append({"i": i, "w": [np.full(2, i + k, np.int16) for k in range(30)]})
+        rec.flush()
+        os.write(1, b"%d %d\\n" % (n, i + 1))
+    rec.close()
+"""
+
+
+@pytest.mark.parametrize("run", range(12))
+def test_sigkill_during_header_growth_leaves_exactly_the_flushed_records(tmp_path: Path, run: int) -> None:
+    rng = random.Random(1000 + run)
+    # Each recording grows its room from 4088 bytes five times in 40 records: many kills land in a growth.
+    child = start_python(GROW_CHILD, str(tmp_path), str(run % 2))
+    assert child.stdout is not None
+    first = child.stdout.readline()
+    assert first, child.communicate(timeout=60)[1][-3000:]
+    time.sleep(rng.random())
+    child.send_signal(signal.SIGKILL)
+    out, err = child.communicate(timeout=60)
+    assert child.returncode == -signal.SIGKILL, err[-3000:]
+    reported = [tuple(map(int, line.split())) for line in (first + out).splitlines()]
+    last_file, last_count = reported[-1]
+    for n in range(last_file + 2):
+        path = tmp_path / f"{n}.safetensors"
+        if n == last_file + 1 and not path.exists():
+            continue
+        out_records = recorded(path)
+        expected = 40 if n < last_file else last_count if n == last_file else 0
+        # The last flush reported, or the one the child was in when killed (committed, not yet reported).
+        assert len(out_records) in (expected, expected + 1), (n, len(out_records), expected)
+        assert [o["i"] for o in out_records] == list(range(len(out_records)))
+        for o in out_records:
+            assert [w.tolist() for w in o["w"]] == [[o["i"] + k] * 2 for k in range(30)]
+            assert all(w.dtype == np.int16 for w in o["w"])
+        # Resumed, the killed growth completed or dropped, and then whole for any reader.
+        if n == last_file:
+            with ss.Recorder(path, "a", fsync=False) as rec:
+                assert len(rec) == len(out_records)
 
 
 def test_mode_a_continues_a_recording(tmp_path: Path) -> None:
@@ -274,13 +451,28 @@ def _two_commits(tmp_path: Path) -> tuple[bytes, bytes, int]:
     rec.close()
     after = path.read_bytes()
     room = int.from_bytes(before[:8], "little")
-    assert room == int.from_bytes(after[:8], "little") == 64 << 10
+    assert room == int.from_bytes(after[:8], "little") == (64 << 10) - 8  # the data starts on a page
     return before, after, room
 
 
-def test_a_commit_cut_short_loads_the_old_or_the_new_records(tmp_path: Path) -> None:
+def _check_cut_states(path: Path, states: dict[str, tuple[bytes, int]]) -> None:
+    """Each state a killed commit can leave (its bytes, the records it must load) loads exactly those records, lazily
+    too; continuing completes or drops the commit, and the file is then whole for the stock reader."""
     from safetensors import safe_open
 
+    for name, (content, count) in states.items():
+        path.write_bytes(content)
+        assert_same(recorded(path), [record(i) for i in range(count)]), name
+        with ss.open(path) as f:
+            assert len(f.node([])) == count, name
+        with ss.Recorder(path, "a", fsync=False) as rec:
+            rec.append(record(count))
+        assert_same(recorded(path), [record(i) for i in range(count + 1)]), name
+        with safe_open(str(path), "np") as f:
+            assert len(f.keys()) == 2 * (count + 1), name
+
+
+def test_a_commit_cut_short_loads_the_old_or_the_new_records(tmp_path: Path) -> None:
     before, after, room = _two_commits(tmp_path)
     old_header, new_header = before[8:8 + room], after[8:8 + room]
     data = after[8 + room:]
@@ -296,17 +488,7 @@ def test_a_commit_cut_short_loads_the_old_or_the_new_records(tmp_path: Path) -> 
         # killed before cutting the journal off
         "uncut": (after + journal, 43),
     }
-    for name, (content, count) in states.items():
-        path.write_bytes(content)
-        assert_same(recorded(path), [record(i) for i in range(count)]), name
-        with ss.open(path) as f:
-            assert len(f.node([])) == count, name
-        # Continuing completes or drops the commit; the file is then whole for the stock reader.
-        with ss.Recorder(path, "a", fsync=False) as rec:
-            rec.append(record(count))
-        assert_same(recorded(path), [record(i) for i in range(count + 1)]), name
-        with safe_open(str(path), "np") as f:
-            assert len(f.keys()) == 2 * (count + 1), name
+    _check_cut_states(path, states)
 
 
 def test_a_recording_crafted_to_lie_gets_a_clear_error(tmp_path: Path) -> None:
