@@ -37,6 +37,8 @@ DCP_KEY = "safestructures_dcp"
 # Keys of an index's metadata that a caller's metadata may not use (1.0.0's are refused as a single file refuses them).
 RESERVED_INDEX_KEYS = (TOTAL_SIZE_KEY, SCHEMA_KEY, SAVE_KEY, CHECKSUMS_KEY, V1_SCHEMA_KEY, V1_VERSION_KEY)
 
+# The member of a tagged node holding its tag.
+TAG_MEMBER: str = _FORMAT["tag_member"]
 # The member of a tagged node holding its reference id (defined on the node, referred to by a ref node).
 ID_MEMBER: str = _FORMAT["id_member"]
 

@@ -124,22 +124,16 @@ class RangeFiller:
         return out
 
     def _add(self, shard: int, begin: int, end: int) -> None:
-        intervals = sorted([*zip(self._begins[shard], self._ends[shard]), (begin, end)])
-        merged: list[tuple[int, int]] = []
-        for b, e in intervals:
-            if merged and b <= merged[-1][1]:
-                merged[-1] = (merged[-1][0], max(merged[-1][1], e))
-            else:
-                merged.append((b, e))
+        merged = _coalesced(sorted([*zip(self._begins[shard], self._ends[shard]), (begin, end)]), gap=0)
         self._begins[shard] = [b for b, _ in merged]
         self._ends[shard] = [e for _, e in merged]
 
 
-def _coalesced(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
-    """Sorted ranges with those at most :data:`COALESCE_GAP` apart joined."""
+def _coalesced(ranges: list[tuple[int, int]], gap: int = COALESCE_GAP) -> list[tuple[int, int]]:
+    """Sorted ranges with those at most ``gap`` apart joined (touching or overlapping ones with ``gap=0``)."""
     out: list[tuple[int, int]] = []
     for begin, end in ranges:
-        if out and begin - out[-1][1] <= COALESCE_GAP:
+        if out and begin - out[-1][1] <= gap:
             out[-1] = (out[-1][0], max(out[-1][1], end))
         else:
             out.append((begin, end))

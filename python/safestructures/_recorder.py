@@ -15,13 +15,12 @@ from typing import Any
 from . import _core, plugins as _plugins
 from ._errors import InvalidArgumentError, InvalidFileError, SafestructuresError
 from ._flat import _check_metadata, _fspath
-from ._format import ID_MEMBER, RECORDING_KEY, RECORDING_VERSION, SCHEMA_KEY, TAG, TENSOR_TAGS
+from ._format import ID_MEMBER, RECORDING_KEY, RECORDING_VERSION, SCHEMA_KEY, TAG, TAG_MEMBER, TENSOR_TAGS
 from ._limits import DEFAULT_MAX_DEPTH, DEFAULT_MAX_HEADER_SIZE
 from ._sharded import write_atomically
 
 __all__ = ["Recorder", "Stream"]
 
-_TAG_MEMBER = "$"
 # The fields of a tensor-naming node that hold a tensor's name: a tensor's own, the storage a view reads, the tensor
 # holding large bytes.
 _NAME_FIELDS = ("name", "storage", "tensor")
@@ -64,11 +63,11 @@ def _rename(node: Any, names: Mapping[str, str], id_base: int) -> int:
             continue
         if not isinstance(item, dict):
             continue
-        if _TAG_MEMBER in item:
+        if TAG_MEMBER in item:
             if ID_MEMBER in item and type(item[ID_MEMBER]) is int:
                 top = max(top, item[ID_MEMBER])
                 item[ID_MEMBER] += id_base
-            if item[_TAG_MEMBER] in TENSOR_TAGS:
+            if item[TAG_MEMBER] in TENSOR_TAGS:
                 for field in _NAME_FIELDS:
                     if isinstance(item.get(field), str) and item[field] in names:
                         item[field] = names[item[field]]
@@ -166,9 +165,9 @@ class Recorder:
     def _header(self) -> bytes:
         if not self._streams or None in self._streams:
             root = "[" + ",".join(self._streams.get(None, ())) + "]"
-        elif any(name == _TAG_MEMBER for name in self._streams):
+        elif any(name == TAG_MEMBER for name in self._streams):
             pairs = ",".join(f"[{_compact(name)},[{','.join(nodes)}]]" for name, nodes in self._streams.items())
-            root = f'{{"{_TAG_MEMBER}":"{TAG.Dict}","items":[{pairs}]}}'
+            root = f'{{"{TAG_MEMBER}":"{TAG.Dict}","items":[{pairs}]}}'
         else:
             root = "{" + ",".join(f"{_compact(name)}:[{','.join(nodes)}]" for name, nodes in self._streams.items()) + "}"
         metadata = dict(self._metadata or {})
@@ -247,9 +246,9 @@ class Recorder:
             raise InvalidFileError(f"{self.path}: the recording's structure is not a schema document ({e})") from None
         if isinstance(root, list):
             streams: dict[str | None, list[Any]] = {None: root} if root else {}
-        elif isinstance(root, dict) and root.get(_TAG_MEMBER) == TAG.Dict and isinstance(root.get("items"), list):
+        elif isinstance(root, dict) and root.get(TAG_MEMBER) == TAG.Dict and isinstance(root.get("items"), list):
             streams = {pair[0]: pair[1] for pair in root["items"]}
-        elif isinstance(root, dict) and _TAG_MEMBER not in root:
+        elif isinstance(root, dict) and TAG_MEMBER not in root:
             streams = dict(root)
         else:
             raise InvalidFileError(f"{self.path}: a recording's root is a list of records or a dict of lists")

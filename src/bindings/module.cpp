@@ -356,6 +356,7 @@ nb::dict format_table() {
   out["checksums_key"] = py_str(checksums_metadata_key);
   out["v1_schema_key"] = py_str(v1_schema_key);
   out["v1_version_key"] = py_str(v1_version_key);
+  out["tag_member"] = py_str(tag_member);
   out["id_member"] = py_str(id_member);
   out["recording_key"] = py_str(recording_metadata_key);
   out["recording_version"] = py_str(recording_layout_version);
