@@ -19,6 +19,7 @@ __all__ = [
     "InvalidArgumentError",
     "UnsupportedTypeError",
     "SafestructuresWarning",
+    "raise_reading",
     "reading",
     "shown",
 ]
@@ -142,13 +143,30 @@ def shown(value: Any) -> str:
         return f"<{type(value).__name__} object>"
 
 
-class reading:  # noqa: N801 (used as a function: ``with reading(where):``)
-    """Reading a file (``where`` names it) raises safestructures errors and OSError only: whatever else a crafted file
-    makes Python or a framework raise (a RecursionError, a MemoryError, a framework's own error) becomes an
-    InvalidFileError saying so. Arguments are checked before, so that a caller's mistake keeps its own type.
+def raise_reading(where: str, e: BaseException) -> None:
+    """What reading a file (``where`` names it) may raise: safestructures errors and OSError pass (this returns), and
+    so does what is not an Exception (KeyboardInterrupt); whatever else a crafted file makes Python or a framework
+    raise (a RecursionError, a MemoryError, a framework's own error) is raised here as an InvalidFileError saying so.
+    Called in an ``except`` block (which then re-raises what passes) where a ``with reading(...)`` would cost a tiny
+    load a twentieth of its time."""
+    if not isinstance(e, Exception) or isinstance(e, (SafestructuresError, OSError)):
+        return
+    if isinstance(e, RecursionError):
+        raise InvalidFileError(f"{where}: the data nests deeper than Python's recursion limit allows here",
+                               code="NestingTooDeep") from None
+    if isinstance(e, MemoryError):
+        raise InvalidFileError(f"{where}: loading it needs more memory than is available", code="LimitExceeded") from None
+    text = str(e)
+    text = text if len(text) <= 1000 else text[:1000] + "..."
+    raise InvalidFileError(f"{where}: {type(e).__name__}: {text}", code="SchemaInvalid") from e
 
-    A class rather than a generator context manager: a tiny load pays for entering it on every call, and this costs a
-    fifth of what contextlib's generator does."""
+
+class reading:  # noqa: N801 (used as a function: ``with reading(where):``)
+    """Reading a file (``where`` names it) raises safestructures errors and OSError only: anything else becomes an
+    InvalidFileError saying so (see :func:`raise_reading`). Arguments are checked before, so that a caller's mistake
+    keeps its own type.
+
+    A class rather than a generator context manager: this costs a fifth of what contextlib's generator does."""
 
     __slots__ = ("where",)
 
@@ -159,17 +177,9 @@ class reading:  # noqa: N801 (used as a function: ``with reading(where):``)
         return None
 
     def __exit__(self, cls: type[BaseException] | None, e: BaseException | None, _traceback: Any) -> bool:
-        if e is None or isinstance(e, (SafestructuresError, OSError)) or not isinstance(e, Exception):
-            return False  # no error, or one that passes as it is
-        where = self.where
-        if isinstance(e, RecursionError):
-            raise InvalidFileError(f"{where}: the data nests deeper than Python's recursion limit allows here",
-                                   code="NestingTooDeep") from None
-        if isinstance(e, MemoryError):
-            raise InvalidFileError(f"{where}: loading it needs more memory than is available", code="LimitExceeded") from None
-        text = str(e)
-        text = text if len(text) <= 1000 else text[:1000] + "..."
-        raise InvalidFileError(f"{where}: {type(e).__name__}: {text}", code="SchemaInvalid") from e
+        if e is not None:
+            raise_reading(self.where, e)
+        return False  # no error, or one that passes as it is
 
 for _cls in (SafestructuresError, InvalidFileError, InvalidArgumentError, UnsupportedTypeError, UnknownTypeError, FrameworkNotAvailableError,
              SafestructuresWarning):

@@ -9,12 +9,25 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from . import _core, _progress, _registry, _types, _v1, frameworks, plugins as _plugins
-from ._errors import InvalidFileError, SafestructuresError, quote, reading
+from ._errors import InvalidFileError, SafestructuresError, quote, raise_reading
 from ._flat import _check_metadata
 from ._limits import DEFAULT_MAX_DEPTH, DEFAULT_MAX_HEADER_SIZE, DEFAULT_MAX_NODES, ByteBudget, default_max_bytes
 from ._source import V1, file_format
 
-__all__ = ["load", "load_arguments", "load_context", "save", "unstructured"]
+__all__ = ["default_context", "load", "load_arguments", "load_context", "save", "unstructured", "uses_defaults"]
+
+
+def default_context(file_size: int) -> dict[str, Any]:
+    """The context of a load that takes every default (what :func:`load_context` checks and makes of the other
+    arguments): the core asks for it only when a load needs it (a constructor, an adapter), when given None."""
+    return {"names": _registry.registered_names(), "strict": False, "framework": None, "device": "cpu", "plugins": {},
+            "budget": ByteBudget(default_max_bytes(file_size))}
+
+
+def uses_defaults(framework: Any, device: Any, plugins: Any, types: Any, strict: Any, max_bytes: Any) -> bool:
+    """Whether a load's arguments are all the defaults, which need no checks: its context is :func:`default_context`'s."""
+    return (framework is None and type(device) is str and device == "cpu" and plugins is None and type(types) is tuple
+            and not types and strict is False and max_bytes is None)
 
 
 # The adapters are looked up at each call, so that a test can stand in for one.
@@ -33,6 +46,7 @@ _core.set_hooks(
         "defaultdict_type": collections.defaultdict,
         "deque_type": collections.deque,
         "counter_type": collections.Counter,
+        "default_context": default_context,
     }
 )
 
@@ -43,11 +57,8 @@ def load_context(
 ) -> dict[str, Any]:
     """The per-load state handed to the adapters and constructors; checks every argument first. ``budget`` is what
     the load may allocate beyond the file (``max_bytes``, by default tied to ``file_size``)."""
-    if (framework is None and type(device) is str and device == "cpu" and plugins is None and type(types) is tuple and not types
-            and strict is False and max_bytes is None):
-        # The defaults, which most loads use, need no checks: what the general path below would make of them.
-        return {"names": _registry.registered_names(), "strict": False, "framework": None, "device": "cpu", "plugins": {},
-                "budget": ByteBudget(default_max_bytes(file_size))}
+    if uses_defaults(framework, device, plugins, types, strict, max_bytes):
+        return default_context(file_size)  # what the general path below makes of them, without its checks
     if max_bytes is not None and (type(max_bytes) is not int or max_bytes < 0):
         raise TypeError(f"max_bytes must be None or a non-negative int, not {max_bytes!r}")
     framework = frameworks.canonical(framework)
@@ -110,6 +121,10 @@ def unstructured(
     return {name: make(name, "numpy") for name in table}
 
 
+# What load() takes without asking memoryview() first whether it holds bytes (which a tiny load pays for).
+_BUFFER_TYPES = (bytes, bytearray)
+
+
 def load(
     data: bytes | bytearray | memoryview,
     framework: str | None = None,
@@ -130,7 +145,17 @@ def load(
     are views of a writable ``data`` (a bytearray, or a memoryview of one) and hold its buffer, so that it cannot be
     resized or freed while they live; from ``bytes`` they are copies, charged to ``max_bytes``.
     """
-    context = load_context(framework, device, plugins, types, strict, max_bytes, memoryview(data).nbytes)
-    with reading("the buffer"):
+    if uses_defaults(framework, device, plugins, types, strict, max_bytes) and type(data) in _BUFFER_TYPES:
+        context = None  # the core makes the default context if the load needs it
+    else:
+        context = load_context(framework, device, plugins, types, strict, max_bytes, memoryview(data).nbytes)
+    try:
         structured, payload, metadata = _core.load_bytes(data, max_depth, max_nodes, max_header_size, context, verify)
-        return payload if structured else unstructured(data, payload, metadata, context, max_depth)
+        if structured:
+            return payload
+        if context is None:
+            context = default_context(len(data))
+        return unstructured(data, payload, metadata, context, max_depth)
+    except Exception as e:
+        raise_reading("the buffer", e)
+        raise

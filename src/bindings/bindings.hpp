@@ -10,6 +10,7 @@
 #include <utility>
 #include <vector>
 
+#include "load_context.hpp"
 #include "safestructures/checksum.hpp"
 #include "safestructures/error.hpp"
 #include "safestructures/reader.hpp"
@@ -146,7 +147,7 @@ struct LoadOptions {
   std::uint32_t max_depth = default_max_depth;
   std::uint64_t max_nodes = default_max_nodes;
   // Per-load state of the framework adapters (target framework, device, tensors built so far), passed to make_tensor.
-  nb::handle context;
+  LoadContext context;
   // Check the header and each tensor built against the checksums saved with them (TensorSource::verify).
   bool verify = false;
 };

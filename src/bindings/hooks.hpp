@@ -38,6 +38,7 @@ struct Hooks {
   nb::object defaultdict_type;
   nb::object deque_type;
   nb::object counter_type;
+  nb::object default_context;    // file size -> the context of a load with every default (_walkers.default_context)
 };
 
 // The hooks, or a TypeError when safestructures' Python layer has not installed them.

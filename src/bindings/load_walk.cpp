@@ -34,10 +34,7 @@ nb::handle where_function;
 }  // namespace
 
 void Loader::expose_where() {
-  if (!context_.is_valid() || !PyDict_Check(context_.ptr()) || !where_function.is_valid()) return;
-  PyObject* before = PyDict_GetItemString(context_.ptr(), "where");  // borrowed
-  if (before != nullptr) where_before_ = nb::borrow(before);
-  if (PyDict_SetItemString(context_.ptr(), "where", where_function.ptr()) != 0) throw nb::python_error();
+  if (!context_.expose_where(where_function)) return;
   outer_loader_ = current_loader;
   current_loader = this;
   where_set_ = true;
@@ -46,11 +43,7 @@ void Loader::expose_where() {
 void Loader::restore_where() noexcept {
   if (!where_set_) return;
   current_loader = outer_loader_;
-  // An error on its way out of the load stays the one raised.
-  nb::error_scope raised;
-  const int failed = where_before_.is_valid() ? PyDict_SetItemString(context_.ptr(), "where", where_before_.ptr())
-                                              : PyDict_DelItemString(context_.ptr(), "where");
-  if (failed != 0) PyErr_Clear();
+  context_.restore_where();
 }
 
 nb::object Loader::call_python(const char* what, const std::function<nb::object()>& call) {

@@ -27,11 +27,7 @@ std::array<PyObject*, dtype_count> numpy_dtypes{};
 }  // namespace
 
 nb::object Loader::plain_numpy(std::size_t i, std::string_view name, const TensorInfo& info, const Shard& shard) {
-  if (index_ != nullptr || dtype_is_sub_byte(info.dtype) || !PyDict_Check(context_.ptr())) return nb::object();
-  PyObject* framework = PyDict_GetItemString(context_.ptr(), "framework");  // borrowed
-  const bool numpy = framework != nullptr && (framework == Py_None || (PyUnicode_Check(framework) &&
-                                                                      PyUnicode_CompareWithASCIIString(framework, "numpy") == 0));
-  if (!numpy) return nb::object();
+  if (index_ != nullptr || dtype_is_sub_byte(info.dtype) || !context_.loads_numpy()) return nb::object();
   PyObject* bar = nullptr;  // a bar counts the tensors make_tensor builds: shown loads take the adapter's way
   if (PyContextVar_Get(hooks_.load_bar.ptr(), nullptr, &bar) != 0) throw nb::python_error();
   const bool shown = bar != nullptr && bar != Py_None;
@@ -68,10 +64,7 @@ nb::object Loader::plain_numpy(std::size_t i, std::string_view name, const Tenso
   }
   nb::object array = nb::steal(made);
   // As to_numpy records it: the base a later view node of this tensor looks into.
-  PyObject* bases = PyDict_SetDefault(context_.ptr(), nb::str("numpy_bases").ptr(), nb::dict().ptr());  // borrowed
-  if (bases == nullptr) throw nb::python_error();
-  if (!PyDict_Check(bases)) return nb::object();  // not one a load made: the adapter says so
-  if (PyDict_SetItem(bases, py_str(name).ptr(), array.ptr()) != 0) throw nb::python_error();
+  if (!context_.record_numpy_base(py_str(name), array)) return nb::object();  // not one a load made: the adapter says so
   return array;
 }
 
@@ -108,12 +101,12 @@ nb::object Loader::tensor(std::size_t i) {
   });
   if (info == nullptr) {
     return call_python("cannot rebuild a tensor view", [&] {
-      return hooks_.make_tensor(nb::none(), nb::none(), nb::none(), nb::none(), nb::none(), fields, context_);
+      return hooks_.make_tensor(nb::none(), nb::none(), nb::none(), nb::none(), nb::none(), fields, context_.get());
     });
   }
   nb::object out = call_python(("cannot rebuild tensor " + quote_name(name)).c_str(), [&] {
     return hooks_.make_tensor(found.shard->buffer, py_str(dtype_name(info->dtype)), shape_tuple(info->shape),
-                              found.shard->reader.header().data_offset() + info->begin, info->nbytes(), fields, context_);
+                              found.shard->reader.header().data_offset() + info->begin, info->nbytes(), fields, context_.get());
   });
   named_.emplace(name, out);
   return out;
@@ -316,7 +309,7 @@ nb::object Loader::construct(std::size_t i, Kind kind) {
     // Wrapper fields ("fields", "items", ...) do not appear in paths, as when saving.
     fields[py_str(key)] = is_transparent_field(key) ? build(v) : build_child(v, {LoadPath::Type::Field, key});
   });
-  nb::object value = call_python(("cannot rebuild a " + std::string(tag)).c_str(), [&] { return nb::borrow(constructor)(fields, context_); });
+  nb::object value = call_python(("cannot rebuild a " + std::string(tag)).c_str(), [&] { return nb::borrow(constructor)(fields, context_.get()); });
   define(i, value);
   return value;
 }

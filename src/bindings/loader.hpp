@@ -235,8 +235,7 @@ class Loader {
   // Ids whose definition elsewhere is being built: a reference to one of them from inside its own definition is a
   // cycle through an object that only exists once built (a file can hold one only by being crafted).
   std::vector<std::int64_t> building_elsewhere_;
-  nb::handle context_;
-  nb::object where_before_;
+  LoadContext context_;
   const Loader* outer_loader_ = nullptr;
   bool where_set_ = false;
   const Hooks& hooks_;

@@ -61,7 +61,7 @@ void set_hooks(nb::dict given) {
       given["classify"],          given["reduce"],      given["array_entry"], given["factory_name"],
       given["construct"],         given["factories"],   given["make_tensor"], given["numpy_dtype"], given["load_bar"],
       given["ordered_dict_type"],
-      given["defaultdict_type"],  given["deque_type"],  given["counter_type"],
+      given["defaultdict_type"],  given["deque_type"],  given["counter_type"], given["default_context"],
   };
 }
 
@@ -106,15 +106,15 @@ Shard open_mapped(const std::filesystem::path& path, std::uint64_t max_header_si
 
 namespace {
 
-// Calls use(reader) on the file in a caller's buffer, held for the call only: the arrays built over `data` hold buffer
-// exports of their own.
+// Calls use(reader, size of the buffer) on the file in a caller's buffer, held for the call only: the arrays built over
+// `data` hold buffer exports of their own.
 template <class Use>
 nb::tuple with_buffer(nb::handle data, std::uint64_t max_header_size, Use&& use) {
   Py_buffer view;
   if (PyObject_GetBuffer(data.ptr(), &view, PyBUF_SIMPLE) != 0) throw nb::python_error();
   std::unique_ptr<Py_buffer, void (*)(Py_buffer*)> release(&view, PyBuffer_Release);
   const std::span<const std::byte> bytes(static_cast<const std::byte*>(view.buf), static_cast<std::size_t>(view.len));
-  return use(Reader::from_buffer(nullptr, bytes, !view.readonly, max_header_size));
+  return use(Reader::from_buffer(nullptr, bytes, !view.readonly, max_header_size), bytes.size());
 }
 
 nb::tuple py_read_file(const std::filesystem::path& path, std::uint64_t max_header_size) {
@@ -124,7 +124,7 @@ nb::tuple py_read_file(const std::filesystem::path& path, std::uint64_t max_head
 }
 
 nb::tuple py_read_bytes(nb::handle data, std::uint64_t max_header_size) {
-  return with_buffer(data, max_header_size, [](const Reader& reader) {
+  return with_buffer(data, max_header_size, [](const Reader& reader, std::uint64_t) {
     return nb::make_tuple(metadata_to_python(reader.header(), false), tensor_table(reader.header()));
   });
 }
@@ -275,8 +275,10 @@ nb::tuple py_save_sharded(nb::handle data, const std::filesystem::path& director
 }
 
 // (structured, data or tensor table, user metadata): data when the file has a schema, else the flat tensor table.
-nb::tuple load_from(const TensorSource& file, std::uint32_t max_depth, std::uint64_t max_nodes, nb::handle context, bool verify) {
-  nb::object data = build_data(file, LoadOptions{max_depth, max_nodes, context, verify});
+// A None `context` is the defaults' (with the budget of a file of `file_size` bytes), made only if the load needs it.
+nb::tuple load_from(const TensorSource& file, std::uint32_t max_depth, std::uint64_t max_nodes, nb::handle context, std::uint64_t file_size,
+                    bool verify) {
+  nb::object data = build_data(file, LoadOptions{max_depth, max_nodes, LoadContext(context, file_size), verify});
   const Header& header = file.shards.front().reader.header();
   if (!data.is_valid()) {
     if (verify) {
@@ -293,16 +295,17 @@ nb::tuple py_load_file(const std::filesystem::path& path, std::uint32_t max_dept
                        nb::handle context, bool verify) {
   TensorSource file;
   file.shards.push_back(open_mapped(path, max_header_size));
-  nb::tuple loaded = naming_file(path.string(), [&] { return load_from(file, max_depth, max_nodes, context, verify); });
+  const std::uint64_t size = nb::inst_ptr<FileBuffer>(file.shards[0].buffer)->size;
+  nb::tuple loaded = naming_file(path.string(), [&] { return load_from(file, max_depth, max_nodes, context, size, verify); });
   return nb::make_tuple(file.shards[0].buffer, loaded);
 }
 
 nb::tuple py_load_bytes(nb::handle data, std::uint32_t max_depth, std::uint64_t max_nodes, std::uint64_t max_header_size,
                         nb::handle context, bool verify) {
-  return with_buffer(data, max_header_size, [&](Reader reader) {
+  return with_buffer(data, max_header_size, [&](Reader reader, std::uint64_t size) {
     TensorSource file;
     file.shards.push_back(Shard{std::move(reader), nb::borrow(data)});
-    return load_from(file, max_depth, max_nodes, context, verify);
+    return load_from(file, max_depth, max_nodes, context, size, verify);
   });
 }
 
@@ -328,7 +331,7 @@ nb::tuple py_verify_file(const std::filesystem::path& path, std::uint64_t max_he
 
 nb::tuple py_verify_bytes(nb::handle data, const std::string& name, std::uint64_t max_header_size) {
   return naming_file(name, [&] {
-    return with_buffer(data, max_header_size, [&](const Reader& reader) { return verify_report(reader, name, nb::none()); });
+    return with_buffer(data, max_header_size, [&](const Reader& reader, std::uint64_t) { return verify_report(reader, name, nb::none()); });
   });
 }
 
