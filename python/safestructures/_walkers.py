@@ -14,7 +14,7 @@ from ._flat import _check_metadata
 from ._limits import DEFAULT_MAX_DEPTH, DEFAULT_MAX_HEADER_SIZE, DEFAULT_MAX_NODES, ByteBudget, default_max_bytes
 from ._source import V1, file_format
 
-__all__ = ["default_context", "load", "load_arguments", "load_context", "save", "unstructured", "uses_defaults"]
+__all__ = ["default_context", "load", "load_arguments", "load_context", "save", "unstructured"]
 
 
 def default_context(file_size: int) -> dict[str, Any]:
@@ -22,12 +22,6 @@ def default_context(file_size: int) -> dict[str, Any]:
     arguments): the core asks for it only when a load needs it (a constructor, an adapter), when given None."""
     return {"names": _registry.registered_names(), "strict": False, "framework": None, "device": "cpu", "plugins": {},
             "budget": ByteBudget(default_max_bytes(file_size))}
-
-
-def uses_defaults(framework: Any, device: Any, plugins: Any, types: Any, strict: Any, max_bytes: Any) -> bool:
-    """Whether a load's arguments are all the defaults, which need no checks: its context is :func:`default_context`'s."""
-    return (framework is None and type(device) is str and device == "cpu" and plugins is None and type(types) is tuple
-            and not types and strict is False and max_bytes is None)
 
 
 # The adapters are looked up at each call, so that a test can stand in for one.
@@ -57,7 +51,8 @@ def load_context(
 ) -> dict[str, Any]:
     """The per-load state handed to the adapters and constructors; checks every argument first. ``budget`` is what
     the load may allocate beyond the file (``max_bytes``, by default tied to ``file_size``)."""
-    if uses_defaults(framework, device, plugins, types, strict, max_bytes):
+    if (framework is None and type(device) is str and device == "cpu" and plugins is None and type(types) is tuple and not types
+            and strict is False and max_bytes is None):
         return default_context(file_size)  # what the general path below makes of them, without its checks
     if max_bytes is not None and (type(max_bytes) is not int or max_bytes < 0):
         raise TypeError(f"max_bytes must be None or a non-negative int, not {max_bytes!r}")
@@ -121,8 +116,12 @@ def unstructured(
     return {name: make(name, "numpy") for name in table}
 
 
-# What load() takes without asking memoryview() first whether it holds bytes (which a tiny load pays for).
+# What load() takes without asking memoryview() first whether it holds bytes (which a tiny load pays for); and its
+# default arguments, recognised by identity (a call of a Python function to compare them costs a tiny load a
+# twentieth of its time).
 _BUFFER_TYPES = (bytes, bytearray)
+_CPU = "cpu"
+_NO_TYPES = ()
 
 
 def load(
@@ -145,8 +144,11 @@ def load(
     are views of a writable ``data`` (a bytearray, or a memoryview of one) and hold its buffer, so that it cannot be
     resized or freed while they live; from ``bytes`` they are copies, charged to ``max_bytes``.
     """
-    if uses_defaults(framework, device, plugins, types, strict, max_bytes) and type(data) in _BUFFER_TYPES:
-        context = None  # the core makes the default context if the load needs it
+    if (framework is None and device is _CPU and plugins is None and types is _NO_TYPES and strict is False and max_bytes is None
+            and type(data) in _BUFFER_TYPES):
+        # The default arguments themselves (other values equal to them take load_context's way, to the same context):
+        # the core makes the default context if the load needs it.
+        context = None
     else:
         context = load_context(framework, device, plugins, types, strict, max_bytes, memoryview(data).nbytes)
     try:

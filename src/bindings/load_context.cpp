@@ -48,7 +48,9 @@ nb::handle LoadContext::get() {
   if (!PyDict_Check(made.ptr())) throw nb::type_error("safestructures' default_context hook must return a dict");
   if (!pending_bases_.empty()) {
     nb::dict bases;
-    for (const auto& [name, array] : pending_bases_) bases[name] = array;
+    for (const auto& [name, array] : pending_bases_) {
+      if (PyDict_SetItem(bases.ptr(), nb::str(name.data(), name.size()).ptr(), array.ptr()) != 0) throw nb::python_error();
+    }
     if (PyDict_SetItem(made.ptr(), numpy_bases_key(), bases.ptr()) != 0) throw nb::python_error();
     pending_bases_.clear();
   }
@@ -69,9 +71,9 @@ bool LoadContext::loads_numpy() const {
   return framework == Py_None || (PyUnicode_Check(framework) && PyUnicode_CompareWithASCIIString(framework, "numpy") == 0);
 }
 
-bool LoadContext::record_numpy_base(nb::handle name, nb::handle array) {
+bool LoadContext::record_numpy_base(std::string_view name, nb::handle array) {
   if (lazy() && !made_.is_valid()) {
-    pending_bases_.emplace_back(nb::borrow(name), nb::borrow(array));
+    pending_bases_.emplace_back(name, nb::borrow(array));
     return true;
   }
   PyObject* d = dict();
@@ -83,7 +85,7 @@ bool LoadContext::record_numpy_base(nb::handle name, nb::handle array) {
     bases = fresh.ptr();  // the context holds it
   }
   if (!PyDict_Check(bases)) return false;
-  if (PyDict_SetItem(bases, name.ptr(), array.ptr()) != 0) throw nb::python_error();
+  if (PyDict_SetItem(bases, nb::str(name.data(), name.size()).ptr(), array.ptr()) != 0) throw nb::python_error();
   return true;
 }
 

@@ -27,8 +27,9 @@ class LoadContext {
   // Whether tensors of plain numpy nodes load as numpy arrays: "framework" is None or "numpy" (the defaults' is None).
   bool loads_numpy() const;
   // Records an array built from tensor `name` in "numpy_bases", as frameworks/numpy.py's to_numpy does, for the views
-  // after it (kept aside until the dict is made). False when the dict's "numpy_bases" is not one a load made.
-  bool record_numpy_base(nb::handle name, nb::handle array);
+  // after it (kept aside until the dict is made; `name` views the schema, which outlives the load). False when the
+  // dict's "numpy_bases" is not one a load made.
+  bool record_numpy_base(std::string_view name, nb::handle array);
   // While a loader lives, "where" holds `where` (a function giving the path of the node being built); the value it
   // replaced comes back when restore_where is called. False where there is no dict to hold it.
   bool expose_where(nb::handle where);
@@ -42,7 +43,7 @@ class LoadContext {
   nb::handle given_;
   std::uint64_t file_size_ = 0;
   nb::object made_;
-  std::vector<std::pair<nb::object, nb::object>> pending_bases_;
+  std::vector<std::pair<std::string_view, nb::object>> pending_bases_;
   nb::handle where_;
   nb::object where_before_;
   bool where_set_ = false;

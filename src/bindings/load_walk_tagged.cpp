@@ -64,7 +64,7 @@ nb::object Loader::plain_numpy(std::size_t i, std::string_view name, const Tenso
   }
   nb::object array = nb::steal(made);
   // As to_numpy records it: the base a later view node of this tensor looks into.
-  if (!context_.record_numpy_base(py_str(name), array)) return nb::object();  // not one a load made: the adapter says so
+  if (!context_.record_numpy_base(name, array)) return nb::object();  // not one a load made: the adapter says so
   return array;
 }
 
