@@ -22,8 +22,8 @@ from ._remote import UrlRanges, filesystem, is_url, local_path
 from ._sharded import SHARD_FILE_NAME, check_regular_file, index_text, shard_name
 from ._streams import FileObjectRanges, check_binary, is_file_object, name_of, read_stream, seekable
 
-__all__ = ["DCP", "FILE", "PLAIN_SHARDS", "SHARDED", "Source", "check_shards", "file_format", "resolve", "target_of",
-           "verify_index"]
+__all__ = ["DCP", "FILE", "PLAIN_SHARDS", "SHARDED", "Source", "check_shards", "file_format", "resolve", "single_file",
+           "target_of", "verify_index"]
 
 #: The kinds of :class:`Source`.
 FILE = "file"
@@ -77,6 +77,12 @@ def target_of(path: Any) -> tuple[Any, str]:
     return text, text
 
 
+def single_file(path: str) -> bool:
+    """Whether a local path (not a URL) names a single file as :func:`resolve` takes it: neither a directory (a
+    sharded save, a folder of files) nor an index. Its file is not opened here: the reader says what it holds."""
+    return not path.endswith(INDEX_SUFFIX) and not os.path.isdir(path)
+
+
 def resolve(path: Any, max_header_size: int) -> Source:
     """What ``path`` holds. A directory or an index is read (at most ``max_header_size`` bytes of index) and checked: a
     malformed index, a shard name that is not a file beside it, or a shard that is not a regular file raise here. A
@@ -94,6 +100,8 @@ def resolve(path: Any, max_header_size: int) -> Source:
         return Source(FILE, name, [name], data=read_stream(path))
     if is_url(path):
         return _remote_source(path, max_header_size)
+    if single_file(path):
+        return Source(FILE, path, [path])
     if os.path.isdir(path):
         index = os.path.join(path, INDEX_NAME)
         if not os.path.lexists(index):
@@ -102,10 +110,8 @@ def resolve(path: Any, max_header_size: int) -> Source:
             for shard_path in paths:  # before the core opens any: a FIFO would block the load
                 check_regular_file(shard_path, "shard")
             return _folder_of_files(path, names, paths, lambda shard: _core.read_file(shard, max_header_size)[1:])
-    elif path.endswith(INDEX_SUFFIX):
-        index = path
     else:
-        return Source(FILE, path, [path])
+        index = path
     try:
         check_regular_file(index, "index")
         size = os.path.getsize(index)

@@ -14,7 +14,7 @@ from ._flat import _check_metadata
 from ._limits import DEFAULT_MAX_DEPTH, DEFAULT_MAX_HEADER_SIZE, DEFAULT_MAX_NODES, ByteBudget, default_max_bytes
 from ._source import V1, file_format
 
-__all__ = ["default_context", "load", "load_arguments", "load_context", "save", "unstructured"]
+__all__ = ["default_context", "given_defaults", "load", "load_arguments", "load_context", "save", "unstructured"]
 
 
 def default_context(file_size: int) -> dict[str, Any]:
@@ -116,12 +116,18 @@ def unstructured(
     return {name: make(name, "numpy") for name in table}
 
 
-# What load() takes without asking memoryview() first whether it holds bytes (which a tiny load pays for); and its
-# default arguments, recognised by identity (a call of a Python function to compare them costs a tiny load a
-# twentieth of its time).
+# What load() takes without asking memoryview() first whether it holds bytes (which a tiny load pays for).
 _BUFFER_TYPES = (bytes, bytearray)
 _CPU = "cpu"
 _NO_TYPES = ()
+
+
+def given_defaults(framework: Any, device: Any, plugins: Any, types: Any, strict: Any, max_bytes: Any) -> bool:
+    """Whether a load was given the default arguments themselves, recognised by identity: its context is
+    :func:`default_context`'s, which the core makes only if the load needs it (a load passes it None). Other values
+    equal to the defaults take :func:`load_context`'s way, to the same context."""
+    return (framework is None and device is _CPU and plugins is None and types is _NO_TYPES and strict is False
+            and max_bytes is None)
 
 
 def load(
@@ -144,11 +150,8 @@ def load(
     are views of a writable ``data`` (a bytearray, or a memoryview of one) and hold its buffer, so that it cannot be
     resized or freed while they live; from ``bytes`` they are copies, charged to ``max_bytes``.
     """
-    if (framework is None and device is _CPU and plugins is None and types is _NO_TYPES and strict is False and max_bytes is None
-            and type(data) in _BUFFER_TYPES):
-        # The default arguments themselves (other values equal to them take load_context's way, to the same context):
-        # the core makes the default context if the load needs it.
-        context = None
+    if type(data) in _BUFFER_TYPES and given_defaults(framework, device, plugins, types, strict, max_bytes):
+        context = None  # the core makes the default context if the load needs it
     else:
         context = load_context(framework, device, plugins, types, strict, max_bytes, memoryview(data).nbytes)
     try:
