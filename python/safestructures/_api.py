@@ -15,7 +15,7 @@ from ._limits import DEFAULT_MAX_DEPTH, DEFAULT_MAX_HEADER_SIZE, DEFAULT_MAX_NOD
 from ._elsewhere import save_elsewhere
 from ._ranges import read_whole
 from ._remote import is_url
-from ._source import DCP, FILE, resolve, single_file, target_of
+from ._source import DCP, FILE, names_index, resolve, target_of
 from ._streams import is_file_object
 from ._walkers import default_context, given_defaults, load, load_arguments, save, unstructured
 from .frameworks import canonical
@@ -211,13 +211,16 @@ def load_file(
         OSError: the file cannot be read.
     """
     if (type(path) is str and progress is False and given_defaults(framework, device, plugins, types, strict, max_bytes)
-            and "\0" not in path and not is_url(path) and single_file(path)):
-        # A local file loaded with the defaults: what the way below does for it, without its fixed cost.
+            and "\0" not in path and not is_url(path) and not names_index(path)):
+        # A local file loaded with the defaults: what the way below does for it, without its fixed cost (a directory,
+        # which the core does not open, takes that way).
         try:
             buffer, (structured, payload, metadata) = _core.load_file(path, max_depth, max_nodes, max_header_size, None,
                                                                       verify)
             return payload if structured else unstructured(buffer, payload, metadata, default_context(buffer.size),
                                                            max_depth)
+        except IsADirectoryError:
+            pass
         except Exception as e:
             raise_reading(path, e)
             raise

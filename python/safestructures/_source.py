@@ -22,7 +22,7 @@ from ._remote import UrlRanges, filesystem, is_url, local_path
 from ._sharded import SHARD_FILE_NAME, check_regular_file, index_text, shard_name
 from ._streams import FileObjectRanges, check_binary, is_file_object, name_of, read_stream, seekable
 
-__all__ = ["DCP", "FILE", "PLAIN_SHARDS", "SHARDED", "Source", "check_shards", "file_format", "resolve", "single_file",
+__all__ = ["DCP", "FILE", "PLAIN_SHARDS", "SHARDED", "Source", "check_shards", "file_format", "names_index", "resolve",
            "target_of", "verify_index"]
 
 #: The kinds of :class:`Source`.
@@ -77,10 +77,10 @@ def target_of(path: Any) -> tuple[Any, str]:
     return text, text
 
 
-def single_file(path: str) -> bool:
-    """Whether a local path (not a URL) names a single file as :func:`resolve` takes it: neither a directory (a
-    sharded save, a folder of files) nor an index. Its file is not opened here: the reader says what it holds."""
-    return not path.endswith(INDEX_SUFFIX) and not os.path.isdir(path)
+def names_index(path: str) -> bool:
+    """Whether a local path that is not a directory names a sharded save's index (``*.index.json``), which
+    :func:`resolve` reads; any other names a single file."""
+    return path.endswith(INDEX_SUFFIX)
 
 
 def resolve(path: Any, max_header_size: int) -> Source:
@@ -100,8 +100,6 @@ def resolve(path: Any, max_header_size: int) -> Source:
         return Source(FILE, name, [name], data=read_stream(path))
     if is_url(path):
         return _remote_source(path, max_header_size)
-    if single_file(path):
-        return Source(FILE, path, [path])
     if os.path.isdir(path):
         index = os.path.join(path, INDEX_NAME)
         if not os.path.lexists(index):
@@ -110,8 +108,10 @@ def resolve(path: Any, max_header_size: int) -> Source:
             for shard_path in paths:  # before the core opens any: a FIFO would block the load
                 check_regular_file(shard_path, "shard")
             return _folder_of_files(path, names, paths, lambda shard: _core.read_file(shard, max_header_size)[1:])
-    else:
+    elif names_index(path):
         index = path
+    else:
+        return Source(FILE, path, [path])
     try:
         check_regular_file(index, "index")
         size = os.path.getsize(index)

@@ -40,7 +40,7 @@ _core.set_hooks(
         "defaultdict_type": collections.defaultdict,
         "deque_type": collections.deque,
         "counter_type": collections.Counter,
-        "default_context": default_context,
+        "default_context": lambda file_size: default_context(file_size),
     }
 )
 
