@@ -360,6 +360,7 @@ nb::dict format_table() {
   out["id_member"] = py_str(id_member);
   out["recording_key"] = py_str(recording_metadata_key);
   out["recording_version"] = py_str(recording_layout_version);
+  out["recording_padding"] = py_str(recording_padding_tensor);
   out["kinds"] = kinds;
   return out;
 }

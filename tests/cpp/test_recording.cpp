@@ -121,8 +121,8 @@ TEST(Recording, GrowingTheRoomInsertsBlocksOrSaysItCannot) {
   ASSERT_EQ(::pwrite(fd, data.data(), data.size(), 8 + small), static_cast<ssize_t>(data.size()));
   struct stat before {};
   ::fstat(fd, &before);
-  EXPECT_THROW(grow_recording_header(fd, header_of(100), small, small + 100, 400, false), Error);  // not a room of 8s
-  const bool inserted = grow_recording_header(fd, header_of(100), small, small + 3 * 4096, 400, false);
+  EXPECT_THROW(grow_recording_header(fd, header_of(100), small, small + 100, 400, 400, false), Error);  // not a room of 8s
+  const bool inserted = grow_recording_header(fd, header_of(100), small, small + 3 * 4096, 400, 400, false);
   if (inserted) {
     EXPECT_EQ(std::filesystem::file_size(path), 8 + small + 3 * 4096 + 400);
     const Bytes file = test::read_file_bytes(path);
@@ -139,7 +139,7 @@ TEST(Recording, GrowingTheRoomInsertsBlocksOrSaysItCannot) {
   Recording rec;
   rec.append_and_commit(0, 2);
   const auto committed = std::filesystem::file_size(rec.path);
-  EXPECT_FALSE(grow_recording_header(rec.fd, header_of(2), room, room + 4096, 8, false));
+  EXPECT_FALSE(grow_recording_header(rec.fd, header_of(2), room, room + 4096, 8, 8, false));
   EXPECT_EQ(std::filesystem::file_size(rec.path), committed);
   EXPECT_EQ(rec.tensors(), 2u);
 }
