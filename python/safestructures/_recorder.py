@@ -135,10 +135,13 @@ class Recorder:
     leaves a file that loads with exactly the records of its last completed flush (docs/recorder.md says what holds
     on a power loss).
 
-    The header is rewritten in place within ``header_room`` bytes reserved at the start (1 MiB: six batches
-    of ResNet-50 with every module recorded); a header that outgrows it is given twice its size (or a 64th of the
-    data, up to 16 MiB) by rewriting the file, data included: a logarithmic number of times over a run, at most about
-    twice the data in all (docs/recorder.md). ``metadata`` (str -> str) is stored alongside; ``plugins`` and ``max_depth`` are save_file's.
+    The header is rewritten in place within ``header_room`` bytes reserved at the start (64 KiB), behind which the
+    records' data begins with a padding of ``header_reserve`` zeros (16 MiB; a hole in the file where the file system
+    makes one: no disk, no memory), which the header's room grows into without moving any data (some 100 batches of
+    ResNet-50 with every module recorded). A header that outgrows both is given twice its size (or a 64th of the data,
+    up to 16 MiB) and a fresh padding by moving the data: a logarithmic number of times over a run, at most about twice
+    the data in all (docs/recorder.md). ``metadata`` (str -> str) is stored alongside; ``plugins`` and ``max_depth``
+    are save_file's.
     """
 
     def __init__(self, path: str | os.PathLike[str], mode: str = "w", *, metadata: Mapping[str, str] | None = None,
