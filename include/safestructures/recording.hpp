@@ -5,8 +5,11 @@
 #include <cstdint>
 #include <filesystem>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
+
+#include "safestructures/writer.hpp"
 
 namespace safestructures {
 
@@ -59,5 +62,11 @@ bool hold_recording_read_lock(int fd, const std::string& name);
 // would shift under it): the caller then rewrites the file. Safe against a kill at any moment.
 bool grow_recording_header(int fd, std::string_view header_text, std::uint64_t room, std::uint64_t new_room,
                            std::uint64_t data_size, std::uint64_t new_data_size, bool fsync);
+
+// Writes the data buffer `layout` lays out for `tensors` (their bytes in data order, without the file's header) at
+// `offset` of the file open as `fd`: a record appended to a recording, its tensors streamed from their memory (large
+// ones uncopied, small ones gathered into chunks of 1 MiB). Raises Io on a failed write, the file then holding a
+// part of the bytes (its writer cuts it back).
+void write_recording_data(int fd, std::uint64_t offset, const Layout& layout, std::span<const WriteTensor> tensors);
 
 }  // namespace safestructures

@@ -126,8 +126,8 @@ class Recorder:
     Named streams (``recorder["blocks.0"].append(value)``) keep one list per name; a recording holds either plain
     records or streams, not both. ``load_file(path)`` gives the records: a list, or a dict of lists by stream name.
 
-    Each record's tensors are written to the file when it is appended (after one copy of the record into a buffer
-    freed right after); what is held until the next flush is the header's text for its tensors and its structure.
+    Each record's tensors are written to the file when it is appended, straight from their memory; what is held
+    until the next flush is the header's text for its tensors and its structure.
     ``flush()`` commits: everything appended becomes visible to readers and, with ``fsync`` (the default), durable.
     A flush also happens once ``flush_bytes`` of tensor data or ``flush_seconds`` have passed since the last (checked at
     each append), and on ``close()``, which the ``with`` block calls. After a flush the file is a valid safetensors
@@ -335,42 +335,35 @@ class Recorder:
                 raise InvalidArgumentError(f"{self.path}: a recording holds plain records or named streams, not both")
             nodes = self._streams.get(stream, [])
             where = f"record {len(nodes)}" + ("" if stream is None else f" of stream {stream!r}")
+            at = 8 + self._room + self._padding + self._data_size
             try:
                 # A context of its own, as each save has: what one save notes (torch storages written) is its own.
                 context = {"plugins": self._plugins}
-                blob = _core.save_bytes(value, None, self._max_depth, DEFAULT_MAX_HEADER_SIZE, context, False)
-                metadata, tensors = _core.read_bytes(blob)
-            except SafestructuresError as e:
-                raise type(e)(f"{self.path}: {where}: {e}", code=e.code) from e
-            document = json.loads(metadata[SCHEMA_KEY])
-            if "root" not in document:  # a structure spilled into a tensor of its own
-                raise InvalidArgumentError(f"{self.path}: {where}: its structure alone is over the header limit")
+                # The record's tensors written from their memory after the data; back, its own header places them.
+                header = json.loads(_core.write_recording_record(value, self._fd, at, self._max_depth, context))
+            except BaseException as e:
+                os.ftruncate(self._fd, at)  # the file ends where its data does, as a commit needs
+                if isinstance(e, SafestructuresError):
+                    raise type(e)(f"{self.path}: {where}: {e}", code=e.code) from e
+                raise
+            document = json.loads(header.pop("__metadata__")[SCHEMA_KEY])
             prefix = "" if stream is None else "".join("_" if ord(c) < 0x20 else c for c in stream) + "."
-            names = {name: _tensor_name(prefix, len(nodes), name, self._names) for name, *_ in tensors}
+            names = {name: _tensor_name(prefix, len(nodes), name, self._names) for name in header}
             self._next_id += _rename(document["root"], names, self._next_id)
-            data_at = 8 + int.from_bytes(blob[:8], "little")
-            for (name, dtype, shape, offset, nbytes) in tensors:
-                begin = self._data_size + offset - data_at
-                self._entries.append((_entry_head(names[name], dtype, shape), begin, begin + nbytes))
-            self._write_data(memoryview(blob)[data_at:])
+            size = 0
+            for name, entry in header.items():  # in data order, as a header lists them
+                begin, end = entry["data_offsets"]
+                self._entries.append((_entry_head(names[name], entry["dtype"], entry["shape"]), self._data_size + begin,
+                                      self._data_size + end))
+                size = max(size, end)
+            self._data_size += size
+            self._pending += size
             nodes.append(_compact(document["root"]))
             self._streams[stream] = nodes
             self._dirty = True
             if self._pending >= self._flush_bytes or (
                     self._flush_seconds is not None and time.monotonic() - self._last_flush >= self._flush_seconds):
                 self.flush()
-
-    def _write_data(self, data: memoryview) -> None:
-        at = 8 + self._room + self._padding + self._data_size
-        done = 0
-        try:
-            while done < len(data):
-                done += os.pwrite(self._fd, data[done:], at + done)
-        except BaseException:
-            os.ftruncate(self._fd, at)  # the file ends where its data does, as a commit needs
-            raise
-        self._data_size += len(data)
-        self._pending += len(data)
 
     # ---- Commits.
     def flush(self) -> None:

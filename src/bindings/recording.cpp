@@ -20,6 +20,22 @@ void py_commit_recording(int fd, nb::bytes header_text, std::uint64_t room, std:
   commit_recording_header(fd, text, room, data_size, fsync);
 }
 
+// Writes one record's tensor bytes at `offset` of the recording open as `fd`, straight from their memory, and returns
+// the header a save of the record alone would have (its JSON, without prefix or padding): its entries give each
+// tensor's place in the bytes written, its metadata the record's structure. A structure too large for a header (which
+// a save would spill into a tensor) is refused before anything is written.
+nb::bytes py_write_recording_record(nb::handle data, int fd, std::uint64_t offset, std::uint32_t max_depth, nb::handle context) {
+  SaveResult walked;
+  const StructuredLayout plan = plan_save(data, nb::none(), max_depth, default_max_header_size, context, false, walked);
+  if (!plan.spilled_schema.empty()) throw ArgumentError(ErrorCode::InvalidArgument, "its structure alone is over the header limit");
+  {
+    nb::gil_scoped_release release;
+    write_recording_data(fd, offset, plan.layout, plan.tensors);
+  }
+  const std::string_view json = std::string_view(plan.layout.header).substr(8);
+  return nb::bytes(json.data(), json.size());
+}
+
 bool py_finish_recording_commit(int fd, bool fsync) {
   nb::gil_scoped_release release;
   return finish_recording_commit(fd, fsync);
@@ -39,6 +55,10 @@ void register_recording(nb::module_& m) {
         "Commit a recording's header (padded with spaces to `room`) over the file open as `fd`, whose data buffer "
         "holds `data_size` bytes and ends the file at 8 + room + data_size: journal appended, header and `room` (the "
         "prefix) written in place, journal cut off.");
+  m.def("write_recording_record", &py_write_recording_record, "data"_a.none(), "fd"_a, "offset"_a, "max_depth"_a,
+        "context"_a.none(),
+        "Write a record's tensor bytes at `offset` of the recording open as `fd`, from their memory; returns the JSON "
+        "header a save of the record alone would have, which places them.");
   m.def("finish_recording_commit", &py_finish_recording_commit, "fd"_a, "fsync"_a,
         "Complete the commit a killed writer left in the recording open as `fd`, if it ends in a whole journal; "
         "returns whether it did.");

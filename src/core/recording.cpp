@@ -264,4 +264,15 @@ bool grow_recording_header(int fd, std::string_view header_text, std::uint64_t r
   return true;
 }
 
+void write_recording_data(int fd, std::uint64_t offset, const Layout& layout, std::span<const WriteTensor> tensors) {
+  // The stream starts with the header, which the recording keeps elsewhere (in its own header): skipped.
+  std::uint64_t skip = layout.header.size();
+  write_stream(layout, tensors, [&](const std::byte* data, std::size_t size) {
+    const std::size_t skipped = static_cast<std::size_t>(std::min<std::uint64_t>(skip, size));
+    skip -= skipped;
+    write_exactly(fd, data + skipped, size - skipped, offset);
+    offset += size - skipped;
+  });
+}
+
 }  // namespace safestructures
