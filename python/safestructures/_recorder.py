@@ -163,6 +163,9 @@ class Recorder:
         self._streams: dict[str | None, list[str]] = {}  # stream (None: plain records) -> each record's node text
         # Header entries, in data order: (entry up to its offsets, begin, end), offsets from the records' start.
         self._entries: list[tuple[str, int, int]] = []
+        # The entries rendered (",ENTRY" each) for the padding `_rendered_for`: a flush renders only the new ones.
+        self._rendered: list[str] = []
+        self._rendered_for = 0
         self._names: set[str] = set()
         self._next_id = 0
         self._data_size = 0  # tensor bytes of the records written, committed or not (after the padding)
@@ -198,7 +201,11 @@ class Recorder:
         meta = ",".join([f"{_compact(RECORDING_KEY)}:{_compact(RECORDING_VERSION)}",
                          *(f"{_compact(k)}:{_compact(metadata[k])}" for k in sorted(metadata))])
         pad = (f',{_entry(_entry_head(RECORDING_PADDING, "U8", [padding]), 0, padding)}' if padding else "")
-        entries = "".join(["," + _entry(head, begin + padding, end + padding) for head, begin, end in self._entries])
+        if padding != self._rendered_for:
+            self._rendered, self._rendered_for = [], padding
+        self._rendered.extend(["," + _entry(head, begin + padding, end + padding)
+                               for head, begin, end in self._entries[len(self._rendered):]])
+        entries = "".join(self._rendered)
         return ('{"__metadata__":{' + meta + "}" + pad + entries + "}").encode()
 
     def _open_fd(self) -> None:
