@@ -313,15 +313,8 @@ def test_header_grows_by_rewriting_on_tmpfs(tmp_path: Path) -> None:
 
 def test_a_growth_cut_short_loads_the_old_or_the_new_records(tmp_path: Path) -> None:
     path = tmp_path / "rec.safetensors"
-    rec = ss.Recorder(path, fsync=False, header_room=4096, header_reserve=0, flush_seconds=None)
-    rec.append(record(0))
-    rec.flush()
-    before = path.read_bytes()
+    before, after = before_and_after(path, 1, 60, header_room=4096, header_reserve=0)
     old_room = int.from_bytes(before[:8], "little")
-    for i in range(1, 60):
-        rec.append(record(i))
-    rec.close()
-    after = path.read_bytes()
     new_room = int.from_bytes(after[:8], "little")
     assert old_room == 4088 and new_room > old_room and (new_room - old_room) % 4096 == 0
     old_data, data = before[8 + old_room:], after[8 + new_room:]
@@ -447,18 +440,23 @@ def _journal(text: bytes, data_size: int) -> bytes:
     return text + b"SSRJRNL1" + numbers + xxhash.xxh3_64_digest(text + numbers)[::-1]
 
 
-def _two_commits(tmp_path: Path) -> tuple[bytes, bytes, int]:
-    """The bytes of a recording after 3 records, then after 40 more (the same header room, several pages)."""
-    path = tmp_path / "rec.safetensors"
-    rec = ss.Recorder(path, fsync=False, header_room=64 << 10, header_reserve=0, flush_seconds=None)
-    for i in range(3):
+def before_and_after(path: Path, flushed: int, total: int, **options: Any) -> tuple[bytes, bytes]:
+    """The bytes of a recording (Recorder `options`) after its first `flushed` records were committed, then once it
+    holds `total` records, closed."""
+    rec = ss.Recorder(path, fsync=False, flush_seconds=None, **options)
+    for i in range(flushed):
         rec.append(record(i))
     rec.flush()
     before = path.read_bytes()
-    for i in range(3, 43):
+    for i in range(flushed, total):
         rec.append(record(i))
     rec.close()
-    after = path.read_bytes()
+    return before, path.read_bytes()
+
+
+def _two_commits(tmp_path: Path) -> tuple[bytes, bytes, int]:
+    """The bytes of a recording after 3 records, then after 40 more (the same header room, several pages)."""
+    before, after = before_and_after(tmp_path / "rec.safetensors", 3, 43, header_room=64 << 10, header_reserve=0)
     room = int.from_bytes(before[:8], "little")
     assert room == int.from_bytes(after[:8], "little") == (64 << 10) - 8  # the data starts on a page
     return before, after, room

@@ -15,7 +15,7 @@ import pytest
 
 import safestructures as ss
 from safestructures._format import RECORDING_PADDING
-from test_recorder import _check_cut_states, _journal, record, recorded
+from test_recorder import _check_cut_states, _journal, before_and_after, record, recorded
 
 
 def _layout(path: Path) -> tuple[int, int, int]:
@@ -129,14 +129,7 @@ def test_mode_a_continues_with_the_padding_left(tmp_path: Path) -> None:
 
 def test_a_growth_into_the_padding_cut_short_loads_the_old_or_the_new_records(tmp_path: Path) -> None:
     path = tmp_path / "rec.safetensors"
-    rec = ss.Recorder(path, fsync=False, header_room=4096, header_reserve=64 << 10, flush_seconds=None)
-    rec.append(record(0))
-    rec.flush()
-    before = path.read_bytes()
-    for i in range(1, 60):
-        rec.append(record(i))
-    rec.close()
-    after = path.read_bytes()
+    before, after = before_and_after(path, 1, 60, header_room=4096, header_reserve=64 << 10)
     old_room, new_room = int.from_bytes(before[:8], "little"), int.from_bytes(after[:8], "little")
     assert old_room == 4088 and new_room > old_room and (new_room - old_room) % 4096 == 0
     data = after[8 + new_room:]  # the padding left, then every record's data
