@@ -20,6 +20,9 @@ inline constexpr std::string_view checksums_metadata_key = "__safestructures_che
 // past its last tensor (data appended since the last commit). Its value is the recording layout's version.
 inline constexpr std::string_view recording_metadata_key = "__safestructures_recording__";
 inline constexpr std::string_view recording_layout_version = "1";
+// The tensor a recording may begin its data with (section 9): zeros (a sparse hole on most file systems) that its
+// header takes over as it grows, so that the data after it never moves. Never part of the recording's structure.
+inline constexpr std::string_view recording_padding_tensor = "__safestructures_padding__";
 // The last 8 bytes of a recording's commit journal (section 9): the header being written in place, kept at the end
 // of the file until the in-place copy is whole.
 inline constexpr std::string_view recording_journal_magic = "SSRJRNL1";

@@ -5,8 +5,11 @@
 #include <cstdint>
 #include <filesystem>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
+
+#include "safestructures/writer.hpp"
 
 namespace safestructures {
 
@@ -31,9 +34,11 @@ std::optional<RecordingJournal> read_recording_journal(int fd, std::uint64_t max
 // kill during this leaves the same journal to complete again.
 bool finish_recording_commit(int fd, bool fsync);
 
-// Commits the header `header_text`, padded with spaces to `room` bytes (the N of the file's prefix), of the recording
-// open as `fd`, whose data buffer now holds `data_size` bytes (all written, the file ending there): the journal is
-// appended after the data, then the header is written in place, then the file is cut back to its data. A process
+// Commits the header `header_text`, padded with spaces to `room` bytes, of the recording open as `fd`, whose data
+// buffer now holds `data_size` bytes (all written, the file ending at 8 + room + data_size): the journal is appended
+// after the data, then the header is written in place and `room` as the file's prefix (a room grown into the data's
+// leading padding, section 9, moves the data's start by as much as the padding shrinks), then the file is cut back to
+// its data. A process
 // killed at any point leaves either the old header whole (and no whole journal), or a whole journal, which readers
 // use. With `fsync`, the data, the journal and the header each reach the disk before the next step, so the same holds
 // after a power loss. The padding is written in pieces, never built in memory.
@@ -47,12 +52,21 @@ bool hold_recording_read_lock(int fd, const std::string& name);
 
 // Commits `header_text` into a room grown from `room` to `new_room` bytes without moving the data where the file
 // system can insert blocks (fallocate's FALLOC_FL_INSERT_RANGE; section 9's growth): the journal for the new room is
-// appended, blocks inserted before the data, the header and prefix written in place, the journal cut off. Returns
+// appended, blocks inserted before the data, the header and prefix written in place, the journal cut off. The data
+// buffer of `data_size` bytes becomes one of `new_data_size` (at least as large): the blocks inserted,
+// new_room + new_data_size - room - data_size bytes of zeros, make the new room and lengthen the data's leading
+// padding. Returns
 // false, the file as it was, where the insert cannot be done (with `fsync`: an insert is not atomic across a power
 // loss; the data not starting on a block of the file system,
 // the growth not whole blocks, a file system without it, or a reader holding the file mapped, which the insert
 // would shift under it): the caller then rewrites the file. Safe against a kill at any moment.
 bool grow_recording_header(int fd, std::string_view header_text, std::uint64_t room, std::uint64_t new_room,
-                           std::uint64_t data_size, bool fsync);
+                           std::uint64_t data_size, std::uint64_t new_data_size, bool fsync);
+
+// Writes the data buffer `layout` lays out for `tensors` (their bytes in data order, without the file's header) at
+// `offset` of the file open as `fd`: a record appended to a recording, its tensors streamed from their memory (large
+// ones uncopied, small ones gathered into chunks of 1 MiB). Raises Io on a failed write, the file then holding a
+// part of the bytes (its writer cuts it back).
+void write_recording_data(int fd, std::uint64_t offset, const Layout& layout, std::span<const WriteTensor> tensors);
 
 }  // namespace safestructures

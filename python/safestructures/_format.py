@@ -18,6 +18,8 @@ SPILL_TENSOR: str = _FORMAT["spill_tensor"]
 # The metadata key marking a recording (safestructures.Recorder), and the recording layout's version it holds.
 RECORDING_KEY: str = _FORMAT["recording_key"]
 RECORDING_VERSION: str = _FORMAT["recording_version"]
+# The tensor of zeros a recording's header grows into (docs/format.md section 9): not part of its structure.
+RECORDING_PADDING: str = _FORMAT["recording_padding"]
 # The two metadata keys of safestructures 1.0.0 files.
 V1_SCHEMA_KEY: str = _FORMAT["v1_schema_key"]
 V1_VERSION_KEY: str = _FORMAT["v1_version_key"]

@@ -9,7 +9,7 @@ from typing import IO, Any
 
 from . import _core
 from ._errors import InvalidArgumentError, InvalidFileError, SafestructuresError, quote, reading
-from ._format import SCHEMA_KEY, SPILL_TENSOR, TAG
+from ._format import RECORDING_PADDING, SCHEMA_KEY, SPILL_TENSOR, TAG
 from ._lazy_schema import _TreeView, _key_text, bytes_size, describe, located, path_text, tensor_fields
 from ._limits import DEFAULT_MAX_DEPTH, DEFAULT_MAX_HEADER_SIZE, DEFAULT_MAX_NODES
 from ._ranges import RangeFiller, read_header
@@ -279,7 +279,9 @@ class SafeFile:
         out = {}
         for shard in range(doc.shard_count):
             for name, dtype, shape, _offset, nbytes in doc.tensors(shard):
-                if name != SPILL_TENSOR or not doc.structured:  # a schema spilled into a tensor is not part of the data
+                # A schema spilled into a tensor, and a recording's padding (which only its writer's header takes
+                # over), are not part of the data.
+                if (name != SPILL_TENSOR and name != RECORDING_PADDING) or not doc.structured:
                     out[name] = (dtype, tuple(shape), nbytes)
         return out
 

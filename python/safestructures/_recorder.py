@@ -15,7 +15,8 @@ from typing import Any
 from . import _core, plugins as _plugins
 from ._errors import InvalidArgumentError, InvalidFileError, SafestructuresError
 from ._flat import _check_metadata, _fspath
-from ._format import ID_MEMBER, RECORDING_KEY, RECORDING_VERSION, SCHEMA_KEY, TAG, TAG_MEMBER, TENSOR_TAGS
+from ._format import (ID_MEMBER, RECORDING_KEY, RECORDING_PADDING, RECORDING_VERSION, SCHEMA_KEY, TAG, TAG_MEMBER,
+                      TENSOR_TAGS)
 from ._limits import DEFAULT_MAX_DEPTH, DEFAULT_MAX_HEADER_SIZE
 from ._sharded import write_atomically
 
@@ -79,6 +80,15 @@ def _largest_id(node: Any) -> int:
     return _rename(node, {}, 0)
 
 
+def _entry_head(name: str, dtype: str, shape: Any) -> str:
+    """A header entry up to its offsets, which depend on the padding before the records' data (``_entry``)."""
+    return f'{_compact(name)}:{{"dtype":"{dtype}","shape":{_compact(list(shape))},"data_offsets":['
+
+
+def _entry(head: str, begin: int, end: int) -> str:
+    return f"{head}{begin},{end}]}}"
+
+
 def _page_room(room: int) -> int:
     """The smallest room of at least ``room`` bytes whose data starts on a page (8 + room a whole number of pages): a
     file system can then grow it by inserting pages before the data, and the data is page-aligned."""
@@ -86,8 +96,9 @@ def _page_room(room: int) -> int:
 
 
 def _room_for(needed: int, data_size: int) -> int:
-    """Header room for a header of ``needed`` bytes: twice that, or a 64th of the data when more, up to 16 MiB (so
-    that a run whose records are large regrows rarely), its data starting on a page, within the header limit."""
+    """Header room for a header of ``needed`` bytes: twice that, or a 64th of ``data_size`` (the data a regrowth would
+    move; 0 for a growth into the padding, which moves none) when more, up to 16 MiB (so that a run whose records are
+    large regrows rarely), its data starting on a page, within the header limit."""
     room = _page_room(max(2 * needed, min(data_size // 64, _DATA_ROOM_CAP), _PAGE))
     return min(room, (DEFAULT_MAX_HEADER_SIZE + 8) // _PAGE * _PAGE - 8)
 
@@ -115,8 +126,8 @@ class Recorder:
     Named streams (``recorder["blocks.0"].append(value)``) keep one list per name; a recording holds either plain
     records or streams, not both. ``load_file(path)`` gives the records: a list, or a dict of lists by stream name.
 
-    Each record's tensors are written to the file when it is appended (after one copy of the record into a buffer
-    freed right after); what is held until the next flush is the header's text for its tensors and its structure.
+    Each record's tensors are written to the file when it is appended, straight from their memory; what is held
+    until the next flush is the header's text for its tensors and its structure.
     ``flush()`` commits: everything appended becomes visible to readers and, with ``fsync`` (the default), durable.
     A flush also happens once ``flush_bytes`` of tensor data or ``flush_seconds`` have passed since the last (checked at
     each append), and on ``close()``, which the ``with`` block calls. After a flush the file is a valid safetensors
@@ -124,15 +135,19 @@ class Recorder:
     leaves a file that loads with exactly the records of its last completed flush (docs/recorder.md says what holds
     on a power loss).
 
-    The header is rewritten in place within ``header_room`` bytes reserved at the start (1 MiB: six batches
-    of ResNet-50 with every module recorded); a header that outgrows it is given twice its size (or a 64th of the
-    data, up to 16 MiB) by rewriting the file, data included: a logarithmic number of times over a run, at most about
-    twice the data in all (docs/recorder.md). ``metadata`` (str -> str) is stored alongside; ``plugins`` and ``max_depth`` are save_file's.
+    The header is rewritten in place within ``header_room`` bytes reserved at the start (64 KiB), behind which the
+    records' data begins with a padding of ``header_reserve`` zeros (16 MiB; a hole in the file where the file system
+    makes one: no disk, no memory), which the header's room grows into without moving any data (some 100 batches of
+    ResNet-50 with every module recorded). A header that outgrows both is given twice its size (or a 64th of the data,
+    up to 16 MiB) and a fresh padding by moving the data: a logarithmic number of times over a run, at most about twice
+    the data in all (docs/recorder.md). ``metadata`` (str -> str) is stored alongside; ``plugins`` and ``max_depth``
+    are save_file's.
     """
 
     def __init__(self, path: str | os.PathLike[str], mode: str = "w", *, metadata: Mapping[str, str] | None = None,
                  flush_bytes: int = 256 << 20, flush_seconds: float | None = 60.0, fsync: bool = True,
-                 header_room: int = 1 << 20, plugins: type | Iterable[type] | None = None,
+                 header_room: int = 64 << 10, header_reserve: int = 16 << 20,
+                 plugins: type | Iterable[type] | None = None,
                  max_depth: int = DEFAULT_MAX_DEPTH) -> None:
         if mode not in ("w", "a"):
             raise InvalidArgumentError(f'mode must be "w" (a new recording) or "a" (continue one), got {mode!r}')
@@ -146,10 +161,18 @@ class Recorder:
         self._head, self._tail = _document_envelope()
         self._lock = threading.RLock()
         self._streams: dict[str | None, list[str]] = {}  # stream (None: plain records) -> each record's node text
-        self._entries: list[str] = []  # header entries, in data order
+        # Header entries, in data order: (entry up to its offsets, begin, end), offsets from the records' start.
+        self._entries: list[tuple[str, int, int]] = []
+        # The entries rendered (",ENTRY" each) for the padding `_rendered_for`: a flush renders only the new ones.
+        self._rendered: list[str] = []
+        self._rendered_for = 0
         self._names: set[str] = set()
         self._next_id = 0
-        self._data_size = 0  # tensor bytes written, committed or not
+        self._data_size = 0  # tensor bytes of the records written, committed or not (after the padding)
+        # The padding before the records' data (docs/format.md section 9): zeros, a hole where the file system makes
+        # one, which the header grows into without moving the records; a regrowth that moves them makes it this size.
+        self._reserve = max(0, header_reserve) // _PAGE * _PAGE
+        self._padding = self._padding_before = 0
         self._pending = 0  # tensor bytes appended since the last flush
         self._dirty = False
         self._last_flush = time.monotonic()
@@ -159,10 +182,12 @@ class Recorder:
         else:
             # The room asked for, less what makes its data start on a page.
             self._room = max(_PAGE, (header_room + 8) // _PAGE * _PAGE) - 8
+            self._padding = self._reserve
             self._create()
 
     # ---- The file.
-    def _header(self) -> bytes:
+    def _header(self, padding: int) -> bytes:
+        """The header text (unpadded) with ``padding`` bytes of padding before the records' data."""
         if not self._streams or None in self._streams:
             root = "[" + ",".join(self._streams.get(None, ())) + "]"
         elif any(name == TAG_MEMBER for name in self._streams):
@@ -175,8 +200,13 @@ class Recorder:
         # The recording's key first, where a reader finds it in the header's first page, torn or not.
         meta = ",".join([f"{_compact(RECORDING_KEY)}:{_compact(RECORDING_VERSION)}",
                          *(f"{_compact(k)}:{_compact(metadata[k])}" for k in sorted(metadata))])
-        entries = "".join("," + e for e in self._entries)
-        return ('{"__metadata__":{' + meta + "}" + entries + "}").encode()
+        pad = (f',{_entry(_entry_head(RECORDING_PADDING, "U8", [padding]), 0, padding)}' if padding else "")
+        if padding != self._rendered_for:
+            self._rendered, self._rendered_for = [], padding
+        self._rendered.extend(["," + _entry(head, begin + padding, end + padding)
+                               for head, begin, end in self._entries[len(self._rendered):]])
+        entries = "".join(self._rendered)
+        return ('{"__metadata__":{' + meta + "}" + pad + entries + "}").encode()
 
     def _open_fd(self) -> None:
         fd = os.open(self.path, os.O_RDWR | os.O_CLOEXEC)
@@ -191,16 +221,17 @@ class Recorder:
         self._fd = fd
 
     def _write_whole(self, header: bytes) -> None:
-        """Writes the recording anew (prefix, ``header`` padded to its room, the data so far) and renames it over the
-        file."""
-        old_fd, data_at = self._fd, 8 + self._room_before
+        """Writes the recording anew (prefix, ``header`` padded to its room, the padding as a hole, the records' data
+        so far) and renames it over the file."""
+        old_fd, data_at = self._fd, 8 + self._room_before + self._padding_before
 
         def write(f: Any) -> None:
             f.write(self._room.to_bytes(8, "little") + header)
             for at in range(len(header), self._room, 1 << 20):
                 f.write(b" " * min(1 << 20, self._room - at))
             f.flush()
-            left, src, dst = self._data_size, data_at, 8 + self._room
+            os.ftruncate(f.fileno(), 8 + self._room + self._padding)  # the padding: a hole, no bytes written
+            left, src, dst = self._data_size, data_at, 8 + self._room + self._padding
             while left > 0:
                 try:
                     n = os.copy_file_range(old_fd, f.fileno(), left, src, dst)
@@ -217,8 +248,8 @@ class Recorder:
         self._open_fd()
 
     def _create(self) -> None:
-        self._room_before = self._room
-        self._write_whole(self._header())
+        self._room_before, self._padding_before = self._room, self._padding
+        self._write_whole(self._header(self._padding))
 
     def _continue(self) -> None:
         self._open_fd()
@@ -231,7 +262,8 @@ class Recorder:
                 raise InvalidFileError(f"{self.path}: not a recording (its metadata has no {RECORDING_KEY!r} "
                                        f"= {RECORDING_VERSION!r}); mode='a' continues recordings only")
             self._adopt(room, metadata, tensors)
-            os.ftruncate(self._fd, 8 + room + self._data_size)  # data appended after the last commit is dropped
+            # Data appended after the last commit is dropped.
+            os.ftruncate(self._fd, 8 + room + self._padding + self._data_size)
         except BaseException:
             os.close(self._fd)
             self._fd = -1
@@ -258,11 +290,20 @@ class Recorder:
         self._streams = {name: [_compact(node) for node in nodes] for name, nodes in streams.items()}
         self._next_id = max((_largest_id(nodes) for nodes in streams.values()), default=0)
         self._room = self._room_before = room
-        data_at = 8 + room
+        records_at = 8 + room  # where the records' data starts: after the padding, if any
+        for name, _dtype, _shape, offset, nbytes in tensors:
+            if name == RECORDING_PADDING:
+                if offset != records_at:
+                    raise InvalidFileError(f"{self.path}: the recording's padding ({name!r}) does not start its data")
+                self._padding = self._padding_before = nbytes
+                records_at += nbytes
         for name, dtype, shape, offset, nbytes in sorted(tensors, key=lambda t: t[3]):
-            begin = offset - data_at
-            self._entries.append(f'{_compact(name)}:{{"dtype":"{dtype}","shape":{_compact(list(shape))},'
-                                 f'"data_offsets":[{begin},{begin + nbytes}]}}')
+            if name == RECORDING_PADDING:
+                continue
+            begin = offset - records_at
+            if begin < 0:
+                raise InvalidFileError(f"{self.path}: tensor {name!r} of the recording lies in its padding")
+            self._entries.append((_entry_head(name, dtype, shape), begin, begin + nbytes))
             self._names.add(name)
             self._data_size = max(self._data_size, begin + nbytes)
         if self._metadata is None:
@@ -301,25 +342,29 @@ class Recorder:
                 raise InvalidArgumentError(f"{self.path}: a recording holds plain records or named streams, not both")
             nodes = self._streams.get(stream, [])
             where = f"record {len(nodes)}" + ("" if stream is None else f" of stream {stream!r}")
+            at = 8 + self._room + self._padding + self._data_size
             try:
                 # A context of its own, as each save has: what one save notes (torch storages written) is its own.
                 context = {"plugins": self._plugins}
-                blob = _core.save_bytes(value, None, self._max_depth, DEFAULT_MAX_HEADER_SIZE, context, False)
-                metadata, tensors = _core.read_bytes(blob)
-            except SafestructuresError as e:
-                raise type(e)(f"{self.path}: {where}: {e}", code=e.code) from e
-            document = json.loads(metadata[SCHEMA_KEY])
-            if "root" not in document:  # a structure spilled into a tensor of its own
-                raise InvalidArgumentError(f"{self.path}: {where}: its structure alone is over the header limit")
+                # The record's tensors written from their memory after the data; back, its own header places them.
+                header = json.loads(_core.write_recording_record(value, self._fd, at, self._max_depth, context))
+            except BaseException as e:
+                os.ftruncate(self._fd, at)  # the file ends where its data does, as a commit needs
+                if isinstance(e, SafestructuresError):
+                    raise type(e)(f"{self.path}: {where}: {e}", code=e.code) from e
+                raise
+            document = json.loads(header.pop("__metadata__")[SCHEMA_KEY])
             prefix = "" if stream is None else "".join("_" if ord(c) < 0x20 else c for c in stream) + "."
-            names = {name: _tensor_name(prefix, len(nodes), name, self._names) for name, *_ in tensors}
+            names = {name: _tensor_name(prefix, len(nodes), name, self._names) for name in header}
             self._next_id += _rename(document["root"], names, self._next_id)
-            data_at = 8 + int.from_bytes(blob[:8], "little")
-            for (name, dtype, shape, offset, nbytes) in tensors:
-                begin = self._data_size + offset - data_at
-                self._entries.append(f'{_compact(names[name])}:{{"dtype":"{dtype}","shape":{_compact(list(shape))},'
-                                     f'"data_offsets":[{begin},{begin + nbytes}]}}')
-            self._write_data(memoryview(blob)[data_at:])
+            size = 0
+            for name, entry in header.items():  # in data order, as a header lists them
+                begin, end = entry["data_offsets"]
+                self._entries.append((_entry_head(names[name], entry["dtype"], entry["shape"]), self._data_size + begin,
+                                      self._data_size + end))
+                size = max(size, end)
+            self._data_size += size
+            self._pending += size
             nodes.append(_compact(document["root"]))
             self._streams[stream] = nodes
             self._dirty = True
@@ -327,40 +372,43 @@ class Recorder:
                     self._flush_seconds is not None and time.monotonic() - self._last_flush >= self._flush_seconds):
                 self.flush()
 
-    def _write_data(self, data: memoryview) -> None:
-        at = 8 + self._room + self._data_size
-        done = 0
-        try:
-            while done < len(data):
-                done += os.pwrite(self._fd, data[done:], at + done)
-        except BaseException:
-            os.ftruncate(self._fd, at)  # the file ends where its data does, as a commit needs
-            raise
-        self._data_size += len(data)
-        self._pending += len(data)
-
     # ---- Commits.
     def flush(self) -> None:
         """Commits every record appended so far: visible to readers of the file and, with ``fsync``, on the disk."""
         with self._lock:
             if self._fd < 0 or not self._dirty:
                 return
-            header = self._header()
+            header = self._header(self._padding)
             if len(header) > self._room:
                 if len(header) > DEFAULT_MAX_HEADER_SIZE:
                     raise InvalidArgumentError(
                         f"{self.path}: the recording's header would take {len(header)} bytes, over the limit of "
                         f"{DEFAULT_MAX_HEADER_SIZE}: start another recording")
-                room = _room_for(len(header), self._data_size)
-                # Pages inserted before the data where the file system can (ext4, XFS); else the file written anew.
-                if not _core.grow_recording(self._fd, header, self._room, room, self._data_size, self._fsync):
-                    self._room_before, self._room = self._room, room
-                    self._write_whole(header)
-                self._room = room
+                self._grow(len(header))
             else:
-                _core.commit_recording(self._fd, header, self._room, self._data_size, self._fsync)
-            self._room_before = self._room
+                _core.commit_recording(self._fd, header, self._room, self._padding + self._data_size, self._fsync)
+            self._room_before, self._padding_before = self._room, self._padding
             self._pending, self._dirty, self._last_flush = 0, False, time.monotonic()
+
+    def _grow(self, needed: int) -> None:
+        """Commits into a room grown for a header of ``needed`` bytes."""
+        room, padding, data = self._room, self._padding, self._data_size
+        # Into the padding, where it is long enough: the header takes it over, the records stay where they are (a
+        # shorter padding never lengthens the header: its offsets only lose digits).
+        grown = min(_room_for(needed, 0), room + padding)
+        if grown >= needed:
+            header = self._header(room + padding - grown)
+            _core.commit_recording(self._fd, header, grown, room + padding - grown + data, self._fsync)
+            self._room, self._padding = grown, room + padding - grown
+            return
+        # Else the records move, behind a new room and a new padding: pages inserted before them where the file
+        # system can (ext4, XFS); else the file written anew.
+        new_room, new_padding = _room_for(needed, data), max(self._reserve, padding)
+        header = self._header(new_padding)
+        if not _core.grow_recording(self._fd, header, room, new_room, padding + data, new_padding + data, self._fsync):
+            self._room, self._padding = new_room, new_padding
+            self._write_whole(header)
+        self._room, self._padding = new_room, new_padding
 
     def close(self) -> None:
         """Flushes, then lets go of the file. Closing twice does nothing."""

@@ -102,6 +102,11 @@ struct SaveResult {
 // (e.g. which storages were already written), passed to array_entry.
 SaveResult walk_data(nb::handle data, std::uint32_t max_depth, nb::handle context);
 
+// Walks `data` (into `walked`, which keeps what the plan's tensors view alive) and lays out its file: a save's first
+// half, before any byte is written.
+StructuredLayout plan_save(nb::handle data, nb::handle metadata, std::uint32_t max_depth, std::uint64_t max_header_size,
+                           nb::handle context, bool checksums, SaveResult& walked);
+
 // A file (or a caller's buffer) tensors are read from, and the Python object arrays view to keep its bytes alive.
 struct Shard {
   Reader reader;

@@ -178,12 +178,16 @@ nb::bytes unpack_sub_byte_py(const std::string& dtype, nb::bytes packed, std::ui
   return nb::bytes(reinterpret_cast<const char*>(codes.data()), codes.size());
 }
 
+}  // namespace
+
 StructuredLayout plan_save(nb::handle data, nb::handle metadata, std::uint32_t max_depth, std::uint64_t max_header_size,
                            nb::handle context, bool checksums, SaveResult& walked) {
   const Metadata meta = make_metadata(metadata).value_or(Metadata{});
   walked = walk_data(data, max_depth, context);
   return as_argument_error([&] { return std::move(walked.tree).plan(meta, max_header_size, checksums); });
 }
+
+namespace {
 
 void py_save_file(nb::handle data, const std::filesystem::path& path, nb::handle metadata, std::uint32_t max_depth, bool fsync,
                   std::uint64_t max_header_size, nb::handle context, bool checksums, nb::handle progress) {
@@ -363,6 +367,7 @@ nb::dict format_table() {
   out["id_member"] = py_str(id_member);
   out["recording_key"] = py_str(recording_metadata_key);
   out["recording_version"] = py_str(recording_layout_version);
+  out["recording_padding"] = py_str(recording_padding_tensor);
   out["kinds"] = kinds;
   return out;
 }

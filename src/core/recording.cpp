@@ -209,14 +209,18 @@ void commit_recording_header(int fd, std::string_view header_text, std::uint64_t
   ending_at(fd, end);
   append_journal(fd, header_text, room, data_size, end, fsync);
   write_padded(fd, header_text, room, 8);
+  std::array<std::byte, 8> prefix{};
+  store_le64(prefix.data(), room);
+  write_exactly(fd, prefix.data(), prefix.size(), 0);
   sync(fd, fsync);
   if (::ftruncate(fd, static_cast<off_t>(end)) != 0) raise_io("cannot resize", "the recording", errno);
   sync(fd, fsync);
 }
 
 bool grow_recording_header(int fd, std::string_view header_text, std::uint64_t room, std::uint64_t new_room,
-                           std::uint64_t data_size, bool fsync) {
-  if (header_text.size() > new_room || new_room <= room || new_room % 8 != 0 || new_room > default_max_header_size) {
+                           std::uint64_t data_size, std::uint64_t new_data_size, bool fsync) {
+  if (header_text.size() > new_room || new_room <= room || new_room % 8 != 0 || new_room > default_max_header_size ||
+      new_data_size < data_size) {
     raise(ErrorCode::InvalidArgument, "a header of " + std::to_string(header_text.size()) + " bytes cannot grow a room of " +
                                           std::to_string(room) + " into one of " + std::to_string(new_room));
   }
@@ -228,7 +232,8 @@ bool grow_recording_header(int fd, std::string_view header_text, std::uint64_t r
   if (fsync) return false;
   // The file system inserts whole blocks only: the data must start on a block and the room grow by whole blocks.
   const auto block = static_cast<std::uint64_t>(st.st_blksize > 0 ? st.st_blksize : 4096);
-  if ((8 + room) % block != 0 || (new_room - room) % block != 0) return false;
+  const std::uint64_t inserted = new_room + new_data_size - room - data_size;
+  if ((8 + room) % block != 0 || inserted % block != 0) return false;
   // No reader may hold the file mapped while blocks move under it: one that does (or a file system without these
   // locks) leaves the growth to a rewrite, which readers of the old file never see.
   if (set_reader_lock(fd, F_WRLCK) != 0) return false;
@@ -238,8 +243,8 @@ bool grow_recording_header(int fd, std::string_view header_text, std::uint64_t r
   } unlock{fd};
   // The journal, for the grown room: until the insert, the file's size does not match it (section 9), so readers keep
   // the old header; from the insert on, it does, and readers take the journal, its data at 8 + new_room.
-  append_journal(fd, header_text, new_room, data_size, end, fsync);
-  if (::fallocate(fd, FALLOC_FL_INSERT_RANGE, static_cast<off_t>(8 + room), static_cast<off_t>(new_room - room)) != 0) {
+  append_journal(fd, header_text, new_room, new_data_size, end, fsync);
+  if (::fallocate(fd, FALLOC_FL_INSERT_RANGE, static_cast<off_t>(8 + room), static_cast<off_t>(inserted)) != 0) {
     const int error = errno;
     // Not supported here (tmpfs, or blocks of another size): drop the journal, which nothing reads, and say so.
     if (::ftruncate(fd, static_cast<off_t>(end)) != 0) raise_io("cannot resize", "the recording", errno);
@@ -254,9 +259,20 @@ bool grow_recording_header(int fd, std::string_view header_text, std::uint64_t r
   write_padded(fd, header_text, new_room, 8);
   write_exactly(fd, prefix.data(), prefix.size(), 0);
   sync(fd, fsync);
-  if (::ftruncate(fd, static_cast<off_t>(8 + new_room + data_size)) != 0) raise_io("cannot resize", "the recording", errno);
+  if (::ftruncate(fd, static_cast<off_t>(8 + new_room + new_data_size)) != 0) raise_io("cannot resize", "the recording", errno);
   sync(fd, fsync);
   return true;
+}
+
+void write_recording_data(int fd, std::uint64_t offset, const Layout& layout, std::span<const WriteTensor> tensors) {
+  // The stream starts with the header, which the recording keeps elsewhere (in its own header): skipped.
+  std::uint64_t skip = layout.header.size();
+  write_stream(layout, tensors, [&](const std::byte* data, std::size_t size) {
+    const std::size_t skipped = static_cast<std::size_t>(std::min<std::uint64_t>(skip, size));
+    skip -= skipped;
+    write_exactly(fd, data + skipped, size - skipped, offset);
+    offset += size - skipped;
+  });
 }
 
 }  // namespace safestructures

@@ -98,6 +98,7 @@ TreeWriter::TreeWriter(std::uint32_t max_depth, const NodeText& text)
   // Names a generated path must never take.
   used_names_.insert(std::string(metadata_key));
   used_names_.insert(std::string(schema_spill_tensor));
+  used_names_.insert(std::string(recording_padding_tensor));
 }
 
 TreeWriter::~TreeWriter() = default;

@@ -8,6 +8,7 @@
 #include <cstring>
 #include <filesystem>
 #include <string>
+#include <vector>
 
 #include "safestructures/checksum.hpp"
 #include "safestructures/error.hpp"
@@ -121,8 +122,8 @@ TEST(Recording, GrowingTheRoomInsertsBlocksOrSaysItCannot) {
   ASSERT_EQ(::pwrite(fd, data.data(), data.size(), 8 + small), static_cast<ssize_t>(data.size()));
   struct stat before {};
   ::fstat(fd, &before);
-  EXPECT_THROW(grow_recording_header(fd, header_of(100), small, small + 100, 400, false), Error);  // not a room of 8s
-  const bool inserted = grow_recording_header(fd, header_of(100), small, small + 3 * 4096, 400, false);
+  EXPECT_THROW(grow_recording_header(fd, header_of(100), small, small + 100, 400, 400, false), Error);  // not a room of 8s
+  const bool inserted = grow_recording_header(fd, header_of(100), small, small + 3 * 4096, 400, 400, false);
   if (inserted) {
     EXPECT_EQ(std::filesystem::file_size(path), 8 + small + 3 * 4096 + 400);
     const Bytes file = test::read_file_bytes(path);
@@ -139,7 +140,7 @@ TEST(Recording, GrowingTheRoomInsertsBlocksOrSaysItCannot) {
   Recording rec;
   rec.append_and_commit(0, 2);
   const auto committed = std::filesystem::file_size(rec.path);
-  EXPECT_FALSE(grow_recording_header(rec.fd, header_of(2), room, room + 4096, 8, false));
+  EXPECT_FALSE(grow_recording_header(rec.fd, header_of(2), room, room + 4096, 8, 8, false));
   EXPECT_EQ(std::filesystem::file_size(rec.path), committed);
   EXPECT_EQ(rec.tensors(), 2u);
 }
@@ -180,6 +181,62 @@ TEST(Recording, AJournalForAGrownRoomIsReadWhenTheSizeShowsTheInsert) {
       EXPECT_EQ(whole.size(), 8 + grown + 20);
       EXPECT_EQ(parse_header(whole).tensors.size(), 5u);
     }
+  }
+}
+
+
+// A header whose data begins with the padding (`padding` bytes of zeros) and then `tensors` 4-byte tensors.
+std::string padded_header_of(std::uint64_t padding, int tensors) {
+  std::string json = "{\"__metadata__\":{\"" + std::string(recording_metadata_key) + "\":\"1\"}," +
+                     test::entry(recording_padding_tensor, "U8", "[" + std::to_string(padding) + "]", 0, padding);
+  for (int i = 0; i < tensors; ++i) {
+    json += "," + test::entry("t" + std::to_string(i), "U8", "[4]", padding + 4 * i, padding + 4 * i + 4);
+  }
+  return json + "}";
+}
+
+TEST(Recording, ACommitGrowsTheRoomIntoThePaddingWithoutMovingTheData) {
+  constexpr std::uint64_t small = 4088, padding = 8192;
+  const auto path = test::test_dir() / "padded.safetensors";
+  const std::string start = padded_header_of(padding, 0);
+  test::write_file_bytes(path, test::raw_file(small, start + std::string(small - start.size(), ' ')));
+  const int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
+  ASSERT_EQ(::ftruncate(fd, 8 + small + padding), 0);  // the padding: a hole of zeros
+  std::string data;
+  for (int i = 0; i < 100; ++i) data += "t" + std::string(1, static_cast<char>('A' + i % 26)) + "..";
+  ASSERT_EQ(::pwrite(fd, data.data(), data.size(), 8 + small + padding), static_cast<ssize_t>(data.size()));
+  // The room takes over a page of the padding: the data buffer starts a page later and is a page shorter.
+  commit_recording_header(fd, padded_header_of(padding - 4096, 100), small + 4096, padding - 4096 + data.size(), false);
+  ::close(fd);
+  EXPECT_EQ(std::filesystem::file_size(path), 8 + small + padding + data.size());  // nothing moved
+  const Bytes file = test::read_file_bytes(path);
+  EXPECT_EQ(load_le64(file.data()), small + 4096);
+  EXPECT_NO_THROW(parse_header(file));  // stock-valid: the padding's first page is the header's spaces now
+  const Reader reader = Reader::open(path);
+  EXPECT_EQ(reader.header().tensors.size(), 101u);
+  const auto last = reader.tensor("t99").bytes;
+  EXPECT_EQ(std::string(reinterpret_cast<const char*>(last.data()), last.size()), data.substr(396));
+}
+
+TEST(Recording, ARecordsDataIsWrittenInDataOrderWithoutItsHeader) {
+  std::vector<std::int64_t> big(300000);
+  for (std::size_t i = 0; i < big.size(); ++i) big[i] = static_cast<std::int64_t>(i);
+  const std::uint8_t small[3] = {7, 8, 9};
+  const std::vector<WriteTensor> tensors = {
+      {"b", Dtype::U8, {3}, reinterpret_cast<const std::byte*>(small), {}},
+      {"a", Dtype::I64, {big.size()}, reinterpret_cast<const std::byte*>(big.data()), {}}};
+  const Layout layout = plan_layout(tensors, nullptr);
+  const auto path = test::test_dir() / "record.bin";
+  test::write_file_bytes(path, Bytes(100, std::byte{1}));
+  const int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
+  write_recording_data(fd, 100, layout, tensors);
+  ::close(fd);
+  const Bytes file = test::read_file_bytes(path);
+  ASSERT_EQ(file.size(), 100 + layout.data_size);
+  EXPECT_EQ(file[99], std::byte{1});  // what was there before the offset is untouched
+  for (std::size_t i = 0; i < tensors.size(); ++i) {
+    const auto size = static_cast<std::size_t>(layout.sizes[i]);
+    EXPECT_EQ(std::memcmp(file.data() + 100 + layout.offsets[i], tensors[i].data, size), 0) << tensors[i].name;
   }
 }
 

@@ -17,7 +17,7 @@ import pytest
 
 import safestructures as ss
 from safestructures import InvalidArgumentError, InvalidFileError, UnsupportedTypeError
-from safestructures._format import RECORDING_KEY, SCHEMA_KEY
+from safestructures._format import RECORDING_KEY, RECORDING_PADDING, SCHEMA_KEY
 from conftest import assert_same, run_python_json, start_python
 
 # Record i of a test run, the same in the test and in its subprocesses: containers, scalars and arrays of a few
@@ -62,12 +62,17 @@ def test_flush_makes_records_visible_and_file_valid_for_stock_reader(tmp_path: P
     # Every tensor of the recording, through the stock reader, holds the bytes of its record.
     with safe_open(str(path), "np") as f:
         names = sorted(f.keys())
-        assert names == sorted(f"{i}.{k}" for i in range(20) for k in ("x", "y.0"))
+        # The records' tensors, after the padding the header grows into (zeros, which our reads do not show).
+        assert names == sorted([RECORDING_PADDING, *(f"{i}.{k}" for i in range(20) for k in ("x", "y.0"))])
+        padding = f.get_tensor(RECORDING_PADDING)
+        assert padding.dtype == np.uint8 and padding.shape == (16 << 20,) and not padding.any()
         for i in range(20):
             assert np.array_equal(f.get_tensor(f"{i}.x"), expected[i]["x"].reshape(f.get_tensor(f"{i}.x").shape))
             assert f.get_tensor(f"{i}.y.0").dtype == np.float64
             assert f.get_tensor(f"{i}.y.0").tolist() == expected[i]["y"][0].tolist()
         assert f.metadata()[RECORDING_KEY] == "1"
+    with ss.open(path) as lazy:
+        assert sorted(lazy.tensors()) == [n for n in names if n != RECORDING_PADDING]
     rec.close()
     rec.close()
     with pytest.raises(InvalidArgumentError, match="closed"):
@@ -195,7 +200,7 @@ def test_sigkill_at_a_random_moment_leaves_exactly_the_flushed_records(tmp_path:
 def test_header_grows_geometrically(tmp_path: Path) -> None:
     path = tmp_path / "rec.safetensors"
     rooms = []
-    with ss.Recorder(path, fsync=False, header_room=4096, flush_bytes=1 << 40) as rec:
+    with ss.Recorder(path, fsync=False, header_room=4096, header_reserve=0, flush_bytes=1 << 40) as rec:
         for i in range(2000):
             rec.append({"i": i, "x": np.zeros(2, np.float32)})
             rec.flush()
@@ -227,12 +232,13 @@ def _changes(values: list[Any]) -> int:
 
 
 def _growth(directory: Path, count: int = 300, fsync: bool = False) -> tuple[list[int], list[tuple[int, int]]]:
-    """`count` records, each flushed, into a recording in `directory` whose room starts at 4088 bytes; returns the
-    room and the (device, inode) of the file after each flush."""
+    """`count` records, each flushed, into a recording in `directory` whose room starts at 4088 bytes, without a
+    padding to grow into (each growth moves the data); returns the room and the (device, inode) of the file after each
+    flush."""
     path = directory / "rec.safetensors"
     rooms: list[int] = []
     ids: list[tuple[int, int]] = []
-    with ss.Recorder(path, fsync=fsync, header_room=4096, flush_seconds=None) as rec:
+    with ss.Recorder(path, fsync=fsync, header_room=4096, header_reserve=0, flush_seconds=None) as rec:
         for i in range(count):
             rec.append({"i": i, "w": [np.full(3, i + k, np.int32) for k in range(4)]})
             rec.flush()
@@ -272,7 +278,7 @@ def test_a_reader_holding_a_recording_open_keeps_its_data_from_moving(tmp_path: 
     if os.statvfs(tmp_path).f_bsize != 4096 or _file_system(tmp_path) not in ("ext4", "xfs"):
         pytest.skip("needs a file system with 4096-byte blocks that inserts ranges (ext4, XFS)")
     path = tmp_path / "rec.safetensors"
-    rec = ss.Recorder(path, fsync=False, header_room=4096, flush_seconds=None)
+    rec = ss.Recorder(path, fsync=False, header_room=4096, header_reserve=0, flush_seconds=None)
     rec.append({"x": np.arange(1000, dtype=np.int64)})
     rec.flush()
     first = path.stat().st_ino
@@ -307,15 +313,8 @@ def test_header_grows_by_rewriting_on_tmpfs(tmp_path: Path) -> None:
 
 def test_a_growth_cut_short_loads_the_old_or_the_new_records(tmp_path: Path) -> None:
     path = tmp_path / "rec.safetensors"
-    rec = ss.Recorder(path, fsync=False, header_room=4096, flush_seconds=None)
-    rec.append(record(0))
-    rec.flush()
-    before = path.read_bytes()
+    before, after = before_and_after(path, 1, 60, header_room=4096, header_reserve=0)
     old_room = int.from_bytes(before[:8], "little")
-    for i in range(1, 60):
-        rec.append(record(i))
-    rec.close()
-    after = path.read_bytes()
     new_room = int.from_bytes(after[:8], "little")
     assert old_room == 4088 and new_room > old_room and (new_room - old_room) % 4096 == 0
     old_data, data = before[8 + old_room:], after[8 + new_room:]
@@ -343,9 +342,10 @@ GROW_CHILD = """
 import sys, os
 import numpy as np
 import safestructures as ss
-directory, fsync = sys.argv[1], sys.argv[2] == "1"
+directory, fsync, reserve = sys.argv[1], sys.argv[2] == "1", int(sys.argv[3])
 for n in range(1000000):
-    rec = ss.Recorder(os.path.join(directory, f"{n}.safetensors"), fsync=fsync, flush_seconds=None, header_room=4096)
+    rec = ss.Recorder(os.path.join(directory, f"{n}.safetensors"), fsync=fsync, flush_seconds=None, header_room=4096,
+                      header_reserve=reserve)
     for i in range(40):
         rec.append({"i": i, "w": [np.full(2, i + k, np.int16) for k in range(30)]})
         rec.flush()
@@ -357,8 +357,10 @@ for n in range(1000000):
 @pytest.mark.parametrize("run", range(12))
 def test_sigkill_during_header_growth_leaves_exactly_the_flushed_records(tmp_path: Path, run: int) -> None:
     rng = random.Random(1000 + run)
-    # Each recording grows its room from 4088 bytes five times in 40 records: many kills land in a growth.
-    child = start_python(GROW_CHILD, str(tmp_path), str(run % 2))
+    # Each recording grows its room from 4088 bytes five times in 40 records: many kills land in a growth, which
+    # moves the data (no padding) or takes over the padding (half the runs: 16 KiB of it, used up after three growths,
+    # then a growth moving the data with a fresh padding).
+    child = start_python(GROW_CHILD, str(tmp_path), str(run % 2), str(0 if run % 4 < 2 else 16 << 10))
     assert child.stdout is not None
     first = child.stdout.readline()
     assert first, child.communicate(timeout=60)[1][-3000:]
@@ -428,7 +430,7 @@ def test_mode_a_drops_data_appended_after_the_last_commit(tmp_path: Path) -> Non
         assert path.stat().st_size == committed
         rec.append(record(1))
     with safe_open(str(path), "np") as f:
-        assert sorted(f.keys()) == ["0.x", "0.y.0", "1.x", "1.y.0"]
+        assert sorted(f.keys()) == ["0.x", "0.y.0", "1.x", "1.y.0", RECORDING_PADDING]
 
 
 def _journal(text: bytes, data_size: int) -> bytes:
@@ -438,26 +440,32 @@ def _journal(text: bytes, data_size: int) -> bytes:
     return text + b"SSRJRNL1" + numbers + xxhash.xxh3_64_digest(text + numbers)[::-1]
 
 
-def _two_commits(tmp_path: Path) -> tuple[bytes, bytes, int]:
-    """The bytes of a recording after 3 records, then after 40 more (the same header room, several pages)."""
-    path = tmp_path / "rec.safetensors"
-    rec = ss.Recorder(path, fsync=False, header_room=64 << 10, flush_seconds=None)
-    for i in range(3):
+def before_and_after(path: Path, flushed: int, total: int, **options: Any) -> tuple[bytes, bytes]:
+    """The bytes of a recording (Recorder `options`) after its first `flushed` records were committed, then once it
+    holds `total` records, closed."""
+    rec = ss.Recorder(path, fsync=False, flush_seconds=None, **options)
+    for i in range(flushed):
         rec.append(record(i))
     rec.flush()
     before = path.read_bytes()
-    for i in range(3, 43):
+    for i in range(flushed, total):
         rec.append(record(i))
     rec.close()
-    after = path.read_bytes()
+    return before, path.read_bytes()
+
+
+def _two_commits(tmp_path: Path) -> tuple[bytes, bytes, int]:
+    """The bytes of a recording after 3 records, then after 40 more (the same header room, several pages)."""
+    before, after = before_and_after(tmp_path / "rec.safetensors", 3, 43, header_room=64 << 10, header_reserve=0)
     room = int.from_bytes(before[:8], "little")
     assert room == int.from_bytes(after[:8], "little") == (64 << 10) - 8  # the data starts on a page
     return before, after, room
 
 
-def _check_cut_states(path: Path, states: dict[str, tuple[bytes, int]]) -> None:
+def _check_cut_states(path: Path, states: dict[str, tuple[bytes, int]], padded: bool = False) -> None:
     """Each state a killed commit can leave (its bytes, the records it must load) loads exactly those records, lazily
-    too; continuing completes or drops the commit, and the file is then whole for the stock reader."""
+    too; continuing completes or drops the commit, and the file is then whole for the stock reader (which also sees
+    the padding tensor of a `padded` recording)."""
     from safetensors import safe_open
 
     for name, (content, count) in states.items():
@@ -469,7 +477,7 @@ def _check_cut_states(path: Path, states: dict[str, tuple[bytes, int]]) -> None:
             rec.append(record(count))
         assert_same(recorded(path), [record(i) for i in range(count + 1)]), name
         with safe_open(str(path), "np") as f:
-            assert len(f.keys()) == 2 * (count + 1), name
+            assert len(f.keys()) == 2 * (count + 1) + padded, name
 
 
 def test_a_commit_cut_short_loads_the_old_or_the_new_records(tmp_path: Path) -> None:
