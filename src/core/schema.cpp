@@ -47,38 +47,6 @@ std::size_t Tape::begin_tagged(std::string_view tag) {
   return at;
 }
 
-void Tape::reference(std::size_t target, std::uint32_t& next_id) {
-  if (nodes_[target].id == 0) nodes_[target].id = next_id++;
-  const std::uint32_t id = nodes_[target].id;
-  const std::size_t at = begin_tagged(traits(Kind::Ref).tag);
-  string(id_member);
-  integer(id);
-  count_child(at);
-  end_container(at);
-}
-
-void Tape::float_value(double value) {
-  if (std::isfinite(value)) {
-    number(value);
-    return;
-  }
-  const std::size_t at = begin_tagged(traits(Kind::Float).tag);
-  string("v");
-  string(std::isnan(value) ? "nan" : (value > 0 ? "inf" : "-inf"));
-  count_child(at);
-  std::uint64_t bits = 0;
-  std::memcpy(&bits, &value, sizeof bits);
-  if (std::isnan(value) && bits != 0x7ff8000000000000ull) {
-    // A NaN's sign and payload are kept exactly.
-    char digits[16];
-    char* end = std::to_chars(digits, digits + 16, bits, 16).ptr;
-    string("bits");
-    owned_string(std::string(16 - static_cast<std::size_t>(end - digits), '0').append(digits, end));
-    count_child(at);
-  }
-  end_container(at);
-}
-
 std::string_view Tape::tag(std::size_t object) const {
   const Node& n = nodes_[object];
   if (n.kind != NodeKind::Object || n.count == 0) return {};

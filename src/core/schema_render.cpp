@@ -8,73 +8,11 @@
 #include "safestructures/error.hpp"
 #include "safestructures/schema.hpp"
 #include "safestructures/stack.hpp"
+#include "safestructures/schema_text.hpp"
 
 namespace safestructures {
 
 namespace {
-
-// The rendered text, written through a cursor: each node makes room for its longest form once and is then written
-// without further checks (appending to a std::string checks its capacity at every piece, a cost per character of a
-// schema made of short keys and numbers). The string is kept at its allocated size while rendering; finish() cuts
-// it to what was written.
-class TextOut {
- public:
-  explicit TextOut(std::string& out) : s_(out) {
-    const std::size_t used = s_.size();
-    s_.resize(std::max(s_.capacity(), used + 64));
-    p_ = s_.data() + used;
-    end_ = s_.data() + s_.size();
-  }
-  void room(std::size_t n) {
-    if (static_cast<std::size_t>(end_ - p_) < n) grow(n);
-  }
-  void put(char c) { *p_++ = c; }
-  void put(std::string_view text) {
-    // Most pieces are a few bytes (keys, numbers, punctuation): copied inline rather than through a call to memcpy.
-    if (text.size() <= 16) {
-      for (const char c : text) *p_++ = c;
-      return;
-    }
-    std::memcpy(p_, text.data(), text.size());
-    p_ += text.size();
-  }
-  // room() and put() together, for text of any length.
-  void append(std::string_view text) {
-    room(text.size());
-    put(text);
-  }
-  void finish() { s_.resize(static_cast<std::size_t>(p_ - s_.data())); }
-
- private:
-  void grow(std::size_t n) {
-    const std::size_t used = static_cast<std::size_t>(p_ - s_.data());
-    s_.resize(std::max(2 * s_.size(), used + n));
-    p_ = s_.data() + used;
-    end_ = s_.data() + s_.size();
-  }
-  std::string& s_;
-  char* p_;
-  char* end_;
-};
-
-// The longest text a number takes (a double's shortest form, ".0" added; an int64).
-constexpr std::size_t number_room = 32;
-
-void put_number(TextOut& out, double value) {
-  char buffer[number_room];
-  const auto result = std::to_chars(buffer, buffer + sizeof buffer, value);
-  const std::string_view text(buffer, static_cast<std::size_t>(result.ptr - buffer));
-  out.put(text);
-  // Keeps floats distinguishable from integers in the JSON: 1.0 stays 1.0, not 1.
-  if (text.find_first_of(".e") == std::string_view::npos) out.put(".0");
-}
-
-// {"$":TAG,"#":ID,"items": the head of a container that something refers to, in its kind's tagged form.
-std::string referred_head(Kind kind, std::uint32_t id) {
-  std::string out = "{\"";
-  out.append(tag_member).append("\":\"").append(traits(kind).tag).append("\",\"").append(id_member).append("\":");
-  return out.append(std::to_string(id)).append(",\"items\":");
-}
 
 [[noreturn]] void stack_too_deep() {
   raise(ErrorCode::NestingTooDeep, "the schema nests deeper than this thread's stack can walk");
@@ -91,33 +29,6 @@ void literal(TextOut& out, std::string_view text) {
   } else {
     out.append(text);
   }
-}
-
-template <bool Escaped>
-void string_node(TextOut& out, std::string_view text) {
-  // At most: each byte a control character, \u00XX (6), its backslash escaped once more (7); and the quotes.
-  out.room((Escaped ? 7 : 6) * text.size() + 4);
-  const std::string_view quote = Escaped ? "\\\"" : "\"";
-  out.put(quote);
-  std::size_t run = 0;
-  for (std::size_t k = 0; k < text.size(); ++k) {
-    if (json_plain(text[k])) continue;
-    out.put(text.substr(run, k - run));
-    run = k + 1;
-    char buffer[6];
-    const std::string_view escape = json_escape(text[k], buffer);
-    if constexpr (Escaped) {
-      // What append_json_string writes, escaped once more: an escape's backslash doubles, a quote in it is \".
-      for (const char c : escape) {
-        if (!json_plain(c)) out.put('\\');
-        out.put(c);
-      }
-    } else {
-      out.put(escape);
-    }
-  }
-  out.put(text.substr(run));
-  out.put(quote);
 }
 
 template <bool Escaped>
