@@ -179,6 +179,8 @@ class SchemaText {
   void refer(std::size_t start, std::size_t end, std::uint32_t id) { referred_.push_back({start, end, id}); }
   // The document: its envelope closed, the containers referred to in their referred form.
   std::string finish() &&;
+  // Gives a finished document's memory back for the next document this thread writes.
+  static void recycle(std::string&& text);
 
  private:
   struct Referred {
@@ -197,7 +199,7 @@ class SchemaText {
     out_.put(',');
   }
   void tagged_float(double v);
-  // An empty string with the room the last document on this thread took.
+  // An empty string with the room the last document on this thread took (the memory recycled, where there is some).
   static std::string reserved();
 
   std::string text_;

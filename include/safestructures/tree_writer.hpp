@@ -50,7 +50,8 @@ struct WrittenTree {
 
   // The schema document (a sharded save puts it in its index).
   std::string document() const;
-  // The file: the document in the header's metadata beside the caller's, or spilled into a tensor (section 4).
+  // The file: the document in the header's metadata beside the caller's, or spilled into a tensor (section 4). The
+  // plan's metadata keeps the document's key, its text moved into the header.
   StructuredLayout plan(const Metadata& metadata, std::uint64_t max_header_size = default_max_header_size, bool checksums = true) &&;
 };
 

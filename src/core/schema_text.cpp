@@ -8,8 +8,13 @@ namespace safestructures {
 namespace {
 
 // The size of the last document written on this thread: the next one starts with that much room, so that saving similar
-// data again does not grow (and copy) its text step by step. Capped, so a small save after a huge one stays small.
+// data again does not grow (and copy) its text step by step.
 thread_local std::size_t last_document_size = 0;
+// The memory of the last document, given back once the header holds it: a document's memory freed and allocated again
+// is returned to the system between saves and faulted in anew, page by page, at each save (the header and the file's
+// bytes are as large). Kept up to this size.
+constexpr std::size_t kept_capacity = std::size_t{32} << 20;
+thread_local std::string spare;
 
 std::string escaped(std::string_view json) {
   std::string out;
@@ -116,9 +121,16 @@ std::size_t after_tag(std::string_view text, std::size_t start) {
 }  // namespace
 
 std::string SchemaText::reserved() {
-  std::string text;
-  text.reserve(std::min<std::size_t>(last_document_size + last_document_size / 8, std::size_t{64} << 20));
+  std::string text = std::move(spare);
+  text.clear();
+  // Only ever grown: reserve() below the capacity may shrink the string, into a new allocation.
+  const std::size_t wanted = std::min<std::size_t>(last_document_size + last_document_size / 8, std::size_t{64} << 20);
+  if (text.capacity() < wanted) text.reserve(wanted);
   return text;
+}
+
+void SchemaText::recycle(std::string&& text) {
+  if (text.capacity() <= kept_capacity && text.capacity() > spare.capacity()) spare = std::move(text);
 }
 
 std::string unescape_schema(std::string_view escaped) {

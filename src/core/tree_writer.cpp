@@ -239,7 +239,11 @@ WrittenTree TreeWriter::finish() && {
 std::string WrittenTree::document() const { return unescape_schema(escaped_document); }
 
 StructuredLayout WrittenTree::plan(const Metadata& metadata, std::uint64_t max_header_size, bool checksums) && {
-  return plan_structured(std::move(tensors), metadata, EscapedSchema{std::move(escaped_document)}, max_header_size, checksums);
+  StructuredLayout plan =
+      plan_structured(std::move(tensors), metadata, EscapedSchema{std::move(escaped_document)}, max_header_size, checksums);
+  // The header holds the document now: its text goes back to the writer of the next one (the metadata keeps its key).
+  if (plan.spilled_schema.empty()) SchemaText::recycle(std::move(plan.metadata.back().second));
+  return plan;
 }
 
 }  // namespace safestructures

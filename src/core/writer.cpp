@@ -382,6 +382,13 @@ Layout plan_layout(std::span<const WriteTensor> tensors, const Metadata* metadat
   std::size_t entry_begin = 0, entry_end = 0, header_digest_at = 0;
 
   std::string& json = layout.header;
+  // Room for about all of it (the checksums entry's head, a tensor's entry and its checksum rarely take more than 256
+  // bytes; a value escaped grows): a large schema in the metadata is not grown by doubling, copy after copy.
+  std::size_t room = 256 * (1 + tensors.size());
+  if (metadata != nullptr) {
+    for (const auto& [key, value] : *metadata) room += key.size() + value.size() + 8;
+  }
+  json.reserve(room);
   json.assign(8, '\0');
   json += '{';
   bool first = true;
