@@ -121,10 +121,13 @@ std::size_t after_tag(std::string_view text, std::size_t start) {
 }  // namespace
 
 std::string SchemaText::reserved() {
+  const std::size_t wanted = std::min<std::size_t>(last_document_size + last_document_size / 8, std::size_t{64} << 20);
   std::string text = std::move(spare);
   text.clear();
+  // Writing starts by sizing the string to its capacity: memory far beyond what this document is expected to take (a
+  // small save after a large one) is let go rather than cleared again at each save.
+  if (text.capacity() > 2 * wanted + (std::size_t{64} << 10)) std::string().swap(text);  // (assigning keeps the memory)
   // Only ever grown: reserve() below the capacity may shrink the string, into a new allocation.
-  const std::size_t wanted = std::min<std::size_t>(last_document_size + last_document_size / 8, std::size_t{64} << 20);
   if (text.capacity() < wanted) text.reserve(wanted);
   return text;
 }
