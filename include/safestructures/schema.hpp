@@ -67,12 +67,6 @@ class Tape {
   void end_container(std::size_t at);
   // Opens a tagged object, its "$" member written: {"$":tag, ...}; closed with end_container.
   std::size_t begin_tagged(std::string_view tag);
-  // A float as format.md 5.2 stores it: a JSON number when finite, else {"$":"float","v":"nan"|"inf"|"-inf"} with the
-  // "bits" of a NaN whose sign or payload is not the default one. Both savers (Python's and C++'s) write floats so.
-  void float_value(double value);
-  // A {"$":"ref","#":id} to the container opened at `target`, which gets the next id (counted in `next_id`) the first
-  // time something refers to it (format.md 5.3).
-  void reference(std::size_t target, std::uint32_t& next_id);
   // Counts one more element/member of the container opened at `at`.
   void count_child(std::size_t at) { ++nodes_[at].count; }
   void set_id(std::size_t at, std::uint32_t id) { nodes_[at].id = id; }

@@ -15,6 +15,7 @@
 #include "safestructures/error.hpp"
 #include "safestructures/format.hpp"
 #include "safestructures/schema.hpp"
+#include "safestructures/schema_text.hpp"
 #include "safestructures/structure.hpp"
 #include "safestructures/writer.hpp"
 
@@ -41,15 +42,16 @@ class NodeText {
   ~NodeText() = default;
 };
 
-// What a walk wrote: the schema tape and the tensors it names, in walk order. The tape views strings the front end's
-// data holds, so the data must stay alive until the schema is rendered, and the tensors' data until they are written.
+// What a walk wrote: the schema document, escaped as the header's string holds it, and the tensors it names, in walk
+// order. The tensors view the front end's data, which must stay alive until they are written.
 struct WrittenTree {
-  Tape tape;
+  std::string escaped_document;
   std::vector<WriteTensor> tensors;
 
   // The schema document (a sharded save puts it in its index).
   std::string document() const;
-  // The file: the document in the header's metadata beside the caller's, or spilled into a tensor (section 4).
+  // The file: the document in the header's metadata beside the caller's, or spilled into a tensor (section 4). The
+  // plan's metadata keeps the document's key, its text moved into the header.
   StructuredLayout plan(const Metadata& metadata, std::uint64_t max_header_size = default_max_header_size, bool checksums = true) &&;
 };
 
@@ -65,8 +67,8 @@ class TreeWriter {
   TreeWriter(const TreeWriter&) = delete;
   TreeWriter& operator=(const TreeWriter&) = delete;
 
-  // Scalars without a tagged form go straight onto the tape.
-  Tape tape;
+  // The document being written: scalars, and the containers the front end opens and closes, go straight into it.
+  SchemaText out;
 
   // ---- The path of the node being written: what tensors are named by and messages show.
   void push_index(std::size_t index) { path_.push_back({PathPart::Index, index, nullptr, {}}); }
@@ -97,22 +99,22 @@ class TreeWriter {
   // True when `obj` was written before: a reference to it is written instead. Raises UnsupportedData for a cycle
   // through an immutable object, which could not be rebuilt before its own items.
   bool seen(const void* obj);
-  // {"$":tag, ...} of a tagged kind; closed by leave (or tape.end_container).
-  std::size_t begin_tagged(Kind kind) { return tape.begin_tagged(traits(kind).tag); }
+  // {"$":tag, ...} of a tagged kind; closed by leave (or out.end_container).
+  std::size_t begin_tagged(Kind kind) { return out.begin_tagged(traits(kind).tag); }
   // One level deeper, into the container opened at `at` for `obj` (nullptr for one nothing can refer to, as an empty
   // tuple); raises NestingTooDeep past the depth limit or near the end of the stack.
   void enter(const void* obj, std::size_t at, bool immutable);
   // Closes the container opened at `at` and leaves its level.
   void leave(const void* obj, std::size_t at);
-  // The "items" member of the tagged object at `at`, its array opened; closed by tape.end_container.
-  std::size_t begin_items(std::size_t at);
+  // The "items" member of the tagged object being written, its array opened; closed by out.end_container.
+  std::size_t begin_items();
   // {"$":"tensor","name":NAME, ...}, `name` taken (empty: the node views an earlier tensor's storage and names none);
   // the front end adds its fields and closes it.
   std::size_t begin_tensor(const void* obj, std::string name);
 
   // Tensors the walk collected (bytes spilled, or added by the front end after begin_tensor).
   std::vector<WriteTensor> tensors;
-  WrittenTree finish() && { return {std::move(tape), std::move(tensors)}; }
+  WrittenTree finish() &&;
 
  private:
   struct PathPart {
@@ -122,13 +124,22 @@ class TreeWriter {
     std::string_view field;
   };
   class MemoTable;
+  // Where a container others may refer to was written, and its id once something does.
+  struct Written {
+    std::size_t start = 0, end = 0;
+    std::uint32_t id = 0;
+  };
 
   const NodeText& text_;
   std::uint32_t max_depth_;
   std::uint32_t depth_ = 0;
   std::uint32_t next_id_ = 1;
   std::vector<PathPart> path_;
+  // Enters `obj`, written at `at`, in the memo.
+  void remember(const void* obj, std::size_t at, bool in_progress, bool immutable);
+
   std::unique_ptr<MemoTable> memo_;
+  std::vector<Written> written_;
   std::unordered_set<std::string> used_names_;
 };
 

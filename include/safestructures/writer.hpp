@@ -40,6 +40,14 @@ struct Layout {
   std::vector<std::size_t> digest_at;
 
   std::uint64_t file_size() const { return header.size() + data_size; }
+
+  Layout() = default;
+  // Gives the header's memory to the next layout planned on this thread (writer.cpp).
+  ~Layout();
+  Layout(const Layout&) = default;
+  Layout& operator=(const Layout&) = default;
+  Layout(Layout&&) noexcept = default;
+  Layout& operator=(Layout&&) noexcept = default;
 };
 
 // Lays out a file as the reference writer does: compact JSON, `__metadata__` first with its keys sorted, entries in

@@ -84,28 +84,22 @@ class SaveWalk final : public NodeText {
   bool scalar(PyObject* obj) {
     PyTypeObject* type = Py_TYPE(obj);
     if (obj == Py_None) {
-      writer.tape.null();
+      writer.out.null();
     } else if (type == &PyUnicode_Type) {
       walk_str(obj);
     } else if (type == &PyLong_Type) {
       walk_int(obj);
     } else if (type == &PyFloat_Type) {
-      writer.tape.float_value(PyFloat_AS_DOUBLE(obj));
+      writer.out.float_value(PyFloat_AS_DOUBLE(obj));
     } else if (type == &PyBool_Type) {
-      writer.tape.boolean(obj == Py_True);
+      writer.out.boolean(obj == Py_True);
     } else {
       return false;
     }
     return true;
   }
-  // Writes the child whose part the caller pushed on the path, pops that part and counts the child.
-  void child(PyObject* value, std::size_t container_at) {
-    walk(value);
-    writer.pop();
-    writer.tape.count_child(container_at);
-  }
   // A field written before "items" (a deque's "maxlen", a defaultdict's "factory"): None, an int or a str.
-  void leading_field(std::size_t at, std::string_view name, nb::handle value);
+  void leading_field(std::string_view name, nb::handle value);
   // Calls a hook about `obj`; a TypeError from it (the object cannot be stored) becomes UnsupportedData.
   template <class Call>
   nb::object storable(PyObject* obj, Call&& call) {
@@ -152,7 +146,7 @@ void SaveWalk::walk_int(PyObject* obj) {
   int overflow = 0;
   const long long value = PyLong_AsLongLongAndOverflow(obj, &overflow);
   if (!overflow) {
-    writer.tape.integer(value);
+    writer.out.integer(value);
     return;
   }
   nb::object hex = nb::steal(PyNumber_ToBase(obj, 16));
@@ -163,7 +157,7 @@ void SaveWalk::walk_int(PyObject* obj) {
 void SaveWalk::walk_str(PyObject* obj) {
   std::string_view text;
   if (utf8_of(obj, text)) {
-    writer.tape.string(text);
+    writer.out.string(text);
     return;
   }
   std::vector<std::uint32_t> points(static_cast<std::size_t>(PyUnicode_GET_LENGTH(obj)));
@@ -174,7 +168,7 @@ void SaveWalk::walk_str(PyObject* obj) {
 void SaveWalk::walk_list(PyObject* obj, bool unshared) {
   PyObject* shared = unshared ? nullptr : obj;
   if (shared && writer.seen(shared)) return;
-  const std::size_t at = writer.tape.begin_array();
+  const std::size_t at = writer.out.begin_array();
   writer.enter(shared, at, false);
   // Re-reads the size each step: saving must not crash if user code run by the walk mutates the list.
   for (Py_ssize_t k = 0; k < PyList_GET_SIZE(obj); ++k) {
@@ -186,7 +180,6 @@ void SaveWalk::walk_list(PyObject* obj, bool unshared) {
       walk(item.ptr(), unshared_item);
       writer.pop();
     }
-    writer.tape.count_child(at);
   }
   writer.leave(shared, at);
 }
@@ -201,13 +194,13 @@ void SaveWalk::walk_dict(PyObject* obj, bool unshared) {
     // "$" marks tagged objects, and a plain object's keys are UTF-8 strings: any other dict is written as pairs.
     if (!PyUnicode_CheckExact(key) || !utf8_of(key, text) || text == tag_member) return walk_items(obj, Kind::Dict, false, unshared);
   }
-  const std::size_t at = writer.tape.begin_object();
+  const std::size_t at = writer.out.begin_object();
   writer.enter(shared, at, false);
   pos = 0;
   while (PyDict_Next(obj, &pos, &key, &value)) {
     // Checked above; a key whose UTF-8 form a hook's code took away since is refused with the others.
     if (!PyUnicode_CheckExact(key) || !utf8_of(key, text)) unsupported(key, "a key changed while the dict was saved");
-    writer.tape.string(text);
+    writer.out.key(text);
     if (!scalar(value)) {
       const bool unshared_value = only_reference(value);
       nb::object held = nb::borrow(value);
@@ -215,7 +208,6 @@ void SaveWalk::walk_dict(PyObject* obj, bool unshared) {
       walk(held.ptr(), unshared_value);
       writer.pop();
     }
-    writer.tape.count_child(at);
   }
   writer.leave(shared, at);
 }
@@ -232,8 +224,8 @@ void SaveWalk::walk_items(PyObject* obj, Kind kind, bool immutable, bool unshare
   }
   const std::size_t at = writer.begin_tagged(kind);
   writer.enter(shared, at, immutable);
-  if (kind == Kind::Deque) leading_field(at, "maxlen", nb::getattr(nb::handle(obj), "maxlen"));
-  if (factory.is_valid()) leading_field(at, "factory", factory);
+  if (kind == Kind::Deque) leading_field("maxlen", nb::getattr(nb::handle(obj), "maxlen"));
+  if (factory.is_valid()) leading_field("factory", factory);
   const bool pairs = traits(kind).shape == Shape::Mapping;
   nb::object items;
   if (kind == Kind::Tuple) {
@@ -244,7 +236,7 @@ void SaveWalk::walk_items(PyObject* obj, Kind kind, bool immutable, bool unshare
     // Sorted where the items allow it, so equal sets give equal files whatever their insertion history or hash seed.
     if ((kind == Kind::Set || kind == Kind::FrozenSet) && PyList_Sort(items.ptr()) != 0) PyErr_Clear();
   }
-  const std::size_t list = writer.begin_items(at);
+  const std::size_t list = writer.begin_items();
   for (Py_ssize_t k = 0; k < PySequence_Fast_GET_SIZE(items.ptr()); ++k) {
     PyObject* item = PySequence_Fast_GET_ITEM(items.ptr(), k);
     if (!pairs) {
@@ -253,32 +245,29 @@ void SaveWalk::walk_items(PyObject* obj, Kind kind, bool immutable, bool unshare
         walk(item, only_reference(item));
         writer.pop();
       }
-      writer.tape.count_child(list);
       continue;
     }
     PyObject* key = PyTuple_GET_ITEM(item, 0);
-    const std::size_t pair_at = writer.tape.begin_array();
+    const std::size_t pair_at = writer.out.begin_array();
     writer.push_key(key);
     walk(key);
-    writer.tape.count_child(pair_at);
-    child(PyTuple_GET_ITEM(item, 1), pair_at);
-    writer.tape.end_container(pair_at);
-    writer.tape.count_child(list);
+    walk(PyTuple_GET_ITEM(item, 1));
+    writer.pop();
+    writer.out.end_container(pair_at);
   }
-  writer.tape.end_container(list);
+  writer.out.end_container(list);
   writer.leave(shared, at);
 }
 
-void SaveWalk::leading_field(std::size_t at, std::string_view name, nb::handle value) {
-  writer.tape.string(name);
+void SaveWalk::leading_field(std::string_view name, nb::handle value) {
+  writer.out.key(name);
   if (value.is_none()) {
-    writer.tape.null();
+    writer.out.null();
   } else if (nb::isinstance<nb::str>(value)) {
-    writer.tape.owned_string(nb::cast<std::string>(value));
+    writer.out.string(nb::cast<std::string>(value));
   } else {
-    writer.tape.integer(nb::cast<std::int64_t>(value));
+    writer.out.integer(nb::cast<std::int64_t>(value));
   }
-  writer.tape.count_child(at);
 }
 
 void SaveWalk::walk_bytes(PyObject* obj, Kind kind, const char* data, Py_ssize_t size) {
@@ -291,37 +280,35 @@ void SaveWalk::walk_array(PyObject* obj) {
   // Proposed, not claimed: a tensor that views another one's storage writes no data of its own.
   std::string name = writer.free_name();
   nb::object entry = storable(obj, [&] { return hooks_.array_entry(nb::handle(obj), py_str(name), context_); });
-  // The tape views strings inside the entry's fields until the schema is rendered.
+  // The entry holds the arrays whose memory the tensors view until they are written.
   keep_alive.push_back(entry);
   nb::tuple parts = nb::borrow<nb::tuple>(entry);
   const bool stores = !parts[0].is_none();
   const std::size_t at = writer.begin_tensor(obj, stores ? name : std::string());
   for (auto [key, value] : nb::borrow<nb::dict>(parts[3])) {
-    writer.tape.owned_string(nb::cast<std::string>(key));
+    writer.out.key(nb::cast<std::string>(key));
     walk(value.ptr());
-    writer.tape.count_child(at);
   }
-  writer.tape.end_container(at);
+  writer.out.end_container(at);
   if (stores) writer.tensors.push_back(make_write_tensor(py_str(name), parts[0], parts[1], parts[2]));
 }
 
 void SaveWalk::walk_reduced(PyObject* obj) {
   if (writer.seen(obj)) return;
   nb::object reduced = storable(obj, [&] { return hooks_.reduce(nb::handle(obj), context_); });
-  // The tape views strings inside the reduced fields until the schema is rendered.
+  // Fields the reduction made may hold memory a tensor views until it is written.
   keep_alive.push_back(reduced);
   nb::tuple parts = nb::borrow<nb::tuple>(reduced);
-  const std::size_t at = writer.tape.begin_tagged(writer.tape.own(nb::cast<std::string>(parts[0])));
+  const std::size_t at = writer.out.begin_tagged(nb::cast<std::string>(parts[0]));
   // Registered like a tuple: an object rebuilt from its fields cannot exist before them, so a cycle through it is
   // refused, while a second reference to it is stored once.
   writer.enter(obj, at, true);
   for (auto [key, value] : nb::borrow<nb::dict>(parts[1])) {
-    const std::string_view field = writer.tape.own(nb::cast<std::string>(key));
-    writer.tape.string(field);
+    const std::string field = nb::cast<std::string>(key);
+    writer.out.key(field);
     const bool named = writer.push_field(field);
     walk(value.ptr());
     if (named) writer.pop();
-    writer.tape.count_child(at);
   }
   writer.leave(obj, at);
 }

@@ -1,4 +1,4 @@
-// The schema tape: JSON rendering (with reference ids), parsing with simdjson, and the schema document envelope.
+// The schema tape: building, parsing with simdjson, and the schema document's checks (rendering: schema_render.cpp).
 #include "safestructures/schema.hpp"
 
 #include <simdjson.h>
@@ -47,38 +47,6 @@ std::size_t Tape::begin_tagged(std::string_view tag) {
   return at;
 }
 
-void Tape::reference(std::size_t target, std::uint32_t& next_id) {
-  if (nodes_[target].id == 0) nodes_[target].id = next_id++;
-  const std::uint32_t id = nodes_[target].id;
-  const std::size_t at = begin_tagged(traits(Kind::Ref).tag);
-  string(id_member);
-  integer(id);
-  count_child(at);
-  end_container(at);
-}
-
-void Tape::float_value(double value) {
-  if (std::isfinite(value)) {
-    number(value);
-    return;
-  }
-  const std::size_t at = begin_tagged(traits(Kind::Float).tag);
-  string("v");
-  string(std::isnan(value) ? "nan" : (value > 0 ? "inf" : "-inf"));
-  count_child(at);
-  std::uint64_t bits = 0;
-  std::memcpy(&bits, &value, sizeof bits);
-  if (std::isnan(value) && bits != 0x7ff8000000000000ull) {
-    // A NaN's sign and payload are kept exactly.
-    char digits[16];
-    char* end = std::to_chars(digits, digits + 16, bits, 16).ptr;
-    string("bits");
-    owned_string(std::string(16 - static_cast<std::size_t>(end - digits), '0').append(digits, end));
-    count_child(at);
-  }
-  end_container(at);
-}
-
 std::string_view Tape::tag(std::size_t object) const {
   const Node& n = nodes_[object];
   if (n.kind != NodeKind::Object || n.count == 0) return {};
@@ -99,176 +67,6 @@ std::size_t Tape::member(std::size_t object, std::string_view key) const {
 }
 
 namespace {
-
-// The rendered text, written through a cursor: each node makes room for its longest form once and is then written
-// without further checks (appending to a std::string checks its capacity at every piece, a cost per character of a
-// schema made of short keys and numbers). The string is kept at its allocated size while rendering; finish() cuts
-// it to what was written.
-class TextOut {
- public:
-  explicit TextOut(std::string& out) : s_(out) {
-    const std::size_t used = s_.size();
-    s_.resize(std::max(s_.capacity(), used + 64));
-    p_ = s_.data() + used;
-    end_ = s_.data() + s_.size();
-  }
-  void room(std::size_t n) {
-    if (static_cast<std::size_t>(end_ - p_) < n) grow(n);
-  }
-  void put(char c) { *p_++ = c; }
-  void put(std::string_view text) {
-    // Most pieces are a few bytes (keys, numbers, punctuation): copied inline rather than through a call to memcpy.
-    if (text.size() <= 16) {
-      for (const char c : text) *p_++ = c;
-      return;
-    }
-    std::memcpy(p_, text.data(), text.size());
-    p_ += text.size();
-  }
-  // room() and put() together, for text of any length.
-  void append(std::string_view text) {
-    room(text.size());
-    put(text);
-  }
-  void finish() { s_.resize(static_cast<std::size_t>(p_ - s_.data())); }
-
- private:
-  void grow(std::size_t n) {
-    const std::size_t used = static_cast<std::size_t>(p_ - s_.data());
-    s_.resize(std::max(2 * s_.size(), used + n));
-    p_ = s_.data() + used;
-    end_ = s_.data() + s_.size();
-  }
-  std::string& s_;
-  char* p_;
-  char* end_;
-};
-
-// The longest text a number takes (a double's shortest form, ".0" added; an int64).
-constexpr std::size_t number_room = 32;
-
-void put_number(TextOut& out, double value) {
-  char buffer[number_room];
-  const auto result = std::to_chars(buffer, buffer + sizeof buffer, value);
-  const std::string_view text(buffer, static_cast<std::size_t>(result.ptr - buffer));
-  out.put(text);
-  // Keeps floats distinguishable from integers in the JSON: 1.0 stays 1.0, not 1.
-  if (text.find_first_of(".e") == std::string_view::npos) out.put(".0");
-}
-
-// {"$":TAG,"#":ID,"items": the head of a container that something refers to, in its kind's tagged form.
-std::string referred_head(Kind kind, std::uint32_t id) {
-  std::string out = "{\"";
-  out.append(tag_member).append("\":\"").append(traits(kind).tag).append("\",\"").append(id_member).append("\":");
-  return out.append(std::to_string(id)).append(",\"items\":");
-}
-
-[[noreturn]] void stack_too_deep() {
-  raise(ErrorCode::NestingTooDeep, "the schema nests deeper than this thread's stack can walk");
-}
-
-// Text of the rendered JSON. Escaped, it is written as it appears inside a JSON string (the schema's place in the
-// header): the document and its escaping come out of one pass rather than a rendering and then a second pass.
-template <bool Escaped>
-void literal(TextOut& out, std::string_view text) {
-  if constexpr (Escaped) {
-    std::string escaped;
-    append_json_escaped(escaped, text);
-    out.append(escaped);
-  } else {
-    out.append(text);
-  }
-}
-
-template <bool Escaped>
-void string_node(TextOut& out, std::string_view text) {
-  // At most: each byte a control character, \u00XX (6), its backslash escaped once more (7); and the quotes.
-  out.room((Escaped ? 7 : 6) * text.size() + 4);
-  const std::string_view quote = Escaped ? "\\\"" : "\"";
-  out.put(quote);
-  std::size_t run = 0;
-  for (std::size_t k = 0; k < text.size(); ++k) {
-    if (json_plain(text[k])) continue;
-    out.put(text.substr(run, k - run));
-    run = k + 1;
-    char buffer[6];
-    const std::string_view escape = json_escape(text[k], buffer);
-    if constexpr (Escaped) {
-      // What append_json_string writes, escaped once more: an escape's backslash doubles, a quote in it is \".
-      for (const char c : escape) {
-        if (!json_plain(c)) out.put('\\');
-        out.put(c);
-      }
-    } else {
-      out.put(escape);
-    }
-  }
-  out.put(text.substr(run));
-  out.put(quote);
-}
-
-template <bool Escaped>
-std::size_t append_node(TextOut& out, const Tape& tape, std::size_t i) {
-  const Node& n = tape[i];
-  if ((n.kind == NodeKind::Array || n.kind == NodeKind::Object) && stack_nearly_exhausted()) stack_too_deep();
-  switch (n.kind) {
-    case NodeKind::Null: out.append("null"); return i + 1;
-    case NodeKind::False: out.append("false"); return i + 1;
-    case NodeKind::True: out.append("true"); return i + 1;
-    case NodeKind::Int: {
-      char digits[number_room];
-      out.append(std::string_view(digits, static_cast<std::size_t>(std::to_chars(digits, digits + sizeof digits, n.integer).ptr - digits)));
-      return i + 1;
-    }
-    case NodeKind::Float:
-      out.room(number_room);
-      put_number(out, n.number);
-      return i + 1;
-    case NodeKind::String: string_node<Escaped>(out, n.text); return i + 1;
-    case NodeKind::Array: {
-      if (n.id) literal<Escaped>(out, referred_head(Kind::List, n.id));
-      out.append("[");
-      std::size_t c = i + 1;
-      for (std::uint32_t k = 0; k < n.count; ++k) {
-        if (k) out.append(",");
-        c = append_node<Escaped>(out, tape, c);
-      }
-      out.append(n.id ? "]}" : "]");
-      return n.end;
-    }
-    case NodeKind::Object: {
-      const bool tagged = !tape.tag(i).empty();
-      // An untagged object that something refers to is written as a dict's items, [[key, value], ...].
-      const bool pairs = n.id && !tagged;
-      if (pairs) {
-        literal<Escaped>(out, referred_head(Kind::Dict, n.id) + "[");
-      } else {
-        out.append("{");
-      }
-      std::size_t c = i + 1;
-      for (std::uint32_t k = 0; k < n.count; ++k) {
-        if (k) out.append(",");
-        if (pairs) out.append("[");
-        string_node<Escaped>(out, tape[c].text);
-        out.append(pairs ? "," : ":");
-        c = append_node<Escaped>(out, tape, c + 1);
-        if (pairs) out.append("]");
-        if (k == 0 && tagged && n.id) literal<Escaped>(out, ",\"#\":" + std::to_string(n.id));
-      }
-      out.append(pairs ? "]}" : "}");
-      return n.end;
-    }
-  }
-  return i + 1;
-}
-
-// Renders the subtree at `root` after what `out` holds.
-template <bool Escaped>
-void render(std::string& out, const Tape& tape, std::size_t root) {
-  TextOut text(out);
-  append_node<Escaped>(text, tape, root);
-  text.finish();
-}
 
 // Copies a parsed document into a tape in one pass over simdjson's own tape (docs/tape.md of simdjson: one word per
 // value, a container's start and end words, a number's value in the word after its own), which is in the same
@@ -344,14 +142,6 @@ class Converter {
 
 }  // namespace
 
-void append_json(std::string& out, const Tape& tape, std::size_t root) { render<false>(out, tape, root); }
-
-std::string to_json(const Tape& tape) {
-  std::string out;
-  if (tape.size()) render<false>(out, tape, 0);
-  return out;
-}
-
 // The parser of the last schema this thread parsed, reused once no tape holds it any more (tapes view its strings):
 // allocating a parser's buffers for every load costs more than parsing a small schema.
 std::shared_ptr<simdjson::dom::parser> reusable_parser(std::size_t size, std::uint32_t max_depth) {
@@ -386,35 +176,6 @@ Tape parse_schema_json(std::string_view json, const SchemaLimits& limits, bool p
   tape.parsed_ = parser;
   Converter(tape.nodes_, limits).convert(parser->doc);
   return tape;
-}
-
-template <bool Escaped>
-std::string schema_document(const Tape& root, std::size_t reserve) {
-  std::string out;
-  out.reserve(reserve);
-  const std::string head = schema_envelope_head() + ",\"root\":";
-  if constexpr (Escaped) {
-    append_json_escaped(out, head);
-  } else {
-    out += head;
-  }
-  if (root.size()) {
-    render<Escaped>(out, root, 0);
-  } else {
-    out += "null";
-  }
-  out += '}';
-  return out;
-}
-
-std::string schema_envelope_head() {
-  return "{\"format\":\"" + std::string(schema_format_name) + "\",\"version\":" + std::to_string(schema_version);
-}
-
-std::string make_schema_document(const Tape& root) { return schema_document<false>(root, 0); }
-
-EscapedSchema make_escaped_schema_document(const Tape& root, std::size_t reserve) {
-  return EscapedSchema{schema_document<true>(root, reserve)};
 }
 
 void check_schema_envelope(const Tape& document) {

@@ -2,6 +2,7 @@
 #include "safestructures/structure.hpp"
 
 #include "safestructures/error.hpp"
+#include "safestructures/schema_text.hpp"
 
 namespace safestructures {
 bool is_reserved_metadata_key(std::string_view key) {
@@ -18,11 +19,6 @@ void spill(StructuredLayout& plan, std::string schema_document, std::uint64_t ma
   plan.tensors.push_back(WriteTensor{std::string(schema_spill_tensor), Dtype::U8, {plan.spilled_schema.size()},
                                      reinterpret_cast<const std::byte*>(plan.spilled_schema.data()), {}});
   plan.layout = plan_layout(plan.tensors, &plan.metadata, max_header_size, {}, checksums);
-}
-
-// The document an escaped rendering stands for: the content of a JSON string, read back as JSON reads it.
-std::string unescape(const std::string& escaped) {
-  return std::string(parse_schema_json("\"" + escaped + "\"")[0].text);
 }
 
 // The schema is given as JSON, or `escaped` as the content of the header's JSON string.
@@ -44,7 +40,7 @@ StructuredLayout plan_with_schema(std::vector<WriteTensor> tensors, const Metada
     if (e.code() != ErrorCode::HeaderTooLarge) throw;
   }
   std::string& document = plan.metadata.back().second;
-  spill(plan, escaped ? unescape(document) : std::move(document), max_header_size, checksums);
+  spill(plan, escaped ? unescape_schema(document) : std::move(document), max_header_size, checksums);
   return plan;
 }
 

@@ -14,7 +14,7 @@ namespace safestructures {
 class TreeWriter::MemoTable {
  public:
   struct Memo {
-    std::size_t tape_at;
+    std::size_t written;  // its index in written_
     bool in_progress;
     bool immutable;
   };
@@ -139,24 +139,19 @@ std::string TreeWriter::free_name() const {
 void TreeWriter::big_int(std::string hex) {
   // Hexadecimal is exact and, unlike decimal, not capped by Python's int/str conversion limit.
   const std::size_t at = begin_tagged(Kind::BigInt);
-  tape.string("hex");
-  tape.owned_string(std::move(hex));
-  tape.count_child(at);
-  tape.end_container(at);
+  out.key("hex");
+  out.string(hex);
+  out.end_container(at);
 }
 
 void TreeWriter::code_points(std::span<const std::uint32_t> points) {
   // Lone surrogates have no UTF-8 form (and JSON readers refuse them escaped): the code points are kept instead.
   const std::size_t at = begin_tagged(Kind::String);
-  tape.string("cp");
-  const std::size_t list = tape.begin_array();
-  for (std::uint32_t cp : points) {
-    tape.integer(cp);
-    tape.count_child(list);
-  }
-  tape.end_container(list);
-  tape.count_child(at);
-  tape.end_container(at);
+  out.key("cp");
+  const std::size_t list = out.begin_array();
+  for (std::uint32_t cp : points) out.integer(cp);
+  out.end_container(list);
+  out.end_container(at);
 }
 
 bool TreeWriter::bytes(const void* obj, Kind kind, std::span<const std::byte> data, bool is_mutable) {
@@ -165,19 +160,18 @@ bool TreeWriter::bytes(const void* obj, Kind kind, std::span<const std::byte> da
   const bool shared = is_mutable || !inline_;
   if (shared && seen(obj)) return false;
   const std::size_t at = begin_tagged(kind);
-  if (shared) memo_->emplace(obj, {at, false, false});
+  if (shared) remember(obj, at, false, false);
   if (inline_) {
-    tape.string("b64");
-    tape.owned_string(codec::base64_encode(data));
+    out.key("b64");
+    out.string(codec::base64_encode(data));
   } else {
     std::string name = free_name();
     used_names_.insert(name);
-    tape.string("tensor");
-    tape.owned_string(name);
+    out.key("tensor");
+    out.string(name);
     tensors.push_back(WriteTensor{std::move(name), Dtype::U8, {data.size()}, data.data(), {}});
   }
-  tape.count_child(at);
-  tape.end_container(at);
+  out.end_container(at);
   return !inline_;
 }
 
@@ -188,7 +182,9 @@ bool TreeWriter::seen(const void* obj) {
     throw UnsupportedData("cannot save the reference cycle at " + path_text() + ": it runs through an immutable " +
                           text_.type_name(obj) + ", which cannot be rebuilt before its own items");
   }
-  tape.reference(m->tape_at, next_id_);
+  Written& target = written_[m->written];
+  if (target.id == 0) target.id = next_id_++;
+  out.reference(target.id);
   return true;
 }
 
@@ -200,42 +196,55 @@ void TreeWriter::enter(const void* obj, std::size_t at, bool immutable) {
     raise(ErrorCode::NestingTooDeep,
           "the data nests deeper (" + std::to_string(depth_) + " levels at " + path_text() + ") than this thread's stack can walk");
   }
-  if (obj != nullptr) memo_->emplace(obj, {at, true, immutable});
+  if (obj != nullptr) remember(obj, at, true, immutable);
 }
 
 void TreeWriter::leave(const void* obj, std::size_t at) {
-  tape.end_container(at);
+  out.end_container(at);
   --depth_;
-  if (obj != nullptr) memo_->find(obj)->in_progress = false;
+  if (obj != nullptr) {
+    MemoTable::Memo* m = memo_->find(obj);
+    m->in_progress = false;
+    written_[m->written].end = out.closed_end();
+  }
 }
 
-std::size_t TreeWriter::begin_items(std::size_t at) {
-  tape.string("items");
-  tape.count_child(at);
-  return tape.begin_array();
+void TreeWriter::remember(const void* obj, std::size_t at, bool in_progress, bool immutable) {
+  memo_->emplace(obj, {written_.size(), in_progress, immutable});
+  written_.push_back({at, 0, 0});
+}
+
+std::size_t TreeWriter::begin_items() {
+  out.key("items");
+  return out.begin_array();
 }
 
 std::size_t TreeWriter::begin_tensor(const void* obj, std::string name) {
   const std::size_t at = begin_tagged(Kind::Tensor);
-  memo_->emplace(obj, {at, false, false});
+  remember(obj, at, false, false);
   if (!name.empty()) {
     used_names_.insert(name);
-    tape.string("name");
-    tape.owned_string(std::move(name));
-    tape.count_child(at);
+    out.key("name");
+    out.string(name);
   }
   return at;
 }
 
-std::string WrittenTree::document() const { return make_schema_document(tape); }
+WrittenTree TreeWriter::finish() && {
+  for (const Written& w : written_) {
+    if (w.id != 0) out.refer(w.start, w.end, w.id);
+  }
+  return {std::move(out).finish(), std::move(tensors)};
+}
+
+std::string WrittenTree::document() const { return unescape_schema(escaped_document); }
 
 StructuredLayout WrittenTree::plan(const Metadata& metadata, std::uint64_t max_header_size, bool checksums) && {
-  // The document in its escaped header form, rendered in one pass, sized from the last save's schema: a large one is
-  // not grown by doubling, copy after copy.
-  thread_local std::size_t last_size = 0;
-  EscapedSchema schema = make_escaped_schema_document(tape, last_size + last_size / 8);
-  last_size = std::min<std::size_t>(schema.text.size(), std::size_t{64} << 20);
-  return plan_structured(std::move(tensors), metadata, std::move(schema), max_header_size, checksums);
+  StructuredLayout plan =
+      plan_structured(std::move(tensors), metadata, EscapedSchema{std::move(escaped_document)}, max_header_size, checksums);
+  // The header holds the document now: its text goes back to the writer of the next one (the metadata keeps its key).
+  if (plan.spilled_schema.empty()) SchemaText::recycle(std::move(plan.metadata.back().second));
+  return plan;
 }
 
 }  // namespace safestructures

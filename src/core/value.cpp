@@ -207,11 +207,11 @@ class ValueWalk final : public NodeText {
 
 void ValueWalk::walk(const Value::Impl& v) {
   switch (v.kind) {
-    case Kind::Null: writer_.tape.null(); return;
-    case Kind::Bool: writer_.tape.boolean(v.boolean); return;
-    case Kind::Int: writer_.tape.integer(v.integer); return;
+    case Kind::Null: writer_.out.null(); return;
+    case Kind::Bool: writer_.out.boolean(v.boolean); return;
+    case Kind::Int: writer_.out.integer(v.integer); return;
     case Kind::BigInt: writer_.big_int(v.text); return;
-    case Kind::Float: writer_.tape.float_value(v.number); return;
+    case Kind::Float: writer_.out.float_value(v.number); return;
     case Kind::String: walk_string(v.text); return;
     case Kind::Bytes: writer_.bytes(&v, Kind::Bytes, v.bytes, false); return;
     case Kind::List:
@@ -224,7 +224,7 @@ void ValueWalk::walk(const Value::Impl& v) {
 
 void ValueWalk::walk_string(const std::string& text) {
   if (is_valid_utf8(text)) {
-    writer_.tape.string(text);
+    writer_.out.string(text);
     return;
   }
   // Lone surrogates have no UTF-8 form: the string is kept as its code points, as Python strings holding them are.
@@ -237,10 +237,9 @@ void ValueWalk::walk_tensor(const Value::Impl& v) {
   if (writer_.seen(&v)) return;
   std::string name = writer_.free_name();
   const std::size_t at = writer_.begin_tensor(&v, name);
-  writer_.tape.string("fw");
-  writer_.tape.string("numpy");
-  writer_.tape.count_child(at);
-  writer_.tape.end_container(at);
+  writer_.out.key("fw");
+  writer_.out.string("numpy");
+  writer_.out.end_container(at);
   writer_.tensors.push_back(WriteTensor{std::move(name), v.dtype, v.shape, v.data, v.strides});
 }
 
@@ -249,16 +248,15 @@ void ValueWalk::walk_sequence(const Value::Impl& v) {
   // An empty tuple is not an object anyone can tell apart from another, so it is never a reference.
   const Value::Impl* shared = tuple && v.items.empty() ? nullptr : &v;
   if (shared && writer_.seen(shared)) return;
-  const std::size_t at = tuple ? writer_.begin_tagged(Kind::Tuple) : writer_.tape.begin_array();
+  const std::size_t at = tuple ? writer_.begin_tagged(Kind::Tuple) : writer_.out.begin_array();
   writer_.enter(shared, at, tuple);
-  const std::size_t list = tuple ? writer_.begin_items(at) : at;
+  const std::size_t list = tuple ? writer_.begin_items() : at;
   for (std::size_t k = 0; k < v.items.size(); ++k) {
     writer_.push_index(k);
     walk(impl_of(v.items[k]));
     writer_.pop();
-    writer_.tape.count_child(list);
   }
-  if (tuple) writer_.tape.end_container(list);
+  if (tuple) writer_.out.end_container(list);
   writer_.leave(shared, at);
 }
 
@@ -269,28 +267,25 @@ void ValueWalk::walk_dict(const Value::Impl& v) {
     const Value::Impl& key = impl_of(entry.first);
     return key.kind == Kind::String && key.text != tag_member && is_valid_utf8(key.text);
   });
-  const std::size_t at = plain ? writer_.tape.begin_object() : writer_.begin_tagged(Kind::Dict);
+  const std::size_t at = plain ? writer_.out.begin_object() : writer_.begin_tagged(Kind::Dict);
   writer_.enter(&v, at, false);
-  const std::size_t list = plain ? at : writer_.begin_items(at);
+  const std::size_t list = plain ? at : writer_.begin_items();
   for (const auto& [key_value, value] : v.entries) {
     const Value::Impl& key = impl_of(key_value);
     writer_.push_key(&key);
     if (!is_hashable(key)) invalid("a dict key must be hashable in Python, not a " + std::string(kind_name(key.kind)));
     if (plain) {
-      writer_.tape.string(key.text);
+      writer_.out.key(key.text);
       walk(impl_of(value));
     } else {
-      const std::size_t pair = writer_.tape.begin_array();
+      const std::size_t pair = writer_.out.begin_array();
       walk(key);
-      writer_.tape.count_child(pair);
       walk(impl_of(value));
-      writer_.tape.count_child(pair);
-      writer_.tape.end_container(pair);
+      writer_.out.end_container(pair);
     }
     writer_.pop();
-    writer_.tape.count_child(list);
   }
-  if (!plain) writer_.tape.end_container(list);
+  if (!plain) writer_.out.end_container(list);
   writer_.leave(&v, at);
 }
 

@@ -331,6 +331,18 @@ std::size_t append_checksums_entry(std::string& json, std::span<const WriteTenso
 
 }  // namespace
 
+namespace {
+// The memory of the last header laid out on this thread, given back by its layout: a large header (a schema's) freed and
+// allocated again at each save is returned to the system in between and faulted in anew, page by page. Kept up to
+// this size.
+constexpr std::size_t kept_header_capacity = std::size_t{16} << 20;
+thread_local std::string spare_header;
+}  // namespace
+
+Layout::~Layout() {
+  if (header.capacity() <= kept_header_capacity && header.capacity() > spare_header.capacity()) spare_header = std::move(header);
+}
+
 Layout plan_layout(std::span<const WriteTensor> tensors, const Metadata* metadata, std::uint64_t max_header_size,
                    std::string_view escaped_key, bool checksums) {
   Layout layout;
@@ -382,6 +394,18 @@ Layout plan_layout(std::span<const WriteTensor> tensors, const Metadata* metadat
   std::size_t entry_begin = 0, entry_end = 0, header_digest_at = 0;
 
   std::string& json = layout.header;
+  // Room for about all of it (the checksums entry's head, a tensor's entry and its checksum rarely take more than 256
+  // bytes; a value escaped grows): a large schema in the metadata is not grown by doubling, copy after copy.
+  std::size_t room = 256 * (1 + tensors.size());
+  if (metadata != nullptr) {
+    for (const auto& [key, value] : *metadata) room += key.size() + value.size() + 8;
+  }
+  json = std::move(spare_header);
+  json.clear();
+  // Memory far beyond this header's (a small save after a large one) is let go; reserve() below the capacity could
+  // shrink it into a new allocation.
+  if (json.capacity() > 2 * room + (std::size_t{64} << 10)) std::string().swap(json);
+  if (json.capacity() < room) json.reserve(room);
   json.assign(8, '\0');
   json += '{';
   bool first = true;
