@@ -77,10 +77,20 @@ class Tape {
   void count_child(std::size_t at) { ++nodes_[at].count; }
   void set_id(std::size_t at, std::uint32_t id) { nodes_[at].id = id; }
 
-  // Index of the node after the subtree rooted at `i`.
-  std::size_t next(std::size_t i) const;
+  // Index of the node after the subtree rooted at `i`. Inline, as tag(): the load walk calls both for every node.
+  std::size_t next(std::size_t i) const {
+    const Node& n = nodes_[i];
+    return (n.kind == NodeKind::Array || n.kind == NodeKind::Object) ? n.end : i + 1;
+  }
   // An object's tag: the value of its "$" member, which must be the first member; empty when not tagged.
-  std::string_view tag(std::size_t object) const;
+  std::string_view tag(std::size_t object) const {
+    const Node& n = nodes_[object];
+    if (n.kind != NodeKind::Object || n.count == 0) return {};
+    const Node& key = nodes_[object + 1];
+    const Node& value = nodes_[object + 2];
+    if (key.text != tag_member || value.kind != NodeKind::String) return {};
+    return value.text;
+  }
   // The value node of member `key` of the object at `object`, or npos.
   std::size_t member(std::size_t object, std::string_view key) const;
 

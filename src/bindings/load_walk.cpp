@@ -153,12 +153,21 @@ nb::object Loader::defined_elsewhere(std::int64_t id) {
   return entry->object;
 }
 
+// Whether two short texts are equal, compared inline: a call to memcmp costs more than the few bytes of a key.
+inline bool same_text(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (std::size_t k = 0; k < a.size(); ++k) {
+    if (a[k] != b[k]) return false;
+  }
+  return true;
+}
+
 nb::object Loader::key_object(std::string_view key) {
   // Records share their keys: one str object per distinct key, as pickle's memo gives, saves a decode and an
   // allocation per dict entry.
   auto& recent = recent_keys_[key.empty() ? 0 : (key.size() * 131 + static_cast<unsigned char>(key.front()) * 31 +
                                                   static_cast<unsigned char>(key.back())) % recent_keys_.size()];
-  if (recent.second != nullptr && recent.first == key) return nb::borrow(recent.second);
+  if (recent.second != nullptr && same_text(recent.first, key)) return nb::borrow(recent.second);
   auto [it, inserted] = keys_.try_emplace(key);
   if (inserted) {
     PyObject* text = PyUnicode_DecodeUTF8(key.data(), static_cast<Py_ssize_t>(key.size()), nullptr);
@@ -262,7 +271,7 @@ nb::object Loader::scalar(const Node& n) {
     case NodeKind::True: return nb::borrow(Py_True);
     case NodeKind::Int: out = PyLong_FromLongLong(n.integer); break;
     case NodeKind::Float: out = PyFloat_FromDouble(n.number); break;
-    case NodeKind::String: out = PyUnicode_DecodeUTF8(n.text.data(), static_cast<Py_ssize_t>(n.text.size()), nullptr); break;
+    case NodeKind::String: out = string_value(n.text); break;
     case NodeKind::Array:
     case NodeKind::Object: return nb::object();
   }
@@ -270,15 +279,35 @@ nb::object Loader::scalar(const Node& n) {
   return nb::steal(out);
 }
 
+PyObject* Loader::string_value(std::string_view text) {
+  if (text.size() > max_shared_string || text.empty()) {
+    return PyUnicode_DecodeUTF8(text.data(), static_cast<Py_ssize_t>(text.size()), nullptr);
+  }
+  auto& recent = recent_strings_[(text.size() * 131 + static_cast<unsigned char>(text.front()) * 31 +
+                                  static_cast<unsigned char>(text.back()) * 7 + static_cast<unsigned char>(text[text.size() / 2])) %
+                                 recent_strings_.size()];
+  if (recent.second.is_valid() && same_text(recent.first, text)) return recent.second.inc_ref().ptr();
+  PyObject* out = PyUnicode_DecodeUTF8(text.data(), static_cast<Py_ssize_t>(text.size()), nullptr);
+  if (out != nullptr) recent = {text, nb::borrow(out)};
+  return out;
+}
+
 nb::object Loader::build_any(std::size_t i) {
   const Node& n = tape_[i];
   if (n.kind < NodeKind::Array) return scalar(n);
   const std::string_view tag = n.kind == NodeKind::Object ? tape_.tag(i) : std::string_view();
   std::optional<Kind> kind;
-  if (!tag.empty()) kind = kind_of_tag(tag);
+  if (!tag.empty()) {
+    // Most tagged nodes of a file share a few tags (a record's tuple): compared with the last one before hashing.
+    if (tag != last_tag_) {
+      last_tag_ = tag;
+      last_kind_ = kind_of_tag(tag);
+    }
+    kind = last_kind_;
+  }
   if (kind && traits(*kind).leaf) return build_tagged(i, *kind);
   if (depth_ >= max_depth_) invalid("the data nests deeper than the limit of " + std::to_string(max_depth_) + " levels", ErrorCode::NestingTooDeep);
-  if (stack_nearly_exhausted()) invalid("the data nests deeper than this thread's stack can walk", ErrorCode::NestingTooDeep);
+  if (below_stack_floor(stack_floor_)) invalid("the data nests deeper than this thread's stack can walk", ErrorCode::NestingTooDeep);
   ++depth_;
   OnExit leave{[this] { --depth_; }};
   if (n.kind == NodeKind::Object) {

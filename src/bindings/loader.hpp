@@ -20,6 +20,7 @@
 
 #include "bindings.hpp"
 #include "hooks.hpp"
+#include "safestructures/stack.hpp"
 #include "safestructures/tree_reader.hpp"
 
 namespace safestructures::bindings::load_walk {
@@ -162,7 +163,9 @@ class Loader {
   nb::object construct(std::size_t i, Kind kind);
   nb::object build_plain_object(std::size_t i);
   // The object of a scalar node (null, a bool, a number, a string).
-  static nb::object scalar(const Node& n);
+  nb::object scalar(const Node& n);
+  // A str value, shared with the last equal short one built (see recent_strings_).
+  PyObject* string_value(std::string_view text);
   nb::object key_object(std::string_view key);
   nb::object build_child(std::size_t i, LoadPath part) {
     // Most children are scalars, built in place: a scalar defines no id, is not a partial load's target built twice
@@ -260,6 +263,15 @@ class Loader {
   // The last key found in keys_ per slot, picked by the key's length and ends: a record's keys come round again and
   // again, and comparing them costs less than hashing them.
   std::array<std::pair<std::string_view, PyObject*>, 64> recent_keys_{};
+  // Short str values built lately, by slot as for keys: records repeat their values too ("train", "ok"), and an
+  // immutable str can be one object wherever it appears, as pickle's memo makes it. Each slot holds a reference.
+  static constexpr std::size_t max_shared_string = 24;
+  std::array<std::pair<std::string_view, nb::object>, 256> recent_strings_{};
+  // The last tag classified, and its kind (see build_any).
+  std::string_view last_tag_;
+  std::optional<Kind> last_kind_;
+  // The stack's floor on this thread (see stack.hpp), looked up once.
+  std::uintptr_t stack_floor_ = stack_floor();
   // Levels of containers being built: the same count the saver limits, whatever JSON depth each level takes.
   std::uint32_t depth_ = 0;
   std::uint32_t max_depth_;

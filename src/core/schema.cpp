@@ -34,11 +34,6 @@ void Tape::owned_string(std::string value) { string(own(std::move(value))); }
 
 void Tape::end_container(std::size_t at) { nodes_[at].end = static_cast<std::uint32_t>(nodes_.size()); }
 
-std::size_t Tape::next(std::size_t i) const {
-  const Node& n = nodes_[i];
-  return (n.kind == NodeKind::Array || n.kind == NodeKind::Object) ? n.end : i + 1;
-}
-
 std::size_t Tape::begin_tagged(std::string_view tag) {
   const std::size_t at = begin_object();
   string(tag_member);
@@ -77,15 +72,6 @@ void Tape::float_value(double value) {
     count_child(at);
   }
   end_container(at);
-}
-
-std::string_view Tape::tag(std::size_t object) const {
-  const Node& n = nodes_[object];
-  if (n.kind != NodeKind::Object || n.count == 0) return {};
-  const Node& key = nodes_[object + 1];
-  const Node& value = nodes_[object + 2];
-  if (key.text != tag_member || value.kind != NodeKind::String) return {};
-  return value.text;
 }
 
 std::size_t Tape::member(std::size_t object, std::string_view key) const {
