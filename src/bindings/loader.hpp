@@ -167,10 +167,15 @@ class Loader {
   // A str value, shared with the last equal short one built (see recent_strings_).
   PyObject* string_value(std::string_view text);
   nb::object key_object(std::string_view key);
-  nb::object build_child(std::size_t i, LoadPath part) {
+  // Always inlined, so that a scalar child (most children) costs no LoadPath put together on the stack for a call
+  // (whose piecewise stores and whole reload stalled the load walk more than anything else in it).
+  [[gnu::always_inline]] nb::object build_child(std::size_t i, LoadPath part) {
     // Most children are scalars, built in place: a scalar defines no id, is not a partial load's target built twice
     // through a cycle, and fails only for want of memory, so it needs no path.
     if (tape_[i].kind < NodeKind::Array && i != target_) return scalar(tape_[i]);
+    return build_container_child(i, part);
+  }
+  nb::object build_container_child(std::size_t i, const LoadPath& part) {
     path_.push_back(part);
     nb::object out = build(i);
     path_.pop_back();
