@@ -154,7 +154,7 @@ nb::object Loader::defined_elsewhere(std::int64_t id) {
 }
 
 // Whether two short texts are equal, compared inline: a call to memcmp costs more than the few bytes of a key.
-inline bool same_text(std::string_view a, std::string_view b) {
+[[gnu::always_inline]] inline bool same_text(std::string_view a, std::string_view b) {
   if (a.size() != b.size()) return false;
   for (std::size_t k = 0; k < a.size(); ++k) {
     if (a[k] != b[k]) return false;
@@ -162,11 +162,20 @@ inline bool same_text(std::string_view a, std::string_view b) {
   return true;
 }
 
+// The slot of a short text in a cache of `slots` entries, from its length and three of its bytes: enough to tell a
+// record's keys and values apart ("n" and "note" too) without hashing the whole text.
+template <std::size_t Slots>
+[[gnu::always_inline]] inline std::size_t text_slot(std::string_view text) {
+  static_assert((Slots & (Slots - 1)) == 0, "a power of two: the slot is a mask, not a division");
+  if (text.empty()) return 0;
+  const auto byte = [&](std::size_t k) { return static_cast<std::size_t>(static_cast<unsigned char>(text[k])); };
+  return (text.size() * 131 + byte(0) * 31 + byte(text.size() - 1) * 7 + byte(text.size() / 2) * 17) & (Slots - 1);
+}
+
 nb::object Loader::key_object(std::string_view key) {
   // Records share their keys: one str object per distinct key, as pickle's memo gives, saves a decode and an
   // allocation per dict entry.
-  auto& recent = recent_keys_[key.empty() ? 0 : (key.size() * 131 + static_cast<unsigned char>(key.front()) * 31 +
-                                                  static_cast<unsigned char>(key.back())) % recent_keys_.size()];
+  auto& recent = recent_keys_[text_slot<std::tuple_size_v<decltype(recent_keys_)>>(key)];
   if (recent.second != nullptr && same_text(recent.first, key)) return nb::borrow(recent.second);
   auto [it, inserted] = keys_.try_emplace(key);
   if (inserted) {
@@ -283,9 +292,7 @@ PyObject* Loader::string_value(std::string_view text) {
   if (text.size() > max_shared_string || text.empty()) {
     return PyUnicode_DecodeUTF8(text.data(), static_cast<Py_ssize_t>(text.size()), nullptr);
   }
-  auto& recent = recent_strings_[(text.size() * 131 + static_cast<unsigned char>(text.front()) * 31 +
-                                  static_cast<unsigned char>(text.back()) * 7 + static_cast<unsigned char>(text[text.size() / 2])) %
-                                 recent_strings_.size()];
+  auto& recent = recent_strings_[text_slot<std::tuple_size_v<decltype(recent_strings_)>>(text)];
   if (recent.second.is_valid() && same_text(recent.first, text)) return recent.second.inc_ref().ptr();
   PyObject* out = PyUnicode_DecodeUTF8(text.data(), static_cast<Py_ssize_t>(text.size()), nullptr);
   if (out != nullptr) recent = {text, nb::borrow(out)};
@@ -299,7 +306,7 @@ nb::object Loader::build_any(std::size_t i) {
   std::optional<Kind> kind;
   if (!tag.empty()) {
     // Most tagged nodes of a file share a few tags (a record's tuple): compared with the last one before hashing.
-    if (tag != last_tag_) {
+    if (!same_text(tag, last_tag_)) {
       last_tag_ = tag;
       last_kind_ = kind_of_tag(tag);
     }

@@ -267,7 +267,7 @@ class Loader {
   std::unordered_map<std::string_view, nb::object> keys_;
   // The last key found in keys_ per slot, picked by the key's length and ends: a record's keys come round again and
   // again, and comparing them costs less than hashing them.
-  std::array<std::pair<std::string_view, PyObject*>, 64> recent_keys_{};
+  std::array<std::pair<std::string_view, PyObject*>, 128> recent_keys_{};
   // Short str values built lately, by slot as for keys: records repeat their values too ("train", "ok"), and an
   // immutable str can be one object wherever it appears, as pickle's memo makes it. Each slot holds a reference.
   static constexpr std::size_t max_shared_string = 24;

@@ -19,11 +19,23 @@ namespace {
 // The size of the last tape built on this thread: a new tape reserves that much, so that saving similar data again
 // does not regrow (and copy) its node vector step by step.
 thread_local std::size_t last_tape_size = 0;
+// The node storage of the last tape this thread let go, kept for the next tape (up to retained_nodes nodes, 12 MiB):
+// a load of the same size again then writes its nodes into memory already mapped, not into pages the kernel must
+// fault in and zero one by one.
+constexpr std::size_t retained_nodes = std::size_t{1} << 18;
+thread_local std::vector<Node> spare_nodes;
 }  // namespace
 
-Tape::Tape() { nodes_.reserve(std::min<std::size_t>(last_tape_size, std::size_t{1} << 22)); }
+Tape::Tape() {
+  nodes_.swap(spare_nodes);
+  nodes_.reserve(std::min<std::size_t>(last_tape_size, std::size_t{1} << 22));
+}
 Tape::~Tape() {
   if (!nodes_.empty()) last_tape_size = nodes_.size();
+  if (nodes_.capacity() <= retained_nodes && nodes_.capacity() > spare_nodes.capacity()) {
+    nodes_.clear();
+    spare_nodes.swap(nodes_);
+  }
 }
 Tape::Tape(Tape&&) noexcept = default;
 Tape& Tape::operator=(Tape&&) noexcept = default;
