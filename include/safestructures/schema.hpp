@@ -78,7 +78,7 @@ class Tape {
   void set_id(std::size_t at, std::uint32_t id) { nodes_[at].id = id; }
 
   // Index of the node after the subtree rooted at `i`. Inline, as tag(): the load walk calls both for every node.
-  std::size_t next(std::size_t i) const {
+  [[gnu::always_inline]] std::size_t next(std::size_t i) const {
     const Node& n = nodes_[i];
     return (n.kind == NodeKind::Array || n.kind == NodeKind::Object) ? n.end : i + 1;
   }

@@ -209,7 +209,7 @@ nb::object Loader::build_plain_object(std::size_t i) {
   for (std::uint32_t k = 0; k < n.count; ++k) {
     const std::string_view key = tape_[c].text;
     if (key == tag_member) invalid(std::string(misplaced_tag_member));
-    nb::object value = build_child(c + 1, {LoadPath::Type::Key, key});
+    nb::object value = build_child(c + 1, LoadPath::Type::Key, key);
     if (PyDict_SetItem(dict.ptr(), key_object(key).ptr(), value.ptr()) != 0) throw nb::python_error();
     c = tape_.next(c + 1);
   }

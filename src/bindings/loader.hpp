@@ -125,6 +125,7 @@ class Loader {
         ids_(tape_.size() + 1, partial),
         hash_budget_(saturating_add(16 * static_cast<std::uint64_t>(tape_.size()), std::uint64_t{1} << 20)),
         max_depth_(options.max_depth), verify_(options.verify) {
+    path_.reserve(64);  // room for the usual depth, so that pushing a part is a store, not a call
     expose_where();
   }
   ~Loader() { restore_where(); }
@@ -167,16 +168,17 @@ class Loader {
   // A str value, shared with the last equal short one built (see recent_strings_).
   PyObject* string_value(std::string_view text);
   nb::object key_object(std::string_view key);
-  // Always inlined, so that a scalar child (most children) costs no LoadPath put together on the stack for a call
-  // (whose piecewise stores and whole reload stalled the load walk more than anything else in it).
-  [[gnu::always_inline]] nb::object build_child(std::size_t i, LoadPath part) {
+  // Always inlined, its path part passed in pieces and put together only for a container: a scalar child (most
+  // children) then costs no LoadPath assembled on the stack, whose piecewise stores and whole reload stalled the load
+  // walk more than anything else in it.
+  [[gnu::always_inline]] nb::object build_child(std::size_t i, LoadPath::Type type, std::string_view key, std::size_t index = 0) {
     // Most children are scalars, built in place: a scalar defines no id, is not a partial load's target built twice
     // through a cycle, and fails only for want of memory, so it needs no path.
     if (tape_[i].kind < NodeKind::Array && i != target_) return scalar(tape_[i]);
-    return build_container_child(i, part);
+    return build_container_child(i, type, key, index);
   }
-  nb::object build_container_child(std::size_t i, const LoadPath& part) {
-    path_.push_back(part);
+  nb::object build_container_child(std::size_t i, LoadPath::Type type, std::string_view key, std::size_t index) {
+    path_.push_back({type, key, index});
     nb::object out = build(i);
     path_.pop_back();
     return out;
@@ -185,7 +187,7 @@ class Loader {
   template <class Put>
   void build_items(std::size_t c, std::uint32_t count, Put&& put) {
     for (std::uint32_t k = 0; k < count; ++k, c = tape_.next(c)) {
-      put(k, c, build_child(c, {LoadPath::Type::Index, {}, k}));
+      put(k, c, build_child(c, LoadPath::Type::Index, {}, k));
     }
   }
   void fill_pairs(std::size_t object, const nb::object& target, bool exact_dict);
