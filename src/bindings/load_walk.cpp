@@ -272,22 +272,6 @@ std::uint64_t Loader::expanded_size(std::size_t i) {
   return total;
 }
 
-nb::object Loader::scalar(const Node& n) {
-  PyObject* out = nullptr;
-  switch (n.kind) {
-    case NodeKind::Null: return nb::none();
-    case NodeKind::False: return nb::borrow(Py_False);
-    case NodeKind::True: return nb::borrow(Py_True);
-    case NodeKind::Int: out = PyLong_FromLongLong(n.integer); break;
-    case NodeKind::Float: out = PyFloat_FromDouble(n.number); break;
-    case NodeKind::String: out = string_value(n.text); break;
-    case NodeKind::Array:
-    case NodeKind::Object: return nb::object();
-  }
-  if (out == nullptr) throw nb::python_error();
-  return nb::steal(out);
-}
-
 PyObject* Loader::string_value(std::string_view text) {
   if (text.size() > max_shared_string || text.empty()) {
     return PyUnicode_DecodeUTF8(text.data(), static_cast<Py_ssize_t>(text.size()), nullptr);

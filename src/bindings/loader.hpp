@@ -163,8 +163,22 @@ class Loader {
   // Everything else, through the fixed table of Python constructors.
   nb::object construct(std::size_t i, Kind kind);
   nb::object build_plain_object(std::size_t i);
-  // The object of a scalar node (null, a bool, a number, a string).
-  nb::object scalar(const Node& n);
+  // The object of a scalar node (null, a bool, a number, a string). Inline: most nodes are scalars.
+  [[gnu::always_inline]] nb::object scalar(const Node& n) {
+    PyObject* out = nullptr;
+    switch (n.kind) {
+      case NodeKind::Null: return nb::none();
+      case NodeKind::False: return nb::borrow(Py_False);
+      case NodeKind::True: return nb::borrow(Py_True);
+      case NodeKind::Int: out = PyLong_FromLongLong(n.integer); break;
+      case NodeKind::Float: out = PyFloat_FromDouble(n.number); break;
+      case NodeKind::String: out = string_value(n.text); break;
+      case NodeKind::Array:
+      case NodeKind::Object: return nb::object();
+    }
+    if (out == nullptr) throw nb::python_error();
+    return nb::steal(out);
+  }
   // A str value, shared with the last equal short one built (see recent_strings_).
   PyObject* string_value(std::string_view text);
   nb::object key_object(std::string_view key);
