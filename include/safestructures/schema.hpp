@@ -28,8 +28,11 @@ struct Node {
   std::uint32_t count = 0;
   // Containers: index one past the last node of the subtree.
   std::uint32_t end = 0;
-  std::int64_t integer = 0;
-  double number = 0;
+  // An Int's value or a Float's, sharing their storage: a node is 40 bytes, and a load writes and reads one per value.
+  union {
+    std::int64_t integer = 0;
+    double number;
+  };
   std::string_view text;
 };
 
