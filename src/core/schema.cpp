@@ -23,18 +23,24 @@ thread_local std::size_t last_tape_size = 0;
 // a load of the same size again then writes its nodes into memory already mapped, not into pages the kernel must
 // fault in and zero one by one.
 constexpr std::size_t retained_nodes = std::size_t{1} << 18;
-thread_local std::vector<Node> spare_nodes;
+// Set once the thread's spare storage is destroyed (at the thread's end): a tape let go after that keeps its own.
+thread_local bool spare_nodes_gone = false;
+struct SpareNodes {
+  std::vector<Node> nodes;
+  ~SpareNodes() { spare_nodes_gone = true; }
+};
+thread_local SpareNodes spare_nodes;
 }  // namespace
 
 Tape::Tape() {
-  nodes_.swap(spare_nodes);
+  if (!spare_nodes_gone) nodes_.swap(spare_nodes.nodes);
   nodes_.reserve(std::min<std::size_t>(last_tape_size, std::size_t{1} << 22));
 }
 Tape::~Tape() {
   if (!nodes_.empty()) last_tape_size = nodes_.size();
-  if (nodes_.capacity() <= retained_nodes && nodes_.capacity() > spare_nodes.capacity()) {
+  if (!spare_nodes_gone && nodes_.capacity() <= retained_nodes && nodes_.capacity() > spare_nodes.nodes.capacity()) {
     nodes_.clear();
-    spare_nodes.swap(nodes_);
+    spare_nodes.nodes.swap(nodes_);
   }
 }
 Tape::Tape(Tape&&) noexcept = default;
