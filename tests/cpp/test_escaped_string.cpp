@@ -2,8 +2,6 @@
 // it applies (every escape \" \\ or \/), npos wherever else, and the header parse the same either way.
 #include <gtest/gtest.h>
 
-#include <simdjson.h>
-
 #include <random>
 #include <string>
 #include <vector>
@@ -14,12 +12,12 @@
 namespace safestructures {
 namespace {
 
-// What simdjson makes of the JSON string "content", or nullopt where it is not valid JSON.
-std::optional<std::string> simdjson_reading(const std::string& content) {
-  simdjson::dom::parser parser;
-  std::string_view out;
-  if (parser.parse(simdjson::padded_string("\"" + content + "\"")).get_string().get(out)) return std::nullopt;
-  return std::string(out);
+// What the ordinary header parse (simdjson) makes of the JSON string "content": the value of a metadata key other
+// than the schema's, which never takes the fast way. (simdjson.h is not included here: this file is compiled without
+// the library's definitions, and its inline functions would then differ from the core's.)
+std::string simdjson_reading(const std::string& content) {
+  const Header header = parse_header_text("{\"__metadata__\":{\"k\":\"" + content + "\"}}", 0);
+  return header.metadata.at(0).second;
 }
 
 bool fast_path_available() {
@@ -40,7 +38,7 @@ TEST(EscapedString, SimpleEscapesReadAsSimdjsonReadsThem) {
     std::string out;
     const std::size_t length = unescape_simple_json_string(text, out, 64);
     ASSERT_EQ(length, content.size()) << content;
-    EXPECT_EQ(out, simdjson_reading(content).value()) << content;
+    EXPECT_EQ(out, simdjson_reading(content)) << content;
     EXPECT_GE(out.capacity(), out.size() + 64);
   }
 }
