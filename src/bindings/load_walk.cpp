@@ -273,10 +273,10 @@ std::uint64_t Loader::expanded_size(std::size_t i) {
 }
 
 PyObject* Loader::string_value(std::string_view text) {
-  if (text.size() > max_shared_string || text.empty()) {
+  if (!recent_strings_ || text.size() > max_shared_string || text.empty()) {
     return PyUnicode_DecodeUTF8(text.data(), static_cast<Py_ssize_t>(text.size()), nullptr);
   }
-  auto& recent = recent_strings_[text_slot<std::tuple_size_v<decltype(recent_strings_)>>(text)];
+  auto& recent = (*recent_strings_)[text_slot<std::tuple_size_v<RecentStrings>>(text)];
   if (recent.second.is_valid() && same_text(recent.first, text)) return recent.second.inc_ref().ptr();
   PyObject* out = PyUnicode_DecodeUTF8(text.data(), static_cast<Py_ssize_t>(text.size()), nullptr);
   if (out != nullptr) recent = {text, nb::borrow(out)};

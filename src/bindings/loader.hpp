@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <functional>
 #include <limits>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <optional>
@@ -125,7 +126,12 @@ class Loader {
         ids_(tape_.size() + 1, partial),
         hash_budget_(saturating_add(16 * static_cast<std::uint64_t>(tape_.size()), std::uint64_t{1} << 20)),
         max_depth_(options.max_depth), verify_(options.verify) {
-    path_.reserve(64);  // room for the usual depth, so that pushing a part is a store, not a call
+    if (tape_.size() >= large_tape) {
+      // What only pays off over many nodes, kept from small loads, whose time is their fixed cost: room for the usual
+      // depth (pushing a part is then a store, not a call), and the cache of str values.
+      path_.reserve(64);
+      recent_strings_ = std::make_unique<RecentStrings>();
+    }
     expose_where();
   }
   ~Loader() { restore_where(); }
@@ -287,7 +293,9 @@ class Loader {
   // Short str values built lately, by slot as for keys: records repeat their values too ("train", "ok"), and an
   // immutable str can be one object wherever it appears, as pickle's memo makes it. Each slot holds a reference.
   static constexpr std::size_t max_shared_string = 24;
-  std::array<std::pair<std::string_view, nb::object>, 256> recent_strings_{};
+  static constexpr std::size_t large_tape = 512;
+  using RecentStrings = std::array<std::pair<std::string_view, nb::object>, 256>;
+  std::unique_ptr<RecentStrings> recent_strings_;  // only for a tape of large_tape nodes or more
   // The last tag classified, and its kind (see build_any).
   std::string_view last_tag_;
   std::optional<Kind> last_kind_;

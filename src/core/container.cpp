@@ -281,7 +281,7 @@ Header parse_header_text(std::string_view json, std::uint64_t data_size) {
   // left out of the text the JSON parser reads (which leaves the rest of the header, and any other header, to it).
   std::string schema;
   std::size_t schema_length = escaped_string_npos;
-  const std::string schema_start = "{\"" + std::string(metadata_key) + "\":{\"" + std::string(schema_metadata_key) + "\":\"";
+  static const std::string schema_start = "{\"" + std::string(metadata_key) + "\":{\"" + std::string(schema_metadata_key) + "\":\"";
   if (json.starts_with(schema_start)) {
     schema_length = unescape_simple_json_string(json.substr(schema_start.size()), schema, simdjson::SIMDJSON_PADDING);
   }
