@@ -28,8 +28,11 @@ struct Node {
   std::uint32_t count = 0;
   // Containers: index one past the last node of the subtree.
   std::uint32_t end = 0;
-  std::int64_t integer = 0;
-  double number = 0;
+  // An Int's value or a Float's, sharing their storage: a node is 40 bytes, and a load writes and reads one per value.
+  union {
+    std::int64_t integer = 0;
+    double number;
+  };
   std::string_view text;
 };
 
@@ -71,10 +74,20 @@ class Tape {
   void count_child(std::size_t at) { ++nodes_[at].count; }
   void set_id(std::size_t at, std::uint32_t id) { nodes_[at].id = id; }
 
-  // Index of the node after the subtree rooted at `i`.
-  std::size_t next(std::size_t i) const;
+  // Index of the node after the subtree rooted at `i`. Inline, as tag(): the load walk calls both for every node.
+  [[gnu::always_inline]] std::size_t next(std::size_t i) const {
+    const Node& n = nodes_[i];
+    return (n.kind == NodeKind::Array || n.kind == NodeKind::Object) ? n.end : i + 1;
+  }
   // An object's tag: the value of its "$" member, which must be the first member; empty when not tagged.
-  std::string_view tag(std::size_t object) const;
+  std::string_view tag(std::size_t object) const {
+    const Node& n = nodes_[object];
+    if (n.kind != NodeKind::Object || n.count == 0) return {};
+    const Node& key = nodes_[object + 1];
+    const Node& value = nodes_[object + 2];
+    if (key.text != tag_member || value.kind != NodeKind::String) return {};
+    return value.text;
+  }
   // The value node of member `key` of the object at `object`, or npos.
   std::size_t member(std::size_t object, std::string_view key) const;
 

@@ -146,12 +146,30 @@ nb::object Loader::defined_elsewhere(std::int64_t id) {
   return entry->object;
 }
 
+// Whether two short texts are equal, compared inline: a call to memcmp costs more than the few bytes of a key.
+[[gnu::always_inline]] inline bool same_text(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (std::size_t k = 0; k < a.size(); ++k) {
+    if (a[k] != b[k]) return false;
+  }
+  return true;
+}
+
+// The slot of a short text in a cache of `slots` entries, from its length and three of its bytes: enough to tell a
+// record's keys and values apart ("n" and "note" too) without hashing the whole text.
+template <std::size_t Slots>
+[[gnu::always_inline]] inline std::size_t text_slot(std::string_view text) {
+  static_assert((Slots & (Slots - 1)) == 0, "a power of two: the slot is a mask, not a division");
+  if (text.empty()) return 0;
+  const auto byte = [&](std::size_t k) { return static_cast<std::size_t>(static_cast<unsigned char>(text[k])); };
+  return (text.size() * 131 + byte(0) * 31 + byte(text.size() - 1) * 7 + byte(text.size() / 2) * 17) & (Slots - 1);
+}
+
 nb::object Loader::key_object(std::string_view key) {
   // Records share their keys: one str object per distinct key, as pickle's memo gives, saves a decode and an
   // allocation per dict entry.
-  auto& recent = recent_keys_[key.empty() ? 0 : (key.size() * 131 + static_cast<unsigned char>(key.front()) * 31 +
-                                                  static_cast<unsigned char>(key.back())) % recent_keys_.size()];
-  if (recent.second != nullptr && recent.first == key) return nb::borrow(recent.second);
+  auto& recent = recent_keys_[text_slot<std::tuple_size_v<decltype(recent_keys_)>>(key)];
+  if (recent.second != nullptr && same_text(recent.first, key)) return nb::borrow(recent.second);
   auto [it, inserted] = keys_.try_emplace(key);
   if (inserted) {
     PyObject* text = PyUnicode_DecodeUTF8(key.data(), static_cast<Py_ssize_t>(key.size()), nullptr);
@@ -184,7 +202,7 @@ nb::object Loader::build_plain_object(std::size_t i) {
   for (std::uint32_t k = 0; k < n.count; ++k) {
     const std::string_view key = tape_[c].text;
     if (key == tag_member) invalid(std::string(misplaced_tag_member));
-    nb::object value = build_child(c + 1, {LoadPath::Type::Key, key});
+    nb::object value = build_child(c + 1, LoadPath::Type::Key, key);
     if (PyDict_SetItem(dict.ptr(), key_object(key).ptr(), value.ptr()) != 0) throw nb::python_error();
     c = tape_.next(c + 1);
   }
@@ -247,20 +265,15 @@ std::uint64_t Loader::expanded_size(std::size_t i) {
   return total;
 }
 
-nb::object Loader::scalar(const Node& n) {
-  PyObject* out = nullptr;
-  switch (n.kind) {
-    case NodeKind::Null: return nb::none();
-    case NodeKind::False: return nb::borrow(Py_False);
-    case NodeKind::True: return nb::borrow(Py_True);
-    case NodeKind::Int: out = PyLong_FromLongLong(n.integer); break;
-    case NodeKind::Float: out = PyFloat_FromDouble(n.number); break;
-    case NodeKind::String: out = PyUnicode_DecodeUTF8(n.text.data(), static_cast<Py_ssize_t>(n.text.size()), nullptr); break;
-    case NodeKind::Array:
-    case NodeKind::Object: return nb::object();
+PyObject* Loader::string_value(std::string_view text) {
+  if (!recent_strings_ || text.size() > max_shared_string || text.empty()) {
+    return PyUnicode_DecodeUTF8(text.data(), static_cast<Py_ssize_t>(text.size()), nullptr);
   }
-  if (out == nullptr) throw nb::python_error();
-  return nb::steal(out);
+  auto& recent = (*recent_strings_)[text_slot<std::tuple_size_v<RecentStrings>>(text)];
+  if (recent.second.is_valid() && same_text(recent.first, text)) return recent.second.inc_ref().ptr();
+  PyObject* out = PyUnicode_DecodeUTF8(text.data(), static_cast<Py_ssize_t>(text.size()), nullptr);
+  if (out != nullptr) recent = {text, nb::borrow(out)};
+  return out;
 }
 
 nb::object Loader::build_any(std::size_t i) {
@@ -268,10 +281,17 @@ nb::object Loader::build_any(std::size_t i) {
   if (n.kind < NodeKind::Array) return scalar(n);
   const std::string_view tag = n.kind == NodeKind::Object ? tape_.tag(i) : std::string_view();
   std::optional<Kind> kind;
-  if (!tag.empty()) kind = kind_of_tag(tag);
+  if (!tag.empty()) {
+    // Most tagged nodes of a file share a few tags (a record's tuple): compared with the last one before hashing.
+    if (!same_text(tag, last_tag_)) {
+      last_tag_ = tag;
+      last_kind_ = kind_of_tag(tag);
+    }
+    kind = last_kind_;
+  }
   if (kind && traits(*kind).leaf) return build_tagged(i, *kind);
   if (depth_ >= max_depth_) invalid("the data nests deeper than the limit of " + std::to_string(max_depth_) + " levels", ErrorCode::NestingTooDeep);
-  if (stack_nearly_exhausted()) invalid("the data nests deeper than this thread's stack can walk", ErrorCode::NestingTooDeep);
+  if (below_stack_floor(stack_floor_)) invalid("the data nests deeper than this thread's stack can walk", ErrorCode::NestingTooDeep);
   ++depth_;
   OnExit leave{[this] { --depth_; }};
   if (n.kind == NodeKind::Object) {

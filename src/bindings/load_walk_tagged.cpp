@@ -97,7 +97,7 @@ nb::object Loader::tensor(std::size_t i) {
       for (std::size_t e = v + 1; e < tape_[v].end && plain; ++e) plain = tape_[e].kind != NodeKind::Array && tape_[e].kind != NodeKind::Object;
     }
     if (!plain) invalid("a tensor's field " + quote_name(key) + " must be a JSON scalar or an array of scalars");
-    fields[py_str(key)] = build_child(v, {LoadPath::Type::Field, key});
+    fields[py_str(key)] = build_child(v, LoadPath::Type::Field, key);
   });
   if (info == nullptr) {
     return call_python("cannot rebuild a tensor view", [&] {
@@ -307,7 +307,7 @@ nb::object Loader::construct(std::size_t i, Kind kind) {
       invalid("the field " + quote_name(key) + " of a " + quote_name(tag) + " node describes that node alone and cannot be a \"ref\"");
     }
     // Wrapper fields ("fields", "items", ...) do not appear in paths, as when saving.
-    fields[py_str(key)] = is_transparent_field(key) ? build(v) : build_child(v, {LoadPath::Type::Field, key});
+    fields[py_str(key)] = is_transparent_field(key) ? build(v) : build_child(v, LoadPath::Type::Field, key);
   });
   nb::object value = call_python(("cannot rebuild a " + std::string(tag)).c_str(), [&] { return nb::borrow(constructor)(fields, context_.get()); });
   define(i, value);

@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <functional>
 #include <limits>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <optional>
@@ -20,6 +21,7 @@
 
 #include "bindings.hpp"
 #include "hooks.hpp"
+#include "safestructures/stack.hpp"
 #include "safestructures/tree_reader.hpp"
 
 namespace safestructures::bindings::load_walk {
@@ -124,6 +126,12 @@ class Loader {
         ids_(tape_.size() + 1, partial),
         hash_budget_(saturating_add(16 * static_cast<std::uint64_t>(tape_.size()), std::uint64_t{1} << 20)),
         max_depth_(options.max_depth), verify_(options.verify) {
+    if (tape_.size() >= large_tape) {
+      // What only pays off over many nodes, kept from small loads, whose time is their fixed cost: room for the usual
+      // depth (pushing a part is then a store, not a call), and the cache of str values.
+      path_.reserve(64);
+      recent_strings_ = std::make_unique<RecentStrings>();
+    }
     expose_where();
   }
   ~Loader() { restore_where(); }
@@ -161,14 +169,36 @@ class Loader {
   // Everything else, through the fixed table of Python constructors.
   nb::object construct(std::size_t i, Kind kind);
   nb::object build_plain_object(std::size_t i);
-  // The object of a scalar node (null, a bool, a number, a string).
-  static nb::object scalar(const Node& n);
+  // The object of a scalar node (null, a bool, a number, a string). Inline: most nodes are scalars.
+  [[gnu::always_inline]] nb::object scalar(const Node& n) {
+    PyObject* out = nullptr;
+    switch (n.kind) {
+      case NodeKind::Null: return nb::none();
+      case NodeKind::False: return nb::borrow(Py_False);
+      case NodeKind::True: return nb::borrow(Py_True);
+      case NodeKind::Int: out = PyLong_FromLongLong(n.integer); break;
+      case NodeKind::Float: out = PyFloat_FromDouble(n.number); break;
+      case NodeKind::String: out = string_value(n.text); break;
+      case NodeKind::Array:
+      case NodeKind::Object: return nb::object();
+    }
+    if (out == nullptr) throw nb::python_error();
+    return nb::steal(out);
+  }
+  // A str value, shared with the last equal short one built (see recent_strings_).
+  PyObject* string_value(std::string_view text);
   nb::object key_object(std::string_view key);
-  nb::object build_child(std::size_t i, LoadPath part) {
+  // Always inlined, its path part passed in pieces and put together only for a container: a scalar child (most
+  // children) then costs no LoadPath assembled on the stack, whose piecewise stores and whole reload stalled the load
+  // walk more than anything else in it.
+  [[gnu::always_inline]] nb::object build_child(std::size_t i, LoadPath::Type type, std::string_view key, std::size_t index = 0) {
     // Most children are scalars, built in place: a scalar defines no id, is not a partial load's target built twice
     // through a cycle, and fails only for want of memory, so it needs no path.
     if (tape_[i].kind < NodeKind::Array && i != target_) return scalar(tape_[i]);
-    path_.push_back(part);
+    return build_container_child(i, type, key, index);
+  }
+  nb::object build_container_child(std::size_t i, LoadPath::Type type, std::string_view key, std::size_t index) {
+    path_.push_back({type, key, index});
     nb::object out = build(i);
     path_.pop_back();
     return out;
@@ -177,7 +207,7 @@ class Loader {
   template <class Put>
   void build_items(std::size_t c, std::uint32_t count, Put&& put) {
     for (std::uint32_t k = 0; k < count; ++k, c = tape_.next(c)) {
-      put(k, c, build_child(c, {LoadPath::Type::Index, {}, k}));
+      put(k, c, build_child(c, LoadPath::Type::Index, {}, k));
     }
   }
   void fill_pairs(std::size_t object, const nb::object& target, bool exact_dict);
@@ -258,7 +288,18 @@ class Loader {
   std::unordered_map<std::string_view, nb::object> keys_;
   // The last key found in keys_ per slot, picked by the key's length and ends: a record's keys come round again and
   // again, and comparing them costs less than hashing them.
-  std::array<std::pair<std::string_view, PyObject*>, 64> recent_keys_{};
+  std::array<std::pair<std::string_view, PyObject*>, 128> recent_keys_{};
+  // Short str values built lately, by slot as for keys: records repeat their values too ("train", "ok"), and an
+  // immutable str can be one object wherever it appears, as pickle's memo makes it. Each slot holds a reference.
+  static constexpr std::size_t max_shared_string = 24;
+  static constexpr std::size_t large_tape = 512;
+  using RecentStrings = std::array<std::pair<std::string_view, nb::object>, 256>;
+  std::unique_ptr<RecentStrings> recent_strings_;  // only for a tape of large_tape nodes or more
+  // The last tag classified, and its kind (see build_any).
+  std::string_view last_tag_;
+  std::optional<Kind> last_kind_;
+  // The stack's floor on this thread (see stack.hpp), looked up once.
+  std::uintptr_t stack_floor_ = stack_floor();
   // Levels of containers being built: the same count the saver limits, whatever JSON depth each level takes.
   std::uint32_t depth_ = 0;
   std::uint32_t max_depth_;

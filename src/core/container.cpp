@@ -9,6 +9,7 @@
 #include <numeric>
 
 #include "safestructures/error.hpp"
+#include "safestructures/escaped_string.hpp"
 #include "safestructures/format.hpp"
 
 namespace safestructures {
@@ -112,7 +113,9 @@ TensorInfo read_entry(std::string_view name, simdjson::dom::element value) {
   return info;
 }
 
-void read_metadata(simdjson::dom::element value, Header& header) {
+// `schema`: the schema string unescaped before the parse (see parse_header_text), which stands for the first
+// schema key's value in the text parsed (an empty string there); nullptr when there is none.
+void read_metadata(simdjson::dom::element value, Header& header, std::string* schema) {
   if (value.is_null()) return;
   simdjson::dom::object object;
   if (value.get_object().get(object)) {
@@ -123,6 +126,11 @@ void read_metadata(simdjson::dom::element value, Header& header) {
     std::string_view text;
     if (field.value.get_string().get(text)) {
       raise(ErrorCode::MetadataNotString, "__metadata__ key " + quote_name(field.key) + " must have a string value, found " + simdjson::to_string(field.value));
+    }
+    if (schema != nullptr && field.key == schema_metadata_key) {
+      header.metadata.emplace_back(std::string(field.key), std::move(*schema));
+      schema = nullptr;
+      continue;
     }
     // Room for simdjson's padding after the text: the schema held here is parsed in place, not copied once more.
     std::string value;
@@ -269,7 +277,25 @@ Header parse_header_text(std::string_view json, std::uint64_t data_size) {
   }
   if (!simdjson::validate_utf8(json.data(), json.size())) raise(ErrorCode::HeaderNotUtf8, "header is not valid UTF-8");
 
-  const simdjson::padded_string padded(json);
+  // A header this library writes starts with its schema string: unescaped here the fast way where it can be, and
+  // left out of the text the JSON parser reads (which leaves the rest of the header, and any other header, to it).
+  std::string schema;
+  std::size_t schema_length = escaped_string_npos;
+  static const std::string schema_start = "{\"" + std::string(metadata_key) + "\":{\"" + std::string(schema_metadata_key) + "\":\"";
+  if (json.starts_with(schema_start)) {
+    schema_length = unescape_simple_json_string(json.substr(schema_start.size()), schema, simdjson::SIMDJSON_PADDING);
+  }
+  std::string_view rest;  // the text after the schema string's content, from its closing quote on
+  if (schema_length != escaped_string_npos) rest = json.substr(schema_start.size() + schema_length);
+  simdjson::padded_string padded(schema_length == escaped_string_npos ? json.size() : schema_start.size() + rest.size());
+  if (padded.data() == nullptr) {
+    // Out of memory: the parse below says so.
+  } else if (schema_length == escaped_string_npos) {
+    std::memcpy(padded.data(), json.data(), json.size());
+  } else {
+    std::memcpy(padded.data(), schema_start.data(), schema_start.size());
+    std::memcpy(padded.data() + schema_start.size(), rest.data(), rest.size());
+  }
   // One parser per thread, kept between calls: allocating its buffers anew for every file costs more than parsing
   // a small header. A parser grown by a huge header is let go rather than kept.
   thread_local simdjson::dom::parser parser;
@@ -293,7 +319,7 @@ Header parse_header_text(std::string_view json, std::uint64_t data_size) {
     if (field.key == metadata_key) {
       if (seen_metadata) raise(ErrorCode::DuplicateKey, "key \"__metadata__\" appears twice");
       seen_metadata = true;
-      read_metadata(field.value, header);
+      read_metadata(field.value, header, schema_length == escaped_string_npos ? nullptr : &schema);
       continue;
     }
     TensorInfo info = read_entry(field.key, field.value);

@@ -19,11 +19,29 @@ namespace {
 // The size of the last tape built on this thread: a new tape reserves that much, so that saving similar data again
 // does not regrow (and copy) its node vector step by step.
 thread_local std::size_t last_tape_size = 0;
+// The node storage of the last tape this thread let go, kept for the next tape (up to retained_nodes nodes, 12 MiB):
+// a load of the same size again then writes its nodes into memory already mapped, not into pages the kernel must
+// fault in and zero one by one.
+constexpr std::size_t retained_nodes = std::size_t{1} << 18;
+// Set once the thread's spare storage is destroyed (at the thread's end): a tape let go after that keeps its own.
+thread_local bool spare_nodes_gone = false;
+struct SpareNodes {
+  std::vector<Node> nodes;
+  ~SpareNodes() { spare_nodes_gone = true; }
+};
+thread_local SpareNodes spare_nodes;
 }  // namespace
 
-Tape::Tape() { nodes_.reserve(std::min<std::size_t>(last_tape_size, std::size_t{1} << 22)); }
+Tape::Tape() {
+  if (!spare_nodes_gone) nodes_.swap(spare_nodes.nodes);
+  nodes_.reserve(std::min<std::size_t>(last_tape_size, std::size_t{1} << 22));
+}
 Tape::~Tape() {
   if (!nodes_.empty()) last_tape_size = nodes_.size();
+  if (!spare_nodes_gone && nodes_.capacity() <= retained_nodes && nodes_.capacity() > spare_nodes.nodes.capacity()) {
+    nodes_.clear();
+    spare_nodes.nodes.swap(nodes_);
+  }
 }
 Tape::Tape(Tape&&) noexcept = default;
 Tape& Tape::operator=(Tape&&) noexcept = default;
@@ -34,11 +52,6 @@ void Tape::owned_string(std::string value) { string(own(std::move(value))); }
 
 void Tape::end_container(std::size_t at) { nodes_[at].end = static_cast<std::uint32_t>(nodes_.size()); }
 
-std::size_t Tape::next(std::size_t i) const {
-  const Node& n = nodes_[i];
-  return (n.kind == NodeKind::Array || n.kind == NodeKind::Object) ? n.end : i + 1;
-}
-
 std::size_t Tape::begin_tagged(std::string_view tag) {
   const std::size_t at = begin_object();
   string(tag_member);
@@ -47,20 +60,13 @@ std::size_t Tape::begin_tagged(std::string_view tag) {
   return at;
 }
 
-std::string_view Tape::tag(std::size_t object) const {
-  const Node& n = nodes_[object];
-  if (n.kind != NodeKind::Object || n.count == 0) return {};
-  const Node& key = nodes_[object + 1];
-  const Node& value = nodes_[object + 2];
-  if (key.text != tag_member || value.kind != NodeKind::String) return {};
-  return value.text;
-}
-
 std::size_t Tape::member(std::size_t object, std::string_view key) const {
   const Node& n = nodes_[object];
   std::size_t i = object + 1;
   for (std::uint32_t m = 0; m < n.count; ++m) {
-    if (nodes_[i].text == key) return i + 1;
+    // Compared byte by byte: member names are a few bytes, where a call to memcmp costs more than the comparison.
+    const std::string_view name = nodes_[i].text;
+    if (name.size() == key.size() && std::equal(name.begin(), name.end(), key.begin(), [](char a, char b) { return a == b; })) return i + 1;
     i = next(i + 1);
   }
   return npos;

@@ -28,11 +28,12 @@ std::uintptr_t lowest_safe_address() noexcept {
 
 }  // namespace
 
-bool stack_nearly_exhausted() noexcept {
+std::uintptr_t stack_floor() noexcept {
   // Stacks grow down on every platform this builds for: the end is the lowest address.
   thread_local const std::uintptr_t low = lowest_safe_address();
-  char probe = 0;
-  return reinterpret_cast<std::uintptr_t>(&probe) < low;
+  return low;
 }
+
+bool stack_nearly_exhausted() noexcept { return below_stack_floor(stack_floor()); }
 
 }  // namespace safestructures

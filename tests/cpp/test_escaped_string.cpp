@@ -1,0 +1,74 @@
+// Tests of unescape_simple_json_string against simdjson's own reading of the same JSON strings: the same bytes where
+// it applies (every escape \" \\ or \/), npos wherever else, and the header parse the same either way.
+#include <gtest/gtest.h>
+
+#include <random>
+#include <string>
+#include <vector>
+
+#include "safestructures/container.hpp"
+#include "safestructures/escaped_string.hpp"
+
+namespace safestructures {
+namespace {
+
+// What the ordinary header parse (simdjson) makes of the JSON string "content": the value of a metadata key other
+// than the schema's, which never takes the fast way. (simdjson.h is not included here: this file is compiled without
+// the library's definitions, and its inline functions would then differ from the core's.)
+std::string simdjson_reading(const std::string& content) {
+  const Header header = parse_header_text("{\"__metadata__\":{\"k\":\"" + content + "\"}}", 0);
+  return header.metadata.at(0).second;
+}
+
+bool fast_path_available() {
+  std::string out;
+  return unescape_simple_json_string("\"", out, 0) == 0;
+}
+
+TEST(EscapedString, SimpleEscapesReadAsSimdjsonReadsThem) {
+  if (!fast_path_available()) GTEST_SKIP() << "this CPU lacks AVX-512 VBMI2: the header parse never takes the fast way";
+  std::mt19937 rng(7);
+  const std::vector<std::string> pieces = {"\\\"", "\\\\", "\\/", "a", "é", "😀", " ", "{", "x\\\\\\\"y"};
+  for (int trial = 0; trial < 4000; ++trial) {
+    std::string content;
+    const int count = static_cast<int>(rng() % 120);
+    for (int k = 0; k < count; ++k) content += pieces[rng() % pieces.size()];
+    // The buffer ends right after the closing quote and what follows it: nothing past it is read.
+    const std::string text = content + "\",\"more\":1}";
+    std::string out;
+    const std::size_t length = unescape_simple_json_string(text, out, 64);
+    ASSERT_EQ(length, content.size()) << content;
+    EXPECT_EQ(out, simdjson_reading(content)) << content;
+    EXPECT_GE(out.capacity(), out.size() + 64);
+  }
+}
+
+TEST(EscapedString, AnythingElseIsLeftToTheParser) {
+  for (const std::string text : {"a\\nb\"", "a\\u0041\"", "a\x01\"", "no closing quote", "a\\q\"", "\\\"", "abc\\"}) {
+    std::string out;
+    EXPECT_EQ(unescape_simple_json_string(text, out, 0), escaped_string_npos) << text;
+  }
+  // A closing quote past the first block, after an escaping backslash at a block's end.
+  std::string out;
+  const std::string text = std::string(63, 'a') + "\\\"b\"";
+  if (fast_path_available()) {
+    EXPECT_EQ(unescape_simple_json_string(text, out, 0), text.size() - 1);
+    EXPECT_EQ(out, std::string(63, 'a') + "\"b");
+  }
+}
+
+TEST(EscapedString, HeaderReadsTheSameEitherWay) {
+  // A schema string the fast way reads, and the same header with a \n escape that sends it the ordinary way.
+  const std::string fast = R"({"__metadata__":{"__safestructures__":"{\"k\":\"a\\\\b\\/c\"}","x":"y"}})";
+  const std::string slow = R"({"__metadata__":{"__safestructures__":"{\"k\":\"a\\\\b\\/c\"}\n","x":"y"}})";
+  const Header a = parse_header_text(fast, 0);
+  const Header b = parse_header_text(slow, 0);
+  ASSERT_EQ(a.metadata.size(), 2u);
+  EXPECT_EQ(a.metadata[0].first, "__safestructures__");
+  EXPECT_EQ(a.metadata[0].second, R"({"k":"a\\b\/c"})");
+  EXPECT_EQ(b.metadata[0].second, R"({"k":"a\\b\/c"})" "\n");
+  EXPECT_EQ(a.metadata[1], b.metadata[1]);
+}
+
+}  // namespace
+}  // namespace safestructures
