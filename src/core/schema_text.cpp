@@ -3,6 +3,7 @@
 #include "safestructures/schema_text.hpp"
 
 #include <algorithm>
+#include <initializer_list>
 
 namespace safestructures {
 namespace {
@@ -15,6 +16,16 @@ thread_local std::size_t last_document_size = 0;
 // bytes are as large). Kept up to this size.
 constexpr std::size_t kept_capacity = std::size_t{32} << 20;
 thread_local std::string spare;
+
+// Pieces joined into one string, sized once (operator+ on temporaries makes GCC 12 warn falsely of overlapping copies).
+std::string concatenated(std::initializer_list<std::string_view> pieces) {
+  std::size_t size = 0;
+  for (const std::string_view piece : pieces) size += piece.size();
+  std::string out;
+  out.reserve(size);
+  for (const std::string_view piece : pieces) out.append(piece);
+  return out;
+}
 
 std::string escaped(std::string_view json) {
   std::string out;
@@ -185,8 +196,8 @@ std::string SchemaText::finish() && {
     if (text[r.start] == '[') {
       edits.push_back({r.start, 0, 1, escaped(referred_head(Kind::List, r.id))});
       edits.push_back({r.end, 0, 0, "}"});
-    } else if (text.substr(r.start + 1, 2 + tag_member.size() + 2) == escaped("\"" + std::string(tag_member) + "\"")) {
-      edits.push_back({after_tag(text, r.start), 0, 1, escaped(",\"" + std::string(id_member) + "\":" + std::to_string(r.id))});
+    } else if (text.substr(r.start + 1, 2 + tag_member.size() + 2) == escaped(concatenated({"\"", tag_member, "\""}))) {
+      edits.push_back({after_tag(text, r.start), 0, 1, escaped(concatenated({",\"", id_member, "\":", std::to_string(r.id)}))});
     } else {
       dict_as_pairs(text, r.start, r.id, edits);
     }
