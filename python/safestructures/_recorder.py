@@ -140,7 +140,8 @@ class Recorder:
     makes one: no disk, no memory), which the header's room grows into without moving any data (some 100 batches of
     ResNet-50 with every module recorded). A header that outgrows both is given twice its size (or a 64th of the data,
     up to 16 MiB) and a fresh padding by moving the data: a logarithmic number of times over a run, at most about twice
-    the data in all (docs/recorder.md). ``metadata`` (str -> str) is stored alongside; ``plugins`` and ``max_depth``
+    the data in all (docs/recorder.md). Closing a recording with no more data than padding left writes it anew
+    without the padding. ``metadata`` (str -> str) is stored alongside; ``plugins`` and ``max_depth``
     are save_file's.
     """
 
@@ -417,9 +418,20 @@ class Recorder:
                 return
             try:
                 self.flush()
+                if self._padding and self._data_size <= self._padding:
+                    self._drop_padding()
             finally:
                 os.close(self._fd)
                 self._fd = -1
+
+    def _drop_padding(self) -> None:
+        """Writes the file anew without its padding: a recording whose data is no larger than its padding would
+        otherwise be mostly padding once closed (in its size, and in what a stock reader allocates for it). The copy
+        costs at most the padding's size; a larger recording keeps the padding rather than be copied whole."""
+        header = self._header(0)
+        self._room_before, self._padding_before = self._room, self._padding
+        self._room, self._padding = _room_for(len(header), 0), 0
+        self._write_whole(header)
 
     def __enter__(self) -> Recorder:
         return self

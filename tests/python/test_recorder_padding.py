@@ -56,27 +56,34 @@ def test_the_header_grows_into_the_padding_and_the_records_never_move(tmp_path: 
                     inodes.add(path.stat().st_ino)
                     if i == 0:
                         first_x = path.read_bytes()[layouts[0][2]:][:record(0)["x"].nbytes]
-            rooms = sorted({room for room, _, _ in layouts})
-            assert rooms[0] == 4088 and len(rooms) >= 4, rooms  # grown several times
-            assert all((8 + room) % 4096 == 0 for room in rooms)
-            # The records' data starts at the same offset throughout: the header took over the padding's bytes.
-            assert {start for _, _, start in layouts} == {8 + 4088 + (256 << 10)}
-            assert all(room + padding == 4088 + (256 << 10) for room, padding, _ in layouts)
-            assert len(inodes) == 1  # never written anew
+                rooms = sorted({room for room, _, _ in layouts})
+                assert rooms[0] == 4088 and len(rooms) >= 4, rooms  # grown several times
+                assert all((8 + room) % 4096 == 0 for room in rooms)
+                # The records' data starts at the same offset throughout: the header took over the padding's bytes.
+                assert {start for _, _, start in layouts} == {8 + 4088 + (256 << 10)}
+                assert all(room + padding == 4088 + (256 << 10) for room, padding, _ in layouts)
+                assert len(inodes) == 1  # never written anew
+                assert sorted(p.name for p in directory.iterdir()) == ["rec.safetensors"]
+                assert path.read_bytes()[layouts[0][2]:][:len(first_x)] == first_x
+                out = recorded(path)
+                assert len(out) == 200 and all(out[i]["i"] == i for i in range(200))
+                assert all(np.array_equal(out[i]["x"], record(i)["x"]) and out[i]["x"].dtype == record(i)["x"].dtype
+                           for i in range(200))
+                # The padding is a hole: the file takes less space than its size by about the padding left.
+                room, padding, _ = layouts[-1]
+                st = path.stat()
+                assert padding > 0 and st.st_blocks * 512 <= st.st_size - padding + 4096
+                with ss.open(path) as f:
+                    assert RECORDING_PADDING not in f.tensors() and len(f.tensors()) == 400
+                with safe_open(str(path), "np") as stock:  # the stock reader sees the padding as a tensor of zeros
+                    assert stock.get_tensor(RECORDING_PADDING).tolist() == [0] * padding
+                    assert stock.get_tensor("199.x").tolist() == record(199)["x"].tolist()
+            # Closed with less data than padding: written anew without it, the records loading the same.
+            assert _layout(path)[1] == 0 and path.stat().st_size < (256 << 10)
             assert sorted(p.name for p in directory.iterdir()) == ["rec.safetensors"]
-            assert path.read_bytes()[layouts[0][2]:][:len(first_x)] == first_x
-            out = recorded(path)
-            assert len(out) == 200 and all(out[i]["i"] == i for i in range(200))
-            assert all(np.array_equal(out[i]["x"], record(i)["x"]) and out[i]["x"].dtype == record(i)["x"].dtype
-                       for i in range(200))
-            # The padding is a hole: the file takes less space than its size by about the padding left.
-            room, padding, _ = layouts[-1]
-            st = path.stat()
-            assert padding > 0 and st.st_blocks * 512 <= st.st_size - padding + 4096
-            with ss.open(path) as f:
-                assert RECORDING_PADDING not in f.tensors() and len(f.tensors()) == 400
-            with safe_open(str(path), "np") as stock:  # the stock reader sees the padding as a tensor of zeros
-                assert stock.get_tensor(RECORDING_PADDING).tolist() == [0] * padding
+            assert [o["i"] for o in recorded(path)] == list(range(200))
+            with safe_open(str(path), "np") as stock:
+                assert RECORDING_PADDING not in stock.keys()
                 assert stock.get_tensor("199.x").tolist() == record(199)["x"].tolist()
         finally:
             if str(directory).startswith("/dev/shm"):
@@ -105,17 +112,18 @@ def test_a_used_up_padding_gives_way_to_a_growth_that_moves_the_data(tmp_path: P
 def test_mode_a_continues_with_the_padding_left(tmp_path: Path) -> None:
     path = tmp_path / "rec.safetensors"
     with ss.Recorder(path, fsync=False, header_room=4096, header_reserve=64 << 10) as rec:
+        rec.append({"i": -1, "big": np.zeros(64 << 10, np.uint8)})  # more data than padding: closing keeps it
         for i in range(50):
             rec.append(record(i))
     room, padding, start = _layout(path)
     assert room > 4088 and 0 < padding < 64 << 10
     with ss.Recorder(path, "a", fsync=False, flush_seconds=None) as rec:
-        assert len(rec) == 50
+        assert len(rec) == 51
         for i in range(50, 120):
             rec.append(record(i))
             rec.flush()
             assert _layout(path)[2] == start  # grown into what was left, the records where they were
-    assert [o["i"] for o in recorded(path)] == list(range(120))
+    assert [o["i"] for o in recorded(path)] == [-1, *range(120)]
     # A recording without a padding (header_reserve=0, or an older writer's) continues, and grows by moving the data.
     bare = tmp_path / "bare.safetensors"
     with ss.Recorder(bare, fsync=False, header_room=4096, header_reserve=0) as rec:
@@ -145,13 +153,13 @@ def test_a_growth_into_the_padding_cut_short_loads_the_old_or_the_new_records(tm
         "no prefix": (before[:8] + after[8:] + journal, 60),  # the header whole, the prefix still the old room
         "uncut": (after + journal, 60),  # killed before cutting the journal off
     }
-    _check_cut_states(path, states, padded=True)
+    _check_cut_states(path, states)
 
 
 def test_a_tensor_inside_the_padding_is_refused_on_continuing(tmp_path: Path) -> None:
     path = tmp_path / "rec.safetensors"
     with ss.Recorder(path, fsync=False, header_room=4096, header_reserve=8192) as rec:
-        rec.append({"x": np.zeros(3, np.int8)})
+        rec.append({"x": np.zeros(3, np.int8), "big": np.zeros(8192, np.int8)})  # more data than padding: kept
     raw = bytearray(path.read_bytes())
     header = raw[8:8 + 4088].decode()
     # The record's tensor at the data's start, the padding after it: a valid safetensors layout, not a recording's.
