@@ -86,15 +86,17 @@ class Converter {
     const std::uint8_t* strings = doc.string_buf.get();
     // Word 0 is a root word whose payload is the tape's length; the last word is the closing root word.
     const std::size_t end = static_cast<std::size_t>(tape[0] & payload_mask) - 1;
+    // At most one node per word: reserved once, so that adding a node never regrows the vector.
+    nodes_.reserve(std::min<std::size_t>(end, limits_.max_nodes));
     std::vector<std::size_t> open;  // the tape index of each container not yet closed
     for (std::size_t i = 1; i < end;) {
       const std::uint64_t word = tape[i];
       const auto type = static_cast<char>(word >> 56);
       if (type == ']' || type == '}') {
         Node& container = nodes_[open.back()];
-        // An object's members are a key and a value each.
-        if (type == '}') container.count /= 2;
         container.end = static_cast<std::uint32_t>(nodes_.size());
+        // simdjson's start word counted the elements (or members) up to its saturation: past it, counted here.
+        if (container.count == count_mask) container.count = count_children(open.back());
         open.pop_back();
         ++i;
         continue;
@@ -103,7 +105,6 @@ class Converter {
       if (nodes_.size() >= limits_.max_nodes) {
         raise(ErrorCode::TooManyNodes, "the schema holds more than " + std::to_string(limits_.max_nodes) + " nodes");
       }
-      if (!open.empty()) ++nodes_[open.back()].count;
       Node& node = nodes_.emplace_back();
       ++i;
       switch (type) {
@@ -132,7 +133,10 @@ class Converter {
         }
         case '[':
         case '{':
+          // The start word holds the element count (an object's: its members) in bits 32 to 55: no count is
+          // added up per child, which cost a store into the parent node for every node.
           node.kind = type == '[' ? NodeKind::Array : NodeKind::Object;
+          node.count = static_cast<std::uint32_t>((word >> 32) & count_mask);
           open.push_back(nodes_.size() - 1);
           break;
         default: raise(ErrorCode::SchemaNotJson, "the schema parser produced an unknown value");
@@ -142,6 +146,18 @@ class Converter {
 
  private:
   static constexpr std::uint64_t payload_mask = (std::uint64_t{1} << 56) - 1;
+  // simdjson's saturated count: the container holds this many children or more.
+  static constexpr std::uint32_t count_mask = 0xFFFFFF;
+  // The children of the closed container at `at` (an object's members: a key and a value each).
+  std::uint32_t count_children(std::size_t at) const {
+    const Node& container = nodes_[at];
+    std::uint32_t children = 0;
+    for (std::size_t c = at + 1; c < container.end; ++children) {
+      const Node& child = nodes_[c];
+      c = child.kind == NodeKind::Array || child.kind == NodeKind::Object ? child.end : c + 1;
+    }
+    return container.kind == NodeKind::Object ? children / 2 : children;
+  }
   std::vector<Node>& nodes_;
   const SchemaLimits& limits_;
 };
