@@ -187,7 +187,8 @@ class Loader {
   }
   // A str value, shared with the last equal short one built (see recent_strings_).
   PyObject* string_value(std::string_view text);
-  nb::object key_object(std::string_view key);
+  // The str of a dict key, borrowed: keys_ holds it for the loader's life.
+  PyObject* key_object(std::string_view key);
   // Always inlined, its path part passed in pieces and put together only for a container: a scalar child (most
   // children) then costs no LoadPath assembled on the stack, whose piecewise stores and whole reload stalled the load
   // walk more than anything else in it.
