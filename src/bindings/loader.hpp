@@ -111,7 +111,7 @@ template <class F>
 OnExit(F) -> OnExit<F>;
 
 struct LoadPath {
-  enum class Type { Key, Index, Field } type;
+  enum class Type { Key, Index, Field } type = Type::Index;
   std::string_view key;
   std::size_t index = 0;
 };
@@ -199,7 +199,12 @@ class Loader {
     return build_container_child(i, type, key, index);
   }
   nb::object build_container_child(std::size_t i, LoadPath::Type type, std::string_view key, std::size_t index) {
-    path_.push_back({type, key, index});
+    // Stored field by field into its slot: a part built on the stack and copied in was reloaded whole before its
+    // stores had landed, a stall for every container.
+    LoadPath& part = path_.emplace_back();
+    part.type = type;
+    part.key = key;
+    part.index = index;
     nb::object out = build(i);
     path_.pop_back();
     return out;
