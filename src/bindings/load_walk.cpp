@@ -211,7 +211,7 @@ nb::object Loader::build_plain_object(std::size_t i) {
   std::size_t c = i + 1;
   for (std::uint32_t k = 0; k < n.count; ++k) {
     const std::string_view key = tape_[c].text;
-    if (key == tag_member) invalid(std::string(misplaced_tag_member));
+    if (same_text(key, tag_member)) invalid(std::string(misplaced_tag_member));
     nb::object value = build_child(c + 1, LoadPath::Type::Key, key);
     if (set_str_item(dict.ptr(), key_object(key), value.ptr()) != 0) throw nb::python_error();
     c = tape_.next(c + 1);
