@@ -165,11 +165,11 @@ template <std::size_t Slots>
   return (text.size() * 131 + byte(0) * 31 + byte(text.size() - 1) * 7 + byte(text.size() / 2) * 17) & (Slots - 1);
 }
 
-nb::object Loader::key_object(std::string_view key) {
+PyObject* Loader::key_object(std::string_view key) {
   // Records share their keys: one str object per distinct key, as pickle's memo gives, saves a decode and an
   // allocation per dict entry.
   auto& recent = recent_keys_[text_slot<std::tuple_size_v<decltype(recent_keys_)>>(key)];
-  if (recent.second != nullptr && same_text(recent.first, key)) return nb::borrow(recent.second);
+  if (recent.second != nullptr && same_text(recent.first, key)) return recent.second;
   auto [it, inserted] = keys_.try_emplace(key);
   if (inserted) {
     PyObject* text = PyUnicode_DecodeUTF8(key.data(), static_cast<Py_ssize_t>(key.size()), nullptr);
@@ -181,7 +181,17 @@ nb::object Loader::key_object(std::string_view key) {
     it->second = nb::steal(text);
   }
   recent = {it->first, it->second.ptr()};
-  return it->second;
+  return it->second.ptr();
+}
+
+// Puts `value` under an exact str `key` whose hash is computed (interned keys are hashed as they are interned): the
+// dict then skips asking the key for its hash, once per member of every record.
+[[gnu::always_inline]] inline int set_str_item(PyObject* dict, PyObject* key, PyObject* value) {
+#if PY_VERSION_HEX < 0x030D0000
+  const Py_hash_t hash = reinterpret_cast<PyASCIIObject*>(key)->hash;
+  if (hash != -1) return _PyDict_SetItem_KnownHash(dict, key, value, hash);
+#endif
+  return PyDict_SetItem(dict, key, value);
 }
 
 // An empty dict with room for `count` keys: a record of six keys or more would otherwise be rebuilt once as it grows
@@ -201,9 +211,9 @@ nb::object Loader::build_plain_object(std::size_t i) {
   std::size_t c = i + 1;
   for (std::uint32_t k = 0; k < n.count; ++k) {
     const std::string_view key = tape_[c].text;
-    if (key == tag_member) invalid(std::string(misplaced_tag_member));
+    if (same_text(key, tag_member)) invalid(std::string(misplaced_tag_member));
     nb::object value = build_child(c + 1, LoadPath::Type::Key, key);
-    if (PyDict_SetItem(dict.ptr(), key_object(key).ptr(), value.ptr()) != 0) throw nb::python_error();
+    if (set_str_item(dict.ptr(), key_object(key), value.ptr()) != 0) throw nb::python_error();
     c = tape_.next(c + 1);
   }
   if (static_cast<std::uint32_t>(PyDict_GET_SIZE(dict.ptr())) != n.count) invalid("an object holds the same key twice");

@@ -209,8 +209,11 @@ nb::object Loader::build_appended(std::size_t i, Kind kind) {
 nb::object Loader::build_tuple(std::size_t i) {
   // Filled in place: nothing can refer to a tuple before it is complete (a cycle through one is refused), and a tuple
   // left partly filled by an error frees its filled slots only.
-  std::uint32_t count = 0;
-  const std::size_t first = tree_.items(i, count, failing());
+  // The usual tuple node, {"$":"tuple","items":[...]} and nothing more, has its items right after its tag and no id:
+  // found without searching its members, and nothing to define. Any other shape goes through the tree reader.
+  const bool usual = tape_[i].count == 2 && tape_[i + 4].kind == NodeKind::Array && tape_[i + 3].text == "items";
+  std::uint32_t count = usual ? tape_[i + 4].count : 0;
+  const std::size_t first = usual ? i + 5 : tree_.items(i, count, failing());
   nb::object tuple = nb::steal(PyTuple_New(count));
   if (!tuple.is_valid()) throw nb::python_error();
   bool atomic = true;  // whether every item is an object the garbage collector does not track
@@ -221,7 +224,7 @@ nb::object Loader::build_tuple(std::size_t i) {
   // A tuple of such items can be part of no cycle: untracked now, as the collector's first pass over it would do, so
   // that the collection after the load does not visit every record's tuple.
   if (atomic && PyObject_GC_IsTracked(tuple.ptr())) PyObject_GC_UnTrack(tuple.ptr());
-  define(i, tuple);
+  if (!usual) define(i, tuple);
   return tuple;
 }
 

@@ -111,7 +111,7 @@ template <class F>
 OnExit(F) -> OnExit<F>;
 
 struct LoadPath {
-  enum class Type { Key, Index, Field } type;
+  enum class Type { Key, Index, Field } type = Type::Index;
   std::string_view key;
   std::size_t index = 0;
 };
@@ -187,7 +187,8 @@ class Loader {
   }
   // A str value, shared with the last equal short one built (see recent_strings_).
   PyObject* string_value(std::string_view text);
-  nb::object key_object(std::string_view key);
+  // The str of a dict key, borrowed: keys_ holds it for the loader's life.
+  PyObject* key_object(std::string_view key);
   // Always inlined, its path part passed in pieces and put together only for a container: a scalar child (most
   // children) then costs no LoadPath assembled on the stack, whose piecewise stores and whole reload stalled the load
   // walk more than anything else in it.
@@ -198,7 +199,12 @@ class Loader {
     return build_container_child(i, type, key, index);
   }
   nb::object build_container_child(std::size_t i, LoadPath::Type type, std::string_view key, std::size_t index) {
-    path_.push_back({type, key, index});
+    // Stored field by field into its slot: a part built on the stack and copied in was reloaded whole before its
+    // stores had landed, a stall for every container.
+    LoadPath& part = path_.emplace_back();
+    part.type = type;
+    part.key = key;
+    part.index = index;
     nb::object out = build(i);
     path_.pop_back();
     return out;

@@ -79,32 +79,40 @@ namespace {
 // pre-order as ours: no recursion, and no accessor call per value. The parser has checked the JSON and its depth.
 class Converter {
  public:
-  Converter(std::vector<Node>& nodes, const SchemaLimits& limits) : nodes_(nodes), limits_(limits) {}
+  explicit Converter(const SchemaLimits& limits) : limits_(limits) {}
 
-  void convert(const simdjson::dom::document& doc) {
+  // Appends the document's nodes to `nodes`. They are built in a local vector (the caller's storage moved in, and
+  // back at the end), whose ends the compiler keeps in registers rather than storing them through a reference after
+  // every node; reserved once for at most one node per word, so that adding a node never regrows it; its size counted
+  // here, not divided out of its ends for every node.
+  void convert(const simdjson::dom::document& doc, std::vector<Node>& into) {
     const std::uint64_t* tape = doc.tape.get();
     const std::uint8_t* strings = doc.string_buf.get();
     // Word 0 is a root word whose payload is the tape's length; the last word is the closing root word.
     const std::size_t end = static_cast<std::size_t>(tape[0] & payload_mask) - 1;
+    std::vector<Node> nodes = std::move(into);
+    nodes.reserve(nodes.size() + std::min<std::size_t>(end, limits_.max_nodes));
+    const std::uint64_t max_nodes = limits_.max_nodes;
+    std::size_t made = nodes.size();
     std::vector<std::size_t> open;  // the tape index of each container not yet closed
     for (std::size_t i = 1; i < end;) {
       const std::uint64_t word = tape[i];
       const auto type = static_cast<char>(word >> 56);
       if (type == ']' || type == '}') {
-        Node& container = nodes_[open.back()];
-        // An object's members are a key and a value each.
-        if (type == '}') container.count /= 2;
-        container.end = static_cast<std::uint32_t>(nodes_.size());
+        Node& container = nodes[open.back()];
+        container.end = static_cast<std::uint32_t>(made);
+        // simdjson's start word counted the elements (or members) up to its saturation: past it, counted here.
+        if (container.count == count_mask) container.count = count_children(nodes, open.back());
         open.pop_back();
         ++i;
         continue;
       }
       // Called before each node is added: the tape may reach max_nodes nodes, not one more.
-      if (nodes_.size() >= limits_.max_nodes) {
+      if (made >= max_nodes) {
         raise(ErrorCode::TooManyNodes, "the schema holds more than " + std::to_string(limits_.max_nodes) + " nodes");
       }
-      if (!open.empty()) ++nodes_[open.back()].count;
-      Node& node = nodes_.emplace_back();
+      Node& node = nodes.emplace_back();
+      ++made;
       ++i;
       switch (type) {
         case 'n': node.kind = NodeKind::Null; break;
@@ -132,17 +140,32 @@ class Converter {
         }
         case '[':
         case '{':
+          // The start word holds the element count (an object's: its members) in bits 32 to 55: no count is
+          // added up per child, which cost a store into the parent node for every node.
           node.kind = type == '[' ? NodeKind::Array : NodeKind::Object;
-          open.push_back(nodes_.size() - 1);
+          node.count = static_cast<std::uint32_t>((word >> 32) & count_mask);
+          open.push_back(made - 1);
           break;
         default: raise(ErrorCode::SchemaNotJson, "the schema parser produced an unknown value");
       }
     }
+    into = std::move(nodes);
   }
 
  private:
   static constexpr std::uint64_t payload_mask = (std::uint64_t{1} << 56) - 1;
-  std::vector<Node>& nodes_;
+  // simdjson's saturated count: the container holds this many children or more.
+  static constexpr std::uint32_t count_mask = 0xFFFFFF;
+  // The children of the closed container at `at` (an object's members: a key and a value each).
+  static std::uint32_t count_children(const std::vector<Node>& nodes, std::size_t at) {
+    const Node& container = nodes[at];
+    std::uint32_t children = 0;
+    for (std::size_t c = at + 1; c < container.end; ++children) {
+      const Node& child = nodes[c];
+      c = child.kind == NodeKind::Array || child.kind == NodeKind::Object ? child.end : c + 1;
+    }
+    return container.kind == NodeKind::Object ? children / 2 : children;
+  }
   const SchemaLimits& limits_;
 };
 
@@ -180,7 +203,7 @@ Tape parse_schema_json(std::string_view json, const SchemaLimits& limits, bool p
   }
   Tape tape;
   tape.parsed_ = parser;
-  Converter(tape.nodes_, limits).convert(parser->doc);
+  Converter(limits).convert(parser->doc, tape.nodes_);
   return tape;
 }
 
