@@ -1,9 +1,12 @@
 // Unescaping the schema's string in a header 64 bytes at a time (AVX-512 VBMI2 compresses the escaping backslashes
-// out of each block), where the ordinary JSON parser stops at every escape: in a schema escaped into the header, every
-// quote is one, and unescaping cost a load as much as parsing the schema itself.
+// out of each block), or else 8 bytes at a time between escapes, where the ordinary JSON parser stops at every escape:
+// in a schema escaped into the header, every quote is one, and unescaping cost a load as much as parsing the schema
+// itself.
 #include "safestructures/escaped_string.hpp"
 
+#include <bit>
 #include <cstdint>
+#include <cstring>
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -70,17 +73,66 @@ __attribute__((target("avx512f,avx512bw,avx512vbmi2,bmi,bmi2,popcnt"))) std::siz
 }  // namespace
 #endif
 
+namespace {
+
+// The bytes of `word` that are a backslash, a quote or a control character (below 0x20), each as its high bit: the
+// classic bit tricks for a zero byte and a byte below n. A borrow may mark a byte after a marked one too, never one
+// before it, so the lowest mark is exact (the text's first such byte: words are read little-endian).
+std::uint64_t special_bytes(std::uint64_t word) {
+  constexpr std::uint64_t ones = 0x0101010101010101ULL, highs = 0x8080808080808080ULL;
+  const auto zero_bytes = [&](std::uint64_t x) { return (x - ones) & ~x & highs; };
+  return zero_bytes(word ^ (ones * '\\')) | zero_bytes(word ^ (ones * '"')) | ((word - ones * 0x20) & ~word & highs);
+}
+
+// The same unescaping on any CPU: the bytes before each escape copied 8 at a time, each escape taken by itself.
+std::size_t unescape_words(std::string_view text, std::string& out, std::size_t padding) {
+  static_assert(std::endian::native == std::endian::little, "the first special byte is the word's lowest");
+  out.resize(text.size() + padding);
+  char* dst = out.data();
+  const std::size_t n = text.size();
+  std::size_t at = 0;
+  while (at < n) {
+    if (n - at >= 8) {
+      std::uint64_t word;
+      std::memcpy(&word, text.data() + at, 8);
+      // Written whole (the output has room: it is never ahead of the input): only the bytes before the first special
+      // one count.
+      std::memcpy(dst, &word, 8);
+      const std::uint64_t special = special_bytes(word);
+      const std::size_t plain = special == 0 ? 8 : static_cast<std::size_t>(__builtin_ctzll(special)) / 8;
+      dst += plain;
+      at += plain;
+      if (plain == 8) continue;
+    }
+    const char c = text[at];
+    if (c == '"') {
+      out.resize(static_cast<std::size_t>(dst - out.data()));  // shortened only: the capacity keeps the padding
+      return at;
+    }
+    if (static_cast<unsigned char>(c) < 0x20) return escaped_string_npos;
+    if (c == '\\') {
+      const char escaped = at + 1 < n ? text[at + 1] : '\0';
+      if (escaped != '"' && escaped != '\\' && escaped != '/') return escaped_string_npos;  // another escape
+      *dst++ = escaped;
+      at += 2;
+      continue;
+    }
+    *dst++ = c;
+    ++at;
+  }
+  return escaped_string_npos;  // no closing quote
+}
+
+}  // namespace
+
 std::size_t unescape_simple_json_string(std::string_view text, std::string& out, std::size_t padding) {
-#if !defined(__x86_64__)
-  (void)text, (void)out, (void)padding;
-  return escaped_string_npos;
-#else
+#if defined(__x86_64__)
   static const bool supported = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                                 __builtin_cpu_supports("avx512vbmi2") && __builtin_cpu_supports("bmi2") &&
                                 __builtin_cpu_supports("popcnt");
-  if (!supported) return escaped_string_npos;
-  return unescape_vbmi2(text, out, padding);
+  if (supported) return unescape_vbmi2(text, out, padding);
 #endif
+  return unescape_words(text, out, padding);
 }
 
 }  // namespace safestructures
