@@ -17,6 +17,9 @@
 namespace safestructures {
 namespace {
 
+// Metadata of at most this many keys is checked for a duplicate key pairwise, without sorting.
+constexpr std::size_t small_metadata = 8;
+
 // Parsers whose buffers grew past this are not kept for the next call.
 constexpr std::size_t retained_parser_capacity = 16 << 20;
 
@@ -129,6 +132,7 @@ void read_metadata(simdjson::dom::element value, Header& header, std::span<Unesc
     raise(ErrorCode::MetadataNotObject, "__metadata__ must be an object of strings, found " + simdjson::to_string(value));
   }
   header.has_metadata = true;
+  header.metadata.reserve(object.size());
   for (auto field : object) {
     std::string_view text;
     if (field.value.get_string().get(text)) {
@@ -146,9 +150,19 @@ void read_metadata(simdjson::dom::element value, Header& header, std::span<Unesc
     value.append(text);
     header.metadata.emplace_back(std::string(field.key), std::move(value));
   }
+  const auto& metadata = header.metadata;
+  if (metadata.size() <= small_metadata) {
+    // A few keys, compared pairwise: cheaper than sorting views of them.
+    for (std::size_t a = 0; a < metadata.size(); ++a) {
+      for (std::size_t b = a + 1; b < metadata.size(); ++b) {
+        if (metadata[a].first == metadata[b].first) raise(ErrorCode::DuplicateKey, "__metadata__ key " + quote_name(metadata[a].first) + " appears twice");
+      }
+    }
+    return;
+  }
   std::vector<std::string_view> keys;
-  keys.reserve(header.metadata.size());
-  for (const auto& [key, _] : header.metadata) keys.push_back(key);
+  keys.reserve(metadata.size());
+  for (const auto& [key, _] : metadata) keys.push_back(key);
   std::sort(keys.begin(), keys.end());
   const auto dup = std::adjacent_find(keys.begin(), keys.end());
   if (dup != keys.end()) raise(ErrorCode::DuplicateKey, "__metadata__ key " + quote_name(*dup) + " appears twice");
@@ -191,15 +205,23 @@ void check_tiling(const Header& header, std::uint64_t data_size, bool trailing_a
                                         std::to_string(data_size) + " bytes)");
     }
   }
-  std::vector<std::size_t> order(tensors.size());
-  std::iota(order.begin(), order.end(), 0);
-  std::sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) {
+  const auto span_before = [&](std::size_t a, std::size_t b) {
     return std::pair(tensors[a].begin, tensors[a].end) < std::pair(tensors[b].begin, tensors[b].end);
-  });
+  };
+  // The tensors by where their data starts: the header's own order when it is that already (as every writer's is),
+  // which then costs no sorted copy.
+  bool in_order = true;
+  for (std::size_t k = 1; k < tensors.size() && in_order; ++k) in_order = !span_before(k, k - 1);
+  std::vector<std::size_t> order;
+  if (!in_order) {
+    order.resize(tensors.size());
+    std::iota(order.begin(), order.end(), 0);
+    std::sort(order.begin(), order.end(), span_before);
+  }
   std::uint64_t expected = 0;
   const TensorInfo* previous = nullptr;
-  for (std::size_t i : order) {
-    const TensorInfo& t = tensors[i];
+  for (std::size_t k = 0; k < tensors.size(); ++k) {
+    const TensorInfo& t = tensors[in_order ? k : order[k]];
     if (t.begin > expected) {
       raise(ErrorCode::Hole, where(t.name) + " starts at " + std::to_string(t.begin) + ", leaving a hole after " +
                                  (previous ? where(previous->name) + ", which ends at " : std::string("the start of the data at ")) + std::to_string(expected));
