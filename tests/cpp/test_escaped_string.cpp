@@ -1,4 +1,4 @@
-// Tests of unescape_simple_json_string (whichever way this CPU takes: AVX-512 VBMI2 or 8-byte words) against
+// Tests of unescape_simple_json_string (whichever way this CPU takes: AVX-512 VBMI2 or SSSE3) against
 // simdjson's own reading of the same JSON strings: the same bytes where it applies (every escape \" \\ or \/), npos
 // wherever else, and the header parse the same either way.
 #include <gtest/gtest.h>
@@ -21,7 +21,13 @@ std::string simdjson_reading(const std::string& content) {
   return header.metadata.at(0).second;
 }
 
+bool fast_path_available() {
+  std::string out;
+  return unescape_simple_json_string("\"", out, 0) == 0;
+}
+
 TEST(EscapedString, SimpleEscapesReadAsSimdjsonReadsThem) {
+  if (!fast_path_available()) GTEST_SKIP() << "this CPU is not x86-64 with SSSE3: the header parse never takes the fast way";
   std::mt19937 rng(7);
   const std::vector<std::string> pieces = {"\\\"", "\\\\", "\\/", "a", "é", "😀", " ", "{", "x\\\\\\\"y"};
   for (int trial = 0; trial < 4000; ++trial) {
@@ -46,8 +52,10 @@ TEST(EscapedString, AnythingElseIsLeftToTheParser) {
   // A closing quote past the first block, after an escaping backslash at a block's end.
   std::string out;
   const std::string text = std::string(63, 'a') + "\\\"b\"";
-  EXPECT_EQ(unescape_simple_json_string(text, out, 0), text.size() - 1);
-  EXPECT_EQ(out, std::string(63, 'a') + "\"b");
+  if (fast_path_available()) {
+    EXPECT_EQ(unescape_simple_json_string(text, out, 0), text.size() - 1);
+    EXPECT_EQ(out, std::string(63, 'a') + "\"b");
+  }
 }
 
 TEST(EscapedString, HeaderReadsTheSameEitherWay) {
