@@ -31,6 +31,25 @@ std::uint64_t escaped_characters(std::uint64_t backslash, std::uint64_t& next_is
   return (even_bits ^ invert_mask) & follows_escape;
 }
 
+// What a 64-byte block keeps of its bytes, from the masks of its backslashes, quotes, slashes, control characters
+// (below 0x20) and valid bytes: false when the string holds another escape (\n, \u...) or a control character, which
+// the ordinary parser judges; else `keep` (its bytes less the escaping backslashes) and `closing` (its closing quote,
+// if it is in this block).
+struct BlockMasks {
+  std::uint64_t backslash, quote, slash, control, valid;
+};
+
+bool kept_bytes(const BlockMasks& m, std::uint64_t& next_is_escaped, std::uint64_t& keep, std::uint64_t& closing) {
+  const std::uint64_t escaped = escaped_characters(m.backslash, next_is_escaped);
+  if (escaped & ~(m.quote | m.backslash | m.slash)) return false;
+  closing = m.quote & ~escaped;
+  // The bytes of the string in this block: up to its closing quote, if it is here.
+  const std::uint64_t inside = closing ? (closing & -closing) - 1 : m.valid;
+  if (m.control & inside) return false;
+  keep = inside & ~(m.backslash & ~escaped);
+  return true;
+}
+
 __attribute__((target("avx512f,avx512bw,avx512vbmi2,bmi,bmi2,popcnt"))) std::size_t unescape_vbmi2(std::string_view text,
                                                                                                     std::string& out,
                                                                                                     std::size_t padding) {
@@ -47,18 +66,11 @@ __attribute__((target("avx512f,avx512bw,avx512vbmi2,bmi,bmi2,popcnt"))) std::siz
     // The last block's load is masked: the header may end the caller's buffer.
     const __mmask64 valid = left >= 64 ? ~std::uint64_t{0} : (std::uint64_t{1} << left) - 1;
     const __m512i block = _mm512_maskz_loadu_epi8(valid, text.data() + at);
-    const std::uint64_t backslash = _mm512_mask_cmpeq_epi8_mask(valid, block, backslash_byte);
-    const std::uint64_t quote = _mm512_mask_cmpeq_epi8_mask(valid, block, quote_byte);
-    const std::uint64_t slash = _mm512_mask_cmpeq_epi8_mask(valid, block, slash_byte);
-    // Bytes below 0x20 (unsigned): control characters, which the ordinary parser judges.
-    const std::uint64_t control = _mm512_mask_cmplt_epu8_mask(valid, block, space_byte);
-    const std::uint64_t escaped = escaped_characters(backslash, next_is_escaped);
-    if (escaped & ~(quote | backslash | slash)) return escaped_string_npos;  // another escape (\n, \u...)
-    const std::uint64_t closing = quote & ~escaped;
-    // The bytes of the string in this block: up to its closing quote, if it is here.
-    const std::uint64_t inside = closing ? (closing & -closing) - 1 : static_cast<std::uint64_t>(valid);
-    if (control & inside) return escaped_string_npos;
-    const std::uint64_t keep = inside & ~(backslash & ~escaped);
+    const BlockMasks masks{_mm512_mask_cmpeq_epi8_mask(valid, block, backslash_byte), _mm512_mask_cmpeq_epi8_mask(valid, block, quote_byte),
+                           _mm512_mask_cmpeq_epi8_mask(valid, block, slash_byte), _mm512_mask_cmplt_epu8_mask(valid, block, space_byte),
+                           valid};
+    std::uint64_t keep = 0, closing = 0;
+    if (!kept_bytes(masks, next_is_escaped, keep, closing)) return escaped_string_npos;
     _mm512_storeu_si512(dst, _mm512_maskz_compress_epi8(keep, block));
     dst += _mm_popcnt_u64(keep);
     if (closing) {
@@ -118,13 +130,10 @@ __attribute__((target("ssse3,popcnt"))) std::size_t unescape_ssse3(std::string_v
       slash |= bits(_mm_cmpeq_epi8(v, slash_byte));
       control |= bits(_mm_cmpeq_epi8(_mm_min_epu8(v, below_space), v));
     }
-    backslash &= valid, quote &= valid, slash &= valid, control &= valid;
-    const std::uint64_t escaped = escaped_characters(backslash, next_is_escaped);
-    if (escaped & ~(quote | backslash | slash)) return escaped_string_npos;  // another escape (\n, \u...)
-    const std::uint64_t closing = quote & ~escaped;
-    const std::uint64_t inside = closing ? (closing & -closing) - 1 : valid;
-    if (control & inside) return escaped_string_npos;
-    const std::uint64_t keep = inside & ~(backslash & ~escaped);
+    std::uint64_t keep = 0, closing = 0;
+    if (!kept_bytes({backslash & valid, quote & valid, slash & valid, control & valid, valid}, next_is_escaped, keep, closing)) {
+      return escaped_string_npos;
+    }
     for (int group = 0; group < 8; ++group) {
       const auto kept = static_cast<std::uint32_t>(keep >> (8 * group) & 0xff);
       const __m128i bytes = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(block + 8 * group));
