@@ -48,8 +48,13 @@ struct Header {
   std::vector<TensorInfo> tensors;
   // Length of the JSON header (the N of the 8-byte prefix); the data buffer starts at 8 + header_size.
   std::uint64_t header_size = 0;
+  // Position in `tensors` by name, built only for a header of more than small_header_tensors tensors: a few names
+  // are found faster by comparing them than by hashing, and a small load saves the map's allocations and teardown.
+  static constexpr std::size_t small_header_tensors = 8;
   std::unordered_map<std::string, std::size_t, StringHash, std::equal_to<>> index;
 
+  // The position in `tensors` of tensor `name`, or tensors.size() when there is none.
+  std::size_t position(std::string_view name) const;
   const TensorInfo* find(std::string_view name) const;
   const std::string* find_metadata(std::string_view key) const;
   std::uint64_t data_offset() const { return 8 + header_size; }

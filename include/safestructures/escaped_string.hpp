@@ -11,7 +11,7 @@ namespace safestructures {
 // in it is \" \\ or \/ and it holds no control character: what the schema document of a file this library writes is,
 // escaped once to sit in the header. Returns the length of the escaped content (the closing quote is
 // text[returned]) with the unescaped bytes in `out`, followed by `padding` bytes of room; or npos when the string is
-// anything else (another escape, a control character, no closing quote) or the CPU lacks AVX-512 VBMI2: the caller
+// anything else (another escape, a control character, no closing quote) or the CPU is not x86-64 with SSSE3: the caller
 // then parses the header the ordinary way, which decides what the text is. Reads no byte past `text`'s end.
 inline constexpr std::size_t escaped_string_npos = static_cast<std::size_t>(-1);
 std::size_t unescape_simple_json_string(std::string_view text, std::string& out, std::size_t padding);

@@ -161,11 +161,11 @@ std::optional<Checksums> read_checksums(const Header& header) {
   std::vector<bool> seen(header.tensors.size(), false);
   out.tensors.assign(header.tensors.size(), 0);
   for_each_digest(entry, "tensor", [&](std::string_view name, std::uint64_t digest) {
-    const auto at = header.index.find(name);
-    if (at == header.index.end()) malformed("has a digest for tensor " + quote_name(name) + ", which the file lacks");
-    if (seen[at->second]) malformed("has two digests for tensor " + quote_name(name));
-    seen[at->second] = true;
-    out.tensors[at->second] = digest;
+    const std::size_t at = header.position(name);
+    if (at == header.tensors.size()) malformed("has a digest for tensor " + quote_name(name) + ", which the file lacks");
+    if (seen[at]) malformed("has two digests for tensor " + quote_name(name));
+    seen[at] = true;
+    out.tensors[at] = digest;
   });
   for (std::size_t k = 0; k < seen.size(); ++k) {
     if (!seen[k]) malformed("has no digest for tensor " + quote_name(header.tensors[k].name));

@@ -4,9 +4,11 @@
 #include <simdjson.h>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstring>
 #include <numeric>
+#include <span>
 
 #include "safestructures/error.hpp"
 #include "safestructures/escaped_string.hpp"
@@ -14,6 +16,9 @@
 
 namespace safestructures {
 namespace {
+
+// Metadata of at most this many keys is checked for a duplicate key pairwise, without sorting.
+constexpr std::size_t small_metadata = 8;
 
 // Parsers whose buffers grew past this are not kept for the next call.
 constexpr std::size_t retained_parser_capacity = 16 << 20;
@@ -113,23 +118,30 @@ TensorInfo read_entry(std::string_view name, simdjson::dom::element value) {
   return info;
 }
 
-// `schema`: the schema string unescaped before the parse (see parse_header_text), which stands for the first
-// schema key's value in the text parsed (an empty string there); nullptr when there is none.
-void read_metadata(simdjson::dom::element value, Header& header, std::string* schema) {
+// A metadata string unescaped before the parse (see parse_header_text): it stands for its key's first value in the
+// text parsed, an empty string there.
+struct Unescaped {
+  std::string_view key;
+  std::string text;
+};
+
+void read_metadata(simdjson::dom::element value, Header& header, std::span<Unescaped> unescaped) {
   if (value.is_null()) return;
   simdjson::dom::object object;
   if (value.get_object().get(object)) {
     raise(ErrorCode::MetadataNotObject, "__metadata__ must be an object of strings, found " + simdjson::to_string(value));
   }
   header.has_metadata = true;
+  header.metadata.reserve(object.size());
   for (auto field : object) {
     std::string_view text;
     if (field.value.get_string().get(text)) {
       raise(ErrorCode::MetadataNotString, "__metadata__ key " + quote_name(field.key) + " must have a string value, found " + simdjson::to_string(field.value));
     }
-    if (schema != nullptr && field.key == schema_metadata_key) {
-      header.metadata.emplace_back(std::string(field.key), std::move(*schema));
-      schema = nullptr;
+    const auto given = std::find_if(unescaped.begin(), unescaped.end(), [&](const Unescaped& u) { return u.key == field.key; });
+    if (given != unescaped.end()) {
+      header.metadata.emplace_back(std::string(field.key), std::move(given->text));
+      given->key = {};  // a second value of the key is its own, read from the text
       continue;
     }
     // Room for simdjson's padding after the text: the schema held here is parsed in place, not copied once more.
@@ -138,9 +150,19 @@ void read_metadata(simdjson::dom::element value, Header& header, std::string* sc
     value.append(text);
     header.metadata.emplace_back(std::string(field.key), std::move(value));
   }
+  const auto& metadata = header.metadata;
+  if (metadata.size() <= small_metadata) {
+    // A few keys, compared pairwise: cheaper than sorting views of them.
+    for (std::size_t a = 0; a < metadata.size(); ++a) {
+      for (std::size_t b = a + 1; b < metadata.size(); ++b) {
+        if (metadata[a].first == metadata[b].first) raise(ErrorCode::DuplicateKey, "__metadata__ key " + quote_name(metadata[a].first) + " appears twice");
+      }
+    }
+    return;
+  }
   std::vector<std::string_view> keys;
-  keys.reserve(header.metadata.size());
-  for (const auto& [key, _] : header.metadata) keys.push_back(key);
+  keys.reserve(metadata.size());
+  for (const auto& [key, _] : metadata) keys.push_back(key);
   std::sort(keys.begin(), keys.end());
   const auto dup = std::adjacent_find(keys.begin(), keys.end());
   if (dup != keys.end()) raise(ErrorCode::DuplicateKey, "__metadata__ key " + quote_name(*dup) + " appears twice");
@@ -183,15 +205,23 @@ void check_tiling(const Header& header, std::uint64_t data_size, bool trailing_a
                                         std::to_string(data_size) + " bytes)");
     }
   }
-  std::vector<std::size_t> order(tensors.size());
-  std::iota(order.begin(), order.end(), 0);
-  std::sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) {
+  const auto span_before = [&](std::size_t a, std::size_t b) {
     return std::pair(tensors[a].begin, tensors[a].end) < std::pair(tensors[b].begin, tensors[b].end);
-  });
+  };
+  // The tensors by where their data starts: the header's own order when it is that already (as every writer's is),
+  // which then costs no sorted copy.
+  bool in_order = true;
+  for (std::size_t k = 1; k < tensors.size() && in_order; ++k) in_order = !span_before(k, k - 1);
+  std::vector<std::size_t> order;
+  if (!in_order) {
+    order.resize(tensors.size());
+    std::iota(order.begin(), order.end(), 0);
+    std::sort(order.begin(), order.end(), span_before);
+  }
   std::uint64_t expected = 0;
   const TensorInfo* previous = nullptr;
-  for (std::size_t i : order) {
-    const TensorInfo& t = tensors[i];
+  for (std::size_t k = 0; k < tensors.size(); ++k) {
+    const TensorInfo& t = tensors[in_order ? k : order[k]];
     if (t.begin > expected) {
       raise(ErrorCode::Hole, where(t.name) + " starts at " + std::to_string(t.begin) + ", leaving a hole after " +
                                  (previous ? where(previous->name) + ", which ends at " : std::string("the start of the data at ")) + std::to_string(expected));
@@ -244,9 +274,20 @@ std::uint64_t TensorInfo::elements() const {
   return n;
 }
 
-const TensorInfo* Header::find(std::string_view name) const {
+std::size_t Header::position(std::string_view name) const {
+  if (tensors.size() <= small_header_tensors) {
+    for (std::size_t k = 0; k < tensors.size(); ++k) {
+      if (tensors[k].name == name) return k;
+    }
+    return tensors.size();
+  }
   const auto it = index.find(name);
-  return it == index.end() ? nullptr : &tensors[it->second];
+  return it == index.end() ? tensors.size() : it->second;
+}
+
+const TensorInfo* Header::find(std::string_view name) const {
+  const std::size_t at = position(name);
+  return at == tensors.size() ? nullptr : &tensors[at];
 }
 
 const std::string* Header::find_metadata(std::string_view key) const {
@@ -277,24 +318,39 @@ Header parse_header_text(std::string_view json, std::uint64_t data_size) {
   }
   if (!simdjson::validate_utf8(json.data(), json.size())) raise(ErrorCode::HeaderNotUtf8, "header is not valid UTF-8");
 
-  // A header this library writes starts with its schema string: unescaped here the fast way where it can be, and
-  // left out of the text the JSON parser reads (which leaves the rest of the header, and any other header, to it).
-  std::string schema;
-  std::size_t schema_length = escaped_string_npos;
+  // A header this library writes starts with its schema string, and its checksums entry right after: unescaped here
+  // the fast way where they can be, and left out of the text the JSON parser reads (which leaves the rest of the
+  // header, and any other header, to it).
   static const std::string schema_start = "{\"" + std::string(metadata_key) + "\":{\"" + std::string(schema_metadata_key) + "\":\"";
+  static const std::string checksums_start = "\",\"" + std::string(checksums_metadata_key) + "\":\"";
+  std::array<Unescaped, 2> unescaped{Unescaped{schema_metadata_key, {}}, Unescaped{checksums_metadata_key, {}}};
+  std::size_t taken = 0;       // how many of `unescaped` were
+  std::string_view rest;       // the text after the last string unescaped, from its closing quote on
   if (json.starts_with(schema_start)) {
-    schema_length = unescape_simple_json_string(json.substr(schema_start.size()), schema, simdjson::SIMDJSON_PADDING);
+    const std::size_t length = unescape_simple_json_string(json.substr(schema_start.size()), unescaped[0].text, simdjson::SIMDJSON_PADDING);
+    if (length != escaped_string_npos) {
+      taken = 1;
+      rest = json.substr(schema_start.size() + length);
+      if (rest.starts_with(checksums_start)) {
+        const std::size_t checksums_length = unescape_simple_json_string(rest.substr(checksums_start.size()), unescaped[1].text,
+                                                                          simdjson::SIMDJSON_PADDING);
+        if (checksums_length != escaped_string_npos) {
+          taken = 2;
+          rest = rest.substr(checksums_start.size() + checksums_length);
+        }
+      }
+    }
   }
-  std::string_view rest;  // the text after the schema string's content, from its closing quote on
-  if (schema_length != escaped_string_npos) rest = json.substr(schema_start.size() + schema_length);
-  simdjson::padded_string padded(schema_length == escaped_string_npos ? json.size() : schema_start.size() + rest.size());
+  const std::size_t prefix = taken == 0 ? 0 : schema_start.size() + (taken == 2 ? checksums_start.size() : 0);
+  simdjson::padded_string padded(taken == 0 ? json.size() : prefix + rest.size());
   if (padded.data() == nullptr) {
     // Out of memory: the parse below says so.
-  } else if (schema_length == escaped_string_npos) {
+  } else if (taken == 0) {
     std::memcpy(padded.data(), json.data(), json.size());
   } else {
     std::memcpy(padded.data(), schema_start.data(), schema_start.size());
-    std::memcpy(padded.data() + schema_start.size(), rest.data(), rest.size());
+    if (taken == 2) std::memcpy(padded.data() + schema_start.size(), checksums_start.data(), checksums_start.size());
+    std::memcpy(padded.data() + prefix, rest.data(), rest.size());
   }
   // One parser per thread, kept between calls: allocating its buffers anew for every file costs more than parsing
   // a small header. A parser grown by a huge header is let go rather than kept.
@@ -319,14 +375,19 @@ Header parse_header_text(std::string_view json, std::uint64_t data_size) {
     if (field.key == metadata_key) {
       if (seen_metadata) raise(ErrorCode::DuplicateKey, "key \"__metadata__\" appears twice");
       seen_metadata = true;
-      read_metadata(field.value, header, schema_length == escaped_string_npos ? nullptr : &schema);
+      read_metadata(field.value, header, std::span<Unescaped>(unescaped.data(), taken));
       continue;
     }
     TensorInfo info = read_entry(field.key, field.value);
-    if (!header.index.emplace(info.name, header.tensors.size()).second) {
-      raise(ErrorCode::DuplicateKey, where(info.name) + " appears twice");
-    }
+    if (header.position(info.name) != header.tensors.size()) raise(ErrorCode::DuplicateKey, where(info.name) + " appears twice");
     header.tensors.push_back(std::move(info));
+    if (header.tensors.size() == Header::small_header_tensors + 1) {
+      // Past the few names compared one by one: the names so far go into the index, and those after as they come.
+      header.index.reserve(object.size());
+      for (std::size_t k = 0; k < header.tensors.size(); ++k) header.index.emplace(header.tensors[k].name, k);
+    } else if (header.tensors.size() > Header::small_header_tensors + 1) {
+      header.index.emplace(header.tensors.back().name, header.tensors.size() - 1);
+    }
   }
   check_no_minus_sign(json);
   check_tiling(header, data_size, header.find_metadata(recording_metadata_key) != nullptr);

@@ -46,7 +46,7 @@ Tape::~Tape() {
 Tape::Tape(Tape&&) noexcept = default;
 Tape& Tape::operator=(Tape&&) noexcept = default;
 
-std::string_view Tape::own(std::string value) { return owned_.emplace_back(std::move(value)); }
+std::string_view Tape::own(std::string value) { return owned_.emplace_front(std::move(value)); }
 
 void Tape::owned_string(std::string value) { string(own(std::move(value))); }
 

@@ -48,8 +48,8 @@ TEST(Checksum, EachTensorsDigestIsTheHashOfItsBytes) {
   const std::optional<Checksums> sums = read_checksums(header);
   ASSERT_TRUE(sums.has_value());
   ASSERT_EQ(sums->tensors.size(), 2u);
-  EXPECT_EQ(sums->tensors[header.index.at("a")], hash_bytes(w.a));
-  EXPECT_EQ(sums->tensors[header.index.at("b")], hash_bytes(w.b));
+  EXPECT_EQ(sums->tensors[header.position("a")], hash_bytes(w.a));
+  EXPECT_EQ(sums->tensors[header.position("b")], hash_bytes(w.b));
   const auto span = checksums_entry_span(reader.header_text());
   ASSERT_TRUE(span.has_value());
   // The entry's content, between its quotes: JSON escaped as a string's content.
@@ -110,9 +110,9 @@ TEST(Checksum, StridedAndLargeTensorsHashTheirBytesInFileOrder) {
   const std::vector<float> transposed{0, 2, 4, 1, 3, 5};
   const auto sums = read_checksums(reader.header());
   ASSERT_TRUE(sums.has_value());
-  EXPECT_EQ(sums->tensors[reader.header().index.at("t")],
+  EXPECT_EQ(sums->tensors[reader.header().position("t")],
             hash_bytes({reinterpret_cast<const std::byte*>(transposed.data()), transposed.size() * 4}));
-  EXPECT_EQ(sums->tensors[reader.header().index.at("large")], hash_bytes(large));
+  EXPECT_EQ(sums->tensors[reader.header().position("large")], hash_bytes(large));
   EXPECT_TRUE(verify_file(reader).mismatches.empty());
 }
 
