@@ -16,4 +16,10 @@ namespace safestructures {
 inline constexpr std::size_t escaped_string_npos = static_cast<std::size_t>(-1);
 std::size_t unescape_simple_json_string(std::string_view text, std::string& out, std::size_t padding);
 
+// The ways of x86-64 CPUs, named so that tests run each one this CPU has (the dispatch above takes the fastest).
+enum class UnescapeWay { Vbmi2, Ssse3 };
+bool unescape_way_available(UnescapeWay way);
+// unescape_simple_json_string taking `way`, which must be available.
+std::size_t unescape_simple_json_string_by(UnescapeWay way, std::string_view text, std::string& out, std::size_t padding);
+
 }  // namespace safestructures

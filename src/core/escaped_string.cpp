@@ -152,16 +152,33 @@ __attribute__((target("ssse3,popcnt"))) std::size_t unescape_ssse3(std::string_v
 }  // namespace
 #endif
 
-std::size_t unescape_simple_json_string(std::string_view text, std::string& out, std::size_t padding) {
+bool unescape_way_available(UnescapeWay way) {
 #if defined(__x86_64__)
-  static const bool supported = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-                                __builtin_cpu_supports("avx512vbmi2") && __builtin_cpu_supports("bmi2") &&
-                                __builtin_cpu_supports("popcnt");
-  if (supported) return unescape_vbmi2(text, out, padding);
+  static const bool vbmi2 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                            __builtin_cpu_supports("avx512vbmi2") && __builtin_cpu_supports("bmi2") &&
+                            __builtin_cpu_supports("popcnt");
   static const bool ssse3 = __builtin_cpu_supports("ssse3") && __builtin_cpu_supports("popcnt");
-  if (ssse3) return unescape_ssse3(text, out, padding);
+  return way == UnescapeWay::Vbmi2 ? vbmi2 : ssse3;
+#else
+  (void)way;
+  return false;
 #endif
-  (void)text, (void)out, (void)padding;
+}
+
+std::size_t unescape_simple_json_string_by(UnescapeWay way, std::string_view text, std::string& out, std::size_t padding) {
+#if defined(__x86_64__)
+  return way == UnescapeWay::Vbmi2 ? unescape_vbmi2(text, out, padding) : unescape_ssse3(text, out, padding);
+#else
+  (void)way, (void)text, (void)out, (void)padding;
+  return escaped_string_npos;
+#endif
+}
+
+std::size_t unescape_simple_json_string(std::string_view text, std::string& out, std::size_t padding) {
+  static const bool vbmi2 = unescape_way_available(UnescapeWay::Vbmi2);
+  static const bool ssse3 = unescape_way_available(UnescapeWay::Ssse3);
+  if (vbmi2) return unescape_simple_json_string_by(UnescapeWay::Vbmi2, text, out, padding);
+  if (ssse3) return unescape_simple_json_string_by(UnescapeWay::Ssse3, text, out, padding);
   return escaped_string_npos;
 }
 

@@ -1,5 +1,5 @@
-// Tests of unescape_simple_json_string (whichever way this CPU takes: AVX-512 VBMI2 or SSSE3) against
-// simdjson's own reading of the same JSON strings: the same bytes where it applies (every escape \" \\ or \/), npos
+// Tests of unescape_simple_json_string (each way this CPU has: AVX-512 VBMI2, SSSE3) against simdjson's own reading
+// of the same JSON strings: the same bytes where it applies (every escape \" \\ or \/), npos
 // wherever else, and the header parse the same either way.
 #include <gtest/gtest.h>
 
@@ -21,26 +21,32 @@ std::string simdjson_reading(const std::string& content) {
   return header.metadata.at(0).second;
 }
 
-bool fast_path_available() {
-  std::string out;
-  return unescape_simple_json_string("\"", out, 0) == 0;
+// The ways this CPU has: each must read every string as the others do.
+std::vector<UnescapeWay> available_ways() {
+  std::vector<UnescapeWay> ways;
+  for (const UnescapeWay way : {UnescapeWay::Vbmi2, UnescapeWay::Ssse3}) {
+    if (unescape_way_available(way)) ways.push_back(way);
+  }
+  return ways;
 }
 
 TEST(EscapedString, SimpleEscapesReadAsSimdjsonReadsThem) {
-  if (!fast_path_available()) GTEST_SKIP() << "this CPU is not x86-64 with SSSE3: the header parse never takes the fast way";
-  std::mt19937 rng(7);
-  const std::vector<std::string> pieces = {"\\\"", "\\\\", "\\/", "a", "é", "😀", " ", "{", "x\\\\\\\"y"};
-  for (int trial = 0; trial < 4000; ++trial) {
-    std::string content;
-    const int count = static_cast<int>(rng() % 120);
-    for (int k = 0; k < count; ++k) content += pieces[rng() % pieces.size()];
-    // The buffer ends right after the closing quote and what follows it: nothing past it is read.
-    const std::string text = content + "\",\"more\":1}";
-    std::string out;
-    const std::size_t length = unescape_simple_json_string(text, out, 64);
-    ASSERT_EQ(length, content.size()) << content;
-    EXPECT_EQ(out, simdjson_reading(content)) << content;
-    EXPECT_GE(out.capacity(), out.size() + 64);
+  if (available_ways().empty()) GTEST_SKIP() << "this CPU is not x86-64 with SSSE3: the header parse never takes the fast way";
+  for (const UnescapeWay way : available_ways()) {
+    std::mt19937 rng(7);
+    const std::vector<std::string> pieces = {"\\\"", "\\\\", "\\/", "a", "é", "😀", " ", "{", "x\\\\\\\"y"};
+    for (int trial = 0; trial < 4000; ++trial) {
+      std::string content;
+      const int count = static_cast<int>(rng() % 120);
+      for (int k = 0; k < count; ++k) content += pieces[rng() % pieces.size()];
+      // The buffer ends right after the closing quote and what follows it: nothing past it is read.
+      const std::string text = content + "\",\"more\":1}";
+      std::string out;
+      const std::size_t length = unescape_simple_json_string_by(way, text, out, 64);
+      ASSERT_EQ(length, content.size()) << content;
+      EXPECT_EQ(out, simdjson_reading(content)) << content;
+      EXPECT_GE(out.capacity(), out.size() + 64);
+    }
   }
 }
 
@@ -48,12 +54,15 @@ TEST(EscapedString, AnythingElseIsLeftToTheParser) {
   for (const std::string text : {"a\\nb\"", "a\\u0041\"", "a\x01\"", "no closing quote", "a\\q\"", "\\\"", "abc\\"}) {
     std::string out;
     EXPECT_EQ(unescape_simple_json_string(text, out, 0), escaped_string_npos) << text;
+    for (const UnescapeWay way : available_ways()) {
+      EXPECT_EQ(unescape_simple_json_string_by(way, text, out, 0), escaped_string_npos) << text;
+    }
   }
   // A closing quote past the first block, after an escaping backslash at a block's end.
-  std::string out;
   const std::string text = std::string(63, 'a') + "\\\"b\"";
-  if (fast_path_available()) {
-    EXPECT_EQ(unescape_simple_json_string(text, out, 0), text.size() - 1);
+  for (const UnescapeWay way : available_ways()) {
+    std::string out;
+    EXPECT_EQ(unescape_simple_json_string_by(way, text, out, 0), text.size() - 1);
     EXPECT_EQ(out, std::string(63, 'a') + "\"b");
   }
 }
