@@ -111,11 +111,6 @@ class Tape {
   std::shared_ptr<void> parsed_;  // the parser whose string buffer views point into
 };
 
-// Renders compact JSON. A container with an id is written with it: an array as {"$":"list","#":id,"items":[...]},
-// a tagged object with "#":id right after its tag, an untagged object as {"$":"dict","#":id,"items":[[k,v],...]}.
-std::string to_json(const Tape& tape);
-void append_json(std::string& out, const Tape& tape, std::size_t root = 0);
-
 // Parses JSON text into a tape. Raises SchemaNotJson, NestingTooDeep or TooManyNodes.
 // `padded`: SIMDJSON_PADDING readable bytes follow the text (else it is copied into a padded buffer first).
 Tape parse_schema_json(std::string_view json, const SchemaLimits& limits = {}, bool padded = false);
@@ -125,15 +120,10 @@ Tape parse_schema_string(const std::string& json, const SchemaLimits& limits = {
 // The document's envelope without its closing brace, {"format":"safestructures","version":2, followed by its "root"
 // (or a spilled schema's "spill").
 std::string schema_envelope_head();
-// The schema document: {"format":"safestructures","version":2,"root":NODE}.
-std::string make_schema_document(const Tape& root);
-
-// The same document as it is written inside the header's JSON string (escaped, without the quotes), rendered in one
-// pass; `reserve` is a size guess for the output.
+// The schema document as it is written inside the header's JSON string (escaped, without the quotes).
 struct EscapedSchema {
   std::string text;
 };
-EscapedSchema make_escaped_schema_document(const Tape& root, std::size_t reserve = 0);
 // Checks that the document is an object with "format": "safestructures" and an integer "version" equal to
 // schema_version; raises SchemaInvalid or SchemaVersion. Also used for a spilled schema's pointer, which has no "root".
 void check_schema_envelope(const Tape& document);

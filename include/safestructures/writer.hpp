@@ -56,7 +56,7 @@ struct Layout {
 // (UTF-8, unique keys), shapes and strides before anything is written. Raises HeaderTooLarge when the header would
 // exceed `max_header_size`.
 // `escaped_key` names a metadata key whose value is given already escaped (the JSON string's content without its
-// quotes, as make_escaped_schema_document renders the schema): it is copied as it is.
+// quotes, as SchemaText writes the schema): it is copied as it is.
 // `checksums` adds the `__safestructures_checksums__` entry (include/safestructures/checksum.hpp): the header's digest,
 // and a digest of each tensor filled in by the write, which hashes the bytes as they stream out. The caller's metadata
 // may not hold that key then (InvalidMetadata); without checksums it is copied as any key (a file rewritten as it was

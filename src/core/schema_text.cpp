@@ -217,4 +217,8 @@ std::string SchemaText::finish() && {
   return out;
 }
 
+std::string schema_envelope_head() {
+  return "{\"format\":\"" + std::string(schema_format_name) + "\",\"version\":" + std::to_string(schema_version);
+}
+
 }  // namespace safestructures

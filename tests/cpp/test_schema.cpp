@@ -15,6 +15,7 @@
 
 #include "safestructures/error.hpp"
 #include "safestructures/schema.hpp"
+#include "tape_json.hpp"
 #include "test_util.hpp"
 
 namespace safestructures {

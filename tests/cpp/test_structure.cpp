@@ -15,6 +15,7 @@
 #include "safestructures/schema.hpp"
 #include "safestructures/structure.hpp"
 #include "safestructures/writer.hpp"
+#include "tape_json.hpp"
 #include "test_util.hpp"
 
 namespace safestructures {

@@ -13,6 +13,7 @@
 #include <string_view>
 
 #include "fuzz_common.hpp"
+#include "tape_json.hpp"
 #include "safestructures/container.hpp"
 #include "safestructures/error.hpp"
 #include "safestructures/reader.hpp"
