@@ -138,6 +138,12 @@ struct TensorSource {
   void verify(const Found& found) const;
 };
 
+// The numpy array numpy.frombuffer(buffer, dtype, count, offset).reshape(shape) gives for `nbytes` bytes of `buffer` at
+// `offset` (`dtype` a numpy dtype of `itemsize` bytes), with the same base, flags and shape, made through numpy's C
+// API (numpy_view.cpp); an invalid object, no error set, where that way cannot make it (frombuffer's way then says why).
+nb::object numpy_view(nb::handle buffer, nb::handle dtype, std::uint64_t itemsize, const std::vector<std::uint64_t>& shape,
+                      std::uint64_t offset, std::uint64_t nbytes);
+
 // A header's metadata as {str: str} (None when the file has none); with `user_only`, without the reserved keys.
 nb::object metadata_to_python(const Header& header, bool user_only);
 // A tensor's shape as a tuple of ints.

@@ -20,8 +20,7 @@ nb::object Loader::named_before(std::string_view name) {
 
 namespace {
 
-// numpy.frombuffer and the numpy dtype of each safetensors dtype, found once per process (numpy is never unloaded).
-PyObject* frombuffer_function = nullptr;
+// The numpy dtype of each safetensors dtype, found once per process (numpy is never unloaded).
 std::array<PyObject*, dtype_count> numpy_dtypes{};
 
 }  // namespace
@@ -39,30 +38,17 @@ nb::object Loader::plain_numpy(std::size_t i, std::string_view name, const Tenso
   });
   if (!plain) return nb::object();
   PyObject*& dtype = numpy_dtypes[static_cast<std::size_t>(info.dtype)];
-  if (frombuffer_function == nullptr || dtype == nullptr) {
-    // The first such tensor of the process (of this dtype): from numpy and the numpy adapter's table.
+  if (dtype == nullptr) {
+    // The first such tensor of the process (of this dtype): from the numpy adapter's table.
     try {
-      if (frombuffer_function == nullptr) {
-        frombuffer_function = nb::object(nb::module_::import_("numpy").attr("frombuffer")).release().ptr();
-      }
-      if (dtype == nullptr) dtype = hooks_.numpy_dtype(py_str(dtype_name(info.dtype))).release().ptr();
+      dtype = hooks_.numpy_dtype(py_str(dtype_name(info.dtype))).release().ptr();
     } catch (nb::python_error&) {
       return nb::object();  // the adapter says what is wrong
     }
   }
-  const std::uint64_t count = info.nbytes() / (dtype_bits(info.dtype) / 8);
-  nb::object args[] = {shard.buffer, nb::borrow(dtype), nb::int_(count), nb::int_(shard.reader.header().data_offset() + info.begin)};
-  PyObject* made = PyObject_Vectorcall(frombuffer_function, reinterpret_cast<PyObject* const*>(args), 4, nullptr);
-  if (made != nullptr && !(info.shape.size() == 1 && info.shape[0] == count)) {
-    nb::object flat = nb::steal(made);
-    nb::object shape = shape_tuple(info.shape);
-    made = PyObject_CallMethodOneArg(flat.ptr(), nb::str("reshape").ptr(), shape.ptr());
-  }
-  if (made == nullptr) {
-    PyErr_Clear();  // the adapter makes it again, and says what is wrong
-    return nb::object();
-  }
-  nb::object array = nb::steal(made);
+  const std::uint64_t offset = shard.reader.header().data_offset() + info.begin;
+  nb::object array = numpy_view(shard.buffer, dtype, dtype_bits(info.dtype) / 8, info.shape, offset, info.nbytes());
+  if (!array.is_valid()) return nb::object();  // the adapter makes it, and says what is wrong
   // As to_numpy records it: the base a later view node of this tensor looks into.
   if (!context_.record_numpy_base(name, array)) return nb::object();  // not one a load made: the adapter says so
   return array;

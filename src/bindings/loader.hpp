@@ -230,8 +230,8 @@ class Loader {
   nb::object tensor(std::size_t i);
   // A tensor of a plain numpy node ("fw": "numpy" and its name, nothing else) in a whole load asking for no framework
   // or numpy: what frameworks/numpy.py's to_numpy makes of it (a frombuffer view of its bytes, shaped, recorded in the
-  // context's "numpy_bases" for the views after it), made here without the adapters' Python calls, which cost a tiny
-  // load a tenth of its time. An invalid object where the node or the load is not that plain, or where anything fails:
+  // context's "numpy_bases" for the views after it), made here through numpy's C API (numpy_view), without the
+  // adapters' Python calls, which cost a tiny load a tenth of its time. An invalid object where the node or the load is not that plain, or where anything fails:
   // the adapter then builds the tensor, and says what is wrong.
   nb::object plain_numpy(std::size_t i, std::string_view name, const TensorInfo& info, const Shard& shard);
   TensorSource::Found find_tensor(std::string_view name);
