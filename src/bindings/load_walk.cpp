@@ -3,6 +3,7 @@
 #include <Python.h>
 
 #include <algorithm>
+#include <cstring>
 #include <unordered_map>
 
 #include "loader.hpp"
@@ -146,10 +147,30 @@ nb::object Loader::defined_elsewhere(std::int64_t id) {
   return entry->object;
 }
 
-// Whether two short texts are equal, compared inline: a call to memcmp costs more than the few bytes of a key.
+// Whether two short texts are equal, compared inline a word at a time (the first and last words of a text overlap
+// where it is not a whole number of words): a call to memcmp, or a loop over its bytes, costs more than a record's
+// key or short value.
 [[gnu::always_inline]] inline bool same_text(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (std::size_t k = 0; k < a.size(); ++k) {
+  const std::size_t n = a.size();
+  if (n != b.size()) return false;
+  const auto word = [](const char* at) {
+    std::uint64_t w;
+    std::memcpy(&w, at, sizeof w);
+    return w;
+  };
+  const auto half = [](const char* at) {
+    std::uint32_t w;
+    std::memcpy(&w, at, sizeof w);
+    return w;
+  };
+  if (n >= 8) {
+    for (std::size_t k = 0; k + 8 < n; k += 8) {
+      if (word(a.data() + k) != word(b.data() + k)) return false;
+    }
+    return word(a.data() + n - 8) == word(b.data() + n - 8);
+  }
+  if (n >= 4) return half(a.data()) == half(b.data()) && half(a.data() + n - 4) == half(b.data() + n - 4);
+  for (std::size_t k = 0; k < n; ++k) {
     if (a[k] != b[k]) return false;
   }
   return true;
@@ -165,11 +186,24 @@ template <std::size_t Slots>
   return (text.size() * 131 + byte(0) * 31 + byte(text.size() - 1) * 7 + byte(text.size() / 2) * 17) & (Slots - 1);
 }
 
+// Dict keys shared by every load of the process: the interned str of each ASCII key met lately, by slot as text_slot
+// picks it, compared with the str's own text. A record's keys come round again and again, and so do the keys of a
+// program's small loads: found here, they are neither hashed nor decoded and interned again. Each slot holds a
+// reference, let go when another key takes the slot. Only touched with the GIL held (the module does not declare
+// itself free-threaded, so Python keeps the GIL for it), and never across a call into Python: key_object's caller
+// puts the key in its dict at once.
+std::array<PyObject*, 512> shared_keys{};
+
+// The text of a compact ASCII str (the only kind shared_keys holds).
+[[gnu::always_inline]] inline std::string_view ascii_text(PyObject* text) {
+  return {static_cast<const char*>(PyUnicode_DATA(text)), static_cast<std::size_t>(PyUnicode_GET_LENGTH(text))};
+}
+
 PyObject* Loader::key_object(std::string_view key) {
+  PyObject*& shared = shared_keys[text_slot<std::tuple_size_v<decltype(shared_keys)>>(key)];
+  if (shared != nullptr && same_text(ascii_text(shared), key)) return shared;
   // Records share their keys: one str object per distinct key, as pickle's memo gives, saves a decode and an
   // allocation per dict entry.
-  auto& recent = recent_keys_[text_slot<std::tuple_size_v<decltype(recent_keys_)>>(key)];
-  if (recent.second != nullptr && same_text(recent.first, key)) return recent.second;
   auto [it, inserted] = keys_.try_emplace(key);
   if (inserted) {
     PyObject* text = PyUnicode_DecodeUTF8(key.data(), static_cast<Py_ssize_t>(key.size()), nullptr);
@@ -180,8 +214,12 @@ PyObject* Loader::key_object(std::string_view key) {
     PyUnicode_InternInPlace(&text);
     it->second = nb::steal(text);
   }
-  recent = {it->first, it->second.ptr()};
-  return it->second.ptr();
+  PyObject* made = it->second.ptr();
+  if (PyUnicode_IS_COMPACT_ASCII(made)) {
+    Py_INCREF(made);
+    Py_XSETREF(shared, made);  // a str's release runs no Python code
+  }
+  return made;
 }
 
 // Puts `value` under an exact str `key` whose hash is computed (interned keys are hashed as they are interned): the

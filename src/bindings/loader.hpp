@@ -187,7 +187,7 @@ class Loader {
   }
   // A str value, shared with the last equal short one built (see recent_strings_).
   PyObject* string_value(std::string_view text);
-  // The str of a dict key, borrowed: keys_ holds it for the loader's life.
+  // The str of a dict key, borrowed: shared_keys (load_walk.cpp) or keys_ holds it; to be put in a dict at once.
   PyObject* key_object(std::string_view key);
   // Always inlined, its path part passed in pieces and put together only for a container: a scalar child (most
   // children) then costs no LoadPath assembled on the stack, whose piecewise stores and whole reload stalled the load
@@ -292,9 +292,6 @@ class Loader {
   std::vector<LoadPath> path_;
   // Dict keys decoded so far; the views point into the parsed schema, which outlives the loader.
   std::unordered_map<std::string_view, nb::object> keys_;
-  // The last key found in keys_ per slot, picked by the key's length and ends: a record's keys come round again and
-  // again, and comparing them costs less than hashing them.
-  std::array<std::pair<std::string_view, PyObject*>, 128> recent_keys_{};
   // Short str values built lately, by slot as for keys: records repeat their values too ("train", "ok"), and an
   // immutable str can be one object wherever it appears, as pickle's memo makes it. Each slot holds a reference.
   static constexpr std::size_t max_shared_string = 24;
