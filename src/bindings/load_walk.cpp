@@ -14,8 +14,8 @@ namespace safestructures::bindings {
 namespace load_walk {
 
 std::string Loader::path_text() const {
-  return render_path(path_.size(), [this](std::string& out, std::size_t k) {
-    const LoadPath& part = path_[k];
+  return render_path(path_->size(), [this](std::string& out, std::size_t k) {
+    const LoadPath& part = (*path_)[k];
     switch (part.type) {
       case LoadPath::Type::Index: append_index_part(out, static_cast<std::int64_t>(part.index)); break;
       case LoadPath::Type::Field: append_field_part(out, part.key); break;
@@ -101,20 +101,20 @@ void Loader::check_hashable(const nb::object& item, std::size_t node, HashRuns& 
 void Loader::fill_pairs(std::size_t object, const nb::object& target, bool exact_dict) {
   HashRuns runs;
   tree_.for_each_pair(object, failing(), [&](std::uint32_t k, std::size_t key_at, std::size_t value_at) {
-    path_.push_back({LoadPath::Type::Index, {}, k});
+    path_->push_back({LoadPath::Type::Index, {}, k});
     nb::object key = build(key_at);
     check_hashable(key, key_at, runs, "key", "cannot use this key: ");
     // The value's path names its key when the key is a string or an int, as the lazy API's paths do: a state_dict's
     // tensor reads $["weights"]["embed.weight"], not $["weights"][0]. Other keys keep the pair's position.
-    if (tape_[key_at].kind == NodeKind::String) path_.back() = {LoadPath::Type::Key, tape_[key_at].text};
-    if (tape_[key_at].kind == NodeKind::Int) path_.back() = {LoadPath::Type::Index, {}, static_cast<std::size_t>(tape_[key_at].integer)};
+    if (tape_[key_at].kind == NodeKind::String) path_->back() = {LoadPath::Type::Key, tape_[key_at].text};
+    if (tape_[key_at].kind == NodeKind::Int) path_->back() = {LoadPath::Type::Index, {}, static_cast<std::size_t>(tape_[key_at].integer)};
     nb::object value = build(value_at);
     const int status = exact_dict ? PyDict_SetItem(target.ptr(), key.ptr(), value.ptr()) : PyObject_SetItem(target.ptr(), key.ptr(), value.ptr());
     if (status != 0) {
       nb::python_error e;
       invalid("cannot use this key: " + py_text(e.value()));
     }
-    path_.pop_back();
+    path_->pop_back();
   });
 }
 

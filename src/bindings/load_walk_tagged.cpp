@@ -10,12 +10,12 @@
 namespace safestructures::bindings::load_walk {
 
 nb::object Loader::named_before(std::string_view name) {
-  const auto it = named_.find(name);
-  if (it == named_.end()) return nb::object();
+  const nb::object* found = named_.find(name);
+  if (found == nullptr) return nb::object();
   if (index_ == nullptr) {
     invalid("tensor " + quote_name(name) + " is named by a second node (an object stored once and met again is a \"ref\")");
   }
-  return it->second;
+  return *found;
 }
 
 namespace {
@@ -61,7 +61,7 @@ nb::object Loader::tensor(std::size_t i) {
   bool view = false;
   const std::string_view name = tree_.tensor_name(i, view, failing());
   if (view) {
-    if (index_ != nullptr && !named_.contains(name)) {
+    if (index_ != nullptr && named_.find(name) == nullptr) {
       const auto it = index_->tensor_nodes.find(name);
       if (it != index_->tensor_nodes.end()) build(it->second);
     }
@@ -70,7 +70,7 @@ nb::object Loader::tensor(std::size_t i) {
     found = find_tensor(name);
     info = found.info;
     if (nb::object array = plain_numpy(i, name, *info, *found.shard); array.is_valid()) {
-      named_.emplace(name, array);
+      named_.add(name, array);
       return array;
     }
   }
@@ -94,7 +94,7 @@ nb::object Loader::tensor(std::size_t i) {
     return hooks_.make_tensor(found.shard->buffer, py_str(dtype_name(info->dtype)), shape_tuple(info->shape),
                               found.shard->reader.header().data_offset() + info->begin, info->nbytes(), fields, context_.get());
   });
-  named_.emplace(name, out);
+  named_.add(name, out);
   return out;
 }
 
@@ -118,7 +118,7 @@ nb::object Loader::bytes_value(std::size_t i, bool mutable_copy) {
                                : PyBytes_FromStringAndSize(data, static_cast<Py_ssize_t>(size));
   if (out == nullptr) throw nb::python_error();
   nb::object value = nb::steal(out);
-  if (!decoded) named_.emplace(name, value);
+  if (!decoded) named_.add(name, value);
   return value;
 }
 
@@ -223,9 +223,9 @@ nb::object Loader::build_set(std::size_t i, Kind kind) {
   if (!result.is_valid()) throw nb::python_error();
   HashRuns runs;
   build_items(first, count, [&](std::uint32_t k, std::size_t node, nb::object item) {
-    path_.push_back({LoadPath::Type::Index, {}, k});
+    path_->push_back({LoadPath::Type::Index, {}, k});
     check_hashable(item, node, runs, "item", what);
-    path_.pop_back();
+    path_->pop_back();
     if (PySet_Add(result.ptr(), item.ptr()) != 0) {
       nb::python_error e;
       invalid(what + py_text(e.value()));

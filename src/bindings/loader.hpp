@@ -23,6 +23,7 @@
 #include "hooks.hpp"
 #include "safestructures/stack.hpp"
 #include "safestructures/tree_reader.hpp"
+#include "thread_spare.hpp"
 
 namespace safestructures::bindings::load_walk {
 
@@ -116,6 +117,38 @@ struct LoadPath {
   std::size_t index = 0;
 };
 
+// Tensors (and bytes held in tensors) built so far, by name. A load holds few: they are searched in a list (its
+// storage kept by the thread, so that a tiny load allocates nothing for it), through a hash map past `listed`.
+class BuiltByName {
+ public:
+  const nb::object* find(std::string_view name) const {
+    if (!index_.empty()) {
+      const auto it = index_.find(name);
+      return it == index_.end() ? nullptr : &(*list_)[it->second].second;
+    }
+    for (const auto& [listed_name, object] : *list_) {
+      if (listed_name == name) return &object;
+    }
+    return nullptr;
+  }
+  // Adds `object` under `name` unless the name has one already.
+  void add(std::string_view name, const nb::object& object) {
+    if (find(name) != nullptr) return;
+    list_->emplace_back(name, object);
+    if (list_->size() <= listed) return;
+    if (index_.empty()) {
+      for (std::size_t k = 0; k < list_->size(); ++k) index_.emplace((*list_)[k].first, k);
+    } else {
+      index_.emplace(name, list_->size() - 1);
+    }
+  }
+
+ private:
+  static constexpr std::size_t listed = 8;
+  SpareVector<std::pair<std::string_view, nb::object>, 1024> list_;
+  std::unordered_map<std::string_view, std::size_t> index_;
+};
+
 class Loader {
  public:
   // The path of the node being built ($["a"][3]), for messages and for the context's "where".
@@ -129,7 +162,7 @@ class Loader {
     if (tape_.size() >= large_tape) {
       // What only pays off over many nodes, kept from small loads, whose time is their fixed cost: room for the usual
       // depth (pushing a part is then a store, not a call), and the cache of str values.
-      path_.reserve(64);
+      path_->reserve(64);
       recent_strings_ = std::make_unique<RecentStrings>();
     }
     expose_where();
@@ -201,12 +234,12 @@ class Loader {
   nb::object build_container_child(std::size_t i, LoadPath::Type type, std::string_view key, std::size_t index) {
     // Stored field by field into its slot: a part built on the stack and copied in was reloaded whole before its
     // stores had landed, a stall for every container.
-    LoadPath& part = path_.emplace_back();
+    LoadPath& part = path_->emplace_back();
     part.type = type;
     part.key = key;
     part.index = index;
     nb::object out = build(i);
-    path_.pop_back();
+    path_->pop_back();
     return out;
   }
   // Builds the `count` items from node `c` on, each with its index on the path: put(k, node, item) takes each.
@@ -258,9 +291,9 @@ class Loader {
   const TensorSource& source_;
   // Set when loading a part of the tree: where to find what the part refers to outside itself.
   const TreeIndex* index_;
-  // Tensors (and bytes held in tensors) built so far, by name: a view of a storage a partial load does not hold builds
-  // it first, and no tensor is named by two nodes.
-  std::unordered_map<std::string_view, nb::object> named_;
+  // Tensors (and bytes held in tensors) built so far: a view of a storage a partial load does not hold builds it
+  // first, and no tensor is named by two nodes.
+  BuiltByName named_;
   // Partial loads: the node asked for, how many builds of it are under way, and the object its innermost build made.
   // A reference from inside the node to an object that contains it (a cycle through an ancestor) builds that
   // ancestor, and the node again inside it: that inner build is the object the rest of the data holds, so it is the
@@ -289,7 +322,8 @@ class Loader {
   // (each level holding the one below twice) would expand exponentially.
   std::uint64_t hash_work_ = 0;
   std::uint64_t hash_budget_;
-  std::vector<LoadPath> path_;
+  // Its storage kept by the thread: pushing the first part would otherwise allocate, in every load.
+  SpareVector<LoadPath, 4096> path_;
   // Dict keys decoded so far; the views point into the parsed schema, which outlives the loader.
   std::unordered_map<std::string_view, nb::object> keys_;
   // Short str values built lately, by slot as for keys: records repeat their values too ("train", "ok"), and an
