@@ -192,16 +192,23 @@ template <std::size_t Slots>
 // reference, let go when another key takes the slot. Only touched with the GIL held (the module does not declare
 // itself free-threaded, so Python keeps the GIL for it), and never across a call into Python: key_object's caller
 // puts the key in its dict at once.
-std::array<PyObject*, 512> shared_keys{};
+static std::array<PyObject*, 512> shared_keys{};
 
-// The text of a compact ASCII str (the only kind shared_keys holds).
+// The text of a compact ASCII str (the only kind shared_keys holds): its characters follow its header.
 [[gnu::always_inline]] inline std::string_view ascii_text(PyObject* text) {
-  return {static_cast<const char*>(PyUnicode_DATA(text)), static_cast<std::size_t>(PyUnicode_GET_LENGTH(text))};
+  const auto* ascii = reinterpret_cast<const PyASCIIObject*>(text);
+  return {reinterpret_cast<const char*>(ascii + 1), static_cast<std::size_t>(ascii->length)};
 }
 
-PyObject* Loader::key_object(std::string_view key) {
-  PyObject*& shared = shared_keys[text_slot<std::tuple_size_v<decltype(shared_keys)>>(key)];
+// Inline, as every member of every record asks for its key; the rest is key_made's.
+[[gnu::always_inline]] inline PyObject* Loader::key_object(std::string_view key) {
+  PyObject* const shared = shared_keys[text_slot<std::tuple_size_v<decltype(shared_keys)>>(key)];
   if (shared != nullptr && same_text(ascii_text(shared), key)) return shared;
+  return key_made(key);
+}
+
+PyObject* Loader::key_made(std::string_view key) {
+  PyObject*& shared = shared_keys[text_slot<std::tuple_size_v<decltype(shared_keys)>>(key)];
   // Records share their keys: one str object per distinct key, as pickle's memo gives, saves a decode and an
   // allocation per dict entry.
   auto [it, inserted] = keys_.try_emplace(key);

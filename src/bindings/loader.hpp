@@ -222,6 +222,8 @@ class Loader {
   PyObject* string_value(std::string_view text);
   // The str of a dict key, borrowed: shared_keys (load_walk.cpp) or keys_ holds it; to be put in a dict at once.
   PyObject* key_object(std::string_view key);
+  // The same for a key not found in shared_keys: made (or found in keys_), and put there.
+  PyObject* key_made(std::string_view key);
   // Always inlined, its path part passed in pieces and put together only for a container: a scalar child (most
   // children) then costs no LoadPath assembled on the stack, whose piecewise stores and whole reload stalled the load
   // walk more than anything else in it.
