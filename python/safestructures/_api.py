@@ -135,8 +135,7 @@ def snapshot_save(data: Any, metadata: Mapping[str, str] | None, context: dict[s
 
 
 def _file_size(where: Any) -> int:
-    """The size of the local file ``where`` (as :func:`target_of` gives it) names, which a load's byte budget is tied
-    to; 0 for a file object or a URL, whose bytes are counted once read."""
+    """The size of the local file ``where`` names (0 for a file object or a URL, whose bytes are counted once read)."""
     if not isinstance(where, str) or is_url(where):
         return 0
     try:

@@ -44,7 +44,7 @@ class LazyFile {
   LazyFile(const std::vector<std::filesystem::path>& paths, const std::optional<std::string>& schema, std::uint32_t max_depth,
            std::uint64_t max_nodes, std::uint64_t max_header_size)
       : LazyFile(max_depth, max_nodes) {
-    need_files(paths.size());
+    if (paths.empty()) throw ArgumentError(ErrorCode::InvalidArgument, "a document needs at least one file");
     // Read where asked, not ahead: load() prefetches what a part needs.
     for (const auto& path : paths) source_.shards.push_back(open_mapped(path, max_header_size, Access::Parts));
     read_tree(paths.size() == 1 ? paths.front().string() : paths.front().parent_path().string(), schema);
@@ -55,7 +55,7 @@ class LazyFile {
   static LazyFile* from_buffers(const std::vector<nb::object>& buffers, nb::object fetch, const std::string& name,
                                 const std::optional<std::string>& schema, std::uint32_t max_depth, std::uint64_t max_nodes,
                                 std::uint64_t max_header_size) {
-    need_files(buffers.size());
+    if (buffers.empty()) throw ArgumentError(ErrorCode::InvalidArgument, "a document needs at least one file");
     auto file = std::make_unique<LazyFile>(max_depth, max_nodes);
     for (const nb::object& buffer : buffers) {
       Py_buffer view;
@@ -298,9 +298,6 @@ class LazyFile {
   std::size_t failed_at() const { return failed_at_; }
 
  private:
-  static void need_files(std::size_t count) {
-    if (count == 0) throw ArgumentError(ErrorCode::InvalidArgument, "a document needs at least one file");
-  }
   void read_tree(const std::string& name, const std::optional<std::string>& schema) {
     naming_file(name, [&] {
       source_.check_unique_names();
