@@ -15,7 +15,7 @@ from ._limits import DEFAULT_MAX_DEPTH, DEFAULT_MAX_HEADER_SIZE, DEFAULT_MAX_NOD
 from ._elsewhere import save_elsewhere
 from ._ranges import read_whole
 from ._remote import is_url
-from ._source import DCP, FILE, names_index, resolve, target_of
+from ._source import DCP, FILE, read_or_resolve, resolve, target_of
 from ._streams import is_file_object
 from ._walkers import default_context, given_defaults, load, load_arguments, save, unstructured
 from .frameworks import canonical
@@ -134,9 +134,12 @@ def snapshot_save(data: Any, metadata: Mapping[str, str] | None, context: dict[s
                                               sharded, progress)
 
 
-def _file_size(path: str) -> int:
+def _file_size(where: Any) -> int:
+    """The size of the local file ``where`` names (0 for a file object or a URL, whose bytes are counted once read)."""
+    if not isinstance(where, str) or is_url(where):
+        return 0
     try:
-        return os.stat(path).st_size
+        return os.stat(where).st_size
     except OSError:
         return 0  # the load itself reports why the file cannot be read
 
@@ -210,27 +213,30 @@ def load_file(
             names the tensor and its path in the data.
         OSError: the file cannot be read.
     """
-    if (type(path) is str and progress is False and given_defaults(framework, device, plugins, types, strict, max_bytes)
-            and "\0" not in path and not is_url(path) and not names_index(path)):
-        # A local file loaded with the defaults: what the way below does for it, without its fixed cost (a directory,
-        # which the core does not open, takes that way).
-        try:
-            buffer, (structured, payload, metadata) = _core.load_file(path, max_depth, max_nodes, max_header_size, None,
-                                                                      verify)
-            return payload if structured else unstructured(buffer, payload, metadata, default_context(buffer.size),
-                                                           max_depth)
-        except IsADirectoryError:
-            pass
-        except Exception as e:
-            raise_reading(path, e)
-            raise
     where, target = target_of(path)
-    local = isinstance(where, str) and not is_url(where)
-    args, context = load_arguments(framework, device, plugins, types, strict, max_bytes, _file_size(target) if local else 0)
-    _progress.require(progress)
+    if progress is False and given_defaults(framework, device, plugins, types, strict, max_bytes):
+        args = context = None  # the core makes the default context if the load needs it
+    else:
+        args, context = load_arguments(framework, device, plugins, types, strict, max_bytes, _file_size(where))
+        _progress.require(progress)
+    try:
+        if progress:  # the bar wants the paths before the load
+            loaded, source = None, resolve(where, max_header_size)
+        else:
+            loaded, source = read_or_resolve(where, max_header_size, _core.load_file,
+                                             (max_depth, max_nodes, max_header_size, context, verify))
+        if source is None:  # a single local file, loaded
+            buffer, (structured, payload, metadata) = loaded
+            return payload if structured else unstructured(buffer, payload, metadata,
+                                                           default_context(buffer.size) if context is None else context,
+                                                           max_depth)
+    except Exception as e:
+        raise_reading(target, e)
+        raise
+    if args is None:
+        args, context = load_arguments(framework, device, plugins, types, strict, max_bytes, _file_size(where))
     with contextlib.ExitStack() as shown:
         with reading(target):
-            source = resolve(where, max_header_size)
             if progress and (source.data is not None or source.ranged):
                 raise InvalidArgumentError("progress=True loads from a local path only, not from a file object or a URL")
             if source.kind == FILE and (source.data is not None or source.ranged):
@@ -242,7 +248,8 @@ def load_file(
                 return payload if structured else unstructured(data, payload, metadata, context, max_depth)
             shown.enter_context(_progress.load_bar(progress, source.paths, _progress.label(target)))
             if source.kind == FILE:
-                # The file itself (a folder's one .safetensors file, when given the folder).
+                # The file itself: a folder's one .safetensors file, when given the folder, or a file under a progress
+                # bar.
                 buffer, (structured, payload, metadata) = _core.load_file(source.name, max_depth, max_nodes,
                                                                           max_header_size, context, verify)
                 return payload if structured else unstructured(buffer, payload, metadata, context, max_depth)

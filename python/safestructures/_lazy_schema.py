@@ -140,18 +140,19 @@ def bytes_size(view: _TreeView, index: int, find: Callable[[str], Any]) -> int |
     return len(b64) // 4 * 3 - b64[-2:].count("=") if isinstance(b64, str) else None
 
 
-def _key_text(key: Any) -> str:
-    """How a dotted path writes a key: a str as itself, a number by str(), anything else by its bounded repr."""
-    if isinstance(key, str):
-        return key
-    if type(key) in (bool, float, complex, type(None)) or (type(key) is int and key.bit_length() <= 4096):
-        return str(key)
-    return shown(key)
-
-
 #: The most bits an int shown as a number may have: Python refuses to write ints of over 4300 digits as text (the
 #: conversion takes time quadratic in their length), so longer ones are shown by their size, or written in hex.
 _INT_BITS = 14_000
+
+
+def _key_text(key: Any) -> str:
+    """How a dotted path writes a key, as tensor names do: a str as itself, a number by str() (an int of at most
+    ``_INT_BITS`` bits), anything else by its bounded repr."""
+    if isinstance(key, str):
+        return key
+    if type(key) in (bool, float, complex, type(None)) or (type(key) is int and key.bit_length() <= _INT_BITS):
+        return str(key)
+    return shown(key)
 
 
 def _json_scalar(value: Any) -> Any:
@@ -186,10 +187,8 @@ class _Link:
 
 
 def _dotted(path: Iterable[Any]) -> str:
-    """A path as tensor names write it: ``model.layers.0`` (a key that is not a str or a small int by its bounded
-    repr)."""
-    return ".".join(p if type(p) is str else str(p) if type(p) is int and p.bit_length() <= _INT_BITS else shown(p)
-                    for p in path)
+    """A path as tensor names write it: ``model.layers.0`` (each key as :func:`_key_text` writes it)."""
+    return ".".join(map(_key_text, path))
 
 
 def _same_as(seen: dict[Any, _Link | tuple[Any, ...] | str], key: Any) -> str:

@@ -20,7 +20,7 @@ _URL = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://")
 
 def is_url(path: Any) -> bool:
     """Whether ``path`` is a URL (``protocol://...``) rather than a local path."""
-    return isinstance(path, str) and _URL.match(path) is not None
+    return isinstance(path, str) and "://" in path and _URL.match(path) is not None  # a local path is told by the cheaper test
 
 
 def filesystem(url: str) -> tuple[Any, str]:

@@ -23,13 +23,27 @@ namespace {
 using namespace nb::literals;
 using Kind = safestructures::Kind;
 
+// Where a tensor's bytes lie in its shard's file: [begin, end).
+std::pair<std::uint64_t, std::uint64_t> file_range(const TensorSource::Found& found) {
+  const std::uint64_t begin = found.shard->reader.header().data_offset() + found.info->begin;
+  return {begin, begin + found.info->nbytes()};
+}
+
+// A tensor's bytes as the source's fetch takes them: (shard, begin, end).
+nb::tuple fetch_range(const TensorSource& source, const TensorSource::Found& found) {
+  const auto [begin, end] = file_range(found);
+  return nb::make_tuple(found.shard - source.shards.data(), begin, end);
+}
+
+bool fetches(const TensorSource& source) { return source.fetch.is_valid() && !source.fetch.is_none(); }
+
 // Python walks the tree through node indices: this object keeps the tree, the mappings and the lookup tables they
 // index into, so a walk costs one small call per node visited and nothing for the nodes it skips.
 class LazyFile {
  public:
   LazyFile(const std::vector<std::filesystem::path>& paths, const std::optional<std::string>& schema, std::uint32_t max_depth,
            std::uint64_t max_nodes, std::uint64_t max_header_size)
-      : options_{max_depth, max_nodes, nb::handle()} {
+      : LazyFile(max_depth, max_nodes) {
     if (paths.empty()) throw ArgumentError(ErrorCode::InvalidArgument, "a document needs at least one file");
     // Read where asked, not ahead: load() prefetches what a part needs.
     for (const auto& path : paths) source_.shards.push_back(open_mapped(path, max_header_size, Access::Parts));
@@ -248,14 +262,13 @@ class LazyFile {
     if (found.info == nullptr) return nb::none();
     const TensorInfo& t = *found.info;
     const auto shard = static_cast<std::size_t>(found.shard - source_.shards.data());
-    return nb::make_tuple(py_str(dtype_name(t.dtype)), shape_tuple(t.shape), t.nbytes(), shard,
-                          found.shard->reader.header().data_offset() + t.begin);
+    return nb::make_tuple(py_str(dtype_name(t.dtype)), shape_tuple(t.shape), t.nbytes(), shard, file_range(found).first);
   }
 
   // Builds the object at node `i`; anything it refers to outside itself is built too, and nothing else is read.
   nb::object load(std::size_t i, nb::handle context, bool verify) {
     at(i);
-    if (fetching()) {
+    if (fetches(source_)) {
       fetch_for({i});
     } else if (!mapped_) {
       // Whole buffers in memory: nothing to read ahead.
@@ -273,7 +286,7 @@ class LazyFile {
   // Builds the objects at several nodes (a walk's leaves or keys) in one pass: what they share is built once.
   nb::list load_many(const std::vector<std::size_t>& nodes, nb::handle context, bool keys) {
     for (const std::size_t i : nodes) at(i);
-    if (fetching()) {
+    if (fetches(source_)) {
       fetch_for(nodes);
     } else if (mapped_) {
       for (const std::size_t i : nodes) prefetch(i);
@@ -285,7 +298,6 @@ class LazyFile {
   std::size_t failed_at() const { return failed_at_; }
 
  private:
-  bool fetching() const { return source_.fetch.is_valid() && !source_.fetch.is_none(); }
   void read_tree(const std::string& name, const std::optional<std::string>& schema) {
     naming_file(name, [&] {
       source_.check_unique_names();
@@ -317,8 +329,8 @@ class LazyFile {
   // Starts reading, in the background, the bytes of every tensor the subtree at `i` names (a view's storage too).
   void prefetch(std::size_t i) const {
     for_each_tensor(i, [](const TensorSource::Found& found) {
-      const std::uint64_t begin = found.shard->reader.header().data_offset() + found.info->begin;
-      mapping(*found.shard).prefetch(begin, begin + found.info->nbytes());
+      const auto [begin, end] = file_range(found);
+      mapping(*found.shard).prefetch(begin, end);
     });
   }
 
@@ -326,11 +338,7 @@ class LazyFile {
   // name; anything else a load reaches (a shared object defined elsewhere) is fetched when it is read.
   void fetch_for(const std::vector<std::size_t>& nodes) const {
     nb::list ranges;
-    const auto add = [&](const TensorSource::Found& found) {
-      const std::uint64_t begin = found.shard->reader.header().data_offset() + found.info->begin;
-      ranges.append(nb::make_tuple(found.shard - source_.shards.data(), begin, begin + found.info->nbytes()));
-    };
-    for (const std::size_t i : nodes) for_each_tensor(i, add);
+    for (const std::size_t i : nodes) for_each_tensor(i, [&](const TensorSource::Found& found) { ranges.append(fetch_range(source_, found)); });
     if (ranges.size() > 0) source_.fetch(ranges);
   }
 
@@ -368,10 +376,9 @@ class LazyFile {
 }  // namespace
 
 void TensorSource::fetch_bytes(const Found& found) const {
-  if (!fetch.is_valid() || fetch.is_none()) return;
-  const std::uint64_t begin = found.shard->reader.header().data_offset() + found.info->begin;
+  if (!fetches(*this)) return;
   nb::list ranges;
-  ranges.append(nb::make_tuple(found.shard - shards.data(), begin, begin + found.info->nbytes()));
+  ranges.append(fetch_range(*this, found));
   fetch(ranges);
 }
 

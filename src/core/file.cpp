@@ -36,6 +36,9 @@ using tree_detail::PathPart;
 
 namespace {
 
+// What operator[] and items() want, as their errors say it.
+constexpr std::string_view a_sequence = "a sequence (list, tuple, set, frozenset, deque or namedtuple)";
+
 template <class Append, class Part>
 std::shared_ptr<const PathPart> extend(const std::shared_ptr<const PathPart>& parent, Append append, Part part) {
   std::string text;
@@ -269,7 +272,7 @@ std::size_t TreeNode::size() const {
 }
 
 TreeNode TreeNode::operator[](std::size_t index) const {
-  if (!is_sequence()) wrong_kind("a sequence (list, tuple, set, frozenset, deque or namedtuple)");
+  if (!is_sequence()) wrong_kind(a_sequence);
   std::uint32_t count = 0;
   std::size_t c = first_item(count);
   if (index >= count) {
@@ -281,7 +284,7 @@ TreeNode TreeNode::operator[](std::size_t index) const {
 }
 
 std::vector<TreeNode> TreeNode::items() const {
-  if (!is_sequence()) wrong_kind("a sequence (list, tuple, set, frozenset, deque or namedtuple)");
+  if (!is_sequence()) wrong_kind(a_sequence);
   std::uint32_t count = 0;
   std::size_t c = first_item(count);
   std::vector<TreeNode> out;

@@ -238,7 +238,7 @@ TEST(ParseHeaderRejects, HeaderNotObject) {
 
 TEST(ParseHeaderRejects, UnknownDtype) {
   for (std::string_view bad : {"f32", "float32", "F8", "", "F32 "}) {
-    EXPECT_TRUE(rejects(object({entry("weight", bad, "[1]", 0, 4)}), 4, ErrorCode::UnknownDtype, {"\"weight\"", "\"" + std::string(bad) + "\""}))
+    EXPECT_TRUE(rejects(object({entry("weight", bad, "[1]", 0, 4)}), 4, ErrorCode::UnknownDtype, {"\"weight\"", std::string("\"").append(bad).append("\"")}))
         << bad;
   }
 }

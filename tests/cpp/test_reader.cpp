@@ -154,7 +154,7 @@ TEST(Reader, DirectoryIsAnIoError) {
 TEST(Reader, ValidationErrorsArePrefixedWithThePath) {
   const auto dir = test::test_dir();
   const auto path = dir / "bad.safetensors";
-  test::write_file_bytes(path, test::make_file("{" + test::entry("w", "F32", "[2]", 0, 4) + "}", 4));
+  test::write_file_bytes(path, test::make_file(std::string("{").append(test::entry("w", "F32", "[2]", 0, 4)).append("}"), 4));
   const Error e = test::error_of([&] { Reader::open(path); });
   EXPECT_EQ(e.code(), ErrorCode::SizeMismatch);
   EXPECT_EQ(e.sys_errno(), 0);

@@ -26,7 +26,9 @@ constexpr std::uint64_t room = 65536;
 
 std::string header_of(int tensors) {
   std::string json = "{\"__metadata__\":{\"" + std::string(recording_metadata_key) + "\":\"1\"}";
-  for (int i = 0; i < tensors; ++i) json += "," + test::entry("t" + std::to_string(i), "U8", "[4]", 4 * i, 4 * i + 4);
+  for (int i = 0; i < tensors; ++i) {
+    json.append(",").append(test::entry(std::string("t").append(std::to_string(i)), "U8", "[4]", 4 * i, 4 * i + 4));
+  }
   return json + "}";
 }
 
@@ -203,7 +205,7 @@ TEST(Recording, ACommitGrowsTheRoomIntoThePaddingWithoutMovingTheData) {
   const int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
   ASSERT_EQ(::ftruncate(fd, 8 + small + padding), 0);  // the padding: a hole of zeros
   std::string data;
-  for (int i = 0; i < 100; ++i) data += "t" + std::string(1, static_cast<char>('A' + i % 26)) + "..";
+  for (int i = 0; i < 100; ++i) data.append("t").append(1, static_cast<char>('A' + i % 26)).append("..");
   ASSERT_EQ(::pwrite(fd, data.data(), data.size(), 8 + small + padding), static_cast<ssize_t>(data.size()));
   // The room takes over a page of the padding: the data buffer starts a page later and is a page shorter.
   commit_recording_header(fd, padded_header_of(padding - 4096, 100), small + 4096, padding - 4096 + data.size(), false);

@@ -492,7 +492,7 @@ TEST(SchemaParse, MoreNodesThanTheLimit) {
   EXPECT_TRUE(fails_with([] { parse_schema_json("null", node_limit(0)); }, ErrorCode::TooManyNodes));
   // A large flat document against a limit just below its size.
   std::string big = "[0";
-  for (int i = 1; i < 10000; ++i) big += "," + std::to_string(i);
+  for (int i = 1; i < 10000; ++i) big.append(",").append(std::to_string(i));
   big += ']';
   EXPECT_EQ(parse_schema_json(big, node_limit(10001)).size(), 10001u);
   EXPECT_TRUE(fails_with([&] { parse_schema_json(big, node_limit(10000)); }, ErrorCode::TooManyNodes, {"10000"}));
@@ -539,7 +539,7 @@ TEST(SchemaDocument, EscapedRenderingIsTheDocumentEscapedOnce) {
   const std::string document = make_schema_document(tape);
   std::string quoted;
   append_json_string(quoted, document);
-  EXPECT_EQ("\"" + make_escaped_schema_document(tape).text + "\"", quoted);
+  EXPECT_EQ(std::string("\"").append(make_escaped_schema_document(tape).text).append("\""), quoted);
   EXPECT_EQ(make_escaped_schema_document(Tape{}).text, R"({\"format\":\"safestructures\",\"version\":2,\"root\":null})");
   // What a header's reader gets back from the escaped form is the document itself.
   EXPECT_EQ(to_json(parse_schema_json(document)), to_json(parse_schema_json(R"({"format":"safestructures","version":2,"root":)" +

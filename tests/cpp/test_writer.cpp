@@ -598,7 +598,7 @@ TEST(WriteFile, ManyPiecesOfEverySizeGoOutInOrder) {
     storage.push_back(iota_bytes(size, static_cast<std::uint8_t>(k)));
   }
   for (std::size_t k = 0; k < storage.size(); ++k) {
-    tensors.push_back(tensor_of("t" + std::to_string(k), Dtype::U8, {storage[k].size()}, storage[k]));
+    tensors.push_back(tensor_of(std::string("t").append(std::to_string(k)), Dtype::U8, {storage[k].size()}, storage[k]));
   }
   const std::size_t n = 300;
   const auto m = iota_values<std::uint64_t>(n * n, 1);

@@ -1,7 +1,8 @@
 """A load given the default arguments passes the core no context: the core asks _walkers.default_context for one only
-when something needs it (a constructor, the adapter), and load_file of a local file goes straight to the core. Both
-shortcuts must give what the checked paths give (reached here with a "cpu" equal to the default but not the same
-object): the same data, views, errors, budget and "where"."""
+when something needs it (a constructor, the adapter), and load_file of a local file is read by the resolver's first
+step (_source.read_or_resolve) without a stat or a Source of its own. Both shortcuts must give what the checked paths
+give (reached here with a "cpu" equal to the default but not the same object, or with a progress bar, which resolves
+first): the same data, views, errors, budget and "where"."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import numpy as np
 import pytest
 
 import safestructures
-from safestructures import InvalidFileError, _core, _types, _walkers
+from safestructures import InvalidFileError, _core, _source, _types, _walkers
 from safestructures._limits import BASE_MAX_BYTES
 
 # Equal to the default device, but not the default object itself: the load takes the checked path.
@@ -207,3 +208,55 @@ def test_load_file_fails_as_on_the_checked_path(tmp_path: Path, given: str) -> N
 def test_load_file_refuses_a_nul_in_the_path_as_open_does() -> None:
     with pytest.raises(ValueError, match="embedded null byte"):
         safestructures.load_file("a\0b.safetensors")
+
+
+@pytest.mark.parametrize("name", ["single", "plain", "sharded", "index", "folder of one"])
+def test_load_file_through_the_first_step_gives_what_resolving_first_gives(tmp_path: Path, name: str) -> None:
+    pytest.importorskip("tqdm")
+    files = _files(tmp_path)
+    if name == "folder of one":
+        os.mkdir(tmp_path / "one")
+        os.rename(files["single"], tmp_path / "one" / "model.safetensors")
+        files[name] = str(tmp_path / "one")
+    # progress=True resolves before it loads (its bar wants the paths); a tiny file draws no bar.
+    _same(safestructures.load_file(files[name]), safestructures.load_file(files[name], progress=True))
+
+
+def test_the_first_step_reads_a_single_local_file_and_resolves_anything_else(tmp_path: Path) -> None:
+    files = _files(tmp_path)
+    calls: list[tuple[Any, ...]] = []
+
+    def read(*args: Any) -> Any:
+        calls.append(args)
+        return _core.load_file(*args)
+
+    arguments = (100, 10**6, 10**6, None, False)
+    loaded, source = _source.read_or_resolve(files["single"], 10**6, read, arguments)
+    assert source is None and calls == [(files["single"], *arguments)]
+    assert loaded[1][0] is True and loaded[1][1]["when"] == datetime.date(2024, 5, 1)
+
+    # A directory: the reader's open refuses it, and the resolver reads its index.
+    calls.clear()
+    loaded, source = _source.read_or_resolve(files["sharded"], 10**6, read, arguments)
+    assert loaded is None and calls == [(files["sharded"], *arguments)]
+    assert source == _source.resolve(files["sharded"], 10**6) and source.kind == _source.SHARDED
+    assert source.index == files["index"] and len(source.paths) == 2
+
+    # An index, a URL and a file object are never handed to the reader.
+    calls.clear()
+    _loaded, source = _source.read_or_resolve(files["index"], 10**6, read, arguments)
+    assert calls == [] and source == _source.resolve(files["index"], 10**6)
+    url = "file://" + files["plain"]
+    _loaded, source = _source.read_or_resolve(url, 10**6, read, arguments)
+    assert calls == [] and (source.kind, source.name) == (_source.FILE, files["plain"])
+    with open(files["plain"], "rb") as f:
+        _loaded, source = _source.read_or_resolve(f, 10**6, read, arguments)
+        assert calls == [] and source.kind == _source.FILE and source.ranged is not None
+
+    # What the reader raises for a file is the load's error, as the core's for the file resolve() finds.
+    with pytest.raises(FileNotFoundError) as fast:
+        _source.read_or_resolve(str(tmp_path / "missing.safetensors"), 10**6, read, arguments)
+    found = _source.resolve(str(tmp_path / "missing.safetensors"), 10**6)
+    with pytest.raises(FileNotFoundError) as resolved:
+        _core.load_file(found.name, *arguments)
+    assert str(fast.value) == str(resolved.value)
