@@ -12,6 +12,7 @@
 #include "safestructures/container.hpp"
 #include "safestructures/error.hpp"
 #include "safestructures/stack.hpp"
+#include "safestructures/strict_json.hpp"
 
 namespace safestructures {
 
@@ -188,6 +189,20 @@ Tape parse_schema_string(const std::string& json, const SchemaLimits& limits) {
 }
 
 Tape parse_schema_json(std::string_view json, const SchemaLimits& limits, bool padded) {
+  {
+    // The strict reader's copy of the text, which the tape's strings view (unescaped in place).
+    auto text = std::make_shared_for_overwrite<char[]>(json.size());
+    std::memcpy(text.get(), json.data(), json.size());
+    Tape tape;
+    if (read_strict_schema(std::span<char>(text.get(), json.size()), limits, tape.nodes_)) {
+      tape.parsed_ = std::move(text);
+      return tape;
+    }
+  }
+  return parse_schema_json_by_simdjson(json, limits, padded);
+}
+
+Tape parse_schema_json_by_simdjson(std::string_view json, const SchemaLimits& limits, bool padded) {
   auto parser = reusable_parser(json.size(), limits.max_json_depth);
   if (!parser) {
     raise(ErrorCode::SchemaNotJson, "cannot allocate a parser for a schema of " + std::to_string(json.size()) + " bytes");
