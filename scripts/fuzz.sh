@@ -19,7 +19,7 @@ export PATH="$PWD/.venv/bin:$PATH"
 seconds=${FUZZ_SECONDS:-20}
 build=build/fuzz
 fuzz=tests/fuzz
-libfuzzer_targets=(fuzz_container fuzz_schema)
+libfuzzer_targets=(fuzz_container fuzz_schema fuzz_strict_json)
 atheris_targets=(fuzz_load fuzz_structure)
 all_targets=("${libfuzzer_targets[@]}" "${atheris_targets[@]}")
 limits=(-timeout=10 -rss_limit_mb=2048)
