@@ -106,6 +106,8 @@ class Cursor {
 bool read_metadata(Cursor& c, Header& header) {
   header.has_metadata = true;
   if (c.byte('}')) return true;
+  // The schema, the checksums and a few keys of the user's without regrowing.
+  header.metadata.reserve(4);
   do {
     std::string_view key;
     if (!c.byte('"') || !c.plain_string(key) || !c.literal(":\"")) return false;

@@ -5,6 +5,7 @@
 #include <charconv>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <system_error>
 
 #include "safestructures/strict_json.hpp"
@@ -18,25 +19,35 @@ constexpr std::ptrdiff_t max_integer_digits = 18;
 bool is_space(char c) { return c == ' ' || c == '\n' || c == '\r' || c == '\t'; }
 bool is_digit(char c) { return c >= '0' && c <= '9'; }
 
+// The bytes of 8 (little-endian) that end a string's plain run: a quote, a backslash, a control character or a byte
+// past ASCII, each marked by its top bit (the classic SWAR tests; a byte's mark may also be set, wrongly, only above a
+// byte truly marked, which the first mark's position is all that is used of).
+std::uint64_t special_bytes(std::uint64_t bytes) {
+  constexpr std::uint64_t ones = 0x0101010101010101ULL, high = 0x8080808080808080ULL;
+  const auto zero_byte = [&](std::uint64_t x) { return (x - ones) & ~x & high; };
+  const std::uint64_t below_space = (bytes - ones * 0x20) & ~bytes & high;
+  return zero_byte(bytes ^ (ones * '"')) | zero_byte(bytes ^ (ones * '\\')) | below_space | (bytes & high);
+}
+
 class StrictSchemaReader {
  public:
   StrictSchemaReader(std::span<char> text, const SchemaLimits& limits, std::vector<Node>& nodes)
-      : at_(text.data()), end_(text.data() + text.size()), limits_(limits), nodes_(nodes) {}
+      : at_(text.data()), end_(text.data() + text.size()), limits_(limits), nodes_(nodes), made_(nodes.size()) {}
 
   bool read() {
     skip_spaces();
     if (at_ == end_ || *at_ != '{') return false;
     if (!value()) return false;
-    while (!open_.empty()) {
+    while (depth_ != 0) {
       if (first_child_) {
         // A container was just opened: its first child (an object's first key too), read here rather than by
         // value() itself, so that the depth of nesting costs no stack.
         first_child_ = false;
-        if ((nodes_[open_.back()].kind == NodeKind::Object && !key()) || !value()) return false;
+        if ((nodes_[innermost_].kind == NodeKind::Object && !key()) || !value()) return false;
         continue;
       }
       // A value of the innermost open container was just read.
-      Node& container = nodes_[open_.back()];
+      Node& container = nodes_[innermost_];
       ++container.count;
       skip_spaces();
       if (at_ == end_) return false;
@@ -58,20 +69,33 @@ class StrictSchemaReader {
 
  private:
   void skip_spaces() {
-    while (at_ != end_ && is_space(*at_)) ++at_;
+    // The writer writes none: one compare for the usual byte.
+    while (at_ != end_ && static_cast<unsigned char>(*at_) <= ' ' && is_space(*at_)) ++at_;
   }
 
   Node* add(NodeKind kind) {
     // The tape may hold max_nodes nodes; a document of more is declined, and the simdjson way raises TooManyNodes.
-    if (nodes_.size() >= limits_.max_nodes) return nullptr;
+    if (made_ >= limits_.max_nodes) return nullptr;
+    ++made_;
     Node& node = nodes_.emplace_back();
     node.kind = kind;
     return &node;
   }
 
+  // An open container's `end` holds the index of the container around it until it is closed: the open containers
+  // need no stack of their own.
+  void open(NodeKind kind) {
+    Node& node = nodes_.back();
+    node.kind = kind;
+    node.end = static_cast<std::uint32_t>(innermost_);
+    innermost_ = made_ - 1;
+    ++depth_;
+  }
   void close() {
-    nodes_[open_.back()].end = static_cast<std::uint32_t>(nodes_.size());
-    open_.pop_back();
+    Node& node = nodes_[innermost_];
+    innermost_ = node.end;
+    node.end = static_cast<std::uint32_t>(made_);
+    --depth_;
   }
 
   // An object member's key and its colon, then spaces.
@@ -92,10 +116,9 @@ class StrictSchemaReader {
       case '[': {
         const bool object = *at_ == '{';
         // Declined a level early: the simdjson way decides at the limit itself.
-        if (open_.size() + 2 >= limits_.max_json_depth) return false;
-        Node* node = add(object ? NodeKind::Object : NodeKind::Array);
-        if (node == nullptr) return false;
-        open_.push_back(nodes_.size() - 1);
+        if (depth_ + 2 >= limits_.max_json_depth) return false;
+        if (add(NodeKind::Null) == nullptr) return false;
+        open(object ? NodeKind::Object : NodeKind::Array);
         ++at_;
         skip_spaces();
         if (at_ != end_ && *at_ == (object ? '}' : ']')) {
@@ -126,6 +149,24 @@ class StrictSchemaReader {
     if (node == nullptr) return false;
     char* const start = ++at_;
     char* out = start;
+    // The plain run before the first escape, 8 bytes at a time, left where it is.
+    while (end_ - at_ >= 8) {
+      std::uint64_t bytes = 0;
+      std::memcpy(&bytes, at_, 8);
+      const std::uint64_t special = special_bytes(bytes);
+      if (special == 0) {
+        at_ += 8;
+        continue;
+      }
+      at_ += __builtin_ctzll(special) / 8;
+      if (*at_ == '"') {
+        node->text = std::string_view(start, static_cast<std::size_t>(at_ - start));
+        ++at_;
+        return true;
+      }
+      break;
+    }
+    out = at_;
     for (; at_ != end_; ++at_) {
       char c = *at_;
       if (c == '"') {
@@ -207,7 +248,9 @@ class StrictSchemaReader {
   const char* const begin_ = at_;
   const SchemaLimits& limits_;
   std::vector<Node>& nodes_;
-  std::vector<std::size_t> open_;  // the node index of each container not yet closed
+  std::size_t made_;           // nodes_.size(), counted here rather than divided out of its ends
+  std::size_t innermost_ = 0;  // the node index of the innermost container not yet closed
+  std::size_t depth_ = 0;      // how many containers are not yet closed
   bool first_child_ = false;  // a container was opened and its first child is next
   bool non_ascii_ = false;         // whether a string holds a byte past ASCII (then the text's UTF-8 is checked)
 };
