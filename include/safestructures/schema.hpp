@@ -114,8 +114,8 @@ class Tape {
 
 // Parses JSON text into a tape. Raises SchemaNotJson, NestingTooDeep or TooManyNodes.
 // `padded`: SIMDJSON_PADDING readable bytes follow the text (else it is copied into a padded buffer first).
-// The JSON this library writes is read by a strict reader of its own (strict_json.hpp), anything else by simdjson,
-// to the same tape and errors.
+// A short text of the JSON this library writes is read by a strict reader of its own (strict_json.hpp), anything
+// else by simdjson, to the same tape and errors.
 Tape parse_schema_json(std::string_view json, const SchemaLimits& limits = {}, bool padded = false);
 // The same, every text parsed by simdjson. For tests.
 Tape parse_schema_json_by_simdjson(std::string_view json, const SchemaLimits& limits = {}, bool padded = false);

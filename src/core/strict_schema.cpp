@@ -2,6 +2,7 @@
 // its own tape and the copy from it cost a small load more than the schema's values. Anything unusual is declined.
 #include <simdjson.h>
 
+#include <algorithm>
 #include <charconv>
 #include <cmath>
 #include <cstdint>
@@ -15,6 +16,12 @@ namespace {
 
 // Integers of at most this many digits fit int64 whatever their digits.
 constexpr std::ptrdiff_t max_integer_digits = 18;
+// Clinger's fast path: a mantissa up to 2^53 and a power of ten up to 10^22 are exact doubles, and their product or
+// quotient is then correctly rounded.
+constexpr std::uint64_t max_exact_mantissa = std::uint64_t{1} << 53;
+constexpr std::int64_t max_exact_power = 22;
+constexpr double exact_powers[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,  1e8,  1e9,  1e10, 1e11,
+                                   1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
 
 bool is_space(char c) { return c == ' ' || c == '\n' || c == '\r' || c == '\t'; }
 bool is_digit(char c) { return c >= '0' && c <= '9'; }
@@ -99,7 +106,7 @@ class StrictSchemaReader {
   }
 
   // An object member's key and its colon, then spaces.
-  bool key() {
+  [[gnu::always_inline]] bool key() {
     if (at_ == end_ || *at_ != '"' || !string()) return false;
     skip_spaces();
     if (at_ == end_ || *at_ != ':') return false;
@@ -109,7 +116,7 @@ class StrictSchemaReader {
   }
 
   // One value at at_; a container is opened (and closed at once when empty), its children read by read()'s loop.
-  bool value() {
+  [[gnu::always_inline]] bool value() {
     if (at_ == end_) return false;
     switch (*at_) {
       case '{':
@@ -144,7 +151,7 @@ class StrictSchemaReader {
   }
 
   // A string at at_ (its opening quote), unescaped in place: its content never grows.
-  bool string() {
+  [[gnu::always_inline]] bool string() {
     Node* node = add(NodeKind::String);
     if (node == nullptr) return false;
     char* const start = ++at_;
@@ -196,47 +203,61 @@ class StrictSchemaReader {
   }
 
   // JSON's number grammar; an integer of at most max_integer_digits digits becomes an Int, a number with a fraction
-  // or exponent a Float when std::from_chars reads it to a finite double (correctly rounded, as simdjson reads it).
-  bool number() {
+  // or exponent a Float: by Clinger's fast path when its digits and power of ten are exact doubles (one correctly
+  // rounded operation), else when std::from_chars reads it to a finite double (correctly rounded, as simdjson reads it).
+  [[gnu::noinline]] bool number() {
     const char* start = at_;
     const bool negative = *at_ == '-';
     at_ += negative;
     const char* digits = at_;
+    std::uint64_t mantissa = 0;  // the digits' value, meaningful while there are at most 19 of them
     if (at_ != end_ && *at_ == '0') {
       ++at_;
     } else {
-      while (at_ != end_ && is_digit(*at_)) ++at_;
+      while (at_ != end_ && is_digit(*at_)) mantissa = mantissa * 10 + static_cast<std::uint64_t>(*at_++ - '0');
     }
     if (at_ == digits) return false;
     const std::ptrdiff_t integer_digits = at_ - digits;
+    std::ptrdiff_t mantissa_digits = integer_digits;
+    std::int64_t power = 0;  // of ten, by which the mantissa is scaled
     bool decimal = false;
     if (at_ != end_ && *at_ == '.') {
       decimal = true;
       const char* fraction = ++at_;
-      while (at_ != end_ && is_digit(*at_)) ++at_;
+      while (at_ != end_ && is_digit(*at_)) mantissa = mantissa * 10 + static_cast<std::uint64_t>(*at_++ - '0');
       if (at_ == fraction) return false;
+      mantissa_digits += at_ - fraction;
+      power = -(at_ - fraction);
     }
     if (at_ != end_ && (*at_ == 'e' || *at_ == 'E')) {
       decimal = true;
       ++at_;
+      const bool below = at_ != end_ && *at_ == '-';
       if (at_ != end_ && (*at_ == '+' || *at_ == '-')) ++at_;
-      const char* exponent = at_;
-      while (at_ != end_ && is_digit(*at_)) ++at_;
-      if (at_ == exponent) return false;
+      const char* exponent_digits = at_;
+      std::int64_t exponent = 0;
+      for (; at_ != end_ && is_digit(*at_); ++at_) exponent = std::min<std::int64_t>(exponent * 10 + (*at_ - '0'), 1'000'000);
+      if (at_ == exponent_digits) return false;
+      power += below ? -exponent : exponent;
     }
     if (!decimal) {
       // simdjson reads "-0" as a Float; past 18 digits the int64 range decides: both left to it.
       if (integer_digits > max_integer_digits || (negative && *digits == '0')) return false;
-      std::int64_t value = 0;
-      for (const char* d = digits; d != at_; ++d) value = value * 10 + (*d - '0');
       Node* node = add(NodeKind::Int);
       if (node == nullptr) return false;
+      const auto value = static_cast<std::int64_t>(mantissa);
       node->integer = negative ? -value : value;
       return true;
     }
     double value = 0;
-    const auto [end, error] = std::from_chars(start, at_, value);
-    if (error != std::errc{} || end != at_ || !std::isfinite(value)) return false;
+    if (mantissa_digits <= 19 && mantissa <= max_exact_mantissa && power >= -max_exact_power && power <= max_exact_power) {
+      value = static_cast<double>(mantissa);
+      value = power < 0 ? value / exact_powers[-power] : value * exact_powers[power];
+      if (negative) value = -value;
+    } else {
+      const auto [end, error] = std::from_chars(start, at_, value);
+      if (error != std::errc{} || end != at_ || !std::isfinite(value)) return false;
+    }
     Node* node = add(NodeKind::Float);
     if (node == nullptr) return false;
     node->number = value;

@@ -232,8 +232,19 @@ TEST(StrictSchema, LimitsAreSimdjsonsLimits) {
   const std::string deep = R"({"a":[[[{"b":[1]}]]]})";  // 6 levels
   for (std::uint32_t depth = 2; depth <= 10; ++depth) expect_same_tape(deep, SchemaLimits{depth, 100});
   EXPECT_EQ(outcome_of([&] { parse_schema_json(deep, SchemaLimits{4, 100}); }).code, ErrorCode::NestingTooDeep);
+  // 5,000 levels: read without recursion when the limit allows them, declined at the default limit.
   const std::string deeper = "{\"a\":" + std::string(5000, '[') + std::string(5000, ']') + "}";
   expect_same_tape(deeper);
+  EXPECT_FALSE(strict_reads_schema(deeper));
+  std::vector<char> text(deeper.begin(), deeper.end());
+  std::vector<Node> nodes;
+  ASSERT_TRUE(read_strict_schema(text, SchemaLimits{6000, 10000}, nodes));
+  ASSERT_EQ(nodes.size(), 5002u);  // the object, its key and 5,000 arrays
+  EXPECT_EQ(nodes[0].end, 5002u);
+  EXPECT_EQ(nodes[2].end, 5002u);
+  EXPECT_EQ(nodes[5000].count, 1u);
+  EXPECT_EQ(nodes[5001].count, 0u);
+  EXPECT_EQ(nodes[5001].end, 5002u);
 }
 
 }  // namespace
