@@ -47,10 +47,6 @@ Tape::~Tape() {
 Tape::Tape(Tape&&) noexcept = default;
 Tape& Tape::operator=(Tape&&) noexcept = default;
 
-std::string_view Tape::own(std::string value) { return owned_.emplace_front(std::move(value)); }
-
-void Tape::owned_string(std::string value) { string(own(std::move(value))); }
-
 void Tape::end_container(std::size_t at) { nodes_[at].end = static_cast<std::uint32_t>(nodes_.size()); }
 
 std::size_t Tape::begin_tagged(std::string_view tag) {
