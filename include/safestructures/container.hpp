@@ -71,6 +71,9 @@ Header parse_header(std::span<const std::byte> file, std::uint64_t max_header_si
 // past the length prefix. A header whose metadata marks a recording (format.hpp) may leave bytes after its last
 // tensor, the data appended since its last commit (docs/format.md section 9).
 Header parse_header_text(std::string_view json, std::uint64_t data_size);
+// The same, every header parsed by simdjson: the way parse_header_text takes for any header but the exact layout its
+// writer produces, which it reads with a strict reader of its own (strict_json.hpp) to the same result. For tests.
+Header parse_header_text_by_simdjson(std::string_view json, std::uint64_t data_size);
 
 // The bytes that `shape` elements of `dtype` take. Raises ShapeOverflow when the count overflows 64 bits, or
 // SubByteNotWhole when sub-byte elements do not fill whole bytes; errors name tensor `name`.

@@ -3,7 +3,6 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <forward_list>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -42,8 +41,8 @@ struct SchemaLimits {
   std::uint64_t max_nodes = default_max_nodes;
 };
 
-// The tape of one schema. Strings are views: into the parsed JSON (kept alive by the tape), into strings the tape
-// owns, or, while a tape is being built for a save, into memory the builder's caller keeps alive.
+// The tape of one schema. Strings are views: into the parsed JSON (kept alive by the tape), or, in a tape built by
+// hand (the tests), into memory the builder's caller keeps alive.
 class Tape {
  public:
   Tape();
@@ -62,9 +61,6 @@ class Tape {
   // Finite values only: non-finite floats are not JSON and are written tagged by the caller.
   void number(double value) { push(NodeKind::Float).number = value; }
   void string(std::string_view value) { push(NodeKind::String).text = value; }
-  // Copies `value` into storage the tape owns.
-  void owned_string(std::string value);
-  std::string_view own(std::string value);
   std::size_t begin_array() { return open(NodeKind::Array); }
   std::size_t begin_object() { return open(NodeKind::Object); }
   void end_container(std::size_t at);
@@ -95,6 +91,7 @@ class Tape {
 
  private:
   friend Tape parse_schema_json(std::string_view, const SchemaLimits&, bool);
+  friend Tape parse_schema_json_by_simdjson(std::string_view, const SchemaLimits&, bool);
   Node& push(NodeKind kind) {
     nodes_.emplace_back();
     nodes_.back().kind = kind;
@@ -105,15 +102,17 @@ class Tape {
     return nodes_.size() - 1;
   }
   std::vector<Node> nodes_;
-  // Strings the nodes view, each where it was put: a list, which unlike a deque allocates nothing until used (a
-  // deque allocates on construction and again on each move, which a small load paid for several times).
-  std::forward_list<std::string> owned_;
-  std::shared_ptr<void> parsed_;  // the parser whose string buffer views point into
+  // What the string views point into: the simdjson parser's string buffer, or the strict reader's copy of the text.
+  std::shared_ptr<void> parsed_;
 };
 
 // Parses JSON text into a tape. Raises SchemaNotJson, NestingTooDeep or TooManyNodes.
 // `padded`: SIMDJSON_PADDING readable bytes follow the text (else it is copied into a padded buffer first).
+// A short text of the JSON this library writes is read by a strict reader of its own (strict_json.hpp), anything
+// else by simdjson, to the same tape and errors.
 Tape parse_schema_json(std::string_view json, const SchemaLimits& limits = {}, bool padded = false);
+// The same, every text parsed by simdjson. For tests.
+Tape parse_schema_json_by_simdjson(std::string_view json, const SchemaLimits& limits = {}, bool padded = false);
 // The same for text in a string, parsed in place when its capacity holds the padding.
 Tape parse_schema_string(const std::string& json, const SchemaLimits& limits = {});
 

@@ -13,6 +13,7 @@
 #include "safestructures/error.hpp"
 #include "safestructures/escaped_string.hpp"
 #include "safestructures/format.hpp"
+#include "safestructures/strict_json.hpp"
 
 namespace safestructures {
 namespace {
@@ -65,6 +66,24 @@ std::vector<std::uint64_t> read_u64_array(simdjson::dom::element value, std::str
   return out;
 }
 
+void check_offsets_order(const TensorInfo& info) {
+  if (info.begin > info.end) {
+    raise(ErrorCode::InvalidOffsets, where(info.name) + ": data_offsets begin " + std::to_string(info.begin) + " is past end " + std::to_string(info.end));
+  }
+}
+
+// The checks of an entry's values once its fields are read, by either way.
+void check_entry_values(const TensorInfo& info) {
+  const std::string_view name = info.name;
+  if (name.find('\0') != std::string_view::npos) raise(ErrorCode::InvalidName, where(name) + ": tensor names must not contain NUL");
+  const std::uint64_t needed = tensor_byte_size(name, info.dtype, info.shape);
+  if (needed != info.nbytes()) {
+    raise(ErrorCode::SizeMismatch, where(name) + ": data_offsets [" + std::to_string(info.begin) + ", " + std::to_string(info.end) + "] span " +
+                                       std::to_string(info.nbytes()) + " bytes, but shape " + shape_text(info.shape) + " of " +
+                                       std::string(dtype_name(info.dtype)) + " needs " + std::to_string(needed));
+  }
+}
+
 TensorInfo read_entry(std::string_view name, simdjson::dom::element value) {
   simdjson::dom::object entry;
   if (value.get_object().get(entry)) {
@@ -96,25 +115,16 @@ TensorInfo read_entry(std::string_view name, simdjson::dom::element value) {
       if (offsets.size() != 2) {
         raise(ErrorCode::InvalidOffsets, where(name) + ": data_offsets must hold exactly 2 numbers, found " + std::to_string(offsets.size()));
       }
-      if (offsets[0] > offsets[1]) {
-        raise(ErrorCode::InvalidOffsets, where(name) + ": data_offsets begin " + std::to_string(offsets[0]) + " is past end " + std::to_string(offsets[1]));
-      }
       info.begin = offsets[0];
       info.end = offsets[1];
+      check_offsets_order(info);
     }
     // Unknown fields are ignored, as the reference reader does.
   }
   if (!seen_dtype) raise(ErrorCode::MissingField, where(name) + ": missing field \"dtype\"");
   if (!seen_shape) raise(ErrorCode::MissingField, where(name) + ": missing field \"shape\"");
   if (!seen_offsets) raise(ErrorCode::MissingField, where(name) + ": missing field \"data_offsets\"");
-  if (name.find('\0') != std::string_view::npos) raise(ErrorCode::InvalidName, where(name) + ": tensor names must not contain NUL");
-
-  const std::uint64_t needed = tensor_byte_size(name, info.dtype, info.shape);
-  if (needed != info.nbytes()) {
-    raise(ErrorCode::SizeMismatch, where(name) + ": data_offsets [" + std::to_string(info.begin) + ", " + std::to_string(info.end) + "] span " +
-                                       std::to_string(info.nbytes()) + " bytes, but shape " + shape_text(info.shape) + " of " +
-                                       std::string(dtype_name(info.dtype)) + " needs " + std::to_string(needed));
-  }
+  check_entry_values(info);
   return info;
 }
 
@@ -124,6 +134,8 @@ struct Unescaped {
   std::string_view key;
   std::string text;
 };
+
+void check_metadata_keys(const Metadata& metadata);
 
 void read_metadata(simdjson::dom::element value, Header& header, std::span<Unescaped> unescaped) {
   if (value.is_null()) return;
@@ -150,7 +162,10 @@ void read_metadata(simdjson::dom::element value, Header& header, std::span<Unesc
     value.append(text);
     header.metadata.emplace_back(std::string(field.key), std::move(value));
   }
-  const auto& metadata = header.metadata;
+  check_metadata_keys(header.metadata);
+}
+
+void check_metadata_keys(const Metadata& metadata) {
   if (metadata.size() <= small_metadata) {
     // A few keys, compared pairwise: cheaper than sorting views of them.
     for (std::size_t a = 0; a < metadata.size(); ++a) {
@@ -194,6 +209,23 @@ void check_no_minus_sign(std::string_view json) {
       raise(ErrorCode::NegativeNumber, "header holds a negative number at byte " + std::to_string(i));
     }
   }
+}
+
+// Checks that tensor `last` of the header is named once among those before it, and indexes it by name (`members`: how
+// many the header has).
+void index_tensor(Header& header, std::size_t last, std::size_t members) {
+  const std::string& name = header.tensors[last].name;
+  if (last <= Header::small_header_tensors) {
+    for (std::size_t k = 0; k < last; ++k) {
+      if (header.tensors[k].name == name) raise(ErrorCode::DuplicateKey, where(name) + " appears twice");
+    }
+    if (last < Header::small_header_tensors) return;
+    // Past the few names compared one by one: the names so far go into the index, and those after as they come.
+    header.index.reserve(members);
+    for (std::size_t k = 0; k <= last; ++k) header.index.emplace(header.tensors[k].name, k);
+    return;
+  }
+  if (!header.index.emplace(name, last).second) raise(ErrorCode::DuplicateKey, where(name) + " appears twice");
 }
 
 // `trailing_allowed`: a recording's data buffer may run past its last tensor (data appended since its last commit).
@@ -310,13 +342,57 @@ Header parse_header(std::span<const std::byte> file, std::uint64_t max_header_si
   return parse_header_text(std::string_view(reinterpret_cast<const char*>(file.data() + 8), n), file.size() - 8 - n);
 }
 
-Header parse_header_text(std::string_view json, std::uint64_t data_size) {
-  const std::uint64_t n = json.size();
+namespace {
+
+void check_header_bytes(std::string_view json) {
   if (json.starts_with("\xEF\xBB\xBF")) raise(ErrorCode::HeaderBom, "header starts with a UTF-8 byte order mark");
   if (const auto nul = json.find('\0'); nul != std::string_view::npos) {
     raise(ErrorCode::HeaderNulByte, "header holds a NUL byte at offset " + std::to_string(nul));
   }
   if (!simdjson::validate_utf8(json.data(), json.size())) raise(ErrorCode::HeaderNotUtf8, "header is not valid UTF-8");
+}
+
+Header parse_checked_header_text(std::string_view json, std::uint64_t data_size);
+
+// The header read by the strict reader, then checked as the simdjson way checks what it reads, in the same order (the
+// metadata, which that layout has first, then each entry): its errors are those of the simdjson way. False when the
+// reader declines the text.
+bool parse_strict_header(std::string_view json, std::uint64_t data_size, Header& header) {
+  if (!read_strict_header(json, header)) return false;
+  header.header_size = json.size();
+  check_metadata_keys(header.metadata);
+  const std::size_t members = header.tensors.size() + (header.has_metadata ? 1 : 0);
+  for (std::size_t k = 0; k < header.tensors.size(); ++k) {
+    check_offsets_order(header.tensors[k]);
+    check_entry_values(header.tensors[k]);
+    index_tensor(header, k, members);
+  }
+  // No '-' outside strings: the layout has none (check_no_minus_sign).
+  check_tiling(header, data_size, header.find_metadata(recording_metadata_key) != nullptr);
+  return true;
+}
+
+}  // namespace
+
+Header parse_header_text(std::string_view json, std::uint64_t data_size) {
+  check_header_bytes(json);
+  {
+    Header header;
+    if (parse_strict_header(json, data_size, header)) return header;
+  }
+  return parse_checked_header_text(json, data_size);
+}
+
+Header parse_header_text_by_simdjson(std::string_view json, std::uint64_t data_size) {
+  check_header_bytes(json);
+  return parse_checked_header_text(json, data_size);
+}
+
+namespace {
+
+// parse_header_text's simdjson way, once the header's bytes are checked.
+Header parse_checked_header_text(std::string_view json, std::uint64_t data_size) {
+  const std::uint64_t n = json.size();
 
   // A header this library writes starts with its schema string, and its checksums entry right after: unescaped here
   // the fast way where they can be, and left out of the text the JSON parser reads (which leaves the rest of the
@@ -378,21 +454,15 @@ Header parse_header_text(std::string_view json, std::uint64_t data_size) {
       read_metadata(field.value, header, std::span<Unescaped>(unescaped.data(), taken));
       continue;
     }
-    TensorInfo info = read_entry(field.key, field.value);
-    if (header.position(info.name) != header.tensors.size()) raise(ErrorCode::DuplicateKey, where(info.name) + " appears twice");
-    header.tensors.push_back(std::move(info));
-    if (header.tensors.size() == Header::small_header_tensors + 1) {
-      // Past the few names compared one by one: the names so far go into the index, and those after as they come.
-      header.index.reserve(object.size());
-      for (std::size_t k = 0; k < header.tensors.size(); ++k) header.index.emplace(header.tensors[k].name, k);
-    } else if (header.tensors.size() > Header::small_header_tensors + 1) {
-      header.index.emplace(header.tensors.back().name, header.tensors.size() - 1);
-    }
+    header.tensors.push_back(read_entry(field.key, field.value));
+    index_tensor(header, header.tensors.size() - 1, object.size());
   }
   check_no_minus_sign(json);
   check_tiling(header, data_size, header.find_metadata(recording_metadata_key) != nullptr);
   return header;
 }
+
+}  // namespace
 
 void append_json_escaped(std::string& out, std::string_view utf8) {
   char buffer[6];

@@ -13,11 +13,11 @@
 namespace safestructures {
 namespace {
 
-// What the ordinary header parse (simdjson) makes of the JSON string "content": the value of a metadata key other
-// than the schema's, which never takes the fast way. (simdjson.h is not included here: this file is compiled without
+// What simdjson makes of the JSON string "content": the value of a metadata key, parsed by the header's simdjson way,
+// which never takes the fast unescape. (simdjson.h is not included here: this file is compiled without
 // the library's definitions, and its inline functions would then differ from the core's.)
 std::string simdjson_reading(const std::string& content) {
-  const Header header = parse_header_text("{\"__metadata__\":{\"k\":\"" + content + "\"}}", 0);
+  const Header header = parse_header_text_by_simdjson("{\"__metadata__\":{\"k\":\"" + content + "\"}}", 0);
   return header.metadata.at(0).second;
 }
 

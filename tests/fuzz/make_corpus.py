@@ -192,7 +192,24 @@ def main() -> None:
     for name in ("basic", "containers", "dataclass"):  # safestructures 1.0.0 files
         load[f"v1_{name}.safetensors"] = (V1_FILES / f"{name}.safetensors").read_bytes()
 
-    for target, files in {"fuzz_container": container, "fuzz_schema": schema, "fuzz_load": load}.items():
+    # fuzz_strict_json: a first byte 0x01 and the data buffer's size, then a header's text; or 0x80 (default limits) or
+    # 0x0e (depth 9, 33 nodes) and a byte, then schema JSON.
+    strict = {}
+    for name, file in container.items():
+        n = struct.unpack("<Q", file[:8])[0]
+        if len(file) - 8 - n < 256:
+            strict[f"header_{name}"] = bytes([1, len(file) - 8 - n]) + file[8 : 8 + n]
+    for name, file in {**samples, "tiny": ss.save({"step": 10, "lr": 1e-3, "name": "run", "t": np.arange(16, dtype=np.float32)})}.items():
+        n = struct.unpack("<Q", file[:8])[0]
+        if len(file) - 8 - n < 256:
+            strict[f"header_{name}"] = bytes([1, len(file) - 8 - n]) + file[8 : 8 + n]
+        strict[f"schema_{name}.json"] = b"\x80\x00" + schema_of(file).encode()
+        strict[f"schema_limited_{name}.json"] = b"\x0e\x20" + schema_of(file).encode()
+    for name in ("json_numbers.json", "json_strings.json", "deep.json"):
+        strict[f"schema_{name}"] = b"\x80\x00" + schema[name]
+
+    for target, files in {"fuzz_container": container, "fuzz_schema": schema, "fuzz_load": load,
+                          "fuzz_strict_json": strict}.items():
         folder = CORPUS / target
         shutil.rmtree(folder, ignore_errors=True)
         folder.mkdir(parents=True)
