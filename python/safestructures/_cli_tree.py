@@ -155,6 +155,11 @@ def _walk(root: Any, parts: list[str | _Exact], children: Callable[[Any], tuple[
     bounded). ``children(node)`` gives (indexed, kind, [(key, child)], None for a leaf); ``step(node, key, child)``
     makes the child node. An ``_Exact`` part is that key (of that type) or index, nothing else."""
     failures: list[tuple[int, str]] = []
+    # The children already followed from each part without reaching the end (by their schema index, or their
+    # identity, the child kept alive so that it stays theirs), each followed once: keys that join in many ways
+    # (``a``, ``a.a``, ``a.a.a`` in a dict that holds itself) would otherwise make the walk exponential in the path's
+    # length. What is reported is unchanged: a repeat adds only failures at parts that the first time already added.
+    dead_ends: dict[tuple[bool, int, int], Any] = {}
     said = [repr(p.key) if isinstance(p, _Exact) else repr(p) for p in parts]
 
     def go(node: Any, path: tuple[Any, ...], i: int) -> Any:
@@ -196,15 +201,22 @@ def _walk(root: Any, parts: list[str | _Exact], children: Callable[[Any], tuple[
         for key, child in entries:
             if isinstance(key, str) or _key_text(key) not in keys:
                 keys[_key_text(key)] = (key, child)
-        for j in range(len(parts), i, -1):
+        # A run of parts joins with one dot fewer than it has parts: no longer run than the most dotted key can match.
+        longest = max((text.count(".") for text in keys), default=0) + 1
+        for j in range(min(len(parts), i + longest), i, -1):
             run = parts[i:j]
             if any(isinstance(p, _Exact) for p in run):
                 continue
             hit = keys.get(".".join(run))  # type: ignore[arg-type]
             if hit is not None:
-                result = go(step(node, hit[0], hit[1]), path + (hit[0],), j)
+                child = hit[1]
+                tried = (True, child, j) if type(child) is int else (False, id(child), j)
+                if tried in dead_ends:
+                    continue
+                result = go(step(node, hit[0], child), path + (hit[0],), j)
                 if result is not None:
                     return result
+                dead_ends[tried] = child
         return None
 
     result = go(root, (), 0)

@@ -129,6 +129,11 @@ class Node:
         except TypeError:  # an unhashable key is not a key of anything
             return None
 
+    def _key_parts(self) -> int:
+        """The most parts a key of this mapping or record falls into when split at its dots (1 for none)."""
+        self._by_key("", text=True)
+        return 1 + max((text.count(".") for text in self._file._lookups[(self._index, True)]), default=0)
+
     def _container(self, fails: str = "has no children") -> tuple[bool, list[tuple[Any, int]]]:
         """``_children()`` of a container; a leaf raises TypeError saying that it ``fails``."""
         found = self._children()
@@ -368,22 +373,32 @@ class SafeFile:
         return f"<safestructures file {self._source}: {state}>"
 
 
-def _resolve_text(node: Node, parts: list[str]) -> Node:
+def _resolve_text(node: Node, parts: list[str], failed: dict[tuple[int, int], LookupError] | None = None) -> Node:
     """The node that the segments ``parts`` of a dotted path lead to from ``node``. Several segments joined may be one
     key: the shortest key that leads to a node for the whole path wins; when none does, the error is that of reading
-    the segments one at a time."""
+    the segments one at a time.
+
+    ``failed`` holds the error of each (node, parts left) already tried, so each is tried once: keys that join in
+    many ways (``a``, ``a.a``, ``a.a.a`` in a dict that holds itself) would otherwise make the search exponential in
+    the path's length. The error raised is unchanged: the first one met, on the way tried first, is never a repeat."""
     if not parts:
         return node
+    if failed is None:
+        failed = {}
+    tried = failed.get((node._index, len(parts)))
+    if tried is not None:
+        raise tried
     if not node.is_container:
         raise KeyError(f"{node.path_text} is a {node.kind}, which has no child {parts[0]!r}")
     first_error: LookupError | None = None
-    # Indices hold no dots: only mappings and records try joined segments.
-    for end in range(1, 2 if node._container()[0] else len(parts) + 1):
+    # Indices hold no dots: only mappings and records try joined segments, as many as their most dotted key has.
+    for end in range(1, 2 if node._container()[0] else min(len(parts), node._key_parts()) + 1):
         try:
-            return _resolve_text(_child_by_text(node, ".".join(parts[:end])), parts[end:])
+            return _resolve_text(_child_by_text(node, ".".join(parts[:end])), parts[end:], failed)
         except LookupError as e:
             first_error = first_error or e
     assert first_error is not None
+    failed[(node._index, len(parts))] = first_error
     raise first_error
 
 

@@ -473,3 +473,46 @@ def test_case_17_get_of_deep_data_holds_one_link_per_path(tmp_path: Path) -> Non
     for _ in range(990):
         (value,) = value
     assert len(value) == 300_000 and value[-1] == []
+
+
+# --- 18 -------------------------------------------------------------------------------------------------------------
+
+
+def keys_that_join(tmp_path: Path) -> Path:
+    """A dict that holds itself under the keys ``a``, ``a.a`` and ``a.a.a`` (and 1 under ``x``): a dotted path of n
+    ``a`` parts splits into such keys in about 1.8**n ways, each of which the walks once tried (hours at 40 parts)."""
+    data: dict[str, Any] = {"x": 1}
+    for parts in range(1, 4):
+        data[".".join(["a"] * parts)] = data
+    path = tmp_path / "joins.safetensors"
+    ss.save_file(data, path)
+    assert path.stat().st_size < 400
+    return path
+
+
+def test_case_18_get_tries_each_key_once_per_part(tmp_path: Path) -> None:
+    path = keys_that_join(tmp_path)
+    missing = cli("get", path, "a." * 60 + "zz", timeout=60)
+    assert (missing["status"], missing["out"]) == (1, "")
+    # longest keys first: the walk that got furthest is the one of 20 "a.a.a" keys
+    assert missing["err"] == ("safestructures get: no key 'zz' at $" + '["a.a.a"]' * 20
+                              + " (a dict of 4 items: 'x', 'a', 'a.a', 'a.a.a')\n")
+    found = cli("get", path, "a." * 60 + "x", timeout=60)
+    assert (found["status"], found["out"], found["err"]) == (0, "1\n", "")
+
+
+def test_case_18_node_tries_each_key_once_per_part(tmp_path: Path) -> None:
+    script = """
+import json, sys
+import safestructures as ss
+with ss.open(sys.argv[1]) as f:
+    found = f.node("a." * 60 + "x")
+    try:
+        f.node("a." * 60 + "zz")
+    except KeyError as e:
+        missing = e.args[0]
+    print(json.dumps([found.path_text, found.load(), missing]))
+"""
+    # shortest keys first: 60 "a" keys, and the error of reading the parts one at a time
+    assert run_python_json(script, str(keys_that_join(tmp_path)), timeout=60) == [
+        "$" + '["a"]' * 60 + '["x"]', 1, "'zz' is not a key of the dict at $" + '["a"]' * 60]
