@@ -34,9 +34,6 @@ class RecordingWriter {
   // tensor inside it.
   RecordingWriter(const Header& header, const std::optional<Metadata>& metadata, std::uint64_t header_reserve, const std::string& name);
 
-  // Raises InvalidMetadata for a key of safestructures' own in the caller's metadata.
-  static void check_metadata(const Metadata& metadata);
-
   // ---- Records.
   // The records of `stream` so far, and of every stream.
   std::size_t count(const Stream& stream) const;

@@ -112,7 +112,7 @@ std::string_view member_text(std::string_view object, std::string_view key) {
 
 RecordingWriter::RecordingWriter(Metadata metadata, std::uint64_t header_room, std::uint64_t header_reserve)
     : metadata_(std::move(metadata)), reserve_(header_reserve / page * page) {
-  check_metadata(metadata_);
+  check_user_metadata(metadata_);
   // The room asked for, less what makes its data start on a page.
   room_ = std::max(page, (header_room + 8) / page * page) - 8;
   padding_ = reserve_;
@@ -210,19 +210,11 @@ RecordingWriter::RecordingWriter(const Header& header, const std::optional<Metad
     data_size_ = std::max(data_size_, tensor.end - padding_);
   }
   if (metadata) {
-    check_metadata(*metadata);
+    check_user_metadata(*metadata);
     metadata_ = *metadata;
   } else {
     for (const auto& kv : header.metadata) {
       if (kv.first != schema_metadata_key && kv.first != recording_metadata_key) metadata_.push_back(kv);
-    }
-  }
-}
-
-void RecordingWriter::check_metadata(const Metadata& metadata) {
-  for (const auto& [key, _] : metadata) {
-    if (is_reserved_metadata_key(key)) {
-      raise(ErrorCode::InvalidMetadata, "metadata key " + quote_name(key) + " is reserved for safestructures' own use");
     }
   }
 }
