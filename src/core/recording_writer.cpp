@@ -287,9 +287,20 @@ void RecordingWriter::add(const Stream& stream, const WrittenTree& tree, const L
   const std::string_view text = tree.escaped_document;
   if (nodes.count) nodes.nodes += ',';
   std::size_t from = head.size();
+  // A few names are found faster by comparing them than by hashing; a record of many tensors gets an index.
+  std::unordered_map<std::string_view, std::size_t> index;
+  if (tree.tensors.size() > Header::small_header_tensors) {
+    for (std::size_t k = 0; k < tree.tensors.size(); ++k) index.emplace(tree.tensors[k].name, k);
+  }
   for (const WrittenTree::NameSpot& spot : tree.name_spots) {
     std::size_t k = 0;
-    while (k < tree.tensors.size() && tree.tensors[k].name != spot.name) ++k;
+    if (index.empty()) {
+      while (k < tree.tensors.size() && tree.tensors[k].name != spot.name) ++k;
+    } else if (const auto it = index.find(spot.name); it != index.end()) {
+      k = it->second;
+    } else {
+      k = tree.tensors.size();
+    }
     if (k == tree.tensors.size()) continue;
     nodes.nodes.append(text.substr(from, spot.at - from));
     append_schema_string(nodes.nodes, renamed[k]);

@@ -227,3 +227,17 @@ EXPECTED: dict[str, list[str]] = {
 def test_recording_bytes_are_unchanged(name: str, tmp_path: Path) -> None:
     got = [hashlib.sha256(raw).hexdigest() for raw in CASES[name](tmp_path / f"{name}.safetensors")]
     assert got == EXPECTED[name]
+
+
+def test_the_recorder_renders_no_header_of_its_own() -> None:
+    # The header, its entries, the records' names and ids are the core's (RecordingWriter): the Python side parses and
+    # writes no JSON, and takes none of the format's names.
+    import ast
+
+    import safestructures._recorder as recorder
+
+    tree = ast.parse(Path(recorder.__file__).read_text())
+    imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+    imported |= {node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    assert "json" not in imported and "_format" not in imported
+    assert {"._flat", "._sharded"} <= {f".{m}" for m in imported}
