@@ -141,6 +141,8 @@ RecordingWriter::RecordingWriter(const Header& header, const std::optional<Metad
   }
   // The streams (the root's members, or its pairs) and their lists of records, as the tape and the text show them.
   const std::string_view text = member_text(std::string_view(*schema).substr(skip_space(*schema, 0)), "root");
+  // (A member spelled with escapes, which the tape reads and this scan does not, is no recording's.)
+  if (text.empty()) invalid("the recording's structure has no \"root\" written plainly");
   std::vector<std::pair<Stream, std::string_view>> lists;
   std::vector<std::size_t> list_nodes;
   const Node& top = document[root];
@@ -159,8 +161,10 @@ RecordingWriter::RecordingWriter(const Header& header, const std::optional<Metad
       k = document.next(k + 1);
     }
   } else if (tag == traits(Kind::Dict).tag && items != Tape::npos && document[items].kind == NodeKind::Array) {
+    const std::string_view items_text = member_text(text, "items");
+    if (items_text.empty()) invalid("the recording's streams have no \"items\" written plainly");
     std::size_t k = items + 1;
-    for (const auto& [_, pair] : children(member_text(text, "items"), 0)) {
+    for (const auto& [_, pair] : children(items_text, 0)) {
       if (document[k].kind != NodeKind::Array || document[k].count != 2 || document[k + 1].kind != NodeKind::String) {
         invalid("a stream of the recording is not a [name, records] pair");
       }

@@ -266,6 +266,10 @@ TEST(RecordingWriter, ContinuingRefusesWhatIsNotARecording) {
                              test::entry("__safestructures_padding__", "U8", "[4096]", 4, 4100) + "}";
   EXPECT_TRUE(test::fails_with([&] { RecordingWriter(test::parse(inside, 4100), std::nullopt, 0, "f"); }, ErrorCode::SchemaInvalid,
                                {"does not start its data"}));
+  const std::string spelled = "{\"__metadata__\":{\"__safestructures__\":\"" +
+                              escaped("{\"format\":\"safestructures\",\"version\":2,\"\\u0072oot\":[]}") + "\"" + key + "}}";
+  EXPECT_TRUE(test::fails_with([&] { RecordingWriter(test::parse(spelled), std::nullopt, 0, "f"); }, ErrorCode::SchemaInvalid,
+                               {"no \"root\" written plainly"}));
   const std::string root_int = "{\"__metadata__\":{\"__safestructures__\":\"" + escaped(document_head + "3}") + "\"" + key + "}}";
   EXPECT_TRUE(test::fails_with([&] { RecordingWriter(test::parse(root_int), std::nullopt, 0, "f"); }, ErrorCode::SchemaInvalid,
                                {"a list of records or a dict of lists"}));
