@@ -7,11 +7,12 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <unordered_map>
-#include <unordered_set>
+#include <utility>
 #include <vector>
 
 #include "safestructures/container.hpp"
@@ -33,6 +34,11 @@ class RecordingWriter {
   // a structure that is not a list of records or a dict of lists, a padding that does not start the data, or a
   // tensor inside it.
   RecordingWriter(const Header& header, const std::optional<Metadata>& metadata, std::uint64_t header_reserve, const std::string& name);
+  // Moved, never copied (its views point into its kept text, which a move keeps in place).
+  RecordingWriter(RecordingWriter&&) noexcept = default;
+  RecordingWriter& operator=(RecordingWriter&&) noexcept = default;
+  RecordingWriter(const RecordingWriter&) = delete;
+  RecordingWriter& operator=(const RecordingWriter&) = delete;
 
   // ---- Records.
   // The records of `stream` so far, and of every stream.
@@ -55,8 +61,9 @@ class RecordingWriter {
   static void check_record(const WrittenTree& tree, const Layout& layout);
 
   // ---- Commits.
-  // The header's JSON for the records so far, with `padding` bytes of padding before their data.
-  std::string header(std::uint64_t padding);
+  // The header's JSON for the records so far, with `padding` bytes of padding before their data (valid until the
+  // next call).
+  const std::string& header(std::uint64_t padding);
   // Commits the header over the recording open as `fd` (ending at data_end()): in place within its room, or in a room
   // grown into the padding, or in a larger room with a fresh padding where the file system inserts blocks before the
   // data (recording.hpp). Returns false where the data must move: the caller writes the file anew as rewrite() says,
@@ -78,20 +85,41 @@ class RecordingWriter {
   bool drop_padding();
 
  private:
+  // What the recording keeps for its whole run (each record's node, each entry's head, each tensor's name) is copied
+  // into blocks of a megabyte, not into a small allocation each: those, made between the frames' own tensors (a
+  // torch forward pass's activations, allocated and freed around every hook), split the holes that the next frame's
+  // tensors needed, and the process grew by some 30 KB a record.
+  class KeptText {
+   public:
+    std::string_view keep(std::string_view text);
+
+   private:
+    // A block mapped of its own (not the allocator's heap, where a torch forward pass allocates its activations).
+    struct Block {
+      char* data = nullptr;
+      std::size_t size = 0;
+      Block(std::size_t size);
+      Block(Block&& other) noexcept : data(std::exchange(other.data, nullptr)), size(other.size) {}
+      Block& operator=(Block&&) = delete;
+      ~Block();
+    };
+    std::vector<Block> blocks_;
+    char* next_ = nullptr;
+    std::size_t left_ = 0;
+  };
   struct StreamNodes {
     Stream name;
-    std::string nodes;  // the records' nodes, escaped, joined by ','
-    std::size_t count = 0;
+    std::vector<std::string_view> nodes;  // the records' nodes, escaped
   };
   struct Entry {
-    std::string head;  // "NAME":{"dtype":..,"shape":[..],"data_offsets":[
+    std::string_view head;  // "NAME":{"dtype":..,"shape":[..],"data_offsets":[
     std::uint64_t begin, end;  // from the start of the records' data (after the padding)
   };
   StreamNodes& stream_nodes(const Stream& stream);
   // The name STREAM.I.PATH, "~N" added where it is taken, taken.
   std::string take_name(std::string base);
   void add_entry(const std::string& name, Dtype dtype, const std::vector<std::uint64_t>& shape, std::uint64_t begin, std::uint64_t end);
-  void plan_rewrite(std::string header, std::uint64_t room, std::uint64_t padding);
+  void plan_rewrite(const std::string& header, std::uint64_t room, std::uint64_t padding);
 
   Metadata metadata_;
   std::vector<StreamNodes> streams_;
@@ -99,13 +127,21 @@ class RecordingWriter {
   std::size_t records_ = 0;
   std::uint32_t last_id_ = 0;
   std::vector<Entry> entries_;
-  std::unordered_set<std::string> names_;
+  // The tensor names taken: open addressing over views of the kept text (a hash set allocates a node a name).
+  std::vector<std::string_view> names_ = std::vector<std::string_view>(64);
+  std::size_t name_count_ = 0;
+  bool name_taken(std::string_view name) const;
+  // Takes `name`, a view of the kept text.
+  void take(std::string_view name);
+  KeptText kept_;
+  std::string scratch_;
   std::uint64_t data_size_ = 0;
   std::uint64_t room_ = 0, padding_ = 0, reserve_ = 0;
   // The entries rendered (",ENTRY" each) for the padding `rendered_for_`: a commit renders only the new ones.
   std::string rendered_;
   std::size_t rendered_count_ = 0;
   std::uint64_t rendered_for_ = 0;
+  std::string header_;
   Rewrite rewrite_;
 };
 

@@ -44,6 +44,8 @@ void py_write_recording_record(RecordingWriter& writer, const RecordingWriter::S
     write_recording_data(fd, writer.data_end(), layout, walked.tree.tensors);
   }
   writer.add(stream, walked.tree, layout);
+  // The record's text goes back to the writer of the next, as a save's does.
+  SchemaText::recycle(std::move(walked.tree.escaped_document));
 }
 
 RecordingWriter continuing_recording(const std::filesystem::path& path, nb::handle metadata, std::uint64_t header_reserve) {

@@ -2,7 +2,10 @@
 // its commits (docs/format.md section 9), and the state of a recording continued from its file.
 #include "safestructures/recording_writer.hpp"
 
+#include <sys/mman.h>
+
 #include <algorithm>
+#include <new>
 #include <numeric>
 
 #include "safestructures/error.hpp"
@@ -31,11 +34,19 @@ std::uint64_t room_for(std::uint64_t needed, std::uint64_t data_size) {
   return std::min(room, (default_max_header_size + 8) / page * page - 8);
 }
 
-// `utf8` as a JSON string inside the header's schema string: escaped, then escaped once more.
+// `utf8` as a JSON string inside the header's schema string: escaped, then escaped once more (as string_node<true>
+// writes it; a TextOut over `out` would fill all of its capacity at each call).
 void append_schema_string(std::string& out, std::string_view utf8) {
-  TextOut text(out);
-  string_node<true>(text, utf8);
-  text.finish();
+  std::string quoted;
+  append_json_string(quoted, utf8);
+  append_json_escaped(out, quoted);
+}
+
+void append_joined(std::string& out, const std::vector<std::string_view>& nodes) {
+  for (std::size_t k = 0; k < nodes.size(); ++k) {
+    if (k) out += ',';
+    out += nodes[k];
+  }
 }
 
 // The schema document's text up to its root, as the header's string holds it.
@@ -180,10 +191,11 @@ RecordingWriter::RecordingWriter(const Header& header, const std::optional<Metad
     if (list.kind != NodeKind::Array) invalid("stream " + quote_name(lists[s].first.value_or("")) + " of the recording is not a list of records");
     StreamNodes& nodes = stream_nodes(lists[s].first);
     for (const auto& [_, record] : children(lists[s].second, 0)) {
-      if (nodes.count++) nodes.nodes += ',';
-      append_json_escaped(nodes.nodes, record);
+      scratch_.clear();
+      append_json_escaped(scratch_, record);
+      nodes.nodes.push_back(kept_.keep(scratch_));
     }
-    records_ += nodes.count;
+    records_ += nodes.nodes.size();
     // The largest reference id of its records: the next record's ids come after it.
     for (std::size_t k = list_nodes[s] + 1; k < list.end; ++k) {
       if (document[k].kind != NodeKind::Object || document.tag(k).empty()) continue;
@@ -210,7 +222,7 @@ RecordingWriter::RecordingWriter(const Header& header, const std::optional<Metad
     const TensorInfo& tensor = header.tensors[k];
     if (tensor.begin < padding_) invalid("tensor " + quote_name(tensor.name) + " of the recording lies in its padding");
     add_entry(tensor.name, tensor.dtype, tensor.shape, tensor.begin - padding_, tensor.end - padding_);
-    names_.insert(tensor.name);
+    take(kept_.keep(tensor.name));
     data_size_ = std::max(data_size_, tensor.end - padding_);
   }
   if (metadata) {
@@ -224,9 +236,56 @@ RecordingWriter::RecordingWriter(const Header& header, const std::optional<Metad
 }
 
 std::size_t RecordingWriter::count(const Stream& stream) const {
-  if (!stream) return streams_.size() == 1 && !streams_[0].name ? streams_[0].count : 0;
+  if (!stream) return streams_.size() == 1 && !streams_[0].name ? streams_[0].nodes.size() : 0;
   const auto it = stream_index_.find(*stream);
-  return it == stream_index_.end() ? 0 : streams_[it->second].count;
+  return it == stream_index_.end() ? 0 : streams_[it->second].nodes.size();
+}
+
+RecordingWriter::KeptText::Block::Block(std::size_t bytes) : size(bytes) {
+  void* mapped = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (mapped == MAP_FAILED) throw std::bad_alloc();
+  data = static_cast<char*>(mapped);
+}
+
+RecordingWriter::KeptText::Block::~Block() {
+  if (data != nullptr) ::munmap(data, size);
+}
+
+std::string_view RecordingWriter::KeptText::keep(std::string_view text) {
+  if (text.size() > left_) {
+    blocks_.emplace_back(std::max<std::size_t>(text.size(), std::size_t{1} << 20));
+    next_ = blocks_.back().data;
+    left_ = blocks_.back().size;
+  }
+  std::copy(text.begin(), text.end(), next_);
+  const std::string_view kept(next_, text.size());
+  next_ += text.size();
+  left_ -= text.size();
+  return kept;
+}
+
+bool RecordingWriter::name_taken(std::string_view name) const {
+  const std::size_t mask = names_.size() - 1;
+  for (std::size_t i = std::hash<std::string_view>{}(name) & mask;; i = (i + 1) & mask) {
+    if (names_[i].data() == nullptr) return false;
+    if (names_[i] == name) return true;
+  }
+}
+
+void RecordingWriter::take(std::string_view name) {
+  if (2 * (name_count_ + 1) > names_.size()) {
+    std::vector<std::string_view> old(2 * names_.size());
+    old.swap(names_);
+    name_count_ = 0;
+    for (const std::string_view kept : old) {
+      if (kept.data() != nullptr) take(kept);
+    }
+  }
+  const std::size_t mask = names_.size() - 1;
+  std::size_t i = std::hash<std::string_view>{}(name) & mask;
+  while (names_[i].data() != nullptr) i = (i + 1) & mask;
+  names_[i] = name;
+  ++name_count_;
 }
 
 void RecordingWriter::check_stream(const Stream& stream) const {
@@ -241,26 +300,26 @@ RecordingWriter::StreamNodes& RecordingWriter::stream_nodes(const Stream& stream
     return streams_[0];
   }
   const auto [it, added] = stream_index_.emplace(*stream, streams_.size());
-  if (added) streams_.push_back({stream, {}, 0});
+  if (added) streams_.push_back({stream, {}});
   return streams_[it->second];
 }
 
 std::string RecordingWriter::take_name(std::string base) {
-  if (names_.insert(base).second) return base;
-  for (std::size_t k = 1;; ++k) {
-    std::string candidate = base + "~" + std::to_string(k);
-    if (names_.insert(candidate).second) return candidate;
-  }
+  std::string name = base;
+  for (std::size_t k = 1; name_taken(name); ++k) name = base + "~" + std::to_string(k);
+  take(kept_.keep(name));
+  return name;
 }
 
 void RecordingWriter::add_entry(const std::string& name, Dtype dtype, const std::vector<std::uint64_t>& shape, std::uint64_t begin,
                                 std::uint64_t end) {
-  std::string head;
+  std::string& head = scratch_;
+  head.clear();
   append_json_string(head, name);
   head.append(":{\"dtype\":\"").append(dtype_name(dtype)).append("\",\"shape\":[");
   for (std::size_t k = 0; k < shape.size(); ++k) head.append(k ? "," : "").append(std::to_string(shape[k]));
   head.append("],\"data_offsets\":[");
-  entries_.push_back({std::move(head), begin, end});
+  entries_.push_back({kept_.keep(head), begin, end});
 }
 
 void RecordingWriter::add(const Stream& stream, const WrittenTree& tree, const Layout& layout) {
@@ -277,7 +336,7 @@ void RecordingWriter::add(const Stream& stream, const WrittenTree& tree, const L
     }
     prefix += '.';
   }
-  prefix += std::to_string(nodes.count) + ".";
+  prefix += std::to_string(nodes.nodes.size()) + ".";
   // Named in data order, as the record's own header lists its tensors.
   std::vector<std::string> renamed(tree.tensors.size());
   std::uint64_t size = 0;
@@ -289,7 +348,8 @@ void RecordingWriter::add(const Stream& stream, const WrittenTree& tree, const L
   }
   // The record's node: its document's root, each tensor name written where the walk noted it, renamed.
   const std::string_view text = tree.escaped_document;
-  if (nodes.count) nodes.nodes += ',';
+  std::string& node = scratch_;
+  node.clear();
   std::size_t from = head.size();
   // A few names are found faster by comparing them than by hashing; a record of many tensors gets an index.
   std::unordered_map<std::string_view, std::size_t> index;
@@ -306,12 +366,12 @@ void RecordingWriter::add(const Stream& stream, const WrittenTree& tree, const L
       k = tree.tensors.size();
     }
     if (k == tree.tensors.size()) continue;
-    nodes.nodes.append(text.substr(from, spot.at - from));
-    append_schema_string(nodes.nodes, renamed[k]);
+    node.append(text.substr(from, spot.at - from));
+    append_schema_string(node, renamed[k]);
     from = spot.at + spot.size;
   }
-  nodes.nodes.append(text.substr(from, text.size() - 1 - from));  // the envelope's closing brace left out
-  ++nodes.count;
+  node.append(text.substr(from, text.size() - 1 - from));  // the envelope's closing brace left out
+  nodes.nodes.push_back(kept_.keep(node));
   ++records_;
   last_id_ = std::max(last_id_, tree.last_id);
   data_size_ += size;
@@ -323,8 +383,12 @@ void RecordingWriter::check_record(const WrittenTree& tree, const Layout& layout
   }
 }
 
-std::string RecordingWriter::header(std::uint64_t padding) {
-  std::string out = "{";
+const std::string& RecordingWriter::header(std::uint64_t padding) {
+  // Rendered into the same buffer at each commit: a header of megabytes built anew each time, a little larger than
+  // the last, left the allocator a hole it could not reuse at every commit (the process grew by the header's size
+  // each flush, though nothing was held).
+  std::string& out = header_;
+  out.assign("{");
   append_json_string(out, metadata_key);
   out += ":{";
   // The recording's key first, where a reader finds it in the header's first page, torn or not; then the others sorted.
@@ -347,14 +411,18 @@ std::string RecordingWriter::header(std::uint64_t padding) {
     out += '"';
     out += escaped_document_head();
     if (streams_.empty() || !streams_[0].name) {
-      out.append("[").append(streams_.empty() ? std::string_view() : streams_[0].nodes).append("]");
+      out += '[';
+      if (!streams_.empty()) append_joined(out, streams_[0].nodes);
+      out += ']';
     } else if (stream_index_.contains(std::string(tag_member))) {  // a stream named "$": the root dict in pair form
       std::string pairs_head = std::string("{\"").append(tag_member).append("\":\"").append(traits(Kind::Dict).tag).append("\",\"items\":[");
       append_json_escaped(out, pairs_head);
       for (std::size_t s = 0; s < streams_.size(); ++s) {
         out += s ? ",[" : "[";
         append_schema_string(out, *streams_[s].name);
-        out.append(",[").append(streams_[s].nodes).append("]]");
+        out.append(",[");
+        append_joined(out, streams_[s].nodes);
+        out.append("]]");
       }
       out += "]}";
     } else {
@@ -362,7 +430,9 @@ std::string RecordingWriter::header(std::uint64_t padding) {
       for (std::size_t s = 0; s < streams_.size(); ++s) {
         if (s) out += ',';
         append_schema_string(out, *streams_[s].name);
-        out.append(":[").append(streams_[s].nodes).append("]");
+        out.append(":[");
+        append_joined(out, streams_[s].nodes);
+        out += ']';
       }
       out += '}';
     }
@@ -390,7 +460,7 @@ std::string RecordingWriter::header(std::uint64_t padding) {
 }
 
 bool RecordingWriter::commit(int fd, bool fsync) {
-  std::string text = header(padding_);
+  const std::string& text = header(padding_);
   if (text.size() <= room_) {
     commit_recording_header(fd, text, room_, padding_ + data_size_, fsync);
     return true;
@@ -413,18 +483,18 @@ bool RecordingWriter::commit(int fd, bool fsync) {
   // Else the records move, behind a new room and a new padding: pages inserted before them where the file system can
   // (ext4, XFS); else the file written anew (by the caller).
   const std::uint64_t new_room = room_for(needed, data_size_), new_padding = std::max(reserve_, padding_);
-  text = header(new_padding);
+  header(new_padding);
   if (grow_recording_header(fd, text, room_, new_room, padding_ + data_size_, new_padding + data_size_, fsync)) {
     room_ = new_room;
     padding_ = new_padding;
     return true;
   }
-  plan_rewrite(std::move(text), new_room, new_padding);
+  plan_rewrite(text, new_room, new_padding);
   return false;
 }
 
-void RecordingWriter::plan_rewrite(std::string text, std::uint64_t room, std::uint64_t padding) {
-  rewrite_ = {std::move(text), room, padding, 8 + room_ + padding_, data_size_};
+void RecordingWriter::plan_rewrite(const std::string& text, std::uint64_t room, std::uint64_t padding) {
+  rewrite_ = {text, room, padding, 8 + room_ + padding_, data_size_};
 }
 
 void RecordingWriter::rewritten() {
@@ -435,9 +505,8 @@ void RecordingWriter::rewritten() {
 
 bool RecordingWriter::drop_padding() {
   if (padding_ == 0 || data_size_ > padding_) return false;
-  std::string text = header(0);
-  const std::uint64_t room = room_for(text.size(), 0);
-  plan_rewrite(std::move(text), room, 0);
+  const std::string& text = header(0);
+  plan_rewrite(text, room_for(text.size(), 0), 0);
   return true;
 }
 
