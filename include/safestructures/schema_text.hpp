@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -77,6 +78,11 @@ inline void put_number(TextOut& out, double value) {
   if (text.find_first_of(".e") == std::string_view::npos) out.put(".0");
 }
 
+// A finite float as Python's repr writes it, in `buffer`: the shortest digits that read back as `value`, in positional
+// notation (".0" added to a whole number) for exponents from -4 to 15, else as 1.5e+300.
+constexpr std::size_t python_float_room = 40;
+std::string_view python_float_text(double value, char (&buffer)[python_float_room]);
+
 // {"$":TAG,"#":ID,"items": the head of a container that something refers to, in its kind's tagged form.
 inline std::string referred_head(Kind kind, std::uint32_t id) {
   std::string out = "{\"";
@@ -138,10 +144,18 @@ class SchemaText {
   // "bits" of a NaN whose sign or payload is not the default one. Both savers (Python's and C++'s) write floats so.
   void float_value(double v) {
     if (!std::isfinite(v)) return tagged_float(v);
-    out_.room(number_room + 1);
-    put_number(out_, v);
+    out_.room(python_float_room + 1);
+    if (python_floats_) {
+      char buffer[python_float_room];
+      out_.put(python_float_text(v, buffer));
+    } else {
+      put_number(out_, v);
+    }
     out_.put(',');
   }
+  // Finite floats written as Python's repr writes them (0.0001, 1e+16), as a recording's records have always held
+  // them (docs/format.md section 9); a save writes the shortest form (1e-04).
+  void write_python_floats() { python_floats_ = true; }
   void string(std::string_view utf8) {
     string_node<true>(out_, utf8);
     out_.append(",");
@@ -177,8 +191,11 @@ class SchemaText {
   std::size_t closed_end() const { return out_.size() - 1; }
   // The container written from `start` to `end` (one past its closing bracket) is referred to as `id`.
   void refer(std::size_t start, std::size_t end, std::uint32_t id) { referred_.push_back({start, end, id}); }
-  // The document: its envelope closed, the containers referred to in their referred form.
-  std::string finish() &&;
+  // The document: its envelope closed, the containers referred to in their referred form. `positions` (ascending,
+  // where strings start in the text written) are moved to where those strings are in the document.
+  std::string finish(std::span<std::size_t> positions = {}) &&;
+  // The size of the text written so far.
+  std::size_t size() const { return out_.size(); }
   // Gives a finished document's memory back for the next document this thread writes.
   static void recycle(std::string&& text);
 
@@ -205,6 +222,7 @@ class SchemaText {
   std::string text_;
   TextOut out_;
   std::vector<Referred> referred_;
+  bool python_floats_ = false;
 };
 
 }  // namespace safestructures

@@ -18,6 +18,8 @@ namespace safestructures {
 // The metadata keys that belong to safestructures (v2's schema key, the checksums, 1.0.0's two keys); callers cannot
 // set them.
 bool is_reserved_metadata_key(std::string_view key);
+// Raises InvalidMetadata for such a key in a caller's metadata.
+void check_user_metadata(const Metadata& metadata);
 
 // A structured file ready to be written: the tensors plus the final metadata (the caller's and the schema).
 struct StructuredLayout {

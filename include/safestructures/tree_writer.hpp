@@ -45,8 +45,17 @@ class NodeText {
 // What a walk wrote: the schema document, escaped as the header's string holds it, and the tensors it names, in walk
 // order. The tensors view the front end's data, which must stay alive until they are written.
 struct WrittenTree {
+  // Where a tensor's name is written in the document (a tensor's "name", a view's "storage", the "tensor" of large
+  // bytes), when the writer noted them (TreeWriter::write_as_record): the escaped string, its quotes included.
+  struct NameSpot {
+    std::size_t at, size;
+    std::string name;
+  };
   std::string escaped_document;
   std::vector<WriteTensor> tensors;
+  std::vector<NameSpot> name_spots;
+  // The largest reference id written (for a record, the `last_id` it was given when it wrote none).
+  std::uint32_t last_id = 0;
 
   // The schema document (a sharded save puts it in its index).
   std::string document() const;
@@ -69,6 +78,17 @@ class TreeWriter {
 
   // The document being written: scalars, and the containers the front end opens and closes, go straight into it.
   SchemaText out;
+
+  // ---- A record of a recording (recording_writer.hpp), which renames its tensors once they are laid out: the writer
+  // notes where each tensor name is written, numbers its references from `last_id` + 1 (ids stay unique across the
+  // records) and writes floats as the records of a recording hold them (SchemaText::write_python_floats).
+  void write_as_record(std::uint32_t last_id);
+  bool writes_record() const { return record_; }
+  // Whether a field of a tensor node holds a tensor's name (a view's "storage"): the front end then writes its
+  // string value through tensor_name.
+  static bool names_tensor(std::string_view field) { return field == "name" || field == "storage" || field == "tensor"; }
+  // A string value that is a tensor's name, noted for a record.
+  void tensor_name(std::string_view name);
 
   // ---- The path of the node being written: what tensors are named by and messages show.
   void push_index(std::size_t index) { path_.push_back({PathPart::Index, index, nullptr, {}}); }
@@ -141,6 +161,8 @@ class TreeWriter {
   std::unique_ptr<MemoTable> memo_;
   std::vector<Written> written_;
   std::unordered_set<std::string> used_names_;
+  bool record_ = false;
+  std::vector<WrittenTree::NameSpot> name_spots_;
 };
 
 }  // namespace safestructures

@@ -101,6 +101,8 @@ struct SaveResult {
 // InvalidArgumentError for nesting deeper than `max_depth`. `context` is the per-save state of the framework adapters
 // (e.g. which storages were already written), passed to array_entry.
 SaveResult walk_data(nb::handle data, std::uint32_t max_depth, nb::handle context);
+// The same for a record of a recording, its reference ids after `last_id` (TreeWriter::write_as_record).
+SaveResult walk_record(nb::handle data, std::uint32_t max_depth, nb::handle context, std::uint32_t last_id);
 
 // Walks `data` (into `walked`, which keeps what the plan's tensors view alive) and lays out its file: a save's first
 // half, before any byte is written.

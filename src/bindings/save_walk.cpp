@@ -286,8 +286,14 @@ void SaveWalk::walk_array(PyObject* obj) {
   const bool stores = !parts[0].is_none();
   const std::size_t at = writer.begin_tensor(obj, stores ? name : std::string());
   for (auto [key, value] : nb::borrow<nb::dict>(parts[3])) {
-    writer.out.key(nb::cast<std::string>(key));
-    walk(value.ptr());
+    const std::string field = nb::cast<std::string>(key);
+    writer.out.key(field);
+    std::string_view text;
+    if (writer.writes_record() && TreeWriter::names_tensor(field) && PyUnicode_CheckExact(value.ptr()) && utf8_of(value.ptr(), text)) {
+      writer.tensor_name(text);  // a view's storage: renamed with the tensor it names
+    } else {
+      walk(value.ptr());
+    }
   }
   writer.out.end_container(at);
   if (stores) writer.tensors.push_back(make_write_tensor(py_str(name), parts[0], parts[1], parts[2]));
@@ -347,9 +353,12 @@ void SaveWalk::walk_uncommon(PyObject* obj) {
 
 }  // namespace
 
-SaveResult walk_data(nb::handle data, std::uint32_t max_depth, nb::handle context) {
+namespace {
+
+SaveResult walk_tree(nb::handle data, std::uint32_t max_depth, nb::handle context, const std::uint32_t* record_last_id) {
   GcPause pause;
   SaveWalk walk(max_depth, context);
+  if (record_last_id != nullptr) walk.writer.write_as_record(*record_last_id);
   try {
     walk.walk(data.ptr());
   } catch (const UnsupportedData& e) {
@@ -359,6 +368,16 @@ SaveResult walk_data(nb::handle data, std::uint32_t max_depth, nb::handle contex
     throw ArgumentError(e);
   }
   return SaveResult{std::move(walk.writer).finish(), std::move(walk.keep_alive)};
+}
+
+}  // namespace
+
+SaveResult walk_data(nb::handle data, std::uint32_t max_depth, nb::handle context) {
+  return walk_tree(data, max_depth, context, nullptr);
+}
+
+SaveResult walk_record(nb::handle data, std::uint32_t max_depth, nb::handle context, std::uint32_t last_id) {
+  return walk_tree(data, max_depth, context, &last_id);
 }
 
 }  // namespace safestructures::bindings

@@ -3,6 +3,7 @@
 #include "safestructures/schema_text.hpp"
 
 #include <algorithm>
+#include <charconv>
 #include <initializer_list>
 
 namespace safestructures {
@@ -184,7 +185,20 @@ void SchemaText::tagged_float(double v) {
   end_container(at);
 }
 
-std::string SchemaText::finish() && {
+std::string_view python_float_text(double value, char (&buffer)[python_float_room]) {
+  // The shortest digits, positionally for decimal exponents from -4 to 15 (float_repr_style 'short'), else in
+  // scientific notation with at least two exponent digits, as to_chars writes it.
+  const bool positional = value == 0 || (std::abs(value) >= 1e-4 && std::abs(value) < 1e16);
+  const auto format = positional ? std::chars_format::fixed : std::chars_format::scientific;
+  char* end = std::to_chars(buffer, buffer + python_float_room - 2, value, format).ptr;
+  if (positional && std::find(buffer, end, '.') == end) {
+    *end++ = '.';
+    *end++ = '0';
+  }
+  return {buffer, static_cast<std::size_t>(end - buffer)};
+}
+
+std::string SchemaText::finish(std::span<std::size_t> positions) && {
   // The root's separator closes the envelope.
   out_.last() = '}';
   out_.finish();
@@ -205,6 +219,14 @@ std::string SchemaText::finish() && {
   std::sort(edits.begin(), edits.end(), [](const Edit& a, const Edit& b) { return a.at != b.at ? a.at < b.at : a.order < b.order; });
   std::size_t size = text.size();
   for (const Edit& e : edits) size += e.text.size() - e.removed;
+  // No edit starts where a string value does (they open containers, precede keys, follow tags and replace brackets
+  // and colons): a position moves by what the edits before it add.
+  std::size_t shift = 0;
+  auto edit = edits.begin();
+  for (std::size_t& position : positions) {
+    for (; edit != edits.end() && edit->at < position; ++edit) shift += edit->text.size() - edit->removed;
+    position += shift;
+  }
   std::string out;
   out.reserve(size);
   std::size_t from = 0;

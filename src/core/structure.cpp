@@ -10,6 +10,14 @@ bool is_reserved_metadata_key(std::string_view key) {
          key == v1_version_key;
 }
 
+void check_user_metadata(const Metadata& metadata) {
+  for (const auto& [key, _] : metadata) {
+    if (is_reserved_metadata_key(key)) {
+      raise(ErrorCode::InvalidMetadata, "metadata key " + quote_name(key) + " is reserved for safestructures' own use");
+    }
+  }
+}
+
 namespace {
 
 // Too large for the header: the schema moves into a tensor and the metadata keeps a pointer to it.
@@ -24,11 +32,7 @@ void spill(StructuredLayout& plan, std::string schema_document, std::uint64_t ma
 // The schema is given as JSON, or `escaped` as the content of the header's JSON string.
 StructuredLayout plan_with_schema(std::vector<WriteTensor> tensors, const Metadata& user_metadata, std::string schema, bool escaped,
                                   std::uint64_t max_header_size, bool checksums) {
-  for (const auto& [key, _] : user_metadata) {
-    if (is_reserved_metadata_key(key)) {
-      raise(ErrorCode::InvalidMetadata, "metadata key " + quote_name(key) + " is reserved for safestructures' own use");
-    }
-  }
+  check_user_metadata(user_metadata);
   StructuredLayout plan;
   plan.metadata = user_metadata;
   plan.metadata.emplace_back(std::string(schema_metadata_key), std::move(schema));

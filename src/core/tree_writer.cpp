@@ -168,7 +168,7 @@ bool TreeWriter::bytes(const void* obj, Kind kind, std::span<const std::byte> da
     std::string name = free_name();
     used_names_.insert(name);
     out.key("tensor");
-    out.string(name);
+    tensor_name(name);
     tensors.push_back(WriteTensor{std::move(name), Dtype::U8, {data.size()}, data.data(), {}});
   }
   out.end_container(at);
@@ -225,16 +225,32 @@ std::size_t TreeWriter::begin_tensor(const void* obj, std::string name) {
   if (!name.empty()) {
     used_names_.insert(name);
     out.key("name");
-    out.string(name);
+    tensor_name(name);
   }
   return at;
+}
+
+void TreeWriter::write_as_record(std::uint32_t last_id) {
+  record_ = true;
+  next_id_ = last_id + 1;
+  out.write_python_floats();
+}
+
+void TreeWriter::tensor_name(std::string_view name) {
+  const std::size_t at = out.size();
+  out.string(name);
+  if (record_) name_spots_.push_back({at, out.size() - 1 - at, std::string(name)});
 }
 
 WrittenTree TreeWriter::finish() && {
   for (const Written& w : written_) {
     if (w.id != 0) out.refer(w.start, w.end, w.id);
   }
-  return {std::move(out).finish(), std::move(tensors)};
+  std::vector<std::size_t> positions(name_spots_.size());
+  for (std::size_t k = 0; k < positions.size(); ++k) positions[k] = name_spots_[k].at;
+  WrittenTree tree{std::move(out).finish(positions), std::move(tensors), std::move(name_spots_), next_id_ - 1};
+  for (std::size_t k = 0; k < positions.size(); ++k) tree.name_spots[k].at = positions[k];
+  return tree;
 }
 
 std::string WrittenTree::document() const { return unescape_schema(escaped_document); }

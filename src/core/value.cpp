@@ -90,14 +90,8 @@ bool python_equal(const Value::Impl& a, const Value::Impl& b) {
 std::string python_float_repr(double v) {
   if (std::isnan(v)) return "nan";
   if (std::isinf(v)) return v > 0 ? "inf" : "-inf";
-  // repr() writes the shortest digits, positionally for decimal exponents from -4 to 15 (float_repr_style 'short'),
-  // else in scientific notation with at least two exponent digits, as to_chars does.
-  const bool positional = v == 0 || (std::abs(v) >= 1e-4 && std::abs(v) < 1e16);
-  char buffer[64];
-  const auto format = positional ? std::chars_format::fixed : std::chars_format::scientific;
-  std::string out(buffer, std::to_chars(buffer, buffer + sizeof buffer, v, format).ptr);
-  if (positional && out.find('.') == std::string::npos) out += ".0";
-  return out;
+  char buffer[python_float_room];
+  return std::string(python_float_text(v, buffer));
 }
 
 std::string hex_to_decimal(std::string_view hex) {
