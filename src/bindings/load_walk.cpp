@@ -425,6 +425,12 @@ void register_load_where(nb::module_& m) {
         "The path of the node the innermost load under way in this thread is building ('' outside a load): what a load's "
         "context holds as \"where\", for constructors to name the node in warnings.");
   load_walk::where_function = m.attr("load_where");
+  // The one rule on runs of equal hashes, for the loaders written in Python (the 1.0.0 reader) to build their
+  // mappings and sets by.
+  nb::class_<HashRuns>(m, "HashRuns", "Counts the hash values of one mapping's keys or one set's items.")
+      .def(nb::init<>())
+      .def("add", &HashRuns::add, nb::arg("hash"), "Counts `hash`; False when it is now the hash of more than max_run keys.")
+      .def_ro_static("max_run", &HashRuns::max_run, "Keys of one hash value a mapping or set may hold.");
 }
 
 nb::object build_data(const TensorSource& file, const LoadOptions& options) {

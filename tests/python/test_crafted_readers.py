@@ -1,0 +1,52 @@
+"""Files crafted against the readers written in Python (the 1.0.0 reader, distributed checkpoints' indexes) and the
+paths a user gives: each attack runs in a fresh interpreter with a timeout and an address-space cap (the harness of
+test_crafted_meaning.py), with its legitimate twin, which must keep loading. docs/security.md's table lists them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import crafted
+import safestructures as ss
+from test_crafted_meaning import refused, run_attack
+
+# --- 19. colliding hashes in a 1.0.0 file --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("container", "what"), [("set", "items"), ("dict", "keys")])
+def test_case_19_v1_sets_and_dicts_refuse_runs_of_one_hash_value(tmp_path: Path, container: str, what: str) -> None:
+    # 50,000 ints that all hash to 0 (3-6 MB): building the set or dict took 90 s and more, quadratic.
+    outcome = run_attack(tmp_path, crafted.v1_colliding_keys(50_000, container), "return len(ss.load_file(path))")
+    refused(outcome, "LimitExceeded", f"at $: more than 32 {what} of this container have the same hash value (0), "
+                                      "which would make building it quadratic")
+
+
+@pytest.mark.parametrize("container", ["set", "dict"])
+def test_case_19_v1_sets_and_dicts_of_up_to_32_equal_hashes_load(tmp_path: Path, container: str) -> None:
+    path = tmp_path / "v1.safetensors"
+    path.write_bytes(crafted.v1_colliding_keys(32, container))
+    expected = {k * (2**61 - 1) for k in range(32)}
+    data = ss.load_file(path)
+    assert type(data) is (set if container == "set" else dict)
+    assert set(data) == expected and all(type(k) is int for k in data)
+    if container == "dict":
+        assert list(data.values()) == [None] * 32
+    path.write_bytes(crafted.v1_colliding_keys(33, container))
+    with pytest.raises(ss.InvalidFileError, match="more than 32") as info:
+        ss.load_file(path)
+    assert info.value.code == "LimitExceeded"
+
+
+def test_case_19_v1_unhashable_keys_still_say_so(tmp_path: Path) -> None:
+    path = tmp_path / "v1.safetensors"
+    path.write_bytes(crafted.v1_file_bytes({"data_type": "dict", "value": {"a": {"data_type": "int", "value": "1"}},
+                                            "keys": {"a": {"data_type": "list", "value": []}}}))
+    with pytest.raises(ss.InvalidFileError) as info:
+        ss.load_file(path)
+    assert str(info.value) == "at $: cannot use this key: unhashable type: 'list'" and info.value.code == "SchemaInvalid"
+    path.write_bytes(crafted.v1_file_bytes({"data_type": "set", "value": [{"data_type": "list", "value": []}]}))
+    with pytest.raises(ss.InvalidFileError) as info:
+        ss.load_file(path)
+    assert str(info.value) == "at $: cannot build a set: unhashable type: 'list'" and info.value.code == "SchemaInvalid"
