@@ -213,3 +213,14 @@ def v1_colliding_keys(count: int, container: str = "dict") -> bytes:
         return v1_file_bytes({"data_type": "set", "value": ints})
     return v1_file_bytes({"data_type": "dict", "value": {str(k): {"data_type": "NoneType", "value": None} for k in range(count)},
                           "keys": {str(k): key for k, key in enumerate(ints)}})
+
+
+# --- 20. a warning per object, under long keys ------------------------------------------------------------------------------
+
+def changed_objects_under_long_keys(levels: int, key_length: int, count: int) -> bytes:
+    """``count`` objects of dataclass ``__main__.P`` with fields x and y, under ``levels`` dicts whose keys are
+    ``key_length`` characters long: a load given a P without y warns once per object, naming its path."""
+    node: Any = [{"$": "dataclass", "type": "__main__.P", "fields": {"x": k, "y": k}} for k in range(count)]
+    for level in range(levels):
+        node = {f"{level:03}".ljust(key_length, "k"): node}
+    return file_bytes(node)

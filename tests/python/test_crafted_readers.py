@@ -50,3 +50,40 @@ def test_case_19_v1_unhashable_keys_still_say_so(tmp_path: Path) -> None:
     with pytest.raises(ss.InvalidFileError) as info:
         ss.load_file(path)
     assert str(info.value) == "at $: cannot build a set: unhashable type: 'list'" and info.value.code == "SchemaInvalid"
+
+
+# --- 20. a warning per object, under long keys ----------------------------------------------------------------------------
+
+WARNINGS_OF_A_CHANGED_CLASS = """
+import dataclasses, warnings
+@dataclasses.dataclass
+class P:
+    x: int
+P.__qualname__ = "P"
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    data = ss.load_file(path, types=[P])
+texts = [str(w.message) for w in caught]
+while type(data) is dict:
+    (data,) = data.values()
+return [len(texts), max(map(len, texts)), texts[0], texts[-1], [p.x for p in data] == list(range(200))]
+"""
+
+
+def test_case_20_warnings_name_paths_under_long_keys_briefly(tmp_path: Path) -> None:
+    # 200 objects under 20 keys of 100,000 characters (2 MB): each warning named the whole path, 2 MB, 400 MB in all.
+    outcome = run_attack(tmp_path, crafted.changed_objects_under_long_keys(20, 100_000, 200), WARNINGS_OF_A_CHANGED_CLASS)
+    assert outcome["outcome"] == "ok", outcome
+    count, longest, first, last, values_kept = outcome["result"]
+    where = "$" + "".join(f'["{level:03}{"k" * 61}"...]' for level in reversed(range(20)))
+    what = "class '__main__.P' no longer declares field 'y', which the file has: dropped"
+    assert (count, longest, values_kept) == (200, len(last), True)
+    assert first == f"at {where}[0]: {what}" and last == f"at {where}[199]: {what}"
+    assert outcome["peak_mb"] < 200, outcome
+
+
+def test_case_20_warnings_name_short_keys_whole(tmp_path: Path) -> None:
+    outcome = run_attack(tmp_path, crafted.changed_objects_under_long_keys(2, 64, 200), WARNINGS_OF_A_CHANGED_CLASS)
+    key = "{:03}" + "k" * 61
+    assert outcome["result"][2] == (f'at $["{key.format(1)}"]["{key.format(0)}"][0]: class \'__main__.P\' no longer '
+                                     "declares field 'y', which the file has: dropped")
