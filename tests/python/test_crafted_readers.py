@@ -4,7 +4,9 @@ test_crafted_meaning.py), with its legitimate twin, which must keep loading. doc
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -87,3 +89,50 @@ def test_case_20_warnings_name_short_keys_whole(tmp_path: Path) -> None:
     key = "{:03}" + "k" * 61
     assert outcome["result"][2] == (f'at $["{key.format(1)}"]["{key.format(0)}"][0]: class \'__main__.P\' no longer '
                                      "declares field 'y', which the file has: dropped")
+
+
+# --- 21. a distributed checkpoint's index --------------------------------------------------------------------------------
+
+def dcp_dir(tmp_path: Path, change: Any) -> Path:
+    """A distributed checkpoint of a 2x2 tensor "w", its index changed by ``change(index)`` (which may return the index's
+    text instead)."""
+    torch = pytest.importorskip("torch")
+    from safestructures import distributed
+
+    path = tmp_path / "dcp"
+    distributed.save({"w": torch.ones(2, 2)}, path)
+    index_file = path / ss._sharded.INDEX_NAME
+    index = json.loads(index_file.read_text())
+    text = change(index)
+    index_file.write_text(text if isinstance(text, str) else json.dumps(index))
+    return path
+
+
+def tensor_entry(index: dict[str, Any]) -> dict[str, Any]:
+    return index["metadata"]["safestructures_dcp"]["tensors"]["w"]
+
+
+def set_size(size: list[int], chunk_sizes: list[int] | None = None) -> Any:
+    def change(index: dict[str, Any]) -> None:
+        tensor_entry(index)["size"] = size
+        tensor_entry(index)["chunks"][0]["sizes"] = chunk_sizes if chunk_sizes is not None else size
+        tensor_entry(index)["chunks"][0]["offsets"] = [0] * len(size)
+    return change
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    (lambda index: json.dumps(index)[:-1] + ', "x": ' + "[" * 100_000 + "]" * 100_000 + "}",
+     "model.safetensors.index.json nests too deeply to be an index"),
+    (set_size([10**30, 2]), 'the size of "w" must be a list of non-negative 64-bit integers, got [1000000000000000000000000000000, 2]'),
+    (set_size([2**40, 2**40]), 'tensor "w" has more than 2**63 elements'),
+    (set_size([2, 2], [2, 1]), 'the chunks of "w" hold 2 elements, its size [2, 2] has 4'),
+    (set_size([2, 4], [2, 2]), 'the chunks of "w" hold 4 elements, its size [2, 4] has 8'),
+    (set_size([2**62]), "the checkpoint's tensor \"w\" of size [4611686018427387904] cannot be made: Storage size calculation overflowed"),
+])
+def test_case_21_bad_dcp_indexes_raise_invalid_file_errors(tmp_path: Path, change: Any, message: str) -> None:
+    from safestructures import distributed
+
+    path = dcp_dir(tmp_path, change)
+    with pytest.raises(ss.InvalidFileError) as info:
+        distributed.load(path)
+    assert message in str(info.value)
