@@ -136,3 +136,16 @@ def test_case_21_bad_dcp_indexes_raise_invalid_file_errors(tmp_path: Path, chang
     with pytest.raises(ss.InvalidFileError) as info:
         distributed.load(path)
     assert message in str(info.value)
+
+
+# --- 22. a path with an index too long for int() --------------------------------------------------------------------------
+
+def test_case_22_get_refuses_an_index_of_thousands_of_digits(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from safestructures._cli import main
+
+    path = tmp_path / "small.safetensors"
+    ss.save_file({"a": [1, 2, 3]}, path)
+    assert main(["get", str(path), '$["a"][' + "1" * 5000 + "]"]) == 2
+    assert capsys.readouterr().err == "safestructures get: cannot read the path at character 7: an index of 5,000 digits\n"
+    assert main(["get", str(path), '$["a"][' + "0" * 3999 + "2]"]) == 0
+    assert capsys.readouterr().out == "3\n"
