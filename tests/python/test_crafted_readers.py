@@ -168,3 +168,18 @@ with open(path, "rb") as fo:
 """)
     assert outcome["outcome"] == "ok", outcome
     assert outcome["result"] == [20_000, [0, 2, 4], 39_998, 0]
+
+
+# --- 24. keys aimed at the buckets of the core's hash tables --------------------------------------------------------------
+
+def test_case_24_int_keys_aimed_at_one_bucket_are_counted_in_linear_time(tmp_path: Path) -> None:
+    # Distinct Python hashes k * 351061, 351,061 being the bucket count libstdc++'s unordered_map reaches for the
+    # 172,933rd to 351,061st key: the table counting a dict's hashes (the cap on equal ones) put them all in one
+    # bucket, so 340,000 of them (5.4 MB) took minutes; the count's hash is seeded now.
+    data = crafted.file_bytes({"$": "dict", "items": [[k * 351_061, k % 7] for k in range(1, 340_001)]})
+    outcome = run_attack(tmp_path, data, """
+d = ss.load_file(path)
+return [len(d), d[351_061], d[340_000 * 351_061], sum(d.values())]
+""")
+    assert outcome["outcome"] == "ok", outcome
+    assert outcome["result"] == [340_000, 1, 340_000 % 7, sum(k % 7 for k in range(1, 340_001))]
