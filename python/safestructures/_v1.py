@@ -13,7 +13,7 @@ import json
 from typing import Any, NoReturn
 
 from . import _core
-from ._errors import InvalidFileError, SafestructuresError, UnknownTypeError
+from ._errors import InvalidFileError, SafestructuresError, UnknownTypeError, shown
 from ._format import V1_SCHEMA_KEY, V1_VERSION_KEY
 from ._records import Record
 from .plugins import Mode, _Serializer
@@ -90,7 +90,9 @@ class _Loader:
             try:
                 return {"int": int, "float": float, "complex": complex}[kind](value)
             except ValueError as e:
-                self.fail(f"bad {kind} {value!r}: {e}")
+                # Values read from the file are shown bounded: float()'s message repeats the whole text.
+                reason = str(e) if len(str(e)) <= 200 else str(e)[:197] + "..."
+                self.fail(f"bad {kind} {shown(value)}: {reason}")
         if kind in ("list", "tuple", "set"):
             if type(value) is not list:
                 self.fail(f"a {kind} node needs an array")
@@ -114,7 +116,7 @@ class _Loader:
             runs = _core.HashRuns()
             for text, item in value.items():
                 if text not in keys:
-                    self.fail(f"the dict key {text!r} has no entry in 'keys'")
+                    self.fail(f"the dict key {shown(text)} has no entry in 'keys'")
                 key = self.child(f"[{json.dumps(text)}](key)", keys[text])
                 try:
                     self.count_hash(runs, key, "key")
@@ -128,7 +130,7 @@ class _Loader:
             return Record(kind, {name: self.child(f".{name}", item) for name, item in value.items()})
         if kind in _TENSOR_TYPES:
             if type(value) is not str or value not in self.tensors:
-                self.fail(f"the schema refers to tensor {value!r}, which the file lacks")
+                self.fail(f"the schema refers to tensor {shown(value)}, which the file lacks")
             return self.make(value, _TENSOR_TYPES[kind])
         return self.plugin(kind, node)
 

@@ -183,3 +183,21 @@ return [len(d), d[351_061], d[340_000 * 351_061], sum(d.values())]
 """)
     assert outcome["outcome"] == "ok", outcome
     assert outcome["result"] == [340_000, 1, 340_000 % 7, sum(k % 7 for k in range(1, 340_001))]
+
+
+# --- 25. messages of the 1.0.0 reader that echo a long value --------------------------------------------------------------
+
+@pytest.mark.parametrize(("node", "message"), [
+    ({"data_type": "float", "value": "x" * 10_000_000},
+     "at $: bad float '" + "x" * 37 + "..." + "x" * 38 + "': could not convert string to float: '" + "x" * 161 + "..."),
+    ({"data_type": "numpy.ndarray", "value": "y" * 10_000_000},
+     "at $: the schema refers to tensor '" + "y" * 37 + "..." + "y" * 38 + "', which the file lacks"),
+    ({"data_type": "dict", "value": {"z" * 10_000_000: {"data_type": "NoneType", "value": None}}, "keys": {}},
+     "at $: the dict key '" + "z" * 37 + "..." + "z" * 38 + "' has no entry in 'keys'"),
+])
+def test_case_25_v1_messages_show_long_values_bounded(tmp_path: Path, node: dict[str, Any], message: str) -> None:
+    path = tmp_path / "v1.safetensors"
+    path.write_bytes(crafted.v1_file_bytes(node))
+    with pytest.raises(ss.InvalidFileError) as info:
+        ss.load_file(path)
+    assert str(info.value) == message and info.value.code == "SchemaInvalid"
