@@ -142,6 +142,8 @@ def _split(path: str) -> list[str | _Exact]:
         if match is None:
             raise UsageError(f"cannot read the path {path!r} at character {at + 1}: write $[\"key\"] or $[index] parts")
         number, text = match.groups()
+        if number is not None and len(number.lstrip("-")) > 4000:  # no index is so long; int() refuses 4,300 digits
+            raise UsageError(f"cannot read the path at character {at + 1}: an index of {len(number):,} digits")
         parts.append(_Exact(int(number) if number is not None else json.loads(text)))
         at = match.end()
     return parts

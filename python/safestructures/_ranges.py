@@ -5,6 +5,7 @@ fetched again."""
 
 from __future__ import annotations
 
+import bisect
 import errno
 import mmap
 import threading
@@ -107,26 +108,32 @@ class RangeFiller:
                     self._add(shard, begin, end)
                     self.bytes_fetched += end - begin
 
+    # Both find their place by bisection: a load per tensor of a file of many (every other one, out of order) would
+    # otherwise walk or sort every range fetched so far, quadratic in the tensors (16,000 loads: 9.7 s).
     def _missing(self, shard: int, begin: int, end: int) -> list[tuple[int, int]]:
         """The parts of ``[begin, end)`` not fetched yet (a tensor the header's first read took part of)."""
+        begins, ends = self._begins[shard], self._ends[shard]
         out: list[tuple[int, int]] = []
         at = begin
-        for b, e in zip(self._begins[shard], self._ends[shard]):
-            if e <= at:
-                continue
-            if b >= end:
-                break
-            if b > at:
-                out.append((at, b))
-            at = e
+        k = bisect.bisect_right(ends, at)  # the first range that ends past `at`
+        while k < len(begins) and begins[k] < end:
+            if begins[k] > at:
+                out.append((at, begins[k]))
+            at = ends[k]
+            k += 1
         if at < end:
             out.append((at, end))
         return out
 
     def _add(self, shard: int, begin: int, end: int) -> None:
-        merged = _coalesced(sorted([*zip(self._begins[shard], self._ends[shard]), (begin, end)]), gap=0)
-        self._begins[shard] = [b for b, _ in merged]
-        self._ends[shard] = [e for _, e in merged]
+        """Records ``[begin, end)`` as fetched, joined with the ranges it touches or overlaps."""
+        begins, ends = self._begins[shard], self._ends[shard]
+        first = bisect.bisect_left(ends, begin)  # ranges first..last-1 end at or after `begin`, begin at or before `end`
+        last = bisect.bisect_right(begins, end)
+        if first < last:
+            begin, end = min(begin, begins[first]), max(end, ends[last - 1])
+        begins[first:last] = [begin]
+        ends[first:last] = [end]
 
 
 def _coalesced(ranges: list[tuple[int, int]], gap: int = COALESCE_GAP) -> list[tuple[int, int]]:

@@ -12,7 +12,8 @@ from __future__ import annotations
 import json
 from typing import Any, NoReturn
 
-from ._errors import InvalidFileError, SafestructuresError, UnknownTypeError
+from . import _core
+from ._errors import InvalidFileError, SafestructuresError, UnknownTypeError, shown
 from ._format import V1_SCHEMA_KEY, V1_VERSION_KEY
 from ._records import Record
 from .plugins import Mode, _Serializer
@@ -35,7 +36,11 @@ def user_metadata(metadata: dict[str, str] | None) -> dict[str, str] | None:
 
 
 class _V1Error(Exception):
-    """A malformed 1.0.0 node; carries the path for the message."""
+    """A malformed 1.0.0 node; carries the path for the message, and the error code."""
+
+    def __init__(self, message: str, code: str = "SchemaInvalid") -> None:
+        super().__init__(message)
+        self.code = code
 
 
 class _Loader:
@@ -49,8 +54,16 @@ class _Loader:
     def where(self) -> str:
         return "$" + "".join(self.path)
 
-    def fail(self, message: str) -> NoReturn:
-        raise _V1Error(f"at {self.where()}: {message}")
+    def fail(self, message: str, code: str = "SchemaInvalid") -> NoReturn:
+        raise _V1Error(f"at {self.where()}: {message}", code)
+
+    def count_hash(self, runs: _core.HashRuns, item: Any, what: str) -> None:
+        """Counts the hash of a set's item or a mapping's key (TypeError when it has none): more than the core's
+        limit of one hash value would make building the container quadratic, as in the loader of the current format."""
+        value = hash(item)
+        if not runs.add(value):
+            self.fail(f"more than {runs.max_run} {what}s of this container have the same hash value ({value}), which "
+                      "would make building it quadratic", "LimitExceeded")
 
     def child(self, part: str, node: Any) -> Any:
         self.path.append(part)
@@ -77,15 +90,22 @@ class _Loader:
             try:
                 return {"int": int, "float": float, "complex": complex}[kind](value)
             except ValueError as e:
-                self.fail(f"bad {kind} {value!r}: {e}")
+                # Values read from the file are shown bounded: float()'s message repeats the whole text.
+                reason = str(e) if len(str(e)) <= 200 else str(e)[:197] + "..."
+                self.fail(f"bad {kind} {shown(value)}: {reason}")
         if kind in ("list", "tuple", "set"):
             if type(value) is not list:
                 self.fail(f"a {kind} node needs an array")
             items = [self.child(f"[{i}]", item) for i, item in enumerate(value)]
             if kind == "list":
                 return items
+            if kind == "tuple":
+                return tuple(items)
+            runs = _core.HashRuns()
             try:
-                return tuple(items) if kind == "tuple" else set(items)
+                for item in items:
+                    self.count_hash(runs, item, "item")
+                return set(items)
             except TypeError as e:
                 self.fail(f"cannot build a set: {e}")
         if kind == "dict":
@@ -93,11 +113,13 @@ class _Loader:
             if type(value) is not dict or type(keys) is not dict:
                 self.fail("a dict node needs objects 'value' and 'keys'")
             out = {}
+            runs = _core.HashRuns()
             for text, item in value.items():
                 if text not in keys:
-                    self.fail(f"the dict key {text!r} has no entry in 'keys'")
+                    self.fail(f"the dict key {shown(text)} has no entry in 'keys'")
                 key = self.child(f"[{json.dumps(text)}](key)", keys[text])
                 try:
+                    self.count_hash(runs, key, "key")
                     out[key] = self.child(f"[{json.dumps(text)}]", item)
                 except TypeError as e:
                     self.fail(f"cannot use this key: {e}")
@@ -108,7 +130,7 @@ class _Loader:
             return Record(kind, {name: self.child(f".{name}", item) for name, item in value.items()})
         if kind in _TENSOR_TYPES:
             if type(value) is not str or value not in self.tensors:
-                self.fail(f"the schema refers to tensor {value!r}, which the file lacks")
+                self.fail(f"the schema refers to tensor {shown(value)}, which the file lacks")
             return self.make(value, _TENSOR_TYPES[kind])
         return self.plugin(kind, node)
 
@@ -162,6 +184,6 @@ def load_v1(metadata: dict[str, str], tensors: dict[str, Any], make: Any, contex
     try:
         return loader.build(schema)
     except _V1Error as e:
-        raise InvalidFileError(str(e), code="SchemaInvalid") from None
+        raise InvalidFileError(str(e), code=e.code) from None
     except RecursionError:
         raise InvalidFileError(f"at {loader.where()}: the 1.0.0 schema nests too deeply", code="NestingTooDeep") from None

@@ -194,7 +194,8 @@ std::function<void(std::uint64_t)> progress_reporter(nb::handle progress, std::u
 // Registers safestructures._core.SaveSnapshot and the functions that take and write one (background saves).
 void register_save_snapshot(nb::module_& m);
 
-// Registers safestructures._core.load_where, the function a load's context holds as "where" (see Loader).
+// Registers safestructures._core.load_where, the function a load's context holds as "where" (see Loader), and
+// safestructures._core.HashRuns, the cap on keys of one hash value (for loaders written in Python).
 void register_load_where(nb::module_& m);
 
 // Registers the commits of safestructures.Recorder (commit_recording, finish_recording_commit).

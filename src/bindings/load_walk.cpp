@@ -13,14 +13,27 @@
 namespace safestructures::bindings {
 namespace load_walk {
 
-std::string Loader::path_text() const {
-  return render_path(path_->size(), [this](std::string& out, std::size_t k) {
+std::string Loader::path_text(std::size_t longest_key) const {
+  return render_path(path_->size(), [this, longest_key](std::string& out, std::size_t k) {
     const LoadPath& part = (*path_)[k];
+    std::string_view key = part.key;
+    const bool cut = key.size() > longest_key;
+    if (cut) {
+      key = key.substr(0, longest_key);
+      while (!key.empty() && (static_cast<unsigned char>(part.key[key.size()]) & 0xC0) == 0x80) key.remove_suffix(1);  // whole characters
+    }
     switch (part.type) {
       case LoadPath::Type::Index: append_index_part(out, static_cast<std::int64_t>(part.index)); break;
-      case LoadPath::Type::Field: append_field_part(out, part.key); break;
-      case LoadPath::Type::Key: append_key_part(out, part.key); break;
+      case LoadPath::Type::Field: append_field_part(out, key); break;
+      case LoadPath::Type::Key:
+        if (cut) {
+          append_shown_key_part(out, quote_name(key) + "...");
+        } else {
+          append_key_part(out, key);
+        }
+        break;
     }
+    if (cut && part.type == LoadPath::Type::Field) out += "...";
   });
 }
 
@@ -418,13 +431,21 @@ nb::list build_nodes(const TreeReader& tree, const std::vector<std::size_t>& nod
 }
 
 void register_load_where(nb::module_& m) {
+  // A constructor may ask once per node (a warning per object of a changed class): keys and fields are cut, so that
+  // each answer is short however long the keys above (20 keys of 100 KB made each warning 2 MB, from a 2 MB file).
   m.def("load_where", []() -> std::string {
     const load_walk::Loader* loader = load_walk::current_loader;
-    return loader != nullptr ? loader->path_text() : std::string();
+    return loader != nullptr ? loader->path_text(64) : std::string();
   },
-        "The path of the node the innermost load under way in this thread is building ('' outside a load): what a load's "
-        "context holds as \"where\", for constructors to name the node in warnings.");
+        "The path of the node the innermost load under way in this thread is building ('' outside a load), keys longer "
+        "than 64 bytes cut: what a load's context holds as \"where\", for constructors to name the node in warnings.");
   load_walk::where_function = m.attr("load_where");
+  // The one rule on runs of equal hashes, for the loaders written in Python (the 1.0.0 reader) to build their
+  // mappings and sets by.
+  nb::class_<HashRuns>(m, "HashRuns", "Counts the hash values of one mapping's keys or one set's items.")
+      .def(nb::init<>())
+      .def("add", &HashRuns::add, nb::arg("hash"), "Counts `hash`; False when it is now the hash of more than max_run keys.")
+      .def_ro_static("max_run", &HashRuns::max_run, "Keys of one hash value a mapping or set may hold.");
 }
 
 nb::object build_data(const TensorSource& file, const LoadOptions& options) {

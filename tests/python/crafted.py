@@ -193,3 +193,34 @@ def f6_tensor() -> bytes:
 
 def object_node(type_name: str, **fields: Any) -> bytes:
     return file_bytes({"$": "object", "type": type_name, **fields})
+
+
+# --- 19. the readers written in Python: the 1.0.0 format -----------------------------------------------------------------
+
+def v1_file_bytes(schema: Any) -> bytes:
+    """A file in safestructures 1.0.0's format (its schema as JSON in the metadata, a dummy tensor named "null")."""
+    metadata = {"_safestructures_schema_": json.dumps(schema, separators=(",", ":")), "_safestructures_schema_version_": "1.0.0"}
+    header = {"__metadata__": metadata, "null": {"dtype": "I64", "shape": [1], "data_offsets": [0, 8]}}
+    text = json.dumps(header, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)
+    return struct.pack("<Q", len(text)) + text + b"\0" * 8
+
+
+def v1_colliding_keys(count: int, container: str = "dict") -> bytes:
+    """A 1.0.0 set or dict of ``count`` distinct ints ``k * (2**61 - 1)``, which all hash to 0 (as in case 6)."""
+    ints = [{"data_type": "int", "value": str(k * (2**61 - 1))} for k in range(count)]
+    if container == "set":
+        return v1_file_bytes({"data_type": "set", "value": ints})
+    return v1_file_bytes({"data_type": "dict", "value": {str(k): {"data_type": "NoneType", "value": None} for k in range(count)},
+                          "keys": {str(k): key for k, key in enumerate(ints)}})
+
+
+# --- 20. a warning per object, under long keys ------------------------------------------------------------------------------
+
+def changed_objects_under_long_keys(levels: int, key_length: int, count: int) -> bytes:
+    """``count`` objects of dataclass ``__main__.P`` with fields x and y, under ``levels`` dicts whose keys are
+    ``key_length`` characters long: a load given a P without y warns once per object, naming its path."""
+    node: Any = [{"$": "dataclass", "type": "__main__.P", "fields": {"x": k, "y": k}} for k in range(count)]
+    for level in range(levels):
+        node = {f"{level:03}".ljust(key_length, "k"): node}
+    return file_bytes(node)

@@ -16,7 +16,7 @@ from torch.distributed.checkpoint.metadata import (BytesStorageMetadata, ChunkSt
                                                    StorageMeta, TensorProperties, TensorStorageMetadata)
 
 from .. import _core, _walkers
-from .._errors import InvalidFileError, quote
+from .._errors import InvalidFileError, quote, shown
 from .._format import DCP_KEY, INDEX_METADATA, INDEX_NAME, INDEX_WEIGHT_MAP, SCHEMA_KEY, TOTAL_SIZE_KEY
 from .._sharded import SHARD_FILE_NAME
 from ..frameworks.torch import DTYPES_BY_NAME as TORCH_DTYPES
@@ -80,6 +80,8 @@ def read_index(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise InvalidFileError(f"{file} is missing: {Path(path)} is not a checkpoint directory") from e
     try:
         index = json.loads(text)
+    except RecursionError:
+        raise InvalidFileError(f"{file} nests too deeply to be an index") from None
     except (ValueError, UnicodeDecodeError) as e:
         raise InvalidFileError(f"{file} is not valid JSON: {e}") from e
     metadata = index.get(INDEX_METADATA) if isinstance(index, dict) else None
@@ -94,9 +96,19 @@ def read_index(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 
 def _ints(value: Any, what: str, file: Path) -> list[int]:
-    if type(value) is not list or any(type(n) is not int or n < 0 for n in value):
-        raise InvalidFileError(f"{file}: {what} must be a list of non-negative integers, got {value!r}")
+    if type(value) is not list or any(type(n) is not int or not 0 <= n < 2**63 for n in value):
+        raise InvalidFileError(f"{file}: {what} must be a list of non-negative 64-bit integers, got {shown(value)}")
     return value
+
+
+def _elements(sizes: list[int], what: str, file: Path) -> int:
+    """The elements of a box of ``sizes``: past 2**63 (no tensor holds so many; torch cannot allocate it) it raises."""
+    count = 1
+    for n in sizes:
+        count *= n
+        if count >= 2**63:
+            raise InvalidFileError(f"{file}: {what} has more than 2**63 elements")
+    return count
 
 
 def metadata_from_index(path: Path, index: dict[str, Any]) -> Metadata:
@@ -127,6 +139,8 @@ def metadata_from_index(path: Path, index: dict[str, Any]) -> Metadata:
         if dtype is None:
             raise InvalidFileError(f"{file}: tensor {quote(fqn)} has an unknown dtype {entry.get('dtype')!r}")
         size = _ints(entry.get("size"), f"the size of {quote(fqn)}", file)
+        elements = _elements(size, f"tensor {quote(fqn)}", file)
+        covered = 0
         chunks = []
         for chunk in entry["chunks"]:
             if not isinstance(chunk, dict):
@@ -135,9 +149,14 @@ def metadata_from_index(path: Path, index: dict[str, Any]) -> Metadata:
             sizes = _ints(chunk.get("sizes"), f"the sizes of a chunk of {quote(fqn)}", file)
             if len(offsets) != len(size) or len(sizes) != len(size) or any(o + n > s for o, n, s in zip(offsets, sizes, size)):
                 raise InvalidFileError(f"{file}: chunk {offsets} + {sizes} of {quote(fqn)} lies outside its size {size}")
+            covered += _elements(sizes, f"a chunk of {quote(fqn)}", file)
             shard, name = placed(fqn, chunk)
             chunks.append(ChunkStorageMetadata(offsets=torch.Size(offsets), sizes=torch.Size(sizes)))
             storage[MetadataIndex(fqn, offsets)] = {"file": shard, "name": name, "sizes": sizes, "dtype": dtype}
+        # A load makes the whole tensor, then reads the chunks into it: chunks that hold fewer elements leave some
+        # unset (what the memory held before), more (or a size no chunk holds) make it allocate what no shard holds.
+        if covered != elements:
+            raise InvalidFileError(f"{file}: the chunks of {quote(fqn)} hold {covered:,} elements, its size {size} has {elements:,}")
         properties = TensorProperties(dtype=dtype, requires_grad=entry.get("requires_grad") is True)
         entries[fqn] = TensorStorageMetadata(properties=properties, size=torch.Size(size), chunks=chunks)
     for fqn, entry in values.items():

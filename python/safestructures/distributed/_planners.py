@@ -104,7 +104,11 @@ class SafestructuresLoadPlanner(DefaultLoadPlanner):
             if isinstance(entry, TensorStorageMetadata):
                 target = given.get(fqn)
                 if not isinstance(target, torch.Tensor):
-                    target = torch.empty(entry.size, dtype=entry.properties.dtype)
+                    try:
+                        target = torch.empty(entry.size, dtype=entry.properties.dtype)
+                    except RuntimeError as e:  # a size the index claims, which no memory holds
+                        raise InvalidFileError(f"the checkpoint's tensor {quote(fqn)} of size {list(entry.size)} cannot be "
+                                               f"made: {str(e).splitlines()[0]}") from None
                 flat[fqn] = target
                 return target
             if isinstance(entry, BytesStorageMetadata):
