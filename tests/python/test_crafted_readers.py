@@ -121,6 +121,30 @@ def set_size(size: list[int], chunk_sizes: list[int] | None = None) -> Any:
     return change
 
 
+def overlapping_chunk(offsets: list[int]) -> Any:
+    """The tensor made 4x2, its one 2x2 chunk joined by a second one (the same stored 2x2) at ``offsets``: 8 elements
+    in all, as many as the size has, but not tiling it."""
+    def change(index: dict[str, Any]) -> None:
+        tensor_entry(index)["size"] = [4, 2]
+        tensor_entry(index)["chunks"].append(dict(tensor_entry(index)["chunks"][0], offsets=offsets))
+    return change
+
+
+def test_case_21_chunks_that_overlap_leave_no_leftover_memory(tmp_path: Path) -> None:
+    torch = pytest.importorskip("torch")
+    from safestructures import distributed
+
+    with pytest.raises(ss.InvalidFileError, match=r'two chunks of "w" start at \[0, 0\]'):
+        distributed.load(dcp_dir(tmp_path / "same", overlapping_chunk([0, 0])))
+    path = dcp_dir(tmp_path / "overlap", overlapping_chunk([1, 0]))  # rows 0-2 covered, row 3 by none
+    for _ in range(3):
+        # freed tensors of the same size, whose memory a torch.empty of the target took back (their 7s were loaded)
+        junk = [torch.full((4, 2), 7.0) for _ in range(50)]
+        del junk
+        w = distributed.load(path)["w"]
+        assert w.dtype == torch.float32 and w.tolist() == [[1.0, 1.0]] * 3 + [[0.0, 0.0]]
+
+
 @pytest.mark.parametrize(("change", "message"), [
     (lambda index: json.dumps(index)[:-1] + ', "x": ' + "[" * 100_000 + "]" * 100_000 + "}",
      "model.safetensors.index.json nests too deeply to be an index"),

@@ -150,6 +150,8 @@ def metadata_from_index(path: Path, index: dict[str, Any]) -> Metadata:
             if len(offsets) != len(size) or len(sizes) != len(size) or any(o + n > s for o, n, s in zip(offsets, sizes, size)):
                 raise InvalidFileError(f"{file}: chunk {offsets} + {sizes} of {quote(fqn)} lies outside its size {size}")
             covered += _elements(sizes, f"a chunk of {quote(fqn)}", file)
+            if MetadataIndex(fqn, offsets) in storage:
+                raise InvalidFileError(f"{file}: two chunks of {quote(fqn)} start at {offsets}")
             shard, name = placed(fqn, chunk)
             chunks.append(ChunkStorageMetadata(offsets=torch.Size(offsets), sizes=torch.Size(sizes)))
             storage[MetadataIndex(fqn, offsets)] = {"file": shard, "name": name, "sizes": sizes, "dtype": dtype}
