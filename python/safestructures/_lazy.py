@@ -130,9 +130,14 @@ class Node:
             return None
 
     def _key_parts(self) -> int:
-        """The most parts a key of this mapping or record falls into when split at its dots (1 for none)."""
-        self._by_key("", text=True)
-        return 1 + max((text.count(".") for text in self._file._lookups[(self._index, True)]), default=0)
+        """The most parts a key of this mapping or record falls into when split at its dots (1 for none), counted once
+        per node: a walk of a path asks at each step, and a big mapping's keys are many."""
+        parts = self._file._key_parts.get(self._index)
+        if parts is None:
+            self._by_key("", text=True)
+            parts = 1 + max((text.count(".") for text in self._file._lookups[(self._index, True)]), default=0)
+            self._file._key_parts[self._index] = parts
+        return parts
 
     def _container(self, fails: str = "has no children") -> tuple[bool, list[tuple[Any, int]]]:
         """``_children()`` of a container; a leaf raises TypeError saying that it ``fails``."""
@@ -251,6 +256,8 @@ class SafeFile:
         self._schema = _TreeView(self)
         # Per (schema node, by text), read when first looked up in: its keys by value, or by text.
         self._lookups: dict[tuple[int, bool], dict[Any, tuple[Any, int]]] = {}
+        # Per schema node, read when a dotted path first joins its parts there: see Node._key_parts.
+        self._key_parts: dict[int, int] = {}
         # A sharded save whose index and shards the first verified load checks against the index's checksums.
         self._unverified_index = source if source.index_maps is not None else None
 
@@ -392,7 +399,8 @@ def _resolve_text(node: Node, parts: list[str], failed: dict[tuple[int, int], Lo
         raise KeyError(f"{node.path_text} is a {node.kind}, which has no child {parts[0]!r}")
     first_error: LookupError | None = None
     # Indices hold no dots: only mappings and records try joined segments, as many as their most dotted key has.
-    for end in range(1, 2 if node._container()[0] else min(len(parts), node._key_parts()) + 1):
+    joined = 1 if len(parts) == 1 or node._container()[0] else min(len(parts), node._key_parts())
+    for end in range(1, joined + 1):
         try:
             return _resolve_text(_child_by_text(node, ".".join(parts[:end])), parts[end:], failed)
         except LookupError as e:
