@@ -28,6 +28,19 @@ class UnsupportedData : public Error {
   explicit UnsupportedData(std::string message) : Error(ErrorCode::InvalidArgument, std::move(message)) {}
 };
 
+// The tensor-name rule of saves and recordings. Control characters and NUL make names that tools print badly or refuse:
+// they become '_'.
+void replace_control_characters(std::string& name);
+// `name`, or, when `taken(name)`, the first of name~1, name~2, ... not taken.
+template <class Taken>
+std::string first_free_name(std::string name, const Taken& taken) {
+  if (!taken(name)) return name;
+  for (std::size_t k = 1;; ++k) {
+    std::string candidate = name + "~" + std::to_string(k);
+    if (!taken(candidate)) return candidate;
+  }
+}
+
 // What a front end tells the writer about its objects, asked only when a tensor is named or an error is raised.
 class NodeText {
  public:

@@ -305,8 +305,7 @@ RecordingWriter::StreamNodes& RecordingWriter::stream_nodes(const Stream& stream
 }
 
 std::string RecordingWriter::take_name(std::string base) {
-  std::string name = base;
-  for (std::size_t k = 1; name_taken(name); ++k) name = base + "~" + std::to_string(k);
+  std::string name = first_free_name(std::move(base), [this](const std::string& candidate) { return name_taken(candidate); });
   take(kept_.keep(name));
   return name;
 }
@@ -327,13 +326,11 @@ void RecordingWriter::add(const Stream& stream, const WrittenTree& tree, const L
   check_record(tree, layout);
   const std::string& head = escaped_document_head();
   StreamNodes& nodes = stream_nodes(stream);
-  // STREAM.I.: control characters of the stream's name made '_', as a tensor name's own are.
+  // STREAM.I.: the stream's name made safe as a tensor name's own parts are.
   std::string prefix;
   if (stream) {
     prefix = *stream;
-    for (char& c : prefix) {
-      if (static_cast<unsigned char>(c) < 0x20) c = '_';
-    }
+    replace_control_characters(prefix);
     prefix += '.';
   }
   prefix += std::to_string(nodes.nodes.size()) + ".";

@@ -125,14 +125,13 @@ std::string TreeWriter::free_name() const {
     }
   }
   if (name.empty()) name = "root";
-  // Control characters and NUL make names that tools print badly or refuse; they become '_'.
+  replace_control_characters(name);
+  return first_free_name(std::move(name), [this](const std::string& candidate) { return used_names_.contains(candidate); });
+}
+
+void replace_control_characters(std::string& name) {
   for (char& c : name) {
     if (static_cast<unsigned char>(c) < 0x20) c = '_';
-  }
-  if (!used_names_.contains(name)) return name;
-  for (std::size_t k = 1;; ++k) {
-    std::string candidate = name + "~" + std::to_string(k);
-    if (!used_names_.contains(candidate)) return candidate;
   }
 }
 
