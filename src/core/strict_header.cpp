@@ -140,7 +140,7 @@ bool read_entry(Cursor& c, Header& header) {
 }  // namespace
 
 bool read_strict_header(std::string_view json, Header& header) {
-  static const std::string metadata_start = "\"" + std::string(metadata_key) + "\":{";
+  static const std::string metadata_start = std::string("\"").append(metadata_key).append("\":{");
   Cursor c(json);
   if (!c.byte('{')) return false;
   if (!c.byte('}')) {
