@@ -133,6 +133,7 @@ TensorInfo read_entry(std::string_view name, simdjson::dom::element value) {
 struct Unescaped {
   std::string_view key;
   std::string text;
+  bool used = false;  // a second value of the key is its own, read from the text (the key may be any, "" included)
 };
 
 void check_metadata_keys(const Metadata& metadata);
@@ -150,10 +151,10 @@ void read_metadata(simdjson::dom::element value, Header& header, std::span<Unesc
     if (field.value.get_string().get(text)) {
       raise(ErrorCode::MetadataNotString, "__metadata__ key " + quote_name(field.key) + " must have a string value, found " + simdjson::to_string(field.value));
     }
-    const auto given = std::find_if(unescaped.begin(), unescaped.end(), [&](const Unescaped& u) { return u.key == field.key; });
+    const auto given = std::find_if(unescaped.begin(), unescaped.end(), [&](const Unescaped& u) { return !u.used && u.key == field.key; });
     if (given != unescaped.end()) {
       header.metadata.emplace_back(std::string(field.key), std::move(given->text));
-      given->key = {};  // a second value of the key is its own, read from the text
+      given->used = true;
       continue;
     }
     // Room for simdjson's padding after the text: the schema held here is parsed in place, not copied once more.

@@ -80,5 +80,16 @@ TEST(EscapedString, HeaderReadsTheSameEitherWay) {
   EXPECT_EQ(a.metadata[1], b.metadata[1]);
 }
 
+TEST(EscapedString, AKeyAfterTheSchemaKeepsItsValueWhateverItsName) {
+  // The schema string unescaped before the parse stands for its key's first value; a key "" after it keeps its own
+  // value (the used slot had been marked by emptying its key, which "" then matched). Found by fuzz_strict_json.
+  const std::string text = R"({"__metadata__":{"__safestructures__":"{\"k\":1}","":"v"}})";
+  for (const Header& header : {parse_header_text_by_simdjson(text, 0), parse_header_text(text, 0)}) {
+    ASSERT_EQ(header.metadata.size(), 2u);
+    EXPECT_EQ(header.metadata[0].second, R"({"k":1})");
+    EXPECT_EQ(header.metadata[1], (std::pair<std::string, std::string>{"", "v"}));
+  }
+}
+
 }  // namespace
 }  // namespace safestructures
