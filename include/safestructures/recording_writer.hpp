@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "safestructures/container.hpp"
+#include "safestructures/seeded_hash.hpp"
 #include "safestructures/tree_writer.hpp"
 #include "safestructures/writer.hpp"
 
@@ -123,7 +124,7 @@ class RecordingWriter {
 
   Metadata metadata_;
   std::vector<StreamNodes> streams_;
-  std::unordered_map<std::string, std::size_t> stream_index_;
+  std::unordered_map<std::string, std::size_t, SeededStringHash, std::equal_to<>> stream_index_;
   std::size_t records_ = 0;
   std::uint32_t last_id_ = 0;
   std::vector<Entry> entries_;

@@ -16,6 +16,7 @@
 #include "safestructures/format.hpp"
 #include "safestructures/schema.hpp"
 #include "safestructures/schema_text.hpp"
+#include "safestructures/seeded_hash.hpp"
 #include "safestructures/structure.hpp"
 #include "safestructures/writer.hpp"
 
@@ -173,7 +174,7 @@ class TreeWriter {
 
   std::unique_ptr<MemoTable> memo_;
   std::vector<Written> written_;
-  std::unordered_set<std::string> used_names_;
+  std::unordered_set<std::string, SeededStringHash, std::equal_to<>> used_names_;
   bool record_ = false;
   std::vector<WrittenTree::NameSpot> name_spots_;
 };
