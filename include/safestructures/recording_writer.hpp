@@ -131,6 +131,7 @@ class RecordingWriter {
   // The tensor names taken: open addressing over views of the kept text (a hash set allocates a node a name).
   std::vector<std::string_view> names_ = std::vector<std::string_view>(64);
   std::size_t name_count_ = 0;
+  NameSuffixes name_suffixes_;
   bool name_taken(std::string_view name) const;
   // Takes `name`, a view of the kept text.
   void take(std::string_view name);

@@ -306,7 +306,7 @@ RecordingWriter::StreamNodes& RecordingWriter::stream_nodes(const Stream& stream
 }
 
 std::string RecordingWriter::take_name(std::string base) {
-  std::string name = first_free_name(std::move(base), [this](const std::string& candidate) { return name_taken(candidate); });
+  std::string name = first_free_name(std::move(base), [this](const std::string& candidate) { return name_taken(candidate); }, name_suffixes_);
   take(kept_.keep(name));
   return name;
 }
