@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from ._errors import SafestructuresError, quote, shown
+from ._errors import SafestructuresError, _count, quote, shown
 from ._format import KIND, TAG
 from ._lazy_schema import _INT_BITS, _dotted, _json_scalar, _Link, _same_as, path_text
 
@@ -22,15 +22,6 @@ _TEXT_WIDTH = 60
 
 
 # --- text -----------------------------------------------------------------------------------------------------------
-
-
-def _a(noun: str) -> str:
-    """``noun`` with its indefinite article (an int, a dict)."""
-    return ("an " if noun[:1].lower() in "aeiou" else "a ") + noun
-
-
-def _count(n: int, noun: str) -> str:
-    return f"{n:,} {noun}" + ("" if n == 1 else "s")
 
 
 def _size(n: int) -> str:
