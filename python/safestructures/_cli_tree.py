@@ -9,7 +9,7 @@ from typing import Any
 
 from ._cli_render import _value_children
 from ._errors import InvalidFileError, quote
-from ._format import TAG, TENSOR_TAGS
+from ._format import FIELD, TAG, TENSOR_NAME_FIELDS, TENSOR_TAGS
 from ._lazy import Node, SafeFile, find_node
 from ._lazy_schema import _Link, path_text
 from ._paths import Exact, PathMiss, walk
@@ -45,7 +45,7 @@ def verify_torch_only(f: SafeFile) -> bool:
         node = stack.pop()
         path = paths[node]
         if schema.head(node)[1] == TAG.Tensor:
-            dtype = schema.field(node, "dtype")
+            dtype = schema.field(node, FIELD.dtype)
             if isinstance(dtype, str) and dtype.startswith("torch."):
                 torch_only.append(node)
             continue
@@ -80,31 +80,30 @@ def _check_torch_only(f: SafeFile, node: int, path: _Link | tuple[Any, ...]) -> 
     """A tensor node of a dtype only torch has: a tensor of the file, stored as bytes (U8), exactly as many as its
     shape needs (what the torch adapter checks before it builds one)."""
     schema = f._schema
-    field = {k: schema.field(node, k) for k in ("name", "dtype", "shape")}
+    name, dtype, shape = (schema.field(node, k) for k in (FIELD.name, FIELD.dtype, FIELD.shape))
     where = f"at {path_text(path)}: "
-    itemsize = _TORCH_ONLY.get(field["dtype"])
+    itemsize = _TORCH_ONLY.get(dtype)
     if itemsize is None:
-        raise InvalidFileError(where + f"the tensor's dtype {json.dumps(field['dtype'])} is not a dtype of torch",
+        raise InvalidFileError(where + f"the tensor's dtype {json.dumps(dtype)} is not a dtype of torch",
                                code="SchemaInvalid")
-    if {"stride", "storage"} & schema.head(node)[2].keys():
-        raise InvalidFileError(where + f"a {field['dtype']} tensor is stored whole, not as a view", code="SchemaInvalid")
-    info = f._document().tensor(field["name"]) if isinstance(field["name"], str) else None
+    if {FIELD.stride, FIELD.storage} & schema.head(node)[2].keys():
+        raise InvalidFileError(where + f"a {dtype} tensor is stored whole, not as a view", code="SchemaInvalid")
+    info = f._document().tensor(name) if isinstance(name, str) else None
     if info is None:
         raise InvalidFileError(where + "the tensor names no tensor of the file", code="TensorNotFound")
-    shape = field["shape"]
     if not isinstance(shape, list) or any(type(d) is not int or d < 0 for d in shape):
         raise InvalidFileError(where + "field 'shape' must be a list of non-negative ints", code="SchemaInvalid")
     needed = math.prod(shape) * itemsize
     if info[0] != "U8" or needed != info[2]:
-        raise InvalidFileError(where + f"shape {shape} of {field['dtype']} needs {needed} bytes (U8), tensor "
-                               f"{quote(field['name'])} holds {info[2]} ({info[0]})", code="SizeMismatch")
+        raise InvalidFileError(where + f"shape {shape} of {dtype} needs {needed} bytes (U8), tensor "
+                               f"{quote(name)} holds {info[2]} ({info[0]})", code="SizeMismatch")
 
 
 def referenced_tensors(f: SafeFile) -> set[str]:
     """The names of every tensor the schema refers to (tensors, views of a storage, long bytes)."""
     doc = f._document()
     return {doc.value(child) for i in range(doc.node_count) if doc.node(i)[1] in TENSOR_TAGS
-            for key, child in doc.entries(i) if key in ("name", "storage", "tensor") and doc.node(child)[0] == "string"}
+            for key, child in doc.entries(i) if key in TENSOR_NAME_FIELDS and doc.node(child)[0] == "string"}
 
 
 def find(f: SafeFile, parts: list[str | Exact]) -> Node:

@@ -9,7 +9,7 @@ from typing import IO, Any
 
 from . import _core
 from ._errors import InvalidArgumentError, InvalidFileError, SafestructuresError, quote, reading
-from ._format import RECORDING_PADDING, SCHEMA_KEY, SPILL_TENSOR, TAG
+from ._format import FIELD, RECORDING_PADDING, SCHEMA_KEY, SPILL_TENSOR, TAG
 from ._lazy_schema import _TreeView, bytes_size, describe, located, path_text, tensor_fields
 from ._limits import DEFAULT_MAX_DEPTH, DEFAULT_MAX_HEADER_SIZE, DEFAULT_MAX_NODES
 from ._paths import Exact, Miss, PathMiss, by_text, walk
@@ -49,7 +49,7 @@ class Node:
     @property
     def type_name(self) -> str | None:
         """The class name stored for a dataclass, named tuple, enum member or object node (``module.QualName``)."""
-        name = self._file._schema.field(self._index, "type")
+        name = self._file._schema.field(self._index, FIELD.type)
         return name if isinstance(name, str) else None
 
     @property
@@ -81,7 +81,7 @@ class Node:
         """The name of the safetensors tensor holding this tensor's (or long bytes') data; None for a view of another
         tensor's storage and for short bytes."""
         if self._tag in (TAG.Bytes, TAG.ByteArray):
-            name = self._file._schema.field(self._index, "tensor")
+            name = self._file._schema.field(self._index, FIELD.tensor)
             return name if isinstance(name, str) and self._find_tensor(name) else None
         return self._tensor_field("tensor")
 

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ._errors import InvalidFileError, SafestructuresError, quote, shown
-from ._format import DTYPE_NUMPY_NAMES, TAG, TENSOR_TAGS
+from ._format import DTYPE_NUMPY_NAMES, FIELD, TAG, TENSOR_TAGS
 
 if TYPE_CHECKING:
     from ._lazy import SafeFile
@@ -107,18 +107,18 @@ def tensor_fields(view: _TreeView, index: int, find: Callable[[str], Any]) -> di
     header gives one), nbytes (0 for a view within another tensor), framework, the tensor holding its data
     ("tensor"), the storage a view lives in ("storage"), a tensor the file lacks ("missing"). ``find(name)`` gives a
     tensor's (dtype, shape, nbytes, ...) from the header, or None (or raises)."""
-    name, storage = view.field(index, "name"), view.field(index, "storage")
+    name, storage = view.field(index, FIELD.name), view.field(index, FIELD.storage)
     info = find(name) if isinstance(name, str) else None
-    dtype = view.field(index, "dtype")
+    dtype = view.field(index, FIELD.dtype)
     if not isinstance(dtype, str):
         found = info if info is not None else (find(storage) if isinstance(storage, str) else None)
         dtype = None if found is None else DTYPE_NUMPY_NAMES.get(found[0], found[0])
-    shape = view.field(index, "shape")
+    shape = view.field(index, FIELD.shape)
     if not (isinstance(shape, list) and all(type(d) is int for d in shape)):
         shape = None if info is None else list(info[1])
-    if view.field(index, "x2") is True and shape:
+    if view.field(index, FIELD.pairs) is True and shape:
         shape[-1] //= 2
-    fw = view.field(index, "fw")
+    fw = view.field(index, FIELD.framework)
     out: dict[str, Any] = {"dtype": dtype, "shape": shape, "nbytes": 0 if info is None else info[2],
                            "framework": fw if isinstance(fw, str) else None}
     if info is not None:
@@ -132,11 +132,11 @@ def tensor_fields(view: _TreeView, index: int, find: Callable[[str], Any]) -> di
 
 def bytes_size(view: _TreeView, index: int, find: Callable[[str], Any]) -> int | None:
     """The length of a bytes node: its tensor's size, or the length its base64 text decodes to."""
-    name = view.field(index, "tensor")
+    name = view.field(index, FIELD.tensor)
     info = find(name) if isinstance(name, str) else None
     if info is not None:
         return int(info[2])
-    b64 = view.field(index, "b64")
+    b64 = view.field(index, FIELD.base64)
     return len(b64) // 4 * 3 - b64[-2:].count("=") if isinstance(b64, str) else None
 
 
@@ -242,7 +242,7 @@ def describe(view: _TreeView, index: int, path: tuple[Any, ...], depth: int | No
             if ref is None or not commands:
                 same_as = None
             out["kind"] = kind
-            type_name = view.field(index, "type")
+            type_name = view.field(index, FIELD.type)
             if isinstance(type_name, str):
                 out["type"] = type_name
             if tag == TAG.Tensor:
