@@ -200,6 +200,25 @@ def _same_as(seen: dict[Any, _Link | tuple[Any, ...] | str], key: Any) -> str:
     return first
 
 
+def met_again(seen: dict[Any, _Link | tuple[Any, ...] | str], identity: Any, path: _Link | tuple[Any, ...]) -> str | None:
+    """The one rule of every description of a tree (``describe`` over a file's nodes, the command line over loaded
+    values): None when the node of ``identity`` is met first (its ``path`` kept in ``seen``), else its first path,
+    as ``same_as`` shows it. A node whose ``identity`` is None has none of its own: it is never met again."""
+    if identity is None:
+        return None
+    if identity in seen:
+        return _same_as(seen, identity)
+    seen[identity] = path
+    return None
+
+
+def value_identity(value: Any) -> int | None:
+    """What tells a loaded value apart from another, as a save tells objects apart: its ``id``, but none for an
+    empty tuple, which a save never writes as a reference (Python hands out one empty tuple for all, so the empty
+    tuples of a file load as one object)."""
+    return None if type(value) is tuple and not value else id(value)
+
+
 def describe(view: _TreeView, index: int, path: tuple[Any, ...], depth: int | None, find: Callable[[str], Any],
              commands: bool = False, max_items: int | None = None, raw_keys: bool = False) -> dict[str, Any]:
     """The node at ``index`` as plain JSON-ready data, down to ``depth`` levels (all when None): the one walk behind
@@ -233,11 +252,9 @@ def describe(view: _TreeView, index: int, path: tuple[Any, ...], depth: int | No
             index, ref = view.resolve(index, path)
             json_kind, tag, _members, kind = view.head(index)
             found = None if tag in TENSOR_TAGS else view.children(index, path)
-            same_as = seen.get(index)
-            if same_as is None:
-                seen[index] = path
-            elif not commands and found is not None:
-                out.update(kind=kind, same_as=_same_as(seen, index))
+            same_as = met_again(seen, index, path)
+            if same_as is not None and not commands and found is not None:
+                out.update(kind=kind, same_as=same_as)
                 continue
             if ref is None or not commands:
                 same_as = None
@@ -264,7 +281,7 @@ def describe(view: _TreeView, index: int, path: tuple[Any, ...], depth: int | No
                 if same_as is None:
                     entries = found_entries
             if same_as is not None:
-                out["same_as"] = _same_as(seen, index)
+                out["same_as"] = same_as
         if entries is None or (depth is not None and depth <= 0):
             continue
         deeper = None if depth is None else depth - 1
