@@ -12,7 +12,7 @@ from ._errors import InvalidFileError, quote
 from ._format import FIELD, TAG, TENSOR_NAME_FIELDS, TENSOR_TAGS
 from ._lazy import Node, SafeFile, find_node
 from ._lazy_schema import _Link, path_text
-from ._paths import Exact, PathMiss, walk
+from ._paths import INDEX_DIGITS, Exact, PathMiss, walk
 
 
 #: Dtypes only torch has, which a file stores as bytes with the dtype's name in the node: their bytes per element.
@@ -143,7 +143,7 @@ def _split(path: str) -> list[str | Exact]:
         if match is None:
             raise UsageError(f"cannot read the path {path!r} at character {at + 1}: write $[\"key\"] or $[index] parts")
         number, text = match.groups()
-        if number is not None and len(number.lstrip("-")) > 4000:  # no index is so long; int() refuses 4,300 digits
+        if number is not None and len(number.lstrip("-")) > INDEX_DIGITS:
             raise UsageError(f"cannot read the path at character {at + 1}: an index of {len(number):,} digits")
         parts.append(Exact(int(number) if number is not None else json.loads(text)))
         at = match.end()

@@ -13,13 +13,13 @@ from ._errors import _a, _count, shown
 from ._format import TAG
 from ._lazy_schema import _key_text, path_text
 
-__all__ = ["Exact", "Miss", "PathMiss", "by_text", "index_of", "walk"]
+__all__ = ["INDEX_DIGITS", "Exact", "Miss", "PathMiss", "by_text", "index_of", "walk"]
 
 T = TypeVar("T")
 
 #: The most digits a path part written as an index may have: no sequence is that long, and ``int()`` refuses texts
 #: of over 4,300 digits (the conversion takes time quadratic in their length).
-_INDEX_DIGITS = 4000
+INDEX_DIGITS = 4000
 _INDEX = re.compile(r"-?[0-9]+")
 
 
@@ -34,7 +34,7 @@ class Exact:
 def index_of(part: str) -> int | None:
     """The index a dotted part writes (``"0"``, ``"-1"``), None when it writes none (or more digits than any index
     could have)."""
-    return int(part) if _INDEX.fullmatch(part) and len(part.lstrip("-")) <= _INDEX_DIGITS else None
+    return int(part) if _INDEX.fullmatch(part) and len(part.lstrip("-")) <= INDEX_DIGITS else None
 
 
 def by_text(entries: Sequence[tuple[Any, Any]]) -> tuple[dict[str, tuple[Any, Any]], int]:
