@@ -224,3 +224,15 @@ def changed_objects_under_long_keys(levels: int, key_length: int, count: int) ->
     for level in range(levels):
         node = {f"{level:03}".ljust(key_length, "k"): node}
     return file_bytes(node)
+
+
+# --- 27. a numpy str array whose code units are no code points -------------------------------------------------------
+
+def str_array_past_unicode(code_units: tuple[int, ...] = (0x61, 0x110000), dtype: str = "<U1") -> bytes:
+    """A numpy str array stored as bytes (as a save stores one) whose UCS-4 code units are ``code_units``: past
+    U+10FFFF, reading an element made numpy raise SystemError."""
+    order = ">" if dtype.startswith(">") else "<"
+    raw = struct.pack(f"{order}{len(code_units)}I", *code_units)
+    width = int(dtype.lstrip("<>=U"))
+    node = {"$": "tensor", "name": "t", "fw": "numpy", "dtype": dtype, "shape": [len(code_units) // width]}
+    return file_bytes({"t": node}, {"t": ("U8", [len(raw)], raw)})
