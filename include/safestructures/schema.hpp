@@ -86,6 +86,10 @@ class Tape {
   }
   // The value node of member `key` of the object at `object`, or npos.
   std::size_t member(std::size_t object, std::string_view key) const;
+  // member(), for a member read by more than one reader: raises SchemaInvalid (naming `what`) where the object holds
+  // `key` twice, which member() (the first) and a JSON reader that keeps the last, or a scan of the text that finds
+  // the one spelled without escapes, would read differently.
+  std::size_t single_member(std::size_t object, std::string_view key, std::string_view what) const;
 
   static constexpr std::size_t npos = static_cast<std::size_t>(-1);
 

@@ -72,7 +72,7 @@ std::optional<Tape> read_schema(const Reader& reader, const SchemaLimits& limits
   if (value == nullptr) return std::nullopt;
   Tape document = parse_schema_string(*value, limits);
   if (document.size() && document[0].kind == NodeKind::Object) {
-    const std::size_t spill = document.member(0, "spill");
+    const std::size_t spill = document.single_member(0, "spill", "the schema document");
     if (spill != Tape::npos) {
       check_schema_envelope(document);  // format and version; a pointer has no "root"
       if (document[spill].kind != NodeKind::String) raise(ErrorCode::SchemaInvalid, "the schema's \"spill\" must name a tensor");

@@ -236,3 +236,34 @@ def str_array_past_unicode(code_units: tuple[int, ...] = (0x61, 0x110000), dtype
     width = int(dtype.lstrip("<>=U"))
     node = {"$": "tensor", "name": "t", "fw": "numpy", "dtype": dtype, "shape": [len(code_units) // width]}
     return file_bytes({"t": node}, {"t": ("U8", [len(raw)], raw)})
+
+
+# --- 28. a member of the schema document twice, one of them spelled with escapes ---------------------------------------
+
+RECORDING_KEY = "__safestructures_recording__"
+
+
+def recording_bytes(schema: str) -> bytes:
+    """A recording (its metadata's key marks it) whose schema is the JSON text ``schema``, as written."""
+    text = json.dumps({"__metadata__": {RECORDING_KEY: "1", SCHEMA_KEY: schema}}, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)
+    return struct.pack("<Q", len(text)) + text
+
+
+ENVELOPE = '{"format":"safestructures","version":2,'
+
+
+def recording_with_two_roots() -> bytes:
+    """Two records under "root" spelled with an escape, then two streams under "root" spelled plainly: loads read the
+    first; a recorder continuing it read the second (the one its scan of the text finds) and wrote that back."""
+    return recording_bytes(ENVELOPE + r'"\u0072oot":[[1],[2]],"root":{"s":[[3]],"t":[[4],[5],[6]]}}')
+
+
+def recording_with_two_stream_lists() -> bytes:
+    """Streams in pair form whose "items" comes twice, the first spelled with an escape."""
+    return recording_bytes(ENVELOPE + r'"root":{"$":"dict","\u0069tems":[["s",[[1]]]],"items":[["$",[[2],[3]]]]}}')
+
+
+def recording_with_a_stream_twice() -> bytes:
+    """Two streams named "s": loads refuse the dict; a recorder continuing it merged them."""
+    return recording_bytes(ENVELOPE + '"root":{"s":[[3]],"s":[[4],[5]]}}')

@@ -63,3 +63,59 @@ def test_case_27_twin_str_arrays_up_to_the_last_code_point_load(tmp_path: Path, 
     ss.save_file({"s": saved}, path)
     for loaded in (ss.load_file(path)["s"], ss.load(path.read_bytes())["s"]):
         assert loaded.dtype == saved.dtype and loaded.tolist() == ["", "x\U0010ffff", "日本"]
+
+
+# --- 28. a member of the schema document twice, one of them spelled with escapes -------------------------------------------
+
+
+@pytest.mark.parametrize("route", ["load", "load_file", "open"])
+def test_case_28_a_schema_document_holding_root_twice_is_refused(tmp_path: Path, route: str) -> None:
+    # Before: loads read the first "root"; Python's json (any tool reading the schema with it) the last.
+    data = crafted.recording_with_two_roots()
+    path = tmp_path / "r.safetensors"
+    path.write_bytes(data)
+    with pytest.raises(ss.InvalidFileError) as info:
+        if route == "load":
+            ss.load(data)
+        elif route == "load_file":
+            ss.load_file(path)
+        else:
+            with ss.open(path) as f:
+                f.load()
+    assert str(info.value) == ("" if route == "load" else f"{path}: ") + 'the schema document holds "root" twice'
+    assert info.value.code == "SchemaInvalid"
+
+
+@pytest.mark.parametrize(("data", "message"), [
+    (crafted.recording_with_two_roots(), 'the recording\'s structure is not a schema document (the schema document holds "root" twice)'),
+    (crafted.recording_with_two_stream_lists(), 'the recording\'s streams holds "items" twice'),
+    (crafted.recording_with_a_stream_twice(), 'stream "s" appears twice'),
+], ids=["root", "items", "stream"])
+def test_case_28_a_recorder_does_not_continue_another_document_than_loads_read(tmp_path: Path, data: bytes, message: str) -> None:
+    # Before: Recorder(mode="a") continued the document its scan of the text found: the file's records (what loads
+    # read: [[1], [2]] / {"s": [[1]]}) were replaced by the other ones (and two streams "s" merged into one).
+    path = tmp_path / "r.safetensors"
+    path.write_bytes(data)
+    with pytest.raises(ss.InvalidFileError) as info:
+        ss.Recorder(path, mode="a")
+    assert str(info.value) == f"{path}: {message}" and info.value.code == "SchemaInvalid"
+    assert path.read_bytes() == data
+
+
+def test_case_28_twins_recordings_continue(tmp_path: Path) -> None:
+    path = tmp_path / "r.safetensors"
+    with ss.Recorder(path) as rec:
+        rec["s"].append([1])
+        rec["$"].append({"root": "root", "items": [2]})
+    with ss.Recorder(path, mode="a") as rec:
+        rec["s"].append(3)
+        rec["$"].append(np.arange(2, dtype=np.int16))
+    back = ss.load_file(path)
+    assert list(back) == ["s", "$"] and back["s"] == [[1], 3]
+    assert back["$"][0] == {"root": "root", "items": [2]}
+    assert back["$"][1].dtype == np.int16 and back["$"][1].tolist() == [0, 1]
+    path.write_bytes(crafted.recording_bytes(crafted.ENVELOPE + r'"\u0073ome":1,"root":[[1],[2]]}'))
+    assert ss.load_file(path) == [[1], [2]]
+    with ss.Recorder(path, mode="a") as rec:
+        rec.append([3])
+    assert ss.load_file(path) == [[1], [2], [3]]
