@@ -267,3 +267,30 @@ def recording_with_two_stream_lists() -> bytes:
 def recording_with_a_stream_twice() -> bytes:
     """Two streams named "s": loads refuse the dict; a recorder continuing it merged them."""
     return recording_bytes(ENVELOPE + '"root":{"s":[[3]],"s":[[4],[5]]}}')
+
+
+# --- 29. a field of a tagged node twice --------------------------------------------------------------------------------
+
+def tensor_field_twice() -> bytes:
+    """A tensor node naming tensor "t", then "u" (whose own node follows): the core took the first name, the tensor's
+    adapter (a dict of the fields) the last."""
+    e = '{"format":"safestructures","version":2,"root":'
+    schema = e + '{"a":{"$":"tensor","name":"t","fw":"numpy","name":"u"},"b":{"$":"tensor","name":"u","fw":"numpy"}}}'
+    return _schema_text_file(schema, {"t": ("F32", [2], struct.pack("<2f", 1, 2)), "u": ("F32", [2], struct.pack("<2f", 3, 4))})
+
+
+def scalar_field_twice() -> bytes:
+    """A numpy scalar node whose dtype comes twice."""
+    return _schema_text_file('{"format":"safestructures","version":2,"root":{"$":"npscalar","dtype":"int8","v":1,"dtype":"uint64"}}', {})
+
+
+def _schema_text_file(schema: str, tensors: dict[str, tuple[str, list[int], bytes]]) -> bytes:
+    """file_bytes with the schema's JSON text as given (json.dumps cannot write a key twice)."""
+    header: dict[str, Any] = {"__metadata__": {SCHEMA_KEY: schema}}
+    data = b""
+    for name, (dtype, shape, raw) in tensors.items():
+        header[name] = {"dtype": dtype, "shape": shape, "data_offsets": [len(data), len(data) + len(raw)]}
+        data += raw
+    text = json.dumps(header, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)
+    return struct.pack("<Q", len(text)) + text + data

@@ -119,3 +119,41 @@ def test_case_28_twins_recordings_continue(tmp_path: Path) -> None:
     with ss.Recorder(path, mode="a") as rec:
         rec.append([3])
     assert ss.load_file(path) == [[1], [2], [3]]
+
+
+# --- 29. a field of a tagged node twice ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("framework", [None, "numpy", "torch"])
+def test_case_29_a_tensor_node_naming_two_tensors_is_refused(tmp_path: Path, framework: str | None) -> None:
+    # Before: $["a"] was tensor "t" (the core's first "name"), and the numpy adapter, when it took the node, recorded
+    # its array as the base of "u" (its dict of fields kept the last).
+    if framework == "torch":
+        pytest.importorskip("torch")
+    data = crafted.tensor_field_twice()
+    path = tmp_path / "t.safetensors"
+    path.write_bytes(data)
+    for load in (lambda: ss.load(data, framework=framework), lambda: ss.load_file(path, framework=framework),
+                 lambda: ss.open(path).load(framework=framework)):
+        with pytest.raises(ss.InvalidFileError) as info:
+            load()
+        assert str(info.value).endswith('at $["a"]: a tensor node holds the field "name" twice')
+        assert info.value.code == "SchemaInvalid"
+
+
+def test_case_29_a_scalar_node_giving_its_dtype_twice_is_refused() -> None:
+    # Before: np.uint64(1), the last "dtype" (Python's json would say the same; the core's member() the first).
+    with pytest.raises(ss.InvalidFileError) as info:
+        ss.load(crafted.scalar_field_twice())
+    assert str(info.value) == 'at $: a "npscalar" node holds the field "dtype" twice' and info.value.code == "SchemaInvalid"
+
+
+def test_case_29_twins_tensor_and_scalar_nodes_load(tmp_path: Path) -> None:
+    data = {"a": np.arange(3, dtype=np.float32), "b": np.arange(2, dtype=">i4"), "s": np.int8(-3), "u": np.uint64(2**64 - 1)}
+    path = tmp_path / "t.safetensors"
+    ss.save_file(data, path)
+    for back in (ss.load_file(path), ss.load(path.read_bytes()), ss.open(path).load()):
+        assert back["a"].dtype == np.float32 and back["a"].tolist() == [0.0, 1.0, 2.0]
+        assert back["b"].dtype == np.dtype(">i4") and back["b"].tolist() == [0, 1]
+        assert type(back["s"]) is np.int8 and back["s"] == -3
+        assert type(back["u"]) is np.uint64 and back["u"] == 2**64 - 1
