@@ -15,7 +15,13 @@ SURROGATE = {"$": "str", "cp": [0xD800]}
 def file_bytes(root: Any, tensors: dict[str, tuple[str, list[int], bytes]] | None = None) -> bytes:
     """A valid safetensors file whose schema's root is ``root``, holding ``tensors`` (name -> dtype, shape, bytes)."""
     schema = json.dumps({"format": "safestructures", "version": 2, "root": root}, separators=(",", ":"))
-    header: dict[str, Any] = {"__metadata__": {SCHEMA_KEY: schema}}
+    return metadata_file({SCHEMA_KEY: schema}, tensors)
+
+
+def metadata_file(metadata: dict[str, str], tensors: dict[str, tuple[str, list[int], bytes]] | None = None) -> bytes:
+    """A safetensors file of ``metadata`` (the schema's JSON text as given: json.dumps cannot write a key twice) and
+    ``tensors``."""
+    header: dict[str, Any] = {"__metadata__": metadata}
     data = b""
     for name, (dtype, shape, raw) in (tensors or {}).items():
         header[name] = {"dtype": dtype, "shape": shape, "data_offsets": [len(data), len(data) + len(raw)]}
@@ -245,9 +251,7 @@ RECORDING_KEY = "__safestructures_recording__"
 
 def recording_bytes(schema: str) -> bytes:
     """A recording (its metadata's key marks it) whose schema is the JSON text ``schema``, as written."""
-    text = json.dumps({"__metadata__": {RECORDING_KEY: "1", SCHEMA_KEY: schema}}, separators=(",", ":")).encode()
-    text += b" " * (-len(text) % 8)
-    return struct.pack("<Q", len(text)) + text
+    return metadata_file({RECORDING_KEY: "1", SCHEMA_KEY: schema})
 
 
 ENVELOPE = '{"format":"safestructures","version":2,'
@@ -276,21 +280,10 @@ def tensor_field_twice() -> bytes:
     adapter (a dict of the fields) the last."""
     e = '{"format":"safestructures","version":2,"root":'
     schema = e + '{"a":{"$":"tensor","name":"t","fw":"numpy","name":"u"},"b":{"$":"tensor","name":"u","fw":"numpy"}}}'
-    return _schema_text_file(schema, {"t": ("F32", [2], struct.pack("<2f", 1, 2)), "u": ("F32", [2], struct.pack("<2f", 3, 4))})
+    return metadata_file({SCHEMA_KEY: schema}, {"t": ("F32", [2], struct.pack("<2f", 1, 2)), "u": ("F32", [2], struct.pack("<2f", 3, 4))})
 
 
 def scalar_field_twice() -> bytes:
     """A numpy scalar node whose dtype comes twice."""
-    return _schema_text_file('{"format":"safestructures","version":2,"root":{"$":"npscalar","dtype":"int8","v":1,"dtype":"uint64"}}', {})
+    return metadata_file({SCHEMA_KEY: '{"format":"safestructures","version":2,"root":{"$":"npscalar","dtype":"int8","v":1,"dtype":"uint64"}}'})
 
-
-def _schema_text_file(schema: str, tensors: dict[str, tuple[str, list[int], bytes]]) -> bytes:
-    """file_bytes with the schema's JSON text as given (json.dumps cannot write a key twice)."""
-    header: dict[str, Any] = {"__metadata__": {SCHEMA_KEY: schema}}
-    data = b""
-    for name, (dtype, shape, raw) in tensors.items():
-        header[name] = {"dtype": dtype, "shape": shape, "data_offsets": [len(data), len(data) + len(raw)]}
-        data += raw
-    text = json.dumps(header, separators=(",", ":")).encode()
-    text += b" " * (-len(text) % 8)
-    return struct.pack("<Q", len(text)) + text + data

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import io
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -14,6 +15,17 @@ import pytest
 import crafted
 import safestructures as ss
 from safestructures._cli import main
+
+def load_by(route: str, data: bytes, path: Path) -> Any:
+    """Loads ``data`` by ``route``: ``load`` of the bytes, or ``load_file`` or ``open().load()`` of them written at ``path``."""
+    path.write_bytes(data)
+    if route == "load":
+        return ss.load(data)
+    if route == "load_file":
+        return ss.load_file(path)
+    with ss.open(path) as f:
+        return f.load()
+
 
 # --- 27. a numpy str array holding code units past U+10FFFF ---------------------------------------------------------------
 
@@ -25,17 +37,9 @@ CODE_POINT_MESSAGE = ('at $["t"]: cannot rebuild tensor "t": ValueError: element
 @pytest.mark.parametrize("route", ["load", "load_file", "open"])
 def test_case_27_a_str_array_past_unicode_is_refused(tmp_path: Path, dtype: str, route: str) -> None:
     # Loaded before: reading its second element (indexing, repr, tolist) raised SystemError from numpy.
-    data = crafted.str_array_past_unicode(dtype=dtype)
     path = tmp_path / "u.safetensors"
-    path.write_bytes(data)
     with pytest.raises(ss.InvalidFileError) as info:
-        if route == "load":
-            ss.load(data)
-        elif route == "load_file":
-            ss.load_file(path)
-        else:
-            with ss.open(path) as f:
-                f.load()
+        load_by(route, crafted.str_array_past_unicode(dtype=dtype), path)
     prefix = "" if route == "load" else f"{path}: "
     assert str(info.value) == prefix + CODE_POINT_MESSAGE.format(dtype=dtype)
     assert info.value.code == "SchemaInvalid"
@@ -71,17 +75,9 @@ def test_case_27_twin_str_arrays_up_to_the_last_code_point_load(tmp_path: Path, 
 @pytest.mark.parametrize("route", ["load", "load_file", "open"])
 def test_case_28_a_schema_document_holding_root_twice_is_refused(tmp_path: Path, route: str) -> None:
     # Before: loads read the first "root"; Python's json (any tool reading the schema with it) the last.
-    data = crafted.recording_with_two_roots()
     path = tmp_path / "r.safetensors"
-    path.write_bytes(data)
     with pytest.raises(ss.InvalidFileError) as info:
-        if route == "load":
-            ss.load(data)
-        elif route == "load_file":
-            ss.load_file(path)
-        else:
-            with ss.open(path) as f:
-                f.load()
+        load_by(route, crafted.recording_with_two_roots(), path)
     assert str(info.value) == ("" if route == "load" else f"{path}: ") + 'the schema document holds "root" twice'
     assert info.value.code == "SchemaInvalid"
 
