@@ -4,6 +4,7 @@ time and memory budgets (test_crafted_meaning.py); scripts can write them out to
 
 from __future__ import annotations
 
+import base64
 import json
 import struct
 from typing import Any
@@ -242,6 +243,12 @@ def str_array_past_unicode(code_units: tuple[int, ...] = (0x61, 0x110000), dtype
     width = int(dtype.lstrip("<>=U"))
     node = {"$": "tensor", "name": "t", "fw": "numpy", "dtype": dtype, "shape": [len(code_units) // width]}
     return file_bytes({"t": node}, {"t": ("U8", [len(raw)], raw)})
+
+
+def str_scalar_past_unicode() -> bytes:
+    """A numpy str scalar saved by its raw bytes (as a save stores a long double's) holding the code unit 0x110000."""
+    raw = base64.b64encode(struct.pack("<I", 0x110000)).decode()
+    return file_bytes({"s": {"$": "npscalar", "dtype": "<U1", "raw": {"$": "bytes", "b64": raw}}})
 
 
 # --- 28. a member of the schema document twice, one of them spelled with escapes ---------------------------------------

@@ -56,6 +56,15 @@ def test_case_27_get_json_says_what_is_wrong(tmp_path: Path) -> None:
     assert err.getvalue() == f"safestructures get: {path}: " + CODE_POINT_MESSAGE.format(dtype="<U1") + "\n"
 
 
+def test_case_27_a_str_scalar_past_unicode_is_refused() -> None:
+    # Before: refused, but as "SystemError: invalid maximum character passed to PyUnicode_New" from numpy.
+    with pytest.raises(ss.InvalidFileError) as info:
+        ss.load(crafted.str_scalar_past_unicode())
+    assert str(info.value) == ('at $["s"]: cannot rebuild a npscalar: ValueError: element 0 of dtype <U1 holds 0x110000, which is '
+                               "not a Unicode code point (at most 0x10FFFF)")
+    assert type(ss.load(ss.save(np.float128(1.5)))) is np.float128
+
+
 @pytest.mark.parametrize("dtype", ["<U2", ">U2"])
 def test_case_27_twin_str_arrays_up_to_the_last_code_point_load(tmp_path: Path, dtype: str) -> None:
     data = crafted.str_array_past_unicode((0x61, 0x10FFFF, 0xD800, 0), dtype)

@@ -290,6 +290,8 @@ def scalar_from_fields(fields: dict[str, Any]) -> Any:
         raw = fields["raw"]
         if type(raw) is not bytes or len(raw) != dtype.itemsize:
             raise ValueError(f"field 'raw' must be {dtype.itemsize} bytes")
+        if dtype.kind == "U":
+            _check_code_points(raw, dtype, 0, len(raw))
         return np.frombuffer(raw, dtype=dtype)[0]
     value = fields["v"]
     if type(value) not in (bool, int, float, complex):
