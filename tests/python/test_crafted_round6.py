@@ -15,6 +15,7 @@ import pytest
 import crafted
 import safestructures as ss
 from safestructures._cli import main
+from test_crafted_meaning import run_attack
 
 def load_by(route: str, data: bytes, path: Path) -> Any:
     """Loads ``data`` by ``route``: ``load`` of the bytes, or ``load_file`` or ``open().load()`` of them written at ``path``."""
@@ -162,3 +163,49 @@ def test_case_29_twins_tensor_and_scalar_nodes_load(tmp_path: Path) -> None:
         assert back["b"].dtype == np.dtype(">i4") and back["b"].tolist() == [0, 1]
         assert type(back["s"]) is np.int8 and back["s"] == -3
         assert type(back["u"]) is np.uint64 and back["u"] == 2**64 - 1
+
+
+# --- 30. a FIFO named like a save's lock file in the directory saved into --------------------------------------------------
+
+FIFO_LOCK = ".model.0123456789abcdef01234567.lock"
+
+
+@pytest.mark.parametrize("saver", ["sharded", "checkpoint"])
+def test_case_30_a_fifo_named_like_a_lock_does_not_hang_saves(tmp_path: Path, saver: str) -> None:
+    # Before: a sharded save (and a checkpoint manager's save, or remove_stale) into a directory holding it opened the
+    # FIFO to test its lock, and waited for a writer for ever.
+    save = ("ss.save_file({'a': np.arange(4.0), 'b': np.arange(4.0)}, d, max_shard_size=40)" if saver == "sharded" else
+            "ss.CheckpointManager(d).save(7, {'a': np.arange(4.0)})")
+    outcome = run_attack(tmp_path, crafted.file_bytes([1]), f"""
+import os
+import numpy as np
+d = os.path.join(os.path.dirname(path), "saved")
+os.mkdir(d)
+os.mkfifo(os.path.join(d, {FIFO_LOCK!r}))
+{save}
+return sorted(os.listdir(d))
+""")
+    assert outcome["outcome"] == "ok", outcome
+    expected = (["model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors", "model.safetensors.index.json"]
+                if saver == "sharded" else ["step-00000007.safetensors"])
+    assert outcome["result"] == expected
+
+
+def test_case_30_twin_a_held_lock_keeps_its_save_files(tmp_path: Path) -> None:
+    import fcntl
+    import os
+
+    saved = tmp_path / "saved"
+    saved.mkdir()
+    temporary = saved / ".model-00001.0123456789abcdef01234567.partial"
+    temporary.write_bytes(b"running")
+    stale = saved / ".model-00001.89abcdef0123456789abcdef.partial"
+    stale.write_bytes(b"killed")
+    fd = os.open(saved / FIFO_LOCK, os.O_CREAT | os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        ss.save_file({"a": np.arange(4.0)}, saved, max_shard_size=40)
+        assert temporary.read_bytes() == b"running" and not stale.exists()
+    finally:
+        os.close(fd)
+    assert ss.load_file(saved)["a"].tolist() == [0.0, 1.0, 2.0, 3.0]
