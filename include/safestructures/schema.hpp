@@ -131,7 +131,8 @@ struct EscapedSchema {
 // schema_version; raises SchemaInvalid or SchemaVersion. Also used for a spilled schema's pointer, which has no "root".
 void check_schema_envelope(const Tape& document);
 // Checks the envelope and returns the index of the root node in the tape; raises SchemaInvalid or
-// SchemaVersion.
+// SchemaVersion (SchemaInvalid for a pointer to a spilled schema that holds a "root" too: spill_and_root).
 std::size_t schema_root(const Tape& document);
+inline constexpr std::string_view spill_and_root = "the schema document holds both \"spill\" and \"root\"";
 
 }  // namespace safestructures

@@ -252,6 +252,8 @@ std::size_t schema_root(const Tape& document) {
   check_schema_envelope(document);
   const std::size_t root = document.single_member(0, "root", "the schema document");
   if (root == Tape::npos) raise(ErrorCode::SchemaInvalid, "the schema document lacks \"root\"");
+  // A pointer to a spilled schema is no document of its own: loads read the tensor it names, not this "root".
+  if (document.member(0, "spill") != Tape::npos) raise(ErrorCode::SchemaInvalid, std::string(spill_and_root));
   return root;
 }
 

@@ -576,6 +576,9 @@ TEST(SchemaDocument, EachEnvelopeMemberOnce) {
   EXPECT_TRUE(fails_with([&] { t.single_member(0, "x", "it"); }, ErrorCode::SchemaInvalid, {"it holds \"x\" twice"}));
   EXPECT_EQ(t.single_member(0, "format", "it"), t.member(0, "format"));
   EXPECT_EQ(t.single_member(0, "absent", "it"), Tape::npos);
+  // A pointer to a spilled schema with a "root" too: loads read the spilled tensor, a recorder read this root.
+  EXPECT_TRUE(fails_with(root_of(R"({"format":"safestructures","version":2,"spill":"t","root":[1]})"), ErrorCode::SchemaInvalid,
+                         {"holds both \"spill\" and \"root\""}));
 }
 
 TEST(SchemaDocument, EnvelopeCheckWithoutRoot) {

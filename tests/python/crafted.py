@@ -294,3 +294,16 @@ def scalar_field_twice() -> bytes:
     """A numpy scalar node whose dtype comes twice."""
     return metadata_file({SCHEMA_KEY: '{"format":"safestructures","version":2,"root":{"$":"npscalar","dtype":"int8","v":1,"dtype":"uint64"}}'})
 
+
+
+# --- 31. a pointer to a spilled schema holding a root of its own -------------------------------------------------------
+
+SPILL_TENSOR = "__safestructures_schema__"
+
+
+def spilled_recording_with_a_root() -> bytes:
+    """A recording whose schema is spilled into a tensor holding [[1], [2]], its pointer holding "root": [[9]] too:
+    loads read the tensor; a recorder continuing it read the pointer's root, and wrote it back."""
+    spilled = b'{"format":"safestructures","version":2,"root":[[1],[2]]}'
+    pointer = f'{{"format":"safestructures","version":2,"spill":"{SPILL_TENSOR}","root":[[9]]}}'
+    return metadata_file({RECORDING_KEY: "1", SCHEMA_KEY: pointer}, {SPILL_TENSOR: ("U8", [len(spilled)], spilled)})

@@ -209,3 +209,35 @@ def test_case_30_twin_a_held_lock_keeps_its_save_files(tmp_path: Path) -> None:
     finally:
         os.close(fd)
     assert ss.load_file(saved)["a"].tolist() == [0.0, 1.0, 2.0, 3.0]
+
+
+# --- 31. a pointer to a spilled schema holding a root of its own -----------------------------------------------------------
+
+SPILL_AND_ROOT = 'the schema document holds both "spill" and "root"'
+
+
+@pytest.mark.parametrize("route", ["load", "load_file", "open"])
+def test_case_31_a_spill_pointer_with_a_root_is_refused(tmp_path: Path, route: str) -> None:
+    # Before: loads read the spilled tensor ([[1], [2]]); Python's json, or a recorder, the pointer's "root" ([[9]]).
+    path = tmp_path / "s.safetensors"
+    with pytest.raises(ss.InvalidFileError) as info:
+        load_by(route, crafted.spilled_recording_with_a_root(), path)
+    assert str(info.value) == ("" if route == "load" else f"{path}: ") + SPILL_AND_ROOT and info.value.code == "SchemaInvalid"
+
+
+def test_case_31_a_recorder_does_not_continue_the_pointer_s_root(tmp_path: Path) -> None:
+    # Before: one append made the file load as [[9], [42]]: its records replaced.
+    data = crafted.spilled_recording_with_a_root()
+    path = tmp_path / "s.safetensors"
+    path.write_bytes(data)
+    with pytest.raises(ss.InvalidFileError) as info:
+        ss.Recorder(path, mode="a")
+    assert str(info.value) == f"{path}: the recording's structure is not a schema document ({SPILL_AND_ROOT})"
+    assert path.read_bytes() == data
+
+
+def test_case_31_twin_a_spilled_schema_loads() -> None:
+    spilled = b'{"format":"safestructures","version":2,"root":[[1],[2]]}'
+    pointer = f'{{"format":"safestructures","version":2,"spill":"{crafted.SPILL_TENSOR}"}}'
+    data = crafted.metadata_file({crafted.SCHEMA_KEY: pointer}, {crafted.SPILL_TENSOR: ("U8", [len(spilled)], spilled)})
+    assert ss.load(data) == [[1], [2]]
