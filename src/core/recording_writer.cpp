@@ -159,7 +159,12 @@ RecordingWriter::RecordingWriter(const Header& header, const std::optional<Metad
   std::vector<std::size_t> list_nodes;
   const Node& top = document[root];
   const std::string_view tag = document.tag(root);
-  const std::size_t items = top.kind == NodeKind::Object ? document.member(root, "items") : Tape::npos;
+  std::size_t items = Tape::npos;
+  try {
+    if (top.kind == NodeKind::Object) items = document.single_member(root, "items", "the recording's streams");
+  } catch (const Error& e) {
+    invalid(e.what());
+  }
   if (top.kind == NodeKind::Array) {
     if (top.count) {
       lists.emplace_back(std::nullopt, text);
@@ -190,6 +195,8 @@ RecordingWriter::RecordingWriter(const Header& header, const std::optional<Metad
   for (std::size_t s = 0; s < lists.size(); ++s) {
     const Node& list = document[list_nodes[s]];
     if (list.kind != NodeKind::Array) invalid("stream " + quote_name(lists[s].first.value_or("")) + " of the recording is not a list of records");
+    // (Loads refuse a dict holding a key twice: continued, the two lists would merge into one stream.)
+    if (lists[s].first && stream_index_.contains(*lists[s].first)) invalid("stream " + quote_name(*lists[s].first) + " appears twice");
     StreamNodes& nodes = stream_nodes(lists[s].first);
     for (const auto& [_, record] : children(lists[s].second, 0)) {
       scratch_.clear();
