@@ -2,6 +2,7 @@
 // its commits (docs/format.md section 9), and the state of a recording continued from its file.
 #include "safestructures/recording_writer.hpp"
 
+#include <simdjson.h>
 #include <sys/mman.h>
 
 #include <algorithm>
@@ -34,14 +35,6 @@ std::uint64_t room_for(std::uint64_t needed, std::uint64_t data_size) {
   return std::min(room, (default_max_header_size + 8) / page * page - 8);
 }
 
-// `utf8` as a JSON string inside the header's schema string: escaped, then escaped once more (as string_node<true>
-// writes it; a TextOut over `out` would fill all of its capacity at each call).
-void append_schema_string(std::string& out, std::string_view utf8) {
-  std::string quoted;
-  append_json_string(quoted, utf8);
-  append_json_escaped(out, quoted);
-}
-
 void append_joined(std::string& out, const std::vector<std::string_view>& nodes) {
   for (std::size_t k = 0; k < nodes.size(); ++k) {
     if (k) out += ',';
@@ -59,64 +52,77 @@ const std::string& escaped_document_head() {
   return head;
 }
 
-// The end of the JSON value starting at `at` of valid JSON text `text` (its strings, containers and scalars skipped).
-std::size_t value_end(std::string_view text, std::size_t at) {
-  int depth = 0;
-  bool in_string = false;
-  for (std::size_t k = at; k < text.size(); ++k) {
-    const char c = text[k];
-    if (in_string) {
-      if (c == '\\') {
-        ++k;
-      } else if (c == '"') {
-        in_string = false;
-        if (depth == 0) return k + 1;
+// Where a recording's records lie in its schema document, by position (the tape's members and elements, which
+// simdjson's On-Demand reads in the same order): the root is the document's member `root`; its lists of records are
+// the root itself (a list), each member of the root (a dict), or the second element of each pair of the root's member
+// `items` (a dict in pair form).
+struct RecordLists {
+  enum class Form { List, Members, Pairs } form = Form::List;
+  std::size_t root = 0, items = 0;
+};
+
+bool is_json_space(char c) { return c == ' ' || c == '\n' || c == '\t' || c == '\r'; }
+
+// Calls `record(s, text)` with the JSON text, exactly as written, of each record of list `s` of the schema document
+// `document` (a recording's, its tape read and checked as `lists` says): simdjson's raw text of each element.
+template <class Record>
+void each_record_text(const std::string& document, const RecordLists& lists, std::uint32_t max_depth, Record&& record) {
+  namespace od = simdjson::ondemand;
+  // Read in place where the string has simdjson's padding after its text (as the header keeps a schema), else copied.
+  simdjson::padded_string copy;
+  simdjson::padded_string_view text(document.data(), document.size(), document.capacity());
+  if (document.capacity() < document.size() + simdjson::SIMDJSON_PADDING) {
+    copy = simdjson::padded_string(document);
+    text = copy;
+  }
+  od::parser parser;
+  if (parser.allocate(document.size(), max_depth)) throw std::bad_alloc();
+  std::size_t s = 0;
+  const auto each_element = [&](od::array list) {
+    for (od::value element : list) {
+      std::string_view json;
+      const od::json_type type = element.type();
+      switch (type) {
+        case od::json_type::array: json = element.get_array().value().raw_json(); break;
+        case od::json_type::object: json = element.get_object().value().raw_json(); break;
+        default: json = element.raw_json_token();
       }
-    } else if (c == '"') {
-      in_string = true;
-    } else if (c == '{' || c == '[') {
-      ++depth;
-    } else if (c == '}' || c == ']') {
-      if (depth == 0) return k;  // a scalar ended by its container's bracket
-      if (--depth == 0) return k + 1;
-    } else if (depth == 0 && (c == ',' || c == ' ' || c == '\n' || c == '\t' || c == '\r')) {
-      return k;
+      while (!json.empty() && is_json_space(json.back())) json.remove_suffix(1);  // the spaces up to the next token
+      record(s, json);
     }
-  }
-  return text.size();
-}
-
-std::size_t skip_space(std::string_view text, std::size_t at) {
-  while (at < text.size() && (text[at] == ' ' || text[at] == '\n' || text[at] == '\t' || text[at] == '\r')) ++at;
-  return at;
-}
-
-// The elements of the array, or the members of the object, opening at `at` of valid JSON text, in order: (the key's
-// JSON text with its quotes, empty in an array; the value's JSON text).
-std::vector<std::pair<std::string_view, std::string_view>> children(std::string_view text, std::size_t at) {
-  const bool object = text[at] == '{';
-  std::vector<std::pair<std::string_view, std::string_view>> out;
-  std::size_t k = skip_space(text, at + 1);
-  while (text[k] != ']' && text[k] != '}') {
-    std::string_view key;
-    if (object) {
-      key = text.substr(k, value_end(text, k) - k);
-      k = skip_space(text, skip_space(text, k + key.size()) + 1);  // past the colon
+    ++s;
+  };
+  od::document doc = parser.iterate(text);
+  std::size_t m = 0;
+  for (od::field member : doc.get_object()) {
+    if (m++ != lists.root) continue;
+    if (lists.form == RecordLists::Form::List) {
+      each_element(member.value().get_array());
+      return;
     }
-    const std::size_t end = value_end(text, k);
-    out.emplace_back(key, text.substr(k, end - k));
-    k = skip_space(text, end);
-    if (text[k] == ',') k = skip_space(text, k + 1);
+    std::size_t n = 0;
+    for (od::field root_member : member.value().get_object()) {
+      if (lists.form == RecordLists::Form::Members) {
+        each_element(root_member.value().get_array());
+      } else if (n++ == lists.items) {
+        for (od::value pair : root_member.value().get_array()) {
+          std::size_t e = 0;
+          for (od::value element : pair.get_array()) {
+            if (e++ == 1) each_element(element.get_array());
+          }
+        }
+        return;
+      }
+    }
+    return;
   }
-  return out;
 }
 
-// The value of member `key` (plain ASCII) of the object of valid JSON text `object`; empty where it has none.
-std::string_view member_text(std::string_view object, std::string_view key) {
-  for (const auto& [name, value] : children(object, 0)) {
-    if (name.size() == key.size() + 2 && name.substr(1, key.size()) == key) return value;
-  }
-  return {};
+// The position of the member whose value is node `value` among the members of the object at `object`.
+std::size_t member_position(const Tape& tape, std::size_t object, std::size_t value) {
+  std::size_t position = 0;
+  for (std::size_t k = object + 1; k + 1 != value; k = tape.next(k + 1)) ++position;
+  return position;
 }
 
 }  // namespace
@@ -150,54 +156,47 @@ RecordingWriter::RecordingWriter(const Header& header, const std::optional<Metad
   } catch (const Error& e) {
     invalid(std::string("the recording's structure is not a schema document (") + e.what() + ")");
   }
-  // The streams (the root's members, or its pairs) and their lists of records, as the tape and the text show them.
-  const std::string_view text = member_text(std::string_view(*schema).substr(skip_space(*schema, 0)), "root");
-  // (A member spelled with escapes, which the tape reads and this scan does not, is no recording's.)
-  if (text.empty()) invalid("the recording's structure has no \"root\" written plainly");
-  std::vector<std::pair<Stream, std::string_view>> lists;
-  std::vector<std::size_t> list_nodes;
+  // The streams (the root's members, or its pairs) and their lists of records, as the tape shows them.
+  RecordLists where{.root = member_position(document, 0, root)};
+  std::vector<std::pair<Stream, std::size_t>> lists;  // (name, the list's node)
   const Node& top = document[root];
   const std::string_view tag = document.tag(root);
   const std::size_t items = top.kind == NodeKind::Object ? document.member(root, "items") : Tape::npos;
   if (top.kind == NodeKind::Array) {
-    if (top.count) {
-      lists.emplace_back(std::nullopt, text);
-      list_nodes.push_back(root);
-    }
+    if (top.count) lists.emplace_back(std::nullopt, root);
   } else if (top.kind == NodeKind::Object && tag.empty()) {
-    std::size_t k = root + 1;
-    for (const auto& [_, value] : children(text, 0)) {
-      lists.emplace_back(std::string(document[k].text), value);
-      list_nodes.push_back(k + 1);
-      k = document.next(k + 1);
-    }
+    where.form = RecordLists::Form::Members;
+    for (std::size_t k = root + 1; k < top.end; k = document.next(k + 1)) lists.emplace_back(std::string(document[k].text), k + 1);
   } else if (tag == traits(Kind::Dict).tag && items != Tape::npos && document[items].kind == NodeKind::Array) {
-    const std::string_view items_text = member_text(text, "items");
-    if (items_text.empty()) invalid("the recording's streams have no \"items\" written plainly");
-    std::size_t k = items + 1;
-    for (const auto& [_, pair] : children(items_text, 0)) {
+    where = {RecordLists::Form::Pairs, where.root, member_position(document, root, items)};
+    for (std::size_t k = items + 1; k < document[items].end; k = document.next(k)) {
       if (document[k].kind != NodeKind::Array || document[k].count != 2 || document[k + 1].kind != NodeKind::String) {
         invalid("a stream of the recording is not a [name, records] pair");
       }
-      lists.emplace_back(std::string(document[k + 1].text), children(pair, 0)[1].second);
-      list_nodes.push_back(k + 2);
-      k = document.next(k);
+      lists.emplace_back(std::string(document[k + 1].text), k + 2);
     }
   } else {
     invalid("a recording's root is a list of records or a dict of lists");
   }
-  for (std::size_t s = 0; s < lists.size(); ++s) {
-    const Node& list = document[list_nodes[s]];
-    if (list.kind != NodeKind::Array) invalid("stream " + quote_name(lists[s].first.value_or("")) + " of the recording is not a list of records");
-    StreamNodes& nodes = stream_nodes(lists[s].first);
-    for (const auto& [_, record] : children(lists[s].second, 0)) {
+  std::vector<std::size_t> list_streams;  // each list's index in streams_
+  for (const auto& [stream, list] : lists) {
+    if (document[list].kind != NodeKind::Array) invalid("stream " + quote_name(stream.value_or("")) + " of the recording is not a list of records");
+    list_streams.push_back(static_cast<std::size_t>(&stream_nodes(stream) - streams_.data()));
+  }
+  // Each record's text as the file holds it, escaped again for the header's string.
+  try {
+    each_record_text(*schema, where, SchemaLimits{}.max_json_depth, [&](std::size_t s, std::string_view record) {
       scratch_.clear();
       append_json_escaped(scratch_, record);
-      nodes.nodes.push_back(kept_.keep(scratch_));
-    }
-    records_ += nodes.nodes.size();
-    // The largest reference id of its records: the next record's ids come after it.
-    for (std::size_t k = list_nodes[s] + 1; k < list.end; ++k) {
+      streams_[list_streams[s]].nodes.push_back(kept_.keep(scratch_));
+      ++records_;
+    });
+  } catch (const simdjson::simdjson_error& e) {
+    invalid(std::string("the recording's structure is not a schema document (") + e.what() + ")");
+  }
+  // The largest reference id of the records: the next record's ids come after it.
+  for (const auto& [_, list] : lists) {
+    for (std::size_t k = list + 1; k < document[list].end; ++k) {
       if (document[k].kind != NodeKind::Object || document.tag(k).empty()) continue;
       const std::size_t id = document.member(k, id_member);
       if (id != Tape::npos && document[id].kind == NodeKind::Int && document[id].integer > 0) {
