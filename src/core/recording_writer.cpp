@@ -6,6 +6,7 @@
 #include <sys/mman.h>
 
 #include <algorithm>
+#include <bit>
 #include <new>
 #include <numeric>
 
@@ -35,11 +36,18 @@ std::uint64_t room_for(std::uint64_t needed, std::uint64_t data_size) {
   return std::min(room, (default_max_header_size + 8) / page * page - 8);
 }
 
-void append_joined(std::string& out, const std::vector<std::string_view>& nodes) {
+void append_joined(std::pmr::string& out, const std::pmr::vector<std::string_view>& nodes) {
   for (std::size_t k = 0; k < nodes.size(); ++k) {
     if (k) out += ',';
     out += nodes[k];
   }
+}
+
+// `utf8` as a JSON string, appended to the recording's text.
+void append_quoted(std::pmr::string& out, std::string_view utf8) {
+  std::string quoted;
+  append_json_string(quoted, utf8);
+  out += quoted;
 }
 
 // The schema document's text up to its root, as the header's string holds it.
@@ -188,7 +196,7 @@ RecordingWriter::RecordingWriter(const Header& header, const std::optional<Metad
     each_record_text(*schema, where, SchemaLimits{}.max_json_depth, [&](std::size_t s, std::string_view record) {
       scratch_.clear();
       append_json_escaped(scratch_, record);
-      streams_[list_streams[s]].nodes.push_back(kept_.keep(scratch_));
+      streams_[list_streams[s]].nodes.push_back(memory_->keep(scratch_));
       ++records_;
     });
   } catch (const simdjson::simdjson_error& e) {
@@ -221,7 +229,7 @@ RecordingWriter::RecordingWriter(const Header& header, const std::optional<Metad
     const TensorInfo& tensor = header.tensors[k];
     if (tensor.begin < padding_) invalid("tensor " + quote_name(tensor.name) + " of the recording lies in its padding");
     add_entry(tensor.name, tensor.dtype, tensor.shape, tensor.begin - padding_, tensor.end - padding_);
-    take(kept_.keep(tensor.name));
+    take(memory_->keep(tensor.name));
     data_size_ = std::max(data_size_, tensor.end - padding_);
   }
   if (metadata) {
@@ -240,27 +248,67 @@ std::size_t RecordingWriter::count(const Stream& stream) const {
   return it == stream_index_.end() ? 0 : streams_[it->second].nodes.size();
 }
 
-RecordingWriter::KeptText::Block::Block(std::size_t bytes) : size(bytes) {
-  void* mapped = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+namespace {
+constexpr std::size_t mapped_block = std::size_t{1} << 20;
+// Pieces from this size up are mapped each.
+constexpr std::size_t mapped_piece = std::size_t{64} << 10;
+
+void* map_pages(std::size_t bytes) {
+  void* mapped = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (mapped == MAP_FAILED) throw std::bad_alloc();
-  data = static_cast<char*>(mapped);
+  return mapped;
 }
 
-RecordingWriter::KeptText::Block::~Block() {
-  if (data != nullptr) ::munmap(data, size);
+std::size_t whole_pages(std::size_t bytes) { return (bytes + page - 1) / page * page; }
+
+// The size class of a small piece: k for pieces of up to 16 << k bytes.
+std::size_t size_class(std::size_t bytes) { return static_cast<std::size_t>(std::bit_width((std::max<std::size_t>(bytes, 16) - 1) >> 4)); }
+}  // namespace
+
+RecordingWriter::MappedMemory::~MappedMemory() {
+  for (const Block& block : blocks_) {
+    if (block.data != nullptr) ::munmap(block.data, block.size);
+  }
 }
 
-std::string_view RecordingWriter::KeptText::keep(std::string_view text) {
-  if (text.size() > left_) {
-    blocks_.emplace_back(std::max<std::size_t>(text.size(), std::size_t{1} << 20));
+char* RecordingWriter::MappedMemory::carve(std::size_t bytes) {
+  if (bytes > left_) {
+    blocks_.push_back({nullptr, std::max(whole_pages(bytes), mapped_block)});  // listed first: a mapping is never lost
+    blocks_.back().data = static_cast<char*>(map_pages(blocks_.back().size));
     next_ = blocks_.back().data;
     left_ = blocks_.back().size;
   }
-  std::copy(text.begin(), text.end(), next_);
-  const std::string_view kept(next_, text.size());
-  next_ += text.size();
-  left_ -= text.size();
-  return kept;
+  char* piece = next_;
+  next_ += bytes;
+  left_ -= bytes;
+  return piece;
+}
+
+std::string_view RecordingWriter::MappedMemory::keep(std::string_view text) {
+  char* kept = carve((text.size() + 15) / 16 * 16);
+  std::copy(text.begin(), text.end(), kept);
+  return {kept, text.size()};
+}
+
+void* RecordingWriter::MappedMemory::do_allocate(std::size_t bytes, std::size_t alignment) {
+  if (alignment > 16) throw std::bad_alloc();  // (the containers here ask for no more)
+  if (bytes >= mapped_piece) return map_pages(whole_pages(bytes));
+  const std::size_t k = size_class(bytes);
+  if (void* piece = free_[k]) {
+    free_[k] = *static_cast<void**>(piece);
+    return piece;
+  }
+  return carve(std::size_t{16} << k);
+}
+
+void RecordingWriter::MappedMemory::do_deallocate(void* p, std::size_t bytes, std::size_t) {
+  if (bytes >= mapped_piece) {
+    ::munmap(p, whole_pages(bytes));
+    return;
+  }
+  const std::size_t k = size_class(bytes);
+  *static_cast<void**>(p) = free_[k];
+  free_[k] = p;
 }
 
 bool RecordingWriter::name_taken(std::string_view name) const {
@@ -273,7 +321,7 @@ bool RecordingWriter::name_taken(std::string_view name) const {
 
 void RecordingWriter::take(std::string_view name) {
   if (2 * (name_count_ + 1) > names_.size()) {
-    std::vector<std::string_view> old(2 * names_.size());
+    std::pmr::vector<std::string_view> old(2 * names_.size(), memory_.get());
     old.swap(names_);
     name_count_ = 0;
     for (const std::string_view kept : old) {
@@ -295,17 +343,24 @@ void RecordingWriter::check_stream(const Stream& stream) const {
 
 RecordingWriter::StreamNodes& RecordingWriter::stream_nodes(const Stream& stream) {
   if (!stream) {
-    if (streams_.empty()) streams_.push_back({});
+    if (streams_.empty()) streams_.push_back({std::nullopt, std::pmr::vector<std::string_view>(memory_.get())});
     return streams_[0];
   }
-  const auto [it, added] = stream_index_.emplace(*stream, streams_.size());
-  if (added) streams_.push_back({stream, {}});
-  return streams_[it->second];
+  if (const auto it = stream_index_.find(*stream); it != stream_index_.end()) return streams_[it->second];
+  const std::string_view name = memory_->keep(*stream);
+  streams_.push_back({name, std::pmr::vector<std::string_view>(memory_.get())});
+  try {
+    stream_index_.emplace(name, streams_.size() - 1);
+  } catch (...) {
+    streams_.pop_back();
+    throw;
+  }
+  return streams_.back();
 }
 
 std::string RecordingWriter::take_name(std::string base) {
   std::string name = first_free_name(std::move(base), [this](const std::string& candidate) { return name_taken(candidate); });
-  take(kept_.keep(name));
+  take(memory_->keep(name));
   return name;
 }
 
@@ -317,7 +372,7 @@ void RecordingWriter::add_entry(const std::string& name, Dtype dtype, const std:
   head.append(":{\"dtype\":\"").append(dtype_name(dtype)).append("\",\"shape\":[");
   for (std::size_t k = 0; k < shape.size(); ++k) head.append(k ? "," : "").append(std::to_string(shape[k]));
   head.append("],\"data_offsets\":[");
-  entries_.push_back({kept_.keep(head), begin, end});
+  entries_.push_back({memory_->keep(head), begin, end});
 }
 
 void RecordingWriter::add(const Stream& stream, const WrittenTree& tree, const Layout& layout) {
@@ -367,7 +422,7 @@ void RecordingWriter::add(const Stream& stream, const WrittenTree& tree, const L
     from = spot.at + spot.size;
   }
   node.append(text.substr(from, text.size() - 1 - from));  // the envelope's closing brace left out
-  nodes.nodes.push_back(kept_.keep(node));
+  nodes.nodes.push_back(memory_->keep(node));
   ++records_;
   last_id_ = std::max(last_id_, tree.last_id);
   data_size_ += size;
@@ -379,18 +434,19 @@ void RecordingWriter::check_record(const WrittenTree& tree, const Layout& layout
   }
 }
 
-const std::string& RecordingWriter::header(std::uint64_t padding) {
+std::string_view RecordingWriter::header(std::uint64_t padding) {
   // Rendered into the same buffer at each commit: a header of megabytes built anew each time, a little larger than
   // the last, left the allocator a hole it could not reuse at every commit (the process grew by the header's size
   // each flush, though nothing was held).
-  std::string& out = header_;
-  out.assign("{");
-  append_json_string(out, metadata_key);
+  std::pmr::string& out = header_;
+  out.clear();
+  out += '{';
+  append_quoted(out, metadata_key);
   out += ":{";
   // The recording's key first, where a reader finds it in the header's first page, torn or not; then the others sorted.
-  append_json_string(out, recording_metadata_key);
+  append_quoted(out, recording_metadata_key);
   out += ':';
-  append_json_string(out, recording_layout_version);
+  append_quoted(out, recording_layout_version);
   std::vector<const std::pair<std::string, std::string>*> sorted;
   for (const auto& kv : metadata_) sorted.push_back(&kv);
   const std::pair<std::string, std::string> schema{std::string(schema_metadata_key), {}};
@@ -398,10 +454,10 @@ const std::string& RecordingWriter::header(std::uint64_t padding) {
   std::stable_sort(sorted.begin(), sorted.end(), [](auto* a, auto* b) { return a->first < b->first; });
   for (const auto* kv : sorted) {
     out += ',';
-    append_json_string(out, kv->first);
+    append_quoted(out, kv->first);
     out += ':';
     if (kv != &schema) {
-      append_json_string(out, kv->second);
+      append_quoted(out, kv->second);
       continue;
     }
     out += '"';
@@ -410,9 +466,10 @@ const std::string& RecordingWriter::header(std::uint64_t padding) {
       out += '[';
       if (!streams_.empty()) append_joined(out, streams_[0].nodes);
       out += ']';
-    } else if (stream_index_.contains(std::string(tag_member))) {  // a stream named "$": the root dict in pair form
-      std::string pairs_head = std::string("{\"").append(tag_member).append("\":\"").append(traits(Kind::Dict).tag).append("\",\"items\":[");
-      append_json_escaped(out, pairs_head);
+    } else if (stream_index_.contains(tag_member)) {  // a stream named "$": the root dict in pair form
+      std::string pairs_head;
+      append_json_escaped(pairs_head, std::string("{\"").append(tag_member).append("\":\"").append(traits(Kind::Dict).tag).append("\",\"items\":["));
+      out += pairs_head;
       for (std::size_t s = 0; s < streams_.size(); ++s) {
         out += s ? ",[" : "[";
         append_schema_string(out, *streams_[s].name);
@@ -437,7 +494,7 @@ const std::string& RecordingWriter::header(std::uint64_t padding) {
   out += '}';
   if (padding) {
     out += ',';
-    append_json_string(out, recording_padding_tensor);
+    append_quoted(out, recording_padding_tensor);
     const std::string size = std::to_string(padding);
     out.append(":{\"dtype\":\"U8\",\"shape\":[").append(size).append("],\"data_offsets\":[0,").append(size).append("]}");
   }
@@ -456,7 +513,7 @@ const std::string& RecordingWriter::header(std::uint64_t padding) {
 }
 
 bool RecordingWriter::commit(int fd, bool fsync) {
-  const std::string& text = header(padding_);
+  const std::string_view text = header(padding_);
   if (text.size() <= room_) {
     commit_recording_header(fd, text, room_, padding_ + data_size_, fsync);
     return true;
@@ -479,18 +536,18 @@ bool RecordingWriter::commit(int fd, bool fsync) {
   // Else the records move, behind a new room and a new padding: pages inserted before them where the file system can
   // (ext4, XFS); else the file written anew (by the caller).
   const std::uint64_t new_room = room_for(needed, data_size_), new_padding = std::max(reserve_, padding_);
-  header(new_padding);
-  if (grow_recording_header(fd, text, room_, new_room, padding_ + data_size_, new_padding + data_size_, fsync)) {
+  const std::string_view grown_text = header(new_padding);
+  if (grow_recording_header(fd, grown_text, room_, new_room, padding_ + data_size_, new_padding + data_size_, fsync)) {
     room_ = new_room;
     padding_ = new_padding;
     return true;
   }
-  plan_rewrite(text, new_room, new_padding);
+  plan_rewrite(grown_text, new_room, new_padding);
   return false;
 }
 
-void RecordingWriter::plan_rewrite(const std::string& text, std::uint64_t room, std::uint64_t padding) {
-  rewrite_ = {text, room, padding, 8 + room_ + padding_, data_size_};
+void RecordingWriter::plan_rewrite(std::string_view text, std::uint64_t room, std::uint64_t padding) {
+  rewrite_ = {std::string(text), room, padding, 8 + room_ + padding_, data_size_};
 }
 
 void RecordingWriter::rewritten() {
@@ -501,7 +558,7 @@ void RecordingWriter::rewritten() {
 
 bool RecordingWriter::drop_padding() {
   if (padding_ == 0 || data_size_ > padding_) return false;
-  const std::string& text = header(0);
+  const std::string_view text = header(0);
   plan_rewrite(text, room_for(text.size(), 0), 0);
   return true;
 }

@@ -130,26 +130,7 @@ std::size_t after_tag(std::string_view text, std::size_t start) {
   return in.position();
 }
 
-// A std::string written through string_node: each piece appended.
-class AppendedText {
- public:
-  explicit AppendedText(std::string& out) : s_(out) {}
-  void room(std::size_t n) {
-    if (s_.capacity() - s_.size() < n) s_.reserve(s_.size() + n);
-  }
-  void put(char c) { s_ += c; }
-  void put(std::string_view text) { s_.append(text); }
-
- private:
-  std::string& s_;
-};
-
 }  // namespace
-
-void append_schema_string(std::string& out, std::string_view utf8) {
-  AppendedText text(out);
-  string_node<true>(text, utf8);
-}
 
 std::string SchemaText::reserved() {
   const std::size_t wanted = std::min<std::size_t>(last_document_size + last_document_size / 8, std::size_t{64} << 20);
