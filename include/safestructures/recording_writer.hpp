@@ -5,7 +5,6 @@
 // record and when to commit is the caller's.
 #pragma once
 
-#include <array>
 #include <cstdint>
 #include <filesystem>
 #include <memory>
@@ -18,6 +17,7 @@
 #include <vector>
 
 #include "safestructures/container.hpp"
+#include "safestructures/mapped_memory.hpp"
 #include "safestructures/tree_writer.hpp"
 #include "safestructures/writer.hpp"
 
@@ -87,38 +87,6 @@ class RecordingWriter {
   bool drop_padding();
 
  private:
-  // What the recording keeps and regrows over its run (each record's node, each entry's head, each name, the lists and
-  // the table of them, the header's text) lives in memory mapped apart from the allocator's heap: allocated between
-  // the frames' own tensors (a torch forward pass's activations, allocated and freed around every hook), a small
-  // allocation each split the holes the next frame's tensors needed (the process grew by some 30 KB a record), and
-  // the lists and buffers regrown on the heap left it 10 to 20 MiB of holes it could neither reuse nor give back.
-  // Pieces of 64 KiB and more are mapped each and unmapped when let go; smaller ones are carved from mapped blocks of
-  // a megabyte, and a piece let go is reused for one of its size class (a power of two).
-  class MappedMemory final : public std::pmr::memory_resource {
-   public:
-    MappedMemory() = default;
-    MappedMemory(const MappedMemory&) = delete;
-    MappedMemory& operator=(const MappedMemory&) = delete;
-    ~MappedMemory() override;
-    // `text` copied into memory kept for the run.
-    std::string_view keep(std::string_view text);
-
-   private:
-    void* do_allocate(std::size_t bytes, std::size_t alignment) override;
-    void do_deallocate(void* p, std::size_t bytes, std::size_t alignment) override;
-    bool do_is_equal(const std::pmr::memory_resource& other) const noexcept override { return this == &other; }
-    // `bytes` (a multiple of 16) from the current block, or from a new one.
-    char* carve(std::size_t bytes);
-    struct Block {
-      char* data;
-      std::size_t size;
-    };
-    std::vector<Block> blocks_;
-    char* next_ = nullptr;
-    std::size_t left_ = 0;
-    // The pieces let go, by size class (16 << k bytes, up to 64 KiB), each holding the next's address.
-    std::array<void*, 13> free_{};
-  };
   struct StreamNodes {
     std::optional<std::string_view> name;  // kept
     std::pmr::vector<std::string_view> nodes;  // the records' nodes, escaped
@@ -133,8 +101,9 @@ class RecordingWriter {
   void add_entry(const std::string& name, Dtype dtype, const std::vector<std::uint64_t>& shape, std::uint64_t begin, std::uint64_t end);
   void plan_rewrite(std::string_view header, std::uint64_t room, std::uint64_t padding);
 
-  // First: the containers below hold its memory, and let it go before it is unmapped. A pointer, so that a move keeps
-  // it where the containers' allocators point.
+  // What the recording keeps and regrows over its run (each record's node, each entry's head, each name, the lists and
+  // the table of them, the header's text), off the allocator's heap (mapped_memory.hpp). First: the containers below
+  // let its memory go before it is unmapped. A pointer, so that a move keeps it where their allocators point.
   std::unique_ptr<MappedMemory> memory_ = std::make_unique<MappedMemory>();
   Metadata metadata_;
   std::pmr::vector<StreamNodes> streams_{memory_.get()};

@@ -3,10 +3,8 @@
 #include "safestructures/recording_writer.hpp"
 
 #include <simdjson.h>
-#include <sys/mman.h>
 
 #include <algorithm>
-#include <bit>
 #include <new>
 #include <numeric>
 
@@ -246,69 +244,6 @@ std::size_t RecordingWriter::count(const Stream& stream) const {
   if (!stream) return streams_.size() == 1 && !streams_[0].name ? streams_[0].nodes.size() : 0;
   const auto it = stream_index_.find(*stream);
   return it == stream_index_.end() ? 0 : streams_[it->second].nodes.size();
-}
-
-namespace {
-constexpr std::size_t mapped_block = std::size_t{1} << 20;
-// Pieces from this size up are mapped each.
-constexpr std::size_t mapped_piece = std::size_t{64} << 10;
-
-void* map_pages(std::size_t bytes) {
-  void* mapped = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  if (mapped == MAP_FAILED) throw std::bad_alloc();
-  return mapped;
-}
-
-std::size_t whole_pages(std::size_t bytes) { return (bytes + page - 1) / page * page; }
-
-// The size class of a small piece: k for pieces of up to 16 << k bytes.
-std::size_t size_class(std::size_t bytes) { return static_cast<std::size_t>(std::bit_width((std::max<std::size_t>(bytes, 16) - 1) >> 4)); }
-}  // namespace
-
-RecordingWriter::MappedMemory::~MappedMemory() {
-  for (const Block& block : blocks_) {
-    if (block.data != nullptr) ::munmap(block.data, block.size);
-  }
-}
-
-char* RecordingWriter::MappedMemory::carve(std::size_t bytes) {
-  if (bytes > left_) {
-    blocks_.push_back({nullptr, std::max(whole_pages(bytes), mapped_block)});  // listed first: a mapping is never lost
-    blocks_.back().data = static_cast<char*>(map_pages(blocks_.back().size));
-    next_ = blocks_.back().data;
-    left_ = blocks_.back().size;
-  }
-  char* piece = next_;
-  next_ += bytes;
-  left_ -= bytes;
-  return piece;
-}
-
-std::string_view RecordingWriter::MappedMemory::keep(std::string_view text) {
-  char* kept = carve((text.size() + 15) / 16 * 16);
-  std::copy(text.begin(), text.end(), kept);
-  return {kept, text.size()};
-}
-
-void* RecordingWriter::MappedMemory::do_allocate(std::size_t bytes, std::size_t alignment) {
-  if (alignment > 16) throw std::bad_alloc();  // (the containers here ask for no more)
-  if (bytes >= mapped_piece) return map_pages(whole_pages(bytes));
-  const std::size_t k = size_class(bytes);
-  if (void* piece = free_[k]) {
-    free_[k] = *static_cast<void**>(piece);
-    return piece;
-  }
-  return carve(std::size_t{16} << k);
-}
-
-void RecordingWriter::MappedMemory::do_deallocate(void* p, std::size_t bytes, std::size_t) {
-  if (bytes >= mapped_piece) {
-    ::munmap(p, whole_pages(bytes));
-    return;
-  }
-  const std::size_t k = size_class(bytes);
-  *static_cast<void**>(p) = free_[k];
-  free_[k] = p;
 }
 
 bool RecordingWriter::name_taken(std::string_view name) const {
