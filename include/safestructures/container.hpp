@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "safestructures/dtype.hpp"
+#include "safestructures/seeded_hash.hpp"
 
 namespace safestructures {
 
@@ -35,11 +36,6 @@ struct TensorInfo {
   std::uint64_t elements() const;
 };
 
-struct StringHash {
-  using is_transparent = void;
-  std::size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
-};
-
 struct Header {
   // A null `__metadata__` and a missing one both read as has_metadata == false.
   bool has_metadata = false;
@@ -51,7 +47,7 @@ struct Header {
   // Position in `tensors` by name, built only for a header of more than small_header_tensors tensors: a few names
   // are found faster by comparing them than by hashing, and a small load saves the map's allocations and teardown.
   static constexpr std::size_t small_header_tensors = 8;
-  std::unordered_map<std::string, std::size_t, StringHash, std::equal_to<>> index;
+  std::unordered_map<std::string, std::size_t, SeededStringHash, std::equal_to<>> index;
 
   // The position in `tensors` of tensor `name`, or tensors.size() when there is none.
   std::size_t position(std::string_view name) const;

@@ -18,6 +18,7 @@
 
 #include "safestructures/container.hpp"
 #include "safestructures/mapped_memory.hpp"
+#include "safestructures/seeded_hash.hpp"
 #include "safestructures/tree_writer.hpp"
 #include "safestructures/writer.hpp"
 
@@ -108,13 +109,14 @@ class RecordingWriter {
   Metadata metadata_;
   std::pmr::vector<StreamNodes> streams_{memory_.get()};
   // Each stream's index in streams_, by its name (kept).
-  std::pmr::unordered_map<std::string_view, std::size_t> stream_index_{memory_.get()};
+  std::pmr::unordered_map<std::string_view, std::size_t, SeededStringHash, std::equal_to<>> stream_index_{memory_.get()};
   std::size_t records_ = 0;
   std::uint32_t last_id_ = 0;
   std::pmr::vector<Entry> entries_{memory_.get()};
   // The tensor names taken: open addressing over views of the kept text (a hash set allocates a node a name).
   std::pmr::vector<std::string_view> names_ = std::pmr::vector<std::string_view>(64, memory_.get());
   std::size_t name_count_ = 0;
+  NameSuffixes name_suffixes_;
   bool name_taken(std::string_view name) const;
   // Takes `name`, a view of the kept text.
   void take(std::string_view name);

@@ -18,6 +18,7 @@
 #include "safestructures/format.hpp"
 #include "safestructures/path_text.hpp"
 #include "safestructures/schema.hpp"
+#include "safestructures/seeded_hash.hpp"
 
 namespace safestructures {
 
@@ -44,7 +45,7 @@ SchemaLimits schema_limits(std::uint32_t max_depth, std::uint64_t max_nodes);
 // that refers outside itself, needs. Ids run from 1 to the node count; the first definition of an id counts.
 struct TreeIndex {
   std::vector<std::size_t> id_nodes;  // id -> node, Tape::npos where undefined
-  std::unordered_map<std::string_view, std::size_t> tensor_nodes;
+  std::unordered_map<std::string_view, std::size_t, SeededStringHash> tensor_nodes;
   std::vector<bool> in_plugin;  // node -> whether it lies inside a plugin node's value
   // The first definition that breaks the rules (an id that is not 1 to the node count, or defined twice), and why.
   std::string problem;

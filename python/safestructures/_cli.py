@@ -16,10 +16,10 @@ from typing import IO, Any
 from . import _core, _progress, _registry, _v1
 from ._api import load_file, save_file
 from ._cli_render import (
-    TooLarge, _count, _cut, _describe_value, _is_tensor, _print_json, _size, _to_json, _tree_lines, _value_children,
+    TooLarge, _cut, _describe_value, _is_tensor, _print_json, _size, _to_json, _tree_lines,
 )
-from ._cli_tree import PathNotFound, UsageError, _split, _walk, find, referenced_tensors, verify_torch_only
-from ._errors import IntegrityError, InvalidFileError, SafestructuresError, UnsupportedTypeError, quote
+from ._cli_tree import PathNotFound, UsageError, _split, find, find_value, referenced_tensors, verify_torch_only
+from ._errors import IntegrityError, InvalidFileError, SafestructuresError, UnsupportedTypeError, _count, quote
 from ._format import TAG
 from ._lazy import SafeFile, open_source
 from ._lazy_schema import describe, path_text
@@ -266,8 +266,7 @@ def _get(args: argparse.Namespace) -> int:
             node = find(opened.lazy, parts)
             path, value = node._path, node.load(framework="numpy")
         else:
-            path, value = _walk(((), opened.value), parts, lambda node: _value_children(node[1]),
-                                lambda node, key, child: (node[0] + (key,), child))
+            path, value = find_value(opened.value, parts)
         if _is_tensor(value) and not args.json:
             if args.output is None:
                 raise UsageError(f"{path_text(path)} is a tensor ({value.dtype} {list(value.shape)}): give -o FILE.npy "

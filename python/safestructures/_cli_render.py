@@ -13,24 +13,15 @@ import sys
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from ._errors import SafestructuresError, quote, shown
+from ._errors import SafestructuresError, _count, quote, shown
 from ._format import KIND, TAG
-from ._lazy_schema import _INT_BITS, _dotted, _json_scalar, _Link, _same_as, path_text
+from ._lazy_schema import _INT_BITS, _dotted, _json_scalar, _Link, met_again, path_text, value_identity
 
 # How long a scalar or metadata value may be in the text tree before it is cut.
 _TEXT_WIDTH = 60
 
 
 # --- text -----------------------------------------------------------------------------------------------------------
-
-
-def _a(noun: str) -> str:
-    """``noun`` with its indefinite article (an int, a dict)."""
-    return ("an " if noun[:1].lower() in "aeiou" else "a ") + noun
-
-
-def _count(n: int, noun: str) -> str:
-    return f"{n:,} {noun}" + ("" if n == 1 else "s")
 
 
 def _size(n: int) -> str:
@@ -157,10 +148,10 @@ def _describe_value(value: Any, path: _Link | tuple[Any, ...], depth: int | None
         if hasattr(value, "type_name"):
             out["type"] = value.type_name
         out["len"] = len(entries)
-        if id(value) in seen:
-            out["same_as"] = _same_as(seen, id(value))
+        same_as = met_again(seen, value_identity(value), path)
+        if same_as is not None:
+            out["same_as"] = same_as
             return out
-        seen[id(value)] = path
         if depth is None or depth > 0:
             deeper = None if depth is None else depth - 1
             described = [(k, _describe_value(v, _Link(path, k), deeper, max_items, raw_keys, seen))
@@ -192,9 +183,9 @@ def _to_json(value: Any, path: _Link | tuple[Any, ...], tensor_values: bool, max
         if isinstance(value, np.ndarray):
             if not tensor_values:
                 return {"$tensor": {"dtype": str(value.dtype), "shape": list(value.shape), "path": _dotted(path)}}
-            if id(value) in seen:
-                return {"$same_as": _same_as(seen, id(value))}
-            seen[id(value)] = path
+            same_as = met_again(seen, id(value), path)
+            if same_as is not None:
+                return {"$same_as": same_as}
             # counted against the limit before the values are written out
             nbytes = math.prod(value.shape) * value.dtype.itemsize
             if nbytes > left:
@@ -213,10 +204,10 @@ def _to_json(value: Any, path: _Link | tuple[Any, ...], tensor_values: bool, max
         indexed, kind, entries = _value_children(value)
         if entries is None:
             return {"$repr": shown(value)}
-        if id(value) in seen:
-            first = _same_as(seen, id(value))
-            return {"$cycle": first} if id(value) in rendering else {"$same_as": first}
-        seen[id(value)] = path
+        identity = value_identity(value)
+        first = met_again(seen, identity, path)
+        if first is not None:
+            return {"$cycle": first} if identity in rendering else {"$same_as": first}
         rendering.add(id(value))
         try:
             if kind in ("record", TAG.NamedTuple):

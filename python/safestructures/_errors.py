@@ -78,6 +78,16 @@ def quote(name: str) -> str:
     return json.dumps(name, ensure_ascii=False)
 
 
+def _a(noun: str) -> str:
+    """``noun`` with its indefinite article (an int, a dict), as messages write a kind."""
+    return ("an " if noun[:1].lower() in "aeiou" else "a ") + noun
+
+
+def _count(n: int, noun: str) -> str:
+    """``n`` of ``noun``, as messages count (1 item, 1,024 items)."""
+    return f"{n:,} {noun}" + ("" if n == 1 else "s")
+
+
 class _BoundedRepr(reprlib.Repr):
     """reprlib's bounds (a few levels, a few items each, long texts cut), for values read from a file: the work is
     bounded too, however much shared structure the value holds, and nothing raises."""

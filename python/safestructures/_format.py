@@ -1,7 +1,7 @@
 """The file format's names, as the C++ core's vocabulary (include/safestructures/format.hpp) defines them: the
-reserved metadata keys and tensor name, and every node kind with its name and tag; and the names of the index of a
-sharded save or a distributed checkpoint. The Python layer refers to a tag as ``TAG.NamedTuple`` and spells none of
-these itself."""
+reserved metadata keys and tensor name, and every node kind with its name and tag; the members of tensor and bytes
+nodes; and the names of the index of a sharded save or a distributed checkpoint. The Python layer refers to a tag as
+``TAG.NamedTuple`` and to a member as ``FIELD.storage``, and spells none of these itself."""
 
 from __future__ import annotations
 
@@ -51,6 +51,34 @@ TAG: Any = SimpleNamespace(**{kind_id: tag for kind_id, (_, tag) in _KINDS.items
 KIND: Any = SimpleNamespace(**{kind_id: name for kind_id, (name, _) in _KINDS.items()})
 # Tagged nodes that name a tensor of the file: a tensor, or bytes stored in one.
 TENSOR_TAGS: frozenset[str] = frozenset((TAG.Tensor, TAG.Bytes, TAG.ByteArray))
+
+
+class FIELD:
+    """The members of a tensor node and of a bytes node (docs/format.md sections 5.2 and 5.4), and the member naming
+    a record's class, by what each holds; other kinds' members of the same names are spelled here too. The core's
+    vocabulary does not export them (the C++ writer and reader spell them in tree_writer.hpp and tree_reader.cpp):
+    this is their one spelling in the Python layer. A record's own members (``fields``, ``items``, ``value``...)
+    are the type policy's (_registry.py)."""
+
+    name = "name"  # a tensor's safetensors tensor (also an enum member's, a timezone's, a torch.dtype's name)
+    storage = "storage"  # the tensor a view lies in (instead of name)
+    offset = "offset"  # a view's first element in its storage (also a timezone's UTC offset)
+    shape = "shape"
+    stride = "stride"  # a view's strides, in elements
+    dtype = "dtype"  # a dtype safetensors lacks (stored as U8), a numpy dtype's exact name (also a numpy scalar's)
+    framework = "fw"  # the framework a tensor came from
+    param = "param"  # a torch Parameter
+    grad = "grad"  # requires grad (torch, paddle)
+    variable = "variable"  # a TensorFlow variable
+    trainable = "trainable"  # a TensorFlow variable's trainable
+    pairs = "x2"  # float4_e2m1fn_x2: two values a byte, the last dimension doubled
+    tensor = "tensor"  # long bytes' tensor
+    base64 = "b64"  # short bytes, inline
+    type = "type"  # a record's class (module.QualName), a plugin's type (also a torch.device's type)
+
+
+# The members that name a tensor of the file: a tensor's data, a view's storage, long bytes' data.
+TENSOR_NAME_FIELDS = (FIELD.name, FIELD.storage, FIELD.tensor)
 
 # The numpy dtype name of each safetensors dtype (what a tensor of it loads as in numpy), and its bits per element.
 DTYPE_NUMPY_NAMES: dict[str, str] = {name: numpy_name for name, (_, numpy_name) in _core.DTYPES.items()}

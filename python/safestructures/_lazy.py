@@ -9,9 +9,10 @@ from typing import IO, Any
 
 from . import _core
 from ._errors import InvalidArgumentError, InvalidFileError, SafestructuresError, quote, reading
-from ._format import RECORDING_PADDING, SCHEMA_KEY, SPILL_TENSOR, TAG
-from ._lazy_schema import _TreeView, _key_text, bytes_size, describe, located, path_text, tensor_fields
+from ._format import FIELD, RECORDING_PADDING, SCHEMA_KEY, SPILL_TENSOR, TAG
+from ._lazy_schema import _TreeView, bytes_size, describe, located, path_text, tensor_fields
 from ._limits import DEFAULT_MAX_DEPTH, DEFAULT_MAX_HEADER_SIZE, DEFAULT_MAX_NODES
+from ._paths import Exact, Miss, PathMiss, by_text, walk
 from ._ranges import RangeFiller, read_header
 from ._source import DCP, PLAIN, PLAIN_SHARDS, V1, V2, Source, check_shards, file_format, resolve, target_of, verify_index
 from ._walkers import load_arguments, load_context
@@ -48,7 +49,7 @@ class Node:
     @property
     def type_name(self) -> str | None:
         """The class name stored for a dataclass, named tuple, enum member or object node (``module.QualName``)."""
-        name = self._file._schema.field(self._index, "type")
+        name = self._file._schema.field(self._index, FIELD.type)
         return name if isinstance(name, str) else None
 
     @property
@@ -80,7 +81,7 @@ class Node:
         """The name of the safetensors tensor holding this tensor's (or long bytes') data; None for a view of another
         tensor's storage and for short bytes."""
         if self._tag in (TAG.Bytes, TAG.ByteArray):
-            name = self._file._schema.field(self._index, "tensor")
+            name = self._file._schema.field(self._index, FIELD.tensor)
             return name if isinstance(name, str) and self._find_tensor(name) else None
         return self._tensor_field("tensor")
 
@@ -112,32 +113,30 @@ class Node:
         """(whether the children are indexed, [(key or index, child node)]), or None for a leaf."""
         return self._file._schema.children(self._index, self._path)
 
-    def _by_key(self, key: Any, text: bool = False) -> tuple[Any, int] | None:
-        """(stored key, child node) of the first child whose key is ``key`` (of the same type), or with ``text``, whose
-        key is the str ``key`` or is written as it; None when there is none."""
-        found = self._file._lookups.get((self._index, text))
+    def _by_key(self, key: Any) -> tuple[Any, int] | None:
+        """(stored key, child node) of the first child whose key is ``key`` (of the same type); None when there is
+        none. The keys are read into a table once per node: a loop over a big mapping's keys asks for each."""
+        found = self._file._keys.get(self._index)
         if found is None:
             found = {}
             for k, child in self._container()[1]:
                 try:
-                    found.setdefault(_key_text(k) if text else (type(k), k), (k, child))
+                    found.setdefault((type(k), k), (k, child))
                 except TypeError:  # an unhashable field name of a crafted record: it can only be reached by index
                     pass
-            self._file._lookups[(self._index, text)] = found
+            self._file._keys[self._index] = found
         try:
-            return found.get(key if text else (type(key), key))
+            return found.get((type(key), key))
         except TypeError:  # an unhashable key is not a key of anything
             return None
 
-    def _key_parts(self) -> int:
-        """The most parts a key of this mapping or record falls into when split at its dots (1 for none), counted once
-        per node: a walk of a path asks at each step, and a big mapping's keys are many."""
-        parts = self._file._key_parts.get(self._index)
-        if parts is None:
-            self._by_key("", text=True)
-            parts = 1 + max((text.count(".") for text in self._file._lookups[(self._index, True)]), default=0)
-            self._file._key_parts[self._index] = parts
-        return parts
+    def _by_text(self) -> tuple[dict[str, tuple[Any, int]], int]:
+        """``_paths.by_text`` of this mapping or record's children: how dotted paths name them, read once per node
+        (a loop of ``node()`` calls over a big mapping's keys asks at each)."""
+        found = self._file._texts.get(self._index)
+        if found is None:
+            found = self._file._texts[self._index] = by_text(self._container()[1])
+        return found
 
     def _container(self, fails: str = "has no children") -> tuple[bool, list[tuple[Any, int]]]:
         """``_children()`` of a container; a leaf raises TypeError saying that it ``fails``."""
@@ -166,13 +165,13 @@ class Node:
                 raise TypeError(f"{self.kind} node at {self.path_text} is indexed by int, not {type(key).__name__}")
             n = len(entries)
             if not -n <= key < n:
-                raise IndexError(f"index {key} is out of range for the {self.kind} of {n} items at {self.path_text}")
+                raise Miss(0, "range", self._path, self.kind, key, n, index=key).error()
             index = key % n
             return Node(self._file, entries[index][1], self._path + (index,))
         found = self._by_key(key)
         if found is not None:
             return Node(self._file, found[1], self._path + (found[0],))
-        raise KeyError(f"{key!r} is not a key of the {self.kind} at {self.path_text}")
+        raise Miss(0, "key", self._path, self.kind, key).error()
 
     def keys(self) -> list[Any]:
         """The keys of a mapping or record node (field names of a dataclass or named tuple), in stored order."""
@@ -254,10 +253,9 @@ class SafeFile:
         # What the default max_bytes of each load is tied to: the bytes of every file.
         self._size = sum(sizes)
         self._schema = _TreeView(self)
-        # Per (schema node, by text), read when first looked up in: its keys by value, or by text.
-        self._lookups: dict[tuple[int, bool], dict[Any, tuple[Any, int]]] = {}
-        # Per schema node, read when a dotted path first joins its parts there: see Node._key_parts.
-        self._key_parts: dict[int, int] = {}
+        # Per schema node, read when first looked up in: its keys by value (Node._by_key), by text (Node._by_text).
+        self._keys: dict[int, dict[Any, tuple[Any, int]]] = {}
+        self._texts: dict[int, tuple[dict[str, tuple[Any, int]], int]] = {}
         # A sharded save whose index and shards the first verified load checks against the index's checksums.
         self._unverified_index = source if source.index_maps is not None else None
 
@@ -307,15 +305,24 @@ class SafeFile:
         """The node at ``path``: a dotted path as tensor names are written (``"model.layers.0"``; ``""`` is the root),
         or a sequence of keys and indices (``("model", "layers", 0)``) for keys that are not strings.
 
-        In a dotted path, a key that holds dots itself (a state dict's ``"layers.0.weight"``) is found too: segments
-        are tried one at a time first, then joined, so ``"sd.layers.0.weight"`` reaches ``f["sd"]["layers.0.weight"]``.
+        In a dotted path, a key that holds dots itself (a state dict's ``"layers.0.weight"``) is found too: at each
+        step the longest run of segments that joins into a key is taken first, then shorter ones, so
+        ``"sd.layers.0.weight"`` reaches ``f["sd"]["layers.0.weight"]``, and where ``"a.b"`` and ``"a"`` -> ``"b"``
+        are both keys, ``"a.b"`` is the key ``"a.b"`` (what ``keys()`` shows). A shorter key is taken only when the
+        longer one leads nowhere. A part of a sequence (or a named tuple) written as an integer is an index; a key
+        that is not a string is named by its text (``str()`` of a number), a string key first where both write the
+        same. This is the rule of ``safestructures get`` too. KeyError (IndexError for an index out of range) says
+        where the walk that got furthest stopped.
         """
         if isinstance(path, str):
-            return _resolve_text(self.tree, [] if path == "" else path.split("."))
+            try:
+                return find_node(self.tree, [] if path == "" else path.split("."))
+            except PathMiss as e:
+                raise e.miss.error() from None
         node = self.tree
         for part in path:
             if not node.is_container:
-                raise KeyError(f"{node.path_text} is a {node.kind}, which has no child {part!r}")
+                raise Miss(0, "leaf", node._path, node.kind, part).error()
             node = node[part]
         return node
 
@@ -380,48 +387,21 @@ class SafeFile:
         return f"<safestructures file {self._source}: {state}>"
 
 
-def _resolve_text(node: Node, parts: list[str], failed: dict[tuple[int, int], LookupError] | None = None) -> Node:
-    """The node that the segments ``parts`` of a dotted path lead to from ``node``. Several segments joined may be one
-    key: the shortest key that leads to a node for the whole path wins; when none does, the error is that of reading
-    the segments one at a time.
-
-    ``failed`` holds the error of each (node, parts left) already tried, so each is tried once: keys that join in
-    many ways (``a``, ``a.a``, ``a.a.a`` in a dict that holds itself) would otherwise make the search exponential in
-    the path's length. The error raised is unchanged: the first one met, on the way tried first, is never a repeat."""
-    if not parts:
-        return node
-    if failed is None:
-        failed = {}
-    tried = failed.get((node._index, len(parts)))
-    if tried is not None:
-        raise tried
-    if not node.is_container:
-        raise KeyError(f"{node.path_text} is a {node.kind}, which has no child {parts[0]!r}")
-    first_error: LookupError | None = None
-    # Indices hold no dots: only mappings and records try joined segments, as many as their most dotted key has.
-    joined = 1 if len(parts) == 1 or node._container()[0] else min(len(parts), node._key_parts())
-    for end in range(1, joined + 1):
-        try:
-            return _resolve_text(_child_by_text(node, ".".join(parts[:end])), parts[end:], failed)
-        except LookupError as e:
-            first_error = first_error or e
-    assert first_error is not None
-    failed[(node._index, len(parts))] = first_error
-    raise first_error
+def find_node(root: Node, parts: Sequence[str | Exact]) -> Node:
+    """The node that the path ``parts`` leads to from ``root`` (``_paths.walk``: the rule of ``SafeFile.node`` and of
+    ``safestructures get``); PathMiss saying where the walk that got furthest stopped."""
+    return walk(root, parts, _children_of, _child_node, lambda node, _entries: node._by_text(), lambda node: node._index)[0]
 
 
-def _child_by_text(node: Node, part: str) -> Node:
-    """The child a path segment names: an index for sequences (and named tuples), else the key whose text is it."""
-    if node._container()[0] or (node._tag == TAG.NamedTuple and part.lstrip("-").isdigit()):
-        try:
-            return node[int(part)]
-        except ValueError:
-            raise KeyError(f"{node.path_text} is a {node.kind}: {part!r} is not an index") from None
-    found = node._by_key(part, text=True)
-    if found is not None:
-        return Node(node._file, found[1], node._path + (found[0],))
-    raise KeyError(f"{part!r} is not a key of the {node.kind} at {node.path_text}")
+def _children_of(node: Node) -> tuple[bool, str, list[tuple[Any, int]] | None]:
+    """A node's children as ``_paths.walk`` reads them: (indexed, kind, [(key, child node)], None for a leaf)."""
+    found = node._children()
+    return (False, node.kind, None) if found is None else (found[0], node.kind, found[1])
 
+
+def _child_node(node: Node, key: Any, child: int) -> Node:
+    """The child ``child`` (a schema node) of ``node`` under ``key``, as ``_paths.walk`` steps."""
+    return Node(node._file, child, node._path + (key,))
 
 
 def open(

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ._errors import InvalidFileError, SafestructuresError, quote, shown
-from ._format import DTYPE_NUMPY_NAMES, TAG, TENSOR_TAGS
+from ._format import DTYPE_NUMPY_NAMES, FIELD, TAG, TENSOR_TAGS
 
 if TYPE_CHECKING:
     from ._lazy import SafeFile
@@ -107,18 +107,18 @@ def tensor_fields(view: _TreeView, index: int, find: Callable[[str], Any]) -> di
     header gives one), nbytes (0 for a view within another tensor), framework, the tensor holding its data
     ("tensor"), the storage a view lives in ("storage"), a tensor the file lacks ("missing"). ``find(name)`` gives a
     tensor's (dtype, shape, nbytes, ...) from the header, or None (or raises)."""
-    name, storage = view.field(index, "name"), view.field(index, "storage")
+    name, storage = view.field(index, FIELD.name), view.field(index, FIELD.storage)
     info = find(name) if isinstance(name, str) else None
-    dtype = view.field(index, "dtype")
+    dtype = view.field(index, FIELD.dtype)
     if not isinstance(dtype, str):
         found = info if info is not None else (find(storage) if isinstance(storage, str) else None)
         dtype = None if found is None else DTYPE_NUMPY_NAMES.get(found[0], found[0])
-    shape = view.field(index, "shape")
+    shape = view.field(index, FIELD.shape)
     if not (isinstance(shape, list) and all(type(d) is int for d in shape)):
         shape = None if info is None else list(info[1])
-    if view.field(index, "x2") is True and shape:
+    if view.field(index, FIELD.pairs) is True and shape:
         shape[-1] //= 2
-    fw = view.field(index, "fw")
+    fw = view.field(index, FIELD.framework)
     out: dict[str, Any] = {"dtype": dtype, "shape": shape, "nbytes": 0 if info is None else info[2],
                            "framework": fw if isinstance(fw, str) else None}
     if info is not None:
@@ -132,11 +132,11 @@ def tensor_fields(view: _TreeView, index: int, find: Callable[[str], Any]) -> di
 
 def bytes_size(view: _TreeView, index: int, find: Callable[[str], Any]) -> int | None:
     """The length of a bytes node: its tensor's size, or the length its base64 text decodes to."""
-    name = view.field(index, "tensor")
+    name = view.field(index, FIELD.tensor)
     info = find(name) if isinstance(name, str) else None
     if info is not None:
         return int(info[2])
-    b64 = view.field(index, "b64")
+    b64 = view.field(index, FIELD.base64)
     return len(b64) // 4 * 3 - b64[-2:].count("=") if isinstance(b64, str) else None
 
 
@@ -200,6 +200,25 @@ def _same_as(seen: dict[Any, _Link | tuple[Any, ...] | str], key: Any) -> str:
     return first
 
 
+def met_again(seen: dict[Any, _Link | tuple[Any, ...] | str], identity: Any, path: _Link | tuple[Any, ...]) -> str | None:
+    """The one rule of every description of a tree (``describe`` over a file's nodes, the command line over loaded
+    values): None when the node of ``identity`` is met first (its ``path`` kept in ``seen``), else its first path,
+    as ``same_as`` shows it. A node whose ``identity`` is None has none of its own: it is never met again."""
+    if identity is None:
+        return None
+    if identity in seen:
+        return _same_as(seen, identity)
+    seen[identity] = path
+    return None
+
+
+def value_identity(value: Any) -> int | None:
+    """What tells a loaded value apart from another, as a save tells objects apart: its ``id``, but none for an
+    empty tuple, which a save never writes as a reference (Python hands out one empty tuple for all, so the empty
+    tuples of a file load as one object)."""
+    return None if type(value) is tuple and not value else id(value)
+
+
 def describe(view: _TreeView, index: int, path: tuple[Any, ...], depth: int | None, find: Callable[[str], Any],
              commands: bool = False, max_items: int | None = None, raw_keys: bool = False) -> dict[str, Any]:
     """The node at ``index`` as plain JSON-ready data, down to ``depth`` levels (all when None): the one walk behind
@@ -233,16 +252,14 @@ def describe(view: _TreeView, index: int, path: tuple[Any, ...], depth: int | No
             index, ref = view.resolve(index, path)
             json_kind, tag, _members, kind = view.head(index)
             found = None if tag in TENSOR_TAGS else view.children(index, path)
-            same_as = seen.get(index)
-            if same_as is None:
-                seen[index] = path
-            elif not commands and found is not None:
-                out.update(kind=kind, same_as=_same_as(seen, index))
+            same_as = met_again(seen, index, path)
+            if same_as is not None and not commands and found is not None:
+                out.update(kind=kind, same_as=same_as)
                 continue
             if ref is None or not commands:
                 same_as = None
             out["kind"] = kind
-            type_name = view.field(index, "type")
+            type_name = view.field(index, FIELD.type)
             if isinstance(type_name, str):
                 out["type"] = type_name
             if tag == TAG.Tensor:
@@ -264,7 +281,7 @@ def describe(view: _TreeView, index: int, path: tuple[Any, ...], depth: int | No
                 if same_as is None:
                     entries = found_entries
             if same_as is not None:
-                out["same_as"] = _same_as(seen, index)
+                out["same_as"] = same_as
         if entries is None or (depth is not None and depth <= 0):
             continue
         deeper = None if depth is None else depth - 1

@@ -11,7 +11,7 @@ from typing import Any, TypeVar, overload
 
 from ._errors import UnknownTypeError, shown
 from ._evolve import dataclass_values, declared_slots, namedtuple_items, slotted_attrs
-from ._format import TAG
+from ._format import FIELD, TAG
 from ._records import NamedRecord, Record, generic_subclass, is_generic_subclass
 
 __all__ = ["construct_object", "reduce_object", "register", "resolver", "type_name"]
@@ -118,7 +118,7 @@ def _base_value(obj: Any, base: type) -> Any:
 
 def _subclass_node(name: str, base: type, obj: Any, attrs: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     """The object node of a subclass of the built-in `base`: its content as a `base`, and its attributes if any."""
-    node = {"type": name, "base": base.__name__, "value": _base_value(obj, base)}
+    node = {FIELD.type: name, "base": base.__name__, "value": _base_value(obj, base)}
     if attrs:
         node["attrs"] = attrs
     return TAG.Object, node
@@ -143,31 +143,31 @@ def reduce_object(obj: Any) -> tuple[str, dict[str, Any]] | None:
     cls = type(obj)
     # The generic stand-ins of a load save back as what they stand for: loading and saving again loses nothing.
     if cls is Record:
-        return TAG.Dataclass, {"type": obj.type_name, "fields": obj.asdict()}
+        return TAG.Dataclass, {FIELD.type: obj.type_name, "fields": obj.asdict()}
     if cls is NamedRecord:
-        return TAG.NamedTuple, {"type": obj.type_name, "fields": list(obj._fields), "items": list(obj)}
+        return TAG.NamedTuple, {FIELD.type: obj.type_name, "fields": list(obj._fields), "items": list(obj)}
     stand_in = obj.__dict__.get("__safestructures_type__") if is_generic_subclass(cls) else None
     if stand_in is not None:
         attrs = {k: v for k, v in obj.__dict__.items() if k != "__safestructures_type__"}
         return _subclass_node(stand_in, cls.__mro__[1], obj, attrs)
     kind, name, base = node_kind(cls), type_name(cls), _builtin_base(cls)
     if kind == TAG.Ext:
-        return kind, {"type": name, "data": _BY_TYPE[cls].to_data(obj)}  # type: ignore[misc]  # node_kind checked it
+        return kind, {FIELD.type: name, "data": _BY_TYPE[cls].to_data(obj)}  # type: ignore[misc]  # node_kind checked it
     if kind == TAG.Enum:
-        return kind, {"type": name, "name": obj.name, "value": obj.value}
+        return kind, {FIELD.type: name, FIELD.name: obj.name, "value": obj.value}
     if kind == TAG.Dataclass:
         fields = {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj) if hasattr(obj, f.name)}
-        node: dict[str, Any] = {"type": name, "fields": fields}
+        node: dict[str, Any] = {FIELD.type: name, "fields": fields}
         if base is not None:
             # A dataclass that is also a container (a model output that is an OrderedDict) keeps both.
             node.update(base=base.__name__, value=_base_value(obj, base))
         return kind, node
     if kind == TAG.NamedTuple:
-        return kind, {"type": name, "fields": list(cls._fields), "items": list(obj)}
+        return kind, {FIELD.type: name, "fields": list(cls._fields), "items": list(obj)}
     if base is not None:
         return _subclass_node(name, base, obj, _attributes(obj))
     if cls in _BY_TYPE:
-        return kind, {"type": name, "attrs": _attributes(obj)}
+        return kind, {FIELD.type: name, "attrs": _attributes(obj)}
     return None
 
 
@@ -258,7 +258,7 @@ def _value_key(value: Any) -> bool:
 
 def _enum_member(cls: Any, name: str, fields: dict[str, Any]) -> Any:
     """The member of ``cls`` a node names: by name, then by value (a renamed member, combined flags)."""
-    member = cls.__members__.get(fields.get("name")) if type(fields.get("name")) is str else None
+    member = cls.__members__.get(fields.get(FIELD.name)) if type(fields.get(FIELD.name)) is str else None
     if member is not None:
         return member
     value = fields.get("value")
@@ -267,14 +267,14 @@ def _enum_member(cls: Any, name: str, fields: dict[str, Any]) -> Any:
             return cls(value)
         except ValueError:
             pass
-    raise ValueError(f"enum {name!r} has no member named {shown(fields.get('name'))} or of value {shown(value)}")
+    raise ValueError(f"enum {name!r} has no member named {shown(fields.get(FIELD.name))} or of value {shown(value)}")
 
 
 def construct_object(tag: str, fields: dict[str, Any], context: dict[str, Any]) -> Any:
     """Rebuild a user-type node: the class is looked up by name among the registered and passed types only;
     unresolved ones become generic records (or raise UnknownTypeError with ``strict=True``). A class found is built
     only from the node kind its objects are saved as (an enum from an enum node...), never by another route."""
-    name = text_field(fields, "type")
+    name = text_field(fields, FIELD.type)
     cls = context["names"].get(name)
     if cls is None and context["strict"]:
         raise UnknownTypeError(f"the file names class {name!r}, which this load was not given (register it, or pass it in types=)")

@@ -20,7 +20,7 @@ from typing import Any
 
 from . import _registry, plugins
 from ._errors import UnknownTypeError
-from ._format import TAG
+from ._format import FIELD, TAG
 from ._records import Record
 
 __all__ = ["CONSTRUCT", "FACTORIES", "classify", "factory_name", "reduce"]
@@ -52,7 +52,7 @@ _REDUCERS: dict[type, Callable[[Any], tuple[str, dict[str, Any]]]] = {
     datetime.time: lambda t: (TAG.Time, _clock_fields(t)),
     datetime.timedelta: lambda t: (TAG.Timedelta, {"days": t.days, "seconds": t.seconds, "microseconds": t.microseconds}),
     # __getinitargs__ tells an explicitly named timezone from one whose name is derived from its offset.
-    datetime.timezone: lambda tz: (TAG.Timezone, dict(zip(("offset", "name"), tz.__getinitargs__()))),
+    datetime.timezone: lambda tz: (TAG.Timezone, dict(zip((FIELD.offset, FIELD.name), tz.__getinitargs__()))),
     decimal.Decimal: lambda d: (TAG.Decimal, {"v": str(d)}),
     fractions.Fraction: lambda f: (TAG.Fraction, {"n": f.numerator, "d": f.denominator}),
     uuid.UUID: lambda u: (TAG.Uuid, {"hex": u.hex}),
@@ -152,11 +152,11 @@ def _fraction(numerator: int, denominator: int) -> fractions.Fraction:
 
 
 def _timezone(fields: dict[str, Any]) -> datetime.timezone:
-    offset = fields["offset"]
+    offset = fields[FIELD.offset]
     if type(offset) is not datetime.timedelta:
         raise TypeError("field 'offset' must be a timedelta")
-    if "name" in fields:
-        return datetime.timezone(offset, _registry.text_field(fields, "name"))
+    if FIELD.name in fields:
+        return datetime.timezone(offset, _registry.text_field(fields, FIELD.name))
     return datetime.timezone(offset)
 
 
@@ -220,7 +220,7 @@ _PLAIN: dict[str, Callable[[dict[str, Any]], Any]] = {
 
 
 def _plugin(fields: dict[str, Any], context: dict[str, Any]) -> Any:
-    name = fields.get("type")
+    name = fields.get(FIELD.type)
     plugin = context.get("plugins", {}).get(name)
     if plugin is None:
         if context.get("strict"):

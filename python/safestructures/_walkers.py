@@ -11,6 +11,7 @@ from typing import Any
 from . import _core, _progress, _registry, _types, _v1, frameworks, plugins as _plugins
 from ._errors import InvalidFileError, SafestructuresError, quote, raise_reading
 from ._flat import _check_metadata
+from ._format import FIELD
 from ._limits import DEFAULT_MAX_DEPTH, DEFAULT_MAX_HEADER_SIZE, DEFAULT_MAX_NODES, ByteBudget, default_max_bytes
 from ._source import V1, file_format
 
@@ -105,7 +106,7 @@ def unstructured(
 
     def make(name: str, framework: str) -> Any:
         try:
-            return frameworks.make_tensor(buffer, *table[name], {"name": name, "fw": framework}, context)
+            return frameworks.make_tensor(buffer, *table[name], {FIELD.name: name, FIELD.framework: framework}, context)
         except SafestructuresError:
             raise
         except Exception as e:  # a framework's own error (JAX's for a dtype it lacks) names the tensor too

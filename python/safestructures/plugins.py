@@ -14,7 +14,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import Any, Union
 
-from ._format import TAG
+from ._format import FIELD, TAG
 
 __all__ = ["DataProcessor", "TensorProcessor"]
 
@@ -150,7 +150,7 @@ def reduce_with(plugin_cls: type[DataProcessor], obj: Any) -> tuple[str, dict[st
         raise TypeError(f"{plugin_cls.__qualname__}.serialize_extra must return a dict with str keys")
     if "data_type" in extra or "value" in extra:
         raise TypeError(f"{plugin_cls.__qualname__}.serialize_extra must not use the keys 'data_type' or 'value'")
-    fields: dict[str, Any] = {"type": plugin.schema_type, "value": _map_nested(value, NestedMark)}
+    fields: dict[str, Any] = {FIELD.type: plugin.schema_type, "value": _map_nested(value, NestedMark)}
     if extra:
         fields["extra"] = {k: _map_nested(v, NestedMark) for k, v in extra.items()}
     if tensors:

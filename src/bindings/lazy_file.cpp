@@ -15,6 +15,7 @@
 #include <unordered_set>
 
 #include "bindings.hpp"
+#include "safestructures/seeded_hash.hpp"
 #include "safestructures/structure.hpp"
 
 namespace safestructures::bindings {
@@ -166,7 +167,7 @@ class LazyFile {
   // through references, and a walk asks for each of them).
   std::size_t unwrapped(std::size_t i) const {
     const Tape& tape = tree_->tape();
-    std::unordered_set<std::size_t> chain;
+    std::unordered_set<std::size_t, SeededIntHash> chain;
     std::size_t end = i;
     for (;;) {
       if (const auto known = unwrapped_.find(end); known != unwrapped_.end()) {
@@ -370,7 +371,7 @@ class LazyFile {
   std::string plain_framework_;
   std::size_t failed_at_ = 0;
   // Where each object, ext or plugin node's chain of wrapped values ends (see unwrapped).
-  mutable std::unordered_map<std::size_t, std::size_t> unwrapped_;
+  mutable std::unordered_map<std::size_t, std::size_t, SeededIntHash> unwrapped_;
 };
 
 }  // namespace

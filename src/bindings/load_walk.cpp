@@ -388,7 +388,7 @@ TensorSource::Found TensorSource::find(std::string_view name) const {
 
 void TensorSource::check_unique_names() const {
   if (shards.size() < 2) return;
-  std::unordered_map<std::string_view, std::size_t> seen;
+  std::unordered_map<std::string_view, std::size_t, SeededStringHash> seen;
   for (std::size_t k = 0; k < shards.size(); ++k) {
     for (const TensorInfo& t : shards[k].reader.header().tensors) {
       if (!seen.emplace(t.name, k).second) raise(ErrorCode::TensorMismatch, "two shards hold a tensor named " + quote_name(t.name));

@@ -16,12 +16,12 @@
 #include <string>
 #include <string_view>
 #include <optional>
-#include <random>
 #include <unordered_map>
 #include <vector>
 
 #include "bindings.hpp"
 #include "hooks.hpp"
+#include "safestructures/seeded_hash.hpp"
 #include "safestructures/stack.hpp"
 #include "safestructures/tree_reader.hpp"
 #include "thread_spare.hpp"
@@ -31,23 +31,6 @@ namespace safestructures::bindings::load_walk {
 inline std::uint64_t saturating_add(std::uint64_t a, std::uint64_t b) {
   return a > std::numeric_limits<std::uint64_t>::max() - b ? std::numeric_limits<std::uint64_t>::max() : a + b;
 }
-
-// The hash of integers a file chooses (reference ids, Python hash values), for hash tables keyed by them. std::hash of
-// an integer is the integer, so keys picked as multiples of a table's bucket count all fall in one bucket and each
-// look-up walks them all (200,000 int keys k * 351061 in one dict, 3 MB: 10.8 s to count their hashes): they are
-// mixed with a seed drawn once per process first (splitmix64's finalizer), which a file cannot aim at.
-struct SeededIntHash {
-  std::size_t operator()(std::uint64_t x) const noexcept {
-    static const std::uint64_t seed = [] {
-      std::random_device device;
-      return (static_cast<std::uint64_t>(device()) << 32) ^ device() ^ reinterpret_cast<std::uintptr_t>(&device);
-    }();
-    x ^= seed;
-    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
-    return static_cast<std::size_t>(x ^ (x >> 31));
-  }
-};
 
 // The objects defined so far, by reference id, each with its expanded size: the nodes a walk of the object visits
 // when every reference under it is followed (what hashing or comparing it costs). A whole load indexes a vector by
@@ -164,7 +147,7 @@ class BuiltByName {
  private:
   static constexpr std::size_t listed = 8;
   SpareVector<std::pair<std::string_view, nb::object>, 1024> list_;
-  std::unordered_map<std::string_view, std::size_t> index_;
+  std::unordered_map<std::string_view, std::size_t, SeededStringHash> index_;
 };
 
 class Loader {
@@ -337,7 +320,7 @@ class Loader {
     std::size_t node;
   };
   std::vector<Defining> defining_;
-  std::unordered_map<std::size_t, std::uint64_t> expanded_sizes_;
+  std::unordered_map<std::size_t, std::uint64_t, SeededIntHash> expanded_sizes_;
   // Nodes walked so far by hashing keys and set items, and how many the load may walk: generous for any real data
   // (whose keys are small and mostly unshared), and still linear in the file, where a key built from shared references
   // (each level holding the one below twice) would expand exponentially.
@@ -346,7 +329,7 @@ class Loader {
   // Its storage kept by the thread: pushing the first part would otherwise allocate, in every load.
   SpareVector<LoadPath, 4096> path_;
   // Dict keys decoded so far; the views point into the parsed schema, which outlives the loader.
-  std::unordered_map<std::string_view, nb::object> keys_;
+  std::unordered_map<std::string_view, nb::object, SeededStringHash> keys_;
   // Short str values built lately, by slot as for keys: records repeat their values too ("train", "ok"), and an
   // immutable str can be one object wherever it appears, as pickle's memo makes it. Each slot holds a reference.
   static constexpr std::size_t max_shared_string = 24;

@@ -7,6 +7,7 @@
 #include "safestructures/codec.hpp"
 #include "safestructures/reader.hpp"
 #include "safestructures/schema.hpp"
+#include "safestructures/seeded_hash.hpp"
 #include "safestructures/structure.hpp"
 #include "safestructures/tree_reader.hpp"
 
@@ -318,7 +319,7 @@ std::vector<Entry> TreeNode::entries() const {
   if (!is_mapping()) wrong_kind("a mapping");
   const Tape& tape = document_->tree->tape();
   const bool plain = tag().empty();
-  std::unordered_set<std::string_view> seen;
+  std::unordered_set<std::string_view, SeededStringHash> seen;
   std::vector<Entry> out;
   for_each_entry([&](std::uint32_t k, std::size_t key_at, std::size_t value_at) {
     const Node& key = tape[key_at];

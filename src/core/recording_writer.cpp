@@ -13,6 +13,7 @@
 #include "safestructures/recording.hpp"
 #include "safestructures/schema.hpp"
 #include "safestructures/schema_text.hpp"
+#include "safestructures/seeded_hash.hpp"
 #include "safestructures/structure.hpp"
 
 namespace safestructures {
@@ -248,7 +249,7 @@ std::size_t RecordingWriter::count(const Stream& stream) const {
 
 bool RecordingWriter::name_taken(std::string_view name) const {
   const std::size_t mask = names_.size() - 1;
-  for (std::size_t i = std::hash<std::string_view>{}(name) & mask;; i = (i + 1) & mask) {
+  for (std::size_t i = SeededStringHash{}(name) & mask;; i = (i + 1) & mask) {
     if (names_[i].data() == nullptr) return false;
     if (names_[i] == name) return true;
   }
@@ -264,7 +265,7 @@ void RecordingWriter::take(std::string_view name) {
     }
   }
   const std::size_t mask = names_.size() - 1;
-  std::size_t i = std::hash<std::string_view>{}(name) & mask;
+  std::size_t i = SeededStringHash{}(name) & mask;
   while (names_[i].data() != nullptr) i = (i + 1) & mask;
   names_[i] = name;
   ++name_count_;
@@ -294,7 +295,7 @@ RecordingWriter::StreamNodes& RecordingWriter::stream_nodes(const Stream& stream
 }
 
 std::string RecordingWriter::take_name(std::string base) {
-  std::string name = first_free_name(std::move(base), [this](const std::string& candidate) { return name_taken(candidate); });
+  std::string name = first_free_name(std::move(base), [this](const std::string& candidate) { return name_taken(candidate); }, name_suffixes_);
   take(memory_->keep(name));
   return name;
 }
@@ -338,7 +339,7 @@ void RecordingWriter::add(const Stream& stream, const WrittenTree& tree, const L
   node.clear();
   std::size_t from = head.size();
   // A few names are found faster by comparing them than by hashing; a record of many tensors gets an index.
-  std::unordered_map<std::string_view, std::size_t> index;
+  std::unordered_map<std::string_view, std::size_t, SeededStringHash> index;
   if (tree.tensors.size() > Header::small_header_tensors) {
     for (std::size_t k = 0; k < tree.tensors.size(); ++k) index.emplace(tree.tensors[k].name, k);
   }

@@ -126,7 +126,7 @@ std::string TreeWriter::free_name() const {
   }
   if (name.empty()) name = "root";
   replace_control_characters(name);
-  return first_free_name(std::move(name), [this](const std::string& candidate) { return used_names_.contains(candidate); });
+  return first_free_name(std::move(name), [this](const std::string& candidate) { return used_names_.contains(candidate); }, name_suffixes_);
 }
 
 void replace_control_characters(std::string& name) {

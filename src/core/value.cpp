@@ -9,6 +9,7 @@
 
 #include "safestructures/codec.hpp"
 #include "safestructures/error.hpp"
+#include "safestructures/seeded_hash.hpp"
 #include "safestructures/stack.hpp"
 #include "safestructures/tree_writer.hpp"
 
@@ -25,7 +26,7 @@ struct Value::Impl {
   std::vector<Value> items{};
   std::vector<std::pair<Value, Value>> entries{};
   // Dict: entry index of each string key, so that set() stays constant-time for them.
-  std::unordered_map<std::string, std::size_t> string_keys{};
+  std::unordered_map<std::string, std::size_t, SeededStringHash, std::equal_to<>> string_keys{};
   // Tensor.
   Dtype dtype = Dtype::U8;
   std::vector<std::uint64_t> shape{};

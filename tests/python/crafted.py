@@ -224,3 +224,46 @@ def changed_objects_under_long_keys(levels: int, key_length: int, count: int) ->
     for level in range(levels):
         node = {f"{level:03}".ljust(key_length, "k"): node}
     return file_bytes(node)
+
+
+# --- 26. names of one std::hash ----------------------------------------------------------------------------------------
+
+def std_hash_colliding_names(count: int) -> list[str]:
+    """``count`` distinct ASCII names of 24 bytes whose libstdc++ ``std::hash`` (MurmurHash-like with the fixed seed
+    0xc70f6907) are all equal. Each 8-byte word w goes in as ``h = (h ^ mix(w)) * m`` with ``mix`` a bijection, so for
+    two random words the third that brings ``h`` to the target is computed; a 264th of those are ASCII without NUL."""
+    import numpy as np
+
+    m = np.uint64((0xC6A4A793 << 32) + 0x5BD1E995)
+    m_inverse = np.uint64(pow(int(m), -1, 1 << 64))
+    shift = np.uint64(47)
+
+    def mix(w: Any) -> Any:
+        return (w * m ^ (w * m >> shift)) * m
+
+    def unmix(v: Any) -> Any:
+        v = v * m_inverse
+        return (v ^ (v >> shift)) * m_inverse
+
+    rng = np.random.default_rng(26)
+    target = np.uint64(0x0123456789ABCDEF)
+    names: list[str] = []
+    with np.errstate(over="ignore"):
+        start = np.uint64(0xC70F6907) ^ np.uint64(24) * m
+        while len(names) < count:
+            heads = rng.integers(ord("a"), ord("z") + 1, size=(1 << 21, 16), dtype=np.uint8)
+            words = heads.view("<u8")
+            h = ((start ^ mix(words[:, 0])) * m ^ mix(words[:, 1])) * m
+            last = unmix(target * m_inverse ^ h).astype("<u8")
+            tails = last.view(np.uint8).reshape(-1, 8)
+            ascii_rows = np.nonzero(np.all((tails > 0) & (tails < 0x80), axis=1))[0]
+            names.extend((heads[i].tobytes() + tails[i].tobytes()).decode() for i in ascii_rows)
+    return sorted(set(names))[:count]
+
+
+def plain_file_of_names(names: list[str]) -> bytes:
+    """A plain safetensors file of empty float32 tensors by ``names``."""
+    header = {name: {"dtype": "F32", "shape": [0], "data_offsets": [0, 0]} for name in names}
+    text = json.dumps(header, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)
+    return struct.pack("<Q", len(text)) + text

@@ -513,6 +513,6 @@ with ss.open(sys.argv[1]) as f:
         missing = e.args[0]
     print(json.dumps([found.path_text, found.load(), missing]))
 """
-    # shortest keys first: 60 "a" keys, and the error of reading the parts one at a time
+    # longest keys first, as `get` walks: 20 "a.a.a" keys, and the error of the walk that got furthest
     assert run_python_json(script, str(keys_that_join(tmp_path)), timeout=60) == [
-        "$" + '["a"]' * 60 + '["x"]', 1, "'zz' is not a key of the dict at $" + '["a"]' * 60]
+        "$" + '["a.a.a"]' * 20 + '["x"]', 1, "'zz' is not a key of the dict at $" + '["a.a.a"]' * 20]

@@ -225,3 +225,34 @@ def test_case_25_v1_messages_show_long_values_bounded(tmp_path: Path, node: dict
     with pytest.raises(ss.InvalidFileError) as info:
         ss.load_file(path)
     assert str(info.value) == message and info.value.code == "SchemaInvalid"
+
+
+# --- 26. names aimed at one bucket of the core's string tables --------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def names_of_one_std_hash() -> list[str]:
+    return crafted.std_hash_colliding_names(150_000)
+
+
+def test_case_26_tensor_names_of_one_std_hash_are_indexed_in_linear_time(tmp_path: Path, names_of_one_std_hash: list[str]) -> None:
+    # 150,000 tensor names of one libstdc++ std::hash (12.7 MB): the header's index of names put them all in one
+    # bucket, quadratic (40,000 of them: 7 s). The core's tables keyed by a file's strings use a seeded SipHash now.
+    names = names_of_one_std_hash
+    outcome = run_attack(tmp_path, crafted.plain_file_of_names(names), f"""
+d = ss.load_file(path)
+f = ss.open(path)
+return [len(d), len(f.keys()), f[{names[-1]!r}].load().dtype.name, d[{names[0]!r}].shape, sorted(d) == sorted(f.keys())]
+""")
+    assert outcome["outcome"] == "ok", outcome
+    assert outcome["result"] == [150_000, 150_000, "float32", [0], True]
+
+
+def test_case_26_dict_keys_of_one_std_hash_load_in_linear_time(tmp_path: Path, names_of_one_std_hash: list[str]) -> None:
+    # The same names as the keys of one dict (5.3 MB): the load's table of keys decoded so far was the bucket.
+    names = names_of_one_std_hash
+    outcome = run_attack(tmp_path, crafted.file_bytes({k: i for i, k in enumerate(names)}), f"""
+d = ss.load_file(path)
+return [len(d), d[{names[0]!r}], d[{names[-1]!r}], list(d)[:3]]
+""")
+    assert outcome["outcome"] == "ok", outcome
+    assert outcome["result"] == [150_000, 0, 149_999, names[:3]]

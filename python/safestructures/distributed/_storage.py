@@ -19,7 +19,7 @@ from torch.futures import Future
 
 from .. import _core
 from .._errors import InvalidArgumentError, InvalidFileError, UnsupportedTypeError, quote
-from .._format import INDEX_NAME
+from .._format import FIELD, INDEX_NAME
 from .._sharded import SHARD_PATTERN, shard_name, write_atomically
 from ..frameworks import torch as torch_adapter
 from ._index import blob_of, index_text, metadata_from_index, read_index, schema_of
@@ -36,7 +36,7 @@ def _entry(tensor: torch.Tensor, name: str) -> tuple[str, str, tuple[int, ...], 
     except TypeError:
         dtype, fields = None, {}
     # A dtype safetensors lacks is kept by the structured format under another one: a shard holds its own dtypes only.
-    if dtype is None or fields.keys() - {"fw"}:
+    if dtype is None or fields.keys() - {FIELD.framework}:
         raise UnsupportedTypeError(f"tensor {quote(name)}: torch dtype {t.dtype} has no safetensors dtype")
     return name, dtype, shape, memory
 
@@ -245,7 +245,7 @@ class _Shard:
         return self.table[name]
 
     def tensor(self, name: str) -> torch.Tensor:
-        return torch_adapter.to_torch(self.buffer, *self._find(name), {"name": name, "fw": "torch"}, {})
+        return torch_adapter.to_torch(self.buffer, *self._find(name), {FIELD.name: name, FIELD.framework: "torch"}, {})
 
     def blob(self, name: str) -> bytes:
         _dtype, _shape, offset, nbytes = self._find(name)

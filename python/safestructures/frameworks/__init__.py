@@ -14,6 +14,7 @@ import sys
 from typing import Any
 
 from .._errors import FrameworkNotAvailableError, shown
+from .._format import FIELD
 from .._progress import reading_tensor
 from ._common import charge, converting
 
@@ -117,7 +118,7 @@ def make_tensor(
     saved from when that framework is already imported, else as numpy."""
     if nbytes:
         reading_tensor(nbytes)  # a load shown on a progress bar advances by each tensor of the file it builds
-    saved = fields.get("fw", "numpy")
+    saved = fields.get(FIELD.framework, "numpy")
     if saved not in FRAMEWORKS:
         raise ValueError(f"unknown framework {shown(saved)}")
     target = context.get("framework") or (saved if is_imported(saved) else "numpy")

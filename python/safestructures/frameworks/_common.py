@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from .._errors import SafestructuresError, UnsupportedTypeError, quote, shown
+from .._format import FIELD
 
 __all__ = ["byte_shape", "charge", "converting", "framework_error", "label", "reach", "view_base", "view_reach"]
 
@@ -16,7 +17,7 @@ __all__ = ["byte_shape", "charge", "converting", "framework_error", "label", "re
 def label(fields: dict[str, Any]) -> str:
     """How messages name a tensor node, from its fields alone (the loader adds the path): its tensor, or the storage
     a view looks into."""
-    name, storage = fields.get("name"), fields.get("storage")
+    name, storage = fields.get(FIELD.name), fields.get(FIELD.storage)
     if type(name) is str:
         return f"tensor {quote(name)}"
     return f"a view of tensor {quote(storage) if type(storage) is str else shown(storage)}"
@@ -55,7 +56,7 @@ def converting(framework: str, fields: dict[str, Any], dtype: Any = None) -> Ite
 def byte_shape(fields: dict[str, Any], dtype: Any, itemsize: int, nbytes: int) -> tuple[list[int], int]:
     """The shape (field 'shape') of a node stored as bytes, checked, and its element count, whose elements of
     `itemsize` bytes (of `dtype`, for messages) must fill the `nbytes` stored."""
-    shape = fields["shape"]
+    shape = fields[FIELD.shape]
     if type(shape) is not list or any(type(d) is not int or d < 0 for d in shape):
         raise ValueError("field 'shape' must be a list of non-negative ints")
     count = math.prod(shape)
@@ -66,7 +67,7 @@ def byte_shape(fields: dict[str, Any], dtype: Any, itemsize: int, nbytes: int) -
 
 def view_base(bases: dict[str, Any], fields: dict[str, Any]) -> Any:
     """The base a view node looks into, among the `bases` the tensors loaded before it defined."""
-    storage = fields.get("storage")
+    storage = fields.get(FIELD.storage)
     if storage not in bases:
         raise ValueError(f"the tensor views storage {quote(str(storage))}, which is not defined before it")
     return bases[storage]
@@ -82,7 +83,7 @@ def reach(offset: int, shape: Sequence[int], stride: Sequence[int]) -> tuple[int
 def view_reach(fields: dict[str, Any], size: int) -> tuple[int, list[int], list[int], bool]:
     """The (offset, shape, stride) of a view node, checked against its storage of `size` elements, and whether the
     view is empty."""
-    offset, shape, stride = fields.get("offset"), fields.get("shape"), fields.get("stride")
+    offset, shape, stride = fields.get(FIELD.offset), fields.get(FIELD.shape), fields.get(FIELD.stride)
     if type(offset) is not int or offset < 0:
         raise ValueError("a view's 'offset' must be a non-negative int")
     if type(shape) is not list or any(type(n) is not int or n < 0 for n in shape):

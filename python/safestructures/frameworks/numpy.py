@@ -12,7 +12,7 @@ import numpy as np
 
 from .. import _core
 from .._errors import InvalidArgumentError, InvalidFileError, SafestructuresError, UnsupportedTypeError, quote
-from .._format import DTYPE_BITS, DTYPE_NUMPY_NAMES
+from .._format import DTYPE_BITS, DTYPE_NUMPY_NAMES, FIELD
 from ._common import byte_shape, charge, view_base, view_reach
 
 __all__ = [
@@ -150,19 +150,19 @@ def array_entry(
     dtype = array.dtype
     stored = _stored_as_is().get(dtype)
     if stored is not None:
-        return stored, array.shape, array, {"fw": framework}
+        return stored, array.shape, array, {FIELD.framework: framework}
     if dtype.hasobject or dtype.fields is not None or dtype.subdtype is not None or dtype.kind == "V" and dtype.name not in _tables()[2]:
         raise TypeError(f"numpy arrays of dtype {dtype} hold Python objects or records, which are not stored as tensors")
     native = _native(array)
     stored = dtype_of(native.dtype)
     shape = tuple(array.shape)
-    fields: dict[str, Any] = {"fw": framework}
+    fields: dict[str, Any] = {FIELD.framework: framework}
     if stored is not None:
         if native is not array:
-            fields["dtype"] = dtype.str
+            fields[FIELD.dtype] = dtype.str
         return stored, shape, _packed(name, stored, native) if stored in SUB_BYTE else native, fields
     raw = _zeroed_padding(np.ascontiguousarray(array).reshape(-1).view(np.uint8), dtype)
-    fields.update(dtype=_logical_name(dtype), shape=list(shape))
+    fields.update({FIELD.dtype: _logical_name(dtype), FIELD.shape: list(shape)})
     return "U8", (raw.size,), raw, fields
 
 
@@ -206,18 +206,18 @@ def to_numpy(
     bases = context.setdefault("numpy_bases", {})
     if dtype is None:
         return _strided(view_base(bases, fields).reshape(-1), fields)
-    logical = fields.get("dtype")
+    logical = fields.get(FIELD.dtype)
     if type(logical) is str and logical.startswith("torch."):
         raise UnsupportedTypeError(f"{logical} has no numpy dtype; load this tensor with framework='torch'")
     target = None if logical is None else logical_dtype(logical)
-    if target is not None and dtype == "U8" and "shape" in fields and "stride" not in fields:
+    if target is not None and dtype == "U8" and FIELD.shape in fields and FIELD.stride not in fields:
         logical_shape, _count = byte_shape(fields, target, target.itemsize, nbytes)
         array = np.frombuffer(buffer, dtype=np.uint8, count=nbytes, offset=offset).view(target).reshape(logical_shape)
     else:
         # The budget is only charged for the copies of sub-byte dtypes and byte swaps: the usual view, built for every
         # tensor of a load, makes no charging function.
         charged = functools.partial(charge, context, fields) if dtype in SUB_BYTE else None
-        array = from_file(buffer, dtype, shape, offset, nbytes, fields.get("name", "?"), charged)
+        array = from_file(buffer, dtype, shape, offset, nbytes, fields.get(FIELD.name, "?"), charged)
         if target is not None and target.newbyteorder("=") != array.dtype.newbyteorder("="):
             raise ValueError(f"dtype {quote(str(logical))} does not match the stored dtype {dtype}")
         if target is not None and target != array.dtype:
@@ -226,12 +226,12 @@ def to_numpy(
             array = array.astype(target)
     # A later view node looks into this array, flattened then (most tensors have no views: flattening each now would
     # cost every load a reshape per tensor).
-    if "stride" in fields:
+    if FIELD.stride in fields:
         # With a stride, the stored tensor is a whole storage and the node a view of it.
-        base = bases[fields.get("name")] = array.reshape(-1)
+        base = bases[fields.get(FIELD.name)] = array.reshape(-1)
         return _strided(base, fields)
     if array.flags.c_contiguous and array.dtype.itemsize:
-        bases[fields.get("name")] = array
+        bases[fields.get(FIELD.name)] = array
     return array
 
 
@@ -251,22 +251,22 @@ def scalar_fields(value: Any) -> dict[str, Any]:
         raise TypeError(f"numpy scalars of dtype {dtype} are not stored")
     if dtype.kind in "US":
         # np.str_ and np.bytes_ are str and bytes; their dtype follows from the value.
-        return {"dtype": dtype.kind, "v": str(value) if dtype.kind == "U" else bytes(value)}
+        return {FIELD.dtype: dtype.kind, "v": str(value) if dtype.kind == "U" else bytes(value)}
     plain = dtype in _tables()[0] or dtype.name in _tables()[2]
     if plain and (dtype.kind in "biu" or dtype.name in ("int2", "int4", "uint2", "uint4")):
-        return {"dtype": dtype.name, "v": int(value) if dtype.kind == "V" else value.item()}
+        return {FIELD.dtype: dtype.name, "v": int(value) if dtype.kind == "V" else value.item()}
     if plain and dtype.kind in "fcV" and not np.isnan(value):
         # Widening to a Python float or complex is exact for every dtype of 64 bits or less.
-        return {"dtype": dtype.name, "v": complex(value) if dtype.kind == "c" else float(value)}
+        return {FIELD.dtype: dtype.name, "v": complex(value) if dtype.kind == "c" else float(value)}
     if dtype.kind == "V" and dtype.name not in _tables()[2]:
         raise TypeError(f"numpy scalars of dtype {dtype} are not stored")
     raw = _zeroed_padding(np.frombuffer(value.tobytes(), dtype=np.uint8), dtype)
-    return {"dtype": _logical_name(dtype), "raw": raw.tobytes()}
+    return {FIELD.dtype: _logical_name(dtype), "raw": raw.tobytes()}
 
 
 def scalar_from_fields(fields: dict[str, Any]) -> Any:
     """The numpy scalar that :func:`scalar_fields` described."""
-    name = fields["dtype"]
+    name = fields[FIELD.dtype]
     if name == "U" or name == "S":
         value = fields["v"]
         if type(value) is not (str if name == "U" else bytes):

@@ -12,6 +12,7 @@ import ml_dtypes
 import numpy as np
 
 from .._errors import FrameworkNotAvailableError, UnsupportedTypeError
+from .._format import FIELD
 
 if "paddle" not in sys.modules and "tensorflow" in sys.modules:
     # Importing paddle into a process that has imported TensorFlow kills it (a segmentation fault, seen with paddle
@@ -41,7 +42,7 @@ def array_entry(value: Any, name: str, context: dict[str, Any]) -> tuple[Any, ..
             raise TypeError(f"paddle tensors of dtype {value.dtype} are not stored ({e})") from None
     entry = np_adapter.array_entry(array, name, context, "paddle")
     if not value.stop_gradient:
-        entry[3]["grad"] = True
+        entry[3][FIELD.grad] = True
     return entry
 
 
@@ -52,5 +53,5 @@ def builder(array: np.ndarray, fields: dict[str, Any]) -> Callable[[np.ndarray],
         # Notably uint16, which paddle would silently take for bfloat16 bits.
         raise UnsupportedTypeError(f"paddle has no tensor of dtype {native}; load with framework='numpy'")
     bits = native == ml_dtypes.bfloat16
-    stop_gradient = not (fields.get("grad") is True and fields.get("fw") == "paddle")
+    stop_gradient = not (fields.get(FIELD.grad) is True and fields.get(FIELD.framework) == "paddle")
     return lambda copy: paddle.to_tensor(copy.view(np.uint16) if bits else copy, stop_gradient=stop_gradient)

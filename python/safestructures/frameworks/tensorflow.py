@@ -9,6 +9,7 @@ import numpy as np
 import tensorflow as tf
 
 from .._errors import UnsupportedTypeError
+from .._format import FIELD
 from . import numpy as np_adapter
 
 __all__ = ["array_entry", "builder"]
@@ -18,7 +19,7 @@ def array_entry(value: Any, name: str, context: dict[str, Any]) -> tuple[Any, ..
     """Describe an eager tensor or a variable for the core writer, through its numpy value (exact dtype kept)."""
     fields: dict[str, Any] = {}
     if isinstance(value, tf.Variable):
-        fields.update(variable=True, trainable=bool(value.trainable))
+        fields.update({FIELD.variable: True, FIELD.trainable: bool(value.trainable)})
         value = value.read_value()
     if value.dtype == tf.string or value.dtype == tf.resource or value.dtype == tf.variant:
         raise TypeError(f"TensorFlow tensors of dtype {value.dtype.name} are not stored")
@@ -29,8 +30,8 @@ def array_entry(value: Any, name: str, context: dict[str, Any]) -> tuple[Any, ..
 
 def builder(array: np.ndarray, fields: dict[str, Any]) -> Callable[[np.ndarray], Any]:
     """What builds a TensorFlow tensor (or tf.Variable, when it was saved from one) from a copy of `array`."""
-    variable = fields.get("variable") is True and fields.get("fw") == "tensorflow"
-    trainable = fields.get("trainable", True)
+    variable = fields.get(FIELD.variable) is True and fields.get(FIELD.framework) == "tensorflow"
+    trainable = fields.get(FIELD.trainable, True)
     if variable and type(trainable) is not bool:
         raise ValueError("field 'trainable' must be a bool")
 

@@ -12,7 +12,7 @@ import numpy
 import torch
 
 from .._errors import SafestructuresError, UnsupportedTypeError, quote, shown
-from .._format import DTYPE_BITS, DTYPE_NUMPY_NAMES, TAG
+from .._format import DTYPE_BITS, DTYPE_NUMPY_NAMES, FIELD, TAG
 from . import numpy as np_adapter
 from ._common import byte_shape, charge, converting, framework_error, reach, view_base, view_reach
 
@@ -63,7 +63,7 @@ def array_entry(tensor: torch.Tensor, name: str, context: dict[str, Any]) -> tup
     (a step slice, a chunk of a wider tensor) writes the segment of storage it spans and views it. CUDA tensors are
     copied to host memory to be written.
     """
-    fields: dict[str, Any] = {"fw": "torch"}
+    fields: dict[str, Any] = {FIELD.framework: "torch"}
     # The common case is kept cheap (this runs once per tensor): a plain tensor is neither a Parameter nor
     # uninitialized, and only one that requires grad needs detaching before views are taken of it.
     plain = type(tensor) is torch.Tensor
@@ -71,9 +71,9 @@ def array_entry(tensor: torch.Tensor, name: str, context: dict[str, Any]) -> tup
         # A lazy module's parameter or buffer before its first forward: there is no data (torch raises on any use).
         raise TypeError("uninitialized parameters and buffers (of a lazy module) have no data to store")
     if not plain and isinstance(tensor, torch.nn.Parameter):
-        fields.update(param=True, grad=tensor.requires_grad)
+        fields.update({FIELD.param: True, FIELD.grad: tensor.requires_grad})
     elif tensor.requires_grad:
-        fields["grad"] = True
+        fields[FIELD.grad] = True
     t = tensor if plain and not tensor.requires_grad else tensor.detach()
     if t.layout is not torch.strided or t.is_quantized or t.is_nested or t.is_meta:
         kind = next((test.removeprefix("is_") for test in ("is_quantized", "is_nested", "is_meta") if getattr(t, test)), None)
@@ -93,14 +93,15 @@ def array_entry(tensor: torch.Tensor, name: str, context: dict[str, Any]) -> tup
         low, high = (offset, offset + t.numel() - 1) if contiguous else reach(offset, t.shape, t.stride())
         for segment_name, start, end in segments:
             if start <= low and high <= end:
-                fields.update(storage=segment_name, offset=offset - start, shape=list(t.shape), stride=list(t.stride()))
+                fields.update({FIELD.storage: segment_name, FIELD.offset: offset - start, FIELD.shape: list(t.shape),
+                               FIELD.stride: list(t.stride())})
                 return None, (), None, fields
         if contiguous:
             segments.append((name, low, high))
         elif high - low + 1 > t.numel():
             segment = _on_cpu(t.as_strided((high - low + 1,), (1,), low))
             segments.append((name, low, high))
-            fields.update(offset=t.storage_offset() - low, shape=list(t.shape), stride=list(t.stride()))
+            fields.update({FIELD.offset: t.storage_offset() - low, FIELD.shape: list(t.shape), FIELD.stride: list(t.stride())})
             return _TO_NAME[dtype], (segment.numel(),), _Memory(segment, itemsize), fields
     on_cpu = _on_cpu(t)
     if on_cpu is not t:
@@ -109,16 +110,16 @@ def array_entry(tensor: torch.Tensor, name: str, context: dict[str, Any]) -> tup
         # Both are complex: copied through their real view (torch warns when it allocates complex32) and flattened
         # before the byte view (torch cannot view a 0-d tensor as a dtype of another element size).
         raw = torch.view_as_real(t).contiguous().reshape(-1).view(torch.uint8)
-        fields.update(dtype=_LOGICAL[dtype], shape=list(t.shape))
+        fields.update({FIELD.dtype: _LOGICAL[dtype], FIELD.shape: list(t.shape)})
         return "U8", (raw.numel(),), _Memory(raw, 1), fields
     if dtype == torch.float4_e2m1fn_x2:
         # Two 4-bit elements per byte, element 0 in the low nibble: safetensors' F4 with the last dimension doubled.
         packed = t.contiguous()
         shape = tuple(packed.shape[:-1]) + (packed.shape[-1] * 2,) if packed.dim() else (2,)
-        fields["x2"] = True
+        fields[FIELD.pairs] = True
         if not packed.dim():
             # A 0-d pair is stored as F4 [2]; the node keeps the shape to give back.
-            fields["shape"] = []
+            fields[FIELD.shape] = []
         return "F4", shape, _Memory(packed.view(torch.uint8), 1), fields
     return _TO_NAME[dtype], tuple(t.shape), _Memory(t, itemsize, contiguous), fields
 
@@ -162,8 +163,8 @@ def check_device(device: str) -> None:
 
 def _finish(tensor: torch.Tensor, fields: dict[str, Any], context: dict[str, Any]) -> torch.Tensor:
     device = context.get("device") or "cpu"
-    param = fields.get("param")
-    grad = fields.get("grad", True) if param else fields.get("grad")
+    param = fields.get(FIELD.param)
+    grad = fields.get(FIELD.grad, True) if param else fields.get(FIELD.grad)
     if device == "cpu" and not param and grad is not True:
         return tensor
     if param and type(grad) is not bool:
@@ -193,10 +194,10 @@ def to_torch(
     bases: dict[str, torch.Tensor] = context.setdefault("torch_bases", {})
     if dtype is None:
         return _finish(_strided(view_base(bases, fields), fields), fields, context)
-    logical = fields.get("dtype")
-    if logical is not None and "stride" not in fields:
+    logical = fields.get(FIELD.dtype)
+    if logical is not None and FIELD.stride not in fields:
         target = _FROM_LOGICAL.get(logical) or _numpy_to_torch(logical)
-        if dtype == "U8" and "shape" in fields:
+        if dtype == "U8" and FIELD.shape in fields:
             logical_shape, count = byte_shape(fields, target, target.itemsize, nbytes)
             with converting("torch", fields, target):
                 tensor = _from_buffer(buffer, target, count, offset, charged).reshape(logical_shape)
@@ -207,9 +208,9 @@ def to_torch(
                 raise ValueError(f"dtype {quote(str(logical))} does not match the stored dtype {dtype}")
         return _finish(tensor, fields, context)
     tensor = _stored(buffer, dtype, shape, offset, nbytes, fields, charged)
-    if "stride" in fields or tensor.is_contiguous():
-        bases[fields.get("name")] = tensor
-    return _finish(_strided(tensor, fields) if "stride" in fields else tensor, fields, context)
+    if FIELD.stride in fields or tensor.is_contiguous():
+        bases[fields.get(FIELD.name)] = tensor
+    return _finish(_strided(tensor, fields) if FIELD.stride in fields else tensor, fields, context)
 
 
 def _stored(
@@ -222,7 +223,7 @@ def _stored(
         if not shape or shape[-1] % 2:
             raise UnsupportedTypeError(f"an F4 tensor of shape {list(shape)} has no torch form: float4_e2m1fn_x2 needs an even last dimension")
         packed = tuple(shape[:-1]) + (shape[-1] // 2,)
-        if fields.get("x2") and fields.get("shape") == []:
+        if fields.get(FIELD.pairs) and fields.get(FIELD.shape) == []:
             packed = ()
         with converting("torch", fields, "F4"):
             return _from_buffer(buffer, torch.uint8, nbytes, offset, charge).view(torch.float4_e2m1fn_x2).reshape(packed)
@@ -257,9 +258,9 @@ def _numpy_to_torch(name: str) -> torch.dtype:
 def reduce_value(value: Any) -> tuple[str, dict[str, Any]]:
     """The (tag, fields) of a torch.dtype, torch.device or torch.Size."""
     if isinstance(value, torch.dtype):
-        return TAG.TorchDtype, {"name": str(value).removeprefix("torch.")}
+        return TAG.TorchDtype, {FIELD.name: str(value).removeprefix("torch.")}
     if isinstance(value, torch.device):
-        return TAG.TorchDevice, {"type": value.type, "index": value.index}
+        return TAG.TorchDevice, {FIELD.type: value.type, "index": value.index}
     if type(value) is torch.Size:
         return TAG.TorchSize, {"dims": list(value)}
     raise TypeError(f"{type(value).__qualname__} is not a torch value safestructures stores")
@@ -283,13 +284,13 @@ def _device_type(kind: str) -> bool:
 def construct_value(tag: str, fields: dict[str, Any]) -> Any:
     """Rebuild what reduce_value described; names are looked up in fixed tables of torch's dtypes and device types."""
     if tag == TAG.TorchDtype:
-        name = fields["name"]
+        name = fields[FIELD.name]
         value = DTYPES_BY_NAME.get(name) if type(name) is str else None
         if value is None:
             raise ValueError(f"{shown(name)} is not a torch dtype")
         return value
     if tag == TAG.TorchDevice:
-        kind, index = fields["type"], fields.get("index")
+        kind, index = fields[FIELD.type], fields.get("index")
         if type(kind) is not str or (index is not None and type(index) is not int):
             raise TypeError("a torch.device needs a str 'type' and an int or null 'index'")
         if not _device_type(kind):
