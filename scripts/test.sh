@@ -23,3 +23,5 @@ echo "== Fuzzing (libFuzzer + atheris, ${FUZZ_SECONDS:-20}s per target)"
 bash scripts/fuzz.sh
 echo "== Python tests"
 python -m pytest tests/python "$@"
+echo "== numpy 1.x (arrays through numpy's C API under its 1.x ABI)"
+bash scripts/test_numpy1.sh

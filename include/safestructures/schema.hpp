@@ -86,6 +86,10 @@ class Tape {
   }
   // The value node of member `key` of the object at `object`, or npos.
   std::size_t member(std::size_t object, std::string_view key) const;
+  // member(), for a member read by more than one reader: raises SchemaInvalid (naming `what`) where the object holds
+  // `key` twice, which member() (the first) and a JSON reader that keeps the last, or a scan of the text that finds
+  // the one spelled without escapes, would read differently.
+  std::size_t single_member(std::size_t object, std::string_view key, std::string_view what) const;
 
   static constexpr std::size_t npos = static_cast<std::size_t>(-1);
 
@@ -127,7 +131,8 @@ struct EscapedSchema {
 // schema_version; raises SchemaInvalid or SchemaVersion. Also used for a spilled schema's pointer, which has no "root".
 void check_schema_envelope(const Tape& document);
 // Checks the envelope and returns the index of the root node in the tape; raises SchemaInvalid or
-// SchemaVersion.
+// SchemaVersion (SchemaInvalid for a pointer to a spilled schema that holds a "root" too: spill_and_root).
 std::size_t schema_root(const Tape& document);
+inline constexpr std::string_view spill_and_root = "the schema document holds both \"spill\" and \"root\"";
 
 }  // namespace safestructures

@@ -184,12 +184,17 @@ def remove_stale_temporaries(directory: str) -> list[str]:
 
 def save_running(directory: str, save_id: str) -> bool:
     """Whether the save ``save_id`` (of :func:`save_lock`) holds its lock in ``directory`` now: False when its lock file
-    is absent (that save is over) or not locked (its process is gone); True when held, or when the lock cannot be
-    looked at (its files are then left alone)."""
+    is absent (that save is over), not a regular file (no save made it) or not locked (its process is gone); True when
+    held, or when the lock cannot be looked at (its files are then left alone)."""
     import fcntl
 
+    lock = os.path.join(directory, f".{PREFIX}.{save_id}.lock")
     try:
-        fd = os.open(os.path.join(directory, f".{PREFIX}.{save_id}.lock"), os.O_RDONLY)
+        # A save's lock file is a regular file (save_lock): a FIFO of that name, which a plain open would wait on for
+        # ever, a link or a device is no running save's; O_NONBLOCK and O_NOFOLLOW for one swapped in meanwhile.
+        if not stat.S_ISREG(os.lstat(lock).st_mode):
+            return False
+        fd = os.open(lock, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW)
     except FileNotFoundError:
         return False
     except OSError:

@@ -168,7 +168,12 @@ RecordingWriter::RecordingWriter(const Header& header, const std::optional<Metad
   std::vector<std::pair<Stream, std::size_t>> lists;  // (name, the list's node)
   const Node& top = document[root];
   const std::string_view tag = document.tag(root);
-  const std::size_t items = top.kind == NodeKind::Object ? document.member(root, "items") : Tape::npos;
+  std::size_t items = Tape::npos;
+  try {
+    if (top.kind == NodeKind::Object) items = document.single_member(root, "items", "the recording's streams");
+  } catch (const Error& e) {
+    invalid(e.what());
+  }
   if (top.kind == NodeKind::Array) {
     if (top.count) lists.emplace_back(std::nullopt, root);
   } else if (top.kind == NodeKind::Object && tag.empty()) {
@@ -188,6 +193,8 @@ RecordingWriter::RecordingWriter(const Header& header, const std::optional<Metad
   std::vector<std::size_t> list_streams;  // each list's index in streams_
   for (const auto& [stream, list] : lists) {
     if (document[list].kind != NodeKind::Array) invalid("stream " + quote_name(stream.value_or("")) + " of the recording is not a list of records");
+    // (Loads refuse a dict holding a key twice: continued, the two lists would merge into one stream.)
+    if (stream && stream_index_.contains(*stream)) invalid("stream " + quote_name(*stream) + " appears twice");
     list_streams.push_back(static_cast<std::size_t>(&stream_nodes(stream) - streams_.data()));
   }
   // Each record's text as the file holds it, escaped again for the header's string.

@@ -69,6 +69,15 @@ std::size_t Tape::member(std::size_t object, std::string_view key) const {
   return npos;
 }
 
+std::size_t Tape::single_member(std::size_t object, std::string_view key, std::string_view what) const {
+  const std::size_t found = member(object, key);
+  if (found == npos) return npos;
+  for (std::size_t i = next(found); i < nodes_[object].end; i = next(i + 1)) {
+    if (nodes_[i].text == key) raise(ErrorCode::SchemaInvalid, std::string(what) + " holds " + quote_name(key) + " twice");
+  }
+  return found;
+}
+
 namespace {
 
 // Copies a parsed document into a tape in one pass over simdjson's own tape (docs/tape.md of simdjson: one word per
@@ -225,11 +234,13 @@ Tape parse_schema_json_by_simdjson(std::string_view json, const SchemaLimits& li
 
 void check_schema_envelope(const Tape& document) {
   if (document.size() == 0 || document[0].kind != NodeKind::Object) raise(ErrorCode::SchemaInvalid, "the schema document is not a JSON object");
-  const std::size_t format = document.member(0, "format");
+  // Each member once: a reader that keeps the last of two (Python's json) would read another document.
+  constexpr std::string_view what = "the schema document";
+  const std::size_t format = document.single_member(0, "format", what);
   if (format == Tape::npos || document[format].kind != NodeKind::String || document[format].text != "safestructures") {
     raise(ErrorCode::SchemaInvalid, "the schema document lacks \"format\": \"safestructures\"");
   }
-  const std::size_t version = document.member(0, "version");
+  const std::size_t version = document.single_member(0, "version", what);
   if (version == Tape::npos || document[version].kind != NodeKind::Int) raise(ErrorCode::SchemaInvalid, "the schema document lacks an integer \"version\"");
   if (document[version].integer != schema_version) {
     raise(ErrorCode::SchemaVersion, "the schema is format version " + std::to_string(document[version].integer) + "; this release reads version " +
@@ -239,8 +250,10 @@ void check_schema_envelope(const Tape& document) {
 
 std::size_t schema_root(const Tape& document) {
   check_schema_envelope(document);
-  const std::size_t root = document.member(0, "root");
+  const std::size_t root = document.single_member(0, "root", "the schema document");
   if (root == Tape::npos) raise(ErrorCode::SchemaInvalid, "the schema document lacks \"root\"");
+  // A pointer to a spilled schema is no document of its own: loads read the tensor it names, not this "root".
+  if (document.member(0, "spill") != Tape::npos) raise(ErrorCode::SchemaInvalid, std::string(spill_and_root));
   return root;
 }
 

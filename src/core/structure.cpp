@@ -72,9 +72,10 @@ std::optional<Tape> read_schema(const Reader& reader, const SchemaLimits& limits
   if (value == nullptr) return std::nullopt;
   Tape document = parse_schema_string(*value, limits);
   if (document.size() && document[0].kind == NodeKind::Object) {
-    const std::size_t spill = document.member(0, "spill");
+    const std::size_t spill = document.single_member(0, "spill", "the schema document");
     if (spill != Tape::npos) {
       check_schema_envelope(document);  // format and version; a pointer has no "root"
+      if (document.member(0, "root") != Tape::npos) raise(ErrorCode::SchemaInvalid, std::string(spill_and_root));
       if (document[spill].kind != NodeKind::String) raise(ErrorCode::SchemaInvalid, "the schema's \"spill\" must name a tensor");
       const TensorInfo* info = header.find(document[spill].text);
       if (info == nullptr) raise(ErrorCode::TensorNotFound, "the schema is spilled into tensor " + quote_name(document[spill].text) + ", which the file lacks");

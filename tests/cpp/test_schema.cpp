@@ -558,6 +558,29 @@ TEST(SchemaDocument, InvalidEnvelopes) {
   EXPECT_TRUE(fails_with([] { schema_root(Tape{}); }, ErrorCode::SchemaInvalid));
 }
 
+TEST(SchemaDocument, EachEnvelopeMemberOnce) {
+  // Two of a member, however spelled: the first (member()) and the last (Python's json), or the one spelled plainly (a
+  // recording writer's scan of the text), are different documents (crafted case 28).
+  const auto root_of = [](std::string_view json) { return [json] { schema_root(parse_schema_json(json)); }; };
+  EXPECT_TRUE(fails_with(root_of(R"({"format":"safestructures","version":2,"root":[1],"root":{}})"), ErrorCode::SchemaInvalid,
+                         {"the schema document holds \"root\" twice"}));
+  EXPECT_TRUE(fails_with(root_of(R"({"format":"safestructures","version":2,"\u0072oot":[1],"root":{}})"), ErrorCode::SchemaInvalid,
+                         {"\"root\" twice"}));
+  EXPECT_TRUE(fails_with(root_of(R"({"format":"safestructures","version":2,"version":3,"root":1})"), ErrorCode::SchemaInvalid,
+                         {"\"version\" twice"}));
+  EXPECT_TRUE(fails_with(root_of(R"({"format":"safestructures","format":"x","version":2,"root":1})"), ErrorCode::SchemaInvalid,
+                         {"\"format\" twice"}));
+  // Other members may repeat (they are not read), and a member's name may appear as a value or deeper.
+  const Tape t = parse_schema_json(R"({"format":"safestructures","version":2,"x":1,"x":2,"root":{"root":"root"}})");
+  EXPECT_EQ(t[schema_root(t)].kind, NodeKind::Object);
+  EXPECT_TRUE(fails_with([&] { t.single_member(0, "x", "it"); }, ErrorCode::SchemaInvalid, {"it holds \"x\" twice"}));
+  EXPECT_EQ(t.single_member(0, "format", "it"), t.member(0, "format"));
+  EXPECT_EQ(t.single_member(0, "absent", "it"), Tape::npos);
+  // A pointer to a spilled schema with a "root" too: loads read the spilled tensor, a recorder read this root.
+  EXPECT_TRUE(fails_with(root_of(R"({"format":"safestructures","version":2,"spill":"t","root":[1]})"), ErrorCode::SchemaInvalid,
+                         {"holds both \"spill\" and \"root\""}));
+}
+
 TEST(SchemaDocument, EnvelopeCheckWithoutRoot) {
   // A spilled schema's pointer has format and version but no root.
   const Tape pointer = parse_schema_json(R"({"format":"safestructures","version":2,"spill":"t"})");

@@ -4,6 +4,7 @@ time and memory budgets (test_crafted_meaning.py); scripts can write them out to
 
 from __future__ import annotations
 
+import base64
 import json
 import struct
 from typing import Any
@@ -15,7 +16,13 @@ SURROGATE = {"$": "str", "cp": [0xD800]}
 def file_bytes(root: Any, tensors: dict[str, tuple[str, list[int], bytes]] | None = None) -> bytes:
     """A valid safetensors file whose schema's root is ``root``, holding ``tensors`` (name -> dtype, shape, bytes)."""
     schema = json.dumps({"format": "safestructures", "version": 2, "root": root}, separators=(",", ":"))
-    header: dict[str, Any] = {"__metadata__": {SCHEMA_KEY: schema}}
+    return metadata_file({SCHEMA_KEY: schema}, tensors)
+
+
+def metadata_file(metadata: dict[str, str], tensors: dict[str, tuple[str, list[int], bytes]] | None = None) -> bytes:
+    """A safetensors file of ``metadata`` (the schema's JSON text as given: json.dumps cannot write a key twice) and
+    ``tensors``."""
+    header: dict[str, Any] = {"__metadata__": metadata}
     data = b""
     for name, (dtype, shape, raw) in (tensors or {}).items():
         header[name] = {"dtype": dtype, "shape": shape, "data_offsets": [len(data), len(data) + len(raw)]}
@@ -267,3 +274,79 @@ def plain_file_of_names(names: list[str]) -> bytes:
     text = json.dumps(header, separators=(",", ":")).encode()
     text += b" " * (-len(text) % 8)
     return struct.pack("<Q", len(text)) + text
+
+
+# --- 27. a numpy str array whose code units are no code points -------------------------------------------------------
+
+def str_array_past_unicode(code_units: tuple[int, ...] = (0x61, 0x110000), dtype: str = "<U1") -> bytes:
+    """A numpy str array stored as bytes (as a save stores one) whose UCS-4 code units are ``code_units``: past
+    U+10FFFF, reading an element made numpy raise SystemError."""
+    order = ">" if dtype.startswith(">") else "<"
+    raw = struct.pack(f"{order}{len(code_units)}I", *code_units)
+    width = int(dtype.lstrip("<>=U"))
+    node = {"$": "tensor", "name": "t", "fw": "numpy", "dtype": dtype, "shape": [len(code_units) // width]}
+    return file_bytes({"t": node}, {"t": ("U8", [len(raw)], raw)})
+
+
+def str_scalar_past_unicode() -> bytes:
+    """A numpy str scalar saved by its raw bytes (as a save stores a long double's) holding the code unit 0x110000."""
+    raw = base64.b64encode(struct.pack("<I", 0x110000)).decode()
+    return file_bytes({"s": {"$": "npscalar", "dtype": "<U1", "raw": {"$": "bytes", "b64": raw}}})
+
+
+# --- 28. a member of the schema document twice, one of them spelled with escapes ---------------------------------------
+
+RECORDING_KEY = "__safestructures_recording__"
+
+
+def recording_bytes(schema: str) -> bytes:
+    """A recording (its metadata's key marks it) whose schema is the JSON text ``schema``, as written."""
+    return metadata_file({RECORDING_KEY: "1", SCHEMA_KEY: schema})
+
+
+ENVELOPE = '{"format":"safestructures","version":2,'
+
+
+def recording_with_two_roots() -> bytes:
+    """Two records under "root" spelled with an escape, then two streams under "root" spelled plainly: loads read the
+    first; a recorder continuing it read the second (the one its scan of the text finds) and wrote that back."""
+    return recording_bytes(ENVELOPE + r'"\u0072oot":[[1],[2]],"root":{"s":[[3]],"t":[[4],[5],[6]]}}')
+
+
+def recording_with_two_stream_lists() -> bytes:
+    """Streams in pair form whose "items" comes twice, the first spelled with an escape."""
+    return recording_bytes(ENVELOPE + r'"root":{"$":"dict","\u0069tems":[["s",[[1]]]],"items":[["$",[[2],[3]]]]}}')
+
+
+def recording_with_a_stream_twice() -> bytes:
+    """Two streams named "s": loads refuse the dict; a recorder continuing it merged them."""
+    return recording_bytes(ENVELOPE + '"root":{"s":[[3]],"s":[[4],[5]]}}')
+
+
+# --- 29. a field of a tagged node twice --------------------------------------------------------------------------------
+
+def tensor_field_twice() -> bytes:
+    """A tensor node naming tensor "t", then "u" (whose own node follows): the core took the first name, the tensor's
+    adapter (a dict of the fields) the last."""
+    e = '{"format":"safestructures","version":2,"root":'
+    schema = e + '{"a":{"$":"tensor","name":"t","fw":"numpy","name":"u"},"b":{"$":"tensor","name":"u","fw":"numpy"}}}'
+    return metadata_file({SCHEMA_KEY: schema}, {"t": ("F32", [2], struct.pack("<2f", 1, 2)), "u": ("F32", [2], struct.pack("<2f", 3, 4))})
+
+
+def scalar_field_twice() -> bytes:
+    """A numpy scalar node whose dtype comes twice."""
+    return metadata_file({SCHEMA_KEY: '{"format":"safestructures","version":2,"root":{"$":"npscalar","dtype":"int8","v":1,"dtype":"uint64"}}'})
+
+
+
+# --- 31. a pointer to a spilled schema holding a root of its own -------------------------------------------------------
+
+SPILL_TENSOR = "__safestructures_schema__"
+
+
+def spilled_recording_with_a_root() -> bytes:
+    """A recording whose schema is spilled into a tensor holding [[1], [2]], its pointer holding "root": [[9]] too:
+    loads read the tensor; a recorder continuing it read the pointer's root, and wrote it back."""
+    spilled = b'{"format":"safestructures","version":2,"root":[[1],[2]]}'
+    pointer = f'{{"format":"safestructures","version":2,"spill":"{SPILL_TENSOR}","root":[[9]]}}'
+    return metadata_file({RECORDING_KEY: "1", SCHEMA_KEY: pointer}, {SPILL_TENSOR: ("U8", [len(spilled)], spilled)})

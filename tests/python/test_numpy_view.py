@@ -135,3 +135,29 @@ def test_the_first_array_of_a_process_is_made_the_same_way() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["True", "True", "True", "bytes"]
 
+
+
+def test_plain_arrays_are_made_without_calling_numpy_from_python() -> None:
+    # With numpy.frombuffer made to fail before safestructures is imported, a load still makes its plain arrays
+    # (numpy's C API: under the 1.x ABI as under 2.x, scripts/test_numpy1.sh runs this file with numpy 1.26), whatever
+    # the framework and device arguments; a sub-byte tensor, which the adapter unpacks and frombuffer wraps, fails.
+    code = """
+import ml_dtypes, numpy as np
+def refuse(*args, **kwargs):
+    raise RuntimeError("frombuffer called")
+np.frombuffer = refuse
+import safestructures as ss
+data = ss.save({"t": np.arange(6, dtype=np.float32).reshape(2, 3), "u": [np.ones(4, np.int64)]})
+loads = [ss.load(data), ss.load(data, framework="numpy", device="".join(["c", "p", "u"]))]
+try:
+    ss.load(ss.save(np.zeros(4, ml_dtypes.float4_e2m1fn)))
+    sub_byte = "made"
+except RuntimeError as e:
+    sub_byte = str(e)
+print(np.__version__.split(".")[0], [[d["t"].tolist(), d["t"].dtype.name, d["u"][0].tolist()] for d in loads], sub_byte)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    major, rest = out.stdout.strip().split(" ", 1)
+    assert major in ("1", "2")
+    each = "[[[0.0, 1.0, 2.0], [3.0, 4.0, 5.0]], 'float32', [1, 1, 1, 1]]"
+    assert rest == f"[{each}, {each}] frombuffer called"

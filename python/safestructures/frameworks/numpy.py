@@ -213,6 +213,8 @@ def to_numpy(
     if target is not None and dtype == "U8" and FIELD.shape in fields and FIELD.stride not in fields:
         logical_shape, _count = byte_shape(fields, target, target.itemsize, nbytes)
         array = np.frombuffer(buffer, dtype=np.uint8, count=nbytes, offset=offset).view(target).reshape(logical_shape)
+        if target.kind == "U":
+            _check_code_points(buffer, target, offset, nbytes)
     else:
         # The budget is only charged for the copies of sub-byte dtypes and byte swaps: the usual view, built for every
         # tensor of a load, makes no charging function.
@@ -233,6 +235,17 @@ def to_numpy(
     if array.flags.c_contiguous and array.dtype.itemsize:
         bases[fields.get(FIELD.name)] = array
     return array
+
+
+def _check_code_points(buffer: Any, target: np.dtype[Any], offset: int, nbytes: int) -> None:
+    """Refuses a str array whose UCS-4 code units hold a value past U+10FFFF: numpy builds the array without looking,
+    and reading such an element raises SystemError (from every indexing, repr, tolist and `safestructures get`)."""
+    units = np.frombuffer(buffer, dtype=np.dtype(np.uint32).newbyteorder(target.byteorder), count=nbytes // 4, offset=offset)
+    past = np.flatnonzero(units > 0x10FFFF)
+    if past.size:
+        first = int(past[0])
+        raise ValueError(f"element {first // (target.itemsize // 4)} of dtype {target.str} holds 0x{int(units[first]):X}, "
+                         "which is not a Unicode code point (at most 0x10FFFF)")
 
 
 def _strided(base: np.ndarray, fields: dict[str, Any]) -> np.ndarray:
@@ -277,6 +290,8 @@ def scalar_from_fields(fields: dict[str, Any]) -> Any:
         raw = fields["raw"]
         if type(raw) is not bytes or len(raw) != dtype.itemsize:
             raise ValueError(f"field 'raw' must be {dtype.itemsize} bytes")
+        if dtype.kind == "U":
+            _check_code_points(raw, dtype, 0, len(raw))
         return np.frombuffer(raw, dtype=dtype)[0]
     value = fields["v"]
     if type(value) not in (bool, int, float, complex):
