@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <memory>
+#include <memory_resource>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -16,6 +17,7 @@
 #include <vector>
 
 #include "safestructures/container.hpp"
+#include "safestructures/mapped_memory.hpp"
 #include "safestructures/seeded_hash.hpp"
 #include "safestructures/tree_writer.hpp"
 #include "safestructures/writer.hpp"
@@ -35,9 +37,9 @@ class RecordingWriter {
   // a structure that is not a list of records or a dict of lists, a padding that does not start the data, or a
   // tensor inside it.
   RecordingWriter(const Header& header, const std::optional<Metadata>& metadata, std::uint64_t header_reserve, const std::string& name);
-  // Moved, never copied (its views point into its kept text, which a move keeps in place).
+  // Moved, never copied (its views and containers point into its mapped memory, which a move keeps in place).
   RecordingWriter(RecordingWriter&&) noexcept = default;
-  RecordingWriter& operator=(RecordingWriter&&) noexcept = default;
+  RecordingWriter& operator=(RecordingWriter&&) = delete;
   RecordingWriter(const RecordingWriter&) = delete;
   RecordingWriter& operator=(const RecordingWriter&) = delete;
 
@@ -64,7 +66,7 @@ class RecordingWriter {
   // ---- Commits.
   // The header's JSON for the records so far, with `padding` bytes of padding before their data (valid until the
   // next call).
-  const std::string& header(std::uint64_t padding);
+  std::string_view header(std::uint64_t padding);
   // Commits the header over the recording open as `fd` (ending at data_end()): in place within its room, or in a room
   // grown into the padding, or in a larger room with a fresh padding where the file system inserts blocks before the
   // data (recording.hpp). Returns false where the data must move: the caller writes the file anew as rewrite() says,
@@ -86,31 +88,9 @@ class RecordingWriter {
   bool drop_padding();
 
  private:
-  // What the recording keeps for its whole run (each record's node, each entry's head, each tensor's name) is copied
-  // into blocks of a megabyte, not into a small allocation each: those, made between the frames' own tensors (a
-  // torch forward pass's activations, allocated and freed around every hook), split the holes that the next frame's
-  // tensors needed, and the process grew by some 30 KB a record.
-  class KeptText {
-   public:
-    std::string_view keep(std::string_view text);
-
-   private:
-    // A block mapped of its own (not the allocator's heap, where a torch forward pass allocates its activations).
-    struct Block {
-      char* data = nullptr;
-      std::size_t size = 0;
-      Block(std::size_t size);
-      Block(Block&& other) noexcept : data(std::exchange(other.data, nullptr)), size(other.size) {}
-      Block& operator=(Block&&) = delete;
-      ~Block();
-    };
-    std::vector<Block> blocks_;
-    char* next_ = nullptr;
-    std::size_t left_ = 0;
-  };
   struct StreamNodes {
-    Stream name;
-    std::vector<std::string_view> nodes;  // the records' nodes, escaped
+    std::optional<std::string_view> name;  // kept
+    std::pmr::vector<std::string_view> nodes;  // the records' nodes, escaped
   };
   struct Entry {
     std::string_view head;  // "NAME":{"dtype":..,"shape":[..],"data_offsets":[
@@ -120,30 +100,34 @@ class RecordingWriter {
   // The name STREAM.I.PATH, "~N" added where it is taken, taken.
   std::string take_name(std::string base);
   void add_entry(const std::string& name, Dtype dtype, const std::vector<std::uint64_t>& shape, std::uint64_t begin, std::uint64_t end);
-  void plan_rewrite(const std::string& header, std::uint64_t room, std::uint64_t padding);
+  void plan_rewrite(std::string_view header, std::uint64_t room, std::uint64_t padding);
 
+  // What the recording keeps and regrows over its run (each record's node, each entry's head, each name, the lists and
+  // the table of them, the header's text), off the allocator's heap (mapped_memory.hpp). First: the containers below
+  // let its memory go before it is unmapped. A pointer, so that a move keeps it where their allocators point.
+  std::unique_ptr<MappedMemory> memory_ = std::make_unique<MappedMemory>();
   Metadata metadata_;
-  std::vector<StreamNodes> streams_;
-  std::unordered_map<std::string, std::size_t, SeededStringHash, std::equal_to<>> stream_index_;
+  std::pmr::vector<StreamNodes> streams_{memory_.get()};
+  // Each stream's index in streams_, by its name (kept).
+  std::pmr::unordered_map<std::string_view, std::size_t, SeededStringHash, std::equal_to<>> stream_index_{memory_.get()};
   std::size_t records_ = 0;
   std::uint32_t last_id_ = 0;
-  std::vector<Entry> entries_;
+  std::pmr::vector<Entry> entries_{memory_.get()};
   // The tensor names taken: open addressing over views of the kept text (a hash set allocates a node a name).
-  std::vector<std::string_view> names_ = std::vector<std::string_view>(64);
+  std::pmr::vector<std::string_view> names_ = std::pmr::vector<std::string_view>(64, memory_.get());
   std::size_t name_count_ = 0;
   NameSuffixes name_suffixes_;
   bool name_taken(std::string_view name) const;
   // Takes `name`, a view of the kept text.
   void take(std::string_view name);
-  KeptText kept_;
   std::string scratch_;
   std::uint64_t data_size_ = 0;
   std::uint64_t room_ = 0, padding_ = 0, reserve_ = 0;
   // The entries rendered (",ENTRY" each) for the padding `rendered_for_`: a commit renders only the new ones.
-  std::string rendered_;
+  std::pmr::string rendered_{memory_.get()};
   std::size_t rendered_count_ = 0;
   std::uint64_t rendered_for_ = 0;
-  std::string header_;
+  std::pmr::string header_{memory_.get()};
   Rewrite rewrite_;
 };
 

@@ -90,8 +90,10 @@ inline std::string referred_head(Kind kind, std::uint32_t id) {
   return out.append(std::to_string(id)).append(",\"items\":");
 }
 
-template <bool Escaped>
-inline void string_node(TextOut& out, std::string_view text) {
+// `text` as a JSON string: as JSON writes it, or (Escaped) as the header's schema string holds it, escaped once more.
+// `out` is a TextOut, or anything with its room() and put().
+template <bool Escaped, class Out>
+inline void string_node(Out& out, std::string_view text) {
   // At most: each byte a control character, \u00XX (6), its backslash escaped once more (7); and the quotes.
   out.room((Escaped ? 7 : 6) * text.size() + 4);
   const std::string_view quote = Escaped ? "\\\"" : "\"";
@@ -117,6 +119,21 @@ inline void string_node(TextOut& out, std::string_view text) {
   out.put(quote);
 }
 
+// string_node<true> appended to `out` (a std::string or std::pmr::string) piece by piece: for a few strings between
+// other text (a recording's stream names and renamed tensors), where a TextOut over `out` would resize it to its whole
+// capacity at each call.
+template <class String>
+void append_schema_string(String& out, std::string_view utf8) {
+  struct Appended {
+    String& s;
+    void room(std::size_t n) {
+      if (s.capacity() - s.size() < n) s.reserve(s.size() + n);
+    }
+    void put(char c) { s += c; }
+    void put(std::string_view text) { s.append(text); }
+  } appended{out};
+  string_node<true>(appended, utf8);
+}
 
 // The JSON text an escaped schema stands for (the content of the header's string, read back as JSON reads it). Escaped
 // schema text holds no escapes but \" and \\: the JSON it escapes writes control characters as \u00XX.

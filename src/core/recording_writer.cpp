@@ -2,7 +2,7 @@
 // its commits (docs/format.md section 9), and the state of a recording continued from its file.
 #include "safestructures/recording_writer.hpp"
 
-#include <sys/mman.h>
+#include <simdjson.h>
 
 #include <algorithm>
 #include <new>
@@ -35,19 +35,18 @@ std::uint64_t room_for(std::uint64_t needed, std::uint64_t data_size) {
   return std::min(room, (default_max_header_size + 8) / page * page - 8);
 }
 
-// `utf8` as a JSON string inside the header's schema string: escaped, then escaped once more (as string_node<true>
-// writes it; a TextOut over `out` would fill all of its capacity at each call).
-void append_schema_string(std::string& out, std::string_view utf8) {
-  std::string quoted;
-  append_json_string(quoted, utf8);
-  append_json_escaped(out, quoted);
-}
-
-void append_joined(std::string& out, const std::vector<std::string_view>& nodes) {
+void append_joined(std::pmr::string& out, const std::pmr::vector<std::string_view>& nodes) {
   for (std::size_t k = 0; k < nodes.size(); ++k) {
     if (k) out += ',';
     out += nodes[k];
   }
+}
+
+// `utf8` as a JSON string, appended to the recording's text.
+void append_quoted(std::pmr::string& out, std::string_view utf8) {
+  std::string quoted;
+  append_json_string(quoted, utf8);
+  out += quoted;
 }
 
 // The schema document's text up to its root, as the header's string holds it.
@@ -60,64 +59,77 @@ const std::string& escaped_document_head() {
   return head;
 }
 
-// The end of the JSON value starting at `at` of valid JSON text `text` (its strings, containers and scalars skipped).
-std::size_t value_end(std::string_view text, std::size_t at) {
-  int depth = 0;
-  bool in_string = false;
-  for (std::size_t k = at; k < text.size(); ++k) {
-    const char c = text[k];
-    if (in_string) {
-      if (c == '\\') {
-        ++k;
-      } else if (c == '"') {
-        in_string = false;
-        if (depth == 0) return k + 1;
+// Where a recording's records lie in its schema document, by position (the tape's members and elements, which
+// simdjson's On-Demand reads in the same order): the root is the document's member `root`; its lists of records are
+// the root itself (a list), each member of the root (a dict), or the second element of each pair of the root's member
+// `items` (a dict in pair form).
+struct RecordLists {
+  enum class Form { List, Members, Pairs } form = Form::List;
+  std::size_t root = 0, items = 0;
+};
+
+bool is_json_space(char c) { return c == ' ' || c == '\n' || c == '\t' || c == '\r'; }
+
+// Calls `record(s, text)` with the JSON text, exactly as written, of each record of list `s` of the schema document
+// `document` (a recording's, its tape read and checked as `lists` says): simdjson's raw text of each element.
+template <class Record>
+void each_record_text(const std::string& document, const RecordLists& lists, std::uint32_t max_depth, Record&& record) {
+  namespace od = simdjson::ondemand;
+  // Read in place where the string has simdjson's padding after its text (as the header keeps a schema), else copied.
+  simdjson::padded_string copy;
+  simdjson::padded_string_view text(document.data(), document.size(), document.capacity());
+  if (document.capacity() < document.size() + simdjson::SIMDJSON_PADDING) {
+    copy = simdjson::padded_string(document);
+    text = copy;
+  }
+  od::parser parser;
+  if (parser.allocate(document.size(), max_depth)) throw std::bad_alloc();
+  std::size_t s = 0;
+  const auto each_element = [&](od::array list) {
+    for (od::value element : list) {
+      std::string_view json;
+      const od::json_type type = element.type();
+      switch (type) {
+        case od::json_type::array: json = element.get_array().value().raw_json(); break;
+        case od::json_type::object: json = element.get_object().value().raw_json(); break;
+        default: json = element.raw_json_token();
       }
-    } else if (c == '"') {
-      in_string = true;
-    } else if (c == '{' || c == '[') {
-      ++depth;
-    } else if (c == '}' || c == ']') {
-      if (depth == 0) return k;  // a scalar ended by its container's bracket
-      if (--depth == 0) return k + 1;
-    } else if (depth == 0 && (c == ',' || c == ' ' || c == '\n' || c == '\t' || c == '\r')) {
-      return k;
+      while (!json.empty() && is_json_space(json.back())) json.remove_suffix(1);  // the spaces up to the next token
+      record(s, json);
     }
-  }
-  return text.size();
-}
-
-std::size_t skip_space(std::string_view text, std::size_t at) {
-  while (at < text.size() && (text[at] == ' ' || text[at] == '\n' || text[at] == '\t' || text[at] == '\r')) ++at;
-  return at;
-}
-
-// The elements of the array, or the members of the object, opening at `at` of valid JSON text, in order: (the key's
-// JSON text with its quotes, empty in an array; the value's JSON text).
-std::vector<std::pair<std::string_view, std::string_view>> children(std::string_view text, std::size_t at) {
-  const bool object = text[at] == '{';
-  std::vector<std::pair<std::string_view, std::string_view>> out;
-  std::size_t k = skip_space(text, at + 1);
-  while (text[k] != ']' && text[k] != '}') {
-    std::string_view key;
-    if (object) {
-      key = text.substr(k, value_end(text, k) - k);
-      k = skip_space(text, skip_space(text, k + key.size()) + 1);  // past the colon
+    ++s;
+  };
+  od::document doc = parser.iterate(text);
+  std::size_t m = 0;
+  for (od::field member : doc.get_object()) {
+    if (m++ != lists.root) continue;
+    if (lists.form == RecordLists::Form::List) {
+      each_element(member.value().get_array());
+      return;
     }
-    const std::size_t end = value_end(text, k);
-    out.emplace_back(key, text.substr(k, end - k));
-    k = skip_space(text, end);
-    if (text[k] == ',') k = skip_space(text, k + 1);
+    std::size_t n = 0;
+    for (od::field root_member : member.value().get_object()) {
+      if (lists.form == RecordLists::Form::Members) {
+        each_element(root_member.value().get_array());
+      } else if (n++ == lists.items) {
+        for (od::value pair : root_member.value().get_array()) {
+          std::size_t e = 0;
+          for (od::value element : pair.get_array()) {
+            if (e++ == 1) each_element(element.get_array());
+          }
+        }
+        return;
+      }
+    }
+    return;
   }
-  return out;
 }
 
-// The value of member `key` (plain ASCII) of the object of valid JSON text `object`; empty where it has none.
-std::string_view member_text(std::string_view object, std::string_view key) {
-  for (const auto& [name, value] : children(object, 0)) {
-    if (name.size() == key.size() + 2 && name.substr(1, key.size()) == key) return value;
-  }
-  return {};
+// The position of the member whose value is node `value` among the members of the object at `object`.
+std::size_t member_position(const Tape& tape, std::size_t object, std::size_t value) {
+  std::size_t position = 0;
+  for (std::size_t k = object + 1; k + 1 != value; k = tape.next(k + 1)) ++position;
+  return position;
 }
 
 }  // namespace
@@ -151,12 +163,9 @@ RecordingWriter::RecordingWriter(const Header& header, const std::optional<Metad
   } catch (const Error& e) {
     invalid(std::string("the recording's structure is not a schema document (") + e.what() + ")");
   }
-  // The streams (the root's members, or its pairs) and their lists of records, as the tape and the text show them.
-  const std::string_view text = member_text(std::string_view(*schema).substr(skip_space(*schema, 0)), "root");
-  // (A member spelled with escapes, which the tape reads and this scan does not, is no recording's.)
-  if (text.empty()) invalid("the recording's structure has no \"root\" written plainly");
-  std::vector<std::pair<Stream, std::string_view>> lists;
-  std::vector<std::size_t> list_nodes;
+  // The streams (the root's members, or its pairs) and their lists of records, as the tape shows them.
+  RecordLists where{.root = member_position(document, 0, root)};
+  std::vector<std::pair<Stream, std::size_t>> lists;  // (name, the list's node)
   const Node& top = document[root];
   const std::string_view tag = document.tag(root);
   std::size_t items = Tape::npos;
@@ -166,46 +175,42 @@ RecordingWriter::RecordingWriter(const Header& header, const std::optional<Metad
     invalid(e.what());
   }
   if (top.kind == NodeKind::Array) {
-    if (top.count) {
-      lists.emplace_back(std::nullopt, text);
-      list_nodes.push_back(root);
-    }
+    if (top.count) lists.emplace_back(std::nullopt, root);
   } else if (top.kind == NodeKind::Object && tag.empty()) {
-    std::size_t k = root + 1;
-    for (const auto& [_, value] : children(text, 0)) {
-      lists.emplace_back(std::string(document[k].text), value);
-      list_nodes.push_back(k + 1);
-      k = document.next(k + 1);
-    }
+    where.form = RecordLists::Form::Members;
+    for (std::size_t k = root + 1; k < top.end; k = document.next(k + 1)) lists.emplace_back(std::string(document[k].text), k + 1);
   } else if (tag == traits(Kind::Dict).tag && items != Tape::npos && document[items].kind == NodeKind::Array) {
-    const std::string_view items_text = member_text(text, "items");
-    if (items_text.empty()) invalid("the recording's streams have no \"items\" written plainly");
-    std::size_t k = items + 1;
-    for (const auto& [_, pair] : children(items_text, 0)) {
+    where = {RecordLists::Form::Pairs, where.root, member_position(document, root, items)};
+    for (std::size_t k = items + 1; k < document[items].end; k = document.next(k)) {
       if (document[k].kind != NodeKind::Array || document[k].count != 2 || document[k + 1].kind != NodeKind::String) {
         invalid("a stream of the recording is not a [name, records] pair");
       }
-      lists.emplace_back(std::string(document[k + 1].text), children(pair, 0)[1].second);
-      list_nodes.push_back(k + 2);
-      k = document.next(k);
+      lists.emplace_back(std::string(document[k + 1].text), k + 2);
     }
   } else {
     invalid("a recording's root is a list of records or a dict of lists");
   }
-  for (std::size_t s = 0; s < lists.size(); ++s) {
-    const Node& list = document[list_nodes[s]];
-    if (list.kind != NodeKind::Array) invalid("stream " + quote_name(lists[s].first.value_or("")) + " of the recording is not a list of records");
+  std::vector<std::size_t> list_streams;  // each list's index in streams_
+  for (const auto& [stream, list] : lists) {
+    if (document[list].kind != NodeKind::Array) invalid("stream " + quote_name(stream.value_or("")) + " of the recording is not a list of records");
     // (Loads refuse a dict holding a key twice: continued, the two lists would merge into one stream.)
-    if (lists[s].first && stream_index_.contains(*lists[s].first)) invalid("stream " + quote_name(*lists[s].first) + " appears twice");
-    StreamNodes& nodes = stream_nodes(lists[s].first);
-    for (const auto& [_, record] : children(lists[s].second, 0)) {
+    if (stream && stream_index_.contains(*stream)) invalid("stream " + quote_name(*stream) + " appears twice");
+    list_streams.push_back(static_cast<std::size_t>(&stream_nodes(stream) - streams_.data()));
+  }
+  // Each record's text as the file holds it, escaped again for the header's string.
+  try {
+    each_record_text(*schema, where, SchemaLimits{}.max_json_depth, [&](std::size_t s, std::string_view record) {
       scratch_.clear();
       append_json_escaped(scratch_, record);
-      nodes.nodes.push_back(kept_.keep(scratch_));
-    }
-    records_ += nodes.nodes.size();
-    // The largest reference id of its records: the next record's ids come after it.
-    for (std::size_t k = list_nodes[s] + 1; k < list.end; ++k) {
+      streams_[list_streams[s]].nodes.push_back(memory_->keep(scratch_));
+      ++records_;
+    });
+  } catch (const simdjson::simdjson_error& e) {
+    invalid(std::string("the recording's structure is not a schema document (") + e.what() + ")");
+  }
+  // The largest reference id of the records: the next record's ids come after it.
+  for (const auto& [_, list] : lists) {
+    for (std::size_t k = list + 1; k < document[list].end; ++k) {
       if (document[k].kind != NodeKind::Object || document.tag(k).empty()) continue;
       const std::size_t id = document.member(k, id_member);
       if (id != Tape::npos && document[id].kind == NodeKind::Int && document[id].integer > 0) {
@@ -230,7 +235,7 @@ RecordingWriter::RecordingWriter(const Header& header, const std::optional<Metad
     const TensorInfo& tensor = header.tensors[k];
     if (tensor.begin < padding_) invalid("tensor " + quote_name(tensor.name) + " of the recording lies in its padding");
     add_entry(tensor.name, tensor.dtype, tensor.shape, tensor.begin - padding_, tensor.end - padding_);
-    take(kept_.keep(tensor.name));
+    take(memory_->keep(tensor.name));
     data_size_ = std::max(data_size_, tensor.end - padding_);
   }
   if (metadata) {
@@ -249,29 +254,6 @@ std::size_t RecordingWriter::count(const Stream& stream) const {
   return it == stream_index_.end() ? 0 : streams_[it->second].nodes.size();
 }
 
-RecordingWriter::KeptText::Block::Block(std::size_t bytes) : size(bytes) {
-  void* mapped = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  if (mapped == MAP_FAILED) throw std::bad_alloc();
-  data = static_cast<char*>(mapped);
-}
-
-RecordingWriter::KeptText::Block::~Block() {
-  if (data != nullptr) ::munmap(data, size);
-}
-
-std::string_view RecordingWriter::KeptText::keep(std::string_view text) {
-  if (text.size() > left_) {
-    blocks_.emplace_back(std::max<std::size_t>(text.size(), std::size_t{1} << 20));
-    next_ = blocks_.back().data;
-    left_ = blocks_.back().size;
-  }
-  std::copy(text.begin(), text.end(), next_);
-  const std::string_view kept(next_, text.size());
-  next_ += text.size();
-  left_ -= text.size();
-  return kept;
-}
-
 bool RecordingWriter::name_taken(std::string_view name) const {
   const std::size_t mask = names_.size() - 1;
   for (std::size_t i = SeededStringHash{}(name) & mask;; i = (i + 1) & mask) {
@@ -282,7 +264,7 @@ bool RecordingWriter::name_taken(std::string_view name) const {
 
 void RecordingWriter::take(std::string_view name) {
   if (2 * (name_count_ + 1) > names_.size()) {
-    std::vector<std::string_view> old(2 * names_.size());
+    std::pmr::vector<std::string_view> old(2 * names_.size(), memory_.get());
     old.swap(names_);
     name_count_ = 0;
     for (const std::string_view kept : old) {
@@ -304,17 +286,24 @@ void RecordingWriter::check_stream(const Stream& stream) const {
 
 RecordingWriter::StreamNodes& RecordingWriter::stream_nodes(const Stream& stream) {
   if (!stream) {
-    if (streams_.empty()) streams_.push_back({});
+    if (streams_.empty()) streams_.push_back({std::nullopt, std::pmr::vector<std::string_view>(memory_.get())});
     return streams_[0];
   }
-  const auto [it, added] = stream_index_.emplace(*stream, streams_.size());
-  if (added) streams_.push_back({stream, {}});
-  return streams_[it->second];
+  if (const auto it = stream_index_.find(*stream); it != stream_index_.end()) return streams_[it->second];
+  const std::string_view name = memory_->keep(*stream);
+  streams_.push_back({name, std::pmr::vector<std::string_view>(memory_.get())});
+  try {
+    stream_index_.emplace(name, streams_.size() - 1);
+  } catch (...) {
+    streams_.pop_back();
+    throw;
+  }
+  return streams_.back();
 }
 
 std::string RecordingWriter::take_name(std::string base) {
   std::string name = first_free_name(std::move(base), [this](const std::string& candidate) { return name_taken(candidate); }, name_suffixes_);
-  take(kept_.keep(name));
+  take(memory_->keep(name));
   return name;
 }
 
@@ -326,7 +315,7 @@ void RecordingWriter::add_entry(const std::string& name, Dtype dtype, const std:
   head.append(":{\"dtype\":\"").append(dtype_name(dtype)).append("\",\"shape\":[");
   for (std::size_t k = 0; k < shape.size(); ++k) head.append(k ? "," : "").append(std::to_string(shape[k]));
   head.append("],\"data_offsets\":[");
-  entries_.push_back({kept_.keep(head), begin, end});
+  entries_.push_back({memory_->keep(head), begin, end});
 }
 
 void RecordingWriter::add(const Stream& stream, const WrittenTree& tree, const Layout& layout) {
@@ -376,7 +365,7 @@ void RecordingWriter::add(const Stream& stream, const WrittenTree& tree, const L
     from = spot.at + spot.size;
   }
   node.append(text.substr(from, text.size() - 1 - from));  // the envelope's closing brace left out
-  nodes.nodes.push_back(kept_.keep(node));
+  nodes.nodes.push_back(memory_->keep(node));
   ++records_;
   last_id_ = std::max(last_id_, tree.last_id);
   data_size_ += size;
@@ -388,18 +377,19 @@ void RecordingWriter::check_record(const WrittenTree& tree, const Layout& layout
   }
 }
 
-const std::string& RecordingWriter::header(std::uint64_t padding) {
+std::string_view RecordingWriter::header(std::uint64_t padding) {
   // Rendered into the same buffer at each commit: a header of megabytes built anew each time, a little larger than
   // the last, left the allocator a hole it could not reuse at every commit (the process grew by the header's size
   // each flush, though nothing was held).
-  std::string& out = header_;
-  out.assign("{");
-  append_json_string(out, metadata_key);
+  std::pmr::string& out = header_;
+  out.clear();
+  out += '{';
+  append_quoted(out, metadata_key);
   out += ":{";
   // The recording's key first, where a reader finds it in the header's first page, torn or not; then the others sorted.
-  append_json_string(out, recording_metadata_key);
+  append_quoted(out, recording_metadata_key);
   out += ':';
-  append_json_string(out, recording_layout_version);
+  append_quoted(out, recording_layout_version);
   std::vector<const std::pair<std::string, std::string>*> sorted;
   for (const auto& kv : metadata_) sorted.push_back(&kv);
   const std::pair<std::string, std::string> schema{std::string(schema_metadata_key), {}};
@@ -407,10 +397,10 @@ const std::string& RecordingWriter::header(std::uint64_t padding) {
   std::stable_sort(sorted.begin(), sorted.end(), [](auto* a, auto* b) { return a->first < b->first; });
   for (const auto* kv : sorted) {
     out += ',';
-    append_json_string(out, kv->first);
+    append_quoted(out, kv->first);
     out += ':';
     if (kv != &schema) {
-      append_json_string(out, kv->second);
+      append_quoted(out, kv->second);
       continue;
     }
     out += '"';
@@ -419,9 +409,10 @@ const std::string& RecordingWriter::header(std::uint64_t padding) {
       out += '[';
       if (!streams_.empty()) append_joined(out, streams_[0].nodes);
       out += ']';
-    } else if (stream_index_.contains(std::string(tag_member))) {  // a stream named "$": the root dict in pair form
-      std::string pairs_head = std::string("{\"").append(tag_member).append("\":\"").append(traits(Kind::Dict).tag).append("\",\"items\":[");
-      append_json_escaped(out, pairs_head);
+    } else if (stream_index_.contains(tag_member)) {  // a stream named "$": the root dict in pair form
+      std::string pairs_head;
+      append_json_escaped(pairs_head, std::string("{\"").append(tag_member).append("\":\"").append(traits(Kind::Dict).tag).append("\",\"items\":["));
+      out += pairs_head;
       for (std::size_t s = 0; s < streams_.size(); ++s) {
         out += s ? ",[" : "[";
         append_schema_string(out, *streams_[s].name);
@@ -446,7 +437,7 @@ const std::string& RecordingWriter::header(std::uint64_t padding) {
   out += '}';
   if (padding) {
     out += ',';
-    append_json_string(out, recording_padding_tensor);
+    append_quoted(out, recording_padding_tensor);
     const std::string size = std::to_string(padding);
     out.append(":{\"dtype\":\"U8\",\"shape\":[").append(size).append("],\"data_offsets\":[0,").append(size).append("]}");
   }
@@ -465,7 +456,7 @@ const std::string& RecordingWriter::header(std::uint64_t padding) {
 }
 
 bool RecordingWriter::commit(int fd, bool fsync) {
-  const std::string& text = header(padding_);
+  const std::string_view text = header(padding_);
   if (text.size() <= room_) {
     commit_recording_header(fd, text, room_, padding_ + data_size_, fsync);
     return true;
@@ -488,18 +479,18 @@ bool RecordingWriter::commit(int fd, bool fsync) {
   // Else the records move, behind a new room and a new padding: pages inserted before them where the file system can
   // (ext4, XFS); else the file written anew (by the caller).
   const std::uint64_t new_room = room_for(needed, data_size_), new_padding = std::max(reserve_, padding_);
-  header(new_padding);
-  if (grow_recording_header(fd, text, room_, new_room, padding_ + data_size_, new_padding + data_size_, fsync)) {
+  const std::string_view grown_text = header(new_padding);
+  if (grow_recording_header(fd, grown_text, room_, new_room, padding_ + data_size_, new_padding + data_size_, fsync)) {
     room_ = new_room;
     padding_ = new_padding;
     return true;
   }
-  plan_rewrite(text, new_room, new_padding);
+  plan_rewrite(grown_text, new_room, new_padding);
   return false;
 }
 
-void RecordingWriter::plan_rewrite(const std::string& text, std::uint64_t room, std::uint64_t padding) {
-  rewrite_ = {text, room, padding, 8 + room_ + padding_, data_size_};
+void RecordingWriter::plan_rewrite(std::string_view text, std::uint64_t room, std::uint64_t padding) {
+  rewrite_ = {std::string(text), room, padding, 8 + room_ + padding_, data_size_};
 }
 
 void RecordingWriter::rewritten() {
@@ -510,7 +501,7 @@ void RecordingWriter::rewritten() {
 
 bool RecordingWriter::drop_padding() {
   if (padding_ == 0 || data_size_ > padding_) return false;
-  const std::string& text = header(0);
+  const std::string_view text = header(0);
   plan_rewrite(text, room_for(text.size(), 0), 0);
   return true;
 }

@@ -241,3 +241,29 @@ def test_the_recorder_renders_no_header_of_its_own() -> None:
     imported |= {node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
     assert "json" not in imported and "_format" not in imported
     assert {"._flat", "._sharded"} <= {f".{m}" for m in imported}
+
+
+def test_a_continued_recording_keeps_its_records_text_exactly(tmp_path: Path) -> None:
+    # mode="a" takes each record back as the file holds it (simdjson's raw text of each): records nested to the depth
+    # limit (a dict with an int key is three JSON levels a level), strings of escapes and floats of every notation give
+    # the file that one recording written in one go gives, byte for byte.
+    from safestructures._limits import DEFAULT_MAX_DEPTH
+
+    deep: Any = 1.5e-7
+    for _ in range(DEFAULT_MAX_DEPTH - 2):
+        deep = {1: deep}
+    records = [deep, _values(0), 'x"\\\n\x01 é', [1e16, -0.0, 2.5e-5]]
+    whole, continued = tmp_path / "whole.safetensors", tmp_path / "continued.safetensors"
+    with ss.Recorder(whole, fsync=False) as rec:
+        for value in records:
+            rec["s"].append(value)
+    with ss.Recorder(continued, fsync=False) as rec:
+        for value in records[:2]:
+            rec["s"].append(value)
+    with ss.Recorder(continued, "a", fsync=False) as rec:
+        assert len(rec) == 2
+        for value in records[2:]:
+            rec["s"].append(value)
+    assert continued.read_bytes() == whole.read_bytes()
+    got = ss.load_file(continued)["s"]
+    assert len(got) == 4 and got[2] == 'x"\\\n\x01 é' and got[3] == [1e16, -0.0, 2.5e-5]
