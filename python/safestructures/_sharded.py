@@ -227,6 +227,18 @@ def index_text(metadata: Mapping[str, Any]) -> dict[str, str]:
     return {key: value if isinstance(value, str) else json.dumps(value) for key, value in metadata.items()}
 
 
+def index_document(raw: bytes | str, where: str) -> Any:
+    """The JSON document of an index (a sharded save's, a Hugging Face folder's, a distributed checkpoint's), named
+    ``where`` in messages: InvalidFileError for text that is no JSON (or no UTF-8), or nests past Python's recursion
+    limit (json's parser recurses per level)."""
+    try:
+        return json.loads(raw)
+    except RecursionError:
+        raise InvalidFileError(f"{where}: the index nests too deeply to be one") from None
+    except (UnicodeDecodeError, ValueError) as e:
+        raise InvalidFileError(f"{where}: not a JSON index: {e}") from None
+
+
 def check_index_metadata(metadata: Mapping[str, str] | None) -> None:
     """Refuses the keys a sharded save's caller may not put in its index's metadata (InvalidArgumentError)."""
     for key in metadata or ():

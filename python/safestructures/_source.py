@@ -19,7 +19,7 @@ from ._format import (CHECKSUMS_KEY, DCP_KEY, INDEX_METADATA, INDEX_NAME, INDEX_
                       TOTAL_SIZE_KEY, V1_SCHEMA_KEY)
 from ._ranges import read_header
 from ._remote import UrlRanges, filesystem, is_url, local_path
-from ._sharded import SHARD_FILE_NAME, check_regular_file, index_text, shard_name
+from ._sharded import SHARD_FILE_NAME, check_regular_file, index_document, index_text, shard_name
 from ._streams import FileObjectRanges, check_binary, is_file_object, name_of, read_stream, seekable
 
 __all__ = ["DCP", "FILE", "PLAIN_SHARDS", "SHARDED", "Source", "check_shards", "file_format", "read_or_resolve", "resolve",
@@ -170,12 +170,7 @@ def _index_source(path: str, index: str, raw: bytes, shard_path: Callable[[str],
                   check_shard: Callable[[str], None]) -> Source:
     """The source an index's ``raw`` bytes describe (``index`` names it in messages), its shards at ``shard_path(name)``,
     each checked by ``check_shard`` before any is opened."""
-    try:
-        document = json.loads(raw)
-    except RecursionError:
-        raise InvalidFileError(f"{index}: the index nests too deeply to be one") from None
-    except (UnicodeDecodeError, ValueError) as e:
-        raise InvalidFileError(f"{index}: not a JSON index: {e}") from None
+    document = index_document(raw, index)
     if (not isinstance(document, dict) or not isinstance(document.get(INDEX_WEIGHT_MAP), dict)
             or not isinstance(document.get(INDEX_METADATA), dict)):
         raise InvalidFileError(f'{index}: an index is an object with "{INDEX_METADATA}" and "{INDEX_WEIGHT_MAP}" objects')

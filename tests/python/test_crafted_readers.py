@@ -147,7 +147,7 @@ def test_case_21_chunks_that_overlap_leave_no_leftover_memory(tmp_path: Path) ->
 
 @pytest.mark.parametrize(("change", "message"), [
     (lambda index: json.dumps(index)[:-1] + ', "x": ' + "[" * 100_000 + "]" * 100_000 + "}",
-     "model.safetensors.index.json nests too deeply to be an index"),
+     "model.safetensors.index.json: the index nests too deeply to be one"),
     (set_size([10**30, 2]), 'the size of "w" must be a list of non-negative 64-bit integers, got [1000000000000000000000000000000, 2]'),
     (set_size([2**40, 2**40]), 'tensor "w" has more than 2**63 elements'),
     (set_size([2, 2], [2, 1]), 'the chunks of "w" hold 2 elements, its size [2, 2] has 4'),
@@ -161,6 +161,17 @@ def test_case_21_bad_dcp_indexes_raise_invalid_file_errors(tmp_path: Path, chang
     with pytest.raises(ss.InvalidFileError) as info:
         distributed.load(path)
     assert message in str(info.value)
+
+
+def test_case_21_a_dcp_index_that_is_no_utf8_raises_an_invalid_file_error(tmp_path: Path) -> None:
+    # Read as UTF-8 text outside the parse's error handling, it raised UnicodeDecodeError.
+    from safestructures import distributed
+
+    path = dcp_dir(tmp_path, lambda index: json.dumps(index))
+    (path / ss._sharded.INDEX_NAME).write_bytes(b'{"metadata": {"\xff": 1}, "weight_map": {}}')
+    with pytest.raises(ss.InvalidFileError) as info:
+        distributed.load(path)
+    assert str(info.value).startswith(f"{path / ss._sharded.INDEX_NAME}: not a JSON index: ")
 
 
 # --- 22. a path with an index too long for int() --------------------------------------------------------------------------

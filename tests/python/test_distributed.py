@@ -410,7 +410,7 @@ def test_not_a_checkpoint(tmp_path: Path) -> None:
     with pytest.raises(ss.InvalidFileError, match="not written by safestructures.distributed"):
         ssd.load(tmp_path)
     (tmp_path / ssd.INDEX_NAME).write_text("{", encoding="utf-8")
-    with pytest.raises(ss.InvalidFileError, match="not valid JSON"):
+    with pytest.raises(ss.InvalidFileError, match="index.json: not a JSON index: "):
         ssd.load(tmp_path)
 
 

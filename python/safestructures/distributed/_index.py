@@ -18,7 +18,7 @@ from torch.distributed.checkpoint.metadata import (BytesStorageMetadata, ChunkSt
 from .. import _core, _walkers
 from .._errors import InvalidFileError, quote, shown
 from .._format import DCP_KEY, INDEX_METADATA, INDEX_NAME, INDEX_WEIGHT_MAP, SCHEMA_KEY, TOTAL_SIZE_KEY
-from .._sharded import SHARD_FILE_NAME
+from .._sharded import SHARD_FILE_NAME, index_document
 from ..frameworks.torch import DTYPES_BY_NAME as TORCH_DTYPES
 
 __all__ = ["blob_of", "index_text", "load_structure", "metadata_from_index", "read_index", "schema_of"]
@@ -75,15 +75,10 @@ def read_index(path: str | os.PathLike[str]) -> dict[str, Any]:
     :class:`SafestructuresWriter` wrote (InvalidFileError otherwise)."""
     file = Path(path) / INDEX_NAME
     try:
-        text = file.read_text(encoding="utf-8")
+        raw = file.read_bytes()
     except FileNotFoundError as e:
         raise InvalidFileError(f"{file} is missing: {Path(path)} is not a checkpoint directory") from e
-    try:
-        index = json.loads(text)
-    except RecursionError:
-        raise InvalidFileError(f"{file} nests too deeply to be an index") from None
-    except (ValueError, UnicodeDecodeError) as e:
-        raise InvalidFileError(f"{file} is not valid JSON: {e}") from e
+    index = index_document(raw, str(file))
     metadata = index.get(INDEX_METADATA) if isinstance(index, dict) else None
     description = metadata.get(DCP_KEY) if isinstance(metadata, dict) else None
     if not isinstance(description, dict) or description.get("format") != _FORMAT:
