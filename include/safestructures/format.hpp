@@ -39,6 +39,29 @@ inline constexpr std::uint64_t default_max_nodes = 50'000'000;
 // The members every tagged object may have besides its fields: its tag and its reference id.
 inline constexpr std::string_view tag_member = "$";
 inline constexpr std::string_view id_member = "#";
+// The members of tensor and bytes nodes (docs/format.md sections 5.2 and 5.4), and the member naming a record's class;
+// other kinds' members of the same names (an enum's "name", a timezone's "offset") are the same words. X(id, spelling).
+#define SAFESTRUCTURES_FIELDS(X)                                                                                      \
+  X(name, "name")           /* a tensor's safetensors tensor */                                                       \
+  X(storage, "storage")     /* the tensor a view lies in (instead of name) */                                         \
+  X(offset, "offset")       /* a view's first element in its storage */                                              \
+  X(shape, "shape")         /* a view's shape, or an exact numpy dtype's */                                           \
+  X(stride, "stride")       /* a view's strides, in elements */                                                       \
+  X(dtype, "dtype")         /* a dtype safetensors lacks (stored as U8), a numpy dtype's exact name */                \
+  X(framework, "fw")        /* the framework a tensor came from */                                                    \
+  X(param, "param")         /* a torch Parameter */                                                                   \
+  X(grad, "grad")           /* requires grad (torch, paddle) */                                                       \
+  X(variable, "variable")   /* a TensorFlow variable */                                                               \
+  X(trainable, "trainable") /* a TensorFlow variable's trainable */                                                   \
+  X(pairs, "x2")            /* float4_e2m1fn_x2: two values a byte, the last dimension doubled */                     \
+  X(tensor, "tensor")       /* long bytes' tensor */                                                                  \
+  X(base64, "b64")          /* short bytes, inline */                                                                 \
+  X(type, "type")           /* a record's class (module.QualName), a plugin's type */
+namespace field {
+#define SAFESTRUCTURES_FIELD(id, text) inline constexpr std::string_view id = text;
+SAFESTRUCTURES_FIELDS(SAFESTRUCTURES_FIELD)
+#undef SAFESTRUCTURES_FIELD
+}  // namespace field
 
 // How a kind's content is laid out, which is what walks over the tree need to know of it.
 enum class Shape : std::uint8_t {

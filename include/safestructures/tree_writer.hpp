@@ -108,7 +108,7 @@ class TreeWriter {
   bool writes_record() const { return record_; }
   // Whether a field of a tensor node holds a tensor's name (a view's "storage"): the front end then writes its
   // string value through tensor_name.
-  static bool names_tensor(std::string_view field) { return field == "name" || field == "storage" || field == "tensor"; }
+  static bool names_tensor(std::string_view member) { return member == field::name || member == field::storage || member == field::tensor; }
   // A string value that is a tensor's name, noted for a record.
   void tensor_name(std::string_view name);
 

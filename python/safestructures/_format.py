@@ -53,28 +53,11 @@ KIND: Any = SimpleNamespace(**{kind_id: name for kind_id, (name, _) in _KINDS.it
 TENSOR_TAGS: frozenset[str] = frozenset((TAG.Tensor, TAG.Bytes, TAG.ByteArray))
 
 
-class FIELD:
-    """The members of a tensor node and of a bytes node (docs/format.md sections 5.2 and 5.4), and the member naming
-    a record's class, by what each holds; other kinds' members of the same names are spelled here too. The core's
-    vocabulary does not export them (the C++ writer and reader spell them in tree_writer.hpp and tree_reader.cpp):
-    this is their one spelling in the Python layer. A record's own members (``fields``, ``items``, ``value``...)
-    are the type policy's (_registry.py)."""
-
-    name = "name"  # a tensor's safetensors tensor (also an enum member's, a timezone's, a torch.dtype's name)
-    storage = "storage"  # the tensor a view lies in (instead of name)
-    offset = "offset"  # a view's first element in its storage (also a timezone's UTC offset)
-    shape = "shape"
-    stride = "stride"  # a view's strides, in elements
-    dtype = "dtype"  # a dtype safetensors lacks (stored as U8), a numpy dtype's exact name (also a numpy scalar's)
-    framework = "fw"  # the framework a tensor came from
-    param = "param"  # a torch Parameter
-    grad = "grad"  # requires grad (torch, paddle)
-    variable = "variable"  # a TensorFlow variable
-    trainable = "trainable"  # a TensorFlow variable's trainable
-    pairs = "x2"  # float4_e2m1fn_x2: two values a byte, the last dimension doubled
-    tensor = "tensor"  # long bytes' tensor
-    base64 = "b64"  # short bytes, inline
-    type = "type"  # a record's class (module.QualName), a plugin's type (also a torch.device's type)
+# The members of tensor and bytes nodes (docs/format.md sections 5.2 and 5.4) and the member naming a record's class,
+# by what each holds, as the core's vocabulary names them: ``FIELD.storage == "storage"``, ``FIELD.framework == "fw"``.
+# Other kinds' members of the same names (an enum's name, a timezone's offset) are these words too; a record's own
+# members (``fields``, ``items``, ``value``...) are the type policy's (_registry.py).
+FIELD: Any = SimpleNamespace(**_FORMAT["fields"])
 
 
 # The members that name a tensor of the file: a tensor's data, a view's storage, long bytes' data.

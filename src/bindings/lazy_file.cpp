@@ -247,7 +247,7 @@ class LazyFile {
       const std::optional<Kind> kind = tree_->kind(i);
       const std::string_view tag = tape.tag(i);
       if (!kind || !traits(*kind).names_class || tag.empty()) continue;
-      const std::size_t type = tape.member(i, "type");  // the first, as the loader reads it
+      const std::size_t type = tape.member(i, field::type);  // the first, as the loader reads it
       if (type == Tape::npos || tape[type].kind != NodeKind::String) continue;
       nb::object names = out.get(py_str(tag), nb::none());
       if (names.is_none()) out[py_str(tag)] = names = nb::dict();
@@ -349,9 +349,9 @@ class LazyFile {
     const Tape& tape = tree_->tape();
     for (std::size_t n = i; n < tape[i].end; ++n) {
       const std::optional<Kind> kind = tree_->kind(n);
-      const char* field = kind == Kind::Tensor ? "name" : (kind == Kind::Bytes || kind == Kind::ByteArray) ? "tensor" : nullptr;
-      if (field == nullptr) continue;
-      for (const char* key : {field, "storage"}) {
+      const std::string_view named = kind == Kind::Tensor ? field::name : (kind == Kind::Bytes || kind == Kind::ByteArray) ? field::tensor : std::string_view();
+      if (named.empty()) continue;
+      for (const std::string_view key : {named, field::storage}) {
         const std::size_t at = tape.member(n, key);
         if (at == Tape::npos || tape[at].kind != NodeKind::String) continue;
         const TensorSource::Found found = source_.find(tape[at].text);

@@ -35,10 +35,10 @@ nb::object Loader::plain_numpy(std::size_t i, std::string_view name, const Tenso
   if (shown) return nb::object();
   bool plain = true, named = false, numpy = false;  // each field once: the adapter's way refuses one given twice
   tree_.for_each_field(i, [&](std::string_view key, std::size_t v) {
-    if (key == "name") {
+    if (key == field::name) {
       plain = plain && !std::exchange(named, true);
     } else {
-      plain = plain && key == "fw" && tape_[v].kind == NodeKind::String && tape_[v].text == "numpy" && !std::exchange(numpy, true);
+      plain = plain && key == field::framework && tape_[v].kind == NodeKind::String && tape_[v].text == "numpy" && !std::exchange(numpy, true);
     }
   });
   if (!plain) return nb::object();

@@ -369,6 +369,11 @@ nb::dict format_table() {
   out["recording_version"] = py_str(recording_layout_version);
   out["recording_padding"] = py_str(recording_padding_tensor);
   out["kinds"] = kinds;
+  nb::dict fields;
+#define SAFESTRUCTURES_FIELD(id, text) fields[#id] = py_str(field::id);
+  SAFESTRUCTURES_FIELDS(SAFESTRUCTURES_FIELD)
+#undef SAFESTRUCTURES_FIELD
+  out["fields"] = fields;
   return out;
 }
 

@@ -177,7 +177,7 @@ const TensorInfo& TreeNode::find_tensor(std::string_view name) const {
 
 std::string TreeNode::type_name() const {
   if (!traits(kind_).names_class) return {};
-  return std::string(document_->tree->string_field(index_, "type", failing()));
+  return std::string(document_->tree->string_field(index_, field::type, failing()));
 }
 
 bool TreeNode::as_bool() const {
@@ -243,9 +243,9 @@ Tensor TreeNode::as_tensor() const {
     if (tape[at].kind != NodeKind::String) fail(ErrorCode::SchemaInvalid, "a tensor's " + quote_name(field) + " must be a string");
     return tape[at].text;
   };
-  t.framework_ = text("fw");
-  t.numpy_dtype_ = text("dtype");
-  if (const std::size_t shape = tape.member(index_, "shape"); shape != Tape::npos) {
+  t.framework_ = text(field::framework);
+  t.numpy_dtype_ = text(field::dtype);
+  if (const std::size_t shape = tape.member(index_, field::shape); shape != Tape::npos) {
     if (tape[shape].kind != NodeKind::Array) fail(ErrorCode::SchemaInvalid, "a tensor's \"shape\" must be an array of integers");
     t.logical_shape_.emplace();
     for (std::size_t c = shape + 1; c < tape[shape].end; ++c) {

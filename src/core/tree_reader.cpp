@@ -48,7 +48,7 @@ TreeIndex::TreeIndex(const Tape& tape) : id_nodes(tape.size() + 1, Tape::npos), 
       }
     }
     if (kind == Kind::Tensor) {
-      const std::size_t name = tape.member(i, "name");
+      const std::size_t name = tape.member(i, field::name);
       if (name != Tape::npos && tape[name].kind == NodeKind::String) tensor_nodes.emplace(tape[name].text, i);
     }
   }
@@ -74,11 +74,11 @@ TreeReader TreeReader::of_plain_tensors(std::span<const TensorInfo* const> tenso
     tape.string(info.name);
     tape.count_child(pair);
     const std::size_t tensor = tape.begin_tagged(traits(Kind::Tensor).tag);
-    tape.string("name");
+    tape.string(field::name);
     tape.string(info.name);
     tape.count_child(tensor);
     if (!framework.empty()) {
-      tape.string("fw");
+      tape.string(field::framework);
       tape.string(framework);
       tape.count_child(tensor);
     }
@@ -219,9 +219,9 @@ std::vector<std::uint32_t> TreeReader::code_points(std::size_t i, Fail fail) con
 }
 
 std::string_view TreeReader::tensor_name(std::size_t i, bool& view, Fail fail) const {
-  view = tape_.member(i, "name") == Tape::npos;
-  if (!view) return string_field(i, "name", fail);
-  const std::size_t storage = tape_.member(i, "storage");
+  view = tape_.member(i, field::name) == Tape::npos;
+  if (!view) return string_field(i, field::name, fail);
+  const std::size_t storage = tape_.member(i, field::storage);
   if (storage == Tape::npos || tape_[storage].kind != NodeKind::String) {
     fail("tagged \"tensor\" needs a string field \"name\" (or \"storage\", for a view of an earlier tensor)");
   }
@@ -229,9 +229,9 @@ std::string_view TreeReader::tensor_name(std::size_t i, bool& view, Fail fail) c
 }
 
 std::optional<std::vector<std::byte>> TreeReader::inline_bytes(std::size_t i, std::string_view& name, Fail fail) const {
-  const std::size_t b64 = tape_.member(i, "b64");
+  const std::size_t b64 = tape_.member(i, field::base64);
   if (b64 == Tape::npos) {
-    name = string_field(i, "tensor", fail);
+    name = string_field(i, field::tensor, fail);
     return std::nullopt;
   }
   std::optional<std::vector<std::byte>> decoded;

@@ -161,12 +161,12 @@ bool TreeWriter::bytes(const void* obj, Kind kind, std::span<const std::byte> da
   const std::size_t at = begin_tagged(kind);
   if (shared) remember(obj, at, false, false);
   if (inline_) {
-    out.key("b64");
+    out.key(field::base64);
     out.string(codec::base64_encode(data));
   } else {
     std::string name = free_name();
     used_names_.insert(name);
-    out.key("tensor");
+    out.key(field::tensor);
     tensor_name(name);
     tensors.push_back(WriteTensor{std::move(name), Dtype::U8, {data.size()}, data.data(), {}});
   }
@@ -223,7 +223,7 @@ std::size_t TreeWriter::begin_tensor(const void* obj, std::string name) {
   remember(obj, at, false, false);
   if (!name.empty()) {
     used_names_.insert(name);
-    out.key("name");
+    out.key(field::name);
     tensor_name(name);
   }
   return at;

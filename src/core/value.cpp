@@ -232,7 +232,7 @@ void ValueWalk::walk_tensor(const Value::Impl& v) {
   if (writer_.seen(&v)) return;
   std::string name = writer_.free_name();
   const std::size_t at = writer_.begin_tensor(&v, name);
-  writer_.out.key("fw");
+  writer_.out.key(field::framework);
   writer_.out.string("numpy");
   writer_.out.end_container(at);
   writer_.tensors.push_back(WriteTensor{std::move(name), v.dtype, v.shape, v.data, v.strides});
