@@ -19,7 +19,7 @@ namespace safestructures {
   X(HeaderBom) /* The header starts with a UTF-8 byte order mark. */ \
   X(HeaderNotJson) /* The header is not well-formed JSON (numbers that do not fit in 64 bits included). */ \
   X(HeaderNotObject) /* The header's JSON value is not an object. */ \
-  X(DuplicateKey) /* A key appears twice in the same JSON object (tensor names, metadata keys or entry fields). */ \
+  X(DuplicateKey) /* A key appears twice in the same JSON object (tensor names, metadata keys, entry fields, or any object of the schema). */ \
   X(MetadataNotObject) /* `__metadata__` is neither an object nor null. */ \
   X(MetadataNotString) /* A `__metadata__` value is not a string. */ \
   X(EntryNotObject) /* A tensor entry is not a JSON object. */ \

@@ -86,10 +86,6 @@ class Tape {
   }
   // The value node of member `key` of the object at `object`, or npos.
   std::size_t member(std::size_t object, std::string_view key) const;
-  // member(), for a member read by more than one reader: raises SchemaInvalid (naming `what`) where the object holds
-  // `key` twice, which member() (the first) and a JSON reader that keeps the last, or a scan of the text that finds
-  // the one spelled without escapes, would read differently.
-  std::size_t single_member(std::size_t object, std::string_view key, std::string_view what) const;
 
   static constexpr std::size_t npos = static_cast<std::size_t>(-1);
 
@@ -110,7 +106,9 @@ class Tape {
   std::shared_ptr<void> parsed_;
 };
 
-// Parses JSON text into a tape. Raises SchemaNotJson, NestingTooDeep or TooManyNodes.
+// Parses JSON text into a tape. Raises SchemaNotJson, NestingTooDeep or TooManyNodes, and DuplicateKey for an
+// object holding a key twice (escaped or not): member() reads the first, Python's json the last, so every reader of
+// a tape sees the one document any JSON reader sees.
 // `padded`: SIMDJSON_PADDING readable bytes follow the text (else it is copied into a padded buffer first).
 // A short text of the JSON this library writes is read by a strict reader of its own (strict_json.hpp), anything
 // else by simdjson, to the same tape and errors.

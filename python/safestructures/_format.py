@@ -5,10 +5,12 @@ nodes; and the names of the index of a sharded save or a distributed checkpoint.
 
 from __future__ import annotations
 
+import json
 from types import SimpleNamespace
 from typing import Any
 
 from . import _core
+from ._errors import InvalidFileError, quote
 
 _FORMAT: dict[str, Any] = _core.FORMAT
 
@@ -66,3 +68,21 @@ TENSOR_NAME_FIELDS = (FIELD.name, FIELD.storage, FIELD.tensor)
 # The numpy dtype name of each safetensors dtype (what a tensor of it loads as in numpy), and its bits per element.
 DTYPE_NUMPY_NAMES: dict[str, str] = {name: numpy_name for name, (_, numpy_name) in _core.DTYPES.items()}
 DTYPE_BITS: dict[str, int] = {name: bits for name, (bits, _) in _core.DTYPES.items()}
+
+
+def file_json(text: str | bytes) -> Any:
+    """JSON that a file holds (an index, a 1.0.0 schema), read as the core reads a schema: an object holding a key
+    twice is refused (InvalidFileError, code ``DuplicateKey``), since json would take the last of the two and another
+    reader the first. Raises what ``json.loads`` raises for anything else."""
+    return json.loads(text, object_pairs_hook=_each_key_once)
+
+
+def _each_key_once(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    members = dict(pairs)
+    if len(members) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise InvalidFileError(f"a JSON object holds the key {quote(key)} twice", code="DuplicateKey")
+            seen.add(key)
+    return members

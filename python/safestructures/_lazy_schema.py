@@ -37,6 +37,21 @@ def located(error: SafestructuresError, path: Iterable[Any], prefix: str) -> Saf
     return type(error)(f"{prefix}{message}", code=error.code)
 
 
+def _check_keys_distinct(entries: list[tuple[Any, int]], built: set[int], path: Iterable[Any], prefix: str) -> None:
+    """Refuses a mapping's pairs holding two equal keys, as a load does (a saved mapping never holds them): the keys
+    shown would be more than the mapping a load builds. ``built``: the pairs whose keys were built from nodes."""
+    seen: set[Any] = set()
+    for k, (key, _child) in enumerate(entries):
+        try:
+            if key in seen:
+                what = (f"a mapping holds the key {quote(key) if type(key) is str else key} twice"
+                        if type(key) in (str, int) and k not in built else f"the key of pair {k} equals an earlier key of the mapping")
+                raise InvalidFileError(f"{prefix}at {path_text(path)}: {what}", code="SchemaInvalid")
+            seen.add(key)
+        except TypeError:  # unhashable: a load says so, where it builds the mapping
+            continue
+
+
 class _TreeView:
     """An opened file's tree as walks read it, through the core: each node's members and children read once, and the
     keys of a mapping that are not JSON scalars built (in one pass, within a load's limits). ``Node``, ``describe``
@@ -97,6 +112,8 @@ class _TreeView:
                     keys = self.file._load_many([(node, path) for _k, node in to_build], keys=True)
                     for (k, _node), key in zip(to_build, keys):
                         entries[k] = (key, entries[k][1])
+                if to_build is not None:
+                    _check_keys_distinct(entries, {k for k, _node in to_build}, path, f"{self.file._source}: ")
                 found = (indexed, entries)
             self._children[index] = found
         return self._children[index]

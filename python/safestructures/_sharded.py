@@ -14,7 +14,7 @@ from typing import IO, Any
 from . import _core
 from ._errors import InvalidArgumentError, InvalidFileError, quote
 from ._format import (CHECKSUMS_KEY, INDEX_METADATA, INDEX_NAME, INDEX_WEIGHT_MAP, RESERVED_INDEX_KEYS, SAVE_KEY, SCHEMA_KEY,
-                      TOTAL_SIZE_KEY)
+                      TOTAL_SIZE_KEY, file_json)
 from ._progress import saving
 
 __all__ = ["INDEX_NAME", "SHARD_FILE_NAME", "SHARD_PATTERN", "check_index_metadata", "check_regular_file", "directory_lock",
@@ -232,9 +232,11 @@ def index_document(raw: bytes | str, where: str) -> Any:
     ``where`` in messages: InvalidFileError for text that is no JSON (or no UTF-8), or nests past Python's recursion
     limit (json's parser recurses per level)."""
     try:
-        return json.loads(raw)
+        return file_json(raw)
     except RecursionError:
         raise InvalidFileError(f"{where}: the index nests too deeply to be one") from None
+    except InvalidFileError as e:
+        raise InvalidFileError(f"{where}: {e}", code=e.code) from None
     except (UnicodeDecodeError, ValueError) as e:
         raise InvalidFileError(f"{where}: not a JSON index: {e}") from None
 

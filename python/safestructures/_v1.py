@@ -14,7 +14,7 @@ from typing import Any, NoReturn
 
 from . import _core
 from ._errors import InvalidFileError, SafestructuresError, UnknownTypeError, shown
-from ._format import V1_SCHEMA_KEY, V1_VERSION_KEY
+from ._format import V1_SCHEMA_KEY, V1_VERSION_KEY, file_json
 from ._records import Record
 from .plugins import Mode, _Serializer
 
@@ -176,7 +176,9 @@ def load_v1(metadata: dict[str, str], tensors: dict[str, Any], make: Any, contex
     if version != "1.0.0":
         raise InvalidFileError(f"the file claims safestructures schema version {version!r}; this release reads 1.0.0", code="SchemaVersion")
     try:
-        schema = json.loads(metadata[V1_SCHEMA_KEY])
+        schema = file_json(metadata[V1_SCHEMA_KEY])
+    except InvalidFileError:
+        raise
     except (ValueError, RecursionError) as e:
         raise InvalidFileError(f"the 1.0.0 schema is not valid JSON: {e}", code="SchemaNotJson") from e
     available = {name: value for name, value in tensors.items() if name != "null"}

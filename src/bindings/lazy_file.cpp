@@ -194,7 +194,8 @@ class LazyFile {
 
   // The children of the container node `i` (followed already), in stored order, as (indexed, [(key or index, child
   // node)], [(position, key node)]): a mapping's keys that are not JSON scalars are None in the list, to be built from
-  // their nodes (by the caller, within a load's limits). None for a leaf.
+  // their nodes (by the caller, within a load's limits); the third is None for anything but a mapping's pairs. None
+  // for a leaf.
   nb::object children(std::size_t i) const {
     at(i);
     i = unwrapped(i);
@@ -313,7 +314,7 @@ class LazyFile {
     });
   }
   static bool is_container(const Node& n) { return n.kind == NodeKind::Array || n.kind == NodeKind::Object; }
-  static nb::tuple walk_children(bool indexed, nb::list entries) { return nb::make_tuple(indexed, entries, nb::list()); }
+  static nb::tuple walk_children(bool indexed, nb::list entries) { return nb::make_tuple(indexed, entries, nb::none()); }
   // Problems met walking the tree are the file's: the caller adds the file's name and the node's path.
   static constexpr Fail failing{nullptr, [](const void*, const std::string& why, ErrorCode code) {
     raise(code, "at $: " + why);

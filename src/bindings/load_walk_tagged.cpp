@@ -33,13 +33,9 @@ nb::object Loader::plain_numpy(std::size_t i, std::string_view name, const Tenso
   const bool shown = bar != nullptr && bar != Py_None;
   Py_XDECREF(bar);
   if (shown) return nb::object();
-  bool plain = true, named = false, numpy = false;  // each field once: the adapter's way refuses one given twice
+  bool plain = true;
   tree_.for_each_field(i, [&](std::string_view key, std::size_t v) {
-    if (key == field::name) {
-      plain = plain && !std::exchange(named, true);
-    } else {
-      plain = plain && key == field::framework && tape_[v].kind == NodeKind::String && tape_[v].text == "numpy" && !std::exchange(numpy, true);
-    }
+    plain = plain && (key == field::name || (key == field::framework && tape_[v].kind == NodeKind::String && tape_[v].text == "numpy"));
   });
   if (!plain) return nb::object();
   PyObject*& dtype = numpy_dtypes[static_cast<std::size_t>(info.dtype)];
@@ -88,10 +84,7 @@ nb::object Loader::tensor(std::size_t i) {
       for (std::size_t e = v + 1; e < tape_[v].end && plain; ++e) plain = tape_[e].kind != NodeKind::Array && tape_[e].kind != NodeKind::Object;
     }
     if (!plain) invalid("a tensor's field " + quote_name(key) + " must be a JSON scalar or an array of scalars");
-    nb::str field = py_str(key);
-    // The core reads a field's first value (a tensor's name), a dict keeps the last: one value, or none.
-    if (fields.contains(field)) invalid("a tensor node holds the field " + quote_name(key) + " twice");
-    fields[field] = build_child(v, LoadPath::Type::Field, key);
+    fields[py_str(key)] = build_child(v, LoadPath::Type::Field, key);
   });
   if (info == nullptr) {
     return call_python("cannot rebuild a tensor view", [&] {
@@ -238,6 +231,8 @@ nb::object Loader::build_set(std::size_t i, Kind kind) {
       nb::python_error e;
       invalid(what + py_text(e.value()));
     }
+    // A saved set never holds two equal items (as a mapping its keys: fill_pairs).
+    if (static_cast<std::uint32_t>(PySet_GET_SIZE(result.ptr())) != k + 1) invalid("item " + std::to_string(k) + " equals an earlier item of the " + std::string(kind_name(kind)));
   });
   define(i, result);
   return result;
@@ -303,10 +298,8 @@ nb::object Loader::construct(std::size_t i, Kind kind) {
     if (tree_.kind(v) == Kind::Ref && is_own_field(kind, key)) {
       invalid("the field " + quote_name(key) + " of a " + quote_name(tag) + " node describes that node alone and cannot be a \"ref\"");
     }
-    nb::str field = py_str(key);
-    if (fields.contains(field)) invalid("a " + quote_name(tag) + " node holds the field " + quote_name(key) + " twice");
     // Wrapper fields ("fields", "items", ...) do not appear in paths, as when saving.
-    fields[field] = is_transparent_field(key) ? build(v) : build_child(v, LoadPath::Type::Field, key);
+    fields[py_str(key)] = is_transparent_field(key) ? build(v) : build_child(v, LoadPath::Type::Field, key);
   });
   nb::object value = call_python(("cannot rebuild a " + std::string(tag)).c_str(), [&] { return nb::borrow(constructor)(fields, context_.get()); });
   define(i, value);

@@ -2,12 +2,10 @@
 #include "safestructures/file.hpp"
 
 #include <charconv>
-#include <unordered_set>
 
 #include "safestructures/codec.hpp"
 #include "safestructures/reader.hpp"
 #include "safestructures/schema.hpp"
-#include "safestructures/seeded_hash.hpp"
 #include "safestructures/structure.hpp"
 #include "safestructures/tree_reader.hpp"
 
@@ -318,12 +316,9 @@ std::vector<Entry> TreeNode::entries() const {
   if (kind_ == Kind::Dataclass) return dataclass_fields().entries();
   if (!is_mapping()) wrong_kind("a mapping");
   const Tape& tape = document_->tree->tape();
-  const bool plain = tag().empty();
-  std::unordered_set<std::string_view, SeededStringHash> seen;
   std::vector<Entry> out;
   for_each_entry([&](std::uint32_t k, std::size_t key_at, std::size_t value_at) {
     const Node& key = tape[key_at];
-    if (plain && !seen.insert(key.text).second) fail(ErrorCode::SchemaInvalid, "an object holds the key " + quote_name(key.text) + " twice");
     // String and int keys are written as Python writes them; other keys by the pair's position.
     auto part = key.kind == NodeKind::String ? extend(path_, append_key_part, key.text)
                 : key.kind == NodeKind::Int  ? extend(path_, append_index_part, key.integer)

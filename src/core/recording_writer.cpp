@@ -168,12 +168,7 @@ RecordingWriter::RecordingWriter(const Header& header, const std::optional<Metad
   std::vector<std::pair<Stream, std::size_t>> lists;  // (name, the list's node)
   const Node& top = document[root];
   const std::string_view tag = document.tag(root);
-  std::size_t items = Tape::npos;
-  try {
-    if (top.kind == NodeKind::Object) items = document.single_member(root, "items", "the recording's streams");
-  } catch (const Error& e) {
-    invalid(e.what());
-  }
+  const std::size_t items = top.kind == NodeKind::Object ? document.member(root, "items") : Tape::npos;
   if (top.kind == NodeKind::Array) {
     if (top.count) lists.emplace_back(std::nullopt, root);
   } else if (top.kind == NodeKind::Object && tag.empty()) {

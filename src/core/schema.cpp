@@ -11,6 +11,7 @@
 
 #include "safestructures/container.hpp"
 #include "safestructures/error.hpp"
+#include "safestructures/path_text.hpp"
 #include "safestructures/stack.hpp"
 #include "safestructures/strict_json.hpp"
 
@@ -69,16 +70,70 @@ std::size_t Tape::member(std::size_t object, std::string_view key) const {
   return npos;
 }
 
-std::size_t Tape::single_member(std::size_t object, std::string_view key, std::string_view what) const {
-  const std::size_t found = member(object, key);
-  if (found == npos) return npos;
-  for (std::size_t i = next(found); i < nodes_[object].end; i = next(i + 1)) {
-    if (nodes_[i].text == key) raise(ErrorCode::SchemaInvalid, std::string(what) + " holds " + quote_name(key) + " twice");
-  }
-  return found;
+namespace {
+
+// Objects of at most this many members are checked for a repeated key pairwise, larger ones (a dict's keys) sorted.
+constexpr std::uint32_t pairwise_members = 16;
+
+std::size_t next_node(const std::vector<Node>& nodes, std::size_t i) {
+  const Node& n = nodes[i];
+  return (n.kind == NodeKind::Array || n.kind == NodeKind::Object) ? n.end : i + 1;
 }
 
-namespace {
+// The key node of a member of the closed object at `object` whose key an earlier member has, or Tape::npos.
+std::size_t repeated_key(const std::vector<Node>& nodes, std::size_t object) {
+  const Node& n = nodes[object];
+  if (n.count < 2) return Tape::npos;
+  if (n.count <= pairwise_members) {
+    std::size_t keys[pairwise_members];
+    std::uint32_t seen = 0;
+    for (std::size_t k = object + 1; k < n.end; k = next_node(nodes, k + 1)) {
+      for (std::uint32_t j = 0; j < seen; ++j) {
+        if (nodes[keys[j]].text == nodes[k].text) return k;
+      }
+      keys[seen++] = k;
+    }
+    return Tape::npos;
+  }
+  std::vector<std::size_t> keys;
+  keys.reserve(n.count);
+  for (std::size_t k = object + 1; k < n.end; k = next_node(nodes, k + 1)) keys.push_back(k);
+  std::sort(keys.begin(), keys.end(), [&](std::size_t a, std::size_t b) { return nodes[a].text < nodes[b].text; });
+  const auto same = std::adjacent_find(keys.begin(), keys.end(), [&](std::size_t a, std::size_t b) { return nodes[a].text == nodes[b].text; });
+  return same == keys.end() ? Tape::npos : std::max(same[0], same[1]);
+}
+
+// Raises DuplicateKey for the object at `object` whose member `key` repeats an earlier one's key, naming where the
+// object is in the schema document (every container of the tape is closed by now).
+[[noreturn]] void raise_repeated_key(const std::vector<Node>& nodes, std::size_t object, std::size_t key) {
+  struct Step {
+    bool member;         // an object's member (named by its key node) or an array's element (by its number)
+    std::size_t key;
+    std::int64_t index;
+  };
+  std::vector<Step> steps;
+  for (std::size_t i = 0; i != object;) {
+    const bool members = nodes[i].kind == NodeKind::Object;
+    std::size_t child = i + 1;
+    for (std::int64_t index = 0;; ++index) {
+      const std::size_t value = members ? child + 1 : child;
+      if (next_node(nodes, value) > object) {
+        steps.push_back({members, child, index});
+        i = value;
+        break;
+      }
+      child = next_node(nodes, value);
+    }
+  }
+  const std::string where = render_path(steps.size(), [&](std::string& out, std::size_t k) {
+    if (steps[k].member) {
+      append_key_part(out, nodes[steps[k].key].text);
+    } else {
+      append_index_part(out, steps[k].index);
+    }
+  });
+  raise(ErrorCode::DuplicateKey, "the schema's JSON object at " + where + " holds the key " + quote_name(nodes[key].text) + " twice");
+}
 
 // Copies a parsed document into a tape in one pass over simdjson's own tape (docs/tape.md of simdjson: one word per
 // value, a container's start and end words, a number's value in the word after its own), which is in the same
@@ -109,6 +164,10 @@ class Converter {
         container.end = static_cast<std::uint32_t>(made);
         // simdjson's start word counted the elements (or members) up to its saturation: past it, counted here.
         if (container.count == count_mask) container.count = count_children(nodes, open.back());
+        if (type == '}' && repeated_ == Tape::npos) {
+          repeated_ = repeated_key(nodes, open.back());
+          if (repeated_ != Tape::npos) repeated_object_ = open.back();
+        }
         open.pop_back();
         ++i;
         continue;
@@ -156,6 +215,7 @@ class Converter {
       }
     }
     into = std::move(nodes);
+    if (repeated_ != Tape::npos) raise_repeated_key(into, repeated_object_, repeated_);
   }
 
  private:
@@ -173,6 +233,10 @@ class Converter {
     return container.kind == NodeKind::Object ? children / 2 : children;
   }
   const SchemaLimits& limits_;
+  // The first object found holding a key twice, and that key's second node: raised once the tape is whole, where
+  // its path can be named.
+  std::size_t repeated_object_ = 0;
+  std::size_t repeated_ = Tape::npos;
 };
 
 }  // namespace
@@ -205,6 +269,13 @@ Tape parse_schema_json(std::string_view json, const SchemaLimits& limits, bool p
     std::memcpy(text.get(), json.data(), json.size());
     Tape tape;
     if (read_strict_schema(std::span<char>(text.get(), json.size()), limits, tape.nodes_)) {
+      // The object the simdjson way names: the first closed (the innermost of two that close together).
+      std::size_t object = Tape::npos, key = Tape::npos;
+      for (std::size_t i = 0; i < tape.size(); ++i) {
+        if (tape[i].kind != NodeKind::Object || (object != Tape::npos && tape[i].end > tape[object].end)) continue;
+        if (const std::size_t k = repeated_key(tape.nodes_, i); k != Tape::npos) object = i, key = k;
+      }
+      if (object != Tape::npos) raise_repeated_key(tape.nodes_, object, key);
       tape.parsed_ = std::move(text);
       return tape;
     }
@@ -234,13 +305,11 @@ Tape parse_schema_json_by_simdjson(std::string_view json, const SchemaLimits& li
 
 void check_schema_envelope(const Tape& document) {
   if (document.size() == 0 || document[0].kind != NodeKind::Object) raise(ErrorCode::SchemaInvalid, "the schema document is not a JSON object");
-  // Each member once: a reader that keeps the last of two (Python's json) would read another document.
-  constexpr std::string_view what = "the schema document";
-  const std::size_t format = document.single_member(0, "format", what);
+  const std::size_t format = document.member(0, "format");
   if (format == Tape::npos || document[format].kind != NodeKind::String || document[format].text != "safestructures") {
     raise(ErrorCode::SchemaInvalid, "the schema document lacks \"format\": \"safestructures\"");
   }
-  const std::size_t version = document.single_member(0, "version", what);
+  const std::size_t version = document.member(0, "version");
   if (version == Tape::npos || document[version].kind != NodeKind::Int) raise(ErrorCode::SchemaInvalid, "the schema document lacks an integer \"version\"");
   if (document[version].integer != schema_version) {
     raise(ErrorCode::SchemaVersion, "the schema is format version " + std::to_string(document[version].integer) + "; this release reads version " +
@@ -250,7 +319,7 @@ void check_schema_envelope(const Tape& document) {
 
 std::size_t schema_root(const Tape& document) {
   check_schema_envelope(document);
-  const std::size_t root = document.single_member(0, "root", "the schema document");
+  const std::size_t root = document.member(0, "root");
   if (root == Tape::npos) raise(ErrorCode::SchemaInvalid, "the schema document lacks \"root\"");
   // A pointer to a spilled schema is no document of its own: loads read the tensor it names, not this "root".
   if (document.member(0, "spill") != Tape::npos) raise(ErrorCode::SchemaInvalid, std::string(spill_and_root));

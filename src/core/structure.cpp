@@ -72,7 +72,7 @@ std::optional<Tape> read_schema(const Reader& reader, const SchemaLimits& limits
   if (value == nullptr) return std::nullopt;
   Tape document = parse_schema_string(*value, limits);
   if (document.size() && document[0].kind == NodeKind::Object) {
-    const std::size_t spill = document.single_member(0, "spill", "the schema document");
+    const std::size_t spill = document.member(0, "spill");
     if (spill != Tape::npos) {
       check_schema_envelope(document);  // format and version; a pointer has no "root"
       if (document.member(0, "root") != Tape::npos) raise(ErrorCode::SchemaInvalid, std::string(spill_and_root));

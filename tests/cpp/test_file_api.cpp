@@ -264,7 +264,7 @@ TEST(FileApi, InvalidSchemasNameThePath) {
   EXPECT_TRUE(fails_with([] { (void)open_json(R"({"a":1,"$":2})").root().entries(); }, ErrorCode::SchemaInvalid, {"\"$\""}));
   EXPECT_TRUE(fails_with([] { (void)open_json(R"({"a":1,"$":2})").root()["a"]; }, ErrorCode::SchemaInvalid, {"\"$\""}));
   EXPECT_TRUE(fails_with([] { (void)open_json(R"({"$":1})").root(); }, ErrorCode::SchemaInvalid, {"\"$\""}));
-  EXPECT_TRUE(fails_with([] { (void)open_json(R"({"a":1,"a":2})").root()["a"]; }, ErrorCode::SchemaInvalid, {"twice"}));
+  EXPECT_TRUE(fails_with([] { (void)open_json(R"({"a":1,"a":2})").root()["a"]; }, ErrorCode::DuplicateKey, {"twice"}));
   EXPECT_TRUE(fails_with([] { (void)open_json(R"({"$":"dict","items":[[1]]})").root().entries(); }, ErrorCode::SchemaInvalid, {"pair"}));
   EXPECT_TRUE(fails_with([] { (void)open_json(R"({"$":"tuple"})").root().size(); }, ErrorCode::SchemaInvalid, {"\"items\""}));
   EXPECT_TRUE(fails_with([] { (void)open_json(R"({"$":"float","v":"big"})").root().as_double(); }, ErrorCode::SchemaInvalid));

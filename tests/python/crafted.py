@@ -318,8 +318,11 @@ def recording_with_two_stream_lists() -> bytes:
     return recording_bytes(ENVELOPE + r'"root":{"$":"dict","\u0069tems":[["s",[[1]]]],"items":[["$",[[2],[3]]]]}}')
 
 
-def recording_with_a_stream_twice() -> bytes:
-    """Two streams named "s": loads refuse the dict; a recorder continuing it merged them."""
+def recording_with_a_stream_twice(pairs: bool = False) -> bytes:
+    """Two streams named "s" (a dict's members, or its pairs): loads refuse the dict; a recorder continuing it merged
+    them."""
+    if pairs:
+        return recording_bytes(ENVELOPE + '"root":{"$":"dict","items":[["s",[[3]]],["s",[[4],[5]]]]}}')
     return recording_bytes(ENVELOPE + '"root":{"s":[[3]],"s":[[4],[5]]}}')
 
 

@@ -424,7 +424,7 @@ CRAFTED: list[tuple[str, Any, Any, str, str]] = [
     ("bad-base64-not-string", {"$": "bytes", "b64": 5}, None, "SchemaInvalid", '"b64" is not valid base64'),
     ("dollar-not-first", '{"format":"safestructures","version":2,"root":{"a":1,"$":"list","items":[]}}', None, "SchemaInvalid", '"$" must be the first key'),
     ("dollar-not-first-nested", '{"format":"safestructures","version":2,"root":[{"k":{"x":0,"$":"ref","#":1}}]}', None, "SchemaInvalid", 'at $[0]["k"]: "$" must be the first key'),
-    ("duplicate-key", '{"format":"safestructures","version":2,"root":{"a":1,"a":2}}', None, "SchemaInvalid", "the same key twice"),
+    ("duplicate-key", '{"format":"safestructures","version":2,"root":{"a":1,"a":2}}', None, "DuplicateKey", 'the schema\'s JSON object at $["root"] holds the key "a" twice'),
     ("int-bad-hex", {"$": "int", "hex": "12"}, None, "SchemaInvalid", 'an int\'s "hex" must look like 0x1f'),
     ("int-hex-junk", {"$": "int", "hex": "0x1g"}, None, "SchemaInvalid", 'an int\'s "hex" must look like 0x1f'),
     ("float-not-special", {"$": "float", "v": "1.5"}, None, "SchemaInvalid", "must be nan, inf or -inf"),

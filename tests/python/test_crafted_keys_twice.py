@@ -1,0 +1,171 @@
+"""Crafted files whose JSON objects, mappings or sets hold a key twice (docs/security.md cases 48 and 49): readers that
+keep the first of two and readers that keep the last (Python's json, a dict built pair by pair) would read different
+data from one file, so every reader refuses them. Each attack has its legitimate twin, which must keep loading."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+import crafted
+import safestructures as ss
+from safestructures._cli import main
+
+HEAD = '{"format":"safestructures","version":2,"root":'
+
+
+def schema_file(root_text: str, tensors: dict[str, tuple[str, list[int], bytes]] | None = None) -> bytes:
+    """A file whose schema's root is the JSON text ``root_text``, as written (json.dumps cannot write a key twice)."""
+    return crafted.metadata_file({crafted.SCHEMA_KEY: HEAD + root_text + "}"}, tensors)
+
+
+def refusal(route: str, data: bytes, path: Path) -> ss.InvalidFileError:
+    """What reading ``data`` by ``route`` raises: ``load`` of the bytes, or ``load_file``, ``open().load()``, or
+    ``open().keys()`` of them written at ``path``."""
+    path.write_bytes(data)
+    with pytest.raises(ss.InvalidFileError) as info:
+        if route == "load":
+            ss.load(data)
+        elif route == "load_file":
+            ss.load_file(path)
+        else:
+            with ss.open(path) as f:
+                f.load() if route == "open" else f.keys()
+    return info.value
+
+
+def cli(*args: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        status = main(list(args))
+    return status, out.getvalue(), err.getvalue()
+
+
+# --- 48. a JSON object of the schema holding a key twice --------------------------------------------------------------------
+
+# (the root as written, where the object is, the key). Before: every one loaded, as the first of the two (a list [1], a
+# list though Python's json reads a tuple, "A", ref #1); Python's json, and any tool reading the schema with it, reads
+# the last.
+KEY_TWICE = [
+    ('{"$":"list","items":[1],"items":[2]}', '$["root"]', "items"),
+    ('{"$":"list","\\u0024":"tuple","items":[1]}', '$["root"]', "$"),
+    ('{"a":[{"$":"str","cp":[65],"cp":[66]}]}', '$["root"]["a"][0]', "cp"),
+    ('[{"$":"list","#":1,"items":[]},{"$":"ref","#":1,"#":2}]', '$["root"][1]', "#"),
+    ('{"k":1,"k\\u0000":2,"k":3}', '$["root"]', "k"),
+]
+
+
+@pytest.mark.parametrize("route", ["load", "load_file", "open", "keys"])
+@pytest.mark.parametrize(("root", "where", "key"), KEY_TWICE, ids=["items", "tag", "cp", "ref-id", "plain"])
+def test_case_48_a_schema_object_holding_a_key_twice_is_refused(tmp_path: Path, route: str, root: str, where: str, key: str) -> None:
+    path = tmp_path / "k.safetensors"
+    error = refusal(route, schema_file(root), path)
+    prefix = "" if route == "load" else f"{path}: "
+    assert str(error) == prefix + f"the schema's JSON object at {where} holds the key {json.dumps(key)} twice"
+    assert error.code == "DuplicateKey"
+
+
+def test_case_48_the_command_line_says_so(tmp_path: Path) -> None:
+    path = tmp_path / "k.safetensors"
+    path.write_bytes(schema_file(KEY_TWICE[0][0]))
+    for command in ("inspect", "verify"):
+        status, out, err = cli(command, str(path))
+        assert status == 1 and out == ""
+        assert err == f"safestructures {command}: {path}: the schema's JSON object at $[\"root\"] holds the key \"items\" twice\n"
+
+
+def test_case_48_an_index_holding_a_key_twice_is_refused(tmp_path: Path) -> None:
+    # Before: a sharded folder's index mapping a tensor twice loaded the shard of the last mapping (Python's json).
+    folder = tmp_path / "m"
+    ss.save_file({"a": np.arange(4.0), "b": [1, 2]}, folder, max_shard_size=16)
+    index = folder / "model.safetensors.index.json"
+    text = index.read_text()
+    index.write_text(text.replace('"weight_map": {', '"weight_map": {"a": "model-00009-of-00009.safetensors", ', 1))
+    with pytest.raises(ss.InvalidFileError) as info:
+        ss.load_file(folder)
+    assert str(info.value) == f'{index}: a JSON object holds the key "a" twice' and info.value.code == "DuplicateKey"
+
+
+def test_case_48_a_1_0_0_schema_holding_a_key_twice_is_refused() -> None:
+    text = '{"type":"list","value":[{"type":"int","value":1}],"value":[]}'
+    blob = crafted.metadata_file({"_safestructures_schema_": text, "_safestructures_schema_version_": "1.0.0"},
+                                 {"null": ("I64", [1], b"\0" * 8)})
+    with pytest.raises(ss.InvalidFileError) as info:
+        ss.load(blob)
+    assert str(info.value) == 'a JSON object holds the key "value" twice' and info.value.code == "DuplicateKey"
+
+
+def test_case_48_twins_keys_that_differ_load(tmp_path: Path) -> None:
+    # Keys differing in one escaped character, in case, or by a NUL; an object of more keys than are compared pairwise.
+    root = '{"k":1,"K":2,"k\\u0000":3,"\\u006b\\u0001":4,' + ",".join(f'"w{k}":{k}' for k in range(40)) + "}"
+    back = ss.load(schema_file(root))
+    assert list(back)[:4] == ["k", "K", "k\0", "k\x01"] and [back[k] for k in ("k", "K", "k\0", "k\x01")] == [1, 2, 3, 4]
+    assert len(back) == 44 and back["w39"] == 39
+    data = {"a": {"items": [1], "$": "x", "#": 2}, "cp": [65, 66], "t": np.arange(3, dtype=np.int8)}
+    path = tmp_path / "t.safetensors"
+    ss.save_file(data, path)
+    for loaded in (ss.load_file(path), ss.load(path.read_bytes()), ss.open(path).load()):
+        assert loaded["a"] == {"items": [1], "$": "x", "#": 2} and loaded["cp"] == [65, 66]
+        assert loaded["t"].dtype == np.int8 and loaded["t"].tolist() == [0, 1, 2]
+
+
+# --- 49. a mapping's pairs or a set's items holding two equal keys -----------------------------------------------------------
+
+# (the root, where, what is said). Before: loads kept the last pair ({"s": 2}; {1: 2}) or one item ({1}), while
+# open().keys() listed both keys and the C++ API refused the first.
+EQUAL_KEYS = [
+    ({"$": "dict", "items": [["s", 1], ["s", 2]]}, "$", 'a mapping holds the key "s" twice'),
+    ({"x": {"$": "OrderedDict", "items": [[True, 1], [1, 2]]}}, '$["x"]', "a mapping holds the key 1 twice"),
+    ({"$": "dict", "items": [[1, 1], [1.0, 2]]}, "$", "the key of pair 1 equals an earlier key of the mapping"),
+    ({"$": "dict", "items": [[1, 1], [{"$": "int", "hex": "0x1"}, 2]]}, "$", "the key of pair 1 equals an earlier key of the mapping"),
+    ({"$": "defaultdict", "factory": "list", "items": [["a", []], ["a", [1]]]}, "$", 'a mapping holds the key "a" twice'),
+    ({"$": "Counter", "items": [["a", 1], ["b", 2], ["a", 3]]}, "$", 'a mapping holds the key "a" twice'),
+    ({"$": "dict", "items": [[{"$": "tuple", "items": [1, "a"]}, 1], [{"$": "tuple", "items": [1, "a"]}, 2]]}, "$",
+     "the key of pair 1 equals an earlier key of the mapping"),
+]
+
+
+@pytest.mark.parametrize("route", ["load", "load_file", "open", "keys"])
+@pytest.mark.parametrize(("root", "where", "what"), EQUAL_KEYS, ids=["str", "bool-int", "int-float", "bigint", "defaultdict", "Counter",
+                                                                 "tuple"])
+def test_case_49_a_mapping_holding_equal_keys_is_refused(tmp_path: Path, route: str, root: Any, where: str, what: str) -> None:
+    path = tmp_path / "m.safetensors"
+    if route == "keys" and where != "$":
+        with ss.open(path.write_bytes(crafted.file_bytes(root)) and path) as f, pytest.raises(ss.InvalidFileError) as info:
+            f["x"].keys()
+        error = info.value
+    else:
+        error = refusal(route, crafted.file_bytes(root), path)
+    prefix = "" if route == "load" else f"{path}: "
+    assert str(error) == prefix + f"at {where}: {what}" and error.code == "SchemaInvalid"
+
+
+@pytest.mark.parametrize("tag", ["set", "frozenset"])
+@pytest.mark.parametrize("items", [[1, 1], ["a", 2, "a"], [1, 1.0], [0, False]])
+def test_case_49_a_set_holding_equal_items_is_refused(tag: str, items: list[Any]) -> None:
+    with pytest.raises(ss.InvalidFileError) as info:
+        ss.load(crafted.file_bytes({"s": {"$": tag, "items": items}}))
+    assert str(info.value) == f'at $["s"]: item {len(items) - 1} equals an earlier item of the {tag}'
+    assert info.value.code == "SchemaInvalid"
+
+
+def test_case_49_twins_distinct_keys_and_items_load(tmp_path: Path) -> None:
+    from collections import Counter, OrderedDict, defaultdict
+    data = {"d": {1: "int", "1": "str", 1.5: "float", (1, "a"): "tuple", None: "none", 2**70: "big"},
+            "o": OrderedDict([(True, 1), (2, 2)]), "c": Counter("abca"), "dd": defaultdict(list, {"a": [1]}),
+            "s": {1, "1", 2.5, (1, 2)}, "f": frozenset({0, "0"})}
+    path = tmp_path / "k.safetensors"
+    ss.save_file(data, path)
+    with ss.open(path) as f:
+        assert f["d"].keys() == [1, "1", 1.5, (1, "a"), None, 2**70]
+        lazy = f.load()
+    for back in (ss.load_file(path), ss.load(path.read_bytes()), lazy):
+        assert back == data
+        assert type(back["o"]) is OrderedDict and type(back["c"]) is Counter and type(back["dd"]) is defaultdict
+        assert back["dd"].default_factory is list and type(back["f"]) is frozenset
