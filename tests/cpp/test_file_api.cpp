@@ -266,6 +266,14 @@ TEST(FileApi, InvalidSchemasNameThePath) {
   EXPECT_TRUE(fails_with([] { (void)open_json(R"({"$":1})").root(); }, ErrorCode::SchemaInvalid, {"\"$\""}));
   EXPECT_TRUE(fails_with([] { (void)open_json(R"({"a":1,"a":2})").root()["a"]; }, ErrorCode::DuplicateKey, {"twice"}));
   EXPECT_TRUE(fails_with([] { (void)open_json(R"({"$":"dict","items":[[1]]})").root().entries(); }, ErrorCode::SchemaInvalid, {"pair"}));
+  // Pairs holding a string or int key twice: a load refuses them (crafted case 49), and so do entries() and lookups.
+  EXPECT_TRUE(fails_with([] { (void)open_json(R"({"$":"dict","items":[["a",1],["b",2],["a",3]]})").root().entries(); }, ErrorCode::SchemaInvalid,
+                         {"at $: a mapping holds the key \"a\" twice"}));
+  EXPECT_TRUE(fails_with([] { (void)open_json(R"({"$":"OrderedDict","items":[[1,1],[1,2]]})").root().entries(); }, ErrorCode::SchemaInvalid,
+                         {"a mapping holds the key 1 twice"}));
+  EXPECT_TRUE(fails_with([] { (void)open_json(R"({"$":"dict","items":[["a",1],["a",3]]})").root()["a"]; }, ErrorCode::SchemaInvalid,
+                         {"a mapping holds the key \"a\" twice"}));
+  EXPECT_EQ(open_json(R"({"$":"dict","items":[["1",1],[1,2],[1.5,3],[null,4]]})").root().entries().size(), 4u);
   EXPECT_TRUE(fails_with([] { (void)open_json(R"({"$":"tuple"})").root().size(); }, ErrorCode::SchemaInvalid, {"\"items\""}));
   EXPECT_TRUE(fails_with([] { (void)open_json(R"({"$":"float","v":"big"})").root().as_double(); }, ErrorCode::SchemaInvalid));
   EXPECT_TRUE(fails_with([] { (void)open_json(R"({"$":"float","v":"nan","bits":"0000000000000001"})").root().as_double(); },
