@@ -118,6 +118,7 @@ class TreeReader {
   std::vector<std::uint32_t> code_points(std::size_t i, Fail fail) const;
 
   // The tensor that tensor node `i` names: its "name", or for a view of an earlier tensor, its "storage" (`view` set).
+  // In a schema, never a tensor the format reserves for the file's own use (data_tensor).
   std::string_view tensor_name(std::size_t i, bool& view, Fail fail) const;
   // The bytes of bytes node `i` decoded from its "b64", or nullopt when a tensor holds them: `name` gets the tensor's
   // name, and the tensor goes to check_bytes_tensor.
@@ -129,9 +130,13 @@ class TreeReader {
   std::size_t required(std::size_t object, std::string_view name, NodeKind want, Fail fail) const;
   // The node defining the id of reference `i`, or npos; `id` gets the id (0 when its "#" is not an integer).
   std::size_t definition(std::size_t i, std::int64_t& id) const;
+  // `name`, failing where a schema names the tensor holding its own spilled text or a recording's padding (which an
+  // append shrinks): the writer never names data so, and a load reading them would change under a recorder.
+  std::string_view data_tensor(std::string_view name, Fail fail) const;
   TreeReader(Tape tape, std::size_t root) : tape_(std::move(tape)), root_(root) {}
   Tape tape_;
   std::size_t root_ = 0;
+  bool schema_ = false;  // read from a file's schema, not made up for a plain file (whose tensors may have any name)
   mutable std::optional<TreeIndex> index_;
 };
 

@@ -54,7 +54,7 @@ TreeIndex::TreeIndex(const Tape& tape) : id_nodes(tape.size() + 1, Tape::npos), 
   }
 }
 
-TreeReader::TreeReader(Tape document) : tape_(std::move(document)) { root_ = schema_root(tape_); }
+TreeReader::TreeReader(Tape document) : tape_(std::move(document)), schema_(true) { root_ = schema_root(tape_); }
 
 TreeReader TreeReader::of_plain_file(const Header& header, std::string_view framework) {
   std::vector<const TensorInfo*> tensors;
@@ -220,18 +220,26 @@ std::vector<std::uint32_t> TreeReader::code_points(std::size_t i, Fail fail) con
 
 std::string_view TreeReader::tensor_name(std::size_t i, bool& view, Fail fail) const {
   view = tape_.member(i, field::name) == Tape::npos;
-  if (!view) return string_field(i, field::name, fail);
+  if (!view) return data_tensor(string_field(i, field::name, fail), fail);
   const std::size_t storage = tape_.member(i, field::storage);
   if (storage == Tape::npos || tape_[storage].kind != NodeKind::String) {
     fail("tagged \"tensor\" needs a string field \"name\" (or \"storage\", for a view of an earlier tensor)");
   }
-  return tape_[storage].text;
+  return data_tensor(tape_[storage].text, fail);
+}
+
+std::string_view TreeReader::data_tensor(std::string_view name, Fail fail) const {
+  if (schema_ && (name == schema_spill_tensor || name == recording_padding_tensor)) {
+    fail("tensor " + quote_name(name) + (name == schema_spill_tensor ? " holds the spilled schema" : " is a recording's padding") +
+         ", which the format reserves: no value is stored in it");
+  }
+  return name;
 }
 
 std::optional<std::vector<std::byte>> TreeReader::inline_bytes(std::size_t i, std::string_view& name, Fail fail) const {
   const std::size_t b64 = tape_.member(i, field::base64);
   if (b64 == Tape::npos) {
-    name = string_field(i, field::tensor, fail);
+    name = data_tensor(string_field(i, field::tensor, fail), fail);
     return std::nullopt;
   }
   std::optional<std::vector<std::byte>> decoded;

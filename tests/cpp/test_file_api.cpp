@@ -256,6 +256,12 @@ TEST(FileApi, InvalidSchemasNameThePath) {
   EXPECT_TRUE(fails_with([] { (void)open_json(R"({"a":{"$":"tensor","name":"nope"}})").root()["a"].as_tensor(); }, ErrorCode::TensorNotFound,
                          {R"(at $["a"])", "\"nope\""}));
   EXPECT_TRUE(fails_with([] { (void)open_json(R"({"$":"tensor"})").root().as_tensor(); }, ErrorCode::SchemaInvalid, {"\"name\""}));
+  // The names the writer reserves for a file's own tensors name no value (crafted case 50).
+  const std::vector<std::byte> pad(8);
+  EXPECT_TRUE(fails_with([&] { (void)open_json(R"({"$":"tensor","name":"__safestructures_padding__"})", {tensor_of("__safestructures_padding__", Dtype::U8, {8}, pad)}).root().as_tensor(); },
+                         ErrorCode::SchemaInvalid, {"at $: tensor \"__safestructures_padding__\" is a recording's padding"}));
+  EXPECT_TRUE(fails_with([&] { (void)open_json(R"({"$":"bytes","tensor":"__safestructures_schema__"})", {tensor_of("__safestructures_schema__", Dtype::U8, {8}, pad)}).root().as_bytes(); },
+                         ErrorCode::SchemaInvalid, {"holds the spilled schema"}));
   EXPECT_TRUE(fails_with([] { (void)open_json(R"({"b":{"$":"bytes","b64":"a"}})").root()["b"].as_bytes(); }, ErrorCode::SchemaInvalid,
                          {"base64"}));
   const std::vector<float> w{1.0f};

@@ -301,7 +301,12 @@ RECORDING_KEY = "__safestructures_recording__"
 
 def recording_bytes(schema: str) -> bytes:
     """A recording (its metadata's key marks it) whose schema is the JSON text ``schema``, as written."""
-    return metadata_file({RECORDING_KEY: "1", SCHEMA_KEY: schema})
+    return recording_bytes_with({}, schema)
+
+
+def recording_bytes_with(tensors: dict[str, tuple[str, list[int], bytes]], schema: str) -> bytes:
+    """recording_bytes() of a recording holding ``tensors``."""
+    return metadata_file({RECORDING_KEY: "1", SCHEMA_KEY: schema}, tensors)
 
 
 ENVELOPE = '{"format":"safestructures","version":2,'

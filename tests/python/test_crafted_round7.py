@@ -1,6 +1,7 @@
-"""Crafted files whose JSON objects, mappings or sets hold a key twice (docs/security.md cases 48 and 49): readers that
-keep the first of two and readers that keep the last (Python's json, a dict built pair by pair) would read different
-data from one file, so every reader refuses them. Each attack has its legitimate twin, which must keep loading."""
+"""Crafted files of the seventh round's lead (docs/security.md cases 48 to 50): JSON objects, mappings or sets holding
+a key twice (readers that keep the first of two and readers that keep the last, Python's json or a dict built pair by
+pair, would read different data from one file, so every reader refuses them), and schemas naming the tensors the
+format reserves. Each attack has its legitimate twin, which must keep loading."""
 
 from __future__ import annotations
 
@@ -169,3 +170,53 @@ def test_case_49_twins_distinct_keys_and_items_load(tmp_path: Path) -> None:
         assert back == data
         assert type(back["o"]) is OrderedDict and type(back["c"]) is Counter and type(back["dd"]) is defaultdict
         assert back["dd"].default_factory is list and type(back["f"]) is frozenset
+
+
+# --- 50. a schema naming a tensor the format reserves -----------------------------------------------------------------------
+
+PADDING, SPILL = "__safestructures_padding__", "__safestructures_schema__"
+RESERVED_MESSAGE = {PADDING: f'tensor "{PADDING}" is a recording\'s padding, which the format reserves: no value is stored in it',
+                    SPILL: f'tensor "{SPILL}" holds the spilled schema, which the format reserves: no value is stored in it'}
+
+
+def recording_naming_its_padding(node: str) -> bytes:
+    schema = crafted.ENVELOPE + '"root":[[' + node + "]]}"
+    return crafted.recording_bytes_with({PADDING: ("U8", [4096], b"\0" * 4096)}, schema)
+
+
+@pytest.mark.parametrize("node", [f'{{"$":"tensor","name":"{PADDING}","fw":"numpy"}}', f'{{"$":"bytes","tensor":"{PADDING}"}}',
+                                  f'{{"$":"tensor","storage":"{PADDING}","dtype":"uint8","shape":[2],"offset":0,"strides":[1]}}'],
+                         ids=["tensor", "bytes", "view"])
+@pytest.mark.parametrize("route", ["load", "load_file", "open"])
+def test_case_50_a_recording_naming_its_padding_is_refused(tmp_path: Path, node: str, route: str) -> None:
+    # Before: loaded as 4096 zero bytes; one Recorder(mode="a").append later the header had grown into the padding,
+    # and the file no longer loaded ("refers to tensor ..., which the file lacks"): the append lost the records.
+    path = tmp_path / "r.safetensors"
+    error = refusal(route, recording_naming_its_padding(node), path)
+    prefix = "" if route == "load" else f"{path}: "
+    assert str(error) == prefix + "at $[0][0]: " + RESERVED_MESSAGE[PADDING] and error.code == "SchemaInvalid"
+
+
+def test_case_50_a_spilled_schema_naming_its_own_tensor_is_refused() -> None:
+    document = crafted.ENVELOPE + '"root":{"s":{"$":"bytes","tensor":"' + SPILL + '"}}}'
+    pointer = crafted.ENVELOPE + '"spill":"' + SPILL + '"}'
+    data = crafted.metadata_file({crafted.SCHEMA_KEY: pointer}, {SPILL: ("U8", [len(document)], document.encode())})
+    with pytest.raises(ss.InvalidFileError) as info:
+        ss.load(data)
+    assert str(info.value) == 'at $["s"]: ' + RESERVED_MESSAGE[SPILL] and info.value.code == "SchemaInvalid"
+
+
+def test_case_50_twins_plain_files_and_recordings_load(tmp_path: Path) -> None:
+    # A plain safetensors file may name its tensors anything, these names included.
+    plain = crafted.metadata_file({}, {PADDING: ("U8", [2], b"\1\2"), SPILL: ("I16", [1], b"\3\0")})
+    back = ss.load(plain)
+    assert list(back) == [PADDING, SPILL] and back[PADDING].tolist() == [1, 2] and back[SPILL].dtype == np.int16
+    # A recording whose header has grown into its padding goes on loading and continuing.
+    path = tmp_path / "r.safetensors"
+    with ss.Recorder(path, header_room=4096) as rec:
+        for k in range(200):
+            rec["s"].append({"k": k, "a": np.full(3, k, dtype=np.int32)})
+    with ss.Recorder(path, mode="a") as rec:
+        rec["s"].append({"k": 200, "a": np.full(3, 200, dtype=np.int32)})
+    records = ss.load_file(path)["s"]
+    assert len(records) == 201 and records[200]["k"] == 200 and records[200]["a"].tolist() == [200, 200, 200]
