@@ -81,9 +81,9 @@ class TreeReader {
   // The node that reference `i` stands for, under section 5.3's rules: an object is referred to after its node ends,
   // a mutable container (which exists before its items) also from inside itself.
   std::size_t resolve(std::size_t i, Fail fail) const;
-  // For walks that show a tree (the lazy file, the command line), which leave those rules to the load: references
-  // and the values a 1.0.0-style plugin nested ("nested" nodes) followed to the node they stand for, wherever it is;
-  // `ref_id` gets the first reference's id (0 for none). Fails for one that leads nowhere.
+  // For walks that show a tree (the lazy file, the command line): references (under resolve's rules) and the values
+  // a 1.0.0-style plugin nested ("nested" nodes) followed to the node they stand for; `ref_id` gets the first
+  // reference's id (0 for none). Fails for one that leads nowhere, or where the load would not follow it.
   std::size_t follow(std::size_t i, std::int64_t& ref_id, Fail fail) const;
 
   // The text of string member `name` of tagged object `object` (fails with "tagged "x" needs a string field "name"").

@@ -63,8 +63,9 @@ nb::object Loader::tensor(std::size_t i) {
   const std::string_view name = tree_.tensor_name(i, view, failing());
   if (view) {
     if (index_ != nullptr && named_.find(name) == nullptr) {
+      // As in the whole load, a view's storage is a tensor named before it.
       const auto it = index_->tensor_nodes.find(name);
-      if (it != index_->tensor_nodes.end()) build(it->second);
+      if (it != index_->tensor_nodes.end() && it->second < i) build(it->second);
     }
   } else {
     if (nb::object earlier = named_before(name); earlier.is_valid()) return earlier;
@@ -161,6 +162,8 @@ nb::object Loader::follow_ref(std::size_t i) {
   if (index_ == nullptr || !ids_.in_range(id)) {
     invalid("ref to #" + std::to_string(id) + ", which is not defined before this point");
   }
+  // A partial load follows a reference only where the whole load would: to an object defined before it.
+  tree_.resolve(i, failing());
   return defined_elsewhere(id);
 }
 

@@ -141,22 +141,20 @@ std::size_t TreeReader::resolve(std::size_t i, Fail fail) const {
 
 std::size_t TreeReader::follow(std::size_t i, std::int64_t& ref_id, Fail fail) const {
   ref_id = 0;
-  std::vector<std::size_t> followed{i};
+  // This ends: a reference leads to a node that ends before it (or to a mutable container, where the loop stops), a
+  // "nested" node into its own subtree, so no node is met twice.
   for (;;) {
     const std::optional<Kind> k = tape_[i].kind == NodeKind::Object ? kind(i) : std::nullopt;
     std::size_t target = Tape::npos;
     if (k == Kind::Ref) {
-      std::int64_t id = 0;
-      if ((target = definition(i, id)) == Tape::npos) fail("a reference to an object the file does not define");
-      if (ref_id == 0) ref_id = id;
+      // Only where a load would follow it (resolve): a part shown or loaded is never one the whole load refuses.
+      target = resolve(i, fail);
+      if (ref_id == 0) ref_id = id(i);
     } else if (k == Kind::Nested) {
       if ((target = tape_.member(i, "v")) == Tape::npos) fail("a \"nested\" node needs a value \"v\"");
     } else {
       return i;
     }
-    // A crafted "nested" node may define an id its own value refers to.
-    if (std::find(followed.begin(), followed.end(), target) != followed.end()) fail("a reference to itself");
-    followed.push_back(target);
     i = target;
   }
 }

@@ -393,9 +393,9 @@ def test_verify_a_bad_node_deep_inside(tmp_path: Path, capsys: pytest.CaptureFix
     path.write_bytes(structured_file_bytes({"a": [1, {"$": "ref", "#": 7}]}))
     assert run(capsys, "verify", path) == (
         1, [], [f'safestructures verify: {path}: at $["a"][1]: ref to #7, which is not defined before this point'])
-    # inspect follows the reference to show it, and fails there
+    # inspect follows the reference to show it, and fails there as the load does
     assert run(capsys, "inspect", path) == (
-        1, [], [f'safestructures inspect: {path}: at $["a"][1]: a reference to an object the file does not define'])
+        1, [], [f'safestructures inspect: {path}: at $["a"][1]: ref to #7, which is not defined before this point'])
 
 
 @pytest.mark.parametrize("command", [["inspect"], ["verify"], ["get", "a"]])

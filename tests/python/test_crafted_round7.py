@@ -220,3 +220,59 @@ def test_case_50_twins_plain_files_and_recordings_load(tmp_path: Path) -> None:
         rec["s"].append({"k": 200, "a": np.full(3, 200, dtype=np.int32)})
     records = ss.load_file(path)["s"]
     assert len(records) == 201 and records[200]["k"] == 200 and records[200]["a"].tolist() == [200, 200, 200]
+
+
+# --- 51. a part loaded or shown alone that the whole load refuses ----------------------------------------------------------
+
+REF_BEFORE_DEFINITION = {"x": {"$": "ref", "#": 1}, "y": {"$": "list", "#": 1, "items": [5]}}
+REF_MESSAGE = 'at $["x"]: ref to #1, which is not defined before this point'
+
+
+def test_case_51_a_reference_before_its_definition_is_refused_alone_too(tmp_path: Path) -> None:
+    # Before: the whole load refused the file, while open()["x"], its load() and inspect followed the reference to
+    # the list defined after it ([5]).
+    path = tmp_path / "r.safetensors"
+    path.write_bytes(crafted.file_bytes(REF_BEFORE_DEFINITION))
+    with pytest.raises(ss.InvalidFileError) as whole:
+        ss.load_file(path)
+    assert str(whole.value) == f"{path}: {REF_MESSAGE}"
+    with ss.open(path) as f:
+        for part in (lambda: f["x"], lambda: f.load("x"), lambda: f.node("x").kind):
+            with pytest.raises(ss.InvalidFileError) as info:
+                part()
+            assert str(info.value) == f"{path}: {REF_MESSAGE}" and info.value.code == "SchemaInvalid"
+        assert f.load("y") == [5]
+    for command in (["inspect", str(path)], ["get", str(path), "x"]):
+        status, out, err = cli(*command)
+        assert status == 1 and out == "" and err == f"safestructures {command[0]}: {path}: {REF_MESSAGE}\n"
+
+
+def test_case_51_a_view_of_a_tensor_named_after_it_is_refused_alone_too(tmp_path: Path) -> None:
+    # Before: the whole load refused the view; open()["b"].load() built tensor "a" first and returned the view.
+    root = {"b": {"$": "tensor", "fw": "numpy", "storage": "a", "offset": 4, "shape": [4], "stride": [1]},
+            "a": {"$": "tensor", "name": "a", "fw": "numpy"}}
+    path = tmp_path / "v.safetensors"
+    path.write_bytes(crafted.file_bytes(root, {"a": ("F32", [3, 4], np.arange(12, dtype="<f4").tobytes())}))
+    message = 'at $["b"]: cannot rebuild a tensor view: ValueError: the tensor views storage "a", which is not defined before it'
+    with pytest.raises(ss.InvalidFileError) as whole:
+        ss.load_file(path)
+    assert str(whole.value) == f"{path}: {message}"
+    with ss.open(path) as f, pytest.raises(ss.InvalidFileError) as info:
+        f["b"].load()
+    assert str(info.value) == f"{path}: {message}"
+
+
+def test_case_51_twins_parts_of_a_saved_file_load_alone(tmp_path: Path) -> None:
+    torch = pytest.importorskip("torch")
+    base = torch.arange(12, dtype=torch.float32).reshape(3, 4)
+    shared = [1, 2]
+    data = {"a": base, "b": base[1], "s": shared, "t": shared, "me": []}
+    data["me"].append(data["me"])
+    path = tmp_path / "p.safetensors"
+    ss.save_file(data, path)
+    with ss.open(path) as f:
+        view = f["b"].load()
+        assert type(view) is torch.Tensor and view.tolist() == [4.0, 5.0, 6.0, 7.0]
+        assert f["t"].load() == [1, 2] and f.load("t") == [1, 2]
+        me = f["me"].load()
+        assert type(me) is list and me[0] is me
