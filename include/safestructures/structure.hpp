@@ -53,7 +53,7 @@ void write_structured(const std::filesystem::path& path, const StructuredLayout&
 void write_structured_into(std::span<std::byte> out, const StructuredLayout& plan);
 
 // The schema document of a file, parsed (nullopt for a plain safetensors file with no schema). Follows a spilled
-// schema into its tensor.
+// schema into its tensor. SchemaInvalid for a file holding a 1.0.0 schema too.
 std::optional<Tape> read_schema(const Reader& reader, const SchemaLimits& limits = {});
 
 // The caller's metadata of a structured file: the file's metadata without the reserved keys.

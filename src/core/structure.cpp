@@ -70,6 +70,11 @@ std::optional<Tape> read_schema(const Reader& reader, const SchemaLimits& limits
   const Header& header = reader.header();
   const std::string* value = header.find_metadata(schema_metadata_key);
   if (value == nullptr) return std::nullopt;
+  // safestructures 1.0.0 reads its own key alone: a file holding both would be other data to it.
+  if (header.find_metadata(v1_schema_key) != nullptr) {
+    raise(ErrorCode::SchemaInvalid, "the file holds both a schema (" + quote_name(schema_metadata_key) + ") and a 1.0.0 schema (" +
+                                        quote_name(v1_schema_key) + "), which the two versions would read as different data");
+  }
   Tape document = parse_schema_string(*value, limits);
   if (document.size() && document[0].kind == NodeKind::Object) {
     const std::size_t spill = document.member(0, "spill");

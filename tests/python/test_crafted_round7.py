@@ -1,7 +1,8 @@
-"""Crafted files of the seventh round's lead (docs/security.md cases 48 to 50): JSON objects, mappings or sets holding
+"""Crafted files of the seventh round's lead (docs/security.md cases 48 to 52): JSON objects, mappings or sets holding
 a key twice (readers that keep the first of two and readers that keep the last, Python's json or a dict built pair by
-pair, would read different data from one file, so every reader refuses them), and schemas naming the tensors the
-format reserves. Each attack has its legitimate twin, which must keep loading."""
+pair, would read different data from one file, so every reader refuses them), schemas naming the tensors the format
+reserves, parts loaded alone that the whole load refuses, and files holding the schemas of both versions. Each attack
+has its legitimate twin, which must keep loading."""
 
 from __future__ import annotations
 
@@ -276,3 +277,22 @@ def test_case_51_twins_parts_of_a_saved_file_load_alone(tmp_path: Path) -> None:
         assert f["t"].load() == [1, 2] and f.load("t") == [1, 2]
         me = f["me"].load()
         assert type(me) is list and me[0] is me
+
+
+# --- 52. a file holding a schema of both versions -------------------------------------------------------------------------
+
+def test_case_52_a_file_holding_both_schemas_is_refused(tmp_path: Path) -> None:
+    # Before: every route read the version 2 schema ({"from": "v2"}), while safestructures 1.0.0, which reads its own
+    # key alone, read {"from": "v1"} from the same file.
+    v2 = json.dumps({"format": "safestructures", "version": 2, "root": {"from": "v2"}})
+    v1 = json.dumps({"type": "dict", "value": {"from": {"type": "str", "value": "v1"}}})
+    data = crafted.metadata_file({crafted.SCHEMA_KEY: v2, "_safestructures_schema_": v1, "_safestructures_schema_version_": "1.0.0"},
+                                 {"null": ("I64", [1], b"\0" * 8)})
+    path = tmp_path / "both.safetensors"
+    message = ('the file holds both a schema ("__safestructures__") and a 1.0.0 schema ("_safestructures_schema_"), which the two '
+               "versions would read as different data")
+    for route in ("load", "load_file", "open"):
+        error = refusal(route, data, path)
+        assert str(error) == ("" if route == "load" else f"{path}: ") + message and error.code == "SchemaInvalid"
+    status, out, err = cli("inspect", str(path))
+    assert status == 1 and out == "" and err == f"safestructures inspect: {path}: {message}\n"
