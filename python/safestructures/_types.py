@@ -225,7 +225,7 @@ def _plugin(fields: dict[str, Any], context: dict[str, Any]) -> Any:
     if plugin is None:
         if context.get("strict"):
             raise UnknownTypeError(f"the file names plugin type {name!r}, and no plugin passed to this load handles it")
-        return Record(str(name), {"value": plugins.unwrap_nested(fields.get("value")), **plugins.unwrap_nested(fields.get("extra", {}))})
+        return Record(str(name), {"value": plugins.unwrap_nested(fields.get("value")), **plugins.unwrap_nested(plugins.node_extra(fields))})
     return plugins.construct_with(plugin, fields)
 
 
