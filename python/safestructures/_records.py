@@ -5,7 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-__all__ = ["NamedRecord", "Record", "generic_subclass", "is_generic_subclass"]
+__all__ = ["GENERIC_TYPE", "NamedRecord", "Record", "generic_subclass", "is_generic_subclass"]
+
+#: The attribute a stand-in for a subclass of a built-in type keeps the saved class's name in.
+GENERIC_TYPE = "__safestructures_type__"
 
 
 class Record:
@@ -114,7 +117,7 @@ def generic_subclass(base: type) -> type:
 
         def type_name(self: Any) -> str:
             """The saved class's name, ``module.QualName``."""
-            return self.__dict__.get("__safestructures_type__", "?")
+            return self.__dict__.get(GENERIC_TYPE, "?")
 
         cls = type(f"Generic{base.__name__[0].upper()}{base.__name__[1:]}", (base,), {"type_name": property(type_name), "__module__": __name__})
         _GENERIC[base] = cls
