@@ -99,15 +99,24 @@ def namedtuple_items(cls: Any, name: str, field_names: list[str], items: list[An
 
 def declared_slots(cls: type) -> tuple[list[str], bool]:
     """The attribute names the ``__slots__`` of a class and its bases declare, in MRO order (less ``__dict__`` and
-    ``__weakref__``), and whether its instances have a ``__dict__`` too (a base without ``__slots__`` gives one)."""
+    ``__weakref__``), and whether its instances have a ``__dict__`` too (a base without ``__slots__`` gives one). A
+    private slot is named as its attribute is: ``__x`` declared by class ``C`` is ``_C__x``."""
     names: list[str] = []
     has_dict = False
     for klass in cls.__mro__[:-1]:  # object, last, has neither
         slots = klass.__dict__.get("__slots__")
         slots = () if slots is None else (slots,) if isinstance(slots, str) else tuple(slots)
         has_dict = has_dict or "__slots__" not in klass.__dict__ or "__dict__" in slots
-        names += [s for s in slots if s not in ("__dict__", "__weakref__") and s not in names]
+        names += [n for n in (_mangled(klass, s) for s in slots if s not in ("__dict__", "__weakref__")) if n not in names]
     return names, has_dict
+
+
+def _mangled(klass: type, name: str) -> str:
+    """The attribute a slot ``name`` declared by ``klass`` is, as Python mangles private names."""
+    owner = klass.__name__.lstrip("_")
+    if name.startswith("__") and not name.endswith("__") and owner:
+        return f"_{owner}{name}"
+    return name
 
 
 def slotted_attrs(cls: type, name: str, attrs: Any, renamed: Mapping[str, str], context: Mapping[str, Any]) -> Any:
