@@ -1,0 +1,203 @@
+"""Crafted files of the seventh round of attacks on the Python side of loads (cases 32 on; docs/security.md's table
+lists them): classes rebuilt from the attributes a file gives, the stand-ins of unresolved classes, and plugin nodes.
+Each attack has its legitimate twin, which must keep loading; limits on time or memory only in subprocesses
+(test_crafted_meaning.run_attack)."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import crafted
+import safestructures as ss
+from safestructures._records import Record
+from safestructures.plugins import DataProcessor
+from test_crafted_meaning import run_attack
+
+# --- 32. attribute names a save never writes: a property's, __dict__, __class__, __weakref__ ---------------------------------
+
+SETTER_CALLS: list[Any] = []
+
+
+@ss.register(name="round7a.Guarded")
+class Guarded:
+    def __init__(self) -> None:
+        self.mode = "safe"
+
+    @property
+    def command(self) -> str:
+        return "ls"
+
+    @command.setter
+    def command(self, value: str) -> None:
+        SETTER_CALLS.append(value)  # stands for code a class runs when its property is set
+
+
+@ss.register(name="round7a.Both")
+class Both(Guarded):
+    __slots__ = ("limit",)
+
+
+@pytest.mark.parametrize("route", ["load", "open"])
+def test_case_32_a_property_named_by_the_file_is_not_set_through_its_setter(tmp_path: Path, route: str) -> None:
+    # Before: _restore_attrs set every attribute with object.__setattr__, which runs a data descriptor: the setter ran
+    # with the file's value; "__dict__" replaced the instance's dict with one the file built.
+    SETTER_CALLS.clear()
+    data = crafted.object_attributes("round7a.Guarded", {"command": "rm -rf /", "__dict__": {"mode": "admin"}})
+    path = tmp_path / "g.safetensors"
+    path.write_bytes(data)
+    obj = ss.load(data) if route == "load" else ss.open(path).load()
+    assert SETTER_CALLS == []
+    assert type(obj) is Guarded and obj.command == "ls"
+    assert vars(obj) == {"command": "rm -rf /", "__dict__": {"mode": "admin"}}  # as pickle keeps them: entries of __dict__
+
+
+def test_case_32_class_and_weakref_are_entries_of_the_dict() -> None:
+    # Before: refused as TypeError/AttributeError of object.__setattr__ (the descriptors of type and of the instance).
+    obj = ss.load(crafted.object_attributes("round7a.Guarded", {"__class__": 1, "__weakref__": 2}))
+    assert type(obj) is Guarded and vars(obj) == {"__class__": 1, "__weakref__": 2}
+
+
+def test_case_32_twin_slots_and_dict_attributes_load() -> None:
+    both = Both()
+    both.limit = 3
+    both.mode = "x"
+    back = ss.load(ss.save(both))
+    assert type(back) is Both and back.limit == 3 and vars(back) == {"mode": "x"}
+    guarded = Guarded()
+    assert vars(ss.load(ss.save(guarded))) == {"mode": "safe"}
+
+
+@pytest.mark.parametrize("attrs", [[["mode", "x"]], {"$": "dict", "items": [[1, 2]]}], ids=["pairs", "int-key"])
+@pytest.mark.parametrize("type_name", ["round7a.Guarded", "round7a.Unknown"], ids=["resolved", "unresolved"])
+def test_case_32_attrs_are_a_dict_of_str_keys_on_both_routes(attrs: Any, type_name: str) -> None:
+    # Before: an unresolved class's record took any list of pairs (dict(attrs)) and any keys; the class refused them.
+    with pytest.raises(ss.InvalidFileError) as info:
+        ss.load(crafted.object_attributes(type_name, attrs))
+    assert str(info.value) == "at $: cannot rebuild a object: TypeError: field 'attrs' must map str to values"
+    assert info.value.code == "SchemaInvalid"
+
+
+# --- 33. a stand-in's attributes naming another class ------------------------------------------------------------------------
+
+
+@ss.register(name="round7a.Admin")
+class Admin(dict):  # type: ignore[type-arg]
+    pass
+
+
+def test_case_33_a_stand_in_does_not_take_its_class_name_from_its_attributes() -> None:
+    # Before: the stand-in of unresolved "app.Plain" said type_name "round7a.Admin" (type_names() and describe()
+    # said app.Plain), and saving it again wrote a node that loads as a real Admin.
+    data = crafted.stand_in_claiming("app.Plain", "round7a.Admin")
+    with pytest.raises(ss.InvalidFileError) as info:
+        ss.load(data)
+    assert str(info.value) == ("at $: cannot rebuild a object: TypeError: field 'attrs' holds '__safestructures_type__', "
+                               "which a stand-in keeps its class's name in")
+    assert info.value.code == "SchemaInvalid"
+
+
+def test_case_33_twin_stand_ins_save_back_as_their_class() -> None:
+    data = crafted.object_node("app.Plain", base="dict", value={"role": "user"}, attrs={"note": 1})
+    obj = ss.load(data)
+    assert obj.type_name == "app.Plain" and obj == {"role": "user"} and obj.note == 1
+    again = ss.load(ss.save(obj))
+    assert type(again) is type(obj) and again.type_name == "app.Plain" and again.note == 1
+    assert type(ss.load(ss.save(Admin(a=1)))) is Admin
+
+
+# --- 34. private slots ----------------------------------------------------------------------------------------------------
+
+
+@ss.register(name="round7a.Private")
+class Private:
+    __slots__ = ("__secret", "public")
+
+    def __init__(self, secret: int, public: int) -> None:
+        self.__secret = secret
+        self.public = public
+
+    def secret(self) -> int:
+        return self.__secret
+
+
+@ss.register(name="round7a.SubPrivate")
+class SubPrivate(Private):
+    __slots__ = ("__secret",)  # its own: _SubPrivate__secret
+
+
+def test_case_34_a_private_slot_is_saved_and_loaded() -> None:
+    # Before: declared_slots named the slot "__secret", which no object has (it is _Private__secret): every save
+    # dropped it silently, and a load left it unset.
+    back = ss.load(ss.save(Private(7, 8)))
+    assert type(back) is Private and back.secret() == 7 and back.public == 8
+    sub = SubPrivate(1, 2)
+    sub._SubPrivate__secret = 3  # type: ignore[attr-defined]
+    back = ss.load(ss.save(sub))
+    assert (back.secret(), back._SubPrivate__secret, back.public) == (1, 3, 2)  # type: ignore[attr-defined]
+    assert ss.open(io.BytesIO(ss.save(Private(7, 8)))).keys() == ["_Private__secret", "public"]
+
+
+def test_case_34_a_file_naming_the_unmangled_slot_is_dropped_with_a_warning() -> None:
+    with pytest.warns(ss.SafestructuresWarning, match=r"class 'round7a.Private' no longer declares field '__secret'"):
+        back = ss.load(crafted.object_attributes("round7a.Private", {"__secret": 1, "public": 2}))
+    assert back.public == 2 and not hasattr(back, "_Private__secret")
+
+
+# --- 35. plugin nodes: a value of shared references, extra fields named as the node's ---------------------------------------
+
+
+def test_case_35_an_unresolved_plugins_value_of_shared_lists_is_not_expanded(tmp_path: Path) -> None:
+    # Before: the record's value was copied list by list, each shared one again: 24 levels took 11.5 s and 1.5 GB, 40
+    # levels (2.6 KB) would take weeks and terabytes.
+    outcome = run_attack(tmp_path, crafted.plugin_of_shared_lists(40), """
+value = ss.load_file(path).value
+return [value[0] is value[1], value[0][0] is value[1][1]]
+""")
+    assert outcome["outcome"] == "ok" and outcome["result"] == [True, True], outcome
+    assert outcome["seconds"] < 10 and outcome["peak_mb"] < 400, outcome
+
+
+class Interval:
+    def __init__(self, low: Any, high: Any) -> None:
+        self.low, self.high = low, high
+
+
+class IntervalPlugin(DataProcessor):
+    data_type = Interval
+
+    def serialize(self, data: Interval) -> Any:
+        return [self.serializer.serialize(data.low), self.serializer.serialize(data.high)]
+
+    def serialize_extra(self, data: Interval) -> dict[str, Any]:
+        return {"closed": [True, True]}
+
+    def deserialize(self, serialized: Any, **kwargs: Any) -> Interval:
+        out = Interval(*(self.serializer.deserialize(v) for v in serialized))
+        out.closed = kwargs["closed"]  # type: ignore[attr-defined]
+        return out
+
+
+def test_case_35_twin_plugins_keep_their_shared_values() -> None:
+    shared = [1, 2]
+    data = ss.save({"i": Interval(shared, shared)}, plugins=[IntervalPlugin])
+    back = ss.load(data, plugins=[IntervalPlugin])["i"]
+    assert back.low == [1, 2] and back.low is back.high and back.closed == [True, True]
+    record = ss.load(data)["i"]
+    assert type(record) is Record and record.value == [[1, 2], [1, 2]] and record.value[0] is record.value[1]
+    assert record.closed == [True, True]
+
+
+@pytest.mark.parametrize("plugins", [None, [IntervalPlugin]], ids=["unresolved", "resolved"])
+@pytest.mark.parametrize("key", ["value", "data_type"])
+def test_case_35_extra_fields_named_as_the_nodes_own_are_refused(plugins: Any, key: str) -> None:
+    # Before: without the plugin, the record's value was the extra's (2), not the node's (1).
+    type_name = f"{Interval.__module__}.{Interval.__qualname__}" if plugins else "app.Unknown"
+    data = crafted.plugin_extra({key: 2}, type_name)
+    with pytest.raises(ss.InvalidFileError) as info:
+        ss.load(data, plugins=plugins)
+    assert str(info.value) == ("at $: cannot rebuild a plugin: TypeError: a plugin node's 'extra' must not hold the keys "
+                               "'data_type' or 'value'")
