@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import re
 import stat
@@ -230,13 +231,26 @@ def index_text(metadata: Mapping[str, Any]) -> dict[str, str]:
 def index_document(raw: bytes | str, where: str) -> Any:
     """The JSON document of an index (a sharded save's, a Hugging Face folder's, a distributed checkpoint's), named
     ``where`` in messages: InvalidFileError for text that is no JSON (or no UTF-8), or nests past Python's recursion
-    limit (json's parser recurses per level)."""
+    limit (json's parser recurses per level). Python's json takes ``NaN`` and ``Infinity``, which JSON lacks (other
+    readers of the index refuse them; no command could write the document back as JSON), and numbers past a double's
+    range as infinities: refused as well."""
     try:
-        return json.loads(raw)
+        return json.loads(raw, parse_constant=_not_json, parse_float=_finite)
     except RecursionError:
         raise InvalidFileError(f"{where}: the index nests too deeply to be one") from None
     except (UnicodeDecodeError, ValueError) as e:
         raise InvalidFileError(f"{where}: not a JSON index: {e}") from None
+
+
+def _not_json(token: str) -> Any:
+    raise ValueError(f"{token} is not a JSON value")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"the number {text if len(text) <= 40 else text[:37] + '...'} is past the range of a double")
+    return value
 
 
 def check_index_metadata(metadata: Mapping[str, str] | None) -> None:

@@ -373,3 +373,16 @@ def plugin_of_shared_lists(levels: int) -> bytes:
 def plugin_extra(extra: Any, type_name: str = "app.Unknown") -> bytes:
     """A plugin node of value 1 whose extra fields are ``extra`` (``{"value": 2}``: a name of the node's own)."""
     return file_bytes({"$": "plugin", "type": type_name, "value": 1, "extra": extra})
+
+
+# --- 36. an index holding what JSON lacks ---------------------------------------------------------------------------------
+
+def index_with(metadata_text: str, shard: str = "a.safetensors") -> bytes:
+    """A Hugging Face folder's index whose metadata object is ``metadata_text`` as written (``{"total_size": NaN}``),
+    mapping tensor ``a`` to ``shard``."""
+    return ('{"metadata": ' + metadata_text + ', "weight_map": {"a": ' + json.dumps(shard) + "}}").encode()
+
+
+def plain_shard(names: tuple[str, ...] = ("a",)) -> bytes:
+    """A plain safetensors file of one F64 tensor of two zeros per name."""
+    return metadata_file({}, {name: ("F64", [2], b"\0" * 16) for name in names})

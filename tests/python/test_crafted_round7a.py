@@ -1,10 +1,12 @@
 """Crafted files of the seventh round of attacks on the Python side of loads (cases 32 on; docs/security.md's table
-lists them): classes rebuilt from the attributes a file gives, the stand-ins of unresolved classes, and plugin nodes.
+lists them): classes rebuilt from the attributes a file gives, the stand-ins of unresolved classes, plugin nodes, and
+indexes read by Python's json.
 Each attack has its legitimate twin, which must keep loading; limits on time or memory only in subprocesses
 (test_crafted_meaning.run_attack)."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 from pathlib import Path
 from typing import Any
@@ -13,6 +15,7 @@ import pytest
 
 import crafted
 import safestructures as ss
+from safestructures._cli import main
 from safestructures._records import Record
 from safestructures.plugins import DataProcessor
 from test_crafted_meaning import run_attack
@@ -201,3 +204,47 @@ def test_case_35_extra_fields_named_as_the_nodes_own_are_refused(plugins: Any, k
         ss.load(data, plugins=plugins)
     assert str(info.value) == ("at $: cannot rebuild a plugin: TypeError: a plugin node's 'extra' must not hold the keys "
                                "'data_type' or 'value'")
+
+
+# --- 36. an index holding NaN, Infinity or a number past a double's range ------------------------------------------------
+
+
+def hf_folder(tmp_path: Path, metadata_text: str) -> Path:
+    folder = tmp_path / "hf"
+    folder.mkdir()
+    (folder / "model.safetensors.index.json").write_bytes(crafted.index_with(metadata_text))
+    (folder / "a.safetensors").write_bytes(crafted.plain_shard())
+    return folder
+
+
+@pytest.mark.parametrize(("text", "why"), [
+    ('{"total_size": NaN}', "NaN is not a JSON value"),
+    ('{"n": [1, {"m": -Infinity}]}', "-Infinity is not a JSON value"),
+    ('{"n": 1e999}', "the number 1e999 is past the range of a double"),
+], ids=["nan", "infinity", "overflow"])
+def test_case_36_an_index_holding_what_json_lacks_is_refused(tmp_path: Path, text: str, why: str) -> None:
+    # Before: Python's json took them (strict readers refuse the index): open() gave metadata {"total_size": nan},
+    # `verify` said OK, and `inspect --json` ended in a ValueError traceback (out of range floats are not JSON).
+    folder = hf_folder(tmp_path, text)
+    index = folder / "model.safetensors.index.json"
+    for attempt in (lambda: ss.open(folder), lambda: ss.load_file(folder), lambda: ss.load_file(index)):
+        with pytest.raises(ss.InvalidFileError) as info:
+            attempt()
+        assert str(info.value) == f"{index}: not a JSON index: {why}"
+    for command in (["inspect", str(folder), "--json"], ["verify", str(folder)], ["get", str(folder), "a", "--json"]):
+        out, err = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            status = main(command)
+        assert status == 1 and out.getvalue() == ""
+        assert err.getvalue() == f"safestructures {command[0]}: {index}: not a JSON index: {why}\n"
+
+
+def test_case_36_twin_indexes_of_json_numbers_load(tmp_path: Path) -> None:
+    folder = hf_folder(tmp_path, '{"total_size": 16, "lr": 1.5e-300, "big": 123456789012345678901234567890, "s": "NaN"}')
+    with ss.open(folder) as f:
+        assert f.metadata == {"total_size": 16, "lr": 1.5e-300, "big": 123456789012345678901234567890, "s": "NaN"}
+        assert f.load()["a"].tolist() == [0.0, 0.0]
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert main(["inspect", str(folder), "--json"]) == 0
+    assert '"lr": 1.5e-300' in out.getvalue()
