@@ -1,6 +1,6 @@
 """Crafted files of the seventh round of attacks on the Python side of loads (cases 32 on; docs/security.md's table
-lists them): classes rebuilt from the attributes a file gives, the stand-ins of unresolved classes, plugin nodes, and
-indexes read by Python's json.
+lists them): classes rebuilt from the attributes a file gives, the stand-ins of unresolved classes, plugin nodes, indexes
+read by Python's json, and the entries of a checkpoint directory.
 Each attack has its legitimate twin, which must keep loading; limits on time or memory only in subprocesses
 (test_crafted_meaning.run_attack)."""
 
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 from pathlib import Path
 from typing import Any
 
@@ -248,3 +249,41 @@ def test_case_36_twin_indexes_of_json_numbers_load(tmp_path: Path) -> None:
     with contextlib.redirect_stdout(out):
         assert main(["inspect", str(folder), "--json"]) == 0
     assert '"lr": 1.5e-300' in out.getvalue()
+
+
+# --- 37. entries of a checkpoint directory that are no steps ----------------------------------------------------------------
+
+
+def test_case_37_a_link_loop_named_as_a_step_stops_nothing(tmp_path: Path) -> None:
+    # Before: every steps(), latest_step(), load() and save() raised OSError (ELOOP) from the listing: one entry in a
+    # shared directory stopped a run's checkpoints.
+    manager = ss.CheckpointManager(tmp_path, keep_last=2)
+    manager.save(1, {"a": 1})
+    (tmp_path / "step-00000005").symlink_to("step-00000005")
+    assert manager.steps() == [1] and manager.latest_step() == 1
+    manager.save(2, {"a": 2})
+    assert manager.steps() == [1, 2] and manager.load() == {"a": 2}
+
+
+def test_case_37_a_fifo_or_a_dangling_link_named_as_a_step_file_is_no_step(tmp_path: Path) -> None:
+    # Before: both were complete steps, the latest one: load() of the latest raised, and retention kept them as steps.
+    manager = ss.CheckpointManager(tmp_path, keep_last=3)
+    manager.save(1, {"a": 1})
+    os.mkfifo(tmp_path / "step-00000009.safetensors")
+    (tmp_path / "step-00000010.safetensors").symlink_to(tmp_path / "gone.safetensors")
+    assert manager.steps() == [1] and manager.load() == {"a": 1}
+    manager.save(9, {"a": 9})  # takes the FIFO's name: it was no step
+    assert manager.steps() == [1, 9] and manager.load() == {"a": 9}
+    assert (tmp_path / "step-00000009.safetensors").is_file()
+
+
+def test_case_37_twin_linked_steps_count(tmp_path: Path) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    ss.CheckpointManager(elsewhere).save(3, {"b": 3})
+    ss.CheckpointManager(elsewhere).save(4, {"c": 4}, max_shard_size="1MB")
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "step-00000003.safetensors").symlink_to(elsewhere / "step-00000003.safetensors")
+    (run / "step-00000004").symlink_to(elsewhere / "step-00000004")
+    manager = ss.CheckpointManager(run)
+    assert manager.steps() == [3, 4] and manager.load(3) == {"b": 3} and manager.load() == {"c": 4}
