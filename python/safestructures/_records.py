@@ -27,6 +27,8 @@ class Record:
         return self._type
 
     def __getattr__(self, name: str) -> Any:
+        if name in Record.__slots__:  # not set yet (an instance made without __init__): no field lookup, no recursion
+            raise AttributeError(name)
         try:
             return self._fields[name]
         except KeyError:
@@ -66,6 +68,11 @@ class Record:
 
     def __dir__(self) -> list[str]:
         return sorted(set(super().__dir__()) | set(self._fields))
+
+    def __reduce__(self) -> Any:
+        # copy, deepcopy and pickle rebuild it through __init__ (their default sets the slots through __setattr__,
+        # which stores fields).
+        return (Record, (self._type, self._fields))
 
     def __repr__(self) -> str:
         inner = ", ".join(f"{k}={v!r}" for k, v in self._fields.items())

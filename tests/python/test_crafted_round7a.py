@@ -287,3 +287,21 @@ def test_case_37_twin_linked_steps_count(tmp_path: Path) -> None:
     (run / "step-00000004").symlink_to(elsewhere / "step-00000004")
     manager = ss.CheckpointManager(run)
     assert manager.steps() == [3, 4] and manager.load(3) == {"b": 3} and manager.load() == {"c": 4}
+
+
+# --- the records unresolved classes load as, copied -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("copier", ["copy", "deepcopy", "pickle"])
+def test_a_record_copies_and_pickles(copier: str) -> None:
+    # Before: RecursionError: their default set the slots through __setattr__, whose field lookup asked for the
+    # unset slot again. A loaded config of an unresolved dataclass could not be deep-copied.
+    import copy
+    import pickle
+
+    record = ss.load(crafted.file_bytes({"$": "dataclass", "type": "app.Config", "fields": {"lr": [0.1]}}))
+    made = {"copy": copy.copy, "deepcopy": copy.deepcopy, "pickle": lambda r: pickle.loads(pickle.dumps(r))}[copier](record)
+    assert type(made) is Record and made == record and made.type_name == "app.Config"
+    assert (made.lr is record.lr) == (copier == "copy")
+    with pytest.raises(AttributeError, match="^_fields$"):
+        Record.__new__(Record).lr
