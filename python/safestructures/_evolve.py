@@ -60,9 +60,7 @@ def dataclass_values(cls: type, name: str, values: dict[str, Any], renamed: Mapp
     """The attributes to set on a new instance of dataclass ``cls``: the file's fields renamed, those the class no
     longer declares dropped, those it lacks taken from the field's default or default_factory. A field passed to
     ``__init__`` with no default that the file lacks raises; one with ``init=False`` and no default stays unset (as it
-    may have been when saved)."""
-    if any(type(key) is not str for key in values):
-        raise TypeError("field 'fields' must map str to values")
+    may have been when saved). ``values`` maps str to values (``_registry._attribute_map`` checked it)."""
     fields = dataclasses.fields(cls)
     values = dict(_renamed(values, renamed))
     for f in fields:  # a field missing is an error, reported before any field dropped
@@ -119,11 +117,10 @@ def _mangled(klass: type, name: str) -> str:
     return name
 
 
-def slotted_attrs(cls: type, name: str, attrs: Any, renamed: Mapping[str, str], context: Mapping[str, Any]) -> Any:
-    """The attributes to restore on a registered class: renamed, and for a class with ``__slots__`` only (whose
-    declared fields are its slots), those it no longer declares dropped."""
-    if type(attrs) is not dict:
-        return attrs  # _restore_attrs refuses it
+def slotted_attrs(cls: type, name: str, attrs: dict[str, Any], renamed: Mapping[str, str],
+                  context: Mapping[str, Any]) -> dict[str, Any]:
+    """The attributes (str to values) to restore on a registered class: renamed, and for a class with ``__slots__``
+    only (whose declared fields are its slots), those it no longer declares dropped."""
     attrs = _renamed(attrs, renamed)
     declared, has_dict = declared_slots(cls)
     return attrs if has_dict else _drop(name, attrs, set(declared), context)
