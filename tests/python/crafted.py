@@ -386,3 +386,16 @@ def index_with(metadata_text: str, shard: str = "a.safetensors") -> bytes:
 def plain_shard(names: tuple[str, ...] = ("a",)) -> bytes:
     """A plain safetensors file of one F64 tensor of two zeros per name."""
     return metadata_file({}, {name: ("F64", [2], b"\0" * 16) for name in names})
+
+
+# --- 38. text a terminal acts on ----------------------------------------------------------------------------------------
+
+#: A class name that clears the screen, sets the terminal's title and breaks the line to forge a verdict.
+TERMINAL_NAME = "app.X\x1b[2J\x1b]0;pwned\x07\nOK: fake line"
+
+
+def terminal_escapes() -> bytes:
+    """A dataclass of class :data:`TERMINAL_NAME`, and a tensor whose framework holds an escape sequence and a line
+    break."""
+    return file_bytes({"d": {"$": "dataclass", "type": TERMINAL_NAME, "fields": {}},
+                       "t": {"$": "tensor", "name": "t", "fw": "numpy\x1b[2J\nOK: x"}}, {"t": ("F32", [1], b"\0" * 4)})

@@ -305,3 +305,36 @@ def test_a_record_copies_and_pickles(copier: str) -> None:
     assert (made.lr is record.lr) == (copier == "copy")
     with pytest.raises(AttributeError, match="^_fields$"):
         Record.__new__(Record).lr
+
+
+# --- 38. text a terminal acts on, in the command line's output ---------------------------------------------------------------
+
+
+def run_cli(*argv: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        status = main(list(argv))
+    return status, out.getvalue(), err.getvalue()
+
+
+def test_case_38_class_names_and_frameworks_cannot_drive_the_terminal(tmp_path: Path) -> None:
+    # Before: `inspect` and `inspect --types` wrote class names as the file gives them (a tensor's framework too): the escape
+    # sequences reached the terminal (clear the screen, set its title), and the line break forged "OK: fake line".
+    path = tmp_path / "t.safetensors"
+    path.write_bytes(crafted.terminal_escapes())
+    status, out, err = run_cli("inspect", str(path))
+    assert status == 0 and err == ""
+    assert out.splitlines()[1:] == [
+        "dict (2 items)",
+        "├── d: dataclass app.X\\x1b[2J\\x1b]0;pwned\\x07\\nOK: fake line (0 fields)",
+        "└── t: tensor float32 [1]  4 B  (numpy\\x1b[2J\\nOK: x)",
+    ]
+    status, out, err = run_cli("inspect", str(path), "--types")
+    assert status == 0 and out == "app.X\\x1b[2J\\x1b]0;pwned\\x07\\nOK: fake line  [dataclass, 1 node]  unresolved (loads as a record)\n"
+
+
+def test_case_38_twin_printable_names_are_written_as_they_are(tmp_path: Path) -> None:
+    path = tmp_path / "t.safetensors"
+    path.write_bytes(crafted.file_bytes({"d": {"$": "dataclass", "type": "modèle.Config_日本", "fields": {}}}))
+    status, out, _err = run_cli("inspect", str(path), "--types")
+    assert status == 0 and out == "modèle.Config_日本  [dataclass, 1 node]  unresolved (loads as a record)\n"
