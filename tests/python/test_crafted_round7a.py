@@ -338,3 +338,24 @@ def test_case_38_twin_printable_names_are_written_as_they_are(tmp_path: Path) ->
     path.write_bytes(crafted.file_bytes({"d": {"$": "dataclass", "type": "modèle.Config_日本", "fields": {}}}))
     status, out, _err = run_cli("inspect", str(path), "--types")
     assert status == 0 and out == "modèle.Config_日本  [dataclass, 1 node]  unresolved (loads as a record)\n"
+
+
+# --- 39. a plugin node without a class name -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("type_name", [5, None, True], ids=["int", "null", "bool"])
+def test_case_39_a_plugin_node_names_its_class_by_a_str(type_name: Any) -> None:
+    # Before: it loaded as Record("5") (or "None", "True") while type_names() listed no class and its node's
+    # type_name was None: what the file names and what a load made of it disagreed.
+    data = crafted.file_bytes({"p": {"$": "plugin", "type": type_name, "value": 1}})
+    with pytest.raises(ss.InvalidFileError) as info:
+        ss.load(data)
+    assert str(info.value) == (f'at $["p"]: cannot rebuild a plugin: TypeError: field \'type\' must be a str, not '
+                               f"{type(type_name).__name__}")
+    assert ss.open(io.BytesIO(data)).type_names() == {}
+
+
+def test_case_39_twin_a_plugin_node_of_an_unknown_class_is_a_record() -> None:
+    data = crafted.file_bytes({"p": {"$": "plugin", "type": "app.Unknown", "value": 1}})
+    assert ss.load(data)["p"] == Record("app.Unknown", {"value": 1})
+    assert ss.open(io.BytesIO(data)).type_names() == {"plugin": {"app.Unknown": 1}}
