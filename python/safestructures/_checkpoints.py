@@ -98,8 +98,16 @@ class CheckpointManager:
                 match = _STEP.fullmatch(entry.name)
                 if match is None or entry.name != _step_name(int(match.group(1))) + (match.group(2) or ""):
                     continue  # not a name this manager gives (step-100, step-000000100 are someone else's)
-                if (match.group(2) is None) != entry.is_dir():
-                    continue  # a folder named like a file, or the reverse
+                try:
+                    # A step is a regular file or a folder (links followed, as files are): a FIFO, a link that leads
+                    # nowhere or a folder named like a file is none, and no "latest step" a resume would fail on.
+                    kind_fits = entry.is_dir() if match.group(2) is None else entry.is_file()
+                except OSError:
+                    # A link whose target cannot be told (a loop, a folder it may not enter) is no step either: one
+                    # such entry must not stop every save, listing and load of the run's checkpoints.
+                    continue
+                if not kind_fits:
+                    continue
                 found[int(match.group(1))] = entry.path
         return found
 

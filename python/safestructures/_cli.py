@@ -294,14 +294,19 @@ def _get(args: argparse.Namespace) -> int:
     return 0
 
 
-def _write_out(text: str) -> None:
-    """Writes text read from a file to standard output: what it cannot encode (a lone surrogate) as backslash escapes
-    rather than failing."""
+def _write_out(line: str) -> None:
+    """Writes a line of text read from a file (a class name, a path's text) to standard output: a character that is
+    not printable as backslash escapes, as repr() writes it, so that no file can send the terminal an escape
+    sequence (clear the screen, set its title, write the clipboard) or break the line to forge another one; what the
+    output cannot encode (a lone surrogate) likewise, rather than failing."""
+    body, end = (line[:-1], "\n") if line.endswith("\n") else (line, "")
+    if not body.isprintable():
+        body = "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in body)
     try:
-        sys.stdout.write(text)
+        sys.stdout.write(body + end)
     except UnicodeEncodeError:
         encoding = sys.stdout.encoding or "utf-8"
-        sys.stdout.write(text.encode(encoding, "backslashreplace").decode(encoding))
+        sys.stdout.write((body + end).encode(encoding, "backslashreplace").decode(encoding))
 
 
 def _plugin(spec: str) -> Any:

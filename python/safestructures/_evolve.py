@@ -60,9 +60,7 @@ def dataclass_values(cls: type, name: str, values: dict[str, Any], renamed: Mapp
     """The attributes to set on a new instance of dataclass ``cls``: the file's fields renamed, those the class no
     longer declares dropped, those it lacks taken from the field's default or default_factory. A field passed to
     ``__init__`` with no default that the file lacks raises; one with ``init=False`` and no default stays unset (as it
-    may have been when saved)."""
-    if any(type(key) is not str for key in values):
-        raise TypeError("field 'fields' must map str to values")
+    may have been when saved). ``values`` maps str to values (``_registry._attribute_map`` checked it)."""
     fields = dataclasses.fields(cls)
     values = dict(_renamed(values, renamed))
     for f in fields:  # a field missing is an error, reported before any field dropped
@@ -99,22 +97,30 @@ def namedtuple_items(cls: Any, name: str, field_names: list[str], items: list[An
 
 def declared_slots(cls: type) -> tuple[list[str], bool]:
     """The attribute names the ``__slots__`` of a class and its bases declare, in MRO order (less ``__dict__`` and
-    ``__weakref__``), and whether its instances have a ``__dict__`` too (a base without ``__slots__`` gives one)."""
+    ``__weakref__``), and whether its instances have a ``__dict__`` too (a base without ``__slots__`` gives one). A
+    private slot is named as its attribute is: ``__x`` declared by class ``C`` is ``_C__x``."""
     names: list[str] = []
     has_dict = False
     for klass in cls.__mro__[:-1]:  # object, last, has neither
         slots = klass.__dict__.get("__slots__")
         slots = () if slots is None else (slots,) if isinstance(slots, str) else tuple(slots)
         has_dict = has_dict or "__slots__" not in klass.__dict__ or "__dict__" in slots
-        names += [s for s in slots if s not in ("__dict__", "__weakref__") and s not in names]
+        names += [n for n in (_mangled(klass, s) for s in slots if s not in ("__dict__", "__weakref__")) if n not in names]
     return names, has_dict
 
 
-def slotted_attrs(cls: type, name: str, attrs: Any, renamed: Mapping[str, str], context: Mapping[str, Any]) -> Any:
-    """The attributes to restore on a registered class: renamed, and for a class with ``__slots__`` only (whose
-    declared fields are its slots), those it no longer declares dropped."""
-    if type(attrs) is not dict:
-        return attrs  # _restore_attrs refuses it
+def _mangled(klass: type, name: str) -> str:
+    """The attribute a slot ``name`` declared by ``klass`` is, as Python mangles private names."""
+    owner = klass.__name__.lstrip("_")
+    if name.startswith("__") and not name.endswith("__") and owner:
+        return f"_{owner}{name}"
+    return name
+
+
+def slotted_attrs(cls: type, name: str, attrs: dict[str, Any], renamed: Mapping[str, str],
+                  context: Mapping[str, Any]) -> dict[str, Any]:
+    """The attributes (str to values) to restore on a registered class: renamed, and for a class with ``__slots__``
+    only (whose declared fields are its slots), those it no longer declares dropped."""
     attrs = _renamed(attrs, renamed)
     declared, has_dict = declared_slots(cls)
     return attrs if has_dict else _drop(name, attrs, set(declared), context)

@@ -6,6 +6,7 @@ nodes; and the names of the index of a sharded save or a distributed checkpoint.
 from __future__ import annotations
 
 import json
+import math
 from types import SimpleNamespace
 from typing import Any
 
@@ -70,11 +71,16 @@ DTYPE_NUMPY_NAMES: dict[str, str] = {name: numpy_name for name, (_, numpy_name) 
 DTYPE_BITS: dict[str, int] = {name: bits for name, (bits, _) in _core.DTYPES.items()}
 
 
-def file_json(text: str | bytes) -> Any:
+def file_json(text: str | bytes, *, standard_numbers: bool = True) -> Any:
     """JSON that a file holds (an index, a 1.0.0 schema), read as the core reads a schema: an object holding a key
     twice is refused (InvalidFileError, code ``DuplicateKey``), since json would take the last of the two and another
-    reader the first. Raises what ``json.loads`` raises for anything else."""
-    return json.loads(text, object_pairs_hook=_each_key_once)
+    reader the first. With ``standard_numbers``, ``NaN``, ``Infinity`` and numbers past a double's range, which
+    Python's json takes and JSON lacks (other readers of an index refuse them), raise ValueError too; a 1.0.0 schema
+    keeps them, since 1.0.0's json.dumps wrote them for a plugin's float fields. Raises what ``json.loads`` raises
+    for anything else."""
+    if not standard_numbers:
+        return json.loads(text, object_pairs_hook=_each_key_once)
+    return json.loads(text, object_pairs_hook=_each_key_once, parse_constant=_not_json, parse_float=_finite)
 
 
 def _each_key_once(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -86,3 +92,14 @@ def _each_key_once(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
                 raise InvalidFileError(f"a JSON object holds the key {quote(key)} twice", code="DuplicateKey")
             seen.add(key)
     return members
+
+
+def _not_json(token: str) -> Any:
+    raise ValueError(f"{token} is not a JSON value")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"the number {text if len(text) <= 40 else text[:37] + '...'} is past the range of a double")
+    return value

@@ -5,7 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-__all__ = ["NamedRecord", "Record", "generic_subclass", "is_generic_subclass"]
+__all__ = ["GENERIC_TYPE", "NamedRecord", "Record", "generic_subclass", "is_generic_subclass"]
+
+#: The attribute a stand-in for a subclass of a built-in type keeps the saved class's name in.
+GENERIC_TYPE = "__safestructures_type__"
 
 
 class Record:
@@ -24,6 +27,8 @@ class Record:
         return self._type
 
     def __getattr__(self, name: str) -> Any:
+        if name in Record.__slots__:  # not set yet (an instance made without __init__): no field lookup, no recursion
+            raise AttributeError(name)
         try:
             return self._fields[name]
         except KeyError:
@@ -63,6 +68,11 @@ class Record:
 
     def __dir__(self) -> list[str]:
         return sorted(set(super().__dir__()) | set(self._fields))
+
+    def __reduce__(self) -> Any:
+        # copy, deepcopy and pickle rebuild it through __init__ (their default sets the slots through __setattr__,
+        # which stores fields).
+        return (Record, (self._type, self._fields))
 
     def __repr__(self) -> str:
         inner = ", ".join(f"{k}={v!r}" for k, v in self._fields.items())
@@ -114,7 +124,7 @@ def generic_subclass(base: type) -> type:
 
         def type_name(self: Any) -> str:
             """The saved class's name, ``module.QualName``."""
-            return self.__dict__.get("__safestructures_type__", "?")
+            return self.__dict__.get(GENERIC_TYPE, "?")
 
         cls = type(f"Generic{base.__name__[0].upper()}{base.__name__[1:]}", (base,), {"type_name": property(type_name), "__module__": __name__})
         _GENERIC[base] = cls

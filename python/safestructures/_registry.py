@@ -12,7 +12,7 @@ from typing import Any, TypeVar, overload
 from ._errors import UnknownTypeError, shown
 from ._evolve import dataclass_values, declared_slots, namedtuple_items, slotted_attrs
 from ._format import FIELD, TAG
-from ._records import NamedRecord, Record, generic_subclass, is_generic_subclass
+from ._records import GENERIC_TYPE, NamedRecord, Record, generic_subclass, is_generic_subclass
 
 __all__ = ["construct_object", "reduce_object", "register", "resolver", "type_name"]
 
@@ -146,9 +146,9 @@ def reduce_object(obj: Any) -> tuple[str, dict[str, Any]] | None:
         return TAG.Dataclass, {FIELD.type: obj.type_name, "fields": obj.asdict()}
     if cls is NamedRecord:
         return TAG.NamedTuple, {FIELD.type: obj.type_name, "fields": list(obj._fields), "items": list(obj)}
-    stand_in = obj.__dict__.get("__safestructures_type__") if is_generic_subclass(cls) else None
+    stand_in = obj.__dict__.get(GENERIC_TYPE) if is_generic_subclass(cls) else None
     if stand_in is not None:
-        attrs = {k: v for k, v in obj.__dict__.items() if k != "__safestructures_type__"}
+        attrs = {k: v for k, v in obj.__dict__.items() if k != GENERIC_TYPE}
         return _subclass_node(stand_in, cls.__mro__[1], obj, attrs)
     kind, name, base = node_kind(cls), type_name(cls), _builtin_base(cls)
     if kind == TAG.Ext:
@@ -194,11 +194,32 @@ def text_field(fields: dict[str, Any], key: str) -> str:
     return value
 
 
-def _restore_attrs(obj: Any, attrs: Any) -> None:
-    if type(attrs) is not dict or any(type(k) is not str for k in attrs):
-        raise TypeError("field 'attrs' must map str to values")
+def _restore_attrs(obj: Any, attrs: dict[str, Any]) -> None:
+    """Sets a registered object's saved attributes as ``_attributes`` read them, as pickle does: a declared slot
+    through its slot, anything else into the instance's ``__dict__``. No descriptor of the class runs: a name the
+    file gives that is a property (or ``__dict__``, ``__class__``) of the class is an entry of ``__dict__``, never
+    a call of its setter."""
+    slots = set(declared_slots(type(obj))[0])
+    try:
+        instance_dict = object.__getattribute__(obj, "__dict__")
+    except AttributeError:
+        instance_dict = None
     for key, value in attrs.items():
-        object.__setattr__(obj, key, value)
+        if key in slots:
+            object.__setattr__(obj, key, value)
+        elif type(instance_dict) is dict:
+            instance_dict[key] = value
+        else:
+            raise TypeError(f"class {type(obj).__qualname__!r} has no slot {key!r} and its objects no __dict__")
+
+
+def _attribute_map(fields: dict[str, Any], key: str) -> dict[str, Any]:
+    """A user-type node's ``fields`` (a dataclass's) or ``attrs`` (an object's, {} when absent): a dict of str keys,
+    whether or not the load resolves the class (TypeError otherwise)."""
+    attrs = fields.get(key, {} if key == "attrs" else None)
+    if type(attrs) is not dict or any(type(k) is not str for k in attrs):
+        raise TypeError(f"field {key!r} must map str to values")
+    return attrs
 
 
 def _fill(obj: Any, base: type, value: Any) -> None:
@@ -307,23 +328,27 @@ def construct_object(tag: str, fields: dict[str, Any], context: dict[str, Any]) 
         return _BY_TYPE[cls].from_data(fields.get("data"))  # type: ignore[misc]  # node_kind checked it has one
     # What is left is a dataclass (its 'fields') or an object (its 'attrs', if any) over an optional built-in base.
     dataclass = tag == TAG.Dataclass
-    attrs = fields.get("fields") if dataclass else fields.get("attrs", {})
-    if dataclass and type(attrs) is not dict:
-        raise TypeError("a dataclass needs an object 'fields'")
+    attrs = _attribute_map(fields, "fields" if dataclass else "attrs")
     if cls is None:
         return Record(name, attrs) if base is None else _generic(base, name, fields.get("value"), attrs)
-    if dataclass:
-        attrs = dataclass_values(cls, name, attrs, _renames(cls), context)
+    values = dataclass_values(cls, name, attrs, _renames(cls), context) if dataclass else None
     obj = _new(cls, base, fields.get("value"))
-    if dataclass or "attrs" in fields:
-        _restore_attrs(obj, attrs if dataclass else slotted_attrs(cls, name, attrs, _renames(cls), context))
+    if values is not None:
+        # A dataclass's declared fields, set as its own __init__ would (through their slots where it has them).
+        for key, value in values.items():
+            object.__setattr__(obj, key, value)
+    elif "attrs" in fields:
+        _restore_attrs(obj, slotted_attrs(cls, name, attrs, _renames(cls), context))
     return obj
 
 
 def _generic(base: type, name: str, value: Any, attrs: Any) -> Any:
     cls = generic_subclass(base)
     obj = _new(cls, base, value)
-    obj.__dict__["__safestructures_type__"] = name
-    if type(attrs) is dict:
-        obj.__dict__.update({k: v for k, v in attrs.items() if type(k) is str})
+    if GENERIC_TYPE in attrs:
+        # The stand-in's own attribute: a file setting it would make the object claim (and save again as) a class
+        # other than the one its node names.
+        raise TypeError(f"field 'attrs' holds {GENERIC_TYPE!r}, which a stand-in keeps its class's name in")
+    obj.__dict__.update(attrs)
+    obj.__dict__[GENERIC_TYPE] = name
     return obj

@@ -230,7 +230,9 @@ def index_text(metadata: Mapping[str, Any]) -> dict[str, str]:
 def index_document(raw: bytes | str, where: str) -> Any:
     """The JSON document of an index (a sharded save's, a Hugging Face folder's, a distributed checkpoint's), named
     ``where`` in messages: InvalidFileError for text that is no JSON (or no UTF-8), or nests past Python's recursion
-    limit (json's parser recurses per level)."""
+    limit (json's parser recurses per level). Python's json takes ``NaN`` and ``Infinity``, which JSON lacks (other
+    readers of the index refuse them; no command could write the document back as JSON), and numbers past a double's
+    range as infinities: refused as well."""
     try:
         return file_json(raw)
     except RecursionError:

@@ -220,12 +220,14 @@ _PLAIN: dict[str, Callable[[dict[str, Any]], Any]] = {
 
 
 def _plugin(fields: dict[str, Any], context: dict[str, Any]) -> Any:
-    name = fields.get(FIELD.type)
+    # A str, as every user type's name: a plugin node without one is no record of a class "None" (which type_names()
+    # and the node's type_name, reading the names the file holds, would not show).
+    name = _registry.text_field(fields, FIELD.type)
     plugin = context.get("plugins", {}).get(name)
     if plugin is None:
         if context.get("strict"):
             raise UnknownTypeError(f"the file names plugin type {name!r}, and no plugin passed to this load handles it")
-        return Record(str(name), {"value": plugins.unwrap_nested(fields.get("value")), **plugins.unwrap_nested(fields.get("extra", {}))})
+        return Record(name, {"value": plugins.unwrap_nested(fields.get("value")), **plugins.unwrap_nested(plugins.node_extra(fields))})
     return plugins.construct_with(plugin, fields)
 
 

@@ -176,7 +176,7 @@ def load_v1(metadata: dict[str, str], tensors: dict[str, Any], make: Any, contex
     if version != "1.0.0":
         raise InvalidFileError(f"the file claims safestructures schema version {version!r}; this release reads 1.0.0", code="SchemaVersion")
     try:
-        schema = file_json(metadata[V1_SCHEMA_KEY])
+        schema = file_json(metadata[V1_SCHEMA_KEY], standard_numbers=False)
     except InvalidFileError:
         raise
     except (ValueError, RecursionError) as e:

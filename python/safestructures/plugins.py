@@ -20,6 +20,9 @@ __all__ = ["DataProcessor", "TensorProcessor"]
 
 Serialized = Union[str, None, bool, int, float, list, dict]
 
+#: Names a plugin's extra fields may not take: the node's own, and ``deserialize``'s value.
+RESERVED_EXTRA = ("data_type", "value")
+
 
 class Mode(enum.Enum):
     """What the serializer handed to a plugin is doing."""
@@ -148,7 +151,7 @@ def reduce_with(plugin_cls: type[DataProcessor], obj: Any) -> tuple[str, dict[st
     extra = plugin.serialize_extra(obj)
     if not isinstance(extra, dict) or any(not isinstance(k, str) for k in extra):
         raise TypeError(f"{plugin_cls.__qualname__}.serialize_extra must return a dict with str keys")
-    if "data_type" in extra or "value" in extra:
+    if any(key in extra for key in RESERVED_EXTRA):
         raise TypeError(f"{plugin_cls.__qualname__}.serialize_extra must not use the keys 'data_type' or 'value'")
     fields: dict[str, Any] = {FIELD.type: plugin.schema_type, "value": _map_nested(value, NestedMark)}
     if extra:
@@ -159,14 +162,31 @@ def reduce_with(plugin_cls: type[DataProcessor], obj: Any) -> tuple[str, dict[st
 
 
 def _map_nested(value: Any, child: Callable[[Any], Any]) -> Any:
-    """A plugin's value (JSON-like lists and dicts) with each Nested child replaced by ``child(the child itself)``."""
-    if isinstance(value, Nested):
-        return child(value.value)
-    if type(value) is list:
-        return [_map_nested(v, child) for v in value]
-    if type(value) is dict:
-        return {k: _map_nested(v, child) for k, v in value.items()}
-    return value
+    """A plugin's value (JSON-like lists and dicts) with each Nested child replaced by ``child(the child itself)``.
+    Each list and dict is mapped once, without recursion: one met again (a shared reference of a loaded value, which
+    a walk would expand exponentially; a cycle) is the same new one again."""
+    mapped: dict[int, list[Any] | dict[Any, Any]] = {}
+    pending: list[tuple[Any, Any]] = []
+
+    def one(item: Any) -> Any:
+        if isinstance(item, Nested):
+            return child(item.value)
+        if type(item) is not list and type(item) is not dict:
+            return item
+        out = mapped.get(id(item))
+        if out is None:
+            out = mapped[id(item)] = [] if type(item) is list else {}
+            pending.append((item, out))
+        return out
+
+    root = one(value)
+    while pending:
+        item, out = pending.pop()
+        if type(out) is list:
+            out.extend(one(v) for v in item)
+        else:
+            out.update((k, one(v)) for k, v in item.items())
+    return root
 
 
 class NestedMark(Nested):
@@ -181,11 +201,22 @@ def unwrap_nested(value: Any) -> Any:
     return _map_nested(value, lambda child: child)
 
 
+def node_extra(fields: dict[str, Any]) -> dict[str, Any]:
+    """A "plugin" node's extra fields: an object of str keys, none of them a name of the node's own (a record made
+    without the plugin would show it instead of the value; the plugin would be given it twice)."""
+    extra = fields.get("extra", {})
+    if type(extra) is not dict or any(type(k) is not str for k in extra):
+        raise TypeError("a plugin node's 'extra' must map str to values")
+    if any(key in extra for key in RESERVED_EXTRA):
+        raise TypeError("a plugin node's 'extra' must not hold the keys 'data_type' or 'value'")
+    return extra
+
+
 def construct_with(plugin_cls: type[DataProcessor], fields: dict[str, Any]) -> Any:
     """Rebuild a "plugin" node through its plugin's ``deserialize``."""
     tensors = fields.get("tensors", {})
-    extra = fields.get("extra", {})
-    if type(tensors) is not dict or type(extra) is not dict:
-        raise TypeError("a plugin node's 'tensors' and 'extra' must be objects")
+    extra = node_extra(fields)
+    if type(tensors) is not dict:
+        raise TypeError("a plugin node's 'tensors' must be an object")
     plugin = plugin_cls(_Serializer(Mode.LOAD, tensors))
     return plugin.deserialize(fields.get("value"), **extra)

@@ -358,3 +358,52 @@ def spilled_recording_with_a_root() -> bytes:
     spilled = b'{"format":"safestructures","version":2,"root":[[1],[2]]}'
     pointer = f'{{"format":"safestructures","version":2,"spill":"{SPILL_TENSOR}","root":[[9]]}}'
     return metadata_file({RECORDING_KEY: "1", SCHEMA_KEY: pointer}, {SPILL_TENSOR: ("U8", [len(spilled)], spilled)})
+
+
+# --- 32-35. classes rebuilt from a file's attributes, and plugins' values ----------------------------------------------------
+
+def object_attributes(type_name: str, attrs: Any, **fields: Any) -> bytes:
+    """An ``object`` node of class ``type_name`` whose attributes are ``attrs`` (names a save never writes: a
+    property's, ``__dict__``, ``__class__``...)."""
+    return object_node(type_name, **fields, attrs=attrs)
+
+
+def stand_in_claiming(type_name: str, claimed: str) -> bytes:
+    """A dict subclass ``type_name`` whose attributes set the name a load's stand-in keeps its class in to ``claimed``."""
+    return object_node(type_name, base="dict", value={"role": "user"}, attrs={"__safestructures_type__": claimed})
+
+
+def plugin_of_shared_lists(levels: int) -> bytes:
+    """A plugin node whose value is ``levels`` doubling lists (see :func:`doubling`): 2**levels leaves, expanded."""
+    return file_bytes({"$": "plugin", "type": "app.Unknown", "value": doubling("list", levels)})
+
+
+def plugin_extra(extra: Any, type_name: str = "app.Unknown") -> bytes:
+    """A plugin node of value 1 whose extra fields are ``extra`` (``{"value": 2}``: a name of the node's own)."""
+    return file_bytes({"$": "plugin", "type": type_name, "value": 1, "extra": extra})
+
+
+# --- 36. an index holding what JSON lacks ---------------------------------------------------------------------------------
+
+def index_with(metadata_text: str, shard: str = "a.safetensors") -> bytes:
+    """A Hugging Face folder's index whose metadata object is ``metadata_text`` as written (``{"total_size": NaN}``),
+    mapping tensor ``a`` to ``shard``."""
+    return ('{"metadata": ' + metadata_text + ', "weight_map": {"a": ' + json.dumps(shard) + "}}").encode()
+
+
+def plain_shard(names: tuple[str, ...] = ("a",)) -> bytes:
+    """A plain safetensors file of one F64 tensor of two zeros per name."""
+    return metadata_file({}, {name: ("F64", [2], b"\0" * 16) for name in names})
+
+
+# --- 38. text a terminal acts on ----------------------------------------------------------------------------------------
+
+#: A class name that clears the screen, sets the terminal's title and breaks the line to forge a verdict.
+TERMINAL_NAME = "app.X\x1b[2J\x1b]0;pwned\x07\nOK: fake line"
+
+
+def terminal_escapes() -> bytes:
+    """A dataclass of class :data:`TERMINAL_NAME`, and a tensor whose framework holds an escape sequence and a line
+    break."""
+    return file_bytes({"d": {"$": "dataclass", "type": TERMINAL_NAME, "fields": {}},
+                       "t": {"$": "tensor", "name": "t", "fw": "numpy\x1b[2J\nOK: x"}}, {"t": ("F32", [1], b"\0" * 4)})
