@@ -350,3 +350,30 @@ def spilled_recording_with_a_root() -> bytes:
     spilled = b'{"format":"safestructures","version":2,"root":[[1],[2]]}'
     pointer = f'{{"format":"safestructures","version":2,"spill":"{SPILL_TENSOR}","root":[[9]]}}'
     return metadata_file({RECORDING_KEY: "1", SCHEMA_KEY: pointer}, {SPILL_TENSOR: ("U8", [len(spilled)], spilled)})
+
+
+# --- 41. a view of F4 elements, which torch holds two to a byte --------------------------------------------------------
+
+F4_CODES = bytes([0x21, 0x43, 0x65, 0x07])  # elements 0.5, 1, 1.5, 2, 3, 4, 6, 0 (element 0 in the low nibble)
+
+
+def f4_view() -> bytes:
+    """An F4 tensor of 8 elements and a view of elements 1 and 2 of it: numpy reads offset, shape and stride in F4
+    elements; torch, holding them in pairs (float4_e2m1fn_x2), read pairs 1 and 2 (elements 2 to 5)."""
+    view = {"$": "tensor", "storage": "t", "fw": "torch", "shape": [2], "offset": 1, "stride": [1]}
+    return file_bytes({"t": {"$": "tensor", "name": "t", "fw": "torch"}, "v": view}, {"t": ("F4", [8], F4_CODES)})
+
+
+def f4_strided() -> bytes:
+    """An F4 tensor whose own node views 4 of its elements: torch read 4 pairs (8 elements)."""
+    node = {"$": "tensor", "name": "t", "fw": "torch", "shape": [4], "offset": 0, "stride": [1]}
+    return file_bytes({"t": node}, {"t": ("F4", [8], F4_CODES)})
+
+
+# --- 42. bytes viewed under another dtype's name ------------------------------------------------------------------------
+
+def logical_dtype_view(dtype: str = "<c16") -> bytes:
+    """16 bytes stored as U8 whose node names numpy dtype ``dtype`` and views them with a stride: numpy refused the
+    dtype that is not the stored one; torch ignored it and gave the bytes as uint8."""
+    node = {"$": "tensor", "name": "t", "fw": "torch", "dtype": dtype, "shape": [1], "offset": 0, "stride": [1]}
+    return file_bytes({"t": node}, {"t": ("U8", [16], bytes(range(16)))})

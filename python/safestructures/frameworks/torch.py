@@ -14,7 +14,7 @@ import torch
 from .._errors import SafestructuresError, UnsupportedTypeError, quote, shown
 from .._format import DTYPE_BITS, DTYPE_NUMPY_NAMES, FIELD, TAG
 from . import numpy as np_adapter
-from ._common import byte_shape, charge, converting, framework_error, reach, view_base, view_reach
+from ._common import byte_shape, charge, converting, framework_error, label, reach, view_base, view_reach
 
 __all__ = ["array_entry", "reduce_value", "construct_value", "to_torch"]
 
@@ -81,6 +81,11 @@ def array_entry(tensor: torch.Tensor, name: str, context: dict[str, Any]) -> tup
     dtype = t.dtype
     if dtype not in _TO_NAME and dtype not in _LOGICAL and dtype != torch.float4_e2m1fn_x2:
         raise TypeError(f"torch dtype {dtype} has no stored form")
+    if t.is_conj() or t.is_neg():
+        # A lazy conjugate (x.conj()) or negative (x.conj().imag) view holds the unconjugated, unnegated elements in
+        # memory, with a bit saying to flip them on use: its memory is not its value, and shares storage with tensors
+        # that hold other values. Written from the copy that holds its value, which shares with nothing.
+        t = t.resolve_conj().resolve_neg()
     itemsize = t.element_size()
     contiguous = t.is_contiguous()
     if dtype in _TO_NAME and t.numel():
@@ -195,19 +200,21 @@ def to_torch(
     if dtype is None:
         return _finish(_strided(view_base(bases, fields), fields), fields, context)
     logical = fields.get(FIELD.dtype)
-    if logical is not None and FIELD.stride not in fields:
+    if logical is not None:
         target = _FROM_LOGICAL.get(logical) or _numpy_to_torch(logical)
-        if dtype == "U8" and FIELD.shape in fields:
+        if dtype == "U8" and FIELD.shape in fields and FIELD.stride not in fields:
             logical_shape, count = byte_shape(fields, target, target.itemsize, nbytes)
             with converting("torch", fields, target):
                 tensor = _from_buffer(buffer, target, count, offset, charged).reshape(logical_shape)
-        else:
-            # A big-endian numpy array: the file holds it little-endian, which is all torch has.
-            tensor = _stored(buffer, dtype, shape, offset, nbytes, fields, charged)
-            if tensor.dtype != target:
-                raise ValueError(f"dtype {quote(str(logical))} does not match the stored dtype {dtype}")
-        return _finish(tensor, fields, context)
-    tensor = _stored(buffer, dtype, shape, offset, nbytes, fields, charged)
+            return _finish(tensor, fields, context)
+        # A big-endian numpy array: the file holds it little-endian, which is all torch has. A view node's stored
+        # tensor must be of its dtype too, as numpy requires: bytes viewed under another dtype's name are refused, not
+        # loaded as their bytes.
+        tensor = _stored(buffer, dtype, shape, offset, nbytes, fields, charged)
+        if tensor.dtype != target:
+            raise ValueError(f"dtype {quote(str(logical))} does not match the stored dtype {dtype}")
+    else:
+        tensor = _stored(buffer, dtype, shape, offset, nbytes, fields, charged)
     if FIELD.stride in fields or tensor.is_contiguous():
         bases[fields.get(FIELD.name)] = tensor
     return _finish(_strided(tensor, fields) if FIELD.stride in fields else tensor, fields, context)
@@ -240,6 +247,11 @@ def _stored(
 
 
 def _strided(base: torch.Tensor, fields: dict[str, Any]) -> torch.Tensor:
+    if base.dtype == torch.float4_e2m1fn_x2:
+        # A view's offset, shape and stride count F4 elements (as numpy reads them); torch holds them two to a byte and
+        # would count pairs, reading other elements.
+        raise UnsupportedTypeError(f"{label(fields)} views F4 elements, which have no torch form: torch holds them in pairs; "
+                                   "load with framework='numpy'")
     size = base.untyped_storage().nbytes() // max(base.element_size(), 1)
     offset, shape, stride, _empty = view_reach(fields, size)
     with converting("torch", fields, base.dtype):
