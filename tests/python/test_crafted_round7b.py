@@ -4,6 +4,8 @@ its legitimate twin, which must keep working."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -112,3 +114,129 @@ def test_case_42_twin_a_big_endian_dtype_over_its_stored_tensor_loads() -> None:
     data = crafted.file_bytes({"t": node}, {"t": ("I32", [4], np.arange(4, dtype="<i4").tobytes())})
     assert ss.load(data, framework="torch")["t"].tolist() == [0, 2]
     assert ss.load(data, framework="numpy")["t"].tolist() == [0, 2]
+
+
+# --- 43. code the save runs drops what the walk borrowed ------------------------------------------------------------------
+
+def save_in_subprocess(tmp_path: Path, body: str) -> str:
+    """Runs ``body`` (with ``ss`` imported and ``path`` a file to save to) in a fresh interpreter: a crash fails the test
+    without taking the suite with it. Returns what it printed."""
+    code = "import sys\nimport safestructures as ss\npath = sys.argv[1]\n" + body
+    result = subprocess.run([sys.executable, "-c", code, str(tmp_path / "saved.safetensors")], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, f"exit status {result.returncode}: {result.stderr[-3000:]}"
+    return result.stdout
+
+
+FREED_KEY = """
+parent = {}
+class Swap:
+    pass
+def swap(obj):
+    parent.clear()
+    parent["other"] = 0  # the dict keeps its size; the key on the walk's path is freed
+    junk = ["Z" * 40 + str(i) for i in range(10000)]
+    return {"bad": object()}
+ss.register(Swap, to_data=swap, from_data=lambda d: d)
+key = "".join(["k"] * 40)
+parent[key] = Swap()
+del key
+try:
+    ss.save_file({"root": parent}, path)
+except ss.UnsupportedTypeError as e:
+    print(e)
+"""
+
+
+def test_case_43_a_key_freed_under_the_walk_is_still_named(tmp_path: Path) -> None:
+    # Before: SIGSEGV (the path held the key borrowed from the dict; the message read it after the hook freed it).
+    assert save_in_subprocess(tmp_path, FREED_KEY) == (
+        f'cannot save an object of type builtins.object at $["root"]["{"k" * 40}"]["bad"]: objects of class builtins.object '
+        "are not stored: register the class with safestructures.register (with to_data/from_data, or to save its "
+        "attributes), or pass a plugin\n")
+
+
+FREED_SHARED = """
+holder = []
+class Drop:
+    pass
+def drop(obj):
+    holder.clear()  # frees x, met twice already: fresh lists may be made at its address
+    return [[9, 9] for _ in range(50)]
+ss.register(Drop, to_data=drop, from_data=lambda d: d)
+x = [1, 2]
+holder.extend([x, x])
+del x
+ss.save_file({"a": holder, "b": Drop()}, path)
+loaded = ss.load_file(path)
+print(loaded["a"], sum(v == [9, 9] for v in loaded["b"]))
+"""
+
+
+def test_case_43_an_object_freed_under_the_walk_is_not_met_again(tmp_path: Path) -> None:
+    # Before: a new list made at the freed list's address was written as a reference to it: "b" loaded holding [1, 2].
+    assert save_in_subprocess(tmp_path, FREED_SHARED) == "[[1, 2], [1, 2]] 50\n"
+
+
+GROWN = """
+parent = {}
+count = [0]
+class Grow:
+    pass
+def grow(obj):
+    count[0] += 1
+    parent[f"k{count[0]}"] = Grow()
+    return count[0]
+ss.register(Grow, to_data=grow, from_data=lambda d: d)
+parent["k0"] = Grow()
+try:
+    ss.save_file({"root": parent}, path)
+except ss.UnsupportedTypeError as e:
+    print(e, count[0])
+"""
+
+DOLLAR = """
+d = {}
+class Dollar:
+    pass
+def dollar(obj):
+    del d["a"]
+    d["$"] = "str"  # the same size, and the key that marks a tagged node
+    return 1
+ss.register(Dollar, to_data=dollar, from_data=lambda d: d)
+d["a"] = Dollar()
+d["cp"] = [104, 105]
+try:
+    ss.save_file({"root": d}, path)
+except ss.UnsupportedTypeError as e:
+    print(e)
+import os
+print(os.path.exists(path))
+"""
+
+
+def test_case_43_a_dict_that_grows_while_it_is_saved_is_refused(tmp_path: Path) -> None:
+    # Before: each value's to_data added a key the walk then met: the save never ended (memory grew with the dict).
+    assert save_in_subprocess(tmp_path, GROWN) == 'cannot save an object of type builtins.dict at $["root"]: the dict changed size while it was saved 1\n'
+
+
+def test_case_43_a_tag_key_added_while_the_dict_is_saved_is_refused(tmp_path: Path) -> None:
+    # Before: the save wrote a file no load accepts ("$" not the first key of a tagged object).
+    assert save_in_subprocess(tmp_path, DOLLAR) == 'cannot save an object of type builtins.str at $["root"]: a key changed while the dict was saved\nFalse\n'
+
+
+def test_case_43_twin_a_list_changed_while_it_is_saved_is_saved(tmp_path: Path) -> None:
+    # Lists are read again at each step, as Python iterates them: a hook's change is saved as the list stands.
+    body = """
+items = []
+class Add:
+    pass
+def add(obj):
+    if len(items) < 3:
+        items.append(Add())
+    return len(items)
+ss.register(Add, to_data=add, from_data=lambda d: d)
+items.append(Add())
+ss.save_file({"l": items, "d": {"x": [1], "y": {"z": 2}}}, path)
+print(ss.load_file(path))
+"""
+    assert save_in_subprocess(tmp_path, body) == "{'l': [2, 3, 3], 'd': {'x': [1], 'y': {'z': 2}}}\n"
