@@ -240,3 +240,26 @@ ss.save_file({"l": items, "d": {"x": [1], "y": {"z": 2}}}, path)
 print(ss.load_file(path))
 """
     assert save_in_subprocess(tmp_path, body) == "{'l': [2, 3, 3], 'd': {'x': [1], 'y': {'z': 2}}}\n"
+
+
+# --- 44. a caller's size or device that the parsing of it did not expect -----------------------------------------------
+
+@pytest.mark.parametrize("size", ["9" * 400 + "GB", 10**30])
+def test_case_44_a_shard_size_past_64_bits_is_no_limit(tmp_path: Path, size: Any) -> None:
+    # Before: OverflowError (a float of 400 digits is infinity) / nanobind's TypeError (the size past 64 bits).
+    ss.save_file({"a": np.arange(4.0)}, tmp_path / "d", max_shard_size=size)
+    assert sorted(p.name for p in (tmp_path / "d").iterdir()) == ["model-00001-of-00001.safetensors", "model.safetensors.index.json"]
+    assert ss.load_file(tmp_path / "d")["a"].tolist() == [0.0, 1.0, 2.0, 3.0]
+
+
+def test_case_44_twin_a_fractional_size_is_exact() -> None:
+    from safestructures._sharded import parse_size
+
+    assert parse_size("1.5KB") == 1500 and parse_size("0.1MiB") == 104857 and parse_size(2**64) == 2**64 - 1
+
+
+def test_case_44_a_device_of_no_registered_backend_is_refused_as_a_device() -> None:
+    # Before: ModuleNotFoundError from torch (it looks for the backend's module), not the refusal of the device.
+    with pytest.raises(ValueError) as info:
+        ss.load(ss.save(np.zeros(2)), framework="torch", device="privateuseone")
+    assert str(info.value) == "device 'privateuseone' cannot be used here: No module named 'torch.privateuseone'"

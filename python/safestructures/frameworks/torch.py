@@ -162,7 +162,7 @@ def check_device(device: str) -> None:
     """Refuses a device torch cannot use here (before anything is read), with torch's own reason."""
     try:
         torch.empty(0, device=device)
-    except (RuntimeError, AssertionError, ValueError) as e:
+    except Exception as e:  # RuntimeError, AssertionError; ModuleNotFoundError for a backend not registered ("privateuseone")
         raise ValueError(f"device {device!r} cannot be used here: {e}") from None
 
 
