@@ -285,7 +285,11 @@ void SaveWalk::leading_field(std::string_view name, nb::handle value) {
 void SaveWalk::walk_bytes(PyObject* obj, Kind kind, const char* data, Py_ssize_t size) {
   const std::span<const std::byte> bytes(reinterpret_cast<const std::byte*>(data), static_cast<std::size_t>(size));
   if (writer.bytes(obj, kind, bytes, kind == Kind::ByteArray)) {
-    keep_alive.push_back(nb::borrow(obj));
+    // Written from its memory after the walk: a bytearray is held through a buffer export, so that code the walk runs
+    // (a to_data that clears it) cannot resize it and free the memory under the write (BufferError instead).
+    nb::object held_bytes = kind == Kind::ByteArray ? nb::steal(PyMemoryView_FromObject(obj)) : nb::borrow(obj);
+    if (!held_bytes.is_valid()) throw nb::python_error();
+    keep_alive.push_back(std::move(held_bytes));
   } else if (kind == Kind::ByteArray) {
     hold(obj);  // in the memo whatever its size
   }
@@ -380,6 +384,11 @@ SaveResult walk_tree(nb::handle data, std::uint32_t max_depth, nb::handle contex
   if (record_last_id != nullptr) walk.writer.write_as_record(*record_last_id);
   try {
     walk.walk(data.ptr());
+    // An adapter whose tensors' memory code run by the walk could still move (a to_data resizing a torch tensor, or
+    // replacing its storage) leaves the check that it has not, to run before any of it is read.
+    if (PyObject* check = PyDict_Check(context.ptr()) ? PyDict_GetItemString(context.ptr(), "walked") : nullptr) {
+      nb::borrow(check)();
+    }
   } catch (const UnsupportedData& e) {
     PyErr_SetString(error_class("UnsupportedTypeError").ptr(), e.what());
     throw nb::python_error();

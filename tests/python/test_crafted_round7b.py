@@ -263,3 +263,87 @@ def test_case_44_a_device_of_no_registered_backend_is_refused_as_a_device() -> N
     with pytest.raises(ValueError) as info:
         ss.load(ss.save(np.zeros(2)), framework="torch", device="privateuseone")
     assert str(info.value) == "device 'privateuseone' cannot be used here: No module named 'torch.privateuseone'"
+
+
+# --- 45. code the save runs frees the memory a tensor or a bytearray is written from --------------------------------------
+
+RESIZED = """
+import torch
+t = torch.full((1 << 18,), 7.0)
+ba = bytearray(b"A" * (1 << 20))
+class Change:
+    pass
+def change(obj):
+    if MODE == "bytearray":
+        ba.clear()
+    elif MODE == "set":
+        t.set_(torch.empty(0))
+    elif MODE == "data":
+        t.data = torch.zeros(3)
+    else:
+        t.resize_(1 << 24)
+    return 1
+ss.register(Change, to_data=change, from_data=lambda d: d)
+data = {"a": ba if MODE == "bytearray" else t, "b": Change()}
+try:
+    if HOW == "background":
+        ss.save_file(data, path, background=True).result()
+    elif HOW == "sharded":
+        ss.save_file(data, path + ".d", max_shard_size=1 << 19)
+    elif HOW == "recorder":
+        with ss.Recorder(path) as r:
+            r.append(data)
+    else:
+        ss.save_file(data, path)
+except (ss.UnsupportedTypeError, BufferError) as e:
+    print(type(e).__name__, str(e).removeprefix(path + ": record 0: "))
+import os
+print(sorted(os.listdir(os.path.dirname(path))), sorted(os.listdir(path + ".d")) if os.path.isdir(path + ".d") else None)
+"""
+
+
+@pytest.mark.parametrize("how", ["blocking", "background", "sharded", "recorder"])
+@pytest.mark.parametrize("mode", ["resize", "set", "data"])
+def test_case_45_a_torch_tensor_moved_under_the_save_is_refused(tmp_path: Path, how: str, mode: str) -> None:
+    # Before: the writer read the freed memory: OSError EFAULT (the blocking save) or SIGSEGV (the background copy).
+    out = save_in_subprocess(tmp_path, f"MODE, HOW = {mode!r}, {how!r}\n" + RESIZED).splitlines()
+    assert out[0] == ('UnsupportedTypeError tensor "a" changed while the data was saved: code the save ran (a to_data, a '
+                      "__getstate__) resized it or replaced its storage")
+    # Nothing written (a sharded save's directory is made first, and left empty); a recording keeps its records.
+    assert out[1] == {"recorder": "['saved.safetensors'] None", "sharded": "['saved.safetensors.d'] []"}.get(how, "[] None")
+
+
+@pytest.mark.parametrize("how", ["blocking", "background", "sharded", "recorder"])
+def test_case_45_a_bytearray_cleared_under_the_save_cannot_be(tmp_path: Path, how: str) -> None:
+    # Before: the same; now the save holds a buffer export of the bytearray, and the clear() raises BufferError.
+    out = save_in_subprocess(tmp_path, f"MODE, HOW = 'bytearray', {how!r}\n" + RESIZED).splitlines()
+    assert out[0] == "BufferError Existing exports of data: object cannot be re-sized"
+    # Nothing written (a sharded save's directory is made first, and left empty); a recording keeps its records.
+    assert out[1] == {"recorder": "['saved.safetensors'] None", "sharded": "['saved.safetensors.d'] []"}.get(how, "[] None")
+
+
+def test_case_45_twin_a_bytearray_is_free_again_after_the_save(tmp_path: Path) -> None:
+    ba = bytearray(b"A" * (1 << 20))
+    ss.save_file({"a": ba}, tmp_path / "x.safetensors")
+    ba.clear()  # no export left behind
+    future = ss.save_file({"a": bytearray(b"B" * (1 << 20))}, tmp_path / "y.safetensors", background=True)
+    future.result()
+    assert ss.load_file(tmp_path / "x.safetensors")["a"] == bytearray(b"A" * (1 << 20))
+    assert ss.load_file(tmp_path / "y.safetensors")["a"] == bytearray(b"B" * (1 << 20))
+
+
+def test_case_45_twin_a_torch_tensor_changed_in_place_is_saved_as_it_stands(tmp_path: Path) -> None:
+    # Values written in place keep the memory where it was: the save writes them as they are when it writes.
+    body = """
+import torch
+t = torch.zeros(4)
+class Fill:
+    pass
+def fill(obj):
+    t.fill_(5.0)
+    return 1
+ss.register(Fill, to_data=fill, from_data=lambda d: d)
+ss.save_file({"a": t, "b": Fill()}, path)
+print(ss.load_file(path, framework="torch")["a"].tolist())
+"""
+    assert save_in_subprocess(tmp_path, body) == "[5.0, 5.0, 5.0, 5.0]\n"
