@@ -377,3 +377,18 @@ def logical_dtype_view(dtype: str = "<c16") -> bytes:
     dtype that is not the stored one; torch ignored it and gave the bytes as uint8."""
     node = {"$": "tensor", "name": "t", "fw": "torch", "dtype": dtype, "shape": [1], "offset": 0, "stride": [1]}
     return file_bytes({"t": node}, {"t": ("U8", [16], bytes(range(16)))})
+
+
+# --- 46. bool elements stored as bytes other than 0 and 1 ----------------------------------------------------------------
+
+def bools_past_one(plain: bool = False) -> bytes:
+    """A BOOL tensor holding the bytes 0, 1, 2, 255: numpy and torch read the last two as True, JAX and TensorFlow
+    kept them (jnp.where gave 0 for the 2, tf.logical_not True for the 255)."""
+    tensors = {"t": ("BOOL", [4], bytes([0, 1, 2, 255]))}
+    return metadata_file({}, tensors) if plain else file_bytes({"t": {"$": "tensor", "name": "t", "fw": "numpy"}}, tensors)
+
+
+def bools_past_one_as_bytes() -> bytes:
+    """The same through numpy's dtype "|b1" over U8 bytes."""
+    node = {"$": "tensor", "name": "t", "fw": "numpy", "dtype": "|b1", "shape": [2]}
+    return file_bytes({"t": node}, {"t": ("U8", [2], bytes([1, 7]))})

@@ -347,3 +347,42 @@ ss.save_file({"a": t, "b": Fill()}, path)
 print(ss.load_file(path, framework="torch")["a"].tolist())
 """
     assert save_in_subprocess(tmp_path, body) == "[5.0, 5.0, 5.0, 5.0]\n"
+
+
+# --- 46. bool elements stored as bytes other than 0 and 1 ------------------------------------------------------------------
+
+BOOL_MESSAGE = 'tensor "t": element {} of a bool tensor holds the byte {}, which is no bool (0 or 1)'
+
+
+@pytest.mark.parametrize("framework", [None, "numpy", "torch", "jax", "tensorflow"])
+def test_case_46_a_bool_byte_past_one_is_refused(framework: str | None) -> None:
+    # Before: loaded; numpy and torch read bytes 2 and 255 as True, JAX's where() read them by their low bit (0, 1) and
+    # TensorFlow's logical_not gave True for 255.
+    if framework in ("jax", "tensorflow"):
+        pytest.importorskip(framework)
+    with pytest.raises(ss.InvalidFileError) as info:
+        ss.load(crafted.bools_past_one(), framework=framework)
+    assert str(info.value) == 'at $["t"]: ' + BOOL_MESSAGE.format(2, 2)
+    with pytest.raises(ss.InvalidFileError) as info:
+        ss.load(crafted.bools_past_one(plain=True), framework=framework)
+    assert str(info.value) == BOOL_MESSAGE.format(2, 2)
+    with pytest.raises(ss.InvalidFileError) as info:
+        ss.load(crafted.bools_past_one_as_bytes(), framework=framework)
+    assert str(info.value) == 'at $["t"]: ' + BOOL_MESSAGE.format(1, 7)
+
+
+def test_case_46_every_reader_refuses_it(tmp_path: Path) -> None:
+    path = tmp_path / "b.safetensors"
+    path.write_bytes(crafted.bools_past_one(plain=True))
+    for read in (lambda: ss.load_file(path), lambda: ss.load_tensors(path), lambda: ss.open(path)["t"].load()):
+        with pytest.raises(ss.InvalidFileError) as info:
+            read()
+        assert str(info.value).endswith(BOOL_MESSAGE.format(2, 2))
+
+
+def test_case_46_twin_bools_load_as_views() -> None:
+    data = crafted.file_bytes({"t": {"$": "tensor", "name": "t", "fw": "numpy"}}, {"t": ("BOOL", [4], bytes([0, 1, 1, 0]))})
+    array = ss.load(data)["t"]
+    assert array.tolist() == [False, True, True, False] and not array.flags.owndata
+    assert ss.load(data, framework="torch")["t"].tolist() == [False, True, True, False]
+    assert ss.load(crafted.file_bytes({"t": {"$": "tensor", "name": "t", "fw": "numpy"}}, {"t": ("BOOL", [0], b"")}))["t"].shape == (0,)

@@ -227,6 +227,8 @@ def to_torch(
         target = _FROM_LOGICAL.get(logical) or _numpy_to_torch(logical)
         if dtype == "U8" and FIELD.shape in fields and FIELD.stride not in fields:
             logical_shape, count = byte_shape(fields, target, target.itemsize, nbytes)
+            if target == torch.bool:
+                np_adapter.check_bools(buffer, offset, nbytes, fields.get(FIELD.name))
             with converting("torch", fields, target):
                 tensor = _from_buffer(buffer, target, count, offset, charged).reshape(logical_shape)
             return _finish(tensor, fields, context)
@@ -260,6 +262,8 @@ def _stored(
     torch_dtype = _FROM_NAME.get(dtype)
     if torch_dtype is None:
         raise UnsupportedTypeError(f"safetensors dtype {dtype} has no torch dtype; load with framework='numpy'")
+    if torch_dtype == torch.bool:
+        np_adapter.check_bools(buffer, offset, nbytes, fields.get(FIELD.name))
     try:
         return _from_buffer(buffer, torch_dtype, math.prod(shape), offset, charge).reshape(shape)
     except SafestructuresError:
