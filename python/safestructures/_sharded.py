@@ -9,6 +9,7 @@ import os
 import re
 import stat
 from collections.abc import Callable, Iterator, Mapping
+from fractions import Fraction
 from typing import IO, Any
 
 from . import _core
@@ -42,12 +43,14 @@ def parse_size(size: int | str) -> int:
         match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?I?B?)\s*", size.upper())
         if match is None or match.group(2) not in _UNITS:
             raise InvalidArgumentError(f"max_shard_size {size!r} is not a size such as 500000000, '5GB' or '500MiB'")
-        value = int(float(match.group(1)) * _UNITS[match.group(2)])
+        # Exact (a float of 400 digits is infinity, which int() refuses with OverflowError).
+        value = int(Fraction(match.group(1)) * _UNITS[match.group(2)])
     else:
         raise TypeError(f"max_shard_size must be an int or a str such as '5GB', not {type(size).__name__}")
     if value <= 0:
         raise InvalidArgumentError(f"max_shard_size must be positive, not {size!r}")
-    return value
+    # The core counts bytes in 64 bits: a larger size (no file is that large) is no limit, which this is too.
+    return min(value, (1 << 64) - 1)
 
 
 def check_regular_file(path: str, what: str = "file") -> None:

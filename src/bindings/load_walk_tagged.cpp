@@ -27,7 +27,8 @@ std::array<PyObject*, dtype_count> numpy_dtypes{};
 }  // namespace
 
 nb::object Loader::plain_numpy(std::size_t i, std::string_view name, const TensorInfo& info, const Shard& shard) {
-  if (index_ != nullptr || dtype_is_sub_byte(info.dtype) || !context_.loads_numpy()) return nb::object();
+  // Bool tensors take the adapter's way too, which checks that each byte is 0 or 1.
+  if (index_ != nullptr || dtype_is_sub_byte(info.dtype) || info.dtype == Dtype::BOOL || !context_.loads_numpy()) return nb::object();
   PyObject* bar = nullptr;  // a bar counts the tensors make_tensor builds: shown loads take the adapter's way
   if (PyContextVar_Get(hooks_.load_bar.ptr(), nullptr, &bar) != 0) throw nb::python_error();
   const bool shown = bar != nullptr && bar != Py_None;

@@ -57,6 +57,11 @@ class SaveWalk final : public NodeText {
   void walk(PyObject* obj, bool unshared = false);
   TreeWriter writer;
   std::vector<nb::object> keep_alive;
+  // Every object the memo (TreeWriter::seen) names by its address, held while the walk lasts: code the walk runs
+  // (to_data, __getstate__, a tensor's adapter) may drop the data's last reference to one, and a new object made at
+  // its address would then be written as a reference to it. (A key on the path is held while it is.)
+  std::vector<nb::object> held;
+  void hold(PyObject* obj) { held.push_back(nb::borrow(obj)); }
 
   std::string key_name(const void* key) const override { return key_text(py(key)); }
   std::string key_shown(const void* key) const override {
@@ -170,6 +175,7 @@ void SaveWalk::walk_list(PyObject* obj, bool unshared) {
   if (shared && writer.seen(shared)) return;
   const std::size_t at = writer.out.begin_array();
   writer.enter(shared, at, false);
+  if (shared) hold(shared);
   // Re-reads the size each step: saving must not crash if user code run by the walk mutates the list.
   for (Py_ssize_t k = 0; k < PyList_GET_SIZE(obj); ++k) {
     PyObject* value = PyList_GET_ITEM(obj, k);
@@ -196,17 +202,22 @@ void SaveWalk::walk_dict(PyObject* obj, bool unshared) {
   }
   const std::size_t at = writer.out.begin_object();
   writer.enter(shared, at, false);
+  if (shared) hold(shared);
   pos = 0;
+  // Code the walk runs (to_data, a tensor's adapter) may change the dict: PyDict_Next then skips or meets keys the
+  // check above did not see ("$" would make the object read as a tagged node). As Python's own iteration, a dict that
+  // changed size is refused, and a key checked again.
+  const Py_ssize_t size = PyDict_GET_SIZE(obj);
   while (PyDict_Next(obj, &pos, &key, &value)) {
-    // Checked above; a key whose UTF-8 form a hook's code took away since is refused with the others.
-    if (!PyUnicode_CheckExact(key) || !utf8_of(key, text)) unsupported(key, "a key changed while the dict was saved");
+    if (!PyUnicode_CheckExact(key) || !utf8_of(key, text) || text == tag_member) unsupported(key, "a key changed while the dict was saved");
     writer.out.key(text);
     if (!scalar(value)) {
       const bool unshared_value = only_reference(value);
-      nb::object held = nb::borrow(value);
+      nb::object value_held = nb::borrow(value), key_held = nb::borrow(key);
       writer.push_key(key);
-      walk(held.ptr(), unshared_value);
+      walk(value_held.ptr(), unshared_value);
       writer.pop();
+      if (PyDict_GET_SIZE(obj) != size) unsupported(obj, "the dict changed size while it was saved");
     }
   }
   writer.leave(shared, at);
@@ -224,6 +235,7 @@ void SaveWalk::walk_items(PyObject* obj, Kind kind, bool immutable, bool unshare
   }
   const std::size_t at = writer.begin_tagged(kind);
   writer.enter(shared, at, immutable);
+  if (shared) hold(shared);
   if (kind == Kind::Deque) leading_field("maxlen", nb::getattr(nb::handle(obj), "maxlen"));
   if (factory.is_valid()) leading_field("factory", factory);
   const bool pairs = traits(kind).shape == Shape::Mapping;
@@ -272,11 +284,20 @@ void SaveWalk::leading_field(std::string_view name, nb::handle value) {
 
 void SaveWalk::walk_bytes(PyObject* obj, Kind kind, const char* data, Py_ssize_t size) {
   const std::span<const std::byte> bytes(reinterpret_cast<const std::byte*>(data), static_cast<std::size_t>(size));
-  if (writer.bytes(obj, kind, bytes, kind == Kind::ByteArray)) keep_alive.push_back(nb::borrow(obj));
+  if (writer.bytes(obj, kind, bytes, kind == Kind::ByteArray)) {
+    // Written from its memory after the walk: a bytearray is held through a buffer export, so that code the walk runs
+    // (a to_data that clears it) cannot resize it and free the memory under the write (BufferError instead).
+    nb::object held_bytes = kind == Kind::ByteArray ? nb::steal(PyMemoryView_FromObject(obj)) : nb::borrow(obj);
+    if (!held_bytes.is_valid()) throw nb::python_error();
+    keep_alive.push_back(std::move(held_bytes));
+  } else if (kind == Kind::ByteArray) {
+    hold(obj);  // in the memo whatever its size
+  }
 }
 
 void SaveWalk::walk_array(PyObject* obj) {
   if (writer.seen(obj)) return;
+  hold(obj);
   // Proposed, not claimed: a tensor that views another one's storage writes no data of its own.
   std::string name = writer.free_name();
   nb::object entry = storable(obj, [&] { return hooks_.array_entry(nb::handle(obj), py_str(name), context_); });
@@ -301,6 +322,7 @@ void SaveWalk::walk_array(PyObject* obj) {
 
 void SaveWalk::walk_reduced(PyObject* obj) {
   if (writer.seen(obj)) return;
+  hold(obj);
   nb::object reduced = storable(obj, [&] { return hooks_.reduce(nb::handle(obj), context_); });
   // Fields the reduction made may hold memory a tensor views until it is written.
   keep_alive.push_back(reduced);
@@ -313,7 +335,8 @@ void SaveWalk::walk_reduced(PyObject* obj) {
     const std::string field = nb::cast<std::string>(key);
     writer.out.key(field);
     const bool named = writer.push_field(field);
-    walk(value.ptr());
+    nb::object value_held = nb::borrow(value);  // the fields may be a plugin's own dict, which a walk may change
+    walk(value_held.ptr());
     if (named) writer.pop();
   }
   writer.leave(obj, at);
@@ -361,6 +384,11 @@ SaveResult walk_tree(nb::handle data, std::uint32_t max_depth, nb::handle contex
   if (record_last_id != nullptr) walk.writer.write_as_record(*record_last_id);
   try {
     walk.walk(data.ptr());
+    // An adapter whose tensors' memory code run by the walk could still move (a to_data resizing a torch tensor, or
+    // replacing its storage) leaves the check that it has not, to run before any of it is read.
+    if (PyObject* check = PyDict_Check(context.ptr()) ? PyDict_GetItemString(context.ptr(), "walked") : nullptr) {
+      nb::borrow(check)();
+    }
   } catch (const UnsupportedData& e) {
     PyErr_SetString(error_class("UnsupportedTypeError").ptr(), e.what());
     throw nb::python_error();

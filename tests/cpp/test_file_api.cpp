@@ -256,7 +256,7 @@ TEST(FileApi, InvalidSchemasNameThePath) {
   EXPECT_TRUE(fails_with([] { (void)open_json(R"({"a":{"$":"tensor","name":"nope"}})").root()["a"].as_tensor(); }, ErrorCode::TensorNotFound,
                          {R"(at $["a"])", "\"nope\""}));
   EXPECT_TRUE(fails_with([] { (void)open_json(R"({"$":"tensor"})").root().as_tensor(); }, ErrorCode::SchemaInvalid, {"\"name\""}));
-  // The names the writer reserves for a file's own tensors name no value (crafted case 50).
+  // The names the writer reserves for a file's own tensors name no value (crafted case 49).
   const std::vector<std::byte> pad(8);
   EXPECT_TRUE(fails_with([&] { (void)open_json(R"({"$":"tensor","name":"__safestructures_padding__"})", {tensor_of("__safestructures_padding__", Dtype::U8, {8}, pad)}).root().as_tensor(); },
                          ErrorCode::SchemaInvalid, {"at $: tensor \"__safestructures_padding__\" is a recording's padding"}));
@@ -272,7 +272,7 @@ TEST(FileApi, InvalidSchemasNameThePath) {
   EXPECT_TRUE(fails_with([] { (void)open_json(R"({"$":1})").root(); }, ErrorCode::SchemaInvalid, {"\"$\""}));
   EXPECT_TRUE(fails_with([] { (void)open_json(R"({"a":1,"a":2})").root()["a"]; }, ErrorCode::DuplicateKey, {"twice"}));
   EXPECT_TRUE(fails_with([] { (void)open_json(R"({"$":"dict","items":[[1]]})").root().entries(); }, ErrorCode::SchemaInvalid, {"pair"}));
-  // Pairs holding a string or int key twice: a load refuses them (crafted case 49), and so do entries() and lookups.
+  // Pairs holding a string or int key twice: a load refuses them (crafted case 48), and so do entries() and lookups.
   EXPECT_TRUE(fails_with([] { (void)open_json(R"({"$":"dict","items":[["a",1],["b",2],["a",3]]})").root().entries(); }, ErrorCode::SchemaInvalid,
                          {"at $: a mapping holds the key \"a\" twice"}));
   EXPECT_TRUE(fails_with([] { (void)open_json(R"({"$":"OrderedDict","items":[[1,1],[1,2]]})").root().entries(); }, ErrorCode::SchemaInvalid,

@@ -573,7 +573,7 @@ TEST(SchemaDocument, EachEnvelopeMemberOnce) {
 }
 
 // Every object of a tape holds each key once, whichever way parsed it: member() reads the first of two, Python's json
-// the last, so a tool reading the schema with json would see another structure than a load (crafted case 48).
+// the last, so a tool reading the schema with json would see another structure than a load (crafted case 47).
 TEST(SchemaDocument, EachObjectKeyOnce) {
   const auto parse_both = [](const std::string& json, const std::string& message) {
     const auto strict = [&] { parse_schema_json(json); };

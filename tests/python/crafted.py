@@ -407,3 +407,45 @@ def terminal_escapes() -> bytes:
     break."""
     return file_bytes({"d": {"$": "dataclass", "type": TERMINAL_NAME, "fields": {}},
                        "t": {"$": "tensor", "name": "t", "fw": "numpy\x1b[2J\nOK: x"}}, {"t": ("F32", [1], b"\0" * 4)})
+
+
+# --- 41. a view of F4 elements, which torch holds two to a byte --------------------------------------------------------
+
+F4_CODES = bytes([0x21, 0x43, 0x65, 0x07])  # elements 0.5, 1, 1.5, 2, 3, 4, 6, 0 (element 0 in the low nibble)
+
+
+def f4_view() -> bytes:
+    """An F4 tensor of 8 elements and a view of elements 1 and 2 of it: numpy reads offset, shape and stride in F4
+    elements; torch, holding them in pairs (float4_e2m1fn_x2), read pairs 1 and 2 (elements 2 to 5)."""
+    view = {"$": "tensor", "storage": "t", "fw": "torch", "shape": [2], "offset": 1, "stride": [1]}
+    return file_bytes({"t": {"$": "tensor", "name": "t", "fw": "torch"}, "v": view}, {"t": ("F4", [8], F4_CODES)})
+
+
+def f4_strided() -> bytes:
+    """An F4 tensor whose own node views 4 of its elements: torch read 4 pairs (8 elements)."""
+    node = {"$": "tensor", "name": "t", "fw": "torch", "shape": [4], "offset": 0, "stride": [1]}
+    return file_bytes({"t": node}, {"t": ("F4", [8], F4_CODES)})
+
+
+# --- 42. bytes viewed under another dtype's name ------------------------------------------------------------------------
+
+def logical_dtype_view(dtype: str = "<c16") -> bytes:
+    """16 bytes stored as U8 whose node names numpy dtype ``dtype`` and views them with a stride: numpy refused the
+    dtype that is not the stored one; torch ignored it and gave the bytes as uint8."""
+    node = {"$": "tensor", "name": "t", "fw": "torch", "dtype": dtype, "shape": [1], "offset": 0, "stride": [1]}
+    return file_bytes({"t": node}, {"t": ("U8", [16], bytes(range(16)))})
+
+
+# --- 46. bool elements stored as bytes other than 0 and 1 ----------------------------------------------------------------
+
+def bools_past_one(plain: bool = False) -> bytes:
+    """A BOOL tensor holding the bytes 0, 1, 2, 255: numpy and torch read the last two as True, JAX and TensorFlow
+    kept them (jnp.where gave 0 for the 2, tf.logical_not True for the 255)."""
+    tensors = {"t": ("BOOL", [4], bytes([0, 1, 2, 255]))}
+    return metadata_file({}, tensors) if plain else file_bytes({"t": {"$": "tensor", "name": "t", "fw": "numpy"}}, tensors)
+
+
+def bools_past_one_as_bytes() -> bytes:
+    """The same through numpy's dtype "|b1" over U8 bytes."""
+    node = {"$": "tensor", "name": "t", "fw": "numpy", "dtype": "|b1", "shape": [2]}
+    return file_bytes({"t": node}, {"t": ("U8", [2], bytes([1, 7]))})

@@ -1,4 +1,4 @@
-"""Crafted files of the seventh round's lead (docs/security.md cases 48 to 52): JSON objects, mappings or sets holding
+"""Crafted files of the seventh round's lead (docs/security.md cases 47 to 51): JSON objects, mappings or sets holding
 a key twice (readers that keep the first of two and readers that keep the last, Python's json or a dict built pair by
 pair, would read different data from one file, so every reader refuses them), schemas naming the tensors the format
 reserves, parts loaded alone that the whole load refuses, and files holding the schemas of both versions. Each attack
@@ -49,7 +49,7 @@ def cli(*args: str) -> tuple[int, str, str]:
     return status, out.getvalue(), err.getvalue()
 
 
-# --- 48. a JSON object of the schema holding a key twice --------------------------------------------------------------------
+# --- 47. a JSON object of the schema holding a key twice --------------------------------------------------------------------
 
 # (the root as written, where the object is, the key). Before: every one loaded, as the first of the two (a list [1], a
 # list though Python's json reads a tuple, "A", ref #1); Python's json, and any tool reading the schema with it, reads
@@ -65,7 +65,7 @@ KEY_TWICE = [
 
 @pytest.mark.parametrize("route", ["load", "load_file", "open", "keys"])
 @pytest.mark.parametrize(("root", "where", "key"), KEY_TWICE, ids=["items", "tag", "cp", "ref-id", "plain"])
-def test_case_48_a_schema_object_holding_a_key_twice_is_refused(tmp_path: Path, route: str, root: str, where: str, key: str) -> None:
+def test_case_47_a_schema_object_holding_a_key_twice_is_refused(tmp_path: Path, route: str, root: str, where: str, key: str) -> None:
     path = tmp_path / "k.safetensors"
     error = refusal(route, schema_file(root), path)
     prefix = "" if route == "load" else f"{path}: "
@@ -73,7 +73,7 @@ def test_case_48_a_schema_object_holding_a_key_twice_is_refused(tmp_path: Path, 
     assert error.code == "DuplicateKey"
 
 
-def test_case_48_the_command_line_says_so(tmp_path: Path) -> None:
+def test_case_47_the_command_line_says_so(tmp_path: Path) -> None:
     path = tmp_path / "k.safetensors"
     path.write_bytes(schema_file(KEY_TWICE[0][0]))
     for command in ("inspect", "verify"):
@@ -82,7 +82,7 @@ def test_case_48_the_command_line_says_so(tmp_path: Path) -> None:
         assert err == f"safestructures {command}: {path}: the schema's JSON object at $[\"root\"] holds the key \"items\" twice\n"
 
 
-def test_case_48_an_index_holding_a_key_twice_is_refused(tmp_path: Path) -> None:
+def test_case_47_an_index_holding_a_key_twice_is_refused(tmp_path: Path) -> None:
     # Before: a sharded folder's index mapping a tensor twice loaded the shard of the last mapping (Python's json).
     folder = tmp_path / "m"
     ss.save_file({"a": np.arange(4.0), "b": [1, 2]}, folder, max_shard_size=16)
@@ -94,7 +94,7 @@ def test_case_48_an_index_holding_a_key_twice_is_refused(tmp_path: Path) -> None
     assert str(info.value) == f'{index}: a JSON object holds the key "a" twice' and info.value.code == "DuplicateKey"
 
 
-def test_case_48_a_1_0_0_schema_holding_a_key_twice_is_refused() -> None:
+def test_case_47_a_1_0_0_schema_holding_a_key_twice_is_refused() -> None:
     text = '{"type":"list","value":[{"type":"int","value":1}],"value":[]}'
     blob = crafted.metadata_file({"_safestructures_schema_": text, "_safestructures_schema_version_": "1.0.0"},
                                  {"null": ("I64", [1], b"\0" * 8)})
@@ -103,7 +103,7 @@ def test_case_48_a_1_0_0_schema_holding_a_key_twice_is_refused() -> None:
     assert str(info.value) == 'a JSON object holds the key "value" twice' and info.value.code == "DuplicateKey"
 
 
-def test_case_48_twins_keys_that_differ_load(tmp_path: Path) -> None:
+def test_case_47_twins_keys_that_differ_load(tmp_path: Path) -> None:
     # Keys differing in one escaped character, in case, or by a NUL; an object of more keys than are compared pairwise.
     root = '{"k":1,"K":2,"k\\u0000":3,"\\u006b\\u0001":4,' + ",".join(f'"w{k}":{k}' for k in range(40)) + "}"
     back = ss.load(schema_file(root))
@@ -117,7 +117,7 @@ def test_case_48_twins_keys_that_differ_load(tmp_path: Path) -> None:
         assert loaded["t"].dtype == np.int8 and loaded["t"].tolist() == [0, 1, 2]
 
 
-# --- 49. a mapping's pairs or a set's items holding two equal keys -----------------------------------------------------------
+# --- 48. a mapping's pairs or a set's items holding two equal keys -----------------------------------------------------------
 
 # (the root, where, what is said). Before: loads kept the last pair ({"s": 2}; {1: 2}) or one item ({1}), while
 # open().keys() listed both keys and the C++ API refused the first.
@@ -136,7 +136,7 @@ EQUAL_KEYS = [
 @pytest.mark.parametrize("route", ["load", "load_file", "open", "keys"])
 @pytest.mark.parametrize(("root", "where", "what"), EQUAL_KEYS, ids=["str", "bool-int", "int-float", "bigint", "defaultdict", "Counter",
                                                                  "tuple"])
-def test_case_49_a_mapping_holding_equal_keys_is_refused(tmp_path: Path, route: str, root: Any, where: str, what: str) -> None:
+def test_case_48_a_mapping_holding_equal_keys_is_refused(tmp_path: Path, route: str, root: Any, where: str, what: str) -> None:
     path = tmp_path / "m.safetensors"
     if route == "keys" and where != "$":
         with ss.open(path.write_bytes(crafted.file_bytes(root)) and path) as f, pytest.raises(ss.InvalidFileError) as info:
@@ -150,14 +150,14 @@ def test_case_49_a_mapping_holding_equal_keys_is_refused(tmp_path: Path, route: 
 
 @pytest.mark.parametrize("tag", ["set", "frozenset"])
 @pytest.mark.parametrize("items", [[1, 1], ["a", 2, "a"], [1, 1.0], [0, False]])
-def test_case_49_a_set_holding_equal_items_is_refused(tag: str, items: list[Any]) -> None:
+def test_case_48_a_set_holding_equal_items_is_refused(tag: str, items: list[Any]) -> None:
     with pytest.raises(ss.InvalidFileError) as info:
         ss.load(crafted.file_bytes({"s": {"$": tag, "items": items}}))
     assert str(info.value) == f'at $["s"]: item {len(items) - 1} equals an earlier item of the {tag}'
     assert info.value.code == "SchemaInvalid"
 
 
-def test_case_49_twins_distinct_keys_and_items_load(tmp_path: Path) -> None:
+def test_case_48_twins_distinct_keys_and_items_load(tmp_path: Path) -> None:
     from collections import Counter, OrderedDict, defaultdict
     data = {"d": {1: "int", "1": "str", 1.5: "float", (1, "a"): "tuple", None: "none", 2**70: "big"},
             "o": OrderedDict([(True, 1), (2, 2)]), "c": Counter("abca"), "dd": defaultdict(list, {"a": [1]}),
@@ -173,7 +173,7 @@ def test_case_49_twins_distinct_keys_and_items_load(tmp_path: Path) -> None:
         assert back["dd"].default_factory is list and type(back["f"]) is frozenset
 
 
-# --- 50. a schema naming a tensor the format reserves -----------------------------------------------------------------------
+# --- 49. a schema naming a tensor the format reserves -----------------------------------------------------------------------
 
 PADDING, SPILL = "__safestructures_padding__", "__safestructures_schema__"
 RESERVED_MESSAGE = {PADDING: f'tensor "{PADDING}" is a recording\'s padding, which the format reserves: no value is stored in it',
@@ -189,7 +189,7 @@ def recording_naming_its_padding(node: str) -> bytes:
                                   f'{{"$":"tensor","storage":"{PADDING}","dtype":"uint8","shape":[2],"offset":0,"strides":[1]}}'],
                          ids=["tensor", "bytes", "view"])
 @pytest.mark.parametrize("route", ["load", "load_file", "open"])
-def test_case_50_a_recording_naming_its_padding_is_refused(tmp_path: Path, node: str, route: str) -> None:
+def test_case_49_a_recording_naming_its_padding_is_refused(tmp_path: Path, node: str, route: str) -> None:
     # Before: loaded as 4096 zero bytes; one Recorder(mode="a").append later the header had grown into the padding,
     # and the file no longer loaded ("refers to tensor ..., which the file lacks"): the append lost the records.
     path = tmp_path / "r.safetensors"
@@ -198,7 +198,7 @@ def test_case_50_a_recording_naming_its_padding_is_refused(tmp_path: Path, node:
     assert str(error) == prefix + "at $[0][0]: " + RESERVED_MESSAGE[PADDING] and error.code == "SchemaInvalid"
 
 
-def test_case_50_a_spilled_schema_naming_its_own_tensor_is_refused() -> None:
+def test_case_49_a_spilled_schema_naming_its_own_tensor_is_refused() -> None:
     document = crafted.ENVELOPE + '"root":{"s":{"$":"bytes","tensor":"' + SPILL + '"}}}'
     pointer = crafted.ENVELOPE + '"spill":"' + SPILL + '"}'
     data = crafted.metadata_file({crafted.SCHEMA_KEY: pointer}, {SPILL: ("U8", [len(document)], document.encode())})
@@ -207,7 +207,7 @@ def test_case_50_a_spilled_schema_naming_its_own_tensor_is_refused() -> None:
     assert str(info.value) == 'at $["s"]: ' + RESERVED_MESSAGE[SPILL] and info.value.code == "SchemaInvalid"
 
 
-def test_case_50_twins_plain_files_and_recordings_load(tmp_path: Path) -> None:
+def test_case_49_twins_plain_files_and_recordings_load(tmp_path: Path) -> None:
     # A plain safetensors file may name its tensors anything, these names included.
     plain = crafted.metadata_file({}, {PADDING: ("U8", [2], b"\1\2"), SPILL: ("I16", [1], b"\3\0")})
     back = ss.load(plain)
@@ -223,13 +223,13 @@ def test_case_50_twins_plain_files_and_recordings_load(tmp_path: Path) -> None:
     assert len(records) == 201 and records[200]["k"] == 200 and records[200]["a"].tolist() == [200, 200, 200]
 
 
-# --- 51. a part loaded or shown alone that the whole load refuses ----------------------------------------------------------
+# --- 50. a part loaded or shown alone that the whole load refuses ----------------------------------------------------------
 
 REF_BEFORE_DEFINITION = {"x": {"$": "ref", "#": 1}, "y": {"$": "list", "#": 1, "items": [5]}}
 REF_MESSAGE = 'at $["x"]: ref to #1, which is not defined before this point'
 
 
-def test_case_51_a_reference_before_its_definition_is_refused_alone_too(tmp_path: Path) -> None:
+def test_case_50_a_reference_before_its_definition_is_refused_alone_too(tmp_path: Path) -> None:
     # Before: the whole load refused the file, while open()["x"], its load() and inspect followed the reference to
     # the list defined after it ([5]).
     path = tmp_path / "r.safetensors"
@@ -248,7 +248,7 @@ def test_case_51_a_reference_before_its_definition_is_refused_alone_too(tmp_path
         assert status == 1 and out == "" and err == f"safestructures {command[0]}: {path}: {REF_MESSAGE}\n"
 
 
-def test_case_51_a_view_of_a_tensor_named_after_it_is_refused_alone_too(tmp_path: Path) -> None:
+def test_case_50_a_view_of_a_tensor_named_after_it_is_refused_alone_too(tmp_path: Path) -> None:
     # Before: the whole load refused the view; open()["b"].load() built tensor "a" first and returned the view.
     root = {"b": {"$": "tensor", "fw": "numpy", "storage": "a", "offset": 4, "shape": [4], "stride": [1]},
             "a": {"$": "tensor", "name": "a", "fw": "numpy"}}
@@ -263,7 +263,7 @@ def test_case_51_a_view_of_a_tensor_named_after_it_is_refused_alone_too(tmp_path
     assert str(info.value) == f"{path}: {message}"
 
 
-def test_case_51_twins_parts_of_a_saved_file_load_alone(tmp_path: Path) -> None:
+def test_case_50_twins_parts_of_a_saved_file_load_alone(tmp_path: Path) -> None:
     torch = pytest.importorskip("torch")
     base = torch.arange(12, dtype=torch.float32).reshape(3, 4)
     shared = [1, 2]
@@ -279,9 +279,9 @@ def test_case_51_twins_parts_of_a_saved_file_load_alone(tmp_path: Path) -> None:
         assert type(me) is list and me[0] is me
 
 
-# --- 52. a file holding a schema of both versions -------------------------------------------------------------------------
+# --- 51. a file holding a schema of both versions -------------------------------------------------------------------------
 
-def test_case_52_a_file_holding_both_schemas_is_refused(tmp_path: Path) -> None:
+def test_case_51_a_file_holding_both_schemas_is_refused(tmp_path: Path) -> None:
     # Before: every route read the version 2 schema ({"from": "v2"}), while safestructures 1.0.0, which reads its own
     # key alone, read {"from": "v1"} from the same file.
     v2 = json.dumps({"format": "safestructures", "version": 2, "root": {"from": "v2"}})

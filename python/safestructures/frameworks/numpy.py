@@ -166,6 +166,17 @@ def array_entry(
     return "U8", (raw.size,), raw, fields
 
 
+def check_bools(buffer: Any, offset: int, nbytes: int, name: Any) -> None:
+    """Refuses bool elements stored as a byte other than 0 or 1. Readers disagree on them: numpy and torch read any
+    such byte as True, while JAX and TensorFlow keep it and read it by its value or its low bit (``jnp.where`` gives 0
+    for a 2, ``tf.logical_not`` True for a 255, ``== True`` False for both)."""
+    codes = np.frombuffer(buffer, dtype=np.uint8, count=nbytes, offset=offset)
+    if nbytes and codes.max() > 1:
+        first = int(np.argmax(codes > 1))
+        raise InvalidFileError(f"tensor {quote(str(name))}: element {first} of a bool tensor holds the byte {int(codes[first])}, "
+                               "which is no bool (0 or 1)")
+
+
 def from_file(
     buffer: Any, dtype: str, shape: tuple[int, ...], offset: int, nbytes: int, name: str = "?",
     charge: Callable[[int, str], None] | None = None,
@@ -173,6 +184,8 @@ def from_file(
     """A numpy array over `nbytes` of `buffer` at `offset`: a zero-copy view, except for the sub-byte dtypes, whose
     unpacked copy (one byte per element) is first passed to `charge(nbytes, what)` when given."""
     np_dtype = numpy_dtype(dtype)
+    if dtype == "BOOL":
+        check_bools(buffer, offset, nbytes, name)
     try:
         if dtype in SUB_BYTE:
             elements = int(np.prod(shape, dtype=np.uint64))
@@ -215,6 +228,8 @@ def to_numpy(
         array = np.frombuffer(buffer, dtype=np.uint8, count=nbytes, offset=offset).view(target).reshape(logical_shape)
         if target.kind == "U":
             _check_code_points(buffer, target, offset, nbytes)
+        elif target.kind == "b":
+            check_bools(buffer, offset, nbytes, fields.get(FIELD.name))
     else:
         # The budget is only charged for the copies of sub-byte dtypes and byte swaps: the usual view, built for every
         # tensor of a load, makes no charging function.

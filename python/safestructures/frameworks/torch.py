@@ -14,7 +14,7 @@ import torch
 from .._errors import SafestructuresError, UnsupportedTypeError, quote, shown
 from .._format import DTYPE_BITS, DTYPE_NUMPY_NAMES, FIELD, TAG
 from . import numpy as np_adapter
-from ._common import byte_shape, charge, converting, framework_error, reach, view_base, view_reach
+from ._common import byte_shape, charge, converting, framework_error, label, reach, view_base, view_reach
 
 __all__ = ["array_entry", "reduce_value", "construct_value", "to_torch"]
 
@@ -49,6 +49,29 @@ class _Memory:
         }
 
 
+def _memory(context: dict[str, Any], name: str, tensor: torch.Tensor, itemsize: int, contiguous: bool | None = None) -> _Memory:
+    """The _Memory the core writer reads `tensor` through, after the walk. Code the walk runs later (a to_data, a
+    __getstate__) may resize the tensor or replace its storage (``t.data = ...``, ``set_``), freeing the memory whose
+    address was taken: the tensors written are noted, and the walk's end (the context's "walked") checks that each
+    still has its memory where it was, before any is read."""
+    memory = _Memory(tensor, itemsize, contiguous)
+    written: list[tuple[torch.Tensor, int, str]] | None = context.get("torch_memory")
+    if written is None:
+        written = context["torch_memory"] = []
+        context["walked"] = functools.partial(_check_memory, written)
+    written.append((tensor, memory.__array_interface__["data"][0], name))
+    return memory
+
+
+def _check_memory(written: list[tuple[torch.Tensor, int, str]]) -> None:
+    for tensor, address, name in written:
+        # torch moves a storage's memory whenever it resizes it (a new block, then the old one freed): an address kept
+        # is memory kept.
+        if tensor.data_ptr() != address:
+            raise UnsupportedTypeError(f"tensor {quote(name)} changed while the data was saved: code the save ran "
+                                       "(a to_data, a __getstate__) resized it or replaced its storage")
+
+
 def _on_cpu(tensor: torch.Tensor) -> torch.Tensor:
     return tensor if tensor.is_cpu else tensor.cpu()
 
@@ -81,6 +104,11 @@ def array_entry(tensor: torch.Tensor, name: str, context: dict[str, Any]) -> tup
     dtype = t.dtype
     if dtype not in _TO_NAME and dtype not in _LOGICAL and dtype != torch.float4_e2m1fn_x2:
         raise TypeError(f"torch dtype {dtype} has no stored form")
+    if t.is_conj() or t.is_neg():
+        # A lazy conjugate (x.conj()) or negative (x.conj().imag) view holds the unconjugated, unnegated elements in
+        # memory, with a bit saying to flip them on use: its memory is not its value, and shares storage with tensors
+        # that hold other values. Written from the copy that holds its value, which shares with nothing.
+        t = t.resolve_conj().resolve_neg()
     itemsize = t.element_size()
     contiguous = t.is_contiguous()
     if dtype in _TO_NAME and t.numel():
@@ -102,7 +130,7 @@ def array_entry(tensor: torch.Tensor, name: str, context: dict[str, Any]) -> tup
             segment = _on_cpu(t.as_strided((high - low + 1,), (1,), low))
             segments.append((name, low, high))
             fields.update({FIELD.offset: t.storage_offset() - low, FIELD.shape: list(t.shape), FIELD.stride: list(t.stride())})
-            return _TO_NAME[dtype], (segment.numel(),), _Memory(segment, itemsize), fields
+            return _TO_NAME[dtype], (segment.numel(),), _memory(context, name, segment, itemsize), fields
     on_cpu = _on_cpu(t)
     if on_cpu is not t:
         t, contiguous = on_cpu, on_cpu.is_contiguous()
@@ -111,7 +139,7 @@ def array_entry(tensor: torch.Tensor, name: str, context: dict[str, Any]) -> tup
         # before the byte view (torch cannot view a 0-d tensor as a dtype of another element size).
         raw = torch.view_as_real(t).contiguous().reshape(-1).view(torch.uint8)
         fields.update({FIELD.dtype: _LOGICAL[dtype], FIELD.shape: list(t.shape)})
-        return "U8", (raw.numel(),), _Memory(raw, 1), fields
+        return "U8", (raw.numel(),), _memory(context, name, raw, 1), fields
     if dtype == torch.float4_e2m1fn_x2:
         # Two 4-bit elements per byte, element 0 in the low nibble: safetensors' F4 with the last dimension doubled.
         packed = t.contiguous()
@@ -120,8 +148,8 @@ def array_entry(tensor: torch.Tensor, name: str, context: dict[str, Any]) -> tup
         if not packed.dim():
             # A 0-d pair is stored as F4 [2]; the node keeps the shape to give back.
             fields[FIELD.shape] = []
-        return "F4", shape, _Memory(packed.view(torch.uint8), 1), fields
-    return _TO_NAME[dtype], tuple(t.shape), _Memory(t, itemsize, contiguous), fields
+        return "F4", shape, _memory(context, name, packed.view(torch.uint8), 1), fields
+    return _TO_NAME[dtype], tuple(t.shape), _memory(context, name, t, itemsize, contiguous), fields
 
 
 # The numpy dtype torch.from_numpy takes for a torch dtype, where there is one: the tensor is then made typed, with no
@@ -157,7 +185,7 @@ def check_device(device: str) -> None:
     """Refuses a device torch cannot use here (before anything is read), with torch's own reason."""
     try:
         torch.empty(0, device=device)
-    except (RuntimeError, AssertionError, ValueError) as e:
+    except Exception as e:  # RuntimeError, AssertionError; ModuleNotFoundError for a backend not registered ("privateuseone")
         raise ValueError(f"device {device!r} cannot be used here: {e}") from None
 
 
@@ -195,19 +223,23 @@ def to_torch(
     if dtype is None:
         return _finish(_strided(view_base(bases, fields), fields), fields, context)
     logical = fields.get(FIELD.dtype)
-    if logical is not None and FIELD.stride not in fields:
+    if logical is not None:
         target = _FROM_LOGICAL.get(logical) or _numpy_to_torch(logical)
-        if dtype == "U8" and FIELD.shape in fields:
+        if dtype == "U8" and FIELD.shape in fields and FIELD.stride not in fields:
             logical_shape, count = byte_shape(fields, target, target.itemsize, nbytes)
+            if target == torch.bool:
+                np_adapter.check_bools(buffer, offset, nbytes, fields.get(FIELD.name))
             with converting("torch", fields, target):
                 tensor = _from_buffer(buffer, target, count, offset, charged).reshape(logical_shape)
-        else:
-            # A big-endian numpy array: the file holds it little-endian, which is all torch has.
-            tensor = _stored(buffer, dtype, shape, offset, nbytes, fields, charged)
-            if tensor.dtype != target:
-                raise ValueError(f"dtype {quote(str(logical))} does not match the stored dtype {dtype}")
-        return _finish(tensor, fields, context)
-    tensor = _stored(buffer, dtype, shape, offset, nbytes, fields, charged)
+            return _finish(tensor, fields, context)
+        # A big-endian numpy array: the file holds it little-endian, which is all torch has. A view node's stored
+        # tensor must be of its dtype too, as numpy requires: bytes viewed under another dtype's name are refused, not
+        # loaded as their bytes.
+        tensor = _stored(buffer, dtype, shape, offset, nbytes, fields, charged)
+        if tensor.dtype != target:
+            raise ValueError(f"dtype {quote(str(logical))} does not match the stored dtype {dtype}")
+    else:
+        tensor = _stored(buffer, dtype, shape, offset, nbytes, fields, charged)
     if FIELD.stride in fields or tensor.is_contiguous():
         bases[fields.get(FIELD.name)] = tensor
     return _finish(_strided(tensor, fields) if FIELD.stride in fields else tensor, fields, context)
@@ -230,6 +262,8 @@ def _stored(
     torch_dtype = _FROM_NAME.get(dtype)
     if torch_dtype is None:
         raise UnsupportedTypeError(f"safetensors dtype {dtype} has no torch dtype; load with framework='numpy'")
+    if torch_dtype == torch.bool:
+        np_adapter.check_bools(buffer, offset, nbytes, fields.get(FIELD.name))
     try:
         return _from_buffer(buffer, torch_dtype, math.prod(shape), offset, charge).reshape(shape)
     except SafestructuresError:
@@ -240,6 +274,11 @@ def _stored(
 
 
 def _strided(base: torch.Tensor, fields: dict[str, Any]) -> torch.Tensor:
+    if base.dtype == torch.float4_e2m1fn_x2:
+        # A view's offset, shape and stride count F4 elements (as numpy reads them); torch holds them two to a byte and
+        # would count pairs, reading other elements.
+        raise UnsupportedTypeError(f"{label(fields)} views F4 elements, which have no torch form: torch holds them in pairs; "
+                                   "load with framework='numpy'")
     size = base.untyped_storage().nbytes() // max(base.element_size(), 1)
     offset, shape, stride, _empty = view_reach(fields, size)
     with converting("torch", fields, base.dtype):
