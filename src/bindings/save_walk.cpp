@@ -386,7 +386,8 @@ SaveResult walk_tree(nb::handle data, std::uint32_t max_depth, nb::handle contex
     walk.walk(data.ptr());
     // An adapter whose tensors' memory code run by the walk could still move (a to_data resizing a torch tensor, or
     // replacing its storage) leaves the check that it has not, to run before any of it is read.
-    if (PyObject* check = PyDict_Check(context.ptr()) ? PyDict_GetItemString(context.ptr(), "walked") : nullptr) {
+    static PyObject* const walked_key = PyUnicode_InternFromString("walked");  // looked up per save: made once
+    if (PyObject* check = PyDict_Check(context.ptr()) && walked_key ? PyDict_GetItem(context.ptr(), walked_key) : nullptr) {
       nb::borrow(check)();
     }
   } catch (const UnsupportedData& e) {
