@@ -51,9 +51,12 @@ class Tensor {
   std::string_view numpy_dtype() const { return numpy_dtype_; }
   // The node's own "shape" where it has one (an exact numpy dtype, a view), else shape().
   const std::vector<std::uint64_t>& logical_shape() const { return logical_shape_ ? *logical_shape_ : info_->shape; }
-  // True for a node that views part of another tensor's storage (torch views, section 5.4): its "offset", "shape" and
-  // "stride" fields, read through TreeNode::field, say which elements of bytes() it holds.
+  // True for a node that views part of another tensor's storage (torch views, section 5.4): view_offset(),
+  // logical_shape() and view_stride() (in elements of dtype()) say which elements of bytes() it holds, checked to lie
+  // within bytes().
   bool is_view() const { return view_; }
+  std::uint64_t view_offset() const { return view_offset_; }
+  const std::vector<std::int64_t>& view_stride() const { return view_stride_; }
 
   // The elements as T, whose size must match the dtype's width (float for F32, std::uint16_t for BF16...). Raises
   // WrongKind for another width, InvalidArgument when the bytes are not aligned for T (files this project writes
@@ -74,6 +77,8 @@ class Tensor {
   std::string_view numpy_dtype_;
   std::optional<std::vector<std::uint64_t>> logical_shape_;
   bool view_ = false;
+  std::uint64_t view_offset_ = 0;
+  std::vector<std::int64_t> view_stride_;
   std::string path_;
 };
 

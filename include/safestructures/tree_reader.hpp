@@ -124,6 +124,14 @@ class TreeReader {
   // name, and the tensor goes to check_bytes_tensor.
   std::optional<std::vector<std::byte>> inline_bytes(std::size_t i, std::string_view& name, Fail fail) const;
   static void check_bytes_tensor(const TensorInfo& info, Fail fail);
+  // The elements of its storage (`size` of them) that view node `i` reaches: its "offset", "shape" and "stride"
+  // fields, checked so that every element lies within the storage (an empty view may start at its end).
+  struct ViewGeometry {
+    std::uint64_t offset = 0;
+    std::vector<std::uint64_t> shape;
+    std::vector<std::int64_t> stride;
+  };
+  ViewGeometry view_geometry(std::size_t i, std::uint64_t size, Fail fail) const;
 
  private:
   // Member `name` of tagged object `object`, of JSON kind `want`.

@@ -245,7 +245,12 @@ Tensor TreeNode::as_tensor() const {
   };
   t.framework_ = text(field::framework);
   t.numpy_dtype_ = text(field::dtype);
-  if (const std::size_t shape = tape.member(index_, field::shape); shape != Tape::npos) {
+  if (t.view_) {
+    TreeReader::ViewGeometry view = document_->tree->view_geometry(index_, t.info_->elements(), failing());
+    t.view_offset_ = view.offset;
+    t.logical_shape_ = std::move(view.shape);
+    t.view_stride_ = std::move(view.stride);
+  } else if (const std::size_t shape = tape.member(index_, field::shape); shape != Tape::npos) {
     if (tape[shape].kind != NodeKind::Array) fail(ErrorCode::SchemaInvalid, "a tensor's \"shape\" must be an array of integers");
     t.logical_shape_.emplace();
     for (std::size_t c = shape + 1; c < tape[shape].end; ++c) {

@@ -246,6 +246,44 @@ std::optional<std::vector<std::byte>> TreeReader::inline_bytes(std::size_t i, st
   return decoded;
 }
 
+TreeReader::ViewGeometry TreeReader::view_geometry(std::size_t i, std::uint64_t size, Fail fail) const {
+  ViewGeometry view;
+  const std::size_t offset = tape_.member(i, field::offset), shape = tape_.member(i, field::shape), stride = tape_.member(i, field::stride);
+  if (offset == Tape::npos || tape_[offset].kind != NodeKind::Int || tape_[offset].integer < 0) fail("a view's \"offset\" must be a non-negative int");
+  view.offset = static_cast<std::uint64_t>(tape_[offset].integer);
+  const auto ints = [&](std::size_t array, bool non_negative) {
+    if (array == Tape::npos || tape_[array].kind != NodeKind::Array) return false;
+    for (std::size_t c = array + 1; c < tape_[array].end; ++c) {
+      if (tape_[c].kind != NodeKind::Int || (non_negative && tape_[c].integer < 0)) return false;
+    }
+    return true;
+  };
+  if (!ints(shape, true)) fail("a view's \"shape\" must be a list of non-negative ints");
+  if (!ints(stride, false) || tape_[stride].count != tape_[shape].count) fail("a view's \"stride\" must be a list of ints, one per dimension");
+  // The lowest and highest element reached; a sum or product past 64 bits reaches outside any storage.
+  std::int64_t low = tape_[offset].integer, high = low;
+  bool empty = false, overflow = false;
+  for (std::uint32_t k = 0; k < tape_[shape].count; ++k) {
+    const std::int64_t n = tape_[shape + 1 + k].integer, s = tape_[stride + 1 + k].integer;
+    view.shape.push_back(static_cast<std::uint64_t>(n));
+    view.stride.push_back(s);
+    empty = empty || n == 0;
+    std::int64_t step = 0;
+    overflow = overflow || (n > 0 && (__builtin_mul_overflow(n - 1, s, &step) || __builtin_add_overflow(s < 0 ? low : high, step, s < 0 ? &low : &high)));
+  }
+  const auto text = [](const auto& values) {
+    std::string out = "[";
+    for (std::size_t k = 0; k < values.size(); ++k) out += (k ? ", " : "") + std::to_string(values[k]);
+    return out + "]";
+  };
+  const std::string what = "a view of shape " + text(view.shape) + " and stride " + text(view.stride) + " at offset " + std::to_string(view.offset);
+  if (!empty && !overflow && low < 0) fail(what + " reaches before its storage");
+  if ((!empty && (overflow || static_cast<std::uint64_t>(high) >= size)) || view.offset > size) {
+    fail(what + " reaches outside its storage of " + std::to_string(size) + " elements");
+  }
+  return view;
+}
+
 void TreeReader::check_bytes_tensor(const TensorInfo& info, Fail fail) {
   if (info.dtype != Dtype::U8 || info.shape.size() != 1) {
     fail("bytes tensor " + quote_name(info.name) + " must be a 1-D U8 tensor", ErrorCode::TensorMismatch);

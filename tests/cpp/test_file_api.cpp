@@ -158,6 +158,37 @@ TEST(FileApi, TaggedKindsAndFields) {
   EXPECT_TRUE(root["ell"].fields().empty());
 }
 
+TEST(FileApi, ViewsAreCheckedAgainstTheirStorage) {
+  const std::vector<float> w{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11};
+  const auto view_of = [&](std::string_view fields) {
+    return open_json(R"({"a":{"$":"tensor","name":"a","fw":"torch"},"b":{"$":"tensor","fw":"torch","storage":"a",)" + std::string(fields) + "}}",
+                     {tensor_of("a", Dtype::F32, {3, 4}, test::bytes_of(w))});
+  };
+  const Tensor row = view_of(R"("offset":4,"shape":[4],"stride":[1])").root()["b"].as_tensor();
+  EXPECT_TRUE(row.is_view());
+  EXPECT_EQ(row.name(), "a");
+  EXPECT_EQ(row.view_offset(), 4u);
+  EXPECT_EQ(row.logical_shape(), (std::vector<std::uint64_t>{4}));
+  EXPECT_EQ(row.view_stride(), (std::vector<std::int64_t>{1}));
+  const Tensor column = view_of(R"("offset":11,"shape":[3],"stride":[-4])").root()["b"].as_tensor();
+  EXPECT_EQ(column.view_offset(), 11u);
+  EXPECT_EQ(column.view_stride(), (std::vector<std::int64_t>{-4}));
+  EXPECT_EQ(view_of(R"("offset":12,"shape":[0,5],"stride":[99,99])").root()["b"].as_tensor().logical_shape(), (std::vector<std::uint64_t>{0, 5}));
+  // Crafted geometry (crafted case 52): every element a view reaches lies within its storage of 12 elements.
+  const auto refused = [&](std::string_view fields, std::string_view message) {
+    return fails_with([&] { (void)view_of(fields).root()["b"].as_tensor(); }, ErrorCode::SchemaInvalid, {R"(at $["b"]: )", message});
+  };
+  EXPECT_TRUE(refused(R"("offset":4,"shape":[9],"stride":[1])", "a view of shape [9] and stride [1] at offset 4 reaches outside its storage of 12 elements"));
+  EXPECT_TRUE(refused(R"("offset":2,"shape":[3],"stride":[-4])", "a view of shape [3] and stride [-4] at offset 2 reaches before its storage"));
+  EXPECT_TRUE(refused(R"("offset":0,"shape":[3,3],"stride":[4611686018427387904,1])", "reaches outside its storage"));
+  EXPECT_TRUE(refused(R"("offset":13,"shape":[0],"stride":[1])", "reaches outside"));
+  EXPECT_TRUE(refused(R"("offset":-1,"shape":[1],"stride":[1])", "\"offset\" must be a non-negative int"));
+  EXPECT_TRUE(refused(R"("shape":[1],"stride":[1])", "\"offset\""));
+  EXPECT_TRUE(refused(R"("offset":0,"shape":[1,-2],"stride":[1,1])", "\"shape\" must be a list of non-negative ints"));
+  EXPECT_TRUE(refused(R"("offset":0,"shape":[1,2],"stride":[1])", "\"stride\" must be a list of ints, one per dimension"));
+  EXPECT_TRUE(refused(R"("offset":0,"shape":[1],"stride":[1.5])", "\"stride\""));
+}
+
 TEST(FileApi, TensorsAreViewsOfTheBuffer) {
   const std::vector<float> w{1.0f, 2.0f, 3.0f, 4.0f, 5.0f, 6.0f};
   const Bytes blob = test::iota_bytes(100);
