@@ -132,6 +132,10 @@ class TreeReader {
     std::vector<std::int64_t> stride;
   };
   ViewGeometry view_geometry(std::size_t i, std::uint64_t size, Fail fail) const;
+  // Why a view of `shape` and `stride` at `offset` does not lie within a storage of `size` elements (an empty view may
+  // start at its end), or empty: the one rule of views, which Python's loads apply through _core too.
+  static std::string view_reach_problem(std::uint64_t offset, std::span<const std::uint64_t> shape, std::span<const std::int64_t> stride,
+                                        std::uint64_t size);
 
  private:
   // Member `name` of tagged object `object`, of JSON kind `want`.

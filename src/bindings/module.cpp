@@ -16,6 +16,7 @@
 #include "safestructures/format.hpp"
 #include "safestructures/reader.hpp"
 #include "safestructures/structure.hpp"
+#include "safestructures/tree_reader.hpp"
 #include "safestructures/writer.hpp"
 
 namespace nb = nanobind;
@@ -420,6 +421,14 @@ NB_MODULE(_core, m) {
         "Pack one-code-per-byte elements of a sub-byte dtype (F4, F6_E2M3, F6_E3M2) into its little-endian bit stream.");
   m.def("unpack_sub_byte", &unpack_sub_byte_py, "dtype"_a, "packed"_a, "elements"_a,
         "Unpack a sub-byte dtype's bit stream into one code per byte.");
+  m.def(
+      "view_reach_problem",
+      [](std::uint64_t offset, const std::vector<std::uint64_t>& shape, const std::vector<std::int64_t>& stride, std::uint64_t size) {
+        return TreeReader::view_reach_problem(offset, shape, stride, size);
+      },
+      "first"_a, "extents"_a, "steps"_a, "storage_elements"_a,
+      "Why a view of `extents` and `steps` (in elements) from element `first` does not lie within a storage of "
+      "`storage_elements` elements, or \"\" when it does: the core's one rule of views.");
   m.def("set_hooks", &set_hooks, "hooks"_a, "Install the Python callables the tree walkers use (done by safestructures at import).");
   m.def("save_file", &py_save_file, "data"_a.none(), "path"_a, "metadata"_a.none() = nb::none(), "max_depth"_a = default_max_depth, "fsync"_a = false,
         "max_header_size"_a = default_max_header_size, "context"_a.none() = nb::none(), "checksums"_a = true,

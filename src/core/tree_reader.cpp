@@ -260,28 +260,38 @@ TreeReader::ViewGeometry TreeReader::view_geometry(std::size_t i, std::uint64_t 
   };
   if (!ints(shape, true)) fail("a view's \"shape\" must be a list of non-negative ints");
   if (!ints(stride, false) || tape_[stride].count != tape_[shape].count) fail("a view's \"stride\" must be a list of ints, one per dimension");
-  // The lowest and highest element reached; a sum or product past 64 bits reaches outside any storage.
-  std::int64_t low = tape_[offset].integer, high = low;
-  bool empty = false, overflow = false;
   for (std::uint32_t k = 0; k < tape_[shape].count; ++k) {
-    const std::int64_t n = tape_[shape + 1 + k].integer, s = tape_[stride + 1 + k].integer;
-    view.shape.push_back(static_cast<std::uint64_t>(n));
-    view.stride.push_back(s);
+    view.shape.push_back(static_cast<std::uint64_t>(tape_[shape + 1 + k].integer));
+    view.stride.push_back(tape_[stride + 1 + k].integer);
+  }
+  if (const std::string problem = view_reach_problem(view.offset, view.shape, view.stride, size); !problem.empty()) fail(problem);
+  return view;
+}
+
+std::string TreeReader::view_reach_problem(std::uint64_t offset, std::span<const std::uint64_t> shape, std::span<const std::int64_t> stride,
+                                           std::uint64_t size) {
+  // The lowest and highest element reached; a sum or product past 64 bits reaches outside any storage.
+  std::int64_t low = static_cast<std::int64_t>(std::min<std::uint64_t>(offset, INT64_MAX)), high = low;
+  bool empty = false, overflow = offset > INT64_MAX || shape.size() != stride.size();
+  for (std::size_t k = 0; k < shape.size() && k < stride.size(); ++k) {
+    const std::uint64_t n = shape[k];
+    const std::int64_t s = stride[k];
     empty = empty || n == 0;
     std::int64_t step = 0;
-    overflow = overflow || (n > 0 && (__builtin_mul_overflow(n - 1, s, &step) || __builtin_add_overflow(s < 0 ? low : high, step, s < 0 ? &low : &high)));
+    overflow = overflow || n > INT64_MAX ||
+               (n > 0 && (__builtin_mul_overflow(static_cast<std::int64_t>(n - 1), s, &step) || __builtin_add_overflow(s < 0 ? low : high, step, s < 0 ? &low : &high)));
   }
   const auto text = [](const auto& values) {
     std::string out = "[";
     for (std::size_t k = 0; k < values.size(); ++k) out += (k ? ", " : "") + std::to_string(values[k]);
     return out + "]";
   };
-  const std::string what = "a view of shape " + text(view.shape) + " and stride " + text(view.stride) + " at offset " + std::to_string(view.offset);
-  if (!empty && !overflow && low < 0) fail(what + " reaches before its storage");
-  if ((!empty && (overflow || static_cast<std::uint64_t>(high) >= size)) || view.offset > size) {
-    fail(what + " reaches outside its storage of " + std::to_string(size) + " elements");
+  const std::string what = "a view of shape " + text(shape) + " and stride " + text(stride) + " at offset " + std::to_string(offset);
+  if (!empty && !overflow && low < 0) return what + " reaches before its storage";
+  if ((!empty && (overflow || static_cast<std::uint64_t>(high) >= size)) || offset > size) {
+    return what + " reaches outside its storage of " + std::to_string(size) + " elements";
   }
-  return view;
+  return {};
 }
 
 void TreeReader::check_bytes_tensor(const TensorInfo& info, Fail fail) {

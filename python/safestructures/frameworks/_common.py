@@ -8,6 +8,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
+from .. import _core
 from .._errors import SafestructuresError, UnsupportedTypeError, quote, shown
 from .._format import FIELD
 
@@ -91,9 +92,9 @@ def view_reach(fields: dict[str, Any], size: int) -> tuple[int, list[int], list[
     if type(stride) is not list or len(stride) != len(shape) or any(type(s) is not int for s in stride):
         raise ValueError("a view's 'stride' must be a list of ints, one per dimension")
     empty = any(n == 0 for n in shape)
-    low, high = (1, 0) if empty else reach(offset, shape, stride)
-    if low < 0:
-        raise ValueError(f"a view of shape {shape} and stride {stride} at offset {offset} reaches before its storage")
-    if high >= size and not empty or offset > size:
+    if not all(-(2**63) <= v < 2**63 for v in (offset, size, *shape, *stride)):  # past 64 bits: outside any storage
         raise ValueError(f"a view of shape {shape} and stride {stride} at offset {offset} reaches outside its storage of {size} elements")
+    problem = _core.view_reach_problem(offset, shape, stride, size)
+    if problem:
+        raise ValueError(problem)
     return offset, shape, stride, empty
