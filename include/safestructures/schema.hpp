@@ -71,8 +71,10 @@ class Tape {
   void set_id(std::size_t at, std::uint32_t id) { nodes_[at].id = id; }
 
   // Index of the node after the subtree rooted at `i`. Inline, as tag(): the load walk calls both for every node.
-  [[gnu::always_inline]] std::size_t next(std::size_t i) const {
-    const Node& n = nodes_[i];
+  [[gnu::always_inline]] std::size_t next(std::size_t i) const { return next_in(nodes_, i); }
+  // The same over nodes not yet a tape's (a parser's, whose containers are closed up to `i`'s).
+  [[gnu::always_inline]] static std::size_t next_in(const std::vector<Node>& nodes, std::size_t i) {
+    const Node& n = nodes[i];
     return (n.kind == NodeKind::Array || n.kind == NodeKind::Object) ? n.end : i + 1;
   }
   // An object's tag: the value of its "$" member, which must be the first member; empty when not tagged.

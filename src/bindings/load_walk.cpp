@@ -113,7 +113,6 @@ void Loader::check_hashable(const nb::object& item, std::size_t node, HashRuns& 
 
 void Loader::fill_pairs(std::size_t object, const nb::object& target, bool exact_dict) {
   HashRuns runs;
-  Py_ssize_t size = 0;  // the mapping's length after each pair: every mapping built here is a dict or a subclass
   tree_.for_each_pair(object, failing(), [&](std::uint32_t k, std::size_t key_at, std::size_t value_at) {
     path_->push_back({LoadPath::Type::Index, {}, k});
     nb::object key = build(key_at);
@@ -130,14 +129,13 @@ void Loader::fill_pairs(std::size_t object, const nb::object& target, bool exact
     }
     path_->pop_back();
     // A saved mapping never holds two equal keys: a load keeping the last would read another mapping than the one
-    // the lazy API's keys() and the C++ API show.
-    if (PyDict_GET_SIZE(target.ptr()) == size) {
+    // the lazy API's keys() and the C++ API show. (Every mapping built here is a dict or a subclass.)
+    if (PyDict_GET_SIZE(target.ptr()) == static_cast<Py_ssize_t>(k)) {
       const Node& key_node = tape_[key_at];
       invalid(key_node.kind == NodeKind::String ? "a mapping holds the key " + quote_name(key_node.text) + " twice"
               : key_node.kind == NodeKind::Int  ? "a mapping holds the key " + std::to_string(key_node.integer) + " twice"
                                                 : "the key of pair " + std::to_string(k) + " equals an earlier key of the mapping");
     }
-    ++size;
   });
 }
 

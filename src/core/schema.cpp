@@ -75,11 +75,6 @@ namespace {
 // Objects of at most this many members are checked for a repeated key pairwise, larger ones (a dict's keys) sorted.
 constexpr std::uint32_t pairwise_members = 16;
 
-std::size_t next_node(const std::vector<Node>& nodes, std::size_t i) {
-  const Node& n = nodes[i];
-  return (n.kind == NodeKind::Array || n.kind == NodeKind::Object) ? n.end : i + 1;
-}
-
 // The key node of a member of the closed object at `object` whose key an earlier member has, or Tape::npos.
 std::size_t repeated_key(const std::vector<Node>& nodes, std::size_t object) {
   const Node& n = nodes[object];
@@ -87,7 +82,7 @@ std::size_t repeated_key(const std::vector<Node>& nodes, std::size_t object) {
   if (n.count <= pairwise_members) {
     std::size_t keys[pairwise_members];
     std::uint32_t seen = 0;
-    for (std::size_t k = object + 1; k < n.end; k = next_node(nodes, k + 1)) {
+    for (std::size_t k = object + 1; k < n.end; k = Tape::next_in(nodes, k + 1)) {
       for (std::uint32_t j = 0; j < seen; ++j) {
         if (nodes[keys[j]].text == nodes[k].text) return k;
       }
@@ -97,10 +92,18 @@ std::size_t repeated_key(const std::vector<Node>& nodes, std::size_t object) {
   }
   std::vector<std::size_t> keys;
   keys.reserve(n.count);
-  for (std::size_t k = object + 1; k < n.end; k = next_node(nodes, k + 1)) keys.push_back(k);
+  for (std::size_t k = object + 1; k < n.end; k = Tape::next_in(nodes, k + 1)) keys.push_back(k);
   std::sort(keys.begin(), keys.end(), [&](std::size_t a, std::size_t b) { return nodes[a].text < nodes[b].text; });
   const auto same = std::adjacent_find(keys.begin(), keys.end(), [&](std::size_t a, std::size_t b) { return nodes[a].text == nodes[b].text; });
   return same == keys.end() ? Tape::npos : std::max(same[0], same[1]);
+}
+
+// Whether any object of the (closed) nodes holds a key twice.
+bool holds_repeated_key(const std::vector<Node>& nodes) {
+  for (std::size_t i = 0; i < nodes.size(); ++i) {
+    if (nodes[i].kind == NodeKind::Object && repeated_key(nodes, i) != Tape::npos) return true;
+  }
+  return false;
 }
 
 // Raises DuplicateKey for the object at `object` whose member `key` repeats an earlier one's key, naming where the
@@ -117,12 +120,12 @@ std::size_t repeated_key(const std::vector<Node>& nodes, std::size_t object) {
     std::size_t child = i + 1;
     for (std::int64_t index = 0;; ++index) {
       const std::size_t value = members ? child + 1 : child;
-      if (next_node(nodes, value) > object) {
+      if (Tape::next_in(nodes, value) > object) {
         steps.push_back({members, child, index});
         i = value;
         break;
       }
-      child = next_node(nodes, value);
+      child = Tape::next_in(nodes, value);
     }
   }
   const std::string where = render_path(steps.size(), [&](std::string& out, std::size_t k) {
@@ -226,10 +229,7 @@ class Converter {
   static std::uint32_t count_children(const std::vector<Node>& nodes, std::size_t at) {
     const Node& container = nodes[at];
     std::uint32_t children = 0;
-    for (std::size_t c = at + 1; c < container.end; ++children) {
-      const Node& child = nodes[c];
-      c = child.kind == NodeKind::Array || child.kind == NodeKind::Object ? child.end : c + 1;
-    }
+    for (std::size_t c = at + 1; c < container.end; ++children) c = Tape::next_in(nodes, c);
     return container.kind == NodeKind::Object ? children / 2 : children;
   }
   const SchemaLimits& limits_;
@@ -268,14 +268,8 @@ Tape parse_schema_json(std::string_view json, const SchemaLimits& limits, bool p
     auto text = std::make_shared_for_overwrite<char[]>(json.size());
     std::memcpy(text.get(), json.data(), json.size());
     Tape tape;
-    if (read_strict_schema(std::span<char>(text.get(), json.size()), limits, tape.nodes_)) {
-      // The object the simdjson way names: the first closed (the innermost of two that close together).
-      std::size_t object = Tape::npos, key = Tape::npos;
-      for (std::size_t i = 0; i < tape.size(); ++i) {
-        if (tape[i].kind != NodeKind::Object || (object != Tape::npos && tape[i].end > tape[object].end)) continue;
-        if (const std::size_t k = repeated_key(tape.nodes_, i); k != Tape::npos) object = i, key = k;
-      }
-      if (object != Tape::npos) raise_repeated_key(tape.nodes_, object, key);
+    // An object holding a key twice is declined as anything unusual is: the simdjson way raises, naming it.
+    if (read_strict_schema(std::span<char>(text.get(), json.size()), limits, tape.nodes_) && !holds_repeated_key(tape.nodes_)) {
       tape.parsed_ = std::move(text);
       return tape;
     }
