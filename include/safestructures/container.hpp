@@ -14,6 +14,7 @@
 
 #include "safestructures/dtype.hpp"
 #include "safestructures/seeded_hash.hpp"
+#include "safestructures/shown_text.hpp"
 
 namespace safestructures {
 
@@ -106,8 +107,5 @@ void append_json_string(std::string& out, std::string_view utf8);
 
 // True when `bytes` is valid UTF-8 (no surrogates, no overlong forms).
 bool is_valid_utf8(std::string_view bytes);
-
-// A tensor name or key quoted for an error message, with control characters escaped.
-std::string quote_name(std::string_view name);
 
 }  // namespace safestructures

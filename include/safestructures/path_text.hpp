@@ -17,7 +17,10 @@ inline void append_index_part(std::string& out, std::int64_t index) { out += '['
 inline void append_shown_key_part(std::string& out, std::string_view shown) { out.append("[").append(shown).append("]"); }
 // A string key of the file, `["key"]`.
 inline void append_key_part(std::string& out, std::string_view key) { append_shown_key_part(out, quote_name(key)); }
-inline void append_field_part(std::string& out, std::string_view field) { out.append(".").append(field); }
+inline void append_field_part(std::string& out, std::string_view field) {
+  out += '.';
+  append_shown_field(out, field);
+}
 
 // "$" followed by the `count` parts of a path, render(out, k) appending part k; a deep path keeps its two ends and
 // only counts its middle, so a message about level 100,000 stays readable.

@@ -216,7 +216,7 @@ def _verify(args: argparse.Namespace) -> int:
         has_checksums, mismatches = _checksum_mismatches(opened)
         if mismatches:
             for mismatch in mismatches:
-                print(f"safestructures verify: {mismatch}", file=sys.stderr)
+                _write_out(f"safestructures verify: {mismatch}\n", sys.stderr)
             return 1
         if opened.lazy is not None:
             # Every node built as numpy: tensors checked against their dtype and shape, every class name, key and
@@ -234,7 +234,7 @@ def _verify(args: argparse.Namespace) -> int:
                     opened.warnings.append(f"{_count(len(unused), 'tensor')} in the file that the data does not use: "
                                            f"{_first_ten(unused)}")
         for warning in opened.warnings:
-            print(f"safestructures verify: warning: {warning}", file=sys.stderr)
+            _write_out(f"safestructures verify: warning: {warning}\n", sys.stderr)
         if not has_checksums:
             print("safestructures verify: note: no checksums found (saved without them, before them, or by another "
                   "tool): the layout and the structure were checked, not the tensors' bytes", file=sys.stderr)
@@ -294,19 +294,21 @@ def _get(args: argparse.Namespace) -> int:
     return 0
 
 
-def _write_out(line: str) -> None:
-    """Writes a line of text read from a file (a class name, a path's text) to standard output: a character that is
-    not printable as backslash escapes, as repr() writes it, so that no file can send the terminal an escape
-    sequence (clear the screen, set its title, write the clipboard) or break the line to forge another one; what the
-    output cannot encode (a lone surrogate) likewise, rather than failing."""
+def _write_out(line: str, stream: IO[str] | None = None) -> None:
+    """Writes a line of text read from a file (a class name, a path's text, a message naming either) to standard
+    output, or to `stream`: a character that is not printable as backslash escapes, as repr() writes it, so that no file
+    can send the terminal an escape sequence (clear the screen, set its title, write the clipboard), reorder the text
+    shown or break the line to forge another one; what the output cannot encode (a lone surrogate) likewise, rather
+    than failing."""
+    out = sys.stdout if stream is None else stream
     body, end = (line[:-1], "\n") if line.endswith("\n") else (line, "")
     if not body.isprintable():
         body = "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in body)
     try:
-        sys.stdout.write(body + end)
+        out.write(body + end)
     except UnicodeEncodeError:
-        encoding = sys.stdout.encoding or "utf-8"
-        sys.stdout.write((body + end).encode(encoding, "backslashreplace").decode(encoding))
+        encoding = out.encoding or "utf-8"
+        out.write((body + end).encode(encoding, "backslashreplace").decode(encoding))
 
 
 def _plugin(spec: str) -> Any:
@@ -425,7 +427,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         where = getattr(args, "file", None)
         if isinstance(e, SafestructuresError) and where is not None and not message.startswith(where):
             message = f"{where}: {message}"
-        print(f"safestructures {args.command}: {message}", file=sys.stderr)
+        _write_out(f"safestructures {args.command}: {message}\n", sys.stderr)
         return 2 if isinstance(e, UsageError) else 1
     finally:
         sys.setrecursionlimit(limit)

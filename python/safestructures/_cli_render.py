@@ -238,7 +238,12 @@ def _json_scalar_text(value: Any, ascii_only: bool) -> str:
     """One JSON scalar (or empty container) as text: json.dumps's output, without its per-call set-up (a tree of
     10,000 tensors has 150,000 of them)."""
     if type(value) is str:
-        return json.encoder.encode_basestring_ascii(value) if ascii_only else json.encoder.encode_basestring(value)  # type: ignore[attr-defined]
+        if ascii_only:
+            return json.encoder.encode_basestring_ascii(value)  # type: ignore[attr-defined]
+        text = json.encoder.encode_basestring(value)  # type: ignore[attr-defined]
+        # JSON escapes C0 controls only: what else a terminal or viewer acts on (C1 controls, line separators,
+        # bidirectional overrides, invisible characters) gets the same \u escape, which JSON reads back as itself.
+        return text if text.isprintable() else "".join(c if c.isprintable() else _json_escape(c) for c in text)
     if value is None or type(value) is bool:
         return "null" if value is None else "true" if value else "false"
     if type(value) is int:
@@ -246,6 +251,15 @@ def _json_scalar_text(value: Any, ascii_only: bool) -> str:
     if type(value) is float and math.isfinite(value):
         return float.__repr__(value)
     return json.dumps(value, ensure_ascii=ascii_only, allow_nan=False)
+
+
+def _json_escape(c: str) -> str:
+    """One character as JSON's \\u escape (a surrogate pair past the first plane)."""
+    code = ord(c)
+    if code <= 0xFFFF:
+        return f"\\u{code:04x}"
+    code -= 0x10000
+    return f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}"
 
 
 # Levels indented: deeper ones start where the last indented one does (whitespace means nothing to JSON, and a file

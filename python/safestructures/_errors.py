@@ -5,10 +5,10 @@ from __future__ import annotations
 import collections
 import dataclasses
 import fractions
-import json
 import reprlib
 from typing import Any
 
+from . import _core
 from ._records import NamedRecord, Record
 
 __all__ = [
@@ -74,8 +74,9 @@ class FrameworkNotAvailableError(SafestructuresError, ImportError):
 
 
 def quote(name: str) -> str:
-    """A tensor name or key quoted for a message, the way the C++ core quotes it (JSON, control characters escaped)."""
-    return json.dumps(name, ensure_ascii=False)
+    """A tensor name or key quoted for a message, the way the C++ core quotes it: JSON-escaped, terminal controls and
+    invisible or reordering characters escaped, cut past 200 bytes (``_core.quote_name``)."""
+    return _core.quote_name(name)
 
 
 def _a(noun: str) -> str:

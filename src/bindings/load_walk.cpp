@@ -16,24 +16,14 @@ namespace load_walk {
 std::string Loader::path_text(std::size_t longest_key) const {
   return render_path(path_->size(), [this, longest_key](std::string& out, std::size_t k) {
     const LoadPath& part = (*path_)[k];
-    std::string_view key = part.key;
-    const bool cut = key.size() > longest_key;
-    if (cut) {
-      key = key.substr(0, longest_key);
-      while (!key.empty() && (static_cast<unsigned char>(part.key[key.size()]) & 0xC0) == 0x80) key.remove_suffix(1);  // whole characters
-    }
     switch (part.type) {
       case LoadPath::Type::Index: append_index_part(out, static_cast<std::int64_t>(part.index)); break;
-      case LoadPath::Type::Field: append_field_part(out, key); break;
-      case LoadPath::Type::Key:
-        if (cut) {
-          append_shown_key_part(out, quote_name(key) + "...");
-        } else {
-          append_key_part(out, key);
-        }
+      case LoadPath::Type::Field:
+        out += '.';
+        append_shown_field(out, part.key, longest_key);
         break;
+      case LoadPath::Type::Key: append_shown_key_part(out, quote_name(part.key, longest_key)); break;
     }
-    if (cut && part.type == LoadPath::Type::Field) out += "...";
   });
 }
 

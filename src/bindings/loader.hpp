@@ -152,9 +152,9 @@ class BuiltByName {
 
 class Loader {
  public:
-  // The path of the node being built ($["a"][3]), for messages and (keys and fields cut to `longest_key` bytes,
-  // `["abc"...]`) for the context's "where".
-  std::string path_text(std::size_t longest_key = std::string_view::npos) const;
+  // The path of the node being built ($["a"][3]), keys and fields shown as shown_text.hpp shows them (cut shorter,
+  // to `longest_key` bytes, for the context's "where").
+  std::string path_text(std::size_t longest_key = shown_text_limit) const;
   // With `partial`, the nodes built may be any parts of the tree (see build_target), found through its index.
   Loader(const TreeReader& tree, const TensorSource& source, const LoadOptions& options, bool partial)
       : tree_(tree), tape_(tree.tape()), source_(source), index_(partial ? &tree.index() : nullptr), context_(options.context), hooks_(hooks()),

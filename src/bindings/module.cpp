@@ -422,6 +422,17 @@ NB_MODULE(_core, m) {
   m.def("unpack_sub_byte", &unpack_sub_byte_py, "dtype"_a, "packed"_a, "elements"_a,
         "Unpack a sub-byte dtype's bit stream into one code per byte.");
   m.def(
+      "quote_name",
+      [](nb::str name) {
+        // A lone surrogate (a key Python made from a file's "\ud800") has no UTF-8: its three bytes, escaped.
+        nb::object bytes = nb::steal(PyUnicode_AsEncodedString(name.ptr(), "utf-8", "surrogatepass"));
+        if (!bytes.is_valid()) throw nb::python_error();
+        return quote_name(std::string_view(PyBytes_AS_STRING(bytes.ptr()), static_cast<std::size_t>(PyBytes_GET_SIZE(bytes.ptr()))));
+      },
+      "name"_a,
+      "A tensor name or key quoted for an error message, as the core quotes it: JSON-escaped, controls and invisible "
+      "or reordering characters as \\uXXXX, cut past 200 bytes.");
+  m.def(
       "view_reach_problem",
       [](std::uint64_t offset, const std::vector<std::uint64_t>& shape, const std::vector<std::int64_t>& stride, std::uint64_t size) {
         return TreeReader::view_reach_problem(offset, shape, stride, size);

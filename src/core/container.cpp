@@ -47,18 +47,18 @@ std::uint64_t read_u64(simdjson::dom::element value, std::string_view tensor, st
     }
     case element_type::DOUBLE: {
       const double v = value.get_double().value_unsafe();
-      if (std::signbit(v)) raise(ErrorCode::NegativeNumber, where(tensor) + ": " + std::string(field) + " holds negative number " + simdjson::to_string(value));
-      raise(ErrorCode::FractionalNumber, where(tensor) + ": " + std::string(field) + " holds " + simdjson::to_string(value) + ", which is not written as an integer");
+      if (std::signbit(v)) raise(ErrorCode::NegativeNumber, where(tensor) + ": " + std::string(field) + " holds negative number " + shown_json(simdjson::to_string(value)));
+      raise(ErrorCode::FractionalNumber, where(tensor) + ": " + std::string(field) + " holds " + shown_json(simdjson::to_string(value)) + ", which is not written as an integer");
     }
     default:
-      raise(ErrorCode::WrongFieldType, where(tensor) + ": " + std::string(field) + " must hold numbers, found " + simdjson::to_string(value));
+      raise(ErrorCode::WrongFieldType, where(tensor) + ": " + std::string(field) + " must hold numbers, found " + shown_json(simdjson::to_string(value)));
   }
 }
 
 std::vector<std::uint64_t> read_u64_array(simdjson::dom::element value, std::string_view tensor, std::string_view field) {
   simdjson::dom::array array;
   if (value.get_array().get(array)) {
-    raise(ErrorCode::WrongFieldType, where(tensor) + ": " + std::string(field) + " must be an array, found " + simdjson::to_string(value));
+    raise(ErrorCode::WrongFieldType, where(tensor) + ": " + std::string(field) + " must be an array, found " + shown_json(simdjson::to_string(value)));
   }
   std::vector<std::uint64_t> out;
   out.reserve(array.size());
@@ -87,7 +87,7 @@ void check_entry_values(const TensorInfo& info) {
 TensorInfo read_entry(std::string_view name, simdjson::dom::element value) {
   simdjson::dom::object entry;
   if (value.get_object().get(entry)) {
-    raise(ErrorCode::EntryNotObject, where(name) + ": entry must be an object, found " + simdjson::to_string(value));
+    raise(ErrorCode::EntryNotObject, where(name) + ": entry must be an object, found " + shown_json(simdjson::to_string(value)));
   }
   TensorInfo info;
   info.name = std::string(name);
@@ -101,7 +101,7 @@ TensorInfo read_entry(std::string_view name, simdjson::dom::element value) {
       once(seen_dtype, field.key);
       std::string_view text;
       if (field.value.get_string().get(text)) {
-        raise(ErrorCode::WrongFieldType, where(name) + ": dtype must be a string, found " + simdjson::to_string(field.value));
+        raise(ErrorCode::WrongFieldType, where(name) + ": dtype must be a string, found " + shown_json(simdjson::to_string(field.value)));
       }
       const auto dtype = parse_dtype(text);
       if (!dtype) raise(ErrorCode::UnknownDtype, where(name) + ": unknown dtype " + quote_name(text));
@@ -142,14 +142,14 @@ void read_metadata(simdjson::dom::element value, Header& header, std::span<Unesc
   if (value.is_null()) return;
   simdjson::dom::object object;
   if (value.get_object().get(object)) {
-    raise(ErrorCode::MetadataNotObject, "__metadata__ must be an object of strings, found " + simdjson::to_string(value));
+    raise(ErrorCode::MetadataNotObject, "__metadata__ must be an object of strings, found " + shown_json(simdjson::to_string(value)));
   }
   header.has_metadata = true;
   header.metadata.reserve(object.size());
   for (auto field : object) {
     std::string_view text;
     if (field.value.get_string().get(text)) {
-      raise(ErrorCode::MetadataNotString, "__metadata__ key " + quote_name(field.key) + " must have a string value, found " + simdjson::to_string(field.value));
+      raise(ErrorCode::MetadataNotString, "__metadata__ key " + quote_name(field.key) + " must have a string value, found " + shown_json(simdjson::to_string(field.value)));
     }
     const auto given = std::find_if(unescaped.begin(), unescaped.end(), [&](const Unescaped& u) { return !u.used && u.key == field.key; });
     if (given != unescaped.end()) {
@@ -442,7 +442,7 @@ Header parse_checked_header_text(std::string_view json, std::uint64_t data_size)
     raise(ErrorCode::HeaderNotJson, std::string("header is not valid JSON: ") + simdjson::error_message(err));
   }
   simdjson::dom::object object;
-  if (root.get_object().get(object)) raise(ErrorCode::HeaderNotObject, "header must be a JSON object, found " + simdjson::to_string(root));
+  if (root.get_object().get(object)) raise(ErrorCode::HeaderNotObject, "header must be a JSON object, found " + shown_json(simdjson::to_string(root)));
 
   Header header;
   header.header_size = n;
@@ -498,11 +498,5 @@ void append_json_string(std::string& out, std::string_view utf8) {
 }
 
 bool is_valid_utf8(std::string_view bytes) { return simdjson::validate_utf8(bytes.data(), bytes.size()); }
-
-std::string quote_name(std::string_view name) {
-  std::string out;
-  append_json_string(out, name);
-  return out;
-}
 
 }  // namespace safestructures

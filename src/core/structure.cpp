@@ -23,7 +23,9 @@ namespace {
 // Too large for the header: the schema moves into a tensor and the metadata keeps a pointer to it.
 void spill(StructuredLayout& plan, std::string schema_document, std::uint64_t max_header_size, bool checksums) {
   plan.spilled_schema = std::move(schema_document);
-  plan.metadata.back().second = schema_envelope_head() + ",\"spill\":" + quote_name(schema_spill_tensor) + "}";
+  std::string pointer = schema_envelope_head() + ",\"spill\":";
+  append_json_string(pointer, schema_spill_tensor);
+  plan.metadata.back().second = pointer + "}";
   plan.tensors.push_back(WriteTensor{std::string(schema_spill_tensor), Dtype::U8, {plan.spilled_schema.size()},
                                      reinterpret_cast<const std::byte*>(plan.spilled_schema.data()), {}});
   plan.layout = plan_layout(plan.tensors, &plan.metadata, max_header_size, {}, checksums);

@@ -78,7 +78,7 @@ def test_case_20_warnings_name_paths_under_long_keys_briefly(tmp_path: Path) -> 
     outcome = run_attack(tmp_path, crafted.changed_objects_under_long_keys(20, 100_000, 200), WARNINGS_OF_A_CHANGED_CLASS)
     assert outcome["outcome"] == "ok", outcome
     count, longest, first, last, values_kept = outcome["result"]
-    where = "$" + "".join(f'["{level:03}{"k" * 61}"...]' for level in reversed(range(20)))
+    where = "$" + "".join(f'["{level:03}{"k" * 61}"... (100000 bytes)]' for level in reversed(range(20)))
     what = "class '__main__.P' no longer declares field 'y', which the file has: dropped"
     assert (count, longest, values_kept) == (200, len(last), True)
     assert first == f"at {where}[0]: {what}" and last == f"at {where}[199]: {what}"
