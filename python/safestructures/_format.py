@@ -54,6 +54,8 @@ TAG: Any = SimpleNamespace(**{kind_id: tag for kind_id, (_, tag) in _KINDS.items
 KIND: Any = SimpleNamespace(**{kind_id: name for kind_id, (name, _) in _KINDS.items()})
 # Tagged nodes that name a tensor of the file: a tensor, or bytes stored in one.
 TENSOR_TAGS: frozenset[str] = frozenset((TAG.Tensor, TAG.Bytes, TAG.ByteArray))
+# Tagged nodes of torch's own values, which come back as records where torch is not imported.
+TORCH_VALUE_TAGS: frozenset[str] = frozenset((TAG.TorchDtype, TAG.TorchDevice, TAG.TorchSize))
 
 
 # The members of tensor and bytes nodes (docs/format.md sections 5.2 and 5.4) and the member naming a record's class,

@@ -13,18 +13,30 @@ GENERIC_TYPE = "__safestructures_type__"
 
 class Record:
     """An object of a class the load was not allowed to rebuild (a dataclass, a registered type): its type name
-    and its fields. Fields are read as attributes (``r.x``) or items (``r["x"]``)."""
+    and its fields. Fields are read as attributes (``r.x``) or items (``r["x"]``).
 
-    __slots__ = ("_type", "_fields")
+    A record saves back as the node it was loaded from (``kind``), so that a file loaded without its classes and saved
+    again still loads with them: an object's attributes, a class's ``to_data`` value (field ``data``), a plugin's
+    value, extra fields and tensors (fields ``value``, its extras, ``tensors``). A record made by hand (``kind`` None)
+    saves as a dataclass's fields."""
 
-    def __init__(self, type_name: str, fields: dict[str, Any]) -> None:
+    __slots__ = ("_type", "_fields", "_kind")
+
+    def __init__(self, type_name: str, fields: dict[str, Any], *, kind: str | None = None) -> None:
         object.__setattr__(self, "_type", type_name)
         object.__setattr__(self, "_fields", dict(fields))
+        object.__setattr__(self, "_kind", kind)
 
     @property
     def type_name(self) -> str:
         """The saved class's name, ``module.QualName``."""
         return self._type
+
+    @property
+    def kind(self) -> str | None:
+        """The tag of the node the record was loaded from, which a save writes again; None for a record made by hand
+        (saved as a dataclass)."""
+        return self._kind
 
     def __getattr__(self, name: str) -> Any:
         if name in Record.__slots__:  # not set yet (an instance made without __init__): no field lookup, no recursion
@@ -72,11 +84,16 @@ class Record:
     def __reduce__(self) -> Any:
         # copy, deepcopy and pickle rebuild it through __init__ (their default sets the slots through __setattr__,
         # which stores fields).
-        return (Record, (self._type, self._fields))
+        return (_record, (self._type, self._fields, self._kind))
 
     def __repr__(self) -> str:
         inner = ", ".join(f"{k}={v!r}" for k, v in self._fields.items())
         return f"Record({self._type!r}{', ' if inner else ''}{inner})"
+
+
+def _record(type_name: str, fields: dict[str, Any], kind: str | None) -> Record:
+    """A record rebuilt by copy or pickle."""
+    return Record(type_name, fields, kind=kind)
 
 
 class NamedRecord(tuple):  # type: ignore[type-arg]

@@ -11,7 +11,8 @@ from typing import Any, TypeVar, overload
 
 from ._errors import UnknownTypeError, shown
 from ._evolve import dataclass_values, declared_slots, namedtuple_items, slotted_attrs
-from ._format import FIELD, TAG
+from . import plugins
+from ._format import FIELD, TAG, TORCH_VALUE_TAGS
 from ._records import GENERIC_TYPE, NamedRecord, Record, generic_subclass, is_generic_subclass
 
 __all__ = ["construct_object", "reduce_object", "register", "resolver", "type_name"]
@@ -143,7 +144,7 @@ def reduce_object(obj: Any) -> tuple[str, dict[str, Any]] | None:
     cls = type(obj)
     # The generic stand-ins of a load save back as what they stand for: loading and saving again loses nothing.
     if cls is Record:
-        return TAG.Dataclass, {FIELD.type: obj.type_name, "fields": obj.asdict()}
+        return _record_node(obj)
     if cls is NamedRecord:
         return TAG.NamedTuple, {FIELD.type: obj.type_name, "fields": list(obj._fields), "items": list(obj)}
     stand_in = obj.__dict__.get(GENERIC_TYPE) if is_generic_subclass(cls) else None
@@ -169,6 +170,25 @@ def reduce_object(obj: Any) -> tuple[str, dict[str, Any]] | None:
     if cls in _BY_TYPE:
         return kind, {FIELD.type: name, "attrs": _attributes(obj)}
     return None
+
+
+def _record_node(record: Record) -> tuple[str, dict[str, Any]]:
+    """The node a record saves as: the one it was loaded from (a dataclass's when made by hand)."""
+    kind, fields = record.kind, record.asdict()
+    if kind is None or kind == TAG.Dataclass:
+        return TAG.Dataclass, {FIELD.type: record.type_name, "fields": fields}
+    if kind == TAG.Object:
+        return kind, {FIELD.type: record.type_name, "attrs": fields}
+    if kind == TAG.Ext:
+        if set(fields) != {"data"}:
+            raise TypeError(f"a record of a to_data value ({record.type_name}) holds the one field 'data', not {sorted(fields)}")
+        return kind, {FIELD.type: record.type_name, "data": fields["data"]}
+    if kind == TAG.Plugin:
+        return plugins.record_node(record.type_name, fields)
+    if kind in TORCH_VALUE_TAGS:
+        return kind, fields
+    raise TypeError(f"a record's kind must be None or the tag of an object, dataclass, to_data, plugin or torch value "
+                    f"node, not {kind!r}")
 
 
 def registered_names() -> dict[str, type]:
@@ -324,13 +344,13 @@ def construct_object(tag: str, fields: dict[str, Any], context: dict[str, Any]) 
         return tuple.__new__(cls, namedtuple_items(cls, name, field_names, items, _renames(cls), context))
     if tag == TAG.Ext:
         if cls is None:
-            return Record(name, {"data": fields.get("data")})
+            return Record(name, {"data": fields.get("data")}, kind=tag)
         return _BY_TYPE[cls].from_data(fields.get("data"))  # type: ignore[misc]  # node_kind checked it has one
     # What is left is a dataclass (its 'fields') or an object (its 'attrs', if any) over an optional built-in base.
     dataclass = tag == TAG.Dataclass
     attrs = _attribute_map(fields, "fields" if dataclass else "attrs")
     if cls is None:
-        return Record(name, attrs) if base is None else _generic(base, name, fields.get("value"), attrs)
+        return Record(name, attrs, kind=tag) if base is None else _generic(base, name, fields.get("value"), attrs)
     values = dataclass_values(cls, name, attrs, _renames(cls), context) if dataclass else None
     obj = _new(cls, base, fields.get("value"))
     if values is not None:

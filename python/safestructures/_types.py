@@ -20,7 +20,7 @@ from typing import Any
 
 from . import _registry, plugins
 from ._errors import UnknownTypeError
-from ._format import FIELD, TAG
+from ._format import FIELD, TAG, TORCH_VALUE_TAGS
 from ._records import Record
 
 __all__ = ["CONSTRUCT", "FACTORIES", "classify", "factory_name", "reduce"]
@@ -191,7 +191,7 @@ def _torch_value(tag: str, fields: dict[str, Any], context: dict[str, Any]) -> A
         if context.get("strict"):
             raise UnknownTypeError(f"the file holds a {tag}, and torch is not imported (import torch first, or load "
                                    "with framework='torch')")
-        return Record(tag, dict(fields))
+        return Record(tag, dict(fields), kind=tag)
     from .frameworks import require
 
     return require("torch").construct_value(tag, fields)
@@ -227,7 +227,7 @@ def _plugin(fields: dict[str, Any], context: dict[str, Any]) -> Any:
     if plugin is None:
         if context.get("strict"):
             raise UnknownTypeError(f"the file names plugin type {name!r}, and no plugin passed to this load handles it")
-        return Record(name, {"value": plugins.unwrap_nested(fields.get("value")), **plugins.unwrap_nested(plugins.node_extra(fields))})
+        return plugins.record_of(name, fields)
     return plugins.construct_with(plugin, fields)
 
 
@@ -236,7 +236,7 @@ CONSTRUCT: dict[str, Callable[[dict[str, Any], dict[str, Any]], Any]] = {
     **{tag: (lambda build: lambda fields, context: build(fields))(build) for tag, build in _PLAIN.items()},
     **{tag: functools.partial(_registry.construct_object, tag)
        for tag in (TAG.Dataclass, TAG.NamedTuple, TAG.Enum, TAG.Object, TAG.Ext)},
-    **{tag: functools.partial(_torch_value, tag) for tag in (TAG.TorchDtype, TAG.TorchDevice, TAG.TorchSize)},
+    **{tag: functools.partial(_torch_value, tag) for tag in TORCH_VALUE_TAGS},
     TAG.Plugin: _plugin,
     TAG.Nested: lambda fields, context: plugins.Nested(fields.get("v")),
 }

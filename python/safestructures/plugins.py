@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any, Union
 
 from ._format import FIELD, TAG
+from ._records import Record
 
 __all__ = ["DataProcessor", "TensorProcessor"]
 
@@ -212,11 +213,47 @@ def node_extra(fields: dict[str, Any]) -> dict[str, Any]:
     return extra
 
 
-def construct_with(plugin_cls: type[DataProcessor], fields: dict[str, Any]) -> Any:
-    """Rebuild a "plugin" node through its plugin's ``deserialize``."""
+def _tensors(fields: dict[str, Any]) -> dict[str, Any]:
     tensors = fields.get("tensors", {})
-    extra = node_extra(fields)
     if type(tensors) is not dict:
         raise TypeError("a plugin node's 'tensors' must be an object")
+    return tensors
+
+
+def record_of(type_name: str, fields: dict[str, Any]) -> Record:
+    """What a "plugin" node that no plugin of the load handles comes back as: a record of its value (nested children
+    as themselves), its extra fields and, where it has them, its tensors, which saves back as the same node."""
+    extra = node_extra(fields)
+    if "tensors" in extra:
+        # The record's field "tensors" is the node's own, so that it saves back to its place.
+        raise TypeError(f"the plugin node's extra field 'tensors' has no place in a record of it: load it with its "
+                        f"plugin ({type_name})")
+    record = {"value": unwrap_nested(fields.get("value")), **unwrap_nested(extra)}
+    tensors = _tensors(fields)
+    if tensors:
+        record["tensors"] = tensors
+    return Record(type_name, record, kind=TAG.Plugin)
+
+
+def record_node(type_name: str, fields: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """The "plugin" node a record of one (record_of) saves as. Its nested children are saved in place, which a
+    plugin's ``serializer.deserialize`` takes as it takes them nested."""
+    if "value" not in fields:
+        raise TypeError(f"a record of a plugin's value ({type_name}) needs its field 'value'")
+    extra = {k: v for k, v in fields.items() if k not in ("value", "tensors")}
+    if any(key in extra for key in RESERVED_EXTRA):
+        raise TypeError(f"a record of a plugin's value ({type_name}) cannot hold the field 'data_type'")
+    node: dict[str, Any] = {FIELD.type: type_name, "value": fields["value"]}
+    if extra:
+        node["extra"] = extra
+    if "tensors" in fields:
+        node["tensors"] = fields["tensors"]
+    return TAG.Plugin, node
+
+
+def construct_with(plugin_cls: type[DataProcessor], fields: dict[str, Any]) -> Any:
+    """Rebuild a "plugin" node through its plugin's ``deserialize``."""
+    tensors = _tensors(fields)
+    extra = node_extra(fields)
     plugin = plugin_cls(_Serializer(Mode.LOAD, tensors))
     return plugin.deserialize(fields.get("value"), **extra)
