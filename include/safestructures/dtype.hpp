@@ -64,6 +64,16 @@ std::optional<Dtype> parse_dtype(std::string_view name);
 // whole bytes.
 std::optional<std::uint64_t> dtype_storage_bytes(Dtype d, std::uint64_t elements);
 
+// The dtypes a tensor node may name ("dtype") for an array stored as the raw bytes of a 1-D U8 tensor (format.md 5.4):
+// ml_dtypes' types safetensors lacks, by name; torch's complex32; a numeric, string or datetime dtype by its numpy
+// type string ("<c16", ">i4", "|b1", "<U5", "|S3", "<M8[ns]": byte order, kind, size, a unit), never an object or a
+// structured one, whose bytes would be pointers or fields; and the numpy names of the safetensors dtypes.
+inline constexpr std::string_view ml_dtypes_byte_names[] = {"int2", "int4", "uint2", "uint4", "float8_e3m4", "float8_e4m3",
+                                                            "float8_e4m3b11fnuz"};
+inline constexpr std::string_view torch_complex32_name = "torch.complex32";
+// The bytes of one element of such a dtype (a U string's 4 per character), or nullopt for a name none of these is.
+std::optional<std::uint64_t> byte_dtype_item_size(std::string_view name);
+
 // Sub-byte types (F4, F6_*) are packed as a little-endian bit stream: element i occupies bits [i*b, (i+1)*b) counting
 // from bit 0 of byte 0. For F4 this is the usual "element 0 in the low nibble" layout. `codes` holds one element per
 // byte in its low bits (how ml_dtypes stores them); the upper bits must be zero.

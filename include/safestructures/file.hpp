@@ -47,9 +47,10 @@ class Tensor {
   // The framework the tensor was saved from ("numpy", "torch", ...); empty in a plain safetensors file.
   std::string_view framework() const { return framework_; }
   // The exact numpy dtype when it is not the stored one (">i4", "<c16", "int4"...): the bytes are then those of that
-  // dtype, and logical_shape() gives its shape. Empty otherwise.
+  // dtype, and logical_shape() gives its shape, checked to fill bytes() exactly (byte_dtype_item_size() gives the
+  // size of its elements). Empty otherwise.
   std::string_view numpy_dtype() const { return numpy_dtype_; }
-  // The node's own "shape" where it has one (an exact numpy dtype, a view), else shape().
+  // The node's own "shape" where it has one (an array stored as U8 bytes of its numpy dtype, a view), else shape().
   const std::vector<std::uint64_t>& logical_shape() const { return logical_shape_ ? *logical_shape_ : info_->shape; }
   // True for a node that views part of another tensor's storage (torch views, section 5.4): view_offset(),
   // logical_shape() and view_stride() (in elements of dtype()) say which elements of bytes() it holds, checked to lie
@@ -160,6 +161,8 @@ class TreeNode {
   // The file's tensor `name` (the schema's reference to it), which must exist.
   const TensorInfo& find_tensor(std::string_view name) const;
   [[noreturn]] void wrong_kind(std::string_view wanted) const;
+  // Raises unless a tensor's dtype other than its stored one fills its bytes as its shape says.
+  void check_named_dtype(const Tensor& t) const;
   TreeNode child(std::uint32_t index, std::shared_ptr<const tree_detail::PathPart> part) const;
   // Index of the first item (or member) of a sequence's or mapping's items and their count.
   std::uint32_t first_item(std::uint32_t& count) const;

@@ -402,6 +402,18 @@ NB_MODULE(_core, m) {
   m.attr("DTYPES") = dtypes;
 
   m.attr("FORMAT") = format_table();
+  nb::list ml_names;
+  for (const std::string_view name : ml_dtypes_byte_names) ml_names.append(py_str(name));
+  m.attr("ML_DTYPES_BYTE_NAMES") = nb::tuple(ml_names);
+  m.def(
+      "byte_dtype_item_size",
+      [](const std::string& name) -> nb::object {
+        const auto size = byte_dtype_item_size(name);
+        return size ? nb::object(nb::int_(*size)) : nb::object(nb::none());
+      },
+      "name"_a,
+      "The bytes of one element of a dtype a tensor node may name for an array stored as U8 bytes (an ml_dtypes name, "
+      "torch.complex32, a numpy type string, a safetensors dtype's numpy name), or None for any other name.");
 
   m.def("read_file", &py_read_file, "path"_a, "max_header_size"_a = default_max_header_size,
         "Map a safetensors file and validate its header.\n\n"

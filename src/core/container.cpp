@@ -24,15 +24,6 @@ constexpr std::size_t small_metadata = 8;
 // Parsers whose buffers grew past this are not kept for the next call.
 constexpr std::size_t retained_parser_capacity = 16 << 20;
 
-std::string shape_text(const std::vector<std::uint64_t>& shape) {
-  std::string s = "[";
-  for (std::size_t i = 0; i < shape.size(); ++i) {
-    if (i) s += ", ";
-    s += std::to_string(shape[i]);
-  }
-  return s + "]";
-}
-
 std::string where(std::string_view tensor) { return "tensor " + quote_name(tensor); }
 
 // Reads a JSON number that must be a non-negative integer, naming the field in errors.
@@ -464,6 +455,15 @@ Header parse_checked_header_text(std::string_view json, std::uint64_t data_size)
 }
 
 }  // namespace
+
+std::string shape_text(const std::vector<std::uint64_t>& shape) {
+  std::string s = "[";
+  for (std::size_t i = 0; i < shape.size(); ++i) {
+    if (i) s += ", ";
+    s += std::to_string(shape[i]);
+  }
+  return s + "]";
+}
 
 void append_json_escaped(std::string& out, std::string_view utf8) {
   char buffer[6];

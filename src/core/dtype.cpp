@@ -1,6 +1,8 @@
 // Dtype name lookup, storage sizes, and the bit packing of sub-byte dtypes.
 #include "safestructures/dtype.hpp"
 
+#include <algorithm>
+
 #include "safestructures/error.hpp"
 
 namespace safestructures {
@@ -16,6 +18,35 @@ std::optional<std::uint64_t> dtype_storage_bytes(Dtype d, std::uint64_t elements
   std::uint64_t bits = 0;
   if (__builtin_mul_overflow(elements, std::uint64_t{dtype_bits(d)}, &bits) || bits % 8 != 0) return std::nullopt;
   return bits / 8;
+}
+
+std::optional<std::uint64_t> byte_dtype_item_size(std::string_view name) {
+  for (const auto& traits : dtype_traits) {
+    if (traits.numpy_name == name) return traits.bits < 8 ? 1 : traits.bits / 8;  // ml_dtypes keeps a byte per element
+  }
+  for (const std::string_view ml_name : ml_dtypes_byte_names) {
+    if (ml_name == name) return 1;
+  }
+  if (name == torch_complex32_name) return 4;
+  // [<>|=]?[biufcUSMm]\d{1,3}, then for datetimes an optional [count unit].
+  std::string_view rest = name;
+  if (!rest.empty() && (rest[0] == '<' || rest[0] == '>' || rest[0] == '|' || rest[0] == '=')) rest.remove_prefix(1);
+  if (rest.empty() || std::string_view("biufcUSMm").find(rest[0]) == std::string_view::npos) return std::nullopt;
+  const char kind = rest[0];
+  rest.remove_prefix(1);
+  std::uint64_t size = 0;
+  std::size_t digits = 0;
+  while (digits < rest.size() && rest[digits] >= '0' && rest[digits] <= '9') size = size * 10 + static_cast<std::uint64_t>(rest[digits++] - '0');
+  if (digits == 0 || digits > 3) return std::nullopt;
+  rest.remove_prefix(digits);
+  if (!rest.empty()) {
+    if (rest.front() != '[' || rest.back() != ']') return std::nullopt;
+    std::string_view unit = rest.substr(1, rest.size() - 2);
+    while (!unit.empty() && unit.front() >= '0' && unit.front() <= '9') unit.remove_prefix(1);
+    static constexpr std::string_view units[] = {"Y", "M", "W", "D", "h", "m", "s", "ms", "us", "ns", "ps", "fs", "as"};
+    if (std::find(std::begin(units), std::end(units), unit) == std::end(units)) return std::nullopt;
+  }
+  return kind == 'U' ? size * 4 : size;
 }
 
 std::vector<std::byte> pack_sub_byte(Dtype d, std::span<const std::uint8_t> codes) {

@@ -2,6 +2,7 @@
 #include "safestructures/file.hpp"
 
 #include <charconv>
+#include <limits>
 #include <unordered_set>
 
 #include "safestructures/codec.hpp"
@@ -250,7 +251,9 @@ Tensor TreeNode::as_tensor() const {
     t.view_offset_ = view.offset;
     t.logical_shape_ = std::move(view.shape);
     t.view_stride_ = std::move(view.stride);
-  } else if (const std::size_t shape = tape.member(index_, field::shape); shape != Tape::npos) {
+  } else if (const std::size_t shape = tape.member(index_, field::shape); shape != Tape::npos && !t.numpy_dtype_.empty() && t.dtype() == Dtype::U8) {
+    // An array of a dtype safetensors lacks, stored as its bytes: the node's shape is its own. (Elsewhere a node's
+    // shape is ignored, as the Python loads ignore it: the stored tensor's is the shape.)
     if (tape[shape].kind != NodeKind::Array) fail(ErrorCode::SchemaInvalid, "a tensor's \"shape\" must be an array of integers");
     t.logical_shape_.emplace();
     for (std::size_t c = shape + 1; c < tape[shape].end; ++c) {
@@ -258,7 +261,31 @@ Tensor TreeNode::as_tensor() const {
       t.logical_shape_->push_back(static_cast<std::uint64_t>(tape[c].integer));
     }
   }
+  if (!t.numpy_dtype_.empty() && t.numpy_dtype_ != dtype_traits[static_cast<std::size_t>(t.dtype())].numpy_name) check_named_dtype(t);
   return t;
+}
+
+void TreeNode::check_named_dtype(const Tensor& t) const {
+  // A dtype other than the stored one, which a caller reads the bytes as: its elements must fill them exactly (a
+  // view's, the storage's elements), or a caller trusting logical_shape() would read past bytes(). The Python loads
+  // refuse the same nodes.
+  const auto item = byte_dtype_item_size(t.numpy_dtype_);
+  if (!item) fail(ErrorCode::SchemaInvalid, "dtype " + quote_name(t.numpy_dtype_) + " is not one that safestructures stores");
+  if (t.is_view() || dtype_is_sub_byte(t.dtype())) {
+    if (dtype_is_sub_byte(t.dtype()) || *item != dtype_bits(t.dtype()) / 8) {
+      fail(ErrorCode::SchemaInvalid, "dtype " + quote_name(t.numpy_dtype_) + " does not match the stored dtype " + std::string(dtype_name(t.dtype())));
+    }
+    return;
+  }
+  std::uint64_t bytes = *item;
+  for (const std::uint64_t n : t.logical_shape()) {
+    if (__builtin_mul_overflow(bytes, n, &bytes)) bytes = std::numeric_limits<std::uint64_t>::max();
+  }
+  if (bytes != t.bytes().size()) {
+    fail(ErrorCode::SchemaInvalid, "shape " + shape_text(t.logical_shape()) + " of " + quote_name(t.numpy_dtype_) + " needs " +
+                                       (bytes == std::numeric_limits<std::uint64_t>::max() ? std::string("more than 2^64") : std::to_string(bytes)) +
+                                       " bytes, the tensor holds " + std::to_string(t.bytes().size()));
+  }
 }
 
 std::uint32_t TreeNode::first_item(std::uint32_t& count) const {

@@ -112,6 +112,26 @@ std::vector<std::uint8_t> packed_values(const std::vector<std::byte>& bytes) {
   return out;
 }
 
+TEST(Dtype, ItemSizesOfTheDtypesStoredAsBytes) {
+  EXPECT_EQ(byte_dtype_item_size("<c16"), 16u);
+  EXPECT_EQ(byte_dtype_item_size(">i4"), 4u);
+  EXPECT_EQ(byte_dtype_item_size("|b1"), 1u);
+  EXPECT_EQ(byte_dtype_item_size("f8"), 8u);
+  EXPECT_EQ(byte_dtype_item_size("<U5"), 20u);  // UCS-4
+  EXPECT_EQ(byte_dtype_item_size("|S3"), 3u);
+  EXPECT_EQ(byte_dtype_item_size("<M8[ns]"), 8u);
+  EXPECT_EQ(byte_dtype_item_size("<m8[25s]"), 8u);
+  EXPECT_EQ(byte_dtype_item_size("int4"), 1u);
+  EXPECT_EQ(byte_dtype_item_size("float8_e4m3b11fnuz"), 1u);
+  EXPECT_EQ(byte_dtype_item_size("torch.complex32"), 4u);
+  EXPECT_EQ(byte_dtype_item_size("bfloat16"), 2u);
+  EXPECT_EQ(byte_dtype_item_size("float4_e2m1fn"), 1u);  // ml_dtypes keeps a byte per element
+  // Objects, structures, sizes past three digits, other units, anything else.
+  for (const char* name : {"|O8", "O", "V16", "|V4", "<i1234", "<i", "i4x", "<M8[fortnight]", "<M8[ns", "float128", "torch.float32", "", "<"}) {
+    EXPECT_EQ(byte_dtype_item_size(name), std::nullopt) << name;
+  }
+}
+
 TEST(SubByte, F4ElementZeroInLowNibble) {
   const std::vector<std::uint8_t> codes{0x1, 0x2};
   EXPECT_EQ(packed_values(pack_sub_byte(Dtype::F4, codes)), (std::vector<std::uint8_t>{0x21}));

@@ -189,6 +189,41 @@ TEST(FileApi, ViewsAreCheckedAgainstTheirStorage) {
   EXPECT_TRUE(refused(R"("offset":0,"shape":[1],"stride":[1.5])", "\"stride\""));
 }
 
+TEST(FileApi, DtypesOtherThanTheStoredOneAreCheckedAgainstItsBytes) {
+  const Bytes raw = test::iota_bytes(32);
+  const std::vector<float> w{0, 1, 2, 3};
+  const auto tensor = [&](std::string_view fields, Dtype stored = Dtype::U8) {
+    const std::span<const std::byte> bytes = stored == Dtype::U8 ? std::span<const std::byte>(raw) : test::bytes_of(w);
+    const std::vector<std::uint64_t> shape{stored == Dtype::U8 ? 32u : 4u};
+    return open_json(R"({"t":{"$":"tensor","name":"t","fw":"numpy",)" + std::string(fields) + "}}", {tensor_of("t", stored, shape, bytes)})
+        .root()["t"]
+        .as_tensor();
+  };
+  EXPECT_EQ(tensor(R"("dtype":"<c16","shape":[2])").logical_shape(), (std::vector<std::uint64_t>{2}));
+  EXPECT_EQ(tensor(R"("dtype":"<U2","shape":[2,2])").logical_shape(), (std::vector<std::uint64_t>{2, 2}));
+  EXPECT_EQ(tensor(R"("dtype":"int4","shape":[32])").logical_shape(), (std::vector<std::uint64_t>{32}));
+  EXPECT_EQ(tensor(R"("dtype":"<M8[ns]","shape":[4])").logical_shape(), (std::vector<std::uint64_t>{4}));
+  EXPECT_EQ(tensor(R"("dtype":">f4")", Dtype::F32).logical_shape(), (std::vector<std::uint64_t>{4}));
+  // A node's shape beside no dtype of its own is not the tensor's, as the Python loads read it.
+  EXPECT_EQ(tensor(R"("shape":[1000000])", Dtype::F32).logical_shape(), (std::vector<std::uint64_t>{4}));
+  // Crafted: a shape whose elements would reach past the 32 bytes, a dtype the format never names, a dtype whose
+  // elements differ in size from the stored ones.
+  const auto refused = [&](std::string_view fields, std::string_view message, Dtype stored = Dtype::U8) {
+    return fails_with([&] { (void)tensor(fields, stored); }, ErrorCode::SchemaInvalid, {R"(at $["t"]: )", message});
+  };
+  EXPECT_TRUE(refused(R"("dtype":"<c16","shape":[1000])", R"(shape [1000] of "<c16" needs 16000 bytes, the tensor holds 32)"));
+  EXPECT_TRUE(refused(R"("dtype":"<c16","shape":[4611686018427387904,4])", "needs more than 2^64 bytes"));
+  EXPECT_TRUE(refused(R"("dtype":"<c16")", R"(shape [32] of "<c16" needs 512 bytes)"));
+  EXPECT_TRUE(refused(R"("dtype":"|O8","shape":[4])", R"(dtype "|O8" is not one that safestructures stores)"));
+  EXPECT_TRUE(refused(R"("dtype":"V16","shape":[2])", "is not one that safestructures stores"));
+  EXPECT_TRUE(refused(R"("dtype":">i8")", R"(shape [4] of ">i8" needs 32 bytes, the tensor holds 16)", Dtype::F32));
+  const std::span<const std::byte> storage = test::bytes_of(w);
+  const auto view = open_json(R"({"a":{"$":"tensor","name":"a","fw":"torch"},"b":{"$":"tensor","fw":"torch","storage":"a","dtype":"<c16",)"
+                              R"("offset":0,"shape":[1],"stride":[1]}})",
+                              {tensor_of("a", Dtype::F32, {4}, storage)});
+  EXPECT_TRUE(fails_with([&] { (void)view.root()["b"].as_tensor(); }, ErrorCode::SchemaInvalid, {R"(dtype "<c16" does not match the stored dtype F32)"}));
+}
+
 TEST(FileApi, TensorsAreViewsOfTheBuffer) {
   const std::vector<float> w{1.0f, 2.0f, 3.0f, 4.0f, 5.0f, 6.0f};
   const Bytes blob = test::iota_bytes(100);

@@ -4,7 +4,6 @@ of dtypes safetensors lacks (stored as bytes with their numpy dtype in the schem
 from __future__ import annotations
 
 import functools
-import re
 from collections.abc import Callable
 from typing import Any
 
@@ -29,9 +28,6 @@ __all__ = [
 #: safetensors dtypes whose elements are smaller than a byte: ml_dtypes keeps one element per byte, the file packs them.
 SUB_BYTE = {name: bits for name, bits in DTYPE_BITS.items() if bits < 8}
 
-# numpy dtype strings a file may name for an array stored as bytes: byte order, kind, size, and a datetime unit.
-# Object ('O') and structured ('V') dtypes can never be named: building them from bytes would read pointers.
-_LOGICAL_DTYPE = re.compile(r"[<>|=]?[biufcUSMm]\d{1,3}(\[\d*(?:Y|M|W|D|h|m|s|ms|us|ns|ps|fs|as)\])?")
 
 
 @functools.cache
@@ -43,8 +39,7 @@ def _tables() -> tuple[dict[np.dtype[Any], str], dict[str, np.dtype[Any]], dict[
     to_dtype = {name: np.dtype(getattr(ml_dtypes, numpy_name, numpy_name)) for name, numpy_name in DTYPE_NUMPY_NAMES.items()}
     to_name = {dtype: name for name, dtype in to_dtype.items()}
     # ml_dtypes types safetensors has no dtype for, stored as bytes and named by their ml_dtypes name.
-    extras = {name: np.dtype(getattr(ml_dtypes, name))
-              for name in ("int2", "int4", "uint2", "uint4", "float8_e3m4", "float8_e4m3", "float8_e4m3b11fnuz") if hasattr(ml_dtypes, name)}
+    extras = {name: np.dtype(getattr(ml_dtypes, name)) for name in _core.ML_DTYPES_BYTE_NAMES if hasattr(ml_dtypes, name)}
     by_name = {dt.name: dt for dt in to_dtype.values()} | extras
     return to_name, to_dtype, by_name
 
@@ -79,7 +74,9 @@ def logical_dtype(name: Any) -> np.dtype[Any]:
     known = _tables()[2].get(name)
     if known is not None:
         return known
-    if not _LOGICAL_DTYPE.fullmatch(name):
+    # The core's rule of the dtypes a file may name (numpy type strings of numeric, string and datetime dtypes): never
+    # an object or structured dtype, which building from bytes would read pointers or fields from.
+    if not name.isascii() or _core.byte_dtype_item_size(name) is None or name.startswith("torch."):
         raise ValueError(f"dtype {quote(name)} is not one that safestructures stores")
     dtype = np.dtype(name)
     if dtype.hasobject or dtype.fields is not None or dtype.subdtype is not None:
