@@ -241,7 +241,7 @@ def load_file(
                 raise InvalidArgumentError("progress=True loads from a local path only, not from a file object or a URL")
             if source.kind == FILE and (source.data is not None or source.ranged):
                 # A file object or a URL: read whole, then loaded as bytes are.
-                data = source.data if source.data is not None else read_whole(source.ranged[0])
+                data = source.data if source.data is not None else read_whole(source.ranged[0], max_header_size)
                 _args, context = load_arguments(framework, device, plugins, types, strict, max_bytes, len(data))
                 structured, payload, metadata = _core.load_bytes(data, max_depth, max_nodes, max_header_size, context,
                                                                  verify)

@@ -1,0 +1,278 @@
+"""Crafted inputs of the eighth round's third helper (cases 53 on; docs/security.md's table lists them): HTTP servers
+and file objects that lie about what they send, recordings continued with mode="a", and what failed saves leave
+behind. Each attack has its legitimate twin, which must keep working."""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+import safestructures as ss
+from safestructures import InvalidFileError
+from safestructures._ranges import FIRST_READ
+
+MiB = 1 << 20
+_RANGE = re.compile(r"bytes=(\d+)-(\d*)$")
+
+
+# --- A server that lies ------------------------------------------------------------------------------------------------
+
+class Lies:
+    """How the hostile server answers a GET: ``mode`` is "flood200" (ignores Range, then sends the file and zeros without
+    end), "flood206" (the range's status and Content-Range, then the same flood), "shifted" (a Content-Range 8 bytes
+    on), "resized" (a Content-Range whose total is not the size HEAD gave), "no size" (HEAD and GET without a length)
+    or "honest". ``pages`` are served as text/html. ``sent`` counts the body bytes the server got out."""
+
+    def __init__(self, files: dict[str, bytes], mode: str, pages: dict[str, bytes] | None = None) -> None:
+        self.files, self.mode, self.pages = files, mode, pages or {}
+        self.sent = 0
+        self.lock = threading.Lock()
+
+
+@contextmanager
+def lying(lies: Lies) -> Iterator[str]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def _send(self, *chunks: bytes, flood: bool = False) -> None:
+            try:
+                for chunk in chunks:
+                    self.wfile.write(chunk)
+                    with lies.lock:
+                        lies.sent += len(chunk)
+                zeros = b"\0" * MiB
+                while flood:  # until the client hangs up (or 16 GiB: a test that hangs fails, not the machine)
+                    self.wfile.write(zeros)
+                    with lies.lock:
+                        lies.sent += MiB
+                        flood = lies.sent < 16 << 30
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+
+        def do_HEAD(self) -> None:
+            body = lies.files.get(self.path, lies.pages.get(self.path))
+            self.send_response(404 if body is None else 200)
+            if lies.mode != "no size" or body is None:
+                self.send_header("Content-Length", "0" if body is None else str(len(body)))
+            self.end_headers()
+
+        def do_GET(self) -> None:
+            if self.path in lies.pages:
+                self.send_response(200)
+                self.send_header("Content-Type", "text/html")
+                self.send_header("Connection", "close")
+                self.end_headers()
+                self._send(lies.pages[self.path], flood=lies.mode == "flood page")
+                return
+            body = lies.files.get(self.path)
+            if body is None:
+                self.send_response(404)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            found = _RANGE.match(self.headers.get("Range", ""))
+            begin = int(found.group(1)) if found else 0
+            end = min(int(found.group(2)) + 1, len(body)) if found and found.group(2) else len(body)
+            mode = lies.mode
+            if mode in ("flood200", "no size"):
+                self.send_response(200)
+            else:
+                self.send_response(206)
+                shift, total = (8, len(body)) if mode == "shifted" else (0, len(body) + (mode == "resized"))
+                self.send_header("Content-Range", f"bytes {begin + shift}-{end - 1 + shift}/{total}")
+            if mode.startswith("flood") or mode == "no size":
+                self.send_header("Connection", "close")
+                self.end_headers()
+                self._send(body[begin:end], flood=mode.startswith("flood"))
+                return
+            self.send_header("Content-Length", str(end - begin))
+            self.end_headers()
+            self._send(body[begin:end])
+
+    class Server(ThreadingHTTPServer):
+        daemon_threads = True
+
+        def handle_error(self, request: Any, client_address: Any) -> None:
+            pass  # a client hanging up on a flood is the point
+
+    server = Server(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+@pytest.fixture(scope="module")
+def served_file() -> tuple[dict[str, Any], bytes]:
+    pytest.importorskip("fsspec")
+    pytest.importorskip("aiohttp")
+    data = {"a": np.arange(100_000, dtype=np.float64), "b": np.arange(10, dtype=np.int32)}
+    return data, ss.save(data)
+
+
+# --- 53. a server that sends without end -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("mode", ["flood200", "flood206"])
+def test_case_53_a_server_flooding_a_load_is_cut_off(served_file: tuple[dict[str, Any], bytes], mode: str) -> None:
+    # Before: fsspec read each response whole: the load took 7.5 GiB in 15 s before it failed (8 GiB address space).
+    _data, raw = served_file
+    lies = Lies({"/m.safetensors": raw}, mode)
+    with lying(lies) as base:
+        url = f"{base}/m.safetensors"
+        with pytest.raises(OSError) as raised:
+            ss.load_file(url)
+        assert str(raised.value) == (f"[Errno 5] asked for bytes [0, {FIRST_READ}) of a file of {len(raw)} bytes, the "
+                                     f"server sent more than {FIRST_READ} bytes ({FIRST_READ + 1} at least): '{url}'"
+                                     if mode == "flood206" else
+                                     f"[Errno 5] asked for bytes [0, {FIRST_READ}) of a file of {len(raw)} bytes, the "
+                                     f"server ignored the range (status 200): it does not serve ranges?: '{url}'")
+        with pytest.raises(OSError, match=r"asked for bytes \[0, 65536\)"):
+            ss.open(url)
+    # What the server got out before the client hung up: the socket's buffers, not the flood.
+    assert lies.sent < 64 * MiB
+
+
+def test_case_53_a_server_flooding_a_directory_page_is_cut_off(served_file: tuple[dict[str, Any], bytes]) -> None:
+    # A URL with no file name is asked whether it is a directory: fsspec read the page whole (7.5 GiB before).
+    _data, raw = served_file
+    lies = Lies({}, "flood page", pages={"/model": b"<html>"})
+    with lying(lies) as base:
+        with pytest.raises(InvalidFileError) as raised:
+            ss.load_file(f"{base}/model", max_header_size=MiB)  # a page over the limit is a file: read by ranges
+    assert str(raised.value) == (f"{base}/model: 6 bytes, too small to be a safetensors file (the header's length alone "
+                                 "is 8)")
+    assert lies.sent < 64 * MiB
+
+
+def test_case_53_a_listing_page_of_plain_shards_loads(served_file: tuple[dict[str, Any], bytes]) -> None:
+    # The twin: a folder listed as links (as a plain web server lists one) holds the shards of one checkpoint.
+    safetensors_numpy = pytest.importorskip("safetensors.numpy")
+    first = safetensors_numpy.save({"x": np.arange(4.0)})
+    second = safetensors_numpy.save({"y": np.arange(3, dtype=np.int64)})
+    page = b'<html><a href="a.safetensors">a</a> <a href="/m/b.safetensors">b</a> <a href="../">up</a></html>'
+    lies = Lies({"/m/a.safetensors": first, "/m/b.safetensors": second}, "honest", pages={"/m": page})
+    with lying(lies) as base:
+        loaded = ss.load_file(f"{base}/m")
+    assert sorted(loaded) == ["x", "y"]
+    np.testing.assert_array_equal(loaded["x"], np.arange(4.0))
+    np.testing.assert_array_equal(loaded["y"], np.arange(3))
+
+
+# --- 54. a server whose ranges or sizes lie ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("mode", "why"), [
+    ("shifted", "the server sent bytes [8, 65544) instead"),
+    ("resized", "the server now says the file holds {size1} bytes (it changed, or the server lies)"),
+])
+def test_case_54_a_content_range_other_than_asked_is_refused(served_file: tuple[dict[str, Any], bytes], mode: str,
+                                                             why: str) -> None:
+    # Before: "shifted" bytes were taken as the asked ones: the load read a header length from the wrong bytes
+    # ("header length 7022349239403356795 exceeds the limit").
+    _data, raw = served_file
+    with lying(Lies({"/m.safetensors": raw}, mode)) as base:
+        url = f"{base}/m.safetensors"
+        with pytest.raises(OSError) as raised:
+            ss.open(url)
+    assert str(raised.value) == (f"[Errno 5] asked for bytes [0, 65536) of a file of {len(raw)} bytes, "
+                                 f"{why.format(size1=len(raw) + 1)}: '{url}'")
+
+
+def test_case_54_a_server_without_sizes_is_refused_clearly(served_file: tuple[dict[str, Any], bytes]) -> None:
+    # Before: TypeError from int(None), raised as an InvalidFileError ("TypeError: int() argument must be...").
+    _data, raw = served_file
+    with lying(Lies({"/m.safetensors": raw}, "no size")) as base:
+        url = f"{base}/m.safetensors"
+        with pytest.raises(OSError) as raised:
+            ss.open(url)
+    assert str(raised.value) == (f"[Errno 5] the server gives no size for the file (None), which a read by ranges "
+                                 f"needs: '{url}'")
+
+
+def test_case_54_a_claimed_size_past_the_data_is_refused_before_fetching(
+        served_file: tuple[dict[str, Any], bytes]) -> None:
+    # Before: load_file of a URL whose server claims 6 GiB for a file of 800 KB allocated the 6 GiB and sent 768
+    # requests (5.9 s, 6.2 GiB); now the header is read first and the core refuses the size.
+    from http_range_server import serving
+
+    data, raw = served_file
+    with serving({"/m.safetensors": raw}, claimed={"/m.safetensors": 6 << 30}) as (base, served):
+        with pytest.raises(InvalidFileError) as raised:
+            ss.load_file(f"{base}/m.safetensors")
+        assert str(raised.value) == (f'{base}/m.safetensors: {(6 << 30) - len(raw)} bytes follow the last tensor\'s '
+                                     'data (tensor "b")')
+        assert served.ranges == [(0, FIRST_READ)]
+    with serving({"/m.safetensors": raw}) as (base, served):  # the twin: the whole file in one request past the header
+        loaded = ss.load_file(f"{base}/m.safetensors")
+        np.testing.assert_array_equal(loaded["a"], data["a"])
+        assert served.bytes_served == len(raw)
+
+
+# --- 55. a file object whose read(), seek() or tell() lies -------------------------------------------------------------
+
+class _Lying(io.RawIOBase):
+    def __init__(self, raw: bytes, lie: str) -> None:
+        self._data, self._lie = io.BytesIO(raw), lie
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return self._lie != "unseekable str"
+
+    def seek(self, offset: int, whence: int = 0) -> Any:
+        at = self._data.seek(offset, whence)
+        return None if self._lie == "seek None" else at
+
+    def tell(self) -> Any:
+        return {"tell str": "0", "tell negative": -100}.get(self._lie, self._data.tell())
+
+    def read(self, size: int = -1) -> Any:
+        chunk = self._data.read(size)
+        if self._lie == "more":
+            return chunk + b"xx"
+        if self._lie in ("str", "unseekable str"):
+            return chunk.decode("latin-1")
+        return memoryview(chunk) if self._lie == "memoryview" else chunk
+
+
+@pytest.mark.parametrize(("lie", "message"), [
+    ("more", "read(8368) returned 8370 bytes, more than asked"),
+    ("str", "read() returned str, not bytes: a binary file object's read() gives bytes"),
+    ("unseekable str", "read() returned str, not bytes: a binary file object's read() gives bytes"),
+    ("seek None", "seek(0, SEEK_END) returned None, not a position in the file"),
+    ("tell str", "tell() returned '0', not a position in the file"),
+    ("tell negative", "tell() returned -100, not a position in the file"),
+])
+def test_case_55_a_lying_file_object_is_an_os_error_saying_so(lie: str, message: str) -> None:
+    # Before: "more" was reported as "the server ignored the range asked for"; the others as InvalidFileError
+    # ("TypeError: can't concat str to bytearray", "unsupported operand type(s) for -"), as if the file were bad.
+    raw = ss.save({"a": np.arange(1000, dtype=np.float64), "b": [1, 2]})
+    for route in (ss.load_file, lambda f: ss.open(f).load()):
+        with pytest.raises(OSError) as raised:
+            route(_Lying(raw, lie))
+        assert type(raised.value) is OSError
+        assert str(raised.value) == f"[Errno 5] {message}: '<_Lying>'"
+
+
+def test_case_55_a_memoryview_from_read_is_bytes() -> None:
+    raw = ss.save({"a": np.arange(1000, dtype=np.float64), "b": [1, 2]})
+    loaded = ss.load_file(_Lying(raw, "memoryview"))
+    assert loaded["b"] == [1, 2]
+    np.testing.assert_array_equal(loaded["a"], np.arange(1000, dtype=np.float64))
