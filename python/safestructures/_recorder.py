@@ -12,10 +12,11 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from . import _core, plugins as _plugins
-from ._errors import InvalidArgumentError, SafestructuresError
+from ._errors import InvalidArgumentError, InvalidFileError, SafestructuresError, raise_reading
 from ._flat import _check_metadata, _fspath
-from ._limits import DEFAULT_MAX_DEPTH
+from ._limits import DEFAULT_MAX_DEPTH, DEFAULT_MAX_HEADER_SIZE, DEFAULT_MAX_NODES
 from ._sharded import write_atomically
+from ._walkers import default_context
 
 __all__ = ["Recorder", "Stream"]
 
@@ -134,11 +135,32 @@ class Recorder:
         try:
             _core.finish_recording_commit(self._fd, self._fsync)  # a commit a killed writer left (its room too)
             self._writer = _core.RecordingWriter.continuing(self.path, metadata, self._reserve)
+            self._check_loads()
             # Data appended after the last commit is dropped.
             os.ftruncate(self._fd, self._writer.data_end)
-        except BaseException:
+        except BaseException as e:
             os.close(self._fd)
             self._fd = -1
+            self._raise_named(e)
+            raise
+
+    def _check_loads(self) -> None:
+        """Refuses to continue a recording that a load refuses (records appended to it would be in a file that nothing
+        reads): the load's own error, saying so. The load builds its records as numpy arrays (views of the file) and
+        stand-ins of classes (no registered class's code runs); a tensor numpy cannot hold is no fault of the file."""
+        where = f"{self.path}: mode='a' continues a recording that loads, and a load refuses this one"
+        context = {**default_context(os.path.getsize(self.path)), "names": {}, "framework": "numpy"}
+        try:
+            _core.load_file(self.path, max(DEFAULT_MAX_DEPTH, self._max_depth + 2), DEFAULT_MAX_NODES,
+                            DEFAULT_MAX_HEADER_SIZE, context, False)
+        except InvalidFileError as e:
+            text = str(e)
+            text = text[len(self.path) + 2:] if text.startswith(f"{self.path}: ") else text
+            raise type(e)(f"{where}: {text}", code=e.code) from None
+        except (SafestructuresError, OSError):
+            pass  # a tensor numpy cannot hold; the file itself was read as the writer reads it
+        except Exception as e:
+            raise_reading(where, e)
             raise
 
     # ---- Records.
@@ -184,6 +206,7 @@ class Recorder:
                 os.ftruncate(self._fd, at)  # the file ends where its data does, as a commit needs
                 if isinstance(e, SafestructuresError):
                     raise type(e)(f"{self.path}: {where}: {e}", code=e.code) from e
+                self._raise_named(e)
                 raise
             self._pending += self._writer.data_end - at
             self._dirty = True
@@ -201,9 +224,18 @@ class Recorder:
                 committed = self._writer.commit(self._fd, self._fsync)
             except SafestructuresError as e:
                 raise type(e)(f"{self.path}: {e}", code=e.code) from e
+            except OSError as e:
+                self._raise_named(e)
+                raise
             if not committed:  # the data moves: the file written anew
                 self._write_whole()
             self._pending, self._dirty, self._last_flush = 0, False, time.monotonic()
+
+    def _raise_named(self, e: BaseException) -> None:
+        """Raises ``e`` again naming the recording's path, where it is an OSError of the core's, which knows the file by
+        its descriptor only (``'the recording'``); returns for any other."""
+        if isinstance(e, OSError) and e.filename == "the recording":
+            raise type(e)(e.errno, e.strerror, self.path) from e
 
     def close(self) -> None:
         """Flushes, then lets go of the file. Closing twice does nothing."""

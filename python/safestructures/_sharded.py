@@ -268,9 +268,38 @@ def save_sharded(data: Any, directory: str, metadata: Mapping[str, str] | None, 
     tensor bytes on a bar as they are written.
     """
     check_index_metadata(metadata)
-    os.makedirs(directory, exist_ok=True)
     save_id = os.urandom(12).hex()
-    remove_stale_temporaries(directory)
+    with _made_directory(directory):
+        remove_stale_temporaries(directory)
+        _save_sharded_into(data, directory, metadata, max_shard_size, max_depth, fsync, context, checksums, snapshot,
+                           progress, save_id)
+
+
+@contextlib.contextmanager
+def _made_directory(directory: str) -> Iterator[None]:
+    """Makes ``directory`` (and its missing parents) for the block; a block that fails removes those it made again,
+    where they are still empty, so that a failed save leaves no empty directory where there was none."""
+    made = []
+    at = os.path.abspath(directory)
+    while not os.path.lexists(at):
+        made.append(at)
+        at = os.path.dirname(at)
+    os.makedirs(directory, exist_ok=True)
+    try:
+        yield
+    except BaseException:
+        for path in made:  # the deepest first
+            try:
+                os.rmdir(path)
+            except OSError:  # not empty (another save's files), or gone: left as it is
+                break
+        raise
+
+
+def _save_sharded_into(data: Any, directory: str, metadata: Mapping[str, str] | None, max_shard_size: int, max_depth: int,
+                       fsync: bool, context: dict[str, Any], checksums: bool, snapshot: Any, progress: bool,
+                       save_id: str) -> None:
+    """:func:`save_sharded` in ``directory``, which exists."""
     with save_lock(directory, save_id):
         index = os.path.join(directory, INDEX_NAME)
         if snapshot is None:

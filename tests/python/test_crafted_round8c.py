@@ -276,3 +276,171 @@ def test_case_55_a_memoryview_from_read_is_bytes() -> None:
     loaded = ss.load_file(_Lying(raw, "memoryview"))
     assert loaded["b"] == [1, 2]
     np.testing.assert_array_equal(loaded["a"], np.arange(1000, dtype=np.float64))
+
+
+# --- 56. a recording that loads refuse, continued with mode="a"; 58. a recorder's disk error ---------------------
+
+def _tensor(name: str) -> dict[str, Any]:
+    return {"$": "tensor", "name": name, "fw": "numpy"}
+
+
+@pytest.mark.parametrize(("schema", "tensors", "why"), [
+    ([{"a": _tensor("0.x")}], {}, 'at $[0]["a"]: the schema refers to tensor "0.x", which the file lacks'),
+    ([{"$": "ref", "#": 3}], {}, "at $[0]: ref to #3, which is not defined before this point"),
+    ([{"$": "nosuchtag"}], {}, 'at $[0]: unknown tag "nosuchtag"'),
+    ([[_tensor("0.x"), _tensor("0.x")]], {"0.x": ("F64", [2], np.arange(2.0).tobytes())},
+     'at $[0][1]: tensor "0.x" is named by a second node (an object stored once and met again is a "ref")'),
+])
+def test_case_56_a_recording_loads_refuse_is_not_continued(tmp_path: Path, schema: Any, tensors: Any, why: str) -> None:
+    # Before: Recorder(mode="a") appended to it without a word; every record appended went into a file no load reads.
+    import json
+
+    import crafted
+
+    path = tmp_path / "r.safetensors"
+    raw = crafted.recording_bytes_with(tensors, crafted.ENVELOPE + '"root":' + json.dumps(schema) + "}")
+    path.write_bytes(raw)
+    with pytest.raises(InvalidFileError) as raised:
+        ss.load_file(path)
+    assert str(raised.value) == f"{path}: {why}"
+    with pytest.raises(InvalidFileError) as raised:
+        ss.Recorder(path, mode="a")
+    assert str(raised.value) == f"{path}: mode='a' continues a recording that loads, and a load refuses this one: {why}"
+    assert path.read_bytes() == raw  # untouched, and not held: a writer may open it at once
+    with ss.Recorder(path, mode="w") as recorder:
+        recorder.append(1)
+    assert ss.load_file(path) == [1]
+
+
+def test_case_56_a_recording_that_loads_is_continued(tmp_path: Path) -> None:
+    # The twin: a recording of the crafted kind that loads is continued; one holding a registered class is checked
+    # without running the class's code (the check's load builds stand-ins).
+    import json
+
+    import crafted
+
+    path = tmp_path / "r.safetensors"
+    raw = np.arange(2.0).tobytes()
+    path.write_bytes(crafted.recording_bytes_with({"0.x": ("F64", [2], raw)}, crafted.ENVELOPE + '"root":'
+                                                  + json.dumps([{"a": _tensor("0.x")}]) + "}"))
+    with ss.Recorder(path, mode="a") as recorder:
+        recorder.append({"b": np.arange(3, dtype=np.int8)})
+        recorder.append(_Counted(5))
+    calls.clear()
+    with ss.Recorder(path, mode="a") as recorder:  # checked by a load that builds no registered class
+        recorder.append(None)
+    assert calls == []
+    loaded = ss.load_file(path)
+    assert len(loaded) == 4 and calls == [5] and isinstance(loaded[2], _Counted) and loaded[3] is None
+    np.testing.assert_array_equal(loaded[0]["a"], np.arange(2.0))
+    np.testing.assert_array_equal(loaded[1]["b"], np.arange(3, dtype=np.int8))
+
+
+calls: list[int] = []
+
+
+class _Counted:
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+
+def _rebuilt(n: int) -> _Counted:
+    calls.append(n)
+    return _Counted(n)
+
+
+ss.register(_Counted, "test_crafted_round8c.Counted", to_data=lambda c: c.n, from_data=_rebuilt)
+
+
+def test_case_58_a_recorder_error_of_the_disk_names_the_file(tmp_path: Path) -> None:
+    # Before: "[Errno 27] cannot write: File too large: 'the recording'" (the core knows the file by its descriptor).
+    from conftest import run_python_json
+
+    path = tmp_path / "r.safetensors"
+    out = run_python_json("""
+        import json, resource, signal, sys
+        import numpy as np
+        import safestructures as ss
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        with ss.Recorder(sys.argv[1], header_reserve=0) as recorder:
+            recorder.append(1)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, resource.RLIM_INFINITY))
+        recorder = ss.Recorder(sys.argv[1], mode="a", header_reserve=0)
+        try:
+            recorder.append(np.zeros(1 << 18))
+        except OSError as e:
+            print(json.dumps([type(e).__name__, e.errno, e.filename, e.strerror]))
+    """, str(path))
+    assert out == ["OSError", 27, str(path), "cannot write: File too large"]
+    assert ss.load_file(path) == [1]
+
+
+# --- 57. what a failed save leaves behind ------------------------------------------------------------------------------
+
+class _Unsaveable:
+    pass
+
+
+@pytest.mark.parametrize("background", [False, True])
+def test_case_57_a_failed_sharded_save_leaves_no_directory(tmp_path: Path, background: bool) -> None:
+    # Before: the directory (and the parents it made) stayed, empty.
+    data = {"a": np.arange(10.0), "bad": _Unsaveable()}
+    target = tmp_path / "new" / "deeper"
+    with pytest.raises(ss.UnsupportedTypeError):
+        saved = ss.save_file(data, target, max_shard_size=100, background=background)
+        if saved is not None:
+            saved.result()
+    assert list(tmp_path.iterdir()) == []
+    existing = tmp_path / "mine"
+    existing.mkdir()
+    with pytest.raises(ss.UnsupportedTypeError):
+        ss.save_file(data, existing, max_shard_size=100)
+    assert list(tmp_path.iterdir()) == [existing] and list(existing.iterdir()) == []  # the caller's own stays
+    ss.save_file({"a": np.arange(10.0)}, target, max_shard_size=100)  # the twin
+    assert sorted(p.name for p in target.iterdir()) == ["model-00001-of-00001.safetensors", "model.safetensors.index.json"]
+
+
+def test_case_57_a_save_failing_on_the_disk_leaves_the_previous_files(tmp_path: Path) -> None:
+    # Held before too: every route, cut by a full disk (a file size limit) while writing, leaves the previous file,
+    # checkpoint, step and recording loading as they were, and no temporary file.
+    from conftest import run_python_json
+
+    out = run_python_json("""
+        import json, os, resource, signal, sys
+        import numpy as np
+        import safestructures as ss
+        d = sys.argv[1]
+        small, big = {"a": np.arange(10.0)}, {"a": np.zeros(1 << 20), "b": np.ones(1 << 20)}
+        ss.save_file(small, os.path.join(d, "x.safetensors"))
+        ss.save_file(small, os.path.join(d, "sh"), max_shard_size=100)
+        ss.CheckpointManager(os.path.join(d, "ck")).save(1, small)
+        with ss.Recorder(os.path.join(d, "r.safetensors")) as recorder:
+            recorder.append(small)
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (4 << 20, resource.RLIM_INFINITY))
+        errors = []
+        for save in (lambda: ss.save_file(big, os.path.join(d, "x.safetensors")),
+                     lambda: ss.save_file(big, os.path.join(d, "x.safetensors"), background=True).result(),
+                     lambda: ss.save_file(big, os.path.join(d, "sh"), max_shard_size=1 << 20),
+                     lambda: ss.save_file(big, os.path.join(d, "sh"), max_shard_size=1 << 20, background=True).result(),
+                     lambda: ss.CheckpointManager(os.path.join(d, "ck")).save(2, big)):
+            try:
+                save()
+            except OSError as e:
+                errors.append(e.errno)
+        recorder = ss.Recorder(os.path.join(d, "r.safetensors"), mode="a")
+        try:
+            recorder.append(big)
+        except OSError as e:
+            errors.append(e.errno)
+        recorder.close()
+        print(json.dumps(errors))
+    """, str(tmp_path))
+    assert out == [27] * 6
+    found = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*"))
+    assert found == ["ck", "ck/step-00000001.safetensors", "r.safetensors", "sh", "sh/model-00001-of-00001.safetensors",
+                     "sh/model.safetensors.index.json", "x.safetensors"]
+    for path in ("x.safetensors", "sh"):
+        np.testing.assert_array_equal(ss.load_file(tmp_path / path)["a"], np.arange(10.0))
+    assert ss.CheckpointManager(tmp_path / "ck").steps() == [1]
+    assert len(ss.load_file(tmp_path / "r.safetensors")) == 1
