@@ -76,10 +76,12 @@ def read_header(reader: RangeReader, max_header_size: int) -> tuple[mmap.mmap, i
     return buffer, max(len(first), 8 + length)
 
 
-def read_whole(reader: RangeReader, max_header_size: int) -> mmap.mmap:
-    """The whole file: its header first (:func:`read_header`), which the core checks against the file's size before the
-    rest is fetched, in parallel parts (a size the header does not account for, which a server may claim, costs
-    nothing)."""
+def read_whole(reader: RangeReader, max_header_size: int) -> bytearray | mmap.mmap:
+    """The whole file: one request where it is no larger than a part (a server that serves no ranges gives it too);
+    else its header first (:func:`read_header`), which the core checks against the file's size before the rest is
+    fetched, in parallel parts (a size the header does not account for, which a server may claim, costs nothing)."""
+    if reader.size <= PART_SIZE:
+        return bytearray(checked_read(reader, 0, reader.size))
     buffer, fetched = read_header(reader, max_header_size)
     if fetched < reader.size:
         try:
