@@ -4,8 +4,10 @@ docs/recorder.md."""
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
+import stat
 import threading
 import time
 from collections.abc import Iterable, Mapping
@@ -84,6 +86,7 @@ class Recorder:
         if mode == "a" and os.path.exists(self.path):
             self._continue(metadata)
         else:
+            self._check_not_written()
             # The header, its room and padding, the records and their tensors' names: the core's (recording_writer.hpp).
             self._writer = _core.RecordingWriter(metadata, max(0, header_room), self._reserve)
             self._write_whole()
@@ -101,11 +104,47 @@ class Recorder:
             raise
         self._fd = fd
 
+    def _check_not_written(self) -> None:
+        """Refuses to start a recording over one that another Recorder is writing (holding its lock): that writer would
+        go on into a file no longer at the path, and its next rewrite (a regrowth, its close) would replace this one."""
+        try:
+            if not stat.S_ISREG(os.lstat(self.path).st_mode):  # a link is replaced itself; a FIFO is refused later
+                return
+            fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOFOLLOW)
+        except OSError:
+            return  # nothing there (or nothing this can open): the write says what is wrong
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise InvalidArgumentError(f"{self.path}: another Recorder is writing this recording") from None
+        finally:
+            os.close(fd)  # closing releases the lock just taken
+
+    def _gone(self) -> str | None:
+        """How the path no longer names the file this recorder writes ("removed", "replaced": by another process, another
+        Recorder, a save_file), or None while it does: a commit would then go where no reader of the path looks, and
+        a rewrite would replace the other file."""
+        mine = os.fstat(self._fd)
+        try:
+            there = os.stat(self.path)
+        except FileNotFoundError:
+            return "removed"
+        return None if (there.st_dev, there.st_ino) == (mine.st_dev, mine.st_ino) else "replaced"
+
+    def _check_still_here(self) -> None:
+        """Raises OSError where :meth:`_gone` says the path no longer names this recorder's file."""
+        gone = self._gone()
+        if gone is not None:
+            raise OSError(errno.ESTALE, f"the recording was {gone} by another process since this Recorder opened it: "
+                                        "the records appended since its last flush are not in it", self.path)
+
     def _write_whole(self) -> None:
         """Writes the recording anew as the core's rewrite says (prefix, header padded to its room, the padding as a
         hole, the records' data so far) and renames it over the file."""
         header, room, padding, data_at, data_size = self._writer.rewrite()
         old_fd = self._fd
+        if old_fd >= 0:
+            self._check_still_here()
 
         def write(f: Any) -> None:
             f.write(room.to_bytes(8, "little") + header)
@@ -220,6 +259,7 @@ class Recorder:
         with self._lock:
             if self._fd < 0 or not self._dirty:
                 return
+            self._check_still_here()
             try:
                 committed = self._writer.commit(self._fd, self._fsync)
             except SafestructuresError as e:
@@ -247,7 +287,7 @@ class Recorder:
                 # A recording whose data is no larger than its padding would otherwise be mostly padding once closed
                 # (in its size, and in what a stock reader allocates for it): written anew without it, a copy of at
                 # most the padding's size; a larger recording keeps its padding rather than be copied whole.
-                if self._writer.drop_padding():
+                if self._gone() is None and self._writer.drop_padding():  # (gone: nothing left to write, no error)
                     self._write_whole()
             finally:
                 os.close(self._fd)

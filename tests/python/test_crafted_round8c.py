@@ -389,6 +389,51 @@ def test_case_58_a_recorder_error_of_the_disk_names_the_file(tmp_path: Path) -> 
     assert ss.load_file(path) == [1]
 
 
+
+def test_case_58a_a_recording_another_recorder_writes_is_not_started_over(tmp_path: Path) -> None:
+    # Before: the second Recorder(mode="w") replaced the file; the first one's close then wrote its own over it
+    # (dropping its padding): the second recording was lost without a word (or the first one's later records were).
+    path = tmp_path / "r.safetensors"
+    first = ss.Recorder(path)
+    first.append(1)
+    first.flush()
+    with pytest.raises(ss.InvalidArgumentError) as raised:
+        ss.Recorder(path, mode="w")
+    assert str(raised.value) == f"{path}: another Recorder is writing this recording"
+    first.append(2)
+    first.close()
+    assert ss.load_file(path) == [1, 2]
+    with ss.Recorder(path, mode="w") as second:  # the twin: once it is closed, a recording starts over
+        second.append(3)
+    assert ss.load_file(path) == [3]
+
+
+@pytest.mark.parametrize("how", ["replaced", "removed"])
+def test_case_58a_a_recording_replaced_under_its_recorder_is_not_written_over(tmp_path: Path, how: str) -> None:
+    # Before: save_file over a recording being written was undone by the recorder's close (its rewrite renamed over
+    # the path: [9] became [1, 2] again); a removed one came back; and neither said that record 2 was not in the file.
+    path = tmp_path / "r.safetensors"
+    recorder = ss.Recorder(path)
+    recorder.append(1)
+    recorder.flush()
+    if how == "replaced":
+        ss.save_file([9], path)
+    else:
+        path.unlink()
+    recorder.append(2)
+    with pytest.raises(OSError) as raised:
+        recorder.close()
+    assert str(raised.value) == (f"[Errno 116] the recording was {how} by another process since this Recorder opened "
+                                 f"it: the records appended since its last flush are not in it: '{path}'")
+    assert (ss.load_file(path) == [9]) if how == "replaced" else not path.exists()
+    recorder.close()  # closed: nothing more to say
+    quiet = ss.Recorder(tmp_path / "q.safetensors")  # the twin: nothing appended since its flush, nothing lost
+    quiet.append(1)
+    quiet.flush()
+    ss.save_file([8], tmp_path / "q.safetensors")
+    quiet.close()
+    assert ss.load_file(tmp_path / "q.safetensors") == [8]
+
 # --- 57. what a failed save leaves behind ------------------------------------------------------------------------------
 
 class _Unsaveable:
@@ -458,3 +503,47 @@ def test_case_57_a_save_failing_on_the_disk_leaves_the_previous_files(tmp_path: 
         np.testing.assert_array_equal(ss.load_file(tmp_path / path)["a"], np.arange(10.0))
     assert ss.CheckpointManager(tmp_path / "ck").steps() == [1]
     assert len(ss.load_file(tmp_path / "r.safetensors")) == 1
+
+
+# --- 59. a save whose target is a FIFO or a device ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("route", ["save_file", "background", "save_tensors", "Recorder"])
+def test_case_59_a_save_does_not_replace_a_fifo(tmp_path: Path, route: str) -> None:
+    # Before: written beside it and renamed over it, the FIFO gone (as root, Recorder("/dev/null") and
+    # save_file(x, "/dev/null") replaced the device with a regular file).
+    import stat
+
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    with pytest.raises(ss.InvalidArgumentError) as raised:
+        if route == "save_file":
+            ss.save_file({"a": 1}, fifo)
+        elif route == "background":
+            ss.save_file({"a": 1}, fifo, background=True).result()
+        elif route == "save_tensors":
+            ss.save_tensors({"a": np.arange(3.0)}, fifo)
+        else:
+            ss.Recorder(fifo)
+    assert str(raised.value) == (f"{fifo}: the target is a FIFO, which a save would replace with a regular file: to "
+                                 "write into it, save to a file object (open(path, 'wb'))")
+    assert raised.value.code == "NotARegularFile"
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode) and sorted(tmp_path.iterdir()) == [fifo]
+
+
+def test_case_59_a_link_is_replaced_itself_and_a_file_object_writes_into_a_fifo(tmp_path: Path) -> None:
+    # The twins: a link to a FIFO is replaced (never what it points to); a file object open on the FIFO is written.
+    import stat
+
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    link = tmp_path / "link"
+    link.symlink_to(fifo)
+    ss.save_file({"a": 1}, link)
+    assert ss.load_file(link) == {"a": 1} and stat.S_ISFIFO(os.lstat(fifo).st_mode)
+    got: list[bytes] = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()))
+    reader.start()
+    with open(fifo, "wb") as f:
+        ss.save_file({"a": 2}, f)
+    reader.join()
+    assert ss.load(got[0]) == {"a": 2}
