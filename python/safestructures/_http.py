@@ -70,6 +70,10 @@ async def _get_range(fs: Any, url: str, begin: int, end: int, size: int, name: s
                 raise lie(f"now says the file holds {total} bytes (it changed, or the server lies)")
         elif response.status != 200 or begin != 0 or want != size:  # the whole file is fine where it was asked for
             raise lie(f"ignored the range (status {response.status}): it does not serve ranges?")
+        # A length other than the range's: more would be refused once read, and fewer, where the server then holds the
+        # connection open, would be waited for until the request times out.
+        if response.content_length is not None and response.content_length != want:
+            raise lie(f"says it sends {response.content_length} bytes")
         return await _body(response, want, lambda got: lie(f"sent more than {want} bytes ({got} at least)"), name)
 
 
