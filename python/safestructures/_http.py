@@ -14,7 +14,8 @@ from urllib.parse import urlparse
 
 __all__ = ["is_http", "http_listing", "http_range"]
 
-_CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
+#: A Content-Range of one range (numbers of 20 digits at most: a longer one is no size, and int() would refuse it).
+_CONTENT_RANGE = re.compile(r"bytes (\d{1,20})-(\d{1,20})/(\d{1,20}|\*)")
 #: What one read of a response's body takes at most.
 _CHUNK = 1 << 20
 
@@ -29,8 +30,8 @@ def is_http(fs: Any) -> bool:
 def http_range(fs: Any, url: str, begin: int, end: int, size: int, name: str) -> bytes:
     """Bytes ``[begin, end)`` of the file at ``url`` of ``size`` bytes, at most ``end - begin`` of them. OSError naming
     ``name`` when the server answers with other bytes than asked (it ignored the range and sends the whole file, its
-    Content-Range names other bytes or another size) or more of them; fewer come back as they came (the caller
-    checks)."""
+    Content-Range names other bytes or another size, its Content-Length another count) or more of them; fewer, from a
+    server that says no length, come back as they came (the caller checks)."""
     if begin >= end:
         return b""
     from fsspec.asyn import sync
@@ -60,9 +61,11 @@ async def _get_range(fs: Any, url: str, begin: int, end: int, size: int, name: s
 
     async with _request(fs, url, name, {"Range": f"bytes={begin}-{end - 1}"}) as response:
         if response.status == 206:
-            found = _CONTENT_RANGE.fullmatch(response.headers.get("Content-Range", "").strip())
+            said = response.headers.get("Content-Range", "")
+            found = _CONTENT_RANGE.fullmatch(said.strip())
             if found is None:
-                raise lie(f"answered with Content-Range {response.headers.get('Content-Range')!r}, which names no range")
+                shown = said if len(said) <= 80 else said[:80] + "..."
+                raise lie(f"answered with Content-Range {shown!r}, which names no range")
             first, last, total = int(found.group(1)), int(found.group(2)), found.group(3)
             if (first, last) != (begin, end - 1):
                 raise lie(f"sent bytes [{first}, {last + 1}) instead")
@@ -73,7 +76,8 @@ async def _get_range(fs: Any, url: str, begin: int, end: int, size: int, name: s
         # A length other than the range's: more would be refused once read, and fewer, where the server then holds the
         # connection open, would be waited for until the request times out.
         if response.content_length is not None and response.content_length != want:
-            raise lie(f"says it sends {response.content_length} bytes")
+            raise lie(f"says it sends {response.content_length} bytes" + (
+                ": the file is shorter than its size said" if response.content_length < want else ""))
         return await _body(response, want, lambda got: lie(f"sent more than {want} bytes ({got} at least)"), name)
 
 
