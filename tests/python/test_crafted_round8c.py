@@ -451,7 +451,8 @@ class _Unsaveable:
 
 @pytest.mark.parametrize("background", [False, True])
 def test_case_57_a_failed_sharded_save_leaves_no_directory(tmp_path: Path, background: bool) -> None:
-    # Before: the directory (and the parents it made) stayed, empty.
+    # Before: the directory (and the parents it made) stayed, empty. (A background save fails at its snapshot, before
+    # it makes any: that held before too.)
     data = {"a": np.arange(10.0), "bad": _Unsaveable()}
     target = tmp_path / "new" / "deeper"
     with pytest.raises(ss.UnsupportedTypeError):
