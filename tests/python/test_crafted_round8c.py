@@ -471,7 +471,8 @@ def test_case_57_a_failed_sharded_save_leaves_no_directory(tmp_path: Path, backg
 
 def test_case_57_a_save_failing_on_the_disk_leaves_the_previous_files(tmp_path: Path) -> None:
     # Held before too: every route, cut by a full disk (a file size limit) while writing, leaves the previous file,
-    # checkpoint, step and recording loading as they were, and no temporary file.
+    # checkpoint, step and recording loading as they were, and no temporary file. New (case 57): a background sharded
+    # save cut so into a directory it made leaves none (before: new/sh, empty).
     from conftest import run_python_json
 
     out = run_python_json("""
@@ -492,7 +493,9 @@ def test_case_57_a_save_failing_on_the_disk_leaves_the_previous_files(tmp_path: 
                      lambda: ss.save_file(big, os.path.join(d, "x.safetensors"), background=True).result(),
                      lambda: ss.save_file(big, os.path.join(d, "sh"), max_shard_size=1 << 20),
                      lambda: ss.save_file(big, os.path.join(d, "sh"), max_shard_size=1 << 20, background=True).result(),
-                     lambda: ss.CheckpointManager(os.path.join(d, "ck")).save(2, big)):
+                     lambda: ss.CheckpointManager(os.path.join(d, "ck")).save(2, big),
+                     lambda: ss.save_file(big, os.path.join(d, "new", "sh"), max_shard_size=1 << 20,
+                                          background=True).result()):
             try:
                 save()
             except OSError as e:
@@ -505,7 +508,7 @@ def test_case_57_a_save_failing_on_the_disk_leaves_the_previous_files(tmp_path: 
         recorder.close()
         print(json.dumps(errors))
     """, str(tmp_path))
-    assert out == [27] * 6
+    assert out == [27] * 7
     found = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*"))
     assert found == ["ck", "ck/step-00000001.safetensors", "r.safetensors", "sh", "sh/model-00001-of-00001.safetensors",
                      "sh/model.safetensors.index.json", "x.safetensors"]
