@@ -18,9 +18,9 @@ from ._format import (CHECKSUMS_KEY, INDEX_METADATA, INDEX_NAME, INDEX_WEIGHT_MA
                       TOTAL_SIZE_KEY, file_json)
 from ._progress import saving
 
-__all__ = ["INDEX_NAME", "SHARD_FILE_NAME", "SHARD_PATTERN", "check_index_metadata", "check_regular_file", "check_replaceable",
-           "directory_lock", "parse_size", "remove_if_present", "remove_stale_temporaries", "save_lock", "save_running",
-           "save_sharded", "shard_name", "write_atomically", "write_temporary"]
+__all__ = ["INDEX_NAME", "SHARD_FILE_NAME", "SHARD_PATTERN", "check_index_metadata", "check_regular_file",
+           "check_replaceable", "directory_lock", "parse_size", "remove_if_present", "remove_stale_temporaries",
+           "save_lock", "save_running", "save_sharded", "shard_name", "write_atomically", "write_temporary"]
 
 PREFIX = "model"
 #: The shard file names an index may map tensors to: plain, visible names beside the index, never a path elsewhere.
