@@ -41,8 +41,9 @@ class Stream:
 class Recorder:
     """Appends records to one file as they come, in bounded memory: a recording.
 
-    ``Recorder(path)`` starts a recording (``mode="w"`` replaces a file there); ``mode="a"`` continues the one at
-    ``path`` (or starts one where there is none). ``append(value)`` adds a record: anything :func:`save_file` takes.
+    ``Recorder(path)`` starts a recording (``mode="w"`` replaces a file there, not one another Recorder writes);
+    ``mode="a"`` continues the one at ``path`` (or starts one where there is none), once a load of it succeeds (it
+    raises the load's error otherwise). ``append(value)`` adds a record: anything :func:`save_file` takes.
     Named streams (``recorder["blocks.0"].append(value)``) keep one list per name; a recording holds either plain
     records or streams, not both. ``load_file(path)`` gives the records: a list, or a dict of lists by stream name.
 
