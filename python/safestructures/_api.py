@@ -45,8 +45,8 @@ def save_file(
     metadata; the arrays are tensors named by their path in the data (``model.layers.0.weight``), so any safetensors
     tool shows them. An object reached twice is stored once and loads back as one object; cycles round-trip.
     ``metadata`` (str -> str) is stored alongside, unchanged. The file is written beside ``path`` and renamed over it:
-    a failed save leaves ``path`` as it was (a FIFO or a device at ``path``, which the rename would replace, is refused:
-    give a file object to write into one).
+    a failed save leaves ``path`` as it was (a FIFO or a device at ``path``, or a link to one, which the rename would
+    replace, is refused: give a file object to write into one).
 
     Dataclasses, named tuples, enum members and subclasses of built-in types are saved with their class name and
     their data; other classes need ``register`` (or a 1.0.0-style plugin in ``plugins``).

@@ -64,17 +64,22 @@ def check_regular_file(path: str, what: str = "file") -> None:
 
 
 def check_replaceable(path: str) -> None:
-    """Refuses a save's target that is there and is neither a regular file, a link nor a directory: a save writes beside
-    its target and renames over it, which would replace a FIFO or a device (``/dev/null``, for a process that may) with
-    a regular file. InvalidArgumentError naming it and the way to write into it. A link is replaced itself, never what
-    it points to; a directory is refused by the rename (IsADirectoryError)."""
+    """Refuses a save's target that is there and is neither a regular file nor a directory, nor a link to one: a save
+    writes beside its target and renames over it, which would replace a FIFO or a device (``/dev/null``, for a process
+    that may) with a regular file, or the link that names one (``/dev/stdout``). InvalidArgumentError naming it and the
+    way to write into it. A link to a regular file is replaced itself, never what it points to; a directory is refused
+    by the rename (IsADirectoryError)."""
     try:
         mode = os.lstat(path).st_mode
+        link = stat.S_ISLNK(mode)
+        if link:
+            mode = os.stat(path).st_mode
     except (FileNotFoundError, NotADirectoryError):
-        return
-    if not (stat.S_ISREG(mode) or stat.S_ISLNK(mode) or stat.S_ISDIR(mode)):
-        raise InvalidArgumentError(f"{path}: the target is {_kind(mode)}, which a save would replace with a regular file: "
-                                   "to write into it, save to a file object (open(path, 'wb'))", code="NotARegularFile")
+        return  # nothing there, or a link to nothing: the save makes a file
+    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        raise InvalidArgumentError(f"{path}: the target is {'a link to ' if link else ''}{_kind(mode)}, which a save "
+                                   "would replace with a regular file: to write into it, save to a file object "
+                                   "(open(path, 'wb'))", code="NotARegularFile")
 
 
 def _kind(mode: int) -> str:

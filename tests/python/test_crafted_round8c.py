@@ -544,16 +544,23 @@ def test_case_59_a_save_does_not_replace_a_fifo(tmp_path: Path, route: str) -> N
     assert stat.S_ISFIFO(os.lstat(fifo).st_mode) and sorted(tmp_path.iterdir()) == [fifo]
 
 
-def test_case_59_a_link_is_replaced_itself_and_a_file_object_writes_into_a_fifo(tmp_path: Path) -> None:
-    # The twins: a link to a FIFO is replaced (never what it points to); a file object open on the FIFO is written.
+def test_case_59_a_link_to_a_fifo_is_refused_and_a_file_object_writes_into_one(tmp_path: Path) -> None:
+    # A link to a FIFO (as /dev/stdout is a link to a descriptor) is refused too: before, the link was replaced. The
+    # twins: a link to a regular file is replaced (never what it points to); a file object open on the FIFO is written.
     import stat
 
     fifo = tmp_path / "pipe"
     os.mkfifo(fifo)
     link = tmp_path / "link"
     link.symlink_to(fifo)
-    ss.save_file({"a": 1}, link)
-    assert ss.load_file(link) == {"a": 1} and stat.S_ISFIFO(os.lstat(fifo).st_mode)
+    with pytest.raises(ss.InvalidArgumentError, match=r"link: the target is a link to a FIFO, which a save would"):
+        ss.save_file({"a": 1}, link)
+    assert link.is_symlink() and stat.S_ISFIFO(os.lstat(fifo).st_mode)
+    (tmp_path / "file").write_bytes(b"old")
+    other = tmp_path / "other"
+    other.symlink_to(tmp_path / "file")
+    ss.save_file({"a": 1}, other)
+    assert ss.load_file(other) == {"a": 1} and not other.is_symlink() and (tmp_path / "file").read_bytes() == b"old"
     got: list[bytes] = []
     reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()))
     reader.start()
