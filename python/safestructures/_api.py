@@ -45,7 +45,8 @@ def save_file(
     metadata; the arrays are tensors named by their path in the data (``model.layers.0.weight``), so any safetensors
     tool shows them. An object reached twice is stored once and loads back as one object; cycles round-trip.
     ``metadata`` (str -> str) is stored alongside, unchanged. The file is written beside ``path`` and renamed over it:
-    a failed save leaves ``path`` as it was.
+    a failed save leaves ``path`` as it was (a FIFO or a device at ``path``, or a link to one, which the rename would
+    replace, is refused: give a file object to write into one).
 
     Dataclasses, named tuples, enum members and subclasses of built-in types are saved with their class name and
     their data; other classes need ``register`` (or a 1.0.0-style plugin in ``plugins``).
@@ -104,6 +105,8 @@ def save_file(
         target = os.path.abspath(target)
 
         def snapshot() -> Callable[[], None]:
+            if limit is None:
+                _sharded.check_replaceable(target)
             write = snapshot_save(data, metadata, context, max_depth, fsync, limit, checksums, progress)
             return lambda: write(target)
 
@@ -113,6 +116,7 @@ def save_file(
                               progress=progress)
         return None
     checked = _check_metadata(metadata)
+    _sharded.check_replaceable(target)
     _progress.saving(progress, target, lambda report: _core.save_file(data, target, checked, max_depth, fsync,
                                                                       DEFAULT_MAX_HEADER_SIZE, context, checksums, report))
     return None
@@ -241,7 +245,7 @@ def load_file(
                 raise InvalidArgumentError("progress=True loads from a local path only, not from a file object or a URL")
             if source.kind == FILE and (source.data is not None or source.ranged):
                 # A file object or a URL: read whole, then loaded as bytes are.
-                data = source.data if source.data is not None else read_whole(source.ranged[0])
+                data = source.data if source.data is not None else read_whole(source.ranged[0], max_header_size)
                 _args, context = load_arguments(framework, device, plugins, types, strict, max_bytes, len(data))
                 structured, payload, metadata = _core.load_bytes(data, max_depth, max_nodes, max_header_size, context,
                                                                  verify)

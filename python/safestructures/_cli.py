@@ -197,7 +197,7 @@ def _checksum_mismatches(opened: _Opened) -> tuple[bool, list[str]]:
     with _progress.bar(shows, total, f"verify {_progress.label(opened.path)}") as shown:
         for shard, path in enumerate(opened.source.paths):
             if ranged:  # a URL: each file read whole, once
-                has, damaged, _digest = _core.verify_bytes(read_whole(ranged[shard]), path)
+                has, damaged, _digest = _core.verify_bytes(read_whole(ranged[shard], DEFAULT_MAX_HEADER_SIZE), path)
             else:
                 told = None if shown is None else _progress.advancing(shown)
                 has, damaged, _digest = _core.verify_file(path, DEFAULT_MAX_HEADER_SIZE, told)

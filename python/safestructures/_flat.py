@@ -74,6 +74,9 @@ def save_tensors(
             raise TypeError(f"tensor names must be str, got {name!r}")
         entries.append(np_adapter.to_entry(name, value))
     target, checked = _fspath(path), _check_metadata(metadata)
+    from ._sharded import check_replaceable  # saves only: a load of this module does not import it
+
+    check_replaceable(target)
     saving(progress, target, lambda report: _core.write_file(target, entries, checked, fsync, checksums, report))
 
 

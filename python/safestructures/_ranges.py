@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol
 
+from . import _core
 from ._errors import InvalidFileError
 
 __all__ = ["COALESCE_GAP", "FIRST_READ", "PART_SIZE", "RangeReader", "RangeFiller", "read_whole", "read_header"]
@@ -75,10 +76,19 @@ def read_header(reader: RangeReader, max_header_size: int) -> tuple[mmap.mmap, i
     return buffer, max(len(first), 8 + length)
 
 
-def read_whole(reader: RangeReader) -> bytearray:
-    """The whole file, fetched in parallel parts."""
-    buffer = bytearray(reader.size)
-    _fetch_into(reader, memoryview(buffer), [(0, reader.size)])
+def read_whole(reader: RangeReader, max_header_size: int) -> bytearray | mmap.mmap:
+    """The whole file: one request where it is no larger than a part (a server that serves no ranges gives it too);
+    else its header first (:func:`read_header`), which the core checks against the file's size before the rest is
+    fetched, in parallel parts (a size the header does not account for, which a server may claim, costs nothing)."""
+    if reader.size <= PART_SIZE:
+        return bytearray(checked_read(reader, 0, reader.size))
+    buffer, fetched = read_header(reader, max_header_size)
+    if fetched < reader.size:
+        try:
+            _core.read_bytes(buffer, max_header_size)
+        except InvalidFileError as e:
+            raise InvalidFileError(f"{reader.name}: {e}", code=e.code) from None
+        _fetch_into(reader, memoryview(buffer), [(fetched, reader.size)])
     return buffer
 
 
@@ -165,5 +175,9 @@ def _run_all(work: Callable[[tuple[int, int]], None], parts: list[tuple[int, int
             work(part)
         return
     with ThreadPoolExecutor(max_workers=min(PARALLEL_REQUESTS, len(parts))) as pool:
-        for done in [pool.submit(work, part) for part in parts]:
-            done.result()
+        try:
+            for done in [pool.submit(work, part) for part in parts]:
+                done.result()
+        except BaseException:
+            pool.shutdown(cancel_futures=True)  # the first failure ends the fetch: no request is made after it
+            raise

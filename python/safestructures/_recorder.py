@@ -4,18 +4,21 @@ docs/recorder.md."""
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
+import stat
 import threading
 import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from . import _core, plugins as _plugins
-from ._errors import InvalidArgumentError, SafestructuresError
+from ._errors import InvalidArgumentError, InvalidFileError, SafestructuresError, raise_reading
 from ._flat import _check_metadata, _fspath
-from ._limits import DEFAULT_MAX_DEPTH
+from ._limits import DEFAULT_MAX_DEPTH, DEFAULT_MAX_HEADER_SIZE, DEFAULT_MAX_NODES
 from ._sharded import write_atomically
+from ._walkers import default_context
 
 __all__ = ["Recorder", "Stream"]
 
@@ -38,8 +41,9 @@ class Stream:
 class Recorder:
     """Appends records to one file as they come, in bounded memory: a recording.
 
-    ``Recorder(path)`` starts a recording (``mode="w"`` replaces a file there); ``mode="a"`` continues the one at
-    ``path`` (or starts one where there is none). ``append(value)`` adds a record: anything :func:`save_file` takes.
+    ``Recorder(path)`` starts a recording (``mode="w"`` replaces a file there, not one another Recorder writes);
+    ``mode="a"`` continues the one at ``path`` (or starts one where there is none), once a load of it succeeds (it
+    raises the load's error otherwise). ``append(value)`` adds a record: anything :func:`save_file` takes.
     Named streams (``recorder["blocks.0"].append(value)``) keep one list per name; a recording holds either plain
     records or streams, not both. ``load_file(path)`` gives the records: a list, or a dict of lists by stream name.
 
@@ -83,6 +87,7 @@ class Recorder:
         if mode == "a" and os.path.exists(self.path):
             self._continue(metadata)
         else:
+            self._check_not_written()
             # The header, its room and padding, the records and their tensors' names: the core's (recording_writer.hpp).
             self._writer = _core.RecordingWriter(metadata, max(0, header_room), self._reserve)
             self._write_whole()
@@ -100,11 +105,47 @@ class Recorder:
             raise
         self._fd = fd
 
+    def _check_not_written(self) -> None:
+        """Refuses to start a recording over one that another Recorder is writing (holding its lock): that writer would
+        go on into a file no longer at the path, and its next rewrite (a regrowth, its close) would replace this one."""
+        try:
+            if not stat.S_ISREG(os.lstat(self.path).st_mode):  # a link is replaced itself; a FIFO is refused later
+                return
+            fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOFOLLOW)
+        except OSError:
+            return  # nothing there (or nothing this can open): the write says what is wrong
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise InvalidArgumentError(f"{self.path}: another Recorder is writing this recording") from None
+        finally:
+            os.close(fd)  # closing releases the lock just taken
+
+    def _gone(self) -> str | None:
+        """How the path no longer names the file this recorder writes ("removed", "replaced": by another process, another
+        Recorder, a save_file), or None while it does: a commit would then go where no reader of the path looks, and
+        a rewrite would replace the other file."""
+        mine = os.fstat(self._fd)
+        try:
+            there = os.stat(self.path)
+        except FileNotFoundError:
+            return "removed"
+        return None if (there.st_dev, there.st_ino) == (mine.st_dev, mine.st_ino) else "replaced"
+
+    def _check_still_here(self) -> None:
+        """Raises OSError where :meth:`_gone` says the path no longer names this recorder's file."""
+        gone = self._gone()
+        if gone is not None:
+            raise OSError(errno.ESTALE, f"the recording was {gone} by another process since this Recorder opened it: "
+                                        "the records appended since its last flush are not in it", self.path)
+
     def _write_whole(self) -> None:
         """Writes the recording anew as the core's rewrite says (prefix, header padded to its room, the padding as a
         hole, the records' data so far) and renames it over the file."""
         header, room, padding, data_at, data_size = self._writer.rewrite()
         old_fd = self._fd
+        if old_fd >= 0:
+            self._check_still_here()
 
         def write(f: Any) -> None:
             f.write(room.to_bytes(8, "little") + header)
@@ -134,11 +175,32 @@ class Recorder:
         try:
             _core.finish_recording_commit(self._fd, self._fsync)  # a commit a killed writer left (its room too)
             self._writer = _core.RecordingWriter.continuing(self.path, metadata, self._reserve)
+            self._check_loads()
             # Data appended after the last commit is dropped.
             os.ftruncate(self._fd, self._writer.data_end)
-        except BaseException:
+        except BaseException as e:
             os.close(self._fd)
             self._fd = -1
+            self._raise_named(e)
+            raise
+
+    def _check_loads(self) -> None:
+        """Refuses to continue a recording that a load refuses (records appended to it would be in a file that nothing
+        reads): the load's own error, saying so. The load builds its records as numpy arrays (views of the file) and
+        stand-ins of classes (no registered class's code runs); a tensor numpy cannot hold is no fault of the file."""
+        where = f"{self.path}: mode='a' continues a recording that loads, and a load refuses this one"
+        context = {**default_context(os.path.getsize(self.path)), "names": {}, "framework": "numpy"}
+        try:
+            _core.load_file(self.path, max(DEFAULT_MAX_DEPTH, self._max_depth + 2), DEFAULT_MAX_NODES,
+                            DEFAULT_MAX_HEADER_SIZE, context, False)
+        except InvalidFileError as e:
+            text = str(e)
+            text = text[len(self.path) + 2:] if text.startswith(f"{self.path}: ") else text
+            raise type(e)(f"{where}: {text}", code=e.code) from None
+        except (SafestructuresError, OSError):
+            pass  # a tensor numpy cannot hold; the file itself was read as the writer reads it
+        except Exception as e:
+            raise_reading(where, e)
             raise
 
     # ---- Records.
@@ -184,6 +246,7 @@ class Recorder:
                 os.ftruncate(self._fd, at)  # the file ends where its data does, as a commit needs
                 if isinstance(e, SafestructuresError):
                     raise type(e)(f"{self.path}: {where}: {e}", code=e.code) from e
+                self._raise_named(e)
                 raise
             self._pending += self._writer.data_end - at
             self._dirty = True
@@ -197,13 +260,23 @@ class Recorder:
         with self._lock:
             if self._fd < 0 or not self._dirty:
                 return
+            self._check_still_here()
             try:
                 committed = self._writer.commit(self._fd, self._fsync)
             except SafestructuresError as e:
                 raise type(e)(f"{self.path}: {e}", code=e.code) from e
+            except OSError as e:
+                self._raise_named(e)
+                raise
             if not committed:  # the data moves: the file written anew
                 self._write_whole()
             self._pending, self._dirty, self._last_flush = 0, False, time.monotonic()
+
+    def _raise_named(self, e: BaseException) -> None:
+        """Raises ``e`` again naming the recording's path, where it is an OSError of the core's, which knows the file by
+        its descriptor only (``'the recording'``); returns for any other."""
+        if isinstance(e, OSError) and e.filename == "the recording":
+            raise type(e)(e.errno, e.strerror, self.path) from e
 
     def close(self) -> None:
         """Flushes, then lets go of the file. Closing twice does nothing."""
@@ -215,7 +288,7 @@ class Recorder:
                 # A recording whose data is no larger than its padding would otherwise be mostly padding once closed
                 # (in its size, and in what a stock reader allocates for it): written anew without it, a copy of at
                 # most the padding's size; a larger recording keeps its padding rather than be copied whole.
-                if self._writer.drop_padding():
+                if self._gone() is None and self._writer.drop_padding():  # (gone: nothing left to write, no error)
                     self._write_whole()
             finally:
                 os.close(self._fd)

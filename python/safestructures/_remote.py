@@ -4,6 +4,7 @@ target and moved over it where the filesystem can move."""
 
 from __future__ import annotations
 
+import errno
 import os
 import posixpath
 import re
@@ -12,8 +13,9 @@ from collections.abc import Callable
 from typing import Any
 
 from ._errors import FrameworkNotAvailableError
+from ._http import http_listing, http_range, is_http
 
-__all__ = ["UrlRanges", "filesystem", "is_url", "local_path", "write_atomically"]
+__all__ = ["UrlRanges", "filesystem", "is_url", "listing", "local_path", "write_atomically"]
 
 _URL = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://")
 
@@ -41,17 +43,32 @@ def local_path(url: str) -> str | None:
     return where if isinstance(fs, LocalFileSystem) else None
 
 
+def listing(fs: Any, where: str, limit: int) -> list[str] | None:
+    """The paths in the directory ``where`` of ``fs``; None where it is no directory. Over HTTP, a page of links read
+    within ``limit`` bytes (see :mod:`._http`)."""
+    if is_http(fs):
+        return http_listing(fs, where, limit)
+    return fs.ls(where, detail=False) if fs.isdir(where) else None
+
+
 class UrlRanges:
     """A file of an fsspec filesystem read by byte ranges (a :class:`~safestructures._ranges.RangeReader`): over
-    HTTP, each read is one range request."""
+    HTTP, each read is one range request, of which no more than the range is read (see :mod:`._http`)."""
 
     def __init__(self, fs: Any, path: str) -> None:
         self.name = fs.unstrip_protocol(path)
         self._fs = fs
         self._path = path
-        self.size = int(fs.size(path))
+        self._http = is_http(fs)
+        size = fs.size(path)
+        if type(size) is not int or size < 0:  # fsspec's HTTP gives None for a server that sends no Content-Length
+            raise OSError(errno.EIO, f"the server gives no size for the file ({size!r}), which a read by ranges needs",
+                          self.name)
+        self.size = size
 
     def read(self, begin: int, end: int) -> bytes:
+        if self._http:
+            return http_range(self._fs, self._path, begin, end, self.size, self.name)
         return bytes(self._fs.cat_file(self._path, start=begin, end=end))
 
 

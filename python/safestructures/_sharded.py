@@ -18,9 +18,9 @@ from ._format import (CHECKSUMS_KEY, INDEX_METADATA, INDEX_NAME, INDEX_WEIGHT_MA
                       TOTAL_SIZE_KEY, file_json)
 from ._progress import saving
 
-__all__ = ["INDEX_NAME", "SHARD_FILE_NAME", "SHARD_PATTERN", "check_index_metadata", "check_regular_file", "directory_lock",
-           "parse_size", "remove_if_present", "remove_stale_temporaries", "save_lock", "save_running", "save_sharded",
-           "shard_name", "write_atomically", "write_temporary"]
+__all__ = ["INDEX_NAME", "SHARD_FILE_NAME", "SHARD_PATTERN", "check_index_metadata", "check_regular_file",
+           "check_replaceable", "directory_lock", "parse_size", "remove_if_present", "remove_stale_temporaries",
+           "save_lock", "save_running", "save_sharded", "shard_name", "write_atomically", "write_temporary"]
 
 PREFIX = "model"
 #: The shard file names an index may map tensors to: plain, visible names beside the index, never a path elsewhere.
@@ -60,9 +60,32 @@ def check_regular_file(path: str, what: str = "file") -> None:
     the path cannot be looked at."""
     mode = os.stat(path).st_mode  # follows links; never blocks, whatever the file is
     if not stat.S_ISREG(mode):
-        kind = ("a FIFO" if stat.S_ISFIFO(mode) else "a directory" if stat.S_ISDIR(mode) else "a socket" if stat.S_ISSOCK(mode)
-                else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "not a regular file")
-        raise InvalidFileError(f"{path}: the {what} is {kind}, not a regular file")
+        raise InvalidFileError(f"{path}: the {what} is {_kind(mode)}, not a regular file")
+
+
+def check_replaceable(path: str) -> None:
+    """Refuses a save's target that is there and is neither a regular file nor a directory, nor a link to one: a save
+    writes beside its target and renames over it, which would replace a FIFO or a device (``/dev/null``, for a process
+    that may) with a regular file, or the link that names one (``/dev/stdout``). InvalidArgumentError naming it and the
+    way to write into it. A link to a regular file is replaced itself, never what it points to; a directory is refused
+    by the rename (IsADirectoryError)."""
+    try:
+        mode = os.lstat(path).st_mode
+        link = stat.S_ISLNK(mode)
+        if link:
+            mode = os.stat(path).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        return  # nothing there, or a link to nothing: the save makes a file
+    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        raise InvalidArgumentError(f"{path}: the target is {'a link to ' if link else ''}{_kind(mode)}, which a save "
+                                   "would replace with a regular file: to write into it, save to a file object "
+                                   "(open(path, 'wb'))", code="NotARegularFile")
+
+
+def _kind(mode: int) -> str:
+    """What a file of ``mode`` (not a regular file) is, as messages name it."""
+    return ("a FIFO" if stat.S_ISFIFO(mode) else "a directory" if stat.S_ISDIR(mode) else "a socket" if stat.S_ISSOCK(mode)
+            else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "not a regular file")
 
 
 def shard_name(index: int, count: int) -> str:
@@ -75,7 +98,8 @@ def write_atomically(path: str, data: bytes | Callable[[IO[bytes]], None], fsync
                      replace: bool = True) -> None:
     """Writes ``path`` (see :func:`write_temporary` for ``data``) through a temporary file beside it, renamed into place
     once whole: the old file or the new one, never a part. Without ``replace`` an existing file is never replaced
-    (FileExistsError)."""
+    (FileExistsError). A FIFO or a device there is refused (:func:`check_replaceable`)."""
+    check_replaceable(path)
     temp = write_temporary(path, data, fsync, mode=mode)
     try:
         if replace:
@@ -268,9 +292,38 @@ def save_sharded(data: Any, directory: str, metadata: Mapping[str, str] | None, 
     tensor bytes on a bar as they are written.
     """
     check_index_metadata(metadata)
-    os.makedirs(directory, exist_ok=True)
     save_id = os.urandom(12).hex()
-    remove_stale_temporaries(directory)
+    with _made_directory(directory):
+        remove_stale_temporaries(directory)
+        _save_sharded_into(data, directory, metadata, max_shard_size, max_depth, fsync, context, checksums, snapshot,
+                           progress, save_id)
+
+
+@contextlib.contextmanager
+def _made_directory(directory: str) -> Iterator[None]:
+    """Makes ``directory`` (and its missing parents) for the block; a block that fails removes those it made again,
+    where they are still empty, so that a failed save leaves no empty directory where there was none."""
+    made = []
+    at = os.path.abspath(directory)
+    while not os.path.lexists(at):
+        made.append(at)
+        at = os.path.dirname(at)
+    os.makedirs(directory, exist_ok=True)
+    try:
+        yield
+    except BaseException:
+        for path in made:  # the deepest first
+            try:
+                os.rmdir(path)
+            except OSError:  # not empty (another save's files), or gone: left as it is
+                break
+        raise
+
+
+def _save_sharded_into(data: Any, directory: str, metadata: Mapping[str, str] | None, max_shard_size: int, max_depth: int,
+                       fsync: bool, context: dict[str, Any], checksums: bool, snapshot: Any, progress: bool,
+                       save_id: str) -> None:
+    """:func:`save_sharded` in ``directory``, which exists."""
     with save_lock(directory, save_id):
         index = os.path.join(directory, INDEX_NAME)
         if snapshot is None:

@@ -17,8 +17,8 @@ from ._errors import IntegrityError, InvalidFileError, quote, shown
 from ._flat import _fspath
 from ._format import (CHECKSUMS_KEY, DCP_KEY, INDEX_METADATA, INDEX_NAME, INDEX_SUFFIX, INDEX_WEIGHT_MAP, SAVE_KEY, SCHEMA_KEY,
                       TOTAL_SIZE_KEY, V1_SCHEMA_KEY)
-from ._ranges import read_header
-from ._remote import UrlRanges, filesystem, is_url, local_path
+from ._ranges import checked_read, read_header
+from ._remote import UrlRanges, filesystem, is_url, listing, local_path
 from ._sharded import SHARD_FILE_NAME, check_regular_file, index_document, index_text, shard_name
 from ._streams import FileObjectRanges, check_binary, is_file_object, name_of, read_stream, seekable
 
@@ -145,20 +145,20 @@ def _remote_source(url: str, max_header_size: int) -> Source:
     if local is not None:  # file://: mapped as a path is
         return resolve(local, max_header_size)
     fs, where = filesystem(url)
-    # A file's name settles it without asking the filesystem (over HTTP, isdir GETs the whole URL).
+    # A file's name settles it without asking the filesystem (over HTTP, a directory is told by GETting the URL).
     if where.endswith(INDEX_SUFFIX):
         index = where
-    elif SHARD_FILE_NAME.fullmatch(posixpath.basename(where)) or not fs.isdir(where):
+    elif SHARD_FILE_NAME.fullmatch(posixpath.basename(where)) or (paths := listing(fs, where, max_header_size)) is None:
         return Source(FILE, url, [url], ranged=[UrlRanges(fs, where)])
     else:
         index = posixpath.join(where, INDEX_NAME)
         if not fs.exists(index):
-            return _remote_folder_of_files(fs, where, url, max_header_size)
-    size = fs.size(index)
-    if size > max_header_size:
-        raise InvalidFileError(f"{url}: the index is {size} bytes, over the limit of {max_header_size}")
+            return _remote_folder_of_files(fs, where, url, paths, max_header_size)
+    reader = UrlRanges(fs, index)
+    if reader.size > max_header_size:
+        raise InvalidFileError(f"{url}: the index is {reader.size} bytes, over the limit of {max_header_size}")
     directory = posixpath.dirname(index)
-    source = _index_source(url, fs.unstrip_protocol(index), fs.cat_file(index),
+    source = _index_source(url, reader.name, checked_read(reader, 0, reader.size),
                            lambda shard: posixpath.join(directory, shard), lambda shard: None)
     if source.kind == DCP:
         raise InvalidFileError(f"{url}: a PyTorch Distributed Checkpoint, which loads from a local directory only")
@@ -220,11 +220,10 @@ def _valid_text(text: str, index: str, what: str) -> None:
                                "valid Unicode") from None
 
 
-def _remote_folder_of_files(fs: Any, where: str, url: str, max_header_size: int) -> Source:
-    """A folder URL without an index, as :func:`_folder_of_files` reads a local one: its files listed, their headers
-    fetched by range requests."""
-    names = sorted(posixpath.basename(p) for p in fs.ls(where, detail=False)
-                   if SHARD_FILE_NAME.fullmatch(posixpath.basename(p)))
+def _remote_folder_of_files(fs: Any, where: str, url: str, paths: list[str], max_header_size: int) -> Source:
+    """A folder URL without an index, as :func:`_folder_of_files` reads a local one: its files (``paths``, as listed),
+    their headers fetched by range requests."""
+    names = sorted(posixpath.basename(p) for p in paths if SHARD_FILE_NAME.fullmatch(posixpath.basename(p)))
     readers = {posixpath.join(url, name): UrlRanges(fs, posixpath.join(where, name)) for name in names}
 
     def header(shard: str) -> tuple[Any, Any]:

@@ -78,9 +78,30 @@ def read_stream(fileobj: Any) -> bytearray:
         chunk = fileobj.read(READ_CHUNK)
         if chunk is None:
             raise OSError(errno.EAGAIN, "the stream has no bytes to give now (non-blocking)", name_of(fileobj))
+        chunk = _bytes_read(fileobj, chunk, READ_CHUNK)
         if not chunk:
             return out
         out += chunk
+
+
+def _bytes_read(fileobj: Any, chunk: Any, asked: int) -> memoryview:
+    """What ``fileobj.read(asked)`` returned, as bytes: OSError naming the object when it is not bytes-like or holds
+    more than asked (an object whose read() lies would otherwise make the file other bytes than it holds)."""
+    try:
+        view = memoryview(chunk).cast("B")
+    except TypeError:
+        raise OSError(errno.EIO, f"read() returned {type(chunk).__name__}, not bytes: a binary file object's read() "
+                                 "gives bytes", name_of(fileobj)) from None
+    if len(view) > asked:
+        raise OSError(errno.EIO, f"read({asked}) returned {len(view)} bytes, more than asked", name_of(fileobj))
+    return view
+
+
+def _position(fileobj: Any, what: str, value: Any) -> int:
+    """A position ``fileobj`` gave (``what`` returned ``value``): OSError naming the object unless it is an int >= 0."""
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise OSError(errno.EIO, f"{what} returned {value!r}, not a position in the file", name_of(fileobj))
+    return value
 
 
 class FileObjectRanges:
@@ -91,8 +112,12 @@ class FileObjectRanges:
         self.name = name_of(fileobj)
         self._file = fileobj
         self._lock = threading.Lock()
-        self._base = fileobj.tell()
-        self.size = fileobj.seek(0, os.SEEK_END) - self._base
+        self._base = _position(fileobj, "tell()", fileobj.tell())
+        end = _position(fileobj, "seek(0, SEEK_END)", fileobj.seek(0, os.SEEK_END))
+        if end < self._base:
+            raise OSError(errno.EIO, f"seek(0, SEEK_END) returned {end}, before where the object stood ({self._base})",
+                          self.name)
+        self.size = end - self._base
         fileobj.seek(self._base)
 
     def read(self, begin: int, end: int) -> bytes:
@@ -101,6 +126,9 @@ class FileObjectRanges:
             out = bytearray()
             while len(out) < end - begin:
                 chunk = self._file.read(end - begin - len(out))
+                if chunk is None:  # a non-blocking raw file with nothing now: fewer bytes, which the caller reports
+                    break
+                chunk = _bytes_read(self._file, chunk, end - begin - len(out))
                 if not chunk:
                     break
                 out += chunk

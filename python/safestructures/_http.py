@@ -1,0 +1,169 @@
+"""Reads over HTTP(S) that a hostile server cannot make unbounded: fsspec's HTTP filesystem reads a response's body
+whole (``cat_file``, and ``isdir``/``ls``, which GET the page), so a server that ignores a Range header, or sends more
+than its Content-Length or Content-Range says, would fill memory. Here each response is read in chunks up to one byte
+past what was asked, its status and Content-Range checked, and the connection dropped rather than drained."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import re
+import sys
+from typing import Any
+from urllib.parse import urlparse
+
+__all__ = ["is_http", "http_listing", "http_range"]
+
+#: A Content-Range of one range (numbers of 20 digits at most: a longer one is no size, and int() would refuse it).
+_CONTENT_RANGE = re.compile(r"bytes (\d{1,20})-(\d{1,20})/(\d{1,20}|\*)")
+#: What one read of a response's body takes at most.
+_CHUNK = 1 << 20
+
+
+def is_http(fs: Any) -> bool:
+    """Whether ``fs`` is fsspec's HTTP(S) filesystem (read here rather than through its own reads). Its module is
+    imported once such a filesystem is made; without aiohttp it cannot be, and no other filesystem imports it."""
+    http = sys.modules.get("fsspec.implementations.http")
+    return http is not None and isinstance(fs, http.HTTPFileSystem)
+
+
+def http_range(fs: Any, url: str, begin: int, end: int, size: int, name: str) -> bytes:
+    """Bytes ``[begin, end)`` of the file at ``url`` of ``size`` bytes, at most ``end - begin`` of them. OSError naming
+    ``name`` when the server answers with other bytes than asked (it ignored the range and sends the whole file, its
+    Content-Range names other bytes or another size, its Content-Length another count) or more of them; fewer, from a
+    server that says no length, come back as they came (the caller checks)."""
+    if begin >= end:
+        return b""
+    from fsspec.asyn import sync
+
+    return sync(fs.loop, _get_range, fs, url, begin, end, size, name)
+
+
+def http_listing(fs: Any, url: str, limit: int) -> list[str] | None:
+    """The links of the page at ``url`` under it, as fsspec's ``ls`` finds them; None where ``url`` is no listing: not
+    found, not an HTML page (nor a page of no type), or over ``limit`` bytes (a file, which a load reads by ranges)."""
+    from fsspec.asyn import sync
+
+    page = sync(fs.loop, _get_page, fs, url, limit)
+    if page is None:
+        return None
+    links = _links(fs, url, page)
+    if not links and url.endswith("/"):
+        return http_listing(fs, url.rstrip("/"), limit)
+    return links
+
+
+async def _get_range(fs: Any, url: str, begin: int, end: int, size: int, name: str) -> bytes:
+    want = end - begin
+
+    def lie(what: str) -> OSError:
+        return OSError(errno.EIO, f"asked for bytes [{begin}, {end}) of a file of {size} bytes, the server {what}", name)
+
+    async with _request(fs, url, name, {"Range": f"bytes={begin}-{end - 1}"}) as response:
+        if response.status == 206:
+            said = response.headers.get("Content-Range", "")
+            found = _CONTENT_RANGE.fullmatch(said.strip())
+            if found is None:
+                shown = said if len(said) <= 80 else said[:80] + "..."
+                raise lie(f"answered with Content-Range {shown!r}, which names no range")
+            first, last, total = int(found.group(1)), int(found.group(2)), found.group(3)
+            if (first, last) != (begin, end - 1):
+                raise lie(f"sent bytes [{first}, {last + 1}) instead")
+            if total != "*" and int(total) != size:
+                raise lie(f"now says the file holds {total} bytes (it changed, or the server lies)")
+        elif response.status != 200 or begin != 0 or want != size:  # the whole file is fine where it was asked for
+            raise lie(f"ignored the range (status {response.status}): it does not serve ranges?")
+        # A length other than the range's: more would be refused once read, and fewer, where the server then holds the
+        # connection open, would be waited for until the request times out.
+        if response.content_length is not None and response.content_length != want:
+            raise lie(f"says it sends {response.content_length} bytes" + (
+                ": the file is shorter than its size said" if response.content_length < want else ""))
+        return await _body(response, want, lambda got: lie(f"sent more than {want} bytes ({got} at least)"), name)
+
+
+async def _get_page(fs: Any, url: str, limit: int) -> str | None:
+    async with _request(fs, url, url, {}, missing_ok=True) as response:
+        if response.status == 404:
+            return None
+        mimetype = response.headers.get("Content-Type", "").partition(";")[0] or None
+        if mimetype not in ("text/html", None):
+            return None
+        try:
+            body = await _body(response, limit, lambda _got: _TooLarge(), url)
+        except _TooLarge:
+            return None
+        return body.decode("utf-8", errors="ignore")  # links are ASCII; anything else in the page is of no use
+
+
+class _TooLarge(Exception):
+    pass
+
+
+class _request:  # noqa: N801 (used as a function: ``async with _request(...)``)
+    """A GET of ``url`` with ``headers``, as the filesystem's own reads make it; on exit the response is closed, so
+    that a body left unread (a server sending without end) drops its connection instead of being drained. aiohttp's
+    errors and a status of 400 or more come out as OSError naming ``name`` (FileNotFoundError for 404, unless
+    ``missing_ok``: the caller looks at the status)."""
+
+    def __init__(self, fs: Any, url: str, name: str, headers: dict[str, str], missing_ok: bool = False) -> None:
+        self._fs, self._url, self._name, self._headers, self._missing_ok = fs, url, name, headers, missing_ok
+        self._response: Any = None
+
+    async def __aenter__(self) -> Any:
+        import aiohttp
+
+        kwargs = dict(self._fs.kwargs)
+        # Bytes as stored: a body the server compresses would count other bytes than the file's.
+        headers = {**(kwargs.pop("headers", None) or {}), "Accept-Encoding": "identity", **self._headers}
+        try:
+            session = await self._fs.set_session()
+            self._response = await session.get(self._fs.encode_url(self._url), headers=headers, **kwargs)
+        except (aiohttp.ClientError, asyncio.TimeoutError) as e:
+            raise OSError(errno.EIO, f"the request failed: {type(e).__name__}: {e}", self._name) from None
+        status = self._response.status
+        if status >= 400 and not (status == 404 and self._missing_ok):
+            self._response.close()
+            if status == 404:
+                raise FileNotFoundError(errno.ENOENT, "not found (HTTP 404)", self._name)
+            raise OSError(errno.EIO, f"the server answered HTTP {status} {self._response.reason}", self._name)
+        return self._response
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._response.close()
+
+
+async def _body(response: Any, most: int, too_much: Any, name: str) -> bytes:
+    """The body of ``response``, read until it ends or holds one byte more than ``most``, which raises ``too_much(got)``."""
+    import aiohttp
+
+    out = bytearray()
+    try:
+        while len(out) <= most:
+            chunk = await response.content.read(min(_CHUNK, most + 1 - len(out)))
+            if not chunk:
+                return bytes(out)
+            out += chunk
+    except (aiohttp.ClientError, asyncio.TimeoutError) as e:
+        raise OSError(errno.EIO, f"the transfer failed: {type(e).__name__}: {e}", name) from None
+    raise too_much(len(out))
+
+
+def _links(fs: Any, url: str, page: str) -> list[str]:
+    """The links of an HTML ``page`` that lie under ``url``, as fsspec's HTTP ``ls`` reads them (its own patterns)."""
+    from fsspec.implementations.http import ex, ex2
+
+    found = [match[2] for match in ex.findall(page)]
+    if fs.simple_links:
+        found = ex2.findall(page) + found
+    parts = urlparse(url)
+    under = url.rstrip("/") + "/"
+    out = set()
+    for link in found:
+        if link.startswith("/") and len(link) > 1:
+            link = f"{parts.scheme}://{parts.netloc}{link}"
+        if link.startswith("http"):
+            if link.replace("https", "http").startswith(under.replace("https", "http")):  # either scheme, as fsspec's
+                out.add(link)
+        elif link not in ("..", "../"):
+            out.add(under + link.lstrip("/"))
+    return sorted(out)
