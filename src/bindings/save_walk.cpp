@@ -105,17 +105,24 @@ class SaveWalk final : public NodeText {
   }
   // A field written before "items" (a deque's "maxlen", a defaultdict's "factory"): None, an int or a str.
   void leading_field(std::string_view name, nb::handle value);
-  // Calls a hook about `obj`; a TypeError from it (the object cannot be stored) becomes UnsupportedData.
+  // Calls a hook about `obj`, which runs the data's own code (a to_data, a property, __getstate__, a tensor's adapter,
+  // the hash of a class): see hook_failed for what leaves it.
   template <class Call>
-  nb::object storable(PyObject* obj, Call&& call) {
+  auto storable(PyObject* obj, Call&& call) -> decltype(call()) {
     try {
       return call();
     } catch (nb::python_error& e) {
-      if (!e.matches(PyExc_TypeError)) throw;
-      unsupported(obj, py_text(e.value()));
+      hook_failed(obj, e);
     }
   }
+  [[noreturn]] void hook_failed(PyObject* obj, nb::python_error& e);
   [[noreturn]] void unsupported(PyObject* obj, const std::string& why = {});
+
+ public:
+  // The exception a hook raised, given as the __cause__ of the UnsupportedTypeError that names its path.
+  nb::object cause;
+
+ private:
 
   const Hooks& hooks_;
   nb::handle context_;
@@ -130,6 +137,26 @@ void SaveWalk::unsupported(PyObject* obj, const std::string& why) {
   const std::string name =
       nb::isinstance<nb::str>(module) ? py_text(module) + "." + std::string(short_name) : std::string(tp_name);
   throw UnsupportedData("cannot save an object of type " + name + " at " + writer.path_text() + (why.empty() ? "" : ": " + why));
+}
+
+// What a hook raised, naming the path of the object it was about: a TypeError (the object cannot be stored) as
+// UnsupportedTypeError with its text; safestructures' own errors keep their class and code, with the path added; any
+// other exception (a to_data's ZeroDivisionError, a property's RuntimeError) as UnsupportedTypeError naming it, the
+// original chained as its __cause__. A MemoryError, and what is no Exception (KeyboardInterrupt), pass as they are.
+void SaveWalk::hook_failed(PyObject* obj, nb::python_error& e) {
+  PyObject* raised = e.value().ptr();
+  if (!PyObject_TypeCheck(raised, reinterpret_cast<PyTypeObject*>(PyExc_Exception)) || e.matches(PyExc_MemoryError)) throw;
+  if (PyObject_IsInstance(raised, error_class("SafestructuresError").ptr()) == 1) {
+    const nb::handle cls = reinterpret_cast<PyObject*>(Py_TYPE(raised));
+    set_error(cls, "at " + writer.path_text() + ": " + py_text(e.value()), e.value().attr("code"));
+    nb::python_error again;
+    PyException_SetCause(again.value().ptr(), nb::borrow(raised).release().ptr());
+    again.restore();
+    throw nb::python_error();
+  }
+  cause = nb::borrow(raised);
+  if (e.matches(PyExc_TypeError)) unsupported(obj, py_text(e.value()));
+  unsupported(obj, std::string(Py_TYPE(raised)->tp_name) + ": " + py_text(e.value()));
 }
 
 void SaveWalk::walk(PyObject* obj, bool unshared) {
@@ -362,7 +389,7 @@ void SaveWalk::walk_uncommon(PyObject* obj) {
   if (type == &PyByteArray_Type) return walk_bytes(obj, Kind::ByteArray, PyByteArray_AS_STRING(obj), PyByteArray_GET_SIZE(obj));
   if (type == &PySet_Type) return walk_items(obj, Kind::Set, false);
   if (type == &PyFrozenSet_Type) return walk_items(obj, Kind::FrozenSet, true);
-  switch (route_of(type)) {
+  switch (storable(obj, [&] { return route_of(type); })) {
     case SaveRoute::Tensor: return walk_array(obj);
     case SaveRoute::Reduce: return walk_reduced(obj);
     case SaveRoute::Deque: return walk_items(obj, Kind::Deque, false);
@@ -391,7 +418,9 @@ SaveResult walk_tree(nb::handle data, std::uint32_t max_depth, nb::handle contex
       nb::borrow(check)();
     }
   } catch (const UnsupportedData& e) {
-    PyErr_SetString(error_class("UnsupportedTypeError").ptr(), e.what());
+    nb::object error = error_class("UnsupportedTypeError")(python_text(e.what()));
+    if (walk.cause.is_valid()) PyException_SetCause(error.ptr(), walk.cause.release().ptr());
+    PyErr_SetObject(reinterpret_cast<PyObject*>(Py_TYPE(error.ptr())), error.ptr());
     throw nb::python_error();
   } catch (const Error& e) {
     throw ArgumentError(e);
