@@ -291,7 +291,9 @@ def _numpy_to_torch(name: str) -> torch.dtype:
     try:
         return torch.from_numpy(numpy.empty(0, dtype=dtype.newbyteorder("="))).dtype
     except TypeError as e:
-        raise ValueError(f"numpy dtype {name} has no torch dtype") from e
+        # A dtype numpy holds and torch lacks (str, datetime64, int4...): a tensor this framework cannot hold, as JAX and
+        # TensorFlow refuse it, not a broken file.
+        raise UnsupportedTypeError(f"numpy dtype {name} has no torch dtype; load with framework='numpy'") from e
 
 
 def reduce_value(value: Any) -> tuple[str, dict[str, Any]]:
