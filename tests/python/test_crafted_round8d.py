@@ -1,0 +1,304 @@
+"""Hostile inputs of the eighth round's fourth helper (cases 60 on; docs/security.md's table lists them): Python objects
+whose own code fails or lies while a save reads them, and files whose tensors or scalars the frameworks read apart.
+Each attack has its legitimate twin, which must keep working."""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import typing
+from typing import Any
+
+import ml_dtypes
+import numpy as np
+import pytest
+
+import crafted
+import safestructures as ss
+
+
+def round_trip(value: Any) -> Any:
+    return ss.load(ss.save({"v": value}))["v"]
+
+
+# --- 60. code a save runs raises: the error names the path, the original chained --------------------------------------------
+
+class R8dToken:
+    pass
+
+
+ss.register(R8dToken, to_data=lambda token: 1 / 0, from_data=lambda data: R8dToken())
+
+
+@dataclasses.dataclass
+class R8dConfig:
+    lr: float
+
+
+R8dConfig.lr = property(lambda self: self.__dict__["missing"])  # type: ignore[assignment,misc]
+ss.register(R8dConfig)
+
+
+class R8dRaisingMeta(type):
+    def __hash__(cls) -> int:
+        raise RuntimeError("unhashable class")
+
+
+class R8dOdd(metaclass=R8dRaisingMeta):
+    pass
+
+
+@pytest.mark.parametrize(
+    "data, message, cause",
+    [
+        ({"model": {"tok": [R8dToken()]}}, 'cannot save an object of type test_crafted_round8d.R8dToken at $["model"]["tok"][0]: '
+         "ZeroDivisionError: division by zero", ZeroDivisionError),
+        ({"cfg": object.__new__(R8dConfig)}, """cannot save an object of type test_crafted_round8d.R8dConfig at $["cfg"]: """
+         "KeyError: 'missing'", KeyError),
+        ({"x": [R8dOdd()]}, 'cannot save an object of type test_crafted_round8d.R8dOdd at $["x"][0]: RuntimeError: unhashable class',
+         RuntimeError),
+    ],
+    ids=["to_data", "dataclass-property", "class-hash"],
+)
+def test_case_60_an_exception_of_the_data_s_code_names_the_path(data: Any, message: str, cause: type) -> None:
+    # Before: the ZeroDivisionError, KeyError or RuntimeError itself, saying nothing of where in the data it was raised.
+    with pytest.raises(ss.UnsupportedTypeError) as info:
+        ss.save(data)
+    assert str(info.value) == message
+    assert type(info.value.__cause__) is cause
+
+
+def test_case_60_a_safestructures_error_of_an_adapter_gains_the_path() -> None:
+    # Before: the message named the tensor's proposed name only ("w.0").
+    with pytest.raises(ss.InvalidArgumentError) as info:
+        ss.save({"w": [np.zeros(3, ml_dtypes.float4_e2m1fn)]})
+    assert str(info.value) == ('at $["w"][0]: tensor "w.0": 3 elements of F4 do not fill a whole number of bytes (the element '
+                               "count times 4 bits must be a multiple of 8)")
+    assert info.value.code == "SubByteNotWhole"
+    assert type(info.value.__cause__) is ss.InvalidArgumentError
+
+
+class R8dInterrupted:
+    pass
+
+
+def interrupt(obj: Any) -> Any:
+    raise KeyboardInterrupt
+
+
+ss.register(R8dInterrupted, to_data=interrupt, from_data=lambda data: R8dInterrupted())
+
+
+def test_case_60_twin_an_interrupt_passes_as_it_is() -> None:
+    with pytest.raises(KeyboardInterrupt):
+        ss.save({"a": [R8dInterrupted()]})
+
+
+# --- 61. a subclass of a built-in type saved through its overrides -----------------------------------------------------------
+
+class R8dUpper(str):
+    def __str__(self) -> str:
+        return self.upper()
+
+
+class R8dIds(list):  # type: ignore[type-arg]
+    def __len__(self) -> int:
+        raise RuntimeError("lazy")
+
+
+class R8dMasked(dict):  # type: ignore[type-arg]
+    def items(self) -> Any:
+        return [(key, "***") for key in dict.keys(self)]
+
+    def keys(self) -> Any:
+        return []
+
+    def __iter__(self) -> Any:
+        return iter(())
+
+
+class R8dOrdered(collections.OrderedDict):  # type: ignore[type-arg]
+    def items(self) -> Any:
+        return [("x", 0)]
+
+
+class R8dCount(int):
+    def __int__(self) -> int:
+        return 666
+
+    def __index__(self) -> int:
+        return 777
+
+
+class R8dBlob(bytes):
+    def __bytes__(self) -> bytes:
+        return b"other"
+
+
+class R8dTriple(tuple):  # type: ignore[type-arg]
+    def __iter__(self) -> Any:
+        return iter(("other",))
+
+
+class R8dRatio(float):
+    def __float__(self) -> float:
+        return 0.5
+
+
+for _cls in (R8dUpper, R8dIds, R8dMasked, R8dOrdered, R8dCount, R8dBlob, R8dTriple, R8dRatio):
+    ss.register(_cls)
+
+
+def test_case_61_a_subclass_is_saved_as_its_content_not_its_overrides() -> None:
+    # Before: 'GOOD' (str() called __str__), RuntimeError (list() asked __len__), {} (dict() merged through keys()),
+    # [('x', 0)] (the OrderedDict's items()), 666, b'other', ('other',), 0.5.
+    assert str.__str__(round_trip(R8dUpper("good"))) == "good"
+    assert list.copy(round_trip(R8dIds([1, 2]))) == [1, 2]
+    assert list(dict.items(round_trip(R8dMasked(token="secret")))) == [("token", "secret")]
+    ordered = R8dOrdered(a=1, b=2)
+    ordered.move_to_end("a")
+    assert list(collections.OrderedDict.items(round_trip(ordered))) == [("b", 2), ("a", 1)]
+    assert int.__int__(round_trip(R8dCount(5))) == 5
+    assert bytes.__getnewargs__(round_trip(R8dBlob(b"good")))[0] == b"good"
+    assert tuple.__getnewargs__(round_trip(R8dTriple((1, 2, 3))))[0] == (1, 2, 3)
+    assert float.__float__(round_trip(R8dRatio(1.5))) == 1.5
+
+
+class R8dPlainDict(dict):  # type: ignore[type-arg]
+    pass
+
+
+class R8dPlainCounter(collections.Counter):  # type: ignore[type-arg]
+    pass
+
+
+ss.register(R8dPlainDict)
+ss.register(R8dPlainCounter)
+
+
+def test_case_61_twin_plain_subclasses_keep_their_content_and_attributes() -> None:
+    d = R8dPlainDict(a=1, b=[2])
+    d.note = "kept"  # type: ignore[attr-defined]
+    back = round_trip(d)
+    assert type(back) is R8dPlainDict and back == {"a": 1, "b": [2]} and back.note == "kept"
+    counter = round_trip(R8dPlainCounter("abca"))
+    assert type(counter) is R8dPlainCounter and counter == {"a": 2, "b": 1, "c": 1}
+    assert type(round_trip(R8dUpper("x"))) is R8dUpper and type(round_trip(R8dCount(-(2**70)))) is R8dCount
+
+
+# --- 62. a tuple whose _fields do not name its items ---------------------------------------------------------------------------
+
+class R8dPoint(typing.NamedTuple):
+    x: int
+    y: int
+
+
+class R8dNarrowed(R8dPoint):
+    _fields = ("x",)  # type: ignore[assignment]
+
+
+class R8dPair(tuple):  # type: ignore[type-arg]
+    _fields = (0, 1)
+
+
+ss.register(R8dPoint)
+ss.register(R8dNarrowed)
+ss.register(R8dPair)
+
+
+@pytest.mark.parametrize(
+    "value, why",
+    [(R8dNarrowed(1, 2), "R8dNarrowed is a tuple whose _fields ('x',) do not name its 2 items one by one"),
+     (R8dPair((1, 2)), "R8dPair is a tuple whose _fields (0, 1) do not name its 2 items one by one")],
+    ids=["fewer-fields", "int-fields"],
+)
+def test_case_62_a_tuple_whose_fields_do_not_name_its_items_is_refused_at_save(value: Any, why: str) -> None:
+    # Before: saved, into a file that every load refused ("a namedtuple needs as many 'items' as 'fields'").
+    name = type(value).__name__
+    with pytest.raises(ss.UnsupportedTypeError) as info:
+        ss.save({"p": value})
+    assert str(info.value) == f'cannot save an object of type test_crafted_round8d.{name} at $["p"]: class test_crafted_round8d.{why}'
+
+
+def test_case_62_twin_named_tuples_round_trip() -> None:
+    assert round_trip(R8dPoint(1, 2)) == R8dPoint(1, 2) and type(round_trip(R8dPoint(1, 2))) is R8dPoint
+    renamed = collections.namedtuple("renamed", ["a", "_b"], rename=True)
+    ss.register(renamed, name="test_crafted_round8d.renamed")
+    assert round_trip(renamed(1, 2)) == (1, 2)
+
+
+# --- 63. a valid file's tensor that one framework cannot hold ------------------------------------------------------------------
+
+@pytest.mark.parametrize("kind", ["rank", "wide", "logical"])
+@pytest.mark.parametrize("framework", ["numpy", "jax"])
+def test_case_63_a_shape_numpy_cannot_hold_is_unsupported_not_invalid(kind: str, framework: str) -> None:
+    # Before: InvalidFileError (the file said broken), while torch loads the same tensor.
+    if framework == "jax":
+        pytest.importorskip("jax")
+    with pytest.raises(ss.UnsupportedTypeError) as info:
+        ss.load(crafted.tensor_beyond_numpy(kind), framework=framework)
+    assert not isinstance(info.value, ss.InvalidFileError)
+    assert str(info.value).startswith('at $["t"]: tensor "t" of shape [')
+    assert "cannot be a numpy array" in str(info.value)
+
+
+@pytest.mark.parametrize("kind", ["rank", "wide", "logical"])
+def test_case_63_twin_torch_holds_them(kind: str) -> None:
+    torch = pytest.importorskip("torch")
+    tensor = ss.load(crafted.tensor_beyond_numpy(kind), framework="torch")["t"]
+    assert type(tensor) is torch.Tensor
+    assert list(tensor.shape) == ([0, 2**63 - 1] if kind == "wide" else [1] * 65)
+
+
+@pytest.mark.parametrize("dtype", ["<U2", "int4", "<M8[D]", "|S3"])
+def test_case_63_a_numpy_dtype_torch_lacks_is_unsupported(dtype: str) -> None:
+    # Before: InvalidFileError ("cannot rebuild tensor "t": ValueError: numpy dtype <U2 has no torch dtype"), while JAX
+    # refused the same tensor as UnsupportedTypeError.
+    pytest.importorskip("torch")
+    with pytest.raises(ss.UnsupportedTypeError) as info:
+        ss.load(crafted.numpy_only_dtype(dtype), framework="torch")
+    assert str(info.value) == f"""at $["t"]: numpy dtype {dtype} has no torch dtype; load with framework='numpy'"""
+    assert ss.load(crafted.numpy_only_dtype(dtype))["t"].dtype == np.dtype(ml_dtypes.int4 if dtype == "int4" else dtype)
+
+
+# --- 64. a numpy scalar whose value its dtype cannot hold --------------------------------------------------------------------
+
+@pytest.mark.parametrize(
+    "dtype, value, why",
+    [
+        ("int4", 100, 'ValueError: a numpy scalar of dtype "int4" cannot hold the value 100 exactly (it would be 4)'),
+        ("uint2", 7, 'ValueError: a numpy scalar of dtype "uint2" cannot hold the value 7 exactly (it would be 3)'),
+        ("float16", 1e300, 'ValueError: a numpy scalar of dtype "float16" cannot hold the value 1e+300 exactly (it would be inf)'),
+        ("float8_e4m3fn", 0.1, 'ValueError: a numpy scalar of dtype "float8_e4m3fn" cannot hold the value 0.1 exactly (it would be 0.1015625)'),
+        ("bool", 2, 'TypeError: a numpy scalar of dtype "bool" needs a value of type bool, not int'),
+        ("int32", True, 'TypeError: a numpy scalar of dtype "int32" needs a value of type int, not bool'),
+        ("U3", 5, """ValueError: a numpy scalar of dtype "U3" is saved by its bytes ('raw'), not by a value"""),
+        ("<m8[s]", 5, """ValueError: a numpy scalar of dtype "<m8[s]" is saved by its bytes ('raw'), not by a value"""),
+    ],
+    ids=["int4", "uint2", "float16", "float8", "bool", "int32", "str", "timedelta"],
+)
+def test_case_64_a_scalar_value_its_dtype_cannot_hold_is_refused(dtype: str, value: Any, why: str) -> None:
+    # Before: 4, 3, inf (with numpy's RuntimeWarning), 0.1015625, True, 1, '5', 5 seconds: wrapped, rounded or converted,
+    # while the file (and any reader of its field) says 100, 7, 1e300...
+    with pytest.raises(ss.InvalidFileError) as info:
+        ss.load(crafted.numpy_scalar(dtype, value))
+    assert str(info.value) == f"at $[0]: cannot rebuild a npscalar: {why}"
+
+
+def test_case_64_a_bool_scalar_byte_past_one_is_refused() -> None:
+    # Before: np.True_, as the bool tensors of case 46 were.
+    with pytest.raises(ss.InvalidFileError) as info:
+        ss.load(crafted.numpy_scalar("bool", raw=b"\x02"))
+    assert str(info.value) == "at $[0]: cannot rebuild a npscalar: ValueError: a numpy bool scalar holds the byte 2, which is no bool (0 or 1)"
+
+
+SCALARS = [np.bool_(True), np.int8(-128), np.uint64(2**64 - 1), np.int64(-(2**63)), np.float16(65504), np.float32(-0.0),
+           np.float64(np.inf), np.complex64(1.5 - 2j), np.float32(np.nan), ml_dtypes.int4(-8), ml_dtypes.uint2(3),
+           ml_dtypes.bfloat16(1.5), ml_dtypes.float8_e4m3fn(448), np.datetime64("2020-01-01"), np.timedelta64(5, "s"),
+           np.str_("ab"), np.bytes_(b"c"), np.longdouble(1) / 3]
+
+
+@pytest.mark.parametrize("scalar", SCALARS, ids=[f"{s.dtype}-{k}" for k, s in enumerate(SCALARS)])
+def test_case_64_twin_every_saved_scalar_loads_as_itself(scalar: Any) -> None:
+    back = round_trip(scalar)
+    assert back.dtype == scalar.dtype and back.tobytes() == scalar.tobytes()
