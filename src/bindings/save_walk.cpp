@@ -272,8 +272,13 @@ void SaveWalk::walk_items(PyObject* obj, Kind kind, bool immutable, bool unshare
   } else {
     items = nb::steal(pairs ? PyMapping_Items(obj) : PySequence_List(obj));
     if (!items.is_valid()) throw nb::python_error();
-    // Sorted where the items allow it, so equal sets give equal files whatever their insertion history or hash seed.
-    if ((kind == Kind::Set || kind == Kind::FrozenSet) && PyList_Sort(items.ptr()) != 0) PyErr_Clear();
+    // Sorted where the items allow it, so equal sets give equal files whatever their insertion history or hash seed. An
+    // item's __lt__ that raises leaves them unsorted; an interrupt (Ctrl-C while it ran) or a MemoryError is not
+    // swallowed.
+    if ((kind == Kind::Set || kind == Kind::FrozenSet) && PyList_Sort(items.ptr()) != 0) {
+      if (!PyErr_ExceptionMatches(PyExc_Exception) || PyErr_ExceptionMatches(PyExc_MemoryError)) throw nb::python_error();
+      PyErr_Clear();
+    }
   }
   const std::size_t list = writer.begin_items();
   for (Py_ssize_t k = 0; k < PySequence_Fast_GET_SIZE(items.ptr()); ++k) {

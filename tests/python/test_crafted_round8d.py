@@ -302,3 +302,61 @@ SCALARS = [np.bool_(True), np.int8(-128), np.uint64(2**64 - 1), np.int64(-(2**63
 def test_case_64_twin_every_saved_scalar_loads_as_itself(scalar: Any) -> None:
     back = round_trip(scalar)
     assert back.dtype == scalar.dtype and back.tobytes() == scalar.tobytes()
+
+
+class R8dInterruptingItem:
+    def __lt__(self, other: Any) -> bool:
+        raise KeyboardInterrupt
+
+
+class R8dUnorderedItem:
+    def __lt__(self, other: Any) -> bool:
+        raise ValueError("no order")
+
+
+ss.register(R8dInterruptingItem)
+ss.register(R8dUnorderedItem)
+
+
+def test_case_60_an_interrupt_while_a_set_is_sorted_is_not_swallowed() -> None:
+    # Before: the sort's error was cleared whatever it was, and the save went on (a Ctrl-C lost).
+    with pytest.raises(KeyboardInterrupt):
+        ss.save({R8dInterruptingItem(), R8dInterruptingItem()})
+    assert len(ss.load(ss.save({R8dUnorderedItem(), R8dUnorderedItem()}))) == 2  # the twin: saved unsorted
+
+
+@ss.register
+class R8dPosingAsScalar:
+    dtype = np.dtype("float64")
+
+    def __init__(self) -> None:
+        self.x = 1
+
+    @property  # type: ignore[misc]
+    def __class__(self) -> type:
+        return np.float64
+
+
+def test_case_61_a_class_posing_as_a_numpy_scalar_is_saved_as_itself() -> None:
+    # Before: isinstance() believed the __class__ property, and the save refused it as a numpy scalar it is not.
+    back = ss.load(ss.save({"a": R8dPosingAsScalar()}))["a"]
+    assert type(back) is R8dPosingAsScalar and back.x == 1
+
+
+# --- 65. a torch.device index torch keeps in 8 bits ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("index, made", [(257, "cuda:1"), (255, "cuda"), (128, "cuda:-128"), (2**40, "cuda:0")])
+def test_case_65_a_device_index_torch_would_wrap_is_refused(index: int, made: str) -> None:
+    # Before: loaded as the device torch made of it (index 257 as cuda:1, 255 as cuda with no index), while the file
+    # (and the C++ API's field("index")) says 257.
+    pytest.importorskip("torch")
+    with pytest.raises(ss.InvalidFileError) as info:
+        ss.load(crafted.file_bytes([{"$": "torch.device", "type": "cuda", "index": index}]))
+    assert str(info.value) == (f"at $[0]: cannot rebuild a torch.device: ValueError: torch cannot make device 'cuda' of index "
+                               f"{index}: it would be '{made}'")
+
+
+def test_case_65_twin_devices_round_trip() -> None:
+    torch = pytest.importorskip("torch")
+    devices = [torch.device("cuda", 127), torch.device("cuda"), torch.device("cpu"), torch.device("meta", 0)]
+    assert ss.load(ss.save(devices)) == devices

@@ -337,9 +337,14 @@ def construct_value(tag: str, fields: dict[str, Any]) -> Any:
         if not _device_type(kind):
             raise ValueError(f"{shown(kind)} is not a torch device type")
         try:
-            return torch.device(kind, index) if index is not None else torch.device(kind)
+            device = torch.device(kind, index) if index is not None else torch.device(kind)
         except Exception as e:
             raise ValueError(f"torch cannot make device {shown(kind)}: {type(e).__name__}: {shown(str(e))}") from None
+        if device.index != index:
+            # torch keeps a device index in 8 bits and wraps a larger one without a word (index 257 is cuda:1, 255 no
+            # index at all): the file's index is refused rather than read as another device.
+            raise ValueError(f"torch cannot make device {shown(kind)} of index {index}: it would be {shown(str(device))}")
+        return device
     dims = fields["dims"]
     if type(dims) is not list or any(type(d) is not int for d in dims):
         raise TypeError("a torch.Size needs a list of ints")
