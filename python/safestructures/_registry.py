@@ -103,10 +103,17 @@ def _builtin_base(cls: type) -> type | None:
 
 
 def _attributes(obj: Any) -> dict[str, Any]:
-    """An instance's own attributes: its __dict__ and any filled __slots__."""
+    """An instance's own attributes: its __dict__ and any filled __slots__. TypeError for what a load could not set
+    back as it was: a __dict__ key that is not a str (``obj.__dict__[5] = 1``), or a name held both by a slot and by
+    the __dict__ (the slot wins on reading; one attribute map cannot hold both)."""
     attrs = dict(getattr(obj, "__dict__", {}))
+    odd = next((key for key in attrs if type(key) is not str), None)
+    if odd is not None:
+        raise TypeError(f"its __dict__ holds the key {shown(odd)}, which is not a str: no attribute a load can set")
     for slot in declared_slots(type(obj))[0]:
-        if hasattr(obj, slot) and slot not in attrs:
+        if hasattr(obj, slot):
+            if slot in attrs:
+                raise TypeError(f"its attribute {slot!r} is both a filled slot and a key of its __dict__")
             attrs[slot] = getattr(obj, slot)
     return attrs
 

@@ -360,3 +360,48 @@ def test_case_65_twin_devices_round_trip() -> None:
     torch = pytest.importorskip("torch")
     devices = [torch.device("cuda", 127), torch.device("cuda"), torch.device("cpu"), torch.device("meta", 0)]
     assert ss.load(ss.save(devices)) == devices
+
+
+# --- 66. attributes a load could not set back as they were -------------------------------------------------------------------
+
+@ss.register
+class R8dLoose:
+    pass
+
+
+@ss.register
+class R8dLooseDict(dict):  # type: ignore[type-arg]
+    pass
+
+
+@ss.register
+class R8dShadowed:
+    __slots__ = ("__dict__", "a")
+
+
+def test_case_66_a_dict_key_that_is_no_attribute_name_is_refused_at_save() -> None:
+    # Before: saved, into a file every load refused ("field 'attrs' must map str to values").
+    for obj, key in ((R8dLoose(), "5"), (R8dLooseDict(), "(1, 2)")):
+        obj.__dict__[eval(key)] = 1
+        with pytest.raises(ss.UnsupportedTypeError) as info:
+            ss.save({"k": obj})
+        assert str(info.value) == (f'cannot save an object of type test_crafted_round8d.{type(obj).__name__} at $["k"]: its __dict__ '
+                                   f"holds the key {key}, which is not a str: no attribute a load can set")
+
+
+def test_case_66_a_slot_shadowing_a_dict_entry_is_refused_at_save() -> None:
+    # Before: saved as one attribute 'a' (the __dict__'s 2), which the load put in the slot: 'a' read 1, then 2.
+    obj = R8dShadowed()
+    obj.a = 1
+    obj.__dict__["a"] = 2
+    with pytest.raises(ss.UnsupportedTypeError) as info:
+        ss.save({"k": obj})
+    assert str(info.value).endswith("""at $["k"]: its attribute 'a' is both a filled slot and a key of its __dict__""")
+
+
+def test_case_66_twin_slots_beside_a_dict_round_trip() -> None:
+    obj = R8dShadowed()
+    obj.a = 1
+    obj.b = [2]  # type: ignore[attr-defined]
+    back = round_trip(obj)
+    assert back.a == 1 and vars(back) == {"b": [2]}
