@@ -405,3 +405,25 @@ def test_case_66_twin_slots_beside_a_dict_round_trip() -> None:
     obj.b = [2]  # type: ignore[attr-defined]
     back = round_trip(obj)
     assert back.a == 1 and vars(back) == {"b": [2]}
+
+
+# --- 66a. a torch flag that is not a bool ---------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("flags, field", [({"param": "false"}, "param"), ({"param": 1}, "param"), ({"grad": "yes"}, "grad"),
+                                          ({"param": True, "grad": 0}, "grad")])
+def test_case_66a_a_torch_flag_that_is_no_bool_is_refused(flags: dict[str, Any], field: str) -> None:
+    # Before: "param": "false" (or 1) made a Parameter requiring grad, by truthiness; "grad": "yes" was ignored.
+    pytest.importorskip("torch")
+    node = {"$": "tensor", "name": "t", "fw": "torch", **flags}
+    with pytest.raises(ss.InvalidFileError) as info:
+        ss.load(crafted.file_bytes({"t": node}, {"t": ("F32", [1], bytes(4))}), framework="torch")
+    assert str(info.value) == f"""at $["t"]: cannot rebuild tensor "t": ValueError: field '{field}' must be a bool"""
+
+
+def test_case_66a_twin_parameters_and_grads_round_trip() -> None:
+    torch = pytest.importorskip("torch")
+    data = {"p": torch.nn.Parameter(torch.ones(2)), "f": torch.nn.Parameter(torch.ones(1), requires_grad=False),
+            "g": torch.ones(1, requires_grad=True), "t": torch.ones(1)}
+    back = ss.load(ss.save(data), framework="torch")
+    assert [(type(v).__name__, v.requires_grad) for v in back.values()] == [("Parameter", True), ("Parameter", False),
+                                                                           ("Tensor", True), ("Tensor", False)]

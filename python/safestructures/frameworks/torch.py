@@ -193,10 +193,16 @@ def _finish(tensor: torch.Tensor, fields: dict[str, Any], context: dict[str, Any
     device = context.get("device") or "cpu"
     param = fields.get(FIELD.param)
     grad = fields.get(FIELD.grad, True) if param else fields.get(FIELD.grad)
+    if device == "cpu" and param is None and grad is None:
+        return tensor
+    # Flags are bools, as saved: "param": "false" is no Parameter here while truthiness made it one (and a reader of
+    # the field sees a str).
+    if param is not None and type(param) is not bool:
+        raise ValueError("field 'param' must be a bool")
+    if grad is not None and type(grad) is not bool:
+        raise ValueError("field 'grad' must be a bool")
     if device == "cpu" and not param and grad is not True:
         return tensor
-    if param and type(grad) is not bool:
-        raise ValueError("field 'grad' must be a bool")
     if grad is True and not (tensor.is_floating_point() or tensor.is_complex()):
         raise ValueError("only floating point and complex tensors can require gradients")
     with converting("torch", fields, tensor.dtype):
