@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import subprocess
+import sys
 import typing
 from typing import Any
 
@@ -427,3 +429,52 @@ def test_case_66a_twin_parameters_and_grads_round_trip() -> None:
     back = ss.load(ss.save(data), framework="torch")
     assert [(type(v).__name__, v.requires_grad) for v in back.values()] == [("Parameter", True), ("Parameter", False),
                                                                            ("Tensor", True), ("Tensor", False)]
+
+
+# --- 66b. code the save runs resizes a numpy array it writes from ------------------------------------------------------------
+
+RESIZED_ARRAY = """
+import sys
+import numpy as np
+import safestructures as ss
+WHAT, SIZE = sys.argv[1], int(sys.argv[2])
+base = np.full(1 << 18, 7.0)
+value = base if WHAT == "array" else base[::2]
+class Change:
+    pass
+def change(obj):
+    base.resize((SIZE,), refcheck=False)
+    return 1
+ss.register(Change, to_data=change, from_data=lambda data: data)
+try:
+    ss.save({"a": value, "b": Change()})
+    print("saved")
+except ss.UnsupportedTypeError as e:
+    print(e)
+"""
+
+
+@pytest.mark.parametrize("what", ["array", "view"])
+@pytest.mark.parametrize("size", [0, 1 << 24])
+def test_case_66b_a_numpy_array_resized_under_the_save_is_refused(what: str, size: int) -> None:
+    # Before: the writer read the freed memory: SIGSEGV (resized to nothing), or the heap's bytes written into the file
+    # (resized larger, moved); a view of the resized array likewise.
+    result = subprocess.run([sys.executable, "-c", RESIZED_ARRAY, what, str(size)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, f"exit status {result.returncode}: {result.stderr[-3000:]}"
+    assert result.stdout == ('tensor "a" changed while the data was saved: code the save ran (a to_data, a __getstate__) resized '
+                             "the numpy array or the one it views\n")
+
+
+def test_case_66b_twin_arrays_reshaped_in_place_are_saved() -> None:
+    base = np.arange(6.0)
+
+    class Reshape:
+        pass
+
+    def reshape(obj: Any) -> int:
+        base.shape = (2, 3)  # the same memory: what the walk read stays valid
+        return 1
+
+    ss.register(Reshape, to_data=reshape, from_data=lambda data: data, name="test_crafted_round8d.Reshape")
+    back = ss.load(ss.save({"a": base, "v": base[1:], "b": Reshape()}))
+    assert back["a"].tolist() == [0.0, 1.0, 2.0, 3.0, 4.0, 5.0] and back["v"].tolist() == [1.0, 2.0, 3.0, 4.0, 5.0]
