@@ -379,9 +379,11 @@ void SaveWalk::walk_array(PyObject* obj) {
   writer.tensors.push_back(make_write_tensor(py_str(name), parts[0], parts[1], parts[2]));
   if (std::string_view(Py_TYPE(parts[2].ptr())->tp_name) != "numpy.ndarray") return;
   // A view's memory is its base's (followed to the array owning it): resizing the base frees it, the view unchanged.
+  static PyObject* const base_name = PyUnicode_InternFromString("base");  // looked up per array: made once
   nb::object owner = nb::borrow(parts[2]);
-  for (nb::object base = nb::getattr(owner, "base"); std::string_view(Py_TYPE(base.ptr())->tp_name) == "numpy.ndarray";
-       base = nb::getattr(owner, "base")) {
+  for (nb::object base = nb::steal(PyObject_GetAttr(owner.ptr(), base_name));; base = nb::steal(PyObject_GetAttr(owner.ptr(), base_name))) {
+    if (!base.is_valid()) throw nb::python_error();
+    if (std::string_view(Py_TYPE(base.ptr())->tp_name) != "numpy.ndarray") break;
     owner = base;
   }
   numpy_written.push_back({owner, numpy_memory(owner), std::move(name)});

@@ -478,3 +478,30 @@ def test_case_66b_twin_arrays_reshaped_in_place_are_saved() -> None:
     ss.register(Reshape, to_data=reshape, from_data=lambda data: data, name="test_crafted_round8d.Reshape")
     back = ss.load(ss.save({"a": base, "v": base[1:], "b": Reshape()}))
     assert back["a"].tolist() == [0.0, 1.0, 2.0, 3.0, 4.0, 5.0] and back["v"].tolist() == [1.0, 2.0, 3.0, 4.0, 5.0]
+
+
+# --- 66c. big-endian bytes torch read as native ----------------------------------------------------------------------------
+
+def test_case_66c_a_big_endian_complex128_array_loads_alike_in_torch_and_numpy() -> None:
+    # Before: torch read the saved big-endian bytes as native ones: [3.0e-319+3.2e-322j, ...] where numpy read [1+2j, 3-4j].
+    torch = pytest.importorskip("torch")
+    data = ss.save({"a": np.array([1 + 2j, 3 - 4j], dtype=">c16"), "s": np.array(1 - 1j, dtype=">c16"), "z": np.zeros(0, ">c16")})
+    as_torch, as_numpy = ss.load(data, framework="torch"), ss.load(data)
+    for key in ("a", "s", "z"):
+        assert as_torch[key].dtype == torch.complex128 and as_torch[key].tolist() == as_numpy[key].tolist()
+    assert as_torch["a"].tolist() == [1 + 2j, 3 - 4j]
+
+
+@pytest.mark.parametrize("framework", ["numpy", "torch", "jax"])
+def test_case_66c_big_endian_bytes_named_by_their_dtype_read_alike(framework: str) -> None:
+    # Before: torch gave [16777216, 33554432] where numpy and JAX gave [1, 2].
+    pytest.importorskip(framework)
+    node = {"$": "tensor", "name": "t", "fw": "numpy", "dtype": ">i4", "shape": [2]}
+    data = crafted.file_bytes({"t": node}, {"t": ("U8", [8], np.array([1, 2], ">i4").tobytes())})
+    assert ss.load(data, framework=framework)["t"].tolist() == [1, 2]
+
+
+def test_case_66c_twin_native_complex128_loads_as_before() -> None:
+    torch = pytest.importorskip("torch")
+    loaded = ss.load(bytearray(ss.save({"c": np.array([1 + 2j, 5j])})), framework="torch")["c"]
+    assert loaded.dtype == torch.complex128 and loaded.tolist() == [1 + 2j, 5j]

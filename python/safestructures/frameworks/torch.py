@@ -235,8 +235,16 @@ def to_torch(
             logical_shape, count = byte_shape(fields, target, target.itemsize, nbytes)
             if target == torch.bool:
                 np_adapter.check_bools(buffer, offset, nbytes, fields.get(FIELD.name))
+            numpy_dtype = None if logical in _FROM_LOGICAL else np_adapter.logical_dtype(logical)
             with converting("torch", fields, target):
-                tensor = _from_buffer(buffer, target, count, offset, charged).reshape(logical_shape)
+                if numpy_dtype is not None and not numpy_dtype.isnative:
+                    # Bytes of another byte order (a ">c16" array is saved as its own bytes, which numpy reads as such):
+                    # swapped into a copy, which torch, holding native elements only, would otherwise read as other values.
+                    charge(context, fields, nbytes, "the byte-swapped copy")
+                    raw = numpy.frombuffer(buffer, dtype=numpy.uint8, count=nbytes, offset=offset)
+                    tensor = torch.from_numpy(raw.view(numpy_dtype).astype(numpy_dtype.newbyteorder("="))).reshape(logical_shape)
+                else:
+                    tensor = _from_buffer(buffer, target, count, offset, charged).reshape(logical_shape)
             return _finish(tensor, fields, context)
         # A big-endian numpy array: the file holds it little-endian, which is all torch has. A view node's stored
         # tensor must be of its dtype too, as numpy requires: bytes viewed under another dtype's name are refused, not
