@@ -103,18 +103,37 @@ def _builtin_base(cls: type) -> type | None:
 
 
 def _attributes(obj: Any) -> dict[str, Any]:
-    """An instance's own attributes: its __dict__ and any filled __slots__."""
+    """An instance's own attributes: its __dict__ and any filled __slots__. TypeError for what a load could not set
+    back as it was: a __dict__ key that is not a str (``obj.__dict__[5] = 1``), or a name held both by a slot and by
+    the __dict__ (the slot wins on reading; one attribute map cannot hold both)."""
     attrs = dict(getattr(obj, "__dict__", {}))
+    odd = next((key for key in attrs if type(key) is not str), None)
+    if odd is not None:
+        raise TypeError(f"its __dict__ holds the key {shown(odd)}, which is not a str: no attribute a load can set")
     for slot in declared_slots(type(obj))[0]:
-        if hasattr(obj, slot) and slot not in attrs:
+        if hasattr(obj, slot):
+            if slot in attrs:
+                raise TypeError(f"its attribute {slot!r} is both a filled slot and a key of its __dict__")
             attrs[slot] = getattr(obj, slot)
     return attrs
 
 
 def _base_value(obj: Any, base: type) -> Any:
-    if base is collections.OrderedDict or base is collections.Counter:
-        return base(obj.items()) if base is collections.OrderedDict else collections.Counter(dict(obj.items()))
-    return base(obj)
+    """The content of `obj`, an instance of a subclass of the built-in `base`, as an object of `base` itself: read
+    through the base's own methods, as pickle reads it and as ``_fill`` writes it back, so that a subclass's override
+    (an ``__iter__``, ``__str__``, ``__int__``, ``items`` or ``__getitem__``; ``bytes()`` calls ``__bytes__``) can
+    neither change what is saved nor raise."""
+    if base is collections.OrderedDict:
+        return collections.OrderedDict(collections.OrderedDict.items(obj))  # its own order, not the dict's
+    if base is dict or base is collections.Counter:
+        # dict.copy would merge through the subclass's keys() and __getitem__; the items view reads the table itself.
+        content = dict(dict.items(obj))
+        return content if base is dict else collections.Counter(content)
+    if base in (list, set, frozenset, bytearray):
+        return base.copy(obj)  # type: ignore[attr-defined]  # an object of exactly `base`
+    if base is complex:
+        return complex(*complex.__getnewargs__(obj))
+    return base.__getnewargs__(obj)[0]  # tuple, int, float, str, bytes: their exact copy, as pickle's argument
 
 
 def _subclass_node(name: str, base: type, obj: Any, attrs: dict[str, Any]) -> tuple[str, dict[str, Any]]:
@@ -164,7 +183,12 @@ def reduce_object(obj: Any) -> tuple[str, dict[str, Any]] | None:
             node.update(base=base.__name__, value=_base_value(obj, base))
         return kind, node
     if kind == TAG.NamedTuple:
-        return kind, {FIELD.type: name, "fields": list(cls._fields), "items": list(obj)}
+        items = list(_base_value(obj, tuple))
+        if len(cls._fields) != len(items) or any(type(field) is not str for field in cls._fields):
+            # A load rebuilds a named tuple only from a name per item: refused here rather than written unloadable.
+            raise TypeError(f"class {name} is a tuple whose _fields {shown(cls._fields)} do not name its "
+                            f"{len(items)} items one by one")
+        return kind, {FIELD.type: name, "fields": list(cls._fields), "items": items}
     if base is not None:
         return _subclass_node(name, base, obj, _attributes(obj))
     if cls in _BY_TYPE:

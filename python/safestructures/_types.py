@@ -99,7 +99,7 @@ def reduce(obj: Any, context: dict[str, Any]) -> tuple[str, dict[str, Any]]:
 
         return torch_adapter.reduce_value(obj)
     numpy = sys.modules.get("numpy")
-    if numpy is not None and isinstance(obj, numpy.generic):
+    if numpy is not None and issubclass(cls, numpy.generic):  # its type, not what a __class__ property claims
         from .frameworks import numpy as np_adapter
 
         return TAG.NumpyScalar, np_adapter.scalar_fields(obj)

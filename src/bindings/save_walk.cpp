@@ -31,6 +31,21 @@ std::string key_text(PyObject* key) {
 
 PyObject* py(const void* obj) { return static_cast<PyObject*>(const_cast<void*>(obj)); }
 
+// Where a numpy array's memory is: its first byte and its extent in bytes (through the buffer protocol, else its
+// __array_interface__ and nbytes, as read_array reads ml_dtypes' arrays).
+std::pair<const void*, std::size_t> numpy_memory(nb::handle array) {
+  Py_buffer view;
+  if (PyObject_GetBuffer(array.ptr(), &view, PyBUF_STRIDES) == 0) {
+    const std::pair<const void*, std::size_t> memory{view.buf, static_cast<std::size_t>(view.len)};
+    PyBuffer_Release(&view);
+    return memory;
+  }
+  PyErr_Clear();
+  nb::tuple data = nb::cast<nb::tuple>(nb::getattr(array, "__array_interface__")["data"]);
+  return {reinterpret_cast<const void*>(static_cast<std::uintptr_t>(nb::cast<unsigned long long>(data[0]))),
+          nb::cast<std::size_t>(nb::getattr(array, "nbytes"))};
+}
+
 // The UTF-8 text of an exact str, or false for one without a UTF-8 form (lone surrogates). An ASCII str is read in
 // place: PyUnicode_AsUTF8AndSize would look up its cached UTF-8 form first, a call per key and value of every record.
 bool utf8_of(PyObject* str, std::string_view& text) {
@@ -62,6 +77,17 @@ class SaveWalk final : public NodeText {
   // its address would then be written as a reference to it. (A key on the path is held while it is.)
   std::vector<nb::object> held;
   void hold(PyObject* obj) { held.push_back(nb::borrow(obj)); }
+
+  // The numpy arrays owning the memory tensors are written from, with where it was when the walk read it: code the
+  // walk runs later (a to_data calling ndarray.resize(refcheck=False) on the array or on the one it views) may move or
+  // free it, and the writer would read freed memory. Checked once the walk is done, before any of it is read.
+  struct NumpyWritten {
+    nb::object array;
+    std::pair<const void*, std::size_t> memory;
+    std::string name;
+  };
+  std::vector<NumpyWritten> numpy_written;
+  void check_numpy_memory() const;
 
   std::string key_name(const void* key) const override { return key_text(py(key)); }
   std::string key_shown(const void* key) const override {
@@ -105,17 +131,24 @@ class SaveWalk final : public NodeText {
   }
   // A field written before "items" (a deque's "maxlen", a defaultdict's "factory"): None, an int or a str.
   void leading_field(std::string_view name, nb::handle value);
-  // Calls a hook about `obj`; a TypeError from it (the object cannot be stored) becomes UnsupportedData.
+  // Calls a hook about `obj`, which runs the data's own code (a to_data, a property, __getstate__, a tensor's adapter,
+  // the hash of a class): see hook_failed for what leaves it.
   template <class Call>
-  nb::object storable(PyObject* obj, Call&& call) {
+  auto storable(PyObject* obj, Call&& call) -> decltype(call()) {
     try {
       return call();
     } catch (nb::python_error& e) {
-      if (!e.matches(PyExc_TypeError)) throw;
-      unsupported(obj, py_text(e.value()));
+      hook_failed(obj, e);
     }
   }
+  [[noreturn]] void hook_failed(PyObject* obj, nb::python_error& e);
   [[noreturn]] void unsupported(PyObject* obj, const std::string& why = {});
+
+ public:
+  // The exception a hook raised, given as the __cause__ of the UnsupportedTypeError that names its path.
+  nb::object cause;
+
+ private:
 
   const Hooks& hooks_;
   nb::handle context_;
@@ -130,6 +163,26 @@ void SaveWalk::unsupported(PyObject* obj, const std::string& why) {
   const std::string name =
       nb::isinstance<nb::str>(module) ? py_text(module) + "." + std::string(short_name) : std::string(tp_name);
   throw UnsupportedData("cannot save an object of type " + name + " at " + writer.path_text() + (why.empty() ? "" : ": " + why));
+}
+
+// What a hook raised, naming the path of the object it was about: a TypeError (the object cannot be stored) as
+// UnsupportedTypeError with its text; safestructures' own errors keep their class and code, with the path added; any
+// other exception (a to_data's ZeroDivisionError, a property's RuntimeError) as UnsupportedTypeError naming it, the
+// original chained as its __cause__. A MemoryError, and what is no Exception (KeyboardInterrupt), pass as they are.
+void SaveWalk::hook_failed(PyObject* obj, nb::python_error& e) {
+  PyObject* raised = e.value().ptr();
+  if (!PyObject_TypeCheck(raised, reinterpret_cast<PyTypeObject*>(PyExc_Exception)) || e.matches(PyExc_MemoryError)) throw;
+  if (PyObject_IsInstance(raised, error_class("SafestructuresError").ptr()) == 1) {
+    const nb::handle cls = reinterpret_cast<PyObject*>(Py_TYPE(raised));
+    set_error(cls, "at " + writer.path_text() + ": " + py_text(e.value()), e.value().attr("code"));
+    nb::python_error again;
+    PyException_SetCause(again.value().ptr(), nb::borrow(raised).release().ptr());
+    again.restore();
+    throw nb::python_error();
+  }
+  cause = nb::borrow(raised);
+  if (e.matches(PyExc_TypeError)) unsupported(obj, py_text(e.value()));
+  unsupported(obj, std::string(Py_TYPE(raised)->tp_name) + ": " + py_text(e.value()));
 }
 
 void SaveWalk::walk(PyObject* obj, bool unshared) {
@@ -245,8 +298,13 @@ void SaveWalk::walk_items(PyObject* obj, Kind kind, bool immutable, bool unshare
   } else {
     items = nb::steal(pairs ? PyMapping_Items(obj) : PySequence_List(obj));
     if (!items.is_valid()) throw nb::python_error();
-    // Sorted where the items allow it, so equal sets give equal files whatever their insertion history or hash seed.
-    if ((kind == Kind::Set || kind == Kind::FrozenSet) && PyList_Sort(items.ptr()) != 0) PyErr_Clear();
+    // Sorted where the items allow it, so equal sets give equal files whatever their insertion history or hash seed. An
+    // item's __lt__ that raises leaves them unsorted; an interrupt (Ctrl-C while it ran) or a MemoryError is not
+    // swallowed.
+    if ((kind == Kind::Set || kind == Kind::FrozenSet) && PyList_Sort(items.ptr()) != 0) {
+      if (!PyErr_ExceptionMatches(PyExc_Exception) || PyErr_ExceptionMatches(PyExc_MemoryError)) throw nb::python_error();
+      PyErr_Clear();
+    }
   }
   const std::size_t list = writer.begin_items();
   for (Py_ssize_t k = 0; k < PySequence_Fast_GET_SIZE(items.ptr()); ++k) {
@@ -317,7 +375,27 @@ void SaveWalk::walk_array(PyObject* obj) {
     }
   }
   writer.out.end_container(at);
-  if (stores) writer.tensors.push_back(make_write_tensor(py_str(name), parts[0], parts[1], parts[2]));
+  if (!stores) return;
+  writer.tensors.push_back(make_write_tensor(py_str(name), parts[0], parts[1], parts[2]));
+  if (std::string_view(Py_TYPE(parts[2].ptr())->tp_name) != "numpy.ndarray") return;
+  // A view's memory is its base's (followed to the array owning it): resizing the base frees it, the view unchanged.
+  static PyObject* const base_name = PyUnicode_InternFromString("base");  // looked up per array: made once
+  nb::object owner = nb::borrow(parts[2]);
+  for (nb::object base = nb::steal(PyObject_GetAttr(owner.ptr(), base_name));; base = nb::steal(PyObject_GetAttr(owner.ptr(), base_name))) {
+    if (!base.is_valid()) throw nb::python_error();
+    if (std::string_view(Py_TYPE(base.ptr())->tp_name) != "numpy.ndarray") break;
+    owner = base;
+  }
+  numpy_written.push_back({owner, numpy_memory(owner), std::move(name)});
+}
+
+void SaveWalk::check_numpy_memory() const {
+  for (const NumpyWritten& written : numpy_written) {
+    if (numpy_memory(written.array) != written.memory) {
+      throw UnsupportedData("tensor " + quote_name(written.name) + " changed while the data was saved: code the save ran (a to_data, "
+                            "a __getstate__) resized the numpy array or the one it views");
+    }
+  }
 }
 
 void SaveWalk::walk_reduced(PyObject* obj) {
@@ -362,7 +440,7 @@ void SaveWalk::walk_uncommon(PyObject* obj) {
   if (type == &PyByteArray_Type) return walk_bytes(obj, Kind::ByteArray, PyByteArray_AS_STRING(obj), PyByteArray_GET_SIZE(obj));
   if (type == &PySet_Type) return walk_items(obj, Kind::Set, false);
   if (type == &PyFrozenSet_Type) return walk_items(obj, Kind::FrozenSet, true);
-  switch (route_of(type)) {
+  switch (storable(obj, [&] { return route_of(type); })) {
     case SaveRoute::Tensor: return walk_array(obj);
     case SaveRoute::Reduce: return walk_reduced(obj);
     case SaveRoute::Deque: return walk_items(obj, Kind::Deque, false);
@@ -384,6 +462,7 @@ SaveResult walk_tree(nb::handle data, std::uint32_t max_depth, nb::handle contex
   if (record_last_id != nullptr) walk.writer.write_as_record(*record_last_id);
   try {
     walk.walk(data.ptr());
+    walk.check_numpy_memory();
     // An adapter whose tensors' memory code run by the walk could still move (a to_data resizing a torch tensor, or
     // replacing its storage) leaves the check that it has not, to run before any of it is read.
     static PyObject* const walked_key = PyUnicode_InternFromString("walked");  // looked up per save: made once
@@ -391,7 +470,9 @@ SaveResult walk_tree(nb::handle data, std::uint32_t max_depth, nb::handle contex
       nb::borrow(check)();
     }
   } catch (const UnsupportedData& e) {
-    PyErr_SetString(error_class("UnsupportedTypeError").ptr(), e.what());
+    nb::object error = error_class("UnsupportedTypeError")(python_text(e.what()));
+    if (walk.cause.is_valid()) PyException_SetCause(error.ptr(), walk.cause.release().ptr());
+    PyErr_SetObject(reinterpret_cast<PyObject*>(Py_TYPE(error.ptr())), error.ptr());
     throw nb::python_error();
   } catch (const Error& e) {
     throw ArgumentError(e);

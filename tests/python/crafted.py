@@ -449,3 +449,37 @@ def bools_past_one_as_bytes() -> bytes:
     """The same through numpy's dtype "|b1" over U8 bytes."""
     node = {"$": "tensor", "name": "t", "fw": "numpy", "dtype": "|b1", "shape": [2]}
     return file_bytes({"t": node}, {"t": ("U8", [2], bytes([1, 7]))})
+
+
+# --- 63. a valid file's tensor that one framework cannot hold --------------------------------------------------------------
+
+def tensor_beyond_numpy(kind: str) -> bytes:
+    """A tensor numpy cannot hold (torch can): 65 dimensions (``"rank"``), a zero-size shape of 2**63 - 1 elements per
+    row (``"wide"``), or 65 dimensions of a numpy dtype stored as bytes (``"logical"``)."""
+    if kind == "logical":
+        node = {"$": "tensor", "name": "t", "fw": "numpy", "dtype": "<c16", "shape": [1] * 65}
+        return file_bytes({"t": node}, {"t": ("U8", [16], bytes(16))})
+    shape, raw = ([1] * 65, bytes(4)) if kind == "rank" else ([0, 2**63 - 1], b"")
+    return file_bytes({"t": {"$": "tensor", "name": "t", "fw": "numpy"}}, {"t": ("F32", shape, raw)})
+
+
+def numpy_only_dtype(dtype: str = "<U2") -> bytes:
+    """Two elements of a numpy dtype torch has no dtype for, stored as U8 bytes (as a save of such an array writes)."""
+    import ml_dtypes  # noqa: F401  (names int4 for numpy)
+    import numpy as np
+
+    raw = np.zeros(2, dtype=dtype).tobytes()
+    node = {"$": "tensor", "name": "t", "fw": "numpy", "dtype": dtype, "shape": [2]}
+    return file_bytes({"t": node}, {"t": ("U8", [len(raw)], raw)})
+
+
+# --- 64. a numpy scalar whose value its dtype cannot hold -----------------------------------------------------------------
+
+def numpy_scalar(dtype: str, value: Any = None, raw: bytes | None = None) -> bytes:
+    """An ``npscalar`` node of ``dtype`` holding ``value`` (``v``), or the bytes ``raw``."""
+    node: dict[str, Any] = {"$": "npscalar", "dtype": dtype}
+    if raw is None:
+        node["v"] = value
+    else:
+        node["raw"] = {"$": "bytes", "b64": base64.b64encode(raw).decode()}
+    return file_bytes([node])

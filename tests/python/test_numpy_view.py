@@ -140,7 +140,8 @@ def test_the_first_array_of_a_process_is_made_the_same_way() -> None:
 def test_plain_arrays_are_made_without_calling_numpy_from_python() -> None:
     # With numpy.frombuffer made to fail before safestructures is imported, a load still makes its plain arrays
     # (numpy's C API: under the 1.x ABI as under 2.x, scripts/test_numpy1.sh runs this file with numpy 1.26), whatever
-    # the framework and device arguments; a sub-byte tensor, which the adapter unpacks and frombuffer wraps, fails.
+    # the framework and device arguments; a sub-byte tensor, which the adapter packs and unpacks through frombuffer,
+    # fails (at its save, which gives the RuntimeError as the cause of an error naming the path).
     code = """
 import ml_dtypes, numpy as np
 def refuse(*args, **kwargs):
@@ -152,8 +153,8 @@ loads = [ss.load(data), ss.load(data, framework="numpy", device="".join(["c", "p
 try:
     ss.load(ss.save(np.zeros(4, ml_dtypes.float4_e2m1fn)))
     sub_byte = "made"
-except RuntimeError as e:
-    sub_byte = str(e)
+except ss.UnsupportedTypeError as e:
+    sub_byte = str(e.__cause__)
 print(np.__version__.split(".")[0], [[d["t"].tolist(), d["t"].dtype.name, d["u"][0].tolist()] for d in loads], sub_byte)
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

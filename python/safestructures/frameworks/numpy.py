@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from .. import _core
-from .._errors import InvalidArgumentError, InvalidFileError, SafestructuresError, UnsupportedTypeError, quote
+from .._errors import InvalidArgumentError, InvalidFileError, SafestructuresError, UnsupportedTypeError, quote, shown
 from .._format import DTYPE_BITS, DTYPE_NUMPY_NAMES, FIELD
 from ._common import byte_shape, charge, view_base, view_reach
 
@@ -200,8 +200,14 @@ def from_file(
     except SafestructuresError:
         raise
     except ValueError as e:
-        # A valid file can still hold a shape numpy cannot (over 64 dimensions, a dimension past 2**63).
-        raise InvalidFileError(f"tensor {quote(name)} of shape {list(shape)} cannot be a numpy array: {e}") from e
+        raise _no_numpy_shape(name, shape, e) from e
+
+
+def _no_numpy_shape(name: Any, shape: Any, error: ValueError) -> UnsupportedTypeError:
+    """The error of a valid file's tensor whose shape numpy cannot hold (over 64 dimensions, more than 2**63 bytes
+    counting its zero dimensions out): a tensor this framework cannot hold, as torch's and JAX's refusals say, not a
+    broken file (torch holds some of them)."""
+    return UnsupportedTypeError(f"tensor {quote(str(name))} of shape {list(shape)} cannot be a numpy array: {error}")
 
 
 def to_numpy(
@@ -222,7 +228,10 @@ def to_numpy(
     target = None if logical is None else logical_dtype(logical)
     if target is not None and dtype == "U8" and FIELD.shape in fields and FIELD.stride not in fields:
         logical_shape, _count = byte_shape(fields, target, target.itemsize, nbytes)
-        array = np.frombuffer(buffer, dtype=np.uint8, count=nbytes, offset=offset).view(target).reshape(logical_shape)
+        try:
+            array = np.frombuffer(buffer, dtype=np.uint8, count=nbytes, offset=offset).view(target).reshape(logical_shape)
+        except ValueError as e:
+            raise _no_numpy_shape(fields.get(FIELD.name), logical_shape, e) from e
         if target.kind == "U":
             _check_code_points(buffer, target, offset, nbytes)
         elif target.kind == "b":
@@ -304,8 +313,42 @@ def scalar_from_fields(fields: dict[str, Any]) -> Any:
             raise ValueError(f"field 'raw' must be {dtype.itemsize} bytes")
         if dtype.kind == "U":
             _check_code_points(raw, dtype, 0, len(raw))
+        if dtype.kind == "b" and raw[0] > 1:
+            # As in bool tensors (check_bools): a byte that numpy reads as True and others by its value.
+            raise ValueError(f"a numpy bool scalar holds the byte {raw[0]}, which is no bool (0 or 1)")
         return np.frombuffer(raw, dtype=dtype)[0]
     value = fields["v"]
     if type(value) not in (bool, int, float, complex):
         raise TypeError(f"a numpy scalar's value must be a number, not {type(value).__name__}")
-    return dtype.type(value)
+    return _exact_scalar(dtype, name, value)
+
+
+# ml_dtypes' integer types: numpy kind "V", like its floats, but holding ints.
+_ML_INTS = ("int2", "int4", "uint2", "uint4")
+
+
+def _exact_scalar(dtype: np.dtype[Any], name: str, value: bool | int | float | complex) -> Any:
+    """The scalar of `dtype` whose exact value `value` is (format.md: ``v`` is the scalar's exact value, as
+    scalar_fields writes it). A value the dtype cannot hold exactly is refused: numpy would wrap it (``int4`` 100 is 4),
+    round it, or read any number as a bool or a str (``"U3"`` 5 is ``'5'``), and a reader of the field itself (the C++
+    API, another tool) would read another value than the load gives."""
+    integral = dtype.kind in "iu" or dtype.name in _ML_INTS
+    if dtype.kind == "b":
+        expected: tuple[type, ...] = (bool,)
+    elif integral:
+        expected = (int,)
+    elif dtype.kind == "f" or (dtype.kind == "V" and dtype.name in _tables()[2]):
+        expected = (int, float)
+    elif dtype.kind == "c":
+        expected = (int, float, complex)
+    else:
+        raise ValueError(f"a numpy scalar of dtype {quote(name)} is saved by its bytes ('raw'), not by a value")
+    if type(value) not in expected:
+        raise TypeError(f"a numpy scalar of dtype {quote(name)} needs a value of type {' or '.join(t.__name__ for t in expected)}, "
+                        f"not {type(value).__name__}")
+    with np.errstate(all="ignore"):  # an overflow to inf is refused below, not warned about
+        scalar = dtype.type(value)
+    held = int(scalar) if integral else complex(scalar) if dtype.kind == "c" else bool(scalar) if dtype.kind == "b" else float(scalar)
+    if held != value:
+        raise ValueError(f"a numpy scalar of dtype {quote(name)} cannot hold the value {shown(value)} exactly (it would be {shown(held)})")
+    return scalar

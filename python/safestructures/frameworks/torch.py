@@ -193,10 +193,16 @@ def _finish(tensor: torch.Tensor, fields: dict[str, Any], context: dict[str, Any
     device = context.get("device") or "cpu"
     param = fields.get(FIELD.param)
     grad = fields.get(FIELD.grad, True) if param else fields.get(FIELD.grad)
+    if device == "cpu" and param is None and grad is None:
+        return tensor
+    # Flags are bools, as saved: "param": "false" is no Parameter here while truthiness made it one (and a reader of
+    # the field sees a str).
+    if param is not None and type(param) is not bool:
+        raise ValueError("field 'param' must be a bool")
+    if grad is not None and type(grad) is not bool:
+        raise ValueError("field 'grad' must be a bool")
     if device == "cpu" and not param and grad is not True:
         return tensor
-    if param and type(grad) is not bool:
-        raise ValueError("field 'grad' must be a bool")
     if grad is True and not (tensor.is_floating_point() or tensor.is_complex()):
         raise ValueError("only floating point and complex tensors can require gradients")
     with converting("torch", fields, tensor.dtype):
@@ -229,8 +235,16 @@ def to_torch(
             logical_shape, count = byte_shape(fields, target, target.itemsize, nbytes)
             if target == torch.bool:
                 np_adapter.check_bools(buffer, offset, nbytes, fields.get(FIELD.name))
+            numpy_dtype = None if logical in _FROM_LOGICAL else np_adapter.logical_dtype(logical)
             with converting("torch", fields, target):
-                tensor = _from_buffer(buffer, target, count, offset, charged).reshape(logical_shape)
+                if numpy_dtype is not None and not numpy_dtype.isnative:
+                    # Bytes of another byte order (a ">c16" array is saved as its own bytes, which numpy reads as such):
+                    # swapped into a copy, which torch, holding native elements only, would otherwise read as other values.
+                    charge(context, fields, nbytes, "the byte-swapped copy")
+                    raw = numpy.frombuffer(buffer, dtype=numpy.uint8, count=nbytes, offset=offset)
+                    tensor = torch.from_numpy(raw.view(numpy_dtype).astype(numpy_dtype.newbyteorder("="))).reshape(logical_shape)
+                else:
+                    tensor = _from_buffer(buffer, target, count, offset, charged).reshape(logical_shape)
             return _finish(tensor, fields, context)
         # A big-endian numpy array: the file holds it little-endian, which is all torch has. A view node's stored
         # tensor must be of its dtype too, as numpy requires: bytes viewed under another dtype's name are refused, not
@@ -291,7 +305,9 @@ def _numpy_to_torch(name: str) -> torch.dtype:
     try:
         return torch.from_numpy(numpy.empty(0, dtype=dtype.newbyteorder("="))).dtype
     except TypeError as e:
-        raise ValueError(f"numpy dtype {name} has no torch dtype") from e
+        # A dtype numpy holds and torch lacks (str, datetime64, int4...): a tensor this framework cannot hold, as JAX and
+        # TensorFlow refuse it, not a broken file.
+        raise UnsupportedTypeError(f"numpy dtype {name} has no torch dtype; load with framework='numpy'") from e
 
 
 def reduce_value(value: Any) -> tuple[str, dict[str, Any]]:
@@ -335,9 +351,14 @@ def construct_value(tag: str, fields: dict[str, Any]) -> Any:
         if not _device_type(kind):
             raise ValueError(f"{shown(kind)} is not a torch device type")
         try:
-            return torch.device(kind, index) if index is not None else torch.device(kind)
+            device = torch.device(kind, index) if index is not None else torch.device(kind)
         except Exception as e:
             raise ValueError(f"torch cannot make device {shown(kind)}: {type(e).__name__}: {shown(str(e))}") from None
+        if device.index != index:
+            # torch keeps a device index in 8 bits and wraps a larger one without a word (index 257 is cuda:1, 255 no
+            # index at all): the file's index is refused rather than read as another device.
+            raise ValueError(f"torch cannot make device {shown(kind)} of index {index}: it would be {shown(str(device))}")
+        return device
     dims = fields["dims"]
     if type(dims) is not list or any(type(d) is not int for d in dims):
         raise TypeError("a torch.Size needs a list of ints")
