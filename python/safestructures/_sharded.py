@@ -32,6 +32,9 @@ SHARD_PATTERN = re.compile(rf"{PREFIX}-\d{{5}}-of-\d{{5}}\.safetensors")
 #: while it runs, ``.model.<save id>.lock``.
 _TEMPORARY = re.compile(rf"\.(?:{PREFIX}-\d+|{re.escape(INDEX_NAME)})\.([0-9a-f]{{24}})(?:\.[A-Za-z0-9_]+)?\.partial")
 _LOCK = re.compile(rf"\.{PREFIX}\.([0-9a-f]{{24}})\.lock")
+#: A shard of the save an index names, moved aside while a later save renames its own shards into place (see
+#: previous_shard): ``.<shard>.<that save's id>.previous``.
+_PREVIOUS = re.compile(r"\.(" + SHARD_FILE_NAME.pattern + r")\.([0-9a-f]{24})\.previous")
 _UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
 
 
@@ -147,15 +150,51 @@ def remove_if_present(path: str) -> bool:
     return True
 
 
-def _old_shards(index: str) -> set[str]:
-    """The shard files an existing index lists (to remove those a new save no longer uses)."""
+def _old_shards(index: str) -> tuple[set[str], str | None]:
+    """The shard files an existing index lists (to remove those a new save no longer uses), and the id of the save
+    that wrote it (None for an index no sharded save of safestructures wrote)."""
     try:
         check_regular_file(index)
         with open(index, encoding="utf-8") as f:
-            weight_map = json.load(f).get(INDEX_WEIGHT_MAP, {})
-        return {v for v in weight_map.values() if isinstance(v, str) and SHARD_FILE_NAME.fullmatch(v)}
+            document = json.load(f)
+        weight_map = document.get(INDEX_WEIGHT_MAP, {})
+        save_id = document.get(INDEX_METADATA, {}).get(SAVE_KEY)
+        shards = {v for v in weight_map.values() if isinstance(v, str) and SHARD_FILE_NAME.fullmatch(v)}
+        return shards, save_id if isinstance(save_id, str) and re.fullmatch("[0-9a-f]{24}", save_id) else None
     except (OSError, ValueError, AttributeError, RecursionError):
-        return set()
+        return set(), None
+
+
+def previous_shard(directory: str, name: str, save_id: str) -> str:
+    """Where shard ``name`` of the save ``save_id`` waits while a later save renames a shard of the same name into
+    place, until that save's index replaces ``save_id``'s. A save cut between those renames (SIGKILL, power loss)
+    leaves the index of ``save_id`` beside shards of its own: loads read ``save_id``'s shards from here, and the next
+    save puts them back first."""
+    return os.path.join(directory, f".{name}.{save_id}.previous")
+
+
+def shard_of(path: str) -> str:
+    """The name of the shard at ``path``: its file's name, or the name it was moved aside from (previous_shard)."""
+    name = os.path.basename(path)
+    match = _PREVIOUS.fullmatch(name)
+    return name if match is None else match.group(1)
+
+
+def _restore_previous(directory: str, index_save_id: str | None) -> None:
+    """Puts the shards a cut save moved aside (previous_shard) back in place where they are of the save the index
+    names; those of any other save are of an index replaced since, and are removed."""
+    try:
+        entries = [entry.name for entry in os.scandir(directory)]
+    except OSError:
+        return
+    for name in entries:
+        match = _PREVIOUS.fullmatch(name)
+        if match is None:
+            continue
+        if match.group(2) == index_save_id:
+            os.replace(os.path.join(directory, name), os.path.join(directory, match.group(1)))
+        else:
+            remove_if_present(os.path.join(directory, name))
 
 
 @contextlib.contextmanager
@@ -349,15 +388,36 @@ def _save_sharded_into(data: Any, directory: str, metadata: Mapping[str, str] | 
             # a shard that is not in place yet. Saves into one directory take turns here (a lock on the directory), so
             # two at once leave one whole checkpoint, the last one's, rather than a mix.
             with directory_lock(directory):
-                previous = _old_shards(index)
-                for name, temp in zip(names, temps):
-                    os.replace(temp, os.path.join(directory, name))
+                previous, previous_id = _old_shards(index)
+                _restore_previous(directory, previous_id)
+                _rename_into_place(directory, dict(zip(names, temps)), previous if previous_id else set(), previous_id)
                 os.replace(index_temp, index)
                 for stale in previous - set(names):
                     remove_if_present(os.path.join(directory, stale))
+                if previous_id is not None:
+                    _restore_previous(directory, None)  # the index is this save's: what was moved aside is stale
         except BaseException:
             for temp in temps:
                 remove_if_present(temp)
             if index_temp is not None:
                 remove_if_present(index_temp)
             raise
+
+
+def _rename_into_place(directory: str, temps: dict[str, str], previous: set[str], previous_id: str | None) -> None:
+    """Renames each written shard (``temps``: name -> temporary file) into place. A shard of the index's save of the
+    same name is moved aside first (previous_shard), so that the checkpoint the index names stays whole until the new
+    index replaces it; a rename that fails puts back what was moved."""
+    moved: list[tuple[str, str]] = []
+    try:
+        for name, temp in temps.items():
+            target = os.path.join(directory, name)
+            if previous_id is not None and name in previous and os.path.lexists(target):
+                aside = previous_shard(directory, name, previous_id)
+                os.replace(target, aside)
+                moved.append((aside, target))
+            os.replace(temp, target)
+    except BaseException:
+        for aside, target in reversed(moved):
+            os.replace(aside, target)
+        raise

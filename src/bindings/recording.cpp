@@ -51,7 +51,8 @@ void py_write_recording_record(RecordingWriter& writer, const RecordingWriter::S
 RecordingWriter continuing_recording(const std::filesystem::path& path, nb::handle metadata, std::uint64_t header_reserve) {
   const std::optional<Metadata> given = metadata.is_none() ? std::nullopt : make_metadata(metadata);
   if (given) as_argument_error([&] { check_user_metadata(*given); });
-  const Reader reader = naming_file(path.string(), [&] { return Reader::open(path); });
+  // The recorder names the file in what it raises (a core error here would name it twice).
+  const Reader reader = Reader::open(path);
   return RecordingWriter(reader.header(), given, header_reserve, path.string());
 }
 

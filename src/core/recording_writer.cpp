@@ -152,6 +152,11 @@ RecordingWriter::RecordingWriter(const Header& header, const std::optional<Metad
     invalid("not a recording (its metadata has no " + quote_name(recording_metadata_key) + " = " +
             quote_name(recording_layout_version) + "); mode='a' continues recordings only");
   }
+  // A commit's journal records the room, and a reader trusts only a journal whose room is a multiple of 8 (as every
+  // room this writer makes is): a recording with another room would be continued without crash safety.
+  if (header.header_size % 8 != 0) {
+    invalid("its header takes " + std::to_string(header.header_size) + " bytes, not a multiple of 8 as a recording's room is");
+  }
   room_ = header.header_size;
   const std::string* schema = header.find_metadata(schema_metadata_key);
   Tape document;

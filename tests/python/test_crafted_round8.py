@@ -103,3 +103,32 @@ def test_case_67_legitimate_text_is_shown_as_it_is(tmp_path: Path, capsys: pytes
     ss.save_file({"clé": "中文 text", "k": [1, 2]}, path)
     assert main(["get", str(path), "clé"]) == 0
     assert capsys.readouterr().out == '"中文 text"\n'
+
+
+def test_case_69_a_recording_whose_room_is_not_a_multiple_of_8_is_not_continued(tmp_path: Path) -> None:
+    # Found by helper C: its commits wrote journals the reader ignores (it trusts a room that is a multiple of 8 only,
+    # as every room the recorder makes is), so a kill during a commit could lose every record.
+    import numpy as np
+
+    path = tmp_path / "rec.safetensors"
+    with ss.Recorder(path) as rec:
+        rec.append({"x": np.arange(3.0)})
+    raw = path.read_bytes()
+    (size,) = struct.unpack("<Q", raw[:8])
+    text = json.dumps(json.loads(raw[8:8 + size]), separators=(",", ":")).encode()
+    text += b" " * ((3 - len(text)) % 8)
+    path.write_bytes(struct.pack("<Q", len(text)) + text + raw[8 + size:])
+    before = path.read_bytes()
+    assert [r["x"].tolist() for r in ss.load_file(path)] == [[0.0, 1.0, 2.0]]
+    with pytest.raises(ss.InvalidFileError) as info:
+        ss.Recorder(path, mode="a")
+    assert str(info.value) == f"{path}: its header takes {len(text)} bytes, not a multiple of 8 as a recording's room is"
+    assert path.read_bytes() == before
+
+
+def test_case_69_a_broken_recording_is_named_once(tmp_path: Path) -> None:
+    path = tmp_path / "rec.safetensors"
+    path.write_bytes(struct.pack("<Q", 16) + b'{"__metadata__":')
+    with pytest.raises(ss.InvalidFileError) as info:
+        ss.Recorder(path, mode="a")
+    assert str(info.value).startswith(f"{path}: header is not valid JSON")

@@ -10,6 +10,8 @@ import errno
 import os
 import re
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -20,7 +22,9 @@ import numpy as np
 import pytest
 
 import safestructures
+import safestructures as ss
 from safestructures import InvalidArgumentError, InvalidFileError, UnsupportedTypeError
+from safestructures._cli import main as cli_main
 from conftest import assert_same, nested_sample, run_python_json, start_python, temporary_files
 
 
@@ -255,3 +259,64 @@ def test_a_successful_save_replaces_the_file_and_leaves_nothing_else(tmp_path: P
     assert old.path.stat().st_ino != old.stat.st_ino  # a new file renamed into place, not the old one rewritten
     assert_same(safestructures.load_file(old.path), new)
     assert os.listdir(tmp_path) == [old.path.name]
+
+
+# A sharded save killed between the renames of its shards (the previous save's shards of the same names are replaced
+# one by one, its index last). Before: the previous index beside some new shards, which every load refused, while the
+# previous checkpoint's shards were gone: neither save loaded.
+
+#: Saves V2 over the checkpoint in argv[1], dying (os._exit, as a SIGKILL would leave it) at rename number argv[2]
+#: among the save's renames of its shards and index, before it is made.
+KILLED_BETWEEN_RENAMES = """
+import os, sys
+import numpy as np
+import safestructures as ss
+from safestructures import _sharded
+renames, die_at = [0], int(sys.argv[2])
+real_replace = os.replace
+def replace(src, dst):
+    if os.path.basename(str(src)).endswith(".partial"):  # the save's own renames: its shards, then its index
+        renames[0] += 1
+        if renames[0] == die_at:
+            os._exit(9)
+    real_replace(src, dst)
+_sharded.os.replace = replace
+ss.save_file({"w": np.full(64, 2.0), "b": np.full(64, 2.0)}, sys.argv[1], max_shard_size=600)
+"""
+
+
+@pytest.mark.parametrize("die_at", [1, 2, 3], ids=["before-the-first-shard", "between-the-shards", "before-the-index"])
+def test_a_sharded_save_killed_between_its_renames_leaves_the_previous_checkpoint(tmp_path: Path, die_at: int) -> None:
+    target = tmp_path / "ckpt"
+    ss.save_file({"w": np.full(64, 1.0), "b": np.full(64, 1.0)}, target, max_shard_size=600)
+    assert sorted(p.name for p in target.iterdir()) == ["model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors",
+                                                        "model.safetensors.index.json"]
+    done = subprocess.run([sys.executable, "-c", KILLED_BETWEEN_RENAMES, str(target), str(die_at)], capture_output=True, text=True)
+    assert done.returncode == 9, done.stderr
+    # Every route reads the previous checkpoint whole: the shards the cut save moved aside stand in for those it replaced.
+    loaded = ss.load_file(target)
+    assert set(loaded) == {"w", "b"}
+    for value in loaded.values():
+        np.testing.assert_array_equal(value, np.full(64, 1.0))
+    with ss.open(target) as f:
+        np.testing.assert_array_equal(f["w"].load(), np.full(64, 1.0))
+    assert cli_main(["verify", str(target)]) == 0
+    # The next save puts the moved shards back before its own renames, and leaves nothing else behind.
+    ss.save_file({"w": np.full(64, 3.0), "b": np.full(64, 3.0)}, target, max_shard_size=600)
+    assert sorted(p.name for p in target.iterdir()) == ["model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors",
+                                                        "model.safetensors.index.json"]
+    np.testing.assert_array_equal(ss.load_file(target)["b"], np.full(64, 3.0))
+
+
+def test_a_sharded_save_killed_after_its_index_leaves_its_own_checkpoint(tmp_path: Path) -> None:
+    target = tmp_path / "ckpt"
+    ss.save_file({"w": np.full(64, 1.0), "b": np.full(64, 1.0)}, target, max_shard_size=600)
+    # Dies right after the index's rename (rename 4 never comes): the shards it moved aside are left, stale.
+    script = KILLED_BETWEEN_RENAMES.replace("real_replace(src, dst)\n", "real_replace(src, dst)\n    if str(dst).endswith('.json'):\n        os._exit(9)\n")
+    done = subprocess.run([sys.executable, "-c", script, str(target), "99"], capture_output=True, text=True)
+    assert done.returncode == 9, done.stderr
+    np.testing.assert_array_equal(ss.load_file(target)["w"], np.full(64, 2.0))
+    assert len([p for p in target.iterdir() if p.name.endswith(".previous")]) == 2
+    ss.save_file({"w": np.full(64, 3.0), "b": np.full(64, 3.0)}, target, max_shard_size=600)
+    assert not [p for p in target.iterdir() if p.name.startswith(".")]
+    np.testing.assert_array_equal(ss.load_file(target)["w"], np.full(64, 3.0))
