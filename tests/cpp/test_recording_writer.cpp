@@ -255,9 +255,15 @@ TEST(RecordingWriter, ContinuingAFileTakesBackItsState) {
   EXPECT_TRUE(test::fails_with([] { check_user_metadata({{std::string(schema_metadata_key), "x"}}); }, ErrorCode::InvalidMetadata));
 }
 
+// A recording's header from its JSON `text`, padded with spaces to a multiple of 8 bytes, as every recording's is.
+Header padded(std::string text, std::size_t data_size = 0) {
+  text.append((8 - text.size() % 8) % 8, ' ');
+  return test::parse(text, data_size);
+}
+
 // A recording whose schema document (`document`, JSON) was written by another writer, its header as the file holds it.
 Header recording_of(const std::string& document) {
-  return test::parse("{\"__metadata__\":{\"__safestructures__\":\"" + escaped(document) + "\",\"__safestructures_recording__\":\"1\"}}");
+  return padded("{\"__metadata__\":{\"__safestructures__\":\"" + escaped(document) + "\",\"__safestructures_recording__\":\"1\"}}");
 }
 
 TEST(RecordingWriter, ContinuingKeepsEachRecordsTextAsWrittenWhateverItsSpelling) {
@@ -296,11 +302,17 @@ TEST(RecordingWriter, ContinuingRefusesWhatIsNotARecording) {
   // A tensor before the padding: it lies in the data the padding should start.
   const std::string inside = "{\"__metadata__\":{\"k\":\"v\"" + key + schema + "}," + test::entry("t", "U8", "[4]", 0, 4) + "," +
                              test::entry("__safestructures_padding__", "U8", "[4096]", 4, 4100) + "}";
-  EXPECT_TRUE(test::fails_with([&] { RecordingWriter(test::parse(inside, 4100), std::nullopt, 0, "f"); }, ErrorCode::SchemaInvalid,
+  EXPECT_TRUE(test::fails_with([&] { RecordingWriter(padded(inside, 4100), std::nullopt, 0, "f"); }, ErrorCode::SchemaInvalid,
                                {"does not start its data"}));
   const std::string root_int = "{\"__metadata__\":{\"__safestructures__\":\"" + escaped(document_head + "3}") + "\"" + key + "}}";
-  EXPECT_TRUE(test::fails_with([&] { RecordingWriter(test::parse(root_int), std::nullopt, 0, "f"); }, ErrorCode::SchemaInvalid,
+  EXPECT_TRUE(test::fails_with([&] { RecordingWriter(padded(root_int), std::nullopt, 0, "f"); }, ErrorCode::SchemaInvalid,
                                {"a list of records or a dict of lists"}));
+  // A room that is not a multiple of 8: its commits' journals would be ignored by the reader (no crash safety).
+  const std::string unpadded = "{\"__metadata__\":{\"__safestructures__\":\"" + escaped(document_head + "[]}") + "\"" + key + "}}";
+  ASSERT_NE(unpadded.size() % 8, 0u);
+  EXPECT_TRUE(test::fails_with([&] { RecordingWriter(test::parse(unpadded), std::nullopt, 0, "f"); }, ErrorCode::SchemaInvalid,
+                               {"f: its header takes " + std::to_string(unpadded.size()) + " bytes, not a multiple of 8"}));
+  EXPECT_NO_THROW(RecordingWriter(padded(unpadded), std::nullopt, 0, "f"));
 }
 
 }  // namespace
