@@ -105,8 +105,9 @@ void append_json_escaped(std::string& out, std::string_view utf8);
 // The JSON string literal, with its quotes.
 void append_json_string(std::string& out, std::string_view utf8);
 
-// A shape as messages write it: "[2, 3]".
-std::string shape_text(const std::vector<std::uint64_t>& shape);
+// A shape (or a view's stride) as messages write it: "[2, 3]".
+std::string shape_text(std::span<const std::uint64_t> shape);
+std::string shape_text(std::span<const std::int64_t> stride);
 
 // True when `bytes` is valid UTF-8 (no surrogates, no overlong forms).
 bool is_valid_utf8(std::string_view bytes);

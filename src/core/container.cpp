@@ -26,6 +26,9 @@ constexpr std::size_t retained_parser_capacity = 16 << 20;
 
 std::string where(std::string_view tensor) { return "tensor " + quote_name(tensor); }
 
+// A JSON value of the header as a message shows it (shown_text.hpp).
+std::string shown(simdjson::dom::element value) { return shown_json(simdjson::to_string(value)); }
+
 // Reads a JSON number that must be a non-negative integer, naming the field in errors.
 std::uint64_t read_u64(simdjson::dom::element value, std::string_view tensor, std::string_view field) {
   using simdjson::dom::element_type;
@@ -38,18 +41,18 @@ std::uint64_t read_u64(simdjson::dom::element value, std::string_view tensor, st
     }
     case element_type::DOUBLE: {
       const double v = value.get_double().value_unsafe();
-      if (std::signbit(v)) raise(ErrorCode::NegativeNumber, where(tensor) + ": " + std::string(field) + " holds negative number " + shown_json(simdjson::to_string(value)));
-      raise(ErrorCode::FractionalNumber, where(tensor) + ": " + std::string(field) + " holds " + shown_json(simdjson::to_string(value)) + ", which is not written as an integer");
+      if (std::signbit(v)) raise(ErrorCode::NegativeNumber, where(tensor) + ": " + std::string(field) + " holds negative number " + shown(value));
+      raise(ErrorCode::FractionalNumber, where(tensor) + ": " + std::string(field) + " holds " + shown(value) + ", which is not written as an integer");
     }
     default:
-      raise(ErrorCode::WrongFieldType, where(tensor) + ": " + std::string(field) + " must hold numbers, found " + shown_json(simdjson::to_string(value)));
+      raise(ErrorCode::WrongFieldType, where(tensor) + ": " + std::string(field) + " must hold numbers, found " + shown(value));
   }
 }
 
 std::vector<std::uint64_t> read_u64_array(simdjson::dom::element value, std::string_view tensor, std::string_view field) {
   simdjson::dom::array array;
   if (value.get_array().get(array)) {
-    raise(ErrorCode::WrongFieldType, where(tensor) + ": " + std::string(field) + " must be an array, found " + shown_json(simdjson::to_string(value)));
+    raise(ErrorCode::WrongFieldType, where(tensor) + ": " + std::string(field) + " must be an array, found " + shown(value));
   }
   std::vector<std::uint64_t> out;
   out.reserve(array.size());
@@ -78,7 +81,7 @@ void check_entry_values(const TensorInfo& info) {
 TensorInfo read_entry(std::string_view name, simdjson::dom::element value) {
   simdjson::dom::object entry;
   if (value.get_object().get(entry)) {
-    raise(ErrorCode::EntryNotObject, where(name) + ": entry must be an object, found " + shown_json(simdjson::to_string(value)));
+    raise(ErrorCode::EntryNotObject, where(name) + ": entry must be an object, found " + shown(value));
   }
   TensorInfo info;
   info.name = std::string(name);
@@ -92,7 +95,7 @@ TensorInfo read_entry(std::string_view name, simdjson::dom::element value) {
       once(seen_dtype, field.key);
       std::string_view text;
       if (field.value.get_string().get(text)) {
-        raise(ErrorCode::WrongFieldType, where(name) + ": dtype must be a string, found " + shown_json(simdjson::to_string(field.value)));
+        raise(ErrorCode::WrongFieldType, where(name) + ": dtype must be a string, found " + shown(field.value));
       }
       const auto dtype = parse_dtype(text);
       if (!dtype) raise(ErrorCode::UnknownDtype, where(name) + ": unknown dtype " + quote_name(text));
@@ -133,14 +136,14 @@ void read_metadata(simdjson::dom::element value, Header& header, std::span<Unesc
   if (value.is_null()) return;
   simdjson::dom::object object;
   if (value.get_object().get(object)) {
-    raise(ErrorCode::MetadataNotObject, "__metadata__ must be an object of strings, found " + shown_json(simdjson::to_string(value)));
+    raise(ErrorCode::MetadataNotObject, "__metadata__ must be an object of strings, found " + shown(value));
   }
   header.has_metadata = true;
   header.metadata.reserve(object.size());
   for (auto field : object) {
     std::string_view text;
     if (field.value.get_string().get(text)) {
-      raise(ErrorCode::MetadataNotString, "__metadata__ key " + quote_name(field.key) + " must have a string value, found " + shown_json(simdjson::to_string(field.value)));
+      raise(ErrorCode::MetadataNotString, "__metadata__ key " + quote_name(field.key) + " must have a string value, found " + shown(field.value));
     }
     const auto given = std::find_if(unescaped.begin(), unescaped.end(), [&](const Unescaped& u) { return !u.used && u.key == field.key; });
     if (given != unescaped.end()) {
@@ -433,7 +436,7 @@ Header parse_checked_header_text(std::string_view json, std::uint64_t data_size)
     raise(ErrorCode::HeaderNotJson, std::string("header is not valid JSON: ") + simdjson::error_message(err));
   }
   simdjson::dom::object object;
-  if (root.get_object().get(object)) raise(ErrorCode::HeaderNotObject, "header must be a JSON object, found " + shown_json(simdjson::to_string(root)));
+  if (root.get_object().get(object)) raise(ErrorCode::HeaderNotObject, "header must be a JSON object, found " + shown(root));
 
   Header header;
   header.header_size = n;
@@ -456,14 +459,22 @@ Header parse_checked_header_text(std::string_view json, std::uint64_t data_size)
 
 }  // namespace
 
-std::string shape_text(const std::vector<std::uint64_t>& shape) {
+namespace {
+
+template <class Int>
+std::string list_text(std::span<const Int> values) {
   std::string s = "[";
-  for (std::size_t i = 0; i < shape.size(); ++i) {
+  for (std::size_t i = 0; i < values.size(); ++i) {
     if (i) s += ", ";
-    s += std::to_string(shape[i]);
+    s += std::to_string(values[i]);
   }
   return s + "]";
 }
+
+}  // namespace
+
+std::string shape_text(std::span<const std::uint64_t> shape) { return list_text(shape); }
+std::string shape_text(std::span<const std::int64_t> stride) { return list_text(stride); }
 
 void append_json_escaped(std::string& out, std::string_view utf8) {
   char buffer[6];

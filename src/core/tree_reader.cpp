@@ -281,12 +281,7 @@ std::string TreeReader::view_reach_problem(std::uint64_t offset, std::span<const
     overflow = overflow || n > INT64_MAX ||
                (n > 0 && (__builtin_mul_overflow(static_cast<std::int64_t>(n - 1), s, &step) || __builtin_add_overflow(s < 0 ? low : high, step, s < 0 ? &low : &high)));
   }
-  const auto text = [](const auto& values) {
-    std::string out = "[";
-    for (std::size_t k = 0; k < values.size(); ++k) out += (k ? ", " : "") + std::to_string(values[k]);
-    return out + "]";
-  };
-  const std::string what = "a view of shape " + text(shape) + " and stride " + text(stride) + " at offset " + std::to_string(offset);
+  const std::string what = "a view of shape " + shape_text(shape) + " and stride " + shape_text(stride) + " at offset " + std::to_string(offset);
   if (!empty && !overflow && low < 0) return what + " reaches before its storage";
   if ((!empty && (overflow || static_cast<std::uint64_t>(high) >= size)) || offset > size) {
     return what + " reaches outside its storage of " + std::to_string(size) + " elements";
