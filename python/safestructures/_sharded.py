@@ -27,14 +27,16 @@ PREFIX = "model"
 SHARD_FILE_NAME = re.compile(r"[A-Za-z0-9_\-][A-Za-z0-9_.\-]*\.safetensors")
 #: The names shard_name gives.
 SHARD_PATTERN = re.compile(rf"{PREFIX}-\d{{5}}-of-\d{{5}}\.safetensors")
+#: A save's id (save_sharded: 12 random bytes in hex), as the names of its files and its index give it.
+_SAVE_ID = "[0-9a-f]{24}"
 #: The temporary files of a sharded save (save_sharded): its shards ``.model-<k>.<save id>.partial`` (named by the core
 #: writer) and its index ``.model.safetensors.index.json.<save id>.<random>.partial``; and the lock file each save holds
 #: while it runs, ``.model.<save id>.lock``.
-_TEMPORARY = re.compile(rf"\.(?:{PREFIX}-\d+|{re.escape(INDEX_NAME)})\.([0-9a-f]{{24}})(?:\.[A-Za-z0-9_]+)?\.partial")
-_LOCK = re.compile(rf"\.{PREFIX}\.([0-9a-f]{{24}})\.lock")
+_TEMPORARY = re.compile(rf"\.(?:{PREFIX}-\d+|{re.escape(INDEX_NAME)})\.({_SAVE_ID})(?:\.[A-Za-z0-9_]+)?\.partial")
+_LOCK = re.compile(rf"\.{PREFIX}\.({_SAVE_ID})\.lock")
 #: A shard of the save an index names, moved aside while a later save renames its own shards into place (see
 #: previous_shard): ``.<shard>.<that save's id>.previous``.
-_PREVIOUS = re.compile(r"\.(" + SHARD_FILE_NAME.pattern + r")\.([0-9a-f]{24})\.previous")
+_PREVIOUS = re.compile(rf"\.({SHARD_FILE_NAME.pattern})\.({_SAVE_ID})\.previous")
 _UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
 
 
@@ -160,7 +162,7 @@ def _old_shards(index: str) -> tuple[set[str], str | None]:
         weight_map = document.get(INDEX_WEIGHT_MAP, {})
         save_id = document.get(INDEX_METADATA, {}).get(SAVE_KEY)
         shards = {v for v in weight_map.values() if isinstance(v, str) and SHARD_FILE_NAME.fullmatch(v)}
-        return shards, save_id if isinstance(save_id, str) and re.fullmatch("[0-9a-f]{24}", save_id) else None
+        return shards, save_id if isinstance(save_id, str) and re.fullmatch(_SAVE_ID, save_id) else None
     except (OSError, ValueError, AttributeError, RecursionError):
         return set(), None
 
@@ -390,12 +392,12 @@ def _save_sharded_into(data: Any, directory: str, metadata: Mapping[str, str] | 
             with directory_lock(directory):
                 previous, previous_id = _old_shards(index)
                 _restore_previous(directory, previous_id)
-                _rename_into_place(directory, dict(zip(names, temps)), previous if previous_id else set(), previous_id)
+                moved = _rename_into_place(directory, dict(zip(names, temps)), previous, previous_id)
                 os.replace(index_temp, index)
                 for stale in previous - set(names):
                     remove_if_present(os.path.join(directory, stale))
-                if previous_id is not None:
-                    _restore_previous(directory, None)  # the index is this save's: what was moved aside is stale
+                for aside in moved:  # the index is this save's: what was moved aside is stale
+                    remove_if_present(aside)
         except BaseException:
             for temp in temps:
                 remove_if_present(temp)
@@ -404,10 +406,10 @@ def _save_sharded_into(data: Any, directory: str, metadata: Mapping[str, str] | 
             raise
 
 
-def _rename_into_place(directory: str, temps: dict[str, str], previous: set[str], previous_id: str | None) -> None:
+def _rename_into_place(directory: str, temps: dict[str, str], previous: set[str], previous_id: str | None) -> list[str]:
     """Renames each written shard (``temps``: name -> temporary file) into place. A shard of the index's save of the
     same name is moved aside first (previous_shard), so that the checkpoint the index names stays whole until the new
-    index replaces it; a rename that fails puts back what was moved."""
+    index replaces it; a rename that fails puts back what was moved. Returns where the moved shards are."""
     moved: list[tuple[str, str]] = []
     try:
         for name, temp in temps.items():
@@ -421,3 +423,4 @@ def _rename_into_place(directory: str, temps: dict[str, str], previous: set[str]
         for aside, target in reversed(moved):
             os.replace(aside, target)
         raise
+    return [aside for aside, _target in moved]
