@@ -323,8 +323,18 @@ def scalar_from_fields(fields: dict[str, Any]) -> Any:
     return _exact_scalar(dtype, name, value)
 
 
-# ml_dtypes' integer types: numpy kind "V", like its floats, but holding ints.
-_ML_INTS = ("int2", "int4", "uint2", "uint4")
+def _holds_ints(dtype: np.dtype[Any]) -> bool:
+    """Whether ``dtype`` holds ints: numpy's own, or ml_dtypes' (numpy kind "V", like its floats), which ml_dtypes'
+    ``iinfo`` knows and refuses every other dtype."""
+    if dtype.kind in "iu":
+        return True
+    import ml_dtypes
+
+    try:
+        ml_dtypes.iinfo(dtype)
+    except ValueError:
+        return False
+    return True
 
 
 def _exact_scalar(dtype: np.dtype[Any], name: str, value: bool | int | float | complex) -> Any:
@@ -332,7 +342,7 @@ def _exact_scalar(dtype: np.dtype[Any], name: str, value: bool | int | float | c
     scalar_fields writes it). A value the dtype cannot hold exactly is refused: numpy would wrap it (``int4`` 100 is 4),
     round it, or read any number as a bool or a str (``"U3"`` 5 is ``'5'``), and a reader of the field itself (the C++
     API, another tool) would read another value than the load gives."""
-    integral = dtype.kind in "iu" or dtype.name in _ML_INTS
+    integral = _holds_ints(dtype)
     if dtype.kind == "b":
         expected: tuple[type, ...] = (bool,)
     elif integral:
