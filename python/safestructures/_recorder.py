@@ -7,7 +7,6 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
-import stat
 import threading
 import time
 from collections.abc import Iterable, Mapping
@@ -17,7 +16,7 @@ from . import _core, plugins as _plugins
 from ._errors import InvalidArgumentError, InvalidFileError, SafestructuresError, raise_reading
 from ._flat import _check_metadata, _fspath
 from ._limits import DEFAULT_MAX_DEPTH, DEFAULT_MAX_HEADER_SIZE, DEFAULT_MAX_NODES
-from ._sharded import write_atomically
+from ._sharded import locked_by_another, write_atomically
 from ._walkers import default_context
 
 __all__ = ["Recorder", "Stream"]
@@ -107,19 +106,10 @@ class Recorder:
 
     def _check_not_written(self) -> None:
         """Refuses to start a recording over one that another Recorder is writing (holding its lock): that writer would
-        go on into a file no longer at the path, and its next rewrite (a regrowth, its close) would replace this one."""
-        try:
-            if not stat.S_ISREG(os.lstat(self.path).st_mode):  # a link is replaced itself; a FIFO is refused later
-                return
-            fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOFOLLOW)
-        except OSError:
-            return  # nothing there (or nothing this can open): the write says what is wrong
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise InvalidArgumentError(f"{self.path}: another Recorder is writing this recording") from None
-        finally:
-            os.close(fd)  # closing releases the lock just taken
+        go on into a file no longer at the path, and its next rewrite (a regrowth, its close) would replace this one.
+        Where the path cannot be looked at, the write says what is wrong."""
+        if locked_by_another(self.path):
+            raise InvalidArgumentError(f"{self.path}: another Recorder is writing this recording")
 
     def _gone(self) -> str | None:
         """How the path no longer names the file this recorder writes ("removed", "replaced": by another process, another

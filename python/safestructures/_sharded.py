@@ -19,8 +19,8 @@ from ._format import (CHECKSUMS_KEY, INDEX_METADATA, INDEX_NAME, INDEX_WEIGHT_MA
 from ._progress import saving
 
 __all__ = ["INDEX_NAME", "SHARD_FILE_NAME", "SHARD_PATTERN", "check_index_metadata", "check_regular_file",
-           "check_replaceable", "directory_lock", "parse_size", "remove_if_present", "remove_stale_temporaries",
-           "save_lock", "save_running", "save_sharded", "shard_name", "write_atomically", "write_temporary"]
+           "check_replaceable", "directory_lock", "locked_by_another", "parse_size", "remove_if_present",
+           "remove_stale_temporaries", "save_lock", "save_running", "save_sharded", "shard_name", "write_atomically", "write_temporary"]
 
 PREFIX = "model"
 #: The shard file names an index may map tensors to: plain, visible names beside the index, never a path elsewhere.
@@ -254,23 +254,31 @@ def save_running(directory: str, save_id: str) -> bool:
     """Whether the save ``save_id`` (of :func:`save_lock`) holds its lock in ``directory`` now: False when its lock file
     is absent (that save is over), not a regular file (no save made it) or not locked (its process is gone); True when
     held, or when the lock cannot be looked at (its files are then left alone)."""
+    return locked_by_another(os.path.join(directory, f".{PREFIX}.{save_id}.lock")) is not False
+
+
+def locked_by_another(path: str) -> bool | None:
+    """Whether an flock is held on the file at ``path`` (by a save's :func:`save_lock`, by a Recorder): False when
+    nothing is there, when it is no regular file (none of those lockers made it) or when nobody holds it; None when it
+    cannot be looked at (each caller decides what that means)."""
     import fcntl
 
-    lock = os.path.join(directory, f".{PREFIX}.{save_id}.lock")
     try:
-        # A save's lock file is a regular file (save_lock): a FIFO of that name, which a plain open would wait on for
-        # ever, a link or a device is no running save's; O_NONBLOCK and O_NOFOLLOW for one swapped in meanwhile.
-        if not stat.S_ISREG(os.lstat(lock).st_mode):
+        # A FIFO, which a plain open would wait on for ever, a link or a device is no locker's file; O_NONBLOCK and
+        # O_NOFOLLOW for one swapped in meanwhile.
+        if not stat.S_ISREG(os.lstat(path).st_mode):
             return False
-        fd = os.open(lock, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW)
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOFOLLOW)
     except FileNotFoundError:
         return False
     except OSError:
-        return True
+        return None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
+    except BlockingIOError:
         return True
+    except OSError:
+        return None
     finally:
         os.close(fd)  # closing releases the lock just taken
     return False
