@@ -31,19 +31,20 @@ std::string key_text(PyObject* key) {
 
 PyObject* py(const void* obj) { return static_cast<PyObject*>(const_cast<void*>(obj)); }
 
-// Where a numpy array's memory is: its first byte and its extent in bytes (through the buffer protocol, else its
-// __array_interface__ and nbytes, as read_array reads ml_dtypes' arrays).
-std::pair<const void*, std::size_t> numpy_memory(nb::handle array) {
+// Where the memory a tensor is written from is now: its first byte and its extent in bytes, through the buffer
+// protocol (a numpy array), else its __array_interface__ read again (ml_dtypes' arrays; torch's and plugins' memory
+// objects, whose extent may be unknown: 0) and nbytes.
+std::pair<const void*, std::size_t> memory_now(nb::handle holder) {
   Py_buffer view;
-  if (PyObject_GetBuffer(array.ptr(), &view, PyBUF_STRIDES) == 0) {
+  if (PyObject_GetBuffer(holder.ptr(), &view, PyBUF_STRIDES) == 0) {
     const std::pair<const void*, std::size_t> memory{view.buf, static_cast<std::size_t>(view.len)};
     PyBuffer_Release(&view);
     return memory;
   }
   PyErr_Clear();
-  nb::tuple data = nb::cast<nb::tuple>(nb::getattr(array, "__array_interface__")["data"]);
+  nb::tuple data = nb::cast<nb::tuple>(nb::getattr(holder, "__array_interface__")["data"]);
   return {reinterpret_cast<const void*>(static_cast<std::uintptr_t>(nb::cast<unsigned long long>(data[0]))),
-          nb::cast<std::size_t>(nb::getattr(array, "nbytes"))};
+          nb::cast<std::size_t>(nb::getattr(holder, "nbytes", nb::int_(0)))};
 }
 
 // The UTF-8 text of an exact str, or false for one without a UTF-8 form (lone surrogates). An ASCII str is read in
@@ -78,16 +79,17 @@ class SaveWalk final : public NodeText {
   std::vector<nb::object> held;
   void hold(PyObject* obj) { held.push_back(nb::borrow(obj)); }
 
-  // The numpy arrays owning the memory tensors are written from, with where it was when the walk read it: code the
-  // walk runs later (a to_data calling ndarray.resize(refcheck=False) on the array or on the one it views) may move or
-  // free it, and the writer would read freed memory. Checked once the walk is done, before any of it is read.
-  struct NumpyWritten {
-    nb::object array;
+  // The objects holding the memory tensors are written from, with where it was when the walk read it: code the walk
+  // runs later may move or free it (a to_data calling ndarray.resize(refcheck=False) on the array or on the one it
+  // views, resizing a torch tensor or replacing its storage), and the writer would read freed memory. Checked once
+  // the walk is done, before any of it is read.
+  struct MemoryWritten {
+    nb::object holder;
     std::pair<const void*, std::size_t> memory;
     std::string name;
   };
-  std::vector<NumpyWritten> numpy_written;
-  void check_numpy_memory() const;
+  std::vector<MemoryWritten> memory_written;
+  void check_memory_written() const;
 
   std::string key_name(const void* key) const override { return key_text(py(key)); }
   std::string key_shown(const void* key) const override {
@@ -377,23 +379,24 @@ void SaveWalk::walk_array(PyObject* obj) {
   writer.out.end_container(at);
   if (!stores) return;
   writer.tensors.push_back(make_write_tensor(py_str(name), parts[0], parts[1], parts[2]));
-  if (std::string_view(Py_TYPE(parts[2].ptr())->tp_name) != "numpy.ndarray") return;
-  // A view's memory is its base's (followed to the array owning it): resizing the base frees it, the view unchanged.
-  static PyObject* const base_name = PyUnicode_InternFromString("base");  // looked up per array: made once
-  nb::object owner = nb::borrow(parts[2]);
-  for (nb::object base = nb::steal(PyObject_GetAttr(owner.ptr(), base_name));; base = nb::steal(PyObject_GetAttr(owner.ptr(), base_name))) {
-    if (!base.is_valid()) throw nb::python_error();
-    if (std::string_view(Py_TYPE(base.ptr())->tp_name) != "numpy.ndarray") break;
-    owner = base;
+  nb::object holder = nb::borrow(parts[2]);
+  if (std::string_view(Py_TYPE(holder.ptr())->tp_name) == "numpy.ndarray") {
+    // A view's memory is its base's (followed to the array owning it): resizing the base frees it, the view unchanged.
+    static PyObject* const base_name = PyUnicode_InternFromString("base");  // looked up per array: made once
+    for (nb::object base = nb::steal(PyObject_GetAttr(holder.ptr(), base_name));; base = nb::steal(PyObject_GetAttr(holder.ptr(), base_name))) {
+      if (!base.is_valid()) throw nb::python_error();
+      if (std::string_view(Py_TYPE(base.ptr())->tp_name) != "numpy.ndarray") break;
+      holder = base;
+    }
   }
-  numpy_written.push_back({owner, numpy_memory(owner), std::move(name)});
+  memory_written.push_back({holder, memory_now(holder), std::move(name)});
 }
 
-void SaveWalk::check_numpy_memory() const {
-  for (const NumpyWritten& written : numpy_written) {
-    if (numpy_memory(written.array) != written.memory) {
+void SaveWalk::check_memory_written() const {
+  for (const MemoryWritten& written : memory_written) {
+    if (memory_now(written.holder) != written.memory) {
       throw UnsupportedData("tensor " + quote_name(written.name) + " changed while the data was saved: code the save ran (a to_data, "
-                            "a __getstate__) resized the numpy array or the one it views");
+                            "a __getstate__) resized it, the array it views or its storage");
     }
   }
 }
@@ -462,13 +465,7 @@ SaveResult walk_tree(nb::handle data, std::uint32_t max_depth, nb::handle contex
   if (record_last_id != nullptr) walk.writer.write_as_record(*record_last_id);
   try {
     walk.walk(data.ptr());
-    walk.check_numpy_memory();
-    // An adapter whose tensors' memory code run by the walk could still move (a to_data resizing a torch tensor, or
-    // replacing its storage) leaves the check that it has not, to run before any of it is read.
-    static PyObject* const walked_key = PyUnicode_InternFromString("walked");  // looked up per save: made once
-    if (PyObject* check = PyDict_Check(context.ptr()) && walked_key ? PyDict_GetItem(context.ptr(), walked_key) : nullptr) {
-      nb::borrow(check)();
-    }
+    walk.check_memory_written();
   } catch (const UnsupportedData& e) {
     nb::object error = error_class("UnsupportedTypeError")(python_text(e.what()));
     if (walk.cause.is_valid()) PyException_SetCause(error.ptr(), walk.cause.release().ptr());

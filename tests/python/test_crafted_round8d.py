@@ -462,7 +462,7 @@ def test_case_66b_a_numpy_array_resized_under_the_save_is_refused(what: str, siz
     result = subprocess.run([sys.executable, "-c", RESIZED_ARRAY, what, str(size)], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, f"exit status {result.returncode}: {result.stderr[-3000:]}"
     assert result.stdout == ('tensor "a" changed while the data was saved: code the save ran (a to_data, a __getstate__) resized '
-                             "the numpy array or the one it views\n")
+                             "it, the array it views or its storage\n")
 
 
 def test_case_66b_twin_arrays_reshaped_in_place_are_saved() -> None:

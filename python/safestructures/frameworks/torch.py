@@ -34,42 +34,26 @@ _FROM_LOGICAL = {name: dtype for dtype, name in _LOGICAL.items()}
 
 class _Memory:
     """Exposes a CPU tensor's memory to the core writer through __array_interface__ (any dtype, any strides), and
-    keeps the tensor alive while the file is written."""
+    keeps the tensor alive while the file is written. Its address is read from the tensor each time: code the walk
+    runs later (a to_data, a __getstate__) may resize the tensor or replace its storage (``t.data = ...``, ``set_``),
+    freeing the memory, and the walk's end reads it again to refuse that before any is read (save_walk.cpp)."""
 
     def __init__(self, tensor: torch.Tensor, itemsize: int, contiguous: bool | None = None) -> None:
         self._tensor = tensor
         if contiguous is None:
             contiguous = tensor.is_contiguous()
-        self.__array_interface__ = {
-            "data": (tensor.data_ptr(), False),
+        self._layout = {
             "shape": tuple(tensor.shape),
             "strides": None if contiguous else tuple(s * itemsize for s in tensor.stride()),
             "typestr": f"|V{itemsize}",
             "version": 3,
         }
 
-
-def _memory(context: dict[str, Any], name: str, tensor: torch.Tensor, itemsize: int, contiguous: bool | None = None) -> _Memory:
-    """The _Memory the core writer reads `tensor` through, after the walk. Code the walk runs later (a to_data, a
-    __getstate__) may resize the tensor or replace its storage (``t.data = ...``, ``set_``), freeing the memory whose
-    address was taken: the tensors written are noted, and the walk's end (the context's "walked") checks that each
-    still has its memory where it was, before any is read."""
-    memory = _Memory(tensor, itemsize, contiguous)
-    written: list[tuple[torch.Tensor, int, str]] | None = context.get("torch_memory")
-    if written is None:
-        written = context["torch_memory"] = []
-        context["walked"] = functools.partial(_check_memory, written)
-    written.append((tensor, memory.__array_interface__["data"][0], name))
-    return memory
-
-
-def _check_memory(written: list[tuple[torch.Tensor, int, str]]) -> None:
-    for tensor, address, name in written:
+    @property
+    def __array_interface__(self) -> dict[str, Any]:
         # torch moves a storage's memory whenever it resizes it (a new block, then the old one freed): an address kept
         # is memory kept.
-        if tensor.data_ptr() != address:
-            raise UnsupportedTypeError(f"tensor {quote(name)} changed while the data was saved: code the save ran "
-                                       "(a to_data, a __getstate__) resized it or replaced its storage")
+        return {"data": (self._tensor.data_ptr(), False), **self._layout}
 
 
 def _on_cpu(tensor: torch.Tensor) -> torch.Tensor:
@@ -130,7 +114,7 @@ def array_entry(tensor: torch.Tensor, name: str, context: dict[str, Any]) -> tup
             segment = _on_cpu(t.as_strided((high - low + 1,), (1,), low))
             segments.append((name, low, high))
             fields.update({FIELD.offset: t.storage_offset() - low, FIELD.shape: list(t.shape), FIELD.stride: list(t.stride())})
-            return _TO_NAME[dtype], (segment.numel(),), _memory(context, name, segment, itemsize), fields
+            return _TO_NAME[dtype], (segment.numel(),), _Memory(segment, itemsize), fields
     on_cpu = _on_cpu(t)
     if on_cpu is not t:
         t, contiguous = on_cpu, on_cpu.is_contiguous()
@@ -139,7 +123,7 @@ def array_entry(tensor: torch.Tensor, name: str, context: dict[str, Any]) -> tup
         # before the byte view (torch cannot view a 0-d tensor as a dtype of another element size).
         raw = torch.view_as_real(t).contiguous().reshape(-1).view(torch.uint8)
         fields.update({FIELD.dtype: _LOGICAL[dtype], FIELD.shape: list(t.shape)})
-        return "U8", (raw.numel(),), _memory(context, name, raw, 1), fields
+        return "U8", (raw.numel(),), _Memory(raw, 1), fields
     if dtype == torch.float4_e2m1fn_x2:
         # Two 4-bit elements per byte, element 0 in the low nibble: safetensors' F4 with the last dimension doubled.
         packed = t.contiguous()
@@ -148,8 +132,8 @@ def array_entry(tensor: torch.Tensor, name: str, context: dict[str, Any]) -> tup
         if not packed.dim():
             # A 0-d pair is stored as F4 [2]; the node keeps the shape to give back.
             fields[FIELD.shape] = []
-        return "F4", shape, _memory(context, name, packed.view(torch.uint8), 1), fields
-    return _TO_NAME[dtype], tuple(t.shape), _memory(context, name, t, itemsize, contiguous), fields
+        return "F4", shape, _Memory(packed.view(torch.uint8), 1), fields
+    return _TO_NAME[dtype], tuple(t.shape), _Memory(t, itemsize, contiguous), fields
 
 
 # The numpy dtype torch.from_numpy takes for a torch dtype, where there is one: the tensor is then made typed, with no
