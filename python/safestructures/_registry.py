@@ -328,10 +328,18 @@ def _enum_member(cls: Any, name: str, fields: dict[str, Any]) -> Any:
         return member
     value = fields.get("value")
     if _value_key(value):
+        cache = getattr(cls, "_value2member_map_", None)
+        known = not isinstance(cache, dict) or value in cache
         try:
-            return cls(value)
+            member = cls(value)
         except ValueError:
             pass
+        else:
+            if not known and isinstance(member, enum.Flag):
+                # A flag's value made of several members (or unknown bits) is made anew, and Python caches it in the
+                # class for good: a file of many distinct values would grow the class for the life of the process.
+                cache.pop(value, None)
+            return member
     raise ValueError(f"enum {name!r} has no member named {shown(fields.get(FIELD.name))} or of value {shown(value)}")
 
 

@@ -1,0 +1,44 @@
+"""Crafted files of the ninth round's lead (docs/security.md case 90): what a load leaves behind in the process once
+its values are gone."""
+
+from __future__ import annotations
+
+import enum
+import gc
+from pathlib import Path
+
+from typing import Any
+
+import crafted
+import safestructures as ss
+
+
+class Perm(enum.IntFlag):
+    R = 4
+    W = 2
+    X = 1
+
+
+def test_case_90_flag_values_a_file_names_are_not_cached_in_the_class(tmp_path: Path, clean_registry: Any) -> None:
+    # Before: each distinct combined value (or unknown bits) was cached in Perm's _value2member_map_ for good: a
+    # 200,000-value file kept 79 MiB after its values were dropped, and each new file grew it again.
+    ss.register(Perm)
+    values = [8 * i + 1 for i in range(5000)]
+    path = tmp_path / "flags.safetensors"
+    path.write_bytes(crafted.file_bytes(
+        [{"$": "enum", "type": f"{__name__}.Perm", "name": None, "value": v} for v in values]
+        + [{"$": "enum", "type": f"{__name__}.Perm", "name": "R", "value": 4}]))
+    cached = dict(Perm._value2member_map_)
+    loaded = ss.load_file(path)
+    assert [type(v) for v in loaded] == [Perm] * 5001
+    assert [int(v) for v in loaded[:-1]] == values
+    assert loaded[-1] is Perm.R  # a member keeps its identity
+    nine = loaded[1]
+    del loaded
+    gc.collect()
+    assert Perm._value2member_map_ == cached
+    assert nine == Perm.X | 8 and int(nine) == 9
+    # A value the class had cached already (made by the program) is the cached one.
+    both = Perm.R | Perm.W
+    path.write_bytes(crafted.file_bytes({"$": "enum", "type": f"{__name__}.Perm", "name": None, "value": 6}))
+    assert ss.load_file(path) is both
