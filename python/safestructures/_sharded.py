@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import re
@@ -18,7 +19,7 @@ from ._format import (CHECKSUMS_KEY, INDEX_METADATA, INDEX_NAME, INDEX_WEIGHT_MA
                       TOTAL_SIZE_KEY, file_json)
 from ._progress import saving
 
-__all__ = ["INDEX_NAME", "SHARD_FILE_NAME", "SHARD_PATTERN", "check_index_metadata", "check_regular_file",
+__all__ = ["INDEX_NAME", "SHARD_FILE_NAME", "SHARD_PATTERN", "aside_id", "check_index_metadata", "check_regular_file",
            "check_replaceable", "directory_lock", "locked_by_another", "parse_size", "remove_if_present",
            "remove_stale_temporaries", "save_lock", "save_running", "save_sharded", "shard_name", "write_atomically", "write_temporary"]
 
@@ -153,18 +154,28 @@ def remove_if_present(path: str) -> bool:
 
 
 def _old_shards(index: str) -> tuple[set[str], str | None]:
-    """The shard files an existing index lists (to remove those a new save no longer uses), and the id of the save
-    that wrote it (None for an index no sharded save of safestructures wrote)."""
+    """The shard files an existing index lists (to remove those a new save no longer uses), and the id its shards are
+    moved aside under (:func:`aside_id`); None for an index that cannot be read."""
     try:
         check_regular_file(index)
-        with open(index, encoding="utf-8") as f:
-            document = json.load(f)
+        with open(index, "rb") as f:
+            raw = f.read()
+        document = json.loads(raw)
         weight_map = document.get(INDEX_WEIGHT_MAP, {})
-        save_id = document.get(INDEX_METADATA, {}).get(SAVE_KEY)
         shards = {v for v in weight_map.values() if isinstance(v, str) and SHARD_FILE_NAME.fullmatch(v)}
-        return shards, save_id if isinstance(save_id, str) and re.fullmatch(_SAVE_ID, save_id) else None
+        return shards, aside_id(raw, document.get(INDEX_METADATA, {}).get(SAVE_KEY))
     except (OSError, ValueError, AttributeError, RecursionError):
         return set(), None
+
+
+def aside_id(raw: bytes, save_id: Any) -> str:
+    """The id under which a later save moves aside the shards of the index ``raw`` (previous_shard): the id of the save
+    that wrote it, or, for an index no sharded save of safestructures wrote (another tool's, an older version's), one
+    made from its bytes, which a load reading them makes alike. (Without one, a save cut between its renames left such
+    an index naming some new shards and some old: a load took tensors of two checkpoints as one.)"""
+    if isinstance(save_id, str) and re.fullmatch(_SAVE_ID, save_id):
+        return save_id
+    return hashlib.sha256(raw).hexdigest()[:24]
 
 
 def previous_shard(directory: str, name: str, save_id: str) -> str:

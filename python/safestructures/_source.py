@@ -19,7 +19,7 @@ from ._format import (CHECKSUMS_KEY, DCP_KEY, INDEX_METADATA, INDEX_NAME, INDEX_
                       TOTAL_SIZE_KEY, V1_SCHEMA_KEY)
 from ._ranges import checked_read, read_header
 from ._remote import UrlRanges, filesystem, is_url, listing, local_path
-from ._sharded import SHARD_FILE_NAME, check_regular_file, index_document, index_text, previous_shard, shard_name, shard_of
+from ._sharded import SHARD_FILE_NAME, aside_id, check_regular_file, index_document, index_text, previous_shard, shard_name, shard_of
 from ._streams import FileObjectRanges, check_binary, is_file_object, name_of, read_stream, seekable
 
 __all__ = ["DCP", "FILE", "PLAIN_SHARDS", "SHARDED", "Source", "check_shards", "file_format", "read_or_resolve", "resolve",
@@ -118,18 +118,15 @@ def resolve(path: Any, max_header_size: int) -> Source:
     with open(index, "rb") as f:
         raw = f.read()
     directory = os.path.dirname(index)
-    return _index_source(path, index, raw, lambda shard, save_id: _local_shard(directory, shard, save_id),
+    return _index_source(path, index, raw, lambda shard, moved_as: _local_shard(directory, shard, moved_as),
                          lambda shard: check_regular_file(shard, "shard"))
 
 
-def _local_shard(directory: str, shard: str, save_id: str | None) -> str:
-    """Where shard ``shard`` of the save ``save_id`` is: beside its index, or moved aside by a later save that was cut
-    before its index replaced this one (previous_shard)."""
-    if save_id is not None:
-        aside = previous_shard(directory, shard, save_id)
-        if os.path.lexists(aside):
-            return aside
-    return os.path.join(directory, shard)
+def _local_shard(directory: str, shard: str, moved_as: str) -> str:
+    """Where shard ``shard`` of an index is: beside it, or moved aside (under the index's ``aside_id``) by a later save
+    that was cut before its index replaced this one (previous_shard)."""
+    aside = previous_shard(directory, shard, moved_as)
+    return aside if os.path.lexists(aside) else os.path.join(directory, shard)
 
 
 def read_or_resolve(path: Any, max_header_size: int, read: Callable[..., Any],
@@ -169,18 +166,18 @@ def _remote_source(url: str, max_header_size: int) -> Source:
         raise InvalidFileError(f"{url}: the index is {reader.size} bytes, over the limit of {max_header_size}")
     directory = posixpath.dirname(index)
     source = _index_source(url, reader.name, checked_read(reader, 0, reader.size),
-                           lambda shard, _save_id: posixpath.join(directory, shard), lambda shard: None)
+                           lambda shard, _moved_as: posixpath.join(directory, shard), lambda shard: None)
     if source.kind == DCP:
         raise InvalidFileError(f"{url}: a PyTorch Distributed Checkpoint, which loads from a local directory only")
     ranged = [UrlRanges(fs, shard) for shard in source.paths]
     return dataclasses.replace(source, paths=[fs.unstrip_protocol(shard) for shard in source.paths], ranged=ranged)
 
 
-def _index_source(path: str, index: str, raw: bytes, shard_path: Callable[[str, str | None], str],
+def _index_source(path: str, index: str, raw: bytes, shard_path: Callable[[str, str], str],
                   check_shard: Callable[[str], None]) -> Source:
     """The source an index's ``raw`` bytes describe (``index`` names it in messages), its shards at
-    ``shard_path(name, the id of the save that wrote the index)``, each checked by ``check_shard`` before any is
-    opened."""
+    ``shard_path(name, the id its shards are moved aside under: aside_id)``, each checked by ``check_shard`` before any
+    is opened."""
     document = index_document(raw, index)
     if (not isinstance(document, dict) or not isinstance(document.get(INDEX_WEIGHT_MAP), dict)
             or not isinstance(document.get(INDEX_METADATA), dict)):
@@ -210,7 +207,8 @@ def _index_source(path: str, index: str, raw: bytes, shard_path: Callable[[str, 
     save_id = metadata.get(SAVE_KEY) if kind == SHARDED else None
     if save_id is not None and not isinstance(save_id, str):
         raise InvalidFileError(f"{index}: metadata {quote(SAVE_KEY)} must be a string")
-    paths = [shard_path(s, save_id) for s in numbers]
+    moved_as = aside_id(raw, metadata.get(SAVE_KEY))
+    paths = [shard_path(s, moved_as) for s in numbers]
     for shard in paths:  # before the core opens any: a FIFO would block the load
         check_shard(shard)
     if kind != SHARDED:

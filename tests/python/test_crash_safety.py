@@ -7,6 +7,7 @@ temporary file."""
 from __future__ import annotations
 
 import errno
+import json
 import os
 import re
 import signal
@@ -20,6 +21,7 @@ from typing import Any
 import ml_dtypes
 import numpy as np
 import pytest
+from safetensors import numpy as st_numpy
 
 import safestructures
 import safestructures as ss
@@ -306,6 +308,50 @@ def test_a_sharded_save_killed_between_its_renames_leaves_the_previous_checkpoin
     assert sorted(p.name for p in target.iterdir()) == ["model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors",
                                                         "model.safetensors.index.json"]
     np.testing.assert_array_equal(ss.load_file(target)["b"], np.full(64, 3.0))
+
+
+def write_foreign_checkpoint(target: Path, value: float) -> None:
+    """A sharded checkpoint another tool wrote (safetensors' shards, an index with no save id), as Hugging Face's
+    save_pretrained lays it out."""
+    target.mkdir()
+    st_numpy.save_file({"w": np.full(64, value)}, str(target / "model-00001-of-00002.safetensors"))
+    st_numpy.save_file({"b": np.full(64, value)}, str(target / "model-00002-of-00002.safetensors"))
+    (target / "model.safetensors.index.json").write_text(json.dumps({
+        "metadata": {"total_size": 1024},
+        "weight_map": {"w": "model-00001-of-00002.safetensors", "b": "model-00002-of-00002.safetensors"}}))
+
+
+@pytest.mark.parametrize("die_at", [1, 2, 3], ids=["before-the-first-shard", "between-the-shards", "before-the-index"])
+def test_a_sharded_save_killed_over_another_tools_checkpoint_leaves_it(tmp_path: Path, die_at: int) -> None:
+    # Before: shards of an index without a save id were replaced in place: cut between the shards, loads took "w" of
+    # the new save and "b" of the old one as one checkpoint, with no error; cut before the index, the old one was gone.
+    target = tmp_path / "ckpt"
+    write_foreign_checkpoint(target, 1.0)
+    done = subprocess.run([sys.executable, "-c", KILLED_BETWEEN_RENAMES, str(target), str(die_at)], capture_output=True, text=True)
+    assert done.returncode == 9, done.stderr
+    loaded = ss.load_file(target)
+    assert set(loaded) == {"w", "b"}
+    for value in loaded.values():
+        np.testing.assert_array_equal(value, np.full(64, 1.0))
+    assert cli_main(["verify", str(target)]) == 0
+    ss.save_file({"w": np.full(64, 3.0), "b": np.full(64, 3.0)}, target, max_shard_size=600)
+    assert sorted(p.name for p in target.iterdir()) == ["model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors",
+                                                        "model.safetensors.index.json"]
+    np.testing.assert_array_equal(ss.load_file(target)["b"], np.full(64, 3.0))
+
+
+def test_an_index_save_id_names_no_file_outside_its_directory(tmp_path: Path) -> None:
+    # A save id other than a save's (24 hex digits) is no part of a file name: the shards are looked for beside the
+    # index, or moved aside under an id made from the index's bytes.
+    target = tmp_path / "ckpt"
+    write_foreign_checkpoint(target, 1.0)
+    index = target / "model.safetensors.index.json"
+    document = json.loads(index.read_text())
+    document["metadata"]["__safestructures_save__"] = "/../../outside"
+    index.write_text(json.dumps(document))
+    (target / ".model-00001-of-00002.safetensors.").mkdir()
+    st_numpy.save_file({"w": np.full(64, 9.0)}, str(tmp_path / "outside.previous"))
+    np.testing.assert_array_equal(ss.load_file(target)["w"], np.full(64, 1.0))
 
 
 def test_a_sharded_save_killed_after_its_index_leaves_its_own_checkpoint(tmp_path: Path) -> None:
