@@ -1,6 +1,6 @@
 """Saves to targets other than a local path: a binary file object (streamed, written once in order, so a pipe or a
 socket works) or a URL (through fsspec: a temporary beside the target moved over it; a sharded save's shards, then its
-index last). A ``file://`` URL is saved as its local path is."""
+index last, over the checkpoint there as a local save replaces one). A ``file://`` URL is saved as its local path is."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ from . import _core, _sharded
 from ._errors import InvalidArgumentError
 from ._format import INDEX_NAME
 from ._limits import DEFAULT_MAX_HEADER_SIZE
-from ._remote import filesystem, local_path, write_atomically
+from ._ranges import checked_read
+from ._remote import UrlRanges, filesystem, local_path, write_atomically
 from ._streams import chunk_writer, is_file_object
 
 __all__ = ["save_elsewhere"]
@@ -51,12 +52,38 @@ def write_stream(data: Any, fileobj: Any, metadata: dict[str, str] | None, conte
 def _save_sharded_remote(data: Any, url: str, metadata: dict[str, str] | None, context: dict[str, Any], max_depth: int,
                          max_shard_size: int, checksums: bool, fsync: bool) -> None:
     """A sharded save to a URL: written to a local temporary directory (as to a local path), then uploaded shard by
-    shard, the index last, so that a reader never finds an index naming shards not there yet. Each upload is written
-    whole or not at all where the filesystem's writes are (object stores); the index names this save's shards only."""
+    shard, the index last, so that a reader never finds an index naming shards not there yet, over the checkpoint
+    there as a local save replaces one (_sharded.install: the shards it replaces moved aside until the new index is
+    up). Each upload is written whole or not at all where the filesystem's writes are (object stores)."""
     fs, where = filesystem(url)
     with tempfile.TemporaryDirectory(prefix=".safestructures-upload-") as staging:
         _sharded.save_sharded(data, staging, metadata, max_shard_size, max_depth, fsync, context, checksums)
         fs.makedirs(where, exist_ok=True)
-        names = sorted(name for name in os.listdir(staging) if name != INDEX_NAME)
-        for name in [*names, INDEX_NAME]:
-            fs.put_file(os.path.join(staging, name), posixpath.join(where, name))
+        shards = {name: os.path.join(staging, name) for name in sorted(os.listdir(staging)) if name != INDEX_NAME}
+        _sharded.install(_url_place(fs), where, shards, os.path.join(staging, INDEX_NAME), fs.put_file,
+                         _old_remote_shards(fs, posixpath.join(where, INDEX_NAME)))
+
+
+def _url_place(fs: Any) -> _sharded.Place:
+    """A directory of the fsspec filesystem ``fs``, as _sharded.install replaces the checkpoint in it."""
+    def remove(path: str) -> None:
+        try:
+            fs.rm_file(path)
+        except FileNotFoundError:
+            pass
+
+    return _sharded.Place(posixpath.join, lambda directory: [posixpath.basename(p.rstrip("/")) for p in fs.ls(directory, detail=False)],
+                          fs.exists, fs.mv, remove)
+
+
+def _old_remote_shards(fs: Any, index: str) -> tuple[set[str], str | None]:
+    """_sharded.old_shards of the index at ``index`` in ``fs``, read within the bound of a load's."""
+    try:
+        if not fs.exists(index):
+            return set(), None
+        reader = UrlRanges(fs, index)
+        if reader.size > DEFAULT_MAX_HEADER_SIZE:
+            return set(), None  # no load reads it
+        return _sharded.old_shards(checked_read(reader, 0, reader.size))
+    except OSError:
+        return set(), None

@@ -10,6 +10,7 @@ import os
 import re
 import stat
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from fractions import Fraction
 from typing import IO, Any
 
@@ -19,9 +20,10 @@ from ._format import (CHECKSUMS_KEY, INDEX_METADATA, INDEX_NAME, INDEX_WEIGHT_MA
                       TOTAL_SIZE_KEY, file_json)
 from ._progress import saving
 
-__all__ = ["INDEX_NAME", "SHARD_FILE_NAME", "SHARD_PATTERN", "aside_id", "check_index_metadata", "check_regular_file",
-           "check_replaceable", "directory_lock", "locked_by_another", "parse_size", "remove_if_present",
-           "remove_stale_temporaries", "save_lock", "save_running", "save_sharded", "shard_name", "write_atomically", "write_temporary"]
+__all__ = ["INDEX_NAME", "LOCAL", "SHARD_FILE_NAME", "SHARD_PATTERN", "Place", "aside_id", "check_index_metadata",
+           "check_regular_file", "check_replaceable", "directory_lock", "install", "locked_by_another", "old_shards",
+           "parse_size", "remove_if_present", "remove_stale_temporaries", "save_lock", "save_running", "save_sharded",
+           "shard_name", "write_atomically", "write_temporary"]
 
 PREFIX = "model"
 #: The shard file names an index may map tensors to: plain, visible names beside the index, never a path elsewhere.
@@ -154,17 +156,24 @@ def remove_if_present(path: str) -> bool:
 
 
 def _old_shards(index: str) -> tuple[set[str], str | None]:
-    """The shard files an existing index lists (to remove those a new save no longer uses), and the id its shards are
-    moved aside under (:func:`aside_id`); None for an index that cannot be read."""
+    """:func:`old_shards` of the index file at ``index``, if it is a regular file."""
     try:
         check_regular_file(index)
         with open(index, "rb") as f:
-            raw = f.read()
+            return old_shards(f.read())
+    except OSError:
+        return set(), None
+
+
+def old_shards(raw: bytes) -> tuple[set[str], str | None]:
+    """The shard files an existing index (its bytes) lists, to remove those a new save no longer uses, and the id its
+    shards are moved aside under (:func:`aside_id`); None for an index that cannot be read."""
+    try:
         document = json.loads(raw)
         weight_map = document.get(INDEX_WEIGHT_MAP, {})
         shards = {v for v in weight_map.values() if isinstance(v, str) and SHARD_FILE_NAME.fullmatch(v)}
         return shards, aside_id(raw, document.get(INDEX_METADATA, {}).get(SAVE_KEY))
-    except (OSError, ValueError, AttributeError, RecursionError):
+    except (ValueError, AttributeError, RecursionError):
         return set(), None
 
 
@@ -178,12 +187,12 @@ def aside_id(raw: bytes, save_id: Any) -> str:
     return hashlib.sha256(raw).hexdigest()[:24]
 
 
-def previous_shard(directory: str, name: str, save_id: str) -> str:
+def previous_shard(directory: str, name: str, save_id: str, join: Callable[..., str] = os.path.join) -> str:
     """Where shard ``name`` of the save ``save_id`` waits while a later save renames a shard of the same name into
     place, until that save's index replaces ``save_id``'s. A save cut between those renames (SIGKILL, power loss)
     leaves the index of ``save_id`` beside shards of its own: loads read ``save_id``'s shards from here, and the next
     save puts them back first."""
-    return os.path.join(directory, f".{name}.{save_id}.previous")
+    return join(directory, f".{name}.{save_id}.previous")
 
 
 def shard_of(path: str) -> str:
@@ -193,21 +202,67 @@ def shard_of(path: str) -> str:
     return name if match is None else match.group(1)
 
 
-def _restore_previous(directory: str, index_save_id: str | None) -> None:
-    """Puts the shards a cut save moved aside (previous_shard) back in place where they are of the save the index
-    names; those of any other save are of an index replaced since, and are removed."""
+@dataclass(frozen=True)
+class Place:
+    """Where a sharded save puts its files, as the rules of replacing a checkpoint (:func:`install`) need it: a local
+    directory (:data:`LOCAL`), or a URL's through fsspec (``_elsewhere``). ``remove`` ignores a file already gone;
+    ``names`` gives the names of the files in a directory."""
+
+    join: Callable[..., str]
+    names: Callable[[str], list[str]]
+    exists: Callable[[str], bool]
+    move: Callable[[str, str], Any]
+    remove: Callable[[str], Any]
+
+
+LOCAL = Place(os.path.join, os.listdir, os.path.lexists, os.replace, remove_if_present)
+
+
+def install(place: Place, directory: str, shards: Mapping[str, str], index: str, put: Callable[[str, str], Any],
+            old: tuple[set[str], str | None]) -> None:
+    """Puts a sharded save's files in place over the checkpoint whose index ``old`` describes (:func:`old_shards`):
+    ``put(source, target)`` puts each shard (``shards``: name -> source) and then the ``index`` source, last, so an
+    index never names a shard not in place yet. A shard of the old index's save of the same name is moved aside first
+    (previous_shard), so that the checkpoint the old index names stays whole until the new index replaces it; a put
+    that fails puts back what was moved. Then the old shards the new index does not use are removed, and what was
+    moved aside."""
+    previous, previous_id = old
+    _restore_previous(place, directory, previous_id)
+    moved: list[tuple[str, str]] = []
     try:
-        entries = [entry.name for entry in os.scandir(directory)]
+        for name, source in shards.items():
+            target = place.join(directory, name)
+            if previous_id is not None and name in previous and place.exists(target):
+                aside = previous_shard(directory, name, previous_id, place.join)
+                place.move(target, aside)
+                moved.append((aside, target))
+            put(source, target)
+    except BaseException:
+        for aside, target in reversed(moved):
+            place.move(aside, target)
+        raise
+    put(index, place.join(directory, INDEX_NAME))
+    for stale in previous - set(shards):
+        place.remove(place.join(directory, stale))
+    for aside, _target in moved:  # the index is this save's: what was moved aside is stale
+        place.remove(aside)
+
+
+def _restore_previous(place: Place, directory: str, index_aside_id: str | None) -> None:
+    """Puts the shards a cut save moved aside (previous_shard) back in place where they are of the index in place
+    (its aside_id); those of any other index were replaced since, and are removed."""
+    try:
+        entries = place.names(directory)
     except OSError:
         return
     for name in entries:
         match = _PREVIOUS.fullmatch(name)
         if match is None:
             continue
-        if match.group(2) == index_save_id:
-            os.replace(os.path.join(directory, name), os.path.join(directory, match.group(1)))
+        if match.group(2) == index_aside_id:
+            place.move(place.join(directory, name), place.join(directory, match.group(1)))
         else:
-            remove_if_present(os.path.join(directory, name))
+            place.remove(place.join(directory, name))
 
 
 @contextlib.contextmanager
@@ -409,37 +464,10 @@ def _save_sharded_into(data: Any, directory: str, metadata: Mapping[str, str] | 
             # a shard that is not in place yet. Saves into one directory take turns here (a lock on the directory), so
             # two at once leave one whole checkpoint, the last one's, rather than a mix.
             with directory_lock(directory):
-                previous, previous_id = _old_shards(index)
-                _restore_previous(directory, previous_id)
-                moved = _rename_into_place(directory, dict(zip(names, temps)), previous, previous_id)
-                os.replace(index_temp, index)
-                for stale in previous - set(names):
-                    remove_if_present(os.path.join(directory, stale))
-                for aside in moved:  # the index is this save's: what was moved aside is stale
-                    remove_if_present(aside)
+                install(LOCAL, directory, dict(zip(names, temps)), index_temp, os.replace, _old_shards(index))
         except BaseException:
             for temp in temps:
                 remove_if_present(temp)
             if index_temp is not None:
                 remove_if_present(index_temp)
             raise
-
-
-def _rename_into_place(directory: str, temps: dict[str, str], previous: set[str], previous_id: str | None) -> list[str]:
-    """Renames each written shard (``temps``: name -> temporary file) into place. A shard of the index's save of the
-    same name is moved aside first (previous_shard), so that the checkpoint the index names stays whole until the new
-    index replaces it; a rename that fails puts back what was moved. Returns where the moved shards are."""
-    moved: list[tuple[str, str]] = []
-    try:
-        for name, temp in temps.items():
-            target = os.path.join(directory, name)
-            if previous_id is not None and name in previous and os.path.lexists(target):
-                aside = previous_shard(directory, name, previous_id)
-                os.replace(target, aside)
-                moved.append((aside, target))
-            os.replace(temp, target)
-    except BaseException:
-        for aside, target in reversed(moved):
-            os.replace(aside, target)
-        raise
-    return [aside for aside, _target in moved]

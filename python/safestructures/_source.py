@@ -18,6 +18,7 @@ from ._flat import _fspath
 from ._format import (CHECKSUMS_KEY, DCP_KEY, INDEX_METADATA, INDEX_NAME, INDEX_SUFFIX, INDEX_WEIGHT_MAP, SAVE_KEY, SCHEMA_KEY,
                       TOTAL_SIZE_KEY, V1_SCHEMA_KEY)
 from ._ranges import checked_read, read_header
+from ._http import is_http
 from ._remote import UrlRanges, filesystem, is_url, listing, local_path
 from ._sharded import SHARD_FILE_NAME, aside_id, check_regular_file, index_document, index_text, previous_shard, shard_name, shard_of
 from ._streams import FileObjectRanges, check_binary, is_file_object, name_of, read_stream, seekable
@@ -118,15 +119,15 @@ def resolve(path: Any, max_header_size: int) -> Source:
     with open(index, "rb") as f:
         raw = f.read()
     directory = os.path.dirname(index)
-    return _index_source(path, index, raw, lambda shard, moved_as: _local_shard(directory, shard, moved_as),
+    return _index_source(path, index, raw, lambda shard, moved_as: _shard_at(directory, shard, moved_as, os.path.lexists, os.path.join),
                          lambda shard: check_regular_file(shard, "shard"))
 
 
-def _local_shard(directory: str, shard: str, moved_as: str) -> str:
+def _shard_at(directory: str, shard: str, moved_as: str, exists: Callable[[str], bool], join: Callable[..., str]) -> str:
     """Where shard ``shard`` of an index is: beside it, or moved aside (under the index's ``aside_id``) by a later save
     that was cut before its index replaced this one (previous_shard)."""
-    aside = previous_shard(directory, shard, moved_as)
-    return aside if os.path.lexists(aside) else os.path.join(directory, shard)
+    aside = previous_shard(directory, shard, moved_as, join)
+    return aside if exists(aside) else join(directory, shard)
 
 
 def read_or_resolve(path: Any, max_header_size: int, read: Callable[..., Any],
@@ -165,8 +166,12 @@ def _remote_source(url: str, max_header_size: int) -> Source:
     if reader.size > max_header_size:
         raise InvalidFileError(f"{url}: the index is {reader.size} bytes, over the limit of {max_header_size}")
     directory = posixpath.dirname(index)
-    source = _index_source(url, reader.name, checked_read(reader, 0, reader.size),
-                           lambda shard, _moved_as: posixpath.join(directory, shard), lambda shard: None)
+    raw = checked_read(reader, 0, reader.size)
+    # A save cut while uploading over this checkpoint leaves the shards it replaced moved aside (none over HTTP, which
+    # no save writes): one listing of the directory tells.
+    names = set() if is_http(fs) else {posixpath.basename(p.rstrip("/")) for p in fs.ls(directory, detail=False)}
+    source = _index_source(url, reader.name, raw, lambda shard, moved_as: _shard_at(
+        directory, shard, moved_as, lambda aside: posixpath.basename(aside) in names, posixpath.join), lambda shard: None)
     if source.kind == DCP:
         raise InvalidFileError(f"{url}: a PyTorch Distributed Checkpoint, which loads from a local directory only")
     ranged = [UrlRanges(fs, shard) for shard in source.paths]

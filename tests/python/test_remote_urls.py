@@ -4,6 +4,7 @@ file:// URLs; without fsspec a URL names the extra to install."""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from safestructures._cli import main as cli
 from conftest import assert_same, run_python
 
 fsspec = pytest.importorskip("fsspec")
+from fsspec.implementations.memory import MemoryFileSystem  # noqa: E402
 
 
 def sample() -> dict[str, Any]:
@@ -168,3 +170,88 @@ def test_a_save_pretrained_folder_at_a_url_loads_and_opens_as_stock_safe_open_re
         name = sorted(expected)[-1]
         np.testing.assert_array_equal(f.load([name]), expected[name])
         assert f.fetcher is not None
+
+
+class _Died(BaseException):
+    """The end of a process cut mid-upload (SIGKILL, a lost connection): nothing after it runs."""
+
+
+class _DyingMemory(MemoryFileSystem):  # type: ignore[misc]
+    """memory://'s files (one store), through a filesystem whose process "dies" at upload number ``die_at``: from
+    then on every change raises _Died, as a killed save makes none."""
+
+    protocol = "dying"
+    die_at = 0
+    uploads = 0
+
+    @classmethod
+    def _strip_protocol(cls, path: str) -> str:
+        return super()._strip_protocol(path.replace("dying://", "memory://", 1))
+
+    def _change(self) -> None:
+        if type(self).uploads >= type(self).die_at:
+            raise _Died
+
+    def put_file(self, *args: Any, **kwargs: Any) -> Any:
+        self._change()
+        type(self).uploads += 1
+        self._change()
+        return super().put_file(*args, **kwargs)
+
+    def mv(self, *args: Any, **kwargs: Any) -> Any:
+        self._change()
+        return super().mv(*args, **kwargs)
+
+    def rm_file(self, *args: Any, **kwargs: Any) -> Any:
+        self._change()
+        return super().rm_file(*args, **kwargs)
+
+
+def _write_other_tools_checkpoint(fs: Any, where: str, value: float) -> None:
+    from safetensors.numpy import save as st_save
+
+    fs.pipe(f"{where}/model-00001-of-00002.safetensors", st_save({"w": np.full(64, value)}))
+    fs.pipe(f"{where}/model-00002-of-00002.safetensors", st_save({"b": np.full(64, value)}))
+    fs.pipe(f"{where}/model.safetensors.index.json", json.dumps({
+        "metadata": {"total_size": 1024},
+        "weight_map": {"w": "model-00001-of-00002.safetensors", "b": "model-00002-of-00002.safetensors"}}).encode())
+
+
+@pytest.mark.parametrize("theirs", [False, True], ids=["a-save-of-ours", "another-tools"])
+@pytest.mark.parametrize("die_at", [1, 2, 3], ids=["before-the-first-shard", "between-the-shards", "before-the-index"])
+def test_a_sharded_upload_cut_over_a_checkpoint_leaves_it_loading(memory: Any, die_at: int, theirs: bool) -> None:
+    # Before: each shard was uploaded over the one of its name: cut between the shards, loads of another tool's
+    # checkpoint took "w" of the new save and "b" of the old one as one, with no error, and a save of ours was
+    # refused ("not written by the save that wrote the index"); either way the old checkpoint was gone.
+    fs, root = memory
+    fsspec.register_implementation("dying", _DyingMemory, clobber=True)
+    url = f"memory://{root}/ckpt"
+    if theirs:
+        _write_other_tools_checkpoint(fs, f"{root}/ckpt", 1.0)
+    else:
+        ss.save_file({"w": np.full(64, 1.0), "b": np.full(64, 1.0)}, url, max_shard_size=600)
+    _DyingMemory.die_at, _DyingMemory.uploads = die_at, 0
+    with pytest.raises(_Died):
+        ss.save_file({"w": np.full(64, 2.0), "b": np.full(64, 2.0)}, f"dying://{root}/ckpt", max_shard_size=600)
+    for where in (url, f"{url}/model.safetensors.index.json"):
+        loaded = ss.load_file(where)
+        assert sorted(loaded) == ["b", "w"]
+        assert loaded["w"].tolist() == loaded["b"].tolist() == [1.0] * 64
+    with ss.open(url) as f:
+        assert f["b"].load().tolist() == [1.0] * 64
+    # The next save puts the old shards back before replacing them, and leaves only its own files.
+    ss.save_file({"w": np.full(64, 3.0), "b": np.full(64, 3.0)}, url, max_shard_size=600)
+    names = sorted(os.path.basename(p) for p in fs.ls(f"{root}/ckpt", detail=False))
+    assert names == ["model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors", "model.safetensors.index.json"]
+    assert ss.load_file(url)["b"].tolist() == [3.0] * 64
+
+
+def test_a_sharded_upload_removes_the_shards_the_old_index_used_and_the_new_does_not(memory: Any) -> None:
+    fs, root = memory
+    url = f"memory://{root}/ckpt"
+    ss.save_file({"w": np.full(64, 1.0), "b": np.full(64, 1.0), "c": np.full(64, 1.0)}, url, max_shard_size=600)
+    assert len(fs.ls(f"{root}/ckpt", detail=False)) == 4
+    ss.save_file({"w": np.full(64, 2.0)}, url, max_shard_size=600)
+    assert sorted(os.path.basename(p) for p in fs.ls(f"{root}/ckpt", detail=False)) == [
+        "model-00001-of-00001.safetensors", "model.safetensors.index.json"]
+    assert ss.load_file(url)["w"].tolist() == [2.0] * 64
