@@ -72,8 +72,11 @@ def _url_place(fs: Any) -> _sharded.Place:
         except FileNotFoundError:
             pass
 
-    return _sharded.Place(posixpath.join, lambda directory: [posixpath.basename(p.rstrip("/")) for p in fs.ls(directory, detail=False)],
-                          fs.exists, fs.mv, remove)
+    def names(directory: str) -> list[str]:
+        fs.invalidate_cache(directory)  # s3fs and gcsfs keep listings, which another process's save made stale
+        return [posixpath.basename(p.rstrip("/")) for p in fs.ls(directory, detail=False)]
+
+    return _sharded.Place(posixpath.join, names, fs.exists, fs.mv, remove)
 
 
 def _old_remote_shards(fs: Any, index: str) -> tuple[set[str], str | None]:

@@ -154,6 +154,7 @@ def _remote_source(url: str, max_header_size: int) -> Source:
         return resolve(local, max_header_size)
     fs, where = filesystem(url)
     # A file's name settles it without asking the filesystem (over HTTP, a directory is told by GETting the URL).
+    paths = None
     if where.endswith(INDEX_SUFFIX):
         index = where
     elif SHARD_FILE_NAME.fullmatch(posixpath.basename(where)) or (paths := listing(fs, where, max_header_size)) is None:
@@ -168,8 +169,11 @@ def _remote_source(url: str, max_header_size: int) -> Source:
     directory = posixpath.dirname(index)
     raw = checked_read(reader, 0, reader.size)
     # A save cut while uploading over this checkpoint leaves the shards it replaced moved aside (none over HTTP, which
-    # no save writes): one listing of the directory tells.
-    names = set() if is_http(fs) else {posixpath.basename(p.rstrip("/")) for p in fs.ls(directory, detail=False)}
+    # no save writes): one listing of the directory tells (the one already made where the URL named the directory).
+    if paths is None and not is_http(fs):
+        fs.invalidate_cache(directory)  # s3fs and gcsfs keep listings: one made before that save would miss them
+        paths = fs.ls(directory, detail=False)
+    names = {posixpath.basename(p.rstrip("/")) for p in paths or ()}
     source = _index_source(url, reader.name, raw, lambda shard, moved_as: _shard_at(
         directory, shard, moved_as, lambda aside: posixpath.basename(aside) in names, posixpath.join), lambda shard: None)
     if source.kind == DCP:

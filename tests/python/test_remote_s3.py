@@ -70,3 +70,27 @@ def test_s3_sharded_save(bucket: str) -> None:
     assert_same(ss.load_file(f"{bucket}/sharded", verify=True), data)
     with ss.open(f"{bucket}/sharded/model.safetensors.index.json") as f:
         assert_same(f.load("model.w"), data["model"]["w"])
+
+
+def test_s3_sharded_saves_over_earlier_ones_leave_only_their_own_files(bucket: str) -> None:
+    import fsspec
+
+    fs = fsspec.filesystem("s3", skip_instance_cache=True)
+    url = f"{bucket}/again"
+
+    def names() -> list[str]:
+        return sorted(path.rsplit("/", 1)[1] for path in fs.ls(url, detail=False, refresh=True))
+
+    three = ["model-00001-of-00003.safetensors", "model-00002-of-00003.safetensors", "model-00003-of-00003.safetensors",
+             "model.safetensors.index.json"]
+    for value in (1.0, 2.0):
+        # The second save's shards have the first's names: each old one is moved aside (an S3 copy and delete) before
+        # the upload over it, and removed once the index is up.
+        ss.save_file({"w": np.full(64, value), "b": np.full(64, value), "c": np.full(64, value)}, url, max_shard_size=600)
+        assert names() == three
+        assert ss.load_file(url, verify=True)["c"].tolist() == [value] * 64
+    # The earlier third shard, which the new index does not use, is removed.
+    ss.save_file({"w": np.full(64, 3.0), "b": np.full(64, 3.0)}, url, max_shard_size=600)
+    assert names() == ["model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors", "model.safetensors.index.json"]
+    loaded = ss.load_file(url, verify=True)
+    assert sorted(loaded) == ["b", "w"] and loaded["w"].tolist() == loaded["b"].tolist() == [3.0] * 64
