@@ -287,10 +287,29 @@ ss.save_file({"w": np.full(64, 2.0), "b": np.full(64, 2.0)}, sys.argv[1], max_sh
 """
 
 
+def write_foreign_checkpoint(target: Path, value: float) -> None:
+    """A sharded checkpoint another tool wrote (safetensors' shards, an index with no save id), as Hugging Face's
+    save_pretrained lays it out."""
+    target.mkdir()
+    st_numpy.save_file({"w": np.full(64, value)}, str(target / "model-00001-of-00002.safetensors"))
+    st_numpy.save_file({"b": np.full(64, value)}, str(target / "model-00002-of-00002.safetensors"))
+    (target / "model.safetensors.index.json").write_text(json.dumps({
+        "metadata": {"total_size": 1024},
+        "weight_map": {"w": "model-00001-of-00002.safetensors", "b": "model-00002-of-00002.safetensors"}}))
+
+
+@pytest.mark.parametrize("theirs", [False, True], ids=["a-save-of-ours", "another-tools"])
 @pytest.mark.parametrize("die_at", [1, 2, 3], ids=["before-the-first-shard", "between-the-shards", "before-the-index"])
-def test_a_sharded_save_killed_between_its_renames_leaves_the_previous_checkpoint(tmp_path: Path, die_at: int) -> None:
+def test_a_sharded_save_killed_between_its_renames_leaves_the_previous_checkpoint(tmp_path: Path, die_at: int,
+                                                                                   theirs: bool) -> None:
+    # Another tool's checkpoint (an index without a save id), before: its shards were replaced in place: cut between
+    # the shards, loads took "w" of the new save and "b" of the old one as one checkpoint, with no error; cut before
+    # the index, the old one was gone.
     target = tmp_path / "ckpt"
-    ss.save_file({"w": np.full(64, 1.0), "b": np.full(64, 1.0)}, target, max_shard_size=600)
+    if theirs:
+        write_foreign_checkpoint(target, 1.0)
+    else:
+        ss.save_file({"w": np.full(64, 1.0), "b": np.full(64, 1.0)}, target, max_shard_size=600)
     assert sorted(p.name for p in target.iterdir()) == ["model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors",
                                                         "model.safetensors.index.json"]
     done = subprocess.run([sys.executable, "-c", KILLED_BETWEEN_RENAMES, str(target), str(die_at)], capture_output=True, text=True)
@@ -304,36 +323,6 @@ def test_a_sharded_save_killed_between_its_renames_leaves_the_previous_checkpoin
         np.testing.assert_array_equal(f["w"].load(), np.full(64, 1.0))
     assert cli_main(["verify", str(target)]) == 0
     # The next save puts the moved shards back before its own renames, and leaves nothing else behind.
-    ss.save_file({"w": np.full(64, 3.0), "b": np.full(64, 3.0)}, target, max_shard_size=600)
-    assert sorted(p.name for p in target.iterdir()) == ["model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors",
-                                                        "model.safetensors.index.json"]
-    np.testing.assert_array_equal(ss.load_file(target)["b"], np.full(64, 3.0))
-
-
-def write_foreign_checkpoint(target: Path, value: float) -> None:
-    """A sharded checkpoint another tool wrote (safetensors' shards, an index with no save id), as Hugging Face's
-    save_pretrained lays it out."""
-    target.mkdir()
-    st_numpy.save_file({"w": np.full(64, value)}, str(target / "model-00001-of-00002.safetensors"))
-    st_numpy.save_file({"b": np.full(64, value)}, str(target / "model-00002-of-00002.safetensors"))
-    (target / "model.safetensors.index.json").write_text(json.dumps({
-        "metadata": {"total_size": 1024},
-        "weight_map": {"w": "model-00001-of-00002.safetensors", "b": "model-00002-of-00002.safetensors"}}))
-
-
-@pytest.mark.parametrize("die_at", [1, 2, 3], ids=["before-the-first-shard", "between-the-shards", "before-the-index"])
-def test_a_sharded_save_killed_over_another_tools_checkpoint_leaves_it(tmp_path: Path, die_at: int) -> None:
-    # Before: shards of an index without a save id were replaced in place: cut between the shards, loads took "w" of
-    # the new save and "b" of the old one as one checkpoint, with no error; cut before the index, the old one was gone.
-    target = tmp_path / "ckpt"
-    write_foreign_checkpoint(target, 1.0)
-    done = subprocess.run([sys.executable, "-c", KILLED_BETWEEN_RENAMES, str(target), str(die_at)], capture_output=True, text=True)
-    assert done.returncode == 9, done.stderr
-    loaded = ss.load_file(target)
-    assert set(loaded) == {"w", "b"}
-    for value in loaded.values():
-        np.testing.assert_array_equal(value, np.full(64, 1.0))
-    assert cli_main(["verify", str(target)]) == 0
     ss.save_file({"w": np.full(64, 3.0), "b": np.full(64, 3.0)}, target, max_shard_size=600)
     assert sorted(p.name for p in target.iterdir()) == ["model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors",
                                                         "model.safetensors.index.json"]
