@@ -48,7 +48,7 @@ void check_items(WriteTensor& t, std::uint64_t itemsize, const std::vector<std::
 // numpy then does not render, and which ml_dtypes' types lack): a fifth of what building its __array_interface__
 // dict costs, which a tiny save pays for every array. False where the array does not export its buffer.
 bool read_array_buffer(nb::handle array, WriteTensor& t) {
-  if (std::string_view(Py_TYPE(array.ptr())->tp_name) != "numpy.ndarray" || dtype_is_sub_byte(t.dtype)) return false;
+  if (!is_ndarray(array) || dtype_is_sub_byte(t.dtype)) return false;
   Py_buffer view;
   if (PyObject_GetBuffer(array.ptr(), &view, PyBUF_STRIDES) != 0) {
     PyErr_Clear();

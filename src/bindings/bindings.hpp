@@ -81,6 +81,9 @@ nb::str python_text(const std::string& text);
 // A Python str of valid UTF-8 text (a name from a parsed header or schema, a name of the format's).
 inline nb::str py_str(std::string_view text) { return nb::str(text.data(), text.size()); }
 
+// Whether `obj` is exactly a numpy array (its type's name: numpy is never imported here).
+inline bool is_ndarray(nb::handle obj) { return std::string_view(Py_TYPE(obj.ptr())->tp_name) == "numpy.ndarray"; }
+
 // One tensor to write from (name, safetensors dtype name, shape, object with __array_interface__), without copying
 // its data; raises InvalidArgumentError naming the tensor on a bad entry.
 WriteTensor make_write_tensor(nb::handle name, nb::handle dtype, nb::handle shape, nb::handle array);

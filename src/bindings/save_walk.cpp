@@ -32,8 +32,9 @@ std::string key_text(PyObject* key) {
 PyObject* py(const void* obj) { return static_cast<PyObject*>(const_cast<void*>(obj)); }
 
 // Where the memory a tensor is written from is now: its first byte and its extent in bytes, through the buffer
-// protocol (a numpy array), else its __array_interface__ read again (ml_dtypes' arrays; torch's and plugins' memory
-// objects, whose extent may be unknown: 0) and nbytes.
+// protocol (a numpy array), else its __array_interface__ read again, as read_array read it (ml_dtypes' arrays, with
+// their nbytes: numpy may shrink an array's block in place; torch's _Memory, whose storage keeps its block when it
+// shrinks: 0).
 std::pair<const void*, std::size_t> memory_now(nb::handle holder) {
   Py_buffer view;
   if (PyObject_GetBuffer(holder.ptr(), &view, PyBUF_STRIDES) == 0) {
@@ -44,7 +45,7 @@ std::pair<const void*, std::size_t> memory_now(nb::handle holder) {
   PyErr_Clear();
   nb::tuple data = nb::cast<nb::tuple>(nb::getattr(holder, "__array_interface__")["data"]);
   return {reinterpret_cast<const void*>(static_cast<std::uintptr_t>(nb::cast<unsigned long long>(data[0]))),
-          nb::cast<std::size_t>(nb::getattr(holder, "nbytes", nb::int_(0)))};
+          is_ndarray(holder) ? nb::cast<std::size_t>(nb::getattr(holder, "nbytes")) : 0};
 }
 
 // The UTF-8 text of an exact str, or false for one without a UTF-8 form (lone surrogates). An ASCII str is read in
@@ -380,12 +381,12 @@ void SaveWalk::walk_array(PyObject* obj) {
   if (!stores) return;
   writer.tensors.push_back(make_write_tensor(py_str(name), parts[0], parts[1], parts[2]));
   nb::object holder = nb::borrow(parts[2]);
-  if (std::string_view(Py_TYPE(holder.ptr())->tp_name) == "numpy.ndarray") {
+  if (is_ndarray(holder)) {
     // A view's memory is its base's (followed to the array owning it): resizing the base frees it, the view unchanged.
     static PyObject* const base_name = PyUnicode_InternFromString("base");  // looked up per array: made once
     for (nb::object base = nb::steal(PyObject_GetAttr(holder.ptr(), base_name));; base = nb::steal(PyObject_GetAttr(holder.ptr(), base_name))) {
       if (!base.is_valid()) throw nb::python_error();
-      if (std::string_view(Py_TYPE(base.ptr())->tp_name) != "numpy.ndarray") break;
+      if (!is_ndarray(base)) break;
       holder = base;
     }
   }
