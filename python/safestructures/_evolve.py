@@ -8,7 +8,7 @@ import warnings
 from collections.abc import Mapping
 from typing import Any
 
-from ._errors import InvalidFileError, SafestructuresWarning
+from ._errors import InvalidFileError, SafestructuresWarning, shown
 
 __all__ = ["dataclass_values", "declared_slots", "namedtuple_items", "slotted_attrs"]
 
@@ -42,7 +42,8 @@ def _drop(name: str, values: dict[str, Any], declared: set[str], context: Mappin
     extra = [key for key in values if key not in declared]
     if not extra:
         return values
-    listed = ", ".join(repr(key) for key in extra[:20]) + (f" and {len(extra) - 20} more" if len(extra) > 20 else "")
+    # Names as messages show a file's values: escaped, each cut (a file's names have no length limit).
+    listed = ", ".join(shown(key) for key in extra[:20]) + (f" and {len(extra) - 20} more" if len(extra) > 20 else "")
     what = f"class {name!r} no longer declares field{'s' if len(extra) > 1 else ''} {listed}, which the file has"
     if context.get("strict"):
         raise InvalidFileError(f"{what} (strict=True refuses to drop them)", code="SchemaInvalid")

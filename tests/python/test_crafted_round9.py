@@ -1,13 +1,16 @@
-"""Crafted files of the ninth round's lead (docs/security.md case 90): what a load leaves behind in the process once
-its values are gone."""
+"""Crafted files of the ninth round's lead (docs/security.md cases 90 and 93): what a load leaves behind in the process
+once its values are gone, and what its warnings say."""
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import gc
 from pathlib import Path
 
 from typing import Any
+
+import pytest
 
 import crafted
 import safestructures as ss
@@ -42,3 +45,20 @@ def test_case_90_flag_values_a_file_names_are_not_cached_in_the_class(tmp_path: 
     both = Perm.R | Perm.W
     path.write_bytes(crafted.file_bytes({"$": "enum", "type": f"{__name__}.Perm", "name": None, "value": 6}))
     assert ss.load_file(path) is both
+
+
+@dataclasses.dataclass
+class Point:
+    x: int = 0
+
+
+def test_case_93_a_warning_names_the_fields_a_class_dropped_within_bounds(clean_registry: Any) -> None:
+    # Before: the names were written whole: a 4 KB file of two 100,000-character field names made a 200,086-character
+    # warning (a load's errors are cut at 4 KB; its warnings were not), and a C1 control went through repr() only.
+    ss.register(Point)
+    node = {"$": "dataclass", "type": f"{__name__}.Point", "fields": {"x": 1, "q" * 100_000: 2, "\x9b\u202e": 3}}
+    with pytest.warns(ss.SafestructuresWarning) as caught:
+        assert ss.load(crafted.file_bytes(node)) == Point(1)
+    assert [str(w.message) for w in caught] == [
+        f"at $: class '{__name__}.Point' no longer declares fields '{'q' * 37}...{'q' * 38}', '\\x9b\\u202e', which the "
+        "file has: dropped"]
