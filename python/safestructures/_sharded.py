@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import re
@@ -184,6 +183,8 @@ def aside_id(raw: bytes, save_id: Any) -> str:
     an index naming some new shards and some old: a load took tensors of two checkpoints as one.)"""
     if isinstance(save_id, str) and re.fullmatch(_SAVE_ID, save_id):
         return save_id
+    import hashlib  # only here: `import safestructures` stays without it
+
     return hashlib.sha256(raw).hexdigest()[:24]
 
 
