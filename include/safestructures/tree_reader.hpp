@@ -11,6 +11,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "safestructures/container.hpp"
@@ -98,18 +99,30 @@ class TreeReader {
   }
   // The first item of tagged sequence or mapping `object` (its "items" array), and their count.
   std::size_t items(std::size_t object, std::uint32_t& count, Fail fail) const;
-  // Calls fn(k, key node, value node) for each item of tagged mapping `object`, checked to be a [key, value] pair.
+  // Calls fn(k, key node, value node) for each item of tagged mapping `object`, checked to be a [key, value] pair
+  // whose key, a string or an int, no earlier pair holds: a saved mapping never holds two equal keys, and a reader
+  // keeping either would read another mapping than a load does (equal keys of other kinds, 1 and 1.0, only a load
+  // building them can tell). `check_keys` false: the caller tells equal keys itself (the load walk, by its dict).
   template <class Fn>
-  void for_each_pair(std::size_t object, Fail fail, Fn fn) const {
+  void for_each_pair(std::size_t object, Fail fail, Fn fn, bool check_keys = true) const {
     std::uint32_t count = 0;
     std::size_t c = items(object, count, fail);
+    std::unordered_set<std::string_view, SeededStringHash> strings;
+    std::unordered_set<std::int64_t, SeededIntHash> integers;
     for (std::uint32_t k = 0; k < count; ++k, c = tape_.next(c)) {
       if (tape_[c].kind != NodeKind::Array || tape_[c].count != 2) {
         fail("item " + std::to_string(k) + " of a mapping must be a [key, value] pair");
       }
+      const Node& key = tape_[c + 1];
+      if (check_keys && ((key.kind == NodeKind::String && !strings.insert(key.text).second) ||
+                         (key.kind == NodeKind::Int && !integers.insert(key.integer).second))) {
+        fail(repeated_key(key, k));
+      }
       fn(k, c + 1, tape_.next(c + 1));
     }
   }
+  // Why pair k's key (its node) makes the mapping invalid, given that it equals an earlier pair's.
+  static std::string repeated_key(const Node& key, std::uint32_t k);
 
   // The values of tagged scalars (section 5.2), checked: a big int's hexadecimal text ("0x1f", "-0x1f"), a non-finite
   // float (a NaN keeps its "bits"), a str's code points.

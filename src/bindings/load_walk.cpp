@@ -119,14 +119,10 @@ void Loader::fill_pairs(std::size_t object, const nb::object& target, bool exact
     }
     path_->pop_back();
     // A saved mapping never holds two equal keys: a load keeping the last would read another mapping than the one
-    // the lazy API's keys() and the C++ API show. (Every mapping built here is a dict or a subclass.)
-    if (PyDict_GET_SIZE(target.ptr()) == static_cast<Py_ssize_t>(k)) {
-      const Node& key_node = tape_[key_at];
-      invalid(key_node.kind == NodeKind::String ? "a mapping holds the key " + quote_name(key_node.text) + " twice"
-              : key_node.kind == NodeKind::Int  ? "a mapping holds the key " + std::to_string(key_node.integer) + " twice"
-                                                : "the key of pair " + std::to_string(k) + " equals an earlier key of the mapping");
-    }
-  });
+    // the lazy API's keys() and the C++ API show. The dict tells every equal key, 1 and 1.0 too, with no set of its
+    // own. (Every mapping built here is a dict or a subclass.)
+    if (PyDict_GET_SIZE(target.ptr()) == static_cast<Py_ssize_t>(k)) invalid(TreeReader::repeated_key(tape_[key_at], k));
+  }, false);
 }
 
 TensorSource::Found Loader::find_tensor(std::string_view name) {

@@ -3,12 +3,10 @@
 
 #include <charconv>
 #include <limits>
-#include <unordered_set>
 
 #include "safestructures/codec.hpp"
 #include "safestructures/reader.hpp"
 #include "safestructures/schema.hpp"
-#include "safestructures/seeded_hash.hpp"
 #include "safestructures/structure.hpp"
 #include "safestructures/tree_reader.hpp"
 
@@ -350,17 +348,11 @@ std::vector<Entry> TreeNode::entries() const {
   if (kind_ == Kind::Dataclass) return dataclass_fields().entries();
   if (!is_mapping()) wrong_kind("a mapping");
   const Tape& tape = document_->tree->tape();
-  // A mapping in pair form holds a string or int key once, as a load refuses it (a plain object's keys are distinct
-  // as parsed; equal keys of other kinds, 1 and 1.0, only a load building them can tell).
-  const bool pairs = !tag().empty();
-  std::unordered_set<std::string_view, SeededStringHash> strings;
-  std::unordered_set<std::int64_t, SeededIntHash> integers;
+  // A mapping in pair form holds a string or int key once (TreeReader::for_each_pair checks it); a plain object's keys
+  // are distinct as parsed.
   std::vector<Entry> out;
   for_each_entry([&](std::uint32_t k, std::size_t key_at, std::size_t value_at) {
     const Node& key = tape[key_at];
-    if (pairs && ((key.kind == NodeKind::String && !strings.insert(key.text).second) || (key.kind == NodeKind::Int && !integers.insert(key.integer).second))) {
-      fail(ErrorCode::SchemaInvalid, "a mapping holds the key " + (key.kind == NodeKind::String ? quote_name(key.text) : std::to_string(key.integer)) + " twice");
-    }
     // String and int keys are written as Python writes them; other keys by the pair's position.
     auto part = key.kind == NodeKind::String ? extend(path_, append_key_part, key.text)
                 : key.kind == NodeKind::Int  ? extend(path_, append_index_part, key.integer)

@@ -166,6 +166,12 @@ std::size_t TreeReader::required(std::size_t object, std::string_view name, Node
   fail("tagged " + quote_name(tape_.tag(object)) + " needs " + article + " field " + quote_name(name));
 }
 
+std::string TreeReader::repeated_key(const Node& key, std::uint32_t k) {
+  if (key.kind == NodeKind::String) return "a mapping holds the key " + quote_name(key.text) + " twice";
+  if (key.kind == NodeKind::Int) return "a mapping holds the key " + std::to_string(key.integer) + " twice";
+  return "the key of pair " + std::to_string(k) + " equals an earlier key of the mapping";
+}
+
 std::string_view TreeReader::string_field(std::size_t object, std::string_view name, Fail fail) const {
   return tape_[required(object, name, NodeKind::String, fail)].text;
 }
