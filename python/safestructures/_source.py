@@ -79,21 +79,21 @@ def target_of(path: Any) -> tuple[Any, str]:
     return text, text
 
 
-def resolve(path: Any, max_header_size: int) -> Source:
+def resolve(path: Any, max_header_size: int, max_bytes: int | None = None) -> Source:
     """What ``path`` (as :func:`target_of` gives it) holds. A directory or an index is read (at most
     ``max_header_size`` bytes of index) and checked: a malformed index, a shard name that is not a file beside it, or a
     shard that is not a regular file raise here. A single file is not opened: its reader tells what it holds from the
     header. A directory without an index holds ``.safetensors`` files as ``save_pretrained`` writes them: one is that
     file, several are the plain shards of one checkpoint (see :func:`_folder_of_files`).
 
-    ``path`` may also be a file object (see :mod:`._streams`: a seekable one is read by ranges, a stream read whole
-    here) or a URL (see :func:`_remote_source`). :func:`read_or_resolve` is this with a cheaper first step."""
+    ``path`` may also be a file object (see :mod:`._streams`: a seekable one is read by ranges, a stream read here
+    as far as its header declares, within ``max_bytes`` where the caller gave one) or a URL (see :func:`_remote_source`). :func:`read_or_resolve` is this with a cheaper first step."""
     if is_file_object(path):
         check_binary(path)
         name = name_of(path)
         if seekable(path):
             return Source(FILE, name, [name], ranged=[FileObjectRanges(path)])
-        return Source(FILE, name, [name], data=read_stream(path))
+        return Source(FILE, name, [name], data=read_stream(path, max_header_size, max_bytes))
     if is_url(path):
         return _remote_source(path, max_header_size)
     if os.path.isdir(path):
@@ -132,8 +132,8 @@ def _local_shard(directory: str, shard: str, save_id: str | None) -> str:
     return os.path.join(directory, shard)
 
 
-def read_or_resolve(path: Any, max_header_size: int, read: Callable[..., Any],
-                    read_args: tuple[Any, ...]) -> tuple[Any, Source | None]:
+def read_or_resolve(path: Any, max_header_size: int, read: Callable[..., Any], read_args: tuple[Any, ...],
+                    max_bytes: int | None = None) -> tuple[Any, Source | None]:
     """:func:`resolve`, with a first step for a caller that reads a single file at once: a local path that names no
     index is read by ``read(path, *read_args)``, whose open refuses a directory with IsADirectoryError, as the core's
     does. (what ``read`` returned, None) for a single local file; (None, what :func:`resolve` finds) for any other path.
@@ -144,7 +144,7 @@ def read_or_resolve(path: Any, max_header_size: int, read: Callable[..., Any],
             return read(path, *read_args), None
         except IsADirectoryError:
             pass  # resolved as any directory
-    return None, resolve(path, max_header_size)
+    return None, resolve(path, max_header_size, max_bytes)
 
 
 def _remote_source(url: str, max_header_size: int) -> Source:

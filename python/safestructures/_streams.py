@@ -1,6 +1,6 @@
 """Binary file objects as sources and targets: a save streams the file to ``write()`` in bounded chunks (a pipe or a
 socket works: nothing is written twice); a seekable one is read by ranges from where it stands, a stream that cannot
-seek is read once, whole, into memory."""
+seek is read once into memory, as far as its header declares."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ import os
 import threading
 from typing import Any
 
-from ._errors import InvalidArgumentError
+from . import _core
+from ._errors import InvalidArgumentError, InvalidFileError
 
 __all__ = ["FileObjectRanges", "check_binary", "chunk_writer", "is_file_object", "name_of", "read_stream", "seekable"]
 
@@ -71,16 +72,53 @@ def chunk_writer(fileobj: Any) -> Any:
     return write_all
 
 
-def read_stream(fileobj: Any) -> bytearray:
-    """All that ``fileobj`` holds from where it stands, read to its end."""
+def read_stream(fileobj: Any, max_header_size: int, max_bytes: int | None = None) -> bytearray:
+    """The file ``fileobj`` holds from where it stands, read as far as the file declares and no further: its length
+    prefix, its header (refused over ``max_header_size`` bytes before it is read), then the data the header declares
+    and one byte more where bytes may not follow it (which refuses them as ``TrailingBytes``); a recording's trailing
+    bytes are not read. A stream that sends without end so costs no more than its header says; ``max_bytes``,
+    where the caller gave one, bounds the file too (its bytes are held in memory). A stream that ends first gives what
+    it held, which the load refuses as the file it is (too small, header or data past its end)."""
+    name = name_of(fileobj)
     out = bytearray()
-    while True:
-        chunk = fileobj.read(READ_CHUNK)
+    _read_into(fileobj, out, 8)
+    if len(out) < 8:
+        return out
+    length = int.from_bytes(out, "little")
+    if length > max_header_size:
+        raise InvalidFileError(f"{name}: the header is {length} bytes, over the limit of {max_header_size}",
+                               code="HeaderTooLarge")
+    _read_into(fileobj, out, 8 + length)
+    if len(out) < 8 + length:
+        return out
+    with memoryview(out) as view:
+        header = bytes(view[8:])
+    try:
+        data_size, trailing_allowed = _core.declared_data(header)
+    except InvalidFileError as e:
+        raise InvalidFileError(f"{name}: {e}", code=e.code) from None
+    size = 8 + length + data_size
+    if max_bytes is not None and size > max_bytes:
+        raise InvalidFileError(f"{name}: the file's header declares {size:,} bytes, which would take this load past its "
+                               f"max_bytes limit of {max_bytes:,} (a stream is read into memory): pass a larger "
+                               "max_bytes= if the file is trusted", code="LimitExceeded")
+    _read_into(fileobj, out, size if trailing_allowed else size + 1)
+    if len(out) > size:
+        raise InvalidFileError(f"{name}: bytes follow the last tensor's data, where the header says the file ends (at "
+                               f"{size:,} bytes)", code="TrailingBytes")
+    return out
+
+
+def _read_into(fileobj: Any, out: bytearray, size: int) -> None:
+    """Reads ``fileobj`` onto the end of ``out`` until ``out`` holds ``size`` bytes or the stream ends."""
+    while len(out) < size:
+        asked = min(READ_CHUNK, size - len(out))
+        chunk = fileobj.read(asked)
         if chunk is None:
             raise OSError(errno.EAGAIN, "the stream has no bytes to give now (non-blocking)", name_of(fileobj))
-        chunk = _bytes_read(fileobj, chunk, READ_CHUNK)
+        chunk = _bytes_read(fileobj, chunk, asked)
         if not chunk:
-            return out
+            return
         out += chunk
 
 
