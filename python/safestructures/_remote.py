@@ -14,6 +14,7 @@ from typing import Any
 
 from ._errors import FrameworkNotAvailableError
 from ._http import http_listing, http_range, is_http
+from ._streams import checked_bytes
 
 __all__ = ["UrlRanges", "filesystem", "is_url", "listing", "local_path", "write_atomically"]
 
@@ -69,7 +70,11 @@ class UrlRanges:
     def read(self, begin: int, end: int) -> bytes:
         if self._http:
             return http_range(self._fs, self._path, begin, end, self.size, self.name)
-        return bytes(self._fs.cat_file(self._path, start=begin, end=end))
+        # Refused before it is copied when the filesystem gives more than the range (its own read took it whole:
+        # fsspec reads a response's body whole, which only HTTP's way above bounds).
+        got = self._fs.cat_file(self._path, start=begin, end=end)
+        return bytes(checked_bytes(got, end - begin, self.name, "cat_file", f"start={begin}, end={end}",
+                                   "a filesystem's cat_file() gives bytes"))
 
 
 def write_atomically(url: str, write: Callable[[Any], None]) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 from . import _core
 from ._errors import InvalidArgumentError, InvalidFileError
 
-__all__ = ["FileObjectRanges", "check_binary", "chunk_writer", "is_file_object", "name_of", "read_stream", "seekable"]
+__all__ = ["FileObjectRanges", "check_binary", "checked_bytes", "chunk_writer", "is_file_object", "name_of", "read_stream", "seekable"]
 
 #: What a stream is read in.
 READ_CHUNK = 1 << 20
@@ -123,15 +123,20 @@ def _read_into(fileobj: Any, out: bytearray, size: int) -> None:
 
 
 def _bytes_read(fileobj: Any, chunk: Any, asked: int) -> memoryview:
-    """What ``fileobj.read(asked)`` returned, as bytes: OSError naming the object when it is not bytes-like or holds
-    more than asked (an object whose read() lies would otherwise make the file other bytes than it holds)."""
+    """What ``fileobj.read(asked)`` returned, as bytes (see :func:`checked_bytes`)."""
+    return checked_bytes(chunk, asked, name_of(fileobj), "read", str(asked), "a binary file object's read() gives bytes")
+
+
+def checked_bytes(chunk: Any, asked: int, name: str, call: str, arguments: str, contract: str) -> memoryview:
+    """What a read of ``asked`` bytes (``call(arguments)``, whose ``contract`` is to give bytes) returned, as bytes:
+    OSError naming ``name`` when it is not bytes-like or holds more than asked (a reader whose read lies would
+    otherwise make the file other bytes than it holds). No copy is made of what is refused."""
     try:
         view = memoryview(chunk).cast("B")
     except TypeError:
-        raise OSError(errno.EIO, f"read() returned {type(chunk).__name__}, not bytes: a binary file object's read() "
-                                 "gives bytes", name_of(fileobj)) from None
+        raise OSError(errno.EIO, f"{call}() returned {type(chunk).__name__}, not bytes: {contract}", name) from None
     if len(view) > asked:
-        raise OSError(errno.EIO, f"read({asked}) returned {len(view)} bytes, more than asked", name_of(fileobj))
+        raise OSError(errno.EIO, f"{call}({arguments}) returned {len(view)} bytes, more than asked", name)
     return view
 
 

@@ -8,8 +8,10 @@ from __future__ import annotations
 import io
 from typing import Any
 
+import fsspec
 import numpy as np
 import pytest
+from fsspec.spec import AbstractFileSystem
 
 import crafted
 import safestructures as ss
@@ -135,3 +137,60 @@ def test_case_71_twin_streams_load_and_a_recording_leaves_its_trailing_bytes_unr
     assert len(loaded) == 1
     np.testing.assert_array_equal(loaded[0]["x"], np.arange(3))
     assert stream.given < len(committed)
+
+
+# --- 72. an fsspec filesystem whose cat_file() gives more than the range, or no bytes --------------------------------------------
+
+class _LyingFilesystem(AbstractFileSystem):
+    """An fsspec filesystem of one file, ``FILE``, whose ``cat_file`` lies as ``lie`` says (none: it tells the truth)."""
+
+    protocol = "r9elying"
+    file = b""
+    lie = ""
+
+    def info(self, path: str, **kwargs: Any) -> dict[str, Any]:
+        if not path.endswith(".safetensors"):
+            raise FileNotFoundError(path)
+        return {"name": path, "size": len(self.file), "type": "file"}
+
+    def cat_file(self, path: str, start: Any = None, end: Any = None, **kwargs: Any) -> Any:
+        got = self.file[start:end]
+        return {"more": got + b"x" * 1000, "str": got.decode("latin-1"), "bytearray": bytearray(got)}.get(self.lie, got)
+
+
+@pytest.fixture
+def lying_filesystem() -> Any:
+    fsspec.register_implementation(_LyingFilesystem.protocol, _LyingFilesystem, clobber=True)
+    _LyingFilesystem.file = ss.save({"a": np.arange(1000, dtype=np.float64), "b": [1, 2]})
+    yield _LyingFilesystem
+    _LyingFilesystem.lie = ""
+
+
+@pytest.mark.parametrize(("lie", "message"), [
+    ("more", "cat_file(start=0, end=8368) returned 9368 bytes, more than asked"),
+    ("str", "cat_file() returned str, not bytes: a filesystem's cat_file() gives bytes"),
+])
+def test_case_72_a_filesystem_giving_other_than_the_range_is_an_os_error_saying_so(lying_filesystem: Any, lie: str,
+                                                                                   message: str) -> None:
+    # Before: "the server ignored the range asked for (it does not serve ranges?)"; a str: InvalidFileError
+    # "TypeError: string argument without an encoding", as if the file were bad.
+    lying_filesystem.lie = lie
+    url = "r9elying://x.safetensors"
+    for route in (ss.load_file, lambda u: ss.open(u).load()):
+        with pytest.raises(OSError) as raised:
+            route(url)
+        assert type(raised.value) is OSError
+        assert str(raised.value) == f"[Errno 5] {message}: '{url}'"
+
+
+def test_case_72_twin_a_filesystem_giving_a_bytearray_or_memory_urls_load(lying_filesystem: Any) -> None:
+    lying_filesystem.lie = "bytearray"
+    for route in (ss.load_file, lambda u: ss.open(u).load()):
+        assert route("r9elying://x.safetensors")["b"] == [1, 2]
+    fs = fsspec.filesystem("memory")
+    fs.pipe("/r9e/x.safetensors", lying_filesystem.file)
+    try:
+        assert ss.load_file("memory://r9e/x.safetensors")["b"] == [1, 2]
+        assert ss.open("memory://r9e/x.safetensors").load("b") == [1, 2]
+    finally:
+        fs.rm("/r9e", recursive=True)
