@@ -6,6 +6,11 @@ its legitimate twin, which must keep working."""
 from __future__ import annotations
 
 import io
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import fsspec
@@ -15,6 +20,7 @@ from fsspec.spec import AbstractFileSystem
 
 import crafted
 import safestructures as ss
+from safestructures import _http
 
 # --- 71. a stream that cannot seek is read as far as its header declares ------------------------------------------------------
 
@@ -194,3 +200,101 @@ def test_case_72_twin_a_filesystem_giving_a_bytearray_or_memory_urls_load(lying_
         assert ss.open("memory://r9e/x.safetensors").load("b") == [1, 2]
     finally:
         fs.rm("/r9e", recursive=True)
+
+
+# --- 73. an HTTP server that stalls: before its answer, or in a body without a Content-Length ------------------------------------
+
+@contextmanager
+def _stalling(raw: bytes, mode: str) -> Iterator[str]:
+    """A server of one file, ``/m.safetensors``, whose HEAD tells its size and whose GET, as ``mode`` says, answers
+    nothing ("headers"), or the range's status and Content-Range without a Content-Length, then 100 bytes ("body"), and
+    then holds the connection; "honest" sends the range whole."""
+    hold = threading.Event()
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def do_HEAD(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(raw)))
+            self.end_headers()
+
+        def do_GET(self) -> None:
+            if mode == "headers":
+                hold.wait(60)
+                return
+            first, _, last = self.headers["Range"].removeprefix("bytes=").partition("-")
+            begin, end = int(first), int(last) + 1
+            self.send_response(206)
+            self.send_header("Content-Range", f"bytes {begin}-{end - 1}/{len(raw)}")
+            if mode == "honest":
+                self.send_header("Content-Length", str(end - begin))
+            self.end_headers()
+            try:
+                self.wfile.write(raw[begin:end] if mode == "honest" else raw[begin:begin + 100])
+                self.wfile.flush()
+            except (BrokenPipeError, ConnectionResetError):
+                return
+            if mode != "honest":
+                hold.wait(60)
+
+    class Server(ThreadingHTTPServer):
+        daemon_threads = True
+
+        def handle_error(self, request: Any, client_address: Any) -> None:
+            pass  # a client hanging up on a stall is the point
+
+    server = Server(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/m.safetensors"
+    finally:
+        hold.set()
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+@pytest.mark.parametrize(("mode", "why"), [
+    ("headers", "the server sent nothing for 0.5 s (no answer to the request): it stalls"),
+    ("body", "the server sent nothing for 0.5 s after 100 bytes of its answer: it stalls"),
+])
+def test_case_73_a_stalling_server_is_an_os_error_after_the_stall_bound(monkeypatch: Any, mode: str, why: str) -> None:
+    # Before: each waited 300.9 s for aiohttp's whole-request timeout, then OSError "the request failed: TimeoutError: "
+    # (no word of what timed out). Now 30 s without a byte (STALL_SECONDS; 0.5 s here).
+    pytest.importorskip("aiohttp")
+    monkeypatch.setattr(_http, "STALL_SECONDS", 0.5)
+    raw = _saved()
+    with _stalling(raw, mode) as url:
+        for route in (ss.load_file, ss.open):
+            started = time.monotonic()
+            with pytest.raises(OSError) as raised:
+                route(url)
+            assert type(raised.value) is OSError
+            assert str(raised.value) == f"[Errno 5] {why}: '{url}'"
+            assert time.monotonic() - started < 20
+
+
+def test_case_73_a_timeout_of_the_callers_rules_alone(monkeypatch: Any) -> None:
+    aiohttp = pytest.importorskip("aiohttp")
+    monkeypatch.setattr(_http, "STALL_SECONDS", 0.5)
+    monkeypatch.setitem(fsspec.config.conf, "http", {"client_kwargs": {"timeout": aiohttp.ClientTimeout(total=1.5)}})
+    with _stalling(_saved(), "body") as url:
+        started = time.monotonic()
+        with pytest.raises(OSError) as raised:
+            ss.open(url)
+        assert time.monotonic() - started >= 1.4  # the caller's 1.5 s, not the 0.5 s stall bound
+    assert str(raised.value) == ("[Errno 5] the transfer failed: TimeoutError: the request took longer than the "
+                                 f"session's timeout allows: '{url}'")
+
+
+def test_case_73_twin_an_honest_server_loads(monkeypatch: Any) -> None:
+    pytest.importorskip("aiohttp")
+    monkeypatch.setattr(_http, "STALL_SECONDS", 5.0)
+    with _stalling(_saved(), "honest") as url:
+        assert ss.load_file(url)["b"] == [1, "two"]
+        assert ss.open(url).load("b") == [1, "two"]
