@@ -12,7 +12,7 @@ import sys
 from typing import Any
 from urllib.parse import urlparse
 
-__all__ = ["is_http", "http_listing", "http_range"]
+__all__ = ["is_http", "http_ask", "http_listing", "http_range"]
 
 #: A Content-Range of one range (numbers of 20 digits at most: a longer one is no size, and int() would refuse it).
 _CONTENT_RANGE = re.compile(r"bytes (\d{1,20})-(\d{1,20})/(\d{1,20}|\*)")
@@ -42,6 +42,22 @@ def http_range(fs: Any, url: str, begin: int, end: int, size: int, name: str) ->
     from fsspec.asyn import sync
 
     return sync(fs.loop, _get_range, fs, url, begin, end, size, name)
+
+
+def http_ask(fs: Any, url: str, question: str) -> Any:
+    """fsspec's own answer to ``question`` ("size" or "exists": a HEAD, or what fsspec asks) about ``url``, within the
+    stall bound (:data:`STALL_SECONDS`) as the reads here are."""
+    from fsspec.asyn import sync
+
+    return sync(fs.loop, _bounded, fs, getattr(fs, f"_{question}")(url), url)
+
+
+async def _bounded(fs: Any, awaitable: Any, name: str) -> Any:
+    stall = _stall(fs)
+    try:
+        return await _within(stall, awaitable)
+    except _Stalled:
+        raise _stalled(stall, "(no answer to the request)", name) from None
 
 
 def http_listing(fs: Any, url: str, limit: int) -> list[str] | None:
@@ -126,8 +142,7 @@ class _request:  # noqa: N801 (used as a function: ``async with _request(...)``)
             session = await self._fs.set_session()
             self._response = await _within(stall, session.get(self._fs.encode_url(self._url), headers=headers, **kwargs))
         except _Stalled:
-            raise OSError(errno.EIO, f"the server sent nothing for {stall:g} s (no answer to the request): it "
-                                           "stalls", self._name) from None
+            raise _stalled(stall, "(no answer to the request)", self._name) from None
         except (aiohttp.ClientError, asyncio.TimeoutError) as e:
             raise OSError(errno.EIO, f"the request failed: {_failure(e)}", self._name) from None
         status = self._response.status
@@ -155,8 +170,7 @@ async def _body(response: Any, most: int, too_much: Any, name: str, stall: float
                 return bytes(out)
             out += chunk
     except _Stalled:
-        raise OSError(errno.EIO, f"the server sent nothing for {stall:g} s after {len(out)} bytes of its answer: it "
-                                       "stalls", name) from None
+        raise _stalled(stall, f"after {len(out)} bytes of its answer", name) from None
     except (aiohttp.ClientError, asyncio.TimeoutError) as e:
         raise OSError(errno.EIO, f"the transfer failed: {_failure(e)}", name) from None
     raise too_much(len(out))
@@ -164,6 +178,10 @@ async def _body(response: Any, most: int, too_much: Any, name: str, stall: float
 
 class _Stalled(Exception):
     pass
+
+
+def _stalled(stall: Any, when: str, name: str) -> OSError:
+    return OSError(errno.EIO, f"the server sent nothing for {stall:g} s {when}: it stalls", name)
 
 
 def _stall(fs: Any) -> float | None:

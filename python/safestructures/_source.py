@@ -18,7 +18,7 @@ from ._flat import _fspath
 from ._format import (CHECKSUMS_KEY, DCP_KEY, INDEX_METADATA, INDEX_NAME, INDEX_SUFFIX, INDEX_WEIGHT_MAP, SAVE_KEY, SCHEMA_KEY,
                       TOTAL_SIZE_KEY, V1_SCHEMA_KEY)
 from ._ranges import checked_read, read_header
-from ._remote import UrlRanges, filesystem, is_url, listing, local_path
+from ._remote import UrlRanges, exists, filesystem, is_url, listing, local_path
 from ._sharded import SHARD_FILE_NAME, check_regular_file, index_document, index_text, previous_shard, shard_name, shard_of
 from ._streams import FileObjectRanges, check_binary, is_file_object, name_of, read_stream, seekable
 
@@ -162,7 +162,7 @@ def _remote_source(url: str, max_header_size: int) -> Source:
         return Source(FILE, url, [url], ranged=[UrlRanges(fs, where)])
     else:
         index = posixpath.join(where, INDEX_NAME)
-        if not fs.exists(index):
+        if not exists(fs, index):
             return _remote_folder_of_files(fs, where, url, paths, max_header_size)
     reader = UrlRanges(fs, index)
     if reader.size > max_header_size:

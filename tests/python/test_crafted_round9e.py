@@ -206,8 +206,8 @@ def test_case_72_twin_a_filesystem_giving_a_bytearray_or_memory_urls_load(lying_
 
 @contextmanager
 def _stalling(raw: bytes, mode: str) -> Iterator[str]:
-    """A server of one file, ``/m.safetensors``, whose HEAD tells its size and whose GET, as ``mode`` says, answers
-    nothing ("headers"), or the range's status and Content-Range without a Content-Length, then 100 bytes ("body"), and
+    """A server of one file, ``/m.safetensors``, whose HEAD tells its size (or, "head", answers nothing) and whose GET,
+    as ``mode`` says, answers nothing ("headers"), or the range's status and Content-Range without a Content-Length, then 100 bytes ("body"), and
     then holds the connection; "honest" sends the range whole."""
     hold = threading.Event()
 
@@ -218,6 +218,9 @@ def _stalling(raw: bytes, mode: str) -> Iterator[str]:
             pass
 
         def do_HEAD(self) -> None:
+            if mode == "head":
+                hold.wait(60)
+                return
             self.send_response(200)
             self.send_header("Content-Length", str(len(raw)))
             self.end_headers()
@@ -260,6 +263,7 @@ def _stalling(raw: bytes, mode: str) -> Iterator[str]:
 
 
 @pytest.mark.parametrize(("mode", "why"), [
+    ("head", "the server sent nothing for 0.5 s (no answer to the request): it stalls"),
     ("headers", "the server sent nothing for 0.5 s (no answer to the request): it stalls"),
     ("body", "the server sent nothing for 0.5 s after 100 bytes of its answer: it stalls"),
 ])
