@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import mmap
 import os
 import posixpath
 from collections.abc import Callable
@@ -54,8 +55,8 @@ class Source:
     index_maps: tuple[dict[str, Any], dict[str, str]] | None = None
     #: Files read by byte ranges instead of mapped (a URL, a seekable file object): one reader per path.
     ranged: list[Any] | None = None
-    #: A stream that cannot seek, read whole.
-    data: bytearray | None = None
+    #: A stream that cannot seek, read as far as its header declares (see :func:`._streams.read_stream`).
+    data: bytearray | mmap.mmap | None = None
 
 
 def file_format(structured: bool, metadata: dict[str, str] | None) -> str:

@@ -91,14 +91,24 @@ def test_case_71_a_malformed_header_is_refused_once_read() -> None:
     assert stream.given == 8 + 64
 
 
-def test_case_71_a_header_declaring_a_huge_file_is_read_only_as_far_as_the_stream_goes() -> None:
-    text = b'{"big":{"dtype":"U8","shape":[1099511627776],"data_offsets":[0,1099511627776]}}'
-    declared = len(text).to_bytes(8, "little") + text + b"\1" * 1000
-    stream = _Endless(declared, b"")
+def test_case_71_a_header_declaring_a_huge_file_is_read_only_as_far_as_the_stream_goes_or_refused() -> None:
+    text = b'{"big":{"dtype":"U8","shape":[268435456],"data_offsets":[0,268435456]}}'
+    declared = len(text).to_bytes(8, "little") + text
+    stream = _Endless(declared + b"\1" * 1000, b"")
     with pytest.raises(ss.InvalidFileError) as raised:
         ss.load_file(stream)
-    assert raised.value.code == "DataPastEnd"
-    assert stream.given == len(declared)
+    assert (raised.value.code, str(raised.value)) == (
+        "DataPastEnd", f"<_Endless>: the stream ends after {len(declared) + 1000:,} bytes, where its header declares a "
+                       f"file of {len(declared) + 2**28:,} bytes")
+    assert stream.given == len(declared) + 1000
+    # Without end: the memory of a declared size the system cannot reserve is refused before the data is read.
+    text = b'{"big":{"dtype":"U8","shape":[1125899906842624],"data_offsets":[0,1125899906842624]}}'
+    stream = _Endless(len(text).to_bytes(8, "little") + text)
+    with pytest.raises(OSError) as refused:
+        ss.load_file(stream)
+    assert str(refused.value).startswith(f"[Errno 12] cannot reserve {8 + len(text) + 2**50} bytes of address space "
+                                         "for the file: ")
+    assert stream.given == 8 + len(text)
 
 
 def test_case_71_max_bytes_bounds_what_a_stream_may_declare() -> None:
