@@ -205,10 +205,9 @@ async def _within(seconds: float | None, awaitable: Any) -> Any:
     if not done:
         task.cancel()
         await asyncio.wait({task})  # its cancellation through (what it held released) before the error is raised
-        if not task.cancelled():
-            task.exception()  # retrieved: an error it ended with instead is replaced by the stall's
-        raise _Stalled
-    return task.result()
+        if task.cancelled():
+            raise _Stalled
+    return task.result()  # what it gave, or raised: one that finished as it was cancelled too
 
 
 def _failure(e: BaseException) -> str:
