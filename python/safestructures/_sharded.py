@@ -14,11 +14,12 @@ from typing import IO, Any
 
 from . import _core
 from ._errors import InvalidArgumentError, InvalidFileError, quote
+from ._limits import DEFAULT_MAX_HEADER_SIZE
 from ._format import (CHECKSUMS_KEY, INDEX_METADATA, INDEX_NAME, INDEX_WEIGHT_MAP, RESERVED_INDEX_KEYS, SAVE_KEY, SCHEMA_KEY,
                       TOTAL_SIZE_KEY, file_json)
 from ._progress import saving
 
-__all__ = ["INDEX_NAME", "SHARD_FILE_NAME", "SHARD_PATTERN", "check_index_metadata", "check_regular_file",
+__all__ = ["INDEX_NAME", "SHARD_FILE_NAME", "SHARD_PATTERN", "check_index_metadata", "check_regular_file", "read_index_file",
            "check_replaceable", "directory_lock", "parse_size", "remove_if_present", "remove_stale_temporaries",
            "save_lock", "save_running", "save_sharded", "shard_name", "write_atomically", "write_temporary"]
 
@@ -66,6 +67,23 @@ def check_regular_file(path: str, what: str = "file") -> None:
     mode = os.stat(path).st_mode  # follows links; never blocks, whatever the file is
     if not stat.S_ISREG(mode):
         raise InvalidFileError(f"{path}: the {what} is {_kind(mode)}, not a regular file")
+
+
+def read_index_file(index: str, limit: int) -> bytes:
+    """The bytes of the index file ``index``, read no further than ``limit``: InvalidFileError naming it when it is not
+    a regular file (checked on the file opened, without waiting: a FIFO put in its place after a look would block the
+    read) or holds more than ``limit`` bytes. FileNotFoundError when there is none."""
+    fd = os.open(index, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    with os.fdopen(fd, "rb") as f:
+        mode, size = (found := os.fstat(fd)).st_mode, found.st_size
+        if not stat.S_ISREG(mode):
+            raise InvalidFileError(f"{index}: the index is {_kind(mode)}, not a regular file")
+        if size > limit:
+            raise InvalidFileError(f"{index}: the index is {size} bytes, over the limit of {limit}")
+        raw = f.read(limit + 1)
+    if len(raw) > limit:
+        raise InvalidFileError(f"{index}: the index is over the limit of {limit} bytes (it grew as it was read)")
+    return raw
 
 
 def check_replaceable(path: str) -> None:
@@ -156,9 +174,7 @@ def _old_shards(index: str) -> tuple[set[str], str | None]:
     """The shard files an existing index lists (to remove those a new save no longer uses), and the id of the save
     that wrote it (None for an index no sharded save of safestructures wrote)."""
     try:
-        check_regular_file(index)
-        with open(index, encoding="utf-8") as f:
-            document = json.load(f)
+        document = json.loads(read_index_file(index, DEFAULT_MAX_HEADER_SIZE))
         weight_map = document.get(INDEX_WEIGHT_MAP, {})
         save_id = document.get(INDEX_METADATA, {}).get(SAVE_KEY)
         shards = {v for v in weight_map.values() if isinstance(v, str) and SHARD_FILE_NAME.fullmatch(v)}

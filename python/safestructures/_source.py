@@ -20,7 +20,8 @@ from ._format import (CHECKSUMS_KEY, DCP_KEY, INDEX_METADATA, INDEX_NAME, INDEX_
                       TOTAL_SIZE_KEY, V1_SCHEMA_KEY)
 from ._ranges import checked_read, read_header
 from ._remote import UrlRanges, exists, filesystem, is_url, listing, local_path
-from ._sharded import SHARD_FILE_NAME, check_regular_file, index_document, index_text, previous_shard, shard_name, shard_of
+from ._sharded import (SHARD_FILE_NAME, check_regular_file, index_document, index_text, previous_shard, read_index_file,
+                       shard_name, shard_of)
 from ._streams import FileObjectRanges, check_binary, is_file_object, name_of, read_stream, seekable
 
 __all__ = ["DCP", "FILE", "PLAIN_SHARDS", "SHARDED", "Source", "check_shards", "file_format", "read_or_resolve", "resolve",
@@ -110,14 +111,9 @@ def resolve(path: Any, max_header_size: int, max_bytes: int | None = None) -> So
     else:
         return Source(FILE, path, [path])
     try:
-        check_regular_file(index, "index")
-        size = os.path.getsize(index)
+        raw = read_index_file(index, max_header_size)
     except FileNotFoundError:
         raise FileNotFoundError(2, f"no {INDEX_NAME} here: not a sharded save", index) from None
-    if size > max_header_size:
-        raise InvalidFileError(f"{index}: the index is {size} bytes, over the limit of {max_header_size}")
-    with open(index, "rb") as f:
-        raw = f.read()
     directory = os.path.dirname(index)
     return _index_source(path, index, raw, lambda shard, save_id: _local_shard(directory, shard, save_id),
                          lambda shard: check_regular_file(shard, "shard"))

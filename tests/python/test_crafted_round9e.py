@@ -6,6 +6,7 @@ its legitimate twin, which must keep working."""
 from __future__ import annotations
 
 import io
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -312,3 +313,56 @@ def test_case_73_twin_an_honest_server_loads(monkeypatch: Any) -> None:
     with _stalling(_saved(), "honest") as url:
         assert ss.load_file(url)["b"] == [1, "two"]
         assert ss.open(url).load("b") == [1, "two"]
+
+
+# --- 74. a distributed checkpoint's index that is a device, a FIFO or huge ---------------------------------------------------------
+
+@pytest.mark.parametrize(("kind", "why"), [
+    ("device", "the index is a device, not a regular file"),
+    ("fifo", "the index is a FIFO, not a regular file"),
+    ("huge", "the index is 2147483648 bytes, over the limit of 100000000"),
+])
+def test_case_74_a_dcp_index_is_read_within_the_header_limit(tmp_path: Any, kind: str, why: str) -> None:
+    # Before: safestructures.distributed.load read the index whole, without a look at what it is: a link to /dev/zero
+    # read 2.5 GB in 4.5 s until a 3 GiB address space ran out (a bare MemoryError), a 2 GiB index was read whole
+    # (15.5 s), and a FIFO blocked the load for ever.
+    pytest.importorskip("torch.distributed.checkpoint")
+    from safestructures import distributed as ssd
+
+    index = tmp_path / "model.safetensors.index.json"
+    if kind == "device":
+        index.symlink_to("/dev/zero")
+    elif kind == "fifo":
+        os.mkfifo(index)
+    else:
+        with open(index, "wb") as f:
+            f.truncate(2 << 30)  # a hole: no disk taken
+    with pytest.raises(ss.InvalidFileError) as raised:
+        ssd.load(tmp_path)
+    assert str(raised.value) == f"{index}: {why}"
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="needs procfs")
+def test_case_74_an_index_longer_than_its_size_said_is_read_no_further_than_the_limit(tmp_path: Any) -> None:
+    # A procfs file says it holds 0 bytes, as a file that grows after its size was read would have said.
+    index = tmp_path / "model.safetensors.index.json"
+    index.symlink_to("/proc/self/status")
+    with pytest.raises(ss.InvalidFileError) as raised:
+        ss.load_file(tmp_path, max_header_size=16)
+    assert str(raised.value) == f"{index}: the index is over the limit of 16 bytes (it grew as it was read)"
+
+
+def test_case_74_twin_indexes_of_saves_and_checkpoints_load(tmp_path: Any) -> None:
+    data = {"a": np.arange(10), "b": [1, 2]}
+    ss.save_file(data, tmp_path / "sharded", max_shard_size=40)
+    assert ss.load_file(tmp_path / "sharded")["b"] == [1, 2]
+    ss.save_file(data, tmp_path / "sharded", max_shard_size=40)  # its previous index read to replace it
+    assert ss.load_file(tmp_path / "sharded" / "model.safetensors.index.json")["b"] == [1, 2]
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("torch.distributed.checkpoint")
+    from safestructures import distributed as ssd
+
+    ssd.save({"w": torch.arange(4.0), "step": 3}, tmp_path / "dcp")
+    loaded = ssd.load(tmp_path / "dcp")
+    assert loaded["step"] == 3
+    assert loaded["w"].tolist() == [0.0, 1.0, 2.0, 3.0]
