@@ -1,7 +1,7 @@
 """Hostile inputs of the ninth round's fifth helper (cases 71 on; docs/security.md's table lists them): streams that
-cannot seek and send without end, fsspec filesystems and HTTP servers that send more than asked or stall, and what the
-command line, the checkpoints and the distributed folders do with names and offsets a file chooses. Each attack has
-its legitimate twin, which must keep working."""
+cannot seek and send without end, fsspec filesystems that give more than asked, HTTP servers that stall, and a
+distributed checkpoint's index that is a device, a FIFO or larger than the header limit. Each attack has its
+legitimate twin, which must keep working."""
 
 from __future__ import annotations
 
@@ -19,7 +19,6 @@ import numpy as np
 import pytest
 from fsspec.spec import AbstractFileSystem
 
-import crafted
 import safestructures as ss
 from safestructures import _http
 
