@@ -33,6 +33,10 @@ SHARDED = "sharded"
 PLAIN_SHARDS = "plain shards"
 DCP = "dcp"
 
+#: The most .safetensors files a folder URL without an index may list: each costs requests (its size, its header,
+#: about 90 ms on the loopback), so a page of 100 MB of links would keep a load asking for days.
+MAX_REMOTE_FOLDER_FILES = 1000
+
 #: The formats of a single file, as the command line names them (see :func:`file_format`).
 V2, V1, PLAIN = "safestructures v2", "safestructures 1.0.0", "plain safetensors"
 
@@ -229,9 +233,13 @@ def _valid_text(text: str, index: str, what: str) -> None:
 
 
 def _remote_folder_of_files(fs: Any, where: str, url: str, paths: list[str], max_header_size: int) -> Source:
-    """A folder URL without an index, as :func:`_folder_of_files` reads a local one: its files (``paths``, as listed),
-    their headers fetched by range requests."""
+    """A folder URL without an index, as :func:`_folder_of_files` reads a local one: its files (``paths``, as listed,
+    at most :data:`MAX_REMOTE_FOLDER_FILES` of them), their headers fetched by range requests."""
     names = sorted(posixpath.basename(p) for p in paths if SHARD_FILE_NAME.fullmatch(posixpath.basename(p)))
+    if len(names) > MAX_REMOTE_FOLDER_FILES:
+        raise InvalidFileError(f"{url}: the folder lists {len(names):,} .safetensors files and no {INDEX_NAME}: at most "
+                               f"{MAX_REMOTE_FOLDER_FILES:,} are read without one (each costs requests); an index names "
+                               "the shards of a larger checkpoint")
     readers = {posixpath.join(url, name): UrlRanges(fs, posixpath.join(where, name)) for name in names}
 
     def header(shard: str) -> tuple[Any, Any]:

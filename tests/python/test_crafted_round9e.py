@@ -365,3 +365,33 @@ def test_case_74_twin_indexes_of_saves_and_checkpoints_load(tmp_path: Any) -> No
     loaded = ssd.load(tmp_path / "dcp")
     assert loaded["step"] == 3
     assert loaded["w"].tolist() == [0.0, 1.0, 2.0, 3.0]
+
+
+# --- 75. a folder URL without an index that lists thousands of files ------------------------------------------------------------
+
+def test_case_75_a_folder_url_listing_too_many_files_is_refused_before_any_is_asked() -> None:
+    # Before: each file listed cost three requests (its size, its header, its header again when opened): a page of
+    # 2,000 links kept open() of an HTTP folder asking for 178 s (6,002 requests); a page of 100 MB, for days.
+    from safestructures._source import MAX_REMOTE_FOLDER_FILES
+
+    fs = fsspec.filesystem("memory")
+    tiny = ss.save({"t": np.zeros(1, np.uint8)})
+    for k in range(MAX_REMOTE_FOLDER_FILES + 1):
+        fs.pipe(f"/r9e-many/f{k:05d}.safetensors", tiny)
+    try:
+        for route in (ss.load_file, ss.open):
+            with pytest.raises(ss.InvalidFileError) as raised:
+                route("memory://r9e-many")
+            assert str(raised.value) == ("memory://r9e-many: the folder lists 1,001 .safetensors files and no "
+                                         "model.safetensors.index.json: at most 1,000 are read without one (each costs "
+                                         "requests); an index names the shards of a larger checkpoint")
+        plain = {f"t{k}": ss._core.write_bytes([(f"t{k}", "U8", (1,), np.full(1, k % 256, np.uint8))], None)
+                 for k in range(3)}
+        fs.rm("/r9e-many", recursive=True)
+        for name, raw in plain.items():
+            fs.pipe(f"/r9e-many/{name}.safetensors", raw)
+        loaded = ss.load_file("memory://r9e-many")  # the twin: a few plain shards without an index
+        assert {name: value.tolist() for name, value in loaded.items()} == {"t0": [0], "t1": [1], "t2": [2]}
+    finally:
+        if fs.exists("/r9e-many"):
+            fs.rm("/r9e-many", recursive=True)
