@@ -71,6 +71,14 @@ Header parse_header_text(std::string_view json, std::uint64_t data_size);
 // The same, every header parsed by simdjson: the way parse_header_text takes for any header but the exact layout its
 // writer produces, which it reads with a strict reader of its own (strict_json.hpp) to the same result. For tests.
 Header parse_header_text_by_simdjson(std::string_view json, std::uint64_t data_size);
+// What the N-byte header text `json` says of its data buffer: (where its last tensor ends, whether bytes may follow it
+// as a recording's may). The header is checked by parse_header_text's rules but those that need the buffer's size
+// (DataPastEnd, TrailingBytes): a stream that cannot seek is read that far and no further.
+struct DeclaredData {
+  std::uint64_t size = 0;
+  bool trailing_allowed = false;
+};
+DeclaredData declared_data(std::string_view json);
 
 // The bytes that `shape` elements of `dtype` take. Raises ShapeOverflow when the count overflows 64 bits, or
 // SubByteNotWhole when sub-byte elements do not fill whole bytes; errors name tensor `name`.

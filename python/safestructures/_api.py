@@ -188,8 +188,8 @@ def load_file(
     ``save_pretrained`` writes one (its index without a safestructures structure, or its ``.safetensors`` files
     without an index), which loads as ``{tensor name: tensor}``, each tensor read from the shard the index names. Or a
     URL of any fsspec protocol (``https://...``, ``s3://...``; fetched whole), or a binary file object read from where
-    it stands to its end (a stream that cannot seek, such as a pipe, is read once into memory); tensors then view that
-    memory. See docs/files-anywhere.md.
+    it stands to its end (a stream that cannot seek, such as a pipe, is read once into memory, as far as its header
+    declares and within ``max_bytes`` where one is given); tensors then view that memory. See docs/files-anywhere.md.
 
     ``max_bytes`` bounds what the load allocates beyond the file's own mapping: copies (conversions to another
     framework, byte swaps, unpacked sub-byte dtypes, torch copies of read-only or misaligned bytes, copies to a
@@ -225,10 +225,10 @@ def load_file(
         _progress.require(progress)
     try:
         if progress:  # the bar wants the paths before the load
-            loaded, source = None, resolve(where, max_header_size)
+            loaded, source = None, resolve(where, max_header_size, max_bytes)
         else:
             loaded, source = read_or_resolve(where, max_header_size, _core.load_file,
-                                             (max_depth, max_nodes, max_header_size, context, verify))
+                                             (max_depth, max_nodes, max_header_size, context, verify), max_bytes)
         if source is None:  # a single local file, loaded
             buffer, (structured, payload, metadata) = loaded
             return payload if structured else unstructured(buffer, payload, metadata,

@@ -12,12 +12,17 @@ import sys
 from typing import Any
 from urllib.parse import urlparse
 
-__all__ = ["is_http", "http_listing", "http_range"]
+__all__ = ["is_http", "http_ask", "http_listing", "http_range"]
 
 #: A Content-Range of one range (numbers of 20 digits at most: a longer one is no size, and int() would refuse it).
 _CONTENT_RANGE = re.compile(r"bytes (\d{1,20})-(\d{1,20})/(\d{1,20}|\*)")
 #: What one read of a response's body takes at most.
 _CHUNK = 1 << 20
+#: Seconds a server may send nothing (before its answer's headers, or between two pieces of its body) before the
+#: request is refused as stalled. It applies where the filesystem was given no timeout of the caller's (fsspec's
+#: ``client_kwargs={"timeout": aiohttp.ClientTimeout(...)}``, or a request option ``timeout``), which then rules
+#: alone; aiohttp's own bound on a whole request (300 s by default) holds beside it.
+STALL_SECONDS = 30.0
 
 
 def is_http(fs: Any) -> bool:
@@ -37,6 +42,22 @@ def http_range(fs: Any, url: str, begin: int, end: int, size: int, name: str) ->
     from fsspec.asyn import sync
 
     return sync(fs.loop, _get_range, fs, url, begin, end, size, name)
+
+
+def http_ask(fs: Any, url: str, question: str) -> Any:
+    """fsspec's own answer to ``question`` ("size" or "exists": a HEAD, or what fsspec asks) about ``url``, within the
+    stall bound (:data:`STALL_SECONDS`) as the reads here are."""
+    from fsspec.asyn import sync
+
+    return sync(fs.loop, _bounded, fs, getattr(fs, f"_{question}")(url), url)
+
+
+async def _bounded(fs: Any, awaitable: Any, name: str) -> Any:
+    stall = _stall(fs)
+    try:
+        return await _within(stall, awaitable)
+    except _Stalled:
+        raise _stalled(stall, "(no answer to the request)", name) from None
 
 
 def http_listing(fs: Any, url: str, limit: int) -> list[str] | None:
@@ -78,7 +99,8 @@ async def _get_range(fs: Any, url: str, begin: int, end: int, size: int, name: s
         if response.content_length is not None and response.content_length != want:
             raise lie(f"says it sends {response.content_length} bytes" + (
                 ": the file is shorter than its size said" if response.content_length < want else ""))
-        return await _body(response, want, lambda got: lie(f"sent more than {want} bytes ({got} at least)"), name)
+        return await _body(response, want, lambda got: lie(f"sent more than {want} bytes ({got} at least)"), name,
+                           _stall(fs))
 
 
 async def _get_page(fs: Any, url: str, limit: int) -> str | None:
@@ -89,7 +111,7 @@ async def _get_page(fs: Any, url: str, limit: int) -> str | None:
         if mimetype not in ("text/html", None):
             return None
         try:
-            body = await _body(response, limit, lambda _got: _TooLarge(), url)
+            body = await _body(response, limit, lambda _got: _TooLarge(), url, _stall(fs))
         except _TooLarge:
             return None
         return body.decode("utf-8", errors="ignore")  # links are ASCII; anything else in the page is of no use
@@ -115,11 +137,14 @@ class _request:  # noqa: N801 (used as a function: ``async with _request(...)``)
         kwargs = dict(self._fs.kwargs)
         # Bytes as stored: a body the server compresses would count other bytes than the file's.
         headers = {**(kwargs.pop("headers", None) or {}), "Accept-Encoding": "identity", **self._headers}
+        stall = _stall(self._fs)
         try:
             session = await self._fs.set_session()
-            self._response = await session.get(self._fs.encode_url(self._url), headers=headers, **kwargs)
+            self._response = await _within(stall, session.get(self._fs.encode_url(self._url), headers=headers, **kwargs))
+        except _Stalled:
+            raise _stalled(stall, "(no answer to the request)", self._name) from None
         except (aiohttp.ClientError, asyncio.TimeoutError) as e:
-            raise OSError(errno.EIO, f"the request failed: {type(e).__name__}: {e}", self._name) from None
+            raise OSError(errno.EIO, f"the request failed: {_failure(e)}", self._name) from None
         status = self._response.status
         if status >= 400 and not (status == 404 and self._missing_ok):
             self._response.close()
@@ -132,20 +157,64 @@ class _request:  # noqa: N801 (used as a function: ``async with _request(...)``)
         self._response.close()
 
 
-async def _body(response: Any, most: int, too_much: Any, name: str) -> bytes:
-    """The body of ``response``, read until it ends or holds one byte more than ``most``, which raises ``too_much(got)``."""
+async def _body(response: Any, most: int, too_much: Any, name: str, stall: float | None) -> bytes:
+    """The body of ``response``, read until it ends or holds one byte more than ``most``, which raises
+    ``too_much(got)``; OSError naming ``name`` when nothing comes for ``stall`` seconds."""
     import aiohttp
 
     out = bytearray()
     try:
         while len(out) <= most:
-            chunk = await response.content.read(min(_CHUNK, most + 1 - len(out)))
+            chunk = await _within(stall, response.content.read(min(_CHUNK, most + 1 - len(out))))
             if not chunk:
                 return bytes(out)
             out += chunk
+    except _Stalled:
+        raise _stalled(stall, f"after {len(out)} bytes of its answer", name) from None
     except (aiohttp.ClientError, asyncio.TimeoutError) as e:
-        raise OSError(errno.EIO, f"the transfer failed: {type(e).__name__}: {e}", name) from None
+        raise OSError(errno.EIO, f"the transfer failed: {_failure(e)}", name) from None
     raise too_much(len(out))
+
+
+class _Stalled(Exception):
+    pass
+
+
+def _stalled(stall: Any, when: str, name: str) -> OSError:
+    return OSError(errno.EIO, f"the server sent nothing for {stall:g} s {when}: it stalls", name)
+
+
+def _stall(fs: Any) -> float | None:
+    """How long ``fs``'s requests may send nothing (:data:`STALL_SECONDS`); None where the caller gave the filesystem
+    a timeout of their own."""
+    given = "timeout" in (getattr(fs, "client_kwargs", None) or {}) or "timeout" in (fs.kwargs or {})
+    return None if given else STALL_SECONDS
+
+
+async def _within(seconds: float | None, awaitable: Any) -> Any:
+    """``await awaitable``, cancelled with _Stalled when it has not finished in ``seconds`` (None: no bound of ours).
+    Its own errors, aiohttp's timeouts among them, come out as they are."""
+    if seconds is None:
+        return await awaitable
+    task = asyncio.ensure_future(awaitable)
+    try:
+        done, _pending = await asyncio.wait({task}, timeout=seconds)
+    except BaseException:
+        task.cancel()
+        raise
+    if not done:
+        task.cancel()
+        await asyncio.wait({task})  # its cancellation through (what it held released) before the error is raised
+        if task.cancelled():
+            raise _Stalled
+    return task.result()  # what it gave, or raised: one that finished as it was cancelled too
+
+
+def _failure(e: BaseException) -> str:
+    """What failed, for a message: aiohttp's timeout of a whole request says nothing of itself."""
+    if isinstance(e, asyncio.TimeoutError) and not str(e):
+        return f"{type(e).__name__}: the request took longer than the session's timeout allows"
+    return f"{type(e).__name__}: {e}"
 
 
 def _links(fs: Any, url: str, page: str) -> list[str]:

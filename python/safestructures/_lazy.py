@@ -427,7 +427,7 @@ def open(
     ``s3://``...; ``pip install safestructures[remote]``) or a seekable binary file object: the header is fetched
     with range requests, then each ``load()`` fetches only its tensors' bytes (adjacent ones in one request, large
     ones in parallel requests; keep a file object open while loading from it); or a stream that cannot seek, read
-    once into memory. See docs/files-anywhere.md. The load
+    once into memory (as far as its header declares, within ``max_bytes`` where one is given). See docs/files-anywhere.md. The load
     arguments are those of :func:`load_file` and apply to every ``load()`` from this file (``max_bytes`` to each
     load on its own; with ``framework=None``, a tensor comes back in its saved framework only when that framework is
     already imported, as numpy otherwise).
@@ -444,7 +444,7 @@ def open(
     load_args, _context = load_arguments(framework, device, plugins, types, strict, max_bytes)
     where, target = target_of(path)
     with reading(target):
-        opened, fmt = open_source(resolve(where, limits[2]), load_args, limits)
+        opened, fmt = open_source(resolve(where, limits[2], max_bytes), load_args, limits)
     if fmt == V1:
         opened.close()
         raise InvalidFileError(f"{target} was written by safestructures 1.0.0, which open() does not read lazily: load it "

@@ -16,7 +16,8 @@ from typing import Protocol
 from . import _core
 from ._errors import InvalidFileError
 
-__all__ = ["COALESCE_GAP", "FIRST_READ", "PART_SIZE", "RangeReader", "RangeFiller", "read_whole", "read_header"]
+__all__ = ["COALESCE_GAP", "FIRST_READ", "PART_SIZE", "RangeReader", "RangeFiller", "anonymous_buffer", "read_whole",
+           "read_header"]
 
 #: Ranges at most this far apart are fetched in one request (the bytes between are fetched too: fewer round trips).
 COALESCE_GAP = 4096
@@ -66,14 +67,20 @@ def read_header(reader: RangeReader, max_header_size: int) -> tuple[mmap.mmap, i
     if 8 + length > size:
         raise InvalidFileError(f"{reader.name}: the header's length ({length}) runs past the end of the file ({size} "
                                "bytes)", code="HeaderPastEnd")
-    try:
-        buffer = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
-    except (OSError, OverflowError) as e:
-        raise OSError(errno.ENOMEM, f"cannot reserve {size} bytes of address space for the file: {e}", reader.name) from None
+    buffer = anonymous_buffer(size, reader.name)
     buffer[:len(first)] = first
     if 8 + length > len(first):
         buffer[len(first):8 + length] = checked_read(reader, len(first), 8 + length)
     return buffer, max(len(first), 8 + length)
+
+
+def anonymous_buffer(size: int, name: str) -> mmap.mmap:
+    """Anonymous memory of ``size`` bytes for the file ``name`` names, which takes none until written: OSError (ENOMEM)
+    naming the file when the system will not reserve that much address space (a size no machine here could hold)."""
+    try:
+        return mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    except (OSError, OverflowError) as e:
+        raise OSError(errno.ENOMEM, f"cannot reserve {size} bytes of address space for the file: {e}", name) from None
 
 
 def read_whole(reader: RangeReader, max_header_size: int) -> bytearray | mmap.mmap:

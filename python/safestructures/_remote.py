@@ -13,9 +13,10 @@ from collections.abc import Callable
 from typing import Any
 
 from ._errors import FrameworkNotAvailableError
-from ._http import http_listing, http_range, is_http
+from ._http import http_ask, http_listing, http_range, is_http
+from ._streams import checked_bytes
 
-__all__ = ["UrlRanges", "filesystem", "is_url", "listing", "local_path", "write_atomically"]
+__all__ = ["UrlRanges", "exists", "filesystem", "is_url", "listing", "local_path", "write_atomically"]
 
 _URL = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://")
 
@@ -51,6 +52,11 @@ def listing(fs: Any, where: str, limit: int) -> list[str] | None:
     return fs.ls(where, detail=False) if fs.isdir(where) else None
 
 
+def exists(fs: Any, where: str) -> bool:
+    """Whether ``where`` is in ``fs`` (over HTTP, asked within the stall bound of :mod:`._http`)."""
+    return bool(http_ask(fs, where, "exists")) if is_http(fs) else fs.exists(where)
+
+
 class UrlRanges:
     """A file of an fsspec filesystem read by byte ranges (a :class:`~safestructures._ranges.RangeReader`): over
     HTTP, each read is one range request, of which no more than the range is read (see :mod:`._http`)."""
@@ -60,7 +66,7 @@ class UrlRanges:
         self._fs = fs
         self._path = path
         self._http = is_http(fs)
-        size = fs.size(path)
+        size = http_ask(fs, path, "size") if self._http else fs.size(path)
         if type(size) is not int or size < 0:  # fsspec's HTTP gives None for a server that sends no Content-Length
             raise OSError(errno.EIO, f"the server gives no size for the file ({size!r}), which a read by ranges needs",
                           self.name)
@@ -69,7 +75,11 @@ class UrlRanges:
     def read(self, begin: int, end: int) -> bytes:
         if self._http:
             return http_range(self._fs, self._path, begin, end, self.size, self.name)
-        return bytes(self._fs.cat_file(self._path, start=begin, end=end))
+        # Refused before it is copied when the filesystem gives more than the range (its own read took it whole:
+        # fsspec reads a response's body whole, which only HTTP's way above bounds).
+        got = self._fs.cat_file(self._path, start=begin, end=end)
+        return bytes(checked_bytes(got, end - begin, self.name, "cat_file", f"start={begin}, end={end}",
+                                   "a filesystem's cat_file() gives bytes"))
 
 
 def write_atomically(url: str, write: Callable[[Any], None]) -> None:

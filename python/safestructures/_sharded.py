@@ -15,14 +15,15 @@ from typing import IO, Any
 
 from . import _core
 from ._errors import InvalidArgumentError, InvalidFileError, quote
+from ._limits import DEFAULT_MAX_HEADER_SIZE
 from ._format import (CHECKSUMS_KEY, INDEX_METADATA, INDEX_NAME, INDEX_WEIGHT_MAP, RESERVED_INDEX_KEYS, SAVE_KEY, SCHEMA_KEY,
                       TOTAL_SIZE_KEY, file_json)
 from ._progress import saving
 
 __all__ = ["INDEX_NAME", "LOCAL", "SHARD_FILE_NAME", "SHARD_PATTERN", "Place", "aside_id", "check_index_metadata",
            "check_regular_file", "check_replaceable", "directory_lock", "install", "locked_by_another", "old_shards",
-           "parse_size", "remove_if_present", "remove_stale_temporaries", "save_lock", "save_running", "save_sharded",
-           "shard_name", "write_atomically", "write_temporary"]
+           "parse_size", "read_index_file", "remove_if_present", "remove_stale_temporaries", "save_lock", "save_running",
+           "save_sharded", "shard_name", "write_atomically", "write_temporary"]
 
 PREFIX = "model"
 #: The shard file names an index may map tensors to: plain, visible names beside the index, never a path elsewhere.
@@ -68,6 +69,23 @@ def check_regular_file(path: str, what: str = "file") -> None:
     mode = os.stat(path).st_mode  # follows links; never blocks, whatever the file is
     if not stat.S_ISREG(mode):
         raise InvalidFileError(f"{path}: the {what} is {_kind(mode)}, not a regular file")
+
+
+def read_index_file(index: str, limit: int) -> bytes:
+    """The bytes of the index file ``index``, read no further than ``limit``: InvalidFileError naming it when it is not
+    a regular file (checked on the file opened, without waiting: a FIFO put in its place after a look would block the
+    read) or holds more than ``limit`` bytes. FileNotFoundError when there is none."""
+    fd = os.open(index, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    with os.fdopen(fd, "rb") as f:
+        mode, size = (found := os.fstat(fd)).st_mode, found.st_size
+        if not stat.S_ISREG(mode):
+            raise InvalidFileError(f"{index}: the index is {_kind(mode)}, not a regular file")
+        if size > limit:
+            raise InvalidFileError(f"{index}: the index is {size} bytes, over the limit of {limit}")
+        raw = f.read(limit + 1)
+    if len(raw) > limit:
+        raise InvalidFileError(f"{index}: the index is over the limit of {limit} bytes (it grew as it was read)")
+    return raw
 
 
 def check_replaceable(path: str) -> None:
@@ -155,12 +173,10 @@ def remove_if_present(path: str) -> bool:
 
 
 def _old_shards(index: str) -> tuple[set[str], str | None]:
-    """:func:`old_shards` of the index file at ``index``, if it is a regular file."""
+    """:func:`old_shards` of the index file at ``index``, if it is a regular file within the limit of a load's."""
     try:
-        check_regular_file(index)
-        with open(index, "rb") as f:
-            return old_shards(f.read())
-    except OSError:
+        return old_shards(read_index_file(index, DEFAULT_MAX_HEADER_SIZE))
+    except (OSError, InvalidFileError):
         return set(), None
 
 

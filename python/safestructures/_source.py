@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import mmap
 import os
 import posixpath
 from collections.abc import Callable
@@ -19,8 +20,9 @@ from ._format import (CHECKSUMS_KEY, DCP_KEY, INDEX_METADATA, INDEX_NAME, INDEX_
                       TOTAL_SIZE_KEY, V1_SCHEMA_KEY)
 from ._ranges import checked_read, read_header
 from ._http import is_http
-from ._remote import UrlRanges, filesystem, is_url, listing, local_path
-from ._sharded import SHARD_FILE_NAME, aside_id, check_regular_file, index_document, index_text, previous_shard, shard_name, shard_of
+from ._remote import UrlRanges, exists, filesystem, is_url, listing, local_path
+from ._sharded import (SHARD_FILE_NAME, aside_id, check_regular_file, index_document, index_text, previous_shard,
+                       read_index_file, shard_name, shard_of)
 from ._streams import FileObjectRanges, check_binary, is_file_object, name_of, read_stream, seekable
 
 __all__ = ["DCP", "FILE", "PLAIN_SHARDS", "SHARDED", "Source", "check_shards", "file_format", "read_or_resolve", "resolve",
@@ -31,6 +33,10 @@ FILE = "file"
 SHARDED = "sharded"
 PLAIN_SHARDS = "plain shards"
 DCP = "dcp"
+
+#: The most .safetensors files a folder URL without an index may list: each costs requests (its size, its header,
+#: about 90 ms on the loopback), so a page of 100 MB of links would keep a load asking for days.
+MAX_REMOTE_FOLDER_FILES = 1000
 
 #: The formats of a single file, as the command line names them (see :func:`file_format`).
 V2, V1, PLAIN = "safestructures v2", "safestructures 1.0.0", "plain safetensors"
@@ -55,8 +61,8 @@ class Source:
     index_maps: tuple[dict[str, Any], dict[str, str]] | None = None
     #: Files read by byte ranges instead of mapped (a URL, a seekable file object): one reader per path.
     ranged: list[Any] | None = None
-    #: A stream that cannot seek, read whole.
-    data: bytearray | None = None
+    #: A stream that cannot seek, read as far as its header declares (see :func:`._streams.read_stream`).
+    data: bytearray | mmap.mmap | None = None
 
 
 def file_format(structured: bool, metadata: dict[str, str] | None) -> str:
@@ -80,21 +86,21 @@ def target_of(path: Any) -> tuple[Any, str]:
     return text, text
 
 
-def resolve(path: Any, max_header_size: int) -> Source:
+def resolve(path: Any, max_header_size: int, max_bytes: int | None = None) -> Source:
     """What ``path`` (as :func:`target_of` gives it) holds. A directory or an index is read (at most
     ``max_header_size`` bytes of index) and checked: a malformed index, a shard name that is not a file beside it, or a
     shard that is not a regular file raise here. A single file is not opened: its reader tells what it holds from the
     header. A directory without an index holds ``.safetensors`` files as ``save_pretrained`` writes them: one is that
     file, several are the plain shards of one checkpoint (see :func:`_folder_of_files`).
 
-    ``path`` may also be a file object (see :mod:`._streams`: a seekable one is read by ranges, a stream read whole
-    here) or a URL (see :func:`_remote_source`). :func:`read_or_resolve` is this with a cheaper first step."""
+    ``path`` may also be a file object (see :mod:`._streams`: a seekable one is read by ranges, a stream read here
+    as far as its header declares, within ``max_bytes`` where the caller gave one) or a URL (see :func:`_remote_source`). :func:`read_or_resolve` is this with a cheaper first step."""
     if is_file_object(path):
         check_binary(path)
         name = name_of(path)
         if seekable(path):
             return Source(FILE, name, [name], ranged=[FileObjectRanges(path)])
-        return Source(FILE, name, [name], data=read_stream(path))
+        return Source(FILE, name, [name], data=read_stream(path, max_header_size, max_bytes))
     if is_url(path):
         return _remote_source(path, max_header_size)
     if os.path.isdir(path):
@@ -110,28 +116,23 @@ def resolve(path: Any, max_header_size: int) -> Source:
     else:
         return Source(FILE, path, [path])
     try:
-        check_regular_file(index, "index")
-        size = os.path.getsize(index)
+        raw = read_index_file(index, max_header_size)
     except FileNotFoundError:
         raise FileNotFoundError(2, f"no {INDEX_NAME} here: not a sharded save", index) from None
-    if size > max_header_size:
-        raise InvalidFileError(f"{index}: the index is {size} bytes, over the limit of {max_header_size}")
-    with open(index, "rb") as f:
-        raw = f.read()
     directory = os.path.dirname(index)
     return _index_source(path, index, raw, lambda shard, moved_as: _shard_at(directory, shard, moved_as, os.path.lexists, os.path.join),
                          lambda shard: check_regular_file(shard, "shard"))
 
 
-def _shard_at(directory: str, shard: str, moved_as: str, exists: Callable[[str], bool], join: Callable[..., str]) -> str:
+def _shard_at(directory: str, shard: str, moved_as: str, present: Callable[[str], bool], join: Callable[..., str]) -> str:
     """Where shard ``shard`` of an index is: beside it, or moved aside (under the index's ``aside_id``) by a later save
     that was cut before its index replaced this one (previous_shard)."""
     aside = previous_shard(directory, shard, moved_as, join)
-    return aside if exists(aside) else join(directory, shard)
+    return aside if present(aside) else join(directory, shard)
 
 
-def read_or_resolve(path: Any, max_header_size: int, read: Callable[..., Any],
-                    read_args: tuple[Any, ...]) -> tuple[Any, Source | None]:
+def read_or_resolve(path: Any, max_header_size: int, read: Callable[..., Any], read_args: tuple[Any, ...],
+                    max_bytes: int | None = None) -> tuple[Any, Source | None]:
     """:func:`resolve`, with a first step for a caller that reads a single file at once: a local path that names no
     index is read by ``read(path, *read_args)``, whose open refuses a directory with IsADirectoryError, as the core's
     does. (what ``read`` returned, None) for a single local file; (None, what :func:`resolve` finds) for any other path.
@@ -142,7 +143,7 @@ def read_or_resolve(path: Any, max_header_size: int, read: Callable[..., Any],
             return read(path, *read_args), None
         except IsADirectoryError:
             pass  # resolved as any directory
-    return None, resolve(path, max_header_size)
+    return None, resolve(path, max_header_size, max_bytes)
 
 
 def _remote_source(url: str, max_header_size: int) -> Source:
@@ -161,7 +162,7 @@ def _remote_source(url: str, max_header_size: int) -> Source:
         return Source(FILE, url, [url], ranged=[UrlRanges(fs, where)])
     else:
         index = posixpath.join(where, INDEX_NAME)
-        if not fs.exists(index):
+        if not exists(fs, index):
             return _remote_folder_of_files(fs, where, url, paths, max_header_size)
     reader = UrlRanges(fs, index)
     if reader.size > max_header_size:
@@ -239,9 +240,13 @@ def _valid_text(text: str, index: str, what: str) -> None:
 
 
 def _remote_folder_of_files(fs: Any, where: str, url: str, paths: list[str], max_header_size: int) -> Source:
-    """A folder URL without an index, as :func:`_folder_of_files` reads a local one: its files (``paths``, as listed),
-    their headers fetched by range requests."""
+    """A folder URL without an index, as :func:`_folder_of_files` reads a local one: its files (``paths``, as listed,
+    at most :data:`MAX_REMOTE_FOLDER_FILES` of them), their headers fetched by range requests."""
     names = sorted(posixpath.basename(p) for p in paths if SHARD_FILE_NAME.fullmatch(posixpath.basename(p)))
+    if len(names) > MAX_REMOTE_FOLDER_FILES:
+        raise InvalidFileError(f"{url}: the folder lists {len(names):,} .safetensors files and no {INDEX_NAME}: at most "
+                               f"{MAX_REMOTE_FOLDER_FILES:,} are read without one (each costs requests); an index names "
+                               "the shards of a larger checkpoint")
     readers = {posixpath.join(url, name): UrlRanges(fs, posixpath.join(where, name)) for name in names}
 
     def header(shard: str) -> tuple[Any, Any]:

@@ -422,6 +422,15 @@ NB_MODULE(_core, m) {
         "of the file.");
   m.def("read_bytes", &py_read_bytes, "data"_a, "max_header_size"_a = default_max_header_size,
         "Validate the header of the safetensors file in a buffer: (metadata, tensors), as read_file gives them.");
+  m.def(
+      "declared_data",
+      [](nb::bytes header) {
+        const DeclaredData declared = declared_data(std::string_view(header.c_str(), header.size()));
+        return nb::make_tuple(declared.size, declared.trailing_allowed);
+      },
+      "header"_a,
+      "(data size, whether bytes may follow it) that a header's text (the N bytes after the length prefix) declares, "
+      "the header checked as a load checks it but against the file's size: how far a stream that cannot seek is read.");
   m.def("write_file", &py_write_file, "path"_a, "tensors"_a, "metadata"_a.none() = nb::none(), "fsync"_a = false, "checksums"_a = true,
         "progress"_a.none() = nb::none(),
         "Write a safetensors file atomically from [(name, dtype, shape, ndarray), ...].\n\n"

@@ -7,6 +7,7 @@
 #include <array>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <numeric>
 #include <span>
 
@@ -223,6 +224,9 @@ void index_tensor(Header& header, std::size_t last, std::size_t members) {
   if (!header.index.emplace(name, last).second) raise(ErrorCode::DuplicateKey, where(name) + " appears twice");
 }
 
+// The data size declared_data parses a header against: no entry ends past it, and no trailing bytes are counted.
+constexpr std::uint64_t unknown_data_size = std::numeric_limits<std::uint64_t>::max();
+
 // `trailing_allowed`: a recording's data buffer may run past its last tensor (data appended since its last commit).
 void check_tiling(const Header& header, std::uint64_t data_size, bool trailing_allowed) {
   const auto& tensors = header.tensors;
@@ -260,7 +264,7 @@ void check_tiling(const Header& header, std::uint64_t data_size, bool trailing_a
     expected = t.end;
     previous = &t;
   }
-  if (expected != data_size && !trailing_allowed) {
+  if (expected != data_size && !trailing_allowed && data_size != unknown_data_size) {
     raise(ErrorCode::TrailingBytes, std::to_string(data_size - expected) + " bytes follow the last tensor's data" +
                                         (previous ? " (" + where(previous->name) + ")" : std::string(" (the file holds no tensor data)")));
   }
@@ -381,6 +385,14 @@ Header parse_header_text(std::string_view json, std::uint64_t data_size) {
 Header parse_header_text_by_simdjson(std::string_view json, std::uint64_t data_size) {
   check_header_bytes(json);
   return parse_checked_header_text(json, data_size);
+}
+
+DeclaredData declared_data(std::string_view json) {
+  const Header header = parse_header_text(json, unknown_data_size);
+  DeclaredData out;
+  for (const auto& t : header.tensors) out.size = std::max(out.size, t.end);
+  out.trailing_allowed = header.find_metadata(recording_metadata_key) != nullptr;
+  return out;
 }
 
 namespace {

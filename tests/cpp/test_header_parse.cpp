@@ -386,6 +386,28 @@ TEST(ParseHeaderRejects, DataPastEnd) {
   EXPECT_TRUE(rejects(object({entry("long", "U8", "[1]", 0, 1)}), 0, ErrorCode::DataPastEnd, {"\"long\"", "0 bytes"}));
 }
 
+// --- What a header declares of its data, without the data (a stream read that far) ---
+
+TEST(DeclaredData, IsWhereTheLastTensorEnds) {
+  const DeclaredData d = declared_data(object({entry("b", "U8", "[8]", 4, 12), entry("a", "U8", "[4]", 0, 4)}));
+  EXPECT_EQ(d.size, 12u);
+  EXPECT_FALSE(d.trailing_allowed);
+  EXPECT_EQ(declared_data("{}").size, 0u);
+  EXPECT_EQ(declared_data(object({entry("huge", "U8", "[1099511627776]", 0, 1099511627776)})).size, 1099511627776u);
+  const DeclaredData recording = declared_data(
+      object({R"("__metadata__":{"__safestructures_recording__":"1"})", entry("a", "U8", "[4]", 0, 4)}));
+  EXPECT_EQ(recording.size, 4u);
+  EXPECT_TRUE(recording.trailing_allowed);
+}
+
+TEST(DeclaredData, ChecksTheHeaderButItsSize) {
+  EXPECT_TRUE(fails_with([] { declared_data(object({entry("a", "U8", "[2]", 0, 2), entry("b", "U8", "[2]", 1, 3)})); },
+                         ErrorCode::Overlap, {"\"b\"", "\"a\""}));
+  EXPECT_TRUE(fails_with([] { declared_data(object({entry("a", "U8", "[2]", 2, 4)})); }, ErrorCode::Hole, {"\"a\""}));
+  EXPECT_TRUE(fails_with([] { declared_data("[]"); }, ErrorCode::HeaderNotObject));
+  EXPECT_TRUE(fails_with([] { declared_data("\xff"); }, ErrorCode::HeaderNotUtf8));
+}
+
 // --- Duplicates ---
 
 TEST(ParseHeaderRejects, DuplicateTensorName) {

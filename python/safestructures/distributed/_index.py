@@ -18,7 +18,8 @@ from torch.distributed.checkpoint.metadata import (BytesStorageMetadata, ChunkSt
 from .. import _core, _walkers
 from .._errors import InvalidFileError, quote, shown
 from .._format import DCP_KEY, INDEX_METADATA, INDEX_NAME, INDEX_WEIGHT_MAP, SCHEMA_KEY, TOTAL_SIZE_KEY
-from .._sharded import SHARD_FILE_NAME, index_document
+from .._limits import DEFAULT_MAX_HEADER_SIZE
+from .._sharded import SHARD_FILE_NAME, index_document, read_index_file
 from ..frameworks.torch import DTYPES_BY_NAME as TORCH_DTYPES
 
 __all__ = ["blob_of", "index_text", "load_structure", "metadata_from_index", "read_index", "schema_of"]
@@ -75,7 +76,7 @@ def read_index(path: str | os.PathLike[str]) -> dict[str, Any]:
     :class:`SafestructuresWriter` wrote (InvalidFileError otherwise)."""
     file = Path(path) / INDEX_NAME
     try:
-        raw = file.read_bytes()
+        raw = read_index_file(str(file), DEFAULT_MAX_HEADER_SIZE)
     except FileNotFoundError as e:
         raise InvalidFileError(f"{file} is missing: {Path(path)} is not a checkpoint directory") from e
     index = index_document(raw, str(file))
