@@ -84,12 +84,25 @@ def serving(files: dict[str, bytes], claimed: dict[str, int] | None = None,
                 served.ranges.append((begin, begin + len(chunk)))
             self.wfile.write(chunk)
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
+    with serving_handler(Handler) as base:
+        yield base, served
+
+
+class _QuietServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        pass  # a client hanging up (on a flood, on a stall) is what the tests make it do
+
+
+@contextmanager
+def serving_handler(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
+    """A server of ``handler`` on 127.0.0.1, in a thread of its own while the block runs; yields its base URL."""
+    server = _QuietServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", served
+        yield f"http://127.0.0.1:{server.server_address[1]}"
     finally:
         server.shutdown()
         server.server_close()

@@ -10,7 +10,7 @@ import re
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ import pytest
 import safestructures as ss
 from safestructures import InvalidFileError
 from safestructures._ranges import FIRST_READ
+from http_range_server import serving_handler
 
 MiB = 1 << 20
 _RANGE = re.compile(r"bytes=(\d+)-(\d*)$")
@@ -108,22 +109,11 @@ def lying(lies: Lies) -> Iterator[str]:
             if mode == "long":
                 lies.hold.wait(60)  # the connection held open, the 100 bytes said never sent
 
-    class Server(ThreadingHTTPServer):
-        daemon_threads = True
-
-        def handle_error(self, request: Any, client_address: Any) -> None:
-            pass  # a client hanging up on a flood is the point
-
-    server = Server(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        lies.hold.set()
-        server.shutdown()
-        server.server_close()
-        thread.join()
+    with serving_handler(Handler) as base:
+        try:
+            yield base
+        finally:
+            lies.hold.set()
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import fsspec
@@ -21,6 +21,7 @@ from fsspec.spec import AbstractFileSystem
 
 import safestructures as ss
 from safestructures import _http
+from http_range_server import serving_handler
 
 # --- 71. a stream that cannot seek is read as far as its header declares ------------------------------------------------------
 
@@ -254,22 +255,11 @@ def _stalling(raw: bytes, mode: str) -> Iterator[str]:
             if mode != "honest":
                 hold.wait(60)
 
-    class Server(ThreadingHTTPServer):
-        daemon_threads = True
-
-        def handle_error(self, request: Any, client_address: Any) -> None:
-            pass  # a client hanging up on a stall is the point
-
-    server = Server(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/m.safetensors"
-    finally:
-        hold.set()
-        server.shutdown()
-        server.server_close()
-        thread.join()
+    with serving_handler(Handler) as base:
+        try:
+            yield f"{base}/m.safetensors"
+        finally:
+            hold.set()
 
 
 @pytest.mark.parametrize(("mode", "why"), [
