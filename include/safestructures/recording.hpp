@@ -38,9 +38,9 @@ std::optional<RecordingJournal> journal_over(const std::filesystem::path& path, 
 std::optional<RecordingJournal> journal_over(int fd, const Header* in_place, std::uint64_t max_header_size);
 
 // Completes the commit a killed writer left, when the recording open as `fd` (for writing) ends in a whole journal
-// that readers take (journal_over, over the header in place read back):
-// its room (in the prefix) and header are written in place and the journal cut off. Returns whether there was one. A
-// kill during this leaves the same journal to complete again.
+// that readers take (journal_over, over the header in place read back) and whose header parses: its room (in the
+// prefix) and header are written in place and the journal cut off. Returns whether there was one. A kill during this
+// leaves the same journal to complete again.
 bool finish_recording_commit(int fd, bool fsync);
 
 // Commits the header `header_text`, padded with spaces to `room` bytes, of the recording open as `fd`, whose data

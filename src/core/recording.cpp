@@ -211,6 +211,13 @@ bool finish_recording_commit(int fd, bool fsync) {
   const std::optional<Header> in_place = header_in_place(fd, default_max_header_size);
   const auto journal = journal_over(fd, in_place ? &*in_place : nullptr, default_max_header_size);
   if (!journal) return false;
+  // Nor one whose header no reader accepts: the file is left as it is, for its readers to refuse.
+  try {
+    (void)parse_header_text(journal->header_text, journal->data_size);
+  } catch (const Error& e) {
+    if (e.code() == ErrorCode::Io) throw;
+    return false;
+  }
   // The journal stays whole while its room and text are written in place: a kill here leaves the same state to finish
   // again.
   const std::uint64_t room = journal->header_text.size();
