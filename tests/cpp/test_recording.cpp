@@ -119,12 +119,13 @@ TEST(Recording, ARecordsBytesThatEndTheFileAsAJournalAreTheRecords) {
   // continuing writer read the header in place, which describes those bytes, not the journal they spell.
   Recording rec;
   rec.append_and_commit(0, 2);
-  const std::string forged = "{\"__metadata__\":{\"" + std::string(recording_metadata_key) + "\":\"1\",\"evil\":\"yes\"}}";
+  const std::string forged = std::string("{\"__metadata__\":{\"").append(recording_metadata_key).append("\":\"1\",\"evil\":\"yes\"}}");
   const Bytes journal = journal_of(forged + std::string(room - forged.size(), ' '), 8);  // the file: 8 + room + 8 + room + 32
   ASSERT_EQ(::pwrite(rec.fd, journal.data(), journal.size(), 8 + room + 8), static_cast<ssize_t>(journal.size()));
   std::string header = header_of(2);
   header.pop_back();
-  header += "," + test::entry("blob", "U8", "[" + std::to_string(journal.size()) + "]", 8, 8 + journal.size()) + "}";
+  const std::string shape = std::string("[").append(std::to_string(journal.size())).append("]");
+  header.append(",").append(test::entry("blob", "U8", shape, 8, 8 + journal.size())).append("}");
   commit_recording_header(rec.fd, header, room, 8 + journal.size(), false);
   ASSERT_TRUE(read_recording_journal(rec.path, default_max_header_size));  // it is a whole journal, by its footer
   const Reader reader = Reader::open(rec.path);
@@ -138,7 +139,7 @@ TEST(Recording, ARecordsBytesThatEndTheFileAsAJournalAreTheRecords) {
 
 TEST(Recording, AFileThatIsNoRecordingKeepsTheJournalItsDataSpells) {
   // A plain file whose one tensor is a whole journal: a writer continuing it (mode "a") must leave it as it is.
-  const std::string header = "{" + test::entry("blob", "U8", "[40]", 0, 40) + "}";
+  const std::string header = std::string("{").append(test::entry("blob", "U8", "[40]", 0, 40)).append("}");
   const std::string padded = header + std::string((8 - header.size() % 8) % 8, ' ');
   Bytes file = test::raw_file(padded.size(), padded);
   const Bytes journal = journal_of("{}      ", file.size() + 40 - 40 - 16);  // a room of 8, for the file's size
@@ -151,6 +152,24 @@ TEST(Recording, AFileThatIsNoRecordingKeepsTheJournalItsDataSpells) {
   EXPECT_FALSE(finish_recording_commit(fd, false));  // before: true, the file cut by 40 bytes and its header replaced
   ::close(fd);
   EXPECT_EQ(test::read_file_bytes(path), file);
+}
+
+TEST(Recording, AJournalWhoseHeaderNoReaderTakesIsLeftAsItIs) {
+  // A torn header and a whole journal whose header is not a valid one (here: a tensor past its data): readers refuse
+  // the file, and finishing the commit leaves it as it is (before: the broken header written in place, the file cut).
+  Recording rec;
+  rec.append_and_commit(0, 2);
+  Bytes file = test::read_file_bytes(rec.path);
+  file[8] = std::byte{'x'};
+  std::string broken = header_of(9);
+  const Bytes journal = journal_of(broken + std::string(room - broken.size(), ' '), 8);
+  file.insert(file.end(), journal.begin(), journal.end());
+  test::write_file_bytes(rec.path, file);
+  EXPECT_TRUE(test::fails_with([&] { Reader::open(rec.path); }, ErrorCode::DataPastEnd));
+  const int fd = ::open(rec.path.c_str(), O_RDWR | O_CLOEXEC);
+  EXPECT_FALSE(finish_recording_commit(fd, false));
+  ::close(fd);
+  EXPECT_EQ(test::read_file_bytes(rec.path), file);
 }
 
 TEST(Recording, ARecordWhoseBytesWouldEndTheFileAsAJournalIsRefused) {

@@ -68,3 +68,62 @@ def test_case_80_mode_a_leaves_a_file_that_is_no_recording_as_it_was(tmp_path: P
         ss.Recorder(path, mode="a")
     assert path.read_bytes() == before
     assert ss.load_file(path)["blob"].tobytes() == blob.tobytes()
+
+
+# --- 81. a number that no 64-bit value holds: the message names it and where it is ------------------------------------
+
+@pytest.mark.parametrize(
+    "schema, message",
+    [
+        ('"root":{"layers":[{"$":"list","#":18446744073709551615,"items":[]}]}}',
+         """the schema's integer 18446744073709551615 at $["root"]["layers"][0]["#"] is out of the int64 range (a save writes """
+         "such ints tagged)"),
+        ('"root":{"lr":1e400}}', "the schema is not valid JSON: Problem while parsing a number (the number 1e400 at byte 52, which no "
+         "64-bit int or finite double holds)"),
+        ('"root":[-0, 1e-400, -9223372036854775809]}', "the schema is not valid JSON: Problem while parsing a number (the number "
+         "-9223372036854775809 at byte 59, which no 64-bit int or finite double holds)"),
+    ],
+    ids=["uint64", "1e400", "below-int64"],
+)
+def test_case_81_a_number_past_64_bits_is_named_with_its_place(tmp_path: Path, schema: str, message: str) -> None:
+    # Before: "integer 18446744073709551615 is out of the int64 range" and "the schema is not valid JSON: Problem while
+    # parsing a number", naming neither the number nor where it is in a schema of megabytes.
+    path = tmp_path / "n.safetensors"
+    path.write_bytes(crafted.metadata_file({crafted.SCHEMA_KEY: crafted.ENVELOPE + schema}))
+    with pytest.raises(ss.InvalidFileError) as info:
+        ss.load_file(path)
+    assert str(info.value) == f"{path}: {message}"
+
+
+def test_case_81_a_header_number_past_64_bits_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "h.safetensors"
+    text = b'{"w":{"dtype":"F32","shape":[18446744073709551616],"data_offsets":[0,0]}}'
+    path.write_bytes(len(text).to_bytes(8, "little") + text)
+    with pytest.raises(ss.InvalidFileError) as info:
+        ss.load_file(path)
+    assert str(info.value) == (f"{path}: header is not valid JSON: Problem while parsing a number (the number "
+                               "18446744073709551616 at byte 29, which no 64-bit int or finite double holds)")
+    assert info.value.code == "HeaderNotJson"
+
+
+def test_case_80a_mode_a_leaves_a_journal_whose_header_no_reader_takes(tmp_path: Path) -> None:
+    # Before: Recorder(mode="a") wrote the journal's broken header in place and cut the file from 8,232 to 4,112 bytes,
+    # then raised the error every load raised before it: a refused continuation changed the file.
+    path = tmp_path / "rec.safetensors"
+    with ss.Recorder(path, header_room=4096, header_reserve=0) as recorder:
+        recorder.append({"w": np.arange(4, dtype=np.float32)})
+    data = bytearray(path.read_bytes())
+    room = int.from_bytes(data[:8], "little")
+    broken = (b'{"__metadata__":{"' + crafted.RECORDING_KEY.encode() + b'":"1"},'
+              b'"t":{"dtype":"U8","shape":[999],"data_offsets":[0,999]}}')
+    data[8] = ord("x")  # the header in place torn, as a commit killed while writing it leaves it
+    data += crafted.journal(broken, room, len(data) - 8 - room)
+    path.write_bytes(data)
+    message = f'{path}: tensor "t": data_offsets end 999 is past the end of the data buffer (16 bytes)'
+    with pytest.raises(ss.InvalidFileError) as info:
+        ss.load_file(path)
+    assert str(info.value) == message
+    with pytest.raises(ss.InvalidFileError) as info:
+        ss.Recorder(path, mode="a")
+    assert str(info.value) == message
+    assert path.read_bytes() == data
