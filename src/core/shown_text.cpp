@@ -123,18 +123,20 @@ std::string unreadable_number(std::string_view json) {
     std::size_t end = k;
     while (end < json.size() && std::string_view("+-0123456789.eE").find(json[end]) != std::string_view::npos) ++end;
     const std::string token(json.substr(k, end - k));
-    bool held = false;
+    // Only a number JSON spells well that is out of range: a malformed one ("-", "1e") keeps simdjson's message.
+    bool held = true;
     if (token.find_first_of(".eE") == std::string::npos) {
       std::int64_t i = 0;
       std::uint64_t u = 0;
       const char* last = token.data() + token.size();
       const auto as_signed = std::from_chars(token.data(), last, i);
       const auto as_unsigned = std::from_chars(token.data(), last, u);
-      held = (as_signed.ec == std::errc() && as_signed.ptr == last) || (as_unsigned.ec == std::errc() && as_unsigned.ptr == last);
+      held = as_signed.ec != std::errc::result_out_of_range || (token[0] != '-' && as_unsigned.ec != std::errc::result_out_of_range);
     } else {
       // strtod: an underflow to zero (1e-400) is held, as JSON parsers read it; an overflow to infinity is not.
       char* stop = nullptr;
-      held = !std::isinf(std::strtod(token.c_str(), &stop));
+      const double value = std::strtod(token.c_str(), &stop);
+      held = stop != token.c_str() + token.size() || !std::isinf(value);
     }
     if (!held) return "the number " + shown_json(token, 40) + " at byte " + std::to_string(k);
     k = end - 1;

@@ -53,6 +53,8 @@ TEST(ShownText, TheNumberNoSixtyFourBitsHold) {
   EXPECT_EQ(unreadable_number(R"(["\"1e400",-9223372036854775809])"), "the number -9223372036854775809 at byte 11");
   EXPECT_EQ(unreadable_number("[" + std::string(300, '9') + "]"), "the number " + std::string(40, '9') + "... (300 bytes) at byte 1");
   EXPECT_EQ(unreadable_number(R"({"a":[1,2.5,-3e10]})"), "");
+  // A malformed number is no number out of range: simdjson's message stands alone.
+  EXPECT_EQ(unreadable_number(R"([-, 1e, 01, 1.e5, --1])"), "");
 }
 
 }  // namespace
