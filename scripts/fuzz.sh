@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Fuzzes the C++ core with libFuzzer (fuzz_container, fuzz_schema, fuzz_strict_json), the Python load(bytes) path with atheris
+# Fuzzes the C++ core with libFuzzer (fuzz_container, fuzz_schema, fuzz_strict_json, fuzz_recording, fuzz_file_api), the
+# Python load(bytes) path with atheris
 # (fuzz_load), and loads of files built by the schema grammar with atheris (fuzz_structure: refs, keys, views, dtypes;
 # each input checked against a time and memory budget), everything built with clang++-14 under AddressSanitizer +
 # UndefinedBehaviorSanitizer into build/fuzz.
@@ -19,7 +20,7 @@ export PATH="$PWD/.venv/bin:$PATH"
 seconds=${FUZZ_SECONDS:-20}
 build=build/fuzz
 fuzz=tests/fuzz
-libfuzzer_targets=(fuzz_container fuzz_schema fuzz_strict_json)
+libfuzzer_targets=(fuzz_container fuzz_schema fuzz_strict_json fuzz_recording fuzz_file_api)
 atheris_targets=(fuzz_load fuzz_structure)
 all_targets=("${libfuzzer_targets[@]}" "${atheris_targets[@]}")
 limits=(-timeout=10 -rss_limit_mb=2048)

@@ -18,6 +18,7 @@ namespace safestructures {
 struct RecordingJournal {
   std::string header_text;
   std::uint64_t data_size = 0;
+  std::uint64_t at = 0;  // where it starts in the file: 8 + N_j + data_size
 };
 
 // The journal ending the file at `path`, read with pread (never through a mapping, which the writer may cut short),
@@ -29,9 +30,17 @@ std::optional<RecordingJournal> read_recording_journal(const std::filesystem::pa
 // The same, from a file open as `fd`.
 std::optional<RecordingJournal> read_recording_journal(int fd, std::uint64_t max_header_size);
 
-// Completes the commit a killed writer left, when the recording open as `fd` (for writing) ends in a whole journal:
-// its room (in the prefix) and header are written in place and the journal cut off. Returns whether there was one. A
-// kill during this leaves the same journal to complete again.
+// The journal that readers take over the header in place `in_place` (nullptr where that does not parse) of the file at
+// `path`: the one read_recording_journal reads, but none where that header does not mark a recording, nor where the
+// journal would start before the end of the data that header describes (a record's own bytes ending the file as a
+// journal does are the record's, section 9).
+std::optional<RecordingJournal> journal_over(const std::filesystem::path& path, const Header* in_place, std::uint64_t max_header_size);
+std::optional<RecordingJournal> journal_over(int fd, const Header* in_place, std::uint64_t max_header_size);
+
+// Completes the commit a killed writer left, when the recording open as `fd` (for writing) ends in a whole journal
+// that readers take (journal_over, over the header in place read back) and whose header parses: its room (in the
+// prefix) and header are written in place and the journal cut off. Returns whether there was one. A kill during this
+// leaves the same journal to complete again.
 bool finish_recording_commit(int fd, bool fsync);
 
 // Commits the header `header_text`, padded with spaces to `room` bytes, of the recording open as `fd`, whose data
@@ -66,7 +75,8 @@ bool grow_recording_header(int fd, std::string_view header_text, std::uint64_t r
 // Writes the data buffer `layout` lays out for `tensors` (their bytes in data order, without the file's header) at
 // `offset` of the file open as `fd`: a record appended to a recording, its tensors streamed from their memory (large
 // ones uncopied, small ones gathered into chunks of 1 MiB). Raises Io on a failed write, the file then holding a
-// part of the bytes (its writer cuts it back).
+// part of the bytes (its writer cuts it back), and InvalidArgument, before the last 32 bytes are written, where the
+// file would then end in a whole journal (of any room): readers would take the record's bytes for the header.
 void write_recording_data(int fd, std::uint64_t offset, const Layout& layout, std::span<const WriteTensor> tensors);
 
 }  // namespace safestructures

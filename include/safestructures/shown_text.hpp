@@ -26,4 +26,8 @@ void append_shown_field(std::string& out, std::string_view name, std::size_t lim
 // JSON leaves out, cut past `limit` bytes.
 std::string shown_json(std::string_view json, std::size_t limit = shown_text_limit);
 
+// Where JSON text `json` holds a number that no 64-bit integer or finite double holds (simdjson's "Problem while
+// parsing a number" names none): `the number 1e400 at byte 57`, the first such; empty when there is none.
+std::string unreadable_number(std::string_view json);
+
 }  // namespace safestructures

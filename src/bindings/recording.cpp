@@ -41,7 +41,8 @@ void py_write_recording_record(RecordingWriter& writer, const RecordingWriter::S
   });
   {
     nb::gil_scoped_release release;
-    write_recording_data(fd, writer.data_end(), layout, walked.tree.tensors);
+    // (A record whose bytes would end the file as a journal does is the caller's to change.)
+    as_argument_error([&] { write_recording_data(fd, writer.data_end(), layout, walked.tree.tensors); });
   }
   writer.add(stream, walked.tree, layout);
   // The record's text goes back to the writer of the next, as a save's does.

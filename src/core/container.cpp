@@ -445,7 +445,9 @@ Header parse_checked_header_text(std::string_view json, std::uint64_t data_size)
   } trim;
   simdjson::dom::element root;
   if (const auto err = parser.parse(padded).get(root)) {
-    raise(ErrorCode::HeaderNotJson, std::string("header is not valid JSON: ") + simdjson::error_message(err));
+    const std::string number = err == simdjson::NUMBER_ERROR ? unreadable_number(json) : std::string();
+    raise(ErrorCode::HeaderNotJson, std::string("header is not valid JSON: ") + simdjson::error_message(err) +
+                                        (number.empty() ? "" : " (" + number + ", which no 64-bit int or finite double holds)"));
   }
   simdjson::dom::object object;
   if (root.get_object().get(object)) raise(ErrorCode::HeaderNotObject, "header must be a JSON object, found " + shown(root));

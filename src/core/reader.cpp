@@ -106,15 +106,13 @@ Reader Reader::open(const std::filesystem::path& path, std::uint64_t max_header_
         if (e.code() == ErrorCode::Io) throw;
         failure = e;
       }
-      if (!in_place || in_place->find_metadata(recording_metadata_key) != nullptr) {
-        // A recording's journal is newer than its header in place, and whole where that one may be torn.
-        // Its room may differ from the prefix's while a commit grows it: the data then starts at 8 + its room.
-        if (auto journal = read_recording_journal(path, max_header_size)) {
-          if (8 + journal->header_text.size() + journal->data_size <= bytes.size()) {
-            return Reader(std::move(mapping), bytes, true, parse_header_text(journal->header_text, journal->data_size));
-          }
-          if (attempt < 3) continue;  // the file grew since it was mapped: map it again
+      // A recording's journal is newer than its header in place, and whole where that one may be torn.
+      // Its room may differ from the prefix's while a commit grows it: the data then starts at 8 + its room.
+      if (auto journal = journal_over(path, in_place ? &*in_place : nullptr, max_header_size)) {
+        if (journal->at <= bytes.size()) {
+          return Reader(std::move(mapping), bytes, true, parse_header_text(journal->header_text, journal->data_size));
         }
+        if (attempt < 3) continue;  // the file grew since it was mapped: map it again
       }
       if (in_place) {
         if (in_place->find_metadata(recording_metadata_key) == nullptr) mapping->release_recording_lock();

@@ -12,6 +12,7 @@
 #include <cstddef>
 #include <cstring>
 #include <span>
+#include <vector>
 
 #include "safestructures/checksum.hpp"
 #include "safestructures/container.hpp"
@@ -124,25 +125,63 @@ bool hold_recording_read_lock(int fd, const std::string& name) {
   }
 }
 
+namespace {
+
+// The room N_j and data size D a journal's footer states, when they fit a file of `size` bytes: the file is exactly
+// prefix, room, data, journal header, footer (section 9). Compared so that no sum can overflow, whatever it claims.
+std::optional<std::pair<std::uint64_t, std::uint64_t>> footer_fits(const std::array<std::byte, footer_size>& footer, std::uint64_t size,
+                                                                   std::uint64_t max_header_size) {
+  if (size < 8 + footer_size || std::memcmp(footer.data(), recording_journal_magic.data(), 8) != 0) return std::nullopt;
+  const std::uint64_t room = load_le64(footer.data() + 8), data_size = load_le64(footer.data() + 16);
+  if (room == 0 || room > max_header_size || room % 8 != 0 || room > (size - 8 - footer_size) / 2 ||
+      data_size != size - 8 - footer_size - 2 * room) {
+    return std::nullopt;
+  }
+  return std::pair{room, data_size};
+}
+
+// Where the data that header `header` describes ends in its file: no journal of a commit starts before it.
+std::uint64_t described_end(const Header& header) {
+  std::uint64_t end = 0;
+  for (const TensorInfo& tensor : header.tensors) end = std::max(end, tensor.end);
+  return header.data_offset() + end;
+}
+
+// The header in place of the file open as `fd`, nullopt where it does not parse (a commit tearing it, or no header).
+std::optional<Header> header_in_place(int fd, std::uint64_t max_header_size) {
+  struct stat st {};
+  std::array<std::byte, 8> prefix{};
+  if (::fstat(fd, &st) != 0 || !read_exactly(fd, prefix.data(), prefix.size(), 0)) return std::nullopt;
+  const auto size = static_cast<std::uint64_t>(st.st_size);
+  const std::uint64_t room = load_le64(prefix.data());
+  if (room > max_header_size || room > size - 8) return std::nullopt;
+  std::string text(room, '\0');
+  if (!read_exactly(fd, text.data(), room, 8)) return std::nullopt;
+  try {
+    return parse_header_text(text, size - 8 - room);
+  } catch (const Error& e) {
+    if (e.code() == ErrorCode::Io) throw;
+    return std::nullopt;
+  }
+}
+
+}  // namespace
+
 std::optional<RecordingJournal> read_recording_journal(int fd, std::uint64_t max_header_size) {
   struct stat st {};
   if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) return std::nullopt;
   const auto size = static_cast<std::uint64_t>(st.st_size);
-  if (size < 8 + footer_size) return std::nullopt;
   std::array<std::byte, footer_size> footer{};
-  if (!read_exactly(fd, footer.data(), footer_size, size - footer_size)) return std::nullopt;
-  if (std::memcmp(footer.data(), recording_journal_magic.data(), 8) != 0) return std::nullopt;
-  // The journal's own room N_j (which a growth makes differ from the prefix's N until the commit ends): the file is
-  // exactly prefix, room, data, journal header, footer. Compared so that no sum can overflow, whatever it claims.
-  const std::uint64_t room = load_le64(footer.data() + 8);
+  if (size < 8 + footer_size || !read_exactly(fd, footer.data(), footer_size, size - footer_size)) return std::nullopt;
+  // The journal's own room N_j, which a growth makes differ from the prefix's N until the commit ends.
+  const auto fits = footer_fits(footer, size, max_header_size);
+  if (!fits) return std::nullopt;
+  const auto [room, data_size] = *fits;
   RecordingJournal journal;
-  journal.data_size = load_le64(footer.data() + 16);
-  if (room == 0 || room > max_header_size || room % 8 != 0 || room > (size - 8 - footer_size) / 2 ||
-      journal.data_size != size - 8 - footer_size - 2 * room) {
-    return std::nullopt;
-  }
+  journal.data_size = data_size;
+  journal.at = 8 + room + data_size;
   journal.header_text.resize(room);
-  if (!read_exactly(fd, journal.header_text.data(), room, 8 + room + journal.data_size)) return std::nullopt;
+  if (!read_exactly(fd, journal.header_text.data(), room, journal.at)) return std::nullopt;
   if (journal_digest(journal.header_text, room, journal.data_size) != load_le64(footer.data() + 24)) return std::nullopt;
   return journal;
 }
@@ -153,9 +192,32 @@ std::optional<RecordingJournal> read_recording_journal(const std::filesystem::pa
   return read_recording_journal(file.fd, max_header_size);
 }
 
+std::optional<RecordingJournal> journal_over(int fd, const Header* in_place, std::uint64_t max_header_size) {
+  if (in_place != nullptr && in_place->find_metadata(recording_metadata_key) == nullptr) return std::nullopt;
+  auto journal = read_recording_journal(fd, max_header_size);
+  if (journal && in_place != nullptr && journal->at < described_end(*in_place)) return std::nullopt;
+  return journal;
+}
+
+std::optional<RecordingJournal> journal_over(const std::filesystem::path& path, const Header* in_place, std::uint64_t max_header_size) {
+  if (in_place != nullptr && in_place->find_metadata(recording_metadata_key) == nullptr) return std::nullopt;
+  Fd file{::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK)};
+  if (file.fd < 0) return std::nullopt;
+  return journal_over(file.fd, in_place, max_header_size);
+}
+
 bool finish_recording_commit(int fd, bool fsync) {
-  const auto journal = read_recording_journal(fd, default_max_header_size);
+  // Only a journal that readers take: not one ending a file that is no recording, nor a record's bytes.
+  const std::optional<Header> in_place = header_in_place(fd, default_max_header_size);
+  const auto journal = journal_over(fd, in_place ? &*in_place : nullptr, default_max_header_size);
   if (!journal) return false;
+  // Nor one whose header no reader accepts: the file is left as it is, for its readers to refuse.
+  try {
+    (void)parse_header_text(journal->header_text, journal->data_size);
+  } catch (const Error& e) {
+    if (e.code() == ErrorCode::Io) throw;
+    return false;
+  }
   // The journal stays whole while its room and text are written in place: a kill here leaves the same state to finish
   // again.
   const std::uint64_t room = journal->header_text.size();
@@ -264,15 +326,67 @@ bool grow_recording_header(int fd, std::string_view header_text, std::uint64_t r
   return true;
 }
 
+namespace {
+
+// Whether a file of `size` bytes, open as `fd` and whose last footer_size bytes would be `footer` (the bytes before
+// them written), would end in a whole journal of any room: its digest read back in pieces, never held in memory.
+bool would_end_in_journal(int fd, const std::array<std::byte, footer_size>& footer, std::uint64_t size) {
+  const auto fits = footer_fits(footer, size, UINT64_MAX);
+  if (!fits) return false;
+  const auto [room, data_size] = *fits;
+  StreamHash hash;
+  std::vector<std::byte> piece(static_cast<std::size_t>(std::min<std::uint64_t>(room, space_chunk)));
+  for (std::uint64_t at = 8 + room + data_size, left = room; left > 0;) {
+    const std::size_t n = static_cast<std::size_t>(std::min<std::uint64_t>(left, piece.size()));
+    if (!read_exactly(fd, piece.data(), n, at)) raise_io("cannot read", "the recording", errno);
+    hash.update(piece.data(), n);
+    at += n;
+    left -= n;
+  }
+  std::array<std::byte, 16> numbers{};
+  store_le64(numbers.data(), room);
+  store_le64(numbers.data() + 8, data_size);
+  hash.update(numbers.data(), numbers.size());
+  return hash.digest() == load_le64(footer.data() + 24);
+}
+
+}  // namespace
+
 void write_recording_data(int fd, std::uint64_t offset, const Layout& layout, std::span<const WriteTensor> tensors) {
-  // The stream starts with the header, which the recording keeps elsewhere (in its own header): skipped.
+  // The stream starts with the header, which the recording keeps elsewhere (in its own header): skipped. Its last
+  // footer_size bytes are held back until they are known not to end the file as a journal does.
   std::uint64_t skip = layout.header.size();
+  std::array<std::byte, footer_size> held{};
+  std::size_t held_size = 0;
   write_stream(layout, tensors, [&](const std::byte* data, std::size_t size) {
     const std::size_t skipped = static_cast<std::size_t>(std::min<std::uint64_t>(skip, size));
     skip -= skipped;
-    write_exactly(fd, data + skipped, size - skipped, offset);
-    offset += size - skipped;
+    data += skipped;
+    size -= skipped;
+    // What no longer fits among the last footer_size bytes is written: the held bytes first, then the new ones.
+    const std::size_t out = held_size + size > footer_size ? held_size + size - footer_size : 0;
+    const std::size_t from_held = std::min(out, held_size);
+    write_exactly(fd, held.data(), from_held, offset);
+    write_exactly(fd, data, out - from_held, offset + from_held);
+    offset += out;
+    std::memmove(held.data(), held.data() + from_held, held_size - from_held);
+    held_size -= from_held;
+    std::memcpy(held.data() + held_size, data + (out - from_held), size - (out - from_held));
+    held_size += size - (out - from_held);
   });
+  // A record's bytes that would end the recording as a commit's journal does would be read, by readers and by a
+  // writer continuing it, as the recording's header (section 9) until the next commit: refused. (A record of no bytes
+  // leaves the end as it was: committed data, or a record checked before.)
+  std::array<std::byte, footer_size> footer{};
+  const std::size_t before = footer_size - held_size;
+  if (held_size > 0 && offset >= before && read_exactly(fd, footer.data(), before, offset - before)) {
+    std::memcpy(footer.data() + before, held.data(), held_size);
+    if (would_end_in_journal(fd, footer, offset + held_size)) {
+      raise(ErrorCode::InvalidArgument, "its bytes would end the recording as a commit's journal does (docs/format.md section 9), which "
+                                        "readers would take for the recording's header");
+    }
+  }
+  write_exactly(fd, held.data(), held_size, offset);
 }
 
 }  // namespace safestructures

@@ -106,21 +106,20 @@ bool holds_repeated_key(const std::vector<Node>& nodes) {
   return false;
 }
 
-// Raises DuplicateKey for the object at `object` whose member `key` repeats an earlier one's key, naming where the
-// object is in the schema document (every container of the tape is closed by now).
-[[noreturn]] void raise_repeated_key(const std::vector<Node>& nodes, std::size_t object, std::size_t key) {
+// Where node `node` is in the schema document, as `$["a"][3]` (every container of the tape is closed by now).
+std::string document_path(const std::vector<Node>& nodes, std::size_t node) {
   struct Step {
     bool member;         // an object's member (named by its key node) or an array's element (by its number)
     std::size_t key;
     std::int64_t index;
   };
   std::vector<Step> steps;
-  for (std::size_t i = 0; i != object;) {
+  for (std::size_t i = 0; i != node;) {
     const bool members = nodes[i].kind == NodeKind::Object;
     std::size_t child = i + 1;
     for (std::int64_t index = 0;; ++index) {
       const std::size_t value = members ? child + 1 : child;
-      if (Tape::next_in(nodes, value) > object) {
+      if (Tape::next_in(nodes, value) > node) {
         steps.push_back({members, child, index});
         i = value;
         break;
@@ -128,14 +127,20 @@ bool holds_repeated_key(const std::vector<Node>& nodes) {
       child = Tape::next_in(nodes, value);
     }
   }
-  const std::string where = render_path(steps.size(), [&](std::string& out, std::size_t k) {
+  return render_path(steps.size(), [&](std::string& out, std::size_t k) {
     if (steps[k].member) {
       append_key_part(out, nodes[steps[k].key].text);
     } else {
       append_index_part(out, steps[k].index);
     }
   });
-  raise(ErrorCode::DuplicateKey, "the schema's JSON object at " + where + " holds the key " + quote_name(nodes[key].text) + " twice");
+}
+
+// Raises DuplicateKey for the object at `object` whose member `key` repeats an earlier one's key, naming where the
+// object is in the schema document.
+[[noreturn]] void raise_repeated_key(const std::vector<Node>& nodes, std::size_t object, std::size_t key) {
+  raise(ErrorCode::DuplicateKey, "the schema's JSON object at " + document_path(nodes, object) + " holds the key " +
+                                     quote_name(nodes[key].text) + " twice");
 }
 
 // Copies a parsed document into a tape in one pass over simdjson's own tape (docs/tape.md of simdjson: one word per
@@ -191,8 +196,15 @@ class Converter {
           node.integer = static_cast<std::int64_t>(tape[i++]);
           break;
         case 'u':
-          // Integers past int64 are written tagged; a bare one is out of the schema's range.
-          raise(ErrorCode::SchemaInvalid, "integer " + std::to_string(tape[i]) + " is out of the int64 range");
+          // Integers past int64 are written tagged; a bare one is out of the schema's range (raised once the tape is
+          // whole, where its path can be named).
+          node.kind = NodeKind::Int;
+          if (out_of_range_ == Tape::npos) {
+            out_of_range_ = made - 1;
+            out_of_range_value_ = tape[i];
+          }
+          ++i;
+          break;
         case 'd':
           node.kind = NodeKind::Float;
           std::memcpy(&node.number, &tape[i++], sizeof node.number);
@@ -218,6 +230,10 @@ class Converter {
       }
     }
     into = std::move(nodes);
+    if (out_of_range_ != Tape::npos) {
+      raise(ErrorCode::SchemaInvalid, "the schema's integer " + std::to_string(out_of_range_value_) + " at " +
+                                          document_path(into, out_of_range_) + " is out of the int64 range (a save writes such ints tagged)");
+    }
     if (repeated_ != Tape::npos) raise_repeated_key(into, repeated_object_, repeated_);
   }
 
@@ -237,6 +253,9 @@ class Converter {
   // its path can be named.
   std::size_t repeated_object_ = 0;
   std::size_t repeated_ = Tape::npos;
+  // The first integer past int64's range, and its value.
+  std::size_t out_of_range_ = Tape::npos;
+  std::uint64_t out_of_range_value_ = 0;
 };
 
 }  // namespace
@@ -289,7 +308,9 @@ Tape parse_schema_json_by_simdjson(std::string_view json, const SchemaLimits& li
     if (err == simdjson::DEPTH_ERROR) {
       raise(ErrorCode::NestingTooDeep, "the schema nests deeper than " + std::to_string(limits.max_json_depth) + " JSON levels");
     }
-    raise(ErrorCode::SchemaNotJson, std::string("the schema is not valid JSON: ") + simdjson::error_message(err));
+    const std::string number = err == simdjson::NUMBER_ERROR ? unreadable_number(json) : std::string();
+    raise(ErrorCode::SchemaNotJson, std::string("the schema is not valid JSON: ") + simdjson::error_message(err) +
+                                        (number.empty() ? "" : " (" + number + ", which no 64-bit int or finite double holds)"));
   }
   Tape tape;
   tape.parsed_ = parser;

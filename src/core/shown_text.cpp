@@ -2,7 +2,10 @@
 // on it, and bounded.
 #include "safestructures/shown_text.hpp"
 
+#include <charconv>
+#include <cmath>
 #include <cstdint>
+#include <cstdlib>
 
 #include "safestructures/container.hpp"
 
@@ -101,6 +104,44 @@ std::string shown_json(std::string_view json, std::size_t limit) {
   std::string out;
   append_cut(out, append_escaped(out, json, false, limit), json.size());
   return out;
+}
+
+std::string unreadable_number(std::string_view json) {
+  bool in_string = false;
+  for (std::size_t k = 0; k < json.size(); ++k) {
+    const char c = json[k];
+    if (in_string) {
+      if (c == '\\') ++k;
+      else if (c == '"') in_string = false;
+      continue;
+    }
+    if (c == '"') {
+      in_string = true;
+      continue;
+    }
+    if (c != '-' && (c < '0' || c > '9')) continue;
+    std::size_t end = k;
+    while (end < json.size() && std::string_view("+-0123456789.eE").find(json[end]) != std::string_view::npos) ++end;
+    const std::string token(json.substr(k, end - k));
+    // Only a number JSON spells well that is out of range: a malformed one ("-", "1e") keeps simdjson's message.
+    bool held = true;
+    if (token.find_first_of(".eE") == std::string::npos) {
+      std::int64_t i = 0;
+      std::uint64_t u = 0;
+      const char* last = token.data() + token.size();
+      const auto as_signed = std::from_chars(token.data(), last, i);
+      const auto as_unsigned = std::from_chars(token.data(), last, u);
+      held = as_signed.ec != std::errc::result_out_of_range || (token[0] != '-' && as_unsigned.ec != std::errc::result_out_of_range);
+    } else {
+      // strtod: an underflow to zero (1e-400) is held, as JSON parsers read it; an overflow to infinity is not.
+      char* stop = nullptr;
+      const double value = std::strtod(token.c_str(), &stop);
+      held = stop != token.c_str() + token.size() || !std::isinf(value);
+    }
+    if (!held) return "the number " + shown_json(token, 40) + " at byte " + std::to_string(k);
+    k = end - 1;
+  }
+  return {};
 }
 
 }  // namespace safestructures

@@ -225,7 +225,11 @@ TEST(ParseHeaderRejects, NumberOutOfRangeIsNotJson) {
   // 2^64 has 20 digits and fits no 64-bit integer.
   EXPECT_TRUE(rejects(object({entry("a", "U8", "[18446744073709551616]", 0, 0)}), 0, ErrorCode::HeaderNotJson));
   EXPECT_TRUE(rejects(R"({"a":{"dtype":"U8","shape":[1],"data_offsets":[0,99999999999999999999]}})", 1, ErrorCode::HeaderNotJson));
-  EXPECT_TRUE(rejects(R"({"a":{"dtype":"U8","shape":[1e400],"data_offsets":[0,1]}})", 1, ErrorCode::HeaderNotJson));
+  EXPECT_TRUE(rejects(R"({"a":{"dtype":"U8","shape":[1e400],"data_offsets":[0,1]}})", 1, ErrorCode::HeaderNotJson,
+                      {"(the number 1e400 at byte 28, which no 64-bit int or finite double holds)"}));
+  // The message names the number and where it is (crafted case 81), a tiny one read as 0 passed over.
+  EXPECT_TRUE(rejects(R"({"__metadata__":{"k":"-1e999"},"a":{"dtype":"U8","shape":[1e-400],"data_offsets":[0,-18446744073709551616]}})", 1,
+                      ErrorCode::HeaderNotJson, {"the number -18446744073709551616 at byte 84"}));
 }
 
 TEST(ParseHeaderRejects, HeaderNotObject) {

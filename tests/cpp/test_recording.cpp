@@ -114,6 +114,105 @@ TEST(Recording, FinishingACommitWritesTheJournalInPlace) {
   EXPECT_THROW(commit_recording_header(rec.fd, std::string(room + 1, ' '), room, 12, false), Error);
 }
 
+TEST(Recording, ARecordsBytesThatEndTheFileAsAJournalAreTheRecords) {
+  // A committed recording whose last tensor holds a whole journal for the file's size (crafted case 80): readers and a
+  // continuing writer read the header in place, which describes those bytes, not the journal they spell.
+  Recording rec;
+  rec.append_and_commit(0, 2);
+  const std::string forged = std::string("{\"__metadata__\":{\"").append(recording_metadata_key).append("\":\"1\",\"evil\":\"yes\"}}");
+  const Bytes journal = journal_of(forged + std::string(room - forged.size(), ' '), 8);  // the file: 8 + room + 8 + room + 32
+  ASSERT_EQ(::pwrite(rec.fd, journal.data(), journal.size(), 8 + room + 8), static_cast<ssize_t>(journal.size()));
+  std::string header = header_of(2);
+  header.pop_back();
+  const std::string shape = std::string("[").append(std::to_string(journal.size())).append("]");
+  header.append(",").append(test::entry("blob", "U8", shape, 8, 8 + journal.size())).append("}");
+  commit_recording_header(rec.fd, header, room, 8 + journal.size(), false);
+  ASSERT_TRUE(read_recording_journal(rec.path, default_max_header_size));  // it is a whole journal, by its footer
+  const Reader reader = Reader::open(rec.path);
+  EXPECT_EQ(reader.header().tensors.size(), 3u);  // before: 0, and the metadata "evil": "yes"
+  EXPECT_EQ(reader.header().find_metadata("evil"), nullptr);
+  const auto size = std::filesystem::file_size(rec.path);
+  EXPECT_FALSE(finish_recording_commit(rec.fd, false));  // before: the forged header written in place, the blob cut
+  EXPECT_EQ(std::filesystem::file_size(rec.path), size);
+  EXPECT_EQ(Reader::open(rec.path).header().tensors.size(), 3u);
+}
+
+TEST(Recording, AFileThatIsNoRecordingKeepsTheJournalItsDataSpells) {
+  // A plain file whose one tensor is a whole journal: a writer continuing it (mode "a") must leave it as it is.
+  const std::string header = std::string("{").append(test::entry("blob", "U8", "[40]", 0, 40)).append("}");
+  const std::string padded = header + std::string((8 - header.size() % 8) % 8, ' ');
+  Bytes file = test::raw_file(padded.size(), padded);
+  const Bytes journal = journal_of("{}      ", file.size() + 40 - 40 - 16);  // a room of 8, for the file's size
+  file.insert(file.end(), journal.begin(), journal.end());
+  const auto path = test::test_dir() / "plain.safetensors";
+  test::write_file_bytes(path, file);
+  ASSERT_TRUE(read_recording_journal(path, default_max_header_size));
+  EXPECT_EQ(Reader::open(path).header().tensors.size(), 1u);
+  const int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
+  EXPECT_FALSE(finish_recording_commit(fd, false));  // before: true, the file cut by 40 bytes and its header replaced
+  ::close(fd);
+  EXPECT_EQ(test::read_file_bytes(path), file);
+}
+
+TEST(Recording, AJournalWhoseHeaderNoReaderTakesIsLeftAsItIs) {
+  // A torn header and a whole journal whose header is not a valid one (here: a tensor past its data): readers refuse
+  // the file, and finishing the commit leaves it as it is (before: the broken header written in place, the file cut).
+  Recording rec;
+  rec.append_and_commit(0, 2);
+  Bytes file = test::read_file_bytes(rec.path);
+  file[8] = std::byte{'x'};
+  std::string broken = header_of(9);
+  const Bytes journal = journal_of(broken + std::string(room - broken.size(), ' '), 8);
+  file.insert(file.end(), journal.begin(), journal.end());
+  test::write_file_bytes(rec.path, file);
+  EXPECT_TRUE(test::fails_with([&] { Reader::open(rec.path); }, ErrorCode::DataPastEnd));
+  const int fd = ::open(rec.path.c_str(), O_RDWR | O_CLOEXEC);
+  EXPECT_FALSE(finish_recording_commit(fd, false));
+  ::close(fd);
+  EXPECT_EQ(test::read_file_bytes(rec.path), file);
+}
+
+TEST(Recording, ARecordWhoseBytesWouldEndTheFileAsAJournalIsRefused) {
+  // The record's last bytes are a footer whose room, size and digest fit the file it would make: written, readers would
+  // take them for the header until the next commit (or for good, after a kill). Whole, or split over two records.
+  const auto path = test::test_dir() / "forge.bin";
+  const std::string text = "{}      ";
+  for (const bool damaged : {false, true}) {
+    for (const bool split : {false, true}) {
+      test::write_file_bytes(path, Bytes(100, std::byte{1}));
+      const Bytes journal = journal_of(text, 100 + 40 - 40 - 16, damaged);
+      const auto record = [&](std::size_t from, std::size_t to) {
+        const std::vector<WriteTensor> tensors = {{"j", Dtype::U8, {to - from}, journal.data() + from, {}}};
+        const int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
+        struct Close {
+          int fd;
+          ~Close() { ::close(fd); }
+        } close{fd};
+        write_recording_data(fd, 100 + from, plan_layout(tensors, nullptr), tensors);
+      };
+      if (split) record(0, 20);
+      const auto last = [&] { record(split ? 20 : 0, journal.size()); };
+      if (damaged) {
+        last();
+        EXPECT_EQ(std::filesystem::file_size(path), 140u);
+        continue;
+      }
+      EXPECT_TRUE(test::fails_with(last, ErrorCode::InvalidArgument, {"would end the recording as a commit's journal does"}));
+      EXPECT_EQ(std::filesystem::file_size(path), split ? 120u : 108u);  // its last 32 bytes never written
+    }
+  }
+  // A record of no bytes after bytes spelling a journal (committed, which readers tell from a journal) is written.
+  const Bytes journal = journal_of(text, 100 + 40 - 40 - 16);
+  Bytes file(100, std::byte{1});
+  file.insert(file.end(), journal.begin(), journal.end());
+  test::write_file_bytes(path, file);
+  const std::vector<WriteTensor> none = {{"e", Dtype::U8, {0}, nullptr, {}}};
+  const int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
+  EXPECT_NO_THROW(write_recording_data(fd, 140, plan_layout(none, nullptr), none));
+  ::close(fd);
+  EXPECT_EQ(std::filesystem::file_size(path), 140u);
+}
+
 TEST(Recording, GrowingTheRoomInsertsBlocksOrSaysItCannot) {
   // A room whose data starts on a block: grown by inserting blocks before the data where the file system can.
   constexpr std::uint64_t small = 4088;

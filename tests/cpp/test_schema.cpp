@@ -412,6 +412,15 @@ TEST(SchemaParse, IntegerPastInt64IsSchemaInvalid) {
   EXPECT_TRUE(fails_with([] { parse_schema_json(R"({"a":{"b":9223372036854775808}})"); }, ErrorCode::SchemaInvalid, {"int64"}));
 }
 
+TEST(SchemaParse, ANumberNoSixtyFourBitsHoldIsNamedWithWhereItIs) {
+  // Crafted case 81: before, "integer 18446744073709551615 is out of the int64 range" and "Problem while parsing a
+  // number", naming neither the node nor the number.
+  EXPECT_TRUE(fails_with([] { parse_schema_json(R"({"root":{"a":[1,{"b":18446744073709551615}]}})"); }, ErrorCode::SchemaInvalid,
+                         {"the schema's integer 18446744073709551615 at $[\"root\"][\"a\"][1][\"b\"] is out of the int64 range"}));
+  EXPECT_TRUE(fails_with([] { parse_schema_json(R"({"root":[1e400]})"); }, ErrorCode::SchemaNotJson,
+                         {"Problem while parsing a number (the number 1e400 at byte 9, which no 64-bit int or finite double holds)"}));
+}
+
 TEST(SchemaParse, MalformedJsonIsSchemaNotJson) {
   for (const std::string_view json : {"", "   ", "[", "]", "[1,]", "[1]]", "{\"a\"}", "{a:1}", "{\"a\":1,}", "nul", "1 2", "'x'", "01",
                                       "NaN", "Infinity", "-", "1.", ".5", "1e", "\"unterminated", "\"\\x\"", "\"\\ud83d\"", "\"a\nb\"",

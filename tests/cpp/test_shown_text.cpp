@@ -47,5 +47,15 @@ TEST(ShownText, FieldsAndJsonValues) {
   EXPECT_EQ(shown_json(std::string(1, '[') + std::string(250, '1')), "[" + std::string(199, '1') + "... (251 bytes)");
 }
 
+TEST(ShownText, TheNumberNoSixtyFourBitsHold) {
+  EXPECT_EQ(unreadable_number(R"({"a":[1,-0,1e-400,18446744073709551615,-9223372036854775808,1e400]})"), "the number 1e400 at byte 60");
+  EXPECT_EQ(unreadable_number(R"(["1e400",18446744073709551616])"), "the number 18446744073709551616 at byte 9");
+  EXPECT_EQ(unreadable_number(R"(["\"1e400",-9223372036854775809])"), "the number -9223372036854775809 at byte 11");
+  EXPECT_EQ(unreadable_number("[" + std::string(300, '9') + "]"), "the number " + std::string(40, '9') + "... (300 bytes) at byte 1");
+  EXPECT_EQ(unreadable_number(R"({"a":[1,2.5,-3e10]})"), "");
+  // A malformed number is no number out of range: simdjson's message stands alone.
+  EXPECT_EQ(unreadable_number(R"([-, 1e, 01, 1.e5, --1])"), "");
+}
+
 }  // namespace
 }  // namespace safestructures

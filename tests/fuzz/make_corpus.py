@@ -129,6 +129,59 @@ def torch_views() -> bytes | None:
     return ss.save({"t": t, "v": t[:, 1::2], "w": t.T})
 
 
+def recording(schema: str, tensors: dict[str, tuple[str, list[int], bytes]], trailing: bytes = b"", room: int = 0) -> bytes:
+    """A committed recording (docs/format.md section 9) of ``tensors`` whose structure is ``schema``, its header
+    padded to a room of a multiple of 8 (at least ``room``), then ``trailing`` bytes (data appended since the
+    commit)."""
+    header: dict = {"__metadata__": {"__safestructures_recording__": "1", "__safestructures__": schema}}
+    data = b""
+    for name, (dtype, shape, content) in tensors.items():
+        header[name] = {"dtype": dtype, "shape": shape, "data_offsets": [len(data), len(data) + len(content)]}
+        data += content
+    text = json.dumps(header, separators=(",", ":")).encode()
+    text += b" " * max(-len(text) % 8, room - len(text))
+    return struct.pack("<Q", len(text)) + text + data + trailing
+
+
+def journal(text: bytes, room: int, data_size: int) -> bytes:
+    """A recording's journal: ``text`` padded to ``room``, the magic, the room and data size, their XXH3-64."""
+    import xxhash
+
+    padded = text.ljust(room, b" ")
+    numbers = struct.pack("<QQ", room, data_size)
+    return padded + b"SSRJRNL1" + numbers + struct.pack("<Q", xxhash.xxh3_64_intdigest(padded + numbers))
+
+
+def recording_samples() -> dict[str, bytes]:
+    """fuzz_recording's seeds: recordings of each root form, with a padding, trailing data, a journal whole after a
+    torn header or for a grown room, a record spelling a journal."""
+    env = '{"format":"safestructures","version":2,"root":'
+    x = ("F32", [2], struct.pack("<2f", 1, 2))
+    two = recording(env + '[{"x":{"$":"tensor","name":"0.x"}},{"$":"list","#":1,"items":[1,{"$":"ref","#":1}]}]}', {"0.x": x})
+    out = {
+        "list.safetensors": two,
+        "padded.safetensors": recording(env + '[{"$":"list","#":1,"items":[{"$":"tensor","name":"0.x"}]}]}',
+                                        {"__safestructures_padding__": ("U8", [64], bytes(64)), "0.x": x}),
+        "streams.safetensors": recording(env + '{"s":[1,2],"t":[[{"$":"tensor","name":"t.0.x"}]]}}', {"t.0.x": x}),
+        "pairs.safetensors": recording(env + '{"$":"dict","items":[["$",[[1]]],["s",[2]]]}}', {}),
+        "trailing.safetensors": recording(env + "[1]}", {}, b"\x01" * 24),
+    }
+    # A commit cut after its journal: the header in place torn (its first bytes new), the journal whole.
+    old = recording(env + '[{"x":{"$":"tensor","name":"0.x"}}]}', {"0.x": x}, room=512)
+    new = recording(env + '[{"x":{"$":"tensor","name":"0.x"}},{"y":{"$":"tensor","name":"1.y"}}]}',
+                    {"0.x": x, "1.y": ("U8", [3], b"abc")}, room=512)
+    data = new[8 + 512:]
+    torn = new[:8 + 16] + old[8 + 16:8 + 512] + data
+    out["torn_with_journal.safetensors"] = torn + journal(new[8:8 + 512], 512, len(data))
+    # A record whose bytes spell a journal for the file's size (readers take the header in place).
+    blob = bytes(64 + 32)
+    schema = env + '[{"b":{"$":"bytes","tensor":"0.b"}}]}'
+    size = len(recording(schema, {"0.b": ("U8", [len(blob)], blob)}))
+    blob = journal(b'{"__metadata__":{"__safestructures_recording__":"1"}}', 64, size - 40 - 128)
+    out["record_spelling_a_journal.safetensors"] = recording(schema, {"0.b": ("U8", [len(blob)], blob)})
+    return out
+
+
 def main() -> None:
     samples = structured_samples()
     views = torch_views()
@@ -208,8 +261,11 @@ def main() -> None:
     for name in ("json_numbers.json", "json_strings.json", "deep.json"):
         strict[f"schema_{name}"] = b"\x80\x00" + schema[name]
 
+    # fuzz_file_api: the structured and plain files of the other targets; fuzz_recording: recordings.
+    file_api = {name: file for name, file in {**container, **load}.items() if name.endswith(".safetensors")}
     for target, files in {"fuzz_container": container, "fuzz_schema": schema, "fuzz_load": load,
-                          "fuzz_strict_json": strict}.items():
+                          "fuzz_strict_json": strict, "fuzz_file_api": file_api,
+                          "fuzz_recording": recording_samples()}.items():
         folder = CORPUS / target
         shutil.rmtree(folder, ignore_errors=True)
         folder.mkdir(parents=True)

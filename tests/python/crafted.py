@@ -483,3 +483,36 @@ def numpy_scalar(dtype: str, value: Any = None, raw: bytes | None = None) -> byt
     else:
         node["raw"] = {"$": "bytes", "b64": base64.b64encode(raw).decode()}
     return file_bytes([node])
+
+
+# --- 80. a record's bytes that end the file as a recording's journal does ---------------------------------------------
+
+def journal(header_text: bytes, room: int, data_size: int) -> bytes:
+    """A recording's journal (docs/format.md section 9): ``header_text`` padded with spaces to ``room`` bytes, then
+    the footer: the magic, the room and the data size, and the XXH3-64 of the padded text and the two numbers."""
+    import xxhash
+
+    padded = header_text.ljust(room, b" ")
+    numbers = struct.pack("<QQ", room, data_size)
+    return padded + b"SSRJRNL1" + numbers + struct.pack("<Q", xxhash.xxh3_64_intdigest(padded + numbers))
+
+
+FORGED_HEADER = json.dumps({"__metadata__": {RECORDING_KEY: "1", "evil": "yes"}}).encode()
+
+
+def journal_for(size: int, room: int = 8, header_text: bytes = FORGED_HEADER) -> bytes:
+    """The journal of ``room`` bytes (``header_text`` in it) that readers take at the end of a file of ``size``
+    bytes: its data size makes the file exactly prefix, room, data, journal."""
+    return journal(header_text, room, size - 40 - 2 * room)
+
+
+def recording_whose_record_spells_a_journal() -> bytes:
+    """A committed recording of one record, ``{"blob": BYTES}``, whose bytes (its last) are a whole journal for the
+    file's size, holding a header of no tensors whose metadata says ``"evil": "yes"``: loads took it for the
+    recording's newer header."""
+    schema = ENVELOPE + '"root":[{"blob":{"$":"bytes","tensor":"0.blob"}}]}'
+    room = 128  # at most the header's size: the journal's data starts after its room, and ends where it begins
+    blob = bytes(room + 32)
+    size = len(recording_bytes_with({"0.blob": ("U8", [len(blob)], blob)}, schema))
+    blob = journal_for(size, room)
+    return recording_bytes_with({"0.blob": ("U8", [len(blob)], blob)}, schema)
