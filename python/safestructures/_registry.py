@@ -335,9 +335,12 @@ def _enum_member(cls: Any, name: str, fields: dict[str, Any]) -> Any:
         except ValueError:
             pass
         else:
-            if not known and isinstance(member, enum.Flag):
-                # A flag's value made of several members (or unknown bits) is made anew, and Python caches it in the
-                # class for good: a file of many distinct values would grow the class for the life of the process.
+            if not known and isinstance(member, enum.Flag) and type(value) is int and value & ~getattr(cls, "_flag_mask_", -1):
+                # A value with bits no member has (an IntFlag keeps them) is made anew, and Python caches it in the
+                # class for good: a file of many such values would grow the class for the life of the process. Such
+                # a value is an int, equal to its like by value. (Combinations of members stay cached, as Python
+                # caches them: a plain Flag compares them by identity, and there are no more of them than the
+                # members' combinations.)
                 cache.pop(value, None)
             return member
     raise ValueError(f"enum {name!r} has no member named {shown(fields.get(FIELD.name))} or of value {shown(value)}")
