@@ -36,16 +36,21 @@ PyObject* py(const void* obj) { return static_cast<PyObject*>(const_cast<void*>(
 // their nbytes: numpy may shrink an array's block in place; torch's _Memory, whose storage keeps its block when it
 // shrinks: 0).
 std::pair<const void*, std::size_t> memory_now(nb::handle holder) {
+  const bool ndarray = is_ndarray(holder);
   Py_buffer view;
-  if (PyObject_GetBuffer(holder.ptr(), &view, PyBUF_STRIDES) == 0) {
+  // Only a numpy array is asked for its buffer: a failed ask costs an exception, per tensor of a torch save.
+  if (ndarray && PyObject_GetBuffer(holder.ptr(), &view, PyBUF_STRIDES) == 0) {
     const std::pair<const void*, std::size_t> memory{view.buf, static_cast<std::size_t>(view.len)};
     PyBuffer_Release(&view);
     return memory;
   }
   PyErr_Clear();
-  nb::tuple data = nb::cast<nb::tuple>(nb::getattr(holder, "__array_interface__")["data"]);
+  static PyObject* const interface_name = PyUnicode_InternFromString("__array_interface__");  // made once
+  nb::object interface = nb::steal(PyObject_GetAttr(holder.ptr(), interface_name));
+  if (!interface.is_valid()) throw nb::python_error();
+  nb::tuple data = nb::cast<nb::tuple>(interface["data"]);
   return {reinterpret_cast<const void*>(static_cast<std::uintptr_t>(nb::cast<unsigned long long>(data[0]))),
-          is_ndarray(holder) ? nb::cast<std::size_t>(nb::getattr(holder, "nbytes")) : 0};
+          ndarray ? nb::cast<std::size_t>(nb::getattr(holder, "nbytes")) : 0};
 }
 
 // The UTF-8 text of an exact str, or false for one without a UTF-8 form (lone surrogates). An ASCII str is read in

@@ -42,7 +42,8 @@ class _Memory:
         self._tensor = tensor
         if contiguous is None:
             contiguous = tensor.is_contiguous()
-        self._layout = {
+        self._interface = {
+            "data": None,
             "shape": tuple(tensor.shape),
             "strides": None if contiguous else tuple(s * itemsize for s in tensor.stride()),
             "typestr": f"|V{itemsize}",
@@ -52,8 +53,9 @@ class _Memory:
     @property
     def __array_interface__(self) -> dict[str, Any]:
         # torch moves a storage's memory whenever it resizes it (a new block, then the old one freed): an address kept
-        # is memory kept.
-        return {"data": (self._tensor.data_ptr(), False), **self._layout}
+        # is memory kept. (The one dict, its address renewed: the walk reads it twice per tensor.)
+        self._interface["data"] = (self._tensor.data_ptr(), False)
+        return self._interface
 
 
 def _on_cpu(tensor: torch.Tensor) -> torch.Tensor:
