@@ -39,6 +39,8 @@ struct SchemaLimits {
   // Levels of JSON nesting (simdjson's own default is 1024).
   std::uint32_t max_json_depth = 1024 * json_levels_per_level;
   std::uint64_t max_nodes = default_max_nodes;
+  // What the parser's messages call the document (the checksums entry is parsed by the same parser).
+  std::string_view document = "the schema";
 };
 
 // The tape of one schema. Strings are views: into the parsed JSON (kept alive by the tape), or, in a tape built by

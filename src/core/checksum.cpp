@@ -122,10 +122,12 @@ struct Entry {
 
 Entry parse_entry(std::string_view text, std::string_view members, std::uint64_t max_members) {
   Entry e;
+  static const std::string document = "the checksums entry " + quote_name(checksums_metadata_key);
   try {
-    e.tape = parse_schema_json(text, SchemaLimits{8, 2 * max_members + 16});
-  } catch (const Error&) {
-    malformed("is not JSON of the expected size and depth");
+    e.tape = parse_schema_json(text, SchemaLimits{8, 2 * max_members + 16, document});
+  } catch (const Error& error) {
+    if (error.code() == ErrorCode::Io) throw;
+    raise(ErrorCode::ChecksumsInvalid, error.what());  // the parser's words, naming the entry: its limits, a key twice
   }
   const Tape& tape = e.tape;
   if (tape[0].kind != NodeKind::Object) malformed("is not a JSON object");

@@ -138,8 +138,8 @@ std::string document_path(const std::vector<Node>& nodes, std::size_t node) {
 
 // Raises DuplicateKey for the object at `object` whose member `key` repeats an earlier one's key, naming where the
 // object is in the schema document.
-[[noreturn]] void raise_repeated_key(const std::vector<Node>& nodes, std::size_t object, std::size_t key) {
-  raise(ErrorCode::DuplicateKey, "the schema's JSON object at " + document_path(nodes, object) + " holds the key " +
+[[noreturn]] void raise_repeated_key(std::string_view document, const std::vector<Node>& nodes, std::size_t object, std::size_t key) {
+  raise(ErrorCode::DuplicateKey, std::string(document) + "'s JSON object at " + document_path(nodes, object) + " holds the key " +
                                      quote_name(nodes[key].text) + " twice");
 }
 
@@ -182,7 +182,7 @@ class Converter {
       }
       // Called before each node is added: the tape may reach max_nodes nodes, not one more.
       if (made >= max_nodes) {
-        raise(ErrorCode::TooManyNodes, "the schema holds more than " + std::to_string(limits_.max_nodes) + " nodes");
+        raise(ErrorCode::TooManyNodes, std::string(limits_.document) + " holds more than " + std::to_string(limits_.max_nodes) + " nodes");
       }
       Node& node = nodes.emplace_back();
       ++made;
@@ -226,15 +226,15 @@ class Converter {
           node.count = static_cast<std::uint32_t>((word >> 32) & count_mask);
           open.push_back(made - 1);
           break;
-        default: raise(ErrorCode::SchemaNotJson, "the schema parser produced an unknown value");
+        default: raise(ErrorCode::SchemaNotJson, std::string(limits_.document) + ": the parser produced an unknown value");
       }
     }
     into = std::move(nodes);
     if (out_of_range_ != Tape::npos) {
-      raise(ErrorCode::SchemaInvalid, "the schema's integer " + std::to_string(out_of_range_value_) + " at " +
+      raise(ErrorCode::SchemaInvalid, std::string(limits_.document) + "'s integer " + std::to_string(out_of_range_value_) + " at " +
                                           document_path(into, out_of_range_) + " is out of the int64 range (a save writes such ints tagged)");
     }
-    if (repeated_ != Tape::npos) raise_repeated_key(into, repeated_object_, repeated_);
+    if (repeated_ != Tape::npos) raise_repeated_key(limits_.document, into, repeated_object_, repeated_);
   }
 
  private:
@@ -299,17 +299,17 @@ Tape parse_schema_json(std::string_view json, const SchemaLimits& limits, bool p
 Tape parse_schema_json_by_simdjson(std::string_view json, const SchemaLimits& limits, bool padded) {
   auto parser = reusable_parser(json.size(), limits.max_json_depth);
   if (!parser) {
-    raise(ErrorCode::SchemaNotJson, "cannot allocate a parser for a schema of " + std::to_string(json.size()) + " bytes");
+    raise(ErrorCode::SchemaNotJson, "cannot allocate a parser for " + std::string(limits.document) + " (" + std::to_string(json.size()) + " bytes)");
   }
   simdjson::dom::element root;
   // Unpadded text is copied into a padded buffer first (simdjson reads up to SIMDJSON_PADDING bytes past the end).
   const auto parsed = padded ? parser->parse(json.data(), json.size(), false) : parser->parse(simdjson::padded_string(json));
   if (const auto err = parsed.get(root)) {
     if (err == simdjson::DEPTH_ERROR) {
-      raise(ErrorCode::NestingTooDeep, "the schema nests deeper than " + std::to_string(limits.max_json_depth) + " JSON levels");
+      raise(ErrorCode::NestingTooDeep, std::string(limits.document) + " nests deeper than " + std::to_string(limits.max_json_depth) + " JSON levels");
     }
     const std::string number = err == simdjson::NUMBER_ERROR ? unreadable_number(json) : std::string();
-    raise(ErrorCode::SchemaNotJson, std::string("the schema is not valid JSON: ") + simdjson::error_message(err) +
+    raise(ErrorCode::SchemaNotJson, std::string(limits.document) + " is not valid JSON: " + simdjson::error_message(err) +
                                         (number.empty() ? "" : " (" + number + ", which no 64-bit int or finite double holds)"));
   }
   Tape tape;

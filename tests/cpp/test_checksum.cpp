@@ -146,7 +146,12 @@ Bytes with_entry(const std::string& entry) {
 TEST(Checksum, MalformedEntriesAreRefused) {
   const std::string ok = "0123456789abcdef";
   const std::vector<std::pair<std::string, std::string>> cases{
-      {"\"not json\"", "expected size"},
+      {"\"not json\"", "the checksums entry \"__safestructures_checksums__\" is not valid JSON"},
+      // The parser's own words, naming the entry: a key twice once its escapes are decoded, its limits.
+      {"\"{\\\"algorithm\\\":\\\"xxh3-64\\\",\\\"header\\\":\\\"" + ok + "\\\",\\\"tensors\\\":{\\\"x\\\":\\\"" + ok +
+           "\\\",\\\"\\\\u0078\\\":\\\"" + ok + "\\\"}}\"",
+       "the checksums entry \"__safestructures_checksums__\"'s JSON object at $[\"tensors\"] holds the key \"x\" twice"},
+      {"\"{\\\"tensors\\\":" + std::string(20, '[') + std::string(20, ']') + "}\"", "the checksums entry \"__safestructures_checksums__\" nests deeper than 8 JSON levels"},
       {"\"[1]\"", "not a JSON object"},
       {"\"{\\\"algorithm\\\":\\\"md5\\\",\\\"header\\\":\\\"" + ok + "\\\",\\\"tensors\\\":{}}\"", "xxh3-64"},
       {"\"{\\\"algorithm\\\":\\\"xxh3-64\\\",\\\"tensors\\\":{}}\"", "header's digest"},

@@ -250,6 +250,8 @@ entries = {
     # 100,000 levels of nesting where a digest should be.
     "deep": '{"algorithm":"xxh3-64","header":"' + ok + '","tensors":{"x":' + "[" * 100_000 + "]" * 100_000 + "}}",
     "not json": "{" * 50_000,
+    # One tensor's digest twice, the second name spelled by an escape (before: "not JSON of the expected size").
+    "a digest twice": '{"algorithm":"xxh3-64","header":"' + ok + '","tensors":{"x":"' + ok + '","\\u0078":"' + ok + '"}}',
 }
 out = {}
 for name, entry in entries.items():
@@ -267,9 +269,14 @@ print(json.dumps(out))
 
 def test_crafted_entries_are_refused_in_bounded_work(tmp_path: Path) -> None:
     out = run_python_json(CRAFTED_ENTRIES, str(tmp_path / "f.safetensors"), timeout=120)
-    expected = f'the checksums entry "{KEY}" is not JSON of the expected size and depth'
-    for name in ("many", "deep", "not json"):
-        assert out[name] == ["ChecksumsInvalid", expected], name
+    entry = f'the checksums entry "{KEY}"'
+    # The parser's own words, naming the entry: the file has one tensor, so the entry may hold 18 nodes.
+    assert out["many"] == ["ChecksumsInvalid", f"{entry} holds more than 18 nodes"]
+    assert out["deep"] == ["ChecksumsInvalid", f"{entry} nests deeper than 8 JSON levels"]
+    assert out["not json"] == ["ChecksumsInvalid", f"{entry} is not valid JSON: The JSON document has an improper "
+                                                   "structure: missing or superfluous commas, braces, missing keys, etc."]
+    assert out["a digest twice"] == ["ChecksumsInvalid", f"{entry}'s JSON object at $[\"tensors\"] holds the key \"x\" twice"]
+    for name in ("many", "deep", "not json", "a digest twice"):
         assert out[name + " seconds"] < 10, name  # generous: each takes milliseconds
 
 
