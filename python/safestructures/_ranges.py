@@ -16,8 +16,8 @@ from typing import Protocol
 from . import _core
 from ._errors import InvalidFileError
 
-__all__ = ["COALESCE_GAP", "FIRST_READ", "PART_SIZE", "RangeReader", "RangeFiller", "anonymous_buffer", "read_whole",
-           "read_header"]
+__all__ = ["COALESCE_GAP", "FIRST_READ", "PART_SIZE", "RangeReader", "RangeFiller", "anonymous_buffer", "header_length",
+           "read_whole", "read_header"]
 
 #: Ranges at most this far apart are fetched in one request (the bytes between are fetched too: fewer round trips).
 COALESCE_GAP = 4096
@@ -60,10 +60,7 @@ def read_header(reader: RangeReader, max_header_size: int) -> tuple[mmap.mmap, i
         raise InvalidFileError(f"{reader.name}: {size} bytes, too small to be a safetensors file (the header's length "
                                "alone is 8)", code="FileTooSmall")
     first = checked_read(reader, 0, min(size, FIRST_READ))
-    length = int.from_bytes(first[:8], "little")
-    if length > max_header_size:
-        raise InvalidFileError(f"{reader.name}: the header is {length} bytes, over the limit of {max_header_size}",
-                               code="HeaderTooLarge")
+    length = header_length(first[:8], max_header_size, reader.name)
     if 8 + length > size:
         raise InvalidFileError(f"{reader.name}: the header's length ({length}) runs past the end of the file ({size} "
                                "bytes)", code="HeaderPastEnd")
@@ -72,6 +69,16 @@ def read_header(reader: RangeReader, max_header_size: int) -> tuple[mmap.mmap, i
     if 8 + length > len(first):
         buffer[len(first):8 + length] = checked_read(reader, len(first), 8 + length)
     return buffer, max(len(first), 8 + length)
+
+
+def header_length(prefix: bytes | bytearray, max_header_size: int, name: str) -> int:
+    """The header's length a file's 8-byte ``prefix`` gives: InvalidFileError (HeaderTooLarge) naming the file ``name``
+    names when it is over ``max_header_size``, before any of the header is read."""
+    length = int.from_bytes(prefix, "little")
+    if length > max_header_size:
+        raise InvalidFileError(f"{name}: the header is {length} bytes, over the limit of {max_header_size}",
+                               code="HeaderTooLarge")
+    return length
 
 
 def anonymous_buffer(size: int, name: str) -> mmap.mmap:

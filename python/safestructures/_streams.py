@@ -13,7 +13,7 @@ from typing import Any
 
 from . import _core
 from ._errors import InvalidArgumentError, InvalidFileError
-from ._ranges import anonymous_buffer
+from ._ranges import anonymous_buffer, header_length
 
 __all__ = ["FileObjectRanges", "check_binary", "checked_bytes", "chunk_writer", "is_file_object", "name_of", "read_stream", "seekable"]
 
@@ -88,10 +88,7 @@ def read_stream(fileobj: Any, max_header_size: int, max_bytes: int | None = None
     got = _fill(fileobj, prefix, 0, 8)
     if got < 8:
         return prefix[:got]
-    length = int.from_bytes(prefix, "little")
-    if length > max_header_size:
-        raise InvalidFileError(f"{name}: the header is {length} bytes, over the limit of {max_header_size}",
-                               code="HeaderTooLarge")
+    length = header_length(prefix, max_header_size, name)
     header = bytearray(length)
     got = _fill(fileobj, header, 0, length)
     if got < length:
