@@ -10,11 +10,10 @@ import tempfile
 from typing import Any
 
 from . import _core, _sharded
-from ._errors import InvalidArgumentError
+from ._errors import InvalidArgumentError, InvalidFileError
 from ._format import INDEX_NAME
 from ._limits import DEFAULT_MAX_HEADER_SIZE
-from ._ranges import checked_read
-from ._remote import UrlRanges, filesystem, local_path, write_atomically
+from ._remote import exists, filesystem, listing, local_path, read_index, write_atomically
 from ._streams import chunk_writer, is_file_object
 
 __all__ = ["save_elsewhere"]
@@ -73,8 +72,7 @@ def _url_place(fs: Any) -> _sharded.Place:
             pass
 
     def names(directory: str) -> list[str]:
-        fs.invalidate_cache(directory)  # s3fs and gcsfs keep listings, which another process's save made stale
-        return [posixpath.basename(p.rstrip("/")) for p in fs.ls(directory, detail=False)]
+        return [posixpath.basename(p.rstrip("/")) for p in listing(fs, directory, DEFAULT_MAX_HEADER_SIZE) or ()]
 
     return _sharded.Place(posixpath.join, names, fs.exists, fs.mv, remove)
 
@@ -82,11 +80,8 @@ def _url_place(fs: Any) -> _sharded.Place:
 def _old_remote_shards(fs: Any, index: str) -> tuple[set[str], str | None]:
     """_sharded.old_shards of the index at ``index`` in ``fs``, read within the bound of a load's."""
     try:
-        if not fs.exists(index):
+        if not exists(fs, index):
             return set(), None
-        reader = UrlRanges(fs, index)
-        if reader.size > DEFAULT_MAX_HEADER_SIZE:
-            return set(), None  # no load reads it
-        return _sharded.old_shards(checked_read(reader, 0, reader.size))
-    except OSError:
+        return _sharded.old_shards(read_index(fs, index, DEFAULT_MAX_HEADER_SIZE, index))
+    except (OSError, InvalidFileError):  # none there, or none a load reads
         return set(), None

@@ -12,11 +12,12 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from ._errors import FrameworkNotAvailableError
+from ._errors import FrameworkNotAvailableError, InvalidFileError
 from ._http import http_ask, http_listing, http_range, is_http
+from ._ranges import checked_read
 from ._streams import checked_bytes
 
-__all__ = ["UrlRanges", "exists", "filesystem", "is_url", "listing", "local_path", "write_atomically"]
+__all__ = ["UrlRanges", "exists", "filesystem", "is_url", "listing", "local_path", "read_index", "write_atomically"]
 
 _URL = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://")
 
@@ -46,10 +47,21 @@ def local_path(url: str) -> str | None:
 
 def listing(fs: Any, where: str, limit: int) -> list[str] | None:
     """The paths in the directory ``where`` of ``fs``; None where it is no directory. Over HTTP, a page of links read
-    within ``limit`` bytes (see :mod:`._http`)."""
+    within ``limit`` bytes (see :mod:`._http`). Listed afresh: s3fs and gcsfs keep listings, which another process's
+    save may have made stale (the shards a cut save moved aside would be missed)."""
     if is_http(fs):
         return http_listing(fs, where, limit)
+    fs.invalidate_cache(where)
     return fs.ls(where, detail=False) if fs.isdir(where) else None
+
+
+def read_index(fs: Any, index: str, limit: int, shown_as: str) -> bytes:
+    """The bytes of the index at ``index`` in ``fs``, read by ranges: InvalidFileError naming ``shown_as`` when it
+    holds more than ``limit`` bytes, before any is read."""
+    reader = UrlRanges(fs, index)
+    if reader.size > limit:
+        raise InvalidFileError(f"{shown_as}: the index is {reader.size} bytes, over the limit of {limit}")
+    return checked_read(reader, 0, reader.size)
 
 
 def exists(fs: Any, where: str) -> bool:

@@ -18,9 +18,9 @@ from ._errors import IntegrityError, InvalidFileError, quote, shown
 from ._flat import _fspath
 from ._format import (CHECKSUMS_KEY, DCP_KEY, INDEX_METADATA, INDEX_NAME, INDEX_SUFFIX, INDEX_WEIGHT_MAP, SAVE_KEY, SCHEMA_KEY,
                       TOTAL_SIZE_KEY, V1_SCHEMA_KEY)
-from ._ranges import checked_read, read_header
+from ._ranges import read_header
 from ._http import is_http
-from ._remote import UrlRanges, exists, filesystem, is_url, listing, local_path
+from ._remote import UrlRanges, exists, filesystem, is_url, listing, local_path, read_index
 from ._sharded import (SHARD_FILE_NAME, aside_id, check_regular_file, index_document, index_text, previous_shard,
                        read_index_file, shard_name, shard_of)
 from ._streams import FileObjectRanges, check_binary, is_file_object, name_of, read_stream, seekable
@@ -164,18 +164,14 @@ def _remote_source(url: str, max_header_size: int) -> Source:
         index = posixpath.join(where, INDEX_NAME)
         if not exists(fs, index):
             return _remote_folder_of_files(fs, where, url, paths, max_header_size)
-    reader = UrlRanges(fs, index)
-    if reader.size > max_header_size:
-        raise InvalidFileError(f"{url}: the index is {reader.size} bytes, over the limit of {max_header_size}")
+    raw = read_index(fs, index, max_header_size, url)
     directory = posixpath.dirname(index)
-    raw = checked_read(reader, 0, reader.size)
     # A save cut while uploading over this checkpoint leaves the shards it replaced moved aside (none over HTTP, which
     # no save writes): one listing of the directory tells (the one already made where the URL named the directory).
     if paths is None and not is_http(fs):
-        fs.invalidate_cache(directory)  # s3fs and gcsfs keep listings: one made before that save would miss them
-        paths = fs.ls(directory, detail=False)
+        paths = listing(fs, directory, max_header_size)
     names = {posixpath.basename(p.rstrip("/")) for p in paths or ()}
-    source = _index_source(url, reader.name, raw, lambda shard, moved_as: _shard_at(
+    source = _index_source(url, fs.unstrip_protocol(index), raw, lambda shard, moved_as: _shard_at(
         directory, shard, moved_as, lambda aside: posixpath.basename(aside) in names, posixpath.join), lambda shard: None)
     if source.kind == DCP:
         raise InvalidFileError(f"{url}: a PyTorch Distributed Checkpoint, which loads from a local directory only")
