@@ -31,8 +31,21 @@ namespace safestructures::bindings::load_walk {
 inline std::uint64_t saturating_add(std::uint64_t a, std::uint64_t b) {
   return a > std::numeric_limits<std::uint64_t>::max() - b ? std::numeric_limits<std::uint64_t>::max() : a + b;
 }
+inline std::uint64_t saturating_multiply(std::uint64_t a, std::uint64_t b) {
+  return b != 0 && a > std::numeric_limits<std::uint64_t>::max() / b ? std::numeric_limits<std::uint64_t>::max() : a * b;
+}
 
-// The objects defined so far, by reference id, each with its expanded size: the nodes a walk of the object visits
+// What comparing or hashing a node costs: `size`, the nodes a walk of it visits when every reference under it is
+// followed; and `int_weight`, what converting the big ints it holds to decimal costs, in the same units (a node's
+// walk). Python compares a Decimal with an int, or a Fraction, by converting the int to a Decimal: work that grows with
+// the square of the int's size (21 s for an int of 4 million bits), so that keys of one hash value holding a Decimal
+// and a big int cost that much for each comparison Python makes between them.
+struct Expansion {
+  std::uint64_t size = 1;
+  std::uint64_t int_weight = 0;
+};
+
+// The objects defined so far, by reference id, each with its expansion: the nodes a walk of the object visits
 // when every reference under it is followed (what hashing or comparing it costs). A whole load indexes a vector by
 // id, grown to the largest id defined (ids count the objects referenced twice, usually few, so the vector is not
 // sized to the file); a partial load, which touches few ids of what may be a large file, a hash map (so that
@@ -41,7 +54,7 @@ class IdTable {
  public:
   struct Entry {
     nb::object object;
-    std::uint64_t size = 1;
+    Expansion expansion;
   };
 
   IdTable(std::size_t ids, bool sparse) : limit_(ids), sparse_(sparse) {}
@@ -96,10 +109,29 @@ class HashRuns {
     return ++counts_[hash] <= max_run;
   }
 
+  // What the comparisons of a key just added (of `hash`, holding big ints of `int_weight`) cost: Python compares it
+  // with each earlier key of its hash value, and each comparison may convert the big ints of either to decimal. Zero,
+  // with nothing counted, while no key of the container holds a big int.
+  std::uint64_t compare_cost(Py_hash_t hash, std::uint64_t int_weight) {
+    if (int_weight == 0 && weights_.empty()) return 0;
+    std::uint64_t earlier = 0;
+    if (counts_.empty()) {
+      earlier = static_cast<std::uint64_t>(std::count(first_.begin(), first_.begin() + seen_, hash)) - 1;
+    } else {
+      earlier = counts_[hash] - 1;
+    }
+    std::uint64_t& weight_before = weights_[hash];
+    const std::uint64_t cost = saturating_add(saturating_multiply(earlier, int_weight), weight_before);
+    weight_before = saturating_add(weight_before, int_weight);
+    return cost;
+  }
+
  private:
   std::array<Py_hash_t, max_run> first_{};
   std::uint32_t seen_ = 0;
   std::unordered_map<Py_hash_t, std::uint32_t, SeededIntHash> counts_;
+  // The big ints' weight of the keys of each hash value, once a key holding one is added.
+  std::unordered_map<Py_hash_t, std::uint64_t, SeededIntHash> weights_;
 };
 
 // Runs `f` when the scope ends, however it ends. (The deduction guide is for clang 14, the fuzz build's compiler, which
@@ -160,6 +192,7 @@ class Loader {
       : tree_(tree), tape_(tree.tape()), source_(source), index_(partial ? &tree.index() : nullptr), context_(options.context), hooks_(hooks()),
         ids_(tape_.size() + 1, partial),
         hash_budget_(saturating_add(16 * static_cast<std::uint64_t>(tape_.size()), std::uint64_t{1} << 20)),
+        conversion_budget_(saturating_add(64 * static_cast<std::uint64_t>(tape_.size()), std::uint64_t{1} << 26)),
         max_depth_(options.max_depth), verify_(options.verify) {
     if (tape_.size() >= large_tape) {
       // What only pays off over many nodes, kept from small loads, whose time is their fixed cost: room for the usual
@@ -260,7 +293,9 @@ class Loader {
   void check_hashable(const nb::object& item, std::size_t node, HashRuns& runs, const char* what, const std::string& unhashable);
   // The nodes a walk of what node `i` built visits with every reference followed (what hashing it costs): measured
   // from the tape when needed, so that building costs nothing for it; each part measured once.
-  std::uint64_t expanded_size(std::size_t i);
+  Expansion expanded(std::size_t i);
+  // What converting the big int of node `i` to decimal costs, in a node's walks (see Expansion).
+  std::uint64_t big_int_weight(std::size_t i) const;
   // The object already built for tensor `name` (a partial load may build a node twice), or an invalid object; a whole
   // load refuses a second node naming the same tensor, which could only make it copy the same bytes again.
   nb::object named_before(std::string_view name);
@@ -314,18 +349,22 @@ class Loader {
   const Hooks& hooks_;
   IdTable ids_;
   // The ids being defined by the builds under way, innermost last, with their nodes; and the expanded size of each
-  // node measured (see expanded_size).
+  // node measured (see expanded).
   struct Defining {
     std::int64_t id;
     std::size_t node;
   };
   std::vector<Defining> defining_;
-  std::unordered_map<std::size_t, std::uint64_t, SeededIntHash> expanded_sizes_;
+  std::unordered_map<std::size_t, Expansion, SeededIntHash> expansions_;
   // Nodes walked so far by hashing keys and set items, and how many the load may walk: generous for any real data
   // (whose keys are small and mostly unshared), and still linear in the file, where a key built from shared references
   // (each level holding the one below twice) would expand exponentially.
   std::uint64_t hash_work_ = 0;
   std::uint64_t hash_budget_;
+  // What comparing keys of one hash value costs in conversions of big ints to decimal (see Expansion), and how much the
+  // load may spend: about a second and a half, and more in proportion to a larger file.
+  std::uint64_t conversion_work_ = 0;
+  std::uint64_t conversion_budget_;
   // Its storage kept by the thread: pushing the first part would otherwise allocate, in every load.
   SpareVector<LoadPath, 4096> path_;
   // Dict keys decoded so far; the views point into the parsed schema, which outlives the loader.

@@ -516,3 +516,38 @@ def recording_whose_record_spells_a_journal() -> bytes:
     size = len(recording_bytes_with({"0.blob": ("U8", [len(blob)], blob)}, schema))
     blob = journal_for(size, room)
     return recording_bytes_with({"0.blob": ("U8", [len(blob)], blob)}, schema)
+
+
+# --- 94. a Decimal and a big int of one hash value in one set --------------------------------------------------------
+
+#: Python hashes a number modulo this prime: x + k * HASH_MODULUS hashes as x does.
+HASH_MODULUS = (1 << 61) - 1
+
+
+def decimals_beside_a_big_int(bits: int, decimals: int = 31, sets: int = 1) -> bytes:
+    """A list of ``sets`` sets, each holding the int ``2**bits + 12345`` in a 1-tuple (defined in the first set, then
+    referenced) and ``decimals`` 1-tuples of Decimals of the int's hash value, none equal to it. A 1-tuple's hash is
+    its item's, so Python compares the int's tuple with each Decimal's: a Decimal compares with an int by converting
+    the int to decimal, which costs the square of its size (21 s at 4 million bits)."""
+    big = (1 << bits) + 12345
+    same_hash = big % HASH_MODULUS
+
+    def items() -> list[Any]:
+        return [{"$": "tuple", "items": [{"$": "Decimal", "v": str(same_hash + k * HASH_MODULUS)}]} for k in range(1, decimals + 1)]
+
+    first = {"$": "set", "items": [{"$": "tuple", "#": 1, "items": [{"$": "int", "hex": hex(big)}]}] + items()}
+    return file_bytes([first] + [{"$": "set", "items": [ref(1)] + items()} for _ in range(sets - 1)])
+
+
+def frozensets_of_decimals_and_a_big_int(bits: int, sets: int = 1) -> bytes:
+    """A list of ``sets`` sets, each holding two frozensets (defined in the first set, then referenced) of one hash
+    value and 31 items each: one of 31 Decimals of the hash value of the int ``2**bits + 12345``, the other of that
+    int and 15 pairs of ints whose hashes cancel (a frozenset's hash mixes its items' hashes by xor, and ``x`` and
+    ``x + HASH_MODULUS`` hash alike). Python compares the two by looking the items of one up in the other until one
+    is missing: a Decimal looked up meets the big int, which each set's comparison converts to decimal again."""
+    big = (1 << bits) + 12345
+    same_hash = big % HASH_MODULUS
+    decimals = {"$": "frozenset", "#": 1, "items": [{"$": "Decimal", "v": str(same_hash + k * HASH_MODULUS)} for k in range(1, 32)]}
+    pairs = [v for x in range(1, 16) for v in (x, x + HASH_MODULUS)]
+    with_int = {"$": "frozenset", "#": 2, "items": [{"$": "int", "hex": hex(big)}] + pairs}
+    return file_bytes([{"$": "set", "items": [decimals, with_int]}] + [{"$": "set", "items": [ref(1), ref(2)]} for _ in range(sets - 1)])
