@@ -130,19 +130,53 @@ def overlapping_chunk(offsets: list[int]) -> Any:
     return change
 
 
-def test_case_21_chunks_that_overlap_leave_no_leftover_memory(tmp_path: Path) -> None:
-    torch = pytest.importorskip("torch")
+def test_case_21_chunks_that_overlap_are_refused(tmp_path: Path) -> None:
+    pytest.importorskip("torch")
     from safestructures import distributed
 
     with pytest.raises(ss.InvalidFileError, match=r'two chunks of "w" start at \[0, 0\]'):
         distributed.load(dcp_dir(tmp_path / "same", overlapping_chunk([0, 0])))
-    path = dcp_dir(tmp_path / "overlap", overlapping_chunk([1, 0]))  # rows 0-2 covered, row 3 by none
-    for _ in range(3):
-        # freed tensors of the same size, whose memory a torch.empty of the target took back (their 7s were loaded)
-        junk = [torch.full((4, 2), 7.0) for _ in range(50)]
-        del junk
-        w = distributed.load(path)["w"]
-        assert w.dtype == torch.float32 and w.tolist() == [[1.0, 1.0]] * 3 + [[0.0, 0.0]]
+    # Rows 0-2 covered, row 3 by none: loaded with zeros there (and, before zeros, what the memory held) until the
+    # index's chunks were checked to tile the tensor.
+    path = dcp_dir(tmp_path / "overlap", overlapping_chunk([1, 0]))
+    message = r'the chunks of "w" at \[0, 0\] and \[1, 0\] overlap, leaving elements of its size \[4, 2\] in none'
+    with pytest.raises(ss.InvalidFileError, match=message):
+        distributed.load(path)
+    with pytest.raises(ss.InvalidFileError, match=message):
+        ss.load_file(path)
+
+
+def grid(rows: int, columns: int, height: int = 2, width: int = 3) -> list[tuple[list[int], list[int]]]:
+    """The chunks of a (rows * height) x (columns * width) tensor split into a grid, in an order no sweep starts from."""
+    boxes = [([r * height, c * width], [height, width]) for r in range(rows) for c in range(columns)]
+    return boxes[1::2] + boxes[::2]
+
+
+def test_case_21_chunks_that_tile_pass_the_check_of_overlaps() -> None:
+    pytest.importorskip("torch")
+    from safestructures.distributed._index import _overlapping
+
+    file = Path("index.json")
+    for boxes in (grid(64, 64), grid(1, 3000), grid(3000, 1), grid(5, 7) + [([10, 0], [0, 21]), ([3, 3], [0, 0])]):
+        assert _overlapping(boxes, '"w"', file) is None
+    three_d = [([a, b, c], [1, 2, 4]) for a in range(8) for b in range(0, 16, 2) for c in range(0, 32, 4)]
+    assert _overlapping(three_d, '"w"', file) is None
+    # One element shared, wherever it lies: a corner, an edge, one chunk inside another.
+    assert _overlapping(grid(64, 64) + [([127, 191], [1, 1])], '"w"', file) == ([126, 189], [127, 191])
+    assert _overlapping([([0, 0], [4, 4]), ([1, 1], [1, 1])], '"w"', file) == ([0, 0], [1, 1])
+    assert _overlapping([([0, 2], [4, 2]), ([3, 0], [1, 3])], '"w"', file) == ([0, 2], [3, 0])
+    assert _overlapping([([0, 0], [2, 2]), ([2, 2], [2, 2]), ([0, 2], [2, 2])], '"w"', file) is None
+
+
+def test_case_21_chunks_too_many_to_check_are_refused_in_seconds() -> None:
+    pytest.importorskip("torch")
+    from safestructures.distributed._index import MAX_CHUNK_PAIRS, _overlapping
+
+    # 250,000 chunks of a 500 x 500 grid: a sweep meets 500 open chunks at each start, 125 million pairs.
+    with pytest.raises(ss.InvalidFileError, match=r'index.json: the chunks of "w" are too many, laid out as they are, '
+                                                  rf'to check that no two overlap \(more than {MAX_CHUNK_PAIRS:,} pairs\)') as e:
+        _overlapping(grid(500, 500), '"w"', Path("index.json"))
+    assert e.value.code == "LimitExceeded"
 
 
 @pytest.mark.parametrize(("change", "message"), [

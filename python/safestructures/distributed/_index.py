@@ -107,6 +107,34 @@ def _elements(sizes: list[int], what: str, file: Path) -> int:
     return count
 
 
+#: Pairs of chunks one tensor's check of overlaps may compare: far more than a real sharding needs (chunks sorted along
+#: the dimension they split most, each meets only those beside it), and a second or two of work.
+MAX_CHUNK_PAIRS = 2_000_000
+
+
+def _overlapping(boxes: list[tuple[list[int], list[int]]], what: str, file: Path) -> tuple[list[int], list[int]] | None:
+    """Two chunks (offsets, sizes) of ``boxes`` that share an element, or None. A sweep along the dimension with the
+    most distinct offsets: sorted by their start there, a chunk is compared only with those still open where it
+    starts."""
+    boxes = [box for box in boxes if all(box[1])]  # an empty chunk holds no element to share
+    if len(boxes) < 2:
+        return None
+    axis = max(range(len(boxes[0][0])), key=lambda d: len({offsets[d] for offsets, _ in boxes}))
+    open_boxes: list[tuple[list[int], list[int]]] = []
+    pairs = 0
+    for offsets, sizes in sorted(boxes, key=lambda box: box[0][axis]):
+        pairs += len(open_boxes)
+        if pairs > MAX_CHUNK_PAIRS:
+            raise InvalidFileError(f"{file}: the chunks of {what} are too many, laid out as they are, to check that no two "
+                                   f"overlap (more than {MAX_CHUNK_PAIRS:,} pairs)", code="LimitExceeded")
+        open_boxes = [box for box in open_boxes if box[0][axis] + box[1][axis] > offsets[axis]]
+        for other in open_boxes:
+            if all(a < b + m and b < a + n for a, n, b, m in zip(offsets, sizes, other[0], other[1])):
+                return other[0], offsets
+        open_boxes.append((offsets, sizes))
+    return None
+
+
 def metadata_from_index(path: Path, index: dict[str, Any]) -> Metadata:
     """DCP's Metadata, rebuilt from the index's JSON (what DCP itself keeps in a pickle)."""
     file = path / INDEX_NAME
@@ -138,6 +166,7 @@ def metadata_from_index(path: Path, index: dict[str, Any]) -> Metadata:
         elements = _elements(size, f"tensor {quote(fqn)}", file)
         covered = 0
         chunks = []
+        boxes = []
         for chunk in entry["chunks"]:
             if not isinstance(chunk, dict):
                 raise InvalidFileError(f"{file}: a chunk of {quote(fqn)} is not an object")
@@ -146,15 +175,21 @@ def metadata_from_index(path: Path, index: dict[str, Any]) -> Metadata:
             if len(offsets) != len(size) or len(sizes) != len(size) or any(o + n > s for o, n, s in zip(offsets, sizes, size)):
                 raise InvalidFileError(f"{file}: chunk {offsets} + {sizes} of {quote(fqn)} lies outside its size {size}")
             covered += _elements(sizes, f"a chunk of {quote(fqn)}", file)
+            boxes.append((offsets, sizes))
             if MetadataIndex(fqn, offsets) in storage:
                 raise InvalidFileError(f"{file}: two chunks of {quote(fqn)} start at {offsets}")
             shard, name = placed(fqn, chunk)
             chunks.append(ChunkStorageMetadata(offsets=torch.Size(offsets), sizes=torch.Size(sizes)))
             storage[MetadataIndex(fqn, offsets)] = {"file": shard, "name": name, "sizes": sizes, "dtype": dtype}
-        # A load makes the whole tensor, then reads the chunks into it: chunks that hold fewer elements leave some
-        # unset (what the memory held before), more (or a size no chunk holds) make it allocate what no shard holds.
+        # A load makes the whole tensor, then reads the chunks into it: they must tile it. Chunks that hold fewer
+        # elements, or as many but overlapping, leave some unset (what the memory held before); more (or a size no
+        # chunk holds) make it allocate what no shard holds.
         if covered != elements:
             raise InvalidFileError(f"{file}: the chunks of {quote(fqn)} hold {covered:,} elements, its size {size} has {elements:,}")
+        overlap = _overlapping(boxes, quote(fqn), file)
+        if overlap is not None:
+            raise InvalidFileError(f"{file}: the chunks of {quote(fqn)} at {overlap[0]} and {overlap[1]} overlap, leaving "
+                                   f"elements of its size {size} in none")
         properties = TensorProperties(dtype=dtype, requires_grad=entry.get("requires_grad") is True)
         entries[fqn] = TensorStorageMetadata(properties=properties, size=torch.Size(size), chunks=chunks)
     for fqn, entry in values.items():

@@ -105,10 +105,8 @@ class SafestructuresLoadPlanner(DefaultLoadPlanner):
                 target = given.get(fqn)
                 if not isinstance(target, torch.Tensor):
                     try:
-                        # Zeros, not torch.empty: chunks that overlap one another can still hold as many elements
-                        # as the tensor (the index checks only that), and the elements none of them reaches would
-                        # show what the process's memory held before.
-                        target = torch.zeros(entry.size, dtype=entry.properties.dtype)
+                        # Its chunks tile it (the index is refused where they do not), so each element is read.
+                        target = torch.empty(entry.size, dtype=entry.properties.dtype)
                     except RuntimeError as e:  # a size the index claims, which no memory holds
                         raise InvalidFileError(f"the checkpoint's tensor {quote(fqn)} of size {list(entry.size)} cannot be "
                                                f"made: {str(e).splitlines()[0]}") from None
