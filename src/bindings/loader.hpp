@@ -192,7 +192,7 @@ class Loader {
       : tree_(tree), tape_(tree.tape()), source_(source), index_(partial ? &tree.index() : nullptr), context_(options.context), hooks_(hooks()),
         ids_(tape_.size() + 1, partial),
         hash_budget_(saturating_add(16 * static_cast<std::uint64_t>(tape_.size()), std::uint64_t{1} << 20)),
-        conversion_budget_(saturating_add(64 * static_cast<std::uint64_t>(tape_.size()), std::uint64_t{1} << 26)),
+        conversion_budget_(saturating_add(16 * static_cast<std::uint64_t>(tape_.size()), std::uint64_t{1} << 24)),
         max_depth_(options.max_depth), verify_(options.verify) {
     if (tape_.size() >= large_tape) {
       // What only pays off over many nodes, kept from small loads, whose time is their fixed cost: room for the usual
@@ -362,7 +362,7 @@ class Loader {
   std::uint64_t hash_work_ = 0;
   std::uint64_t hash_budget_;
   // What comparing keys of one hash value costs in conversions of big ints to decimal (see Expansion), and how much the
-  // load may spend: about a second and a half, and more in proportion to a larger file.
+  // load may spend: a third of a second, and more in proportion to a larger file.
   std::uint64_t conversion_work_ = 0;
   std::uint64_t conversion_budget_;
   // Its storage kept by the thread: pushing the first part would otherwise allocate, in every load.

@@ -75,11 +75,12 @@ class Caps:
     view_elements: int = 2**64  # 5: elements of a view (zero strides over a tiny base)
     surrogate_in_dtype: bool = True  # 1: lone surrogates in echoed dtype fields
     forged_registered: bool = True  # 13: object/enum/ext nodes for the registered classes
+    decimal_beside_bits: int = 4_000_000  # 94: a big int beside Decimals of its hash value, compared by conversion
 
     @classmethod
     def avoiding_known(cls) -> "Caps":
         return cls(doubling_levels=12, hashed_doubling=False, colliding_keys=40, repeat=40, view_elements=2**16,
-                   surrogate_in_dtype=False)
+                   surrogate_in_dtype=False, decimal_beside_bits=2000)
 
 
 class OutOfData(Exception):
@@ -612,7 +613,9 @@ class Generator:
 
     def many(self, depth: int) -> Any:
         """One node repeated, or many keys that hash alike."""
-        choice = self.n(0, 5)
+        choice = self.n(0, 6)
+        if choice == 6:
+            return self.decimals_beside_a_big_int()
         if choice <= 1:
             count = self.count(self.caps.colliding_keys)
             keys = [{"$": "int", "hex": hex(k * PRIME61)} for k in range(1, count + 1)]
@@ -630,6 +633,24 @@ class Generator:
         if self.flip(30):
             return {"$": "dict", "items": [[{"$": "tuple", "items": [k]}, leaf] for k in range(count)]}
         return [leaf] * count
+
+    def decimals_beside_a_big_int(self) -> Any:
+        """A set (or a mapping's keys) holding a big int and Decimals of its hash value, bare or each in a 1-tuple (whose
+        hash is its item's), or in two frozensets of one hash value: Python compares a Decimal with an int by converting
+        the int to decimal."""
+        big = (1 << self.count(self.caps.decimal_beside_bits)) + self.n(0, 1000)
+        same = big % PRIME61
+        decimals = [{"$": "Decimal", "v": str(same + k * PRIME61)} for k in range(1, self.count(31) + 1)]
+        items = [{"$": "int", "hex": hex(big)}] + decimals
+        shape = self.n(0, 2)
+        if shape == 1:
+            items = [{"$": "tuple", "items": [item]} for item in items]
+        elif shape == 2:
+            pairs = [v for x in range(1, (len(decimals) - 1) // 2 + 1) for v in (x, x + PRIME61)]
+            items = [{"$": "frozenset", "items": decimals}, {"$": "frozenset", "items": items[:1] + pairs}]
+        if self.flip():
+            return {"$": self.pick(["set", "frozenset"]), "items": items}
+        return {"$": self.pick(["dict", "Counter", "OrderedDict"]), "items": [[k, 0] for k in items]}
 
     def root(self) -> Any:
         return self.node(0)
