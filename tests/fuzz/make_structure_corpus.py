@@ -99,6 +99,9 @@ def regressions() -> dict[str, bytes]:
         "13-forged-intenum-object": c.object_node("fuzz.Perm", base="int", value=999),
         "13-forged-intenum-object-value-1": c.object_node("fuzz.Perm", base="int", value=1),
         "13-ext-class-as-object": c.object_node("fuzz.Ext", attrs={"data": 1, "via_from_data": False}),
+        # security.md 94. a big int beside Decimals of its hash value, each comparison converting it to decimal
+        "94-decimals-beside-a-big-int": c.decimals_beside_a_big_int(1_000_000, sets=100),
+        "94-frozensets-of-decimals-and-a-big-int": c.frozensets_of_decimals_and_a_big_int(1_000_000, sets=100),
     }
     return {name: ZLIB + zlib.compress(data, 9) for name, data in files.items()}
 
