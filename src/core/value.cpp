@@ -5,6 +5,7 @@
 #include <charconv>
 #include <cmath>
 #include <cstring>
+#include <optional>
 #include <unordered_map>
 
 #include "safestructures/codec.hpp"
@@ -147,13 +148,29 @@ std::string quoted_repr(std::string_view text, bool bytes) {
   return out;
 }
 
-// Python's str() of a key (`repr` false: the part of a tensor name), or its repr() (the part of a path in messages).
-std::string python_text(const Value::Impl& v, bool repr) {
+// Python's limit on the digits of an int it converts to text (sys.int_info.default_max_str_digits): past it, str()
+// and repr() raise, and the Python save walk names the key "?".
+constexpr std::size_t python_max_str_digits = 4300;
+
+// The decimal text of a big int, or nullopt past Python's limit of digits (found from the count of hex digits where it
+// can be, without the conversion, which costs the square of the int's size).
+std::optional<std::string> big_int_text(std::string_view hex) {
+  const std::size_t hex_digits = hex.size() - (hex.starts_with('-') ? 3 : 2);
+  // At least (hex_digits - 1) * log10(16) digits: 1.2041 > 1.204.
+  if ((hex_digits - 1) * 1204 / 1000 >= python_max_str_digits) return std::nullopt;
+  std::string text = hex_to_decimal(hex);
+  if (text.size() - (text.starts_with('-') ? 1 : 0) > python_max_str_digits) return std::nullopt;
+  return text;
+}
+
+// Python's str() of a key (`repr` false: the part of a tensor name), or its repr() (the part of a path in messages);
+// nullopt where Python's would raise (an int past its limit of digits, or a tuple holding one).
+std::optional<std::string> python_text(const Value::Impl& v, bool repr) {
   switch (v.kind) {
     case Kind::Null: return "None";
     case Kind::Bool: return v.boolean ? "True" : "False";
     case Kind::Int: return std::to_string(v.integer);
-    case Kind::BigInt: return hex_to_decimal(v.text);
+    case Kind::BigInt: return big_int_text(v.text);
     case Kind::Float: return python_float_repr(v.number);
     case Kind::String: return repr ? quoted_repr(v.text, false) : v.text;
     case Kind::Bytes: return quoted_repr({reinterpret_cast<const char*>(v.bytes.data()), v.bytes.size()}, true);
@@ -162,7 +179,9 @@ std::string python_text(const Value::Impl& v, bool repr) {
       std::string out = "(";
       for (std::size_t k = 0; k < v.items.size(); ++k) {
         if (k) out += ", ";
-        out += python_text(impl_of(v.items[k]), true);
+        const std::optional<std::string> item = python_text(impl_of(v.items[k]), true);
+        if (!item) return std::nullopt;
+        out += *item;
       }
       return out + (v.items.size() == 1 ? ",)" : ")");
     }
@@ -182,10 +201,11 @@ class ValueWalk final : public NodeText {
     return std::move(writer_).finish().plan(metadata, default_max_header_size, checksums_);
   }
 
-  std::string key_name(const void* key) const override { return python_text(*static_cast<const Value::Impl*>(key), false); }
+  // "?" where Python's str() or repr() of the key raises, as the Python save walk gives.
+  std::string key_name(const void* key) const override { return python_text(*static_cast<const Value::Impl*>(key), false).value_or("?"); }
   std::string key_shown(const void* key) const override {
     const auto& k = *static_cast<const Value::Impl*>(key);
-    return k.kind == Kind::String ? quote_name(k.text) : python_text(k, true);
+    return k.kind == Kind::String ? quote_name(k.text) : python_text(k, true).value_or("?");
   }
   std::string type_name(const void* obj) const override { return std::string(kind_name(static_cast<const Value::Impl*>(obj)->kind)); }
 

@@ -124,6 +124,23 @@ TEST(ValueApi, TensorsAreNamedByTheirPath) {
   EXPECT_EQ(schema_of(small_tensor()), R"({"$":"tensor","name":"root","fw":"numpy"})");
 }
 
+TEST(ValueApi, KeysWhoseTextPythonRefusesAreNamedAsPythonNamesThem) {
+  // Python's str() of an int past 4,300 digits raises, and its save walk names the key "?": 16**3571 has 4,300
+  // digits, 16**3572 has 4,302. A tuple holding such an int is "?" too, and messages show the key as "?".
+  const Value at_limit = Value::big_int("0x1" + std::string(3571, '0'));
+  const Value past_limit = Value::big_int("0x1" + std::string(3572, '0'));
+  Value root = Value::dict();
+  root.set(at_limit, small_tensor()).set(past_limit, small_tensor()).set(Value::tuple({past_limit, 1}), small_tensor());
+  const std::vector<std::string> names = tensor_names(File::from_bytes(save_bytes(root)));
+  ASSERT_EQ(names.size(), 3u);
+  EXPECT_EQ(names[0].size(), 4300u);
+  EXPECT_TRUE(names[0].starts_with("81744410132094422503") && names[0].ends_with("47391660265823010816")) << names[0];
+  EXPECT_EQ(names[1], "?");
+  EXPECT_EQ(names[2], "?~1");
+  EXPECT_TRUE(fails_with([&] { save_bytes(Value::dict().set(past_limit, Value::list({1, std::string("\xff")}))); }, ErrorCode::InvalidArgument,
+                         {"at $[?][1]", "UTF-8"}));
+}
+
 TEST(ValueApi, SharedObjectsAreStoredOnce) {
   Value w = Value::tensor(std::vector<float>{1.0f, 2.0f}, {2});
   Value blob = Value::bytes(test::iota_bytes(65));

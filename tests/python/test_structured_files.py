@@ -129,6 +129,16 @@ def test_special_tensor_names(data: Any, names: list[str]) -> None:
     assert_same(safestructures.load(payload), data)
 
 
+def test_keys_whose_text_python_refuses_are_named_question_mark() -> None:
+    # str() of an int past Python's 4,300 digits raises: 16**3571 has 4,300 digits, 16**3572 4,302; a tuple holding one
+    # fails the same way. The C++ API names them so too (test_value_api.cpp).
+    data = {16**3571: np.zeros(1), 16**3572: np.ones(1), (16**3572, 1): np.full(1, 2.0)}
+    payload = safestructures.save(data)
+    assert tensor_names(payload) == [str(16**3571), "?", "?~1"]
+    loaded = safestructures.load(payload)
+    assert list(loaded) == list(data) and [v.tolist() for v in loaded.values()] == [[0.0], [1.0], [2.0]]
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # Metadata
 
