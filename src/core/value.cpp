@@ -60,6 +60,27 @@ bool is_hashable(const Value::Impl& v) {
 
 bool is_number(Kind kind) { return kind == Kind::Bool || kind == Kind::Int || kind == Kind::Float; }
 
+// The exact text of a double that holds a whole number as Value::big_int normalizes it ("0x1f", "-0x1f"), or "" for
+// one that does not (a fraction, an infinity, NaN): Python's 2**64 == 2.0**64, so the two are one dict key.
+std::string whole_number_hex(double d) {
+  if (!std::isfinite(d) || d != std::trunc(d)) return "";
+  int exponent = 0;
+  const double fraction = std::frexp(std::fabs(d), &exponent);  // |d| = fraction * 2**exponent, fraction in [0.5, 1)
+  std::uint64_t mantissa = 0;
+  std::size_t zeros = 0;  // hex digits of zeros after the mantissa's
+  if (exponent <= 64) {
+    mantissa = static_cast<std::uint64_t>(std::fabs(d));
+  } else {
+    // 53 bits of mantissa, then `exponent - 53` zero bits: what does not make whole hex digits shifts the mantissa.
+    const int shift = exponent - 53;
+    mantissa = static_cast<std::uint64_t>(std::ldexp(fraction, 53)) << (shift % 4);
+    zeros = static_cast<std::size_t>(shift / 4);
+  }
+  char digits[16];
+  char* end = std::to_chars(digits, digits + sizeof digits, mantissa, 16).ptr;
+  return (d < 0 ? "-0x" : "0x") + std::string(digits, end) + std::string(zeros, '0');
+}
+
 // Python's == for hashable values, so that dict keys Python would merge are one key here too.
 bool python_equal(const Value::Impl& a, const Value::Impl& b) {
   if (&a == &b) return true;
@@ -73,6 +94,8 @@ bool python_equal(const Value::Impl& a, const Value::Impl& b) {
     // Exact: the double must be a whole number in the int64 range equal to i.
     return d == std::trunc(d) && d >= -0x1p63 && d < 0x1p63 && static_cast<std::int64_t>(d) == i;
   }
+  if (a.kind == Kind::BigInt && b.kind == Kind::Float) return a.text == whole_number_hex(b.number);
+  if (a.kind == Kind::Float && b.kind == Kind::BigInt) return b.text == whole_number_hex(a.number);
   if (a.kind != b.kind) return false;
   switch (a.kind) {
     case Kind::Null: return true;

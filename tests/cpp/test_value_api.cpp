@@ -81,6 +81,15 @@ TEST(ValueApi, DictsAndKeys) {
   // Python holds 1, 1.0 and True equal: one key, the first, with the last value.
   EXPECT_EQ(merged.size(), 2u);
   EXPECT_EQ(schema_of(merged), R"({"$":"dict","items":[[1,"c"],[{"$":"tuple","items":[1,"x"]},"u"]]})");
+  // Python's 2**64 == 2.0**64 too (a whole double equals the int of its exact value), and 2**64 + 1 differs.
+  const std::string e300 = "0x17e43c8800759c" + std::string(236, '0');  // int(1e300)
+  Value big = Value::dict();
+  big.set(Value::big_int("0x10000000000000000"), "a").set(18446744073709551616.0, "b").set(Value::big_int("0x10000000000000001"), "c");
+  big.set(-0x1p120, "d").set(Value::big_int("-0x1" + std::string(30, '0')), "e").set(Value::big_int(e300), "f").set(1e300, "g");
+  big.set(Value::tuple({Value::big_int("0x10000000000000000")}), "h").set(Value::tuple({0x1p64}), "i").set(1e300 + 1e285, "j");
+  EXPECT_EQ(schema_of(big), R"({"$":"dict","items":[[{"$":"int","hex":"0x10000000000000000"},"b"],[{"$":"int","hex":"0x10000000000000001"},"c"],)"
+                            R"([-1.329227995784916e+36,"e"],[{"$":"int","hex":")" + e300 + R"("},"g"],)"
+                            R"([{"$":"tuple","items":[{"$":"int","hex":"0x10000000000000000"}]},"i"],[1.0000000000000011e+300,"j"]]})");
   Value others = Value::dict();
   others.set(nullptr, 1).set(2.5, 2).set(Value::bytes(test::to_bytes("b")), 3).set(Value::big_int("0x10000000000000000"), 4).set(false, 5);
   EXPECT_EQ(others.size(), 5u);
