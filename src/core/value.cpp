@@ -147,9 +147,17 @@ std::string quoted_repr(std::string_view text, bool bytes) {
   const char quote = double_quotes ? '"' : '\'';
   std::string out = bytes ? "b" : "";
   out += quote;
-  for (char ch : text) {
+  constexpr char hex[] = "0123456789abcdef";
+  for (std::size_t k = 0; k < text.size(); ++k) {
+    const char ch = text[k];
     const auto c = static_cast<unsigned char>(ch);
-    if (ch == quote || ch == '\\') {
+    if (!bytes && c == 0xED && k + 2 < text.size() && static_cast<unsigned char>(text[k + 1]) >= 0xA0) {
+      // A lone surrogate (WTF-8: ED A0..BF xx), which Python's repr escapes as \udXXX.
+      const unsigned point = 0xD000u | ((static_cast<unsigned char>(text[k + 1]) & 0x3Fu) << 6) | (static_cast<unsigned char>(text[k + 2]) & 0x3Fu);
+      out += "\\u";
+      for (int shift = 12; shift >= 0; shift -= 4) out += hex[(point >> shift) & 15];
+      k += 2;
+    } else if (ch == quote || ch == '\\') {
       out += '\\';
       out += ch;
     } else if (ch == '\n') {
@@ -159,7 +167,6 @@ std::string quoted_repr(std::string_view text, bool bytes) {
     } else if (ch == '\t') {
       out += "\\t";
     } else if (c < 0x20 || c == 0x7f || (bytes && c > 0x7f)) {
-      constexpr char hex[] = "0123456789abcdef";
       out += "\\x";
       out += hex[c >> 4];
       out += hex[c & 15];
@@ -187,7 +194,8 @@ std::optional<std::string> big_int_text(std::string_view hex) {
 }
 
 // Python's str() of a key (`repr` false: the part of a tensor name), or its repr() (the part of a path in messages);
-// nullopt where Python's would raise (an int past its limit of digits, or a tuple holding one).
+// nullopt where the Python save walk has none (an int past Python's limit of digits, or a tuple holding one; a str
+// with a lone surrogate, as a name).
 std::optional<std::string> python_text(const Value::Impl& v, bool repr) {
   switch (v.kind) {
     case Kind::Null: return "None";
@@ -195,7 +203,8 @@ std::optional<std::string> python_text(const Value::Impl& v, bool repr) {
     case Kind::Int: return std::to_string(v.integer);
     case Kind::BigInt: return big_int_text(v.text);
     case Kind::Float: return python_float_repr(v.number);
-    case Kind::String: return repr ? quoted_repr(v.text, false) : v.text;
+    // A str holding a lone surrogate (WTF-8 here) has no UTF-8 form, which Python's save walk asks of a name.
+    case Kind::String: return repr ? quoted_repr(v.text, false) : is_valid_utf8(v.text) ? std::optional<std::string>(v.text) : std::nullopt;
     case Kind::Bytes: return quoted_repr({reinterpret_cast<const char*>(v.bytes.data()), v.bytes.size()}, true);
     case Kind::Tuple: {
       if (stack_nearly_exhausted()) return "...";

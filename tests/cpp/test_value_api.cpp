@@ -146,6 +146,10 @@ TEST(ValueApi, KeysWhoseTextPythonRefusesAreNamedAsPythonNamesThem) {
   EXPECT_TRUE(names[0].starts_with("81744410132094422503") && names[0].ends_with("47391660265823010816")) << names[0];
   EXPECT_EQ(names[1], "?");
   EXPECT_EQ(names[2], "?~1");
+  // A str key holding a lone surrogate has no UTF-8 form to name a tensor by: "?" too. In a tuple, repr() escapes it.
+  Value surrogates = Value::dict();
+  surrogates.set(std::string("a\xED\xA0\x80"), small_tensor()).set(Value::tuple({std::string("a\xED\xA0\x80"), 1}), small_tensor());
+  EXPECT_EQ(tensor_names(File::from_bytes(save_bytes(surrogates))), (std::vector<std::string>{"('a\\ud800', 1)", "?"}));
   EXPECT_TRUE(fails_with([&] { save_bytes(Value::dict().set(past_limit, Value::list({1, std::string("\xff")}))); }, ErrorCode::InvalidArgument,
                          {"at $[?][1]", "UTF-8"}));
 }

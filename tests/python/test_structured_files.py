@@ -137,6 +137,8 @@ def test_keys_whose_text_python_refuses_are_named_question_mark() -> None:
     assert tensor_names(payload) == [str(16**3571), "?", "?~1"]
     loaded = safestructures.load(payload)
     assert list(loaded) == list(data) and [v.tolist() for v in loaded.values()] == [[0.0], [1.0], [2.0]]
+    # A str with a lone surrogate has no UTF-8 form for a name; in a tuple, repr() escapes it.
+    assert tensor_names(safestructures.save({"a\ud800": np.zeros(1), ("a\ud800", 1): np.zeros(1)})) == ["('a\\ud800', 1)", "?"]
 
 
 # ---------------------------------------------------------------------------------------------------------------------
