@@ -374,6 +374,9 @@ def construct_object(tag: str, fields: dict[str, Any], context: dict[str, Any]) 
             raise TypeError("a namedtuple needs lists 'fields' (of str) and 'items'")
         if len(items) != len(field_names):
             raise TypeError("a namedtuple needs as many 'items' as 'fields'")
+        if len(set(field_names)) != len(field_names):
+            # A record of the tuple would read the first item under the name (r.x) and the last (_asdict()).
+            raise TypeError("a namedtuple's 'fields' must not repeat a name")
         if cls is None:
             return NamedRecord(name, tuple(field_names), tuple(items))
         return tuple.__new__(cls, namedtuple_items(cls, name, field_names, items, _renames(cls), context))

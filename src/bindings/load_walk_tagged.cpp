@@ -170,6 +170,8 @@ nb::object Loader::follow_ref(std::size_t i) {
 
 nb::object Loader::build_appended(std::size_t i, Kind kind) {
   // Defined before its items: a mutable container may hold itself.
+  std::uint32_t count = 0;
+  const std::size_t first = tree_.items(i, count, failing());
   nb::object out;
   if (kind == Kind::List) {
     out = nb::steal(PyList_New(0));
@@ -177,6 +179,12 @@ nb::object Loader::build_appended(std::size_t i, Kind kind) {
     const std::size_t at = tape_.member(i, "maxlen");
     nb::object maxlen = nb::none();
     if (at != Tape::npos && tape_[at].kind == NodeKind::Int && tape_[at].integer >= 0) {
+      // A saved deque holds at most maxlen items; appending more would drop the first ones without a word, while a
+      // reader of "items" reads them all.
+      if (static_cast<std::uint64_t>(count) > static_cast<std::uint64_t>(tape_[at].integer)) {
+        invalid("a deque of \"maxlen\" " + std::to_string(tape_[at].integer) + " holds " + std::to_string(count) +
+                (count == 1 ? " item" : " items") + ", more than it keeps");
+      }
       maxlen = nb::int_(tape_[at].integer);
     } else if (at != Tape::npos && tape_[at].kind != NodeKind::Null) {
       invalid("a deque's \"maxlen\" must be a non-negative integer or null");
@@ -185,8 +193,6 @@ nb::object Loader::build_appended(std::size_t i, Kind kind) {
   }
   define(i, out);
   nb::object append = kind == Kind::List ? nb::object() : out.attr("append");
-  std::uint32_t count = 0;
-  const std::size_t first = tree_.items(i, count, failing());
   build_items(first, count, [&](std::uint32_t, std::size_t, nb::object item) {
     if (kind != Kind::List) {
       append(item);

@@ -516,3 +516,34 @@ def recording_whose_record_spells_a_journal() -> bytes:
     size = len(recording_bytes_with({"0.blob": ("U8", [len(blob)], blob)}, schema))
     blob = journal_for(size, room)
     return recording_bytes_with({"0.blob": ("U8", [len(blob)], blob)}, schema)
+
+
+# --- round 10g: what Python's constructors cost and keep, given a crafted record's fields -----------------------------
+
+def tagged_int(bits: int, low: int = 1) -> dict[str, Any]:
+    """A tagged int of ``bits`` bits: the top bit, then ``low`` (a save writes ints past int64 so)."""
+    return {"$": "int", "hex": hex((1 << (bits - 1)) | low)}
+
+
+def range_of_long_division(span_bits: int, step_bits: int) -> bytes:
+    """A range from 0 to an int of ``span_bits`` bits by a step of ``step_bits``: range() computes its length at once, a
+    long division whose cost is the product of the step's size and the length's (quadratic when both are large)."""
+    return file_bytes([{"$": "range", "start": 0, "stop": tagged_int(span_bits), "step": tagged_int(step_bits, 12345)}])
+
+
+def deque_past_maxlen(maxlen: int = 2, count: int = 5) -> bytes:
+    """A deque of ``maxlen`` listing ``count`` items: appending them drops the first ones."""
+    return file_bytes({"q": {"$": "deque", "maxlen": maxlen, "items": list(range(1, count + 1))}})
+
+
+def clock_with_offset(tag: str = "datetime", iso: str = "2024-05-01T12:00:00+05:00", tz: Any = None) -> bytes:
+    """A datetime (or time) node whose ``iso`` text holds a UTC offset, with a ``tz`` field or none."""
+    node: dict[str, Any] = {"$": tag, "iso": iso}
+    if tz is not None:
+        node["tz"] = tz
+    return file_bytes([node])
+
+
+def namedtuple_repeating_a_field(type_name: str = "app.Point") -> bytes:
+    """A named tuple node whose ``fields`` name ``x`` twice, over two items."""
+    return file_bytes([{"$": "namedtuple", "type": type_name, "fields": ["x", "x"], "items": [1, 2]}])

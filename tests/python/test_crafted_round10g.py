@@ -1,0 +1,137 @@
+"""Hostile inputs of the tenth round's helper attack-g (cases 100 on; docs/security.md's table lists them): what the
+Python constructors a load calls for a tagged node cost, and what they keep or drop of the fields a crafted file gives
+them. Each attack has its legitimate twin, which must keep working."""
+
+from __future__ import annotations
+
+import collections
+import datetime
+import io
+import zoneinfo
+from pathlib import Path
+from typing import NamedTuple
+
+import pytest
+
+import crafted
+import safestructures as ss
+from conftest import run_python_json
+
+
+# --- 100. a range whose length is a long division of two large ints ----------------------------------------------------
+
+def test_case_100_a_range_of_a_quadratic_length_is_refused_at_once(tmp_path: Path) -> None:
+    # Before: range() computed the length, (stop - start) // step, by schoolbook division: a 1.5 MB file took 5.2 s, a
+    # 3 MB one 20.8 s, a 100 MB header hours.
+    path = tmp_path / "range.safetensors"
+    path.write_bytes(crafted.range_of_long_division(8_000_000, 4_000_000))
+    result = run_python_json(
+        """
+        import json, sys, time
+        import safestructures as ss
+        start = time.perf_counter()
+        try:
+            ss.load_file(sys.argv[1])
+        except ss.InvalidFileError as e:
+            print(json.dumps([str(e), e.code, time.perf_counter() - start]))
+        """,
+        str(path), timeout=60)
+    message, code, seconds = result
+    assert message == (f"{path}: at $[0]: cannot rebuild a range: ValueError: a range whose step (4,000,000 bits) and "
+                       "length (about 4,000,000 bits) both exceed 4,096 bits: computing its length costs the product "
+                       "of their sizes")
+    assert code == "SchemaInvalid"
+    assert seconds < 5
+
+
+def test_case_100_every_route_refuses_the_range(tmp_path: Path) -> None:
+    path = tmp_path / "range.safetensors"
+    path.write_bytes(crafted.range_of_long_division(20_000, 10_000))
+    with pytest.raises(ss.InvalidFileError, match=r"at \$\[0\]: cannot rebuild a range: ValueError: a range whose step "):
+        ss.open(path).load()
+    with pytest.raises(ss.InvalidFileError, match=r"at \$\[0\]: cannot rebuild a range: "):
+        ss.open(path)[0].load()
+
+
+def test_case_100_saving_such_a_range_is_refused_and_large_ranges_round_trip() -> None:
+    with pytest.raises(ss.UnsupportedTypeError) as info:
+        ss.save({"r": range(0, 2**20_000, 2**9_000 + 1)})
+    assert str(info.value) == ("cannot save an object of type builtins.range at $[\"r\"]: ValueError: a range whose step "
+                               "(9,001 bits) and length (about 11,000 bits) both exceed 4,096 bits: computing its length "
+                               "costs the product of their sizes")
+    # The twins: a large range whose step, or whose length, is small; an empty one of large bounds; ordinary ones.
+    values = [range(0, 2**200_000, 3), range(0, 2**200_000, 2**199_990 + 7), range(2**20_000, 0, 2**9_000 + 1),
+              range(-5, 5, 2), range(10, 0, -3), range(0)]
+    assert ss.load(ss.save(values)) == values
+    assert ss.load(crafted.range_of_long_division(200_000, 4_096)) == [range(0, (1 << 199_999) | 1, (1 << 4_095) | 12345)]
+
+
+# --- 101. a deque listing more items than its maxlen keeps ---------------------------------------------------------------
+
+@pytest.mark.parametrize("maxlen, count", [(2, 5), (0, 1)])
+def test_case_101_a_deque_past_its_maxlen_is_refused(maxlen: int, count: int) -> None:
+    # Before: loaded as deque([4, 5], maxlen=2) (deque([], maxlen=0)), the first items dropped without a word, while
+    # a reader of "items" reads them all.
+    data = crafted.deque_past_maxlen(maxlen, count)
+    noun = "item" if count == 1 else "items"
+    message = f'at $["q"]: a deque of "maxlen" {maxlen} holds {count} {noun}, more than it keeps'
+    for load in (ss.load, lambda d: ss.open(io.BytesIO(d)).load(), lambda d: ss.open(io.BytesIO(d))["q"].load()):
+        with pytest.raises(ss.InvalidFileError) as info:
+            load(data)
+        assert str(info.value).endswith(message) and info.value.code == "SchemaInvalid"
+
+
+def test_case_101_deques_within_their_maxlen_load() -> None:
+    assert ss.load(crafted.deque_past_maxlen(5, 5)) == {"q": collections.deque([1, 2, 3, 4, 5], maxlen=5)}
+    values = [collections.deque([1, 2, 3], maxlen=2), collections.deque(maxlen=0), collections.deque([1, 2])]
+    loaded = ss.load(ss.save(values))
+    assert loaded == values and [q.maxlen for q in loaded] == [2, 0, None]
+
+
+# --- 102. a datetime or time whose text holds a UTC offset ---------------------------------------------------------------
+
+@pytest.mark.parametrize("tag, iso, shown", [("datetime", "2024-05-01T12:00:00+05:00", "UTC+05:00"),
+                                             ("datetime", "2024-05-01T12:00:00Z", "UTC"),
+                                             ("time", "12:00:00-01:30", "UTC-01:30")])
+def test_case_102_an_offset_in_the_text_is_refused(tag: str, iso: str, shown: str) -> None:
+    # Before: the offset dropped: 2024-05-01 12:00 naive (or in the zone of the field 'tz'), where fromisoformat, reading
+    # the text, gives 12:00 at +05:00 (07:00 UTC).
+    with pytest.raises(ss.InvalidFileError) as info:
+        ss.load(crafted.clock_with_offset(tag, iso))
+    assert str(info.value) == (f"at $[0]: cannot rebuild a {tag}: ValueError: field 'iso' holds a UTC offset ({shown}): "
+                               f"a {tag}'s zone is its field 'tz'")
+    assert info.value.code == "SchemaInvalid"
+
+
+def test_case_102_an_offset_beside_a_zone_is_refused_and_zones_load() -> None:
+    utc = {"$": "timezone", "offset": {"$": "timedelta", "days": 0, "seconds": 0, "microseconds": 0}}
+    with pytest.raises(ss.InvalidFileError, match=r"holds a UTC offset \(UTC\+05:00\)"):
+        ss.load(crafted.clock_with_offset(tz=utc))
+    assert ss.load(crafted.clock_with_offset(iso="2024-05-01T12:00:00", tz=utc)) == [
+        datetime.datetime(2024, 5, 1, 12, tzinfo=datetime.timezone.utc)]
+    values = [datetime.datetime(2024, 5, 1, 12, tzinfo=zoneinfo.ZoneInfo("Europe/Paris")),
+              datetime.time(1, 2, tzinfo=datetime.timezone(datetime.timedelta(hours=-1, minutes=-30))),
+              datetime.datetime(2020, 11, 1, 1, 30, fold=1), datetime.time(23, 59, 59, 999_999)]
+    loaded = ss.load(ss.save(values))
+    assert loaded == values and [v.tzinfo for v in loaded] == [v.tzinfo for v in values] and loaded[2].fold == 1
+
+
+# --- 103. a named tuple whose fields repeat a name -----------------------------------------------------------------------
+
+class Point(NamedTuple):
+    x: int
+    y: int = 0
+
+
+POINT = f"{Point.__module__}.{Point.__qualname__}"
+
+
+def test_case_103_a_named_tuple_repeating_a_field_is_refused_resolved_or_not() -> None:
+    # Before: without the class, a record whose r.x read 1 and whose _asdict() gave {"x": 2}; with it, refused.
+    for types in ((), (Point,)):
+        with pytest.raises(ss.InvalidFileError) as info:
+            ss.load(crafted.namedtuple_repeating_a_field(POINT), types=types)
+        assert str(info.value) == "at $[0]: cannot rebuild a namedtuple: TypeError: a namedtuple's 'fields' must not repeat a name"
+    loaded = ss.load(ss.save([Point(1, 2)]))
+    assert ss.load(ss.save([Point(1, 2)]), types=[Point]) == [Point(1, 2)]
+    assert loaded[0].type_name == POINT and loaded[0]._asdict() == {"x": 1, "y": 2} and loaded[0].x == 1
