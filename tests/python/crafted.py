@@ -547,3 +547,14 @@ def clock_with_offset(tag: str = "datetime", iso: str = "2024-05-01T12:00:00+05:
 def namedtuple_repeating_a_field(type_name: str = "app.Point") -> bytes:
     """A named tuple node whose ``fields`` name ``x`` twice, over two items."""
     return file_bytes([{"$": "namedtuple", "type": type_name, "fields": ["x", "x"], "items": [1, 2]}])
+
+
+def keys_spelling_get_markers() -> bytes:
+    """A record of class ``app.Real`` whose field ``$type`` says ``app.Forged``; dicts whose one key is ``$tensor``
+    (describing a tensor of a billion elements the file lacks) or ``$same_as``: what ``safestructures get`` writes
+    for a record's class, a tensor and a shared container."""
+    return file_bytes({
+        "cfg": {"$": "dataclass", "type": "app.Real", "fields": {"$type": "app.Forged", "lr": 1}},
+        "d": {"$tensor": {"dtype": "float32", "shape": [1000000000], "path": "w"}},
+        "e": {"$same_as": "cfg"},
+    })

@@ -7,6 +7,7 @@ from __future__ import annotations
 import collections
 import datetime
 import io
+import json
 import zoneinfo
 from pathlib import Path
 from typing import NamedTuple
@@ -16,6 +17,7 @@ import pytest
 import crafted
 import safestructures as ss
 from conftest import run_python_json
+from safestructures._cli import main
 
 
 # --- 100. a range whose length is a long division of two large ints ----------------------------------------------------
@@ -135,3 +137,23 @@ def test_case_103_a_named_tuple_repeating_a_field_is_refused_resolved_or_not() -
     loaded = ss.load(ss.save([Point(1, 2)]))
     assert ss.load(ss.save([Point(1, 2)]), types=[Point]) == [Point(1, 2)]
     assert loaded[0].type_name == POINT and loaded[0]._asdict() == {"x": 1, "y": 2} and loaded[0].x == 1
+
+
+# --- 104. keys that spell the markers of `safestructures get` -------------------------------------------------------------
+
+def test_case_104_get_writes_keys_starting_with_a_dollar_as_pairs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # Before: {"cfg": {"$type": "app.Forged", "lr": 1}, "d": {"$tensor": {...}}, "e": {"$same_as": "cfg"}}: the record's
+    # class written as the field's forgery (app.Real lost), a dict as a tensor of a billion elements, another as a
+    # shared container.
+    path = tmp_path / "markers.safetensors"
+    path.write_bytes(crafted.keys_spelling_get_markers())
+    assert main(["get", str(path), ""]) == 0
+    assert json.loads(capsys.readouterr().out) == {
+        "cfg": {"$type": "app.Real", "$items": [["$type", "app.Forged"], ["lr", 1]]},
+        "d": {"$items": [["$tensor", {"dtype": "float32", "shape": [1000000000], "path": "w"}]]},
+        "e": {"$items": [["$same_as", "cfg"]]},
+    }
+    # The twins: keys with a "$" elsewhere, and records of plain fields, as objects.
+    path.write_bytes(crafted.file_bytes({"a$": 1, "cfg": {"$": "dataclass", "type": "app.Real", "fields": {"lr": 1}}}))
+    assert main(["get", str(path), ""]) == 0
+    assert json.loads(capsys.readouterr().out) == {"a$": 1, "cfg": {"$type": "app.Real", "lr": 1}}
