@@ -27,13 +27,15 @@ def _where(context: Mapping[str, Any]) -> str:
 
 
 def _renamed(values: dict[str, Any], renamed: Mapping[str, str]) -> dict[str, Any]:
-    """The file's fields under their new names (an old name is kept when the new one is in the file too)."""
+    """The file's fields under their new names. An old name is kept when the new one is in the file too, or was taken
+    by another old name of the same field before it (``renamed={"lr": "rate", "alpha": "rate"}`` and a file holding
+    both): the field is filled once, and what is left is dropped with a warning as any field the class lacks."""
     if not renamed:
         return values
     out: dict[str, Any] = {}
     for key, value in values.items():
         new = renamed.get(key)
-        out[new if new is not None and new not in values else key] = value
+        out[new if new is not None and new not in values and new not in out else key] = value
     return out
 
 

@@ -558,3 +558,9 @@ def keys_spelling_get_markers() -> bytes:
         "d": {"$tensor": {"dtype": "float32", "shape": [1000000000], "path": "w"}},
         "e": {"$same_as": "cfg"},
     })
+
+
+def fields_under_two_old_names(type_name: str = "app.Renamed", tag: str = "dataclass") -> bytes:
+    """A dataclass (or object) node holding ``lr`` and ``alpha``, each an old name (``renamed=``) of one field: 1.0 under
+    the first, 2.0 under the second."""
+    return file_bytes([{"$": tag, "type": type_name, "fields" if tag == "dataclass" else "attrs": {"lr": 1.0, "alpha": 2.0}}])

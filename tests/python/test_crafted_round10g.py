@@ -5,6 +5,7 @@ them. Each attack has its legitimate twin, which must keep working."""
 from __future__ import annotations
 
 import collections
+import dataclasses
 import datetime
 import io
 import json
@@ -157,3 +158,31 @@ def test_case_104_get_writes_keys_starting_with_a_dollar_as_pairs(tmp_path: Path
     path.write_bytes(crafted.file_bytes({"a$": 1, "cfg": {"$": "dataclass", "type": "app.Real", "fields": {"lr": 1}}}))
     assert main(["get", str(path), ""]) == 0
     assert json.loads(capsys.readouterr().out) == {"a$": 1, "cfg": {"$type": "app.Real", "lr": 1}}
+
+
+# --- 105. a file holding a field under two of its old names -----------------------------------------------------------------
+
+@dataclasses.dataclass
+class Renamed:
+    rate: float = 0.0
+
+
+class RenamedObject:
+    pass
+
+
+def test_case_105_a_field_under_two_old_names_is_filled_once_and_the_other_dropped_with_a_warning(clean_registry: None) -> None:
+    # Before: C(rate=2.0), the last of the two, 1.0 dropped without the warning any other dropped field gives; an
+    # object's attribute likewise.
+    ss.register(Renamed, "app.Renamed", renamed={"lr": "rate", "alpha": "rate"})
+    ss.register(RenamedObject, "app.RenamedObject", renamed={"lr": "rate", "alpha": "rate"})
+    with pytest.warns(ss.SafestructuresWarning) as caught:
+        assert ss.load(crafted.fields_under_two_old_names()) == [Renamed(1.0)]
+    assert [str(w.message) for w in caught] == [
+        "at $[0]: class 'app.Renamed' no longer declares field 'alpha', which the file has: dropped"]
+    with pytest.raises(ss.InvalidFileError, match="no longer declares field 'alpha'"):
+        ss.load(crafted.fields_under_two_old_names(), strict=True)
+    obj = ss.load(crafted.fields_under_two_old_names("app.RenamedObject", "object"))[0]
+    assert vars(obj) == {"rate": 1.0, "alpha": 2.0}
+    # The twin: one old name, as before.
+    assert ss.load(crafted.file_bytes([{"$": "dataclass", "type": "app.Renamed", "fields": {"alpha": 3.0}}])) == [Renamed(3.0)]
