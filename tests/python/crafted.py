@@ -564,3 +564,8 @@ def fields_under_two_old_names(type_name: str = "app.Renamed", tag: str = "datac
     """A dataclass (or object) node holding ``lr`` and ``alpha``, each an old name (``renamed=``) of one field: 1.0 under
     the first, 2.0 under the second."""
     return file_bytes([{"$": tag, "type": type_name, "fields" if tag == "dataclass" else "attrs": {"lr": 1.0, "alpha": 2.0}}])
+
+
+def enum_values(type_name: str, values: list[Any]) -> bytes:
+    """A list of ``enum`` nodes of class ``type_name`` naming no member, each by its value only."""
+    return file_bytes([{"$": "enum", "type": type_name, "name": None, "value": v} for v in values])
