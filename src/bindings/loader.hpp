@@ -42,6 +42,8 @@ class IdTable {
   struct Entry {
     nb::object object;
     std::uint64_t size = 1;
+    // The plugin node in whose value (outside its nested children) the object was built, Tape::npos for none.
+    std::size_t plugin = static_cast<std::size_t>(-1);
   };
 
   IdTable(std::size_t ids, bool sparse) : limit_(ids), sparse_(sparse) {}
@@ -347,6 +349,22 @@ class Loader {
   bool verify_;
   // Plugin nodes being built around the current node.
   std::uint32_t plugin_depth_ = 0;
+  // Whether a "nested" node may stand here: in a plugin node's fields, or in their lists and dicts (their values, not
+  // their keys), where a save writes them (plugins._map_nested). Anywhere else (a tuple, a set, a record, a key) the
+  // loader's internal wrapper would reach the caller, in a record of the plugin or in what the plugin builds.
+  bool nested_here_ = false;
+  // The plugin node whose value (outside its nested children, which are data saved as any other) is being built,
+  // Tape::npos for none: what the plugin put there is the plugin's, and no reference from elsewhere reaches it.
+  std::size_t plugin_value_ = Tape::npos;
+  // Sets nested_here_ for the children of the container being built, until the end of the scope.
+  struct NestedHere {
+    Loader& loader;
+    bool outer;
+    NestedHere(Loader& l, bool here) : loader(l), outer(l.nested_here_) { l.nested_here_ = here; }
+    ~NestedHere() { loader.nested_here_ = outer; }
+    NestedHere(const NestedHere&) = delete;
+    NestedHere& operator=(const NestedHere&) = delete;
+  };
 };
 
 }  // namespace safestructures::bindings::load_walk

@@ -569,3 +569,22 @@ def fields_under_two_old_names(type_name: str = "app.Renamed", tag: str = "datac
 def enum_values(type_name: str, values: list[Any]) -> bytes:
     """A list of ``enum`` nodes of class ``type_name`` naming no member, each by its value only."""
     return file_bytes([{"$": "enum", "type": type_name, "name": None, "value": v} for v in values])
+
+
+def nested_outside_lists_and_dicts(where: str) -> bytes:
+    """A plugin node (type ``p.Pt``) whose value holds a ``nested`` node where a save never writes one: in a tuple, a
+    set, a dict key, a record's field, or as a nested node's own child; or a nested node with an id that a ``ref``
+    outside the plugin names; or a list of its value holding a nested node, named by a ``ref`` outside."""
+    nested = {"$": "nested", "v": 5}
+    values = {
+        "tuple": {"$": "tuple", "items": [nested]},
+        "set": {"$": "set", "items": [nested]},
+        "key": {"$": "dict", "items": [[nested, 1]]},
+        "record": [{"$": "dataclass", "type": "app.Rec", "fields": {"x": nested}}],
+        "nested": {"$": "nested", "v": [nested]},
+    }
+    if where == "id":
+        return file_bytes([{"$": "plugin", "type": "p.Pt", "value": [{"$": "nested", "#": 1, "v": 5}]}, ref(1)])
+    if where == "list":
+        return file_bytes([{"$": "plugin", "type": "p.Pt", "value": [{"$": "list", "#": 1, "items": [nested]}]}, ref(1)])
+    return file_bytes([{"$": "plugin", "type": "p.Pt", "value": values[where]}])

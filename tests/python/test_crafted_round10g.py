@@ -12,7 +12,7 @@ import io
 import json
 import zoneinfo
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import pytest
 
@@ -240,3 +240,48 @@ def test_case_106_many_negative_values_leave_the_class_as_it_was(clean_registry:
     ss.register(Conform)
     ss.register(Eject)
     assert ss.load(ss.save([Conform.A | Conform.B, Eject.B])) == [Conform.A | Conform.B, Eject.B]
+
+
+# --- 107. the loader's wrapper of a plugin's nested child, where a save never writes one ---------------------------------
+
+@pytest.mark.parametrize("where, at, message", [
+    ("tuple", "$[0][0]", 'a "nested" node may only appear inside a plugin node\'s value, at its top or in its lists and dicts'),
+    ("set", "$[0][0]", 'a "nested" node may only appear inside a plugin node\'s value, at its top or in its lists and dicts'),
+    ("key", "$[0][0]", 'a "nested" node may only appear inside a plugin node\'s value, at its top or in its lists and dicts'),
+    ("record", '$[0][0]["x"]', 'a "nested" node may only appear inside a plugin node\'s value, at its top or in its lists and dicts'),
+    ("nested", "$[0][0]", 'a "nested" node may only appear inside a plugin node\'s value, at its top or in its lists and dicts'),
+    ("id", "$[0][0]", 'a "nested" node cannot have an id "#"'),
+    ("list", "$[1]", "ref to #1, an object of a plugin node's value, from outside that value"),
+])
+def test_case_107_a_nested_node_a_save_never_writes_is_refused(where: str, at: str, message: str) -> None:
+    # Before: loaded, the loader's internal plugins.Nested object handed to the caller: in the tuple, set, dict key or
+    # record of a plugin's record (its value unwrapped through lists and dicts only), or at $[1], named by a ref from
+    # outside the plugin's value.
+    with pytest.raises(ss.InvalidFileError) as info:
+        ss.load(crafted.nested_outside_lists_and_dicts(where))
+    assert str(info.value) == f"at {at}: {message}" and info.value.code == "SchemaInvalid"
+
+
+class Pair:
+    def __init__(self, v: Any) -> None:
+        self.v = v
+
+
+class PairPlugin(ss.DataProcessor):
+    data_type = Pair
+
+    def serialize(self, data: Pair) -> Any:
+        child = self.serializer.serialize(data.v)
+        return {"both": [child, child], "one": child}
+
+    def deserialize(self, serialized: Any, **kwargs: Any) -> Pair:
+        return Pair([self.serializer.deserialize(x) for x in serialized["both"]] + [self.serializer.deserialize(serialized["one"])])
+
+
+def test_case_107_nested_children_in_lists_and_dicts_load_with_and_without_their_plugin() -> None:
+    shared = [1, 2]
+    data = ss.save({"p": Pair(shared), "s": shared}, plugins=[PairPlugin])
+    loaded = ss.load(data, plugins=[PairPlugin])
+    assert loaded["p"].v == [[1, 2]] * 3 and loaded["p"].v[0] is loaded["s"]  # the child is data, shared as saved
+    record = ss.load(data)["p"]
+    assert record.value == {"both": [[1, 2], [1, 2]], "one": [1, 2]}
