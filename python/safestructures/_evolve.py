@@ -14,6 +14,12 @@ __all__ = ["dataclass_values", "declared_slots", "namedtuple_items", "slotted_at
 
 _MISSING: Any = dataclasses.MISSING
 
+# The objects a load warns about dropping fields from, at most; the count is kept in the load's context under
+# _WARNED. Python keeps each distinct warning text for the life of the process (in the warning module's
+# __warningregistry__), and the paths a file holds make each text distinct.
+_MAX_WARNINGS = 20
+_WARNED = "dropped_fields_warned"
+
 
 def _where(context: Mapping[str, Any]) -> str:
     """The path of the node being built, when the loader gives it (``context["where"]``), else ''."""
@@ -49,7 +55,12 @@ def _drop(name: str, values: dict[str, Any], declared: set[str], context: Mappin
     what = f"class {name!r} no longer declares field{'s' if len(extra) > 1 else ''} {listed}, which the file has"
     if context.get("strict"):
         raise InvalidFileError(f"{what} (strict=True refuses to drop them)", code="SchemaInvalid")
-    warnings.warn(f"{_where(context)}{what}: dropped", SafestructuresWarning, stacklevel=2)
+    warned = context.get(_WARNED, 0)
+    if warned < _MAX_WARNINGS:
+        last = "; this load warns of no more objects that drop fields" if warned == _MAX_WARNINGS - 1 else ""
+        warnings.warn(f"{_where(context)}{what}: dropped{last}", SafestructuresWarning, stacklevel=2)
+    if isinstance(context, dict):
+        context[_WARNED] = warned + 1
     return {key: value for key, value in values.items() if key in declared}
 
 

@@ -588,3 +588,9 @@ def nested_outside_lists_and_dicts(where: str) -> bytes:
     if where == "list":
         return file_bytes([{"$": "plugin", "type": "p.Pt", "value": [{"$": "list", "#": 1, "items": [nested]}]}, ref(1)])
     return file_bytes([{"$": "plugin", "type": "p.Pt", "value": values[where]}])
+
+
+def objects_dropping_a_field(type_name: str, count: int, key: str = "f") -> bytes:
+    """``{key: [count dataclass nodes of type_name]}``, each holding a field ``gone`` besides ``x``: a load warns once
+    per object (each warning naming its path) that the class no longer declares it."""
+    return file_bytes({key: [{"$": "dataclass", "type": type_name, "fields": {"x": 1, "gone": 2}} for _ in range(count)]})
