@@ -594,3 +594,4 @@ def objects_dropping_a_field(type_name: str, count: int, key: str = "f") -> byte
     """``{key: [count dataclass nodes of type_name]}``, each holding a field ``gone`` besides ``x``: a load warns once
     per object (each warning naming its path) that the class no longer declares it."""
     return file_bytes({key: [{"$": "dataclass", "type": type_name, "fields": {"x": 1, "gone": 2}} for _ in range(count)]})
+
