@@ -64,7 +64,7 @@ nb::object Loader::call_python(const char* what, const std::function<nb::object(
   }
 }
 
-void Loader::define(std::size_t object, const nb::object& value) {
+void Loader::define(std::size_t object, const nb::object& value, bool plugin_list) {
   const std::size_t at = tape_.member(object, id_member);
   if (at == Tape::npos) return;
   const Node& id = tape_[at];
@@ -78,7 +78,7 @@ void Loader::define(std::size_t object, const nb::object& value) {
     invalid("reference id #" + std::to_string(id.integer) + " is defined twice");
   }
   entry.object = value;
-  entry.plugin = plugin_value_;
+  entry.plugin = plugin_list ? plugin_value_ : Tape::npos;
   defining_.push_back({id.integer, object});  // its expanded size is recorded once it is complete (see build)
 }
 

@@ -160,10 +160,9 @@ nb::object Loader::follow_ref(std::size_t i) {
   if (at == Tape::npos || tape_[at].kind != NodeKind::Int) invalid("a ref needs an integer \"#\"");
   const std::int64_t id = tape_[at].integer;
   if (IdTable::Entry* entry = ids_.find(id)) {
-    // A save writes a plugin's value afresh (its lists and dicts, plugins._map_nested): nothing outside it refers into
-    // it, where the loader's wrappers of nested children would reach the caller.
+    // A list or dict of a plugin's value, which may hold its nested children, is that value's alone (plugin_value_).
     if (entry->plugin != plugin_value_ && entry->plugin != Tape::npos) {
-      invalid("ref to #" + std::to_string(id) + ", an object of a plugin node's value, from outside that value");
+      invalid("ref to #" + std::to_string(id) + ", a list or dict of a plugin node's value, from outside that value");
     }
     return entry->object;
   }
@@ -198,7 +197,7 @@ nb::object Loader::build_appended(std::size_t i, Kind kind) {
     }
     out = hooks_.deque_type(nb::list(), maxlen);
   }
-  define(i, out);
+  define(i, out, kind == Kind::List && nested_here_);
   nb::object append = kind == Kind::List ? nb::object() : out.attr("append");
   const NestedHere nested{*this, kind == Kind::List && nested_here_};
   build_items(first, count, [&](std::uint32_t, std::size_t, nb::object item) {
@@ -277,7 +276,7 @@ nb::object Loader::build_mapping(std::size_t i, Kind kind) {
   } else {
     mapping = (kind == Kind::Counter ? hooks_.counter_type : hooks_.ordered_dict_type)();
   }
-  define(i, mapping);
+  define(i, mapping, kind == Kind::Dict && nested_here_);
   const NestedHere nested{*this, kind == Kind::Dict && nested_here_};
   fill_pairs(i, mapping, kind == Kind::Dict);
   return mapping;

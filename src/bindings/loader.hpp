@@ -42,7 +42,7 @@ class IdTable {
   struct Entry {
     nb::object object;
     std::uint64_t size = 1;
-    // The plugin node in whose value (outside its nested children) the object was built, Tape::npos for none.
+    // For a list or dict that may hold a plugin's nested children: the plugin node; Tape::npos for any other object.
     std::size_t plugin = static_cast<std::size_t>(-1);
   };
 
@@ -276,7 +276,9 @@ class Loader {
   TensorSource::Found find_tensor(std::string_view name);
   nb::object defined_elsewhere(std::int64_t id);
   nb::object bytes_value(std::size_t i, bool mutable_copy);
-  void define(std::size_t object, const nb::object& value);
+  // `plugin_list`: the object is a list or dict of a plugin's value reached through its lists and dicts, which may hold
+  // the plugin's nested children (see plugin_value_).
+  void define(std::size_t object, const nb::object& value, bool plugin_list = false);
   [[noreturn]] void invalid(const std::string& what, ErrorCode code = ErrorCode::SchemaInvalid) const {
     throw Error(code, "at " + path_text() + ": " + what);
   }
@@ -354,7 +356,9 @@ class Loader {
   // loader's internal wrapper would reach the caller, in a record of the plugin or in what the plugin builds.
   bool nested_here_ = false;
   // The plugin node whose value (outside its nested children, which are data saved as any other) is being built,
-  // Tape::npos for none: what the plugin put there is the plugin's, and no reference from elsewhere reaches it.
+  // Tape::npos for none. A save writes the lists and dicts of a plugin's value afresh (plugins._map_nested): no
+  // reference from outside that value reaches one of them, which would hand the caller the loader's wrappers of
+  // nested children.
   std::size_t plugin_value_ = Tape::npos;
   // Sets nested_here_ for the children of the container being built, until the end of the scope.
   struct NestedHere {

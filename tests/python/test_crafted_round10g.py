@@ -14,6 +14,7 @@ import zoneinfo
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import numpy as np
 import pytest
 
 import crafted
@@ -251,7 +252,7 @@ def test_case_106_many_negative_values_leave_the_class_as_it_was(clean_registry:
     ("record", '$[0][0]["x"]', 'a "nested" node may only appear inside a plugin node\'s value, at its top or in its lists and dicts'),
     ("nested", "$[0][0]", 'a "nested" node may only appear inside a plugin node\'s value, at its top or in its lists and dicts'),
     ("id", "$[0][0]", 'a "nested" node cannot have an id "#"'),
-    ("list", "$[1]", "ref to #1, an object of a plugin node's value, from outside that value"),
+    ("list", "$[1]", "ref to #1, a list or dict of a plugin node's value, from outside that value"),
 ])
 def test_case_107_a_nested_node_a_save_never_writes_is_refused(where: str, at: str, message: str) -> None:
     # Before: loaded, the loader's internal plugins.Nested object handed to the caller: in the tuple, set, dict key or
@@ -285,6 +286,31 @@ def test_case_107_nested_children_in_lists_and_dicts_load_with_and_without_their
     assert loaded["p"].v == [[1, 2]] * 3 and loaded["p"].v[0] is loaded["s"]  # the child is data, shared as saved
     record = ss.load(data)["p"]
     assert record.value == {"both": [[1, 2], [1, 2]], "one": [1, 2]}
+
+
+class Kept:
+    def __init__(self, v: Any) -> None:
+        self.v = v
+
+
+class KeptPlugin(ss.DataProcessor):
+    data_type = Kept
+
+    def serialize(self, data: Kept) -> Any:
+        return {"t": (data.v, np.arange(3))}  # a tuple, and what it holds, are the plugin's data as they are
+
+    def deserialize(self, serialized: Any, **kwargs: Any) -> Kept:
+        return Kept(serialized["t"][0])
+
+
+def test_case_107_what_a_plugin_s_value_holds_besides_lists_and_dicts_may_be_shared() -> None:
+    shared = [1, 2]
+    kept = Kept(shared)
+    data = ss.save({"p": kept, "s": shared, "again": [kept]}, plugins=[KeptPlugin])
+    loaded = ss.load(data, plugins=[KeptPlugin])
+    assert loaded["p"].v is loaded["s"] and loaded["again"][0] is loaded["p"]
+    record = ss.load(data)
+    assert record["p"].value["t"][0] is record["s"] and record["again"][0] is record["p"]
 
 
 # --- 108. a warning for every object a load drops fields from ----------------------------------------------------------------
