@@ -210,13 +210,19 @@ def _to_json(value: Any, path: _Link | tuple[Any, ...], tensor_values: bool, max
             return {"$cycle": first} if identity in rendering else {"$same_as": first}
         rendering.add(id(value))
         try:
+            # A key starting with "$" would read as one of the markers above (a field "$type" as the record's class, a
+            # key "$tensor" as a tensor): such a mapping's or record's entries are written as "$items" pairs.
+            plain_keys = all(isinstance(k, str) and not k.startswith("$") for k, _v in entries)
             if kind in ("record", TAG.NamedTuple):
                 out = {"$type": value.type_name}
-                out.update({k if isinstance(k, str) else shown(k): render(v, _Link(path, k)) for k, v in entries})
+                if plain_keys:
+                    out.update({k: render(v, _Link(path, k)) for k, v in entries})
+                else:
+                    out["$items"] = [[k if isinstance(k, str) else shown(k), render(v, _Link(path, k))] for k, v in entries]
                 return out
             if indexed:
                 return [render(v, _Link(path, k)) for k, v in entries]
-            if all(isinstance(k, str) for k, _v in entries):
+            if plain_keys:
                 return {k: render(v, _Link(path, k)) for k, v in entries}
             # A key's own parts are found under the mapping's path and "$keyN" (the Nth key).
             return {"$items": [[render(k, _Link(path, f"$key{n}")), render(v, _Link(path, k))]

@@ -14,6 +14,12 @@ __all__ = ["dataclass_values", "declared_slots", "namedtuple_items", "slotted_at
 
 _MISSING: Any = dataclasses.MISSING
 
+# The objects a load warns about dropping fields from, at most; the count is kept in the load's context under
+# _WARNED. Python keeps each distinct warning text for the life of the process (in the warning module's
+# __warningregistry__), and the paths a file holds make each text distinct.
+_MAX_WARNINGS = 20
+_WARNED = "dropped_fields_warned"
+
 
 def _where(context: Mapping[str, Any]) -> str:
     """The path of the node being built, when the loader gives it (``context["where"]``), else ''."""
@@ -27,13 +33,15 @@ def _where(context: Mapping[str, Any]) -> str:
 
 
 def _renamed(values: dict[str, Any], renamed: Mapping[str, str]) -> dict[str, Any]:
-    """The file's fields under their new names (an old name is kept when the new one is in the file too)."""
+    """The file's fields under their new names. An old name is kept when the new one is in the file too, or was taken
+    by another old name of the same field before it (``renamed={"lr": "rate", "alpha": "rate"}`` and a file holding
+    both): the field is filled once, and what is left is dropped with a warning as any field the class lacks."""
     if not renamed:
         return values
     out: dict[str, Any] = {}
     for key, value in values.items():
         new = renamed.get(key)
-        out[new if new is not None and new not in values else key] = value
+        out[new if new is not None and new not in values and new not in out else key] = value
     return out
 
 
@@ -47,7 +55,12 @@ def _drop(name: str, values: dict[str, Any], declared: set[str], context: Mappin
     what = f"class {name!r} no longer declares field{'s' if len(extra) > 1 else ''} {listed}, which the file has"
     if context.get("strict"):
         raise InvalidFileError(f"{what} (strict=True refuses to drop them)", code="SchemaInvalid")
-    warnings.warn(f"{_where(context)}{what}: dropped", SafestructuresWarning, stacklevel=2)
+    warned = context.get(_WARNED, 0)
+    if warned < _MAX_WARNINGS:
+        last = "; this load warns of no more objects that drop fields" if warned == _MAX_WARNINGS - 1 else ""
+        warnings.warn(f"{_where(context)}{what}: dropped{last}", SafestructuresWarning, stacklevel=2)
+    if isinstance(context, dict):
+        context[_WARNED] = warned + 1
     return {key: value for key, value in values.items() if key in declared}
 
 
@@ -80,12 +93,10 @@ def dataclass_values(cls: type, name: str, values: dict[str, Any], renamed: Mapp
 
 def namedtuple_items(cls: Any, name: str, field_names: list[str], items: list[Any], renamed: Mapping[str, str],
                      context: Mapping[str, Any]) -> list[Any]:
-    """The items of named tuple ``cls`` from the file's fields and items, matched by name (renamed, dropped and
-    defaulted as for a dataclass)."""
+    """The items of named tuple ``cls`` from the file's fields and items (distinct names, as
+    ``_registry.construct_object`` checked), matched by name (renamed, dropped and defaulted as for a dataclass)."""
     if field_names == list(cls._fields):
         return items
-    if len(set(field_names)) != len(field_names):
-        raise TypeError("a namedtuple's 'fields' must not repeat a name")
     values = _renamed(dict(zip(field_names, items)), renamed)
     declared = list(cls._fields)
     defaults = getattr(cls, "_field_defaults", {})

@@ -10,7 +10,7 @@ from typing import IO, Any
 from . import _core
 from ._errors import InvalidArgumentError, InvalidFileError, SafestructuresError, quote, reading
 from ._format import FIELD, RECORDING_PADDING, SCHEMA_KEY, SPILL_TENSOR, TAG
-from ._lazy_schema import _TreeView, bytes_size, describe, located, path_text, tensor_fields
+from ._lazy_schema import _Link, _TreeView, bytes_size, describe, located, path_text, tensor_fields
 from ._limits import DEFAULT_MAX_DEPTH, DEFAULT_MAX_HEADER_SIZE, DEFAULT_MAX_NODES
 from ._paths import Exact, Miss, PathMiss, by_text, walk
 from ._ranges import RangeFiller, read_header
@@ -33,7 +33,9 @@ class Node:
 
     __slots__ = ("_file", "_index", "_path", "_tag")
 
-    def __init__(self, file: SafeFile, index: int, path: tuple[Any, ...]) -> None:
+    def __init__(self, file: SafeFile, index: int, path: _Link | tuple[Any, ...]) -> None:
+        # The path links to the parent's: a tuple per node would cost its depth (the children of a list 990 levels
+        # deep, 300,000 of them from 9 MB, would hold 300 million parts); spelled out where shown.
         self._file = file
         self._path = path
         self._index, _ref = file._schema.resolve(index, path)
@@ -153,7 +155,7 @@ class Node:
         return entries
 
     def _child_nodes(self, entries: list[tuple[Any, int]]) -> list[tuple[Any, Node]]:
-        return [(k, Node(self._file, c, self._path + (k,))) for k, c in entries]
+        return [(k, Node(self._file, c, _Link(self._path, k))) for k, c in entries]
 
     def __len__(self) -> int:
         return len(self._container("has no length")[1])
@@ -167,10 +169,10 @@ class Node:
             if not -n <= key < n:
                 raise Miss(0, "range", self._path, self.kind, key, n, index=key).error()
             index = key % n
-            return Node(self._file, entries[index][1], self._path + (index,))
+            return Node(self._file, entries[index][1], _Link(self._path, index))
         found = self._by_key(key)
         if found is not None:
-            return Node(self._file, found[1], self._path + (found[0],))
+            return Node(self._file, found[1], _Link(self._path, found[0]))
         raise Miss(0, "key", self._path, self.kind, key).error()
 
     def keys(self) -> list[Any]:
@@ -401,7 +403,7 @@ def _children_of(node: Node) -> tuple[bool, str, list[tuple[Any, int]] | None]:
 
 def _child_node(node: Node, key: Any, child: int) -> Node:
     """The child ``child`` (a schema node) of ``node`` under ``key``, as ``_paths.walk`` steps."""
-    return Node(node._file, child, node._path + (key,))
+    return Node(node._file, child, _Link(node._path, key))
 
 
 def open(

@@ -236,8 +236,9 @@ def value_identity(value: Any) -> int | None:
     return None if type(value) is tuple and not value else id(value)
 
 
-def describe(view: _TreeView, index: int, path: tuple[Any, ...], depth: int | None, find: Callable[[str], Any],
-             commands: bool = False, max_items: int | None = None, raw_keys: bool = False) -> dict[str, Any]:
+def describe(view: _TreeView, index: int, path: _Link | tuple[Any, ...], depth: int | None,
+             find: Callable[[str], Any], commands: bool = False, max_items: int | None = None,
+             raw_keys: bool = False) -> dict[str, Any]:
     """The node at ``index`` as plain JSON-ready data, down to ``depth`` levels (all when None): the one walk behind
     ``Node.describe`` and the command line's ``inspect``. ``find`` gives a tensor's header entry (see
     ``tensor_fields``). A container met again (shared, or a cycle back to an ancestor) is described once, then named

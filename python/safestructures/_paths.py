@@ -5,7 +5,7 @@ words of what it says when a path names nothing."""
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -58,7 +58,7 @@ class Miss:
 
     at: int
     why: str
-    path: tuple[Any, ...]
+    path: Iterable[Any]  # a tuple, or a lazy node's linked path (_lazy_schema._Link)
     kind: str
     part: Any
     size: int = 0

@@ -6,6 +6,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import enum
+import itertools
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar, overload
 
@@ -329,19 +330,29 @@ def _enum_member(cls: Any, name: str, fields: dict[str, Any]) -> Any:
     value = fields.get("value")
     if _value_key(value):
         cache = getattr(cls, "_value2member_map_", None)
-        known = not isinstance(cache, dict) or value in cache
+        cached = len(cache) if isinstance(cache, dict) else None
         try:
             member = cls(value)
         except ValueError:
             pass
         else:
-            if not known and isinstance(member, enum.Flag) and type(value) is int and value & ~getattr(cls, "_flag_mask_", -1):
-                # A value with bits no member has (an IntFlag keeps them) is made anew, and Python caches it in the
-                # class for good: a file of many such values would grow the class for the life of the process. Such
-                # a value is an int, equal to its like by value. (Combinations of members stay cached, as Python
-                # caches them: a plain Flag compares them by identity, and there are no more of them than the
-                # members' combinations.)
-                cache.pop(value, None)
+            made = getattr(member, "_value_", None)
+            if isinstance(member, enum.Flag) and type(value) is int and cached is not None and len(cache) > cached and (
+                    made != value or made & ~getattr(cls, "_flag_mask_", -1)):
+                # A value with bits no member has (an IntFlag keeps them), or one the class turned into another (a
+                # negative one, bits dropped), is made anew, and Python caches it in the class for good (under the
+                # value made, and a negative one under itself too): a file of many such values would grow the class
+                # for the life of the process. Such a value is an int, equal to its like by value. The entries this
+                # call added are dropped, the last ones of the dict; those the class had stay. (Combinations of members
+                # stay cached, as Python caches them: a plain Flag compares them by identity, and there are no more of
+                # them than the members' combinations.)
+                for key in list(itertools.islice(reversed(cache), len(cache) - cached)):
+                    del cache[key]
+            if not isinstance(member, cls) or (isinstance(member, enum.Flag) and made != value):
+                # A saved member's value is its own: the class makes -9 into 7 (an IntFlag), drops bits it lacks (a
+                # CONFORM flag), or gives a plain int (an EJECT flag), none of which a save writes for this value.
+                raise ValueError(f"enum {name!r} has no member of value {shown(value)} (the class makes it "
+                                 f"{shown(made if isinstance(member, cls) else member)})")
             return member
     raise ValueError(f"enum {name!r} has no member named {shown(fields.get(FIELD.name))} or of value {shown(value)}")
 
@@ -374,6 +385,9 @@ def construct_object(tag: str, fields: dict[str, Any], context: dict[str, Any]) 
             raise TypeError("a namedtuple needs lists 'fields' (of str) and 'items'")
         if len(items) != len(field_names):
             raise TypeError("a namedtuple needs as many 'items' as 'fields'")
+        if len(set(field_names)) != len(field_names):
+            # A record of the tuple would read the first item under the name (r.x) and the last (_asdict()).
+            raise TypeError("a namedtuple's 'fields' must not repeat a name")
         if cls is None:
             return NamedRecord(name, tuple(field_names), tuple(items))
         return tuple.__new__(cls, namedtuple_items(cls, name, field_names, items, _renames(cls), context))

@@ -44,7 +44,7 @@ def _clock_fields(value: datetime.datetime | datetime.time) -> dict[str, Any]:
 
 _REDUCERS: dict[type, Callable[[Any], tuple[str, dict[str, Any]]]] = {
     complex: lambda z: (TAG.Complex, {"re": z.real, "im": z.imag}),
-    range: lambda r: (TAG.Range, {"start": r.start, "stop": r.stop, "step": r.step}),
+    range: lambda r: (TAG.Range, _range_fields(r.start, r.stop, r.step)),
     slice: lambda s: (TAG.Slice, {"start": s.start, "stop": s.stop, "step": s.step}),
     type(Ellipsis): lambda _: (TAG.Ellipsis, {}),
     datetime.datetime: lambda d: (TAG.Datetime, _clock_fields(d)),
@@ -114,7 +114,16 @@ def reduce(obj: Any, context: dict[str, Any]) -> tuple[str, dict[str, Any]]:
 
 def _clock(cls: type[datetime.datetime] | type[datetime.time]) -> Callable[[dict[str, Any]], Any]:
     """The constructor of a datetime or a time from the fields _clock_fields gave it."""
-    return lambda fields: cls.fromisoformat(_registry.text_field(fields, "iso")).replace(tzinfo=_tz(fields), fold=_fold(fields))
+
+    def build(fields: dict[str, Any]) -> Any:
+        value = cls.fromisoformat(_registry.text_field(fields, "iso"))
+        if value.tzinfo is not None:
+            # The zone is the field 'tz' alone (_clock_fields writes the time without it): an offset in the text would
+            # be dropped for it, while a reader of the text (fromisoformat) gets the time in that offset.
+            raise ValueError(f"field 'iso' holds a UTC offset ({value.tzinfo}): a {cls.__name__}'s zone is its field 'tz'")
+        return value.replace(tzinfo=_tz(fields), fold=_fold(fields))
+
+    return build
 
 
 def _number(fields: dict[str, Any], key: str, cls: type[int] | type[float]) -> Any:
@@ -138,12 +147,30 @@ def _fold(fields: dict[str, Any]) -> int:
     return fold
 
 
+# Ints past this many bits are not given to Python's quadratic arithmetic (a gcd, a long division) with another as large.
+_QUADRATIC_BITS = 4096
+
+
+def _range_fields(start: int, stop: int, step: int) -> dict[str, int]:
+    """A range's fields; ValueError for one that no load may build, refused at save too (which would write a file no
+    load takes). range() computes a length at once, ``(stop - start) // step``: a long division costing the product of
+    the sizes of the step and of the length (a range of two megabyte ints took minutes). One of them stays within
+    _QUADRATIC_BITS, which keeps the division linear in the size of the other."""
+    span = stop - start
+    if step != 0 and span != 0 and (span > 0) == (step > 0):  # an empty range's length is 0, found without dividing
+        step_bits, span_bits = step.bit_length(), span.bit_length()
+        if min(step_bits, span_bits - step_bits) > _QUADRATIC_BITS:
+            raise ValueError(f"a range whose step ({step_bits:,} bits) and length (about {span_bits - step_bits:,} bits) "
+                             f"both exceed {_QUADRATIC_BITS:,} bits: computing its length costs the product of their sizes")
+    return {"start": start, "stop": stop, "step": step}
+
+
 def _fraction(numerator: int, denominator: int) -> fractions.Fraction:
     """A Fraction from its saved parts. Fraction() reduces them with a gcd that costs the square of their size
     (minutes for megabyte parts), so large parts are taken as saved: a saved Fraction is already in lowest terms."""
     if denominator <= 0:
         raise ValueError("a Fraction's denominator must be positive")
-    if max(numerator.bit_length(), denominator.bit_length()) <= 4096:
+    if max(numerator.bit_length(), denominator.bit_length()) <= _QUADRATIC_BITS:
         return fractions.Fraction(numerator, denominator)
     value = object.__new__(fractions.Fraction)
     value._numerator = numerator  # type: ignore[attr-defined]
@@ -200,7 +227,7 @@ def _torch_value(tag: str, fields: dict[str, Any], context: dict[str, Any]) -> A
 #: Everything a file can ask to be built, by tag.
 _PLAIN: dict[str, Callable[[dict[str, Any]], Any]] = {
     TAG.Complex: lambda f: complex(_number(f, "re", float), _number(f, "im", float)),
-    TAG.Range: lambda f: range(_number(f, "start", int), _number(f, "stop", int), _number(f, "step", int)),
+    TAG.Range: lambda f: range(*_range_fields(*(_number(f, key, int) for key in ("start", "stop", "step"))).values()),
     TAG.Slice: lambda f: slice(f["start"], f["stop"], f["step"]),
     TAG.Ellipsis: lambda f: ...,
     TAG.Datetime: _clock(datetime.datetime),

@@ -64,7 +64,7 @@ nb::object Loader::call_python(const char* what, const std::function<nb::object(
   }
 }
 
-void Loader::define(std::size_t object, const nb::object& value) {
+void Loader::define(std::size_t object, const nb::object& value, bool plugin_list) {
   const std::size_t at = tape_.member(object, id_member);
   if (at == Tape::npos) return;
   const Node& id = tape_[at];
@@ -78,6 +78,7 @@ void Loader::define(std::size_t object, const nb::object& value) {
     invalid("reference id #" + std::to_string(id.integer) + " is defined twice");
   }
   entry.object = value;
+  entry.plugin = plugin_list ? plugin_value_ : Tape::npos;
   defining_.push_back({id.integer, object});  // its expanded size is recorded once it is complete (see build)
 }
 
@@ -114,7 +115,11 @@ void Loader::fill_pairs(std::size_t object, const nb::object& target, bool exact
   HashRuns runs;
   tree_.for_each_pair(object, failing(), [&](std::uint32_t k, std::size_t key_at, std::size_t value_at) {
     path_->push_back({LoadPath::Type::Index, {}, k});
-    nb::object key = build(key_at);
+    nb::object key;
+    {
+      const NestedHere nested{*this, false};  // a save writes nested children as values only
+      key = build(key_at);
+    }
     check_hashable(key, key_at, runs, "key", "cannot use this key: ");
     // The value's path names its key when the key is a string or an int, as the lazy API's paths do: a state_dict's
     // tensor reads $["weights"]["embed.weight"], not $["weights"][0]. Other keys keep the pair's position.

@@ -159,7 +159,13 @@ nb::object Loader::follow_ref(std::size_t i) {
   const std::size_t at = tape_.member(i, id_member);
   if (at == Tape::npos || tape_[at].kind != NodeKind::Int) invalid("a ref needs an integer \"#\"");
   const std::int64_t id = tape_[at].integer;
-  if (IdTable::Entry* entry = ids_.find(id)) return entry->object;
+  if (IdTable::Entry* entry = ids_.find(id)) {
+    // A list or dict of a plugin's value, which may hold its nested children, is that value's alone (plugin_value_).
+    if (entry->plugin != plugin_value_ && entry->plugin != Tape::npos) {
+      invalid("ref to #" + std::to_string(id) + ", a list or dict of a plugin node's value, from outside that value");
+    }
+    return entry->object;
+  }
   if (index_ == nullptr || !ids_.in_range(id)) {
     invalid("ref to #" + std::to_string(id) + ", which is not defined before this point");
   }
@@ -170,6 +176,8 @@ nb::object Loader::follow_ref(std::size_t i) {
 
 nb::object Loader::build_appended(std::size_t i, Kind kind) {
   // Defined before its items: a mutable container may hold itself.
+  std::uint32_t count = 0;
+  const std::size_t first = tree_.items(i, count, failing());
   nb::object out;
   if (kind == Kind::List) {
     out = nb::steal(PyList_New(0));
@@ -177,16 +185,21 @@ nb::object Loader::build_appended(std::size_t i, Kind kind) {
     const std::size_t at = tape_.member(i, "maxlen");
     nb::object maxlen = nb::none();
     if (at != Tape::npos && tape_[at].kind == NodeKind::Int && tape_[at].integer >= 0) {
+      // A saved deque holds at most maxlen items; appending more would drop the first ones without a word, while a
+      // reader of "items" reads them all.
+      if (static_cast<std::uint64_t>(count) > static_cast<std::uint64_t>(tape_[at].integer)) {
+        invalid("a deque of \"maxlen\" " + std::to_string(tape_[at].integer) + " holds " + std::to_string(count) +
+                (count == 1 ? " item" : " items") + ", more than it keeps");
+      }
       maxlen = nb::int_(tape_[at].integer);
     } else if (at != Tape::npos && tape_[at].kind != NodeKind::Null) {
       invalid("a deque's \"maxlen\" must be a non-negative integer or null");
     }
     out = hooks_.deque_type(nb::list(), maxlen);
   }
-  define(i, out);
+  define(i, out, kind == Kind::List && nested_here_);
   nb::object append = kind == Kind::List ? nb::object() : out.attr("append");
-  std::uint32_t count = 0;
-  const std::size_t first = tree_.items(i, count, failing());
+  const NestedHere nested{*this, kind == Kind::List && nested_here_};
   build_items(first, count, [&](std::uint32_t, std::size_t, nb::object item) {
     if (kind != Kind::List) {
       append(item);
@@ -207,6 +220,7 @@ nb::object Loader::build_tuple(std::size_t i) {
   const std::size_t first = usual ? i + 5 : tree_.items(i, count, failing());
   nb::object tuple = nb::steal(PyTuple_New(count));
   if (!tuple.is_valid()) throw nb::python_error();
+  const NestedHere nested{*this, false};
   bool atomic = true;  // whether every item is an object the garbage collector does not track
   build_items(first, count, [&](std::uint32_t k, std::size_t, nb::object item) {
     atomic = atomic && (!PyObject_IS_GC(item.ptr()) || !PyObject_GC_IsTracked(item.ptr()));
@@ -227,6 +241,7 @@ nb::object Loader::build_set(std::size_t i, Kind kind) {
   nb::object result = nb::steal(kind == Kind::Set ? PySet_New(nullptr) : PyFrozenSet_New(nullptr));
   if (!result.is_valid()) throw nb::python_error();
   HashRuns runs;
+  const NestedHere nested{*this, false};
   build_items(first, count, [&](std::uint32_t k, std::size_t node, nb::object item) {
     path_->push_back({LoadPath::Type::Index, {}, k});
     check_hashable(item, node, runs, "item", what);
@@ -261,7 +276,8 @@ nb::object Loader::build_mapping(std::size_t i, Kind kind) {
   } else {
     mapping = (kind == Kind::Counter ? hooks_.counter_type : hooks_.ordered_dict_type)();
   }
-  define(i, mapping);
+  define(i, mapping, kind == Kind::Dict && nested_here_);
+  const NestedHere nested{*this, kind == Kind::Dict && nested_here_};
   fill_pairs(i, mapping, kind == Kind::Dict);
   return mapping;
 }
@@ -294,9 +310,18 @@ nb::object Loader::construct(std::size_t i, Kind kind) {
     if (v == Tape::npos) invalid("a \"nested\" node needs a value \"v\"");
     return build(v);
   }
-  if (kind == Kind::Nested && plugin_depth_ == 0) invalid("a \"nested\" node may only appear inside a plugin node's value");
+  if (kind == Kind::Nested && !nested_here_) {
+    invalid("a \"nested\" node may only appear inside a plugin node's value, at its top or in its lists and dicts");
+  }
+  // A save writes each nested child afresh: one with an id could be referred to from outside the plugin's value.
+  if (kind == Kind::Nested && tape_.member(i, id_member) != Tape::npos) invalid("a \"nested\" node cannot have an id \"#\"");
   plugin_depth_ += plugin;
   OnExit leave{[this, plugin] { plugin_depth_ -= plugin; }};
+  const NestedHere nested{*this, plugin};
+  const std::size_t outer_plugin = plugin_value_;
+  if (plugin) plugin_value_ = i;
+  if (kind == Kind::Nested) plugin_value_ = Tape::npos;
+  OnExit restore{[this, outer_plugin] { plugin_value_ = outer_plugin; }};
   nb::dict fields;
   tree_.for_each_field(i, [&](std::string_view key, std::size_t v) {
     if (tree_.kind(v) == Kind::Ref && is_own_field(kind, key)) {

@@ -55,6 +55,8 @@ class IdTable {
   struct Entry {
     nb::object object;
     Expansion expansion;
+    // For a list or dict that may hold a plugin's nested children: the plugin node; Tape::npos for any other object.
+    std::size_t plugin = static_cast<std::size_t>(-1);
   };
 
   IdTable(std::size_t ids, bool sparse) : limit_(ids), sparse_(sparse) {}
@@ -309,7 +311,9 @@ class Loader {
   TensorSource::Found find_tensor(std::string_view name);
   nb::object defined_elsewhere(std::int64_t id);
   nb::object bytes_value(std::size_t i, bool mutable_copy);
-  void define(std::size_t object, const nb::object& value);
+  // `plugin_list`: the object is a list or dict of a plugin's value reached through its lists and dicts, which may hold
+  // the plugin's nested children (see plugin_value_).
+  void define(std::size_t object, const nb::object& value, bool plugin_list = false);
   [[noreturn]] void invalid(const std::string& what, ErrorCode code = ErrorCode::SchemaInvalid) const {
     throw Error(code, "at " + path_text() + ": " + what);
   }
@@ -386,6 +390,24 @@ class Loader {
   bool verify_;
   // Plugin nodes being built around the current node.
   std::uint32_t plugin_depth_ = 0;
+  // Whether a "nested" node may stand here: in a plugin node's fields, or in their lists and dicts (their values, not
+  // their keys), where a save writes them (plugins._map_nested). Anywhere else (a tuple, a set, a record, a key) the
+  // loader's internal wrapper would reach the caller, in a record of the plugin or in what the plugin builds.
+  bool nested_here_ = false;
+  // The plugin node whose value (outside its nested children, which are data saved as any other) is being built,
+  // Tape::npos for none. A save writes the lists and dicts of a plugin's value afresh (plugins._map_nested): no
+  // reference from outside that value reaches one of them, which would hand the caller the loader's wrappers of
+  // nested children.
+  std::size_t plugin_value_ = Tape::npos;
+  // Sets nested_here_ for the children of the container being built, until the end of the scope.
+  struct NestedHere {
+    Loader& loader;
+    bool outer;
+    NestedHere(Loader& l, bool here) : loader(l), outer(l.nested_here_) { l.nested_here_ = here; }
+    ~NestedHere() { loader.nested_here_ = outer; }
+    NestedHere(const NestedHere&) = delete;
+    NestedHere& operator=(const NestedHere&) = delete;
+  };
 };
 
 }  // namespace safestructures::bindings::load_walk

@@ -551,3 +551,82 @@ def frozensets_of_decimals_and_a_big_int(bits: int, sets: int = 1) -> bytes:
     pairs = [v for x in range(1, 16) for v in (x, x + HASH_MODULUS)]
     with_int = {"$": "frozenset", "#": 2, "items": [{"$": "int", "hex": hex(big)}] + pairs}
     return file_bytes([{"$": "set", "items": [decimals, with_int]}] + [{"$": "set", "items": [ref(1), ref(2)]} for _ in range(sets - 1)])
+
+
+# --- round 10g: what Python's constructors cost and keep, given a crafted record's fields -----------------------------
+
+def tagged_int(bits: int, low: int = 1) -> dict[str, Any]:
+    """A tagged int of ``bits`` bits: the top bit, then ``low`` (a save writes ints past int64 so)."""
+    return {"$": "int", "hex": hex((1 << (bits - 1)) | low)}
+
+
+def range_of_long_division(span_bits: int, step_bits: int) -> bytes:
+    """A range from 0 to an int of ``span_bits`` bits by a step of ``step_bits``: range() computes its length at once, a
+    long division whose cost is the product of the step's size and the length's (quadratic when both are large)."""
+    return file_bytes([{"$": "range", "start": 0, "stop": tagged_int(span_bits), "step": tagged_int(step_bits, 12345)}])
+
+
+def deque_past_maxlen(maxlen: int = 2, count: int = 5) -> bytes:
+    """A deque of ``maxlen`` listing ``count`` items: appending them drops the first ones."""
+    return file_bytes({"q": {"$": "deque", "maxlen": maxlen, "items": list(range(1, count + 1))}})
+
+
+def clock_with_offset(tag: str = "datetime", iso: str = "2024-05-01T12:00:00+05:00", tz: Any = None) -> bytes:
+    """A datetime (or time) node whose ``iso`` text holds a UTC offset, with a ``tz`` field or none."""
+    node: dict[str, Any] = {"$": tag, "iso": iso}
+    if tz is not None:
+        node["tz"] = tz
+    return file_bytes([node])
+
+
+def namedtuple_repeating_a_field(type_name: str = "app.Point") -> bytes:
+    """A named tuple node whose ``fields`` name ``x`` twice, over two items."""
+    return file_bytes([{"$": "namedtuple", "type": type_name, "fields": ["x", "x"], "items": [1, 2]}])
+
+
+def keys_spelling_get_markers() -> bytes:
+    """A record of class ``app.Real`` whose field ``$type`` says ``app.Forged``; dicts whose one key is ``$tensor``
+    (describing a tensor of a billion elements the file lacks) or ``$same_as``: what ``safestructures get`` writes
+    for a record's class, a tensor and a shared container."""
+    return file_bytes({
+        "cfg": {"$": "dataclass", "type": "app.Real", "fields": {"$type": "app.Forged", "lr": 1}},
+        "d": {"$tensor": {"dtype": "float32", "shape": [1000000000], "path": "w"}},
+        "e": {"$same_as": "cfg"},
+    })
+
+
+def fields_under_two_old_names(type_name: str = "app.Renamed", tag: str = "dataclass") -> bytes:
+    """A dataclass (or object) node holding ``lr`` and ``alpha``, each an old name (``renamed=``) of one field: 1.0 under
+    the first, 2.0 under the second."""
+    return file_bytes([{"$": tag, "type": type_name, "fields" if tag == "dataclass" else "attrs": {"lr": 1.0, "alpha": 2.0}}])
+
+
+def enum_values(type_name: str, values: list[Any]) -> bytes:
+    """A list of ``enum`` nodes of class ``type_name`` naming no member, each by its value only."""
+    return file_bytes([{"$": "enum", "type": type_name, "name": None, "value": v} for v in values])
+
+
+def nested_outside_lists_and_dicts(where: str) -> bytes:
+    """A plugin node (type ``p.Pt``) whose value holds a ``nested`` node where a save never writes one: in a tuple, a
+    set, a dict key, a record's field, or as a nested node's own child; or a nested node with an id that a ``ref``
+    outside the plugin names; or a list of its value holding a nested node, named by a ``ref`` outside."""
+    nested = {"$": "nested", "v": 5}
+    values = {
+        "tuple": {"$": "tuple", "items": [nested]},
+        "set": {"$": "set", "items": [nested]},
+        "key": {"$": "dict", "items": [[nested, 1]]},
+        "record": [{"$": "dataclass", "type": "app.Rec", "fields": {"x": nested}}],
+        "nested": {"$": "nested", "v": [nested]},
+    }
+    if where == "id":
+        return file_bytes([{"$": "plugin", "type": "p.Pt", "value": [{"$": "nested", "#": 1, "v": 5}]}, ref(1)])
+    if where == "list":
+        return file_bytes([{"$": "plugin", "type": "p.Pt", "value": [{"$": "list", "#": 1, "items": [nested]}]}, ref(1)])
+    return file_bytes([{"$": "plugin", "type": "p.Pt", "value": values[where]}])
+
+
+def objects_dropping_a_field(type_name: str, count: int, key: str = "f") -> bytes:
+    """``{key: [count dataclass nodes of type_name]}``, each holding a field ``gone`` besides ``x``: a load warns once
+    per object (each warning naming its path) that the class no longer declares it."""
+    return file_bytes({key: [{"$": "dataclass", "type": type_name, "fields": {"x": 1, "gone": 2}} for _ in range(count)]})
+

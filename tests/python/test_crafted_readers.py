@@ -80,8 +80,10 @@ def test_case_20_warnings_name_paths_under_long_keys_briefly(tmp_path: Path) -> 
     count, longest, first, last, values_kept = outcome["result"]
     where = "$" + "".join(f'["{level:03}{"k" * 61}"... (100000 bytes)]' for level in reversed(range(20)))
     what = "class '__main__.P' no longer declares field 'y', which the file has: dropped"
-    assert (count, longest, values_kept) == (200, len(last), True)
-    assert first == f"at {where}[0]: {what}" and last == f"at {where}[199]: {what}"
+    # A load warns of the first 20 objects only (case 108): Python keeps each distinct warning text for good.
+    assert (count, longest, values_kept) == (20, len(last), True)
+    assert first == f"at {where}[0]: {what}"
+    assert last == f"at {where}[19]: {what}; this load warns of no more objects that drop fields"
     assert outcome["peak_mb"] < 200, outcome
 
 
