@@ -93,8 +93,8 @@ def dataclass_values(cls: type, name: str, values: dict[str, Any], renamed: Mapp
 
 def namedtuple_items(cls: Any, name: str, field_names: list[str], items: list[Any], renamed: Mapping[str, str],
                      context: Mapping[str, Any]) -> list[Any]:
-    """The items of named tuple ``cls`` from the file's fields and items (distinct names, as
-    ``_registry.construct_object`` checked), matched by name (renamed, dropped and defaulted as for a dataclass)."""
+    """The items of named tuple ``cls`` from the file's fields and items (as many distinct names, as the core's reader
+    checked), matched by name (renamed, dropped and defaulted as for a dataclass)."""
     if field_names == list(cls._fields):
         return items
     values = _renamed(dict(zip(field_names, items)), renamed)

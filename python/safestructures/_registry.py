@@ -380,14 +380,8 @@ def construct_object(tag: str, fields: dict[str, Any], context: dict[str, Any]) 
     if tag == TAG.Enum:
         return fields.get("value") if cls is None else _enum_member(cls, name, fields)
     if tag == TAG.NamedTuple:
-        items, field_names = fields.get("items"), fields.get("fields")
-        if type(items) is not list or type(field_names) is not list or any(type(f) is not str for f in field_names):
-            raise TypeError("a namedtuple needs lists 'fields' (of str) and 'items'")
-        if len(items) != len(field_names):
-            raise TypeError("a namedtuple needs as many 'items' as 'fields'")
-        if len(set(field_names)) != len(field_names):
-            # A record of the tuple would read the first item under the name (r.x) and the last (_asdict()).
-            raise TypeError("a namedtuple's 'fields' must not repeat a name")
+        # The core's reader checked that 'fields' names the 'items', each once (TreeReader::named_tuple_items).
+        items, field_names = fields["items"], fields["fields"]
         if cls is None:
             return NamedRecord(name, tuple(field_names), tuple(items))
         return tuple.__new__(cls, namedtuple_items(cls, name, field_names, items, _renames(cls), context))

@@ -214,12 +214,10 @@ class LazyFile {
       case Kind::NamedTuple: {
         // [(field name, value node)]: the names of "fields" beside the values of "items".
         nb::list pairs;
-        const bool has_names = fields != Tape::npos && tape[fields].kind == NodeKind::Array;
-        const std::uint32_t count = has_names && has_items ? std::min(tape[fields].count, tape[items].count) : 0;
-        std::size_t name = fields + 1, v = items + 1;
-        for (std::uint32_t k = 0; k < count; ++k, name = tape.next(name), v = tape.next(v)) {
-          pairs.append(nb::make_tuple(is_container(tape[name]) ? nb::none() : value(name), v));
-        }
+        std::uint32_t count = 0;
+        std::size_t v = tree_->named_tuple_items(i, count, failing);
+        std::size_t name = fields + 1;
+        for (std::uint32_t k = 0; k < count; ++k, name = tape.next(name), v = tape.next(v)) pairs.append(nb::make_tuple(value(name), v));
         return walk_children(false, pairs);
       }
       case Kind::Dataclass:

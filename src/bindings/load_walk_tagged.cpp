@@ -300,6 +300,10 @@ nb::object Loader::construct(std::size_t i, Kind kind) {
   const std::string_view tag = traits(kind).tag;
   PyObject* constructor = PyDict_GetItemWithError(hooks_.construct.ptr(), py_str(tag).ptr());
   if (constructor == nullptr) invalid("unknown tag " + quote_name(tag));
+  if (kind == Kind::NamedTuple) {
+    std::uint32_t count = 0;
+    tree_.named_tuple_items(i, count, failing());
+  }
   // A "nested" node only stands for a child a 1.0.0-style plugin put into its value; anywhere else it would hand
   // the loader's internal wrapper to the caller.
   const bool plugin = kind == Kind::Plugin;

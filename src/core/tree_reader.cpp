@@ -2,9 +2,11 @@
 #include "safestructures/tree_reader.hpp"
 
 #include <algorithm>
+#include <array>
 #include <bit>
 #include <charconv>
 #include <cmath>
+#include <unordered_set>
 
 #include "safestructures/codec.hpp"
 
@@ -180,6 +182,27 @@ std::size_t TreeReader::items(std::size_t object, std::uint32_t& count, Fail fai
   const std::size_t at = required(object, "items", NodeKind::Array, fail);
   count = tape_[at].count;
   return at + 1;
+}
+
+std::size_t TreeReader::named_tuple_items(std::size_t object, std::uint32_t& count, Fail fail) const {
+  const std::size_t first = items(object, count, fail);
+  const std::size_t fields = required(object, "fields", NodeKind::Array, fail);
+  if (tape_[fields].count != count) {
+    fail("a namedtuple needs as many \"items\" as \"fields\" (" + std::to_string(count) + " and " + std::to_string(tape_[fields].count) + ")");
+  }
+  // A few names (a named tuple's usual) are compared with one another, without a set's allocations; more go in a set,
+  // seeded since the names are the file's.
+  constexpr std::uint32_t few = 16;
+  std::array<std::string_view, few> seen;
+  std::unordered_set<std::string_view, SeededStringHash> names;
+  for (std::size_t name = fields + 1, k = 0; k < count; ++k, name = tape_.next(name)) {
+    if (tape_[name].kind != NodeKind::String) fail("a namedtuple's \"fields\" must be strings");
+    const std::string_view text = tape_[name].text;
+    const bool again = count <= few ? std::find(seen.begin(), seen.begin() + k, text) != seen.begin() + k : !names.insert(text).second;
+    if (again) fail("a namedtuple's \"fields\" name " + quote_name(text) + " twice");
+    if (count <= few) seen[k] = text;
+  }
+  return first;
 }
 
 std::string_view TreeReader::big_int_hex(std::size_t i, Fail fail) const {

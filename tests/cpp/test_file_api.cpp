@@ -347,6 +347,21 @@ TEST(FileApi, InvalidSchemasNameThePath) {
                          {"a mapping holds the key \"a\" twice"}));
   EXPECT_EQ(open_json(R"({"$":"dict","items":[["1",1],[1,2],[1.5,3],[null,4]]})").root().entries().size(), 4u);
   EXPECT_TRUE(fails_with([] { (void)open_json(R"({"$":"tuple"})").root().size(); }, ErrorCode::SchemaInvalid, {"\"items\""}));
+  // A namedtuple's fields name its items, each once, as a load requires (crafted row 103).
+  EXPECT_TRUE(fails_with([] { (void)open_json(R"({"n":{"$":"namedtuple","type":"p.P","fields":["x","x"],"items":[1,2]}})").root()["n"][0]; },
+                         ErrorCode::SchemaInvalid, {R"(at $["n"]: a namedtuple's "fields" name "x" twice)"}));
+  EXPECT_TRUE(fails_with([] { (void)open_json(R"({"$":"namedtuple","type":"p.P","fields":["x"],"items":[1,2]})").root().items(); },
+                         ErrorCode::SchemaInvalid, {R"(as many "items" as "fields" (2 and 1))"}));
+  EXPECT_TRUE(fails_with([] { (void)open_json(R"({"$":"namedtuple","type":"p.P","fields":[1,"y"],"items":[1,2]})").root().size(); },
+                         ErrorCode::SchemaInvalid, {"must be strings"}));
+  std::string many_fields, many_items;
+  for (int k = 0; k < 40; ++k) {
+    many_fields += (k ? ",\"f" : "\"f") + std::to_string(k % 39) + "\"";
+    many_items += (k ? ",0" : "0");
+  }
+  EXPECT_TRUE(fails_with([&] { (void)open_json(R"({"$":"namedtuple","type":"p.P","fields":[)" + many_fields + "],\"items\":[" + many_items + "]}").root().size(); },
+                         ErrorCode::SchemaInvalid, {R"("f0" twice)"}));
+  EXPECT_EQ(open_json(R"({"$":"namedtuple","type":"p.P","fields":["x","y"],"items":[1,2]})").root().size(), 2u);
   EXPECT_TRUE(fails_with([] { (void)open_json(R"({"$":"float","v":"big"})").root().as_double(); }, ErrorCode::SchemaInvalid));
   EXPECT_TRUE(fails_with([] { (void)open_json(R"({"$":"float","v":"nan","bits":"0000000000000001"})").root().as_double(); },
                          ErrorCode::SchemaInvalid, {"NaN"}));
