@@ -99,10 +99,13 @@ class TreeReader {
   }
   // The first item of tagged sequence or mapping `object` (its "items" array), and their count.
   std::size_t items(std::size_t object, std::uint32_t& count, Fail fail) const;
-  // The same for namedtuple `object`, whose "fields" must name its items: an array of as many strings, none twice (a
-  // record of the tuple would read the first item of a name as r.x and the last in _asdict()). Every reader of one
-  // asks this, so that a part read alone is never one the whole load refuses.
-  std::size_t named_tuple_items(std::size_t object, std::uint32_t& count, Fail fail) const;
+  // The same for `object` of kind `kind`, checked by that kind's rules on its items: a namedtuple's "fields" name them,
+  // as many strings, none twice (a record of the tuple would read the first item of a name as r.x and the last in
+  // _asdict()); a deque holds at most its maxlen (appending more drops the first ones). Every reader asks this, so
+  // that an item read alone is never one of a container the whole load refuses.
+  std::size_t checked_items(std::size_t object, Kind kind, std::uint32_t& count, Fail fail) const;
+  // A deque's "maxlen": a non-negative integer, or nullopt where it is absent or null (no limit).
+  std::optional<std::int64_t> deque_maxlen(std::size_t object, Fail fail) const;
   // Calls fn(k, key node, value node) for each item of tagged mapping `object`, checked to be a [key, value] pair
   // whose key, a string or an int, no earlier pair holds: a saved mapping never holds two equal keys, and a reader
   // keeping either would read another mapping than a load does (equal keys of other kinds, 1 and 1.0, only a load

@@ -380,7 +380,7 @@ def construct_object(tag: str, fields: dict[str, Any], context: dict[str, Any]) 
     if tag == TAG.Enum:
         return fields.get("value") if cls is None else _enum_member(cls, name, fields)
     if tag == TAG.NamedTuple:
-        # The core's reader checked that 'fields' names the 'items', each once (TreeReader::named_tuple_items).
+        # The core's reader checked that 'fields' names the 'items', each once (TreeReader::checked_items).
         items, field_names = fields["items"], fields["fields"]
         if cls is None:
             return NamedRecord(name, tuple(field_names), tuple(items))

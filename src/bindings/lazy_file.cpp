@@ -215,7 +215,7 @@ class LazyFile {
         // [(field name, value node)]: the names of "fields" beside the values of "items".
         nb::list pairs;
         std::uint32_t count = 0;
-        std::size_t v = tree_->named_tuple_items(i, count, failing);
+        std::size_t v = tree_->checked_items(i, *kind, count, failing);
         std::size_t name = fields + 1;
         for (std::uint32_t k = 0; k < count; ++k, name = tape.next(name), v = tape.next(v)) pairs.append(nb::make_tuple(value(name), v));
         return walk_children(false, pairs);
@@ -226,7 +226,11 @@ class LazyFile {
       default: break;
     }
     if (!has_items) return nb::none();
-    if (traits(*kind).shape == Shape::Sequence) return walk_children(true, entries(items));
+    if (traits(*kind).shape == Shape::Sequence) {
+      std::uint32_t count = 0;
+      tree_->checked_items(i, *kind, count, failing);
+      return walk_children(true, entries(items));
+    }
     if (traits(*kind).shape != Shape::Mapping) return nb::none();
     nb::list pairs, to_build;
     tree_->for_each_pair(i, failing, [&](std::uint32_t k, std::size_t key, std::size_t value_at) {

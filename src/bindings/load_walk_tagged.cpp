@@ -177,25 +177,13 @@ nb::object Loader::follow_ref(std::size_t i) {
 nb::object Loader::build_appended(std::size_t i, Kind kind) {
   // Defined before its items: a mutable container may hold itself.
   std::uint32_t count = 0;
-  const std::size_t first = tree_.items(i, count, failing());
+  const std::size_t first = tree_.checked_items(i, kind, count, failing());
   nb::object out;
   if (kind == Kind::List) {
     out = nb::steal(PyList_New(0));
   } else {
-    const std::size_t at = tape_.member(i, "maxlen");
-    nb::object maxlen = nb::none();
-    if (at != Tape::npos && tape_[at].kind == NodeKind::Int && tape_[at].integer >= 0) {
-      // A saved deque holds at most maxlen items; appending more would drop the first ones without a word, while a
-      // reader of "items" reads them all.
-      if (static_cast<std::uint64_t>(count) > static_cast<std::uint64_t>(tape_[at].integer)) {
-        invalid("a deque of \"maxlen\" " + std::to_string(tape_[at].integer) + " holds " + std::to_string(count) +
-                (count == 1 ? " item" : " items") + ", more than it keeps");
-      }
-      maxlen = nb::int_(tape_[at].integer);
-    } else if (at != Tape::npos && tape_[at].kind != NodeKind::Null) {
-      invalid("a deque's \"maxlen\" must be a non-negative integer or null");
-    }
-    out = hooks_.deque_type(nb::list(), maxlen);
+    const std::optional<std::int64_t> maxlen = tree_.deque_maxlen(i, failing());
+    out = hooks_.deque_type(nb::list(), maxlen ? nb::object(nb::int_(*maxlen)) : nb::none());
   }
   define(i, out, kind == Kind::List && nested_here_);
   nb::object append = kind == Kind::List ? nb::object() : out.attr("append");
@@ -302,7 +290,7 @@ nb::object Loader::construct(std::size_t i, Kind kind) {
   if (constructor == nullptr) invalid("unknown tag " + quote_name(tag));
   if (kind == Kind::NamedTuple) {
     std::uint32_t count = 0;
-    tree_.named_tuple_items(i, count, failing());
+    tree_.checked_items(i, kind, count, failing());
   }
   // A "nested" node only stands for a child a 1.0.0-style plugin put into its value; anywhere else it would hand
   // the loader's internal wrapper to the caller.

@@ -292,8 +292,7 @@ std::uint32_t TreeNode::first_item(std::uint32_t& count) const {
     count = document_->tree->tape()[index_].count;
     return index_ + 1;
   }
-  if (kind_ == Kind::NamedTuple) return static_cast<std::uint32_t>(document_->tree->named_tuple_items(index_, count, failing()));
-  return static_cast<std::uint32_t>(document_->tree->items(index_, count, failing()));
+  return static_cast<std::uint32_t>(document_->tree->checked_items(index_, kind_, count, failing()));
 }
 
 std::size_t TreeNode::size() const {

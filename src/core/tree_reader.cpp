@@ -184,8 +184,23 @@ std::size_t TreeReader::items(std::size_t object, std::uint32_t& count, Fail fai
   return at + 1;
 }
 
-std::size_t TreeReader::named_tuple_items(std::size_t object, std::uint32_t& count, Fail fail) const {
+std::optional<std::int64_t> TreeReader::deque_maxlen(std::size_t object, Fail fail) const {
+  const std::size_t at = tape_.member(object, "maxlen");
+  if (at == Tape::npos || tape_[at].kind == NodeKind::Null) return std::nullopt;
+  if (tape_[at].kind != NodeKind::Int || tape_[at].integer < 0) fail("a deque's \"maxlen\" must be a non-negative integer or null");
+  return tape_[at].integer;
+}
+
+std::size_t TreeReader::checked_items(std::size_t object, Kind kind, std::uint32_t& count, Fail fail) const {
   const std::size_t first = items(object, count, fail);
+  if (kind == Kind::Deque) {
+    const std::optional<std::int64_t> maxlen = deque_maxlen(object, fail);
+    if (maxlen && static_cast<std::uint64_t>(count) > static_cast<std::uint64_t>(*maxlen)) {
+      fail("a deque of \"maxlen\" " + std::to_string(*maxlen) + " holds " + std::to_string(count) + (count == 1 ? " item" : " items") +
+           ", more than it keeps");
+    }
+  }
+  if (kind != Kind::NamedTuple) return first;
   const std::size_t fields = required(object, "fields", NodeKind::Array, fail);
   if (tape_[fields].count != count) {
     fail("a namedtuple needs as many \"items\" as \"fields\" (" + std::to_string(count) + " and " + std::to_string(tape_[fields].count) + ")");

@@ -362,6 +362,13 @@ TEST(FileApi, InvalidSchemasNameThePath) {
   EXPECT_TRUE(fails_with([&] { (void)open_json(R"({"$":"namedtuple","type":"p.P","fields":[)" + many_fields + "],\"items\":[" + many_items + "]}").root().size(); },
                          ErrorCode::SchemaInvalid, {R"("f0" twice)"}));
   EXPECT_EQ(open_json(R"({"$":"namedtuple","type":"p.P","fields":["x","y"],"items":[1,2]})").root().size(), 2u);
+  // A deque holds at most its maxlen (crafted row 101).
+  EXPECT_TRUE(fails_with([] { (void)open_json(R"({"q":{"$":"deque","maxlen":2,"items":[1,2,3]}})").root()["q"][0]; }, ErrorCode::SchemaInvalid,
+                         {R"(at $["q"]: a deque of "maxlen" 2 holds 3 items, more than it keeps)"}));
+  EXPECT_TRUE(fails_with([] { (void)open_json(R"({"$":"deque","maxlen":-1,"items":[]})").root().size(); }, ErrorCode::SchemaInvalid,
+                         {"non-negative integer or null"}));
+  EXPECT_EQ(open_json(R"({"$":"deque","maxlen":2,"items":[1,2]})").root().size(), 2u);
+  EXPECT_EQ(open_json(R"({"$":"deque","maxlen":null,"items":[1,2,3]})").root().items().size(), 3u);
   EXPECT_TRUE(fails_with([] { (void)open_json(R"({"$":"float","v":"big"})").root().as_double(); }, ErrorCode::SchemaInvalid));
   EXPECT_TRUE(fails_with([] { (void)open_json(R"({"$":"float","v":"nan","bits":"0000000000000001"})").root().as_double(); },
                          ErrorCode::SchemaInvalid, {"NaN"}));

@@ -81,7 +81,9 @@ def test_case_101_a_deque_past_its_maxlen_is_refused(maxlen: int, count: int) ->
     data = crafted.deque_past_maxlen(maxlen, count)
     noun = "item" if count == 1 else "items"
     message = f'at $["q"]: a deque of "maxlen" {maxlen} holds {count} {noun}, more than it keeps'
-    for load in (ss.load, lambda d: ss.open(io.BytesIO(d)).load(), lambda d: ss.open(io.BytesIO(d))["q"].load()):
+    # An item read alone, or the items listed, by the lazy API: the same rule (before, the items read as saved).
+    for load in (ss.load, lambda d: ss.open(io.BytesIO(d)).load(), lambda d: ss.open(io.BytesIO(d))["q"].load(),
+                 lambda d: ss.open(io.BytesIO(d))["q"][0].load(), lambda d: ss.open(io.BytesIO(d))["q"].values()):
         with pytest.raises(ss.InvalidFileError) as info:
             load(data)
         assert str(info.value).endswith(message) and info.value.code == "SchemaInvalid"
