@@ -101,7 +101,8 @@ class TreeReader {
   std::size_t items(std::size_t object, std::uint32_t& count, Fail fail) const;
   // The same for `object` of kind `kind`, checked by that kind's rules on its items: a namedtuple's "fields" name them,
   // as many strings, none twice (a record of the tuple would read the first item of a name as r.x and the last in
-  // _asdict()); a deque holds at most its maxlen (appending more drops the first ones). Every reader asks this, so
+  // _asdict()); a deque holds at most its maxlen (appending more drops the first ones); a set or frozenset holds a
+  // string or int item once (equal items of other kinds, 1 and 1.0, only a load can tell). Every reader asks this, so
   // that an item read alone is never one of a container the whole load refuses.
   std::size_t checked_items(std::size_t object, Kind kind, std::uint32_t& count, Fail fail) const;
   // A deque's "maxlen": a non-negative integer, or nullopt where it is absent or null (no limit).
@@ -130,6 +131,8 @@ class TreeReader {
   }
   // Why pair k's key (its node) makes the mapping invalid, given that it equals an earlier pair's.
   static std::string repeated_key(const Node& key, std::uint32_t k);
+  // Why item k (its node) makes the set or frozenset (`kind`) invalid, given that it equals an earlier item.
+  static std::string repeated_item(const Node& item, std::uint32_t k, Kind kind);
 
   // The values of tagged scalars (section 5.2), checked: a big int's hexadecimal text ("0x1f", "-0x1f"), a non-finite
   // float (a NaN keeps its "bits"), a str's code points.

@@ -239,7 +239,7 @@ nb::object Loader::build_set(std::size_t i, Kind kind) {
       invalid(what + py_text(e.value()));
     }
     // A saved set never holds two equal items (as a mapping its keys: fill_pairs).
-    if (static_cast<std::uint32_t>(PySet_GET_SIZE(result.ptr())) != k + 1) invalid("item " + std::to_string(k) + " equals an earlier item of the " + std::string(kind_name(kind)));
+    if (static_cast<std::uint32_t>(PySet_GET_SIZE(result.ptr())) != k + 1) invalid(TreeReader::repeated_item(tape_[node], k, kind));
   });
   define(i, result);
   return result;

@@ -168,6 +168,13 @@ std::size_t TreeReader::required(std::size_t object, std::string_view name, Node
   fail("tagged " + quote_name(tape_.tag(object)) + " needs " + article + " field " + quote_name(name));
 }
 
+std::string TreeReader::repeated_item(const Node& item, std::uint32_t k, Kind kind) {
+  const std::string holder = "a " + std::string(kind_name(kind));
+  if (item.kind == NodeKind::String) return holder + " holds the item " + quote_name(item.text) + " twice";
+  if (item.kind == NodeKind::Int) return holder + " holds the item " + std::to_string(item.integer) + " twice";
+  return "item " + std::to_string(k) + " equals an earlier item of the " + std::string(kind_name(kind));
+}
+
 std::string TreeReader::repeated_key(const Node& key, std::uint32_t k) {
   if (key.kind == NodeKind::String) return "a mapping holds the key " + quote_name(key.text) + " twice";
   if (key.kind == NodeKind::Int) return "a mapping holds the key " + std::to_string(key.integer) + " twice";
@@ -198,6 +205,16 @@ std::size_t TreeReader::checked_items(std::size_t object, Kind kind, std::uint32
     if (maxlen && static_cast<std::uint64_t>(count) > static_cast<std::uint64_t>(*maxlen)) {
       fail("a deque of \"maxlen\" " + std::to_string(*maxlen) + " holds " + std::to_string(count) + (count == 1 ? " item" : " items") +
            ", more than it keeps");
+    }
+  }
+  if (kind == Kind::Set || kind == Kind::FrozenSet) {
+    std::unordered_set<std::string_view, SeededStringHash> strings;
+    std::unordered_set<std::int64_t, SeededIntHash> integers;
+    for (std::size_t c = first, k = 0; k < count; ++k, c = tape_.next(c)) {
+      const Node& item = tape_[c];
+      if ((item.kind == NodeKind::String && !strings.insert(item.text).second) || (item.kind == NodeKind::Int && !integers.insert(item.integer).second)) {
+        fail(repeated_item(item, static_cast<std::uint32_t>(k), kind));
+      }
     }
   }
   if (kind != Kind::NamedTuple) return first;

@@ -369,6 +369,11 @@ TEST(FileApi, InvalidSchemasNameThePath) {
                          {"non-negative integer or null"}));
   EXPECT_EQ(open_json(R"({"$":"deque","maxlen":2,"items":[1,2]})").root().size(), 2u);
   EXPECT_EQ(open_json(R"({"$":"deque","maxlen":null,"items":[1,2,3]})").root().items().size(), 3u);
+  // A set holds a string or int item once (crafted case 48); 1 and 1.0 only a load can tell.
+  EXPECT_TRUE(fails_with([] { (void)open_json(R"({"s":{"$":"frozenset","items":["a",2,"a"]}})").root()["s"].items(); }, ErrorCode::SchemaInvalid,
+                         {R"(at $["s"]: a frozenset holds the item "a" twice)"}));
+  EXPECT_TRUE(fails_with([] { (void)open_json(R"({"$":"set","items":[7,7]})").root()[0]; }, ErrorCode::SchemaInvalid, {"a set holds the item 7 twice"}));
+  EXPECT_EQ(open_json(R"({"$":"set","items":[1,1.0,"1"]})").root().size(), 3u);
   EXPECT_TRUE(fails_with([] { (void)open_json(R"({"$":"float","v":"big"})").root().as_double(); }, ErrorCode::SchemaInvalid));
   EXPECT_TRUE(fails_with([] { (void)open_json(R"({"$":"float","v":"nan","bits":"0000000000000001"})").root().as_double(); },
                          ErrorCode::SchemaInvalid, {"NaN"}));
