@@ -382,7 +382,9 @@ def test_malformed_user_type_nodes_are_invalid_files(call_recorders: list[str], 
     RAN.clear()
     payload = structured_file_bytes({"a": {"b": node}})
     names_a_class = type(node.get("type")) is str and node.get("type") != ANY
-    if strict and not names_a_class and type(node.get("type")) is str and node["$"] != "os.system":
+    # A namedtuple's items and fields are the core reader's to check (every reader of a part asks it), before any
+    # class is looked up.
+    if strict and not names_a_class and type(node.get("type")) is str and node["$"] not in ("os.system", "namedtuple"):
         # With strict=True an unknown name is reported first.
         with pytest.raises(UnknownTypeError, match=r'^at \$\["a"\]\["b"\]: '):
             ss.load(payload, types=[Color, Point, Pair, MyDict, MyTuple], plugins=[RaisingPlugin], strict=strict)
