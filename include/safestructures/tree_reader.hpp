@@ -3,6 +3,7 @@
 // (file.hpp), the extension's load walk and its lazy file read through it.
 #pragma once
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
@@ -51,6 +52,43 @@ struct TreeIndex {
   // The first definition that breaks the rules (an id that is not 1 to the node count, or defined twice), and why.
   std::string problem;
   explicit TreeIndex(const Tape& tape);
+};
+
+// The string and int nodes met so far among a mapping's keys, a set's items or a namedtuple's fields, which must be
+// distinct (equal ones of other kinds, 1 and 1.0, only a load building them can tell). The first few are compared
+// one by one, without a set's allocations (most such containers are small); past them, sets seeded against the file's
+// choice of values.
+class DistinctScalars {
+ public:
+  // False when `node` is a string or an int equal to one added before.
+  bool add(const Node& node) {
+    if (node.kind != NodeKind::String && node.kind != NodeKind::Int) return true;
+    if (count_ < few) {
+      for (std::size_t k = 0; k < count_; ++k) {
+        if (equal(*few_[k], node)) return false;
+      }
+      few_[count_++] = &node;
+      return true;
+    }
+    if (count_ == few) {
+      for (const Node* seen : few_) insert(*seen);
+      ++count_;
+    }
+    return insert(node);
+  }
+
+ private:
+  static constexpr std::size_t few = 16;
+  static bool equal(const Node& a, const Node& b) {
+    return a.kind == b.kind && (a.kind == NodeKind::String ? a.text == b.text : a.integer == b.integer);
+  }
+  bool insert(const Node& node) {
+    return node.kind == NodeKind::String ? strings_.insert(node.text).second : integers_.insert(node.integer).second;
+  }
+  std::array<const Node*, few> few_{};
+  std::size_t count_ = 0;  // few + 1 once the sets hold them all
+  std::unordered_set<std::string_view, SeededStringHash> strings_;
+  std::unordered_set<std::int64_t, SeededIntHash> integers_;
 };
 
 class TreeReader {
@@ -115,17 +153,12 @@ class TreeReader {
   void for_each_pair(std::size_t object, Fail fail, Fn fn, bool check_keys = true) const {
     std::uint32_t count = 0;
     std::size_t c = items(object, count, fail);
-    std::unordered_set<std::string_view, SeededStringHash> strings;
-    std::unordered_set<std::int64_t, SeededIntHash> integers;
+    DistinctScalars keys;
     for (std::uint32_t k = 0; k < count; ++k, c = tape_.next(c)) {
       if (tape_[c].kind != NodeKind::Array || tape_[c].count != 2) {
         fail("item " + std::to_string(k) + " of a mapping must be a [key, value] pair");
       }
-      const Node& key = tape_[c + 1];
-      if (check_keys && ((key.kind == NodeKind::String && !strings.insert(key.text).second) ||
-                         (key.kind == NodeKind::Int && !integers.insert(key.integer).second))) {
-        fail(repeated_key(key, k));
-      }
+      if (check_keys && !keys.add(tape_[c + 1])) fail(repeated_key(tape_[c + 1], k));
       fn(k, c + 1, tape_.next(c + 1));
     }
   }

@@ -2,11 +2,9 @@
 #include "safestructures/tree_reader.hpp"
 
 #include <algorithm>
-#include <array>
 #include <bit>
 #include <charconv>
 #include <cmath>
-#include <unordered_set>
 
 #include "safestructures/codec.hpp"
 
@@ -208,13 +206,9 @@ std::size_t TreeReader::checked_items(std::size_t object, Kind kind, std::uint32
     }
   }
   if (kind == Kind::Set || kind == Kind::FrozenSet) {
-    std::unordered_set<std::string_view, SeededStringHash> strings;
-    std::unordered_set<std::int64_t, SeededIntHash> integers;
+    DistinctScalars seen;
     for (std::size_t c = first, k = 0; k < count; ++k, c = tape_.next(c)) {
-      const Node& item = tape_[c];
-      if ((item.kind == NodeKind::String && !strings.insert(item.text).second) || (item.kind == NodeKind::Int && !integers.insert(item.integer).second)) {
-        fail(repeated_item(item, static_cast<std::uint32_t>(k), kind));
-      }
+      if (!seen.add(tape_[c])) fail(repeated_item(tape_[c], static_cast<std::uint32_t>(k), kind));
     }
   }
   if (kind != Kind::NamedTuple) return first;
@@ -222,17 +216,10 @@ std::size_t TreeReader::checked_items(std::size_t object, Kind kind, std::uint32
   if (tape_[fields].count != count) {
     fail("a namedtuple needs as many \"items\" as \"fields\" (" + std::to_string(count) + " and " + std::to_string(tape_[fields].count) + ")");
   }
-  // A few names (a named tuple's usual) are compared with one another, without a set's allocations; more go in a set,
-  // seeded since the names are the file's.
-  constexpr std::uint32_t few = 16;
-  std::array<std::string_view, few> seen;
-  std::unordered_set<std::string_view, SeededStringHash> names;
+  DistinctScalars names;
   for (std::size_t name = fields + 1, k = 0; k < count; ++k, name = tape_.next(name)) {
     if (tape_[name].kind != NodeKind::String) fail("a namedtuple's \"fields\" must be strings");
-    const std::string_view text = tape_[name].text;
-    const bool again = count <= few ? std::find(seen.begin(), seen.begin() + k, text) != seen.begin() + k : !names.insert(text).second;
-    if (again) fail("a namedtuple's \"fields\" name " + quote_name(text) + " twice");
-    if (count <= few) seen[k] = text;
+    if (!names.add(tape_[name])) fail("a namedtuple's \"fields\" name " + quote_name(tape_[name].text) + " twice");
   }
   return first;
 }
