@@ -333,7 +333,7 @@ Expansion Loader::expanded(std::size_t i) {
       std::uint32_t count = 0;
       if (items != Tape::npos && tape_[items].kind == NodeKind::Array) {
         count = tape_[items].count;
-        for (std::size_t item = items + 1; item < tape_[items].end; item = tape_[item].kind == NodeKind::Array || tape_[item].kind == NodeKind::Object ? tape_[item].end : item + 1) {
+        for (std::size_t item = items + 1; item < tape_[items].end; item = tape_.next(item)) {
           if (tape_[item].kind != NodeKind::Object) continue;  // only a tagged node holds a big int
           const auto known = expansions_.find(item);
           weight = saturating_add(weight, known != expansions_.end() ? known->second.int_weight : expanded(item).int_weight);
