@@ -147,32 +147,39 @@ std::string quoted_repr(std::string_view text, bool bytes) {
   const char quote = double_quotes ? '"' : '\'';
   std::string out = bytes ? "b" : "";
   out += quote;
+  // A str is read by code point, so that a lone surrogate (WTF-8 here) is escaped as \udXXX as Python's repr escapes
+  // it; bytes, and text that is not even WTF-8, byte by byte.
+  const std::optional<std::vector<std::uint32_t>> points = bytes ? std::nullopt : codec::decode_wtf8(text);
   constexpr char hex[] = "0123456789abcdef";
-  for (std::size_t k = 0; k < text.size(); ++k) {
-    const char ch = text[k];
-    const auto c = static_cast<unsigned char>(ch);
-    if (!bytes && c == 0xED && k + 2 < text.size() && static_cast<unsigned char>(text[k + 1]) >= 0xA0) {
-      // A lone surrogate (WTF-8: ED A0..BF xx), which Python's repr escapes as \udXXX.
-      const unsigned point = 0xD000u | ((static_cast<unsigned char>(text[k + 1]) & 0x3Fu) << 6) | (static_cast<unsigned char>(text[k + 2]) & 0x3Fu);
-      out += "\\u";
-      for (int shift = 12; shift >= 0; shift -= 4) out += hex[(point >> shift) & 15];
-      k += 2;
-    } else if (ch == quote || ch == '\\') {
+  const auto escape = [&](std::uint32_t unit, char form, int digits) {
+    out += '\\';
+    out += form;
+    for (int shift = 4 * (digits - 1); shift >= 0; shift -= 4) out += hex[(unit >> shift) & 15];
+  };
+  const auto put = [&](std::uint32_t unit) {
+    if (unit == static_cast<unsigned char>(quote) || unit == '\\') {
       out += '\\';
-      out += ch;
-    } else if (ch == '\n') {
+      out += static_cast<char>(unit);
+    } else if (unit == '\n') {
       out += "\\n";
-    } else if (ch == '\r') {
+    } else if (unit == '\r') {
       out += "\\r";
-    } else if (ch == '\t') {
+    } else if (unit == '\t') {
       out += "\\t";
-    } else if (c < 0x20 || c == 0x7f || (bytes && c > 0x7f)) {
-      out += "\\x";
-      out += hex[c >> 4];
-      out += hex[c & 15];
+    } else if (unit < 0x20 || unit == 0x7f || (bytes && unit > 0x7f)) {
+      escape(unit, 'x', 2);
+    } else if (points && unit >= 0xD800 && unit <= 0xDFFF) {
+      escape(unit, 'u', 4);
+    } else if (points) {
+      codec::append_code_point(out, unit);
     } else {
-      out += ch;
+      out += static_cast<char>(unit);
     }
+  };
+  if (points) {
+    for (const std::uint32_t point : *points) put(point);
+  } else {
+    for (const char ch : text) put(static_cast<unsigned char>(ch));
   }
   out += quote;
   return out;
