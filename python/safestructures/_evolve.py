@@ -10,7 +10,7 @@ from typing import Any
 
 from ._errors import InvalidFileError, SafestructuresWarning, shown
 
-__all__ = ["dataclass_values", "declared_slots", "namedtuple_items", "slotted_attrs"]
+__all__ = ["WHERE_BASE", "dataclass_values", "declared_slots", "namedtuple_items", "slotted_attrs"]
 
 _MISSING: Any = dataclasses.MISSING
 
@@ -19,14 +19,19 @@ _MISSING: Any = dataclasses.MISSING
 # __warningregistry__), and the paths a file holds make each text distinct.
 _MAX_WARNINGS = 20
 _WARNED = "dropped_fields_warned"
+#: The context's path of the node a load starts from, where that is not the root (a lazy node's load): the loader's
+#: "where" gives paths from that node (``$[0]``), which the warnings name after it (``$["model"]["layers"][0]``).
+WHERE_BASE = "where_base"
 
 
 def _where(context: Mapping[str, Any]) -> str:
-    """The path of the node being built, when the loader gives it (``context["where"]``), else ''."""
+    """The path of the node being built, when the loader gives it (``context["where"]``, after ``WHERE_BASE``), else
+    ''."""
     where = context.get("where")
     if callable(where):
         try:
-            return f"at {where()}: "
+            text, base = where(), context.get(WHERE_BASE)
+            return f"at {base + text[1:] if type(base) is str else text}: "
         except Exception:  # a path is a courtesy: never a reason for the load to fail
             return ""
     return ""

@@ -9,6 +9,7 @@ from typing import IO, Any
 
 from . import _core
 from ._errors import InvalidArgumentError, InvalidFileError, SafestructuresError, quote, reading
+from ._evolve import WHERE_BASE
 from ._format import FIELD, RECORDING_PADDING, SCHEMA_KEY, SPILL_TENSOR, TAG
 from ._lazy_schema import _Link, _TreeView, bytes_size, describe, located, path_text, tensor_fields
 from ._limits import DEFAULT_MAX_DEPTH, DEFAULT_MAX_HEADER_SIZE, DEFAULT_MAX_NODES
@@ -204,6 +205,8 @@ class Node:
         match); the tensors not read are not checked."""
         file = self._file
         context = file._context(framework, device)
+        if self._path:
+            context[WHERE_BASE] = path_text(self._path)
         if verify and file._unverified_index is not None:
             verify_index(file._unverified_index, file._document())
             file._unverified_index = None

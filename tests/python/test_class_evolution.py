@@ -104,6 +104,22 @@ def test_default_factory_gives_each_object_its_own_value() -> None:
     assert a.tags == [] and a.tags is not b.tags
 
 
+def test_node_loads_warn_with_the_whole_path(tmp_path: Path) -> None:
+    """A part loaded alone names the node as a whole load does, not from itself: ``$["run"][1]``, not ``$``."""
+    old, added, _required = make_dataclass()
+    path = tmp_path / "run.safetensors"
+    ss.save_file({"run": [old(0.1, "a", 5), old(0.2, "b", 6)]}, str(path))
+    with ss.open(str(path), types=[added]) as f, pytest.warns(ss.SafestructuresWarning) as record:
+        one = f["run"][1].load()
+        both = f.load("run")
+        whole = f.load()
+    assert type(one) is added and one.lr == 0.2 and one.name == "b"
+    assert [type(x) for x in both] == [added, added] and [x.lr for x in both] == [0.1, 0.2]
+    assert whole == {"run": both}
+    assert [str(w.message).partition(": ")[0] for w in record] == [
+        'at $["run"][1]', 'at $["run"][0]', 'at $["run"][1]', 'at $["run"][0]', 'at $["run"][1]']
+
+
 def test_unchanged_dataclass_loads_without_warning() -> None:
     old, _added, _required = make_dataclass()
     loaded = ss.load(saved(old(0.1, "a", 5)), types=[old], strict=True)["run"][0]
