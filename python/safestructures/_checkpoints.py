@@ -120,21 +120,40 @@ class CheckpointManager:
         return max(self._complete(), default=None)
 
     def path(self, step: int | None = None) -> str:
-        """The path of a complete step (the latest by default): its file, or its sharded save's folder.
+        """The path of a complete step (the latest by default): its file, or its sharded save's folder. A step this
+        manager is saving in the background is waited for first (for the latest, every such step), so that a process
+        reads what it saved; :meth:`steps` and :meth:`latest_step` list what is complete now, without waiting.
 
         Raises:
-            FileNotFoundError: no such step (or no step at all) in the directory.
+            FileNotFoundError: no such step (or no step at all) in the directory; for a step whose background save by
+                this manager failed, the message gives that save's error.
         """
+        if step is not None:
+            step = _check_step(step)
+        failed = self._settle(step)
         complete = self._complete()
         if step is None:
             if not complete:
-                raise FileNotFoundError(f"no checkpoint step in {self.directory}")
+                raise FileNotFoundError(f"no checkpoint step in {self.directory}{failed}")
             return complete[max(complete)]
-        step = _check_step(step)
         if step not in complete:
             listed = ", ".join(map(str, sorted(complete))) or "none"
-            raise FileNotFoundError(f"no step {step} in {self.directory} (the complete steps: {listed})")
+            raise FileNotFoundError(f"no step {step} in {self.directory} (the complete steps: {listed}){failed}")
         return complete[step]
+
+    def _settle(self, step: int | None) -> str:
+        """Waits for this manager's background saves of ``step`` (None: of every step); what the last of them that
+        failed raised, as the end of a message ('' when none failed). The error stays the future's, and
+        :meth:`wait`'s to raise."""
+        from concurrent.futures import wait as wait_for
+
+        with self._lock:
+            futures = [future for saved, future in self._in_flight.items() if step is None or saved == step]
+        if not futures:
+            return ""
+        wait_for(futures)
+        errors = [error for future in futures if (error := future.exception()) is not None]
+        return f"; this manager's background save failed: {type(errors[-1]).__name__}: {errors[-1]}" if errors else ""
 
     def load(self, step: int | None = None, **options: Any) -> Any:
         """The data of a step (the latest by default), as :func:`load_file` loads it with ``options`` (``framework``,

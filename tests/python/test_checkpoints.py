@@ -281,6 +281,40 @@ def test_bad_steps_and_missing_steps(tmp_path: Path) -> None:
     assert visible(tmp_path) == ["step-00000005.safetensors"]
 
 
+def test_loads_wait_for_the_managers_own_background_saves(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A process that saves a step in the background and loads it at once reads that step, not "no step": load, open
+    and path wait for this manager's save of the step asked for (the latest: all of them); the listing does not."""
+    manager = CheckpointManager(tmp_path)
+    manager.save(1, {"step": 1, "w": torch.full((4,), 1.0)})
+    real = _core.write_snapshot_file
+    release = threading.Event()
+
+    def held_write(*args: Any) -> Any:
+        assert release.wait(120)
+        return real(*args)
+
+    monkeypatch.setattr(_core, "write_snapshot_file", held_write)
+    future = manager.save(2, {"step": 2, "w": torch.full((4,), 2.0)}, background=True)
+    assert manager.steps() == [1] and manager.latest_step() == 1  # complete now; never waits
+    assert manager.load(1)["step"] == 1  # another step's save is not waited for
+    threading.Timer(0.2, release.set).start()
+    back = manager.load()
+    assert future.done() and back["step"] == 2 and back["w"].dtype == torch.float32 and back["w"].tolist() == [2.0] * 4
+    with manager.open(2) as f:
+        assert f.load("step") == 2
+    assert manager.path() == str(tmp_path / "step-00000002.safetensors") and manager.steps() == [1, 2]
+    # A failed save: the step is missing, and the message says why; the error stays the future's and wait()'s.
+    failed = manager.save(3, {"bad": object()}, background=True)
+    with pytest.raises(FileNotFoundError, match=r"no step 3 in .* \(the complete steps: 1, 2\); this manager's "
+                                                r"background save failed: UnsupportedTypeError: .*object"):
+        manager.load(3)
+    assert manager.load()["step"] == 2 and type(failed.exception()) is UnsupportedTypeError
+    with pytest.raises(UnsupportedTypeError):
+        manager.wait()
+    with pytest.raises(FileNotFoundError, match=r"no step 3 in .* \(the complete steps: 1, 2\)$"):
+        manager.load(3)
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # Other processes: a new one reading the folder, one reading while a save runs, one killed while it saves.
 
