@@ -36,10 +36,16 @@ class _Memory:
     """Exposes a CPU tensor's memory to the core writer through __array_interface__ (any dtype, any strides), and
     keeps the tensor alive while the file is written. Its address is read from the tensor each time: code the walk
     runs later (a to_data, a __getstate__) may resize the tensor or replace its storage (``t.data = ...``, ``set_``),
-    freeing the memory, and the walk's end reads it again to refuse that before any is read (save_walk.cpp)."""
+    freeing the memory, and the walk's end reads it again to refuse that before any is read (save_walk.cpp).
+
+    Its storage is held too, by an alias of the tensor: the memory is read after the walk, with the GIL released
+    (the write, a background save's copy) or between calls to a stream's write(), while another thread, or that
+    write(), may replace the tensor's storage, which would free the memory under the read. (An alias costs a third of
+    what untyped_storage() does the first time it is asked of a tensor.)"""
 
     def __init__(self, tensor: torch.Tensor, itemsize: int, contiguous: bool | None = None) -> None:
         self._tensor = tensor
+        self._storage_holder = tensor.detach()
         if contiguous is None:
             contiguous = tensor.is_contiguous()
         self._interface = {
