@@ -9,6 +9,7 @@ import math
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
+from . import _core
 from ._errors import InvalidFileError, SafestructuresError, quote, shown
 from ._format import DTYPE_NUMPY_NAMES, FIELD, TAG, TENSOR_TAGS
 
@@ -204,8 +205,14 @@ class _Link:
 
 
 def _dotted(path: Iterable[Any]) -> str:
-    """A path as tensor names write it: ``model.layers.0`` (each key as :func:`_key_text` writes it)."""
-    return ".".join(map(_key_text, path))
+    """A path as tensor names write it: ``model.layers.0`` (each key as :func:`_key_text` writes it); a deep one cut as
+    the core's messages cut it (``_core.path_cut``: ``a.0.0 ... 970 more ... 0.0``), since a description names a
+    first place once per node met again: written whole each time, a path 1,000 levels deep would make a 550 KB file
+    print 1.2 GB."""
+    parts = list(path)
+    first, last = _core.path_cut(len(parts))
+    shown_parts = [*map(_key_text, parts[:first]), f"... {last - first:,} more ...", *map(_key_text, parts[last:])]
+    return ".".join(shown_parts if first != last else map(_key_text, parts))
 
 
 def _same_as(seen: dict[Any, _Link | tuple[Any, ...] | str], key: Any) -> str:
