@@ -24,9 +24,17 @@ _JSON_CONTAINERS = ("array", "object")
 
 def path_text(path: Iterable[Any]) -> str:
     """A path as error messages write it: ``$["model"]["layers"][0]``, other keys by their bounded repr (``$[1.5]``;
-    an int too long to write in decimal by its size)."""
-    return "$" + "".join(f"[{quote(p) if isinstance(p, str) else _json_scalar(p) if type(p) is int else shown(p)}]"
-                         for p in path)
+    an int too long to write in decimal by its size); a deep one cut as the core cuts its messages' paths
+    (``_core.path_cut``: ``$[0][0]...[... 970 more ...][0]``), or a message 1,000 levels deep would run to megabytes."""
+    parts = list(path)
+    first, last = _core.path_cut(len(parts))
+    if first == last:
+        return "$" + "".join(map(_path_part, parts))
+    return "$" + "".join(map(_path_part, parts[:first])) + f"[... {last - first} more ...]" + "".join(map(_path_part, parts[last:]))
+
+
+def _path_part(p: Any) -> str:
+    return f"[{quote(p) if isinstance(p, str) else _json_scalar(p) if type(p) is int else shown(p)}]"
 
 
 def located(error: SafestructuresError, path: Iterable[Any], prefix: str) -> SafestructuresError:
@@ -211,7 +219,7 @@ def _dotted(path: Iterable[Any]) -> str:
     print 1.2 GB."""
     parts = list(path)
     first, last = _core.path_cut(len(parts))
-    shown_parts = [*map(_key_text, parts[:first]), f"... {last - first:,} more ...", *map(_key_text, parts[last:])]
+    shown_parts = [*map(_key_text, parts[:first]), f"... {last - first} more ...", *map(_key_text, parts[last:])]
     return ".".join(shown_parts if first != last else map(_key_text, parts))
 
 

@@ -638,7 +638,7 @@ def shared_under_a_deep_path(depth: int, refs: int, key: str = "k" * 60) -> byte
     """A list whose first item is dicts nested ``depth`` levels (each under ``key``) ending in a shared empty list,
     followed by ``refs`` references to that list: a description names its first place at each reference."""
     deep = ('{"' + key + '":') * depth + '{"$":"list","#":1,"items":[]}' + "}" * depth
-    root = '{"$":"list","items":[' + deep + "," + ",".join(['{"$":"ref","#":1}'] * refs) + "]}"
+    root = '{"$":"list","items":[' + ",".join([deep] + ['{"$":"ref","#":1}'] * refs) + "]}"
     schema = '{"format":"safestructures","version":2,"root":' + root + "}"
     text = json.dumps({"__metadata__": {SCHEMA_KEY: schema}}, separators=(",", ":")).encode()
     return struct.pack("<Q", len(text) + -len(text) % 8) + text + b" " * (-len(text) % 8)

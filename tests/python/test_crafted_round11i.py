@@ -126,3 +126,35 @@ def test_case_121_a_path_of_24_parts_is_named_whole(capsys: pytest.CaptureFixtur
         if depth == 23:
             assert main(["get", str(path), expected]) == 0
             assert json.loads(capsys.readouterr().out) == []
+
+
+# --- 122. the lazy API's messages at the bottom of a thousand levels of long keys ----------------------------------------
+
+def test_case_122_a_deep_message_of_the_lazy_api_is_cut(tmp_path: Path) -> None:
+    # Before: every message under 990 keys of 300 ESC characters wrote the whole path, each key quoted to 1,200
+    # characters: 1.2 MB a message (KeyError, IndexError, TypeError, path_text).
+    path = tmp_path / "deep.safetensors"
+    key = "\x1b" * 300
+    path.write_bytes(crafted.shared_under_a_deep_path(990, 0, key=json.dumps(key)[1:-1]))
+    with ss.open(path) as f:
+        node = f.node([0] + [key] * 990)
+        quoted = ss._errors.quote(key)
+        where = "$[0]" + f"[{quoted}]" * 9 + "[... 971 more ...]" + f"[{quoted}]" * 10
+        assert node.path_text == where and len(where) < 25_000
+        with pytest.raises(IndexError) as info:
+            node[5]
+        assert info.value.args == (f"index 5 is out of range for the list of 0 items at {where}",)
+        with pytest.raises(TypeError) as wrong:
+            f.load([0] + [key] * 990 + ["q"])
+        assert wrong.value.args == (f"list node at {where} is indexed by int, not str",)
+
+
+def test_case_122_a_path_of_24_parts_is_written_whole(tmp_path: Path) -> None:
+    path = tmp_path / "deep.safetensors"
+    path.write_bytes(crafted.shared_under_a_deep_path(23, 0, key="k"))
+    with ss.open(path) as f:
+        node = f.node([0] + ["k"] * 23)
+        assert node.path_text == '$[0]' + '["k"]' * 23
+        with pytest.raises(IndexError) as info:
+            node[0]
+    assert info.value.args == ("index 0 is out of range for the list of 0 items at $[0]" + '["k"]' * 23,)
