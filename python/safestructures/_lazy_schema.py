@@ -30,7 +30,8 @@ def path_text(path: Iterable[Any]) -> str:
     first, last = _core.path_cut(len(parts))
     if first == last:
         return "$" + "".join(map(_path_part, parts))
-    return "$" + "".join(map(_path_part, parts[:first])) + f"[... {last - first} more ...]" + "".join(map(_path_part, parts[last:]))
+    middle = f"[... {last - first} more ...]"
+    return "$" + "".join(map(_path_part, parts[:first])) + middle + "".join(map(_path_part, parts[last:]))
 
 
 def _path_part(p: Any) -> str:
