@@ -22,15 +22,25 @@ inline void append_field_part(std::string& out, std::string_view field) {
   append_shown_field(out, field);
 }
 
+// Where a deep path is cut when shown: parts [first, last) stand as one "... N more ..." part. A path of 24 parts or
+// fewer is shown whole (first == last). Messages, and descriptions naming a first place (`same_as`), share the rule:
+// a path 1,000 levels deep is never written whole, however many times it is named.
+struct PathCut {
+  std::size_t first = 0;
+  std::size_t last = 0;
+};
+inline PathCut path_cut(std::size_t count) { return count > 24 ? PathCut{10, count - 10} : PathCut{}; }
+
 // "$" followed by the `count` parts of a path, render(out, k) appending part k; a deep path keeps its two ends and
-// only counts its middle, so a message about level 100,000 stays readable.
+// only counts its middle (path_cut), so a message about level 100,000 stays readable.
 template <class Render>
 std::string render_path(std::size_t count, Render render) {
+  const PathCut cut = path_cut(count);
   std::string out = "$";
   for (std::size_t k = 0; k < count; ++k) {
-    if (count > 24 && k == 10) {
-      out += "[... " + std::to_string(count - 20) + " more ...]";
-      k = count - 10;
+    if (k == cut.first && cut.first != cut.last) {
+      out += "[... " + std::to_string(cut.last - cut.first) + " more ...]";
+      k = cut.last;
     }
     render(out, k);
   }

@@ -9,6 +9,7 @@ import math
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
+from . import _core
 from ._errors import InvalidFileError, SafestructuresError, quote, shown
 from ._format import DTYPE_NUMPY_NAMES, FIELD, TAG, TENSOR_TAGS
 
@@ -23,9 +24,18 @@ _JSON_CONTAINERS = ("array", "object")
 
 def path_text(path: Iterable[Any]) -> str:
     """A path as error messages write it: ``$["model"]["layers"][0]``, other keys by their bounded repr (``$[1.5]``;
-    an int too long to write in decimal by its size)."""
-    return "$" + "".join(f"[{quote(p) if isinstance(p, str) else _json_scalar(p) if type(p) is int else shown(p)}]"
-                         for p in path)
+    an int too long to write in decimal by its size); a deep one cut as the core cuts its messages' paths
+    (``_core.path_cut``: ``$[0][0]...[... 970 more ...][0]``), or a message 1,000 levels deep would run to megabytes."""
+    parts = list(path)
+    first, last = _core.path_cut(len(parts))
+    if first == last:
+        return "$" + "".join(map(_path_part, parts))
+    middle = f"[... {last - first} more ...]"
+    return "$" + "".join(map(_path_part, parts[:first])) + middle + "".join(map(_path_part, parts[last:]))
+
+
+def _path_part(p: Any) -> str:
+    return f"[{quote(p) if isinstance(p, str) else _json_scalar(p) if type(p) is int else shown(p)}]"
 
 
 def located(error: SafestructuresError, path: Iterable[Any], prefix: str) -> SafestructuresError:
@@ -204,8 +214,14 @@ class _Link:
 
 
 def _dotted(path: Iterable[Any]) -> str:
-    """A path as tensor names write it: ``model.layers.0`` (each key as :func:`_key_text` writes it)."""
-    return ".".join(map(_key_text, path))
+    """A path as tensor names write it: ``model.layers.0`` (each key as :func:`_key_text` writes it); a deep one cut as
+    the core's messages cut it (``_core.path_cut``: ``a.0.0 ... 970 more ... 0.0``), since a description names a
+    first place once per node met again: written whole each time, a path 1,000 levels deep would make a 550 KB file
+    print 1.2 GB."""
+    parts = list(path)
+    first, last = _core.path_cut(len(parts))
+    shown_parts = [*map(_key_text, parts[:first]), f"... {last - first} more ...", *map(_key_text, parts[last:])]
+    return ".".join(shown_parts if first != last else map(_key_text, parts))
 
 
 def _same_as(seen: dict[Any, _Link | tuple[Any, ...] | str], key: Any) -> str:

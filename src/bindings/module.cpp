@@ -14,6 +14,7 @@
 #include "bindings.hpp"
 #include "hooks.hpp"
 #include "safestructures/format.hpp"
+#include "safestructures/path_text.hpp"
 #include "safestructures/reader.hpp"
 #include "safestructures/structure.hpp"
 #include "safestructures/tree_reader.hpp"
@@ -453,6 +454,15 @@ NB_MODULE(_core, m) {
       "name"_a,
       "A tensor name or key quoted for an error message, as the core quotes it: JSON-escaped, controls and invisible "
       "or reordering characters as \\uXXXX, cut past 200 bytes.");
+  m.def(
+      "path_cut",
+      [](std::size_t count) {
+        const PathCut cut = path_cut(count);
+        return std::make_pair(cut.first, cut.last);
+      },
+      "count"_a,
+      "(first, last): the parts [first, last) of a path of `count` parts that a shown path counts instead of "
+      "writing (first == last: none), as the core's messages cut deep paths.");
   m.def(
       "view_reach_problem",
       [](std::uint64_t offset, const std::vector<std::uint64_t>& shape, const std::vector<std::int64_t>& stride, std::uint64_t size) {

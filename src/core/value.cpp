@@ -6,7 +6,9 @@
 #include <cmath>
 #include <cstring>
 #include <optional>
+#include <set>
 #include <unordered_map>
+#include <utility>
 
 #include "safestructures/codec.hpp"
 #include "safestructures/error.hpp"
@@ -41,8 +43,10 @@ const Value::Impl& impl_of(const Value& value) { return *value.impl_; }
 namespace {
 
 // A tuple can be made to hold itself (through tuples only, nothing Python could build): the recursive helpers below
-// stop before the stack runs out rather than crash.
-bool is_hashable(const Value::Impl& v) {
+// stop before the stack runs out rather than crash. A tuple may also hold another many times (a file's shared tuples,
+// copied by a reader of the C++ API, can double at each level: 40 levels of 2.6 KB hold 2^40 items), so the walks
+// over a key's tuples visit each tuple once.
+bool is_hashable(const Value::Impl& v, std::unordered_map<const Value::Impl*, bool>& checked) {
   if (stack_nearly_exhausted()) return false;
   switch (v.kind) {
     case Kind::Null:
@@ -52,10 +56,21 @@ bool is_hashable(const Value::Impl& v) {
     case Kind::Float:
     case Kind::String:
     case Kind::Bytes: return true;
-    case Kind::Tuple:
-      return std::all_of(v.items.begin(), v.items.end(), [](const Value& item) { return is_hashable(impl_of(item)); });
+    case Kind::Tuple: {
+      // Met before: hashable once its walk has ended; inside itself, not (no Python tuple holds itself).
+      const auto [it, first] = checked.try_emplace(&v, false);
+      if (!first) return it->second;
+      const bool hashable = std::all_of(v.items.begin(), v.items.end(), [&](const Value& item) { return is_hashable(impl_of(item), checked); });
+      checked[&v] = hashable;
+      return hashable;
+    }
     default: return false;
   }
+}
+
+bool is_hashable(const Value::Impl& v) {
+  std::unordered_map<const Value::Impl*, bool> checked;
+  return is_hashable(v, checked);
 }
 
 bool is_number(Kind kind) { return kind == Kind::Bool || kind == Kind::Int || kind == Kind::Float; }
@@ -81,8 +96,9 @@ std::string whole_number_hex(double d) {
   return (d < 0 ? "-0x" : "0x") + std::string(digits, end) + std::string(zeros, '0');
 }
 
-// Python's == for hashable values, so that dict keys Python would merge are one key here too.
-bool python_equal(const Value::Impl& a, const Value::Impl& b) {
+// Python's == for hashable values, so that dict keys Python would merge are one key here too. `equal` holds the pairs
+// of tuples found equal so far: each pair is compared once, however many times the two keys hold it.
+bool python_equal(const Value::Impl& a, const Value::Impl& b, std::set<std::pair<const Value::Impl*, const Value::Impl*>>& equal) {
   if (&a == &b) return true;
   if (stack_nearly_exhausted()) return false;
   if (is_number(a.kind) && is_number(b.kind)) {
@@ -102,12 +118,21 @@ bool python_equal(const Value::Impl& a, const Value::Impl& b) {
     case Kind::BigInt:
     case Kind::String: return a.text == b.text;
     case Kind::Bytes: return a.bytes == b.bytes;
-    case Kind::Tuple:
-      return a.items.size() == b.items.size() && std::equal(a.items.begin(), a.items.end(), b.items.begin(), [](const Value& x, const Value& y) {
-               return python_equal(impl_of(x), impl_of(y));
-             });
+    case Kind::Tuple: {
+      if (equal.contains({&a, &b})) return true;
+      const bool same = a.items.size() == b.items.size() && std::equal(a.items.begin(), a.items.end(), b.items.begin(), [&](const Value& x, const Value& y) {
+                          return python_equal(impl_of(x), impl_of(y), equal);
+                        });
+      if (same) equal.insert({&a, &b});
+      return same;
+    }
     default: return false;
   }
+}
+
+bool python_equal(const Value::Impl& a, const Value::Impl& b) {
+  std::set<std::pair<const Value::Impl*, const Value::Impl*>> equal;
+  return python_equal(a, b, equal);
 }
 
 // ---- Python's str() and repr() of keys, for tensor names and error paths

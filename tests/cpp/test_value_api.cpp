@@ -258,6 +258,31 @@ TEST(ValueApi, BadTreesNameThePath) {
   EXPECT_TRUE(fails_with([] { Value("s").clear(); }, ErrorCode::WrongKind));
 }
 
+// Case 123 (docs/security.md): a tuple holding the tuple below it twice, 40 levels (what a reader of the C++ API copies
+// from 2.6 KB of a file's shared tuples), stands for 2^40 items: checking it as a key, or comparing it with an equal
+// key, walked every one of them (hours). Each tuple, or pair of tuples, is now visited once.
+static Value doubling_tuple(int levels, Value leaf) {
+  Value node = Value::tuple({leaf, 2});
+  for (int k = 1; k < levels; ++k) node = Value::tuple({node, node});
+  return node;
+}
+
+TEST(ValueApi, SharedTuplesInAKeyAreVisitedOnce) {
+  Value d = Value::dict();
+  d.set(doubling_tuple(40, 1), 1);
+  d.set(doubling_tuple(40, 1), 2);  // equal to the first, though no tuple of it is the first's: one key
+  d.set(doubling_tuple(40, 3), 3);  // differs at its deepest item
+  EXPECT_EQ(d.size(), 2u);
+  EXPECT_NO_THROW(save_bytes(Value::list({d})));
+  EXPECT_TRUE(fails_with([] { Value::dict().set(doubling_tuple(40, Value::list()), 1); }, ErrorCode::InvalidArgument, {"hashable"}));
+  // The legitimate twin: a tuple key that holds one tuple twice is a key, and Python's 1 == 1.0 still merges keys.
+  Value pair = Value::tuple({1, 2});
+  Value e = Value::dict();
+  e.set(Value::tuple({pair, pair}), 1);
+  e.set(Value::tuple({Value::tuple({1.0, 2}), Value::tuple({1, 2.0})}), 2);
+  EXPECT_EQ(e.size(), 1u);
+}
+
 TEST(ValueApi, SaveFileWritesTheSameBytesAtomically) {
   const auto dir = test::test_dir();
   Value root = Value::dict();

@@ -630,3 +630,15 @@ def objects_dropping_a_field(type_name: str, count: int, key: str = "f") -> byte
     per object (each warning naming its path) that the class no longer declares it."""
     return file_bytes({key: [{"$": "dataclass", "type": type_name, "fields": {"x": 1, "gone": 2}} for _ in range(count)]})
 
+
+
+# --- 121. a shared list named from many places, first met a thousand levels deep ---------------------------------------
+
+def shared_under_a_deep_path(depth: int, refs: int, key: str = "k" * 60) -> bytes:
+    """A list whose first item is dicts nested ``depth`` levels (each under ``key``) ending in a shared empty list,
+    followed by ``refs`` references to that list: a description names its first place at each reference."""
+    deep = ('{"' + key + '":') * depth + '{"$":"list","#":1,"items":[]}' + "}" * depth
+    root = '{"$":"list","items":[' + ",".join([deep] + ['{"$":"ref","#":1}'] * refs) + "]}"
+    schema = '{"format":"safestructures","version":2,"root":' + root + "}"
+    text = json.dumps({"__metadata__": {SCHEMA_KEY: schema}}, separators=(",", ":")).encode()
+    return struct.pack("<Q", len(text) + -len(text) % 8) + text + b" " * (-len(text) % 8)
