@@ -28,8 +28,11 @@ struct Value::Impl {
   std::vector<std::byte> bytes{};
   std::vector<Value> items{};
   std::vector<std::pair<Value, Value>> entries{};
-  // Dict: entry index of each string key, so that set() stays constant-time for them.
+  // Dict: entry index of each string key, and of each other key but tuples by its scalar_key_text, so that set()
+  // stays constant-time for them; the entry indices of tuple keys, which set() compares with python_equal.
   std::unordered_map<std::string, std::size_t, SeededStringHash, std::equal_to<>> string_keys{};
+  std::unordered_map<std::string, std::size_t, SeededStringHash, std::equal_to<>> scalar_keys{};
+  std::vector<std::size_t> tuple_keys{};
   // Tensor.
   Dtype dtype = Dtype::U8;
   std::vector<std::uint64_t> shape{};
@@ -133,6 +136,36 @@ bool python_equal(const Value::Impl& a, const Value::Impl& b, std::set<std::pair
 bool python_equal(const Value::Impl& a, const Value::Impl& b) {
   std::set<std::pair<const Value::Impl*, const Value::Impl*>> equal;
   return python_equal(a, b, equal);
+}
+
+// An int's text as Value::big_int normalizes it, and whole_number_hex writes a whole double: "0x1f", "-0x1f".
+std::string int_hex(std::int64_t i) {
+  const std::uint64_t magnitude = i < 0 ? 0 - static_cast<std::uint64_t>(i) : static_cast<std::uint64_t>(i);
+  char digits[16];
+  char* end = std::to_chars(digits, digits + sizeof digits, magnitude, 16).ptr;
+  return (i < 0 ? "-0x" : "0x") + std::string(digits, end);
+}
+
+// A text equal for two hashable keys other than strings and tuples exactly when python_equal says they are equal
+// (True, 1 and 1.0 one text; 2**64 and 2.0**64 one text), so that a dict of many such keys is not compared key by
+// key: every whole number, whatever its kind, is its normalized hex; a NaN, equal only to itself, its address.
+std::string scalar_key_text(const Value::Impl& k) {
+  switch (k.kind) {
+    case Kind::Null: return "n";
+    case Kind::Bool: return int_hex(k.boolean);
+    case Kind::Int: return int_hex(k.integer);
+    case Kind::BigInt: return k.text;
+    case Kind::Float: {
+      std::string whole = whole_number_hex(k.number);
+      if (!whole.empty()) return whole;
+      if (std::isnan(k.number)) {
+        const Value::Impl* address = &k;
+        return "p" + std::string(reinterpret_cast<const char*>(&address), sizeof address);
+      }
+      return "f" + std::string(reinterpret_cast<const char*>(&k.number), sizeof k.number);
+    }
+    default: return "b" + std::string(reinterpret_cast<const char*>(k.bytes.data()), k.bytes.size());  // Bytes
+  }
 }
 
 // ---- Python's str() and repr() of keys, for tensor names and error paths
@@ -490,14 +523,21 @@ Value& Value::set(Value key, Value value) {
       entries[it->second].second = std::move(value);
       return *this;
     }
+  } else if (k.kind != Kind::Tuple) {
+    const auto [it, inserted] = impl_->scalar_keys.try_emplace(scalar_key_text(k), entries.size());
+    if (!inserted) {
+      entries[it->second].second = std::move(value);  // Python keeps the first key and the last value.
+      return *this;
+    }
   } else {
-    for (auto& entry : entries) {
-      if (impl_of(entry.first).kind != Kind::String && python_equal(impl_of(entry.first), k)) {
-        // Python keeps the first key and the last value.
-        entry.second = std::move(value);
+    // Tuples are compared as they are now: one may have been appended to since it was set.
+    for (const std::size_t at : impl_->tuple_keys) {
+      if (python_equal(impl_of(entries[at].first), k)) {
+        entries[at].second = std::move(value);
         return *this;
       }
     }
+    impl_->tuple_keys.push_back(entries.size());
   }
   entries.emplace_back(std::move(key), std::move(value));
   return *this;
@@ -510,6 +550,8 @@ void Value::clear() {
   impl_->items.clear();
   impl_->entries.clear();
   impl_->string_keys.clear();
+  impl_->scalar_keys.clear();
+  impl_->tuple_keys.clear();
 }
 
 // ---- Saving

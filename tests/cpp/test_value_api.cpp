@@ -283,6 +283,48 @@ TEST(ValueApi, SharedTuplesInAKeyAreVisitedOnce) {
   EXPECT_EQ(e.size(), 1u);
 }
 
+TEST(ValueApi, ManyKeysOtherThanStringsAreLookedUpNotCompared) {
+  // A dict of 200,000 int keys (a copy of a file's, or built here) sets each key in constant time, where comparing it
+  // with every earlier key took minutes; keys Python holds equal still merge, and only they.
+  Value d = Value::dict();
+  for (std::int64_t i = 0; i < 200'000; ++i) d.set(i * 351061, i);
+  EXPECT_EQ(d.size(), 200'000u);
+  d.set(0.0, "zero").set(-0.0, "minus zero").set(true, "one").set(static_cast<double>(351061 * 2), "two");
+  d.set(INT64_MIN, "min").set(-0x1p63, "min as a float").set(0.5, "half").set(0.5, "half again");
+  const double nan = std::nan("");
+  Value a_nan = Value(nan);
+  d.set(a_nan, "nan").set(a_nan, "the same nan").set(nan, "another nan");
+  d.set(Value::bytes(test::to_bytes("k")), "bytes").set("k", "str").set(nullptr, "none").set(nullptr, "none again");
+  EXPECT_EQ(d.size(), 200'000u + 8u);  // True, INT64_MIN, 0.5, two NaNs, bytes, str, None
+  const TreeNode back = File::from_bytes(save_bytes(d)).root();
+  const std::vector<Entry> entries = back.entries();
+  ASSERT_EQ(entries.size(), 200'008u);
+  EXPECT_EQ(entries[0].key.as_int(), 0);
+  EXPECT_EQ(entries[0].value.as_string(), "minus zero");
+  EXPECT_EQ(entries[1].value.as_int(), 1);
+  EXPECT_EQ(entries[2].value.as_string(), "two");
+  EXPECT_TRUE(entries[200'000].key.as_bool());
+  EXPECT_EQ(entries[200'000].value.as_string(), "one");
+  EXPECT_EQ(entries[200'001].key.as_int(), INT64_MIN);
+  EXPECT_EQ(entries[200'001].value.as_string(), "min as a float");
+  EXPECT_EQ(entries[200'002].value.as_string(), "half again");
+  EXPECT_EQ(entries[200'003].value.as_string(), "the same nan");
+  EXPECT_EQ(entries[200'004].value.as_string(), "another nan");
+  EXPECT_EQ(entries[200'005].value.as_string(), "bytes");
+  EXPECT_EQ(entries[200'006].value.as_string(), "str");
+  EXPECT_EQ(entries[200'007].value.as_string(), "none again");
+  d.clear();
+  d.set(1, "a").set(1.0, "b");
+  EXPECT_EQ(d.size(), 1u);
+  // A tuple key appended to after it was set is compared as it is now.
+  Value t = Value::tuple({1});
+  Value e = Value::dict();
+  e.set(t, "t");
+  t.append(2);
+  e.set(Value::tuple({1, 2}), "equal now").set(Value::tuple({1}), "equal before");
+  EXPECT_EQ(e.size(), 2u);
+}
+
 TEST(ValueApi, SaveFileWritesTheSameBytesAtomically) {
   const auto dir = test::test_dir();
   Value root = Value::dict();
