@@ -19,8 +19,9 @@ _MISSING: Any = dataclasses.MISSING
 # __warningregistry__), and the paths a file holds make each text distinct.
 _MAX_WARNINGS = 20
 _WARNED = "dropped_fields_warned"
-#: The context's path of the node a load starts from, where that is not the root (a lazy node's load): the loader's
-#: "where" gives paths from that node (``$[0]``), which the warnings name after it (``$["model"]["layers"][0]``).
+#: The context's function giving the path of the node a load starts from, where that is not the root (a lazy node's
+#: load): the loader's "where" gives paths from that node (``$[0]``), which the warnings name after it
+#: (``$["model"]["layers"][0]``). A function, since most loads never warn and never need the path's text.
 WHERE_BASE = "where_base"
 
 
@@ -31,7 +32,7 @@ def _where(context: Mapping[str, Any]) -> str:
     if callable(where):
         try:
             text, base = where(), context.get(WHERE_BASE)
-            return f"at {base + text[1:] if type(base) is str else text}: "
+            return f"at {base() + text[1:] if callable(base) else text}: "
         except Exception:  # a path is a courtesy: never a reason for the load to fail
             return ""
     return ""

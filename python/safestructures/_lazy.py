@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from typing import IO, Any
@@ -206,7 +207,7 @@ class Node:
         file = self._file
         context = file._context(framework, device)
         if self._path:
-            context[WHERE_BASE] = path_text(self._path)
+            context[WHERE_BASE] = functools.partial(path_text, self._path)
         if verify and file._unverified_index is not None:
             verify_index(file._unverified_index, file._document())
             file._unverified_index = None
