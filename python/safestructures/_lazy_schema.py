@@ -26,16 +26,21 @@ def path_text(path: Iterable[Any]) -> str:
     """A path as error messages write it: ``$["model"]["layers"][0]``, other keys by their bounded repr (``$[1.5]``;
     an int too long to write in decimal by its size); a deep one cut as the core cuts its messages' paths
     (``_core.path_cut``: ``$[0][0]...[... 970 more ...][0]``), or a message 1,000 levels deep would run to megabytes."""
-    parts = list(path)
-    first, last = _core.path_cut(len(parts))
-    if first == last:
-        return "$" + "".join(map(_path_part, parts))
-    middle = f"[... {last - first} more ...]"
-    return "$" + "".join(map(_path_part, parts[:first])) + middle + "".join(map(_path_part, parts[last:]))
+    return "$" + "".join(_cut(path, _path_part, "[... {} more ...]"))
 
 
 def _path_part(p: Any) -> str:
     return f"[{quote(p) if isinstance(p, str) else _json_scalar(p) if type(p) is int else shown(p)}]"
+
+
+def _cut(path: Iterable[Any], show: Callable[[Any], str], more: str) -> list[str]:
+    """Each part of ``path`` as ``show`` writes it, the middle of a deep path (``_core.path_cut``) as one part,
+    ``more`` with its count of parts."""
+    parts = list(path)
+    first, last = _core.path_cut(len(parts))
+    if first == last:
+        return list(map(show, parts))
+    return [*map(show, parts[:first]), more.format(last - first), *map(show, parts[last:])]
 
 
 def located(error: SafestructuresError, path: Iterable[Any], prefix: str) -> SafestructuresError:
@@ -218,10 +223,7 @@ def _dotted(path: Iterable[Any]) -> str:
     the core's messages cut it (``_core.path_cut``: ``a.0.0 ... 970 more ... 0.0``), since a description names a
     first place once per node met again: written whole each time, a path 1,000 levels deep would make a 550 KB file
     print 1.2 GB."""
-    parts = list(path)
-    first, last = _core.path_cut(len(parts))
-    shown_parts = [*map(_key_text, parts[:first]), f"... {last - first} more ...", *map(_key_text, parts[last:])]
-    return ".".join(shown_parts if first != last else map(_key_text, parts))
+    return ".".join(_cut(path, _key_text, "... {} more ..."))
 
 
 def _same_as(seen: dict[Any, _Link | tuple[Any, ...] | str], key: Any) -> str:
