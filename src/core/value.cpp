@@ -78,6 +78,13 @@ bool is_hashable(const Value::Impl& v) {
 
 bool is_number(Kind kind) { return kind == Kind::Bool || kind == Kind::Int || kind == Kind::Float; }
 
+// A whole number's text as Value::big_int normalizes it: "0x1f", "-0x1f", `zeros` hex zeros after `magnitude`'s digits.
+std::string hex_text(bool negative, std::uint64_t magnitude, std::size_t zeros = 0) {
+  char digits[16];
+  char* end = std::to_chars(digits, digits + sizeof digits, magnitude, 16).ptr;
+  return (negative ? "-0x" : "0x") + std::string(digits, end) + std::string(zeros, '0');
+}
+
 // The exact text of a double that holds a whole number as Value::big_int normalizes it ("0x1f", "-0x1f"), or "" for
 // one that does not (a fraction, an infinity, NaN): Python's 2**64 == 2.0**64, so the two are one dict key.
 std::string whole_number_hex(double d) {
@@ -94,9 +101,7 @@ std::string whole_number_hex(double d) {
     mantissa = static_cast<std::uint64_t>(std::ldexp(fraction, 53)) << (shift % 4);
     zeros = static_cast<std::size_t>(shift / 4);
   }
-  char digits[16];
-  char* end = std::to_chars(digits, digits + sizeof digits, mantissa, 16).ptr;
-  return (d < 0 ? "-0x" : "0x") + std::string(digits, end) + std::string(zeros, '0');
+  return hex_text(d < 0, mantissa, zeros);
 }
 
 // Python's == for hashable values, so that dict keys Python would merge are one key here too. `equal` holds the pairs
@@ -138,12 +143,9 @@ bool python_equal(const Value::Impl& a, const Value::Impl& b) {
   return python_equal(a, b, equal);
 }
 
-// An int's text as Value::big_int normalizes it, and whole_number_hex writes a whole double: "0x1f", "-0x1f".
+// An int's text as whole_number_hex writes a whole double of its value.
 std::string int_hex(std::int64_t i) {
-  const std::uint64_t magnitude = i < 0 ? 0 - static_cast<std::uint64_t>(i) : static_cast<std::uint64_t>(i);
-  char digits[16];
-  char* end = std::to_chars(digits, digits + sizeof digits, magnitude, 16).ptr;
-  return (i < 0 ? "-0x" : "0x") + std::string(digits, end);
+  return hex_text(i < 0, i < 0 ? 0 - static_cast<std::uint64_t>(i) : static_cast<std::uint64_t>(i));
 }
 
 // A text equal for two hashable keys other than strings and tuples exactly when python_equal says they are equal
@@ -419,9 +421,7 @@ Value Value::from_signed(std::int64_t value) { return of({.kind = Kind::Int, .in
 
 Value Value::from_unsigned(std::uint64_t value) {
   if (value <= static_cast<std::uint64_t>(INT64_MAX)) return from_signed(static_cast<std::int64_t>(value));
-  char digits[16];
-  char* end = std::to_chars(digits, digits + sizeof digits, value, 16).ptr;
-  return big_int("0x" + std::string(digits, end));
+  return big_int(hex_text(false, value));
 }
 
 Value Value::big_int(std::string_view hex) {
